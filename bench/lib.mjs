@@ -1,0 +1,115 @@
+// Shared helpers for the benchmarks: free ports, child servers, trace-based events, tables.
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+export const TALLY_BIN = `${ROOT}packages/cli/bin/tally.js`;
+export const SHARED = `${ROOT}../shared`;
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+/** Starts a node process and resolves once its stdout has printed `ready` (a regexp). */
+export function startProcess(args, { env = {}, ready = /listening/, timeoutMs = 20_000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`not ready in ${timeoutMs} ms: ${out}`)), timeoutMs);
+    const onData = (d) => {
+      out += d;
+      if (ready.test(out)) {
+        clearTimeout(timer);
+        resolve({ child, output: () => out });
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', (d) => {
+      out += d;
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`exited with ${code}: ${out}`));
+    });
+  });
+}
+
+export function stop(child, signal = 'SIGTERM') {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.kill(signal);
+  });
+}
+
+/** Rows of the Azure LLM inference trace (CC-BY-4.0, Patel et al., Splitwise, ISCA 2024). */
+export function azureTrace() {
+  const file = `${SHARED}/data/traces/azure-llm-2023/AzureLLMInferenceTrace_conv.csv`;
+  if (!existsSync(file)) return [{ t: Date.UTC(2023, 10, 16, 18), input: 1000, output: 100 }];
+  const lines = readFileSync(file, 'utf8').trim().split('\n').slice(1);
+  return lines.map((l) => {
+    const [ts, ctx, gen] = l.split(',');
+    return {
+      t: Date.parse(`${ts.slice(0, 23).replace(' ', 'T')}Z`),
+      input: Number(ctx),
+      output: Number(gen),
+    };
+  });
+}
+
+const PROJECTS = ['support', 'sales', 'search', 'code-review', 'marketing'];
+const MODELS = [
+  ['openai', 'openai-chat', 'gpt-4o'],
+  ['openai', 'openai-chat', 'gpt-4o-mini'],
+  ['anthropic', 'anthropic-messages', 'claude-sonnet-4-5'],
+  ['google', 'gemini', 'gemini-2.5-flash'],
+];
+
+/** An llm.call event built from trace row i, with a unique id. */
+export function traceEvent(rows, i, prefix = 'e') {
+  const r = rows[i % rows.length];
+  const [provider, api, model] = MODELS[i % MODELS.length];
+  const usage =
+    api === 'anthropic-messages'
+      ? { input_tokens: r.input, output_tokens: r.output }
+      : api === 'gemini'
+        ? { promptTokenCount: r.input, candidatesTokenCount: r.output }
+        : { prompt_tokens: r.input, completion_tokens: r.output };
+  return {
+    id: `${prefix}-${i}`,
+    type: 'llm.call',
+    time: new Date(r.t).toISOString(),
+    project: PROJECTS[i % PROJECTS.length],
+    team: `team-${i % 7}`,
+    user: `u-${i % 101}`,
+    provider,
+    api,
+    model,
+    usage,
+    latency_ms: 200 + (i % 900),
+    status: 'ok',
+  };
+}
+
+export function machine() {
+  return `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+}
+
+export function table(headers, rows) {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+  const line = (cells) => `| ${cells.map((c, i) => String(c).padEnd(widths[i])).join(' | ')} |`;
+  return [line(headers), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n');
+}

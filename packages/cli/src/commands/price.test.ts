@@ -1,0 +1,92 @@
+import { spawn } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { TALLY_BIN } from '../testing/spawn-server.js';
+
+function runPrice(
+  input: string,
+  args: string[] = [],
+): Promise<{ lines: Record<string, unknown>[]; code: number | null }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [TALLY_BIN, 'price', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    child.stderr.on('data', (d) => {
+      err += d;
+    });
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (err) reject(new Error(err));
+      resolve({
+        lines: out
+          .trim()
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l)),
+        code,
+      });
+    });
+    child.stdin.end(input);
+  });
+}
+
+describe('tally price', () => {
+  it('answers one line per input line: priced, unpriced and error, and goes on after a bad line', async () => {
+    const input = [
+      JSON.stringify({
+        provider: 'anthropic',
+        api: 'anthropic-messages',
+        model: 'claude-sonnet-4-5-20250929',
+        usage: {
+          input_tokens: 2743,
+          cache_read_input_tokens: 0,
+          cache_creation_input_tokens: 0,
+          output_tokens: 4,
+        },
+      }),
+      '{not json',
+      JSON.stringify({
+        provider: 'openai',
+        api: 'openai-chat',
+        model: 'gpt-unknown',
+        usage: { prompt_tokens: 3 },
+      }),
+      JSON.stringify({ provider: 'openai', model: 'gpt-4o' }),
+      JSON.stringify({
+        provider: 'google',
+        api: 'gemini',
+        model: 'gemini-2.5-flash',
+        usage: { promptTokenCount: 1000, candidatesTokenCount: 100, thoughtsTokenCount: 400 },
+      }),
+    ].join('\n');
+    const { lines, code } = await runPrice(`${input}\n`);
+    expect(code).toBe(0);
+    expect(lines).toHaveLength(5);
+    expect(lines[0]).toMatchObject({
+      status: 'priced',
+      input_usd: '0.008229',
+      output_usd: '0.00006',
+      total_usd: '0.008289',
+      price_source: 'genai-prices:anthropic/claude-sonnet-4-5',
+    });
+    expect(lines[1]).toMatchObject({ status: 'error', error: { code: 'invalid_json' } });
+    expect(lines[2]).toMatchObject({ status: 'unpriced', reason: expect.stringContaining('gpt-unknown') });
+    expect(lines[3]).toMatchObject({ status: 'error', error: { code: 'invalid_request' } });
+    expect(lines[4]).toMatchObject({ status: 'priced', input_usd: '0.0003', output_usd: '0.00125' });
+  });
+
+  it('prices as of a given time', async () => {
+    const line = JSON.stringify({
+      provider: 'openai',
+      api: 'openai-chat',
+      model: 'o3',
+      usage: { prompt_tokens: 1_000_000 },
+    });
+    const old = await runPrice(line, ['--at', '2025-06-01T00:00:00Z']);
+    const now = await runPrice(line);
+    expect(old.lines[0]).toMatchObject({ input_usd: '10' });
+    expect(now.lines[0]).toMatchObject({ input_usd: '2' });
+  });
+});

@@ -1,0 +1,45 @@
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { freePort, spawnTally, stopProcess } from '../testing/spawn-server.js';
+
+describe('tally start', () => {
+  it('serves on --port, prints an admin key once, and the key works', async () => {
+    const dir = mkdtempSync(join(os.tmpdir(), 'tally-start-'));
+    const port = await freePort();
+    const env = { TALLY_DATA_DIR: dir, TALLY_LOG_LEVEL: 'warn' };
+    const first = await spawnTally(['start', '--port', String(port)], env, /Admin key[\s\S]*tk-admin-\S+\n/);
+    const key = /tk-admin-\S+/.exec(first.output())![0];
+    try {
+      const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+      expect(await health.json()).toMatchObject({ status: 'ok', store: 'duckdb' });
+      const calls = await fetch(`http://127.0.0.1:${port}/v1/calls`, {
+        headers: { authorization: `Bearer ${key}` },
+      });
+      expect(calls.status).toBe(200);
+    } finally {
+      await stopProcess(first.child);
+    }
+    const second = await spawnTally(['start', '--port', String(port)], env);
+    try {
+      await new Promise((r) => setTimeout(r, 100));
+      expect(second.output()).not.toMatch(/Admin key/);
+      const calls = await fetch(`http://127.0.0.1:${port}/v1/calls`, {
+        headers: { authorization: `Bearer ${key}` },
+      });
+      expect(calls.status).toBe(200);
+    } finally {
+      await stopProcess(second.child);
+    }
+  });
+
+  it('prints a bad config as a code and a hint, without a stack trace', async () => {
+    const port = await freePort();
+    const run = spawnTally(['start', '--port', String(port)], { TALLY_ADMIN_KEY: 'short' }, /hint/);
+    const out = await run.then((s) => s.output()).catch((e: Error) => e.message);
+    expect(out).toMatch(/error \[config_invalid\]/);
+    expect(out).toMatch(/hint:/);
+    expect(out).not.toMatch(/at .*\.js:\d+/);
+  });
+});

@@ -1,0 +1,103 @@
+import { mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { systemClock } from '@tally/core';
+import { buildApp, generateKey, hashKey, type TallyConfig } from '@tally/server';
+import { createDuckDbStore, type Store } from '@tally/store';
+import type { Command } from 'commander';
+import { loadConfig } from '../load-config.js';
+import { loadPricer } from '../pricer.js';
+
+export interface RunningServer {
+  url: string;
+  adminKey: string | null;
+  close(): Promise<void>;
+}
+
+export async function openStore(config: TallyConfig, cwd: string): Promise<Store> {
+  const dataDir = resolve(cwd, config.data_dir);
+  const path = config.store.path ?? resolve(dataDir, 'tally.duckdb');
+  if (path !== ':memory:') mkdirSync(resolve(path, '..'), { recursive: true });
+  const store = await createDuckDbStore({ path });
+  await store.migrate();
+  return store;
+}
+
+/** Without TALLY_ADMIN_KEY, the first start makes an admin key, stores its hash, and returns the key
+ * so it can be printed once. Later starts find the stored hash and return null. */
+async function ensureAdminKey(store: Store, config: TallyConfig): Promise<string | null> {
+  if (config.admin_key) return null;
+  const keys = await store.listKeys(config.tenant);
+  if (keys.some((k) => k.role === 'admin' && k.revoked_at === null)) return null;
+  const key = generateKey('admin');
+  await store.createKey({
+    tenant: config.tenant,
+    id: 'admin',
+    hash: hashKey(key),
+    prefix: key.slice(0, 12),
+    role: 'admin',
+    project: null,
+    team: null,
+    user: null,
+    models: [],
+    rpm: null,
+    tpm: null,
+    budget_id: null,
+    created_at: systemClock.now(),
+    expires_at: null,
+    revoked_at: null,
+  });
+  return key;
+}
+
+export async function startServer(config: TallyConfig, cwd: string): Promise<RunningServer> {
+  const store = await openStore(config, cwd);
+  const adminKey = await ensureAdminKey(store, config);
+  const { price, version } = loadPricer(config);
+  const tally = await buildApp({ config, store, price, priceVersion: version });
+  const address = await tally.app.listen({ port: config.port, host: config.host });
+  return {
+    url: address,
+    adminKey,
+    async close() {
+      await tally.close();
+      await store.close();
+    },
+  };
+}
+
+export function registerStart(program: Command): void {
+  program
+    .command('start')
+    .description('run the Tally server (API, ingest) on the embedded store')
+    .option('-p, --port <port>', 'port to listen on (default 4000)')
+    .option('--host <host>', 'address to bind (default 127.0.0.1)')
+    .action(async (opts: { port?: string; host?: string }) => {
+      const global = program.opts<{ config?: string }>();
+      const overrides: Record<string, unknown> = {};
+      if (opts.port !== undefined) overrides['port'] = opts.port;
+      if (opts.host !== undefined) overrides['host'] = opts.host;
+      const config = loadConfig({
+        cwd: process.cwd(),
+        env: process.env,
+        ...(global.config ? { file: global.config } : {}),
+        overrides,
+      });
+      const server = await startServer(config, process.cwd());
+      process.stdout.write(`Tally is listening on ${server.url}\n`);
+      if (server.adminKey) {
+        process.stdout.write(
+          `\nAdmin key (shown once; store it now, or set TALLY_ADMIN_KEY):\n  ${server.adminKey}\n\n`,
+        );
+      }
+      await new Promise<void>((done) => {
+        let closing = false;
+        const stop = () => {
+          if (closing) return;
+          closing = true;
+          server.close().then(done, done);
+        };
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+    });
+}

@@ -1,0 +1,53 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from './load-config.js';
+
+const tmp = () => mkdtempSync(join(os.tmpdir(), 'tally-cfg-'));
+
+describe('loadConfig', () => {
+  it('has defaults: port 4000, DuckDB in .tally', () => {
+    const c = loadConfig({ cwd: tmp(), env: {} });
+    expect(c).toMatchObject({ port: 4000, data_dir: '.tally', store: { kind: 'duckdb' }, source: null });
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it('reads yaml, then TALLY_* env, then flags', () => {
+    const dir = tmp();
+    writeFileSync(
+      join(dir, 'tally.config.yaml'),
+      'port: 5000\ntenant: acme\npricing:\n  azure_deployments: { prod: gpt-4o }\n',
+    );
+    const c = loadConfig({ cwd: dir, env: { TALLY_PORT: '6000', TALLY_LOG_LEVEL: 'warn' } });
+    expect(c).toMatchObject({
+      port: 6000,
+      tenant: 'acme',
+      log_level: 'warn',
+      pricing: { azure_deployments: { prod: 'gpt-4o' } },
+    });
+    expect(loadConfig({ cwd: dir, env: { TALLY_PORT: '6000' }, overrides: { port: '7000' } }).port).toBe(
+      7000,
+    );
+  });
+
+  it('reads json from --config', () => {
+    const dir = tmp();
+    writeFileSync(join(dir, 'x.json'), JSON.stringify({ host: '0.0.0.0' }));
+    expect(loadConfig({ cwd: dir, env: {}, file: 'x.json' }).host).toBe('0.0.0.0');
+  });
+
+  it('names the bad setting', () => {
+    const dir = tmp();
+    writeFileSync(join(dir, 'tally.config.json'), JSON.stringify({ port: 'many', colour: 'red' }));
+    expect(() => loadConfig({ cwd: dir, env: {} })).toThrow(/port.*|colour/);
+    try {
+      loadConfig({ cwd: dir, env: {} });
+    } catch (err) {
+      expect((err as { code: string }).code).toBe('config_invalid');
+    }
+    writeFileSync(join(dir, 'tally.config.json'), '{');
+    expect(() => loadConfig({ cwd: dir, env: {} })).toThrow(/not valid/);
+    expect(() => loadConfig({ cwd: tmp(), env: { TALLY_ADMIN_KEY: 'short' } })).toThrow(/admin_key/);
+  });
+});

@@ -1,0 +1,78 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { TallyError } from '@tally/core';
+import { configSchema, type TallyConfig } from '@tally/server';
+import { parse as parseYaml } from 'yaml';
+
+const FILES = ['tally.config.json', 'tally.config.yaml', 'tally.config.yml'];
+
+/** TALLY_* variables and the config keys they set. */
+const ENV: Record<string, (cfg: Record<string, unknown>, v: string) => void> = {
+  TALLY_PORT: (c, v) => {
+    c['port'] = v;
+  },
+  TALLY_HOST: (c, v) => {
+    c['host'] = v;
+  },
+  TALLY_DATA_DIR: (c, v) => {
+    c['data_dir'] = v;
+  },
+  TALLY_TENANT: (c, v) => {
+    c['tenant'] = v;
+  },
+  TALLY_ADMIN_KEY: (c, v) => {
+    c['admin_key'] = v;
+  },
+  TALLY_LOG_LEVEL: (c, v) => {
+    c['log_level'] = v;
+  },
+  TALLY_STORE_PATH: (c, v) => {
+    c['store'] = { ...(c['store'] as object | undefined), path: v };
+  },
+};
+
+export interface LoadConfigOptions {
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+  /** An explicit config file (--config); otherwise the first of FILES found in cwd. */
+  file?: string;
+  /** Flags that win over file and env (e.g. --port). */
+  overrides?: Record<string, unknown>;
+}
+
+/** Reads the config once: file, then TALLY_* env, then flags; validated by the server's schema and frozen. */
+export function loadConfig(opts: LoadConfigOptions): TallyConfig & { source: string | null } {
+  let raw: Record<string, unknown> = {};
+  const envFile = opts.env['TALLY_CONFIG'];
+  const file = opts.file ?? envFile ?? FILES.map((f) => resolve(opts.cwd, f)).find((f) => existsSync(f));
+  if (file) {
+    const path = resolve(opts.cwd, file);
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch {
+      throw new TallyError('config_invalid', `Cannot read the config file ${path}.`);
+    }
+    try {
+      const parsed: unknown = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+      if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) {
+        raw = parsed as Record<string, unknown>;
+      } else if (parsed !== null && parsed !== undefined) {
+        throw new Error('not an object');
+      }
+    } catch (err) {
+      throw new TallyError('config_invalid', `${path} is not valid: ${(err as Error).message}`);
+    }
+  }
+  for (const [name, apply] of Object.entries(ENV)) {
+    const v = opts.env[name];
+    if (v !== undefined && v !== '') apply(raw, v);
+  }
+  Object.assign(raw, opts.overrides ?? {});
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    const issues = result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+    throw new TallyError('config_invalid', `The configuration is not valid: ${issues}`);
+  }
+  return Object.freeze({ ...result.data, source: file ? resolve(opts.cwd, file) : null });
+}

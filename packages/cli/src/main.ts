@@ -1,0 +1,25 @@
+import { Command, CommanderError } from 'commander';
+import { registerPrice } from './commands/price.js';
+import { registerPrices } from './commands/prices.js';
+import { registerStart } from './commands/start.js';
+import { printError } from './errors.js';
+
+export async function main(argv: string[]): Promise<number> {
+  const debug = argv.includes('--debug');
+  const program = new Command('tally')
+    .description('Tally: what your AI costs and what it earns.')
+    .option('--debug', 'print stack traces')
+    .option('-c, --config <file>', 'config file (default: tally.config.json or .yaml)')
+    .exitOverride()
+    .showHelpAfterError();
+  registerStart(program);
+  registerPrice(program);
+  registerPrices(program);
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    return printError(err, debug);
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * The data model shared by every package (DESIGN.md, "The data model"). Times are epoch
+ * milliseconds; money is integer nano-USD as bigint.
+ */
+
+/** Normalised token counts, with the OTel GenAI meaning: cache reads and writes are part of
+ * `input`, reasoning and output audio are part of `output`. */
+export interface Tokens {
+  input: number;
+  output: number;
+  cache_read: number;
+  /** All cache writes (5 minute and 1 hour together). */
+  cache_write: number;
+  /** The part of `cache_write` written with a 1 hour lifetime. */
+  cache_write_1h: number;
+  reasoning: number;
+  input_audio: number;
+  output_audio: number;
+  /** Cache reads of audio tokens, part of both `cache_read` and `input_audio`. */
+  cache_audio_read: number;
+  /** Web or grounding searches, priced per search. */
+  web_searches: number;
+}
+
+export const ZERO_TOKENS: Readonly<Tokens> = Object.freeze({
+  input: 0,
+  output: 0,
+  cache_read: 0,
+  cache_write: 0,
+  cache_write_1h: 0,
+  reasoning: 0,
+  input_audio: 0,
+  output_audio: 0,
+  cache_audio_read: 0,
+  web_searches: 0,
+});
+
+export type PricingStatus = 'priced' | 'estimated' | 'unpriced';
+export type CallStatus = 'ok' | 'error';
+export type CacheStatus = 'miss' | 'exact' | 'semantic';
+
+export const API_FLAVOURS = [
+  'openai-chat',
+  'openai-responses',
+  'openai-embeddings',
+  'anthropic-messages',
+  'gemini',
+  'bedrock-converse',
+] as const;
+export type ApiFlavour = (typeof API_FLAVOURS)[number];
+
+export interface CallRecord {
+  id: string;
+  time: number;
+  tenant: string;
+  project: string | null;
+  team: string | null;
+  user: string | null;
+  use_case: string | null;
+  task_id: string | null;
+  key_id: string | null;
+  tags: Record<string, string>;
+  provider: string;
+  api: string;
+  model_requested: string;
+  model_served: string | null;
+  tokens: Tokens;
+  /** List cost in nano-USD; null when unpriced. */
+  cost_list_nano: bigint | null;
+  /** Effective (billed) cost in nano-USD; null when unpriced. */
+  cost_effective_nano: bigint | null;
+  pricing_status: PricingStatus;
+  price_version: string | null;
+  latency_ms: number | null;
+  ttft_ms: number | null;
+  status: CallStatus;
+  error_type: string | null;
+  cache: CacheStatus;
+  route_tier: string | null;
+  fallback_hops: number;
+  saved_nano: bigint;
+}
+
+export const TASK_EVENT_TYPES = [
+  'task.eligible',
+  'task.ai_used',
+  'task.completed',
+  'task.human',
+  'task.quality',
+  'task.opt_out',
+] as const;
+export type TaskEventType = (typeof TASK_EVENT_TYPES)[number];
+
+export type Arm = 'ai' | 'holdout';
+export type Outcome = 'success' | 'failure' | 'abandoned';
+export type HumanKind = 'review' | 'edit' | 'override' | 'escalation';
+
+/** One task event, flattened: the fields that do not apply to its type are null. */
+export interface TaskEventRecord {
+  id: string;
+  type: TaskEventType;
+  time: number;
+  tenant: string;
+  use_case: string;
+  task_id: string;
+  user: string | null;
+  team: string | null;
+  arm: Arm | null;
+  covariate: number | null;
+  call_ids: string[];
+  outcome: Outcome | null;
+  handling_seconds: number | null;
+  value_nano: bigint | null;
+  kind: HumanKind | null;
+  seconds: number | null;
+  pass: boolean | null;
+  score: number | null;
+  reviewer: string | null;
+  reason: string | null;
+}
+
+export type Stage = 'idea' | 'readiness' | 'pilot' | 'production' | 'scale';
+
+export const LEDGER_CATEGORIES = [
+  'infrastructure',
+  'data_engineering',
+  'monitoring_retraining',
+  'human_review_qa',
+  'security_compliance',
+  'change_management_training',
+  'licences',
+  'other',
+] as const;
+export type LedgerCategory = (typeof LEDGER_CATEGORIES)[number];
+
+export type BudgetScope = 'tenant' | 'project' | 'team' | 'user' | 'key';
+export type BudgetPeriod = 'day' | 'week' | 'month';
+export type BudgetAction = 'alert' | 'downgrade' | 'block';

@@ -1,0 +1,119 @@
+import { createHash } from 'node:crypto';
+import type { CatalogData, CatalogModel, CatalogProvider, PriceSet } from '../catalog-types.js';
+import { matches } from '../match.js';
+import { flatPrice } from './common.js';
+import { fromGenaiPrices } from './genai-prices.js';
+import { fromLangfuse, fromLiteLlm, fromPortkey, type SecondaryPrice } from './secondary.js';
+
+export interface CatalogSources {
+  genai: unknown;
+  litellm?: unknown;
+  portkey?: Record<string, unknown>;
+  langfuse?: unknown;
+  /** Snapshot labels for the record, e.g. { genai: '47df840 (2026-08-21)' }. */
+  snapshots?: Record<string, string>;
+  /** The newest source date, YYYY-MM-DD: the first part of the version. */
+  date: string;
+}
+
+export interface Disagreement {
+  provider: string;
+  model: string;
+  field: keyof PriceSet;
+  primary: string;
+  other: string;
+  source: SecondaryPrice['source'];
+  /** (other - primary) / primary, or null when primary is 0. */
+  relative: number | null;
+}
+
+export interface BuildResult {
+  catalog: CatalogData;
+  added: Record<SecondaryPrice['source'], number>;
+  disagreements: Disagreement[];
+}
+
+const COMPARED: (keyof PriceSet)[] = ['input_mtok', 'output_mtok', 'cache_read_mtok', 'cache_write_mtok'];
+
+function findModel(
+  providers: Map<string, CatalogProvider>,
+  p: CatalogProvider,
+  ref: string,
+): CatalogModel | null {
+  for (const m of p.models) if (matches(m.match, ref)) return m;
+  for (const fid of p.fallback_providers ?? []) {
+    const fp = providers.get(fid);
+    if (!fp) continue;
+    for (const m of fp.models) if (matches(m.match, ref)) return m;
+  }
+  return null;
+}
+
+function defaultPrices(m: CatalogModel): PriceSet {
+  return Array.isArray(m.prices) ? (m.prices[0]?.prices ?? {}) : m.prices;
+}
+
+/**
+ * Builds the catalog: genai-prices first; LiteLLM, then Portkey, then Langfuse add only the models
+ * (and batch rates) genai-prices lacks. Where two sources price the same model, the disagreement is
+ * recorded for `tally prices check`, and the primary price stands.
+ */
+export function buildCatalog(src: CatalogSources): BuildResult {
+  const providers = fromGenaiPrices(src.genai);
+  const byId = new Map(providers.map((p) => [p.id, p]));
+  const added = { litellm: 0, portkey: 0, langfuse: 0 };
+  const disagreements: Disagreement[] = [];
+  const secondary: SecondaryPrice[] = [
+    ...(src.litellm ? fromLiteLlm(src.litellm) : []),
+    ...(src.portkey ? fromPortkey(src.portkey) : []),
+    ...(src.langfuse ? fromLangfuse(src.langfuse) : []),
+  ];
+  const genaiIds = new Set(providers.map((p) => p.id));
+  for (const s of secondary) {
+    let p = byId.get(s.provider);
+    if (!p) {
+      p = { id: s.provider, name: s.provider, aliases: [], extractors: [], models: [] };
+      providers.push(p);
+      byId.set(p.id, p);
+    }
+    const existing = findModel(byId, p, s.model);
+    if (existing) {
+      if (existing.source === 'genai-prices') {
+        const prim = defaultPrices(existing);
+        for (const f of COMPARED) {
+          const a = flatPrice(prim[f]);
+          const b = flatPrice(s.prices[f]);
+          if (a === undefined || b === undefined || Number(a) === Number(b)) continue;
+          const rel = Number(a) === 0 ? null : (Number(b) - Number(a)) / Number(a);
+          disagreements.push({
+            provider: p.id,
+            model: existing.id,
+            field: f,
+            primary: a,
+            other: b,
+            source: s.source,
+            relative: rel,
+          });
+        }
+        if (s.batch && !existing.batch && genaiIds.has(p.id) && existing.id.toLowerCase() === s.model) {
+          existing.batch = s.batch;
+        }
+      }
+      continue;
+    }
+    const model: CatalogModel = {
+      id: s.model,
+      match: { equals: s.model },
+      prices: s.prices,
+      source: s.source,
+    };
+    if (s.batch) model.batch = s.batch;
+    if (s.context_window) model.context_window = s.context_window;
+    p.models.push(model);
+    added[s.source]++;
+  }
+  const body = JSON.stringify(providers);
+  const hash = createHash('sha256').update(body).digest('hex').slice(0, 8);
+  const sources = Object.entries(src.snapshots ?? {}).map(([name, snapshot]) => ({ name, snapshot }));
+  return { catalog: { version: `${src.date}.${hash}`, sources, providers }, added, disagreements };
+}

@@ -1,0 +1,157 @@
+import type { Price, PriceSet } from '../catalog-types.js';
+import { canonicalProvider, perTokenToMtok, timesPow10 } from './common.js';
+
+/** One model price from a secondary table, in catalog units. */
+export interface SecondaryPrice {
+  source: 'litellm' | 'portkey' | 'langfuse';
+  provider: string;
+  model: string;
+  prices: PriceSet;
+  batch?: PriceSet;
+  context_window?: number;
+}
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function tiered(base: string | undefined, entry: Obj, field: string): Price | undefined {
+  if (base === undefined) return undefined;
+  const tiers: { start: number; price: string }[] = [];
+  for (const [k, v] of Object.entries(entry)) {
+    const m = new RegExp(`^${field}_above_(\\d+)k_tokens$`).exec(k);
+    const p = m ? perTokenToMtok(v) : undefined;
+    if (m && p !== undefined) tiers.push({ start: Number(m[1]) * 1000, price: p });
+  }
+  return tiers.length ? { base, tiers: tiers.sort((a, b) => a.start - b.start) } : base;
+}
+
+/** LiteLLM's model_prices_and_context_window.json (USD per token). */
+export function fromLiteLlm(data: unknown): SecondaryPrice[] {
+  if (!isObj(data)) throw new Error('LiteLLM prices must be an object');
+  const out: SecondaryPrice[] = [];
+  for (const [key, e] of Object.entries(data)) {
+    if (key === 'sample_spec' || !isObj(e) || typeof e['litellm_provider'] !== 'string') continue;
+    const input = perTokenToMtok(e['input_cost_per_token']);
+    const output = perTokenToMtok(e['output_cost_per_token']);
+    if (input === undefined && output === undefined) continue;
+    const provider = canonicalProvider(e['litellm_provider']);
+    const slash = key.indexOf('/');
+    const model = (slash > 0 ? key.slice(slash + 1) : key).toLowerCase();
+    const prices: PriceSet = {};
+    const set = (k: keyof PriceSet, v: Price | undefined) => {
+      if (v !== undefined) prices[k] = v;
+    };
+    set('input_mtok', tiered(input ?? '0', e, 'input_cost_per_token'));
+    set('output_mtok', tiered(output ?? '0', e, 'output_cost_per_token'));
+    set(
+      'cache_read_mtok',
+      tiered(perTokenToMtok(e['cache_read_input_token_cost']), e, 'cache_read_input_token_cost'),
+    );
+    set(
+      'cache_write_mtok',
+      tiered(perTokenToMtok(e['cache_creation_input_token_cost']), e, 'cache_creation_input_token_cost'),
+    );
+    set('cache_write_1h_mtok', perTokenToMtok(e['cache_creation_input_token_cost_above_1hr']));
+    set('input_audio_mtok', perTokenToMtok(e['input_cost_per_audio_token']));
+    set('output_audio_mtok', perTokenToMtok(e['output_cost_per_audio_token']));
+    set('output_reasoning_mtok', perTokenToMtok(e['output_cost_per_reasoning_token']));
+    // Per-request and per-search fees are quoted per thousand in the catalog.
+    set('requests_kcount', timesPow10(e['input_cost_per_request'], 3));
+    const search = e['search_context_cost_per_query'];
+    if (isObj(search)) set('web_searches_kcount', timesPow10(search['search_context_size_medium'], 3));
+    const entry: SecondaryPrice = { source: 'litellm', provider, model, prices };
+    const bi = perTokenToMtok(e['input_cost_per_token_batches']);
+    const bo = perTokenToMtok(e['output_cost_per_token_batches']);
+    if (bi !== undefined || bo !== undefined) {
+      entry.batch = {};
+      if (bi !== undefined) entry.batch.input_mtok = bi;
+      if (bo !== undefined) entry.batch.output_mtok = bo;
+    }
+    if (typeof e['max_input_tokens'] === 'number') entry.context_window = e['max_input_tokens'];
+    out.push(entry);
+  }
+  return out;
+}
+
+function cents(pc: Obj, key: string): string | undefined {
+  const v = pc[key];
+  return isObj(v) ? perTokenToMtok(v['price'], true) : undefined;
+}
+
+/** Portkey's pricing/<provider>.json files (US cents per token). */
+export function fromPortkey(files: Record<string, unknown>): SecondaryPrice[] {
+  const out: SecondaryPrice[] = [];
+  for (const [file, data] of Object.entries(files)) {
+    if (!isObj(data)) continue;
+    const provider = canonicalProvider(file.replace(/\.json$/, ''));
+    for (const [model, e] of Object.entries(data)) {
+      if (model === 'default' || !isObj(e) || !isObj(e['pricing_config'])) continue;
+      const payg = e['pricing_config']['pay_as_you_go'];
+      if (!isObj(payg)) continue;
+      const input = cents(payg, 'request_token');
+      const output = cents(payg, 'response_token');
+      if (input === undefined && output === undefined) continue;
+      const prices: PriceSet = { input_mtok: input ?? '0', output_mtok: output ?? '0' };
+      const add = (k: keyof PriceSet, src: string) => {
+        const v = cents(payg, src);
+        if (v !== undefined && v !== '0') prices[k] = v;
+      };
+      add('cache_read_mtok', 'cache_read_input_token');
+      add('cache_write_mtok', 'cache_write_input_token');
+      add('input_audio_mtok', 'request_audio_token');
+      add('output_audio_mtok', 'response_audio_token');
+      add('cache_audio_read_mtok', 'cache_read_audio_input_token');
+      add('output_reasoning_mtok', 'reasoning_token');
+      const entry: SecondaryPrice = { source: 'portkey', provider, model: model.toLowerCase(), prices };
+      const batch = e['pricing_config']['batch_config'];
+      if (isObj(batch)) {
+        const bi = cents(batch, 'request_token');
+        const bo = cents(batch, 'response_token');
+        if (bi !== undefined || bo !== undefined) {
+          entry.batch = {};
+          if (bi !== undefined) entry.batch.input_mtok = bi;
+          if (bo !== undefined) entry.batch.output_mtok = bo;
+        }
+      }
+      out.push(entry);
+    }
+  }
+  return out;
+}
+
+function langfuseProvider(model: string): string {
+  if (/^(gpt|o\d|text-|chatgpt|davinci|babbage|ada|whisper|tts|dall-e|omni|codex)/.test(model))
+    return 'openai';
+  if (model.includes('claude')) return 'anthropic';
+  if (model.includes('gemini') || model.includes('gemma')) return 'google';
+  if (/mistral|mixtral|codestral|pixtral|ministral|magistral|devstral/.test(model)) return 'mistral';
+  if (model.includes('grok')) return 'x-ai';
+  if (model.includes('deepseek')) return 'deepseek';
+  if (model.includes('command')) return 'cohere';
+  return 'openai';
+}
+
+/** Langfuse's default-model-prices.json (USD per token; the default tier of each model). */
+export function fromLangfuse(data: unknown): SecondaryPrice[] {
+  if (!Array.isArray(data)) throw new Error('Langfuse prices must be an array');
+  const out: SecondaryPrice[] = [];
+  for (const m of data) {
+    if (!isObj(m) || typeof m['modelName'] !== 'string' || !Array.isArray(m['pricingTiers'])) continue;
+    const tier = (m['pricingTiers'] as Obj[]).find((t) => t['isDefault'] === true) ?? m['pricingTiers'][0];
+    if (!isObj(tier) || !isObj(tier['prices'])) continue;
+    const p = tier['prices'];
+    const input = perTokenToMtok(p['input']);
+    const output = perTokenToMtok(p['output']);
+    if (input === undefined && output === undefined) continue;
+    const model = m['modelName'].toLowerCase();
+    const prices: PriceSet = { input_mtok: input ?? '0', output_mtok: output ?? '0' };
+    const cr = perTokenToMtok(p['input_cache_read'] ?? p['input_cached_tokens']);
+    if (cr !== undefined) prices.cache_read_mtok = cr;
+    const cw = perTokenToMtok(p['input_cache_creation'] ?? p['input_cache_creation_5m']);
+    if (cw !== undefined) prices.cache_write_mtok = cw;
+    const cw1h = perTokenToMtok(p['input_cache_creation_1h']);
+    if (cw1h !== undefined) prices.cache_write_1h_mtok = cw1h;
+    out.push({ source: 'langfuse', provider: langfuseProvider(model), model, prices });
+  }
+  return out;
+}

@@ -1,0 +1,89 @@
+/** The catalog as stored (packages/core/catalog/catalog.json): built from the public price sources
+ * by `tally prices build`, versioned, and read-only at run time. Prices are decimal strings. */
+
+export type Clause =
+  | { equals: string }
+  | { starts_with: string }
+  | { ends_with: string }
+  | { contains: string }
+  | { regex: string }
+  | { or: Clause[] }
+  | { and: Clause[] };
+
+export interface TieredPrice {
+  base: string;
+  tiers: { start: number; price: string }[];
+}
+
+export type Price = string | TieredPrice;
+
+/** Per million tokens (`_mtok`) or per thousand (`_kcount`), in USD. */
+export const PRICE_FIELDS = [
+  'input_mtok',
+  'output_mtok',
+  'cache_read_mtok',
+  'cache_write_mtok',
+  'cache_write_1h_mtok',
+  'input_audio_mtok',
+  'output_audio_mtok',
+  'cache_audio_read_mtok',
+  'input_image_mtok',
+  'cache_image_read_mtok',
+  'output_image_mtok',
+  'input_video_mtok',
+  'output_video_mtok',
+  'output_reasoning_mtok',
+  'output_citation_mtok',
+  'requests_kcount',
+  'web_searches_kcount',
+] as const;
+export type PriceField = (typeof PRICE_FIELDS)[number];
+
+export type PriceSet = Partial<Record<PriceField, Price>>;
+
+export interface ConditionalPrice {
+  constraint?: { start_date: string } | { start_time: string; end_time: string } | null;
+  prices: PriceSet;
+}
+
+export type PriceSource = 'genai-prices' | 'litellm' | 'portkey' | 'langfuse' | 'override';
+
+export interface CatalogModel {
+  id: string;
+  name?: string;
+  match: Clause;
+  prices: PriceSet | ConditionalPrice[];
+  /** Batch API prices, where a source gives them. */
+  batch?: PriceSet;
+  source: PriceSource;
+  context_window?: number;
+  deprecated?: boolean;
+}
+
+export type ExtractorPathStep = string | { type: 'array-match'; field: string; match: Clause };
+
+export interface Extractor {
+  api_flavor: string;
+  root: string | string[];
+  model_path?: string | string[];
+  mappings: { path: string | ExtractorPathStep[]; dest: string; required: boolean }[];
+}
+
+export interface CatalogProvider {
+  id: string;
+  name: string;
+  /** Other ids that name this provider (e.g. xai, bedrock, vertex_ai). */
+  aliases: string[];
+  provider_match?: Clause;
+  model_match?: Clause;
+  fallback_providers?: string[];
+  extractors: Extractor[];
+  models: CatalogModel[];
+}
+
+export interface CatalogData {
+  /** Changes whenever any price changes: the newest source date and a content hash. */
+  version: string;
+  sources: { name: string; snapshot: string }[];
+  providers: CatalogProvider[];
+}

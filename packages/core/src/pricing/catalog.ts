@@ -1,0 +1,226 @@
+import type { Clock } from '../clock.js';
+import { systemClock } from '../clock.js';
+import { TallyError } from '../errors.js';
+import { exactToNano } from '../money.js';
+import { calcCost, compilePrices, type UnitUsage } from './calc.js';
+import type {
+  CatalogData,
+  CatalogModel,
+  CatalogProvider,
+  ConditionalPrice,
+  PriceSet,
+} from './catalog-types.js';
+import { extractUsage } from './extract.js';
+import { matches } from './match.js';
+import { modelVariants } from './model-ref.js';
+import { tokensToUnitUsage, unitUsageToTokens } from './tokens.js';
+import type { PriceInput, PriceOutcome } from './types.js';
+
+/** A tenant's negotiated price: a discount off list, or its own prices (which also add models). */
+export interface PriceOverride {
+  tenant: string;
+  provider: string;
+  model: string;
+  /** Percent off the list price, e.g. 15 for 15%. */
+  discount_pct?: number;
+  prices?: PriceSet;
+}
+
+export interface CatalogOptions {
+  clock?: Clock;
+  /** Azure deployment name -> the model it serves. */
+  azureDeployments?: Record<string, string>;
+  overrides?: PriceOverride[];
+}
+
+export interface Resolved {
+  provider: CatalogProvider;
+  model: CatalogModel;
+}
+
+interface Resolution {
+  resolved: Resolved | null;
+  override: PriceOverride | null;
+}
+
+const MAX_CACHE = 20_000;
+
+export class Catalog {
+  readonly version: string;
+  private readonly byId = new Map<string, CatalogProvider>();
+  private readonly clock: Clock;
+  private readonly azure: Map<string, string>;
+  private readonly overrides = new Map<string, PriceOverride>();
+  private readonly cache = new Map<string, Resolution>();
+
+  constructor(
+    readonly data: CatalogData,
+    opts: CatalogOptions = {},
+  ) {
+    this.version = data.version;
+    this.clock = opts.clock ?? systemClock;
+    for (const p of data.providers) this.byId.set(p.id, p);
+    this.azure = new Map(Object.entries(opts.azureDeployments ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
+    for (const o of opts.overrides ?? []) {
+      this.overrides.set(`${o.tenant}\u0000${o.provider.toLowerCase()}\u0000${o.model.toLowerCase()}`, o);
+    }
+  }
+
+  get providers(): readonly CatalogProvider[] {
+    return this.data.providers;
+  }
+
+  /** Finds a provider by id: exact id, then aliases, then the data's provider_match clauses. */
+  findProvider(id: string): CatalogProvider | null {
+    const norm = id.trim().toLowerCase();
+    const exact = this.byId.get(norm);
+    if (exact) return exact;
+    for (const p of this.data.providers) if (p.aliases.includes(norm)) return p;
+    for (const p of this.data.providers) if (p.provider_match && matches(p.provider_match, norm)) return p;
+    return null;
+  }
+
+  /** Finds the catalog model for a provider and a model name as a client sent it. */
+  resolve(providerId: string, modelRef: string): Resolved | null {
+    let pid = providerId;
+    let ref = modelRef.trim().toLowerCase();
+    if (pid.toLowerCase() === 'litellm' && ref.includes('/')) {
+      const prefix = ref.slice(0, ref.indexOf('/'));
+      if (this.findProvider(prefix)) {
+        pid = prefix;
+        ref = ref.slice(prefix.length + 1);
+      }
+    }
+    const provider = this.findProvider(pid);
+    if (!provider) return null;
+    if (provider.id === 'azure') ref = (this.azure.get(ref) ?? ref).toLowerCase();
+    const direct = this.findInProvider(provider, ref, true);
+    if (direct) return direct;
+    for (const v of modelVariants(ref, (p) => this.findProvider(p) !== null || p === 'bedrock')) {
+      const hit = this.findInProvider(provider, v, true);
+      if (hit) return hit;
+    }
+    return null;
+  }
+
+  private findInProvider(provider: CatalogProvider, ref: string, withFallback: boolean): Resolved | null {
+    for (const model of provider.models) if (matches(model.match, ref)) return { provider, model };
+    if (withFallback) {
+      for (const fid of provider.fallback_providers ?? []) {
+        const fp = this.byId.get(fid);
+        const hit = fp ? this.findInProvider(fp, ref, false) : null;
+        if (hit) return hit;
+      }
+    }
+    return null;
+  }
+
+  private resolution(tenant: string, providerId: string, modelRef: string): Resolution {
+    const key = `${tenant}\u0000${providerId}\u0000${modelRef}`;
+    const hit = this.cache.get(key);
+    if (hit) return hit;
+    const resolved = this.resolve(providerId, modelRef);
+    const pid = (resolved?.provider.id ?? providerId).toLowerCase();
+    const override =
+      (resolved && this.overrides.get(`${tenant}\u0000${pid}\u0000${resolved.model.id.toLowerCase()}`)) ??
+      this.overrides.get(`${tenant}\u0000${pid}\u0000${modelRef.trim().toLowerCase()}`) ??
+      this.overrides.get(
+        `${tenant}\u0000${providerId.toLowerCase()}\u0000${modelRef.trim().toLowerCase()}`,
+      ) ??
+      null;
+    const r = { resolved, override };
+    if (this.cache.size >= MAX_CACHE) this.cache.clear();
+    this.cache.set(key, r);
+    return r;
+  }
+
+  /** The price set in force at `time` (conditional prices: the last active entry wins, else the first). */
+  activePrices(model: CatalogModel, time: number): PriceSet {
+    if (!Array.isArray(model.prices)) return model.prices;
+    const list = model.prices as ConditionalPrice[];
+    for (let i = list.length - 1; i >= 0; i--) {
+      const cp = list[i]!;
+      if (!cp.constraint || constraintActive(cp.constraint, time)) return cp.prices;
+    }
+    return list[0]!.prices;
+  }
+
+  price(input: PriceInput): PriceOutcome {
+    const version = this.version;
+    const provider = this.findProvider(input.provider);
+    const api = input.api ?? null;
+    let usage: UnitUsage;
+    if (input.usage !== undefined && input.usage !== null) {
+      if (!api) throw new TallyError('unknown_api', 'api is required with a raw usage object.');
+      usage = extractUsage(provider, api, input.usage);
+    } else if (input.tokens) {
+      usage = tokensToUnitUsage(input.tokens);
+    } else {
+      throw new TallyError('invalid_usage', 'Either usage or tokens is required.');
+    }
+    const tokens = unitUsageToTokens(usage);
+    const { resolved, override } = this.resolution(input.tenant ?? 'default', input.provider, input.model);
+    if (!resolved && !override?.prices) {
+      const reason = provider
+        ? `model "${input.model}" is not in the price catalog for provider ${provider.id}`
+        : `provider "${input.provider}" is not in the price catalog`;
+      return { status: 'unpriced', tokens, reason, version };
+    }
+    const time = input.time ?? this.clock.now();
+    let list: ReturnType<typeof calcCost> | null = null;
+    let source = '';
+    if (resolved) {
+      let prices = this.activePrices(resolved.model, time);
+      if (input.batch && resolved.model.batch) prices = { ...prices, ...resolved.model.batch };
+      list = calcCost(compilePrices(prices), usage);
+      source = `${resolved.model.source}:${resolved.provider.id}/${resolved.model.id}`;
+    }
+    let effective = list;
+    if (override?.prices) {
+      effective = calcCost(compilePrices(override.prices), usage);
+      list ??= effective;
+      source = `override:${override.tenant}/${override.provider}/${override.model}`;
+    }
+    const l = list!;
+    const e = effective!;
+    let effectiveNano = exactToNano(e.total);
+    if (override?.discount_pct !== undefined && !override.prices) {
+      const bp = BigInt(Math.round(override.discount_pct * 100));
+      effectiveNano = exactToNano((e.total * (10_000n - bp)) / 10_000n);
+      source += ` (-${override.discount_pct}%)`;
+    }
+    return {
+      status: 'priced',
+      tokens,
+      input: l.input,
+      output: l.output,
+      total: l.total,
+      listNano: exactToNano(l.total),
+      effectiveNano,
+      provider: resolved?.provider.id ?? override!.provider,
+      model: resolved?.model.id ?? override!.model,
+      source,
+      version,
+    };
+  }
+}
+
+function secondsOfDay(hms: string): number {
+  const m = /^(\d{2}):(\d{2})(?::(\d{2}))?(?:\.\d+)?(Z|[+-]\d{2}:\d{2})?$/.exec(hms);
+  if (!m) return 0;
+  let s = Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3] ?? 0);
+  const tz = m[4];
+  if (tz && tz !== 'Z') {
+    const sign = tz[0] === '-' ? -1 : 1;
+    s -= sign * (Number(tz.slice(1, 3)) * 3600 + Number(tz.slice(4, 6)) * 60);
+  }
+  return ((s % 86_400) + 86_400) % 86_400;
+}
+
+function constraintActive(c: NonNullable<ConditionalPrice['constraint']>, time: number): boolean {
+  if ('start_date' in c) return time >= Date.parse(`${c.start_date}T00:00:00Z`);
+  const t = Math.floor((((time / 1000) % 86_400) + 86_400) % 86_400);
+  const start = secondsOfDay(c.start_time);
+  const end = secondsOfDay(c.end_time);
+  return start <= end ? t >= start && t < end : t >= start || t < end;
+}

@@ -1,0 +1,217 @@
+import { TallyError } from '../errors.js';
+import type { UnitUsage } from './calc.js';
+import type { CatalogProvider, Extractor, ExtractorPathStep } from './catalog-types.js';
+import { matches } from './match.js';
+
+type Mapping = Extractor['mappings'][number];
+const m = (path: Mapping['path'], dest: string, required = false): Mapping => ({ path, dest, required });
+
+/** Shapes for providers that publish no extractor of their own (OpenAI-compatible hosts and the
+ * providers added from the secondary price tables). */
+const GENERIC: Record<string, Extractor> = {
+  chat: {
+    api_flavor: 'chat',
+    root: 'usage',
+    mappings: [
+      m('prompt_tokens', 'input_tokens', true),
+      m(['prompt_tokens_details', 'cached_tokens'], 'cache_read_tokens'),
+      m(['prompt_tokens_details', 'cache_write_tokens'], 'cache_write_tokens'),
+      m(['prompt_tokens_details', 'audio_tokens'], 'input_audio_tokens'),
+      m(['completion_tokens_details', 'audio_tokens'], 'output_audio_tokens'),
+      m(['completion_tokens_details', 'reasoning_tokens'], 'output_reasoning_tokens'),
+      m('completion_tokens', 'output_tokens'),
+    ],
+  },
+  responses: {
+    api_flavor: 'responses',
+    root: 'usage',
+    mappings: [
+      m('input_tokens', 'input_tokens', true),
+      m(['input_tokens_details', 'cached_tokens'], 'cache_read_tokens'),
+      m(['input_tokens_details', 'cache_write_tokens'], 'cache_write_tokens'),
+      m(['output_tokens_details', 'reasoning_tokens'], 'output_reasoning_tokens'),
+      m('output_tokens', 'output_tokens', true),
+    ],
+  },
+  embeddings: {
+    api_flavor: 'embeddings',
+    root: 'usage',
+    mappings: [m('prompt_tokens', 'input_tokens', true)],
+  },
+  anthropic: {
+    api_flavor: 'anthropic',
+    root: 'usage',
+    mappings: [
+      // Anthropic's input_tokens exclude cache reads and writes: the total input is the sum.
+      m('input_tokens', 'input_tokens', true),
+      m('cache_creation_input_tokens', 'input_tokens'),
+      m('cache_read_input_tokens', 'input_tokens'),
+      m('cache_creation_input_tokens', 'cache_write_tokens'),
+      m(['cache_creation', 'ephemeral_1h_input_tokens'], 'cache_write_1h_tokens'),
+      m('cache_read_input_tokens', 'cache_read_tokens'),
+      m(['server_tool_use', 'web_search_requests'], 'web_searches'),
+      m('output_tokens', 'output_tokens', true),
+    ],
+  },
+  gemini: {
+    api_flavor: 'gemini',
+    root: 'usageMetadata',
+    mappings: [
+      m('promptTokenCount', 'input_tokens'),
+      m('toolUsePromptTokenCount', 'input_tokens'),
+      m('cachedContentTokenCount', 'cache_read_tokens'),
+      // Gemini's candidatesTokenCount excludes thinking: output is the sum, reasoning part of it.
+      m('candidatesTokenCount', 'output_tokens'),
+      m('thoughtsTokenCount', 'output_tokens'),
+      m('thoughtsTokenCount', 'output_reasoning_tokens'),
+    ],
+  },
+  converse: {
+    api_flavor: 'converse',
+    root: 'usage',
+    mappings: [
+      m('inputTokens', 'input_tokens', true),
+      m('cacheReadInputTokens', 'input_tokens'),
+      m('cacheWriteInputTokens', 'input_tokens'),
+      m('cacheReadInputTokens', 'cache_read_tokens'),
+      m('cacheWriteInputTokens', 'cache_write_tokens'),
+      m('outputTokens', 'output_tokens', true),
+    ],
+  },
+};
+
+/** For each API flavour of ours, the provider extractor flavours to try, in order, then the
+ * generic shape. A provider's own extractor knows its quirks (xAI and Perplexity leave reasoning
+ * out of completion_tokens, Gemini leaves thoughts out of candidates). */
+const FLAVOURS: Record<string, { names: string[]; generic: string }> = {
+  'openai-chat': { names: ['chat', 'default'], generic: 'chat' },
+  'openai-responses': { names: ['responses'], generic: 'responses' },
+  'openai-embeddings': { names: ['embeddings'], generic: 'embeddings' },
+  'anthropic-messages': { names: ['anthropic', 'default'], generic: 'anthropic' },
+  gemini: { names: ['default'], generic: 'gemini' },
+  'bedrock-converse': { names: ['default'], generic: 'converse' },
+};
+
+export const KNOWN_APIS = Object.keys(FLAVOURS);
+
+/** Marks a value that is absent; reading a path never throws on the hot path. */
+const ABSENT: unique symbol = Symbol('absent');
+type Read = unknown | typeof ABSENT;
+
+function step(data: unknown, s: ExtractorPathStep): Read {
+  if (typeof data !== 'object' || data === null) return ABSENT;
+  if (typeof s === 'string') {
+    if (Array.isArray(data)) return ABSENT;
+    const v = (data as Record<string, unknown>)[s];
+    return v === undefined || v === null ? ABSENT : v;
+  }
+  if (!Array.isArray(data)) return ABSENT;
+  for (const item of data) {
+    if (typeof item !== 'object' || item === null) continue;
+    const v = (item as Record<string, unknown>)[s.field];
+    if (typeof v === 'string' && matches(s.match, v.toLowerCase())) return item;
+  }
+  return ABSENT;
+}
+
+function readPath(data: unknown, path: Mapping['path']): Read {
+  if (typeof path === 'string') return step(data, path);
+  let cur: Read = data;
+  for (const s of path) {
+    cur = step(cur, s);
+    if (cur === ABSENT) return ABSENT;
+  }
+  return cur;
+}
+
+function pathText(path: Mapping['path']): string {
+  return typeof path === 'string'
+    ? path
+    : path.map((s) => (typeof s === 'string' ? s : `[${s.field}]`)).join('.');
+}
+
+interface Extracted {
+  usage: UnitUsage;
+  /** How many mappings found a value, to choose between a provider's flavours. */
+  hits: number;
+  /** The first required field that was absent, if any. */
+  missing: string | null;
+}
+
+function applyExtractor(ex: Extractor, usage: Record<string, unknown>): Extracted {
+  // Accept either the usage object itself or a body that holds it at the extractor's root.
+  let obj: unknown = usage;
+  const nested = typeof ex.root === 'string' ? step(usage, ex.root) : readPath(usage, ex.root);
+  if (typeof nested === 'object' && nested !== null && !Array.isArray(nested)) obj = nested;
+  const out: UnitUsage = {};
+  let hits = 0;
+  for (const mp of ex.mappings) {
+    const v = readPath(obj, mp.path);
+    if (v === ABSENT) {
+      if (mp.required) return { usage: out, hits: 0, missing: pathText(mp.path) };
+      continue;
+    }
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
+      throw new TallyError('invalid_usage', `usage.${pathText(mp.path)} must be a non-negative number.`);
+    }
+    out[mp.dest] = (out[mp.dest] ?? 0) + v;
+    hits++;
+  }
+  return { usage: out, hits, missing: hits === 0 ? 'usage fields' : null };
+}
+
+const plans = new WeakMap<CatalogProvider, Map<string, Extractor[]>>();
+const NO_PROVIDER = { extractors: [] } as unknown as CatalogProvider;
+
+/** The extractors to try for a provider and an api, cached: the provider's own flavours, then the
+ * generic shape of that api. */
+function candidatesFor(provider: CatalogProvider | null, api: string): Extractor[] {
+  const key = provider ?? NO_PROVIDER;
+  let byApi = plans.get(key);
+  if (!byApi) {
+    byApi = new Map();
+    plans.set(key, byApi);
+  }
+  let list = byApi.get(api);
+  if (list) return list;
+  list = [];
+  const plan = FLAVOURS[api];
+  if (plan) {
+    for (const name of plan.names) {
+      const ex = provider?.extractors.find((e) => e.api_flavor === name);
+      if (ex) list.push(ex);
+    }
+    list.push(GENERIC[plan.generic]!);
+  } else {
+    const own = provider?.extractors.find((e) => e.api_flavor === api);
+    if (!own)
+      throw new TallyError('unknown_api', `Unknown api "${api}". Use one of ${KNOWN_APIS.join(', ')}.`);
+    list.push(own);
+  }
+  byApi.set(api, list);
+  return list;
+}
+
+/**
+ * Turns a provider's raw usage object into unit usage. `api` is one of ours (openai-chat, ...) or
+ * the name of one of the provider's own extractor flavours.
+ */
+export function extractUsage(provider: CatalogProvider | null, api: string, usage: unknown): UnitUsage {
+  if (typeof usage !== 'object' || usage === null || Array.isArray(usage)) {
+    throw new TallyError('invalid_usage', 'usage must be an object.');
+  }
+  const candidates = candidatesFor(provider, api);
+  const generic = FLAVOURS[api] ? candidates.length - 1 : -1;
+  // The provider's own flavour that reads the most fields wins: xAI's native usage carries
+  // reasoning_tokens at the top level, its OpenAI-compatible usage under completion_tokens_details.
+  let best: Extracted | null = null;
+  let missing = '';
+  for (let i = 0; i < candidates.length; i++) {
+    if (i === generic && best) break;
+    const r = applyExtractor(candidates[i]!, usage as Record<string, unknown>);
+    if (r.missing !== null) missing ||= r.missing;
+    else if (!best || r.hits > best.hits) best = r;
+  }
+  if (best) return best.usage;
+  throw new TallyError('invalid_usage', `The usage object has no ${missing} for api ${api}.`);
+}

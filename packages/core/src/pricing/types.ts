@@ -1,0 +1,48 @@
+import type { Tokens } from '../model.js';
+import type { ExactUsd, NanoUsd } from '../money.js';
+
+export interface PriceInput {
+  /** Provider id, e.g. openai, anthropic, google, aws, azure. */
+  provider: string;
+  /** API flavour of `usage` (openai-chat, anthropic-messages, gemini, ...). */
+  api?: string | null;
+  model: string;
+  /** The provider's raw usage object, exactly as returned. */
+  usage?: unknown;
+  /** Already-normalised tokens, used when there is no raw usage. */
+  tokens?: Partial<Tokens> | null;
+  /** When the call happened (epoch ms), for prices that change over time. */
+  time?: number;
+  tenant?: string;
+  /** Priced at the provider's batch rates. */
+  batch?: boolean;
+}
+
+export interface Priced {
+  status: 'priced';
+  tokens: Tokens;
+  /** Every input-side token, cache reads and writes included. */
+  input: ExactUsd;
+  /** Output, reasoning included, plus per-request and search fees. */
+  output: ExactUsd;
+  total: ExactUsd;
+  listNano: NanoUsd;
+  /** After tenant overrides (negotiated discounts); equal to list without one. */
+  effectiveNano: NanoUsd;
+  provider: string;
+  model: string;
+  /** Where the price came from, e.g. genai-prices:openai/gpt-4o or override:acme/gpt-4o. */
+  source: string;
+  version: string;
+}
+
+export interface Unpriced {
+  status: 'unpriced';
+  tokens: Tokens | null;
+  reason: string;
+  version: string;
+}
+
+export type PriceOutcome = Priced | Unpriced;
+
+export type Pricer = (input: PriceInput) => PriceOutcome;

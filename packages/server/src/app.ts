@@ -1,0 +1,71 @@
+import { type Clock, type Pricer, systemClock } from '@tally/core';
+import type { Store } from '@tally/store';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { Authenticator, hashKey } from './auth.js';
+import type { TallyConfig } from './config.js';
+import type { AppContext } from './context.js';
+import { errorHandler, notFoundHandler } from './errors.js';
+import { IngestQueue } from './ingest/ingest-queue.js';
+import { ServerMetrics } from './metrics.js';
+import { eventRoutes } from './routes/events.js';
+import { healthRoutes } from './routes/health.js';
+import { queryRoutes } from './routes/queries.js';
+
+export interface BuildAppOptions {
+  config: TallyConfig;
+  store: Store;
+  price: Pricer;
+  priceVersion: string;
+  clock?: Clock;
+  /** A pino logger config or false; defaults to the config's log level. */
+  logger?: boolean | Record<string, unknown>;
+  /** Collect process-level metrics (off in tests that build many apps). */
+  processMetrics?: boolean;
+}
+
+export interface TallyApp {
+  app: FastifyInstance;
+  ctx: AppContext;
+  /** Drains the ingest queue, then closes the HTTP server (not the store). */
+  close(): Promise<void>;
+}
+
+export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
+  const { config, store } = opts;
+  const clock = opts.clock ?? systemClock;
+  const app = Fastify({
+    logger: opts.logger ?? (config.log_level === 'silent' ? false : { level: config.log_level }),
+    bodyLimit: config.ingest.body_limit_bytes,
+    disableRequestLogging: true,
+    return503OnClosing: true,
+  });
+  const metrics = new ServerMetrics(opts.processMetrics ?? true);
+  const ctx: AppContext = {
+    config,
+    store,
+    clock,
+    price: opts.price,
+    priceVersion: opts.priceVersion,
+    auth: new Authenticator(store, clock, config.tenant, config.admin_key ? hashKey(config.admin_key) : null),
+    ingest: new IngestQueue(store),
+    metrics,
+  };
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler(notFoundHandler);
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    metrics.httpRequests.inc({ route, status: String(reply.statusCode) });
+    metrics.httpDuration.observe({ route }, reply.elapsedTime / 1000);
+  });
+  await app.register(healthRoutes, ctx);
+  await app.register(eventRoutes, ctx);
+  await app.register(queryRoutes, ctx);
+  return {
+    app,
+    ctx,
+    async close() {
+      await app.close();
+      await ctx.ingest.close();
+    },
+  };
+}

@@ -1,0 +1,77 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { type Clock, TallyError } from '@tally/core';
+import type { KeyRecord, Store } from '@tally/store';
+import type { FastifyRequest } from 'fastify';
+
+export type Role = KeyRecord['role'];
+
+export interface Principal {
+  tenant: string;
+  role: Role;
+  keyId: string;
+  project: string | null;
+}
+
+export function hashKey(key: string): string {
+  return createHash('sha256').update(key).digest('hex');
+}
+
+export function generateKey(kind: 'admin' | 'virtual'): string {
+  return `${kind === 'admin' ? 'tk-admin-' : 'tk-'}${randomBytes(24).toString('base64url')}`;
+}
+
+function bearer(request: FastifyRequest): string | null {
+  const h = request.headers.authorization;
+  if (h?.startsWith('Bearer ')) return h.slice(7).trim();
+  const x = request.headers['x-api-key'];
+  return typeof x === 'string' ? x : null;
+}
+
+/**
+ * Resolves a request's key to a principal. Lookups are cached briefly by hash, so a hot key costs
+ * one SHA-256 and a map read; revocation takes effect within the cache lifetime.
+ */
+export class Authenticator {
+  private readonly cache = new Map<string, { rec: KeyRecord | null; at: number }>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+    private readonly tenant: string,
+    private readonly adminKeyHash: string | null,
+    private readonly cacheMs = 5_000,
+  ) {}
+
+  async authenticate(request: FastifyRequest, allowed: readonly Role[]): Promise<Principal> {
+    const key = bearer(request);
+    if (!key) throw new TallyError('unauthorized');
+    const hash = hashKey(key);
+    let principal: Principal | null = null;
+    if (this.adminKeyHash !== null && hash === this.adminKeyHash) {
+      principal = { tenant: this.tenant, role: 'admin', keyId: 'config-admin', project: null };
+    } else {
+      const rec = await this.lookup(hash);
+      const now = this.clock.now();
+      if (rec && rec.revoked_at === null && (rec.expires_at === null || rec.expires_at > now)) {
+        principal = { tenant: rec.tenant, role: rec.role, keyId: rec.id, project: rec.project };
+      }
+    }
+    if (!principal) throw new TallyError('unauthorized', 'The API key is not valid, revoked or expired.');
+    if (!allowed.includes(principal.role)) throw new TallyError('forbidden');
+    return principal;
+  }
+
+  forget(): void {
+    this.cache.clear();
+  }
+
+  private async lookup(hash: string): Promise<KeyRecord | null> {
+    const now = this.clock.now();
+    const hit = this.cache.get(hash);
+    if (hit && now - hit.at < this.cacheMs) return hit.rec;
+    const rec = await this.store.findKeyByHash(hash);
+    if (this.cache.size > 10_000) this.cache.clear();
+    this.cache.set(hash, { rec, at: now });
+    return rec;
+  }
+}

@@ -1,0 +1,63 @@
+import { z } from 'zod';
+
+const decimal = z.string().regex(/^\d+(\.\d+)?$/, 'must be a decimal string such as "2.5"');
+
+/** A tenant's price for a model: either a discount off the list price, or explicit prices
+ * (USD per million tokens) that also add models the catalog does not know. */
+export const priceOverrideSchema = z
+  .object({
+    tenant: z.string().default('default'),
+    provider: z.string(),
+    model: z.string(),
+    discount_pct: z.number().min(0).max(100).optional(),
+    input_mtok: decimal.optional(),
+    output_mtok: decimal.optional(),
+    cache_read_mtok: decimal.optional(),
+    cache_write_mtok: decimal.optional(),
+    cache_write_1h_mtok: decimal.optional(),
+    input_audio_mtok: decimal.optional(),
+    output_audio_mtok: decimal.optional(),
+    requests_kcount: decimal.optional(),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    port: z.coerce.number().int().min(0).max(65535).default(4000),
+    host: z.string().default('127.0.0.1'),
+    data_dir: z.string().default('.tally'),
+    tenant: z.string().default('default'),
+    admin_key: z.string().min(16).optional(),
+    log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    store: z
+      .object({
+        kind: z.enum(['duckdb']).default('duckdb'),
+        /** DuckDB file; defaults to <data_dir>/tally.duckdb. ':memory:' keeps nothing. */
+        path: z.string().optional(),
+      })
+      .strict()
+      .default({ kind: 'duckdb' }),
+    ingest: z
+      .object({
+        max_batch: z.number().int().min(1).max(1000).default(1000),
+        body_limit_bytes: z
+          .number()
+          .int()
+          .min(1024)
+          .default(16 * 1024 * 1024),
+      })
+      .strict()
+      .default({ max_batch: 1000, body_limit_bytes: 16 * 1024 * 1024 }),
+    pricing: z
+      .object({
+        overrides: z.array(priceOverrideSchema).default([]),
+        /** Azure deployment name -> the model it serves. */
+        azure_deployments: z.record(z.string(), z.string()).default({}),
+      })
+      .strict()
+      .default({ overrides: [], azure_deployments: {} }),
+  })
+  .strict();
+
+export type TallyConfig = Readonly<z.infer<typeof configSchema>>;
+export type PriceOverrideConfig = z.infer<typeof priceOverrideSchema>;

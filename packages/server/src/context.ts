@@ -1,0 +1,18 @@
+import type { Clock, Pricer } from '@tally/core';
+import type { Store } from '@tally/store';
+import type { Authenticator } from './auth.js';
+import type { TallyConfig } from './config.js';
+import type { IngestQueue } from './ingest/ingest-queue.js';
+import type { ServerMetrics } from './metrics.js';
+
+/** What every route plugin is given. Built once by buildApp. */
+export interface AppContext {
+  config: TallyConfig;
+  store: Store;
+  clock: Clock;
+  price: Pricer;
+  priceVersion: string;
+  auth: Authenticator;
+  ingest: IngestQueue;
+  metrics: ServerMetrics;
+}

@@ -1,0 +1,39 @@
+import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+
+/** Prometheus metrics of one server instance (its own registry, so tests can build many apps). */
+export class ServerMetrics {
+  readonly registry = new Registry();
+  readonly httpRequests = new Counter({
+    name: 'tally_http_requests_total',
+    help: 'HTTP requests by route and status code.',
+    labelNames: ['route', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly httpDuration = new Histogram({
+    name: 'tally_http_request_duration_seconds',
+    help: 'HTTP request duration by route.',
+    labelNames: ['route'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+  readonly eventsAccepted = new Counter({
+    name: 'tally_ingest_events_accepted_total',
+    help: 'Events acknowledged as durable, by kind.',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly eventsRejected = new Counter({
+    name: 'tally_ingest_events_rejected_total',
+    help: 'Events rejected at ingest.',
+    registers: [this.registry],
+  });
+  readonly unpricedCalls = new Counter({
+    name: 'tally_ingest_unpriced_calls_total',
+    help: 'LLM calls ingested that the price catalog could not price.',
+    registers: [this.registry],
+  });
+
+  constructor(withDefaults = true) {
+    if (withDefaults) collectDefaultMetrics({ register: this.registry, prefix: 'tally_' });
+  }
+}

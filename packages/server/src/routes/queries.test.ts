@@ -1,0 +1,114 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type TestApp, testApp } from '../testing/test-app.js';
+
+describe('GET /v1/calls and /v1/spend', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await testApp();
+    const events = [];
+    // 30 calls over three days: support (gpt-4o, team cx) and sales (claude, team growth).
+    for (let i = 0; i < 30; i++) {
+      const support = i % 3 !== 0;
+      events.push({
+        id: `c${i}`,
+        type: 'llm.call',
+        time: new Date(Date.UTC(2026, 10, 1 + (i % 3), 10, i)).toISOString(),
+        project: support ? 'support' : 'sales',
+        team: support ? 'cx' : 'growth',
+        user: `u${i % 4}`,
+        provider: support ? 'openai' : 'anthropic',
+        api: support ? 'openai-chat' : 'anthropic-messages',
+        model: support ? 'gpt-4o' : 'claude-sonnet-4-5',
+        usage: support
+          ? { prompt_tokens: 1000, completion_tokens: 100 }
+          : { input_tokens: 1000, output_tokens: 100 },
+        status: i === 5 ? 'error' : 'ok',
+      });
+    }
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/v1/events',
+      headers: t.auth,
+      payload: { events },
+    });
+    expect(res.json().accepted).toBe(30);
+  });
+  afterAll(async () => {
+    await t.shutdown();
+  });
+
+  it('pages through every call with a cursor, newest first', async () => {
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const url: string = `/v1/calls?limit=7${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
+      const res = await t.app.inject({ url, headers: t.auth });
+      expect(res.statusCode).toBe(200);
+      const body = res.json();
+      seen.push(...body.data.map((c: { id: string }) => c.id));
+      cursor = body.next_cursor;
+      pages++;
+    } while (cursor);
+    expect(pages).toBe(5);
+    expect(new Set(seen).size).toBe(30);
+    const first = await t.app.inject({ url: '/v1/calls?limit=1', headers: t.auth });
+    expect(first.json().data[0]).toMatchObject({
+      id: 'c29',
+      cost_usd: '0.0035',
+      list_cost_usd: '0.0035',
+      pricing_status: 'priced',
+      tokens: { input: 1000, output: 100 },
+    });
+  });
+
+  it('filters calls', async () => {
+    const get = async (q: string) =>
+      (await t.app.inject({ url: `/v1/calls?limit=1000&${q}`, headers: t.auth })).json().data;
+    expect(await get('project=sales')).toHaveLength(10);
+    expect(await get('model=claude-sonnet-4-5&user=u0')).toHaveLength(4);
+    expect(await get('status=error')).toHaveLength(1);
+    expect(await get('from=2026-11-02T00:00:00Z&to=2026-11-03T00:00:00Z')).toHaveLength(10);
+  });
+
+  it('rejects bad query parameters with a code', async () => {
+    for (const q of ['limit=0', 'limit=5000', 'from=soon', 'cursor=zzz', 'status=maybe']) {
+      const res = await t.app.inject({ url: `/v1/calls?${q}`, headers: t.auth });
+      expect(res.statusCode, q).toBe(400);
+      expect(res.json().error.code, q).toMatch(/invalid_(query|cursor)/);
+    }
+  });
+
+  it('sums spend by project, exactly', async () => {
+    const res = await t.app.inject({ url: '/v1/spend?group_by=project', headers: t.auth });
+    expect(res.statusCode).toBe(200);
+    const rows = res.json().rows;
+    // support: 20 × $0.0035; sales: 10 × (1000 × $3 + 100 × $15)/M = 10 × $0.0045.
+    expect(rows).toEqual([
+      expect.objectContaining({ project: 'support', cost_usd: '0.07', calls: 20 }),
+      expect.objectContaining({ project: 'sales', cost_usd: '0.045', calls: 10 }),
+    ]);
+  });
+
+  it('buckets spend by day and groups by any dimension', async () => {
+    const res = await t.app.inject({ url: '/v1/spend?interval=day', headers: t.auth });
+    const rows = res.json().rows;
+    expect(rows.map((r: { bucket: string }) => r.bucket)).toEqual([
+      '2026-11-01T00:00:00.000Z',
+      '2026-11-02T00:00:00.000Z',
+      '2026-11-03T00:00:00.000Z',
+    ]);
+    for (const g of ['team', 'user', 'model', 'provider', 'use_case']) {
+      const r = await t.app.inject({ url: `/v1/spend?group_by=${g}`, headers: t.auth });
+      expect(r.statusCode, g).toBe(200);
+      expect(r.json().rows.reduce((n: number, row: { calls: number }) => n + row.calls, 0)).toBe(30);
+    }
+    const bad = await t.app.inject({ url: '/v1/spend?group_by=colour', headers: t.auth });
+    expect(bad.statusCode).toBe(400);
+  });
+
+  it('serves /healthz without a key', async () => {
+    const res = await t.app.inject({ url: '/healthz' });
+    expect(res.json()).toMatchObject({ status: 'ok', store: 'duckdb' });
+  });
+});

@@ -1,0 +1,74 @@
+import { TallyError } from '@tally/core';
+import { type CallQuery, SPEND_GROUPS, type SpendInterval, type SpendQuery } from '@tally/store';
+import type { FastifyPluginAsync } from 'fastify';
+import type { AppContext } from '../context.js';
+import { callToJson, enumParam, parseTimeParam, spendRowToJson, stringParam } from '../serialize.js';
+
+const READERS = ['admin', 'finance', 'member'] as const;
+const CALL_FILTERS = [
+  'project',
+  'team',
+  'user',
+  'model',
+  'provider',
+  'use_case',
+  'task_id',
+  'key_id',
+] as const;
+const INTERVALS: readonly SpendInterval[] = ['hour', 'day', 'week', 'month'];
+
+export const queryRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
+  app.get('/v1/calls', async (request) => {
+    const principal = await ctx.auth.authenticate(request, READERS);
+    const q = request.query as Record<string, unknown>;
+    const limitRaw = stringParam('limit', q['limit']);
+    const limit = limitRaw === undefined ? 100 : Number(limitRaw);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
+      throw new TallyError('invalid_query', 'limit must be an integer from 1 to 1000.');
+    }
+    const query: CallQuery = { tenant: principal.tenant, limit };
+    for (const f of CALL_FILTERS) {
+      const v = stringParam(f, q[f]);
+      if (v !== undefined) query[f] = v;
+    }
+    const from = parseTimeParam('from', q['from']);
+    const to = parseTimeParam('to', q['to']);
+    if (from !== undefined) query.from = from;
+    if (to !== undefined) query.to = to;
+    const status = enumParam('status', q['status'], ['ok', 'error'] as const);
+    if (status) query.status = status;
+    const cursor = stringParam('cursor', q['cursor']);
+    if (cursor) query.cursor = cursor;
+    if (principal.role === 'member') query.project = principal.project ?? '\u0000';
+    const page = await ctx.store.listCalls(query);
+    return { data: page.rows.map(callToJson), next_cursor: page.nextCursor };
+  });
+
+  app.get('/v1/spend', async (request) => {
+    const principal = await ctx.auth.authenticate(request, ['admin', 'finance']);
+    const q = request.query as Record<string, unknown>;
+    const query: SpendQuery = { tenant: principal.tenant };
+    const groupBy = enumParam('group_by', q['group_by'], SPEND_GROUPS);
+    if (groupBy) query.groupBy = groupBy;
+    const interval = enumParam('interval', q['interval'], INTERVALS);
+    if (interval) query.interval = interval;
+    const from = parseTimeParam('from', q['from']);
+    const to = parseTimeParam('to', q['to']);
+    if (from !== undefined) query.from = from;
+    if (to !== undefined) query.to = to;
+    if (from !== undefined && to !== undefined && from >= to) {
+      throw new TallyError('invalid_query', 'from must be before to.');
+    }
+    const tz = stringParam('tz', q['tz']);
+    if (tz) {
+      try {
+        new Intl.DateTimeFormat('en-US', { timeZone: tz });
+      } catch {
+        throw new TallyError('invalid_query', `tz "${tz}" is not an IANA time zone.`);
+      }
+      query.timeZone = tz;
+    }
+    const rows = await ctx.store.spend(query);
+    return { rows: rows.map((r) => spendRowToJson(r, groupBy)) };
+  });
+};

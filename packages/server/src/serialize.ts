@@ -1,0 +1,77 @@
+import { type CallRecord, nanoToUsd, TallyError } from '@tally/core';
+import type { SpendRow } from '@tally/store';
+
+const usd = (n: bigint | null): string | null => (n === null ? null : nanoToUsd(n));
+
+/** A call as the API shows it: ISO time, USD decimal strings. */
+export function callToJson(c: CallRecord): Record<string, unknown> {
+  return {
+    id: c.id,
+    time: new Date(c.time).toISOString(),
+    project: c.project,
+    team: c.team,
+    user: c.user,
+    use_case: c.use_case,
+    task_id: c.task_id,
+    key_id: c.key_id,
+    tags: c.tags,
+    provider: c.provider,
+    api: c.api,
+    model_requested: c.model_requested,
+    model_served: c.model_served,
+    tokens: c.tokens,
+    cost_usd: usd(c.cost_effective_nano),
+    list_cost_usd: usd(c.cost_list_nano),
+    pricing_status: c.pricing_status,
+    price_version: c.price_version,
+    latency_ms: c.latency_ms,
+    ttft_ms: c.ttft_ms,
+    status: c.status,
+    error_type: c.error_type,
+    cache: c.cache,
+    route: { tier: c.route_tier, fallback_hops: c.fallback_hops },
+    saved_usd: nanoToUsd(c.saved_nano),
+  };
+}
+
+export function spendRowToJson(r: SpendRow, groupBy: string | undefined): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (groupBy) out[groupBy] = r.group ?? null;
+  if (r.bucket !== undefined) out['bucket'] = new Date(r.bucket).toISOString();
+  out['cost_usd'] = nanoToUsd(r.cost_effective_nano);
+  out['list_cost_usd'] = nanoToUsd(r.cost_list_nano);
+  out['calls'] = r.calls;
+  out['unpriced_calls'] = r.unpriced_calls;
+  out['estimated_calls'] = r.estimated_calls;
+  out['input_tokens'] = r.input_tokens;
+  out['output_tokens'] = r.output_tokens;
+  out['cache_read_tokens'] = r.cache_read_tokens;
+  out['saved_usd'] = nanoToUsd(r.saved_nano);
+  return out;
+}
+
+/** A query-string time: RFC 3339 or epoch milliseconds. */
+export function parseTimeParam(name: string, v: unknown): number | undefined {
+  if (v === undefined || v === '') return undefined;
+  if (typeof v !== 'string') throw new TallyError('invalid_query', `${name} must be given once.`);
+  const t = /^\d+$/.test(v) ? Number(v) : Date.parse(v);
+  if (!Number.isFinite(t)) {
+    throw new TallyError('invalid_query', `${name} must be an RFC 3339 time or epoch milliseconds.`);
+  }
+  return t;
+}
+
+export function stringParam(name: string, v: unknown): string | undefined {
+  if (v === undefined || v === '') return undefined;
+  if (typeof v !== 'string') throw new TallyError('invalid_query', `${name} must be given once.`);
+  return v;
+}
+
+export function enumParam<T extends string>(name: string, v: unknown, values: readonly T[]): T | undefined {
+  const s = stringParam(name, v);
+  if (s === undefined) return undefined;
+  if (!(values as readonly string[]).includes(s)) {
+    throw new TallyError('invalid_query', `${name} must be one of ${values.join(', ')}.`);
+  }
+  return s as T;
+}

@@ -1,0 +1,47 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Catalog, type CatalogData, type Clock } from '@tally/core';
+import { createDuckDbStore, type Store } from '@tally/store';
+import { buildApp, type TallyApp } from '../app.js';
+import { configSchema, type TallyConfig } from '../config.js';
+
+export const ADMIN_KEY = 'tk-admin-test-0123456789abcdef';
+const catalogFile = fileURLToPath(new URL('../../../core/catalog/catalog.json', import.meta.url));
+let data: CatalogData | null = null;
+
+export function testCatalog(): Catalog {
+  data ??= JSON.parse(readFileSync(catalogFile, 'utf8')) as CatalogData;
+  return new Catalog(data);
+}
+
+export interface TestApp extends TallyApp {
+  store: Store;
+  auth: { authorization: string };
+  /** Closes the app and the store. */
+  shutdown(): Promise<void>;
+}
+
+/** A real app on a real (in-memory) DuckDB store, for app.inject() tests. */
+export async function testApp(overrides: Record<string, unknown> = {}, clock?: Clock): Promise<TestApp> {
+  const config: TallyConfig = configSchema.parse({ admin_key: ADMIN_KEY, log_level: 'silent', ...overrides });
+  const store = await createDuckDbStore({ path: ':memory:' });
+  await store.migrate();
+  const catalog = testCatalog();
+  const tally = await buildApp({
+    config,
+    store,
+    price: (i) => catalog.price(i),
+    priceVersion: catalog.version,
+    processMetrics: false,
+    ...(clock ? { clock } : {}),
+  });
+  return {
+    ...tally,
+    store,
+    auth: { authorization: `Bearer ${ADMIN_KEY}` },
+    async shutdown() {
+      await tally.close();
+      await store.close();
+    },
+  };
+}

@@ -1,0 +1,174 @@
+import type {
+  BudgetAction,
+  BudgetPeriod,
+  BudgetScope,
+  CallRecord,
+  LedgerCategory,
+  Stage,
+  TaskEventRecord,
+} from '@tally/core';
+
+/** What one durable write did. Rows whose id (within the tenant) is already stored are skipped,
+ * so a retried batch is never counted twice. */
+export interface WriteResult {
+  inserted: number;
+  duplicates: number;
+}
+
+export interface IngestBatch {
+  calls: CallRecord[];
+  tasks: TaskEventRecord[];
+}
+
+export type SortOrder = 'asc' | 'desc';
+
+export interface CallQuery {
+  tenant: string;
+  from?: number;
+  to?: number;
+  project?: string;
+  team?: string;
+  user?: string;
+  model?: string;
+  provider?: string;
+  use_case?: string;
+  task_id?: string;
+  key_id?: string;
+  status?: 'ok' | 'error';
+  /** Opaque, from a previous page's nextCursor. */
+  cursor?: string;
+  limit: number;
+}
+
+export interface Page<T> {
+  rows: T[];
+  nextCursor: string | null;
+}
+
+export const SPEND_GROUPS = ['project', 'team', 'user', 'model', 'provider', 'use_case'] as const;
+export type SpendGroup = (typeof SPEND_GROUPS)[number];
+export type SpendInterval = 'hour' | 'day' | 'week' | 'month';
+
+export interface SpendQuery {
+  tenant: string;
+  groupBy?: SpendGroup;
+  from?: number;
+  to?: number;
+  interval?: SpendInterval;
+  /** IANA time zone for interval buckets; UTC by default. */
+  timeZone?: string;
+}
+
+export interface SpendRow {
+  /** The group's value (null for calls without it); absent when not grouped. */
+  group?: string | null;
+  /** Bucket start (epoch ms), when an interval is asked for. */
+  bucket?: number;
+  calls: number;
+  cost_list_nano: bigint;
+  cost_effective_nano: bigint;
+  unpriced_calls: number;
+  estimated_calls: number;
+  input_tokens: number;
+  output_tokens: number;
+  cache_read_tokens: number;
+  saved_nano: bigint;
+}
+
+export interface UseCaseRecord {
+  tenant: string;
+  id: string;
+  name: string;
+  department: string | null;
+  stage: Stage;
+  /** Everything else in the register (owners, SMART card, baseline, checklist...), as JSON. */
+  spec: Record<string, unknown>;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface LedgerEntry {
+  tenant: string;
+  id: string;
+  use_case: string;
+  /** First day of the month, as YYYY-MM. */
+  month: string;
+  category: LedgerCategory;
+  amount_nano: bigint;
+  note: string | null;
+  created_at: number;
+}
+
+export interface BudgetRecord {
+  tenant: string;
+  id: string;
+  scope: BudgetScope;
+  /** The project, team, user or key id the budget applies to; the tenant itself for scope tenant. */
+  subject: string;
+  limit_nano: bigint;
+  period: BudgetPeriod;
+  time_zone: string;
+  thresholds: number[];
+  action: BudgetAction;
+  downgrade_model: string | null;
+  created_at: number;
+}
+
+export interface KeyRecord {
+  tenant: string;
+  id: string;
+  /** SHA-256 of the key, hex. The key itself is never stored. */
+  hash: string;
+  /** The first characters of the key, to recognise it in a list. */
+  prefix: string;
+  role: 'admin' | 'finance' | 'member' | 'virtual';
+  project: string | null;
+  team: string | null;
+  user: string | null;
+  models: string[];
+  rpm: number | null;
+  tpm: number | null;
+  budget_id: string | null;
+  created_at: number;
+  expires_at: number | null;
+  revoked_at: number | null;
+}
+
+export interface StoreInfo {
+  kind: 'duckdb' | 'postgres';
+  schemaVersion: number;
+  location: string;
+}
+
+/** One interface for every backend. The same contract suite runs against each adapter. */
+export interface Store {
+  readonly info: StoreInfo;
+  /** Applies pending migrations; safe to call on every start. */
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+
+  /** Writes calls and task events in one transaction, idempotent by (tenant, id). Resolves only
+   * once the rows are committed. */
+  ingest(batch: IngestBatch): Promise<WriteResult>;
+  listCalls(query: CallQuery): Promise<Page<CallRecord>>;
+  getCall(tenant: string, id: string): Promise<CallRecord | null>;
+  listTaskEvents(tenant: string, useCase: string, taskId?: string): Promise<TaskEventRecord[]>;
+  spend(query: SpendQuery): Promise<SpendRow[]>;
+  counts(tenant: string): Promise<{ calls: number; task_events: number }>;
+
+  putUseCase(useCase: UseCaseRecord): Promise<void>;
+  getUseCase(tenant: string, id: string): Promise<UseCaseRecord | null>;
+  listUseCases(tenant: string): Promise<UseCaseRecord[]>;
+
+  addLedgerEntry(entry: LedgerEntry): Promise<WriteResult>;
+  listLedger(tenant: string, useCase?: string): Promise<LedgerEntry[]>;
+
+  putBudget(budget: BudgetRecord): Promise<void>;
+  listBudgets(tenant: string): Promise<BudgetRecord[]>;
+  deleteBudget(tenant: string, id: string): Promise<boolean>;
+
+  createKey(key: KeyRecord): Promise<void>;
+  findKeyByHash(hash: string): Promise<KeyRecord | null>;
+  listKeys(tenant: string): Promise<KeyRecord[]>;
+  revokeKey(tenant: string, id: string, at: number): Promise<boolean>;
+}
