@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { registerDemo } from './commands/demo.js';
 import { registerPrice } from './commands/price.js';
 import { registerPrices } from './commands/prices.js';
 import { registerStart } from './commands/start.js';
@@ -13,6 +14,7 @@ export async function main(argv: string[]): Promise<number> {
     .exitOverride()
     .showHelpAfterError();
   registerStart(program);
+  registerDemo(program);
   registerPrice(program);
   registerPrices(program);
   try {

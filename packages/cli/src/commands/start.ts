@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { systemClock } from '@tally/core';
+import { type Pricer, systemClock } from '@tally/core';
 import { buildApp, generateKey, hashKey, type TallyConfig } from '@tally/server';
 import { createDuckDbStore, type Store } from '@tally/store';
 import type { Command } from 'commander';
@@ -13,9 +13,9 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export async function openStore(config: TallyConfig, cwd: string): Promise<Store> {
+export async function openStore(config: TallyConfig, cwd: string, file = 'tally.duckdb'): Promise<Store> {
   const dataDir = resolve(cwd, config.data_dir);
-  const path = config.store.path ?? resolve(dataDir, 'tally.duckdb');
+  const path = config.store.path ?? resolve(dataDir, file);
   if (path !== ':memory:') mkdirSync(resolve(path, '..'), { recursive: true });
   const store = await createDuckDbStore({ path });
   await store.migrate();
@@ -49,10 +49,22 @@ async function ensureAdminKey(store: Store, config: TallyConfig): Promise<string
   return key;
 }
 
-export async function startServer(config: TallyConfig, cwd: string): Promise<RunningServer> {
-  const store = await openStore(config, cwd);
+export interface StartOptions {
+  /** Store file name inside the data dir. */
+  file?: string;
+  /** Runs after migrations, before the server listens (the demo loads its data here). */
+  prepare?: (store: Store, price: Pricer) => Promise<void>;
+}
+
+export async function startServer(
+  config: TallyConfig,
+  cwd: string,
+  opts: StartOptions = {},
+): Promise<RunningServer> {
+  const store = await openStore(config, cwd, opts.file);
   const adminKey = await ensureAdminKey(store, config);
   const { price, version } = loadPricer(config);
+  if (opts.prepare) await opts.prepare(store, price);
   const tally = await buildApp({ config, store, price, priceVersion: version });
   const address = await tally.app.listen({ port: config.port, host: config.host });
   return {
@@ -71,17 +83,8 @@ export function registerStart(program: Command): void {
     .description('run the Tally server (API, ingest) on the embedded store')
     .option('-p, --port <port>', 'port to listen on (default 4000)')
     .option('--host <host>', 'address to bind (default 127.0.0.1)')
-    .action(async (opts: { port?: string; host?: string }) => {
-      const global = program.opts<{ config?: string }>();
-      const overrides: Record<string, unknown> = {};
-      if (opts.port !== undefined) overrides['port'] = opts.port;
-      if (opts.host !== undefined) overrides['host'] = opts.host;
-      const config = loadConfig({
-        cwd: process.cwd(),
-        env: process.env,
-        ...(global.config ? { file: global.config } : {}),
-        overrides,
-      });
+    .action(async (opts: ListenFlags) => {
+      const config = configFromFlags(program, opts);
       const server = await startServer(config, process.cwd());
       process.stdout.write(`Tally is listening on ${server.url}\n`);
       if (server.adminKey) {
@@ -89,15 +92,38 @@ export function registerStart(program: Command): void {
           `\nAdmin key (shown once; store it now, or set TALLY_ADMIN_KEY):\n  ${server.adminKey}\n\n`,
         );
       }
-      await new Promise<void>((done) => {
-        let closing = false;
-        const stop = () => {
-          if (closing) return;
-          closing = true;
-          server.close().then(done, done);
-        };
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-      });
+      await untilSignal(server);
     });
+}
+
+export interface ListenFlags {
+  port?: string;
+  host?: string;
+}
+
+export function configFromFlags(program: Command, opts: ListenFlags): TallyConfig {
+  const global = program.opts<{ config?: string }>();
+  const overrides: Record<string, unknown> = {};
+  if (opts.port !== undefined) overrides['port'] = opts.port;
+  if (opts.host !== undefined) overrides['host'] = opts.host;
+  return loadConfig({
+    cwd: process.cwd(),
+    env: process.env,
+    ...(global.config ? { file: global.config } : {}),
+    overrides,
+  });
+}
+
+/** Serves until SIGINT or SIGTERM, then drains and closes. */
+export function untilSignal(server: RunningServer): Promise<void> {
+  return new Promise<void>((done) => {
+    let closing = false;
+    const stop = () => {
+      if (closing) return;
+      closing = true;
+      server.close().then(done, done);
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
 }

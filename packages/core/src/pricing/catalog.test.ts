@@ -162,6 +162,36 @@ describe('usage normalisation traps', () => {
     expect(usd(r)).toEqual({ input: '0.00088', output: '0.000088', total: '0.000968' });
   });
 
+  it("accepts a provider's own flavour names and common api aliases", () => {
+    const cohere = priced({
+      provider: 'cohere',
+      api: 'openai-chat',
+      model: 'command-r-plus',
+      usage: {
+        billed_units: { input_tokens: 1000, output_tokens: 100 },
+        tokens: { input_tokens: 1200, output_tokens: 100 },
+      },
+    });
+    // Cohere bills billed_units, not the raw token counts.
+    expect(cohere.tokens).toMatchObject({ input: 1000, output: 100 });
+    const perplexity = priced({
+      provider: 'perplexity',
+      api: 'default',
+      model: 'sonar',
+      usage: { prompt_tokens: 1000, completion_tokens: 100 },
+    });
+    // sonar: $1/M in and out, plus a per-request fee outside input and output.
+    expect(usd(perplexity).input).toBe('0.001');
+    expect(perplexity.total > perplexity.input + perplexity.output).toBe(true);
+    const alias = priced({
+      provider: 'anthropic',
+      api: 'messages',
+      model: 'claude-3-5-haiku',
+      usage: { input_tokens: 10, output_tokens: 1 },
+    });
+    expect(alias.tokens.input).toBe(10);
+  });
+
   it('rejects usage that cannot be right', () => {
     expect(() =>
       cat.price({

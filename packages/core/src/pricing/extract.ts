@@ -94,6 +94,30 @@ const FLAVOURS: Record<string, { names: string[]; generic: string }> = {
 
 export const KNOWN_APIS = Object.keys(FLAVOURS);
 
+/** Other names clients use for the same API shapes. */
+const API_ALIASES: Record<string, string> = {
+  openai: 'openai-chat',
+  'chat-completions': 'openai-chat',
+  chat_completions: 'openai-chat',
+  'openai-chat-completions': 'openai-chat',
+  'openai-completions': 'openai-chat',
+  chat: 'openai-chat',
+  responses: 'openai-responses',
+  embeddings: 'openai-embeddings',
+  embedding: 'openai-embeddings',
+  anthropic: 'anthropic-messages',
+  messages: 'anthropic-messages',
+  'anthropic-message': 'anthropic-messages',
+  google: 'gemini',
+  'google-gemini': 'gemini',
+  vertex: 'gemini',
+  'vertex-ai': 'gemini',
+  generatecontent: 'gemini',
+  bedrock: 'bedrock-converse',
+  converse: 'bedrock-converse',
+  'aws-bedrock': 'bedrock-converse',
+};
+
 /** Marks a value that is absent; reading a path never throws on the hot path. */
 const ABSENT: unique symbol = Symbol('absent');
 type Read = unknown | typeof ABSENT;
@@ -141,8 +165,16 @@ interface Extracted {
 function applyExtractor(ex: Extractor, usage: Record<string, unknown>): Extracted {
   // Accept either the usage object itself or a body that holds it at the extractor's root.
   let obj: unknown = usage;
-  const nested = typeof ex.root === 'string' ? step(usage, ex.root) : readPath(usage, ex.root);
-  if (typeof nested === 'object' && nested !== null && !Array.isArray(nested)) obj = nested;
+  // A root like usage.billed_units is looked for whole, then without its leading keys, since the
+  // caller may pass the usage object rather than the whole body.
+  const root = typeof ex.root === 'string' ? [ex.root] : ex.root;
+  for (let k = 0; k < root.length; k++) {
+    const nested = k === root.length - 1 ? step(usage, root[k]!) : readPath(usage, root.slice(k));
+    if (typeof nested === 'object' && nested !== null && !Array.isArray(nested)) {
+      obj = nested;
+      break;
+    }
+  }
   const out: UnitUsage = {};
   let hits = 0;
   for (const mp of ex.mappings) {
@@ -160,27 +192,39 @@ function applyExtractor(ex: Extractor, usage: Record<string, unknown>): Extracte
   return { usage: out, hits, missing: hits === 0 ? 'usage fields' : null };
 }
 
-const plans = new WeakMap<CatalogProvider, Map<string, Extractor[]>>();
+interface Plan {
+  list: Extractor[];
+  /** Index of the generic shape, tried only when none of the provider's own flavours read; -1 if none. */
+  generic: number;
+}
+
+const plans = new WeakMap<CatalogProvider, Map<string, Plan>>();
 const NO_PROVIDER = { extractors: [] } as unknown as CatalogProvider;
 
 /** The extractors to try for a provider and an api, cached: the provider's own flavours, then the
  * generic shape of that api. */
-function candidatesFor(provider: CatalogProvider | null, api: string): Extractor[] {
+function candidatesFor(provider: CatalogProvider | null, api: string): Plan {
   const key = provider ?? NO_PROVIDER;
   let byApi = plans.get(key);
   if (!byApi) {
     byApi = new Map();
     plans.set(key, byApi);
   }
-  let list = byApi.get(api);
-  if (list) return list;
-  list = [];
-  const plan = FLAVOURS[api];
-  if (plan) {
+  const hit = byApi.get(api);
+  if (hit) return hit;
+  const list: Extractor[] = [];
+  let generic = -1;
+  const own = provider?.extractors.find((e) => e.api_flavor === api);
+  const plan = own ? undefined : (FLAVOURS[api] ?? FLAVOURS[API_ALIASES[api.toLowerCase()] ?? '']);
+  if (own) {
+    // The provider's own flavour name, e.g. "default" or "tokens".
+    list.push(own);
+  } else if (plan) {
     for (const name of plan.names) {
       const ex = provider?.extractors.find((e) => e.api_flavor === name);
       if (ex) list.push(ex);
     }
+    generic = list.length;
     list.push(GENERIC[plan.generic]!);
   } else {
     const own = provider?.extractors.find((e) => e.api_flavor === api);
@@ -188,8 +232,9 @@ function candidatesFor(provider: CatalogProvider | null, api: string): Extractor
       throw new TallyError('unknown_api', `Unknown api "${api}". Use one of ${KNOWN_APIS.join(', ')}.`);
     list.push(own);
   }
-  byApi.set(api, list);
-  return list;
+  const planned = { list, generic };
+  byApi.set(api, planned);
+  return planned;
 }
 
 /**
@@ -200,8 +245,7 @@ export function extractUsage(provider: CatalogProvider | null, api: string, usag
   if (typeof usage !== 'object' || usage === null || Array.isArray(usage)) {
     throw new TallyError('invalid_usage', 'usage must be an object.');
   }
-  const candidates = candidatesFor(provider, api);
-  const generic = FLAVOURS[api] ? candidates.length - 1 : -1;
+  const { list: candidates, generic } = candidatesFor(provider, api);
   // The provider's own flavour that reads the most fields wins: xAI's native usage carries
   // reasoning_tokens at the top level, its OpenAI-compatible usage under completion_tokens_details.
   let best: Extracted | null = null;
