@@ -2,7 +2,6 @@ import type { Clock, Pricer } from '@tally/core';
 import type { Store } from '@tally/store';
 import type { Authenticator } from './auth.js';
 import type { TallyConfig } from './config.js';
-import type { IngestQueue } from './ingest/ingest-queue.js';
 import type { ServerMetrics } from './metrics.js';
 
 /** What every route plugin is given. Built once by buildApp. */
@@ -13,6 +12,5 @@ export interface AppContext {
   price: Pricer;
   priceVersion: string;
   auth: Authenticator;
-  ingest: IngestQueue;
   metrics: ServerMetrics;
 }

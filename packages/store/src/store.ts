@@ -9,7 +9,8 @@ import type {
 } from '@tally/core';
 
 /** What one durable write did. Rows whose id (within the tenant) is already stored are skipped,
- * so a retried batch is never counted twice. */
+ * so a retried batch is never counted twice. inserted + duplicates = the rows of the batch: a row
+ * repeated within a batch is stored once, and its repeats count as duplicates. */
 export interface WriteResult {
   inserted: number;
   duplicates: number;
@@ -29,6 +30,7 @@ export interface CallQuery {
   project?: string;
   team?: string;
   user?: string;
+  /** The model the call asked for (model_requested). */
   model?: string;
   provider?: string;
   use_case?: string;
@@ -45,6 +47,7 @@ export interface Page<T> {
   nextCursor: string | null;
 }
 
+/** `model` groups by the model asked for (model_requested), as the CallQuery filter does. */
 export const SPEND_GROUPS = ['project', 'team', 'user', 'model', 'provider', 'use_case'] as const;
 export type SpendGroup = (typeof SPEND_GROUPS)[number];
 export type SpendInterval = 'hour' | 'day' | 'week' | 'month';
@@ -150,25 +153,39 @@ export interface Store {
   /** Writes calls and task events in one transaction, idempotent by (tenant, id). Resolves only
    * once the rows are committed. */
   ingest(batch: IngestBatch): Promise<WriteResult>;
+  /** Newest first (time desc, then id desc), keyset-paged; at most 1000 rows a page. */
   listCalls(query: CallQuery): Promise<Page<CallRecord>>;
   getCall(tenant: string, id: string): Promise<CallRecord | null>;
+  /** In time order (then id). */
   listTaskEvents(tenant: string, useCase: string, taskId?: string): Promise<TaskEventRecord[]>;
+  /** Ordered by bucket, then effective cost descending, then group (nulls last). No calls, no
+   * rows. Time filters: from inclusive, to exclusive. */
   spend(query: SpendQuery): Promise<SpendRow[]>;
   counts(tenant: string): Promise<{ calls: number; task_events: number }>;
 
+  /** Inserts or replaces; an update keeps the stored created_at. */
   putUseCase(useCase: UseCaseRecord): Promise<void>;
   getUseCase(tenant: string, id: string): Promise<UseCaseRecord | null>;
+  /** Ordered by name, then id. */
   listUseCases(tenant: string): Promise<UseCaseRecord[]>;
 
+  /** Idempotent by (tenant, id): a stored entry is kept as it was. */
   addLedgerEntry(entry: LedgerEntry): Promise<WriteResult>;
+  /** Ordered by month, use case, category, then id. */
   listLedger(tenant: string, useCase?: string): Promise<LedgerEntry[]>;
 
+  /** Inserts or replaces; an update keeps the stored created_at. */
   putBudget(budget: BudgetRecord): Promise<void>;
+  /** Ordered by created_at, then id. */
   listBudgets(tenant: string): Promise<BudgetRecord[]>;
+  /** True when a budget was deleted. */
   deleteBudget(tenant: string, id: string): Promise<boolean>;
 
   createKey(key: KeyRecord): Promise<void>;
+  /** Across tenants, revoked and expired keys included (the caller decides). */
   findKeyByHash(hash: string): Promise<KeyRecord | null>;
+  /** Ordered by created_at, then id. */
   listKeys(tenant: string): Promise<KeyRecord[]>;
+  /** True when this call revoked an active key; false for an unknown or already revoked one. */
   revokeKey(tenant: string, id: string, at: number): Promise<boolean>;
 }

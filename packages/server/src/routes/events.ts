@@ -47,13 +47,18 @@ export const eventRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
         rejected.push({ index: i, id, code: 'invalid_event', message: err.message });
       }
     }
-    if (calls.length + tasks.length > 0) await ctx.ingest.submit({ calls, tasks });
+    // Resolves once committed; the store merges concurrent requests into one transaction.
+    const written = calls.length + tasks.length > 0 ? await ctx.store.ingest({ calls, tasks }) : null;
     let unpriced = 0;
     for (const c of calls) if (c.pricing_status === 'unpriced') unpriced++;
     ctx.metrics.eventsAccepted.inc({ kind: 'call' }, calls.length);
     ctx.metrics.eventsAccepted.inc({ kind: 'task' }, tasks.length);
     if (rejected.length) ctx.metrics.eventsRejected.inc(rejected.length);
     if (unpriced) ctx.metrics.unpricedCalls.inc(unpriced);
-    return reply.send({ accepted: calls.length + tasks.length, rejected });
+    return reply.send({
+      accepted: calls.length + tasks.length,
+      duplicates: written?.duplicates ?? 0,
+      rejected,
+    });
   });
 };

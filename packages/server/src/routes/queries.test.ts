@@ -66,7 +66,7 @@ describe('GET /v1/calls and /v1/spend', () => {
     const get = async (q: string) =>
       (await t.app.inject({ url: `/v1/calls?limit=1000&${q}`, headers: t.auth })).json().data;
     expect(await get('project=sales')).toHaveLength(10);
-    expect(await get('model=claude-sonnet-4-5&user=u0')).toHaveLength(4);
+    expect(await get('model=claude-sonnet-4-5&user=u0')).toHaveLength(3);
     expect(await get('status=error')).toHaveLength(1);
     expect(await get('from=2026-11-02T00:00:00Z&to=2026-11-03T00:00:00Z')).toHaveLength(10);
   });

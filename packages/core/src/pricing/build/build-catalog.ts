@@ -69,6 +69,7 @@ export function buildCatalog(src: CatalogSources): BuildResult {
     ...(src.langfuse ? fromLangfuse(src.langfuse) : []),
   ];
   const genaiIds = new Set(providers.map((p) => p.id));
+  const reported = new Set<string>();
   for (const s of secondary) {
     let p = byId.get(s.provider);
     if (!p) {
@@ -83,8 +84,13 @@ export function buildCatalog(src: CatalogSources): BuildResult {
         for (const f of COMPARED) {
           const a = flatPrice(prim[f]);
           const b = flatPrice(s.prices[f]);
-          if (a === undefined || b === undefined || Number(a) === Number(b)) continue;
-          const rel = Number(a) === 0 ? null : (Number(b) - Number(a)) / Number(a);
+          if (a === undefined || b === undefined) continue;
+          const rel = Number(a) === 0 ? (Number(b) === 0 ? 0 : null) : (Number(b) - Number(a)) / Number(a);
+          // Float noise in a source (0.0833333333333333 against 0.08333333333333334) is no disagreement.
+          if (rel !== null && Math.abs(rel) < 1e-9) continue;
+          const key = `${p.id}\u0000${existing.id}\u0000${f}\u0000${s.source}\u0000${b}`;
+          if (reported.has(key)) continue;
+          reported.add(key);
           disagreements.push({
             provider: p.id,
             model: existing.id,

@@ -1,0 +1,119 @@
+import { expect, it } from 'vitest';
+import type { ContractContext } from '../contract.js';
+import { DAY, makeBudget, makeKey, makeLedgerEntry, makeUseCase, newTenant, T0 } from './fixtures.js';
+
+export function registryCases(ctx: ContractContext): void {
+  it('puts, gets, lists and updates use cases', async () => {
+    const tenant = newTenant();
+    const b = makeUseCase(tenant, 'uc-b', {
+      name: 'Billing questions',
+      department: null,
+      stage: 'idea',
+      spec: {},
+    });
+    const a = makeUseCase(tenant, 'uc-a', {
+      name: 'Answering tickets',
+      spec: {
+        smart: { metric: 'handling time', target: 0.3 },
+        owners: { product: 'Ana', finance: null },
+        list: [1, 'two'],
+      },
+    });
+    await ctx.store.putUseCase(b);
+    await ctx.store.putUseCase(a);
+    expect(await ctx.store.getUseCase(tenant, 'uc-a')).toEqual(a);
+    expect(await ctx.store.getUseCase(tenant, 'uc-missing')).toBeNull();
+    expect(await ctx.store.listUseCases(tenant)).toEqual([a, b]); // by name
+
+    const updated = {
+      ...a,
+      stage: 'production' as const,
+      spec: { changed: true },
+      created_at: T0 + DAY,
+      updated_at: T0 + 2 * DAY,
+    };
+    await ctx.store.putUseCase(updated);
+    // An update never moves created_at.
+    expect(await ctx.store.getUseCase(tenant, 'uc-a')).toEqual({ ...updated, created_at: a.created_at });
+    expect(await ctx.store.listUseCases(tenant)).toHaveLength(2);
+  });
+
+  it('adds ledger entries idempotently by id and lists them, by use case too', async () => {
+    const tenant = newTenant();
+    const big = 2n ** 62n + 3n;
+    const e1 = makeLedgerEntry(tenant, 'l1', { month: '2026-10', amount_nano: big, note: 'GPU reservation' });
+    const e2 = makeLedgerEntry(tenant, 'l2', { category: 'human_review_qa' });
+    const e3 = makeLedgerEntry(tenant, 'l3', { use_case: 'other', category: 'licences' });
+    expect(await ctx.store.addLedgerEntry(e1)).toEqual({ inserted: 1, duplicates: 0 });
+    expect(await ctx.store.addLedgerEntry(e2)).toEqual({ inserted: 1, duplicates: 0 });
+    expect(await ctx.store.addLedgerEntry(e3)).toEqual({ inserted: 1, duplicates: 0 });
+    expect(await ctx.store.addLedgerEntry({ ...e1, amount_nano: 1n })).toEqual({
+      inserted: 0,
+      duplicates: 1,
+    });
+    const all = await ctx.store.listLedger(tenant);
+    expect(all).toHaveLength(3);
+    expect(all.find((e) => e.id === 'l1')).toEqual(e1);
+    expect(await ctx.store.listLedger(tenant, 'triage')).toEqual([e1, e2]); // by month, then category
+    expect(await ctx.store.listLedger(tenant, 'nothing')).toEqual([]);
+  });
+
+  it('puts, lists, replaces and deletes budgets', async () => {
+    const tenant = newTenant();
+    const first = makeBudget(tenant, 'b1');
+    const second = makeBudget(tenant, 'b2', {
+      scope: 'tenant',
+      subject: tenant,
+      limit_nano: 2n ** 60n,
+      period: 'day',
+      time_zone: 'UTC',
+      thresholds: [],
+      action: 'downgrade',
+      downgrade_model: 'gpt-4o-mini',
+      created_at: T0 + 1,
+    });
+    await ctx.store.putBudget(first);
+    await ctx.store.putBudget(second);
+    expect(await ctx.store.listBudgets(tenant)).toEqual([first, second]);
+
+    const replaced = { ...first, limit_nano: 7n, action: 'block' as const, thresholds: [0.9] };
+    await ctx.store.putBudget({ ...replaced, created_at: T0 + DAY }); // created_at stays
+    expect(await ctx.store.listBudgets(tenant)).toEqual([replaced, second]);
+
+    expect(await ctx.store.deleteBudget(tenant, 'b1')).toBe(true);
+    expect(await ctx.store.deleteBudget(tenant, 'b1')).toBe(false);
+    expect(await ctx.store.listBudgets(tenant)).toEqual([second]);
+  });
+
+  it('creates keys, finds them by hash, lists and revokes them', async () => {
+    const tenant = newTenant();
+    const admin = makeKey(tenant, 'k-admin', { role: 'admin', project: null, models: [], rpm: null });
+    const virtual = makeKey(tenant, 'k-virtual', {
+      team: 'cx',
+      user: 'u-17',
+      tpm: 100_000,
+      budget_id: 'b1',
+      created_at: T0 + 1,
+      expires_at: T0 + 30 * DAY,
+    });
+    await ctx.store.createKey(admin);
+    await ctx.store.createKey(virtual);
+    expect(await ctx.store.findKeyByHash(virtual.hash)).toEqual(virtual);
+    expect(await ctx.store.findKeyByHash('0'.repeat(64))).toBeNull();
+    expect(await ctx.store.listKeys(tenant)).toEqual([admin, virtual]);
+
+    expect(await ctx.store.revokeKey(tenant, 'k-virtual', T0 + DAY)).toBe(true);
+    expect(await ctx.store.revokeKey(tenant, 'k-virtual', T0 + 2 * DAY)).toBe(false); // already revoked
+    expect(await ctx.store.revokeKey(tenant, 'k-missing', T0)).toBe(false);
+    // A revoked key is still found, so that auth can say why it fails.
+    expect(await ctx.store.findKeyByHash(virtual.hash)).toEqual({ ...virtual, revoked_at: T0 + DAY });
+  });
+
+  it('refuses a second key with the same hash', async () => {
+    const tenant = newTenant();
+    const key = makeKey(tenant, 'k1');
+    await ctx.store.createKey(key);
+    await expect(ctx.store.createKey({ ...key, id: 'k2' })).rejects.toThrow();
+    expect(await ctx.store.listKeys(tenant)).toEqual([key]);
+  });
+}

@@ -1,0 +1,222 @@
+import type { DuckDBConnection } from '@duckdb/node-api';
+import type { BudgetAction, BudgetPeriod, BudgetScope, LedgerCategory, Stage } from '@tally/core';
+import type { BudgetRecord, KeyRecord, LedgerEntry, UseCaseRecord, WriteResult } from '../store.js';
+import { execute, queryRows } from './duckdb-sql.js';
+import { big, json, num, numOrNull, type Row, str, strOrNull, ts, tsOrNull } from './duckdb-values.js';
+
+// The register, the hidden-cost ledger, budgets and keys: small tables, read and written one
+// row at a time.
+
+export async function putUseCase(conn: DuckDBConnection, u: UseCaseRecord): Promise<void> {
+  // created_at is kept from the first put: an update never rewrites when a use case began.
+  await execute(
+    conn,
+    `INSERT INTO use_cases (tenant, id, name, department, stage, spec, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+     ON CONFLICT (tenant, id) DO UPDATE SET name = excluded.name, department = excluded.department,
+       stage = excluded.stage, spec = excluded.spec, updated_at = excluded.updated_at`,
+    [
+      u.tenant,
+      u.id,
+      u.name,
+      u.department,
+      u.stage,
+      JSON.stringify(u.spec),
+      ts(u.created_at),
+      ts(u.updated_at),
+    ],
+  );
+}
+
+const USE_CASE_SELECT = `SELECT tenant, id, name, department, stage, spec, epoch_ms(created_at) AS created_at,
+  epoch_ms(updated_at) AS updated_at FROM use_cases`;
+
+function useCaseFromRow(r: Row): UseCaseRecord {
+  return {
+    tenant: str(r, 'tenant'),
+    id: str(r, 'id'),
+    name: str(r, 'name'),
+    department: strOrNull(r, 'department'),
+    stage: str(r, 'stage') as Stage,
+    spec: json<Record<string, unknown>>(r, 'spec'),
+    created_at: num(r, 'created_at'),
+    updated_at: num(r, 'updated_at'),
+  };
+}
+
+export async function getUseCase(
+  conn: DuckDBConnection,
+  tenant: string,
+  id: string,
+): Promise<UseCaseRecord | null> {
+  const rows = await queryRows(conn, `${USE_CASE_SELECT} WHERE tenant = $1 AND id = $2`, [tenant, id]);
+  return rows[0] ? useCaseFromRow(rows[0]) : null;
+}
+
+export async function listUseCases(conn: DuckDBConnection, tenant: string): Promise<UseCaseRecord[]> {
+  const rows = await queryRows(conn, `${USE_CASE_SELECT} WHERE tenant = $1 ORDER BY name, id`, [tenant]);
+  return rows.map(useCaseFromRow);
+}
+
+export async function addLedgerEntry(conn: DuckDBConnection, e: LedgerEntry): Promise<WriteResult> {
+  const inserted = await execute(
+    conn,
+    `INSERT INTO cost_ledger (tenant, id, use_case, month, category, amount_nano, note, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
+    [e.tenant, e.id, e.use_case, e.month, e.category, e.amount_nano, e.note, ts(e.created_at)],
+  );
+  return { inserted, duplicates: 1 - inserted };
+}
+
+export async function listLedger(
+  conn: DuckDBConnection,
+  tenant: string,
+  useCase?: string,
+): Promise<LedgerEntry[]> {
+  const values = useCase === undefined ? [tenant] : [tenant, useCase];
+  const rows = await queryRows(
+    conn,
+    `SELECT tenant, id, use_case, month, category, amount_nano, note, epoch_ms(created_at) AS created_at
+     FROM cost_ledger WHERE tenant = $1 ${useCase === undefined ? '' : 'AND use_case = $2'}
+     ORDER BY month, use_case, category, id`,
+    values,
+  );
+  return rows.map((r) => ({
+    tenant: str(r, 'tenant'),
+    id: str(r, 'id'),
+    use_case: str(r, 'use_case'),
+    month: str(r, 'month'),
+    category: str(r, 'category') as LedgerCategory,
+    amount_nano: big(r, 'amount_nano'),
+    note: strOrNull(r, 'note'),
+    created_at: num(r, 'created_at'),
+  }));
+}
+
+export async function putBudget(conn: DuckDBConnection, b: BudgetRecord): Promise<void> {
+  await execute(
+    conn,
+    `INSERT INTO budgets (tenant, id, scope, subject, limit_nano, period, time_zone, thresholds, action,
+       downgrade_model, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+     ON CONFLICT (tenant, id) DO UPDATE SET scope = excluded.scope, subject = excluded.subject,
+       limit_nano = excluded.limit_nano, period = excluded.period, time_zone = excluded.time_zone,
+       thresholds = excluded.thresholds, action = excluded.action, downgrade_model = excluded.downgrade_model`,
+    [
+      b.tenant,
+      b.id,
+      b.scope,
+      b.subject,
+      b.limit_nano,
+      b.period,
+      b.time_zone,
+      JSON.stringify(b.thresholds),
+      b.action,
+      b.downgrade_model,
+      ts(b.created_at),
+    ],
+  );
+}
+
+export async function listBudgets(conn: DuckDBConnection, tenant: string): Promise<BudgetRecord[]> {
+  const rows = await queryRows(
+    conn,
+    `SELECT tenant, id, scope, subject, limit_nano, period, time_zone, thresholds, action, downgrade_model,
+       epoch_ms(created_at) AS created_at
+     FROM budgets WHERE tenant = $1 ORDER BY created_at, id`,
+    [tenant],
+  );
+  return rows.map((r) => ({
+    tenant: str(r, 'tenant'),
+    id: str(r, 'id'),
+    scope: str(r, 'scope') as BudgetScope,
+    subject: str(r, 'subject'),
+    limit_nano: big(r, 'limit_nano'),
+    period: str(r, 'period') as BudgetPeriod,
+    time_zone: str(r, 'time_zone'),
+    thresholds: json<number[]>(r, 'thresholds'),
+    action: str(r, 'action') as BudgetAction,
+    downgrade_model: strOrNull(r, 'downgrade_model'),
+    created_at: num(r, 'created_at'),
+  }));
+}
+
+export async function deleteBudget(conn: DuckDBConnection, tenant: string, id: string): Promise<boolean> {
+  return (await execute(conn, 'DELETE FROM budgets WHERE tenant = $1 AND id = $2', [tenant, id])) > 0;
+}
+
+export async function createKey(conn: DuckDBConnection, k: KeyRecord): Promise<void> {
+  await execute(
+    conn,
+    `INSERT INTO api_keys (tenant, id, hash, prefix, role, project, team, "user", models, rpm, tpm, budget_id,
+       created_at, expires_at, revoked_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+    [
+      k.tenant,
+      k.id,
+      k.hash,
+      k.prefix,
+      k.role,
+      k.project,
+      k.team,
+      k.user,
+      JSON.stringify(k.models),
+      k.rpm,
+      k.tpm,
+      k.budget_id,
+      ts(k.created_at),
+      tsOrNull(k.expires_at),
+      tsOrNull(k.revoked_at),
+    ],
+  );
+}
+
+const KEY_SELECT = `SELECT tenant, id, hash, prefix, role, project, team, "user", models, rpm, tpm, budget_id,
+  epoch_ms(created_at) AS created_at, epoch_ms(expires_at) AS expires_at, epoch_ms(revoked_at) AS revoked_at
+  FROM api_keys`;
+
+function keyFromRow(r: Row): KeyRecord {
+  return {
+    tenant: str(r, 'tenant'),
+    id: str(r, 'id'),
+    hash: str(r, 'hash'),
+    prefix: str(r, 'prefix'),
+    role: str(r, 'role') as KeyRecord['role'],
+    project: strOrNull(r, 'project'),
+    team: strOrNull(r, 'team'),
+    user: strOrNull(r, 'user'),
+    models: json<string[]>(r, 'models'),
+    rpm: numOrNull(r, 'rpm'),
+    tpm: numOrNull(r, 'tpm'),
+    budget_id: strOrNull(r, 'budget_id'),
+    created_at: num(r, 'created_at'),
+    expires_at: numOrNull(r, 'expires_at'),
+    revoked_at: numOrNull(r, 'revoked_at'),
+  };
+}
+
+/** Across tenants: a key's hash identifies it, and its tenant. */
+export async function findKeyByHash(conn: DuckDBConnection, hash: string): Promise<KeyRecord | null> {
+  const rows = await queryRows(conn, `${KEY_SELECT} WHERE hash = $1`, [hash]);
+  return rows[0] ? keyFromRow(rows[0]) : null;
+}
+
+export async function listKeys(conn: DuckDBConnection, tenant: string): Promise<KeyRecord[]> {
+  const rows = await queryRows(conn, `${KEY_SELECT} WHERE tenant = $1 ORDER BY created_at, id`, [tenant]);
+  return rows.map(keyFromRow);
+}
+
+/** True when this call revoked an active key; false for an unknown or already revoked key. */
+export async function revokeKey(
+  conn: DuckDBConnection,
+  tenant: string,
+  id: string,
+  at: number,
+): Promise<boolean> {
+  const changed = await execute(
+    conn,
+    'UPDATE api_keys SET revoked_at = $3 WHERE tenant = $1 AND id = $2 AND revoked_at IS NULL',
+    [tenant, id, ts(at)],
+  );
+  return changed > 0;
+}

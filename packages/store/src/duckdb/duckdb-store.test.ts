@@ -1,0 +1,87 @@
+import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { makeCall, makeTask, newTenant, T0 } from '../contract/fixtures.js';
+import { runStoreContract } from '../contract.js';
+import type { Store } from '../store.js';
+import { createDuckDbStore } from './duckdb-store.js';
+
+runStoreContract('duckdb', () => createDuckDbStore({ path: ':memory:' }));
+
+describe('DuckDB store on a file', () => {
+  let dir: string;
+  const open: Store[] = [];
+  const openStore = async (path: string): Promise<Store> => {
+    const store = await createDuckDbStore({ path });
+    open.push(store);
+    await store.migrate();
+    return store;
+  };
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'tally-duckdb-'));
+  });
+  afterEach(async () => {
+    for (const s of open.splice(0)) await s.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('creates the folder, and keeps ingested rows after close and reopen', async () => {
+    const path = join(dir, 'nested', 'deeper', 'tally.duckdb');
+    const tenant = newTenant();
+    const first = await openStore(path);
+    expect(first.info).toMatchObject({ kind: 'duckdb', location: path });
+    const calls = Array.from({ length: 700 }, (_, i) => makeCall(tenant, `c-${i}`, { time: T0 + i }));
+    expect(await first.ingest({ calls, tasks: [makeTask(tenant, 'e1')] })).toEqual({
+      inserted: 701,
+      duplicates: 0,
+    });
+    await first.close();
+
+    const second = await openStore(path);
+    expect(await second.counts(tenant)).toEqual({ calls: 700, task_events: 1 });
+    expect(await second.getCall(tenant, 'c-42')).toEqual(calls[42]);
+    // Idempotency holds across restarts.
+    expect(await second.ingest({ calls: calls.slice(0, 10), tasks: [] })).toEqual({
+      inserted: 0,
+      duplicates: 10,
+    });
+  });
+
+  it('has every acknowledged row in its files before close (a crash loses nothing)', async () => {
+    const path = join(dir, 'tally.duckdb');
+    const tenant = newTenant();
+    const store = await openStore(path);
+    await store.ingest({ calls: [makeCall(tenant, 'c1'), makeCall(tenant, 'c2')], tasks: [] });
+    // Copy the database and its write-ahead log as a crash would leave them: never closed.
+    const crashed = join(dir, 'crashed.duckdb');
+    copyFileSync(path, crashed);
+    if (existsSync(`${path}.wal`)) copyFileSync(`${path}.wal`, `${crashed}.wal`);
+    const recovered = await openStore(crashed);
+    expect(await recovered.counts(tenant)).toEqual({ calls: 2, task_events: 0 });
+  });
+
+  it('refuses to open a file that is already open in this process', async () => {
+    const path = join(dir, 'tally.duckdb');
+    await openStore(path);
+    await expect(createDuckDbStore({ path })).rejects.toMatchObject({ code: 'store_unavailable' });
+  });
+});
+
+describe('DuckDB group commit', () => {
+  it('fails only the bad batch among batches written together', async () => {
+    const store = await createDuckDbStore({ path: ':memory:' });
+    await store.migrate();
+    try {
+      const tenant = newTenant();
+      const good = (id: string) => store.ingest({ calls: [makeCall(tenant, id)], tasks: [] });
+      const bad = store.ingest({ calls: [makeCall(tenant, 'bad', { time: Number.NaN })], tasks: [] });
+      const results = await Promise.allSettled([good('a'), bad, good('b'), good('c')]);
+      expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+      expect(await store.counts(tenant)).toEqual({ calls: 3, task_events: 0 });
+    } finally {
+      await store.close();
+    }
+  });
+});

@@ -1,0 +1,186 @@
+import type { DuckDBConnection } from '@duckdb/node-api';
+import type { CallRecord, TaskEventRecord } from '@tally/core';
+import { applyMigrations, type MigrationDriver } from '../migrate.js';
+import { DUCKDB_DIALECT } from '../schema.js';
+import type {
+  BudgetRecord,
+  CallQuery,
+  IngestBatch,
+  KeyRecord,
+  LedgerEntry,
+  Page,
+  SpendQuery,
+  SpendRow,
+  Store,
+  StoreInfo,
+  UseCaseRecord,
+  WriteResult,
+} from '../store.js';
+import { COUNTS_SQL, GET_CALL_SQL, listCallsSql, listTaskEventsSql, toPage } from './duckdb-calls.js';
+import { DuckDbDatabase } from './duckdb-database.js';
+import { DuckDbIngestWriter } from './duckdb-ingest.js';
+import * as registry from './duckdb-registry.js';
+import { callFromRow, taskFromRow } from './duckdb-rows.js';
+import { spendFromRow, spendSql } from './duckdb-spend.js';
+import { queryRows } from './duckdb-sql.js';
+import { num } from './duckdb-values.js';
+
+export interface DuckDbStoreOptions {
+  /** ':memory:' (for tests), or a file path; its folder is created when missing. */
+  path: string;
+}
+
+/** The embedded store. Call migrate() before anything else. */
+export async function createDuckDbStore(opts: DuckDbStoreOptions): Promise<Store> {
+  const db = await DuckDbDatabase.open(opts.path);
+  try {
+    return new DuckDbStore(db, await db.read(readSchemaVersion));
+  } catch (err) {
+    await db.close(() => undefined);
+    throw err;
+  }
+}
+
+async function readSchemaVersion(conn: DuckDBConnection): Promise<number> {
+  const rows = await queryRows(
+    conn,
+    `SELECT count(*) AS n FROM duckdb_tables()
+     WHERE database_name = current_database() AND schema_name = 'main' AND table_name = 'schema_migrations'`,
+  );
+  if (num(rows[0] ?? {}, 'n') === 0) return 0;
+  const v = await queryRows(conn, 'SELECT COALESCE(max(version), 0) AS v FROM schema_migrations');
+  return num(v[0] ?? {}, 'v');
+}
+
+class DuckDbStore implements Store {
+  private schemaVersion: number;
+  private readonly writer: DuckDbIngestWriter;
+
+  constructor(
+    private readonly db: DuckDbDatabase,
+    schemaVersion: number,
+  ) {
+    this.schemaVersion = schemaVersion;
+    this.writer = new DuckDbIngestWriter(db);
+  }
+
+  get info(): StoreInfo {
+    return { kind: 'duckdb', schemaVersion: this.schemaVersion, location: this.db.location };
+  }
+
+  async migrate(): Promise<void> {
+    this.schemaVersion = await this.db.write(async (conn) => {
+      const version = await applyMigrations(migrationDriver(conn));
+      this.writer.reset();
+      return version;
+    });
+  }
+
+  close(): Promise<void> {
+    return this.db.close(() => this.writer.reset());
+  }
+
+  ingest(batch: IngestBatch): Promise<WriteResult> {
+    return this.writer.ingest(batch);
+  }
+
+  async listCalls(query: CallQuery): Promise<Page<CallRecord>> {
+    const { sql, values, limit } = listCallsSql(query);
+    const rows = await this.db.read((c) => queryRows(c, sql, values));
+    return toPage(rows.map(callFromRow), limit);
+  }
+
+  async getCall(tenant: string, id: string): Promise<CallRecord | null> {
+    const rows = await this.db.read((c) => queryRows(c, GET_CALL_SQL, [tenant, id]));
+    return rows[0] ? callFromRow(rows[0]) : null;
+  }
+
+  async listTaskEvents(tenant: string, useCase: string, taskId?: string): Promise<TaskEventRecord[]> {
+    const { sql, values } = listTaskEventsSql(tenant, useCase, taskId);
+    const rows = await this.db.read((c) => queryRows(c, sql, values));
+    return rows.map(taskFromRow);
+  }
+
+  async spend(query: SpendQuery): Promise<SpendRow[]> {
+    const { sql, values } = spendSql(query);
+    const rows = await this.db.read((c) => queryRows(c, sql, values));
+    return rows.map((r) => spendFromRow(r, query));
+  }
+
+  async counts(tenant: string): Promise<{ calls: number; task_events: number }> {
+    const rows = await this.db.read((c) => queryRows(c, COUNTS_SQL, [tenant]));
+    const r = rows[0] ?? {};
+    return { calls: num(r, 'calls'), task_events: num(r, 'task_events') };
+  }
+
+  putUseCase(useCase: UseCaseRecord): Promise<void> {
+    return this.db.write((c) => registry.putUseCase(c, useCase));
+  }
+
+  getUseCase(tenant: string, id: string): Promise<UseCaseRecord | null> {
+    return this.db.read((c) => registry.getUseCase(c, tenant, id));
+  }
+
+  listUseCases(tenant: string): Promise<UseCaseRecord[]> {
+    return this.db.read((c) => registry.listUseCases(c, tenant));
+  }
+
+  addLedgerEntry(entry: LedgerEntry): Promise<WriteResult> {
+    return this.db.write((c) => registry.addLedgerEntry(c, entry));
+  }
+
+  listLedger(tenant: string, useCase?: string): Promise<LedgerEntry[]> {
+    return this.db.read((c) => registry.listLedger(c, tenant, useCase));
+  }
+
+  putBudget(budget: BudgetRecord): Promise<void> {
+    return this.db.write((c) => registry.putBudget(c, budget));
+  }
+
+  listBudgets(tenant: string): Promise<BudgetRecord[]> {
+    return this.db.read((c) => registry.listBudgets(c, tenant));
+  }
+
+  deleteBudget(tenant: string, id: string): Promise<boolean> {
+    return this.db.write((c) => registry.deleteBudget(c, tenant, id));
+  }
+
+  createKey(key: KeyRecord): Promise<void> {
+    return this.db.write((c) => registry.createKey(c, key));
+  }
+
+  findKeyByHash(hash: string): Promise<KeyRecord | null> {
+    return this.db.read((c) => registry.findKeyByHash(c, hash));
+  }
+
+  listKeys(tenant: string): Promise<KeyRecord[]> {
+    return this.db.read((c) => registry.listKeys(c, tenant));
+  }
+
+  revokeKey(tenant: string, id: string, at: number): Promise<boolean> {
+    return this.db.write((c) => registry.revokeKey(c, tenant, id, at));
+  }
+}
+
+function migrationDriver(conn: DuckDBConnection): MigrationDriver {
+  return {
+    dialect: DUCKDB_DIALECT,
+    exec: async (sql) => {
+      await conn.run(sql);
+    },
+    execInTransaction: async (statements) => {
+      await conn.run('BEGIN TRANSACTION');
+      try {
+        for (const sql of statements) await conn.run(sql);
+        await conn.run('COMMIT');
+      } catch (err) {
+        await conn.run('ROLLBACK').catch(() => undefined);
+        throw err;
+      }
+    },
+    appliedVersions: async () => {
+      const rows = await queryRows(conn, 'SELECT version FROM schema_migrations');
+      return rows.map((r) => num(r, 'version'));
+    },
+  };
+}

@@ -1,0 +1,202 @@
+/**
+ * The schema, in one place, as an ordered list of versioned migrations. The SQL is shared by the
+ * DuckDB and PostgreSQL adapters: the few type names that differ come from `SqlDialect`, and a
+ * statement that only one engine should run names that engine.
+ *
+ * Conventions: money is BIGINT nano-USD; every time is TIMESTAMPTZ (epoch milliseconds in the
+ * records); documents (tags, spec, thresholds, models, call_ids) are JSON; every table is keyed
+ * by (tenant, id).
+ */
+
+export type Engine = 'duckdb' | 'postgres';
+
+export interface SqlDialect {
+  readonly engine: Engine;
+  /** A JSON document: JSON in DuckDB, JSONB in PostgreSQL. */
+  readonly json: string;
+  /** A key column. PostgreSQL compares bytes ("C") so that keyset pages follow the same order
+   * as DuckDB, whatever the database's collation. */
+  readonly key: string;
+}
+
+export const DUCKDB_DIALECT: SqlDialect = Object.freeze({ engine: 'duckdb', json: 'JSON', key: 'VARCHAR' });
+export const POSTGRES_DIALECT: SqlDialect = Object.freeze({
+  engine: 'postgres',
+  json: 'JSONB',
+  key: 'VARCHAR COLLATE "C"',
+});
+
+export interface MigrationStatement {
+  readonly sql: string;
+  /** The engines that run it; all of them when absent. */
+  readonly only?: Engine;
+}
+
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  statements(d: SqlDialect): readonly MigrationStatement[];
+}
+
+export const MIGRATIONS_TABLE_SQL = `CREATE TABLE IF NOT EXISTS schema_migrations (
+  version INTEGER PRIMARY KEY,
+  name VARCHAR NOT NULL,
+  applied_at TIMESTAMPTZ NOT NULL
+)`;
+
+const initial: Migration = {
+  version: 1,
+  name: 'initial',
+  statements: (d) => [
+    {
+      sql: `CREATE TABLE calls (
+  tenant ${d.key} NOT NULL,
+  id ${d.key} NOT NULL,
+  time TIMESTAMPTZ NOT NULL,
+  project VARCHAR,
+  team VARCHAR,
+  "user" VARCHAR,
+  use_case VARCHAR,
+  task_id VARCHAR,
+  key_id VARCHAR,
+  tags ${d.json} NOT NULL,
+  provider VARCHAR NOT NULL,
+  api VARCHAR NOT NULL,
+  model_requested VARCHAR NOT NULL,
+  model_served VARCHAR,
+  input_tokens INTEGER NOT NULL,
+  output_tokens INTEGER NOT NULL,
+  cache_read_tokens INTEGER NOT NULL,
+  cache_write_tokens INTEGER NOT NULL,
+  cache_write_1h_tokens INTEGER NOT NULL,
+  reasoning_tokens INTEGER NOT NULL,
+  input_audio_tokens INTEGER NOT NULL,
+  output_audio_tokens INTEGER NOT NULL,
+  cache_audio_read_tokens INTEGER NOT NULL,
+  web_searches INTEGER NOT NULL,
+  cost_list_nano BIGINT,
+  cost_effective_nano BIGINT,
+  pricing_status VARCHAR NOT NULL,
+  price_version VARCHAR,
+  latency_ms DOUBLE PRECISION,
+  ttft_ms DOUBLE PRECISION,
+  status VARCHAR NOT NULL,
+  error_type VARCHAR,
+  cache VARCHAR NOT NULL,
+  route_tier VARCHAR,
+  fallback_hops INTEGER NOT NULL,
+  saved_nano BIGINT NOT NULL,
+  PRIMARY KEY (tenant, id)
+)`,
+    },
+    // DuckDB answers time ranges from its per-row-group min/max (rows arrive in time order) and
+    // never uses an ART index for a range or a top-N; on 2M calls this index doubled the file
+    // size for no query. PostgreSQL needs it.
+    { sql: 'CREATE INDEX calls_tenant_time ON calls (tenant, time)', only: 'postgres' },
+    {
+      sql: `CREATE TABLE task_events (
+  tenant ${d.key} NOT NULL,
+  id ${d.key} NOT NULL,
+  type VARCHAR NOT NULL,
+  time TIMESTAMPTZ NOT NULL,
+  use_case VARCHAR NOT NULL,
+  task_id VARCHAR NOT NULL,
+  "user" VARCHAR,
+  team VARCHAR,
+  arm VARCHAR,
+  covariate DOUBLE PRECISION,
+  call_ids ${d.json} NOT NULL,
+  outcome VARCHAR,
+  handling_seconds DOUBLE PRECISION,
+  value_nano BIGINT,
+  kind VARCHAR,
+  seconds DOUBLE PRECISION,
+  pass BOOLEAN,
+  score DOUBLE PRECISION,
+  reviewer VARCHAR,
+  reason VARCHAR,
+  PRIMARY KEY (tenant, id)
+)`,
+    },
+    { sql: 'CREATE INDEX task_events_tenant_time ON task_events (tenant, time)', only: 'postgres' },
+    {
+      sql: 'CREATE INDEX task_events_task ON task_events (tenant, use_case, task_id, time)',
+      only: 'postgres',
+    },
+    {
+      sql: `CREATE TABLE use_cases (
+  tenant ${d.key} NOT NULL,
+  id ${d.key} NOT NULL,
+  name VARCHAR NOT NULL,
+  department VARCHAR,
+  stage VARCHAR NOT NULL,
+  spec ${d.json} NOT NULL,
+  created_at TIMESTAMPTZ NOT NULL,
+  updated_at TIMESTAMPTZ NOT NULL,
+  PRIMARY KEY (tenant, id)
+)`,
+    },
+    {
+      sql: `CREATE TABLE cost_ledger (
+  tenant ${d.key} NOT NULL,
+  id ${d.key} NOT NULL,
+  use_case VARCHAR NOT NULL,
+  month VARCHAR NOT NULL,
+  category VARCHAR NOT NULL,
+  amount_nano BIGINT NOT NULL,
+  note VARCHAR,
+  created_at TIMESTAMPTZ NOT NULL,
+  PRIMARY KEY (tenant, id)
+)`,
+    },
+    {
+      sql: `CREATE TABLE budgets (
+  tenant ${d.key} NOT NULL,
+  id ${d.key} NOT NULL,
+  scope VARCHAR NOT NULL,
+  subject VARCHAR NOT NULL,
+  limit_nano BIGINT NOT NULL,
+  period VARCHAR NOT NULL,
+  time_zone VARCHAR NOT NULL,
+  thresholds ${d.json} NOT NULL,
+  action VARCHAR NOT NULL,
+  downgrade_model VARCHAR,
+  created_at TIMESTAMPTZ NOT NULL,
+  PRIMARY KEY (tenant, id)
+)`,
+    },
+    {
+      sql: `CREATE TABLE api_keys (
+  tenant ${d.key} NOT NULL,
+  id ${d.key} NOT NULL,
+  hash VARCHAR NOT NULL UNIQUE,
+  prefix VARCHAR NOT NULL,
+  role VARCHAR NOT NULL,
+  project VARCHAR,
+  team VARCHAR,
+  "user" VARCHAR,
+  models ${d.json} NOT NULL,
+  rpm INTEGER,
+  tpm INTEGER,
+  budget_id VARCHAR,
+  created_at TIMESTAMPTZ NOT NULL,
+  expires_at TIMESTAMPTZ,
+  revoked_at TIMESTAMPTZ,
+  PRIMARY KEY (tenant, id)
+)`,
+    },
+  ],
+};
+
+/** Append only: a released migration is never edited, a change is a new version. */
+export const MIGRATIONS: readonly Migration[] = [initial];
+
+export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
+
+/** The SQL statements of one migration, for one engine. */
+export function migrationSql(m: Migration, d: SqlDialect): string[] {
+  return m
+    .statements(d)
+    .filter((s) => s.only === undefined || s.only === d.engine)
+    .map((s) => s.sql);
+}
