@@ -146,14 +146,15 @@ export function demoCalls(opts: {
   const start = Math.floor(opts.now / dayMs) * dayMs - (opts.days - 1) * dayMs;
   const calls: CallRecord[] = [];
   let n = 0;
-  for (const w of WORKLOADS) {
+  WORKLOADS.forEach((w, wi) => {
     const src = rows[w.trace];
     const perDay = Math.max(1, Math.floor(src.length / opts.days / (w.trace === 'conv' ? 3 : 1)));
     for (let d = 0; d < opts.days; d++) {
       // Volume grows through the month, as a pilot becomes production.
       const count = Math.round(perDay * (0.6 + (0.8 * d) / opts.days));
       for (let i = 0; i < count; i++) {
-        const r = src[(d * perDay + i) % src.length]!;
+        // Each workload replays its own stretch of the trace.
+        const r = src[(d * perDay + i + wi * 4099) % src.length]!;
         const time = start + d * dayMs + Math.floor((r.offset / 3_600_000) * dayMs);
         if (time > opts.now) continue;
         let pick = rand();
@@ -201,6 +202,6 @@ export function demoCalls(opts: {
         });
       }
     }
-  }
+  });
   return { calls, fromTrace: trace !== null };
 }
