@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { buildCatalog } from '@tally/core';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { readCatalog } from '../pricer.js';
 import { readSources } from './prices.js';
 
@@ -9,7 +9,10 @@ const SOURCES = fileURLToPath(new URL('../../../../../shared/data/prices', impor
 const skip = !existsSync(SOURCES) && !process.env['CI'];
 
 describe.skipIf(skip)('the price catalog', () => {
-  const built = buildCatalog(readSources(SOURCES));
+  let built: ReturnType<typeof buildCatalog>;
+  beforeAll(() => {
+    built = buildCatalog(readSources(SOURCES));
+  });
 
   it('is exactly what the public tables build (the committed catalog is not stale)', () => {
     const committed = readCatalog();
