@@ -8,6 +8,9 @@ export default defineConfig({
     alias: {
       '@tally/core': src('core'),
       '@tally/store': src('store'),
+      '@tally/gateway/testing': fileURLToPath(
+        new URL('./packages/gateway/src/testing/index.ts', import.meta.url),
+      ),
       '@tally/gateway': src('gateway'),
       '@tally/server': src('server'),
       '@tally/sdk': src('sdk'),

@@ -31,6 +31,44 @@ const ENV: Record<string, (cfg: Record<string, unknown>, v: string) => void> = {
   },
 };
 
+/**
+ * Without configured providers, the usual variables set them up, so that
+ * `OPENAI_BASE_URL=http://127.0.0.1:9999/v1 npx tally start` proxies to that upstream.
+ */
+function addProvidersFromEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): void {
+  raw['gateway'] ??= {};
+  const gw = raw['gateway'] as Record<string, unknown>;
+  const existing = gw['providers'];
+  if (Array.isArray(existing) && existing.length > 0) return;
+  const providers: Record<string, unknown>[] = [];
+  if (env['OPENAI_API_KEY'] || env['OPENAI_BASE_URL']) {
+    providers.push({
+      id: 'openai',
+      kind: 'openai',
+      base_url: env['OPENAI_BASE_URL'] || 'https://api.openai.com/v1',
+      ...(env['OPENAI_API_KEY'] ? { api_key: env['OPENAI_API_KEY'] } : {}),
+    });
+  }
+  if (env['ANTHROPIC_API_KEY'] || env['ANTHROPIC_BASE_URL']) {
+    providers.push({
+      id: 'anthropic',
+      kind: 'anthropic',
+      base_url: env['ANTHROPIC_BASE_URL'] || 'https://api.anthropic.com',
+      ...(env['ANTHROPIC_API_KEY'] ? { api_key: env['ANTHROPIC_API_KEY'] } : {}),
+    });
+  }
+  if (env['GEMINI_API_KEY']) {
+    providers.push({
+      id: 'gemini',
+      kind: 'openai-compatible',
+      base_url: 'https://generativelanguage.googleapis.com/v1beta/openai',
+      api_key: env['GEMINI_API_KEY'],
+      price_provider: 'google',
+    });
+  }
+  if (providers.length > 0) gw['providers'] = providers;
+}
+
 export interface LoadConfigOptions {
   cwd: string;
   env: NodeJS.ProcessEnv;
@@ -69,6 +107,7 @@ export function loadConfig(opts: LoadConfigOptions): TallyConfig & { source: str
     if (v !== undefined && v !== '') apply(raw, v);
   }
   Object.assign(raw, opts.overrides ?? {});
+  addProvidersFromEnv(raw, opts.env);
   const result = configSchema.safeParse(raw);
   if (!result.success) {
     const issues = result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');

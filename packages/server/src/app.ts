@@ -1,4 +1,5 @@
 import { type Clock, type Pricer, systemClock } from '@tally/core';
+import { BatchingSink, Gateway, uuidv7 } from '@tally/gateway';
 import type { Store } from '@tally/store';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import { Authenticator, hashKey } from './auth.js';
@@ -7,7 +8,9 @@ import type { AppContext } from './context.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { ServerMetrics } from './metrics.js';
 import { eventRoutes } from './routes/events.js';
+import { gatewayRoutes } from './routes/gateway.js';
 import { healthRoutes } from './routes/health.js';
+import { keyRoutes } from './routes/keys.js';
 import { queryRoutes } from './routes/queries.js';
 
 export interface BuildAppOptions {
@@ -25,7 +28,8 @@ export interface BuildAppOptions {
 export interface TallyApp {
   app: FastifyInstance;
   ctx: AppContext;
-  /** Stops accepting requests and waits for those in flight (the store stays open). */
+  gateway: Gateway;
+  /** Stops accepting requests, waits for those in flight, and flushes metering (the store stays open). */
   close(): Promise<void>;
 }
 
@@ -59,11 +63,32 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
   await app.register(healthRoutes, ctx);
   await app.register(eventRoutes, ctx);
   await app.register(queryRoutes, ctx);
+  await app.register(keyRoutes, ctx);
+
+  const sink = new BatchingSink({
+    write: async (calls) => {
+      await store.ingest({ calls, tasks: [] });
+      metrics.eventsAccepted.inc({ kind: 'gateway_call' }, calls.length);
+    },
+    onError: (err, pending) => app.log.warn({ err, pending }, 'metering sink write failed; retrying'),
+  });
+  const gateway = new Gateway({
+    config: config.gateway,
+    price: opts.price,
+    priceVersion: opts.priceVersion,
+    sink,
+    resolveKey: (hash) => ctx.auth.gatewayKey(hash),
+    clock,
+    newId: () => uuidv7(clock.now()),
+  });
+  await app.register(gatewayRoutes, { ...ctx, gateway });
   return {
     app,
     ctx,
+    gateway,
     async close() {
       await app.close();
+      await gateway.close();
     },
   };
 }

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { type Clock, TallyError } from '@tally/core';
+import type { VirtualKey } from '@tally/gateway';
 import type { KeyRecord, Store } from '@tally/store';
 import type { FastifyRequest } from 'fastify';
 
@@ -59,6 +60,36 @@ export class Authenticator {
     if (!principal) throw new TallyError('unauthorized', 'The API key is not valid, revoked or expired.');
     if (!allowed.includes(principal.role)) throw new TallyError('forbidden');
     return principal;
+  }
+
+  /** The gateway's view of a key: virtual keys, and admin keys for trying the gateway out. */
+  async gatewayKey(hash: string): Promise<VirtualKey | null> {
+    if (this.adminKeyHash !== null && hash === this.adminKeyHash) {
+      return {
+        id: 'config-admin',
+        tenant: this.tenant,
+        project: null,
+        team: null,
+        user: null,
+        models: [],
+        rpm: null,
+        tpm: null,
+      };
+    }
+    const rec = await this.lookup(hash);
+    if (!rec || rec.revoked_at !== null || (rec.expires_at !== null && rec.expires_at <= this.clock.now()))
+      return null;
+    if (rec.role !== 'virtual' && rec.role !== 'admin') return null;
+    return {
+      id: rec.id,
+      tenant: rec.tenant,
+      project: rec.project,
+      team: rec.team,
+      user: rec.user,
+      models: rec.models,
+      rpm: rec.rpm,
+      tpm: rec.tpm,
+    };
   }
 
   forget(): void {

@@ -21,6 +21,49 @@ export const priceOverrideSchema = z
   })
   .strict();
 
+const targetSchema = z
+  .object({ provider: z.string(), model: z.string().optional(), weight: z.number().positive().optional() })
+  .strict();
+
+export const providerSchema = z
+  .object({
+    id: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9._-]*$/, 'must be lower-case letters, digits, dot, dash or underscore'),
+    kind: z.enum(['openai', 'azure', 'anthropic', 'openai-compatible']),
+    base_url: z.url(),
+    api_key: z.string().optional(),
+    api_version: z.string().optional(),
+    deployments: z.record(z.string(), z.string()).optional(),
+    price_provider: z.string().optional(),
+    timeout_ms: z.number().int().positive().optional(),
+  })
+  .strict();
+
+export const gatewaySchema = z
+  .object({
+    /** Upstreams. Without any, OPENAI_* / ANTHROPIC_* / GEMINI_API_KEY set them up. */
+    providers: z.array(providerSchema).default([]),
+    routes: z
+      .array(
+        z
+          .object({
+            model: z.string(),
+            targets: z.array(targetSchema).min(1),
+            fallbacks: z.array(targetSchema).optional(),
+          })
+          .strict(),
+      )
+      .default([]),
+    timeout_ms: z.number().int().positive().default(600_000),
+    body_limit_bytes: z
+      .number()
+      .int()
+      .min(1024)
+      .default(32 * 1024 * 1024),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     port: z.coerce.number().int().min(0).max(65535).default(4000),
@@ -56,8 +99,17 @@ export const configSchema = z
       })
       .strict()
       .default({ overrides: [], azure_deployments: {} }),
+    gateway: gatewaySchema.default({
+      providers: [],
+      routes: [],
+      timeout_ms: 600_000,
+      body_limit_bytes: 32 * 1024 * 1024,
+    }),
+    /** Hex or base64 32-byte key that encrypts provider secrets at rest; made on first start if absent. */
+    secret_key: z.string().optional(),
   })
   .strict();
 
 export type TallyConfig = Readonly<z.infer<typeof configSchema>>;
 export type PriceOverrideConfig = z.infer<typeof priceOverrideSchema>;
+export type ProviderSettings = z.infer<typeof providerSchema>;

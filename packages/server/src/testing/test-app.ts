@@ -17,6 +17,8 @@ export function testCatalog(): Catalog {
 export interface TestApp extends TallyApp {
   store: Store;
   auth: { authorization: string };
+  /** Listens on a free loopback port; returns the base URL. */
+  listen(): Promise<string>;
   /** Closes the app and the store. */
   shutdown(): Promise<void>;
 }
@@ -39,6 +41,9 @@ export async function testApp(overrides: Record<string, unknown> = {}, clock?: C
     ...tally,
     store,
     auth: { authorization: `Bearer ${ADMIN_KEY}` },
+    async listen() {
+      return tally.app.listen({ port: 0, host: '127.0.0.1' });
+    },
     async shutdown() {
       await tally.close();
       await store.close();

@@ -1,0 +1,41 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Attribution } from './meter.js';
+import type { VirtualKey } from './types.js';
+
+function header(h: IncomingHttpHeaders, name: string): string | null {
+  const v = h[name];
+  const s = Array.isArray(v) ? v[0] : v;
+  return s && s.length <= 256 ? s : null;
+}
+
+/** `x-tally-tags`: `k=v,k2=v2`, or a JSON object of strings. */
+function parseTags(raw: string | null): Record<string, string> {
+  if (!raw) return {};
+  const out: Record<string, string> = {};
+  if (raw.startsWith('{')) {
+    try {
+      const o = JSON.parse(raw) as Record<string, unknown>;
+      for (const [k, v] of Object.entries(o)) if (typeof v === 'string') out[k] = v;
+    } catch {
+      // A malformed tag header adds no tags; it does not fail the call.
+    }
+    return out;
+  }
+  for (const pair of raw.split(',')) {
+    const i = pair.indexOf('=');
+    if (i > 0) out[pair.slice(0, i).trim()] = pair.slice(i + 1).trim();
+  }
+  return out;
+}
+
+/** The call's owner: the key's pinned fields win over the x-tally-* headers, which fill the rest. */
+export function attribute(key: VirtualKey, h: IncomingHttpHeaders): Attribution {
+  return {
+    project: key.project ?? header(h, 'x-tally-project'),
+    team: key.team ?? header(h, 'x-tally-team'),
+    user: key.user ?? header(h, 'x-tally-user'),
+    use_case: header(h, 'x-tally-use-case'),
+    task_id: header(h, 'x-tally-task-id'),
+    tags: parseTags(header(h, 'x-tally-tags')),
+  };
+}

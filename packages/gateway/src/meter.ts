@@ -1,0 +1,101 @@
+import type { CallRecord, PriceOutcome, Tokens } from '@tally/core';
+import { ZERO_TOKENS } from '@tally/core';
+import type { GatewayDeps, VirtualKey } from './types.js';
+
+export interface Attribution {
+  project: string | null;
+  team: string | null;
+  user: string | null;
+  use_case: string | null;
+  task_id: string | null;
+  tags: Record<string, string>;
+}
+
+export interface AttemptContext {
+  id: string;
+  /** Epoch ms when the request arrived. */
+  time: number;
+  key: VirtualKey;
+  attribution: Attribution;
+  /** Catalog provider id, and the API flavour of the upstream's usage object. */
+  priceProvider: string;
+  upstreamApi: string;
+  modelRequested: string;
+  modelSent: string;
+  fallbackHops: number;
+  routeTier: string | null;
+}
+
+export interface AttemptOutcome {
+  status: 'ok' | 'error';
+  errorType: string | null;
+  /** The provider's usage object, when it sent one. */
+  usage: Record<string, unknown> | null;
+  /** Token counts estimated by the tokenizer, when the provider's usage never came. */
+  estimated: Pick<Tokens, 'input' | 'output'> | null;
+  modelServed: string | null;
+  latencyMs: number;
+  ttftMs: number | null;
+}
+
+/** Turns one upstream attempt into the call record the sink stores. Never throws: a usage object
+ * the catalog cannot read is stored unpriced with the reason in error_type. */
+export function meterAttempt(deps: GatewayDeps, ctx: AttemptContext, out: AttemptOutcome): CallRecord {
+  const model = out.modelServed ?? ctx.modelSent;
+  let priced: PriceOutcome | null = null;
+  let errorType = out.errorType;
+  try {
+    if (out.usage) {
+      priced = deps.price({
+        provider: ctx.priceProvider,
+        api: ctx.upstreamApi,
+        model,
+        usage: out.usage,
+        time: ctx.time,
+        tenant: ctx.key.tenant,
+      });
+    } else if (out.estimated) {
+      priced = deps.price({
+        provider: ctx.priceProvider,
+        model,
+        tokens: out.estimated,
+        time: ctx.time,
+        tenant: ctx.key.tenant,
+      });
+    }
+  } catch (err) {
+    errorType ??= `usage_unreadable: ${(err as Error).message}`.slice(0, 128);
+  }
+  const isPriced = priced?.status === 'priced' ? priced : null;
+  // A failed call with no usage costs nothing; an unreadable or unknown one stays unpriced.
+  const free = priced === null && out.usage === null && out.estimated === null;
+  return {
+    id: ctx.id,
+    time: ctx.time,
+    tenant: ctx.key.tenant,
+    project: ctx.attribution.project,
+    team: ctx.attribution.team,
+    user: ctx.attribution.user,
+    use_case: ctx.attribution.use_case,
+    task_id: ctx.attribution.task_id,
+    key_id: ctx.key.id,
+    tags: ctx.attribution.tags,
+    provider: ctx.priceProvider,
+    api: ctx.upstreamApi,
+    model_requested: ctx.modelRequested,
+    model_served: model,
+    tokens: priced?.tokens ?? { ...ZERO_TOKENS },
+    cost_list_nano: isPriced ? isPriced.listNano : free ? 0n : null,
+    cost_effective_nano: isPriced ? isPriced.effectiveNano : free ? 0n : null,
+    pricing_status: out.estimated && isPriced ? 'estimated' : isPriced || free ? 'priced' : 'unpriced',
+    price_version: deps.priceVersion,
+    latency_ms: Math.round(out.latencyMs * 1000) / 1000,
+    ttft_ms: out.ttftMs === null ? null : Math.round(out.ttftMs * 1000) / 1000,
+    status: out.status,
+    error_type: errorType,
+    cache: 'miss',
+    route_tier: ctx.routeTier,
+    fallback_hops: ctx.fallbackHops,
+    saved_nano: 0n,
+  };
+}

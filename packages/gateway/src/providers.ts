@@ -1,0 +1,119 @@
+import type { ProviderConfig } from './types.js';
+
+export type Endpoint = 'chat' | 'responses' | 'embeddings' | 'messages';
+
+/** The API flavour of each endpoint's usage object, for pricing. */
+export const ENDPOINT_API: Record<Endpoint, string> = {
+  chat: 'openai-chat',
+  responses: 'openai-responses',
+  embeddings: 'openai-embeddings',
+  messages: 'anthropic-messages',
+};
+
+const OPENAI_PATHS: Record<Exclude<Endpoint, 'messages'>, string> = {
+  chat: '/chat/completions',
+  responses: '/responses',
+  embeddings: '/embeddings',
+};
+
+export interface UpstreamTarget {
+  origin: string;
+  path: string;
+  headers: Record<string, string>;
+  /** Whether the body must carry the model (Azure deployments name it in the path instead). */
+  modelInBody: boolean;
+}
+
+interface ParsedBase {
+  origin: string;
+  basePath: string;
+}
+
+const baseCache = new Map<string, ParsedBase>();
+
+function parseBase(url: string): ParsedBase {
+  let hit = baseCache.get(url);
+  if (!hit) {
+    const u = new URL(url);
+    hit = { origin: u.origin, basePath: u.pathname.replace(/\/+$/, '') };
+    baseCache.set(url, hit);
+  }
+  return hit;
+}
+
+/** The catalog provider id a provider's calls are priced under. */
+export function priceProviderOf(p: ProviderConfig): string {
+  if (p.price_provider) return p.price_provider;
+  if (p.kind === 'azure') return 'azure';
+  if (p.kind === 'anthropic') return 'anthropic';
+  if (p.kind === 'openai') return 'openai';
+  return p.id;
+}
+
+/** Which endpoints a provider serves natively. A chat call to an Anthropic provider is translated. */
+export function servesNatively(p: ProviderConfig, endpoint: Endpoint): boolean {
+  return p.kind === 'anthropic' ? endpoint === 'messages' : endpoint !== 'messages';
+}
+
+/**
+ * The upstream URL and headers for one call. `clientHeaders` passes on the few client headers that
+ * change what a provider does (Anthropic's version and beta flags, OpenAI's organisation).
+ */
+export function upstreamFor(
+  p: ProviderConfig,
+  endpoint: Endpoint,
+  model: string,
+  clientHeaders: Record<string, string | string[] | undefined>,
+): UpstreamTarget {
+  const { origin, basePath } = parseBase(p.base_url);
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (p.kind === 'anthropic') {
+    if (p.api_key) headers['x-api-key'] = p.api_key;
+    const version = clientHeaders['anthropic-version'];
+    headers['anthropic-version'] = typeof version === 'string' ? version : '2023-06-01';
+    const beta = clientHeaders['anthropic-beta'];
+    if (typeof beta === 'string') headers['anthropic-beta'] = beta;
+    const v1 = basePath.endsWith('/v1') ? basePath : `${basePath}/v1`;
+    return { origin, path: `${v1}/messages`, headers, modelInBody: true };
+  }
+  const suffix = OPENAI_PATHS[endpoint as Exclude<Endpoint, 'messages'>];
+  if (p.kind === 'azure') {
+    if (p.api_key) headers['api-key'] = p.api_key;
+    // The v1 API takes the model in the body; the dated versions name a deployment in the path.
+    if (!p.api_version || p.api_version === 'v1') {
+      return { origin, path: `${basePath}/openai/v1${suffix}`, headers, modelInBody: true };
+    }
+    const deployment = p.deployments?.[model] ?? model;
+    return {
+      origin,
+      path: `${basePath}/openai/deployments/${encodeURIComponent(deployment)}${suffix}?api-version=${encodeURIComponent(p.api_version)}`,
+      headers,
+      modelInBody: false,
+    };
+  }
+  if (p.api_key) headers['authorization'] = `Bearer ${p.api_key}`;
+  const org = clientHeaders['openai-organization'];
+  if (typeof org === 'string') headers['openai-organization'] = org;
+  return { origin, path: `${basePath}${suffix}`, headers, modelInBody: true };
+}
+
+/** The model list path of an OpenAI-compatible provider. */
+export function modelsPath(p: ProviderConfig): {
+  origin: string;
+  path: string;
+  headers: Record<string, string>;
+} {
+  const { origin, basePath } = parseBase(p.base_url);
+  const headers: Record<string, string> = {};
+  if (p.kind === 'anthropic') {
+    if (p.api_key) headers['x-api-key'] = p.api_key;
+    headers['anthropic-version'] = '2023-06-01';
+    return { origin, path: `${basePath.endsWith('/v1') ? basePath : `${basePath}/v1`}/models`, headers };
+  }
+  if (p.kind === 'azure') {
+    if (p.api_key) headers['api-key'] = p.api_key;
+    return { origin, path: `${basePath}/openai/v1/models`, headers };
+  }
+  if (p.api_key) headers['authorization'] = `Bearer ${p.api_key}`;
+  return { origin, path: `${basePath}/models`, headers };
+}

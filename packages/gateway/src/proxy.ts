@@ -1,0 +1,383 @@
+import { createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Dispatcher } from 'undici';
+import { attribute } from './attribution.js';
+import { type AttemptContext, type AttemptOutcome, meterAttempt } from './meter.js';
+import {
+  ENDPOINT_API,
+  type Endpoint,
+  modelsPath,
+  priceProviderOf,
+  servesNatively,
+  upstreamFor,
+} from './providers.js';
+import { badRequest, type GatewayError, invalidKey, sendError, type Wire } from './replies.js';
+import { type Attempt, Router } from './router.js';
+import { SseSplitter } from './sse.js';
+import { streamMeter } from './stream-meter.js';
+import { countTokens, estimatePromptTokens } from './tokenizer.js';
+import type { GatewayDeps, VirtualKey } from './types.js';
+import { Upstreams } from './upstream.js';
+
+type Obj = Record<string, unknown>;
+
+/** Upstream response headers worth passing on: ids and the provider's own rate-limit state. */
+const PASS_HEADERS =
+  /^(x-request-id|request-id|openai-|x-ratelimit-|anthropic-ratelimit-|retry-after$|anthropic-organization-id)/;
+
+const RETRYABLE = (status: number) => status === 429 || status >= 500;
+
+function keyFrom(req: IncomingMessage): string | null {
+  const auth = req.headers.authorization;
+  if (auth?.startsWith('Bearer ')) return auth.slice(7).trim();
+  const x = req.headers['x-api-key'] ?? req.headers['api-key'];
+  return typeof x === 'string' ? x : null;
+}
+
+function passHeaders(h: Dispatcher.ResponseData['headers']): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const k in h) {
+    const v = h[k];
+    if (typeof v === 'string' && PASS_HEADERS.test(k)) out[k] = v;
+  }
+  return out;
+}
+
+/**
+ * The gateway: authenticates a virtual key, routes the call, passes the body upstream unchanged
+ * (apart from the documented edits: the routed model name, and stream_options.include_usage on
+ * streamed chat), relays the answer (SSE chunk by chunk), and meters every attempt into the sink.
+ */
+export class Gateway {
+  readonly router: Router;
+  private readonly upstreams = new Upstreams();
+
+  constructor(private readonly deps: GatewayDeps) {
+    this.router = new Router(deps.config);
+  }
+
+  async authenticate(req: IncomingMessage): Promise<VirtualKey | null> {
+    const key = keyFrom(req);
+    if (!key) return null;
+    return this.deps.resolveKey(createHash('sha256').update(key).digest('hex'));
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse, endpoint: Endpoint, raw: Buffer): Promise<void> {
+    const wire: Wire = endpoint === 'messages' ? 'anthropic' : 'openai';
+    const time = this.deps.clock.now();
+    const key = await this.authenticate(req);
+    if (!key) return sendError(res, wire, invalidKey());
+    let body: Obj;
+    try {
+      const parsed: unknown = JSON.parse(raw.toString('utf8'));
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+        throw new Error('not an object');
+      body = parsed as Obj;
+    } catch {
+      return sendError(res, wire, badRequest('The request body is not a valid JSON object.', 'invalid_json'));
+    }
+    const model = body['model'];
+    if (typeof model !== 'string' || model === '') {
+      return sendError(res, wire, badRequest('model is required.', 'missing_model'));
+    }
+    if (key.models.length > 0 && !key.models.includes(model)) {
+      return sendError(res, wire, {
+        status: 403,
+        type: 'invalid_request_error',
+        code: 'model_not_allowed',
+        message: `This key may not use model ${model}. Allowed: ${key.models.join(', ')}.`,
+      });
+    }
+    const attempts = this.router.plan(model, endpoint).filter((a) => servesNatively(a.provider, endpoint));
+    if (attempts.length === 0) {
+      return sendError(res, wire, {
+        status: 404,
+        type: 'invalid_request_error',
+        code: 'model_not_found',
+        message: `No provider is configured for model ${model} on this endpoint.`,
+      });
+    }
+    const attribution = attribute(key, req.headers);
+    const stream = body['stream'] === true;
+    const clientWantsUsage =
+      stream && (body['stream_options'] as Obj | undefined)?.['include_usage'] === true;
+
+    // The client going away aborts the upstream call.
+    const abort = new AbortController();
+    const onClose = () => {
+      if (!res.writableFinished) abort.abort();
+    };
+    res.once('close', onClose);
+
+    for (let i = 0; i < attempts.length; i++) {
+      const attempt = attempts[i]!;
+      const last = i === attempts.length - 1;
+      const ctx: AttemptContext = {
+        id: this.deps.newId(),
+        time,
+        key,
+        attribution,
+        priceProvider: priceProviderOf(attempt.provider),
+        upstreamApi: ENDPOINT_API[endpoint],
+        modelRequested: model,
+        modelSent: attempt.model,
+        fallbackHops: i,
+        routeTier: attempt.tier === 'fallback' ? 'fallback' : null,
+      };
+      const target = upstreamFor(attempt.provider, endpoint, attempt.model, req.headers);
+      const payload = this.payload(
+        raw,
+        body,
+        attempt,
+        endpoint,
+        stream && !clientWantsUsage,
+        target.modelInBody,
+      );
+      const a0 = performance.now();
+      let up: Dispatcher.ResponseData;
+      try {
+        up = await this.upstreams.request(target.origin, {
+          path: target.path,
+          method: 'POST',
+          headers: { ...target.headers, 'accept-encoding': 'identity' },
+          body: payload,
+          signal: abort.signal,
+          timeoutMs: attempt.provider.timeout_ms ?? this.deps.config.timeout_ms,
+        });
+      } catch (err) {
+        if (abort.signal.aborted) {
+          this.record(ctx, this.failure('client_disconnected', a0));
+          return;
+        }
+        const timeout = (err as { code?: string }).code?.includes('TIMEOUT') ?? false;
+        const errorType = timeout ? 'upstream_timeout' : 'upstream_connection_error';
+        this.record(ctx, this.failure(errorType, a0));
+        if (!last) continue;
+        return sendError(res, wire, {
+          status: timeout ? 504 : 502,
+          type: 'api_error',
+          code: errorType,
+          message: `The upstream ${attempt.provider.id} did not answer (${errorType}).`,
+        });
+      }
+      if (RETRYABLE(up.statusCode) && !last) {
+        await up.body.dump().catch(() => undefined);
+        this.record(ctx, this.failure(`upstream_${up.statusCode}`, a0));
+        continue;
+      }
+      const isStream =
+        stream && up.statusCode === 200 && String(up.headers['content-type'] ?? '').includes('event-stream');
+      if (isStream) await this.relayStream(res, up, ctx, endpoint, body, a0, !clientWantsUsage, abort.signal);
+      else await this.relay(res, up, ctx, a0);
+      return;
+    }
+  }
+
+  /** The body to send: the client's bytes, unless a documented edit is needed. */
+  private payload(
+    raw: Buffer,
+    body: Obj,
+    attempt: Attempt,
+    endpoint: Endpoint,
+    addUsage: boolean,
+    modelInBody: boolean,
+  ): Buffer | string {
+    const rename = attempt.model !== body['model'];
+    const usage = addUsage && endpoint === 'chat';
+    if (!rename && !usage && modelInBody) return raw;
+    const b: Obj = { ...body };
+    if (rename) b['model'] = attempt.model;
+    if (usage)
+      b['stream_options'] = { ...((body['stream_options'] as Obj | undefined) ?? {}), include_usage: true };
+    return JSON.stringify(b);
+  }
+
+  private failure(errorType: string, a0: number): AttemptOutcome {
+    return {
+      status: 'error',
+      errorType,
+      usage: null,
+      estimated: null,
+      modelServed: null,
+      latencyMs: performance.now() - a0,
+      ttftMs: null,
+    };
+  }
+
+  private record(ctx: AttemptContext, out: AttemptOutcome): void {
+    this.deps.sink.write(meterAttempt(this.deps, ctx, out));
+  }
+
+  private async relay(
+    res: ServerResponse,
+    up: Dispatcher.ResponseData,
+    ctx: AttemptContext,
+    a0: number,
+  ): Promise<void> {
+    let buf: Buffer;
+    try {
+      buf = Buffer.from(await up.body.arrayBuffer());
+    } catch {
+      this.record(ctx, this.failure(res.destroyed ? 'client_disconnected' : 'upstream_body_error', a0));
+      if (!res.headersSent) {
+        sendError(res, ctx.upstreamApi === 'anthropic-messages' ? 'anthropic' : 'openai', {
+          status: 502,
+          type: 'api_error',
+          code: 'upstream_body_error',
+          message: 'The upstream response was cut off.',
+        });
+      }
+      return;
+    }
+    const latencyMs = performance.now() - a0;
+    res.writeHead(up.statusCode, {
+      ...passHeaders(up.headers),
+      'content-type': String(up.headers['content-type'] ?? 'application/json'),
+      'content-length': buf.length,
+    });
+    res.end(buf);
+    let usage: Obj | null = null;
+    let served: string | null = null;
+    if (up.statusCode < 300) {
+      try {
+        const json = JSON.parse(buf.toString('utf8')) as Obj;
+        usage = (json['usage'] as Obj | undefined) ?? null;
+        served = typeof json['model'] === 'string' ? json['model'] : null;
+      } catch {
+        // A 2xx body that is not JSON is recorded as an error below.
+      }
+    }
+    const ok = up.statusCode < 300 && usage !== null;
+    this.record(ctx, {
+      status: ok ? 'ok' : 'error',
+      errorType: ok ? null : up.statusCode < 300 ? 'upstream_no_usage' : `upstream_${up.statusCode}`,
+      usage,
+      estimated: null,
+      modelServed: served,
+      latencyMs,
+      ttftMs: null,
+    });
+  }
+
+  private async relayStream(
+    res: ServerResponse,
+    up: Dispatcher.ResponseData,
+    ctx: AttemptContext,
+    endpoint: Endpoint,
+    body: Obj,
+    a0: number,
+    hideUsage: boolean,
+    signal: AbortSignal,
+  ): Promise<void> {
+    res.writeHead(200, {
+      ...passHeaders(up.headers),
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      'x-accel-buffering': 'no',
+    });
+    res.flushHeaders();
+    const splitter = new SseSplitter();
+    const meter = streamMeter(endpoint, hideUsage);
+    const decoder = new TextDecoder();
+    let ttft: number | null = null;
+    let failed: string | null = null;
+    try {
+      for await (const chunk of up.body) {
+        ttft ??= performance.now() - a0;
+        let out = '';
+        for (const ev of splitter.push(decoder.decode(chunk as Buffer, { stream: true }))) {
+          if (meter.onEvent(ev)) out += ev;
+        }
+        if (out && !res.write(out)) {
+          await new Promise<void>((resolve) => {
+            const done = () => {
+              res.off('drain', done);
+              res.off('close', done);
+              resolve();
+            };
+            res.once('drain', done);
+            res.once('close', done);
+          });
+        }
+        if (signal.aborted) break;
+      }
+      const rest = splitter.rest() + decoder.decode();
+      if (rest.trim()) {
+        if (meter.onEvent(rest)) res.write(rest);
+      }
+    } catch (err) {
+      failed = signal.aborted
+        ? 'client_disconnected'
+        : (err as { code?: string }).code?.includes('TIMEOUT')
+          ? 'upstream_timeout'
+          : 'upstream_stream_error';
+    }
+    if (signal.aborted) failed = 'client_disconnected';
+    if (!res.destroyed) res.end();
+    const usage = meter.usage();
+    const complete =
+      failed === null && usage !== null && (endpoint !== 'messages' || 'output_tokens' in usage);
+    const estimated = complete
+      ? null
+      : {
+          input:
+            typeof usage?.['input_tokens'] === 'number'
+              ? (usage['input_tokens'] as number)
+              : estimatePromptTokens(body),
+          output: countTokens(meter.text()),
+        };
+    this.record(ctx, {
+      status: failed === null && meter.error() === null ? 'ok' : 'error',
+      errorType: failed ?? meter.error() ?? (usage === null ? 'upstream_no_usage' : null),
+      usage: complete ? usage : null,
+      estimated,
+      modelServed: meter.model(),
+      latencyMs: performance.now() - a0,
+      ttftMs: ttft,
+    });
+  }
+
+  /** GET /v1/models: the configured routes and, for each provider, what it lists. */
+  async models(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const key = await this.authenticate(req);
+    if (!key) return sendError(res, 'openai', invalidKey());
+    const created = Math.floor(this.deps.clock.now() / 1000);
+    const ids = new Set<string>(this.router.routeNames);
+    for (const p of this.router.providerList) {
+      try {
+        const { origin, path, headers } = modelsPath(p);
+        const r = await this.upstreams.request(origin, {
+          path,
+          method: 'GET',
+          headers,
+          signal: AbortSignal.timeout(5000),
+          timeoutMs: 5000,
+        });
+        const json = (await r.body.json()) as { data?: { id?: string }[] };
+        if (r.statusCode === 200) for (const m of json.data ?? []) if (m.id) ids.add(m.id);
+      } catch {
+        // A provider that cannot list its models contributes none.
+      }
+    }
+    let list = [...ids];
+    if (key.models.length > 0) list = list.filter((m) => key.models.includes(m));
+    const body = JSON.stringify({
+      object: 'list',
+      data: list.map((id) => ({ id, object: 'model', created, owned_by: 'tally' })),
+    });
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  }
+
+  /** Writes every metered call so far (tests and shutdown). */
+  async flush(): Promise<void> {
+    await this.deps.sink.flush();
+  }
+
+  async close(): Promise<void> {
+    await this.upstreams.close();
+    await this.deps.sink.close();
+  }
+}
+
+export type { GatewayError };

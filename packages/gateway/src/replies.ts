@@ -1,0 +1,64 @@
+import type { ServerResponse } from 'node:http';
+
+/** Clients read errors in their own API's shape: OpenAI's, or Anthropic's on /v1/messages. */
+export type Wire = 'openai' | 'anthropic';
+
+export interface GatewayError {
+  status: number;
+  /** OpenAI error type (invalid_request_error, requests, tokens, insufficient_quota, ...). */
+  type: string;
+  code: string;
+  message: string;
+  headers?: Record<string, string>;
+}
+
+const ANTHROPIC_TYPES: Record<number, string> = {
+  400: 'invalid_request_error',
+  401: 'authentication_error',
+  403: 'permission_error',
+  404: 'not_found_error',
+  413: 'request_too_large',
+  429: 'rate_limit_error',
+  500: 'api_error',
+  502: 'api_error',
+  503: 'overloaded_error',
+  504: 'api_error',
+};
+
+export function errorBody(wire: Wire, e: GatewayError): string {
+  if (wire === 'anthropic') {
+    return JSON.stringify({
+      type: 'error',
+      error: { type: ANTHROPIC_TYPES[e.status] ?? 'api_error', message: e.message, code: e.code },
+    });
+  }
+  return JSON.stringify({ error: { message: e.message, type: e.type, param: null, code: e.code } });
+}
+
+export function sendError(res: ServerResponse, wire: Wire, e: GatewayError): void {
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  const body = errorBody(wire, e);
+  res.writeHead(e.status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    ...e.headers,
+  });
+  res.end(body);
+}
+
+export const invalidKey = (): GatewayError => ({
+  status: 401,
+  type: 'invalid_request_error',
+  code: 'invalid_api_key',
+  message: 'Incorrect API key provided. Use a Tally virtual key (tk-...).',
+});
+
+export const badRequest = (message: string, code = 'invalid_request'): GatewayError => ({
+  status: 400,
+  type: 'invalid_request_error',
+  code,
+  message,
+});

@@ -1,0 +1,92 @@
+import type { Endpoint } from './providers.js';
+import type { GatewayConfig, ProviderConfig, RouteConfig, Target } from './types.js';
+
+export interface Attempt {
+  provider: ProviderConfig;
+  /** The model to ask this provider for. */
+  model: string;
+  /** 'primary' for the weighted targets, 'fallback' after them. */
+  tier: 'primary' | 'fallback';
+}
+
+/**
+ * Decides where a call goes. A configured route gives weighted targets (one is picked by weight,
+ * the others follow as alternatives) and then its fallbacks in order. Without a route, a
+ * `provider/model` prefix names the provider; otherwise the model's family picks one (claude ->
+ * an Anthropic provider, gemini -> a provider named gemini), and the first OpenAI-style provider
+ * takes the rest.
+ */
+export class Router {
+  private readonly providers = new Map<string, ProviderConfig>();
+  private readonly routes = new Map<string, RouteConfig>();
+
+  constructor(
+    config: GatewayConfig,
+    private readonly random: () => number = Math.random,
+  ) {
+    for (const p of config.providers) this.providers.set(p.id, p);
+    for (const r of config.routes) this.routes.set(r.model, r);
+  }
+
+  provider(id: string): ProviderConfig | undefined {
+    return this.providers.get(id);
+  }
+
+  get providerList(): ProviderConfig[] {
+    return [...this.providers.values()];
+  }
+
+  get routeNames(): string[] {
+    return [...this.routes.keys()];
+  }
+
+  plan(model: string, endpoint: Endpoint): Attempt[] {
+    const route = this.routes.get(model);
+    if (route) return this.fromRoute(route, model);
+    const slash = model.indexOf('/');
+    if (slash > 0) {
+      const p = this.providers.get(model.slice(0, slash));
+      if (p) return [{ provider: p, model: model.slice(slash + 1), tier: 'primary' }];
+    }
+    const p = this.inferProvider(model, endpoint);
+    return p ? [{ provider: p, model, tier: 'primary' }] : [];
+  }
+
+  private fromRoute(route: RouteConfig, model: string): Attempt[] {
+    const out: Attempt[] = [];
+    const targets = route.targets.filter((t) => this.providers.has(t.provider));
+    const first = this.pickWeighted(targets);
+    const ordered = first ? [first, ...targets.filter((t) => t !== first)] : [];
+    const push = (t: Target, tier: Attempt['tier']) => {
+      const p = this.providers.get(t.provider);
+      if (p) out.push({ provider: p, model: t.model ?? model, tier });
+    };
+    for (const t of ordered) push(t, 'primary');
+    for (const t of route.fallbacks ?? []) push(t, 'fallback');
+    return out;
+  }
+
+  private pickWeighted(targets: Target[]): Target | undefined {
+    if (targets.length <= 1) return targets[0];
+    const total = targets.reduce((n, t) => n + (t.weight ?? 1), 0);
+    let r = this.random() * total;
+    for (const t of targets) {
+      r -= t.weight ?? 1;
+      if (r < 0) return t;
+    }
+    return targets[targets.length - 1];
+  }
+
+  private inferProvider(model: string, endpoint: Endpoint): ProviderConfig | undefined {
+    const list = this.providerList;
+    if (endpoint === 'messages' || /^claude/i.test(model)) {
+      const anthropic = list.find((p) => p.kind === 'anthropic');
+      if (anthropic) return anthropic;
+    }
+    if (/^gemini/i.test(model)) {
+      const gemini = list.find((p) => p.id === 'gemini' || p.price_provider === 'google');
+      if (gemini) return gemini;
+    }
+    return list.find((p) => p.kind === 'openai') ?? list.find((p) => p.kind !== 'anthropic');
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * Splits a server-sent event stream into whole events, so each can be forwarded the moment it is
+ * complete (nothing is held back beyond an event boundary) and the few that carry usage inspected.
+ */
+export class SseSplitter {
+  private buf = '';
+
+  /** Whole events (each with its blank-line terminator) completed by this chunk. */
+  push(chunk: string): string[] {
+    this.buf += chunk;
+    const out: string[] = [];
+    let start = 0;
+    for (;;) {
+      const lf = this.buf.indexOf('\n\n', start);
+      const crlf = this.buf.indexOf('\r\n\r\n', start);
+      if (lf < 0 && crlf < 0) break;
+      const end = crlf >= 0 && (lf < 0 || crlf < lf) ? crlf + 4 : lf + 2;
+      out.push(this.buf.slice(start, end));
+      start = end;
+    }
+    if (start > 0) this.buf = this.buf.slice(start);
+    return out;
+  }
+
+  /** What is left after the stream ended (an unterminated last event). */
+  rest(): string {
+    const r = this.buf;
+    this.buf = '';
+    return r;
+  }
+}
+
+/** The event's data, its `data:` lines joined; null if it has none. */
+export function eventData(ev: string): string | null {
+  let data: string | null = null;
+  for (const line of ev.split(/\r?\n/)) {
+    if (line.startsWith('data:')) {
+      const v = line.charCodeAt(5) === 32 ? line.slice(6) : line.slice(5);
+      data = data === null ? v : `${data}\n${v}`;
+    }
+  }
+  return data;
+}
+
+/** The event's `event:` name, if it has one. */
+export function eventName(ev: string): string | null {
+  const i = ev.startsWith('event:') ? 0 : ev.indexOf('\nevent:');
+  if (i < 0) return null;
+  const from = i === 0 ? 6 : i + 7;
+  const end = ev.indexOf('\n', from);
+  return ev.slice(from, end < 0 ? undefined : end).trim();
+}

@@ -1,0 +1,154 @@
+import type { Endpoint } from './providers.js';
+import { eventData, eventName } from './sse.js';
+
+type Obj = Record<string, unknown>;
+
+/**
+ * Watches a passing SSE stream for what metering needs: the usage object, the model that served
+ * it, and the text so far (to estimate the tokens of a stream the client cut off). It parses only
+ * the events that can carry these; the rest pass through untouched.
+ */
+export interface StreamMeter {
+  /** Called for each whole event; returns false to keep the event from the client. */
+  onEvent(ev: string): boolean;
+  usage(): Obj | null;
+  model(): string | null;
+  /** Output text seen so far. */
+  text(): string;
+  /** An error event the upstream sent mid-stream, if any. */
+  error(): string | null;
+}
+
+function parse(data: string): Obj | null {
+  try {
+    const v: unknown = JSON.parse(data);
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Obj) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** OpenAI chat completions: usage arrives in a last chunk with no choices (when include_usage). */
+class ChatMeter implements StreamMeter {
+  private u: Obj | null = null;
+  private m: string | null = null;
+  private parts: string[] = [];
+  private err: string | null = null;
+
+  constructor(private readonly hideUsageChunk: boolean) {}
+
+  onEvent(ev: string): boolean {
+    const data = eventData(ev);
+    if (data === null || data === '[DONE]') return true;
+    const chunk = parse(data);
+    if (!chunk) {
+      this.err ??= 'malformed_sse';
+      return true;
+    }
+    if (this.m === null && typeof chunk['model'] === 'string') this.m = chunk['model'];
+    if (chunk['error'] !== undefined) this.err ??= 'upstream_stream_error';
+    const choices = chunk['choices'];
+    if (Array.isArray(choices)) {
+      for (const c of choices as Obj[]) {
+        const delta = c?.['delta'] as Obj | undefined;
+        const content = delta?.['content'];
+        if (typeof content === 'string') this.parts.push(content);
+        const calls = delta?.['tool_calls'];
+        if (Array.isArray(calls)) {
+          for (const tc of calls as Obj[]) {
+            const args = (tc?.['function'] as Obj | undefined)?.['arguments'];
+            if (typeof args === 'string') this.parts.push(args);
+          }
+        }
+      }
+    }
+    const usage = chunk['usage'];
+    if (usage && typeof usage === 'object') {
+      this.u = usage as Obj;
+      // The extra chunk we asked for: no choices, only usage.
+      if (this.hideUsageChunk && Array.isArray(choices) && choices.length === 0) return false;
+    }
+    return true;
+  }
+  usage = () => this.u;
+  model = () => this.m;
+  text = () => this.parts.join('');
+  error = () => this.err;
+}
+
+/** OpenAI Responses: the terminal event carries the whole response, usage included. */
+class ResponsesMeter implements StreamMeter {
+  private u: Obj | null = null;
+  private m: string | null = null;
+  private parts: string[] = [];
+  private err: string | null = null;
+
+  onEvent(ev: string): boolean {
+    const name = eventName(ev);
+    if (name === 'response.output_text.delta') {
+      const d = parse(eventData(ev) ?? '');
+      if (typeof d?.['delta'] === 'string') this.parts.push(d['delta']);
+      return true;
+    }
+    if (
+      name === 'response.created' ||
+      name === 'response.completed' ||
+      name === 'response.incomplete' ||
+      name === 'response.failed'
+    ) {
+      const d = parse(eventData(ev) ?? '');
+      const r = d?.['response'] as Obj | undefined;
+      if (typeof r?.['model'] === 'string') this.m = r['model'];
+      if (r?.['usage'] && typeof r['usage'] === 'object') this.u = r['usage'] as Obj;
+      if (name === 'response.failed') this.err ??= 'upstream_stream_error';
+    } else if (name === 'error') {
+      this.err ??= 'upstream_stream_error';
+    }
+    return true;
+  }
+  usage = () => this.u;
+  model = () => this.m;
+  text = () => this.parts.join('');
+  error = () => this.err;
+}
+
+/** Anthropic messages: input usage in message_start, the running output count in message_delta. */
+class MessagesMeter implements StreamMeter {
+  private u: Obj | null = null;
+  private m: string | null = null;
+  private parts: string[] = [];
+  private err: string | null = null;
+
+  onEvent(ev: string): boolean {
+    const name = eventName(ev);
+    if (name === 'content_block_delta') {
+      const d = parse(eventData(ev) ?? '');
+      const delta = d?.['delta'] as Obj | undefined;
+      const text = delta?.['text'] ?? delta?.['partial_json'] ?? delta?.['thinking'];
+      if (typeof text === 'string') this.parts.push(text);
+    } else if (name === 'message_start') {
+      const d = parse(eventData(ev) ?? '');
+      const msg = d?.['message'] as Obj | undefined;
+      if (typeof msg?.['model'] === 'string') this.m = msg['model'];
+      if (msg?.['usage'] && typeof msg['usage'] === 'object') this.u = { ...(msg['usage'] as Obj) };
+    } else if (name === 'message_delta') {
+      const d = parse(eventData(ev) ?? '');
+      const usage = d?.['usage'] as Obj | undefined;
+      // message_delta counts are cumulative: the last one wins, field by field.
+      if (usage) this.u = { ...(this.u ?? {}), ...usage };
+    } else if (name === 'error') {
+      this.err ??= 'upstream_stream_error';
+    }
+    return true;
+  }
+  usage = () => this.u;
+  model = () => this.m;
+  text = () => this.parts.join('');
+  error = () => this.err;
+}
+
+export function streamMeter(endpoint: Endpoint, hideUsageChunk: boolean): StreamMeter {
+  if (endpoint === 'responses') return new ResponsesMeter();
+  if (endpoint === 'messages') return new MessagesMeter();
+  return new ChatMeter(hideUsageChunk);
+}

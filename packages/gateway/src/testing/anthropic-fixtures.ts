@@ -1,0 +1,98 @@
+/**
+ * Anthropic Messages API fixtures, built from Anthropic's documented response and streaming
+ * formats (message, content blocks, usage with cache fields; message_start ... message_stop).
+ */
+export interface AnthropicUsage {
+  input_tokens: number;
+  output_tokens: number;
+  cache_creation_input_tokens?: number;
+  cache_read_input_tokens?: number;
+}
+
+export function anthropicMessage(
+  model: string,
+  text: string,
+  usage: AnthropicUsage,
+): Record<string, unknown> {
+  return {
+    id: 'msg_01XFDUDYJgAACzvnptvVoYEL',
+    type: 'message',
+    role: 'assistant',
+    model,
+    content: [{ type: 'text', text }],
+    stop_reason: 'end_turn',
+    stop_sequence: null,
+    usage,
+  };
+}
+
+export function anthropicToolUse(model: string, usage: AnthropicUsage): Record<string, unknown> {
+  return {
+    id: 'msg_01Aq9w938a90dw8q',
+    type: 'message',
+    role: 'assistant',
+    model,
+    content: [
+      { type: 'text', text: 'I will look that up.' },
+      {
+        type: 'tool_use',
+        id: 'toolu_01A09q90qw90lq917835lq9',
+        name: 'get_weather',
+        input: { location: 'Paris' },
+      },
+    ],
+    stop_reason: 'tool_use',
+    stop_sequence: null,
+    usage,
+  };
+}
+
+/** The documented event sequence of a streamed message, as SSE text events. */
+export function anthropicStream(model: string, pieces: string[], usage: AnthropicUsage): string[] {
+  const ev = (name: string, data: unknown) => `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
+  const out = [
+    ev('message_start', {
+      type: 'message_start',
+      message: {
+        id: 'msg_01stream',
+        type: 'message',
+        role: 'assistant',
+        model,
+        content: [],
+        stop_reason: null,
+        stop_sequence: null,
+        usage: {
+          input_tokens: usage.input_tokens,
+          cache_creation_input_tokens: usage.cache_creation_input_tokens ?? 0,
+          cache_read_input_tokens: usage.cache_read_input_tokens ?? 0,
+          output_tokens: 1,
+        },
+      },
+    }),
+    ev('content_block_start', {
+      type: 'content_block_start',
+      index: 0,
+      content_block: { type: 'text', text: '' },
+    }),
+    ev('ping', { type: 'ping' }),
+  ];
+  for (const p of pieces) {
+    out.push(
+      ev('content_block_delta', {
+        type: 'content_block_delta',
+        index: 0,
+        delta: { type: 'text_delta', text: p },
+      }),
+    );
+  }
+  out.push(ev('content_block_stop', { type: 'content_block_stop', index: 0 }));
+  out.push(
+    ev('message_delta', {
+      type: 'message_delta',
+      delta: { stop_reason: 'end_turn', stop_sequence: null },
+      usage: { output_tokens: usage.output_tokens },
+    }),
+  );
+  out.push(ev('message_stop', { type: 'message_stop' }));
+  return out;
+}

@@ -1,0 +1,346 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { anthropicMessage, anthropicStream, anthropicToolUse } from './anthropic-fixtures.js';
+import { chatRecordings, embeddingRecordings, type Recording } from './recorded.js';
+
+type Obj = Record<string, unknown>;
+
+export interface Received {
+  path: string;
+  headers: IncomingMessage['headers'];
+  body: Obj;
+  raw: string;
+}
+
+/**
+ * An upstream that answers like OpenAI (replaying recorded responses, as JSON or SSE) and like
+ * Anthropic (documented fixtures). Special model names make it misbehave, for fault tests:
+ * fault-500, fault-429, fault-timeout, fault-malformed (bad SSE), fault-slow (a slow stream),
+ * fault-cut (the connection drops mid-stream).
+ */
+export class MockUpstream {
+  readonly received: Received[] = [];
+  private server: Server | null = null;
+  private readonly open = new Set<ServerResponse>();
+  url = '';
+
+  async start(port = 0): Promise<this> {
+    this.server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const raw = Buffer.concat(chunks).toString('utf8');
+        let body: Obj = {};
+        try {
+          body = raw ? (JSON.parse(raw) as Obj) : {};
+        } catch {
+          res.writeHead(400, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ error: { message: 'bad json', type: 'invalid_request_error' } }));
+          return;
+        }
+        this.received.push({ path: req.url ?? '', headers: req.headers, body, raw });
+        this.open.add(res);
+        res.on('close', () => this.open.delete(res));
+        this.route(req.url ?? '', body, res);
+      });
+    });
+    this.server.keepAliveTimeout = 60_000;
+    await new Promise<void>((r) => this.server!.listen(port, '127.0.0.1', r));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return this;
+  }
+
+  /** Responses still open (a leak check: a finished test leaves none). */
+  get openResponses(): number {
+    return this.open.size;
+  }
+
+  async stop(): Promise<void> {
+    for (const r of this.open) r.destroy();
+    this.server?.closeAllConnections();
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+  }
+
+  private route(path: string, body: Obj, res: ServerResponse): void {
+    const model = String(body['model'] ?? '');
+    if (model === 'fault-timeout') return; // never answers
+    if (model === 'fault-500' || model === 'fault-429') {
+      const status = model === 'fault-500' ? 500 : 429;
+      res.writeHead(status, { 'content-type': 'application/json', 'retry-after': '1' });
+      res.end(JSON.stringify({ error: { message: `mock ${status}`, type: 'server_error', code: null } }));
+      return;
+    }
+    if (path.endsWith('/messages')) {
+      this.messages(body, res);
+      return;
+    }
+    if (path.includes('/chat/completions')) {
+      this.chat(body, res);
+      return;
+    }
+    if (path.endsWith('/responses')) {
+      this.responses(body, res);
+      return;
+    }
+    if (path.includes('/embeddings')) {
+      this.embeddings(body, res);
+      return;
+    }
+    if (path.endsWith('/models')) {
+      json(res, 200, {
+        object: 'list',
+        data: [{ id: 'gpt-4o', object: 'model', created: 1, owned_by: 'openai' }],
+      });
+      return;
+    }
+    json(res, 404, { error: { message: 'not found', type: 'invalid_request_error' } });
+  }
+
+  private chat(body: Obj, res: ServerResponse): void {
+    const model = String(body['model']);
+    const stream = body['stream'] === true;
+    const includeUsage = (body['stream_options'] as Obj | undefined)?.['include_usage'] === true;
+    if (model.startsWith('fault-')) {
+      this.faultStream(model, res);
+      return;
+    }
+    if (Array.isArray(body['tools'])) {
+      this.toolCall(model, stream, includeUsage, res);
+      return;
+    }
+    const rec = pick(chatRecordings(), body, stream, includeUsage);
+    if (!rec) {
+      json(res, 404, { error: { message: `no recording for ${model}`, type: 'invalid_request_error' } });
+      return;
+    }
+    if (!stream) {
+      json(res, rec.status, rec.body);
+      return;
+    }
+    sse(res, (rec.body as Obj[]).map((c) => `data: ${JSON.stringify(c)}\n\n`).concat('data: [DONE]\n\n'));
+  }
+
+  private toolCall(model: string, stream: boolean, includeUsage: boolean, res: ServerResponse): void {
+    const usage = { prompt_tokens: 82, completion_tokens: 17, total_tokens: 99 };
+    const call = {
+      id: 'call_abc123',
+      type: 'function',
+      function: { name: 'get_weather', arguments: '{"location":"Paris"}' },
+    };
+    const base = { id: 'chatcmpl-tool', created: 1_700_000_000, model: `${model}-2024-08-06` };
+    if (!stream) {
+      json(res, 200, {
+        ...base,
+        object: 'chat.completion',
+        choices: [
+          {
+            index: 0,
+            message: { role: 'assistant', content: null, tool_calls: [call] },
+            finish_reason: 'tool_calls',
+          },
+        ],
+        usage,
+      });
+      return;
+    }
+    const chunk = (o: Obj) =>
+      `data: ${JSON.stringify({ ...base, object: 'chat.completion.chunk', ...o })}\n\n`;
+    const events = [
+      chunk({
+        choices: [
+          {
+            index: 0,
+            delta: {
+              role: 'assistant',
+              tool_calls: [{ index: 0, ...call, function: { name: 'get_weather', arguments: '' } }],
+            },
+            finish_reason: null,
+          },
+        ],
+      }),
+      chunk({
+        choices: [
+          {
+            index: 0,
+            delta: { tool_calls: [{ index: 0, function: { arguments: '{"location":' } }] },
+            finish_reason: null,
+          },
+        ],
+      }),
+      chunk({
+        choices: [
+          {
+            index: 0,
+            delta: { tool_calls: [{ index: 0, function: { arguments: '"Paris"}' } }] },
+            finish_reason: null,
+          },
+        ],
+      }),
+      chunk({ choices: [{ index: 0, delta: {}, finish_reason: 'tool_calls' }] }),
+    ];
+    if (includeUsage) events.push(chunk({ choices: [], usage }));
+    events.push('data: [DONE]\n\n');
+    sse(res, events);
+  }
+
+  private faultStream(model: string, res: ServerResponse): void {
+    const base = {
+      id: 'chatcmpl-fault',
+      object: 'chat.completion.chunk',
+      created: 1,
+      model: 'gpt-4o-2024-08-06',
+    };
+    const piece = (t: string) =>
+      `data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta: { content: t }, finish_reason: null }] })}\n\n`;
+    if (model === 'fault-malformed') {
+      sse(res, [
+        piece('Hello'),
+        'data: {"id": "broken", "choices": [\n\n',
+        piece(' world'),
+        'data: [DONE]\n\n',
+      ]);
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    let i = 0;
+    const timer = setInterval(
+      () => {
+        if (res.destroyed) {
+          clearInterval(timer);
+          return;
+        }
+        if (model === 'fault-cut' && i === 5) {
+          clearInterval(timer);
+          res.socket?.destroy();
+          return;
+        }
+        if (i >= 40) {
+          clearInterval(timer);
+          res.end('data: [DONE]\n\n');
+          return;
+        }
+        res.write(piece(` word${i++}`));
+      },
+      model === 'fault-slow' ? 25 : 5,
+    );
+    res.on('close', () => clearInterval(timer));
+  }
+
+  private responses(body: Obj, res: ServerResponse): void {
+    const model = `${String(body['model'])}-2025-04-16`;
+    const usage = {
+      input_tokens: 1200,
+      input_tokens_details: { cached_tokens: 1024 },
+      output_tokens: 300,
+      output_tokens_details: { reasoning_tokens: 256 },
+      total_tokens: 1500,
+    };
+    const response = (status: string, withUsage: boolean) => ({
+      id: 'resp_67ccd2bed1ec8190',
+      object: 'response',
+      created_at: 1_741_476_542,
+      status,
+      model,
+      output:
+        status === 'completed'
+          ? [
+              {
+                type: 'message',
+                id: 'msg_1',
+                status: 'completed',
+                role: 'assistant',
+                content: [{ type: 'output_text', text: 'Hi there.', annotations: [] }],
+              },
+            ]
+          : [],
+      usage: withUsage ? usage : null,
+    });
+    if (body['stream'] !== true) {
+      json(res, 200, response('completed', true));
+      return;
+    }
+    const ev = (name: string, data: Obj) =>
+      `event: ${name}\ndata: ${JSON.stringify({ type: name, ...data })}\n\n`;
+    sse(res, [
+      ev('response.created', { response: response('in_progress', false) }),
+      ev('response.output_text.delta', { item_id: 'msg_1', output_index: 0, content_index: 0, delta: 'Hi' }),
+      ev('response.output_text.delta', {
+        item_id: 'msg_1',
+        output_index: 0,
+        content_index: 0,
+        delta: ' there.',
+      }),
+      ev('response.completed', { response: response('completed', true) }),
+    ]);
+  }
+
+  private embeddings(body: Obj, res: ServerResponse): void {
+    const rec =
+      embeddingRecordings().find(
+        (r) => r.status === 200 && JSON.stringify(r.request) === JSON.stringify(body),
+      ) ?? embeddingRecordings().find((r) => r.status === 200 && r.request['model'] === body['model']);
+    if (!rec) {
+      json(res, 404, { error: { message: 'no recording', type: 'invalid_request_error' } });
+      return;
+    }
+    json(res, 200, rec.body);
+  }
+
+  private messages(body: Obj, res: ServerResponse): void {
+    const model = String(body['model']);
+    const usage = {
+      input_tokens: 2095,
+      output_tokens: 503,
+      cache_creation_input_tokens: 0,
+      cache_read_input_tokens: 1800,
+    };
+    if (body['stream'] === true) {
+      sse(res, anthropicStream(model, ['Hello', ', ', 'world', '!'], usage));
+      return;
+    }
+    if (Array.isArray(body['tools'])) {
+      json(res, 200, anthropicToolUse(model, usage));
+      return;
+    }
+    json(res, 200, anthropicMessage(model, 'Hello, world!', usage));
+  }
+}
+
+/** The recording of this exact request if there is one, else one of the same model and shape. */
+function pick(recs: Recording[], body: Obj, stream: boolean, includeUsage: boolean): Recording | undefined {
+  const exact = JSON.stringify(body);
+  const ok = recs.filter((r) => r.status === 200);
+  const same = ok.find((r) => JSON.stringify(r.request) === exact);
+  if (same) return same;
+  const shaped = (r: Recording) =>
+    (r.request['stream'] === true) === stream &&
+    ((r.request['stream_options'] as Obj | undefined)?.['include_usage'] === true) === includeUsage &&
+    String(body['model']).startsWith(String(r.request['model']));
+  return ok.find((r) => shaped(r) && r.request['model'] === body['model']) ?? ok.find(shaped);
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+    'x-request-id': 'req_mock',
+  });
+  res.end(text);
+}
+
+/** Writes SSE events a few milliseconds apart, as a real stream arrives. */
+function sse(res: ServerResponse, events: string[]): void {
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+  let i = 0;
+  const next = () => {
+    if (res.destroyed) return;
+    if (i >= events.length) {
+      res.end();
+      return;
+    }
+    res.write(events[i++]);
+    setTimeout(next, 2);
+  };
+  next();
+}

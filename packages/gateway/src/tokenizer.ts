@@ -1,0 +1,47 @@
+import { Tiktoken } from 'js-tiktoken/lite';
+import o200k from 'js-tiktoken/ranks/o200k_base';
+
+let encoder: Tiktoken | null = null;
+
+/** Counts tokens with OpenAI's o200k encoding: exact for GPT-4o-era models, an estimate for
+ * others. Used where the provider gives no count: reservations and cut-off streams. */
+export function countTokens(text: string): number {
+  if (text.length === 0) return 0;
+  encoder ??= new Tiktoken(o200k);
+  return encoder.encode(text).length;
+}
+
+type Obj = Record<string, unknown>;
+
+function textOf(content: unknown, out: string[]): void {
+  if (typeof content === 'string') out.push(content);
+  else if (Array.isArray(content)) {
+    for (const part of content) {
+      if (typeof part === 'string') out.push(part);
+      else if (part && typeof part === 'object') {
+        const p = part as Obj;
+        if (typeof p['text'] === 'string') out.push(p['text']);
+        else if (p['content'] !== undefined) textOf(p['content'], out);
+        else if (p['input'] !== undefined) out.push(JSON.stringify(p['input']));
+      }
+    }
+  }
+}
+
+/** The prompt text of a chat, responses, embeddings or messages request, for estimates. */
+export function promptText(body: Obj): string {
+  const out: string[] = [];
+  textOf(body['system'], out);
+  textOf(body['instructions'], out);
+  const messages = body['messages'];
+  if (Array.isArray(messages)) for (const m of messages as Obj[]) textOf(m?.['content'], out);
+  textOf(body['input'], out);
+  if (body['tools'] !== undefined) out.push(JSON.stringify(body['tools']));
+  return out.join('\n');
+}
+
+/** Per-message framing tokens in chat formats, a small fixed allowance. */
+export function estimatePromptTokens(body: Obj): number {
+  const messages = Array.isArray(body['messages']) ? (body['messages'] as unknown[]).length : 0;
+  return countTokens(promptText(body)) + 3 * messages + 3;
+}

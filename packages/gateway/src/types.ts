@@ -1,0 +1,77 @@
+import type { CallRecord, Clock, Pricer } from '@tally/core';
+
+export type ProviderKind = 'openai' | 'azure' | 'anthropic' | 'openai-compatible';
+
+export interface ProviderConfig {
+  /** How routes and the `provider/model` prefix name it: openai, azure-eu, anthropic, gemini... */
+  id: string;
+  kind: ProviderKind;
+  /** https://api.openai.com/v1, https://NAME.openai.azure.com, https://api.anthropic.com, ... */
+  base_url: string;
+  api_key?: string | undefined;
+  /** Azure: the api-version query parameter. */
+  api_version?: string | undefined;
+  /** Azure: model name -> deployment name. */
+  deployments?: Record<string, string> | undefined;
+  /** The price catalog's provider id, when it is not the id (gemini -> google). */
+  price_provider?: string | undefined;
+  /** Per-attempt timeout, ms. */
+  timeout_ms?: number | undefined;
+}
+
+/** Where a call may go: a provider, and the model to ask it for. */
+export interface Target {
+  provider: string;
+  model?: string | undefined;
+  weight?: number | undefined;
+}
+
+export interface RouteConfig {
+  /** The model name clients send. */
+  model: string;
+  /** Weighted alternatives tried first (load balancing)... */
+  targets: Target[];
+  /** ...then these, in order, on a 429, a 5xx, a timeout or a connection error. */
+  fallbacks?: Target[] | undefined;
+}
+
+export interface GatewayConfig {
+  providers: ProviderConfig[];
+  routes: RouteConfig[];
+  /** Default per-attempt timeout, ms. */
+  timeout_ms: number;
+}
+
+/** What a virtual key carries: its owner and policy. */
+export interface VirtualKey {
+  id: string;
+  tenant: string;
+  project: string | null;
+  team: string | null;
+  user: string | null;
+  /** Models the key may use; empty means any. */
+  models: string[];
+  rpm: number | null;
+  tpm: number | null;
+}
+
+/** Looks a key up by its SHA-256 (hex); the gateway never sees the store. */
+export type KeyResolver = (hash: string) => Promise<VirtualKey | null>;
+
+/** Where metered calls go: batched and written off the request path. */
+export interface Sink {
+  write(record: CallRecord): void;
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface GatewayDeps {
+  config: GatewayConfig;
+  price: Pricer;
+  priceVersion: string;
+  sink: Sink;
+  resolveKey: KeyResolver;
+  clock: Clock;
+  /** Unique ids for calls; injected so tests are exact. */
+  newId: () => string;
+}

@@ -1,0 +1,235 @@
+import Anthropic from '@anthropic-ai/sdk';
+import { chatRecordings, MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type TestApp, testApp } from '../testing/test-app.js';
+
+type Call = Record<string, unknown> & { cost_usd: string; tokens: Record<string, number> };
+
+describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', () => {
+  const mock = new MockUpstream();
+  let t: TestApp;
+  let base: string;
+  let key: string;
+  let openai: OpenAI;
+
+  beforeAll(async () => {
+    await mock.start();
+    t = await testApp({
+      gateway: {
+        providers: [
+          { id: 'openai', kind: 'openai', base_url: `${mock.url}/v1`, api_key: 'sk-upstream' },
+          { id: 'anthropic', kind: 'anthropic', base_url: mock.url, api_key: 'sk-ant-upstream' },
+        ],
+      },
+    });
+    base = await t.listen();
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/v1/keys',
+      headers: t.auth,
+      payload: {
+        project: 'support',
+        team: 'cx',
+        budget_usd: 100,
+        period: 'month',
+        rpm: 1000,
+        tpm: 1_000_000,
+      },
+    });
+    expect(res.statusCode).toBe(201);
+    key = res.json().key;
+    expect(key).toMatch(/^tk-/);
+    openai = new OpenAI({ apiKey: key, baseURL: `${base}/v1`, maxRetries: 0 });
+  });
+  afterAll(async () => {
+    await t?.shutdown();
+    await mock.stop();
+  });
+
+  /** The newest calls, after the metering sink has written them. */
+  async function lastCalls(n = 1): Promise<Call[]> {
+    await t.gateway.flush();
+    const res = await t.app.inject({ url: `/v1/calls?limit=${n}`, headers: t.auth });
+    return res.json().data;
+  }
+
+  const recorded = () => {
+    const rec = chatRecordings().find(
+      (r) => r.status === 200 && r.request['model'] === 'gpt-4' && r.request['stream'] === undefined,
+    )!;
+    return rec;
+  };
+
+  it('chat: the recorded response comes back, and the call is priced to the nano-dollar', async () => {
+    const rec = recorded();
+    const out = await openai.chat.completions.create(rec.request as never, {
+      headers: { 'x-tally-use-case': 'triage', 'x-tally-task-id': 'T-1', 'x-tally-project': 'ignored' },
+    });
+    const body = rec.body as {
+      choices: unknown;
+      usage: { prompt_tokens: number; completion_tokens: number };
+    };
+    expect(out.choices).toEqual(body.choices);
+    const call = (await lastCalls())[0]!;
+    const u = body.usage;
+    // gpt-4-0613: $30 / $60 per million tokens.
+    const nano = BigInt(u.prompt_tokens) * 30_000n + BigInt(u.completion_tokens) * 60_000n;
+    expect(call).toMatchObject({
+      project: 'support', // pinned by the key: the header does not override it
+      team: 'cx',
+      use_case: 'triage',
+      task_id: 'T-1',
+      provider: 'openai',
+      model_requested: 'gpt-4',
+      model_served: 'gpt-4-0613',
+      status: 'ok',
+      pricing_status: 'priced',
+      cost_usd: (Number(nano) / 1e9).toString(),
+    });
+    expect(call.tokens.input).toBe(u.prompt_tokens);
+    expect(mock.received.at(-1)!.headers.authorization).toBe('Bearer sk-upstream');
+    expect(mock.received.at(-1)!.raw).toBe(JSON.stringify(rec.request));
+  });
+
+  it('chat stream: chunks arrive, the usage chunk we added is hidden, and the call is metered', async () => {
+    const stream = await openai.chat.completions.create({
+      model: 'gpt-4o',
+      stream: true,
+      messages: [{ role: 'user', content: 'Hello' }],
+    });
+    const chunks = [];
+    for await (const c of stream) chunks.push(c);
+    expect(chunks.length).toBeGreaterThan(1);
+    expect(chunks.every((c) => c.choices.length > 0 && !c.usage)).toBe(true);
+    const sent = mock.received.at(-1)!.body;
+    expect(sent['stream_options']).toEqual({ include_usage: true });
+    const call = (await lastCalls())[0]!;
+    expect(call).toMatchObject({ status: 'ok', pricing_status: 'priced', model_served: 'gpt-4o-2024-08-06' });
+    expect(call.tokens.input).toBeGreaterThan(0);
+    expect(call['ttft_ms']).not.toBeNull();
+  });
+
+  it('chat stream with include_usage: the client gets the usage chunk', async () => {
+    const stream = await openai.chat.completions.create({
+      model: 'gpt-4o',
+      stream: true,
+      stream_options: { include_usage: true },
+      messages: [{ role: 'user', content: 'Hello' }],
+    });
+    let usage = null;
+    for await (const c of stream) if (c.usage) usage = c.usage;
+    expect(usage).not.toBeNull();
+    const call = (await lastCalls())[0]!;
+    expect(call.tokens.input).toBe(usage!.prompt_tokens);
+  });
+
+  it('chat with tools, plain and streamed', async () => {
+    const tools = [
+      {
+        type: 'function' as const,
+        function: {
+          name: 'get_weather',
+          parameters: { type: 'object', properties: { location: { type: 'string' } } },
+        },
+      },
+    ];
+    const out = await openai.chat.completions.create({
+      model: 'gpt-4o',
+      tools,
+      messages: [{ role: 'user', content: 'Weather?' }],
+    });
+    expect(out.choices[0]!.message.tool_calls![0]).toMatchObject({ function: { name: 'get_weather' } });
+    const s = await openai.chat.completions.create({
+      model: 'gpt-4o',
+      tools,
+      stream: true,
+      messages: [{ role: 'user', content: 'Weather?' }],
+    });
+    let args = '';
+    for await (const c of s) args += c.choices[0]?.delta.tool_calls?.[0]?.function?.arguments ?? '';
+    expect(JSON.parse(args)).toEqual({ location: 'Paris' });
+    const [streamed, plain] = await lastCalls(2);
+    // gpt-4o: 82 × $2.50 + 17 × $10 per million.
+    expect(plain!.cost_usd).toBe('0.000375');
+    expect(streamed!.cost_usd).toBe('0.000375');
+  });
+
+  it('responses, plain and streamed', async () => {
+    const r = await openai.responses.create({ model: 'gpt-4.1', input: 'Hi' });
+    expect(r.output_text).toBe('Hi there.');
+    const s = await openai.responses.create({ model: 'gpt-4.1', input: 'Hi', stream: true });
+    let text = '';
+    for await (const e of s) if (e.type === 'response.output_text.delta') text += e.delta;
+    expect(text).toBe('Hi there.');
+    const [streamed, plain] = await lastCalls(2);
+    // gpt-4.1: 176 × $2 + 1024 × $0.50 cached, 300 × $8 (reasoning included), per million.
+    expect(plain).toMatchObject({ cost_usd: '0.003264', model_served: 'gpt-4.1-2025-04-16' });
+    expect(streamed).toMatchObject({ cost_usd: '0.003264', api: 'openai-responses' });
+  });
+
+  it('embeddings', async () => {
+    const e = await openai.embeddings.create({ model: 'text-embedding-3-small', input: 'hello' });
+    expect(e.data[0]!.embedding.length).toBeGreaterThan(100);
+    const call = (await lastCalls())[0]!;
+    expect(call).toMatchObject({ api: 'openai-embeddings', pricing_status: 'priced' });
+  });
+
+  it("Anthropic's client: messages, plain and streamed", async () => {
+    const anthropic = new Anthropic({ apiKey: key, baseURL: base, maxRetries: 0 });
+    const m = await anthropic.messages.create({
+      model: 'claude-sonnet-4-5-20250929',
+      max_tokens: 1024,
+      messages: [{ role: 'user', content: 'Hello' }],
+    });
+    expect(m.content[0]).toMatchObject({ type: 'text', text: 'Hello, world!' });
+    const s = anthropic.messages.stream({
+      model: 'claude-sonnet-4-5-20250929',
+      max_tokens: 1024,
+      messages: [{ role: 'user', content: 'Hello' }],
+    });
+    const final = await s.finalMessage();
+    expect(final.content[0]).toMatchObject({ text: 'Hello, world!' });
+    const [streamed, plain] = await lastCalls(2);
+    // 2095 × $3 + 1800 × $0.30 cached; 503 × $15, per million.
+    expect(plain).toMatchObject({ provider: 'anthropic', api: 'anthropic-messages', cost_usd: '0.01437' });
+    expect(streamed).toMatchObject({ cost_usd: '0.01437', status: 'ok', pricing_status: 'priced' });
+    expect(mock.received.at(-1)!.headers['x-api-key']).toBe('sk-ant-upstream');
+  });
+
+  it('answers an unknown or revoked key with a 401 in the client format', async () => {
+    const bad = new OpenAI({ apiKey: 'tk-nope', baseURL: `${base}/v1`, maxRetries: 0 });
+    await expect(bad.chat.completions.create({ model: 'gpt-4o', messages: [] })).rejects.toMatchObject({
+      status: 401,
+      code: 'invalid_api_key',
+    });
+    const made = await t.app.inject({
+      method: 'POST',
+      url: '/v1/keys',
+      headers: t.auth,
+      payload: { project: 'p' },
+    });
+    const { id, key: k2 } = made.json();
+    const client = new OpenAI({ apiKey: k2, baseURL: `${base}/v1`, maxRetries: 0 });
+    await client.embeddings.create({ model: 'text-embedding-3-small', input: 'x' });
+    const del = await t.app.inject({ method: 'DELETE', url: `/v1/keys/${id}`, headers: t.auth });
+    expect(del.statusCode).toBe(200);
+    await expect(
+      client.embeddings.create({ model: 'text-embedding-3-small', input: 'x' }),
+    ).rejects.toMatchObject({
+      status: 401,
+    });
+    const anthropic = new Anthropic({ apiKey: 'tk-nope', baseURL: base, maxRetries: 0 });
+    await expect(
+      anthropic.messages.create({ model: 'claude-sonnet-4-5', max_tokens: 5, messages: [] }),
+    ).rejects.toMatchObject({
+      status: 401,
+      error: { type: 'error', error: { type: 'authentication_error' } },
+    });
+  });
+
+  it('lists models', async () => {
+    const list = await openai.models.list();
+    expect(list.data.map((m) => m.id)).toContain('gpt-4o');
+  });
+});

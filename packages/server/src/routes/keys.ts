@@ -1,0 +1,127 @@
+import { randomUUID } from 'node:crypto';
+import { isObject, TallyError, usdToNano } from '@tally/core';
+import type { FastifyPluginAsync } from 'fastify';
+import { generateKey, hashKey } from '../auth.js';
+import type { AppContext } from '../context.js';
+
+const PERIODS = ['day', 'week', 'month'] as const;
+
+function optString(body: Record<string, unknown>, field: string): string | null {
+  const v = body[field];
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'string' || v === '' || v.length > 128) {
+    throw new TallyError('invalid_request', `${field} must be a non-empty string.`);
+  }
+  return v;
+}
+
+function optPositiveInt(body: Record<string, unknown>, field: string): number | null {
+  const v = body[field];
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
+    throw new TallyError('invalid_request', `${field} must be a positive integer.`);
+  }
+  return v;
+}
+
+/** Virtual keys: made by an admin, shown once, stored as a SHA-256 hash. */
+export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
+  app.post('/v1/keys', async (request, reply) => {
+    const principal = await ctx.auth.authenticate(request, ['admin']);
+    const body = request.body;
+    if (!isObject(body)) throw new TallyError('invalid_request', 'The body must be a JSON object.');
+    const models = body['models'] ?? [];
+    if (!Array.isArray(models) || models.some((m) => typeof m !== 'string' || m === '')) {
+      throw new TallyError('invalid_request', 'models must be an array of model names.');
+    }
+    const period = body['period'] ?? 'month';
+    if (!(PERIODS as readonly unknown[]).includes(period)) {
+      throw new TallyError('invalid_request', `period must be one of ${PERIODS.join(', ')}.`);
+    }
+    let budgetNano: bigint | null = null;
+    const budget = body['budget_usd'];
+    if (budget !== undefined && budget !== null) {
+      try {
+        budgetNano = usdToNano(typeof budget === 'number' ? String(budget) : (budget as string));
+      } catch {
+        throw new TallyError('invalid_request', 'budget_usd must be a USD amount such as 10 or "12.50".');
+      }
+      if (budgetNano <= 0n) throw new TallyError('invalid_request', 'budget_usd must be positive.');
+    }
+    let expiresAt: number | null = null;
+    if (body['expires_at'] !== undefined && body['expires_at'] !== null) {
+      expiresAt = typeof body['expires_at'] === 'string' ? Date.parse(body['expires_at']) : Number.NaN;
+      if (Number.isNaN(expiresAt))
+        throw new TallyError('invalid_request', 'expires_at must be an RFC 3339 time.');
+    }
+    const now = ctx.clock.now();
+    const id = `key_${randomUUID().replace(/-/g, '').slice(0, 20)}`;
+    const key = generateKey('virtual');
+    let budgetId: string | null = null;
+    if (budgetNano !== null) {
+      budgetId = `budget_${id}`;
+      await ctx.store.putBudget({
+        tenant: principal.tenant,
+        id: budgetId,
+        scope: 'key',
+        subject: id,
+        limit_nano: budgetNano,
+        period: period as (typeof PERIODS)[number],
+        time_zone: 'UTC',
+        thresholds: [0.5, 0.8, 1],
+        action: 'block',
+        downgrade_model: null,
+        created_at: now,
+      });
+    }
+    await ctx.store.createKey({
+      tenant: principal.tenant,
+      id,
+      hash: hashKey(key),
+      prefix: key.slice(0, 8),
+      role: 'virtual',
+      project: optString(body, 'project'),
+      team: optString(body, 'team'),
+      user: optString(body, 'user'),
+      models: models as string[],
+      rpm: optPositiveInt(body, 'rpm'),
+      tpm: optPositiveInt(body, 'tpm'),
+      budget_id: budgetId,
+      created_at: now,
+      expires_at: expiresAt,
+      revoked_at: null,
+    });
+    return reply.status(201).send({ id, key });
+  });
+
+  app.get('/v1/keys', async (request) => {
+    const principal = await ctx.auth.authenticate(request, ['admin']);
+    const keys = await ctx.store.listKeys(principal.tenant);
+    return {
+      data: keys.map((k) => ({
+        id: k.id,
+        prefix: k.prefix,
+        role: k.role,
+        project: k.project,
+        team: k.team,
+        user: k.user,
+        models: k.models,
+        rpm: k.rpm,
+        tpm: k.tpm,
+        budget_id: k.budget_id,
+        created_at: new Date(k.created_at).toISOString(),
+        expires_at: k.expires_at === null ? null : new Date(k.expires_at).toISOString(),
+        revoked_at: k.revoked_at === null ? null : new Date(k.revoked_at).toISOString(),
+      })),
+    };
+  });
+
+  app.delete('/v1/keys/:id', async (request) => {
+    const principal = await ctx.auth.authenticate(request, ['admin']);
+    const { id } = request.params as { id: string };
+    const revoked = await ctx.store.revokeKey(principal.tenant, id, ctx.clock.now());
+    if (!revoked) throw new TallyError('not_found', `No active key ${id}.`);
+    ctx.auth.forget();
+    return { id, revoked: true };
+  });
+};
