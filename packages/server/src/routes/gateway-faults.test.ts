@@ -1,0 +1,162 @@
+import { MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type TestApp, testApp } from '../testing/test-app.js';
+
+type Call = Record<string, unknown> & { tokens: Record<string, number> };
+
+const until = async (check: () => boolean, ms = 3000) => {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, nothing leaked', () => {
+  const mock = new MockUpstream();
+  let t: TestApp;
+  let base: string;
+  let key: string;
+
+  beforeAll(async () => {
+    await mock.start();
+    t = await testApp({
+      gateway: {
+        providers: [
+          { id: 'openai', kind: 'openai', base_url: `${mock.url}/v1`, timeout_ms: 400 },
+          { id: 'flaky', kind: 'openai', base_url: `${mock.url}/v1` },
+          { id: 'down', kind: 'openai', base_url: 'http://127.0.0.1:9/v1' },
+        ],
+        routes: [
+          {
+            model: 'resilient',
+            targets: [{ provider: 'flaky', model: 'fault-500' }],
+            fallbacks: [{ provider: 'openai', model: 'gpt-4o' }],
+          },
+          {
+            model: 'unreachable',
+            targets: [{ provider: 'down', model: 'gpt-4o' }],
+            fallbacks: [{ provider: 'openai', model: 'gpt-4o' }],
+          },
+        ],
+      },
+    });
+    base = await t.listen();
+    key = (
+      await t.app.inject({ method: 'POST', url: '/v1/keys', headers: t.auth, payload: { project: 'p' } })
+    ).json().key;
+  });
+  afterAll(async () => {
+    await t?.shutdown();
+    await mock.stop();
+  });
+
+  const chat = (body: Record<string, unknown>) =>
+    request(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'Say a few words.' }], ...body }),
+    });
+
+  async function lastCalls(n = 1): Promise<Call[]> {
+    await t.gateway.flush();
+    return (await t.app.inject({ url: `/v1/calls?limit=${n}`, headers: t.auth })).json().data;
+  }
+
+  it('passes an upstream 500 on and records the failed call at no cost', async () => {
+    const res = await chat({ model: 'fault-500' });
+    expect(res.statusCode).toBe(500);
+    expect(await res.body.json()).toMatchObject({ error: { message: 'mock 500' } });
+    const call = (await lastCalls())[0]!;
+    expect(call).toMatchObject({
+      status: 'error',
+      error_type: 'upstream_500',
+      cost_usd: '0',
+      pricing_status: 'priced',
+    });
+  });
+
+  it('times out an upstream that never answers, with a 504', async () => {
+    const res = await chat({ model: 'fault-timeout' });
+    expect(res.statusCode).toBe(504);
+    expect(await res.body.json()).toMatchObject({ error: { code: 'upstream_timeout' } });
+    const call = (await lastCalls())[0]!;
+    expect(call).toMatchObject({ status: 'error', error_type: 'upstream_timeout' });
+    await until(() => mock.openResponses === 0);
+  });
+
+  it('relays malformed SSE and records the call as an estimated error', async () => {
+    const res = await chat({ model: 'fault-malformed', stream: true });
+    const text = await res.body.text();
+    expect(text).toContain('broken');
+    expect(text).toContain(' world');
+    const call = (await lastCalls())[0]!;
+    expect(call).toMatchObject({ status: 'error', error_type: 'malformed_sse', pricing_status: 'estimated' });
+    expect(call.tokens.output).toBeGreaterThan(0);
+  });
+
+  it('bills a stream the client cuts off from the tokens seen so far, and closes the upstream', async () => {
+    const res = await chat({ model: 'fault-slow', stream: true });
+    let seen = 0;
+    for await (const chunk of res.body) {
+      seen += String(chunk).split('data: ').length - 1;
+      if (seen >= 5) break; // leaving the loop destroys the connection
+    }
+    await until(() => mock.openResponses === 0);
+    const call = (await lastCalls())[0]!;
+    expect(call).toMatchObject({
+      status: 'error',
+      error_type: 'client_disconnected',
+      pricing_status: 'estimated',
+    });
+    expect(call.tokens.output).toBeGreaterThanOrEqual(5);
+    expect(call.tokens.input).toBeGreaterThan(0);
+    expect(Number(call['cost_usd'])).toBeGreaterThan(0);
+  });
+
+  it('serves a slow reader in full and meters it once', async () => {
+    const res = await chat({ model: 'gpt-4o', stream: true });
+    let text = '';
+    for await (const chunk of res.body) {
+      text += String(chunk);
+      await new Promise((r) => setTimeout(r, 15));
+    }
+    expect(text.trim().endsWith('data: [DONE]')).toBe(true);
+    const call = (await lastCalls())[0]!;
+    expect(call).toMatchObject({ status: 'ok', pricing_status: 'priced' });
+  });
+
+  it('records a stream the upstream drops mid-way as an estimated error', async () => {
+    const res = await chat({ model: 'fault-cut', stream: true });
+    await res.body.text().catch(() => '');
+    const call = (await lastCalls())[0]!;
+    expect(call).toMatchObject({ status: 'error', pricing_status: 'estimated' });
+    expect(String(call['error_type'])).toMatch(/upstream_stream_error|upstream_no_usage/);
+    await until(() => mock.openResponses === 0);
+  });
+
+  it('falls back on a 5xx and on a connection error, recording every attempt', async () => {
+    const res = await chat({ model: 'resilient' });
+    expect(res.statusCode).toBe(200);
+    await res.body.json();
+    const [ok, failed] = await lastCalls(2);
+    expect(failed).toMatchObject({
+      status: 'error',
+      error_type: 'upstream_500',
+      route: { tier: null, fallback_hops: 0 },
+      model_requested: 'resilient',
+    });
+    expect(ok).toMatchObject({ status: 'ok', route: { tier: 'fallback', fallback_hops: 1 } });
+    const res2 = await chat({ model: 'unreachable' });
+    expect(res2.statusCode).toBe(200);
+    await res2.body.json();
+    const [ok2, failed2] = await lastCalls(2);
+    expect(failed2).toMatchObject({ status: 'error', error_type: 'upstream_connection_error' });
+    expect(ok2).toMatchObject({ status: 'ok', route: { fallback_hops: 1 } });
+  });
+
+  it('leaves no upstream response open', async () => {
+    await until(() => mock.openResponses === 0);
+  });
+});
