@@ -27,6 +27,13 @@ const PASS_HEADERS =
 
 const RETRYABLE = (status: number) => status === 429 || status >= 500;
 
+const ROUTES = new Map<string, Endpoint>([
+  ['/v1/chat/completions', 'chat'],
+  ['/v1/responses', 'responses'],
+  ['/v1/embeddings', 'embeddings'],
+  ['/v1/messages', 'messages'],
+]);
+
 function keyFrom(req: IncomingMessage): string | null {
   const auth = req.headers.authorization;
   if (auth?.startsWith('Bearer ')) return auth.slice(7).trim();
@@ -56,10 +63,64 @@ export class Gateway {
     this.router = new Router(deps.config);
   }
 
+  private readonly hashes = new Map<string, string>();
+
   async authenticate(req: IncomingMessage): Promise<VirtualKey | null> {
     const key = keyFrom(req);
     if (!key) return null;
-    return this.deps.resolveKey(createHash('sha256').update(key).digest('hex'));
+    // Hash each distinct key once; the resolver caches what the hash maps to.
+    let hash = this.hashes.get(key);
+    if (!hash) {
+      hash = createHash('sha256').update(key).digest('hex');
+      if (this.hashes.size > 10_000) this.hashes.clear();
+      this.hashes.set(key, hash);
+    }
+    return this.deps.resolveKey(hash);
+  }
+
+  /** The endpoint a request is for, or null when it is not the gateway's. */
+  static route(method: string | undefined, url: string | undefined): Endpoint | 'models' | null {
+    if (!url) return null;
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    if (method === 'GET') return path === '/v1/models' ? 'models' : null;
+    if (method !== 'POST') return null;
+    return ROUTES.get(path) ?? null;
+  }
+
+  /**
+   * The whole request, straight off node's HTTP server: the server hands gateway paths here before
+   * its router, so a model call pays for no framework work it does not need.
+   */
+  async serve(req: IncomingMessage, res: ServerResponse, endpoint: Endpoint | 'models'): Promise<void> {
+    try {
+      if (endpoint === 'models') return await this.models(req, res);
+      const limit = this.deps.config.body_limit_bytes ?? 32 * 1024 * 1024;
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const c of req) {
+        size += (c as Buffer).length;
+        if (size > limit) {
+          return sendError(res, endpoint === 'messages' ? 'anthropic' : 'openai', {
+            status: 413,
+            type: 'invalid_request_error',
+            code: 'body_too_large',
+            message: `The request body is larger than ${limit} bytes.`,
+          });
+        }
+        chunks.push(c as Buffer);
+      }
+      await this.handle(req, res, endpoint, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+    } catch (err) {
+      if (!res.headersSent && !res.destroyed) {
+        sendError(res, endpoint === 'messages' ? 'anthropic' : 'openai', {
+          status: 500,
+          type: 'api_error',
+          code: 'internal',
+          message: (err as Error).message,
+        });
+      } else if (!res.writableEnded) res.destroy();
+    }
   }
 
   async handle(req: IncomingMessage, res: ServerResponse, endpoint: Endpoint, raw: Buffer): Promise<void> {
@@ -102,12 +163,14 @@ export class Gateway {
     const clientWantsUsage =
       stream && (body['stream_options'] as Obj | undefined)?.['include_usage'] === true;
 
-    // The client going away aborts the upstream call.
-    const abort = new AbortController();
-    const onClose = () => {
-      if (!res.writableFinished) abort.abort();
-    };
-    res.once('close', onClose);
+    // A client that goes away mid-stream aborts the upstream call. A plain call runs to its end:
+    // the provider bills it either way, so it is metered in full.
+    const abort = stream ? new AbortController() : null;
+    if (abort) {
+      res.once('close', () => {
+        if (!res.writableFinished) abort.abort();
+      });
+    }
 
     for (let i = 0; i < attempts.length; i++) {
       const attempt = attempts[i]!;
@@ -141,11 +204,11 @@ export class Gateway {
           method: 'POST',
           headers: { ...target.headers, 'accept-encoding': 'identity' },
           body: payload,
-          signal: abort.signal,
+          ...(abort ? { signal: abort.signal } : {}),
           timeoutMs: attempt.provider.timeout_ms ?? this.deps.config.timeout_ms,
         });
       } catch (err) {
-        if (abort.signal.aborted) {
+        if (abort?.signal.aborted) {
           this.record(ctx, this.failure('client_disconnected', a0));
           return;
         }
@@ -167,7 +230,8 @@ export class Gateway {
       }
       const isStream =
         stream && up.statusCode === 200 && String(up.headers['content-type'] ?? '').includes('event-stream');
-      if (isStream) await this.relayStream(res, up, ctx, endpoint, body, a0, !clientWantsUsage, abort.signal);
+      if (isStream && abort)
+        await this.relayStream(res, up, ctx, endpoint, body, a0, !clientWantsUsage, abort.signal);
       else await this.relay(res, up, ctx, a0);
       return;
     }

@@ -40,6 +40,8 @@ export interface GatewayConfig {
   routes: RouteConfig[];
   /** Default per-attempt timeout, ms. */
   timeout_ms: number;
+  /** Largest request body accepted. */
+  body_limit_bytes?: number | undefined;
 }
 
 /** What a virtual key carries: its owner and policy. */

@@ -23,7 +23,7 @@ export class Upstreams {
       method: 'GET' | 'POST';
       headers: Record<string, string>;
       body?: Buffer | string;
-      signal: AbortSignal;
+      signal?: AbortSignal;
       timeoutMs: number;
     },
   ): Promise<Dispatcher.ResponseData> {
@@ -32,7 +32,7 @@ export class Upstreams {
       method: opts.method,
       headers: opts.headers,
       body: opts.body ?? null,
-      signal: opts.signal,
+      ...(opts.signal ? { signal: opts.signal } : {}),
       headersTimeout: opts.timeoutMs,
       bodyTimeout: opts.timeoutMs,
     });

@@ -1,3 +1,4 @@
+import { createServer } from 'node:http';
 import { type Clock, type Pricer, systemClock } from '@tally/core';
 import { BatchingSink, Gateway, uuidv7 } from '@tally/gateway';
 import type { Store } from '@tally/store';
@@ -8,7 +9,6 @@ import type { AppContext } from './context.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { ServerMetrics } from './metrics.js';
 import { eventRoutes } from './routes/events.js';
-import { gatewayRoutes } from './routes/gateway.js';
 import { healthRoutes } from './routes/health.js';
 import { keyRoutes } from './routes/keys.js';
 import { queryRoutes } from './routes/queries.js';
@@ -36,7 +36,15 @@ export interface TallyApp {
 export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
   const { config, store } = opts;
   const clock = opts.clock ?? systemClock;
+  // Gateway paths go straight to the gateway; everything else to Fastify's router.
+  let gateway: Gateway | null = null;
   const app = Fastify({
+    serverFactory: (handler) =>
+      createServer((req, res) => {
+        const endpoint = gateway ? Gateway.route(req.method, req.url) : null;
+        if (endpoint && gateway) void gateway.serve(req, res, endpoint);
+        else handler(req, res);
+      }),
     logger: opts.logger ?? (config.log_level === 'silent' ? false : { level: config.log_level }),
     bodyLimit: config.ingest.body_limit_bytes,
     // Per-request log lines cost throughput on the ingest path; metrics count requests instead.
@@ -70,9 +78,12 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
       await store.ingest({ calls, tasks: [] });
       metrics.eventsAccepted.inc({ kind: 'gateway_call' }, calls.length);
     },
+    // Larger, less frequent batches: each store write has a fixed cost on the event loop.
+    maxBatch: 2000,
+    intervalMs: 500,
     onError: (err, pending) => app.log.warn({ err, pending }, 'metering sink write failed; retrying'),
   });
-  const gateway = new Gateway({
+  gateway = new Gateway({
     config: config.gateway,
     price: opts.price,
     priceVersion: opts.priceVersion,
@@ -81,14 +92,14 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
     clock,
     newId: () => uuidv7(clock.now()),
   });
-  await app.register(gatewayRoutes, { ...ctx, gateway });
+  const gw = gateway;
   return {
     app,
     ctx,
-    gateway,
+    gateway: gw,
     async close() {
       await app.close();
-      await gateway.close();
+      await gw.close();
     },
   };
 }

@@ -77,9 +77,15 @@ export const configSchema = z
         kind: z.enum(['duckdb']).default('duckdb'),
         /** DuckDB file; defaults to <data_dir>/tally.duckdb. ':memory:' keeps nothing. */
         path: z.string().optional(),
+        /** DuckDB memory_limit; it spills to disk beyond it. */
+        memory_limit: z
+          .string()
+          .regex(/^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$/i)
+          .default('256MB'),
+        threads: z.number().int().positive().optional(),
       })
       .strict()
-      .default({ kind: 'duckdb' }),
+      .default({ kind: 'duckdb', memory_limit: '256MB' }),
     ingest: z
       .object({
         max_batch: z.number().int().min(1).max(1000).default(1000),

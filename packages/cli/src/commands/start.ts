@@ -17,7 +17,11 @@ export async function openStore(config: TallyConfig, cwd: string, file = 'tally.
   const dataDir = resolve(cwd, config.data_dir);
   const path = config.store.path ?? resolve(dataDir, file);
   if (path !== ':memory:') mkdirSync(resolve(path, '..'), { recursive: true });
-  const store = await createDuckDbStore({ path });
+  const store = await createDuckDbStore({
+    path,
+    memoryLimit: config.store.memory_limit,
+    threads: config.store.threads,
+  });
   await store.migrate();
   return store;
 }

@@ -18,8 +18,8 @@ function optString(body: Record<string, unknown>, field: string): string | null 
 function optPositiveInt(body: Record<string, unknown>, field: string): number | null {
   const v = body[field];
   if (v === undefined || v === null) return null;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
-    throw new TallyError('invalid_request', `${field} must be a positive integer.`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0 || v > 2_147_483_647) {
+    throw new TallyError('invalid_request', `${field} must be a positive integer below 2^31.`);
   }
   return v;
 }

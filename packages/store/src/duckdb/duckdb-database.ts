@@ -33,7 +33,11 @@ export class DuckDbDatabase {
   ) {}
 
   /** `path` is ':memory:' or a file, whose folder is created when missing. */
-  static async open(path: string, readerCount = 2): Promise<DuckDbDatabase> {
+  static async open(
+    path: string,
+    readerCount = 2,
+    settings: Record<string, string> = {},
+  ): Promise<DuckDbDatabase> {
     const location = path === ':memory:' ? path : resolve(path);
     const file = location !== ':memory:';
     if (file) {
@@ -47,7 +51,10 @@ export class DuckDbDatabase {
     }
     try {
       if (file) mkdirSync(dirname(location), { recursive: true });
-      const instance = await DuckDBInstance.create(location, { checkpoint_threshold: CHECKPOINT_THRESHOLD });
+      const instance = await DuckDBInstance.create(location, {
+        checkpoint_threshold: CHECKPOINT_THRESHOLD,
+        ...settings,
+      });
       const lane = async (): Promise<Lane> => ({ conn: await instance.connect(), lock: new SerialLock() });
       const writer = await lane();
       const readers: Lane[] = [];

@@ -28,11 +28,18 @@ import { num } from './duckdb-values.js';
 export interface DuckDbStoreOptions {
   /** ':memory:' (for tests), or a file path; its folder is created when missing. */
   path: string;
+  /** DuckDB's memory_limit, e.g. '256MB' (its default is 80% of RAM). */
+  memoryLimit?: string | undefined;
+  /** DuckDB worker threads (its default is one per core). */
+  threads?: number | undefined;
 }
 
 /** The embedded store. Call migrate() before anything else. */
 export async function createDuckDbStore(opts: DuckDbStoreOptions): Promise<Store> {
-  const db = await DuckDbDatabase.open(opts.path);
+  const db = await DuckDbDatabase.open(opts.path, 2, {
+    ...(opts.memoryLimit ? { memory_limit: opts.memoryLimit } : {}),
+    ...(opts.threads ? { threads: String(opts.threads) } : {}),
+  });
   try {
     return new DuckDbStore(db, await db.read(readSchemaVersion));
   } catch (err) {

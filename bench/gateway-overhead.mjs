@@ -1,0 +1,121 @@
+// Gateway overhead, side by side in one run (shared/bench/overhead): direct calls to a mock
+// upstream, a bare Node pass-through proxy, Portkey's open-source gateway, and Tally with a virtual
+// key (auth, metering into DuckDB, budget and rate limits on). JSON rounds, then streaming rounds.
+import { execFileSync, spawn } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, SHARED, startProcess, stop, TALLY_BIN } from './lib.mjs';
+
+const HARNESS = `${SHARED}/bench/overhead`;
+const ADMIN = 'tk-admin-overhead-0123456789';
+
+function prepareHarness() {
+  // The shared copy is read-only: run it from a scratch copy with its own node_modules.
+  const dir = join(os.tmpdir(), 'tally-overhead-harness');
+  if (!existsSync(join(dir, 'node_modules/@portkey-ai/gateway'))) {
+    rmSync(dir, { recursive: true, force: true });
+    cpSync(HARNESS, dir, { recursive: true });
+    execFileSync('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error'], {
+      cwd: dir,
+      stdio: 'ignore',
+    });
+  }
+  return dir;
+}
+
+function rssMb(pid) {
+  try {
+    const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+function runHarness(dir, env) {
+  return new Promise((resolve, reject) => {
+    const child = spawn('bash', [join(dir, 'run.sh')], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    child.stderr.on('data', (d) => {
+      out += d;
+    });
+    child.on('exit', (code) => {
+      const last = out.trim().split('\n').at(-1);
+      try {
+        resolve({ table: out.trim().split('\n').slice(0, -1).join('\n'), figures: JSON.parse(last) });
+      } catch {
+        reject(new Error(`harness failed (${code}): ${out}`));
+      }
+    });
+  });
+}
+
+export async function gatewayOverhead({ rounds = 3, count = 3000 } = {}) {
+  if (!existsSync(HARNESS)) throw new Error(`no harness at ${HARNESS}`);
+  const dir = prepareHarness();
+  const up = await freePort();
+  const port = await freePort();
+  const data = mkdtempSync(join(os.tmpdir(), 'tally-gw-'));
+  const tally = await startProcess([TALLY_BIN, 'start', '--port', String(port)], {
+    env: {
+      TALLY_DATA_DIR: data,
+      TALLY_ADMIN_KEY: ADMIN,
+      TALLY_LOG_LEVEL: 'warn',
+      OPENAI_BASE_URL: `http://127.0.0.1:${up}/v1`,
+      OPENAI_API_KEY: 'sk-bench',
+    },
+  });
+  const made = await fetch(`http://127.0.0.1:${port}/v1/keys`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+    body: JSON.stringify({
+      project: 'bench',
+      team: 'perf',
+      budget_usd: 1_000_000,
+      period: 'month',
+      rpm: 1_000_000_000,
+      tpm: 2_000_000_000,
+    }),
+  });
+  const { key } = await made.json();
+  if (!key) throw new Error(`could not make a virtual key: ${made.status}`);
+  let peakRss = 0;
+  const sampler = setInterval(() => {
+    peakRss = Math.max(peakRss, rssMb(tally.child.pid));
+  }, 100);
+  const env = {
+    UP_PORT: String(up),
+    TARGET_URL: `http://127.0.0.1:${port}/v1/chat/completions`,
+    TARGET_HEADERS: `authorization:Bearer ${key}`,
+    ROUNDS: String(rounds),
+    COUNT: String(count),
+  };
+  const json = await runHarness(dir, env);
+  const streaming = await runHarness(dir, { ...env, STREAM: '1' });
+  clearInterval(sampler);
+  await new Promise((r) => setTimeout(r, 1000)); // the metering sink flushes every 500 ms
+  const calls = await (
+    await fetch(`http://127.0.0.1:${port}/v1/spend`, { headers: { authorization: `Bearer ${ADMIN}` } })
+  ).json();
+  await stop(tally.child);
+  rmSync(data, { recursive: true, force: true });
+  return { json, streaming, peakRssMb: Math.round(peakRss), metered: calls.rows?.[0]?.calls ?? 0 };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const r = await gatewayOverhead({
+    rounds: Number(process.env.ROUNDS ?? 3),
+    count: Number(process.env.COUNT ?? 3000),
+  });
+  console.log(r.json.table);
+  console.log(r.streaming.table);
+  console.log({ peakRssMb: r.peakRssMb, metered: r.metered });
+}
