@@ -1,0 +1,78 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { freePort, spawnTally, stopProcess, TALLY_BIN } from '../testing/spawn-server.js';
+
+const run = promisify(execFile);
+
+describe('tally keys', () => {
+  it('creates, lists and revokes virtual keys through the running server', async () => {
+    const dir = mkdtempSync(join(os.tmpdir(), 'tally-keys-'));
+    const port = await freePort();
+    const env = {
+      ...process.env,
+      TALLY_DATA_DIR: dir,
+      TALLY_ADMIN_KEY: 'tk-admin-keys-test-0123456789',
+      TALLY_LOG_LEVEL: 'warn',
+    };
+    const server = await spawnTally(['start', '--port', String(port)], env as Record<string, string>);
+    const url = `http://127.0.0.1:${port}`;
+    try {
+      const made = await run(
+        process.execPath,
+        [
+          TALLY_BIN,
+          'keys',
+          'create',
+          '--url',
+          url,
+          '--project',
+          'support',
+          '--team',
+          'cx',
+          '--budget-usd',
+          '25',
+          '--rpm',
+          '60',
+          '--tpm',
+          '100000',
+          '--models',
+          'gpt-4o,gpt-4o-mini',
+        ],
+        { env },
+      );
+      const { id, key } = JSON.parse(made.stdout);
+      expect(key).toMatch(/^tk-/);
+      const listed = await run(process.execPath, [TALLY_BIN, 'keys', 'list', '--url', url], { env });
+      const row = listed.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l))
+        .find((k) => k.id === id);
+      expect(row).toMatchObject({
+        project: 'support',
+        team: 'cx',
+        rpm: 60,
+        tpm: 100000,
+        models: ['gpt-4o', 'gpt-4o-mini'],
+      });
+      expect(listed.stdout).not.toContain(key);
+      const revoked = await run(process.execPath, [TALLY_BIN, 'keys', 'revoke', id, '--url', url], { env });
+      expect(JSON.parse(revoked.stdout)).toEqual({ id, revoked: true });
+      const again = await run(process.execPath, [TALLY_BIN, 'keys', 'revoke', id, '--url', url], {
+        env,
+      }).catch((e) => e);
+      expect(again.code).toBe(1);
+      expect(again.stderr).toMatch(/error \[not_found\]/);
+      const bad = await run(process.execPath, [TALLY_BIN, 'keys', 'create', '--url', url, '--rpm', 'lots'], {
+        env,
+      }).catch((e) => e);
+      expect(bad.stderr).toMatch(/error \[invalid_request\].*rpm/);
+    } finally {
+      await stopProcess(server.child);
+    }
+  });
+});
