@@ -1,0 +1,96 @@
+import { describe, expect, it } from 'vitest';
+import type { BudgetWindow, SharedState } from './shared-state.js';
+
+const USD = 1_000_000_000n;
+let n = 0;
+const win = (limitUsd: bigint, id = `b${++n}-${Date.now()}`): BudgetWindow => ({
+  budgetId: id,
+  key: `${id}:2026-11`,
+  limitNano: limitUsd * USD,
+  resetAt: Date.UTC(2026, 11, 1),
+});
+
+/** The contract every SharedState passes: in-process and Redis alike. */
+export function runSharedStateContract(name: string, make: () => SharedState) {
+  describe(`SharedState contract: ${name}`, () => {
+    it('reserves within the limit and refuses past it, saying which budget and when it resets', async () => {
+      const s = make();
+      const w = win(1n);
+      expect(await s.reserve([w], USD / 2n)).toEqual({ ok: true });
+      expect(await s.reserve([w], USD / 2n)).toEqual({ ok: true });
+      expect(await s.reserve([w], 1n)).toEqual({
+        ok: false,
+        budgetId: w.budgetId,
+        spentNano: 0n,
+        reservedNano: USD,
+        limitNano: USD,
+        resetAt: w.resetAt,
+      });
+      await s.close();
+    });
+
+    it('reserves on every window of the hierarchy or on none', async () => {
+      const s = make();
+      const team = win(10n);
+      const key = win(1n);
+      expect((await s.reserve([team, key], 2n * USD)).ok).toBe(false);
+      expect(await s.usage(team)).toEqual({ spentNano: 0n, reservedNano: 0n });
+      expect((await s.reserve([team, key], USD)).ok).toBe(true);
+      expect(await s.usage(team)).toEqual({ spentNano: 0n, reservedNano: USD });
+      await s.close();
+    });
+
+    it('settles: releases the reservation, adds the actual cost, reports before and after', async () => {
+      const s = make();
+      const w = win(5n);
+      await s.reserve([w], 2n * USD);
+      const [r] = await s.settle([w], 2n * USD, 1_234_567_891n);
+      expect(r).toEqual({
+        before: { spentNano: 0n, reservedNano: 2n * USD },
+        after: { spentNano: 1_234_567_891n, reservedNano: 0n },
+      });
+      // A settle with nothing reserved (a call that skipped reservation) only adds spend.
+      await s.settle([w], 0n, 1n);
+      expect(await s.usage(w)).toEqual({ spentNano: 1_234_567_892n, reservedNano: 0n });
+      await s.close();
+    });
+
+    it('lets exactly as many concurrent reservations through as the limit allows', async () => {
+      const s = make();
+      const w = win(1n);
+      const results = await Promise.all(Array.from({ length: 200 }, () => s.reserve([w], USD / 100n)));
+      expect(results.filter((r) => r.ok).length).toBe(100);
+      expect(await s.usage(w)).toEqual({ spentNano: 0n, reservedNano: USD });
+      await s.close();
+    });
+
+    it('limits requests per minute, with a retry time, and refills over time', async () => {
+      const s = make();
+      const key = `k${++n}-${Date.now()}`;
+      const t0 = 1_000_000;
+      for (let i = 0; i < 3; i++) {
+        const r = await s.rateLimit({ key, rpm: 3, tpm: null, tokens: 10, now: t0 });
+        expect(r.ok).toBe(true);
+        expect(r.requests?.remaining).toBe(2 - i);
+      }
+      const refused = await s.rateLimit({ key, rpm: 3, tpm: null, tokens: 10, now: t0 });
+      expect(refused).toMatchObject({ ok: false, limited: 'requests', retryAfterMs: 20_000 });
+      expect((await s.rateLimit({ key, rpm: 3, tpm: null, tokens: 10, now: t0 + 20_000 })).ok).toBe(true);
+      await s.close();
+    });
+
+    it('limits tokens per minute and takes corrections', async () => {
+      const s = make();
+      const key = `k${++n}-${Date.now()}`;
+      const t0 = 5_000_000;
+      expect((await s.rateLimit({ key, rpm: null, tpm: 1000, tokens: 600, now: t0 })).ok).toBe(true);
+      const refused = await s.rateLimit({ key, rpm: null, tpm: 1000, tokens: 600, now: t0 });
+      expect(refused).toMatchObject({ ok: false, limited: 'tokens', retryAfterMs: 12_000 });
+      // The call used 200 tokens fewer than it was charged: they come back.
+      await s.adjustTokens(key, 1000, -200, t0);
+      const ok = await s.rateLimit({ key, rpm: null, tpm: 1000, tokens: 600, now: t0 });
+      expect(ok).toMatchObject({ ok: true, tokens: { limit: 1000, remaining: 0 } });
+      await s.close();
+    });
+  });
+}

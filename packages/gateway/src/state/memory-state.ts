@@ -1,0 +1,119 @@
+import type {
+  BudgetWindow,
+  RateRequest,
+  RateResult,
+  ReserveResult,
+  SharedState,
+  WindowUsage,
+} from './shared-state.js';
+
+interface Bucket {
+  level: number;
+  at: number;
+}
+
+/** Tokens refill continuously at limit per minute, up to the limit. */
+export function refill(b: Bucket, limit: number, now: number): number {
+  const elapsed = Math.max(0, now - b.at);
+  return Math.min(limit, b.level + (elapsed * limit) / 60_000);
+}
+
+/** The in-process shared state: exact, for one replica. JavaScript runs one thing at a time, so
+ * each method is atomic by construction. */
+export class MemoryState implements SharedState {
+  private readonly windows = new Map<string, WindowUsage & { resetAt: number }>();
+  private readonly buckets = new Map<string, Bucket>();
+
+  private window(w: BudgetWindow): WindowUsage & { resetAt: number } {
+    let u = this.windows.get(w.key);
+    if (!u) {
+      u = { spentNano: 0n, reservedNano: 0n, resetAt: w.resetAt };
+      this.windows.set(w.key, u);
+    }
+    return u;
+  }
+
+  async reserve(windows: BudgetWindow[], amountNano: bigint): Promise<ReserveResult> {
+    for (const w of windows) {
+      const u = this.window(w);
+      if (u.spentNano + u.reservedNano + amountNano > w.limitNano) {
+        return {
+          ok: false,
+          budgetId: w.budgetId,
+          spentNano: u.spentNano,
+          reservedNano: u.reservedNano,
+          limitNano: w.limitNano,
+          resetAt: w.resetAt,
+        };
+      }
+    }
+    for (const w of windows) this.window(w).reservedNano += amountNano;
+    return { ok: true };
+  }
+
+  async settle(windows: BudgetWindow[], reservedNano: bigint, actualNano: bigint) {
+    return windows.map((w) => {
+      const u = this.window(w);
+      const before = { spentNano: u.spentNano, reservedNano: u.reservedNano };
+      u.reservedNano -= reservedNano;
+      if (u.reservedNano < 0n) u.reservedNano = 0n;
+      u.spentNano += actualNano;
+      return { before, after: { spentNano: u.spentNano, reservedNano: u.reservedNano } };
+    });
+  }
+
+  async usage(w: BudgetWindow): Promise<WindowUsage> {
+    const u = this.windows.get(w.key);
+    return { spentNano: u?.spentNano ?? 0n, reservedNano: u?.reservedNano ?? 0n };
+  }
+
+  async rateLimit(req: RateRequest): Promise<RateResult> {
+    const out: RateResult = { ok: true, limited: null, requests: null, tokens: null, retryAfterMs: 0 };
+    const rb = req.rpm ? this.bucket(`r:${req.key}`, req.rpm, req.now) : null;
+    const tb = req.tpm ? this.bucket(`t:${req.key}`, req.tpm, req.now) : null;
+    const rLevel = rb && req.rpm ? refill(rb, req.rpm, req.now) : 0;
+    const tLevel = tb && req.tpm ? refill(tb, req.tpm, req.now) : 0;
+    if (req.rpm && rLevel < 1) {
+      out.ok = false;
+      out.limited = 'requests';
+      out.retryAfterMs = Math.ceil(((1 - rLevel) * 60_000) / req.rpm);
+    } else if (req.tpm && tLevel < Math.min(req.tokens, req.tpm)) {
+      out.ok = false;
+      out.limited = 'tokens';
+      out.retryAfterMs = Math.ceil(((Math.min(req.tokens, req.tpm) - tLevel) * 60_000) / req.tpm);
+    }
+    const rNext = out.ok && req.rpm ? rLevel - 1 : rLevel;
+    const tNext = out.ok && req.tpm ? tLevel - req.tokens : tLevel;
+    if (rb && req.rpm) {
+      rb.level = rNext;
+      rb.at = req.now;
+      out.requests = { limit: req.rpm, remaining: Math.max(0, Math.floor(rNext)), resetMs: Math.ceil(((req.rpm - rNext) * 60_000) / req.rpm) };
+    }
+    if (tb && req.tpm) {
+      tb.level = tNext;
+      tb.at = req.now;
+      out.tokens = { limit: req.tpm, remaining: Math.max(0, Math.floor(tNext)), resetMs: Math.ceil(((req.tpm - tNext) * 60_000) / req.tpm) };
+    }
+    return out;
+  }
+
+  async adjustTokens(key: string, tpm: number, delta: number, now: number): Promise<void> {
+    const b = this.bucket(`t:${key}`, tpm, now);
+    b.level = refill(b, tpm, now) - delta;
+    b.at = now;
+  }
+
+  private bucket(key: string, limit: number, now: number): Bucket {
+    let b = this.buckets.get(key);
+    if (!b) {
+      b = { level: limit, at: now };
+      this.buckets.set(key, b);
+    }
+    return b;
+  }
+
+  async close(): Promise<void> {
+    this.windows.clear();
+    this.buckets.clear();
+  }
+}

@@ -1,0 +1,198 @@
+import { Redis, type RedisOptions } from 'ioredis';
+import type {
+  BudgetWindow,
+  RateRequest,
+  RateResult,
+  ReserveResult,
+  SharedState,
+  WindowUsage,
+} from './shared-state.js';
+
+/** All windows checked, then all reserved, in one script: atomic across replicas. */
+const RESERVE = `
+local amount = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[2 * i])
+  local spent = tonumber(redis.call('HGET', key, 'spent') or '0')
+  local reserved = tonumber(redis.call('HGET', key, 'reserved') or '0')
+  if spent + reserved + amount > limit then
+    return {0, i, tostring(spent), tostring(reserved)}
+  end
+end
+for i, key in ipairs(KEYS) do
+  redis.call('HINCRBY', key, 'reserved', ARGV[1])
+  redis.call('PEXPIREAT', key, tonumber(ARGV[2 * i + 1]) + 86400000)
+end
+return {1}
+`;
+
+const SETTLE = `
+local out = {}
+for i, key in ipairs(KEYS) do
+  local spent = redis.call('HGET', key, 'spent') or '0'
+  local reserved = redis.call('HGET', key, 'reserved') or '0'
+  local r = tonumber(reserved)
+  if ARGV[1] ~= '0' then r = redis.call('HINCRBY', key, 'reserved', '-' .. ARGV[1]) end
+  if r < 0 then redis.call('HSET', key, 'reserved', '0'); r = 0 end
+  local s = redis.call('HINCRBY', key, 'spent', ARGV[2])
+  table.insert(out, spent)
+  table.insert(out, reserved)
+  table.insert(out, tostring(s))
+  table.insert(out, tostring(r))
+end
+return out
+`;
+
+/** Token buckets refilled continuously at limit per minute. KEYS: requests, tokens buckets.
+ * ARGV: rpm (0 = none), tpm (0 = none), tokens, now. Returns ok, limited, r level, t level, retry. */
+const RATE = `
+local rpm = tonumber(ARGV[1])
+local tpm = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
+local now = tonumber(ARGV[4])
+local function level(key, limit)
+  local v = redis.call('HMGET', key, 'level', 'at')
+  if not v[1] then return limit end
+  local l = tonumber(v[1]) + math.max(0, now - tonumber(v[2])) * limit / 60000
+  if l > limit then l = limit end
+  return l
+end
+local rl = 0
+local tl = 0
+if rpm > 0 then rl = level(KEYS[1], rpm) end
+if tpm > 0 then tl = level(KEYS[2], tpm) end
+local ok = 1
+local limited = ''
+local retry = 0
+if rpm > 0 and rl < 1 then
+  ok = 0; limited = 'requests'; retry = math.ceil((1 - rl) * 60000 / rpm)
+elseif tpm > 0 and tl < math.min(want, tpm) then
+  ok = 0; limited = 'tokens'; retry = math.ceil((math.min(want, tpm) - tl) * 60000 / tpm)
+end
+if ok == 1 then
+  if rpm > 0 then rl = rl - 1 end
+  if tpm > 0 then tl = tl - want end
+end
+if rpm > 0 then
+  redis.call('HSET', KEYS[1], 'level', tostring(rl), 'at', tostring(now))
+  redis.call('PEXPIRE', KEYS[1], 120000)
+end
+if tpm > 0 then
+  redis.call('HSET', KEYS[2], 'level', tostring(tl), 'at', tostring(now))
+  redis.call('PEXPIRE', KEYS[2], 120000)
+end
+return {ok, limited, tostring(rl), tostring(tl), retry}
+`;
+
+const ADJUST = `
+local tpm = tonumber(ARGV[1])
+local delta = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local v = redis.call('HMGET', KEYS[1], 'level', 'at')
+local l = tpm
+if v[1] then
+  l = tonumber(v[1]) + math.max(0, now - tonumber(v[2])) * tpm / 60000
+  if l > tpm then l = tpm end
+end
+redis.call('HSET', KEYS[1], 'level', tostring(l - delta), 'at', tostring(now))
+redis.call('PEXPIRE', KEYS[1], 120000)
+return 1
+`;
+
+type Scripted = Redis & {
+  tallyReserve(n: number, ...args: (string | number)[]): Promise<(string | number)[]>;
+  tallySettle(n: number, ...args: (string | number)[]): Promise<string[]>;
+  tallyRate(n: number, ...args: (string | number)[]): Promise<[number, string, string, string, number]>;
+  tallyAdjust(n: number, ...args: (string | number)[]): Promise<number>;
+};
+
+/** The shared state in Redis, for several gateway replicas. Each operation is one Lua script. */
+export class RedisState implements SharedState {
+  private readonly redis: Scripted;
+
+  constructor(
+    urlOrOptions: string | RedisOptions = 'redis://127.0.0.1:6379',
+    private readonly prefix = 'tally:',
+  ) {
+    const redis = (typeof urlOrOptions === 'string' ? new Redis(urlOrOptions, { lazyConnect: false }) : new Redis(urlOrOptions)) as Scripted;
+    redis.defineCommand('tallyReserve', { lua: RESERVE });
+    redis.defineCommand('tallySettle', { lua: SETTLE });
+    redis.defineCommand('tallyRate', { lua: RATE });
+    redis.defineCommand('tallyAdjust', { lua: ADJUST });
+    this.redis = redis;
+  }
+
+  private k(key: string): string {
+    return `${this.prefix}b:${key}`;
+  }
+
+  async reserve(windows: BudgetWindow[], amountNano: bigint): Promise<ReserveResult> {
+    if (windows.length === 0) return { ok: true };
+    const args: (string | number)[] = windows.map((w) => this.k(w.key));
+    args.push(amountNano.toString());
+    for (const w of windows) args.push(w.limitNano.toString(), w.resetAt);
+    const r = await this.redis.tallyReserve(windows.length, ...args);
+    if (Number(r[0]) === 1) return { ok: true };
+    const w = windows[Number(r[1]) - 1]!;
+    return {
+      ok: false,
+      budgetId: w.budgetId,
+      spentNano: BigInt(String(r[2])),
+      reservedNano: BigInt(String(r[3])),
+      limitNano: w.limitNano,
+      resetAt: w.resetAt,
+    };
+  }
+
+  async settle(windows: BudgetWindow[], reservedNano: bigint, actualNano: bigint) {
+    if (windows.length === 0) return [];
+    const r = await this.redis.tallySettle(
+      windows.length,
+      ...windows.map((w) => this.k(w.key)),
+      reservedNano.toString(),
+      actualNano.toString(),
+    );
+    return windows.map((_, i) => ({
+      before: { spentNano: BigInt(r[4 * i]!), reservedNano: BigInt(r[4 * i + 1]!) },
+      after: { spentNano: BigInt(r[4 * i + 2]!), reservedNano: BigInt(r[4 * i + 3]!) },
+    }));
+  }
+
+  async usage(w: BudgetWindow): Promise<WindowUsage> {
+    const [spent, reserved] = await this.redis.hmget(this.k(w.key), 'spent', 'reserved');
+    return { spentNano: BigInt(spent ?? '0'), reservedNano: BigInt(reserved ?? '0') };
+  }
+
+  async rateLimit(req: RateRequest): Promise<RateResult> {
+    const [ok, limited, rl, tl, retry] = await this.redis.tallyRate(
+      2,
+      `${this.prefix}r:${req.key}`,
+      `${this.prefix}t:${req.key}`,
+      req.rpm ?? 0,
+      req.tpm ?? 0,
+      req.tokens,
+      req.now,
+    );
+    const r = Number(rl);
+    const t = Number(tl);
+    return {
+      ok: Number(ok) === 1,
+      limited: limited === 'requests' || limited === 'tokens' ? limited : null,
+      requests: req.rpm
+        ? { limit: req.rpm, remaining: Math.max(0, Math.floor(r)), resetMs: Math.ceil(((req.rpm - r) * 60_000) / req.rpm) }
+        : null,
+      tokens: req.tpm
+        ? { limit: req.tpm, remaining: Math.max(0, Math.floor(t)), resetMs: Math.ceil(((req.tpm - t) * 60_000) / req.tpm) }
+        : null,
+      retryAfterMs: Number(retry),
+    };
+  }
+
+  async adjustTokens(key: string, tpm: number, delta: number, now: number): Promise<void> {
+    await this.redis.tallyAdjust(1, `${this.prefix}t:${key}`, tpm, delta, now);
+  }
+
+  async close(): Promise<void> {
+    await this.redis.quit().catch(() => undefined);
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * The gateway's shared state: budget reservations and rate-limit buckets. One process keeps it in
+ * memory; replicas share it through Redis. Both implementations run the same contract suite.
+ * Amounts are integer nano-USD.
+ */
+export interface BudgetWindow {
+  /** The budget's id, reported when it blocks a call. */
+  budgetId: string;
+  /** The budget and its current period, e.g. budget_x:2026-11. */
+  key: string;
+  limitNano: bigint;
+  /** When the period ends (epoch ms); the state may forget the window after it. */
+  resetAt: number;
+}
+
+export type ReserveResult =
+  | { ok: true }
+  | { ok: false; budgetId: string; spentNano: bigint; reservedNano: bigint; limitNano: bigint; resetAt: number };
+
+export interface WindowUsage {
+  spentNano: bigint;
+  reservedNano: bigint;
+}
+
+export interface RateRequest {
+  /** The bucket owner, e.g. a key id. */
+  key: string;
+  rpm: number | null;
+  tpm: number | null;
+  /** Tokens this request is expected to use. */
+  tokens: number;
+  now: number;
+}
+
+export interface RateResult {
+  ok: boolean;
+  /** Which limit refused the call, when one did. */
+  limited: 'requests' | 'tokens' | null;
+  requests: { limit: number; remaining: number; resetMs: number } | null;
+  tokens: { limit: number; remaining: number; resetMs: number } | null;
+  /** When the call could succeed, if refused. */
+  retryAfterMs: number;
+}
+
+export interface SharedState {
+  /** Reserves `amountNano` on every window, atomically: all of them, or none when any would pass
+   * its limit (spent + reserved + amount > limit). */
+  reserve(windows: BudgetWindow[], amountNano: bigint): Promise<ReserveResult>;
+  /** Releases a reservation and records what the call actually cost; returns each window's usage
+   * before and after, so threshold crossings can be told. */
+  settle(
+    windows: BudgetWindow[],
+    reservedNano: bigint,
+    actualNano: bigint,
+  ): Promise<{ before: WindowUsage; after: WindowUsage }[]>;
+  usage(window: BudgetWindow): Promise<WindowUsage>;
+  /** Token buckets per key: requests per minute and tokens per minute. */
+  rateLimit(req: RateRequest): Promise<RateResult>;
+  /** Corrects the token bucket once the real token count is known (positive: more were used). */
+  adjustTokens(key: string, tpm: number, delta: number, now: number): Promise<void>;
+  close(): Promise<void>;
+}
