@@ -1,9 +1,13 @@
 export { uuidv7 } from './ids.js';
+export * from './policy.js';
 export { ENDPOINT_API, type Endpoint, priceProviderOf } from './providers.js';
 export { Gateway } from './proxy.js';
 export { errorBody, type GatewayError, sendError, type Wire } from './replies.js';
 export { type Attempt, Router } from './router.js';
 export { BatchingSink, type BatchingSinkOptions } from './sink.js';
 export { SseSplitter } from './sse.js';
+export { MemoryState } from './state/memory-state.js';
+export { RedisState } from './state/redis-state.js';
+export * from './state/shared-state.js';
 export { countTokens, estimatePromptTokens } from './tokenizer.js';
 export * from './types.js';

@@ -1,8 +1,10 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { nanoToUsd } from '@tally/core';
 import type { Dispatcher } from 'undici';
 import { attribute } from './attribution.js';
-import { type AttemptContext, type AttemptOutcome, meterAttempt } from './meter.js';
+import { type AttemptContext, type AttemptOutcome, type Attribution, meterAttempt } from './meter.js';
+import { type BudgetRule, budgetExceeded, maxOutputTokens, rateLimited, windowsFor } from './policy.js';
 import {
   ENDPOINT_API,
   type Endpoint,
@@ -14,6 +16,7 @@ import {
 import { badRequest, type GatewayError, invalidKey, sendError, type Wire } from './replies.js';
 import { type Attempt, Router } from './router.js';
 import { SseSplitter } from './sse.js';
+import type { BudgetWindow } from './state/shared-state.js';
 import { streamMeter } from './stream-meter.js';
 import { countTokens, estimatePromptTokens } from './tokenizer.js';
 import type { GatewayDeps, VirtualKey } from './types.js';
@@ -26,6 +29,21 @@ const PASS_HEADERS =
   /^(x-request-id|request-id|openai-|x-ratelimit-|anthropic-ratelimit-|retry-after$|anthropic-organization-id)/;
 
 const RETRYABLE = (status: number) => status === 429 || status >= 500;
+
+/** What one request added up to, across its attempts. */
+interface Accumulated {
+  spentNano: bigint;
+  tokens: number;
+  /** Headers for the client's response (x-tally-downgraded). */
+  headers: Record<string, string>;
+}
+
+const noRoute = (model: string): GatewayError => ({
+  status: 404,
+  type: 'invalid_request_error',
+  code: 'model_not_found',
+  message: `No provider is configured for model ${model} on this endpoint.`,
+});
 
 const ROUTES = new Map<string, Endpoint>([
   ['/v1/chat/completions', 'chat'],
@@ -149,16 +167,120 @@ export class Gateway {
         message: `This key may not use model ${model}. Allowed: ${key.models.join(', ')}.`,
       });
     }
-    const attempts = this.router.plan(model, endpoint).filter((a) => servesNatively(a.provider, endpoint));
-    if (attempts.length === 0) {
-      return sendError(res, wire, {
-        status: 404,
-        type: 'invalid_request_error',
-        code: 'model_not_found',
-        message: `No provider is configured for model ${model} on this endpoint.`,
-      });
-    }
+    let attempts = this.plan(model, endpoint);
+    if (attempts.length === 0) return sendError(res, wire, noRoute(model));
     const attribution = attribute(key, req.headers);
+
+    // Policy: rate limits, then budgets. Both need the call's size: the prompt's tokens (by the
+    // tokenizer) and the most output it allows.
+    const rules = await this.deps.budgets(key, attribution);
+    const limited = key.rpm !== null || key.tpm !== null;
+    const maxOut = maxOutputTokens(body, this.deps.config.default_max_output ?? 4096);
+    const promptTokens = limited || rules.length > 0 ? estimatePromptTokens(body) : 0;
+    if (limited) {
+      const rl = await this.deps.state.rateLimit({
+        key: key.id,
+        rpm: key.rpm,
+        tpm: key.tpm,
+        tokens: promptTokens + maxOut,
+        now: time,
+      });
+      if (!rl.ok) return sendError(res, wire, rateLimited(rl, key));
+    }
+    const acc: Accumulated = { spentNano: 0n, tokens: 0, headers: {} };
+    let budget: { windows: BudgetWindow[]; rules: BudgetRule[]; labels: string[]; reserved: bigint } | null =
+      null;
+    if (rules.length > 0) {
+      const ws = windowsFor(rules, time);
+      const first = attempts[0]!;
+      const est = this.deps.price({
+        provider: priceProviderOf(first.provider),
+        model: first.model,
+        tokens: { input: promptTokens, output: maxOut },
+        time,
+        tenant: key.tenant,
+      });
+      const amount = est.status === 'priced' ? est.effectiveNano : 0n;
+      const windows = ws.map((w) => w.window);
+      const r = await this.deps.state.reserve(windows, amount);
+      let reserved = amount;
+      if (!r.ok) {
+        const rule = rules.find((x) => x.id === r.budgetId)!;
+        if (rule.action === 'block' || (rule.action === 'downgrade' && !rule.downgradeModel)) {
+          return sendError(res, wire, budgetExceeded(rule, r.spentNano, r.reservedNano, r.resetAt, time));
+        }
+        // Over budget, but allowed on: downgraded to the cheaper model, or only alerted. Its cost
+        // still counts when it settles.
+        reserved = 0n;
+        if (rule.action === 'downgrade' && rule.downgradeModel) {
+          const cheaper = this.plan(rule.downgradeModel, endpoint);
+          if (cheaper.length > 0) {
+            attempts = cheaper;
+            acc.headers['x-tally-downgraded'] = `${model} -> ${rule.downgradeModel}`;
+          }
+        }
+      }
+      budget = { windows, rules, labels: ws.map((w) => w.label), reserved };
+    }
+    try {
+      await this.forward(req, res, endpoint, raw, body, model, attempts, key, attribution, time, acc);
+    } finally {
+      if (budget) await this.settle(key, budget, acc.spentNano, time);
+      if (key.tpm !== null) {
+        await this.deps.state.adjustTokens(key.id, key.tpm, acc.tokens - (promptTokens + maxOut), time);
+      }
+    }
+  }
+
+  private plan(model: string, endpoint: Endpoint): Attempt[] {
+    return this.router.plan(model, endpoint).filter((a) => servesNatively(a.provider, endpoint));
+  }
+
+  /** Releases the reservation, records the actual cost, and raises an alert for each threshold the
+   * spend crossed. */
+  private async settle(
+    key: VirtualKey,
+    b: { windows: BudgetWindow[]; rules: BudgetRule[]; labels: string[]; reserved: bigint },
+    actual: bigint,
+    time: number,
+  ): Promise<void> {
+    const results = await this.deps.state.settle(b.windows, b.reserved, actual);
+    results.forEach(({ before, after }, i) => {
+      const rule = b.rules[i]!;
+      for (const t of rule.thresholds) {
+        const mark = (rule.limitNano * BigInt(Math.round(t * 10_000))) / 10_000n;
+        if (before.spentNano < mark && after.spentNano >= mark) {
+          this.deps.alerts({
+            tenant: key.tenant,
+            budgetId: rule.id,
+            scope: rule.scope,
+            subject: rule.subject,
+            threshold: t,
+            spentUsd: nanoToUsd(after.spentNano),
+            limitUsd: nanoToUsd(rule.limitNano),
+            period: b.labels[i]!,
+            resetsAt: new Date(b.windows[i]!.resetAt).toISOString(),
+            time: new Date(time).toISOString(),
+          });
+        }
+      }
+    });
+  }
+
+  private async forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    endpoint: Endpoint,
+    raw: Buffer,
+    body: Obj,
+    model: string,
+    attempts: Attempt[],
+    key: VirtualKey,
+    attribution: Attribution,
+    time: number,
+    acc: Accumulated,
+  ): Promise<void> {
+    const wire: Wire = endpoint === 'messages' ? 'anthropic' : 'openai';
     const stream = body['stream'] === true;
     const clientWantsUsage =
       stream && (body['stream_options'] as Obj | undefined)?.['include_usage'] === true;
@@ -209,12 +331,12 @@ export class Gateway {
         });
       } catch (err) {
         if (abort?.signal.aborted) {
-          this.record(ctx, this.failure('client_disconnected', a0));
+          this.record(ctx, this.failure('client_disconnected', a0), acc);
           return;
         }
         const timeout = (err as { code?: string }).code?.includes('TIMEOUT') ?? false;
         const errorType = timeout ? 'upstream_timeout' : 'upstream_connection_error';
-        this.record(ctx, this.failure(errorType, a0));
+        this.record(ctx, this.failure(errorType, a0), acc);
         if (!last) continue;
         return sendError(res, wire, {
           status: timeout ? 504 : 502,
@@ -225,14 +347,14 @@ export class Gateway {
       }
       if (RETRYABLE(up.statusCode) && !last) {
         await up.body.dump().catch(() => undefined);
-        this.record(ctx, this.failure(`upstream_${up.statusCode}`, a0));
+        this.record(ctx, this.failure(`upstream_${up.statusCode}`, a0), acc);
         continue;
       }
       const isStream =
         stream && up.statusCode === 200 && String(up.headers['content-type'] ?? '').includes('event-stream');
-      if (isStream && abort)
-        await this.relayStream(res, up, ctx, endpoint, body, a0, !clientWantsUsage, abort.signal);
-      else await this.relay(res, up, ctx, a0);
+      if (isStream && abort) {
+        await this.relayStream(res, up, ctx, endpoint, body, a0, !clientWantsUsage, abort.signal, acc);
+      } else await this.relay(res, up, ctx, a0, acc);
       return;
     }
   }
@@ -268,8 +390,11 @@ export class Gateway {
     };
   }
 
-  private record(ctx: AttemptContext, out: AttemptOutcome): void {
-    this.deps.sink.write(meterAttempt(this.deps, ctx, out));
+  private record(ctx: AttemptContext, out: AttemptOutcome, acc: Accumulated): void {
+    const rec = meterAttempt(this.deps, ctx, out);
+    acc.spentNano += rec.cost_effective_nano ?? 0n;
+    acc.tokens += rec.tokens.input + rec.tokens.output;
+    this.deps.sink.write(rec);
   }
 
   private async relay(
@@ -277,12 +402,13 @@ export class Gateway {
     up: Dispatcher.ResponseData,
     ctx: AttemptContext,
     a0: number,
+    acc: Accumulated,
   ): Promise<void> {
     let buf: Buffer;
     try {
       buf = Buffer.from(await up.body.arrayBuffer());
     } catch {
-      this.record(ctx, this.failure(res.destroyed ? 'client_disconnected' : 'upstream_body_error', a0));
+      this.record(ctx, this.failure(res.destroyed ? 'client_disconnected' : 'upstream_body_error', a0), acc);
       if (!res.headersSent) {
         sendError(res, ctx.upstreamApi === 'anthropic-messages' ? 'anthropic' : 'openai', {
           status: 502,
@@ -296,6 +422,7 @@ export class Gateway {
     const latencyMs = performance.now() - a0;
     res.writeHead(up.statusCode, {
       ...passHeaders(up.headers),
+      ...acc.headers,
       'content-type': String(up.headers['content-type'] ?? 'application/json'),
       'content-length': buf.length,
     });
@@ -312,15 +439,19 @@ export class Gateway {
       }
     }
     const ok = up.statusCode < 300 && usage !== null;
-    this.record(ctx, {
-      status: ok ? 'ok' : 'error',
-      errorType: ok ? null : up.statusCode < 300 ? 'upstream_no_usage' : `upstream_${up.statusCode}`,
-      usage,
-      estimated: null,
-      modelServed: served,
-      latencyMs,
-      ttftMs: null,
-    });
+    this.record(
+      ctx,
+      {
+        status: ok ? 'ok' : 'error',
+        errorType: ok ? null : up.statusCode < 300 ? 'upstream_no_usage' : `upstream_${up.statusCode}`,
+        usage,
+        estimated: null,
+        modelServed: served,
+        latencyMs,
+        ttftMs: null,
+      },
+      acc,
+    );
   }
 
   private async relayStream(
@@ -332,9 +463,11 @@ export class Gateway {
     a0: number,
     hideUsage: boolean,
     signal: AbortSignal,
+    acc: Accumulated,
   ): Promise<void> {
     res.writeHead(200, {
       ...passHeaders(up.headers),
+      ...acc.headers,
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',
       'x-accel-buffering': 'no',
@@ -390,15 +523,19 @@ export class Gateway {
               : estimatePromptTokens(body),
           output: countTokens(meter.text()),
         };
-    this.record(ctx, {
-      status: failed === null && meter.error() === null ? 'ok' : 'error',
-      errorType: failed ?? meter.error() ?? (usage === null ? 'upstream_no_usage' : null),
-      usage: complete ? usage : null,
-      estimated,
-      modelServed: meter.model(),
-      latencyMs: performance.now() - a0,
-      ttftMs: ttft,
-    });
+    this.record(
+      ctx,
+      {
+        status: failed === null && meter.error() === null ? 'ok' : 'error',
+        errorType: failed ?? meter.error() ?? (usage === null ? 'upstream_no_usage' : null),
+        usage: complete ? usage : null,
+        estimated,
+        modelServed: meter.model(),
+        latencyMs: performance.now() - a0,
+        ttftMs: ttft,
+      },
+      acc,
+    );
   }
 
   /** GET /v1/models: the configured routes and, for each provider, what it lists. */

@@ -1,4 +1,6 @@
 import type { CallRecord, Clock, Pricer } from '@tally/core';
+import type { AlertSink, BudgetResolver } from './policy.js';
+import type { SharedState } from './state/shared-state.js';
 
 export type ProviderKind = 'openai' | 'azure' | 'anthropic' | 'openai-compatible';
 
@@ -42,6 +44,8 @@ export interface GatewayConfig {
   timeout_ms: number;
   /** Largest request body accepted. */
   body_limit_bytes?: number | undefined;
+  /** The output a request may produce when it sets no max_tokens, for budget reservations. */
+  default_max_output?: number | undefined;
 }
 
 /** What a virtual key carries: its owner and policy. */
@@ -76,4 +80,8 @@ export interface GatewayDeps {
   clock: Clock;
   /** Unique ids for calls; injected so tests are exact. */
   newId: () => string;
+  /** Budget reservations and rate-limit buckets, in-process or in Redis. */
+  state: SharedState;
+  budgets: BudgetResolver;
+  alerts: AlertSink;
 }

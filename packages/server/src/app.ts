@@ -1,13 +1,23 @@
 import { createServer } from 'node:http';
 import { type Clock, type Pricer, systemClock } from '@tally/core';
-import { BatchingSink, Gateway, uuidv7 } from '@tally/gateway';
+import {
+  applies,
+  BatchingSink,
+  Gateway,
+  MemoryState,
+  RedisState,
+  type SharedState,
+  uuidv7,
+} from '@tally/gateway';
 import type { Store } from '@tally/store';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import { Authenticator, hashKey } from './auth.js';
+import { AlertService, BudgetCache } from './budgets.js';
 import type { TallyConfig } from './config.js';
 import type { AppContext } from './context.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { ServerMetrics } from './metrics.js';
+import { budgetRoutes } from './routes/budgets.js';
 import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 import { keyRoutes } from './routes/keys.js';
@@ -23,6 +33,8 @@ export interface BuildAppOptions {
   logger?: boolean | Record<string, unknown>;
   /** Collect process-level metrics (off in tests that build many apps). */
   processMetrics?: boolean;
+  /** Budget and rate-limit state shared by replicas; by default from config. */
+  state?: SharedState;
 }
 
 export interface TallyApp {
@@ -52,6 +64,9 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
     return503OnClosing: true,
   });
   const metrics = new ServerMetrics(opts.processMetrics ?? true);
+  const state: SharedState =
+    opts.state ??
+    (config.gateway.state.kind === 'redis' ? new RedisState(config.gateway.state.url) : new MemoryState());
   const ctx: AppContext = {
     config,
     store,
@@ -60,6 +75,9 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
     priceVersion: opts.priceVersion,
     auth: new Authenticator(store, clock, config.tenant, config.admin_key ? hashKey(config.admin_key) : null),
     metrics,
+    state,
+    budgets: new BudgetCache(store, () => clock.now()),
+    alerts: new AlertService(app.log, config.gateway.alert_webhook_url),
   };
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
@@ -72,6 +90,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
   await app.register(eventRoutes, ctx);
   await app.register(queryRoutes, ctx);
   await app.register(keyRoutes, ctx);
+  await app.register(budgetRoutes, ctx);
 
   const sink = new BatchingSink({
     write: async (calls) => {
@@ -91,6 +110,10 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
     resolveKey: (hash) => ctx.auth.gatewayKey(hash),
     clock,
     newId: () => uuidv7(clock.now()),
+    state,
+    budgets: async (key, attribution) =>
+      (await ctx.budgets.rules(key.tenant)).filter((r) => applies(r, key, attribution)),
+    alerts: (alert) => ctx.alerts.emit(alert),
   });
   const gw = gateway;
   return {
@@ -100,6 +123,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
     async close() {
       await app.close();
       await gw.close();
+      await ctx.alerts.drain();
+      if (!opts.state) await state.close();
     },
   };
 }

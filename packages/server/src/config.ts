@@ -56,6 +56,17 @@ export const gatewaySchema = z
       )
       .default([]),
     timeout_ms: z.number().int().positive().default(600_000),
+    /** Where budgets and rate limits are kept: this process, or Redis for several replicas. */
+    state: z
+      .object({
+        kind: z.enum(['memory', 'redis']).default('memory'),
+        url: z.string().default('redis://127.0.0.1:6379'),
+      })
+      .strict()
+      .default({ kind: 'memory', url: 'redis://127.0.0.1:6379' }),
+    default_max_output: z.number().int().positive().default(4096),
+    /** Budget alerts are POSTed here (JSON), retried with backoff. */
+    alert_webhook_url: z.url().optional(),
     body_limit_bytes: z
       .number()
       .int()
@@ -105,12 +116,7 @@ export const configSchema = z
       })
       .strict()
       .default({ overrides: [], azure_deployments: {} }),
-    gateway: gatewaySchema.default({
-      providers: [],
-      routes: [],
-      timeout_ms: 600_000,
-      body_limit_bytes: 32 * 1024 * 1024,
-    }),
+    gateway: gatewaySchema.prefault({}),
     /** Hex or base64 32-byte key that encrypts provider secrets at rest; made on first start if absent. */
     secret_key: z.string().optional(),
   })

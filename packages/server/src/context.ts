@@ -1,6 +1,8 @@
 import type { Clock, Pricer } from '@tally/core';
+import type { SharedState } from '@tally/gateway';
 import type { Store } from '@tally/store';
 import type { Authenticator } from './auth.js';
+import type { AlertService, BudgetCache } from './budgets.js';
 import type { TallyConfig } from './config.js';
 import type { ServerMetrics } from './metrics.js';
 
@@ -13,4 +15,7 @@ export interface AppContext {
   priceVersion: string;
   auth: Authenticator;
   metrics: ServerMetrics;
+  state: SharedState;
+  budgets: BudgetCache;
+  alerts: AlertService;
 }

@@ -87,12 +87,20 @@ export class MemoryState implements SharedState {
     if (rb && req.rpm) {
       rb.level = rNext;
       rb.at = req.now;
-      out.requests = { limit: req.rpm, remaining: Math.max(0, Math.floor(rNext)), resetMs: Math.ceil(((req.rpm - rNext) * 60_000) / req.rpm) };
+      out.requests = {
+        limit: req.rpm,
+        remaining: Math.max(0, Math.floor(rNext)),
+        resetMs: Math.ceil(((req.rpm - rNext) * 60_000) / req.rpm),
+      };
     }
     if (tb && req.tpm) {
       tb.level = tNext;
       tb.at = req.now;
-      out.tokens = { limit: req.tpm, remaining: Math.max(0, Math.floor(tNext)), resetMs: Math.ceil(((req.tpm - tNext) * 60_000) / req.tpm) };
+      out.tokens = {
+        limit: req.tpm,
+        remaining: Math.max(0, Math.floor(tNext)),
+        resetMs: Math.ceil(((req.tpm - tNext) * 60_000) / req.tpm),
+      };
     }
     return out;
   }

@@ -114,7 +114,11 @@ export class RedisState implements SharedState {
     urlOrOptions: string | RedisOptions = 'redis://127.0.0.1:6379',
     private readonly prefix = 'tally:',
   ) {
-    const redis = (typeof urlOrOptions === 'string' ? new Redis(urlOrOptions, { lazyConnect: false }) : new Redis(urlOrOptions)) as Scripted;
+    const redis = (
+      typeof urlOrOptions === 'string'
+        ? new Redis(urlOrOptions, { lazyConnect: false })
+        : new Redis(urlOrOptions)
+    ) as Scripted;
     redis.defineCommand('tallyReserve', { lua: RESERVE });
     redis.defineCommand('tallySettle', { lua: SETTLE });
     redis.defineCommand('tallyRate', { lua: RATE });
@@ -179,10 +183,18 @@ export class RedisState implements SharedState {
       ok: Number(ok) === 1,
       limited: limited === 'requests' || limited === 'tokens' ? limited : null,
       requests: req.rpm
-        ? { limit: req.rpm, remaining: Math.max(0, Math.floor(r)), resetMs: Math.ceil(((req.rpm - r) * 60_000) / req.rpm) }
+        ? {
+            limit: req.rpm,
+            remaining: Math.max(0, Math.floor(r)),
+            resetMs: Math.ceil(((req.rpm - r) * 60_000) / req.rpm),
+          }
         : null,
       tokens: req.tpm
-        ? { limit: req.tpm, remaining: Math.max(0, Math.floor(t)), resetMs: Math.ceil(((req.tpm - t) * 60_000) / req.tpm) }
+        ? {
+            limit: req.tpm,
+            remaining: Math.max(0, Math.floor(t)),
+            resetMs: Math.ceil(((req.tpm - t) * 60_000) / req.tpm),
+          }
         : null,
       retryAfterMs: Number(retry),
     };

@@ -5,4 +5,7 @@ import { RedisState } from './redis-state.js';
 
 runSharedStateContract('in-process', () => new MemoryState());
 // The machine's real Redis; a fresh prefix keeps runs apart.
-runSharedStateContract('redis', () => new RedisState('redis://127.0.0.1:6379', `tally-test:${randomUUID()}:`));
+runSharedStateContract(
+  'redis',
+  () => new RedisState('redis://127.0.0.1:6379', `tally-test:${randomUUID()}:`),
+);

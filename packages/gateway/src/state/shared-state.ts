@@ -15,7 +15,14 @@ export interface BudgetWindow {
 
 export type ReserveResult =
   | { ok: true }
-  | { ok: false; budgetId: string; spentNano: bigint; reservedNano: bigint; limitNano: bigint; resetAt: number };
+  | {
+      ok: false;
+      budgetId: string;
+      spentNano: bigint;
+      reservedNano: bigint;
+      limitNano: bigint;
+      resetAt: number;
+    };
 
 export interface WindowUsage {
   spentNano: bigint;

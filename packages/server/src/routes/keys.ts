@@ -91,6 +91,7 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
       expires_at: expiresAt,
       revoked_at: null,
     });
+    if (budgetId) ctx.budgets.invalidate(principal.tenant);
     return reply.status(201).send({ id, key });
   });
 

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Catalog, type CatalogData, type Clock } from '@tally/core';
+import type { SharedState } from '@tally/gateway';
 import { createDuckDbStore, type Store } from '@tally/store';
 import { buildApp, type TallyApp } from '../app.js';
 import { configSchema, type TallyConfig } from '../config.js';
@@ -24,7 +25,11 @@ export interface TestApp extends TallyApp {
 }
 
 /** A real app on a real (in-memory) DuckDB store, for app.inject() tests. */
-export async function testApp(overrides: Record<string, unknown> = {}, clock?: Clock): Promise<TestApp> {
+export async function testApp(
+  overrides: Record<string, unknown> = {},
+  clock?: Clock,
+  state?: SharedState,
+): Promise<TestApp> {
   const config: TallyConfig = configSchema.parse({ admin_key: ADMIN_KEY, log_level: 'silent', ...overrides });
   const store = await createDuckDbStore({ path: ':memory:' });
   await store.migrate();
@@ -36,6 +41,7 @@ export async function testApp(overrides: Record<string, unknown> = {}, clock?: C
     priceVersion: catalog.version,
     processMetrics: false,
     ...(clock ? { clock } : {}),
+    ...(state ? { state } : {}),
   });
   return {
     ...tally,

@@ -1,0 +1,137 @@
+import { type BudgetAction, type BudgetPeriod, type BudgetScope, nanoToUsd, periodWindow } from '@tally/core';
+import type { Attribution } from './meter.js';
+import type { GatewayError } from './replies.js';
+import type { BudgetWindow, RateResult } from './state/shared-state.js';
+import type { VirtualKey } from './types.js';
+
+/** A budget as the gateway enforces it. */
+export interface BudgetRule {
+  id: string;
+  scope: BudgetScope;
+  subject: string;
+  limitNano: bigint;
+  period: BudgetPeriod;
+  timeZone: string;
+  /** Fractions of the limit that raise an alert when crossed, e.g. [0.5, 0.8, 1]. */
+  thresholds: number[];
+  action: BudgetAction;
+  downgradeModel: string | null;
+}
+
+/** The budgets that apply to a call: the tenant's, its project's, team's, user's and key's. */
+export type BudgetResolver = (
+  key: VirtualKey,
+  attribution: Attribution,
+) => BudgetRule[] | Promise<BudgetRule[]>;
+
+export interface BudgetAlert {
+  tenant: string;
+  budgetId: string;
+  scope: BudgetScope;
+  subject: string;
+  threshold: number;
+  spentUsd: string;
+  limitUsd: string;
+  period: string;
+  resetsAt: string;
+  time: string;
+}
+
+export type AlertSink = (alert: BudgetAlert) => void;
+
+/** Whether a rule applies to a call, by its scope. */
+export function applies(rule: BudgetRule, key: VirtualKey, a: Attribution): boolean {
+  switch (rule.scope) {
+    case 'tenant':
+      return rule.subject === key.tenant;
+    case 'project':
+      return rule.subject === a.project;
+    case 'team':
+      return rule.subject === a.team;
+    case 'user':
+      return rule.subject === a.user;
+    case 'key':
+      return rule.subject === key.id;
+  }
+}
+
+export function windowsFor(
+  rules: BudgetRule[],
+  now: number,
+): { rule: BudgetRule; window: BudgetWindow; label: string }[] {
+  return rules.map((rule) => {
+    const p = periodWindow(rule.period, rule.timeZone, now);
+    return {
+      rule,
+      label: p.label,
+      window: { budgetId: rule.id, key: `${rule.id}:${p.label}`, limitNano: rule.limitNano, resetAt: p.end },
+    };
+  });
+}
+
+/** OpenAI's duration style for x-ratelimit-reset-*: 20ms, 1s, 6m0s. */
+export function duration(ms: number): string {
+  if (ms < 1000) return `${Math.max(0, Math.ceil(ms))}ms`;
+  const s = Math.ceil(ms / 1000);
+  return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m${s % 60}s`;
+}
+
+export function rateLimitHeaders(r: RateResult): Record<string, string> {
+  const h: Record<string, string> = {};
+  if (r.requests) {
+    h['x-ratelimit-limit-requests'] = String(r.requests.limit);
+    h['x-ratelimit-remaining-requests'] = String(r.requests.remaining);
+    h['x-ratelimit-reset-requests'] = duration(r.requests.resetMs);
+  }
+  if (r.tokens) {
+    h['x-ratelimit-limit-tokens'] = String(r.tokens.limit);
+    h['x-ratelimit-remaining-tokens'] = String(r.tokens.remaining);
+    h['x-ratelimit-reset-tokens'] = duration(r.tokens.resetMs);
+  }
+  return h;
+}
+
+export function rateLimited(r: RateResult, key: VirtualKey): GatewayError {
+  const what = r.limited === 'tokens' ? 'tokens' : 'requests';
+  const limit = what === 'tokens' ? r.tokens?.limit : r.requests?.limit;
+  return {
+    status: 429,
+    type: what,
+    code: 'rate_limit_exceeded',
+    message: `Rate limit reached for key ${key.id} on ${what} per min: limit ${limit}. Please try again in ${duration(r.retryAfterMs)}.`,
+    headers: { ...rateLimitHeaders(r), 'retry-after': String(Math.max(1, Math.ceil(r.retryAfterMs / 1000))) },
+  };
+}
+
+export function budgetExceeded(
+  rule: BudgetRule,
+  spentNano: bigint,
+  reservedNano: bigint,
+  resetAt: number,
+  now: number,
+): GatewayError {
+  const resets = new Date(resetAt).toISOString();
+  return {
+    status: 429,
+    type: 'budget_exceeded',
+    code: 'budget_exceeded',
+    message:
+      `Budget ${rule.id} (${rule.scope} ${rule.subject}, ${rule.period}) is exhausted: ` +
+      `$${nanoToUsd(spentNano)} spent and $${nanoToUsd(reservedNano)} in flight of $${nanoToUsd(rule.limitNano)}. ` +
+      `It resets at ${resets}.`,
+    headers: {
+      'retry-after': String(Math.max(1, Math.ceil((resetAt - now) / 1000))),
+      'x-tally-budget': rule.id,
+      'x-tally-budget-reset': resets,
+    },
+  };
+}
+
+/** The largest output a request allows, from whichever field its API uses. */
+export function maxOutputTokens(body: Record<string, unknown>, fallback: number): number {
+  for (const f of ['max_completion_tokens', 'max_tokens', 'max_output_tokens']) {
+    const v = body[f];
+    if (typeof v === 'number' && Number.isFinite(v) && v > 0) return Math.floor(v);
+  }
+  return fallback;
+}

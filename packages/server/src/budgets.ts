@@ -1,0 +1,104 @@
+import type { BudgetAlert, BudgetRule } from '@tally/gateway';
+import type { BudgetRecord, Store } from '@tally/store';
+import type { FastifyBaseLogger } from 'fastify';
+import { request } from 'undici';
+
+/** The budgets of each tenant, read from the store and kept for a few seconds; the gateway asks on
+ * every call. Changes made through this server are seen at once. */
+export class BudgetCache {
+  private readonly byTenant = new Map<
+    string,
+    { rules: BudgetRule[]; at: number; loading?: Promise<BudgetRule[]> }
+  >();
+
+  constructor(
+    private readonly store: Store,
+    private readonly now: () => number,
+    private readonly ttlMs = 2000,
+  ) {}
+
+  async rules(tenant: string): Promise<BudgetRule[]> {
+    const hit = this.byTenant.get(tenant);
+    if (hit && this.now() - hit.at < this.ttlMs) return hit.rules;
+    if (hit?.loading) return hit.loading;
+    const loading = this.store.listBudgets(tenant).then((list) => list.map(toRule));
+    this.byTenant.set(tenant, { rules: hit?.rules ?? [], at: hit?.at ?? 0, loading });
+    try {
+      const rules = await loading;
+      this.byTenant.set(tenant, { rules, at: this.now() });
+      return rules;
+    } catch (err) {
+      this.byTenant.delete(tenant);
+      throw err;
+    }
+  }
+
+  invalidate(tenant: string): void {
+    this.byTenant.delete(tenant);
+  }
+}
+
+export function toRule(b: BudgetRecord): BudgetRule {
+  return {
+    id: b.id,
+    scope: b.scope,
+    subject: b.subject,
+    limitNano: b.limit_nano,
+    period: b.period,
+    timeZone: b.time_zone,
+    thresholds: b.thresholds,
+    action: b.action,
+    downgradeModel: b.downgrade_model,
+  };
+}
+
+/**
+ * Budget alerts: kept (the newest 1,000) for GET /v1/alerts, logged, and POSTed to the configured
+ * webhook, retried with backoff (1 s doubling, 6 tries) until it answers 2xx.
+ */
+export class AlertService {
+  readonly recent: BudgetAlert[] = [];
+  private readonly inflight = new Set<Promise<void>>();
+
+  constructor(
+    private readonly log: FastifyBaseLogger,
+    private readonly webhookUrl: string | undefined,
+    private readonly baseDelayMs = 1000,
+  ) {}
+
+  emit(alert: BudgetAlert): void {
+    this.recent.push(alert);
+    if (this.recent.length > 1000) this.recent.shift();
+    this.log.warn({ alert }, 'budget threshold crossed');
+    if (this.webhookUrl) {
+      const p = this.deliver(this.webhookUrl, alert).finally(() => this.inflight.delete(p));
+      this.inflight.add(p);
+    }
+  }
+
+  private async deliver(url: string, alert: BudgetAlert): Promise<void> {
+    const body = JSON.stringify({ type: 'budget.threshold', ...alert });
+    for (let attempt = 0; attempt < 6; attempt++) {
+      try {
+        const res = await request(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body,
+          headersTimeout: 10_000,
+          bodyTimeout: 10_000,
+        });
+        await res.body.dump();
+        if (res.statusCode >= 200 && res.statusCode < 300) return;
+      } catch {
+        // Retried below.
+      }
+      await new Promise((r) => setTimeout(r, this.baseDelayMs * 2 ** attempt).unref());
+    }
+    this.log.error({ alert, url }, 'budget alert webhook failed after retries');
+  }
+
+  /** Waits for deliveries under way (tests, shutdown). */
+  async drain(): Promise<void> {
+    await Promise.all([...this.inflight]);
+  }
+}

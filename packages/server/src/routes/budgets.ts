@@ -1,0 +1,139 @@
+import { randomUUID } from 'node:crypto';
+import {
+  type BudgetAction,
+  type BudgetPeriod,
+  type BudgetScope,
+  isObject,
+  nanoToUsd,
+  periodWindow,
+  TallyError,
+  usdToNano,
+} from '@tally/core';
+import type { BudgetRecord } from '@tally/store';
+import type { FastifyPluginAsync } from 'fastify';
+import type { AppContext } from '../context.js';
+
+const SCOPES: readonly BudgetScope[] = ['tenant', 'project', 'team', 'user', 'key'];
+const PERIODS: readonly BudgetPeriod[] = ['day', 'week', 'month'];
+const ACTIONS: readonly BudgetAction[] = ['alert', 'downgrade', 'block'];
+
+function pick<T extends string>(
+  body: Record<string, unknown>,
+  field: string,
+  values: readonly T[],
+  fallback?: T,
+): T {
+  const v = body[field] ?? fallback;
+  if (typeof v !== 'string' || !(values as readonly string[]).includes(v)) {
+    throw new TallyError('invalid_request', `${field} must be one of ${values.join(', ')}.`);
+  }
+  return v as T;
+}
+
+function budgetJson(b: BudgetRecord, usage?: { spentNano: bigint; reservedNano: bigint }, period?: string) {
+  return {
+    id: b.id,
+    scope: b.scope,
+    subject: b.subject,
+    limit_usd: nanoToUsd(b.limit_nano),
+    period: b.period,
+    time_zone: b.time_zone,
+    thresholds: b.thresholds,
+    action: b.action,
+    downgrade_model: b.downgrade_model,
+    ...(usage
+      ? {
+          current_period: period,
+          spent_usd: nanoToUsd(usage.spentNano),
+          in_flight_usd: nanoToUsd(usage.reservedNano),
+        }
+      : {}),
+  };
+}
+
+/** Budgets: tenant > project > team > user or key, each with a period, a time zone, thresholds and
+ * an action when exhausted. */
+export const budgetRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
+  app.post('/v1/budgets', async (request, reply) => {
+    const principal = await ctx.auth.authenticate(request, ['admin']);
+    const body = request.body;
+    if (!isObject(body)) throw new TallyError('invalid_request', 'The body must be a JSON object.');
+    const scope = pick(body, 'scope', SCOPES);
+    const subject = scope === 'tenant' ? principal.tenant : body['subject'];
+    if (typeof subject !== 'string' || subject === '')
+      throw new TallyError('invalid_request', 'subject is required.');
+    let limit: bigint;
+    try {
+      limit = usdToNano(String(body['limit_usd']));
+    } catch {
+      throw new TallyError('invalid_request', 'limit_usd must be a USD amount such as "500".');
+    }
+    if (limit <= 0n) throw new TallyError('invalid_request', 'limit_usd must be positive.');
+    const timeZone = typeof body['time_zone'] === 'string' ? body['time_zone'] : 'UTC';
+    try {
+      new Intl.DateTimeFormat('en-US', { timeZone });
+    } catch {
+      throw new TallyError('invalid_request', `time_zone "${timeZone}" is not an IANA time zone.`);
+    }
+    const thresholds = body['thresholds'] ?? [0.5, 0.8, 1];
+    if (!Array.isArray(thresholds) || thresholds.some((t) => typeof t !== 'number' || t <= 0 || t > 10)) {
+      throw new TallyError(
+        'invalid_request',
+        'thresholds must be fractions of the limit, such as [0.5, 0.8, 1].',
+      );
+    }
+    const action = pick(body, 'action', ACTIONS, 'alert');
+    const downgrade = body['downgrade_model'];
+    if (action === 'downgrade' && (typeof downgrade !== 'string' || downgrade === '')) {
+      throw new TallyError('invalid_request', 'downgrade_model is required when action is downgrade.');
+    }
+    const rec: BudgetRecord = {
+      tenant: principal.tenant,
+      id: typeof body['id'] === 'string' && body['id'] ? body['id'] : `budget_${randomUUID().slice(0, 8)}`,
+      scope,
+      subject,
+      limit_nano: limit,
+      period: pick(body, 'period', PERIODS, 'month'),
+      time_zone: timeZone,
+      thresholds: (thresholds as number[]).slice().sort((a, b) => a - b),
+      action,
+      downgrade_model: action === 'downgrade' ? (downgrade as string) : null,
+      created_at: ctx.clock.now(),
+    };
+    await ctx.store.putBudget(rec);
+    ctx.budgets.invalidate(principal.tenant);
+    return reply.status(201).send(budgetJson(rec));
+  });
+
+  app.get('/v1/budgets', async (request) => {
+    const principal = await ctx.auth.authenticate(request, ['admin', 'finance']);
+    const now = ctx.clock.now();
+    const list = await ctx.store.listBudgets(principal.tenant);
+    const data = [];
+    for (const b of list) {
+      const p = periodWindow(b.period, b.time_zone, now);
+      const usage = await ctx.state.usage({
+        budgetId: b.id,
+        key: `${b.id}:${p.label}`,
+        limitNano: b.limit_nano,
+        resetAt: p.end,
+      });
+      data.push(budgetJson(b, usage, p.label));
+    }
+    return { data };
+  });
+
+  app.delete('/v1/budgets/:id', async (request) => {
+    const principal = await ctx.auth.authenticate(request, ['admin']);
+    const { id } = request.params as { id: string };
+    if (!(await ctx.store.deleteBudget(principal.tenant, id)))
+      throw new TallyError('not_found', `No budget ${id}.`);
+    ctx.budgets.invalidate(principal.tenant);
+    return { id, deleted: true };
+  });
+
+  app.get('/v1/alerts', async (request) => {
+    const principal = await ctx.auth.authenticate(request, ['admin', 'finance']);
+    return { data: ctx.alerts.recent.filter((a) => a.tenant === principal.tenant) };
+  });
+};
