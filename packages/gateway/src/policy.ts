@@ -1,4 +1,11 @@
-import { type BudgetAction, type BudgetPeriod, type BudgetScope, nanoToUsd, periodWindow } from '@tally/core';
+import {
+  type BudgetAction,
+  type BudgetPeriod,
+  type BudgetScope,
+  nanoToUsd,
+  type PeriodWindow,
+  periodWindow,
+} from '@tally/core';
 import type { Attribution } from './meter.js';
 import type { GatewayError } from './replies.js';
 import type { BudgetWindow, RateResult } from './state/shared-state.js';
