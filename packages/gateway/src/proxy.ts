@@ -19,6 +19,13 @@ import { SseSplitter } from './sse.js';
 import type { BudgetWindow } from './state/shared-state.js';
 import { streamMeter } from './stream-meter.js';
 import { countTokens, estimatePromptTokens } from './tokenizer.js';
+import { AnthropicToOpenAiStream } from './translate/anthropic-stream.js';
+import {
+  TranslationError,
+  toAnthropicRequest,
+  toOpenAiError,
+  toOpenAiResponse,
+} from './translate/openai-to-anthropic.js';
 import type { GatewayDeps, VirtualKey } from './types.js';
 import { Upstreams } from './upstream.js';
 
@@ -233,7 +240,12 @@ export class Gateway {
   }
 
   private plan(model: string, endpoint: Endpoint): Attempt[] {
-    return this.router.plan(model, endpoint).filter((a) => servesNatively(a.provider, endpoint));
+    return this.router
+      .plan(model, endpoint)
+      .filter(
+        (a) =>
+          servesNatively(a.provider, endpoint) || (endpoint === 'chat' && a.provider.kind === 'anthropic'),
+      );
   }
 
   /** Releases the reservation, records the actual cost, and raises an alert for each threshold the
@@ -309,15 +321,28 @@ export class Gateway {
         fallbackHops: i,
         routeTier: attempt.tier === 'fallback' ? 'fallback' : null,
       };
-      const target = upstreamFor(attempt.provider, endpoint, attempt.model, req.headers);
-      const payload = this.payload(
-        raw,
-        body,
-        attempt,
-        endpoint,
-        stream && !clientWantsUsage,
-        target.modelInBody,
+      // An OpenAI chat call to an Anthropic provider is translated both ways.
+      const translated = endpoint === 'chat' && attempt.provider.kind === 'anthropic';
+      const target = upstreamFor(
+        attempt.provider,
+        translated ? 'messages' : endpoint,
+        attempt.model,
+        req.headers,
       );
+      let payload: Buffer | string;
+      if (translated) {
+        ctx.upstreamApi = 'anthropic-messages';
+        try {
+          payload = JSON.stringify(
+            toAnthropicRequest(body, attempt.model, this.deps.config.default_max_output ?? 4096),
+          );
+        } catch (err) {
+          if (!(err instanceof TranslationError)) throw err;
+          return sendError(res, wire, badRequest(err.message, 'untranslatable_request'));
+        }
+      } else {
+        payload = this.payload(raw, body, attempt, endpoint, stream && !clientWantsUsage, target.modelInBody);
+      }
       const a0 = performance.now();
       let up: Dispatcher.ResponseData;
       try {
@@ -353,7 +378,18 @@ export class Gateway {
       const isStream =
         stream && up.statusCode === 200 && String(up.headers['content-type'] ?? '').includes('event-stream');
       if (isStream && abort) {
-        await this.relayStream(res, up, ctx, endpoint, body, a0, !clientWantsUsage, abort.signal, acc);
+        if (translated) {
+          const t = new AnthropicToOpenAiStream(Math.floor(time / 1000), clientWantsUsage);
+          await this.relayStream(res, up, ctx, 'messages', body, a0, false, abort.signal, acc, (ev) =>
+            t.translate(ev),
+          );
+        } else {
+          await this.relayStream(res, up, ctx, endpoint, body, a0, !clientWantsUsage, abort.signal, acc);
+        }
+      } else if (translated) {
+        await this.relay(res, up, ctx, a0, acc, (json, status) =>
+          status < 300 ? toOpenAiResponse(json, Math.floor(time / 1000)) : toOpenAiError(json, status),
+        );
       } else await this.relay(res, up, ctx, a0, acc);
       return;
     }
@@ -403,6 +439,7 @@ export class Gateway {
     ctx: AttemptContext,
     a0: number,
     acc: Accumulated,
+    transform?: (json: Obj, status: number) => Obj,
   ): Promise<void> {
     let buf: Buffer;
     try {
@@ -420,24 +457,31 @@ export class Gateway {
       return;
     }
     const latencyMs = performance.now() - a0;
-    res.writeHead(up.statusCode, {
-      ...passHeaders(up.headers),
-      ...acc.headers,
-      'content-type': String(up.headers['content-type'] ?? 'application/json'),
-      'content-length': buf.length,
-    });
-    res.end(buf);
     let usage: Obj | null = null;
     let served: string | null = null;
-    if (up.statusCode < 300) {
+    let json: Obj | null = null;
+    if (up.statusCode < 300 || transform) {
       try {
-        const json = JSON.parse(buf.toString('utf8')) as Obj;
-        usage = (json['usage'] as Obj | undefined) ?? null;
-        served = typeof json['model'] === 'string' ? json['model'] : null;
+        json = JSON.parse(buf.toString('utf8')) as Obj;
+        if (up.statusCode < 300) {
+          usage = (json['usage'] as Obj | undefined) ?? null;
+          served = typeof json['model'] === 'string' ? json['model'] : null;
+        }
       } catch {
         // A 2xx body that is not JSON is recorded as an error below.
       }
     }
+    // A translated call answers in the client's API: the upstream's body becomes OpenAI's shape.
+    const out = transform ? Buffer.from(JSON.stringify(transform(json ?? {}, up.statusCode))) : buf;
+    res.writeHead(up.statusCode, {
+      ...passHeaders(up.headers),
+      ...acc.headers,
+      'content-type': transform
+        ? 'application/json'
+        : String(up.headers['content-type'] ?? 'application/json'),
+      'content-length': out.length,
+    });
+    res.end(out);
     const ok = up.statusCode < 300 && usage !== null;
     this.record(
       ctx,
@@ -464,6 +508,7 @@ export class Gateway {
     hideUsage: boolean,
     signal: AbortSignal,
     acc: Accumulated,
+    translate?: (ev: string) => string,
   ): Promise<void> {
     res.writeHead(200, {
       ...passHeaders(up.headers),
@@ -483,7 +528,7 @@ export class Gateway {
         ttft ??= performance.now() - a0;
         let out = '';
         for (const ev of splitter.push(decoder.decode(chunk as Buffer, { stream: true }))) {
-          if (meter.onEvent(ev)) out += ev;
+          if (meter.onEvent(ev)) out += translate ? translate(ev) : ev;
         }
         if (out && !res.write(out)) {
           await new Promise<void>((resolve) => {
@@ -500,7 +545,7 @@ export class Gateway {
       }
       const rest = splitter.rest() + decoder.decode();
       if (rest.trim()) {
-        if (meter.onEvent(rest)) res.write(rest);
+        if (meter.onEvent(rest)) res.write(translate ? translate(rest) : rest);
       }
     } catch (err) {
       failed = signal.aborted

@@ -197,6 +197,75 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     expect(mock.received.at(-1)!.headers['x-api-key']).toBe('sk-ant-upstream');
   });
 
+  it('OpenAI client to a Claude model: request, response, stream and tools are translated', async () => {
+    const out = await openai.chat.completions.create({
+      model: 'claude-sonnet-4-5',
+      messages: [
+        { role: 'system', content: 'Be brief.' },
+        { role: 'user', content: 'Hello' },
+      ],
+      max_tokens: 300,
+      stop: 'END',
+    });
+    expect(out.choices[0]!.message.content).toBe('Hello, world!');
+    expect(out.choices[0]!.finish_reason).toBe('stop');
+    expect(out.usage).toMatchObject({
+      prompt_tokens: 3895,
+      completion_tokens: 503,
+      prompt_tokens_details: { cached_tokens: 1800 },
+    });
+    const sent = mock.received.at(-1)!;
+    expect(sent.path).toBe('/v1/messages');
+    expect(sent.body).toMatchObject({
+      model: 'claude-sonnet-4-5',
+      system: 'Be brief.',
+      max_tokens: 300,
+      stop_sequences: ['END'],
+      messages: [{ role: 'user', content: [{ type: 'text', text: 'Hello' }] }],
+    });
+
+    const stream = await openai.chat.completions.create({
+      model: 'claude-sonnet-4-5',
+      stream: true,
+      stream_options: { include_usage: true },
+      messages: [{ role: 'user', content: 'Hello' }],
+    });
+    let text = '';
+    let finish: string | null = null;
+    let usage = null;
+    for await (const c of stream) {
+      text += c.choices[0]?.delta.content ?? '';
+      finish = c.choices[0]?.finish_reason ?? finish;
+      if (c.usage) usage = c.usage;
+    }
+    expect([text, finish]).toEqual(['Hello, world!', 'stop']);
+    expect(usage).toMatchObject({ prompt_tokens: 3895, completion_tokens: 503 });
+
+    const tools = await openai.chat.completions.create({
+      model: 'claude-sonnet-4-5',
+      messages: [{ role: 'user', content: 'Weather in Paris?' }],
+      tools: [
+        {
+          type: 'function',
+          function: { name: 'get_weather', parameters: { type: 'object', properties: {} } },
+        },
+      ],
+      tool_choice: 'required',
+    });
+    expect(tools.choices[0]!.finish_reason).toBe('tool_calls');
+    expect(tools.choices[0]!.message.tool_calls![0]).toMatchObject({
+      id: 'toolu_01A09q90qw90lq917835lq9',
+      function: { name: 'get_weather', arguments: '{"location":"Paris"}' },
+    });
+    expect(mock.received.at(-1)!.body).toMatchObject({
+      tools: [{ name: 'get_weather', input_schema: { type: 'object' } }],
+      tool_choice: { type: 'any' },
+    });
+    const calls = await lastCalls(3);
+    for (const c of calls)
+      expect(c).toMatchObject({ provider: 'anthropic', api: 'anthropic-messages', cost_usd: '0.01437' });
+  });
+
   it('answers an unknown or revoked key with a 401 in the client format', async () => {
     const bad = new OpenAI({ apiKey: 'tk-nope', baseURL: `${base}/v1`, maxRetries: 0 });
     await expect(bad.chat.completions.create({ model: 'gpt-4o', messages: [] })).rejects.toMatchObject({

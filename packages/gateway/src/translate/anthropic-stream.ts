@@ -1,0 +1,96 @@
+import { eventData, eventName } from '../sse.js';
+import { FINISH, openAiUsage } from './openai-to-anthropic.js';
+
+type Obj = Record<string, unknown>;
+
+/**
+ * Anthropic stream events -> OpenAI chat.completion.chunk events, one by one as they arrive.
+ * Text deltas become content deltas; a tool_use block becomes a tool call whose arguments stream
+ * as input_json_delta arrives; message_delta gives the finish reason; the usage chunk is added
+ * when the client asked for it.
+ */
+export class AnthropicToOpenAiStream {
+  private id = 'chatcmpl-anthropic';
+  private model = '';
+  private usage: Obj = {};
+  /** Anthropic content block index -> OpenAI tool call index. */
+  private readonly tools = new Map<number, number>();
+
+  constructor(
+    private readonly created: number,
+    private readonly includeUsage: boolean,
+  ) {}
+
+  private chunk(choice: Obj | null, extra: Obj = {}): string {
+    const body = {
+      id: this.id,
+      object: 'chat.completion.chunk',
+      created: this.created,
+      model: this.model,
+      choices: choice ? [{ index: 0, logprobs: null, ...choice }] : [],
+      ...extra,
+    };
+    return `data: ${JSON.stringify(body)}\n\n`;
+  }
+
+  /** The OpenAI events for one Anthropic event (often none). */
+  translate(ev: string): string {
+    const name = eventName(ev);
+    const raw = eventData(ev);
+    if (!name || raw === null || name === 'ping') return '';
+    let d: Obj;
+    try {
+      d = JSON.parse(raw) as Obj;
+    } catch {
+      return '';
+    }
+    switch (name) {
+      case 'message_start': {
+        const m = (d['message'] ?? {}) as Obj;
+        this.id = `chatcmpl-${String(m['id'] ?? '').replace(/^msg_/, '')}`;
+        this.model = String(m['model'] ?? '');
+        this.usage = { ...((m['usage'] as Obj | undefined) ?? {}) };
+        return this.chunk({ delta: { role: 'assistant', content: '' }, finish_reason: null });
+      }
+      case 'content_block_start': {
+        const block = (d['content_block'] ?? {}) as Obj;
+        if (block['type'] !== 'tool_use') return '';
+        const index = this.tools.size;
+        this.tools.set(Number(d['index']), index);
+        return this.chunk({
+          delta: {
+            tool_calls: [
+              { index, id: block['id'], type: 'function', function: { name: block['name'], arguments: '' } },
+            ],
+          },
+          finish_reason: null,
+        });
+      }
+      case 'content_block_delta': {
+        const delta = (d['delta'] ?? {}) as Obj;
+        if (delta['type'] === 'text_delta')
+          return this.chunk({ delta: { content: delta['text'] }, finish_reason: null });
+        if (delta['type'] === 'input_json_delta') {
+          const index = this.tools.get(Number(d['index'])) ?? 0;
+          return this.chunk({
+            delta: { tool_calls: [{ index, function: { arguments: delta['partial_json'] } }] },
+            finish_reason: null,
+          });
+        }
+        return '';
+      }
+      case 'message_delta': {
+        const usage = d['usage'] as Obj | undefined;
+        if (usage) this.usage = { ...this.usage, ...usage };
+        const reason = (d['delta'] as Obj | undefined)?.['stop_reason'];
+        return this.chunk({ delta: {}, finish_reason: FINISH[String(reason)] ?? 'stop' });
+      }
+      case 'message_stop':
+        return `${this.includeUsage ? this.chunk(null, { usage: openAiUsage(this.usage) }) : ''}data: [DONE]\n\n`;
+      case 'error':
+        return `data: ${JSON.stringify({ error: d['error'] ?? d })}\n\n`;
+      default:
+        return '';
+    }
+  }
+}

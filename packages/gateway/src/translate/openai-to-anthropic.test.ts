@@ -1,0 +1,138 @@
+import { describe, expect, it } from 'vitest';
+import { AnthropicToOpenAiStream } from './anthropic-stream.js';
+import { TranslationError, toAnthropicRequest, toOpenAiResponse } from './openai-to-anthropic.js';
+
+describe('OpenAI chat -> Anthropic messages', () => {
+  it('maps a tool round trip, images and system prompts, merging turns so roles alternate', () => {
+    const out = toAnthropicRequest(
+      {
+        model: 'x',
+        messages: [
+          { role: 'system', content: 'A' },
+          { role: 'developer', content: [{ type: 'text', text: 'B' }] },
+          {
+            role: 'user',
+            content: [
+              { type: 'text', text: 'What is this?' },
+              { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBOR' } },
+            ],
+          },
+          {
+            role: 'assistant',
+            content: null,
+            tool_calls: [
+              { id: 'call_1', type: 'function', function: { name: 'look', arguments: '{"q":1}' } },
+            ],
+          },
+          { role: 'tool', tool_call_id: 'call_1', content: 'a cat' },
+          { role: 'user', content: 'Thanks' },
+        ],
+        tool_choice: { type: 'function', function: { name: 'look' } },
+        user: 'u-1',
+      },
+      'claude-sonnet-4-5',
+      4096,
+    );
+    expect(out).toEqual({
+      model: 'claude-sonnet-4-5',
+      max_tokens: 4096,
+      system: 'A\n\nB',
+      messages: [
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'What is this?' },
+            { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'iVBOR' } },
+          ],
+        },
+        { role: 'assistant', content: [{ type: 'tool_use', id: 'call_1', name: 'look', input: { q: 1 } }] },
+        {
+          role: 'user',
+          content: [
+            { type: 'tool_result', tool_use_id: 'call_1', content: 'a cat' },
+            { type: 'text', text: 'Thanks' },
+          ],
+        },
+      ],
+      tool_choice: { type: 'tool', name: 'look' },
+      metadata: { user_id: 'u-1' },
+    });
+  });
+
+  it('refuses what it cannot map, with a reason', () => {
+    expect(() => toAnthropicRequest({ messages: 'hi' }, 'm', 1)).toThrow(TranslationError);
+    expect(() =>
+      toAnthropicRequest(
+        { messages: [{ role: 'assistant', tool_calls: [{ function: { arguments: '{' } }] }] },
+        'm',
+        1,
+      ),
+    ).toThrow(/arguments must be JSON/);
+  });
+
+  it('maps stop reasons and usage back', () => {
+    const r = toOpenAiResponse(
+      {
+        id: 'msg_1',
+        model: 'claude',
+        content: [{ type: 'text', text: 'Hi' }],
+        stop_reason: 'max_tokens',
+        usage: {
+          input_tokens: 10,
+          cache_read_input_tokens: 5,
+          cache_creation_input_tokens: 2,
+          output_tokens: 3,
+        },
+      },
+      1,
+    );
+    expect(r).toMatchObject({
+      id: 'chatcmpl-1',
+      choices: [{ message: { content: 'Hi' }, finish_reason: 'length' }],
+      usage: {
+        prompt_tokens: 17,
+        completion_tokens: 3,
+        total_tokens: 20,
+        prompt_tokens_details: { cached_tokens: 5 },
+      },
+    });
+  });
+
+  it('streams tool calls as OpenAI tool_call deltas', () => {
+    const t = new AnthropicToOpenAiStream(1, false);
+    const ev = (name: string, data: unknown) => `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
+    const parse = (s: string) =>
+      s
+        .split('\n\n')
+        .filter((l) => l.startsWith('data: {'))
+        .map((l) => JSON.parse(l.slice(6)));
+    t.translate(
+      ev('message_start', { message: { id: 'msg_9', model: 'claude', usage: { input_tokens: 4 } } }),
+    );
+    const start = parse(
+      t.translate(
+        ev('content_block_start', {
+          index: 1,
+          content_block: { type: 'tool_use', id: 'toolu_1', name: 'look' },
+        }),
+      ),
+    );
+    const delta = parse(
+      t.translate(
+        ev('content_block_delta', { index: 1, delta: { type: 'input_json_delta', partial_json: '{"q":' } }),
+      ),
+    );
+    const end = t.translate(
+      ev('message_delta', { delta: { stop_reason: 'tool_use' }, usage: { output_tokens: 7 } }),
+    );
+    expect(start[0].choices[0].delta.tool_calls[0]).toEqual({
+      index: 0,
+      id: 'toolu_1',
+      type: 'function',
+      function: { name: 'look', arguments: '' },
+    });
+    expect(delta[0].choices[0].delta.tool_calls[0]).toEqual({ index: 0, function: { arguments: '{"q":' } });
+    expect(parse(end)[0].choices[0].finish_reason).toBe('tool_calls');
+    expect(t.translate(ev('message_stop', {}))).toBe('data: [DONE]\n\n');
+  });
+});
