@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { nanoToUsd } from '@tally/core';
 import type { Dispatcher } from 'undici';
 import { attribute } from './attribution.js';
+import { Breakers } from './breaker.js';
 import { type AttemptContext, type AttemptOutcome, type Attribution, meterAttempt } from './meter.js';
 import { type BudgetRule, budgetExceeded, maxOutputTokens, rateLimited, windowsFor } from './policy.js';
 import {
@@ -83,9 +84,11 @@ function passHeaders(h: Dispatcher.ResponseData['headers']): Record<string, stri
 export class Gateway {
   readonly router: Router;
   private readonly upstreams = new Upstreams();
+  private readonly breakers: Breakers;
 
   constructor(private readonly deps: GatewayDeps) {
     this.router = new Router(deps.config);
+    this.breakers = new Breakers(() => deps.clock.now());
   }
 
   private readonly hashes = new Map<string, string>();
@@ -359,6 +362,7 @@ export class Gateway {
           this.record(ctx, this.failure('client_disconnected', a0), acc);
           return;
         }
+        this.breakers.failure(attempt.provider.id);
         const timeout = (err as { code?: string }).code?.includes('TIMEOUT') ?? false;
         const errorType = timeout ? 'upstream_timeout' : 'upstream_connection_error';
         this.record(ctx, this.failure(errorType, a0), acc);
@@ -370,6 +374,8 @@ export class Gateway {
           message: `The upstream ${attempt.provider.id} did not answer (${errorType}).`,
         });
       }
+      if (RETRYABLE(up.statusCode)) this.breakers.failure(attempt.provider.id);
+      else this.breakers.success(attempt.provider.id);
       if (RETRYABLE(up.statusCode) && !last) {
         await up.body.dump().catch(() => undefined);
         this.record(ctx, this.failure(`upstream_${up.statusCode}`, a0), acc);

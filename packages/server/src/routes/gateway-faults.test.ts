@@ -156,6 +156,18 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     expect(ok2).toMatchObject({ status: 'ok', route: { fallback_hops: 1 } });
   });
 
+  it('opens the circuit on an upstream that keeps failing, and stops sending it calls', async () => {
+    // 'resilient' sends to flaky (a 500 every time) and falls back. After five failures in a row
+    // the breaker opens, and calls go straight to the fallback.
+    for (let i = 0; i < 5; i++) await (await chat({ model: 'resilient' })).body.dump();
+    const before = mock.received.length;
+    const res = await chat({ model: 'resilient' });
+    expect(res.statusCode).toBe(200);
+    await res.body.dump();
+    const sent = mock.received.slice(before);
+    expect(sent.map((r) => r.body['model'])).toEqual(['gpt-4o']);
+  });
+
   it('leaves no upstream response open', async () => {
     await until(() => mock.openResponses === 0);
   });
