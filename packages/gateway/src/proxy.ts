@@ -242,13 +242,17 @@ export class Gateway {
     }
   }
 
+  /** Where the call may go, in order, without upstreams whose breaker is open (unless every one
+   * is: then they are all tried, rather than failing without trying). */
   private plan(model: string, endpoint: Endpoint): Attempt[] {
-    return this.router
+    const all = this.router
       .plan(model, endpoint)
       .filter(
         (a) =>
           servesNatively(a.provider, endpoint) || (endpoint === 'chat' && a.provider.kind === 'anthropic'),
       );
+    const open = all.filter((a) => this.breakers.allows(a.provider.id));
+    return open.length > 0 ? open : all;
   }
 
   /** Releases the reservation, records the actual cost, and raises an alert for each threshold the
