@@ -27,7 +27,7 @@ import {
   toOpenAiError,
   toOpenAiResponse,
 } from './translate/openai-to-anthropic.js';
-import type { GatewayDeps, VirtualKey } from './types.js';
+import type { GatewayDeps, ProviderConfig, VirtualKey } from './types.js';
 import { Upstreams } from './upstream.js';
 
 type Obj = Record<string, unknown>;
@@ -82,12 +82,12 @@ function passHeaders(h: Dispatcher.ResponseData['headers']): Record<string, stri
  * streamed chat), relays the answer (SSE chunk by chunk), and meters every attempt into the sink.
  */
 export class Gateway {
-  readonly router: Router;
+  private routerRef: Router;
   private readonly upstreams = new Upstreams();
   private readonly breakers: Breakers;
 
   constructor(private readonly deps: GatewayDeps) {
-    this.router = new Router(deps.config);
+    this.routerRef = new Router(deps.config);
     this.breakers = new Breakers(() => deps.clock.now());
   }
 
@@ -104,6 +104,15 @@ export class Gateway {
       this.hashes.set(key, hash);
     }
     return this.deps.resolveKey(hash);
+  }
+
+  get router(): Router {
+    return this.routerRef;
+  }
+
+  /** Replaces the upstreams (config plus those added through the API); routes stay. */
+  setProviders(providers: ProviderConfig[]): void {
+    this.routerRef = new Router({ ...this.deps.config, providers });
   }
 
   /** The endpoint a request is for, or null when it is not the gateway's. */

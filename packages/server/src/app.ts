@@ -21,7 +21,9 @@ import { budgetRoutes } from './routes/budgets.js';
 import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 import { keyRoutes } from './routes/keys.js';
+import { providerRoutes, toProviderConfig } from './routes/providers.js';
 import { queryRoutes } from './routes/queries.js';
+import { SecretBox } from './secrets.js';
 
 export interface BuildAppOptions {
   config: TallyConfig;
@@ -35,6 +37,8 @@ export interface BuildAppOptions {
   processMetrics?: boolean;
   /** Budget and rate-limit state shared by replicas; by default from config. */
   state?: SharedState;
+  /** The 32-byte key that encrypts provider secrets at rest. */
+  secretKey: Buffer;
 }
 
 export interface TallyApp {
@@ -78,6 +82,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
     state,
     budgets: new BudgetCache(store, () => clock.now()),
     alerts: new AlertService(app.log, config.gateway.alert_webhook_url),
+    secrets: new SecretBox(opts.secretKey),
   };
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
@@ -116,6 +121,13 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
     alerts: (alert) => ctx.alerts.emit(alert),
   });
   const gw = gateway;
+  // Providers added through the API join the configured ones.
+  const refreshProviders = async () => {
+    const stored = await store.listProviders();
+    gw.setProviders([...config.gateway.providers, ...stored.map((p) => toProviderConfig(p, ctx.secrets))]);
+  };
+  await refreshProviders();
+  await app.register(providerRoutes, { ...ctx, refreshProviders });
   return {
     app,
     ctx,

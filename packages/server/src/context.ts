@@ -5,6 +5,7 @@ import type { Authenticator } from './auth.js';
 import type { AlertService, BudgetCache } from './budgets.js';
 import type { TallyConfig } from './config.js';
 import type { ServerMetrics } from './metrics.js';
+import type { SecretBox } from './secrets.js';
 
 /** What every route plugin is given. Built once by buildApp. */
 export interface AppContext {
@@ -18,4 +19,5 @@ export interface AppContext {
   state: SharedState;
   budgets: BudgetCache;
   alerts: AlertService;
+  secrets: SecretBox;
 }

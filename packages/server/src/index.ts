@@ -3,3 +3,4 @@ export { Authenticator, generateKey, hashKey, type Principal, type Role } from '
 export { configSchema, type PriceOverrideConfig, priceOverrideSchema, type TallyConfig } from './config.js';
 export type { AppContext } from './context.js';
 export { toTallyError } from './errors.js';
+export { SecretBox } from './secrets.js';

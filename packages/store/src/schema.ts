@@ -188,8 +188,28 @@ const initial: Migration = {
   ],
 };
 
+/** v2: upstream providers added through the API; their secrets are stored encrypted. */
+const providers: Migration = {
+  version: 2,
+  name: 'providers',
+  statements: (d) => [
+    {
+      sql: `CREATE TABLE providers (
+  tenant ${d.key} NOT NULL,
+  id ${d.key} NOT NULL,
+  kind VARCHAR NOT NULL,
+  base_url VARCHAR NOT NULL,
+  secret_enc VARCHAR,
+  settings ${d.json} NOT NULL,
+  created_at TIMESTAMPTZ NOT NULL,
+  PRIMARY KEY (tenant, id)
+)`,
+    },
+  ],
+};
+
 /** Append only: a released migration is never edited, a change is a new version. */
-export const MIGRATIONS: readonly Migration[] = [initial];
+export const MIGRATIONS: readonly Migration[] = [initial, providers];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
 

@@ -137,6 +137,19 @@ export interface KeyRecord {
   revoked_at: number | null;
 }
 
+/** An upstream provider added through the API. The secret is stored only encrypted. */
+export interface ProviderRecord {
+  tenant: string;
+  id: string;
+  kind: string;
+  base_url: string;
+  /** The API key, encrypted (AES-256-GCM, as iv.tag.ciphertext in base64url); null for none. */
+  secret_enc: string | null;
+  /** api_version, deployments, price_provider, timeout_ms. */
+  settings: Record<string, unknown>;
+  created_at: number;
+}
+
 export interface StoreInfo {
   kind: 'duckdb' | 'postgres';
   schemaVersion: number;
@@ -188,4 +201,9 @@ export interface Store {
   listKeys(tenant: string): Promise<KeyRecord[]>;
   /** True when this call revoked an active key; false for an unknown or already revoked one. */
   revokeKey(tenant: string, id: string, at: number): Promise<boolean>;
+
+  putProvider(provider: ProviderRecord): Promise<void>;
+  /** Every tenant's providers (the gateway serves them all). */
+  listProviders(): Promise<ProviderRecord[]>;
+  deleteProvider(tenant: string, id: string): Promise<boolean>;
 }

@@ -1,7 +1,8 @@
-import { mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type Pricer, systemClock } from '@tally/core';
-import { buildApp, generateKey, hashKey, type TallyConfig } from '@tally/server';
+import { buildApp, generateKey, hashKey, SecretBox, type TallyConfig } from '@tally/server';
 import { createDuckDbStore, type Store } from '@tally/store';
 import type { Command } from 'commander';
 import { loadConfig } from '../load-config.js';
@@ -60,6 +61,17 @@ export interface StartOptions {
   prepare?: (store: Store, price: Pricer) => Promise<void>;
 }
 
+/** The key that encrypts provider secrets: from config, or a key file made once beside the data. */
+export function secretKey(config: TallyConfig, cwd: string): Buffer {
+  if (config.secret_key) return SecretBox.parseKey(config.secret_key);
+  const file = resolve(cwd, config.data_dir, 'secret.key');
+  if (!existsSync(file)) {
+    mkdirSync(resolve(file, '..'), { recursive: true });
+    writeFileSync(file, randomBytes(32).toString('hex'), { mode: 0o600, flag: 'wx' });
+  }
+  return SecretBox.parseKey(readFileSync(file, 'utf8'));
+}
+
 export async function startServer(
   config: TallyConfig,
   cwd: string,
@@ -69,7 +81,13 @@ export async function startServer(
   const adminKey = await ensureAdminKey(store, config);
   const { price, version } = loadPricer(config);
   if (opts.prepare) await opts.prepare(store, price);
-  const tally = await buildApp({ config, store, price, priceVersion: version });
+  const tally = await buildApp({
+    config,
+    store,
+    price,
+    priceVersion: version,
+    secretKey: secretKey(config, cwd),
+  });
   const address = await tally.app.listen({ port: config.port, host: config.host });
   return {
     url: address,

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Catalog, type CatalogData, type Clock } from '@tally/core';
@@ -42,6 +43,7 @@ export async function testApp(
     processMetrics: false,
     ...(clock ? { clock } : {}),
     ...(state ? { state } : {}),
+    secretKey: randomBytes(32),
   });
   return {
     ...tally,

@@ -116,4 +116,34 @@ export function registryCases(ctx: ContractContext): void {
     await expect(ctx.store.createKey({ ...key, id: 'k2' })).rejects.toThrow();
     expect(await ctx.store.listKeys(tenant)).toEqual([key]);
   });
+
+  it('puts, lists, replaces and deletes providers, keeping only the encrypted secret', async () => {
+    const tenant = newTenant();
+    const p = {
+      tenant,
+      id: 'azure-eu',
+      kind: 'azure',
+      base_url: 'https://eu.openai.azure.com',
+      secret_enc: 'aXY.dGFn.Y2lwaGVy',
+      settings: { api_version: '2024-10-21', deployments: { 'gpt-4o': 'prod-4o' } },
+      created_at: T0,
+    };
+    await ctx.store.putProvider(p);
+    await ctx.store.putProvider({
+      ...p,
+      id: 'local',
+      kind: 'openai-compatible',
+      secret_enc: null,
+      settings: {},
+    });
+    const mine = (await ctx.store.listProviders()).filter((x) => x.tenant === tenant);
+    expect(mine.map((x) => x.id)).toEqual(['azure-eu', 'local']);
+    expect(mine[0]).toEqual(p);
+    await ctx.store.putProvider({ ...p, base_url: 'https://eu2.openai.azure.com', created_at: T0 + DAY });
+    const after = (await ctx.store.listProviders()).filter((x) => x.tenant === tenant);
+    expect(after[0]).toMatchObject({ base_url: 'https://eu2.openai.azure.com', created_at: T0 });
+    expect(await ctx.store.deleteProvider(tenant, 'local')).toBe(true);
+    expect(await ctx.store.deleteProvider(tenant, 'local')).toBe(false);
+    expect((await ctx.store.listProviders()).filter((x) => x.tenant === tenant)).toHaveLength(1);
+  });
 }

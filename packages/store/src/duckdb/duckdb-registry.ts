@@ -1,6 +1,13 @@
 import type { DuckDBConnection } from '@duckdb/node-api';
 import type { BudgetAction, BudgetPeriod, BudgetScope, LedgerCategory, Stage } from '@tally/core';
-import type { BudgetRecord, KeyRecord, LedgerEntry, UseCaseRecord, WriteResult } from '../store.js';
+import type {
+  BudgetRecord,
+  KeyRecord,
+  LedgerEntry,
+  ProviderRecord,
+  UseCaseRecord,
+  WriteResult,
+} from '../store.js';
 import { execute, queryRows } from './duckdb-sql.js';
 import { big, json, num, numOrNull, type Row, str, strOrNull, ts, tsOrNull } from './duckdb-values.js';
 
@@ -219,4 +226,37 @@ export async function revokeKey(
     [tenant, id, ts(at)],
   );
   return changed > 0;
+}
+
+export async function putProvider(conn: DuckDBConnection, p: ProviderRecord): Promise<void> {
+  await execute(
+    conn,
+    `INSERT INTO providers (tenant, id, kind, base_url, secret_enc, settings, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)
+     ON CONFLICT (tenant, id) DO UPDATE SET kind = excluded.kind, base_url = excluded.base_url,
+       secret_enc = excluded.secret_enc, settings = excluded.settings`,
+    [p.tenant, p.id, p.kind, p.base_url, p.secret_enc, JSON.stringify(p.settings), ts(p.created_at)],
+  );
+}
+
+export async function listProviders(conn: DuckDBConnection): Promise<ProviderRecord[]> {
+  const rows = await queryRows(
+    conn,
+    `SELECT tenant, id, kind, base_url, secret_enc, settings, epoch_ms(created_at) AS created_at
+     FROM providers ORDER BY tenant, created_at, id`,
+    [],
+  );
+  return rows.map((r) => ({
+    tenant: str(r, 'tenant'),
+    id: str(r, 'id'),
+    kind: str(r, 'kind'),
+    base_url: str(r, 'base_url'),
+    secret_enc: strOrNull(r, 'secret_enc'),
+    settings: json<Record<string, unknown>>(r, 'settings'),
+    created_at: num(r, 'created_at'),
+  }));
+}
+
+export async function deleteProvider(conn: DuckDBConnection, tenant: string, id: string): Promise<boolean> {
+  return (await execute(conn, 'DELETE FROM providers WHERE tenant = $1 AND id = $2', [tenant, id])) > 0;
 }

@@ -9,6 +9,7 @@ import type {
   KeyRecord,
   LedgerEntry,
   Page,
+  ProviderRecord,
   SpendQuery,
   SpendRow,
   Store,
@@ -150,6 +151,18 @@ class DuckDbStore implements Store {
 
   deleteBudget(tenant: string, id: string): Promise<boolean> {
     return this.db.write((c) => registry.deleteBudget(c, tenant, id));
+  }
+
+  putProvider(provider: ProviderRecord): Promise<void> {
+    return this.db.write((c) => registry.putProvider(c, provider));
+  }
+
+  listProviders(): Promise<ProviderRecord[]> {
+    return this.db.read((c) => registry.listProviders(c));
+  }
+
+  deleteProvider(tenant: string, id: string): Promise<boolean> {
+    return this.db.write((c) => registry.deleteProvider(c, tenant, id));
   }
 
   createKey(key: KeyRecord): Promise<void> {

@@ -1,0 +1,78 @@
+import { MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type TestApp, testApp } from '../testing/test-app.js';
+
+describe.skipIf(SKIP_WITHOUT_RECORDINGS)('providers added through the API', () => {
+  const mock = new MockUpstream();
+  let t: TestApp;
+  let base: string;
+  let key: string;
+
+  beforeAll(async () => {
+    await mock.start();
+    t = await testApp();
+    base = await t.listen();
+    key = (await t.app.inject({ method: 'POST', url: '/v1/keys', headers: t.auth, payload: {} })).json().key;
+  });
+  afterAll(async () => {
+    await t?.shutdown();
+    await mock.stop();
+  });
+
+  const chat = (model: string) =>
+    request(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model, messages: [{ role: 'user', content: 'Hello' }] }),
+    });
+
+  it('stores the secret encrypted, never shows it, and the gateway uses it at once', async () => {
+    const made = await t.app.inject({
+      method: 'POST',
+      url: '/v1/providers',
+      headers: t.auth,
+      payload: {
+        id: 'vllm',
+        kind: 'openai-compatible',
+        base_url: `${mock.url}/v1`,
+        api_key: 'sk-secret-123',
+        price_provider: 'openai',
+      },
+    });
+    expect(made.statusCode).toBe(201);
+    expect(made.body).not.toContain('sk-secret-123');
+    expect(made.json()).toMatchObject({ id: 'vllm', has_key: true, price_provider: 'openai' });
+
+    const [stored] = (await t.store.listProviders()).filter((p) => p.id === 'vllm');
+    expect(stored!.secret_enc).toBeTruthy();
+    expect(stored!.secret_enc).not.toContain('sk-secret-123');
+    expect(t.ctx.secrets.decrypt(stored!.secret_enc!)).toBe('sk-secret-123');
+
+    const res = await chat('vllm/gpt-4o');
+    expect(res.statusCode).toBe(200);
+    await res.body.dump();
+    expect(mock.received.at(-1)!.headers.authorization).toBe('Bearer sk-secret-123');
+    expect(mock.received.at(-1)!.body['model']).toBe('gpt-4o');
+
+    const listed = await t.app.inject({ url: '/v1/providers', headers: t.auth });
+    expect(listed.body).not.toContain('sk-secret-123');
+    expect(
+      (await t.app.inject({ method: 'DELETE', url: '/v1/providers/vllm', headers: t.auth })).statusCode,
+    ).toBe(200);
+    const gone = await chat('vllm/gpt-4o');
+    expect(gone.statusCode).toBe(404);
+    await gone.body.dump();
+  });
+
+  it('rejects a provider that is not valid, naming the field', async () => {
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/v1/providers',
+      headers: t.auth,
+      payload: { id: 'Bad Id', kind: 'carrier-pigeon', base_url: 'nope' },
+    });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error.message).toMatch(/id:.*kind:.*base_url:/);
+  });
+});
