@@ -62,12 +62,26 @@ export function applies(rule: BudgetRule, key: VirtualKey, a: Attribution): bool
   }
 }
 
+const periods = new Map<string, PeriodWindow>();
+
+/** The period holding `now`, worked out once per period and time zone (time-zone arithmetic is
+ * slow enough to matter on every call). */
+function currentPeriod(period: BudgetPeriod, timeZone: string, now: number): PeriodWindow {
+  const k = `${period}|${timeZone}`;
+  let p = periods.get(k);
+  if (!p || now < p.start || now >= p.end) {
+    p = periodWindow(period, timeZone, now);
+    periods.set(k, p);
+  }
+  return p;
+}
+
 export function windowsFor(
   rules: BudgetRule[],
   now: number,
 ): { rule: BudgetRule; window: BudgetWindow; label: string }[] {
   return rules.map((rule) => {
-    const p = periodWindow(rule.period, rule.timeZone, now);
+    const p = currentPeriod(rule.period, rule.timeZone, now);
     return {
       rule,
       label: p.label,
