@@ -2,6 +2,7 @@
 // Each figure is given as a ratio against a baseline measured in the same run.
 import { appendFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { gatewayOverhead } from './gateway-overhead.mjs';
 import { ingestBench } from './ingest.mjs';
 import { machine, table } from './lib.mjs';
 import { micro } from './micro.mjs';
@@ -54,6 +55,44 @@ if (want('ingest')) {
   sections.push(
     `### HTTP ingest, ${date}\n\n${r.batches} batches of ${r.batch} llm.call events (Azure trace), concurrency ${r.concurrency}; ` +
       `each acknowledged once committed. Target: ≥ 50,000 events/s.\n\n${t}`,
+  );
+}
+
+if (want('gateway')) {
+  const r = await gatewayOverhead({ rounds: Number(process.env.ROUNDS ?? 3), count: Number(process.env.COUNT ?? 3000) });
+  const rows = [];
+  for (const [mode, res] of [
+    ['JSON', r.json.figures],
+    ['SSE', r.streaming.figures],
+  ]) {
+    for (const c of [1, 16]) {
+      for (const sys of ['direct', 'bare', 'portkey', 'target']) {
+        const f = res[`${sys}@${c}`];
+        if (!f) continue;
+        rows.push([
+          mode,
+          c,
+          sys === 'target' ? 'tally' : sys,
+          Math.round(f.rps),
+          f.p50.toFixed(3),
+          f.p99.toFixed(3),
+          f.add_p50.toFixed(2),
+          f.rps_ratio.toFixed(2),
+          sys === 'target' ? (f.rps / res[`bare@${c}`].rps).toFixed(2) : '',
+          sys === 'target' ? (f.rps / res[`portkey@${c}`].rps).toFixed(2) : '',
+          f.errors,
+        ]);
+      }
+    }
+  }
+  const t = table(
+    ['mode', 'conc', 'system', 'rps', 'p50 ms', 'p99 ms', '+p50 ms', 'rps/direct', 'rps/bare', 'rps/portkey', 'errors'],
+    rows,
+  );
+  sections.push(
+    `### Gateway overhead (shared/bench/overhead), ${date}\n\nTally with a virtual key: key auth, metering into DuckDB, ` +
+      `a budget and RPM/TPM limits on. Targets: +p50 ≤ 0.4 ms at concurrency 1; at 16, ≥ 0.75 of bare and ≥ 3× Portkey; ` +
+      `RSS < 150 MB. Peak RSS of the Tally process in this run: ${r.peakRssMb} MB; calls metered: ${r.metered}.\n\n${t}`,
   );
 }
 
