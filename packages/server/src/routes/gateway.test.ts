@@ -20,6 +20,21 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
         providers: [
           { id: 'openai', kind: 'openai', base_url: `${mock.url}/v1`, api_key: 'sk-upstream' },
           { id: 'anthropic', kind: 'anthropic', base_url: mock.url, api_key: 'sk-ant-upstream' },
+          {
+            id: 'azure-eu',
+            kind: 'azure',
+            base_url: mock.url,
+            api_key: 'azure-secret',
+            api_version: '2024-10-21',
+            deployments: { 'gpt-4o': 'prod-4o' },
+          },
+          {
+            id: 'gemini',
+            kind: 'openai-compatible',
+            base_url: `${mock.url}/v1beta/openai`,
+            api_key: 'gemini-secret',
+            price_provider: 'google',
+          },
         ],
       },
     });
@@ -264,6 +279,31 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     const calls = await lastCalls(3);
     for (const c of calls)
       expect(c).toMatchObject({ provider: 'anthropic', api: 'anthropic-messages', cost_usd: '0.01437' });
+  });
+
+  it('reaches Azure deployments and Gemini through the same client, priced under each provider', async () => {
+    const az = await openai.chat.completions.create({
+      model: 'azure-eu/gpt-4o',
+      messages: [{ role: 'user', content: 'Hello' }],
+    });
+    expect(az.choices.length).toBe(1);
+    const sentAz = mock.received.at(-1)!;
+    expect(sentAz.path).toBe('/openai/deployments/prod-4o/chat/completions?api-version=2024-10-21');
+    expect(sentAz.headers['api-key']).toBe('azure-secret');
+    const gm = await openai.chat.completions.create({
+      model: 'gemini/gpt-4o',
+      messages: [{ role: 'user', content: 'Hello' }],
+    });
+    expect(gm.choices.length).toBe(1);
+    expect(mock.received.at(-1)!.path).toBe('/v1beta/openai/chat/completions');
+    expect(mock.received.at(-1)!.headers.authorization).toBe('Bearer gemini-secret');
+    const [gemini, azure] = await lastCalls(2);
+    expect(azure).toMatchObject({
+      provider: 'azure',
+      model_requested: 'azure-eu/gpt-4o',
+      pricing_status: 'priced',
+    });
+    expect(gemini).toMatchObject({ provider: 'google' });
   });
 
   it('answers an unknown or revoked key with a 401 in the client format', async () => {
