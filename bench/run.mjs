@@ -59,7 +59,10 @@ if (want('ingest')) {
 }
 
 if (want('gateway')) {
-  const r = await gatewayOverhead({ rounds: Number(process.env.ROUNDS ?? 3), count: Number(process.env.COUNT ?? 3000) });
+  const r = await gatewayOverhead({
+    rounds: Number(process.env.ROUNDS ?? 3),
+    count: Number(process.env.COUNT ?? 3000),
+  });
   const rows = [];
   for (const [mode, res] of [
     ['JSON', r.json.figures],
@@ -86,7 +89,19 @@ if (want('gateway')) {
     }
   }
   const t = table(
-    ['mode', 'conc', 'system', 'rps', 'p50 ms', 'p99 ms', '+p50 ms', 'rps/direct', 'rps/bare', 'rps/portkey', 'errors'],
+    [
+      'mode',
+      'conc',
+      'system',
+      'rps',
+      'p50 ms',
+      'p99 ms',
+      '+p50 ms',
+      'rps/direct',
+      'rps/bare',
+      'rps/portkey',
+      'errors',
+    ],
     rows,
   );
   sections.push(
