@@ -328,6 +328,16 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     ).rejects.toMatchObject({
       status: 401,
     });
+    const expired = await t.app.inject({
+      method: 'POST',
+      url: '/v1/keys',
+      headers: t.auth,
+      payload: { project: 'p', expires_at: '2020-01-01T00:00:00Z' },
+    });
+    const old = new OpenAI({ apiKey: expired.json().key, baseURL: `${base}/v1`, maxRetries: 0 });
+    await expect(
+      old.embeddings.create({ model: 'text-embedding-3-small', input: 'x' }),
+    ).rejects.toMatchObject({ status: 401 });
     const anthropic = new Anthropic({ apiKey: 'tk-nope', baseURL: base, maxRetries: 0 });
     await expect(
       anthropic.messages.create({ model: 'claude-sonnet-4-5', max_tokens: 5, messages: [] }),

@@ -1,0 +1,46 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import { AlertService } from './budgets.js';
+
+const alert = {
+  tenant: 't',
+  budgetId: 'b1',
+  scope: 'project' as const,
+  subject: 'support',
+  threshold: 0.8,
+  spentUsd: '80',
+  limitUsd: '100',
+  period: '2026-11',
+  resetsAt: '2026-12-01T00:00:00.000Z',
+  time: '2026-11-24T12:00:00.000Z',
+};
+
+describe('AlertService', () => {
+  it('POSTs each alert to the webhook and retries with backoff until it is taken', async () => {
+    const bodies: unknown[] = [];
+    let calls = 0;
+    const server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => {
+        body += c;
+      });
+      req.on('end', () => {
+        calls++;
+        bodies.push(JSON.parse(body));
+        res.writeHead(calls < 3 ? 503 : 204);
+        res.end();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+    const alerts = new AlertService(pino({ level: 'silent' }), url, 5);
+    alerts.emit(alert);
+    await alerts.drain();
+    server.close();
+    expect(calls).toBe(3);
+    expect(bodies[2]).toEqual({ type: 'budget.threshold', ...alert });
+    expect(alerts.recent).toEqual([alert]);
+  });
+});
