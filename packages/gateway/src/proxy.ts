@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { nanoToUsd } from '@tally/core';
 import type { Dispatcher } from 'undici';
 import { attribute } from './attribution.js';
 import { Breakers } from './breaker.js';
+import { type Hold, reserveBudgets, settleBudgets } from './budget-guard.js';
 import { type AttemptContext, type AttemptOutcome, type Attribution, meterAttempt } from './meter.js';
-import { type BudgetRule, budgetExceeded, maxOutputTokens, rateLimited, windowsFor } from './policy.js';
+import { maxOutputTokens, rateLimited } from './policy.js';
 import {
   ENDPOINT_API,
   type Endpoint,
@@ -14,12 +14,10 @@ import {
   servesNatively,
   upstreamFor,
 } from './providers.js';
+import { type Accumulated, failure, type Recorder, relay, relayStream } from './relay.js';
 import { badRequest, type GatewayError, invalidKey, sendError, type Wire } from './replies.js';
 import { type Attempt, Router } from './router.js';
-import { SseSplitter } from './sse.js';
-import type { BudgetWindow } from './state/shared-state.js';
-import { streamMeter } from './stream-meter.js';
-import { countTokens, estimatePromptTokens } from './tokenizer.js';
+import { estimatePromptTokens } from './tokenizer.js';
 import { AnthropicToOpenAiStream } from './translate/anthropic-stream.js';
 import {
   TranslationError,
@@ -32,19 +30,7 @@ import { Upstreams } from './upstream.js';
 
 type Obj = Record<string, unknown>;
 
-/** Upstream response headers worth passing on: ids and the provider's own rate-limit state. */
-const PASS_HEADERS =
-  /^(x-request-id|request-id|openai-|x-ratelimit-|anthropic-ratelimit-|retry-after$|anthropic-organization-id)/;
-
 const RETRYABLE = (status: number) => status === 429 || status >= 500;
-
-/** What one request added up to, across its attempts. */
-interface Accumulated {
-  spentNano: bigint;
-  tokens: number;
-  /** Headers for the client's response (x-tally-downgraded). */
-  headers: Record<string, string>;
-}
 
 const noRoute = (model: string): GatewayError => ({
   status: 404,
@@ -65,15 +51,6 @@ function keyFrom(req: IncomingMessage): string | null {
   if (auth?.startsWith('Bearer ')) return auth.slice(7).trim();
   const x = req.headers['x-api-key'] ?? req.headers['api-key'];
   return typeof x === 'string' ? x : null;
-}
-
-function passHeaders(h: Dispatcher.ResponseData['headers']): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const k in h) {
-    const v = h[k];
-    if (typeof v === 'string' && PASS_HEADERS.test(k)) out[k] = v;
-  }
-  return out;
 }
 
 /**
@@ -207,44 +184,28 @@ export class Gateway {
       if (!rl.ok) return sendError(res, wire, rateLimited(rl, key));
     }
     const acc: Accumulated = { spentNano: 0n, tokens: 0, headers: {} };
-    let budget: { windows: BudgetWindow[]; rules: BudgetRule[]; labels: string[]; reserved: bigint } | null =
-      null;
+    let hold: Hold | null = null;
     if (rules.length > 0) {
-      const ws = windowsFor(rules, time);
       const first = attempts[0]!;
-      const est = this.deps.price({
-        provider: priceProviderOf(first.provider),
-        model: first.model,
-        tokens: { input: promptTokens, output: maxOut },
+      const admission = await reserveBudgets(
+        this.deps,
+        rules,
+        key,
+        { provider: priceProviderOf(first.provider), model: first.model, promptTokens, maxOut },
         time,
-        tenant: key.tenant,
-      });
-      const amount = est.status === 'priced' ? est.effectiveNano : 0n;
-      const windows = ws.map((w) => w.window);
-      const r = await this.deps.state.reserve(windows, amount);
-      let reserved = amount;
-      if (!r.ok) {
-        const rule = rules.find((x) => x.id === r.budgetId)!;
-        if (rule.action === 'block' || (rule.action === 'downgrade' && !rule.downgradeModel)) {
-          return sendError(res, wire, budgetExceeded(rule, r.spentNano, r.reservedNano, r.resetAt, time));
-        }
-        // Over budget, but allowed on: downgraded to the cheaper model, or only alerted. Its cost
-        // still counts when it settles.
-        reserved = 0n;
-        if (rule.action === 'downgrade' && rule.downgradeModel) {
-          const cheaper = this.plan(rule.downgradeModel, endpoint);
-          if (cheaper.length > 0) {
-            attempts = cheaper;
-            acc.headers['x-tally-downgraded'] = `${model} -> ${rule.downgradeModel}`;
-          }
-        }
+      );
+      if (!admission.ok) return sendError(res, wire, admission.error);
+      hold = admission.hold;
+      const cheaper = admission.downgradeTo ? this.plan(admission.downgradeTo, endpoint) : [];
+      if (cheaper.length > 0) {
+        attempts = cheaper;
+        acc.headers['x-tally-downgraded'] = `${model} -> ${admission.downgradeTo}`;
       }
-      budget = { windows, rules, labels: ws.map((w) => w.label), reserved };
     }
     try {
       await this.forward(req, res, endpoint, raw, body, model, attempts, key, attribution, time, acc);
     } finally {
-      if (budget) await this.settle(key, budget, acc.spentNano, time);
+      if (hold) await settleBudgets(this.deps, key, hold, acc.spentNano, time);
       if (key.tpm !== null) {
         await this.deps.state.adjustTokens(key.id, key.tpm, acc.tokens - (promptTokens + maxOut), time);
       }
@@ -262,37 +223,6 @@ export class Gateway {
       );
     const open = all.filter((a) => this.breakers.allows(a.provider.id));
     return open.length > 0 ? open : all;
-  }
-
-  /** Releases the reservation, records the actual cost, and raises an alert for each threshold the
-   * spend crossed. */
-  private async settle(
-    key: VirtualKey,
-    b: { windows: BudgetWindow[]; rules: BudgetRule[]; labels: string[]; reserved: bigint },
-    actual: bigint,
-    time: number,
-  ): Promise<void> {
-    const results = await this.deps.state.settle(b.windows, b.reserved, actual);
-    results.forEach(({ before, after }, i) => {
-      const rule = b.rules[i]!;
-      for (const t of rule.thresholds) {
-        const mark = (rule.limitNano * BigInt(Math.round(t * 10_000))) / 10_000n;
-        if (before.spentNano < mark && after.spentNano >= mark) {
-          this.deps.alerts({
-            tenant: key.tenant,
-            budgetId: rule.id,
-            scope: rule.scope,
-            subject: rule.subject,
-            threshold: t,
-            spentUsd: nanoToUsd(after.spentNano),
-            limitUsd: nanoToUsd(rule.limitNano),
-            period: b.labels[i]!,
-            resetsAt: new Date(b.windows[i]!.resetAt).toISOString(),
-            time: new Date(time).toISOString(),
-          });
-        }
-      }
-    });
   }
 
   private async forward(
@@ -372,13 +302,13 @@ export class Gateway {
         });
       } catch (err) {
         if (abort?.signal.aborted) {
-          this.record(ctx, this.failure('client_disconnected', a0), acc);
+          this.record(ctx, failure('client_disconnected', a0), acc);
           return;
         }
         this.breakers.failure(attempt.provider.id);
         const timeout = (err as { code?: string }).code?.includes('TIMEOUT') ?? false;
         const errorType = timeout ? 'upstream_timeout' : 'upstream_connection_error';
-        this.record(ctx, this.failure(errorType, a0), acc);
+        this.record(ctx, failure(errorType, a0), acc);
         if (!last) continue;
         return sendError(res, wire, {
           status: timeout ? 504 : 502,
@@ -391,7 +321,7 @@ export class Gateway {
       else this.breakers.success(attempt.provider.id);
       if (RETRYABLE(up.statusCode) && !last) {
         await up.body.dump().catch(() => undefined);
-        this.record(ctx, this.failure(`upstream_${up.statusCode}`, a0), acc);
+        this.record(ctx, failure(`upstream_${up.statusCode}`, a0), acc);
         continue;
       }
       const isStream =
@@ -399,17 +329,38 @@ export class Gateway {
       if (isStream && abort) {
         if (translated) {
           const t = new AnthropicToOpenAiStream(Math.floor(time / 1000), clientWantsUsage);
-          await this.relayStream(res, up, ctx, 'messages', body, a0, false, abort.signal, acc, (ev) =>
-            t.translate(ev),
+          await relayStream(
+            this.recorder,
+            res,
+            up,
+            ctx,
+            'messages',
+            body,
+            a0,
+            false,
+            abort.signal,
+            acc,
+            (ev) => t.translate(ev),
           );
         } else {
-          await this.relayStream(res, up, ctx, endpoint, body, a0, !clientWantsUsage, abort.signal, acc);
+          await relayStream(
+            this.recorder,
+            res,
+            up,
+            ctx,
+            endpoint,
+            body,
+            a0,
+            !clientWantsUsage,
+            abort.signal,
+            acc,
+          );
         }
       } else if (translated) {
-        await this.relay(res, up, ctx, a0, acc, (json, status) =>
+        await relay(this.recorder, res, up, ctx, a0, acc, (json, status) =>
           status < 300 ? toOpenAiResponse(json, Math.floor(time / 1000)) : toOpenAiError(json, status),
         );
-      } else await this.relay(res, up, ctx, a0, acc);
+      } else await relay(this.recorder, res, up, ctx, a0, acc);
       return;
     }
   }
@@ -433,173 +384,13 @@ export class Gateway {
     return JSON.stringify(b);
   }
 
-  private failure(errorType: string, a0: number): AttemptOutcome {
-    return {
-      status: 'error',
-      errorType,
-      usage: null,
-      estimated: null,
-      modelServed: null,
-      latencyMs: performance.now() - a0,
-      ttftMs: null,
-    };
-  }
+  private readonly recorder: Recorder = (ctx, out, acc) => this.record(ctx, out, acc);
 
   private record(ctx: AttemptContext, out: AttemptOutcome, acc: Accumulated): void {
     const rec = meterAttempt(this.deps, ctx, out);
     acc.spentNano += rec.cost_effective_nano ?? 0n;
     acc.tokens += rec.tokens.input + rec.tokens.output;
     this.deps.sink.write(rec);
-  }
-
-  private async relay(
-    res: ServerResponse,
-    up: Dispatcher.ResponseData,
-    ctx: AttemptContext,
-    a0: number,
-    acc: Accumulated,
-    transform?: (json: Obj, status: number) => Obj,
-  ): Promise<void> {
-    let buf: Buffer;
-    try {
-      buf = Buffer.from(await up.body.arrayBuffer());
-    } catch {
-      this.record(ctx, this.failure(res.destroyed ? 'client_disconnected' : 'upstream_body_error', a0), acc);
-      if (!res.headersSent) {
-        sendError(res, ctx.upstreamApi === 'anthropic-messages' ? 'anthropic' : 'openai', {
-          status: 502,
-          type: 'api_error',
-          code: 'upstream_body_error',
-          message: 'The upstream response was cut off.',
-        });
-      }
-      return;
-    }
-    const latencyMs = performance.now() - a0;
-    let usage: Obj | null = null;
-    let served: string | null = null;
-    let json: Obj | null = null;
-    if (up.statusCode < 300 || transform) {
-      try {
-        json = JSON.parse(buf.toString('utf8')) as Obj;
-        if (up.statusCode < 300) {
-          usage = (json['usage'] as Obj | undefined) ?? null;
-          served = typeof json['model'] === 'string' ? json['model'] : null;
-        }
-      } catch {
-        // A 2xx body that is not JSON is recorded as an error below.
-      }
-    }
-    // A translated call answers in the client's API: the upstream's body becomes OpenAI's shape.
-    const out = transform ? Buffer.from(JSON.stringify(transform(json ?? {}, up.statusCode))) : buf;
-    res.writeHead(up.statusCode, {
-      ...passHeaders(up.headers),
-      ...acc.headers,
-      'content-type': transform
-        ? 'application/json'
-        : String(up.headers['content-type'] ?? 'application/json'),
-      'content-length': out.length,
-    });
-    res.end(out);
-    const ok = up.statusCode < 300 && usage !== null;
-    this.record(
-      ctx,
-      {
-        status: ok ? 'ok' : 'error',
-        errorType: ok ? null : up.statusCode < 300 ? 'upstream_no_usage' : `upstream_${up.statusCode}`,
-        usage,
-        estimated: null,
-        modelServed: served,
-        latencyMs,
-        ttftMs: null,
-      },
-      acc,
-    );
-  }
-
-  private async relayStream(
-    res: ServerResponse,
-    up: Dispatcher.ResponseData,
-    ctx: AttemptContext,
-    endpoint: Endpoint,
-    body: Obj,
-    a0: number,
-    hideUsage: boolean,
-    signal: AbortSignal,
-    acc: Accumulated,
-    translate?: (ev: string) => string,
-  ): Promise<void> {
-    res.writeHead(200, {
-      ...passHeaders(up.headers),
-      ...acc.headers,
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache',
-      'x-accel-buffering': 'no',
-    });
-    res.flushHeaders();
-    const splitter = new SseSplitter();
-    const meter = streamMeter(endpoint, hideUsage);
-    const decoder = new TextDecoder();
-    let ttft: number | null = null;
-    let failed: string | null = null;
-    try {
-      for await (const chunk of up.body) {
-        ttft ??= performance.now() - a0;
-        let out = '';
-        for (const ev of splitter.push(decoder.decode(chunk as Buffer, { stream: true }))) {
-          if (meter.onEvent(ev)) out += translate ? translate(ev) : ev;
-        }
-        if (out && !res.write(out)) {
-          await new Promise<void>((resolve) => {
-            const done = () => {
-              res.off('drain', done);
-              res.off('close', done);
-              resolve();
-            };
-            res.once('drain', done);
-            res.once('close', done);
-          });
-        }
-        if (signal.aborted) break;
-      }
-      const rest = splitter.rest() + decoder.decode();
-      if (rest.trim()) {
-        if (meter.onEvent(rest)) res.write(translate ? translate(rest) : rest);
-      }
-    } catch (err) {
-      failed = signal.aborted
-        ? 'client_disconnected'
-        : (err as { code?: string }).code?.includes('TIMEOUT')
-          ? 'upstream_timeout'
-          : 'upstream_stream_error';
-    }
-    if (signal.aborted) failed = 'client_disconnected';
-    if (!res.destroyed) res.end();
-    const usage = meter.usage();
-    const complete =
-      failed === null && usage !== null && (endpoint !== 'messages' || 'output_tokens' in usage);
-    const estimated = complete
-      ? null
-      : {
-          input:
-            typeof usage?.['input_tokens'] === 'number'
-              ? (usage['input_tokens'] as number)
-              : estimatePromptTokens(body),
-          output: countTokens(meter.text()),
-        };
-    this.record(
-      ctx,
-      {
-        status: failed === null && meter.error() === null ? 'ok' : 'error',
-        errorType: failed ?? meter.error() ?? (usage === null ? 'upstream_no_usage' : null),
-        usage: complete ? usage : null,
-        estimated,
-        modelServed: meter.model(),
-        latencyMs: performance.now() - a0,
-        ttftMs: ttft,
-      },
-      acc,
-    );
   }
 
   /** GET /v1/models: the configured routes and, for each provider, what it lists. */

@@ -1,0 +1,197 @@
+import type { ServerResponse } from 'node:http';
+import type { Dispatcher } from 'undici';
+import type { AttemptContext, AttemptOutcome } from './meter.js';
+import type { Endpoint } from './providers.js';
+import { sendError } from './replies.js';
+import { SseSplitter } from './sse.js';
+import { streamMeter } from './stream-meter.js';
+import { countTokens, estimatePromptTokens } from './tokenizer.js';
+
+type Obj = Record<string, unknown>;
+
+/** Meters one attempt (and adds its cost to the request's total). */
+export type Recorder = (ctx: AttemptContext, out: AttemptOutcome, acc: Accumulated) => void;
+
+/** What one request added up to, across its attempts. */
+export interface Accumulated {
+  spentNano: bigint;
+  tokens: number;
+  /** Headers for the client's response (x-tally-downgraded). */
+  headers: Record<string, string>;
+}
+
+/** Upstream response headers worth passing on: ids and the provider's own rate-limit state. */
+const PASS_HEADERS =
+  /^(x-request-id|request-id|openai-|x-ratelimit-|anthropic-ratelimit-|retry-after$|anthropic-organization-id)/;
+
+export function passHeaders(h: Dispatcher.ResponseData['headers']): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const k in h) {
+    const v = h[k];
+    if (typeof v === 'string' && PASS_HEADERS.test(k)) out[k] = v;
+  }
+  return out;
+}
+
+export function failure(errorType: string, a0: number): AttemptOutcome {
+  return {
+    status: 'error',
+    errorType,
+    usage: null,
+    estimated: null,
+    modelServed: null,
+    latencyMs: performance.now() - a0,
+    ttftMs: null,
+  };
+}
+
+/** Relays a whole (non-streamed) answer, then meters it from its usage object. */
+export async function relay(
+  record: Recorder,
+  res: ServerResponse,
+  up: Dispatcher.ResponseData,
+  ctx: AttemptContext,
+  a0: number,
+  acc: Accumulated,
+  transform?: (json: Obj, status: number) => Obj,
+): Promise<void> {
+  let buf: Buffer;
+  try {
+    buf = Buffer.from(await up.body.arrayBuffer());
+  } catch {
+    record(ctx, failure(res.destroyed ? 'client_disconnected' : 'upstream_body_error', a0), acc);
+    if (!res.headersSent) {
+      sendError(res, ctx.upstreamApi === 'anthropic-messages' ? 'anthropic' : 'openai', {
+        status: 502,
+        type: 'api_error',
+        code: 'upstream_body_error',
+        message: 'The upstream response was cut off.',
+      });
+    }
+    return;
+  }
+  const latencyMs = performance.now() - a0;
+  let usage: Obj | null = null;
+  let served: string | null = null;
+  let json: Obj | null = null;
+  if (up.statusCode < 300 || transform) {
+    try {
+      json = JSON.parse(buf.toString('utf8')) as Obj;
+      if (up.statusCode < 300) {
+        usage = (json['usage'] as Obj | undefined) ?? null;
+        served = typeof json['model'] === 'string' ? json['model'] : null;
+      }
+    } catch {
+      // A 2xx body that is not JSON is recorded as an error below.
+    }
+  }
+  // A translated call answers in the client's API: the upstream's body becomes OpenAI's shape.
+  const out = transform ? Buffer.from(JSON.stringify(transform(json ?? {}, up.statusCode))) : buf;
+  res.writeHead(up.statusCode, {
+    ...passHeaders(up.headers),
+    ...acc.headers,
+    'content-type': transform ? 'application/json' : String(up.headers['content-type'] ?? 'application/json'),
+    'content-length': out.length,
+  });
+  res.end(out);
+  const ok = up.statusCode < 300 && usage !== null;
+  record(
+    ctx,
+    {
+      status: ok ? 'ok' : 'error',
+      errorType: ok ? null : up.statusCode < 300 ? 'upstream_no_usage' : `upstream_${up.statusCode}`,
+      usage,
+      estimated: null,
+      modelServed: served,
+      latencyMs,
+      ttftMs: null,
+    },
+    acc,
+  );
+}
+
+/** Relays a stream event by event (translated if asked), metering it as it passes. */
+export async function relayStream(
+  record: Recorder,
+  res: ServerResponse,
+  up: Dispatcher.ResponseData,
+  ctx: AttemptContext,
+  endpoint: Endpoint,
+  body: Obj,
+  a0: number,
+  hideUsage: boolean,
+  signal: AbortSignal,
+  acc: Accumulated,
+  translate?: (ev: string) => string,
+): Promise<void> {
+  res.writeHead(200, {
+    ...passHeaders(up.headers),
+    ...acc.headers,
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache',
+    'x-accel-buffering': 'no',
+  });
+  res.flushHeaders();
+  const splitter = new SseSplitter();
+  const meter = streamMeter(endpoint, hideUsage);
+  const decoder = new TextDecoder();
+  let ttft: number | null = null;
+  let failed: string | null = null;
+  try {
+    for await (const chunk of up.body) {
+      ttft ??= performance.now() - a0;
+      let out = '';
+      for (const ev of splitter.push(decoder.decode(chunk as Buffer, { stream: true }))) {
+        if (meter.onEvent(ev)) out += translate ? translate(ev) : ev;
+      }
+      if (out && !res.write(out)) {
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            res.off('drain', done);
+            res.off('close', done);
+            resolve();
+          };
+          res.once('drain', done);
+          res.once('close', done);
+        });
+      }
+      if (signal.aborted) break;
+    }
+    const rest = splitter.rest() + decoder.decode();
+    if (rest.trim()) {
+      if (meter.onEvent(rest)) res.write(translate ? translate(rest) : rest);
+    }
+  } catch (err) {
+    failed = signal.aborted
+      ? 'client_disconnected'
+      : (err as { code?: string }).code?.includes('TIMEOUT')
+        ? 'upstream_timeout'
+        : 'upstream_stream_error';
+  }
+  if (signal.aborted) failed = 'client_disconnected';
+  if (!res.destroyed) res.end();
+  const usage = meter.usage();
+  const complete = failed === null && usage !== null && (endpoint !== 'messages' || 'output_tokens' in usage);
+  const estimated = complete
+    ? null
+    : {
+        input:
+          typeof usage?.['input_tokens'] === 'number'
+            ? (usage['input_tokens'] as number)
+            : estimatePromptTokens(body),
+        output: countTokens(meter.text()),
+      };
+  record(
+    ctx,
+    {
+      status: failed === null && meter.error() === null ? 'ok' : 'error',
+      errorType: failed ?? meter.error() ?? (usage === null ? 'upstream_no_usage' : null),
+      usage: complete ? usage : null,
+      estimated,
+      modelServed: meter.model(),
+      latencyMs: performance.now() - a0,
+      ttftMs: ttft,
+    },
+    acc,
+  );
+}
