@@ -106,7 +106,23 @@ export class Gateway {
    * The whole request, straight off node's HTTP server: the server hands gateway paths here before
    * its router, so a model call pays for no framework work it does not need.
    */
+  private readonly inflight = new Set<Promise<void>>();
+
   async serve(req: IncomingMessage, res: ServerResponse, endpoint: Endpoint | 'models'): Promise<void> {
+    const p = this.serveOne(req, res, endpoint);
+    this.inflight.add(p);
+    try {
+      await p;
+    } finally {
+      this.inflight.delete(p);
+    }
+  }
+
+  private async serveOne(
+    req: IncomingMessage,
+    res: ServerResponse,
+    endpoint: Endpoint | 'models',
+  ): Promise<void> {
     try {
       if (endpoint === 'models') return await this.models(req, res);
       const limit = this.deps.config.body_limit_bytes ?? 32 * 1024 * 1024;
@@ -172,7 +188,7 @@ export class Gateway {
     const rules = await this.deps.budgets(key, attribution);
     const limited = key.rpm !== null || key.tpm !== null;
     const maxOut = maxOutputTokens(body, this.deps.config.default_max_output ?? 4096);
-    const promptTokens = limited || rules.length > 0 ? estimatePromptTokens(body) : 0;
+    const promptTokens = limited || rules.length > 0 ? await estimatePromptTokens(body) : 0;
     if (limited) {
       const rl = await this.deps.state.rateLimit({
         key: key.id,
@@ -426,11 +442,14 @@ export class Gateway {
   }
 
   /** Writes every metered call so far (tests and shutdown). */
+  /** Waits for the calls in flight to be metered, then writes every metered call (tests, shutdown). */
   async flush(): Promise<void> {
+    await Promise.allSettled([...this.inflight]);
     await this.deps.sink.flush();
   }
 
   async close(): Promise<void> {
+    await Promise.allSettled([...this.inflight]);
     await this.upstreams.close();
     await this.deps.sink.close();
   }

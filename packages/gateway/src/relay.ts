@@ -178,8 +178,8 @@ export async function relayStream(
         input:
           typeof usage?.['input_tokens'] === 'number'
             ? (usage['input_tokens'] as number)
-            : estimatePromptTokens(body),
-        output: countTokens(meter.text()),
+            : await estimatePromptTokens(body),
+        output: await countTokens(meter.text()),
       };
   record(
     ctx,

@@ -1,4 +1,12 @@
-import { countTokens as countO200k } from 'gpt-tokenizer/encoding/o200k_base';
+type Counter = (text: string) => number;
+
+let loading: Promise<Counter> | null = null;
+
+/** The o200k tables take tens of megabytes: they load on first use, not at start. */
+function counter(): Promise<Counter> {
+  loading ??= import('gpt-tokenizer/encoding/o200k_base').then((m) => m.countTokens as Counter);
+  return loading;
+}
 
 /** Past this many characters a prompt is estimated, not tokenized: tokenizing costs about 80 ns a
  * character, too much for the request path. Three characters a token overestimates most text. */
@@ -6,10 +14,10 @@ const TOKENIZE_UP_TO = 64 * 1024;
 
 /** Counts tokens with OpenAI's o200k encoding: exact for GPT-4o-era models, an estimate for
  * others. Used where the provider gives no count: reservations, rate limits and cut-off streams. */
-export function countTokens(text: string): number {
+export async function countTokens(text: string): Promise<number> {
   if (text.length === 0) return 0;
   if (text.length > TOKENIZE_UP_TO) return Math.ceil(text.length / 3);
-  return countO200k(text);
+  return (await counter())(text);
 }
 
 type Obj = Record<string, unknown>;
@@ -42,7 +50,7 @@ export function promptText(body: Obj): string {
 }
 
 /** Per-message framing tokens in chat formats, a small fixed allowance. */
-export function estimatePromptTokens(body: Obj): number {
+export async function estimatePromptTokens(body: Obj): Promise<number> {
   const messages = Array.isArray(body['messages']) ? (body['messages'] as unknown[]).length : 0;
-  return countTokens(promptText(body)) + 3 * messages + 3;
+  return (await countTokens(promptText(body))) + 3 * messages + 3;
 }
