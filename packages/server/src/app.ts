@@ -99,7 +99,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
 
   const sink = new BatchingSink({
     write: async (calls) => {
-      await store.ingest({ calls, tasks: [] });
+      await store.appendCalls(calls);
       metrics.eventsAccepted.inc({ kind: 'gateway_call' }, calls.length);
     },
     // Larger, less frequent batches: each store write has a fixed cost on the event loop.

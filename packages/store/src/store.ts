@@ -167,6 +167,9 @@ export interface Store {
    * once the rows are committed. */
   ingest(batch: IngestBatch): Promise<WriteResult>;
   /** Newest first (time desc, then id desc), keyset-paged; at most 1000 rows a page. */
+  /** Appends freshly made calls (the gateway's metering) as cheaply for the caller as the backend
+   * allows; idempotent like ingest (a retried batch counts its rows as duplicates). */
+  appendCalls(calls: CallRecord[]): Promise<WriteResult>;
   listCalls(query: CallQuery): Promise<Page<CallRecord>>;
   getCall(tenant: string, id: string): Promise<CallRecord | null>;
   /** In time order (then id). */

@@ -136,6 +136,26 @@ export function ingestCases(ctx: ContractContext): void {
     expect((await ctx.store.getCall(tenant, 'c1'))?.project).toBe('support');
   });
 
+  it('appendCalls writes fresh calls unchanged, and a retried append counts them as duplicates', async () => {
+    const tenant = newTenant();
+    const calls = [
+      makeCall(tenant, 'g1', {
+        tags: { "it's": 'quoted "value"' },
+        cost_list_nano: 2n ** 62n,
+        ttft_ms: 12.5,
+      }),
+      makeBareCall(tenant, 'g2'),
+    ];
+    expect(await ctx.store.appendCalls(calls)).toEqual({ inserted: 2, duplicates: 0 });
+    const page = await ctx.store.listCalls({ tenant, limit: 10 });
+    expect([...page.rows].sort((a, b) => a.id.localeCompare(b.id))).toEqual(calls);
+    expect(await ctx.store.appendCalls(calls)).toEqual({ inserted: 0, duplicates: 2 });
+    const more = [makeCall(tenant, 'g3'), calls[0]!];
+    expect(await ctx.store.appendCalls(more)).toEqual({ inserted: 1, duplicates: 1 });
+    expect((await ctx.store.counts(tenant)).calls).toBe(3);
+    expect(await ctx.store.appendCalls([])).toEqual({ inserted: 0, duplicates: 0 });
+  });
+
   it('an empty batch writes nothing', async () => {
     expect(await ctx.store.ingest({ calls: [], tasks: [] })).toEqual({ inserted: 0, duplicates: 0 });
   });

@@ -17,6 +17,7 @@ import type {
   UseCaseRecord,
   WriteResult,
 } from '../store.js';
+import { appendCallsJson } from './duckdb-append-json.js';
 import { COUNTS_SQL, GET_CALL_SQL, listCallsSql, listTaskEventsSql, toPage } from './duckdb-calls.js';
 import { DuckDbDatabase } from './duckdb-database.js';
 import { DuckDbIngestWriter } from './duckdb-ingest.js';
@@ -90,6 +91,17 @@ class DuckDbStore implements Store {
 
   ingest(batch: IngestBatch): Promise<WriteResult> {
     return this.writer.ingest(batch);
+  }
+
+  async appendCalls(calls: CallRecord[]): Promise<WriteResult> {
+    if (calls.length === 0) return { inserted: 0, duplicates: 0 };
+    try {
+      await appendCallsJson(this.db, calls);
+      return { inserted: calls.length, duplicates: 0 };
+    } catch {
+      // A stored id (a retried batch) or a bad row: the appender path sorts out which is which.
+      return this.writer.ingest({ calls, tasks: [] });
+    }
   }
 
   async listCalls(query: CallQuery): Promise<Page<CallRecord>> {
