@@ -131,7 +131,7 @@ export async function relayStream(
     'cache-control': 'no-cache',
     'x-accel-buffering': 'no',
   });
-  res.flushHeaders();
+  // No flushHeaders(): the headers leave with the first event, in one write.
   const splitter = new SseSplitter();
   const meter = streamMeter(endpoint, hideUsage);
   const decoder = new TextDecoder();
@@ -140,11 +140,17 @@ export async function relayStream(
   try {
     for await (const chunk of up.body) {
       ttft ??= performance.now() - a0;
+      const wasEmpty = splitter.pending === 0;
       let out = '';
+      let kept = true;
       for (const ev of splitter.push(decoder.decode(chunk as Buffer, { stream: true }))) {
         if (meter.onEvent(ev)) out += translate ? translate(ev) : ev;
+        else kept = false;
       }
-      if (out && !res.write(out)) {
+      // A chunk of whole events, all passed on unchanged, goes out as the bytes that came in.
+      const whole = !translate && kept && wasEmpty && splitter.pending === 0;
+      const payload: Buffer | string = whole ? (chunk as Buffer) : out;
+      if (payload.length > 0 && !res.write(payload)) {
         await new Promise<void>((resolve) => {
           const done = () => {
             res.off('drain', done);

@@ -22,6 +22,11 @@ export class SseSplitter {
     return out;
   }
 
+  /** Characters held back: the start of an event not yet complete. */
+  get pending(): number {
+    return this.buf.length;
+  }
+
   /** What is left after the stream ended (an unterminated last event). */
   rest(): string {
     const r = this.buf;

@@ -28,11 +28,15 @@ function parse(data: string): Obj | null {
   }
 }
 
-/** OpenAI chat completions: usage arrives in a last chunk with no choices (when include_usage). */
+/**
+ * OpenAI chat completions: usage arrives in a last chunk with no choices (when include_usage).
+ * Chunks are parsed only when they can carry usage; the text for an estimate is read from the
+ * kept chunks only if the estimate is needed, so a normal stream costs a few string checks a chunk.
+ */
 class ChatMeter implements StreamMeter {
   private u: Obj | null = null;
   private m: string | null = null;
-  private parts: string[] = [];
+  private readonly chunks: string[] = [];
   private err: string | null = null;
 
   constructor(private readonly hideUsageChunk: boolean) {}
@@ -40,40 +44,55 @@ class ChatMeter implements StreamMeter {
   onEvent(ev: string): boolean {
     const data = eventData(ev);
     if (data === null || data === '[DONE]') return true;
-    const chunk = parse(data);
-    if (!chunk) {
+    const trimmed = data.trim();
+    if (!trimmed.startsWith('{') || !trimmed.endsWith('}')) {
       this.err ??= 'malformed_sse';
       return true;
     }
-    if (this.m === null && typeof chunk['model'] === 'string') this.m = chunk['model'];
-    if (chunk['error'] !== undefined) this.err ??= 'upstream_stream_error';
-    const choices = chunk['choices'];
-    if (Array.isArray(choices)) {
+    if (this.m === null || data.includes('"usage"') || data.includes('"error"')) {
+      const chunk = parse(data);
+      if (!chunk) {
+        this.err ??= 'malformed_sse';
+        return true;
+      }
+      if (this.m === null && typeof chunk['model'] === 'string') this.m = chunk['model'];
+      if (chunk['error'] !== undefined) this.err ??= 'upstream_stream_error';
+      const usage = chunk['usage'];
+      if (usage && typeof usage === 'object') {
+        this.u = usage as Obj;
+        // The extra chunk we asked for: no choices, only usage.
+        const choices = chunk['choices'];
+        if (this.hideUsageChunk && Array.isArray(choices) && choices.length === 0) return false;
+      }
+    }
+    this.chunks.push(data);
+    return true;
+  }
+
+  usage = () => this.u;
+  model = () => this.m;
+  error = () => this.err;
+
+  text(): string {
+    const parts: string[] = [];
+    for (const data of this.chunks) {
+      const chunk = parse(data);
+      const choices = chunk?.['choices'];
+      if (!Array.isArray(choices)) continue;
       for (const c of choices as Obj[]) {
         const delta = c?.['delta'] as Obj | undefined;
-        const content = delta?.['content'];
-        if (typeof content === 'string') this.parts.push(content);
+        if (typeof delta?.['content'] === 'string') parts.push(delta['content']);
         const calls = delta?.['tool_calls'];
         if (Array.isArray(calls)) {
           for (const tc of calls as Obj[]) {
             const args = (tc?.['function'] as Obj | undefined)?.['arguments'];
-            if (typeof args === 'string') this.parts.push(args);
+            if (typeof args === 'string') parts.push(args);
           }
         }
       }
     }
-    const usage = chunk['usage'];
-    if (usage && typeof usage === 'object') {
-      this.u = usage as Obj;
-      // The extra chunk we asked for: no choices, only usage.
-      if (this.hideUsageChunk && Array.isArray(choices) && choices.length === 0) return false;
-    }
-    return true;
+    return parts.join('');
   }
-  usage = () => this.u;
-  model = () => this.m;
-  text = () => this.parts.join('');
-  error = () => this.err;
 }
 
 /** OpenAI Responses: the terminal event carries the whole response, usage included. */
