@@ -32,6 +32,9 @@ const ENV: Record<string, (cfg: Record<string, unknown>, v: string) => void> = {
   TALLY_STORE_PATH: (c, v) => {
     c['store'] = { ...(c['store'] as object | undefined), path: v };
   },
+  TALLY_STORE_THREADS: (c, v) => {
+    c['store'] = { ...(c['store'] as object | undefined), threads: Number(v) };
+  },
   TALLY_STORE_MEMORY_LIMIT: (c, v) => {
     c['store'] = { ...(c['store'] as object | undefined), memory_limit: v };
   },
