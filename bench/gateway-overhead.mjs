@@ -2,11 +2,11 @@
 // upstream, a bare Node pass-through proxy, Portkey's open-source gateway, and Tally with a virtual
 // key (auth, metering into DuckDB, budget and rate limits on). JSON rounds, then streaming rounds.
 import { execFileSync, spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, SHARED, startProcess, stop, TALLY_BIN } from './lib.mjs';
+import { benchKey, freePort, rssMb, SHARED, startProcess, stop, TALLY_BIN } from './lib.mjs';
 
 const HARNESS = `${SHARED}/bench/overhead`;
 const ADMIN = 'tk-admin-overhead-0123456789';
@@ -23,15 +23,6 @@ function prepareHarness() {
     });
   }
   return dir;
-}
-
-function rssMb(pid) {
-  try {
-    const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : 0;
-  } catch {
-    return 0;
-  }
 }
 
 function runHarness(dir, env) {
@@ -73,20 +64,7 @@ export async function gatewayOverhead({ rounds = 3, count = 3000 } = {}) {
       OPENAI_API_KEY: 'sk-bench',
     },
   });
-  const made = await fetch(`http://127.0.0.1:${port}/v1/keys`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-    body: JSON.stringify({
-      project: 'bench',
-      team: 'perf',
-      budget_usd: 1_000_000,
-      period: 'month',
-      rpm: 1_000_000_000,
-      tpm: 2_000_000_000,
-    }),
-  });
-  const { key } = await made.json();
-  if (!key) throw new Error(`could not make a virtual key: ${made.status}`);
+  const key = await benchKey(`http://127.0.0.1:${port}`, ADMIN, 'bench');
   let peakRss = 0;
   const sampler = setInterval(() => {
     peakRss = Math.max(peakRss, rssMb(tally.child.pid));

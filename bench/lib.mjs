@@ -113,3 +113,32 @@ export function table(headers, rows) {
   const line = (cells) => `| ${cells.map((c, i) => String(c).padEnd(widths[i])).join(' | ')} |`;
   return [line(headers), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n');
 }
+
+/** Resident memory of a process, MB (Linux). */
+export function rssMb(pid) {
+  try {
+    const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Math.round(Number(m[1]) / 1024) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** A virtual key with a budget and limits high enough never to bind: the checks run, nothing blocks. */
+export async function benchKey(baseUrl, adminKey, project) {
+  const res = await fetch(`${baseUrl}/v1/keys`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({
+      project,
+      team: 'perf',
+      budget_usd: 1_000_000,
+      period: 'month',
+      rpm: 1_000_000_000,
+      tpm: 2_000_000_000,
+    }),
+  });
+  const { key } = await res.json();
+  if (!key) throw new Error(`could not make a virtual key: ${res.status}`);
+  return key;
+}

@@ -6,6 +6,7 @@ import { gatewayOverhead } from './gateway-overhead.mjs';
 import { ingestBench } from './ingest.mjs';
 import { machine, table } from './lib.mjs';
 import { micro } from './micro.mjs';
+import { soak } from './soak.mjs';
 
 const only = process.argv.slice(2);
 const want = (name) => only.length === 0 || only.includes(name);
@@ -108,6 +109,22 @@ if (want('gateway')) {
     `### Gateway overhead (shared/bench/overhead), ${date}\n\nTally with a virtual key: key auth, metering into DuckDB, ` +
       `a budget and RPM/TPM limits on. Targets: +p50 ≤ 0.4 ms at concurrency 1; at 16, ≥ 0.75 of bare and ≥ 3× Portkey; ` +
       `RSS < 150 MB. Peak RSS of the Tally process in this run: ${r.peakRssMb} MB; calls metered: ${r.metered}.\n\n${t}`,
+  );
+}
+
+// Ten minutes: only when asked for by name (npm run bench -- soak).
+if (only.includes('soak')) {
+  const r = await soak();
+  const first = r.samples[0]?.rss ?? 0;
+  const last = r.samples.at(-1)?.rss ?? 0;
+  const peak = Math.max(...r.samples.map((x) => x.rss));
+  const t = table(
+    ['second', 'requests so far', 'RSS MB'],
+    r.samples.filter((_, i) => i % 6 === 0 || i === r.samples.length - 1).map((x) => [x.t, x.done, x.rss]),
+  );
+  sections.push(
+    `### Gateway soak, ${date}\n\n${r.seconds} s of chat calls at concurrency 16 through a key with a budget and limits: ` +
+      `${r.requests} requests, ${r.errors} errors. RSS ${first} MB at 10 s, ${last} MB at the end (${(last / first).toFixed(2)}× the first sample), peak ${peak} MB.\n\n${t}`,
   );
 }
 

@@ -1,0 +1,76 @@
+// Gateway soak: SOAK_SECONDS (default 600) of chat calls at concurrency 16 through Tally (a key
+// with a budget and limits), RSS sampled every 10 s. The DESIGN target: RSS flat over 10 minutes.
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Pool } from 'undici';
+import { benchKey, freePort, rssMb, SHARED, startProcess, stop, TALLY_BIN } from './lib.mjs';
+
+const ADMIN = 'tk-admin-soak-0123456789abcdef';
+
+export async function soak(seconds = Number(process.env.SOAK_SECONDS ?? 600)) {
+  const up = await freePort();
+  const port = await freePort();
+  const mock = await startProcess([`${SHARED}/bench/overhead/mock-upstream.mjs`], {
+    env: { PORT: String(up) },
+    ready: /.*/,
+    timeoutMs: 2000,
+  }).catch(() => null);
+  await new Promise((r) => setTimeout(r, 500));
+  const data = mkdtempSync(join(os.tmpdir(), 'tally-soak-'));
+  const tally = await startProcess([TALLY_BIN, 'start', '--port', String(port)], {
+    env: {
+      TALLY_DATA_DIR: data,
+      TALLY_ADMIN_KEY: ADMIN,
+      TALLY_LOG_LEVEL: 'warn',
+      OPENAI_BASE_URL: `http://127.0.0.1:${up}/v1`,
+      OPENAI_API_KEY: 'sk',
+    },
+  });
+  const key = await benchKey(`http://127.0.0.1:${port}`, ADMIN, 'soak');
+  const pool = new Pool(`http://127.0.0.1:${port}`, { connections: 16 });
+  const body = JSON.stringify({
+    model: 'gpt-4o',
+    messages: [{ role: 'user', content: 'Say hello in five words.' }],
+  });
+  const end = Date.now() + seconds * 1000;
+  let done = 0;
+  let errors = 0;
+  const samples = [];
+  const sampler = setInterval(
+    () =>
+      samples.push({
+        t: Math.round((seconds * 1000 - (end - Date.now())) / 1000),
+        rss: rssMb(tally.child.pid),
+        done,
+      }),
+    10_000,
+  );
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (Date.now() < end) {
+        const r = await pool.request({
+          path: '/v1/chat/completions',
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          body,
+        });
+        await r.body.dump();
+        if (r.statusCode === 200) done++;
+        else errors++;
+      }
+    }),
+  );
+  clearInterval(sampler);
+  await pool.close();
+  await stop(tally.child);
+  if (mock) await stop(mock.child);
+  rmSync(data, { recursive: true, force: true });
+  return { seconds, requests: done, errors, samples };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const r = await soak();
+  console.log(JSON.stringify(r));
+}
