@@ -1,5 +1,6 @@
 // Gateway soak: SOAK_SECONDS (default 600) of chat calls at concurrency 16 through Tally (a key
 // with a budget and limits), RSS sampled every 10 s. The DESIGN target: RSS flat over 10 minutes.
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -12,11 +13,11 @@ const ADMIN = 'tk-admin-soak-0123456789abcdef';
 export async function soak(seconds = Number(process.env.SOAK_SECONDS ?? 600)) {
   const up = await freePort();
   const port = await freePort();
-  const mock = await startProcess([`${SHARED}/bench/overhead/mock-upstream.mjs`], {
-    env: { PORT: String(up) },
-    ready: /.*/,
-    timeoutMs: 2000,
-  }).catch(() => null);
+  // The harness's mock upstream prints nothing: it is ready once its port answers.
+  const mock = spawn(process.execPath, [`${SHARED}/bench/overhead/mock-upstream.mjs`], {
+    env: { ...process.env, PORT: String(up) },
+    stdio: 'ignore',
+  });
   await new Promise((r) => setTimeout(r, 500));
   const data = mkdtempSync(join(os.tmpdir(), 'tally-soak-'));
   const tally = await startProcess([TALLY_BIN, 'start', '--port', String(port)], {
@@ -65,7 +66,7 @@ export async function soak(seconds = Number(process.env.SOAK_SECONDS ?? 600)) {
   clearInterval(sampler);
   await pool.close();
   await stop(tally.child);
-  if (mock) await stop(mock.child);
+  await stop(mock);
   rmSync(data, { recursive: true, force: true });
   return { seconds, requests: done, errors, samples };
 }
