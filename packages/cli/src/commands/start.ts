@@ -102,7 +102,7 @@ export async function startServer(
 export function registerStart(program: Command): void {
   program
     .command('start')
-    .description('run the Tally server (API, ingest) on the embedded store')
+    .description('run the Tally server (gateway, ingest and API) on the embedded store')
     .option('-p, --port <port>', 'port to listen on (default 4000)')
     .option('--host <host>', 'address to bind (default 127.0.0.1)')
     .action(async (opts: ListenFlags) => {
