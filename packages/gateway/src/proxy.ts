@@ -179,7 +179,7 @@ export class Gateway {
         message: `This key may not use model ${model}. Allowed: ${key.models.join(', ')}.`,
       });
     }
-    let attempts = this.plan(model, endpoint);
+    let attempts = this.plan(model, endpoint, key.tenant);
     if (attempts.length === 0) return sendError(res, wire, noRoute(model));
     const attribution = attribute(key, req.headers);
 
@@ -212,7 +212,7 @@ export class Gateway {
       );
       if (!admission.ok) return sendError(res, wire, admission.error);
       hold = admission.hold;
-      const cheaper = admission.downgradeTo ? this.plan(admission.downgradeTo, endpoint) : [];
+      const cheaper = admission.downgradeTo ? this.plan(admission.downgradeTo, endpoint, key.tenant) : [];
       if (cheaper.length > 0) {
         attempts = cheaper;
         acc.headers['x-tally-downgraded'] = `${model} -> ${admission.downgradeTo}`;
@@ -230,9 +230,9 @@ export class Gateway {
 
   /** Where the call may go, in order, without upstreams whose breaker is open (unless every one
    * is: then they are all tried, rather than failing without trying). */
-  private plan(model: string, endpoint: Endpoint): Attempt[] {
+  private plan(model: string, endpoint: Endpoint, tenant: string): Attempt[] {
     const all = this.router
-      .plan(model, endpoint)
+      .plan(model, endpoint, tenant)
       .filter(
         (a) =>
           servesNatively(a.provider, endpoint) || (endpoint === 'chat' && a.provider.kind === 'anthropic'),

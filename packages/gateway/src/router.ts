@@ -17,19 +17,32 @@ export interface Attempt {
  * takes the rest.
  */
 export class Router {
+  /** Providers from config serve every tenant; those added through the API serve their tenant. */
   private readonly providers = new Map<string, ProviderConfig>();
+  private readonly byTenant = new Map<string, Map<string, ProviderConfig>>();
   private readonly routes = new Map<string, RouteConfig>();
 
   constructor(
     config: GatewayConfig,
     private readonly random: () => number = Math.random,
   ) {
-    for (const p of config.providers) this.providers.set(p.id, p);
+    for (const p of config.providers) {
+      if (p.tenant === undefined) {
+        this.providers.set(p.id, p);
+        continue;
+      }
+      let m = this.byTenant.get(p.tenant);
+      if (!m) {
+        m = new Map();
+        this.byTenant.set(p.tenant, m);
+      }
+      m.set(p.id, p);
+    }
     for (const r of config.routes) this.routes.set(r.model, r);
   }
 
-  provider(id: string): ProviderConfig | undefined {
-    return this.providers.get(id);
+  provider(id: string, tenant?: string): ProviderConfig | undefined {
+    return (tenant === undefined ? undefined : this.byTenant.get(tenant)?.get(id)) ?? this.providers.get(id);
   }
 
   get providerList(): ProviderConfig[] {
@@ -40,25 +53,25 @@ export class Router {
     return [...this.routes.keys()];
   }
 
-  plan(model: string, endpoint: Endpoint): Attempt[] {
+  plan(model: string, endpoint: Endpoint, tenant?: string): Attempt[] {
     const route = this.routes.get(model);
-    if (route) return this.fromRoute(route, model);
+    if (route) return this.fromRoute(route, model, tenant);
     const slash = model.indexOf('/');
     if (slash > 0) {
-      const p = this.providers.get(model.slice(0, slash));
+      const p = this.provider(model.slice(0, slash), tenant);
       if (p) return [{ provider: p, model: model.slice(slash + 1), tier: 'primary' }];
     }
-    const p = this.inferProvider(model, endpoint);
+    const p = this.inferProvider(model, endpoint, tenant);
     return p ? [{ provider: p, model, tier: 'primary' }] : [];
   }
 
-  private fromRoute(route: RouteConfig, model: string): Attempt[] {
+  private fromRoute(route: RouteConfig, model: string, tenant: string | undefined): Attempt[] {
     const out: Attempt[] = [];
-    const targets = route.targets.filter((t) => this.providers.has(t.provider));
+    const targets = route.targets.filter((t) => this.provider(t.provider, tenant) !== undefined);
     const first = this.pickWeighted(targets);
     const ordered = first ? [first, ...targets.filter((t) => t !== first)] : [];
     const push = (t: Target, tier: Attempt['tier']) => {
-      const p = this.providers.get(t.provider);
+      const p = this.provider(t.provider, tenant);
       if (p) out.push({ provider: p, model: t.model ?? model, tier });
     };
     for (const t of ordered) push(t, 'primary');
@@ -77,8 +90,13 @@ export class Router {
     return targets[targets.length - 1];
   }
 
-  private inferProvider(model: string, endpoint: Endpoint): ProviderConfig | undefined {
-    const list = this.providerList;
+  private inferProvider(
+    model: string,
+    endpoint: Endpoint,
+    tenant: string | undefined,
+  ): ProviderConfig | undefined {
+    const own = tenant === undefined ? [] : [...(this.byTenant.get(tenant)?.values() ?? [])];
+    const list = [...this.providerList, ...own];
     if (endpoint === 'messages' || /^claude/i.test(model)) {
       const anthropic = list.find((p) => p.kind === 'anthropic');
       if (anthropic) return anthropic;

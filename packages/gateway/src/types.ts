@@ -7,6 +7,8 @@ export type ProviderKind = 'openai' | 'azure' | 'anthropic' | 'openai-compatible
 export interface ProviderConfig {
   /** How routes and the `provider/model` prefix name it: openai, azure-eu, anthropic, gemini... */
   id: string;
+  /** Set for a provider added through the API: it serves that tenant only. */
+  tenant?: string | undefined;
   kind: ProviderKind;
   /** https://api.openai.com/v1, https://NAME.openai.azure.com, https://api.anthropic.com, ... */
   base_url: string;

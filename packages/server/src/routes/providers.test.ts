@@ -1,6 +1,7 @@
 import { MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hashKey } from '../auth.js';
 import { type TestApp, testApp } from '../testing/test-app.js';
 
 describe.skipIf(SKIP_WITHOUT_RECORDINGS)('providers added through the API', () => {
@@ -54,6 +55,35 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('providers added through the API', () =
     await res.body.dump();
     expect(mock.received.at(-1)!.headers.authorization).toBe('Bearer sk-secret-123');
     expect(mock.received.at(-1)!.body['model']).toBe('gpt-4o');
+
+    // Another tenant's key cannot reach it.
+    const other = 'tk-other-tenant-key-0123456789';
+    await t.store.createKey({
+      tenant: 'other',
+      id: 'k-other',
+      hash: hashKey(other),
+      prefix: 'tk-other',
+      role: 'virtual',
+      project: null,
+      team: null,
+      user: null,
+      models: [],
+      rpm: null,
+      tpm: null,
+      budget_id: null,
+      created_at: Date.now(),
+      expires_at: null,
+      revoked_at: null,
+    });
+    const before = mock.received.length;
+    const denied = await request(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${other}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'vllm/gpt-4o', messages: [{ role: 'user', content: 'Hello' }] }),
+    });
+    expect(denied.statusCode).toBe(404);
+    await denied.body.dump();
+    expect(mock.received.length).toBe(before);
 
     const listed = await t.app.inject({ url: '/v1/providers', headers: t.auth });
     expect(listed.body).not.toContain('sk-secret-123');

@@ -9,7 +9,12 @@ import type { SecretBox } from '../secrets.js';
 /** Stored providers, decrypted, as the gateway takes them. */
 export function toProviderConfig(rec: ProviderRecord, box: SecretBox): ProviderConfig {
   const s = rec.settings;
-  const p: ProviderConfig = { id: rec.id, kind: rec.kind as ProviderConfig['kind'], base_url: rec.base_url };
+  const p: ProviderConfig = {
+    id: rec.id,
+    tenant: rec.tenant,
+    kind: rec.kind as ProviderConfig['kind'],
+    base_url: rec.base_url,
+  };
   if (rec.secret_enc) p.api_key = box.decrypt(rec.secret_enc);
   if (typeof s['api_version'] === 'string') p.api_version = s['api_version'];
   if (isObject(s['deployments'])) p.deployments = s['deployments'] as Record<string, string>;
