@@ -81,7 +81,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
     metrics,
     state,
     budgets: new BudgetCache(store, () => clock.now()),
-    alerts: new AlertService(app.log, config.gateway.alert_webhook_url),
+    alerts: new AlertService(store, app.log, config.gateway.alert_webhook_url),
     secrets: new SecretBox(opts.secretKey),
   };
   app.setErrorHandler(errorHandler);

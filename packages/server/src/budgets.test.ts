@@ -1,5 +1,6 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createDuckDbStore } from '@tally/store';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { AlertService } from './budgets.js';
@@ -35,12 +36,18 @@ describe('AlertService', () => {
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
-    const alerts = new AlertService(pino({ level: 'silent' }), url, 5);
+    const store = await createDuckDbStore({ path: ':memory:' });
+    await store.migrate();
+    const alerts = new AlertService(store, pino({ level: 'silent' }), url, 5);
     alerts.emit(alert);
     await alerts.drain();
     server.close();
     expect(calls).toBe(3);
     expect(bodies[2]).toEqual({ type: 'budget.threshold', ...alert });
-    expect(alerts.recent).toEqual([alert]);
+    const stored = await store.listAlerts('t', 10);
+    expect(stored).toEqual([
+      expect.objectContaining({ kind: 'budget.threshold', subject: 'b1', payload: alert }),
+    ]);
+    await store.close();
   });
 });

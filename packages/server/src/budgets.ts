@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { BudgetAlert, BudgetRule } from '@tally/gateway';
 import type { BudgetRecord, Store } from '@tally/store';
 import type { FastifyBaseLogger } from 'fastify';
@@ -53,27 +54,41 @@ export function toRule(b: BudgetRecord): BudgetRule {
 }
 
 /**
- * Budget alerts: kept (the newest 1,000) for GET /v1/alerts, logged, and POSTed to the configured
+ * Budget alerts: stored (GET /v1/alerts reads them back), logged, and POSTed to the configured
  * webhook, retried with backoff (1 s doubling, 6 tries) until it answers 2xx.
  */
 export class AlertService {
-  readonly recent: BudgetAlert[] = [];
   private readonly inflight = new Set<Promise<void>>();
 
   constructor(
+    private readonly store: Store,
     private readonly log: FastifyBaseLogger,
     private readonly webhookUrl: string | undefined,
     private readonly baseDelayMs = 1000,
   ) {}
 
   emit(alert: BudgetAlert): void {
-    this.recent.push(alert);
-    if (this.recent.length > 1000) this.recent.shift();
     this.log.warn({ alert }, 'budget threshold crossed');
-    if (this.webhookUrl) {
-      const p = this.deliver(this.webhookUrl, alert).finally(() => this.inflight.delete(p));
-      this.inflight.add(p);
-    }
+    const record = {
+      tenant: alert.tenant,
+      id: `alert_${randomUUID()}`,
+      time: Date.parse(alert.time),
+      kind: 'budget.threshold',
+      subject: alert.budgetId,
+      payload: { ...alert },
+    };
+    this.track(
+      this.store.addAlert(record).then(
+        () => undefined,
+        (err: unknown) => this.log.error({ err, alert }, 'could not store a budget alert'),
+      ),
+    );
+    if (this.webhookUrl) this.track(this.deliver(this.webhookUrl, alert));
+  }
+
+  private track(p: Promise<void>): void {
+    const tracked = p.finally(() => this.inflight.delete(tracked));
+    this.inflight.add(tracked);
   }
 
   private async deliver(url: string, alert: BudgetAlert): Promise<void> {

@@ -208,8 +208,27 @@ const providers: Migration = {
   ],
 };
 
+/** v3: alerts (budget thresholds crossed, later anomalies), kept for finance to read back. */
+const alerts: Migration = {
+  version: 3,
+  name: 'alerts',
+  statements: (d) => [
+    {
+      sql: `CREATE TABLE alerts (
+  tenant ${d.key} NOT NULL,
+  id ${d.key} NOT NULL,
+  time TIMESTAMPTZ NOT NULL,
+  kind VARCHAR NOT NULL,
+  subject VARCHAR,
+  payload ${d.json} NOT NULL,
+  PRIMARY KEY (tenant, id)
+)`,
+    },
+  ],
+};
+
 /** Append only: a released migration is never edited, a change is a new version. */
-export const MIGRATIONS: readonly Migration[] = [initial, providers];
+export const MIGRATIONS: readonly Migration[] = [initial, providers, alerts];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
 

@@ -150,6 +150,17 @@ export interface ProviderRecord {
   created_at: number;
 }
 
+export interface AlertRecord {
+  tenant: string;
+  id: string;
+  time: number;
+  /** e.g. budget.threshold */
+  kind: string;
+  /** What it is about, e.g. the budget id. */
+  subject: string | null;
+  payload: Record<string, unknown>;
+}
+
 export interface StoreInfo {
   kind: 'duckdb' | 'postgres';
   schemaVersion: number;
@@ -209,4 +220,9 @@ export interface Store {
   /** Every tenant's providers (the gateway serves them all). */
   listProviders(): Promise<ProviderRecord[]>;
   deleteProvider(tenant: string, id: string): Promise<boolean>;
+
+  /** Idempotent by (tenant, id). */
+  addAlert(alert: AlertRecord): Promise<WriteResult>;
+  /** Newest first. */
+  listAlerts(tenant: string, limit: number): Promise<AlertRecord[]>;
 }

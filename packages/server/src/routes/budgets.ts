@@ -134,6 +134,14 @@ export const budgetRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => 
 
   app.get('/v1/alerts', async (request) => {
     const principal = await ctx.auth.authenticate(request, ['admin', 'finance']);
-    return { data: ctx.alerts.recent.filter((a) => a.tenant === principal.tenant) };
+    const limit = Number((request.query as Record<string, unknown>)['limit'] ?? 100);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
+      throw new TallyError('invalid_query', 'limit must be an integer from 1 to 1000.');
+    }
+    await ctx.alerts.drain();
+    const rows = await ctx.store.listAlerts(principal.tenant, limit);
+    return {
+      data: rows.map((a) => ({ id: a.id, kind: a.kind, time: new Date(a.time).toISOString(), ...a.payload })),
+    };
   });
 };

@@ -146,4 +146,23 @@ export function registryCases(ctx: ContractContext): void {
     expect(await ctx.store.deleteProvider(tenant, 'local')).toBe(false);
     expect((await ctx.store.listProviders()).filter((x) => x.tenant === tenant)).toHaveLength(1);
   });
+
+  it('adds alerts idempotently by id and lists them newest first', async () => {
+    const tenant = newTenant();
+    const a = {
+      tenant,
+      id: 'a1',
+      time: T0,
+      kind: 'budget.threshold',
+      subject: 'b1',
+      payload: { threshold: 0.5, spentUsd: '50' },
+    };
+    const b = { ...a, id: 'a2', time: T0 + DAY, subject: null, payload: {} };
+    expect(await ctx.store.addAlert(a)).toEqual({ inserted: 1, duplicates: 0 });
+    expect(await ctx.store.addAlert(a)).toEqual({ inserted: 0, duplicates: 1 });
+    await ctx.store.addAlert(b);
+    expect(await ctx.store.listAlerts(tenant, 10)).toEqual([b, a]);
+    expect(await ctx.store.listAlerts(tenant, 1)).toEqual([b]);
+    expect(await ctx.store.listAlerts(newTenant(), 10)).toEqual([]);
+  });
 }

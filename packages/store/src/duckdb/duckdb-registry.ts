@@ -1,6 +1,7 @@
 import type { DuckDBConnection } from '@duckdb/node-api';
 import type { BudgetAction, BudgetPeriod, BudgetScope, LedgerCategory, Stage } from '@tally/core';
 import type {
+  AlertRecord,
   BudgetRecord,
   KeyRecord,
   LedgerEntry,
@@ -259,4 +260,35 @@ export async function listProviders(conn: DuckDBConnection): Promise<ProviderRec
 
 export async function deleteProvider(conn: DuckDBConnection, tenant: string, id: string): Promise<boolean> {
   return (await execute(conn, 'DELETE FROM providers WHERE tenant = $1 AND id = $2', [tenant, id])) > 0;
+}
+
+export async function addAlert(conn: DuckDBConnection, a: AlertRecord): Promise<WriteResult> {
+  const n = await execute(
+    conn,
+    `INSERT INTO alerts (tenant, id, time, kind, subject, payload) VALUES ($1, $2, $3, $4, $5, $6)
+     ON CONFLICT (tenant, id) DO NOTHING`,
+    [a.tenant, a.id, ts(a.time), a.kind, a.subject, JSON.stringify(a.payload)],
+  );
+  return { inserted: n, duplicates: 1 - n };
+}
+
+export async function listAlerts(
+  conn: DuckDBConnection,
+  tenant: string,
+  limit: number,
+): Promise<AlertRecord[]> {
+  const rows = await queryRows(
+    conn,
+    `SELECT tenant, id, epoch_ms(time) AS time, kind, subject, payload FROM alerts
+     WHERE tenant = $1 ORDER BY time DESC, id DESC LIMIT ${Math.max(1, Math.min(1000, Math.floor(limit)))}`,
+    [tenant],
+  );
+  return rows.map((r) => ({
+    tenant: str(r, 'tenant'),
+    id: str(r, 'id'),
+    time: num(r, 'time'),
+    kind: str(r, 'kind'),
+    subject: strOrNull(r, 'subject'),
+    payload: json<Record<string, unknown>>(r, 'payload'),
+  }));
 }

@@ -3,6 +3,7 @@ import type { CallRecord, TaskEventRecord } from '@tally/core';
 import { applyMigrations, type MigrationDriver } from '../migrate.js';
 import { DUCKDB_DIALECT } from '../schema.js';
 import type {
+  AlertRecord,
   BudgetRecord,
   CallQuery,
   IngestBatch,
@@ -175,6 +176,14 @@ class DuckDbStore implements Store {
 
   deleteProvider(tenant: string, id: string): Promise<boolean> {
     return this.db.write((c) => registry.deleteProvider(c, tenant, id));
+  }
+
+  addAlert(alert: AlertRecord): Promise<WriteResult> {
+    return this.db.write((c) => registry.addAlert(c, alert));
+  }
+
+  listAlerts(tenant: string, limit: number): Promise<AlertRecord[]> {
+    return this.db.read((c) => registry.listAlerts(c, tenant, limit));
   }
 
   createKey(key: KeyRecord): Promise<void> {
