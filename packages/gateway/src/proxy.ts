@@ -5,7 +5,7 @@ import { attribute } from './attribution.js';
 import { Breakers } from './breaker.js';
 import { type Hold, reserveBudgets, settleBudgets } from './budget-guard.js';
 import { type AttemptContext, type AttemptOutcome, type Attribution, meterAttempt } from './meter.js';
-import { maxOutputTokens, rateLimited } from './policy.js';
+import { maxOutputTokens, rateLimited, rateLimitHeaders } from './policy.js';
 import {
   ENDPOINT_API,
   type Endpoint,
@@ -189,6 +189,7 @@ export class Gateway {
     const limited = key.rpm !== null || key.tpm !== null;
     const maxOut = maxOutputTokens(body, this.deps.config.default_max_output ?? 4096);
     const promptTokens = limited || rules.length > 0 ? await estimatePromptTokens(body) : 0;
+    const acc: Accumulated = { spentNano: 0n, tokens: 0, headers: {} };
     if (limited) {
       const rl = await this.deps.state.rateLimit({
         key: key.id,
@@ -198,8 +199,9 @@ export class Gateway {
         now: time,
       });
       if (!rl.ok) return sendError(res, wire, rateLimited(rl, key));
+      // Like OpenAI, every answer says where the key stands; these replace the upstream's own.
+      Object.assign(acc.headers, rateLimitHeaders(rl));
     }
-    const acc: Accumulated = { spentNano: 0n, tokens: 0, headers: {} };
     let hold: Hold | null = null;
     if (rules.length > 0) {
       const first = attempts[0]!;

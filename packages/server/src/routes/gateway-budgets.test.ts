@@ -108,7 +108,11 @@ describe.each(states)('budgets and rate limits (%s state)', (_name, makeState) =
 
   it('limits requests per minute with Retry-After and x-ratelimit headers', async () => {
     const { key } = await newKey({ project: 'rl', rpm: 2 });
-    expect((await message(key)).statusCode).toBe(200);
+    const first = await message(key);
+    expect(first.statusCode).toBe(200);
+    expect(first.headers['x-ratelimit-limit-requests']).toBe('2');
+    expect(first.headers['x-ratelimit-remaining-requests']).toBe('1');
+    await first.body.dump();
     expect((await message(key)).statusCode).toBe(200);
     const limited = await message(key);
     expect(limited.statusCode).toBe(429);
