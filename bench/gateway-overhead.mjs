@@ -2,11 +2,11 @@
 // upstream, a bare Node pass-through proxy, Portkey's open-source gateway, and Tally with a virtual
 // key (auth, metering into DuckDB, budget and rate limits on). JSON rounds, then streaming rounds.
 import { execFileSync, spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { benchKey, freePort, rssMb, SHARED, startProcess, stop, TALLY_BIN } from './lib.mjs';
+import { freePort, rssMb, SHARED, startGatewayUnderTest } from './lib.mjs';
 
 const HARNESS = `${SHARED}/bench/overhead`;
 const ADMIN = 'tk-admin-overhead-0123456789';
@@ -53,21 +53,11 @@ export async function gatewayOverhead({ rounds = 3, count = 3000 } = {}) {
   if (!existsSync(HARNESS)) throw new Error(`no harness at ${HARNESS}`);
   const dir = prepareHarness();
   const up = await freePort();
-  const port = await freePort();
-  const data = mkdtempSync(join(os.tmpdir(), 'tally-gw-'));
-  const tally = await startProcess([TALLY_BIN, 'start', '--port', String(port)], {
-    env: {
-      TALLY_DATA_DIR: data,
-      TALLY_ADMIN_KEY: ADMIN,
-      TALLY_LOG_LEVEL: 'warn',
-      OPENAI_BASE_URL: `http://127.0.0.1:${up}/v1`,
-      OPENAI_API_KEY: 'sk-bench',
-    },
-  });
-  const key = await benchKey(`http://127.0.0.1:${port}`, ADMIN, 'bench');
+  const gw = await startGatewayUnderTest(up, ADMIN, 'bench');
+  const { port, key } = gw;
   let peakRss = 0;
   const sampler = setInterval(() => {
-    peakRss = Math.max(peakRss, rssMb(tally.child.pid));
+    peakRss = Math.max(peakRss, rssMb(gw.pid));
   }, 100);
   const env = {
     UP_PORT: String(up),
@@ -83,8 +73,7 @@ export async function gatewayOverhead({ rounds = 3, count = 3000 } = {}) {
   const calls = await (
     await fetch(`http://127.0.0.1:${port}/v1/spend`, { headers: { authorization: `Bearer ${ADMIN}` } })
   ).json();
-  await stop(tally.child);
-  rmSync(data, { recursive: true, force: true });
+  await gw.stop();
   return { json, streaming, peakRssMb: Math.round(peakRss), metered: calls.rows?.[0]?.calls ?? 0 };
 }
 

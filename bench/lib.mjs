@@ -142,3 +142,31 @@ export async function benchKey(baseUrl, adminKey, project) {
   if (!key) throw new Error(`could not make a virtual key: ${res.status}`);
   return key;
 }
+
+/** Tally on a fresh data dir, proxying to an OpenAI-compatible upstream on `upPort`, with a
+ * virtual key made for the benchmark. */
+export async function startGatewayUnderTest(upPort, adminKey, project) {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const port = await freePort();
+  const data = mkdtempSync(join(os.tmpdir(), 'tally-gw-'));
+  const tally = await startProcess([TALLY_BIN, 'start', '--port', String(port)], {
+    env: {
+      TALLY_DATA_DIR: data,
+      TALLY_ADMIN_KEY: adminKey,
+      TALLY_LOG_LEVEL: 'warn',
+      OPENAI_BASE_URL: `http://127.0.0.1:${upPort}/v1`,
+      OPENAI_API_KEY: 'sk-bench',
+    },
+  });
+  const key = await benchKey(`http://127.0.0.1:${port}`, adminKey, project);
+  return {
+    port,
+    key,
+    pid: tally.child.pid,
+    async stop() {
+      await stop(tally.child);
+      rmSync(data, { recursive: true, force: true });
+    },
+  };
+}

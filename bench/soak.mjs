@@ -1,35 +1,22 @@
 // Gateway soak: SOAK_SECONDS (default 600) of chat calls at concurrency 16 through Tally (a key
 // with a budget and limits), RSS sampled every 10 s. The DESIGN target: RSS flat over 10 minutes.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
-import { benchKey, freePort, rssMb, SHARED, startProcess, stop, TALLY_BIN } from './lib.mjs';
+import { freePort, rssMb, SHARED, startGatewayUnderTest, stop } from './lib.mjs';
 
 const ADMIN = 'tk-admin-soak-0123456789abcdef';
 
 export async function soak(seconds = Number(process.env.SOAK_SECONDS ?? 600)) {
   const up = await freePort();
-  const port = await freePort();
   // The harness's mock upstream prints nothing: it is ready once its port answers.
   const mock = spawn(process.execPath, [`${SHARED}/bench/overhead/mock-upstream.mjs`], {
     env: { ...process.env, PORT: String(up) },
     stdio: 'ignore',
   });
   await new Promise((r) => setTimeout(r, 500));
-  const data = mkdtempSync(join(os.tmpdir(), 'tally-soak-'));
-  const tally = await startProcess([TALLY_BIN, 'start', '--port', String(port)], {
-    env: {
-      TALLY_DATA_DIR: data,
-      TALLY_ADMIN_KEY: ADMIN,
-      TALLY_LOG_LEVEL: 'warn',
-      OPENAI_BASE_URL: `http://127.0.0.1:${up}/v1`,
-      OPENAI_API_KEY: 'sk',
-    },
-  });
-  const key = await benchKey(`http://127.0.0.1:${port}`, ADMIN, 'soak');
+  const gw = await startGatewayUnderTest(up, ADMIN, 'soak');
+  const { port, key } = gw;
   const pool = new Pool(`http://127.0.0.1:${port}`, { connections: 16 });
   const body = JSON.stringify({
     model: 'gpt-4o',
@@ -43,7 +30,7 @@ export async function soak(seconds = Number(process.env.SOAK_SECONDS ?? 600)) {
     () =>
       samples.push({
         t: Math.round((seconds * 1000 - (end - Date.now())) / 1000),
-        rss: rssMb(tally.child.pid),
+        rss: rssMb(gw.pid),
         done,
       }),
     10_000,
@@ -65,9 +52,8 @@ export async function soak(seconds = Number(process.env.SOAK_SECONDS ?? 600)) {
   );
   clearInterval(sampler);
   await pool.close();
-  await stop(tally.child);
+  await gw.stop();
   await stop(mock);
-  rmSync(data, { recursive: true, force: true });
   return { seconds, requests: done, errors, samples };
 }
 
