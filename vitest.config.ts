@@ -12,6 +12,8 @@ export default defineConfig({
         new URL('./packages/gateway/src/testing/index.ts', import.meta.url),
       ),
       '@tally/gateway': src('gateway'),
+      '@tally/server/config': fileURLToPath(new URL('./packages/server/src/config.ts', import.meta.url)),
+      '@tally/server/replica': fileURLToPath(new URL('./packages/server/src/replica.ts', import.meta.url)),
       '@tally/server': src('server'),
       '@tally/sdk': src('sdk'),
     },

@@ -49,15 +49,19 @@ function runHarness(dir, env) {
   });
 }
 
-export async function gatewayOverhead({ rounds = 3, count = 3000 } = {}) {
+/** `replica`: the traffic goes to a `tally gateway` process that meters into a `tally start`
+ * server; peakRssMb is then the replica's and serverPeakRssMb the server's. */
+export async function gatewayOverhead({ rounds = 3, count = 3000, replica = false } = {}) {
   if (!existsSync(HARNESS)) throw new Error(`no harness at ${HARNESS}`);
   const dir = prepareHarness();
   const up = await freePort();
-  const gw = await startGatewayUnderTest(up, ADMIN, 'bench');
+  const gw = await startGatewayUnderTest(up, ADMIN, 'bench', { replica });
   const { port, key } = gw;
   let peakRss = 0;
+  let serverPeakRss = 0;
   const sampler = setInterval(() => {
     peakRss = Math.max(peakRss, rssMb(gw.pid));
+    serverPeakRss = Math.max(serverPeakRss, rssMb(gw.serverPid));
   }, 100);
   const env = {
     UP_PORT: String(up),
@@ -71,18 +75,28 @@ export async function gatewayOverhead({ rounds = 3, count = 3000 } = {}) {
   clearInterval(sampler);
   await new Promise((r) => setTimeout(r, 1000)); // the metering sink flushes every 500 ms
   const calls = await (
-    await fetch(`http://127.0.0.1:${port}/v1/spend`, { headers: { authorization: `Bearer ${ADMIN}` } })
+    await fetch(`http://127.0.0.1:${gw.serverPort}/v1/spend`, {
+      headers: { authorization: `Bearer ${ADMIN}` },
+    })
   ).json();
   await gw.stop();
-  return { json, streaming, peakRssMb: Math.round(peakRss), metered: calls.rows?.[0]?.calls ?? 0 };
+  return {
+    json,
+    streaming,
+    replica,
+    peakRssMb: Math.round(peakRss),
+    serverPeakRssMb: Math.round(serverPeakRss),
+    metered: calls.rows?.[0]?.calls ?? 0,
+  };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const r = await gatewayOverhead({
     rounds: Number(process.env.ROUNDS ?? 3),
     count: Number(process.env.COUNT ?? 3000),
+    replica: process.env.REPLICA === '1',
   });
   console.log(r.json.table);
   console.log(r.streaming.table);
-  console.log({ peakRssMb: r.peakRssMb, metered: r.metered });
+  console.log({ peakRssMb: r.peakRssMb, serverPeakRssMb: r.serverPeakRssMb, metered: r.metered });
 }

@@ -144,27 +144,40 @@ export async function benchKey(baseUrl, adminKey, project) {
 }
 
 /** Tally on a fresh data dir, proxying to an OpenAI-compatible upstream on `upPort`, with a
- * virtual key made for the benchmark. */
-export async function startGatewayUnderTest(upPort, adminKey, project) {
+ * virtual key made for the benchmark. With `replica`, a `tally gateway` process in front of that
+ * server takes the traffic: `port` and `pid` are then the replica's, `serverPort` and `serverPid`
+ * the server's. */
+export async function startGatewayUnderTest(upPort, adminKey, project, { replica = false } = {}) {
   const { mkdtempSync, rmSync } = await import('node:fs');
   const { join } = await import('node:path');
   const port = await freePort();
   const data = mkdtempSync(join(os.tmpdir(), 'tally-gw-'));
-  const tally = await startProcess([TALLY_BIN, 'start', '--port', String(port)], {
-    env: {
-      TALLY_DATA_DIR: data,
-      TALLY_ADMIN_KEY: adminKey,
-      TALLY_LOG_LEVEL: 'warn',
-      OPENAI_BASE_URL: `http://127.0.0.1:${upPort}/v1`,
-      OPENAI_API_KEY: 'sk-bench',
-    },
-  });
+  const env = {
+    TALLY_DATA_DIR: data,
+    TALLY_ADMIN_KEY: adminKey,
+    TALLY_LOG_LEVEL: 'warn',
+    OPENAI_BASE_URL: `http://127.0.0.1:${upPort}/v1`,
+    OPENAI_API_KEY: 'sk-bench',
+  };
+  const tally = await startProcess([TALLY_BIN, 'start', '--port', String(port)], { env });
   const key = await benchKey(`http://127.0.0.1:${port}`, adminKey, project);
+  let gw = null;
+  let gwPort = port;
+  if (replica) {
+    gwPort = await freePort();
+    gw = await startProcess(
+      [TALLY_BIN, 'gateway', '--server', `http://127.0.0.1:${port}`, '--port', String(gwPort)],
+      { env },
+    );
+  }
   return {
-    port,
+    port: gwPort,
+    serverPort: port,
     key,
-    pid: tally.child.pid,
+    pid: (gw ?? tally).child.pid,
+    serverPid: tally.child.pid,
     async stop() {
+      if (gw) await stop(gw.child);
       await stop(tally.child);
       rmSync(data, { recursive: true, force: true });
     },

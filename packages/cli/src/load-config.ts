@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { TallyError } from '@tally/core';
-import { configSchema, type TallyConfig } from '@tally/server';
+import { configSchema, type TallyConfig } from '@tally/server/config';
 import { parse as parseYaml } from 'yaml';
 
 const FILES = ['tally.config.json', 'tally.config.yaml', 'tally.config.yml'];
@@ -37,6 +37,12 @@ const ENV: Record<string, (cfg: Record<string, unknown>, v: string) => void> = {
   },
   TALLY_STORE_MEMORY_LIMIT: (c, v) => {
     c['store'] = { ...(c['store'] as object | undefined), memory_limit: v };
+  },
+  TALLY_SERVER_URL: (c, v) => {
+    c['gateway'] = { ...(c['gateway'] as object | undefined), server_url: v };
+  },
+  TALLY_STATE_URL: (c, v) => {
+    c['gateway'] = { ...(c['gateway'] as object | undefined), state: { kind: 'redis', url: v } };
   },
 };
 
@@ -115,7 +121,10 @@ export function loadConfig(opts: LoadConfigOptions): TallyConfig & { source: str
     const v = opts.env[name];
     if (v !== undefined && v !== '') apply(raw, v);
   }
-  Object.assign(raw, opts.overrides ?? {});
+  const { gateway: gatewayOverrides, ...overrides } = opts.overrides ?? {};
+  Object.assign(raw, overrides);
+  if (gatewayOverrides)
+    raw['gateway'] = { ...(raw['gateway'] as object | undefined), ...(gatewayOverrides as object) };
   addProvidersFromEnv(raw, opts.env);
   const result = configSchema.safeParse(raw);
   if (!result.success) {

@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { registerDemo } from './commands/demo.js';
+import { registerGateway } from './commands/gateway.js';
 import { registerKeys } from './commands/keys.js';
 import { registerPrice } from './commands/price.js';
 import { registerPrices } from './commands/prices.js';
@@ -16,6 +17,7 @@ export async function main(argv: string[]): Promise<number> {
     .showHelpAfterError();
   registerStart(program);
   registerDemo(program);
+  registerGateway(program);
   registerKeys(program);
   registerPrice(program);
   registerPrices(program);

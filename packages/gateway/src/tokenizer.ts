@@ -1,10 +1,22 @@
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { BpeCounter } from './bpe.js';
+
 type Counter = (text: string) => number;
 
 let loading: Promise<Counter> | null = null;
 
-/** The o200k tables take tens of megabytes: they load on first use, not at start. */
+/** OpenAI's o200k ranks (shipped as a .tiktoken file by gpt-tokenizer) and its split pattern,
+ * loaded on first use into a compact counter. */
 function counter(): Promise<Counter> {
-  loading ??= import('gpt-tokenizer/encoding/o200k_base').then((m) => m.countTokens as Counter);
+  loading ??= (async () => {
+    const [{ O200K_TOKEN_SPLIT_REGEX }, text] = await Promise.all([
+      import('gpt-tokenizer/encodingParams/constants'),
+      readFile(fileURLToPath(import.meta.resolve('gpt-tokenizer/data/o200k_base.tiktoken'))),
+    ]);
+    const bpe = BpeCounter.fromTiktoken(text, O200K_TOKEN_SPLIT_REGEX);
+    return (t: string) => bpe.count(t);
+  })();
   return loading;
 }
 
@@ -37,8 +49,9 @@ function textOf(content: unknown, out: string[]): void {
   }
 }
 
-/** The prompt text of a chat, responses, embeddings or messages request, for estimates. */
-export function promptText(body: Obj): string {
+/** The prompt's texts (system, instructions, messages, input, tools) of a chat, responses,
+ * embeddings or messages request, for estimates. */
+export function promptTexts(body: Obj): string[] {
   const out: string[] = [];
   textOf(body['system'], out);
   textOf(body['instructions'], out);
@@ -46,11 +59,18 @@ export function promptText(body: Obj): string {
   if (Array.isArray(messages)) for (const m of messages as Obj[]) textOf(m?.['content'], out);
   textOf(body['input'], out);
   if (body['tools'] !== undefined) out.push(JSON.stringify(body['tools']));
-  return out.join('\n');
+  return out;
 }
 
-/** Per-message framing tokens in chat formats, a small fixed allowance. */
+export function promptText(body: Obj): string {
+  return promptTexts(body).join('\n');
+}
+
+/** Each text counted on its own, plus chat framing as OpenAI counts it: 3 tokens a message and
+ * 1 for its role, and 3 that prime the answer (exact for plain gpt-4o prompts). */
 export async function estimatePromptTokens(body: Obj): Promise<number> {
   const messages = Array.isArray(body['messages']) ? (body['messages'] as unknown[]).length : 0;
-  return (await countTokens(promptText(body))) + 3 * messages + 3;
+  let n = 0;
+  for (const t of promptTexts(body)) n += await countTokens(t);
+  return n + 4 * messages + 3;
 }

@@ -23,6 +23,7 @@ import { healthRoutes } from './routes/health.js';
 import { keyRoutes } from './routes/keys.js';
 import { providerRoutes, toProviderConfig } from './routes/providers.js';
 import { queryRoutes } from './routes/queries.js';
+import { replicaControlRoutes } from './routes/replica-control.js';
 import { SecretBox } from './secrets.js';
 
 export interface BuildAppOptions {
@@ -96,6 +97,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
   await app.register(queryRoutes, ctx);
   await app.register(keyRoutes, ctx);
   await app.register(budgetRoutes, ctx);
+  await app.register(replicaControlRoutes, ctx);
 
   const sink = new BatchingSink({
     write: async (calls) => {

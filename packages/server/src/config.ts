@@ -72,6 +72,12 @@ export const gatewaySchema = z
       .int()
       .min(1024)
       .default(32 * 1024 * 1024),
+    /** The Tally server that a gateway replica (`tally gateway`) reads keys, budgets and providers
+     * from, and meters into. */
+    server_url: z.url().optional(),
+    /** How long a replica trusts what it read from the server: a revoked key or a changed budget
+     * takes effect on the replica within this time. */
+    replica_cache_ms: z.number().int().min(0).default(5000),
   })
   .strict();
 

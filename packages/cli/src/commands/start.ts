@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type Pricer, systemClock } from '@tally/core';
-import { buildApp, generateKey, hashKey, SecretBox, type TallyConfig } from '@tally/server';
-import { createDuckDbStore, type Store } from '@tally/store';
+import type { TallyConfig } from '@tally/server';
+import type { Store } from '@tally/store';
 import type { Command } from 'commander';
 import { loadConfig } from '../load-config.js';
 import { loadPricer } from '../pricer.js';
@@ -17,6 +17,9 @@ export interface RunningServer {
 export async function openStore(config: TallyConfig, cwd: string, file = 'tally.duckdb'): Promise<Store> {
   const dataDir = resolve(cwd, config.data_dir);
   const path = config.store.path ?? resolve(dataDir, file);
+  // The server and the store load when a command needs them, so that the others (a gateway
+  // replica, keys, price) never load DuckDB's library.
+  const { createDuckDbStore } = await import('@tally/store');
   if (path !== ':memory:') mkdirSync(resolve(path, '..'), { recursive: true });
   const store = await createDuckDbStore({
     path,
@@ -33,6 +36,7 @@ async function ensureAdminKey(store: Store, config: TallyConfig): Promise<string
   if (config.admin_key) return null;
   const keys = await store.listKeys(config.tenant);
   if (keys.some((k) => k.role === 'admin' && k.revoked_at === null)) return null;
+  const { generateKey, hashKey } = await import('@tally/server');
   const key = generateKey('admin');
   await store.createKey({
     tenant: config.tenant,
@@ -62,7 +66,8 @@ export interface StartOptions {
 }
 
 /** The key that encrypts provider secrets: from config, or a key file made once beside the data. */
-export function secretKey(config: TallyConfig, cwd: string): Buffer {
+export async function secretKey(config: TallyConfig, cwd: string): Promise<Buffer> {
+  const { SecretBox } = await import('@tally/server');
   if (config.secret_key) return SecretBox.parseKey(config.secret_key);
   const file = resolve(cwd, config.data_dir, 'secret.key');
   if (!existsSync(file)) {
@@ -81,12 +86,13 @@ export async function startServer(
   const adminKey = await ensureAdminKey(store, config);
   const { price, version } = loadPricer(config);
   if (opts.prepare) await opts.prepare(store, price);
+  const { buildApp } = await import('@tally/server');
   const tally = await buildApp({
     config,
     store,
     price,
     priceVersion: version,
-    secretKey: secretKey(config, cwd),
+    secretKey: await secretKey(config, cwd),
   });
   const address = await tally.app.listen({ port: config.port, host: config.host });
   return {
@@ -123,11 +129,16 @@ export interface ListenFlags {
   host?: string;
 }
 
-export function configFromFlags(program: Command, opts: ListenFlags): TallyConfig {
+export function configFromFlags(
+  program: Command,
+  opts: ListenFlags,
+  gateway: Record<string, unknown> = {},
+): TallyConfig {
   const global = program.opts<{ config?: string }>();
   const overrides: Record<string, unknown> = {};
   if (opts.port !== undefined) overrides['port'] = opts.port;
   if (opts.host !== undefined) overrides['host'] = opts.host;
+  if (Object.keys(gateway).length > 0) overrides['gateway'] = gateway;
   return loadConfig({
     cwd: process.cwd(),
     env: process.env,

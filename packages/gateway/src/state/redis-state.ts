@@ -1,4 +1,5 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { createRequire } from 'node:module';
+import type { Redis, RedisOptions } from 'ioredis';
 import type {
   BudgetWindow,
   RateRequest,
@@ -114,10 +115,12 @@ export class RedisState implements SharedState {
     urlOrOptions: string | RedisOptions = 'redis://127.0.0.1:6379',
     private readonly prefix = 'tally:',
   ) {
+    // Loaded here, not at import: a gateway on in-process state never pays for the client.
+    const { Redis: Client } = createRequire(import.meta.url)('ioredis') as typeof import('ioredis');
     const redis = (
       typeof urlOrOptions === 'string'
-        ? new Redis(urlOrOptions, { lazyConnect: false })
-        : new Redis(urlOrOptions)
+        ? new Client(urlOrOptions, { lazyConnect: false })
+        : new Client(urlOrOptions)
     ) as Scripted;
     redis.defineCommand('tallyReserve', { lua: RESERVE });
     redis.defineCommand('tallySettle', { lua: SETTLE });

@@ -1,8 +1,7 @@
 import { MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hashKey } from '../auth.js';
-import { type TestApp, testApp } from '../testing/test-app.js';
+import { foreignKey, type TestApp, testApp } from '../testing/test-app.js';
 
 describe.skipIf(SKIP_WITHOUT_RECORDINGS)('providers added through the API', () => {
   const mock = new MockUpstream();
@@ -57,24 +56,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('providers added through the API', () =
     expect(mock.received.at(-1)!.body['model']).toBe('gpt-4o');
 
     // Another tenant's key cannot reach it.
-    const other = 'tk-other-tenant-key-0123456789';
-    await t.store.createKey({
-      tenant: 'other',
-      id: 'k-other',
-      hash: hashKey(other),
-      prefix: 'tk-other',
-      role: 'virtual',
-      project: null,
-      team: null,
-      user: null,
-      models: [],
-      rpm: null,
-      tpm: null,
-      budget_id: null,
-      created_at: Date.now(),
-      expires_at: null,
-      revoked_at: null,
-    });
+    const other = await foreignKey(t.store);
     const before = mock.received.length;
     const denied = await request(`${base}/v1/chat/completions`, {
       method: 'POST',

@@ -5,6 +5,7 @@ import { Catalog, type CatalogData, type Clock } from '@tally/core';
 import type { SharedState } from '@tally/gateway';
 import { createDuckDbStore, type Store } from '@tally/store';
 import { buildApp, type TallyApp } from '../app.js';
+import { hashKey } from '../auth.js';
 import { configSchema, type TallyConfig } from '../config.js';
 
 export const ADMIN_KEY = 'tk-admin-test-0123456789abcdef';
@@ -57,4 +58,27 @@ export async function testApp(
       await store.close();
     },
   };
+}
+
+/** A virtual key of another tenant, stored directly: for proving that tenants are isolated. */
+export async function foreignKey(store: Store, tenant = 'other'): Promise<string> {
+  const key = `tk-${tenant}-tenant-key-0123456789`;
+  await store.createKey({
+    tenant,
+    id: `k-${tenant}`,
+    hash: hashKey(key),
+    prefix: key.slice(0, 12),
+    role: 'virtual',
+    project: null,
+    team: null,
+    user: null,
+    models: [],
+    rpm: null,
+    tpm: null,
+    budget_id: null,
+    created_at: Date.now(),
+    expires_at: null,
+    revoked_at: null,
+  });
+  return key;
 }

@@ -1,0 +1,66 @@
+import { countTokens as referenceCount } from 'gpt-tokenizer/encoding/o200k_base';
+import { describe, expect, it } from 'vitest';
+import { chatRecordings, SKIP_WITHOUT_RECORDINGS } from './testing/recorded.js';
+import { countTokens, estimatePromptTokens, promptText } from './tokenizer.js';
+
+type Obj = Record<string, unknown>;
+
+const SAMPLES = [
+  'Hello, world!',
+  "I'm sure they'll say it's fine; we've DONE it before.",
+  '  leading and trailing spaces   \n\n\tand tabs\r\n',
+  'Ünïcödé façade, naïve café — and “quotes”.',
+  '日本語のテキストも数えます。中文也一样。한국어도요.',
+  'emoji: 👩‍👩‍👧‍👦 🇫🇷 😀😀😀',
+  'function f(x) { return x ** 2 + 0x1F; } // 1234567890',
+  '{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}',
+  'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa',
+  `${' '.repeat(700)}x`,
+  'ABCDEFGHIJKLMNOPQRSTUVWXYZ abcdefghijklmnopqrstuvwxyz 3.14159 1e-9',
+];
+
+describe('o200k token counts', () => {
+  it('match the reference encoder on hand-picked text', async () => {
+    for (const s of SAMPLES) expect(await countTokens(s), s).toBe(referenceCount(s));
+  });
+
+  it.skipIf(SKIP_WITHOUT_RECORDINGS)(
+    'match the reference encoder on every recorded prompt and answer',
+    async () => {
+      let n = 0;
+      for (const r of chatRecordings()) {
+        const texts = [promptText(r.request)];
+        const choices = (r.body as Obj | null)?.['choices'];
+        if (Array.isArray(choices)) {
+          for (const c of choices as Obj[]) {
+            const content = (c['message'] as Obj | undefined)?.['content'];
+            if (typeof content === 'string') texts.push(content);
+          }
+        }
+        for (const t of texts) {
+          if (!t) continue;
+          expect(await countTokens(t)).toBe(referenceCount(t));
+          n++;
+        }
+      }
+      expect(n).toBeGreaterThan(2000);
+    },
+  );
+
+  it.skipIf(SKIP_WITHOUT_RECORDINGS)('estimate gpt-4o prompts as OpenAI counted them', async () => {
+    // Plain string messages, no tools: the prompt is its texts plus 4 tokens a message (framing
+    // and role) and 3 that prime the answer, so the estimate is exact.
+    let checked = 0;
+    for (const r of chatRecordings()) {
+      const usage = (r.body as Obj | null)?.['usage'] as Obj | undefined;
+      const model = String((r.body as Obj | null)?.['model'] ?? '');
+      const messages = r.request['messages'];
+      if (!usage || !model.startsWith('gpt-4o-2') || !Array.isArray(messages)) continue;
+      if (r.request['tools'] || r.request['functions'] || r.request['response_format']) continue;
+      if (!(messages as Obj[]).every((m) => typeof m['content'] === 'string' && !m['name'])) continue;
+      expect(await estimatePromptTokens(r.request)).toBe(usage['prompt_tokens']);
+      checked++;
+    }
+    expect(checked).toBeGreaterThanOrEqual(18);
+  });
+});

@@ -1,0 +1,114 @@
+import type { CallRecord } from '@tally/core';
+import type { BudgetAlert, BudgetRule } from '@tally/gateway';
+import { z } from 'zod';
+
+/**
+ * What a gateway replica and the server exchange: metered calls, budget rules and alerts, with
+ * nano-USD amounts as decimal strings (JSON has no 64-bit integers).
+ */
+/** The most calls one metering batch from a replica may hold. */
+export const REPLICA_MAX_BATCH = 5000;
+
+export type CallWire = Omit<CallRecord, 'cost_list_nano' | 'cost_effective_nano' | 'saved_nano'> & {
+  cost_list_nano: string | null;
+  cost_effective_nano: string | null;
+  saved_nano: string;
+};
+
+export function callToWire(c: CallRecord): CallWire {
+  return {
+    ...c,
+    cost_list_nano: c.cost_list_nano === null ? null : c.cost_list_nano.toString(),
+    cost_effective_nano: c.cost_effective_nano === null ? null : c.cost_effective_nano.toString(),
+    saved_nano: c.saved_nano.toString(),
+  };
+}
+
+const nano = z.string().regex(/^-?\d{1,20}$/, 'an integer number of nano-USD, as a string');
+const count = z.number().int().min(0);
+const text = z.string().max(1024);
+const maybe = text.nullable();
+
+const callSchema = z
+  .object({
+    id: z.string().min(1).max(256),
+    time: z.number().int().min(0),
+    tenant: z.string().min(1).max(256),
+    project: maybe,
+    team: maybe,
+    user: maybe,
+    use_case: maybe,
+    task_id: maybe,
+    key_id: maybe,
+    tags: z.record(z.string(), z.string()),
+    provider: text,
+    api: text,
+    model_requested: text,
+    model_served: maybe,
+    tokens: z.object({
+      input: count,
+      output: count,
+      cache_read: count,
+      cache_write: count,
+      cache_write_1h: count,
+      reasoning: count,
+      input_audio: count,
+      output_audio: count,
+      cache_audio_read: count,
+      web_searches: count,
+    }),
+    cost_list_nano: nano.nullable(),
+    cost_effective_nano: nano.nullable(),
+    pricing_status: z.enum(['priced', 'estimated', 'unpriced']),
+    price_version: maybe,
+    latency_ms: z.number().min(0).nullable(),
+    ttft_ms: z.number().min(0).nullable(),
+    status: z.enum(['ok', 'error']),
+    error_type: maybe,
+    cache: z.enum(['miss', 'exact', 'semantic']),
+    route_tier: maybe,
+    fallback_hops: count,
+    saved_nano: nano,
+  })
+  .strict();
+
+/** A call from the wire, or the reason it is not one. */
+export function callFromWire(raw: unknown): CallRecord | string {
+  const r = callSchema.safeParse(raw);
+  if (!r.success)
+    return r.error.issues.map((i) => `${i.path.join('.') || '(call)'}: ${i.message}`).join('; ');
+  const c = r.data;
+  return {
+    ...c,
+    cost_list_nano: c.cost_list_nano === null ? null : BigInt(c.cost_list_nano),
+    cost_effective_nano: c.cost_effective_nano === null ? null : BigInt(c.cost_effective_nano),
+    saved_nano: BigInt(c.saved_nano),
+  };
+}
+
+export type RuleWire = Omit<BudgetRule, 'limitNano'> & { limit_nano: string };
+
+export function ruleToWire(r: BudgetRule): RuleWire {
+  const { limitNano, ...rest } = r;
+  return { ...rest, limit_nano: limitNano.toString() };
+}
+
+export function ruleFromWire(w: RuleWire): BudgetRule {
+  const { limit_nano, ...rest } = w;
+  return { ...rest, limitNano: BigInt(limit_nano) };
+}
+
+export const alertSchema = z
+  .object({
+    tenant: z.string(),
+    budgetId: z.string(),
+    scope: z.enum(['tenant', 'project', 'team', 'user', 'key']),
+    subject: z.string(),
+    threshold: z.number(),
+    spentUsd: z.string(),
+    limitUsd: z.string(),
+    period: z.string(),
+    resetsAt: z.string(),
+    time: z.string(),
+  })
+  .strict() satisfies z.ZodType<BudgetAlert>;

@@ -1,0 +1,268 @@
+import type { AddressInfo } from 'node:net';
+import { chatRecordings, MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
+import OpenAI from 'openai';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { configSchema } from './config.js';
+import { buildReplica, type GatewayReplica } from './replica.js';
+import { callToWire } from './replica-wire.js';
+import { ADMIN_KEY, foreignKey, type TestApp, testApp, testCatalog } from './testing/test-app.js';
+
+type Call = Record<string, unknown> & { id: string; cost_usd: string; tokens: Record<string, number> };
+
+describe.skipIf(SKIP_WITHOUT_RECORDINGS)('a gateway replica in front of the server', () => {
+  const mock = new MockUpstream();
+  let t: TestApp;
+  let replica: GatewayReplica;
+  let gw: string;
+  let key: string;
+  let keyId: string;
+  const errors: string[] = [];
+
+  beforeAll(async () => {
+    await mock.start();
+    t = await testApp();
+    const base = await t.listen();
+    const made = await t.app.inject({
+      method: 'POST',
+      url: '/v1/keys',
+      headers: t.auth,
+      payload: { project: 'support', team: 'cx', rpm: 1000 },
+    });
+    key = made.json().key;
+    keyId = made.json().id;
+    const catalog = testCatalog();
+    replica = await buildReplica({
+      config: configSchema.parse({
+        admin_key: ADMIN_KEY,
+        log_level: 'silent',
+        gateway: {
+          server_url: base,
+          replica_cache_ms: 300,
+          providers: [{ id: 'openai', kind: 'openai', base_url: `${mock.url}/v1`, api_key: 'sk-upstream' }],
+        },
+      }),
+      adminKey: ADMIN_KEY,
+      price: (i) => catalog.price(i),
+      priceVersion: catalog.version,
+      onError: (err, what) => errors.push(`${what}: ${(err as Error).message}`),
+    });
+    await new Promise<void>((r) => replica.server.listen(0, '127.0.0.1', r));
+    gw = `http://127.0.0.1:${(replica.server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    await replica?.close();
+    await t?.shutdown();
+    await mock.stop();
+  });
+
+  const client = (k = key) => new OpenAI({ apiKey: k, baseURL: `${gw}/v1`, maxRetries: 0 });
+  const serverCalls = async (n: number): Promise<Call[]> => {
+    await replica.gateway.flush();
+    return (await t.app.inject({ url: `/v1/calls?limit=${n}`, headers: t.auth })).json().data;
+  };
+  const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  it('serves the openai client and meters into the server, priced to the nano-dollar', async () => {
+    const rec = chatRecordings().find(
+      (r) => r.status === 200 && r.request['model'] === 'gpt-4' && r.request['stream'] === undefined,
+    )!;
+    const out = await client().chat.completions.create(rec.request as never, {
+      headers: { 'x-tally-use-case': 'triage', 'x-tally-project': 'ignored' },
+    });
+    const body = rec.body as {
+      choices: unknown;
+      usage: { prompt_tokens: number; completion_tokens: number };
+    };
+    expect(out.choices).toEqual(body.choices);
+    const stream = await client().chat.completions.create({
+      model: 'gpt-4o',
+      stream: true,
+      messages: [{ role: 'user', content: 'Hello' }],
+    });
+    for await (const _ of stream);
+    const [streamed, plain] = await serverCalls(2);
+    const nano = BigInt(body.usage.prompt_tokens) * 30_000n + BigInt(body.usage.completion_tokens) * 60_000n;
+    expect(plain).toMatchObject({
+      project: 'support',
+      team: 'cx',
+      use_case: 'triage',
+      key_id: keyId,
+      model_served: 'gpt-4-0613',
+      status: 'ok',
+      pricing_status: 'priced',
+      cost_usd: (Number(nano) / 1e9).toString(),
+    });
+    expect(streamed).toMatchObject({
+      status: 'ok',
+      pricing_status: 'priced',
+      model_served: 'gpt-4o-2024-08-06',
+    });
+    expect(streamed!['ttft_ms']).not.toBeNull();
+    expect(errors).toEqual([]);
+  });
+
+  it('a resent metering batch is stored once, and a bad call is refused with its index', async () => {
+    const [call] = await serverCalls(1);
+    const stored = await t.store.getCall('default', call!.id);
+    const wire = callToWire(stored!);
+    const post = (calls: unknown[], auth = t.auth) =>
+      t.app.inject({ method: 'POST', url: '/v1/gateway/calls', headers: auth, payload: { calls } });
+    const again = await post([wire]);
+    expect(again.json()).toMatchObject({ accepted: 1, duplicates: 1, rejected: [] });
+    expect((await t.store.counts('default')).calls).toBe(2);
+    const bad = await post([
+      wire,
+      { ...wire, id: 'x-1', cost_effective_nano: 1.5 },
+      { ...wire, tenant: 'other' },
+    ]);
+    expect(bad.json().rejected.map((r: { index: number; code: string }) => [r.index, r.code])).toEqual([
+      [1, 'invalid_event'],
+      [2, 'forbidden'],
+    ]);
+    expect(bad.json().rejected[0].message).toContain('cost_effective_nano');
+    // A virtual key is not an admin key: it may call models, not write metering.
+    const denied = await post([wire], { authorization: `Bearer ${key}` });
+    expect(denied.statusCode).toBe(403);
+  });
+
+  it('an unknown key, another tenant key and a revoked key get a 401 in OpenAI format', async () => {
+    const unknown = await client('tk-not-a-key')
+      .chat.completions.create({ model: 'gpt-4o', messages: [] })
+      .catch((e) => e);
+    expect(unknown.status).toBe(401);
+    expect(unknown.error?.code).toBe('invalid_api_key');
+
+    const other = await foreignKey(t.store);
+    const before = mock.received.length;
+    const cross = await client(other)
+      .chat.completions.create({ model: 'gpt-4o', messages: [] })
+      .catch((e) => e);
+    expect(cross.status).toBe(401);
+    expect(mock.received.length).toBe(before);
+
+    const revoked = await t.app.inject({ method: 'DELETE', url: `/v1/keys/${keyId}`, headers: t.auth });
+    expect(revoked.statusCode).toBe(200);
+    t.ctx.auth.forget();
+    await wait(400); // the replica's cache lifetime
+    const after = await client()
+      .chat.completions.create({ model: 'gpt-4o', messages: [] })
+      .catch((e) => e);
+    expect(after.status).toBe(401);
+  });
+
+  it('budgets set on the server hold on the replica, and its alerts reach the server', async () => {
+    const made = await t.app.inject({
+      method: 'POST',
+      url: '/v1/keys',
+      headers: t.auth,
+      payload: { project: 'billing', team: 'cx' },
+    });
+    const k = made.json().key;
+    // A budget smaller than one call's reservation: the first call is blocked.
+    const budget = await t.app.inject({
+      method: 'POST',
+      url: '/v1/budgets',
+      headers: t.auth,
+      payload: {
+        id: 'b-billing',
+        scope: 'project',
+        subject: 'billing',
+        limit_usd: '0.000001',
+        action: 'block',
+      },
+    });
+    expect(budget.statusCode).toBe(201);
+    await wait(400);
+    const res = await request(`${gw}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${k}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'Hello' }] }),
+    });
+    expect(res.statusCode).toBe(429);
+    const err = (await res.body.json()) as { error: { code: string; message: string } };
+    expect(err.error.code).toBe('budget_exceeded');
+    expect(err.error.message).toContain('b-billing');
+    expect(res.headers['x-tally-budget']).toBe('b-billing');
+
+    // An alert-only budget lets the call through; crossing it raises an alert the server stores.
+    await t.app.inject({ method: 'DELETE', url: '/v1/budgets/b-billing', headers: t.auth });
+    await t.app.inject({
+      method: 'POST',
+      url: '/v1/budgets',
+      headers: t.auth,
+      payload: {
+        id: 'b-alert',
+        scope: 'project',
+        subject: 'billing',
+        limit_usd: '0.000001',
+        action: 'alert',
+      },
+    });
+    await wait(400);
+    const ok = await client(k).chat.completions.create({
+      model: 'gpt-4o',
+      messages: [{ role: 'user', content: 'Hello' }],
+    });
+    expect(ok.choices.length).toBeGreaterThan(0);
+    let alerts: { budgetId: string; threshold: number }[] = [];
+    for (let i = 0; i < 50 && alerts.length === 0; i++) {
+      await wait(50);
+      alerts = (await t.app.inject({ url: '/v1/alerts', headers: t.auth })).json().data;
+    }
+    expect(alerts.map((a) => [a.budgetId, a.threshold])).toEqual(
+      expect.arrayContaining([
+        ['b-alert', 0.5],
+        ['b-alert', 1],
+      ]),
+    );
+  });
+
+  it('uses providers added through the server API, with their decrypted secret', async () => {
+    const made = await t.app.inject({
+      method: 'POST',
+      url: '/v1/providers',
+      headers: t.auth,
+      payload: {
+        id: 'vllm',
+        kind: 'openai-compatible',
+        base_url: `${mock.url}/v1`,
+        api_key: 'sk-vllm-9',
+        price_provider: 'openai',
+      },
+    });
+    expect(made.statusCode).toBe(201);
+    await replica.refreshProviders();
+    const k = (await t.app.inject({ method: 'POST', url: '/v1/keys', headers: t.auth, payload: {} })).json()
+      .key;
+    const out = await client(k).chat.completions.create({
+      model: 'vllm/gpt-4o',
+      messages: [{ role: 'user', content: 'Hello' }],
+    });
+    expect(out.choices.length).toBeGreaterThan(0);
+    expect(mock.received.at(-1)!.headers.authorization).toBe('Bearer sk-vllm-9');
+  });
+
+  it('answers its health check and a 404 for what is not a gateway route', async () => {
+    const h = await request(`${gw}/healthz`);
+    expect(h.statusCode).toBe(200);
+    expect(await h.body.json()).toMatchObject({ status: 'ok', role: 'gateway' });
+    const n = await request(`${gw}/v1/spend`);
+    expect(n.statusCode).toBe(404);
+    expect(((await n.body.json()) as { error: { code: string } }).error.code).toBe('not_found');
+  });
+});
+
+describe('a gateway replica without a server', () => {
+  it('refuses to start, saying what to set', async () => {
+    const catalog = testCatalog();
+    await expect(
+      buildReplica({
+        config: configSchema.parse({ admin_key: ADMIN_KEY }),
+        adminKey: ADMIN_KEY,
+        price: (i) => catalog.price(i),
+        priceVersion: catalog.version,
+      }),
+    ).rejects.toMatchObject({ code: 'config_invalid', message: expect.stringContaining('TALLY_SERVER_URL') });
+  });
+});

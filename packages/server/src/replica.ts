@@ -1,0 +1,244 @@
+import { createServer, type Server } from 'node:http';
+import { type Clock, type Pricer, systemClock, TallyError } from '@tally/core';
+import {
+  applies,
+  BatchingSink,
+  type BudgetAlert,
+  type BudgetRule,
+  Gateway,
+  MemoryState,
+  type ProviderConfig,
+  RedisState,
+  type SharedState,
+  uuidv7,
+  type VirtualKey,
+} from '@tally/gateway';
+import { Pool } from 'undici';
+import type { TallyConfig } from './config.js';
+import { type CallWire, callToWire, REPLICA_MAX_BATCH, type RuleWire, ruleFromWire } from './replica-wire.js';
+
+/** The server's control routes, as a replica calls them with its admin key. */
+export class ControlClient {
+  private readonly pool: Pool;
+  private readonly auth: string;
+
+  constructor(
+    readonly serverUrl: string,
+    adminKey: string,
+  ) {
+    this.pool = new Pool(new URL(serverUrl).origin, { connections: 8, keepAliveTimeout: 30_000 });
+    this.auth = `Bearer ${adminKey}`;
+  }
+
+  private async call<T>(
+    method: 'GET' | 'POST',
+    path: string,
+    body?: unknown,
+  ): Promise<{ status: number; json: T }> {
+    const res = await this.pool.request({
+      method,
+      path,
+      headers: { authorization: this.auth, ...(body ? { 'content-type': 'application/json' } : {}) },
+      body: body ? JSON.stringify(body) : null,
+      headersTimeout: 15_000,
+      bodyTimeout: 15_000,
+    });
+    const json = (await res.body.json()) as T & { error?: { code?: string; message?: string } };
+    if (res.statusCode >= 500 || res.statusCode === 401 || res.statusCode === 403) {
+      throw new TallyError(
+        'store_unavailable',
+        `The Tally server at ${this.serverUrl} answered ${method} ${path} with ${res.statusCode}: ${json.error?.message ?? ''}`,
+      );
+    }
+    return { status: res.statusCode, json };
+  }
+
+  async key(hash: string): Promise<VirtualKey | null> {
+    const r = await this.call<{ key?: VirtualKey }>('GET', `/v1/gateway/keys/${hash}`);
+    return r.status === 200 && r.json.key ? r.json.key : null;
+  }
+
+  async budgets(): Promise<BudgetRule[]> {
+    const r = await this.call<{ data: RuleWire[] }>('GET', '/v1/gateway/budgets');
+    return r.json.data.map(ruleFromWire);
+  }
+
+  async providers(): Promise<ProviderConfig[]> {
+    return (await this.call<{ data: ProviderConfig[] }>('GET', '/v1/gateway/providers')).json.data;
+  }
+
+  async writeCalls(calls: CallWire[]): Promise<{ accepted: number; duplicates: number }> {
+    const r = await this.call<{ accepted: number; duplicates: number; rejected: unknown[] }>(
+      'POST',
+      '/v1/gateway/calls',
+      { calls },
+    );
+    if (r.status !== 200 || r.json.rejected.length > 0) {
+      throw new TallyError('invalid_event', `The server refused metered calls: ${JSON.stringify(r.json)}`);
+    }
+    return r.json;
+  }
+
+  async alert(alert: BudgetAlert): Promise<void> {
+    await this.call('POST', '/v1/gateway/alerts', { alerts: [alert] });
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+}
+
+/** A value read from the server, kept for `ttlMs`, with one read in flight at a time. */
+class Cached<K, V> {
+  private readonly map = new Map<K, { value: V; at: number }>();
+  private readonly loading = new Map<K, Promise<V>>();
+
+  constructor(
+    private readonly load: (k: K) => Promise<V>,
+    private readonly ttlMs: (v: V) => number,
+    private readonly now: () => number,
+    private readonly max = 10_000,
+  ) {}
+
+  get(k: K): V | Promise<V> {
+    const hit = this.map.get(k);
+    if (hit && this.now() - hit.at < this.ttlMs(hit.value)) return hit.value;
+    let p = this.loading.get(k);
+    if (!p) {
+      p = this.load(k).then(
+        (value) => {
+          if (this.map.size >= this.max) this.map.clear();
+          this.map.set(k, { value, at: this.now() });
+          this.loading.delete(k);
+          return value;
+        },
+        (err: unknown) => {
+          this.loading.delete(k);
+          // The server is unreachable: keep serving what was last read rather than fail every call.
+          if (hit) return hit.value;
+          throw err;
+        },
+      );
+      this.loading.set(k, p);
+    }
+    return p;
+  }
+}
+
+export interface ReplicaOptions {
+  config: TallyConfig;
+  adminKey: string;
+  price: Pricer;
+  priceVersion: string;
+  clock?: Clock;
+  state?: SharedState;
+  onError?: (err: unknown, what: string) => void;
+}
+
+export interface GatewayReplica {
+  server: Server;
+  gateway: Gateway;
+  control: ControlClient;
+  /** Re-reads the providers added through the server's API. */
+  refreshProviders(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * A stateless gateway process: the same Gateway as the server mounts, without a store. Keys,
+ * budgets and API-added providers come from the server (cached for `replica_cache_ms`), metered
+ * calls go back to it in batches (idempotent by call id, so a resent batch counts once), and
+ * budget and rate-limit state lives in this process or, for several replicas, in Redis.
+ */
+export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica> {
+  const { config } = opts;
+  const serverUrl = config.gateway.server_url;
+  if (!serverUrl) {
+    throw new TallyError(
+      'config_invalid',
+      'A gateway replica needs the server it reports to: pass --server http://HOST:4000 or set TALLY_SERVER_URL.',
+    );
+  }
+  const clock = opts.clock ?? systemClock;
+  const now = () => clock.now();
+  const ttl = config.gateway.replica_cache_ms;
+  const control = new ControlClient(serverUrl, opts.adminKey);
+  const onError = opts.onError ?? (() => undefined);
+  const state: SharedState =
+    opts.state ??
+    (config.gateway.state.kind === 'redis' ? new RedisState(config.gateway.state.url) : new MemoryState());
+
+  // An unknown key is asked about again sooner than a known one is re-checked.
+  const keys = new Cached<string, VirtualKey | null>(
+    (hash) => control.key(hash),
+    (v) => (v ? ttl : Math.min(ttl, 1000)),
+    now,
+  );
+  const rules = new Cached<'rules', BudgetRule[]>(
+    () => control.budgets(),
+    () => ttl,
+    now,
+  );
+  const sink = new BatchingSink({
+    write: async (calls) => {
+      await control.writeCalls(calls.map(callToWire));
+    },
+    maxBatch: Math.min(2000, REPLICA_MAX_BATCH),
+    intervalMs: 500,
+    onError: (err) => onError(err, 'metering'),
+  });
+  const gateway = new Gateway({
+    config: config.gateway,
+    price: opts.price,
+    priceVersion: opts.priceVersion,
+    sink,
+    resolveKey: async (hash) => keys.get(hash),
+    clock,
+    newId: () => uuidv7(clock.now()),
+    state,
+    budgets: async (key, attribution) =>
+      (await rules.get('rules')).filter((r) => applies(r, key, attribution)),
+    alerts: (alert) => {
+      control.alert(alert).catch((err: unknown) => onError(err, 'alert'));
+    },
+  });
+  const refreshProviders = async () => {
+    gateway.setProviders([...config.gateway.providers, ...(await control.providers())]);
+  };
+  await refreshProviders();
+  const refresher = setInterval(
+    () => {
+      refreshProviders().catch((err: unknown) => onError(err, 'providers'));
+    },
+    Math.max(ttl, 1000),
+  );
+  refresher.unref();
+
+  const server = createServer((req, res) => {
+    const endpoint = Gateway.route(req.method, req.url);
+    if (endpoint) return void gateway.serve(req, res, endpoint);
+    const body =
+      req.method === 'GET' && req.url === '/healthz'
+        ? { status: 'ok', role: 'gateway', server: serverUrl, pending_calls: sink.pending }
+        : { error: { code: 'not_found', message: `${req.method} ${req.url} is not a gateway route.` } };
+    const text = JSON.stringify(body);
+    res.writeHead('status' in body ? 200 : 404, { 'content-type': 'application/json' });
+    res.end(text);
+  });
+  return {
+    server,
+    gateway,
+    control,
+    refreshProviders,
+    async close() {
+      clearInterval(refresher);
+      await new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeIdleConnections();
+      });
+      await gateway.close();
+      await control.close();
+      if (!opts.state) await state.close();
+    },
+  };
+}
