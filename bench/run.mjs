@@ -60,10 +60,17 @@ if (want('ingest')) {
 }
 
 if (want('gateway')) {
-  const r = await gatewayOverhead({
-    rounds: Number(process.env.ROUNDS ?? 3),
-    count: Number(process.env.COUNT ?? 3000),
-  });
+  for (const replica of [false, true]) {
+    const r = await gatewayOverhead({
+      rounds: Number(process.env.ROUNDS ?? 3),
+      count: Number(process.env.COUNT ?? 3000),
+      replica,
+    });
+    sections.push(gatewayTable(r));
+  }
+}
+
+function gatewayTable(r) {
   const rows = [];
   for (const [mode, res] of [
     ['JSON', r.json.figures],
@@ -76,7 +83,7 @@ if (want('gateway')) {
         rows.push([
           mode,
           c,
-          sys === 'target' ? 'tally' : sys,
+          sys === 'target' ? (r.replica ? 'tally gateway' : 'tally start') : sys,
           Math.round(f.rps),
           f.p50.toFixed(3),
           f.p99.toFixed(3),
@@ -105,27 +112,38 @@ if (want('gateway')) {
     ],
     rows,
   );
-  sections.push(
-    `### Gateway overhead (shared/bench/overhead), ${date}\n\nTally with a virtual key: key auth, metering into DuckDB, ` +
-      `a budget and RPM/TPM limits on. Targets: +p50 ≤ 0.4 ms at concurrency 1; at 16, ≥ 0.75 of bare and ≥ 3× Portkey; ` +
-      `RSS < 150 MB. Peak RSS of the Tally process in this run: ${r.peakRssMb} MB; calls metered: ${r.metered}.\n\n${t}`,
+  const setup = r.replica
+    ? `A \`tally gateway\` replica with a virtual key (key auth, budget and RPM/TPM limits on), metering into a \`tally start\` server over HTTP. Peak RSS of the replica: ${r.peakRssMb} MB; of the server behind it: ${r.serverPeakRssMb} MB`
+    : `\`tally start\` (gateway and embedded DuckDB store in one process) with a virtual key: key auth, metering into DuckDB, a budget and RPM/TPM limits on. Peak RSS of the process: ${r.peakRssMb} MB`;
+  return (
+    `### Gateway overhead (shared/bench/overhead), ${r.replica ? 'replica' : 'all-in-one'}, ${date}\n\n${setup}; calls metered: ${r.metered}. ` +
+    `Targets: +p50 ≤ 0.4 ms at concurrency 1; at 16, ≥ 0.75 of bare and ≥ 3× Portkey; RSS < 150 MB.\n\n${t}`
   );
 }
 
 // Ten minutes: only when asked for by name (npm run bench -- soak).
 if (only.includes('soak')) {
-  const r = await soak();
-  const first = r.samples[0]?.rss ?? 0;
-  const last = r.samples.at(-1)?.rss ?? 0;
-  const peak = Math.max(...r.samples.map((x) => x.rss));
-  const t = table(
-    ['second', 'requests so far', 'RSS MB'],
-    r.samples.filter((_, i) => i % 6 === 0 || i === r.samples.length - 1).map((x) => [x.t, x.done, x.rss]),
-  );
-  sections.push(
-    `### Gateway soak, ${date}\n\n${r.seconds} s of chat calls at concurrency 16 through a key with a budget and limits: ` +
-      `${r.requests} requests, ${r.errors} errors. RSS ${first} MB at 10 s, ${last} MB at the end (${(last / first).toFixed(2)}× the first sample), peak ${peak} MB.\n\n${t}`,
-  );
+  for (const replica of process.env.REPLICA === '1' ? [true] : [false, true]) {
+    const r = await soak(undefined, replica);
+    const first = r.samples[0]?.rss ?? 0;
+    const last = r.samples.at(-1)?.rss ?? 0;
+    const peak = Math.max(...r.samples.map((x) => x.rss));
+    const t = table(
+      [
+        'second',
+        'requests so far',
+        r.replica ? 'replica RSS MB' : 'RSS MB',
+        ...(r.replica ? ['server RSS MB'] : []),
+      ],
+      r.samples
+        .filter((_, i) => i % 6 === 0 || i === r.samples.length - 1)
+        .map((x) => [x.t, x.done, x.rss, ...(r.replica ? [x.serverRss] : [])]),
+    );
+    sections.push(
+      `### Gateway soak (${r.replica ? 'a tally gateway replica' : 'tally start'}), ${date}\n\n${r.seconds} s of chat calls at concurrency 16 through a key with a budget and limits: ` +
+        `${r.requests} requests, ${r.errors} errors. RSS ${first} MB at 10 s, ${last} MB at the end (${(last / first).toFixed(2)}× the first sample), peak ${peak} MB.\n\n${t}`,
+    );
+  }
 }
 
 const text = `\n## ${date} — ${machine()}\n\n${sections.join('\n\n')}\n`;

@@ -7,7 +7,11 @@ import { freePort, rssMb, SHARED, startGatewayUnderTest, stop } from './lib.mjs'
 
 const ADMIN = 'tk-admin-soak-0123456789abcdef';
 
-export async function soak(seconds = Number(process.env.SOAK_SECONDS ?? 600)) {
+/** `replica`: the load goes to a `tally gateway` replica in front of the server; both are sampled. */
+export async function soak(
+  seconds = Number(process.env.SOAK_SECONDS ?? 600),
+  replica = process.env.REPLICA === '1',
+) {
   const up = await freePort();
   // The harness's mock upstream prints nothing: it is ready once its port answers.
   const mock = spawn(process.execPath, [`${SHARED}/bench/overhead/mock-upstream.mjs`], {
@@ -15,7 +19,7 @@ export async function soak(seconds = Number(process.env.SOAK_SECONDS ?? 600)) {
     stdio: 'ignore',
   });
   await new Promise((r) => setTimeout(r, 500));
-  const gw = await startGatewayUnderTest(up, ADMIN, 'soak');
+  const gw = await startGatewayUnderTest(up, ADMIN, 'soak', { replica });
   const { port, key } = gw;
   const pool = new Pool(`http://127.0.0.1:${port}`, { connections: 16 });
   const body = JSON.stringify({
@@ -31,6 +35,7 @@ export async function soak(seconds = Number(process.env.SOAK_SECONDS ?? 600)) {
       samples.push({
         t: Math.round((seconds * 1000 - (end - Date.now())) / 1000),
         rss: rssMb(gw.pid),
+        serverRss: rssMb(gw.serverPid),
         done,
       }),
     10_000,
@@ -54,7 +59,7 @@ export async function soak(seconds = Number(process.env.SOAK_SECONDS ?? 600)) {
   await pool.close();
   await gw.stop();
   await stop(mock);
-  return { seconds, requests: done, errors, samples };
+  return { seconds, replica, requests: done, errors, samples };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

@@ -66,7 +66,11 @@ export function upstreamFor(
   clientHeaders: Record<string, string | string[] | undefined>,
 ): UpstreamTarget {
   const { origin, basePath } = parseBase(p.base_url);
-  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  // identity: usage is read from the answer, so it must come uncompressed.
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    'accept-encoding': 'identity',
+  };
   if (p.kind === 'anthropic') {
     if (p.api_key) headers['x-api-key'] = p.api_key;
     const version = clientHeaders['anthropic-version'];

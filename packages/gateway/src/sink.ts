@@ -76,7 +76,17 @@ export class BatchingSink implements Sink {
       });
     await this.writing;
     if (this.buf.length > 0 && !this.closed) {
-      this.kick(this.failures > 0 ? Math.min(10_000, 100 * 2 ** (this.failures - 1)) : 0);
+      // What arrived during the write waits for a full batch or the interval: each write has a
+      // fixed cost (a transaction, a round trip), so back-to-back small writes cost many times more
+      // a row than full ones.
+      const full = this.buf.length >= (this.opts.maxBatch ?? 500);
+      this.kick(
+        this.failures > 0
+          ? Math.min(10_000, 100 * 2 ** (this.failures - 1))
+          : full
+            ? 0
+            : (this.opts.intervalMs ?? 200),
+      );
     }
   }
 

@@ -183,7 +183,7 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
     write: async (calls) => {
       await control.writeCalls(calls.map(callToWire));
     },
-    maxBatch: Math.min(2000, REPLICA_MAX_BATCH),
+    maxBatch: Math.min(500, REPLICA_MAX_BATCH),
     intervalMs: 500,
     onError: (err) => onError(err, 'metering'),
   });
@@ -219,7 +219,14 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
     if (endpoint) return void gateway.serve(req, res, endpoint);
     const body =
       req.method === 'GET' && req.url === '/healthz'
-        ? { status: 'ok', role: 'gateway', server: serverUrl, pending_calls: sink.pending }
+        ? {
+            status: 'ok',
+            role: 'gateway',
+            server: serverUrl,
+            pending_calls: sink.pending,
+            dropped_calls: sink.dropped,
+            memory: process.memoryUsage(),
+          }
         : { error: { code: 'not_found', message: `${req.method} ${req.url} is not a gateway route.` } };
     const text = JSON.stringify(body);
     res.writeHead('status' in body ? 200 : 404, { 'content-type': 'application/json' });

@@ -141,6 +141,7 @@ export function ingestCases(ctx: ContractContext): void {
     const calls = [
       makeCall(tenant, 'g1', {
         tags: { "it's": 'quoted "value"' },
+        project: 'sü\u2028pport "x" \\ 😀',
         cost_list_nano: 2n ** 62n,
         ttft_ms: 12.5,
       }),

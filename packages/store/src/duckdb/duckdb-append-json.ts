@@ -47,46 +47,30 @@ const COLUMNS: [name: string, jsonType: string, select: string][] = [
 const READ_COLUMNS = `{${COLUMNS.map(([n, t]) => `"${n}": '${t}'`).join(', ')}}`;
 const SELECT = COLUMNS.map(([, , s]) => s).join(', ');
 
+const q = JSON.stringify;
+const n = (v: number | null): string => (v !== null && Number.isFinite(v) ? String(v) : 'null');
+const big = (v: bigint | null): string => (v === null ? 'null' : `"${v}"`);
+
+/** One NDJSON line, written out by hand: it runs for every metered call on the event loop, and a
+ * template is several times cheaper than building an object for JSON.stringify. The names and
+ * order are COLUMNS'. */
 function line(c: CallRecord): string {
   const t = c.tokens;
-  return JSON.stringify({
-    tenant: c.tenant,
-    id: c.id,
-    time: c.time,
-    project: c.project,
-    team: c.team,
-    user: c.user,
-    use_case: c.use_case,
-    task_id: c.task_id,
-    key_id: c.key_id,
-    tags: JSON.stringify(c.tags),
-    provider: c.provider,
-    api: c.api,
-    model_requested: c.model_requested,
-    model_served: c.model_served,
-    input_tokens: t.input,
-    output_tokens: t.output,
-    cache_read_tokens: t.cache_read,
-    cache_write_tokens: t.cache_write,
-    cache_write_1h_tokens: t.cache_write_1h,
-    reasoning_tokens: t.reasoning,
-    input_audio_tokens: t.input_audio,
-    output_audio_tokens: t.output_audio,
-    cache_audio_read_tokens: t.cache_audio_read,
-    web_searches: t.web_searches,
-    cost_list_nano: c.cost_list_nano === null ? null : c.cost_list_nano.toString(),
-    cost_effective_nano: c.cost_effective_nano === null ? null : c.cost_effective_nano.toString(),
-    pricing_status: c.pricing_status,
-    price_version: c.price_version,
-    latency_ms: c.latency_ms,
-    ttft_ms: c.ttft_ms,
-    status: c.status,
-    error_type: c.error_type,
-    cache: c.cache,
-    route_tier: c.route_tier,
-    fallback_hops: c.fallback_hops,
-    saved_nano: c.saved_nano.toString(),
-  });
+  return (
+    `{"tenant":${q(c.tenant)},"id":${q(c.id)},"time":${c.time},"project":${q(c.project)},` +
+    `"team":${q(c.team)},"user":${q(c.user)},"use_case":${q(c.use_case)},"task_id":${q(c.task_id)},` +
+    `"key_id":${q(c.key_id)},"tags":${q(q(c.tags))},"provider":${q(c.provider)},"api":${q(c.api)},` +
+    `"model_requested":${q(c.model_requested)},"model_served":${q(c.model_served)},` +
+    `"input_tokens":${t.input},"output_tokens":${t.output},"cache_read_tokens":${t.cache_read},` +
+    `"cache_write_tokens":${t.cache_write},"cache_write_1h_tokens":${t.cache_write_1h},` +
+    `"reasoning_tokens":${t.reasoning},"input_audio_tokens":${t.input_audio},` +
+    `"output_audio_tokens":${t.output_audio},"cache_audio_read_tokens":${t.cache_audio_read},` +
+    `"web_searches":${t.web_searches},"cost_list_nano":${big(c.cost_list_nano)},` +
+    `"cost_effective_nano":${big(c.cost_effective_nano)},"pricing_status":${q(c.pricing_status)},` +
+    `"price_version":${q(c.price_version)},"latency_ms":${n(c.latency_ms)},"ttft_ms":${n(c.ttft_ms)},` +
+    `"status":${q(c.status)},"error_type":${q(c.error_type)},"cache":${q(c.cache)},` +
+    `"route_tier":${q(c.route_tier)},"fallback_hops":${c.fallback_hops},"saved_nano":"${c.saved_nano}"}`
+  );
 }
 
 let seq = 0;

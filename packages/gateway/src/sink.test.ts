@@ -1,0 +1,85 @@
+import type { CallRecord } from '@tally/core';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { BatchingSink } from './sink.js';
+
+const rec = (i: number) => ({ id: `c-${i}` }) as CallRecord;
+
+describe('BatchingSink', () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('writes full batches at once and partial ones after the interval, never back to back', async () => {
+    const batches: string[][] = [];
+    let release: (() => void) | null = null;
+    const sink = new BatchingSink({
+      maxBatch: 4,
+      intervalMs: 100,
+      write: (calls) => {
+        batches.push(calls.map((c) => c.id));
+        return new Promise<void>((r) => {
+          release = r;
+        });
+      },
+    });
+    for (let i = 0; i < 4; i++) sink.write(rec(i));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(batches).toEqual([['c-0', 'c-1', 'c-2', 'c-3']]);
+    // Two more arrive while the write is under way: they wait for the interval after it ends.
+    sink.write(rec(4));
+    sink.write(rec(5));
+    release!();
+    await vi.advanceTimersByTimeAsync(50);
+    expect(batches).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(60);
+    expect(batches[1]).toEqual(['c-4', 'c-5']);
+    release!();
+    await vi.advanceTimersByTimeAsync(0);
+    // A full batch that built up during a write goes as soon as the write ends.
+    for (let i = 6; i < 10; i++) sink.write(rec(i));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(batches[2]).toEqual(['c-6', 'c-7', 'c-8', 'c-9']);
+    for (let i = 10; i < 14; i++) sink.write(rec(i));
+    release!();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(batches[3]).toEqual(['c-10', 'c-11', 'c-12', 'c-13']);
+    release!();
+    await sink.close();
+  });
+
+  it('keeps a failed batch in order and retries it with backoff; close writes what is left', async () => {
+    const written: string[] = [];
+    let fail = 2;
+    const errors: number[] = [];
+    const sink = new BatchingSink({
+      maxBatch: 3,
+      intervalMs: 10,
+      write: async (calls) => {
+        if (fail-- > 0) throw new Error('store down');
+        written.push(...calls.map((c) => c.id));
+      },
+      onError: (_err, pending) => errors.push(pending),
+    });
+    for (let i = 0; i < 5; i++) sink.write(rec(i));
+    await vi.advanceTimersByTimeAsync(0); // first try fails
+    await vi.advanceTimersByTimeAsync(100); // second try, 100 ms later, fails
+    expect(written).toEqual([]);
+    expect(errors).toEqual([5, 5]);
+    await vi.advanceTimersByTimeAsync(200); // third try, 200 ms later, succeeds
+    expect(written).toEqual(['c-0', 'c-1', 'c-2']);
+    await sink.close();
+    expect(written).toEqual(['c-0', 'c-1', 'c-2', 'c-3', 'c-4']);
+    expect(sink.pending).toBe(0);
+  });
+
+  it('past maxBuffered drops the oldest records and counts them', async () => {
+    const sink = new BatchingSink({ maxBatch: 100, maxBuffered: 3, write: async () => undefined });
+    for (let i = 0; i < 5; i++) sink.write(rec(i));
+    expect(sink.pending).toBe(3);
+    expect(sink.dropped).toBe(2);
+    await sink.close();
+  });
+});
