@@ -6,3 +6,4 @@ export * from './model.js';
 export * from './money.js';
 export * from './periods.js';
 export * from './pricing/index.js';
+export * from './stats/index.js';
