@@ -7,7 +7,12 @@ export function printError(
   write: (s: string) => void = (s) => process.stderr.write(s),
 ): number {
   if (isTallyError(err)) {
-    write(`error [${err.code}]: ${err.message}\n  hint: ${err.hint}\n`);
+    write(`error [${err.code}]: ${err.message}\n`);
+    const checks = (
+      err.details as { checks?: { check: string; passed: boolean; detail: string }[] } | undefined
+    )?.checks;
+    for (const c of checks ?? []) write(`  ${c.passed ? 'ok  ' : 'FAIL'} ${c.check}: ${c.detail}\n`);
+    write(`  hint: ${err.hint}\n`);
     if (debug && err.stack) write(`${err.stack}\n`);
     return 1;
   }

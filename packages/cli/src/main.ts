@@ -5,6 +5,7 @@ import { registerKeys } from './commands/keys.js';
 import { registerPrice } from './commands/price.js';
 import { registerPrices } from './commands/prices.js';
 import { registerStart } from './commands/start.js';
+import { registerUseCases } from './commands/use-cases.js';
 import { printError } from './errors.js';
 
 export async function main(argv: string[]): Promise<number> {
@@ -21,6 +22,7 @@ export async function main(argv: string[]): Promise<number> {
   registerKeys(program);
   registerPrice(program);
   registerPrices(program);
+  registerUseCases(program);
   try {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;

@@ -54,6 +54,16 @@ export const ERRORS = {
     message: 'Not found.',
     hint: 'Check the path and the id.',
   },
+  already_exists: {
+    status: 409,
+    message: 'Something with that id already exists.',
+    hint: 'Choose another id, or update the existing one (PATCH) instead.',
+  },
+  gate_failed: {
+    status: 409,
+    message: 'The stage gate is not passed.',
+    hint: 'Meet the checks listed in details, or pass force: true with an admin key and a reason.',
+  },
   invalid_cursor: {
     status: 400,
     message: 'The cursor is not valid.',

@@ -7,3 +7,4 @@ export * from './money.js';
 export * from './periods.js';
 export * from './pricing/index.js';
 export * from './stats/index.js';
+export * from './use-cases/register.js';

@@ -24,6 +24,7 @@ import { keyRoutes } from './routes/keys.js';
 import { providerRoutes, toProviderConfig } from './routes/providers.js';
 import { queryRoutes } from './routes/queries.js';
 import { replicaControlRoutes } from './routes/replica-control.js';
+import { useCaseRoutes } from './routes/use-cases.js';
 import { SecretBox } from './secrets.js';
 
 export interface BuildAppOptions {
@@ -84,6 +85,9 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
     budgets: new BudgetCache(store, () => clock.now()),
     alerts: new AlertService(store, app.log, config.gateway.alert_webhook_url),
     secrets: new SecretBox(opts.secretKey),
+    // The scorecard's evidence joins here once the metrics engine computes it; until then the
+    // evidence gates report that nothing is known yet.
+    gateEvidence: async () => ({}),
   };
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
@@ -98,6 +102,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
   await app.register(keyRoutes, ctx);
   await app.register(budgetRoutes, ctx);
   await app.register(replicaControlRoutes, ctx);
+  await app.register(useCaseRoutes, ctx);
 
   const sink = new BatchingSink({
     write: async (calls) => {

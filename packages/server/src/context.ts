@@ -1,6 +1,6 @@
-import type { Clock, Pricer } from '@tally/core';
+import type { Clock, GateEvidence, Pricer } from '@tally/core';
 import type { SharedState } from '@tally/gateway';
-import type { Store } from '@tally/store';
+import type { Store, UseCaseRecord } from '@tally/store';
 import type { Authenticator } from './auth.js';
 import type { AlertService, BudgetCache } from './budgets.js';
 import type { TallyConfig } from './config.js';
@@ -20,4 +20,6 @@ export interface AppContext {
   budgets: BudgetCache;
   alerts: AlertService;
   secrets: SecretBox;
+  /** What the analytics say about a use case, for its stage gates. */
+  gateEvidence: (useCase: UseCaseRecord) => Promise<GateEvidence>;
 }

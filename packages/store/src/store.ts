@@ -200,6 +200,8 @@ export interface Store {
   addLedgerEntry(entry: LedgerEntry): Promise<WriteResult>;
   /** Ordered by month, use case, category, then id. */
   listLedger(tenant: string, useCase?: string): Promise<LedgerEntry[]>;
+  /** Seconds of task.human events per calendar month (UTC, as YYYY-MM), in month order. */
+  humanSecondsByMonth(tenant: string, useCase: string): Promise<{ month: string; seconds: number }[]>;
 
   /** Inserts or replaces; an update keeps the stored created_at. */
   putBudget(budget: BudgetRecord): Promise<void>;

@@ -1,64 +1,7 @@
 import { TallyError } from '@tally/core';
 import type { Command } from 'commander';
-import { request } from 'undici';
-import { loadConfig } from '../load-config.js';
+import { apiCall as call, commaList as list, apiTarget as target, withApiOptions } from '../api.js';
 
-interface ApiTarget {
-  url: string;
-  adminKey: string;
-}
-
-/** Keys are made by the running server (the embedded store belongs to it), through its API. */
-function target(program: Command, opts: { url?: string; adminKey?: string }): ApiTarget {
-  const global = program.opts<{ config?: string }>();
-  const config = loadConfig({
-    cwd: process.cwd(),
-    env: process.env,
-    ...(global.config ? { file: global.config } : {}),
-  });
-  const adminKey = opts.adminKey ?? config.admin_key;
-  if (!adminKey) {
-    throw new TallyError('unauthorized', 'An admin key is needed: pass --admin-key or set TALLY_ADMIN_KEY.');
-  }
-  const host = config.host === '0.0.0.0' ? '127.0.0.1' : config.host;
-  return { url: opts.url ?? `http://${host}:${config.port}`, adminKey };
-}
-
-async function call(
-  t: ApiTarget,
-  method: 'GET' | 'POST' | 'DELETE',
-  path: string,
-  body?: unknown,
-): Promise<unknown> {
-  let res: Awaited<ReturnType<typeof request>>;
-  try {
-    res = await request(`${t.url}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${t.adminKey}`,
-        ...(body ? { 'content-type': 'application/json' } : {}),
-      },
-      ...(body ? { body: JSON.stringify(body) } : {}),
-    });
-  } catch (err) {
-    throw new TallyError(
-      'store_unavailable',
-      `Cannot reach the Tally server at ${t.url}: ${(err as Error).message}. Is "tally start" running?`,
-    );
-  }
-  const json = (await res.body.json()) as { error?: { code: string; message: string } };
-  if (res.statusCode >= 400) {
-    const code = (json.error?.code ?? 'internal') as ConstructorParameters<typeof TallyError>[0];
-    throw new TallyError(code, json.error?.message);
-  }
-  return json;
-}
-
-const list = (v: string) =>
-  v
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
 const int = (name: string) => (v: string) => {
   const n = Number(v);
   if (!Number.isInteger(n) || n <= 0)
@@ -68,10 +11,7 @@ const int = (name: string) => (v: string) => {
 
 export function registerKeys(program: Command): void {
   const keys = program.command('keys').description('virtual keys for the gateway');
-  const common = (c: Command) =>
-    c
-      .option('--url <url>', 'the Tally server (default: from config, http://127.0.0.1:4000)')
-      .option('--admin-key <key>', 'admin key (default: TALLY_ADMIN_KEY)');
+  const common = withApiOptions;
 
   common(
     keys

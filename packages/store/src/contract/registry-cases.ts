@@ -1,6 +1,15 @@
 import { expect, it } from 'vitest';
 import type { ContractContext } from '../contract.js';
-import { DAY, makeBudget, makeKey, makeLedgerEntry, makeUseCase, newTenant, T0 } from './fixtures.js';
+import {
+  DAY,
+  makeBudget,
+  makeKey,
+  makeLedgerEntry,
+  makeTask,
+  makeUseCase,
+  newTenant,
+  T0,
+} from './fixtures.js';
 
 export function registryCases(ctx: ContractContext): void {
   it('puts, gets, lists and updates use cases', async () => {
@@ -56,6 +65,36 @@ export function registryCases(ctx: ContractContext): void {
     expect(all.find((e) => e.id === 'l1')).toEqual(e1);
     expect(await ctx.store.listLedger(tenant, 'triage')).toEqual([e1, e2]); // by month, then category
     expect(await ctx.store.listLedger(tenant, 'nothing')).toEqual([]);
+  });
+
+  it('sums task.human seconds per UTC month, for one use case', async () => {
+    const tenant = newTenant();
+    const human = (id: string, time: string, seconds: number, useCase = 'triage') =>
+      makeTask(tenant, id, {
+        type: 'task.human',
+        time: Date.parse(time),
+        use_case: useCase,
+        kind: 'edit',
+        seconds,
+        outcome: null,
+        handling_seconds: null,
+        value_nano: null,
+      });
+    await ctx.store.ingest({
+      calls: [],
+      tasks: [
+        human('h1', '2026-10-31T23:59:59.999Z', 30.5),
+        human('h2', '2026-11-01T00:00:00Z', 45),
+        human('h3', '2026-11-20T08:00:00Z', 15),
+        human('h4', '2026-11-20T08:00:00Z', 999, 'other'),
+        makeTask(tenant, 'c1', { time: Date.parse('2026-11-02T00:00:00Z') }),
+      ],
+    });
+    expect(await ctx.store.humanSecondsByMonth(tenant, 'triage')).toEqual([
+      { month: '2026-10', seconds: 30.5 },
+      { month: '2026-11', seconds: 60 },
+    ]);
+    expect(await ctx.store.humanSecondsByMonth(tenant, 'none')).toEqual([]);
   });
 
   it('puts, lists, replaces and deletes budgets', async () => {

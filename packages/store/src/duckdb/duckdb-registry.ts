@@ -76,6 +76,21 @@ export async function addLedgerEntry(conn: DuckDBConnection, e: LedgerEntry): Pr
   return { inserted, duplicates: 1 - inserted };
 }
 
+export async function humanSecondsByMonth(
+  conn: DuckDBConnection,
+  tenant: string,
+  useCase: string,
+): Promise<{ month: string; seconds: number }[]> {
+  const rows = await queryRows(
+    conn,
+    `SELECT strftime(timezone('UTC', time), '%Y-%m') AS month, sum(seconds) AS seconds
+     FROM task_events WHERE tenant = $1 AND use_case = $2 AND type = 'task.human'
+     GROUP BY 1 ORDER BY 1`,
+    [tenant, useCase],
+  );
+  return rows.map((r) => ({ month: str(r, 'month'), seconds: Number(r['seconds']) }));
+}
+
 export async function listLedger(
   conn: DuckDBConnection,
   tenant: string,

@@ -154,6 +154,10 @@ class DuckDbStore implements Store {
     return this.db.read((c) => registry.listLedger(c, tenant, useCase));
   }
 
+  humanSecondsByMonth(tenant: string, useCase: string): Promise<{ month: string; seconds: number }[]> {
+    return this.db.read((c) => registry.humanSecondsByMonth(c, tenant, useCase));
+  }
+
   putBudget(budget: BudgetRecord): Promise<void> {
     return this.db.write((c) => registry.putBudget(c, budget));
   }

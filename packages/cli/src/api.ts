@@ -1,0 +1,73 @@
+import { TallyError } from '@tally/core';
+import type { Command } from 'commander';
+import { request } from 'undici';
+import { loadConfig } from './load-config.js';
+
+export interface ApiTarget {
+  url: string;
+  adminKey: string;
+}
+
+/** Commands that change data go through the running server's API: the embedded store belongs to
+ * it. The server's address and the admin key come from the config, or from flags. */
+export function apiTarget(program: Command, opts: { url?: string; adminKey?: string }): ApiTarget {
+  const global = program.opts<{ config?: string }>();
+  const config = loadConfig({
+    cwd: process.cwd(),
+    env: process.env,
+    ...(global.config ? { file: global.config } : {}),
+  });
+  const adminKey = opts.adminKey ?? config.admin_key;
+  if (!adminKey) {
+    throw new TallyError('unauthorized', 'An admin key is needed: pass --admin-key or set TALLY_ADMIN_KEY.');
+  }
+  const host = config.host === '0.0.0.0' ? '127.0.0.1' : config.host;
+  return { url: opts.url ?? `http://${host}:${config.port}`, adminKey };
+}
+
+export async function apiCall(
+  t: ApiTarget,
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE',
+  path: string,
+  body?: unknown,
+): Promise<unknown> {
+  let res: Awaited<ReturnType<typeof request>>;
+  try {
+    res = await request(`${t.url}${path}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${t.adminKey}`,
+        ...(body ? { 'content-type': 'application/json' } : {}),
+      },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    });
+  } catch (err) {
+    throw new TallyError(
+      'store_unavailable',
+      `Cannot reach the Tally server at ${t.url}: ${(err as Error).message}. Is "tally start" running?`,
+    );
+  }
+  const json = (await res.body.json()) as { error?: { code: string; message: string } };
+  if (res.statusCode >= 400) {
+    const code = (json.error?.code ?? 'internal') as ConstructorParameters<typeof TallyError>[0];
+    throw new TallyError(
+      code,
+      json.error?.message,
+      (json.error as { details?: unknown } | undefined)?.details,
+    );
+  }
+  return json;
+}
+
+export const commaList = (v: string) =>
+  v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+
+/** --url and --admin-key, on every command that calls the server. */
+export function withApiOptions(c: Command): Command {
+  return c
+    .option('--url <url>', 'the Tally server (default: from config, http://127.0.0.1:4000)')
+    .option('--admin-key <key>', 'admin key (default: TALLY_ADMIN_KEY)');
+}
