@@ -4,6 +4,7 @@ import type {
   BudgetScope,
   CallRecord,
   LedgerCategory,
+  OutcomeSums,
   Stage,
   TaskEventRecord,
 } from '@tally/core';
@@ -200,6 +201,8 @@ export interface Store {
   addLedgerEntry(entry: LedgerEntry): Promise<WriteResult>;
   /** Ordered by month, use case, category, then id. */
   listLedger(tenant: string, useCase?: string): Promise<LedgerEntry[]>;
+  /** The sufficient statistics of one use case's tasks and calls over [from, to), for the scorecard. */
+  outcomeSums(tenant: string, useCase: string, from: number, to: number): Promise<OutcomeSums>;
   /** Seconds of task.human events per calendar month (UTC, as YYYY-MM), in month order. */
   humanSecondsByMonth(tenant: string, useCase: string): Promise<{ month: string; seconds: number }[]>;
 

@@ -1,5 +1,5 @@
 import type { DuckDBConnection } from '@duckdb/node-api';
-import type { CallRecord, TaskEventRecord } from '@tally/core';
+import type { CallRecord, OutcomeSums, TaskEventRecord } from '@tally/core';
 import { applyMigrations, type MigrationDriver } from '../migrate.js';
 import { DUCKDB_DIALECT } from '../schema.js';
 import type {
@@ -22,6 +22,7 @@ import { appendCallsJson } from './duckdb-append-json.js';
 import { COUNTS_SQL, GET_CALL_SQL, listCallsSql, listTaskEventsSql, toPage } from './duckdb-calls.js';
 import { DuckDbDatabase } from './duckdb-database.js';
 import { DuckDbIngestWriter } from './duckdb-ingest.js';
+import { outcomeSums } from './duckdb-outcomes.js';
 import * as registry from './duckdb-registry.js';
 import { callFromRow, taskFromRow } from './duckdb-rows.js';
 import { spendFromRow, spendSql } from './duckdb-spend.js';
@@ -152,6 +153,10 @@ class DuckDbStore implements Store {
 
   listLedger(tenant: string, useCase?: string): Promise<LedgerEntry[]> {
     return this.db.read((c) => registry.listLedger(c, tenant, useCase));
+  }
+
+  outcomeSums(tenant: string, useCase: string, from: number, to: number): Promise<OutcomeSums> {
+    return this.db.read((c) => outcomeSums(c, tenant, useCase, from, to));
   }
 
   humanSecondsByMonth(tenant: string, useCase: string): Promise<{ month: string; seconds: number }[]> {
