@@ -24,7 +24,9 @@ import { keyRoutes } from './routes/keys.js';
 import { providerRoutes, toProviderConfig } from './routes/providers.js';
 import { queryRoutes } from './routes/queries.js';
 import { replicaControlRoutes } from './routes/replica-control.js';
+import { scorecardRoutes } from './routes/scorecard.js';
 import { useCaseRoutes } from './routes/use-cases.js';
+import { defaultPeriod, scorecardFor } from './scorecards.js';
 import { SecretBox } from './secrets.js';
 
 export interface BuildAppOptions {
@@ -85,9 +87,9 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
     budgets: new BudgetCache(store, () => clock.now()),
     alerts: new AlertService(store, app.log, config.gateway.alert_webhook_url),
     secrets: new SecretBox(opts.secretKey),
-    // The scorecard's evidence joins here once the metrics engine computes it; until then the
-    // evidence gates report that nothing is known yet.
-    gateEvidence: async () => ({}),
+    // The gates read the scorecard of the default period.
+    gateEvidence: async (rec) =>
+      (await scorecardFor(store, rec, defaultPeriod(clock.now()), clock.now())).gateEvidence,
   };
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
@@ -103,6 +105,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
   await app.register(budgetRoutes, ctx);
   await app.register(replicaControlRoutes, ctx);
   await app.register(useCaseRoutes, ctx);
+  await app.register(scorecardRoutes, ctx);
 
   const sink = new BatchingSink({
     write: async (calls) => {

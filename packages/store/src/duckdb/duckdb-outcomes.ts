@@ -16,7 +16,7 @@ t AS (
   SELECT task_id,
     arg_min(arm, time) FILTER (WHERE type = 'task.eligible') AS arm,
     arg_min(covariate, time) FILTER (WHERE type = 'task.eligible') AS covariate,
-    coalesce(min(time) FILTER (WHERE type = 'task.eligible'), min(time)) AS at,
+    coalesce(min(time) FILTER (WHERE type = 'task.eligible'), min(time)) AS t_at,
     bool_or(type = 'task.ai_used') AS ai_event,
     arg_max(outcome, time) FILTER (WHERE type = 'task.completed') AS outcome,
     arg_max(handling_seconds, time) FILTER (WHERE type = 'task.completed') AS handling,
@@ -36,7 +36,7 @@ t AS (
 tt AS (
   SELECT t.*, (t.ai_event OR c.task_id IS NOT NULL) AS ai_used, coalesce(t.arm, 'none') AS armk
   FROM t LEFT JOIN called c ON c.task_id = t.task_id
-  WHERE t.at >= $3 AND t.at < $4
+  WHERE t.t_at >= $3 AND t.t_at < $4
 )`;
 
 const ARM_SQL = `${TASKS}
@@ -67,7 +67,7 @@ SELECT armk,
 FROM tt GROUP BY armk`;
 
 const WEEK_SQL = `${TASKS}
-SELECT epoch_ms(date_trunc('week', timezone('UTC', at))) AS week,
+SELECT epoch_ms(date_trunc('week', timezone('UTC', t_at))) AS week,
   count(outcome) AS completed,
   count(*) FILTER (WHERE outcome = 'success') AS successes,
   count(*) FILTER (WHERE outcome = 'success' AND interventions = 0) AS stable,
@@ -77,8 +77,8 @@ FROM tt WHERE armk IN ('ai', 'none') GROUP BY 1 ORDER BY 1`;
 
 const USERS_SQL = `${TASKS}
 SELECT count(*) AS active, count(*) FILTER (WHERE weeks >= 2) AS repeat FROM (
-  SELECT "user", count(DISTINCT date_trunc('week', timezone('UTC', at))) AS weeks
-  FROM tt WHERE armk <> 'holdout' AND ai_used AND "user" IS NOT NULL AND at >= $5
+  SELECT "user", count(DISTINCT date_trunc('week', timezone('UTC', t_at))) AS weeks
+  FROM tt WHERE armk <> 'holdout' AND ai_used AND "user" IS NOT NULL AND t_at >= $5
   GROUP BY 1
 )`;
 

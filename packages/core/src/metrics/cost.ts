@@ -1,0 +1,110 @@
+import { usdToNano } from '../money.js';
+import type { ArmOutcomes, UseCaseStats } from './inputs.js';
+
+const DAY = 86_400_000;
+
+/** Ledger entries are monthly; a period covers part of some months, so each entry counts for the
+ * share of its month's days that fall in the period. */
+export function prorateLedger(
+  entries: readonly { month: string; category: string; amount_nano: bigint }[],
+  from: number,
+  to: number,
+): { total: bigint; byCategory: Record<string, bigint> } {
+  const byCategory: Record<string, bigint> = {};
+  let total = 0n;
+  for (const e of entries) {
+    const [y, m] = e.month.split('-').map(Number) as [number, number];
+    const start = Date.UTC(y, m - 1, 1);
+    const end = Date.UTC(y, m, 1);
+    const overlap = Math.max(0, Math.min(end, to) - Math.max(start, from));
+    if (overlap === 0) continue;
+    // In whole milliseconds over the month's: exact in bigint.
+    const share = (e.amount_nano * BigInt(overlap)) / BigInt(end - start);
+    byCategory[e.category] = (byCategory[e.category] ?? 0n) + share;
+    total += share;
+  }
+  return { total, byCategory };
+}
+
+export function humanSeconds(a: ArmOutcomes): number {
+  const h = a.humanSeconds;
+  return h.review + h.edit + h.override + h.escalation;
+}
+
+/** The AI side of the use case: the AI arm, and tasks that were never assigned an arm. */
+export function aiSide(s: UseCaseStats): ArmOutcomes {
+  const a = s.arms.ai;
+  const u = s.unassigned;
+  const add = (x: { n: number; sum: number; sumSquares: number }, y: typeof x) => ({
+    n: x.n + y.n,
+    sum: x.sum + y.sum,
+    sumSquares: x.sumSquares + y.sumSquares,
+  });
+  return {
+    eligible: a.eligible + u.eligible,
+    aiUsed: a.aiUsed + u.aiUsed,
+    completed: a.completed + u.completed,
+    successes: a.successes + u.successes,
+    failures: a.failures + u.failures,
+    abandoned: a.abandoned + u.abandoned,
+    completedWithoutIntervention: a.completedWithoutIntervention + u.completedWithoutIntervention,
+    stableSuccesses: a.stableSuccesses + u.stableSuccesses,
+    completedWithoutHuman: a.completedWithoutHuman + u.completedWithoutHuman,
+    handling: add(a.handling, u.handling),
+    handlingCuped: {
+      ...add(a.handlingCuped, u.handlingCuped),
+      covariateSum: a.handlingCuped.covariateSum + u.handlingCuped.covariateSum,
+      covariateSumSquares: a.handlingCuped.covariateSumSquares + u.handlingCuped.covariateSumSquares,
+      crossProductSum: a.handlingCuped.crossProductSum + u.handlingCuped.crossProductSum,
+    },
+    success: add(a.success, u.success),
+    value: add(a.value, u.value),
+    valueNano: a.valueNano + u.valueNano,
+    qaSamples: a.qaSamples + u.qaSamples,
+    qaPasses: a.qaPasses + u.qaPasses,
+    humanSeconds: {
+      review: a.humanSeconds.review + u.humanSeconds.review,
+      edit: a.humanSeconds.edit + u.humanSeconds.edit,
+      override: a.humanSeconds.override + u.humanSeconds.override,
+      escalation: a.humanSeconds.escalation + u.humanSeconds.escalation,
+    },
+    optOuts: a.optOuts + u.optOuts,
+  };
+}
+
+export interface AllInCost {
+  /** LLM spend attributed to the use case. */
+  llmNano: bigint;
+  /** The hidden-cost ledger for the period. */
+  ledgerNano: bigint;
+  /** Human seconds on AI tasks × the reviewer's hourly cost. */
+  humanNano: bigint;
+  totalNano: bigint;
+  /** Calls the catalog could not price: their cost is missing from llmNano. */
+  unpricedCalls: number;
+}
+
+/** All-in AI cost = LLM spend + the ledger for the period + human seconds × hourly cost. */
+export function allInCost(s: UseCaseStats, reviewerHourlyUsd: string | null): AllInCost {
+  const seconds = humanSeconds(aiSide(s));
+  const perHour = reviewerHourlyUsd ? usdToNano(reviewerHourlyUsd) : 0n;
+  const humanNano = (perHour * BigInt(Math.round(seconds * 1000))) / 3_600_000n;
+  return {
+    llmNano: s.calls.spendNano,
+    ledgerNano: s.ledgerNano,
+    humanNano,
+    totalNano: s.calls.spendNano + s.ledgerNano + humanNano,
+    unpricedCalls: s.calls.unpriced,
+  };
+}
+
+/** Divides nano-USD by a count, to the nano-dollar; null for no count. */
+export function per(nano: bigint, count: number): bigint | null {
+  return count > 0 ? nano / BigInt(count) : null;
+}
+
+/** Days in the period, and the factor that turns a period amount into a monthly one. */
+export function monthly(s: { from: number; to: number }): { days: number; factor: number } {
+  const days = (s.to - s.from) / DAY;
+  return { days, factor: days > 0 ? 30.4375 / days : 0 };
+}

@@ -1,0 +1,29 @@
+import { TallyError } from '@tally/core';
+import type { FastifyPluginAsync } from 'fastify';
+import type { AppContext } from '../context.js';
+import { defaultPeriod, scorecardFor } from '../scorecards.js';
+import { parseTimeParam, stringParam } from '../serialize.js';
+
+/** GET /v1/use-cases/:id/scorecard?from=&to=&sequential=true&alpha=0.05 */
+export const scorecardRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
+  app.get('/v1/use-cases/:id/scorecard', async (request) => {
+    const principal = await ctx.auth.authenticate(request, ['admin', 'finance', 'member']);
+    const { id } = request.params as { id: string };
+    const q = request.query as Record<string, unknown>;
+    const rec = await ctx.store.getUseCase(principal.tenant, id);
+    if (!rec) throw new TallyError('not_found', `No use case ${id}.`);
+    const now = ctx.clock.now();
+    const def = defaultPeriod(now);
+    const from = parseTimeParam('from', q['from']) ?? def.from;
+    const to = parseTimeParam('to', q['to']) ?? def.to;
+    const alphaRaw = stringParam('alpha', q['alpha']);
+    const alpha = alphaRaw === undefined ? 0.05 : Number(alphaRaw);
+    if (!(alpha > 0 && alpha < 0.5))
+      throw new TallyError('invalid_query', 'alpha must be between 0 and 0.5.');
+    const seq = stringParam('sequential', q['sequential']);
+    if (seq !== undefined && seq !== 'true' && seq !== 'false') {
+      throw new TallyError('invalid_query', 'sequential must be true or false.');
+    }
+    return scorecardFor(ctx.store, rec, { from, to }, now, { alpha, sequential: seq === 'true' });
+  });
+};

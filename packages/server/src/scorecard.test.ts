@@ -1,0 +1,121 @@
+import { type Clock, type Scorecard, type SimCompany, simulateCompany } from '@tally/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadCompany } from './testing/company.js';
+import { type TestApp, testApp } from './testing/test-app.js';
+
+const END = Date.parse('2026-11-30T00:00:00Z');
+const clock: Clock = { now: () => END };
+
+type Metric = Scorecard['buckets']['outcomes'][number];
+const metric = (s: Scorecard, key: string): Metric =>
+  Object.values(s.buckets)
+    .flat()
+    .find((m) => m.key === key)!;
+
+describe('the scorecard on a simulated company', () => {
+  let t: TestApp;
+  let company: SimCompany;
+  const cards = new Map<string, Scorecard>();
+
+  beforeAll(async () => {
+    t = await testApp({}, clock);
+    company = simulateCompany({ seed: 11, end: END, weeks: 8 });
+    await loadCompany(t, company);
+    for (const uc of company.useCases) {
+      const res = await t.app.inject({ url: `/v1/use-cases/${uc.register.id}/scorecard`, headers: t.auth });
+      expect(res.statusCode, res.body).toBe(200);
+      cards.set(uc.register.id, res.json());
+    }
+  }, 120_000);
+  afterAll(async () => {
+    await t?.shutdown();
+  });
+
+  it('support triage: the 23 % cut in handling time is recovered, grade A', () => {
+    const s = cards.get('support-triage')!;
+    const h = metric(s, 'handling_seconds');
+    const lift = h.comparison!.lift!;
+    expect(lift.method).toBe('cuped');
+    expect(lift.ci[0]).toBeLessThan(-0.23);
+    expect(lift.ci[1]).toBeGreaterThan(-0.23);
+    expect(lift.ci[1]).toBeLessThan(0);
+    expect(h.status).toBe('good');
+    expect(s.evidence.grade).toBe('A');
+    expect(s.srm).toMatchObject({ passed: true });
+    expect(s.roi.status).toBe('ok');
+    expect(s.roi.method).toBe('holdout_lift');
+    expect(s.roi.ci![0]).toBeLessThan(s.roi.roi!);
+  });
+
+  it('every number follows its definition, checked against the simulated tasks', () => {
+    const s = cards.get('support-triage')!;
+    const tasks = company.tasks.filter((x) => x.useCase === 'support-triage');
+    const ai = tasks.filter((x) => x.arm === 'ai');
+    const hold = tasks.filter((x) => x.arm === 'holdout');
+    expect(metric(s, 'adoption').value).toBeCloseTo(ai.filter((x) => x.aiUsed).length / ai.length, 12);
+    expect(metric(s, 'success_rate').value).toBeCloseTo(ai.filter((x) => x.success).length / ai.length, 12);
+    const meanOf = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const h = metric(s, 'handling_seconds');
+    expect(h.value).toBeCloseTo(meanOf(ai.map((x) => x.handling)), 6);
+    expect(h.comparison!.holdout).toBeCloseTo(meanOf(hold.map((x) => x.handling)), 6);
+    // All-in cost = LLM spend + prorated ledger + human seconds × $45 an hour.
+    const events = company.events.filter((e) => e['use_case'] === 'support-triage');
+    const seconds = events
+      .filter((e) => e['type'] === 'task.human')
+      .reduce((a, e) => a + (e['seconds'] as number), 0);
+    const human = (45 * seconds) / 3600;
+    expect(Number(s.cost.human_usd)).toBeCloseTo(human, 6);
+    expect(Number(s.cost.all_in_usd)).toBeCloseTo(
+      Number(s.cost.llm_usd) + Number(s.cost.ledger_usd) + Number(s.cost.human_usd),
+      6,
+    );
+    // The ledger: $850 a month, over the 27 days of October and 29 of November in the period.
+    expect(Number(s.cost.ledger_usd)).toBeCloseTo((850 * 27) / 31 + (850 * 29) / 30, 6);
+    const successes = ai.filter((x) => x.success).length;
+    expect(Number(metric(s, 'cost_per_outcome').value)).toBeCloseTo(Number(s.cost.all_in_usd) / successes, 6);
+  });
+
+  it('the code-review assistant, which has no effect, is inconclusive', () => {
+    const s = cards.get('code-review')!;
+    const lift = metric(s, 'handling_seconds').comparison!.lift!;
+    expect(lift.ci[0]).toBeLessThan(0);
+    expect(lift.ci[1]).toBeGreaterThan(0);
+    expect(s.evidence.grade).toBe('B');
+    expect(s.evidence.reasons.join(' ')).toMatch(/inconclusive|underpowered/);
+  });
+
+  it('marketing copy: cost per outcome rises with volume; before/after only, grade C', () => {
+    const s = cards.get('marketing-copy')!;
+    const u = metric(s, 'unit_economics');
+    expect(u.ci![0]).toBeGreaterThan(0);
+    expect(u.status).toBe('bad');
+    expect(s.evidence.grade).toBe('C');
+    expect(s.roi.method).toBe('baseline_comparison');
+  });
+
+  it('sales email has no baseline: grade D, and the gate names what is missing', () => {
+    const s = cards.get('sales-email')!;
+    expect(s.evidence.grade).toBe('D');
+    expect(s.roi.status).toBe('insufficient_data');
+    expect(s.gate?.passed).toBe(false);
+  });
+
+  it('every metric has a status and the five buckets', () => {
+    for (const s of cards.values()) {
+      expect(Object.keys(s.buckets)).toEqual(['outcomes', 'adoption', 'quality', 'speed', 'cost']);
+      for (const m of Object.values(s.buckets).flat()) {
+        expect(['good', 'warn', 'bad', 'unknown']).toContain(m.status);
+        expect(JSON.stringify(m)).not.toMatch(/NaN/);
+      }
+    }
+  });
+
+  it('answers a bad period with a code', async () => {
+    const res = await t.app.inject({
+      url: '/v1/use-cases/support-triage/scorecard?from=2026-11-30T00:00:00Z&to=2026-11-01T00:00:00Z',
+      headers: t.auth,
+    });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error.code).toBe('invalid_query');
+  });
+});
