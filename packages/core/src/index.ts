@@ -2,6 +2,7 @@ export * from './clock.js';
 export * from './errors.js';
 export * from './events/parse-event.js';
 export * from './events/wire.js';
+export * from './metrics/audit.js';
 export * from './metrics/cost.js';
 export * from './metrics/drift.js';
 export * from './metrics/evidence.js';

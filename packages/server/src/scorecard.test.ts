@@ -118,4 +118,83 @@ describe('the scorecard on a simulated company', () => {
     expect(res.statusCode).toBe(400);
     expect(res.json().error.code).toBe('invalid_query');
   });
+
+  it('the audit flags each bad case, with its evidence and a fix', async () => {
+    // A chatbot that answers yes/no to the same prompt: calls flow, no outcomes are reported.
+    await t.app.inject({
+      method: 'POST',
+      url: '/v1/use-cases',
+      headers: t.auth,
+      payload: { id: 'faq-bot', name: 'FAQ bot' },
+    });
+    const calls = Array.from({ length: 60 }, (_, i) => ({
+      id: `faq-${i}`,
+      type: 'llm.call',
+      time: new Date(END - 86_400_000 - i * 60_000).toISOString(),
+      project: 'faq',
+      use_case: 'faq-bot',
+      provider: 'openai',
+      api: 'openai-chat',
+      model: 'gpt-4o-mini',
+      usage: { prompt_tokens: 812, completion_tokens: 1 },
+    }));
+    expect(
+      (
+        await t.app.inject({ method: 'POST', url: '/v1/events', headers: t.auth, payload: { events: calls } })
+      ).json().accepted,
+    ).toBe(60);
+    await t.app.inject({
+      method: 'POST',
+      url: '/v1/use-cases/marketing-copy/stage',
+      headers: t.auth,
+      payload: { to: 'readiness', force: true, reason: 'test' },
+    });
+    await t.app.inject({
+      method: 'POST',
+      url: '/v1/budgets',
+      headers: t.auth,
+      payload: { scope: 'project', subject: 'support-triage', limit_usd: '5000' },
+    });
+
+    const res = await t.app.inject({ url: '/v1/audit', headers: t.auth });
+    expect(res.statusCode).toBe(200);
+    const findings = res.json().findings as {
+      flag: string;
+      severity: string;
+      subject: { use_case?: string; project?: string };
+      evidence: { numbers: object; query: string };
+      fix: string;
+    }[];
+    const has = (flag: string, subject: string) =>
+      findings.some(
+        (f) => f.flag === flag && (f.subject.use_case ?? f.subject.project ?? '').includes(subject),
+      );
+    expect(has('no_baseline', 'sales-email')).toBe(true);
+    expect(has('no_adoption_owner', 'sales-email')).toBe(true);
+    expect(has('benefits_counted_twice', 'marketing-copy')).toBe(true);
+    expect(has('benefits_counted_twice', 'sales-email')).toBe(true);
+    expect(has('cost_per_outcome_rising', 'marketing-copy')).toBe(true);
+    expect(has('bloated_context', 'marketing-copy')).toBe(true);
+    expect(has('roi_before_data_readiness', 'marketing-copy')).toBe(true);
+    expect(has('hidden_costs_missing', 'marketing-copy')).toBe(true);
+    expect(has('success_counted_as_shipping', 'faq-bot')).toBe(true);
+    expect(has('rule_would_do', 'faq-bot')).toBe(true);
+    expect(has('no_budget', 'code-review')).toBe(true);
+    // What is fine is not flagged.
+    expect(has('no_budget', 'support-triage')).toBe(false);
+    expect(findings.filter((f) => f.subject.use_case === 'support-triage').map((f) => f.flag)).toEqual([]);
+    for (const f of findings) {
+      expect(['high', 'medium', 'low']).toContain(f.severity);
+      expect(f.evidence.query.length).toBeGreaterThan(10);
+      expect(Object.keys(f.evidence.numbers).length).toBeGreaterThan(0);
+      expect(f.fix.length).toBeGreaterThan(10);
+    }
+    const shared = findings.find((f) => f.flag === 'benefits_counted_twice')!;
+    const claimed = company.tasks.filter((x) => x.useCase === 'sales-email').length;
+    expect((shared.evidence.numbers as { tasks: number }).tasks).toBe(claimed);
+    const only = (await t.app.inject({ url: '/v1/audit?use_case=faq-bot', headers: t.auth })).json().findings;
+    expect(only.every((f: { subject: { use_case?: string } }) => f.subject.use_case === 'faq-bot')).toBe(
+      true,
+    );
+  });
 });

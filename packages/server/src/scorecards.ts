@@ -1,4 +1,12 @@
-import { buildScorecard, type EvidenceOptions, prorateLedger, type Scorecard, TallyError } from '@tally/core';
+import {
+  auditFindings,
+  buildScorecard,
+  type EvidenceOptions,
+  type Finding,
+  prorateLedger,
+  type Scorecard,
+  TallyError,
+} from '@tally/core';
 import type { Store, UseCaseRecord } from '@tally/store';
 import { specOf } from './use-case-schema.js';
 
@@ -42,5 +50,34 @@ export async function scorecardFor(
     },
     now,
     options,
+  });
+}
+
+/** Every red flag across the tenant's use cases, for the period. */
+export async function auditTenant(
+  store: Store,
+  tenant: string,
+  period: Period,
+  now: number,
+): Promise<Finding[]> {
+  const [sums, useCases, budgets, ledger] = await Promise.all([
+    store.auditSums(tenant, period.from, period.to),
+    store.listUseCases(tenant),
+    store.listBudgets(tenant),
+    store.listLedger(tenant),
+  ]);
+  const entries = new Map<string, number>();
+  for (const e of ledger) entries.set(e.use_case, (entries.get(e.use_case) ?? 0) + 1);
+  const cards = await Promise.all(useCases.map((rec) => scorecardFor(store, rec, period, now)));
+  return auditFindings({
+    sums,
+    useCases: useCases.map((rec, i) => ({
+      id: rec.id,
+      stage: rec.stage,
+      spec: specOf(rec),
+      scorecard: cards[i]!,
+      ledgerEntries: entries.get(rec.id) ?? 0,
+    })),
+    budgets: budgets.map((b) => ({ scope: b.scope, subject: b.subject })),
   });
 }

@@ -1,4 +1,5 @@
 import type {
+  AuditSums,
   BudgetAction,
   BudgetPeriod,
   BudgetScope,
@@ -203,6 +204,8 @@ export interface Store {
   listLedger(tenant: string, useCase?: string): Promise<LedgerEntry[]>;
   /** The sufficient statistics of one use case's tasks and calls over [from, to), for the scorecard. */
   outcomeSums(tenant: string, useCase: string, from: number, to: number): Promise<OutcomeSums>;
+  /** Sums across use cases and projects for the red-flag audit, with the SQL behind them. */
+  auditSums(tenant: string, from: number, to: number): Promise<AuditSums>;
   /** Seconds of task.human events per calendar month (UTC, as YYYY-MM), in month order. */
   humanSecondsByMonth(tenant: string, useCase: string): Promise<{ month: string; seconds: number }[]>;
 

@@ -480,6 +480,8 @@ export function buildScorecard(input: ScorecardInput): Scorecard {
   };
 }
 
+const MIN_VOLUME_SPREAD = 1.5;
+
 /** Weekly cost per outcome against weekly volume, on log scales: a slope above 0 means each outcome
  * gets dearer as volume grows. Human and LLM cost go by week; the ledger is spread evenly. */
 export function unitEconomics(
@@ -488,6 +490,10 @@ export function unitEconomics(
 ): { slope: number; ci: [number, number] } | null {
   const weeks = s.weeks.filter((w) => w.aiSuccesses > 0 && w.aiCompleted > 0);
   if (weeks.length < 3) return null;
+  // A slope on volume needs volume to have moved: with weekly volumes within 1.5× of each other,
+  // week-to-week noise in cost would pass for a slope.
+  const volumes = weeks.map((w) => w.aiCompleted);
+  if (Math.max(...volumes) / Math.min(...volumes) < MIN_VOLUME_SPREAD) return null;
   const fixedPerWeek = Number(cost.ledgerNano) / 1e9 / Math.max(1, s.weeks.length);
   const humanPerSecond =
     humanSeconds(aiSide(s)) > 0 ? Number(cost.humanNano) / 1e9 / humanSeconds(aiSide(s)) : 0;

@@ -1,7 +1,7 @@
 import { TallyError } from '@tally/core';
 import type { FastifyPluginAsync } from 'fastify';
 import type { AppContext } from '../context.js';
-import { defaultPeriod, scorecardFor } from '../scorecards.js';
+import { auditTenant, defaultPeriod, scorecardFor } from '../scorecards.js';
 import { parseTimeParam, stringParam } from '../serialize.js';
 
 /** GET /v1/use-cases/:id/scorecard?from=&to=&sequential=true&alpha=0.05 */
@@ -25,5 +25,20 @@ export const scorecardRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) 
       throw new TallyError('invalid_query', 'sequential must be true or false.');
     }
     return scorecardFor(ctx.store, rec, { from, to }, now, { alpha, sequential: seq === 'true' });
+  });
+
+  /** GET /v1/audit?from=&to=&use_case=: every red flag, most severe first. */
+  app.get('/v1/audit', async (request) => {
+    const principal = await ctx.auth.authenticate(request, ['admin', 'finance']);
+    const q = request.query as Record<string, unknown>;
+    const now = ctx.clock.now();
+    const def = defaultPeriod(now);
+    const from = parseTimeParam('from', q['from']) ?? def.from;
+    const to = parseTimeParam('to', q['to']) ?? def.to;
+    if (!(to > from)) throw new TallyError('invalid_query', 'from must be before to.');
+    const useCase = stringParam('use_case', q['use_case']);
+    let findings = await auditTenant(ctx.store, principal.tenant, { from, to }, now);
+    if (useCase) findings = findings.filter((f) => f.subject.use_case?.split(', ').includes(useCase));
+    return { period: { from: new Date(from).toISOString(), to: new Date(to).toISOString() }, findings };
   });
 };

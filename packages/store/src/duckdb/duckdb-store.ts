@@ -1,5 +1,5 @@
 import type { DuckDBConnection } from '@duckdb/node-api';
-import type { CallRecord, OutcomeSums, TaskEventRecord } from '@tally/core';
+import type { AuditSums, CallRecord, OutcomeSums, TaskEventRecord } from '@tally/core';
 import { applyMigrations, type MigrationDriver } from '../migrate.js';
 import { DUCKDB_DIALECT } from '../schema.js';
 import type {
@@ -19,6 +19,7 @@ import type {
   WriteResult,
 } from '../store.js';
 import { appendCallsJson } from './duckdb-append-json.js';
+import { auditSums } from './duckdb-audit.js';
 import { COUNTS_SQL, GET_CALL_SQL, listCallsSql, listTaskEventsSql, toPage } from './duckdb-calls.js';
 import { DuckDbDatabase } from './duckdb-database.js';
 import { DuckDbIngestWriter } from './duckdb-ingest.js';
@@ -157,6 +158,10 @@ class DuckDbStore implements Store {
 
   outcomeSums(tenant: string, useCase: string, from: number, to: number): Promise<OutcomeSums> {
     return this.db.read((c) => outcomeSums(c, tenant, useCase, from, to));
+  }
+
+  auditSums(tenant: string, from: number, to: number): Promise<AuditSums> {
+    return this.db.read((c) => auditSums(c, tenant, from, to));
   }
 
   humanSecondsByMonth(tenant: string, useCase: string): Promise<{ month: string; seconds: number }[]> {
