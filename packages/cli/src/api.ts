@@ -71,3 +71,25 @@ export function withApiOptions(c: Command): Command {
     .option('--url <url>', 'the Tally server (default: from config, http://127.0.0.1:4000)')
     .option('--admin-key <key>', 'admin key (default: TALLY_ADMIN_KEY)');
 }
+
+/** A GET whose answer is text (a report); errors as apiCall. */
+export async function apiText(t: ApiTarget, path: string): Promise<string> {
+  let res: Awaited<ReturnType<typeof request>>;
+  try {
+    res = await request(`${t.url}${path}`, { headers: { authorization: `Bearer ${t.adminKey}` } });
+  } catch (err) {
+    throw new TallyError(
+      'store_unavailable',
+      `Cannot reach the Tally server at ${t.url}: ${(err as Error).message}. Is "tally start" running?`,
+    );
+  }
+  const text = await res.body.text();
+  if (res.statusCode >= 400) {
+    const json = JSON.parse(text) as { error?: { code: string; message: string } };
+    throw new TallyError(
+      (json.error?.code ?? 'internal') as ConstructorParameters<typeof TallyError>[0],
+      json.error?.message,
+    );
+  }
+  return text;
+}

@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { registerAnalytics } from './commands/analytics.js';
 import { registerDemo } from './commands/demo.js';
 import { registerGateway } from './commands/gateway.js';
 import { registerKeys } from './commands/keys.js';
@@ -23,6 +24,7 @@ export async function main(argv: string[]): Promise<number> {
   registerPrice(program);
   registerPrices(program);
   registerUseCases(program);
+  registerAnalytics(program);
   try {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;

@@ -13,6 +13,7 @@ export * from './model.js';
 export * from './money.js';
 export * from './periods.js';
 export * from './pricing/index.js';
+export { nextSteps, type ReportInput, renderHtml, renderMarkdown } from './report/report.js';
 export * from './simulate/company.js';
 export { Rng } from './simulate/random.js';
 export * from './stats/index.js';

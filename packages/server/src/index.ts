@@ -1,5 +1,6 @@
 export { type BuildAppOptions, buildApp, type TallyApp } from './app.js';
 export { Authenticator, generateKey, hashKey, type Principal, type Role } from './auth.js';
+export { loadCompanyIntoStore } from './company-loader.js';
 export { configSchema, type PriceOverrideConfig, priceOverrideSchema, type TallyConfig } from './config.js';
 export type { AppContext } from './context.js';
 export { toTallyError } from './errors.js';

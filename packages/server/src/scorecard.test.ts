@@ -197,4 +197,30 @@ describe('the scorecard on a simulated company', () => {
       true,
     );
   });
+
+  it('renders the executive one-pager as html with inline SVG charts, and as markdown', async () => {
+    const html = await t.app.inject({
+      url: '/v1/use-cases/support-triage/report?format=html',
+      headers: t.auth,
+    });
+    expect(html.statusCode).toBe(200);
+    expect(html.headers['content-type']).toMatch(/text\/html/);
+    const page = html.body;
+    expect(page).toMatch(/^<!doctype html>/);
+    expect(page.match(/<svg /g)?.length).toBeGreaterThanOrEqual(3);
+    expect(page).toMatch(/evidence grade <b>A<\/b>/);
+    expect(page).toMatch(/ROI -?\d+% a month \(95% CI/);
+    expect(page).toMatch(/<h2>Red flags<\/h2>/);
+    expect(page).toMatch(/<h2>Next steps<\/h2>/);
+    expect(page).not.toMatch(/<script/);
+    const md = await t.app.inject({ url: '/v1/use-cases/marketing-copy/report?format=md', headers: t.auth });
+    expect(md.body).toMatch(/^# Marketing copy generation/);
+    expect(md.body).toMatch(/\| Cost \| Unit economics .*\| bad \|/);
+    expect(md.body).toMatch(/\*\*high\*\* marketing-copy's cost per outcome rises with volume/);
+    const bad = await t.app.inject({
+      url: '/v1/use-cases/support-triage/report?format=pdf',
+      headers: t.auth,
+    });
+    expect(bad.json().error.code).toBe('invalid_query');
+  });
 });

@@ -11,7 +11,16 @@ export interface DriftResult {
   reference: { mean: number; sd: number } | null;
 }
 
-export function detectDrift(series: readonly number[], lambda = 0.3, width = 3, k = 0.5, h = 5): DriftResult {
+/** `sds`: each point's own standard error when it is known (a rate over n samples); otherwise the
+ * spread is estimated from the moving range of the series, which a single shift barely inflates. */
+export function detectDrift(
+  series: readonly number[],
+  sds?: readonly number[],
+  lambda = 0.3,
+  width = 3,
+  k = 0.5,
+  h = 5,
+): DriftResult {
   const none: DriftResult = {
     status: 'insufficient_data',
     drift: false,
@@ -22,7 +31,9 @@ export function detectDrift(series: readonly number[], lambda = 0.3, width = 3, 
   if (series.length < 6) return none;
   const ref = series.slice(0, Math.floor(series.length / 2));
   const mean = ref.reduce((a, b) => a + b, 0) / ref.length;
-  const sd = Math.sqrt(ref.reduce((a, b) => a + (b - mean) ** 2, 0) / Math.max(1, ref.length - 1));
+  let mr = 0;
+  for (let i = 1; i < series.length; i++) mr += Math.abs(series[i]! - series[i - 1]!);
+  const sd = sds ? sds.reduce((a, b) => a + b, 0) / sds.length : mr / (series.length - 1) / 1.128;
   if (!(sd > 0)) {
     // A perfectly flat reference: any later change is drift.
     const moved = series.findIndex((v, i) => i >= ref.length && v !== mean);
@@ -40,10 +51,11 @@ export function detectDrift(series: readonly number[], lambda = 0.3, width = 3, 
   let lo = 0;
   let cusumAt: number | null = null;
   series.forEach((x, i) => {
+    const sdi = sds?.[i] ?? sd;
     z = lambda * x + (1 - lambda) * z;
-    const limit = width * sd * Math.sqrt((lambda / (2 - lambda)) * (1 - (1 - lambda) ** (2 * (i + 1))));
+    const limit = width * sdi * Math.sqrt((lambda / (2 - lambda)) * (1 - (1 - lambda) ** (2 * (i + 1))));
     if (ewmaAt === null && Math.abs(z - mean) > limit) ewmaAt = i;
-    const u = (x - mean) / sd;
+    const u = (x - mean) / sdi;
     hi = Math.max(0, hi + u - k);
     lo = Math.max(0, lo - u - k);
     if (cusumAt === null && (hi > h || lo > h)) cusumAt = i;

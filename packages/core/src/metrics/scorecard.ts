@@ -72,6 +72,16 @@ export interface Scorecard {
   };
   /** What the stage gates read. */
   gateEvidence: GateEvidence;
+  /** The weekly series behind the trends (AI side), for charts. */
+  weeks: {
+    week: string;
+    completed: number;
+    successes: number;
+    llm_usd: string;
+    llm_cost_per_outcome_usd: string | null;
+    stability: number | null;
+    qa_pass_rate: number | null;
+  }[];
 }
 
 function comparison(lift: LiftResult | undefined, ai: number | null, holdout: number | null): Comparison {
@@ -279,8 +289,13 @@ export function buildScorecard(input: ScorecardInput): Scorecard {
     hasHoldout && hold.qaSamples > 0
       ? comparison(lifts?.quality, qaRate, ratio(hold.qaPasses, hold.qaSamples))
       : null;
-  const qaSeries = s.weeks.filter((w) => w.qaSamples > 0).map((w) => w.qaPasses / w.qaSamples);
-  const qaDrift = detectDrift(qaSeries);
+  const qaWeeks = s.weeks.filter((w) => w.qaSamples > 0);
+  const p0 = ai.qaSamples > 0 ? ai.qaPasses / ai.qaSamples : 0;
+  // A pass rate over n samples has a binomial standard error: the charts use it, not the scatter.
+  const qaDrift = detectDrift(
+    qaWeeks.map((w) => w.qaPasses / w.qaSamples),
+    p0 > 0 && p0 < 1 ? qaWeeks.map((w) => Math.sqrt((p0 * (1 - p0)) / w.qaSamples)) : undefined,
+  );
   const baselineSeconds = b?.handling_seconds ?? null;
   const oversight = baselineSeconds ? ratio(humanSeconds(ai), ai.completed * baselineSeconds) : null;
   const oversightTrend = baselineSeconds
@@ -477,6 +492,15 @@ export function buildScorecard(input: ScorecardInput): Scorecard {
       unpriced_calls: cost.unpricedCalls,
     },
     gateEvidence,
+    weeks: s.weeks.map((w) => ({
+      week: new Date(w.week).toISOString().slice(0, 10),
+      completed: w.aiCompleted,
+      successes: w.aiSuccesses,
+      llm_usd: nanoToUsd(w.spendNano),
+      llm_cost_per_outcome_usd: w.aiSuccesses > 0 ? nanoToUsd(w.spendNano / BigInt(w.aiSuccesses)) : null,
+      stability: ratio(w.stableSuccesses, w.aiCompleted),
+      qa_pass_rate: ratio(w.qaPasses, w.qaSamples),
+    })),
   };
 }
 

@@ -1,4 +1,4 @@
-import { TallyError } from '@tally/core';
+import { renderHtml, renderMarkdown, TallyError } from '@tally/core';
 import type { FastifyPluginAsync } from 'fastify';
 import type { AppContext } from '../context.js';
 import { auditTenant, defaultPeriod, scorecardFor } from '../scorecards.js';
@@ -40,5 +40,31 @@ export const scorecardRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) 
     let findings = await auditTenant(ctx.store, principal.tenant, { from, to }, now);
     if (useCase) findings = findings.filter((f) => f.subject.use_case?.split(', ').includes(useCase));
     return { period: { from: new Date(from).toISOString(), to: new Date(to).toISOString() }, findings };
+  });
+
+  /** GET /v1/use-cases/:id/report?format=md|html&from=&to=: the executive one-pager. */
+  app.get('/v1/use-cases/:id/report', async (request, reply) => {
+    const principal = await ctx.auth.authenticate(request, ['admin', 'finance', 'member']);
+    const { id } = request.params as { id: string };
+    const q = request.query as Record<string, unknown>;
+    const format = stringParam('format', q['format']) ?? 'html';
+    if (format !== 'md' && format !== 'html')
+      throw new TallyError('invalid_query', 'format must be md or html.');
+    const rec = await ctx.store.getUseCase(principal.tenant, id);
+    if (!rec) throw new TallyError('not_found', `No use case ${id}.`);
+    const now = ctx.clock.now();
+    const def = defaultPeriod(now);
+    const period = {
+      from: parseTimeParam('from', q['from']) ?? def.from,
+      to: parseTimeParam('to', q['to']) ?? def.to,
+    };
+    const scorecard = await scorecardFor(ctx.store, rec, period, now);
+    const findings = (await auditTenant(ctx.store, principal.tenant, period, now)).filter((f) =>
+      f.subject.use_case?.split(', ').includes(id),
+    );
+    const input = { name: rec.name, scorecard, findings };
+    return format === 'md'
+      ? reply.type('text/markdown; charset=utf-8').send(renderMarkdown(input))
+      : reply.type('text/html; charset=utf-8').send(renderHtml(input));
   });
 };

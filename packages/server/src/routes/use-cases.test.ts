@@ -127,9 +127,9 @@ describe('the use-case register', () => {
       reason: 'redaction signed off on paper',
     });
     expect(forced.statusCode).toBe(200);
-    // Pilot → production needs evidence the analytics have not produced for this use case.
+    // Pilot → production needs evidence: with a baseline and no holdout data yet, the grade is C.
     const prod = await stage('triage', { to: 'production' });
-    expect(prod.json().error.message).toMatch(/evidence_grade \(no evidence grade yet\)/);
+    expect(prod.json().error.message).toMatch(/evidence_grade \(grade C \(A or B needed\)\)/);
     // Going back needs no gate.
     expect((await stage('triage', { to: 'readiness', reason: 'data issue' })).statusCode).toBe(200);
 
