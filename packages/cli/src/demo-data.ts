@@ -69,7 +69,9 @@ interface Workload {
 
 const WORKLOADS: Workload[] = [
   {
-    use_case: 'support-triage',
+    // The trace's traffic runs beside the simulated company's use cases, under names of its own, so
+    // that it does not mix into their scorecards.
+    use_case: 'support-chat',
     project: 'support',
     team: 'customer-experience',
     trace: 'conv',
@@ -79,7 +81,7 @@ const WORKLOADS: Workload[] = [
     ],
   },
   {
-    use_case: 'code-review',
+    use_case: 'code-assist',
     project: 'engineering',
     team: 'platform',
     trace: 'code',
@@ -89,7 +91,7 @@ const WORKLOADS: Workload[] = [
     ],
   },
   {
-    use_case: 'marketing-copy',
+    use_case: 'campaign-ideas',
     project: 'marketing',
     team: 'growth',
     trace: 'conv',

@@ -153,7 +153,11 @@ export interface ScorecardInput {
  * of 0 and bad when on the other; a trend likewise for the direction a ratio should move.
  */
 export function buildScorecard(input: ScorecardInput): Scorecard {
-  const { spec, stats: s } = input;
+  const { spec } = input;
+  // Trends and unit economics read whole weeks only: a week cut by the period's edges would pass
+  // for a drop in volume.
+  const whole = input.stats.weeks.filter((w) => w.week >= input.stats.from && w.week + WEEK_MS <= input.stats.to);
+  const s: UseCaseStats = { ...input.stats, weeks: whole };
   const ai = aiSide(s);
   const hold = s.arms.holdout;
   const hasHoldout = spec.holdout.share > 0 && hold.eligible > 0;
@@ -505,6 +509,7 @@ export function buildScorecard(input: ScorecardInput): Scorecard {
 }
 
 const MIN_VOLUME_SPREAD = 1.5;
+const WEEK_MS = 7 * 86_400_000;
 
 /** Weekly cost per outcome against weekly volume, on log scales: a slope above 0 means each outcome
  * gets dearer as volume grows. Human and LLM cost go by week; the ledger is spread evenly. */
