@@ -156,7 +156,9 @@ export function buildScorecard(input: ScorecardInput): Scorecard {
   const { spec } = input;
   // Trends and unit economics read whole weeks only: a week cut by the period's edges would pass
   // for a drop in volume.
-  const whole = input.stats.weeks.filter((w) => w.week >= input.stats.from && w.week + WEEK_MS <= input.stats.to);
+  const whole = input.stats.weeks.filter(
+    (w) => w.week >= input.stats.from && w.week + WEEK_MS <= input.stats.to,
+  );
   const s: UseCaseStats = { ...input.stats, weeks: whole };
   const ai = aiSide(s);
   const hold = s.arms.holdout;
