@@ -3,6 +3,7 @@ import { callQueryCases } from './contract/call-query-cases.js';
 import { ingestCases } from './contract/ingest-cases.js';
 import { isolationCases } from './contract/isolation-cases.js';
 import { lifecycleCases } from './contract/lifecycle-cases.js';
+import { outcomeCases } from './contract/outcome-cases.js';
 import { registryCases } from './contract/registry-cases.js';
 import { spendCases } from './contract/spend-cases.js';
 import type { Store } from './store.js';
@@ -42,6 +43,7 @@ export function runStoreContract(name: string, makeStore: () => Promise<Store>):
     describe('calls and task events', () => callQueryCases(ctx));
     describe('spend', () => spendCases(ctx));
     describe('register, ledger, budgets and keys', () => registryCases(ctx));
+    describe('outcome sums', () => outcomeCases(ctx));
     describe('tenant isolation', () => isolationCases(ctx));
   });
 }

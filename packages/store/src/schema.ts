@@ -227,8 +227,62 @@ const alerts: Migration = {
   ],
 };
 
+/**
+ * v4: one row per task, the sums of its events, which the scorecard reads instead of regrouping
+ * millions of events. Ingest marks the tasks it touched as dirty (an append, in the same
+ * transaction); the rollup recomputes dirty tasks from their events before it is read. Recomputing
+ * is idempotent, so a task marked twice costs only time.
+ */
+const taskRollup: Migration = {
+  version: 4,
+  name: 'task rollup',
+  statements: (d) => [
+    {
+      sql: `CREATE TABLE task_rollup (
+  tenant ${d.key} NOT NULL,
+  use_case ${d.key} NOT NULL,
+  task_id ${d.key} NOT NULL,
+  t_at TIMESTAMPTZ NOT NULL,
+  arm VARCHAR,
+  covariate DOUBLE PRECISION,
+  ai_used BOOLEAN NOT NULL,
+  outcome VARCHAR,
+  handling DOUBLE PRECISION,
+  value_nano BIGINT,
+  h_review DOUBLE PRECISION NOT NULL,
+  h_edit DOUBLE PRECISION NOT NULL,
+  h_override DOUBLE PRECISION NOT NULL,
+  h_escalation DOUBLE PRECISION NOT NULL,
+  human_events INTEGER NOT NULL,
+  interventions INTEGER NOT NULL,
+  qa_n INTEGER NOT NULL,
+  qa_pass INTEGER NOT NULL,
+  opted_out BOOLEAN NOT NULL,
+  opt_reason VARCHAR,
+  "user" VARCHAR
+)`,
+    },
+    // No primary key in DuckDB: a refresh deletes and re-inserts a task's row in one transaction,
+    // which its index would refuse before the commit. The single writer keeps rows unique.
+    {
+      sql: 'CREATE UNIQUE INDEX task_rollup_key ON task_rollup (tenant, use_case, task_id)',
+      only: 'postgres',
+    },
+    { sql: 'CREATE INDEX task_rollup_period ON task_rollup (tenant, use_case, t_at)', only: 'postgres' },
+    {
+      sql: `CREATE TABLE task_rollup_dirty (
+  tenant ${d.key} NOT NULL,
+  use_case ${d.key} NOT NULL,
+  task_id ${d.key} NOT NULL
+)`,
+    },
+    // Tasks stored before this version are rolled up on first read.
+    { sql: 'INSERT INTO task_rollup_dirty SELECT DISTINCT tenant, use_case, task_id FROM task_events' },
+  ],
+};
+
 /** Append only: a released migration is never edited, a change is a new version. */
-export const MIGRATIONS: readonly Migration[] = [initial, providers, alerts];
+export const MIGRATIONS: readonly Migration[] = [initial, providers, alerts, taskRollup];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
 

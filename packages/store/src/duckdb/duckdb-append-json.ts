@@ -89,11 +89,21 @@ export async function appendCallsJson(db: DuckDbDatabase, calls: readonly CallRe
   await writeFile(file, text);
   try {
     const path = file.replaceAll("'", "''");
-    await db.write((conn) =>
-      conn.run(
-        `INSERT INTO calls SELECT ${SELECT} FROM read_json('${path}', format = 'newline_delimited', columns = ${READ_COLUMNS})`,
-      ),
-    );
+    const source = `read_json('${path}', format = 'newline_delimited', columns = ${READ_COLUMNS})`;
+    await db.write(async (conn) => {
+      await conn.run('BEGIN TRANSACTION');
+      try {
+        await conn.run(`INSERT INTO calls SELECT ${SELECT} FROM ${source}`);
+        // Calls that carry a task change that task's rollup (AI used).
+        await conn.run(
+          `INSERT INTO task_rollup_dirty SELECT tenant, use_case, task_id FROM ${source} WHERE use_case IS NOT NULL AND task_id IS NOT NULL`,
+        );
+        await conn.run('COMMIT');
+      } catch (err) {
+        await conn.run('ROLLBACK').catch(() => undefined);
+        throw err;
+      }
+    });
   } finally {
     await unlink(file).catch(() => undefined);
   }

@@ -11,7 +11,15 @@ import {
 import type { IngestBatch, WriteResult } from '../store.js';
 import { TableAppender } from './duckdb-appender.js';
 import type { DuckDbDatabase } from './duckdb-database.js';
-import { CALL_COLUMNS, KEY_COLUMNS, TASK_COLUMNS, type TableColumns } from './duckdb-rows.js';
+import {
+  CALL_COLUMNS,
+  DIRTY_COLUMNS,
+  type DirtyTask,
+  dirtyTasks,
+  KEY_COLUMNS,
+  TASK_COLUMNS,
+  type TableColumns,
+} from './duckdb-rows.js';
 import { queryRows } from './duckdb-sql.js';
 import { str } from './duckdb-values.js';
 
@@ -44,7 +52,7 @@ const MAX_GROUP_ROWS = 20_000;
 export class DuckDbIngestWriter {
   private pending: Pending[] = [];
   private scheduled = false;
-  private appenders: { calls: TableAppender; tasks: TableAppender } | null = null;
+  private appenders: { calls: TableAppender; tasks: TableAppender; dirty: TableAppender } | null = null;
   private checked = false;
 
   constructor(private readonly db: DuckDbDatabase) {}
@@ -67,6 +75,7 @@ export class DuckDbIngestWriter {
   private dropAppenders(): void {
     this.appenders?.calls.close();
     this.appenders?.tasks.close();
+    this.appenders?.dirty.close();
     this.appenders = null;
   }
 
@@ -133,11 +142,14 @@ export class DuckDbIngestWriter {
       this.appenders ??= {
         calls: await TableAppender.open(conn, 'calls'),
         tasks: await TableAppender.open(conn, 'task_events'),
+        dirty: await TableAppender.open(conn, 'task_rollup_dirty'),
       };
       await this.appenders.calls.append(CALL_COLUMNS, plan.calls);
       await this.appenders.tasks.append(TASK_COLUMNS, plan.tasks);
+      await this.appenders.dirty.append(DIRTY_COLUMNS, dirtyTasks(plan.calls, plan.tasks));
       this.appenders.calls.flush();
       this.appenders.tasks.flush();
+      this.appenders.dirty.flush();
       await conn.run('COMMIT');
       return plan;
     } catch {
@@ -170,6 +182,7 @@ export class DuckDbIngestWriter {
       const inserted =
         (await insertIgnoringStored(conn, CALL_COLUMNS, plan.calls)) +
         (await insertIgnoringStored(conn, TASK_COLUMNS, plan.tasks));
+      await markDirty(conn, dirtyTasks(plan.calls, plan.tasks));
       await conn.run('COMMIT');
       return writeResult(batchRows(batch), inserted);
     } catch (err) {
@@ -243,6 +256,18 @@ async function insertIgnoringStored<R>(
   const result = await conn.run(`INSERT INTO ${cols.table} SELECT * FROM ${stage} ON CONFLICT DO NOTHING`);
   await conn.run(`DROP TABLE ${stage}`);
   return result.rowsChanged;
+}
+
+/** Marks tasks for the rollup to recompute (a marked task that did not change costs only time). */
+async function markDirty(conn: DuckDBConnection, dirty: DirtyTask[]): Promise<void> {
+  if (dirty.length === 0) return;
+  const appender = await TableAppender.open(conn, 'task_rollup_dirty');
+  try {
+    await appender.append(DIRTY_COLUMNS, dirty);
+    appender.flush();
+  } finally {
+    appender.close();
+  }
 }
 
 async function rollback(conn: DuckDBConnection): Promise<void> {

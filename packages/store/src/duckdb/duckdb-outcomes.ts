@@ -3,74 +3,98 @@ import { type ArmOutcomes, emptyArm, type OutcomeSums, type WeekRow } from '@tal
 import { queryRows } from './duckdb-sql.js';
 import { type Row, ts } from './duckdb-values.js';
 
-/** One row per task of the use case: its arm, outcome and the sums of its events. The latest
- * task.completed wins, so a corrected outcome replaces the first; late events join their task. */
+/** Recomputes the rollup rows of the tasks marked dirty, from all their events and calls, then
+ * clears the marks: one transaction on the writer, so no ingest runs in between. */
+const REFRESH = [
+  `CREATE OR REPLACE TEMP TABLE _dirty AS SELECT DISTINCT tenant, use_case, task_id FROM task_rollup_dirty`,
+  `DELETE FROM task_rollup USING _dirty d
+   WHERE task_rollup.tenant = d.tenant AND task_rollup.use_case = d.use_case AND task_rollup.task_id = d.task_id`,
+  `INSERT INTO task_rollup
+   WITH called AS (
+     SELECT DISTINCT c.tenant, c.use_case, c.task_id FROM calls c
+     JOIN _dirty d ON c.tenant = d.tenant AND c.use_case = d.use_case AND c.task_id = d.task_id
+   )
+   SELECT e.tenant, e.use_case, e.task_id,
+     coalesce(min(e.time) FILTER (WHERE e.type = 'task.eligible'), min(e.time)),
+     arg_min(e.arm, e.time) FILTER (WHERE e.type = 'task.eligible'),
+     arg_min(e.covariate, e.time) FILTER (WHERE e.type = 'task.eligible'),
+     bool_or(e.type = 'task.ai_used') OR bool_or(k.task_id IS NOT NULL),
+     arg_max(e.outcome, e.time) FILTER (WHERE e.type = 'task.completed'),
+     arg_max(e.handling_seconds, e.time) FILTER (WHERE e.type = 'task.completed'),
+     arg_max(e.value_nano, e.time) FILTER (WHERE e.type = 'task.completed'),
+     coalesce(sum(e.seconds) FILTER (WHERE e.type = 'task.human' AND e.kind = 'review'), 0),
+     coalesce(sum(e.seconds) FILTER (WHERE e.type = 'task.human' AND e.kind = 'edit'), 0),
+     coalesce(sum(e.seconds) FILTER (WHERE e.type = 'task.human' AND e.kind = 'override'), 0),
+     coalesce(sum(e.seconds) FILTER (WHERE e.type = 'task.human' AND e.kind = 'escalation'), 0),
+     count(*) FILTER (WHERE e.type = 'task.human'),
+     count(*) FILTER (WHERE e.type = 'task.human' AND e.kind IN ('edit', 'override', 'escalation')),
+     count(*) FILTER (WHERE e.type = 'task.quality' AND e.pass IS NOT NULL),
+     count(*) FILTER (WHERE e.type = 'task.quality' AND e.pass),
+     bool_or(e.type = 'task.opt_out'),
+     arg_max(e.reason, e.time) FILTER (WHERE e.type = 'task.opt_out'),
+     max(e."user")
+   FROM task_events e
+   JOIN _dirty d ON e.tenant = d.tenant AND e.use_case = d.use_case AND e.task_id = d.task_id
+   LEFT JOIN called k ON k.tenant = e.tenant AND k.use_case = e.use_case AND k.task_id = e.task_id
+   GROUP BY e.tenant, e.use_case, e.task_id`,
+  'DELETE FROM task_rollup_dirty',
+  'DROP TABLE _dirty',
+];
+
+export async function refreshTaskRollup(conn: DuckDBConnection): Promise<number> {
+  const [row] = await queryRows(conn, 'SELECT count(*) AS n FROM task_rollup_dirty');
+  const n = Number(row?.['n'] ?? 0);
+  if (n === 0) return 0;
+  await conn.run('BEGIN TRANSACTION');
+  try {
+    for (const sql of REFRESH) await conn.run(sql);
+    await conn.run('COMMIT');
+  } catch (err) {
+    await conn.run('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+  return n;
+}
+
+/** The use case's tasks of the period, from the rollup, with the flags every sum needs. */
 const TASKS = `
-WITH ev AS (
-  SELECT * FROM task_events WHERE tenant = $1 AND use_case = $2
-),
-called AS (
-  SELECT DISTINCT task_id FROM calls WHERE tenant = $1 AND use_case = $2 AND task_id IS NOT NULL
-),
-t AS (
-  SELECT task_id,
-    arg_min(arm, time) FILTER (WHERE type = 'task.eligible') AS arm,
-    arg_min(covariate, time) FILTER (WHERE type = 'task.eligible') AS covariate,
-    coalesce(min(time) FILTER (WHERE type = 'task.eligible'), min(time)) AS t_at,
-    bool_or(type = 'task.ai_used') AS ai_event,
-    arg_max(outcome, time) FILTER (WHERE type = 'task.completed') AS outcome,
-    arg_max(handling_seconds, time) FILTER (WHERE type = 'task.completed') AS handling,
-    arg_max(value_nano, time) FILTER (WHERE type = 'task.completed') AS value_nano,
-    coalesce(sum(seconds) FILTER (WHERE type = 'task.human' AND kind = 'review'), 0) AS h_review,
-    coalesce(sum(seconds) FILTER (WHERE type = 'task.human' AND kind = 'edit'), 0) AS h_edit,
-    coalesce(sum(seconds) FILTER (WHERE type = 'task.human' AND kind = 'override'), 0) AS h_override,
-    coalesce(sum(seconds) FILTER (WHERE type = 'task.human' AND kind = 'escalation'), 0) AS h_escalation,
-    count(*) FILTER (WHERE type = 'task.human') AS human_events,
-    count(*) FILTER (WHERE type = 'task.human' AND kind IN ('edit', 'override', 'escalation')) AS interventions,
-    count(*) FILTER (WHERE type = 'task.quality' AND pass IS NOT NULL) AS qa_n,
-    count(*) FILTER (WHERE type = 'task.quality' AND pass) AS qa_pass,
-    bool_or(type = 'task.opt_out') AS opted_out,
-    max("user") AS "user"
-  FROM ev GROUP BY task_id
-),
-tt AS (
-  SELECT t.*, (t.ai_event OR c.task_id IS NOT NULL) AS ai_used, coalesce(t.arm, 'none') AS armk
-  FROM t LEFT JOIN called c ON c.task_id = t.task_id
-  WHERE t.t_at >= $3 AND t.t_at < $4
+WITH tt AS (
+  SELECT *, coalesce(arm, 'none') AS armk, (outcome IS NOT NULL)::INT AS done
+  FROM task_rollup WHERE tenant = $1 AND use_case = $2 AND t_at >= $3 AND t_at < $4
 )`;
 
 const ARM_SQL = `${TASKS}
 SELECT armk,
   count(*) AS eligible,
-  count(*) FILTER (WHERE ai_used) AS ai_used,
-  count(outcome) AS completed,
-  count(*) FILTER (WHERE outcome = 'success') AS successes,
-  count(*) FILTER (WHERE outcome = 'failure') AS failures,
-  count(*) FILTER (WHERE outcome = 'abandoned') AS abandoned,
-  count(*) FILTER (WHERE outcome IS NOT NULL AND interventions = 0) AS completed_wo_int,
-  count(*) FILTER (WHERE outcome = 'success' AND interventions = 0) AS stable,
-  count(*) FILTER (WHERE outcome IS NOT NULL AND human_events = 0) AS completed_wo_human,
+  sum(ai_used::INT) AS ai_used,
+  sum(done) AS completed,
+  sum((outcome = 'success')::INT) AS successes,
+  sum((outcome = 'failure')::INT) AS failures,
+  sum((outcome = 'abandoned')::INT) AS abandoned,
+  sum(CASE WHEN done = 1 AND interventions = 0 THEN 1 ELSE 0 END) AS completed_wo_int,
+  sum(CASE WHEN outcome = 'success' AND interventions = 0 THEN 1 ELSE 0 END) AS stable,
+  sum(CASE WHEN done = 1 AND human_events = 0 THEN 1 ELSE 0 END) AS completed_wo_human,
   count(handling) AS h_n, coalesce(sum(handling), 0) AS h_sum, coalesce(sum(handling * handling), 0) AS h_ss,
-  count(*) FILTER (WHERE handling IS NOT NULL AND covariate IS NOT NULL) AS c_n,
-  coalesce(sum(handling) FILTER (WHERE covariate IS NOT NULL), 0) AS c_y,
-  coalesce(sum(handling * handling) FILTER (WHERE covariate IS NOT NULL), 0) AS c_yy,
-  coalesce(sum(covariate) FILTER (WHERE handling IS NOT NULL), 0) AS c_x,
-  coalesce(sum(covariate * covariate) FILTER (WHERE handling IS NOT NULL), 0) AS c_xx,
+  count(handling * covariate) AS c_n,
+  coalesce(sum(CASE WHEN covariate IS NOT NULL THEN handling END), 0) AS c_y,
+  coalesce(sum(CASE WHEN covariate IS NOT NULL THEN handling * handling END), 0) AS c_yy,
+  coalesce(sum(CASE WHEN handling IS NOT NULL THEN covariate END), 0) AS c_x,
+  coalesce(sum(CASE WHEN handling IS NOT NULL THEN covariate * covariate END), 0) AS c_xx,
   coalesce(sum(handling * covariate), 0) AS c_xy,
-  count(value_nano) FILTER (WHERE outcome IS NOT NULL) AS v_n,
-  coalesce(sum(value_nano / 1e9) FILTER (WHERE outcome IS NOT NULL), 0) AS v_sum,
-  coalesce(sum((value_nano / 1e9) * (value_nano / 1e9)) FILTER (WHERE outcome IS NOT NULL), 0) AS v_ss,
-  coalesce(sum(value_nano::HUGEINT) FILTER (WHERE outcome IS NOT NULL), 0)::VARCHAR AS v_exact,
+  count(CASE WHEN done = 1 THEN value_nano END) AS v_n,
+  coalesce(sum(CASE WHEN done = 1 THEN value_nano / 1e9 END), 0) AS v_sum,
+  coalesce(sum(CASE WHEN done = 1 THEN (value_nano / 1e9) * (value_nano / 1e9) END), 0) AS v_ss,
+  coalesce(sum(CASE WHEN done = 1 THEN value_nano::HUGEINT END), 0)::VARCHAR AS v_exact,
   coalesce(sum(qa_n), 0) AS qa_n, coalesce(sum(qa_pass), 0) AS qa_pass,
   sum(h_review) AS h_review, sum(h_edit) AS h_edit, sum(h_override) AS h_override, sum(h_escalation) AS h_escalation,
-  count(*) FILTER (WHERE opted_out) AS opt_outs
+  sum(opted_out::INT) AS opt_outs
 FROM tt GROUP BY armk`;
 
 const WEEK_SQL = `${TASKS}
 SELECT epoch_ms(date_trunc('week', timezone('UTC', t_at))) AS week,
-  count(outcome) AS completed,
-  count(*) FILTER (WHERE outcome = 'success') AS successes,
-  count(*) FILTER (WHERE outcome = 'success' AND interventions = 0) AS stable,
+  sum(done) AS completed,
+  sum((outcome = 'success')::INT) AS successes,
+  sum(CASE WHEN outcome = 'success' AND interventions = 0 THEN 1 ELSE 0 END) AS stable,
   sum(h_review + h_edit + h_override + h_escalation) AS human_seconds,
   coalesce(sum(qa_n), 0) AS qa_n, coalesce(sum(qa_pass), 0) AS qa_pass
 FROM tt WHERE armk IN ('ai', 'none') GROUP BY 1 ORDER BY 1`;
@@ -83,10 +107,8 @@ SELECT count(*) AS active, count(*) FILTER (WHERE weeks >= 2) AS repeat FROM (
 )`;
 
 const REASONS_SQL = `${TASKS}
-SELECT coalesce(e.reason, '(none given)') AS reason, count(DISTINCT e.task_id) AS n
-FROM task_events e JOIN tt ON tt.task_id = e.task_id
-WHERE e.tenant = $1 AND e.use_case = $2 AND e.type = 'task.opt_out'
-GROUP BY 1 ORDER BY n DESC, reason`;
+SELECT coalesce(opt_reason, '(none given)') AS reason, count(*) AS n
+FROM tt WHERE opted_out GROUP BY 1 ORDER BY n DESC, reason`;
 
 const CALLS_SQL = `
 SELECT count(*) AS calls,

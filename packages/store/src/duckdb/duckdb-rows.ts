@@ -190,3 +190,31 @@ export function taskFromRow(r: Row): TaskEventRecord {
     reason: strOrNull(r, 'reason'),
   };
 }
+
+/** A task whose rollup must be recomputed. */
+export interface DirtyTask {
+  tenant: string;
+  use_case: string;
+  task_id: string;
+}
+
+export const DIRTY_COLUMNS = tableColumns<DirtyTask>(
+  'task_rollup_dirty',
+  [
+    ['tenant', (r) => r.tenant],
+    ['use_case', (r) => r.use_case],
+    ['task_id', (r) => r.task_id],
+  ],
+  [],
+);
+
+/** The tasks a batch touches: its task events, and its calls that carry a use case and a task. */
+export function dirtyTasks(calls: readonly CallRecord[], tasks: readonly TaskEventRecord[]): DirtyTask[] {
+  const out: DirtyTask[] = [];
+  for (const t of tasks) out.push({ tenant: t.tenant, use_case: t.use_case, task_id: t.task_id });
+  for (const c of calls) {
+    if (c.use_case !== null && c.task_id !== null)
+      out.push({ tenant: c.tenant, use_case: c.use_case, task_id: c.task_id });
+  }
+  return out;
+}

@@ -23,7 +23,7 @@ import { auditSums } from './duckdb-audit.js';
 import { COUNTS_SQL, GET_CALL_SQL, listCallsSql, listTaskEventsSql, toPage } from './duckdb-calls.js';
 import { DuckDbDatabase } from './duckdb-database.js';
 import { DuckDbIngestWriter } from './duckdb-ingest.js';
-import { outcomeSums } from './duckdb-outcomes.js';
+import { outcomeSums, refreshTaskRollup } from './duckdb-outcomes.js';
 import * as registry from './duckdb-registry.js';
 import { callFromRow, taskFromRow } from './duckdb-rows.js';
 import { spendFromRow, spendSql } from './duckdb-spend.js';
@@ -156,7 +156,9 @@ class DuckDbStore implements Store {
     return this.db.read((c) => registry.listLedger(c, tenant, useCase));
   }
 
-  outcomeSums(tenant: string, useCase: string, from: number, to: number): Promise<OutcomeSums> {
+  async outcomeSums(tenant: string, useCase: string, from: number, to: number): Promise<OutcomeSums> {
+    // Tasks touched since the last read are rolled up first, so a read sees every committed event.
+    await this.db.write((c) => refreshTaskRollup(c));
     return this.db.read((c) => outcomeSums(c, tenant, useCase, from, to));
   }
 
