@@ -159,7 +159,7 @@ class DuckDbStore implements Store {
   async outcomeSums(tenant: string, useCase: string, from: number, to: number): Promise<OutcomeSums> {
     // Tasks touched since the last read are rolled up first, so a read sees every committed event.
     await this.db.write((c) => refreshTaskRollup(c));
-    return this.db.read((c) => outcomeSums(c, tenant, useCase, from, to));
+    return outcomeSums((task) => this.db.read(task), tenant, useCase, from, to);
   }
 
   auditSums(tenant: string, from: number, to: number): Promise<AuditSums> {
