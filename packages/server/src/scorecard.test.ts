@@ -75,6 +75,44 @@ describe('the scorecard on a simulated company', () => {
     expect(Number(metric(s, 'cost_per_outcome').value)).toBeCloseTo(Number(s.cost.all_in_usd) / successes, 6);
   });
 
+  it('stability, oversight, abandonment and opt-outs follow their definitions', () => {
+    const s = cards.get('support-triage')!;
+    const byTask = new Map<string, Record<string, unknown>[]>();
+    for (const e of company.events) {
+      if (e['use_case'] !== 'support-triage' || String(e['type']).startsWith('llm')) continue;
+      const list = byTask.get(e['task_id'] as string) ?? [];
+      list.push(e);
+      byTask.set(e['task_id'] as string, list);
+    }
+    let completed = 0;
+    let stable = 0;
+    let abandoned = 0;
+    let human = 0;
+    let eligible = 0;
+    let optOut = 0;
+    for (const evs of byTask.values()) {
+      if (evs.find((e) => e['type'] === 'task.eligible')?.['arm'] !== 'ai') continue;
+      eligible++;
+      if (evs.some((e) => e['type'] === 'task.opt_out')) optOut++;
+      const done = evs.find((e) => e['type'] === 'task.completed');
+      const humans = evs.filter((e) => e['type'] === 'task.human');
+      human += humans.reduce((a, e) => a + (e['seconds'] as number), 0);
+      if (!done) continue;
+      completed++;
+      if (done['outcome'] === 'abandoned') abandoned++;
+      if (
+        done['outcome'] === 'success' &&
+        !humans.some((e) => ['edit', 'override', 'escalation'].includes(e['kind'] as string))
+      )
+        stable++;
+    }
+    expect(metric(s, 'stability_rate').value).toBeCloseTo(stable / completed, 12);
+    expect(metric(s, 'abandonment').value).toBeCloseTo(abandoned / completed, 12);
+    expect(metric(s, 'opt_out').value).toBeCloseTo(optOut / eligible, 12);
+    // Human seconds on AI tasks over the baseline seconds those tasks represent (480 s each).
+    expect(metric(s, 'oversight_ratio').value).toBeCloseTo(human / (completed * 480), 12);
+  });
+
   it('the code-review assistant, which has no effect, is inconclusive', () => {
     const s = cards.get('code-review')!;
     const lift = metric(s, 'handling_seconds').comparison!.lift!;
@@ -108,6 +146,40 @@ describe('the scorecard on a simulated company', () => {
         expect(JSON.stringify(m)).not.toMatch(/NaN/);
       }
     }
+  });
+
+  it('before building, the opportunity model: volume × cost per task less the AI’s projected cost', async () => {
+    const made = await t.app.inject({
+      method: 'POST',
+      url: '/v1/use-cases',
+      headers: t.auth,
+      payload: {
+        id: 'invoice-coding',
+        name: 'Invoice coding',
+        baseline: {
+          monthly_volume: 10000,
+          cost_per_task_usd: '2.50',
+          handling_seconds: 300,
+          measured_at: '2026-09-01',
+        },
+        ai_estimate: { cost_per_task_usd: '0.40', fixed_monthly_usd: '1500' },
+        smart: { task: 'Code supplier invoices to GL accounts', metric: 'minutes per invoice' },
+      },
+    });
+    expect(made.statusCode).toBe(201);
+    const s = (await t.app.inject({ url: '/v1/use-cases/invoice-coding/scorecard', headers: t.auth })).json();
+    expect(s.opportunity).toMatchObject({
+      monthly_usd: '19500',
+      current_usd: '25000',
+      projected_ai_usd: '5500',
+      basis: 'estimate',
+    });
+    expect(s.opportunity.smart[0]).toMatchObject({
+      check: 'smart',
+      passed: false,
+      detail: 'missing: baseline, target, time_box',
+    });
+    expect(s.evidence.grade).toBe('C');
   });
 
   it('answers a bad period with a code', async () => {

@@ -1,3 +1,6 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
 import { gatewayHeaders, openAIOptions, Tally } from '@tally/sdk';
 import OpenAI from 'openai';
@@ -179,4 +182,18 @@ describe('the SDK against a real server', () => {
       });
     },
   );
+
+  it('flushes what is queued when a Node process ends without close()', async () => {
+    const sdk = fileURLToPath(new URL('../../sdk/dist/index.js', import.meta.url));
+    const script = `
+      import { Tally } from ${JSON.stringify(sdk)};
+      const t = new Tally({ url: process.env.URL, apiKey: process.env.KEY, flushIntervalMs: 60000 });
+      for (let i = 0; i < 3; i++) t.track({ type: 'task.completed', use_case: 'triage', task_id: 'X-' + i, outcome: 'success' });
+      // No close(): the process simply runs out of work.
+    `;
+    await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], {
+      env: { ...process.env, URL: url, KEY: t.auth.authorization.slice(7) },
+    });
+    for (let i = 0; i < 3; i++) expect(await events(`X-${i}`)).toHaveLength(1);
+  });
 });

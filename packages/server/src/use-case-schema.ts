@@ -51,6 +51,10 @@ export const useCaseFields = z
     holdout_share: z.number().min(0).max(0.5),
     unit_value_usd: usd.nullable(),
     reviewer_hourly_usd: usd.nullable(),
+    ai_estimate: z
+      .object({ cost_per_task_usd: usd, fixed_monthly_usd: usd.nullable().default(null) })
+      .strict()
+      .nullable(),
   })
   .partial()
   .strict();
@@ -114,6 +118,7 @@ export function applyFields(spec: UseCaseSpec, f: UseCaseFields): UseCaseSpec {
   if (f.holdout_share !== undefined) out.holdout = { ...out.holdout, share: f.holdout_share };
   if (f.unit_value_usd !== undefined) out.unit_value_usd = f.unit_value_usd;
   if (f.reviewer_hourly_usd !== undefined) out.reviewer_hourly_usd = f.reviewer_hourly_usd;
+  if (f.ai_estimate !== undefined) out.ai_estimate = f.ai_estimate;
   return out;
 }
 

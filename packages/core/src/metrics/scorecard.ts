@@ -4,17 +4,19 @@ import { linearTrend, trendStats, wilsonInterval } from '../stats/intervals.js';
 import type { LiftResult } from '../stats/lift.js';
 import { mean } from '../stats/moments.js';
 import {
+  type GateCheck,
   type GateEvidence,
   type GateResult,
   nextGate,
   reviewDue,
+  smart,
   type UseCaseSpec,
 } from '../use-cases/register.js';
 import { type AllInCost, aiSide, allInCost, humanSeconds, per } from './cost.js';
 import { detectDrift } from './drift.js';
 import { type Evidence, type EvidenceOptions, gradeEvidence } from './evidence.js';
 import type { UseCaseStats, WeekRow } from './inputs.js';
-import { computeRoi, type Roi } from './roi.js';
+import { computeRoi, opportunity, type Roi } from './roi.js';
 
 export type Status = 'good' | 'warn' | 'bad' | 'unknown';
 export type Bucket = 'outcomes' | 'adoption' | 'quality' | 'speed' | 'cost';
@@ -61,6 +63,16 @@ export interface Scorecard {
   review: ReturnType<typeof reviewDue>;
   buckets: Record<Bucket, MetricValue[]>;
   roi: Roi;
+  /** Before building (or beside the measured ROI): monthly volume × cost per task today, less what
+   * the AI would cost to run, from the register's estimate or, once there are tasks, the measured
+   * cost per task; with the SMART check. */
+  opportunity: {
+    monthly_usd: string;
+    current_usd: string;
+    projected_ai_usd: string;
+    basis: 'estimate' | 'measured';
+    smart: GateCheck[];
+  } | null;
   srm: { passed: boolean; pValue: number | null; note: string } | null;
   sequential: boolean;
   cost: {
@@ -465,6 +477,28 @@ export function buildScorecard(input: ScorecardInput): Scorecard {
     unit_economics: unit,
   };
   const lastChange = spec.history.at(-1)?.at;
+  const measuredPerTask = ai.completed > 0 ? per(cost.llmNano + cost.humanNano, ai.completed) : null;
+  const estimate = spec.ai_estimate ?? null;
+  const opp =
+    b?.monthly_volume != null && b.cost_per_task_usd && (estimate || measuredPerTask !== null)
+      ? {
+          ...(() => {
+            const o = opportunity({
+              monthlyVolume: b.monthly_volume,
+              costPerTaskUsd: b.cost_per_task_usd,
+              aiCostPerTaskUsd: estimate ? estimate.cost_per_task_usd : nanoToUsd(measuredPerTask!),
+              fixedMonthlyUsd: estimate
+                ? (estimate.fixed_monthly_usd ?? '0')
+                : nanoToUsd(
+                    (cost.ledgerNano * 30n) / BigInt(Math.max(1, Math.round((s.to - s.from) / 86_400_000))),
+                  ),
+            });
+            return { monthly_usd: o.monthlyUsd, current_usd: o.current, projected_ai_usd: o.projectedAi };
+          })(),
+          basis: (estimate ? 'estimate' : 'measured') as 'estimate' | 'measured',
+          smart: smart(spec),
+        }
+      : null;
   const srm =
     lifts && lifts.srm.status === 'ok'
       ? {
@@ -488,6 +522,7 @@ export function buildScorecard(input: ScorecardInput): Scorecard {
     review: reviewDue(input.stage, lastChange ? Date.parse(lastChange) : s.from, input.now),
     buckets: { outcomes, adoption: adoptionMetrics, quality, speed, cost: costMetrics },
     roi,
+    opportunity: opp,
     srm,
     sequential: input.options?.sequential ?? false,
     cost: {

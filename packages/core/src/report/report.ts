@@ -169,6 +169,7 @@ td,th{border-bottom:1px solid #e3e6eb;padding:5px 8px;text-align:left;vertical-a
 <div class="meta">${s.period.from.slice(0, 10)} to ${s.period.to.slice(0, 10)} · stage ${s.stage} · evidence grade <b>${s.evidence.grade}</b></div>
 <p class="headline">${esc(headline(s))}</p>
 <ul>${s.evidence.reasons.map((r) => `<li>${esc(r)}</li>`).join('')}</ul>
+${s.opportunity ? `<p>Opportunity: ${money(s.opportunity.monthly_usd)} a month (${money(s.opportunity.current_usd)} today less ${money(s.opportunity.projected_ai_usd)} to run the AI, ${s.opportunity.basis}).</p>` : ''}
 <div class="charts">${charts.join('\n')}</div>
 <h2>Scorecard</h2>
 <table><tr><th>bucket</th><th>metric</th><th>value</th><th>AI vs holdout</th><th>status</th></tr>${rows.join('')}</table>

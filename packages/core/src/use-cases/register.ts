@@ -33,6 +33,8 @@ export interface UseCaseSpec {
   unit_value_usd: string | null;
   /** A reviewer's cost an hour, which prices the human seconds spent on AI tasks. */
   reviewer_hourly_usd: string | null;
+  /** Before building: what running the AI is expected to cost, for the opportunity model. */
+  ai_estimate?: { cost_per_task_usd: string; fixed_monthly_usd: string | null } | null;
   history: StageChange[];
 }
 
@@ -113,7 +115,7 @@ function readiness(spec: UseCaseSpec): GateCheck[] {
   ];
 }
 
-function smart(spec: UseCaseSpec): GateCheck[] {
+export function smart(spec: UseCaseSpec): GateCheck[] {
   const missing = (['task', 'metric', 'baseline', 'target', 'time_box'] as const).filter(
     (f) => !filled(spec.smart[f]),
   );
