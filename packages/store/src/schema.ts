@@ -259,7 +259,15 @@ const taskRollup: Migration = {
   qa_pass INTEGER NOT NULL,
   opted_out BOOLEAN NOT NULL,
   opt_reason VARCHAR,
-  "user" VARCHAR
+  "user" VARCHAR,
+  done SMALLINT NOT NULL,
+  success SMALLINT NOT NULL,
+  failure SMALLINT NOT NULL,
+  abandoned SMALLINT NOT NULL,
+  stable SMALLINT NOT NULL,
+  done_no_intervention SMALLINT NOT NULL,
+  done_no_human SMALLINT NOT NULL,
+  value_usd DOUBLE PRECISION
 )`,
     },
     // No primary key in DuckDB: a refresh deletes and re-inserts a task's row in one transaction,
