@@ -113,7 +113,7 @@ export async function scorecardBench({ tasks = 1_000_000, calls = 10_000_000, ru
       await scorecardFor(store, rec, period, end);
       times.push(performance.now() - t);
     }
-    store.close();
+    await store.close();
     // The floor: one scan of the same task events, on its own connection.
     const db = await DuckDBInstance.create(path, { memory_limit: '2GB' });
     const c = await db.connect();
