@@ -26,6 +26,8 @@ export interface Lifts {
   value: LiftResult;
   /** The relative effect on handling time detectable with 80 % power at this sample size. */
   mde: number | null;
+  /** The same for the success rate (relative to the holdout's rate). */
+  mdeSuccess: number | null;
 }
 
 export type Grade = 'A' | 'B' | 'C' | 'D';
@@ -67,7 +69,24 @@ export function computeLifts(s: UseCaseStats, spec: UseCaseSpec, o: EvidenceOpti
     alpha: opts.alpha,
     ...(opts.sequential ? { sequentialTuning: 5000 } : {}),
   });
-  return { srm, handling, successRate, quality, value, mde: m.status === 'ok' ? m.mde : null };
+  const p = holdout.completed > 0 ? holdout.successes / holdout.completed : 0;
+  const ms = minimumDetectableEffect({
+    mean: p,
+    variance: p * (1 - p),
+    units: ai.completed + holdout.completed,
+    arms: 2,
+    alpha: opts.alpha,
+    ...(opts.sequential ? { sequentialTuning: 5000 } : {}),
+  });
+  return {
+    srm,
+    handling,
+    successRate,
+    quality,
+    value,
+    mde: m.status === 'ok' ? m.mde : null,
+    mdeSuccess: ms.status === 'ok' ? ms.mde : null,
+  };
 }
 
 const excludesZero = (r: LiftResult) => r.status === 'ok' && (r.ci[0] > 0 || r.ci[1] < 0);
@@ -109,11 +128,12 @@ export function gradeEvidence(s: UseCaseStats, spec: UseCaseSpec, o: EvidenceOpt
     lifts.handling.status === 'ok' ? 'handling' : lifts.successRate.status === 'ok' ? 'successRate' : null;
   const result = primary ? lifts[primary] : null;
   const target = o.mdeTarget ?? 0.1;
-  const powered = primary === 'handling' ? lifts.mde !== null && lifts.mde <= target : true;
+  const mde = primary === 'handling' ? lifts.mde : lifts.mdeSuccess;
+  const powered = mde !== null && mde <= target;
   const significant = result !== null && excludesZero(result);
   if (!powered) {
     reasons.push(
-      `underpowered: with ${s.arms.ai.handling.n + s.arms.holdout.handling.n} tasks the smallest detectable change is ${lifts.mde === null ? 'unknown' : `${(lifts.mde * 100).toFixed(1)}%`}, above the ${target * 100}% target`,
+      `underpowered: with ${s.arms.ai.completed + s.arms.holdout.completed} tasks the smallest detectable change is ${mde === null ? 'unknown' : `${(mde * 100).toFixed(1)}%`}, above the ${target * 100}% target`,
     );
   }
   if (!significant)
