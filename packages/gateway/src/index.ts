@@ -9,5 +9,5 @@ export { SseSplitter } from './sse.js';
 export { MemoryState } from './state/memory-state.js';
 export { RedisState } from './state/redis-state.js';
 export * from './state/shared-state.js';
-export { countTokens, estimatePromptTokens } from './tokenizer.js';
+export { countTokens, estimatePromptTokens, warmTokenizer } from './tokenizer.js';
 export * from './types.js';

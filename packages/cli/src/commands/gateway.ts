@@ -38,6 +38,7 @@ export function registerGateway(program: Command): void {
         replica.server.once('error', reject);
         replica.server.listen(config.port, config.host, () => resolve());
       });
+      void import('@tally/gateway').then((g) => g.warmTokenizer());
       const addr = replica.server.address();
       const port = typeof addr === 'object' && addr ? addr.port : config.port;
       process.stdout.write(

@@ -95,6 +95,8 @@ export async function startServer(
     secretKey: await secretKey(config, cwd),
   });
   const address = await tally.app.listen({ port: config.port, host: config.host });
+  // The first budgeted call would otherwise wait for the token counter to load.
+  void import('@tally/gateway').then((g) => g.warmTokenizer());
   return {
     url: address,
     adminKey,
