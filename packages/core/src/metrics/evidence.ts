@@ -1,7 +1,7 @@
 import { cupedLiftTest, type LiftResult, liftTest } from '../stats/lift.js';
 import type { InsufficientData } from '../stats/moments.js';
 import { mean, variance } from '../stats/moments.js';
-import { minimumDetectableEffect } from '../stats/power.js';
+import { midExperimentPower, minimumDetectableEffect } from '../stats/power.js';
 import { type SrmResult, srmCheck } from '../stats/srm.js';
 import type { UseCaseSpec } from '../use-cases/register.js';
 import type { UseCaseStats } from './inputs.js';

@@ -79,3 +79,78 @@ export function minimumDetectableEffect(
   const x = (-b + Math.sqrt(b * b - 4 * a * c)) / (2 * a);
   return { status: 'ok', mde: (x - m) / m };
 }
+
+export interface MidExperimentInput {
+  /** The variance of the current lift estimate (its standard error squared). */
+  liftVariance: number;
+  /** Units in the two arms compared so far. */
+  units: number;
+  /** The effect to be able to detect (in the lift's own scale, e.g. 0.05 for 5 % relative). */
+  targetEffect: number;
+  power?: number;
+  alpha?: number;
+  /** Goal metrics and arms, for a corrected threshold when correct is set. */
+  goalMetrics?: number;
+  variations?: number;
+  correct?: boolean;
+  sequentialTuning?: number;
+  /** A Gaussian prior on the lift, for a Bayesian analysis. */
+  prior?: { mean: number; variance: number };
+}
+
+/**
+ * While a pilot runs: how many more units (as a multiple k of those so far) until the target
+ * effect would be detected with the target power. Follows gbstats' MidExperimentPower: doubling,
+ * then bisection to within 1e-5 of the power.
+ */
+export function midExperimentPower(
+  i: MidExperimentInput,
+): { status: 'ok'; scalingFactor: number; additionalUnits: number; power: number } | InsufficientData {
+  if (!(i.liftVariance > 0)) return insufficient('zero_variance', 'The lift has no variance yet.');
+  if (!(i.units >= 4)) return insufficient('too_few_units', 'Too few units so far.');
+  const alpha = i.alpha ?? 0.05;
+  const g = i.goalMetrics ?? 1;
+  const tests = i.correct ? ((i.variations ?? 2) - 1) * g : 1;
+  const z = phiInv(1 - alpha / (2 * tests));
+  const target = (i.power ?? 0.8) ** (1 / g);
+  const d = Math.abs(i.targetEffect);
+  const N = i.units;
+  const at = (k: number): number => {
+    const v = i.liftVariance / (1 + k);
+    const sd = Math.sqrt(v);
+    if (i.prior) {
+      const p = 1 / i.prior.variance + 1 / v;
+      const a1 = v * Math.sqrt(p) * z;
+      const a2 = (v * i.prior.mean) / i.prior.variance;
+      return 1 - phi((a1 - a2 - d) / sd) + phi(-(a1 + a2 + d) / sd);
+    }
+    let hw = z * sd;
+    if (i.sequentialTuning) {
+      const n = N + k * N;
+      const rho = sequentialRho(alpha / tests, i.sequentialTuning);
+      const m = n * rho * rho + 1;
+      hw =
+        Math.sqrt(N * i.liftVariance) *
+        Math.sqrt((2 * m * Math.log(Math.sqrt(m) / (alpha / tests))) / (n * rho) ** 2);
+    }
+    return 1 - phi((hw - d) / sd) + phi(-(hw + d) / sd);
+  };
+  if (at(0) > target) return { status: 'ok', scalingFactor: 0, additionalUnits: 0, power: at(0) };
+  let k = 1;
+  let doublings = 0;
+  while (at(k) < target) {
+    if (++doublings > 27)
+      return insufficient('too_few_units', 'No sample size within reach detects that effect.');
+    k *= 2;
+  }
+  let lo = 0;
+  let hi = k;
+  let diff = at(k) - target;
+  for (let step = 0; step < 100 && Math.abs(diff) >= 1e-5; step++) {
+    if (diff > 0) hi = k;
+    else lo = k;
+    k = (lo + hi) / 2;
+    diff = at(k) - target;
+  }
+  return { status: 'ok', scalingFactor: k, additionalUnits: N * k, power: at(k) };
+}

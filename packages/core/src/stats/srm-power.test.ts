@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { linearTrend, trendStats, wilsonInterval } from './intervals.js';
-import { minimumDetectableEffect, power } from './power.js';
+import { midExperimentPower, minimumDetectableEffect, power } from './power.js';
 import { srmCheck } from './srm.js';
 
 // SRM and power vectors: GrowthBook (MIT) at 8f1db445, packages/back-end/test/stats.test.ts (9 dp)
@@ -159,5 +159,32 @@ describe('linear trend', () => {
         ]),
       ),
     ).toMatchObject({ reason: 'zero_variance' });
+  });
+});
+
+describe('mid-experiment power (gbstats MidExperimentPower, V19)', () => {
+  const input = {
+    liftVariance: 0.008426853707414856,
+    units: 1000,
+    targetEffect: 0.05,
+    power: 0.8,
+    alpha: 0.05,
+  };
+  it('frequentist, sequential and Bayesian scaling factors', () => {
+    const f = value(midExperimentPower(input));
+    expect(f.scalingFactor).toBeCloseTo(25.45703125, 8);
+    expect(f.additionalUnits).toBeCloseTo(25457.03125, 5);
+    expect(Math.abs(f.power - 0.8)).toBeLessThan(1e-4);
+    expect(value(midExperimentPower({ ...input, sequentialTuning: 5000 })).scalingFactor).toBeCloseTo(
+      55.66796875,
+      8,
+    );
+    expect(
+      value(midExperimentPower({ ...input, prior: { mean: 0.05, variance: 0.001 } })).scalingFactor,
+    ).toBeCloseTo(13.9404296875, 8);
+  });
+  it('already powered: no more units; no variance: insufficient data', () => {
+    expect(value(midExperimentPower({ ...input, liftVariance: 1e-6 })).scalingFactor).toBe(0);
+    expect(midExperimentPower({ ...input, liftVariance: 0 })).toMatchObject({ reason: 'zero_variance' });
   });
 });
