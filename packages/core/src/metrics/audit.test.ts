@@ -124,3 +124,28 @@ describe('the scorecard and the audit on hand-built sums', () => {
     expect(card.roi.status).toBe('insufficient_data');
   });
 });
+
+describe('evidence on a small pilot', () => {
+  it('is underpowered, grade B, and says how many more tasks would settle it', async () => {
+    const { gradeEvidence } = await import('./evidence.js');
+    const arm = (n: number, mean: number, sd: number) => {
+      const a = emptyArm();
+      a.eligible = n;
+      a.completed = n;
+      a.successes = Math.round(n * 0.9);
+      a.success = { n, sum: a.successes, sumSquares: a.successes };
+      a.handling = { n, sum: n * mean, sumSquares: (n - 1) * sd * sd + n * mean * mean };
+      return a;
+    };
+    const stats = {
+      ...decaying(),
+      arms: { ai: arm(40, 280, 150), holdout: arm(40, 300, 150) },
+      unassigned: emptyArm(),
+    };
+    const e = gradeEvidence(stats, { ...spec(), holdout: { share: 0.5, salt: 's' } });
+    expect(e.grade).toBe('B');
+    expect(e.reasons.join(' ')).toMatch(/underpowered/);
+    const more = e.reasons.find((r) => r.startsWith('about '));
+    expect(more).toMatch(/^about [\d,]+ more completed tasks would detect a 10% change with 80% power$/);
+  });
+});

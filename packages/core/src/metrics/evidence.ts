@@ -140,9 +140,23 @@ export function gradeEvidence(s: UseCaseStats, spec: UseCaseSpec, o: EvidenceOpt
     reasons.push(
       result ? 'inconclusive: the interval of the lift includes 0' : 'no metric can be compared yet',
     );
+  if ((!powered || !significant) && result && result.status === 'ok') {
+    // How much longer to run: the units that would detect the target effect with 80 % power.
+    const more = midExperimentPower({
+      liftVariance: result.se * result.se,
+      units: s.arms.ai.completed + s.arms.holdout.completed,
+      targetEffect: primary === 'handling' ? target : target * Math.abs(result.controlMean),
+      ...(o.sequential ? { sequentialTuning: 5000 } : {}),
+    });
+    if (more.status === 'ok' && more.additionalUnits > 0) {
+      reasons.push(
+        `about ${Math.ceil(more.additionalUnits).toLocaleString('en-US')} more completed tasks would detect a ${target * 100}% change with 80% power`,
+      );
+    }
+  }
   if (powered && significant) {
     reasons.push(
-      `randomized holdout, SRM passes, powered to ${(lifts.mde! * 100).toFixed(1)}%, interval excludes 0`,
+      `randomized holdout, SRM passes, powered to ${(mde! * 100).toFixed(1)}%, interval excludes 0`,
     );
     return { grade: 'A', reasons, primary, lifts };
   }
