@@ -1,36 +1,20 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Dispatcher } from 'undici';
 import { attribute } from './attribution.js';
 import { Breakers } from './breaker.js';
 import { type Hold, reserveBudgets, settleBudgets } from './budget-guard.js';
-import { type AttemptContext, type AttemptOutcome, type Attribution, meterAttempt } from './meter.js';
+import { type ForwardEnv, forwardAttempts } from './forward.js';
+import { type AttemptContext, type AttemptOutcome, meterAttempt } from './meter.js';
 import { maxOutputTokens, rateLimited, rateLimitHeaders } from './policy.js';
-import {
-  ENDPOINT_API,
-  type Endpoint,
-  modelsPath,
-  priceProviderOf,
-  servesNatively,
-  upstreamFor,
-} from './providers.js';
-import { type Accumulated, failure, type Recorder, relay, relayStream } from './relay.js';
+import { type Endpoint, modelsPath, priceProviderOf, servesNatively } from './providers.js';
+import type { Accumulated } from './relay.js';
 import { badRequest, type GatewayError, invalidKey, sendError, type Wire } from './replies.js';
 import { type Attempt, Router } from './router.js';
 import { estimatePromptTokens } from './tokenizer.js';
-import { AnthropicToOpenAiStream } from './translate/anthropic-stream.js';
-import {
-  TranslationError,
-  toAnthropicRequest,
-  toOpenAiError,
-  toOpenAiResponse,
-} from './translate/openai-to-anthropic.js';
 import type { GatewayDeps, ProviderConfig, VirtualKey } from './types.js';
 import { Upstreams } from './upstream.js';
 
 type Obj = Record<string, unknown>;
-
-const RETRYABLE = (status: number) => status === 429 || status >= 500;
 
 const noRoute = (model: string): GatewayError => ({
   status: 404,
@@ -87,9 +71,18 @@ export class Gateway {
   private readonly upstreams = new Upstreams();
   private readonly breakers: Breakers;
 
+  private readonly env: ForwardEnv;
+
   constructor(private readonly deps: GatewayDeps) {
     this.routerRef = new Router(deps.config);
     this.breakers = new Breakers(() => deps.clock.now());
+    this.env = {
+      deps,
+      upstreams: this.upstreams,
+      breakers: this.breakers,
+      recorder: (ctx, out, acc) => this.record(ctx, out, acc),
+      record: (ctx, out, acc) => this.record(ctx, out, acc),
+    };
   }
 
   private readonly hashes = new Map<string, string>();
@@ -240,7 +233,20 @@ export class Gateway {
       }
     }
     try {
-      await this.forward(req, res, endpoint, raw, body, model, attempts, key, attribution, time, acc);
+      await forwardAttempts(
+        this.env,
+        req,
+        res,
+        endpoint,
+        raw,
+        body,
+        model,
+        attempts,
+        key,
+        attribution,
+        time,
+        acc,
+      );
     } finally {
       if (hold) await settleBudgets(this.deps, key, hold, acc.spentNano, time);
       if (key.tpm !== null) {
@@ -261,167 +267,6 @@ export class Gateway {
     const open = all.filter((a) => this.breakers.allows(a.provider.id));
     return open.length > 0 ? open : all;
   }
-
-  private async forward(
-    req: IncomingMessage,
-    res: ServerResponse,
-    endpoint: Endpoint,
-    raw: Buffer,
-    body: Obj,
-    model: string,
-    attempts: Attempt[],
-    key: VirtualKey,
-    attribution: Attribution,
-    time: number,
-    acc: Accumulated,
-  ): Promise<void> {
-    const wire: Wire = endpoint === 'messages' ? 'anthropic' : 'openai';
-    const stream = body['stream'] === true;
-    const clientWantsUsage =
-      stream && (body['stream_options'] as Obj | undefined)?.['include_usage'] === true;
-
-    // A client that goes away mid-stream aborts the upstream call. A plain call runs to its end:
-    // the provider bills it either way, so it is metered in full.
-    const abort = stream ? new AbortController() : null;
-    if (abort) {
-      res.once('close', () => {
-        if (!res.writableFinished) abort.abort();
-      });
-    }
-
-    for (let i = 0; i < attempts.length; i++) {
-      const attempt = attempts[i]!;
-      const last = i === attempts.length - 1;
-      const ctx: AttemptContext = {
-        id: this.deps.newId(),
-        time,
-        key,
-        attribution,
-        priceProvider: priceProviderOf(attempt.provider),
-        upstreamApi: ENDPOINT_API[endpoint],
-        modelRequested: model,
-        modelSent: attempt.model,
-        fallbackHops: i,
-        routeTier: attempt.tier === 'fallback' ? 'fallback' : null,
-      };
-      // An OpenAI chat call to an Anthropic provider is translated both ways.
-      const translated = endpoint === 'chat' && attempt.provider.kind === 'anthropic';
-      const target = upstreamFor(
-        attempt.provider,
-        translated ? 'messages' : endpoint,
-        attempt.model,
-        req.headers,
-      );
-      let payload: Buffer | string;
-      if (translated) {
-        ctx.upstreamApi = 'anthropic-messages';
-        try {
-          payload = JSON.stringify(
-            toAnthropicRequest(body, attempt.model, this.deps.config.default_max_output ?? 4096),
-          );
-        } catch (err) {
-          if (!(err instanceof TranslationError)) throw err;
-          return sendError(res, wire, badRequest(err.message, 'untranslatable_request'));
-        }
-      } else {
-        payload = this.payload(raw, body, attempt, endpoint, stream && !clientWantsUsage, target.modelInBody);
-      }
-      const a0 = performance.now();
-      let up: Dispatcher.ResponseData;
-      try {
-        up = await this.upstreams.request(target.origin, {
-          path: target.path,
-          method: 'POST',
-          headers: target.headers,
-          body: payload,
-          ...(abort ? { signal: abort.signal } : {}),
-          timeoutMs: attempt.provider.timeout_ms ?? this.deps.config.timeout_ms,
-        });
-      } catch (err) {
-        if (abort?.signal.aborted) {
-          this.record(ctx, failure('client_disconnected', a0), acc);
-          return;
-        }
-        this.breakers.failure(attempt.provider.id);
-        const timeout = (err as { code?: string }).code?.includes('TIMEOUT') ?? false;
-        const errorType = timeout ? 'upstream_timeout' : 'upstream_connection_error';
-        this.record(ctx, failure(errorType, a0), acc);
-        if (!last) continue;
-        return sendError(res, wire, {
-          status: timeout ? 504 : 502,
-          type: 'api_error',
-          code: errorType,
-          message: `The upstream ${attempt.provider.id} did not answer (${errorType}).`,
-        });
-      }
-      if (RETRYABLE(up.statusCode)) this.breakers.failure(attempt.provider.id);
-      else this.breakers.success(attempt.provider.id);
-      if (RETRYABLE(up.statusCode) && !last) {
-        await up.body.dump().catch(() => undefined);
-        this.record(ctx, failure(`upstream_${up.statusCode}`, a0), acc);
-        continue;
-      }
-      const isStream =
-        stream && up.statusCode === 200 && String(up.headers['content-type'] ?? '').includes('event-stream');
-      if (isStream && abort) {
-        if (translated) {
-          const t = new AnthropicToOpenAiStream(Math.floor(time / 1000), clientWantsUsage);
-          await relayStream(
-            this.recorder,
-            res,
-            up,
-            ctx,
-            'messages',
-            body,
-            a0,
-            false,
-            abort.signal,
-            acc,
-            (ev) => t.translate(ev),
-          );
-        } else {
-          await relayStream(
-            this.recorder,
-            res,
-            up,
-            ctx,
-            endpoint,
-            body,
-            a0,
-            !clientWantsUsage,
-            abort.signal,
-            acc,
-          );
-        }
-      } else if (translated) {
-        await relay(this.recorder, res, up, ctx, a0, acc, (json, status) =>
-          status < 300 ? toOpenAiResponse(json, Math.floor(time / 1000)) : toOpenAiError(json, status),
-        );
-      } else await relay(this.recorder, res, up, ctx, a0, acc);
-      return;
-    }
-  }
-
-  /** The body to send: the client's bytes, unless a documented edit is needed. */
-  private payload(
-    raw: Buffer,
-    body: Obj,
-    attempt: Attempt,
-    endpoint: Endpoint,
-    addUsage: boolean,
-    modelInBody: boolean,
-  ): Buffer | string {
-    const rename = attempt.model !== body['model'];
-    const usage = addUsage && endpoint === 'chat';
-    if (!rename && !usage && modelInBody) return raw;
-    const b: Obj = { ...body };
-    if (rename) b['model'] = attempt.model;
-    if (usage)
-      b['stream_options'] = { ...((body['stream_options'] as Obj | undefined) ?? {}), include_usage: true };
-    return JSON.stringify(b);
-  }
-
-  private readonly recorder: Recorder = (ctx, out, acc) => this.record(ctx, out, acc);
 
   private record(ctx: AttemptContext, out: AttemptOutcome, acc: Accumulated): void {
     const rec = meterAttempt(this.deps, ctx, out);

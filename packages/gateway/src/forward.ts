@@ -1,0 +1,184 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Dispatcher } from 'undici';
+import type { Breakers } from './breaker.js';
+import type { AttemptContext, AttemptOutcome, Attribution } from './meter.js';
+import { ENDPOINT_API, type Endpoint, priceProviderOf, upstreamFor } from './providers.js';
+import { type Accumulated, failure, type Recorder, relay, relayStream } from './relay.js';
+import { badRequest, sendError, type Wire } from './replies.js';
+import type { Attempt } from './router.js';
+import { AnthropicToOpenAiStream } from './translate/anthropic-stream.js';
+import {
+  TranslationError,
+  toAnthropicRequest,
+  toOpenAiError,
+  toOpenAiResponse,
+} from './translate/openai-to-anthropic.js';
+import type { GatewayDeps, VirtualKey } from './types.js';
+import type { Upstreams } from './upstream.js';
+
+type Obj = Record<string, unknown>;
+
+const RETRYABLE = (status: number) => status === 429 || status >= 500;
+
+/** What forwarding needs from the gateway: its dependencies, pools, breakers and meter. */
+export interface ForwardEnv {
+  deps: GatewayDeps;
+  upstreams: Upstreams;
+  breakers: Breakers;
+  recorder: Recorder;
+  record: (ctx: AttemptContext, out: AttemptOutcome, acc: Accumulated) => void;
+}
+
+/**
+ * Tries the planned attempts in order: each is sent (translated for an Anthropic upstream), and a
+ * retryable failure (429, 5xx, timeout, connection error) moves on to the next, every attempt
+ * metered. The answer is relayed as JSON or event by event.
+ */
+export async function forwardAttempts(
+  env: ForwardEnv,
+  req: IncomingMessage,
+  res: ServerResponse,
+  endpoint: Endpoint,
+  raw: Buffer,
+  body: Obj,
+  model: string,
+  attempts: Attempt[],
+  key: VirtualKey,
+  attribution: Attribution,
+  time: number,
+  acc: Accumulated,
+): Promise<void> {
+  const wire: Wire = endpoint === 'messages' ? 'anthropic' : 'openai';
+  const stream = body['stream'] === true;
+  const clientWantsUsage = stream && (body['stream_options'] as Obj | undefined)?.['include_usage'] === true;
+
+  // A client that goes away mid-stream aborts the upstream call. A plain call runs to its end:
+  // the provider bills it either way, so it is metered in full.
+  const abort = stream ? new AbortController() : null;
+  if (abort) {
+    res.once('close', () => {
+      if (!res.writableFinished) abort.abort();
+    });
+  }
+
+  for (let i = 0; i < attempts.length; i++) {
+    const attempt = attempts[i]!;
+    const last = i === attempts.length - 1;
+    const ctx: AttemptContext = {
+      id: env.deps.newId(),
+      time,
+      key,
+      attribution,
+      priceProvider: priceProviderOf(attempt.provider),
+      upstreamApi: ENDPOINT_API[endpoint],
+      modelRequested: model,
+      modelSent: attempt.model,
+      fallbackHops: i,
+      routeTier: attempt.tier === 'fallback' ? 'fallback' : null,
+    };
+    // An OpenAI chat call to an Anthropic provider is translated both ways.
+    const translated = endpoint === 'chat' && attempt.provider.kind === 'anthropic';
+    const target = upstreamFor(
+      attempt.provider,
+      translated ? 'messages' : endpoint,
+      attempt.model,
+      req.headers,
+    );
+    let payload: Buffer | string;
+    if (translated) {
+      ctx.upstreamApi = 'anthropic-messages';
+      try {
+        payload = JSON.stringify(
+          toAnthropicRequest(body, attempt.model, env.deps.config.default_max_output ?? 4096),
+        );
+      } catch (err) {
+        if (!(err instanceof TranslationError)) throw err;
+        return sendError(res, wire, badRequest(err.message, 'untranslatable_request'));
+      }
+    } else {
+      payload = bodyFor(raw, body, attempt, endpoint, stream && !clientWantsUsage, target.modelInBody);
+    }
+    const a0 = performance.now();
+    let up: Dispatcher.ResponseData;
+    try {
+      up = await env.upstreams.request(target.origin, {
+        path: target.path,
+        method: 'POST',
+        headers: target.headers,
+        body: payload,
+        ...(abort ? { signal: abort.signal } : {}),
+        timeoutMs: attempt.provider.timeout_ms ?? env.deps.config.timeout_ms,
+      });
+    } catch (err) {
+      if (abort?.signal.aborted) {
+        env.record(ctx, failure('client_disconnected', a0), acc);
+        return;
+      }
+      env.breakers.failure(attempt.provider.id);
+      const timeout = (err as { code?: string }).code?.includes('TIMEOUT') ?? false;
+      const errorType = timeout ? 'upstream_timeout' : 'upstream_connection_error';
+      env.record(ctx, failure(errorType, a0), acc);
+      if (!last) continue;
+      return sendError(res, wire, {
+        status: timeout ? 504 : 502,
+        type: 'api_error',
+        code: errorType,
+        message: `The upstream ${attempt.provider.id} did not answer (${errorType}).`,
+      });
+    }
+    if (RETRYABLE(up.statusCode)) env.breakers.failure(attempt.provider.id);
+    else env.breakers.success(attempt.provider.id);
+    if (RETRYABLE(up.statusCode) && !last) {
+      await up.body.dump().catch(() => undefined);
+      env.record(ctx, failure(`upstream_${up.statusCode}`, a0), acc);
+      continue;
+    }
+    const isStream =
+      stream && up.statusCode === 200 && String(up.headers['content-type'] ?? '').includes('event-stream');
+    if (isStream && abort) {
+      if (translated) {
+        const t = new AnthropicToOpenAiStream(Math.floor(time / 1000), clientWantsUsage);
+        await relayStream(env.recorder, res, up, ctx, 'messages', body, a0, false, abort.signal, acc, (ev) =>
+          t.translate(ev),
+        );
+      } else {
+        await relayStream(
+          env.recorder,
+          res,
+          up,
+          ctx,
+          endpoint,
+          body,
+          a0,
+          !clientWantsUsage,
+          abort.signal,
+          acc,
+        );
+      }
+    } else if (translated) {
+      await relay(env.recorder, res, up, ctx, a0, acc, (json, status) =>
+        status < 300 ? toOpenAiResponse(json, Math.floor(time / 1000)) : toOpenAiError(json, status),
+      );
+    } else await relay(env.recorder, res, up, ctx, a0, acc);
+    return;
+  }
+}
+
+/** The body to send: the client's bytes, unless a documented edit is needed. */
+function bodyFor(
+  raw: Buffer,
+  body: Obj,
+  attempt: Attempt,
+  endpoint: Endpoint,
+  addUsage: boolean,
+  modelInBody: boolean,
+): Buffer | string {
+  const rename = attempt.model !== body['model'];
+  const usage = addUsage && endpoint === 'chat';
+  if (!rename && !usage && modelInBody) return raw;
+  const b: Obj = { ...body };
+  if (rename) b['model'] = attempt.model;
+  if (usage)
+    b['stream_options'] = { ...((body['stream_options'] as Obj | undefined) ?? {}), include_usage: true };
+  return JSON.stringify(b);
+}
