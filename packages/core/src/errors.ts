@@ -54,6 +54,11 @@ export const ERRORS = {
     message: 'Not found.',
     hint: 'Check the path and the id.',
   },
+  server_unreachable: {
+    status: 503,
+    message: 'The Tally server cannot be reached.',
+    hint: 'Start it (tally start) or check --server / TALLY_SERVER_URL and the admin key.',
+  },
   already_exists: {
     status: 409,
     message: 'Something with that id already exists.',

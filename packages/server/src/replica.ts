@@ -35,18 +35,26 @@ export class ControlClient {
     path: string,
     body?: unknown,
   ): Promise<{ status: number; json: T }> {
-    const res = await this.pool.request({
-      method,
-      path,
-      headers: { authorization: this.auth, ...(body ? { 'content-type': 'application/json' } : {}) },
-      body: body ? JSON.stringify(body) : null,
-      headersTimeout: 15_000,
-      bodyTimeout: 15_000,
-    });
+    let res: Awaited<ReturnType<Pool['request']>>;
+    try {
+      res = await this.pool.request({
+        method,
+        path,
+        headers: { authorization: this.auth, ...(body ? { 'content-type': 'application/json' } : {}) },
+        body: body ? JSON.stringify(body) : null,
+        headersTimeout: 15_000,
+        bodyTimeout: 15_000,
+      });
+    } catch (err) {
+      throw new TallyError(
+        'server_unreachable',
+        `Cannot reach the Tally server at ${this.serverUrl} (${(err as { code?: string }).code ?? (err as Error).message}). Is "tally start" running there?`,
+      );
+    }
     const json = (await res.body.json()) as T & { error?: { code?: string; message?: string } };
     if (res.statusCode >= 500 || res.statusCode === 401 || res.statusCode === 403) {
       throw new TallyError(
-        'store_unavailable',
+        'server_unreachable',
         `The Tally server at ${this.serverUrl} answered ${method} ${path} with ${res.statusCode}: ${json.error?.message ?? ''}`,
       );
     }

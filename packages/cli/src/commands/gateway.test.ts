@@ -74,4 +74,18 @@ describe('tally gateway without an admin key', () => {
     expect(out).toMatch(/TALLY_ADMIN_KEY/);
     expect(out).not.toMatch(/at .*\.js:\d+/);
   });
+
+  it('says when the server cannot be reached', async () => {
+    const port = await freePort();
+    const run = spawnTally(
+      ['gateway', '--server', 'http://127.0.0.1:1', '--port', String(port)],
+      { TALLY_ADMIN_KEY: 'tk-admin-unreachable-0123456789' },
+      /hint/,
+    );
+    const out = await run.then((s) => s.output()).catch((e: Error) => e.message);
+    expect(out).toMatch(
+      /error \[server_unreachable\]: Cannot reach the Tally server at http:\/\/127\.0\.0\.1:1/,
+    );
+    expect(out).not.toMatch(/at .*\.js:\d+/);
+  });
 });
