@@ -164,6 +164,8 @@ export async function forwardAttempts(
   }
 }
 
+const INCLUDE_USAGE = Buffer.from(',"stream_options":{"include_usage":true}}');
+
 /** The body to send: the client's bytes, unless a documented edit is needed. */
 function bodyFor(
   raw: Buffer,
@@ -176,6 +178,14 @@ function bodyFor(
   const rename = attempt.model !== body['model'];
   const usage = addUsage && endpoint === 'chat';
   if (!rename && !usage && modelInBody) return raw;
+  if (!rename && usage && modelInBody && body['stream_options'] === undefined) {
+    // The one edit a streamed chat needs, spliced into the client's bytes before the closing brace:
+    // cheaper than serialising the whole body again, and every other byte stays as sent.
+    let end = raw.length - 1;
+    while (end > 0 && (raw[end] === 0x20 || raw[end] === 0x0a || raw[end] === 0x0d || raw[end] === 0x09))
+      end--;
+    if (raw[end] === 0x7d) return Buffer.concat([raw.subarray(0, end), INCLUDE_USAGE]);
+  }
   const b: Obj = { ...body };
   if (rename) b['model'] = attempt.model;
   if (usage)

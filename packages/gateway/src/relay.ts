@@ -138,31 +138,52 @@ export async function relayStream(
   let ttft: number | null = null;
   let failed: string | null = null;
   try {
-    for await (const chunk of up.body) {
-      ttft ??= performance.now() - a0;
-      const wasEmpty = splitter.pending === 0;
-      let out = '';
-      let kept = true;
-      for (const ev of splitter.push(decoder.decode(chunk as Buffer, { stream: true }))) {
-        if (meter.onEvent(ev)) out += translate ? translate(ev) : ev;
-        else kept = false;
-      }
-      // A chunk of whole events, all passed on unchanged, goes out as the bytes that came in.
-      const whole = !translate && kept && wasEmpty && splitter.pending === 0;
-      const payload: Buffer | string = whole ? (chunk as Buffer) : out;
-      if (payload.length > 0 && !res.write(payload)) {
-        await new Promise<void>((resolve) => {
+    // Read by events, not an async iterator (a few microseconds a chunk less); a slow client
+    // pauses the upstream until its socket drains.
+    await new Promise<void>((resolve, reject) => {
+      const body = up.body;
+      const finish = (err?: unknown) => {
+        body.off('data', onData);
+        body.off('end', onEnd);
+        body.off('error', onError);
+        signal.removeEventListener('abort', onAbort);
+        // An abort destroys the body later: its error must find a listener.
+        body.on('error', () => undefined);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onEnd = () => finish();
+      const onError = (err: unknown) => finish(err);
+      const onAbort = () => finish();
+      const onData = (chunk: Buffer) => {
+        ttft ??= performance.now() - a0;
+        const wasEmpty = splitter.pending === 0;
+        let out = '';
+        let kept = true;
+        for (const ev of splitter.push(decoder.decode(chunk, { stream: true }))) {
+          if (meter.onEvent(ev)) out += translate ? translate(ev) : ev;
+          else kept = false;
+        }
+        // A chunk of whole events, all passed on unchanged, goes out as the bytes that came in.
+        const whole = !translate && kept && wasEmpty && splitter.pending === 0;
+        const payload: Buffer | string = whole ? chunk : out;
+        if (payload.length > 0 && !res.write(payload)) {
+          body.pause();
           const done = () => {
             res.off('drain', done);
             res.off('close', done);
-            resolve();
+            body.resume();
           };
           res.once('drain', done);
           res.once('close', done);
-        });
-      }
-      if (signal.aborted) break;
-    }
+        }
+      };
+      if (signal.aborted) return finish();
+      signal.addEventListener('abort', onAbort, { once: true });
+      body.on('data', onData);
+      body.once('end', onEnd);
+      body.once('error', onError);
+    });
     const rest = splitter.rest() + decoder.decode();
     if (rest.trim()) {
       if (meter.onEvent(rest)) res.write(translate ? translate(rest) : rest);

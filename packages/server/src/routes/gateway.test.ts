@@ -119,6 +119,10 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     expect(chunks.every((c) => c.choices.length > 0 && !c.usage)).toBe(true);
     const sent = mock.received.at(-1)!.body;
     expect(sent['stream_options']).toEqual({ include_usage: true });
+    // The edit is spliced into the client's bytes: everything else goes upstream as it was sent.
+    expect(mock.received.at(-1)!.raw).toBe(
+      `${JSON.stringify({ model: 'gpt-4o', stream: true, messages: [{ role: 'user', content: 'Hello' }] }).slice(0, -1)},"stream_options":{"include_usage":true}}`,
+    );
     const call = (await lastCalls())[0]!;
     expect(call).toMatchObject({ status: 'ok', pricing_status: 'priced', model_served: 'gpt-4o-2024-08-06' });
     expect(call.tokens.input).toBeGreaterThan(0);
