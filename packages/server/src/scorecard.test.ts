@@ -75,6 +75,24 @@ describe('the scorecard on a simulated company', () => {
     expect(Number(metric(s, 'cost_per_outcome').value)).toBeCloseTo(Number(s.cost.all_in_usd) / successes, 6);
   });
 
+  it('ROI is (benefit − all-in cost) / all-in cost, a month, with the benefit from the measured lifts', () => {
+    const s = cards.get('support-triage')!;
+    const ai = company.tasks.filter((x) => x.useCase === 'support-triage' && x.arm === 'ai');
+    const factor = 30.4375 / 56;
+    const handling = metric(s, 'handling_seconds').comparison!.lift!;
+    const success = metric(s, 'success_rate').comparison!.lift!;
+    // Per AI task: the handling-time cut valued at the baseline cost per task, plus the success-rate
+    // change valued at the unit value.
+    const perTask = -handling.estimate * 3.1 + success.estimate * 4.2;
+    const benefit = perTask * ai.length * factor;
+    const cost = Number(s.cost.all_in_usd) * factor;
+    expect(s.roi.monthlyBenefitUsd).toBeCloseTo(benefit, 6);
+    expect(s.roi.monthlyCostUsd).toBeCloseTo(cost, 6);
+    expect(s.roi.roi).toBeCloseTo((benefit - cost) / cost, 9);
+    expect(s.roi.ci![0]).toBeLessThan(s.roi.roi!);
+    expect(s.roi.ci![1]).toBeGreaterThan(s.roi.roi!);
+  });
+
   it('stability, oversight, abandonment and opt-outs follow their definitions', () => {
     const s = cards.get('support-triage')!;
     const byTask = new Map<string, Record<string, unknown>[]>();
