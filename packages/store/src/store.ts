@@ -202,6 +202,10 @@ export interface Store {
   addLedgerEntry(entry: LedgerEntry): Promise<WriteResult>;
   /** Ordered by month, use case, category, then id. */
   listLedger(tenant: string, useCase?: string): Promise<LedgerEntry[]>;
+  /** Recomputes the rollups of what ingest touched since the last time; returns how many marks it
+   * cleared. outcomeSums does it before reading; a server also runs it in the background so that
+   * the marks never pile up between reads. */
+  refreshRollups(): Promise<number>;
   /** The sufficient statistics of one use case's tasks and calls over [from, to), for the scorecard. */
   outcomeSums(tenant: string, useCase: string, from: number, to: number): Promise<OutcomeSums>;
   /** Sums across use cases and projects for the red-flag audit, with the SQL behind them. */

@@ -118,4 +118,16 @@ export function outcomeCases(ctx: ContractContext): void {
     expect(o.weeks.length).toBeGreaterThanOrEqual(3);
     expect(o.users).toEqual({ active: 2, repeat: 1 });
   });
+
+  it('refreshRollups clears what ingest marked, and a read after it sees the same sums', async () => {
+    const tenant = newTenant();
+    await ctx.store.ingest({
+      calls: [],
+      tasks: [ev(tenant, 'r1', { type: 'task.eligible', task_id: 'R', arm: 'ai', time: T0 })],
+    });
+    expect(await ctx.store.refreshRollups()).toBeGreaterThan(0);
+    expect(await ctx.store.refreshRollups()).toBe(0);
+    const o = await ctx.store.outcomeSums(tenant, 'triage', from, to);
+    expect(o.arms.ai.eligible).toBe(1);
+  });
 }

@@ -156,9 +156,13 @@ class DuckDbStore implements Store {
     return this.db.read((c) => registry.listLedger(c, tenant, useCase));
   }
 
+  refreshRollups(): Promise<number> {
+    return this.db.write((c) => refreshTaskRollup(c));
+  }
+
   async outcomeSums(tenant: string, useCase: string, from: number, to: number): Promise<OutcomeSums> {
     // Tasks touched since the last read are rolled up first, so a read sees every committed event.
-    await this.db.write((c) => refreshTaskRollup(c));
+    await this.refreshRollups();
     return outcomeSums((task) => this.db.read(task), tenant, useCase, from, to);
   }
 
