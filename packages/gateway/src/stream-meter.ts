@@ -44,8 +44,11 @@ class ChatMeter implements StreamMeter {
   onEvent(ev: string): boolean {
     const data = eventData(ev);
     if (data === null || data === '[DONE]') return true;
-    const trimmed = data.trim();
-    if (!trimmed.startsWith('{') || !trimmed.endsWith('}')) {
+    let a = 0;
+    let z = data.length - 1;
+    while (a <= z && data.charCodeAt(a) <= 32) a++;
+    while (z >= a && data.charCodeAt(z) <= 32) z--;
+    if (data.charCodeAt(a) !== 123 || data.charCodeAt(z) !== 125) {
       this.err ??= 'malformed_sse';
       return true;
     }
