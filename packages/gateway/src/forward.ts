@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { Breakers } from './breaker.js';
-import type { AttemptContext, AttemptOutcome, Attribution } from './meter.js';
+import type { AttemptContext, Attribution } from './meter.js';
 import { ENDPOINT_API, type Endpoint, priceProviderOf, upstreamFor } from './providers.js';
 import { type Accumulated, failure, type Recorder, relay, relayStream } from './relay.js';
 import { badRequest, sendError, type Wire } from './replies.js';
@@ -26,7 +26,6 @@ export interface ForwardEnv {
   upstreams: Upstreams;
   breakers: Breakers;
   recorder: Recorder;
-  record: (ctx: AttemptContext, out: AttemptOutcome, acc: Accumulated) => void;
 }
 
 /**
@@ -111,13 +110,13 @@ export async function forwardAttempts(
       });
     } catch (err) {
       if (abort?.signal.aborted) {
-        env.record(ctx, failure('client_disconnected', a0), acc);
+        env.recorder(ctx, failure('client_disconnected', a0), acc);
         return;
       }
       env.breakers.failure(attempt.provider.id);
       const timeout = (err as { code?: string }).code?.includes('TIMEOUT') ?? false;
       const errorType = timeout ? 'upstream_timeout' : 'upstream_connection_error';
-      env.record(ctx, failure(errorType, a0), acc);
+      env.recorder(ctx, failure(errorType, a0), acc);
       if (!last) continue;
       return sendError(res, wire, {
         status: timeout ? 504 : 502,
@@ -130,7 +129,7 @@ export async function forwardAttempts(
     else env.breakers.success(attempt.provider.id);
     if (RETRYABLE(up.statusCode) && !last) {
       await up.body.dump().catch(() => undefined);
-      env.record(ctx, failure(`upstream_${up.statusCode}`, a0), acc);
+      env.recorder(ctx, failure(`upstream_${up.statusCode}`, a0), acc);
       continue;
     }
     const isStream =

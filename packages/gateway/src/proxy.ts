@@ -81,7 +81,6 @@ export class Gateway {
       upstreams: this.upstreams,
       breakers: this.breakers,
       recorder: (ctx, out, acc) => this.record(ctx, out, acc),
-      record: (ctx, out, acc) => this.record(ctx, out, acc),
     };
   }
 

@@ -15,7 +15,7 @@ import {
 } from '@tally/gateway';
 import { Pool } from 'undici';
 import type { TallyConfig } from './config.js';
-import { type CallWire, callToWire, REPLICA_MAX_BATCH, type RuleWire, ruleFromWire } from './replica-wire.js';
+import { type CallWire, callToWire, type RuleWire, ruleFromWire } from './replica-wire.js';
 
 /** The server's control routes, as a replica calls them with its admin key. */
 export class ControlClient {
@@ -191,7 +191,8 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
     write: async (calls) => {
       await control.writeCalls(calls.map(callToWire));
     },
-    maxBatch: Math.min(500, REPLICA_MAX_BATCH),
+    // Well under the server's REPLICA_MAX_BATCH; small batches keep the replica's heap small.
+    maxBatch: 500,
     intervalMs: 500,
     onError: (err) => onError(err, 'metering'),
   });

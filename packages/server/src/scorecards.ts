@@ -7,12 +7,13 @@ import {
   type Scorecard,
   TallyError,
 } from '@tally/core';
-import type { Store, UseCaseRecord } from '@tally/store';
+import type { LedgerEntry, Store, UseCaseRecord } from '@tally/store';
+import { parseTimeParam } from './serialize.js';
 import { specOf } from './use-case-schema.js';
 
 const DAY = 86_400_000;
 /** Without from/to, a scorecard covers the last eight weeks. */
-export const DEFAULT_DAYS = 56;
+const DEFAULT_DAYS = 56;
 
 export interface Period {
   from: number;
@@ -31,11 +32,12 @@ export async function scorecardFor(
   period: Period,
   now: number,
   options: EvidenceOptions = {},
+  /** The use case's ledger, when the caller has read it already. */
+  ledgerEntries?: LedgerEntry[],
 ): Promise<Scorecard> {
-  if (!(period.to > period.from)) throw new TallyError('invalid_query', 'from must be before to.');
   const [sums, ledger] = await Promise.all([
     store.outcomeSums(rec.tenant, rec.id, period.from, period.to),
-    store.listLedger(rec.tenant, rec.id),
+    ledgerEntries ?? store.listLedger(rec.tenant, rec.id),
   ]);
   const l = prorateLedger(ledger, period.from, period.to);
   return buildScorecard({
@@ -53,31 +55,44 @@ export async function scorecardFor(
   });
 }
 
-/** Every red flag across the tenant's use cases, for the period. */
+/** Every red flag across the tenant's use cases, for the period, and the scorecards they were
+ * judged on (by use case id). */
 export async function auditTenant(
   store: Store,
   tenant: string,
   period: Period,
   now: number,
-): Promise<Finding[]> {
+): Promise<{ findings: Finding[]; cards: Map<string, Scorecard> }> {
   const [sums, useCases, budgets, ledger] = await Promise.all([
     store.auditSums(tenant, period.from, period.to),
     store.listUseCases(tenant),
     store.listBudgets(tenant),
     store.listLedger(tenant),
   ]);
-  const entries = new Map<string, number>();
-  for (const e of ledger) entries.set(e.use_case, (entries.get(e.use_case) ?? 0) + 1);
-  const cards = await Promise.all(useCases.map((rec) => scorecardFor(store, rec, period, now)));
-  return auditFindings({
+  const ledgerOf = new Map<string, LedgerEntry[]>();
+  for (const e of ledger) ledgerOf.set(e.use_case, [...(ledgerOf.get(e.use_case) ?? []), e]);
+  const cards = await Promise.all(
+    useCases.map((rec) => scorecardFor(store, rec, period, now, {}, ledgerOf.get(rec.id) ?? [])),
+  );
+  const findings = auditFindings({
     sums,
     useCases: useCases.map((rec, i) => ({
       id: rec.id,
       stage: rec.stage,
       spec: specOf(rec),
       scorecard: cards[i]!,
-      ledgerEntries: entries.get(rec.id) ?? 0,
+      ledgerEntries: ledgerOf.get(rec.id)?.length ?? 0,
     })),
     budgets: budgets.map((b) => ({ scope: b.scope, subject: b.subject })),
   });
+  return { findings, cards: new Map(useCases.map((rec, i) => [rec.id, cards[i]!])) };
+}
+
+/** A period from the query's from and to (RFC 3339 or epoch ms), the last eight weeks by default. */
+export function periodParam(q: Record<string, unknown>, now: number): Period {
+  const def = defaultPeriod(now);
+  const from = parseTimeParam('from', q['from']) ?? def.from;
+  const to = parseTimeParam('to', q['to']) ?? def.to;
+  if (!(to > from)) throw new TallyError('invalid_query', 'from must be before to.');
+  return { from, to };
 }

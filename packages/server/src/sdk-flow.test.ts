@@ -1,11 +1,10 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
+import { freePort, MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
 import { gatewayHeaders, openAIOptions, Tally } from '@tally/sdk';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freeLoopbackPort } from './testing/ports.js';
 import { type TestApp, testApp } from './testing/test-app.js';
 
 describe('the SDK against a real server', () => {
@@ -109,7 +108,7 @@ describe('the SDK against a real server', () => {
   });
 
   it('keeps a bounded buffer while the server is unreachable, dropping the oldest', async () => {
-    const port = await freeLoopbackPort();
+    const port = await freePort();
     const errors: string[] = [];
     const tally = new Tally({
       url: `http://127.0.0.1:${port}`,

@@ -5,10 +5,11 @@ import { apiCall, apiTarget, apiText, withApiOptions } from '../api.js';
 
 type Opts = Record<string, unknown>;
 
-function period(o: Opts): string {
+/** The query string of --from and --to, and of the extra parameters given. */
+function query(o: Opts, extra: Record<string, string | undefined> = {}): string {
   const q = new URLSearchParams();
   for (const k of ['from', 'to'] as const) if (typeof o[k] === 'string') q.set(k, o[k] as string);
-  if (typeof o['useCase'] === 'string') q.set('use_case', o['useCase'] as string);
+  for (const [k, v] of Object.entries(extra)) if (v !== undefined) q.set(k, v);
   const s = q.toString();
   return s ? `?${s}` : '';
 }
@@ -32,7 +33,11 @@ export function registerAnalytics(program: Command): void {
       .option('--use-case <id>', 'only this use case')
       .option('--json', 'the findings as JSON, with the SQL behind each'),
   ).action(async (o: Opts) => {
-    const out = (await apiCall(apiTarget(program, o), 'GET', `/v1/audit${period(o)}`)) as {
+    const out = (await apiCall(
+      apiTarget(program, o),
+      'GET',
+      `/v1/audit${query(o, { use_case: o['useCase'] as string | undefined })}`,
+    )) as {
       findings: Finding[];
     };
     if (o['json']) {
@@ -66,11 +71,9 @@ export function registerAnalytics(program: Command): void {
     const format = String(o['format']);
     if (format !== 'md' && format !== 'html')
       throw new TallyError('invalid_request', '--format must be md or html.');
-    const q = new URLSearchParams({ format });
-    for (const k of ['from', 'to'] as const) if (typeof o[k] === 'string') q.set(k, o[k] as string);
     const text = await apiText(
       apiTarget(program, o),
-      `/v1/use-cases/${encodeURIComponent(String(o['useCase']))}/report?${q}`,
+      `/v1/use-cases/${encodeURIComponent(String(o['useCase']))}/report${query(o, { format })}`,
     );
     if (typeof o['out'] === 'string') {
       writeFileSync(o['out'], text);
@@ -86,14 +89,10 @@ export function registerAnalytics(program: Command): void {
       .option('--to <time>')
       .option('--sequential', 'always-valid intervals (safe to look at before the pilot ends)'),
   ).action(async (id: string, o: Opts) => {
-    const q = new URLSearchParams();
-    for (const k of ['from', 'to'] as const) if (typeof o[k] === 'string') q.set(k, o[k] as string);
-    if (o['sequential']) q.set('sequential', 'true');
-    const s = q.toString();
     const out = await apiCall(
       apiTarget(program, o),
       'GET',
-      `/v1/use-cases/${encodeURIComponent(id)}/scorecard${s ? `?${s}` : ''}`,
+      `/v1/use-cases/${encodeURIComponent(id)}/scorecard${query(o, { sequential: o['sequential'] ? 'true' : undefined })}`,
     );
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   });

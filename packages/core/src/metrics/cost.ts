@@ -31,45 +31,21 @@ export function humanSeconds(a: ArmOutcomes): number {
   return h.review + h.edit + h.override + h.escalation;
 }
 
+/** Field by field sums of two records of counts (nested records included). */
+function addCounts<T>(x: T, y: T): T {
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(x as object)) {
+    const a = (x as Record<string, unknown>)[k];
+    const b = (y as Record<string, unknown>)[k];
+    out[k] =
+      typeof a === 'number' ? a + (b as number) : typeof a === 'bigint' ? a + (b as bigint) : addCounts(a, b);
+  }
+  return out as T;
+}
+
 /** The AI side of the use case: the AI arm, and tasks that were never assigned an arm. */
 export function aiSide(s: UseCaseStats): ArmOutcomes {
-  const a = s.arms.ai;
-  const u = s.unassigned;
-  const add = (x: { n: number; sum: number; sumSquares: number }, y: typeof x) => ({
-    n: x.n + y.n,
-    sum: x.sum + y.sum,
-    sumSquares: x.sumSquares + y.sumSquares,
-  });
-  return {
-    eligible: a.eligible + u.eligible,
-    aiUsed: a.aiUsed + u.aiUsed,
-    completed: a.completed + u.completed,
-    successes: a.successes + u.successes,
-    failures: a.failures + u.failures,
-    abandoned: a.abandoned + u.abandoned,
-    completedWithoutIntervention: a.completedWithoutIntervention + u.completedWithoutIntervention,
-    stableSuccesses: a.stableSuccesses + u.stableSuccesses,
-    completedWithoutHuman: a.completedWithoutHuman + u.completedWithoutHuman,
-    handling: add(a.handling, u.handling),
-    handlingCuped: {
-      ...add(a.handlingCuped, u.handlingCuped),
-      covariateSum: a.handlingCuped.covariateSum + u.handlingCuped.covariateSum,
-      covariateSumSquares: a.handlingCuped.covariateSumSquares + u.handlingCuped.covariateSumSquares,
-      crossProductSum: a.handlingCuped.crossProductSum + u.handlingCuped.crossProductSum,
-    },
-    success: add(a.success, u.success),
-    value: add(a.value, u.value),
-    valueNano: a.valueNano + u.valueNano,
-    qaSamples: a.qaSamples + u.qaSamples,
-    qaPasses: a.qaPasses + u.qaPasses,
-    humanSeconds: {
-      review: a.humanSeconds.review + u.humanSeconds.review,
-      edit: a.humanSeconds.edit + u.humanSeconds.edit,
-      override: a.humanSeconds.override + u.humanSeconds.override,
-      escalation: a.humanSeconds.escalation + u.humanSeconds.escalation,
-    },
-    optOuts: a.optOuts + u.optOuts,
-  };
+  return addCounts(s.arms.ai, s.unassigned);
 }
 
 export interface AllInCost {

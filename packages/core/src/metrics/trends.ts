@@ -77,8 +77,8 @@ export function unitEconomics(
   const volumes = weeks.map((w) => w.aiCompleted);
   if (Math.max(...volumes) / Math.min(...volumes) < MIN_VOLUME_SPREAD) return null;
   const fixedPerWeek = Number(cost.ledgerNano) / 1e9 / Math.max(1, s.weeks.length);
-  const humanPerSecond =
-    humanSeconds(aiSide(s)) > 0 ? Number(cost.humanNano) / 1e9 / humanSeconds(aiSide(s)) : 0;
+  const seconds = humanSeconds(aiSide(s));
+  const humanPerSecond = seconds > 0 ? Number(cost.humanNano) / 1e9 / seconds : 0;
   const pts = weeks.map((w) => {
     const c = Number(w.spendNano) / 1e9 + fixedPerWeek + w.humanSeconds * humanPerSecond;
     return [Math.log(w.aiCompleted), Math.log(c / w.aiSuccesses)] as [number, number];

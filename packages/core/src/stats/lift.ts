@@ -212,17 +212,17 @@ function checkInputs(
   return null;
 }
 
-/** Welch's t-test of treatment against control, with the delta method for a relative lift. */
-export function liftTest(control: ArmStats, treatment: ArmStats, opts: LiftOptions = {}): LiftResult {
-  const { alpha, seq, kind, diff } = options(opts);
-  const bad = checkInputs([control, treatment], alpha, seq);
-  if (bad) return bad;
-  const m = welchMoments(control, treatment, kind, diff);
-  if ('status' in m) return m;
+function estimateOf(
+  m: Moments,
+  method: LiftEstimate['method'],
+  difference: Difference,
+  alpha: number,
+  seq: { tuning: number } | null,
+): LiftEstimate {
   return {
     status: 'ok',
-    method: 'welch',
-    difference: diff,
+    method,
+    difference,
     ...interval(m, alpha, seq),
     df: m.df,
     sequential: seq !== null,
@@ -230,6 +230,16 @@ export function liftTest(control: ArmStats, treatment: ArmStats, opts: LiftOptio
     controlMean: m.controlMean,
     treatmentMean: m.treatmentMean,
   };
+}
+
+/** Welch's t-test of treatment against control, with the delta method for a relative lift. */
+export function liftTest(control: ArmStats, treatment: ArmStats, opts: LiftOptions = {}): LiftResult {
+  const { alpha, seq, kind, diff } = options(opts);
+  const bad = checkInputs([control, treatment], alpha, seq);
+  if (bad) return bad;
+  const m = welchMoments(control, treatment, kind, diff);
+  if ('status' in m) return m;
+  return estimateOf(m, 'welch', diff, alpha, seq);
 }
 
 /** The same test with CUPED: variance cut by the covariate measured before the experiment. */
@@ -243,16 +253,5 @@ export function cupedLiftTest(
   if (bad) return bad;
   const { moments: m, theta } = cupedMoments(control, treatment, kind, diff);
   if ('status' in m) return m;
-  return {
-    status: 'ok',
-    method: theta === 0 ? 'welch' : 'cuped',
-    difference: diff,
-    ...interval(m, alpha, seq),
-    df: m.df,
-    sequential: seq !== null,
-    estimate: m.estimate,
-    controlMean: m.controlMean,
-    treatmentMean: m.treatmentMean,
-    theta,
-  };
+  return { ...estimateOf(m, theta === 0 ? 'welch' : 'cuped', diff, alpha, seq), theta };
 }

@@ -1,8 +1,11 @@
-import { renderHtml, renderMarkdown, TallyError } from '@tally/core';
+import { type Finding, renderHtml, renderMarkdown, TallyError } from '@tally/core';
 import type { FastifyPluginAsync } from 'fastify';
 import type { AppContext } from '../context.js';
-import { auditTenant, defaultPeriod, scorecardFor } from '../scorecards.js';
-import { parseTimeParam, stringParam } from '../serialize.js';
+import { auditTenant, periodParam, scorecardFor } from '../scorecards.js';
+import { stringParam } from '../serialize.js';
+
+/** A finding about the use case (a double claim names two). */
+const concerns = (f: Finding, useCase: string) => f.subject.use_case?.split(', ').includes(useCase) ?? false;
 
 /** GET /v1/use-cases/:id/scorecard?from=&to=&sequential=true&alpha=0.05 */
 export const scorecardRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
@@ -13,9 +16,7 @@ export const scorecardRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) 
     const rec = await ctx.store.getUseCase(principal.tenant, id);
     if (!rec) throw new TallyError('not_found', `No use case ${id}.`);
     const now = ctx.clock.now();
-    const def = defaultPeriod(now);
-    const from = parseTimeParam('from', q['from']) ?? def.from;
-    const to = parseTimeParam('to', q['to']) ?? def.to;
+    const period = periodParam(q, now);
     const alphaRaw = stringParam('alpha', q['alpha']);
     const alpha = alphaRaw === undefined ? 0.05 : Number(alphaRaw);
     if (!(alpha > 0 && alpha < 0.5))
@@ -24,22 +25,21 @@ export const scorecardRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) 
     if (seq !== undefined && seq !== 'true' && seq !== 'false') {
       throw new TallyError('invalid_query', 'sequential must be true or false.');
     }
-    return scorecardFor(ctx.store, rec, { from, to }, now, { alpha, sequential: seq === 'true' });
+    return scorecardFor(ctx.store, rec, period, now, { alpha, sequential: seq === 'true' });
   });
 
   /** GET /v1/audit?from=&to=&use_case=: every red flag, most severe first. */
   app.get('/v1/audit', async (request) => {
     const principal = await ctx.auth.authenticate(request, ['admin', 'finance']);
     const q = request.query as Record<string, unknown>;
-    const now = ctx.clock.now();
-    const def = defaultPeriod(now);
-    const from = parseTimeParam('from', q['from']) ?? def.from;
-    const to = parseTimeParam('to', q['to']) ?? def.to;
-    if (!(to > from)) throw new TallyError('invalid_query', 'from must be before to.');
+    const period = periodParam(q, ctx.clock.now());
     const useCase = stringParam('use_case', q['use_case']);
-    let findings = await auditTenant(ctx.store, principal.tenant, { from, to }, now);
-    if (useCase) findings = findings.filter((f) => f.subject.use_case?.split(', ').includes(useCase));
-    return { period: { from: new Date(from).toISOString(), to: new Date(to).toISOString() }, findings };
+    let { findings } = await auditTenant(ctx.store, principal.tenant, period, ctx.clock.now());
+    if (useCase) findings = findings.filter((f) => concerns(f, useCase));
+    return {
+      period: { from: new Date(period.from).toISOString(), to: new Date(period.to).toISOString() },
+      findings,
+    };
   });
 
   /** GET /v1/use-cases/:id/report?format=md|html&from=&to=: the executive one-pager. */
@@ -52,17 +52,18 @@ export const scorecardRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) 
       throw new TallyError('invalid_query', 'format must be md or html.');
     const rec = await ctx.store.getUseCase(principal.tenant, id);
     if (!rec) throw new TallyError('not_found', `No use case ${id}.`);
-    const now = ctx.clock.now();
-    const def = defaultPeriod(now);
-    const period = {
-      from: parseTimeParam('from', q['from']) ?? def.from,
-      to: parseTimeParam('to', q['to']) ?? def.to,
-    };
-    const scorecard = await scorecardFor(ctx.store, rec, period, now);
-    const findings = (await auditTenant(ctx.store, principal.tenant, period, now)).filter((f) =>
-      f.subject.use_case?.split(', ').includes(id),
+    const audit = await auditTenant(
+      ctx.store,
+      principal.tenant,
+      periodParam(q, ctx.clock.now()),
+      ctx.clock.now(),
     );
-    const input = { name: rec.name, scorecard, findings };
+    // The audit scored every use case already: the report reads this one's card from it.
+    const input = {
+      name: rec.name,
+      scorecard: audit.cards.get(id)!,
+      findings: audit.findings.filter((f) => concerns(f, id)),
+    };
     return format === 'md'
       ? reply.type('text/markdown; charset=utf-8').send(renderMarkdown(input))
       : reply.type('text/html; charset=utf-8').send(renderHtml(input));

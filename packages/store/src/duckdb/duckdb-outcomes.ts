@@ -238,36 +238,23 @@ export async function outcomeSums(
       { spend: BigInt(String(r['spend'])), latency: orNull(r, 'latency') },
     ]),
   );
-  const weekRows = new Map<number, WeekRow>();
-  for (const r of weeks) {
-    const w = n(r, 'week');
-    weekRows.set(w, {
+  // Every week with tasks or calls: the tasks' sums, with the calls' spend and latency beside them.
+  const byWeek = new Map(weeks.map((r) => [n(r, 'week'), r]));
+  const allWeeks = [...new Set([...byWeek.keys(), ...spend.keys()])].sort((x, y) => x - y);
+  const weekRows: WeekRow[] = allWeeks.map((w) => {
+    const r = byWeek.get(w);
+    return {
       week: w,
-      aiCompleted: n(r, 'completed'),
-      aiSuccesses: n(r, 'successes'),
-      stableSuccesses: n(r, 'stable'),
-      humanSeconds: n(r, 'human_seconds'),
+      aiCompleted: r ? n(r, 'completed') : 0,
+      aiSuccesses: r ? n(r, 'successes') : 0,
+      stableSuccesses: r ? n(r, 'stable') : 0,
+      humanSeconds: r ? n(r, 'human_seconds') : 0,
       spendNano: spend.get(w)?.spend ?? 0n,
-      qaSamples: n(r, 'qa_n'),
-      qaPasses: n(r, 'qa_pass'),
+      qaSamples: r ? n(r, 'qa_n') : 0,
+      qaPasses: r ? n(r, 'qa_pass') : 0,
       latencyMs: spend.get(w)?.latency ?? null,
-    });
-  }
-  for (const [w, s] of spend) {
-    if (!weekRows.has(w)) {
-      weekRows.set(w, {
-        week: w,
-        aiCompleted: 0,
-        aiSuccesses: 0,
-        stableSuccesses: 0,
-        humanSeconds: 0,
-        spendNano: s.spend,
-        qaSamples: 0,
-        qaPasses: 0,
-        latencyMs: s.latency,
-      });
-    }
-  }
+    };
+  });
   const sum = (k: string) => (totals ? n(totals, k) : 0);
   const sumBig = (k: string) => (totals ? BigInt(String(totals[k])) : 0n);
   const u = users[0]!;
@@ -293,7 +280,7 @@ export async function outcomeSums(
       cacheHits: sum('cache_hits'),
       savedNano: sumBig('saved'),
     },
-    weeks: [...weekRows.values()].sort((a, b) => a.week - b.week),
+    weeks: weekRows,
     optOutReasons: reasons.map((r) => ({ reason: String(r['reason']), count: n(r, 'n') })),
     users: { active: n(u, 'active'), repeat: n(u, 'repeat') },
   };

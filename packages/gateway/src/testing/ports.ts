@@ -1,7 +1,7 @@
 import { createServer } from 'node:net';
 
 /** A loopback port that was free a moment ago (nothing listens on it). */
-export function freeLoopbackPort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.listen(0, '127.0.0.1', () => {
