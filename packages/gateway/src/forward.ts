@@ -2,7 +2,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { Breakers } from './breaker.js';
 import type { AttemptContext, Attribution } from './meter.js';
-import { ENDPOINT_API, type Endpoint, priceProviderOf, upstreamFor } from './providers.js';
+import {
+  ENDPOINT_API,
+  type Endpoint,
+  priceProviderOf,
+  translatedToMessages,
+  upstreamFor,
+} from './providers.js';
 import { type Accumulated, failure, type Recorder, relay, relayStream } from './relay.js';
 import { badRequest, sendError, type Wire } from './replies.js';
 import type { Attempt } from './router.js';
@@ -13,6 +19,8 @@ import {
   toOpenAiError,
   toOpenAiResponse,
 } from './translate/openai-to-anthropic.js';
+import { AnthropicToResponsesStream } from './translate/responses-stream.js';
+import { responsesToAnthropicRequest, toResponsesResponse } from './translate/responses-to-anthropic.js';
 import type { GatewayDeps, VirtualKey } from './types.js';
 import type { Upstreams } from './upstream.js';
 
@@ -75,8 +83,8 @@ export async function forwardAttempts(
       fallbackHops: i,
       routeTier: attempt.tier === 'fallback' ? 'fallback' : null,
     };
-    // An OpenAI chat call to an Anthropic provider is translated both ways.
-    const translated = endpoint === 'chat' && attempt.provider.kind === 'anthropic';
+    // An OpenAI chat or Responses call to an Anthropic provider is translated both ways.
+    const translated = translatedToMessages(attempt.provider, endpoint);
     const target = upstreamFor(
       attempt.provider,
       translated ? 'messages' : endpoint,
@@ -87,8 +95,11 @@ export async function forwardAttempts(
     if (translated) {
       ctx.upstreamApi = 'anthropic-messages';
       try {
+        const maxOut = env.deps.config.default_max_output ?? 4096;
         payload = JSON.stringify(
-          toAnthropicRequest(body, attempt.model, env.deps.config.default_max_output ?? 4096),
+          endpoint === 'responses'
+            ? responsesToAnthropicRequest(body, attempt.model, maxOut)
+            : toAnthropicRequest(body, attempt.model, maxOut),
         );
       } catch (err) {
         if (!(err instanceof TranslationError)) throw err;
@@ -136,7 +147,11 @@ export async function forwardAttempts(
       stream && up.statusCode === 200 && String(up.headers['content-type'] ?? '').includes('event-stream');
     if (isStream && abort) {
       if (translated) {
-        const t = new AnthropicToOpenAiStream(Math.floor(time / 1000), clientWantsUsage);
+        const created = Math.floor(time / 1000);
+        const t =
+          endpoint === 'responses'
+            ? new AnthropicToResponsesStream(body, created)
+            : new AnthropicToOpenAiStream(created, clientWantsUsage);
         await relayStream(env.recorder, res, up, ctx, 'messages', body, a0, false, abort.signal, acc, (ev) =>
           t.translate(ev),
         );
@@ -155,8 +170,13 @@ export async function forwardAttempts(
         );
       }
     } else if (translated) {
+      const created = Math.floor(time / 1000);
       await relay(env.recorder, res, up, ctx, a0, acc, (json, status) =>
-        status < 300 ? toOpenAiResponse(json, Math.floor(time / 1000)) : toOpenAiError(json, status),
+        status >= 300
+          ? toOpenAiError(json, status)
+          : endpoint === 'responses'
+            ? toResponsesResponse(json, body, created)
+            : toOpenAiResponse(json, created),
       );
     } else await relay(env.recorder, res, up, ctx, a0, acc);
     return;

@@ -50,9 +50,14 @@ export function priceProviderOf(p: ProviderConfig): string {
   return p.id;
 }
 
-/** Which endpoints a provider serves natively. A chat call to an Anthropic provider is translated. */
+/** Which endpoints a provider serves natively. */
 export function servesNatively(p: ProviderConfig, endpoint: Endpoint): boolean {
   return p.kind === 'anthropic' ? endpoint === 'messages' : endpoint !== 'messages';
+}
+
+/** An OpenAI chat or Responses call to an Anthropic provider is translated to messages. */
+export function translatedToMessages(p: ProviderConfig, endpoint: Endpoint): boolean {
+  return p.kind === 'anthropic' && (endpoint === 'chat' || endpoint === 'responses');
 }
 
 /**

@@ -6,7 +6,13 @@ import { type Hold, reserveBudgets, settleBudgets } from './budget-guard.js';
 import { type ForwardEnv, forwardAttempts } from './forward.js';
 import { type AttemptContext, type AttemptOutcome, meterAttempt } from './meter.js';
 import { maxOutputTokens, rateLimited, rateLimitHeaders } from './policy.js';
-import { type Endpoint, modelsPath, priceProviderOf, servesNatively } from './providers.js';
+import {
+  type Endpoint,
+  modelsPath,
+  priceProviderOf,
+  servesNatively,
+  translatedToMessages,
+} from './providers.js';
 import type { Accumulated } from './relay.js';
 import { badRequest, type GatewayError, invalidKey, sendError, type Wire } from './replies.js';
 import { type Attempt, Router } from './router.js';
@@ -259,10 +265,7 @@ export class Gateway {
   private plan(model: string, endpoint: Endpoint, tenant: string): Attempt[] {
     const all = this.router
       .plan(model, endpoint, tenant)
-      .filter(
-        (a) =>
-          servesNatively(a.provider, endpoint) || (endpoint === 'chat' && a.provider.kind === 'anthropic'),
-      );
+      .filter((a) => servesNatively(a.provider, endpoint) || translatedToMessages(a.provider, endpoint));
     const open = all.filter((a) => this.breakers.allows(a.provider.id));
     return open.length > 0 ? open : all;
   }

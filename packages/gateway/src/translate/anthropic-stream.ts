@@ -1,4 +1,4 @@
-import { eventData, eventName } from '../sse.js';
+import { readEvent } from './anthropic-blocks.js';
 import { FINISH, openAiUsage } from './openai-to-anthropic.js';
 
 type Obj = Record<string, unknown>;
@@ -35,15 +35,9 @@ export class AnthropicToOpenAiStream {
 
   /** The OpenAI events for one Anthropic event (often none). */
   translate(ev: string): string {
-    const name = eventName(ev);
-    const raw = eventData(ev);
-    if (!name || raw === null || name === 'ping') return '';
-    let d: Obj;
-    try {
-      d = JSON.parse(raw) as Obj;
-    } catch {
-      return '';
-    }
+    const read = readEvent(ev);
+    if (!read) return '';
+    const { name, d } = read;
     switch (name) {
       case 'message_start': {
         const m = (d['message'] ?? {}) as Obj;

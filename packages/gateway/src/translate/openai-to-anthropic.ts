@@ -2,16 +2,14 @@
  * OpenAI chat completions -> Anthropic messages, so one OpenAI client reaches Claude. The call is
  * metered from Anthropic's own usage object; the client sees OpenAI's shapes throughout.
  */
+import { imageFromUrl, joinText, parseArgs, pushTurn as push, TranslationError } from './anthropic-blocks.js';
+
+export { TranslationError };
+
 type Obj = Record<string, unknown>;
 
-export class TranslationError extends Error {}
-
 function imageBlock(part: Obj): Obj {
-  const url = String((part['image_url'] as Obj | undefined)?.['url'] ?? '');
-  const m = /^data:([^;]+);base64,(.*)$/s.exec(url);
-  return m
-    ? { type: 'image', source: { type: 'base64', media_type: m[1], data: m[2] } }
-    : { type: 'image', source: { type: 'url', url } };
+  return imageFromUrl(String((part['image_url'] as Obj | undefined)?.['url'] ?? ''));
 }
 
 function contentBlocks(content: unknown): Obj[] {
@@ -27,26 +25,7 @@ function contentBlocks(content: unknown): Obj[] {
 
 function textOf(content: unknown): string {
   if (typeof content === 'string') return content;
-  return contentBlocks(content)
-    .map((b) => (b['type'] === 'text' ? String(b['text']) : ''))
-    .join('');
-}
-
-function parseArgs(args: unknown): unknown {
-  if (typeof args !== 'string' || args === '') return {};
-  try {
-    return JSON.parse(args);
-  } catch {
-    throw new TranslationError('tool_calls[].function.arguments must be JSON.');
-  }
-}
-
-/** Anthropic wants user and assistant turns to alternate: consecutive same-role turns merge. */
-function push(messages: Obj[], role: 'user' | 'assistant', blocks: Obj[]): void {
-  if (blocks.length === 0) return;
-  const last = messages[messages.length - 1];
-  if (last && last['role'] === role) (last['content'] as Obj[]).push(...blocks);
-  else messages.push({ role, content: blocks });
+  return joinText(contentBlocks(content));
 }
 
 function toolChoice(choice: unknown): Obj | undefined {
@@ -76,7 +55,7 @@ export function toAnthropicRequest(body: Obj, model: string, defaultMaxTokens: n
           type: 'tool_use',
           id: tc['id'],
           name: fn?.['name'],
-          input: parseArgs(fn?.['arguments']),
+          input: parseArgs(fn?.['arguments'], 'tool_calls[].function.arguments'),
         });
       }
       push(messages, 'assistant', blocks);

@@ -285,6 +285,92 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
       expect(c).toMatchObject({ provider: 'anthropic', api: 'anthropic-messages', cost_usd: '0.01437' });
   });
 
+  it("OpenAI's Responses API to a Claude model: input, answer, stream and function calls are translated", async () => {
+    const r = await openai.responses.create({
+      model: 'claude-sonnet-4-5',
+      instructions: 'Be brief.',
+      input: 'Hello',
+      max_output_tokens: 300,
+    });
+    expect(r.output_text).toBe('Hello, world!');
+    expect(r).toMatchObject({ object: 'response', status: 'completed', model: 'claude-sonnet-4-5' });
+    expect(r.usage).toMatchObject({ input_tokens: 3895, output_tokens: 503, total_tokens: 4398 });
+    expect(r.usage!.input_tokens_details.cached_tokens).toBe(1800);
+    const sent = mock.received.at(-1)!;
+    expect(sent.path).toBe('/v1/messages');
+    expect(sent.body).toMatchObject({
+      model: 'claude-sonnet-4-5',
+      system: 'Be brief.',
+      max_tokens: 300,
+      messages: [{ role: 'user', content: [{ type: 'text', text: 'Hello' }] }],
+    });
+
+    // The raw event stream, and the SDK's stream helper, which checks the events' order.
+    const s = await openai.responses.create({ model: 'claude-sonnet-4-5', input: 'Hello', stream: true });
+    let text = '';
+    const types: string[] = [];
+    for await (const e of s) {
+      types.push(e.type);
+      if (e.type === 'response.output_text.delta') text += e.delta;
+    }
+    expect(text).toBe('Hello, world!');
+    expect([types[0], types.at(-1)]).toEqual(['response.created', 'response.completed']);
+    const helper = openai.responses.stream({ model: 'claude-sonnet-4-5', input: 'Hello' });
+    const final = await helper.finalResponse();
+    expect(final.output_text).toBe('Hello, world!');
+    expect(final.usage).toMatchObject({ input_tokens: 3895, output_tokens: 503 });
+
+    const tools = await openai.responses.create({
+      model: 'claude-sonnet-4-5',
+      input: [
+        { role: 'user', content: 'Weather in Paris?' },
+        { type: 'function_call', call_id: 'call_0', name: 'get_weather', arguments: '{"location":"Rome"}' },
+        { type: 'function_call_output', call_id: 'call_0', output: '21C' },
+      ],
+      tools: [
+        {
+          type: 'function',
+          name: 'get_weather',
+          parameters: { type: 'object', properties: {} },
+          strict: false,
+        },
+      ],
+      tool_choice: 'required',
+    });
+    expect(tools.output.find((o) => o.type === 'function_call')).toMatchObject({
+      call_id: 'toolu_01A09q90qw90lq917835lq9',
+      name: 'get_weather',
+      arguments: '{"location":"Paris"}',
+    });
+    expect(mock.received.at(-1)!.body).toMatchObject({
+      tools: [{ name: 'get_weather', input_schema: { type: 'object' } }],
+      tool_choice: { type: 'any' },
+      messages: [
+        { role: 'user' },
+        { role: 'assistant', content: [{ type: 'tool_use', id: 'call_0', input: { location: 'Rome' } }] },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'call_0', content: '21C' }] },
+      ],
+    });
+    // Four calls, each metered from Anthropic's own usage: 2095 × $3 + 1800 × $0.30, 503 × $15.
+    const calls = await lastCalls(4);
+    for (const c of calls)
+      expect(c).toMatchObject({
+        provider: 'anthropic',
+        api: 'anthropic-messages',
+        model_requested: 'claude-sonnet-4-5',
+        cost_usd: '0.01437',
+        status: 'ok',
+      });
+
+    // What cannot be mapped is refused before anything goes upstream, in OpenAI's error format.
+    const before = mock.received.length;
+    const err = await openai.responses
+      .create({ model: 'claude-sonnet-4-5', input: 'Hi', previous_response_id: 'resp_1' })
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ status: 400, code: 'untranslatable_request' });
+    expect(mock.received.length).toBe(before);
+  });
+
   it('reaches Azure deployments and Gemini through the same client, priced under each provider', async () => {
     const az = await openai.chat.completions.create({
       model: 'azure-eu/gpt-4o',

@@ -1,0 +1,49 @@
+/** Pieces both OpenAI translations (chat and Responses) build Anthropic requests and read streams with. */
+import { eventData, eventName } from '../sse.js';
+
+type Obj = Record<string, unknown>;
+
+export class TranslationError extends Error {}
+
+/** An image URL (a data URL or a link) as an Anthropic image block. */
+export function imageFromUrl(url: string): Obj {
+  const m = /^data:([^;]+);base64,(.*)$/s.exec(url);
+  return m
+    ? { type: 'image', source: { type: 'base64', media_type: m[1], data: m[2] } }
+    : { type: 'image', source: { type: 'url', url } };
+}
+
+/** The text of content blocks, joined. */
+export function joinText(blocks: Obj[]): string {
+  return blocks.map((b) => (b['type'] === 'text' ? String(b['text']) : '')).join('');
+}
+
+/** Tool-call arguments (a JSON string) as the object Anthropic wants; `what` names the field. */
+export function parseArgs(args: unknown, what: string): unknown {
+  if (typeof args !== 'string' || args === '') return {};
+  try {
+    return JSON.parse(args);
+  } catch {
+    throw new TranslationError(`${what} must be JSON.`);
+  }
+}
+
+/** Anthropic wants user and assistant turns to alternate: consecutive same-role turns merge. */
+export function pushTurn(messages: Obj[], role: 'user' | 'assistant', blocks: Obj[]): void {
+  if (blocks.length === 0) return;
+  const last = messages[messages.length - 1];
+  if (last && last['role'] === role) (last['content'] as Obj[]).push(...blocks);
+  else messages.push({ role, content: blocks });
+}
+
+/** An Anthropic stream event's name and parsed data; null for pings and what cannot be read. */
+export function readEvent(ev: string): { name: string; d: Obj } | null {
+  const name = eventName(ev);
+  const raw = eventData(ev);
+  if (!name || raw === null || name === 'ping') return null;
+  try {
+    return { name, d: JSON.parse(raw) as Obj };
+  } catch {
+    return null;
+  }
+}
