@@ -6,7 +6,7 @@ import { cpSync, existsSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, rssMb, SHARED, startGatewayUnderTest } from './lib.mjs';
+import { freePort, pidOf, rssMb, rssPartsMb, SHARED, startGatewayUnderTest } from './lib.mjs';
 
 const HARNESS = `${SHARED}/bench/overhead`;
 const ADMIN = 'tk-admin-overhead-0123456789';
@@ -57,11 +57,22 @@ export async function gatewayOverhead({ rounds = 3, count = 3000, replica = fals
   const up = await freePort();
   const gw = await startGatewayUnderTest(up, ADMIN, 'bench', { replica });
   const { port, key } = gw;
-  let peakRss = 0;
+  // The gateway's resident memory at its peak (with its anonymous and file-backed parts), the
+  // server's behind a replica, and the bare proxy's in the same run as the baseline.
+  let peak = { rss: 0, anon: 0, file: 0 };
   let serverPeakRss = 0;
+  let barePeakRss = 0;
+  let barePid = null;
   const sampler = setInterval(() => {
-    peakRss = Math.max(peakRss, rssMb(gw.pid));
+    const now = rssPartsMb(gw.pid);
+    if (now.rss > peak.rss) peak = now;
     serverPeakRss = Math.max(serverPeakRss, rssMb(gw.serverPid));
+    barePid ??= pidOf(`${dir}/bare-proxy.mjs`);
+    if (barePid) {
+      const b = rssMb(barePid);
+      if (b === 0) barePid = null;
+      barePeakRss = Math.max(barePeakRss, b);
+    }
   }, 100);
   const env = {
     UP_PORT: String(up),
@@ -84,7 +95,10 @@ export async function gatewayOverhead({ rounds = 3, count = 3000, replica = fals
     json,
     streaming,
     replica,
-    peakRssMb: Math.round(peakRss),
+    peakRssMb: peak.rss,
+    peakAnonMb: peak.anon,
+    peakFileMb: peak.file,
+    barePeakRssMb: barePeakRss,
     serverPeakRssMb: Math.round(serverPeakRss),
     metered: calls.rows?.[0]?.calls ?? 0,
   };

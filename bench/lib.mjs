@@ -1,6 +1,6 @@
 // Shared helpers for the benchmarks: free ports, child servers, trace-based events, tables.
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -122,6 +122,33 @@ export function rssMb(pid) {
   } catch {
     return 0;
   }
+}
+
+/** Resident memory split into anonymous (heap, buffers) and file-backed (the node binary and
+ * shared libraries, which other processes share and the kernel can drop), MB (Linux). */
+export function rssPartsMb(pid) {
+  try {
+    const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (k) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? 0);
+    return {
+      rss: Math.round(kb('VmRSS') / 1024),
+      anon: Math.round(kb('RssAnon') / 1024),
+      file: Math.round(kb('RssFile') / 1024),
+    };
+  } catch {
+    return { rss: 0, anon: 0, file: 0 };
+  }
+}
+
+/** The pid of a running process whose command line contains `needle`, or null. */
+export function pidOf(needle) {
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(needle)) return Number(d);
+    } catch {}
+  }
+  return null;
 }
 
 /** A virtual key with a budget and limits high enough never to bind: the checks run, nothing blocks. */

@@ -130,9 +130,11 @@ function gatewayTable(r) {
     ],
     rows,
   );
+  const rss = (x) =>
+    `${x.peakRssMb} MB (${x.peakAnonMb} MB anonymous, ${x.peakFileMb} MB file-backed: the node binary and libraries; the bare proxy's peak in the same run: ${x.barePeakRssMb} MB, ratio ${(x.peakRssMb / Math.max(1, x.barePeakRssMb)).toFixed(2)})`;
   const setup = r.replica
-    ? `A \`tally gateway\` replica with a virtual key (key auth, budget and RPM/TPM limits on), metering into a \`tally start\` server over HTTP. Peak RSS of the replica: ${r.peakRssMb} MB; of the server behind it: ${r.serverPeakRssMb} MB`
-    : `\`tally start\` (gateway and embedded DuckDB store in one process) with a virtual key: key auth, metering into DuckDB, a budget and RPM/TPM limits on. Peak RSS of the process: ${r.peakRssMb} MB`;
+    ? `A \`tally gateway\` replica with a virtual key (key auth, budget and RPM/TPM limits on), metering into a \`tally start\` server over HTTP. Peak RSS of the replica: ${rss(r)}; of the server behind it: ${r.serverPeakRssMb} MB`
+    : `\`tally start\` (gateway and embedded DuckDB store in one process) with a virtual key: key auth, metering into DuckDB, a budget and RPM/TPM limits on. Peak RSS of the process: ${rss(r)}`;
   return (
     `### Gateway overhead (shared/bench/overhead), ${r.replica ? 'replica' : 'all-in-one'}, ${date}\n\n${setup}; calls metered: ${r.metered}. ` +
     `Targets: +p50 ≤ 0.4 ms at concurrency 1; at 16, ≥ 0.75 of bare and ≥ 3× Portkey; RSS < 150 MB.\n\n${t}`
