@@ -3,11 +3,16 @@ import type { BudgetWindow, SharedState } from './shared-state.js';
 
 const USD = 1_000_000_000n;
 let n = 0;
+// The current month's window: Redis keeps a window's keys until a day after it resets, so a fixed
+// date would expire them the moment they are written once that date has passed.
+const today = new Date();
+const MONTH = today.toISOString().slice(0, 7);
+const NEXT_MONTH = Date.UTC(today.getUTCFullYear(), today.getUTCMonth() + 1, 1);
 const win = (limitUsd: bigint, id = `b${++n}-${Date.now()}`): BudgetWindow => ({
   budgetId: id,
-  key: `${id}:2026-11`,
+  key: `${id}:${MONTH}`,
   limitNano: limitUsd * USD,
-  resetAt: Date.UTC(2026, 11, 1),
+  resetAt: NEXT_MONTH,
 });
 
 /** The contract every SharedState passes: in-process and Redis alike. */
