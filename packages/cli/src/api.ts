@@ -42,10 +42,7 @@ export async function apiCall(
       ...(body ? { body: JSON.stringify(body) } : {}),
     });
   } catch (err) {
-    throw new TallyError(
-      'store_unavailable',
-      `Cannot reach the Tally server at ${t.url}: ${(err as Error).message}. Is "tally start" running?`,
-    );
+    throw unreachable(t, err);
   }
   const json = (await res.body.json()) as { error?: { code: string; message: string } };
   if (res.statusCode >= 400) {
@@ -57,6 +54,13 @@ export async function apiCall(
     );
   }
   return json;
+}
+
+function unreachable(t: ApiTarget, err: unknown): TallyError {
+  return new TallyError(
+    'server_unreachable',
+    `Cannot reach the Tally server at ${t.url}: ${(err as Error).message}. Is "tally start" running?`,
+  );
 }
 
 export const commaList = (v: string) =>
@@ -78,10 +82,7 @@ export async function apiText(t: ApiTarget, path: string): Promise<string> {
   try {
     res = await request(`${t.url}${path}`, { headers: { authorization: `Bearer ${t.adminKey}` } });
   } catch (err) {
-    throw new TallyError(
-      'store_unavailable',
-      `Cannot reach the Tally server at ${t.url}: ${(err as Error).message}. Is "tally start" running?`,
-    );
+    throw unreachable(t, err);
   }
   const text = await res.body.text();
   if (res.statusCode >= 400) {

@@ -57,7 +57,7 @@ export const ERRORS = {
   server_unreachable: {
     status: 503,
     message: 'The Tally server cannot be reached.',
-    hint: 'Start it (tally start) or check --server / TALLY_SERVER_URL and the admin key.',
+    hint: 'Start it (tally start), or point at it: --url for a command, --server or TALLY_SERVER_URL for a gateway replica.',
   },
   already_exists: {
     status: 409,

@@ -75,4 +75,19 @@ describe('tally keys', () => {
       await stopProcess(server.child);
     }
   });
+
+  it('says when no server answers at --url, with a code and a hint, and no stack trace', async () => {
+    const port = await freePort();
+    const env = { ...process.env, TALLY_ADMIN_KEY: 'tk-admin-keys-test-0123456789' };
+    const url = `http://127.0.0.1:${port}`;
+    const out = await run(process.execPath, [TALLY_BIN, 'keys', 'create', '--url', url], { env }).catch(
+      (e) => e,
+    );
+    expect(out.code).toBe(1);
+    expect(out.stderr).toMatch(
+      /error \[server_unreachable\]: Cannot reach the Tally server at http:\/\/127\.0\.0\.1/,
+    );
+    expect(out.stderr).toMatch(/hint: .*--url/);
+    expect(out.stderr).not.toMatch(/at .*\.js:\d+/);
+  });
 });
