@@ -36,6 +36,17 @@ export function pushTurn(messages: Obj[], role: 'user' | 'assistant', blocks: Ob
   else messages.push({ role, content: blocks });
 }
 
+/** Anthropic's token counts as OpenAI counts them: the prompt includes cache reads and writes. */
+export function anthropicTokens(u: Obj | null | undefined): {
+  prompt: number;
+  cached: number;
+  output: number;
+} {
+  const read = Number(u?.['cache_read_input_tokens'] ?? 0);
+  const prompt = Number(u?.['input_tokens'] ?? 0) + read + Number(u?.['cache_creation_input_tokens'] ?? 0);
+  return { prompt, cached: read, output: Number(u?.['output_tokens'] ?? 0) };
+}
+
 /** An Anthropic stream event's name and parsed data; null for pings and what cannot be read. */
 export function readEvent(ev: string): { name: string; d: Obj } | null {
   const name = eventName(ev);

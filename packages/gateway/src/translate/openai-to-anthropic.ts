@@ -2,7 +2,14 @@
  * OpenAI chat completions -> Anthropic messages, so one OpenAI client reaches Claude. The call is
  * metered from Anthropic's own usage object; the client sees OpenAI's shapes throughout.
  */
-import { imageFromUrl, joinText, parseArgs, pushTurn as push, TranslationError } from './anthropic-blocks.js';
+import {
+  anthropicTokens,
+  imageFromUrl,
+  joinText,
+  parseArgs,
+  pushTurn as push,
+  TranslationError,
+} from './anthropic-blocks.js';
 
 export { TranslationError };
 
@@ -105,16 +112,12 @@ export const FINISH: Record<string, string> = {
 
 /** Anthropic usage in OpenAI's terms: prompt tokens include cache reads and writes. */
 export function openAiUsage(u: Obj | null | undefined): Obj {
-  const input = Number(u?.['input_tokens'] ?? 0);
-  const read = Number(u?.['cache_read_input_tokens'] ?? 0);
-  const write = Number(u?.['cache_creation_input_tokens'] ?? 0);
-  const output = Number(u?.['output_tokens'] ?? 0);
-  const prompt = input + read + write;
+  const { prompt, cached, output } = anthropicTokens(u);
   return {
     prompt_tokens: prompt,
     completion_tokens: output,
     total_tokens: prompt + output,
-    prompt_tokens_details: { cached_tokens: read },
+    prompt_tokens_details: { cached_tokens: cached },
   };
 }
 

@@ -4,8 +4,14 @@
  * tool_choice are mapped; the answer comes back as a Response object. The gateway keeps no
  * conversation state, so `previous_response_id` cannot be translated and is refused.
  */
-import { imageFromUrl, joinText, parseArgs, pushTurn as push, TranslationError } from './anthropic-blocks.js';
-import { FINISH_INCOMPLETE, responsesUsage } from './responses-shapes.js';
+import {
+  anthropicTokens,
+  imageFromUrl,
+  joinText,
+  parseArgs,
+  pushTurn as push,
+  TranslationError,
+} from './anthropic-blocks.js';
 
 type Obj = Record<string, unknown>;
 
@@ -130,6 +136,24 @@ export function responsesToAnthropicRequest(body: Obj, model: string, defaultMax
   const user = body['safety_identifier'] ?? body['user'];
   if (typeof user === 'string') out['metadata'] = { user_id: user };
   return out;
+}
+
+/** Anthropic stop reasons that end a Response as `incomplete`, with the reason OpenAI gives. */
+const FINISH_INCOMPLETE: Record<string, string> = {
+  max_tokens: 'max_output_tokens',
+  refusal: 'content_filter',
+};
+
+/** Anthropic usage in the Responses API's terms. */
+function responsesUsage(u: Obj): Obj {
+  const { prompt, cached, output } = anthropicTokens(u);
+  return {
+    input_tokens: prompt,
+    input_tokens_details: { cached_tokens: cached },
+    output_tokens: output,
+    output_tokens_details: { reasoning_tokens: 0 },
+    total_tokens: prompt + output,
+  };
 }
 
 /** The output items of a whole Anthropic message. */
