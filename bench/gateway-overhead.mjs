@@ -11,7 +11,7 @@ import { freePort, pidOf, rssMb, rssPartsMb, SHARED, startGatewayUnderTest } fro
 const HARNESS = `${SHARED}/bench/overhead`;
 const ADMIN = 'tk-admin-overhead-0123456789';
 
-function prepareHarness() {
+export function prepareHarness() {
   // The shared copy is read-only: run it from a scratch copy with its own node_modules.
   const dir = join(os.tmpdir(), 'tally-overhead-harness');
   if (!existsSync(join(dir, 'node_modules/@portkey-ai/gateway'))) {

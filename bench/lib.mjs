@@ -173,8 +173,13 @@ export async function benchKey(baseUrl, adminKey, project) {
 /** Tally on a fresh data dir, proxying to an OpenAI-compatible upstream on `upPort`, with a
  * virtual key made for the benchmark. With `replica`, a `tally gateway` process in front of that
  * server takes the traffic: `port` and `pid` are then the replica's, `serverPort` and `serverPid`
- * the server's. */
-export async function startGatewayUnderTest(upPort, adminKey, project, { replica = false } = {}) {
+ * the server's. `nodeArgs` go to node before the script (--cpu-prof). */
+export async function startGatewayUnderTest(
+  upPort,
+  adminKey,
+  project,
+  { replica = false, nodeArgs = [] } = {},
+) {
   const { mkdtempSync, rmSync } = await import('node:fs');
   const { join } = await import('node:path');
   const port = await freePort();
@@ -186,14 +191,14 @@ export async function startGatewayUnderTest(upPort, adminKey, project, { replica
     OPENAI_BASE_URL: `http://127.0.0.1:${upPort}/v1`,
     OPENAI_API_KEY: 'sk-bench',
   };
-  const tally = await startProcess([TALLY_BIN, 'start', '--port', String(port)], { env });
+  const tally = await startProcess([...nodeArgs, TALLY_BIN, 'start', '--port', String(port)], { env });
   const key = await benchKey(`http://127.0.0.1:${port}`, adminKey, project);
   let gw = null;
   let gwPort = port;
   if (replica) {
     gwPort = await freePort();
     gw = await startProcess(
-      [TALLY_BIN, 'gateway', '--server', `http://127.0.0.1:${port}`, '--port', String(gwPort)],
+      [...nodeArgs, TALLY_BIN, 'gateway', '--server', `http://127.0.0.1:${port}`, '--port', String(gwPort)],
       { env },
     );
   }

@@ -22,7 +22,7 @@ import {
 import { AnthropicToResponsesStream } from './translate/responses-stream.js';
 import { responsesToAnthropicRequest, toResponsesResponse } from './translate/responses-to-anthropic.js';
 import type { GatewayDeps, VirtualKey } from './types.js';
-import type { Upstreams } from './upstream.js';
+import { Cancel, type Upstreams } from './upstream.js';
 
 type Obj = Record<string, unknown>;
 
@@ -61,7 +61,7 @@ export async function forwardAttempts(
 
   // A client that goes away mid-stream aborts the upstream call. A plain call runs to its end:
   // the provider bills it either way, so it is metered in full.
-  const abort = stream ? new AbortController() : null;
+  const abort = stream ? new Cancel() : null;
   if (abort) {
     res.once('close', () => {
       if (!res.writableFinished) abort.abort();
@@ -116,11 +116,11 @@ export async function forwardAttempts(
         method: 'POST',
         headers: target.headers,
         body: payload,
-        ...(abort ? { signal: abort.signal } : {}),
+        ...(abort ? { signal: abort } : {}),
         timeoutMs: attempt.provider.timeout_ms ?? env.deps.config.timeout_ms,
       });
     } catch (err) {
-      if (abort?.signal.aborted) {
+      if (abort?.aborted) {
         env.recorder(ctx, failure('client_disconnected', a0), acc);
         return;
       }
@@ -152,22 +152,11 @@ export async function forwardAttempts(
           endpoint === 'responses'
             ? new AnthropicToResponsesStream(body, created)
             : new AnthropicToOpenAiStream(created, clientWantsUsage);
-        await relayStream(env.recorder, res, up, ctx, 'messages', body, a0, false, abort.signal, acc, (ev) =>
+        await relayStream(env.recorder, res, up, ctx, 'messages', body, a0, false, abort, acc, (ev) =>
           t.translate(ev),
         );
       } else {
-        await relayStream(
-          env.recorder,
-          res,
-          up,
-          ctx,
-          endpoint,
-          body,
-          a0,
-          !clientWantsUsage,
-          abort.signal,
-          acc,
-        );
+        await relayStream(env.recorder, res, up, ctx, endpoint, body, a0, !clientWantsUsage, abort, acc);
       }
     } else if (translated) {
       const created = Math.floor(time / 1000);

@@ -6,6 +6,7 @@ import { sendError } from './replies.js';
 import { SseSplitter } from './sse.js';
 import { streamMeter } from './stream-meter.js';
 import { countTokens, estimatePromptTokens } from './tokenizer.js';
+import type { Cancel } from './upstream.js';
 
 type Obj = Record<string, unknown>;
 
@@ -120,7 +121,7 @@ export async function relayStream(
   body: Obj,
   a0: number,
   hideUsage: boolean,
-  signal: AbortSignal,
+  signal: Cancel,
   acc: Accumulated,
   translate?: (ev: string) => string,
 ): Promise<void> {
@@ -137,6 +138,7 @@ export async function relayStream(
   const decoder = new TextDecoder();
   let ttft: number | null = null;
   let failed: string | null = null;
+  let corked = false;
   try {
     // Read by events, not an async iterator (a few microseconds a chunk less); a slow client
     // pauses the upstream until its socket drains.
@@ -146,7 +148,7 @@ export async function relayStream(
         body.off('data', onData);
         body.off('end', onEnd);
         body.off('error', onError);
-        signal.removeEventListener('abort', onAbort);
+        signal.off('abort', onAbort);
         // An abort destroys the body later: its error must find a listener.
         body.on('error', () => undefined);
         if (err) reject(err);
@@ -167,6 +169,16 @@ export async function relayStream(
         // A chunk of whole events, all passed on unchanged, goes out as the bytes that came in.
         const whole = !translate && kept && wasEmpty && splitter.pending === 0;
         const payload: Buffer | string = whole ? chunk : out;
+        // The last event and the end of the response leave in one write: corked here, the socket
+        // is uncorked by res.end(), which follows in this turn of the loop (or by the next, if the
+        // upstream holds its end back).
+        if (meter.done && !corked) {
+          corked = true;
+          res.cork();
+          setImmediate(() => {
+            if (!res.writableEnded) res.uncork();
+          });
+        }
         if (payload.length > 0 && !res.write(payload)) {
           body.pause();
           const done = () => {
@@ -179,7 +191,7 @@ export async function relayStream(
         }
       };
       if (signal.aborted) return finish();
-      signal.addEventListener('abort', onAbort, { once: true });
+      signal.once('abort', onAbort);
       body.on('data', onData);
       body.once('end', onEnd);
       body.once('error', onError);

@@ -17,6 +17,9 @@ export interface StreamMeter {
   text(): string;
   /** An error event the upstream sent mid-stream, if any. */
   error(): string | null;
+  /** Whether the stream's last event ([DONE], message_stop, response.completed) has passed: what
+   * follows is the end of the body. */
+  readonly done: boolean;
 }
 
 function parse(data: string): Obj | null {
@@ -30,19 +33,22 @@ function parse(data: string): Obj | null {
 
 /**
  * OpenAI chat completions: usage arrives in a last chunk with no choices (when include_usage).
- * Chunks are parsed only when they can carry usage; the text for an estimate is read from the
- * kept chunks only if the estimate is needed, so a normal stream costs a few string checks a chunk.
+ * Chunks are parsed only when they can carry usage or an error; the text for an estimate, and the
+ * model of a stream with no usage chunk, are read from the kept chunks only when needed, so a normal
+ * stream costs a few string checks a chunk.
  */
 class ChatMeter implements StreamMeter {
   private u: Obj | null = null;
   private m: string | null = null;
   private readonly chunks: string[] = [];
   private err: string | null = null;
+  done = false;
 
   constructor(private readonly hideUsageChunk: boolean) {}
 
   onEvent(ev: string): boolean {
     const data = eventData(ev);
+    if (data === '[DONE]') this.done = true;
     if (data === null || data === '[DONE]') return true;
     let a = 0;
     let z = data.length - 1;
@@ -52,13 +58,13 @@ class ChatMeter implements StreamMeter {
       this.err ??= 'malformed_sse';
       return true;
     }
-    if (this.m === null || data.includes('"usage"') || data.includes('"error"')) {
+    if (data.includes('"usage"') || data.includes('"error"')) {
       const chunk = parse(data);
       if (!chunk) {
         this.err ??= 'malformed_sse';
         return true;
       }
-      if (this.m === null && typeof chunk['model'] === 'string') this.m = chunk['model'];
+      if (typeof chunk['model'] === 'string') this.m = chunk['model'];
       if (chunk['error'] !== undefined) this.err ??= 'upstream_stream_error';
       const usage = chunk['usage'];
       if (usage && typeof usage === 'object') {
@@ -73,8 +79,17 @@ class ChatMeter implements StreamMeter {
   }
 
   usage = () => this.u;
-  model = () => this.m;
   error = () => this.err;
+
+  /** The model that served the stream: every chunk names it, so it is read off the usage chunk
+   * (parsed anyway) or, for a stream cut off before it, off the first chunk kept. */
+  model(): string | null {
+    if (this.m === null && this.chunks.length > 0) {
+      const m = parse(this.chunks[0]!)?.['model'];
+      if (typeof m === 'string') this.m = m;
+    }
+    return this.m;
+  }
 
   text(): string {
     const parts: string[] = [];
@@ -104,6 +119,7 @@ class ResponsesMeter implements StreamMeter {
   private m: string | null = null;
   private parts: string[] = [];
   private err: string | null = null;
+  done = false;
 
   onEvent(ev: string): boolean {
     const name = eventName(ev);
@@ -123,6 +139,7 @@ class ResponsesMeter implements StreamMeter {
       if (typeof r?.['model'] === 'string') this.m = r['model'];
       if (r?.['usage'] && typeof r['usage'] === 'object') this.u = r['usage'] as Obj;
       if (name === 'response.failed') this.err ??= 'upstream_stream_error';
+      if (name !== 'response.created') this.done = true;
     } else if (name === 'error') {
       this.err ??= 'upstream_stream_error';
     }
@@ -140,6 +157,7 @@ class MessagesMeter implements StreamMeter {
   private m: string | null = null;
   private parts: string[] = [];
   private err: string | null = null;
+  done = false;
 
   onEvent(ev: string): boolean {
     const name = eventName(ev);
@@ -158,6 +176,8 @@ class MessagesMeter implements StreamMeter {
       const usage = d?.['usage'] as Obj | undefined;
       // message_delta counts are cumulative: the last one wins, field by field.
       if (usage) this.u = { ...(this.u ?? {}), ...usage };
+    } else if (name === 'message_stop') {
+      this.done = true;
     } else if (name === 'error') {
       this.err ??= 'upstream_stream_error';
     }

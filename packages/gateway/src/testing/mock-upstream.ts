@@ -16,7 +16,7 @@ export interface Received {
  * An upstream that answers like OpenAI (replaying recorded responses, as JSON or SSE) and like
  * Anthropic (documented fixtures). Special model names make it misbehave, for fault tests:
  * fault-500, fault-429, fault-timeout, fault-malformed (bad SSE), fault-slow (a slow stream),
- * fault-cut (the connection drops mid-stream).
+ * fault-cut (the connection drops mid-stream), fault-late-end (the body's end held back after [DONE]).
  */
 export class MockUpstream {
   readonly received: Received[] = [];
@@ -192,6 +192,17 @@ export class MockUpstream {
     };
     const piece = (t: string) =>
       `data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta: { content: t }, finish_reason: null }] })}\n\n`;
+    if (model === 'fault-late-end') {
+      // The whole stream, usage and [DONE] included, then the end of the body held back 300 ms.
+      const usage = { prompt_tokens: 12, completion_tokens: 2, total_tokens: 14 };
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(
+        `${piece('Hello')}data: ${JSON.stringify({ ...base, choices: [], usage })}\n\ndata: [DONE]\n\n`,
+      );
+      const timer = setTimeout(() => res.end(), 300);
+      res.on('close', () => clearTimeout(timer));
+      return;
+    }
     if (model === 'fault-malformed') {
       sse(res, [
         piece('Hello'),

@@ -127,6 +127,24 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     expect(call).toMatchObject({ status: 'ok', pricing_status: 'priced' });
   });
 
+  it('passes the last event on at once when the upstream holds back the end of its body', async () => {
+    const res = await chat({ model: 'fault-late-end', stream: true });
+    let text = '';
+    let doneAt = 0;
+    for await (const chunk of res.body) {
+      text += String(chunk);
+      if (!doneAt && text.includes('data: [DONE]')) doneAt = performance.now();
+    }
+    const endAt = performance.now();
+    expect(doneAt).toBeGreaterThan(0);
+    // The mock ends its body 300 ms after [DONE]: the event must not have waited for it.
+    expect(endAt - doneAt).toBeGreaterThan(150);
+    expect(text).not.toContain('"usage"');
+    const call = (await lastCalls())[0]!;
+    expect(call).toMatchObject({ status: 'ok', pricing_status: 'priced', model_served: 'gpt-4o-2024-08-06' });
+    expect(call.tokens).toMatchObject({ input: 12, output: 2 });
+  });
+
   it('records a stream the upstream drops mid-way as an estimated error', async () => {
     const res = await chat({ model: 'fault-cut', stream: true });
     await res.body.text().catch(() => '');
