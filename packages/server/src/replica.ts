@@ -191,8 +191,10 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
     write: async (calls) => {
       await control.writeCalls(calls.map(callToWire));
     },
-    // Well under the server's REPLICA_MAX_BATCH; small batches keep the replica's heap small.
-    maxBatch: 500,
+    // Under the server's REPLICA_MAX_BATCH. Each batch costs the server a fixed ~7 ms (a file, a
+    // transaction, a commit) besides ~17 µs a call: at 500 a batch that doubled the metering's CPU.
+    // 2,000 records (about 2 MB) are what the replica holds at most.
+    maxBatch: 2000,
     intervalMs: 500,
     onError: (err) => onError(err, 'metering'),
   });

@@ -130,4 +130,31 @@ export function outcomeCases(ctx: ContractContext): void {
     const o = await ctx.store.outcomeSums(tenant, 'triage', from, to);
     expect(o.arms.ai.eligible).toBe(1);
   });
+
+  it('marks a task AI-used from metered calls appended later, and not from calls with no task', async () => {
+    const tenant = newTenant();
+    const s = ctx.store;
+    await s.ingest({
+      calls: [],
+      tasks: [
+        ev(tenant, 'm1', { type: 'task.eligible', task_id: 'M', arm: 'ai', time: T0 }),
+        ev(tenant, 'm2', { type: 'task.eligible', task_id: 'N', arm: 'ai', time: T0 }),
+      ],
+    });
+    // A gateway batch with no task ids: nothing changes.
+    await s.appendCalls([makeCall(tenant, 'g0', { use_case: null, task_id: null, time: T0 + 1000 })]);
+    expect((await s.outcomeSums(tenant, 'triage', from, to)).arms.ai).toMatchObject({
+      eligible: 2,
+      aiUsed: 0,
+    });
+    // One that carries task M marks it, and only it.
+    await s.appendCalls([
+      makeCall(tenant, 'g1', { task_id: 'M', time: T0 + 2000 }),
+      makeCall(tenant, 'g2', { use_case: null, task_id: null, time: T0 + 2000 }),
+    ]);
+    expect((await s.outcomeSums(tenant, 'triage', from, to)).arms.ai).toMatchObject({
+      eligible: 2,
+      aiUsed: 1,
+    });
+  });
 }

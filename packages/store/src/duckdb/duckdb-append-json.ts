@@ -85,7 +85,11 @@ export async function appendCallsJson(db: DuckDbDatabase, calls: readonly CallRe
   const dir = db.location === ':memory:' ? os.tmpdir() : dirname(db.location);
   const file = join(dir, `.append-${process.pid}-${++seq}.ndjson`);
   let text = '';
-  for (const c of calls) text += `${line(c)}\n`;
+  let withTasks = false;
+  for (const c of calls) {
+    text += `${line(c)}\n`;
+    if (c.use_case !== null && c.task_id !== null) withTasks = true;
+  }
   await writeFile(file, text);
   try {
     const path = file.replaceAll("'", "''");
@@ -94,10 +98,12 @@ export async function appendCallsJson(db: DuckDbDatabase, calls: readonly CallRe
       await conn.run('BEGIN TRANSACTION');
       try {
         await conn.run(`INSERT INTO calls SELECT ${SELECT} FROM ${source}`);
-        // Calls that carry a task change that task's rollup (AI used).
-        await conn.run(
-          `INSERT INTO task_rollup_dirty SELECT tenant, use_case, task_id FROM ${source} WHERE use_case IS NOT NULL AND task_id IS NOT NULL`,
-        );
+        // Calls that carry a task change that task's rollup (AI used). Most gateway traffic
+        // carries none, and this second pass over the file is skipped.
+        if (withTasks)
+          await conn.run(
+            `INSERT INTO task_rollup_dirty SELECT tenant, use_case, task_id FROM ${source} WHERE use_case IS NOT NULL AND task_id IS NOT NULL`,
+          );
         await conn.run('COMMIT');
       } catch (err) {
         await conn.run('ROLLBACK').catch(() => undefined);
