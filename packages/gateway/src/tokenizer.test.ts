@@ -59,8 +59,32 @@ describe('o200k token counts', () => {
       if (r.request['tools'] || r.request['functions'] || r.request['response_format']) continue;
       if (!(messages as Obj[]).every((m) => typeof m['content'] === 'string' && !m['name'])) continue;
       expect(await estimatePromptTokens(r.request)).toBe(usage['prompt_tokens']);
+      // Again, with the system prompt's count remembered from the first time.
+      expect(await estimatePromptTokens(r.request)).toBe(usage['prompt_tokens']);
       checked++;
     }
     expect(checked).toBeGreaterThanOrEqual(18);
+  });
+
+  it('remembers the counts of standing texts without mixing them up', async () => {
+    const system = 'You are a careful assistant who answers in exactly three sentences, citing sources.';
+    const body = (sys: string, user: string) => ({
+      messages: [
+        { role: 'system', content: sys },
+        { role: 'user', content: user },
+      ],
+      tools: [{ type: 'function', function: { name: 'lookup', parameters: { type: 'object' } } }],
+    });
+    const tools = JSON.stringify(body('', '').tools);
+    const expected = (sys: string, user: string) =>
+      referenceCount(sys) + referenceCount(user) + referenceCount(tools) + 4 * 2 + 3;
+    for (let i = 0; i < 3; i++) {
+      expect(await estimatePromptTokens(body(system, `question ${i}`))).toBe(
+        expected(system, `question ${i}`),
+      );
+    }
+    // One character more is a different text, counted afresh.
+    const changed = `${system} Always.`;
+    expect(await estimatePromptTokens(body(changed, 'question'))).toBe(expected(changed, 'question'));
   });
 });
