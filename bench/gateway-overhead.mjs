@@ -6,7 +6,7 @@ import { cpSync, existsSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, pidOf, rssMb, rssPartsMb, SHARED, startGatewayUnderTest } from './lib.mjs';
+import { cpuMs, freePort, pidOf, rssMb, rssPartsMb, SHARED, startGatewayUnderTest } from './lib.mjs';
 
 const HARNESS = `${SHARED}/bench/overhead`;
 const ADMIN = 'tk-admin-overhead-0123456789';
@@ -47,6 +47,75 @@ function runHarness(dir, env) {
       }
     });
   });
+}
+
+const run = (args, env = {}) =>
+  new Promise((resolve, reject) => {
+    const c = spawn(process.execPath, args, {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    let out = '';
+    c.stdout.on('data', (d) => {
+      out += d;
+    });
+    c.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${args[0]} exited with ${code}`))));
+  });
+
+/**
+ * CPU a call at concurrency 16, Tally's (the replica's and the metering server's, or the one
+ * process's) against the bare proxy's: rounds of the harness's load taken in turn by each, on
+ * the harness's mock upstream, and the median of the rounds' ratios. It is steadier than
+ * throughput on a shared machine, where a neighbour's load moves every figure from one round to
+ * the next.
+ */
+async function cpuPerCall(dir, up, gw, stream, { rounds = 7, count = 2000 } = {}) {
+  const upstream = spawn(process.execPath, [join(dir, 'mock-upstream.mjs')], {
+    env: { ...process.env, PORT: String(up) },
+    stdio: 'ignore',
+  });
+  const barePort = await freePort();
+  const bare = spawn(process.execPath, [join(dir, 'bare-proxy.mjs')], {
+    env: { ...process.env, PORT: String(barePort), UPSTREAM: `http://127.0.0.1:${up}` },
+    stdio: 'ignore',
+  });
+  await new Promise((r) => setTimeout(r, 700));
+  const env = stream ? { STREAM: '1' } : {};
+  const load = (port, headers) =>
+    run(
+      [
+        join(dir, 'load.mjs'),
+        `http://127.0.0.1:${port}/v1/chat/completions`,
+        String(count),
+        '16',
+        ...headers,
+      ],
+      env,
+    );
+  const tallyMs = () => cpuMs(gw.pid) + (gw.serverPid !== gw.pid ? cpuMs(gw.serverPid) : 0);
+  const per = [];
+  try {
+    for (let i = 0; i < rounds; i++) {
+      const b0 = cpuMs(bare.pid);
+      await load(barePort, []);
+      const b = cpuMs(bare.pid) - b0;
+      const t0 = tallyMs();
+      await load(gw.port, [`authorization:Bearer ${gw.key}`]);
+      await new Promise((r) => setTimeout(r, 600)); // the round's last metering batch
+      const t = tallyMs() - t0;
+      // The first round warms both up.
+      if (i > 0) per.push({ bareUs: (b * 1000) / (count + 200), tallyUs: (t * 1000) / (count + 200) });
+    }
+  } finally {
+    bare.kill();
+    upstream.kill();
+  }
+  const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+  return {
+    tallyUs: median(per.map((p) => p.tallyUs)),
+    bareUs: median(per.map((p) => p.bareUs)),
+    ratio: median(per.map((p) => p.tallyUs / p.bareUs)),
+  };
 }
 
 /** `replica`: the traffic goes to a `tally gateway` process that meters into a `tally start`
@@ -90,6 +159,8 @@ export async function gatewayOverhead({ rounds = 3, count = 3000, replica = fals
       headers: { authorization: `Bearer ${ADMIN}` },
     })
   ).json();
+  json.cpu = await cpuPerCall(dir, up, gw, false);
+  streaming.cpu = await cpuPerCall(dir, up, gw, true);
   await gw.stop();
   return {
     json,

@@ -140,6 +140,17 @@ export function rssPartsMb(pid) {
   }
 }
 
+/** CPU time a process has used so far (user + system), ms (Linux; 0 once it is gone). */
+export function cpuMs(pid) {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS;
+  } catch {
+    return 0;
+  }
+}
+const CLOCK_TICKS = 100;
+
 /** The pid of a running process whose command line contains `needle`, or null. */
 export function pidOf(needle) {
   for (const d of readdirSync('/proc')) {
