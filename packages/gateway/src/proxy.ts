@@ -309,7 +309,6 @@ export class Gateway {
     res.end(body);
   }
 
-  /** Writes every metered call so far (tests and shutdown). */
   /** Waits for the calls in flight to be metered, then writes every metered call (tests, shutdown). */
   async flush(): Promise<void> {
     await Promise.allSettled([...this.inflight]);
