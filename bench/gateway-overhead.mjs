@@ -6,7 +6,17 @@ import { cpSync, existsSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cpuMs, freePort, pidOf, rssMb, rssPartsMb, SHARED, startGatewayUnderTest } from './lib.mjs';
+import {
+  cpuMs,
+  freePort,
+  mockUpstream,
+  pidOf,
+  rssMb,
+  rssPartsMb,
+  runNode,
+  SHARED,
+  startGatewayUnderTest,
+} from './lib.mjs';
 
 const HARNESS = `${SHARED}/bench/overhead`;
 const ADMIN = 'tk-admin-overhead-0123456789';
@@ -49,19 +59,6 @@ function runHarness(dir, env) {
   });
 }
 
-const run = (args, env = {}) =>
-  new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, args, {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'ignore'],
-    });
-    let out = '';
-    c.stdout.on('data', (d) => {
-      out += d;
-    });
-    c.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${args[0]} exited with ${code}`))));
-  });
-
 /**
  * CPU a call at concurrency 16, Tally's (the replica's and the metering server's, or the one
  * process's) against the bare proxy's: rounds of the harness's load taken in turn by each, on
@@ -70,10 +67,7 @@ const run = (args, env = {}) =>
  * the next.
  */
 async function cpuPerCall(dir, up, gw, stream, { rounds = 7, count = 2000 } = {}) {
-  const upstream = spawn(process.execPath, [join(dir, 'mock-upstream.mjs')], {
-    env: { ...process.env, PORT: String(up) },
-    stdio: 'ignore',
-  });
+  const upstream = mockUpstream(dir, up);
   const barePort = await freePort();
   const bare = spawn(process.execPath, [join(dir, 'bare-proxy.mjs')], {
     env: { ...process.env, PORT: String(barePort), UPSTREAM: `http://127.0.0.1:${up}` },
@@ -82,7 +76,7 @@ async function cpuPerCall(dir, up, gw, stream, { rounds = 7, count = 2000 } = {}
   await new Promise((r) => setTimeout(r, 700));
   const env = stream ? { STREAM: '1' } : {};
   const load = (port, headers) =>
-    run(
+    runNode(
       [
         join(dir, 'load.mjs'),
         `http://127.0.0.1:${port}/v1/chat/completions`,

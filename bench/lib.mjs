@@ -47,6 +47,30 @@ export function startProcess(args, { env = {}, ready = /listening/, timeoutMs = 
   });
 }
 
+/** Runs a node script to its end and resolves with what it printed (its stderr shows through). */
+export function runNode(args, env = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`exit ${code}: ${out}`))));
+  });
+}
+
+/** The overhead harness's mock upstream (`mock-upstream.mjs` in `dir`) on `port`. It prints
+ * nothing: give it a moment to listen. */
+export function mockUpstream(dir, port) {
+  return spawn(process.execPath, [`${dir}/mock-upstream.mjs`], {
+    env: { ...process.env, PORT: String(port) },
+    stdio: 'ignore',
+  });
+}
+
 export function stop(child, signal = 'SIGTERM') {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) return resolve();
@@ -140,6 +164,8 @@ export function rssPartsMb(pid) {
   }
 }
 
+const CLOCK_TICKS = 100;
+
 /** CPU time a process has used so far (user + system), ms (Linux; 0 once it is gone). */
 export function cpuMs(pid) {
   try {
@@ -149,7 +175,6 @@ export function cpuMs(pid) {
     return 0;
   }
 }
-const CLOCK_TICKS = 100;
 
 /** The pid of a running process whose command line contains `needle`, or null. */
 export function pidOf(needle) {

@@ -2,28 +2,13 @@
 // Tally gateway (all-in-one, or REPLICA=1 for a `tally gateway` replica) with a benchmark key, and
 // the harness's load generator. Prints self time by area and the top functions, and where the
 // .cpuprofile was written. Usage: node bench/profile.mjs [COUNT] [CONCURRENCY]  (STREAM=1: SSE)
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { prepareHarness } from './gateway-overhead.mjs';
-import { freePort, startGatewayUnderTest } from './lib.mjs';
+import { freePort, mockUpstream, runNode, startGatewayUnderTest } from './lib.mjs';
 
 const ADMIN = 'tk-admin-profile-0123456789';
-
-function run(args, env = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-    });
-    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`exit ${code}: ${out}`))));
-  });
-}
 
 /** Which part of the system a profile node's code belongs to. */
 function area(url, name) {
@@ -92,17 +77,14 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const HARNESS = prepareHarness();
   const dir = mkdtempSync(join(os.tmpdir(), 'tally-prof-'));
   const upPort = await freePort();
-  const upstream = spawn(process.execPath, [`${HARNESS}/mock-upstream.mjs`], {
-    env: { ...process.env, PORT: String(upPort) },
-    stdio: 'ignore',
-  });
+  const upstream = mockUpstream(HARNESS, upPort);
   await new Promise((r) => setTimeout(r, 300));
   const gw = await startGatewayUnderTest(upPort, ADMIN, 'profile', {
     replica,
     nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`],
   });
   const url = `http://127.0.0.1:${gw.port}/v1/chat/completions`;
-  const figures = await run([
+  const figures = await runNode([
     `${HARNESS}/load.mjs`,
     url,
     String(count),

@@ -1,9 +1,8 @@
 // Gateway soak: SOAK_SECONDS (default 600) of chat calls at concurrency 16 through Tally (a key
 // with a budget and limits), RSS sampled every 10 s. The DESIGN target: RSS flat over 10 minutes.
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
-import { freePort, rssMb, SHARED, startGatewayUnderTest, stop } from './lib.mjs';
+import { freePort, mockUpstream, rssMb, SHARED, startGatewayUnderTest, stop } from './lib.mjs';
 
 const ADMIN = 'tk-admin-soak-0123456789abcdef';
 
@@ -14,10 +13,7 @@ export async function soak(
 ) {
   const up = await freePort();
   // The harness's mock upstream prints nothing: it is ready once its port answers.
-  const mock = spawn(process.execPath, [`${SHARED}/bench/overhead/mock-upstream.mjs`], {
-    env: { ...process.env, PORT: String(up) },
-    stdio: 'ignore',
-  });
+  const mock = mockUpstream(`${SHARED}/bench/overhead`, up);
   await new Promise((r) => setTimeout(r, 500));
   const gw = await startGatewayUnderTest(up, ADMIN, 'soak', { replica });
   const { port, key } = gw;
