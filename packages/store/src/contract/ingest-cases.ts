@@ -1,3 +1,4 @@
+import type { CallRecord } from '@tally/core';
 import { expect, it } from 'vitest';
 import type { ContractContext } from '../contract.js';
 import type { IngestBatch } from '../store.js';
@@ -146,14 +147,28 @@ export function ingestCases(ctx: ContractContext): void {
         ttft_ms: 12.5,
       }),
       makeBareCall(tenant, 'g2'),
+      // Text that a delimited file could take for its own syntax, and the empty string apart
+      // from null.
+      makeCall(tenant, 'g,"4"\n', {
+        project: '',
+        team: ' a, b ',
+        user: 'line one\nline "two"\r\n',
+        task_id: null,
+        use_case: null,
+        key_id: '""',
+        tags: { 'a,b': 'x\ny', q: '"' },
+        error_type: '\\N',
+        latency_ms: 0.000123,
+      }),
     ];
-    expect(await ctx.store.appendCalls(calls)).toEqual({ inserted: 2, duplicates: 0 });
+    expect(await ctx.store.appendCalls(calls)).toEqual({ inserted: 3, duplicates: 0 });
     const page = await ctx.store.listCalls({ tenant, limit: 10 });
-    expect([...page.rows].sort((a, b) => a.id.localeCompare(b.id))).toEqual(calls);
-    expect(await ctx.store.appendCalls(calls)).toEqual({ inserted: 0, duplicates: 2 });
+    const byId = (a: CallRecord, b: CallRecord) => a.id.localeCompare(b.id);
+    expect([...page.rows].sort(byId)).toEqual([...calls].sort(byId));
+    expect(await ctx.store.appendCalls(calls)).toEqual({ inserted: 0, duplicates: 3 });
     const more = [makeCall(tenant, 'g3'), calls[0]!];
     expect(await ctx.store.appendCalls(more)).toEqual({ inserted: 1, duplicates: 1 });
-    expect((await ctx.store.counts(tenant)).calls).toBe(3);
+    expect((await ctx.store.counts(tenant)).calls).toBe(4);
     expect(await ctx.store.appendCalls([])).toEqual({ inserted: 0, duplicates: 0 });
   });
 

@@ -2,9 +2,11 @@ import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { makeCall, makeTask, newTenant, T0 } from '../contract/fixtures.js';
+import { makeBareCall, makeCall, makeTask, newTenant, T0 } from '../contract/fixtures.js';
 import { runStoreContract } from '../contract.js';
 import type { Store } from '../store.js';
+import { appendCallsCsv } from './duckdb-append-csv.js';
+import type { DuckDbDatabase } from './duckdb-database.js';
 import { createDuckDbStore } from './duckdb-store.js';
 
 runStoreContract('duckdb', () => createDuckDbStore({ path: ':memory:' }));
@@ -66,6 +68,36 @@ describe('DuckDB store on a file', () => {
     const path = join(dir, 'tally.duckdb');
     await openStore(path);
     await expect(createDuckDbStore({ path })).rejects.toMatchObject({ code: 'store_unavailable' });
+  });
+});
+
+describe('DuckDB metering append', () => {
+  it('writes text that CSV could take for its own syntax through read_csv itself, not the fallback', async () => {
+    const store = await createDuckDbStore({ path: ':memory:' });
+    await store.migrate();
+    const tenant = newTenant();
+    const calls = [
+      makeCall(tenant, 'a,"1"\n', {
+        project: '',
+        team: ' a, b ',
+        user: 'line one\nline "two"\r\n',
+        key_id: '""',
+        tags: { 'a,b': 'x\ny', q: '"', u: 'sü😀' },
+        error_type: '\\N',
+        latency_ms: 0.000123,
+        cost_list_nano: 2n ** 62n,
+      }),
+      makeBareCall(tenant, 'b'),
+    ];
+    // Straight to the CSV path: a parse error here would throw rather than fall back.
+    const db = (store as unknown as { db: DuckDbDatabase }).db;
+    await appendCallsCsv(db, calls);
+    expect(await store.getCall(tenant, 'a,"1"\n')).toEqual(calls[0]);
+    expect(await store.getCall(tenant, 'b')).toEqual(calls[1]);
+    // A stored id makes the batch fail whole, so the store's idempotent path can sort it out.
+    await expect(appendCallsCsv(db, [makeCall(tenant, 'c'), calls[1]!])).rejects.toThrow();
+    expect((await store.counts(tenant)).calls).toBe(2);
+    await store.close();
   });
 });
 

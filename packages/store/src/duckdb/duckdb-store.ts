@@ -18,7 +18,7 @@ import type {
   UseCaseRecord,
   WriteResult,
 } from '../store.js';
-import { appendCallsJson } from './duckdb-append-json.js';
+import { appendCallsCsv } from './duckdb-append-csv.js';
 import { auditSums } from './duckdb-audit.js';
 import { COUNTS_SQL, GET_CALL_SQL, listCallsSql, listTaskEventsSql, toPage } from './duckdb-calls.js';
 import { DuckDbDatabase } from './duckdb-database.js';
@@ -99,7 +99,7 @@ class DuckDbStore implements Store {
   async appendCalls(calls: CallRecord[]): Promise<WriteResult> {
     if (calls.length === 0) return { inserted: 0, duplicates: 0 };
     try {
-      await appendCallsJson(this.db, calls);
+      await appendCallsCsv(this.db, calls);
       return { inserted: calls.length, duplicates: 0 };
     } catch {
       // A stored id (a retried batch) or a bad row: the appender path sorts out which is which.

@@ -4,8 +4,9 @@ import { dirname, join } from 'node:path';
 import type { CallRecord } from '@tally/core';
 import type { DuckDbDatabase } from './duckdb-database.js';
 
-/** The calls table's columns as read_json reads them, and how each becomes the column's type. */
-const COLUMNS: [name: string, jsonType: string, select: string][] = [
+/** The calls table's columns in the order of the CSV's fields, the type read_csv reads each as,
+ * and how it becomes the column's value. */
+const COLUMNS: [name: string, csvType: string, select: string][] = [
   ['tenant', 'VARCHAR', 'tenant'],
   ['id', 'VARCHAR', 'id'],
   ['time', 'BIGINT', 'epoch_ms(time)::TIMESTAMPTZ'],
@@ -30,8 +31,8 @@ const COLUMNS: [name: string, jsonType: string, select: string][] = [
   ['output_audio_tokens', 'INTEGER', 'output_audio_tokens'],
   ['cache_audio_read_tokens', 'INTEGER', 'cache_audio_read_tokens'],
   ['web_searches', 'INTEGER', 'web_searches'],
-  ['cost_list_nano', 'VARCHAR', 'cost_list_nano::BIGINT'],
-  ['cost_effective_nano', 'VARCHAR', 'cost_effective_nano::BIGINT'],
+  ['cost_list_nano', 'BIGINT', 'cost_list_nano'],
+  ['cost_effective_nano', 'BIGINT', 'cost_effective_nano'],
   ['pricing_status', 'VARCHAR', 'pricing_status'],
   ['price_version', 'VARCHAR', 'price_version'],
   ['latency_ms', 'DOUBLE', 'latency_ms'],
@@ -41,59 +42,62 @@ const COLUMNS: [name: string, jsonType: string, select: string][] = [
   ['cache', 'VARCHAR', 'cache'],
   ['route_tier', 'VARCHAR', 'route_tier'],
   ['fallback_hops', 'INTEGER', 'fallback_hops'],
-  ['saved_nano', 'VARCHAR', 'saved_nano::BIGINT'],
+  ['saved_nano', 'BIGINT', 'saved_nano'],
 ];
 
 const READ_COLUMNS = `{${COLUMNS.map(([n, t]) => `"${n}": '${t}'`).join(', ')}}`;
 const SELECT = COLUMNS.map(([, , s]) => s).join(', ');
 
-const q = JSON.stringify;
-const n = (v: number | null): string => (v !== null && Number.isFinite(v) ? String(v) : 'null');
-const big = (v: bigint | null): string => (v === null ? 'null' : `"${v}"`);
+// Every text value is quoted, with its quotes doubled, so commas, quotes and newlines inside it
+// are its own; an empty unquoted field is NULL (and a quoted empty one the empty string, with
+// allow_quoted_nulls off).
+const s = (v: string | null): string =>
+  v === null ? '' : v.includes('"') ? `"${v.replaceAll('"', '""')}"` : `"${v}"`;
+const n = (v: number | null): string => (v !== null && Number.isFinite(v) ? String(v) : '');
+const big = (v: bigint | null): string => (v === null ? '' : String(v));
 
-/** One NDJSON line, written out by hand: it runs for every metered call on the event loop, and a
- * template is several times cheaper than building an object for JSON.stringify. The names and
- * order are COLUMNS'. */
+/** One CSV line, in COLUMNS' order. It runs for every metered call on the event loop: without
+ * field names, it is a third of the text an NDJSON line was, and three times cheaper to build. */
 function line(c: CallRecord): string {
   const t = c.tokens;
   return (
-    `{"tenant":${q(c.tenant)},"id":${q(c.id)},"time":${c.time},"project":${q(c.project)},` +
-    `"team":${q(c.team)},"user":${q(c.user)},"use_case":${q(c.use_case)},"task_id":${q(c.task_id)},` +
-    `"key_id":${q(c.key_id)},"tags":${q(q(c.tags))},"provider":${q(c.provider)},"api":${q(c.api)},` +
-    `"model_requested":${q(c.model_requested)},"model_served":${q(c.model_served)},` +
-    `"input_tokens":${t.input},"output_tokens":${t.output},"cache_read_tokens":${t.cache_read},` +
-    `"cache_write_tokens":${t.cache_write},"cache_write_1h_tokens":${t.cache_write_1h},` +
-    `"reasoning_tokens":${t.reasoning},"input_audio_tokens":${t.input_audio},` +
-    `"output_audio_tokens":${t.output_audio},"cache_audio_read_tokens":${t.cache_audio_read},` +
-    `"web_searches":${t.web_searches},"cost_list_nano":${big(c.cost_list_nano)},` +
-    `"cost_effective_nano":${big(c.cost_effective_nano)},"pricing_status":${q(c.pricing_status)},` +
-    `"price_version":${q(c.price_version)},"latency_ms":${n(c.latency_ms)},"ttft_ms":${n(c.ttft_ms)},` +
-    `"status":${q(c.status)},"error_type":${q(c.error_type)},"cache":${q(c.cache)},` +
-    `"route_tier":${q(c.route_tier)},"fallback_hops":${c.fallback_hops},"saved_nano":"${c.saved_nano}"}`
+    `${s(c.tenant)},${s(c.id)},${c.time},${s(c.project)},${s(c.team)},${s(c.user)},` +
+    `${s(c.use_case)},${s(c.task_id)},${s(c.key_id)},${s(JSON.stringify(c.tags))},${s(c.provider)},` +
+    `${s(c.api)},${s(c.model_requested)},${s(c.model_served)},${t.input},${t.output},` +
+    `${t.cache_read},${t.cache_write},${t.cache_write_1h},${t.reasoning},${t.input_audio},` +
+    `${t.output_audio},${t.cache_audio_read},${t.web_searches},${big(c.cost_list_nano)},` +
+    `${big(c.cost_effective_nano)},${s(c.pricing_status)},${s(c.price_version)},${n(c.latency_ms)},` +
+    `${n(c.ttft_ms)},${s(c.status)},${s(c.error_type)},${s(c.cache)},${s(c.route_tier)},` +
+    `${c.fallback_hops},${c.saved_nano}\n`
   );
 }
+
+// One thread parses a batch's file: it is a few hundred kilobytes, and splitting it across threads
+// cost more in coordination than it saved.
+const READ_OPTIONS =
+  "header = false, delim = ',', quote = '\"', escape = '\"', new_line = '\\n', " +
+  'allow_quoted_nulls = false, auto_detect = false, strict_mode = true, parallel = false';
 
 let seq = 0;
 
 /**
- * Appends calls through a newline-delimited JSON file and read_json: the event loop only writes
- * JSON text, and DuckDB parses and inserts on its own threads. Used for the gateway's metering,
- * whose ids are new; a batch that hits a stored id (a retried write) throws, and the caller falls
- * back to the idempotent ingest.
+ * Appends calls through a CSV file and read_csv: the event loop only writes text, and DuckDB
+ * parses and inserts on its own threads. Used for the gateway's metering, whose ids are new; a
+ * batch that hits a stored id (a retried write) throws, and the caller falls back to the
+ * idempotent ingest.
  */
-export async function appendCallsJson(db: DuckDbDatabase, calls: readonly CallRecord[]): Promise<void> {
+export async function appendCallsCsv(db: DuckDbDatabase, calls: readonly CallRecord[]): Promise<void> {
   const dir = db.location === ':memory:' ? os.tmpdir() : dirname(db.location);
-  const file = join(dir, `.append-${process.pid}-${++seq}.ndjson`);
+  const file = join(dir, `.append-${process.pid}-${++seq}.csv`);
   let text = '';
   let withTasks = false;
   for (const c of calls) {
-    text += `${line(c)}\n`;
+    text += line(c);
     if (c.use_case !== null && c.task_id !== null) withTasks = true;
   }
   await writeFile(file, text);
   try {
-    const path = file.replaceAll("'", "''");
-    const source = `read_json('${path}', format = 'newline_delimited', columns = ${READ_COLUMNS})`;
+    const source = `read_csv('${file.replaceAll("'", "''")}', columns = ${READ_COLUMNS}, ${READ_OPTIONS})`;
     await db.write(async (conn) => {
       await conn.run('BEGIN TRANSACTION');
       try {
