@@ -121,9 +121,15 @@ export class BpeCounter {
   /** The number of tokens `text` encodes to (special-token text counts as ordinary text). */
   count(text: string): number {
     let total = 0;
-    this.split.lastIndex = 0;
-    for (const m of text.matchAll(this.split)) {
+    const split = this.split;
+    split.lastIndex = 0;
+    // exec() on the one global pattern: matchAll() would copy the pattern on every call.
+    for (let m = split.exec(text); m !== null; m = split.exec(text)) {
       const piece = m[0];
+      if (piece.length === 0) {
+        split.lastIndex++;
+        continue;
+      }
       // A long piece (a run of spaces or symbols) is merged in windows: the merge loop is
       // quadratic, and the count differs from the exact one by at most a token a window.
       for (let i = 0; i < piece.length; ) {
@@ -132,12 +138,23 @@ export class BpeCounter {
         if (j < piece.length && (piece.charCodeAt(j - 1) & 0xfc00) === 0xd800) j++;
         const part = i === 0 && j === piece.length ? piece : piece.slice(i, j);
         i = j;
-        if (this.scratch.length < part.length * 3) this.scratch = new Uint8Array(part.length * 3);
-        const { written } = encoder.encodeInto(part, this.scratch);
-        total += this.countPiece(this.scratch, 0, written);
+        total += this.countPiece(this.scratch, 0, this.utf8(part));
       }
     }
     return total;
+  }
+
+  /** Writes `part` as UTF-8 into the scratch buffer and returns its length: ASCII byte by byte
+   * (most pieces are a short word), anything else through the encoder. */
+  private utf8(part: string): number {
+    if (this.scratch.length < part.length * 3) this.scratch = new Uint8Array(part.length * 3);
+    const out = this.scratch;
+    for (let i = 0; i < part.length; i++) {
+      const c = part.charCodeAt(i);
+      if (c >= 0x80) return encoder.encodeInto(part, out).written;
+      out[i] = c;
+    }
+    return part.length;
   }
 }
 

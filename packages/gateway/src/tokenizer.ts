@@ -5,6 +5,8 @@ import { BpeCounter } from './bpe.js';
 type Counter = (text: string) => number;
 
 let loading: Promise<Counter> | null = null;
+/** The counter once loaded: counting is then synchronous, with no promise a text. */
+let loaded: Counter | null = null;
 
 /** OpenAI's o200k ranks (shipped as a .tiktoken file by gpt-tokenizer) and its split pattern,
  * loaded on first use into a compact counter. */
@@ -15,7 +17,8 @@ function counter(): Promise<Counter> {
       readFile(fileURLToPath(import.meta.resolve('gpt-tokenizer/data/o200k_base.tiktoken'))),
     ]);
     const bpe = BpeCounter.fromTiktoken(text, O200K_TOKEN_SPLIT_REGEX);
-    return (t: string) => bpe.count(t);
+    loaded = (t: string) => bpe.count(t);
+    return loaded;
   })();
   return loading;
 }
@@ -33,9 +36,13 @@ const TOKENIZE_UP_TO = 64 * 1024;
 /** Counts tokens with OpenAI's o200k encoding: exact for GPT-4o-era models, an estimate for
  * others. Used where the provider gives no count: reservations, rate limits and cut-off streams. */
 export async function countTokens(text: string): Promise<number> {
+  return countWith(loaded ?? (await counter()), text);
+}
+
+function countWith(count: Counter, text: string): number {
   if (text.length === 0) return 0;
   if (text.length > TOKENIZE_UP_TO) return Math.ceil(text.length / 3);
-  return (await counter())(text);
+  return count(text);
 }
 
 type Obj = Record<string, unknown>;
@@ -48,11 +55,11 @@ let memoChars = 0;
 const MEMO_CHARS = 1_000_000;
 const MEMO_MIN = 24;
 
-async function countRepeated(text: string): Promise<number> {
-  if (text.length < MEMO_MIN || text.length > TOKENIZE_UP_TO) return countTokens(text);
+function countRepeated(count: Counter, text: string): number {
+  if (text.length < MEMO_MIN || text.length > TOKENIZE_UP_TO) return countWith(count, text);
   const hit = memo.get(text);
   if (hit !== undefined) return hit;
-  const n = await countTokens(text);
+  const n = countWith(count, text);
   if (memoChars + text.length > MEMO_CHARS) {
     memo.clear();
     memoChars = 0;
@@ -113,8 +120,9 @@ export function promptText(body: Obj): string {
 export async function estimatePromptTokens(body: Obj): Promise<number> {
   const messages = Array.isArray(body['messages']) ? (body['messages'] as unknown[]).length : 0;
   const { standing, turn } = promptParts(body);
+  const count = loaded ?? (await counter());
   let n = 0;
-  for (const t of standing) n += await countRepeated(t);
-  for (const t of turn) n += await countTokens(t);
+  for (const t of standing) n += countRepeated(count, t);
+  for (const t of turn) n += countWith(count, t);
   return n + 4 * messages + 3;
 }

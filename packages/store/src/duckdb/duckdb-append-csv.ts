@@ -89,13 +89,22 @@ let seq = 0;
 export async function appendCallsCsv(db: DuckDbDatabase, calls: readonly CallRecord[]): Promise<void> {
   const dir = db.location === ':memory:' ? os.tmpdir() : dirname(db.location);
   const file = join(dir, `.append-${process.pid}-${++seq}.csv`);
-  let text = '';
+  // Each line goes straight into one buffer as UTF-8: a string grown line by line would be
+  // copied again whole to be flattened and encoded.
+  let buf = Buffer.allocUnsafe(calls.length * 400);
+  let at = 0;
   let withTasks = false;
   for (const c of calls) {
-    text += line(c);
+    const l = line(c);
+    if (at + l.length * 3 > buf.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(buf.length * 2, at + l.length * 3));
+      buf.copy(bigger, 0, 0, at);
+      buf = bigger;
+    }
+    at += buf.write(l, at, 'utf8');
     if (c.use_case !== null && c.task_id !== null) withTasks = true;
   }
-  await writeFile(file, text);
+  await writeFile(file, buf.subarray(0, at));
   try {
     const source = `read_csv('${file.replaceAll("'", "''")}', columns = ${READ_COLUMNS}, ${READ_OPTIONS})`;
     await db.write(async (conn) => {
