@@ -71,9 +71,10 @@ export function exactToUsd(amount: ExactUsd): string {
 
 /** Rounds an exact amount to nano-USD, half away from zero. */
 export function exactToNano(amount: ExactUsd): NanoUsd {
-  const half = EXACT_PER_NANO / 2n;
-  return amount >= 0n ? (amount + half) / EXACT_PER_NANO : -((-amount + half) / EXACT_PER_NANO);
+  return amount >= 0n ? (amount + HALF_NANO) / EXACT_PER_NANO : -((-amount + HALF_NANO) / EXACT_PER_NANO);
 }
+
+const HALF_NANO = EXACT_PER_NANO / 2n;
 
 export function nanoToExact(nano: NanoUsd): ExactUsd {
   return nano * EXACT_PER_NANO;

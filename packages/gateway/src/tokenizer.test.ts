@@ -83,6 +83,15 @@ describe('o200k token counts', () => {
         expected(system, `question ${i}`),
       );
     }
+    // A conversation that grows call by call: its earlier turns come back remembered.
+    const turns = ['Plan a trip to Lisbon for four days.', 'Day 1: Alfama, the castle and fado.'];
+    for (let i = 0; i < 4; i++) {
+      const messages = turns.map((content, j) => ({ role: j % 2 ? 'assistant' : 'user', content }));
+      expect(await estimatePromptTokens({ messages })).toBe(
+        turns.reduce((n, t) => n + referenceCount(t), 0) + 4 * turns.length + 3,
+      );
+      turns.push(i % 2 ? `And on day ${i + 2}, what else?` : `Day ${i + 2}: Belém, by tram ${i}.`);
+    }
     // One character more is a different text, counted afresh.
     const changed = `${system} Always.`;
     expect(await estimatePromptTokens(body(changed, 'question'))).toBe(expected(changed, 'question'));

@@ -47,8 +47,8 @@ function countWith(count: Counter, text: string): number {
 
 type Obj = Record<string, unknown>;
 
-/** Counts of the texts that repeat call after call: system prompts, instructions and tool
- * schemas. Looking one up costs a hash of the text; counting it costs ~80 ns a character. Held to
+/** Counts of the texts that repeat call after call: system prompts, instructions, tool schemas
+ * and the earlier turns of a conversation. Looking one up costs a hash of the text; counting it costs ~80 ns a character. Held to
  * MEMO_CHARS characters in all (emptied when full), and only for texts worth the entry. */
 const memo = new Map<string, number>();
 let memoChars = 0;
@@ -87,8 +87,8 @@ function textOf(content: unknown, out: string[]): void {
 const STANDING_ROLES = new Set(['system', 'developer']);
 
 /** The prompt's texts of a chat, responses, embeddings or messages request, for estimates: those
- * that stand from call to call (system, instructions, system and developer messages, tools), and
- * the rest (the conversation, the input). */
+ * that stand from call to call (system, instructions, system and developer messages, tools, and
+ * a conversation's earlier turns), and the rest (the newest turn, the input). */
 function promptParts(body: Obj): { standing: string[]; turn: string[] } {
   const standing: string[] = [];
   const turn: string[] = [];
@@ -96,9 +96,11 @@ function promptParts(body: Obj): { standing: string[]; turn: string[] } {
   textOf(body['instructions'], standing);
   const messages = body['messages'];
   if (Array.isArray(messages)) {
-    for (const m of messages as Obj[]) {
-      textOf(m?.['content'], STANDING_ROLES.has(m?.['role'] as string) ? standing : turn);
-    }
+    // A conversation resends its earlier turns on every call: only the newest is new text.
+    const last = messages.length - 1;
+    (messages as Obj[]).forEach((m, i) => {
+      textOf(m?.['content'], i < last || STANDING_ROLES.has(m?.['role'] as string) ? standing : turn);
+    });
   }
   textOf(body['input'], turn);
   if (body['tools'] !== undefined) standing.push(JSON.stringify(body['tools']));

@@ -51,7 +51,9 @@ export class Catalog {
   private readonly clock: Clock;
   private readonly azure: Map<string, string>;
   private readonly overrides = new Map<string, PriceOverride>();
-  private readonly cache = new Map<string, Resolution>();
+  /** tenant -> provider -> model as sent -> resolution, up to MAX_CACHE entries in all. */
+  private readonly cache = new Map<string, Map<string, Map<string, Resolution>>>();
+  private cached = 0;
 
   constructor(
     readonly data: CatalogData,
@@ -116,8 +118,19 @@ export class Catalog {
   }
 
   private resolution(tenant: string, providerId: string, modelRef: string): Resolution {
-    const key = `${tenant}\u0000${providerId}\u0000${modelRef}`;
-    const hit = this.cache.get(key);
+    // Nested maps rather than one joined key: the strings come with their hashes, a joined key
+    // would be built and hashed afresh on every call.
+    let byProvider = this.cache.get(tenant);
+    if (!byProvider) {
+      byProvider = new Map();
+      this.cache.set(tenant, byProvider);
+    }
+    let byModel = byProvider.get(providerId);
+    if (!byModel) {
+      byModel = new Map();
+      byProvider.set(providerId, byModel);
+    }
+    const hit = byModel.get(modelRef);
     if (hit) return hit;
     const resolved = this.resolve(providerId, modelRef);
     const pid = (resolved?.provider.id ?? providerId).toLowerCase();
@@ -129,8 +142,13 @@ export class Catalog {
       ) ??
       null;
     const r = { resolved, override };
-    if (this.cache.size >= MAX_CACHE) this.cache.clear();
-    this.cache.set(key, r);
+    if (++this.cached > MAX_CACHE) {
+      this.cache.clear();
+      this.cached = 1;
+      this.cache.set(tenant, new Map([[providerId, byModel]]));
+      byModel.clear();
+    }
+    byModel.set(modelRef, r);
     return r;
   }
 
@@ -183,7 +201,8 @@ export class Catalog {
     }
     const l = list!;
     const e = effective!;
-    let effectiveNano = exactToNano(e.total);
+    const listNano = exactToNano(l.total);
+    let effectiveNano = e === l ? listNano : exactToNano(e.total);
     if (override?.discount_pct !== undefined && !override.prices) {
       const bp = BigInt(Math.round(override.discount_pct * 100));
       effectiveNano = exactToNano((e.total * (10_000n - bp)) / 10_000n);
@@ -195,7 +214,7 @@ export class Catalog {
       input: l.input,
       output: l.output,
       total: l.total,
-      listNano: exactToNano(l.total),
+      listNano,
       effectiveNano,
       provider: resolved?.provider.id ?? override!.provider,
       model: resolved?.model.id ?? override!.model,

@@ -16,7 +16,8 @@ export interface Received {
  * An upstream that answers like OpenAI (replaying recorded responses, as JSON or SSE) and like
  * Anthropic (documented fixtures). Special model names make it misbehave, for fault tests:
  * fault-500, fault-429, fault-timeout, fault-malformed (bad SSE), fault-slow (a slow stream),
- * fault-cut (the connection drops mid-stream), fault-late-end (the body's end held back after [DONE]).
+ * fault-cut (the connection drops mid-stream), fault-late-end (the body's end held back after [DONE]),
+ * fault-split-utf8 (a stream with multi-byte text, written 7 bytes at a time).
  */
 export class MockUpstream {
   readonly received: Received[] = [];
@@ -201,6 +202,27 @@ export class MockUpstream {
       );
       const timer = setTimeout(() => res.end(), 300);
       res.on('close', () => clearTimeout(timer));
+      return;
+    }
+    if (model === 'fault-split-utf8') {
+      // Events and multi-byte characters both cut across writes, as a proxy or a TCP segment may.
+      const usage = { prompt_tokens: 12, completion_tokens: 4, total_tokens: 16 };
+      const bytes = Buffer.from(
+        `${piece('héllo ')}${piece('😀 日本')}${piece('語 — ok')}data: ${JSON.stringify({ ...base, choices: [], usage })}\n\ndata: [DONE]\n\n`,
+      );
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      let at = 0;
+      const next = () => {
+        if (res.destroyed) return;
+        if (at >= bytes.length) {
+          res.end();
+          return;
+        }
+        res.write(bytes.subarray(at, at + 7));
+        at += 7;
+        setImmediate(next);
+      };
+      next();
       return;
     }
     if (model === 'fault-malformed') {

@@ -145,6 +145,23 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     expect(call.tokens).toMatchObject({ input: 12, output: 2 });
   });
 
+  it('keeps multi-byte text whole when events and characters are cut across chunks', async () => {
+    const res = await chat({ model: 'fault-split-utf8', stream: true });
+    const text = await res.body.text();
+    const content = text
+      .split('\n\n')
+      .filter((e) => e.startsWith('data: {'))
+      .map((e) => JSON.parse(e.slice(6)).choices[0]?.delta?.content ?? '')
+      .join('');
+    expect(content).toBe('héllo 😀 日本語 — ok');
+    // The usage chunk the gateway asked for is not the client's: it is hidden, and metered.
+    expect(text).not.toContain('"usage"');
+    expect(text.trim().endsWith('data: [DONE]')).toBe(true);
+    const call = (await lastCalls())[0]!;
+    expect(call).toMatchObject({ status: 'ok', pricing_status: 'priced' });
+    expect(call.tokens).toMatchObject({ input: 12, output: 4 });
+  });
+
   it('records a stream the upstream drops mid-way as an estimated error', async () => {
     const res = await chat({ model: 'fault-cut', stream: true });
     await res.body.text().catch(() => '');
