@@ -210,19 +210,9 @@ export class MockUpstream {
       const bytes = Buffer.from(
         `${piece('héllo ')}${piece('😀 日本')}${piece('語 — ok')}data: ${JSON.stringify({ ...base, choices: [], usage })}\n\ndata: [DONE]\n\n`,
       );
-      res.writeHead(200, { 'content-type': 'text/event-stream' });
-      let at = 0;
-      const next = () => {
-        if (res.destroyed) return;
-        if (at >= bytes.length) {
-          res.end();
-          return;
-        }
-        res.write(bytes.subarray(at, at + 7));
-        at += 7;
-        setImmediate(next);
-      };
-      next();
+      const pieces: Buffer[] = [];
+      for (let at = 0; at < bytes.length; at += 7) pieces.push(bytes.subarray(at, at + 7));
+      sse(res, pieces);
       return;
     }
     if (model === 'fault-malformed') {
@@ -363,7 +353,7 @@ function json(res: ServerResponse, status: number, body: unknown): void {
 }
 
 /** Writes SSE events a few milliseconds apart, as a real stream arrives. */
-function sse(res: ServerResponse, events: string[]): void {
+function sse(res: ServerResponse, events: (string | Buffer)[]): void {
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
   let i = 0;
   const next = () => {
