@@ -4,7 +4,7 @@ export { ENDPOINT_API, type Endpoint, priceProviderOf } from './providers.js';
 export { Gateway } from './proxy.js';
 export { errorBody, type GatewayError, sendError, type Wire } from './replies.js';
 export { type Attempt, Router } from './router.js';
-export { BatchingSink, type BatchingSinkOptions } from './sink.js';
+export { BatchingSink, type BatchingSinkOptions, RecordChunk, recordSink, type SinkChunk } from './sink.js';
 export { SseSplitter } from './sse.js';
 export { MemoryState } from './state/memory-state.js';
 export { RedisState } from './state/redis-state.js';

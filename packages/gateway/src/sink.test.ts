@@ -1,6 +1,6 @@
 import type { CallRecord } from '@tally/core';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { BatchingSink } from './sink.js';
+import { BatchingSink, RecordChunk, recordSink } from './sink.js';
 
 const rec = (i: number) => ({ id: `c-${i}` }) as CallRecord;
 
@@ -15,7 +15,7 @@ describe('BatchingSink', () => {
   it('writes full batches at once and partial ones after the interval, never back to back', async () => {
     const batches: string[][] = [];
     let release: (() => void) | null = null;
-    const sink = new BatchingSink({
+    const sink = recordSink({
       maxBatch: 4,
       intervalMs: 100,
       write: (calls) => {
@@ -54,7 +54,7 @@ describe('BatchingSink', () => {
     const written: string[] = [];
     let fail = 2;
     const errors: number[] = [];
-    const sink = new BatchingSink({
+    const sink = recordSink({
       maxBatch: 3,
       intervalMs: 10,
       write: async (calls) => {
@@ -75,11 +75,44 @@ describe('BatchingSink', () => {
     expect(sink.pending).toBe(0);
   });
 
-  it('past maxBuffered drops the oldest records and counts them', async () => {
-    const sink = new BatchingSink({ maxBatch: 100, maxBuffered: 3, write: async () => undefined });
+  it('past maxBuffered drops the oldest chunks and counts their records', async () => {
+    const written: string[] = [];
+    const sink = new BatchingSink({
+      newChunk: () => new RecordChunk(),
+      maxBatch: 2,
+      maxBuffered: 3,
+      write: async (c) => {
+        written.push(...c.records.map((r) => r.id));
+      },
+    });
     for (let i = 0; i < 5; i++) sink.write(rec(i));
     expect(sink.pending).toBe(3);
     expect(sink.dropped).toBe(2);
     await sink.close();
+    expect(written).toEqual(['c-2', 'c-3', 'c-4']);
+  });
+
+  it('hands each chunk to the writer as the chunk made it, records encoded as they came', async () => {
+    class Lines {
+      text = '';
+      rows = 0;
+      add(r: CallRecord) {
+        this.text += `${r.id}\n`;
+        this.rows++;
+      }
+    }
+    const texts: string[] = [];
+    const sink = new BatchingSink({
+      newChunk: () => new Lines(),
+      maxBatch: 2,
+      intervalMs: 10,
+      write: async (c) => {
+        texts.push(c.text);
+      },
+    });
+    for (let i = 0; i < 5; i++) sink.write(rec(i));
+    await sink.close();
+    expect(texts).toEqual(['c-0\nc-1\n', 'c-2\nc-3\n', 'c-4\n']);
+    expect(sink.pending).toBe(0);
   });
 });

@@ -108,9 +108,11 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
   await app.register(scorecardRoutes, ctx);
 
   const sink = new BatchingSink({
-    write: async (calls) => {
-      await store.appendCalls(calls);
-      metrics.eventsAccepted.inc({ kind: 'gateway_call' }, calls.length);
+    // Each call is encoded into the store's bulk format as it is metered.
+    newChunk: () => store.newCallBatch(),
+    write: async (batch) => {
+      const written = await store.appendCallBatch(batch);
+      metrics.eventsAccepted.inc({ kind: 'gateway_call' }, written.inserted);
     },
     // Larger, less frequent batches: each store write has a fixed cost on the event loop.
     maxBatch: 2000,

@@ -1,5 +1,6 @@
 import type { CallRecord } from '@tally/core';
-import type { BudgetAlert, BudgetRule } from '@tally/gateway';
+import type { BudgetAlert, BudgetRule, SinkChunk } from '@tally/gateway';
+import { TextBuffer } from '@tally/store';
 import { z } from 'zod';
 
 /**
@@ -23,6 +24,28 @@ export function callToWire(c: CallRecord): CallWire {
     saved_nano: c.saved_nano.toString(),
   };
 }
+
+/**
+ * A replica's metering chunk: its calls as the JSON body the server's /v1/gateway/calls takes,
+ * encoded as each is metered, into a buffer outside the JavaScript heap.
+ */
+export class WireCallChunk implements SinkChunk {
+  private readonly text = new TextBuffer();
+  rows = 0;
+
+  add(call: CallRecord): void {
+    this.text.append(`${this.rows === 0 ? '{"calls":[' : ','}${JSON.stringify(callToWire(call))}`);
+    this.rows++;
+  }
+
+  /** The request body: {"calls": [...]}. */
+  body(): Buffer {
+    return Buffer.concat([this.rows === 0 ? EMPTY : this.text.bytes, END]);
+  }
+}
+
+const EMPTY = Buffer.from('{"calls":[');
+const END = Buffer.from(']}');
 
 const nano = z.string().regex(/^-?\d{1,20}$/, 'an integer number of nano-USD, as a string');
 const count = z.number().int().min(0);

@@ -15,7 +15,7 @@ import {
 } from '@tally/gateway';
 import { Pool } from 'undici';
 import type { TallyConfig } from './config.js';
-import { type CallWire, callToWire, type RuleWire, ruleFromWire } from './replica-wire.js';
+import { type RuleWire, ruleFromWire, WireCallChunk } from './replica-wire.js';
 
 /** The server's control routes, as a replica calls them with its admin key. */
 export class ControlClient {
@@ -41,7 +41,8 @@ export class ControlClient {
         method,
         path,
         headers: { authorization: this.auth, ...(body ? { 'content-type': 'application/json' } : {}) },
-        body: body ? JSON.stringify(body) : null,
+        // A Buffer is a body already encoded (metered calls); anything else is sent as JSON.
+        body: body === undefined ? null : Buffer.isBuffer(body) ? body : JSON.stringify(body),
         headersTimeout: 15_000,
         bodyTimeout: 15_000,
       });
@@ -75,11 +76,11 @@ export class ControlClient {
     return (await this.call<{ data: ProviderConfig[] }>('GET', '/v1/gateway/providers')).json.data;
   }
 
-  async writeCalls(calls: CallWire[]): Promise<{ accepted: number; duplicates: number }> {
+  async writeCalls(calls: WireCallChunk): Promise<{ accepted: number; duplicates: number }> {
     const r = await this.call<{ accepted: number; duplicates: number; rejected: unknown[] }>(
       'POST',
       '/v1/gateway/calls',
-      { calls },
+      calls.body(),
     );
     if (r.status !== 200 || r.json.rejected.length > 0) {
       throw new TallyError('invalid_event', `The server refused metered calls: ${JSON.stringify(r.json)}`);
@@ -188,8 +189,9 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
     now,
   );
   const sink = new BatchingSink({
-    write: async (calls) => {
-      await control.writeCalls(calls.map(callToWire));
+    newChunk: () => new WireCallChunk(),
+    write: async (chunk) => {
+      await control.writeCalls(chunk);
     },
     // Under the server's REPLICA_MAX_BATCH. Each batch costs the server a fixed ~7 ms (a file, a
     // transaction, a commit) besides ~17 µs a call: at 500 a batch that doubled the metering's CPU.

@@ -169,6 +169,12 @@ export interface StoreInfo {
   location: string;
 }
 
+/** Calls encoded for one backend's bulk append, one at a time as they are metered. */
+export interface CallBatch {
+  readonly rows: number;
+  add(call: CallRecord): void;
+}
+
 /** One interface for every backend. The same contract suite runs against each adapter. */
 export interface Store {
   readonly info: StoreInfo;
@@ -183,6 +189,11 @@ export interface Store {
   /** Appends freshly made calls (the gateway's metering) as cheaply for the caller as the backend
    * allows; idempotent like ingest (a retried batch counts its rows as duplicates). */
   appendCalls(calls: CallRecord[]): Promise<WriteResult>;
+  /** An empty batch for appendCallBatch: it encodes each call as it is added, in the backend's
+   * bulk format, so a metering buffer holds text rather than records. */
+  newCallBatch(): CallBatch;
+  /** Appends a batch from newCallBatch, as appendCalls would its calls. */
+  appendCallBatch(batch: CallBatch): Promise<WriteResult>;
   listCalls(query: CallQuery): Promise<Page<CallRecord>>;
   getCall(tenant: string, id: string): Promise<CallRecord | null>;
   /** In time order (then id). */

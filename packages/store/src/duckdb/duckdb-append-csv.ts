@@ -1,7 +1,10 @@
 import { unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
+import type { DuckDBConnection } from '@duckdb/node-api';
 import type { CallRecord } from '@tally/core';
+import type { CallBatch, WriteResult } from '../store.js';
+import { TextBuffer } from '../text-buffer.js';
 import type { DuckDbDatabase } from './duckdb-database.js';
 
 /** The calls table's columns in the order of the CSV's fields, the type read_csv reads each as,
@@ -81,49 +84,75 @@ const READ_OPTIONS =
 let seq = 0;
 
 /**
- * Appends calls through a CSV file and read_csv: the event loop only writes text, and DuckDB
- * parses and inserts on its own threads. Used for the gateway's metering, whose ids are new; a
- * batch that hits a stored id (a retried write) throws, and the caller falls back to the
- * idempotent ingest.
+ * Calls as CSV lines in one growing off-heap buffer, encoded as each is added: the metering
+ * buffer then holds bytes, not records that the garbage collector would trace and copy.
  */
-export async function appendCallsCsv(db: DuckDbDatabase, calls: readonly CallRecord[]): Promise<void> {
+export class CsvCallBatch implements CallBatch {
+  private readonly text = new TextBuffer();
+  rows = 0;
+  /** Whether any call carries a task (whose rollup it then changes). */
+  withTasks = false;
+
+  add(c: CallRecord): void {
+    this.text.append(line(c));
+    this.rows++;
+    if (c.use_case !== null && c.task_id !== null) this.withTasks = true;
+  }
+
+  get bytes(): Buffer {
+    return this.text.bytes;
+  }
+}
+
+/**
+ * Appends a batch through its CSV file and read_csv: DuckDB parses and inserts on its own
+ * threads. The ids of metered calls are new, so the fast path is one INSERT that the primary key
+ * guards. If it fails (a retried batch, whose first write did commit, or an id repeated within
+ * it), the same file is inserted again without the ids already stored or repeated, and those
+ * count as duplicates.
+ */
+export async function appendCallBatch(db: DuckDbDatabase, batch: CsvCallBatch): Promise<WriteResult> {
+  if (batch.rows === 0) return { inserted: 0, duplicates: 0 };
   const dir = db.location === ':memory:' ? os.tmpdir() : dirname(db.location);
   const file = join(dir, `.append-${process.pid}-${++seq}.csv`);
-  // Each line goes straight into one buffer as UTF-8: a string grown line by line would be
-  // copied again whole to be flattened and encoded.
-  let buf = Buffer.allocUnsafe(calls.length * 400);
-  let at = 0;
-  let withTasks = false;
-  for (const c of calls) {
-    const l = line(c);
-    if (at + l.length * 3 > buf.length) {
-      const bigger = Buffer.allocUnsafe(Math.max(buf.length * 2, at + l.length * 3));
-      buf.copy(bigger, 0, 0, at);
-      buf = bigger;
-    }
-    at += buf.write(l, at, 'utf8');
-    if (c.use_case !== null && c.task_id !== null) withTasks = true;
-  }
-  await writeFile(file, buf.subarray(0, at));
+  await writeFile(file, batch.bytes);
   try {
     const source = `read_csv('${file.replaceAll("'", "''")}', columns = ${READ_COLUMNS}, ${READ_OPTIONS})`;
-    await db.write(async (conn) => {
-      await conn.run('BEGIN TRANSACTION');
-      try {
+    const dirty = `INSERT INTO task_rollup_dirty SELECT tenant, use_case, task_id FROM ${source} WHERE use_case IS NOT NULL AND task_id IS NOT NULL`;
+    try {
+      await inTransaction(db, async (conn) => {
         await conn.run(`INSERT INTO calls SELECT ${SELECT} FROM ${source}`);
         // Calls that carry a task change that task's rollup (AI used). Most gateway traffic
         // carries none, and this second pass over the file is skipped.
-        if (withTasks)
-          await conn.run(
-            `INSERT INTO task_rollup_dirty SELECT tenant, use_case, task_id FROM ${source} WHERE use_case IS NOT NULL AND task_id IS NOT NULL`,
-          );
-        await conn.run('COMMIT');
-      } catch (err) {
-        await conn.run('ROLLBACK').catch(() => undefined);
-        throw err;
-      }
-    });
+        if (batch.withTasks) await conn.run(dirty);
+      });
+      return { inserted: batch.rows, duplicates: 0 };
+    } catch {
+      const inserted = await inTransaction(db, async (conn) => {
+        const r = await conn.run(
+          `INSERT INTO calls SELECT ${SELECT} FROM (SELECT DISTINCT ON (tenant, id) * FROM ${source}) s ` +
+            'WHERE NOT EXISTS (SELECT 1 FROM calls c WHERE c.tenant = s.tenant AND c.id = s.id)',
+        );
+        if (batch.withTasks) await conn.run(dirty);
+        return r.rowsChanged;
+      });
+      return { inserted, duplicates: batch.rows - inserted };
+    }
   } finally {
     await unlink(file).catch(() => undefined);
   }
+}
+
+async function inTransaction<T>(db: DuckDbDatabase, fn: (conn: DuckDBConnection) => Promise<T>): Promise<T> {
+  return db.write(async (conn) => {
+    await conn.run('BEGIN TRANSACTION');
+    try {
+      const out = await fn(conn);
+      await conn.run('COMMIT');
+      return out;
+    } catch (err) {
+      await conn.run('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+  });
 }

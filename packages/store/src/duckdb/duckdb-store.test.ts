@@ -5,8 +5,6 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { makeBareCall, makeCall, makeTask, newTenant, T0 } from '../contract/fixtures.js';
 import { runStoreContract } from '../contract.js';
 import type { Store } from '../store.js';
-import { appendCallsCsv } from './duckdb-append-csv.js';
-import type { DuckDbDatabase } from './duckdb-database.js';
 import { createDuckDbStore } from './duckdb-store.js';
 
 runStoreContract('duckdb', () => createDuckDbStore({ path: ':memory:' }));
@@ -72,7 +70,7 @@ describe('DuckDB store on a file', () => {
 });
 
 describe('DuckDB metering append', () => {
-  it('writes text that CSV could take for its own syntax through read_csv itself, not the fallback', async () => {
+  it('writes batches of text that CSV could take for its own syntax, and counts a retried batch once', async () => {
     const store = await createDuckDbStore({ path: ':memory:' });
     await store.migrate();
     const tenant = newTenant();
@@ -89,14 +87,24 @@ describe('DuckDB metering append', () => {
       }),
       makeBareCall(tenant, 'b'),
     ];
-    // Straight to the CSV path: a parse error here would throw rather than fall back.
-    const db = (store as unknown as { db: DuckDbDatabase }).db;
-    await appendCallsCsv(db, calls);
+    // Through a batch, as the metering sink writes them.
+    const batch = store.newCallBatch();
+    for (const c of calls) batch.add(c);
+    expect(await store.appendCallBatch(batch)).toEqual({ inserted: 2, duplicates: 0 });
     expect(await store.getCall(tenant, 'a,"1"\n')).toEqual(calls[0]);
     expect(await store.getCall(tenant, 'b')).toEqual(calls[1]);
-    // A stored id makes the batch fail whole, so the store's idempotent path can sort it out.
-    await expect(appendCallsCsv(db, [makeCall(tenant, 'c'), calls[1]!])).rejects.toThrow();
-    expect((await store.counts(tenant)).calls).toBe(2);
+    // A batch written again (its first write committed, its answer lost), and one with an id
+    // twice: only the new ids are stored, once each.
+    expect(await store.appendCallBatch(batch)).toEqual({ inserted: 0, duplicates: 2 });
+    const again = store.newCallBatch();
+    for (const c of [makeCall(tenant, 'c'), calls[1]!, makeCall(tenant, 'd'), makeCall(tenant, 'd')])
+      again.add(c);
+    expect(await store.appendCallBatch(again)).toEqual({ inserted: 2, duplicates: 2 });
+    expect((await store.counts(tenant)).calls).toBe(4);
+    expect(await store.getCall(tenant, 'd')).toEqual(makeCall(tenant, 'd'));
+    await expect(store.appendCallBatch({ rows: 0, add: () => undefined })).rejects.toMatchObject({
+      code: 'invalid_request',
+    });
     await store.close();
   });
 });

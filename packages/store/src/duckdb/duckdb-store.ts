@@ -1,10 +1,17 @@
 import type { DuckDBConnection } from '@duckdb/node-api';
-import type { AuditSums, CallRecord, OutcomeSums, TaskEventRecord } from '@tally/core';
+import {
+  type AuditSums,
+  type CallRecord,
+  type OutcomeSums,
+  TallyError,
+  type TaskEventRecord,
+} from '@tally/core';
 import { applyMigrations, type MigrationDriver } from '../migrate.js';
 import { DUCKDB_DIALECT } from '../schema.js';
 import type {
   AlertRecord,
   BudgetRecord,
+  CallBatch,
   CallQuery,
   IngestBatch,
   KeyRecord,
@@ -18,7 +25,7 @@ import type {
   UseCaseRecord,
   WriteResult,
 } from '../store.js';
-import { appendCallsCsv } from './duckdb-append-csv.js';
+import { appendCallBatch, CsvCallBatch } from './duckdb-append-csv.js';
 import { auditSums } from './duckdb-audit.js';
 import { COUNTS_SQL, GET_CALL_SQL, listCallsSql, listTaskEventsSql, toPage } from './duckdb-calls.js';
 import { DuckDbDatabase } from './duckdb-database.js';
@@ -97,14 +104,20 @@ class DuckDbStore implements Store {
   }
 
   async appendCalls(calls: CallRecord[]): Promise<WriteResult> {
-    if (calls.length === 0) return { inserted: 0, duplicates: 0 };
-    try {
-      await appendCallsCsv(this.db, calls);
-      return { inserted: calls.length, duplicates: 0 };
-    } catch {
-      // A stored id (a retried batch) or a bad row: the appender path sorts out which is which.
-      return this.writer.ingest({ calls, tasks: [] });
+    const batch = new CsvCallBatch();
+    for (const c of calls) batch.add(c);
+    return appendCallBatch(this.db, batch);
+  }
+
+  newCallBatch(): CsvCallBatch {
+    return new CsvCallBatch();
+  }
+
+  async appendCallBatch(batch: CallBatch): Promise<WriteResult> {
+    if (!(batch instanceof CsvCallBatch)) {
+      throw new TallyError('invalid_request', 'appendCallBatch takes a batch made by this store.');
     }
+    return appendCallBatch(this.db, batch);
   }
 
   async listCalls(query: CallQuery): Promise<Page<CallRecord>> {
