@@ -95,8 +95,74 @@ const callSchema = z
   })
   .strict();
 
-/** A call from the wire, or the reason it is not one. */
-export function callFromWire(raw: unknown): CallRecord | string {
+type Obj = Record<string, unknown>;
+
+const CALL_KEYS = Object.keys(callSchema.shape).length;
+const TOKEN_KEYS = Object.keys(callSchema.shape.tokens.shape);
+// The fields the schema gives the shared text and nullable-text types, read off the schema.
+const fieldsOf = (type: unknown) =>
+  Object.entries(callSchema.shape)
+    .filter(([, v]) => v === type)
+    .map(([k]) => k);
+const TEXT_KEYS = fieldsOf(text);
+const MAYBE_KEYS = fieldsOf(maybe);
+const PRICING = new Set(['priced', 'estimated', 'unpriced']);
+const STATUS = new Set(['ok', 'error']);
+const CACHE = new Set(['miss', 'exact', 'semantic']);
+const NANO = /^-?\d{1,20}$/;
+
+const isText = (v: unknown, min: number, max: number): v is string =>
+  typeof v === 'string' && v.length >= min && v.length <= max;
+const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+const isNano = (v: unknown): v is string => typeof v === 'string' && NANO.test(v);
+const isMs = (v: unknown) => v === null || (typeof v === 'number' && Number.isFinite(v) && v >= 0);
+
+/**
+ * The common case, checked by hand: a call exactly as a replica sends it, every field present
+ * and of its type. It runs on every metered call of every replica, where the schema costs about
+ * 6 µs a call. Anything else (a missing or extra field, a wrong type) returns null and goes to
+ * the schema, which gives the verdict and the message.
+ */
+function plainCall(raw: unknown): CallRecord | null {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return null;
+  const r = raw as Obj;
+  let keys = 0;
+  for (const _ in r) keys++;
+  if (keys !== CALL_KEYS) return null;
+  if (!isText(r['id'], 1, 256) || !isText(r['tenant'], 1, 256) || !isCount(r['time'])) return null;
+  for (const k of TEXT_KEYS) if (!isText(r[k], 0, 1024)) return null;
+  for (const k of MAYBE_KEYS) if (r[k] !== null && !isText(r[k], 0, 1024)) return null;
+  const tags = r['tags'];
+  if (typeof tags !== 'object' || tags === null || Array.isArray(tags)) return null;
+  for (const k in tags) if (typeof (tags as Obj)[k] !== 'string') return null;
+  const t = r['tokens'];
+  if (typeof t !== 'object' || t === null || Array.isArray(t)) return null;
+  let tokenKeys = 0;
+  for (const _ in t) tokenKeys++;
+  if (tokenKeys !== TOKEN_KEYS.length) return null;
+  for (const k of TOKEN_KEYS) if (!isCount((t as Obj)[k])) return null;
+  const list = r['cost_list_nano'];
+  const effective = r['cost_effective_nano'];
+  if ((list !== null && !isNano(list)) || (effective !== null && !isNano(effective))) return null;
+  if (!isNano(r['saved_nano']) || !isCount(r['fallback_hops'])) return null;
+  if (!isMs(r['latency_ms']) || !isMs(r['ttft_ms'])) return null;
+  if (!PRICING.has(r['pricing_status'] as string) || !STATUS.has(r['status'] as string)) return null;
+  if (!CACHE.has(r['cache'] as string)) return null;
+  return {
+    ...(r as unknown as CallRecord),
+    tags: { ...(tags as Record<string, string>) },
+    tokens: { ...(t as CallRecord['tokens']) },
+    cost_list_nano: list === null ? null : BigInt(list as string),
+    cost_effective_nano: effective === null ? null : BigInt(effective as string),
+    saved_nano: BigInt(r['saved_nano'] as string),
+  };
+}
+
+/** A call from the wire, or the reason it is not one. `schemaOnly` skips the hand check (tests
+ * hold the two to the same verdicts). */
+export function callFromWire(raw: unknown, schemaOnly = false): CallRecord | string {
+  const plain = schemaOnly ? null : plainCall(raw);
+  if (plain) return plain;
   const r = callSchema.safeParse(raw);
   if (!r.success)
     return r.error.issues.map((i) => `${i.path.join('.') || '(call)'}: ${i.message}`).join('; ');
