@@ -95,7 +95,7 @@ async function cpuPerCall(dir, up, gw, stream, { rounds = 7, count = 2000 } = {}
       const b = cpuMs(bare.pid) - b0;
       const t0 = tallyMs();
       await load(gw.port, [`authorization:Bearer ${gw.key}`]);
-      await new Promise((r) => setTimeout(r, 600)); // the round's last metering batch
+      await new Promise((r) => setTimeout(r, 1300)); // the round's last metering batch
       const t = tallyMs() - t0;
       // The first round warms both up.
       if (i > 0) per.push({ bareUs: (b * 1000) / (count + 200), tallyUs: (t * 1000) / (count + 200) });
@@ -147,7 +147,7 @@ export async function gatewayOverhead({ rounds = 3, count = 3000, replica = fals
   const json = await runHarness(dir, env);
   const streaming = await runHarness(dir, { ...env, STREAM: '1' });
   clearInterval(sampler);
-  await new Promise((r) => setTimeout(r, 1000)); // the metering sink flushes every 500 ms
+  await new Promise((r) => setTimeout(r, 1600)); // the metering sink flushes every second
   const calls = await (
     await fetch(`http://127.0.0.1:${gw.serverPort}/v1/spend`, {
       headers: { authorization: `Bearer ${ADMIN}` },

