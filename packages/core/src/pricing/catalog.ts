@@ -53,7 +53,7 @@ export class Catalog {
   private readonly overrides = new Map<string, PriceOverride>();
   /** tenant -> provider -> model as sent -> resolution, up to MAX_CACHE entries in all. */
   private readonly cache = new Map<string, Map<string, Map<string, Resolution>>>();
-  private cached = 0;
+  private cacheSize = 0;
 
   constructor(
     readonly data: CatalogData,
@@ -117,9 +117,9 @@ export class Catalog {
     return null;
   }
 
-  private resolution(tenant: string, providerId: string, modelRef: string): Resolution {
-    // Nested maps rather than one joined key: the strings come with their hashes, a joined key
-    // would be built and hashed afresh on every call.
+  /** The cache's resolutions for one tenant and provider. Nested maps rather than one joined key:
+   * the strings come with their hashes, a joined key would be built and hashed on every call. */
+  private cached(tenant: string, providerId: string): Map<string, Resolution> {
     let byProvider = this.cache.get(tenant);
     if (!byProvider) {
       byProvider = new Map();
@@ -130,7 +130,11 @@ export class Catalog {
       byModel = new Map();
       byProvider.set(providerId, byModel);
     }
-    const hit = byModel.get(modelRef);
+    return byModel;
+  }
+
+  private resolution(tenant: string, providerId: string, modelRef: string): Resolution {
+    const hit = this.cached(tenant, providerId).get(modelRef);
     if (hit) return hit;
     const resolved = this.resolve(providerId, modelRef);
     const pid = (resolved?.provider.id ?? providerId).toLowerCase();
@@ -142,13 +146,12 @@ export class Catalog {
       ) ??
       null;
     const r = { resolved, override };
-    if (++this.cached > MAX_CACHE) {
+    if (this.cacheSize >= MAX_CACHE) {
       this.cache.clear();
-      this.cached = 1;
-      this.cache.set(tenant, new Map([[providerId, byModel]]));
-      byModel.clear();
+      this.cacheSize = 0;
     }
-    byModel.set(modelRef, r);
+    this.cacheSize++;
+    this.cached(tenant, providerId).set(modelRef, r);
     return r;
   }
 

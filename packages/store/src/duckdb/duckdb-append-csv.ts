@@ -1,11 +1,11 @@
 import { unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
-import type { DuckDBConnection } from '@duckdb/node-api';
 import type { CallRecord } from '@tally/core';
 import type { CallBatch, WriteResult } from '../store.js';
 import { TextBuffer } from '../text-buffer.js';
 import type { DuckDbDatabase } from './duckdb-database.js';
+import { inTransaction } from './duckdb-sql.js';
 
 /** The calls table's columns in the order of the CSV's fields, the type read_csv reads each as,
  * and how it becomes the column's value. */
@@ -120,39 +120,29 @@ export async function appendCallBatch(db: DuckDbDatabase, batch: CsvCallBatch): 
     const source = `read_csv('${file.replaceAll("'", "''")}', columns = ${READ_COLUMNS}, ${READ_OPTIONS})`;
     const dirty = `INSERT INTO task_rollup_dirty SELECT tenant, use_case, task_id FROM ${source} WHERE use_case IS NOT NULL AND task_id IS NOT NULL`;
     try {
-      await inTransaction(db, async (conn) => {
-        await conn.run(`INSERT INTO calls SELECT ${SELECT} FROM ${source}`);
-        // Calls that carry a task change that task's rollup (AI used). Most gateway traffic
-        // carries none, and this second pass over the file is skipped.
-        if (batch.withTasks) await conn.run(dirty);
-      });
+      await db.write((conn) =>
+        inTransaction(conn, async () => {
+          await conn.run(`INSERT INTO calls SELECT ${SELECT} FROM ${source}`);
+          // Calls that carry a task change that task's rollup (AI used). Most gateway traffic
+          // carries none, and this second pass over the file is skipped.
+          if (batch.withTasks) await conn.run(dirty);
+        }),
+      );
       return { inserted: batch.rows, duplicates: 0 };
     } catch {
-      const inserted = await inTransaction(db, async (conn) => {
-        const r = await conn.run(
-          `INSERT INTO calls SELECT ${SELECT} FROM (SELECT DISTINCT ON (tenant, id) * FROM ${source}) s ` +
-            'WHERE NOT EXISTS (SELECT 1 FROM calls c WHERE c.tenant = s.tenant AND c.id = s.id)',
-        );
-        if (batch.withTasks) await conn.run(dirty);
-        return r.rowsChanged;
-      });
+      const inserted = await db.write((conn) =>
+        inTransaction(conn, async () => {
+          const r = await conn.run(
+            `INSERT INTO calls SELECT ${SELECT} FROM (SELECT DISTINCT ON (tenant, id) * FROM ${source}) s ` +
+              'WHERE NOT EXISTS (SELECT 1 FROM calls c WHERE c.tenant = s.tenant AND c.id = s.id)',
+          );
+          if (batch.withTasks) await conn.run(dirty);
+          return r.rowsChanged;
+        }),
+      );
       return { inserted, duplicates: batch.rows - inserted };
     }
   } finally {
     await unlink(file).catch(() => undefined);
   }
-}
-
-async function inTransaction<T>(db: DuckDbDatabase, fn: (conn: DuckDBConnection) => Promise<T>): Promise<T> {
-  return db.write(async (conn) => {
-    await conn.run('BEGIN TRANSACTION');
-    try {
-      const out = await fn(conn);
-      await conn.run('COMMIT');
-      return out;
-    } catch (err) {
-      await conn.run('ROLLBACK').catch(() => undefined);
-      throw err;
-    }
-  });
 }

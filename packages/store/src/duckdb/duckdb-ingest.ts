@@ -20,7 +20,7 @@ import {
   TASK_COLUMNS,
   type TableColumns,
 } from './duckdb-rows.js';
-import { queryRows } from './duckdb-sql.js';
+import { inTransaction, queryRows } from './duckdb-sql.js';
 import { str } from './duckdb-values.js';
 
 interface Pending {
@@ -177,18 +177,13 @@ export class DuckDbIngestWriter {
   private async insertOne(conn: DuckDBConnection, batch: IngestBatch): Promise<WriteResult> {
     const plan = planIngest([batch]);
     await this.checkColumns(conn);
-    await conn.run('BEGIN TRANSACTION');
-    try {
+    return inTransaction(conn, async () => {
       const inserted =
         (await insertIgnoringStored(conn, CALL_COLUMNS, plan.calls)) +
         (await insertIgnoringStored(conn, TASK_COLUMNS, plan.tasks));
       await markDirty(conn, dirtyTasks(plan.calls, plan.tasks));
-      await conn.run('COMMIT');
       return writeResult(batchRows(batch), inserted);
-    } catch (err) {
-      await rollback(conn);
-      throw err;
-    }
+    });
   }
 
   /** Appenders write by position, so the tables must have exactly the mapped columns. */

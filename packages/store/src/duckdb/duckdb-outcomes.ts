@@ -1,6 +1,6 @@
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { type ArmOutcomes, emptyArm, type OutcomeSums, type WeekRow } from '@tally/core';
-import { queryRows } from './duckdb-sql.js';
+import { inTransaction, queryRows } from './duckdb-sql.js';
 import { type Row, ts } from './duckdb-values.js';
 
 /** Recomputes the rollup rows of the tasks marked dirty, from all their events and calls, then
@@ -57,14 +57,9 @@ export async function refreshTaskRollup(conn: DuckDBConnection): Promise<number>
   const [row] = await queryRows(conn, 'SELECT count(*) AS n FROM task_rollup_dirty');
   const n = Number(row?.['n'] ?? 0);
   if (n === 0) return 0;
-  await conn.run('BEGIN TRANSACTION');
-  try {
+  await inTransaction(conn, async () => {
     for (const sql of REFRESH) await conn.run(sql);
-    await conn.run('COMMIT');
-  } catch (err) {
-    await conn.run('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
+  });
   return n;
 }
 

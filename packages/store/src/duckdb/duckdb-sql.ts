@@ -29,3 +29,16 @@ export async function execute(
   const result = await conn.run(sql, values);
   return result.rowsChanged;
 }
+
+/** Runs `fn` in one transaction on `conn`: committed if it resolves, rolled back if it throws. */
+export async function inTransaction<T>(conn: DuckDBConnection, fn: () => Promise<T>): Promise<T> {
+  await conn.run('BEGIN TRANSACTION');
+  try {
+    const out = await fn();
+    await conn.run('COMMIT');
+    return out;
+  } catch (err) {
+    await conn.run('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}

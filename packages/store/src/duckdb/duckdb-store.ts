@@ -34,7 +34,7 @@ import { outcomeSums, refreshTaskRollup } from './duckdb-outcomes.js';
 import * as registry from './duckdb-registry.js';
 import { callFromRow, taskFromRow } from './duckdb-rows.js';
 import { spendFromRow, spendSql } from './duckdb-spend.js';
-import { queryRows } from './duckdb-sql.js';
+import { inTransaction, queryRows } from './duckdb-sql.js';
 import { num } from './duckdb-values.js';
 
 export interface DuckDbStoreOptions {
@@ -242,16 +242,10 @@ function migrationDriver(conn: DuckDBConnection): MigrationDriver {
     exec: async (sql) => {
       await conn.run(sql);
     },
-    execInTransaction: async (statements) => {
-      await conn.run('BEGIN TRANSACTION');
-      try {
+    execInTransaction: (statements) =>
+      inTransaction(conn, async () => {
         for (const sql of statements) await conn.run(sql);
-        await conn.run('COMMIT');
-      } catch (err) {
-        await conn.run('ROLLBACK').catch(() => undefined);
-        throw err;
-      }
-    },
+      }),
     appliedVersions: async () => {
       const rows = await queryRows(conn, 'SELECT version FROM schema_migrations');
       return rows.map((r) => num(r, 'version'));
