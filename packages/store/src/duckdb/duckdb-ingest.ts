@@ -134,27 +134,26 @@ export class DuckDbIngestWriter {
   private async appendPlan(conn: DuckDBConnection, plan: IngestPlan): Promise<IngestPlan | null> {
     try {
       await this.checkColumns(conn);
-      await conn.run('BEGIN TRANSACTION');
     } catch {
       return null;
     }
     try {
-      this.appenders ??= {
-        calls: await TableAppender.open(conn, 'calls'),
-        tasks: await TableAppender.open(conn, 'task_events'),
-        dirty: await TableAppender.open(conn, 'task_rollup_dirty'),
-      };
-      await this.appenders.calls.append(CALL_COLUMNS, plan.calls);
-      await this.appenders.tasks.append(TASK_COLUMNS, plan.tasks);
-      await this.appenders.dirty.append(DIRTY_COLUMNS, dirtyTasks(plan.calls, plan.tasks));
-      this.appenders.calls.flush();
-      this.appenders.tasks.flush();
-      this.appenders.dirty.flush();
-      await conn.run('COMMIT');
-      return plan;
+      return await inTransaction(conn, async () => {
+        this.appenders ??= {
+          calls: await TableAppender.open(conn, 'calls'),
+          tasks: await TableAppender.open(conn, 'task_events'),
+          dirty: await TableAppender.open(conn, 'task_rollup_dirty'),
+        };
+        await this.appenders.calls.append(CALL_COLUMNS, plan.calls);
+        await this.appenders.tasks.append(TASK_COLUMNS, plan.tasks);
+        await this.appenders.dirty.append(DIRTY_COLUMNS, dirtyTasks(plan.calls, plan.tasks));
+        this.appenders.calls.flush();
+        this.appenders.tasks.flush();
+        this.appenders.dirty.flush();
+        return plan;
+      });
     } catch {
       this.dropAppenders();
-      await rollback(conn);
       return null;
     }
   }
@@ -262,13 +261,5 @@ async function markDirty(conn: DuckDBConnection, dirty: DirtyTask[]): Promise<vo
     appender.flush();
   } finally {
     appender.close();
-  }
-}
-
-async function rollback(conn: DuckDBConnection): Promise<void> {
-  try {
-    await conn.run('ROLLBACK');
-  } catch {
-    // DuckDB has already ended a transaction that failed.
   }
 }
