@@ -8,6 +8,7 @@ import { machine, table } from './lib.mjs';
 import { micro } from './micro.mjs';
 import { scorecardBench } from './scorecard.mjs';
 import { soak } from './soak.mjs';
+import { storeMemory } from './store-memory.mjs';
 
 const only = process.argv.slice(2);
 const want = (name) => only.length === 0 || only.includes(name);
@@ -74,6 +75,36 @@ if (want('scorecard')) {
       `(${r.taskEvents.toLocaleString('en-US')} task events) generated in SQL in ${r.genSeconds.toFixed(0)} s; the scorecard of the use case ` +
       `holding the tasks, warm, 20 runs. Target: p95 < 300 ms. It found grade ${r.grade}, handling-time lift ` +
       `${r.lift ? `${(r.lift.estimate * 100).toFixed(1)}% (the data's true effect is −23%)` : 'none'}.\n\n${t}`,
+  );
+}
+
+if (want('store-memory')) {
+  const r = await storeMemory();
+  const base = r.rows[0];
+  const t = table(
+    [
+      'store.memory_limit',
+      ...r.rows[0].samples.map((x) => `anon MB at ${x.calls / 1000}k`),
+      'peak anon MB',
+      'peak / no limit',
+      'CPU µs a call',
+      'CPU / no limit',
+      'stored',
+    ],
+    r.rows.map((x) => [
+      x.name,
+      ...x.samples.map((s) => s.anonMb),
+      x.peakAnonMb,
+      (x.peakAnonMb / base.peakAnonMb).toFixed(2),
+      x.cpuUsPerCall.toFixed(1),
+      (x.cpuUsPerCall / base.cpuUsPerCall).toFixed(2),
+      `${x.stored} of ${r.calls}`,
+    ]),
+  );
+  sections.push(
+    `### The embedded store's memory as metered calls accumulate, ${date}\n\n` +
+      `${r.calls.toLocaleString('en-US')} gateway calls appended in the metering sink's batches of 5,000, one process per setting; ` +
+      `anonymous RSS after a full GC, and the process's CPU a call. Baseline: no memory limit, in the same run.\n\n${t}`,
   );
 }
 

@@ -49,5 +49,12 @@ describe('loadConfig', () => {
     writeFileSync(join(dir, 'tally.config.json'), '{');
     expect(() => loadConfig({ cwd: dir, env: {} })).toThrow(/not valid/);
     expect(() => loadConfig({ cwd: tmp(), env: { TALLY_ADMIN_KEY: 'short' } })).toThrow(/admin_key/);
+    // The embedded store cannot write under a few tens of MB.
+    expect(() => loadConfig({ cwd: tmp(), env: { TALLY_STORE_MEMORY_LIMIT: '32MB' } })).toThrow(
+      /memory_limit.*at least 64MB/,
+    );
+    expect(loadConfig({ cwd: tmp(), env: { TALLY_STORE_MEMORY_LIMIT: '1GiB' } }).store.memory_limit).toBe(
+      '1GiB',
+    );
   });
 });

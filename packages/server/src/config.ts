@@ -1,3 +1,4 @@
+import { MIN_MEMORY_LIMIT_BYTES, parseSize } from '@tally/store';
 import { z } from 'zod';
 
 const decimal = z.string().regex(/^\d+(\.\d+)?$/, 'must be a decimal string such as "2.5"');
@@ -94,10 +95,11 @@ export const configSchema = z
         kind: z.enum(['duckdb']).default('duckdb'),
         /** DuckDB file; defaults to <data_dir>/tally.duckdb. ':memory:' keeps nothing. */
         path: z.string().optional(),
-        /** DuckDB memory_limit; it spills to disk beyond it. */
+        /** DuckDB memory_limit; it spills to disk beyond it, and checkpoints at a quarter of it. */
         memory_limit: z
           .string()
           .regex(/^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$/i)
+          .refine((v) => (parseSize(v) ?? 0) >= MIN_MEMORY_LIMIT_BYTES, 'must be at least 64MB')
           .default('256MB'),
         threads: z.number().int().positive().optional(),
       })

@@ -1,4 +1,5 @@
 export * from './cursor.js';
+export * from './memory-limit.js';
 export * from './migrate.js';
 export * from './query-checks.js';
 export * from './schema.js';

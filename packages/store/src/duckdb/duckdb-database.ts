@@ -2,17 +2,12 @@ import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { TallyError } from '@tally/core';
+import { checkpointThresholdFor, MIN_MEMORY_LIMIT_BYTES, parseSize } from '../memory-limit.js';
 import { SerialLock } from './serial-lock.js';
 
 /** Two DuckDB instances on one file in one process would each believe they own it (the file lock
  * is per process), so a second open of the same file is refused. */
 const openFiles = new Set<string>();
-
-/** A checkpoint rewrites the whole primary-key index of `calls` (duckdb/duckdb#24848), so its cost
- * grows with the table (~0.5 s at 2M calls). At DuckDB's default (a checkpoint per 16 MB of log,
- * ~70k calls) that halved ingest throughput; at 256 MB (~1M calls) it costs a few percent. The price
- * is a longer log replay after a crash (about 1 s per 100k calls); a clean close checkpoints. */
-const CHECKPOINT_THRESHOLD = '256MB';
 
 interface Lane {
   conn: DuckDBConnection;
@@ -38,6 +33,16 @@ export class DuckDbDatabase {
     readerCount = 2,
     settings: Record<string, string> = {},
   ): Promise<DuckDbDatabase> {
+    const limit = settings['memory_limit'];
+    if (limit !== undefined) {
+      const bytes = parseSize(limit);
+      if (bytes === null || bytes < MIN_MEMORY_LIMIT_BYTES) {
+        throw new TallyError(
+          'config_invalid',
+          `The store's memory limit must be a size of at least 64MB, such as '256MB'; got '${limit}'.`,
+        );
+      }
+    }
     const location = path === ':memory:' ? path : resolve(path);
     const file = location !== ':memory:';
     if (file) {
@@ -52,7 +57,7 @@ export class DuckDbDatabase {
     try {
       if (file) mkdirSync(dirname(location), { recursive: true });
       const instance = await DuckDBInstance.create(location, {
-        checkpoint_threshold: CHECKPOINT_THRESHOLD,
+        checkpoint_threshold: checkpointThresholdFor(settings['memory_limit']),
         ...settings,
       });
       const lane = async (): Promise<Lane> => ({ conn: await instance.connect(), lock: new SerialLock() });

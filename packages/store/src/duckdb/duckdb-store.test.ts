@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { makeBareCall, makeCall, makeTask, newTenant, T0 } from '../contract/fixtures.js';
 import { runStoreContract } from '../contract.js';
+import { checkpointThresholdFor, parseSize } from '../memory-limit.js';
 import type { Store } from '../store.js';
 import { createDuckDbStore } from './duckdb-store.js';
 
@@ -66,6 +67,92 @@ describe('DuckDB store on a file', () => {
     const path = join(dir, 'tally.duckdb');
     await openStore(path);
     await expect(createDuckDbStore({ path })).rejects.toMatchObject({ code: 'store_unavailable' });
+  });
+});
+
+describe('DuckDB store under a memory limit', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'tally-duckdb-limit-'));
+  });
+  afterEach(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  // With the checkpoint threshold far above the limit, the rows not yet checkpointed outgrow the
+  // 64 MB, and DuckDB must spill them to temporary files while each write still finds room.
+  const limited = (name: string) =>
+    createDuckDbStore({ path: join(dir, name), memoryLimit: '64MB', checkpointThreshold: '1GB' });
+  const BATCHES = 30;
+  const ROWS = 5000;
+  const callsOf = (tenant: string, b: number) =>
+    Array.from({ length: ROWS }, (_, i) =>
+      makeCall(tenant, `c-${b}-${i}`, { time: T0 + b * ROWS + i, use_case: null, task_id: null }),
+    );
+
+  it('keeps taking metered batches past the limit, each call stored once', async () => {
+    const store = await limited('metering.duckdb');
+    await store.migrate();
+    try {
+      const tenant = newTenant();
+      for (let b = 0; b < BATCHES; b++) {
+        const batch = store.newCallBatch();
+        for (const c of callsOf(tenant, b)) batch.add(c);
+        expect(await store.appendCallBatch(batch)).toEqual({ inserted: ROWS, duplicates: 0 });
+      }
+      expect(await store.counts(tenant)).toEqual({ calls: BATCHES * ROWS, task_events: 0 });
+      expect(await store.getCall(tenant, 'c-29-4999')).toEqual(callsOf(tenant, 29)[4999]);
+      // A batch sent again is still recognised as stored.
+      const again = store.newCallBatch();
+      for (const c of callsOf(tenant, 3)) again.add(c);
+      expect(await store.appendCallBatch(again)).toEqual({ inserted: 0, duplicates: ROWS });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('keeps taking ingested batches past the limit, each event stored once', async () => {
+    const store = await limited('ingest.duckdb');
+    await store.migrate();
+    try {
+      const tenant = newTenant();
+      for (let b = 0; b < BATCHES; b++) {
+        expect(await store.ingest({ calls: callsOf(tenant, b), tasks: [] })).toEqual({
+          inserted: ROWS,
+          duplicates: 0,
+        });
+      }
+      expect(await store.counts(tenant)).toEqual({ calls: BATCHES * ROWS, task_events: 0 });
+      expect(await store.ingest({ calls: callsOf(tenant, 7), tasks: [] })).toEqual({
+        inserted: 0,
+        duplicates: ROWS,
+      });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('refuses a limit too small to write under', async () => {
+    for (const memoryLimit of ['32MB', 'lots']) {
+      await expect(createDuckDbStore({ path: join(dir, 'small.duckdb'), memoryLimit })).rejects.toMatchObject(
+        {
+          code: 'config_invalid',
+        },
+      );
+    }
+  });
+
+  it('checkpoints at a quarter of the limit, within 4 MB and 256 MB', () => {
+    expect(parseSize('512MB')).toBe(512e6);
+    expect(parseSize('1 GiB')).toBe(2 ** 30);
+    expect(parseSize('64mb')).toBe(64e6);
+    expect(parseSize('lots')).toBeNull();
+    expect(checkpointThresholdFor('1GiB')).toBe('256MB');
+    expect(checkpointThresholdFor('200MB')).toBe('47MB');
+    expect(checkpointThresholdFor('8MB')).toBe('4MB');
+    expect(checkpointThresholdFor('64GB')).toBe('256MB');
+    expect(checkpointThresholdFor(undefined)).toBe('256MB');
+    expect(checkpointThresholdFor('lots')).toBe('256MB');
   });
 });
 

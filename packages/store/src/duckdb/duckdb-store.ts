@@ -40,8 +40,11 @@ import { num } from './duckdb-values.js';
 export interface DuckDbStoreOptions {
   /** ':memory:' (for tests), or a file path; its folder is created when missing. */
   path: string;
-  /** DuckDB's memory_limit, e.g. '256MB' (its default is 80% of RAM). */
+  /** DuckDB's memory_limit, e.g. '256MB' (its default is 80% of RAM). Rows not yet checkpointed
+   * cannot be evicted, so with a limit the store checkpoints at a quarter of it. */
   memoryLimit?: string | undefined;
+  /** How much write-ahead log starts a checkpoint, e.g. '64MB' (see checkpointThresholdFor). */
+  checkpointThreshold?: string | undefined;
   /** DuckDB worker threads (its default is one per core). */
   threads?: number | undefined;
 }
@@ -50,6 +53,7 @@ export interface DuckDbStoreOptions {
 export async function createDuckDbStore(opts: DuckDbStoreOptions): Promise<Store> {
   const db = await DuckDbDatabase.open(opts.path, 2, {
     ...(opts.memoryLimit ? { memory_limit: opts.memoryLimit } : {}),
+    ...(opts.checkpointThreshold ? { checkpoint_threshold: opts.checkpointThreshold } : {}),
     ...(opts.threads ? { threads: String(opts.threads) } : {}),
   });
   try {

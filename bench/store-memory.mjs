@@ -1,0 +1,93 @@
+// The embedded store's memory as metered calls accumulate: one process per setting appends a
+// million gateway calls in the metering sink's batches (5,000 calls of CSV), and reports its
+// anonymous RSS along the way, its CPU a call, and the calls stored. Baseline: DuckDB's own
+// default (no memory limit), in the same run. A second row keeps the checkpoint threshold that a
+// limit had before the store derived it from the limit (256 MB of log).
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runNode } from './lib.mjs';
+
+const SELF = fileURLToPath(import.meta.url);
+const BATCH = 5000;
+
+export const SETTINGS = [
+  { name: 'no limit (DuckDB default)', memoryLimit: null },
+  {
+    name: '256MB, checkpoint at 256 MB of log',
+    memoryLimit: '256MB',
+    checkpointThreshold: '256MB',
+  },
+  { name: "256MB (tally's default)", memoryLimit: '256MB' },
+  { name: '64MB (the smallest allowed)', memoryLimit: '64MB' },
+];
+
+/** Runs every setting in its own process; `calls` a setting, sampled every `every`. */
+export async function storeMemory({ calls = 1_000_000, every = 250_000 } = {}) {
+  const rows = [];
+  for (const s of SETTINGS) {
+    const out = await runNode(['--expose-gc', SELF, 'child'], {
+      CALLS: String(calls),
+      EVERY: String(every),
+      ...(s.memoryLimit ? { LIMIT: s.memoryLimit } : {}),
+      ...(s.checkpointThreshold ? { CHECKPOINT: s.checkpointThreshold } : {}),
+    });
+    rows.push({ ...s, ...JSON.parse(out.trim().split('\n').at(-1)) });
+  }
+  return { calls, every, rows };
+}
+
+function anonMb() {
+  const m = /RssAnon:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'));
+  return m ? Math.round(Number(m[1]) / 1024) : 0;
+}
+
+async function child() {
+  const { createDuckDbStore } = await import('../packages/store/dist/index.js');
+  const { makeCall } = await import('../packages/store/dist/contract/fixtures.js');
+  const calls = Number(process.env.CALLS);
+  const every = Number(process.env.EVERY);
+  const dir = mkdtempSync(join(os.tmpdir(), 'tally-store-memory-'));
+  const store = await createDuckDbStore({
+    path: join(dir, 'tally.duckdb'),
+    memoryLimit: process.env.LIMIT,
+    checkpointThreshold: process.env.CHECKPOINT,
+  });
+  await store.migrate();
+  const t0 = process.cpuUsage();
+  const samples = [];
+  let peak = 0;
+  let inserted = 0;
+  const start = Date.UTC(2026, 11, 1);
+  for (let b = 0; b * BATCH < calls; b++) {
+    const batch = store.newCallBatch();
+    for (let i = 0; i < BATCH; i++) {
+      const n = b * BATCH + i;
+      // Gateway calls: a UUIDv7-shaped id, no task, the fixture's attribution and usage.
+      const id = `0193${n.toString(16).padStart(4, '0').slice(-4)}-${(n >>> 16).toString(16).padStart(4, '0')}-7abc-8def-${n.toString(16).padStart(12, '0')}`;
+      batch.add(makeCall('default', id, { time: start + n, use_case: null, task_id: null }));
+    }
+    inserted += (await store.appendCallBatch(batch)).inserted;
+    globalThis.gc?.();
+    const rss = anonMb();
+    peak = Math.max(peak, rss);
+    if (((b + 1) * BATCH) % every === 0) samples.push({ calls: (b + 1) * BATCH, anonMb: rss });
+  }
+  const cpu = process.cpuUsage(t0);
+  const stored = (await store.counts('default')).calls;
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+  console.log(
+    JSON.stringify({
+      inserted,
+      stored,
+      peakAnonMb: peak,
+      cpuUsPerCall: (cpu.user + cpu.system) / calls,
+      samples,
+    }),
+  );
+}
+
+if (process.argv[1] === SELF && process.argv[2] === 'child') await child();
+else if (process.argv[1] === SELF) console.log(JSON.stringify(await storeMemory(), null, 2));

@@ -1,0 +1,49 @@
+/** Sizes and thresholds for the embedded store's memory; no DuckDB here, so that the server's
+ * config can check them without loading the native library. */
+
+/** Without a memory limit. A checkpoint rewrites the whole primary-key index of `calls`
+ * (duckdb/duckdb#24848), so its cost grows with the table (~0.5 s at 2M calls). At DuckDB's default
+ * (a checkpoint per 16 MB of log, ~70k calls) that halved ingest throughput; at 256 MB (~1M calls)
+ * it costs a few percent. The price is a longer log replay after a crash (about 1 s per 100k
+ * calls); a clean close checkpoints. */
+export const DEFAULT_CHECKPOINT_THRESHOLD = '256MB';
+
+const UNITS: Record<string, number> = {
+  '': 1,
+  K: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  KI: 2 ** 10,
+  MI: 2 ** 20,
+  GI: 2 ** 30,
+  TI: 2 ** 40,
+};
+
+/** Bytes in a DuckDB size such as '512MB', '1GiB' or '64 mb'; null for any other text. */
+export function parseSize(text: string): number | null {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([KMGT]I?)?B?\s*$/i.exec(text);
+  if (!m) return null;
+  const unit = UNITS[(m[2] ?? '').toUpperCase()];
+  return unit === undefined ? null : Number(m[1]) * unit;
+}
+
+/** The smallest memory limit the store accepts. Below about 40 MB, DuckDB 1.5 fails writes for
+ * want of memory, and a commit that fails that way leaves the primary key's index holding the ids
+ * it rolled back: those calls could never be stored. 48 MB held for a million calls; this keeps a
+ * margin above it. */
+export const MIN_MEMORY_LIMIT_BYTES = 64e6;
+
+/**
+ * The checkpoint threshold under a memory limit. Rows appended since the last checkpoint are held
+ * uncompressed, about 2.3 bytes for each byte of log: at the default threshold that is ~450 MB
+ * just before a checkpoint. Past the limit DuckDB spills them to temporary files, and writes them
+ * twice. A checkpoint at a quarter of the limit keeps them near half of it, with room left for
+ * queries. Without a limit, or with one it cannot read, the default stays.
+ */
+export function checkpointThresholdFor(memoryLimit: string | undefined): string {
+  const bytes = memoryLimit === undefined ? null : parseSize(memoryLimit);
+  if (bytes === null) return DEFAULT_CHECKPOINT_THRESHOLD;
+  const mb = Math.floor(bytes / 4 / 2 ** 20);
+  return `${Math.min(256, Math.max(4, mb))}MB`;
+}
