@@ -72,6 +72,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
     return503OnClosing: true,
   });
   const metrics = new ServerMetrics(opts.processMetrics ?? true);
+  metrics.watchStore(store);
   const state: SharedState =
     opts.state ??
     (config.gateway.state.kind === 'redis' ? new RedisState(config.gateway.state.url) : new MemoryState());

@@ -1,4 +1,5 @@
-import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import type { Store } from '@tally/store';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Prometheus metrics of one server instance (its own registry, so tests can build many apps). */
 export class ServerMetrics {
@@ -35,5 +36,26 @@ export class ServerMetrics {
 
   constructor(withDefaults = true) {
     if (withDefaults) collectDefaultMetrics({ register: this.registry, prefix: 'tally_' });
+  }
+
+  /** The store's memory, read at each scrape: what it holds, its limit, and what it spilled. */
+  watchStore(store: Store): void {
+    new Gauge({
+      name: 'tally_store_memory_bytes',
+      help: "The store's memory in this process: used (data, indexes, queries), limit, and spilled to temporary files.",
+      labelNames: ['kind'] as const,
+      registers: [this.registry],
+      async collect() {
+        try {
+          const m = await store.memory();
+          this.set({ kind: 'used' }, m.usedBytes);
+          this.set({ kind: 'spilled' }, m.spilledBytes);
+          if (m.limitBytes !== null) this.set({ kind: 'limit' }, m.limitBytes);
+        } catch {
+          // A closed or failing store reports nothing rather than failing the scrape.
+          this.reset();
+        }
+      },
+    });
   }
 }

@@ -169,6 +169,16 @@ export interface StoreInfo {
   location: string;
 }
 
+/** What the store holds in this process's memory, for /metrics. */
+export interface StoreMemory {
+  /** Bytes the backend has allocated for data, indexes and queries. */
+  usedBytes: number;
+  /** Its limit, or null for none. */
+  limitBytes: number | null;
+  /** Bytes spilled to temporary files past the limit. */
+  spilledBytes: number;
+}
+
 /** Calls encoded for one backend's bulk append, one at a time as they are metered. */
 export interface CallBatch {
   readonly rows: number;
@@ -178,6 +188,7 @@ export interface CallBatch {
 /** One interface for every backend. The same contract suite runs against each adapter. */
 export interface Store {
   readonly info: StoreInfo;
+  memory(): Promise<StoreMemory>;
   /** Applies pending migrations; safe to call on every start. */
   migrate(): Promise<void>;
   close(): Promise<void>;
@@ -185,7 +196,6 @@ export interface Store {
   /** Writes calls and task events in one transaction, idempotent by (tenant, id). Resolves only
    * once the rows are committed. */
   ingest(batch: IngestBatch): Promise<WriteResult>;
-  /** Newest first (time desc, then id desc), keyset-paged; at most 1000 rows a page. */
   /** Appends freshly made calls (the gateway's metering) as cheaply for the caller as the backend
    * allows; idempotent like ingest (a retried batch counts its rows as duplicates). */
   appendCalls(calls: CallRecord[]): Promise<WriteResult>;
@@ -194,6 +204,7 @@ export interface Store {
   newCallBatch(): CallBatch;
   /** Appends a batch from newCallBatch, as appendCalls would its calls. */
   appendCallBatch(batch: CallBatch): Promise<WriteResult>;
+  /** Newest first (time desc, then id desc), keyset-paged; at most 1000 rows a page. */
   listCalls(query: CallQuery): Promise<Page<CallRecord>>;
   getCall(tenant: string, id: string): Promise<CallRecord | null>;
   /** In time order (then id). */

@@ -103,5 +103,9 @@ describe('POST /v1/events', () => {
     expect(m.body).toMatch(/tally_ingest_events_accepted_total\{kind="call"\} 1/);
     expect(m.body).toMatch(/tally_ingest_events_rejected_total 1/);
     expect(m.body).toMatch(/tally_http_requests_total\{route="\/v1\/events",status="200"\} 1/);
+    // The store's memory, read from DuckDB at the scrape.
+    const used = /tally_store_memory_bytes\{kind="used"\} (\d+)/.exec(m.body);
+    expect(Number(used?.[1])).toBeGreaterThan(0);
+    expect(m.body).toMatch(/tally_store_memory_bytes\{kind="spilled"\} 0/);
   });
 });

@@ -9,6 +9,15 @@ export function lifecycleCases(ctx: ContractContext): void {
     expect(['duckdb', 'postgres']).toContain(ctx.store.info.kind);
   });
 
+  it('reports the memory it holds', async () => {
+    const tenant = newTenant();
+    await ctx.store.ingest({ calls: [makeCall(tenant, 'm1')], tasks: [] });
+    const m = await ctx.store.memory();
+    expect(m.usedBytes).toBeGreaterThan(0);
+    expect(m.spilledBytes).toBeGreaterThanOrEqual(0);
+    if (m.limitBytes !== null) expect(m.limitBytes).toBeGreaterThan(0);
+  });
+
   it('migrate() is idempotent and keeps the data', async () => {
     const tenant = newTenant();
     await ctx.store.ingest({ calls: [makeCall(tenant, 'c1')], tasks: [] });

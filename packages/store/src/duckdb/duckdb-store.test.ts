@@ -102,6 +102,12 @@ describe('DuckDB store under a memory limit', () => {
       }
       expect(await store.counts(tenant)).toEqual({ calls: BATCHES * ROWS, task_events: 0 });
       expect(await store.getCall(tenant, 'c-29-4999')).toEqual(callsOf(tenant, 29)[4999]);
+      // The rows past the limit went to temporary files, and what stays in memory is under it.
+      const memory = await store.memory();
+      expect(memory.limitBytes).toBeGreaterThan(60e6);
+      expect(memory.limitBytes).toBeLessThanOrEqual(64e6);
+      expect(memory.spilledBytes).toBeGreaterThan(0);
+      expect(memory.usedBytes).toBeLessThanOrEqual(memory.limitBytes!);
       // A batch sent again is still recognised as stored.
       const again = store.newCallBatch();
       for (const c of callsOf(tenant, 3)) again.add(c);

@@ -6,6 +6,7 @@ import {
   TallyError,
   type TaskEventRecord,
 } from '@tally/core';
+import { parseSize } from '../memory-limit.js';
 import { applyMigrations, type MigrationDriver } from '../migrate.js';
 import { DUCKDB_DIALECT } from '../schema.js';
 import type {
@@ -22,6 +23,7 @@ import type {
   SpendRow,
   Store,
   StoreInfo,
+  StoreMemory,
   UseCaseRecord,
   WriteResult,
 } from '../store.js';
@@ -89,6 +91,24 @@ class DuckDbStore implements Store {
 
   get info(): StoreInfo {
     return { kind: 'duckdb', schemaVersion: this.schemaVersion, location: this.db.location };
+  }
+
+  async memory(): Promise<StoreMemory> {
+    const rows = await this.db.read((conn) =>
+      queryRows(
+        conn,
+        `SELECT COALESCE(sum(memory_usage_bytes), 0)::BIGINT AS used,
+                COALESCE(sum(temporary_storage_bytes), 0)::BIGINT AS spilled,
+                current_setting('memory_limit') AS lim
+         FROM duckdb_memory()`,
+      ),
+    );
+    const r = rows[0] ?? {};
+    return {
+      usedBytes: num(r, 'used'),
+      limitBytes: parseSize(String(r['lim'] ?? '')),
+      spilledBytes: num(r, 'spilled'),
+    };
   }
 
   async migrate(): Promise<void> {
