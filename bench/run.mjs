@@ -104,7 +104,7 @@ if (want('store-memory')) {
   sections.push(
     `### The embedded store's memory as metered calls accumulate, ${date}\n\n` +
       `${r.calls.toLocaleString('en-US')} gateway calls appended in the metering sink's batches of 5,000, one process per setting; ` +
-      `anonymous RSS after a full GC, and the process's CPU a call. Baseline: no memory limit, in the same run.\n\n${t}`,
+      `anonymous RSS after a full GC, and the process's CPU a call. Baseline: no memory limit and a checkpoint per 256 MB of log (the store before 2026-12-02), in the same run.\n\n${t}`,
   );
 }
 

@@ -95,16 +95,18 @@ export const configSchema = z
         kind: z.enum(['duckdb']).default('duckdb'),
         /** DuckDB file; defaults to <data_dir>/tally.duckdb. ':memory:' keeps nothing. */
         path: z.string().optional(),
-        /** DuckDB memory_limit; it spills to disk beyond it, and checkpoints at a quarter of it. */
+        /** DuckDB memory_limit; it spills to disk beyond it, and checkpoints at a quarter of it.
+         * Unset, DuckDB's own (80% of RAM): a query that runs out of memory next to the metering's
+         * writes can leave DuckDB 1.5 unable to write (BENCHMARKS.md, 2026-12-02). */
         memory_limit: z
           .string()
           .regex(/^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$/i)
           .refine((v) => (parseSize(v) ?? 0) >= MIN_MEMORY_LIMIT_BYTES, 'must be at least 64MB')
-          .default('256MB'),
+          .optional(),
         threads: z.number().int().positive().optional(),
       })
       .strict()
-      .default({ kind: 'duckdb', memory_limit: '256MB' }),
+      .default({ kind: 'duckdb' }),
     ingest: z
       .object({
         max_batch: z.number().int().min(1).max(1000).default(1000),

@@ -157,8 +157,8 @@ describe('DuckDB store under a memory limit', () => {
     expect(checkpointThresholdFor('200MB')).toBe('47MB');
     expect(checkpointThresholdFor('8MB')).toBe('4MB');
     expect(checkpointThresholdFor('64GB')).toBe('256MB');
-    expect(checkpointThresholdFor(undefined)).toBe('256MB');
-    expect(checkpointThresholdFor('lots')).toBe('256MB');
+    expect(checkpointThresholdFor(undefined)).toBe('64MB');
+    expect(checkpointThresholdFor('lots')).toBe('64MB');
   });
 });
 
