@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import type { CallRecord } from '@tally/core';
 import type { CallBatch, WriteResult } from '../store.js';
 import { TextBuffer } from '../text-buffer.js';
-import type { DuckDbDatabase } from './duckdb-database.js';
+import { type DuckDbDatabase, isDuplicateKey } from './duckdb-database.js';
 import { inTransaction } from './duckdb-sql.js';
 
 /** The calls table's columns in the order of the CSV's fields, the type read_csv reads each as,
@@ -132,17 +132,25 @@ export async function appendCallBatch(db: DuckDbDatabase, batch: CsvCallBatch): 
       );
       return { inserted: batch.rows, duplicates: 0 };
     } catch {
-      const inserted = await db.write((conn) =>
-        inTransaction(conn, async () => {
-          const r = await conn.run(
-            `INSERT INTO calls SELECT ${SELECT} FROM (SELECT DISTINCT ON (tenant, id) * FROM ${source}) s ` +
-              'WHERE NOT EXISTS (SELECT 1 FROM calls c WHERE c.tenant = s.tenant AND c.id = s.id)',
-          );
-          if (batch.withTasks) await conn.run(dirty);
-          return r.rowsChanged;
-        }),
-      );
-      return { inserted, duplicates: batch.rows - inserted };
+      try {
+        const inserted = await db.write((conn) =>
+          inTransaction(conn, async () => {
+            const r = await conn.run(
+              `INSERT INTO calls SELECT ${SELECT} FROM (SELECT DISTINCT ON (tenant, id) * FROM ${source}) s ` +
+                'WHERE NOT EXISTS (SELECT 1 FROM calls c WHERE c.tenant = s.tenant AND c.id = s.id)',
+            );
+            if (batch.withTasks) await conn.run(dirty);
+            return r.rowsChanged;
+          }),
+        );
+        return { inserted, duplicates: batch.rows - inserted };
+      } catch (err) {
+        // These rows were filtered against the table and each other: a duplicate here is an id
+        // that a failed commit left in the index. Reopening rebuilds it, and the batch's retry
+        // then goes in.
+        if (isDuplicateKey(err)) await db.recover();
+        throw err;
+      }
     }
   } finally {
     await unlink(file).catch(() => undefined);

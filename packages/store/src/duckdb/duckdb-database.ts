@@ -9,6 +9,23 @@ import { SerialLock } from './serial-lock.js';
  * is per process), so a second open of the same file is refused. */
 const openFiles = new Set<string>();
 
+/** DuckDB's errors for a state that only reopening the database clears: it has invalidated the
+ * database, or the writer connection is stuck in a transaction its ROLLBACK did not end. Both
+ * follow failures such as a commit that ran out of memory, and every later statement fails. */
+export function needsReopening(err: unknown): boolean {
+  const message = (err as { message?: unknown } | null)?.message;
+  return (
+    typeof message === 'string' &&
+    (message.includes('database has been invalidated') || message.includes('Current transaction is aborted'))
+  );
+}
+
+/** A primary-key violation, where the caller has ruled out a real duplicate. */
+export function isDuplicateKey(err: unknown): boolean {
+  const message = (err as { message?: unknown } | null)?.message;
+  return typeof message === 'string' && message.includes('Duplicate key');
+}
+
 interface Lane {
   conn: DuckDBConnection;
   lock: SerialLock;
@@ -20,11 +37,20 @@ export class DuckDbDatabase {
   private closing: Promise<void> | null = null;
   private nextReader = 0;
 
+  /** Runs after the database was reopened (the old connections, and whatever was bound to
+   * them, such as appenders, are gone). */
+  onReopen: () => void = () => undefined;
+  /** How many times the database was reopened after DuckDB invalidated it. */
+  reopened = 0;
+  /** Set while the instance is closed for a reopen, and after a reopen that failed. */
+  private needsReopen = false;
+
   private constructor(
     readonly location: string,
-    private readonly instance: DuckDBInstance,
+    private instance: DuckDBInstance,
     private readonly writer: Lane,
     private readonly readers: Lane[],
+    private readonly settings: Record<string, string>,
   ) {}
 
   /** `path` is ':memory:' or a file, whose folder is created when missing. */
@@ -56,15 +82,13 @@ export class DuckDbDatabase {
     }
     try {
       if (file) mkdirSync(dirname(location), { recursive: true });
-      const instance = await DuckDBInstance.create(location, {
-        checkpoint_threshold: checkpointThresholdFor(settings['memory_limit']),
-        ...settings,
-      });
+      const all = { checkpoint_threshold: checkpointThresholdFor(settings['memory_limit']), ...settings };
+      const instance = await DuckDBInstance.create(location, all);
       const lane = async (): Promise<Lane> => ({ conn: await instance.connect(), lock: new SerialLock() });
       const writer = await lane();
       const readers: Lane[] = [];
       for (let i = 0; i < readerCount; i++) readers.push(await lane());
-      return new DuckDbDatabase(location, instance, writer, readers);
+      return new DuckDbDatabase(location, instance, writer, readers, all);
     } catch (err) {
       openFiles.delete(location);
       throw new TallyError(
@@ -77,12 +101,70 @@ export class DuckDbDatabase {
   /** Runs a task on the writer connection, after every write asked for before it. */
   async write<T>(task: (conn: DuckDBConnection) => Promise<T>): Promise<T> {
     this.assertOpen();
-    return this.writer.lock.run(() => task(this.writer.conn));
+    return this.writeAccepted(task);
   }
 
   /** Like write, also while closing: for work accepted before close() that continues later. */
   writeAccepted<T>(task: (conn: DuckDBConnection) => Promise<T>): Promise<T> {
-    return this.writer.lock.run(() => task(this.writer.conn));
+    return this.writer.lock.run(async () => {
+      if (this.needsReopen) await this.reopen();
+      try {
+        return await task(this.writer.conn);
+      } catch (err) {
+        // What was committed is in the file and its log: reopening gets it back, and the failed
+        // write, which never committed, is the caller's to retry.
+        if (needsReopening(err) && this.canReopen()) await this.reopen();
+        throw err;
+      }
+    });
+  }
+
+  /**
+   * Reopens the database after the writes queued before this call, for a caller that has seen a
+   * state only reopening clears: a primary-key violation on rows it had filtered against the table
+   * means a failed commit left its ids in the index. (An in-memory database cannot be reopened.)
+   */
+  async recover(): Promise<void> {
+    if (!this.canReopen()) return;
+    await this.writer.lock.run(() => this.reopen());
+  }
+
+  private canReopen(): boolean {
+    return this.location !== ':memory:' && this.closing === null;
+  }
+
+  /** Closes and reopens the instance, inside the writer's lock and holding every reader's. */
+  private async reopen(): Promise<void> {
+    const releases = await Promise.all(
+      this.readers.map(
+        (l) =>
+          new Promise<() => void>((acquired) => {
+            void l.lock.run(() => new Promise<void>((release) => acquired(release)));
+          }),
+      ),
+    );
+    this.needsReopen = true;
+    try {
+      for (const l of [this.writer, ...this.readers]) {
+        try {
+          l.conn.closeSync();
+        } catch {
+          // An invalidated connection may refuse even to close; the instance goes with it.
+        }
+      }
+      try {
+        this.instance.closeSync();
+      } catch {
+        // As above.
+      }
+      this.instance = await DuckDBInstance.create(this.location, this.settings);
+      for (const l of [this.writer, ...this.readers]) l.conn = await this.instance.connect();
+      this.needsReopen = false;
+      this.reopened++;
+      this.onReopen();
+    } finally {
+      for (const release of releases) release();
+    }
   }
 
   /** Runs a read on one of the reader connections (each runs one statement at a time). */

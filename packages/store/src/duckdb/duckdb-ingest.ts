@@ -10,7 +10,7 @@ import {
 } from '../ingest-plan.js';
 import type { IngestBatch, WriteResult } from '../store.js';
 import { TableAppender } from './duckdb-appender.js';
-import type { DuckDbDatabase } from './duckdb-database.js';
+import { type DuckDbDatabase, isDuplicateKey } from './duckdb-database.js';
 import {
   CALL_COLUMNS,
   DIRTY_COLUMNS,
@@ -111,13 +111,19 @@ export class DuckDbIngestWriter {
       });
       return;
     }
+    let stale = false;
     for (const p of group) {
       try {
         p.resolve(await this.insertOne(conn, p.batch));
       } catch (err) {
+        // ON CONFLICT DO NOTHING cannot raise a duplicate: one here is an id that a failed commit
+        // left in the index.
+        if (isDuplicateKey(err)) stale = true;
         p.reject(err);
       }
     }
+    // Reopening rebuilds the index, once this drain has let go of the writer; the retries go in.
+    if (stale) void this.db.recover().catch(() => undefined);
   }
 
   private takeGroup(): Pending[] {

@@ -6,6 +6,8 @@ import { makeBareCall, makeCall, makeTask, newTenant, T0 } from '../contract/fix
 import { runStoreContract } from '../contract.js';
 import { checkpointThresholdFor, parseSize } from '../memory-limit.js';
 import type { Store } from '../store.js';
+import { DuckDbDatabase } from './duckdb-database.js';
+import { DuckDbIngestWriter } from './duckdb-ingest.js';
 import { createDuckDbStore } from './duckdb-store.js';
 
 runStoreContract('duckdb', () => createDuckDbStore({ path: ':memory:' }));
@@ -61,6 +63,64 @@ describe('DuckDB store on a file', () => {
     if (existsSync(`${path}.wal`)) copyFileSync(`${path}.wal`, `${crashed}.wal`);
     const recovered = await openStore(crashed);
     expect(await recovered.counts(tenant)).toEqual({ calls: 2, task_events: 0 });
+  });
+
+  it('reopens a database DuckDB has invalidated, keeping what was committed', async () => {
+    const path = join(dir, 'tally.duckdb');
+    const tenant = newTenant();
+    await (await openStore(path)).close();
+    open.length = 0;
+    const db = await DuckDbDatabase.open(path);
+    try {
+      const writer = new DuckDbIngestWriter(db);
+      db.onReopen = () => writer.reset();
+      const count = () =>
+        db.read(async (c) => Number((await c.runAndReadAll('SELECT count(*) FROM calls')).getRows()[0]![0]));
+      expect(await writer.ingest({ calls: [makeCall(tenant, 'a')], tasks: [] })).toEqual({
+        inserted: 1,
+        duplicates: 0,
+      });
+      // The error DuckDB gives for every statement once it has invalidated the database (after a
+      // commit that ran out of memory, for one). The write fails; the database is reopened.
+      const invalidated =
+        'FATAL Error: Failed: database has been invalidated because of a previous fatal error.';
+      const read = count();
+      await expect(
+        db.write(async () => {
+          throw new Error(invalidated);
+        }),
+      ).rejects.toThrow(/invalidated/);
+      expect(db.reopened).toBe(1);
+      expect(await read).toBe(1);
+      // Writes work again, the ingest writer's appenders made anew on the new connection.
+      expect(
+        await writer.ingest({ calls: [makeCall(tenant, 'a'), makeCall(tenant, 'b')], tasks: [] }),
+      ).toEqual({
+        inserted: 1,
+        duplicates: 1,
+      });
+      expect(await count()).toBe(2);
+      // Any other error leaves the database as it is.
+      await expect(
+        db.write(async () => {
+          throw new Error('Constraint Error: something else');
+        }),
+      ).rejects.toThrow(/something else/);
+      expect(db.reopened).toBe(1);
+      // A connection stuck in a transaction its ROLLBACK did not end is reopened too.
+      await expect(
+        db.write(async () => {
+          throw new Error('TransactionContext Error: Current transaction is aborted (please ROLLBACK)');
+        }),
+      ).rejects.toThrow(/aborted/);
+      expect(db.reopened).toBe(2);
+      // And a caller that saw a stale index asks for it.
+      await db.recover();
+      expect(db.reopened).toBe(3);
+      expect(await count()).toBe(2);
+    } finally {
+      await db.close(() => undefined);
+    }
   });
 
   it('refuses to open a file that is already open in this process', async () => {

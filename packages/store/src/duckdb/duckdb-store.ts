@@ -87,6 +87,8 @@ class DuckDbStore implements Store {
   ) {
     this.schemaVersion = schemaVersion;
     this.writer = new DuckDbIngestWriter(db);
+    // The ingest writer's appenders belong to the connections a reopen closed.
+    db.onReopen = () => this.writer.reset();
   }
 
   get info(): StoreInfo {
