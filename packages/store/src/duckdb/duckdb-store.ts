@@ -108,7 +108,8 @@ class DuckDbStore implements Store {
     const r = rows[0] ?? {};
     return {
       usedBytes: num(r, 'used'),
-      limitBytes: parseSize(String(r['lim'] ?? '')),
+      // DuckDB shows its limit rounded, e.g. '18.7 GiB'.
+      limitBytes: ((b) => (b === null ? null : Math.round(b)))(parseSize(String(r['lim'] ?? ''))),
       spilledBytes: num(r, 'spilled'),
     };
   }
