@@ -40,7 +40,7 @@ export class DuckDbDatabase {
   /** Runs after the database was reopened (the old connections, and whatever was bound to
    * them, such as appenders, are gone). */
   onReopen: () => void = () => undefined;
-  /** How many times the database was reopened after DuckDB invalidated it. */
+  /** How many times the database was reopened to clear a failed state (see needsReopening). */
   reopened = 0;
   /** Set while the instance is closed for a reopen, and after a reopen that failed. */
   private needsReopen = false;
@@ -170,6 +170,12 @@ export class DuckDbDatabase {
   /** Runs a read on one of the reader connections (each runs one statement at a time). */
   async read<T>(task: (conn: DuckDBConnection) => Promise<T>): Promise<T> {
     this.assertOpen();
+    // After a reopen that failed, the connections are closed: the next reader tries again.
+    if (this.needsReopen) {
+      await this.writer.lock.run(async () => {
+        if (this.needsReopen) await this.reopen();
+      });
+    }
     const lane = this.readers[this.nextReader++ % this.readers.length] ?? this.writer;
     return lane.lock.run(() => task(lane.conn));
   }
