@@ -1,4 +1,4 @@
-import { MIN_MEMORY_LIMIT_BYTES, parseSize } from '@tally/store';
+import { memoryLimitProblem } from '@tally/store';
 import { z } from 'zod';
 
 const decimal = z.string().regex(/^\d+(\.\d+)?$/, 'must be a decimal string such as "2.5"');
@@ -101,7 +101,10 @@ export const configSchema = z
         memory_limit: z
           .string()
           .regex(/^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$/i)
-          .refine((v) => (parseSize(v) ?? 0) >= MIN_MEMORY_LIMIT_BYTES, 'must be at least 64MB')
+          .superRefine((v, ctx) => {
+            const problem = memoryLimitProblem(v);
+            if (problem) ctx.addIssue({ code: 'custom', message: problem });
+          })
           .optional(),
         threads: z.number().int().positive().optional(),
       })

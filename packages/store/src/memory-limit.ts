@@ -34,7 +34,13 @@ export function parseSize(text: string): number | null {
  * want of memory, and a commit that fails that way leaves the primary key's index holding the ids
  * it rolled back: those calls could never be stored. 48 MB held for a million calls; this keeps a
  * margin above it. */
-export const MIN_MEMORY_LIMIT_BYTES = 64e6;
+const MIN_MEMORY_LIMIT_BYTES = 64e6;
+
+/** Why a memory limit cannot be used, or null if it can. */
+export function memoryLimitProblem(limit: string): string | null {
+  const bytes = parseSize(limit);
+  return bytes === null || bytes < MIN_MEMORY_LIMIT_BYTES ? 'must be a size of at least 64MB' : null;
+}
 
 /**
  * The checkpoint threshold under a memory limit. Rows appended since the last checkpoint are held

@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { TallyError } from '@tally/core';
-import { checkpointThresholdFor, MIN_MEMORY_LIMIT_BYTES, parseSize } from '../memory-limit.js';
+import { checkpointThresholdFor, memoryLimitProblem } from '../memory-limit.js';
 import { SerialLock } from './serial-lock.js';
 
 /** Two DuckDB instances on one file in one process would each believe they own it (the file lock
@@ -13,17 +13,20 @@ const openFiles = new Set<string>();
  * database, or the writer connection is stuck in a transaction its ROLLBACK did not end. Both
  * follow failures such as a commit that ran out of memory, and every later statement fails. */
 export function needsReopening(err: unknown): boolean {
-  const message = (err as { message?: unknown } | null)?.message;
+  const message = messageOf(err);
   return (
-    typeof message === 'string' &&
-    (message.includes('database has been invalidated') || message.includes('Current transaction is aborted'))
+    message.includes('database has been invalidated') || message.includes('Current transaction is aborted')
   );
 }
 
 /** A primary-key violation, where the caller has ruled out a real duplicate. */
 export function isDuplicateKey(err: unknown): boolean {
+  return messageOf(err).includes('Duplicate key');
+}
+
+function messageOf(err: unknown): string {
   const message = (err as { message?: unknown } | null)?.message;
-  return typeof message === 'string' && message.includes('Duplicate key');
+  return typeof message === 'string' ? message : '';
 }
 
 interface Lane {
@@ -60,14 +63,12 @@ export class DuckDbDatabase {
     settings: Record<string, string> = {},
   ): Promise<DuckDbDatabase> {
     const limit = settings['memory_limit'];
-    if (limit !== undefined) {
-      const bytes = parseSize(limit);
-      if (bytes === null || bytes < MIN_MEMORY_LIMIT_BYTES) {
-        throw new TallyError(
-          'config_invalid',
-          `The store's memory limit must be a size of at least 64MB, such as '256MB'; got '${limit}'.`,
-        );
-      }
+    const problem = limit === undefined ? null : memoryLimitProblem(limit);
+    if (problem !== null) {
+      throw new TallyError(
+        'config_invalid',
+        `The store's memory limit ${problem}, such as '256MB'; got '${limit}'.`,
+      );
     }
     const location = path === ':memory:' ? path : resolve(path);
     const file = location !== ':memory:';

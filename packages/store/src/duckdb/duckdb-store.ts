@@ -42,8 +42,8 @@ import { num } from './duckdb-values.js';
 export interface DuckDbStoreOptions {
   /** ':memory:' (for tests), or a file path; its folder is created when missing. */
   path: string;
-  /** DuckDB's memory_limit, e.g. '256MB' (its default is 80% of RAM). Rows not yet checkpointed
-   * cannot be evicted, so with a limit the store checkpoints at a quarter of it. */
+  /** DuckDB's memory_limit, e.g. '256MB' (its default is 80% of RAM); at least 64MB. With a limit
+   * the store checkpoints at a quarter of it (checkpointThresholdFor). */
   memoryLimit?: string | undefined;
   /** How much write-ahead log starts a checkpoint, e.g. '64MB' (see checkpointThresholdFor). */
   checkpointThreshold?: string | undefined;
@@ -106,10 +106,11 @@ class DuckDbStore implements Store {
       ),
     );
     const r = rows[0] ?? {};
+    // DuckDB shows its limit rounded, e.g. '18.7 GiB'.
+    const limit = parseSize(String(r['lim'] ?? ''));
     return {
       usedBytes: num(r, 'used'),
-      // DuckDB shows its limit rounded, e.g. '18.7 GiB'.
-      limitBytes: ((b) => (b === null ? null : Math.round(b)))(parseSize(String(r['lim'] ?? ''))),
+      limitBytes: limit === null ? null : Math.round(limit),
       spilledBytes: num(r, 'spilled'),
     };
   }
