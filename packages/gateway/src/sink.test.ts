@@ -1,6 +1,10 @@
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
 import type { CallRecord } from '@tally/core';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { BatchingSink, RecordChunk, recordSink } from './sink.js';
+import { ChunkSpool, type SpoolCodec } from './spool.js';
 
 const rec = (i: number) => ({ id: `c-${i}` }) as CallRecord;
 
@@ -114,5 +118,131 @@ describe('BatchingSink', () => {
     await sink.close();
     expect(texts).toEqual(['c-0\nc-1\n', 'c-2\nc-3\n', 'c-4\n']);
     expect(sink.pending).toBe(0);
+  });
+});
+
+describe('BatchingSink with a spool', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(os.tmpdir(), 'tally-spool-'));
+  });
+  afterEach(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const lines: SpoolCodec<RecordChunk> = {
+    format: 'test-lines',
+    bytes: (c) => Buffer.from(c.records.map((r) => r.id).join('\n')),
+    restore: (bytes, rows) => {
+      const c = new RecordChunk();
+      for (const id of bytes.toString('utf8').split('\n')) c.add({ id } as CallRecord);
+      expect(c.rows).toBe(rows);
+      return c;
+    },
+  };
+  const until = async (ok: () => boolean, ms = 5000) => {
+    const end = Date.now() + ms;
+    while (!ok()) {
+      if (Date.now() > end) throw new Error('timed out');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+
+  it('keeps a chunk that keeps failing on disk, lets the next one by, and writes it once the store is back', async () => {
+    const written: string[] = [];
+    let down = true;
+    const spool = new ChunkSpool(dir, lines);
+    const sink = new BatchingSink({
+      newChunk: () => new RecordChunk(),
+      maxBatch: 2,
+      intervalMs: 5,
+      spool,
+      spoolAfter: 2,
+      replayMs: 20,
+      write: async (c) => {
+        if (down) throw new Error('store down');
+        written.push(...c.records.map((r) => r.id));
+      },
+    });
+    sink.write(rec(0));
+    sink.write(rec(1));
+    // Two failed tries (the second 100 ms after the first), then the chunk is on disk.
+    await until(() => sink.spooled === 2);
+    expect(sink.pending).toBe(0);
+    expect(sink.failing).toBe(2);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.calls'))).toHaveLength(1);
+    down = false;
+    sink.write(rec(2));
+    await until(() => written.length === 3 && sink.spooled === 0);
+    // The live call first, then the spooled ones, each once; the file is gone.
+    expect(written).toEqual(['c-2', 'c-0', 'c-1']);
+    expect(sink.spooled).toBe(0);
+    expect(readdirSync(dir)).toEqual([]);
+    await sink.close();
+    expect(sink.dropped).toBe(0);
+  });
+
+  it('spools past maxBuffered and at a shutdown with the store down; the next process writes it all', async () => {
+    const sink = new BatchingSink({
+      newChunk: () => new RecordChunk(),
+      maxBatch: 2,
+      maxBuffered: 3,
+      intervalMs: 1000,
+      spool: new ChunkSpool(dir, lines),
+      write: async () => {
+        throw new Error('store down');
+      },
+    });
+    for (let i = 0; i < 5; i++) sink.write(rec(i));
+    await sink.close();
+    expect(sink.dropped).toBe(0);
+    expect(sink.pending).toBe(0);
+    expect(sink.spooled).toBe(5);
+
+    // A new process (a new spool on the same directory) finds the files and writes them.
+    const written: string[] = [];
+    const next = new BatchingSink({
+      newChunk: () => new RecordChunk(),
+      spool: new ChunkSpool(dir, lines),
+      replayMs: 10,
+      write: async (c) => {
+        written.push(...c.records.map((r) => r.id));
+      },
+    });
+    await until(() => written.length === 5 && next.spooled === 0);
+    expect(written.sort()).toEqual(['c-0', 'c-1', 'c-2', 'c-3', 'c-4']);
+    await next.close();
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('a file the store refuses waits its turn again later, and the others go by it', async () => {
+    const spool = new ChunkSpool(dir, lines);
+    for (const ids of [['bad'], ['c-1', 'c-2']]) {
+      const c = new RecordChunk();
+      for (const id of ids) c.add({ id } as CallRecord);
+      await spool.save(c);
+    }
+    const written: string[] = [];
+    let refused = 0;
+    const sink = new BatchingSink({
+      newChunk: () => new RecordChunk(),
+      spool,
+      replayMs: 10,
+      write: async (c) => {
+        if (c.records.some((r) => r.id === 'bad')) {
+          refused++;
+          throw new Error('refused');
+        }
+        written.push(...c.records.map((r) => r.id));
+      },
+    });
+    // Written, and its file gone once the write is through.
+    await until(() => written.length === 2 && sink.spooled === 1);
+    expect(refused).toBe(1);
+    // Still on disk, not lost, and not tried again at once (1 s back-off).
+    await new Promise((r) => setTimeout(r, 200));
+    expect(refused).toBe(1);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.calls'))).toHaveLength(1);
+    await sink.close();
   });
 });

@@ -1,4 +1,5 @@
 import type { CallRecord } from '@tally/core';
+import type { ChunkSpool } from './spool.js';
 import type { Sink } from './types.js';
 
 /**
@@ -35,14 +36,23 @@ export interface BatchingSinkOptions<C extends SinkChunk> {
   maxBatch?: number;
   /** ...or after this long. */
   intervalMs?: number;
-  /** Records kept while the writer fails; past this, the oldest chunks are dropped and counted. */
+  /** Records kept in memory while the writer fails; past this, the oldest chunks go to the
+   * spool (or, with none, are dropped and counted). */
   maxBuffered?: number;
+  /** Where chunks that cannot be written are kept on disk, and written from later. */
+  spool?: ChunkSpool<C>;
+  /** Failed writes in a row after which a chunk goes to the spool rather than back in line. */
+  spoolAfter?: number;
+  /** How often the spool is looked at while no calls wait in memory (ms). */
+  replayMs?: number;
   onError?: (err: unknown, pending: number) => void;
 }
 
 /**
  * Metering off the hot path: write() only adds the record to a chunk; chunks go to the store on a
  * timer or when full, one write at a time, retried with backoff while the store is unavailable.
+ * With a spool, a chunk that keeps failing (or that memory has no room for, or that is left at
+ * shutdown) is kept on disk, and the spool's files are written whenever no calls wait in memory.
  */
 export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
   /** Oldest first; the last one takes new records until it is full. */
@@ -52,9 +62,17 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
   private writing: Promise<void> | null = null;
   private failures = 0;
   private closed = false;
+  private readonly spilling = new Set<Promise<void>>();
+  private readonly replayTimer: NodeJS.Timeout | null = null;
+  /** Records lost: past the buffer with no spool, or when the spool could not keep them. */
   dropped = 0;
 
-  constructor(private readonly opts: BatchingSinkOptions<C>) {}
+  constructor(private readonly opts: BatchingSinkOptions<C>) {
+    if (opts.spool) {
+      this.replayTimer = setInterval(() => this.replay(), opts.replayMs ?? 1000);
+      this.replayTimer.unref();
+    }
+  }
 
   private get maxBatch(): number {
     return this.opts.maxBatch ?? 500;
@@ -71,16 +89,46 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
     const max = this.opts.maxBuffered ?? 200_000;
     while (this.rows > max && this.chunks.length > 1) {
       const old = this.chunks.shift()!;
-      this.dropped += old.rows;
       this.rows -= old.rows;
+      if (this.opts.spool) this.spill(old);
+      else this.dropped += old.rows;
     }
     if (this.rows >= this.maxBatch) this.kick(0);
     else this.kick(this.opts.intervalMs ?? 200);
   }
 
-  /** Records waiting to be written (not counting a write under way). */
+  /** Records waiting in memory to be written (not counting a write under way). */
   get pending(): number {
     return this.rows;
+  }
+
+  /** Records kept in the spool's files. */
+  get spooled(): number {
+    return this.opts.spool?.rows ?? 0;
+  }
+
+  /** Failed writes in a row (0 once a write succeeds). */
+  get failing(): number {
+    return this.failures;
+  }
+
+  /** Keeps a chunk in the spool; false (and the error reported) if it could not. */
+  private async keep(chunk: C): Promise<boolean> {
+    try {
+      await this.opts.spool!.save(chunk);
+      return true;
+    } catch (err) {
+      this.opts.onError?.(err, this.rows + chunk.rows);
+      return false;
+    }
+  }
+
+  private spill(chunk: C): void {
+    const p = this.keep(chunk).then((ok) => {
+      if (!ok) this.dropped += chunk.rows;
+    });
+    this.spilling.add(p);
+    void p.finally(() => this.spilling.delete(p));
   }
 
   private kick(delay: number): void {
@@ -102,22 +150,29 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
     const chunk = this.chunks.shift();
     if (!chunk) return;
     this.rows -= chunk.rows;
-    this.writing = this.opts
-      .write(chunk)
-      .then(() => {
-        this.failures = 0;
-      })
-      .catch((err: unknown) => {
-        // Keep the chunk, in order, and back off: 100 ms doubling up to 10 s.
-        this.chunks.unshift(chunk);
-        this.rows += chunk.rows;
-        this.failures++;
-        this.opts.onError?.(err, this.rows);
-      })
-      .finally(() => {
-        this.writing = null;
-      });
+    this.writing = this.writeOne(chunk).finally(() => {
+      this.writing = null;
+    });
     await this.writing;
+    this.next();
+  }
+
+  private async writeOne(chunk: C): Promise<void> {
+    try {
+      await this.opts.write(chunk);
+      this.failures = 0;
+    } catch (err) {
+      this.failures++;
+      this.opts.onError?.(err, this.rows + chunk.rows);
+      // After a few tries in a row, the chunk waits on disk, and the next one gets its turn.
+      if (this.opts.spool && this.failures >= (this.opts.spoolAfter ?? 3) && (await this.keep(chunk))) return;
+      // Otherwise it stays first in line, and the next try backs off: 100 ms doubling up to 10 s.
+      this.chunks.unshift(chunk);
+      this.rows += chunk.rows;
+    }
+  }
+
+  private next(): void {
     if (this.rows > 0 && !this.closed) {
       // What arrived during the write waits for a full chunk or the interval: each write has a
       // fixed cost (a transaction, a round trip), so back-to-back small writes cost many times more
@@ -132,13 +187,52 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
     }
   }
 
+  /** Writes spooled files, oldest first, while no calls wait in memory: live calls go first. */
+  private replay(): void {
+    const spool = this.opts.spool;
+    if (!spool || this.writing || this.rows > 0 || this.closed || this.timer) return;
+    this.writing = (async () => {
+      for (let n = 0; n < 10 && this.rows === 0 && !this.closed; n++) {
+        let taken: Awaited<ReturnType<typeof spool.take>>;
+        try {
+          taken = await spool.take();
+        } catch (err) {
+          // The directory cannot be read: reported, and tried again at the next look.
+          this.opts.onError?.(err, this.rows);
+          return;
+        }
+        if (!taken) return;
+        try {
+          await this.opts.write(taken.chunk);
+        } catch (err) {
+          await spool.failed(taken.name);
+          this.opts.onError?.(err, this.rows);
+          return;
+        }
+        await spool.done(taken.name);
+        this.failures = 0;
+      }
+    })().finally(() => {
+      this.writing = null;
+    });
+    void this.writing.then(() => this.next());
+  }
+
   /** Writes what is left (trying a few times), then stops. */
   async close(): Promise<void> {
+    if (this.replayTimer) clearInterval(this.replayTimer);
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     const tries = 5 + this.chunks.length;
     for (let i = 0; this.rows > 0 && i < tries; i++) await this.flush();
     this.closed = true;
+    while (this.writing) await this.writing;
+    // What could not be written is kept on disk for the next start (or lost, with no spool).
+    for (const chunk of this.chunks.splice(0)) {
+      this.rows -= chunk.rows;
+      if (!this.opts.spool || !(await this.keep(chunk))) this.dropped += chunk.rows;
+    }
+    await Promise.all([...this.spilling]);
   }
 }
 

@@ -3,13 +3,14 @@ import { type Clock, type Pricer, systemClock } from '@tally/core';
 import {
   applies,
   BatchingSink,
+  ChunkSpool,
   Gateway,
   MemoryState,
   RedisState,
   type SharedState,
   uuidv7,
 } from '@tally/gateway';
-import type { Store } from '@tally/store';
+import type { CallBatch, Store } from '@tally/store';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import { Authenticator, hashKey } from './auth.js';
 import { AlertService, BudgetCache } from './budgets.js';
@@ -43,6 +44,9 @@ export interface BuildAppOptions {
   state?: SharedState;
   /** The 32-byte key that encrypts provider secrets at rest. */
   secretKey: Buffer;
+  /** Where metered calls that cannot be written yet are kept on disk; none keeps them only in
+   * memory (bounded, the oldest dropped past it). */
+  spoolDir?: string;
 }
 
 export interface TallyApp {
@@ -108,7 +112,14 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
   await app.register(useCaseRoutes, ctx);
   await app.register(scorecardRoutes, ctx);
 
-  const sink = new BatchingSink({
+  const spool = opts.spoolDir
+    ? new ChunkSpool<CallBatch>(opts.spoolDir, {
+        format: store.newCallBatch().format,
+        bytes: (b) => b.bytes,
+        restore: (bytes, rows) => store.restoreCallBatch(store.newCallBatch().format, bytes, rows),
+      })
+    : undefined;
+  const sink = new BatchingSink<CallBatch>({
     // Each call is encoded into the store's bulk format as it is metered.
     newChunk: () => store.newCallBatch(),
     write: async (batch) => {
@@ -120,8 +131,12 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
     // about 2 MB of CSV, outside the heap. Calls show in /v1/calls within a second.
     maxBatch: 5000,
     intervalMs: 1000,
-    onError: (err, pending) => app.log.warn({ err, pending }, 'metering sink write failed; retrying'),
+    ...(spool ? { spool } : {}),
+    onError: (err, pending) =>
+      app.log.warn({ err, pending, spooled: sink.spooled }, 'metering sink write failed; retrying'),
   });
+  metrics.watchSink(sink);
+  ctx.metering = sink;
   gateway = new Gateway({
     config: config.gateway,
     price: opts.price,

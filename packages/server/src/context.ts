@@ -22,4 +22,18 @@ export interface AppContext {
   secrets: SecretBox;
   /** What the analytics say about a use case, for its stage gates. */
   gateEvidence: (useCase: UseCaseRecord) => Promise<GateEvidence>;
+  /** The gateway's metering sink, once it is made. */
+  metering?: MeteringState;
+}
+
+/** Where the gateway's metered calls stand on their way to the store. */
+export interface MeteringState {
+  /** Calls waiting in memory. */
+  readonly pending: number;
+  /** Calls kept on disk after failed writes. */
+  readonly spooled: number;
+  /** Failed writes in a row. */
+  readonly failing: number;
+  /** Calls lost. */
+  readonly dropped: number;
 }

@@ -58,4 +58,35 @@ export class ServerMetrics {
       },
     });
   }
+
+  /** The metering sink: calls waiting in memory and on disk, failed writes in a row, calls lost. */
+  watchSink(sink: { pending: number; spooled: number; failing: number; dropped: number }): void {
+    new Gauge({
+      name: 'tally_metering_calls',
+      help: 'Metered calls not yet in the store: pending in memory, or spooled to disk after failed writes.',
+      labelNames: ['state'] as const,
+      registers: [this.registry],
+      collect() {
+        this.set({ state: 'pending' }, sink.pending);
+        this.set({ state: 'spooled' }, sink.spooled);
+      },
+    });
+    new Gauge({
+      name: 'tally_metering_failed_writes',
+      help: "The metering sink's failed writes in a row (0 once one succeeds).",
+      registers: [this.registry],
+      collect() {
+        this.set(sink.failing);
+      },
+    });
+    new Counter({
+      name: 'tally_metering_dropped_calls_total',
+      help: 'Metered calls lost: neither written nor kept on disk.',
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(sink.dropped);
+      },
+    });
+  }
 }

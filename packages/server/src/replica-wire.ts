@@ -32,17 +32,35 @@ export function callToWire(c: CallRecord): CallWire {
 export class WireCallChunk implements SinkChunk {
   private readonly text = new TextBuffer();
   rows = 0;
+  /** The whole body, for a chunk read back from disk. */
+  private kept: Buffer | null = null;
 
   add(call: CallRecord): void {
+    if (this.kept) throw new Error('a chunk read back from disk takes no more calls');
     this.text.append(`${this.rows === 0 ? '{"calls":[' : ','}${JSON.stringify(callToWire(call))}`);
     this.rows++;
   }
 
   /** The request body: {"calls": [...]}. */
   body(): Buffer {
-    return Buffer.concat([this.rows === 0 ? EMPTY : this.text.bytes, END]);
+    return this.kept ?? Buffer.concat([this.rows === 0 ? EMPTY : this.text.bytes, END]);
+  }
+
+  /** A chunk whose body() is these bytes, as body() gave them before. */
+  static restore(body: Buffer, rows: number): WireCallChunk {
+    const c = new WireCallChunk();
+    c.kept = body;
+    c.rows = rows;
+    return c;
   }
 }
+
+/** How a replica keeps a chunk it could not send, in its spool. */
+export const WIRE_SPOOL_CODEC = {
+  format: 'replica-json-v1',
+  bytes: (c: WireCallChunk) => c.body(),
+  restore: (bytes: Buffer, rows: number) => WireCallChunk.restore(bytes, rows),
+};
 
 const EMPTY = Buffer.from('{"calls":[');
 const END = Buffer.from(']}');

@@ -1,4 +1,7 @@
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import { join } from 'node:path';
 import { chatRecordings, MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
 import OpenAI from 'openai';
 import { request } from 'undici';
@@ -9,6 +12,33 @@ import { callFromWire, callToWire, WireCallChunk } from './replica-wire.js';
 import { ADMIN_KEY, foreignKey, type TestApp, testApp, testCatalog } from './testing/test-app.js';
 
 type Call = Record<string, unknown> & { id: string; cost_usd: string; tokens: Record<string, number> };
+
+/** A replica of the server at `base`, with the mock upstream as its provider, listening. */
+async function startReplica(
+  base: string,
+  upstream: string,
+  cacheMs: number,
+  extra: Pick<Parameters<typeof buildReplica>[0], 'onError' | 'spoolDir'>,
+): Promise<{ replica: GatewayReplica; gw: string }> {
+  const catalog = testCatalog();
+  const replica = await buildReplica({
+    config: configSchema.parse({
+      admin_key: ADMIN_KEY,
+      log_level: 'silent',
+      gateway: {
+        server_url: base,
+        replica_cache_ms: cacheMs,
+        providers: [{ id: 'openai', kind: 'openai', base_url: `${upstream}/v1`, api_key: 'sk-upstream' }],
+      },
+    }),
+    adminKey: ADMIN_KEY,
+    price: (i) => catalog.price(i),
+    priceVersion: catalog.version,
+    ...extra,
+  });
+  await new Promise<void>((r) => replica.server.listen(0, '127.0.0.1', r));
+  return { replica, gw: `http://127.0.0.1:${(replica.server.address() as AddressInfo).port}` };
+}
 
 describe.skipIf(SKIP_WITHOUT_RECORDINGS)('a gateway replica in front of the server', () => {
   const mock = new MockUpstream();
@@ -31,24 +61,9 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('a gateway replica in front of the serv
     });
     key = made.json().key;
     keyId = made.json().id;
-    const catalog = testCatalog();
-    replica = await buildReplica({
-      config: configSchema.parse({
-        admin_key: ADMIN_KEY,
-        log_level: 'silent',
-        gateway: {
-          server_url: base,
-          replica_cache_ms: 300,
-          providers: [{ id: 'openai', kind: 'openai', base_url: `${mock.url}/v1`, api_key: 'sk-upstream' }],
-        },
-      }),
-      adminKey: ADMIN_KEY,
-      price: (i) => catalog.price(i),
-      priceVersion: catalog.version,
+    ({ replica, gw } = await startReplica(base, mock.url, 300, {
       onError: (err, what) => errors.push(`${what}: ${(err as Error).message}`),
-    });
-    await new Promise<void>((r) => replica.server.listen(0, '127.0.0.1', r));
-    gw = `http://127.0.0.1:${(replica.server.address() as AddressInfo).port}`;
+    }));
   });
   afterAll(async () => {
     await replica?.close();
@@ -277,5 +292,62 @@ describe('a gateway replica without a server', () => {
         priceVersion: catalog.version,
       }),
     ).rejects.toMatchObject({ code: 'config_invalid', message: expect.stringContaining('TALLY_SERVER_URL') });
+  });
+});
+
+describe.skipIf(SKIP_WITHOUT_RECORDINGS)('a gateway replica whose server goes away', () => {
+  const mock = new MockUpstream();
+  let t: TestApp;
+  let replica: GatewayReplica;
+  let dir: string;
+
+  beforeAll(async () => {
+    await mock.start();
+    t = await testApp();
+    dir = mkdtempSync(join(os.tmpdir(), 'tally-replica-spool-'));
+  });
+  afterAll(async () => {
+    await replica?.close();
+    await t?.shutdown();
+    await mock.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('keeps its metered calls on disk while the server is down, and sends each once when it is back', async () => {
+    const base = await t.listen();
+    const port = Number(new URL(base).port);
+    const key = (await t.app.inject({ method: 'POST', url: '/v1/keys', headers: t.auth, payload: {} })).json()
+      .key;
+    let gw: string;
+    ({ replica, gw } = await startReplica(base, mock.url, 60_000, { spoolDir: dir }));
+    const openai = new OpenAI({ apiKey: key, baseURL: `${gw}/v1`, maxRetries: 0 });
+    const say = () =>
+      openai.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'Hi' }] });
+    const health = async () =>
+      (await (await request(`${gw}/healthz`)).body.json()) as Record<string, unknown>;
+    const until = async (check: () => Promise<boolean>) => {
+      for (let i = 0; i < 400 && !(await check()); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(await check()).toBe(true);
+    };
+    await say();
+    await replica.gateway.flush();
+    expect((await t.store.counts('default')).calls).toBe(1);
+
+    // The server stops listening; the replica still serves from its cache, and cannot meter.
+    await new Promise<void>((r) => {
+      t.app.server.close(() => r());
+      t.app.server.closeAllConnections();
+    });
+    for (let i = 0; i < 4; i++) await say();
+    void replica.gateway.flush();
+    await until(async () => (await health())['spooled_calls'] === 4);
+    expect(await health()).toMatchObject({ status: 'degraded', pending_calls: 0, dropped_calls: 0 });
+
+    // Back on the same port: the spooled calls arrive, once each.
+    await new Promise<void>((r) => t.app.server.listen(port, '127.0.0.1', () => r()));
+    await until(async () => (await health())['spooled_calls'] === 0);
+    expect((await t.store.counts('default')).calls).toBe(5);
+    expect(await health()).toMatchObject({ status: 'ok', failed_writes: 0 });
+    expect(readdirSync(dir)).toEqual([]);
   });
 });

@@ -5,6 +5,7 @@ import {
   BatchingSink,
   type BudgetAlert,
   type BudgetRule,
+  ChunkSpool,
   Gateway,
   MemoryState,
   type ProviderConfig,
@@ -15,7 +16,13 @@ import {
 } from '@tally/gateway';
 import { Pool } from 'undici';
 import type { TallyConfig } from './config.js';
-import { REPLICA_MAX_BATCH, type RuleWire, ruleFromWire, WireCallChunk } from './replica-wire.js';
+import {
+  REPLICA_MAX_BATCH,
+  type RuleWire,
+  ruleFromWire,
+  WIRE_SPOOL_CODEC,
+  WireCallChunk,
+} from './replica-wire.js';
 
 /** The server's control routes, as a replica calls them with its admin key. */
 export class ControlClient {
@@ -142,6 +149,9 @@ export interface ReplicaOptions {
   clock?: Clock;
   state?: SharedState;
   onError?: (err: unknown, what: string) => void;
+  /** Where metered calls that the server cannot take yet are kept on disk; none keeps them only
+   * in memory (bounded, the oldest dropped past it). */
+  spoolDir?: string;
 }
 
 export interface GatewayReplica {
@@ -188,8 +198,9 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
     () => ttl,
     now,
   );
-  const sink = new BatchingSink({
+  const sink = new BatchingSink<WireCallChunk>({
     newChunk: () => new WireCallChunk(),
+    ...(opts.spoolDir ? { spool: new ChunkSpool(opts.spoolDir, WIRE_SPOOL_CODEC) } : {}),
     write: async (chunk) => {
       await control.writeCalls(chunk);
     },
@@ -233,10 +244,13 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
     const body =
       req.method === 'GET' && req.url === '/healthz'
         ? {
-            status: 'ok',
+            // Metering that fails is "degraded": calls still go through, and wait on disk.
+            status: sink.failing === 0 ? 'ok' : 'degraded',
             role: 'gateway',
             server: serverUrl,
             pending_calls: sink.pending,
+            spooled_calls: sink.spooled,
+            failed_writes: sink.failing,
             dropped_calls: sink.dropped,
             memory: process.memoryUsage(),
           }

@@ -181,7 +181,11 @@ export interface StoreMemory {
 
 /** Calls encoded for one backend's bulk append, one at a time as they are metered. */
 export interface CallBatch {
+  /** Names the encoding, for restoreCallBatch. */
+  readonly format: string;
   readonly rows: number;
+  /** The calls as encoded so far. */
+  readonly bytes: Buffer;
   add(call: CallRecord): void;
 }
 
@@ -204,6 +208,9 @@ export interface Store {
   newCallBatch(): CallBatch;
   /** Appends a batch from newCallBatch, as appendCalls would its calls. */
   appendCallBatch(batch: CallBatch): Promise<WriteResult>;
+  /** A batch again from its format, bytes and rows (as kept on disk by the metering's spool);
+   * `invalid_request` for a format this backend did not write. */
+  restoreCallBatch(format: string, bytes: Buffer, rows: number): CallBatch;
   /** Newest first (time desc, then id desc), keyset-paged; at most 1000 rows a page. */
   listCalls(query: CallQuery): Promise<Page<CallRecord>>;
   getCall(tenant: string, id: string): Promise<CallRecord | null>;

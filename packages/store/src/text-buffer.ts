@@ -7,6 +7,14 @@ export class TextBuffer {
     this.buf = Buffer.allocUnsafe(initialBytes);
   }
 
+  /** A buffer that starts with these bytes (copied). */
+  static of(bytes: Buffer): TextBuffer {
+    const t = new TextBuffer(Math.max(1024, bytes.length));
+    bytes.copy(t.buf);
+    t.at = bytes.length;
+    return t;
+  }
+
   append(text: string): void {
     // A UTF-16 code unit is at most 3 bytes of UTF-8.
     if (this.at + text.length * 3 > this.buf.length) {

@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { TallyError } from '@tally/core';
 import { buildReplica } from '@tally/server/replica';
 import type { Command } from 'commander';
@@ -32,6 +33,8 @@ export function registerGateway(program: Command): void {
         adminKey: config.admin_key,
         price,
         priceVersion: version,
+        // Calls the server cannot take yet wait here, and are sent when it is back.
+        spoolDir: resolve(process.cwd(), config.data_dir, 'spool', 'replica'),
         onError: (err, what) => process.stderr.write(`tally gateway: ${what}: ${(err as Error).message}\n`),
       });
       await new Promise<void>((resolve, reject) => {

@@ -93,6 +93,10 @@ export async function startServer(
     price,
     priceVersion: version,
     secretKey: await secretKey(config, cwd),
+    // Calls the store cannot take yet wait here (not for a store kept only in memory).
+    ...(store.info.location === ':memory:'
+      ? {}
+      : { spoolDir: resolve(cwd, config.data_dir, 'spool', 'server') }),
   });
   const address = await tally.app.listen({ port: config.port, host: config.host });
   // The first budgeted call would otherwise wait for the token counter to load.

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
@@ -51,6 +52,9 @@ const COLUMNS: [name: string, csvType: string, select: string][] = [
 const READ_COLUMNS = `{${COLUMNS.map(([n, t]) => `"${n}": '${t}'`).join(', ')}}`;
 const SELECT = COLUMNS.map(([, , s]) => s).join(', ');
 
+/** Names this CSV layout: a batch kept on disk is read back only under the same columns. */
+export const CSV_BATCH_FORMAT = `duckdb-csv-${createHash('sha256').update(READ_COLUMNS).digest('hex').slice(0, 12)}`;
+
 // Every text value is quoted, with its quotes doubled, so commas, quotes and newlines inside it
 // are its own; an empty unquoted field is NULL (and a quoted empty one the empty string, with
 // allow_quoted_nulls off).
@@ -90,10 +94,18 @@ let seq = 0;
  * buffer then holds bytes, not records that the garbage collector would trace and copy.
  */
 export class CsvCallBatch implements CallBatch {
-  private readonly text = new TextBuffer();
+  readonly format = CSV_BATCH_FORMAT;
+  private readonly text: TextBuffer;
   rows = 0;
   /** Whether any call carries a task (whose rollup it then changes). */
   withTasks = false;
+
+  constructor(bytes?: Buffer, rows = 0) {
+    this.text = bytes ? TextBuffer.of(bytes) : new TextBuffer();
+    this.rows = rows;
+    // A batch read back may carry tasks: its rollups are marked, which costs a pass over it.
+    this.withTasks = bytes !== undefined;
+  }
 
   add(c: CallRecord): void {
     this.text.append(line(c));

@@ -255,9 +255,19 @@ describe('DuckDB metering append', () => {
     expect(await store.appendCallBatch(again)).toEqual({ inserted: 2, duplicates: 2 });
     expect((await store.counts(tenant)).calls).toBe(4);
     expect(await store.getCall(tenant, 'd')).toEqual(makeCall(tenant, 'd'));
-    await expect(store.appendCallBatch({ rows: 0, add: () => undefined })).rejects.toMatchObject({
-      code: 'invalid_request',
-    });
+    await expect(
+      store.appendCallBatch({ format: 'x', rows: 0, bytes: Buffer.alloc(0), add: () => undefined }),
+    ).rejects.toMatchObject({ code: 'invalid_request' });
+    // A batch read back from its bytes (as the metering's spool keeps it) goes in like the first,
+    // counting what is already stored as duplicates; it marks the rollups of its tasks.
+    const kept = store.newCallBatch();
+    for (const c of [makeCall(tenant, 'e', { use_case: 'uc', task_id: 't1' }), calls[0]!]) kept.add(c);
+    const back = store.restoreCallBatch(kept.format, Buffer.from(kept.bytes), kept.rows);
+    expect(await store.appendCallBatch(back)).toEqual({ inserted: 1, duplicates: 1 });
+    expect(await store.getCall(tenant, 'e')).toEqual(makeCall(tenant, 'e', { use_case: 'uc', task_id: 't1' }));
+    expect(() => store.restoreCallBatch('duckdb-csv-000000000000', kept.bytes, 2)).toThrow(
+      expect.objectContaining({ code: 'invalid_request' }),
+    );
     await store.close();
   });
 });

@@ -27,7 +27,7 @@ import type {
   UseCaseRecord,
   WriteResult,
 } from '../store.js';
-import { appendCallBatch, CsvCallBatch } from './duckdb-append-csv.js';
+import { appendCallBatch, CSV_BATCH_FORMAT, CsvCallBatch } from './duckdb-append-csv.js';
 import { auditSums } from './duckdb-audit.js';
 import { COUNTS_SQL, GET_CALL_SQL, listCallsSql, listTaskEventsSql, toPage } from './duckdb-calls.js';
 import { DuckDbDatabase } from './duckdb-database.js';
@@ -139,6 +139,16 @@ class DuckDbStore implements Store {
 
   newCallBatch(): CsvCallBatch {
     return new CsvCallBatch();
+  }
+
+  restoreCallBatch(format: string, bytes: Buffer, rows: number): CsvCallBatch {
+    if (format !== CSV_BATCH_FORMAT) {
+      throw new TallyError(
+        'invalid_request',
+        `A call batch in format ${format} cannot be read by this store, which writes ${CSV_BATCH_FORMAT}.`,
+      );
+    }
+    return new CsvCallBatch(bytes, rows);
   }
 
   async appendCallBatch(batch: CallBatch): Promise<WriteResult> {
