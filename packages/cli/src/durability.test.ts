@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
+import { MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
 import { createDuckDbStore } from '@tally/store';
 import { Pool } from 'undici';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -45,18 +46,22 @@ async function post(pool: Pool, body: string): Promise<number> {
 }
 
 /** Every stored call and task event id, read from the store file while no server holds it. */
-async function storedIds(): Promise<{ calls: string[]; tasks: string[] }> {
-  const store = await createDuckDbStore({ path: join(dir, 'tally.duckdb') });
+async function storedIds(at = dir): Promise<{ calls: string[]; tasks: string[]; users: string[] }> {
+  const store = await createDuckDbStore({ path: join(at, 'tally.duckdb') });
   try {
     const calls: string[] = [];
+    const users: string[] = [];
     let cursor: string | undefined;
     do {
       const page = await store.listCalls({ tenant: 'default', limit: 1000, ...(cursor ? { cursor } : {}) });
-      for (const c of page.rows) calls.push(c.id);
+      for (const c of page.rows) {
+        calls.push(c.id);
+        if (c.user) users.push(c.user);
+      }
       cursor = page.nextCursor ?? undefined;
     } while (cursor);
     const tasks = (await store.listTaskEvents('default', 'triage')).map((t) => t.id);
-    return { calls, tasks };
+    return { calls, tasks, users };
   } finally {
     await store.close();
   }
@@ -115,5 +120,95 @@ describe('durability', () => {
     expect(final.calls.length).toBe(new Set(all.filter((id) => !isTask(id))).size);
     expect(final.tasks.length).toBe(new Set(all.filter(isTask)).size);
     expect(new Set(final.calls).size).toBe(final.calls.length);
+  }, 120_000);
+});
+
+describe.skipIf(SKIP_WITHOUT_RECORDINGS)("durability of the gateway's metering", () => {
+  const mock = new MockUpstream();
+  const at = mkdtempSync(join(os.tmpdir(), 'tally-kill-gw-'));
+  afterAll(async () => {
+    await mock.stop();
+    rmSync(at, { recursive: true, force: true });
+  });
+
+  it('meters every answered call through kill -9: the next start writes what the journal kept, once', async () => {
+    await mock.start();
+    const port = await freePort();
+    const env = {
+      TALLY_DATA_DIR: at,
+      TALLY_ADMIN_KEY: KEY,
+      TALLY_LOG_LEVEL: 'warn',
+      OPENAI_BASE_URL: `${mock.url}/v1`,
+      OPENAI_API_KEY: 'sk-upstream',
+    };
+    const first = await spawnTally(['start', '--port', String(port)], env);
+    const pool = new Pool(`http://127.0.0.1:${port}`, { connections: 4 });
+    const made = await pool.request({
+      path: '/v1/keys',
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
+      body: JSON.stringify({ project: 'support' }),
+    });
+    const { key } = (await made.body.json()) as { key: string };
+    // Each call is told apart by its user header; half of them are streamed.
+    const answered: string[] = [];
+    let sent = 0;
+    let killed = false;
+    const senders = Array.from({ length: 4 }, async () => {
+      while (!killed) {
+        const user = `u-${sent++}`;
+        try {
+          const res = await pool.request({
+            path: '/v1/chat/completions',
+            method: 'POST',
+            headers: {
+              'content-type': 'application/json',
+              authorization: `Bearer ${key}`,
+              'x-tally-user': user,
+            },
+            body: JSON.stringify({
+              model: 'gpt-4o',
+              stream: sent % 2 === 0,
+              messages: [{ role: 'user', content: 'Say a few words.' }],
+            }),
+          });
+          await res.body.text();
+          if (res.statusCode === 200) answered.push(user);
+        } catch {
+          return; // the server died under this call
+        }
+      }
+    });
+    while (answered.length < 400) await new Promise((r) => setTimeout(r, 5));
+    // The journal is appended every 20 ms: what was answered 200 ms before the kill is on disk.
+    const before = answered.slice();
+    await new Promise((r) => setTimeout(r, 200));
+    killed = true;
+    first.child.kill('SIGKILL');
+    await Promise.all(senders);
+    await pool.destroy();
+    await stopProcess(first.child);
+    // Most of them were still in memory, waiting for their batch (written once a second).
+    const lost = await storedIds(at);
+    expect(lost.users.length).toBeLessThan(answered.length);
+
+    const second = await spawnTally(['start', '--port', String(port)], env);
+    try {
+      const seen = async () => {
+        const r = await fetch(`http://127.0.0.1:${port}/healthz`);
+        return ((await r.json()) as { checks: { metering: { spooled_calls: number } } }).checks.metering;
+      };
+      // The first look at the spool comes a second after the start.
+      await new Promise((r) => setTimeout(r, 1500));
+      for (let i = 0; i < 200 && (await seen()).spooled_calls > 0; i++)
+        await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      await stopProcess(second.child);
+    }
+    const after = await storedIds(at);
+    const users = new Set(after.users);
+    for (const u of before) expect(users.has(u), u).toBe(true);
+    expect(users.size).toBe(after.users.length);
+    expect(after.calls.length).toBeLessThanOrEqual(sent);
   }, 120_000);
 });

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import type { CallRecord } from '@tally/core';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { BatchingSink, RecordChunk, recordSink } from './sink.js';
-import { ChunkSpool, type SpoolCodec } from './spool.js';
+import { ChunkSpool } from './spool.js';
+import { idChunk, idLines } from './testing/id-lines.js';
 
 const rec = (i: number) => ({ id: `c-${i}` }) as CallRecord;
 
@@ -130,16 +131,6 @@ describe('BatchingSink with a spool', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const lines: SpoolCodec<RecordChunk> = {
-    format: 'test-lines',
-    bytes: (c) => Buffer.from(c.records.map((r) => r.id).join('\n')),
-    restore: (bytes, rows) => {
-      const c = new RecordChunk();
-      for (const id of bytes.toString('utf8').split('\n')) c.add({ id } as CallRecord);
-      expect(c.rows).toBe(rows);
-      return c;
-    },
-  };
   const until = async (ok: () => boolean, ms = 5000) => {
     const end = Date.now() + ms;
     while (!ok()) {
@@ -151,7 +142,7 @@ describe('BatchingSink with a spool', () => {
   it('keeps a chunk that keeps failing on disk, lets the next one by, and writes it once the store is back', async () => {
     const written: string[] = [];
     let down = true;
-    const spool = new ChunkSpool(dir, lines);
+    const spool = new ChunkSpool(dir, idLines);
     const sink = new BatchingSink({
       newChunk: () => new RecordChunk(),
       maxBatch: 2,
@@ -188,7 +179,7 @@ describe('BatchingSink with a spool', () => {
       maxBatch: 2,
       maxBuffered: 3,
       intervalMs: 1000,
-      spool: new ChunkSpool(dir, lines),
+      spool: new ChunkSpool(dir, idLines),
       write: async () => {
         throw new Error('store down');
       },
@@ -203,7 +194,7 @@ describe('BatchingSink with a spool', () => {
     const written: string[] = [];
     const next = new BatchingSink({
       newChunk: () => new RecordChunk(),
-      spool: new ChunkSpool(dir, lines),
+      spool: new ChunkSpool(dir, idLines),
       replayMs: 10,
       write: async (c) => {
         written.push(...c.records.map((r) => r.id));
@@ -216,12 +207,9 @@ describe('BatchingSink with a spool', () => {
   });
 
   it('a file the store refuses waits its turn again later, and the others go by it', async () => {
-    const spool = new ChunkSpool(dir, lines);
-    for (const ids of [['bad'], ['c-1', 'c-2']]) {
-      const c = new RecordChunk();
-      for (const id of ids) c.add({ id } as CallRecord);
-      await spool.save(c);
-    }
+    const spool = new ChunkSpool(dir, idLines);
+    await spool.save(idChunk('bad'));
+    await spool.save(idChunk('c-1', 'c-2'));
     const written: string[] = [];
     let refused = 0;
     const sink = new BatchingSink({

@@ -1,5 +1,5 @@
 import type { CallRecord } from '@tally/core';
-import type { ChunkSpool } from './spool.js';
+import type { ChunkJournal, ChunkSpool } from './spool.js';
 import type { Sink } from './types.js';
 
 /**
@@ -43,16 +43,21 @@ export interface BatchingSinkOptions<C extends SinkChunk> {
   spool?: ChunkSpool<C>;
   /** Failed writes in a row after which a chunk goes to the spool rather than back in line. */
   spoolAfter?: number;
-  /** How often the spool is looked at while no calls wait in memory (ms). */
+  /** How often the spool is looked at for files to write (ms). */
   replayMs?: number;
+  /** With a spool, each chunk is mirrored to its file this often (ms), so that the calls metered
+   * before a crash are on disk; 0 turns the journal off. */
+  journalMs?: number;
   onError?: (err: unknown, pending: number) => void;
 }
 
 /**
  * Metering off the hot path: write() only adds the record to a chunk; chunks go to the store on a
  * timer or when full, one write at a time, retried with backoff while the store is unavailable.
- * With a spool, a chunk that keeps failing (or that memory has no room for, or that is left at
- * shutdown) is kept on disk, and the spool's files are written whenever no calls wait in memory.
+ * With a spool, each chunk is also mirrored to a file as it fills (a journal, appended every
+ * `journalMs`), so a crash loses at most that long of calls; a chunk that keeps failing (or that
+ * memory has no room for, or that is left at shutdown) is kept there, and the spool's files are
+ * written when the store takes writes again.
  */
 export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
   /** Oldest first; the last one takes new records until it is full. */
@@ -62,8 +67,13 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
   private writing: Promise<void> | null = null;
   private failures = 0;
   private closed = false;
-  private readonly spilling = new Set<Promise<void>>();
+  /** Work on the spool's files under way (spills, discards), for close() to wait for. */
+  private readonly background = new Set<Promise<unknown>>();
   private readonly replayTimer: NodeJS.Timeout | null = null;
+  private readonly journals = new Map<C, ChunkJournal>();
+  private journalTimer: NodeJS.Timeout | null = null;
+  /** The chunk being written, which its journal still mirrors. */
+  private inflight: C | null = null;
   /** Records lost: past the buffer with no spool, or when the spool could not keep them. */
   dropped = 0;
 
@@ -86,6 +96,10 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
     }
     chunk.add(record);
     this.rows++;
+    if (this.journalTimer === null && this.opts.spool && (this.opts.journalMs ?? 20) > 0) {
+      this.journalTimer = setTimeout(() => this.syncJournals(), this.opts.journalMs ?? 20);
+      this.journalTimer.unref();
+    }
     const max = this.opts.maxBuffered ?? 200_000;
     while (this.rows > max && this.chunks.length > 1) {
       const old = this.chunks.shift()!;
@@ -112,10 +126,44 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
     return this.failures;
   }
 
-  /** Keeps a chunk in the spool; false (and the error reported) if it could not. */
+  /** Appends what each chunk has gained to its journal (making the journal if it has none). */
+  private syncJournals(): void {
+    this.journalTimer = null;
+    const spool = this.opts.spool;
+    if (!spool) return;
+    for (const chunk of this.inflight ? [this.inflight, ...this.chunks] : this.chunks) {
+      if (chunk.rows === 0) continue;
+      let j = this.journals.get(chunk);
+      if (!j) {
+        j = spool.journal();
+        this.journals.set(chunk, j);
+      }
+      void spool.mirror(j, chunk);
+    }
+  }
+
+  private track(p: Promise<unknown>): void {
+    this.background.add(p);
+    void p.finally(() => this.background.delete(p));
+  }
+
+  /** The chunk is in the store: its journal goes. */
+  private written(chunk: C): void {
+    const j = this.journals.get(chunk);
+    if (!j) return;
+    this.journals.delete(chunk);
+    this.track(this.opts.spool!.discard(j).catch(() => undefined));
+  }
+
+  /** Keeps a chunk in the spool (its journal, or a new file); false (and the error reported) if
+   * it could not. */
   private async keep(chunk: C): Promise<boolean> {
+    const spool = this.opts.spool!;
+    const j = this.journals.get(chunk);
+    this.journals.delete(chunk);
     try {
-      await this.opts.spool!.save(chunk);
+      if (j && (await spool.release(j, chunk))) return true;
+      await spool.save(chunk);
       return true;
     } catch (err) {
       this.opts.onError?.(err, this.rows + chunk.rows);
@@ -124,11 +172,11 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
   }
 
   private spill(chunk: C): void {
-    const p = this.keep(chunk).then((ok) => {
-      if (!ok) this.dropped += chunk.rows;
-    });
-    this.spilling.add(p);
-    void p.finally(() => this.spilling.delete(p));
+    this.track(
+      this.keep(chunk).then((ok) => {
+        if (!ok) this.dropped += chunk.rows;
+      }),
+    );
   }
 
   private kick(delay: number): void {
@@ -158,10 +206,14 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
   }
 
   private async writeOne(chunk: C): Promise<void> {
+    this.inflight = chunk;
     try {
       await this.opts.write(chunk);
       this.failures = 0;
+      this.inflight = null;
+      this.written(chunk);
     } catch (err) {
+      this.inflight = null;
       this.failures++;
       this.opts.onError?.(err, this.rows + chunk.rows);
       // After a few tries in a row, the chunk waits on disk, and the next one gets its turn.
@@ -187,12 +239,15 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
     }
   }
 
-  /** Writes spooled files, oldest first, while no calls wait in memory: live calls go first. */
+  /** Writes spooled files, oldest first: up to ten a look while no calls wait in memory, one
+   * while some do (live calls go first, and the spool still drains under load). */
   private replay(): void {
     const spool = this.opts.spool;
-    if (!spool || this.writing || this.rows > 0 || this.closed || this.timer) return;
+    if (!spool || this.writing || this.closed) return;
+    const busy = this.rows > 0;
     this.writing = (async () => {
-      for (let n = 0; n < 10 && this.rows === 0 && !this.closed; n++) {
+      for (let n = 0; n < (busy ? 1 : 10) && !this.closed; n++) {
+        if (n > 0 && this.rows > 0) return;
         let taken: Awaited<ReturnType<typeof spool.take>>;
         try {
           taken = await spool.take();
@@ -218,21 +273,22 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
     void this.writing.then(() => this.next());
   }
 
-  /** Writes what is left (trying a few times), then stops. */
+  /** Writes what is left (trying a few times), then stops; what could not be written is kept
+   * in the spool for the next start (or lost, with none). */
   async close(): Promise<void> {
     if (this.replayTimer) clearInterval(this.replayTimer);
     if (this.timer) clearTimeout(this.timer);
+    if (this.journalTimer) clearTimeout(this.journalTimer);
     this.timer = null;
     const tries = 5 + this.chunks.length;
     for (let i = 0; this.rows > 0 && i < tries; i++) await this.flush();
     this.closed = true;
     while (this.writing) await this.writing;
-    // What could not be written is kept on disk for the next start (or lost, with no spool).
     for (const chunk of this.chunks.splice(0)) {
       this.rows -= chunk.rows;
       if (!this.opts.spool || !(await this.keep(chunk))) this.dropped += chunk.rows;
     }
-    await Promise.all([...this.spilling]);
+    while (this.background.size > 0) await Promise.all([...this.background]);
   }
 }
 

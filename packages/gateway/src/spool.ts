@@ -1,5 +1,5 @@
 import { mkdirSync } from 'node:fs';
-import { open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { type FileHandle, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SinkChunk } from './sink.js';
 
@@ -7,10 +7,67 @@ import type { SinkChunk } from './sink.js';
 export interface SpoolCodec<C extends SinkChunk> {
   /** Names the encoding; a file of another format is left where it is, untouched. */
   readonly format: string;
-  /** The chunk's encoded calls, as they would be written. */
+  /** The chunk's encoded calls so far. As calls are added these only grow at the end, so a file
+   * can mirror them by appending what is new. */
   bytes(chunk: C): Buffer;
-  /** The chunk again, from bytes() and its row count. */
-  restore(bytes: Buffer, rows: number): C;
+  /** The chunk again, from bytes(): whole calls only, a call cut off at the end (by a crash in
+   * the middle of a write) left out. */
+  restore(bytes: Buffer): C;
+}
+
+/**
+ * A chunk being filled, mirrored to a file of the spool that this process holds (a claim): if the
+ * process dies, the calls it had metered are on disk, and the next process to read the spool
+ * writes them. The sink appends what is new every few milliseconds, off the request path.
+ */
+export class ChunkJournal {
+  private fh: FileHandle | null = null;
+  private written = 0;
+  private chain: Promise<void>;
+  /** The file could not be made or written: the chunk is only in memory. */
+  failed = false;
+
+  constructor(
+    readonly name: string,
+    readonly path: string,
+    header: string,
+  ) {
+    this.chain = open(path, 'w')
+      .then(async (fh) => {
+        this.fh = fh;
+        await fh.write(header);
+      })
+      .catch(() => {
+        this.failed = true;
+      });
+  }
+
+  /** Appends what `bytes` holds past what the file has. */
+  sync(bytes: Buffer): Promise<void> {
+    this.chain = this.chain
+      .then(async () => {
+        const fh = this.fh;
+        if (!fh || this.failed) return;
+        while (this.written < bytes.length) {
+          const { bytesWritten } = await fh.write(bytes, this.written, bytes.length - this.written);
+          this.written += bytesWritten;
+        }
+      })
+      .catch(() => {
+        this.failed = true;
+      });
+    return this.chain;
+  }
+
+  /** Closes the file once what was asked is written. */
+  close(): Promise<void> {
+    this.chain = this.chain.then(async () => {
+      const fh = this.fh;
+      this.fh = null;
+      await fh?.close().catch(() => undefined);
+    });
+    return this.chain;
+  }
 }
 
 interface Entry {
@@ -34,13 +91,15 @@ function alive(pid: number): boolean {
 }
 
 /**
- * Chunks of metered calls that could not be written, kept on disk until they can be: a write that
- * keeps failing, a buffer past its bound, or a shutdown while the store (or the server a replica
- * meters into) is down. Each chunk is one file, `<ms>-<pid>-<n>.calls`: a JSON header line
- * ({format, rows}) and the chunk's bytes. A file is written under a temporary name and renamed, so
- * a crash leaves no half file under a real name. A process that takes a file to write it renames it
- * to `<name>.<pid>.claim` first, so that two processes sharing the directory never both take it; a
- * claim whose process has died goes back into the spool when the directory is next read.
+ * Metered calls on disk until the store (or the server a replica meters into) has them. Each chunk
+ * is one file, `<ms>-<pid>-<n>.calls`: a JSON header line ({format}) and the chunk's bytes.
+ * - While a process holds a chunk (filling it, or writing it), its file is named
+ *   `<name>.<pid>.claim`: a journal of the chunk, or a spooled file taken to be written. Two
+ *   processes sharing the directory never both take a file, and a claim whose process has died
+ *   goes back into the spool when the directory is next read, so calls metered before a crash
+ *   are written by the next process.
+ * - A chunk that could not be written (a write that keeps failing, a buffer past its bound, a
+ *   shutdown while the store is down) is released into the spool under its plain name.
  */
 export class ChunkSpool<C extends SinkChunk> {
   private readonly entries = new Map<string, Entry>();
@@ -88,39 +147,77 @@ export class ChunkSpool<C extends SinkChunk> {
 
   private async learn(name: string): Promise<void> {
     if (this.entries.has(name)) return;
-    const header = await this.header(join(this.dir, name));
-    if (!header || header.format !== this.codec.format) return;
-    this.entries.set(name, { rows: header.rows, tries: 0, retryAt: 0 });
-    this.rows += header.rows;
+    const path = join(this.dir, name);
+    const read = await this.read(path);
+    if (!read) return;
+    // A journal that a crash cut off before its first call holds nothing.
+    if (read.chunk.rows === 0) return void (await rm(path, { force: true }));
+    this.entries.set(name, { rows: read.chunk.rows, tries: 0, retryAt: 0 });
+    this.rows += read.chunk.rows;
   }
 
-  private async header(path: string): Promise<{ format: string; rows: number } | null> {
+  /** A file's chunk, or null if it is not one of this spool's format (or cannot be read). */
+  private async read(path: string): Promise<{ chunk: C } | null> {
     try {
-      const fh = await open(path, 'r');
-      try {
-        const buf = Buffer.alloc(512);
-        const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-        const nl = buf.subarray(0, bytesRead).indexOf(10);
-        if (nl < 0) return null;
-        const h = JSON.parse(buf.subarray(0, nl).toString('utf8')) as { format?: unknown; rows?: unknown };
-        return typeof h.format === 'string' && Number.isInteger(h.rows)
-          ? { format: h.format, rows: h.rows as number }
-          : null;
-      } finally {
-        await fh.close();
-      }
+      const bytes = await readFile(path);
+      const nl = bytes.indexOf(10);
+      if (nl < 0) return null;
+      const h = JSON.parse(bytes.subarray(0, nl).toString('utf8')) as { format?: unknown };
+      if (h.format !== this.codec.format) return null;
+      return { chunk: this.codec.restore(bytes.subarray(nl + 1)) };
     } catch {
       return null;
     }
   }
 
-  /** Keeps a chunk on disk (synced before it counts as kept). */
+  private header(): string {
+    return `${JSON.stringify({ format: this.codec.format })}\n`;
+  }
+
+  private newName(): string {
+    return `${this.now()}-${process.pid}-${String(++this.seq).padStart(6, '0')}${SUFFIX}`;
+  }
+
+  /** A journal for a new chunk, under a claim of this process. */
+  journal(): ChunkJournal {
+    const name = this.newName();
+    return new ChunkJournal(name, join(this.dir, `${name}.${process.pid}.claim`), this.header());
+  }
+
+  /** Appends what the chunk has gained to its journal. */
+  mirror(j: ChunkJournal, chunk: C): Promise<void> {
+    return j.sync(this.codec.bytes(chunk));
+  }
+
+  /** The journal's chunk is written: its file goes. */
+  async discard(j: ChunkJournal): Promise<void> {
+    await j.close();
+    await rm(j.path, { force: true });
+  }
+
+  /** The journal's chunk could not be written: it joins the spool, written whole first. False if
+   * its file failed; the caller then keeps the chunk another way. */
+  async release(j: ChunkJournal, chunk: C): Promise<boolean> {
+    await j.sync(this.codec.bytes(chunk));
+    await j.close();
+    if (j.failed) return false;
+    try {
+      await rename(j.path, join(this.dir, j.name));
+    } catch {
+      return false;
+    }
+    this.entries.set(j.name, { rows: chunk.rows, tries: 0, retryAt: 0 });
+    this.rows += chunk.rows;
+    return true;
+  }
+
+  /** Keeps a chunk on disk (synced before it counts as kept): for a chunk with no journal. */
   async save(chunk: C): Promise<void> {
-    const name = `${this.now()}-${process.pid}-${String(++this.seq).padStart(6, '0')}${SUFFIX}`;
+    const name = this.newName();
     const tmp = join(this.dir, `${name}.tmp`);
     const fh = await open(tmp, 'w');
     try {
-      await fh.write(`${JSON.stringify({ format: this.codec.format, rows: chunk.rows })}\n`);
+      await fh.write(this.header());
       await fh.write(this.codec.bytes(chunk));
       await fh.sync();
     } finally {
@@ -145,14 +242,10 @@ export class ChunkSpool<C extends SinkChunk> {
         this.forget(name);
         continue;
       }
-      try {
-        const bytes = await readFile(claimed);
-        const nl = bytes.indexOf(10);
-        return { name, chunk: this.codec.restore(bytes.subarray(nl + 1), e.rows) };
-      } catch {
-        await rename(claimed, join(this.dir, name)).catch(() => undefined);
-        e.retryAt = Infinity;
-      }
+      const read = await this.read(claimed);
+      if (read) return { name, chunk: read.chunk };
+      await rename(claimed, join(this.dir, name)).catch(() => undefined);
+      e.retryAt = Infinity;
     }
     return null;
   }

@@ -116,7 +116,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
     ? new ChunkSpool<CallBatch>(opts.spoolDir, {
         format: store.newCallBatch().format,
         bytes: (b) => b.bytes,
-        restore: (bytes, rows) => store.restoreCallBatch(store.newCallBatch().format, bytes, rows),
+        restore: (bytes) => store.restoreCallBatch(store.newCallBatch().format, bytes),
       })
     : undefined;
   const sink = new BatchingSink<CallBatch>({

@@ -1,4 +1,4 @@
-import type { CallRecord } from '@tally/core';
+import { type CallRecord, TallyError } from '@tally/core';
 import type { BudgetAlert, BudgetRule, SinkChunk } from '@tally/gateway';
 import { TextBuffer } from '@tally/store';
 import { z } from 'zod';
@@ -27,42 +27,56 @@ export function callToWire(c: CallRecord): CallWire {
 
 /**
  * A replica's metering chunk: its calls as the JSON body the server's /v1/gateway/calls takes,
- * encoded as each is metered, into a buffer outside the JavaScript heap.
+ * encoded as each is metered, into a buffer outside the JavaScript heap. Each call is one line
+ * (JSON has no raw newline inside a value), so the text only grows at its end, and a copy cut off
+ * part-way (by a crash) still holds its whole calls up to the last newline.
  */
 export class WireCallChunk implements SinkChunk {
-  private readonly text = new TextBuffer();
+  private readonly text: TextBuffer;
   rows = 0;
-  /** The whole body, for a chunk read back from disk. */
-  private kept: Buffer | null = null;
+
+  constructor(text?: TextBuffer, rows = 0) {
+    this.text = text ?? new TextBuffer();
+    if (!text) this.text.append(HEAD);
+    this.rows = rows;
+  }
 
   add(call: CallRecord): void {
-    if (this.kept) throw new Error('a chunk read back from disk takes no more calls');
-    this.text.append(`${this.rows === 0 ? '{"calls":[' : ','}${JSON.stringify(callToWire(call))}`);
+    this.text.append(`${this.rows === 0 ? '' : ','}${JSON.stringify(callToWire(call))}\n`);
     this.rows++;
+  }
+
+  /** The body so far, without its end: what the spool's journal mirrors. */
+  get bytes(): Buffer {
+    return this.text.bytes;
   }
 
   /** The request body: {"calls": [...]}. */
   body(): Buffer {
-    return this.kept ?? Buffer.concat([this.rows === 0 ? EMPTY : this.text.bytes, END]);
+    return Buffer.concat([this.text.bytes, END]);
   }
 
-  /** A chunk whose body() is these bytes, as body() gave them before. */
-  static restore(body: Buffer, rows: number): WireCallChunk {
-    const c = new WireCallChunk();
-    c.kept = body;
-    c.rows = rows;
-    return c;
+  /** A chunk from `bytes` as it was: its whole lines, one cut off at the end left out. */
+  static restore(bytes: Buffer): WireCallChunk {
+    const end = bytes.lastIndexOf(10) + 1;
+    if (end === 0 || !bytes.subarray(0, HEAD.length).equals(HEAD_BYTES)) {
+      throw new TallyError('invalid_event', 'Not a metering chunk of a gateway replica.');
+    }
+    let rows = -1;
+    for (let i = bytes.indexOf(10); i >= 0 && i < end; i = bytes.indexOf(10, i + 1)) rows++;
+    return new WireCallChunk(TextBuffer.of(bytes.subarray(0, end)), rows);
   }
 }
 
-/** How a replica keeps a chunk it could not send, in its spool. */
+/** How a replica keeps its chunks in its spool: mirrored as they fill, and those it could not send. */
 export const WIRE_SPOOL_CODEC = {
-  format: 'replica-json-v1',
-  bytes: (c: WireCallChunk) => c.body(),
-  restore: (bytes: Buffer, rows: number) => WireCallChunk.restore(bytes, rows),
+  format: 'replica-json-v2',
+  bytes: (c: WireCallChunk) => c.bytes,
+  restore: (bytes: Buffer) => WireCallChunk.restore(bytes),
 };
 
-const EMPTY = Buffer.from('{"calls":[');
+const HEAD = '{"calls":[\n';
+const HEAD_BYTES = Buffer.from(HEAD);
 const END = Buffer.from(']}');
 
 const nano = z.string().regex(/^-?\d{1,20}$/, 'an integer number of nano-USD, as a string');

@@ -208,9 +208,10 @@ export interface Store {
   newCallBatch(): CallBatch;
   /** Appends a batch from newCallBatch, as appendCalls would its calls. */
   appendCallBatch(batch: CallBatch): Promise<WriteResult>;
-  /** A batch again from its format, bytes and rows (as kept on disk by the metering's spool);
-   * `invalid_request` for a format this backend did not write. */
-  restoreCallBatch(format: string, bytes: Buffer, rows: number): CallBatch;
+  /** A batch again from its format and bytes (as kept on disk by the metering's spool): its whole
+   * calls, one cut off at the end left out; `invalid_request` for a format this backend did not
+   * write. */
+  restoreCallBatch(format: string, bytes: Buffer): CallBatch;
   /** Newest first (time desc, then id desc), keyset-paged; at most 1000 rows a page. */
   listCalls(query: CallQuery): Promise<Page<CallRecord>>;
   getCall(tenant: string, id: string): Promise<CallRecord | null>;

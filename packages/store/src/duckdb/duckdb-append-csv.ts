@@ -93,6 +93,23 @@ let seq = 0;
  * Calls as CSV lines in one growing off-heap buffer, encoded as each is added: the metering
  * buffer then holds bytes, not records that the garbage collector would trace and copy.
  */
+/** The records in CSV text that ends each with a newline: how many, and where the last whole one
+ * ends. A newline inside a quoted field is the field's own. */
+export function csvRecords(bytes: Buffer): { rows: number; end: number } {
+  let rows = 0;
+  let end = 0;
+  let quoted = false;
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i];
+    if (b === 34) quoted = !quoted;
+    else if (b === 10 && !quoted) {
+      rows++;
+      end = i + 1;
+    }
+  }
+  return { rows, end };
+}
+
 export class CsvCallBatch implements CallBatch {
   readonly format = CSV_BATCH_FORMAT;
   private readonly text: TextBuffer;
@@ -100,11 +117,17 @@ export class CsvCallBatch implements CallBatch {
   /** Whether any call carries a task (whose rollup it then changes). */
   withTasks = false;
 
-  constructor(bytes?: Buffer, rows = 0) {
-    this.text = bytes ? TextBuffer.of(bytes) : new TextBuffer();
+  constructor(bytes?: Buffer) {
+    if (!bytes) {
+      this.text = new TextBuffer();
+      return;
+    }
+    // A batch read back from disk: its whole records (a record cut off by a crash is left out),
+    // and it may carry tasks, whose rollups are then marked (a pass over it).
+    const { rows, end } = csvRecords(bytes);
+    this.text = TextBuffer.of(bytes.subarray(0, end));
     this.rows = rows;
-    // A batch read back may carry tasks: its rollups are marked, which costs a pass over it.
-    this.withTasks = bytes !== undefined;
+    this.withTasks = true;
   }
 
   add(c: CallRecord): void {

@@ -262,10 +262,23 @@ describe('DuckDB metering append', () => {
     // counting what is already stored as duplicates; it marks the rollups of its tasks.
     const kept = store.newCallBatch();
     for (const c of [makeCall(tenant, 'e', { use_case: 'uc', task_id: 't1' }), calls[0]!]) kept.add(c);
-    const back = store.restoreCallBatch(kept.format, Buffer.from(kept.bytes), kept.rows);
+    // A copy cut off in the middle of a third call (a crash during a write) holds the first two.
+    const cut = store.newCallBatch();
+    cut.add(makeCall(tenant, 'f', { project: 'a "quoted"\nline' }));
+    const torn = Buffer.concat([kept.bytes, cut.bytes.subarray(0, cut.bytes.indexOf(10) - 3)]);
+    const back = store.restoreCallBatch(kept.format, torn);
+    expect(back.rows).toBe(2);
     expect(await store.appendCallBatch(back)).toEqual({ inserted: 1, duplicates: 1 });
-    expect(await store.getCall(tenant, 'e')).toEqual(makeCall(tenant, 'e', { use_case: 'uc', task_id: 't1' }));
-    expect(() => store.restoreCallBatch('duckdb-csv-000000000000', kept.bytes, 2)).toThrow(
+    expect(await store.getCall(tenant, 'e')).toEqual(
+      makeCall(tenant, 'e', { use_case: 'uc', task_id: 't1' }),
+    );
+    expect(await store.getCall(tenant, 'f')).toBeNull();
+    // Whole, the quoted newline is the field's own.
+    const whole = store.restoreCallBatch(cut.format, cut.bytes);
+    expect(whole.rows).toBe(1);
+    expect(await store.appendCallBatch(whole)).toEqual({ inserted: 1, duplicates: 0 });
+    expect((await store.getCall(tenant, 'f'))?.project).toBe('a "quoted"\nline');
+    expect(() => store.restoreCallBatch('duckdb-csv-000000000000', kept.bytes)).toThrow(
       expect.objectContaining({ code: 'invalid_request' }),
     );
     await store.close();

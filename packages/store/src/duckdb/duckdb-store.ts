@@ -141,14 +141,14 @@ class DuckDbStore implements Store {
     return new CsvCallBatch();
   }
 
-  restoreCallBatch(format: string, bytes: Buffer, rows: number): CsvCallBatch {
+  restoreCallBatch(format: string, bytes: Buffer): CsvCallBatch {
     if (format !== CSV_BATCH_FORMAT) {
       throw new TallyError(
         'invalid_request',
         `A call batch in format ${format} cannot be read by this store, which writes ${CSV_BATCH_FORMAT}.`,
       );
     }
-    return new CsvCallBatch(bytes, rows);
+    return new CsvCallBatch(bytes);
   }
 
   async appendCallBatch(batch: CallBatch): Promise<WriteResult> {
