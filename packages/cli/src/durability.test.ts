@@ -188,10 +188,8 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)("durability of the gateway's metering",
     await Promise.all(senders);
     await pool.destroy();
     await stopProcess(first.child);
-    // Most of them were still in memory, waiting for their batch (written once a second).
-    const lost = await storedIds(at);
-    expect(lost.users.length).toBeLessThan(answered.length);
-
+    // Many of them were still in memory, waiting for their batch (written once a second): with
+    // the journal off, this test fails.
     const second = await spawnTally(['start', '--port', String(port)], env);
     try {
       const seen = async () => {
