@@ -92,6 +92,7 @@ export async function relay(
   res.writeHead(up.statusCode, {
     ...passHeaders(up.headers),
     ...acc.headers,
+    'x-tally-call-id': ctx.id,
     'content-type': transform ? 'application/json' : String(up.headers['content-type'] ?? 'application/json'),
     'content-length': out.length,
   });
@@ -129,6 +130,7 @@ export async function relayStream(
   res.writeHead(200, {
     ...passHeaders(up.headers),
     ...acc.headers,
+    'x-tally-call-id': ctx.id,
     'content-type': 'text/event-stream; charset=utf-8',
     'cache-control': 'no-cache',
     'x-accel-buffering': 'no',

@@ -107,6 +107,39 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     expect(mock.received.at(-1)!.raw).toBe(JSON.stringify(rec.request));
   });
 
+  it('answers each call with its id, by which GET /v1/calls/:id finds it', async () => {
+    const { data, response } = await openai.chat.completions
+      .create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'Hello' }] })
+      .withResponse();
+    expect(data.choices.length).toBeGreaterThan(0);
+    const id = response.headers.get('x-tally-call-id')!;
+    expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-/);
+    const streamed = await openai.chat.completions
+      .create({ model: 'gpt-4o', stream: true, messages: [{ role: 'user', content: 'Hello' }] })
+      .withResponse();
+    for await (const _ of streamed.data);
+    const streamedId = streamed.response.headers.get('x-tally-call-id')!;
+    await t.gateway.flush();
+    for (const [callId, stream] of [
+      [id, false],
+      [streamedId, true],
+    ] as const) {
+      const got = await t.app.inject({ url: `/v1/calls/${callId}`, headers: t.auth });
+      expect(got.statusCode).toBe(200);
+      expect(got.json()).toMatchObject({ id: callId, status: 'ok', pricing_status: 'priced' });
+      expect(got.json()['ttft_ms'] === null).toBe(!stream);
+    }
+    const missing = await t.app.inject({ url: '/v1/calls/no-such-call', headers: t.auth });
+    expect(missing.statusCode).toBe(404);
+    expect(missing.json().error.code).toBe('not_found');
+    // A virtual key is not a reader.
+    const denied = await t.app.inject({
+      url: `/v1/calls/${id}`,
+      headers: { authorization: `Bearer ${key}` },
+    });
+    expect(denied.statusCode).toBe(403);
+  });
+
   it('chat stream: chunks arrive, the usage chunk we added is hidden, and the call is metered', async () => {
     const stream = await openai.chat.completions.create({
       model: 'gpt-4o',

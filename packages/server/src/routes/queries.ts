@@ -44,6 +44,21 @@ export const queryRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
     return { data: page.rows.map(callToJson), next_cursor: page.nextCursor };
   });
 
+  // One call by its id: the gateway answers each call with it in `x-tally-call-id`. A call shows
+  // here once its batch is written (within about a second).
+  app.get('/v1/calls/:id', async (request) => {
+    const principal = await ctx.auth.authenticate(request, READERS);
+    const { id } = request.params as { id: string };
+    const call = await ctx.store.getCall(principal.tenant, id);
+    if (!call || (principal.role === 'member' && call.project !== principal.project)) {
+      throw new TallyError(
+        'not_found',
+        `No call ${id} in this tenant. A call the gateway just answered is stored within about a second.`,
+      );
+    }
+    return callToJson(call);
+  });
+
   app.get('/v1/spend', async (request) => {
     const principal = await ctx.auth.authenticate(request, ['admin', 'finance']);
     const q = request.query as Record<string, unknown>;
