@@ -270,11 +270,12 @@ export class Gateway {
     return open.length > 0 ? open : all;
   }
 
-  private record(ctx: AttemptContext, out: AttemptOutcome, acc: Accumulated): void {
+  private record(ctx: AttemptContext, out: AttemptOutcome, acc: Accumulated): bigint | null {
     const rec = meterAttempt(this.deps, ctx, out);
     acc.spentNano += rec.cost_effective_nano ?? 0n;
     acc.tokens += rec.tokens.input + rec.tokens.output;
     this.deps.sink.write(rec);
+    return rec.cost_effective_nano;
   }
 
   /** GET /v1/models: the configured routes and, for each provider, what it lists. */

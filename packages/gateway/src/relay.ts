@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { StringDecoder } from 'node:string_decoder';
+import { nanoToUsd } from '@tally/core';
 import type { Dispatcher } from 'undici';
 import type { AttemptContext, AttemptOutcome } from './meter.js';
 import type { Endpoint } from './providers.js';
@@ -11,8 +12,9 @@ import type { Cancel } from './upstream.js';
 
 type Obj = Record<string, unknown>;
 
-/** Meters one attempt (and adds its cost to the request's total). */
-export type Recorder = (ctx: AttemptContext, out: AttemptOutcome, acc: Accumulated) => void;
+/** Meters one attempt (and adds its cost to the request's total); returns the attempt's cost in
+ * nano-USD, or null if it could not be priced. */
+export type Recorder = (ctx: AttemptContext, out: AttemptOutcome, acc: Accumulated) => bigint | null;
 
 /** What one request added up to, across its attempts. */
 export interface Accumulated {
@@ -89,16 +91,9 @@ export async function relay(
   }
   // A translated call answers in the client's API: the upstream's body becomes OpenAI's shape.
   const out = transform ? Buffer.from(JSON.stringify(transform(json ?? {}, up.statusCode))) : buf;
-  res.writeHead(up.statusCode, {
-    ...passHeaders(up.headers),
-    ...acc.headers,
-    'x-tally-call-id': ctx.id,
-    'content-type': transform ? 'application/json' : String(up.headers['content-type'] ?? 'application/json'),
-    'content-length': out.length,
-  });
-  res.end(out);
   const ok = up.statusCode < 300 && usage !== null;
-  record(
+  // Metered before the answer leaves, so that the answer can say what it cost.
+  const cost = record(
     ctx,
     {
       status: ok ? 'ok' : 'error',
@@ -111,6 +106,16 @@ export async function relay(
     },
     acc,
   );
+  res.writeHead(up.statusCode, {
+    ...passHeaders(up.headers),
+    ...acc.headers,
+    'x-tally-call-id': ctx.id,
+    // The whole request's cost (earlier failed attempts cost nothing), when it could be priced.
+    ...(cost !== null ? { 'x-tally-cost-usd': nanoToUsd(acc.spentNano) } : {}),
+    'content-type': transform ? 'application/json' : String(up.headers['content-type'] ?? 'application/json'),
+    'content-length': out.length,
+  });
+  res.end(out);
 }
 
 /** Relays a stream event by event (translated if asked), metering it as it passes. */

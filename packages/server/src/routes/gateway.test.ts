@@ -107,7 +107,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     expect(mock.received.at(-1)!.raw).toBe(JSON.stringify(rec.request));
   });
 
-  it('answers each call with its id, by which GET /v1/calls/:id finds it', async () => {
+  it('answers each call with its id (and a whole answer with its cost), by which GET /v1/calls/:id finds it', async () => {
     const { data, response } = await openai.chat.completions
       .create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'Hello' }] })
       .withResponse();
@@ -128,7 +128,11 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
       expect(got.statusCode).toBe(200);
       expect(got.json()).toMatchObject({ id: callId, status: 'ok', pricing_status: 'priced' });
       expect(got.json()['ttft_ms'] === null).toBe(!stream);
+      // A whole answer says what it cost, as stored; a stream's headers leave before its usage.
+      if (!stream) expect(response.headers.get('x-tally-cost-usd')).toBe(got.json().cost_usd);
     }
+    expect(Number(response.headers.get('x-tally-cost-usd'))).toBeGreaterThan(0);
+    expect(streamed.response.headers.get('x-tally-cost-usd')).toBeNull();
     const missing = await t.app.inject({ url: '/v1/calls/no-such-call', headers: t.auth });
     expect(missing.statusCode).toBe(404);
     expect(missing.json().error.code).toBe('not_found');
