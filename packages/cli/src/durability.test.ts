@@ -46,22 +46,26 @@ async function post(pool: Pool, body: string): Promise<number> {
 }
 
 /** Every stored call and task event id, read from the store file while no server holds it. */
-async function storedIds(at = dir): Promise<{ calls: string[]; tasks: string[]; users: string[] }> {
+async function storedIds(
+  at = dir,
+): Promise<{ calls: string[]; tasks: string[]; users: string[]; interrupted: string[] }> {
   const store = await createDuckDbStore({ path: join(at, 'tally.duckdb') });
   try {
     const calls: string[] = [];
     const users: string[] = [];
+    const interrupted: string[] = [];
     let cursor: string | undefined;
     do {
       const page = await store.listCalls({ tenant: 'default', limit: 1000, ...(cursor ? { cursor } : {}) });
       for (const c of page.rows) {
         calls.push(c.id);
         if (c.user) users.push(c.user);
+        if (c.user && c.error_type === 'gateway_interrupted') interrupted.push(c.user);
       }
       cursor = page.nextCursor ?? undefined;
     } while (cursor);
     const tasks = (await store.listTaskEvents('default', 'triage')).map((t) => t.id);
-    return { calls, tasks, users };
+    return { calls, tasks, users, interrupted };
   } finally {
     await store.close();
   }
@@ -131,7 +135,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)("durability of the gateway's metering",
     rmSync(at, { recursive: true, force: true });
   });
 
-  it('meters every answered call through kill -9: the next start writes what the journal kept, once', async () => {
+  it('meters every answered call through kill -9, and the calls under way: the next start writes what the journal kept, once', async () => {
     await mock.start();
     const port = await freePort();
     const env = {
@@ -180,12 +184,34 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)("durability of the gateway's metering",
       }
     });
     while (answered.length < 400) await new Promise((r) => setTimeout(r, 5));
+    // Two streams that take a second each, under way at the kill.
+    const slow = ['slow-1', 'slow-2'].map(async (user) => {
+      try {
+        const res = await pool.request({
+          path: '/v1/chat/completions',
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            authorization: `Bearer ${key}`,
+            'x-tally-user': user,
+          },
+          body: JSON.stringify({
+            model: 'fault-slow',
+            stream: true,
+            messages: [{ role: 'user', content: 'Hi' }],
+          }),
+        });
+        await res.body.text();
+      } catch {
+        // cut off by the kill
+      }
+    });
     // The journal is appended every 20 ms: what was answered 200 ms before the kill is on disk.
     const before = answered.slice();
     await new Promise((r) => setTimeout(r, 200));
     killed = true;
     first.child.kill('SIGKILL');
-    await Promise.all(senders);
+    await Promise.all([...senders, ...slow]);
     await pool.destroy();
     await stopProcess(first.child);
     // Many of them were still in memory, waiting for their batch (written once a second): with
@@ -206,6 +232,8 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)("durability of the gateway's metering",
     const after = await storedIds(at);
     const users = new Set(after.users);
     for (const u of before) expect(users.has(u), u).toBe(true);
+    // The streams under way are metered too: cut off by the crash, their prompt estimated.
+    expect(after.interrupted.filter((u) => u.startsWith('slow-')).sort()).toEqual(['slow-1', 'slow-2']);
     expect(users.size).toBe(after.users.length);
     expect(after.calls.length).toBeLessThanOrEqual(sent);
   }, 120_000);

@@ -34,6 +34,10 @@ export interface ForwardEnv {
   upstreams: Upstreams;
   breakers: Breakers;
   recorder: Recorder;
+  /** An attempt is about to go upstream (it is under way until it is recorded)... */
+  started(ctx: AttemptContext, body: Obj): void;
+  /** ...and is over. */
+  ended(id: string): void;
 }
 
 /**
@@ -108,67 +112,73 @@ export async function forwardAttempts(
     } else {
       payload = bodyFor(raw, body, attempt, endpoint, stream && !clientWantsUsage, target.modelInBody);
     }
-    const a0 = performance.now();
-    let up: Dispatcher.ResponseData;
+    env.started(ctx, body);
     try {
-      up = await env.upstreams.request(target.origin, {
-        path: target.path,
-        method: 'POST',
-        headers: target.headers,
-        body: payload,
-        ...(abort ? { signal: abort } : {}),
-        timeoutMs: attempt.provider.timeout_ms ?? env.deps.config.timeout_ms,
-      });
-    } catch (err) {
-      if (abort?.aborted) {
-        env.recorder(ctx, failure('client_disconnected', a0), acc);
-        return;
+      const a0 = performance.now();
+      let up: Dispatcher.ResponseData;
+      try {
+        up = await env.upstreams.request(target.origin, {
+          path: target.path,
+          method: 'POST',
+          headers: target.headers,
+          body: payload,
+          ...(abort ? { signal: abort } : {}),
+          timeoutMs: attempt.provider.timeout_ms ?? env.deps.config.timeout_ms,
+        });
+      } catch (err) {
+        if (abort?.aborted) {
+          env.recorder(ctx, failure('client_disconnected', a0), acc);
+          return;
+        }
+        env.breakers.failure(attempt.provider.id);
+        const timeout = (err as { code?: string }).code?.includes('TIMEOUT') ?? false;
+        const errorType = timeout ? 'upstream_timeout' : 'upstream_connection_error';
+        env.recorder(ctx, failure(errorType, a0), acc);
+        if (!last) continue;
+        return sendError(res, wire, {
+          status: timeout ? 504 : 502,
+          type: 'api_error',
+          code: errorType,
+          message: `The upstream ${attempt.provider.id} did not answer (${errorType}).`,
+        });
       }
-      env.breakers.failure(attempt.provider.id);
-      const timeout = (err as { code?: string }).code?.includes('TIMEOUT') ?? false;
-      const errorType = timeout ? 'upstream_timeout' : 'upstream_connection_error';
-      env.recorder(ctx, failure(errorType, a0), acc);
-      if (!last) continue;
-      return sendError(res, wire, {
-        status: timeout ? 504 : 502,
-        type: 'api_error',
-        code: errorType,
-        message: `The upstream ${attempt.provider.id} did not answer (${errorType}).`,
-      });
-    }
-    if (RETRYABLE(up.statusCode)) env.breakers.failure(attempt.provider.id);
-    else env.breakers.success(attempt.provider.id);
-    if (RETRYABLE(up.statusCode) && !last) {
-      await up.body.dump().catch(() => undefined);
-      env.recorder(ctx, failure(`upstream_${up.statusCode}`, a0), acc);
-      continue;
-    }
-    const isStream =
-      stream && up.statusCode === 200 && String(up.headers['content-type'] ?? '').includes('event-stream');
-    if (isStream && abort) {
-      if (translated) {
+      if (RETRYABLE(up.statusCode)) env.breakers.failure(attempt.provider.id);
+      else env.breakers.success(attempt.provider.id);
+      if (RETRYABLE(up.statusCode) && !last) {
+        await up.body.dump().catch(() => undefined);
+        env.recorder(ctx, failure(`upstream_${up.statusCode}`, a0), acc);
+        continue;
+      }
+      const isStream =
+        stream && up.statusCode === 200 && String(up.headers['content-type'] ?? '').includes('event-stream');
+      if (isStream && abort) {
+        if (translated) {
+          const created = Math.floor(time / 1000);
+          const t =
+            endpoint === 'responses'
+              ? new AnthropicToResponsesStream(body, created)
+              : new AnthropicToOpenAiStream(created, clientWantsUsage);
+          await relayStream(env.recorder, res, up, ctx, 'messages', body, a0, false, abort, acc, (ev) =>
+            t.translate(ev),
+          );
+        } else {
+          await relayStream(env.recorder, res, up, ctx, endpoint, body, a0, !clientWantsUsage, abort, acc);
+        }
+      } else if (translated) {
         const created = Math.floor(time / 1000);
-        const t =
-          endpoint === 'responses'
-            ? new AnthropicToResponsesStream(body, created)
-            : new AnthropicToOpenAiStream(created, clientWantsUsage);
-        await relayStream(env.recorder, res, up, ctx, 'messages', body, a0, false, abort, acc, (ev) =>
-          t.translate(ev),
+        await relay(env.recorder, res, up, ctx, a0, acc, (json, status) =>
+          status >= 300
+            ? toOpenAiError(json, status)
+            : endpoint === 'responses'
+              ? toResponsesResponse(json, body, created)
+              : toOpenAiResponse(json, created),
         );
-      } else {
-        await relayStream(env.recorder, res, up, ctx, endpoint, body, a0, !clientWantsUsage, abort, acc);
-      }
-    } else if (translated) {
-      const created = Math.floor(time / 1000);
-      await relay(env.recorder, res, up, ctx, a0, acc, (json, status) =>
-        status >= 300
-          ? toOpenAiError(json, status)
-          : endpoint === 'responses'
-            ? toResponsesResponse(json, body, created)
-            : toOpenAiResponse(json, created),
-      );
-    } else await relay(env.recorder, res, up, ctx, a0, acc);
-    return;
+      } else await relay(env.recorder, res, up, ctx, a0, acc);
+      return;
+    } finally {
+      // Recorded by now, unless something threw: either way no longer under way.
+      env.ended(ctx.id);
+    }
   }
 }
 

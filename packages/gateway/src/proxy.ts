@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { CallRecord } from '@tally/core';
 import { attribute } from './attribution.js';
 import { Breakers } from './breaker.js';
 import { type Hold, reserveBudgets, settleBudgets } from './budget-guard.js';
@@ -87,7 +88,43 @@ export class Gateway {
       upstreams: this.upstreams,
       breakers: this.breakers,
       recorder: (ctx, out, acc) => this.record(ctx, out, acc),
+      started: (ctx, body) => {
+        this.underway.set(ctx.id, { ctx, body, since: performance.now(), tokens: null });
+      },
+      ended: (id) => {
+        this.underway.delete(id);
+      },
     };
+    deps.sink.trackInflight?.(() => this.underwayRecords());
+  }
+
+  /** Attempts sent upstream and not yet recorded. */
+  private readonly underway = new Map<
+    string,
+    { ctx: AttemptContext; body: Record<string, unknown>; since: number; tokens: number | null }
+  >();
+
+  /** The calls under way, metered as cut off now: their prompt estimated by the tokenizer, no
+   * output, marked `gateway_interrupted`. Kept on disk as they change, and written only if the
+   * process dies before they end (their real record, written first, wins over these). */
+  private async underwayRecords(): Promise<CallRecord[]> {
+    const out: CallRecord[] = [];
+    for (const u of [...this.underway.values()]) {
+      u.tokens ??= await estimatePromptTokens(u.body);
+      if (!this.underway.has(u.ctx.id)) continue;
+      out.push(
+        meterAttempt(this.deps, u.ctx, {
+          status: 'error',
+          errorType: 'gateway_interrupted',
+          usage: null,
+          estimated: { input: u.tokens, output: 0 },
+          modelServed: null,
+          latencyMs: performance.now() - u.since,
+          ttftMs: null,
+        }),
+      );
+    }
+    return out;
   }
 
   private readonly hashes = new Map<string, string>();
@@ -271,6 +308,7 @@ export class Gateway {
   }
 
   private record(ctx: AttemptContext, out: AttemptOutcome, acc: Accumulated): bigint | null {
+    this.underway.delete(ctx.id);
     const rec = meterAttempt(this.deps, ctx, out);
     acc.spentNano += rec.cost_effective_nano ?? 0n;
     acc.tokens += rec.tokens.input + rec.tokens.output;

@@ -76,6 +76,9 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
   private inflight: C | null = null;
   /** Records lost: past the buffer with no spool, or when the spool could not keep them. */
   dropped = 0;
+  private inflightTimer: NodeJS.Timeout | null = null;
+  private inflightIds = '';
+  private inflightWrite: Promise<void> | null = null;
 
   constructor(private readonly opts: BatchingSinkOptions<C>) {
     if (opts.spool) {
@@ -124,6 +127,35 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
   /** Failed writes in a row (0 once a write succeeds). */
   get failing(): number {
     return this.failures;
+  }
+
+  /**
+   * Keeps the calls under way on disk, in one file of the spool that this process holds, written
+   * again (whole, then renamed over) every `journalMs` while they change. After a crash the next
+   * process writes them after the journals of the same process, so a call that did end, and was
+   * journaled, keeps its real record.
+   */
+  trackInflight(calls: () => Promise<CallRecord[]>): void {
+    const spool = this.opts.spool;
+    const every = this.opts.journalMs ?? 20;
+    if (!spool || every <= 0 || this.inflightTimer) return;
+    this.inflightTimer = setInterval(() => {
+      if (this.inflightWrite || this.closed) return;
+      this.inflightWrite = (async () => {
+        const records = await calls();
+        const ids = records.map((r) => r.id).join(',');
+        if (ids === this.inflightIds) return;
+        const chunk = this.opts.newChunk();
+        for (const r of records) chunk.add(r);
+        await spool.keepInflight(chunk);
+        this.inflightIds = ids;
+      })()
+        .catch((err: unknown) => this.opts.onError?.(err, this.rows))
+        .finally(() => {
+          this.inflightWrite = null;
+        });
+    }, every);
+    this.inflightTimer.unref();
   }
 
   /** Appends what each chunk has gained to its journal (making the journal if it has none). */
@@ -279,6 +311,7 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
     if (this.replayTimer) clearInterval(this.replayTimer);
     if (this.timer) clearTimeout(this.timer);
     if (this.journalTimer) clearTimeout(this.journalTimer);
+    if (this.inflightTimer) clearInterval(this.inflightTimer);
     this.timer = null;
     const tries = 5 + this.chunks.length;
     for (let i = 0; this.rows > 0 && i < tries; i++) await this.flush();
@@ -289,6 +322,11 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
       if (!this.opts.spool || !(await this.keep(chunk))) this.dropped += chunk.rows;
     }
     while (this.background.size > 0) await Promise.all([...this.background]);
+    // The gateway has drained: nothing is under way.
+    if (this.inflightTimer) {
+      while (this.inflightWrite) await this.inflightWrite;
+      await this.opts.spool?.keepInflight(null).catch(() => undefined);
+    }
   }
 }
 

@@ -184,6 +184,26 @@ export class ChunkSpool<C extends SinkChunk> {
     return new ChunkJournal(name, join(this.dir, `${name}.${process.pid}.claim`), this.header());
   }
 
+  /** The file of this process's calls under way: named to sort after its chunks' files, so that
+   * after a crash it is written last. */
+  private get inflightPath(): string {
+    return join(this.dir, `~inflight-${process.pid}-000000${SUFFIX}.${process.pid}.claim`);
+  }
+
+  /** Replaces the file of the calls under way with this chunk (none: removes it). */
+  async keepInflight(chunk: C | null): Promise<void> {
+    if (!chunk || chunk.rows === 0) return void (await rm(this.inflightPath, { force: true }));
+    const tmp = `${this.inflightPath}.tmp`;
+    const fh = await open(tmp, 'w');
+    try {
+      await fh.write(this.header());
+      await fh.write(this.codec.bytes(chunk));
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, this.inflightPath);
+  }
+
   /** Appends what the chunk has gained to its journal. */
   mirror(j: ChunkJournal, chunk: C): Promise<void> {
     return j.sync(this.codec.bytes(chunk));

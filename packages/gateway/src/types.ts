@@ -71,6 +71,9 @@ export interface Sink {
   write(record: CallRecord): void;
   flush(): Promise<void>;
   close(): Promise<void>;
+  /** Keeps what `calls` lists (the calls under way, metered as if cut off now) on disk too, so
+   * that a crash still meters them; a sink without a spool ignores it. */
+  trackInflight?(calls: () => Promise<CallRecord[]>): void;
 }
 
 export interface GatewayDeps {
