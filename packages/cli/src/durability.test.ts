@@ -154,38 +154,9 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)("durability of the gateway's metering",
       body: JSON.stringify({ project: 'support' }),
     });
     const { key } = (await made.body.json()) as { key: string };
-    // Each call is told apart by its user header; half of them are streamed.
-    const answered: string[] = [];
-    let sent = 0;
-    let killed = false;
-    const senders = Array.from({ length: 4 }, async () => {
-      while (!killed) {
-        const user = `u-${sent++}`;
-        try {
-          const res = await pool.request({
-            path: '/v1/chat/completions',
-            method: 'POST',
-            headers: {
-              'content-type': 'application/json',
-              authorization: `Bearer ${key}`,
-              'x-tally-user': user,
-            },
-            body: JSON.stringify({
-              model: 'gpt-4o',
-              stream: sent % 2 === 0,
-              messages: [{ role: 'user', content: 'Say a few words.' }],
-            }),
-          });
-          await res.body.text();
-          if (res.statusCode === 200) answered.push(user);
-        } catch {
-          return; // the server died under this call
-        }
-      }
-    });
-    while (answered.length < 400) await new Promise((r) => setTimeout(r, 5));
-    // Two streams that take a second each, under way at the kill.
-    const slow = ['slow-1', 'slow-2'].map(async (user) => {
+    // Each call is told apart by its user header; half of them are streamed. Resolves with the
+    // status, or null if the server died under the call.
+    const chat = async (user: string, model: string, stream: boolean): Promise<number | null> => {
       try {
         const res = await pool.request({
           path: '/v1/chat/completions',
@@ -195,17 +166,28 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)("durability of the gateway's metering",
             authorization: `Bearer ${key}`,
             'x-tally-user': user,
           },
-          body: JSON.stringify({
-            model: 'fault-slow',
-            stream: true,
-            messages: [{ role: 'user', content: 'Hi' }],
-          }),
+          body: JSON.stringify({ model, stream, messages: [{ role: 'user', content: 'Say a few words.' }] }),
         });
         await res.body.text();
+        return res.statusCode;
       } catch {
-        // cut off by the kill
+        return null;
+      }
+    };
+    const answered: string[] = [];
+    let sent = 0;
+    let killed = false;
+    const senders = Array.from({ length: 4 }, async () => {
+      while (!killed) {
+        const user = `u-${sent++}`;
+        const status = await chat(user, 'gpt-4o', sent % 2 === 0);
+        if (status === null) return;
+        if (status === 200) answered.push(user);
       }
     });
+    while (answered.length < 400) await new Promise((r) => setTimeout(r, 5));
+    // Two streams that take a second each, under way at the kill.
+    const slow = ['slow-1', 'slow-2'].map((user) => chat(user, 'fault-slow', true));
     // The journal is appended every 20 ms: what was answered 200 ms before the kill is on disk.
     const before = answered.slice();
     await new Promise((r) => setTimeout(r, 200));
