@@ -104,12 +104,16 @@ export class Gateway {
     { ctx: AttemptContext; body: Record<string, unknown>; since: number; tokens: number | null }
   >();
 
-  /** The calls under way, metered as cut off now: their prompt estimated by the tokenizer, no
-   * output, marked `gateway_interrupted`. Kept on disk as they change, and written only if the
-   * process dies before they end (their real record, written first, wins over these). */
+  /** The calls under way for more than 100 ms, metered as cut off now: their prompt estimated by
+   * the tokenizer, no output, marked `gateway_interrupted`. Kept on disk as they change, and
+   * written only if the process dies before they end (their real record, written first, wins over
+   * these). Shorter calls are left out: they would make the file change on every look, and a
+   * crash loses at most one such call a connection. */
   private async underwayRecords(): Promise<CallRecord[]> {
     const out: CallRecord[] = [];
+    const now = performance.now();
     for (const u of [...this.underway.values()]) {
+      if (now - u.since < 100) continue;
       u.tokens ??= await estimatePromptTokens(u.body);
       if (!this.underway.has(u.ctx.id)) continue;
       out.push(
