@@ -186,7 +186,11 @@ function gatewayTable(r) {
 
 // Ten minutes: only when asked for by name (npm run bench -- soak).
 if (only.includes('soak')) {
-  for (const replica of process.env.REPLICA === '1' ? [true] : [false, true]) {
+  for (const replica of process.env.REPLICA === '1'
+    ? [true]
+    : process.env.REPLICA === '0'
+      ? [false]
+      : [false, true]) {
     const r = await soak(undefined, replica);
     const first = r.samples[0]?.rss ?? 0;
     const last = r.samples.at(-1)?.rss ?? 0;

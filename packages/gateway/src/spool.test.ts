@@ -52,26 +52,33 @@ describe('ChunkSpool', () => {
   it('takes back the claims of processes that died, leaves those of live ones, and clears half-written files', async () => {
     const dead = deadPid();
     // A journal of a process that died in the middle of a write: its whole lines count.
-    writeFileSync(join(dir, `1-${dead}-000001.calls.${dead}.claim`), '{"format":"ids-v1"}\nx\nx2\nx3-cut');
+    writeFileSync(join(dir, `1-${dead}-000001.calls.${dead}.aa.claim`), '{"format":"ids-v1"}\nx\nx2\nx3-cut');
     writeFileSync(
-      join(dir, `2-${process.ppid}-000001.calls.${process.ppid}.claim`),
+      join(dir, `2-${process.ppid}-000001.calls.${process.ppid}.bb.claim`),
       '{"format":"ids-v1"}\ny\n',
     );
     writeFileSync(join(dir, `3-${dead}-000002.calls.tmp`), '{"format":"ids-v1"}\n');
     writeFileSync(join(dir, '4-1-000001.calls'), '{"format":"other"}\nz\n');
     // A journal made just before a crash, with no call in it yet.
-    writeFileSync(join(dir, `5-${dead}-000003.calls.${dead}.claim`), '{"format":"ids-v1"}\n');
+    writeFileSync(join(dir, `5-${dead}-000003.calls.${dead}.aa.claim`), '{"format":"ids-v1"}\n');
+    // A process that had this process's pid before it (a container's pid 1, restarted).
+    writeFileSync(
+      join(dir, `6-${process.pid}-000001.calls.${process.pid}.cc.claim`),
+      '{"format":"ids-v1"}\nw\n',
+    );
     const spool = new ChunkSpool(dir, codec);
     await spool.scan();
-    expect(spool.rows).toBe(2);
+    expect(spool.rows).toBe(3);
     expect(readdirSync(dir).sort()).toEqual([
       `1-${dead}-000001.calls`,
-      `2-${process.ppid}-000001.calls.${process.ppid}.claim`,
+      `2-${process.ppid}-000001.calls.${process.ppid}.bb.claim`,
       '4-1-000001.calls',
+      `6-${process.pid}-000001.calls`,
     ]);
     const t = await spool.take();
     expect(ids(t!.chunk)).toEqual(['x', 'x2']);
     await spool.done(t!.name);
+    expect(ids((await spool.take())!.chunk)).toEqual(['w']);
     // Nothing else is this spool's: the other format stays as it is.
     expect(await spool.take()).toBeNull();
     expect(readFileSync(join(dir, '4-1-000001.calls'), 'utf8')).toContain('"other"');
@@ -93,7 +100,7 @@ describe('ChunkSpool', () => {
     await spool.mirror(j, c);
     c.add({ id: 'b' } as CallRecord);
     await spool.mirror(j, c);
-    expect(j.path.endsWith(`.calls.${process.pid}.claim`)).toBe(true);
+    expect(j.path).toMatch(new RegExp(`\\.calls\\.${process.pid}\\.[0-9a-f]+\\.claim$`));
     expect(readFileSync(j.path, 'utf8')).toBe('{"format":"ids-v1"}\na\nb\n');
     // Another process does not take a live process's journal.
     const other = new ChunkSpool(dir, codec);

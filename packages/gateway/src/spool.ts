@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { type FileHandle, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -78,7 +79,18 @@ interface Entry {
 }
 
 const SUFFIX = '.calls';
-const CLAIM = /^(.+\.calls)\.(\d+)\.claim$/;
+const CLAIM = /^(.+\.calls)\.(\d+)\.([0-9a-f]+)\.claim$/;
+/** This process among those that had its pid before it: a container's process is often pid 1 on
+ * every start, and the claims of the one that crashed must not look like its own. */
+const INSTANCE = randomBytes(6).toString('hex');
+/** What this process's claims end with. */
+const MINE = `.${process.pid}.${INSTANCE}.claim`;
+
+/** Whether a file named for process `pid`, or by a claim of it, may still be that process's. */
+function heldBy(pid: number, name: string): boolean {
+  if (pid === process.pid) return name.includes(`.${INSTANCE}.`);
+  return alive(pid);
+}
 
 /** Whether a process of this id is running (on this host). */
 function alive(pid: number): boolean {
@@ -94,7 +106,7 @@ function alive(pid: number): boolean {
  * Metered calls on disk until the store (or the server a replica meters into) has them. Each chunk
  * is one file, `<ms>-<pid>-<n>.calls`: a JSON header line ({format}) and the chunk's bytes.
  * - While a process holds a chunk (filling it, or writing it), its file is named
- *   `<name>.<pid>.claim`: a journal of the chunk, or a spooled file taken to be written. Two
+ *   `<name>.<pid>.<instance>.claim`: a journal of the chunk, or a spooled file taken to be written. Two
  *   processes sharing the directory never both take a file, and a claim whose process has died
  *   goes back into the spool when the directory is next read, so calls metered before a crash
  *   are written by the next process.
@@ -130,7 +142,7 @@ export class ChunkSpool<C extends SinkChunk> {
     for (const name of names) {
       const claim = CLAIM.exec(name);
       if (claim) {
-        if (Number(claim[2]) !== process.pid && !alive(Number(claim[2]))) {
+        if (!heldBy(Number(claim[2]), name)) {
           await rename(join(this.dir, name), join(this.dir, claim[1]!)).catch(() => undefined);
           await this.learn(claim[1]!);
         }
@@ -138,7 +150,7 @@ export class ChunkSpool<C extends SinkChunk> {
         // A save that a crash cut short: its chunk was still in memory, so it was never counted
         // as kept, and the file holds nothing that is not elsewhere or lost with the process.
         const pid = Number(name.split('-')[1]);
-        if (pid !== process.pid && !alive(pid)) await rm(join(this.dir, name), { force: true });
+        if (!heldBy(pid, name)) await rm(join(this.dir, name), { force: true });
       } else if (name.endsWith(SUFFIX)) {
         await this.learn(name);
       }
@@ -181,13 +193,13 @@ export class ChunkSpool<C extends SinkChunk> {
   /** A journal for a new chunk, under a claim of this process. */
   journal(): ChunkJournal {
     const name = this.newName();
-    return new ChunkJournal(name, join(this.dir, `${name}.${process.pid}.claim`), this.header());
+    return new ChunkJournal(name, join(this.dir, `${name}${MINE}`), this.header());
   }
 
   /** The file of this process's calls under way: named to sort after its chunks' files, so that
    * after a crash it is written last. */
   private get inflightPath(): string {
-    return join(this.dir, `~inflight-${process.pid}-000000${SUFFIX}.${process.pid}.claim`);
+    return join(this.dir, `~inflight-${process.pid}-${INSTANCE}${SUFFIX}${MINE}`);
   }
 
   /** Replaces the file of the calls under way with this chunk (none: removes it). */
@@ -234,7 +246,7 @@ export class ChunkSpool<C extends SinkChunk> {
   /** Keeps a chunk on disk (synced before it counts as kept): for a chunk with no journal. */
   async save(chunk: C): Promise<void> {
     const name = this.newName();
-    const tmp = join(this.dir, `${name}.tmp`);
+    const tmp = join(this.dir, `${name}.${INSTANCE}.tmp`);
     const fh = await open(tmp, 'w');
     try {
       await fh.write(this.header());
@@ -254,7 +266,7 @@ export class ChunkSpool<C extends SinkChunk> {
     const now = this.now();
     for (const [name, e] of this.entries) {
       if (e.retryAt > now) continue;
-      const claimed = join(this.dir, `${name}.${process.pid}.claim`);
+      const claimed = join(this.dir, `${name}${MINE}`);
       try {
         await rename(join(this.dir, name), claimed);
       } catch {
@@ -272,14 +284,14 @@ export class ChunkSpool<C extends SinkChunk> {
 
   /** The taken file's calls are written: it goes. */
   async done(name: string): Promise<void> {
-    await rm(join(this.dir, `${name}.${process.pid}.claim`), { force: true });
+    await rm(join(this.dir, `${name}${MINE}`), { force: true });
     this.forget(name);
   }
 
   /** The taken file's write failed: it goes back, and is not tried again for a while (1 s
    * doubling to a minute), so that one file the store refuses does not hold up the others. */
   async failed(name: string): Promise<void> {
-    await rename(join(this.dir, `${name}.${process.pid}.claim`), join(this.dir, name)).catch(() => undefined);
+    await rename(join(this.dir, `${name}${MINE}`), join(this.dir, name)).catch(() => undefined);
     const e = this.entries.get(name);
     if (!e) return;
     e.tries++;
