@@ -60,7 +60,8 @@ async function storedIds(
       for (const c of page.rows) {
         calls.push(c.id);
         if (c.user) users.push(c.user);
-        if (c.user && c.error_type === 'gateway_interrupted') interrupted.push(c.user);
+        if (c.user && c.error_type === 'gateway_interrupted')
+          interrupted.push(`${c.user}:${c.tokens.output > 0}`);
       }
       cursor = page.nextCursor ?? undefined;
     } while (cursor);
@@ -214,8 +215,12 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)("durability of the gateway's metering",
     const after = await storedIds(at);
     const users = new Set(after.users);
     for (const u of before) expect(users.has(u), u).toBe(true);
-    // The streams under way are metered too: cut off by the crash, their prompt estimated.
-    expect(after.interrupted.filter((u) => u.startsWith('slow-')).sort()).toEqual(['slow-1', 'slow-2']);
+    // The streams under way are metered too, as cut off by the crash.
+    // Their prompt, and the output relayed before the kill, are estimated.
+    expect(after.interrupted.filter((u) => u.startsWith('slow-')).sort()).toEqual([
+      'slow-1:true',
+      'slow-2:true',
+    ]);
     expect(users.size).toBe(after.users.length);
     expect(after.calls.length).toBeLessThanOrEqual(sent);
   }, 120_000);

@@ -24,6 +24,8 @@ export interface AttemptContext {
   modelSent: string;
   fallbackHops: number;
   routeTier: string | null;
+  /** For a stream under way: the output text relayed so far. */
+  progress?: () => string;
 }
 
 export interface AttemptOutcome {

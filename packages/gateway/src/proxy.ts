@@ -17,7 +17,7 @@ import {
 import type { Accumulated } from './relay.js';
 import { badRequest, type GatewayError, invalidKey, sendError, type Wire } from './replies.js';
 import { type Attempt, Router } from './router.js';
-import { estimatePromptTokens } from './tokenizer.js';
+import { countTokens, estimatePromptTokens } from './tokenizer.js';
 import type { GatewayDeps, ProviderConfig, VirtualKey } from './types.js';
 import { Upstreams } from './upstream.js';
 
@@ -89,7 +89,14 @@ export class Gateway {
       breakers: this.breakers,
       recorder: (ctx, out, acc) => this.record(ctx, out, acc),
       started: (ctx, body) => {
-        this.underway.set(ctx.id, { ctx, body, since: performance.now(), tokens: null });
+        this.underway.set(ctx.id, {
+          ctx,
+          body,
+          since: performance.now(),
+          tokens: null,
+          output: 0,
+          countedAt: 0,
+        });
       },
       ended: (id) => {
         this.underway.delete(id);
@@ -101,11 +108,21 @@ export class Gateway {
   /** Attempts sent upstream and not yet recorded. */
   private readonly underway = new Map<
     string,
-    { ctx: AttemptContext; body: Record<string, unknown>; since: number; tokens: number | null }
+    {
+      ctx: AttemptContext;
+      body: Record<string, unknown>;
+      since: number;
+      /** The prompt's tokens, counted once. */
+      tokens: number | null;
+      /** A stream's output tokens so far, counted again at most once a second. */
+      output: number;
+      countedAt: number;
+    }
   >();
 
-  /** The calls under way for more than 100 ms, metered as cut off now: their prompt estimated by
-   * the tokenizer, no output, marked `gateway_interrupted`. Kept on disk as they change, and
+  /** The calls under way for more than 100 ms, metered as cut off now: their prompt, and what a
+   * stream has relayed (as of the last second), estimated by the tokenizer; marked
+   * `gateway_interrupted`. Kept on disk as they change, and
    * written only if the process dies before they end (their real record, written first, wins over
    * these). Shorter calls are left out: they would make the file change on every look, and a
    * crash loses at most one such call a connection. */
@@ -115,13 +132,17 @@ export class Gateway {
     for (const u of [...this.underway.values()]) {
       if (now - u.since < 100) continue;
       u.tokens ??= await estimatePromptTokens(u.body);
+      if (u.ctx.progress && now - u.countedAt >= 1000) {
+        u.countedAt = now;
+        u.output = await countTokens(u.ctx.progress());
+      }
       if (!this.underway.has(u.ctx.id)) continue;
       out.push(
         meterAttempt(this.deps, u.ctx, {
           status: 'error',
           errorType: 'gateway_interrupted',
           usage: null,
-          estimated: { input: u.tokens, output: 0 },
+          estimated: { input: u.tokens, output: u.output },
           modelServed: null,
           latencyMs: performance.now() - u.since,
           ttftMs: null,

@@ -143,7 +143,8 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
       if (this.inflightWrite || this.closed) return;
       this.inflightWrite = (async () => {
         const records = await calls();
-        const ids = records.map((r) => r.id).join(',');
+        // Rewritten when the calls, or a stream's count of output so far, change.
+        const ids = records.map((r) => `${r.id}:${r.tokens.output}`).join(',');
         if (ids === this.inflightIds) return;
         const chunk = this.opts.newChunk();
         for (const r of records) chunk.add(r);
