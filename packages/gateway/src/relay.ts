@@ -92,20 +92,27 @@ export async function relay(
   // A translated call answers in the client's API: the upstream's body becomes OpenAI's shape.
   const out = transform ? Buffer.from(JSON.stringify(transform(json ?? {}, up.statusCode))) : buf;
   const ok = up.statusCode < 300 && usage !== null;
-  // Metered before the answer leaves, so that the answer can say what it cost.
-  const cost = record(
-    ctx,
-    {
-      status: ok ? 'ok' : 'error',
-      errorType: ok ? null : up.statusCode < 300 ? 'upstream_no_usage' : `upstream_${up.statusCode}`,
-      usage,
-      estimated: null,
-      modelServed: served,
-      latencyMs,
-      ttftMs: null,
-    },
-    acc,
-  );
+  // Metered before the answer leaves, so that the answer can say what it cost. If metering fails,
+  // the answer still goes, and the failure is raised after it.
+  let cost: bigint | null = null;
+  let meterError: unknown = null;
+  try {
+    cost = record(
+      ctx,
+      {
+        status: ok ? 'ok' : 'error',
+        errorType: ok ? null : up.statusCode < 300 ? 'upstream_no_usage' : `upstream_${up.statusCode}`,
+        usage,
+        estimated: null,
+        modelServed: served,
+        latencyMs,
+        ttftMs: null,
+      },
+      acc,
+    );
+  } catch (err) {
+    meterError = err;
+  }
   res.writeHead(up.statusCode, {
     ...passHeaders(up.headers),
     ...acc.headers,
@@ -116,6 +123,7 @@ export async function relay(
     'content-length': out.length,
   });
   res.end(out);
+  if (meterError) throw meterError;
 }
 
 /** Relays a stream event by event (translated if asked), metering it as it passes. */
