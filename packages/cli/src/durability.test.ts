@@ -130,98 +130,126 @@ describe('durability', () => {
 
 describe.skipIf(SKIP_WITHOUT_RECORDINGS)("durability of the gateway's metering", () => {
   const mock = new MockUpstream();
-  const at = mkdtempSync(join(os.tmpdir(), 'tally-kill-gw-'));
+  const roots: string[] = [];
   afterAll(async () => {
     await mock.stop();
-    rmSync(at, { recursive: true, force: true });
+    for (const r of roots) rmSync(r, { recursive: true, force: true });
   });
 
-  it('meters every answered call through kill -9, and the calls under way: the next start writes what the journal kept, once', async () => {
-    await mock.start();
-    const port = await freePort();
-    const env = {
-      TALLY_DATA_DIR: at,
-      TALLY_ADMIN_KEY: KEY,
-      TALLY_LOG_LEVEL: 'warn',
-      OPENAI_BASE_URL: `${mock.url}/v1`,
-      OPENAI_API_KEY: 'sk-upstream',
-    };
-    const first = await spawnTally(['start', '--port', String(port)], env);
-    const pool = new Pool(`http://127.0.0.1:${port}`, { connections: 4 });
-    const made = await pool.request({
-      path: '/v1/keys',
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
-      body: JSON.stringify({ project: 'support' }),
-    });
-    const { key } = (await made.body.json()) as { key: string };
-    // Each call is told apart by its user header; half of them are streamed. Resolves with the
-    // status, or null if the server died under the call.
-    const chat = async (user: string, model: string, stream: boolean): Promise<number | null> => {
-      try {
-        const res = await pool.request({
-          path: '/v1/chat/completions',
-          method: 'POST',
-          headers: {
-            'content-type': 'application/json',
-            authorization: `Bearer ${key}`,
-            'x-tally-user': user,
-          },
-          body: JSON.stringify({ model, stream, messages: [{ role: 'user', content: 'Say a few words.' }] }),
-        });
-        await res.body.text();
-        return res.statusCode;
-      } catch {
-        return null;
-      }
-    };
-    const answered: string[] = [];
-    let sent = 0;
-    let killed = false;
-    const senders = Array.from({ length: 4 }, async () => {
-      while (!killed) {
-        const user = `u-${sent++}`;
-        const status = await chat(user, 'gpt-4o', sent % 2 === 0);
-        if (status === null) return;
-        if (status === 200) answered.push(user);
-      }
-    });
-    while (answered.length < 400) await new Promise((r) => setTimeout(r, 5));
-    // Two streams that take a second each, under way at the kill.
-    const slow = ['slow-1', 'slow-2'].map((user) => chat(user, 'fault-slow', true));
-    // The journal is appended every 20 ms: what was answered 200 ms before the kill is on disk.
-    const before = answered.slice();
-    await new Promise((r) => setTimeout(r, 200));
-    killed = true;
-    first.child.kill('SIGKILL');
-    await Promise.all([...senders, ...slow]);
-    await pool.destroy();
-    await stopProcess(first.child);
-    // Many of them were still in memory, waiting for their batch (written once a second): with
-    // the journal off, this test fails.
-    const second = await spawnTally(['start', '--port', String(port)], env);
-    try {
-      const seen = async () => {
-        const r = await fetch(`http://127.0.0.1:${port}/healthz`);
-        return ((await r.json()) as { checks: { metering: { spooled_calls: number } } }).checks.metering;
+  it.each([
+    ['tally start', false],
+    ['a tally gateway replica', true],
+  ])(
+    '%s meters every answered call through kill -9, and the calls under way: the next start writes what its journal kept, once',
+    async (_name, replica) => {
+      if (!mock.url.startsWith('http')) await mock.start();
+      const root = mkdtempSync(join(os.tmpdir(), 'tally-kill-gw-'));
+      roots.push(root);
+      const serverDir = join(root, 'server');
+      const serverPort = await freePort();
+      const base = {
+        TALLY_ADMIN_KEY: KEY,
+        TALLY_LOG_LEVEL: 'warn',
+        OPENAI_BASE_URL: `${mock.url}/v1`,
+        OPENAI_API_KEY: 'sk-upstream',
+      };
+      const serverEnv = { ...base, TALLY_DATA_DIR: serverDir };
+      const server = await spawnTally(['start', '--port', String(serverPort)], serverEnv);
+      // The process under test, killed and started again: the server itself, or a replica of it.
+      const port = replica ? await freePort() : serverPort;
+      const gwEnv = {
+        ...base,
+        TALLY_DATA_DIR: join(root, 'replica'),
+        TALLY_SERVER_URL: `http://127.0.0.1:${serverPort}`,
+      };
+      const startGateway = () =>
+        replica
+          ? spawnTally(['gateway', '--port', String(port)], gwEnv)
+          : spawnTally(['start', '--port', String(port)], serverEnv);
+      let first = replica ? await startGateway() : server;
+      const admin = new Pool(`http://127.0.0.1:${serverPort}`, { connections: 1 });
+      const made = await admin.request({
+        path: '/v1/keys',
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
+        body: JSON.stringify({ project: 'support' }),
+      });
+      const { key } = (await made.body.json()) as { key: string };
+      await admin.close();
+      const pool = new Pool(`http://127.0.0.1:${port}`, { connections: 4 });
+      // Each call is told apart by its user header; half of them are streamed. Resolves with the
+      // status, or null if the process died under the call.
+      const chat = async (user: string, model: string, stream: boolean): Promise<number | null> => {
+        try {
+          const res = await pool.request({
+            path: '/v1/chat/completions',
+            method: 'POST',
+            headers: {
+              'content-type': 'application/json',
+              authorization: `Bearer ${key}`,
+              'x-tally-user': user,
+            },
+            body: JSON.stringify({
+              model,
+              stream,
+              messages: [{ role: 'user', content: 'Say a few words.' }],
+            }),
+          });
+          await res.body.text();
+          return res.statusCode;
+        } catch {
+          return null;
+        }
+      };
+      const answered: string[] = [];
+      let sent = 0;
+      let killed = false;
+      const senders = Array.from({ length: 4 }, async () => {
+        while (!killed) {
+          const user = `u-${sent++}`;
+          const status = await chat(user, 'gpt-4o', sent % 2 === 0);
+          if (status === null) return;
+          if (status === 200) answered.push(user);
+        }
+      });
+      while (answered.length < 400) await new Promise((r) => setTimeout(r, 5));
+      // Two streams that take a second each, under way at the kill.
+      const slow = ['slow-1', 'slow-2'].map((user) => chat(user, 'fault-slow', true));
+      // The journal is appended every 20 ms: what was answered 200 ms before the kill is on disk.
+      const before = answered.slice();
+      await new Promise((r) => setTimeout(r, 200));
+      killed = true;
+      first.child.kill('SIGKILL');
+      await Promise.all([...senders, ...slow]);
+      await pool.destroy();
+      await stopProcess(first.child);
+      // Many of them were still in memory, waiting for their batch (written once a second): with
+      // the journal off, this test fails.
+      first = await startGateway();
+      const health = async () => {
+        const h = (await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as {
+          spooled_calls?: number;
+          checks?: { metering: { spooled_calls: number } };
+        };
+        return h.spooled_calls ?? h.checks!.metering.spooled_calls;
       };
       // The first look at the spool comes a second after the start.
       await new Promise((r) => setTimeout(r, 1500));
-      for (let i = 0; i < 200 && (await seen()).spooled_calls > 0; i++)
-        await new Promise((r) => setTimeout(r, 50));
-    } finally {
-      await stopProcess(second.child);
-    }
-    const after = await storedIds(at);
-    const users = new Set(after.users);
-    for (const u of before) expect(users.has(u), u).toBe(true);
-    // The streams under way are metered too, as cut off by the crash.
-    // Their prompt, and the output relayed before the kill, are estimated.
-    expect(after.interrupted.filter((u) => u.startsWith('slow-')).sort()).toEqual([
-      'slow-1:true',
-      'slow-2:true',
-    ]);
-    expect(users.size).toBe(after.users.length);
-    expect(after.calls.length).toBeLessThanOrEqual(sent);
-  }, 120_000);
+      for (let i = 0; i < 200 && (await health()) > 0; i++) await new Promise((r) => setTimeout(r, 50));
+      await stopProcess(first.child);
+      await stopProcess(server.child);
+      const after = await storedIds(serverDir);
+      const users = new Set(after.users);
+      for (const u of before) expect(users.has(u), u).toBe(true);
+      // The streams under way are metered too, as cut off by the crash: their prompt, and the
+      // output relayed before the kill, estimated.
+      expect(after.interrupted.filter((u) => u.startsWith('slow-')).sort()).toEqual([
+        'slow-1:true',
+        'slow-2:true',
+      ]);
+      expect(users.size).toBe(after.users.length);
+      expect(after.calls.length).toBeLessThanOrEqual(sent);
+    },
+    120_000,
+  );
 });
