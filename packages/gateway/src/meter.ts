@@ -24,8 +24,10 @@ export interface AttemptContext {
   modelSent: string;
   fallbackHops: number;
   routeTier: string | null;
-  /** For a stream under way: the output text relayed so far. */
-  progress?: () => string;
+  /** For a stream under way: what reads the output text relayed so far. It is the stream's
+   * meter itself, not a closure: a closure would hold the whole relay's scope (the request, the
+   * response, the upstream's body) for as long as the context lives. */
+  progress?: { text(): string } | undefined;
 }
 
 export interface AttemptOutcome {

@@ -134,7 +134,7 @@ export class Gateway {
       u.tokens ??= await estimatePromptTokens(u.body);
       if (u.ctx.progress && now - u.countedAt >= 1000) {
         u.countedAt = now;
-        u.output = await countTokens(u.ctx.progress());
+        u.output = await countTokens(u.ctx.progress.text());
       }
       if (!this.underway.has(u.ctx.id)) continue;
       out.push(

@@ -151,7 +151,7 @@ export async function relayStream(
   // No flushHeaders(): the headers leave with the first event, in one write.
   const splitter = new SseSplitter();
   const meter = streamMeter(endpoint, hideUsage);
-  ctx.progress = () => meter.text();
+  ctx.progress = meter;
   // Holds back a character cut across chunks; five times cheaper a chunk than TextDecoder's stream.
   const decoder = new StringDecoder('utf8');
   let ttft: number | null = null;
@@ -251,4 +251,5 @@ export async function relayStream(
     },
     acc,
   );
+  ctx.progress = undefined;
 }
