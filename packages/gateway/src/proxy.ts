@@ -14,7 +14,7 @@ import {
   servesNatively,
   translatedToMessages,
 } from './providers.js';
-import type { Accumulated } from './relay.js';
+import type { Accumulated, Metered, Recorder } from './relay.js';
 import { badRequest, type GatewayError, invalidKey, sendError, type Wire } from './replies.js';
 import { type Attempt, Router } from './router.js';
 import { countTokens, estimatePromptTokens } from './tokenizer.js';
@@ -87,7 +87,8 @@ export class Gateway {
       deps,
       upstreams: this.upstreams,
       breakers: this.breakers,
-      recorder: (ctx, out, acc) => this.record(ctx, out, acc),
+      recorder: ((ctx: AttemptContext, out: AttemptOutcome, acc: Accumulated, later?: true) =>
+        this.record(ctx, out, acc, later)) as Recorder,
       started: (ctx, body) => {
         this.underway.set(ctx.id, {
           ctx,
@@ -332,11 +333,17 @@ export class Gateway {
     return open.length > 0 ? open : all;
   }
 
-  private record(ctx: AttemptContext, out: AttemptOutcome, acc: Accumulated): bigint | null {
+  private record(
+    ctx: AttemptContext,
+    out: AttemptOutcome,
+    acc: Accumulated,
+    later?: true,
+  ): bigint | null | Metered {
     this.underway.delete(ctx.id);
     const rec = meterAttempt(this.deps, ctx, out);
     acc.spentNano += rec.cost_effective_nano ?? 0n;
     acc.tokens += rec.tokens.input + rec.tokens.output;
+    if (later) return { cost: rec.cost_effective_nano, write: () => this.deps.sink.write(rec) };
     this.deps.sink.write(rec);
     return rec.cost_effective_nano;
   }

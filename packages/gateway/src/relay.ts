@@ -13,8 +13,18 @@ import type { Cancel } from './upstream.js';
 type Obj = Record<string, unknown>;
 
 /** Meters one attempt (and adds its cost to the request's total); returns the attempt's cost in
- * nano-USD, or null if it could not be priced. */
-export type Recorder = (ctx: AttemptContext, out: AttemptOutcome, acc: Accumulated) => bigint | null;
+ * nano-USD, or null if it could not be priced. With `later`, the record is priced now and handed
+ * to the sink by the returned function, once the answer has left. */
+export type Recorder = {
+  (ctx: AttemptContext, out: AttemptOutcome, acc: Accumulated): bigint | null;
+  (ctx: AttemptContext, out: AttemptOutcome, acc: Accumulated, later: true): Metered;
+};
+
+/** An attempt priced and not yet handed to the sink. */
+export interface Metered {
+  cost: bigint | null;
+  write(): void;
+}
 
 /** What one request added up to, across its attempts. */
 export interface Accumulated {
@@ -92,12 +102,13 @@ export async function relay(
   // A translated call answers in the client's API: the upstream's body becomes OpenAI's shape.
   const out = transform ? Buffer.from(JSON.stringify(transform(json ?? {}, up.statusCode))) : buf;
   const ok = up.statusCode < 300 && usage !== null;
-  // Metered before the answer leaves, so that the answer can say what it cost. If metering fails,
-  // the answer still goes, and the failure is raised after it.
-  let cost: bigint | null = null;
+  // Priced before the answer leaves, so that the answer can say what it cost; handed to the sink
+  // after it, so that encoding the record is not on the client's wait. If metering fails, the
+  // answer still goes, and the failure is raised after it.
+  let metered: Metered | null = null;
   let meterError: unknown = null;
   try {
-    cost = record(
+    metered = record(
       ctx,
       {
         status: ok ? 'ok' : 'error',
@@ -109,10 +120,12 @@ export async function relay(
         ttftMs: null,
       },
       acc,
+      true,
     );
   } catch (err) {
     meterError = err;
   }
+  const cost = metered ? metered.cost : null;
   res.writeHead(up.statusCode, {
     ...passHeaders(up.headers),
     ...acc.headers,
@@ -124,6 +137,7 @@ export async function relay(
   });
   res.end(out);
   if (meterError) throw meterError;
+  metered?.write();
 }
 
 /** Relays a stream event by event (translated if asked), metering it as it passes. */
