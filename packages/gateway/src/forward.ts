@@ -37,7 +37,7 @@ export interface ForwardEnv {
   /** An attempt is about to go upstream (it is under way until it is recorded)... */
   started(ctx: AttemptContext, body: Obj): void;
   /** ...and is over. */
-  ended(id: string): void;
+  ended(ctx: AttemptContext): void;
 }
 
 /**
@@ -177,7 +177,7 @@ export async function forwardAttempts(
       return;
     } finally {
       // Recorded by now, unless something threw: either way no longer under way.
-      env.ended(ctx.id);
+      env.ended(ctx);
     }
   }
 }

@@ -28,6 +28,22 @@ export interface AttemptContext {
    * meter itself, not a closure: a closure would hold the whole relay's scope (the request, the
    * response, the upstream's body) for as long as the context lives. */
   progress?: { text(): string } | undefined;
+  /** While the attempt is under way: the gateway's note of it. */
+  underway?: Underway | undefined;
+}
+
+/** An attempt sent upstream and not yet recorded, as the gateway keeps it (to meter it if the
+ * process dies first). */
+export interface Underway {
+  ctx: AttemptContext;
+  body: Record<string, unknown>;
+  since: number;
+  /** The prompt's tokens, counted once. */
+  tokens: number | null;
+  /** A stream's output tokens so far, counted again at most once a second. */
+  output: number;
+  countedAt: number;
+  slot: number;
 }
 
 export interface AttemptOutcome {

@@ -5,7 +5,7 @@ import { attribute } from './attribution.js';
 import { Breakers } from './breaker.js';
 import { type Hold, reserveBudgets, settleBudgets } from './budget-guard.js';
 import { type ForwardEnv, forwardAttempts } from './forward.js';
-import { type AttemptContext, type AttemptOutcome, meterAttempt } from './meter.js';
+import { type AttemptContext, type AttemptOutcome, meterAttempt, type Underway } from './meter.js';
 import { maxOutputTokens, rateLimited, rateLimitHeaders } from './policy.js';
 import {
   type Endpoint,
@@ -17,6 +17,7 @@ import {
 import type { Accumulated, Metered, Recorder } from './relay.js';
 import { badRequest, type GatewayError, invalidKey, sendError, type Wire } from './replies.js';
 import { type Attempt, Router } from './router.js';
+import { Slots } from './slots.js';
 import { countTokens, estimatePromptTokens } from './tokenizer.js';
 import type { GatewayDeps, ProviderConfig, VirtualKey } from './types.js';
 import { Upstreams } from './upstream.js';
@@ -90,36 +91,32 @@ export class Gateway {
       recorder: ((ctx: AttemptContext, out: AttemptOutcome, acc: Accumulated, later?: true) =>
         this.record(ctx, out, acc, later)) as Recorder,
       started: (ctx, body) => {
-        this.underway.set(ctx.id, {
+        const u: Underway = {
           ctx,
           body,
           since: performance.now(),
           tokens: null,
           output: 0,
           countedAt: 0,
-        });
+          slot: 0,
+        };
+        u.slot = this.underway.add(u);
+        ctx.underway = u;
       },
-      ended: (id) => {
-        this.underway.delete(id);
-      },
+      ended: (ctx) => this.release(ctx),
     };
     deps.sink.trackInflight?.(() => this.underwayRecords());
   }
 
-  /** Attempts sent upstream and not yet recorded. */
-  private readonly underway = new Map<
-    string,
-    {
-      ctx: AttemptContext;
-      body: Record<string, unknown>;
-      since: number;
-      /** The prompt's tokens, counted once. */
-      tokens: number | null;
-      /** A stream's output tokens so far, counted again at most once a second. */
-      output: number;
-      countedAt: number;
-    }
-  >();
+  /** Attempts sent upstream and not yet recorded (slots, not a Map: see Slots). */
+  private readonly underway = new Slots<Underway>();
+
+  private release(ctx: AttemptContext): void {
+    const u = ctx.underway;
+    if (!u) return;
+    this.underway.remove(u.slot, u);
+    ctx.underway = undefined;
+  }
 
   /** The calls under way for more than 100 ms, metered as cut off now: their prompt, and what a
    * stream has relayed (as of the last second), estimated by the tokenizer; marked
@@ -130,14 +127,14 @@ export class Gateway {
   private async underwayRecords(): Promise<CallRecord[]> {
     const out: CallRecord[] = [];
     const now = performance.now();
-    for (const u of [...this.underway.values()]) {
+    for (const u of this.underway.values()) {
       if (now - u.since < 100) continue;
       u.tokens ??= await estimatePromptTokens(u.body);
       if (u.ctx.progress && now - u.countedAt >= 1000) {
         u.countedAt = now;
         u.output = await countTokens(u.ctx.progress.text());
       }
-      if (!this.underway.has(u.ctx.id)) continue;
+      if (!this.underway.has(u.slot, u)) continue;
       out.push(
         meterAttempt(this.deps, u.ctx, {
           status: 'error',
@@ -191,15 +188,15 @@ export class Gateway {
    * The whole request, straight off node's HTTP server: the server hands gateway paths here before
    * its router, so a model call pays for no framework work it does not need.
    */
-  private readonly inflight = new Set<Promise<void>>();
+  private readonly inflight = new Slots<Promise<void>>();
 
   async serve(req: IncomingMessage, res: ServerResponse, endpoint: Endpoint | 'models'): Promise<void> {
     const p = this.serveOne(req, res, endpoint);
-    this.inflight.add(p);
+    const slot = this.inflight.add(p);
     try {
       await p;
     } finally {
-      this.inflight.delete(p);
+      this.inflight.remove(slot, p);
     }
   }
 
@@ -339,7 +336,7 @@ export class Gateway {
     acc: Accumulated,
     later?: true,
   ): bigint | null | Metered {
-    this.underway.delete(ctx.id);
+    this.release(ctx);
     const rec = meterAttempt(this.deps, ctx, out);
     acc.spentNano += rec.cost_effective_nano ?? 0n;
     acc.tokens += rec.tokens.input + rec.tokens.output;
@@ -382,12 +379,12 @@ export class Gateway {
 
   /** Waits for the calls in flight to be metered, then writes every metered call (tests, shutdown). */
   async flush(): Promise<void> {
-    await Promise.allSettled([...this.inflight]);
+    await Promise.allSettled(this.inflight.values());
     await this.deps.sink.flush();
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled([...this.inflight]);
+    await Promise.allSettled(this.inflight.values());
     await this.upstreams.close();
     await this.deps.sink.close();
   }
