@@ -49,6 +49,17 @@ export async function reserveBudgets(
   return { ok: true, hold, downgradeTo: rule.action === 'downgrade' ? rule.downgradeModel : null };
 }
 
+/** The spend at each of a rule's thresholds, worked out once per rule. */
+const marks = new WeakMap<BudgetRule, bigint[]>();
+function marksOf(rule: BudgetRule): bigint[] {
+  let m = marks.get(rule);
+  if (!m) {
+    m = rule.thresholds.map((t) => (rule.limitNano * BigInt(Math.round(t * 10_000))) / 10_000n);
+    marks.set(rule, m);
+  }
+  return m;
+}
+
 /** Releases the reservation, records the actual cost, and raises an alert for each threshold the
  * spend crossed. */
 export async function settleBudgets(
@@ -61,8 +72,10 @@ export async function settleBudgets(
   const results = await deps.state.settle(hold.windows, hold.reserved, actual);
   results.forEach(({ before, after }, i) => {
     const rule = hold.rules[i]!;
-    for (const t of rule.thresholds) {
-      const mark = (rule.limitNano * BigInt(Math.round(t * 10_000))) / 10_000n;
+    const ms = marksOf(rule);
+    for (let k = 0; k < rule.thresholds.length; k++) {
+      const t = rule.thresholds[k]!;
+      const mark = ms[k]!;
       if (before.spentNano < mark && after.spentNano >= mark) {
         deps.alerts({
           tenant: key.tenant,

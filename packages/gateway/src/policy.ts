@@ -76,17 +76,31 @@ function currentPeriod(period: BudgetPeriod, timeZone: string, now: number): Per
   return p;
 }
 
-export function windowsFor(
-  rules: BudgetRule[],
-  now: number,
-): { rule: BudgetRule; window: BudgetWindow; label: string }[] {
+type RuleWindow = { rule: BudgetRule; window: BudgetWindow; label: string };
+
+/** Each rule's window of its current period, made once per rule and period: the same objects (and
+ * the same key string, whose hash is then worked out once) serve every call in it. */
+const ruleWindows = new WeakMap<BudgetRule, RuleWindow & { start: number }>();
+
+export function windowsFor(rules: BudgetRule[], now: number): RuleWindow[] {
   return rules.map((rule) => {
-    const p = currentPeriod(rule.period, rule.timeZone, now);
-    return {
-      rule,
-      label: p.label,
-      window: { budgetId: rule.id, key: `${rule.id}:${p.label}`, limitNano: rule.limitNano, resetAt: p.end },
-    };
+    let w = ruleWindows.get(rule);
+    if (!w || now < w.start || now >= w.window.resetAt) {
+      const p = currentPeriod(rule.period, rule.timeZone, now);
+      w = {
+        rule,
+        label: p.label,
+        start: p.start,
+        window: {
+          budgetId: rule.id,
+          key: `${rule.id}:${p.label}`,
+          limitNano: rule.limitNano,
+          resetAt: p.end,
+        },
+      };
+      ruleWindows.set(rule, w);
+    }
+    return w;
   });
 }
 

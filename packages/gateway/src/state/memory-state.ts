@@ -22,7 +22,7 @@ export function refill(b: Bucket, limit: number, now: number): number {
  * each method is atomic by construction. */
 export class MemoryState implements SharedState {
   private readonly windows = new Map<string, WindowUsage & { resetAt: number }>();
-  private readonly buckets = new Map<string, Bucket>();
+  private readonly buckets = new Map<string, { r: Bucket | null; t: Bucket | null }>();
 
   private window(w: BudgetWindow): WindowUsage & { resetAt: number } {
     let u = this.windows.get(w.key);
@@ -69,8 +69,8 @@ export class MemoryState implements SharedState {
 
   async rateLimit(req: RateRequest): Promise<RateResult> {
     const out: RateResult = { ok: true, limited: null, requests: null, tokens: null, retryAfterMs: 0 };
-    const rb = req.rpm ? this.bucket(`r:${req.key}`, req.rpm, req.now) : null;
-    const tb = req.tpm ? this.bucket(`t:${req.key}`, req.tpm, req.now) : null;
+    const rb = req.rpm ? this.bucket(req.key, 'r', req.rpm, req.now) : null;
+    const tb = req.tpm ? this.bucket(req.key, 't', req.tpm, req.now) : null;
     const rLevel = rb && req.rpm ? refill(rb, req.rpm, req.now) : 0;
     const tLevel = tb && req.tpm ? refill(tb, req.tpm, req.now) : 0;
     if (req.rpm && rLevel < 1) {
@@ -106,16 +106,23 @@ export class MemoryState implements SharedState {
   }
 
   async adjustTokens(key: string, tpm: number, delta: number, now: number): Promise<void> {
-    const b = this.bucket(`t:${key}`, tpm, now);
+    const b = this.bucket(key, 't', tpm, now);
     b.level = refill(b, tpm, now) - delta;
     b.at = now;
   }
 
-  private bucket(key: string, limit: number, now: number): Bucket {
-    let b = this.buckets.get(key);
+  /** A key's request (r) or token (t) bucket, found by the key's id alone: a key made by joining
+   * strings would be hashed anew on every call. */
+  private bucket(key: string, kind: 'r' | 't', limit: number, now: number): Bucket {
+    let pair = this.buckets.get(key);
+    if (!pair) {
+      pair = { r: null, t: null };
+      this.buckets.set(key, pair);
+    }
+    let b = pair[kind];
     if (!b) {
       b = { level: limit, at: now };
-      this.buckets.set(key, b);
+      pair[kind] = b;
     }
     return b;
   }
