@@ -9,6 +9,7 @@ import { micro } from './micro.mjs';
 import { scorecardBench } from './scorecard.mjs';
 import { soak } from './soak.mjs';
 import { storeMemory } from './store-memory.mjs';
+import { streamMeterBench } from './stream-meter.mjs';
 
 const only = process.argv.slice(2);
 const want = (name) => only.length === 0 || only.includes(name);
@@ -29,6 +30,23 @@ if (want('pricing')) {
   );
   sections.push(
     `### Pricing and normalisation (mitata), ${date}\n\nTarget: pricing one call < 2 µs.\n\n${t}`,
+  );
+}
+
+if (want('stream-meter')) {
+  const r = await streamMeterBench();
+  const us = (ns) => `${(ns / 1000).toFixed(3)} µs`;
+  const t = table(
+    ['per chunk', 'time', 'vs the split'],
+    [
+      ['split into events (floor)', us(r.floor), '1.00'],
+      ['split, and meter', us(r.meter), (r.meter / r.floor).toFixed(2)],
+      ['split, and parse every chunk (for comparison)', us(r.parse), (r.parse / r.floor).toFixed(2)],
+    ],
+  );
+  sections.push(
+    `### Stream metering (mitata), ${date}\n\n${r.streams} recorded OpenAI streams, ${r.chunks} chunks, recorded with include_usage ` +
+      `(every chunk but the last carries "usage":null).\n\n${t}`,
   );
 }
 

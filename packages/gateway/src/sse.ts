@@ -8,15 +8,19 @@ export class SseSplitter {
   /** Whole events (each with its blank-line terminator) completed by this chunk. */
   push(chunk: string): string[] {
     this.buf += chunk;
+    const buf = this.buf;
     const out: string[] = [];
     let start = 0;
-    for (;;) {
-      const lf = this.buf.indexOf('\n\n', start);
-      const crlf = this.buf.indexOf('\r\n\r\n', start);
-      if (lf < 0 && crlf < 0) break;
+    // Each terminator is searched for again only once the last one found is behind: a stream with
+    // no CRLF would otherwise be scanned to its end for one at every event.
+    let lf = buf.indexOf('\n\n');
+    let crlf = buf.indexOf('\r\n\r\n');
+    while (lf >= 0 || crlf >= 0) {
       const end = crlf >= 0 && (lf < 0 || crlf < lf) ? crlf + 4 : lf + 2;
-      out.push(this.buf.slice(start, end));
+      out.push(buf.slice(start, end));
       start = end;
+      if (lf >= 0 && lf < start) lf = buf.indexOf('\n\n', start);
+      if (crlf >= 0 && crlf < start) crlf = buf.indexOf('\r\n\r\n', start);
     }
     if (start > 0) this.buf = this.buf.slice(start);
     return out;

@@ -32,6 +32,80 @@ function parse(data: string): Obj | null {
 }
 
 /**
+ * The output text of a stream's deltas, read only when asked for (a stream cut off, or one under
+ * way when the process keeps its progress): a stream that ends normally is never parsed event by
+ * event. Each delta is read once, however often the text is asked for.
+ */
+class DeltaText {
+  private readonly raw: string[] = [];
+  private readonly parts: string[] = [];
+  private read = 0;
+
+  constructor(private readonly extract: (data: string, out: string[]) => void) {}
+
+  push(data: string): void {
+    this.raw.push(data);
+  }
+
+  get first(): string | undefined {
+    return this.raw[0];
+  }
+
+  text(): string {
+    for (; this.read < this.raw.length; this.read++) this.extract(this.raw[this.read]!, this.parts);
+    return this.parts.join('');
+  }
+}
+
+function chatDelta(data: string, out: string[]): void {
+  const choices = parse(data)?.['choices'];
+  if (!Array.isArray(choices)) return;
+  for (const c of choices as Obj[]) {
+    const delta = c?.['delta'] as Obj | undefined;
+    if (typeof delta?.['content'] === 'string') out.push(delta['content']);
+    const calls = delta?.['tool_calls'];
+    if (Array.isArray(calls)) {
+      for (const tc of calls as Obj[]) {
+        const args = (tc?.['function'] as Obj | undefined)?.['arguments'];
+        if (typeof args === 'string') out.push(args);
+      }
+    }
+  }
+}
+
+function responsesDelta(data: string, out: string[]): void {
+  const d = parse(data)?.['delta'];
+  if (typeof d === 'string') out.push(d);
+}
+
+function messagesDelta(data: string, out: string[]): void {
+  const delta = parse(data)?.['delta'] as Obj | undefined;
+  const text = delta?.['text'] ?? delta?.['partial_json'] ?? delta?.['thinking'];
+  if (typeof text === 'string') out.push(text);
+}
+
+/**
+ * Whether a chunk may carry a usage object: it names `usage`, other than as `"usage":null`. With
+ * include_usage, OpenAI puts `"usage":null` in every chunk before the last, so a stream of
+ * hundreds of chunks would otherwise be parsed whole, chunk by chunk. `"usage"` outside a key
+ * (a string's quotes are escaped, so only the value "usage" can look like this) is parsed to be
+ * sure.
+ */
+export function carriesUsage(data: string): boolean {
+  let i = data.indexOf('"usage"');
+  while (i >= 0) {
+    let j = i + 7;
+    while (j < data.length && data.charCodeAt(j) <= 32) j++;
+    if (data.charCodeAt(j) !== 58) return true;
+    j++;
+    while (j < data.length && data.charCodeAt(j) <= 32) j++;
+    if (!data.startsWith('null', j)) return true;
+    i = data.indexOf('"usage"', j + 4);
+  }
+  return false;
+}
+
+/**
  * OpenAI chat completions: usage arrives in a last chunk with no choices (when include_usage).
  * Chunks are parsed only when they can carry usage or an error; the text for an estimate, and the
  * model of a stream with no usage chunk, are read from the kept chunks only when needed, so a normal
@@ -40,7 +114,7 @@ function parse(data: string): Obj | null {
 class ChatMeter implements StreamMeter {
   private u: Obj | null = null;
   private m: string | null = null;
-  private readonly chunks: string[] = [];
+  private readonly chunks = new DeltaText(chatDelta);
   private err: string | null = null;
   done = false;
 
@@ -58,7 +132,7 @@ class ChatMeter implements StreamMeter {
       this.err ??= 'malformed_sse';
       return true;
     }
-    if (data.includes('"usage"') || data.includes('"error"')) {
+    if (carriesUsage(data) || data.includes('"error"')) {
       const chunk = parse(data);
       if (!chunk) {
         this.err ??= 'malformed_sse';
@@ -84,32 +158,16 @@ class ChatMeter implements StreamMeter {
   /** The model that served the stream: every chunk names it, so it is read off the usage chunk
    * (parsed anyway) or, for a stream cut off before it, off the first chunk kept. */
   model(): string | null {
-    if (this.m === null && this.chunks.length > 0) {
-      const m = parse(this.chunks[0]!)?.['model'];
+    const first = this.chunks.first;
+    if (this.m === null && first !== undefined) {
+      const m = parse(first)?.['model'];
       if (typeof m === 'string') this.m = m;
     }
     return this.m;
   }
 
   text(): string {
-    const parts: string[] = [];
-    for (const data of this.chunks) {
-      const chunk = parse(data);
-      const choices = chunk?.['choices'];
-      if (!Array.isArray(choices)) continue;
-      for (const c of choices as Obj[]) {
-        const delta = c?.['delta'] as Obj | undefined;
-        if (typeof delta?.['content'] === 'string') parts.push(delta['content']);
-        const calls = delta?.['tool_calls'];
-        if (Array.isArray(calls)) {
-          for (const tc of calls as Obj[]) {
-            const args = (tc?.['function'] as Obj | undefined)?.['arguments'];
-            if (typeof args === 'string') parts.push(args);
-          }
-        }
-      }
-    }
-    return parts.join('');
+    return this.chunks.text();
   }
 }
 
@@ -117,15 +175,14 @@ class ChatMeter implements StreamMeter {
 class ResponsesMeter implements StreamMeter {
   private u: Obj | null = null;
   private m: string | null = null;
-  private parts: string[] = [];
+  private readonly deltas = new DeltaText(responsesDelta);
   private err: string | null = null;
   done = false;
 
   onEvent(ev: string): boolean {
     const name = eventName(ev);
     if (name === 'response.output_text.delta') {
-      const d = parse(eventData(ev) ?? '');
-      if (typeof d?.['delta'] === 'string') this.parts.push(d['delta']);
+      this.deltas.push(eventData(ev) ?? '');
       return true;
     }
     if (
@@ -147,7 +204,7 @@ class ResponsesMeter implements StreamMeter {
   }
   usage = () => this.u;
   model = () => this.m;
-  text = () => this.parts.join('');
+  text = () => this.deltas.text();
   error = () => this.err;
 }
 
@@ -155,17 +212,14 @@ class ResponsesMeter implements StreamMeter {
 class MessagesMeter implements StreamMeter {
   private u: Obj | null = null;
   private m: string | null = null;
-  private parts: string[] = [];
+  private readonly deltas = new DeltaText(messagesDelta);
   private err: string | null = null;
   done = false;
 
   onEvent(ev: string): boolean {
     const name = eventName(ev);
     if (name === 'content_block_delta') {
-      const d = parse(eventData(ev) ?? '');
-      const delta = d?.['delta'] as Obj | undefined;
-      const text = delta?.['text'] ?? delta?.['partial_json'] ?? delta?.['thinking'];
-      if (typeof text === 'string') this.parts.push(text);
+      this.deltas.push(eventData(ev) ?? '');
     } else if (name === 'message_start') {
       const d = parse(eventData(ev) ?? '');
       const msg = d?.['message'] as Obj | undefined;
@@ -185,7 +239,7 @@ class MessagesMeter implements StreamMeter {
   }
   usage = () => this.u;
   model = () => this.m;
-  text = () => this.parts.join('');
+  text = () => this.deltas.text();
   error = () => this.err;
 }
 

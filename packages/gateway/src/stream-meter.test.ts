@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import { SseSplitter } from './sse.js';
+import { carriesUsage, streamMeter } from './stream-meter.js';
+import { chatRecordings } from './testing/recorded.js';
+
+describe('carriesUsage', () => {
+  it('passes over "usage":null, with or without spaces, and takes anything else as usage', () => {
+    expect(carriesUsage('{"id":"x","choices":[{"delta":{"content":"Hi"}}],"usage":null}')).toBe(false);
+    expect(carriesUsage('{"usage" : null,"id":"x"}')).toBe(false);
+    expect(carriesUsage('{"id":"x","choices":[]}')).toBe(false);
+    expect(carriesUsage('{"choices":[],"usage":{"prompt_tokens":3}}')).toBe(true);
+    // The value "usage" (a string's own quotes are escaped): parsed to be sure.
+    expect(carriesUsage('{"choices":[{"delta":{"content":"usage"}}],"usage":null}')).toBe(true);
+    expect(carriesUsage('{"choices":[{"delta":{"content":"say \\"usage\\": 1"}}]}')).toBe(false);
+  });
+});
+
+describe('the chat stream meter on recorded OpenAI streams', () => {
+  // Recorded with include_usage: every chunk but the last carries "usage":null.
+  const streams = chatRecordings().filter(
+    (r) =>
+      r.status === 200 &&
+      Array.isArray(r.body) &&
+      (r.body as Record<string, unknown>[]).some((c) => 'usage' in c && c['usage'] === null),
+  );
+
+  it('finds those streams in the recordings', () => {
+    expect(streams.length).toBeGreaterThan(5);
+  });
+
+  it('reads the usage, the model and the text of each, as the chunks say', () => {
+    for (const rec of streams) {
+      const chunks = rec.body as Record<string, unknown>[];
+      const wire = `${chunks.map((c) => `data: ${JSON.stringify(c)}\n\n`).join('')}data: [DONE]\n\n`;
+      const meter = streamMeter('chat', true);
+      const splitter = new SseSplitter();
+      const passed: string[] = [];
+      // Cut at arbitrary points, as a socket would.
+      for (let i = 0; i < wire.length; i += 97)
+        for (const ev of splitter.push(wire.slice(i, i + 97))) if (meter.onEvent(ev)) passed.push(ev);
+      const last = chunks.at(-1)!;
+      expect(meter.usage()).toEqual(last['usage']);
+      expect(meter.model()).toBe(last['model']);
+      expect(meter.done).toBe(true);
+      expect(meter.error()).toBeNull();
+      const text = chunks
+        .flatMap((c) =>
+          (c['choices'] as { delta?: { content?: string } }[]).map((ch) => ch.delta?.content ?? ''),
+        )
+        .join('');
+      expect(meter.text()).toBe(text);
+      // The usage chunk is hidden from a client that did not ask for it; every other event passes.
+      expect(passed.length).toBe(chunks.length);
+    }
+  });
+});
