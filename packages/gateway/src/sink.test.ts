@@ -174,6 +174,41 @@ describe('BatchingSink with a spool', () => {
     expect(sink.dropped).toBe(0);
   });
 
+  it('past the spool bound, a chunk waits in memory, and is written once the store is back', async () => {
+    const written: string[] = [];
+    const errors: string[] = [];
+    let down = true;
+    // Room for one file: a header (20 bytes) and two ids (8).
+    const spool = new ChunkSpool(dir, idLines, Date.now, 60_000, 40);
+    const sink = new BatchingSink({
+      newChunk: () => new RecordChunk(),
+      maxBatch: 2,
+      intervalMs: 5,
+      spool,
+      spoolAfter: 1,
+      replayMs: 20,
+      onError: (err) => errors.push((err as { code?: string }).code ?? (err as Error).message),
+      write: async (c) => {
+        if (down) throw new Error('store down');
+        written.push(...c.records.map((r) => r.id));
+      },
+    });
+    for (let i = 0; i < 4; i++) sink.write(rec(i));
+    await until(() => sink.spooled === 2 && errors.includes('spool_full'));
+    expect(spool.bytes).toBe(28);
+    expect(sink.pending).toBe(2);
+    expect(sink.spooledBytes).toBe(28);
+    expect(sink.spoolLimitBytes).toBe(40);
+    expect(sink.dropped).toBe(0);
+    down = false;
+    await until(() => written.length === 4 && sink.spooled === 0 && sink.pending === 0);
+    expect(written.sort()).toEqual(['c-0', 'c-1', 'c-2', 'c-3']);
+    expect(spool.bytes).toBe(0);
+    await sink.close();
+    expect(sink.dropped).toBe(0);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
   it('spools past maxBuffered and at a shutdown with the store down; the next process writes it all', async () => {
     const sink = new BatchingSink({
       newChunk: () => new RecordChunk(),

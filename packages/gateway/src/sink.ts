@@ -124,6 +124,16 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
     return this.opts.spool?.rows ?? 0;
   }
 
+  /** The size of the spool's files, and their bound. */
+  get spooledBytes(): number {
+    return this.opts.spool?.bytes ?? 0;
+  }
+
+  get spoolLimitBytes(): number | null {
+    const max = this.opts.spool?.maxBytes;
+    return max === undefined || !Number.isFinite(max) ? null : max;
+  }
+
   /** Failed writes in a row (0 once a write succeeds). */
   get failing(): number {
     return this.failures;

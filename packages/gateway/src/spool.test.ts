@@ -49,6 +49,24 @@ describe('ChunkSpool', () => {
     expect(await other.take()).toBeNull();
   });
 
+  it('refuses a file past its bound with spool_full, and has room again once one is written', async () => {
+    const spool = new ChunkSpool(dir, codec, Date.now, 60_000, 30);
+    await spool.save(chunk('a', 'b'));
+    expect(spool.bytes).toBe(24);
+    await expect(spool.save(chunk('c'))).rejects.toMatchObject({ code: 'spool_full' });
+    expect(spool.rows).toBe(2);
+    expect(readdirSync(dir)).toHaveLength(1);
+    const t = await spool.take();
+    await spool.done(t!.name);
+    expect(spool.bytes).toBe(0);
+    await spool.save(chunk('c'));
+    expect(spool.rows).toBe(1);
+    // Another process counts the files it finds.
+    const other = new ChunkSpool(dir, codec);
+    await other.scan();
+    expect(other.bytes).toBe(22);
+  });
+
   it('takes back the claims of processes that died, leaves those of live ones, and clears half-written files', async () => {
     const dead = deadPid();
     // A journal of a process that died in the middle of a write: its whole lines count.

@@ -73,6 +73,8 @@ export class ChunkJournal {
 
 interface Entry {
   rows: number;
+  /** The file's size. */
+  bytes: number;
   tries: number;
   /** Not tried again before this time (ms). */
   retryAt: number;
@@ -119,6 +121,8 @@ export class ChunkSpool<C extends SinkChunk> {
   private scannedAt = -Infinity;
   /** Calls in the spool's files, as far as this process knows. */
   rows = 0;
+  /** The size of those files. */
+  bytes = 0;
 
   constructor(
     readonly dir: string,
@@ -126,8 +130,24 @@ export class ChunkSpool<C extends SinkChunk> {
     private readonly now: () => number = Date.now,
     /** How often the directory is read again for files other processes left (ms). */
     private readonly rescanMs = 60_000,
+    /** The most the spool's files may hold. Past it, a chunk does not join the spool: the sink
+     * keeps it in memory (up to its own bound) and tries the store again. */
+    readonly maxBytes = Number.POSITIVE_INFINITY,
   ) {
     mkdirSync(dir, { recursive: true });
+  }
+
+  /** Refuses a file of `size` bytes that would take the spool past its bound. */
+  private room(size: number): void {
+    if (this.bytes + size > this.maxBytes) {
+      throw Object.assign(
+        new Error(
+          `The metering spool in ${this.dir} holds ${this.bytes} bytes, and its bound is ${this.maxBytes}: ` +
+            'this chunk stays in memory until the store takes it.',
+        ),
+        { code: 'spool_full' },
+      );
+    }
   }
 
   /** Files known and not yet written. */
@@ -164,19 +184,20 @@ export class ChunkSpool<C extends SinkChunk> {
     if (!read) return;
     // A journal that a crash cut off before its first call holds nothing.
     if (read.chunk.rows === 0) return void (await rm(path, { force: true }));
-    this.entries.set(name, { rows: read.chunk.rows, tries: 0, retryAt: 0 });
+    this.entries.set(name, { rows: read.chunk.rows, bytes: read.size, tries: 0, retryAt: 0 });
     this.rows += read.chunk.rows;
+    this.bytes += read.size;
   }
 
   /** A file's chunk, or null if it is not one of this spool's format (or cannot be read). */
-  private async read(path: string): Promise<{ chunk: C } | null> {
+  private async read(path: string): Promise<{ chunk: C; size: number } | null> {
     try {
       const bytes = await readFile(path);
       const nl = bytes.indexOf(10);
       if (nl < 0) return null;
       const h = JSON.parse(bytes.subarray(0, nl).toString('utf8')) as { format?: unknown };
       if (h.format !== this.codec.format) return null;
-      return { chunk: this.codec.restore(bytes.subarray(nl + 1)) };
+      return { chunk: this.codec.restore(bytes.subarray(nl + 1)), size: bytes.length };
     } catch {
       return null;
     }
@@ -230,7 +251,14 @@ export class ChunkSpool<C extends SinkChunk> {
   /** The journal's chunk could not be written: it joins the spool, written whole first. False if
    * its file failed; the caller then keeps the chunk another way. */
   async release(j: ChunkJournal, chunk: C): Promise<boolean> {
-    await j.sync(this.codec.bytes(chunk));
+    const bytes = this.codec.bytes(chunk);
+    const size = Buffer.byteLength(this.header()) + bytes.length;
+    if (this.bytes + size > this.maxBytes) {
+      // The spool is full: the chunk stays in memory, and its journal goes with the disk it takes.
+      await this.discard(j);
+      this.room(size);
+    }
+    await j.sync(bytes);
     await j.close();
     if (j.failed) return false;
     try {
@@ -238,26 +266,31 @@ export class ChunkSpool<C extends SinkChunk> {
     } catch {
       return false;
     }
-    this.entries.set(j.name, { rows: chunk.rows, tries: 0, retryAt: 0 });
+    this.entries.set(j.name, { rows: chunk.rows, bytes: size, tries: 0, retryAt: 0 });
     this.rows += chunk.rows;
+    this.bytes += size;
     return true;
   }
 
   /** Keeps a chunk on disk (synced before it counts as kept): for a chunk with no journal. */
   async save(chunk: C): Promise<void> {
+    const bytes = this.codec.bytes(chunk);
+    const size = Buffer.byteLength(this.header()) + bytes.length;
+    this.room(size);
     const name = this.newName();
     const tmp = join(this.dir, `${name}.${INSTANCE}.tmp`);
     const fh = await open(tmp, 'w');
     try {
       await fh.write(this.header());
-      await fh.write(this.codec.bytes(chunk));
+      await fh.write(bytes);
       await fh.sync();
     } finally {
       await fh.close();
     }
     await rename(tmp, join(this.dir, name));
-    this.entries.set(name, { rows: chunk.rows, tries: 0, retryAt: 0 });
+    this.entries.set(name, { rows: chunk.rows, bytes: size, tries: 0, retryAt: 0 });
     this.rows += chunk.rows;
+    this.bytes += size;
   }
 
   /** The oldest file that is due, claimed by this process and read back, or null. */
@@ -303,5 +336,6 @@ export class ChunkSpool<C extends SinkChunk> {
     if (!e) return;
     this.entries.delete(name);
     this.rows -= e.rows;
+    this.bytes -= e.bytes;
   }
 }

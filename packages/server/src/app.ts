@@ -113,11 +113,17 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
   await app.register(scorecardRoutes, ctx);
 
   const spool = opts.spoolDir
-    ? new ChunkSpool<CallBatch>(opts.spoolDir, {
-        format: store.newCallBatch().format,
-        bytes: (b) => b.bytes,
-        restore: (bytes) => store.restoreCallBatch(store.newCallBatch().format, bytes),
-      })
+    ? new ChunkSpool<CallBatch>(
+        opts.spoolDir,
+        {
+          format: store.newCallBatch().format,
+          bytes: (b) => b.bytes,
+          restore: (bytes) => store.restoreCallBatch(store.newCallBatch().format, bytes),
+        },
+        Date.now,
+        60_000,
+        config.gateway.spool_max_mb * 1024 * 1024,
+      )
     : undefined;
   const sink = new BatchingSink<CallBatch>({
     // Each call is encoded into the store's bulk format as it is metered.

@@ -66,6 +66,10 @@ export const gatewaySchema = z
       .strict()
       .default({ kind: 'memory', url: 'redis://127.0.0.1:6379' }),
     default_max_output: z.number().int().positive().default(4096),
+    /** The most the metering spool (calls waiting on disk while the store or the server cannot take
+     * them) may hold, in MB. Past it, calls wait in memory, and past the memory bound are dropped
+     * and counted. */
+    spool_max_mb: z.number().positive().default(1024),
     /** Budget alerts are POSTed here (JSON), retried with backoff. */
     alert_webhook_url: z.url().optional(),
     body_limit_bytes: z

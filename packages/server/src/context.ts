@@ -32,6 +32,9 @@ export interface MeteringState {
   readonly pending: number;
   /** Calls kept on disk after failed writes. */
   readonly spooled: number;
+  /** The size of those files, and their bound. */
+  readonly spooledBytes: number;
+  readonly spoolLimitBytes: number | null;
   /** Failed writes in a row. */
   readonly failing: number;
   /** Calls lost. */

@@ -60,7 +60,21 @@ export class ServerMetrics {
   }
 
   /** The metering sink: calls waiting in memory and on disk, failed writes in a row, calls lost. */
-  watchSink(sink: { pending: number; spooled: number; failing: number; dropped: number }): void {
+  watchSink(sink: {
+    pending: number;
+    spooled: number;
+    spooledBytes: number;
+    failing: number;
+    dropped: number;
+  }): void {
+    new Gauge({
+      name: 'tally_metering_spool_bytes',
+      help: 'The size of the metering spool: calls kept on disk after failed writes.',
+      registers: [this.registry],
+      collect() {
+        this.set(sink.spooledBytes);
+      },
+    });
     new Gauge({
       name: 'tally_metering_calls',
       help: 'Metered calls not yet in the store: pending in memory, or spooled to disk after failed writes.',

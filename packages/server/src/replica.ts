@@ -200,7 +200,17 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
   );
   const sink = new BatchingSink<WireCallChunk>({
     newChunk: () => new WireCallChunk(),
-    ...(opts.spoolDir ? { spool: new ChunkSpool(opts.spoolDir, WIRE_SPOOL_CODEC) } : {}),
+    ...(opts.spoolDir
+      ? {
+          spool: new ChunkSpool(
+            opts.spoolDir,
+            WIRE_SPOOL_CODEC,
+            Date.now,
+            60_000,
+            opts.config.gateway.spool_max_mb * 1024 * 1024,
+          ),
+        }
+      : {}),
     write: async (chunk) => {
       await control.writeCalls(chunk);
     },
@@ -250,6 +260,8 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
             server: serverUrl,
             pending_calls: sink.pending,
             spooled_calls: sink.spooled,
+            spooled_bytes: sink.spooledBytes,
+            spool_limit_bytes: sink.spoolLimitBytes,
             failed_writes: sink.failing,
             dropped_calls: sink.dropped,
             memory: process.memoryUsage(),

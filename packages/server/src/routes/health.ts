@@ -37,6 +37,8 @@ export const healthRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => 
           ok: m.failing === 0,
           pending_calls: m.pending,
           spooled_calls: m.spooled,
+          spooled_bytes: m.spooledBytes,
+          spool_limit_bytes: m.spoolLimitBytes,
           failed_writes: m.failing,
           dropped_calls: m.dropped,
         }
