@@ -203,6 +203,11 @@ export class ChunkSpool<C extends SinkChunk> {
     }
   }
 
+  /** The size of a file holding these bytes under the header. */
+  private fileSize(bytes: Buffer): number {
+    return Buffer.byteLength(this.header()) + bytes.length;
+  }
+
   private header(): string {
     return `${JSON.stringify({ format: this.codec.format })}\n`;
   }
@@ -252,7 +257,7 @@ export class ChunkSpool<C extends SinkChunk> {
    * its file failed; the caller then keeps the chunk another way. */
   async release(j: ChunkJournal, chunk: C): Promise<boolean> {
     const bytes = this.codec.bytes(chunk);
-    const size = Buffer.byteLength(this.header()) + bytes.length;
+    const size = this.fileSize(bytes);
     if (this.bytes + size > this.maxBytes) {
       // The spool is full: the chunk stays in memory, and its journal goes with the disk it takes.
       await this.discard(j);
@@ -275,7 +280,7 @@ export class ChunkSpool<C extends SinkChunk> {
   /** Keeps a chunk on disk (synced before it counts as kept): for a chunk with no journal. */
   async save(chunk: C): Promise<void> {
     const bytes = this.codec.bytes(chunk);
-    const size = Buffer.byteLength(this.header()) + bytes.length;
+    const size = this.fileSize(bytes);
     this.room(size);
     const name = this.newName();
     const tmp = join(this.dir, `${name}.${INSTANCE}.tmp`);
