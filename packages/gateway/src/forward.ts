@@ -1,5 +1,4 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Dispatcher } from 'undici';
 import type { Breakers } from './breaker.js';
 import type { AttemptContext, Attribution } from './meter.js';
 import {
@@ -22,7 +21,7 @@ import {
 import { AnthropicToResponsesStream } from './translate/responses-stream.js';
 import { responsesToAnthropicRequest, toResponsesResponse } from './translate/responses-to-anthropic.js';
 import type { GatewayDeps, VirtualKey } from './types.js';
-import { Cancel, type Upstreams } from './upstream.js';
+import { Cancel, type UpstreamResponse, type Upstreams } from './upstream.js';
 
 type Obj = Record<string, unknown>;
 
@@ -115,14 +114,14 @@ export async function forwardAttempts(
     env.started(ctx, body);
     try {
       const a0 = performance.now();
-      let up: Dispatcher.ResponseData;
+      let up: UpstreamResponse;
       try {
         up = await env.upstreams.request(target.origin, {
           path: target.path,
           method: 'POST',
           headers: target.headers,
           body: payload,
-          ...(abort ? { signal: abort } : {}),
+          ...(abort ? { cancel: abort } : {}),
           timeoutMs: attempt.provider.timeout_ms ?? env.deps.config.timeout_ms,
         });
       } catch (err) {

@@ -358,10 +358,9 @@ export class Gateway {
           path,
           method: 'GET',
           headers,
-          signal: AbortSignal.timeout(5000),
           timeoutMs: 5000,
         });
-        const json = (await r.body.json()) as { data?: { id?: string }[] };
+        const json = JSON.parse((await r.body.bytes()).toString('utf8')) as { data?: { id?: string }[] };
         if (r.statusCode === 200) for (const m of json.data ?? []) if (m.id) ids.add(m.id);
       } catch {
         // A provider that cannot list its models contributes none.

@@ -1,14 +1,13 @@
 import type { ServerResponse } from 'node:http';
 import { StringDecoder } from 'node:string_decoder';
 import { nanoToUsd } from '@tally/core';
-import type { Dispatcher } from 'undici';
 import type { AttemptContext, AttemptOutcome } from './meter.js';
 import type { Endpoint } from './providers.js';
 import { sendError } from './replies.js';
 import { SseSplitter } from './sse.js';
 import { streamMeter } from './stream-meter.js';
 import { countTokens, estimatePromptTokens } from './tokenizer.js';
-import type { Cancel } from './upstream.js';
+import type { Cancel, UpstreamResponse } from './upstream.js';
 
 type Obj = Record<string, unknown>;
 
@@ -38,11 +37,11 @@ export interface Accumulated {
 const PASS_HEADERS =
   /^(x-request-id|request-id|openai-|x-ratelimit-|anthropic-ratelimit-|retry-after$|anthropic-organization-id)/;
 
-export function passHeaders(h: Dispatcher.ResponseData['headers']): Record<string, string> {
+export function passHeaders(h: Record<string, string>): Record<string, string> {
   const out: Record<string, string> = {};
   for (const k in h) {
     const v = h[k];
-    if (typeof v === 'string' && PASS_HEADERS.test(k)) out[k] = v;
+    if (v !== undefined && PASS_HEADERS.test(k)) out[k] = v;
   }
   return out;
 }
@@ -63,7 +62,7 @@ export function failure(errorType: string, a0: number): AttemptOutcome {
 export async function relay(
   record: Recorder,
   res: ServerResponse,
-  up: Dispatcher.ResponseData,
+  up: UpstreamResponse,
   ctx: AttemptContext,
   a0: number,
   acc: Accumulated,
@@ -71,7 +70,7 @@ export async function relay(
 ): Promise<void> {
   let buf: Buffer;
   try {
-    buf = Buffer.from(await up.body.arrayBuffer());
+    buf = await up.body.bytes();
   } catch {
     record(ctx, failure(res.destroyed ? 'client_disconnected' : 'upstream_body_error', a0), acc);
     if (!res.headersSent) {
@@ -144,7 +143,7 @@ export async function relay(
 export async function relayStream(
   record: Recorder,
   res: ServerResponse,
-  up: Dispatcher.ResponseData,
+  up: UpstreamResponse,
   ctx: AttemptContext,
   endpoint: Endpoint,
   body: Obj,
@@ -172,61 +171,41 @@ export async function relayStream(
   let failed: string | null = null;
   let corked = false;
   try {
-    // Read by events, not an async iterator (a few microseconds a chunk less); a slow client
-    // pauses the upstream until its socket drains.
-    await new Promise<void>((resolve, reject) => {
-      const body = up.body;
-      const finish = (err?: unknown) => {
-        body.off('data', onData);
-        body.off('end', onEnd);
-        body.off('error', onError);
-        signal.off('abort', onAbort);
-        // An abort destroys the body later: its error must find a listener.
-        body.on('error', () => undefined);
-        if (err) reject(err);
-        else resolve();
-      };
-      const onEnd = () => finish();
-      const onError = (err: unknown) => finish(err);
-      const onAbort = () => finish();
-      const onData = (chunk: Buffer) => {
-        ttft ??= performance.now() - a0;
-        const wasEmpty = splitter.pending === 0;
-        let out = '';
-        let kept = true;
-        for (const ev of splitter.push(decoder.write(chunk))) {
-          if (meter.onEvent(ev)) out += translate ? translate(ev) : ev;
-          else kept = false;
-        }
-        // A chunk of whole events, all passed on unchanged, goes out as the bytes that came in.
-        const whole = !translate && kept && wasEmpty && splitter.pending === 0;
-        const payload: Buffer | string = whole ? chunk : out;
-        // The last event and the end of the response leave in one write: corked here, the socket
-        // is uncorked by res.end(), which follows in this turn of the loop (or by the next, if the
-        // upstream holds its end back).
-        if (meter.done && !corked) {
-          corked = true;
-          res.cork();
-          setImmediate(() => {
-            if (!res.writableEnded) res.uncork();
-          });
-        }
-        if (payload.length > 0 && !res.write(payload)) {
-          body.pause();
-          const done = () => {
-            res.off('drain', done);
-            res.off('close', done);
-            body.resume();
-          };
-          res.once('drain', done);
-          res.once('close', done);
-        }
-      };
-      if (signal.aborted) return finish();
-      signal.once('abort', onAbort);
-      body.on('data', onData);
-      body.once('end', onEnd);
-      body.once('error', onError);
+    // Each chunk straight from undici's parser: no stream object in between. A slow client holds
+    // the upstream back until its socket drains.
+    await up.body.read((chunk) => {
+      ttft ??= performance.now() - a0;
+      const wasEmpty = splitter.pending === 0;
+      let out = '';
+      let kept = true;
+      for (const ev of splitter.push(decoder.write(chunk))) {
+        if (meter.onEvent(ev)) out += translate ? translate(ev) : ev;
+        else kept = false;
+      }
+      // A chunk of whole events, all passed on unchanged, goes out as the bytes that came in.
+      const whole = !translate && kept && wasEmpty && splitter.pending === 0;
+      const payload: Buffer | string = whole ? chunk : out;
+      // The last event and the end of the response leave in one write: corked here, the socket
+      // is uncorked by res.end(), which follows in this turn of the loop (or by the next, if the
+      // upstream holds its end back).
+      if (meter.done && !corked) {
+        corked = true;
+        res.cork();
+        setImmediate(() => {
+          if (!res.writableEnded) res.uncork();
+        });
+      }
+      if (payload.length > 0 && !res.write(payload)) {
+        const go = () => {
+          res.off('drain', go);
+          res.off('close', go);
+          up.body.resume();
+        };
+        res.once('drain', go);
+        res.once('close', go);
+        return false;
+      }
+      return true;
     });
     const rest = splitter.rest() + decoder.end();
     if (rest.trim()) {

@@ -1,18 +1,155 @@
-import { EventEmitter } from 'node:events';
 import type { Dispatcher } from 'undici';
 import { Pool } from 'undici';
 
+/** Why a call was cut off: the client went away, or a deadline passed. */
+export class CallAborted extends Error {
+  readonly code = 'TALLY_CALL_ABORTED';
+}
+
 /**
- * Cancels an upstream call when the client goes away. undici takes an EventEmitter as the signal:
- * an AbortController with its listeners costs about 7 µs a stream, this a fraction of one.
+ * Cancels an upstream call when the client goes away: the call under way, if any, is aborted, and
+ * one started afterwards is aborted as soon as it connects.
  */
-export class Cancel extends EventEmitter {
+export class Cancel {
   aborted = false;
+  /** The call this cancel applies to now. */
+  current: UpstreamCall | null = null;
 
   abort(): void {
     if (this.aborted) return;
     this.aborted = true;
-    this.emit('abort');
+    this.current?.abort(new CallAborted('the client went away'));
+  }
+}
+
+/** An upstream's answer: its status and headers (names in lower case), and a body to read once. */
+export interface UpstreamResponse {
+  statusCode: number;
+  headers: Record<string, string>;
+  body: UpstreamCall;
+}
+
+/**
+ * One upstream call, as undici's dispatch handler: its body is handed to one reader chunk by
+ * chunk, with no stream object between the socket and the reader. Chunks that come before the
+ * reader does (the head and the first chunk are often parsed in one go) wait in a list.
+ */
+export class UpstreamCall implements Dispatcher.DispatchHandler {
+  statusCode = 0;
+  headers: Record<string, string> = {};
+  private abortFn: ((err: Error) => void) | null = null;
+  private resumeFn: (() => void) | null = null;
+  private early: Buffer[] = [];
+  private reader: ((chunk: Buffer) => boolean | undefined) | null = null;
+  private ended = false;
+  private failed: Error | null = null;
+  private settle: ((err: Error | null) => void) | null = null;
+  private head: { resolve(r: UpstreamResponse): void; reject(err: Error): void } | null;
+
+  constructor(
+    head: { resolve(r: UpstreamResponse): void; reject(err: Error): void },
+    private readonly cancel: Cancel | null,
+  ) {
+    this.head = head;
+    if (cancel) cancel.current = this;
+  }
+
+  /** Aborts the call, if it has not ended. */
+  abort(err: Error): void {
+    if (this.ended || this.failed) return;
+    if (this.abortFn) this.abortFn(err);
+    else this.failed = err;
+  }
+
+  /** Lets a reader that held back (its callback returned false) have the next chunks. */
+  resume(): void {
+    this.resumeFn?.();
+  }
+
+  /**
+   * Hands each chunk of the body to `onChunk` (false holds the upstream back until resume()), and
+   * resolves when the body has ended, or rejects with the error that cut it off.
+   */
+  read(onChunk: (chunk: Buffer) => boolean | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const early = this.early;
+      this.early = [];
+      for (const c of early) onChunk(c);
+      if (this.failed) return reject(this.failed);
+      if (this.ended) return resolve();
+      this.reader = onChunk;
+      this.settle = (err) => (err ? reject(err) : resolve());
+    });
+  }
+
+  /** The whole body. */
+  async bytes(): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    await this.read((c) => {
+      parts.push(c);
+      return true;
+    });
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  /** Reads the body to its end and drops it. */
+  async dump(): Promise<void> {
+    await this.read(() => true);
+  }
+
+  // undici's handler callbacks.
+
+  onConnect(abort: (err?: Error) => void): void {
+    if (this.failed) {
+      abort(this.failed);
+      return;
+    }
+    this.abortFn = abort;
+    if (this.cancel?.aborted) this.abort(new CallAborted('the client went away'));
+  }
+
+  onHeaders(statusCode: number, raw: Buffer[], resume: () => void): boolean {
+    if (statusCode < 200) return true;
+    this.statusCode = statusCode;
+    this.resumeFn = resume;
+    const h = this.headers;
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      const name = raw[i]!.toString('latin1').toLowerCase();
+      const value = raw[i + 1]!.toString('latin1');
+      const prior = h[name];
+      h[name] = prior === undefined ? value : `${prior}, ${value}`;
+    }
+    const head = this.head;
+    this.head = null;
+    head?.resolve({ statusCode, headers: h, body: this });
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.reader) return this.reader(chunk) !== false;
+    this.early.push(chunk);
+    return true;
+  }
+
+  onComplete(): void {
+    this.ended = true;
+    this.done(null);
+  }
+
+  onError(err: Error): void {
+    this.failed = err;
+    const head = this.head;
+    this.head = null;
+    if (head) head.reject(err);
+    else this.done(err);
+  }
+
+  private done(err: Error | null): void {
+    if (this.cancel?.current === this) this.cancel.current = null;
+    this.reader = null;
+    const settle = this.settle;
+    this.settle = null;
+    settle?.(err);
   }
 }
 
@@ -31,6 +168,7 @@ export class Upstreams {
     return p;
   }
 
+  /** Sends a request; resolves with the answer's head once it has come, its body still to read. */
   request(
     origin: string,
     opts: {
@@ -38,18 +176,23 @@ export class Upstreams {
       method: 'GET' | 'POST';
       headers: Record<string, string>;
       body?: Buffer | string;
-      signal?: Cancel | AbortSignal;
+      cancel?: Cancel;
       timeoutMs: number;
     },
-  ): Promise<Dispatcher.ResponseData> {
-    return this.pool(origin).request({
-      path: opts.path,
-      method: opts.method,
-      headers: opts.headers,
-      body: opts.body ?? null,
-      ...(opts.signal ? { signal: opts.signal } : {}),
-      headersTimeout: opts.timeoutMs,
-      bodyTimeout: opts.timeoutMs,
+  ): Promise<UpstreamResponse> {
+    return new Promise<UpstreamResponse>((resolve, reject) => {
+      const call = new UpstreamCall({ resolve, reject }, opts.cancel ?? null);
+      this.pool(origin).dispatch(
+        {
+          path: opts.path,
+          method: opts.method,
+          headers: opts.headers,
+          body: opts.body ?? null,
+          headersTimeout: opts.timeoutMs,
+          bodyTimeout: opts.timeoutMs,
+        },
+        call,
+      );
     });
   }
 

@@ -1,0 +1,130 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CallAborted, Cancel, Upstreams } from './upstream.js';
+
+let server: Server;
+let origin: string;
+let open = 0;
+const upstreams = new Upstreams(4);
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    if (req.url === '/chunks') {
+      res.writeHead(200, { 'content-type': 'text/plain', 'X-Request-Id': 'r1' });
+      let i = 0;
+      const t = setInterval(() => {
+        res.write(`part${i}\n`);
+        if (++i === 5) {
+          clearInterval(t);
+          res.end();
+        }
+      }, 5);
+      return;
+    }
+    if (req.url === '/hang') {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('first\n');
+      return; // never ends: the client must cut it off
+    }
+    if (req.url === '/slow-head') return; // no answer at all
+    res.writeHead(500, { 'content-type': 'application/json' });
+    res.end('{"error":{"message":"boom"}}');
+  });
+  server.on('connection', (s) => {
+    open++;
+    s.on('close', () => open--);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  await upstreams.close();
+  server.closeAllConnections();
+  await new Promise((r) => server.close(r));
+});
+
+describe('Upstreams', () => {
+  it('keeps the chunks that come before the reader, and hands over the rest as they come', async () => {
+    const up = await upstreams.request(origin, {
+      path: '/chunks',
+      method: 'GET',
+      headers: {},
+      timeoutMs: 2000,
+    });
+    expect(up.statusCode).toBe(200);
+    expect(up.headers['x-request-id']).toBe('r1');
+    expect(up.headers['content-type']).toBe('text/plain');
+    await new Promise((r) => setTimeout(r, 30)); // some chunks arrive with no reader yet
+    const body = await up.body.bytes();
+    expect(body.toString()).toBe('part0\npart1\npart2\npart3\npart4\n');
+  });
+
+  it('reads an error answer whole, and can drop one', async () => {
+    const up = await upstreams.request(origin, {
+      path: '/x',
+      method: 'POST',
+      headers: {},
+      body: '{}',
+      timeoutMs: 2000,
+    });
+    expect(up.statusCode).toBe(500);
+    expect(JSON.parse((await up.body.bytes()).toString())).toEqual({ error: { message: 'boom' } });
+    const again = await upstreams.request(origin, {
+      path: '/x',
+      method: 'POST',
+      headers: {},
+      timeoutMs: 2000,
+    });
+    await expect(again.body.dump()).resolves.toBeUndefined();
+  });
+
+  it('a cancel mid-body stops the reader with CallAborted and closes the connection', async () => {
+    const cancel = new Cancel();
+    const before = open;
+    const up = await upstreams.request(origin, {
+      path: '/hang',
+      method: 'GET',
+      headers: {},
+      cancel,
+      timeoutMs: 5000,
+    });
+    const seen: string[] = [];
+    const reading = up.body.read((c) => {
+      seen.push(c.toString());
+      return true;
+    });
+    await new Promise((r) => setTimeout(r, 20));
+    cancel.abort();
+    await expect(reading).rejects.toBeInstanceOf(CallAborted);
+    expect(seen).toEqual(['first\n']);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(open).toBeLessThan(before + 1);
+    expect(cancel.current).toBeNull();
+  });
+
+  it('a call cancelled before it is answered rejects, and one made after the cancel is aborted as it connects', async () => {
+    const cancel = new Cancel();
+    const pending = upstreams.request(origin, {
+      path: '/slow-head',
+      method: 'GET',
+      headers: {},
+      cancel,
+      timeoutMs: 5000,
+    });
+    await new Promise((r) => setTimeout(r, 20));
+    cancel.abort();
+    await expect(pending).rejects.toBeInstanceOf(CallAborted);
+    await expect(
+      upstreams.request(origin, { path: '/chunks', method: 'GET', headers: {}, cancel, timeoutMs: 5000 }),
+    ).rejects.toBeInstanceOf(CallAborted);
+  });
+
+  it('a head that does not come in time fails with undici’s timeout code', async () => {
+    const err = await upstreams
+      .request(origin, { path: '/slow-head', method: 'GET', headers: {}, timeoutMs: 100 })
+      .catch((e: unknown) => e);
+    expect((err as { code?: string }).code).toBe('UND_ERR_HEADERS_TIMEOUT');
+  });
+});
