@@ -33,6 +33,9 @@ describe('money', () => {
     expect(formatScaled(0n, 9)).toBe('0');
     expect(formatScaled(-1500n, 3)).toBe('-1.5');
     expect(nanoToUsd(8_229_000n)).toBe('0.008229');
+    expect(nanoToUsd(2_000_000_000_000n)).toBe('2000');
+    expect(nanoToUsd(-5n)).toBe('-0.000000005');
+    expect(formatScaled(7n, 0)).toBe('7');
     expect(usdToNano('12.50')).toBe(12_500_000_000n);
     expect(exactToNano(-rateFrom('0.0000000015'))).toBe(-2n);
   });

@@ -16,11 +16,19 @@ export function uuidv7(now: number = Date.now()): string {
   }
   const i = at;
   at += 19;
-  const ts = now.toString(16).padStart(12, '0');
+  if (now !== lastMs) {
+    const ts = now.toString(16).padStart(12, '0');
+    lastMs = now;
+    lastPrefix = `${ts.slice(0, 8)}-${ts.slice(8, 12)}-7`;
+  }
   // The variant (10xx) keeps two random bits of one digit.
   const d = pool.charCodeAt(i + 3);
   const variant = VARIANT[(d <= 57 ? d - 48 : d - 87) & 3];
-  return `${ts.slice(0, 8)}-${ts.slice(8, 12)}-7${pool.slice(i, i + 3)}-${variant}${pool.slice(i + 4, i + 7)}-${pool.slice(i + 7, i + 19)}`;
+  return `${lastPrefix}${pool.slice(i, i + 3)}-${variant}${pool.slice(i + 4, i + 7)}-${pool.slice(i + 7, i + 19)}`;
 }
+
+/** The time part of the last id's, kept while the millisecond lasts: calls that share one share it. */
+let lastMs = -1;
+let lastPrefix = '';
 
 const VARIANT = ['8', '9', 'a', 'b'];
