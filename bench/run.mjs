@@ -4,6 +4,7 @@ import { appendFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { gatewayOverhead } from './gateway-overhead.mjs';
 import { ingestBench } from './ingest.mjs';
+import { largePromptBench } from './large-prompt.mjs';
 import { machine, table } from './lib.mjs';
 import { micro } from './micro.mjs';
 import { scorecardBench } from './scorecard.mjs';
@@ -47,6 +48,26 @@ if (want('stream-meter')) {
   sections.push(
     `### Stream metering (mitata), ${date}\n\n${r.streams} recorded OpenAI streams, ${r.chunks} chunks, recorded with include_usage ` +
       `(every chunk but the last carries "usage":null).\n\n${t}`,
+  );
+}
+
+if (want('large-prompt')) {
+  const r = await largePromptBench();
+  const t = table(
+    ['newest turn', 'characters', 'direct p50 ms', 'through tally p50 ms', 'added ms', 'tally / direct'],
+    r.rows.map((x) => [
+      x.lang,
+      x.chars,
+      x.direct.toFixed(3),
+      x.tally.toFixed(3),
+      (x.tally - x.direct).toFixed(3),
+      (x.tally / x.direct).toFixed(2),
+    ]),
+  );
+  sections.push(
+    `### Long prompts through the gateway, ${date}\n\n${r.calls} calls a row at concurrency 1, each with a newest turn not seen before, ` +
+      'against the mock upstream directly and through `tally start` with a virtual key (budget and limits on). ' +
+      `The gateway counts a turn of up to 4K characters exactly and estimates a longer one from samples.\n\n${t}`,
   );
 }
 

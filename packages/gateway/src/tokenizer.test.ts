@@ -97,3 +97,48 @@ describe('o200k token counts', () => {
     expect(await estimatePromptTokens(body(changed, 'question'))).toBe(expected(changed, 'question'));
   });
 });
+
+describe('long texts', () => {
+  /** Real text, many times over: the recorded prompts and answers, or the samples above. */
+  function corpus(): string {
+    const parts: string[] = [];
+    if (!SKIP_WITHOUT_RECORDINGS) {
+      for (const r of chatRecordings()) {
+        parts.push(promptText(r.request));
+        if (parts.length > 400) break;
+      }
+    }
+    const text = parts.length > 0 ? parts.join('\n') : SAMPLES.join('\n');
+    return text.repeat(Math.ceil(120_000 / text.length));
+  }
+  const cjk =
+    '日本語のテキストを数えます。東京は日本の首都で、人口は千四百万人を超えています。中文的文本也一样需要计算。'.repeat(
+      2000,
+    );
+
+  it('estimate a long newest turn from samples: a little over the exact count, for English and for CJK', async () => {
+    for (const text of [corpus().slice(0, 60_000), cjk.slice(0, 60_000)]) {
+      const exact = referenceCount(text);
+      const est = (await estimatePromptTokens({ messages: [{ role: 'user', content: text }] })) - 4 - 3;
+      expect(est / exact, text.slice(0, 20)).toBeGreaterThanOrEqual(1);
+      expect(est / exact, text.slice(0, 20)).toBeLessThan(1.3);
+    }
+  });
+
+  it('count a text past 64K characters by its own density, not a fixed characters-a-token', async () => {
+    const text = cjk.slice(0, 100_000);
+    const exact = referenceCount(text);
+    const est = await countTokens(text);
+    expect(est / exact).toBeGreaterThanOrEqual(1);
+    expect(est / exact).toBeLessThan(1.3);
+    // Three characters a token, as before, would have said a third of this.
+    expect(Math.ceil(text.length / 3)).toBeLessThan(exact / 2);
+  });
+
+  it('count a turn of up to 4K characters exactly', async () => {
+    const text = corpus().slice(0, 4000);
+    expect(await estimatePromptTokens({ messages: [{ role: 'user', content: text }] })).toBe(
+      referenceCount(text) + 4 + 3,
+    );
+  });
+});
