@@ -82,38 +82,55 @@ export class BpeCounter {
     }
   }
 
-  /** Tokens in one piece of the pre-split text: merge the adjacent pair of lowest rank until no
-   * pair is a token (the merge order that the encodings were trained with). */
+  /** The parts of the piece being merged, as a list over its byte positions: part k covers bytes
+   * [k, next[k]), and pairRank[k] is the rank of part k joined with the part after it (-1: none).
+   * Held between calls, so a piece allocates nothing. */
+  private next = new Int32Array(256);
+  private prev = new Int32Array(256);
+  private pairRanks = new Int32Array(256);
+
+  /** Tokens in one piece of the pre-split text: merge the adjacent pair of lowest rank (the first,
+   * on a tie) until no pair is a token (the merge order that the encodings were trained with). */
   private countPiece(buf: Uint8Array, start: number, end: number): number {
     const n = end - start;
     if (n <= 1) return n;
     if (this.rank(buf, start, end) >= 0) return 1;
-    // bounds[i] is where part i starts; ranks[i] the rank of parts i and i+1 joined.
-    const bounds: number[] = [];
-    for (let i = start; i <= end; i++) bounds.push(i);
-    const ranks: number[] = [];
-    for (let i = 0; i < bounds.length - 2; i++) ranks.push(this.pairRank(buf, bounds, i));
+    if (this.next.length < n + 1) {
+      this.next = new Int32Array(n + 1);
+      this.prev = new Int32Array(n + 1);
+      this.pairRanks = new Int32Array(n + 1);
+    }
+    const next = this.next;
+    const prev = this.prev;
+    const ranks = this.pairRanks;
+    for (let k = 0; k < n; k++) {
+      next[k] = k + 1;
+      prev[k] = k - 1;
+    }
+    for (let k = 0; k < n; k++) ranks[k] = k + 2 <= n ? this.rank(buf, start + k, start + k + 2) : -1;
+    let parts = n;
     for (;;) {
       let best = -1;
-      let bestRank = Number.POSITIVE_INFINITY;
-      for (let i = 0; i < ranks.length; i++) {
-        const r = ranks[i]!;
+      let bestRank = 0x7fffffff;
+      for (let k = 0; k < n; k = next[k]!) {
+        const r = ranks[k]!;
         if (r >= 0 && r < bestRank) {
           bestRank = r;
-          best = i;
+          best = k;
         }
       }
       if (best < 0) break;
-      bounds.splice(best + 1, 1);
-      ranks.splice(best, 1);
-      if (best < ranks.length) ranks[best] = this.pairRank(buf, bounds, best);
-      if (best > 0) ranks[best - 1] = this.pairRank(buf, bounds, best - 1);
+      // Part `best` takes in the part after it.
+      const j = next[best]!;
+      const after = next[j]!;
+      next[best] = after;
+      if (after < n) prev[after] = best;
+      parts--;
+      ranks[best] = after < n ? this.rank(buf, start + best, start + next[after]!) : -1;
+      const p = prev[best]!;
+      if (p >= 0) ranks[p] = this.rank(buf, start + p, start + after);
     }
-    return bounds.length - 1;
-  }
-
-  private pairRank(buf: Uint8Array, bounds: number[], i: number): number {
-    return i + 2 < bounds.length ? this.rank(buf, bounds[i]!, bounds[i + 2]!) : -1;
+    return parts;
   }
 
   private scratch = new Uint8Array(4096);

@@ -24,6 +24,42 @@ describe('o200k token counts', () => {
     for (const s of SAMPLES) expect(await countTokens(s), s).toBe(referenceCount(s));
   });
 
+  it('match the reference encoder on random text in many scripts', async () => {
+    // Seeded, so a failure repeats: Latin, Cyrillic, Greek, Arabic, CJK, Hangul, emoji, digits,
+    // punctuation and whitespace, in runs long enough to make long pieces.
+    const alphabet = [
+      ...'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ',
+      ...'приветмирΑΒΓαβγδمرحبا',
+      ...'東京日本首都人口中文文本计算한국어',
+      '😀',
+      '👩‍👩‍👧',
+      ...'0123456789',
+      ...'.,;:!?()[]{}"\'-_/\\@#$%^&*+=<>~`|',
+      ' ',
+      ' ',
+      '  ',
+      '\n',
+      '\t',
+      '。',
+      '、',
+    ];
+    let seed = 42;
+    const rand = () => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed / 0x80000000;
+    };
+    for (let t = 0; t < 300; t++) {
+      let s = '';
+      const len = 1 + Math.floor(rand() * 400);
+      let run = alphabet[Math.floor(rand() * alphabet.length)]!;
+      while (s.length < len) {
+        if (rand() < 0.2) run = alphabet[Math.floor(rand() * alphabet.length)]!;
+        s += rand() < 0.5 ? run : alphabet[Math.floor(rand() * alphabet.length)]!;
+      }
+      expect(await countTokens(s), JSON.stringify(s)).toBe(referenceCount(s));
+    }
+  });
+
   it.skipIf(SKIP_WITHOUT_RECORDINGS)(
     'match the reference encoder on every recorded prompt and answer',
     async () => {
