@@ -39,10 +39,7 @@ const PASS_HEADERS =
 
 export function passHeaders(h: Record<string, string>): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const k in h) {
-    const v = h[k];
-    if (v !== undefined && PASS_HEADERS.test(k)) out[k] = v;
-  }
+  for (const k in h) if (PASS_HEADERS.test(k)) out[k] = h[k]!;
   return out;
 }
 

@@ -47,10 +47,11 @@ const SAMPLE_MARGIN = 1.1;
 
 /**
  * The tokens of a long text, from the tokens a character of its samples: 0.1 ms (English) to
- * 0.7 ms (Chinese or Japanese), whatever the length. Unlike a fixed number of characters a token, it follows the text's own density, which is
- * three to four times higher for Chinese or Japanese than for English.
+ * 0.7 ms (Chinese or Japanese), whatever the length. Unlike a fixed number of characters a token,
+ * it follows the text's own density, three to four times higher for Chinese or Japanese than for
+ * English.
  */
-export function sampledCount(count: Counter, text: string): number {
+function sampledCount(count: Counter, text: string): number {
   const n = text.length;
   if (n <= SAMPLES * SAMPLE_CHARS) return count(text);
   const step = (n - SAMPLE_CHARS) / (SAMPLES - 1);
@@ -82,8 +83,7 @@ function countWith(count: Counter, text: string): number {
 
 /** The newest turn's tokens: counted when short, estimated from samples when long. */
 function countTurn(count: Counter, text: string): number {
-  if (text.length > TURN_EXACT_UP_TO) return sampledCount(count, text);
-  return text.length === 0 ? 0 : count(text);
+  return text.length > TURN_EXACT_UP_TO ? sampledCount(count, text) : countWith(count, text);
 }
 
 type Obj = Record<string, unknown>;

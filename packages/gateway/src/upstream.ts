@@ -1,7 +1,7 @@
 import type { Dispatcher } from 'undici';
 import { Pool } from 'undici';
 
-/** Why a call was cut off: the client went away, or a deadline passed. */
+/** Why a call was cut off: the client went away. */
 export class CallAborted extends Error {
   readonly code = 'TALLY_CALL_ABORTED';
 }
@@ -35,8 +35,6 @@ export interface UpstreamResponse {
  * reader does (the head and the first chunk are often parsed in one go) wait in a list.
  */
 export class UpstreamCall implements Dispatcher.DispatchHandler {
-  statusCode = 0;
-  headers: Record<string, string> = {};
   private abortFn: ((err: Error) => void) | null = null;
   private resumeFn: (() => void) | null = null;
   private early: Buffer[] = [];
@@ -110,9 +108,8 @@ export class UpstreamCall implements Dispatcher.DispatchHandler {
 
   onHeaders(statusCode: number, raw: Buffer[], resume: () => void): boolean {
     if (statusCode < 200) return true;
-    this.statusCode = statusCode;
     this.resumeFn = resume;
-    const h = this.headers;
+    const h: Record<string, string> = {};
     for (let i = 0; i + 1 < raw.length; i += 2) {
       const name = raw[i]!.toString('latin1').toLowerCase();
       const value = raw[i + 1]!.toString('latin1');
@@ -140,8 +137,8 @@ export class UpstreamCall implements Dispatcher.DispatchHandler {
     this.failed = err;
     const head = this.head;
     this.head = null;
-    if (head) head.reject(err);
-    else this.done(err);
+    head?.reject(err);
+    this.done(err);
   }
 
   private done(err: Error | null): void {
