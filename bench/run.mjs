@@ -4,6 +4,7 @@ import { appendFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { gatewayOverhead } from './gateway-overhead.mjs';
 import { ingestBench } from './ingest.mjs';
+import { largeAnswerBench } from './large-answer.mjs';
 import { largePromptBench } from './large-prompt.mjs';
 import { machine, table } from './lib.mjs';
 import { micro } from './micro.mjs';
@@ -68,6 +69,43 @@ if (want('large-prompt')) {
     `### Long prompts through the gateway, ${date}\n\n${r.calls} calls a row at concurrency 1, each with a newest turn not seen before, ` +
       'against the mock upstream directly and through `tally start` with a virtual key (budget and limits on). ' +
       `The gateway counts a turn of up to 4K characters exactly and estimates a longer one from samples.\n\n${t}`,
+  );
+}
+
+if (want('large-answer')) {
+  const r = await largeAnswerBench();
+  const t = table(
+    [
+      'inputs',
+      'answer bytes',
+      'direct p50 ms',
+      'bare p50 ms',
+      'tally p50 ms',
+      'tally added ms',
+      'tally / bare p50',
+      'bare CPU ms a call',
+      'tally CPU ms a call',
+      'tally / bare CPU',
+    ],
+    r.rows.map((x) => [
+      x.inputs,
+      x.bytes,
+      x.direct.toFixed(3),
+      x.bare.toFixed(3),
+      x.tally.toFixed(3),
+      (x.tally - x.direct).toFixed(3),
+      (x.tally / x.bare).toFixed(2),
+      x.bareCpu.toFixed(2),
+      x.tallyCpu.toFixed(2),
+      (x.tallyCpu / x.bareCpu).toFixed(2),
+    ]),
+  );
+  sections.push(
+    `### Large embeddings answers through the gateway, ${date}\n\n${r.calls} calls a row at concurrency 1: ` +
+      'embeddings batches answered with a recorded 1,536-dimension OpenAI embedding once per input, ' +
+      'directly, through the bare Node proxy, and through `tally start` with a virtual key (budget and ' +
+      'limits on), in the same run. CPU is user + system time of the proxy process.\n\n' +
+      t,
   );
 }
 

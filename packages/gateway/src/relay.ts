@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { StringDecoder } from 'node:string_decoder';
-import { nanoToUsd } from '@tally/core';
+import { isObject, nanoToUsd } from '@tally/core';
+import { readAnswerMeta } from './answer-meta.js';
 import type { AttemptContext, AttemptOutcome } from './meter.js';
 import type { Endpoint } from './providers.js';
 import { sendError } from './replies.js';
@@ -84,16 +85,19 @@ export async function relay(
   let usage: Obj | null = null;
   let served: string | null = null;
   let json: Obj | null = null;
-  if (up.statusCode < 300 || transform) {
-    try {
+  try {
+    if (transform) {
       json = JSON.parse(buf.toString('utf8')) as Obj;
       if (up.statusCode < 300) {
-        usage = (json['usage'] as Obj | undefined) ?? null;
+        usage = isObject(json['usage']) ? json['usage'] : null;
         served = typeof json['model'] === 'string' ? json['model'] : null;
       }
-    } catch {
-      // A 2xx body that is not JSON is recorded as an error below.
+    } else if (up.statusCode < 300) {
+      // Only usage and model are needed: a large answer is not parsed whole (answer-meta.ts).
+      ({ usage, model: served } = readAnswerMeta(buf));
     }
+  } catch {
+    // A 2xx body that is not JSON is recorded as an error below.
   }
   // A translated call answers in the client's API: the upstream's body becomes OpenAI's shape.
   const out = transform ? Buffer.from(JSON.stringify(transform(json ?? {}, up.statusCode))) : buf;

@@ -306,7 +306,19 @@ export class MockUpstream {
       json(res, 404, { error: { message: 'no recording', type: 'invalid_request_error' } });
       return;
     }
-    json(res, 200, rec.body);
+    const inputs = Array.isArray(body['input']) ? body['input'].length : 1;
+    const recorded = rec.body as { data: Obj[]; usage: { prompt_tokens: number } };
+    if (inputs <= recorded.data.length) {
+      json(res, 200, rec.body);
+      return;
+    }
+    // A batch larger than any recording: the recorded vector once per input, with usage to match.
+    const tokens = recorded.usage.prompt_tokens * inputs;
+    json(res, 200, {
+      ...recorded,
+      data: Array.from({ length: inputs }, (_, index) => ({ ...recorded.data[0], index })),
+      usage: { prompt_tokens: tokens, total_tokens: tokens },
+    });
   }
 
   private messages(body: Obj, res: ServerResponse): void {

@@ -231,6 +231,26 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     expect(call).toMatchObject({ api: 'openai-embeddings', pricing_status: 'priced' });
   });
 
+  it('embeddings in a batch whose answer is too large to parse whole', async () => {
+    const input = Array.from({ length: 100 }, (_, i) => `text ${i}`);
+    const raw = await openai.embeddings
+      .create({ model: 'text-embedding-3-small', input, encoding_format: 'float' })
+      .withResponse();
+    expect(raw.data.data).toHaveLength(100);
+    expect(Number(raw.response.headers.get('content-length'))).toBeGreaterThan(1_000_000);
+    const tokens = raw.data.usage.prompt_tokens;
+    const call = (await lastCalls())[0]!;
+    // text-embedding-3-small: $0.02 a million tokens, 20 nano-USD a token.
+    expect(call).toMatchObject({
+      api: 'openai-embeddings',
+      tokens: { input: tokens },
+      model_served: raw.data.model,
+      pricing_status: 'priced',
+      cost_usd: (tokens * 20e-9).toFixed(9).replace(/0+$/, ''),
+    });
+    expect(raw.response.headers.get('x-tally-cost-usd')).toBe(call.cost_usd);
+  });
+
   it("Anthropic's client: messages, plain and streamed", async () => {
     const anthropic = new Anthropic({ apiKey: key, baseURL: base, maxRetries: 0 });
     const m = await anthropic.messages.create({

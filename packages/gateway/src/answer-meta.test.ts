@@ -1,0 +1,137 @@
+import { Rng } from '@tally/core';
+import { describe, expect, it } from 'vitest';
+import { readAnswerMeta, WHOLE_PARSE_UP_TO } from './answer-meta.js';
+import { chatRecordings, embeddingRecordings, SKIP_WITHOUT_RECORDINGS } from './testing/recorded.js';
+
+type Obj = Record<string, unknown>;
+
+/** What a whole parse says: the reference. */
+function reference(text: string) {
+  const j = JSON.parse(text) as Obj;
+  const u = j['usage'];
+  return {
+    usage: typeof u === 'object' && u !== null && !Array.isArray(u) ? u : null,
+    model: typeof j['model'] === 'string' ? j['model'] : null,
+  };
+}
+
+function check(text: string) {
+  // Threshold 0: every body is read from its ends, as a large one would be.
+  expect(readAnswerMeta(Buffer.from(text), 0)).toEqual(reference(text));
+  expect(readAnswerMeta(Buffer.from(text))).toEqual(reference(text));
+}
+
+describe('reading usage and model from a JSON answer', () => {
+  it.skipIf(SKIP_WITHOUT_RECORDINGS)(
+    'agrees with a whole parse on every recorded answer, compact and indented',
+    () => {
+      const bodies = [...embeddingRecordings(), ...chatRecordings()]
+        .map((r) => r.body)
+        .filter((b) => typeof b === 'object' && b !== null && !Array.isArray(b));
+      expect(bodies.length).toBeGreaterThan(50);
+      for (const b of bodies) {
+        check(JSON.stringify(b));
+        check(JSON.stringify(b, null, 2));
+      }
+    },
+  );
+
+  it.skipIf(SKIP_WITHOUT_RECORDINGS)(
+    'reads a 100-input embeddings batch past the whole-parse size from its ends',
+    () => {
+      const rec = embeddingRecordings().find(
+        (r) =>
+          r.status === 200 &&
+          Array.isArray((r.body as Obj)['data']) &&
+          ((r.body as Obj)['data'] as unknown[]).length > 0,
+      )!;
+      const body = rec.body as Obj;
+      const item = (body['data'] as Obj[])[0]!;
+      const batch = { ...body, data: Array.from({ length: 100 }, (_, i) => ({ ...item, index: i })) };
+      const text = JSON.stringify(batch);
+      expect(text.length).toBeGreaterThan(WHOLE_PARSE_UP_TO);
+      expect(readAnswerMeta(Buffer.from(text))).toEqual(reference(text));
+      expect(readAnswerMeta(Buffer.from(text)).usage).toEqual(body['usage']);
+    },
+  );
+
+  it('finds the model among the first members of a long chat answer', () => {
+    const text = JSON.stringify({
+      id: 'chatcmpl-1',
+      object: 'chat.completion',
+      created: 1,
+      model: 'gpt-4o-2024-08-06',
+      choices: [{ index: 0, message: { role: 'assistant', content: 'x'.repeat(100_000) } }],
+      usage: { prompt_tokens: 10, completion_tokens: 30_000, total_tokens: 30_010 },
+    });
+    expect(readAnswerMeta(Buffer.from(text))).toEqual({
+      usage: { prompt_tokens: 10, completion_tokens: 30_000, total_tokens: 30_010 },
+      model: 'gpt-4o-2024-08-06',
+    });
+  });
+
+  it('is not fooled by usage or model that are not top-level members', () => {
+    const cases: unknown[] = [
+      // Only nested ones.
+      { data: [1, 2], meta: { usage: { prompt_tokens: 9 }, model: 'nested' } },
+      // A nested usage after the real one.
+      { model: 'm', usage: { prompt_tokens: 1 }, extra: { usage: { prompt_tokens: 2 } } },
+      // Text that spells a usage key, in a value and in a key.
+      { model: 'm', usage: { prompt_tokens: 1 }, note: '"usage": {"prompt_tokens": 5}}' },
+      { model: 'm', usage: { prompt_tokens: 1 }, 'a "usage': { prompt_tokens: 7 } },
+      { 'a "usage': { prompt_tokens: 7 } },
+      { model: 'm', 'x\\': 1, usage: { prompt_tokens: 3 } },
+      // A string value "usage", and a usage that is not an object.
+      { kind: 'usage', model: 'm' },
+      { model: 'm', usage: [1, 2] },
+      { model: 'm', usage: null },
+      { model: 7, usage: { prompt_tokens: 1 } },
+      { model: null, data: 'x', usage: { prompt_tokens: 1 } },
+      // The model after usage, twice, nested before the real one.
+      { usage: { prompt_tokens: 1 }, model: 'late' },
+      { model: 'first', usage: { prompt_tokens: 1 }, model2: 1 },
+      { choices: [{ model: 'inner' }], model: 'outer', usage: { prompt_tokens: 1 } },
+      { choices: [{ model: 'inner' }], usage: { prompt_tokens: 1 } },
+      // No usage, or no object.
+      { model: 'm' },
+      [{ usage: { prompt_tokens: 1 } }],
+      'usage',
+    ];
+    for (const c of cases) check(JSON.stringify(c));
+    // Keys spelt with escapes, which JSON.stringify never writes.
+    check('{"mod\\u0065l":"escaped","data":[1],"usage":{"prompt_tokens":1}}');
+    check('{"model":"a","usage":{"prompt_tokens":1},"us\\u0061ge":{"prompt_tokens":2}}');
+    // Duplicate keys: the last one counts, as in a whole parse.
+    check('{"model":"a","usage":{"prompt_tokens":1},"model":"b","usage":{"prompt_tokens":2}}');
+    check('{"model":"a","data":[],"model":"b","usage":{"prompt_tokens":2}}');
+  });
+
+  it('throws on a body that is not JSON, as a whole parse does', () => {
+    expect(() => readAnswerMeta(Buffer.from('not json'), 0)).toThrow(SyntaxError);
+    expect(() => readAnswerMeta(Buffer.from('{"usage": {"a": 1}'), 0)).toThrow(SyntaxError);
+  });
+
+  it('agrees with a whole parse on seeded random documents', () => {
+    const rng = new Rng(20261203);
+    const next = () => rng.next();
+    const pick = <T>(xs: T[]): T => xs[Math.floor(next() * xs.length)]!;
+    const keys = ['usage', 'model', 'data', 'a "usage', 'model\\', 'x', 'choices', 'us"age'];
+    const strings = ['usage', 'model', '"usage": {', '\\', '\\"', '}', '{"usage":{}}', 'é漢字', ''];
+    const value = (depth: number): unknown => {
+      const r = next();
+      if (depth > 3 || r < 0.3) return pick<unknown>([1, -2.5e-3, true, null, pick(strings)]);
+      if (r < 0.6) return Array.from({ length: Math.floor(next() * 4) }, () => value(depth + 1));
+      const o: Obj = {};
+      for (let i = Math.floor(next() * 5); i > 0; i--) o[pick(keys)] = value(depth + 1);
+      return o;
+    };
+    for (let n = 0; n < 3000; n++) {
+      const doc: Obj = {};
+      for (let i = Math.floor(next() * 6); i > 0; i--) doc[pick(keys)] = value(1);
+      if (next() < 0.7) doc['usage'] = { prompt_tokens: Math.floor(next() * 100) };
+      if (next() < 0.5) doc[pick(['model', 'x'])] = pick(['gpt-4o', 'text-embedding-3-small']);
+      const text = next() < 0.5 ? JSON.stringify(doc) : JSON.stringify(doc, null, 1);
+      check(text);
+    }
+  });
+});
