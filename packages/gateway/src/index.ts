@@ -5,7 +5,7 @@ export { Gateway } from './proxy.js';
 export { errorBody, type GatewayError, sendError, type Wire } from './replies.js';
 export { type Attempt, Router } from './router.js';
 export { BatchingSink, type BatchingSinkOptions, RecordChunk, recordSink, type SinkChunk } from './sink.js';
-export { ChunkSpool, type SpoolCodec } from './spool.js';
+export { ChunkSpool, type SpoolCodec, type SpoolOptions } from './spool.js';
 export { SseSplitter } from './sse.js';
 export { MemoryState } from './state/memory-state.js';
 export { RedisState } from './state/redis-state.js';

@@ -179,7 +179,7 @@ describe('BatchingSink with a spool', () => {
     const errors: string[] = [];
     let down = true;
     // Room for one file: a header (20 bytes) and two ids (8).
-    const spool = new ChunkSpool(dir, idLines, Date.now, 60_000, 40);
+    const spool = new ChunkSpool(dir, idLines, { maxBytes: 40 });
     const sink = new BatchingSink({
       newChunk: () => new RecordChunk(),
       maxBatch: 2,

@@ -50,7 +50,7 @@ describe('ChunkSpool', () => {
   });
 
   it('refuses a file past its bound with spool_full, and has room again once one is written', async () => {
-    const spool = new ChunkSpool(dir, codec, Date.now, 60_000, 30);
+    const spool = new ChunkSpool(dir, codec, { maxBytes: 30 });
     await spool.save(chunk('a', 'b'));
     expect(spool.bytes).toBe(24);
     await expect(spool.save(chunk('c'))).rejects.toMatchObject({ code: 'spool_full' });

@@ -115,6 +115,16 @@ function alive(pid: number): boolean {
  * - A chunk that could not be written (a write that keeps failing, a buffer past its bound, a
  *   shutdown while the store is down) is released into the spool under its plain name.
  */
+export interface SpoolOptions {
+  /** The clock (ms), for tests. */
+  now?: () => number;
+  /** How often the directory is read again for files other processes left (ms); 60 s. */
+  rescanMs?: number;
+  /** The most the spool's files may hold. Past it, a chunk does not join the spool: the sink
+   * keeps it in memory (up to its own bound) and tries the store again. Unbounded by default. */
+  maxBytes?: number;
+}
+
 export class ChunkSpool<C extends SinkChunk> {
   private readonly entries = new Map<string, Entry>();
   private seq = 0;
@@ -124,16 +134,18 @@ export class ChunkSpool<C extends SinkChunk> {
   /** The size of those files. */
   bytes = 0;
 
+  private readonly now: () => number;
+  private readonly rescanMs: number;
+  readonly maxBytes: number;
+
   constructor(
     readonly dir: string,
     private readonly codec: SpoolCodec<C>,
-    private readonly now: () => number = Date.now,
-    /** How often the directory is read again for files other processes left (ms). */
-    private readonly rescanMs = 60_000,
-    /** The most the spool's files may hold. Past it, a chunk does not join the spool: the sink
-     * keeps it in memory (up to its own bound) and tries the store again. */
-    readonly maxBytes = Number.POSITIVE_INFINITY,
+    opts: SpoolOptions = {},
   ) {
+    this.now = opts.now ?? Date.now;
+    this.rescanMs = opts.rescanMs ?? 60_000;
+    this.maxBytes = opts.maxBytes ?? Number.POSITIVE_INFINITY;
     mkdirSync(dir, { recursive: true });
   }
 

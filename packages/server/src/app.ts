@@ -120,9 +120,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
           bytes: (b) => b.bytes,
           restore: (bytes) => store.restoreCallBatch(store.newCallBatch().format, bytes),
         },
-        Date.now,
-        60_000,
-        config.gateway.spool_max_mb * 1024 * 1024,
+        { maxBytes: config.gateway.spool_max_mb * 1024 * 1024 },
       )
     : undefined;
   const sink = new BatchingSink<CallBatch>({

@@ -67,14 +67,11 @@ export class ServerMetrics {
     failing: number;
     dropped: number;
   }): void {
-    new Gauge({
-      name: 'tally_metering_spool_bytes',
-      help: 'The size of the metering spool: calls kept on disk after failed writes.',
-      registers: [this.registry],
-      collect() {
-        this.set(sink.spooledBytes);
-      },
-    });
+    this.readAtScrape(
+      'tally_metering_spool_bytes',
+      'The size of the metering spool: calls kept on disk after failed writes.',
+      () => sink.spooledBytes,
+    );
     new Gauge({
       name: 'tally_metering_calls',
       help: 'Metered calls not yet in the store: pending in memory, or spooled to disk after failed writes.',
@@ -85,14 +82,11 @@ export class ServerMetrics {
         this.set({ state: 'spooled' }, sink.spooled);
       },
     });
-    new Gauge({
-      name: 'tally_metering_failed_writes',
-      help: "The metering sink's failed writes in a row (0 once one succeeds).",
-      registers: [this.registry],
-      collect() {
-        this.set(sink.failing);
-      },
-    });
+    this.readAtScrape(
+      'tally_metering_failed_writes',
+      "The metering sink's failed writes in a row (0 once one succeeds).",
+      () => sink.failing,
+    );
     new Counter({
       name: 'tally_metering_dropped_calls_total',
       help: 'Metered calls lost: neither written nor kept on disk.',
@@ -100,6 +94,18 @@ export class ServerMetrics {
       collect() {
         this.reset();
         this.inc(sink.dropped);
+      },
+    });
+  }
+
+  /** A gauge of one value, read from `read` at each scrape. */
+  private readAtScrape(name: string, help: string, read: () => number): void {
+    new Gauge({
+      name,
+      help,
+      registers: [this.registry],
+      collect() {
+        this.set(read());
       },
     });
   }

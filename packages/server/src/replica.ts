@@ -202,13 +202,9 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
     newChunk: () => new WireCallChunk(),
     ...(opts.spoolDir
       ? {
-          spool: new ChunkSpool(
-            opts.spoolDir,
-            WIRE_SPOOL_CODEC,
-            Date.now,
-            60_000,
-            opts.config.gateway.spool_max_mb * 1024 * 1024,
-          ),
+          spool: new ChunkSpool(opts.spoolDir, WIRE_SPOOL_CODEC, {
+            maxBytes: opts.config.gateway.spool_max_mb * 1024 * 1024,
+          }),
         }
       : {}),
     write: async (chunk) => {
