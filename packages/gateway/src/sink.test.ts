@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import type { CallRecord } from '@tally/core';
@@ -200,9 +200,19 @@ describe('BatchingSink with a spool', () => {
     expect(sink.spooledBytes).toBe(28);
     expect(sink.spoolLimitBytes).toBe(40);
     expect(sink.dropped).toBe(0);
+    // Through more failed tries and more calls, the chunks past the bound stay off the disk: no
+    // journal of theirs takes the spool's files past it.
+    for (let i = 4; i < 6; i++) sink.write(rec(i));
+    const sizes: number[] = [];
+    for (let t = 0; t < 15; t++) {
+      await new Promise((r) => setTimeout(r, 10));
+      sizes.push(readdirSync(dir).reduce((n, f) => n + statSync(join(dir, f)).size, 0));
+    }
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(40);
+    expect(sink.pending).toBe(4);
     down = false;
-    await until(() => written.length === 4 && sink.spooled === 0 && sink.pending === 0);
-    expect(written.sort()).toEqual(['c-0', 'c-1', 'c-2', 'c-3']);
+    await until(() => written.length === 6 && sink.spooled === 0 && sink.pending === 0);
+    expect(written.sort()).toEqual(['c-0', 'c-1', 'c-2', 'c-3', 'c-4', 'c-5']);
     expect(spool.bytes).toBe(0);
     await sink.close();
     expect(sink.dropped).toBe(0);

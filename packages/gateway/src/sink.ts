@@ -176,12 +176,10 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
     if (!spool) return;
     for (const chunk of this.inflight ? [this.inflight, ...this.chunks] : this.chunks) {
       if (chunk.rows === 0) continue;
-      let j = this.journals.get(chunk);
-      if (!j) {
-        j = spool.journal();
-        this.journals.set(chunk, j);
-      }
-      void spool.mirror(j, chunk);
+      // With no room under the spool's bound, the chunk is only in memory until there is.
+      const j = spool.mirror(this.journals.get(chunk) ?? null, chunk);
+      if (j) this.journals.set(chunk, j);
+      else this.journals.delete(chunk);
     }
   }
 

@@ -114,10 +114,10 @@ describe('ChunkSpool', () => {
   it('mirrors a chunk as it fills to a file it holds, which goes when written and joins the spool when not', async () => {
     const spool = new ChunkSpool(dir, codec);
     const c = chunk('a');
-    const j = spool.journal();
-    await spool.mirror(j, c);
+    const j = spool.mirror(null, c)!;
     c.add({ id: 'b' } as CallRecord);
-    await spool.mirror(j, c);
+    expect(spool.mirror(j, c)).toBe(j);
+    await j.settled();
     expect(j.path).toMatch(new RegExp(`\\.calls\\.${process.pid}\\.[0-9a-f]+\\.claim$`));
     expect(readFileSync(j.path, 'utf8')).toBe('{"format":"ids-v1"}\na\nb\n');
     // Another process does not take a live process's journal.
@@ -127,14 +127,43 @@ describe('ChunkSpool', () => {
     await spool.discard(j);
     expect(readdirSync(dir)).toEqual([]);
 
-    const k = spool.journal();
     const d = chunk('c');
-    await spool.mirror(k, d);
+    const k = spool.mirror(null, d)!;
     d.add({ id: 'd' } as CallRecord);
     expect(await spool.release(k, d)).toBe(true);
     expect(spool.rows).toBe(2);
     expect(readdirSync(dir)).toEqual([k.name]);
     const t = await spool.take();
     expect(ids(t!.chunk)).toEqual(['c', 'd']);
+  });
+
+  it('counts journals against its bound: a chunk past it is not mirrored until there is room', async () => {
+    // A file of two ids is 20 bytes of header and 6 of ids: room for two of them.
+    const spool = new ChunkSpool(dir, codec, { maxBytes: 54 });
+    const a = chunk('a1', 'a2');
+    const b = chunk('b1', 'b2');
+    const c = chunk('c1', 'c2');
+    const ja = spool.mirror(null, a)!;
+    const jb = spool.mirror(null, b)!;
+    await Promise.all([ja.settled(), jb.settled()]);
+    expect(spool.journaled).toBe(52);
+    // No room for a third: no file is made for it.
+    expect(spool.mirror(null, c)).toBeNull();
+    expect(readdirSync(dir).sort()).toEqual([ja.path, jb.path].map((p) => p.split('/').at(-1)).sort());
+    // A journal that would grow past the bound goes too.
+    a.add({ id: 'a3' } as CallRecord);
+    expect(spool.mirror(ja, a)).toBeNull();
+    expect(spool.journaled).toBe(26);
+    // A journal whose chunk cannot be written joins the spool in its own place.
+    expect(await spool.release(jb, b)).toBe(true);
+    expect([spool.bytes, spool.journaled]).toEqual([26, 0]);
+    const jd = spool.mirror(null, c)!;
+    await jd.settled();
+    expect(spool.journaled).toBe(26);
+    await expect(spool.save(chunk('e1', 'e2'))).rejects.toMatchObject({ code: 'spool_full' });
+    await spool.discard(jd);
+    expect(spool.journaled).toBe(0);
+    await spool.save(chunk('e1', 'e2'));
+    expect(spool.bytes).toBe(52);
   });
 });

@@ -27,6 +27,8 @@ export class ChunkJournal {
   private chain: Promise<void>;
   /** The file could not be made or written: the chunk is only in memory. */
   failed = false;
+  /** The file's size once what was asked is written, as the spool counts it against its bound. */
+  size = 0;
 
   constructor(
     readonly name: string,
@@ -57,6 +59,11 @@ export class ChunkJournal {
       .catch(() => {
         this.failed = true;
       });
+    return this.chain;
+  }
+
+  /** Resolves once what was asked is written (or has failed). */
+  settled(): Promise<void> {
     return this.chain;
   }
 
@@ -133,6 +140,8 @@ export class ChunkSpool<C extends SinkChunk> {
   rows = 0;
   /** The size of those files. */
   bytes = 0;
+  /** The size of the journals of chunks still in memory, which the bound also counts. */
+  journaled = 0;
 
   private readonly now: () => number;
   private readonly rescanMs: number;
@@ -149,9 +158,10 @@ export class ChunkSpool<C extends SinkChunk> {
     mkdirSync(dir, { recursive: true });
   }
 
-  /** Refuses a file of `size` bytes that would take the spool past its bound. */
-  private room(size: number): void {
-    if (this.bytes + size > this.maxBytes) {
+  /** Refuses a file of `size` bytes that would take the spool past its bound (its files and the
+   * journals of chunks still in memory, less `freed` bytes that the file replaces). */
+  private room(size: number, freed = 0): void {
+    if (!this.fits(size, freed)) {
       throw Object.assign(
         new Error(
           `The metering spool in ${this.dir} holds ${this.bytes} bytes, and its bound is ${this.maxBytes}: ` +
@@ -160,6 +170,10 @@ export class ChunkSpool<C extends SinkChunk> {
         { code: 'spool_full' },
       );
     }
+  }
+
+  private fits(size: number, freed = 0): boolean {
+    return this.bytes + this.journaled - freed + size <= this.maxBytes;
   }
 
   /** Files known and not yet written. */
@@ -229,7 +243,7 @@ export class ChunkSpool<C extends SinkChunk> {
   }
 
   /** A journal for a new chunk, under a claim of this process. */
-  journal(): ChunkJournal {
+  private journal(): ChunkJournal {
     const name = this.newName();
     return new ChunkJournal(name, join(this.dir, `${name}${MINE}`), this.header());
   }
@@ -254,13 +268,28 @@ export class ChunkSpool<C extends SinkChunk> {
     await rename(tmp, this.inflightPath);
   }
 
-  /** Appends what the chunk has gained to its journal. */
-  mirror(j: ChunkJournal, chunk: C): Promise<void> {
-    return j.sync(this.codec.bytes(chunk));
+  /** Mirrors a chunk to its journal, starting one for a chunk that has none (`j` null): returns
+   * the journal, or null when the spool's bound leaves no room for it. The chunk is then only in
+   * memory, as a chunk past the bound is (a journal it had is removed), until a later call finds
+   * room. */
+  mirror(j: ChunkJournal | null, chunk: C): ChunkJournal | null {
+    const bytes = this.codec.bytes(chunk);
+    const size = this.fileSize(bytes);
+    if (!this.fits(size, j?.size ?? 0)) {
+      if (j) void this.discard(j);
+      return null;
+    }
+    j ??= this.journal();
+    this.journaled += size - j.size;
+    j.size = size;
+    void j.sync(bytes);
+    return j;
   }
 
-  /** The journal's chunk is written: its file goes. */
+  /** The journal's chunk is written (or is no longer mirrored): its file goes. */
   async discard(j: ChunkJournal): Promise<void> {
+    this.journaled -= j.size;
+    j.size = 0;
     await j.close();
     await rm(j.path, { force: true });
   }
@@ -270,11 +299,14 @@ export class ChunkSpool<C extends SinkChunk> {
   async release(j: ChunkJournal, chunk: C): Promise<boolean> {
     const bytes = this.codec.bytes(chunk);
     const size = this.fileSize(bytes);
-    if (this.bytes + size > this.maxBytes) {
+    if (!this.fits(size, j.size)) {
       // The spool is full: the chunk stays in memory, and its journal goes with the disk it takes.
       await this.discard(j);
       this.room(size);
     }
+    const journaled = j.size;
+    j.size = 0;
+    this.journaled -= journaled;
     await j.sync(bytes);
     await j.close();
     if (j.failed) return false;
