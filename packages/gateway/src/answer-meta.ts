@@ -7,8 +7,9 @@ import { isObject } from '@tally/core';
  * of 1,536 dimensions, whose parse holds the event loop ~15 ms) is read from its ends: OpenAI's
  * answers put `usage` last, so the text from the last `"usage"` key to the end, opened with a `{`,
  * parses only if that key belongs to the object the document's final `}` closes, the top level.
- * The model is in that tail (embeddings) or among the first top-level members (chat, responses),
- * which are walked without building them. Whatever this cannot settle goes to the whole parse.
+ * The model is in that tail, or (embeddings) in the back half just before it, found by the same
+ * test. Whatever this cannot settle goes to the whole parse: a chat or responses answer, whose
+ * model comes first and whose bulk is text, costs about the same either way.
  */
 
 type Obj = Record<string, unknown>;
@@ -22,13 +23,9 @@ export interface AnswerMeta {
 
 /** Answers up to this size are parsed whole: below it the parse costs well under 0.1 ms. */
 export const WHOLE_PARSE_UP_TO = 64 * 1024;
-/** How far the walk over the first members goes before giving up for the whole parse. */
-const HEAD_WALK_LIMIT = 256 * 1024;
 
-const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const USAGE_KEY = Buffer.from('"usage"');
-const MODEL_KEY = Buffer.from('model');
 const MODEL_TOKEN = Buffer.from('"model"');
 
 /** Reads usage and model from a JSON answer. Throws SyntaxError when the body is not JSON (as far
@@ -53,16 +50,15 @@ function fromTheEnds(buf: Buffer): AnswerMeta | null {
   if (!tail || !isObject(tail['usage'])) return null;
   if (typeof tail['model'] === 'string') return { usage: tail['usage'], model: tail['model'] };
   if ('model' in tail) return { usage: tail['usage'], model: null };
-  // An embeddings answer: the model just before usage, after the data.
-  const modelAt = buf.lastIndexOf(MODEL_TOKEN, at);
-  if (modelAt >= 0 && !escaped(buf, modelAt)) {
-    const wider = parseTail(buf, modelAt);
-    if (wider && typeof wider['model'] === 'string' && isObject(wider['usage'])) {
-      return { usage: wider['usage'], model: wider['model'] };
-    }
-  }
-  const model = headModel(buf, at);
-  return model === undefined ? null : { usage: tail['usage'], model };
+  // An embeddings answer: the model just before usage, after the data. A model near the start
+  // (chat, responses) is left to the whole parse, which a tail that long would cost anyway.
+  const half = buf.length >> 1;
+  const found = at > half ? buf.subarray(half, at).lastIndexOf(MODEL_TOKEN) : -1;
+  const modelAt = half + found;
+  if (found < 0 || escaped(buf, modelAt)) return null;
+  const wider = parseTail(buf, modelAt);
+  if (!wider || !isObject(wider['usage'])) return null;
+  return { usage: wider['usage'], model: typeof wider['model'] === 'string' ? wider['model'] : null };
 }
 
 /** The members from the key at `at` to the end, if they close the document's object. */
@@ -80,98 +76,4 @@ function escaped(buf: Buffer, at: number): boolean {
   let n = 0;
   for (let i = at - 1; i >= 0 && buf[i] === BACKSLASH; i--) n++;
   return n % 2 === 1;
-}
-
-/** The index of the quote that closes the string opened at `open`, or -1. */
-function stringEnd(buf: Buffer, open: number): number {
-  let from = open + 1;
-  for (;;) {
-    const q = buf.indexOf(QUOTE, from);
-    if (q < 0 || !escaped(buf, q)) return q;
-    from = q + 1;
-  }
-}
-
-function skipSpace(buf: Buffer, i: number): number {
-  let c = buf[i];
-  while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = buf[++i];
-  return i;
-}
-
-/** The index just past the JSON value that starts at `i`, or -1 if it does not end by `limit`. */
-function skipValue(buf: Buffer, i: number, limit: number): number {
-  const c = buf[i];
-  if (c === QUOTE) {
-    const e = stringEnd(buf, i);
-    return e < 0 ? -1 : e + 1;
-  }
-  if (c === 0x7b || c === 0x5b) {
-    let depth = 0;
-    for (let j = i; j < limit; j++) {
-      const d = buf[j];
-      if (d === QUOTE) {
-        j = stringEnd(buf, j);
-        if (j < 0) return -1;
-      } else if (d === 0x7b || d === 0x5b) depth++;
-      else if (d === 0x7d || d === 0x5d) {
-        if (--depth === 0) return j + 1;
-      }
-    }
-    return -1;
-  }
-  // A number, true, false or null.
-  let j = i;
-  for (; j < limit; j++) {
-    const d = buf[j];
-    if (d === 0x2c || d === 0x7d || d === 0x5d || d === 0x20 || d === 0x0a || d === 0x0d || d === 0x09) break;
-  }
-  return j === i || j >= limit ? -1 : j;
-}
-
-/**
- * The top-level `model` string among the members before `end` (where the tail began): a string,
- * null if there is no such member (or the last is not a string), undefined if the walk cannot
- * tell. Members are walked over, not built: a string is skipped by searching for its quote.
- */
-function headModel(buf: Buffer, end: number): string | null | undefined {
-  const limit = Math.min(end, HEAD_WALK_LIMIT);
-  let i = skipSpace(buf, 0);
-  if (buf[i] !== 0x7b) return undefined;
-  i = skipSpace(buf, i + 1);
-  let model: string | null = null;
-  while (i < limit) {
-    if (buf[i] !== QUOTE) return undefined;
-    const keyEnd = stringEnd(buf, i);
-    if (keyEnd < 0 || keyEnd >= limit) return undefined;
-    // An escape in a key could spell "model": the whole parse decides.
-    const bs = buf.indexOf(BACKSLASH, i + 1);
-    if (bs >= 0 && bs < keyEnd) return undefined;
-    const isModel =
-      keyEnd - i - 1 === MODEL_KEY.length && buf.compare(MODEL_KEY, 0, MODEL_KEY.length, i + 1, keyEnd) === 0;
-    i = skipSpace(buf, keyEnd + 1);
-    if (buf[i] !== 0x3a) return undefined;
-    i = skipSpace(buf, i + 1);
-    const next = skipValue(buf, i, limit);
-    if (next < 0) return undefined;
-    if (isModel) {
-      if (buf[i] !== QUOTE) model = null;
-      else {
-        try {
-          model = JSON.parse(buf.toString('utf8', i, next)) as string;
-        } catch {
-          return undefined;
-        }
-      }
-    }
-    i = skipSpace(buf, next);
-    if (buf[i] === 0x2c) {
-      i = skipSpace(buf, i + 1);
-      // The tail starts with the next key: every member before it has been seen (a repeated key
-      // counts once, the last time, as in a whole parse).
-      if (i === end) return model;
-      continue;
-    }
-    return undefined;
-  }
-  return undefined;
 }
