@@ -8,10 +8,9 @@ import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Pool } from 'undici';
 import { embeddingRecordings } from '../packages/gateway/dist/testing/recorded.js';
 import { prepareHarness } from './gateway-overhead.mjs';
-import { cpuMs, freePort, startGatewayUnderTest, startProcess, stop } from './lib.mjs';
+import { cpuMs, freePort, serialP50, startGatewayUnderTest, startProcess, stop } from './lib.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
 const ADMIN = 'tk-admin-large-answer-0123456789';
@@ -53,31 +52,13 @@ function upstream() {
   server.listen(Number(process.env.PORT), '127.0.0.1', () => console.log('listening'));
 }
 
-async function timed(origin, headers, inputs, n) {
-  const pool = new Pool(origin, { connections: 1 });
+function timed(origin, headers, inputs, n) {
   const body = JSON.stringify({
     model: 'text-embedding-3-small',
     input: Array.from({ length: inputs }, (_, i) => `text ${i}`),
     encoding_format: 'float',
   });
-  const lat = [];
-  let bytes = 0;
-  for (let i = 0; i < n; i++) {
-    const t0 = performance.now();
-    const r = await pool.request({
-      path: '/v1/embeddings',
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...headers },
-      body,
-    });
-    const b = await r.body.arrayBuffer();
-    if (r.statusCode !== 200) throw new Error(`status ${r.statusCode}`);
-    bytes = b.byteLength;
-    lat.push(performance.now() - t0);
-  }
-  await pool.close();
-  lat.sort((a, b) => a - b);
-  return { p50: lat[lat.length >> 1], bytes };
+  return serialP50(origin, '/v1/embeddings', headers, n, () => body);
 }
 
 export async function largeAnswerBench({ calls = 200 } = {}) {

@@ -2,10 +2,9 @@
 // call to the same mock upstream, as the newest turn grows. Each call's text is new (the newest turn
 // is never remembered), English from OpenAI's recorded prompts, or Chinese and Japanese. The
 // gateway counts a short turn's tokens exactly and estimates a long one from samples.
-import { Pool } from 'undici';
 import { chatRecordings } from '../packages/gateway/dist/testing/recorded.js';
 import { prepareHarness } from './gateway-overhead.mjs';
-import { freePort, mockUpstream, startGatewayUnderTest } from './lib.mjs';
+import { freePort, mockUpstream, serialP50, startGatewayUnderTest } from './lib.mjs';
 
 const ADMIN = 'tk-admin-large-prompt-0123456789';
 const SIZES = [1_000, 4_000, 16_000, 64_000];
@@ -32,30 +31,15 @@ function slice(text, chars, i) {
 }
 
 async function p50(origin, headers, text, chars, n) {
-  const pool = new Pool(origin, { connections: 1 });
-  const lat = [];
-  for (let i = 0; i < n; i++) {
-    const body = JSON.stringify({
+  const body = (i) =>
+    JSON.stringify({
       model: 'gpt-4o',
       messages: [
         { role: 'system', content: 'You are a helpful assistant.' },
         { role: 'user', content: slice(text, chars, i) },
       ],
     });
-    const t0 = performance.now();
-    const r = await pool.request({
-      path: '/v1/chat/completions',
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...headers },
-      body,
-    });
-    await r.body.text();
-    if (r.statusCode !== 200) throw new Error(`status ${r.statusCode}`);
-    lat.push(performance.now() - t0);
-  }
-  await pool.close();
-  lat.sort((a, b) => a - b);
-  return lat[lat.length >> 1];
+  return (await serialP50(origin, '/v1/chat/completions', headers, n, body)).p50;
 }
 
 export async function largePromptBench({ calls = 300 } = {}) {

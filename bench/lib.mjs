@@ -4,6 +4,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { Pool } from 'undici';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const TALLY_BIN = `${ROOT}packages/cli/bin/tally.js`;
@@ -250,4 +251,29 @@ export async function startGatewayUnderTest(
       rmSync(data, { recursive: true, force: true });
     },
   };
+}
+
+/** The p50 of `n` POSTs to `path` made one after another on one connection, with the last
+ * answer's size; `bodyOf(i)` gives the i-th request's JSON text. Any status but 200 fails. */
+export async function serialP50(origin, path, headers, n, bodyOf) {
+  const pool = new Pool(origin, { connections: 1 });
+  const lat = [];
+  let bytes = 0;
+  for (let i = 0; i < n; i++) {
+    const body = bodyOf(i);
+    const t0 = performance.now();
+    const r = await pool.request({
+      path,
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body,
+    });
+    const b = await r.body.arrayBuffer();
+    if (r.statusCode !== 200) throw new Error(`status ${r.statusCode}`);
+    bytes = b.byteLength;
+    lat.push(performance.now() - t0);
+  }
+  await pool.close();
+  lat.sort((a, b) => a - b);
+  return { p50: lat[lat.length >> 1], bytes };
 }

@@ -35,7 +35,11 @@ export function readAnswerMeta(buf: Buffer, wholeUpTo = WHOLE_PARSE_UP_TO): Answ
     const fromEnds = fromTheEnds(buf);
     if (fromEnds) return fromEnds;
   }
-  const json: unknown = JSON.parse(buf.toString('utf8'));
+  return metaOf(JSON.parse(buf.toString('utf8')));
+}
+
+/** Usage and model of an answer already parsed. */
+export function metaOf(json: unknown): AnswerMeta {
   if (!isObject(json)) return { usage: null, model: null };
   return {
     usage: isObject(json['usage']) ? json['usage'] : null,

@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { StringDecoder } from 'node:string_decoder';
-import { isObject, nanoToUsd } from '@tally/core';
-import { readAnswerMeta } from './answer-meta.js';
+import { nanoToUsd } from '@tally/core';
+import { metaOf, readAnswerMeta } from './answer-meta.js';
 import type { AttemptContext, AttemptOutcome } from './meter.js';
 import type { Endpoint } from './providers.js';
 import { sendError } from './replies.js';
@@ -88,10 +88,7 @@ export async function relay(
   try {
     if (transform) {
       json = JSON.parse(buf.toString('utf8')) as Obj;
-      if (up.statusCode < 300) {
-        usage = isObject(json['usage']) ? json['usage'] : null;
-        served = typeof json['model'] === 'string' ? json['model'] : null;
-      }
+      if (up.statusCode < 300) ({ usage, model: served } = metaOf(json));
     } else if (up.statusCode < 300) {
       // Only usage and model are needed: a large answer is not parsed whole (answer-meta.ts).
       ({ usage, model: served } = readAnswerMeta(buf));

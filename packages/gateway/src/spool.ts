@@ -111,6 +111,16 @@ function alive(pid: number): boolean {
   }
 }
 
+export interface SpoolOptions {
+  /** The clock (ms), for tests. */
+  now?: () => number;
+  /** How often the directory is read again for files other processes left (ms); 60 s. */
+  rescanMs?: number;
+  /** The most the spool's files may hold. Past it, a chunk does not join the spool: the sink
+   * keeps it in memory (up to its own bound) and tries the store again. Unbounded by default. */
+  maxBytes?: number;
+}
+
 /**
  * Metered calls on disk until the store (or the server a replica meters into) has them. Each chunk
  * is one file, `<ms>-<pid>-<n>.calls`: a JSON header line ({format}) and the chunk's bytes.
@@ -122,16 +132,6 @@ function alive(pid: number): boolean {
  * - A chunk that could not be written (a write that keeps failing, a buffer past its bound, a
  *   shutdown while the store is down) is released into the spool under its plain name.
  */
-export interface SpoolOptions {
-  /** The clock (ms), for tests. */
-  now?: () => number;
-  /** How often the directory is read again for files other processes left (ms); 60 s. */
-  rescanMs?: number;
-  /** The most the spool's files may hold. Past it, a chunk does not join the spool: the sink
-   * keeps it in memory (up to its own bound) and tries the store again. Unbounded by default. */
-  maxBytes?: number;
-}
-
 export class ChunkSpool<C extends SinkChunk> {
   private readonly entries = new Map<string, Entry>();
   private seq = 0;
@@ -159,9 +159,9 @@ export class ChunkSpool<C extends SinkChunk> {
   }
 
   /** Refuses a file of `size` bytes that would take the spool past its bound (its files and the
-   * journals of chunks still in memory, less `freed` bytes that the file replaces). */
-  private room(size: number, freed = 0): void {
-    if (!this.fits(size, freed)) {
+   * journals of chunks still in memory). */
+  private room(size: number): void {
+    if (!this.fits(size)) {
       throw Object.assign(
         new Error(
           `The metering spool in ${this.dir} holds ${this.bytes} bytes, and its bound is ${this.maxBytes}: ` +
@@ -172,6 +172,7 @@ export class ChunkSpool<C extends SinkChunk> {
     }
   }
 
+  /** Whether a file of `size` bytes fits under the bound, in place of `freed` bytes it replaces. */
   private fits(size: number, freed = 0): boolean {
     return this.bytes + this.journaled - freed + size <= this.maxBytes;
   }
@@ -304,9 +305,8 @@ export class ChunkSpool<C extends SinkChunk> {
       await this.discard(j);
       this.room(size);
     }
-    const journaled = j.size;
+    this.journaled -= j.size;
     j.size = 0;
-    this.journaled -= journaled;
     await j.sync(bytes);
     await j.close();
     if (j.failed) return false;
