@@ -120,6 +120,10 @@ export async function gatewayOverhead({ rounds = 3, count = 3000, replica = fals
   const up = await freePort();
   const gw = await startGatewayUnderTest(up, ADMIN, 'bench', { replica });
   const { port, key } = gw;
+  // Before the first call: what the process holds once started (modules, the catalog, the
+  // tokenizer's ranks, the store's library), the floor under any peak.
+  await new Promise((r) => setTimeout(r, 1000));
+  const idle = rssPartsMb(gw.pid);
   // The gateway's resident memory at its peak (with its anonymous and file-backed parts), the
   // server's behind a replica, and the bare proxy's in the same run as the baseline.
   let peak = { rss: 0, anon: 0, file: 0 };
@@ -160,6 +164,8 @@ export async function gatewayOverhead({ rounds = 3, count = 3000, replica = fals
     json,
     streaming,
     replica,
+    idleRssMb: idle.rss,
+    idleFileMb: idle.file,
     peakRssMb: peak.rss,
     peakAnonMb: peak.anon,
     peakFileMb: peak.file,

@@ -215,7 +215,7 @@ export async function startGatewayUnderTest(
   upPort,
   adminKey,
   project,
-  { replica = false, nodeArgs = [] } = {},
+  { replica = false, nodeArgs = [], env: extraEnv = {}, bin = TALLY_BIN } = {},
 ) {
   const { mkdtempSync, rmSync } = await import('node:fs');
   const { join } = await import('node:path');
@@ -227,15 +227,16 @@ export async function startGatewayUnderTest(
     TALLY_LOG_LEVEL: 'warn',
     OPENAI_BASE_URL: `http://127.0.0.1:${upPort}/v1`,
     OPENAI_API_KEY: 'sk-bench',
+    ...extraEnv,
   };
-  const tally = await startProcess([...nodeArgs, TALLY_BIN, 'start', '--port', String(port)], { env });
+  const tally = await startProcess([...nodeArgs, bin, 'start', '--port', String(port)], { env });
   const key = await benchKey(`http://127.0.0.1:${port}`, adminKey, project);
   let gw = null;
   let gwPort = port;
   if (replica) {
     gwPort = await freePort();
     gw = await startProcess(
-      [...nodeArgs, TALLY_BIN, 'gateway', '--server', `http://127.0.0.1:${port}`, '--port', String(gwPort)],
+      [...nodeArgs, bin, 'gateway', '--server', `http://127.0.0.1:${port}`, '--port', String(gwPort)],
       { env },
     );
   }

@@ -240,7 +240,7 @@ function gatewayTable(r) {
     rows,
   );
   const rss = (x) =>
-    `${x.peakRssMb} MB (${x.peakAnonMb} MB anonymous, ${x.peakFileMb} MB file-backed: the node binary and libraries; the bare proxy's peak in the same run: ${x.barePeakRssMb} MB, ratio ${(x.peakRssMb / Math.max(1, x.barePeakRssMb)).toFixed(2)})`;
+    `${x.peakRssMb} MB (${x.peakAnonMb} MB anonymous, ${x.peakFileMb} MB file-backed: the node binary and libraries; the bare proxy's peak in the same run: ${x.barePeakRssMb} MB, ratio ${(x.peakRssMb / Math.max(1, x.barePeakRssMb)).toFixed(2)}); started and idle, before the first call: ${x.idleRssMb} MB (${x.idleFileMb} MB file-backed)`;
   const setup = r.replica
     ? `A \`tally gateway\` replica with a virtual key (key auth, budget and RPM/TPM limits on), metering into a \`tally start\` server over HTTP. Peak RSS of the replica: ${rss(r)}; of the server behind it: ${r.serverPeakRssMb} MB`
     : `\`tally start\` (gateway and embedded DuckDB store in one process) with a virtual key: key auth, metering into DuckDB, a budget and RPM/TPM limits on. Peak RSS of the process: ${rss(r)}`;
