@@ -6,7 +6,8 @@ import type { SinkChunk } from './sink.js';
 
 /** How a spool keeps one kind of chunk on disk. */
 export interface SpoolCodec<C extends SinkChunk> {
-  /** Names the encoding; a file of another format is left where it is, untouched. */
+  /** Names the encoding; a file of another format (not one of `earlier`) is left where it is,
+   * untouched. */
   readonly format: string;
   /** The chunk's encoded calls so far. As calls are added these only grow at the end, so a file
    * can mirror them by appending what is new. */
@@ -14,6 +15,8 @@ export interface SpoolCodec<C extends SinkChunk> {
   /** The chunk again, from bytes(): whole calls only, a call cut off at the end (by a crash in
    * the middle of a write) left out. */
   restore(bytes: Buffer): C;
+  /** Formats this spool wrote before, by name: how a file of each becomes a chunk. */
+  readonly earlier?: Readonly<Record<string, (bytes: Buffer) => C>>;
 }
 
 /**
@@ -223,8 +226,10 @@ export class ChunkSpool<C extends SinkChunk> {
       const nl = bytes.indexOf(10);
       if (nl < 0) return null;
       const h = JSON.parse(bytes.subarray(0, nl).toString('utf8')) as { format?: unknown };
-      if (h.format !== this.codec.format) return null;
-      return { chunk: this.codec.restore(bytes.subarray(nl + 1)), size: bytes.length };
+      const body = bytes.subarray(nl + 1);
+      if (h.format === this.codec.format) return { chunk: this.codec.restore(body), size: bytes.length };
+      const earlier = typeof h.format === 'string' ? this.codec.earlier?.[h.format] : undefined;
+      return earlier ? { chunk: earlier(body), size: bytes.length } : null;
     } catch {
       return null;
     }

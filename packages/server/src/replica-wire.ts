@@ -1,11 +1,12 @@
-import { type CallRecord, TallyError } from '@tally/core';
-import type { BudgetAlert, BudgetRule, SinkChunk } from '@tally/gateway';
-import { TextBuffer } from '@tally/store';
+import type { CallRecord } from '@tally/core';
+import type { BudgetAlert, BudgetRule } from '@tally/gateway';
 import { z } from 'zod';
 
 /**
- * What a gateway replica and the server exchange: metered calls, budget rules and alerts, with
- * nano-USD amounts as decimal strings (JSON has no 64-bit integers).
+ * What a gateway replica and the server exchange as JSON: budget rules, alerts, and metered calls
+ * (which a replica now sends as CSV, replica-csv.ts; the JSON form is still taken, from replicas
+ * of earlier versions, and checks every call), with nano-USD amounts as decimal strings (JSON has
+ * no 64-bit integers).
  */
 /** The most calls one metering batch from a replica may hold. */
 export const REPLICA_MAX_BATCH = 5000;
@@ -24,60 +25,6 @@ export function callToWire(c: CallRecord): CallWire {
     saved_nano: c.saved_nano.toString(),
   };
 }
-
-/**
- * A replica's metering chunk: its calls as the JSON body the server's /v1/gateway/calls takes,
- * encoded as each is metered, into a buffer outside the JavaScript heap. Each call is one line
- * (JSON has no raw newline inside a value), so the text only grows at its end, and a copy cut off
- * part-way (by a crash) still holds its whole calls up to the last newline.
- */
-export class WireCallChunk implements SinkChunk {
-  private readonly text: TextBuffer;
-  rows = 0;
-
-  constructor(text?: TextBuffer, rows = 0) {
-    this.text = text ?? new TextBuffer();
-    if (!text) this.text.append(HEAD);
-    this.rows = rows;
-  }
-
-  add(call: CallRecord): void {
-    this.text.append(`${this.rows === 0 ? '' : ','}${JSON.stringify(callToWire(call))}\n`);
-    this.rows++;
-  }
-
-  /** The body so far, without its end: what the spool's journal mirrors. */
-  get bytes(): Buffer {
-    return this.text.bytes;
-  }
-
-  /** The request body: {"calls": [...]}. */
-  body(): Buffer {
-    return Buffer.concat([this.text.bytes, END]);
-  }
-
-  /** A chunk from `bytes` as it was: its whole lines, one cut off at the end left out. */
-  static restore(bytes: Buffer): WireCallChunk {
-    const end = bytes.lastIndexOf(10) + 1;
-    if (end === 0 || !bytes.subarray(0, HEAD.length).equals(HEAD_BYTES)) {
-      throw new TallyError('invalid_event', 'Not a metering chunk of a gateway replica.');
-    }
-    let rows = -1;
-    for (let i = bytes.indexOf(10); i >= 0 && i < end; i = bytes.indexOf(10, i + 1)) rows++;
-    return new WireCallChunk(TextBuffer.of(bytes.subarray(0, end)), rows);
-  }
-}
-
-/** How a replica keeps its chunks in its spool: mirrored as they fill, and those it could not send. */
-export const WIRE_SPOOL_CODEC = {
-  format: 'replica-json-v2',
-  bytes: (c: WireCallChunk) => c.bytes,
-  restore: (bytes: Buffer) => WireCallChunk.restore(bytes),
-};
-
-const HEAD = '{"calls":[\n';
-const HEAD_BYTES = Buffer.from(HEAD);
-const END = Buffer.from(']}');
 
 const nano = z.string().regex(/^-?\d{1,20}$/, 'an integer number of nano-USD, as a string');
 const count = z.number().int().min(0);

@@ -3,12 +3,14 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { chatRecordings, MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
+import { CsvCallBatch } from '@tally/store';
 import OpenAI from 'openai';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema } from './config.js';
 import { buildReplica, type GatewayReplica } from './replica.js';
-import { callFromWire, callToWire, WireCallChunk } from './replica-wire.js';
+import { callsOfCsv } from './replica-csv.js';
+import { callToWire } from './replica-wire.js';
 import { ADMIN_KEY, foreignKey, type TestApp, testApp, testCatalog } from './testing/test-app.js';
 
 type Call = Record<string, unknown> & { id: string; cost_usd: string; tokens: Record<string, number> };
@@ -120,14 +122,13 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('a gateway replica in front of the serv
   it('sends metered calls as encoded on the replica: the body is the calls the server reads back', async () => {
     const [call] = await serverCalls(1);
     const stored = (await t.store.getCall('default', call!.id))!;
-    const chunk = new WireCallChunk();
-    expect(JSON.parse(chunk.body().toString())).toEqual({ calls: [] });
+    const chunk = new CsvCallBatch();
+    expect(chunk.bytes.length).toBe(0);
     const other = { ...stored, id: 'wire-2', project: 'é "q", \n', cost_list_nano: 2n ** 62n };
     chunk.add(stored);
     chunk.add(other);
     expect(chunk.rows).toBe(2);
-    const body = JSON.parse(chunk.body().toString()) as { calls: unknown[] };
-    expect(body.calls.map((c) => callFromWire(c))).toEqual([stored, other]);
+    expect(callsOfCsv(chunk.bytes)).toEqual([stored, other]);
   });
 
   it('a resent metering batch is stored once, and a bad call is refused with its index', async () => {

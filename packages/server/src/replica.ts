@@ -14,15 +14,16 @@ import {
   uuidv7,
   type VirtualKey,
 } from '@tally/gateway';
+import { CALL_CSV_FORMAT, CsvCallBatch } from '@tally/store';
 import { Pool } from 'undici';
 import type { TallyConfig } from './config.js';
 import {
-  REPLICA_MAX_BATCH,
-  type RuleWire,
-  ruleFromWire,
-  WIRE_SPOOL_CODEC,
-  WireCallChunk,
-} from './replica-wire.js';
+  CALLS_FORMAT_HEADER,
+  CALLS_WITH_TASKS_HEADER,
+  jsonBodyOfCsv,
+  REPLICA_SPOOL_CODEC,
+} from './replica-csv.js';
+import { REPLICA_MAX_BATCH, type RuleWire, ruleFromWire } from './replica-wire.js';
 
 /** The server's control routes, as a replica calls them with its admin key. */
 export class ControlClient {
@@ -32,6 +33,7 @@ export class ControlClient {
   constructor(
     readonly serverUrl: string,
     adminKey: string,
+    private readonly now: () => number = Date.now,
   ) {
     this.pool = new Pool(new URL(serverUrl).origin, { connections: 8, keepAliveTimeout: 30_000 });
     this.auth = `Bearer ${adminKey}`;
@@ -41,13 +43,18 @@ export class ControlClient {
     method: 'GET' | 'POST',
     path: string,
     body?: unknown,
+    headers: Record<string, string> = {},
   ): Promise<{ status: number; json: T }> {
     let res: Awaited<ReturnType<Pool['request']>>;
     try {
       res = await this.pool.request({
         method,
         path,
-        headers: { authorization: this.auth, ...(body ? { 'content-type': 'application/json' } : {}) },
+        headers: {
+          authorization: this.auth,
+          ...(body ? { 'content-type': 'application/json' } : {}),
+          ...headers,
+        },
         // A Buffer is a body already encoded (metered calls); anything else is sent as JSON.
         body: body === undefined ? null : Buffer.isBuffer(body) ? body : JSON.stringify(body),
         headersTimeout: 15_000,
@@ -83,12 +90,26 @@ export class ControlClient {
     return (await this.call<{ data: ProviderConfig[] }>('GET', '/v1/gateway/providers')).json.data;
   }
 
-  async writeCalls(calls: WireCallChunk): Promise<{ accepted: number; duplicates: number }> {
-    const r = await this.call<{ accepted: number; duplicates: number; rejected: unknown[] }>(
-      'POST',
-      '/v1/gateway/calls',
-      calls.body(),
-    );
+  /** Until when the server is taken not to read CSV (an earlier version's): JSON is sent. */
+  private jsonUntil = 0;
+
+  async writeCalls(calls: CsvCallBatch): Promise<{ accepted: number; duplicates: number }> {
+    type Written = { accepted: number; duplicates: number; rejected: unknown[] };
+    const asJson = () => this.call<Written>('POST', '/v1/gateway/calls', jsonBodyOfCsv(calls.bytes));
+    let r: { status: number; json: Written };
+    if (this.now() < this.jsonUntil) r = await asJson();
+    else {
+      r = await this.call<Written>('POST', '/v1/gateway/calls', calls.bytes, {
+        'content-type': 'text/csv',
+        [CALLS_FORMAT_HEADER]: CALL_CSV_FORMAT,
+        [CALLS_WITH_TASKS_HEADER]: calls.withTasks ? '1' : '0',
+      });
+      if (r.status === 415) {
+        // A server of an earlier version: JSON, and CSV asked again in ten minutes.
+        this.jsonUntil = this.now() + 600_000;
+        r = await asJson();
+      }
+    }
     if (r.status !== 200 || r.json.rejected.length > 0) {
       throw new TallyError('invalid_event', `The server refused metered calls: ${JSON.stringify(r.json)}`);
     }
@@ -181,7 +202,7 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
   const clock = opts.clock ?? systemClock;
   const now = () => clock.now();
   const ttl = config.gateway.replica_cache_ms;
-  const control = new ControlClient(serverUrl, opts.adminKey);
+  const control = new ControlClient(serverUrl, opts.adminKey, now);
   const onError = opts.onError ?? (() => undefined);
   const state: SharedState =
     opts.state ??
@@ -198,11 +219,11 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
     () => ttl,
     now,
   );
-  const sink = new BatchingSink<WireCallChunk>({
-    newChunk: () => new WireCallChunk(),
+  const sink = new BatchingSink<CsvCallBatch>({
+    newChunk: () => new CsvCallBatch(),
     ...(opts.spoolDir
       ? {
-          spool: new ChunkSpool(opts.spoolDir, WIRE_SPOOL_CODEC, {
+          spool: new ChunkSpool(opts.spoolDir, REPLICA_SPOOL_CODEC, {
             maxBytes: opts.config.gateway.spool_max_mb * 1024 * 1024,
           }),
         }
@@ -212,7 +233,7 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
     },
     // At the server's REPLICA_MAX_BATCH. Each batch costs the server a fixed ~7 ms (a request, a
     // file, a transaction, a commit) besides its cost a call: at 500 a batch that doubled the
-    // metering's CPU. A full chunk is about 5 MB of JSON, outside the heap.
+    // metering's CPU. A full chunk is about 2 MB of CSV, outside the heap.
     maxBatch: REPLICA_MAX_BATCH,
     intervalMs: 1000,
     onError: (err) => onError(err, 'metering'),

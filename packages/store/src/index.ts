@@ -1,3 +1,4 @@
+export * from './call-csv.js';
 export * from './cursor.js';
 export * from './memory-limit.js';
 export * from './migrate.js';

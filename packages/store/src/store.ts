@@ -206,8 +206,10 @@ export interface Store {
   /** An empty batch for appendCallBatch: it encodes each call as it is added, in the backend's
    * bulk format, so a metering buffer holds text rather than records. */
   newCallBatch(): CallBatch;
-  /** Appends a batch from newCallBatch, as appendCalls would its calls. */
-  appendCallBatch(batch: CallBatch): Promise<WriteResult>;
+  /** Appends a batch from newCallBatch (or restoreCallBatch), as appendCalls would its calls.
+   * With `tenant`, the batch came from outside the process (a gateway replica): every call must
+   * be a valid call of that tenant, or nothing is written and `invalid_event` is thrown. */
+  appendCallBatch(batch: CallBatch, opts?: { tenant?: string }): Promise<WriteResult>;
   /** A batch again from its format and bytes (as kept on disk by the metering's spool): its whole
    * calls, one cut off at the end left out; `invalid_request` for a format this backend did not
    * write. */

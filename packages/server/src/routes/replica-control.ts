@@ -1,7 +1,9 @@
 import type { CallRecord } from '@tally/core';
-import { isObject, TallyError } from '@tally/core';
+import { isObject, isTallyError, TallyError } from '@tally/core';
+import { CALL_CSV_FORMAT, CsvCallBatch, csvRecords } from '@tally/store';
 import type { FastifyPluginAsync } from 'fastify';
 import type { AppContext } from '../context.js';
+import { CALLS_FORMAT_HEADER, CALLS_WITH_TASKS_HEADER, callsOfCsv } from '../replica-csv.js';
 import { alertSchema, callFromWire, REPLICA_MAX_BATCH, ruleToWire } from '../replica-wire.js';
 import { toProviderConfig } from './providers.js';
 
@@ -34,32 +36,34 @@ export const replicaControlRoutes: FastifyPluginAsync<AppContext> = async (app, 
     };
   });
 
+  // A replica's metering comes as CSV (replica-csv.ts), bytes the store reads as they are.
+  app.addContentTypeParser('text/csv', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+
   app.post('/v1/gateway/calls', async (request, reply) => {
     const principal = await ctx.auth.authenticate(request, ['admin']);
     const body = request.body;
+    if (Buffer.isBuffer(body)) {
+      const format = request.headers[CALLS_FORMAT_HEADER];
+      if (format !== CALL_CSV_FORMAT) {
+        throw new TallyError(
+          'unsupported_media_type',
+          `Metered calls as CSV must be of layout ${CALL_CSV_FORMAT} (${CALLS_FORMAT_HEADER}), not ${String(format)}: the replica and the server run different versions.`,
+        );
+      }
+      const withTasks = request.headers[CALLS_WITH_TASKS_HEADER] !== '0';
+      return reply.send(await writeCsv(ctx, principal.tenant, body, withTasks));
+    }
     if (!isObject(body) || !Array.isArray(body['calls']))
       throw new TallyError('invalid_request', 'The body must be {"calls": [...]}.');
     const raw = body['calls'] as unknown[];
-    if (raw.length > REPLICA_MAX_BATCH) {
-      throw new TallyError(
-        'batch_too_large',
-        `At most ${REPLICA_MAX_BATCH} calls a batch; got ${raw.length}.`,
-      );
-    }
-    const calls: CallRecord[] = [];
-    const rejected: { index: number; code: string; message: string }[] = [];
-    raw.forEach((r, index) => {
-      const c = callFromWire(r);
-      if (typeof c === 'string') rejected.push({ index, code: 'invalid_event', message: c });
-      else if (c.tenant !== principal.tenant)
-        rejected.push({ index, code: 'forbidden', message: `tenant ${c.tenant} is not this key's` });
-      else calls.push(c);
-    });
-    // Fast append for new ids; a retried batch falls back to the idempotent path, so a replica
-    // that resends after a timeout counts nothing twice.
-    const written = calls.length > 0 ? await ctx.store.appendCalls(calls) : { inserted: 0, duplicates: 0 };
-    ctx.metrics.eventsAccepted.inc({ kind: 'gateway_call' }, written.inserted);
-    return reply.send({ accepted: calls.length, duplicates: written.duplicates, rejected });
+    checkSize(raw.length);
+    return reply.send(
+      await writeChecked(
+        ctx,
+        principal.tenant,
+        raw.map((r) => callFromWire(r)),
+      ),
+    );
   });
 
   app.post('/v1/gateway/alerts', async (request) => {
@@ -77,3 +81,69 @@ export const replicaControlRoutes: FastifyPluginAsync<AppContext> = async (app, 
     return { accepted };
   });
 };
+
+interface CallsWritten {
+  accepted: number;
+  duplicates: number;
+  rejected: { index: number; code: string; message: string }[];
+}
+
+function checkSize(rows: number): void {
+  if (rows > REPLICA_MAX_BATCH) {
+    throw new TallyError('batch_too_large', `At most ${REPLICA_MAX_BATCH} calls a batch; got ${rows}.`);
+  }
+}
+
+/**
+ * A CSV batch: handed to the store as it is, which checks every line (a call of this tenant, each
+ * field as the JSON form is checked) as it appends. If any line fails, nothing was written, and
+ * the batch is checked call by call, so that the good calls are kept and each bad one named.
+ */
+async function writeCsv(
+  ctx: AppContext,
+  tenant: string,
+  bytes: Buffer,
+  withTasks: boolean,
+): Promise<CallsWritten> {
+  const { rows, end } = csvRecords(bytes);
+  if (end !== bytes.length) {
+    throw new TallyError(
+      'invalid_request',
+      'The body ends inside a call: every line must end with a newline.',
+    );
+  }
+  checkSize(rows);
+  if (rows === 0) return { accepted: 0, duplicates: 0, rejected: [] };
+  try {
+    const batch = ctx.store.restoreCallBatch(CALL_CSV_FORMAT, bytes);
+    if (batch instanceof CsvCallBatch) batch.withTasks = withTasks;
+    const written = await ctx.store.appendCallBatch(batch, { tenant });
+    ctx.metrics.eventsAccepted.inc({ kind: 'gateway_call' }, written.inserted);
+    return { accepted: rows, duplicates: written.duplicates, rejected: [] };
+  } catch (err) {
+    // invalid_event: a line failed its check. invalid_request: this store has another layout.
+    if (!isTallyError(err) || (err.code !== 'invalid_event' && err.code !== 'invalid_request')) throw err;
+  }
+  return writeChecked(ctx, tenant, callsOfCsv(bytes));
+}
+
+/** Calls checked one by one: the good ones stored (idempotent by id), the others listed. */
+async function writeChecked(
+  ctx: AppContext,
+  tenant: string,
+  checked: (CallRecord | string)[],
+): Promise<CallsWritten> {
+  const calls: CallRecord[] = [];
+  const rejected: CallsWritten['rejected'] = [];
+  checked.forEach((c, index) => {
+    if (typeof c === 'string') rejected.push({ index, code: 'invalid_event', message: c });
+    else if (c.tenant !== tenant)
+      rejected.push({ index, code: 'forbidden', message: `tenant ${c.tenant} is not this key's` });
+    else calls.push(c);
+  });
+  // Fast append for new ids; a retried batch falls back to the idempotent path, so a replica
+  // that resends after a timeout counts nothing twice.
+  const written = calls.length > 0 ? await ctx.store.appendCalls(calls) : { inserted: 0, duplicates: 0 };
+  ctx.metrics.eventsAccepted.inc({ kind: 'gateway_call' }, written.inserted);
+  return { accepted: calls.length, duplicates: written.duplicates, rejected };
+}

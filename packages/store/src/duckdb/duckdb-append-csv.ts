@@ -1,82 +1,76 @@
-import { createHash } from 'node:crypto';
 import { unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
-import type { CallRecord } from '@tally/core';
-import type { CallBatch, WriteResult } from '../store.js';
-import { TextBuffer } from '../text-buffer.js';
+import { TallyError } from '@tally/core';
+import { CALL_CSV_COLUMNS, CALL_CSV_TYPES, type CsvCallBatch } from '../call-csv.js';
+import type { WriteResult } from '../store.js';
 import { type DuckDbDatabase, isDuplicateKey } from './duckdb-database.js';
 import { inTransaction } from './duckdb-sql.js';
 
-/** The calls table's columns in the order of the CSV's fields, the type read_csv reads each as,
- * and how it becomes the column's value. */
-const COLUMNS: [name: string, csvType: string, select: string][] = [
-  ['tenant', 'VARCHAR', 'tenant'],
-  ['id', 'VARCHAR', 'id'],
-  ['time', 'BIGINT', 'epoch_ms(time)::TIMESTAMPTZ'],
-  ['project', 'VARCHAR', 'project'],
-  ['team', 'VARCHAR', 'team'],
-  ['user', 'VARCHAR', '"user"'],
-  ['use_case', 'VARCHAR', 'use_case'],
-  ['task_id', 'VARCHAR', 'task_id'],
-  ['key_id', 'VARCHAR', 'key_id'],
-  ['tags', 'VARCHAR', 'tags::JSON'],
-  ['provider', 'VARCHAR', 'provider'],
-  ['api', 'VARCHAR', 'api'],
-  ['model_requested', 'VARCHAR', 'model_requested'],
-  ['model_served', 'VARCHAR', 'model_served'],
-  ['input_tokens', 'INTEGER', 'input_tokens'],
-  ['output_tokens', 'INTEGER', 'output_tokens'],
-  ['cache_read_tokens', 'INTEGER', 'cache_read_tokens'],
-  ['cache_write_tokens', 'INTEGER', 'cache_write_tokens'],
-  ['cache_write_1h_tokens', 'INTEGER', 'cache_write_1h_tokens'],
-  ['reasoning_tokens', 'INTEGER', 'reasoning_tokens'],
-  ['input_audio_tokens', 'INTEGER', 'input_audio_tokens'],
-  ['output_audio_tokens', 'INTEGER', 'output_audio_tokens'],
-  ['cache_audio_read_tokens', 'INTEGER', 'cache_audio_read_tokens'],
-  ['web_searches', 'INTEGER', 'web_searches'],
-  ['cost_list_nano', 'BIGINT', 'cost_list_nano'],
-  ['cost_effective_nano', 'BIGINT', 'cost_effective_nano'],
-  ['pricing_status', 'VARCHAR', 'pricing_status'],
-  ['price_version', 'VARCHAR', 'price_version'],
-  ['latency_ms', 'DOUBLE', 'latency_ms'],
-  ['ttft_ms', 'DOUBLE', 'ttft_ms'],
-  ['status', 'VARCHAR', 'status'],
-  ['error_type', 'VARCHAR', 'error_type'],
-  ['cache', 'VARCHAR', 'cache'],
-  ['route_tier', 'VARCHAR', 'route_tier'],
-  ['fallback_hops', 'INTEGER', 'fallback_hops'],
-  ['saved_nano', 'BIGINT', 'saved_nano'],
+/** How a CSV field becomes its column's value, where it is not the field itself. */
+const SELECT_AS: Record<string, string> = {
+  time: 'epoch_ms(time)::TIMESTAMPTZ',
+  user: '"user"',
+  tags: 'tags::JSON',
+};
+const SELECT = CALL_CSV_COLUMNS.map(([name]) => SELECT_AS[name] ?? name).join(', ');
+
+// A batch from outside the process (a gateway replica's) is read as text, each field checked at
+// least as strictly as the server checks a call sent as JSON, then cast. A row that fails raises,
+// and the caller then checks the batch call by call.
+const AS_TEXT = `{${CALL_CSV_COLUMNS.map(([name]) => `"${name}": 'VARCHAR'`).join(', ')}}`;
+const CHECKED_SELECT = CALL_CSV_COLUMNS.map(([name, type]) =>
+  name === 'time'
+    ? 'epoch_ms(time::BIGINT)::TIMESTAMPTZ'
+    : (SELECT_AS[name] ?? (type === 'VARCHAR' ? name : `${name}::${type}`)),
+).join(', ');
+const MAYBE_TEXT = [
+  'project',
+  'team',
+  'user',
+  'use_case',
+  'task_id',
+  'key_id',
+  'model_served',
+  'price_version',
+  'error_type',
+  'route_tier',
 ];
+const TEXT = ['provider', 'api', 'model_requested'];
+const quoted = (v: string) => `'${v.replaceAll("'", "''")}'`;
+const col = (name: string) => (name === 'user' ? '"user"' : name);
+const matches = (c: string, re: string) => `regexp_full_match(${c}, ${quoted(re)})`;
+const NANO = '-?[0-9]{1,20}';
+// Digits enough for any latency, and an exponent that keeps it finite.
+const MS = '[0-9]{1,20}([.][0-9]{1,20})?([eE][+-]?[0-9]{1,2})?';
+const COUNTS = CALL_CSV_COLUMNS.filter(([, t]) => t === 'INTEGER').map(([name]) => name);
 
-const READ_COLUMNS = `{${COLUMNS.map(([n, t]) => `"${n}": '${t}'`).join(', ')}}`;
-const SELECT = COLUMNS.map(([, , s]) => s).join(', ');
-
-/** Names this CSV layout: a batch kept on disk is read back only under the same columns. */
-export const CSV_BATCH_FORMAT = `duckdb-csv-${createHash('sha256').update(READ_COLUMNS).digest('hex').slice(0, 12)}`;
-
-// Every text value is quoted, with its quotes doubled, so commas, quotes and newlines inside it
-// are its own; an empty unquoted field is NULL (and a quoted empty one the empty string, with
-// allow_quoted_nulls off).
-const s = (v: string | null): string =>
-  v === null ? '' : v.includes('"') ? `"${v.replaceAll('"', '""')}"` : `"${v}"`;
-const n = (v: number | null): string => (v !== null && Number.isFinite(v) ? String(v) : '');
-const big = (v: bigint | null): string => (v === null ? '' : String(v));
-
-/** One CSV line, in COLUMNS' order. It runs for every metered call on the event loop: without
- * field names, it is a third of the text an NDJSON line was, and three times cheaper to build. */
-function line(c: CallRecord): string {
-  const t = c.tokens;
-  return (
-    `${s(c.tenant)},${s(c.id)},${c.time},${s(c.project)},${s(c.team)},${s(c.user)},` +
-    `${s(c.use_case)},${s(c.task_id)},${s(c.key_id)},${s(JSON.stringify(c.tags))},${s(c.provider)},` +
-    `${s(c.api)},${s(c.model_requested)},${s(c.model_served)},${t.input},${t.output},` +
-    `${t.cache_read},${t.cache_write},${t.cache_write_1h},${t.reasoning},${t.input_audio},` +
-    `${t.output_audio},${t.cache_audio_read},${t.web_searches},${big(c.cost_list_nano)},` +
-    `${big(c.cost_effective_nano)},${s(c.pricing_status)},${s(c.price_version)},${n(c.latency_ms)},` +
-    `${n(c.ttft_ms)},${s(c.status)},${s(c.error_type)},${s(c.cache)},${s(c.route_tier)},` +
-    `${c.fallback_hops},${c.saved_nano}\n`
-  );
+/** Whether a row read as text is a call that the JSON check would take, of this tenant. Numbers
+ * are matched as text: DuckDB's own CSV number parser takes 1.5 (rounded), 0x10 and 5_000 for an
+ * integer, where the JSON check takes digits. */
+function validRow(tenant: string, withTasks: boolean): string {
+  return [
+    `tenant = ${quoted(tenant)}`,
+    'strlen(id) BETWEEN 1 AND 256',
+    matches('time', '[0-9]{1,16}'),
+    // strlen counts UTF-8 bytes, never fewer than the UTF-16 units that the JSON check counts.
+    ...MAYBE_TEXT.map((c) => `(${col(c)} IS NULL OR strlen(${col(c)}) <= 1024)`),
+    ...TEXT.map((c) => `strlen(${c}) <= 1024`),
+    ...COUNTS.map((c) => matches(c, '[0-9]{1,10}')),
+    `(cost_list_nano IS NULL OR ${matches('cost_list_nano', NANO)})`,
+    `(cost_effective_nano IS NULL OR ${matches('cost_effective_nano', NANO)})`,
+    matches('saved_nano', NANO),
+    `(latency_ms IS NULL OR ${matches('latency_ms', MS)})`,
+    `(ttft_ms IS NULL OR ${matches('ttft_ms', MS)})`,
+    "pricing_status IN ('priced', 'estimated', 'unpriced')",
+    "status IN ('ok', 'error')",
+    "cache IN ('miss', 'exact', 'semantic')",
+    // Tags: a JSON object of strings; most calls have none.
+    "CASE WHEN tags = '{}' THEN true ELSE json_valid(tags) AND json_type(tags::JSON) = 'OBJECT' AND " +
+      `(json_structure(tags::JSON) = '"JSON"' OR list_bool_and(list_transform(map_values(json_transform(json_structure(tags::JSON), '"MAP(VARCHAR, VARCHAR)"')), v -> v = 'VARCHAR'))) END`,
+    // A batch said to carry no task is held to it: its rollups are then not marked.
+    ...(withTasks ? [] : ['(use_case IS NULL OR task_id IS NULL)']),
+  ].join(' AND ');
 }
 
 // One thread parses a batch's file: it is a few hundred kilobytes, and splitting it across threads
@@ -89,57 +83,8 @@ const READ_OPTIONS =
 
 let seq = 0;
 
-/**
- * Calls as CSV lines in one growing off-heap buffer, encoded as each is added: the metering
- * buffer then holds bytes, not records that the garbage collector would trace and copy.
- */
-/** The records in CSV text that ends each with a newline: how many, and where the last whole one
- * ends. A newline inside a quoted field is the field's own. */
-export function csvRecords(bytes: Buffer): { rows: number; end: number } {
-  let rows = 0;
-  let end = 0;
-  let quoted = false;
-  for (let i = 0; i < bytes.length; i++) {
-    const b = bytes[i];
-    if (b === 34) quoted = !quoted;
-    else if (b === 10 && !quoted) {
-      rows++;
-      end = i + 1;
-    }
-  }
-  return { rows, end };
-}
-
-export class CsvCallBatch implements CallBatch {
-  readonly format = CSV_BATCH_FORMAT;
-  private readonly text: TextBuffer;
-  rows = 0;
-  /** Whether any call carries a task (whose rollup it then changes). */
-  withTasks = false;
-
-  constructor(bytes?: Buffer) {
-    if (!bytes) {
-      this.text = new TextBuffer();
-      return;
-    }
-    // A batch read back from disk: its whole records (a record cut off by a crash is left out),
-    // and it may carry tasks, whose rollups are then marked (a pass over it).
-    const { rows, end } = csvRecords(bytes);
-    this.text = TextBuffer.of(bytes.subarray(0, end));
-    this.rows = rows;
-    this.withTasks = true;
-  }
-
-  add(c: CallRecord): void {
-    this.text.append(line(c));
-    this.rows++;
-    if (c.use_case !== null && c.task_id !== null) this.withTasks = true;
-  }
-
-  get bytes(): Buffer {
-    return this.text.bytes;
-  }
-}
+/** DuckDB's messages for a row it cannot take as it stands (as opposed to a store that fails). */
+const REFUSED_ROW = /^(Invalid Input|Conversion|Constraint) Error/;
 
 /**
  * Appends a batch through its CSV file and read_csv: DuckDB parses and inserts on its own
@@ -147,19 +92,33 @@ export class CsvCallBatch implements CallBatch {
  * guards. If it fails (a retried batch, whose first write did commit, or an id repeated within
  * it), the same file is inserted again without the ids already stored or repeated, and those
  * count as duplicates.
+ *
+ * With `tenant`, the batch came from outside the process: every row must be a valid call of that
+ * tenant, or nothing is written and `invalid_event` is thrown.
  */
-export async function appendCallBatch(db: DuckDbDatabase, batch: CsvCallBatch): Promise<WriteResult> {
+export async function appendCallBatch(
+  db: DuckDbDatabase,
+  batch: CsvCallBatch,
+  tenant?: string,
+): Promise<WriteResult> {
   if (batch.rows === 0) return { inserted: 0, duplicates: 0 };
   const dir = db.location === ':memory:' ? os.tmpdir() : dirname(db.location);
   const file = join(dir, `.append-${process.pid}-${++seq}.csv`);
   await writeFile(file, batch.bytes);
   try {
-    const source = `read_csv('${file.replaceAll("'", "''")}', columns = ${READ_COLUMNS}, ${READ_OPTIONS})`;
+    const path = quoted(file);
+    const source = `read_csv(${path}, columns = ${CALL_CSV_TYPES}, ${READ_OPTIONS})`;
+    const rows =
+      tenant === undefined
+        ? source
+        : `(SELECT * FROM read_csv(${path}, columns = ${AS_TEXT}, ${READ_OPTIONS}) ` +
+          `WHERE CASE WHEN ${validRow(tenant, batch.withTasks)} THEN true ELSE error('a call of the batch is not valid') END)`;
+    const select = tenant === undefined ? SELECT : CHECKED_SELECT;
     const dirty = `INSERT INTO task_rollup_dirty SELECT tenant, use_case, task_id FROM ${source} WHERE use_case IS NOT NULL AND task_id IS NOT NULL`;
     try {
       await db.write((conn) =>
         inTransaction(conn, async () => {
-          await conn.run(`INSERT INTO calls SELECT ${SELECT} FROM ${source}`);
+          await conn.run(`INSERT INTO calls SELECT ${select} FROM ${rows}`);
           // Calls that carry a task change that task's rollup (AI used). Most gateway traffic
           // carries none, and this second pass over the file is skipped.
           if (batch.withTasks) await conn.run(dirty);
@@ -171,7 +130,7 @@ export async function appendCallBatch(db: DuckDbDatabase, batch: CsvCallBatch): 
         const inserted = await db.write((conn) =>
           inTransaction(conn, async () => {
             const r = await conn.run(
-              `INSERT INTO calls SELECT ${SELECT} FROM (SELECT DISTINCT ON (tenant, id) * FROM ${source}) s ` +
+              `INSERT INTO calls SELECT ${select} FROM (SELECT DISTINCT ON (tenant, id) * FROM ${rows}) s ` +
                 'WHERE NOT EXISTS (SELECT 1 FROM calls c WHERE c.tenant = s.tenant AND c.id = s.id)',
             );
             if (batch.withTasks) await conn.run(dirty);
@@ -184,6 +143,12 @@ export async function appendCallBatch(db: DuckDbDatabase, batch: CsvCallBatch): 
         // that a failed commit left in the index. Reopening rebuilds it, and the batch's retry
         // then goes in.
         if (isDuplicateKey(err)) await db.recover();
+        else if (tenant !== undefined && REFUSED_ROW.test((err as Error).message)) {
+          throw new TallyError(
+            'invalid_event',
+            `A call of the batch is not valid: ${(err as Error).message}`,
+          );
+        }
         throw err;
       }
     }

@@ -6,6 +6,7 @@ import {
   TallyError,
   type TaskEventRecord,
 } from '@tally/core';
+import { CALL_CSV_FORMAT, CsvCallBatch } from '../call-csv.js';
 import { parseSize } from '../memory-limit.js';
 import { applyMigrations, type MigrationDriver } from '../migrate.js';
 import { DUCKDB_DIALECT } from '../schema.js';
@@ -27,7 +28,7 @@ import type {
   UseCaseRecord,
   WriteResult,
 } from '../store.js';
-import { appendCallBatch, CSV_BATCH_FORMAT, CsvCallBatch } from './duckdb-append-csv.js';
+import { appendCallBatch } from './duckdb-append-csv.js';
 import { auditSums } from './duckdb-audit.js';
 import { COUNTS_SQL, GET_CALL_SQL, listCallsSql, listTaskEventsSql, toPage } from './duckdb-calls.js';
 import { DuckDbDatabase } from './duckdb-database.js';
@@ -142,20 +143,20 @@ class DuckDbStore implements Store {
   }
 
   restoreCallBatch(format: string, bytes: Buffer): CsvCallBatch {
-    if (format !== CSV_BATCH_FORMAT) {
+    if (format !== CALL_CSV_FORMAT) {
       throw new TallyError(
         'invalid_request',
-        `A call batch in format ${format} cannot be read by this store, which writes ${CSV_BATCH_FORMAT}.`,
+        `A call batch in format ${format} cannot be read by this store, which writes ${CALL_CSV_FORMAT}.`,
       );
     }
     return new CsvCallBatch(bytes);
   }
 
-  async appendCallBatch(batch: CallBatch): Promise<WriteResult> {
+  async appendCallBatch(batch: CallBatch, opts?: { tenant?: string }): Promise<WriteResult> {
     if (!(batch instanceof CsvCallBatch)) {
       throw new TallyError('invalid_request', 'appendCallBatch takes a batch made by this store.');
     }
-    return appendCallBatch(this.db, batch);
+    return appendCallBatch(this.db, batch, opts?.tenant);
   }
 
   async listCalls(query: CallQuery): Promise<Page<CallRecord>> {

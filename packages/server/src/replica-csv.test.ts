@@ -1,0 +1,287 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import { join } from 'node:path';
+import type { CallRecord } from '@tally/core';
+import { ChunkSpool } from '@tally/gateway';
+import { CALL_CSV_FORMAT, CsvCallBatch, callCsvLine, csvLineFields } from '@tally/store';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ControlClient } from './replica.js';
+import {
+  CALLS_FORMAT_HEADER,
+  CALLS_WITH_TASKS_HEADER,
+  callsOfCsv,
+  jsonBodyOfCsv,
+  REPLICA_SPOOL_CODEC,
+  wireOfCsvLine,
+} from './replica-csv.js';
+import { callFromWire, callToWire } from './replica-wire.js';
+import { sampleCall } from './testing/calls.js';
+import { type TestApp, testApp } from './testing/test-app.js';
+
+// Most gateway calls carry no task.
+const call = (id: string, over: Partial<CallRecord> = {}): CallRecord =>
+  sampleCall(id, { use_case: null, task_id: null, ...over });
+const csv = (...calls: CallRecord[]) => {
+  const b = new CsvCallBatch();
+  for (const c of calls) b.add(c);
+  return Buffer.from(b.bytes);
+};
+
+/** Fields as CSV text, odd for one field or another: the values the JSON check is tried on, and
+ * the text forms a CSV line can put them in. */
+const ODD = [
+  '',
+  '""',
+  '"x"',
+  '-1',
+  '"0"',
+  '1.5',
+  '1e3',
+  '12345678901',
+  '99999999999999999999999',
+  'inf',
+  '"{""a"":1}"',
+  '"{""a"":""x""}"',
+  `"${'x'.repeat(1025)}"`,
+  `"${'é'.repeat(600)}"`,
+  '"priced"',
+  '"other"',
+];
+
+describe('metered calls as CSV, from a replica to its server', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await testApp();
+  });
+  afterAll(() => t.shutdown());
+
+  const post = (body: string | Buffer, headers: Record<string, string> = {}) =>
+    t.app.inject({
+      method: 'POST',
+      url: '/v1/gateway/calls',
+      headers: { ...t.auth, 'content-type': 'text/csv', [CALLS_FORMAT_HEADER]: CALL_CSV_FORMAT, ...headers },
+      payload: body,
+    });
+
+  it('reads back every call it encodes: quotes, commas, newlines, other scripts, nulls, 64-bit amounts', () => {
+    const calls = [
+      call('a'),
+      call('b', { project: 'é "q", \n next', tags: { 'k "x"': 'v,\n' }, user: '' }),
+      call('c', { project: null, key_id: null, model_served: null, cost_list_nano: null, latency_ms: null }),
+      call('d', { cost_effective_nano: -(2n ** 63n), saved_nano: 2n ** 63n - 1n, ttft_ms: 0.001 }),
+      call('e', { error_type: '客服 🚀', status: 'error', pricing_status: 'unpriced' }),
+    ];
+    expect(callsOfCsv(csv(...calls))).toEqual(calls);
+    // A line cut off by a crash is left out.
+    const bytes = csv(...calls);
+    expect(callsOfCsv(bytes.subarray(0, bytes.length - 3))).toEqual(calls.slice(0, 4));
+  });
+
+  it('stores a batch as it comes, and one sent again once', async () => {
+    const calls = [call('csv-1'), call('csv-2', { project: 'a,"b"\nc', tags: {} })];
+    const first = await post(csv(...calls));
+    expect(first.statusCode).toBe(200);
+    expect(first.json()).toEqual({ accepted: 2, duplicates: 0, rejected: [] });
+    expect(await t.store.getCall('default', 'csv-2')).toEqual(calls[1]);
+    const again = await post(csv(...calls, call('csv-3')));
+    expect(again.json()).toEqual({ accepted: 3, duplicates: 2, rejected: [] });
+    // A batch said to carry no task, with a call that does, is checked call by call, and stored.
+    const tasked = call('csv-4', { use_case: 'triage', task_id: 'T-1' });
+    const claimed = await post(csv(tasked), { [CALLS_WITH_TASKS_HEADER]: '0' });
+    expect(claimed.json()).toEqual({ accepted: 1, duplicates: 0, rejected: [] });
+    expect(await t.store.getCall('default', 'csv-4')).toEqual(tasked);
+    expect((await t.store.listCalls({ tenant: 'default', limit: 10 })).rows.map((c) => c.id).sort()).toEqual([
+      'csv-1',
+      'csv-2',
+      'csv-3',
+      'csv-4',
+    ]);
+  });
+
+  it('keeps the good calls of a batch with bad ones, and names each bad one by its index', async () => {
+    const good = callCsvLine(call('mixed-1'));
+    const badStatus = callCsvLine(call('mixed-2')).replace('"ok"', '"fine"');
+    const other = callCsvLine(call('mixed-3', { tenant: 'other' }));
+    const short = '"default","mixed-4",1\n';
+    const r = await post(good + badStatus + other + short + callCsvLine(call('mixed-6')));
+    expect(r.statusCode).toBe(200);
+    const body = r.json() as {
+      accepted: number;
+      rejected: { index: number; code: string; message: string }[];
+    };
+    expect(body.accepted).toBe(2);
+    expect(body.rejected.map((x) => [x.index, x.code])).toEqual([
+      [1, 'invalid_event'],
+      [2, 'forbidden'],
+      [3, 'invalid_event'],
+    ]);
+    expect(body.rejected[0]!.message).toContain('status');
+    expect(body.rejected[2]!.message).toContain('36 fields');
+    expect(await t.store.getCall('default', 'mixed-1')).not.toBeNull();
+    expect(await t.store.getCall('default', 'mixed-6')).not.toBeNull();
+    expect(await t.store.getCall('default', 'mixed-2')).toBeNull();
+  });
+
+  it('refuses another layout, a body that ends inside a call, too many calls, and a key that is not admin', async () => {
+    const other = await post(csv(call('layout-1')), { [CALLS_FORMAT_HEADER]: 'duckdb-csv-000000000000' });
+    expect(other.statusCode).toBe(415);
+    expect(other.json().error.code).toBe('unsupported_media_type');
+    const none = await post(csv(call('layout-2')), { [CALLS_FORMAT_HEADER]: '' });
+    expect(none.statusCode).toBe(415);
+    const cut = await post(csv(call('cut-1')).subarray(0, 40));
+    expect(cut.statusCode).toBe(400);
+    expect(cut.json().error.code).toBe('invalid_request');
+    // A quote that never closes takes the rest of the body into its field: the same.
+    const open = await post(`"default","open-1,1\n${callCsvLine(call('open-2'))}`);
+    expect(open.statusCode).toBe(400);
+    expect(await t.store.getCall('default', 'open-2')).toBeNull();
+    const many = await post(csv(...Array.from({ length: 5001 }, (_, i) => call(`many-${i}`))));
+    expect(many.statusCode).toBe(413);
+    expect(many.json().error.code).toBe('batch_too_large');
+    const anonymous = await post(csv(call('anon-1')), { authorization: 'Bearer tk-nobody' });
+    expect(anonymous.statusCode).toBe(401);
+    expect(await t.store.getCall('default', 'layout-1')).toBeNull();
+  });
+
+  it('stores a line as it stands only when the JSON check takes the same call, and stores that call', async () => {
+    const valid = callCsvLine(call('odd')).slice(0, -1);
+    const fields = csvLineFields(valid).map((f, i) => {
+      const raw = callCsvLine(call('odd')).slice(0, -1);
+      return { f, raw: splitRaw(raw)[i]! };
+    });
+    expect(fields.length).toBe(36);
+    let stored = 0;
+    let checked = 0;
+    let n = 0;
+    for (let k = 0; k < fields.length; k++) {
+      for (const odd of ODD) {
+        const raws = fields.map((x) => x.raw);
+        if (k !== 1) raws[1] = `"odd-${n++}"`;
+        raws[k] = odd;
+        const line = raws.join(',');
+        const wire = wireOfCsvLine(line);
+        const viaJson = typeof wire === 'string' ? wire : callFromWire(wire);
+        const ok = typeof viaJson !== 'string' && viaJson.tenant === 'default';
+        const batch = new CsvCallBatch(Buffer.from(`${line}\n`));
+        const took = await t.store.appendCallBatch(batch, { tenant: 'default' }).then(
+          (w) => w.inserted === 1,
+          (err: { code?: string; message: string }) => {
+            expect(err.code, err.message).toBe('invalid_event');
+            return false;
+          },
+        );
+        if (took) {
+          stored++;
+          expect(ok, `stored as CSV, refused as JSON: field ${k} = ${odd}`).toBe(true);
+          const back = await t.store.getCall('default', (viaJson as CallRecord).id);
+          expect(back, line).toEqual(viaJson);
+        }
+        if (ok) checked++;
+      }
+    }
+    // Most odd values are refused; those the JSON check takes (null where a field may be null,
+    // digits in quotes, and so on) are mostly taken as they stand.
+    expect(stored).toBeGreaterThan(30);
+    expect(stored).toBeGreaterThanOrEqual(checked * 0.7);
+  });
+
+  it('sends as JSON to a server without CSV: the same calls', () => {
+    const calls = [call('j-1'), call('j-2', { project: 'x "y"', cost_list_nano: null })];
+    const body = JSON.parse(jsonBodyOfCsv(csv(...calls)).toString()) as { calls: unknown[] };
+    expect(body.calls).toEqual(calls.map((c) => JSON.parse(JSON.stringify(callToWire(c)))));
+    expect(body.calls.map((c) => callFromWire(c))).toEqual(calls);
+  });
+
+  it('a replica sends JSON to a server of an earlier version, and tries CSV again ten minutes on', async () => {
+    const seen: string[] = [];
+    const old = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => {
+        body += c;
+      });
+      req.on('end', () => {
+        seen.push(String(req.headers['content-type']));
+        const csvBody = req.headers['content-type'] === 'text/csv';
+        res.writeHead(csvBody ? 415 : 200, { 'content-type': 'application/json' });
+        const n = csvBody ? 0 : (JSON.parse(body) as { calls: unknown[] }).calls.length;
+        res.end(
+          JSON.stringify(
+            csvBody
+              ? { error: { code: 'unsupported_media_type' } }
+              : { accepted: n, duplicates: 0, rejected: [] },
+          ),
+        );
+      });
+    });
+    await new Promise<void>((r) => old.listen(0, '127.0.0.1', r));
+    let now = 1_000_000;
+    const client = new ControlClient(
+      `http://127.0.0.1:${(old.address() as AddressInfo).port}`,
+      'tk-admin',
+      () => now,
+    );
+    try {
+      expect(await client.writeCalls(new CsvCallBatch(csv(call('v1-1'), call('v1-2'))))).toMatchObject({
+        accepted: 2,
+      });
+      expect(await client.writeCalls(new CsvCallBatch(csv(call('v1-3'))))).toMatchObject({ accepted: 1 });
+      now += 600_001;
+      await client.writeCalls(new CsvCallBatch(csv(call('v1-4'))));
+      expect(seen).toEqual([
+        'text/csv',
+        'application/json',
+        'application/json',
+        'text/csv',
+        'application/json',
+      ]);
+    } finally {
+      await client.close();
+      old.close();
+    }
+  });
+
+  it('reads the chunks a replica of an earlier version kept as JSON, as CSV', async () => {
+    const dir = mkdtempSync(join(os.tmpdir(), 'tally-replica-spool-'));
+    try {
+      const calls = [call('old-1'), call('old-2', { project: 'p' })];
+      const lines = calls.map((c, i) => `${i === 0 ? '' : ','}${JSON.stringify(callToWire(c))}\n`).join('');
+      // As an earlier replica left it: its header, and the JSON body without its end.
+      writeFileSync(
+        join(dir, '1764633600000-1-000001.calls'),
+        `${JSON.stringify({ format: 'replica-json-v2' })}\n{"calls":[\n${lines}{"id":"cut`,
+      );
+      const spool = new ChunkSpool(dir, REPLICA_SPOOL_CODEC);
+      await spool.scan();
+      expect(spool.files).toBe(1);
+      expect(spool.rows).toBe(2);
+      const taken = await spool.take();
+      expect(taken).not.toBeNull();
+      expect(callsOfCsv(taken!.chunk.bytes)).toEqual(calls);
+      // Sent as CSV, as a chunk of this version is.
+      const r = await post(taken!.chunk.bytes);
+      expect(r.json()).toEqual({ accepted: 2, duplicates: 0, rejected: [] });
+      await spool.done(taken!.name);
+      expect(spool.files).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** A CSV line's fields as written (quotes kept), split on the commas between them. */
+function splitRaw(line: string): string[] {
+  const out: string[] = [];
+  let quoted = false;
+  let start = 0;
+  for (let i = 0; i < line.length; i++) {
+    if (line[i] === '"') quoted = !quoted;
+    else if (line[i] === ',' && !quoted) {
+      out.push(line.slice(start, i));
+      start = i + 1;
+    }
+  }
+  out.push(line.slice(start));
+  return out;
+}

@@ -1,0 +1,189 @@
+import { createHash } from 'node:crypto';
+import type { CallRecord } from '@tally/core';
+import type { CallBatch } from './store.js';
+import { TextBuffer } from './text-buffer.js';
+
+/**
+ * Metered calls as CSV: the embedded store's bulk format, and what a gateway replica sends its
+ * server. No database here, so that a replica can encode calls without loading one.
+ */
+
+/** The fields of a line, in order, and the type each is read as. */
+export const CALL_CSV_COLUMNS: readonly (readonly [name: string, type: string])[] = [
+  ['tenant', 'VARCHAR'],
+  ['id', 'VARCHAR'],
+  ['time', 'BIGINT'],
+  ['project', 'VARCHAR'],
+  ['team', 'VARCHAR'],
+  ['user', 'VARCHAR'],
+  ['use_case', 'VARCHAR'],
+  ['task_id', 'VARCHAR'],
+  ['key_id', 'VARCHAR'],
+  ['tags', 'VARCHAR'],
+  ['provider', 'VARCHAR'],
+  ['api', 'VARCHAR'],
+  ['model_requested', 'VARCHAR'],
+  ['model_served', 'VARCHAR'],
+  ['input_tokens', 'INTEGER'],
+  ['output_tokens', 'INTEGER'],
+  ['cache_read_tokens', 'INTEGER'],
+  ['cache_write_tokens', 'INTEGER'],
+  ['cache_write_1h_tokens', 'INTEGER'],
+  ['reasoning_tokens', 'INTEGER'],
+  ['input_audio_tokens', 'INTEGER'],
+  ['output_audio_tokens', 'INTEGER'],
+  ['cache_audio_read_tokens', 'INTEGER'],
+  ['web_searches', 'INTEGER'],
+  ['cost_list_nano', 'BIGINT'],
+  ['cost_effective_nano', 'BIGINT'],
+  ['pricing_status', 'VARCHAR'],
+  ['price_version', 'VARCHAR'],
+  ['latency_ms', 'DOUBLE'],
+  ['ttft_ms', 'DOUBLE'],
+  ['status', 'VARCHAR'],
+  ['error_type', 'VARCHAR'],
+  ['cache', 'VARCHAR'],
+  ['route_tier', 'VARCHAR'],
+  ['fallback_hops', 'INTEGER'],
+  ['saved_nano', 'BIGINT'],
+];
+
+/** The fields and their types as a read_csv `columns` struct. */
+export const CALL_CSV_TYPES = `{${CALL_CSV_COLUMNS.map(([n, t]) => `"${n}": '${t}'`).join(', ')}}`;
+
+/** Names this layout: bytes are read back (from a spool, or from a replica) only under the same
+ * columns. */
+export const CALL_CSV_FORMAT = `duckdb-csv-${createHash('sha256').update(CALL_CSV_TYPES).digest('hex').slice(0, 12)}`;
+
+// Every text value is quoted, with its quotes doubled, so commas, quotes and newlines inside it
+// are its own; an empty unquoted field is NULL (and a quoted empty one the empty string).
+const s = (v: string | null): string =>
+  v === null ? '' : v.includes('"') ? `"${v.replaceAll('"', '""')}"` : `"${v}"`;
+const n = (v: number | null): string => (v !== null && Number.isFinite(v) ? String(v) : '');
+const big = (v: bigint | null): string => (v === null ? '' : String(v));
+
+/** One CSV line, in CALL_CSV_COLUMNS' order. It runs for every metered call on the event loop:
+ * without field names, it is a third of the text an NDJSON line was, and three times cheaper to
+ * build. */
+export function callCsvLine(c: CallRecord): string {
+  const t = c.tokens;
+  return (
+    `${s(c.tenant)},${s(c.id)},${c.time},${s(c.project)},${s(c.team)},${s(c.user)},` +
+    `${s(c.use_case)},${s(c.task_id)},${s(c.key_id)},${s(JSON.stringify(c.tags))},${s(c.provider)},` +
+    `${s(c.api)},${s(c.model_requested)},${s(c.model_served)},${t.input},${t.output},` +
+    `${t.cache_read},${t.cache_write},${t.cache_write_1h},${t.reasoning},${t.input_audio},` +
+    `${t.output_audio},${t.cache_audio_read},${t.web_searches},${big(c.cost_list_nano)},` +
+    `${big(c.cost_effective_nano)},${s(c.pricing_status)},${s(c.price_version)},${n(c.latency_ms)},` +
+    `${n(c.ttft_ms)},${s(c.status)},${s(c.error_type)},${s(c.cache)},${s(c.route_tier)},` +
+    `${c.fallback_hops},${c.saved_nano}\n`
+  );
+}
+
+/** The records in CSV text that ends each with a newline: how many, and where the last whole one
+ * ends. A newline inside a quoted field is the field's own. */
+export function csvRecords(bytes: Buffer): { rows: number; end: number } {
+  let rows = 0;
+  let end = 0;
+  let quoted = false;
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i];
+    if (b === 34) quoted = !quoted;
+    else if (b === 10 && !quoted) {
+      rows++;
+      end = i + 1;
+    }
+  }
+  return { rows, end };
+}
+
+/** The whole records of CSV text, each without its newline (a record cut off at the end is left
+ * out). A newline inside a quoted field stays in its record. */
+export function csvLines(bytes: Buffer): string[] {
+  const text = bytes.subarray(0, csvRecords(bytes).end).toString('utf8');
+  const lines: string[] = [];
+  let quoted = false;
+  let start = 0;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (ch === 34) quoted = !quoted;
+    else if (ch === 10 && !quoted) {
+      lines.push(text.slice(start, i));
+      start = i + 1;
+    }
+  }
+  return lines;
+}
+
+/**
+ * The fields of one record, as callCsvLine writes them: a quoted field is its text (its doubled
+ * quotes single), an empty unquoted one null, any other unquoted one its text. Throws on text
+ * that is not such a record (a quote that does not close, text after a closing quote). For
+ * checking a batch call by call; the store reads the bytes themselves.
+ */
+export function csvLineFields(line: string): (string | null)[] {
+  const fields: (string | null)[] = [];
+  let i = 0;
+  for (;;) {
+    if (line.charCodeAt(i) === 34) {
+      let out = '';
+      let from = i + 1;
+      for (;;) {
+        const q = line.indexOf('"', from);
+        if (q < 0) throw new Error(`a quoted field opened at character ${i} does not close`);
+        out += line.slice(from, q);
+        if (line.charCodeAt(q + 1) !== 34) {
+          i = q + 1;
+          break;
+        }
+        out += '"';
+        from = q + 2;
+      }
+      fields.push(out);
+    } else {
+      const comma = line.indexOf(',', i);
+      const end = comma < 0 ? line.length : comma;
+      if (line.lastIndexOf('"', end - 1) >= i)
+        throw new Error(`a quote inside an unquoted field at character ${i}`);
+      fields.push(end === i ? null : line.slice(i, end));
+      i = end;
+    }
+    if (i === line.length) return fields;
+    if (line.charCodeAt(i) !== 44) throw new Error(`text after a quoted field at character ${i}`);
+    i++;
+  }
+}
+
+/**
+ * Calls as CSV lines in one growing off-heap buffer, encoded as each is added: a metering buffer
+ * then holds bytes, not records that the garbage collector would trace and copy.
+ */
+export class CsvCallBatch implements CallBatch {
+  readonly format = CALL_CSV_FORMAT;
+  private readonly text: TextBuffer;
+  rows = 0;
+  /** Whether any call carries a task (whose rollup it then changes). */
+  withTasks = false;
+
+  constructor(bytes?: Buffer) {
+    if (!bytes) {
+      this.text = new TextBuffer();
+      return;
+    }
+    // A batch read back from bytes: its whole records (a record cut off by a crash is left out),
+    // and it may carry tasks, whose rollups are then marked (a pass over it).
+    const { rows, end } = csvRecords(bytes);
+    this.text = TextBuffer.of(bytes.subarray(0, end));
+    this.rows = rows;
+    this.withTasks = true;
+  }
+
+  add(c: CallRecord): void {
+    this.text.append(callCsvLine(c));
+    this.rows++;
+    if (c.use_case !== null && c.task_id !== null) this.withTasks = true;
+  }
+
+  get bytes(): Buffer {
+    return this.text.bytes;
+  }
+}
