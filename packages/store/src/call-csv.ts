@@ -82,18 +82,25 @@ export function callCsvLine(c: CallRecord): string {
 /** The records in CSV text that ends each with a newline: how many, and where the last whole one
  * ends. A newline inside a quoted field is the field's own. */
 export function csvRecords(bytes: Buffer): { rows: number; end: number } {
+  // From quote to newline by indexOf (native, and most of a line is quoted text), not byte by byte.
   let rows = 0;
   let end = 0;
-  let quoted = false;
-  for (let i = 0; i < bytes.length; i++) {
-    const b = bytes[i];
-    if (b === 34) quoted = !quoted;
-    else if (b === 10 && !quoted) {
+  let at = 0;
+  for (;;) {
+    const nl = bytes.indexOf(10, at);
+    if (nl < 0) return { rows, end };
+    const q = bytes.indexOf(34, at);
+    if (q < 0 || q > nl) {
       rows++;
-      end = i + 1;
+      end = nl + 1;
+      at = nl + 1;
+      continue;
     }
+    // A quoted field: its end is the next quote (a doubled quote is two fields' worth of the same).
+    const close = bytes.indexOf(34, q + 1);
+    if (close < 0) return { rows, end };
+    at = close + 1;
   }
-  return { rows, end };
 }
 
 /** The whole records of CSV text, each without its newline (a record cut off at the end is left
@@ -172,7 +179,7 @@ export class CsvCallBatch implements CallBatch {
     // A batch read back from bytes: its whole records (a record cut off by a crash is left out),
     // and it may carry tasks, whose rollups are then marked (a pass over it).
     const { rows, end } = csvRecords(bytes);
-    this.text = TextBuffer.of(bytes.subarray(0, end));
+    this.text = TextBuffer.adopt(bytes.subarray(0, end));
     this.rows = rows;
     this.withTasks = true;
   }

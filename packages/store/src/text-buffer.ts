@@ -7,10 +7,10 @@ export class TextBuffer {
     this.buf = Buffer.allocUnsafe(initialBytes);
   }
 
-  /** A buffer that starts with these bytes (copied). */
-  static of(bytes: Buffer): TextBuffer {
-    const t = new TextBuffer(Math.max(1024, bytes.length));
-    bytes.copy(t.buf);
+  /** A buffer that starts with these bytes, not copied: the caller gives them up. */
+  static adopt(bytes: Buffer): TextBuffer {
+    const t = new TextBuffer(0);
+    t.buf = bytes;
     t.at = bytes.length;
     return t;
   }

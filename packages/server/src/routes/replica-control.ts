@@ -1,6 +1,6 @@
 import type { CallRecord } from '@tally/core';
 import { isObject, isTallyError, TallyError } from '@tally/core';
-import { CALL_CSV_FORMAT, CsvCallBatch, csvRecords } from '@tally/store';
+import { CALL_CSV_FORMAT, type CallBatch, CsvCallBatch, csvRecords } from '@tally/store';
 import type { FastifyPluginAsync } from 'fastify';
 import type { AppContext } from '../context.js';
 import { CALLS_FORMAT_HEADER, CALLS_WITH_TASKS_HEADER, callsOfCsv } from '../replica-csv.js';
@@ -105,7 +105,14 @@ async function writeCsv(
   bytes: Buffer,
   withTasks: boolean,
 ): Promise<CallsWritten> {
-  const { rows, end } = csvRecords(bytes);
+  let batch: CallBatch | null = null;
+  try {
+    batch = ctx.store.restoreCallBatch(CALL_CSV_FORMAT, bytes);
+  } catch (err) {
+    // A store of another layout: the batch is checked and written call by call.
+    if (!isTallyError(err) || err.code !== 'invalid_request') throw err;
+  }
+  const { rows, end } = batch ? { rows: batch.rows, end: batch.bytes.length } : csvRecords(bytes);
   if (end !== bytes.length) {
     throw new TallyError(
       'invalid_request',
@@ -114,15 +121,16 @@ async function writeCsv(
   }
   checkSize(rows);
   if (rows === 0) return { accepted: 0, duplicates: 0, rejected: [] };
-  try {
-    const batch = ctx.store.restoreCallBatch(CALL_CSV_FORMAT, bytes);
+  if (batch) {
     if (batch instanceof CsvCallBatch) batch.withTasks = withTasks;
-    const written = await ctx.store.appendCallBatch(batch, { tenant });
-    ctx.metrics.eventsAccepted.inc({ kind: 'gateway_call' }, written.inserted);
-    return { accepted: rows, duplicates: written.duplicates, rejected: [] };
-  } catch (err) {
-    // invalid_event: a line failed its check. invalid_request: this store has another layout.
-    if (!isTallyError(err) || (err.code !== 'invalid_event' && err.code !== 'invalid_request')) throw err;
+    try {
+      const written = await ctx.store.appendCallBatch(batch, { tenant });
+      ctx.metrics.eventsAccepted.inc({ kind: 'gateway_call' }, written.inserted);
+      return { accepted: rows, duplicates: written.duplicates, rejected: [] };
+    } catch (err) {
+      // A line failed its check, and nothing was written.
+      if (!isTallyError(err) || err.code !== 'invalid_event') throw err;
+    }
   }
   return writeChecked(ctx, tenant, callsOfCsv(bytes));
 }
