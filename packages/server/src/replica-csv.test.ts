@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { CallRecord } from '@tally/core';
 import { ChunkSpool } from '@tally/gateway';
 import { CALL_CSV_FORMAT, CsvCallBatch, callCsvLine, csvLineFields } from '@tally/store';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ControlClient } from './replica.js';
 import {
   CALLS_FORMAT_HEADER,
@@ -81,9 +81,13 @@ describe('metered calls as CSV, from a replica to its server', () => {
 
   it('stores a batch as it comes, and one sent again once', async () => {
     const calls = [call('csv-1'), call('csv-2', { project: 'a,"b"\nc', tags: {} })];
-    const first = await post(csv(...calls));
+    // As it comes: not read call by call, as the JSON form and a batch with a bad line are.
+    const byCall = vi.spyOn(t.store, 'appendCalls');
+    const first = await post(csv(...calls), { [CALLS_WITH_TASKS_HEADER]: '0' });
     expect(first.statusCode).toBe(200);
     expect(first.json()).toEqual({ accepted: 2, duplicates: 0, rejected: [] });
+    expect(byCall).not.toHaveBeenCalled();
+    byCall.mockRestore();
     expect(await t.store.getCall('default', 'csv-2')).toEqual(calls[1]);
     const again = await post(csv(...calls, call('csv-3')));
     expect(again.json()).toEqual({ accepted: 3, duplicates: 2, rejected: [] });
