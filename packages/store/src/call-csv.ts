@@ -106,7 +106,8 @@ export function csvRecords(bytes: Buffer): { rows: number; end: number } {
 /** The whole records of CSV text, each without its newline (a record cut off at the end is left
  * out). A newline inside a quoted field stays in its record. */
 export function csvLines(bytes: Buffer): string[] {
-  const text = bytes.subarray(0, csvRecords(bytes).end).toString('utf8');
+  // Only a newline outside quotes ends a line, so a record cut off at the end is never pushed.
+  const text = bytes.toString('utf8');
   const lines: string[] = [];
   let quoted = false;
   let start = 0;

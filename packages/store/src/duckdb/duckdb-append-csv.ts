@@ -7,13 +7,14 @@ import type { WriteResult } from '../store.js';
 import { type DuckDbDatabase, isDuplicateKey } from './duckdb-database.js';
 import { inTransaction } from './duckdb-sql.js';
 
+/** A field by name in SQL (user is a keyword). */
+const col = (name: string) => (name === 'user' ? '"user"' : name);
 /** How a CSV field becomes its column's value, where it is not the field itself. */
 const SELECT_AS: Record<string, string> = {
   time: 'epoch_ms(time)::TIMESTAMPTZ',
-  user: '"user"',
   tags: 'tags::JSON',
 };
-const SELECT = CALL_CSV_COLUMNS.map(([name]) => SELECT_AS[name] ?? name).join(', ');
+const SELECT = CALL_CSV_COLUMNS.map(([name]) => SELECT_AS[name] ?? col(name)).join(', ');
 
 // A batch from outside the process (a gateway replica's) is read as text, each field checked at
 // least as strictly as the server checks a call sent as JSON, then cast. A row that fails raises,
@@ -22,7 +23,7 @@ const AS_TEXT = `{${CALL_CSV_COLUMNS.map(([name]) => `"${name}": 'VARCHAR'`).joi
 const CHECKED_SELECT = CALL_CSV_COLUMNS.map(([name, type]) =>
   name === 'time'
     ? 'epoch_ms(time::BIGINT)::TIMESTAMPTZ'
-    : (SELECT_AS[name] ?? (type === 'VARCHAR' ? name : `${name}::${type}`)),
+    : (SELECT_AS[name] ?? (type === 'VARCHAR' ? col(name) : `${name}::${type}`)),
 ).join(', ');
 const MAYBE_TEXT = [
   'project',
@@ -38,7 +39,6 @@ const MAYBE_TEXT = [
 ];
 const TEXT = ['provider', 'api', 'model_requested'];
 const quoted = (v: string) => `'${v.replaceAll("'", "''")}'`;
-const col = (name: string) => (name === 'user' ? '"user"' : name);
 const matches = (c: string, re: string) => `regexp_full_match(${c}, ${quoted(re)})`;
 const NANO = '-?[0-9]{1,20}';
 // Digits enough for any latency, and an exponent that keeps it finite.
