@@ -27,7 +27,7 @@ export const ERRORS = {
   batch_too_large: {
     status: 413,
     message: 'The batch holds more events than allowed.',
-    hint: 'Send at most 1,000 events per request.',
+    hint: 'Split it into requests within the limit that the message gives.',
   },
   body_too_large: {
     status: 413,

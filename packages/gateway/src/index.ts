@@ -4,7 +4,14 @@ export { ENDPOINT_API, type Endpoint, priceProviderOf } from './providers.js';
 export { Gateway } from './proxy.js';
 export { errorBody, type GatewayError, sendError, type Wire } from './replies.js';
 export { type Attempt, Router } from './router.js';
-export { BatchingSink, type BatchingSinkOptions, RecordChunk, recordSink, type SinkChunk } from './sink.js';
+export {
+  BatchingSink,
+  type BatchingSinkOptions,
+  ChunkPartlyWritten,
+  RecordChunk,
+  recordSink,
+  type SinkChunk,
+} from './sink.js';
 export { ChunkSpool, type SpoolCodec, type SpoolOptions } from './spool.js';
 export { SseSplitter } from './sse.js';
 export { MemoryState } from './state/memory-state.js';

@@ -3,7 +3,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import type { CallRecord } from '@tally/core';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { BatchingSink, RecordChunk, recordSink } from './sink.js';
+import { BatchingSink, ChunkPartlyWritten, RecordChunk, recordSink } from './sink.js';
 import { ChunkSpool } from './spool.js';
 import { idChunk, idLines } from './testing/id-lines.js';
 
@@ -78,6 +78,36 @@ describe('BatchingSink', () => {
     await sink.close();
     expect(written).toEqual(['c-0', 'c-1', 'c-2', 'c-3', 'c-4']);
     expect(sink.pending).toBe(0);
+  });
+
+  it('after a write that stored part of a chunk, tries again with only the rest, first in line', async () => {
+    const tries: string[][] = [];
+    const errors: number[] = [];
+    const sink = new BatchingSink({
+      newChunk: () => new RecordChunk(),
+      maxBatch: 3,
+      intervalMs: 10,
+      write: async (c) => {
+        tries.push(c.records.map((r) => r.id));
+        const refused = c.records.filter((r) => r.id === 'c-1' && tries.length === 1);
+        if (refused.length > 0) {
+          const rest = new RecordChunk();
+          for (const r of refused) rest.add(r);
+          throw new ChunkPartlyWritten(rest, 'refused c-1');
+        }
+      },
+      onError: (_err, pending) => errors.push(pending),
+    });
+    for (let i = 0; i < 4; i++) sink.write(rec(i));
+    await vi.advanceTimersByTimeAsync(0);
+    // One call left of the chunk, and the one waiting behind it.
+    expect(errors).toEqual([2]);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(tries).toEqual([['c-0', 'c-1', 'c-2'], ['c-1']]);
+    await sink.close();
+    expect(tries).toEqual([['c-0', 'c-1', 'c-2'], ['c-1'], ['c-3']]);
+    expect(sink.pending).toBe(0);
+    expect(sink.dropped).toBe(0);
   });
 
   it('past maxBuffered drops the oldest chunks and counts their records', async () => {

@@ -27,6 +27,21 @@ export class RecordChunk implements SinkChunk {
   }
 }
 
+/**
+ * What a writer throws when the store took part of a chunk and refused the rest (a batch checked
+ * call by call, say): `rest` holds the refused calls, and only they are kept and tried again. A
+ * refusal may pass later (a server upgraded to read a newer call), so they are not dropped.
+ */
+export class ChunkPartlyWritten<C extends SinkChunk = SinkChunk> extends Error {
+  constructor(
+    readonly rest: C,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ChunkPartlyWritten';
+  }
+}
+
 export interface BatchingSinkOptions<C extends SinkChunk> {
   /** A new, empty chunk. */
   newChunk: () => C;
@@ -256,7 +271,17 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
     } catch (err) {
       this.inflight = null;
       this.failures++;
+      if (err instanceof ChunkPartlyWritten) {
+        // The rest takes the chunk's place: mirrored to a journal of its own before the chunk's
+        // journal, which holds the written calls too, goes.
+        const rest = err.rest as C;
+        const j = this.opts.spool && rest.rows > 0 ? this.opts.spool.mirror(null, rest) : null;
+        if (j) this.journals.set(rest, j);
+        this.written(chunk);
+        chunk = rest;
+      }
       this.opts.onError?.(err, this.rows + chunk.rows);
+      if (chunk.rows === 0) return;
       // After a few tries in a row, the chunk waits on disk, and the next one gets its turn.
       if (this.opts.spool && this.failures >= (this.opts.spoolAfter ?? 3) && (await this.keep(chunk))) return;
       // Otherwise it stays first in line, and the next try backs off: 100 ms doubling up to 10 s.
@@ -301,7 +326,8 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
         try {
           await this.opts.write(taken.chunk);
         } catch (err) {
-          await spool.failed(taken.name);
+          if (err instanceof ChunkPartlyWritten) await spool.replace(taken.name, err.rest as C);
+          else await spool.failed(taken.name);
           this.opts.onError?.(err, this.rows);
           return;
         }

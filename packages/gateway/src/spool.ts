@@ -98,6 +98,11 @@ const INSTANCE = randomBytes(6).toString('hex');
 /** What this process's claims end with. */
 const MINE = `.${process.pid}.${INSTANCE}.claim`;
 
+/** How long a file waits after its `tries`-th failed write: 1 s doubling to a minute. */
+function backoffMs(tries: number): number {
+  return Math.min(60_000, 1000 * 2 ** (tries - 1));
+}
+
 /** Whether a file named for process `pid`, or by a claim of it, may still be that process's. */
 function heldBy(pid: number, name: string): boolean {
   if (pid === process.pid) return name.includes(`.${INSTANCE}.`);
@@ -328,6 +333,10 @@ export class ChunkSpool<C extends SinkChunk> {
 
   /** Keeps a chunk on disk (synced before it counts as kept): for a chunk with no journal. */
   async save(chunk: C): Promise<void> {
+    await this.saveAs(chunk);
+  }
+
+  private async saveAs(chunk: C): Promise<string> {
     const bytes = this.codec.bytes(chunk);
     const size = this.fileSize(bytes);
     this.room(size);
@@ -345,6 +354,7 @@ export class ChunkSpool<C extends SinkChunk> {
     this.entries.set(name, { rows: chunk.rows, bytes: size, tries: 0, retryAt: 0 });
     this.rows += chunk.rows;
     this.bytes += size;
+    return name;
   }
 
   /** The oldest file that is due, claimed by this process and read back, or null. */
@@ -375,6 +385,19 @@ export class ChunkSpool<C extends SinkChunk> {
     this.forget(name);
   }
 
+  /** The store took part of the taken file's calls: `rest`, the calls it refused, replaces the
+   * file (kept before the file goes), and waits as after failed(). */
+  async replace(name: string, rest: C): Promise<void> {
+    const tries = (this.entries.get(name)?.tries ?? 0) + 1;
+    const kept = rest.rows > 0 ? await this.saveAs(rest) : null;
+    await this.done(name);
+    const e = kept === null ? undefined : this.entries.get(kept);
+    if (e) {
+      e.tries = tries;
+      e.retryAt = this.now() + backoffMs(tries);
+    }
+  }
+
   /** The taken file's write failed: it goes back, and is not tried again for a while (1 s
    * doubling to a minute), so that one file the store refuses does not hold up the others. */
   async failed(name: string): Promise<void> {
@@ -382,7 +405,7 @@ export class ChunkSpool<C extends SinkChunk> {
     const e = this.entries.get(name);
     if (!e) return;
     e.tries++;
-    e.retryAt = this.now() + Math.min(60_000, 1000 * 2 ** (e.tries - 1));
+    e.retryAt = this.now() + backoffMs(e.tries);
   }
 
   private forget(name: string): void {

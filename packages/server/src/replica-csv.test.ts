@@ -4,8 +4,8 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import type { CallRecord } from '@tally/core';
-import { ChunkSpool } from '@tally/gateway';
-import { CALL_CSV_FORMAT, CsvCallBatch, callCsvLine, csvLineFields } from '@tally/store';
+import { BatchingSink, ChunkPartlyWritten, ChunkSpool } from '@tally/gateway';
+import { CALL_CSV_FORMAT, CsvCallBatch, callCsvLine, csvLineFields, csvLines } from '@tally/store';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ControlClient } from './replica.js';
 import {
@@ -243,6 +243,86 @@ describe('metered calls as CSV, from a replica to its server', () => {
     } finally {
       await client.close();
       old.close();
+    }
+  });
+
+  it('a replica keeps only the calls the server refused, on disk, and sends them again later', async () => {
+    // The test app's routes, behind a real socket for the replica's client.
+    const front = createServer((req, res) => {
+      const parts: Buffer[] = [];
+      req.on('data', (c: Buffer) => parts.push(c));
+      req.on('end', () => {
+        void t.app
+          .inject({
+            method: req.method as 'POST',
+            url: req.url!,
+            headers: req.headers as Record<string, string>,
+            payload: Buffer.concat(parts),
+          })
+          .then((r) => {
+            res.writeHead(r.statusCode, { 'content-type': String(r.headers['content-type']) });
+            res.end(r.rawPayload);
+          });
+      });
+    });
+    await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
+    const client = new ControlClient(
+      `http://127.0.0.1:${(front.address() as AddressInfo).port}`,
+      t.auth.authorization.slice('Bearer '.length),
+    );
+    const dir = mkdtempSync(join(os.tmpdir(), 'tally-replica-refused-'));
+    // The id of each line, whether this server can read the call or not.
+    const idsOf = (bytes: Buffer) => csvLines(bytes).map((l) => csvLineFields(l)[1]);
+    let sink: BatchingSink<CsvCallBatch> | null = null;
+    try {
+      // A status this server does not know, as a newer replica might send.
+      const newer = call('part-2', { status: 'throttled' as CallRecord['status'] });
+      const batch = new CsvCallBatch(csv(call('part-1'), newer, call('part-3')));
+      const err = await client.writeCalls(batch).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ChunkPartlyWritten);
+      const rest = (err as ChunkPartlyWritten<CsvCallBatch>).rest;
+      expect(rest.rows).toBe(1);
+      expect(csvLines(rest.bytes)).toEqual([callCsvLine(newer).slice(0, -1)]);
+      expect((err as Error).message).toContain('refused 1 of 3');
+      expect(await t.store.getCall('default', 'part-1')).not.toBeNull();
+      expect(await t.store.getCall('default', 'part-3')).not.toBeNull();
+
+      // Through the replica's sink: the good calls are written once, the refused one waits in
+      // the spool (not sent again and again with the others), and is not lost.
+      const sent: (string | null | undefined)[][] = [];
+      const spool = new ChunkSpool(dir, REPLICA_SPOOL_CODEC);
+      sink = new BatchingSink<CsvCallBatch>({
+        newChunk: () => new CsvCallBatch(),
+        spool,
+        spoolAfter: 1,
+        intervalMs: 5,
+        replayMs: 20,
+        write: async (chunk) => {
+          sent.push(idsOf(chunk.bytes));
+          await client.writeCalls(chunk);
+        },
+      });
+      sink.write(call('part-4'));
+      sink.write(call('part-5', { status: 'throttled' as CallRecord['status'] }));
+      sink.write(call('part-6'));
+      const end = Date.now() + 5000;
+      while (spool.rows !== 1 || sent.length < 2) {
+        if (Date.now() > end) throw new Error(`timed out: ${JSON.stringify(sent)}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      // Taken from the spool once (then 1 s of back-off), with only the refused call in it.
+      expect(sent).toEqual([['part-4', 'part-5', 'part-6'], ['part-5']]);
+      expect(await t.store.getCall('default', 'part-6')).not.toBeNull();
+      await sink.close();
+      const left = new ChunkSpool(dir, REPLICA_SPOOL_CODEC);
+      await left.scan();
+      expect(left.rows).toBe(1);
+      expect(idsOf((await left.take())!.chunk.bytes)).toEqual(['part-5']);
+    } finally {
+      await sink?.close();
+      await client.close();
+      front.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

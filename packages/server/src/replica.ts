@@ -5,6 +5,7 @@ import {
   BatchingSink,
   type BudgetAlert,
   type BudgetRule,
+  ChunkPartlyWritten,
   ChunkSpool,
   Gateway,
   MemoryState,
@@ -14,7 +15,7 @@ import {
   uuidv7,
   type VirtualKey,
 } from '@tally/gateway';
-import { CALL_CSV_FORMAT, CsvCallBatch } from '@tally/store';
+import { CALL_CSV_FORMAT, CsvCallBatch, csvLines } from '@tally/store';
 import { Pool } from 'undici';
 import type { TallyConfig } from './config.js';
 import {
@@ -94,7 +95,11 @@ export class ControlClient {
   private jsonUntil = 0;
 
   async writeCalls(calls: CsvCallBatch): Promise<{ accepted: number; duplicates: number }> {
-    type Written = { accepted: number; duplicates: number; rejected: unknown[] };
+    type Written = {
+      accepted: number;
+      duplicates: number;
+      rejected: { index: number; code: string; message: string }[];
+    };
     const asJson = () => this.call<Written>('POST', '/v1/gateway/calls', jsonBodyOfCsv(calls.bytes));
     let r: { status: number; json: Written };
     if (this.now() < this.jsonUntil) r = await asJson();
@@ -110,8 +115,21 @@ export class ControlClient {
         r = await asJson();
       }
     }
-    if (r.status !== 200 || r.json.rejected.length > 0) {
+    if (r.status !== 200) {
       throw new TallyError('invalid_event', `The server refused metered calls: ${JSON.stringify(r.json)}`);
+    }
+    if (r.json.rejected.length > 0) {
+      // The server kept the others: only the refused calls are kept to be sent again.
+      const lines = csvLines(calls.bytes);
+      const rest = new CsvCallBatch(
+        Buffer.from(r.json.rejected.map((x) => `${lines[x.index]}\n`).join(''), 'utf8'),
+      );
+      const first = r.json.rejected[0]!;
+      throw new ChunkPartlyWritten(
+        rest,
+        `The server refused ${r.json.rejected.length} of ${calls.rows} metered calls (the first, ` +
+          `${first.code}: ${first.message}); they are kept and sent again later, the others are stored.`,
+      );
     }
     return r.json;
   }

@@ -91,6 +91,7 @@ describe('POST /v1/events', () => {
       });
       expect(many.statusCode).toBe(413);
       expect(many.json().error.code).toBe('batch_too_large');
+      expect(many.json().error.message).toContain('the limit is 1000');
     } finally {
       await t2.shutdown();
     }
