@@ -28,6 +28,28 @@ describe('periodWindow', () => {
     expect(iso(dec.end)).toBe('2027-01-01T00:00:00.000Z');
   });
 
+  it('works out UTC without ICU exactly as ICU does', () => {
+    // 'Etc/GMT+0' is UTC too, but not one of the names the fast path knows: ICU answers for it.
+    let seed = 7;
+    const next = () => {
+      seed = (seed * 48271) % 2147483647;
+      return seed / 2147483647;
+    };
+    const times = [
+      Date.UTC(2024, 1, 29, 23, 59, 59, 999),
+      Date.UTC(2026, 11, 31, 23, 59, 59),
+      Date.UTC(2027, 0, 1),
+    ];
+    for (let i = 0; i < 500; i++)
+      times.push(Math.floor(Date.UTC(1995, 0, 1) + next() * 60 * 365 * 86_400_000));
+    for (const t of times) {
+      for (const period of ['day', 'week', 'month'] as const) {
+        const icu = periodWindow(period, 'Etc/GMT+0', t);
+        for (const zone of ['UTC', 'Etc/UTC', 'GMT']) expect(periodWindow(period, zone, t)).toEqual(icu);
+      }
+    }
+  });
+
   it('follows the time zone, across a DST change', () => {
     // 03:00 UTC on 1 Nov is still 31 Oct in New York.
     const ny = periodWindow('month', 'America/New_York', Date.parse('2026-11-01T03:00:00Z'));
