@@ -217,7 +217,11 @@ function gatewayTable(r) {
           f.add_p50.toFixed(2),
           f.rps_ratio.toFixed(2),
           sys === 'target' ? (f.rps / res[`bare@${c}`].rps).toFixed(2) : '',
-          sys === 'target' ? (f.rps / res[`portkey@${c}`].rps).toFixed(2) : '',
+          sys !== 'target'
+            ? ''
+            : res[`portkey@${c}`].errors > 0
+              ? 'n/a'
+              : (f.rps / res[`portkey@${c}`].rps).toFixed(2),
           f.errors,
         ]);
       }
@@ -244,6 +248,9 @@ function gatewayTable(r) {
   const setup = r.replica
     ? `A \`tally gateway\` replica with a virtual key (key auth, budget and RPM/TPM limits on), metering into a \`tally start\` server over HTTP. Peak RSS of the replica: ${rss(r)}; of the server behind it: ${r.serverPeakRssMb} MB`
     : `\`tally start\` (gateway and embedded DuckDB store in one process) with a virtual key: key auth, metering into DuckDB, a budget and RPM/TPM limits on. Peak RSS of the process: ${rss(r)}`;
+  const portkeyFailed = [r.json.figures, r.streaming.figures].some((res) =>
+    [1, 16].some((c) => (res[`portkey@${c}`]?.errors ?? 0) > 0),
+  );
   const who = r.replica ? 'the replica and the server that meters its calls' : 'the process';
   const cpu = [
     ['JSON', r.json.cpu],
@@ -257,6 +264,11 @@ function gatewayTable(r) {
   return (
     `### Gateway overhead (shared/bench/overhead), ${r.replica ? 'replica' : 'all-in-one'}, ${date}\n\n${setup}; calls metered: ${r.metered}. ` +
     `Targets: +p50 ≤ 0.4 ms at concurrency 1; at 16, ≥ 0.75 of bare and ≥ 3× Portkey; RSS < 150 MB.\n\n${t}\n\n` +
+    (portkeyFailed
+      ? 'rps/portkey is n/a where Portkey answered calls with errors: a rate of failed calls is no baseline. ' +
+        '(Portkey 1.15.2, and 1.9.8 too, answer every streamed call with a 500 on this Node: ' +
+        '"TypeError: immutable" as it adds headers to the upstream response.)\n\n'
+      : '') +
     `CPU a call at concurrency 16 (user + system time of ${who}; medians of six rounds taken in turn with the bare proxy, after this table): ${cpu}.`
   );
 }
