@@ -280,8 +280,12 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
         this.written(chunk);
         chunk = rest;
       }
+      if (chunk.rows === 0) {
+        // Nothing was left over after all.
+        this.failures = 0;
+        return;
+      }
       this.opts.onError?.(err, this.rows + chunk.rows);
-      if (chunk.rows === 0) return;
       // After a few tries in a row, the chunk waits on disk, and the next one gets its turn.
       if (this.opts.spool && this.failures >= (this.opts.spoolAfter ?? 3) && (await this.keep(chunk))) return;
       // Otherwise it stays first in line, and the next try backs off: 100 ms doubling up to 10 s.
