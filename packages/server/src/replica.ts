@@ -121,9 +121,8 @@ export class ControlClient {
     if (r.json.rejected.length > 0) {
       // The server kept the others: only the refused calls are kept to be sent again.
       const lines = csvLines(calls.bytes);
-      const rest = new CsvCallBatch(
-        Buffer.from(r.json.rejected.map((x) => `${lines[x.index]}\n`).join(''), 'utf8'),
-      );
+      const refused = r.json.rejected.map((x) => lines[x.index]).filter((l) => l !== undefined);
+      const rest = new CsvCallBatch(Buffer.from(refused.map((l) => `${l}\n`).join(''), 'utf8'));
       const first = r.json.rejected[0]!;
       throw new ChunkPartlyWritten(
         rest,
