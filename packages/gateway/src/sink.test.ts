@@ -108,6 +108,7 @@ describe('BatchingSink', () => {
     expect(tries).toEqual([['c-0', 'c-1', 'c-2'], ['c-1'], ['c-3']]);
     expect(sink.pending).toBe(0);
     expect(sink.dropped).toBe(0);
+    expect(sink.refused).toBe(1);
   });
 
   it('past maxBuffered drops the oldest chunks and counts their records', async () => {

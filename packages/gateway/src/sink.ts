@@ -91,6 +91,9 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
   private inflight: C | null = null;
   /** Records lost: past the buffer with no spool, or when the spool could not keep them. */
   dropped = 0;
+  /** Records the store refused (ChunkPartlyWritten), counted at each refusal: they are kept and
+   * tried again, so one record refused twice counts twice. */
+  refused = 0;
   private inflightTimer: NodeJS.Timeout | null = null;
   private inflightIds = '';
   private inflightWrite: Promise<void> | null = null;
@@ -275,6 +278,7 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
         // The rest takes the chunk's place: mirrored to a journal of its own before the chunk's
         // journal, which holds the written calls too, goes.
         const rest = err.rest as C;
+        this.refused += rest.rows;
         const j = this.opts.spool && rest.rows > 0 ? this.opts.spool.mirror(null, rest) : null;
         if (j) this.journals.set(rest, j);
         this.written(chunk);
@@ -330,8 +334,10 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
         try {
           await this.opts.write(taken.chunk);
         } catch (err) {
-          if (err instanceof ChunkPartlyWritten) await spool.replace(taken.name, err.rest as C);
-          else await spool.failed(taken.name);
+          if (err instanceof ChunkPartlyWritten) {
+            this.refused += err.rest.rows;
+            await spool.replace(taken.name, err.rest as C);
+          } else await spool.failed(taken.name);
           this.opts.onError?.(err, this.rows);
           return;
         }

@@ -314,6 +314,9 @@ describe('metered calls as CSV, from a replica to its server', () => {
       expect(sent).toEqual([['part-4', 'part-5', 'part-6'], ['part-5']]);
       expect(await t.store.getCall('default', 'part-6')).not.toBeNull();
       await sink.close();
+      // Refused twice: in the batch, then from the spool.
+      expect(sink.refused).toBe(2);
+      expect(sink.dropped).toBe(0);
       sink = null;
       const left = new ChunkSpool(dir, REPLICA_SPOOL_CODEC);
       await left.scan();

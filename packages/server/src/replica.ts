@@ -298,6 +298,7 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
             spool_limit_bytes: sink.spoolLimitBytes,
             failed_writes: sink.failing,
             dropped_calls: sink.dropped,
+            refused_calls: sink.refused,
             memory: process.memoryUsage(),
           }
         : { error: { code: 'not_found', message: `${req.method} ${req.url} is not a gateway route.` } };
