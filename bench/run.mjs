@@ -265,9 +265,7 @@ function gatewayTable(r) {
     `### Gateway overhead (shared/bench/overhead), ${r.replica ? 'replica' : 'all-in-one'}, ${date}\n\n${setup}; calls metered: ${r.metered}. ` +
     `Targets: +p50 ≤ 0.4 ms at concurrency 1; at 16, ≥ 0.75 of bare and ≥ 3× Portkey; RSS < 150 MB.\n\n${t}\n\n` +
     (portkeyFailed
-      ? 'rps/portkey is n/a where Portkey answered calls with errors: a rate of failed calls is no baseline. ' +
-        '(Portkey 1.15.2, and 1.9.8 too, answer every streamed call with a 500 on this Node: ' +
-        '"TypeError: immutable" as it adds headers to the upstream response.)\n\n'
+      ? 'rps/portkey is n/a where Portkey answered calls with errors (its errors column): a rate of failed calls is no baseline.\n\n'
       : '') +
     `CPU a call at concurrency 16 (user + system time of ${who}; medians of six rounds taken in turn with the bare proxy, after this table): ${cpu}.`
   );

@@ -331,12 +331,9 @@ export class ChunkSpool<C extends SinkChunk> {
     return true;
   }
 
-  /** Keeps a chunk on disk (synced before it counts as kept): for a chunk with no journal. */
-  async save(chunk: C): Promise<void> {
-    await this.saveAs(chunk);
-  }
-
-  private async saveAs(chunk: C): Promise<string> {
+  /** Keeps a chunk on disk (synced before it counts as kept): for a chunk with no journal.
+   * Resolves with the file's name. */
+  async save(chunk: C): Promise<string> {
     const bytes = this.codec.bytes(chunk);
     const size = this.fileSize(bytes);
     this.room(size);
@@ -389,7 +386,7 @@ export class ChunkSpool<C extends SinkChunk> {
    * file (kept before the file goes), and waits as after failed(). */
   async replace(name: string, rest: C): Promise<void> {
     const tries = (this.entries.get(name)?.tries ?? 0) + 1;
-    const kept = rest.rows > 0 ? await this.saveAs(rest) : null;
+    const kept = rest.rows > 0 ? await this.save(rest) : null;
     await this.done(name);
     const e = kept === null ? undefined : this.entries.get(kept);
     if (e) {
