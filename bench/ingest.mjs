@@ -6,7 +6,16 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
-import { azureTrace, freePort, ROOT, startProcess, stop, TALLY_BIN, traceEvent } from './lib.mjs';
+import {
+  azureTrace,
+  freePort,
+  ROOT,
+  startProcess,
+  stop,
+  TALLY_BIN,
+  TALLY_NODE_ARGS,
+  traceEvent,
+} from './lib.mjs';
 
 const BATCH = 500;
 const CONCURRENCY = 4;
@@ -71,7 +80,7 @@ export async function ingestBench({ batches = 400 } = {}) {
 
   const dir = mkdtempSync(join(os.tmpdir(), 'tally-ingest-'));
   const port2 = await freePort();
-  const tally = await startProcess([TALLY_BIN, 'start', '--port', String(port2)], {
+  const tally = await startProcess([...TALLY_NODE_ARGS, TALLY_BIN, 'start', '--port', String(port2)], {
     env: { TALLY_DATA_DIR: dir, TALLY_ADMIN_KEY: KEY, TALLY_LOG_LEVEL: 'warn' },
   });
   // Warm up (JIT, first DuckDB pages), then measure on fresh ids.

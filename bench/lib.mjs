@@ -10,6 +10,14 @@ export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const TALLY_BIN = `${ROOT}packages/cli/bin/tally.js`;
 export const SHARED = `${ROOT}../shared`;
 
+/** The Node options that the `tally` binary's first line starts Node with, so that a benchmark
+ * that runs the binary through process.execPath measures what a user runs. */
+export const TALLY_NODE_ARGS = (() => {
+  const first = readFileSync(TALLY_BIN, 'utf8').split('\n', 1)[0];
+  const m = /^#!.*\bnode\b(.*)$/.exec(first);
+  return m ? m[1].trim().split(/\s+/).filter(Boolean) : [];
+})();
+
 export function freePort() {
   return new Promise((resolve, reject) => {
     const s = createServer();
@@ -229,14 +237,25 @@ export async function startGatewayUnderTest(
     OPENAI_API_KEY: 'sk-bench',
     ...extraEnv,
   };
-  const tally = await startProcess([...nodeArgs, bin, 'start', '--port', String(port)], { env });
+  const tally = await startProcess([...TALLY_NODE_ARGS, ...nodeArgs, bin, 'start', '--port', String(port)], {
+    env,
+  });
   const key = await benchKey(`http://127.0.0.1:${port}`, adminKey, project);
   let gw = null;
   let gwPort = port;
   if (replica) {
     gwPort = await freePort();
     gw = await startProcess(
-      [...nodeArgs, bin, 'gateway', '--server', `http://127.0.0.1:${port}`, '--port', String(gwPort)],
+      [
+        ...TALLY_NODE_ARGS,
+        ...nodeArgs,
+        bin,
+        'gateway',
+        '--server',
+        `http://127.0.0.1:${port}`,
+        '--port',
+        String(gwPort),
+      ],
       { env },
     );
   }

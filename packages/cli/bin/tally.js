@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=4
 import { main } from '../dist/main.js';
 
 // `tally ... | head` closes the pipe early: that is not an error.

@@ -34,6 +34,30 @@ describe('tally start', () => {
     }
   });
 
+  it("runs, as installed, with V8's young generation capped at 4 MB a semi-space", async () => {
+    // The binary's first line starts Node with --max-semi-space-size=4: 8 MB of new space in all,
+    // where Node's default grows to 32 MB under load (BENCHMARKS.md, 2026-12-04).
+    const dir = mkdtempSync(join(os.tmpdir(), 'tally-start-'));
+    const port = await freePort();
+    const key = 'tk-admin-semi-space-0123456789';
+    const env = { TALLY_DATA_DIR: dir, TALLY_LOG_LEVEL: 'warn', TALLY_ADMIN_KEY: key };
+    const tally = await spawnTally(['start', '--port', String(port)], env, /listening on/, {
+      asInstalled: true,
+    });
+    try {
+      const metrics = await fetch(`http://127.0.0.1:${port}/metrics`, {
+        headers: { authorization: `Bearer ${key}` },
+      });
+      const text = await metrics.text();
+      const m = /tally_nodejs_heap_space_size_total_bytes\{space="new"\} (\d+)/.exec(text);
+      expect(m).not.toBeNull();
+      expect(Number(m![1])).toBeGreaterThan(0);
+      expect(Number(m![1])).toBeLessThanOrEqual(8 * 2 ** 20);
+    } finally {
+      await stopProcess(tally.child);
+    }
+  });
+
   it('prints a bad config as a code and a hint, without a stack trace', async () => {
     const port = await freePort();
     const run = spawnTally(['start', '--port', String(port)], { TALLY_ADMIN_KEY: 'short' }, /hint/);

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { delimiter, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const TALLY_BIN = fileURLToPath(new URL('../../bin/tally.js', import.meta.url));
@@ -10,17 +11,26 @@ export interface Spawned {
   output(): string;
 }
 
-/** Runs `tally <args>` as a real process; resolves once its output matches `ready`. */
+/** Runs `tally <args>` as a real process; resolves once its output matches `ready`. With
+ * `asInstalled`, the binary is run as a user's shell runs it, through its first line (with this
+ * Node first on the PATH), and not as a script given to this Node. */
 export function spawnTally(
   args: string[],
   env: Record<string, string>,
   ready = /listening on/,
+  { asInstalled = false }: { asInstalled?: boolean } = {},
 ): Promise<Spawned> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [TALLY_BIN, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const path = `${dirname(process.execPath)}${delimiter}${process.env['PATH'] ?? ''}`;
+    const child = asInstalled
+      ? spawn(TALLY_BIN, args, {
+          env: { ...process.env, PATH: path, ...env },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        })
+      : spawn(process.execPath, [TALLY_BIN, ...args], {
+          env: { ...process.env, ...env },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
     let out = '';
     const timer = setTimeout(() => reject(new Error(`not ready: ${out}`)), 20_000);
     const check = (d: Buffer) => {
