@@ -2,9 +2,9 @@
 // upstream, a bare Node pass-through proxy, Portkey's open-source gateway, and Tally with a virtual
 // key (auth, metering into DuckDB, budget and rate limits on). JSON rounds, then streaming rounds.
 import { execFileSync, spawn } from 'node:child_process';
-import { cpSync, existsSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   cpuMs,
@@ -35,10 +35,27 @@ export function prepareHarness() {
   return dir;
 }
 
+/**
+ * Tally's rate against the bare proxy's in each of the harness's rounds at `conc`, from its
+ * per-round lines (`system conc {json}`): the two ran one after the other in the same round, so a
+ * drift of the host's load from one round to the next moves both.
+ */
+export function pairedRatios(lines, conc = 16) {
+  const of = (sys) =>
+    lines
+      .map((l) => l.split(' '))
+      .filter(([s, c]) => s === sys && Number(c) === conc)
+      .map((parts) => JSON.parse(parts.slice(2).join(' ')).rps);
+  const bare = of('bare');
+  const target = of('target');
+  return target.slice(0, bare.length).map((t, i) => t / bare[i]);
+}
+
 function runHarness(dir, env) {
+  const rounds = join(mkdtempSync(join(os.tmpdir(), 'tally-overhead-rounds-')), 'rounds.txt');
   return new Promise((resolve, reject) => {
     const child = spawn('bash', [join(dir, 'run.sh')], {
-      env: { ...process.env, ...env },
+      env: { ...process.env, ...env, OUT_FILE: rounds },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -51,9 +68,16 @@ function runHarness(dir, env) {
     child.on('exit', (code) => {
       const last = out.trim().split('\n').at(-1);
       try {
-        resolve({ table: out.trim().split('\n').slice(0, -1).join('\n'), figures: JSON.parse(last) });
+        const lines = readFileSync(rounds, 'utf8').trim().split('\n');
+        resolve({
+          table: out.trim().split('\n').slice(0, -1).join('\n'),
+          figures: JSON.parse(last),
+          paired: pairedRatios(lines),
+        });
       } catch {
         reject(new Error(`harness failed (${code}): ${out}`));
+      } finally {
+        rmSync(dirname(rounds), { recursive: true, force: true });
       }
     });
   });

@@ -261,12 +261,24 @@ function gatewayTable(r) {
         `${mode} ${c.tallyUs.toFixed(0)} µs against the bare proxy's ${c.bareUs.toFixed(0)} µs (${c.ratio.toFixed(2)}×)`,
     )
     .join('; ');
+  const rounds = [
+    ['JSON', r.json.paired],
+    ['SSE', r.streaming.paired],
+  ]
+    .map(([mode, xs]) => {
+      const sorted = [...xs].sort((a, b) => a - b);
+      const mid = sorted.length / 2;
+      const median = sorted.length % 2 ? sorted[Math.floor(mid)] : (sorted[mid - 1] + sorted[mid]) / 2;
+      return `${mode} ${xs.map((x) => x.toFixed(2)).join(', ')} (median ${median.toFixed(2)})`;
+    })
+    .join('; ');
   return (
     `### Gateway overhead (shared/bench/overhead), ${r.replica ? 'replica' : 'all-in-one'}, ${date}\n\n${setup}; calls metered: ${r.metered}. ` +
     `Targets: +p50 ≤ 0.4 ms at concurrency 1; at 16, ≥ 0.75 of bare and ≥ 3× Portkey; RSS < 150 MB.\n\n${t}\n\n` +
     (portkeyFailed
       ? 'rps/portkey is n/a where Portkey answered calls with errors (its errors column): a rate of failed calls is no baseline.\n\n'
       : '') +
+    `rps/bare at 16 round by round (Tally's rate over the bare proxy's in the same round, in the order run; the table's figure is the ratio of the two medians): ${rounds}.\n\n` +
     `CPU a call at concurrency 16 (user + system time of ${who}; medians of six rounds taken in turn with the bare proxy, after this table): ${cpu}.`
   );
 }
