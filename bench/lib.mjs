@@ -237,25 +237,16 @@ export async function startGatewayUnderTest(
     OPENAI_API_KEY: 'sk-bench',
     ...extraEnv,
   };
-  const tally = await startProcess([...TALLY_NODE_ARGS, ...nodeArgs, bin, 'start', '--port', String(port)], {
-    env,
-  });
+  // The binary's own Node options first, so that a caller's (a profiler's, say) come after them.
+  const node = [...TALLY_NODE_ARGS, ...nodeArgs];
+  const tally = await startProcess([...node, bin, 'start', '--port', String(port)], { env });
   const key = await benchKey(`http://127.0.0.1:${port}`, adminKey, project);
   let gw = null;
   let gwPort = port;
   if (replica) {
     gwPort = await freePort();
     gw = await startProcess(
-      [
-        ...TALLY_NODE_ARGS,
-        ...nodeArgs,
-        bin,
-        'gateway',
-        '--server',
-        `http://127.0.0.1:${port}`,
-        '--port',
-        String(gwPort),
-      ],
+      [...node, bin, 'gateway', '--server', `http://127.0.0.1:${port}`, '--port', String(gwPort)],
       { env },
     );
   }

@@ -22,15 +22,11 @@ export function spawnTally(
 ): Promise<Spawned> {
   return new Promise((resolve, reject) => {
     const path = `${dirname(process.execPath)}${delimiter}${process.env['PATH'] ?? ''}`;
-    const child = asInstalled
-      ? spawn(TALLY_BIN, args, {
-          env: { ...process.env, PATH: path, ...env },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        })
-      : spawn(process.execPath, [TALLY_BIN, ...args], {
-          env: { ...process.env, ...env },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        });
+    const [command, argv] = asInstalled ? [TALLY_BIN, args] : [process.execPath, [TALLY_BIN, ...args]];
+    const child = spawn(command, argv, {
+      env: { ...process.env, ...(asInstalled ? { PATH: path } : {}), ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     const timer = setTimeout(() => reject(new Error(`not ready: ${out}`)), 20_000);
     const check = (d: Buffer) => {
