@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import {
   cpuMs,
   freePort,
+  median,
   mockUpstream,
   pidOf,
   rssMb,
@@ -128,7 +129,6 @@ async function cpuPerCall(dir, up, gw, stream, { rounds = 7, count = 2000 } = {}
     bare.kill();
     upstream.kill();
   }
-  const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
   return {
     tallyUs: median(per.map((p) => p.tallyUs)),
     bareUs: median(per.map((p) => p.bareUs)),

@@ -6,7 +6,7 @@ import { gatewayOverhead } from './gateway-overhead.mjs';
 import { ingestBench } from './ingest.mjs';
 import { largeAnswerBench } from './large-answer.mjs';
 import { largePromptBench } from './large-prompt.mjs';
-import { machine, table } from './lib.mjs';
+import { machine, median, table } from './lib.mjs';
 import { micro } from './micro.mjs';
 import { scorecardBench } from './scorecard.mjs';
 import { soak } from './soak.mjs';
@@ -265,12 +265,9 @@ function gatewayTable(r) {
     ['JSON', r.json.paired],
     ['SSE', r.streaming.paired],
   ]
-    .map(([mode, xs]) => {
-      const sorted = [...xs].sort((a, b) => a - b);
-      const mid = sorted.length / 2;
-      const median = sorted.length % 2 ? sorted[Math.floor(mid)] : (sorted[mid - 1] + sorted[mid]) / 2;
-      return `${mode} ${xs.map((x) => x.toFixed(2)).join(', ')} (median ${median.toFixed(2)})`;
-    })
+    .map(
+      ([mode, xs]) => `${mode} ${xs.map((x) => x.toFixed(2)).join(', ')} (median ${median(xs).toFixed(2)})`,
+    )
     .join('; ');
   return (
     `### Gateway overhead (shared/bench/overhead), ${r.replica ? 'replica' : 'all-in-one'}, ${date}\n\n${setup}; calls metered: ${r.metered}. ` +
@@ -279,7 +276,7 @@ function gatewayTable(r) {
       ? 'rps/portkey is n/a where Portkey answered calls with errors (its errors column): a rate of failed calls is no baseline.\n\n'
       : '') +
     `rps/bare at 16 round by round (Tally's rate over the bare proxy's in the same round, in the order run; the table's figure is the ratio of the two medians): ${rounds}.\n\n` +
-    `CPU a call at concurrency 16 (user + system time of ${who}; medians of six rounds taken in turn with the bare proxy, after this table): ${cpu}.`
+    `CPU a call at concurrency 16 (user + system time of ${who}; medians of six rounds (the mean of the middle two) taken in turn with the bare proxy, after this table): ${cpu}.`
   );
 }
 
