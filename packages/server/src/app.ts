@@ -1,4 +1,5 @@
 import { createServer } from 'node:http';
+import { createRequire } from 'node:module';
 import { type Clock, type Pricer, systemClock } from '@tally/core';
 import {
   applies,
@@ -11,7 +12,7 @@ import {
   uuidv7,
 } from '@tally/gateway';
 import type { CallBatch, Store } from '@tally/store';
-import Fastify, { type FastifyInstance, LogController } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
 import { Authenticator, hashKey } from './auth.js';
 import { AlertService, BudgetCache } from './budgets.js';
 import type { TallyConfig } from './config.js';
@@ -57,6 +58,29 @@ export interface TallyApp {
   close(): Promise<void>;
 }
 
+/**
+ * Fastify's Ajv validator and fast-json-stringify serializer, loaded only if a route declares a JSON
+ * schema; none does (bodies are checked with zod). Fastify otherwise loads both when the app is
+ * built. Fastify treats compilers given this way as custom, and would then take a `headers`
+ * schema's property names as written rather than lowercased.
+ */
+type Compilers = NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']>;
+
+function onDemandCompilers(): Compilers {
+  const fromFastify = createRequire(createRequire(import.meta.url).resolve('fastify'));
+  const onDemand = (pkg: string) => {
+    let factory: ((...args: unknown[]) => unknown) | null = null;
+    return (...args: unknown[]) => {
+      factory ??= (fromFastify(pkg) as () => (...a: unknown[]) => unknown)();
+      return factory(...args);
+    };
+  };
+  return {
+    buildValidator: onDemand('@fastify/ajv-compiler'),
+    buildSerializer: onDemand('@fastify/fast-json-stringify-compiler'),
+  } as unknown as Compilers;
+}
+
 export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
   const { config, store } = opts;
   const clock = opts.clock ?? systemClock;
@@ -74,6 +98,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
     // Per-request log lines cost throughput on the ingest path; metrics count requests instead.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
+    schemaController: { compilersFactory: onDemandCompilers() },
   });
   const metrics = new ServerMetrics(opts.processMetrics ?? true);
   metrics.watchStore(store);
