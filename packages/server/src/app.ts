@@ -58,14 +58,14 @@ export interface TallyApp {
   close(): Promise<void>;
 }
 
+type Compilers = NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']>;
+
 /**
  * Fastify's Ajv validator and fast-json-stringify serializer, loaded only if a route declares a JSON
  * schema; none does (bodies are checked with zod). Fastify otherwise loads both when the app is
  * built. Fastify treats compilers given this way as custom, and would then take a `headers`
  * schema's property names as written rather than lowercased.
  */
-type Compilers = NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']>;
-
 function onDemandCompilers(): Compilers {
   const fromFastify = createRequire(createRequire(import.meta.url).resolve('fastify'));
   const onDemand = (pkg: string) => {
