@@ -86,7 +86,7 @@ const WORKLOADS: Workload[] = [
     team: 'platform',
     trace: 'code',
     models: [
-      ['anthropic', 'anthropic-messages', 'claude-sonnet-4-5', 0.8],
+      ['anthropic', 'anthropic-messages', 'claude-sonnet-4-6', 0.8],
       ['anthropic', 'anthropic-messages', 'claude-haiku-4-5', 0.2],
     ],
   },
