@@ -21,10 +21,11 @@ export function spawnTally(
   { asInstalled = false }: { asInstalled?: boolean } = {},
 ): Promise<Spawned> {
   return new Promise((resolve, reject) => {
-    const path = `${dirname(process.execPath)}${delimiter}${process.env['PATH'] ?? ''}`;
-    const [command, argv] = asInstalled ? [TALLY_BIN, args] : [process.execPath, [TALLY_BIN, ...args]];
+    const [command, argv, path] = asInstalled
+      ? [TALLY_BIN, args, { PATH: `${dirname(process.execPath)}${delimiter}${process.env['PATH'] ?? ''}` }]
+      : [process.execPath, [TALLY_BIN, ...args], {}];
     const child = spawn(command, argv, {
-      env: { ...process.env, ...(asInstalled ? { PATH: path } : {}), ...env },
+      env: { ...process.env, ...path, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
