@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Breakers } from './breaker.js';
+import { editTopLevel } from './json-edit.js';
 import type { AttemptContext, Attribution } from './meter.js';
 import {
   ENDPOINT_API,
@@ -109,7 +110,7 @@ export async function forwardAttempts(
         return sendError(res, wire, badRequest(err.message, 'untranslatable_request'));
       }
     } else {
-      payload = bodyFor(raw, body, attempt, endpoint, stream && !clientWantsUsage, target.modelInBody);
+      payload = bodyFor(raw, body, endpoint, stream && !clientWantsUsage, target.bodyModel);
     }
     env.started(ctx, body);
     try {
@@ -183,29 +184,37 @@ export async function forwardAttempts(
 
 const INCLUDE_USAGE = Buffer.from(',"stream_options":{"include_usage":true}}');
 
-/** The body to send: the client's bytes, unless a documented edit is needed. */
+/** The body to send: the client's bytes, with only the documented edits made in them (the model
+ * a route or deployment sends, and `include_usage` on a streamed chat). */
 function bodyFor(
   raw: Buffer,
   body: Obj,
-  attempt: Attempt,
   endpoint: Endpoint,
   addUsage: boolean,
-  modelInBody: boolean,
+  bodyModel: string,
 ): Buffer | string {
-  const rename = attempt.model !== body['model'];
+  const rename = bodyModel !== body['model'];
   const usage = addUsage && endpoint === 'chat';
-  if (!rename && !usage && modelInBody) return raw;
-  if (!rename && usage && modelInBody && body['stream_options'] === undefined) {
-    // The one edit a streamed chat needs, spliced into the client's bytes before the closing brace:
-    // cheaper than serialising the whole body again, and every other byte stays as sent.
+  if (!rename && !usage) return raw;
+  if (!rename && body['stream_options'] === undefined) {
+    // The one edit a streamed chat needs, spliced in before the closing brace: the hot path's
+    // only edit, and cheaper than reading the body's members for it.
     let end = raw.length - 1;
     while (end > 0 && (raw[end] === 0x20 || raw[end] === 0x0a || raw[end] === 0x0d || raw[end] === 0x09))
       end--;
     if (raw[end] === 0x7d) return Buffer.concat([raw.subarray(0, end), INCLUDE_USAGE]);
   }
+  const edits = new Map<string, string>();
+  if (rename) edits.set('model', JSON.stringify(bodyModel));
+  if (usage) {
+    const options = body['stream_options'];
+    const kept = options !== null && typeof options === 'object' ? (options as Obj) : {};
+    edits.set('stream_options', JSON.stringify({ ...kept, include_usage: true }));
+  }
+  const edited = editTopLevel(raw, edits);
+  if (edited) return edited;
+  // Not reached for a body JSON.parse took as an object; kept so that an edit is never lost.
   const b: Obj = { ...body };
-  if (rename) b['model'] = attempt.model;
-  if (usage)
-    b['stream_options'] = { ...((body['stream_options'] as Obj | undefined) ?? {}), include_usage: true };
+  for (const [k, v] of edits) b[k] = JSON.parse(v);
   return JSON.stringify(b);
 }

@@ -20,8 +20,9 @@ export interface UpstreamTarget {
   origin: string;
   path: string;
   headers: Record<string, string>;
-  /** Whether the body must carry the model (Azure deployments name it in the path instead). */
-  modelInBody: boolean;
+  /** The model the body names: the one routed to, or, where the body must name a deployment (Azure's
+   * v1 API), the deployment. */
+  bodyModel: string;
 }
 
 interface ParsedBase {
@@ -83,27 +84,29 @@ export function upstreamFor(
     const beta = clientHeaders['anthropic-beta'];
     if (typeof beta === 'string') headers['anthropic-beta'] = beta;
     const v1 = basePath.endsWith('/v1') ? basePath : `${basePath}/v1`;
-    return { origin, path: `${v1}/messages`, headers, modelInBody: true };
+    return { origin, path: `${v1}/messages`, headers, bodyModel: model };
   }
   const suffix = OPENAI_PATHS[endpoint as Exclude<Endpoint, 'messages'>];
   if (p.kind === 'azure') {
     if (p.api_key) headers['api-key'] = p.api_key;
-    // The v1 API takes the model in the body; the dated versions name a deployment in the path.
-    if (!p.api_version || p.api_version === 'v1') {
-      return { origin, path: `${basePath}/openai/v1${suffix}`, headers, modelInBody: true };
-    }
     const deployment = p.deployments?.[model] ?? model;
+    // The v1 API takes the deployment in the body, and so does the Responses API under any version
+    // (Azure serves it at /openai/v1/responses, not under a deployment); the dated versions name
+    // the deployment in the path for the other endpoints.
+    if (!p.api_version || p.api_version === 'v1' || endpoint === 'responses') {
+      return { origin, path: `${basePath}/openai/v1${suffix}`, headers, bodyModel: deployment };
+    }
     return {
       origin,
       path: `${basePath}/openai/deployments/${encodeURIComponent(deployment)}${suffix}?api-version=${encodeURIComponent(p.api_version)}`,
       headers,
-      modelInBody: false,
+      bodyModel: model,
     };
   }
   if (p.api_key) headers['authorization'] = `Bearer ${p.api_key}`;
   const org = clientHeaders['openai-organization'];
   if (typeof org === 'string') headers['openai-organization'] = org;
-  return { origin, path: `${basePath}${suffix}`, headers, modelInBody: true };
+  return { origin, path: `${basePath}${suffix}`, headers, bodyModel: model };
 }
 
 /** The model list path of an OpenAI-compatible provider. */

@@ -72,7 +72,8 @@ export async function relay(
   } catch {
     record(ctx, failure(res.destroyed ? 'client_disconnected' : 'upstream_body_error', a0), acc);
     if (!res.headersSent) {
-      sendError(res, ctx.upstreamApi === 'anthropic-messages' ? 'anthropic' : 'openai', {
+      // In the client's format: a translated call's client speaks OpenAI's.
+      sendError(res, !transform && ctx.upstreamApi === 'anthropic-messages' ? 'anthropic' : 'openai', {
         status: 502,
         type: 'api_error',
         code: 'upstream_body_error',

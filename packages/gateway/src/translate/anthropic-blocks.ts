@@ -36,6 +36,12 @@ export function pushTurn(messages: Obj[], role: 'user' | 'assistant', blocks: Ob
   else messages.push({ role, content: blocks });
 }
 
+/** Anthropic refuses a request with no turn; so does the gateway, before anything goes upstream. */
+export function requireTurns(messages: Obj[]): void {
+  if (messages.length === 0)
+    throw new TranslationError('An Anthropic model needs at least one user or assistant turn with content.');
+}
+
 /** Anthropic's token counts as OpenAI counts them: the prompt includes cache reads and writes. */
 export function anthropicTokens(u: Obj | null | undefined): {
   prompt: number;

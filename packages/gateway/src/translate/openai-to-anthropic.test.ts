@@ -27,7 +27,9 @@ describe('OpenAI chat -> Anthropic messages', () => {
           { role: 'tool', tool_call_id: 'call_1', content: 'a cat' },
           { role: 'user', content: 'Thanks' },
         ],
+        tools: [{ type: 'function', function: { name: 'look', parameters: { type: 'object' } } }],
         tool_choice: { type: 'function', function: { name: 'look' } },
+        parallel_tool_calls: false,
         user: 'u-1',
       },
       'claude-sonnet-4-5',
@@ -54,7 +56,8 @@ describe('OpenAI chat -> Anthropic messages', () => {
           ],
         },
       ],
-      tool_choice: { type: 'tool', name: 'look' },
+      tools: [{ name: 'look', input_schema: { type: 'object' } }],
+      tool_choice: { type: 'tool', name: 'look', disable_parallel_tool_use: true },
       metadata: { user_id: 'u-1' },
     });
   });
@@ -68,6 +71,53 @@ describe('OpenAI chat -> Anthropic messages', () => {
         1,
       ),
     ).toThrow(/arguments must be JSON/);
+  });
+
+  it('refuses, rather than drops, what Claude would not do as asked', () => {
+    const user = [{ role: 'user', content: 'hi' }];
+    const refused: [Record<string, unknown>, RegExp][] = [
+      [{ n: 2 }, /n above 1/],
+      [{ response_format: { type: 'json_object' } }, /response_format "json_object"/],
+      [{ response_format: { type: 'json_schema', json_schema: { name: 'x' } } }, /json_schema/],
+      [{ logprobs: true }, /logprobs/],
+      [{ top_logprobs: 3 }, /logprobs/],
+      [{ reasoning_effort: 'high' }, /reasoning_effort/],
+      [{ audio: { voice: 'alloy', format: 'wav' } }, /audio/],
+      [{ modalities: ['text', 'audio'] }, /modalities/],
+      [{ prediction: { type: 'content', content: 'x' } }, /prediction/],
+      [{ tools: [{ type: 'custom', custom: { name: 'x' } }] }, /tools\[\]\.type "custom"/],
+      [
+        { messages: [{ role: 'user', content: [{ type: 'input_audio', input_audio: { data: 'x' } }] }] },
+        /content part "input_audio"/,
+      ],
+      [{ messages: [{ role: 'user', content: [{ type: 'file', file: { file_id: 'f' } }] }] }, /"file"/],
+      [{ messages: [{ role: 'user', content: '' }] }, /at least one user or assistant turn/],
+      [{ messages: [{ role: 'system', content: 'only a system prompt' }] }, /at least one/],
+    ];
+    for (const [fields, why] of refused) {
+      expect(() => toAnthropicRequest({ messages: user, ...fields }, 'm', 1), JSON.stringify(fields)).toThrow(
+        why,
+      );
+    }
+    // The values that ask nothing of the model pass.
+    const out = toAnthropicRequest(
+      {
+        messages: user,
+        n: 1,
+        response_format: { type: 'text' },
+        logprobs: false,
+        reasoning_effort: 'none',
+        modalities: ['text'],
+        tool_choice: 'auto',
+      },
+      'm',
+      1,
+    );
+    expect(out).toEqual({
+      model: 'm',
+      max_tokens: 1,
+      messages: [{ role: 'user', content: [{ type: 'text', text: 'hi' }] }],
+    });
   });
 
   it('maps stop reasons and usage back', () => {

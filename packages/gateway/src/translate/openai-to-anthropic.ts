@@ -8,6 +8,7 @@ import {
   joinText,
   parseArgs,
   pushTurn as push,
+  requireTurns,
   TranslationError,
 } from './anthropic-blocks.js';
 
@@ -24,8 +25,12 @@ function contentBlocks(content: unknown): Obj[] {
   if (!Array.isArray(content)) return [];
   const out: Obj[] = [];
   for (const part of content as Obj[]) {
-    if (part?.['type'] === 'text') out.push({ type: 'text', text: String(part['text'] ?? '') });
-    else if (part?.['type'] === 'image_url') out.push(imageBlock(part));
+    const type = part?.['type'];
+    if (type === 'text') {
+      if (part['text'] !== '') out.push({ type: 'text', text: String(part['text'] ?? '') });
+    } else if (type === 'image_url') out.push(imageBlock(part));
+    else if (type === 'refusal') continue;
+    else throw new TranslationError(`content part "${String(type)}" cannot be sent to an Anthropic model.`);
   }
   return out;
 }
@@ -35,14 +40,41 @@ function textOf(content: unknown): string {
   return joinText(contentBlocks(content));
 }
 
-function toolChoice(choice: unknown): Obj | undefined {
-  if (choice === undefined || choice === null) return undefined;
-  if (choice === 'auto') return { type: 'auto' };
-  if (choice === 'none') return { type: 'none' };
-  if (choice === 'required') return { type: 'any' };
-  const name = ((choice as Obj)['function'] as Obj | undefined)?.['name'];
-  if (typeof name === 'string') return { type: 'tool', name };
-  throw new TranslationError('tool_choice is not valid.');
+function toolChoice(choice: unknown, parallel: unknown): Obj | undefined {
+  let out: Obj | undefined;
+  if (choice === undefined || choice === null || choice === 'auto')
+    out = parallel === false ? { type: 'auto' } : choice === 'auto' ? { type: 'auto' } : undefined;
+  else if (choice === 'none') out = { type: 'none' };
+  else if (choice === 'required') out = { type: 'any' };
+  else {
+    const name = ((choice as Obj)['function'] as Obj | undefined)?.['name'];
+    if (typeof name !== 'string')
+      throw new TranslationError('tool_choice cannot be sent to an Anthropic model.');
+    out = { type: 'tool', name };
+  }
+  if (out && parallel === false && out['type'] !== 'none') out['disable_parallel_tool_use'] = true;
+  return out;
+}
+
+/** Request fields an Anthropic model has no counterpart for, with the values that ask nothing of
+ * it: any other value is refused, not dropped, so that a client never gets less than it asked for
+ * without knowing. */
+function refuseUnmapped(body: Obj): void {
+  const n = body['n'];
+  if (n != null && n !== 1) throw new TranslationError('n above 1 cannot be sent to an Anthropic model.');
+  const format = (body['response_format'] as Obj | null | undefined)?.['type'];
+  if (format != null && format !== 'text')
+    throw new TranslationError(`response_format "${String(format)}" cannot be sent to an Anthropic model.`);
+  if (body['logprobs'] === true || (body['top_logprobs'] != null && body['top_logprobs'] !== 0))
+    throw new TranslationError('logprobs cannot be sent to an Anthropic model.');
+  const effort = body['reasoning_effort'];
+  if (effort != null && effort !== 'none')
+    throw new TranslationError('reasoning_effort cannot be sent to an Anthropic model.');
+  for (const f of ['audio', 'prediction'] as const)
+    if (body[f] != null) throw new TranslationError(`${f} cannot be sent to an Anthropic model.`);
+  const modalities = body['modalities'];
+  if (Array.isArray(modalities) && modalities.some((m) => m !== 'text'))
+    throw new TranslationError('modalities other than text cannot be sent to an Anthropic model.');
 }
 
 export function toAnthropicRequest(body: Obj, model: string, defaultMaxTokens: number): Obj {
@@ -50,6 +82,7 @@ export function toAnthropicRequest(body: Obj, model: string, defaultMaxTokens: n
   const system: string[] = [];
   const list = body['messages'];
   if (!Array.isArray(list)) throw new TranslationError('messages must be an array.');
+  refuseUnmapped(body);
   for (const m of list as Obj[]) {
     const role = m?.['role'];
     if (role === 'system' || role === 'developer') system.push(textOf(m['content']));
@@ -74,6 +107,7 @@ export function toAnthropicRequest(body: Obj, model: string, defaultMaxTokens: n
       throw new TranslationError(`messages[].role "${String(role)}" cannot be sent to an Anthropic model.`);
     }
   }
+  requireTurns(messages);
   const out: Obj = {
     model,
     messages,
@@ -87,6 +121,10 @@ export function toAnthropicRequest(body: Obj, model: string, defaultMaxTokens: n
   const tools = body['tools'];
   if (Array.isArray(tools)) {
     out['tools'] = (tools as Obj[]).map((t) => {
+      if (t?.['type'] !== 'function')
+        throw new TranslationError(
+          `tools[].type "${String(t?.['type'])}" cannot be sent to an Anthropic model.`,
+        );
       const fn = (t['function'] ?? {}) as Obj;
       return {
         name: fn['name'],
@@ -95,8 +133,8 @@ export function toAnthropicRequest(body: Obj, model: string, defaultMaxTokens: n
       };
     });
   }
-  const choice = toolChoice(body['tool_choice']);
-  if (choice) out['tool_choice'] = choice;
+  const choice = toolChoice(body['tool_choice'], body['parallel_tool_calls']);
+  if (choice && out['tools']) out['tool_choice'] = choice;
   if (typeof body['user'] === 'string') out['metadata'] = { user_id: body['user'] };
   return out;
 }

@@ -10,6 +10,7 @@ import {
   joinText,
   parseArgs,
   pushTurn as push,
+  requireTurns,
   TranslationError,
 } from './anthropic-blocks.js';
 
@@ -122,6 +123,7 @@ export function responsesToAnthropicRequest(body: Obj, model: string, defaultMax
   } else {
     throw new TranslationError('input must be a string or an array of items.');
   }
+  requireTurns(messages);
   const out: Obj = {
     model,
     messages,

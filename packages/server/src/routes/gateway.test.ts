@@ -29,6 +29,13 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
             deployments: { 'gpt-4o': 'prod-4o' },
           },
           {
+            id: 'azure-v1',
+            kind: 'azure',
+            base_url: mock.url,
+            api_key: 'azure-secret',
+            deployments: { 'our-4o': 'gpt-4o' },
+          },
+          {
             id: 'gemini',
             kind: 'openai-compatible',
             base_url: `${mock.url}/v1beta/openai`,
@@ -437,6 +444,18 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     const sentAz = mock.received.at(-1)!;
     expect(sentAz.path).toBe('/openai/deployments/prod-4o/chat/completions?api-version=2024-10-21');
     expect(sentAz.headers['api-key']).toBe('azure-secret');
+    // Under the v1 API the deployment goes in the body's model, as it does for Responses under a
+    // dated version: Azure serves Responses only at /openai/v1/responses.
+    await openai.chat.completions.create({
+      model: 'azure-v1/our-4o',
+      messages: [{ role: 'user', content: 'Hi' }],
+    });
+    expect(mock.received.at(-1)).toMatchObject({
+      path: '/openai/v1/chat/completions',
+      body: { model: 'gpt-4o' },
+    });
+    await openai.responses.create({ model: 'azure-eu/gpt-4o', input: 'Hi' });
+    expect(mock.received.at(-1)).toMatchObject({ path: '/openai/v1/responses', body: { model: 'prod-4o' } });
     const gm = await openai.chat.completions.create({
       model: 'gemini/gpt-4o',
       messages: [{ role: 'user', content: 'Hello' }],
@@ -444,13 +463,29 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     expect(gm.choices.length).toBe(1);
     expect(mock.received.at(-1)!.path).toBe('/v1beta/openai/chat/completions');
     expect(mock.received.at(-1)!.headers.authorization).toBe('Bearer gemini-secret');
-    const [gemini, azure] = await lastCalls(2);
+    const [gemini, , , azure] = await lastCalls(4);
     expect(azure).toMatchObject({
       provider: 'azure',
       model_requested: 'azure-eu/gpt-4o',
       pricing_status: 'priced',
     });
     expect(gemini).toMatchObject({ provider: 'google' });
+  });
+
+  it('sends the body upstream as written, with only the model and include_usage edited in it', async () => {
+    const raw =
+      '{"model":"openai/gpt-4o", "seed":12345678901234567891,"temperature":1.0,"stream":true,' +
+      '"stream_options":{"include_usage":false},"messages":[{"role":"user","content":"Hi \\"model\\": {x}"}]}';
+    const res = await fetch(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: raw,
+    });
+    expect(res.status).toBe(200);
+    expect(await res.text()).not.toContain('"usage":{');
+    expect(mock.received.at(-1)!.raw).toBe(
+      raw.replace('"openai/gpt-4o"', '"gpt-4o"').replace('{"include_usage":false}', '{"include_usage":true}'),
+    );
   });
 
   it('answers an unknown or revoked key with a 401 in the client format', async () => {

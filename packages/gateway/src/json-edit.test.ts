@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import { editTopLevel } from './json-edit.js';
+import { chatRecordings, SKIP_WITHOUT_RECORDINGS } from './testing/index.js';
+
+const edit = (raw: string, edits: Record<string, unknown>) =>
+  editTopLevel(
+    Buffer.from(raw),
+    new Map(Object.entries(edits).map(([k, v]) => [k, JSON.stringify(v)])),
+  )?.toString();
+
+describe('editTopLevel', () => {
+  it('replaces a member in place and keeps every other byte, numbers included', () => {
+    const raw = '{ "model" : "a/gpt-4o", "seed": 12345678901234567891, "temperature": 1.0 }\n';
+    expect(edit(raw, { model: 'gpt-4o' })).toBe(
+      '{ "model" : "gpt-4o", "seed": 12345678901234567891, "temperature": 1.0 }\n',
+    );
+  });
+
+  it('adds what the object lacks at its end, and replaces objects whole', () => {
+    expect(edit('{}', { model: 'm' })).toBe('{"model":"m"}');
+    expect(edit('{"a":[1,{"b":"}"}]}', { model: 'm' })).toBe('{"a":[1,{"b":"}"}],"model":"m"}');
+    expect(
+      edit('{"stream_options":{"x":{"y":[]}},"z":null}', { stream_options: { include_usage: true } }),
+    ).toBe('{"stream_options":{"include_usage":true},"z":null}');
+  });
+
+  it('reads strings with escaped quotes and backslashes, and escaped key names', () => {
+    const raw = String.raw`{"content":"say \"model\": \\","mod\u0065l":"x","n":"\\\"}"}`;
+    expect(JSON.parse(edit(raw, { model: 'y' })!)).toEqual({ ...JSON.parse(raw), model: 'y' });
+  });
+
+  it('replaces every member of a repeated name, as JSON.parse reads the last', () => {
+    expect(edit('{"model":"a","model":"b"}', { model: 'c' })).toBe('{"model":"c","model":"c"}');
+  });
+
+  it('answers null for what is not one JSON object', () => {
+    for (const raw of ['[]', '"x"', '{"a":1', '{"a":1}x', '{"a" 1}', '{a:1}', '{"a":}', '']) {
+      expect(edit(raw, { model: 'm' }), raw).toBeUndefined();
+    }
+  });
+
+  it.skipIf(SKIP_WITHOUT_RECORDINGS)('agrees with JSON.parse on every recorded request', () => {
+    const requests = chatRecordings().map((r) => JSON.stringify(r.request, null, r.status % 2 ? 2 : 0));
+    expect(requests.length).toBeGreaterThan(10);
+    for (const raw of requests) {
+      const edits = { model: 'other', stream_options: { include_usage: true } };
+      expect(JSON.parse(edit(raw, edits)!)).toEqual({ ...JSON.parse(raw), ...edits });
+    }
+  });
+});
