@@ -1,14 +1,13 @@
 import { nanoToUsd } from '@tally/core';
-import { type BudgetRule, budgetExceeded, windowsFor } from './policy.js';
+import { type BudgetAlert, type BudgetRule, budgetExceeded, type RuleWindow, windowsFor } from './policy.js';
 import type { GatewayError } from './replies.js';
-import type { BudgetWindow } from './state/shared-state.js';
 import type { GatewayDeps, VirtualKey } from './types.js';
 
-/** What a call holds on its budgets while it runs. */
+/** What a call holds on its budgets while it runs: its reservation on `held`, and nothing on
+ * `unheld`, the alert and downgrade budgets already exhausted (their spend still counts). */
 export interface Hold {
-  windows: BudgetWindow[];
-  rules: BudgetRule[];
-  labels: string[];
+  held: RuleWindow[];
+  unheld: RuleWindow[];
   reserved: bigint;
 }
 
@@ -17,36 +16,88 @@ export type Admission =
   | { ok: false; error: GatewayError };
 
 /**
- * Reserves a call's largest possible cost on every budget that applies. When one is exhausted its
- * action decides: block (a 429), downgrade to its cheaper model, or only alert; the last two go on
- * without a reservation, and their cost still counts when they settle.
+ * Reserves a call's largest possible cost on every budget that applies, all at once or not at all.
+ * When one is exhausted its action decides: block (a 429); downgrade to its cheaper model, whose
+ * cost is then reserved instead; or only alert. An exhausted alert or downgrade budget is left out
+ * and the others are reserved on without it, so that it never lets a call past a block budget.
+ *
+ * `costOf` prices the call's largest cost on a model, or null when the model has no price: such a
+ * call cannot be held to a block budget, and is refused.
  */
 export async function reserveBudgets(
   deps: GatewayDeps,
   rules: BudgetRule[],
   key: VirtualKey,
-  estimate: { provider: string; model: string; promptTokens: number; maxOut: number },
+  model: string,
+  costOf: (model: string) => bigint | null,
   time: number,
 ): Promise<Admission> {
-  const ws = windowsFor(rules, time);
-  const est = deps.price({
-    provider: estimate.provider,
-    model: estimate.model,
-    tokens: { input: estimate.promptTokens, output: estimate.maxOut },
-    time,
-    tenant: key.tenant,
-  });
-  const amount = est.status === 'priced' ? est.effectiveNano : 0n;
-  const windows = ws.map((w) => w.window);
-  const hold: Hold = { windows, rules, labels: ws.map((w) => w.label), reserved: amount };
-  const r = await deps.state.reserve(windows, amount);
-  if (r.ok) return { ok: true, hold, downgradeTo: null };
-  const rule = rules.find((x) => x.id === r.budgetId)!;
-  if (rule.action === 'block' || (rule.action === 'downgrade' && !rule.downgradeModel)) {
-    return { ok: false, error: budgetExceeded(rule, r.spentNano, r.reservedNano, r.resetAt, time) };
+  const held = windowsFor(rules, time).slice();
+  const unheld: RuleWindow[] = [];
+  let target = model;
+  let downgradeTo: string | null = null;
+  for (;;) {
+    const amount = costOf(target);
+    if (amount === null && !deps.config.allow_unpriced_under_budget) {
+      const block = held.find((w) => w.rule.action === 'block');
+      if (block) return { ok: false, error: unpricedUnderBudget(block.rule, target) };
+    }
+    const r = await deps.state.reserve(
+      held.map((w) => w.window),
+      amount ?? 0n,
+    );
+    if (r.ok) return { ok: true, hold: { held, unheld, reserved: amount ?? 0n }, downgradeTo };
+    const i = held.findIndex((w) => w.rule.id === r.budgetId);
+    const rule = held[i]!.rule;
+    if (rule.action === 'block' || (rule.action === 'downgrade' && !rule.downgradeModel)) {
+      if (await deps.state.once(`${held[i]!.window.key}:exhausted`, held[i]!.window.resetAt)) {
+        // A block budget stops spend short of its limit, so the 100 % mark is never crossed by a
+        // settled call: the first refusal of the period is its alert.
+        deps.alerts(alertOf(key, held[i]!, 1, r.spentNano, time, 'budget.exhausted'));
+      }
+      return { ok: false, error: budgetExceeded(rule, r.spentNano, r.reservedNano, r.resetAt, time) };
+    }
+    if (rule.action === 'downgrade' && downgradeTo === null) {
+      downgradeTo = rule.downgradeModel;
+      target = downgradeTo!;
+    }
+    unheld.push(...held.splice(i, 1));
   }
-  hold.reserved = 0n;
-  return { ok: true, hold, downgradeTo: rule.action === 'downgrade' ? rule.downgradeModel : null };
+}
+
+function unpricedUnderBudget(rule: BudgetRule, model: string): GatewayError {
+  return {
+    status: 400,
+    type: 'invalid_request_error',
+    code: 'unpriced_model',
+    message:
+      `Model ${model} has no price, so a call to it cannot be held to budget ${rule.id} ` +
+      `(${rule.scope} ${rule.subject}). Give it a price (pricing.overrides), or set ` +
+      'gateway.allow_unpriced_under_budget, to use it under this budget.',
+  };
+}
+
+function alertOf(
+  key: VirtualKey,
+  w: RuleWindow,
+  threshold: number,
+  spentNano: bigint,
+  time: number,
+  kind: BudgetAlert['kind'],
+): BudgetAlert {
+  return {
+    kind,
+    tenant: key.tenant,
+    budgetId: w.rule.id,
+    scope: w.rule.scope,
+    subject: w.rule.subject,
+    threshold,
+    spentUsd: nanoToUsd(spentNano),
+    limitUsd: nanoToUsd(w.rule.limitNano),
+    period: w.label,
+    resetsAt: new Date(w.window.resetAt).toISOString(),
+    time: new Date(time).toISOString(),
+  };
 }
 
 /** The spend at each of a rule's thresholds, worked out once per rule. */
@@ -69,26 +120,28 @@ export async function settleBudgets(
   actual: bigint,
   time: number,
 ): Promise<void> {
-  const results = await deps.state.settle(hold.windows, hold.reserved, actual);
-  results.forEach(({ before, after }, i) => {
-    const rule = hold.rules[i]!;
-    const ms = marksOf(rule);
-    for (let k = 0; k < rule.thresholds.length; k++) {
-      const t = rule.thresholds[k]!;
+  const [held, unheld] = await Promise.all([
+    deps.state.settle(
+      hold.held.map((w) => w.window),
+      hold.reserved,
+      actual,
+    ),
+    hold.unheld.length > 0
+      ? deps.state.settle(
+          hold.unheld.map((w) => w.window),
+          0n,
+          actual,
+        )
+      : [],
+  ]);
+  const windows = [...hold.held, ...hold.unheld];
+  [...held, ...unheld].forEach(({ before, after }, i) => {
+    const w = windows[i]!;
+    const ms = marksOf(w.rule);
+    for (let k = 0; k < w.rule.thresholds.length; k++) {
       const mark = ms[k]!;
       if (before.spentNano < mark && after.spentNano >= mark) {
-        deps.alerts({
-          tenant: key.tenant,
-          budgetId: rule.id,
-          scope: rule.scope,
-          subject: rule.subject,
-          threshold: t,
-          spentUsd: nanoToUsd(after.spentNano),
-          limitUsd: nanoToUsd(rule.limitNano),
-          period: hold.labels[i]!,
-          resetsAt: new Date(hold.windows[i]!.resetAt).toISOString(),
-          time: new Date(time).toISOString(),
-        });
+        deps.alerts(alertOf(key, w, w.rule.thresholds[k]!, after.spentNano, time, 'budget.threshold'));
       }
     }
   });

@@ -32,6 +32,8 @@ export type BudgetResolver = (
 ) => BudgetRule[] | Promise<BudgetRule[]>;
 
 export interface BudgetAlert {
+  /** A threshold the spend crossed, or (a block budget) the first call it refused in a period. */
+  kind: 'budget.threshold' | 'budget.exhausted';
   tenant: string;
   budgetId: string;
   scope: BudgetScope;
@@ -76,7 +78,7 @@ function currentPeriod(period: BudgetPeriod, timeZone: string, now: number): Per
   return p;
 }
 
-type RuleWindow = { rule: BudgetRule; window: BudgetWindow; label: string };
+export type RuleWindow = { rule: BudgetRule; window: BudgetWindow; label: string };
 
 /** Each rule's window of its current period, made once per rule and period: the same objects (and
  * the same key string, whose hash is then worked out once) serve every call in it. */

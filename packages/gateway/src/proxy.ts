@@ -281,15 +281,28 @@ export class Gateway {
     }
     let hold: Hold | null = null;
     if (rules.length > 0) {
-      const first = attempts[0]!;
       const admission = await reserveBudgets(
         this.deps,
         rules,
         key,
-        { provider: priceProviderOf(first.provider), model: first.model, promptTokens, maxOut },
+        model,
+        (m) =>
+          this.largestCost(
+            m === model ? attempts : this.plan(m, endpoint, key.tenant),
+            body,
+            endpoint,
+            promptTokens,
+            key.tenant,
+            time,
+          ),
         time,
       );
-      if (!admission.ok) return sendError(res, wire, admission.error);
+      if (!admission.ok) {
+        // The tokens the rate limit took for a call that does not go are given back.
+        if (key.tpm !== null)
+          await this.deps.state.adjustTokens(key.id, key.tpm, -(promptTokens + maxOut), time);
+        return sendError(res, wire, admission.error);
+      }
       hold = admission.hold;
       const cheaper = admission.downgradeTo ? this.plan(admission.downgradeTo, endpoint, key.tenant) : [];
       if (cheaper.length > 0) {
@@ -318,6 +331,38 @@ export class Gateway {
         await this.deps.state.adjustTokens(key.id, key.tpm, acc.tokens - (promptTokens + maxOut), time);
       }
     }
+  }
+
+  /** What a call can cost at most on its first planned attempt: the prompt, and the output the
+   * request allows. A request that sets no limit may have the model's whole output (the catalog's
+   * figure), except one translated for Claude, which is sent with `default_max_output`. Null when
+   * the model has no price. */
+  private largestCost(
+    attempts: Attempt[],
+    body: Obj,
+    endpoint: Endpoint,
+    promptTokens: number,
+    tenant: string,
+    time: number,
+  ): bigint | null {
+    const first = attempts[0];
+    if (!first) return null;
+    const provider = priceProviderOf(first.provider);
+    const fallback = this.deps.config.default_max_output ?? 4096;
+    let output = maxOutputTokens(body, 0);
+    if (output === 0) {
+      output = translatedToMessages(first.provider, endpoint)
+        ? fallback
+        : (this.deps.maxOutput?.(provider, first.model, tenant) ?? fallback);
+    }
+    const est = this.deps.price({
+      provider,
+      model: first.model,
+      tokens: { input: promptTokens, output },
+      time,
+      tenant,
+    });
+    return est.status === 'priced' ? est.effectiveNano : null;
   }
 
   /** Where the call may go, in order, without upstreams whose breaker is open (unless every one

@@ -46,8 +46,11 @@ export interface GatewayConfig {
   timeout_ms: number;
   /** Largest request body accepted. */
   body_limit_bytes?: number | undefined;
-  /** The output a request may produce when it sets no max_tokens, for budget reservations. */
+  /** The output a request may produce when it sets no max_tokens, for budget reservations (where
+   * the catalog does not know the model's). */
   default_max_output?: number | undefined;
+  /** Lets calls to models with no price go under a block budget, reserving nothing. */
+  allow_unpriced_under_budget?: boolean | undefined;
 }
 
 /** What a virtual key carries: its owner and policy. */
@@ -76,10 +79,16 @@ export interface Sink {
   trackInflight?(calls: () => Promise<CallRecord[]>): void;
 }
 
+/** The most output tokens one call to a model may ask for (the catalog's), or null if unknown. */
+export type MaxOutput = (provider: string, model: string, tenant: string) => number | null;
+
 export interface GatewayDeps {
   config: GatewayConfig;
   price: Pricer;
   priceVersion: string;
+  /** What a budget reserves for the output of a call that sets no limit; without it, or for a
+   * model it does not know, `config.default_max_output`. */
+  maxOutput?: MaxOutput;
   sink: Sink;
   resolveKey: KeyResolver;
   clock: Clock;

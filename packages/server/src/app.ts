@@ -6,6 +6,7 @@ import {
   BatchingSink,
   ChunkSpool,
   Gateway,
+  type MaxOutput,
   MemoryState,
   RedisState,
   type SharedState,
@@ -36,6 +37,8 @@ export interface BuildAppOptions {
   store: Store;
   price: Pricer;
   priceVersion: string;
+  /** The most output a model may write in one call, from the catalog (see GatewayDeps). */
+  maxOutput?: MaxOutput;
   clock?: Clock;
   /** A pino logger config or false; defaults to the config's log level. */
   logger?: boolean | Record<string, unknown>;
@@ -170,6 +173,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
     config: config.gateway,
     price: opts.price,
     priceVersion: opts.priceVersion,
+    ...(opts.maxOutput ? { maxOutput: opts.maxOutput } : {}),
     sink,
     resolveKey: (hash) => ctx.auth.gatewayKey(hash),
     clock,

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { AlertService } from './budgets.js';
 
 const alert = {
+  kind: 'budget.threshold' as const,
   tenant: 't',
   budgetId: 'b1',
   scope: 'project' as const,
@@ -43,11 +44,42 @@ describe('AlertService', () => {
     await alerts.drain();
     server.close();
     expect(calls).toBe(3);
-    expect(bodies[2]).toEqual({ type: 'budget.threshold', ...alert });
+    // Every try carries the stored alert's id, by which a receiver drops a repeat.
+    expect(bodies[2]).toEqual({ type: 'budget.threshold', id: expect.stringMatching(/^alert_/), ...alert });
+    expect(new Set(bodies.map((b) => (b as { id: string }).id)).size).toBe(1);
     const stored = await store.listAlerts('t', 10);
     expect(stored).toEqual([
       expect.objectContaining({ kind: 'budget.threshold', subject: 'b1', payload: alert }),
     ]);
+    await store.close();
+  });
+
+  it('stores an alert without waiting for the webhook, which stops after its last try', async () => {
+    let calls = 0;
+    const server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        calls++;
+        res.writeHead(500);
+        res.end();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+    const store = await createDuckDbStore({ path: ':memory:' });
+    await store.migrate();
+    const alerts = new AlertService(store, pino({ level: 'silent' }), url, 20);
+    const order: string[] = [];
+    alerts.emit(alert);
+    const drained = alerts.drain().then(() => order.push('drained'));
+    await alerts.stored();
+    order.push('stored');
+    expect(await store.listAlerts('t', 10)).toHaveLength(1);
+    await drained;
+    server.close();
+    // Six tries, 20 ms doubling between them (620 ms), and no wait after the last.
+    expect(calls).toBe(6);
+    expect(order).toEqual(['stored', 'drained']);
     await store.close();
   });
 });

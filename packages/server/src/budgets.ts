@@ -59,6 +59,9 @@ export function toRule(b: BudgetRecord): BudgetRule {
  */
 export class AlertService {
   private readonly inflight = new Set<Promise<void>>();
+  /** The stores under way (a subset of inflight): a read of the alerts waits for these only, not
+   * for a webhook's retries. */
+  private readonly storing = new Set<Promise<void>>();
 
   constructor(
     private readonly store: Store,
@@ -73,17 +76,19 @@ export class AlertService {
       tenant: alert.tenant,
       id: `alert_${randomUUID()}`,
       time: Date.parse(alert.time),
-      kind: 'budget.threshold',
+      kind: alert.kind,
       subject: alert.budgetId,
       payload: { ...alert },
     };
-    this.track(
-      this.store.addAlert(record).then(
-        () => undefined,
-        (err: unknown) => this.log.error({ err, alert }, 'could not store a budget alert'),
-      ),
+    const stored = this.store.addAlert(record).then(
+      () => undefined,
+      (err: unknown) => this.log.error({ err, alert }, 'could not store a budget alert'),
     );
-    if (this.webhookUrl) this.track(this.deliver(this.webhookUrl, alert));
+    this.track(stored);
+    const tracked = stored.finally(() => this.storing.delete(tracked));
+    this.storing.add(tracked);
+    // The stored alert's id goes with the webhook, so that a receiver can drop a retried delivery.
+    if (this.webhookUrl) this.track(this.deliver(this.webhookUrl, { id: record.id, ...alert }));
   }
 
   private track(p: Promise<void>): void {
@@ -91,8 +96,8 @@ export class AlertService {
     this.inflight.add(tracked);
   }
 
-  private async deliver(url: string, alert: BudgetAlert): Promise<void> {
-    const body = JSON.stringify({ type: 'budget.threshold', ...alert });
+  private async deliver(url: string, alert: BudgetAlert & { id: string }): Promise<void> {
+    const body = JSON.stringify({ type: alert.kind, ...alert });
     for (let attempt = 0; attempt < 6; attempt++) {
       try {
         const res = await request(url, {
@@ -107,9 +112,14 @@ export class AlertService {
       } catch {
         // Retried below.
       }
-      await new Promise((r) => setTimeout(r, this.baseDelayMs * 2 ** attempt).unref());
+      if (attempt < 5) await new Promise((r) => setTimeout(r, this.baseDelayMs * 2 ** attempt).unref());
     }
     this.log.error({ alert, url }, 'budget alert webhook failed after retries');
+  }
+
+  /** Waits for the alerts emitted so far to be stored. */
+  async stored(): Promise<void> {
+    await Promise.all([...this.storing]);
   }
 
   /** Waits for deliveries under way (tests, shutdown). */

@@ -66,6 +66,9 @@ export const gatewaySchema = z
       .strict()
       .default({ kind: 'memory', url: 'redis://127.0.0.1:6379' }),
     default_max_output: z.number().int().positive().default(4096),
+    /** A call to a model with no price cannot be held to a block budget: refused unless this is
+     * set (then it goes, reserving nothing, and its cost counts as nothing). */
+    allow_unpriced_under_budget: z.boolean().default(false),
     /** The most the metering spool (calls waiting on disk while the store or the server cannot take
      * them) may hold, in MB. Past it, calls wait in memory, and past the memory bound are dropped
      * and counted. */

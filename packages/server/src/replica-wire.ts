@@ -168,6 +168,8 @@ export function ruleFromWire(w: RuleWire): BudgetRule {
 
 export const alertSchema = z
   .object({
+    // Replicas of earlier versions sent threshold alerts only, without a kind.
+    kind: z.enum(['budget.threshold', 'budget.exhausted']).default('budget.threshold'),
     tenant: z.string(),
     budgetId: z.string(),
     scope: z.enum(['tenant', 'project', 'team', 'user', 'key']),

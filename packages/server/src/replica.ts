@@ -8,6 +8,7 @@ import {
   ChunkPartlyWritten,
   ChunkSpool,
   Gateway,
+  type MaxOutput,
   MemoryState,
   type ProviderConfig,
   RedisState,
@@ -184,6 +185,8 @@ export interface ReplicaOptions {
   adminKey: string;
   price: Pricer;
   priceVersion: string;
+  /** The most output a model may write in one call, from the catalog (see GatewayDeps). */
+  maxOutput?: MaxOutput;
   clock?: Clock;
   state?: SharedState;
   onError?: (err: unknown, what: string) => void;
@@ -259,6 +262,7 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
     config: config.gateway,
     price: opts.price,
     priceVersion: opts.priceVersion,
+    ...(opts.maxOutput ? { maxOutput: opts.maxOutput } : {}),
     sink,
     resolveKey: async (hash) => keys.get(hash),
     clock,

@@ -27,12 +27,13 @@ export function registerGateway(program: Command): void {
           'A gateway replica authenticates to the server with an admin key: set TALLY_ADMIN_KEY.',
         );
       }
-      const { price, version } = loadPricer(config);
+      const { price, version, catalog } = loadPricer(config);
       const replica = await buildReplica({
         config,
         adminKey: config.admin_key,
         price,
         priceVersion: version,
+        maxOutput: (provider, model, tenant) => catalog.maxOutputTokens(provider, model, tenant),
         // Calls the server cannot take yet wait here, and are sent when it is back.
         spoolDir: resolve(process.cwd(), config.data_dir, 'spool', 'replica'),
         onError: (err, what) => process.stderr.write(`tally gateway: ${what}: ${(err as Error).message}\n`),

@@ -84,7 +84,7 @@ export async function startServer(
 ): Promise<RunningServer> {
   const store = await openStore(config, cwd, opts.file);
   const adminKey = await ensureAdminKey(store, config);
-  const { price, version } = loadPricer(config);
+  const { price, version, catalog } = loadPricer(config);
   if (opts.prepare) await opts.prepare(store, price);
   const { buildApp } = await import('@tally/server');
   const tally = await buildApp({
@@ -92,6 +92,7 @@ export async function startServer(
     store,
     price,
     priceVersion: version,
+    maxOutput: (provider, model, tenant) => catalog.maxOutputTokens(provider, model, tenant),
     secretKey: await secretKey(config, cwd),
     // Calls the store cannot take yet wait here (not for a store kept only in memory).
     ...(store.info.location === ':memory:'

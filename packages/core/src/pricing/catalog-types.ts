@@ -57,6 +57,9 @@ export interface CatalogModel {
   batch?: PriceSet;
   source: PriceSource;
   context_window?: number;
+  /** The most output tokens one call may ask for (LiteLLM's table): what a budget reserves for a
+   * call that sets no limit of its own. */
+  max_output_tokens?: number;
   deprecated?: boolean;
 }
 

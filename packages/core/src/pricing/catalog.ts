@@ -155,6 +155,11 @@ export class Catalog {
     return r;
   }
 
+  /** The most output tokens one call to the model may ask for, where a price table gives it. */
+  maxOutputTokens(providerId: string, modelRef: string, tenant = 'default'): number | null {
+    return this.resolution(tenant, providerId, modelRef).resolved?.model.max_output_tokens ?? null;
+  }
+
   /** The price set in force at `time` (conditional prices: the last active entry wins, else the first). */
   activePrices(model: CatalogModel, time: number): PriceSet {
     if (!Array.isArray(model.prices)) return model.prices;

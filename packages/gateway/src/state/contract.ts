@@ -69,6 +69,28 @@ export function runSharedStateContract(name: string, make: () => SharedState) {
       await s.close();
     });
 
+    it('keeps amounts exact past $100,000 a window', async () => {
+      const s = make();
+      const w = win(150_000n);
+      const big = 20_000n * USD + 123n;
+      for (let i = 0; i < 7; i++) expect(await s.reserve([w], big)).toEqual({ ok: true });
+      expect(await s.reserve([w], big)).toMatchObject({ ok: false, spentNano: 0n, reservedNano: 7n * big });
+      const [settled] = await s.settle([w], big, big);
+      expect(settled!.after).toEqual({ spentNano: big, reservedNano: 6n * big });
+      expect(await s.reserve([w], big)).toMatchObject({ ok: false, spentNano: big, reservedNano: 6n * big });
+      await s.close();
+    });
+
+    it('answers once() true for the first caller of a key only, among concurrent ones', async () => {
+      const s = make();
+      const key = `once-${++n}-${Date.now()}`;
+      const answers = await Promise.all(Array.from({ length: 20 }, () => s.once(key, NEXT_MONTH)));
+      expect(answers.filter(Boolean)).toHaveLength(1);
+      expect(await s.once(key, NEXT_MONTH)).toBe(false);
+      expect(await s.once(`${key}-other`, NEXT_MONTH)).toBe(true);
+      await s.close();
+    });
+
     it('limits requests per minute, with a retry time, and refills over time', async () => {
       const s = make();
       const key = `k${++n}-${Date.now()}`;

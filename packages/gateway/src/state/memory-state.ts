@@ -23,6 +23,8 @@ export function refill(b: Bucket, limit: number, now: number): number {
 export class MemoryState implements SharedState {
   private readonly windows = new Map<string, WindowUsage & { resetAt: number }>();
   private readonly buckets = new Map<string, { r: Bucket | null; t: Bucket | null }>();
+  /** once(): each key and when it may fire again. */
+  private readonly onces = new Map<string, number>();
 
   private window(w: BudgetWindow): WindowUsage & { resetAt: number } {
     let u = this.windows.get(w.key);
@@ -60,6 +62,16 @@ export class MemoryState implements SharedState {
       u.spentNano += actualNano;
       return { before, after: { spentNano: u.spentNano, reservedNano: u.reservedNano } };
     });
+  }
+
+  async once(key: string, untilMs: number): Promise<boolean> {
+    if (this.onces.has(key)) return false;
+    if (this.onces.size >= 10_000) {
+      const now = Date.now();
+      for (const [k, t] of this.onces) if (t < now) this.onces.delete(k);
+    }
+    this.onces.set(key, untilMs);
+    return true;
   }
 
   async usage(w: BudgetWindow): Promise<WindowUsage> {

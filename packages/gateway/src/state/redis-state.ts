@@ -9,15 +9,17 @@ import type {
   WindowUsage,
 } from './shared-state.js';
 
-/** All windows checked, then all reserved, in one script: atomic across replicas. */
+/** All windows checked, then all reserved, in one script: atomic across replicas. Amounts go back
+ * as the strings Redis keeps them in: Lua's tostring writes a number past 1e14 (a $100,000 window)
+ * in exponent form. */
 const RESERVE = `
 local amount = tonumber(ARGV[1])
 for i, key in ipairs(KEYS) do
   local limit = tonumber(ARGV[2 * i])
-  local spent = tonumber(redis.call('HGET', key, 'spent') or '0')
-  local reserved = tonumber(redis.call('HGET', key, 'reserved') or '0')
-  if spent + reserved + amount > limit then
-    return {0, i, tostring(spent), tostring(reserved)}
+  local spent = redis.call('HGET', key, 'spent') or '0'
+  local reserved = redis.call('HGET', key, 'reserved') or '0'
+  if tonumber(spent) + tonumber(reserved) + amount > limit then
+    return {0, i, spent, reserved}
   end
 end
 for i, key in ipairs(KEYS) do
@@ -35,11 +37,11 @@ for i, key in ipairs(KEYS) do
   local r = tonumber(reserved)
   if ARGV[1] ~= '0' then r = redis.call('HINCRBY', key, 'reserved', '-' .. ARGV[1]) end
   if r < 0 then redis.call('HSET', key, 'reserved', '0'); r = 0 end
-  local s = redis.call('HINCRBY', key, 'spent', ARGV[2])
+  redis.call('HINCRBY', key, 'spent', ARGV[2])
   table.insert(out, spent)
   table.insert(out, reserved)
-  table.insert(out, tostring(s))
-  table.insert(out, tostring(r))
+  table.insert(out, redis.call('HGET', key, 'spent'))
+  table.insert(out, redis.call('HGET', key, 'reserved'))
 end
 return out
 `;
@@ -201,6 +203,18 @@ export class RedisState implements SharedState {
         : null,
       retryAfterMs: Number(retry),
     };
+  }
+
+  async once(key: string, untilMs: number): Promise<boolean> {
+    // Kept a day past its time, as the budget windows are.
+    const r = await this.redis.set(
+      `${this.prefix}o:${key}`,
+      '1',
+      'PXAT',
+      Math.ceil(untilMs) + 86_400_000,
+      'NX',
+    );
+    return r === 'OK';
   }
 
   async adjustTokens(key: string, tpm: number, delta: number, now: number): Promise<void> {

@@ -63,6 +63,10 @@ export interface SharedState {
   usage(window: BudgetWindow): Promise<WindowUsage>;
   /** Token buckets per key: requests per minute and tokens per minute. */
   rateLimit(req: RateRequest): Promise<RateResult>;
+  /** True for the first caller of `key` (across replicas, for the shared one) until `untilMs`
+   * has passed, false for every later one: a period's one-off events, such as a budget's
+   * exhaustion alert. */
+  once(key: string, untilMs: number): Promise<boolean>;
   /** Corrects the token bucket once the real token count is known (positive: more were used). */
   adjustTokens(key: string, tpm: number, delta: number, now: number): Promise<void>;
   close(): Promise<void>;

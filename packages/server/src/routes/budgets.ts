@@ -138,7 +138,7 @@ export const budgetRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => 
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
       throw new TallyError('invalid_query', 'limit must be an integer from 1 to 1000.');
     }
-    await ctx.alerts.drain();
+    await ctx.alerts.stored();
     const rows = await ctx.store.listAlerts(principal.tenant, limit);
     return {
       data: rows.map((a) => ({ id: a.id, kind: a.kind, time: new Date(a.time).toISOString(), ...a.payload })),

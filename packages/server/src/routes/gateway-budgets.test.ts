@@ -78,10 +78,56 @@ describe.each(states)('budgets and rate limits (%s state)', (_name, makeState) =
     const budgets = (await t.app.inject({ url: '/v1/budgets', headers: t.auth })).json().data;
     const b = budgets.find((x: { id: string }) => x.id === `budget_${id}`);
     expect(b).toMatchObject({ spent_usd: spend.cost_usd, in_flight_usd: '0' });
-    // The 50% and 80% thresholds were crossed once each.
+    // The 50% and 80% thresholds were crossed once each, and the budget's first refusal said it
+    // was exhausted, once among all the refused calls.
     const alerts = (await t.app.inject({ url: '/v1/alerts', headers: t.auth })).json().data;
     const mine = alerts.filter((a: { budgetId: string }) => a.budgetId === `budget_${id}`);
-    expect(mine.map((a: { threshold: number }) => a.threshold).sort()).toEqual([0.5, 0.8]);
+    expect(mine.map((a: { kind: string; threshold: number }) => `${a.kind} ${a.threshold}`).sort()).toEqual([
+      'budget.exhausted 1',
+      'budget.threshold 0.5',
+      'budget.threshold 0.8',
+    ]);
+  });
+
+  const budget = async (payload: Record<string, unknown>) => {
+    const res = await t.app.inject({ method: 'POST', url: '/v1/budgets', headers: t.auth, payload });
+    expect(res.statusCode).toBe(201);
+  };
+  const chat = (key: string, body: Record<string, unknown>) =>
+    request(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'Hello' }], ...body }),
+    });
+
+  it('holds a block budget when an alert budget next to it is exhausted', async () => {
+    const project = `shadow-${randomUUID()}`;
+    const { key } = await newKey({ project, user: `${project}-u` });
+    await budget({ scope: 'user', subject: `${project}-u`, limit_usd: '0.000001', action: 'alert' });
+    // One call reserves $0.01539 at most: two fit under $0.035, the third does not.
+    await budget({ scope: 'project', subject: project, limit_usd: '0.035', action: 'block' });
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const r = await message(key);
+      statuses.push(r.statusCode);
+      await r.body.dump();
+    }
+    expect(statuses).toEqual([200, 200, 429, 429]);
+  });
+
+  it('reserves the whole output of the model for a call that sets no limit, and refuses an unpriced model under a block budget', async () => {
+    const { key } = await newKey({ project: `p-${randomUUID()}`, budget_usd: '0.05' });
+    // claude-sonnet-4-5 writes up to 64,000 tokens: $0.96 at most, past the $0.05 budget. Sent
+    // for Claude through the chat API, a call goes with max_tokens 4096 ($0.06): refused too.
+    const whole = await chat(key, { model: 'claude-sonnet-4-5' });
+    expect(whole.statusCode).toBe(429);
+    await whole.body.dump();
+    const capped = await chat(key, { model: 'claude-sonnet-4-5', max_tokens: 100 });
+    expect(capped.statusCode).toBe(200);
+    await capped.body.dump();
+    const unpriced = await chat(key, { model: 'claude-in-house-1', max_tokens: 100 });
+    expect(unpriced.statusCode).toBe(400);
+    expect(await unpriced.body.json()).toMatchObject({ error: { code: 'unpriced_model' } });
   });
 
   it('downgrades to the cheaper model when a budget says so', async () => {

@@ -33,7 +33,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
             kind: 'azure',
             base_url: mock.url,
             api_key: 'azure-secret',
-            deployments: { 'our-4o': 'gpt-4o' },
+            deployments: { 'gpt-4': 'gpt-4o' }, // the mock answers for the deployment's name
           },
           {
             id: 'gemini',
@@ -447,7 +447,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     // Under the v1 API the deployment goes in the body's model, as it does for Responses under a
     // dated version: Azure serves Responses only at /openai/v1/responses.
     await openai.chat.completions.create({
-      model: 'azure-v1/our-4o',
+      model: 'azure-v1/gpt-4',
       messages: [{ role: 'user', content: 'Hi' }],
     });
     expect(mock.received.at(-1)).toMatchObject({
@@ -456,7 +456,21 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     });
     await openai.responses.create({ model: 'azure-eu/gpt-4o', input: 'Hi' });
     expect(mock.received.at(-1)).toMatchObject({ path: '/openai/v1/responses', body: { model: 'prod-4o' } });
-    const gm = await openai.chat.completions.create({
+    // The catalog has no price for gpt-4o from Google: a key without a budget calls it (a block
+    // budget refuses a model it cannot price).
+    const free = (
+      await t.app.inject({
+        method: 'POST',
+        url: '/v1/keys',
+        headers: t.auth,
+        payload: { project: 'support' },
+      })
+    ).json().key;
+    const gm = await new OpenAI({
+      apiKey: free,
+      baseURL: `${base}/v1`,
+      maxRetries: 0,
+    }).chat.completions.create({
       model: 'gemini/gpt-4o',
       messages: [{ role: 'user', content: 'Hello' }],
     });

@@ -41,6 +41,7 @@ export async function testApp(
     store,
     price: (i) => catalog.price(i),
     priceVersion: catalog.version,
+    maxOutput: (provider, model, tenant) => catalog.maxOutputTokens(provider, model, tenant),
     processMetrics: false,
     ...(clock ? { clock } : {}),
     ...(state ? { state } : {}),

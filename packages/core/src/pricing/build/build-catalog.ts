@@ -104,6 +104,9 @@ export function buildCatalog(src: CatalogSources): BuildResult {
         if (s.batch && !existing.batch && genaiIds.has(p.id) && existing.id.toLowerCase() === s.model) {
           existing.batch = s.batch;
         }
+        if (s.max_output_tokens && !existing.max_output_tokens && existing.id.toLowerCase() === s.model) {
+          existing.max_output_tokens = s.max_output_tokens;
+        }
       }
       continue;
     }
@@ -115,6 +118,7 @@ export function buildCatalog(src: CatalogSources): BuildResult {
     };
     if (s.batch) model.batch = s.batch;
     if (s.context_window) model.context_window = s.context_window;
+    if (s.max_output_tokens) model.max_output_tokens = s.max_output_tokens;
     p.models.push(model);
     added[s.source]++;
   }

@@ -9,6 +9,7 @@ export interface SecondaryPrice {
   prices: PriceSet;
   batch?: PriceSet;
   context_window?: number;
+  max_output_tokens?: number;
 }
 
 type Obj = Record<string, unknown>;
@@ -68,6 +69,9 @@ export function fromLiteLlm(data: unknown): SecondaryPrice[] {
       if (bo !== undefined) entry.batch.output_mtok = bo;
     }
     if (typeof e['max_input_tokens'] === 'number') entry.context_window = e['max_input_tokens'];
+    const maxOut = e['max_output_tokens'];
+    if (typeof maxOut === 'number' && Number.isInteger(maxOut) && maxOut > 0)
+      entry.max_output_tokens = maxOut;
     out.push(entry);
   }
   return out;
