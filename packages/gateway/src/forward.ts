@@ -113,6 +113,7 @@ export async function forwardAttempts(
       payload = bodyFor(raw, body, endpoint, stream && !clientWantsUsage, target.bodyModel);
     }
     env.started(ctx, body);
+    env.breakers.claim(attempt.provider.id);
     try {
       const a0 = performance.now();
       let up: UpstreamResponse;
@@ -127,6 +128,7 @@ export async function forwardAttempts(
         });
       } catch (err) {
         if (abort?.aborted) {
+          env.breakers.release(attempt.provider.id);
           env.recorder(ctx, failure('client_disconnected', a0), acc);
           return;
         }

@@ -52,7 +52,7 @@ export interface AttemptOutcome {
   /** The provider's usage object, when it sent one. */
   usage: Record<string, unknown> | null;
   /** Token counts estimated by the tokenizer, when the provider's usage never came. */
-  estimated: Pick<Tokens, 'input' | 'output'> | null;
+  estimated: Partial<Tokens> | null;
   modelServed: string | null;
   latencyMs: number;
   ttftMs: number | null;

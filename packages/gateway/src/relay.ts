@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { StringDecoder } from 'node:string_decoder';
-import { nanoToUsd } from '@tally/core';
+import { nanoToUsd, type Tokens } from '@tally/core';
 import { metaOf, readAnswerMeta } from './answer-meta.js';
 import type { AttemptContext, AttemptOutcome } from './meter.js';
 import type { Endpoint } from './providers.js';
@@ -138,6 +138,24 @@ export async function relay(
   metered?.write();
 }
 
+/** A cut-off stream's tokens: the prompt as the upstream counted it where it said (with Anthropic's
+ * cache reads and writes, which its message_start gives apart), else by the tokenizer; the output
+ * by the tokenizer, from the text seen. */
+async function estimateStream(
+  endpoint: Endpoint,
+  usage: Obj | null,
+  body: Obj,
+  text: string,
+): Promise<Partial<Tokens>> {
+  const output = await countTokens(text);
+  const input = usage?.['input_tokens'];
+  if (typeof input !== 'number') return { input: await estimatePromptTokens(body), output };
+  if (endpoint !== 'messages') return { input, output };
+  const read = Number(usage?.['cache_read_input_tokens'] ?? 0) || 0;
+  const write = Number(usage?.['cache_creation_input_tokens'] ?? 0) || 0;
+  return { input: input + read + write, cache_read: read, cache_write: write, output };
+}
+
 /** Relays a stream event by event (translated if asked), metering it as it passes. */
 export async function relayStream(
   record: Recorder,
@@ -218,18 +236,15 @@ export async function relayStream(
         : 'upstream_stream_error';
   }
   if (signal.aborted) failed = 'client_disconnected';
-  if (!res.destroyed) res.end();
+  // An upstream that broke off before its last event is not passed on as a finished answer: the
+  // client's connection is cut as the upstream's was, so that it sees an error, not a short reply.
+  if (failed !== null && failed !== 'client_disconnected' && !meter.done) res.destroy();
+  else if (!res.destroyed) res.end();
   const usage = meter.usage();
-  const complete = failed === null && usage !== null && (endpoint !== 'messages' || 'output_tokens' in usage);
-  const estimated = complete
-    ? null
-    : {
-        input:
-          typeof usage?.['input_tokens'] === 'number'
-            ? (usage['input_tokens'] as number)
-            : await estimatePromptTokens(body),
-        output: await countTokens(meter.text()),
-      };
+  // Anthropic's message_start carries usage too: only a stream that reached its end has the final
+  // output count.
+  const complete = failed === null && usage !== null && (endpoint !== 'messages' || meter.done);
+  const estimated = complete ? null : await estimateStream(endpoint, usage, body, meter.text());
   record(
     ctx,
     {

@@ -181,7 +181,7 @@ class ResponsesMeter implements StreamMeter {
 
   onEvent(ev: string): boolean {
     const name = eventName(ev);
-    if (name === 'response.output_text.delta') {
+    if (name === 'response.output_text.delta' || name === 'response.function_call_arguments.delta') {
       this.deltas.push(eventData(ev) ?? '');
       return true;
     }

@@ -16,7 +16,7 @@ export interface Received {
  * An upstream that answers like OpenAI (replaying recorded responses, as JSON or SSE) and like
  * Anthropic (documented fixtures). Special model names make it misbehave, for fault tests:
  * fault-500, fault-429, fault-timeout, fault-malformed (bad SSE), fault-slow (a slow stream),
- * fault-cut (the connection drops mid-stream), fault-late-end (the body's end held back after [DONE]),
+ * fault-cut (the connection drops mid-stream; for Anthropic, after message_start and two text deltas), fault-late-end (the body's end held back after [DONE]),
  * fault-split-utf8 (a stream with multi-byte text, written 7 bytes at a time).
  */
 export class MockUpstream {
@@ -329,6 +329,19 @@ export class MockUpstream {
       cache_creation_input_tokens: 0,
       cache_read_input_tokens: 1800,
     };
+    if (body['stream'] === true && model === 'fault-cut') {
+      // message_start (with its cache reads) and two deltas, then the connection drops.
+      const events = anthropicStream(model, ['Hello', ', ', 'world', '!'], usage);
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(
+        events
+          .filter((e) => String(e).includes('message_start') || String(e).includes('_delta'))
+          .slice(0, 3)
+          .join(''),
+      );
+      setTimeout(() => res.destroy(), 20);
+      return;
+    }
     if (body['stream'] === true) {
       sse(res, anthropicStream(model, ['Hello', ', ', 'world', '!'], usage));
       return;

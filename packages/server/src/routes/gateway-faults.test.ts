@@ -27,6 +27,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
           { id: 'openai', kind: 'openai', base_url: `${mock.url}/v1`, timeout_ms: 400 },
           { id: 'flaky', kind: 'openai', base_url: `${mock.url}/v1` },
           { id: 'down', kind: 'openai', base_url: 'http://127.0.0.1:9/v1' },
+          { id: 'anthropic', kind: 'anthropic', base_url: mock.url },
         ],
         routes: [
           {
@@ -162,13 +163,39 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     expect(call.tokens).toMatchObject({ input: 12, output: 4 });
   });
 
-  it('records a stream the upstream drops mid-way as an estimated error', async () => {
+  it('records a stream the upstream drops mid-way as an estimated error, and cuts the client off too', async () => {
     const res = await chat({ model: 'fault-cut', stream: true });
-    await res.body.text().catch(() => '');
+    expect(res.statusCode).toBe(200);
+    // The client's connection is broken as the upstream's was: its read fails, rather than ending
+    // as if the answer were whole.
+    await expect(res.body.text()).rejects.toThrow();
     const call = (await lastCalls())[0]!;
     expect(call).toMatchObject({ status: 'error', pricing_status: 'estimated' });
     expect(String(call['error_type'])).toMatch(/upstream_stream_error|upstream_no_usage/);
     await until(() => mock.openResponses === 0);
+  });
+
+  it('estimates a cut-off Claude stream with the cache reads its message_start gave', async () => {
+    const res = await request(`${base}/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
+      body: JSON.stringify({
+        model: 'fault-cut',
+        max_tokens: 100,
+        stream: true,
+        messages: [{ role: 'user', content: 'Hi' }],
+      }),
+    });
+    await expect(res.body.text()).rejects.toThrow();
+    const call = (await lastCalls())[0]!;
+    expect(call).toMatchObject({
+      status: 'error',
+      error_type: 'upstream_stream_error',
+      pricing_status: 'unpriced',
+    });
+    // 2,095 uncached and 1,800 cached prompt tokens, as the upstream counted them; the output from
+    // the text seen ("Hello, ", three tokens).
+    expect(call.tokens).toMatchObject({ input: 3895, cache_read: 1800, output: 3 });
   });
 
   it('falls back on a 5xx and on a connection error, recording every attempt', async () => {
