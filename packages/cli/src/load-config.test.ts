@@ -57,4 +57,23 @@ describe('loadConfig', () => {
       '1GiB',
     );
   });
+
+  it('refuses a repeated provider or route, and a provider URL that is not http(s)', () => {
+    const write = (gateway: unknown) => {
+      const dir = tmp();
+      writeFileSync(join(dir, 'tally.config.json'), JSON.stringify({ gateway }));
+      return dir;
+    };
+    const p = (id: string, base_url = 'http://127.0.0.1:9/v1') => ({ id, kind: 'openai', base_url });
+    expect(() => loadConfig({ cwd: write({ providers: [p('a'), p('a')] }), env: {} })).toThrow(
+      /provider id a is repeated/,
+    );
+    const route = { model: 'm', targets: [{ provider: 'a' }] };
+    expect(() =>
+      loadConfig({ cwd: write({ providers: [p('a')], routes: [route, route] }), env: {} }),
+    ).toThrow(/route m is repeated/);
+    expect(() => loadConfig({ cwd: write({ providers: [p('a', 'ftp://host/x')] }), env: {} })).toThrow(
+      /http or https/,
+    );
+  });
 });

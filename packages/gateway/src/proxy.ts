@@ -24,11 +24,14 @@ import { Upstreams } from './upstream.js';
 
 type Obj = Record<string, unknown>;
 
-const noRoute = (model: string): GatewayError => ({
+const noRoute = (model: string, missing: string[]): GatewayError => ({
   status: 404,
   type: 'invalid_request_error',
   code: 'model_not_found',
-  message: `No provider is configured for model ${model} on this endpoint.`,
+  message:
+    missing.length > 0
+      ? `The route for model ${model} names provider${missing.length > 1 ? 's' : ''} ${missing.join(', ')}, which ${missing.length > 1 ? 'are' : 'is'} not configured.`
+      : `No provider is configured for model ${model} on this endpoint.`,
 });
 
 const ROUTES = new Map<string, Endpoint>([
@@ -64,7 +67,9 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
 
 function keyFrom(req: IncomingMessage): string | null {
   const auth = req.headers.authorization;
-  if (auth?.startsWith('Bearer ')) return auth.slice(7).trim();
+  // The scheme's name is case-insensitive (RFC 9110).
+  if (auth !== undefined && auth.length > 7 && auth.slice(0, 7).toLowerCase() === 'bearer ')
+    return auth.slice(7).trim();
   const x = req.headers['x-api-key'] ?? req.headers['api-key'];
   return typeof x === 'string' ? x : null;
 }
@@ -78,6 +83,9 @@ export class Gateway {
   private routerRef: Router;
   private readonly upstreams = new Upstreams();
   private readonly breakers: Breakers;
+  /** Each provider's model list, and until when it is kept (keyed by the config object, so a
+   * provider replaced through the API is asked afresh). */
+  private readonly modelLists = new WeakMap<ProviderConfig, { ids: string[]; until: number }>();
 
   private readonly env: ForwardEnv;
 
@@ -257,7 +265,9 @@ export class Gateway {
       });
     }
     let attempts = this.plan(model, endpoint, key.tenant);
-    if (attempts.length === 0) return sendError(res, wire, noRoute(model));
+    if (attempts.length === 0) {
+      return sendError(res, wire, noRoute(model, this.router.missingProviders(model, key.tenant)));
+    }
     const attribution = attribute(key, req.headers);
 
     // Policy: rate limits, then budgets. Both need the call's size: the prompt's tokens (by the
@@ -391,26 +401,38 @@ export class Gateway {
   }
 
   /** GET /v1/models: the configured routes and, for each provider, what it lists. */
+  /** A provider's model ids, kept for a minute; none when it cannot list them (then asked again at
+   * the next list, after a few seconds). */
+  private async modelsOf(p: ProviderConfig): Promise<string[]> {
+    const now = this.deps.clock.now();
+    const hit = this.modelLists.get(p);
+    if (hit && now < hit.until) return hit.ids;
+    let ids: string[] = [];
+    let ttl = 5_000;
+    try {
+      const { origin, path, headers } = modelsPath(p);
+      const r = await this.upstreams.request(origin, { path, method: 'GET', headers, timeoutMs: 5000 });
+      const json = JSON.parse((await r.body.bytes()).toString('utf8')) as { data?: { id?: string }[] };
+      if (r.statusCode === 200) {
+        ids = (json.data ?? []).flatMap((m) => (typeof m.id === 'string' && m.id ? [m.id] : []));
+        ttl = 60_000;
+      }
+    } catch {
+      // A provider that cannot list its models contributes none.
+    }
+    this.modelLists.set(p, { ids, until: now + ttl });
+    return ids;
+  }
+
   async models(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const key = await this.authenticate(req);
     if (!key) return sendError(res, 'openai', invalidKey());
     const created = Math.floor(this.deps.clock.now() / 1000);
     const ids = new Set<string>(this.router.routeNames);
-    for (const p of this.router.providerList) {
-      try {
-        const { origin, path, headers } = modelsPath(p);
-        const r = await this.upstreams.request(origin, {
-          path,
-          method: 'GET',
-          headers,
-          timeoutMs: 5000,
-        });
-        const json = JSON.parse((await r.body.bytes()).toString('utf8')) as { data?: { id?: string }[] };
-        if (r.statusCode === 200) for (const m of json.data ?? []) if (m.id) ids.add(m.id);
-      } catch {
-        // A provider that cannot list its models contributes none.
-      }
-    }
+    // Every provider the key's tenant may reach (its own, added through the API, too), asked at
+    // once: one that does not answer costs its timeout once, not once per provider.
+    const lists = await Promise.all(this.router.providersFor(key.tenant).map((p) => this.modelsOf(p)));
+    for (const l of lists) for (const id of l) ids.add(id);
     let list = [...ids];
     if (key.models.length > 0) list = list.filter((m) => key.models.includes(m));
     const body = JSON.stringify({

@@ -53,6 +53,22 @@ export class Router {
     return [...this.routes.keys()];
   }
 
+  /** The providers a route names that neither the config nor (with a tenant) the tenant's own
+   * providers hold: each route's, or one model's. */
+  missingProviders(model?: string, tenant?: string): string[] {
+    const routes =
+      model === undefined
+        ? [...this.routes.values()]
+        : [this.routes.get(model)].filter((r) => r !== undefined);
+    const missing = new Set<string>();
+    for (const r of routes) {
+      for (const t of [...r.targets, ...(r.fallbacks ?? [])]) {
+        if (this.provider(t.provider, tenant) === undefined) missing.add(t.provider);
+      }
+    }
+    return [...missing];
+  }
+
   plan(model: string, endpoint: Endpoint, tenant?: string): Attempt[] {
     const route = this.routes.get(model);
     if (route) return this.fromRoute(route, model, tenant);
@@ -90,13 +106,18 @@ export class Router {
     return targets[targets.length - 1];
   }
 
+  /** The providers a tenant's calls may reach: those from config, then its own. */
+  providersFor(tenant: string | undefined): ProviderConfig[] {
+    const own = tenant === undefined ? [] : [...(this.byTenant.get(tenant)?.values() ?? [])];
+    return [...this.providerList, ...own];
+  }
+
   private inferProvider(
     model: string,
     endpoint: Endpoint,
     tenant: string | undefined,
   ): ProviderConfig | undefined {
-    const own = tenant === undefined ? [] : [...(this.byTenant.get(tenant)?.values() ?? [])];
-    const list = [...this.providerList, ...own];
+    const list = this.providersFor(tenant);
     if (endpoint === 'messages' || /^claude/i.test(model)) {
       const anthropic = list.find((p) => p.kind === 'anthropic');
       if (anthropic) return anthropic;

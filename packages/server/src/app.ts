@@ -190,6 +190,13 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
     gw.setProviders([...config.gateway.providers, ...stored.map((p) => toProviderConfig(p, ctx.secrets))]);
   };
   await refreshProviders();
+  const missing = gw.router.missingProviders();
+  if (missing.length > 0) {
+    app.log.warn(
+      { providers: missing },
+      'gateway.routes name providers that are not configured (nor added through POST /v1/providers): calls to those routes skip them',
+    );
+  }
   await app.register(providerRoutes, { ...ctx, refreshProviders });
   // Rolls up what ingest touched every 30 s, so that a scorecard read never has a backlog to clear.
   const rollups = setInterval(() => {

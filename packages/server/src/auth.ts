@@ -23,7 +23,7 @@ export function generateKey(kind: 'admin' | 'virtual'): string {
 
 function bearer(request: FastifyRequest): string | null {
   const h = request.headers.authorization;
-  if (h?.startsWith('Bearer ')) return h.slice(7).trim();
+  if (h !== undefined && h.length > 7 && h.slice(0, 7).toLowerCase() === 'bearer ') return h.slice(7).trim();
   const x = request.headers['x-api-key'];
   return typeof x === 'string' ? x : null;
 }

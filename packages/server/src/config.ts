@@ -32,7 +32,7 @@ export const providerSchema = z
       .string()
       .regex(/^[a-z0-9][a-z0-9._-]*$/, 'must be lower-case letters, digits, dot, dash or underscore'),
     kind: z.enum(['openai', 'azure', 'anthropic', 'openai-compatible']),
-    base_url: z.url(),
+    base_url: z.url({ protocol: /^https?$/, error: 'must be an http or https URL' }),
     api_key: z.string().optional(),
     api_version: z.string().optional(),
     deployments: z.record(z.string(), z.string()).optional(),
@@ -87,7 +87,30 @@ export const gatewaySchema = z
      * takes effect on the replica within this time. */
     replica_cache_ms: z.number().int().min(0).default(5000),
   })
-  .strict();
+  .strict()
+  .superRefine((g, ctx) => {
+    // A repeated id or route would leave one of them unused without a word.
+    const seen = new Set<string>();
+    g.providers.forEach((p, i) => {
+      if (seen.has(p.id))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['providers', i, 'id'],
+          message: `provider id ${p.id} is repeated`,
+        });
+      seen.add(p.id);
+    });
+    const models = new Set<string>();
+    g.routes.forEach((r, i) => {
+      if (models.has(r.model))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['routes', i, 'model'],
+          message: `route ${r.model} is repeated`,
+        });
+      models.add(r.model);
+    });
+  });
 
 export const configSchema = z
   .object({

@@ -12,10 +12,22 @@ import {
 import type { BudgetRecord } from '@tally/store';
 import type { FastifyPluginAsync } from 'fastify';
 import type { AppContext } from '../context.js';
+import { MAX_BUDGET_NANO } from './keys.js';
 
 const SCOPES: readonly BudgetScope[] = ['tenant', 'project', 'team', 'user', 'key'];
 const PERIODS: readonly BudgetPeriod[] = ['day', 'week', 'month'];
 const ACTIONS: readonly BudgetAction[] = ['alert', 'downgrade', 'block'];
+const FIELDS = [
+  'id',
+  'scope',
+  'subject',
+  'limit_usd',
+  'period',
+  'time_zone',
+  'thresholds',
+  'action',
+  'downgrade_model',
+];
 
 function pick<T extends string>(
   body: Record<string, unknown>,
@@ -58,6 +70,13 @@ export const budgetRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => 
     const principal = await ctx.auth.authenticate(request, ['admin']);
     const body = request.body;
     if (!isObject(body)) throw new TallyError('invalid_request', 'The body must be a JSON object.');
+    const unknown = Object.keys(body).filter((f) => !FIELDS.includes(f));
+    if (unknown.length > 0) {
+      throw new TallyError(
+        'invalid_request',
+        `Unknown field${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')}: a budget takes ${FIELDS.join(', ')}.`,
+      );
+    }
     const scope = pick(body, 'scope', SCOPES);
     const subject = scope === 'tenant' ? principal.tenant : body['subject'];
     if (typeof subject !== 'string' || subject === '')
@@ -68,18 +87,29 @@ export const budgetRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => 
     } catch {
       throw new TallyError('invalid_request', 'limit_usd must be a USD amount such as "500".');
     }
-    if (limit <= 0n) throw new TallyError('invalid_request', 'limit_usd must be positive.');
-    const timeZone = typeof body['time_zone'] === 'string' ? body['time_zone'] : 'UTC';
+    if (limit <= 0n)
+      throw new TallyError('invalid_request', 'limit_usd must be positive, and at least 0.000000001.');
+    if (limit > MAX_BUDGET_NANO)
+      throw new TallyError('invalid_request', 'limit_usd must be at most 1000000000.');
+    const zone = body['time_zone'] ?? 'UTC';
+    if (typeof zone !== 'string')
+      throw new TallyError('invalid_request', 'time_zone must be an IANA time zone name.');
+    const timeZone = zone;
     try {
       new Intl.DateTimeFormat('en-US', { timeZone });
     } catch {
       throw new TallyError('invalid_request', `time_zone "${timeZone}" is not an IANA time zone.`);
     }
     const thresholds = body['thresholds'] ?? [0.5, 0.8, 1];
-    if (!Array.isArray(thresholds) || thresholds.some((t) => typeof t !== 'number' || t <= 0 || t > 10)) {
+    if (
+      !Array.isArray(thresholds) ||
+      thresholds.length === 0 ||
+      thresholds.some((t) => typeof t !== 'number' || t <= 0 || t > 10) ||
+      new Set(thresholds).size !== thresholds.length
+    ) {
       throw new TallyError(
         'invalid_request',
-        'thresholds must be fractions of the limit, such as [0.5, 0.8, 1].',
+        'thresholds must be distinct fractions of the limit, at least one, such as [0.5, 0.8, 1].',
       );
     }
     const action = pick(body, 'action', ACTIONS, 'alert');

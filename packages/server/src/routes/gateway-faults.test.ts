@@ -35,6 +35,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
             targets: [{ provider: 'flaky', model: 'fault-500' }],
             fallbacks: [{ provider: 'openai', model: 'gpt-4o' }],
           },
+          { model: 'ghost', targets: [{ provider: 'nosuch' }] },
           {
             model: 'unreachable',
             targets: [{ provider: 'down', model: 'gpt-4o' }],
@@ -228,6 +229,14 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     await res.body.dump();
     const sent = mock.received.slice(before);
     expect(sent.map((r) => r.body['model'])).toEqual(['gpt-4o']);
+  });
+
+  it('says which providers a route names that are not configured', async () => {
+    const res = await chat({ model: 'ghost' });
+    expect(res.statusCode).toBe(404);
+    expect(await res.body.json()).toMatchObject({
+      error: { code: 'model_not_found', message: expect.stringContaining('names provider nosuch') },
+    });
   });
 
   it('leaves no upstream response open', async () => {

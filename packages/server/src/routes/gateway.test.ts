@@ -502,6 +502,45 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     );
   });
 
+  it('refuses a key or a budget it cannot make as asked, and writes nothing for it', async () => {
+    const post = (url: string, payload: Record<string, unknown>) =>
+      t.app.inject({ method: 'POST', url, headers: t.auth, payload });
+    const before = (await t.app.inject({ url: '/v1/budgets', headers: t.auth })).json().data.length;
+    const refusedKeys: [Record<string, unknown>, RegExp][] = [
+      [{ project: 'p', budget: 5 }, /Unknown field budget/],
+      [{ project: 'p', expires: '2030-01-01T00:00:00Z' }, /Unknown field expires/],
+      [{ project: 123, budget_usd: 7 }, /project must be/],
+      [{ project: 'x', budget_usd: 8, rpm: -1 }, /rpm must be/],
+      [{ budget_usd: '10000000000' }, /at most 1000000000/],
+      [{ expires_at: 'March 7' }, /RFC 3339/],
+      [{ expires_at: '2027' }, /RFC 3339/],
+      [{ expires_at: '2020-01-01T00:00:00Z' }, /in the future/],
+    ];
+    for (const [payload, why] of refusedKeys) {
+      const res = await post('/v1/keys', payload);
+      expect(res.statusCode, JSON.stringify(payload)).toBe(400);
+      expect(res.json().error).toMatchObject({
+        code: 'invalid_request',
+        message: expect.stringMatching(why),
+      });
+    }
+    const refusedBudgets: [Record<string, unknown>, RegExp][] = [
+      [{ scope: 'project', subject: 'p', limit_usd: '1e30' }, /limit_usd/],
+      [{ scope: 'project', subject: 'p', limit_usd: '10000000000' }, /at most/],
+      [{ scope: 'project', subject: 'p', limit_usd: '5', thresholds: [] }, /thresholds/],
+      [{ scope: 'project', subject: 'p', limit_usd: '5', thresholds: [0.5, 0.5] }, /distinct/],
+      [{ scope: 'project', subject: 'p', limit_usd: '5', time_zone: 123 }, /time_zone/],
+      [{ scope: 'project', subject: 'p', limit_usd: '5', limit: 5 }, /Unknown field limit/],
+    ];
+    for (const [payload, why] of refusedBudgets) {
+      const res = await post('/v1/budgets', payload);
+      expect(res.statusCode, JSON.stringify(payload)).toBe(400);
+      expect(res.json().error.message).toMatch(why);
+    }
+    // No budget was left behind by a refused key.
+    expect((await t.app.inject({ url: '/v1/budgets', headers: t.auth })).json().data.length).toBe(before);
+  });
+
   it('answers an unknown or revoked key with a 401 in the client format', async () => {
     const bad = new OpenAI({ apiKey: 'tk-nope', baseURL: `${base}/v1`, maxRetries: 0 });
     await expect(bad.chat.completions.create({ model: 'gpt-4o', messages: [] })).rejects.toMatchObject({
@@ -524,13 +563,17 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     ).rejects.toMatchObject({
       status: 401,
     });
-    const expired = await t.app.inject({
+    // A key that expires works until then, and not after.
+    const expiring = await t.app.inject({
       method: 'POST',
       url: '/v1/keys',
       headers: t.auth,
-      payload: { project: 'p', expires_at: '2020-01-01T00:00:00Z' },
+      payload: { project: 'p', expires_at: new Date(Date.now() + 1000).toISOString() },
     });
-    const old = new OpenAI({ apiKey: expired.json().key, baseURL: `${base}/v1`, maxRetries: 0 });
+    expect(expiring.statusCode).toBe(201);
+    const old = new OpenAI({ apiKey: expiring.json().key, baseURL: `${base}/v1`, maxRetries: 0 });
+    await old.embeddings.create({ model: 'text-embedding-3-small', input: 'x' });
+    await new Promise((r) => setTimeout(r, 1100));
     await expect(
       old.embeddings.create({ model: 'text-embedding-3-small', input: 'x' }),
     ).rejects.toMatchObject({ status: 401 });
@@ -543,8 +586,18 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     });
   });
 
-  it('lists models', async () => {
+  it('lists models, from the providers added through the API too, whatever the case of "Bearer"', async () => {
+    const added = await t.app.inject({
+      method: 'POST',
+      url: '/v1/providers',
+      headers: t.auth,
+      payload: { id: 'mistral', kind: 'openai-compatible', base_url: `${mock.url}/v2`, api_key: 'sk-m' },
+    });
+    expect(added.statusCode).toBe(201);
     const list = await openai.models.list();
     expect(list.data.map((m) => m.id)).toContain('gpt-4o');
+    expect(mock.received.some((r) => r.path === '/v2/models')).toBe(true);
+    const lower = await fetch(`${base}/v1/models`, { headers: { authorization: `bearer ${key}` } });
+    expect(lower.status).toBe(200);
   });
 });

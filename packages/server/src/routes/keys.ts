@@ -24,12 +24,29 @@ function optPositiveInt(body: Record<string, unknown>, field: string): number | 
   return v;
 }
 
+const FIELDS = ['project', 'team', 'user', 'budget_usd', 'period', 'rpm', 'tpm', 'models', 'expires_at'];
+
+/** The largest budget a key or a budget may have: a billion dollars (1e18 nano-dollars), inside
+ * the store's 64-bit amounts. */
+export const MAX_BUDGET_NANO = 10n ** 18n;
+
+/** An RFC 3339 time with its offset: Date.parse alone takes "March 7" (as 2001) and "2027". */
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})$/;
+
 /** Virtual keys: made by an admin, shown once, stored as a SHA-256 hash. */
 export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
   app.post('/v1/keys', async (request, reply) => {
     const principal = await ctx.auth.authenticate(request, ['admin']);
     const body = request.body;
     if (!isObject(body)) throw new TallyError('invalid_request', 'The body must be a JSON object.');
+    // A misspelt field would otherwise make a key without the limit it was meant to have.
+    const unknown = Object.keys(body).filter((f) => !FIELDS.includes(f));
+    if (unknown.length > 0) {
+      throw new TallyError(
+        'invalid_request',
+        `Unknown field${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')}: a key takes ${FIELDS.join(', ')}.`,
+      );
+    }
     const models = body['models'] ?? [];
     if (!Array.isArray(models) || models.some((m) => typeof m !== 'string' || m === '')) {
       throw new TallyError('invalid_request', 'models must be an array of model names.');
@@ -47,14 +64,28 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
         throw new TallyError('invalid_request', 'budget_usd must be a USD amount such as 10 or "12.50".');
       }
       if (budgetNano <= 0n) throw new TallyError('invalid_request', 'budget_usd must be positive.');
-    }
-    let expiresAt: number | null = null;
-    if (body['expires_at'] !== undefined && body['expires_at'] !== null) {
-      expiresAt = typeof body['expires_at'] === 'string' ? Date.parse(body['expires_at']) : Number.NaN;
-      if (Number.isNaN(expiresAt))
-        throw new TallyError('invalid_request', 'expires_at must be an RFC 3339 time.');
+      if (budgetNano > MAX_BUDGET_NANO)
+        throw new TallyError('invalid_request', 'budget_usd must be at most 1000000000.');
     }
     const now = ctx.clock.now();
+    let expiresAt: number | null = null;
+    const expires = body['expires_at'];
+    if (expires !== undefined && expires !== null) {
+      expiresAt = typeof expires === 'string' && RFC3339.test(expires) ? Date.parse(expires) : Number.NaN;
+      if (Number.isNaN(expiresAt))
+        throw new TallyError(
+          'invalid_request',
+          'expires_at must be an RFC 3339 time, such as 2027-01-31T00:00:00Z.',
+        );
+      if (expiresAt <= now) throw new TallyError('invalid_request', 'expires_at must be in the future.');
+    }
+    // Every field is checked before anything is written: a refused key leaves no budget behind.
+    const owner = {
+      project: optString(body, 'project'),
+      team: optString(body, 'team'),
+      user: optString(body, 'user'),
+    };
+    const limits = { rpm: optPositiveInt(body, 'rpm'), tpm: optPositiveInt(body, 'tpm') };
     const id = `key_${randomUUID().replace(/-/g, '').slice(0, 20)}`;
     const key = generateKey('virtual');
     let budgetId: string | null = null;
@@ -80,12 +111,9 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
       hash: hashKey(key),
       prefix: key.slice(0, 8),
       role: 'virtual',
-      project: optString(body, 'project'),
-      team: optString(body, 'team'),
-      user: optString(body, 'user'),
+      ...owner,
       models: models as string[],
-      rpm: optPositiveInt(body, 'rpm'),
-      tpm: optPositiveInt(body, 'tpm'),
+      ...limits,
       budget_id: budgetId,
       created_at: now,
       expires_at: expiresAt,
