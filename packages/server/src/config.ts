@@ -90,26 +90,26 @@ export const gatewaySchema = z
   .strict()
   .superRefine((g, ctx) => {
     // A repeated id or route would leave one of them unused without a word.
-    const seen = new Set<string>();
-    g.providers.forEach((p, i) => {
-      if (seen.has(p.id))
-        ctx.addIssue({
-          code: 'custom',
-          path: ['providers', i, 'id'],
-          message: `provider id ${p.id} is repeated`,
-        });
-      seen.add(p.id);
-    });
-    const models = new Set<string>();
-    g.routes.forEach((r, i) => {
-      if (models.has(r.model))
-        ctx.addIssue({
-          code: 'custom',
-          path: ['routes', i, 'model'],
-          message: `route ${r.model} is repeated`,
-        });
-      models.add(r.model);
-    });
+    const once = (names: string[], list: string, field: string, what: string) => {
+      const seen = new Set<string>();
+      names.forEach((name, i) => {
+        if (seen.has(name))
+          ctx.addIssue({ code: 'custom', path: [list, i, field], message: `${what} ${name} is repeated` });
+        seen.add(name);
+      });
+    };
+    once(
+      g.providers.map((p) => p.id),
+      'providers',
+      'id',
+      'provider id',
+    );
+    once(
+      g.routes.map((r) => r.model),
+      'routes',
+      'model',
+      'route',
+    );
   });
 
 export const configSchema = z
