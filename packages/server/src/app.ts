@@ -15,7 +15,7 @@ import {
 import type { CallBatch, Store } from '@tally/store';
 import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
 import { Authenticator, hashKey } from './auth.js';
-import { AlertService, BudgetCache } from './budgets.js';
+import { AlertService, BudgetCache, seedSpend } from './budgets.js';
 import type { TallyConfig } from './config.js';
 import type { AppContext } from './context.js';
 import { errorHandler, notFoundHandler } from './errors.js';
@@ -117,7 +117,16 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
     auth: new Authenticator(store, clock, config.tenant, config.admin_key ? hashKey(config.admin_key) : null),
     metrics,
     state,
-    budgets: new BudgetCache(store, () => clock.now()),
+    // In-process state starts empty: each budget is given what the store holds for its period when
+    // first read. Redis keeps its own across restarts, and replicas add to it as they go.
+    budgets: new BudgetCache(
+      store,
+      () => clock.now(),
+      2000,
+      state instanceof MemoryState
+        ? (tenant, rules) => seedSpend(store, state, tenant, rules, clock.now())
+        : undefined,
+    ),
     alerts: new AlertService(store, app.log, config.gateway.alert_webhook_url),
     secrets: new SecretBox(opts.secretKey),
     // The gates read the scorecard of the default period.

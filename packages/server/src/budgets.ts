@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { BudgetAlert, BudgetRule } from '@tally/gateway';
+import { periodWindow } from '@tally/core';
+import { type BudgetAlert, type BudgetRule, type MemoryState, windowsFor } from '@tally/gateway';
 import type { BudgetRecord, Store } from '@tally/store';
 import type { FastifyBaseLogger } from 'fastify';
 import { request } from 'undici';
@@ -16,13 +17,25 @@ export class BudgetCache {
     private readonly store: Store,
     private readonly now: () => number,
     private readonly ttlMs = 2000,
+    /** Called with the rules of a tenant the first time each is read (see seedSpend). */
+    private readonly onFirstRead?: (tenant: string, rules: BudgetRule[]) => Promise<void>,
   ) {}
+
+  private readonly read = new Set<string>();
 
   async rules(tenant: string): Promise<BudgetRule[]> {
     const hit = this.byTenant.get(tenant);
     if (hit && this.now() - hit.at < this.ttlMs) return hit.rules;
     if (hit?.loading) return hit.loading;
-    const loading = this.store.listBudgets(tenant).then((list) => list.map(toRule));
+    const loading = this.store
+      .listBudgets(tenant)
+      .then((list) => list.map(toRule))
+      .then(async (rules) => {
+        const fresh = rules.filter((r) => !this.read.has(`${tenant}\u0000${r.id}`));
+        if (fresh.length > 0 && this.onFirstRead) await this.onFirstRead(tenant, fresh);
+        for (const r of fresh) this.read.add(`${tenant}\u0000${r.id}`);
+        return rules;
+      });
     this.byTenant.set(tenant, { rules: hit?.rules ?? [], at: hit?.at ?? 0, loading });
     try {
       const rules = await loading;
@@ -36,6 +49,34 @@ export class BudgetCache {
 
   invalidate(tenant: string): void {
     this.byTenant.delete(tenant);
+  }
+}
+
+/**
+ * Adds to each budget's current window the spend the store holds for it, from the period's start
+ * to now: the in-process state starts empty, so without it a restart would forget what a budget
+ * had spent. Called once per budget, when this process first reads it; the calls this process
+ * meters from then on are settled into the state as they happen.
+ */
+export async function seedSpend(
+  store: Store,
+  state: MemoryState,
+  tenant: string,
+  rules: BudgetRule[],
+  now: number,
+): Promise<void> {
+  const GROUP = { project: 'project', team: 'team', user: 'user', key: 'key' } as const;
+  for (const w of windowsFor(rules, now)) {
+    const { start } = periodWindow(w.rule.period, w.rule.timeZone, now);
+    const group = w.rule.scope === 'tenant' ? undefined : GROUP[w.rule.scope];
+    const rows = await store.spend({
+      tenant,
+      from: start,
+      to: now + 1,
+      ...(group ? { groupBy: group } : {}),
+    });
+    const row = group ? rows.find((r) => r.group === w.rule.subject) : rows[0];
+    if (row && row.cost_effective_nano > 0n) state.addSpent(w.window, row.cost_effective_nano);
   }
 }
 

@@ -49,8 +49,9 @@ export interface Page<T> {
   nextCursor: string | null;
 }
 
-/** `model` groups by the model asked for (model_requested), as the CallQuery filter does. */
-export const SPEND_GROUPS = ['project', 'team', 'user', 'model', 'provider', 'use_case'] as const;
+/** `model` groups by the model asked for (model_requested), as the CallQuery filter does; `key` by
+ * the virtual key's id. */
+export const SPEND_GROUPS = ['project', 'team', 'user', 'key', 'model', 'provider', 'use_case'] as const;
 export type SpendGroup = (typeof SPEND_GROUPS)[number];
 export type SpendInterval = 'hour' | 'day' | 'week' | 'month';
 

@@ -31,10 +31,12 @@ export async function testApp(
   overrides: Record<string, unknown> = {},
   clock?: Clock,
   state?: SharedState,
+  /** A store to run on (a restart's); by default a new in-memory one, closed with the app. */
+  given?: Store,
 ): Promise<TestApp> {
   const config: TallyConfig = configSchema.parse({ admin_key: ADMIN_KEY, log_level: 'silent', ...overrides });
-  const store = await createDuckDbStore({ path: ':memory:' });
-  await store.migrate();
+  const store = given ?? (await createDuckDbStore({ path: ':memory:' }));
+  if (!given) await store.migrate();
   const catalog = testCatalog();
   const tally = await buildApp({
     config,
@@ -56,7 +58,7 @@ export async function testApp(
     },
     async shutdown() {
       await tally.close();
-      await store.close();
+      if (!given) await store.close();
     },
   };
 }

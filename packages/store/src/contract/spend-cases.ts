@@ -8,6 +8,7 @@ const GROUP_OF: Record<SpendGroup, (c: CallRecord) => string | null> = {
   project: (c) => c.project,
   team: (c) => c.team,
   user: (c) => c.user,
+  key: (c) => c.key_id,
   model: (c) => c.model_requested,
   provider: (c) => c.provider,
   use_case: (c) => c.use_case,

@@ -10,6 +10,7 @@ const GROUP_COLUMNS: Readonly<Record<SpendGroup, string>> = {
   project: 'project',
   team: 'team',
   user: '"user"',
+  key: 'key_id',
   model: 'model_requested',
   provider: 'provider',
   use_case: 'use_case',

@@ -1,0 +1,78 @@
+import { MockUpstream } from '@tally/gateway/testing';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type TestApp, testApp } from '../testing/test-app.js';
+
+describe('budgets across a restart (in-process state)', () => {
+  const mock = new MockUpstream();
+  const config = { gateway: { providers: [{ id: 'anthropic', kind: 'anthropic', base_url: '' }] } };
+  let first: TestApp;
+
+  beforeAll(async () => {
+    await mock.start();
+    config.gateway.providers[0]!.base_url = mock.url;
+    first = await testApp(config);
+  });
+  afterAll(async () => {
+    await first?.store.close();
+    await mock.stop();
+  });
+
+  const message = async (base: string, key: string) => {
+    const res = await request(`${base}/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
+      body: JSON.stringify({
+        model: 'claude-sonnet-4-5',
+        max_tokens: 1024,
+        messages: [{ role: 'user', content: 'Hi' }],
+      }),
+    });
+    await res.body.dump();
+    return res.statusCode;
+  };
+  const budgets = async (t: TestApp) =>
+    (await t.app.inject({ url: '/v1/budgets', headers: t.auth })).json().data;
+
+  it('keeps what a budget spent: a new process reads it from the store', async () => {
+    // Each call costs $0.01437 and reserves $0.01539: two fit under $0.035, a third does not.
+    const made = await first.app.inject({
+      method: 'POST',
+      url: '/v1/keys',
+      headers: first.auth,
+      payload: { project: 'p', budget_usd: '0.035' },
+    });
+    const { id, key } = made.json();
+    // A project budget made before the calls, and one made after them: both count them.
+    await first.app.inject({
+      method: 'POST',
+      url: '/v1/budgets',
+      headers: first.auth,
+      payload: { scope: 'project', subject: 'p', limit_usd: '10', action: 'alert' },
+    });
+    const base = await first.listen();
+    expect([await message(base, key), await message(base, key)]).toEqual([200, 200]);
+    await first.gateway.flush();
+    await first.close();
+
+    const second = await testApp(config, undefined, undefined, first.store);
+    try {
+      await second.app.inject({
+        method: 'POST',
+        url: '/v1/budgets',
+        headers: second.auth,
+        payload: { id: 'team-late', scope: 'tenant', limit_usd: '10', action: 'alert' },
+      });
+      const spent = Object.fromEntries(
+        (await budgets(second)).map((b: { id: string; scope: string; spent_usd: string }) => [
+          b.id === `budget_${id}` ? 'key' : b.scope,
+          b.spent_usd,
+        ]),
+      );
+      expect(spent).toEqual({ key: '0.02874', project: '0.02874', tenant: '0.02874' });
+      expect(await message(await second.listen(), key)).toBe(429);
+    } finally {
+      await second.close();
+    }
+  });
+});
