@@ -12,6 +12,7 @@ import {
 import { type Accumulated, failure, type Recorder, relay, relayStream } from './relay.js';
 import { badRequest, sendError, type Wire } from './replies.js';
 import type { Attempt } from './router.js';
+import { estimatePromptTokens } from './tokenizer.js';
 import { AnthropicToOpenAiStream } from './translate/anthropic-stream.js';
 import {
   TranslationError,
@@ -72,9 +73,36 @@ export async function forwardAttempts(
     });
   }
 
-  for (let i = 0; i < attempts.length; i++) {
-    const attempt = attempts[i]!;
-    const last = i === attempts.length - 1;
+  // Calls translated for Claude are translated before anything goes: a request the first attempt
+  // cannot take is refused at once, and a fallback that could not take it is left out, so that it
+  // never hides the error of the upstream before it.
+  const maxOut = env.deps.config.default_max_output ?? 4096;
+  const translations = new Map<Attempt, string>();
+  let refusal: TranslationError | null = null;
+  const planned = attempts.filter((attempt, i) => {
+    if (!translatedToMessages(attempt.provider, endpoint)) return true;
+    try {
+      const request =
+        endpoint === 'responses'
+          ? responsesToAnthropicRequest(body, attempt.model, maxOut)
+          : toAnthropicRequest(body, attempt.model, maxOut);
+      translations.set(attempt, JSON.stringify(request));
+      return true;
+    } catch (err) {
+      if (!(err instanceof TranslationError)) throw err;
+      if (i === 0) refusal = err;
+      return false;
+    }
+  });
+  if (refusal !== null || planned.length === 0) {
+    const message =
+      (refusal as TranslationError | null)?.message ?? 'The request cannot be sent to any of its upstreams.';
+    return sendError(res, wire, badRequest(message, 'untranslatable_request'));
+  }
+
+  for (let i = 0; i < planned.length; i++) {
+    const attempt = planned[i]!;
+    const last = i === planned.length - 1;
     const ctx: AttemptContext = {
       id: env.deps.newId(),
       time,
@@ -98,17 +126,7 @@ export async function forwardAttempts(
     let payload: Buffer | string;
     if (translated) {
       ctx.upstreamApi = 'anthropic-messages';
-      try {
-        const maxOut = env.deps.config.default_max_output ?? 4096;
-        payload = JSON.stringify(
-          endpoint === 'responses'
-            ? responsesToAnthropicRequest(body, attempt.model, maxOut)
-            : toAnthropicRequest(body, attempt.model, maxOut),
-        );
-      } catch (err) {
-        if (!(err instanceof TranslationError)) throw err;
-        return sendError(res, wire, badRequest(err.message, 'untranslatable_request'));
-      }
+      payload = translations.get(attempt)!;
     } else {
       payload = bodyFor(raw, body, endpoint, stream && !clientWantsUsage, target.bodyModel);
     }
@@ -129,7 +147,11 @@ export async function forwardAttempts(
       } catch (err) {
         if (abort?.aborted) {
           env.breakers.release(attempt.provider.id);
-          env.recorder(ctx, failure('client_disconnected', a0), acc);
+          // The prompt went upstream and may be billed: it is counted, and the call marked
+          // estimated, as a stream cut off later is.
+          const cut = failure('client_disconnected', a0);
+          cut.estimated = { input: await estimatePromptTokens(body), output: 0 };
+          env.recorder(ctx, cut, acc);
           return;
         }
         env.breakers.failure(attempt.provider.id);
@@ -166,16 +188,23 @@ export async function forwardAttempts(
         } else {
           await relayStream(env.recorder, res, up, ctx, endpoint, body, a0, !clientWantsUsage, abort, acc);
         }
-      } else if (translated) {
+      } else {
         const created = Math.floor(time / 1000);
-        await relay(env.recorder, res, up, ctx, a0, acc, (json, status) =>
-          status >= 300
-            ? toOpenAiError(json, status)
-            : endpoint === 'responses'
-              ? toResponsesResponse(json, body, created)
-              : toOpenAiResponse(json, created),
-        );
-      } else await relay(env.recorder, res, up, ctx, a0, acc);
+        const transform = translated
+          ? (json: Obj, status: number) =>
+              status >= 300
+                ? toOpenAiError(json, status)
+                : endpoint === 'responses'
+                  ? toResponsesResponse(json, body, created)
+                  : toOpenAiResponse(json, created)
+          : undefined;
+        // A body cut off before anything reached the client is a connection error: the next
+        // attempt, if any, is tried.
+        if (await relay(env.recorder, res, up, ctx, a0, acc, body, transform, !last)) {
+          env.breakers.failure(attempt.provider.id);
+          continue;
+        }
+      }
       return;
     } finally {
       // Recorded by now, unless something threw: either way no longer under way.

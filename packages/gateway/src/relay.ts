@@ -56,7 +56,33 @@ export function failure(errorType: string, a0: number): AttemptOutcome {
   };
 }
 
-/** Relays a whole (non-streamed) answer, then meters it from its usage object. */
+/** The text of a whole answer (chat, Responses or Anthropic's), for counting its tokens. */
+function answerText(json: Obj | null): string {
+  if (!json) return '';
+  const parts: string[] = [];
+  const add = (v: unknown) => {
+    if (typeof v === 'string') parts.push(v);
+  };
+  for (const c of (json['choices'] as Obj[] | undefined) ?? []) {
+    const m = c?.['message'] as Obj | undefined;
+    add(m?.['content']);
+    for (const t of (m?.['tool_calls'] as Obj[] | undefined) ?? [])
+      add((t?.['function'] as Obj | undefined)?.['arguments']);
+  }
+  for (const o of (json['output'] as Obj[] | undefined) ?? []) {
+    add(o?.['arguments']);
+    for (const p of (o?.['content'] as Obj[] | undefined) ?? []) add(p?.['text']);
+  }
+  for (const b of Array.isArray(json['content']) ? (json['content'] as Obj[]) : []) {
+    add(b?.['text']);
+    if (b?.['type'] === 'tool_use') parts.push(JSON.stringify(b['input'] ?? {}));
+  }
+  return parts.join('');
+}
+
+/** Relays a whole (non-streamed) answer, then meters it from its usage object (or, when a 2xx
+ * answer has none, from the tokenizer, marked estimated). With `retryable`, an answer whose body
+ * breaks off is not answered: it is recorded, and true is returned for the next attempt to go. */
 export async function relay(
   record: Recorder,
   res: ServerResponse,
@@ -64,13 +90,16 @@ export async function relay(
   ctx: AttemptContext,
   a0: number,
   acc: Accumulated,
+  body: Obj,
   transform?: (json: Obj, status: number) => Obj,
-): Promise<void> {
+  retryable = false,
+): Promise<boolean> {
   let buf: Buffer;
   try {
     buf = await up.body.bytes();
   } catch {
     record(ctx, failure(res.destroyed ? 'client_disconnected' : 'upstream_body_error', a0), acc);
+    if (retryable && !res.destroyed) return true;
     if (!res.headersSent) {
       // In the client's format: a translated call's client speaks OpenAI's.
       sendError(res, !transform && ctx.upstreamApi === 'anthropic-messages' ? 'anthropic' : 'openai', {
@@ -80,12 +109,13 @@ export async function relay(
         message: 'The upstream response was cut off.',
       });
     }
-    return;
+    return false;
   }
   const latencyMs = performance.now() - a0;
   let usage: Obj | null = null;
   let served: string | null = null;
   let json: Obj | null = null;
+  let readable = false;
   try {
     if (transform) {
       json = JSON.parse(buf.toString('utf8')) as Obj;
@@ -94,12 +124,20 @@ export async function relay(
       // Only usage and model are needed: a large answer is not parsed whole (answer-meta.ts).
       ({ usage, model: served } = readAnswerMeta(buf));
     }
+    readable = true;
   } catch {
     // A 2xx body that is not JSON is recorded as an error below.
   }
+  // A 2xx answer without usage (some OpenAI-compatible servers) is not free: its tokens are
+  // counted, the prompt's and the answer's, and the call marked estimated.
+  let estimated: Partial<Tokens> | null = null;
+  if (up.statusCode < 300 && usage === null && readable) {
+    const whole = json ?? (JSON.parse(buf.toString('utf8')) as Obj);
+    estimated = { input: await estimatePromptTokens(body), output: await countTokens(answerText(whole)) };
+  }
   // A translated call answers in the client's API: the upstream's body becomes OpenAI's shape.
   const out = transform ? Buffer.from(JSON.stringify(transform(json ?? {}, up.statusCode))) : buf;
-  const ok = up.statusCode < 300 && usage !== null;
+  const ok = up.statusCode < 300 && (usage !== null || estimated !== null);
   // Priced before the answer leaves, so that the answer can say what it cost; handed to the sink
   // after it, so that encoding the record is not on the client's wait. If metering fails, the
   // answer still goes, and the failure is raised after it.
@@ -110,9 +148,14 @@ export async function relay(
       ctx,
       {
         status: ok ? 'ok' : 'error',
-        errorType: ok ? null : up.statusCode < 300 ? 'upstream_no_usage' : `upstream_${up.statusCode}`,
+        errorType:
+          ok && usage !== null
+            ? null
+            : up.statusCode < 300
+              ? 'upstream_no_usage'
+              : `upstream_${up.statusCode}`,
         usage,
-        estimated: null,
+        estimated,
         modelServed: served,
         latencyMs,
         ttftMs: null,
@@ -136,6 +179,7 @@ export async function relay(
   res.end(out);
   if (meterError) throw meterError;
   metered?.write();
+  return false;
 }
 
 /** A cut-off stream's tokens: the prompt as the upstream counted it where it said (with Anthropic's

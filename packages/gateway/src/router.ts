@@ -106,10 +106,11 @@ export class Router {
     return targets[targets.length - 1];
   }
 
-  /** The providers a tenant's calls may reach: those from config, then its own. */
+  /** The providers a tenant's calls may reach: its own first (as a `provider/model` prefix finds
+   * them first), then those from config. */
   providersFor(tenant: string | undefined): ProviderConfig[] {
     const own = tenant === undefined ? [] : [...(this.byTenant.get(tenant)?.values() ?? [])];
-    return [...this.providerList, ...own];
+    return [...own, ...this.providerList];
   }
 
   private inferProvider(

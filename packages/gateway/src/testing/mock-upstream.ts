@@ -17,7 +17,8 @@ export interface Received {
  * Anthropic (documented fixtures). Special model names make it misbehave, for fault tests:
  * fault-500, fault-429, fault-timeout, fault-malformed (bad SSE), fault-slow (a slow stream),
  * fault-cut (the connection drops mid-stream; for Anthropic, after message_start and two text deltas), fault-late-end (the body's end held back after [DONE]),
- * fault-split-utf8 (a stream with multi-byte text, written 7 bytes at a time).
+ * fault-split-utf8 (a stream with multi-byte text, written 7 bytes at a time), fault-no-usage (a whole
+ * answer without usage).
  */
 export class MockUpstream {
   readonly received: Received[] = [];
@@ -193,6 +194,21 @@ export class MockUpstream {
     };
     const piece = (t: string) =>
       `data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta: { content: t }, finish_reason: null }] })}\n\n`;
+    if (model === 'fault-no-usage') {
+      // A whole answer with no usage object, as some OpenAI-compatible servers send.
+      json(res, 200, {
+        ...base,
+        object: 'chat.completion',
+        choices: [
+          {
+            index: 0,
+            message: { role: 'assistant', content: 'Hello there, friend.' },
+            finish_reason: 'stop',
+          },
+        ],
+      });
+      return;
+    }
     if (model === 'fault-late-end') {
       // The whole stream, usage and [DONE] included, then the end of the body held back 300 ms.
       const usage = { prompt_tokens: 12, completion_tokens: 2, total_tokens: 14 };

@@ -26,6 +26,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
         providers: [
           { id: 'openai', kind: 'openai', base_url: `${mock.url}/v1`, timeout_ms: 400 },
           { id: 'flaky', kind: 'openai', base_url: `${mock.url}/v1` },
+          { id: 'cutter', kind: 'openai', base_url: `${mock.url}/v1` },
           { id: 'down', kind: 'openai', base_url: 'http://127.0.0.1:9/v1' },
           { id: 'anthropic', kind: 'anthropic', base_url: mock.url },
         ],
@@ -36,6 +37,16 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
             fallbacks: [{ provider: 'openai', model: 'gpt-4o' }],
           },
           { model: 'ghost', targets: [{ provider: 'nosuch' }] },
+          {
+            model: 'to-claude',
+            targets: [{ provider: 'cutter', model: 'fault-500' }],
+            fallbacks: [{ provider: 'anthropic', model: 'claude-sonnet-4-5' }],
+          },
+          {
+            model: 'cut-then-ok',
+            targets: [{ provider: 'cutter', model: 'fault-cut' }],
+            fallbacks: [{ provider: 'openai', model: 'gpt-4o' }],
+          },
           {
             model: 'unreachable',
             targets: [{ provider: 'down', model: 'gpt-4o' }],
@@ -229,6 +240,67 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     await res.body.dump();
     const sent = mock.received.slice(before);
     expect(sent.map((r) => r.body['model'])).toEqual(['gpt-4o']);
+  });
+
+  it('estimates a whole answer that comes without usage from its text, rather than pricing it at nothing', async () => {
+    const res = await chat({ model: 'fault-no-usage' });
+    expect(res.statusCode).toBe(200);
+    await res.body.json();
+    const call = (await lastCalls())[0]!;
+    expect(call).toMatchObject({
+      status: 'ok',
+      error_type: 'upstream_no_usage',
+      pricing_status: 'estimated',
+      model_served: 'gpt-4o-2024-08-06',
+    });
+    // "Hello there, friend." is five tokens; the prompt is counted by the tokenizer.
+    expect(call.tokens.output).toBe(5);
+    expect(call.tokens.input).toBeGreaterThan(0);
+    expect(Number(call['cost_usd'])).toBeGreaterThan(0);
+  });
+
+  it('tries the next upstream when a whole answer breaks off before anything reached the client', async () => {
+    const res = await chat({ model: 'cut-then-ok' });
+    expect(res.statusCode).toBe(200);
+    await res.body.json();
+    const [ok, cut] = await lastCalls(2);
+    expect(cut).toMatchObject({ status: 'error', error_type: 'upstream_body_error' });
+    expect(ok).toMatchObject({ status: 'ok', route: { tier: 'fallback', fallback_hops: 1 } });
+  });
+
+  it('counts the prompt of a stream its client leaves before the upstream answers', async () => {
+    const ac = new AbortController();
+    const pending = request(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        model: 'fault-timeout',
+        stream: true,
+        messages: [{ role: 'user', content: 'Say a few words.' }],
+      }),
+      signal: ac.signal,
+    }).catch(() => null);
+    await new Promise((r) => setTimeout(r, 100));
+    ac.abort();
+    await pending;
+    let call: Call | undefined;
+    for (let i = 0; i < 100 && call?.['error_type'] !== 'client_disconnected'; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      call = (await lastCalls())[0];
+    }
+    expect(call).toMatchObject({ error_type: 'client_disconnected' });
+    expect(call!.tokens.input).toBeGreaterThan(0);
+    expect(call!.tokens.output).toBe(0);
+  });
+
+  it('leaves out a Claude fallback that cannot take the request, rather than hiding the error before it', async () => {
+    const plain = await chat({ model: 'to-claude' });
+    expect(plain.statusCode).toBe(200);
+    await plain.body.dump();
+    // A "function" message has no Anthropic form: the first upstream's 500 is the answer.
+    const res = await chat({ model: 'to-claude', messages: [{ role: 'function', name: 'f', content: 'x' }] });
+    expect(res.statusCode).toBe(500);
+    expect(await res.body.json()).toMatchObject({ error: { message: 'mock 500' } });
   });
 
   it('says which providers a route names that are not configured', async () => {
