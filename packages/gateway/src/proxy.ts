@@ -5,6 +5,7 @@ import { attribute } from './attribution.js';
 import { Breakers } from './breaker.js';
 import { type Hold, reserveBudgets, settleBudgets } from './budget-guard.js';
 import { type ForwardEnv, forwardAttempts } from './forward.js';
+import { editTopLevel } from './json-edit.js';
 import { type AttemptContext, type AttemptOutcome, meterAttempt, type Underway } from './meter.js';
 import { maxOutputTokens, rateLimited, rateLimitHeaders } from './policy.js';
 import {
@@ -13,6 +14,7 @@ import {
   priceProviderOf,
   servesNatively,
   translatedToMessages,
+  upstreamFor,
 } from './providers.js';
 import type { Accumulated, Metered, Recorder } from './relay.js';
 import { badRequest, type GatewayError, invalidKey, sendError, type Wire } from './replies.js';
@@ -33,6 +35,9 @@ const noRoute = (model: string, missing: string[]): GatewayError => ({
       ? `The route for model ${model} names provider${missing.length > 1 ? 's' : ''} ${missing.join(', ')}, which ${missing.length > 1 ? 'are' : 'is'} not configured.`
       : `No provider is configured for model ${model} on this endpoint.`,
 });
+
+/** What the gateway serves: a model call's endpoint, the model list, or Anthropic's token count. */
+export type GatewayRoute = Endpoint | 'models' | 'count_tokens';
 
 const ROUTES = new Map<string, Endpoint>([
   ['/v1/chat/completions', 'chat'],
@@ -183,13 +188,13 @@ export class Gateway {
   }
 
   /** The endpoint a request is for, or null when it is not the gateway's. */
-  static route(method: string | undefined, url: string | undefined): Endpoint | 'models' | null {
+  static route(method: string | undefined, url: string | undefined): GatewayRoute | null {
     if (!url) return null;
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     if (method === 'GET') return path === '/v1/models' ? 'models' : null;
     if (method !== 'POST') return null;
-    return ROUTES.get(path) ?? null;
+    return ROUTES.get(path) ?? (path === '/v1/messages/count_tokens' ? 'count_tokens' : null);
   }
 
   /**
@@ -198,7 +203,7 @@ export class Gateway {
    */
   private readonly inflight = new Slots<Promise<void>>();
 
-  async serve(req: IncomingMessage, res: ServerResponse, endpoint: Endpoint | 'models'): Promise<void> {
+  async serve(req: IncomingMessage, res: ServerResponse, endpoint: GatewayRoute): Promise<void> {
     const p = this.serveOne(req, res, endpoint);
     const slot = this.inflight.add(p);
     try {
@@ -208,27 +213,25 @@ export class Gateway {
     }
   }
 
-  private async serveOne(
-    req: IncomingMessage,
-    res: ServerResponse,
-    endpoint: Endpoint | 'models',
-  ): Promise<void> {
+  private async serveOne(req: IncomingMessage, res: ServerResponse, endpoint: GatewayRoute): Promise<void> {
+    const wire: Wire = endpoint === 'messages' || endpoint === 'count_tokens' ? 'anthropic' : 'openai';
     try {
       if (endpoint === 'models') return await this.models(req, res);
       const limit = this.deps.config.body_limit_bytes ?? 32 * 1024 * 1024;
       const raw = await readBody(req, limit);
       if (raw === null) {
-        return sendError(res, endpoint === 'messages' ? 'anthropic' : 'openai', {
+        return sendError(res, wire, {
           status: 413,
           type: 'invalid_request_error',
           code: 'body_too_large',
           message: `The request body is larger than ${limit} bytes.`,
         });
       }
-      await this.handle(req, res, endpoint, raw);
+      if (endpoint === 'count_tokens') await this.countTokens(req, res, raw);
+      else await this.handle(req, res, endpoint, raw);
     } catch (err) {
       if (!res.headersSent && !res.destroyed) {
-        sendError(res, endpoint === 'messages' ? 'anthropic' : 'openai', {
+        sendError(res, wire, {
           status: 500,
           type: 'api_error',
           code: 'internal',
@@ -236,6 +239,64 @@ export class Gateway {
         });
       } else if (!res.writableEnded) res.destroy();
     }
+  }
+
+  /** Anthropic's token count (`messages.countTokens`): passed to the Anthropic provider the model
+   * routes to, and its answer back as it came. It costs nothing, so nothing is metered. */
+  private async countTokens(req: IncomingMessage, res: ServerResponse, raw: Buffer): Promise<void> {
+    const key = await this.authenticate(req);
+    if (!key) return sendError(res, 'anthropic', invalidKey());
+    let model: unknown;
+    try {
+      model = (JSON.parse(raw.toString('utf8')) as Obj | null)?.['model'];
+    } catch {
+      return sendError(
+        res,
+        'anthropic',
+        badRequest('The request body is not a valid JSON object.', 'invalid_json'),
+      );
+    }
+    if (typeof model !== 'string' || model === '') {
+      return sendError(res, 'anthropic', badRequest('model is required.', 'missing_model'));
+    }
+    if (key.models.length > 0 && !key.models.includes(model)) {
+      return sendError(res, 'anthropic', {
+        status: 403,
+        type: 'permission_error',
+        code: 'model_not_allowed',
+        message: `This key may not use model ${model}.`,
+      });
+    }
+    const attempt = this.plan(model, 'messages', key.tenant).find((a) => a.provider.kind === 'anthropic');
+    if (!attempt) return sendError(res, 'anthropic', noRoute(model, []));
+    const target = upstreamFor(attempt.provider, 'messages', attempt.model, req.headers);
+    const body =
+      attempt.model === model
+        ? raw
+        : (editTopLevel(raw, new Map([['model', JSON.stringify(attempt.model)]])) ?? raw);
+    let up: Awaited<ReturnType<Upstreams['request']>>;
+    try {
+      up = await this.upstreams.request(target.origin, {
+        path: `${target.path}/count_tokens`,
+        method: 'POST',
+        headers: target.headers,
+        body,
+        timeoutMs: attempt.provider.timeout_ms ?? this.deps.config.timeout_ms,
+      });
+    } catch {
+      return sendError(res, 'anthropic', {
+        status: 502,
+        type: 'api_error',
+        code: 'upstream_connection_error',
+        message: `The upstream ${attempt.provider.id} did not answer.`,
+      });
+    }
+    const answer = await up.body.bytes();
+    res.writeHead(up.statusCode, {
+      'content-type': String(up.headers['content-type'] ?? 'application/json'),
+      'content-length': answer.length,
+    });
+    res.end(answer);
   }
 
   async handle(req: IncomingMessage, res: ServerResponse, endpoint: Endpoint, raw: Buffer): Promise<void> {

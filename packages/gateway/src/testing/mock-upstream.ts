@@ -76,6 +76,10 @@ export class MockUpstream {
       this.messages(body, res);
       return;
     }
+    if (path.endsWith('/messages/count_tokens')) {
+      json(res, 200, { input_tokens: JSON.stringify(body['messages'] ?? []).length });
+      return;
+    }
     if (path.includes('/chat/completions')) {
       this.chat(body, res);
       return;

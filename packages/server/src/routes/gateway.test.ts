@@ -258,6 +258,24 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     expect(raw.response.headers.get('x-tally-cost-usd')).toBe(call.cost_usd);
   });
 
+  it("Anthropic's client counts tokens through the gateway, unmetered", async () => {
+    const anthropic = new Anthropic({ apiKey: key, baseURL: base, maxRetries: 0 });
+    const messages = [{ role: 'user' as const, content: 'Hello' }];
+    const before = (await lastCalls())[0]?.['id'];
+    const counted = await anthropic.messages.countTokens({ model: 'claude-sonnet-4-6', messages });
+    expect(counted).toEqual({ input_tokens: JSON.stringify(messages).length });
+    expect(mock.received.at(-1)).toMatchObject({
+      path: '/v1/messages/count_tokens',
+      headers: { 'x-api-key': 'sk-ant-upstream' },
+    });
+    expect((await lastCalls())[0]?.['id']).toBe(before);
+    const bad = new Anthropic({ apiKey: 'tk-nope', baseURL: base, maxRetries: 0 });
+    await expect(bad.messages.countTokens({ model: 'claude-sonnet-4-6', messages })).rejects.toMatchObject({
+      status: 401,
+      error: { type: 'error' },
+    });
+  });
+
   it("Anthropic's client: messages, plain and streamed", async () => {
     const anthropic = new Anthropic({ apiKey: key, baseURL: base, maxRetries: 0 });
     const m = await anthropic.messages.create({
