@@ -79,21 +79,23 @@ export async function forwardAttempts(
   const maxOut = env.deps.config.default_max_output ?? 4096;
   const translations = new Map<Attempt, string>();
   let refusal: TranslationError | null = null;
-  const planned = attempts.filter((attempt, i) => {
-    if (!translatedToMessages(attempt.provider, endpoint)) return true;
-    try {
-      const request =
-        endpoint === 'responses'
-          ? responsesToAnthropicRequest(body, attempt.model, maxOut)
-          : toAnthropicRequest(body, attempt.model, maxOut);
-      translations.set(attempt, JSON.stringify(request));
-      return true;
-    } catch (err) {
-      if (!(err instanceof TranslationError)) throw err;
-      if (i === 0) refusal = err;
-      return false;
-    }
-  });
+  const planned = !attempts.some((a) => translatedToMessages(a.provider, endpoint))
+    ? attempts
+    : attempts.filter((attempt, i) => {
+        if (!translatedToMessages(attempt.provider, endpoint)) return true;
+        try {
+          const request =
+            endpoint === 'responses'
+              ? responsesToAnthropicRequest(body, attempt.model, maxOut)
+              : toAnthropicRequest(body, attempt.model, maxOut);
+          translations.set(attempt, JSON.stringify(request));
+          return true;
+        } catch (err) {
+          if (!(err instanceof TranslationError)) throw err;
+          if (i === 0) refusal = err;
+          return false;
+        }
+      });
   if (refusal !== null || planned.length === 0) {
     const message =
       (refusal as TranslationError | null)?.message ?? 'The request cannot be sent to any of its upstreams.';

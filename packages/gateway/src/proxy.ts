@@ -73,7 +73,7 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
 function keyFrom(req: IncomingMessage): string | null {
   const auth = req.headers.authorization;
   // The scheme's name is case-insensitive (RFC 9110).
-  if (auth !== undefined && auth.length > 7 && auth.slice(0, 7).toLowerCase() === 'bearer ')
+  if (auth !== undefined && (auth.startsWith('Bearer ') || /^bearer /i.test(auth)))
     return auth.slice(7).trim();
   const x = req.headers['x-api-key'] ?? req.headers['api-key'];
   return typeof x === 'string' ? x : null;
