@@ -55,7 +55,10 @@ export async function reserveBudgets(
         // settled call: the first refusal of the period is its alert.
         deps.alerts(alertOf(key, held[i]!, 1, r.spentNano, time, 'budget.exhausted'));
       }
-      return { ok: false, error: budgetExceeded(rule, r.spentNano, r.reservedNano, r.resetAt, time) };
+      return {
+        ok: false,
+        error: budgetExceeded(rule, r.spentNano, r.reservedNano, r.resetAt, time, amount ?? 0n),
+      };
     }
     if (rule.action === 'downgrade' && downgradeTo === null) {
       downgradeTo = rule.downgradeModel;

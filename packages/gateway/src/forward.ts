@@ -115,7 +115,7 @@ export async function forwardAttempts(
       modelRequested: model,
       modelSent: attempt.model,
       fallbackHops: i,
-      routeTier: attempt.tier === 'fallback' ? 'fallback' : null,
+      routeTier: attempt.tier === 'primary' ? null : attempt.tier,
     };
     // An OpenAI chat or Responses call to an Anthropic provider is translated both ways.
     const translated = translatedToMessages(attempt.provider, endpoint);

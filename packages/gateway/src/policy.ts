@@ -146,16 +146,24 @@ export function budgetExceeded(
   reservedNano: bigint,
   resetAt: number,
   now: number,
+  callNano = 0n,
 ): GatewayError {
   const resets = new Date(resetAt).toISOString();
+  const left = rule.limitNano - spentNano;
+  // A call whose largest cost is more than the period has left cannot go even once the calls in
+  // flight end: that is said, with what would let it.
+  const never = callNano > left;
   return {
     status: 429,
     type: 'budget_exceeded',
     code: 'budget_exceeded',
-    message:
-      `Budget ${rule.id} (${rule.scope} ${rule.subject}, ${rule.period}) is exhausted: ` +
-      `$${nanoToUsd(spentNano)} spent and $${nanoToUsd(reservedNano)} in flight of $${nanoToUsd(rule.limitNano)}. ` +
-      `It resets at ${resets}.`,
+    message: never
+      ? `This call may cost up to $${nanoToUsd(callNano)} (its prompt and max_tokens of output), more than the ` +
+        `$${nanoToUsd(left > 0n ? left : 0n)} left of budget ${rule.id} (${rule.scope} ${rule.subject}, ${rule.period}, ` +
+        `$${nanoToUsd(rule.limitNano)}): send a lower max_tokens, or wait for ${resets}, when it resets.`
+      : `Budget ${rule.id} (${rule.scope} ${rule.subject}, ${rule.period}) is exhausted: ` +
+        `$${nanoToUsd(spentNano)} spent and $${nanoToUsd(reservedNano)} in flight of $${nanoToUsd(rule.limitNano)}. ` +
+        `It resets at ${resets}.`,
     headers: {
       'retry-after': String(Math.max(1, Math.ceil((resetAt - now) / 1000))),
       'x-tally-budget': rule.id,

@@ -377,7 +377,7 @@ export class Gateway {
       hold = admission.hold;
       const cheaper = admission.downgradeTo ? this.plan(admission.downgradeTo, endpoint, key.tenant) : [];
       if (cheaper.length > 0) {
-        attempts = cheaper;
+        attempts = cheaper.map((a) => (a.tier === 'primary' ? { ...a, tier: 'downgrade' as const } : a));
         acc.headers['x-tally-downgraded'] = `${model} -> ${admission.downgradeTo}`;
       }
     }

@@ -5,8 +5,9 @@ export interface Attempt {
   provider: ProviderConfig;
   /** The model to ask this provider for. */
   model: string;
-  /** 'primary' for the weighted targets, 'fallback' after them. */
-  tier: 'primary' | 'fallback';
+  /** 'primary' for the weighted targets, 'fallback' after them; 'downgrade' for the targets of the
+   * cheaper model an exhausted budget sent the call to. */
+  tier: 'primary' | 'fallback' | 'downgrade';
 }
 
 /**

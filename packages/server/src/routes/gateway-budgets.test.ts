@@ -65,7 +65,13 @@ describe.each(states)('budgets and rate limits (%s state)', (_name, makeState) =
     expect(ok).toBeGreaterThan(10);
     expect(blocked.length).toBeGreaterThan(10);
     expect(blocked[0]!.body.error).toMatchObject({ type: 'rate_limit_error', code: 'budget_exceeded' });
-    expect(blocked[0]!.body.error!.message).toMatch(/Budget budget_key_.* is exhausted.*resets at 20\d\d-/);
+    // Refused while calls were in flight, or (once the spend left too little for one call) because
+    // the call could never fit: either way the budget and its reset are named.
+    for (const b of blocked) {
+      expect(b.body.error!.message).toMatch(
+        /^(Budget budget_key_\S+ .* is exhausted: .* It resets at 20\d\d-|This call may cost up to \$0\.015384 .* left of budget budget_key_\S+ .* wait for 20\d\d-)/,
+      );
+    }
     expect(blocked[0]!.headers['x-tally-budget']).toBe(`budget_${id}`);
 
     // Each call costs $0.01437 and reserves $0.01539 (1,024 output tokens at most): the budget
@@ -121,7 +127,13 @@ describe.each(states)('budgets and rate limits (%s state)', (_name, makeState) =
     // for Claude through the chat API, a call goes with max_tokens 4096 ($0.06): refused too.
     const whole = await chat(key, { model: 'claude-sonnet-4-5' });
     expect(whole.statusCode).toBe(429);
-    await whole.body.dump();
+    expect((await whole.body.json()) as unknown).toMatchObject({
+      error: {
+        message: expect.stringMatching(
+          /may cost up to \$0\.06\d+ .* more than the \$0\.05 left .* lower max_tokens/,
+        ),
+      },
+    });
     const capped = await chat(key, { model: 'claude-sonnet-4-5', max_tokens: 100 });
     expect(capped.statusCode).toBe(200);
     await capped.body.dump();
@@ -150,6 +162,9 @@ describe.each(states)('budgets and rate limits (%s state)', (_name, makeState) =
     expect(r.headers['x-tally-downgraded']).toBe('claude-sonnet-4-5 -> claude-3-5-haiku-20241022');
     await r.body.dump();
     expect(mock.received.at(-1)!.body['model']).toBe('claude-3-5-haiku-20241022');
+    await t.gateway.flush();
+    const call = (await t.app.inject({ url: '/v1/calls?limit=1', headers: t.auth })).json().data[0];
+    expect(call).toMatchObject({ model_requested: 'claude-sonnet-4-5', route: { tier: 'downgrade' } });
   });
 
   it('limits requests per minute with Retry-After and x-ratelimit headers', async () => {
