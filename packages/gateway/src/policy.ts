@@ -158,9 +158,10 @@ export function budgetExceeded(
     type: 'budget_exceeded',
     code: 'budget_exceeded',
     message: never
-      ? `This call may cost up to $${nanoToUsd(callNano)} (its prompt and max_tokens of output), more than the ` +
+      ? `This call may cost up to $${nanoToUsd(callNano)} (its prompt and its most output), more than the ` +
         `$${nanoToUsd(left > 0n ? left : 0n)} left of budget ${rule.id} (${rule.scope} ${rule.subject}, ${rule.period}, ` +
-        `$${nanoToUsd(rule.limitNano)}): send a lower max_tokens, or wait for ${resets}, when it resets.`
+        `$${nanoToUsd(rule.limitNano)}): send a lower output limit (max_tokens, max_output_tokens)` +
+        (callNano > rule.limitNano ? '.' : `, or wait for ${resets}, when it resets.`)
       : `Budget ${rule.id} (${rule.scope} ${rule.subject}, ${rule.period}) is exhausted: ` +
         `$${nanoToUsd(spentNano)} spent and $${nanoToUsd(reservedNano)} in flight of $${nanoToUsd(rule.limitNano)}. ` +
         `It resets at ${resets}.`,

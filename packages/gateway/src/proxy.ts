@@ -465,9 +465,8 @@ export class Gateway {
   /** A provider's model ids, kept for a minute; none when it cannot list them (then asked again at
    * the next list, after a few seconds). */
   private async modelsOf(p: ProviderConfig): Promise<string[]> {
-    const now = this.deps.clock.now();
     const hit = this.modelLists.get(p);
-    if (hit && now < hit.until) return hit.ids;
+    if (hit && this.deps.clock.now() < hit.until) return hit.ids;
     let ids: string[] = [];
     let ttl = 5_000;
     try {
@@ -481,7 +480,9 @@ export class Gateway {
     } catch {
       // A provider that cannot list its models contributes none.
     }
-    this.modelLists.set(p, { ids, until: now + ttl });
+    // Counted from the answer (or the timeout), so that a provider that does not answer is asked
+    // again only after a few seconds.
+    this.modelLists.set(p, { ids, until: this.deps.clock.now() + ttl });
     return ids;
   }
 

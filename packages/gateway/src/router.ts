@@ -107,11 +107,12 @@ export class Router {
     return targets[targets.length - 1];
   }
 
-  /** The providers a tenant's calls may reach: its own first (as a `provider/model` prefix finds
-   * them first), then those from config. */
+  /** The providers a tenant's calls may reach: those from config first, then its own. A model
+   * that names no provider goes to the first that fits, so adding a provider through the API never
+   * takes over the traffic the config already routes (a `provider/model` prefix reaches it). */
   providersFor(tenant: string | undefined): ProviderConfig[] {
     const own = tenant === undefined ? [] : [...(this.byTenant.get(tenant)?.values() ?? [])];
-    return [...own, ...this.providerList];
+    return [...this.providerList, ...own];
   }
 
   private inferProvider(

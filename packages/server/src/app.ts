@@ -222,7 +222,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
       clearInterval(rollups);
       await app.close();
       await gw.close();
-      await ctx.alerts.drain();
+      // The alerts are stored; a webhook still retrying has two seconds more.
+      await ctx.alerts.drain(2000);
       if (!opts.state) await state.close();
     },
   };

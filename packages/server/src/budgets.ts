@@ -66,7 +66,15 @@ export async function seedSpend(
   now: number,
 ): Promise<void> {
   const GROUP = { project: 'project', team: 'team', user: 'user', key: 'key' } as const;
+  // A block budget's exhaustion alert, raised once a period, is not raised again by a restart.
+  const exhausted = new Set(
+    (await store.listAlerts(tenant, 1000))
+      .filter((a) => a.kind === 'budget.exhausted')
+      .map((a) => `${a.subject}\u0000${String((a.payload as { period?: unknown }).period)}`),
+  );
   for (const w of windowsFor(rules, now)) {
+    if (exhausted.has(`${w.rule.id}\u0000${w.label}`))
+      await state.once(`${w.window.key}:exhausted`, w.window.resetAt);
     const { start } = periodWindow(w.rule.period, w.rule.timeZone, now);
     const group = w.rule.scope === 'tenant' ? undefined : GROUP[w.rule.scope];
     const rows = await store.spend({
@@ -163,8 +171,15 @@ export class AlertService {
     await Promise.all([...this.storing]);
   }
 
-  /** Waits for deliveries under way (tests, shutdown). */
-  async drain(): Promise<void> {
-    await Promise.all([...this.inflight]);
+  /** Waits for deliveries under way (tests, shutdown), or until `ms` have passed: a webhook that
+   * does not answer does not hold a shutdown past it. */
+  async drain(ms = Number.POSITIVE_INFINITY): Promise<void> {
+    await this.stored();
+    let timer: NodeJS.Timeout | undefined;
+    const limit = new Promise<void>((r) => {
+      if (Number.isFinite(ms)) timer = setTimeout(r, ms).unref();
+    });
+    await Promise.race([Promise.all([...this.inflight]), ...(Number.isFinite(ms) ? [limit] : [])]);
+    clearTimeout(timer);
   }
 }

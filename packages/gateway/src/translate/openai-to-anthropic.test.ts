@@ -91,7 +91,21 @@ describe('OpenAI chat -> Anthropic messages', () => {
         /content part "input_audio"/,
       ],
       [{ messages: [{ role: 'user', content: [{ type: 'file', file: { file_id: 'f' } }] }] }, /"file"/],
-      [{ messages: [{ role: 'user', content: '' }] }, /at least one user or assistant turn/],
+      [{ messages: [{ role: 'user', content: '' }] }, /last user message is empty/],
+      [
+        { messages: [{ role: 'user', content: [{ type: 'text', text: ' \n' }] }] },
+        /last user message is empty/,
+      ],
+      [
+        {
+          messages: [
+            { role: 'user', content: 'Hi' },
+            { role: 'assistant', content: 'Hello' },
+            { role: 'user', content: '' },
+          ],
+        },
+        /last user message is empty/,
+      ],
       [{ messages: [{ role: 'system', content: 'only a system prompt' }] }, /at least one/],
     ];
     for (const [fields, why] of refused) {

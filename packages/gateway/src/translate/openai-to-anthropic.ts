@@ -21,13 +21,15 @@ function imageBlock(part: Obj): Obj {
 }
 
 function contentBlocks(content: unknown): Obj[] {
-  if (typeof content === 'string') return content === '' ? [] : [{ type: 'text', text: content }];
+  // Anthropic refuses a text block of only white space.
+  if (typeof content === 'string') return content.trim() === '' ? [] : [{ type: 'text', text: content }];
   if (!Array.isArray(content)) return [];
   const out: Obj[] = [];
   for (const part of content as Obj[]) {
     const type = part?.['type'];
     if (type === 'text') {
-      if (part['text'] !== '') out.push({ type: 'text', text: String(part['text'] ?? '') });
+      const text = String(part['text'] ?? '');
+      if (text.trim() !== '') out.push({ type: 'text', text });
     } else if (type === 'image_url') out.push(imageBlock(part));
     else if (type === 'refusal') continue;
     else throw new TranslationError(`content part "${String(type)}" cannot be sent to an Anthropic model.`);
@@ -86,8 +88,16 @@ export function toAnthropicRequest(body: Obj, model: string, defaultMaxTokens: n
   for (const m of list as Obj[]) {
     const role = m?.['role'];
     if (role === 'system' || role === 'developer') system.push(textOf(m['content']));
-    else if (role === 'user') push(messages, 'user', contentBlocks(m['content']));
-    else if (role === 'assistant') {
+    else if (role === 'user') {
+      const blocks = contentBlocks(m['content']);
+      // Left out, an empty last turn would leave the assistant's turn last, which Anthropic reads
+      // as the start of its answer to go on with.
+      if (blocks.length === 0 && m === list[list.length - 1])
+        throw new TranslationError(
+          'The last user message is empty: an Anthropic model needs it to say something.',
+        );
+      push(messages, 'user', blocks);
+    } else if (role === 'assistant') {
       const blocks = contentBlocks(m['content']);
       for (const tc of (m['tool_calls'] as Obj[] | undefined) ?? []) {
         const fn = tc['function'] as Obj | undefined;

@@ -51,7 +51,9 @@ describe('budgets across a restart (in-process state)', () => {
       payload: { scope: 'project', subject: 'p', limit_usd: '10', action: 'alert' },
     });
     const base = await first.listen();
-    expect([await message(base, key), await message(base, key)]).toEqual([200, 200]);
+    expect([await message(base, key), await message(base, key), await message(base, key)]).toEqual([
+      200, 200, 429,
+    ]);
     await first.gateway.flush();
     await first.close();
 
@@ -71,6 +73,14 @@ describe('budgets across a restart (in-process state)', () => {
       );
       expect(spent).toEqual({ key: '0.02874', project: '0.02874', tenant: '0.02874' });
       expect(await message(await second.listen(), key)).toBe(429);
+      // The first process said the key's budget was exhausted; the second does not say it again.
+      await second.ctx.alerts.stored();
+      const alerts = (await second.app.inject({ url: '/v1/alerts', headers: second.auth })).json().data;
+      const exhausted = alerts.filter(
+        (a: { kind: string; budgetId: string }) =>
+          a.kind === 'budget.exhausted' && a.budgetId === `budget_${id}`,
+      );
+      expect(exhausted).toHaveLength(1);
     } finally {
       await second.close();
     }

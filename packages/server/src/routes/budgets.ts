@@ -117,9 +117,13 @@ export const budgetRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => 
     if (action === 'downgrade' && (typeof downgrade !== 'string' || downgrade === '')) {
       throw new TallyError('invalid_request', 'downgrade_model is required when action is downgrade.');
     }
+    const id = body['id'];
+    if (id !== undefined && (typeof id !== 'string' || id === '' || id.length > 128)) {
+      throw new TallyError('invalid_request', 'id must be a non-empty string of at most 128 characters.');
+    }
     const rec: BudgetRecord = {
       tenant: principal.tenant,
-      id: typeof body['id'] === 'string' && body['id'] ? body['id'] : `budget_${randomUUID().slice(0, 8)}`,
+      id: id ?? `budget_${randomUUID().slice(0, 8)}`,
       scope,
       subject,
       limit_nano: limit,

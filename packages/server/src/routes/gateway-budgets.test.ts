@@ -130,7 +130,7 @@ describe.each(states)('budgets and rate limits (%s state)', (_name, makeState) =
     expect((await whole.body.json()) as unknown).toMatchObject({
       error: {
         message: expect.stringMatching(
-          /may cost up to \$0\.06\d+ .* more than the \$0\.05 left .* lower max_tokens/,
+          /may cost up to \$0\.06\d+ .* more than the \$0\.05 left .* lower output limit \(max_tokens, max_output_tokens\)\.$/,
         ),
       },
     });

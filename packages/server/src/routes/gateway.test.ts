@@ -533,6 +533,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
       [{ expires_at: 'March 7' }, /RFC 3339/],
       [{ expires_at: '2027' }, /RFC 3339/],
       [{ expires_at: '2020-01-01T00:00:00Z' }, /in the future/],
+      [{ expires_at: '2027-02-30T00:00:00Z' }, /RFC 3339/],
     ];
     for (const [payload, why] of refusedKeys) {
       const res = await post('/v1/keys', payload);
@@ -549,6 +550,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
       [{ scope: 'project', subject: 'p', limit_usd: '5', thresholds: [0.5, 0.5] }, /distinct/],
       [{ scope: 'project', subject: 'p', limit_usd: '5', time_zone: 123 }, /time_zone/],
       [{ scope: 'project', subject: 'p', limit_usd: '5', limit: 5 }, /Unknown field limit/],
+      [{ id: 123, scope: 'project', subject: 'p', limit_usd: '5' }, /id must be/],
     ];
     for (const [payload, why] of refusedBudgets) {
       const res = await post('/v1/budgets', payload);

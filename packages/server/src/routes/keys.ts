@@ -33,6 +33,13 @@ export const MAX_BUDGET_NANO = 10n ** 18n;
 /** An RFC 3339 time with its offset: Date.parse alone takes "March 7" (as 2001) and "2027". */
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})$/;
 
+/** Whether the time's date is a day of the calendar: Date.parse moves 2027-02-30 to March 2. */
+function realDay(time: string): boolean {
+  const [y, m, d] = time.slice(0, 10).split('-').map(Number) as [number, number, number];
+  const day = new Date(Date.UTC(y, m - 1, d));
+  return day.getUTCMonth() === m - 1 && day.getUTCDate() === d;
+}
+
 /** Virtual keys: made by an admin, shown once, stored as a SHA-256 hash. */
 export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
   app.post('/v1/keys', async (request, reply) => {
@@ -63,7 +70,8 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
       } catch {
         throw new TallyError('invalid_request', 'budget_usd must be a USD amount such as 10 or "12.50".');
       }
-      if (budgetNano <= 0n) throw new TallyError('invalid_request', 'budget_usd must be positive.');
+      if (budgetNano <= 0n)
+        throw new TallyError('invalid_request', 'budget_usd must be positive, and at least 0.000000001.');
       if (budgetNano > MAX_BUDGET_NANO)
         throw new TallyError('invalid_request', 'budget_usd must be at most 1000000000.');
     }
@@ -71,7 +79,10 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
     let expiresAt: number | null = null;
     const expires = body['expires_at'];
     if (expires !== undefined && expires !== null) {
-      expiresAt = typeof expires === 'string' && RFC3339.test(expires) ? Date.parse(expires) : Number.NaN;
+      expiresAt =
+        typeof expires === 'string' && RFC3339.test(expires) && realDay(expires)
+          ? Date.parse(expires)
+          : Number.NaN;
       if (Number.isNaN(expiresAt))
         throw new TallyError(
           'invalid_request',
