@@ -404,10 +404,11 @@ export class Gateway {
     }
   }
 
-  /** What a call can cost at most on its first planned attempt: the prompt, and the output the
-   * request allows. A request that sets no limit may have the model's whole output (the catalog's
-   * figure), except one translated for Claude, which is sent with `default_max_output`. Null when
-   * the model has no price. */
+  /** What a call can cost at most: the prompt, and the output the request allows, on the
+   * dearest of the upstreams it may reach (a fallback may cost more than the first). A request that
+   * sets no limit may have the model's whole output (the catalog's figure), except one translated
+   * for Claude, which is sent with `default_max_output`. Null when the first upstream's model has no
+   * price; a fallback without one adds nothing. */
   private largestCost(
     attempts: Attempt[],
     body: Obj,
@@ -416,24 +417,32 @@ export class Gateway {
     tenant: string,
     time: number,
   ): bigint | null {
-    const first = attempts[0];
-    if (!first) return null;
-    const provider = priceProviderOf(first.provider);
     const fallback = this.deps.config.default_max_output ?? 4096;
-    let output = maxOutputTokens(body, 0);
-    if (output === 0) {
-      output = translatedToMessages(first.provider, endpoint)
-        ? fallback
-        : (this.deps.maxOutput?.(provider, first.model, tenant) ?? fallback);
+    const asked = maxOutputTokens(body, 0);
+    let most: bigint | null = null;
+    for (let i = 0; i < attempts.length; i++) {
+      const a = attempts[i]!;
+      const provider = priceProviderOf(a.provider);
+      const output =
+        asked > 0
+          ? asked
+          : translatedToMessages(a.provider, endpoint)
+            ? fallback
+            : (this.deps.maxOutput?.(provider, a.model, tenant) ?? fallback);
+      const est = this.deps.price({
+        provider,
+        model: a.model,
+        tokens: { input: promptTokens, output },
+        time,
+        tenant,
+      });
+      if (est.status !== 'priced') {
+        if (i === 0) return null;
+        continue;
+      }
+      if (most === null || est.effectiveNano > most) most = est.effectiveNano;
     }
-    const est = this.deps.price({
-      provider,
-      model: first.model,
-      tokens: { input: promptTokens, output },
-      time,
-      tenant,
-    });
-    return est.status === 'priced' ? est.effectiveNano : null;
+    return most;
   }
 
   /** Where the call may go, in order, without upstreams whose breaker is open (unless every one

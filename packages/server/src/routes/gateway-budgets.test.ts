@@ -20,7 +20,18 @@ describe.each(states)('budgets and rate limits (%s state)', (_name, makeState) =
     await mock.start();
     state = makeState();
     t = await testApp(
-      { gateway: { providers: [{ id: 'anthropic', kind: 'anthropic', base_url: mock.url }] } },
+      {
+        gateway: {
+          providers: [{ id: 'anthropic', kind: 'anthropic', base_url: mock.url }],
+          routes: [
+            {
+              model: 'cheap-then-dear',
+              targets: [{ provider: 'anthropic', model: 'claude-3-5-haiku-20241022' }],
+              fallbacks: [{ provider: 'anthropic', model: 'claude-opus-4-1' }],
+            },
+          ],
+        },
+      },
       undefined,
       state,
     );
@@ -137,6 +148,14 @@ describe.each(states)('budgets and rate limits (%s state)', (_name, makeState) =
     const capped = await chat(key, { model: 'claude-sonnet-4-5', max_tokens: 100 });
     expect(capped.statusCode).toBe(200);
     await capped.body.dump();
+    // A route's fallback may cost more than its first target: the dearest is reserved. 100 tokens
+    // of Opus 4.1 ($75 a million) is $0.0075, past what the $0.05 has left after the call above.
+    const routed = await newKey({ project: `p-${randomUUID()}`, budget_usd: '0.005' });
+    const dear = await chat(routed.key, { model: 'cheap-then-dear', max_tokens: 100 });
+    expect(dear.statusCode).toBe(429);
+    expect(((await dear.body.json()) as { error: { message: string } }).error.message).toMatch(
+      /may cost up to \$0\.007\d+ .* more than the \$0\.005 left/,
+    );
     const unpriced = await chat(key, { model: 'claude-in-house-1', max_tokens: 100 });
     expect(unpriced.statusCode).toBe(400);
     expect(await unpriced.body.json()).toMatchObject({ error: { code: 'unpriced_model' } });
