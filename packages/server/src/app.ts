@@ -127,7 +127,13 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
         ? (tenant, rules) => seedSpend(store, state, tenant, rules, clock.now())
         : undefined,
     ),
-    alerts: new AlertService(store, app.log, config.gateway.alert_webhook_url),
+    alerts: new AlertService(
+      store,
+      app.log,
+      config.gateway.alert_webhook_url,
+      1000,
+      config.gateway.alert_webhook_secret,
+    ),
     secrets: new SecretBox(opts.secretKey),
     // The gates read the scorecard of the default period.
     gateEvidence: async (rec) =>

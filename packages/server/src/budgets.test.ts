@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createDuckDbStore } from '@tally/store';
@@ -20,8 +21,9 @@ const alert = {
 };
 
 describe('AlertService', () => {
-  it('POSTs each alert to the webhook and retries with backoff until it is taken', async () => {
+  it('POSTs each alert to the webhook, signed, and retries with backoff until it is taken', async () => {
     const bodies: unknown[] = [];
+    const signed: boolean[] = [];
     let calls = 0;
     const server = createServer((req, res) => {
       let body = '';
@@ -31,6 +33,11 @@ describe('AlertService', () => {
       req.on('end', () => {
         calls++;
         bodies.push(JSON.parse(body));
+        // What a receiver checks: the HMAC of "<timestamp>.<body>" under the shared secret.
+        const mac = createHmac('sha256', 'whsec-0123456789abcdef')
+          .update(`${req.headers['x-tally-timestamp']}.${body}`)
+          .digest('hex');
+        signed.push(req.headers['x-tally-signature'] === `sha256=${mac}`);
         res.writeHead(calls < 3 ? 503 : 204);
         res.end();
       });
@@ -39,7 +46,7 @@ describe('AlertService', () => {
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
     const store = await createDuckDbStore({ path: ':memory:' });
     await store.migrate();
-    const alerts = new AlertService(store, pino({ level: 'silent' }), url, 5);
+    const alerts = new AlertService(store, pino({ level: 'silent' }), url, 5, 'whsec-0123456789abcdef');
     alerts.emit(alert);
     await alerts.drain();
     server.close();
@@ -47,6 +54,7 @@ describe('AlertService', () => {
     // Every try carries the stored alert's id, by which a receiver drops a repeat.
     expect(bodies[2]).toEqual({ type: 'budget.threshold', id: expect.stringMatching(/^alert_/), ...alert });
     expect(new Set(bodies.map((b) => (b as { id: string }).id)).size).toBe(1);
+    expect(signed).toEqual([true, true, true]);
     const stored = await store.listAlerts('t', 10);
     expect(stored).toEqual([
       expect.objectContaining({ kind: 'budget.threshold', subject: 'b1', payload: alert }),

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import { periodWindow } from '@tally/core';
 import { type BudgetAlert, type BudgetRule, type MemoryState, windowsFor } from '@tally/gateway';
 import type { BudgetRecord, Store } from '@tally/store';
@@ -117,6 +117,9 @@ export class AlertService {
     private readonly log: FastifyBaseLogger,
     private readonly webhookUrl: string | undefined,
     private readonly baseDelayMs = 1000,
+    /** With it, each delivery is signed: `x-tally-signature: sha256=<hex>`, the HMAC-SHA256 of
+     * `<x-tally-timestamp>.<body>` under this secret. */
+    private readonly secret?: string,
   ) {}
 
   emit(alert: BudgetAlert): void {
@@ -149,9 +152,17 @@ export class AlertService {
     const body = JSON.stringify({ type: alert.kind, ...alert });
     for (let attempt = 0; attempt < 6; attempt++) {
       try {
+        const headers: Record<string, string> = { 'content-type': 'application/json' };
+        if (this.secret) {
+          // Signed at each try, with the time of the try: a receiver can refuse an old replay.
+          const timestamp = String(Math.floor(Date.now() / 1000));
+          const mac = createHmac('sha256', this.secret).update(`${timestamp}.${body}`).digest('hex');
+          headers['x-tally-timestamp'] = timestamp;
+          headers['x-tally-signature'] = `sha256=${mac}`;
+        }
         const res = await request(url, {
           method: 'POST',
-          headers: { 'content-type': 'application/json' },
+          headers,
           body,
           headersTimeout: 10_000,
           bodyTimeout: 10_000,

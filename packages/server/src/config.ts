@@ -75,6 +75,8 @@ export const gatewaySchema = z
     spool_max_mb: z.number().positive().default(1024),
     /** Budget alerts are POSTed here (JSON), retried with backoff. */
     alert_webhook_url: z.url().optional(),
+    /** Signs each alert POST (x-tally-signature), so that the receiver can tell it came from here. */
+    alert_webhook_secret: z.string().min(16).optional(),
     body_limit_bytes: z
       .number()
       .int()
