@@ -76,7 +76,8 @@ function parseTail(buf: Buffer, at: number): Obj | null {
 }
 
 /** Whether the quote at `at` is escaped (an odd run of backslashes before it). */
-function escaped(buf: Buffer, at: number): boolean {
+/** Whether the byte at `at` is escaped: an odd run of backslashes before it. */
+export function escaped(buf: Buffer, at: number): boolean {
   let n = 0;
   for (let i = at - 1; i >= 0 && buf[i] === BACKSLASH; i--) n++;
   return n % 2 === 1;

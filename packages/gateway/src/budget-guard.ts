@@ -34,13 +34,13 @@ export async function reserveBudgets(
 ): Promise<Admission> {
   const held = windowsFor(rules, time).slice();
   const unheld: RuleWindow[] = [];
-  let target = model;
   let downgradeTo: string | null = null;
+  // Priced once for the model, and again only if a downgrade changes it.
+  let amount = costOf(model);
   for (;;) {
-    const amount = costOf(target);
     if (amount === null && !deps.config.allow_unpriced_under_budget) {
       const block = held.find((w) => w.rule.action === 'block');
-      if (block) return { ok: false, error: unpricedUnderBudget(block.rule, target) };
+      if (block) return { ok: false, error: unpricedUnderBudget(block.rule, downgradeTo ?? model) };
     }
     const r = await deps.state.reserve(
       held.map((w) => w.window),
@@ -48,12 +48,13 @@ export async function reserveBudgets(
     );
     if (r.ok) return { ok: true, hold: { held, unheld, reserved: amount ?? 0n }, downgradeTo };
     const i = held.findIndex((w) => w.rule.id === r.budgetId);
-    const rule = held[i]!.rule;
+    const w = held[i]!;
+    const rule = w.rule;
     if (rule.action === 'block' || (rule.action === 'downgrade' && !rule.downgradeModel)) {
-      if (await deps.state.once(`${held[i]!.window.key}:exhausted`, held[i]!.window.resetAt)) {
+      if (await deps.state.once(exhaustedOnce(w), w.window.resetAt)) {
         // A block budget stops spend short of its limit, so the 100 % mark is never crossed by a
         // settled call: the first refusal of the period is its alert.
-        deps.alerts(alertOf(key, held[i]!, 1, r.spentNano, time, 'budget.exhausted'));
+        deps.alerts(alertOf(key, w, 1, r.spentNano, time, 'budget.exhausted'));
       }
       return {
         ok: false,
@@ -61,11 +62,16 @@ export async function reserveBudgets(
       };
     }
     if (rule.action === 'downgrade' && downgradeTo === null) {
-      downgradeTo = rule.downgradeModel;
-      target = downgradeTo!;
+      downgradeTo = rule.downgradeModel!;
+      amount = costOf(downgradeTo);
     }
     unheld.push(...held.splice(i, 1));
   }
+}
+
+/** The SharedState.once() key of a budget's exhaustion alert in a period. */
+export function exhaustedOnce(w: RuleWindow): string {
+  return `${w.window.key}:exhausted`;
 }
 
 function unpricedUnderBudget(rule: BudgetRule, model: string): GatewayError {

@@ -76,30 +76,31 @@ export async function forwardAttempts(
   // Calls translated for Claude are translated before anything goes: a request the first attempt
   // cannot take is refused at once, and a fallback that could not take it is left out, so that it
   // never hides the error of the upstream before it.
-  const maxOut = env.deps.config.default_max_output ?? 4096;
-  const translations = new Map<Attempt, string>();
-  let refusal: TranslationError | null = null;
-  const planned = !attempts.some((a) => translatedToMessages(a.provider, endpoint))
-    ? attempts
-    : attempts.filter((attempt, i) => {
-        if (!translatedToMessages(attempt.provider, endpoint)) return true;
-        try {
-          const request =
-            endpoint === 'responses'
-              ? responsesToAnthropicRequest(body, attempt.model, maxOut)
-              : toAnthropicRequest(body, attempt.model, maxOut);
-          translations.set(attempt, JSON.stringify(request));
-          return true;
-        } catch (err) {
-          if (!(err instanceof TranslationError)) throw err;
-          if (i === 0) refusal = err;
-          return false;
-        }
-      });
-  if (refusal !== null || planned.length === 0) {
-    const message =
-      (refusal as TranslationError | null)?.message ?? 'The request cannot be sent to any of its upstreams.';
-    return sendError(res, wire, badRequest(message, 'untranslatable_request'));
+  let translations: ReadonlyMap<Attempt, string> = NO_TRANSLATIONS;
+  let planned = attempts;
+  if (attempts.some((a) => translatedToMessages(a.provider, endpoint))) {
+    const maxOut = env.deps.config.default_max_output ?? 4096;
+    const made = new Map<Attempt, string>();
+    translations = made;
+    planned = [];
+    for (const attempt of attempts) {
+      if (!translatedToMessages(attempt.provider, endpoint)) {
+        planned.push(attempt);
+        continue;
+      }
+      try {
+        const request =
+          endpoint === 'responses'
+            ? responsesToAnthropicRequest(body, attempt.model, maxOut)
+            : toAnthropicRequest(body, attempt.model, maxOut);
+        made.set(attempt, JSON.stringify(request));
+        planned.push(attempt);
+      } catch (err) {
+        if (!(err instanceof TranslationError)) throw err;
+        if (attempt === attempts[0])
+          return sendError(res, wire, badRequest(err.message, 'untranslatable_request'));
+      }
+    }
   }
 
   for (let i = 0; i < planned.length; i++) {
@@ -214,6 +215,8 @@ export async function forwardAttempts(
     }
   }
 }
+
+const NO_TRANSLATIONS: ReadonlyMap<Attempt, string> = new Map();
 
 const INCLUDE_USAGE = Buffer.from(',"stream_options":{"include_usage":true}}');
 

@@ -1,3 +1,4 @@
+export { exhaustedOnce } from './budget-guard.js';
 export { uuidv7 } from './ids.js';
 export * from './policy.js';
 export { ENDPOINT_API, type Endpoint, priceProviderOf } from './providers.js';

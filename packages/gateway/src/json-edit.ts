@@ -3,6 +3,7 @@
  * goes upstream as sent. Parsing and serialising the body again would not keep it: a 64-bit
  * `seed` loses its low digits in a JavaScript number, and `1.0` becomes `1`.
  */
+import { escaped } from './answer-meta.js';
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -20,9 +21,7 @@ function stringEnd(b: Buffer, i: number): number {
   for (;;) {
     const q = b.indexOf(QUOTE, from);
     if (q < 0) return -1;
-    let slashes = 0;
-    for (let k = q - 1; k > i && b[k] === BACKSLASH; k--) slashes++;
-    if (slashes % 2 === 0) return q + 1;
+    if (!escaped(b, q)) return q + 1;
     from = q + 1;
   }
 }

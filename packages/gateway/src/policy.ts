@@ -78,11 +78,12 @@ function currentPeriod(period: BudgetPeriod, timeZone: string, now: number): Per
   return p;
 }
 
-export type RuleWindow = { rule: BudgetRule; window: BudgetWindow; label: string };
+/** A rule's window of the current period, which starts at `start` (epoch ms). */
+export type RuleWindow = { rule: BudgetRule; window: BudgetWindow; label: string; start: number };
 
 /** Each rule's window of its current period, made once per rule and period: the same objects (and
  * the same key string, whose hash is then worked out once) serve every call in it. */
-const ruleWindows = new WeakMap<BudgetRule, RuleWindow & { start: number }>();
+const ruleWindows = new WeakMap<BudgetRule, RuleWindow>();
 
 export function windowsFor(rules: BudgetRule[], now: number): RuleWindow[] {
   return rules.map((rule) => {

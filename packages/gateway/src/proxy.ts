@@ -241,32 +241,52 @@ export class Gateway {
     }
   }
 
+  /** A model call's key, body and model; or null, the error answered: an unknown key (401), a body
+   * that is not a JSON object or names no model (400), a model the key may not use (403). */
+  private async admit(
+    req: IncomingMessage,
+    res: ServerResponse,
+    wire: Wire,
+    raw: Buffer,
+  ): Promise<{ key: VirtualKey; body: Obj; model: string } | null> {
+    const key = await this.authenticate(req);
+    if (!key) {
+      sendError(res, wire, invalidKey());
+      return null;
+    }
+    let body: Obj;
+    try {
+      const parsed: unknown = JSON.parse(raw.toString('utf8'));
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+        throw new Error('not an object');
+      body = parsed as Obj;
+    } catch {
+      sendError(res, wire, badRequest('The request body is not a valid JSON object.', 'invalid_json'));
+      return null;
+    }
+    const model = body['model'];
+    if (typeof model !== 'string' || model === '') {
+      sendError(res, wire, badRequest('model is required.', 'missing_model'));
+      return null;
+    }
+    if (key.models.length > 0 && !key.models.includes(model)) {
+      sendError(res, wire, {
+        status: 403,
+        type: 'invalid_request_error',
+        code: 'model_not_allowed',
+        message: `This key may not use model ${model}. Allowed: ${key.models.join(', ')}.`,
+      });
+      return null;
+    }
+    return { key, body, model };
+  }
+
   /** Anthropic's token count (`messages.countTokens`): passed to the Anthropic provider the model
    * routes to, and its answer back as it came. It costs nothing, so nothing is metered. */
   private async countTokens(req: IncomingMessage, res: ServerResponse, raw: Buffer): Promise<void> {
-    const key = await this.authenticate(req);
-    if (!key) return sendError(res, 'anthropic', invalidKey());
-    let model: unknown;
-    try {
-      model = (JSON.parse(raw.toString('utf8')) as Obj | null)?.['model'];
-    } catch {
-      return sendError(
-        res,
-        'anthropic',
-        badRequest('The request body is not a valid JSON object.', 'invalid_json'),
-      );
-    }
-    if (typeof model !== 'string' || model === '') {
-      return sendError(res, 'anthropic', badRequest('model is required.', 'missing_model'));
-    }
-    if (key.models.length > 0 && !key.models.includes(model)) {
-      return sendError(res, 'anthropic', {
-        status: 403,
-        type: 'permission_error',
-        code: 'model_not_allowed',
-        message: `This key may not use model ${model}.`,
-      });
-    }
+    const admitted = await this.admit(req, res, 'anthropic', raw);
+    if (!admitted) return;
+    const { key, model } = admitted;
     const attempt = this.plan(model, 'messages', key.tenant).find((a) => a.provider.kind === 'anthropic');
     if (!attempt) return sendError(res, 'anthropic', noRoute(model, []));
     const target = upstreamFor(attempt.provider, 'messages', attempt.model, req.headers);
@@ -302,29 +322,9 @@ export class Gateway {
   async handle(req: IncomingMessage, res: ServerResponse, endpoint: Endpoint, raw: Buffer): Promise<void> {
     const wire: Wire = endpoint === 'messages' ? 'anthropic' : 'openai';
     const time = this.deps.clock.now();
-    const key = await this.authenticate(req);
-    if (!key) return sendError(res, wire, invalidKey());
-    let body: Obj;
-    try {
-      const parsed: unknown = JSON.parse(raw.toString('utf8'));
-      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
-        throw new Error('not an object');
-      body = parsed as Obj;
-    } catch {
-      return sendError(res, wire, badRequest('The request body is not a valid JSON object.', 'invalid_json'));
-    }
-    const model = body['model'];
-    if (typeof model !== 'string' || model === '') {
-      return sendError(res, wire, badRequest('model is required.', 'missing_model'));
-    }
-    if (key.models.length > 0 && !key.models.includes(model)) {
-      return sendError(res, wire, {
-        status: 403,
-        type: 'invalid_request_error',
-        code: 'model_not_allowed',
-        message: `This key may not use model ${model}. Allowed: ${key.models.join(', ')}.`,
-      });
-    }
+    const admitted = await this.admit(req, res, wire, raw);
+    if (!admitted) return;
+    const { key, body, model } = admitted;
     let attempts = this.plan(model, endpoint, key.tenant);
     if (attempts.length === 0) {
       return sendError(res, wire, noRoute(model, this.router.missingProviders(model, key.tenant)));

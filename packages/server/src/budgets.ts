@@ -1,6 +1,11 @@
 import { createHmac, randomUUID } from 'node:crypto';
-import { periodWindow } from '@tally/core';
-import { type BudgetAlert, type BudgetRule, type MemoryState, windowsFor } from '@tally/gateway';
+import {
+  type BudgetAlert,
+  type BudgetRule,
+  exhaustedOnce,
+  type MemoryState,
+  windowsFor,
+} from '@tally/gateway';
 import type { BudgetRecord, Store } from '@tally/store';
 import type { FastifyBaseLogger } from 'fastify';
 import { request } from 'undici';
@@ -65,7 +70,6 @@ export async function seedSpend(
   rules: BudgetRule[],
   now: number,
 ): Promise<void> {
-  const GROUP = { project: 'project', team: 'team', user: 'user', key: 'key' } as const;
   // A block budget's exhaustion alert, raised once a period, is not raised again by a restart.
   const exhausted = new Set(
     (await store.listAlerts(tenant, 1000))
@@ -73,18 +77,16 @@ export async function seedSpend(
       .map((a) => `${a.subject}\u0000${String((a.payload as { period?: unknown }).period)}`),
   );
   for (const w of windowsFor(rules, now)) {
-    if (exhausted.has(`${w.rule.id}\u0000${w.label}`))
-      await state.once(`${w.window.key}:exhausted`, w.window.resetAt);
-    const { start } = periodWindow(w.rule.period, w.rule.timeZone, now);
-    const group = w.rule.scope === 'tenant' ? undefined : GROUP[w.rule.scope];
+    if (exhausted.has(`${w.rule.id}\u0000${w.label}`)) await state.once(exhaustedOnce(w), w.window.resetAt);
+    const group = w.rule.scope === 'tenant' ? undefined : w.rule.scope;
     const rows = await store.spend({
       tenant,
-      from: start,
+      from: w.start,
       to: now + 1,
       ...(group ? { groupBy: group } : {}),
     });
     const row = group ? rows.find((r) => r.group === w.rule.subject) : rows[0];
-    if (row && row.cost_effective_nano > 0n) state.addSpent(w.window, row.cost_effective_nano);
+    if (row && row.cost_effective_nano > 0n) await state.settle([w.window], 0n, row.cost_effective_nano);
   }
 }
 
@@ -137,15 +139,14 @@ export class AlertService {
       (err: unknown) => this.log.error({ err, alert }, 'could not store a budget alert'),
     );
     this.track(stored);
-    const tracked = stored.finally(() => this.storing.delete(tracked));
-    this.storing.add(tracked);
+    this.track(stored, this.storing);
     // The stored alert's id goes with the webhook, so that a receiver can drop a retried delivery.
     if (this.webhookUrl) this.track(this.deliver(this.webhookUrl, { id: record.id, ...alert }));
   }
 
-  private track(p: Promise<void>): void {
-    const tracked = p.finally(() => this.inflight.delete(tracked));
-    this.inflight.add(tracked);
+  private track(p: Promise<void>, set = this.inflight): void {
+    const tracked = p.finally(() => set.delete(tracked));
+    set.add(tracked);
   }
 
   private async deliver(url: string, alert: BudgetAlert & { id: string }): Promise<void> {
@@ -186,11 +187,13 @@ export class AlertService {
    * does not answer does not hold a shutdown past it. */
   async drain(ms = Number.POSITIVE_INFINITY): Promise<void> {
     await this.stored();
+    const all = Promise.all([...this.inflight]);
+    if (!Number.isFinite(ms)) {
+      await all;
+      return;
+    }
     let timer: NodeJS.Timeout | undefined;
-    const limit = new Promise<void>((r) => {
-      if (Number.isFinite(ms)) timer = setTimeout(r, ms).unref();
-    });
-    await Promise.race([Promise.all([...this.inflight]), ...(Number.isFinite(ms) ? [limit] : [])]);
+    await Promise.race([all, new Promise((r) => (timer = setTimeout(r, ms).unref()))]);
     clearTimeout(timer);
   }
 }

@@ -1,4 +1,4 @@
-import { type CallRecord, nanoToUsd, TallyError } from '@tally/core';
+import { type CallRecord, nanoToUsd, TallyError, usdToNano } from '@tally/core';
 import type { SpendRow } from '@tally/store';
 
 const usd = (n: bigint | null): string | null => (n === null ? null : nanoToUsd(n));
@@ -74,4 +74,38 @@ export function enumParam<T extends string>(name: string, v: unknown, values: re
     throw new TallyError('invalid_query', `${name} must be one of ${values.join(', ')}.`);
   }
   return s as T;
+}
+
+/** Refuses a body field the route does not take: a misspelt one would otherwise go unnoticed, and a
+ * key, say, be made without the limit it was meant to have. */
+export function refuseUnknownFields(
+  body: Record<string, unknown>,
+  fields: readonly string[],
+  what: string,
+): void {
+  const unknown = Object.keys(body).filter((f) => !fields.includes(f));
+  if (unknown.length > 0) {
+    throw new TallyError(
+      'invalid_request',
+      `Unknown field${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')}: ${what} takes ${fields.join(', ')}.`,
+    );
+  }
+}
+
+/** The largest budget a key or a budget may have: a billion dollars (1e18 nano-dollars), inside
+ * the store's 64-bit amounts. */
+const MAX_BUDGET_NANO = 10n ** 18n;
+
+/** A budget's limit, in nano-dollars, from a USD amount (a string or a number). */
+export function budgetLimit(field: string, value: unknown, example: string): bigint {
+  let nano: bigint;
+  try {
+    nano = usdToNano(String(value));
+  } catch {
+    throw new TallyError('invalid_request', `${field} must be a USD amount such as ${example}.`);
+  }
+  if (nano <= 0n)
+    throw new TallyError('invalid_request', `${field} must be positive, and at least 0.000000001.`);
+  if (nano > MAX_BUDGET_NANO) throw new TallyError('invalid_request', `${field} must be at most 1000000000.`);
+  return nano;
 }

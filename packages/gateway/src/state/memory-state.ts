@@ -74,11 +74,6 @@ export class MemoryState implements SharedState {
     return true;
   }
 
-  /** Adds spend this process did not see (a restart's: what the store holds for the period). */
-  addSpent(w: BudgetWindow, nano: bigint): void {
-    this.window(w).spentNano += nano;
-  }
-
   async usage(w: BudgetWindow): Promise<WindowUsage> {
     const u = this.windows.get(w.key);
     return { spentNano: u?.spentNano ?? 0n, reservedNano: u?.reservedNano ?? 0n };

@@ -1,7 +1,6 @@
 import { MockUpstream } from '@tally/gateway/testing';
-import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type TestApp, testApp } from '../testing/test-app.js';
+import { postMessage, type TestApp, testApp } from '../testing/test-app.js';
 
 describe('budgets across a restart (in-process state)', () => {
   const mock = new MockUpstream();
@@ -19,15 +18,7 @@ describe('budgets across a restart (in-process state)', () => {
   });
 
   const message = async (base: string, key: string) => {
-    const res = await request(`${base}/v1/messages`, {
-      method: 'POST',
-      headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
-      body: JSON.stringify({
-        model: 'claude-sonnet-4-5',
-        max_tokens: 1024,
-        messages: [{ role: 'user', content: 'Hi' }],
-      }),
-    });
+    const res = await postMessage(base, key);
     await res.body.dump();
     return res.statusCode;
   };
@@ -36,13 +27,7 @@ describe('budgets across a restart (in-process state)', () => {
 
   it('keeps what a budget spent: a new process reads it from the store', async () => {
     // Each call costs $0.01437 and reserves $0.01539: two fit under $0.035, a third does not.
-    const made = await first.app.inject({
-      method: 'POST',
-      url: '/v1/keys',
-      headers: first.auth,
-      payload: { project: 'p', budget_usd: '0.035' },
-    });
-    const { id, key } = made.json();
+    const { id, key } = await first.newKey({ project: 'p', budget_usd: '0.035' });
     // A project budget made before the calls, and one made after them: both count them.
     await first.app.inject({
       method: 'POST',

@@ -7,12 +7,11 @@ import {
   nanoToUsd,
   periodWindow,
   TallyError,
-  usdToNano,
 } from '@tally/core';
 import type { BudgetRecord } from '@tally/store';
 import type { FastifyPluginAsync } from 'fastify';
 import type { AppContext } from '../context.js';
-import { MAX_BUDGET_NANO } from './keys.js';
+import { budgetLimit, refuseUnknownFields } from '../serialize.js';
 
 const SCOPES: readonly BudgetScope[] = ['tenant', 'project', 'team', 'user', 'key'];
 const PERIODS: readonly BudgetPeriod[] = ['day', 'week', 'month'];
@@ -70,27 +69,12 @@ export const budgetRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => 
     const principal = await ctx.auth.authenticate(request, ['admin']);
     const body = request.body;
     if (!isObject(body)) throw new TallyError('invalid_request', 'The body must be a JSON object.');
-    const unknown = Object.keys(body).filter((f) => !FIELDS.includes(f));
-    if (unknown.length > 0) {
-      throw new TallyError(
-        'invalid_request',
-        `Unknown field${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')}: a budget takes ${FIELDS.join(', ')}.`,
-      );
-    }
+    refuseUnknownFields(body, FIELDS, 'a budget');
     const scope = pick(body, 'scope', SCOPES);
     const subject = scope === 'tenant' ? principal.tenant : body['subject'];
     if (typeof subject !== 'string' || subject === '')
       throw new TallyError('invalid_request', 'subject is required.');
-    let limit: bigint;
-    try {
-      limit = usdToNano(String(body['limit_usd']));
-    } catch {
-      throw new TallyError('invalid_request', 'limit_usd must be a USD amount such as "500".');
-    }
-    if (limit <= 0n)
-      throw new TallyError('invalid_request', 'limit_usd must be positive, and at least 0.000000001.');
-    if (limit > MAX_BUDGET_NANO)
-      throw new TallyError('invalid_request', 'limit_usd must be at most 1000000000.');
+    const limit = budgetLimit('limit_usd', body['limit_usd'], '"500"');
     const zone = body['time_zone'] ?? 'UTC';
     if (typeof zone !== 'string')
       throw new TallyError('invalid_request', 'time_zone must be an IANA time zone name.');

@@ -3,7 +3,7 @@ import { MemoryState, RedisState, type SharedState } from '@tally/gateway';
 import { MockUpstream } from '@tally/gateway/testing';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type TestApp, testApp } from '../testing/test-app.js';
+import { postMessage, type TestApp, testApp } from '../testing/test-app.js';
 
 const states: [string, () => SharedState][] = [
   ['in-process', () => new MemoryState()],
@@ -43,23 +43,8 @@ describe.each(states)('budgets and rate limits (%s state)', (_name, makeState) =
     await mock.stop();
   });
 
-  const newKey = async (payload: Record<string, unknown>) =>
-    (await t.app.inject({ method: 'POST', url: '/v1/keys', headers: t.auth, payload })).json() as {
-      id: string;
-      key: string;
-    };
-
-  const message = (key: string, extra: Record<string, unknown> = {}) =>
-    request(`${base}/v1/messages`, {
-      method: 'POST',
-      headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
-      body: JSON.stringify({
-        model: 'claude-sonnet-4-5',
-        max_tokens: 1024,
-        messages: [{ role: 'user', content: 'Hello' }],
-        ...extra,
-      }),
-    });
+  const newKey = (payload: Record<string, unknown>) => t.newKey(payload);
+  const message = (key: string, extra: Record<string, unknown> = {}) => postMessage(base, key, extra);
 
   it('holds a $1 budget under 200 concurrent calls: overspend stays within the in-flight reservations', async () => {
     const { id, key } = await newKey({ project: 'p', budget_usd: 1 });

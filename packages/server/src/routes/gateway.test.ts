@@ -476,14 +476,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     expect(mock.received.at(-1)).toMatchObject({ path: '/openai/v1/responses', body: { model: 'prod-4o' } });
     // The catalog has no price for gpt-4o from Google: a key without a budget calls it (a block
     // budget refuses a model it cannot price).
-    const free = (
-      await t.app.inject({
-        method: 'POST',
-        url: '/v1/keys',
-        headers: t.auth,
-        payload: { project: 'support' },
-      })
-    ).json().key;
+    const { key: free } = await t.newKey({ project: 'support' });
     const gm = await new OpenAI({
       apiKey: free,
       baseURL: `${base}/v1`,

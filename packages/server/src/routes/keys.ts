@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { isObject, TallyError, usdToNano } from '@tally/core';
+import { isObject, TallyError } from '@tally/core';
 import type { FastifyPluginAsync } from 'fastify';
 import { generateKey, hashKey } from '../auth.js';
 import type { AppContext } from '../context.js';
+import { budgetLimit, refuseUnknownFields } from '../serialize.js';
 
 const PERIODS = ['day', 'week', 'month'] as const;
 
@@ -26,10 +27,6 @@ function optPositiveInt(body: Record<string, unknown>, field: string): number | 
 
 const FIELDS = ['project', 'team', 'user', 'budget_usd', 'period', 'rpm', 'tpm', 'models', 'expires_at'];
 
-/** The largest budget a key or a budget may have: a billion dollars (1e18 nano-dollars), inside
- * the store's 64-bit amounts. */
-export const MAX_BUDGET_NANO = 10n ** 18n;
-
 /** An RFC 3339 time with its offset: Date.parse alone takes "March 7" (as 2001) and "2027". */
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})$/;
 
@@ -46,14 +43,7 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
     const principal = await ctx.auth.authenticate(request, ['admin']);
     const body = request.body;
     if (!isObject(body)) throw new TallyError('invalid_request', 'The body must be a JSON object.');
-    // A misspelt field would otherwise make a key without the limit it was meant to have.
-    const unknown = Object.keys(body).filter((f) => !FIELDS.includes(f));
-    if (unknown.length > 0) {
-      throw new TallyError(
-        'invalid_request',
-        `Unknown field${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')}: a key takes ${FIELDS.join(', ')}.`,
-      );
-    }
+    refuseUnknownFields(body, FIELDS, 'a key');
     const models = body['models'] ?? [];
     if (!Array.isArray(models) || models.some((m) => typeof m !== 'string' || m === '')) {
       throw new TallyError('invalid_request', 'models must be an array of model names.');
@@ -62,19 +52,9 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
     if (!(PERIODS as readonly unknown[]).includes(period)) {
       throw new TallyError('invalid_request', `period must be one of ${PERIODS.join(', ')}.`);
     }
-    let budgetNano: bigint | null = null;
     const budget = body['budget_usd'];
-    if (budget !== undefined && budget !== null) {
-      try {
-        budgetNano = usdToNano(typeof budget === 'number' ? String(budget) : (budget as string));
-      } catch {
-        throw new TallyError('invalid_request', 'budget_usd must be a USD amount such as 10 or "12.50".');
-      }
-      if (budgetNano <= 0n)
-        throw new TallyError('invalid_request', 'budget_usd must be positive, and at least 0.000000001.');
-      if (budgetNano > MAX_BUDGET_NANO)
-        throw new TallyError('invalid_request', 'budget_usd must be at most 1000000000.');
-    }
+    const budgetNano =
+      budget === undefined || budget === null ? null : budgetLimit('budget_usd', budget, '10 or "12.50"');
     const now = ctx.clock.now();
     let expiresAt: number | null = null;
     const expires = body['expires_at'];

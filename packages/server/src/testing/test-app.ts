@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { Catalog, type CatalogData, type Clock } from '@tally/core';
 import type { SharedState } from '@tally/gateway';
 import { createDuckDbStore, type Store } from '@tally/store';
+import { request } from 'undici';
 import { buildApp, type TallyApp } from '../app.js';
 import { hashKey } from '../auth.js';
 import { configSchema, type TallyConfig } from '../config.js';
@@ -22,6 +23,8 @@ export interface TestApp extends TallyApp {
   auth: { authorization: string };
   /** Listens on a free loopback port; returns the base URL. */
   listen(): Promise<string>;
+  /** Makes a virtual key through POST /v1/keys. */
+  newKey(payload: Record<string, unknown>): Promise<{ id: string; key: string }>;
   /** Closes the app and the store. */
   shutdown(): Promise<void>;
 }
@@ -49,12 +52,17 @@ export async function testApp(
     ...(state ? { state } : {}),
     secretKey: randomBytes(32),
   });
+  const auth = { authorization: `Bearer ${ADMIN_KEY}` };
   return {
     ...tally,
     store,
-    auth: { authorization: `Bearer ${ADMIN_KEY}` },
+    auth,
     async listen() {
       return tally.app.listen({ port: 0, host: '127.0.0.1' });
+    },
+    async newKey(payload) {
+      const res = await tally.app.inject({ method: 'POST', url: '/v1/keys', headers: auth, payload });
+      return res.json() as { id: string; key: string };
     },
     async shutdown() {
       await tally.close();
@@ -84,4 +92,19 @@ export async function foreignKey(store: Store, tenant = 'other'): Promise<string
     revoked_at: null,
   });
   return key;
+}
+
+/** An Anthropic messages call to a gateway at `base` (claude-sonnet-4-5, 1,024 tokens at most, one
+ * user turn), with `extra` fields in its body. */
+export function postMessage(base: string, key: string, extra: Record<string, unknown> = {}) {
+  return request(`${base}/v1/messages`, {
+    method: 'POST',
+    headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
+    body: JSON.stringify({
+      model: 'claude-sonnet-4-5',
+      max_tokens: 1024,
+      messages: [{ role: 'user', content: 'Hello' }],
+      ...extra,
+    }),
+  });
 }
