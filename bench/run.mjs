@@ -11,6 +11,7 @@ import { micro } from './micro.mjs';
 import { scorecardBench } from './scorecard.mjs';
 import { soak } from './soak.mjs';
 import { storeMemory } from './store-memory.mjs';
+import { storeRetention } from './store-retention.mjs';
 import { streamMeterBench } from './stream-meter.mjs';
 
 const only = process.argv.slice(2);
@@ -182,6 +183,44 @@ if (want('store-memory')) {
     `### The embedded store's memory as metered calls accumulate, ${date}\n\n` +
       `${r.calls.toLocaleString('en-US')} gateway calls appended in the metering sink's batches of 5,000, one process per setting; ` +
       `anonymous RSS after a full GC, and the process's CPU a call. Baseline: no memory limit and a checkpoint per 256 MB of log (the store before 2026-12-02), in the same run.\n\n${t}`,
+  );
+}
+
+if (want('store-retention')) {
+  const rows = await storeRetention();
+  const mb = (v) => (v === null ? '—' : String(v));
+  const t = table(
+    [
+      'writer',
+      'rows written',
+      'anon MB before (baseline)',
+      'after the writes',
+      'after CHECKPOINT',
+      'DuckDB reports',
+      'after close',
+      'after reopening',
+      'held for the writes / before',
+      'stored',
+    ],
+    rows.map((x) => [
+      x.writer,
+      x.rows.toLocaleString('en-US'),
+      x.beforeMb,
+      x.writtenMb,
+      mb(x.checkpointedMb),
+      mb(x.duckdbReportsMb),
+      x.closedMb,
+      x.reopenedMb,
+      `${((x.checkpointedMb ?? x.writtenMb) / x.beforeMb).toFixed(2)}×`,
+      `${x.stored.toLocaleString('en-US')} of ${x.rows.toLocaleString('en-US')}`,
+    ]),
+  );
+  sections.push(
+    `### What DuckDB holds for rows it has written, ${date}\n\n` +
+      'One process per line writes the rows in 4,000-row statements, then reads its anonymous RSS after a full GC ' +
+      'at each step; "DuckDB reports" is the sum of `duckdb_memory()` after the checkpoint. Tally\'s store has no ' +
+      'CHECKPOINT of its own (closing checkpoints). Baseline: the same process before the writes.\n\n' +
+      t,
   );
 }
 
