@@ -13,6 +13,8 @@ import type { VirtualKey } from './types.js';
 
 /** A budget as the gateway enforces it. */
 export interface BudgetRule {
+  /** The tenant the budget belongs to: ids are chosen by each tenant, so they may repeat. */
+  tenant: string;
   id: string;
   scope: BudgetScope;
   subject: string;
@@ -96,7 +98,7 @@ export function windowsFor(rules: BudgetRule[], now: number): RuleWindow[] {
         start: p.start,
         window: {
           budgetId: rule.id,
-          key: `${rule.id}:${p.label}`,
+          key: windowKey(rule.tenant, rule.id, p.label),
           limitNano: rule.limitNano,
           resetAt: p.end,
         },
@@ -105,6 +107,12 @@ export function windowsFor(rules: BudgetRule[], now: number): RuleWindow[] {
     }
     return w;
   });
+}
+
+/** The shared state's name for a budget's window: its tenant (length first, so that no tenant and
+ * id pair reads as another), its id, and the period's label (which holds no colon). */
+export function windowKey(tenant: string, budgetId: string, label: string): string {
+  return `${tenant.length}:${tenant}:${budgetId}:${label}`;
 }
 
 /** OpenAI's duration style for x-ratelimit-reset-*: 20ms, 1s, 6m0s. */

@@ -92,6 +92,7 @@ export async function seedSpend(
 
 export function toRule(b: BudgetRecord): BudgetRule {
   return {
+    tenant: b.tenant,
     id: b.id,
     scope: b.scope,
     subject: b.subject,

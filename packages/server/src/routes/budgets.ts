@@ -8,6 +8,7 @@ import {
   periodWindow,
   TallyError,
 } from '@tally/core';
+import { windowKey } from '@tally/gateway';
 import type { BudgetRecord } from '@tally/store';
 import type { FastifyPluginAsync } from 'fastify';
 import type { AppContext } from '../context.js';
@@ -135,7 +136,7 @@ export const budgetRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => 
       const p = periodWindow(b.period, b.time_zone, now);
       const usage = await ctx.state.usage({
         budgetId: b.id,
-        key: `${b.id}:${p.label}`,
+        key: windowKey(principal.tenant, b.id, p.label),
         limitNano: b.limit_nano,
         resetAt: p.end,
       });

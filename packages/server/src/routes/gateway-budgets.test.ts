@@ -3,7 +3,7 @@ import { MemoryState, RedisState, type SharedState } from '@tally/gateway';
 import { MockUpstream } from '@tally/gateway/testing';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { postMessage, type TestApp, testApp } from '../testing/test-app.js';
+import { foreignKey, postMessage, type TestApp, testApp } from '../testing/test-app.js';
 
 const states: [string, () => SharedState][] = [
   ['in-process', () => new MemoryState()],
@@ -115,6 +115,41 @@ describe.each(states)('budgets and rate limits (%s state)', (_name, makeState) =
       await r.body.dump();
     }
     expect(statuses).toEqual([200, 200, 429, 429]);
+  });
+
+  it("keeps each tenant's budgets apart when they share an id", async () => {
+    const id = `shared-${randomUUID().slice(0, 8)}`;
+    // This tenant's budget, on a project no call of this test uses.
+    await budget({ id, scope: 'project', subject: 'quiet', limit_usd: '0.02', action: 'block' });
+    // Another tenant's budget with the same id, on the project its calls name.
+    const other = await foreignKey(t.store, `tenant-${id}`);
+    await t.store.putBudget({
+      tenant: `tenant-${id}`,
+      id,
+      scope: 'tenant',
+      subject: `tenant-${id}`,
+      limit_nano: 100_000_000_000n,
+      period: 'month',
+      time_zone: 'UTC',
+      thresholds: [0.5, 0.8, 1],
+      action: 'alert',
+      downgrade_model: null,
+      created_at: Date.now(),
+    });
+    for (let i = 0; i < 3; i++) {
+      const r = await message(other);
+      expect(r.statusCode).toBe(200);
+      await r.body.dump();
+    }
+    const mine = (await t.app.inject({ url: '/v1/budgets', headers: t.auth }))
+      .json()
+      .data.find((b: { id: string }) => b.id === id);
+    expect(mine.spent_usd).toBe('0');
+    // And this tenant's calls still fit under its own budget.
+    const { key } = await newKey({ project: 'quiet' });
+    const r = await message(key);
+    expect(r.statusCode).toBe(200);
+    await r.body.dump();
   });
 
   it('reserves the whole output of the model for a call that sets no limit, and refuses an unpriced model under a block budget', async () => {
