@@ -1,5 +1,6 @@
 import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { type Clock, type Pricer, systemClock } from '@tally/core';
 import {
   applies,
@@ -19,6 +20,7 @@ import { AlertService, BudgetCache, seedSpend } from './budgets.js';
 import type { TallyConfig } from './config.js';
 import type { AppContext } from './context.js';
 import { errorHandler, notFoundHandler } from './errors.js';
+import { meteringWriter } from './metering-write.js';
 import { ServerMetrics } from './metrics.js';
 import { budgetRoutes } from './routes/budgets.js';
 import { eventRoutes } from './routes/events.js';
@@ -166,13 +168,18 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
         { maxBytes: config.gateway.spool_max_mb * 1024 * 1024 },
       )
     : undefined;
+  // A call the store cannot take is set aside, next to the spool, and the rest of its batch stored.
+  const writer = meteringWriter(
+    store,
+    metrics,
+    app.log,
+    opts.spoolDir ? join(dirname(opts.spoolDir), 'rejected') : undefined,
+  );
+  ctx.rejectedCalls = writer.rejected;
   const sink = new BatchingSink<CallBatch>({
     // Each call is encoded into the store's bulk format as it is metered.
     newChunk: () => store.newCallBatch(),
-    write: async (batch) => {
-      const written = await store.appendCallBatch(batch);
-      metrics.eventsAccepted.inc({ kind: 'gateway_call' }, written.inserted);
-    },
+    write: writer.write,
     // Large, infrequent batches: each store write has a fixed cost (a file, a transaction, a
     // commit). 5,000 calls a batch cost 16 µs a call against 18 at 2,000; a chunk of them is
     // about 2 MB of CSV, outside the heap. Calls show in /v1/calls within a second.

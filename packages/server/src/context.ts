@@ -4,6 +4,7 @@ import type { Store, UseCaseRecord } from '@tally/store';
 import type { Authenticator } from './auth.js';
 import type { AlertService, BudgetCache } from './budgets.js';
 import type { TallyConfig } from './config.js';
+import type { RejectedCalls } from './metering-write.js';
 import type { ServerMetrics } from './metrics.js';
 import type { SecretBox } from './secrets.js';
 
@@ -24,6 +25,8 @@ export interface AppContext {
   gateEvidence: (useCase: UseCaseRecord) => Promise<GateEvidence>;
   /** The gateway's metering sink, once it is made. */
   metering?: MeteringState;
+  /** Metered calls the store refused, set aside one by one. */
+  rejectedCalls?: RejectedCalls;
 }
 
 /** Where the gateway's metered calls stand on their way to the store. */

@@ -28,6 +28,11 @@ export class ServerMetrics {
     help: 'Events rejected at ingest.',
     registers: [this.registry],
   });
+  readonly callsRejected = new Counter({
+    name: 'tally_metering_calls_rejected_total',
+    help: 'Metered calls the store refused, set aside one by one so that the rest of their batch is stored.',
+    registers: [this.registry],
+  });
   readonly unpricedCalls = new Counter({
     name: 'tally_ingest_unpriced_calls_total',
     help: 'LLM calls ingested that the price catalog could not price.',

@@ -61,6 +61,23 @@ const s = (v: string | null): string =>
   v === null ? '' : v.includes('"') ? `"${v.replaceAll('"', '""')}"` : `"${v}"`;
 const n = (v: number | null): string => (v !== null && Number.isFinite(v) ? String(v) : '');
 const big = (v: bigint | null): string => (v === null ? '' : String(v));
+/** A count as the INTEGER column takes it. Counts are checked where usage is read; one that got
+ * past that must not keep its batch out of the store, so it is held to the column's range. */
+const int = (v: number): string =>
+  Number.isInteger(v) && v >= 0 && v <= 2_147_483_647
+    ? String(v)
+    : String(Math.min(2_147_483_647, Math.max(0, Math.round(v) || 0)));
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+const wellFormed = (v: string): string => v.replace(LONE_SURROGATE, '\ufffd');
+/** Tags as JSON. JSON.stringify writes a lone surrogate (from a header, say) as an escape that
+ * DuckDB's JSON refuses, which would refuse the whole batch: it becomes U+FFFD. */
+const tagsJson = (tags: Record<string, string>): string => {
+  const j = JSON.stringify(tags);
+  if (j.length === 2 || !/\\ud[89a-f]/i.test(j)) return j;
+  return JSON.stringify(
+    Object.fromEntries(Object.entries(tags).map(([k, v]) => [wellFormed(k), wellFormed(String(v))])),
+  );
+};
 
 /** One CSV line, in CALL_CSV_COLUMNS' order. It runs for every metered call on the event loop:
  * without field names, it is a third of the text an NDJSON line was, and three times cheaper to
@@ -69,10 +86,10 @@ export function callCsvLine(c: CallRecord): string {
   const t = c.tokens;
   return (
     `${s(c.tenant)},${s(c.id)},${c.time},${s(c.project)},${s(c.team)},${s(c.user)},` +
-    `${s(c.use_case)},${s(c.task_id)},${s(c.key_id)},${s(JSON.stringify(c.tags))},${s(c.provider)},` +
-    `${s(c.api)},${s(c.model_requested)},${s(c.model_served)},${t.input},${t.output},` +
-    `${t.cache_read},${t.cache_write},${t.cache_write_1h},${t.reasoning},${t.input_audio},` +
-    `${t.output_audio},${t.cache_audio_read},${t.web_searches},${big(c.cost_list_nano)},` +
+    `${s(c.use_case)},${s(c.task_id)},${s(c.key_id)},${s(tagsJson(c.tags))},${s(c.provider)},` +
+    `${s(c.api)},${s(c.model_requested)},${s(c.model_served)},${int(t.input)},${int(t.output)},` +
+    `${int(t.cache_read)},${int(t.cache_write)},${int(t.cache_write_1h)},${int(t.reasoning)},${int(t.input_audio)},` +
+    `${int(t.output_audio)},${int(t.cache_audio_read)},${int(t.web_searches)},${big(c.cost_list_nano)},` +
     `${big(c.cost_effective_nano)},${s(c.pricing_status)},${s(c.price_version)},${n(c.latency_ms)},` +
     `${n(c.ttft_ms)},${s(c.status)},${s(c.error_type)},${s(c.cache)},${s(c.route_tier)},` +
     `${c.fallback_hops},${c.saved_nano}\n`

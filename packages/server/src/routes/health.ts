@@ -41,6 +41,7 @@ export const healthRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => 
           spool_limit_bytes: m.spoolLimitBytes,
           failed_writes: m.failing,
           dropped_calls: m.dropped,
+          rejected_calls: ctx.rejectedCalls?.count ?? 0,
         }
       : null;
     return {

@@ -94,7 +94,8 @@ const REFUSED_ROW = /^(Invalid Input|Conversion|Constraint) Error/;
  * count as duplicates.
  *
  * With `tenant`, the batch came from outside the process: every row must be a valid call of that
- * tenant, or nothing is written and `invalid_event` is thrown.
+ * tenant, or nothing is written and `invalid_event` is thrown. Without it, a row DuckDB cannot
+ * take throws `invalid_event` too, and nothing is written: the caller checks the calls one by one.
  */
 export async function appendCallBatch(
   db: DuckDbDatabase,
@@ -143,7 +144,7 @@ export async function appendCallBatch(
         // that a failed commit left in the index. Reopening rebuilds it, and the batch's retry
         // then goes in.
         if (isDuplicateKey(err)) await db.recover();
-        else if (tenant !== undefined && REFUSED_ROW.test((err as Error).message)) {
+        else if (REFUSED_ROW.test((err as Error).message)) {
           throw new TallyError(
             'invalid_event',
             `A call of the batch is not valid: ${(err as Error).message}`,

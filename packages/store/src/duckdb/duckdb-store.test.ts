@@ -285,6 +285,24 @@ describe('DuckDB metering append', () => {
   });
 });
 
+describe('DuckDB metering append of values no column takes', () => {
+  it('stores a batch holding a lone surrogate in its tags and counts out of range, with the rest of it', async () => {
+    const store = await createDuckDbStore({ path: ':memory:' });
+    await store.migrate();
+    const tenant = newTenant();
+    const odd = makeCall(tenant, 'odd', { tags: { a: '\ud800', '\udc00b': 'fine 😀' } });
+    odd.tokens = { ...odd.tokens, input: 1e300, output: 10.6, cache_read: -3 };
+    const batch = store.newCallBatch();
+    for (const c of [makeCall(tenant, 'before'), odd, makeCall(tenant, 'after')]) batch.add(c);
+    expect(await store.appendCallBatch(batch)).toEqual({ inserted: 3, duplicates: 0 });
+    const back = await store.getCall(tenant, 'odd');
+    expect(back?.tags).toEqual({ a: '\ufffd', '\ufffdb': 'fine 😀' });
+    expect(back?.tokens).toMatchObject({ input: 2_147_483_647, output: 11, cache_read: 0 });
+    expect((await store.counts(tenant)).calls).toBe(3);
+    await store.close();
+  });
+});
+
 describe('DuckDB group commit', () => {
   it('fails only the bad batch among batches written together', async () => {
     const store = await createDuckDbStore({ path: ':memory:' });
