@@ -7,7 +7,7 @@ import {
   periodWindow,
 } from '@tally/core';
 import type { Attribution } from './meter.js';
-import type { GatewayError } from './replies.js';
+import { type GatewayError, headerValue } from './replies.js';
 import type { BudgetWindow, RateResult } from './state/shared-state.js';
 import type { VirtualKey } from './types.js';
 
@@ -176,7 +176,7 @@ export function budgetExceeded(
         `It resets at ${resets}.`,
     headers: {
       'retry-after': String(Math.max(1, Math.ceil((resetAt - now) / 1000))),
-      'x-tally-budget': rule.id,
+      'x-tally-budget': headerValue(rule.id),
       'x-tally-budget-reset': resets,
     },
   };

@@ -17,7 +17,7 @@ import {
   upstreamFor,
 } from './providers.js';
 import type { Accumulated, Metered, Recorder } from './relay.js';
-import { badRequest, type GatewayError, invalidKey, sendError, type Wire } from './replies.js';
+import { badRequest, type GatewayError, headerValue, invalidKey, sendError, type Wire } from './replies.js';
 import { type Attempt, Router } from './router.js';
 import { Slots } from './slots.js';
 import { countTokens, estimatePromptTokens } from './tokenizer.js';
@@ -69,6 +69,9 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
     });
   });
 }
+
+/** C0 controls and DEL. */
+const CONTROL = /[\u0000-\u001f\u007f]/;
 
 function keyFrom(req: IncomingMessage): string | null {
   const auth = req.headers.authorization;
@@ -217,6 +220,13 @@ export class Gateway {
     const wire: Wire = endpoint === 'messages' || endpoint === 'count_tokens' ? 'anthropic' : 'openai';
     try {
       if (endpoint === 'models') return await this.models(req, res);
+      // The key first, from the headers: a caller without one is answered before its body is
+      // read, so that it cannot make the gateway hold bodies in memory.
+      const key = await this.authenticate(req);
+      if (!key) {
+        req.resume();
+        return sendError(res, wire, invalidKey());
+      }
       const limit = this.deps.config.body_limit_bytes ?? 32 * 1024 * 1024;
       const raw = await readBody(req, limit);
       if (raw === null) {
@@ -227,8 +237,8 @@ export class Gateway {
           message: `The request body is larger than ${limit} bytes.`,
         });
       }
-      if (endpoint === 'count_tokens') await this.countTokens(req, res, raw);
-      else await this.handle(req, res, endpoint, raw);
+      if (endpoint === 'count_tokens') await this.countTokens(req, res, raw, key);
+      else await this.handle(req, res, endpoint, raw, key);
     } catch (err) {
       if (!res.headersSent && !res.destroyed) {
         sendError(res, wire, {
@@ -248,8 +258,9 @@ export class Gateway {
     res: ServerResponse,
     wire: Wire,
     raw: Buffer,
+    known?: VirtualKey,
   ): Promise<{ key: VirtualKey; body: Obj; model: string } | null> {
-    const key = await this.authenticate(req);
+    const key = known ?? (await this.authenticate(req));
     if (!key) {
       sendError(res, wire, invalidKey());
       return null;
@@ -269,6 +280,19 @@ export class Gateway {
       sendError(res, wire, badRequest('model is required.', 'missing_model'));
       return null;
     }
+    // No provider names a model with control characters; such a name would also break the
+    // headers it is echoed in.
+    if (model.length > 256 || CONTROL.test(model)) {
+      sendError(
+        res,
+        wire,
+        badRequest(
+          'model must be a model name: at most 256 characters, none of them control characters.',
+          'invalid_model',
+        ),
+      );
+      return null;
+    }
     if (key.models.length > 0 && !key.models.includes(model)) {
       sendError(res, wire, {
         status: 403,
@@ -283,8 +307,13 @@ export class Gateway {
 
   /** Anthropic's token count (`messages.countTokens`): passed to the Anthropic provider the model
    * routes to, and its answer back as it came. It costs nothing, so nothing is metered. */
-  private async countTokens(req: IncomingMessage, res: ServerResponse, raw: Buffer): Promise<void> {
-    const admitted = await this.admit(req, res, 'anthropic', raw);
+  private async countTokens(
+    req: IncomingMessage,
+    res: ServerResponse,
+    raw: Buffer,
+    known?: VirtualKey,
+  ): Promise<void> {
+    const admitted = await this.admit(req, res, 'anthropic', raw, known);
     if (!admitted) return;
     const { key, model } = admitted;
     const attempt = this.plan(model, 'messages', key.tenant).find((a) => a.provider.kind === 'anthropic');
@@ -319,10 +348,16 @@ export class Gateway {
     res.end(answer);
   }
 
-  async handle(req: IncomingMessage, res: ServerResponse, endpoint: Endpoint, raw: Buffer): Promise<void> {
+  async handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    endpoint: Endpoint,
+    raw: Buffer,
+    known?: VirtualKey,
+  ): Promise<void> {
     const wire: Wire = endpoint === 'messages' ? 'anthropic' : 'openai';
     const time = this.deps.clock.now();
-    const admitted = await this.admit(req, res, wire, raw);
+    const admitted = await this.admit(req, res, wire, raw, known);
     if (!admitted) return;
     const { key, body, model } = admitted;
     let attempts = this.plan(model, endpoint, key.tenant);
@@ -378,7 +413,7 @@ export class Gateway {
       const cheaper = admission.downgradeTo ? this.plan(admission.downgradeTo, endpoint, key.tenant) : [];
       if (cheaper.length > 0) {
         attempts = cheaper.map((a) => (a.tier === 'primary' ? { ...a, tier: 'downgrade' as const } : a));
-        acc.headers['x-tally-downgraded'] = `${model} -> ${admission.downgradeTo}`;
+        acc.headers['x-tally-downgraded'] = headerValue(`${model} -> ${admission.downgradeTo}`);
       }
     }
     try {

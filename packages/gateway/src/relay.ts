@@ -167,18 +167,24 @@ export async function relay(
     meterError = err;
   }
   const cost = metered ? metered.cost : null;
-  res.writeHead(up.statusCode, {
-    ...passHeaders(up.headers),
-    ...acc.headers,
-    'x-tally-call-id': ctx.id,
-    // The whole request's cost (earlier failed attempts cost nothing), when it could be priced.
-    ...(cost !== null ? { 'x-tally-cost-usd': nanoToUsd(acc.spentNano) } : {}),
-    'content-type': transform ? 'application/json' : String(up.headers['content-type'] ?? 'application/json'),
-    'content-length': out.length,
-  });
-  res.end(out);
+  try {
+    res.writeHead(up.statusCode, {
+      ...passHeaders(up.headers),
+      ...acc.headers,
+      'x-tally-call-id': ctx.id,
+      // The whole request's cost (earlier failed attempts cost nothing), when it could be priced.
+      ...(cost !== null ? { 'x-tally-cost-usd': nanoToUsd(acc.spentNano) } : {}),
+      'content-type': transform
+        ? 'application/json'
+        : String(up.headers['content-type'] ?? 'application/json'),
+      'content-length': out.length,
+    });
+    res.end(out);
+  } finally {
+    // The upstream answered, so the call is recorded even if its answer could not be passed on.
+    metered?.write();
+  }
   if (meterError) throw meterError;
-  metered?.write();
   return false;
 }
 
@@ -197,7 +203,16 @@ async function estimateStream(
   if (endpoint !== 'messages') return { input, output };
   const read = Number(usage?.['cache_read_input_tokens'] ?? 0) || 0;
   const write = Number(usage?.['cache_creation_input_tokens'] ?? 0) || 0;
-  return { input: input + read + write, cache_read: read, cache_write: write, output };
+  // Of the writes, those kept for an hour cost more than the five-minute ones.
+  const creation = usage?.['cache_creation'] as Obj | undefined;
+  const write1h = Math.min(write, Number(creation?.['ephemeral_1h_input_tokens'] ?? 0) || 0);
+  return {
+    input: input + read + write,
+    cache_read: read,
+    cache_write: write,
+    cache_write_1h: write1h,
+    output,
+  };
 }
 
 /** Relays a stream event by event (translated if asked), metering it as it passes. */

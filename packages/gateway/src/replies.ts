@@ -35,6 +35,12 @@ export function errorBody(wire: Wire, e: GatewayError): string {
   return JSON.stringify({ error: { message: e.message, type: e.type, param: null, code: e.code } });
 }
 
+/** A value for a response header: as it is when it is printable ASCII (as model names and ids
+ * are), else percent-encoded, since Node refuses such a header and the answer would be lost. */
+export function headerValue(v: string): string {
+  return /^[\x20-\x7e]*$/.test(v) ? v : encodeURIComponent(v);
+}
+
 export function sendError(res: ServerResponse, wire: Wire, e: GatewayError): void {
   if (res.headersSent) {
     res.end();

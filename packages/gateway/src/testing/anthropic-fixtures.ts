@@ -7,6 +7,8 @@ export interface AnthropicUsage {
   output_tokens: number;
   cache_creation_input_tokens?: number;
   cache_read_input_tokens?: number;
+  /** How the cache writes split between the 5-minute and the 1-hour cache. */
+  cache_creation?: { ephemeral_5m_input_tokens: number; ephemeral_1h_input_tokens: number };
 }
 
 export function anthropicMessage(
@@ -65,6 +67,7 @@ export function anthropicStream(model: string, pieces: string[], usage: Anthropi
           input_tokens: usage.input_tokens,
           cache_creation_input_tokens: usage.cache_creation_input_tokens ?? 0,
           cache_read_input_tokens: usage.cache_read_input_tokens ?? 0,
+          ...(usage.cache_creation ? { cache_creation: usage.cache_creation } : {}),
           output_tokens: 1,
         },
       },

@@ -349,9 +349,20 @@ export class MockUpstream {
       cache_creation_input_tokens: 0,
       cache_read_input_tokens: 1800,
     };
-    if (body['stream'] === true && model === 'fault-cut') {
-      // message_start (with its cache reads) and two deltas, then the connection drops.
-      const events = anthropicStream(model, ['Hello', ', ', 'world', '!'], usage);
+    if (body['stream'] === true && (model === 'fault-cut' || model === 'fault-cut-1h')) {
+      // message_start (with its cache reads, and for fault-cut-1h an hour's cache writes) and two
+      // deltas, then the connection drops.
+      const events = anthropicStream(
+        model,
+        ['Hello', ', ', 'world', '!'],
+        model === 'fault-cut'
+          ? usage
+          : {
+              ...usage,
+              cache_creation_input_tokens: 5000,
+              cache_creation: { ephemeral_5m_input_tokens: 0, ephemeral_1h_input_tokens: 5000 },
+            },
+      );
       res.writeHead(200, { 'content-type': 'text/event-stream' });
       res.write(
         events

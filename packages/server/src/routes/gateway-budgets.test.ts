@@ -204,6 +204,17 @@ describe.each(states)('budgets and rate limits (%s state)', (_name, makeState) =
     await t.gateway.flush();
     const call = (await t.app.inject({ url: '/v1/calls?limit=1', headers: t.auth })).json().data[0];
     expect(call).toMatchObject({ model_requested: 'claude-sonnet-4-5', route: { tier: 'downgrade' } });
+    // A model name no header can carry as it is goes percent-encoded, and the call is answered
+    // and recorded as any other.
+    const odd = await message(key, { model: 'claude-sonnet-4-5-€' });
+    expect(odd.statusCode).toBe(200);
+    expect(odd.headers['x-tally-downgraded']).toBe(
+      `${encodeURIComponent('claude-sonnet-4-5-€ -> claude-3-5-haiku-20241022')}`,
+    );
+    await odd.body.dump();
+    await t.gateway.flush();
+    const oddCall = (await t.app.inject({ url: '/v1/calls?limit=1', headers: t.auth })).json().data[0];
+    expect(oddCall).toMatchObject({ model_requested: 'claude-sonnet-4-5-€', status: 'ok' });
   });
 
   it('limits requests per minute with Retry-After and x-ratelimit headers', async () => {

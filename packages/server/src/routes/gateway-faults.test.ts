@@ -1,7 +1,7 @@
 import { MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type TestApp, testApp } from '../testing/test-app.js';
+import { postMessage, type TestApp, testApp } from '../testing/test-app.js';
 
 type Call = Record<string, unknown> & { tokens: Record<string, number> };
 
@@ -188,16 +188,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
   });
 
   it('estimates a cut-off Claude stream with the cache reads its message_start gave', async () => {
-    const res = await request(`${base}/v1/messages`, {
-      method: 'POST',
-      headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
-      body: JSON.stringify({
-        model: 'fault-cut',
-        max_tokens: 100,
-        stream: true,
-        messages: [{ role: 'user', content: 'Hi' }],
-      }),
-    });
+    const res = await postMessage(base, key, { model: 'fault-cut', stream: true });
     await expect(res.body.text()).rejects.toThrow();
     const call = (await lastCalls())[0]!;
     expect(call).toMatchObject({
@@ -208,6 +199,36 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     // 2,095 uncached and 1,800 cached prompt tokens, as the upstream counted them; the output from
     // the text seen ("Hello, ", three tokens).
     expect(call.tokens).toMatchObject({ input: 3895, cache_read: 1800, output: 3 });
+    // Cache writes kept for an hour, which cost more than the five-minute ones, stay apart.
+    const res1h = await postMessage(base, key, { model: 'fault-cut-1h', stream: true });
+    await expect(res1h.body.text()).rejects.toThrow();
+    expect((await lastCalls())[0]!.tokens).toMatchObject({
+      input: 8895,
+      cache_read: 1800,
+      cache_write: 5000,
+      cache_write_1h: 5000,
+      output: 3,
+    });
+  });
+
+  it('answers a caller without a key before reading its body, and refuses a model name with control characters', async () => {
+    // A body that never ends: the 401 comes at once, not after the body.
+    const { Readable } = await import('node:stream');
+    const endless = new Readable({ read() {} });
+    endless.push('{"model":"gpt-4o","messages":[');
+    const res = await request(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: endless,
+    });
+    expect(res.statusCode).toBe(401);
+    expect(((await res.body.json()) as { error: { code: string } }).error.code).toBe('invalid_api_key');
+    endless.destroy();
+    for (const model of ['gpt-4o\r\nset-cookie: x=1', 'gpt\u0000', 'm'.repeat(257)]) {
+      const bad = await chat({ model, messages: [{ role: 'user', content: 'Hi' }] });
+      expect(bad.statusCode).toBe(400);
+      expect(((await bad.body.json()) as { error: { code: string } }).error.code).toBe('invalid_model');
+    }
   });
 
   it('falls back on a 5xx and on a connection error, recording every attempt', async () => {
