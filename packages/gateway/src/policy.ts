@@ -182,11 +182,18 @@ export function budgetExceeded(
   };
 }
 
-/** The largest output a request allows, from whichever field its API uses. */
+/** The largest output a request allows, from whichever field its API uses, for each of the
+ * choices it asks for (chat's `n`). */
 export function maxOutputTokens(body: Record<string, unknown>, fallback: number): number {
   for (const f of ['max_completion_tokens', 'max_tokens', 'max_output_tokens']) {
     const v = body[f];
-    if (typeof v === 'number' && Number.isFinite(v) && v > 0) return Math.floor(v);
+    if (typeof v === 'number' && Number.isFinite(v) && v > 0) return Math.floor(v) * choicesOf(body);
   }
-  return fallback;
+  return fallback * choicesOf(body);
+}
+
+/** How many answers a chat request asks for: `n`, each of which may write the whole output. */
+export function choicesOf(body: Record<string, unknown>): number {
+  const n = body['n'];
+  return typeof n === 'number' && Number.isInteger(n) && n > 1 ? Math.min(n, 128) : 1;
 }

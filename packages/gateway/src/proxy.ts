@@ -7,7 +7,7 @@ import { type Hold, reserveBudgets, settleBudgets } from './budget-guard.js';
 import { type ForwardEnv, forwardAttempts } from './forward.js';
 import { editTopLevel } from './json-edit.js';
 import { type AttemptContext, type AttemptOutcome, meterAttempt, type Underway } from './meter.js';
-import { maxOutputTokens, rateLimited, rateLimitHeaders } from './policy.js';
+import { choicesOf, maxOutputTokens, rateLimited, rateLimitHeaders } from './policy.js';
 import {
   type Endpoint,
   modelsPath,
@@ -458,12 +458,13 @@ export class Gateway {
     for (let i = 0; i < attempts.length; i++) {
       const a = attempts[i]!;
       const provider = priceProviderOf(a.provider);
+      // `asked` already counts each of the choices; the model's own limit is for one of them.
       const output =
         asked > 0
           ? asked
           : translatedToMessages(a.provider, endpoint)
             ? fallback
-            : (this.deps.maxOutput?.(provider, a.model, tenant) ?? fallback);
+            : (this.deps.maxOutput?.(provider, a.model, tenant) ?? fallback) * choicesOf(body);
       const est = this.deps.price({
         provider,
         model: a.model,

@@ -1,7 +1,7 @@
 import { countTokens as referenceCount } from 'gpt-tokenizer/encoding/o200k_base';
 import { describe, expect, it } from 'vitest';
 import { chatRecordings, SKIP_WITHOUT_RECORDINGS } from './testing/recorded.js';
-import { countTokens, estimatePromptTokens, promptText } from './tokenizer.js';
+import { countTokens, estimatePromptTokens, imageTokens, promptText } from './tokenizer.js';
 
 type Obj = Record<string, unknown>;
 
@@ -131,6 +131,60 @@ describe('o200k token counts', () => {
     // One character more is a different text, counted afresh.
     const changed = `${system} Always.`;
     expect(await estimatePromptTokens(body(changed, 'question'))).toBe(expected(changed, 'question'));
+  });
+});
+
+describe('prompt parts besides text', () => {
+  it('counts the tool calls an assistant turn sends back, and Responses function items', () => {
+    const chat = promptText({
+      messages: [
+        { role: 'user', content: 'Weather?' },
+        {
+          role: 'assistant',
+          content: null,
+          tool_calls: [
+            { id: 'c1', type: 'function', function: { name: 'weather', arguments: '{"city":"Oslo"}' } },
+          ],
+        },
+        { role: 'tool', tool_call_id: 'c1', content: 'rain, 4 °C' },
+      ],
+    });
+    expect(chat).toContain('{\\"city\\":\\"Oslo\\"}');
+    expect(chat).toContain('rain, 4 °C');
+    const responses = promptText({
+      input: [
+        { type: 'function_call', call_id: 'c1', name: 'weather', arguments: '{"city":"Oslo"}' },
+        { type: 'function_call_output', call_id: 'c1', output: 'rain, 4 °C' },
+      ],
+    });
+    expect(responses).toContain('{"city":"Oslo"}');
+    expect(responses).toContain('rain, 4 °C');
+  });
+
+  it('bounds the tokens of images from above, by detail and by provider', () => {
+    const part = (detail?: string) => ({
+      type: 'image_url',
+      image_url: { url: 'data:,', ...(detail ? { detail } : {}) },
+    });
+    const chat = (model: string, ...parts: unknown[]) => ({
+      model,
+      messages: [{ role: 'user', content: parts }],
+    });
+    expect(imageTokens(chat('gpt-4o', part('high'), part(), part('low')))).toBe(1445 + 1445 + 85);
+    expect(imageTokens(chat('gpt-4o-mini', part('low'), part('high')))).toBe(2833 + 2833 + 8 * 5667);
+    expect(
+      imageTokens({
+        model: 'gpt-4.1',
+        input: [{ role: 'user', content: [{ type: 'input_image', detail: 'low' }] }],
+      }),
+    ).toBe(85);
+    expect(
+      imageTokens({
+        model: 'claude-sonnet-4-5',
+        messages: [{ role: 'user', content: [{ type: 'image', source: {} }] }],
+      }),
+    ).toBe(1600);
+    expect(imageTokens(chat('gpt-4o', { type: 'text', text: 'no image' }))).toBe(0);
   });
 });
 

@@ -120,6 +120,9 @@ function textOf(content: unknown, out: string[]): void {
         if (typeof p['text'] === 'string') out.push(p['text']);
         else if (p['content'] !== undefined) textOf(p['content'], out);
         else if (p['input'] !== undefined) out.push(JSON.stringify(p['input']));
+        // Responses' function_call and function_call_output items.
+        else if (typeof p['arguments'] === 'string') out.push(p['arguments']);
+        else if (typeof p['output'] === 'string') out.push(p['output']);
       }
     }
   }
@@ -140,7 +143,10 @@ function promptParts(body: Obj): { standing: string[]; turn: string[] } {
     // A conversation resends its earlier turns on every call: only the newest is new text.
     const last = messages.length - 1;
     (messages as Obj[]).forEach((m, i) => {
-      textOf(m?.['content'], i < last || STANDING_ROLES.has(m?.['role'] as string) ? standing : turn);
+      const into = i < last || STANDING_ROLES.has(m?.['role'] as string) ? standing : turn;
+      textOf(m?.['content'], into);
+      // An assistant turn's tool calls are prompt text when sent back.
+      if (Array.isArray(m?.['tool_calls'])) into.push(JSON.stringify(m['tool_calls']));
     });
   }
   textOf(body['input'], turn);
@@ -168,5 +174,35 @@ export async function estimatePromptTokens(body: Obj): Promise<number> {
   let n = 0;
   for (const t of standing) n += countRepeated(count, t);
   for (const t of turn) n += countTurn(count, t);
-  return n + 4 * messages + 3;
+  return n + 4 * messages + 3 + imageTokens(body);
+}
+
+/**
+ * The most tokens the images of a prompt may be billed as, with no look at their size: OpenAI
+ * bills a high-detail (or auto) image at most 85 + 170 for each of 8 tiles of 512 px (gpt-4o-mini:
+ * 2,833 + 5,667 a tile), a low-detail one 85 (2,833); Anthropic about a token per 750 pixels, an
+ * image being scaled down to 1.15 megapixels at most. An upper bound, as a budget's reservation
+ * must be: the call settles at what the provider counted.
+ */
+export function imageTokens(body: Obj): number {
+  const mini = /^(openai\/)?gpt-4o-mini/.test(String(body['model'] ?? ''));
+  let n = 0;
+  const visit = (content: unknown): void => {
+    if (!Array.isArray(content)) return;
+    for (const part of content) {
+      if (!part || typeof part !== 'object') continue;
+      const p = part as Obj;
+      const type = p['type'];
+      if (type === 'image_url' || type === 'input_image') {
+        const detail = (p['image_url'] as Obj | undefined)?.['detail'] ?? p['detail'];
+        n += detail === 'low' ? (mini ? 2833 : 85) : mini ? 2833 + 8 * 5667 : 85 + 8 * 170;
+      } else if (type === 'image') n += 1600;
+      else if (Array.isArray(p['content'])) visit(p['content']);
+    }
+  };
+  const messages = body['messages'];
+  if (Array.isArray(messages)) for (const m of messages as Obj[]) visit(m?.['content']);
+  // Responses' input: its items, and their content (visit goes into a part's content).
+  visit(body['input']);
+  return n;
 }

@@ -231,6 +231,40 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     }
   });
 
+  it('reserves a budget for every choice a call asks for, and for its images', async () => {
+    const { id, key: held } = await t.newKey({ project: 'reserve-all' });
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/v1/budgets',
+      headers: t.auth,
+      payload: { scope: 'key', subject: id, limit_usd: '0.03', action: 'block' },
+    });
+    expect(res.statusCode).toBe(201);
+    const ask = async (body: Record<string, unknown>) => {
+      const r = await request(`${base}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${held}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'Hi' }], ...body }),
+      });
+      return { status: r.statusCode, text: await r.body.text() };
+    };
+    // One answer of 1,000 tokens at most fits under $0.03 ($0.01 of output); eight do not.
+    expect((await ask({ max_tokens: 1000 })).status).toBe(200);
+    const eight = await ask({ max_tokens: 1000, n: 8 });
+    expect(eight.status).toBe(429);
+    expect(eight.text).toMatch(/may cost up to \$0\.080\d*/);
+    // Ten high-detail images may be billed as 1,445 tokens each: $0.036 of prompt, over $0.03.
+    const image = { type: 'image_url', image_url: { url: 'https://example.com/a.png', detail: 'high' } };
+    const images = await ask({
+      max_tokens: 10,
+      messages: [
+        { role: 'user', content: [{ type: 'text', text: 'What is this?' }, ...Array(10).fill(image)] },
+      ],
+    });
+    expect(images.status).toBe(429);
+    expect(images.text).toMatch(/may cost up to \$0\.036\d*/);
+  });
+
   it('falls back on a 5xx and on a connection error, recording every attempt', async () => {
     const res = await chat({ model: 'resilient' });
     expect(res.statusCode).toBe(200);
