@@ -119,15 +119,15 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
     auth: new Authenticator(store, clock, config.tenant, config.admin_key ? hashKey(config.admin_key) : null),
     metrics,
     state,
-    // In-process state starts empty: each budget is given what the store holds for its period when
-    // first read. Redis keeps its own across restarts, and replicas add to it as they go.
+    // Each budget's spend is raised, when first read, to what the store holds for its period: the
+    // in-process state starts empty, and Redis may never have seen it (a budget made mid-period) or
+    // have lost it (flushed, evicted, replaced). Raising never lowers, so spend Redis already has
+    // from replicas, ahead of the store, is kept.
     budgets: new BudgetCache(
       store,
       () => clock.now(),
       2000,
-      state instanceof MemoryState
-        ? (tenant, rules) => seedSpend(store, state, tenant, rules, clock.now())
-        : undefined,
+      (tenant, rules) => seedSpend(store, state, tenant, rules, clock.now()),
     ),
     alerts: new AlertService(
       store,

@@ -3,7 +3,7 @@ import {
   type BudgetAlert,
   type BudgetRule,
   exhaustedOnce,
-  type MemoryState,
+  type SharedState,
   windowsFor,
 } from '@tally/gateway';
 import type { BudgetRecord, Store } from '@tally/store';
@@ -65,7 +65,7 @@ export class BudgetCache {
  */
 export async function seedSpend(
   store: Store,
-  state: MemoryState,
+  state: SharedState,
   tenant: string,
   rules: BudgetRule[],
   now: number,
@@ -86,7 +86,7 @@ export async function seedSpend(
       ...(group ? { groupBy: group } : {}),
     });
     const row = group ? rows.find((r) => r.group === w.rule.subject) : rows[0];
-    if (row && row.cost_effective_nano > 0n) await state.settle([w.window], 0n, row.cost_effective_nano);
+    if (row && row.cost_effective_nano > 0n) await state.atLeast(w.window, row.cost_effective_nano);
   }
 }
 

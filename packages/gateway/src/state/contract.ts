@@ -60,6 +60,21 @@ export function runSharedStateContract(name: string, make: () => SharedState) {
       await s.close();
     });
 
+    it('raises spend to what the store holds, and never lowers it', async () => {
+      const s = make();
+      const w = win(10n);
+      await s.atLeast(w, 3n * USD + 7n);
+      expect(await s.usage(w)).toEqual({ spentNano: 3n * USD + 7n, reservedNano: 0n });
+      // Spend this state saw beyond the store's (calls not yet stored) is kept; again is a no-op.
+      await s.settle([w], 0n, USD);
+      await s.atLeast(w, 3n * USD + 7n);
+      expect(await s.usage(w)).toEqual({ spentNano: 4n * USD + 7n, reservedNano: 0n });
+      const huge = win(10_000_000n);
+      await s.atLeast(huge, 9_000_000n * USD + 1n);
+      expect((await s.usage(huge)).spentNano).toBe(9_000_000n * USD + 1n);
+      await s.close();
+    });
+
     it('lets exactly as many concurrent reservations through as the limit allows', async () => {
       const s = make();
       const w = win(1n);

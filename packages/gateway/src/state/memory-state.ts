@@ -74,6 +74,11 @@ export class MemoryState implements SharedState {
     return true;
   }
 
+  async atLeast(w: BudgetWindow, spentNano: bigint): Promise<void> {
+    const u = this.window(w);
+    if (u.spentNano < spentNano) u.spentNano = spentNano;
+  }
+
   async usage(w: BudgetWindow): Promise<WindowUsage> {
     const u = this.windows.get(w.key);
     return { spentNano: u?.spentNano ?? 0n, reservedNano: u?.reservedNano ?? 0n };

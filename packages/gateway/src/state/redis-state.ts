@@ -40,8 +40,8 @@ for i, key in ipairs(KEYS) do
   redis.call('HINCRBY', key, 'spent', ARGV[2])
   table.insert(out, spent)
   table.insert(out, reserved)
-  table.insert(out, redis.call('HGET', key, 'spent'))
-  table.insert(out, redis.call('HGET', key, 'reserved'))
+  table.insert(out, redis.call('HGET', key, 'spent') or '0')
+  table.insert(out, redis.call('HGET', key, 'reserved') or '0')
 end
 return out
 `;
@@ -102,7 +102,20 @@ redis.call('PEXPIRE', KEYS[1], 120000)
 return 1
 `;
 
+/** Spend raised to at least ARGV[1] (compared as numbers, exact to 2^53 nano-USD; written as the
+ * caller's exact string). */
+const AT_LEAST = `
+local spent = redis.call('HGET', KEYS[1], 'spent') or '0'
+if tonumber(spent) < tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'spent', ARGV[1])
+  redis.call('HSETNX', KEYS[1], 'reserved', '0')
+  redis.call('PEXPIREAT', KEYS[1], tonumber(ARGV[2]) + 86400000)
+end
+return 1
+`;
+
 type Scripted = Redis & {
+  tallyAtLeast(n: number, ...args: (string | number)[]): Promise<number>;
   tallyReserve(n: number, ...args: (string | number)[]): Promise<(string | number)[]>;
   tallySettle(n: number, ...args: (string | number)[]): Promise<string[]>;
   tallyRate(n: number, ...args: (string | number)[]): Promise<[number, string, string, string, number]>;
@@ -128,6 +141,7 @@ export class RedisState implements SharedState {
     redis.defineCommand('tallySettle', { lua: SETTLE });
     redis.defineCommand('tallyRate', { lua: RATE });
     redis.defineCommand('tallyAdjust', { lua: ADJUST });
+    redis.defineCommand('tallyAtLeast', { lua: AT_LEAST });
     this.redis = redis;
   }
 
@@ -170,6 +184,10 @@ export class RedisState implements SharedState {
   async usage(w: BudgetWindow): Promise<WindowUsage> {
     const [spent, reserved] = await this.redis.hmget(this.k(w.key), 'spent', 'reserved');
     return { spentNano: BigInt(spent ?? '0'), reservedNano: BigInt(reserved ?? '0') };
+  }
+
+  async atLeast(w: BudgetWindow, spentNano: bigint): Promise<void> {
+    await this.redis.tallyAtLeast(1, this.k(w.key), spentNano.toString(), w.resetAt);
   }
 
   async rateLimit(req: RateRequest): Promise<RateResult> {

@@ -61,6 +61,10 @@ export interface SharedState {
     actualNano: bigint,
   ): Promise<{ before: WindowUsage; after: WindowUsage }[]>;
   usage(window: BudgetWindow): Promise<WindowUsage>;
+  /** Raises the window's spend to `spentNano` if it is lower (what the store holds for the period,
+   * when the state may have lost or never seen it: a restart, a flushed Redis, a budget made
+   * mid-period). Never lowers it, so it can be applied any number of times. */
+  atLeast(window: BudgetWindow, spentNano: bigint): Promise<void>;
   /** Token buckets per key: requests per minute and tokens per minute. */
   rateLimit(req: RateRequest): Promise<RateResult>;
   /** True for the first caller of `key` (across replicas, for the shared one) until `untilMs`

@@ -1,8 +1,20 @@
+import { randomUUID } from 'node:crypto';
+import { MemoryState, RedisState, type SharedState } from '@tally/gateway';
 import { MockUpstream } from '@tally/gateway/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postMessage, type TestApp, testApp } from '../testing/test-app.js';
 
-describe('budgets across a restart (in-process state)', () => {
+// Each process gets a state of its own: a new process's memory, or a Redis that has lost what the
+// first one wrote (flushed, evicted or replaced: here, another prefix).
+const states: [string, () => SharedState][] = [
+  ['in-process', () => new MemoryState()],
+  [
+    'a Redis that lost its state',
+    () => new RedisState('redis://127.0.0.1:6379', `tally-test:${randomUUID()}:`),
+  ],
+];
+
+describe.each(states)('budgets across a restart (%s)', (_name, makeState) => {
   const mock = new MockUpstream();
   const config = { gateway: { providers: [{ id: 'anthropic', kind: 'anthropic', base_url: '' }] } };
   let first: TestApp;
@@ -10,7 +22,7 @@ describe('budgets across a restart (in-process state)', () => {
   beforeAll(async () => {
     await mock.start();
     config.gateway.providers[0]!.base_url = mock.url;
-    first = await testApp(config);
+    first = await testApp(config, undefined, makeState());
   });
   afterAll(async () => {
     await first?.store.close();
@@ -42,7 +54,7 @@ describe('budgets across a restart (in-process state)', () => {
     await first.gateway.flush();
     await first.close();
 
-    const second = await testApp(config, undefined, undefined, first.store);
+    const second = await testApp(config, undefined, makeState(), first.store);
     try {
       await second.app.inject({
         method: 'POST',
