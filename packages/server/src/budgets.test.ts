@@ -5,6 +5,7 @@ import { createDuckDbStore } from '@tally/store';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { AlertService } from './budgets.js';
+import { AlertRelay } from './replica.js';
 
 const alert = {
   kind: 'budget.threshold' as const,
@@ -49,12 +50,54 @@ describe('AlertService', () => {
     const alerts = new AlertService(store, pino({ level: 'silent' }), url, 5, 'whsec-0123456789abcdef');
     alerts.emit(alert);
     await alerts.drain();
-    server.close();
     expect(calls).toBe(3);
     // Every try carries the stored alert's id, by which a receiver drops a repeat.
     expect(bodies[2]).toEqual({ type: 'budget.threshold', id: expect.stringMatching(/^alert_/), ...alert });
     expect(new Set(bodies.map((b) => (b as { id: string }).id)).size).toBe(1);
     expect(signed).toEqual([true, true, true]);
+    // The same alert raised again (a replica resending one whose answer it lost) is stored and
+    // delivered once; another threshold of the same budget is an alert of its own.
+    alerts.emit({ ...alert, time: '2026-11-24T12:00:05.000Z' });
+    await alerts.drain();
+    expect(calls).toBe(3);
+    alerts.emit({ ...alert, threshold: 1 });
+    await alerts.drain();
+    expect(calls).toBe(4);
+    expect(await store.listAlerts('t', 10)).toHaveLength(2);
+    server.close();
+    await store.close();
+  });
+
+  it('relays a replica alert until the server takes it, in order', async () => {
+    const sent: number[] = [];
+    let failures = 2;
+    const errors: unknown[] = [];
+    const relay = new AlertRelay(
+      async (a) => {
+        if (failures-- > 0) throw new Error('ECONNREFUSED');
+        sent.push(a.threshold);
+      },
+      (err) => errors.push(err),
+      5,
+    );
+    relay.push(alert);
+    relay.push({ ...alert, threshold: 1 });
+    const until = Date.now() + 2000;
+    while (sent.length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+    expect(sent).toEqual([0.8, 1]);
+    expect(errors).toHaveLength(2);
+    expect(relay.pending).toBe(0);
+    await relay.close();
+  });
+
+  it('stores an alert raised twice at once only once, as it was raised', async () => {
+    const store = await createDuckDbStore({ path: ':memory:' });
+    await store.migrate();
+    const alerts = new AlertService(store, pino({ level: 'silent' }), undefined);
+    alerts.emit(alert);
+    alerts.emit(alert);
+    await alerts.drain();
+    expect(await store.listAlerts('t', 10)).toHaveLength(1);
     const stored = await store.listAlerts('t', 10);
     expect(stored).toEqual([
       expect.objectContaining({ kind: 'budget.threshold', subject: 'b1', payload: alert }),

@@ -1,4 +1,4 @@
-import { createHmac, randomUUID } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import {
   type BudgetAlert,
   type BudgetRule,
@@ -126,23 +126,36 @@ export class AlertService {
   ) {}
 
   emit(alert: BudgetAlert): void {
-    this.log.warn({ alert }, 'budget threshold crossed');
+    // An alert happens once: a budget's threshold (or exhaustion) in a period. Its id is made from
+    // that, so an alert raised twice (a replica that resends one whose answer it lost, say) is
+    // stored and delivered once.
+    const id = `alert_${createHash('sha256')
+      .update([alert.tenant, alert.budgetId, alert.period, alert.kind, alert.threshold].join('\u0000'))
+      .digest('hex')
+      .slice(0, 24)}`;
     const record = {
       tenant: alert.tenant,
-      id: `alert_${randomUUID()}`,
+      id,
       time: Date.parse(alert.time),
       kind: alert.kind,
       subject: alert.budgetId,
       payload: { ...alert },
     };
     const stored = this.store.addAlert(record).then(
-      () => undefined,
-      (err: unknown) => this.log.error({ err, alert }, 'could not store a budget alert'),
+      (r) => r.inserted > 0,
+      (err: unknown) => {
+        this.log.error({ err, alert }, 'could not store a budget alert');
+        return true;
+      },
     );
-    this.track(stored);
-    this.track(stored, this.storing);
-    // The stored alert's id goes with the webhook, so that a receiver can drop a retried delivery.
-    if (this.webhookUrl) this.track(this.deliver(this.webhookUrl, { id: record.id, ...alert }));
+    const fresh = stored.then((isNew) => {
+      if (!isNew) return;
+      this.log.warn({ alert }, 'budget threshold crossed');
+      // The stored alert's id goes with the webhook, so that a receiver can drop a retried delivery.
+      if (this.webhookUrl) this.track(this.deliver(this.webhookUrl, { id, ...alert }));
+    });
+    this.track(fresh);
+    this.track(fresh, this.storing);
   }
 
   private track(p: Promise<void>, set = this.inflight): void {

@@ -258,6 +258,10 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
     intervalMs: 1000,
     onError: (err) => onError(err, 'metering'),
   });
+  const alerts = new AlertRelay(
+    (a) => control.alert(a),
+    (err) => onError(err, 'alert'),
+  );
   const gateway = new Gateway({
     config: config.gateway,
     price: opts.price,
@@ -270,9 +274,7 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
     state,
     budgets: async (key, attribution) =>
       (await rules.get('rules')).filter((r) => applies(r, key, attribution)),
-    alerts: (alert) => {
-      control.alert(alert).catch((err: unknown) => onError(err, 'alert'));
-    },
+    alerts: (alert) => alerts.push(alert),
   });
   const refreshProviders = async () => {
     gateway.setProviders([...config.gateway.providers, ...(await control.providers())]);
@@ -303,6 +305,7 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
             failed_writes: sink.failing,
             dropped_calls: sink.dropped,
             refused_calls: sink.refused,
+            pending_alerts: alerts.pending,
             memory: process.memoryUsage(),
           }
         : { error: { code: 'not_found', message: `${req.method} ${req.url} is not a gateway route.` } };
@@ -322,8 +325,73 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
         server.closeIdleConnections();
       });
       await gateway.close();
+      await alerts.close();
       await control.close();
       if (!opts.state) await state.close();
     },
   };
+}
+
+/**
+ * A replica's alerts on their way to the server, which stores them and calls the webhook. One the
+ * server does not take (it is restarting, say) is sent again, 1 s doubling to a minute, for as long
+ * as the replica runs: an alert is raised once a period, so one lost is never raised again. The
+ * server keeps each alert once, so one sent twice (its answer lost) counts once. At most 1,000 wait.
+ */
+export class AlertRelay {
+  private readonly waiting: { alert: BudgetAlert; tries: number }[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private sending: Promise<void> | null = null;
+
+  constructor(
+    private readonly send: (alert: BudgetAlert) => Promise<void>,
+    private readonly onError: (err: unknown) => void,
+    private readonly baseDelayMs = 1000,
+  ) {}
+
+  get pending(): number {
+    return this.waiting.length;
+  }
+
+  push(alert: BudgetAlert): void {
+    if (this.waiting.length >= 1000) this.waiting.shift();
+    this.waiting.push({ alert, tries: 0 });
+    this.kick(0);
+  }
+
+  private kick(ms: number): void {
+    if (this.timer || this.sending) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.sending = this.drain().then((retryMs) => {
+        this.sending = null;
+        if (retryMs !== null) this.kick(retryMs);
+      });
+    }, ms);
+    this.timer.unref();
+  }
+
+  /** Sends what waits, in order; on a failure, how long to wait before the next try. */
+  private async drain(): Promise<number | null> {
+    while (this.waiting.length > 0) {
+      const next = this.waiting[0]!;
+      try {
+        await this.send(next.alert);
+        this.waiting.shift();
+      } catch (err) {
+        next.tries++;
+        this.onError(err);
+        return Math.min(60_000, this.baseDelayMs * 2 ** (next.tries - 1));
+      }
+    }
+    return null;
+  }
+
+  /** One last try for what waits. */
+  async close(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.sending;
+    for (const w of this.waiting.splice(0)) await this.send(w.alert).catch(this.onError);
+  }
 }
