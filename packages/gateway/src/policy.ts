@@ -159,23 +159,35 @@ export function budgetExceeded(
 ): GatewayError {
   const resets = new Date(resetAt).toISOString();
   const left = rule.limitNano - spentNano;
-  // A call whose largest cost is more than the period has left cannot go even once the calls in
-  // flight end: that is said, with what would let it.
-  const never = callNano > left;
+  const what = `budget ${rule.id} (${rule.scope} ${rule.subject}, ${rule.period}, $${nanoToUsd(rule.limitNano)})`;
+  // Three cases. Nothing is left: wait for the reset. What is left cannot take this call even once
+  // the calls in flight end: say so, and what would let it. What is left could take it, but the
+  // calls in flight hold it: they end within seconds, and a retry then may go.
+  let message: string;
+  let retryMs = resetAt - now;
+  if (left <= 0n) {
+    message =
+      `Budget ${rule.id} (${rule.scope} ${rule.subject}, ${rule.period}) is exhausted: ` +
+      `$${nanoToUsd(spentNano)} spent of $${nanoToUsd(rule.limitNano)}. It resets at ${resets}.`;
+  } else if (callNano > left) {
+    message =
+      `This call may cost up to $${nanoToUsd(callNano)} (its prompt and its most output), more than the ` +
+      `$${nanoToUsd(left)} left of ${what}: send a lower output limit (max_tokens, max_output_tokens)` +
+      (callNano > rule.limitNano ? '.' : `, or wait for ${resets}, when it resets.`);
+  } else {
+    retryMs = 1000;
+    message =
+      `Budget ${rule.id} (${rule.scope} ${rule.subject}, ${rule.period}) is held by the calls in flight: ` +
+      `$${nanoToUsd(spentNano)} spent and $${nanoToUsd(reservedNano)} in flight of $${nanoToUsd(rule.limitNano)}. ` +
+      `Try again when they end; it resets at ${resets}.`;
+  }
   return {
     status: 429,
     type: 'budget_exceeded',
     code: 'budget_exceeded',
-    message: never
-      ? `This call may cost up to $${nanoToUsd(callNano)} (its prompt and its most output), more than the ` +
-        `$${nanoToUsd(left > 0n ? left : 0n)} left of budget ${rule.id} (${rule.scope} ${rule.subject}, ${rule.period}, ` +
-        `$${nanoToUsd(rule.limitNano)}): send a lower output limit (max_tokens, max_output_tokens)` +
-        (callNano > rule.limitNano ? '.' : `, or wait for ${resets}, when it resets.`)
-      : `Budget ${rule.id} (${rule.scope} ${rule.subject}, ${rule.period}) is exhausted: ` +
-        `$${nanoToUsd(spentNano)} spent and $${nanoToUsd(reservedNano)} in flight of $${nanoToUsd(rule.limitNano)}. ` +
-        `It resets at ${resets}.`,
+    message,
     headers: {
-      'retry-after': String(Math.max(1, Math.ceil((resetAt - now) / 1000))),
+      'retry-after': String(Math.max(1, Math.ceil(retryMs / 1000))),
       'x-tally-budget': headerValue(rule.id),
       'x-tally-budget-reset': resets,
     },

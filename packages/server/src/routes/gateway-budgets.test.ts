@@ -61,12 +61,14 @@ describe.each(states)('budgets and rate limits (%s state)', (_name, makeState) =
     expect(ok).toBeGreaterThan(10);
     expect(blocked.length).toBeGreaterThan(10);
     expect(blocked[0]!.body.error).toMatchObject({ type: 'rate_limit_error', code: 'budget_exceeded' });
-    // Refused while calls were in flight, or (once the spend left too little for one call) because
-    // the call could never fit: either way the budget and its reset are named.
+    // Refused while calls were in flight (a retry may go once they end: Retry-After is a second),
+    // or (once the spend left too little for one call) because the call could never fit: either
+    // way the budget and its reset are named.
     for (const b of blocked) {
       expect(b.body.error!.message).toMatch(
-        /^(Budget budget_key_\S+ .* is exhausted: .* It resets at 20\d\d-|This call may cost up to \$0\.015384 .* left of budget budget_key_\S+ .* wait for 20\d\d-)/,
+        /^(Budget budget_key_\S+ .* is held by the calls in flight: .* it resets at 20\d\d-|This call may cost up to \$0\.015384 .* left of budget budget_key_\S+ .* wait for 20\d\d-)/,
       );
+      if (b.body.error!.message.includes('in flight')) expect(b.headers['retry-after']).toBe('1');
     }
     expect(blocked[0]!.headers['x-tally-budget']).toBe(`budget_${id}`);
 
