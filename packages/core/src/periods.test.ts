@@ -50,6 +50,30 @@ describe('periodWindow', () => {
     }
   });
 
+  it('holds now, and starts at the first instant of its day, every two hours of a year in zones whose clocks skip or repeat midnight', () => {
+    const date = (t: number, zone: string) =>
+      new Intl.DateTimeFormat('en-CA', {
+        timeZone: zone,
+        year: 'numeric',
+        month: '2-digit',
+        day: '2-digit',
+      }).format(t);
+    const zones = ['America/Santiago', 'America/Havana', 'Atlantic/Azores', 'Europe/London'];
+    const wrong: string[] = [];
+    for (const zone of zones) {
+      for (let t = Date.UTC(2026, 0, 1); t < Date.UTC(2027, 0, 1); t += 2 * 3_600_000) {
+        const w = periodWindow('day', zone, t);
+        if (
+          !(w.start <= t && t < w.end) ||
+          date(w.start, zone) !== w.label ||
+          date(w.start - 1, zone) >= w.label
+        )
+          wrong.push(`${zone} ${new Date(t).toISOString()} ${w.label} ${new Date(w.start).toISOString()}`);
+      }
+    }
+    expect(wrong).toEqual([]);
+  });
+
   it('follows the time zone, across a DST change', () => {
     // 03:00 UTC on 1 Nov is still 31 Oct in New York.
     const ny = periodWindow('month', 'America/New_York', Date.parse('2026-11-01T03:00:00Z'));

@@ -45,13 +45,24 @@ function localParts(t: number, timeZone: string): Parts & { offsetMs: number } {
   return { y: p['year']!, m: p['month']!, d: p['day']!, offsetMs: asUtc - Math.floor(t / 1000) * 1000 };
 }
 
-/** Epoch ms of local midnight of a calendar date in a time zone (DST-safe to the hour). */
+/** Epoch ms of the first instant of a calendar date in a time zone: its local midnight, or, where
+ * the clocks skip midnight (DST starting at 00:00, as in America/Santiago), the instant they jump
+ * to. DST-safe to the hour. */
 function localMidnight(y: number, m: number, d: number, timeZone: string): number {
   const guess = Date.UTC(y, m - 1, d);
   const off1 = localParts(guess, timeZone).offsetMs;
   const t = guess - off1;
   const off2 = localParts(t, timeZone).offsetMs;
-  return guess - off2;
+  const at = guess - off2;
+  if (off1 === off2) return at;
+  // An offset changes near this midnight: of the two readings, the earlier one that falls on the
+  // date itself.
+  const onDate = (x: number) => {
+    const p = localParts(x, timeZone);
+    return p.y === y && p.m === m && p.d === d;
+  };
+  const [early, late] = at < t ? [at, t] : [t, at];
+  return onDate(early) ? early : onDate(late) ? late : at;
 }
 
 const pad = (n: number) => String(n).padStart(2, '0');
