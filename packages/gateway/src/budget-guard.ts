@@ -9,6 +9,8 @@ export interface Hold {
   held: RuleWindow[];
   unheld: RuleWindow[];
   reserved: bigint;
+  /** Names the call's operations on the shared state, so that one sent twice applies once. */
+  opId: string;
 }
 
 export type Admission =
@@ -37,7 +39,8 @@ export async function reserveBudgets(
   let downgradeTo: string | null = null;
   // Priced once for the model, and again only if a downgrade changes it.
   let amount = costOf(model);
-  for (;;) {
+  const opId = deps.newId();
+  for (let attempt = 0; ; attempt++) {
     if (amount === null && !deps.config.allow_unpriced_under_budget) {
       const block = held.find((w) => w.rule.action === 'block');
       if (block) return { ok: false, error: unpricedUnderBudget(block.rule, downgradeTo ?? model) };
@@ -45,8 +48,9 @@ export async function reserveBudgets(
     const r = await deps.state.reserve(
       held.map((w) => w.window),
       amount ?? 0n,
+      `${opId}:r${attempt}`,
     );
-    if (r.ok) return { ok: true, hold: { held, unheld, reserved: amount ?? 0n }, downgradeTo };
+    if (r.ok) return { ok: true, hold: { held, unheld, reserved: amount ?? 0n, opId }, downgradeTo };
     const i = held.findIndex((w) => w.rule.id === r.budgetId);
     const w = held[i]!;
     const rule = w.rule;
@@ -66,6 +70,46 @@ export async function reserveBudgets(
       amount = costOf(downgradeTo);
     }
     unheld.push(...held.splice(i, 1));
+  }
+}
+
+/**
+ * Settles a call, and if the shared state cannot be reached (Redis down past its client's
+ * retries), keeps trying in the background, 1 s doubling to a minute, for up to an hour: the
+ * settlement's id makes a repeat harmless, and a settlement given up would leave the call's spend
+ * uncounted and its reservation held until the period ends. Answers at once either way.
+ */
+async function settleSurely(
+  deps: GatewayDeps,
+  windows: RuleWindow[],
+  reserved: bigint,
+  actual: bigint,
+  opId: string,
+): Promise<{ before: { spentNano: bigint }; after: { spentNano: bigint } }[]> {
+  const run = () =>
+    deps.state.settle(
+      windows.map((w) => w.window),
+      reserved,
+      actual,
+      opId,
+    );
+  try {
+    return await run();
+  } catch (err) {
+    deps.onError?.(err, 'budget settlement');
+    void (async () => {
+      const until = Date.now() + 3_600_000;
+      for (let tries = 1; Date.now() < until; tries++) {
+        await new Promise((r) => setTimeout(r, Math.min(60_000, 1000 * 2 ** (tries - 1))).unref());
+        try {
+          await run();
+          return;
+        } catch (e) {
+          deps.onError?.(e, 'budget settlement');
+        }
+      }
+    })();
+    return [];
   }
 }
 
@@ -130,28 +174,23 @@ export async function settleBudgets(
   time: number,
 ): Promise<void> {
   const [held, unheld] = await Promise.all([
-    deps.state.settle(
-      hold.held.map((w) => w.window),
-      hold.reserved,
-      actual,
-    ),
-    hold.unheld.length > 0
-      ? deps.state.settle(
-          hold.unheld.map((w) => w.window),
-          0n,
-          actual,
-        )
-      : [],
+    settleSurely(deps, hold.held, hold.reserved, actual, `${hold.opId}:s`),
+    hold.unheld.length > 0 ? settleSurely(deps, hold.unheld, 0n, actual, `${hold.opId}:u`) : [],
   ]);
-  const windows = [...hold.held, ...hold.unheld];
-  [...held, ...unheld].forEach(({ before, after }, i) => {
-    const w = windows[i]!;
-    const ms = marksOf(w.rule);
-    for (let k = 0; k < w.rule.thresholds.length; k++) {
-      const mark = ms[k]!;
-      if (before.spentNano < mark && after.spentNano >= mark) {
-        deps.alerts(alertOf(key, w, w.rule.thresholds[k]!, after.spentNano, time, 'budget.threshold'));
+  // A settlement that failed answers nothing: its crossings are not told.
+  for (const [windows, settled] of [
+    [hold.held, held],
+    [hold.unheld, unheld],
+  ] as const) {
+    settled.forEach(({ before, after }, i) => {
+      const w = windows[i]!;
+      const ms = marksOf(w.rule);
+      for (let k = 0; k < w.rule.thresholds.length; k++) {
+        const mark = ms[k]!;
+        if (before.spentNano < mark && after.spentNano >= mark) {
+          deps.alerts(alertOf(key, w, w.rule.thresholds[k]!, after.spentNano, time, 'budget.threshold'));
+        }
       }
-    }
-  });
+    });
+  }
 }

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { type BudgetRule, budgetExceeded } from './policy.js';
+import { settleBudgets } from './budget-guard.js';
+import { type BudgetRule, budgetExceeded, windowsFor } from './policy.js';
+import { MemoryState } from './state/memory-state.js';
+import type { GatewayDeps, VirtualKey } from './types.js';
 
 const USD = 1_000_000_000n;
 const rule: BudgetRule = {
@@ -39,5 +42,38 @@ describe('a budget refusal', () => {
     expect(e.message).toMatch(/is held by the calls in flight: \$5 spent and \$4 in flight of \$10/);
     expect(e.headers?.['retry-after']).toBe('1');
     expect(e.headers?.['x-tally-budget']).toBe('b1');
+  });
+});
+
+describe('settling a call while the shared state is out of reach', () => {
+  it('keeps trying in the background until it is settled, once', async () => {
+    const state = new MemoryState();
+    let down = 1;
+    const flaky = Object.create(state) as MemoryState;
+    flaky.settle = async (...args: Parameters<MemoryState['settle']>) => {
+      if (down-- > 0) throw new Error('Connection is closed.');
+      return state.settle(...args);
+    };
+    const errors: string[] = [];
+    const deps = {
+      state: flaky,
+      newId: () => 'call-1',
+      alerts: () => undefined,
+      onError: (_err: unknown, what: string) => errors.push(what),
+    } as unknown as GatewayDeps;
+    const [w] = windowsFor([rule], now);
+    await state.reserve([w!.window], 2n * USD);
+    await settleBudgets(
+      deps,
+      { tenant: 't' } as VirtualKey,
+      { held: [w!], unheld: [], reserved: 2n * USD, opId: 'call-1' },
+      USD,
+      now,
+    );
+    expect(errors).toEqual(['budget settlement']);
+    const until = Date.now() + 3000;
+    while ((await state.usage(w!.window)).spentNano === 0n && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 20));
+    expect(await state.usage(w!.window)).toEqual({ spentNano: USD, reservedNano: 0n });
   });
 });

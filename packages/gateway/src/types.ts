@@ -98,4 +98,6 @@ export interface GatewayDeps {
   state: SharedState;
   budgets: BudgetResolver;
   alerts: AlertSink;
+  /** A failure off the request path (the shared state out of reach while settling, say). */
+  onError?: (err: unknown, what: string) => void;
 }

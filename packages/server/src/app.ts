@@ -204,6 +204,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
     budgets: async (key, attribution) =>
       (await ctx.budgets.rules(key.tenant)).filter((r) => applies(r, key, attribution)),
     alerts: (alert) => ctx.alerts.emit(alert),
+    onError: (err, what) => app.log.warn({ err }, `${what} failed; trying again`),
   });
   const gw = gateway;
   // Providers added through the API join the configured ones.

@@ -275,6 +275,7 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
     budgets: async (key, attribution) =>
       (await rules.get('rules')).filter((r) => applies(r, key, attribution)),
     alerts: (alert) => alerts.push(alert),
+    onError: (err, what) => onError(err, what),
   });
   const refreshProviders = async () => {
     gateway.setProviders([...config.gateway.providers, ...(await control.providers())]);

@@ -9,12 +9,23 @@ import type {
   WindowUsage,
 } from './shared-state.js';
 
+/** How long a reservation's or a settlement's id is kept, so that the same operation sent again
+ * (ioredis resends what got no reply once it reconnects) is applied once. */
+const OP_TTL_MS = 10 * 60_000;
+
 /** All windows checked, then all reserved, in one script: atomic across replicas. Amounts go back
  * as the strings Redis keeps them in: Lua's tostring writes a number past 1e14 (a $100,000 window)
  * in exponent form. */
 const RESERVE = `
 local amount = tonumber(ARGV[1])
-for i, key in ipairs(KEYS) do
+local n = #KEYS
+local op = ARGV[#ARGV]
+if op ~= '' then
+  n = n - 1
+  if redis.call('EXISTS', KEYS[n + 1]) == 1 then return {1} end
+end
+for i = 1, n do
+  local key = KEYS[i]
   local limit = tonumber(ARGV[2 * i])
   local spent = redis.call('HGET', key, 'spent') or '0'
   local reserved = redis.call('HGET', key, 'reserved') or '0'
@@ -22,22 +33,33 @@ for i, key in ipairs(KEYS) do
     return {0, i, spent, reserved}
   end
 end
-for i, key in ipairs(KEYS) do
+for i = 1, n do
+  local key = KEYS[i]
   redis.call('HINCRBY', key, 'reserved', ARGV[1])
   redis.call('PEXPIREAT', key, tonumber(ARGV[2 * i + 1]) + 86400000)
 end
+if op ~= '' then redis.call('SET', KEYS[n + 1], '1', 'PX', ${OP_TTL_MS}) end
 return {1}
 `;
 
 const SETTLE = `
 local out = {}
-for i, key in ipairs(KEYS) do
+local n = #KEYS
+local again = false
+if ARGV[3] ~= '' then
+  n = n - 1
+  again = redis.call('SET', KEYS[n + 1], '1', 'NX', 'PX', ${OP_TTL_MS}) == false
+end
+for i = 1, n do
+  local key = KEYS[i]
   local spent = redis.call('HGET', key, 'spent') or '0'
   local reserved = redis.call('HGET', key, 'reserved') or '0'
-  local r = tonumber(reserved)
-  if ARGV[1] ~= '0' then r = redis.call('HINCRBY', key, 'reserved', '-' .. ARGV[1]) end
-  if r < 0 then redis.call('HSET', key, 'reserved', '0'); r = 0 end
-  redis.call('HINCRBY', key, 'spent', ARGV[2])
+  if not again then
+    local r = tonumber(reserved)
+    if ARGV[1] ~= '0' then r = redis.call('HINCRBY', key, 'reserved', '-' .. ARGV[1]) end
+    if r < 0 then redis.call('HSET', key, 'reserved', '0'); r = 0 end
+    redis.call('HINCRBY', key, 'spent', ARGV[2])
+  end
   table.insert(out, spent)
   table.insert(out, reserved)
   table.insert(out, redis.call('HGET', key, 'spent') or '0')
@@ -149,12 +171,16 @@ export class RedisState implements SharedState {
     return `${this.prefix}b:${key}`;
   }
 
-  async reserve(windows: BudgetWindow[], amountNano: bigint): Promise<ReserveResult> {
+  async reserve(windows: BudgetWindow[], amountNano: bigint, opId?: string): Promise<ReserveResult> {
     if (windows.length === 0) return { ok: true };
-    const args: (string | number)[] = windows.map((w) => this.k(w.key));
-    args.push(amountNano.toString());
-    for (const w of windows) args.push(w.limitNano.toString(), w.resetAt);
-    const r = await this.redis.tallyReserve(windows.length, ...args);
+    // KEYS: the windows, then the operation's id if it has one. ARGV: the amount, each window's
+    // limit and reset, then the id ('' for none).
+    const keys = windows.map((w) => this.k(w.key));
+    if (opId) keys.push(`${this.prefix}op:${opId}`);
+    const argv: (string | number)[] = [amountNano.toString()];
+    for (const w of windows) argv.push(w.limitNano.toString(), w.resetAt);
+    argv.push(opId ?? '');
+    const r = await this.redis.tallyReserve(keys.length, ...keys, ...argv);
     if (Number(r[0]) === 1) return { ok: true };
     const w = windows[Number(r[1]) - 1]!;
     return {
@@ -167,13 +193,16 @@ export class RedisState implements SharedState {
     };
   }
 
-  async settle(windows: BudgetWindow[], reservedNano: bigint, actualNano: bigint) {
+  async settle(windows: BudgetWindow[], reservedNano: bigint, actualNano: bigint, opId?: string) {
     if (windows.length === 0) return [];
+    const keys = windows.map((w) => this.k(w.key));
+    if (opId) keys.push(`${this.prefix}op:${opId}`);
     const r = await this.redis.tallySettle(
-      windows.length,
-      ...windows.map((w) => this.k(w.key)),
+      keys.length,
+      ...keys,
       reservedNano.toString(),
       actualNano.toString(),
+      opId ?? '',
     );
     return windows.map((_, i) => ({
       before: { spentNano: BigInt(r[4 * i]!), reservedNano: BigInt(r[4 * i + 1]!) },

@@ -51,14 +51,18 @@ export interface RateResult {
 
 export interface SharedState {
   /** Reserves `amountNano` on every window, atomically: all of them, or none when any would pass
-   * its limit (spent + reserved + amount > limit). */
-  reserve(windows: BudgetWindow[], amountNano: bigint): Promise<ReserveResult>;
+   * its limit (spent + reserved + amount > limit). With `opId`, a reservation made under it is
+   * made once: the same call again (a client's resend after a lost reply) answers ok and changes
+   * nothing. */
+  reserve(windows: BudgetWindow[], amountNano: bigint, opId?: string): Promise<ReserveResult>;
   /** Releases a reservation and records what the call actually cost; returns each window's usage
-   * before and after, so threshold crossings can be told. */
+   * before and after, so threshold crossings can be told. With `opId`, applied once (a repeat
+   * answers the usage as it stands, before and after alike). */
   settle(
     windows: BudgetWindow[],
     reservedNano: bigint,
     actualNano: bigint,
+    opId?: string,
   ): Promise<{ before: WindowUsage; after: WindowUsage }[]>;
   usage(window: BudgetWindow): Promise<WindowUsage>;
   /** Raises the window's spend to `spentNano` if it is lower (what the store holds for the period,
