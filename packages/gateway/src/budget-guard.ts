@@ -73,9 +73,13 @@ export async function reserveBudgets(
   }
 }
 
+/** How long a failed settlement is tried again: no longer than the shared state keeps its id. */
+const OP_RETRY_MS = 10 * 60_000;
+
 /**
  * Settles a call, and if the shared state cannot be reached (Redis down past its client's
- * retries), keeps trying in the background, 1 s doubling to a minute, for up to an hour: the
+ * retries), keeps trying in the background, 1 s doubling to a minute, for up to ten minutes (as
+ * long as Redis keeps the id): the
  * settlement's id makes a repeat harmless, and a settlement given up would leave the call's spend
  * uncounted and its reservation held until the period ends. Answers at once either way.
  */
@@ -98,7 +102,7 @@ async function settleSurely(
   } catch (err) {
     deps.onError?.(err, 'budget settlement');
     void (async () => {
-      const until = Date.now() + 3_600_000;
+      const until = Date.now() + OP_RETRY_MS;
       for (let tries = 1; Date.now() < until; tries++) {
         await new Promise((r) => setTimeout(r, Math.min(60_000, 1000 * 2 ** (tries - 1))).unref());
         try {
