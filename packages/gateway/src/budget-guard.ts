@@ -79,9 +79,9 @@ const OP_RETRY_MS = 10 * 60_000;
 /**
  * Settles a call, and if the shared state cannot be reached (Redis down past its client's
  * retries), keeps trying in the background, 1 s doubling to a minute, for up to ten minutes (as
- * long as Redis keeps the id): the
- * settlement's id makes a repeat harmless, and a settlement given up would leave the call's spend
- * uncounted and its reservation held until the period ends. Answers at once either way.
+ * long as Redis keeps the id): the settlement's id makes a repeat harmless, and a settlement given
+ * up would leave the call's spend uncounted and its reservation held until the period ends.
+ * Answers at once either way.
  */
 async function settleSurely(
   deps: GatewayDeps,
