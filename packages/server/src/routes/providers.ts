@@ -25,7 +25,9 @@ export function toProviderConfig(rec: ProviderRecord, box: SecretBox): ProviderC
 
 export type ProviderRefresh = () => Promise<void>;
 
-/** Upstream providers managed through the API. Their keys are encrypted at rest and never returned. */
+/** Upstream providers managed through the API. Their keys are encrypted at rest, and never returned
+ * by these routes; the replicas' route (/v1/gateway/providers) gives them, decrypted, to an admin
+ * key, which a replica runs with. */
 export const providerRoutes: FastifyPluginAsync<AppContext & { refreshProviders: ProviderRefresh }> = async (
   app,
   ctx,
