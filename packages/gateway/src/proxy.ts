@@ -20,6 +20,7 @@ import type { Accumulated, Metered, Recorder } from './relay.js';
 import { badRequest, type GatewayError, headerValue, invalidKey, sendError, type Wire } from './replies.js';
 import { type Attempt, Router } from './router.js';
 import { Slots } from './slots.js';
+import type { RateResult } from './state/shared-state.js';
 import { countTokens, estimatePromptTokens } from './tokenizer.js';
 import type { GatewayDeps, ProviderConfig, VirtualKey } from './types.js';
 import { Upstreams } from './upstream.js';
@@ -68,6 +69,18 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
       if (!req.complete) reject(new Error('The client closed the connection before the body ended.'));
     });
   });
+}
+
+/** Budgets and limits cannot be held without their state (Redis out of reach): the call is not
+ * sent unchecked. */
+function stateUnavailable(err: unknown): GatewayError {
+  return {
+    status: 503,
+    type: 'api_error',
+    code: 'budget_state_unavailable',
+    message: `The budget and rate-limit state cannot be reached (${(err as Error).message}); the call was not sent. Try again shortly.`,
+    headers: { 'retry-after': '1' },
+  };
 }
 
 /** C0 controls and DEL. */
@@ -374,35 +387,45 @@ export class Gateway {
     const promptTokens = limited || rules.length > 0 ? await estimatePromptTokens(body) : 0;
     const acc: Accumulated = { spentNano: 0n, tokens: 0, headers: {} };
     if (limited) {
-      const rl = await this.deps.state.rateLimit({
-        key: key.id,
-        rpm: key.rpm,
-        tpm: key.tpm,
-        tokens: promptTokens + maxOut,
-        now: time,
-      });
+      let rl: RateResult;
+      try {
+        rl = await this.deps.state.rateLimit({
+          key: key.id,
+          rpm: key.rpm,
+          tpm: key.tpm,
+          tokens: promptTokens + maxOut,
+          now: time,
+        });
+      } catch (err) {
+        return sendError(res, wire, stateUnavailable(err));
+      }
       if (!rl.ok) return sendError(res, wire, rateLimited(rl, key));
       // Like OpenAI, every answer says where the key stands; these replace the upstream's own.
       Object.assign(acc.headers, rateLimitHeaders(rl));
     }
     let hold: Hold | null = null;
     if (rules.length > 0) {
-      const admission = await reserveBudgets(
-        this.deps,
-        rules,
-        key,
-        model,
-        (m) =>
-          this.largestCost(
-            m === model ? attempts : this.plan(m, endpoint, key.tenant),
-            body,
-            endpoint,
-            promptTokens,
-            key.tenant,
-            time,
-          ),
-        time,
-      );
+      let admission: Awaited<ReturnType<typeof reserveBudgets>>;
+      try {
+        admission = await reserveBudgets(
+          this.deps,
+          rules,
+          key,
+          model,
+          (m) =>
+            this.largestCost(
+              m === model ? attempts : this.plan(m, endpoint, key.tenant),
+              body,
+              endpoint,
+              promptTokens,
+              key.tenant,
+              time,
+            ),
+          time,
+        );
+      } catch (err) {
+        return sendError(res, wire, stateUnavailable(err));
+      }
       if (!admission.ok) {
         // The tokens the rate limit took for a call that does not go are given back.
         if (key.tpm !== null)

@@ -295,8 +295,11 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
     const body =
       req.method === 'GET' && req.url === '/healthz'
         ? {
-            // Metering that fails is "degraded": calls still go through, and wait on disk.
-            status: sink.failing === 0 ? 'ok' : 'degraded',
+            // Metering that fails is "degraded": calls still go through, and wait on disk. Redis
+            // out of reach is too: calls under budgets or limits are refused until it is back.
+            status:
+              sink.failing === 0 && !(state instanceof RedisState && state.lastError) ? 'ok' : 'degraded',
+            ...(state instanceof RedisState && state.lastError ? { state_error: state.lastError } : {}),
             role: 'gateway',
             server: serverUrl,
             pending_calls: sink.pending,

@@ -147,6 +147,8 @@ type Scripted = Redis & {
 /** The shared state in Redis, for several gateway replicas. Each operation is one Lua script. */
 export class RedisState implements SharedState {
   private readonly redis: Scripted;
+  /** The connection's last error, until it is ready again. */
+  lastError: string | null = null;
 
   constructor(
     urlOrOptions: string | RedisOptions = 'redis://127.0.0.1:6379',
@@ -156,9 +158,19 @@ export class RedisState implements SharedState {
     const { Redis: Client } = createRequire(import.meta.url)('ioredis') as typeof import('ioredis');
     const redis = (
       typeof urlOrOptions === 'string'
-        ? new Client(urlOrOptions, { lazyConnect: false })
+        ? // A call waits for Redis about a second at most (ioredis's default is 20 retries, 7–9 s):
+          // past that it is refused with a 503, and a settlement is tried again in the background.
+          new Client(urlOrOptions, { lazyConnect: false, maxRetriesPerRequest: 2, connectTimeout: 2000 })
         : new Client(urlOrOptions)
     ) as Scripted;
+    // A lost connection is reported by the commands it fails (a 503, a settlement tried again);
+    // without a listener ioredis would print each reconnect's error as unhandled.
+    redis.on('error', (err: Error) => {
+      this.lastError = err.message;
+    });
+    redis.on('ready', () => {
+      this.lastError = null;
+    });
     redis.defineCommand('tallyReserve', { lua: RESERVE });
     redis.defineCommand('tallySettle', { lua: SETTLE });
     redis.defineCommand('tallyRate', { lua: RATE });

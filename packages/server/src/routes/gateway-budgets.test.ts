@@ -237,3 +237,39 @@ describe.each(states)('budgets and rate limits (%s state)', (_name, makeState) =
     });
   });
 });
+
+describe('budgets when their state is out of reach', () => {
+  it('refuses the call with a 503 within seconds, without sending it', async () => {
+    const mock = new MockUpstream();
+    await mock.start();
+    const state = new RedisState('redis://127.0.0.1:1', `tally-test:${randomUUID()}:`);
+    const t = await testApp(
+      { gateway: { providers: [{ id: 'anthropic', kind: 'anthropic', base_url: mock.url }] } },
+      undefined,
+      state,
+    );
+    try {
+      const base = await t.listen();
+      const { key } = await t.newKey({ project: 'p', budget_usd: 1, rpm: 10 });
+      const t0 = Date.now();
+      const res = await postMessage(base, key);
+      expect(res.statusCode).toBe(503);
+      expect(res.headers['retry-after']).toBe('1');
+      const body = (await res.body.json()) as { error: { code: string; message: string } };
+      expect(body.error.code).toBe('budget_state_unavailable');
+      expect(Date.now() - t0).toBeLessThan(5000);
+      expect(mock.received).toHaveLength(0);
+      const health = (await t.app.inject({ url: '/healthz' })).json();
+      expect(health.status).toBe('degraded');
+      expect(health.checks.state).toMatchObject({
+        kind: 'redis',
+        ok: false,
+        error: expect.stringMatching(/ECONNREFUSED/),
+      });
+    } finally {
+      await t.shutdown();
+      await state.close();
+      await mock.stop();
+    }
+  });
+});

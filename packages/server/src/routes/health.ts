@@ -1,3 +1,4 @@
+import { RedisState } from '@tally/gateway';
 import type { FastifyPluginAsync } from 'fastify';
 import type { AppContext } from '../context.js';
 
@@ -44,14 +45,21 @@ export const healthRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => 
           rejected_calls: ctx.rejectedCalls?.count ?? 0,
         }
       : null;
+    // Redis, when budgets and limits live there: a call cannot be checked without it.
+    const redisError = ctx.state instanceof RedisState ? ctx.state.lastError : null;
+    const state =
+      ctx.state instanceof RedisState
+        ? { kind: 'redis', ok: redisError === null, ...(redisError ? { error: redisError } : {}) }
+        : { kind: 'memory', ok: true };
     return {
-      status: store.ok && (metering?.ok ?? true) ? 'ok' : 'degraded',
+      status: store.ok && (metering?.ok ?? true) && state.ok ? 'ok' : 'degraded',
       store: ctx.store.info.kind,
       schema_version: ctx.store.info.schemaVersion,
       price_version: ctx.priceVersion,
       checks: {
         store: { ok: store.ok, latency_ms: store.ms, ...(store.error ? { error: store.error } : {}) },
         ...(metering ? { metering } : {}),
+        state,
       },
     };
   };
