@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { Redis, RedisOptions } from 'ioredis';
 import type {
@@ -13,19 +14,48 @@ import type {
  * (ioredis resends what got no reply once it reconnects) is applied once. */
 const OP_TTL_MS = 10 * 60_000;
 
+/** How long a process's reservations outlive its last sign of life: a process that dies with calls
+ * in flight (kill -9) does not hold its budgets' room past it. */
+const LIVE_MS = 30_000;
+
+/** A window's reservations are its `reserved` total and each process's share of it (`r:<id>`).
+ * The shares of processes whose liveness key has lapsed are taken off the total. ARGV here: the
+ * liveness keys' prefix, then this process's id. */
+const PURGE = `
+local function negate(v)
+  if string.sub(v, 1, 1) == '-' then return string.sub(v, 2) end
+  return '-' .. v
+end
+local function purge(key, livePrefix, me)
+  local fields = redis.call('HKEYS', key)
+  for _, f in ipairs(fields) do
+    if string.sub(f, 1, 2) == 'r:' and string.sub(f, 3) ~= me and redis.call('EXISTS', livePrefix .. string.sub(f, 3)) == 0 then
+      redis.call('HINCRBY', key, 'reserved', negate(redis.call('HGET', key, f)))
+      redis.call('HDEL', key, f)
+    end
+  end
+  if tonumber(redis.call('HGET', key, 'reserved') or '0') < 0 then redis.call('HSET', key, 'reserved', '0') end
+end
+`;
+
 /** All windows checked, then all reserved, in one script: atomic across replicas. Amounts go back
  * as the strings Redis keeps them in: Lua's tostring writes a number past 1e14 (a $100,000 window)
- * in exponent form. */
-const RESERVE = `
+ * in exponent form. KEYS: the windows, then the operation's id if it has one. ARGV: the amount,
+ * each window's limit and reset, the liveness prefix, this process's id, the operation's id. */
+const RESERVE = `${PURGE}
 local amount = tonumber(ARGV[1])
 local n = #KEYS
 local op = ARGV[#ARGV]
+local me = ARGV[#ARGV - 1]
+local livePrefix = ARGV[#ARGV - 2]
 if op ~= '' then
   n = n - 1
   if redis.call('EXISTS', KEYS[n + 1]) == 1 then return {1} end
 end
+redis.call('SET', livePrefix .. me, '1', 'PX', ${LIVE_MS})
 for i = 1, n do
   local key = KEYS[i]
+  purge(key, livePrefix, me)
   local limit = tonumber(ARGV[2 * i])
   local spent = redis.call('HGET', key, 'spent') or '0'
   local reserved = redis.call('HGET', key, 'reserved') or '0'
@@ -36,16 +66,20 @@ end
 for i = 1, n do
   local key = KEYS[i]
   redis.call('HINCRBY', key, 'reserved', ARGV[1])
+  redis.call('HINCRBY', key, 'r:' .. me, ARGV[1])
   redis.call('PEXPIREAT', key, tonumber(ARGV[2 * i + 1]) + 86400000)
 end
 if op ~= '' then redis.call('SET', KEYS[n + 1], '1', 'PX', ${OP_TTL_MS}) end
 return {1}
 `;
 
+/** ARGV: the reservation to release, the actual cost, the operation's id ('' for none), this
+ * process's id. */
 const SETTLE = `
 local out = {}
 local n = #KEYS
 local again = false
+local me = ARGV[4]
 if ARGV[3] ~= '' then
   n = n - 1
   again = redis.call('SET', KEYS[n + 1], '1', 'NX', 'PX', ${OP_TTL_MS}) == false
@@ -56,7 +90,10 @@ for i = 1, n do
   local reserved = redis.call('HGET', key, 'reserved') or '0'
   if not again then
     local r = tonumber(reserved)
-    if ARGV[1] ~= '0' then r = redis.call('HINCRBY', key, 'reserved', '-' .. ARGV[1]) end
+    if ARGV[1] ~= '0' then
+      r = redis.call('HINCRBY', key, 'reserved', '-' .. ARGV[1])
+      if redis.call('HINCRBY', key, 'r:' .. me, '-' .. ARGV[1]) <= 0 then redis.call('HDEL', key, 'r:' .. me) end
+    end
     if r < 0 then redis.call('HSET', key, 'reserved', '0'); r = 0 end
     redis.call('HINCRBY', key, 'spent', ARGV[2])
   end
@@ -149,6 +186,9 @@ export class RedisState implements SharedState {
   private readonly redis: Scripted;
   /** The connection's last error, until it is ready again. */
   lastError: string | null = null;
+  /** This process among those sharing the state: its reservations are its own (see PURGE). */
+  private readonly instance = randomBytes(8).toString('hex');
+  private readonly heartbeat: NodeJS.Timeout;
 
   constructor(
     urlOrOptions: string | RedisOptions = 'redis://127.0.0.1:6379',
@@ -171,6 +211,11 @@ export class RedisState implements SharedState {
     redis.on('ready', () => {
       this.lastError = null;
     });
+    // Alive while it runs: each reservation says so too, and this covers a long stream's quiet.
+    this.heartbeat = setInterval(() => {
+      redis.set(`${this.prefix}live:${this.instance}`, '1', 'PX', LIVE_MS).catch(() => undefined);
+    }, LIVE_MS / 3);
+    this.heartbeat.unref();
     redis.defineCommand('tallyReserve', { lua: RESERVE });
     redis.defineCommand('tallySettle', { lua: SETTLE });
     redis.defineCommand('tallyRate', { lua: RATE });
@@ -191,7 +236,7 @@ export class RedisState implements SharedState {
     if (opId) keys.push(`${this.prefix}op:${opId}`);
     const argv: (string | number)[] = [amountNano.toString()];
     for (const w of windows) argv.push(w.limitNano.toString(), w.resetAt);
-    argv.push(opId ?? '');
+    argv.push(`${this.prefix}live:`, this.instance, opId ?? '');
     const r = await this.redis.tallyReserve(keys.length, ...keys, ...argv);
     if (Number(r[0]) === 1) return { ok: true };
     const w = windows[Number(r[1]) - 1]!;
@@ -215,6 +260,7 @@ export class RedisState implements SharedState {
       reservedNano.toString(),
       actualNano.toString(),
       opId ?? '',
+      this.instance,
     );
     return windows.map((_, i) => ({
       before: { spentNano: BigInt(r[4 * i]!), reservedNano: BigInt(r[4 * i + 1]!) },
@@ -281,6 +327,9 @@ export class RedisState implements SharedState {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.heartbeat);
+    // What this process still holds is released for the others at once.
+    await this.redis.del(`${this.prefix}live:${this.instance}`).catch(() => undefined);
     await this.redis.quit().catch(() => undefined);
   }
 }

@@ -11,16 +11,19 @@ runSharedStateContract(
   () => new RedisState('redis://127.0.0.1:6379', `tally-test:${randomUUID()}:`),
 );
 
+const USD = 1_000_000_000n;
+/** A $10 window of the next hour, of its own. */
+const tenDollars = () => ({
+  budgetId: 'b',
+  key: `b:${randomUUID()}`,
+  limitNano: 10n * USD,
+  resetAt: Date.now() + 3_600_000,
+});
+
 describe('Redis state, an operation sent twice', () => {
   it('applies a reservation and a settlement once each, as ioredis resends what lost its reply', async () => {
     const s = new RedisState('redis://127.0.0.1:6379', `tally-test:${randomUUID()}:`);
-    const USD = 1_000_000_000n;
-    const w = {
-      budgetId: 'b',
-      key: `b:${randomUUID()}`,
-      limitNano: 10n * USD,
-      resetAt: Date.now() + 3_600_000,
-    };
+    const w = tenDollars();
     expect(await s.reserve([w], 3n * USD, 'op1:r0')).toEqual({ ok: true });
     expect(await s.reserve([w], 3n * USD, 'op1:r0')).toEqual({ ok: true });
     expect(await s.usage(w)).toEqual({ spentNano: 0n, reservedNano: 3n * USD });
@@ -36,5 +39,26 @@ describe('Redis state, an operation sent twice', () => {
     await s.settle([w], 0n, USD);
     expect((await s.usage(w)).spentNano).toBe(4n * USD);
     await s.close();
+  });
+});
+
+describe('Redis state, a process that dies with calls in flight', () => {
+  it('holds its reservations while it lives, and gives them up once its liveness lapses', async () => {
+    const prefix = `tally-test:${randomUUID()}:`;
+    const a = new RedisState('redis://127.0.0.1:6379', prefix);
+    const b = new RedisState('redis://127.0.0.1:6379', prefix);
+    const w = tenDollars();
+    expect(await a.reserve([w], 3n * USD)).toEqual({ ok: true });
+    expect(await b.reserve([w], 2n * USD)).toEqual({ ok: true });
+    expect((await b.reserve([w], 6n * USD)).ok).toBe(false);
+    // a goes without settling (as after a kill -9, once its liveness key has lapsed).
+    await a.close();
+    expect(await b.reserve([w], 6n * USD)).toEqual({ ok: true });
+    expect(await b.usage(w)).toEqual({ spentNano: 0n, reservedNano: 8n * USD });
+    // b's own reservations are untouched, and settle as ever.
+    await b.settle([w], 2n * USD, USD);
+    await b.settle([w], 6n * USD, USD);
+    expect(await b.usage(w)).toEqual({ spentNano: 2n * USD, reservedNano: 0n });
+    await b.close();
   });
 });
