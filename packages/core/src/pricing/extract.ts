@@ -2,6 +2,7 @@ import { TallyError } from '../errors.js';
 import type { UnitUsage } from './calc.js';
 import type { CatalogProvider, Extractor, ExtractorPathStep } from './catalog-types.js';
 import { matches } from './match.js';
+import { checkTokenCount, checkUnitUsage } from './tokens.js';
 
 type Mapping = Extractor['mappings'][number];
 const m = (path: Mapping['path'], dest: string, required = false): Mapping => ({ path, dest, required });
@@ -183,10 +184,7 @@ function applyExtractor(ex: Extractor, usage: Record<string, unknown>): Extracte
       if (mp.required) return { usage: out, hits: 0, missing: pathText(mp.path) };
       continue;
     }
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
-      throw new TallyError('invalid_usage', `usage.${pathText(mp.path)} must be a non-negative number.`);
-    }
-    out[mp.dest] = (out[mp.dest] ?? 0) + v;
+    out[mp.dest] = (out[mp.dest] ?? 0) + checkTokenCount(v, `usage.${pathText(mp.path)}`);
     hits++;
   }
   return { usage: out, hits, missing: hits === 0 ? 'usage fields' : null };
@@ -256,6 +254,6 @@ export function extractUsage(provider: CatalogProvider | null, api: string, usag
     if (r.missing !== null) missing ||= r.missing;
     else if (!best || r.hits > best.hits) best = r;
   }
-  if (best) return best.usage;
+  if (best) return checkUnitUsage(best.usage);
   throw new TallyError('invalid_usage', `The usage object has no ${missing} for api ${api}.`);
 }

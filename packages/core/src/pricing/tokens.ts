@@ -1,5 +1,34 @@
+import { TallyError } from '../errors.js';
 import type { Tokens } from '../model.js';
 import type { UnitUsage } from './calc.js';
+
+/** The most tokens one count may hold: the store keeps counts as 32-bit integers. */
+export const MAX_TOKEN_COUNT = 2_147_483_647;
+
+/** A token count as a provider or a client gave it, checked: a whole number from 0 to
+ * MAX_TOKEN_COUNT. Anything else (10.5, 1e300, -3, "12") makes the usage unreadable, so that no
+ * such figure is priced or stored. */
+export function checkTokenCount(v: unknown, what: string): number {
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= MAX_TOKEN_COUNT) return v;
+  const got = typeof v === 'number' ? String(v) : JSON.stringify(v)?.slice(0, 40);
+  throw new TallyError(
+    'invalid_usage',
+    `${what} must be a non-negative whole number of tokens, at most ${MAX_TOKEN_COUNT} (got ${got}).`,
+  );
+}
+
+/** Sums of counts (Anthropic's input is input_tokens plus cache reads and writes) obey the same bound. */
+export function checkUnitUsage(u: UnitUsage): UnitUsage {
+  for (const k in u) {
+    if (u[k]! > MAX_TOKEN_COUNT) {
+      throw new TallyError(
+        'invalid_usage',
+        `The usage adds up to ${u[k]} ${k}, more than ${MAX_TOKEN_COUNT}.`,
+      );
+    }
+  }
+  return u;
+}
 
 /** Unit usage to the normalised token counts stored on every call (OTel GenAI meaning). */
 export function unitUsageToTokens(u: UnitUsage): Tokens {
@@ -19,18 +48,19 @@ export function unitUsageToTokens(u: UnitUsage): Tokens {
   };
 }
 
-/** Normalised tokens (as sent to the ingest API) to unit usage for pricing. */
+/** Normalised tokens (as sent to the ingest API) to unit usage for pricing, each count checked. */
 export function tokensToUnitUsage(t: Partial<Tokens>): UnitUsage {
+  const n = (k: keyof Tokens) => (t[k] === undefined ? 0 : checkTokenCount(t[k], `tokens.${k}`));
   return {
-    input_tokens: t.input ?? 0,
-    output_tokens: t.output ?? 0,
-    cache_read_tokens: t.cache_read ?? 0,
-    cache_write_tokens: t.cache_write ?? 0,
-    cache_write_1h_tokens: t.cache_write_1h ?? 0,
-    output_reasoning_tokens: t.reasoning ?? 0,
-    input_audio_tokens: t.input_audio ?? 0,
-    output_audio_tokens: t.output_audio ?? 0,
-    cache_audio_read_tokens: t.cache_audio_read ?? 0,
-    web_searches: t.web_searches ?? 0,
+    input_tokens: n('input'),
+    output_tokens: n('output'),
+    cache_read_tokens: n('cache_read'),
+    cache_write_tokens: n('cache_write'),
+    cache_write_1h_tokens: n('cache_write_1h'),
+    output_reasoning_tokens: n('reasoning'),
+    input_audio_tokens: n('input_audio'),
+    output_audio_tokens: n('output_audio'),
+    cache_audio_read_tokens: n('cache_audio_read'),
+    web_searches: n('web_searches'),
   };
 }
