@@ -137,7 +137,7 @@ describe('usage normalisation traps', () => {
     expect(usd(r)).toEqual({ input: '0.00016', output: '0.0002', total: '0.00036' });
   });
 
-  it('x-ai: completion_tokens exclude reasoning, which is added to output', () => {
+  it('x-ai: completion_tokens exclude reasoning, which is added to output (once: the total counts it)', () => {
     const r = priced({
       provider: 'x-ai',
       api: 'openai-chat',
@@ -145,6 +145,7 @@ describe('usage normalisation traps', () => {
       usage: {
         prompt_tokens: 1000,
         completion_tokens: 100,
+        total_tokens: 1400,
         completion_tokens_details: { reasoning_tokens: 300 },
       },
     });

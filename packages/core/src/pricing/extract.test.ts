@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isTallyError } from '../errors.js';
+import { exactToUsd } from '../money.js';
 import { testCatalog } from '../testing/catalog-fixture.js';
 import type { PriceInput } from './types.js';
 
@@ -60,5 +61,59 @@ describe('token counts', () => {
     });
     expect(failure({ ...base, tokens: { input: 10, output: 2.5 } })).toMatchObject({ code: 'invalid_usage' });
     expect(failure({ ...base, tokens: { input: 10, output: 2 } })).toBeNull();
+  });
+});
+
+describe('total_tokens beyond input and output', () => {
+  const priced = (input: PriceInput) => {
+    const r = cat.price(input);
+    if (r.status !== 'priced') throw new Error(r.reason);
+    return { tokens: r.tokens, total: exactToUsd(r.total) };
+  };
+  const gemini = (usage: Record<string, unknown>): PriceInput => ({
+    provider: 'google',
+    api: 'openai-chat',
+    model: 'gemini-2.5-flash',
+    usage,
+  });
+
+  it("is Gemini's unreported thinking, through its OpenAI-compatible endpoint", () => {
+    const r = priced(gemini({ prompt_tokens: 1000, completion_tokens: 200, total_tokens: 5200 }));
+    expect(r.tokens).toMatchObject({ input: 1000, output: 4200, reasoning: 4000 });
+    // 1,000 × $0.30 + 4,200 × $2.50, per million.
+    expect(r.total).toBe('0.0108');
+  });
+
+  it('changes nothing where the total is the sum (OpenAI), or in the Responses shape', () => {
+    const cases: [PriceInput, Record<string, number>][] = [
+      [
+        chat({
+          prompt_tokens: 1000,
+          completion_tokens: 500,
+          total_tokens: 1500,
+          completion_tokens_details: { reasoning_tokens: 300 },
+        }),
+        { output: 500, reasoning: 300 },
+      ],
+      [
+        {
+          ...chat({}),
+          api: 'openai-responses',
+          usage: { input_tokens: 1000, output_tokens: 500, total_tokens: 1500 },
+        },
+        { output: 500, reasoning: 0 },
+      ],
+    ];
+    for (const [input, tokens] of cases)
+      expect(priced(input).tokens).toMatchObject({ input: 1000, ...tokens });
+  });
+
+  it('is checked like any other count', () => {
+    expect(
+      failure(gemini({ prompt_tokens: 1000, completion_tokens: 200, total_tokens: 5200.5 })),
+    ).toMatchObject({
+      code: 'invalid_usage',
+      message: expect.stringContaining('total_tokens'),
+    });
   });
 });

@@ -161,18 +161,20 @@ interface Extracted {
   hits: number;
   /** The first required field that was absent, if any. */
   missing: string | null;
+  /** The object the mappings were read from. */
+  root: Record<string, unknown>;
 }
 
 function applyExtractor(ex: Extractor, usage: Record<string, unknown>): Extracted {
   // Accept either the usage object itself or a body that holds it at the extractor's root.
-  let obj: unknown = usage;
+  let obj: Record<string, unknown> = usage;
   // A root like usage.billed_units is looked for whole, then without its leading keys, since the
   // caller may pass the usage object rather than the whole body.
   const root = typeof ex.root === 'string' ? [ex.root] : ex.root;
   for (let k = 0; k < root.length; k++) {
     const nested = k === root.length - 1 ? step(usage, root[k]!) : readPath(usage, root.slice(k));
     if (typeof nested === 'object' && nested !== null && !Array.isArray(nested)) {
-      obj = nested;
+      obj = nested as Record<string, unknown>;
       break;
     }
   }
@@ -181,19 +183,21 @@ function applyExtractor(ex: Extractor, usage: Record<string, unknown>): Extracte
   for (const mp of ex.mappings) {
     const v = readPath(obj, mp.path);
     if (v === ABSENT) {
-      if (mp.required) return { usage: out, hits: 0, missing: pathText(mp.path) };
+      if (mp.required) return { usage: out, hits: 0, missing: pathText(mp.path), root: obj };
       continue;
     }
     out[mp.dest] = (out[mp.dest] ?? 0) + checkTokenCount(v, `usage.${pathText(mp.path)}`);
     hits++;
   }
-  return { usage: out, hits, missing: hits === 0 ? 'usage fields' : null };
+  return { usage: out, hits, missing: hits === 0 ? 'usage fields' : null, root: obj };
 }
 
 interface Plan {
   list: Extractor[];
   /** Index of the generic shape, tried only when none of the provider's own flavours read; -1 if none. */
   generic: number;
+  /** OpenAI's shapes (chat, responses), whose total_tokens can say what the other counts leave out. */
+  openaiShape: boolean;
 }
 
 const plans = new WeakMap<CatalogProvider, Map<string, Plan>>();
@@ -230,7 +234,8 @@ function candidatesFor(provider: CatalogProvider | null, api: string): Plan {
       throw new TallyError('unknown_api', `Unknown api "${api}". Use one of ${KNOWN_APIS.join(', ')}.`);
     list.push(own);
   }
-  const planned = { list, generic };
+  const openaiShape = plan?.generic === 'chat' || plan?.generic === 'responses';
+  const planned = { list, generic, openaiShape };
   byApi.set(api, planned);
   return planned;
 }
@@ -243,7 +248,7 @@ export function extractUsage(provider: CatalogProvider | null, api: string, usag
   if (typeof usage !== 'object' || usage === null || Array.isArray(usage)) {
     throw new TallyError('invalid_usage', 'usage must be an object.');
   }
-  const { list: candidates, generic } = candidatesFor(provider, api);
+  const { list: candidates, generic, openaiShape } = candidatesFor(provider, api);
   // The provider's own flavour that reads the most fields wins: xAI's native usage carries
   // reasoning_tokens at the top level, its OpenAI-compatible usage under completion_tokens_details.
   let best: Extracted | null = null;
@@ -254,6 +259,28 @@ export function extractUsage(provider: CatalogProvider | null, api: string, usag
     if (r.missing !== null) missing ||= r.missing;
     else if (!best || r.hits > best.hits) best = r;
   }
-  if (best) return checkUnitUsage(best.usage);
+  if (best) {
+    if (openaiShape) addReasoningFromTotal(best.root, best.usage);
+    return checkUnitUsage(best.usage);
+  }
   throw new TallyError('invalid_usage', `The usage object has no ${missing} for api ${api}.`);
+}
+
+/**
+ * Gemini's OpenAI-compatible endpoint counts thinking only in total_tokens: {prompt_tokens: 1000,
+ * completion_tokens: 200, total_tokens: 5200} is 4,200 output tokens, 4,000 of them reasoning. In
+ * OpenAI's shapes, what the total holds beyond input and output is reasoning output (OpenAI's own
+ * total is always their sum, so nothing changes there).
+ */
+function addReasoningFromTotal(root: Record<string, unknown>, u: UnitUsage): void {
+  const total = root['total_tokens'];
+  if (total === undefined || total === null) return;
+  const excess =
+    checkTokenCount(total, 'usage.total_tokens') - (u['input_tokens'] ?? 0) - (u['output_tokens'] ?? 0);
+  if (excess <= 0) return;
+  const output = (u['output_tokens'] ?? 0) + excess;
+  const reported = u['output_reasoning_tokens'] ?? 0;
+  u['output_tokens'] = output;
+  // Reasoning reported apart and left out of completion_tokens is the excess itself: counted once.
+  u['output_reasoning_tokens'] = reported === excess ? reported : Math.min(reported + excess, output);
 }
