@@ -64,7 +64,9 @@ export class Catalog {
     for (const p of data.providers) this.byId.set(p.id, p);
     this.azure = new Map(Object.entries(opts.azureDeployments ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
     for (const o of opts.overrides ?? []) {
-      this.overrides.set(`${o.tenant}\u0000${o.provider.toLowerCase()}\u0000${o.model.toLowerCase()}`, o);
+      // Keyed on the catalog's id of the provider, so that an alias (azure-openai) names the same one.
+      const pid = this.findProvider(o.provider)?.id ?? o.provider.trim().toLowerCase();
+      this.overrides.set(`${o.tenant}\u0000${pid}\u0000${o.model.trim().toLowerCase()}`, o);
     }
   }
 
@@ -84,6 +86,15 @@ export class Catalog {
 
   /** Finds the catalog model for a provider and a model name as a client sent it. */
   resolve(providerId: string, modelRef: string): Resolved | null {
+    return this.lookup(providerId, modelRef).resolved;
+  }
+
+  /** The provider a call names (after a LiteLLM-style prefix), the model name within it, and the
+   * model it resolves to, which may be in one of the provider's fallback providers. */
+  private lookup(
+    providerId: string,
+    modelRef: string,
+  ): { provider: CatalogProvider | null; ref: string; resolved: Resolved | null } {
     let pid = providerId;
     let ref = modelRef.trim().toLowerCase();
     if (pid.toLowerCase() === 'litellm' && ref.includes('/')) {
@@ -94,15 +105,16 @@ export class Catalog {
       }
     }
     const provider = this.findProvider(pid);
-    if (!provider) return null;
+    if (!provider) return { provider: null, ref, resolved: null };
+    const sent = ref;
     if (provider.id === 'azure') ref = (this.azure.get(ref) ?? ref).toLowerCase();
     const direct = this.findInProvider(provider, ref, true);
-    if (direct) return direct;
+    if (direct) return { provider, ref: sent, resolved: direct };
     for (const v of modelVariants(ref, (p) => this.findProvider(p) !== null || p === 'bedrock')) {
       const hit = this.findInProvider(provider, v, true);
-      if (hit) return hit;
+      if (hit) return { provider, ref: sent, resolved: hit };
     }
-    return null;
+    return { provider, ref: sent, resolved: null };
   }
 
   private findInProvider(provider: CatalogProvider, ref: string, withFallback: boolean): Resolved | null {
@@ -136,14 +148,13 @@ export class Catalog {
   private resolution(tenant: string, providerId: string, modelRef: string): Resolution {
     const hit = this.cached(tenant, providerId).get(modelRef);
     if (hit) return hit;
-    const resolved = this.resolve(providerId, modelRef);
-    const pid = (resolved?.provider.id ?? providerId).toLowerCase();
+    const { provider, ref, resolved } = this.lookup(providerId, modelRef);
+    // The override of the provider the call names: a model it prices with a fallback provider's
+    // entry (Azure's gpt-4o is OpenAI's) takes none of that other provider's overrides.
+    const key = `${tenant}\u0000${provider?.id ?? providerId.trim().toLowerCase()}\u0000`;
     const override =
-      (resolved && this.overrides.get(`${tenant}\u0000${pid}\u0000${resolved.model.id.toLowerCase()}`)) ??
-      this.overrides.get(`${tenant}\u0000${pid}\u0000${modelRef.trim().toLowerCase()}`) ??
-      this.overrides.get(
-        `${tenant}\u0000${providerId.toLowerCase()}\u0000${modelRef.trim().toLowerCase()}`,
-      ) ??
+      (resolved && this.overrides.get(key + resolved.model.id.toLowerCase())) ??
+      this.overrides.get(key + ref) ??
       null;
     const r = { resolved, override };
     if (this.cacheSize >= MAX_CACHE) {
