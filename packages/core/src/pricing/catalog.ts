@@ -15,6 +15,7 @@ import { matches } from './match.js';
 import { modelVariants } from './model-ref.js';
 import { tokensToUnitUsage, unitUsageToTokens } from './tokens.js';
 import type { PriceInput, PriceOutcome } from './types.js';
+import { applyVariant } from './variants.js';
 
 /** A tenant's negotiated price: a discount off list, or its own prices (which also add models). */
 export interface PriceOverride {
@@ -208,7 +209,7 @@ export class Catalog {
     let source = '';
     if (resolved) {
       let prices = this.activePrices(resolved.model, time);
-      if (input.batch && resolved.model.batch) prices = { ...prices, ...resolved.model.batch };
+      if (input.batch && resolved.model.batch) prices = applyVariant(prices, resolved.model.batch);
       list = calcCost(compilePrices(prices), usage);
       source = `${resolved.model.source}:${resolved.provider.id}/${resolved.model.id}`;
     }
