@@ -15,7 +15,7 @@ import { matches } from './match.js';
 import { modelVariants } from './model-ref.js';
 import { tokensToUnitUsage, unitUsageToTokens } from './tokens.js';
 import type { PriceInput, PriceOutcome } from './types.js';
-import { applyVariant } from './variants.js';
+import { applyVariant, followVariant } from './variants.js';
 
 /** A tenant's negotiated price: a discount off list, or its own prices (which also add models). */
 export interface PriceOverride {
@@ -183,6 +183,16 @@ export class Catalog {
     return list[0]!.prices;
   }
 
+  /** A tenant's own prices for a call. For a model the catalog prices, what they do not set (cache
+   * reads and writes, audio) follows the list in the ratio of the input or output price they set,
+   * so that an override below list is below list on every token; and they move with a batch or
+   * service tier as the list does. A model only the override prices takes them as they are. */
+  private ownPrices(own: PriceSet, standard: PriceSet | null, prices: PriceSet | null): PriceSet {
+    if (!standard || !prices) return own;
+    const full = applyVariant(standard, own);
+    return prices === standard ? full : followVariant(full, prices, standard);
+  }
+
   price(input: PriceInput): PriceOutcome {
     const version = this.version;
     const provider = this.findProvider(input.provider);
@@ -207,15 +217,17 @@ export class Catalog {
     const time = input.time ?? this.clock.now();
     let list: ReturnType<typeof calcCost> | null = null;
     let source = '';
+    let standard: PriceSet | null = null;
+    let prices: PriceSet | null = null;
     if (resolved) {
-      let prices = this.activePrices(resolved.model, time);
-      if (input.batch && resolved.model.batch) prices = applyVariant(prices, resolved.model.batch);
+      standard = this.activePrices(resolved.model, time);
+      prices = input.batch && resolved.model.batch ? applyVariant(standard, resolved.model.batch) : standard;
       list = calcCost(compilePrices(prices), usage);
       source = `${resolved.model.source}:${resolved.provider.id}/${resolved.model.id}`;
     }
     let effective = list;
     if (override?.prices) {
-      effective = calcCost(compilePrices(override.prices), usage);
+      effective = calcCost(compilePrices(this.ownPrices(override.prices, standard, prices)), usage);
       list ??= effective;
       source = `override:${override.tenant}/${override.provider}/${override.model}`;
     }

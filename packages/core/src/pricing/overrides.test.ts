@@ -47,3 +47,60 @@ describe('overrides by provider', () => {
     expect(effective(c, call('azure'))).toBe(2_375_000_000n);
   });
 });
+
+describe('explicit prices for a catalog model', () => {
+  const c = testCatalog({
+    overrides: [
+      { tenant: 'acme', provider: 'openai', model: 'gpt-4o', prices: { input_mtok: '2', output_mtok: '8' } },
+      {
+        tenant: 'acme',
+        provider: 'anthropic',
+        model: 'claude-sonnet-4-5',
+        prices: { input_mtok: '2.4', output_mtok: '12' },
+      },
+    ],
+  });
+  const nano = (input: PriceInput) => {
+    const r = c.price({ ...input, tenant: 'acme' });
+    if (r.status !== 'priced') throw new Error(r.reason);
+    return [r.listNano, r.effectiveNano];
+  };
+
+  it('price cache reads in the ratio of the input price they set, never above list', () => {
+    const usage = {
+      prompt_tokens: 10_000,
+      completion_tokens: 1000,
+      prompt_tokens_details: { cached_tokens: 8000 },
+    };
+    // List: 2,000 × $2.50 + 8,000 × $1.25 + 1,000 × $10. Own: the cached rate is $1.25 × 2 / 2.5 = $1.
+    expect(nano({ provider: 'openai', api: 'openai-chat', model: 'gpt-4o', usage })).toEqual([
+      25_000_000n,
+      20_000_000n,
+    ]);
+    // A batch call: the list halves, and so does the tenant's price.
+    expect(nano({ provider: 'openai', api: 'openai-chat', model: 'gpt-4o', usage, batch: true })).toEqual([
+      12_500_000n,
+      10_000_000n,
+    ]);
+  });
+
+  it('and cache writes (5 minutes and 1 hour) likewise; search fees stay', () => {
+    const usage = {
+      input_tokens: 1000,
+      cache_creation_input_tokens: 2000,
+      cache_read_input_tokens: 10_000,
+      cache_creation: { ephemeral_5m_input_tokens: 1500, ephemeral_1h_input_tokens: 500 },
+      output_tokens: 200,
+      server_tool_use: { web_search_requests: 1 },
+    };
+    // List: 1,000 × $3 + 1,500 × $3.75 + 500 × $6 + 10,000 × $0.30 + 200 × $15, per million, + $0.01.
+    // Own, at 80 %: $2.40, $3, $4.80, $0.24 and $12; the search still $0.01.
+    const [list, own] = nano({
+      provider: 'anthropic',
+      api: 'anthropic-messages',
+      model: 'claude-sonnet-4-5',
+      usage,
+    });
+    expect([list, own]).toEqual([27_625_000n, 24_100_000n]);
+  });
+});

@@ -28,7 +28,25 @@ function scale(p: Price, r: Ratio): Price {
   };
 }
 
-const variants = new WeakMap<PriceSet, WeakMap<PriceSet, PriceSet>>();
+/** A function of two price sets (and a third that the second implies), cached on the two: the same
+ * sets give the same object, so that it is compiled once (calc.ts caches compiled prices by object). */
+type OnSets = (a: PriceSet, b: PriceSet, c?: PriceSet) => PriceSet;
+function cachedOnSets(fn: OnSets): OnSets {
+  const cache = new WeakMap<PriceSet, WeakMap<PriceSet, PriceSet>>();
+  return (a, b, c) => {
+    let byB = cache.get(a);
+    if (!byB) {
+      byB = new WeakMap();
+      cache.set(a, byB);
+    }
+    let out = byB.get(b);
+    if (!out) {
+      out = fn(a, b, c);
+      byB.set(b, out);
+    }
+    return out;
+  };
+}
 
 /**
  * The prices of a call at a variant of the standard ones (batch, a service tier, a tenant's own
@@ -39,16 +57,8 @@ const variants = new WeakMap<PriceSet, WeakMap<PriceSet, PriceSet>>();
  *   input price (input side: cache reads and writes, audio) or output price (output side); on a
  *   side whose own price the variant does not give, the standard prices stand;
  * - per-request and per-search fees stay as they are.
- * The result is cached: the same two sets give the same object, compiled once.
  */
-export function applyVariant(standard: PriceSet, variant: PriceSet): PriceSet {
-  let byVariant = variants.get(standard);
-  if (!byVariant) {
-    byVariant = new WeakMap();
-    variants.set(standard, byVariant);
-  }
-  const hit = byVariant.get(variant);
-  if (hit) return hit;
+export const applyVariant = cachedOnSets((standard, variant) => {
   const bySide = {
     input: ratio(variant.input_mtok, standard.input_mtok),
     output: ratio(variant.output_mtok, standard.output_mtok),
@@ -66,6 +76,19 @@ export function applyVariant(standard: PriceSet, variant: PriceSet): PriceSet {
     const r = side ? bySide[side] : null;
     out[key] = r ? scale(s!, r) : s!;
   }
-  byVariant.set(variant, out);
   return out;
-}
+});
+
+/** A tenant's own standard prices (`own`) for a call at a variant of the list (`variant`, which
+ * applyVariant gave from `standard`: batch, a service tier): each price moves as the list's does,
+ * in the ratio of their base tiers, so that a negotiated rate keeps its distance from list. */
+export const followVariant = cachedOnSets(
+  (own: PriceSet, variant: PriceSet, standard: PriceSet = {}): PriceSet => {
+    const out: PriceSet = {};
+    for (const key of Object.keys(own) as (keyof PriceSet)[]) {
+      const r = ratio(variant[key], standard[key]);
+      out[key] = r ? scale(own[key]!, r) : own[key]!;
+    }
+    return out;
+  },
+);
