@@ -35,6 +35,32 @@ describe.skipIf(skip)('the price catalog', () => {
     });
   });
 
+  it('fills from LiteLLM only what genai-prices lacks: every price it gives stands', () => {
+    const genai = readSources(SOURCES).genai as {
+      id: string;
+      models: { id: string; prices: Record<string, unknown> | { prices: Record<string, unknown> }[] }[];
+    }[];
+    const base = (v: unknown) => String((v as { base?: unknown })?.base ?? v);
+    let compared = 0;
+    for (const gp of genai) {
+      const models = built.catalog.providers.find((p) => p.id === gp.id)!.models;
+      for (const gm of gp.models) {
+        const m = models.find((x) => x.id === gm.id)!;
+        const own = Array.isArray(gm.prices) ? gm.prices.map((c) => c.prices) : [gm.prices];
+        const now = Array.isArray(m.prices) ? m.prices.map((c) => c.prices) : [m.prices];
+        own.forEach((set, i) => {
+          for (const [k, v] of Object.entries(set)) {
+            expect(Number(base(now[i]![k as keyof (typeof now)[number]])), `${gp.id}/${gm.id} ${k}`).toBe(
+              Number(base(v)),
+            );
+            compared++;
+          }
+        });
+      }
+    }
+    expect(compared).toBeGreaterThan(3000);
+  });
+
   it('lists where the sources disagree', () => {
     const titan = built.disagreements.filter((d) => d.model === 'amazon.titan-text-express-v1');
     expect(titan).toContainEqual(

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { CatalogData, CatalogModel, CatalogProvider, PriceSet } from '../catalog-types.js';
 import { matches } from '../match.js';
 import { flatPrice } from './common.js';
+import { fillFromLiteLlm } from './fill.js';
 import { fromGenaiPrices } from './genai-prices.js';
 import { fromLangfuse, fromLiteLlm, fromPortkey, type SecondaryPrice } from './secondary.js';
 
@@ -55,7 +56,8 @@ function defaultPrices(m: CatalogModel): PriceSet {
 
 /**
  * Builds the catalog: genai-prices first; LiteLLM, then Portkey, then Langfuse add only the models
- * (and batch rates) genai-prices lacks. Where two sources price the same model, the disagreement is
+ * (and batch rates) genai-prices lacks, and LiteLLM fills the token prices and long-context tiers a
+ * genai-prices model lacks (fill.ts). Where two sources price the same model, the disagreement is
  * recorded for `tally prices check`, and the primary price stands.
  */
 export function buildCatalog(src: CatalogSources): BuildResult {
@@ -70,6 +72,8 @@ export function buildCatalog(src: CatalogSources): BuildResult {
   ];
   const genaiIds = new Set(providers.map((p) => p.id));
   const reported = new Set<string>();
+  /** The LiteLLM entries each genai-prices model takes in, within its own provider. */
+  const litellmOf = new Map<CatalogModel, SecondaryPrice[]>();
   for (const s of secondary) {
     let p = byId.get(s.provider);
     if (!p) {
@@ -107,6 +111,11 @@ export function buildCatalog(src: CatalogSources): BuildResult {
         if (s.max_output_tokens && !existing.max_output_tokens && existing.id.toLowerCase() === s.model) {
           existing.max_output_tokens = s.max_output_tokens;
         }
+        if (s.source === 'litellm' && p.models.includes(existing)) {
+          const list = litellmOf.get(existing);
+          if (list) list.push(s);
+          else litellmOf.set(existing, [s]);
+        }
       }
       continue;
     }
@@ -122,6 +131,7 @@ export function buildCatalog(src: CatalogSources): BuildResult {
     p.models.push(model);
     added[s.source]++;
   }
+  for (const [model, entries] of litellmOf) fillFromLiteLlm(model, entries);
   const body = JSON.stringify(providers);
   const hash = createHash('sha256').update(body).digest('hex').slice(0, 8);
   const sources = Object.entries(src.snapshots ?? {}).map(([name, snapshot]) => ({ name, snapshot }));

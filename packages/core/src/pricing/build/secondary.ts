@@ -15,15 +15,38 @@ export interface SecondaryPrice {
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-function tiered(base: string | undefined, entry: Obj, field: string): Price | undefined {
+function tiered(base: string | undefined, entry: Obj, field: string, suffix: string): Price | undefined {
   if (base === undefined) return undefined;
   const tiers: { start: number; price: string }[] = [];
+  const re = new RegExp(`^${field}_above_(\\d+)k_tokens${suffix}$`);
   for (const [k, v] of Object.entries(entry)) {
-    const m = new RegExp(`^${field}_above_(\\d+)k_tokens$`).exec(k);
+    const m = re.exec(k);
     const p = m ? perTokenToMtok(v) : undefined;
     if (m && p !== undefined) tiers.push({ start: Number(m[1]) * 1000, price: p });
   }
   return tiers.length ? { base, tiers: tiers.sort((a, b) => a.start - b.start) } : base;
+}
+
+/** LiteLLM's token prices under one suffix: '' for the standard ones, `_batches` for batch. */
+function litellmTokenPrices(e: Obj, suffix: string, standard: boolean): PriceSet {
+  const prices: PriceSet = {};
+  const price = (k: keyof PriceSet, field: string, base = perTokenToMtok(e[field + suffix])) => {
+    const v = tiered(base, e, field, suffix);
+    if (v !== undefined) prices[k] = v;
+  };
+  const input = perTokenToMtok(e[`input_cost_per_token${suffix}`]);
+  const output = perTokenToMtok(e[`output_cost_per_token${suffix}`]);
+  if (input === undefined && output === undefined) return prices;
+  // A standard entry that quotes one side only (an embedding model) costs nothing on the other.
+  price('input_mtok', 'input_cost_per_token', input ?? (standard ? '0' : undefined));
+  price('output_mtok', 'output_cost_per_token', output ?? (standard ? '0' : undefined));
+  price('cache_read_mtok', 'cache_read_input_token_cost');
+  price('cache_write_mtok', 'cache_creation_input_token_cost');
+  price('cache_write_1h_mtok', 'cache_creation_input_token_cost_above_1hr');
+  price('input_audio_mtok', 'input_cost_per_audio_token');
+  price('output_audio_mtok', 'output_cost_per_audio_token');
+  price('output_reasoning_mtok', 'output_cost_per_reasoning_token');
+  return prices;
 }
 
 /** LiteLLM's model_prices_and_context_window.json (USD per token). */
@@ -32,42 +55,20 @@ export function fromLiteLlm(data: unknown): SecondaryPrice[] {
   const out: SecondaryPrice[] = [];
   for (const [key, e] of Object.entries(data)) {
     if (key === 'sample_spec' || !isObj(e) || typeof e['litellm_provider'] !== 'string') continue;
-    const input = perTokenToMtok(e['input_cost_per_token']);
-    const output = perTokenToMtok(e['output_cost_per_token']);
-    if (input === undefined && output === undefined) continue;
+    const prices = litellmTokenPrices(e, '', true);
+    if (prices.input_mtok === undefined) continue;
     const provider = canonicalProvider(e['litellm_provider']);
     const slash = key.indexOf('/');
     const model = (slash > 0 ? key.slice(slash + 1) : key).toLowerCase();
-    const prices: PriceSet = {};
-    const set = (k: keyof PriceSet, v: Price | undefined) => {
-      if (v !== undefined) prices[k] = v;
-    };
-    set('input_mtok', tiered(input ?? '0', e, 'input_cost_per_token'));
-    set('output_mtok', tiered(output ?? '0', e, 'output_cost_per_token'));
-    set(
-      'cache_read_mtok',
-      tiered(perTokenToMtok(e['cache_read_input_token_cost']), e, 'cache_read_input_token_cost'),
-    );
-    set(
-      'cache_write_mtok',
-      tiered(perTokenToMtok(e['cache_creation_input_token_cost']), e, 'cache_creation_input_token_cost'),
-    );
-    set('cache_write_1h_mtok', perTokenToMtok(e['cache_creation_input_token_cost_above_1hr']));
-    set('input_audio_mtok', perTokenToMtok(e['input_cost_per_audio_token']));
-    set('output_audio_mtok', perTokenToMtok(e['output_cost_per_audio_token']));
-    set('output_reasoning_mtok', perTokenToMtok(e['output_cost_per_reasoning_token']));
     // Per-request and per-search fees are quoted per thousand in the catalog.
-    set('requests_kcount', timesPow10(e['input_cost_per_request'], 3));
+    const request = timesPow10(e['input_cost_per_request'], 3);
+    if (request !== undefined) prices.requests_kcount = request;
     const search = e['search_context_cost_per_query'];
-    if (isObj(search)) set('web_searches_kcount', timesPow10(search['search_context_size_medium'], 3));
+    const perSearch = isObj(search) ? timesPow10(search['search_context_size_medium'], 3) : undefined;
+    if (perSearch !== undefined) prices.web_searches_kcount = perSearch;
     const entry: SecondaryPrice = { source: 'litellm', provider, model, prices };
-    const bi = perTokenToMtok(e['input_cost_per_token_batches']);
-    const bo = perTokenToMtok(e['output_cost_per_token_batches']);
-    if (bi !== undefined || bo !== undefined) {
-      entry.batch = {};
-      if (bi !== undefined) entry.batch.input_mtok = bi;
-      if (bo !== undefined) entry.batch.output_mtok = bo;
-    }
+    const batch = litellmTokenPrices(e, '_batches', false);
+    if (Object.keys(batch).length > 0) entry.batch = batch;
     if (typeof e['max_input_tokens'] === 'number') entry.context_window = e['max_input_tokens'];
     const maxOut = e['max_output_tokens'];
     if (typeof maxOut === 'number' && Number.isInteger(maxOut) && maxOut > 0)

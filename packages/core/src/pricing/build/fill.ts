@@ -1,0 +1,99 @@
+import { formatScaled, parseScaled } from '../../money.js';
+import type { CatalogModel, Price, PriceSet, TieredPrice } from '../catalog-types.js';
+import { UNIT_BY_PRICE_KEY } from '../units.js';
+import type { SecondaryPrice } from './secondary.js';
+
+const SCALE = 24;
+const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+const baseOf = (p: Price | undefined) => (p === undefined || typeof p === 'string' ? p : p.base);
+const isZero = (p: Price) =>
+  typeof p === 'string' ? p === '0' : p.base === '0' && p.tiers.every((t) => t.price === '0');
+
+/**
+ * What LiteLLM says of one genai-prices model, where it says it clearly: the entry named as the
+ * model's id, else every entry the model's match takes in for the same provider when they agree.
+ * A value they disagree on is left out rather than guessed.
+ */
+export function agreed<T>(
+  model: CatalogModel,
+  entries: SecondaryPrice[],
+  read: (s: SecondaryPrice) => T | undefined,
+): T | undefined {
+  const named = entries.find((s) => s.model === model.id.toLowerCase());
+  let value: T | undefined;
+  for (const s of named ? [named] : entries) {
+    const v = read(s);
+    if (v === undefined) continue;
+    if (value !== undefined && !same(value, v)) return undefined;
+    value = v;
+  }
+  return value;
+}
+
+/** `p`'s tiers at the ratio of `from`'s tiers to its base: a long-context tier the tables give for
+ * input only, carried over to another input-side price (Anthropic's 1 hour cache writes). */
+function tiersLike(p: string, from: TieredPrice): TieredPrice | null {
+  const base = parseScaled(from.base, SCALE);
+  if (base === 0n) return null;
+  const v = parseScaled(p, SCALE);
+  return {
+    base: p,
+    tiers: from.tiers.map((t) => ({
+      start: t.start,
+      price: formatScaled((v * parseScaled(t.price, SCALE) + base / 2n) / base, SCALE),
+    })),
+  };
+}
+
+/**
+ * Fills a genai-prices model's token prices from LiteLLM where genai-prices lacks them, never
+ * changing a price it gives, and only in a price set whose input (or output) price LiteLLM gives
+ * too, for the prices of that side:
+ * - a price it has no field for (the audio rates of gpt-4o-audio-preview);
+ * - the long-context tiers of a flat price whose base LiteLLM agrees with (claude-sonnet-4-0 above
+ *   200K), for a model whose prices do not change over time (a dated list is genai-prices' own
+ *   account of when tiers came and went). Its other prices on that side without tiers of their own
+ *   then take the same ratio.
+ * Fees (per request, per search) and zero prices are not filled: a missing fee is no gap.
+ */
+export function fillFromLiteLlm(model: CatalogModel, entries: SecondaryPrice[]): void {
+  const sets = Array.isArray(model.prices) ? model.prices.map((c) => c.prices) : [model.prices];
+  const dated = Array.isArray(model.prices);
+  const main = {
+    input: agreed(model, entries, (s) => s.prices.input_mtok),
+    output: agreed(model, entries, (s) => s.prices.output_mtok),
+  };
+  for (const set of sets) {
+    let tiered = false;
+    for (const [key, unit] of UNIT_BY_PRICE_KEY) {
+      const k = key as keyof PriceSet;
+      // Only where LiteLLM's input (or output) price is this set's: else it speaks of other prices
+      // (another period of a dated list, another version).
+      const side = unit.direction === null ? undefined : main[unit.direction];
+      if (side === undefined || baseOf(side) !== baseOf(set[`${unit.direction!}_mtok`])) continue;
+      const v = agreed(model, entries, (s) => s.prices[k]);
+      if (v === undefined || isZero(v)) continue;
+      const own = set[k];
+      if (own === undefined) {
+        set[k] = v;
+      } else if (!dated && typeof own === 'string' && typeof v !== 'string' && v.base === own) {
+        set[k] = v;
+        tiered = true;
+      }
+    }
+    if (tiered) carryTiers(set);
+  }
+}
+
+/** Each flat token price takes the tiers of its side's main price (input_mtok or output_mtok). */
+function carryTiers(set: PriceSet): void {
+  for (const [key, unit] of UNIT_BY_PRICE_KEY) {
+    const k = key as keyof PriceSet;
+    const own = set[k];
+    const main =
+      unit.direction === 'input' ? set.input_mtok : unit.direction === 'output' ? set.output_mtok : undefined;
+    if (typeof own !== 'string' || main === undefined || typeof main === 'string') continue;
+    const t = tiersLike(own, main);
+    if (t) set[k] = t;
+  }
+}

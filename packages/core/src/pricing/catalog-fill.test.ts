@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import { exactToUsd } from '../money.js';
+import { testCatalog } from '../testing/catalog-fixture.js';
+import type { PriceInput } from './types.js';
+
+const cat = testCatalog();
+
+function usd(input: PriceInput) {
+  const r = cat.price(input);
+  if (r.status !== 'priced') throw new Error(r.reason);
+  return { input: exactToUsd(r.input), output: exactToUsd(r.output), total: exactToUsd(r.total) };
+}
+
+/** Prices genai-prices lacks, filled from LiteLLM in the catalog build. */
+describe('prices filled from LiteLLM', () => {
+  it("gpt-4o-audio-preview's audio tokens at its audio rates ($40 in, $80 out per million)", () => {
+    const usage = {
+      prompt_tokens: 1000,
+      completion_tokens: 200,
+      prompt_tokens_details: { audio_tokens: 500, cached_tokens: 0 },
+      completion_tokens_details: { audio_tokens: 100, reasoning_tokens: 0 },
+    };
+    for (const model of [
+      'gpt-4o-audio-preview',
+      'gpt-4o-audio-preview-2024-12-17',
+      'gpt-4o-audio-preview-2025-06-03',
+    ]) {
+      // 500 × $2.50 + 500 × $40; 100 × $10 + 100 × $80, per million.
+      expect(usd({ provider: 'openai', api: 'openai-chat', model, usage }), model).toEqual({
+        input: '0.02125',
+        output: '0.009',
+        total: '0.03025',
+      });
+    }
+  });
+
+  it('claude-sonnet-4 above 200K input pays the long-context rates, as claude-sonnet-4-5 does', () => {
+    const usage = { input_tokens: 150_000, cache_read_input_tokens: 60_000, output_tokens: 1000 };
+    const call = { provider: 'anthropic', api: 'anthropic-messages', usage };
+    // 150,000 × $6 + 60,000 × $0.60 + 1,000 × $22.50, per million.
+    const above = { input: '0.936', output: '0.0225', total: '0.9585' };
+    expect(usd({ ...call, model: 'claude-sonnet-4-20250514' })).toEqual(above);
+    expect(usd({ ...call, model: 'claude-sonnet-4-5-20250929' })).toEqual(above);
+    // At 200K, the base rates: 140,000 × $3 + 60,000 × $0.30 + 1,000 × $15.
+    const at = { ...usage, input_tokens: 140_000 };
+    expect(usd({ ...call, model: 'claude-sonnet-4-20250514', usage: at }).total).toBe('0.453');
+    // A 1 hour cache write above 200K: twice the base input, as Anthropic prices it ($12).
+    const write = {
+      input_tokens: 200_000,
+      cache_creation_input_tokens: 1000,
+      cache_creation: { ephemeral_1h_input_tokens: 1000 },
+      output_tokens: 0,
+    };
+    expect(usd({ ...call, model: 'claude-sonnet-4-20250514', usage: write }).input).toBe('1.212');
+  });
+});
