@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { CatalogData, CatalogModel, CatalogProvider, PriceSet } from '../catalog-types.js';
 import { matches } from '../match.js';
-import { flatPrice } from './common.js';
+import { FREE_NAME, flatPrice } from './common.js';
 import { fillFromLiteLlm } from './fill.js';
 import { fromGenaiPrices } from './genai-prices.js';
 import { fromLangfuse, fromLiteLlm, fromPortkey, type SecondaryPrice } from './secondary.js';
@@ -65,18 +65,25 @@ export function buildCatalog(src: CatalogSources): BuildResult {
   const byId = new Map(providers.map((p) => [p.id, p]));
   const added = { litellm: 0, portkey: 0, langfuse: 0 };
   const disagreements: Disagreement[] = [];
-  const secondary: SecondaryPrice[] = [
+  const all: SecondaryPrice[] = [
     ...(src.litellm ? fromLiteLlm(src.litellm) : []),
     ...(src.portkey ? fromPortkey(src.portkey) : []),
     ...(src.langfuse ? fromLangfuse(src.langfuse) : []),
   ];
+  // A listing at zero (gemini/gemini-exp-1206 at 0 / 0, where gemini-exp-1206 is 0.3 / 2.5) is
+  // more often a placeholder than a price: it comes after every other listing, so it never wins
+  // over a price, and it adds a model only where the source says the model is free. Else the model
+  // stays unpriced, never $0.
+  const secondary = [...all.filter((s) => !s.zero), ...all.filter((s) => s.zero)];
   const genaiIds = new Set(providers.map((p) => p.id));
   const reported = new Set<string>();
   /** The LiteLLM entries each genai-prices model takes in, within its own provider. */
   const litellmOf = new Map<CatalogModel, SecondaryPrice[]>();
   for (const s of secondary) {
+    const priced = !s.zero || s.free === true || FREE_NAME.test(s.model);
     let p = byId.get(s.provider);
     if (!p) {
+      if (!priced) continue;
       p = { id: s.provider, name: s.provider, aliases: [], extractors: [], models: [] };
       providers.push(p);
       byId.set(p.id, p);
@@ -111,7 +118,7 @@ export function buildCatalog(src: CatalogSources): BuildResult {
         if (s.max_output_tokens && !existing.max_output_tokens && existing.id.toLowerCase() === s.model) {
           existing.max_output_tokens = s.max_output_tokens;
         }
-        if (s.source === 'litellm' && p.models.includes(existing)) {
+        if (s.source === 'litellm' && p.models.includes(existing) && !s.zero) {
           const list = litellmOf.get(existing);
           if (list) list.push(s);
           else litellmOf.set(existing, [s]);
@@ -119,6 +126,7 @@ export function buildCatalog(src: CatalogSources): BuildResult {
       }
       continue;
     }
+    if (!priced) continue;
     const model: CatalogModel = {
       id: s.model,
       match: { equals: s.model },

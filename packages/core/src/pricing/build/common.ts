@@ -50,6 +50,27 @@ export function setPrice(ps: PriceSet, key: keyof PriceSet, v: Price | undefined
   if (v !== undefined) ps[key] = v;
 }
 
+/** Whether a price is zero at every tier. */
+export function isZeroPrice(p: Price): boolean {
+  return typeof p === 'string'
+    ? Number(p) === 0
+    : Number(p.base) === 0 && p.tiers.every((t) => Number(t.price) === 0);
+}
+
+/** Whether a source's raw listing prices nothing: every number under the keys `priced` accepts
+ * (LiteLLM's `*cost*` fields, Portkey's `price`) is zero. A listing with a per-query or per-image
+ * price is not. */
+export function pricesNothing(raw: unknown, priced: (key: string) => boolean): boolean {
+  if (typeof raw !== 'object' || raw === null) return true;
+  for (const [k, v] of Object.entries(raw)) {
+    if (typeof v === 'number' ? priced(k) && v !== 0 : !pricesNothing(v, priced)) return false;
+  }
+  return true;
+}
+
+/** A name that says the model is free: `:free` (OpenRouter), `-Free` (Together), `openrouter/free`. */
+export const FREE_NAME = /(?:^|[-_:/.])free(?:$|[-_:/.])/;
+
 export function flatPrice(p: Price | undefined): string | undefined {
   return p === undefined ? undefined : typeof p === 'string' ? p : p.base;
 }

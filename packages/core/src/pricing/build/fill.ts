@@ -1,13 +1,12 @@
 import { formatScaled, parseScaled } from '../../money.js';
 import type { CatalogModel, Price, PriceSet, TieredPrice } from '../catalog-types.js';
 import { UNIT_BY_PRICE_KEY } from '../units.js';
+import { isZeroPrice } from './common.js';
 import type { SecondaryPrice } from './secondary.js';
 
 const SCALE = 24;
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 const baseOf = (p: Price | undefined) => (p === undefined || typeof p === 'string' ? p : p.base);
-const isZero = (p: Price) =>
-  typeof p === 'string' ? p === '0' : p.base === '0' && p.tiers.every((t) => t.price === '0');
 
 /**
  * What LiteLLM says of one genai-prices model, where it says it clearly: the entry named as the
@@ -72,7 +71,7 @@ export function fillFromLiteLlm(model: CatalogModel, entries: SecondaryPrice[]):
       const side = unit.direction === null ? undefined : main[unit.direction];
       if (side === undefined || baseOf(side) !== baseOf(set[`${unit.direction!}_mtok`])) continue;
       const v = agreed(model, entries, (s) => s.prices[k]);
-      if (v === undefined || isZero(v)) continue;
+      if (v === undefined || isZeroPrice(v)) continue;
       const own = set[k];
       if (own === undefined) {
         set[k] = v;

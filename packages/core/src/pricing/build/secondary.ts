@@ -1,5 +1,5 @@
 import type { Price, PriceSet } from '../catalog-types.js';
-import { canonicalProvider, perTokenToMtok, timesPow10 } from './common.js';
+import { canonicalProvider, perTokenToMtok, pricesNothing, timesPow10 } from './common.js';
 
 /** One model price from a secondary table, in catalog units. */
 export interface SecondaryPrice {
@@ -10,6 +10,10 @@ export interface SecondaryPrice {
   batch?: PriceSet;
   context_window?: number;
   max_output_tokens?: number;
+  /** The listing prices nothing at all (LiteLLM's 0 / 0 entries). */
+  zero?: true;
+  /** The source says the model is free (LiteLLM's notes: "at no cost"). */
+  free?: true;
 }
 
 type Obj = Record<string, unknown>;
@@ -69,6 +73,9 @@ export function fromLiteLlm(data: unknown): SecondaryPrice[] {
     const entry: SecondaryPrice = { source: 'litellm', provider, model, prices };
     const batch = litellmTokenPrices(e, '_batches', false);
     if (Object.keys(batch).length > 0) entry.batch = batch;
+    if (pricesNothing(e, (k) => k.includes('cost') || k.startsWith('search_context_size'))) entry.zero = true;
+    const notes = isObj(e['metadata']) ? e['metadata']['notes'] : undefined;
+    if (typeof notes === 'string' && /\b(?:free|no cost)\b/i.test(notes)) entry.free = true;
     if (typeof e['max_input_tokens'] === 'number') entry.context_window = e['max_input_tokens'];
     const maxOut = e['max_output_tokens'];
     if (typeof maxOut === 'number' && Number.isInteger(maxOut) && maxOut > 0)
@@ -108,6 +115,7 @@ export function fromPortkey(files: Record<string, unknown>): SecondaryPrice[] {
       add('cache_audio_read_mtok', 'cache_read_audio_input_token');
       add('output_reasoning_mtok', 'reasoning_token');
       const entry: SecondaryPrice = { source: 'portkey', provider, model: model.toLowerCase(), prices };
+      if (pricesNothing(payg, (k) => k === 'price')) entry.zero = true;
       const batch = e['pricing_config']['batch_config'];
       if (isObj(batch)) {
         const bi = cents(batch, 'request_token');
@@ -156,7 +164,9 @@ export function fromLangfuse(data: unknown): SecondaryPrice[] {
     if (cw !== undefined) prices.cache_write_mtok = cw;
     const cw1h = perTokenToMtok(p['input_cache_creation_1h']);
     if (cw1h !== undefined) prices.cache_write_1h_mtok = cw1h;
-    out.push({ source: 'langfuse', provider: langfuseProvider(model), model, prices });
+    const entry: SecondaryPrice = { source: 'langfuse', provider: langfuseProvider(model), model, prices };
+    if (pricesNothing(p, () => true)) entry.zero = true;
+    out.push(entry);
   }
   return out;
 }

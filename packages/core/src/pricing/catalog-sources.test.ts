@@ -54,3 +54,37 @@ describe('prices filled from LiteLLM', () => {
     expect(usd({ ...call, model: 'claude-sonnet-4-20250514', usage: write }).input).toBe('1.212');
   });
 });
+
+/** LiteLLM's 0 / 0 listings: placeholders more often than prices. */
+describe('listings at zero', () => {
+  const chat = (provider: string, model: string): PriceInput => ({
+    provider,
+    api: 'openai-chat',
+    model,
+    usage: { prompt_tokens: 1_000_000, completion_tokens: 0 },
+  });
+
+  it('never win over a listing with a price', () => {
+    // gemini/gemini-exp-1206 lists 0 / 0; gemini-exp-1206 lists $0.30 / $2.50.
+    expect(usd(chat('google', 'gemini-exp-1206')).total).toBe('0.3');
+  });
+
+  it('leave a model no other listing prices unpriced, unless the source says it is free', () => {
+    for (const [provider, model] of [
+      ['ollama', 'llama3'],
+      ['volcengine', 'deepseek-v3-2-251201'],
+      ['google', 'gemini-exp-1114'],
+    ]) {
+      expect(cat.price(chat(provider!, model!)), model).toMatchObject({ status: 'unpriced' });
+    }
+    // The name says so, or LiteLLM's notes do ("at no cost during public preview").
+    expect(usd(chat('together', 'meta-llama/Llama-3.3-70B-Instruct-Turbo-Free')).total).toBe('0');
+    expect(usd(chat('google', 'meta/llama-3.1-8b-instruct-maas')).total).toBe('0');
+  });
+
+  it('a listing priced per query is no zero listing', () => {
+    // LiteLLM prices rerank-v3.5 per query (tokens at 0); Portkey's per-search price must not
+    // become $2,000 per million tokens.
+    expect(usd(chat('cohere', 'rerank-v3.5')).total).toBe('0');
+  });
+});
