@@ -77,6 +77,25 @@ describe('tally price', () => {
     expect(lines[4]).toMatchObject({ status: 'priced', input_usd: '0.0003', output_usd: '0.00125' });
   });
 
+  it('prices a call at the service tier that served it, given or read from the whole answer', async () => {
+    const usage = {
+      prompt_tokens: 10_000,
+      completion_tokens: 500,
+      prompt_tokens_details: { cached_tokens: 4000 },
+    };
+    const call = { provider: 'openai', api: 'openai-chat', model: 'gpt-4o' };
+    const { lines } = await runPrice(
+      [
+        { ...call, usage, service_tier: 'priority' },
+        { ...call, usage: { model: 'gpt-4o-2024-08-06', usage, service_tier: 'priority' } },
+        { ...call, usage, service_tier: 'default' },
+      ]
+        .map((l) => JSON.stringify(l))
+        .join('\n'),
+    );
+    expect(lines.map((l) => l['total_usd'])).toEqual(['0.0425', '0.0425', '0.025']);
+  });
+
   it('prices as of a given time', async () => {
     const line = JSON.stringify({
       provider: 'openai',

@@ -50,6 +50,7 @@ export function priceLine(catalog: Catalog, line: string, defaultTime: number | 
       ...(time !== undefined ? { time } : {}),
       ...(typeof r['tenant'] === 'string' ? { tenant: r['tenant'] } : {}),
       batch: r['batch'] === true,
+      service_tier: typeof r['service_tier'] === 'string' ? r['service_tier'] : null,
     });
     if (out.status === 'unpriced') return { status: 'unpriced', reason: out.reason, tokens: out.tokens };
     return {

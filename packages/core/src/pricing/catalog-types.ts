@@ -48,6 +48,11 @@ export interface ConditionalPrice {
 
 export type PriceSource = 'genai-prices' | 'litellm' | 'portkey' | 'langfuse' | 'override';
 
+/** OpenAI's (and Gemini's) service tiers with prices of their own: the response's `service_tier`
+ * says which served the call. Any other tier (default, auto, scale) is priced at the standard rates. */
+export const SERVICE_TIERS = ['priority', 'flex'] as const;
+export type ServiceTier = (typeof SERVICE_TIERS)[number];
+
 export interface CatalogModel {
   id: string;
   name?: string;
@@ -55,6 +60,8 @@ export interface CatalogModel {
   prices: PriceSet | ConditionalPrice[];
   /** Batch API prices, where a source gives them. */
   batch?: PriceSet;
+  /** The prices of the service tiers that have their own, where a source gives them. */
+  service_tiers?: Partial<Record<ServiceTier, PriceSet>>;
   source: PriceSource;
   context_window?: number;
   /** The most output tokens one call may ask for (LiteLLM's table): what a budget reserves for a

@@ -10,7 +10,7 @@ import type {
   ConditionalPrice,
   PriceSet,
 } from './catalog-types.js';
-import { extractUsage } from './extract.js';
+import { extractUsage, serviceTierOf } from './extract.js';
 import { matches } from './match.js';
 import { modelVariants } from './model-ref.js';
 import { tokensToUnitUsage, unitUsageToTokens } from './tokens.js';
@@ -221,7 +221,8 @@ export class Catalog {
     let prices: PriceSet | null = null;
     if (resolved) {
       standard = this.activePrices(resolved.model, time);
-      prices = input.batch && resolved.model.batch ? applyVariant(standard, resolved.model.batch) : standard;
+      const variant = variantPrices(resolved.model, input);
+      prices = variant ? applyVariant(standard, variant) : standard;
       list = calcCost(compilePrices(prices), usage);
       source = `${resolved.model.source}:${resolved.provider.id}/${resolved.model.id}`;
     }
@@ -254,6 +255,15 @@ export class Catalog {
       version,
     };
   }
+}
+
+/** The batch or service-tier prices a call is at, if any: `batch`, else the tier the response names
+ * (Anthropic's usage says "batch" for a Message Batches result). A tier the tables give no prices
+ * for, or one without prices of its own (default, auto, scale), is at the standard prices. */
+function variantPrices(model: CatalogModel, input: PriceInput): PriceSet | undefined {
+  const tier = (input.service_tier ?? serviceTierOf(input.usage))?.toLowerCase();
+  if (input.batch || tier === 'batch') return model.batch;
+  return tier === 'priority' || tier === 'flex' ? model.service_tiers?.[tier] : undefined;
 }
 
 function secondsOfDay(hms: string): number {

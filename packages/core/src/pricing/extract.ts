@@ -241,6 +241,18 @@ function candidatesFor(provider: CatalogProvider | null, api: string): Plan {
 }
 
 /**
+ * The service tier a raw usage object names: at its top level (a whole body passed as usage, or
+ * Anthropic's usage itself), or in the usage of a whole Anthropic body. Null when it names none.
+ */
+export function serviceTierOf(usage: unknown): string | null {
+  if (typeof usage !== 'object' || usage === null) return null;
+  const own = (usage as Record<string, unknown>)['service_tier'];
+  if (typeof own === 'string') return own;
+  const inner = (usage as Record<string, { service_tier?: unknown } | undefined>)['usage']?.service_tier;
+  return typeof inner === 'string' ? inner : null;
+}
+
+/**
  * Turns a provider's raw usage object into unit usage. `api` is one of ours (openai-chat, ...) or
  * the name of one of the provider's own extractor flavours.
  */

@@ -16,6 +16,10 @@ export interface PriceInput {
   tenant?: string;
   /** Priced at the provider's batch rates. */
   batch?: boolean;
+  /** The service tier the response says served the call (OpenAI's `service_tier`: priority and
+   * flex have prices of their own). Without it, the tier is read from the raw usage object (or the
+   * whole body passed as usage), else the standard prices apply. */
+  service_tier?: string | null;
 }
 
 export interface Priced {

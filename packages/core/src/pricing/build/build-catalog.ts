@@ -134,6 +134,7 @@ export function buildCatalog(src: CatalogSources): BuildResult {
       source: s.source,
     };
     if (s.batch) model.batch = s.batch;
+    if (s.service_tiers) model.service_tiers = s.service_tiers;
     if (s.context_window) model.context_window = s.context_window;
     if (s.max_output_tokens) model.max_output_tokens = s.max_output_tokens;
     p.models.push(model);

@@ -1,5 +1,11 @@
 import { formatScaled, parseScaled } from '../../money.js';
-import type { CatalogModel, Price, PriceSet, TieredPrice } from '../catalog-types.js';
+import {
+  type CatalogModel,
+  type Price,
+  type PriceSet,
+  SERVICE_TIERS,
+  type TieredPrice,
+} from '../catalog-types.js';
 import { UNIT_BY_PRICE_KEY } from '../units.js';
 import { isZeroPrice } from './common.js';
 import type { SecondaryPrice } from './secondary.js';
@@ -53,6 +59,8 @@ function tiersLike(p: string, from: TieredPrice): TieredPrice | null {
  *   200K), for a model whose prices do not change over time (a dated list is genai-prices' own
  *   account of when tiers came and went). Its other prices on that side without tiers of their own
  *   then take the same ratio.
+ * - the prices of the priority and flex service tiers, where LiteLLM's standard input price is the
+ *   model's current one.
  * Fees (per request, per search) and zero prices are not filled: a missing fee is no gap.
  */
 export function fillFromLiteLlm(model: CatalogModel, entries: SecondaryPrice[]): void {
@@ -82,6 +90,15 @@ export function fillFromLiteLlm(model: CatalogModel, entries: SecondaryPrice[]):
     }
     if (tiered) carryTiers(set);
   }
+  // Service tiers are priced against today's standard prices: LiteLLM's must be the last set's.
+  const last = sets[sets.length - 1]!;
+  if (baseOf(main.input) === undefined || baseOf(main.input) !== baseOf(last.input_mtok)) return;
+  const tiers = { ...model.service_tiers };
+  for (const tier of SERVICE_TIERS) {
+    const v = tiers[tier] ?? agreed(model, entries, (s) => s.service_tiers?.[tier]);
+    if (v) tiers[tier] = v;
+  }
+  if (Object.keys(tiers).length > 0) model.service_tiers = tiers;
 }
 
 /** Each flat token price takes the tiers of its side's main price (input_mtok or output_mtok). */

@@ -1,4 +1,4 @@
-import type { Price, PriceSet } from '../catalog-types.js';
+import { type CatalogModel, type Price, type PriceSet, SERVICE_TIERS } from '../catalog-types.js';
 import { canonicalProvider, perTokenToMtok, pricesNothing, timesPow10 } from './common.js';
 
 /** One model price from a secondary table, in catalog units. */
@@ -8,6 +8,7 @@ export interface SecondaryPrice {
   model: string;
   prices: PriceSet;
   batch?: PriceSet;
+  service_tiers?: CatalogModel['service_tiers'];
   context_window?: number;
   max_output_tokens?: number;
   /** The listing prices nothing at all (LiteLLM's 0 / 0 entries). */
@@ -31,7 +32,8 @@ function tiered(base: string | undefined, entry: Obj, field: string, suffix: str
   return tiers.length ? { base, tiers: tiers.sort((a, b) => a.start - b.start) } : base;
 }
 
-/** LiteLLM's token prices under one suffix: '' for the standard ones, `_batches` for batch. */
+/** LiteLLM's token prices under one suffix: '' for the standard ones, `_batches` for batch,
+ * `_priority` and `_flex` for those service tiers. */
 function litellmTokenPrices(e: Obj, suffix: string, standard: boolean): PriceSet {
   const prices: PriceSet = {};
   const price = (k: keyof PriceSet, field: string, base = perTokenToMtok(e[field + suffix])) => {
@@ -73,6 +75,14 @@ export function fromLiteLlm(data: unknown): SecondaryPrice[] {
     const entry: SecondaryPrice = { source: 'litellm', provider, model, prices };
     const batch = litellmTokenPrices(e, '_batches', false);
     if (Object.keys(batch).length > 0) entry.batch = batch;
+    const tiers: NonNullable<SecondaryPrice['service_tiers']> = {};
+    for (const tier of SERVICE_TIERS) {
+      // A tier priced on one side only (gpt-5-nano's priority input at 50 times standard, and no
+      // output) is taken for a slip of the table rather than a price.
+      const set = litellmTokenPrices(e, `_${tier}`, false);
+      if (set.input_mtok && set.output_mtok) tiers[tier] = set;
+    }
+    if (Object.keys(tiers).length > 0) entry.service_tiers = tiers;
     if (pricesNothing(e, (k) => k.includes('cost') || k.startsWith('search_context_size'))) entry.zero = true;
     const notes = isObj(e['metadata']) ? e['metadata']['notes'] : undefined;
     if (typeof notes === 'string' && /\b(?:free|no cost)\b/i.test(notes)) entry.free = true;
