@@ -12,6 +12,7 @@ function reference(text: string) {
   return {
     usage: typeof u === 'object' && u !== null && !Array.isArray(u) ? u : null,
     model: typeof j['model'] === 'string' ? j['model'] : null,
+    serviceTier: typeof j['service_tier'] === 'string' ? j['service_tier'] : null,
   };
 }
 
@@ -27,12 +28,15 @@ describe('reading usage and model from a JSON answer', () => {
     () => {
       const bodies = [...embeddingRecordings(), ...chatRecordings()]
         .map((r) => r.body)
-        .filter((b) => typeof b === 'object' && b !== null && !Array.isArray(b));
+        .filter((b): b is Obj => typeof b === 'object' && b !== null && !Array.isArray(b));
       expect(bodies.length).toBeGreaterThan(50);
       for (const b of bodies) {
         check(JSON.stringify(b));
         check(JSON.stringify(b, null, 2));
+        // The tier that served the call, as OpenAI puts it: after usage.
+        if (b['service_tier'] === 'default') check(JSON.stringify({ ...b, service_tier: 'priority' }));
       }
+      expect(bodies.filter((b) => b['service_tier'] === 'default').length).toBeGreaterThan(50);
     },
   );
 
@@ -63,10 +67,12 @@ describe('reading usage and model from a JSON answer', () => {
       model: 'gpt-4o-2024-08-06',
       choices: [{ index: 0, message: { role: 'assistant', content: 'x'.repeat(100_000) } }],
       usage: { prompt_tokens: 10, completion_tokens: 30_000, total_tokens: 30_010 },
+      service_tier: 'flex',
     });
     expect(readAnswerMeta(Buffer.from(text))).toEqual({
       usage: { prompt_tokens: 10, completion_tokens: 30_000, total_tokens: 30_010 },
       model: 'gpt-4o-2024-08-06',
+      serviceTier: 'flex',
     });
   });
 

@@ -1,7 +1,8 @@
 import { isObject } from '@tally/core';
 
 /**
- * What metering needs from a whole JSON answer: its top-level `usage` object and `model`.
+ * What metering needs from a whole JSON answer: its top-level `usage` object, `model` and
+ * `service_tier` (OpenAI's, after usage: read from the tail too).
  *
  * A small answer is parsed whole. A large one (an embeddings batch: 3 MB of floats for 100 inputs
  * of 1,536 dimensions, whose parse holds the event loop ~15 ms) is read from its ends: OpenAI's
@@ -19,6 +20,8 @@ export interface AnswerMeta {
   usage: Obj | null;
   /** The top-level `model` string, or null when there is none. */
   model: string | null;
+  /** The top-level `service_tier` (priority and flex have prices of their own), or null. */
+  serviceTier: string | null;
 }
 
 /** Answers up to this size are parsed whole: below it the parse costs well under 0.1 ms. */
@@ -40,20 +43,24 @@ export function readAnswerMeta(buf: Buffer, wholeUpTo = WHOLE_PARSE_UP_TO): Answ
 
 /** Usage and model of an answer already parsed. */
 export function metaOf(json: unknown): AnswerMeta {
-  if (!isObject(json)) return { usage: null, model: null };
+  if (!isObject(json)) return { usage: null, model: null, serviceTier: null };
   return {
     usage: isObject(json['usage']) ? json['usage'] : null,
     model: typeof json['model'] === 'string' ? json['model'] : null,
+    serviceTier: tierOf(json),
   };
 }
+
+const tierOf = (o: Obj): string | null => (typeof o['service_tier'] === 'string' ? o['service_tier'] : null);
 
 function fromTheEnds(buf: Buffer): AnswerMeta | null {
   const at = buf.lastIndexOf(USAGE_KEY);
   if (at < 0 || escaped(buf, at)) return null;
   const tail = parseTail(buf, at);
   if (!tail || !isObject(tail['usage'])) return null;
-  if (typeof tail['model'] === 'string') return { usage: tail['usage'], model: tail['model'] };
-  if ('model' in tail) return { usage: tail['usage'], model: null };
+  if (typeof tail['model'] === 'string')
+    return { usage: tail['usage'], model: tail['model'], serviceTier: tierOf(tail) };
+  if ('model' in tail) return { usage: tail['usage'], model: null, serviceTier: tierOf(tail) };
   // An embeddings answer: the model just before usage, after the data. A model near the start
   // (chat, responses) is left to the whole parse, which a tail that long would cost anyway.
   const half = buf.length >> 1;
@@ -62,7 +69,8 @@ function fromTheEnds(buf: Buffer): AnswerMeta | null {
   if (found < 0 || escaped(buf, modelAt)) return null;
   const wider = parseTail(buf, modelAt);
   if (!wider || !isObject(wider['usage'])) return null;
-  return { usage: wider['usage'], model: typeof wider['model'] === 'string' ? wider['model'] : null };
+  const model = typeof wider['model'] === 'string' ? wider['model'] : null;
+  return { usage: wider['usage'], model, serviceTier: tierOf(wider) };
 }
 
 /** The members from the key at `at` to the end, if they close the document's object. */

@@ -54,6 +54,8 @@ export interface AttemptOutcome {
   /** Token counts estimated by the tokenizer, when the provider's usage never came. */
   estimated: Partial<Tokens> | null;
   modelServed: string | null;
+  /** The service tier the answer names (OpenAI's `service_tier`), which prices the call. */
+  serviceTier?: string | null;
   latencyMs: number;
   ttftMs: number | null;
 }
@@ -73,6 +75,7 @@ export function meterAttempt(deps: GatewayDeps, ctx: AttemptContext, out: Attemp
         usage: out.usage,
         time: ctx.time,
         tenant: ctx.key.tenant,
+        service_tier: out.serviceTier ?? null,
       });
     } else if (out.estimated) {
       priced = deps.price({
@@ -81,6 +84,7 @@ export function meterAttempt(deps: GatewayDeps, ctx: AttemptContext, out: Attemp
         tokens: out.estimated,
         time: ctx.time,
         tenant: ctx.key.tenant,
+        service_tier: out.serviceTier ?? null,
       });
     }
   } catch (err) {

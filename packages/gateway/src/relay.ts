@@ -114,15 +114,16 @@ export async function relay(
   const latencyMs = performance.now() - a0;
   let usage: Obj | null = null;
   let served: string | null = null;
+  let serviceTier: string | null = null;
   let json: Obj | null = null;
   let readable = false;
   try {
     if (transform) {
       json = JSON.parse(buf.toString('utf8')) as Obj;
-      if (up.statusCode < 300) ({ usage, model: served } = metaOf(json));
+      if (up.statusCode < 300) ({ usage, model: served, serviceTier } = metaOf(json));
     } else if (up.statusCode < 300) {
       // Only usage and model are needed: a large answer is not parsed whole (answer-meta.ts).
-      ({ usage, model: served } = readAnswerMeta(buf));
+      ({ usage, model: served, serviceTier } = readAnswerMeta(buf));
     }
     readable = true;
   } catch {
@@ -157,6 +158,7 @@ export async function relay(
         usage,
         estimated,
         modelServed: served,
+        serviceTier,
         latencyMs,
         ttftMs: null,
       },
@@ -312,6 +314,7 @@ export async function relayStream(
       usage: complete ? usage : null,
       estimated,
       modelServed: meter.model(),
+      serviceTier: meter.serviceTier(),
       latencyMs: performance.now() - a0,
       ttftMs: ttft,
     },

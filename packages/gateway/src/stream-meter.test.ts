@@ -41,6 +41,7 @@ describe('the chat stream meter on recorded OpenAI streams', () => {
       const last = chunks.at(-1)!;
       expect(meter.usage()).toEqual(last['usage']);
       expect(meter.model()).toBe(last['model']);
+      expect(meter.serviceTier()).toBe(last['service_tier']);
       expect(meter.done).toBe(true);
       expect(meter.error()).toBeNull();
       const text = chunks
@@ -52,5 +53,27 @@ describe('the chat stream meter on recorded OpenAI streams', () => {
       // The usage chunk is hidden from a client that did not ask for it; every other event passes.
       expect(passed.length).toBe(chunks.length);
     }
+  });
+});
+
+describe('the service tier of a stream', () => {
+  it("is read off a chat stream's usage chunk and a Responses stream's last event", () => {
+    const chat = streamMeter('chat', false);
+    chat.onEvent(
+      'data: {"id":"c","model":"gpt-4o","service_tier":"priority","choices":[{"delta":{"content":"Hi"}}],"usage":null}',
+    );
+    chat.onEvent(
+      'data: {"id":"c","model":"gpt-4o","service_tier":"priority","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":1}}',
+    );
+    expect(chat.serviceTier()).toBe('priority');
+    const responses = streamMeter('responses', false);
+    responses.onEvent(
+      'event: response.created\ndata: {"response":{"model":"o3","service_tier":"auto","usage":null}}',
+    );
+    expect(responses.serviceTier()).toBe('auto');
+    responses.onEvent(
+      'event: response.completed\ndata: {"response":{"model":"o3","service_tier":"flex","usage":{"input_tokens":5,"output_tokens":1}}}',
+    );
+    expect(responses.serviceTier()).toBe('flex');
   });
 });

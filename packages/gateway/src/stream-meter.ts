@@ -13,6 +13,8 @@ export interface StreamMeter {
   onEvent(ev: string): boolean;
   usage(): Obj | null;
   model(): string | null;
+  /** The service tier the stream names (OpenAI's `service_tier`), or null. */
+  serviceTier(): string | null;
   /** Output text seen so far. */
   text(): string;
   /** An error event the upstream sent mid-stream, if any. */
@@ -114,6 +116,7 @@ export function carriesUsage(data: string): boolean {
 class ChatMeter implements StreamMeter {
   private u: Obj | null = null;
   private m: string | null = null;
+  private tier: string | null = null;
   private readonly chunks = new DeltaText(chatDelta);
   private err: string | null = null;
   done = false;
@@ -143,6 +146,8 @@ class ChatMeter implements StreamMeter {
       const usage = chunk['usage'];
       if (usage && typeof usage === 'object') {
         this.u = usage as Obj;
+        // Every chunk names the tier; the usage chunk is the one parsed anyway.
+        if (typeof chunk['service_tier'] === 'string') this.tier = chunk['service_tier'];
         // The extra chunk we asked for: no choices, only usage.
         const choices = chunk['choices'];
         if (this.hideUsageChunk && Array.isArray(choices) && choices.length === 0) return false;
@@ -154,6 +159,7 @@ class ChatMeter implements StreamMeter {
 
   usage = () => this.u;
   error = () => this.err;
+  serviceTier = () => this.tier;
 
   /** The model that served the stream: every chunk names it, so it is read off the usage chunk
    * (parsed anyway) or, for a stream cut off before it, off the first chunk kept. */
@@ -175,6 +181,7 @@ class ChatMeter implements StreamMeter {
 class ResponsesMeter implements StreamMeter {
   private u: Obj | null = null;
   private m: string | null = null;
+  private tier: string | null = null;
   private readonly deltas = new DeltaText(responsesDelta);
   private err: string | null = null;
   done = false;
@@ -195,6 +202,7 @@ class ResponsesMeter implements StreamMeter {
       const r = d?.['response'] as Obj | undefined;
       if (typeof r?.['model'] === 'string') this.m = r['model'];
       if (r?.['usage'] && typeof r['usage'] === 'object') this.u = r['usage'] as Obj;
+      if (typeof r?.['service_tier'] === 'string') this.tier = r['service_tier'];
       if (name === 'response.failed') this.err ??= 'upstream_stream_error';
       if (name !== 'response.created') this.done = true;
     } else if (name === 'error') {
@@ -204,6 +212,7 @@ class ResponsesMeter implements StreamMeter {
   }
   usage = () => this.u;
   model = () => this.m;
+  serviceTier = () => this.tier;
   text = () => this.deltas.text();
   error = () => this.err;
 }
@@ -239,6 +248,8 @@ class MessagesMeter implements StreamMeter {
   }
   usage = () => this.u;
   model = () => this.m;
+  /** Anthropic names its tier in the usage object, where pricing reads it. */
+  serviceTier = () => null;
   text = () => this.deltas.text();
   error = () => this.err;
 }
