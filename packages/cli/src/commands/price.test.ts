@@ -1,6 +1,9 @@
 import { spawn } from 'node:child_process';
+import { Catalog } from '@tally/core';
 import { describe, expect, it } from 'vitest';
+import { readCatalog } from '../pricer.js';
 import { TALLY_BIN } from '../testing/spawn-server.js';
+import { priceLine } from './price.js';
 
 function runPrice(
   input: string,
@@ -107,5 +110,42 @@ describe('tally price', () => {
     const now = await runPrice(line);
     expect(old.lines[0]).toMatchObject({ input_usd: '10' });
     expect(now.lines[0]).toMatchObject({ input_usd: '2' });
+  });
+});
+
+describe('tally price with a tenant override', () => {
+  const own = { input_mtok: '2', output_mtok: '8' };
+  const catalog = new Catalog(readCatalog(), {
+    overrides: [
+      { tenant: 'default', provider: 'anthropic', model: 'claude-sonnet-4-6', discount_pct: 15 },
+      { tenant: 'default', provider: 'openai', model: 'gpt-4o', prices: own },
+    ],
+  });
+  const line = (model: string, provider: string, api: string, usage: object) =>
+    priceLine(catalog, JSON.stringify({ provider, api, model, usage }), Date.parse('2026-08-01T00:00:00Z'));
+
+  it('prints the list figures with the source of the list price, and the effective cost with its own', () => {
+    const usage = { input_tokens: 100, cache_read_input_tokens: 10_000, output_tokens: 200 };
+    expect(line('claude-sonnet-4-6', 'anthropic', 'anthropic-messages', usage)).toMatchObject({
+      input_usd: '0.0033',
+      output_usd: '0.003',
+      total_usd: '0.0063',
+      effective_usd: '0.005355',
+      price_source: 'genai-prices:anthropic/claude-sonnet-4-6',
+      effective_source: 'override:default/anthropic/claude-sonnet-4-6 (-15%)',
+    });
+    const chat = { prompt_tokens: 1_000_000, completion_tokens: 0 };
+    expect(line('gpt-4o', 'openai', 'openai-chat', chat)).toMatchObject({
+      total_usd: '2.5',
+      effective_usd: '2',
+      price_source: 'genai-prices:openai/gpt-4o',
+      effective_source: 'override:default/openai/gpt-4o',
+    });
+    // Without an override, the effective cost is the list's.
+    expect(line('gpt-4o-mini', 'openai', 'openai-chat', chat)).toMatchObject({
+      total_usd: '0.15',
+      effective_usd: '0.15',
+      effective_source: 'genai-prices:openai/gpt-4o-mini',
+    });
   });
 });

@@ -227,31 +227,35 @@ export class Catalog {
       source = `${resolved.model.source}:${resolved.provider.id}/${resolved.model.id}`;
     }
     let effective = list;
+    const label = override && `override:${override.tenant}/${override.provider}/${override.model}`;
+    let effectiveSource = source;
     if (override?.prices) {
       effective = calcCost(compilePrices(this.ownPrices(override.prices, standard, prices)), usage);
       list ??= effective;
-      source = `override:${override.tenant}/${override.provider}/${override.model}`;
+      source ||= label!;
+      effectiveSource = label!;
     }
     const l = list!;
-    const e = effective!;
-    const listNano = exactToNano(l.total);
-    let effectiveNano = e === l ? listNano : exactToNano(e.total);
+    let effectiveTotal = effective!.total;
     if (override?.discount_pct !== undefined && !override.prices) {
       const bp = BigInt(Math.round(override.discount_pct * 100));
-      effectiveNano = exactToNano((e.total * (10_000n - bp)) / 10_000n);
-      source += ` (-${override.discount_pct}%)`;
+      effectiveTotal = (effectiveTotal * (10_000n - bp)) / 10_000n;
+      effectiveSource = `${label} (-${override.discount_pct}%)`;
     }
+    const listNano = exactToNano(l.total);
     return {
       status: 'priced',
       tokens,
       input: l.input,
       output: l.output,
       total: l.total,
+      effective: effectiveTotal,
       listNano,
-      effectiveNano,
+      effectiveNano: effectiveTotal === l.total ? listNano : exactToNano(effectiveTotal),
       provider: resolved?.provider.id ?? override!.provider,
       model: resolved?.model.id ?? override!.model,
       source,
+      effectiveSource,
       version,
     };
   }

@@ -30,13 +30,20 @@ export interface Priced {
   /** Output, reasoning included, plus per-request and search fees. */
   output: ExactUsd;
   total: ExactUsd;
+  /** What the tenant pays: the total after its override (a negotiated discount or its own prices);
+   * equal to the total without one. */
+  effective: ExactUsd;
   listNano: NanoUsd;
-  /** After tenant overrides (negotiated discounts); equal to list without one. */
+  /** The effective total, rounded to nano-USD. */
   effectiveNano: NanoUsd;
   provider: string;
   model: string;
-  /** Where the price came from, e.g. genai-prices:openai/gpt-4o or override:acme/gpt-4o. */
+  /** Where the list price came from, e.g. genai-prices:openai/gpt-4o (for a model only an override
+   * prices, override:acme/vllm/our-llama). */
   source: string;
+  /** Where the effective price came from: the override, e.g. override:acme/openai/gpt-4o (-15%), or
+   * the list's source when there is none. */
+  effectiveSource: string;
   version: string;
 }
 
