@@ -113,7 +113,7 @@ describe('tally price', () => {
   });
 });
 
-describe('tally price with a tenant override', () => {
+describe('the figures of tally price', () => {
   const own = { input_mtok: '2', output_mtok: '8' };
   const catalog = new Catalog(readCatalog(), {
     overrides: [
@@ -140,6 +140,14 @@ describe('tally price with a tenant override', () => {
       effective_usd: '2',
       price_source: 'genai-prices:openai/gpt-4o',
       effective_source: 'override:default/openai/gpt-4o',
+    });
+    // Search fees are in the total only, in neither input nor output: 1,000 × $3 + 100 × $15 per
+    // million, and one search at $10 per thousand.
+    const searched = { input_tokens: 1000, output_tokens: 100, server_tool_use: { web_search_requests: 1 } };
+    expect(line('claude-sonnet-4-5', 'anthropic', 'anthropic-messages', searched)).toMatchObject({
+      input_usd: '0.003',
+      output_usd: '0.0015',
+      total_usd: '0.0145',
     });
     // Without an override, the effective cost is the list's.
     expect(line('gpt-4o-mini', 'openai', 'openai-chat', chat)).toMatchObject({

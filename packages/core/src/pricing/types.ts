@@ -27,8 +27,9 @@ export interface Priced {
   tokens: Tokens;
   /** Every input-side token, cache reads and writes included. */
   input: ExactUsd;
-  /** Output, reasoning included, plus per-request and search fees. */
+  /** Every output-side token, reasoning and audio included. */
   output: ExactUsd;
+  /** Input and output, plus per-request and search fees, which are in neither. */
   total: ExactUsd;
   /** What the tenant pays: the total after its override (a negotiated discount or its own prices);
    * equal to the total without one. */
