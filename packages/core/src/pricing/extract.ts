@@ -2,7 +2,7 @@ import { TallyError } from '../errors.js';
 import type { UnitUsage } from './calc.js';
 import type { CatalogProvider, Extractor, ExtractorPathStep } from './catalog-types.js';
 import { matches } from './match.js';
-import { checkTokenCount, checkUnitUsage } from './tokens.js';
+import { badTokenCount, checkUnitUsage, isTokenCount } from './tokens.js';
 
 type Mapping = Extractor['mappings'][number];
 const m = (path: Mapping['path'], dest: string, required = false): Mapping => ({ path, dest, required });
@@ -186,7 +186,8 @@ function applyExtractor(ex: Extractor, usage: Record<string, unknown>): Extracte
       if (mp.required) return { usage: out, hits: 0, missing: pathText(mp.path), root: obj };
       continue;
     }
-    out[mp.dest] = (out[mp.dest] ?? 0) + checkTokenCount(v, `usage.${pathText(mp.path)}`);
+    if (!isTokenCount(v)) throw badTokenCount(v, `usage.${pathText(mp.path)}`);
+    out[mp.dest] = (out[mp.dest] ?? 0) + v;
     hits++;
   }
   return { usage: out, hits, missing: hits === 0 ? 'usage fields' : null, root: obj };
@@ -287,8 +288,8 @@ export function extractUsage(provider: CatalogProvider | null, api: string, usag
 function addReasoningFromTotal(root: Record<string, unknown>, u: UnitUsage): void {
   const total = root['total_tokens'];
   if (total === undefined || total === null) return;
-  const excess =
-    checkTokenCount(total, 'usage.total_tokens') - (u['input_tokens'] ?? 0) - (u['output_tokens'] ?? 0);
+  if (!isTokenCount(total)) throw badTokenCount(total, 'usage.total_tokens');
+  const excess = total - (u['input_tokens'] ?? 0) - (u['output_tokens'] ?? 0);
   if (excess <= 0) return;
   const output = (u['output_tokens'] ?? 0) + excess;
   const reported = u['output_reasoning_tokens'] ?? 0;

@@ -5,13 +5,17 @@ import type { UnitUsage } from './calc.js';
 /** The most tokens one count may hold: the store keeps counts as 32-bit integers. */
 export const MAX_TOKEN_COUNT = 2_147_483_647;
 
-/** A token count as a provider or a client gave it, checked: a whole number from 0 to
+/** Whether a token count as a provider or a client gave it is one: a whole number from 0 to
  * MAX_TOKEN_COUNT. Anything else (10.5, 1e300, -3, "12") makes the usage unreadable, so that no
  * such figure is priced or stored. */
-export function checkTokenCount(v: unknown, what: string): number {
-  if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= MAX_TOKEN_COUNT) return v;
+export function isTokenCount(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= MAX_TOKEN_COUNT;
+}
+
+/** The error for a count that is not one (built only then: the check runs for every field). */
+export function badTokenCount(v: unknown, what: string): TallyError {
   const got = typeof v === 'number' ? String(v) : JSON.stringify(v)?.slice(0, 40);
-  throw new TallyError(
+  return new TallyError(
     'invalid_usage',
     `${what} must be a non-negative whole number of tokens, at most ${MAX_TOKEN_COUNT} (got ${got}).`,
   );
@@ -50,7 +54,12 @@ export function unitUsageToTokens(u: UnitUsage): Tokens {
 
 /** Normalised tokens (as sent to the ingest API) to unit usage for pricing, each count checked. */
 export function tokensToUnitUsage(t: Partial<Tokens>): UnitUsage {
-  const n = (k: keyof Tokens) => (t[k] === undefined ? 0 : checkTokenCount(t[k], `tokens.${k}`));
+  const n = (k: keyof Tokens) => {
+    const v = t[k];
+    if (v === undefined) return 0;
+    if (!isTokenCount(v)) throw badTokenCount(v, `tokens.${k}`);
+    return v;
+  };
   return {
     input_tokens: n('input'),
     output_tokens: n('output'),
