@@ -54,6 +54,31 @@ describe('POST /v1/events', () => {
     expect((await t.store.counts('default')).calls).toBe(2);
   });
 
+  it('keeps the good events of a batch whose raw usage holds counts no column takes', async () => {
+    const res = await post({
+      events: [
+        call('ok-1'),
+        call('half', { usage: { prompt_tokens: 10.5, completion_tokens: 1 } }),
+        call('huge', { usage: { prompt_tokens: 3_000_000_000, completion_tokens: 1 } }),
+        call('ok-2'),
+      ],
+    });
+    expect(res.statusCode).toBe(200);
+    const body = res.json();
+    expect(body.accepted).toBe(2);
+    expect(body.rejected).toEqual([
+      {
+        index: 1,
+        id: 'half',
+        code: 'invalid_event',
+        message: expect.stringMatching(/prompt_tokens .* whole number .* \(got 10\.5\)/),
+      },
+      { index: 2, id: 'huge', code: 'invalid_event', message: expect.stringMatching(/\(got 3000000000\)/) },
+    ]);
+    expect(await t.store.getCall('default', 'ok-1')).not.toBeNull();
+    expect(await t.store.getCall('default', 'ok-2')).not.toBeNull();
+  });
+
   it('is idempotent by event id', async () => {
     const batch = { events: [call('x1'), call('x2'), call('x1')] };
     expect((await post(batch)).json()).toMatchObject({ accepted: 3, duplicates: 1 });
