@@ -2,6 +2,7 @@ import {
   type BudgetAction,
   type BudgetPeriod,
   type BudgetScope,
+  MAX_TOKEN_COUNT,
   nanoToUsd,
   type PeriodWindow,
   periodWindow,
@@ -199,9 +200,10 @@ export function budgetExceeded(
 export function maxOutputTokens(body: Record<string, unknown>, fallback: number): number {
   for (const f of ['max_completion_tokens', 'max_tokens', 'max_output_tokens']) {
     const v = body[f];
-    if (typeof v === 'number' && Number.isFinite(v) && v > 0) return Math.floor(v) * choicesOf(body);
+    if (typeof v === 'number' && Number.isFinite(v) && v > 0)
+      return Math.min(MAX_TOKEN_COUNT, Math.floor(v) * choicesOf(body));
   }
-  return fallback * choicesOf(body);
+  return Math.min(MAX_TOKEN_COUNT, fallback * choicesOf(body));
 }
 
 /** How many answers a chat request asks for: `n`, each of which may write the whole output. */

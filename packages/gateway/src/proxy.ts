@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { CallRecord } from '@tally/core';
+import { type CallRecord, MAX_TOKEN_COUNT } from '@tally/core';
 import { attribute } from './attribution.js';
 import { Breakers } from './breaker.js';
 import { type Hold, reserveBudgets, settleBudgets } from './budget-guard.js';
@@ -487,14 +487,24 @@ export class Gateway {
           ? asked
           : translatedToMessages(a.provider, endpoint)
             ? fallback
-            : (this.deps.maxOutput?.(provider, a.model, tenant) ?? fallback) * choicesOf(body);
-      const est = this.deps.price({
-        provider,
-        model: a.model,
-        tokens: { input: promptTokens, output },
-        time,
-        tenant,
-      });
+            : Math.min(
+                MAX_TOKEN_COUNT,
+                (this.deps.maxOutput?.(provider, a.model, tenant) ?? fallback) * choicesOf(body),
+              );
+      let est: ReturnType<GatewayDeps['price']>;
+      try {
+        est = this.deps.price({
+          provider,
+          model: a.model,
+          tokens: { input: promptTokens, output },
+          time,
+          tenant,
+        });
+      } catch {
+        // Counts past what any usage may hold (a prompt and an output of billions of tokens): a
+        // cost no budget can hold.
+        return 2n ** 62n;
+      }
       if (est.status !== 'priced') {
         if (i === 0) return null;
         continue;

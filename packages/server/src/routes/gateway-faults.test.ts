@@ -263,6 +263,10 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     });
     expect(images.status).toBe(429);
     expect(images.text).toMatch(/may cost up to \$0\.036\d*/);
+    // An output limit past what any usage may hold is a cost no budget holds, not a failure.
+    const absurd = await ask({ max_tokens: 1e12, n: 128 });
+    expect(absurd.status).toBe(429);
+    expect(absurd.text).toMatch(/may cost up to \$/);
   });
 
   it('falls back on a 5xx and on a connection error, recording every attempt', async () => {
