@@ -83,8 +83,8 @@ function stateUnavailable(err: unknown): GatewayError {
   };
 }
 
-/** C0 controls and DEL. */
-const CONTROL = /[\u0000-\u001f\u007f]/;
+/** C0 controls and DEL: any character outside the printable ASCII and above it. */
+const CONTROL = /[^\x20-\x7e\u0080-\uffff]/;
 
 function keyFrom(req: IncomingMessage): string | null {
   const auth = req.headers.authorization;
