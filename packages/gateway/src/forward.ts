@@ -9,7 +9,8 @@ import {
   translatedToMessages,
   upstreamFor,
 } from './providers.js';
-import { type Accumulated, failure, type Recorder, relay, relayStream } from './relay.js';
+import { type Accumulated, failure, type Recorder, relayStream } from './relay.js';
+import { relay } from './relay-whole.js';
 import { badRequest, sendError, type Wire } from './replies.js';
 import type { Attempt } from './router.js';
 import { estimatePromptTokens } from './tokenizer.js';
@@ -201,12 +202,15 @@ export async function forwardAttempts(
                   ? toResponsesResponse(json, body, created)
                   : toOpenAiResponse(json, created)
           : undefined;
-        // A body cut off before anything reached the client is a connection error: the next
-        // attempt, if any, is tried.
-        if (await relay(env.recorder, res, up, ctx, a0, acc, body, transform, !last)) {
-          env.breakers.failure(attempt.provider.id);
-          continue;
-        }
+        // An answer that cannot be used (cut off, not JSON, a redirect) is an upstream failure:
+        // the next attempt, if any, is tried.
+        const relayed = await relay(env.recorder, res, up, ctx, a0, acc, body, {
+          transform,
+          retryable: !last,
+          provider: attempt.provider,
+        });
+        if (relayed !== 'answered') env.breakers.failure(attempt.provider.id);
+        if (relayed === 'retry') continue;
       }
       return;
     } finally {

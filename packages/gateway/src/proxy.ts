@@ -24,6 +24,7 @@ import type { RateResult } from './state/shared-state.js';
 import { countTokens, estimatePromptTokens } from './tokenizer.js';
 import type { GatewayDeps, ProviderConfig, VirtualKey } from './types.js';
 import { Upstreams } from './upstream.js';
+import { errorAnswer, parseObject, readWhole, type Unusable, unusableError } from './upstream-answer.js';
 
 type Obj = Record<string, unknown>;
 
@@ -353,11 +354,18 @@ export class Gateway {
         message: `The upstream ${attempt.provider.id} did not answer.`,
       });
     }
-    const answer = await up.body.bytes();
-    res.writeHead(up.statusCode, {
-      'content-type': String(up.headers['content-type'] ?? 'application/json'),
-      'content-length': answer.length,
-    });
+    const { provider } = attempt;
+    const read = await readWhole(up);
+    if (read.buf === null) return sendError(res, 'anthropic', unusableError(read.unusable, provider.id));
+    let answer = read.buf;
+    let why: Unusable | null = null;
+    if (up.statusCode >= 400) {
+      const type = up.headers['content-type'];
+      answer = Buffer.from(errorAnswer(answer, up.statusCode, type, 'anthropic', provider.id).text);
+    } else if (up.statusCode >= 300) why = 'upstream_redirect';
+    else if (!parseObject(answer.toString('utf8'))) why = 'upstream_invalid_response';
+    if (why) return sendError(res, 'anthropic', unusableError(why, provider.id));
+    res.writeHead(up.statusCode, { 'content-type': 'application/json', 'content-length': answer.length });
     res.end(answer);
   }
 

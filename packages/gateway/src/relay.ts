@@ -1,10 +1,8 @@
 import type { ServerResponse } from 'node:http';
 import { StringDecoder } from 'node:string_decoder';
-import { nanoToUsd, type Tokens } from '@tally/core';
-import { metaOf, readAnswerMeta } from './answer-meta.js';
+import type { Tokens } from '@tally/core';
 import type { AttemptContext, AttemptOutcome } from './meter.js';
 import type { Endpoint } from './providers.js';
-import { sendError } from './replies.js';
 import { SseSplitter } from './sse.js';
 import { streamMeter } from './stream-meter.js';
 import { countTokens, estimatePromptTokens } from './tokenizer.js';
@@ -54,140 +52,6 @@ export function failure(errorType: string, a0: number): AttemptOutcome {
     latencyMs: performance.now() - a0,
     ttftMs: null,
   };
-}
-
-/** The text of a whole answer (chat, Responses or Anthropic's), for counting its tokens. */
-function answerText(json: Obj | null): string {
-  if (!json) return '';
-  const parts: string[] = [];
-  const add = (v: unknown) => {
-    if (typeof v === 'string') parts.push(v);
-  };
-  for (const c of (json['choices'] as Obj[] | undefined) ?? []) {
-    const m = c?.['message'] as Obj | undefined;
-    add(m?.['content']);
-    for (const t of (m?.['tool_calls'] as Obj[] | undefined) ?? [])
-      add((t?.['function'] as Obj | undefined)?.['arguments']);
-  }
-  for (const o of (json['output'] as Obj[] | undefined) ?? []) {
-    add(o?.['arguments']);
-    for (const p of (o?.['content'] as Obj[] | undefined) ?? []) add(p?.['text']);
-  }
-  for (const b of Array.isArray(json['content']) ? (json['content'] as Obj[]) : []) {
-    add(b?.['text']);
-    if (b?.['type'] === 'tool_use') parts.push(JSON.stringify(b['input'] ?? {}));
-  }
-  return parts.join('');
-}
-
-/** Relays a whole (non-streamed) answer, then meters it from its usage object (or, when a 2xx
- * answer has none, from the tokenizer, marked estimated). With `retryable`, an answer whose body
- * breaks off is not answered: it is recorded, and true is returned for the next attempt to go. */
-export async function relay(
-  record: Recorder,
-  res: ServerResponse,
-  up: UpstreamResponse,
-  ctx: AttemptContext,
-  a0: number,
-  acc: Accumulated,
-  body: Obj,
-  transform?: (json: Obj, status: number) => Obj,
-  retryable = false,
-): Promise<boolean> {
-  let buf: Buffer;
-  try {
-    buf = await up.body.bytes();
-  } catch {
-    record(ctx, failure(res.destroyed ? 'client_disconnected' : 'upstream_body_error', a0), acc);
-    if (retryable && !res.destroyed) return true;
-    if (!res.headersSent) {
-      // In the client's format: a translated call's client speaks OpenAI's.
-      sendError(res, !transform && ctx.upstreamApi === 'anthropic-messages' ? 'anthropic' : 'openai', {
-        status: 502,
-        type: 'api_error',
-        code: 'upstream_body_error',
-        message: 'The upstream response was cut off.',
-      });
-    }
-    return false;
-  }
-  const latencyMs = performance.now() - a0;
-  let usage: Obj | null = null;
-  let served: string | null = null;
-  let serviceTier: string | null = null;
-  let json: Obj | null = null;
-  let readable = false;
-  try {
-    if (transform) {
-      json = JSON.parse(buf.toString('utf8')) as Obj;
-      if (up.statusCode < 300) ({ usage, model: served, serviceTier } = metaOf(json));
-    } else if (up.statusCode < 300) {
-      // Only usage and model are needed: a large answer is not parsed whole (answer-meta.ts).
-      ({ usage, model: served, serviceTier } = readAnswerMeta(buf));
-    }
-    readable = true;
-  } catch {
-    // A 2xx body that is not JSON is recorded as an error below.
-  }
-  // A 2xx answer without usage (some OpenAI-compatible servers) is not free: its tokens are
-  // counted, the prompt's and the answer's, and the call marked estimated.
-  let estimated: Partial<Tokens> | null = null;
-  if (up.statusCode < 300 && usage === null && readable) {
-    const whole = json ?? (JSON.parse(buf.toString('utf8')) as Obj);
-    estimated = { input: await estimatePromptTokens(body), output: await countTokens(answerText(whole)) };
-  }
-  // A translated call answers in the client's API: the upstream's body becomes OpenAI's shape.
-  const out = transform ? Buffer.from(JSON.stringify(transform(json ?? {}, up.statusCode))) : buf;
-  const ok = up.statusCode < 300 && (usage !== null || estimated !== null);
-  // Priced before the answer leaves, so that the answer can say what it cost; handed to the sink
-  // after it, so that encoding the record is not on the client's wait. If metering fails, the
-  // answer still goes, and the failure is raised after it.
-  let metered: Metered | null = null;
-  let meterError: unknown = null;
-  try {
-    metered = record(
-      ctx,
-      {
-        status: ok ? 'ok' : 'error',
-        errorType:
-          ok && usage !== null
-            ? null
-            : up.statusCode < 300
-              ? 'upstream_no_usage'
-              : `upstream_${up.statusCode}`,
-        usage,
-        estimated,
-        modelServed: served,
-        serviceTier,
-        latencyMs,
-        ttftMs: null,
-      },
-      acc,
-      true,
-    );
-  } catch (err) {
-    meterError = err;
-  }
-  const cost = metered ? metered.cost : null;
-  try {
-    res.writeHead(up.statusCode, {
-      ...passHeaders(up.headers),
-      ...acc.headers,
-      'x-tally-call-id': ctx.id,
-      // The whole request's cost (earlier failed attempts cost nothing), when it could be priced.
-      ...(cost !== null ? { 'x-tally-cost-usd': nanoToUsd(acc.spentNano) } : {}),
-      'content-type': transform
-        ? 'application/json'
-        : String(up.headers['content-type'] ?? 'application/json'),
-      'content-length': out.length,
-    });
-    res.end(out);
-  } finally {
-    // The upstream answered, so the call is recorded even if its answer could not be passed on.
-    metered?.write();
-  }
-  if (meterError) throw meterError;
-  return false;
 }
 
 /** A cut-off stream's tokens: the prompt as the upstream counted it where it said (with Anthropic's

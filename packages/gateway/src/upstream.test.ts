@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createGzip } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CallAborted, Cancel, Upstreams } from './upstream.js';
 
@@ -28,6 +29,22 @@ beforeAll(async () => {
       return; // never ends: the client must cut it off
     }
     if (req.url === '/slow-head') return; // no answer at all
+    if (req.url === '/gzip') {
+      // A compressed stream, flushed event by event, as a proxy that compresses SSE sends it.
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'content-encoding': 'gzip' });
+      const gzip = createGzip();
+      gzip.pipe(res);
+      let i = 0;
+      const t = setInterval(() => {
+        gzip.write(`data: ${i}${'.'.repeat(40_000)}\n\n`);
+        gzip.flush();
+        if (++i === 5) {
+          clearInterval(t);
+          gzip.end();
+        }
+      }, 5);
+      return;
+    }
     res.writeHead(500, { 'content-type': 'application/json' });
     res.end('{"error":{"message":"boom"}}');
   });
@@ -44,6 +61,9 @@ afterAll(async () => {
   server.closeAllConnections();
   await new Promise((r) => server.close(r));
 });
+
+const get = (path: string) =>
+  upstreams.request(origin, { path, method: 'GET', headers: {}, timeoutMs: 2000 });
 
 describe('Upstreams', () => {
   it('keeps the chunks that come before the reader, and hands over the rest as they come', async () => {
@@ -126,5 +146,26 @@ describe('Upstreams', () => {
       .request(origin, { path: '/slow-head', method: 'GET', headers: {}, timeoutMs: 100 })
       .catch((e: unknown) => e);
     expect((err as { code?: string }).code).toBe('UND_ERR_HEADERS_TIMEOUT');
+  });
+
+  it('reads a compressed answer decompressed, chunk by chunk, a reader that holds back included', async () => {
+    const up = await get('/gzip');
+    expect(up.headers['content-encoding']).toBeUndefined();
+    let text = '';
+    let held = false;
+    await up.body.read((c) => {
+      text += c.toString();
+      if (held) return true;
+      held = true;
+      setTimeout(() => up.body.resume(), 20);
+      return false;
+    });
+    expect(
+      text
+        .split('\n\n')
+        .filter(Boolean)
+        .map((e) => e.slice(0, 7)),
+    ).toEqual(['data: 0', 'data: 1', 'data: 2', 'data: 3', 'data: 4']);
+    expect(text.length).toBe(5 * 40_009);
   });
 });

@@ -1,9 +1,27 @@
+import { createBrotliDecompress, createGunzip, createInflate, createInflateRaw } from 'node:zlib';
 import type { Dispatcher } from 'undici';
 import { Pool } from 'undici';
 
 /** Why a call was cut off: the client went away. */
 export class CallAborted extends Error {
   readonly code = 'TALLY_CALL_ABORTED';
+}
+
+/** Why an answer could not be read: a content coding the gateway cannot undo, or a compressed
+ * body that does not decompress. */
+export class UndecodableBody extends Error {
+  readonly code = 'TALLY_UNDECODABLE_BODY';
+}
+
+type Decoder = ReturnType<typeof createGunzip>;
+
+/** A decoder for a content coding, given the body's first bytes; null for a coding it cannot undo.
+ * "deflate" should be zlib-wrapped, but some servers send it raw: the first byte tells. */
+function decoderFor(coding: string, first: Buffer): Decoder | null {
+  if (coding === 'gzip' || coding === 'x-gzip') return createGunzip();
+  if (coding === 'br') return createBrotliDecompress();
+  if (coding === 'deflate') return ((first[0] ?? 0) & 0x0f) === 0x08 ? createInflate() : createInflateRaw();
+  return null;
 }
 
 /**
@@ -22,7 +40,8 @@ export class Cancel {
   }
 }
 
-/** An upstream's answer: its status and headers (names in lower case), and a body to read once. */
+/** An upstream's answer: its status and headers (names in lower case), and a body to read once.
+ * A compressed body is read decompressed, and its headers have no content-encoding then. */
 export interface UpstreamResponse {
   statusCode: number;
   headers: Record<string, string>;
@@ -43,6 +62,12 @@ export class UpstreamCall implements Dispatcher.DispatchHandler {
   private failed: Error | null = null;
   private settle: ((err: Error | null) => void) | null = null;
   private head: { resolve(r: UpstreamResponse): void; reject(err: Error): void } | null;
+  /** The answer's content coding, when it is not identity (the gateway asks for identity, but a
+   * provider or a proxy before it may compress all the same), and what undoes it. */
+  private coding: string | null = null;
+  private decoder: Decoder | null = null;
+  /** undici has handed over the whole body (a decoder may still be at work on it). */
+  private received = false;
 
   constructor(
     head: { resolve(r: UpstreamResponse): void; reject(err: Error): void },
@@ -55,13 +80,24 @@ export class UpstreamCall implements Dispatcher.DispatchHandler {
   /** Aborts the call, if it has not ended. */
   abort(err: Error): void {
     if (this.ended || this.failed) return;
-    if (this.abortFn) this.abortFn(err);
+    if (this.decoder) this.fail(err);
+    else if (this.abortFn) this.abortFn(err);
     else this.failed = err;
+  }
+
+  /** Ends the call with `err`: the upstream is cut off if it is still sending, the reader rejected. */
+  private fail(err: Error): void {
+    if (this.ended || this.failed) return;
+    this.failed = err;
+    this.decoder?.destroy();
+    if (!this.received) this.abortFn?.(err);
+    this.done(err);
   }
 
   /** Lets a reader that held back (its callback returned false) have the next chunks. */
   resume(): void {
-    this.resumeFn?.();
+    if (this.decoder) this.decoder.resume();
+    else this.resumeFn?.();
   }
 
   /**
@@ -72,7 +108,7 @@ export class UpstreamCall implements Dispatcher.DispatchHandler {
     return new Promise<void>((resolve, reject) => {
       const early = this.early;
       this.early = [];
-      for (const c of early) onChunk(c);
+      for (const c of early) if (!this.failed) onChunk(c);
       if (this.failed) return reject(this.failed);
       if (this.ended) return resolve();
       this.reader = onChunk;
@@ -116,6 +152,13 @@ export class UpstreamCall implements Dispatcher.DispatchHandler {
       const prior = h[name];
       h[name] = prior === undefined ? value : `${prior}, ${value}`;
     }
+    const coding = h['content-encoding']?.trim().toLowerCase();
+    if (coding && coding !== 'identity') {
+      // Passed on decoded: the length and the coding no longer describe it.
+      this.coding = coding;
+      delete h['content-encoding'];
+      delete h['content-length'];
+    }
     const head = this.head;
     this.head = null;
     head?.resolve({ statusCode, headers: h, body: this });
@@ -123,18 +166,61 @@ export class UpstreamCall implements Dispatcher.DispatchHandler {
   }
 
   onData(chunk: Buffer): boolean {
+    if (this.coding !== null) return this.decode(chunk);
+    return this.deliver(chunk);
+  }
+
+  private deliver(chunk: Buffer): boolean {
     if (this.reader) return this.reader(chunk) !== false;
     this.early.push(chunk);
     return true;
   }
 
-  onComplete(): void {
+  /** Feeds a compressed chunk to the decoder, which hands what it decodes to the reader. A reader
+   * that holds back pauses the decoder; a decoder that is full holds undici back until it drains. */
+  private decode(chunk: Buffer): boolean {
+    if (this.failed) return false;
+    if (!this.decoder) {
+      const decoder = decoderFor(this.coding!, chunk);
+      if (!decoder) {
+        this.fail(
+          new UndecodableBody(
+            `The upstream's answer is in a content coding (${this.coding}) the gateway cannot read.`,
+          ),
+        );
+        return false;
+      }
+      this.decoder = decoder;
+      decoder.on('data', (c: Buffer) => {
+        if (!this.deliver(c)) decoder.pause();
+      });
+      decoder.on('drain', () => this.resumeFn?.());
+      decoder.once('end', () => this.finish());
+      decoder.once('error', (err) =>
+        this.fail(
+          new UndecodableBody(`The upstream's ${this.coding} answer does not decompress: ${err.message}`),
+        ),
+      );
+    }
+    return this.decoder.write(chunk);
+  }
+
+  private finish(): void {
+    if (this.failed) return;
     this.ended = true;
     this.done(null);
   }
 
+  onComplete(): void {
+    this.received = true;
+    if (this.decoder) this.decoder.end();
+    else this.finish();
+  }
+
   onError(err: Error): void {
-    this.failed = err;
+    this.received = true;
+    if (this.failed === null) this.failed = err;
+    this.decoder?.destroy();
     const head = this.head;
     this.head = null;
     head?.reject(err);

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { anthropicMessage, anthropicStream, anthropicToolUse } from './anthropic-fixtures.js';
+import { wholeFault } from './mock-faults.js';
 import { chatRecordings, embeddingRecordings, type Recording } from './recorded.js';
 
 type Obj = Record<string, unknown>;
@@ -18,7 +19,7 @@ export interface Received {
  * fault-500, fault-429, fault-timeout, fault-malformed (bad SSE), fault-slow (a slow stream),
  * fault-cut (the connection drops mid-stream; for Anthropic, after message_start and two text deltas), fault-late-end (the body's end held back after [DONE]),
  * fault-split-utf8 (a stream with multi-byte text, written 7 bytes at a time), fault-no-usage (a whole
- * answer without usage).
+ * answer without usage), and the broken whole answers of `wholeFault` (mock-faults.ts).
  */
 export class MockUpstream {
   readonly received: Received[] = [];
@@ -43,7 +44,7 @@ export class MockUpstream {
         this.received.push({ path: req.url ?? '', headers: req.headers, body, raw });
         this.open.add(res);
         res.on('close', () => this.open.delete(res));
-        this.route(req.url ?? '', body, res);
+        this.route(req.url ?? '', body, res, req.headers);
       });
     });
     this.server.keepAliveTimeout = 60_000;
@@ -63,9 +64,10 @@ export class MockUpstream {
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
   }
 
-  private route(path: string, body: Obj, res: ServerResponse): void {
+  private route(path: string, body: Obj, res: ServerResponse, headers: IncomingMessage['headers']): void {
     const model = String(body['model'] ?? '');
     if (model === 'fault-timeout') return; // never answers
+    if (wholeFault(model, res, headers)) return;
     if (model === 'fault-500' || model === 'fault-429') {
       const status = model === 'fault-500' ? 500 : 429;
       res.writeHead(status, { 'content-type': 'application/json', 'retry-after': '1' });

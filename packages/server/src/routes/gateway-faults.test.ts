@@ -1,17 +1,15 @@
 import { MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { postMessage, type TestApp, testApp } from '../testing/test-app.js';
-
-type Call = Record<string, unknown> & { tokens: Record<string, number> };
-
-const until = async (check: () => boolean, ms = 3000) => {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-};
+import {
+  type ListedCall,
+  postChat,
+  postMessage,
+  lastCalls as recordedCalls,
+  type TestApp,
+  testApp,
+  until,
+} from '../testing/test-app.js';
 
 describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, nothing leaked', () => {
   const mock = new MockUpstream();
@@ -65,17 +63,9 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     await mock.stop();
   });
 
-  const chat = (body: Record<string, unknown>) =>
-    request(`${base}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ messages: [{ role: 'user', content: 'Say a few words.' }], ...body }),
-    });
+  const chat = (body: Record<string, unknown>) => postChat(base, key, body);
 
-  async function lastCalls(n = 1): Promise<Call[]> {
-    await t.gateway.flush();
-    return (await t.app.inject({ url: `/v1/calls?limit=${n}`, headers: t.auth })).json().data;
-  }
+  const lastCalls = (n = 1) => recordedCalls(t, n);
 
   it('passes an upstream 500 on and records the failed call at no cost', async () => {
     const res = await chat({ model: 'fault-500' });
@@ -342,7 +332,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     await new Promise((r) => setTimeout(r, 100));
     ac.abort();
     await pending;
-    let call: Call | undefined;
+    let call: ListedCall | undefined;
     for (let i = 0; i < 100 && call?.['error_type'] !== 'client_disconnected'; i++) {
       await new Promise((r) => setTimeout(r, 20));
       call = (await lastCalls())[0];

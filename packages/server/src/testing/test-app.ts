@@ -108,3 +108,30 @@ export function postMessage(base: string, key: string, extra: Record<string, unk
     }),
   });
 }
+
+/** Waits until `check` holds; throws after `ms`. */
+export async function until(check: () => boolean, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** A chat completions call to a gateway at `base` (one user turn, unless `body` gives messages). */
+export function postChat(base: string, key: string, body: Record<string, unknown>) {
+  return request(`${base}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ messages: [{ role: 'user', content: 'Say a few words.' }], ...body }),
+  });
+}
+
+/** A call as /v1/calls lists it. */
+export type ListedCall = Record<string, unknown> & { tokens: Record<string, number> };
+
+/** The app's last `n` calls, newest first, once the gateway has handed over what it metered. */
+export async function lastCalls(t: TestApp, n = 1): Promise<ListedCall[]> {
+  await t.gateway.flush();
+  return (await t.app.inject({ url: `/v1/calls?limit=${n}`, headers: t.auth })).json().data;
+}

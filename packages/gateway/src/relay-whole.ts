@@ -1,0 +1,165 @@
+import type { ServerResponse } from 'node:http';
+import { nanoToUsd, type Tokens } from '@tally/core';
+import { metaOf, readAnswerMeta } from './answer-meta.js';
+import type { AttemptContext, AttemptOutcome } from './meter.js';
+import { type Accumulated, failure, type Metered, passHeaders, type Recorder } from './relay.js';
+import { sendError, type Wire } from './replies.js';
+import { countTokens, estimatePromptTokens } from './tokenizer.js';
+import type { UpstreamResponse } from './upstream.js';
+import { errorAnswer, opensObject, readWhole, type Unusable, unusableError } from './upstream-answer.js';
+
+type Obj = Record<string, unknown>;
+
+/** The text of a whole answer (chat, Responses or Anthropic's), for counting its tokens. */
+function answerText(json: Obj | null): string {
+  if (!json) return '';
+  const parts: string[] = [];
+  const add = (v: unknown) => {
+    if (typeof v === 'string') parts.push(v);
+  };
+  for (const c of (json['choices'] as Obj[] | undefined) ?? []) {
+    const m = c?.['message'] as Obj | undefined;
+    add(m?.['content']);
+    for (const t of (m?.['tool_calls'] as Obj[] | undefined) ?? [])
+      add((t?.['function'] as Obj | undefined)?.['arguments']);
+  }
+  for (const o of (json['output'] as Obj[] | undefined) ?? []) {
+    add(o?.['arguments']);
+    for (const p of (o?.['content'] as Obj[] | undefined) ?? []) add(p?.['text']);
+  }
+  for (const b of Array.isArray(json['content']) ? (json['content'] as Obj[]) : []) {
+    add(b?.['text']);
+    if (b?.['type'] === 'tool_use') parts.push(JSON.stringify(b['input'] ?? {}));
+  }
+  return parts.join('');
+}
+
+/** How a whole answer is relayed. */
+export interface RelayOptions {
+  /** A translated call's: turns the upstream's JSON (an answer or an error) into the client's. */
+  transform?: ((json: Obj, status: number) => Obj) | undefined;
+  /** Whether another attempt follows: an answer that cannot be used is then not answered. */
+  retryable: boolean;
+  /** The upstream's id, for messages. */
+  provider: { id: string };
+}
+
+/** What became of a relayed answer: passed on, unusable and answered with a 502, or unusable with
+ * another attempt to go (nothing answered). */
+export type Relayed = 'answered' | 'unusable' | 'retry';
+
+/** Relays a whole (non-streamed) answer, then meters it from its usage object (or, when a 2xx
+ * answer has none, from the tokenizer, marked estimated). An answer that cannot be used (cut off,
+ * a 2xx that is not a JSON object) is recorded as an error, and answered with a 502, or
+ * left to the next attempt. An error's body reaches the client in its format. */
+export async function relay(
+  record: Recorder,
+  res: ServerResponse,
+  up: UpstreamResponse,
+  ctx: AttemptContext,
+  a0: number,
+  acc: Accumulated,
+  body: Obj,
+  opts: RelayOptions,
+): Promise<Relayed> {
+  const { transform, provider } = opts;
+  // In the client's format: a translated call's client speaks OpenAI's.
+  const wire: Wire = !transform && ctx.upstreamApi === 'anthropic-messages' ? 'anthropic' : 'openai';
+  const unusable = (why: Unusable): Relayed => {
+    record(ctx, failure(res.destroyed ? 'client_disconnected' : why, a0), acc);
+    if (opts.retryable && !res.destroyed) return 'retry';
+    if (!res.headersSent) sendError(res, wire, unusableError(why, provider.id));
+    return 'unusable';
+  };
+  const read = await readWhole(up);
+  if (read.buf === null) return unusable(read.unusable);
+  const buf = read.buf;
+  const latencyMs = performance.now() - a0;
+  // Redirects are never followed (the key would go where the base URL did not say).
+  if (up.statusCode < 400 && up.statusCode >= 300) return unusable('upstream_redirect');
+  if (up.statusCode >= 300) {
+    const error = errorAnswer(buf, up.statusCode, up.headers['content-type'], wire, provider.id);
+    const out = transform && error.json ? JSON.stringify(transform(error.json, up.statusCode)) : error.text;
+    const failed = failure(`upstream_${up.statusCode}`, a0);
+    failed.latencyMs = latencyMs;
+    return answer(record, res, up, ctx, acc, failed, Buffer.from(out), 'application/json');
+  }
+  let usage: Obj | null = null;
+  let served: string | null = null;
+  let serviceTier: string | null = null;
+  let json: Obj | null = null;
+  try {
+    if (!opensObject(buf)) throw new SyntaxError('not an object');
+    if (transform) {
+      json = JSON.parse(buf.toString('utf8')) as Obj;
+      ({ usage, model: served, serviceTier } = metaOf(json));
+    } else {
+      // Only usage and model are needed: a large answer is not parsed whole (answer-meta.ts).
+      ({ usage, model: served, serviceTier } = readAnswerMeta(buf));
+    }
+  } catch {
+    return unusable('upstream_invalid_response');
+  }
+  // A 2xx answer without usage (some OpenAI-compatible servers) is not free: its tokens are
+  // counted, the prompt's and the answer's, and the call marked estimated.
+  let estimated: Partial<Tokens> | null = null;
+  if (usage === null) {
+    const whole = json ?? (JSON.parse(buf.toString('utf8')) as Obj);
+    estimated = { input: await estimatePromptTokens(body), output: await countTokens(answerText(whole)) };
+  }
+  // A translated call answers in the client's API: the upstream's body becomes OpenAI's shape.
+  const out = transform && json ? Buffer.from(JSON.stringify(transform(json, up.statusCode))) : buf;
+  const outcome: AttemptOutcome = {
+    status: 'ok',
+    errorType: usage === null ? 'upstream_no_usage' : null,
+    usage,
+    estimated,
+    modelServed: served,
+    serviceTier,
+    latencyMs,
+    ttftMs: null,
+  };
+  const type = transform ? 'application/json' : String(up.headers['content-type'] ?? 'application/json');
+  return answer(record, res, up, ctx, acc, outcome, out, type);
+}
+
+/** Meters an attempt and passes its answer on. */
+function answer(
+  record: Recorder,
+  res: ServerResponse,
+  up: UpstreamResponse,
+  ctx: AttemptContext,
+  acc: Accumulated,
+  outcome: AttemptOutcome,
+  out: Buffer,
+  contentType: string,
+): Relayed {
+  // Priced before the answer leaves, so that the answer can say what it cost; handed to the sink
+  // after it, so that encoding the record is not on the client's wait. If metering fails, the
+  // answer still goes, and the failure is raised after it.
+  let metered: Metered | null = null;
+  let meterError: unknown = null;
+  try {
+    metered = record(ctx, outcome, acc, true);
+  } catch (err) {
+    meterError = err;
+  }
+  const cost = metered ? metered.cost : null;
+  try {
+    res.writeHead(up.statusCode, {
+      ...passHeaders(up.headers),
+      ...acc.headers,
+      'x-tally-call-id': ctx.id,
+      // The whole request's cost (earlier failed attempts cost nothing), when it could be priced.
+      ...(cost !== null ? { 'x-tally-cost-usd': nanoToUsd(acc.spentNano) } : {}),
+      'content-type': contentType,
+      'content-length': out.length,
+    });
+    res.end(out);
+  } finally {
+    // The upstream answered, so the call is recorded even if its answer could not be passed on.
+    metered?.write();
+  }
+  if (meterError) throw meterError;
+  return 'answered';
+}

@@ -1,0 +1,73 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync } from 'node:zlib';
+
+/** A whole chat answer, as an upstream would send it. */
+const ANSWER = JSON.stringify({
+  id: 'chatcmpl-whole',
+  object: 'chat.completion',
+  created: 1,
+  model: 'gpt-4o-2024-08-06',
+  choices: [{ index: 0, message: { role: 'assistant', content: 'Packed.' }, finish_reason: 'stop' }],
+  usage: { prompt_tokens: 9, completion_tokens: 2, total_tokens: 11 },
+});
+
+const CODINGS: Record<string, [string, (b: Buffer) => Buffer]> = {
+  'fault-gzip': ['gzip', gzipSync],
+  'fault-deflate': ['deflate', deflateSync],
+  'fault-deflate-raw': ['deflate', deflateRawSync],
+  'fault-br': ['br', brotliCompressSync],
+  'fault-bad-gzip': ['gzip', (b) => b],
+  'fault-zstd': ['zstd', (b) => b],
+};
+
+/**
+ * Whole answers that are broken in the ways an upstream (or a proxy in front of it) breaks them,
+ * for any endpoint; true when `model` named one and it was answered:
+ * fault-html (a 200 HTML page), fault-short (JSON cut short by a content-length shorter than the
+ * body), fault-gzip, fault-deflate, fault-deflate-raw, fault-br (the answer compressed although
+ * the gateway asked for identity), fault-bad-gzip (labelled gzip, not compressed), fault-zstd (a
+ * coding the gateway does not read), fault-redirect (a 307), fault-html-502 (a proxy's HTML error
+ * page).
+ */
+export function wholeFault(
+  model: string,
+  res: ServerResponse,
+  _headers: IncomingMessage['headers'],
+): boolean {
+  const coded = CODINGS[model];
+  if (coded) {
+    const body = coded[1](Buffer.from(ANSWER));
+    res.writeHead(200, {
+      'content-type': 'application/json',
+      'content-encoding': coded[0],
+      'content-length': body.length,
+    });
+    res.end(body);
+    return true;
+  }
+  switch (model) {
+    case 'fault-html':
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end('<html><body><h1>Welcome to nginx!</h1></body></html>');
+      return true;
+    case 'fault-html-502':
+      res.writeHead(502, { 'content-type': 'text/html' });
+      res.end('<html><head><title>502 Bad Gateway</title></head><body>cloudflare</body></html>');
+      return true;
+    case 'fault-short': {
+      // Written on the socket itself: Node's server would not send a length that is wrong.
+      const socket = res.socket!;
+      socket.write(
+        `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${ANSWER.length - 20}\r\nconnection: close\r\n\r\n${ANSWER}`,
+      );
+      socket.end();
+      return true;
+    }
+    case 'fault-redirect':
+      res.writeHead(307, { location: 'https://elsewhere.example/v1/chat/completions' });
+      res.end();
+      return true;
+    default:
+      return false;
+  }
+}

@@ -1,0 +1,134 @@
+import { SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
+import { request } from 'undici';
+import { describe, expect, it } from 'vitest';
+import { gatewaySuite } from '../testing/gateway-suite.js';
+import { postMessage, until } from '../testing/test-app.js';
+
+type Json = Record<string, Record<string, unknown>>;
+
+const OPENAI_KEY = 'sk-proj-Abc123DEF456ghi789JKL012mno345PQR678';
+const ANTHROPIC_KEY = 'sk-ant-api03-Zyx987WVU654tsr321QPO098nml765';
+
+describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: upstream answers unfit to pass on as they are', () => {
+  const suite = gatewaySuite((url) => ({
+    providers: [
+      { id: 'openai', kind: 'openai', base_url: `${url}/v1`, api_key: OPENAI_KEY },
+      { id: 'anthropic', kind: 'anthropic', base_url: url, api_key: ANTHROPIC_KEY },
+    ],
+    routes: [
+      {
+        model: 'html-then-ok',
+        targets: [{ provider: 'openai', model: 'fault-html' }],
+        fallbacks: [{ provider: 'openai', model: 'gpt-4o' }],
+      },
+    ],
+  }));
+  const { chat, lastCalls, mock } = suite;
+
+  it('answers a 200 that is not JSON (an HTML page, a body cut short) with a 502, recorded as an error', async () => {
+    for (const model of ['fault-html', 'fault-short']) {
+      const res = await chat({ model });
+      expect(res.statusCode).toBe(502);
+      expect(((await res.body.json()) as Json).error).toMatchObject({
+        type: 'api_error',
+        code: 'upstream_invalid_response',
+      });
+      expect((await lastCalls())[0]).toMatchObject({
+        status: 'error',
+        error_type: 'upstream_invalid_response',
+        model_requested: model,
+      });
+    }
+  });
+
+  it('goes on to the next upstream after a 200 that is not JSON', async () => {
+    const res = await chat({ model: 'html-then-ok' });
+    expect(res.statusCode).toBe(200);
+    expect(((await res.body.json()) as Json)['object']).toBe('chat.completion');
+    const [ok, broken] = await lastCalls(2);
+    expect(broken).toMatchObject({ status: 'error', error_type: 'upstream_invalid_response' });
+    expect(ok).toMatchObject({ status: 'ok', route: { tier: 'fallback', fallback_hops: 1 } });
+  });
+
+  it('decodes an answer compressed although the gateway asked for identity, and meters it', async () => {
+    for (const model of ['fault-gzip', 'fault-deflate', 'fault-deflate-raw', 'fault-br']) {
+      const res = await chat({ model });
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['content-encoding']).toBeUndefined();
+      const body = (await res.body.json()) as Json;
+      expect(body['choices']).toEqual([
+        { index: 0, message: { role: 'assistant', content: 'Packed.' }, finish_reason: 'stop' },
+      ]);
+      const call = (await lastCalls())[0]!;
+      expect(call).toMatchObject({ status: 'ok', pricing_status: 'priced' });
+      expect(call.tokens).toMatchObject({ input: 9, output: 2 });
+    }
+  });
+
+  it('answers 502 when a compressed answer cannot be decoded', async () => {
+    for (const model of ['fault-bad-gzip', 'fault-zstd']) {
+      const res = await chat({ model });
+      expect(res.statusCode).toBe(502);
+      expect(((await res.body.json()) as Json).error).toMatchObject({ code: 'upstream_invalid_response' });
+      expect((await lastCalls())[0]).toMatchObject({ error_type: 'upstream_invalid_response' });
+    }
+  });
+
+  it('answers an upstream redirect with a 502, and does not follow it', async () => {
+    const before = mock.received.length;
+    const res = await chat({ model: 'fault-redirect' });
+    expect(res.statusCode).toBe(502);
+    expect(res.headers['location']).toBeUndefined();
+    expect(((await res.body.json()) as Json).error).toMatchObject({ code: 'upstream_redirect' });
+    expect(mock.received.length).toBe(before + 1);
+    expect((await lastCalls())[0]).toMatchObject({ status: 'error', error_type: 'upstream_redirect' });
+  });
+
+  it("wraps an upstream's HTML error page in the client's error format", async () => {
+    const openai = await chat({ model: 'fault-html-502' });
+    expect(openai.statusCode).toBe(502);
+    expect(openai.headers['content-type']).toBe('application/json');
+    expect(((await openai.body.json()) as Json).error).toMatchObject({
+      type: 'api_error',
+      code: 'upstream_error',
+      message: expect.stringContaining('not JSON (text/html)'),
+    });
+    expect((await lastCalls())[0]).toMatchObject({ status: 'error', error_type: 'upstream_502' });
+
+    const anthropic = await postMessage(suite.base, suite.key, { model: 'fault-html-502' });
+    expect(anthropic.statusCode).toBe(502);
+    expect(await anthropic.body.json()).toMatchObject({ type: 'error', error: { type: 'api_error' } });
+
+    const count = await request(`${suite.base}/v1/messages/count_tokens`, {
+      method: 'POST',
+      headers: { 'x-api-key': suite.key, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'fault-html-502', messages: [{ role: 'user', content: 'Hi' }] }),
+    });
+    expect(count.statusCode).toBe(502);
+    expect(await count.body.json()).toMatchObject({ type: 'error', error: { type: 'api_error' } });
+  });
+
+  it('does not make up an empty answer when a call translated for Claude gets a 200 that is not JSON', async () => {
+    const res = await chat({ model: 'anthropic/fault-html' });
+    expect(res.statusCode).toBe(502);
+    expect(((await res.body.json()) as Json).error).toMatchObject({ code: 'upstream_invalid_response' });
+    expect((await lastCalls())[0]).toMatchObject({
+      status: 'error',
+      error_type: 'upstream_invalid_response',
+      api: 'anthropic-messages',
+    });
+    const responses = await request(`${suite.base}/v1/responses`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${suite.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'anthropic/fault-html', input: 'Hi' }),
+    });
+    expect(responses.statusCode).toBe(502);
+    expect(((await responses.body.json()) as Json).error).toMatchObject({
+      code: 'upstream_invalid_response',
+    });
+  });
+
+  it('leaves no upstream response open', async () => {
+    await until(() => mock.openResponses === 0);
+  });
+});
