@@ -361,7 +361,9 @@ export class Gateway {
     let why: Unusable | null = null;
     if (up.statusCode >= 400) {
       const type = up.headers['content-type'];
-      answer = Buffer.from(errorAnswer(answer, up.statusCode, type, 'anthropic', provider.id).text);
+      answer = Buffer.from(
+        errorAnswer(answer, up.statusCode, type, 'anthropic', provider.id, provider.api_key).text,
+      );
     } else if (up.statusCode >= 300) why = 'upstream_redirect';
     else if (!parseObject(answer.toString('utf8'))) why = 'upstream_invalid_response';
     if (why) return sendError(res, 'anthropic', unusableError(why, provider.id));

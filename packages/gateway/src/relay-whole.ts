@@ -40,8 +40,8 @@ export interface RelayOptions {
   transform?: ((json: Obj, status: number) => Obj) | undefined;
   /** Whether another attempt follows: an answer that cannot be used is then not answered. */
   retryable: boolean;
-  /** The upstream's id, for messages. */
-  provider: { id: string };
+  /** The upstream's id, for messages, and its key, kept out of what the client sees. */
+  provider: { id: string; api_key?: string | undefined };
 }
 
 /** What became of a relayed answer: passed on, unusable and answered with a 502, or unusable with
@@ -51,7 +51,8 @@ export type Relayed = 'answered' | 'unusable' | 'retry';
 /** Relays a whole (non-streamed) answer, then meters it from its usage object (or, when a 2xx
  * answer has none, from the tokenizer, marked estimated). An answer that cannot be used (cut off,
  * a 2xx that is not a JSON object) is recorded as an error, and answered with a 502, or
- * left to the next attempt. An error's body reaches the client in its format. */
+ * left to the next attempt. An error's body reaches the client without the provider's key, and
+ * in the client's format. */
 export async function relay(
   record: Recorder,
   res: ServerResponse,
@@ -78,7 +79,8 @@ export async function relay(
   // Redirects are never followed (the key would go where the base URL did not say).
   if (up.statusCode < 400 && up.statusCode >= 300) return unusable('upstream_redirect');
   if (up.statusCode >= 300) {
-    const error = errorAnswer(buf, up.statusCode, up.headers['content-type'], wire, provider.id);
+    const type = up.headers['content-type'];
+    const error = errorAnswer(buf, up.statusCode, type, wire, provider.id, provider.api_key);
     const out = transform && error.json ? JSON.stringify(transform(error.json, up.statusCode)) : error.text;
     const failed = failure(`upstream_${up.statusCode}`, a0);
     failed.latencyMs = latencyMs;

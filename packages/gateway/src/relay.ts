@@ -32,9 +32,11 @@ export interface Accumulated {
   headers: Record<string, string>;
 }
 
-/** Upstream response headers worth passing on: ids and the provider's own rate-limit state. */
+/** Upstream response headers worth passing on: ids and the provider's own rate-limit state. Not
+ * those that name the gateway's account with the provider (openai-organization, openai-project,
+ * anthropic-organization-id). */
 const PASS_HEADERS =
-  /^(x-request-id|request-id|openai-|x-ratelimit-|anthropic-ratelimit-|retry-after$|anthropic-organization-id)/;
+  /^(x-request-id$|request-id$|openai-processing-ms$|openai-version$|x-ratelimit-|anthropic-ratelimit-|retry-after$)/;
 
 export function passHeaders(h: Record<string, string>): Record<string, string> {
   const out: Record<string, string> = {};

@@ -1,7 +1,7 @@
 /**
  * What the gateway checks in an upstream's whole answer before a client sees it: that it could be
  * read (whole, decompressed), that a 2xx is a JSON object, that an error is in
- * the client's format.
+ * the client's format, and that nothing in it shows the provider's key.
  */
 import { errorBody, type GatewayError, type Wire } from './replies.js';
 import { UndecodableBody, type UpstreamResponse } from './upstream.js';
@@ -53,8 +53,23 @@ export function parseObject(text: string): Record<string, unknown> | null {
   }
 }
 
+/** Runs of key-like characters: a provider key, or a part of one, in an error message. */
+const TOKEN = /[A-Za-z0-9_-]{12,}/g;
+
 /**
- * An upstream error's body for the client: its JSON as it came, or, when it is not JSON
+ * An error body with the provider's key taken out: the key itself wherever it stands, and any run
+ * of key characters (12 or more) that is the start of it, as a message may cut a key short. Some
+ * providers echo the key they were sent ("Incorrect API key provided: sk-..."), and the client
+ * must not learn the gateway's key from it.
+ */
+export function redactKey(text: string, key: string | undefined): string {
+  if (!key || key.length < 8) return text;
+  const out = text.includes(key) ? text.split(key).join('[redacted]') : text;
+  return out.replace(TOKEN, (t) => (key.startsWith(t) ? '[redacted]' : t));
+}
+
+/**
+ * An upstream error's body for the client: its JSON with the key redacted, or, when it is not JSON
  * (a proxy's HTML page), an error in the client's format that says so.
  */
 export function errorAnswer(
@@ -63,8 +78,9 @@ export function errorAnswer(
   contentType: string | undefined,
   wire: Wire,
   provider: string,
+  key: string | undefined,
 ): { json: Record<string, unknown> | null; text: string } {
-  const text = buf.toString('utf8');
+  const text = redactKey(buf.toString('utf8'), key);
   const json = parseObject(text);
   if (json) return { json, text };
   const kind = contentType ? ` (${contentType.split(';')[0]!.trim()})` : '';

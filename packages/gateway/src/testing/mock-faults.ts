@@ -27,13 +27,9 @@ const CODINGS: Record<string, [string, (b: Buffer) => Buffer]> = {
  * body), fault-gzip, fault-deflate, fault-deflate-raw, fault-br (the answer compressed although
  * the gateway asked for identity), fault-bad-gzip (labelled gzip, not compressed), fault-zstd (a
  * coding the gateway does not read), fault-redirect (a 307), fault-html-502 (a proxy's HTML error
- * page).
+ * page), fault-key-echo (a 401 that quotes the key it was sent, whole and cut short).
  */
-export function wholeFault(
-  model: string,
-  res: ServerResponse,
-  _headers: IncomingMessage['headers'],
-): boolean {
+export function wholeFault(model: string, res: ServerResponse, headers: IncomingMessage['headers']): boolean {
   const coded = CODINGS[model];
   if (coded) {
     const body = coded[1](Buffer.from(ANSWER));
@@ -67,6 +63,24 @@ export function wholeFault(
       res.writeHead(307, { location: 'https://elsewhere.example/v1/chat/completions' });
       res.end();
       return true;
+    case 'fault-key-echo': {
+      const auth = headers['authorization'];
+      const key = typeof auth === 'string' ? auth.replace(/^Bearer /, '') : String(headers['x-api-key']);
+      const text = JSON.stringify({
+        error: {
+          message: `Incorrect API key provided: ${key}. Or was it ${key.slice(0, 20)}...? You can find your API key at https://platform.openai.com/account/api-keys.`,
+          type: 'invalid_request_error',
+          code: 'invalid_api_key',
+        },
+      });
+      res.writeHead(401, {
+        'content-type': 'application/json',
+        'openai-organization': 'org-mock',
+        'anthropic-organization-id': 'aorg-mock',
+      });
+      res.end(text);
+      return true;
+    }
     default:
       return false;
   }

@@ -406,6 +406,10 @@ function json(res: ServerResponse, status: number, body: unknown): void {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(text),
     'x-request-id': 'req_mock',
+    // As OpenAI and Anthropic send on every answer: the account the key belongs to.
+    'openai-organization': 'org-mock',
+    'openai-project': 'proj_mock',
+    'anthropic-organization-id': 'aorg-mock',
   });
   res.end(text);
 }

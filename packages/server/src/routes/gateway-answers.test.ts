@@ -128,6 +128,38 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: upstream answers unfit to pas
     });
   });
 
+  it("keeps the provider's key, and the account it belongs to, out of what the client sees", async () => {
+    const ok = await chat({ model: 'gpt-4o' });
+    expect(ok.statusCode).toBe(200);
+    await ok.body.dump();
+    expect(ok.headers['x-request-id']).toBe('req_mock');
+    for (const h of ['openai-organization', 'openai-project', 'anthropic-organization-id'])
+      expect(ok.headers[h]).toBeUndefined();
+
+    const count = (model: string) =>
+      request(`${suite.base}/v1/messages/count_tokens`, {
+        method: 'POST',
+        headers: { 'x-api-key': suite.key, 'content-type': 'application/json' },
+        body: JSON.stringify({ model, messages: [{ role: 'user', content: 'Hi' }] }),
+      });
+    const answers: [Promise<Awaited<ReturnType<typeof chat>>>, string][] = [
+      [chat({ model: 'fault-key-echo' }), OPENAI_KEY],
+      [chat({ model: 'anthropic/fault-key-echo' }), ANTHROPIC_KEY],
+      [postMessage(suite.base, suite.key, { model: 'fault-key-echo' }), ANTHROPIC_KEY],
+      [count('fault-key-echo'), ANTHROPIC_KEY],
+    ];
+    for (const [pending, providerKey] of answers) {
+      const res = await pending;
+      expect(res.statusCode).toBe(401);
+      expect(res.headers['openai-organization']).toBeUndefined();
+      expect(res.headers['anthropic-organization-id']).toBeUndefined();
+      const text = await res.body.text();
+      // Neither the key nor the start of it that the message quotes (its first 20 characters).
+      expect(text).not.toContain(providerKey.slice(8, 20));
+      expect(text).toContain('Incorrect API key provided: [redacted]. Or was it [redacted]...?');
+    }
+  });
+
   it('leaves no upstream response open', async () => {
     await until(() => mock.openResponses === 0);
   });
