@@ -25,6 +25,7 @@ import { AnthropicToResponsesStream } from './translate/responses-stream.js';
 import { responsesToAnthropicRequest, toResponsesResponse } from './translate/responses-to-anthropic.js';
 import type { GatewayDeps, VirtualKey } from './types.js';
 import { Cancel, type UpstreamResponse, type Upstreams } from './upstream.js';
+import { DEFAULT_MAX_RESPONSE_BYTES } from './upstream-answer.js';
 
 type Obj = Record<string, unknown>;
 
@@ -208,6 +209,7 @@ export async function forwardAttempts(
           transform,
           retryable: !last,
           provider: attempt.provider,
+          limit: env.deps.config.max_response_bytes ?? DEFAULT_MAX_RESPONSE_BYTES,
         });
         if (relayed !== 'answered') env.breakers.failure(attempt.provider.id);
         if (relayed === 'retry') continue;

@@ -24,7 +24,14 @@ import type { RateResult } from './state/shared-state.js';
 import { countTokens, estimatePromptTokens } from './tokenizer.js';
 import type { GatewayDeps, ProviderConfig, VirtualKey } from './types.js';
 import { Upstreams } from './upstream.js';
-import { errorAnswer, parseObject, readWhole, type Unusable, unusableError } from './upstream-answer.js';
+import {
+  DEFAULT_MAX_RESPONSE_BYTES,
+  errorAnswer,
+  parseObject,
+  readWhole,
+  type Unusable,
+  unusableError,
+} from './upstream-answer.js';
 
 type Obj = Record<string, unknown>;
 
@@ -355,8 +362,10 @@ export class Gateway {
       });
     }
     const { provider } = attempt;
-    const read = await readWhole(up);
-    if (read.buf === null) return sendError(res, 'anthropic', unusableError(read.unusable, provider.id));
+    const limit = this.deps.config.max_response_bytes ?? DEFAULT_MAX_RESPONSE_BYTES;
+    const read = await readWhole(up, limit);
+    if (read.buf === null)
+      return sendError(res, 'anthropic', unusableError(read.unusable, provider.id, limit));
     let answer = read.buf;
     let why: Unusable | null = null;
     if (up.statusCode >= 400) {
@@ -366,7 +375,7 @@ export class Gateway {
       );
     } else if (up.statusCode >= 300) why = 'upstream_redirect';
     else if (!parseObject(answer.toString('utf8'))) why = 'upstream_invalid_response';
-    if (why) return sendError(res, 'anthropic', unusableError(why, provider.id));
+    if (why) return sendError(res, 'anthropic', unusableError(why, provider.id, limit));
     res.writeHead(up.statusCode, { 'content-type': 'application/json', 'content-length': answer.length });
     res.end(answer);
   }

@@ -42,6 +42,8 @@ export interface RelayOptions {
   retryable: boolean;
   /** The upstream's id, for messages, and its key, kept out of what the client sees. */
   provider: { id: string; api_key?: string | undefined };
+  /** The most the answer may hold (decompressed). */
+  limit: number;
 }
 
 /** What became of a relayed answer: passed on, unusable and answered with a 502, or unusable with
@@ -50,7 +52,7 @@ export type Relayed = 'answered' | 'unusable' | 'retry';
 
 /** Relays a whole (non-streamed) answer, then meters it from its usage object (or, when a 2xx
  * answer has none, from the tokenizer, marked estimated). An answer that cannot be used (cut off,
- * a 2xx that is not a JSON object) is recorded as an error, and answered with a 502, or
+ * too large, a 2xx that is not a JSON object) is recorded as an error, and answered with a 502, or
  * left to the next attempt. An error's body reaches the client without the provider's key, and
  * in the client's format. */
 export async function relay(
@@ -68,11 +70,12 @@ export async function relay(
   const wire: Wire = !transform && ctx.upstreamApi === 'anthropic-messages' ? 'anthropic' : 'openai';
   const unusable = (why: Unusable): Relayed => {
     record(ctx, failure(res.destroyed ? 'client_disconnected' : why, a0), acc);
-    if (opts.retryable && !res.destroyed) return 'retry';
-    if (!res.headersSent) sendError(res, wire, unusableError(why, provider.id));
+    // A body too large would be as large again from the next upstream.
+    if (opts.retryable && !res.destroyed && why !== 'upstream_response_too_large') return 'retry';
+    if (!res.headersSent) sendError(res, wire, unusableError(why, provider.id, opts.limit));
     return 'unusable';
   };
-  const read = await readWhole(up);
+  const read = await readWhole(up, opts.limit);
   if (read.buf === null) return unusable(read.unusable);
   const buf = read.buf;
   const latencyMs = performance.now() - a0;

@@ -1,29 +1,39 @@
 /**
  * What the gateway checks in an upstream's whole answer before a client sees it: that it could be
- * read (whole, decompressed), that a 2xx is a JSON object, that an error is in
+ * read (whole, within the limit, decompressed), that a 2xx is a JSON object, that an error is in
  * the client's format, and that nothing in it shows the provider's key.
  */
 import { errorBody, type GatewayError, type Wire } from './replies.js';
-import { UndecodableBody, type UpstreamResponse } from './upstream.js';
+import { ResponseTooLarge, UndecodableBody, type UpstreamResponse } from './upstream.js';
+
+/** The most a whole (non-streamed) answer may hold, unless the config says otherwise. */
+export const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
 /** Why an answer could not be used, as the call's error type and the client's error code. */
-export type Unusable = 'upstream_invalid_response' | 'upstream_body_error' | 'upstream_redirect';
+export type Unusable =
+  | 'upstream_response_too_large'
+  | 'upstream_invalid_response'
+  | 'upstream_body_error'
+  | 'upstream_redirect';
 
 /** The whole body, or why it could not be read. */
 export async function readWhole(
   up: UpstreamResponse,
+  limit: number,
 ): Promise<{ buf: Buffer; unusable: null } | { buf: null; unusable: Unusable }> {
   try {
-    return { buf: await up.body.bytes(), unusable: null };
+    return { buf: await up.body.bytes(limit), unusable: null };
   } catch (err) {
+    if (err instanceof ResponseTooLarge) return { buf: null, unusable: 'upstream_response_too_large' };
     if (err instanceof UndecodableBody) return { buf: null, unusable: 'upstream_invalid_response' };
     return { buf: null, unusable: 'upstream_body_error' };
   }
 }
 
 /** The 502 a client gets for an answer the gateway could not use. */
-export function unusableError(why: Unusable, provider: string): GatewayError {
+export function unusableError(why: Unusable, provider: string, limit: number): GatewayError {
   const message = {
+    upstream_response_too_large: `The upstream ${provider} answered with more than ${limit} bytes (gateway.max_response_bytes); the call was cut off.`,
     upstream_invalid_response: `The upstream ${provider} answered with a body that is not a JSON object (or cannot be decompressed).`,
     upstream_body_error: 'The upstream response was cut off.',
     upstream_redirect: `The upstream ${provider} answered with a redirect, which the gateway does not follow: check its base_url.`,

@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createGzip } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CallAborted, Cancel, Upstreams } from './upstream.js';
+import { CallAborted, Cancel, ResponseTooLarge, Upstreams } from './upstream.js';
 
 let server: Server;
 let origin: string;
@@ -43,6 +43,15 @@ beforeAll(async () => {
           gzip.end();
         }
       }, 5);
+      return;
+    }
+    if (req.url === '/endless') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const more = () => {
+        while (!res.destroyed && res.write('x'.repeat(16_384)));
+        if (!res.destroyed) res.once('drain', more);
+      };
+      more();
       return;
     }
     res.writeHead(500, { 'content-type': 'application/json' });
@@ -167,5 +176,13 @@ describe('Upstreams', () => {
         .map((e) => e.slice(0, 7)),
     ).toEqual(['data: 0', 'data: 1', 'data: 2', 'data: 3', 'data: 4']);
     expect(text.length).toBe(5 * 40_009);
+  });
+
+  it('stops reading a whole answer past its limit, and closes the connection', async () => {
+    const before = open;
+    const up = await get('/endless');
+    await expect(up.body.bytes(100_000)).rejects.toBeInstanceOf(ResponseTooLarge);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(open).toBeLessThan(before + 1);
   });
 });

@@ -7,6 +7,11 @@ export class CallAborted extends Error {
   readonly code = 'TALLY_CALL_ABORTED';
 }
 
+/** Why a whole answer was not read: it grew past the gateway's limit, and the call was aborted. */
+export class ResponseTooLarge extends Error {
+  readonly code = 'TALLY_RESPONSE_TOO_LARGE';
+}
+
 /** Why an answer could not be read: a content coding the gateway cannot undo, or a compressed
  * body that does not decompress. */
 export class UndecodableBody extends Error {
@@ -116,10 +121,17 @@ export class UpstreamCall implements Dispatcher.DispatchHandler {
     });
   }
 
-  /** The whole body. */
-  async bytes(): Promise<Buffer> {
+  /** The whole body; past `limit` bytes (decompressed), the call is aborted and this rejects with
+   * ResponseTooLarge. */
+  async bytes(limit = Number.POSITIVE_INFINITY): Promise<Buffer> {
     const parts: Buffer[] = [];
+    let size = 0;
     await this.read((c) => {
+      size += c.length;
+      if (size > limit) {
+        this.fail(new ResponseTooLarge(`The upstream's answer is larger than ${limit} bytes.`));
+        return false;
+      }
       parts.push(c);
       return true;
     });

@@ -82,6 +82,13 @@ export const gatewaySchema = z
       .int()
       .min(1024)
       .default(32 * 1024 * 1024),
+    /** The largest whole (non-streamed) upstream answer the gateway takes: past it, the upstream
+     * call is cut off and the client answered 502 upstream_response_too_large. */
+    max_response_bytes: z
+      .number()
+      .int()
+      .min(1024)
+      .default(64 * 1024 * 1024),
     /** The Tally server that a gateway replica (`tally gateway`) reads keys, budgets and providers
      * from, and meters into. */
     server_url: z.url().optional(),

@@ -27,7 +27,8 @@ const CODINGS: Record<string, [string, (b: Buffer) => Buffer]> = {
  * body), fault-gzip, fault-deflate, fault-deflate-raw, fault-br (the answer compressed although
  * the gateway asked for identity), fault-bad-gzip (labelled gzip, not compressed), fault-zstd (a
  * coding the gateway does not read), fault-redirect (a 307), fault-html-502 (a proxy's HTML error
- * page), fault-key-echo (a 401 that quotes the key it was sent, whole and cut short).
+ * page), fault-key-echo (a 401 that quotes the key it was sent, whole and cut short), fault-huge
+ * (a 200 whose body goes on, 64 kB at a time, until the connection is closed or 200 MB are sent).
  */
 export function wholeFault(model: string, res: ServerResponse, headers: IncomingMessage['headers']): boolean {
   const coded = CODINGS[model];
@@ -79,6 +80,21 @@ export function wholeFault(model: string, res: ServerResponse, headers: Incoming
         'anthropic-organization-id': 'aorg-mock',
       });
       res.end(text);
+      return true;
+    }
+    case 'fault-huge': {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"id":"huge","pad":"');
+      const chunk = 'x'.repeat(64 * 1024);
+      let sent = 0;
+      const more = () => {
+        while (!res.destroyed && sent < 3200) {
+          sent++;
+          if (!res.write(chunk)) return void res.once('drain', more);
+        }
+        if (!res.destroyed) res.end('"}');
+      };
+      more();
       return true;
     }
     default:

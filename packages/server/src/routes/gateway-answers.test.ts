@@ -11,6 +11,7 @@ const ANTHROPIC_KEY = 'sk-ant-api03-Zyx987WVU654tsr321QPO098nml765';
 
 describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: upstream answers unfit to pass on as they are', () => {
   const suite = gatewaySuite((url) => ({
+    max_response_bytes: 1024 * 1024,
     providers: [
       { id: 'openai', kind: 'openai', base_url: `${url}/v1`, api_key: OPENAI_KEY },
       { id: 'anthropic', kind: 'anthropic', base_url: url, api_key: ANTHROPIC_KEY },
@@ -158,6 +159,20 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: upstream answers unfit to pas
       expect(text).not.toContain(providerKey.slice(8, 20));
       expect(text).toContain('Incorrect API key provided: [redacted]. Or was it [redacted]...?');
     }
+  });
+
+  it('cuts off a whole answer larger than gateway.max_response_bytes, and records the attempt', async () => {
+    const started = Date.now();
+    const res = await chat({ model: 'fault-huge' });
+    expect(res.statusCode).toBe(502);
+    expect(((await res.body.json()) as Json).error).toMatchObject({ code: 'upstream_response_too_large' });
+    // The upstream call is aborted, not read to its end (200 MB).
+    await until(() => mock.openResponses === 0);
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect((await lastCalls())[0]).toMatchObject({
+      status: 'error',
+      error_type: 'upstream_response_too_large',
+    });
   });
 
   it('leaves no upstream response open', async () => {
