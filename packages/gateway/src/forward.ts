@@ -99,8 +99,7 @@ export async function forwardAttempts(
         planned.push(attempt);
       } catch (err) {
         if (!(err instanceof TranslationError)) throw err;
-        if (attempt === attempts[0])
-          return sendError(res, wire, badRequest(err.message, 'untranslatable_request'));
+        if (attempt === attempts[0]) return sendError(res, wire, badRequest(err.message, err.code));
       }
     }
   }

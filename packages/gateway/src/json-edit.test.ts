@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { editTopLevel } from './json-edit.js';
+import { checkTopLevel, editTopLevel } from './json-edit.js';
 import { chatRecordings, SKIP_WITHOUT_RECORDINGS } from './testing/index.js';
 
 const edit = (raw: string, edits: Record<string, unknown>) =>
@@ -46,5 +46,15 @@ describe('editTopLevel', () => {
       const edits = { model: 'other', stream_options: { include_usage: true } };
       expect(JSON.parse(edit(raw, edits)!)).toEqual({ ...JSON.parse(raw), ...edits });
     }
+  });
+});
+
+describe('checkTopLevel', () => {
+  it('finds the member that nests too deep, counting brackets outside strings only', () => {
+    const deep = (n: number) => `${'['.repeat(n)}${']'.repeat(n)}`;
+    const check = (raw: string) => checkTopLevel(Buffer.from(raw), 4);
+    expect(check(`{"a":1,"b":${deep(3)}}`)).toBeNull();
+    expect(check(`{"a":1,"b":${deep(4)},"c":2}`)).toEqual({ code: 'nesting_too_deep', key: 'b' });
+    expect(check(`{"s":"${'['.repeat(20)}","t":{"u":{"v":"}}}}{{{{"}}}`)).toBeNull();
   });
 });

@@ -5,7 +5,7 @@ import { attribute } from './attribution.js';
 import { Breakers } from './breaker.js';
 import { type Hold, reserveBudgets, settleBudgets } from './budget-guard.js';
 import { type ForwardEnv, forwardAttempts } from './forward.js';
-import { editTopLevel } from './json-edit.js';
+import { checkTopLevel, editTopLevel } from './json-edit.js';
 import { type AttemptContext, type AttemptOutcome, meterAttempt, type Underway } from './meter.js';
 import { choicesOf, maxOutputTokens, rateLimited, rateLimitHeaders } from './policy.js';
 import {
@@ -90,6 +90,9 @@ function stateUnavailable(err: unknown): GatewayError {
     headers: { 'retry-after': '1' },
   };
 }
+/** The deepest a request body may nest objects and arrays: far more than any API's schema needs,
+ * and far from where walking it again would overflow the stack (about 4,000). */
+const MAX_NESTING = 512;
 
 /** C0 controls and DEL: any character outside the printable ASCII and above it. */
 const CONTROL = /[^\x20-\x7e\u0080-\uffff]/;
@@ -294,6 +297,12 @@ export class Gateway {
       body = parsed as Obj;
     } catch {
       sendError(res, wire, badRequest('The request body is not a valid JSON object.', 'invalid_json'));
+      return null;
+    }
+    const problem = checkTopLevel(raw, MAX_NESTING);
+    if (problem) {
+      const message = `The request body nests objects and arrays more than ${MAX_NESTING} deep (in ${problem.key}).`;
+      sendError(res, wire, badRequest(message, problem.code));
       return null;
     }
     const model = body['model'];

@@ -50,6 +50,11 @@ export function spendRowToJson(r: SpendRow, groupBy: string | undefined): Record
   return out;
 }
 
+/** The times a query may name: from the year 1 to the end of 9999, as RFC 3339 writes them. The
+ * store keeps microseconds in 64 bits, so an epoch-ms value far past these cannot be compared. */
+const FIRST_TIME = -62_135_596_800_000;
+const LAST_TIME = 253_402_300_799_999;
+
 /** A query-string time: RFC 3339 or epoch milliseconds. */
 export function parseTimeParam(name: string, v: unknown): number | undefined {
   if (v === undefined || v === '') return undefined;
@@ -57,6 +62,12 @@ export function parseTimeParam(name: string, v: unknown): number | undefined {
   const t = /^\d+$/.test(v) ? Number(v) : Date.parse(v);
   if (!Number.isFinite(t)) {
     throw new TallyError('invalid_query', `${name} must be an RFC 3339 time or epoch milliseconds.`);
+  }
+  if (t < FIRST_TIME || t > LAST_TIME) {
+    throw new TallyError(
+      'invalid_query',
+      `${name} must be a time from 0001-01-01 to 9999-12-31 (epoch milliseconds up to ${LAST_TIME}).`,
+    );
   }
   return t;
 }

@@ -3,7 +3,32 @@ import { eventData, eventName } from '../sse.js';
 
 type Obj = Record<string, unknown>;
 
-export class TranslationError extends Error {}
+/** A request that cannot be sent to an Anthropic model as it was asked (400 untranslatable_request). */
+export class TranslationError extends Error {
+  readonly code: string = 'untranslatable_request';
+}
+
+/** A request that is not well formed for its own API (400 invalid_request): found while translating
+ * it, where the translation would otherwise trip over it. */
+export class InvalidRequest extends TranslationError {
+  override readonly code = 'invalid_request';
+}
+
+/** `v` as an object; an InvalidRequest naming it (`list[i]`) when it is something else. */
+export function objectItem(v: unknown, list: string, i: number): Obj {
+  if (v !== null && typeof v === 'object' && !Array.isArray(v)) return v as Obj;
+  const was = v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v;
+  throw new InvalidRequest(`${list}[${i}] must be an object, not ${was}.`);
+}
+
+/** `v` as a list of objects (none when it is absent); an InvalidRequest naming the first that
+ * is not one. */
+export function objectList(v: unknown, list: string): Obj[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw new InvalidRequest(`${list} must be an array.`);
+  for (let i = 0; i < v.length; i++) objectItem(v[i], list, i);
+  return v as Obj[];
+}
 
 /** An image URL (a data URL or a link) as an Anthropic image block. */
 export function imageFromUrl(url: string): Obj {

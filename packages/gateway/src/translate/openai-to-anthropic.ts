@@ -4,15 +4,18 @@
  */
 import {
   anthropicTokens,
+  InvalidRequest,
   imageFromUrl,
   joinText,
+  objectItem,
+  objectList,
   parseArgs,
   pushTurn as push,
   requireTurns,
   TranslationError,
 } from './anthropic-blocks.js';
 
-export { TranslationError };
+export { InvalidRequest, TranslationError };
 
 type Obj = Record<string, unknown>;
 
@@ -20,13 +23,15 @@ function imageBlock(part: Obj): Obj {
   return imageFromUrl(String((part['image_url'] as Obj | undefined)?.['url'] ?? ''));
 }
 
-function contentBlocks(content: unknown): Obj[] {
+/** A message's content as Anthropic blocks; `at` names it, for errors. */
+function contentBlocks(content: unknown, at: string): Obj[] {
   // Anthropic refuses a text block of only white space.
   if (typeof content === 'string') return content.trim() === '' ? [] : [{ type: 'text', text: content }];
   if (!Array.isArray(content)) return [];
   const out: Obj[] = [];
-  for (const part of content as Obj[]) {
-    const type = part?.['type'];
+  for (let j = 0; j < content.length; j++) {
+    const part = objectItem(content[j], at, j);
+    const type = part['type'];
     if (type === 'text') {
       const text = String(part['text'] ?? '');
       if (text.trim() !== '') out.push({ type: 'text', text });
@@ -37,9 +42,9 @@ function contentBlocks(content: unknown): Obj[] {
   return out;
 }
 
-function textOf(content: unknown): string {
+function textOf(content: unknown, at: string): string {
   if (typeof content === 'string') return content;
-  return joinText(contentBlocks(content));
+  return joinText(contentBlocks(content, at));
 }
 
 function toolChoice(choice: unknown, parallel: unknown): Obj | undefined {
@@ -85,11 +90,13 @@ export function toAnthropicRequest(body: Obj, model: string, defaultMaxTokens: n
   const list = body['messages'];
   if (!Array.isArray(list)) throw new TranslationError('messages must be an array.');
   refuseUnmapped(body);
-  for (const m of list as Obj[]) {
-    const role = m?.['role'];
-    if (role === 'system' || role === 'developer') system.push(textOf(m['content']));
+  for (let i = 0; i < list.length; i++) {
+    const m = objectItem(list[i], 'messages', i);
+    const role = m['role'];
+    const at = `messages[${i}].content`;
+    if (role === 'system' || role === 'developer') system.push(textOf(m['content'], at));
     else if (role === 'user') {
-      const blocks = contentBlocks(m['content']);
+      const blocks = contentBlocks(m['content'], at);
       // Left out, an empty last turn would leave the assistant's turn last, which Anthropic reads
       // as the start of its answer to go on with.
       if (blocks.length === 0 && m === list[list.length - 1])
@@ -98,8 +105,8 @@ export function toAnthropicRequest(body: Obj, model: string, defaultMaxTokens: n
         );
       push(messages, 'user', blocks);
     } else if (role === 'assistant') {
-      const blocks = contentBlocks(m['content']);
-      for (const tc of (m['tool_calls'] as Obj[] | undefined) ?? []) {
+      const blocks = contentBlocks(m['content'], at);
+      for (const tc of objectList(m['tool_calls'], `messages[${i}].tool_calls`)) {
         const fn = tc['function'] as Obj | undefined;
         blocks.push({
           type: 'tool_use',
@@ -111,7 +118,7 @@ export function toAnthropicRequest(body: Obj, model: string, defaultMaxTokens: n
       push(messages, 'assistant', blocks);
     } else if (role === 'tool') {
       push(messages, 'user', [
-        { type: 'tool_result', tool_use_id: m['tool_call_id'], content: textOf(m['content']) },
+        { type: 'tool_result', tool_use_id: m['tool_call_id'], content: textOf(m['content'], at) },
       ]);
     } else {
       throw new TranslationError(`messages[].role "${String(role)}" cannot be sent to an Anthropic model.`);
@@ -130,10 +137,10 @@ export function toAnthropicRequest(body: Obj, model: string, defaultMaxTokens: n
   else if (Array.isArray(stop)) out['stop_sequences'] = stop;
   const tools = body['tools'];
   if (Array.isArray(tools)) {
-    out['tools'] = (tools as Obj[]).map((t) => {
-      if (t?.['type'] !== 'function')
+    out['tools'] = objectList(tools, 'tools').map((t) => {
+      if (t['type'] !== 'function')
         throw new TranslationError(
-          `tools[].type "${String(t?.['type'])}" cannot be sent to an Anthropic model.`,
+          `tools[].type "${String(t['type'])}" cannot be sent to an Anthropic model.`,
         );
       const fn = (t['function'] ?? {}) as Obj;
       return {

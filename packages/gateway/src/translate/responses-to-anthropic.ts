@@ -8,6 +8,8 @@ import {
   anthropicTokens,
   imageFromUrl,
   joinText,
+  objectItem,
+  objectList,
   parseArgs,
   pushTurn as push,
   requireTurns,
@@ -23,12 +25,14 @@ function imageBlock(part: Obj): Obj {
   return imageFromUrl(url);
 }
 
-function contentBlocks(content: unknown): Obj[] {
+/** An item's content as Anthropic blocks; `at` names it, for errors. */
+function contentBlocks(content: unknown, at: string): Obj[] {
   if (typeof content === 'string') return content === '' ? [] : [{ type: 'text', text: content }];
   if (!Array.isArray(content)) return [];
   const out: Obj[] = [];
-  for (const part of content as Obj[]) {
-    const type = part?.['type'];
+  for (let j = 0; j < content.length; j++) {
+    const part = objectItem(content[j], at, j);
+    const type = part['type'];
     if (type === 'input_text' || type === 'output_text' || type === 'text')
       out.push({ type: 'text', text: String(part['text'] ?? '') });
     else if (type === 'input_image') out.push(imageBlock(part));
@@ -38,8 +42,8 @@ function contentBlocks(content: unknown): Obj[] {
   return out;
 }
 
-function textOf(content: unknown): string {
-  return joinText(contentBlocks(content));
+function textOf(content: unknown, at: string): string {
+  return joinText(contentBlocks(content, at));
 }
 
 function toolChoice(choice: unknown, parallel: unknown): Obj | undefined {
@@ -57,11 +61,9 @@ function toolChoice(choice: unknown, parallel: unknown): Obj | undefined {
 
 function tools(list: unknown): Obj[] | undefined {
   if (!Array.isArray(list)) return undefined;
-  return (list as Obj[]).map((t) => {
-    if (t?.['type'] !== 'function')
-      throw new TranslationError(
-        `tools[].type "${String(t?.['type'])}" cannot be sent to an Anthropic model.`,
-      );
+  return objectList(list, 'tools').map((t) => {
+    if (t['type'] !== 'function')
+      throw new TranslationError(`tools[].type "${String(t['type'])}" cannot be sent to an Anthropic model.`);
     return {
       name: t['name'],
       ...(t['description'] ? { description: t['description'] } : {}),
@@ -85,15 +87,17 @@ export function responsesToAnthropicRequest(body: Obj, model: string, defaultMax
     system.push(body['instructions']);
   const messages: Obj[] = [];
   const input = body['input'];
-  if (typeof input === 'string') push(messages, 'user', contentBlocks(input));
+  if (typeof input === 'string') push(messages, 'user', contentBlocks(input, 'input'));
   else if (Array.isArray(input)) {
-    for (const item of input as Obj[]) {
-      const type = item?.['type'] ?? 'message';
+    for (let i = 0; i < input.length; i++) {
+      const item = objectItem(input[i], 'input', i);
+      const type = item['type'] ?? 'message';
       if (type === 'message') {
         const role = item['role'];
-        if (role === 'system' || role === 'developer') system.push(textOf(item['content']));
+        const at = `input[${i}].content`;
+        if (role === 'system' || role === 'developer') system.push(textOf(item['content'], at));
         else if (role === 'user' || role === 'assistant')
-          push(messages, role, contentBlocks(item['content']));
+          push(messages, role, contentBlocks(item['content'], at));
         else
           throw new TranslationError(`input[].role "${String(role)}" cannot be sent to an Anthropic model.`);
       } else if (type === 'function_call') {
@@ -111,7 +115,7 @@ export function responsesToAnthropicRequest(body: Obj, model: string, defaultMax
           {
             type: 'tool_result',
             tool_use_id: item['call_id'],
-            content: typeof output === 'string' ? output : textOf(output),
+            content: typeof output === 'string' ? output : textOf(output, `input[${i}].output`),
           },
         ]);
       } else if (type === 'reasoning') {

@@ -79,6 +79,25 @@ describe('GET /v1/calls and /v1/spend', () => {
     }
   });
 
+  it('refuses a time past what the store can hold (years 1 to 9999), on every route that takes one', async () => {
+    for (const url of [
+      '/v1/calls?from=9300000000000000',
+      '/v1/spend?to=99999999999999999',
+      '/v1/spend?from=%2B275760-09-13T00:00:00Z',
+      '/v1/calls?to=-010000-01-01T00:00:00Z',
+      '/v1/audit?from=253402300800000',
+    ]) {
+      const res = await t.app.inject({ url, headers: t.auth });
+      expect(res.statusCode, url).toBe(400);
+      expect(res.json().error, url).toMatchObject({
+        code: 'invalid_query',
+        message: expect.stringContaining('from 0001-01-01 to 9999-12-31'),
+      });
+    }
+    const last = await t.app.inject({ url: '/v1/calls?to=253402300799999', headers: t.auth });
+    expect(last.statusCode).toBe(200);
+  });
+
   it('sums spend by project, exactly', async () => {
     const res = await t.app.inject({ url: '/v1/spend?group_by=project', headers: t.auth });
     expect(res.statusCode).toBe(200);

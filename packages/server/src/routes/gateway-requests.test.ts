@@ -1,0 +1,100 @@
+import { SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
+import { request } from 'undici';
+import { describe, expect, it } from 'vitest';
+import { gatewaySuite } from '../testing/gateway-suite.js';
+
+type Json = Record<string, Record<string, unknown>>;
+
+/** A tool whose parameters nest `depth` objects one in another, written out (JSON.stringify would
+ * overflow the stack on it). */
+function deepTools(depth: number): string {
+  const schema = `${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`;
+  return `[{"type":"function","function":{"name":"f","parameters":${schema}}}]`;
+}
+
+describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: requests refused before anything goes upstream', () => {
+  const suite = gatewaySuite((url) => ({
+    providers: [
+      { id: 'openai', kind: 'openai', base_url: `${url}/v1` },
+      { id: 'anthropic', kind: 'anthropic', base_url: url },
+    ],
+  }));
+  const { chat, mock } = suite;
+
+  const post = (path: string, body: string, key = suite.key) =>
+    request(`${suite.base}${path}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body,
+    });
+
+  /** The answer's error, after checking it is a 400 and that nothing went upstream. */
+  async function refused(pending: ReturnType<typeof post>): Promise<Record<string, unknown>> {
+    const before = mock.received.length;
+    const res = await pending;
+    const body = (await res.body.json()) as Json;
+    expect(res.statusCode, JSON.stringify(body)).toBe(400);
+    expect(mock.received.length).toBe(before);
+    return body.error!;
+  }
+
+  it('names a message, tool call, content part or input item that is not an object (for Claude)', async () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ messages: [null] }, 'messages[0] must be an object, not null.'],
+      [
+        {
+          messages: [
+            { role: 'user', content: 'Hi' },
+            { role: 'assistant', tool_calls: [null] },
+          ],
+        },
+        'messages[1].tool_calls[0] must be an object, not null.',
+      ],
+      [
+        { messages: [{ role: 'assistant', tool_calls: 'call_1' }] },
+        'messages[0].tool_calls must be an array.',
+      ],
+      [
+        { messages: [{ role: 'user', content: [7] }] },
+        'messages[0].content[0] must be an object, not number.',
+      ],
+      [
+        { messages: [{ role: 'user', content: 'Hi' }], tools: [[]] },
+        'tools[0] must be an object, not an array.',
+      ],
+    ];
+    for (const [body, message] of cases) {
+      const error = await refused(chat({ model: 'claude-sonnet-4-5', ...body }));
+      expect(error).toMatchObject({ code: 'invalid_request', type: 'invalid_request_error', message });
+    }
+    const responses = (input: unknown) =>
+      post('/v1/responses', JSON.stringify({ model: 'claude-sonnet-4-5', input }));
+    expect(await refused(responses([null]))).toMatchObject({
+      code: 'invalid_request',
+      message: 'input[0] must be an object, not null.',
+    });
+    expect(await refused(responses([{ role: 'user', content: ['x'] }]))).toMatchObject({
+      message: 'input[0].content[0] must be an object, not string.',
+    });
+  });
+
+  it('refuses a body nested deeper than 512, whichever upstream it is for', async () => {
+    // A key with a token limit counts the prompt, tools included.
+    const limited = (await suite.t.newKey({ project: 'p', tpm: 10_000_000 })).key;
+    for (const model of ['claude-sonnet-4-5', 'gpt-4o']) {
+      for (const depth of [100_000, 512]) {
+        const body = `{"model":"${model}","messages":[{"role":"user","content":"Hi"}],"tools":${deepTools(depth)}}`;
+        const error = await refused(post('/v1/chat/completions', body, limited));
+        expect(error).toMatchObject({
+          code: 'nesting_too_deep',
+          message: 'The request body nests objects and arrays more than 512 deep (in tools).',
+        });
+      }
+    }
+    // 511 in all: the body, the tools list, the tool, its function, and 507 in the schema.
+    const fits = `{"model":"gpt-4o","messages":[{"role":"user","content":"Hi"}],"tools":${deepTools(507)}}`;
+    const res = await post('/v1/chat/completions', fits, limited);
+    expect(res.statusCode).toBe(200);
+    await res.body.dump();
+  });
+});
