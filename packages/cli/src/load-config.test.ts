@@ -76,4 +76,39 @@ describe('loadConfig', () => {
       /http or https/,
     );
   });
+
+  it('says where a file fails to parse, and what, but never quotes it (a secret may stand there)', () => {
+    const dir = tmp();
+    const secret = 'sk-proj-SECRET0123456789';
+    const cases: [string, string, RegExp][] = [
+      [
+        'tally.config.yaml',
+        `gateway:\n  providers:\n    - id: openai\n      api_key: ${secret}: x\n`,
+        /YAML error BLOCK_AS_IMPLICIT_KEY at line 4, column 16$/,
+      ],
+      [
+        'flow.yaml',
+        `gateway: { providers: [{ api_key: ${secret}: x }] }\n`,
+        /YAML error \w+ at line 1, column \d+$/,
+      ],
+      ['a.json', `{\n  "secret_key": ${secret}\n}`, /JSON error \(Unexpected token\) at line 2, column 17$/],
+      [
+        'b.json',
+        `{"secret_key": "${secret}" "port": 1}`,
+        /JSON error \(Expected ',' or '}' after property value\) at line 1, column 43$/,
+      ],
+      ['c.json', `{"secret_key": "${secret}`, /JSON error \(Unterminated string\) at line 1, column 41$/],
+    ];
+    for (const [file, text, where] of cases) {
+      writeFileSync(join(dir, file), text);
+      let message = '';
+      try {
+        loadConfig({ cwd: dir, env: {}, file });
+      } catch (err) {
+        message = (err as Error).message;
+      }
+      expect(message, file).toMatch(where);
+      expect(message, file).not.toContain('SECRET');
+    }
+  });
 });

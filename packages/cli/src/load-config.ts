@@ -9,7 +9,68 @@ const FILES = ['tally.config.json', 'tally.config.yaml', 'tally.config.yml'];
 /** The YAML parser, loaded only for a YAML config file (about 40 ms to import on its own). */
 function parseYaml(text: string): unknown {
   const yaml: typeof import('yaml') = createRequire(import.meta.url)('yaml');
-  return yaml.parse(text);
+  try {
+    return yaml.parse(text);
+  } catch (err) {
+    // The parser's message quotes the line, which may hold a secret: only its kind and place go on.
+    const e = err as { code?: string; linePos?: { line: number; col: number }[] };
+    const at = e.linePos?.[0];
+    throw new SyntaxError(
+      `YAML error ${e.code ?? 'unknown'}${at ? ` at line ${at.line}, column ${at.col}` : ''}`,
+    );
+  }
+}
+
+/** JSON.parse, failing with where and what, without the text around the error that V8 quotes (a
+ * secret may stand there). */
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    const message = headOf((err as Error).message);
+    const at = /at position (\d+)/.exec(message);
+    const { line, col } = lineCol(text, at ? Number(at[1]) : errorPosition(text, message));
+    const kind = message.startsWith('Unexpected token')
+      ? 'Unexpected token'
+      : message.replace(/\s*(in JSON )?at position \d+.*$/s, '');
+    throw new SyntaxError(`JSON error (${kind}) at line ${line}, column ${col}`);
+  }
+}
+
+/** A JSON.parse message without the text it quotes (`Unexpected token 'x', ..."text"...`). */
+const headOf = (message: string) => message.split(/, (\.\.\.)?"/)[0]!;
+
+/** Where JSON.parse found the error it reports with `head` but did not place: the shortest start
+ * of the text that fails so ends just past it (none does when the text ends too soon, as every
+ * start then fails so). */
+function errorPosition(text: string, head: string): number {
+  let lo = 0;
+  let hi = text.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (failsAs(text.slice(0, mid), head)) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo === 0 ? text.length : lo - 1;
+}
+
+function failsAs(text: string, head: string): boolean {
+  try {
+    JSON.parse(text);
+    return false;
+  } catch (err) {
+    return headOf((err as Error).message) === head;
+  }
+}
+
+function lineCol(text: string, at: number): { line: number; col: number } {
+  let line = 1;
+  let start = 0;
+  for (let i = text.indexOf('\n'); i >= 0 && i < at; i = text.indexOf('\n', i + 1)) {
+    line++;
+    start = i + 1;
+  }
+  return { line, col: at - start + 1 };
 }
 
 /** TALLY_* variables and the config keys they set. */
@@ -113,7 +174,7 @@ export function loadConfig(opts: LoadConfigOptions): TallyConfig & { source: str
       throw new TallyError('config_invalid', `Cannot read the config file ${path}.`);
     }
     try {
-      const parsed: unknown = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+      const parsed: unknown = path.endsWith('.json') ? parseJson(text) : parseYaml(text);
       if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) {
         raw = parsed as Record<string, unknown>;
       } else if (parsed !== null && parsed !== undefined) {
