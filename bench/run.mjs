@@ -2,6 +2,7 @@
 // Each figure is given as a ratio against a baseline measured in the same run.
 import { appendFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { bodyCheckBench } from './body-check.mjs';
 import { gatewayOverhead } from './gateway-overhead.mjs';
 import { ingestBench } from './ingest.mjs';
 import { largeAnswerBench } from './large-answer.mjs';
@@ -50,6 +51,27 @@ if (want('stream-meter')) {
   sections.push(
     `### Stream metering (mitata), ${date}\n\n${r.streams} recorded OpenAI streams, ${r.chunks} chunks, recorded with include_usage ` +
       `(every chunk but the last carries "usage":null).\n\n${t}`,
+  );
+}
+
+if (want('body-check')) {
+  const rows = await bodyCheckBench();
+  const us = (ns) => `${(ns / 1000).toFixed(2)} µs`;
+  const t = table(
+    ['body', 'bytes', 'JSON.parse (baseline)', 'check', 'check per KB', 'check / baseline'],
+    rows.map((r) => [
+      r.shape,
+      r.bytes,
+      us(r.parse),
+      us(r.check),
+      us(r.check / (r.bytes / 1024)),
+      `${(r.check / r.parse).toFixed(2)}×`,
+    ]),
+  );
+  sections.push(
+    `### The gateway's check of a request body (mitata), ${date}\n\nOne walk of the top level of each call's body ` +
+      `(json-edit.ts checkTopLevel: a name given twice, nesting past 512), against the JSON.parse the gateway ` +
+      `already pays on it. Medians.\n\n${t}`,
   );
 }
 

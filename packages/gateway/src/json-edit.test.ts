@@ -57,4 +57,27 @@ describe('checkTopLevel', () => {
     expect(check(`{"a":1,"b":${deep(4)},"c":2}`)).toEqual({ code: 'nesting_too_deep', key: 'b' });
     expect(check(`{"s":"${'['.repeat(20)}","t":{"u":{"v":"}}}}{{{{"}}}`)).toBeNull();
   });
+
+  it('finds a name given twice, however it is spelt, and only at the top level', () => {
+    const check = (raw: string) => checkTopLevel(Buffer.from(raw), 512);
+    expect(check('{"model":"a","messages":[],"model":"b"}')).toEqual({ code: 'duplicate_key', key: 'model' });
+    expect(check(String.raw`{"model":"a","mod\u0065l":"b"}`)).toEqual({
+      code: 'duplicate_key',
+      key: 'model',
+    });
+    expect(check('{"model":"a","metadata":{"model":"b","model":"c"},"models":[]}')).toBeNull();
+    // Past 32 names, a set takes over from the list.
+    const many = Array.from({ length: 40 }, (_, i) => `"k${i}":${i}`).join(',');
+    expect(check(`{${many}}`)).toBeNull();
+    expect(check(`{${many},"k7":0}`)).toEqual({ code: 'duplicate_key', key: 'k7' });
+  });
+
+  it('ends strings at the right quote, escapes on either side of where it stops reading byte by byte', () => {
+    for (let n = 0; n < 40; n++) {
+      const text = `${'a'.repeat(n)}\\"}],{[\\\\${'b'.repeat(n)}`;
+      const raw = `{"s":"${text}","model":"x","t":["${text}",{"u":"${text}"}]}`;
+      expect(checkTopLevel(Buffer.from(raw), 3), String(n)).toBeNull();
+      expect(JSON.parse(edit(raw, { model: 'y' })!), String(n)).toEqual({ ...JSON.parse(raw), model: 'y' });
+    }
+  });
 });

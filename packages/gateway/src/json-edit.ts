@@ -15,9 +15,21 @@ function skipSpace(b: Buffer, i: number): number {
   return i;
 }
 
+/** Strings are read byte by byte up to this length, past it by indexOf: most of a body's strings
+ * (names, roles) are short, and for them a call to indexOf costs more than the loop. */
+const SHORT_STRING = 16;
+
 /** The index after the string that opens at `i`, or -1. */
 function stringEnd(b: Buffer, i: number): number {
-  let from = i + 1;
+  const n = b.length;
+  const stop = Math.min(i + 1 + SHORT_STRING, n);
+  let j = i + 1;
+  for (; j < stop; j++) {
+    const c = b[j];
+    if (c === QUOTE) return j + 1;
+    if (c === BACKSLASH) j++;
+  }
+  let from = j;
   for (;;) {
     const q = b.indexOf(QUOTE, from);
     if (q < 0) return -1;
@@ -55,40 +67,41 @@ function valueEnd(b: Buffer, i: number, maxDepth: number): number {
   return j > i ? j : -1;
 }
 
+/** The name whose string spans `start` to `end`, quotes included. Read in place: subarray() and
+ * includes() each cost more than such a short scan. */
 function keyAt(b: Buffer, start: number, end: number): string {
-  const inner = b.subarray(start + 1, end - 1);
-  return inner.includes(BACKSLASH)
-    ? (JSON.parse(b.toString('utf8', start, end)) as string)
-    : inner.toString('utf8');
+  for (let i = start + 1; i < end - 1; i++)
+    if (b[i] === BACKSLASH) return JSON.parse(b.toString('utf8', start, end)) as string;
+  return b.toString('utf8', start + 1, end - 1);
 }
 
+/** One member of an object: the span of its name's string (quotes included) and of its value.
+ * False stops the walk. */
+type Visit = (keyStart: number, keyEnd: number, start: number, end: number) => boolean;
+
 /**
- * Walks the members of the JSON object in `raw`, handing each one's name and the span of its value
- * to `visit` (false stops the walk there; a value that nests too deep is handed over with TOO_DEEP
- * for its end, and ends the walk). Answers the index of the object's closing brace, -1 when `raw`
- * is not one JSON object (or the walk was stopped), or TOO_DEEP.
+ * Walks the members of the JSON object in `raw`, handing each one to `visit` (a value that nests
+ * too deep is handed over with TOO_DEEP for its end, and ends the walk). Answers the index of the
+ * object's closing brace, -1 when `raw` is not one JSON object (or the walk was stopped), or
+ * TOO_DEEP.
  */
-function walkTopLevel(
-  raw: Buffer,
-  maxDepth: number,
-  visit: (key: string, start: number, end: number) => boolean,
-): number {
+function walkTopLevel(raw: Buffer, maxDepth: number, visit: Visit): number {
   let i = skipSpace(raw, 0);
   if (raw[i] !== 0x7b) return -1;
   i = skipSpace(raw, i + 1);
   if (raw[i] !== 0x7d) {
     for (;;) {
       if (raw[i] !== QUOTE) return -1;
+      const keyStart = i;
       const keyEnd = stringEnd(raw, i);
       if (keyEnd < 0) return -1;
-      const key = keyAt(raw, i, keyEnd);
       i = skipSpace(raw, keyEnd);
       if (raw[i] !== 0x3a) return -1;
       i = skipSpace(raw, i + 1);
       const end = valueEnd(raw, i, maxDepth);
-      if (end === TOO_DEEP) visit(key, i, end);
+      if (end === TOO_DEEP) visit(keyStart, keyEnd, i, end);
       if (end < 0) return end;
-      if (!visit(key, i, end)) return -1;
+      if (!visit(keyStart, keyEnd, i, end)) return -1;
       i = skipSpace(raw, end);
       if (raw[i] === 0x2c) {
         i = skipSpace(raw, i + 1);
@@ -111,8 +124,9 @@ export function editTopLevel(raw: Buffer, edits: ReadonlyMap<string, string>): B
   const done = new Set<string>();
   let from = 0;
   let members = 0;
-  const close = walkTopLevel(raw, Number.POSITIVE_INFINITY, (key, start, end) => {
+  const close = walkTopLevel(raw, Number.POSITIVE_INFINITY, (keyStart, keyEnd, start, end) => {
     members++;
+    const key = keyAt(raw, keyStart, keyEnd);
     const edit = edits.get(key);
     if (edit !== undefined) {
       parts.push(raw.subarray(from, start), Buffer.from(edit, 'utf8'));
@@ -132,21 +146,66 @@ export function editTopLevel(raw: Buffer, edits: ReadonlyMap<string, string>): B
 
 /** What checkTopLevel finds wrong with a body, and the member it is in. */
 export interface BodyProblem {
-  code: 'nesting_too_deep';
+  code: 'nesting_too_deep' | 'duplicate_key';
   key: string;
 }
 
+/** Past this many members, or with a name that has escapes, names are compared as strings. */
+const COMPARED_IN_PLACE = 32;
+
+/** The spans of the names seen so far in the body being checked. Kept from call to call (the
+ * check is synchronous), so that a call's check allocates no list. */
+const spans: number[] = [];
+
 /**
- * Checks a request body that JSON.parse has taken as an object: no member nests objects and arrays
- * more than `maxDepth` deep (the body's own braces count as one). Walking a value that deep would
- * overflow the stack where the gateway reads or writes it again (JSON.stringify fails at about
- * 4,000). Null when the body is fine.
+ * Checks a request body that JSON.parse has taken as an object, in one walk of its bytes:
+ * - no member nests objects and arrays more than `maxDepth` deep (the body's own braces count as
+ *   one): walking a value that deep would overflow the stack where the gateway reads or writes it
+ *   again (JSON.stringify fails at about 4,000);
+ * - no name is given twice: JSON.parse keeps the last, which the gateway checks and prices, while
+ *   an upstream that keeps the first would serve another model than the one allowed and paid for.
+ * Names are compared as bytes in place, as making strings of them costs more than the walk.
+ * Null when the body is fine.
  */
 export function checkTopLevel(raw: Buffer, maxDepth: number): BodyProblem | null {
   let problem: BodyProblem | null = null;
-  walkTopLevel(raw, maxDepth - 1, (key, _start, end) => {
-    if (end === TOO_DEEP) problem = { code: 'nesting_too_deep', key };
-    return true;
+  let inPlace = true;
+  spans.length = 0;
+  walkTopLevel(raw, maxDepth - 1, (keyStart, keyEnd, _start, end) => {
+    if (end === TOO_DEEP) problem = { code: 'nesting_too_deep', key: keyAt(raw, keyStart, keyEnd) };
+    else if (!inPlace) return true;
+    else if (spans.length === 2 * COMPARED_IN_PLACE || hasEscape(raw, keyStart, keyEnd)) inPlace = false;
+    else {
+      for (let n = 0; n < spans.length && problem === null; n += 2)
+        if (sameBytes(raw, spans[n]!, spans[n + 1]!, keyStart, keyEnd))
+          problem = { code: 'duplicate_key', key: keyAt(raw, keyStart, keyEnd) };
+      spans.push(keyStart, keyEnd);
+    }
+    return problem === null;
+  });
+  return problem ?? (inPlace ? null : repeatedName(raw));
+}
+
+/** The first name given twice, as strings: for a body with many members or escaped names. */
+function repeatedName(raw: Buffer): BodyProblem | null {
+  const names = new Set<string>();
+  let problem: BodyProblem | null = null;
+  walkTopLevel(raw, Number.POSITIVE_INFINITY, (keyStart, keyEnd) => {
+    const key = keyAt(raw, keyStart, keyEnd);
+    if (names.has(key)) problem = { code: 'duplicate_key', key };
+    names.add(key);
+    return problem === null;
   });
   return problem;
+}
+
+function hasEscape(b: Buffer, start: number, end: number): boolean {
+  for (let i = start + 1; i < end - 1; i++) if (b[i] === BACKSLASH) return true;
+  return false;
+}
+
+function sameBytes(b: Buffer, s1: number, e1: number, s2: number, e2: number): boolean {
+  if (e1 - s1 !== e2 - s2) return false;
+  for (let i = 0; i < e1 - s1; i++) if (b[s1 + i] !== b[s2 + i]) return false;
+  return true;
 }

@@ -301,7 +301,11 @@ export class Gateway {
     }
     const problem = checkTopLevel(raw, MAX_NESTING);
     if (problem) {
-      const message = `The request body nests objects and arrays more than ${MAX_NESTING} deep (in ${problem.key}).`;
+      const name = JSON.stringify(problem.key.slice(0, 100));
+      const message =
+        problem.code === 'duplicate_key'
+          ? `The request body gives ${name} more than once: send each field once.`
+          : `The request body nests objects and arrays more than ${MAX_NESTING} deep (in ${name}).`;
       sendError(res, wire, badRequest(message, problem.code));
       return null;
     }

@@ -87,13 +87,52 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: requests refused before anyth
         const error = await refused(post('/v1/chat/completions', body, limited));
         expect(error).toMatchObject({
           code: 'nesting_too_deep',
-          message: 'The request body nests objects and arrays more than 512 deep (in tools).',
+          message: 'The request body nests objects and arrays more than 512 deep (in "tools").',
         });
       }
     }
     // 511 in all: the body, the tools list, the tool, its function, and 507 in the schema.
     const fits = `{"model":"gpt-4o","messages":[{"role":"user","content":"Hi"}],"tools":${deepTools(507)}}`;
     const res = await post('/v1/chat/completions', fits, limited);
+    expect(res.statusCode).toBe(200);
+    await res.body.dump();
+  });
+
+  it('refuses a body that gives a top-level field twice, in the client format', async () => {
+    // The key may use gpt-4o-mini only: an upstream that reads the first "model" would serve gpt-4o.
+    const mini = (await suite.t.newKey({ project: 'p', models: ['gpt-4o-mini'] })).key;
+    const messages = '"messages":[{"role":"user","content":"Hi"}]';
+    for (const body of [
+      `{"model":"gpt-4o","model":"gpt-4o-mini",${messages}}`,
+      `{"model":"gpt-4o", ${messages}, "mod\\u0065l" : "gpt-4o-mini"}`,
+    ]) {
+      expect(await refused(post('/v1/chat/completions', body, mini))).toMatchObject({
+        type: 'invalid_request_error',
+        code: 'duplicate_key',
+        message: 'The request body gives "model" more than once: send each field once.',
+      });
+    }
+    const twice = `{"model":"claude-sonnet-4-5","max_tokens":10,"max_tokens":100000,${messages}}`;
+    for (const path of ['/v1/messages', '/v1/messages/count_tokens']) {
+      const before = mock.received.length;
+      const res = await request(`${suite.base}${path}`, {
+        method: 'POST',
+        headers: { 'x-api-key': suite.key, 'content-type': 'application/json' },
+        body: twice,
+      });
+      expect(res.statusCode).toBe(400);
+      expect(await res.body.json()).toMatchObject({
+        type: 'error',
+        error: {
+          type: 'invalid_request_error',
+          message: expect.stringContaining('"max_tokens" more than once'),
+        },
+      });
+      expect(mock.received.length).toBe(before);
+    }
+    // The same name inside a value is the value's own business.
+    const nested = `{"model":"gpt-4o","metadata":{"a":"1","a":"2"},${messages}}`;
+    const res = await post('/v1/chat/completions', nested);
     expect(res.statusCode).toBe(200);
     await res.body.dump();
   });
