@@ -32,11 +32,12 @@ export interface Accumulated {
   headers: Record<string, string>;
 }
 
-/** Upstream response headers worth passing on: ids and the provider's own rate-limit state. Not
- * those that name the gateway's account with the provider (openai-organization, openai-project,
- * anthropic-organization-id). */
-const PASS_HEADERS =
-  /^(x-request-id$|request-id$|openai-processing-ms$|openai-version$|x-ratelimit-|anthropic-ratelimit-|retry-after$)/;
+/** Upstream response headers worth passing on: ids, and when to try again. Not those that name
+ * the gateway's account with the provider (openai-organization, openai-project,
+ * anthropic-organization-id), nor that account's rate limits (x-ratelimit-*,
+ * anthropic-ratelimit-*): a key's own limits are its x-ratelimit-* headers, and the provider's
+ * would mix with them and show every key holder the organisation's. */
+const PASS_HEADERS = /^(x-request-id$|request-id$|openai-processing-ms$|openai-version$|retry-after$)/;
 
 export function passHeaders(h: Record<string, string>): Record<string, string> {
   const out: Record<string, string> = {};

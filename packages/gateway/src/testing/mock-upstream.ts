@@ -410,6 +410,10 @@ function json(res: ServerResponse, status: number, body: unknown): void {
     'openai-organization': 'org-mock',
     'openai-project': 'proj_mock',
     'anthropic-organization-id': 'aorg-mock',
+    // And the account's own rate limits.
+    'x-ratelimit-limit-requests': '10000',
+    'x-ratelimit-limit-tokens': '30000000',
+    'anthropic-ratelimit-tokens-limit': '400000',
   });
   res.end(text);
 }

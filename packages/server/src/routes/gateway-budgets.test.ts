@@ -225,6 +225,9 @@ describe.each(states)('budgets and rate limits (%s state)', (_name, makeState) =
     expect(first.statusCode).toBe(200);
     expect(first.headers['x-ratelimit-limit-requests']).toBe('2');
     expect(first.headers['x-ratelimit-remaining-requests']).toBe('1');
+    // The provider account's own limits are not passed on: they would mix with the key's.
+    expect(first.headers['x-ratelimit-limit-tokens']).toBeUndefined();
+    expect(first.headers['anthropic-ratelimit-tokens-limit']).toBeUndefined();
     await first.body.dump();
     expect((await message(key)).statusCode).toBe(200);
     const limited = await message(key);
