@@ -18,6 +18,7 @@ import {
 } from './providers.js';
 import type { Accumulated, Metered, Recorder } from './relay.js';
 import { badRequest, type GatewayError, headerValue, invalidKey, sendError, type Wire } from './replies.js';
+import { readBody } from './request-body.js';
 import { type Attempt, Router } from './router.js';
 import { Slots } from './slots.js';
 import type { RateResult } from './state/shared-state.js';
@@ -54,30 +55,6 @@ const ROUTES = new Map<string, Endpoint>([
   ['/v1/embeddings', 'embeddings'],
   ['/v1/messages', 'messages'],
 ]);
-
-/** The whole request body, or null past `limit` bytes. Read by events: an async iterator over the
- * request costs several microseconds a call. */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (c: Buffer) => {
-      size += c.length;
-      if (size > limit) {
-        req.off('data', onData);
-        req.resume();
-        resolve(null);
-      } else chunks.push(c);
-    };
-    req.on('data', onData);
-    req.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
-    req.once('error', reject);
-    // A client gone before the body ended sends no 'end': without this the call would hang.
-    req.once('close', () => {
-      if (!req.complete) reject(new Error('The client closed the connection before the body ended.'));
-    });
-  });
-}
 
 /** Budgets and limits cannot be held without their state (Redis out of reach): the call is not
  * sent unchecked. */
@@ -253,14 +230,7 @@ export class Gateway {
       }
       const limit = this.deps.config.body_limit_bytes ?? 32 * 1024 * 1024;
       const raw = await readBody(req, limit);
-      if (raw === null) {
-        return sendError(res, wire, {
-          status: 413,
-          type: 'invalid_request_error',
-          code: 'body_too_large',
-          message: `The request body is larger than ${limit} bytes.`,
-        });
-      }
+      if (!Buffer.isBuffer(raw)) return sendError(res, wire, raw);
       if (endpoint === 'count_tokens') await this.countTokens(req, res, raw, key);
       else await this.handle(req, res, endpoint, raw, key);
     } catch (err) {

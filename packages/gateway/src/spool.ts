@@ -163,7 +163,8 @@ export class ChunkSpool<C extends SinkChunk> {
     this.now = opts.now ?? Date.now;
     this.rescanMs = opts.rescanMs ?? 60_000;
     this.maxBytes = opts.maxBytes ?? Number.POSITIVE_INFINITY;
-    mkdirSync(dir, { recursive: true });
+    // Calls waiting here name projects, users and costs: the folders made for them are the user's alone.
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
 
   /** Refuses a file of `size` bytes that would take the spool past its bound (its files and the

@@ -32,8 +32,19 @@ export const providerSchema = z
       .string()
       .regex(/^[a-z0-9][a-z0-9._-]*$/, 'must be lower-case letters, digits, dot, dash or underscore'),
     kind: z.enum(['openai', 'azure', 'anthropic', 'openai-compatible']),
-    base_url: z.url({ protocol: /^https?$/, error: 'must be an http or https URL' }),
-    api_key: z.string().optional(),
+    base_url: z.url({ protocol: /^https?$/, error: 'must be an http or https URL' }).refine(
+      // Also run on a value the check before it refused.
+      (u) => !URL.canParse(u) || (new URL(u).username === '' && new URL(u).password === ''),
+      'must not hold a user name or password (they would be stored and shown as they are): give the key as api_key',
+    ),
+    /** Sent in a header as it is: printable ASCII only, as every provider's keys are. */
+    api_key: z
+      .string()
+      .regex(
+        /^[\x21-\x7e]*$/,
+        'must be the key alone: printable ASCII, without spaces or line breaks (check for a newline copied with it)',
+      )
+      .optional(),
     api_version: z.string().optional(),
     deployments: z.record(z.string(), z.string()).optional(),
     price_provider: z.string().optional(),

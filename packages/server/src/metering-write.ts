@@ -33,7 +33,7 @@ export function meteringWriter(
     metrics.callsRejected.inc();
     log.error({ reason, call: line.slice(0, 2000) }, 'the store refused a metered call; it is set aside');
     if (!rejectedDir) return;
-    await mkdir(rejectedDir, { recursive: true });
+    await mkdir(rejectedDir, { recursive: true, mode: 0o700 });
     const file = join(rejectedDir, `calls-${new Date().toISOString().slice(0, 10)}.csv`);
     await appendFile(file, `${line}\n`, { mode: 0o600 });
   };

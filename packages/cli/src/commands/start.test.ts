@@ -1,8 +1,10 @@
-import { mkdtempSync } from 'node:fs';
+import { chmodSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../load-config.js';
 import { freePort, spawnTally, stopProcess } from '../testing/spawn-server.js';
+import { openStore, secretKey } from './start.js';
 
 describe('tally start', () => {
   it('serves on --port, prints an admin key once, and the key works', async () => {
@@ -65,5 +67,24 @@ describe('tally start', () => {
     expect(out).toMatch(/error \[config_invalid\]/);
     expect(out).toMatch(/hint:/);
     expect(out).not.toMatch(/at .*\.js:\d+/);
+  });
+
+  it("makes the data folder the user's alone, and the secret key file too", async () => {
+    const cwd = mkdtempSync(join(os.tmpdir(), 'tally-start-'));
+    const config = loadConfig({ cwd, env: { TALLY_DATA_DIR: 'data/tally' } });
+    const mode = (path: string) => statSync(path).mode & 0o777;
+    const store = await openStore(config, cwd);
+    await store.close();
+    expect(mode(join(cwd, 'data'))).toBe(0o700);
+    expect(mode(join(cwd, 'data/tally'))).toBe(0o700);
+    await secretKey(config, cwd);
+    expect(mode(join(cwd, 'data/tally/secret.key'))).toBe(0o600);
+    // A key file others may read is made the user's alone, and still read.
+    const other = mkdtempSync(join(os.tmpdir(), 'tally-start-'));
+    writeFileSync(join(other, 'secret.key'), 'ab'.repeat(32));
+    chmodSync(join(other, 'secret.key'), 0o644);
+    const key = await secretKey(loadConfig({ cwd: other, env: { TALLY_DATA_DIR: '.' } }), other);
+    expect(key.toString('hex')).toBe('ab'.repeat(32));
+    expect(mode(join(other, 'secret.key'))).toBe(0o600);
   });
 });

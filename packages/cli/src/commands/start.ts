@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type Pricer, systemClock } from '@tally/core';
 import type { TallyConfig } from '@tally/server';
@@ -20,7 +20,9 @@ export async function openStore(config: TallyConfig, cwd: string, file = 'tally.
   // The server and the store load when a command needs them, so that the others (a gateway
   // replica, keys, price) never load DuckDB's library.
   const { createDuckDbStore } = await import('@tally/store');
-  if (path !== ':memory:') mkdirSync(resolve(path, '..'), { recursive: true });
+  // The store, its log and the key file hold calls and secrets: the folders made for them are the
+  // user's alone (files DuckDB makes in them are 0644, by the umask).
+  if (path !== ':memory:') mkdirSync(resolve(path, '..'), { recursive: true, mode: 0o700 });
   const store = await createDuckDbStore({
     path,
     memoryLimit: config.store.memory_limit,
@@ -71,8 +73,11 @@ export async function secretKey(config: TallyConfig, cwd: string): Promise<Buffe
   if (config.secret_key) return SecretBox.parseKey(config.secret_key);
   const file = resolve(cwd, config.data_dir, 'secret.key');
   if (!existsSync(file)) {
-    mkdirSync(resolve(file, '..'), { recursive: true });
+    mkdirSync(resolve(file, '..'), { recursive: true, mode: 0o700 });
     writeFileSync(file, randomBytes(32).toString('hex'), { mode: 0o600, flag: 'wx' });
+  } else if ((statSync(file).mode & 0o077) !== 0) {
+    // A key file others may read (copied, or made by an older version) is made the user's alone.
+    chmodSync(file, 0o600);
   }
   return SecretBox.parseKey(readFileSync(file, 'utf8'));
 }

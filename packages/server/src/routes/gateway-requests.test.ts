@@ -1,3 +1,4 @@
+import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync } from 'node:zlib';
 import { SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
 import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
@@ -14,6 +15,7 @@ function deepTools(depth: number): string {
 
 describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: requests refused before anything goes upstream', () => {
   const suite = gatewaySuite((url) => ({
+    body_limit_bytes: 1024 * 1024,
     providers: [
       { id: 'openai', kind: 'openai', base_url: `${url}/v1` },
       { id: 'anthropic', kind: 'anthropic', base_url: url },
@@ -135,5 +137,46 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: requests refused before anyth
     const res = await post('/v1/chat/completions', nested);
     expect(res.statusCode).toBe(200);
     await res.body.dump();
+  });
+
+  it('reads a compressed body (gzip, deflate, br), held to the body limit once decoded', async () => {
+    const body = JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'Hello' }] });
+    const send = (coding: string, bytes: Buffer) =>
+      request(`${suite.base}/v1/chat/completions`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${suite.key}`,
+          'content-type': 'application/json',
+          'content-encoding': coding,
+        },
+        body: bytes,
+      });
+    const codings: [string, (b: Buffer) => Buffer][] = [
+      ['gzip', gzipSync],
+      ['deflate', deflateSync],
+      ['deflate', deflateRawSync],
+      ['br', brotliCompressSync],
+    ];
+    for (const [coding, encode] of codings) {
+      const res = await send(coding, encode(Buffer.from(body)));
+      expect(res.statusCode, coding).toBe(200);
+      await res.body.dump();
+      expect(mock.received.at(-1)!.raw).toBe(body);
+      expect(mock.received.at(-1)!.headers['content-encoding']).toBeUndefined();
+    }
+    // 4 MB of spaces inside a valid body: a few kB compressed, past the 1 MB limit decoded.
+    const bomb = gzipSync(Buffer.from(`${body.slice(0, -1)}${' '.repeat(4 << 20)}}`));
+    const errors: [Promise<Awaited<ReturnType<typeof send>>>, number, string][] = [
+      [send('gzip', bomb), 413, 'body_too_large'],
+      [send('gzip', Buffer.from(body)), 400, 'invalid_content_encoding'],
+      [send('zstd', Buffer.from(body)), 415, 'unsupported_content_encoding'],
+    ];
+    for (const [pending, status, code] of errors) {
+      const before = mock.received.length;
+      const res = await pending;
+      expect(res.statusCode, code).toBe(status);
+      expect(((await res.body.json()) as Json).error).toMatchObject({ code });
+      expect(mock.received.length).toBe(before);
+    }
   });
 });

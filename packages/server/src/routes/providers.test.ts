@@ -87,4 +87,30 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('providers added through the API', () =
     expect(res.statusCode).toBe(400);
     expect(res.json().error.message).toMatch(/id:.*kind:.*base_url:/);
   });
+
+  it('refuses a key that could not go in a header, and a base URL with a user name or password', async () => {
+    const post = (payload: Record<string, unknown>) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/v1/providers',
+        headers: t.auth,
+        payload: { id: 'p1', kind: 'openai-compatible', base_url: 'https://llm.example/v1', ...payload },
+      });
+    for (const api_key of ['sk-abc\r\nx-evil: 1', 'sk-abc\n', 'sk-clé', 'sk abc']) {
+      const res = await post({ api_key });
+      expect(res.statusCode, JSON.stringify(api_key)).toBe(400);
+      expect(res.json().error).toMatchObject({
+        code: 'invalid_request',
+        message: expect.stringContaining('api_key: must be the key alone: printable ASCII'),
+      });
+    }
+    for (const base_url of ['https://me:hunter2@llm.example/v1', 'https://token@llm.example/v1']) {
+      const res = await post({ base_url, api_key: 'sk-abc' });
+      expect(res.statusCode, base_url).toBe(400);
+      expect(res.json().error.message).toMatch(/base_url: must not hold a user name or password/);
+      expect(res.body).not.toContain('hunter2');
+    }
+    const listed = await t.app.inject({ url: '/v1/providers', headers: t.auth });
+    expect(listed.json().data.map((p: { id: string }) => p.id)).not.toContain('p1');
+  });
 });

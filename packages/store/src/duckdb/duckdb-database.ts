@@ -82,7 +82,7 @@ export class DuckDbDatabase {
       openFiles.add(location);
     }
     try {
-      if (file) mkdirSync(dirname(location), { recursive: true });
+      if (file) mkdirSync(dirname(location), { recursive: true, mode: 0o700 });
       const all = { checkpoint_threshold: checkpointThresholdFor(settings['memory_limit']), ...settings };
       const instance = await DuckDBInstance.create(location, all);
       const lane = async (): Promise<Lane> => ({ conn: await instance.connect(), lock: new SerialLock() });
