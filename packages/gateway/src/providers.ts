@@ -104,8 +104,8 @@ export function upstreamFor(
     };
   }
   if (p.api_key) headers['authorization'] = `Bearer ${p.api_key}`;
-  const org = clientHeaders['openai-organization'];
-  if (typeof org === 'string') headers['openai-organization'] = org;
+  if (p.organization) headers['openai-organization'] = p.organization;
+  if (p.project) headers['openai-project'] = p.project;
   return { origin, path: `${basePath}${suffix}`, headers, bodyModel: model };
 }
 
@@ -127,5 +127,7 @@ export function modelsPath(p: ProviderConfig): {
     return { origin, path: `${basePath}/openai/v1/models`, headers };
   }
   if (p.api_key) headers['authorization'] = `Bearer ${p.api_key}`;
+  if (p.organization) headers['openai-organization'] = p.organization;
+  if (p.project) headers['openai-project'] = p.project;
   return { origin, path: `${basePath}/models`, headers };
 }

@@ -15,6 +15,11 @@ export interface ProviderConfig {
   api_key?: string | undefined;
   /** Azure: the api-version query parameter. */
   api_version?: string | undefined;
+  /** OpenAI: the organization and project calls are made for (`OpenAI-Organization`,
+   * `OpenAI-Project`). A client's own headers of these names are never passed on: they would let a
+   * key holder bill another organization of the account. */
+  organization?: string | undefined;
+  project?: string | undefined;
   /** Azure: model name -> deployment name. */
   deployments?: Record<string, string> | undefined;
   /** The price catalog's provider id, when it is not the id (gemini -> google). */

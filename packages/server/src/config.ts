@@ -46,6 +46,15 @@ export const providerSchema = z
       )
       .optional(),
     api_version: z.string().optional(),
+    /** OpenAI: the organization and project the calls are made for (never the client's choice). */
+    organization: z
+      .string()
+      .regex(/^[\x21-\x7e]+$/, 'must be an organization id, such as org-...')
+      .optional(),
+    project: z
+      .string()
+      .regex(/^[\x21-\x7e]+$/, 'must be a project id, such as proj_...')
+      .optional(),
     deployments: z.record(z.string(), z.string()).optional(),
     price_provider: z.string().optional(),
     timeout_ms: z.number().int().positive().optional(),

@@ -2,7 +2,7 @@ import { SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
 import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { gatewaySuite } from '../testing/gateway-suite.js';
-import { postMessage, until } from '../testing/test-app.js';
+import { postChat, postMessage, until } from '../testing/test-app.js';
 
 type Json = Record<string, Record<string, unknown>>;
 
@@ -13,7 +13,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: upstream answers unfit to pas
   const suite = gatewaySuite((url) => ({
     max_response_bytes: 1024 * 1024,
     providers: [
-      { id: 'openai', kind: 'openai', base_url: `${url}/v1`, api_key: OPENAI_KEY },
+      { id: 'openai', kind: 'openai', base_url: `${url}/v1`, api_key: OPENAI_KEY, organization: 'org-ours' },
       { id: 'anthropic', kind: 'anthropic', base_url: url, api_key: ANTHROPIC_KEY },
     ],
     routes: [
@@ -25,6 +25,23 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: upstream answers unfit to pas
     ],
   }));
   const { chat, lastCalls, mock } = suite;
+
+  it("sends the provider's own organization upstream, never the one a client names", async () => {
+    const res = await postChat(
+      suite.base,
+      suite.key,
+      { model: 'gpt-4o' },
+      {
+        'openai-organization': 'org-someone-else',
+        'openai-project': 'proj_someone_else',
+      },
+    );
+    expect(res.statusCode).toBe(200);
+    await res.body.dump();
+    const sent = mock.received.at(-1)!.headers;
+    expect(sent['openai-organization']).toBe('org-ours');
+    expect(sent['openai-project']).toBeUndefined();
+  });
 
   it('answers a 200 that is not JSON (an HTML page, a body cut short) with a 502, recorded as an error', async () => {
     for (const model of ['fault-html', 'fault-short']) {

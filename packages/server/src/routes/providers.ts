@@ -17,6 +17,8 @@ export function toProviderConfig(rec: ProviderRecord, box: SecretBox): ProviderC
   };
   if (rec.secret_enc) p.api_key = box.decrypt(rec.secret_enc);
   if (typeof s['api_version'] === 'string') p.api_version = s['api_version'];
+  if (typeof s['organization'] === 'string') p.organization = s['organization'];
+  if (typeof s['project'] === 'string') p.project = s['project'];
   if (isObject(s['deployments'])) p.deployments = s['deployments'] as Record<string, string>;
   if (typeof s['price_provider'] === 'string') p.price_provider = s['price_provider'];
   if (typeof s['timeout_ms'] === 'number') p.timeout_ms = s['timeout_ms'];
@@ -44,7 +46,14 @@ export const providerRoutes: FastifyPluginAsync<AppContext & { refreshProviders:
     }
     const p = parsed.data;
     const settings: Record<string, unknown> = {};
-    for (const k of ['api_version', 'deployments', 'price_provider', 'timeout_ms'] as const)
+    for (const k of [
+      'api_version',
+      'organization',
+      'project',
+      'deployments',
+      'price_provider',
+      'timeout_ms',
+    ] as const)
       if (p[k] !== undefined) settings[k] = p[k];
     await ctx.store.putProvider({
       tenant: principal.tenant,

@@ -119,10 +119,15 @@ export async function until(check: () => boolean, ms = 3000): Promise<void> {
 }
 
 /** A chat completions call to a gateway at `base` (one user turn, unless `body` gives messages). */
-export function postChat(base: string, key: string, body: Record<string, unknown>) {
+export function postChat(
+  base: string,
+  key: string,
+  body: Record<string, unknown>,
+  headers: Record<string, string> = {},
+) {
   return request(`${base}/v1/chat/completions`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers },
     body: JSON.stringify({ messages: [{ role: 'user', content: 'Say a few words.' }], ...body }),
   });
 }
