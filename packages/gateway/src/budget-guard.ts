@@ -1,4 +1,5 @@
 import { nanoToUsd } from '@tally/core';
+import { backoffMs } from './backoff.js';
 import { type BudgetAlert, type BudgetRule, budgetExceeded, type RuleWindow, windowsFor } from './policy.js';
 import type { GatewayError } from './replies.js';
 import type { GatewayDeps, VirtualKey } from './types.js';
@@ -104,7 +105,7 @@ async function settleSurely(
     void (async () => {
       const until = Date.now() + OP_RETRY_MS;
       for (let tries = 1; Date.now() < until; tries++) {
-        await new Promise((r) => setTimeout(r, Math.min(60_000, 1000 * 2 ** (tries - 1))).unref());
+        await new Promise((r) => setTimeout(r, backoffMs(tries)).unref());
         try {
           await run();
           return;

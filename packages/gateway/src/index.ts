@@ -1,3 +1,4 @@
+export { backoffMs } from './backoff.js';
 export { exhaustedOnce } from './budget-guard.js';
 export { uuidv7 } from './ids.js';
 export * from './policy.js';

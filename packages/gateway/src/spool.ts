@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { type FileHandle, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { backoffMs } from './backoff.js';
 import type { SinkChunk } from './sink.js';
 
 /** How a spool keeps one kind of chunk on disk. */
@@ -97,11 +98,6 @@ const CLAIM = /^(.+\.calls)\.(\d+)\.([0-9a-f]+)\.claim$/;
 const INSTANCE = randomBytes(6).toString('hex');
 /** What this process's claims end with. */
 const MINE = `.${process.pid}.${INSTANCE}.claim`;
-
-/** How long a file waits after its `tries`-th failed write: 1 s doubling to a minute. */
-function backoffMs(tries: number): number {
-  return Math.min(60_000, 1000 * 2 ** (tries - 1));
-}
 
 /** Whether a file named for process `pid`, or by a claim of it, may still be that process's. */
 function heldBy(pid: number, name: string): boolean {

@@ -5,6 +5,7 @@ import {
   BatchingSink,
   type BudgetAlert,
   type BudgetRule,
+  backoffMs,
   ChunkPartlyWritten,
   ChunkSpool,
   Gateway,
@@ -292,14 +293,14 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
   const server = createServer((req, res) => {
     const endpoint = Gateway.route(req.method, req.url);
     if (endpoint) return void gateway.serve(req, res, endpoint);
+    const stateError = state instanceof RedisState ? state.lastError : null;
     const body =
       req.method === 'GET' && req.url === '/healthz'
         ? {
             // Metering that fails is "degraded": calls still go through, and wait on disk. Redis
             // out of reach is too: calls under budgets or limits are refused until it is back.
-            status:
-              sink.failing === 0 && !(state instanceof RedisState && state.lastError) ? 'ok' : 'degraded',
-            ...(state instanceof RedisState && state.lastError ? { state_error: state.lastError } : {}),
+            status: sink.failing === 0 && !stateError ? 'ok' : 'degraded',
+            ...(stateError ? { state_error: stateError } : {}),
             role: 'gateway',
             server: serverUrl,
             pending_calls: sink.pending,
@@ -385,7 +386,7 @@ export class AlertRelay {
       } catch (err) {
         next.tries++;
         this.onError(err);
-        return Math.min(60_000, this.baseDelayMs * 2 ** (next.tries - 1));
+        return backoffMs(next.tries, this.baseDelayMs);
       }
     }
     return null;

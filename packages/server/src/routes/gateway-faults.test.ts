@@ -231,10 +231,10 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     });
     expect(res.statusCode).toBe(201);
     const ask = async (body: Record<string, unknown>) => {
-      const r = await request(`${base}/v1/chat/completions`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${held}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'Hi' }], ...body }),
+      const r = await postChat(base, held, {
+        model: 'gpt-4o',
+        messages: [{ role: 'user', content: 'Hi' }],
+        ...body,
       });
       return { status: r.statusCode, text: await r.body.text() };
     };

@@ -46,11 +46,11 @@ export const healthRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => 
         }
       : null;
     // Redis, when budgets and limits live there: a call cannot be checked without it.
-    const redisError = ctx.state instanceof RedisState ? ctx.state.lastError : null;
+    const redisError = ctx.state instanceof RedisState ? ctx.state.lastError : undefined;
     const state =
-      ctx.state instanceof RedisState
-        ? { kind: 'redis', ok: redisError === null, ...(redisError ? { error: redisError } : {}) }
-        : { kind: 'memory', ok: true };
+      redisError === undefined
+        ? { kind: 'memory', ok: true }
+        : { kind: 'redis', ok: redisError === null, ...(redisError ? { error: redisError } : {}) };
     return {
       status: store.ok && (metering?.ok ?? true) && state.ok ? 'ok' : 'degraded',
       store: ctx.store.info.kind,
