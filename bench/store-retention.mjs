@@ -1,9 +1,12 @@
 // What DuckDB keeps in memory for rows written, after they are checkpointed: one process per case
 // writes N rows in 4,000-row statements, then reads its anonymous RSS after a full GC at each step
-// (before, after the writes, after a CHECKPOINT, after closing the database, after reopening it),
-// with what DuckDB itself reports (`duckdb_memory()`) after the checkpoint. Two writers: plain
-// DuckDB SQL on a narrow table (no Tally code), and Tally's store appending gateway calls as the
-// metering sink does. Baseline: the same process before the writes.
+// (before, after the writes, after a CHECKPOINT, after its allocator is made to hand freed memory
+// back, after closing the database, after reopening it), with what DuckDB itself reports
+// (`duckdb_memory()`) after the checkpoint. Two writers: plain DuckDB SQL on a narrow table (no
+// Tally code), which releases by lowering `allocator_bulk_deallocation_flush_threshold` for one
+// statement; and Tally's store appending gateway calls as the metering sink does, which releases
+// on its own timer (read RELEASE_EVERY_MS after the last write). Baseline: the same process before
+// the writes.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -60,6 +63,10 @@ async function plain(dir, n) {
   await conn.run('CHECKPOINT');
   out.checkpointedMb = anonMb();
   out.duckdbReportsMb = await reported(conn);
+  await conn.run("SET allocator_bulk_deallocation_flush_threshold = '0MB'");
+  await conn.run('SELECT 1');
+  await conn.run("SET allocator_bulk_deallocation_flush_threshold = '512MiB'");
+  out.releasedMb = anonMb();
   conn.closeSync();
   db.closeSync();
   out.closedMb = anonMb();
@@ -76,6 +83,7 @@ async function plain(dir, n) {
 async function store(dir, n) {
   const { createDuckDbStore } = await import('../packages/store/dist/index.js');
   const { makeCall } = await import('../packages/store/dist/contract/fixtures.js');
+  const { RELEASE_EVERY_MS } = await import('../packages/store/dist/duckdb/duckdb-database.js');
   const path = join(dir, 'tally.duckdb');
   let s = await createDuckDbStore({ path });
   await s.migrate();
@@ -92,10 +100,13 @@ async function store(dir, n) {
     await s.appendCallBatch(batch);
   }
   out.writtenMb = anonMb();
+  await new Promise((r) => setTimeout(r, RELEASE_EVERY_MS + 500));
+  out.releasedMb = anonMb();
+  // The rows not yet checkpointed (up to the store's checkpoint threshold) are most of it.
+  out.duckdbReportsMb = Math.round(Number((await s.memory()).usedBytes) / 2 ** 20);
   // The store has no CHECKPOINT of its own: closing it checkpoints, so the two steps are one here.
   await s.close();
   out.checkpointedMb = null;
-  out.duckdbReportsMb = null;
   out.closedMb = anonMb();
   s = await createDuckDbStore({ path });
   out.stored = (await s.counts('default')).calls;

@@ -1,6 +1,13 @@
 import { nanoToUsd } from '@tally/core';
 import { backoffMs } from './backoff.js';
-import { type BudgetAlert, type BudgetRule, budgetExceeded, type RuleWindow, windowsFor } from './policy.js';
+import {
+  type BudgetAlert,
+  type BudgetRule,
+  budgetExceeded,
+  type ExhaustionReason,
+  type RuleWindow,
+  windowsFor,
+} from './policy.js';
 import type { GatewayError } from './replies.js';
 import type { GatewayDeps, VirtualKey } from './types.js';
 
@@ -56,10 +63,16 @@ export async function reserveBudgets(
     const w = held[i]!;
     const rule = w.rule;
     if (rule.action === 'block' || (rule.action === 'downgrade' && !rule.downgradeModel)) {
-      if (await deps.state.once(exhaustedOnce(w), w.window.resetAt)) {
-        // A block budget stops spend short of its limit, so the 100 % mark is never crossed by a
-        // settled call: the first refusal of the period is its alert.
-        deps.alerts(alertOf(key, w, 1, r.spentNano, time, 'budget.exhausted'));
+      // A block budget stops spend short of its limit, so the 100 % mark is never crossed by a
+      // settled call: its refusals for spend are its exhaustion alerts, each kind once a period.
+      const reason = exhaustionOf(rule, r.spentNano, amount ?? 0n);
+      if (reason !== null && (await deps.state.once(exhaustedOnce(w, reason), w.window.resetAt))) {
+        deps.alerts({
+          ...alertOf(key, w, 1, r.spentNano, time, 'budget.exhausted'),
+          reason,
+          remainingUsd: nanoToUsd(rule.limitNano > r.spentNano ? rule.limitNano - r.spentNano : 0n),
+          callUsd: nanoToUsd(amount ?? 0n),
+        });
       }
       return {
         ok: false,
@@ -118,9 +131,26 @@ async function settleSurely(
   }
 }
 
-/** The SharedState.once() key of a budget's exhaustion alert in a period. */
-export function exhaustedOnce(w: RuleWindow): string {
-  return `${w.window.key}:exhausted`;
+/**
+ * Why a block budget's refusal says it is exhausted, or null when it does not:
+ * - `spent`: nothing is left;
+ * - `call_exceeds_remaining`: what is left cannot take the call's largest cost, which the whole
+ *   budget could (a client without an output limit reserves the model's largest output, so from
+ *   here on its calls are refused).
+ * A call larger than the whole budget says nothing of the budget; nor does a refusal because the
+ * calls in flight hold the room, which they give back within seconds.
+ */
+export function exhaustionOf(rule: BudgetRule, spentNano: bigint, callNano: bigint): ExhaustionReason | null {
+  const left = rule.limitNano - spentNano;
+  if (left <= 0n) return 'spent';
+  if (callNano > rule.limitNano || callNano <= left) return null;
+  return 'call_exceeds_remaining';
+}
+
+/** The SharedState.once() key of a budget's exhaustion alert of one kind in a period. The first
+ * refusal's keeps the key all refusals shared before the two were told apart. */
+export function exhaustedOnce(w: RuleWindow, reason: ExhaustionReason): string {
+  return reason === 'spent' ? `${w.window.key}:exhausted:spent` : `${w.window.key}:exhausted`;
 }
 
 function unpricedUnderBudget(rule: BudgetRule, model: string): GatewayError {

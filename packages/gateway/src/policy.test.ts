@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { settleBudgets } from './budget-guard.js';
-import { type BudgetRule, budgetExceeded, windowsFor } from './policy.js';
+import { reserveBudgets, settleBudgets } from './budget-guard.js';
+import { type BudgetAlert, type BudgetRule, budgetExceeded, windowsFor } from './policy.js';
 import { MemoryState } from './state/memory-state.js';
 import type { GatewayDeps, VirtualKey } from './types.js';
 
@@ -42,6 +42,53 @@ describe('a budget refusal', () => {
     expect(e.message).toMatch(/is held by the calls in flight: \$5 spent and \$4 in flight of \$10/);
     expect(e.headers?.['retry-after']).toBe('1');
     expect(e.headers?.['x-tally-budget']).toBe('b1');
+  });
+});
+
+describe("a block budget's exhaustion alerts", () => {
+  it('says why, once a period each: a call past what is left, then nothing left; not the calls in flight', async () => {
+    const state = new MemoryState();
+    const alerts: BudgetAlert[] = [];
+    let ids = 0;
+    const deps = {
+      state,
+      newId: () => `op-${ids++}`,
+      alerts: (a: BudgetAlert) => alerts.push(a),
+      config: { allow_unpriced_under_budget: false },
+    } as unknown as GatewayDeps;
+    const key = { tenant: 't', id: 'k1' } as VirtualKey;
+    const [w] = windowsFor([rule], now);
+    const reserve = (cost: bigint) => reserveBudgets(deps, [rule], key, 'gpt-4o', () => cost, now);
+    const kinds = () => alerts.map((a) => `${a.reason} ${a.remainingUsd} ${a.callUsd}`);
+
+    // $5 spent and $4 in flight of $10: a $2 call waits for the calls in flight, and is no alert.
+    await state.settle([w!.window], 0n, 5n * USD);
+    const inFlight = await state.reserve([w!.window], 4n * USD);
+    expect(inFlight.ok).toBe(true);
+    expect((await reserve(2n * USD)).ok).toBe(false);
+    // A call larger than the whole budget says nothing of the budget either.
+    expect((await reserve(11n * USD)).ok).toBe(false);
+    expect(alerts).toEqual([]);
+
+    // The calls in flight settle at $4: $1 is left, and a $2 call can never fit it.
+    await state.settle([w!.window], 4n * USD, 4n * USD);
+    expect((await reserve(2n * USD)).ok).toBe(false);
+    expect((await reserve(3n * USD)).ok).toBe(false);
+    expect(kinds()).toEqual(['call_exceeds_remaining 1 2']);
+    expect(alerts[0]).toMatchObject({
+      kind: 'budget.exhausted',
+      threshold: 1,
+      spentUsd: '9',
+      limitUsd: '10',
+    });
+
+    // Calls that fit go on until nothing is left (the last one cost more than it reserved).
+    const last = await reserve(USD / 2n);
+    expect(last.ok).toBe(true);
+    await state.settle([w!.window], USD / 2n, 2n * USD);
+    expect((await reserve(USD / 10n)).ok).toBe(false);
+    expect((await reserve(USD / 10n)).ok).toBe(false);
+    expect(kinds()).toEqual(['call_exceeds_remaining 1 2', 'spent 0 0.1']);
   });
 });
 

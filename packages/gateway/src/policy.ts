@@ -34,8 +34,11 @@ export type BudgetResolver = (
   attribution: Attribution,
 ) => BudgetRule[] | Promise<BudgetRule[]>;
 
+/** Why a block budget refused a call for its spend (see exhaustionOf). */
+export type ExhaustionReason = 'spent' | 'call_exceeds_remaining';
+
 export interface BudgetAlert {
-  /** A threshold the spend crossed, or (a block budget) the first call it refused in a period. */
+  /** A threshold the spend crossed, or (a block budget) a call it refused for its spend. */
   kind: 'budget.threshold' | 'budget.exhausted';
   tenant: string;
   budgetId: string;
@@ -47,6 +50,10 @@ export interface BudgetAlert {
   period: string;
   resetsAt: string;
   time: string;
+  /** budget.exhausted: why, what was left, and the refused call's largest cost. */
+  reason?: ExhaustionReason | undefined;
+  remainingUsd?: string | undefined;
+  callUsd?: string | undefined;
 }
 
 export type AlertSink = (alert: BudgetAlert) => void;

@@ -516,6 +516,30 @@ export class Gateway {
     return most;
   }
 
+  /**
+   * Why a budget could not send its calls to `model` once it is exhausted, or null if it can: the
+   * name must be one a call may carry, a route must serve it for chat, and its first upstream must
+   * price it, or the calls sent there could not be held to the budgets beside it.
+   */
+  downgradeProblem(model: string, tenant: string): string | null {
+    if (model.length > 256 || CONTROL.test(model))
+      return 'must be a model name: at most 256 characters, none of them control characters';
+    const first = this.router
+      .plan(model, 'chat', tenant)
+      .find((a) => servesNatively(a.provider, 'chat') || translatedToMessages(a.provider, 'chat'));
+    if (!first) return `has no provider to go to (gateway.routes, or a provider whose models it matches)`;
+    const priced = this.deps.price({
+      provider: priceProviderOf(first.provider),
+      model: first.model,
+      tokens: { input: 1, output: 1 },
+      time: this.deps.clock.now(),
+      tenant,
+    });
+    if (priced.status !== 'priced')
+      return `has no price on ${first.provider.id} (${priced.reason}): calls sent to it could not be held to a budget`;
+    return null;
+  }
+
   /** Where the call may go, in order, without upstreams whose breaker is open (unless every one
    * is: then they are all tried, rather than failing without trying). */
   private plan(model: string, endpoint: Endpoint, tenant: string): Attempt[] {

@@ -207,6 +207,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
     onError: (err, what) => app.log.warn({ err }, `${what} failed; trying again`),
   });
   const gw = gateway;
+  ctx.downgradeProblem = (model, tenant) => gw.downgradeProblem(model, tenant);
   // Providers added through the API join the configured ones.
   const refreshProviders = async () => {
     const stored = await store.listProviders();

@@ -70,14 +70,21 @@ export async function seedSpend(
   rules: BudgetRule[],
   now: number,
 ): Promise<void> {
-  // A block budget's exhaustion alert, raised once a period, is not raised again by a restart.
+  // A block budget's exhaustion alerts, each raised once a period, are not raised again by a
+  // restart. One stored without a reason was the period's first refusal.
   const exhausted = new Set(
     (await store.listAlerts(tenant, 1000))
       .filter((a) => a.kind === 'budget.exhausted')
-      .map((a) => `${a.subject}\u0000${String((a.payload as { period?: unknown }).period)}`),
+      .map((a) => {
+        const p = a.payload as { period?: unknown; reason?: unknown };
+        return `${a.subject}\u0000${String(p.period)}\u0000${p.reason === 'spent' ? 'spent' : 'call_exceeds_remaining'}`;
+      }),
   );
   for (const w of windowsFor(rules, now)) {
-    if (exhausted.has(`${w.rule.id}\u0000${w.label}`)) await state.once(exhaustedOnce(w), w.window.resetAt);
+    for (const reason of ['spent', 'call_exceeds_remaining'] as const) {
+      if (exhausted.has(`${w.rule.id}\u0000${w.label}\u0000${reason}`))
+        await state.once(exhaustedOnce(w, reason), w.window.resetAt);
+    }
     const group = w.rule.scope === 'tenant' ? undefined : w.rule.scope;
     const rows = await store.spend({
       tenant,
@@ -129,10 +136,11 @@ export class AlertService {
     // An alert happens once: a budget's threshold (or exhaustion) in a period. Its id is made from
     // that, so an alert raised twice (a replica that resends one whose answer it lost, say) is
     // stored and delivered once.
-    const id = `alert_${createHash('sha256')
-      .update([alert.tenant, alert.budgetId, alert.period, alert.kind, alert.threshold].join('\u0000'))
-      .digest('hex')
-      .slice(0, 24)}`;
+    // The exhaustion of nothing left is another alert than the first refusal's, which keeps the
+    // id all refusals shared before the two were told apart.
+    const parts = [alert.tenant, alert.budgetId, alert.period, alert.kind, alert.threshold];
+    if (alert.reason === 'spent') parts.push(alert.reason);
+    const id = `alert_${createHash('sha256').update(parts.join('\u0000')).digest('hex').slice(0, 24)}`;
     const record = {
       tenant: alert.tenant,
       id,

@@ -27,6 +27,8 @@ export interface AppContext {
   metering?: MeteringState;
   /** Metered calls the store refused, set aside one by one. */
   rejectedCalls?: RejectedCalls;
+  /** Why the gateway could not downgrade calls to a model, or null (see Gateway.downgradeProblem). */
+  downgradeProblem?: (model: string, tenant: string) => string | null;
 }
 
 /** Where the gateway's metered calls stand on their way to the store. */

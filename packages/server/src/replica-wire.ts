@@ -180,5 +180,8 @@ export const alertSchema = z
     period: z.string(),
     resetsAt: z.string(),
     time: z.string(),
+    reason: z.enum(['spent', 'call_exceeds_remaining']).optional(),
+    remainingUsd: z.string().optional(),
+    callUsd: z.string().optional(),
   })
   .strict() satisfies z.ZodType<BudgetAlert>;

@@ -102,6 +102,11 @@ export const budgetRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => 
     if (action === 'downgrade' && (typeof downgrade !== 'string' || downgrade === '')) {
       throw new TallyError('invalid_request', 'downgrade_model is required when action is downgrade.');
     }
+    if (action === 'downgrade') {
+      const problem = ctx.downgradeProblem?.(downgrade as string, principal.tenant) ?? null;
+      if (problem !== null)
+        throw new TallyError('invalid_request', `downgrade_model ${JSON.stringify(downgrade)} ${problem}.`);
+    }
     const id = body['id'];
     if (id !== undefined && (typeof id !== 'string' || id === '' || id.length > 128)) {
       throw new TallyError('invalid_request', 'id must be a non-empty string of at most 128 characters.');

@@ -72,18 +72,34 @@ describe.each(states)('budgets and rate limits (%s state)', (_name, makeState) =
     }
     expect(blocked[0]!.headers['x-tally-budget']).toBe(`budget_${id}`);
 
+    // Once the burst has settled, calls one at a time go until what is left is less than one
+    // call's reservation: that refusal is for the spend, not for calls in flight.
+    let sequential = 0;
+    for (;;) {
+      const res = await message(key);
+      const body = (await res.body.json()) as { error?: { message: string } };
+      if (res.statusCode !== 200) {
+        expect(body.error!.message).toMatch(/^This call may cost up to \$0\.015384 .* left of budget/);
+        break;
+      }
+      sequential++;
+      expect(sequential).toBeLessThan(70);
+    }
+    const passed = ok + sequential;
+
     // Each call costs $0.01437 and reserves $0.01539 (1,024 output tokens at most): the budget
     // lets through only what its reservations cover, so the spend never passes $1.
     await t.gateway.flush();
     const spend = (await t.app.inject({ url: '/v1/spend?group_by=project', headers: t.auth })).json().rows[0];
-    expect(spend.calls).toBe(ok);
-    expect(spend.cost_usd).toBe((ok * 0.01437).toFixed(5).replace(/0+$/, ''));
+    expect(spend.calls).toBe(passed);
+    expect(spend.cost_usd).toBe((passed * 0.01437).toFixed(5).replace(/0+$/, ''));
+    expect(1 - Number(spend.cost_usd)).toBeLessThan(0.015384);
     expect(Number(spend.cost_usd)).toBeLessThanOrEqual(1);
     const budgets = (await t.app.inject({ url: '/v1/budgets', headers: t.auth })).json().data;
     const b = budgets.find((x: { id: string }) => x.id === `budget_${id}`);
     expect(b).toMatchObject({ spent_usd: spend.cost_usd, in_flight_usd: '0' });
-    // The 50% and 80% thresholds were crossed once each, and the budget's first refusal said it
-    // was exhausted, once among all the refused calls.
+    // The 50% and 80% thresholds were crossed once each. The budget said it was exhausted once,
+    // at the first refusal for its spend; the burst's refusals for the calls in flight said nothing.
     const alerts = (await t.app.inject({ url: '/v1/alerts', headers: t.auth })).json().data;
     const mine = alerts.filter((a: { budgetId: string }) => a.budgetId === `budget_${id}`);
     expect(mine.map((a: { kind: string; threshold: number }) => `${a.kind} ${a.threshold}`).sort()).toEqual([
@@ -91,6 +107,9 @@ describe.each(states)('budgets and rate limits (%s state)', (_name, makeState) =
       'budget.threshold 0.5',
       'budget.threshold 0.8',
     ]);
+    const exhausted = mine.find((a: { kind: string }) => a.kind === 'budget.exhausted');
+    expect(exhausted).toMatchObject({ reason: 'call_exceeds_remaining', callUsd: '0.015384' });
+    expect(exhausted.remainingUsd).toBe((1 - passed * 0.01437).toFixed(5).replace(/0+$/, ''));
   });
 
   const budget = async (payload: Record<string, unknown>) => {
@@ -217,6 +236,31 @@ describe.each(states)('budgets and rate limits (%s state)', (_name, makeState) =
     await t.gateway.flush();
     const oddCall = (await t.app.inject({ url: '/v1/calls?limit=1', headers: t.auth })).json().data[0];
     expect(oddCall).toMatchObject({ model_requested: 'claude-sonnet-4-5-€', status: 'ok' });
+  });
+
+  it('refuses a downgrade to a model it could not send calls to or price', async () => {
+    const { id } = await newKey({ project: 'downgrade-checked' });
+    const create = (downgrade_model: string) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/v1/budgets',
+        headers: t.auth,
+        payload: { scope: 'key', subject: id, limit_usd: '1', action: 'downgrade', downgrade_model },
+      });
+    // No price: an exhausted budget's calls would go there unheld by the budgets beside it.
+    const unpriced = await create('claude-in-house-1');
+    expect(unpriced.statusCode).toBe(400);
+    expect(unpriced.json().error).toMatchObject({ code: 'invalid_request' });
+    expect(unpriced.json().error.message).toMatch(
+      /^downgrade_model "claude-in-house-1" has no price on anthropic \(.*\): calls sent to it could not be held to a budget\.$/,
+    );
+    const control = await create('gpt-4o-mini\r\nx: 1');
+    expect(control.statusCode).toBe(400);
+    expect(control.json().error.message).toContain('must be a model name');
+    expect((await t.app.inject({ url: '/v1/budgets', headers: t.auth })).json().data).not.toContainEqual(
+      expect.objectContaining({ subject: id }),
+    );
+    expect((await create('claude-3-5-haiku-20241022')).statusCode).toBe(201);
   });
 
   it('limits requests per minute with Retry-After and x-ratelimit headers', async () => {

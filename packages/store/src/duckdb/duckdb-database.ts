@@ -29,6 +29,19 @@ function messageOf(err: unknown): string {
   return typeof message === 'string' ? message : '';
 }
 
+/** DuckDB's allocator (jemalloc, on Linux) keeps the pages that queries and writes free, and
+ * hands them back to the system only when the buffer pool is asked for more than
+ * `allocator_bulk_deallocation_flush_threshold` at once (512 MiB by default). Its other purge
+ * (`allocator_flush_threshold`) runs on DuckDB's own worker threads, not on the threads the
+ * Node bindings run statements on. A store that writes steadily then grows by a few hundred bytes
+ * for each row written and never shrinks (bench/store-retention.mjs). Lowering the threshold to 0
+ * for good purges at every buffer taken, which doubled the CPU a metered call costs the store;
+ * lowering it for one statement purges once, for 10-40 ms. */
+const BULK_FLUSH_SETTING = 'allocator_bulk_deallocation_flush_threshold';
+const BULK_FLUSH_DEFAULT = '512MiB';
+/** How long after the last release work may go before freed memory is released again. */
+export const RELEASE_EVERY_MS = 5000;
+
 interface Lane {
   conn: DuckDBConnection;
   lock: SerialLock;
@@ -47,6 +60,10 @@ export class DuckDbDatabase {
   reopened = 0;
   /** Set while the instance is closed for a reopen, and after a reopen that failed. */
   private needsReopen = false;
+  /** How many times freed memory was handed back (see releaseFreedMemory). */
+  released = 0;
+  private lastRelease = 0;
+  private releaseTimer: ReturnType<typeof setTimeout> | null = null;
 
   private constructor(
     readonly location: string,
@@ -107,6 +124,7 @@ export class DuckDbDatabase {
 
   /** Like write, also while closing: for work accepted before close() that continues later. */
   writeAccepted<T>(task: (conn: DuckDBConnection) => Promise<T>): Promise<T> {
+    this.releaseLater();
     return this.writer.lock.run(async () => {
       if (this.needsReopen) await this.reopen();
       try {
@@ -178,7 +196,42 @@ export class DuckDbDatabase {
       });
     }
     const lane = this.readers[this.nextReader++ % this.readers.length] ?? this.writer;
+    this.releaseLater();
     return lane.lock.run(() => task(lane.conn));
+  }
+
+  /** After work, and at most every RELEASE_EVERY_MS, hands freed memory back to the system. The
+   * timer does not keep the process alive. */
+  private releaseLater(): void {
+    if (this.releaseTimer !== null || this.closing !== null) return;
+    const wait = Math.max(0, this.lastRelease + RELEASE_EVERY_MS - Date.now());
+    this.releaseTimer = setTimeout(() => {
+      this.releaseTimer = null;
+      // A release that fails is harmless: the memory stays held until the next one.
+      this.releaseFreedMemory().catch(() => undefined);
+    }, wait);
+    this.releaseTimer.unref();
+  }
+
+  /**
+   * Hands back to the system the memory DuckDB's allocator holds freed (see BULK_FLUSH_SETTING),
+   * after the writes queued before it. Lowering the threshold purges the allocator's arenas at
+   * once; it is set back in the same lock, so no write runs with it lowered.
+   */
+  async releaseFreedMemory(): Promise<void> {
+    if (this.closing !== null) return;
+    await this.writer.lock.run(async () => {
+      if (this.needsReopen || this.closing !== null) return;
+      this.lastRelease = Date.now();
+      const conn = this.writer.conn;
+      await conn.run(`SET ${BULK_FLUSH_SETTING} = '0MB'`);
+      try {
+        await conn.run('SELECT 1');
+      } finally {
+        await conn.run(`SET ${BULK_FLUSH_SETTING} = '${BULK_FLUSH_DEFAULT}'`);
+      }
+      this.released++;
+    });
   }
 
   assertOpen(): void {
@@ -193,6 +246,8 @@ export class DuckDbDatabase {
   }
 
   private async shutDown(beforeClose: (writer: DuckDBConnection) => void): Promise<void> {
+    if (this.releaseTimer !== null) clearTimeout(this.releaseTimer);
+    this.releaseTimer = null;
     await Promise.resolve();
     const lanes = [this.writer, ...this.readers];
     await Promise.all(lanes.map((l) => l.lock.idle()));

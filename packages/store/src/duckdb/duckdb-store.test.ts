@@ -319,3 +319,43 @@ describe('DuckDB group commit', () => {
     }
   });
 });
+
+describe('DuckDB freed memory', () => {
+  const threshold = async (db: DuckDbDatabase) =>
+    db.read(async (conn) => {
+      const r = await conn.runAndReadAll(
+        "SELECT current_setting('allocator_bulk_deallocation_flush_threshold') AS v",
+      );
+      return String(r.getRowObjects()[0]?.['v']);
+    });
+
+  it('is handed back after work, at most every few seconds, and the threshold is set back', async () => {
+    const db = await DuckDbDatabase.open(':memory:');
+    try {
+      expect(db.released).toBe(0);
+      await db.write((conn) => conn.run('CREATE TABLE t AS SELECT range AS x FROM range(100000)'));
+      // The first release follows the first work at once.
+      await expect.poll(() => db.released, { timeout: 2000 }).toBe(1);
+      expect(await threshold(db)).toBe('512.0 MiB');
+      // More work within RELEASE_EVERY_MS waits for it; the reads and writes meanwhile are served.
+      await db.write((conn) => conn.run('INSERT INTO t SELECT range FROM range(1000)'));
+      const rows = await db.read(async (conn) =>
+        (await conn.runAndReadAll('SELECT count(*) AS n FROM t')).getRowObjects(),
+      );
+      expect(Number(rows[0]?.['n'])).toBe(101000);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(db.released).toBe(1);
+      // Released by hand, after the writes queued before it.
+      const write = db.write((conn) => conn.run('INSERT INTO t SELECT range FROM range(10)'));
+      await db.releaseFreedMemory();
+      await write;
+      expect(db.released).toBe(2);
+      expect(await threshold(db)).toBe('512.0 MiB');
+    } finally {
+      await db.close(() => undefined);
+    }
+    // Closed, it neither releases nor keeps a timer.
+    await db.releaseFreedMemory();
+    expect(db.released).toBe(2);
+  });
+});
