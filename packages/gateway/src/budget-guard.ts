@@ -80,8 +80,17 @@ export async function reserveBudgets(
       };
     }
     if (rule.action === 'downgrade' && downgradeTo === null) {
+      const cheaper = costOf(rule.downgradeModel!);
+      if (cheaper === null) {
+        // Its cheaper model has no provider or no price now (checked when the budget was made;
+        // the providers or prices changed since): the call is held as a block budget would hold
+        // it, rather than sent on the dear model, or to one no budget could hold it to.
+        const e = budgetExceeded(rule, r.spentNano, r.reservedNano, r.resetAt, time, amount ?? 0n);
+        e.message += ` It would go to ${rule.downgradeModel}, which has no provider or no price now.`;
+        return { ok: false, error: e };
+      }
       downgradeTo = rule.downgradeModel!;
-      amount = costOf(downgradeTo);
+      amount = cheaper;
     }
     unheld.push(...held.splice(i, 1));
   }

@@ -92,6 +92,34 @@ describe("a block budget's exhaustion alerts", () => {
   });
 });
 
+describe('an exhausted downgrade budget', () => {
+  it('holds the call as a block budget would when its cheaper model has no price or provider now', async () => {
+    const state = new MemoryState();
+    const deps = {
+      state,
+      newId: () => 'op',
+      alerts: () => undefined,
+      config: { allow_unpriced_under_budget: true },
+    } as unknown as GatewayDeps;
+    const downgrade: BudgetRule = { ...rule, id: 'b2', action: 'downgrade', downgradeModel: 'retired-mini' };
+    const [w] = windowsFor([downgrade], now);
+    await state.settle([w!.window], 0n, 10n * USD);
+    const costs: Record<string, bigint | null> = { 'gpt-4o': USD, 'retired-mini': null, 'gpt-4o-mini': USD / 10n };
+    const key = { tenant: 't', id: 'k1' } as VirtualKey;
+    const r = await reserveBudgets(deps, [downgrade], key, 'gpt-4o', (m) => costs[m] ?? null, now);
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.error).toMatchObject({ status: 429, code: 'budget_exceeded' });
+    expect(r.error.message).toMatch(
+      /^Budget b2 .* is exhausted: .* It would go to retired-mini, which has no provider or no price now\.$/,
+    );
+    // With a cheaper model it can reach, the call goes there.
+    const priced = { ...downgrade, downgradeModel: 'gpt-4o-mini' };
+    const ok = await reserveBudgets(deps, [priced], key, 'gpt-4o', (m) => costs[m] ?? null, now);
+    expect(ok).toMatchObject({ ok: true, downgradeTo: 'gpt-4o-mini' });
+  });
+});
+
 describe('settling a call while the shared state is out of reach', () => {
   it('keeps trying in the background until it is settled, once', async () => {
     const state = new MemoryState();
