@@ -177,6 +177,7 @@ export async function forwardAttempts(
         env.recorder(ctx, failure(`upstream_${up.statusCode}`, a0), acc);
         continue;
       }
+      const limit = env.deps.config.max_response_bytes ?? DEFAULT_MAX_RESPONSE_BYTES;
       const isStream =
         stream && up.statusCode === 200 && String(up.headers['content-type'] ?? '').includes('event-stream');
       if (isStream && abort) {
@@ -186,11 +187,34 @@ export async function forwardAttempts(
             endpoint === 'responses'
               ? new AnthropicToResponsesStream(body, created)
               : new AnthropicToOpenAiStream(created, clientWantsUsage);
-          await relayStream(env.recorder, res, up, ctx, 'messages', body, a0, false, abort, acc, (ev) =>
-            t.translate(ev),
+          await relayStream(
+            env.recorder,
+            res,
+            up,
+            ctx,
+            'messages',
+            body,
+            a0,
+            false,
+            abort,
+            acc,
+            limit,
+            (ev) => t.translate(ev),
           );
         } else {
-          await relayStream(env.recorder, res, up, ctx, endpoint, body, a0, !clientWantsUsage, abort, acc);
+          await relayStream(
+            env.recorder,
+            res,
+            up,
+            ctx,
+            endpoint,
+            body,
+            a0,
+            !clientWantsUsage,
+            abort,
+            acc,
+            limit,
+          );
         }
       } else {
         const created = Math.floor(time / 1000);
@@ -208,7 +232,7 @@ export async function forwardAttempts(
           transform,
           retryable: !last,
           provider: attempt.provider,
-          limit: env.deps.config.max_response_bytes ?? DEFAULT_MAX_RESPONSE_BYTES,
+          limit,
         });
         if (relayed !== 'answered') env.breakers.failure(attempt.provider.id);
         if (relayed === 'retry') continue;

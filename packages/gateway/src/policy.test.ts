@@ -104,7 +104,11 @@ describe('an exhausted downgrade budget', () => {
     const downgrade: BudgetRule = { ...rule, id: 'b2', action: 'downgrade', downgradeModel: 'retired-mini' };
     const [w] = windowsFor([downgrade], now);
     await state.settle([w!.window], 0n, 10n * USD);
-    const costs: Record<string, bigint | null> = { 'gpt-4o': USD, 'retired-mini': null, 'gpt-4o-mini': USD / 10n };
+    const costs: Record<string, bigint | null> = {
+      'gpt-4o': USD,
+      'retired-mini': null,
+      'gpt-4o-mini': USD / 10n,
+    };
     const key = { tenant: 't', id: 'k1' } as VirtualKey;
     const r = await reserveBudgets(deps, [downgrade], key, 'gpt-4o', (m) => costs[m] ?? null, now);
     expect(r.ok).toBe(false);

@@ -6,7 +6,7 @@ import type { Endpoint } from './providers.js';
 import { SseSplitter } from './sse.js';
 import { streamMeter } from './stream-meter.js';
 import { countTokens, estimatePromptTokens } from './tokenizer.js';
-import type { Cancel, UpstreamResponse } from './upstream.js';
+import { type Cancel, ResponseTooLarge, type UpstreamResponse } from './upstream.js';
 
 type Obj = Record<string, unknown>;
 
@@ -96,6 +96,9 @@ export async function relayStream(
   hideUsage: boolean,
   signal: Cancel,
   acc: Accumulated,
+  /** The most bytes the upstream may send (gateway.max_response_bytes): past it the stream is cut
+   * off, as an upstream that broke off would be, and metered from what came. */
+  limit: number,
   translate?: (ev: string) => string,
 ): Promise<void> {
   res.writeHead(200, {
@@ -115,11 +118,19 @@ export async function relayStream(
   let ttft: number | null = null;
   let failed: string | null = null;
   let corked = false;
+  let received = 0;
   try {
     // Each chunk straight from undici's parser: no stream object in between. A slow client holds
     // the upstream back until its socket drains.
     await up.body.read((chunk) => {
       ttft ??= performance.now() - a0;
+      // The meter keeps what it may need for an estimate: without a bound, an upstream that never
+      // ends would hold all it sent.
+      received += chunk.length;
+      if (received > limit) {
+        up.body.abort(new ResponseTooLarge(`The upstream's stream is larger than ${limit} bytes.`));
+        return false;
+      }
       const wasEmpty = splitter.pending === 0;
       let out = '';
       let kept = true;
@@ -159,9 +170,11 @@ export async function relayStream(
   } catch (err) {
     failed = signal.aborted
       ? 'client_disconnected'
-      : (err as { code?: string }).code?.includes('TIMEOUT')
-        ? 'upstream_timeout'
-        : 'upstream_stream_error';
+      : err instanceof ResponseTooLarge
+        ? 'upstream_response_too_large'
+        : (err as { code?: string }).code?.includes('TIMEOUT')
+          ? 'upstream_timeout'
+          : 'upstream_stream_error';
   }
   if (signal.aborted) failed = 'client_disconnected';
   // An upstream that broke off before its last event is not passed on as a finished answer: the

@@ -51,7 +51,7 @@ export interface GatewayConfig {
   timeout_ms: number;
   /** Largest request body accepted. */
   body_limit_bytes?: number | undefined;
-  /** Largest whole (non-streamed) upstream answer taken; past it the call is cut off (502). */
+  /** Largest upstream answer taken: past it a whole answer is cut off (502), a stream cut short. */
   max_response_bytes?: number | undefined;
   /** The output a request may produce when it sets no max_tokens, for budget reservations (where
    * the catalog does not know the model's). */

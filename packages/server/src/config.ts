@@ -102,8 +102,8 @@ export const gatewaySchema = z
       .int()
       .min(1024)
       .default(32 * 1024 * 1024),
-    /** The largest whole (non-streamed) upstream answer the gateway takes: past it, the upstream
-     * call is cut off and the client answered 502 upstream_response_too_large. */
+    /** The largest upstream answer the gateway takes: past it, the upstream call is cut off and
+     * the client answered 502 upstream_response_too_large, or, for a stream, cut short. */
     max_response_bytes: z
       .number()
       .int()

@@ -85,19 +85,24 @@ export function wholeFault(model: string, res: ServerResponse, headers: Incoming
     case 'fault-huge': {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.write('{"id":"huge","pad":"');
-      const chunk = 'x'.repeat(64 * 1024);
-      let sent = 0;
-      const more = () => {
-        while (!res.destroyed && sent < 3200) {
-          sent++;
-          if (!res.write(chunk)) return void res.once('drain', more);
-        }
-        if (!res.destroyed) res.end('"}');
-      };
-      more();
+      writeUntilClosed(res, 'x'.repeat(64 * 1024), 3200, '"}');
       return true;
     }
     default:
       return false;
   }
+}
+
+/** Writes `piece` `times` times, as fast as the reader takes it, then `end`; stops at once if the
+ * connection is closed. */
+export function writeUntilClosed(res: ServerResponse, piece: string, times: number, end: string): void {
+  let sent = 0;
+  const more = () => {
+    while (!res.destroyed && sent < times) {
+      sent++;
+      if (!res.write(piece)) return void res.once('drain', more);
+    }
+    if (!res.destroyed) res.end(end);
+  };
+  more();
 }

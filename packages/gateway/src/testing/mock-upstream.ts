@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { anthropicMessage, anthropicStream, anthropicToolUse } from './anthropic-fixtures.js';
-import { wholeFault } from './mock-faults.js';
+import { wholeFault, writeUntilClosed } from './mock-faults.js';
 import { chatRecordings, embeddingRecordings, type Recording } from './recorded.js';
 
 type Obj = Record<string, unknown>;
@@ -17,7 +17,8 @@ export interface Received {
  * An upstream that answers like OpenAI (replaying recorded responses, as JSON or SSE) and like
  * Anthropic (documented fixtures). Special model names make it misbehave, for fault tests:
  * fault-500, fault-429, fault-timeout, fault-malformed (bad SSE), fault-slow (a slow stream),
- * fault-cut (the connection drops mid-stream; for Anthropic, after message_start and two text deltas), fault-late-end (the body's end held back after [DONE]),
+ * fault-endless-stream (a stream of 64 kB events that goes on until the connection is closed or
+ * 200 MB are sent), fault-cut (the connection drops mid-stream; for Anthropic, after message_start and two text deltas), fault-late-end (the body's end held back after [DONE]),
  * fault-split-utf8 (a stream with multi-byte text, written 7 bytes at a time), fault-no-usage (a whole
  * answer without usage), and the broken whole answers of `wholeFault` (mock-faults.ts).
  */
@@ -213,6 +214,13 @@ export class MockUpstream {
           },
         ],
       });
+      return;
+    }
+    if (model === 'fault-endless-stream') {
+      // A stream that goes on, 64 kB of text an event, until the connection is closed or 200 MB
+      // are sent.
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      writeUntilClosed(res, piece('lorem ipsum '.repeat(5461)), 3200, 'data: [DONE]\n\n');
       return;
     }
     if (model === 'fault-late-end') {

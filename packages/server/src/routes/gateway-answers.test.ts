@@ -192,6 +192,40 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: upstream answers unfit to pas
     });
   });
 
+  it('cuts off a stream past gateway.max_response_bytes, and meters what came, estimated', async () => {
+    const started = Date.now();
+    const res = await chat({ model: 'fault-endless-stream', stream: true });
+    expect(res.statusCode).toBe(200);
+    // The client's connection is cut as an upstream's that broke off would be: no [DONE].
+    let received = 0;
+    let tail = '';
+    let read = 'ended';
+    try {
+      for await (const c of res.body as AsyncIterable<Buffer>) {
+        received += c.length;
+        tail = (tail + c.toString('utf8')).slice(-64);
+      }
+    } catch {
+      read = 'cut';
+    }
+    expect(read).toBe('cut');
+    expect(tail).not.toContain('[DONE]');
+    // At most the limit (1 MB) passed on, not the 200 MB the upstream would send.
+    expect(received).toBeGreaterThan(0);
+    expect(received).toBeLessThanOrEqual(1024 * 1024);
+    await until(() => mock.openResponses === 0);
+    expect(Date.now() - started).toBeLessThan(5000);
+    const call = (await lastCalls())[0] as Json;
+    expect(call).toMatchObject({
+      status: 'error',
+      error_type: 'upstream_response_too_large',
+      pricing_status: 'estimated',
+    });
+    // Priced from the text that came (1 MB of "lorem ipsum": some 180,000 tokens), not as nothing.
+    expect((call['tokens'] as Json)['output']).toBeGreaterThan(100_000);
+    expect(Number(call['cost_usd'])).toBeGreaterThan(1);
+  });
+
   it('leaves no upstream response open', async () => {
     await until(() => mock.openResponses === 0);
   });
