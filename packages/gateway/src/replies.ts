@@ -41,7 +41,16 @@ export function headerValue(v: string): string {
   return /^[\x20-\x7e]*$/.test(v) ? v : encodeURIComponent(v);
 }
 
+/** The error code each refused or failed response was answered with, for the metrics. */
+const sentCodes = new WeakMap<ServerResponse, string>();
+
+/** The code of the error `res` was answered with (invalid_api_key, budget_exceeded, ...), if any. */
+export function errorCodeOf(res: ServerResponse): string | undefined {
+  return sentCodes.get(res);
+}
+
 export function sendError(res: ServerResponse, wire: Wire, e: GatewayError): void {
+  sentCodes.set(res, e.code);
   if (res.headersSent) {
     res.end();
     return;

@@ -6,6 +6,7 @@ import {
   applies,
   BatchingSink,
   ChunkSpool,
+  errorCodeOf,
   Gateway,
   type MaxOutput,
   MemoryState,
@@ -95,8 +96,20 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
     serverFactory: (handler) =>
       createServer((req, res) => {
         const endpoint = gateway ? Gateway.route(req.method, req.url) : null;
-        if (endpoint && gateway) void gateway.serve(req, res, endpoint);
-        else handler(req, res);
+        if (endpoint && gateway) {
+          // Counted when the answer has ended, or the client has gone (a status of 0 if nothing
+          // was sent).
+          const started = performance.now();
+          res.once('close', () => {
+            metrics.gatewayRequests.inc({
+              endpoint,
+              status: String(res.headersSent ? res.statusCode : 0),
+              code: errorCodeOf(res) ?? '',
+            });
+            metrics.gatewayDuration.observe({ endpoint }, (performance.now() - started) / 1000);
+          });
+          void gateway.serve(req, res, endpoint);
+        } else handler(req, res);
       }),
     logger: opts.logger ?? (config.log_level === 'silent' ? false : { level: config.log_level }),
     bodyLimit: config.ingest.body_limit_bytes,

@@ -17,6 +17,19 @@ export class ServerMetrics {
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [this.registry],
   });
+  readonly gatewayRequests = new Counter({
+    name: 'tally_gateway_requests_total',
+    help: "Gateway requests by endpoint, status and error code (the gateway's own refusals, such as invalid_api_key, budget_exceeded or rate_limit_exceeded, and the upstream's failures; none for an answer).",
+    labelNames: ['endpoint', 'status', 'code'] as const,
+    registers: [this.registry],
+  });
+  readonly gatewayDuration = new Histogram({
+    name: 'tally_gateway_request_duration_seconds',
+    help: 'Gateway request duration by endpoint, to the end of the answer (a stream: its last event).',
+    labelNames: ['endpoint'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
   readonly eventsAccepted = new Counter({
     name: 'tally_ingest_events_accepted_total',
     help: 'Events acknowledged as durable, by kind.',

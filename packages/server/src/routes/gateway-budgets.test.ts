@@ -263,6 +263,39 @@ describe.each(states)('budgets and rate limits (%s state)', (_name, makeState) =
     expect((await create('claude-3-5-haiku-20241022')).statusCode).toBe(201);
   });
 
+  it('counts gateway requests in /metrics by endpoint, status and the code of a refusal', async () => {
+    const count = async () => {
+      const text = (await t.app.inject({ url: '/metrics' })).body;
+      const of = (labels: string) =>
+        Number(new RegExp(`^tally_gateway_requests_total\\{${labels}\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+      return {
+        ok: of('endpoint="messages",status="200",code=""'),
+        badKey: of('endpoint="messages",status="401",code="invalid_api_key"'),
+        limited: of('endpoint="messages",status="429",code="rate_limit_exceeded"'),
+        timed: Number(
+          /^tally_gateway_request_duration_seconds_count\{endpoint="messages"\} (\d+)$/m.exec(text)?.[1] ?? 0,
+        ),
+      };
+    };
+    const before = await count();
+    const { key } = await newKey({ project: 'counted', rpm: 1 });
+    const statuses = [];
+    for (const k of [key, key, 'tk-not-a-key']) {
+      const res = await message(k);
+      await res.body.dump();
+      statuses.push(res.statusCode);
+    }
+    expect(statuses).toEqual([200, 429, 401]);
+    // Counted as each answer ends (the socket's close follows the client's read).
+    await expect.poll(async () => (await count()).timed).toBe(before.timed + 3);
+    expect(await count()).toEqual({
+      ok: before.ok + 1,
+      badKey: before.badKey + 1,
+      limited: before.limited + 1,
+      timed: before.timed + 3,
+    });
+  });
+
   it('limits requests per minute with Retry-After and x-ratelimit headers', async () => {
     const { key } = await newKey({ project: 'rl', rpm: 2 });
     const first = await message(key);
