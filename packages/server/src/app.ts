@@ -6,7 +6,6 @@ import {
   applies,
   BatchingSink,
   ChunkSpool,
-  errorCodeOf,
   Gateway,
   type MaxOutput,
   MemoryState,
@@ -97,17 +96,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
       createServer((req, res) => {
         const endpoint = gateway ? Gateway.route(req.method, req.url) : null;
         if (endpoint && gateway) {
-          // Counted when the answer has ended, or the client has gone (a status of 0 if nothing
-          // was sent).
-          const started = performance.now();
-          res.once('close', () => {
-            metrics.gatewayRequests.inc({
-              endpoint,
-              status: String(res.headersSent ? res.statusCode : 0),
-              code: errorCodeOf(res) ?? '',
-            });
-            metrics.gatewayDuration.observe({ endpoint }, (performance.now() - started) / 1000);
-          });
+          metrics.gateway.count(res, endpoint);
           void gateway.serve(req, res, endpoint);
         } else handler(req, res);
       }),

@@ -1,3 +1,5 @@
+import type { ServerResponse } from 'node:http';
+import { errorCodeOf } from '@tally/gateway';
 import type { Store } from '@tally/store';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
@@ -17,19 +19,8 @@ export class ServerMetrics {
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [this.registry],
   });
-  readonly gatewayRequests = new Counter({
-    name: 'tally_gateway_requests_total',
-    help: "Gateway requests by endpoint, status and error code (the gateway's own refusals, such as invalid_api_key, budget_exceeded or rate_limit_exceeded, and the upstream's failures; none for an answer).",
-    labelNames: ['endpoint', 'status', 'code'] as const,
-    registers: [this.registry],
-  });
-  readonly gatewayDuration = new Histogram({
-    name: 'tally_gateway_request_duration_seconds',
-    help: 'Gateway request duration by endpoint, to the end of the answer (a stream: its last event).',
-    labelNames: ['endpoint'] as const,
-    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
-    registers: [this.registry],
-  });
+  /** The gateway's requests, which do not pass through Fastify's hooks. */
+  readonly gateway = new GatewayRequestMetrics(this.registry);
   readonly eventsAccepted = new Counter({
     name: 'tally_ingest_events_accepted_total',
     help: 'Events acknowledged as durable, by kind.',
@@ -78,53 +69,100 @@ export class ServerMetrics {
   }
 
   /** The metering sink: calls waiting in memory and on disk, failed writes in a row, calls lost. */
-  watchSink(sink: {
-    pending: number;
-    spooled: number;
-    spooledBytes: number;
-    failing: number;
-    dropped: number;
-  }): void {
-    this.readAtScrape(
-      'tally_metering_spool_bytes',
-      'The size of the metering spool: calls kept on disk after failed writes.',
-      () => sink.spooledBytes,
-    );
-    new Gauge({
-      name: 'tally_metering_calls',
-      help: 'Metered calls not yet in the store: pending in memory, or spooled to disk after failed writes.',
-      labelNames: ['state'] as const,
-      registers: [this.registry],
-      collect() {
-        this.set({ state: 'pending' }, sink.pending);
-        this.set({ state: 'spooled' }, sink.spooled);
-      },
+  watchSink(sink: WatchedSink): void {
+    watchSink(this.registry, sink);
+  }
+}
+
+/** What the metrics read of a metering sink. */
+interface WatchedSink {
+  pending: number;
+  spooled: number;
+  spooledBytes: number;
+  failing: number;
+  dropped: number;
+}
+
+/** The metering sink's gauges in `registry`, read at each scrape: calls waiting in memory and on
+ * disk, the spool's size, failed writes in a row, calls lost. */
+export function watchSink(registry: Registry, sink: WatchedSink): void {
+  readAtScrape(
+    registry,
+    'tally_metering_spool_bytes',
+    'The size of the metering spool: calls kept on disk after failed writes.',
+    () => sink.spooledBytes,
+  );
+  new Gauge({
+    name: 'tally_metering_calls',
+    help: 'Metered calls not yet in the store: pending in memory, or spooled to disk after failed writes.',
+    labelNames: ['state'] as const,
+    registers: [registry],
+    collect() {
+      this.set({ state: 'pending' }, sink.pending);
+      this.set({ state: 'spooled' }, sink.spooled);
+    },
+  });
+  readAtScrape(
+    registry,
+    'tally_metering_failed_writes',
+    "The metering sink's failed writes in a row (0 once one succeeds).",
+    () => sink.failing,
+  );
+  new Counter({
+    name: 'tally_metering_dropped_calls_total',
+    help: 'Metered calls lost: neither written nor kept on disk.',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(sink.dropped);
+    },
+  });
+}
+
+/** A gauge of one value, read from `read` at each scrape. */
+function readAtScrape(registry: Registry, name: string, help: string, read: () => number): void {
+  new Gauge({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.set(read());
+    },
+  });
+}
+
+/** The gateway's requests: counted by endpoint, status and error code, and timed, as each answer
+ * ends (or its client goes). */
+export class GatewayRequestMetrics {
+  private readonly requests: Counter<'endpoint' | 'status' | 'code'>;
+  private readonly duration: Histogram<'endpoint'>;
+
+  constructor(registry: Registry) {
+    this.requests = new Counter({
+      name: 'tally_gateway_requests_total',
+      help: "Gateway requests by endpoint, status and error code (the gateway's own refusals, such as invalid_api_key, budget_exceeded or rate_limit_exceeded, and the upstream's failures; none for an answer).",
+      labelNames: ['endpoint', 'status', 'code'] as const,
+      registers: [registry],
     });
-    this.readAtScrape(
-      'tally_metering_failed_writes',
-      "The metering sink's failed writes in a row (0 once one succeeds).",
-      () => sink.failing,
-    );
-    new Counter({
-      name: 'tally_metering_dropped_calls_total',
-      help: 'Metered calls lost: neither written nor kept on disk.',
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        this.inc(sink.dropped);
-      },
+    this.duration = new Histogram({
+      name: 'tally_gateway_request_duration_seconds',
+      help: 'Gateway request duration by endpoint, to the end of the answer (a stream: its last event).',
+      labelNames: ['endpoint'] as const,
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: [registry],
     });
   }
 
-  /** A gauge of one value, read from `read` at each scrape. */
-  private readAtScrape(name: string, help: string, read: () => number): void {
-    new Gauge({
-      name,
-      help,
-      registers: [this.registry],
-      collect() {
-        this.set(read());
-      },
+  /** Counts `res` when it closes: a status of 0 if nothing was sent before the client went. */
+  count(res: ServerResponse, endpoint: string): void {
+    const started = performance.now();
+    res.once('close', () => {
+      this.requests.inc({
+        endpoint,
+        status: String(res.headersSent ? res.statusCode : 0),
+        code: errorCodeOf(res) ?? '',
+      });
+      this.duration.observe({ endpoint }, (performance.now() - started) / 1000);
     });
   }
 }

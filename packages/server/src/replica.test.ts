@@ -284,6 +284,42 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('a gateway replica in front of the serv
     expect(n.statusCode).toBe(404);
     expect(((await n.body.json()) as { error: { code: string } }).error.code).toBe('not_found');
   });
+
+  it('counts its requests, its metering and its process in its own /metrics', async () => {
+    const metrics = async () => {
+      const m = await request(`${gw}/metrics`);
+      expect(m.statusCode).toBe(200);
+      expect(m.headers['content-type']).toMatch(/^text\/plain/);
+      return m.body.text();
+    };
+    const of = (text: string, line: string) =>
+      Number(new RegExp(`^${line.replace(/[{}]/g, '\\$&')} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+    const answered = 'tally_gateway_requests_total{endpoint="chat",status="200",code=""}';
+    const refused = 'tally_gateway_requests_total{endpoint="chat",status="401",code="invalid_api_key"}';
+    const fresh = (
+      await t.app.inject({ method: 'POST', url: '/v1/keys', headers: t.auth, payload: {} })
+    ).json().key as string;
+    const before = await metrics();
+    await client(fresh).chat.completions.create({
+      model: 'gpt-4o',
+      messages: [{ role: 'user', content: 'Hello' }],
+    });
+    await expect(
+      client('tk-not-a-key').chat.completions.create({
+        model: 'gpt-4o',
+        messages: [{ role: 'user', content: 'Hi' }],
+      }),
+    ).rejects.toMatchObject({ status: 401 });
+    await expect.poll(async () => of(await metrics(), refused)).toBe(of(before, refused) + 1);
+    const after = await metrics();
+    expect(of(after, answered)).toBe(of(before, answered) + 1);
+    expect(after).toMatch(/^tally_metering_calls\{state="pending"\} \d+$/m);
+    expect(after).toMatch(/^tally_metering_dropped_calls_total 0$/m);
+    expect(after).toMatch(/^tally_process_resident_memory_bytes \d+$/m);
+    // None of the server's own (its HTTP routes, its ingest, its store).
+    expect(after).not.toContain('tally_http_requests_total');
+    expect(after).not.toContain('tally_store_memory_bytes');
+  });
 });
 
 describe('a gateway replica without a server', () => {

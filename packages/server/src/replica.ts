@@ -18,8 +18,10 @@ import {
   type VirtualKey,
 } from '@tally/gateway';
 import { CALL_CSV_FORMAT, CsvCallBatch, csvLines } from '@tally/store';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import { Pool } from 'undici';
 import type { TallyConfig } from './config.js';
+import { GatewayRequestMetrics, watchSink } from './metrics.js';
 import {
   CALLS_FORMAT_HEADER,
   CALLS_WITH_TASKS_HEADER,
@@ -194,6 +196,8 @@ export interface ReplicaOptions {
   /** Where metered calls that the server cannot take yet are kept on disk; none keeps them only
    * in memory (bounded, the oldest dropped past it). */
   spoolDir?: string;
+  /** Node's process metrics in /metrics (default true; tests that build many replicas turn them off). */
+  processMetrics?: boolean;
 }
 
 export interface GatewayReplica {
@@ -290,9 +294,31 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
   );
   refresher.unref();
 
+  // The replica's own metrics: its gateway requests, its metering sink, and the process.
+  const registry = new Registry();
+  if (opts.processMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'tally_' });
+  const requests = new GatewayRequestMetrics(registry);
+  watchSink(registry, sink);
   const server = createServer((req, res) => {
     const endpoint = Gateway.route(req.method, req.url);
-    if (endpoint) return void gateway.serve(req, res, endpoint);
+    if (endpoint) {
+      requests.count(res, endpoint);
+      return void gateway.serve(req, res, endpoint);
+    }
+    if (req.method === 'GET' && req.url === '/metrics') {
+      registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': registry.contentType });
+          res.end(text);
+        },
+        (err: unknown) => {
+          onError(err, 'metrics');
+          res.writeHead(500, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ error: { code: 'internal', message: 'The metrics could not be read.' } }));
+        },
+      );
+      return;
+    }
     const stateError = state instanceof RedisState ? state.lastError : null;
     const body =
       req.method === 'GET' && req.url === '/healthz'
