@@ -167,26 +167,26 @@ export function budgetExceeded(
 ): GatewayError {
   const resets = new Date(resetAt).toISOString();
   const left = rule.limitNano - spentNano;
-  const what = `budget ${rule.id} (${rule.scope} ${rule.subject}, ${rule.period}, $${nanoToUsd(rule.limitNano)})`;
+  const name = `${rule.id} (${rule.scope} ${rule.subject}, ${rule.period})`;
+  const limit = `$${nanoToUsd(rule.limitNano)}`;
   // Three cases. Nothing is left: wait for the reset. What is left cannot take this call even once
   // the calls in flight end: say so, and what would let it. What is left could take it, but the
   // calls in flight hold it: they end within seconds, and a retry then may go.
   let message: string;
   let retryMs = resetAt - now;
   if (left <= 0n) {
-    message =
-      `Budget ${rule.id} (${rule.scope} ${rule.subject}, ${rule.period}) is exhausted: ` +
-      `$${nanoToUsd(spentNano)} spent of $${nanoToUsd(rule.limitNano)}. It resets at ${resets}.`;
+    message = `Budget ${name} is exhausted: $${nanoToUsd(spentNano)} spent of ${limit}. It resets at ${resets}.`;
   } else if (callNano > left) {
     message =
       `This call may cost up to $${nanoToUsd(callNano)} (its prompt and its most output), more than the ` +
-      `$${nanoToUsd(left)} left of ${what}: send a lower output limit (max_tokens, max_output_tokens)` +
+      `$${nanoToUsd(left)} left of budget ${rule.id} (${rule.scope} ${rule.subject}, ${rule.period}, ${limit}): ` +
+      'send a lower output limit (max_tokens, max_output_tokens)' +
       (callNano > rule.limitNano ? '.' : `, or wait for ${resets}, when it resets.`);
   } else {
     retryMs = 1000;
     message =
-      `Budget ${rule.id} (${rule.scope} ${rule.subject}, ${rule.period}) is held by the calls in flight: ` +
-      `$${nanoToUsd(spentNano)} spent and $${nanoToUsd(reservedNano)} in flight of $${nanoToUsd(rule.limitNano)}. ` +
+      `Budget ${name} is held by the calls in flight: ` +
+      `$${nanoToUsd(spentNano)} spent and $${nanoToUsd(reservedNano)} in flight of ${limit}. ` +
       `Try again when they end; it resets at ${resets}.`;
   }
   return {

@@ -103,9 +103,7 @@ export function upstreamFor(
       bodyModel: model,
     };
   }
-  if (p.api_key) headers['authorization'] = `Bearer ${p.api_key}`;
-  if (p.organization) headers['openai-organization'] = p.organization;
-  if (p.project) headers['openai-project'] = p.project;
+  addAccount(p, headers);
   return { origin, path: `${basePath}${suffix}`, headers, bodyModel: model };
 }
 
@@ -126,8 +124,13 @@ export function modelsPath(p: ProviderConfig): {
     if (p.api_key) headers['api-key'] = p.api_key;
     return { origin, path: `${basePath}/openai/v1/models`, headers };
   }
+  addAccount(p, headers);
+  return { origin, path: `${basePath}/models`, headers };
+}
+
+/** An OpenAI-style provider's key, and the organization and project its calls are made for. */
+function addAccount(p: ProviderConfig, headers: Record<string, string>): void {
   if (p.api_key) headers['authorization'] = `Bearer ${p.api_key}`;
   if (p.organization) headers['openai-organization'] = p.organization;
   if (p.project) headers['openai-project'] = p.project;
-  return { origin, path: `${basePath}/models`, headers };
 }

@@ -74,6 +74,11 @@ const MAX_NESTING = 512;
 /** C0 controls and DEL: any character outside the printable ASCII and above it. */
 const CONTROL = /[^\x20-\x7e\u0080-\uffff]/;
 
+/** Whether a string may name a model: no provider names one with control characters, and such a
+ * name would also break the headers it is echoed in. */
+const isModelName = (model: string): boolean => model.length <= 256 && !CONTROL.test(model);
+const MODEL_NAME_RULE = 'at most 256 characters, none of them control characters';
+
 function keyFrom(req: IncomingMessage): string | null {
   const auth = req.headers.authorization;
   // The scheme's name is case-insensitive (RFC 9110).
@@ -284,17 +289,8 @@ export class Gateway {
       sendError(res, wire, badRequest('model is required.', 'missing_model'));
       return null;
     }
-    // No provider names a model with control characters; such a name would also break the
-    // headers it is echoed in.
-    if (model.length > 256 || CONTROL.test(model)) {
-      sendError(
-        res,
-        wire,
-        badRequest(
-          'model must be a model name: at most 256 characters, none of them control characters.',
-          'invalid_model',
-        ),
-      );
+    if (!isModelName(model)) {
+      sendError(res, wire, badRequest(`model must be a model name: ${MODEL_NAME_RULE}.`, 'invalid_model'));
       return null;
     }
     if (key.models.length > 0 && !key.models.includes(model)) {
@@ -522,11 +518,8 @@ export class Gateway {
    * price it, or the calls sent there could not be held to the budgets beside it.
    */
   downgradeProblem(model: string, tenant: string): string | null {
-    if (model.length > 256 || CONTROL.test(model))
-      return 'must be a model name: at most 256 characters, none of them control characters';
-    const first = this.router
-      .plan(model, 'chat', tenant)
-      .find((a) => servesNatively(a.provider, 'chat') || translatedToMessages(a.provider, 'chat'));
+    if (!isModelName(model)) return `must be a model name: ${MODEL_NAME_RULE}`;
+    const first = this.routes(model, 'chat', tenant)[0];
     if (!first) return `has no provider to go to (gateway.routes, or a provider whose models it matches)`;
     const priced = this.deps.price({
       provider: priceProviderOf(first.provider),
@@ -540,12 +533,17 @@ export class Gateway {
     return null;
   }
 
+  /** The router's plan for a model, without the upstreams that cannot serve the endpoint. */
+  private routes(model: string, endpoint: Endpoint, tenant: string): Attempt[] {
+    return this.router
+      .plan(model, endpoint, tenant)
+      .filter((a) => servesNatively(a.provider, endpoint) || translatedToMessages(a.provider, endpoint));
+  }
+
   /** Where the call may go, in order, without upstreams whose breaker is open (unless every one
    * is: then they are all tried, rather than failing without trying). */
   private plan(model: string, endpoint: Endpoint, tenant: string): Attempt[] {
-    const all = this.router
-      .plan(model, endpoint, tenant)
-      .filter((a) => servesNatively(a.provider, endpoint) || translatedToMessages(a.provider, endpoint));
+    const all = this.routes(model, endpoint, tenant);
     const open = all.filter((a) => this.breakers.allows(a.provider.id));
     return open.length > 0 ? open : all;
   }

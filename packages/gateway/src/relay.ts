@@ -118,19 +118,13 @@ export async function relayStream(
   let ttft: number | null = null;
   let failed: string | null = null;
   let corked = false;
-  let received = 0;
   try {
     // Each chunk straight from undici's parser: no stream object in between. A slow client holds
     // the upstream back until its socket drains.
+    // The meter keeps what it may need for an estimate: without the limit, an upstream that never
+    // ends would hold all it sent.
     await up.body.read((chunk) => {
       ttft ??= performance.now() - a0;
-      // The meter keeps what it may need for an estimate: without a bound, an upstream that never
-      // ends would hold all it sent.
-      received += chunk.length;
-      if (received > limit) {
-        up.body.abort(new ResponseTooLarge(`The upstream's stream is larger than ${limit} bytes.`));
-        return false;
-      }
       const wasEmpty = splitter.pending === 0;
       let out = '';
       let kept = true;
@@ -162,7 +156,7 @@ export async function relayStream(
         return false;
       }
       return true;
-    });
+    }, limit);
     const rest = splitter.rest() + decoder.end();
     if (rest.trim()) {
       if (meter.onEvent(rest)) res.write(translate ? translate(rest) : rest);

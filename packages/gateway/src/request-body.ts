@@ -1,17 +1,17 @@
 import type { IncomingMessage } from 'node:http';
 import { promisify } from 'node:util';
 import { brotliDecompress, gunzip, inflate, inflateRaw, type ZlibOptions } from 'node:zlib';
+import { decodes, type Inflater, inflaterFor } from './content-coding.js';
 import type { GatewayError } from './replies.js';
 
 type Decode = (buf: Buffer, opts: ZlibOptions) => Promise<Buffer>;
 
-/** The content codings a client may send its body in. */
-const DECODERS: Record<string, (first: number) => Decode> = {
-  gzip: () => promisify(gunzip),
-  'x-gzip': () => promisify(gunzip),
-  br: () => promisify(brotliDecompress),
-  // zlib-wrapped as the standard says, or raw as some clients send it: the first byte tells.
-  deflate: (first) => ((first & 0x0f) === 0x08 ? promisify(inflate) : promisify(inflateRaw)),
+/** What decodes a whole body, by the content coding it is in (content-coding.ts). */
+const DECODERS: Record<Inflater, Decode> = {
+  gunzip: promisify(gunzip),
+  brotli: promisify(brotliDecompress),
+  inflate: promisify(inflate),
+  'inflate-raw': promisify(inflateRaw),
 };
 
 const tooLarge = (limit: number): GatewayError => ({
@@ -27,9 +27,9 @@ const tooLarge = (limit: number): GatewayError => ({
  * gateway does not read (415, before the body is read), or one that does not decode (400).
  */
 export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer | GatewayError> {
-  const coding = req.headers['content-encoding']?.trim().toLowerCase();
-  const decoder = coding && coding !== 'identity' ? DECODERS[coding] : undefined;
-  if (coding && coding !== 'identity' && !decoder) {
+  const named = req.headers['content-encoding']?.trim().toLowerCase();
+  const coding = named && named !== 'identity' ? named : undefined;
+  if (coding && !decodes(coding)) {
     req.resume();
     return {
       status: 415,
@@ -40,9 +40,9 @@ export async function readBody(req: IncomingMessage, limit: number): Promise<Buf
   }
   const raw = await readRaw(req, limit);
   if (raw === null) return tooLarge(limit);
-  if (!decoder || raw.length === 0) return raw;
+  if (!coding || raw.length === 0) return raw;
   try {
-    return await decoder(raw[0]!)(raw, { maxOutputLength: limit });
+    return await DECODERS[inflaterFor(coding, raw[0])!](raw, { maxOutputLength: limit });
   } catch (err) {
     if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') return tooLarge(limit);
     return {

@@ -6,7 +6,7 @@
 import { errorBody, type GatewayError, type Wire } from './replies.js';
 import { ResponseTooLarge, UndecodableBody, type UpstreamResponse } from './upstream.js';
 
-/** The most a whole (non-streamed) answer may hold, unless the config says otherwise. */
+/** The most an answer may hold, whole or streamed, unless the config says otherwise. */
 export const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
 /** Why an answer could not be used, as the call's error type and the client's error code. */

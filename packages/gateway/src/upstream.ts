@@ -1,6 +1,7 @@
 import { createBrotliDecompress, createGunzip, createInflate, createInflateRaw } from 'node:zlib';
 import type { Dispatcher } from 'undici';
 import { Pool } from 'undici';
+import { type Inflater, inflaterFor } from './content-coding.js';
 
 /** Why a call was cut off: the client went away. */
 export class CallAborted extends Error {
@@ -20,13 +21,17 @@ export class UndecodableBody extends Error {
 
 type Decoder = ReturnType<typeof createGunzip>;
 
-/** A decoder for a content coding, given the body's first bytes; null for a coding it cannot undo.
- * "deflate" should be zlib-wrapped, but some servers send it raw: the first byte tells. */
+const DECODERS: Record<Inflater, () => Decoder> = {
+  gunzip: createGunzip,
+  brotli: createBrotliDecompress,
+  inflate: createInflate,
+  'inflate-raw': createInflateRaw,
+};
+
+/** A decoder for a content coding, given the body's first bytes; null for a coding it cannot undo. */
 function decoderFor(coding: string, first: Buffer): Decoder | null {
-  if (coding === 'gzip' || coding === 'x-gzip') return createGunzip();
-  if (coding === 'br') return createBrotliDecompress();
-  if (coding === 'deflate') return ((first[0] ?? 0) & 0x0f) === 0x08 ? createInflate() : createInflateRaw();
-  return null;
+  const inflater = inflaterFor(coding, first[0]);
+  return inflater ? DECODERS[inflater]() : null;
 }
 
 /**
@@ -107,9 +112,20 @@ export class UpstreamCall implements Dispatcher.DispatchHandler {
 
   /**
    * Hands each chunk of the body to `onChunk` (false holds the upstream back until resume()), and
-   * resolves when the body has ended, or rejects with the error that cut it off.
+   * resolves when the body has ended, or rejects with the error that cut it off. Past `limit`
+   * bytes (decompressed), the call is aborted and this rejects with ResponseTooLarge.
    */
-  read(onChunk: (chunk: Buffer) => boolean | undefined): Promise<void> {
+  read(onChunk: (chunk: Buffer) => boolean | undefined, limit = Number.POSITIVE_INFINITY): Promise<void> {
+    if (limit !== Number.POSITIVE_INFINITY) {
+      const deliver = onChunk;
+      let size = 0;
+      onChunk = (c) => {
+        size += c.length;
+        if (size <= limit) return deliver(c);
+        this.fail(new ResponseTooLarge(`The upstream's answer is larger than ${limit} bytes.`));
+        return false;
+      };
+    }
     return new Promise<void>((resolve, reject) => {
       const early = this.early;
       this.early = [];
@@ -125,16 +141,10 @@ export class UpstreamCall implements Dispatcher.DispatchHandler {
    * ResponseTooLarge. */
   async bytes(limit = Number.POSITIVE_INFINITY): Promise<Buffer> {
     const parts: Buffer[] = [];
-    let size = 0;
     await this.read((c) => {
-      size += c.length;
-      if (size > limit) {
-        this.fail(new ResponseTooLarge(`The upstream's answer is larger than ${limit} bytes.`));
-        return false;
-      }
       parts.push(c);
       return true;
-    });
+    }, limit);
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
 

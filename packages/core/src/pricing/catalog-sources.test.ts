@@ -1,13 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { exactToUsd } from '../money.js';
-import { testCatalog } from '../testing/catalog-fixture.js';
+import { pricedBy, testCatalog } from '../testing/catalog-fixture.js';
 import type { PriceInput } from './types.js';
 
 const cat = testCatalog();
 
 function usd(input: PriceInput) {
-  const r = cat.price(input);
-  if (r.status !== 'priced') throw new Error(r.reason);
+  const r = pricedBy(cat, input);
   return { input: exactToUsd(r.input), output: exactToUsd(r.output), total: exactToUsd(r.total) };
 }
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { isTallyError } from '../errors.js';
 import { exactToUsd } from '../money.js';
-import { testCatalog } from '../testing/catalog-fixture.js';
+import { pricedBy, testCatalog } from '../testing/catalog-fixture.js';
 import type { PriceInput } from './types.js';
 
 const cat = testCatalog();
@@ -66,8 +66,7 @@ describe('token counts', () => {
 
 describe('total_tokens beyond input and output', () => {
   const priced = (input: PriceInput) => {
-    const r = cat.price(input);
-    if (r.status !== 'priced') throw new Error(r.reason);
+    const r = pricedBy(cat, input);
     return { tokens: r.tokens, total: exactToUsd(r.total) };
   };
   const gemini = (usage: Record<string, unknown>): PriceInput => ({

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { testCatalog } from '../testing/catalog-fixture.js';
+import { pricedBy, testCatalog } from '../testing/catalog-fixture.js';
 import type { PriceInput } from './types.js';
 
 /** 1M prompt tokens of gpt-4o: $2.50 at list. */
@@ -12,8 +12,7 @@ const call = (provider: string, model = 'gpt-4o'): PriceInput => ({
 });
 
 function effective(c: ReturnType<typeof testCatalog>, input: PriceInput): bigint {
-  const r = c.price(input);
-  if (r.status !== 'priced') throw new Error(r.reason);
+  const r = pricedBy(c, input);
   expect(r.listNano).toBe(2_500_000_000n);
   return r.effectiveNano;
 }
@@ -61,8 +60,7 @@ describe('explicit prices for a catalog model', () => {
     ],
   });
   const nano = (input: PriceInput) => {
-    const r = c.price({ ...input, tenant: 'acme' });
-    if (r.status !== 'priced') throw new Error(r.reason);
+    const r = pricedBy(c, { ...input, tenant: 'acme' });
     return [r.listNano, r.effectiveNano];
   };
 

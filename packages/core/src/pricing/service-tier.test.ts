@@ -1,14 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { exactToUsd } from '../money.js';
-import { testCatalog } from '../testing/catalog-fixture.js';
+import { pricedBy, testCatalog } from '../testing/catalog-fixture.js';
 import type { PriceInput } from './types.js';
 
 const cat = testCatalog();
 
 function total(input: PriceInput): string {
-  const r = cat.price(input);
-  if (r.status !== 'priced') throw new Error(r.reason);
-  return exactToUsd(r.total);
+  return exactToUsd(pricedBy(cat, input).total);
 }
 
 /** A chat completion as OpenAI answers it (the recorded answers' shape), served by `tier`. */

@@ -1,15 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { exactToUsd } from '../money.js';
-import { testCatalog } from '../testing/catalog-fixture.js';
+import { pricedBy, testCatalog } from '../testing/catalog-fixture.js';
 import type { PriceInput } from './types.js';
 import { applyVariant } from './variants.js';
 
 const cat = testCatalog();
 
 function total(input: PriceInput): string {
-  const r = cat.price(input);
-  if (r.status !== 'priced') throw new Error(r.reason);
-  return exactToUsd(r.total);
+  return exactToUsd(pricedBy(cat, input).total);
 }
 
 describe('batch prices', () => {

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Catalog, type CatalogOptions } from '../pricing/catalog.js';
 import type { CatalogData } from '../pricing/catalog-types.js';
+import type { Priced, PriceInput } from '../pricing/types.js';
 
 /** Test helpers only (not exported from the package). */
 export const CATALOG_PATH = fileURLToPath(new URL('../../catalog/catalog.json', import.meta.url));
@@ -14,6 +15,13 @@ export function catalogData(): CatalogData {
 
 export function testCatalog(opts: CatalogOptions = {}): Catalog {
   return new Catalog(catalogData(), opts);
+}
+
+/** A call's price, where a test expects it priced: an unpriced call fails with the reason. */
+export function pricedBy(catalog: Catalog, input: PriceInput): Priced {
+  const r = catalog.price(input);
+  if (r.status !== 'priced') throw new Error(r.reason);
+  return r;
 }
 
 /** The public data beside the repository (../shared/data). CI always has it; a bare clone may not. */

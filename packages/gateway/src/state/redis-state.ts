@@ -213,7 +213,7 @@ export class RedisState implements SharedState {
     });
     // Alive while it runs: each reservation says so too, and this covers a long stream's quiet.
     this.heartbeat = setInterval(() => {
-      redis.set(`${this.prefix}live:${this.instance}`, '1', 'PX', LIVE_MS).catch(() => undefined);
+      redis.set(this.livePrefix + this.instance, '1', 'PX', LIVE_MS).catch(() => undefined);
     }, LIVE_MS / 3);
     this.heartbeat.unref();
     redis.defineCommand('tallyReserve', { lua: RESERVE });
@@ -228,15 +228,26 @@ export class RedisState implements SharedState {
     return `${this.prefix}b:${key}`;
   }
 
-  async reserve(windows: BudgetWindow[], amountNano: bigint, opId?: string): Promise<ReserveResult> {
-    if (windows.length === 0) return { ok: true };
-    // KEYS: the windows, then the operation's id if it has one. ARGV: the amount, each window's
-    // limit and reset, then the id ('' for none).
+  /** The windows' keys, then the operation's, if it has an id. */
+  private keysOf(windows: BudgetWindow[], opId: string | undefined): string[] {
     const keys = windows.map((w) => this.k(w.key));
     if (opId) keys.push(`${this.prefix}op:${opId}`);
+    return keys;
+  }
+
+  /** Where each process's liveness key is (see PURGE). */
+  private get livePrefix(): string {
+    return `${this.prefix}live:`;
+  }
+
+  async reserve(windows: BudgetWindow[], amountNano: bigint, opId?: string): Promise<ReserveResult> {
+    if (windows.length === 0) return { ok: true };
+    // As RESERVE reads them: KEYS the windows and the operation's; ARGV the amount, each window's
+    // limit and reset, the liveness prefix, this process's id, the operation's id ('' for none).
+    const keys = this.keysOf(windows, opId);
     const argv: (string | number)[] = [amountNano.toString()];
     for (const w of windows) argv.push(w.limitNano.toString(), w.resetAt);
-    argv.push(`${this.prefix}live:`, this.instance, opId ?? '');
+    argv.push(this.livePrefix, this.instance, opId ?? '');
     const r = await this.redis.tallyReserve(keys.length, ...keys, ...argv);
     if (Number(r[0]) === 1) return { ok: true };
     const w = windows[Number(r[1]) - 1]!;
@@ -252,8 +263,7 @@ export class RedisState implements SharedState {
 
   async settle(windows: BudgetWindow[], reservedNano: bigint, actualNano: bigint, opId?: string) {
     if (windows.length === 0) return [];
-    const keys = windows.map((w) => this.k(w.key));
-    if (opId) keys.push(`${this.prefix}op:${opId}`);
+    const keys = this.keysOf(windows, opId);
     const r = await this.redis.tallySettle(
       keys.length,
       ...keys,
@@ -329,7 +339,7 @@ export class RedisState implements SharedState {
   async close(): Promise<void> {
     clearInterval(this.heartbeat);
     // What this process still holds is released for the others at once.
-    await this.redis.del(`${this.prefix}live:${this.instance}`).catch(() => undefined);
+    await this.redis.del(this.livePrefix + this.instance).catch(() => undefined);
     await this.redis.quit().catch(() => undefined);
   }
 }

@@ -45,7 +45,7 @@ export function lowerClause(c: Clause): Clause {
   return { and: c.and.map(lowerClause) };
 }
 
-/** Sets a price only when it is a positive or zero decimal; returns whether anything was set. */
+/** Sets a price when there is one. */
 export function setPrice(ps: PriceSet, key: keyof PriceSet, v: Price | undefined): void {
   if (v !== undefined) ps[key] = v;
 }

@@ -1,5 +1,5 @@
 import { type CatalogModel, type Price, type PriceSet, SERVICE_TIERS } from '../catalog-types.js';
-import { canonicalProvider, perTokenToMtok, pricesNothing, timesPow10 } from './common.js';
+import { canonicalProvider, perTokenToMtok, pricesNothing, setPrice, timesPow10 } from './common.js';
 
 /** One model price from a secondary table, in catalog units. */
 export interface SecondaryPrice {
@@ -36,10 +36,8 @@ function tiered(base: string | undefined, entry: Obj, field: string, suffix: str
  * `_priority` and `_flex` for those service tiers. */
 function litellmTokenPrices(e: Obj, suffix: string, standard: boolean): PriceSet {
   const prices: PriceSet = {};
-  const price = (k: keyof PriceSet, field: string, base = perTokenToMtok(e[field + suffix])) => {
-    const v = tiered(base, e, field, suffix);
-    if (v !== undefined) prices[k] = v;
-  };
+  const price = (k: keyof PriceSet, field: string, base = perTokenToMtok(e[field + suffix])) =>
+    setPrice(prices, k, tiered(base, e, field, suffix));
   const input = perTokenToMtok(e[`input_cost_per_token${suffix}`]);
   const output = perTokenToMtok(e[`output_cost_per_token${suffix}`]);
   if (input === undefined && output === undefined) return prices;
@@ -67,11 +65,10 @@ export function fromLiteLlm(data: unknown): SecondaryPrice[] {
     const slash = key.indexOf('/');
     const model = (slash > 0 ? key.slice(slash + 1) : key).toLowerCase();
     // Per-request and per-search fees are quoted per thousand in the catalog.
-    const request = timesPow10(e['input_cost_per_request'], 3);
-    if (request !== undefined) prices.requests_kcount = request;
+    setPrice(prices, 'requests_kcount', timesPow10(e['input_cost_per_request'], 3));
     const search = e['search_context_cost_per_query'];
-    const perSearch = isObj(search) ? timesPow10(search['search_context_size_medium'], 3) : undefined;
-    if (perSearch !== undefined) prices.web_searches_kcount = perSearch;
+    if (isObj(search))
+      setPrice(prices, 'web_searches_kcount', timesPow10(search['search_context_size_medium'], 3));
     const entry: SecondaryPrice = { source: 'litellm', provider, model, prices };
     const batch = litellmTokenPrices(e, '_batches', false);
     if (Object.keys(batch).length > 0) entry.batch = batch;
