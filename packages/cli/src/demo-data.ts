@@ -201,6 +201,7 @@ export function demoCalls(opts: {
           route_tier: null,
           fallback_hops: 0,
           saved_nano: 0n,
+          request_id: null,
         });
       }
     }

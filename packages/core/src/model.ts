@@ -79,6 +79,10 @@ export interface CallRecord {
   route_tier: string | null;
   fallback_hops: number;
   saved_nano: bigint;
+  /** The request this call was an attempt of: a gateway request's attempts (the first, and each
+   * fallback or downgrade after it) share it, and it is the first attempt's id. Null when the
+   * sender gave none. */
+  request_id: string | null;
 }
 
 export const TASK_EVENT_TYPES = [

@@ -104,11 +104,19 @@ export async function forwardAttempts(
     }
   }
 
+  // The request's id is its first attempt's: every attempt carries it, and so does the answer.
+  let requestId: string | null = null;
   for (let i = 0; i < planned.length; i++) {
     const attempt = planned[i]!;
     const last = i === planned.length - 1;
+    const id = env.deps.newId();
+    if (requestId === null) {
+      requestId = id;
+      acc.headers['x-tally-request-id'] = id;
+    }
     const ctx: AttemptContext = {
-      id: env.deps.newId(),
+      id,
+      requestId,
       time,
       key,
       attribution,
@@ -168,6 +176,7 @@ export async function forwardAttempts(
           type: 'api_error',
           code: errorType,
           message: `The upstream ${attempt.provider.id} did not answer (${errorType}).`,
+          headers: acc.headers,
         });
       }
       if (RETRYABLE(up.statusCode)) env.breakers.failure(attempt.provider.id);

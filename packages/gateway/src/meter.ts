@@ -23,6 +23,8 @@ export interface AttemptContext {
   modelRequested: string;
   modelSent: string;
   fallbackHops: number;
+  /** The request's id, which all its attempts share: the first attempt's. */
+  requestId: string;
   routeTier: string | null;
   /** For a stream under way: what reads the output text relayed so far. It is the stream's
    * meter itself, not a closure: a closure would hold the whole relay's scope (the request, the
@@ -121,5 +123,6 @@ export function meterAttempt(deps: GatewayDeps, ctx: AttemptContext, out: Attemp
     route_tier: ctx.routeTier,
     fallback_hops: ctx.fallbackHops,
     saved_nano: 0n,
+    request_id: ctx.requestId,
   };
 }

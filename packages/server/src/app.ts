@@ -13,7 +13,7 @@ import {
   type SharedState,
   uuidv7,
 } from '@tally/gateway';
-import type { CallBatch, Store } from '@tally/store';
+import { type CallBatch, EARLIER_CALL_CSV, type Store } from '@tally/store';
 import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
 import { Authenticator, hashKey } from './auth.js';
 import { AlertService, BudgetCache, seedSpend } from './budgets.js';
@@ -166,6 +166,13 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
           format: store.newCallBatch().format,
           bytes: (b) => b.bytes,
           restore: (bytes) => store.restoreCallBatch(store.newCallBatch().format, bytes),
+          // A spool left by an earlier version (a crash before an upgrade) is stored too.
+          earlier: Object.fromEntries(
+            Object.keys(EARLIER_CALL_CSV).map((f) => [
+              f,
+              (bytes: Buffer) => store.restoreCallBatch(f, bytes),
+            ]),
+          ),
         },
         { maxBytes: config.gateway.spool_max_mb * 1024 * 1024 },
       )

@@ -72,11 +72,12 @@ describe('metered calls as CSV, from a replica to its server', () => {
       call('c', { project: null, key_id: null, model_served: null, cost_list_nano: null, latency_ms: null }),
       call('d', { cost_effective_nano: -(2n ** 63n), saved_nano: 2n ** 63n - 1n, ttft_ms: 0.001 }),
       call('e', { error_type: '客服 🚀', status: 'error', pricing_status: 'unpriced' }),
+      call('f', { request_id: 'req "1",\n' }),
     ];
     expect(callsOfCsv(csv(...calls))).toEqual(calls);
     // A line cut off by a crash is left out.
     const bytes = csv(...calls);
-    expect(callsOfCsv(bytes.subarray(0, bytes.length - 3))).toEqual(calls.slice(0, 4));
+    expect(callsOfCsv(bytes.subarray(0, bytes.length - 3))).toEqual(calls.slice(0, 5));
   });
 
   it('stores a batch as it comes, and one sent again once', async () => {
@@ -122,7 +123,7 @@ describe('metered calls as CSV, from a replica to its server', () => {
       [3, 'invalid_event'],
     ]);
     expect(body.rejected[0]!.message).toContain('status');
-    expect(body.rejected[2]!.message).toContain('36 fields');
+    expect(body.rejected[2]!.message).toContain('37 fields');
     expect(await t.store.getCall('default', 'mixed-1')).not.toBeNull();
     expect(await t.store.getCall('default', 'mixed-6')).not.toBeNull();
     expect(await t.store.getCall('default', 'mixed-2')).toBeNull();
@@ -155,7 +156,7 @@ describe('metered calls as CSV, from a replica to its server', () => {
       const raw = callCsvLine(call('odd')).slice(0, -1);
       return { f, raw: splitRaw(raw)[i]! };
     });
-    expect(fields.length).toBe(36);
+    expect(fields.length).toBe(37);
     let stored = 0;
     let checked = 0;
     let n = 0;
@@ -191,11 +192,59 @@ describe('metered calls as CSV, from a replica to its server', () => {
     expect(stored).toBeGreaterThanOrEqual(checked * 0.7);
   });
 
-  it('sends as JSON to a server without CSV: the same calls', () => {
-    const calls = [call('j-1'), call('j-2', { project: 'x "y"', cost_list_nano: null })];
+  it('sends as JSON to a server without CSV: the same calls, without request_id (which it refuses)', () => {
+    const calls = [
+      call('j-1', { request_id: 'j-1' }),
+      call('j-2', { project: 'x "y"', cost_list_nano: null }),
+    ];
     const body = JSON.parse(jsonBodyOfCsv(csv(...calls)).toString()) as { calls: unknown[] };
-    expect(body.calls).toEqual(calls.map((c) => JSON.parse(JSON.stringify(callToWire(c)))));
-    expect(body.calls.map((c) => callFromWire(c))).toEqual(calls);
+    const { request_id: _, ...earlier } = callToWire(calls[0]!);
+    expect(body.calls[0]).toEqual(JSON.parse(JSON.stringify(earlier)));
+    expect(body.calls.map((c) => callFromWire(c))).toEqual(calls.map((c) => ({ ...c, request_id: null })));
+    // This version's server takes it with or without.
+    expect(callFromWire(callToWire(calls[0]!))).toEqual(calls[0]);
+    expect(callFromWire(callToWire(calls[0]!), true)).toEqual(calls[0]);
+    expect(callFromWire({ ...callToWire(calls[0]!), request_id: '' })).toMatch(/request_id/);
+  });
+
+  // The layout before request_id, as a replica of that version sends and keeps it: this version's
+  // line without its last field.
+  const BEFORE_REQUEST_ID = 'duckdb-csv-5f447b59d085';
+  const earlierCsv = (...calls: CallRecord[]) =>
+    calls.map((c) => `${callCsvLine({ ...c, request_id: null }).slice(0, -2)}\n`).join('');
+
+  it('stores the calls of a replica of the version before, as they come', async () => {
+    const calls = [call('prev-1'), call('prev-2', { project: 'two\nlines, "q"' })];
+    const r = await post(earlierCsv(...calls), { [CALLS_FORMAT_HEADER]: BEFORE_REQUEST_ID });
+    expect(r.statusCode).toBe(200);
+    expect(r.json()).toEqual({ accepted: 2, duplicates: 0, rejected: [] });
+    expect(await t.store.getCall('default', 'prev-2')).toEqual(calls[1]);
+    // Cut off inside a call: refused, not stored short.
+    const cut = await post(earlierCsv(call('prev-3')).slice(0, -5), {
+      [CALLS_FORMAT_HEADER]: BEFORE_REQUEST_ID,
+    });
+    expect(cut.statusCode).toBe(400);
+    expect(await t.store.getCall('default', 'prev-3')).toBeNull();
+  });
+
+  it('reads the chunks a replica of the version before kept, as this layout', async () => {
+    const dir = mkdtempSync(join(os.tmpdir(), 'tally-replica-spool-'));
+    try {
+      const calls = [call('kept-1'), call('kept-2', { project: 'a\nb' })];
+      writeFileSync(
+        join(dir, '1764633600000-1-000002.calls'),
+        `${JSON.stringify({ format: `replica-${BEFORE_REQUEST_ID}` })}\n${earlierCsv(...calls)}"default","cut`,
+      );
+      const spool = new ChunkSpool(dir, REPLICA_SPOOL_CODEC);
+      await spool.scan();
+      expect(spool.rows).toBe(2);
+      const taken = await spool.take();
+      expect(callsOfCsv(taken!.chunk.bytes)).toEqual(calls);
+      const r = await post(taken!.chunk.bytes);
+      expect(r.json()).toEqual({ accepted: 2, duplicates: 0, rejected: [] });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a replica sends JSON to a server of an earlier version, and tries CSV again ten minutes on', async () => {

@@ -1,13 +1,21 @@
 import type { CallRecord } from '@tally/core';
 import type { SpoolCodec } from '@tally/gateway';
-import { CALL_CSV_COLUMNS, CALL_CSV_FORMAT, CsvCallBatch, csvLineFields, csvLines } from '@tally/store';
+import {
+  CALL_CSV_COLUMNS,
+  CALL_CSV_FORMAT,
+  CsvCallBatch,
+  csvLineFields,
+  csvLines,
+  EARLIER_CALL_CSV,
+} from '@tally/store';
 import { type CallWire, callFromWire } from './replica-wire.js';
 
 /**
  * Metered calls as a replica sends them: lines of the store's CSV layout (CALL_CSV_FORMAT), the
  * bytes the embedded store reads itself. Encoding one is about a third of the cost of its JSON, and
- * the server stores a batch without building its calls. It names its layout in this header, and
- * a server with another layout refuses it (415) rather than misread it.
+ * the server stores a batch without building its calls. It names its layout in this header: a
+ * server reads its own layout and those of earlier versions (EARLIER_CALL_CSV), and refuses any
+ * other (415) rather than misread it.
  */
 export const CALLS_FORMAT_HEADER = 'x-tally-calls-format';
 /** '0' when no call of the batch carries a task (use case and task id): the server then skips
@@ -61,12 +69,14 @@ export function callsOfCsv(bytes: Buffer): (CallRecord | string)[] {
   });
 }
 
-/** A CSV batch as the JSON body a server without CSV takes ({"calls": [...]}): lines that are
- * not calls are left out. */
+/** A CSV batch as the JSON body a server without CSV takes ({"calls": [...]}), or with another
+ * layout of it: a server of an earlier version. Lines that are not calls are left out, and so is
+ * request_id, which such a server's check refuses. */
 export function jsonBodyOfCsv(bytes: Buffer): Buffer {
   const calls = csvLines(bytes)
     .map(wireOfCsvLine)
     .filter((w): w is Record<string, unknown> => typeof w !== 'string');
+  for (const c of calls) delete c['request_id'];
   return Buffer.from(JSON.stringify({ calls }));
 }
 
@@ -102,5 +112,11 @@ export const REPLICA_SPOOL_CODEC: SpoolCodec<CsvCallBatch> = {
       for (const c of callsOfJsonChunk(bytes)) batch.add(c);
       return batch;
     },
+    ...Object.fromEntries(
+      Object.entries(EARLIER_CALL_CSV).map(([format, convert]) => [
+        `replica-${format}`,
+        (bytes: Buffer) => new CsvCallBatch(convert(bytes)),
+      ]),
+    ),
   },
 };

@@ -11,10 +11,16 @@ import { z } from 'zod';
 /** The most calls one metering batch from a replica may hold. */
 export const REPLICA_MAX_BATCH = 5000;
 
-export type CallWire = Omit<CallRecord, 'cost_list_nano' | 'cost_effective_nano' | 'saved_nano'> & {
+/** A call on the JSON wire. `request_id` came later than the rest (servers before it refuse a
+ * call that carries it), so it is optional, and null when absent. */
+export type CallWire = Omit<
+  CallRecord,
+  'cost_list_nano' | 'cost_effective_nano' | 'saved_nano' | 'request_id'
+> & {
   cost_list_nano: string | null;
   cost_effective_nano: string | null;
   saved_nano: string;
+  request_id?: string | null;
 };
 
 export function callToWire(c: CallRecord): CallWire {
@@ -71,11 +77,13 @@ const callSchema = z
     route_tier: maybe,
     fallback_hops: count,
     saved_nano: nano,
+    request_id: z.string().min(1).max(256).nullable().optional(),
   })
   .strict();
 
 type Obj = Record<string, unknown>;
 
+/** The fields of a call, request_id among them. */
 const CALL_KEYS = Object.keys(callSchema.shape).length;
 const TOKEN_KEYS = Object.keys(callSchema.shape.tokens.shape);
 // The fields the schema gives the shared text and nullable-text types, read off the schema.
@@ -107,7 +115,9 @@ function plainCall(raw: unknown): CallRecord | null {
   const r = raw as Obj;
   let keys = 0;
   for (const _ in r) keys++;
-  if (keys !== CALL_KEYS) return null;
+  const requestId = r['request_id'];
+  if (keys !== (requestId === undefined ? CALL_KEYS - 1 : CALL_KEYS)) return null;
+  if (requestId !== undefined && requestId !== null && !isText(requestId, 1, 256)) return null;
   if (!isText(r['id'], 1, 256) || !isText(r['tenant'], 1, 256) || !isCount(r['time'])) return null;
   for (const k of TEXT_KEYS) if (!isText(r[k], 0, 1024)) return null;
   for (const k of MAYBE_KEYS) if (r[k] !== null && !isText(r[k], 0, 1024)) return null;
@@ -134,6 +144,7 @@ function plainCall(raw: unknown): CallRecord | null {
     cost_list_nano: list === null ? null : BigInt(list as string),
     cost_effective_nano: effective === null ? null : BigInt(effective as string),
     saved_nano: BigInt(r['saved_nano'] as string),
+    request_id: (requestId as string | null | undefined) ?? null,
   };
 }
 
@@ -151,6 +162,7 @@ export function callFromWire(raw: unknown, schemaOnly = false): CallRecord | str
     cost_list_nano: c.cost_list_nano === null ? null : BigInt(c.cost_list_nano),
     cost_effective_nano: c.cost_effective_nano === null ? null : BigInt(c.cost_effective_nano),
     saved_nano: BigInt(c.saved_nano),
+    request_id: c.request_id ?? null,
   };
 }
 

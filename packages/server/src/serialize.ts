@@ -7,6 +7,7 @@ const usd = (n: bigint | null): string | null => (n === null ? null : nanoToUsd(
 export function callToJson(c: CallRecord): Record<string, unknown> {
   return {
     id: c.id,
+    request_id: c.request_id,
     time: new Date(c.time).toISOString(),
     project: c.project,
     team: c.team,

@@ -46,14 +46,48 @@ export const CALL_CSV_COLUMNS: readonly (readonly [name: string, type: string])[
   ['route_tier', 'VARCHAR'],
   ['fallback_hops', 'INTEGER'],
   ['saved_nano', 'BIGINT'],
+  ['request_id', 'VARCHAR'],
 ];
 
-/** The fields and their types as a read_csv `columns` struct. */
-export const CALL_CSV_TYPES = `{${CALL_CSV_COLUMNS.map(([n, t]) => `"${n}": '${t}'`).join(', ')}}`;
+/** A layout's fields and their types as a read_csv `columns` struct. */
+const typesOf = (columns: readonly (readonly [string, string])[]) =>
+  `{${columns.map(([n, t]) => `"${n}": '${t}'`).join(', ')}}`;
+/** A layout's name: bytes are read back (from a spool, or from a replica) only under the same
+ * columns, or converted from a layout of an earlier version (EARLIER_CALL_CSV). */
+const formatOf = (columns: readonly (readonly [string, string])[]) =>
+  `duckdb-csv-${createHash('sha256').update(typesOf(columns)).digest('hex').slice(0, 12)}`;
 
-/** Names this layout: bytes are read back (from a spool, or from a replica) only under the same
- * columns. */
-export const CALL_CSV_FORMAT = `duckdb-csv-${createHash('sha256').update(CALL_CSV_TYPES).digest('hex').slice(0, 12)}`;
+/** The fields and their types as a read_csv `columns` struct. */
+export const CALL_CSV_TYPES = typesOf(CALL_CSV_COLUMNS);
+
+/** Names this layout. */
+export const CALL_CSV_FORMAT = formatOf(CALL_CSV_COLUMNS);
+
+/**
+ * The layouts of earlier versions, by name, each with what makes its bytes this layout's: a spool
+ * written before an upgrade, or a replica not yet upgraded, is read, not left aside. Each added
+ * the columns after it at the end of the line, so a line of it is this layout's with those fields
+ * empty (null).
+ */
+export const EARLIER_CALL_CSV: Readonly<Record<string, (bytes: Buffer) => Buffer>> = Object.freeze(
+  Object.fromEntries(
+    // Before request_id (2026-12-05).
+    [CALL_CSV_COLUMNS.length - 1].map((kept) => {
+      const pad = ','.repeat(CALL_CSV_COLUMNS.length - kept);
+      const convert = (bytes: Buffer): Buffer => {
+        const lines = csvLines(bytes);
+        return Buffer.from(lines.map((l) => `${l}${pad}\n`).join(''), 'utf8');
+      };
+      return [formatOf(CALL_CSV_COLUMNS.slice(0, kept)), convert];
+    }),
+  ),
+);
+
+/** `bytes` in this layout, from this layout or an earlier one; null for a layout it does not know. */
+export function callCsvOf(format: string, bytes: Buffer): Buffer | null {
+  if (format === CALL_CSV_FORMAT) return bytes;
+  return EARLIER_CALL_CSV[format]?.(bytes) ?? null;
+}
 
 // Every text value is quoted, with its quotes doubled, so commas, quotes and newlines inside it
 // are its own; an empty unquoted field is NULL (and a quoted empty one the empty string).
@@ -92,7 +126,7 @@ export function callCsvLine(c: CallRecord): string {
     `${int(t.output_audio)},${int(t.cache_audio_read)},${int(t.web_searches)},${big(c.cost_list_nano)},` +
     `${big(c.cost_effective_nano)},${s(c.pricing_status)},${s(c.price_version)},${n(c.latency_ms)},` +
     `${n(c.ttft_ms)},${s(c.status)},${s(c.error_type)},${s(c.cache)},${s(c.route_tier)},` +
-    `${c.fallback_hops},${c.saved_nano}\n`
+    `${c.fallback_hops},${c.saved_nano},${s(c.request_id)}\n`
   );
 }
 

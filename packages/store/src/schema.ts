@@ -289,8 +289,19 @@ const taskRollup: Migration = {
   ],
 };
 
+/**
+ * v5: the request a call was an attempt of. A gateway request's attempts (the first, and each
+ * fallback after it) share it: `GET /v1/calls?request_id=` lists them together. Calls stored
+ * before it have none.
+ */
+const requestId: Migration = {
+  version: 5,
+  name: 'call request id',
+  statements: () => [{ sql: 'ALTER TABLE calls ADD COLUMN request_id VARCHAR' }],
+};
+
 /** Append only: a released migration is never edited, a change is a new version. */
-export const MIGRATIONS: readonly Migration[] = [initial, providers, alerts, taskRollup];
+export const MIGRATIONS: readonly Migration[] = [initial, providers, alerts, taskRollup, requestId];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
 

@@ -39,6 +39,8 @@ export interface CallQuery {
   task_id?: string;
   key_id?: string;
   status?: 'ok' | 'error';
+  /** The attempts of one gateway request (its first attempt's id). */
+  request_id?: string;
   /** Opaque, from a previous page's nextCursor. */
   cursor?: string;
   limit: number;
@@ -212,8 +214,8 @@ export interface Store {
    * be a valid call of that tenant, or nothing is written and `invalid_event` is thrown. */
   appendCallBatch(batch: CallBatch, opts?: { tenant?: string }): Promise<WriteResult>;
   /** A batch again from its format and bytes (as kept on disk by the metering's spool): its whole
-   * calls, one cut off at the end left out; `invalid_request` for a format this backend did not
-   * write. */
+   * calls, one cut off at the end left out. A format an earlier version wrote is read too (its
+   * calls as this version's); `invalid_request` for one this backend never wrote. */
   restoreCallBatch(format: string, bytes: Buffer): CallBatch;
   /** Newest first (time desc, then id desc), keyset-paged; at most 1000 rows a page. */
   listCalls(query: CallQuery): Promise<Page<CallRecord>>;

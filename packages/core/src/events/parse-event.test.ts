@@ -35,6 +35,7 @@ describe('parseEvent', () => {
         usage: { prompt_tokens: 1000, completion_tokens: 100 },
         latency_ms: 850,
         status: 'ok',
+        request_id: 'req-7',
       },
       ctx,
     );
@@ -42,6 +43,7 @@ describe('parseEvent', () => {
     if (r.kind !== 'call') return;
     expect(r.record).toMatchObject({
       tenant: 't1',
+      request_id: 'req-7',
       project: 'support',
       tags: { env: 'prod' },
       time: Date.parse(base.time),
@@ -140,6 +142,9 @@ describe('parseEvent', () => {
     );
     expect(fieldOf({ ...base, type: 'task.quality', use_case: 'u', task_id: 't' })).toBe('pass');
     expect(fieldOf({ ...base, type: 'llm.call', provider: 'openai', model: 'gpt-4o' })).toBe('usage');
+    expect(
+      fieldOf({ ...base, type: 'llm.call', provider: 'openai', model: 'gpt-4o', tokens: {}, request_id: 7 }),
+    ).toBe('request_id');
     expect(
       fieldOf({
         ...base,

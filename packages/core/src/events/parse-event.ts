@@ -143,6 +143,7 @@ function parseCall(raw: Json, id: string, time: number, ctx: ParseContext): Call
     route_tier: optString(raw, 'route_tier', 64),
     fallback_hops: optNumber(raw, 'fallback_hops') ?? 0,
     saved_nano: savedNano,
+    request_id: optString(raw, 'request_id'),
   };
 }
 

@@ -86,6 +86,9 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     expect(await res.body.json()).toMatchObject({ error: { code: 'upstream_timeout' } });
     const call = (await lastCalls())[0]!;
     expect(call).toMatchObject({ status: 'error', error_type: 'upstream_timeout' });
+    // The error names the request, as an answer would.
+    expect(res.headers['x-tally-request-id']).toBe(call['id']);
+    expect(call['request_id']).toBe(call['id']);
     await until(() => mock.openResponses === 0);
   });
 
@@ -271,6 +274,13 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
       model_requested: 'resilient',
     });
     expect(ok).toMatchObject({ status: 'ok', route: { tier: 'fallback', fallback_hops: 1 } });
+    // The two attempts are one request: the first attempt's id, which the answer names.
+    const requestId = res.headers['x-tally-request-id'];
+    expect(requestId).toBe(failed!['id']);
+    expect(res.headers['x-tally-call-id']).toBe(ok!['id']);
+    expect([ok!['request_id'], failed!['request_id']]).toEqual([requestId, requestId]);
+    const listed = await t.app.inject({ url: `/v1/calls?request_id=${requestId}`, headers: t.auth });
+    expect(listed.json().data.map((c: { id: string }) => c.id)).toEqual([ok!['id'], failed!['id']]);
     const res2 = await chat({ model: 'unreachable' });
     expect(res2.statusCode).toBe(200);
     await res2.body.json();

@@ -1,13 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
-import { createDuckDbStore, type Store } from '@tally/store';
+import { callCsvLine, createDuckDbStore, type Store } from '@tally/store';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, type TallyApp } from '../app.js';
 import { configSchema } from '../config.js';
+import { sampleCall } from '../testing/calls.js';
 import { ADMIN_KEY, testCatalog } from '../testing/test-app.js';
 
 const auth = { authorization: `Bearer ${ADMIN_KEY}` };
@@ -158,6 +159,24 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)(
       faults.committedButFailed = false;
       await until(async () => (await health(tally)).body.checks.metering.spooled_calls === 0);
       expect(await stored()).toBe(before + 3);
+      await tally.close();
+    });
+
+    it('writes what a process of the version before left in the spool (its layout had no request_id)', async () => {
+      const before = await stored();
+      const calls = [sampleCall('spooled-before-1'), sampleCall('spooled-before-2', { project: 'a,\n"b"' })];
+      // As that version wrote a chunk: its layout's name, then its lines (this layout's, less the
+      // last field).
+      const lines = calls.map((c) => `${callCsvLine(c).slice(0, -2)}\n`).join('');
+      mkdirSync(spoolDir(), { recursive: true });
+      writeFileSync(
+        join(spoolDir(), '1764633600000-1-000001.calls'),
+        `${JSON.stringify({ format: 'duckdb-csv-5f447b59d085' })}\n${lines}`,
+      );
+      const { tally } = await start(store);
+      await until(async () => (await stored()) === before + 2);
+      expect(await store.getCall('default', 'spooled-before-2')).toEqual(calls[1]);
+      expect(readdirSync(spoolDir())).toEqual([]);
       await tally.close();
     });
 

@@ -14,6 +14,7 @@ const CALL_FILTERS = [
   'use_case',
   'task_id',
   'key_id',
+  'request_id',
 ] as const;
 const INTERVALS: readonly SpendInterval[] = ['hour', 'day', 'week', 'month'];
 

@@ -1,6 +1,6 @@
 import type { CallRecord } from '@tally/core';
 import { isObject, isTallyError, TallyError } from '@tally/core';
-import { CALL_CSV_FORMAT, type CallBatch, CsvCallBatch, csvRecords } from '@tally/store';
+import { CALL_CSV_FORMAT, type CallBatch, CsvCallBatch, csvRecords, EARLIER_CALL_CSV } from '@tally/store';
 import type { FastifyPluginAsync } from 'fastify';
 import type { AppContext } from '../context.js';
 import { CALLS_FORMAT_HEADER, CALLS_WITH_TASKS_HEADER, callsOfCsv } from '../replica-csv.js';
@@ -44,14 +44,21 @@ export const replicaControlRoutes: FastifyPluginAsync<AppContext> = async (app, 
     const body = request.body;
     if (Buffer.isBuffer(body)) {
       const format = request.headers[CALLS_FORMAT_HEADER];
+      let csv = body;
       if (format !== CALL_CSV_FORMAT) {
-        throw new TallyError(
-          'unsupported_media_type',
-          `Metered calls as CSV must be of layout ${CALL_CSV_FORMAT} (${CALLS_FORMAT_HEADER}), not ${String(format)}: the replica and the server run different versions.`,
-        );
+        // A replica of an earlier version: its layout is read as this one's.
+        const earlier = typeof format === 'string' ? EARLIER_CALL_CSV[format] : undefined;
+        if (!earlier) {
+          throw new TallyError(
+            'unsupported_media_type',
+            `Metered calls as CSV must be of layout ${CALL_CSV_FORMAT} (${CALLS_FORMAT_HEADER}), not ${String(format)}: the replica and the server run different versions.`,
+          );
+        }
+        checkWhole(body);
+        csv = earlier(body);
       }
       const withTasks = request.headers[CALLS_WITH_TASKS_HEADER] !== '0';
-      return reply.send(await writeCsv(ctx, principal.tenant, body, withTasks));
+      return reply.send(await writeCsv(ctx, principal.tenant, csv, withTasks));
     }
     if (!isObject(body) || !Array.isArray(body['calls']))
       throw new TallyError('invalid_request', 'The body must be {"calls": [...]}.');
@@ -88,6 +95,16 @@ interface CallsWritten {
   rejected: { index: number; code: string; message: string }[];
 }
 
+const bodyCutOff = () =>
+  new TallyError('invalid_request', 'The body ends inside a call: every line must end with a newline.');
+
+/** How many calls a CSV body holds; `invalid_request` if it ends inside one. */
+function checkWhole(bytes: Buffer): number {
+  const { rows, end } = csvRecords(bytes);
+  if (end !== bytes.length) throw bodyCutOff();
+  return rows;
+}
+
 function checkSize(rows: number): void {
   if (rows > REPLICA_MAX_BATCH) {
     throw new TallyError('batch_too_large', `At most ${REPLICA_MAX_BATCH} calls a batch; got ${rows}.`);
@@ -112,13 +129,8 @@ async function writeCsv(
     // A store of another layout: the batch is checked and written call by call.
     if (!isTallyError(err) || err.code !== 'invalid_request') throw err;
   }
-  const { rows, end } = batch ? { rows: batch.rows, end: batch.bytes.length } : csvRecords(bytes);
-  if (end !== bytes.length) {
-    throw new TallyError(
-      'invalid_request',
-      'The body ends inside a call: every line must end with a newline.',
-    );
-  }
+  const rows = batch ? batch.rows : checkWhole(bytes);
+  if (batch && batch.bytes.length !== bytes.length) throw bodyCutOff();
   checkSize(rows);
   if (rows === 0) return { accepted: 0, duplicates: 0, rejected: [] };
   if (batch) {

@@ -34,6 +34,7 @@ export function sampleCall(
     route_tier: null,
     fallback_hops: 0,
     saved_nano: 0n,
+    request_id: null,
     ...over,
   };
 }

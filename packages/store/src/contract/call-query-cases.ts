@@ -18,6 +18,8 @@ function sampleCalls(tenant: string): CallRecord[] {
       task_id: `T-${i % 3}`,
       key_id: i < 12 ? 'key-a' : 'key-b',
       status: i % 7 === 0 ? 'error' : 'ok',
+      // Pairs of attempts of one request, and calls that name none.
+      request_id: i % 4 === 3 ? null : `req-${i >> 1}`,
     }),
   );
 }
@@ -62,6 +64,8 @@ export function callQueryCases(ctx: ContractContext): void {
       [{ task_id: 'T-1' }, (c) => c.task_id === 'T-1'],
       [{ key_id: 'key-b' }, (c) => c.key_id === 'key-b'],
       [{ status: 'error' }, (c) => c.status === 'error'],
+      [{ request_id: 'req-4' }, (c) => c.request_id === 'req-4'],
+      [{ request_id: 'req-5' }, (c) => c.request_id === 'req-5'],
       [{ from: T0 + 2 * MINUTE }, (c) => c.time >= T0 + 2 * MINUTE],
       [{ to: T0 + 2 * MINUTE }, (c) => c.time < T0 + 2 * MINUTE],
       [{ from: T0 + MINUTE, to: T0 + 3 * MINUTE }, (c) => c.time >= T0 + MINUTE && c.time < T0 + 3 * MINUTE],

@@ -42,6 +42,7 @@ export function makeCall(tenant: string, id: string, over: Partial<CallRecord> =
     route_tier: null,
     fallback_hops: 0,
     saved_nano: 0n,
+    request_id: null,
     ...over,
   };
 }

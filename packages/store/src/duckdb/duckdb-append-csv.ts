@@ -52,6 +52,7 @@ function validRow(tenant: string, withTasks: boolean): string {
   return [
     `tenant = ${quoted(tenant)}`,
     'strlen(id) BETWEEN 1 AND 256',
+    '(request_id IS NULL OR strlen(request_id) BETWEEN 1 AND 256)',
     matches('time', '[0-9]{1,16}'),
     // strlen counts UTF-8 bytes, never fewer than the UTF-16 units that the JSON check counts.
     ...MAYBE_TEXT.map((c) => `(${col(c)} IS NULL OR strlen(${col(c)}) <= 1024)`),

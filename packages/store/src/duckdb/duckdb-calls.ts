@@ -15,7 +15,8 @@ type FilterField =
   | 'use_case'
   | 'task_id'
   | 'key_id'
-  | 'status';
+  | 'status'
+  | 'request_id';
 
 /** The column each equality filter of a CallQuery tests. */
 const FILTER_COLUMNS: Readonly<Record<FilterField, string>> = {
@@ -28,6 +29,7 @@ const FILTER_COLUMNS: Readonly<Record<FilterField, string>> = {
   task_id: 'task_id',
   key_id: 'key_id',
   status: 'status',
+  request_id: 'request_id',
 };
 const FILTER_FIELDS = Object.keys(FILTER_COLUMNS) as FilterField[];
 

@@ -81,6 +81,7 @@ export const CALL_COLUMNS = tableColumns<CallRecord>(
     ['route_tier', (c) => c.route_tier],
     ['fallback_hops', (c) => c.fallback_hops],
     ['saved_nano', (c) => c.saved_nano],
+    ['request_id', (c) => c.request_id],
   ],
   ['time'],
 );
@@ -163,6 +164,7 @@ export function callFromRow(r: Row): CallRecord {
     route_tier: strOrNull(r, 'route_tier'),
     fallback_hops: num(r, 'fallback_hops'),
     saved_nano: big(r, 'saved_nano'),
+    request_id: strOrNull(r, 'request_id'),
   };
 }
 

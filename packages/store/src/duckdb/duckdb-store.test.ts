@@ -1,10 +1,14 @@
-import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DuckDBInstance } from '@duckdb/node-api';
+import type { CallRecord } from '@tally/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { CALL_CSV_COLUMNS, callCsvLine, EARLIER_CALL_CSV } from '../call-csv.js';
 import { makeBareCall, makeCall, makeTask, newTenant, T0 } from '../contract/fixtures.js';
 import { runStoreContract } from '../contract.js';
 import { checkpointThresholdFor, parseSize } from '../memory-limit.js';
+import { DUCKDB_DIALECT, MIGRATIONS, MIGRATIONS_TABLE_SQL, migrationSql } from '../schema.js';
 import type { Store } from '../store.js';
 import { DuckDbDatabase } from './duckdb-database.js';
 import { DuckDbIngestWriter } from './duckdb-ingest.js';
@@ -237,6 +241,7 @@ describe('DuckDB metering append', () => {
         error_type: '\\N',
         latency_ms: 0.000123,
         cost_list_nano: 2n ** 62n,
+        request_id: 'r "1",\n',
       }),
       makeBareCall(tenant, 'b'),
     ];
@@ -282,6 +287,89 @@ describe('DuckDB metering append', () => {
       expect.objectContaining({ code: 'invalid_request' }),
     );
     await store.close();
+  });
+});
+
+describe('DuckDB calls of an earlier version', () => {
+  // The layout of metered calls before request_id: a spool or a replica of that version.
+  const BEFORE_REQUEST_ID = 'duckdb-csv-5f447b59d085';
+  /** A call as that version wrote it: this version's line without its last field. */
+  const earlierLine = (c: CallRecord) => {
+    const line = callCsvLine({ ...c, request_id: null });
+    expect(line.endsWith(',\n')).toBe(true);
+    return `${line.slice(0, -2)}\n`;
+  };
+
+  it('reads a metering batch of the layout before request_id', async () => {
+    const store = await createDuckDbStore({ path: ':memory:' });
+    await store.migrate();
+    try {
+      const tenant = newTenant();
+      const calls = [
+        makeCall(tenant, 'old-1', { project: 'two\nlines, "quoted"' }),
+        makeBareCall(tenant, 'old-2'),
+      ];
+      const bytes = Buffer.from(calls.map(earlierLine).join(''), 'utf8');
+      expect(Object.keys(EARLIER_CALL_CSV)).toEqual([BEFORE_REQUEST_ID]);
+      const batch = store.restoreCallBatch(BEFORE_REQUEST_ID, bytes);
+      expect(batch.rows).toBe(2);
+      expect(await store.appendCallBatch(batch)).toEqual({ inserted: 2, duplicates: 0 });
+      expect(await store.getCall(tenant, 'old-1')).toEqual({ ...calls[0], request_id: null });
+      expect(await store.getCall(tenant, 'old-2')).toEqual({ ...calls[1], request_id: null });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('upgrades a database of schema 4: its calls read without a request id, new ones with it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tally-duckdb-v4-'));
+    const path = join(dir, 'tally.duckdb');
+    try {
+      // The database as version 4 left it, with one call in it.
+      const instance = await DuckDBInstance.create(path);
+      const conn = await instance.connect();
+      await conn.run(MIGRATIONS_TABLE_SQL);
+      for (const m of MIGRATIONS.filter((m) => m.version <= 4)) {
+        for (const sql of migrationSql(m, DUCKDB_DIALECT)) await conn.run(sql);
+        await conn.run(`INSERT INTO schema_migrations VALUES (${m.version}, '${m.name}', now())`);
+      }
+      const tenant = newTenant();
+      const before = makeCall(tenant, 'v4-call', { request_id: null });
+      const old = join(dir, 'v4.csv');
+      writeFileSync(old, earlierLine(before));
+      const columns = CALL_CSV_COLUMNS.slice(0, -1);
+      const types = columns.map(([n, t]) => `"${n}": '${t}'`).join(', ');
+      const select = columns
+        .map(([n]) =>
+          n === 'time' ? 'epoch_ms(time)' : n === 'user' ? '"user"' : n === 'tags' ? 'tags::JSON' : n,
+        )
+        .join(', ');
+      await conn.run(
+        `INSERT INTO calls SELECT ${select} FROM read_csv('${old}', header = false, quote = '"', escape = '"', columns = {${types}})`,
+      );
+      conn.closeSync();
+      instance.closeSync();
+
+      const store = await createDuckDbStore({ path });
+      try {
+        await store.migrate();
+        expect(await store.getCall(tenant, 'v4-call')).toEqual(before);
+        // Both write paths take the new column: ingest (the appender) and a metering batch.
+        const ingested = makeCall(tenant, 'v5-ingest', { request_id: 'req-1' });
+        expect(await store.ingest({ calls: [ingested], tasks: [] })).toEqual({ inserted: 1, duplicates: 0 });
+        const batch = store.newCallBatch();
+        const metered = makeCall(tenant, 'v5-metered', { request_id: 'req-1' });
+        batch.add(metered);
+        expect(await store.appendCallBatch(batch)).toEqual({ inserted: 1, duplicates: 0 });
+        const page = await store.listCalls({ tenant, request_id: 'req-1', limit: 10 });
+        expect(page.rows.map((c) => c.id).sort()).toEqual(['v5-ingest', 'v5-metered']);
+        expect(await store.getCall(tenant, 'v5-metered')).toEqual(metered);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -6,7 +6,7 @@ import {
   TallyError,
   type TaskEventRecord,
 } from '@tally/core';
-import { CALL_CSV_FORMAT, CsvCallBatch } from '../call-csv.js';
+import { CALL_CSV_FORMAT, CsvCallBatch, callCsvOf } from '../call-csv.js';
 import { parseSize } from '../memory-limit.js';
 import { applyMigrations, type MigrationDriver } from '../migrate.js';
 import { DUCKDB_DIALECT } from '../schema.js';
@@ -143,13 +143,14 @@ class DuckDbStore implements Store {
   }
 
   restoreCallBatch(format: string, bytes: Buffer): CsvCallBatch {
-    if (format !== CALL_CSV_FORMAT) {
+    const csv = callCsvOf(format, bytes);
+    if (csv === null) {
       throw new TallyError(
         'invalid_request',
         `A call batch in format ${format} cannot be read by this store, which writes ${CALL_CSV_FORMAT}.`,
       );
     }
-    return new CsvCallBatch(bytes);
+    return new CsvCallBatch(csv);
   }
 
   async appendCallBatch(batch: CallBatch, opts?: { tenant?: string }): Promise<WriteResult> {
