@@ -63,17 +63,7 @@ export async function reserveBudgets(
     const w = held[i]!;
     const rule = w.rule;
     if (rule.action === 'block' || (rule.action === 'downgrade' && !rule.downgradeModel)) {
-      // A block budget stops spend short of its limit, so the 100 % mark is never crossed by a
-      // settled call: its refusals for spend are its exhaustion alerts, each kind once a period.
-      const reason = exhaustionOf(rule, r.spentNano, amount ?? 0n);
-      if (reason !== null && (await deps.state.once(exhaustedOnce(w, reason), w.window.resetAt))) {
-        deps.alerts({
-          ...alertOf(key, w, 1, r.spentNano, time, 'budget.exhausted'),
-          reason,
-          remainingUsd: nanoToUsd(rule.limitNano > r.spentNano ? rule.limitNano - r.spentNano : 0n),
-          callUsd: nanoToUsd(amount ?? 0n),
-        });
-      }
+      await alertExhausted(deps, key, w, r.spentNano, amount ?? 0n, time);
       return {
         ok: false,
         error: budgetExceeded(rule, r.spentNano, r.reservedNano, r.resetAt, time, amount ?? 0n),
@@ -84,7 +74,9 @@ export async function reserveBudgets(
       if (cheaper === null) {
         // Its cheaper model has no provider or no price now (checked when the budget was made;
         // the providers or prices changed since): the call is held as a block budget would hold
-        // it, rather than sent on the dear model, or to one no budget could hold it to.
+        // it, rather than sent on the dear model, or to one no budget could hold it to; and it
+        // alerts as a block budget would.
+        await alertExhausted(deps, key, w, r.spentNano, amount ?? 0n, time);
         const e = budgetExceeded(rule, r.spentNano, r.reservedNano, r.resetAt, time, amount ?? 0n);
         e.message += ` It would go to ${rule.downgradeModel}, which has no provider or no price now.`;
         return { ok: false, error: e };
@@ -94,6 +86,30 @@ export async function reserveBudgets(
     }
     unheld.push(...held.splice(i, 1));
   }
+}
+
+/**
+ * A budget that refuses calls (a block budget, or a downgrade budget that cannot downgrade) stops
+ * spend short of its limit, so the 100 % mark is never crossed by a settled call: its refusals for
+ * spend are its exhaustion alerts, each kind once a period.
+ */
+async function alertExhausted(
+  deps: GatewayDeps,
+  key: VirtualKey,
+  w: RuleWindow,
+  spentNano: bigint,
+  callNano: bigint,
+  time: number,
+): Promise<void> {
+  const rule = w.rule;
+  const reason = exhaustionOf(rule, spentNano, callNano);
+  if (reason === null || !(await deps.state.once(exhaustedOnce(w, reason), w.window.resetAt))) return;
+  deps.alerts({
+    ...alertOf(key, w, 1, spentNano, time, 'budget.exhausted'),
+    reason,
+    remainingUsd: nanoToUsd(rule.limitNano > spentNano ? rule.limitNano - spentNano : 0n),
+    callUsd: nanoToUsd(callNano),
+  });
 }
 
 /** How long a failed settlement is tried again: no longer than the shared state keeps its id. */

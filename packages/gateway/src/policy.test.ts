@@ -95,10 +95,11 @@ describe("a block budget's exhaustion alerts", () => {
 describe('an exhausted downgrade budget', () => {
   it('holds the call as a block budget would when its cheaper model has no price or provider now', async () => {
     const state = new MemoryState();
+    const alerts: BudgetAlert[] = [];
     const deps = {
       state,
       newId: () => 'op',
-      alerts: () => undefined,
+      alerts: (a: BudgetAlert) => alerts.push(a),
       config: { allow_unpriced_under_budget: true },
     } as unknown as GatewayDeps;
     const downgrade: BudgetRule = { ...rule, id: 'b2', action: 'downgrade', downgradeModel: 'retired-mini' };
@@ -117,6 +118,16 @@ describe('an exhausted downgrade budget', () => {
     expect(r.error.message).toMatch(
       /^Budget b2 .* is exhausted: .* It would go to retired-mini, which has no provider or no price now\.$/,
     );
+    // And it alerts as a block budget would: once a period, however many calls it refuses.
+    await reserveBudgets(deps, [downgrade], key, 'gpt-4o', (m) => costs[m] ?? null, now);
+    expect(alerts).toEqual([
+      expect.objectContaining({
+        kind: 'budget.exhausted',
+        budgetId: 'b2',
+        reason: 'spent',
+        remainingUsd: '0',
+      }),
+    ]);
     // With a cheaper model it can reach, the call goes there.
     const priced = { ...downgrade, downgradeModel: 'gpt-4o-mini' };
     const ok = await reserveBudgets(deps, [priced], key, 'gpt-4o', (m) => costs[m] ?? null, now);
