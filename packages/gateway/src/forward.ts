@@ -6,6 +6,7 @@ import {
   ENDPOINT_API,
   type Endpoint,
   priceProviderOf,
+  translatedFromMessages,
   translatedToMessages,
   upstreamFor,
 } from './providers.js';
@@ -15,12 +16,14 @@ import { badRequest, sendError, type Wire } from './replies.js';
 import type { Attempt } from './router.js';
 import { estimatePromptTokens } from './tokenizer.js';
 import { AnthropicToOpenAiStream } from './translate/anthropic-stream.js';
+import { toAnthropicError, toAnthropicMessage, toChatRequest } from './translate/anthropic-to-openai.js';
 import {
   TranslationError,
   toAnthropicRequest,
   toOpenAiError,
   toOpenAiResponse,
 } from './translate/openai-to-anthropic.js';
+import { OpenAiToAnthropicStream } from './translate/openai-to-anthropic-stream.js';
 import { AnthropicToResponsesStream } from './translate/responses-stream.js';
 import { responsesToAnthropicRequest, toResponsesResponse } from './translate/responses-to-anthropic.js';
 import type { GatewayDeps, VirtualKey } from './types.js';
@@ -75,26 +78,30 @@ export async function forwardAttempts(
     });
   }
 
-  // Calls translated for Claude are translated before anything goes: a request the first attempt
-  // cannot take is refused at once, and a fallback that could not take it is left out, so that it
-  // never hides the error of the upstream before it.
+  // Translated calls (OpenAI's for Claude, Anthropic's for any other model) are translated before
+  // anything goes: a request the first attempt cannot take is refused at once, and a fallback that
+  // could not take it is left out, so that it never hides the error of the upstream before it.
   let translations: ReadonlyMap<Attempt, string> = NO_TRANSLATIONS;
   let planned = attempts;
-  if (attempts.some((a) => translatedToMessages(a.provider, endpoint))) {
+  const translated = (a: Attempt) =>
+    translatedToMessages(a.provider, endpoint) || translatedFromMessages(a.provider, endpoint);
+  if (attempts.some(translated)) {
     const maxOut = env.deps.config.default_max_output ?? 4096;
     const made = new Map<Attempt, string>();
     translations = made;
     planned = [];
     for (const attempt of attempts) {
-      if (!translatedToMessages(attempt.provider, endpoint)) {
+      if (!translated(attempt)) {
         planned.push(attempt);
         continue;
       }
       try {
         const request =
-          endpoint === 'responses'
-            ? responsesToAnthropicRequest(body, attempt.model, maxOut)
-            : toAnthropicRequest(body, attempt.model, maxOut);
+          endpoint === 'messages'
+            ? toChatRequest(body, attempt.model, attempt.provider.kind)
+            : endpoint === 'responses'
+              ? responsesToAnthropicRequest(body, attempt.model, maxOut)
+              : toAnthropicRequest(body, attempt.model, maxOut);
         made.set(attempt, JSON.stringify(request));
         planned.push(attempt);
       } catch (err) {
@@ -127,17 +134,19 @@ export async function forwardAttempts(
       fallbackHops: i,
       routeTier: attempt.tier === 'primary' ? null : attempt.tier,
     };
-    // An OpenAI chat or Responses call to an Anthropic provider is translated both ways.
-    const translated = translatedToMessages(attempt.provider, endpoint);
+    // An OpenAI chat or Responses call to an Anthropic provider is translated both ways, and so is
+    // an Anthropic messages call to any other provider (as a chat completion).
+    const toClaude = translatedToMessages(attempt.provider, endpoint);
+    const fromClaude = translatedFromMessages(attempt.provider, endpoint);
     const target = upstreamFor(
       attempt.provider,
-      translated ? 'messages' : endpoint,
+      toClaude ? 'messages' : fromClaude ? 'chat' : endpoint,
       attempt.model,
       req.headers,
     );
     let payload: Buffer | string;
-    if (translated) {
-      ctx.upstreamApi = 'anthropic-messages';
+    if (toClaude || fromClaude) {
+      ctx.upstreamApi = toClaude ? 'anthropic-messages' : ENDPOINT_API.chat;
       payload = translations.get(attempt)!;
     } else {
       payload = bodyFor(raw, body, endpoint, stream && !clientWantsUsage, target.bodyModel);
@@ -190,7 +199,12 @@ export async function forwardAttempts(
       const isStream =
         stream && up.statusCode === 200 && String(up.headers['content-type'] ?? '').includes('event-stream');
       if (isStream && abort) {
-        if (translated) {
+        if (fromClaude) {
+          const t = new OpenAiToAnthropicStream();
+          await relayStream(env.recorder, res, up, ctx, 'chat', body, a0, false, abort, acc, limit, (ev) =>
+            t.translate(ev),
+          );
+        } else if (toClaude) {
           const created = Math.floor(time / 1000);
           const t =
             endpoint === 'responses'
@@ -227,17 +241,21 @@ export async function forwardAttempts(
         }
       } else {
         const created = Math.floor(time / 1000);
-        const transform = translated
+        const transform = fromClaude
           ? (json: Obj, status: number) =>
-              status >= 300
-                ? toOpenAiError(json, status)
-                : endpoint === 'responses'
-                  ? toResponsesResponse(json, body, created)
-                  : toOpenAiResponse(json, created)
-          : undefined;
+              status >= 300 ? toAnthropicError(json, status) : toAnthropicMessage(json)
+          : toClaude
+            ? (json: Obj, status: number) =>
+                status >= 300
+                  ? toOpenAiError(json, status)
+                  : endpoint === 'responses'
+                    ? toResponsesResponse(json, body, created)
+                    : toOpenAiResponse(json, created)
+            : undefined;
         // An answer that cannot be used (cut off, not JSON, a redirect) is an upstream failure:
         // the next attempt, if any, is tried.
         const relayed = await relay(env.recorder, res, up, ctx, a0, acc, body, {
+          wire,
           transform,
           retryable: !last,
           provider: attempt.provider,

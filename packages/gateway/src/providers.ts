@@ -61,6 +61,12 @@ export function translatedToMessages(p: ProviderConfig, endpoint: Endpoint): boo
   return p.kind === 'anthropic' && (endpoint === 'chat' || endpoint === 'responses');
 }
 
+/** Whether an Anthropic messages call to this provider is translated to chat completions (and
+ * its answer back): every provider that is not Anthropic's. */
+export function translatedFromMessages(p: ProviderConfig, endpoint: Endpoint): boolean {
+  return endpoint === 'messages' && p.kind !== 'anthropic';
+}
+
 /**
  * The upstream URL and headers for one call. `clientHeaders` passes on the few client headers that
  * change what a provider does (Anthropic's version and beta flags, OpenAI's organisation).

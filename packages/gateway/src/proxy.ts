@@ -13,6 +13,7 @@ import {
   modelsPath,
   priceProviderOf,
   servesNatively,
+  translatedFromMessages,
   translatedToMessages,
   upstreamFor,
 } from './providers.js';
@@ -23,6 +24,8 @@ import { type Attempt, Router } from './router.js';
 import { Slots } from './slots.js';
 import type { RateResult } from './state/shared-state.js';
 import { countTokens, estimatePromptTokens } from './tokenizer.js';
+import { TranslationError } from './translate/anthropic-blocks.js';
+import { toChatRequest } from './translate/anthropic-to-openai.js';
 import type { GatewayDeps, ProviderConfig, VirtualKey } from './types.js';
 import { Upstreams } from './upstream.js';
 import {
@@ -306,7 +309,9 @@ export class Gateway {
   }
 
   /** Anthropic's token count (`messages.countTokens`): passed to the Anthropic provider the model
-   * routes to, and its answer back as it came. It costs nothing, so nothing is metered. */
+   * routes to, and its answer back as it came; for a model another provider serves (the call
+   * would be translated), counted here, as that provider would see the prompt. It costs nothing,
+   * so nothing is metered. */
   private async countTokens(
     req: IncomingMessage,
     res: ServerResponse,
@@ -316,8 +321,21 @@ export class Gateway {
     const admitted = await this.admit(req, res, 'anthropic', raw, known);
     if (!admitted) return;
     const { key, model } = admitted;
-    const attempt = this.plan(model, 'messages', key.tenant).find((a) => a.provider.kind === 'anthropic');
+    const attempt = this.plan(model, 'messages', key.tenant)[0];
     if (!attempt) return sendError(res, 'anthropic', noRoute(model, []));
+    if (attempt.provider.kind !== 'anthropic') {
+      let chat: Obj;
+      try {
+        chat = toChatRequest(admitted.body, attempt.model, attempt.provider.kind);
+      } catch (err) {
+        if (!(err instanceof TranslationError)) throw err;
+        return sendError(res, 'anthropic', badRequest(err.message, err.code));
+      }
+      const out = Buffer.from(JSON.stringify({ input_tokens: await estimatePromptTokens(chat) }));
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': out.length });
+      res.end(out);
+      return;
+    }
     const target = upstreamFor(attempt.provider, 'messages', attempt.model, req.headers);
     const body =
       attempt.model === model
@@ -537,7 +555,12 @@ export class Gateway {
   private routes(model: string, endpoint: Endpoint, tenant: string): Attempt[] {
     return this.router
       .plan(model, endpoint, tenant)
-      .filter((a) => servesNatively(a.provider, endpoint) || translatedToMessages(a.provider, endpoint));
+      .filter(
+        (a) =>
+          servesNatively(a.provider, endpoint) ||
+          translatedToMessages(a.provider, endpoint) ||
+          translatedFromMessages(a.provider, endpoint),
+      );
   }
 
   /** Where the call may go, in order, without upstreams whose breaker is open (unless every one

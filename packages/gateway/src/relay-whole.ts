@@ -36,6 +36,8 @@ function answerText(json: Obj | null): string {
 
 /** How a whole answer is relayed. */
 export interface RelayOptions {
+  /** The client's API: an error the upstream's body cannot give is answered in its format. */
+  wire: Wire;
   /** A translated call's: turns the upstream's JSON (an answer or an error) into the client's. */
   transform?: ((json: Obj, status: number) => Obj) | undefined;
   /** Whether another attempt follows: an answer that cannot be used is then not answered. */
@@ -65,9 +67,7 @@ export async function relay(
   body: Obj,
   opts: RelayOptions,
 ): Promise<Relayed> {
-  const { transform, provider } = opts;
-  // In the client's format: a translated call's client speaks OpenAI's.
-  const wire: Wire = !transform && ctx.upstreamApi === 'anthropic-messages' ? 'anthropic' : 'openai';
+  const { transform, provider, wire } = opts;
   const unusable = (why: Unusable): Relayed => {
     record(ctx, failure(res.destroyed ? 'client_disconnected' : why, a0), acc);
     // A body too large would be as large again from the next upstream.

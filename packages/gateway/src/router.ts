@@ -121,14 +121,19 @@ export class Router {
     tenant: string | undefined,
   ): ProviderConfig | undefined {
     const list = this.providersFor(tenant);
-    if (endpoint === 'messages' || /^claude/i.test(model)) {
-      const anthropic = list.find((p) => p.kind === 'anthropic');
-      if (anthropic) return anthropic;
-    }
+    const anthropic = list.find((p) => p.kind === 'anthropic');
+    if (anthropic && /^claude/i.test(model)) return anthropic;
     if (/^gemini/i.test(model)) {
       const gemini = list.find((p) => p.id === 'gemini' || p.price_provider === 'google');
       if (gemini) return gemini;
     }
-    return list.find((p) => p.kind === 'openai') ?? list.find((p) => p.kind !== 'anthropic');
+    const openai = list.find((p) => p.kind === 'openai');
+    // Anthropic's API goes to Anthropic, unless the model is OpenAI's: that call is translated.
+    // A name no provider is known for goes to Anthropic, which says whether it has the model.
+    if (endpoint === 'messages' && anthropic && !(openai && OPENAI_MODEL.test(model))) return anthropic;
+    return openai ?? list.find((p) => p.kind !== 'anthropic');
   }
 }
+
+/** Names of OpenAI's models: GPT, the o-series reasoning models, and ChatGPT's. */
+const OPENAI_MODEL = /^(gpt-|o\d|chatgpt-|codex-)/i;

@@ -298,6 +298,178 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     expect(mock.received.at(-1)!.headers['x-api-key']).toBe('sk-ant-upstream');
   });
 
+  it("Anthropic's client to an OpenAI model: request, answer, stream and tools are translated, metered from OpenAI's usage", async () => {
+    const anthropic = new Anthropic({ apiKey: key, baseURL: base, maxRetries: 0 });
+    // What the upstream answers the same question in its own API.
+    const direct = await openai.chat.completions.create({
+      model: 'gpt-4o',
+      messages: [{ role: 'user', content: 'Hello' }],
+    });
+    const text = direct.choices[0]!.message.content!;
+    const u = direct.usage!;
+    const cached = u.prompt_tokens_details?.cached_tokens ?? 0;
+    const m = await anthropic.messages.create({
+      model: 'gpt-4o',
+      max_tokens: 256,
+      system: 'Be brief.',
+      stop_sequences: ['END'],
+      metadata: { user_id: 'u-1' },
+      messages: [{ role: 'user', content: 'Hello' }],
+    });
+    expect(mock.received.at(-1)).toMatchObject({
+      path: '/v1/chat/completions',
+      headers: { authorization: 'Bearer sk-upstream' },
+    });
+    expect(JSON.parse(mock.received.at(-1)!.raw)).toEqual({
+      model: 'gpt-4o',
+      messages: [
+        { role: 'system', content: 'Be brief.' },
+        { role: 'user', content: 'Hello' },
+      ],
+      max_completion_tokens: 256,
+      stop: ['END'],
+      user: 'u-1',
+    });
+    expect(m).toMatchObject({
+      type: 'message',
+      role: 'assistant',
+      content: [{ type: 'text', text }],
+      stop_reason: 'end_turn',
+      usage: {
+        input_tokens: u.prompt_tokens - cached,
+        cache_read_input_tokens: cached,
+        output_tokens: u.completion_tokens,
+      },
+    });
+    const [plain, asked] = await lastCalls(2);
+    expect(plain).toMatchObject({
+      provider: 'openai',
+      api: 'openai-chat',
+      model_requested: 'gpt-4o',
+      status: 'ok',
+      pricing_status: 'priced',
+      cost_usd: asked!.cost_usd,
+    });
+
+    // Streamed: the client's stream helper builds the same message from the translated events.
+    const s = anthropic.messages.stream({
+      model: 'gpt-4o',
+      max_tokens: 256,
+      messages: [{ role: 'user', content: 'Hello' }],
+    });
+    const final = await s.finalMessage();
+    expect(JSON.parse(mock.received.at(-1)!.raw)).toMatchObject({
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    expect(final.content).toEqual([{ type: 'text', text: expect.any(String) }]);
+    expect((final.content[0] as { text: string }).text.length).toBeGreaterThan(0);
+    expect(final.stop_reason).toBe('end_turn');
+    expect(final.usage.output_tokens).toBeGreaterThan(0);
+    const streamed = (await lastCalls())[0]!;
+    expect(streamed).toMatchObject({ api: 'openai-chat', status: 'ok', pricing_status: 'priced' });
+    expect(streamed.tokens.output).toBe(final.usage.output_tokens);
+
+    // Tools, plain and streamed, and the tool's result sent back.
+    const tools = [
+      {
+        name: 'get_weather',
+        description: 'The weather now',
+        input_schema: { type: 'object' as const, properties: { location: { type: 'string' } } },
+      },
+    ];
+    const asks = [{ role: 'user' as const, content: 'Weather?' }];
+    const t1 = await anthropic.messages.create({
+      model: 'gpt-4o',
+      max_tokens: 256,
+      tools,
+      tool_choice: { type: 'any', disable_parallel_tool_use: true },
+      messages: asks,
+    });
+    expect(JSON.parse(mock.received.at(-1)!.raw)).toMatchObject({
+      tools: [
+        {
+          type: 'function',
+          function: {
+            name: 'get_weather',
+            description: 'The weather now',
+            parameters: tools[0]!.input_schema,
+          },
+        },
+      ],
+      tool_choice: 'required',
+      parallel_tool_calls: false,
+    });
+    expect(t1.stop_reason).toBe('tool_use');
+    expect(t1.content).toEqual([
+      { type: 'tool_use', id: 'call_abc123', name: 'get_weather', input: { location: 'Paris' } },
+    ]);
+    const t2 = await anthropic.messages
+      .stream({ model: 'gpt-4o', max_tokens: 256, tools, messages: asks })
+      .finalMessage();
+    expect(t2.content).toEqual(t1.content);
+    expect(t2.stop_reason).toBe('tool_use');
+    const [toolStreamed, toolPlain] = await lastCalls(2);
+    // gpt-4o: 82 × $2.50 + 17 × $10 per million, as the same call through OpenAI's client.
+    expect(toolPlain!.cost_usd).toBe('0.000375');
+    expect(toolStreamed!.cost_usd).toBe('0.000375');
+    await anthropic.messages.create({
+      model: 'gpt-4o',
+      max_tokens: 256,
+      tools,
+      messages: [
+        ...asks,
+        { role: 'assistant', content: t1.content },
+        {
+          role: 'user',
+          content: [
+            { type: 'tool_result', tool_use_id: 'call_abc123', content: [{ type: 'text', text: '18 °C' }] },
+            { type: 'text', text: 'And tomorrow?' },
+          ],
+        },
+      ],
+    });
+    expect(JSON.parse(mock.received.at(-1)!.raw).messages).toEqual([
+      { role: 'user', content: 'Weather?' },
+      {
+        role: 'assistant',
+        content: null,
+        tool_calls: [
+          {
+            id: 'call_abc123',
+            type: 'function',
+            function: { name: 'get_weather', arguments: '{"location":"Paris"}' },
+          },
+        ],
+      },
+      { role: 'tool', tool_call_id: 'call_abc123', content: '18 °C' },
+      { role: 'user', content: [{ type: 'text', text: 'And tomorrow?' }] },
+    ]);
+
+    // Counted here, as the OpenAI model would see the prompt: nothing goes upstream.
+    const sentBefore = mock.received.length;
+    const counted = await anthropic.messages.countTokens({ model: 'gpt-4o', messages: asks, tools });
+    expect(counted.input_tokens).toBeGreaterThan(10);
+    expect(mock.received.length).toBe(sentBefore);
+
+    // What an OpenAI model cannot do is refused before anything goes, in Anthropic's format.
+    await expect(
+      anthropic.messages.create({
+        model: 'gpt-4o',
+        max_tokens: 2048,
+        thinking: { type: 'enabled', budget_tokens: 1024 },
+        messages: asks,
+      }),
+    ).rejects.toMatchObject({
+      status: 400,
+      error: {
+        type: 'error',
+        error: { type: 'invalid_request_error', message: expect.stringMatching(/^thinking/) },
+      },
+    });
+    expect(mock.received.length).toBe(sentBefore);
+  });
+
   it('OpenAI client to a Claude model: request, response, stream and tools are translated', async () => {
     const out = await openai.chat.completions.create({
       model: 'claude-sonnet-4-5',

@@ -1,0 +1,258 @@
+/**
+ * Anthropic messages -> OpenAI chat completions, so Anthropic's client (and the tools built on it)
+ * reaches OpenAI, Azure and OpenAI-compatible models. The call is metered from the upstream's own
+ * usage object; the client sees Anthropic's shapes throughout.
+ */
+import { InvalidRequest, objectItem, objectList, TranslationError } from './anthropic-blocks.js';
+
+type Obj = Record<string, unknown>;
+
+const TO = 'an OpenAI-format model';
+
+/** A data URL or a link for an Anthropic image block. */
+function imageUrl(block: Obj, at: string): string {
+  const source = (block['source'] ?? {}) as Obj;
+  if (source['type'] === 'base64')
+    return `data:${String(source['media_type'])};base64,${String(source['data'])}`;
+  if (source['type'] === 'url' && typeof source['url'] === 'string') return source['url'];
+  throw new TranslationError(
+    `${at}: an image from a source of type "${String(source['type'])}" cannot be sent to ${TO}.`,
+  );
+}
+
+/** The text of a system prompt or a tool result: a string, or text blocks. */
+function textOf(content: unknown, at: string): string {
+  if (content === undefined || content === null) return '';
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) throw new InvalidRequest(`${at} must be a string or an array of blocks.`);
+  return content
+    .map((b, j) => {
+      const block = objectItem(b, at, j);
+      if (block['type'] !== 'text')
+        throw new TranslationError(
+          `${at}[${j}]: a "${String(block['type'])}" block here cannot be sent to ${TO}.`,
+        );
+      return String(block['text'] ?? '');
+    })
+    .join('');
+}
+
+/** Blocks of a user turn: its text and images as one user message, each tool result as a tool
+ * message. The tool messages go first: OpenAI wants them right after the assistant's tool calls. */
+function userTurn(content: unknown, at: string, out: Obj[]): void {
+  if (typeof content === 'string') {
+    out.push({ role: 'user', content });
+    return;
+  }
+  if (!Array.isArray(content)) throw new InvalidRequest(`${at} must be a string or an array of blocks.`);
+  const parts: Obj[] = [];
+  for (let j = 0; j < content.length; j++) {
+    const block = objectItem(content[j], at, j);
+    const type = block['type'];
+    if (type === 'text') parts.push({ type: 'text', text: String(block['text'] ?? '') });
+    else if (type === 'image')
+      parts.push({ type: 'image_url', image_url: { url: imageUrl(block, `${at}[${j}]`) } });
+    else if (type === 'tool_result') {
+      out.push({
+        role: 'tool',
+        tool_call_id: block['tool_use_id'],
+        content: textOf(block['content'], `${at}[${j}].content`),
+      });
+    } else throw new TranslationError(`${at}[${j}]: a "${String(type)}" block cannot be sent to ${TO}.`);
+  }
+  if (parts.length > 0) out.push({ role: 'user', content: parts });
+}
+
+/** An assistant turn: its text, and its tool calls. Thinking blocks stay behind: another model
+ * cannot read them. */
+function assistantTurn(content: unknown, at: string, out: Obj[]): void {
+  if (typeof content === 'string') {
+    out.push({ role: 'assistant', content });
+    return;
+  }
+  if (!Array.isArray(content)) throw new InvalidRequest(`${at} must be a string or an array of blocks.`);
+  let text = '';
+  const calls: Obj[] = [];
+  for (let j = 0; j < content.length; j++) {
+    const block = objectItem(content[j], at, j);
+    const type = block['type'];
+    if (type === 'text') text += String(block['text'] ?? '');
+    else if (type === 'tool_use') {
+      calls.push({
+        id: block['id'],
+        type: 'function',
+        function: { name: block['name'], arguments: JSON.stringify(block['input'] ?? {}) },
+      });
+    } else if (type === 'thinking' || type === 'redacted_thinking') continue;
+    else throw new TranslationError(`${at}[${j}]: a "${String(type)}" block cannot be sent to ${TO}.`);
+  }
+  if (text === '' && calls.length === 0) return;
+  const m: Obj = { role: 'assistant', content: text === '' ? null : text };
+  if (calls.length > 0) m['tool_calls'] = calls;
+  out.push(m);
+}
+
+function toolChoice(choice: unknown): { choice?: unknown; parallel?: boolean } {
+  if (choice === undefined || choice === null) return {};
+  const c = choice as Obj;
+  const parallel = c['disable_parallel_tool_use'] === true ? { parallel: false } : {};
+  switch (c['type']) {
+    case 'auto':
+      return { choice: 'auto', ...parallel };
+    case 'any':
+      return { choice: 'required', ...parallel };
+    case 'none':
+      return { choice: 'none' };
+    case 'tool':
+      return { choice: { type: 'function', function: { name: c['name'] } }, ...parallel };
+    default:
+      throw new InvalidRequest(`tool_choice.type "${String(c['type'])}" is not one Anthropic's API takes.`);
+  }
+}
+
+/** Request fields an OpenAI-format model has no counterpart for: refused when they ask for
+ * something, not dropped, so that a client never gets less than it asked for without knowing. */
+function refuseUnmapped(body: Obj): void {
+  if (body['top_k'] != null) throw new TranslationError(`top_k cannot be sent to ${TO}.`);
+  const thinking = (body['thinking'] as Obj | null | undefined)?.['type'];
+  if (thinking != null && thinking !== 'disabled')
+    throw new TranslationError(`thinking cannot be sent to ${TO}: leave it out, or send to a Claude model.`);
+  for (const f of ['container', 'mcp_servers'] as const)
+    if (body[f] != null) throw new TranslationError(`${f} cannot be sent to ${TO}.`);
+}
+
+/**
+ * The chat completions request for an Anthropic messages request. `kind` is the provider's: OpenAI
+ * and Azure take the output limit as max_completion_tokens (their reasoning models refuse
+ * max_tokens), other OpenAI-compatible servers as max_tokens.
+ */
+export function toChatRequest(body: Obj, model: string, kind: string): Obj {
+  const list = body['messages'];
+  if (!Array.isArray(list)) throw new InvalidRequest('messages must be an array.');
+  refuseUnmapped(body);
+  const messages: Obj[] = [];
+  const system = textOf(body['system'], 'system');
+  if (system !== '') messages.push({ role: 'system', content: system });
+  for (let i = 0; i < list.length; i++) {
+    const m = objectItem(list[i], 'messages', i);
+    const at = `messages[${i}].content`;
+    if (m['role'] === 'user') userTurn(m['content'], at, messages);
+    else if (m['role'] === 'assistant') assistantTurn(m['content'], at, messages);
+    else throw new InvalidRequest(`messages[${i}].role must be "user" or "assistant".`);
+  }
+  const out: Obj = { model, messages };
+  const max = body['max_tokens'];
+  if (max !== undefined)
+    out[kind === 'openai' || kind === 'azure' ? 'max_completion_tokens' : 'max_tokens'] = max;
+  for (const f of ['temperature', 'top_p'] as const) if (body[f] !== undefined) out[f] = body[f];
+  if (Array.isArray(body['stop_sequences']) && body['stop_sequences'].length > 0)
+    out['stop'] = body['stop_sequences'];
+  if (body['stream'] === true) {
+    out['stream'] = true;
+    out['stream_options'] = { include_usage: true };
+  }
+  const tools = objectList(body['tools'], 'tools');
+  if (tools.length > 0) {
+    out['tools'] = tools.map((t) => {
+      if (t['type'] !== undefined && t['type'] !== 'custom')
+        throw new TranslationError(
+          `The tool "${String(t['type'])}" runs at Anthropic: it cannot be sent to ${TO}.`,
+        );
+      return {
+        type: 'function',
+        function: {
+          name: t['name'],
+          ...(t['description'] ? { description: t['description'] } : {}),
+          parameters: t['input_schema'] ?? { type: 'object', properties: {} },
+        },
+      };
+    });
+    const { choice, parallel } = toolChoice(body['tool_choice']);
+    if (choice !== undefined) out['tool_choice'] = choice;
+    if (parallel !== undefined) out['parallel_tool_calls'] = parallel;
+  }
+  const user = (body['metadata'] as Obj | undefined)?.['user_id'];
+  if (typeof user === 'string') out['user'] = user;
+  return out;
+}
+
+/** OpenAI finish reasons as Anthropic's stop reasons. */
+export const STOP: Record<string, string> = {
+  stop: 'end_turn',
+  length: 'max_tokens',
+  tool_calls: 'tool_use',
+  function_call: 'tool_use',
+  content_filter: 'refusal',
+};
+
+/** OpenAI usage in Anthropic's terms: input_tokens leaves out the cache reads it counts. */
+export function anthropicUsage(u: Obj | null | undefined): Obj {
+  const prompt = Number(u?.['prompt_tokens'] ?? 0);
+  const cached = Number((u?.['prompt_tokens_details'] as Obj | undefined)?.['cached_tokens'] ?? 0);
+  return {
+    input_tokens: Math.max(0, prompt - cached),
+    cache_creation_input_tokens: 0,
+    cache_read_input_tokens: cached,
+    output_tokens: Number(u?.['completion_tokens'] ?? 0),
+  };
+}
+
+/** A tool call's arguments as the object Anthropic's tool_use input is. A model that wrote
+ * something else has it kept, not lost, under `arguments`. */
+export function toolInput(args: unknown): unknown {
+  if (typeof args !== 'string' || args.trim() === '') return {};
+  try {
+    const v = JSON.parse(args) as unknown;
+    return v !== null && typeof v === 'object' && !Array.isArray(v) ? v : { arguments: v };
+  } catch {
+    return { arguments: args };
+  }
+}
+
+export const messageId = (id: unknown): string => `msg_${String(id ?? '').replace(/^chatcmpl-/, '')}`;
+
+/** A chat completion as an Anthropic message. */
+export function toAnthropicMessage(json: Obj): Obj {
+  const choice = ((json['choices'] as Obj[] | undefined) ?? [])[0] ?? {};
+  const message = (choice['message'] ?? {}) as Obj;
+  const content: Obj[] = [];
+  const text = typeof message['content'] === 'string' ? message['content'] : '';
+  if (text !== '') content.push({ type: 'text', text });
+  else if (typeof message['refusal'] === 'string') content.push({ type: 'text', text: message['refusal'] });
+  for (const tc of (message['tool_calls'] as Obj[] | undefined) ?? []) {
+    const fn = (tc['function'] ?? {}) as Obj;
+    content.push({ type: 'tool_use', id: tc['id'], name: fn['name'], input: toolInput(fn['arguments']) });
+  }
+  return {
+    id: messageId(json['id']),
+    type: 'message',
+    role: 'assistant',
+    model: json['model'],
+    content,
+    stop_reason: STOP[String(choice['finish_reason'])] ?? 'end_turn',
+    stop_sequence: null,
+    usage: anthropicUsage(json['usage'] as Obj | undefined),
+  };
+}
+
+/** Anthropic's error type for an HTTP status. */
+export function anthropicErrorType(status: number): string {
+  if (status === 400) return 'invalid_request_error';
+  if (status === 401) return 'authentication_error';
+  if (status === 403) return 'permission_error';
+  if (status === 404) return 'not_found_error';
+  if (status === 413) return 'request_too_large';
+  if (status === 429) return 'rate_limit_error';
+  if (status === 529 || status === 503) return 'overloaded_error';
+  return status < 500 ? 'invalid_request_error' : 'api_error';
+}
+
+/** An OpenAI error body in Anthropic's shape. */
+export function toAnthropicError(body: unknown, status: number): Obj {
+  const e = (body as Obj | null)?.['error'];
+  const message = typeof e === 'string' ? e : (e as Obj | undefined)?.['message'];
+  return {
+    type: 'error',
+    error: { type: anthropicErrorType(status), message: String(message ?? `upstream error ${status}`) },
+  };
+}
