@@ -121,6 +121,41 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     expect(Number(call['cost_usd'])).toBeGreaterThan(0);
   });
 
+  it("answers an Anthropic client's call to an OpenAI model that failed in Anthropic's error format", async () => {
+    const res = await postMessage(base, key, { model: 'openai/fault-500' });
+    expect(res.statusCode).toBe(500);
+    expect(await res.body.json()).toEqual({
+      type: 'error',
+      error: { type: 'api_error', message: 'mock 500' },
+    });
+    expect((await lastCalls())[0]).toMatchObject({
+      status: 'error',
+      error_type: 'upstream_500',
+      api: 'openai-chat',
+    });
+  });
+
+  it("bills an Anthropic client's stream from an OpenAI model that it cuts off, and closes the upstream", async () => {
+    const res = await postMessage(base, key, { model: 'openai/fault-slow', stream: true });
+    expect(res.headers['content-type']).toMatch(/^text\/event-stream/);
+    let seen = '';
+    for await (const chunk of res.body) {
+      seen += String(chunk);
+      if (seen.split('event: content_block_delta').length > 5) break;
+    }
+    expect(seen).toMatch(/^event: message_start\n/);
+    await until(() => mock.openResponses === 0);
+    const call = (await lastCalls())[0]!;
+    expect(call).toMatchObject({
+      status: 'error',
+      error_type: 'client_disconnected',
+      pricing_status: 'estimated',
+      api: 'openai-chat',
+    });
+    expect(call.tokens.output).toBeGreaterThanOrEqual(5);
+    expect(Number(call['cost_usd'])).toBeGreaterThan(0);
+  });
+
   it('serves a slow reader in full and meters it once', async () => {
     const res = await chat({ model: 'gpt-4o', stream: true });
     let text = '';
