@@ -333,6 +333,28 @@ describe('an OpenAI stream as Anthropic events', () => {
     expect(t.translate('data: [DONE]\n\n')).toBe('');
   });
 
+  it('gives a streamed refusal as text', () => {
+    const t = new OpenAiToAnthropicStream();
+    const base = { id: 'chatcmpl-r', model: 'gpt-4o' };
+    const out = events(
+      sse(
+        {
+          ...base,
+          choices: [{ index: 0, delta: { role: 'assistant', refusal: "I can't help" }, finish_reason: null }],
+        },
+        { ...base, choices: [{ index: 0, delta: { refusal: ' with that.' }, finish_reason: 'stop' }] },
+        '[DONE]',
+      )
+        .map((c) => t.translate(c))
+        .join(''),
+    );
+    const text = out
+      .filter((e) => e.name === 'content_block_delta')
+      .map((e) => (e.data['delta'] as Obj)['text'])
+      .join('');
+    expect(text).toBe("I can't help with that.");
+  });
+
   it("passes an upstream's error event on as Anthropic's", () => {
     const t = new OpenAiToAnthropicStream();
     const out = events(t.translate(sse({ error: { message: 'overloaded' } })[0]!));

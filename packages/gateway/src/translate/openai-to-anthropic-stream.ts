@@ -79,7 +79,9 @@ export class OpenAiToAnthropicStream {
     const choice = ((chunk['choices'] as Obj[] | undefined) ?? [])[0];
     if (!choice) return out;
     const delta = (choice['delta'] ?? {}) as Obj;
-    const text = delta['content'];
+    // A refusal streams as text of its own, which an Anthropic message gives as text.
+    const text =
+      typeof delta['content'] === 'string' && delta['content'] !== '' ? delta['content'] : delta['refusal'];
     if (typeof text === 'string' && text !== '') {
       if (this.open === null || this.open.tool !== null)
         out += this.openBlock({ type: 'text', text: '' }, null);
