@@ -98,7 +98,12 @@ export async function forwardAttempts(
       try {
         const request =
           endpoint === 'messages'
-            ? toChatRequest(body, attempt.model, attempt.provider.kind)
+            ? // The model as the upstream's body names it (an Azure v1 deployment's name).
+              toChatRequest(
+                body,
+                upstreamFor(attempt.provider, 'chat', attempt.model, req.headers).bodyModel,
+                attempt.provider.kind,
+              )
             : endpoint === 'responses'
               ? responsesToAnthropicRequest(body, attempt.model, maxOut)
               : toAnthropicRequest(body, attempt.model, maxOut);

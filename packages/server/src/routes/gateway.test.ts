@@ -667,6 +667,32 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
       pricing_status: 'priced',
     });
     expect(gemini).toMatchObject({ provider: 'google' });
+
+    // Anthropic's client reaches them too: an Azure deployment named in the body under the v1 API,
+    // in the path under a dated one, and Gemini's OpenAI endpoint with its limit as max_tokens.
+    const anthropic = new Anthropic({ apiKey: free, baseURL: base, maxRetries: 0 });
+    const ask = { max_tokens: 100, messages: [{ role: 'user' as const, content: 'Hi' }] };
+    const v1 = await anthropic.messages.create({ model: 'azure-v1/gpt-4', ...ask });
+    expect(v1.content[0]).toMatchObject({ type: 'text' });
+    expect(mock.received.at(-1)).toMatchObject({
+      path: '/openai/v1/chat/completions',
+      headers: { 'api-key': 'azure-secret' },
+      body: { model: 'gpt-4o', max_completion_tokens: 100 },
+    });
+    await anthropic.messages.create({ model: 'azure-eu/gpt-4o', ...ask });
+    expect(mock.received.at(-1)).toMatchObject({
+      path: '/openai/deployments/prod-4o/chat/completions?api-version=2024-10-21',
+      body: { model: 'gpt-4o' },
+    });
+    await anthropic.messages.create({ model: 'gemini/gpt-4o', ...ask });
+    expect(mock.received.at(-1)).toMatchObject({
+      path: '/v1beta/openai/chat/completions',
+      body: { model: 'gpt-4o', max_tokens: 100 },
+    });
+    const [viaGemini, viaDated, viaV1] = await lastCalls(3);
+    expect(viaV1).toMatchObject({ provider: 'azure', api: 'openai-chat', model_requested: 'azure-v1/gpt-4' });
+    expect(viaDated).toMatchObject({ provider: 'azure', model_requested: 'azure-eu/gpt-4o' });
+    expect(viaGemini).toMatchObject({ provider: 'google', api: 'openai-chat' });
   });
 
   it('sends the body upstream as written, with only the model and include_usage edited in it', async () => {
