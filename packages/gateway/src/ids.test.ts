@@ -31,4 +31,22 @@ describe('uuidv7', () => {
     expect(digits.size).toBe(16);
     for (const n of digits.values()) expect(n).toBeGreaterThan((20_000 * 12) / 16 - 1000);
   });
+
+  it('grows within a millisecond too, past 4,096 ids in one, and through a clock that steps back a little', () => {
+    const ms = Date.UTC(2026, 11, 5, 4);
+    const ids = [
+      ...Array.from({ length: 10_000 }, () => uuidv7(ms)),
+      ...Array.from({ length: 100 }, () => uuidv7(ms - 500)),
+      uuidv7(ms + 5),
+    ];
+    for (let k = 1; k < ids.length; k++)
+      expect(ids[k]! > ids[k - 1]!, `${ids[k - 1]} < ${ids[k]}`).toBe(true);
+    // Its time part moves on only as the count runs out: 10,000 ids take at most four milliseconds.
+    const time = (id: string) => Number.parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
+    expect(time(ids[0]!)).toBe(ms);
+    expect(time(ids[9_999]!)).toBeLessThanOrEqual(ms + 4);
+    expect(time(ids.at(-1)!)).toBe(ms + 5);
+    // A clock far behind starts again from it.
+    expect(time(uuidv7(ms - 60_000))).toBe(ms - 60_000);
+  });
 });

@@ -5,9 +5,15 @@ let pool = '';
 let at = 0;
 
 /**
- * A UUIDv7: 48 bits of epoch milliseconds, the version, then 74 random bits with the variant.
- * Ids that grow with time keep the store's primary-key index cheap to extend, and sort calls by
- * time for free.
+ * A UUIDv7: 48 bits of epoch milliseconds, the version, a 12-bit counter, then 62 random bits with
+ * the variant. Ids that grow with time keep the store's primary-key index cheap to extend, and sort
+ * calls by time for free.
+ *
+ * Ids made in one millisecond grow too (RFC 9562, 6.2, method 1): the counter starts at a random
+ * value under 2048 at each new millisecond and counts up, and past 4095 the time part moves on a
+ * millisecond. So the attempts of one request, which share its time, list in the order they were
+ * made. A clock that steps back by up to a second keeps the ids growing; one that steps back
+ * further starts again from it.
  */
 export function uuidv7(now: number = Date.now()): string {
   if (at + 19 > pool.length) {
@@ -16,19 +22,30 @@ export function uuidv7(now: number = Date.now()): string {
   }
   const i = at;
   at += 19;
-  if (now !== lastMs) {
-    const ts = now.toString(16).padStart(12, '0');
-    lastMs = now;
-    lastPrefix = `${ts.slice(0, 8)}-${ts.slice(8, 12)}-7`;
+  if (now > lastMs || now < lastMs - 1000) {
+    setMs(now);
+    counter = Number.parseInt(pool.slice(i, i + 3), 16) & 0x7ff;
+  } else if (++counter > 0xfff) {
+    setMs(lastMs + 1);
+    counter = Number.parseInt(pool.slice(i, i + 3), 16) & 0x7ff;
   }
   // The variant (10xx) keeps two random bits of one digit.
   const d = pool.charCodeAt(i + 3);
   const variant = VARIANT[(d <= 57 ? d - 48 : d - 87) & 3];
-  return `${lastPrefix}${pool.slice(i, i + 3)}-${variant}${pool.slice(i + 4, i + 7)}-${pool.slice(i + 7, i + 19)}`;
+  return `${lastPrefix}${HEX3[counter]}-${variant}${pool.slice(i + 4, i + 7)}-${pool.slice(i + 7, i + 19)}`;
+}
+
+function setMs(ms: number): void {
+  const ts = ms.toString(16).padStart(12, '0');
+  lastMs = ms;
+  lastPrefix = `${ts.slice(0, 8)}-${ts.slice(8, 12)}-7`;
 }
 
 /** The time part of the last id's, kept while the millisecond lasts: calls that share one share it. */
 let lastMs = -1;
 let lastPrefix = '';
+/** The last id's counter, within its millisecond. */
+let counter = 0;
 
 const VARIANT = ['8', '9', 'a', 'b'];
+const HEX3 = Array.from({ length: 4096 }, (_, n) => n.toString(16).padStart(3, '0'));
