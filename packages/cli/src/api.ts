@@ -69,6 +69,14 @@ export const commaList = (v: string) =>
     .map((s) => s.trim())
     .filter(Boolean);
 
+/** A parser for an option that takes a positive integer. */
+export const positiveInt = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0)
+    throw new TallyError('invalid_request', `--${name} must be a positive integer.`);
+  return n;
+};
+
 /** --url and --admin-key, on every command that calls the server. */
 export function withApiOptions(c: Command): Command {
   return c

@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { registerAnalytics } from './commands/analytics.js';
+import { registerCalls } from './commands/calls.js';
 import { registerDemo } from './commands/demo.js';
 import { registerGateway } from './commands/gateway.js';
 import { registerKeys } from './commands/keys.js';
@@ -21,6 +22,7 @@ export async function main(argv: string[]): Promise<number> {
   registerDemo(program);
   registerGateway(program);
   registerKeys(program);
+  registerCalls(program);
   registerPrice(program);
   registerPrices(program);
   registerUseCases(program);

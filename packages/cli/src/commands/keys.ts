@@ -1,13 +1,11 @@
-import { TallyError } from '@tally/core';
 import type { Command } from 'commander';
-import { apiCall as call, commaList as list, apiTarget as target, withApiOptions } from '../api.js';
-
-const int = (name: string) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0)
-    throw new TallyError('invalid_request', `--${name} must be a positive integer.`);
-  return n;
-};
+import {
+  apiCall as call,
+  positiveInt as int,
+  commaList as list,
+  apiTarget as target,
+  withApiOptions,
+} from '../api.js';
 
 export function registerKeys(program: Command): void {
   const keys = program.command('keys').description('virtual keys for the gateway');

@@ -1,0 +1,85 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { freePort, spawnTally, stopProcess, TALLY_BIN } from '../testing/spawn-server.js';
+
+const run = promisify(execFile);
+
+describe('tally calls', () => {
+  it('lists calls newest first with the API filters, page after page up to --limit', async () => {
+    const dir = mkdtempSync(join(os.tmpdir(), 'tally-calls-'));
+    const port = await freePort();
+    const admin = 'tk-admin-calls-test-0123456789';
+    const env = { ...process.env, TALLY_DATA_DIR: dir, TALLY_ADMIN_KEY: admin, TALLY_LOG_LEVEL: 'warn' };
+    const server = await spawnTally(['start', '--port', String(port)], env as Record<string, string>);
+    const url = `http://127.0.0.1:${port}`;
+    const tally = async (...args: string[]) =>
+      (await run(process.execPath, [TALLY_BIN, 'calls', '--url', url, ...args], { env })).stdout
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    try {
+      // 1,200 calls, a second apart; two of them the attempts of one request.
+      const t0 = Date.UTC(2026, 11, 1);
+      for (let b = 0; b < 2; b++) {
+        const events = Array.from({ length: b === 0 ? 1000 : 200 }, (_, j) => {
+          const i = b * 1000 + j;
+          return {
+            id: `c-${String(i).padStart(4, '0')}`,
+            type: 'llm.call',
+            time: new Date(t0 + i * 1000).toISOString(),
+            provider: 'openai',
+            model: i % 2 ? 'gpt-4o' : 'gpt-4o-mini',
+            tokens: { input: 100, output: 10 },
+            project: 'support',
+            ...(i === 7 || i === 8 ? { request_id: 'req-7' } : {}),
+          };
+        });
+        const r = await fetch(`${url}/v1/events`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ events }),
+        });
+        expect(r.status).toBe(200);
+      }
+      const attempts = await tally('--request-id', 'req-7');
+      expect(attempts.map((c) => c['id'])).toEqual(['c-0008', 'c-0007']);
+      expect(attempts[0]).toMatchObject({
+        request_id: 'req-7',
+        project: 'support',
+        model_requested: 'gpt-4o-mini',
+      });
+      const many = await tally(
+        '--limit',
+        '1100',
+        '--model',
+        'gpt-4o-mini',
+        '--from',
+        new Date(t0).toISOString(),
+      );
+      expect(many.length).toBe(600);
+      const all = await tally('--limit', '1100');
+      expect(all.length).toBe(1100);
+      expect(new Set(all.map((c) => c['id'])).size).toBe(1100);
+      expect(all[0]!['id']).toBe('c-1199');
+      expect(all[1099]!['id']).toBe('c-0100');
+      expect((await tally()).length).toBe(100);
+      const bad = await run(process.execPath, [TALLY_BIN, 'calls', '--url', url, '--status', 'maybe'], {
+        env,
+      }).catch((e) => e);
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toMatch(/error \[invalid_query\].*status/);
+      const zero = await run(process.execPath, [TALLY_BIN, 'calls', '--url', url, '--limit', '0'], {
+        env,
+      }).catch((e) => e);
+      expect(zero.stderr).toMatch(/error \[invalid_request\].*--limit must be a positive integer/);
+    } finally {
+      await stopProcess(server.child);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
