@@ -22,23 +22,20 @@ export function uuidv7(now: number = Date.now()): string {
   }
   const i = at;
   at += 19;
-  if (now > lastMs || now < lastMs - 1000) {
-    setMs(now);
-    counter = Number.parseInt(pool.slice(i, i + 3), 16) & 0x7ff;
-  } else if (++counter > 0xfff) {
-    setMs(lastMs + 1);
-    counter = Number.parseInt(pool.slice(i, i + 3), 16) & 0x7ff;
-  }
+  if (now > lastMs || now < lastMs - 1000) startMs(now, i);
+  else if (++counter > 0xfff) startMs(lastMs + 1, i);
   // The variant (10xx) keeps two random bits of one digit.
   const d = pool.charCodeAt(i + 3);
   const variant = VARIANT[(d <= 57 ? d - 48 : d - 87) & 3];
   return `${lastPrefix}${HEX3[counter]}-${variant}${pool.slice(i + 4, i + 7)}-${pool.slice(i + 7, i + 19)}`;
 }
 
-function setMs(ms: number): void {
+/** A new millisecond for the ids: its time part, and a counter from random digits `i` of the pool. */
+function startMs(ms: number, i: number): void {
   const ts = ms.toString(16).padStart(12, '0');
   lastMs = ms;
   lastPrefix = `${ts.slice(0, 8)}-${ts.slice(8, 12)}-7`;
+  counter = Number.parseInt(pool.slice(i, i + 3), 16) & 0x7ff;
 }
 
 /** The time part of the last id's, kept while the millisecond lasts: calls that share one share it. */

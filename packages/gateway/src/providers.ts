@@ -67,6 +67,13 @@ export function translatedFromMessages(p: ProviderConfig, endpoint: Endpoint): b
   return endpoint === 'messages' && p.kind !== 'anthropic';
 }
 
+/** Whether a provider takes calls of an endpoint: natively, or translated either way. */
+export function serves(p: ProviderConfig, endpoint: Endpoint): boolean {
+  return (
+    servesNatively(p, endpoint) || translatedToMessages(p, endpoint) || translatedFromMessages(p, endpoint)
+  );
+}
+
 /**
  * The upstream URL and headers for one call. `clientHeaders` passes on the few client headers that
  * change what a provider does (Anthropic's version and beta flags, OpenAI's organisation).

@@ -12,8 +12,7 @@ import {
   type Endpoint,
   modelsPath,
   priceProviderOf,
-  servesNatively,
-  translatedFromMessages,
+  serves,
   translatedToMessages,
   upstreamFor,
 } from './providers.js';
@@ -553,14 +552,7 @@ export class Gateway {
 
   /** The router's plan for a model, without the upstreams that cannot serve the endpoint. */
   private routes(model: string, endpoint: Endpoint, tenant: string): Attempt[] {
-    return this.router
-      .plan(model, endpoint, tenant)
-      .filter(
-        (a) =>
-          servesNatively(a.provider, endpoint) ||
-          translatedToMessages(a.provider, endpoint) ||
-          translatedFromMessages(a.provider, endpoint),
-      );
+    return this.router.plan(model, endpoint, tenant).filter((a) => serves(a.provider, endpoint));
   }
 
   /** Where the call may go, in order, without upstreams whose breaker is open (unless every one
