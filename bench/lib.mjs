@@ -239,6 +239,8 @@ export async function startGatewayUnderTest(
   const env = {
     TALLY_DATA_DIR: data,
     TALLY_ADMIN_KEY: adminKey,
+    // The key a replica presents to the server (the server's gateway_key).
+    TALLY_GATEWAY_KEY: `${adminKey}-gateway`,
     TALLY_LOG_LEVEL: 'warn',
     OPENAI_BASE_URL: `http://127.0.0.1:${upPort}/v1`,
     OPENAI_API_KEY: 'sk-bench',

@@ -149,6 +149,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)("durability of the gateway's metering",
       const serverPort = await freePort();
       const base = {
         TALLY_ADMIN_KEY: KEY,
+        TALLY_GATEWAY_KEY: `${KEY}-gateway`,
         TALLY_LOG_LEVEL: 'warn',
         OPENAI_BASE_URL: `${mock.url}/v1`,
         OPENAI_API_KEY: 'sk-upstream',

@@ -49,6 +49,14 @@ describe('loadConfig', () => {
     writeFileSync(join(dir, 'tally.config.json'), '{');
     expect(() => loadConfig({ cwd: dir, env: {} })).toThrow(/not valid/);
     expect(() => loadConfig({ cwd: tmp(), env: { TALLY_ADMIN_KEY: 'short' } })).toThrow(/admin_key/);
+    // A replica's key opens the control routes only: the admin key cannot double as it.
+    const same = 'tk-admin-same-0123456789';
+    expect(() => loadConfig({ cwd: tmp(), env: { TALLY_ADMIN_KEY: same, TALLY_GATEWAY_KEY: same } })).toThrow(
+      /gateway_key must differ from admin_key/,
+    );
+    expect(
+      loadConfig({ cwd: tmp(), env: { TALLY_GATEWAY_KEY: 'tk-gateway-0123456789abcdef' } }).gateway_key,
+    ).toBe('tk-gateway-0123456789abcdef');
     // The embedded store cannot write under a few tens of MB.
     expect(() => loadConfig({ cwd: tmp(), env: { TALLY_STORE_MEMORY_LIMIT: '32MB' } })).toThrow(
       /memory_limit.*at least 64MB/,

@@ -90,6 +90,9 @@ const ENV: Record<string, (cfg: Record<string, unknown>, v: string) => void> = {
   TALLY_ADMIN_KEY: (c, v) => {
     c['admin_key'] = v;
   },
+  TALLY_GATEWAY_KEY: (c, v) => {
+    c['gateway_key'] = v;
+  },
   TALLY_SECRET_KEY: (c, v) => {
     c['secret_key'] = v;
   },

@@ -59,6 +59,11 @@ export const ERRORS = {
     message: 'The Tally server cannot be reached.',
     hint: 'Start it (tally start), or point at it: --url for a command, --server or TALLY_SERVER_URL for a gateway replica.',
   },
+  gateway_key_refused: {
+    status: 503,
+    message: "The Tally server refused the gateway replica's key.",
+    hint: 'Set TALLY_GATEWAY_KEY on the replica to the server\'s gateway_key, or to a key made with "tally keys create --role gateway" that is not revoked.',
+  },
   already_exists: {
     status: 409,
     message: 'Something with that id already exists.',

@@ -118,7 +118,10 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
     clock,
     price: opts.price,
     priceVersion: opts.priceVersion,
-    auth: new Authenticator(store, clock, config.tenant, config.admin_key ? hashKey(config.admin_key) : null),
+    auth: new Authenticator(store, clock, config.tenant, {
+      admin: config.admin_key ? hashKey(config.admin_key) : null,
+      gateway: config.gateway_key ? hashKey(config.gateway_key) : null,
+    }),
     metrics,
     state,
     // Each budget's spend is raised, when first read, to what the store holds for its period: the

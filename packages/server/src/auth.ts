@@ -17,8 +17,10 @@ export function hashKey(key: string): string {
   return createHash('sha256').update(key).digest('hex');
 }
 
-export function generateKey(kind: 'admin' | 'virtual'): string {
-  return `${kind === 'admin' ? 'tk-admin-' : 'tk-'}${randomBytes(24).toString('base64url')}`;
+/** A new key: `tk-` and 32 random characters for a virtual key, and the role's name after `tk-`
+ * for any other (`tk-admin-…`, `tk-gateway-…`), so that a leaked one says what it opens. */
+export function generateKey(role: Role): string {
+  return `${role === 'virtual' ? 'tk-' : `tk-${role}-`}${randomBytes(24).toString('base64url')}`;
 }
 
 function bearer(request: FastifyRequest): string | null {
@@ -39,7 +41,9 @@ export class Authenticator {
     private readonly store: Store,
     private readonly clock: Clock,
     private readonly tenant: string,
-    private readonly adminKeyHash: string | null,
+    /** The hashes of the config's own keys: `admin_key`, and `gateway_key`, the replicas' key to
+     * the control routes. */
+    private readonly configKeys: { admin: string | null; gateway: string | null },
     private readonly cacheMs = 5_000,
   ) {}
 
@@ -48,8 +52,10 @@ export class Authenticator {
     if (!key) throw new TallyError('unauthorized');
     const hash = hashKey(key);
     let principal: Principal | null = null;
-    if (this.adminKeyHash !== null && hash === this.adminKeyHash) {
+    if (this.configKeys.admin !== null && hash === this.configKeys.admin) {
       principal = { tenant: this.tenant, role: 'admin', keyId: 'config-admin', project: null };
+    } else if (this.configKeys.gateway !== null && hash === this.configKeys.gateway) {
+      principal = { tenant: this.tenant, role: 'gateway', keyId: 'config-gateway', project: null };
     } else {
       const rec = await this.lookup(hash);
       const now = this.clock.now();
@@ -64,7 +70,7 @@ export class Authenticator {
 
   /** The gateway's view of a key: virtual keys, and admin keys for trying the gateway out. */
   async gatewayKey(hash: string): Promise<VirtualKey | null> {
-    if (this.adminKeyHash !== null && hash === this.adminKeyHash) {
+    if (this.configKeys.admin !== null && hash === this.configKeys.admin) {
       return {
         id: 'config-admin',
         tenant: this.tenant,

@@ -148,6 +148,10 @@ export const configSchema = z
     data_dir: z.string().default('.tally'),
     tenant: z.string().default('default'),
     admin_key: z.string().min(16).optional(),
+    /** The key gateway replicas (`tally gateway`) present to the server's control routes, set on
+     * both: the server takes it as a `gateway` key, the replica sends it. A key made with
+     * `tally keys create --role gateway` does the same and can be revoked. */
+    gateway_key: z.string().min(16).optional(),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     store: z
       .object({
@@ -192,7 +196,11 @@ export const configSchema = z
     /** Hex or base64 32-byte key that encrypts provider secrets at rest; made on first start if absent. */
     secret_key: z.string().optional(),
   })
-  .strict();
+  .strict()
+  .refine((c) => c.gateway_key === undefined || c.gateway_key !== c.admin_key, {
+    path: ['gateway_key'],
+    message: "gateway_key must differ from admin_key: a replica's key opens the control routes only",
+  });
 
 export type TallyConfig = Readonly<z.infer<typeof configSchema>>;
 export type PriceOverrideConfig = z.infer<typeof priceOverrideSchema>;

@@ -61,7 +61,12 @@ describe('metered calls as CSV, from a replica to its server', () => {
     t.app.inject({
       method: 'POST',
       url: '/v1/gateway/calls',
-      headers: { ...t.auth, 'content-type': 'text/csv', [CALLS_FORMAT_HEADER]: CALL_CSV_FORMAT, ...headers },
+      headers: {
+        ...t.gatewayAuth,
+        'content-type': 'text/csv',
+        [CALLS_FORMAT_HEADER]: CALL_CSV_FORMAT,
+        ...headers,
+      },
       payload: body,
     });
 
@@ -129,7 +134,7 @@ describe('metered calls as CSV, from a replica to its server', () => {
     expect(await t.store.getCall('default', 'mixed-2')).toBeNull();
   });
 
-  it('refuses another layout, a body that ends inside a call, too many calls, and a key that is not admin', async () => {
+  it('refuses another layout, a body that ends inside a call, too many calls, and a key that is not a gateway key', async () => {
     const other = await post(csv(call('layout-1')), { [CALLS_FORMAT_HEADER]: 'duckdb-csv-000000000000' });
     expect(other.statusCode).toBe(415);
     expect(other.json().error.code).toBe('unsupported_media_type');
@@ -147,6 +152,9 @@ describe('metered calls as CSV, from a replica to its server', () => {
     expect(many.json().error.code).toBe('batch_too_large');
     const anonymous = await post(csv(call('anon-1')), { authorization: 'Bearer tk-nobody' });
     expect(anonymous.statusCode).toBe(401);
+    const admin = await post(csv(call('admin-1')), t.auth);
+    expect(admin.statusCode).toBe(403);
+    expect(await t.store.getCall('default', 'admin-1')).toBeNull();
     expect(await t.store.getCall('default', 'layout-1')).toBeNull();
   });
 
@@ -272,7 +280,7 @@ describe('metered calls as CSV, from a replica to its server', () => {
     let now = 1_000_000;
     const client = new ControlClient(
       `http://127.0.0.1:${(old.address() as AddressInfo).port}`,
-      'tk-admin',
+      'tk-gateway',
       () => now,
     );
     try {
@@ -317,7 +325,7 @@ describe('metered calls as CSV, from a replica to its server', () => {
     await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
     const client = new ControlClient(
       `http://127.0.0.1:${(front.address() as AddressInfo).port}`,
-      t.auth.authorization.slice('Bearer '.length),
+      t.gatewayAuth.authorization.slice('Bearer '.length),
     );
     const dir = mkdtempSync(join(os.tmpdir(), 'tally-replica-refused-'));
     // The id of each line, whether this server can read the call or not.

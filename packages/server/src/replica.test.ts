@@ -11,7 +11,14 @@ import { configSchema } from './config.js';
 import { buildReplica, type GatewayReplica } from './replica.js';
 import { callsOfCsv } from './replica-csv.js';
 import { callToWire } from './replica-wire.js';
-import { ADMIN_KEY, foreignKey, type TestApp, testApp, testCatalog } from './testing/test-app.js';
+import {
+  ADMIN_KEY,
+  foreignKey,
+  GATEWAY_KEY,
+  type TestApp,
+  testApp,
+  testCatalog,
+} from './testing/test-app.js';
 
 type Call = Record<string, unknown> & { id: string; cost_usd: string; tokens: Record<string, number> };
 
@@ -25,7 +32,7 @@ async function startReplica(
   const catalog = testCatalog();
   const replica = await buildReplica({
     config: configSchema.parse({
-      admin_key: ADMIN_KEY,
+      gateway_key: GATEWAY_KEY,
       log_level: 'silent',
       gateway: {
         server_url: base,
@@ -33,7 +40,7 @@ async function startReplica(
         providers: [{ id: 'openai', kind: 'openai', base_url: `${upstream}/v1`, api_key: 'sk-upstream' }],
       },
     }),
-    adminKey: ADMIN_KEY,
+    serverKey: GATEWAY_KEY,
     price: (i) => catalog.price(i),
     priceVersion: catalog.version,
     ...extra,
@@ -139,7 +146,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('a gateway replica in front of the serv
     const [call] = await serverCalls(1);
     const stored = await t.store.getCall('default', call!.id);
     const wire = callToWire(stored!);
-    const post = (calls: unknown[], auth = t.auth) =>
+    const post = (calls: unknown[], auth = t.gatewayAuth) =>
       t.app.inject({ method: 'POST', url: '/v1/gateway/calls', headers: auth, payload: { calls } });
     const again = await post([wire]);
     expect(again.json()).toMatchObject({ accepted: 1, duplicates: 1, rejected: [] });
@@ -154,9 +161,11 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('a gateway replica in front of the serv
       [2, 'forbidden'],
     ]);
     expect(bad.json().rejected[0].message).toContain('cost_effective_nano');
-    // A virtual key is not an admin key: it may call models, not write metering.
+    // A virtual key is not a gateway key: it may call models, not write metering. Nor is an
+    // admin's: only a replica's key writes metering.
     const denied = await post([wire], { authorization: `Bearer ${key}` });
     expect(denied.statusCode).toBe(403);
+    expect((await post([wire], t.auth)).statusCode).toBe(403);
   });
 
   it('an unknown key, another tenant key and a revoked key get a 401 in OpenAI format', async () => {
@@ -328,7 +337,7 @@ describe('a gateway replica without a server', () => {
     await expect(
       buildReplica({
         config: configSchema.parse({ admin_key: ADMIN_KEY }),
-        adminKey: ADMIN_KEY,
+        serverKey: GATEWAY_KEY,
         price: (i) => catalog.price(i),
         priceVersion: catalog.version,
       }),

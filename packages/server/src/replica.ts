@@ -30,18 +30,18 @@ import {
 } from './replica-csv.js';
 import { REPLICA_MAX_BATCH, type RuleWire, ruleFromWire } from './replica-wire.js';
 
-/** The server's control routes, as a replica calls them with its admin key. */
+/** The server's control routes, as a replica calls them with its gateway key. */
 export class ControlClient {
   private readonly pool: Pool;
   private readonly auth: string;
 
   constructor(
     readonly serverUrl: string,
-    adminKey: string,
+    serverKey: string,
     private readonly now: () => number = Date.now,
   ) {
     this.pool = new Pool(new URL(serverUrl).origin, { connections: 8, keepAliveTimeout: 30_000 });
-    this.auth = `Bearer ${adminKey}`;
+    this.auth = `Bearer ${serverKey}`;
   }
 
   private async call<T>(
@@ -72,7 +72,13 @@ export class ControlClient {
       );
     }
     const json = (await res.body.json()) as T & { error?: { code?: string; message?: string } };
-    if (res.statusCode >= 500 || res.statusCode === 401 || res.statusCode === 403) {
+    if (res.statusCode === 401 || res.statusCode === 403) {
+      throw new TallyError(
+        'gateway_key_refused',
+        `The Tally server at ${this.serverUrl} answered ${method} ${path} with ${res.statusCode}: a replica needs a gateway key, the server's gateway_key (TALLY_GATEWAY_KEY) or one made with "tally keys create --role gateway", not revoked.`,
+      );
+    }
+    if (res.statusCode >= 500) {
       throw new TallyError(
         'server_unreachable',
         `The Tally server at ${this.serverUrl} answered ${method} ${path} with ${res.statusCode}: ${json.error?.message ?? ''}`,
@@ -185,7 +191,8 @@ class Cached<K, V> {
 
 export interface ReplicaOptions {
   config: TallyConfig;
-  adminKey: string;
+  /** The key the replica presents to the server's control routes: a gateway key. */
+  serverKey: string;
   price: Pricer;
   priceVersion: string;
   /** The most output a model may write in one call, from the catalog (see GatewayDeps). */
@@ -227,7 +234,7 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
   const clock = opts.clock ?? systemClock;
   const now = () => clock.now();
   const ttl = config.gateway.replica_cache_ms;
-  const control = new ControlClient(serverUrl, opts.adminKey, now);
+  const control = new ControlClient(serverUrl, opts.serverKey, now);
   const onError = opts.onError ?? (() => undefined);
   const state: SharedState =
     opts.state ??

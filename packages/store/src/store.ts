@@ -129,7 +129,11 @@ export interface KeyRecord {
   hash: string;
   /** The first characters of the key, to recognise it in a list. */
   prefix: string;
-  role: 'admin' | 'finance' | 'member' | 'virtual';
+  /** What the key may do: `virtual` calls models through the gateway; `admin` does anything in its
+   * tenant; `finance` reads spend and sets budgets; `member` reads its project and reports its
+   * events; `gateway` is a replica's key to the server's control routes, the only one that can read
+   * the providers' secrets. */
+  role: 'admin' | 'finance' | 'member' | 'virtual' | 'gateway';
   project: string | null;
   team: string | null;
   user: string | null;

@@ -21,16 +21,16 @@ export function registerGateway(program: Command): void {
     .option('--host <host>', 'address to bind (default 127.0.0.1)')
     .action(async (opts: GatewayFlags) => {
       const config = configFromFlags(program, opts, opts.server ? { server_url: opts.server } : {});
-      if (!config.admin_key) {
+      if (!config.gateway_key) {
         throw new TallyError(
           'config_invalid',
-          'A gateway replica authenticates to the server with an admin key: set TALLY_ADMIN_KEY.',
+          'A gateway replica authenticates to the server with a gateway key: set TALLY_GATEWAY_KEY, to the gateway_key of the server\'s config or to a key made with "tally keys create --role gateway".',
         );
       }
       const { price, version, catalog } = loadPricer(config);
       const replica = await buildReplica({
         config,
-        adminKey: config.admin_key,
+        serverKey: config.gateway_key,
         price,
         priceVersion: version,
         maxOutput: (provider, model, tenant) => catalog.maxOutputTokens(provider, model, tenant),

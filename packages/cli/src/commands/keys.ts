@@ -8,13 +8,18 @@ import {
 } from '../api.js';
 
 export function registerKeys(program: Command): void {
-  const keys = program.command('keys').description('virtual keys for the gateway');
+  const keys = program.command('keys').description('virtual keys for the gateway, and keys for the API');
   const common = withApiOptions;
 
   common(
     keys
       .command('create')
-      .description('make a virtual key; it is printed once')
+      .description('make a key (a virtual key unless --role says otherwise); it is printed once')
+      .option(
+        '--role <role>',
+        "virtual (calls models), admin, finance (spend and budgets), member (its --project), or gateway (a replica's key to the server)",
+        'virtual',
+      )
       .option('--project <p>')
       .option('--team <t>')
       .option('--user <u>')
@@ -25,7 +30,9 @@ export function registerKeys(program: Command): void {
       .option('--models <a,b>', 'models the key may use', list)
       .option('--expires <time>', 'RFC 3339 expiry'),
   ).action(async (o: Record<string, unknown>) => {
-    const body: Record<string, unknown> = { period: o['period'] };
+    // The period's default is a virtual key's; other roles take no budget.
+    const body: Record<string, unknown> =
+      o['role'] === 'virtual' ? { period: o['period'] } : { role: o['role'] };
     for (const f of ['project', 'team', 'user', 'rpm', 'tpm', 'models'] as const)
       if (o[f] !== undefined) body[f] = o[f];
     if (o['budgetUsd'] !== undefined) body['budget_usd'] = String(o['budgetUsd']);

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { isObject, TallyError } from '@tally/core';
 import type { FastifyPluginAsync } from 'fastify';
-import { generateKey, hashKey } from '../auth.js';
+import { generateKey, hashKey, type Role } from '../auth.js';
 import type { AppContext } from '../context.js';
 import { budgetLimit, refuseUnknownFields } from '../serialize.js';
 
@@ -25,7 +25,56 @@ function optPositiveInt(body: Record<string, unknown>, field: string): number | 
   return v;
 }
 
-const FIELDS = ['project', 'team', 'user', 'budget_usd', 'period', 'rpm', 'tpm', 'models', 'expires_at'];
+const FIELDS = [
+  'role',
+  'project',
+  'team',
+  'user',
+  'budget_usd',
+  'period',
+  'rpm',
+  'tpm',
+  'models',
+  'expires_at',
+];
+
+const ROLES = ['virtual', 'admin', 'finance', 'member', 'gateway'] as const satisfies readonly Role[];
+
+/** The fields a key of each role may carry besides `role` and `expires_at`: only a virtual key
+ * calls models, so only it has a budget, limits and models; a member key is held to its project. */
+const ROLE_FIELDS: Record<Role, readonly string[]> = {
+  virtual: ['project', 'team', 'user', 'budget_usd', 'period', 'rpm', 'tpm', 'models'],
+  member: ['project'],
+  admin: [],
+  finance: [],
+  gateway: [],
+};
+
+/** The role asked for (virtual by default), with the fields that role does not take refused. */
+function roleOf(body: Record<string, unknown>): Role {
+  const role = body['role'] ?? 'virtual';
+  if (!(ROLES as readonly unknown[]).includes(role)) {
+    throw new TallyError('invalid_request', `role must be one of ${ROLES.join(', ')}.`);
+  }
+  const r = role as Role;
+  const allowed = ROLE_FIELDS[r];
+  const other = FIELDS.find(
+    (f) =>
+      f !== 'role' && f !== 'expires_at' && body[f] !== undefined && body[f] !== null && !allowed.includes(f),
+  );
+  if (other) {
+    throw new TallyError(
+      'invalid_request',
+      r === 'member'
+        ? `A member key takes a project and expires_at only, not ${other}.`
+        : `A ${r} key takes expires_at only, not ${other}: budgets, limits and models are for virtual keys.`,
+    );
+  }
+  if (r === 'member' && (body['project'] === undefined || body['project'] === null)) {
+    throw new TallyError('invalid_request', 'A member key needs the project it may read.');
+  }
+  return r;
+}
 
 /** An RFC 3339 time with its offset: Date.parse alone takes "March 7" (as 2001) and "2027". */
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})$/;
@@ -37,13 +86,15 @@ function realDay(time: string): boolean {
   return day.getUTCMonth() === m - 1 && day.getUTCDate() === d;
 }
 
-/** Virtual keys: made by an admin, shown once, stored as a SHA-256 hash. */
+/** Keys, virtual ones (the default) and keys of the API's roles: made by an admin, shown once,
+ * stored as a SHA-256 hash. */
 export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
   app.post('/v1/keys', async (request, reply) => {
     const principal = await ctx.auth.authenticate(request, ['admin']);
     const body = request.body;
     if (!isObject(body)) throw new TallyError('invalid_request', 'The body must be a JSON object.');
     refuseUnknownFields(body, FIELDS, 'a key');
+    const role = roleOf(body);
     const models = body['models'] ?? [];
     if (!Array.isArray(models) || models.some((m) => typeof m !== 'string' || m === '')) {
       throw new TallyError('invalid_request', 'models must be an array of model names.');
@@ -78,7 +129,7 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
     };
     const limits = { rpm: optPositiveInt(body, 'rpm'), tpm: optPositiveInt(body, 'tpm') };
     const id = `key_${randomUUID().replace(/-/g, '').slice(0, 20)}`;
-    const key = generateKey('virtual');
+    const key = generateKey(role);
     let budgetId: string | null = null;
     if (budgetNano !== null) {
       budgetId = `budget_${id}`;
@@ -100,8 +151,9 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
       tenant: principal.tenant,
       id,
       hash: hashKey(key),
-      prefix: key.slice(0, 8),
-      role: 'virtual',
+      // The role's part and five random characters (the random part is the last 32).
+      prefix: key.slice(0, key.length - 27),
+      role,
       ...owner,
       models: models as string[],
       ...limits,

@@ -2,19 +2,25 @@ import type { CallRecord } from '@tally/core';
 import { isObject, isTallyError, TallyError } from '@tally/core';
 import { CALL_CSV_FORMAT, type CallBatch, CsvCallBatch, csvRecords, EARLIER_CALL_CSV } from '@tally/store';
 import type { FastifyPluginAsync } from 'fastify';
+import type { Role } from '../auth.js';
 import type { AppContext } from '../context.js';
 import { CALLS_FORMAT_HEADER, CALLS_WITH_TASKS_HEADER, callsOfCsv } from '../replica-csv.js';
 import { alertSchema, callFromWire, REPLICA_MAX_BATCH, ruleToWire } from '../replica-wire.js';
 import { toProviderConfig } from './providers.js';
 
+/** Only a replica's key opens these routes: the providers' secrets are among them, which no other
+ * key reads, an admin's included; and a replica's key opens nothing else. */
+const REPLICA: readonly Role[] = ['gateway'];
+
 /**
  * What a gateway replica (`tally gateway`) needs from the server: key lookups, budget rules,
- * providers added through the API, and a place for its metering and alerts. Every route takes an
- * admin key and answers for that key's tenant only.
+ * providers added through the API, and a place for its metering and alerts. Every route takes a
+ * gateway key (`gateway_key` in config, or one made with `--role gateway`) and answers for that
+ * key's tenant only.
  */
 export const replicaControlRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
   app.get('/v1/gateway/keys/:hash', async (request) => {
-    const principal = await ctx.auth.authenticate(request, ['admin']);
+    const principal = await ctx.auth.authenticate(request, REPLICA);
     const { hash } = request.params as { hash: string };
     if (!/^[0-9a-f]{64}$/.test(hash))
       throw new TallyError('invalid_request', 'hash must be a SHA-256 in hex.');
@@ -24,12 +30,12 @@ export const replicaControlRoutes: FastifyPluginAsync<AppContext> = async (app, 
   });
 
   app.get('/v1/gateway/budgets', async (request) => {
-    const principal = await ctx.auth.authenticate(request, ['admin']);
+    const principal = await ctx.auth.authenticate(request, REPLICA);
     return { data: (await ctx.budgets.rules(principal.tenant)).map(ruleToWire) };
   });
 
   app.get('/v1/gateway/providers', async (request) => {
-    const principal = await ctx.auth.authenticate(request, ['admin']);
+    const principal = await ctx.auth.authenticate(request, REPLICA);
     const stored = await ctx.store.listProviders();
     return {
       data: stored.filter((p) => p.tenant === principal.tenant).map((p) => toProviderConfig(p, ctx.secrets)),
@@ -40,7 +46,7 @@ export const replicaControlRoutes: FastifyPluginAsync<AppContext> = async (app, 
   app.addContentTypeParser('text/csv', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
 
   app.post('/v1/gateway/calls', async (request, reply) => {
-    const principal = await ctx.auth.authenticate(request, ['admin']);
+    const principal = await ctx.auth.authenticate(request, REPLICA);
     const body = request.body;
     if (Buffer.isBuffer(body)) {
       const format = request.headers[CALLS_FORMAT_HEADER];
@@ -74,7 +80,7 @@ export const replicaControlRoutes: FastifyPluginAsync<AppContext> = async (app, 
   });
 
   app.post('/v1/gateway/alerts', async (request) => {
-    const principal = await ctx.auth.authenticate(request, ['admin']);
+    const principal = await ctx.auth.authenticate(request, REPLICA);
     const body = request.body;
     if (!isObject(body) || !Array.isArray(body['alerts']))
       throw new TallyError('invalid_request', 'The body must be {"alerts": [...]}.');

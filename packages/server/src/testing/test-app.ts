@@ -10,6 +10,8 @@ import { hashKey } from '../auth.js';
 import { configSchema, type TallyConfig } from '../config.js';
 
 export const ADMIN_KEY = 'tk-admin-test-0123456789abcdef';
+/** The config's gateway key: what replicas present to the control routes. */
+export const GATEWAY_KEY = 'tk-gateway-test-0123456789abcdef';
 const catalogFile = fileURLToPath(new URL('../../../core/catalog/catalog.json', import.meta.url));
 let data: CatalogData | null = null;
 
@@ -21,6 +23,8 @@ export function testCatalog(): Catalog {
 export interface TestApp extends TallyApp {
   store: Store;
   auth: { authorization: string };
+  /** The gateway key's header, for the replicas' control routes. */
+  gatewayAuth: { authorization: string };
   /** Listens on a free loopback port; returns the base URL. */
   listen(): Promise<string>;
   /** Makes a virtual key through POST /v1/keys. */
@@ -37,7 +41,12 @@ export async function testApp(
   /** A store to run on (a restart's); by default a new in-memory one, closed with the app. */
   given?: Store,
 ): Promise<TestApp> {
-  const config: TallyConfig = configSchema.parse({ admin_key: ADMIN_KEY, log_level: 'silent', ...overrides });
+  const config: TallyConfig = configSchema.parse({
+    admin_key: ADMIN_KEY,
+    gateway_key: GATEWAY_KEY,
+    log_level: 'silent',
+    ...overrides,
+  });
   const store = given ?? (await createDuckDbStore({ path: ':memory:' }));
   if (!given) await store.migrate();
   const catalog = testCatalog();
@@ -57,6 +66,7 @@ export async function testApp(
     ...tally,
     store,
     auth,
+    gatewayAuth: { authorization: `Bearer ${GATEWAY_KEY}` },
     async listen() {
       return tally.app.listen({ port: 0, host: '127.0.0.1' });
     },
