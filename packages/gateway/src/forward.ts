@@ -205,7 +205,7 @@ export async function forwardAttempts(
         stream && up.statusCode === 200 && String(up.headers['content-type'] ?? '').includes('event-stream');
       if (isStream && abort) {
         if (fromClaude) {
-          const t = new OpenAiToAnthropicStream();
+          const t = new OpenAiToAnthropicStream(await estimatePromptTokens(body));
           await relayStream(env.recorder, res, up, ctx, 'chat', body, a0, false, abort, acc, limit, (ev) =>
             t.translate(ev),
           );

@@ -113,6 +113,75 @@ describe('Anthropic messages to chat completions', () => {
     });
   });
 
+  it('sends the images of a tool result in the user message after the tool messages, naming the call', () => {
+    const png = { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'iVBOR' } };
+    const out = toChatRequest(
+      {
+        max_tokens: 100,
+        messages: [
+          {
+            role: 'assistant',
+            content: [
+              { type: 'tool_use', id: 'toolu_s', name: 'screenshot', input: {} },
+              { type: 'tool_use', id: 'toolu_t', name: 'time', input: {} },
+            ],
+          },
+          {
+            role: 'user',
+            content: [
+              {
+                type: 'tool_result',
+                tool_use_id: 'toolu_s',
+                content: [{ type: 'text', text: 'The page:' }, png],
+              },
+              { type: 'tool_result', tool_use_id: 'toolu_t', content: '12:00' },
+              { type: 'text', text: 'What is wrong with it?' },
+            ],
+          },
+        ],
+      },
+      'gpt-4o',
+      'openai',
+    );
+    expect(out['messages']).toEqual([
+      {
+        role: 'assistant',
+        content: null,
+        tool_calls: [
+          { id: 'toolu_s', type: 'function', function: { name: 'screenshot', arguments: '{}' } },
+          { id: 'toolu_t', type: 'function', function: { name: 'time', arguments: '{}' } },
+        ],
+      },
+      { role: 'tool', tool_call_id: 'toolu_s', content: 'The page:' },
+      { role: 'tool', tool_call_id: 'toolu_t', content: '12:00' },
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'Images from the result of tool call toolu_s:' },
+          { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBOR' } },
+          { type: 'text', text: 'What is wrong with it?' },
+        ],
+      },
+    ]);
+    // A tool result's block that is neither text nor an image is still refused, by its place.
+    expect(() =>
+      toChatRequest(
+        {
+          messages: [
+            {
+              role: 'user',
+              content: [
+                { type: 'tool_result', tool_use_id: 'x', content: [{ type: 'document', source: {} }] },
+              ],
+            },
+          ],
+        },
+        'gpt-4o',
+        'openai',
+      ),
+    ).toThrow(/messages\[0\]\.content\[0\]\.content\[0\]: a "document" block/);
+  });
+
   it('gives another OpenAI-compatible server its output limit as max_tokens', () => {
     const body = { max_tokens: 64, messages: [{ role: 'user', content: 'Hi' }] };
     expect(toChatRequest(body, 'llama-3.1-8b', 'openai-compatible')).toEqual({
@@ -227,7 +296,8 @@ describe('chat completions back to Anthropic messages', () => {
 
 describe('an OpenAI stream as Anthropic events', () => {
   it('opens and closes a block for the text and for each tool call, and ends with the usage', () => {
-    const t = new OpenAiToAnthropicStream();
+    // The gateway's count of the prompt opens the stream; the upstream's own closes it.
+    const t = new OpenAiToAnthropicStream(48);
     const base = { id: 'chatcmpl-s1', object: 'chat.completion.chunk', model: 'gpt-4o-2024-08-06' };
     const chunks = sse(
       { ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] },
@@ -310,6 +380,7 @@ describe('an OpenAI stream as Anthropic events', () => {
       id: 'msg_s1',
       model: 'gpt-4o-2024-08-06',
       role: 'assistant',
+      usage: { input_tokens: 48, output_tokens: 0 },
     });
     expect(out[1]!.data).toMatchObject({ index: 0, content_block: { type: 'text', text: '' } });
     expect(out[3]!.data).toMatchObject({ index: 0, delta: { type: 'text_delta', text: 'check.' } });

@@ -37,14 +37,43 @@ function textOf(content: unknown, at: string): string {
     .join('');
 }
 
+/** A tool result's text for its tool message, and its images, which a tool message cannot hold
+ * (OpenAI's take text only): they go to the user message after the tool messages, under a line
+ * that names the call they came from. */
+function toolResult(block: Obj, at: string, images: Obj[]): string {
+  const content = block['content'];
+  if (!Array.isArray(content)) return textOf(content, at);
+  let text = '';
+  let first = true;
+  for (let j = 0; j < content.length; j++) {
+    const part = objectItem(content[j], at, j);
+    if (part['type'] === 'text') text += String(part['text'] ?? '');
+    else if (part['type'] === 'image') {
+      if (first)
+        images.push({
+          type: 'text',
+          text: `Images from the result of tool call ${String(block['tool_use_id'])}:`,
+        });
+      first = false;
+      images.push({ type: 'image_url', image_url: { url: imageUrl(part, `${at}[${j}]`) } });
+    } else
+      throw new TranslationError(
+        `${at}[${j}]: a "${String(part['type'])}" block here cannot be sent to ${TO}.`,
+      );
+  }
+  return text;
+}
+
 /** Blocks of a user turn: its text and images as one user message, each tool result as a tool
- * message. The tool messages go first: OpenAI wants them right after the assistant's tool calls. */
+ * message. The tool messages go first: OpenAI wants them right after the assistant's tool calls.
+ * The images of tool results open the user message. */
 function userTurn(content: unknown, at: string, out: Obj[]): void {
   if (typeof content === 'string') {
     out.push({ role: 'user', content });
     return;
   }
   if (!Array.isArray(content)) throw new InvalidRequest(`${at} must be a string or an array of blocks.`);
+  const fromTools: Obj[] = [];
   const parts: Obj[] = [];
   for (let j = 0; j < content.length; j++) {
     const block = objectItem(content[j], at, j);
@@ -56,11 +85,11 @@ function userTurn(content: unknown, at: string, out: Obj[]): void {
       out.push({
         role: 'tool',
         tool_call_id: block['tool_use_id'],
-        content: textOf(block['content'], `${at}[${j}].content`),
+        content: toolResult(block, `${at}[${j}].content`, fromTools),
       });
     } else throw new TranslationError(`${at}[${j}]: a "${String(type)}" block cannot be sent to ${TO}.`);
   }
-  if (parts.length > 0) out.push({ role: 'user', content: parts });
+  if (fromTools.length + parts.length > 0) out.push({ role: 'user', content: [...fromTools, ...parts] });
 }
 
 /** An assistant turn: its text, and its tool calls. Thinking blocks stay behind: another model

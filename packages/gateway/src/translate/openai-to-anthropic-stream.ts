@@ -22,6 +22,11 @@ export class OpenAiToAnthropicStream {
   private stopReason: string | null = null;
   private usage: Obj | null = null;
 
+  /** `inputTokens`: the prompt's tokens as the gateway counted them, for message_start, which
+   * Anthropic's stream opens with the input count and OpenAI's only gives at its end. message_delta
+   * then carries the upstream's own counts, which Anthropic's client takes as the message's. */
+  constructor(private readonly inputTokens = 0) {}
+
   private start(chunk: Obj): string {
     if (this.started) return '';
     this.started = true;
@@ -35,7 +40,7 @@ export class OpenAiToAnthropicStream {
         content: [],
         stop_reason: null,
         stop_sequence: null,
-        usage: { input_tokens: 0, output_tokens: 0 },
+        usage: { input_tokens: this.inputTokens, output_tokens: 0 },
       },
     });
   }

@@ -404,11 +404,18 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     expect(t1.content).toEqual([
       { type: 'tool_use', id: 'call_abc123', name: 'get_weather', input: { location: 'Paris' } },
     ]);
-    const t2 = await anthropic.messages
-      .stream({ model: 'gpt-4o', max_tokens: 256, tools, messages: asks })
-      .finalMessage();
+    const s2 = anthropic.messages.stream({ model: 'gpt-4o', max_tokens: 256, tools, messages: asks });
+    let opened: number | undefined;
+    s2.on('streamEvent', (ev) => {
+      if (ev.type === 'message_start') opened = ev.message.usage.input_tokens;
+    });
+    const t2 = await s2.finalMessage();
     expect(t2.content).toEqual(t1.content);
     expect(t2.stop_reason).toBe('tool_use');
+    // The stream opens with the gateway's count of the prompt, and the message ends with the
+    // upstream's own.
+    expect(opened).toBeGreaterThan(20);
+    expect(t2.usage).toMatchObject({ input_tokens: 82, output_tokens: 17 });
     const [toolStreamed, toolPlain] = await lastCalls(2);
     // gpt-4o: 82 × $2.50 + 17 × $10 per million, as the same call through OpenAI's client.
     expect(toolPlain!.cost_usd).toBe('0.000375');
