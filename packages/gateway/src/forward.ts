@@ -103,6 +103,7 @@ export async function forwardAttempts(
                 body,
                 upstreamFor(attempt.provider, 'chat', attempt.model, req.headers).bodyModel,
                 attempt.provider.kind,
+                attempt.provider.api_version,
               )
             : endpoint === 'responses'
               ? responsesToAnthropicRequest(body, attempt.model, maxOut)

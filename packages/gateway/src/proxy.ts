@@ -325,7 +325,12 @@ export class Gateway {
     if (attempt.provider.kind !== 'anthropic') {
       let chat: Obj;
       try {
-        chat = toChatRequest(admitted.body, attempt.model, attempt.provider.kind);
+        chat = toChatRequest(
+          admitted.body,
+          attempt.model,
+          attempt.provider.kind,
+          attempt.provider.api_version,
+        );
       } catch (err) {
         if (!(err instanceof TranslationError)) throw err;
         return sendError(res, 'anthropic', badRequest(err.message, err.code));

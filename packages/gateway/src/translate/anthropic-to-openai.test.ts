@@ -190,6 +190,14 @@ describe('Anthropic messages to chat completions', () => {
       max_tokens: 64,
     });
     expect(toChatRequest(body, 'gpt-4o', 'azure')).toHaveProperty('max_completion_tokens', 64);
+    // Azure's API versions before 2024-09-01-preview refuse max_completion_tokens.
+    for (const v of ['v1', 'preview', '2024-09-01-preview', '2024-10-21', '2025-04-01-preview'])
+      expect(toChatRequest(body, 'gpt-4o', 'azure', v), v).toHaveProperty('max_completion_tokens', 64);
+    for (const v of ['2024-06-01', '2024-08-01-preview', '2023-05-15']) {
+      const out = toChatRequest(body, 'gpt-4o', 'azure', v);
+      expect(out, v).toHaveProperty('max_tokens', 64);
+      expect(out, v).not.toHaveProperty('max_completion_tokens');
+    }
   });
 
   it('refuses what an OpenAI model cannot do, and a request that is not well formed, naming the field', () => {

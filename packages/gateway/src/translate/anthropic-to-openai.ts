@@ -150,12 +150,21 @@ function refuseUnmapped(body: Obj): void {
     if (body[f] != null) throw new TranslationError(`${f} cannot be sent to ${TO}.`);
 }
 
+/** Whether a provider takes the output limit as max_completion_tokens (OpenAI's reasoning models
+ * refuse max_tokens): OpenAI, and Azure from API version 2024-09-01-preview (and its v1 API); an
+ * earlier Azure version refuses the field, and other OpenAI-compatible servers may not know it. */
+function takesMaxCompletionTokens(kind: string, apiVersion: string | undefined): boolean {
+  if (kind === 'openai') return true;
+  if (kind !== 'azure') return false;
+  if (apiVersion === undefined || !/^\d{4}-\d{2}-\d{2}/.test(apiVersion)) return true;
+  return apiVersion.slice(0, 10) >= '2024-09-01';
+}
+
 /**
- * The chat completions request for an Anthropic messages request. `kind` is the provider's: OpenAI
- * and Azure take the output limit as max_completion_tokens (their reasoning models refuse
- * max_tokens), other OpenAI-compatible servers as max_tokens.
+ * The chat completions request for an Anthropic messages request. `kind` and `apiVersion` are the
+ * provider's: they say how the output limit is named (takesMaxCompletionTokens).
  */
-export function toChatRequest(body: Obj, model: string, kind: string): Obj {
+export function toChatRequest(body: Obj, model: string, kind: string, apiVersion?: string): Obj {
   const list = body['messages'];
   if (!Array.isArray(list)) throw new InvalidRequest('messages must be an array.');
   refuseUnmapped(body);
@@ -172,7 +181,7 @@ export function toChatRequest(body: Obj, model: string, kind: string): Obj {
   const out: Obj = { model, messages };
   const max = body['max_tokens'];
   if (max !== undefined)
-    out[kind === 'openai' || kind === 'azure' ? 'max_completion_tokens' : 'max_tokens'] = max;
+    out[takesMaxCompletionTokens(kind, apiVersion) ? 'max_completion_tokens' : 'max_tokens'] = max;
   for (const f of ['temperature', 'top_p'] as const) if (body[f] !== undefined) out[f] = body[f];
   if (Array.isArray(body['stop_sequences']) && body['stop_sequences'].length > 0)
     out['stop'] = body['stop_sequences'];
