@@ -31,27 +31,30 @@ export type Admission =
  * cost is then reserved instead; or only alert. An exhausted alert or downgrade budget is left out
  * and the others are reserved on without it, so that it never lets a call past a block budget.
  *
- * `costOf` prices the call's largest cost on a model, or null when the model has no price: such a
- * call cannot be held to a block budget, and is refused.
+ * `costOf` prices the call's largest cost on a model, or says why it has no price (the model has
+ * none, or none in the mode the request asks for): such a call cannot be held to a block budget,
+ * and is refused.
  */
 export async function reserveBudgets(
   deps: GatewayDeps,
   rules: BudgetRule[],
   key: VirtualKey,
   model: string,
-  costOf: (model: string) => bigint | null,
+  costOf: (model: string) => bigint | Unpriceable,
   time: number,
 ): Promise<Admission> {
   const held = windowsFor(rules, time).slice();
   const unheld: RuleWindow[] = [];
   let downgradeTo: string | null = null;
   // Priced once for the model, and again only if a downgrade changes it.
-  let amount = costOf(model);
+  let cost = costOf(model);
+  let amount = typeof cost === 'bigint' ? cost : null;
   const opId = deps.newId();
   for (let attempt = 0; ; attempt++) {
-    if (amount === null && !deps.config.allow_unpriced_under_budget) {
+    if (typeof cost !== 'bigint' && !deps.config.allow_unpriced_under_budget) {
       const block = held.find((w) => w.rule.action === 'block');
-      if (block) return { ok: false, error: unpricedUnderBudget(block.rule, downgradeTo ?? model) };
+      if (block)
+        return { ok: false, error: unpricedUnderBudget(block.rule, downgradeTo ?? model, cost.unpriced) };
     }
     const r = await deps.state.reserve(
       held.map((w) => w.window),
@@ -71,7 +74,7 @@ export async function reserveBudgets(
     }
     if (rule.action === 'downgrade' && downgradeTo === null) {
       const cheaper = costOf(rule.downgradeModel!);
-      if (cheaper === null) {
+      if (typeof cheaper !== 'bigint') {
         // Its cheaper model has no provider or no price now (checked when the budget was made;
         // the providers or prices changed since): the call is held as a block budget would hold
         // it, rather than sent on the dear model, or to one no budget could hold it to; and it
@@ -82,6 +85,7 @@ export async function reserveBudgets(
         return { ok: false, error: e };
       }
       downgradeTo = rule.downgradeModel!;
+      cost = cheaper;
       amount = cheaper;
     }
     unheld.push(...held.splice(i, 1));
@@ -178,13 +182,19 @@ export function exhaustedOnce(w: RuleWindow, reason: ExhaustionReason): string {
   return reason === 'spent' ? `${w.window.key}:exhausted:spent` : `${w.window.key}:exhausted`;
 }
 
-function unpricedUnderBudget(rule: BudgetRule, model: string): GatewayError {
+/** Why a call has no price: the pricer's reason (the model is not in the tables, or a mode the
+ * request asks for has no price there). */
+export interface Unpriceable {
+  unpriced: string;
+}
+
+function unpricedUnderBudget(rule: BudgetRule, model: string, why: string): GatewayError {
   return {
     status: 400,
     type: 'invalid_request_error',
     code: 'unpriced_model',
     message:
-      `Model ${model} has no price, so a call to it cannot be held to budget ${rule.id} ` +
+      `A call to model ${model} has no price (${why}), so it cannot be held to budget ${rule.id} ` +
       `(${rule.scope} ${rule.subject}). Give it a price (pricing.overrides), or set ` +
       'gateway.allow_unpriced_under_budget, to use it under this budget.',
   };

@@ -105,13 +105,10 @@ describe('an exhausted downgrade budget', () => {
     const downgrade: BudgetRule = { ...rule, id: 'b2', action: 'downgrade', downgradeModel: 'retired-mini' };
     const [w] = windowsFor([downgrade], now);
     await state.settle([w!.window], 0n, 10n * USD);
-    const costs: Record<string, bigint | null> = {
-      'gpt-4o': USD,
-      'retired-mini': null,
-      'gpt-4o-mini': USD / 10n,
-    };
+    const costs: Record<string, bigint> = { 'gpt-4o': USD, 'gpt-4o-mini': USD / 10n };
+    const costOf = (m: string) => costs[m] ?? { unpriced: `model "${m}" is not in the price catalog` };
     const key = { tenant: 't', id: 'k1' } as VirtualKey;
-    const r = await reserveBudgets(deps, [downgrade], key, 'gpt-4o', (m) => costs[m] ?? null, now);
+    const r = await reserveBudgets(deps, [downgrade], key, 'gpt-4o', costOf, now);
     expect(r.ok).toBe(false);
     if (r.ok) return;
     expect(r.error).toMatchObject({ status: 429, code: 'budget_exceeded' });
@@ -119,7 +116,7 @@ describe('an exhausted downgrade budget', () => {
       /^Budget b2 .* is exhausted: .* It would go to retired-mini, which has no provider or no price now\.$/,
     );
     // And it alerts as a block budget would: once a period, however many calls it refuses.
-    await reserveBudgets(deps, [downgrade], key, 'gpt-4o', (m) => costs[m] ?? null, now);
+    await reserveBudgets(deps, [downgrade], key, 'gpt-4o', costOf, now);
     expect(alerts).toEqual([
       expect.objectContaining({
         kind: 'budget.exhausted',
@@ -130,7 +127,7 @@ describe('an exhausted downgrade budget', () => {
     ]);
     // With a cheaper model it can reach, the call goes there.
     const priced = { ...downgrade, downgradeModel: 'gpt-4o-mini' };
-    const ok = await reserveBudgets(deps, [priced], key, 'gpt-4o', (m) => costs[m] ?? null, now);
+    const ok = await reserveBudgets(deps, [priced], key, 'gpt-4o', costOf, now);
     expect(ok).toMatchObject({ ok: true, downgradeTo: 'gpt-4o-mini' });
   });
 });

@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type CallRecord, MAX_TOKEN_COUNT } from '@tally/core';
 import { attribute } from './attribution.js';
 import { Breakers } from './breaker.js';
-import { type Hold, reserveBudgets, settleBudgets } from './budget-guard.js';
+import { type Hold, reserveBudgets, settleBudgets, type Unpriceable } from './budget-guard.js';
 import { type ForwardEnv, forwardAttempts } from './forward.js';
 import { checkTopLevel, editTopLevel } from './json-edit.js';
 import { type AttemptContext, type AttemptOutcome, meterAttempt, type Underway } from './meter.js';
@@ -485,8 +485,8 @@ export class Gateway {
   /** What a call can cost at most: the prompt, and the output the request allows, on the
    * dearest of the upstreams it may reach (a fallback may cost more than the first). A request that
    * sets no limit may have the model's whole output (the catalog's figure), except one translated
-   * for Claude, which is sent with `default_max_output`. Null when the first upstream's model has no
-   * price; a fallback without one adds nothing. */
+   * for Claude, which is sent with `default_max_output`. Why not, when the first upstream's model
+   * has no price (in the mode asked for); a fallback without one adds nothing. */
   private largestCost(
     attempts: Attempt[],
     body: Obj,
@@ -494,9 +494,17 @@ export class Gateway {
     promptTokens: number,
     tenant: string,
     time: number,
-  ): bigint | null {
+  ): bigint | Unpriceable {
     const fallback = this.deps.config.default_max_output ?? 4096;
     const asked = maxOutputTokens(body, 0);
+    // What the request asks for that costs more a token: OpenAI's priority tier, Anthropic's fast
+    // mode and US-only inference (a flex or batch tier costs less, so the standard prices hold).
+    const dearer = {
+      ...(body['service_tier'] === 'priority' ? { service_tier: 'priority' } : {}),
+      ...(body['speed'] !== undefined || body['inference_geo'] !== undefined
+        ? { modes: { speed: body['speed'], inference_geo: body['inference_geo'] } }
+        : {}),
+    };
     let most: bigint | null = null;
     for (let i = 0; i < attempts.length; i++) {
       const a = attempts[i]!;
@@ -519,6 +527,7 @@ export class Gateway {
           tokens: { input: promptTokens, output },
           time,
           tenant,
+          ...dearer,
         });
       } catch {
         // Counts past what any usage may hold (a prompt and an output of billions of tokens): a
@@ -526,12 +535,12 @@ export class Gateway {
         return 2n ** 62n;
       }
       if (est.status !== 'priced') {
-        if (i === 0) return null;
+        if (i === 0) return { unpriced: est.reason };
         continue;
       }
       if (most === null || est.effectiveNano > most) most = est.effectiveNano;
     }
-    return most;
+    return most ?? { unpriced: 'no upstream to price it on' };
   }
 
   /**

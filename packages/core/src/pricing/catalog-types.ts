@@ -53,6 +53,16 @@ export type PriceSource = 'genai-prices' | 'litellm' | 'portkey' | 'langfuse' | 
 export const SERVICE_TIERS = ['priority', 'flex'] as const;
 export type ServiceTier = (typeof SERVICE_TIERS)[number];
 
+/**
+ * Anthropic's pricing modes, each a factor on every token price of a call that its usage names:
+ * fast mode (`usage.speed: "fast"`) and US-only inference (`usage.inference_geo: "us"`). They
+ * stack with each other, with the long-context tiers and with the cache rates (decimal strings).
+ */
+export interface PriceModes {
+  fast?: string;
+  inference_geo_us?: string;
+}
+
 export interface CatalogModel {
   id: string;
   name?: string;
@@ -62,6 +72,8 @@ export interface CatalogModel {
   batch?: PriceSet;
   /** The prices of the service tiers that have their own, where a source gives them. */
   service_tiers?: Partial<Record<ServiceTier, PriceSet>>;
+  /** The factors of the pricing modes this model has, where a source gives them (PriceModes). */
+  modes?: PriceModes;
   source: PriceSource;
   context_window?: number;
   /** The most output tokens one call may ask for (LiteLLM's table): what a budget reserves for a
@@ -89,6 +101,10 @@ export interface CatalogProvider {
   fallback_providers?: string[];
   extractors: Extractor[];
   models: CatalogModel[];
+  /** A mode's factor for every model of the provider that gives none of its own: where each of the
+   * provider's models that names the mode names the same factor (Anthropic's US-only inference,
+   * 1.1, a rule of the provider's rather than of a model's). */
+  modes?: PriceModes;
 }
 
 export interface CatalogData {

@@ -10,12 +10,12 @@ import type {
   ConditionalPrice,
   PriceSet,
 } from './catalog-types.js';
-import { extractUsage, serviceTierOf } from './extract.js';
+import { extractUsage, serviceTierOf, usageModesOf } from './extract.js';
 import { matches } from './match.js';
 import { modelVariants } from './model-ref.js';
 import { tokensToUnitUsage, unitUsageToTokens } from './tokens.js';
 import type { PriceInput, PriceOutcome } from './types.js';
-import { applyVariant, followVariant } from './variants.js';
+import { applyVariant, followVariant, multiplyFactors, scaleTokenPrices } from './variants.js';
 
 /** A tenant's negotiated price: a discount off list, or its own prices (which also add models). */
 export interface PriceOverride {
@@ -223,6 +223,16 @@ export class Catalog {
       standard = this.activePrices(resolved.model, time);
       const variant = variantPrices(resolved.model, input);
       prices = variant ? applyVariant(standard, variant) : standard;
+      const modes = modeFactor(resolved.model, resolved.provider, input.modes ?? input.usage);
+      if (modes !== null && 'missing' in modes) {
+        return {
+          status: 'unpriced',
+          tokens,
+          reason: `${modes.missing} for model ${resolved.model.id}`,
+          version,
+        };
+      }
+      if (modes !== null) prices = scaleTokenPrices(prices, modes.factor);
       list = calcCost(compilePrices(prices), usage);
       source = `${resolved.model.source}:${resolved.provider.id}/${resolved.model.id}`;
     }
@@ -268,6 +278,36 @@ function variantPrices(model: CatalogModel, input: PriceInput): PriceSet | undef
   const tier = (input.service_tier ?? serviceTierOf(input.usage))?.toLowerCase();
   if (input.batch || tier === 'batch') return model.batch;
   return tier === 'priority' || tier === 'flex' ? model.service_tiers?.[tier] : undefined;
+}
+
+/**
+ * The factor on a call's token prices of the pricing modes its usage (or request) names (PriceModes), null for
+ * none; a mode the tables give no factor for leaves the call unpriced, with why, rather than
+ * priced at standard rates it did not pay.
+ */
+function modeFactor(
+  model: CatalogModel,
+  provider: CatalogProvider,
+  source: unknown,
+): { factor: string } | { missing: string } | null {
+  const named = usageModesOf(source);
+  if (!named.fast && named.geo === null) return null;
+  let factor = '1';
+  if (named.fast) {
+    const f = model.modes?.fast;
+    if (f === undefined) return { missing: 'fast mode (usage.speed "fast") has no price in the tables' };
+    factor = multiplyFactors(factor, f);
+  }
+  if (named.geo !== null) {
+    const f =
+      named.geo === 'us' ? (model.modes?.inference_geo_us ?? provider.modes?.inference_geo_us) : undefined;
+    if (f === undefined)
+      return {
+        missing: `inference in geography "${named.geo}" (usage.inference_geo) has no price in the tables`,
+      };
+    factor = multiplyFactors(factor, f);
+  }
+  return { factor };
 }
 
 function secondsOfDay(hms: string): number {

@@ -254,6 +254,29 @@ export function serviceTierOf(usage: unknown): string | null {
 }
 
 /**
+ * The pricing modes a raw usage object names (Anthropic's `speed: "fast"` and `inference_geo`), at
+ * its top level or in the usage of a whole body, as serviceTierOf reads the tier. A mode at its
+ * standard value (speed "standard", inference_geo "global") is no mode.
+ */
+export function usageModesOf(usage: unknown): { fast: boolean; geo: string | null } {
+  if (typeof usage !== 'object' || usage === null) return NO_MODES;
+  const top = usage as Record<string, unknown>;
+  const inner = top['usage'];
+  const u =
+    typeof inner === 'object' && inner !== null && !('speed' in top) && !('inference_geo' in top)
+      ? (inner as Record<string, unknown>)
+      : top;
+  const speed = u['speed'];
+  const geo = u['inference_geo'];
+  const fast = typeof speed === 'string' && speed.toLowerCase() === 'fast';
+  const named =
+    typeof geo === 'string' && geo !== '' && geo.toLowerCase() !== 'global' ? geo.toLowerCase() : null;
+  return fast || named ? { fast, geo: named } : NO_MODES;
+}
+
+const NO_MODES = { fast: false, geo: null } as const;
+
+/**
  * Turns a provider's raw usage object into unit usage. `api` is one of ours (openai-chat, ...) or
  * the name of one of the provider's own extractor flavours.
  */

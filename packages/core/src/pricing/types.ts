@@ -20,6 +20,10 @@ export interface PriceInput {
    * flex have prices of their own). Without it, the tier is read from the raw usage object (or the
    * whole body passed as usage), else the standard prices apply. */
   service_tier?: string | null;
+  /** The pricing modes a request asks for (Anthropic's `speed` and `inference_geo`), for a price
+   * made before any answer, such as a budget's reservation. Without it, the modes are read from
+   * the raw usage object, which names those that served the call. */
+  modes?: { speed?: unknown; inference_geo?: unknown };
 }
 
 export interface Priced {

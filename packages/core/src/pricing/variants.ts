@@ -92,3 +92,32 @@ export const followVariant = cachedOnSets(
     return out;
   },
 );
+
+const byFactor = new WeakMap<PriceSet, Map<string, PriceSet>>();
+
+/** `prices` with every token price (its tiers too) times `factor`, a decimal string: a pricing
+ * mode's (PriceModes). Per-request and per-search fees stay. The same set and factor give the same
+ * object, so that it is compiled once. */
+export function scaleTokenPrices(prices: PriceSet, factor: string): PriceSet {
+  let cached = byFactor.get(prices);
+  if (!cached) {
+    cached = new Map();
+    byFactor.set(prices, cached);
+  }
+  let out = cached.get(factor);
+  if (!out) {
+    const r: Ratio = [parseScaled(factor, SCALE), 10n ** BigInt(SCALE)];
+    out = {};
+    for (const key of Object.keys(prices) as (keyof PriceSet)[]) {
+      const p = prices[key]!;
+      out[key] = UNIT_BY_PRICE_KEY.get(key)?.direction ? scale(p, r) : p;
+    }
+    cached.set(factor, out);
+  }
+  return out;
+}
+
+/** The product of decimal factors, as a decimal string. */
+export function multiplyFactors(a: string, b: string): string {
+  return formatScaled((parseScaled(a, SCALE) * parseScaled(b, SCALE)) / 10n ** BigInt(SCALE), SCALE);
+}

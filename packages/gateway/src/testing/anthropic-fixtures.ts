@@ -9,6 +9,9 @@ export interface AnthropicUsage {
   cache_read_input_tokens?: number;
   /** How the cache writes split between the 5-minute and the 1-hour cache. */
   cache_creation?: { ephemeral_5m_input_tokens: number; ephemeral_1h_input_tokens: number };
+  /** The pricing modes that served the call: fast mode, and where inference ran. */
+  speed?: 'fast' | 'standard';
+  inference_geo?: string;
 }
 
 export function anthropicMessage(
@@ -69,6 +72,8 @@ export function anthropicStream(model: string, pieces: string[], usage: Anthropi
           cache_read_input_tokens: usage.cache_read_input_tokens ?? 0,
           ...(usage.cache_creation ? { cache_creation: usage.cache_creation } : {}),
           output_tokens: 1,
+          ...(usage.speed ? { speed: usage.speed } : {}),
+          ...(usage.inference_geo ? { inference_geo: usage.inference_geo } : {}),
         },
       },
     }),

@@ -1,6 +1,11 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { anthropicMessage, anthropicStream, anthropicToolUse } from './anthropic-fixtures.js';
+import {
+  type AnthropicUsage,
+  anthropicMessage,
+  anthropicStream,
+  anthropicToolUse,
+} from './anthropic-fixtures.js';
 import { wholeFault, writeUntilClosed } from './mock-faults.js';
 import { chatRecordings, embeddingRecordings, type Recording } from './recorded.js';
 
@@ -353,12 +358,15 @@ export class MockUpstream {
 
   private messages(body: Obj, res: ServerResponse): void {
     const model = String(body['model']);
-    const usage = {
+    const usage: AnthropicUsage = {
       input_tokens: 2095,
       output_tokens: 503,
       cache_creation_input_tokens: 0,
       cache_read_input_tokens: 1800,
     };
+    // Fast mode and US-only inference, asked for in the request, are reported in the usage.
+    if (body['speed'] === 'fast' || body['speed'] === 'standard') usage.speed = body['speed'];
+    if (typeof body['inference_geo'] === 'string') usage.inference_geo = body['inference_geo'];
     if (body['stream'] === true && (model === 'fault-cut' || model === 'fault-cut-1h')) {
       // message_start (with its cache reads, and for fault-cut-1h an hour's cache writes) and two
       // deltas, then the connection drops.

@@ -202,6 +202,32 @@ describe.each(states)('budgets and rate limits (%s state)', (_name, makeState) =
     expect(await unpriced.body.json()).toMatchObject({ error: { code: 'unpriced_model' } });
   });
 
+  it("reserves a fast-mode or US-only call at its mode's price, and refuses fast mode where it has none", async () => {
+    const { key } = await newKey({ project: `p-${randomUUID()}`, budget_usd: '0.05' });
+    const opus = { model: 'claude-opus-4-6', max_tokens: 1000 };
+    // 1,000 output tokens of claude-opus-4-6 at $25 a million: $0.025 and the prompt, within $0.05;
+    // in fast mode 6 times that, which the budget cannot hold; US-only 1.1 times, which it can.
+    const fast = await message(key, { ...opus, speed: 'fast' });
+    expect(fast.statusCode).toBe(429);
+    expect(((await fast.body.json()) as { error: { message: string } }).error.message).toMatch(
+      /may cost up to \$0\.15\d+ .* more than the \$0\.05 left/,
+    );
+    const us = await message(key, { ...opus, max_tokens: 100, inference_geo: 'us' });
+    expect(us.statusCode).toBe(200);
+    await us.body.dump();
+    // Fast mode has no price for claude-sonnet-4-5: under a block budget the call cannot go.
+    const unpriced = await message(key, { max_tokens: 100, speed: 'fast' });
+    expect(unpriced.statusCode).toBe(400);
+    expect(await unpriced.body.json()).toMatchObject({
+      error: {
+        type: 'invalid_request_error',
+        message: expect.stringMatching(
+          /^A call to model claude-sonnet-4-5 has no price \(fast mode \(usage\.speed "fast"\) has no price in the tables for model claude-sonnet-4-5\), so it cannot be held to budget budget_key_/,
+        ),
+      },
+    });
+  });
+
   it('downgrades to the cheaper model when a budget says so', async () => {
     const { id, key } = await newKey({ project: 'downgrade-me' });
     const res = await t.app.inject({

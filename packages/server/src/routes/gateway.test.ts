@@ -276,6 +276,29 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     });
   });
 
+  it("Anthropic's fast mode and US-only inference are priced at their factors, plain and streamed", async () => {
+    const anthropic = new Anthropic({ apiKey: key, baseURL: base, maxRetries: 0 });
+    const ask = {
+      model: 'claude-opus-4-6',
+      max_tokens: 1024,
+      messages: [{ role: 'user' as const, content: 'Hi' }],
+    };
+    // Fields of Anthropic's API that this client version does not type yet; the body goes as sent.
+    const modes = { speed: 'fast', inference_geo: 'us' } as Record<string, string>;
+    await anthropic.messages.create({ ...ask, ...modes });
+    expect(JSON.parse(mock.received.at(-1)!.raw)).toMatchObject(modes);
+    await anthropic.messages.stream({ ...ask, ...modes }).finalMessage();
+    await anthropic.messages.create({ ...ask, speed: 'fast' } as typeof ask);
+    await anthropic.messages.create(ask);
+    const [standard, fast, streamed, both] = await lastCalls(4);
+    // 2,095 × $5 + 1,800 cache reads × $0.50 + 503 × $25, per million: $0.02395 at standard rates;
+    // fast mode 6 times that, and US-only inference 1.1 times again.
+    expect(standard).toMatchObject({ model_requested: 'claude-opus-4-6', cost_usd: '0.02395' });
+    expect(fast).toMatchObject({ cost_usd: '0.1437', pricing_status: 'priced' });
+    expect(both).toMatchObject({ cost_usd: '0.15807', pricing_status: 'priced' });
+    expect(streamed).toMatchObject({ cost_usd: '0.15807', pricing_status: 'priced', status: 'ok' });
+  });
+
   it("Anthropic's client: messages, plain and streamed", async () => {
     const anthropic = new Anthropic({ apiKey: key, baseURL: base, maxRetries: 0 });
     const m = await anthropic.messages.create({

@@ -135,14 +135,25 @@ export function buildCatalog(src: CatalogSources): BuildResult {
     };
     if (s.batch) model.batch = s.batch;
     if (s.service_tiers) model.service_tiers = s.service_tiers;
+    if (s.modes) model.modes = s.modes;
     if (s.context_window) model.context_window = s.context_window;
     if (s.max_output_tokens) model.max_output_tokens = s.max_output_tokens;
     p.models.push(model);
     added[s.source]++;
   }
   for (const [model, entries] of litellmOf) fillFromLiteLlm(model, entries);
+  for (const p of providers) providerModes(p);
   const body = JSON.stringify(providers);
   const hash = createHash('sha256').update(body).digest('hex').slice(0, 8);
   const sources = Object.entries(src.snapshots ?? {}).map(([name, snapshot]) => ({ name, snapshot }));
   return { catalog: { version: `${src.date}.${hash}`, sources, providers }, added, disagreements };
+}
+
+/** US-only inference's factor is the provider's rule (Anthropic's 1.1 on every model that can run
+ * there), where every model that names it names the same: its models without one take it
+ * (CatalogProvider.modes). Fast mode's factor is each model's own (6 for claude-opus-4-6, 2 for
+ * claude-opus-4-8), and a model without one has no fast price. */
+function providerModes(p: CatalogProvider): void {
+  const seen = new Set(p.models.map((m) => m.modes?.inference_geo_us).filter((v) => v !== undefined));
+  if (seen.size === 1) p.modes = { inference_geo_us: [...seen][0]! };
 }

@@ -64,6 +64,12 @@ function tiersLike(p: string, from: TieredPrice): TieredPrice | null {
  * Fees (per request, per search) and zero prices are not filled: a missing fee is no gap.
  */
 export function fillFromLiteLlm(model: CatalogModel, entries: SecondaryPrice[]): void {
+  // The pricing modes' factors apply to whatever prices the model has: taken where LiteLLM's
+  // entries for it agree.
+  if (!model.modes) {
+    const modes = agreed(model, entries, (s) => s.modes);
+    if (modes) model.modes = modes;
+  }
   const sets = Array.isArray(model.prices) ? model.prices.map((c) => c.prices) : [model.prices];
   const dated = Array.isArray(model.prices);
   const main = {

@@ -1,4 +1,10 @@
-import { type CatalogModel, type Price, type PriceSet, SERVICE_TIERS } from '../catalog-types.js';
+import {
+  type CatalogModel,
+  type Price,
+  type PriceModes,
+  type PriceSet,
+  SERVICE_TIERS,
+} from '../catalog-types.js';
 import { canonicalProvider, perTokenToMtok, pricesNothing, setPrice, timesPow10 } from './common.js';
 
 /** One model price from a secondary table, in catalog units. */
@@ -9,6 +15,7 @@ export interface SecondaryPrice {
   prices: PriceSet;
   batch?: PriceSet;
   service_tiers?: CatalogModel['service_tiers'];
+  modes?: PriceModes;
   context_window?: number;
   max_output_tokens?: number;
   /** The listing prices nothing at all (LiteLLM's 0 / 0 entries). */
@@ -53,6 +60,20 @@ function litellmTokenPrices(e: Obj, suffix: string, standard: boolean): PriceSet
   return prices;
 }
 
+/** The factors of Anthropic's pricing modes in a LiteLLM entry's `provider_specific_entry`
+ * (`{"us": 1.1, "fast": 6}`); a factor that is not a positive number is left out. */
+function litellmModes(entry: unknown): PriceModes | undefined {
+  if (!isObj(entry)) return undefined;
+  const modes: PriceModes = {};
+  const factor = (v: unknown) =>
+    typeof v === 'number' && Number.isFinite(v) && v > 0 ? String(v) : undefined;
+  const fast = factor(entry['fast']);
+  const us = factor(entry['us']);
+  if (fast) modes.fast = fast;
+  if (us) modes.inference_geo_us = us;
+  return Object.keys(modes).length > 0 ? modes : undefined;
+}
+
 /** LiteLLM's model_prices_and_context_window.json (USD per token). */
 export function fromLiteLlm(data: unknown): SecondaryPrice[] {
   if (!isObj(data)) throw new Error('LiteLLM prices must be an object');
@@ -80,6 +101,8 @@ export function fromLiteLlm(data: unknown): SecondaryPrice[] {
       if (set.input_mtok && set.output_mtok) tiers[tier] = set;
     }
     if (Object.keys(tiers).length > 0) entry.service_tiers = tiers;
+    const modes = litellmModes(e['provider_specific_entry']);
+    if (modes) entry.modes = modes;
     if (pricesNothing(e, (k) => k.includes('cost') || k.startsWith('search_context_size'))) entry.zero = true;
     const notes = isObj(e['metadata']) ? e['metadata']['notes'] : undefined;
     if (typeof notes === 'string' && /\b(?:free|no cost)\b/i.test(notes)) entry.free = true;
