@@ -28,12 +28,31 @@ function parseTags(raw: string | null): Record<string, string> {
   return out;
 }
 
-/** The call's owner: the key's pinned fields win over the x-tally-* headers, which fill the rest. */
-export function attribute(key: VirtualKey, h: IncomingHttpHeaders): Attribution {
+/** The end user a request body names, as the provider's API has the client name it: OpenAI's
+ * `user` (or `safety_identifier`, which replaces it), Anthropic's `metadata.user_id`. */
+function bodyUser(body: Record<string, unknown> | undefined): string | null {
+  if (!body) return null;
+  const metadata = body['metadata'];
+  const named =
+    body['user'] ??
+    body['safety_identifier'] ??
+    (typeof metadata === 'object' && metadata !== null
+      ? (metadata as Record<string, unknown>)['user_id']
+      : undefined);
+  return typeof named === 'string' && named !== '' && named.length <= 256 ? named : null;
+}
+
+/** The call's owner: the key's pinned fields win over the x-tally-* headers, which fill the rest;
+ * the user, named by neither, is the end user the request body names (bodyUser). */
+export function attribute(
+  key: VirtualKey,
+  h: IncomingHttpHeaders,
+  body?: Record<string, unknown>,
+): Attribution {
   return {
     project: key.project ?? header(h, 'x-tally-project'),
     team: key.team ?? header(h, 'x-tally-team'),
-    user: key.user ?? header(h, 'x-tally-user'),
+    user: key.user ?? header(h, 'x-tally-user') ?? bodyUser(body),
     use_case: header(h, 'x-tally-use-case'),
     task_id: header(h, 'x-tally-task-id'),
     tags: parseTags(header(h, 'x-tally-tags')),

@@ -397,7 +397,7 @@ export class Gateway {
     if (attempts.length === 0) {
       return sendError(res, wire, noRoute(model, this.router.missingProviders(model, key.tenant)));
     }
-    const attribution = attribute(key, req.headers);
+    const attribution = attribute(key, req.headers, body);
 
     // Policy: rate limits, then budgets. Both need the call's size: the prompt's tokens (by the
     // tokenizer) and the most output it allows.

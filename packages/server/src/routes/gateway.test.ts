@@ -114,6 +114,41 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     expect(mock.received.at(-1)!.raw).toBe(JSON.stringify(rec.request));
   });
 
+  it("attributes a call to the end user its body names (OpenAI's user, Anthropic's metadata.user_id), under the header and a key's pin", async () => {
+    const hello = [{ role: 'user' as const, content: 'Hello' }];
+    await openai.chat.completions.create({ model: 'gpt-4o', messages: hello, user: 'u-body' });
+    await openai.chat.completions.create({
+      model: 'gpt-4o',
+      messages: hello,
+      safety_identifier: 'u-safe',
+    } as never);
+    await openai.chat.completions.create(
+      { model: 'gpt-4o', messages: hello, user: 'u-body' },
+      { headers: { 'x-tally-user': 'u-header' } },
+    );
+    const anthropic = new Anthropic({ apiKey: key, baseURL: base, maxRetries: 0 });
+    await anthropic.messages.create({
+      model: 'claude-sonnet-4-5',
+      max_tokens: 64,
+      messages: hello,
+      metadata: { user_id: 'u-claude' },
+    });
+    const pinned = (await t.newKey({ project: 'support', user: 'u-pinned' })).key;
+    await new OpenAI({ apiKey: pinned, baseURL: `${base}/v1`, maxRetries: 0 }).chat.completions.create(
+      { model: 'gpt-4o', messages: hello, user: 'u-body' },
+      { headers: { 'x-tally-user': 'u-header' } },
+    );
+    expect((await lastCalls(5)).map((c) => c['user'])).toEqual([
+      'u-pinned',
+      'u-claude',
+      'u-header',
+      'u-safe',
+      'u-body',
+    ]);
+    // The body goes upstream as it came, its user field included.
+    expect(JSON.parse(mock.received.at(-1)!.raw)).toMatchObject({ user: 'u-body' });
+  });
+
   it('answers each call with its id (and a whole answer with its cost), by which GET /v1/calls/:id finds it', async () => {
     const { data, response } = await openai.chat.completions
       .create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'Hello' }] })
