@@ -28,9 +28,13 @@ import { AnthropicToResponsesStream } from './translate/responses-stream.js';
 import { responsesToAnthropicRequest, toResponsesResponse } from './translate/responses-to-anthropic.js';
 import type { GatewayDeps, VirtualKey } from './types.js';
 import { Cancel, type UpstreamResponse, type Upstreams } from './upstream.js';
-import { DEFAULT_MAX_RESPONSE_BYTES } from './upstream-answer.js';
+import { DEFAULT_MAX_RESPONSE_BYTES, parseObject, readWhole, upstreamErrorType } from './upstream-answer.js';
 
 type Obj = Record<string, unknown>;
+
+/** What is read of an error answer that another attempt follows, for its code; past it, the code
+ * is left out (an HTML page from a proxy in front of the upstream, say). */
+const ERROR_BODY_LIMIT = 64 * 1024;
 
 const RETRYABLE = (status: number) => status === 429 || status >= 500;
 
@@ -197,8 +201,11 @@ export async function forwardAttempts(
       if (RETRYABLE(up.statusCode)) env.breakers.failure(attempt.provider.id);
       else env.breakers.success(attempt.provider.id);
       if (RETRYABLE(up.statusCode) && !last) {
-        await up.body.dump().catch(() => undefined);
-        env.recorder(ctx, failure(`upstream_${up.statusCode}`, a0), acc);
+        // Read (a little of it) for the code that says what failed: a 429 for want of quota is not
+        // one for speed.
+        const read = await readWhole(up, ERROR_BODY_LIMIT);
+        const json = read.buf === null ? null : parseObject(read.buf.toString('utf8'));
+        env.recorder(ctx, failure(upstreamErrorType(up.statusCode, json), a0), acc);
         continue;
       }
       const limit = env.deps.config.max_response_bytes ?? DEFAULT_MAX_RESPONSE_BYTES;

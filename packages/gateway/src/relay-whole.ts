@@ -6,7 +6,14 @@ import { type Accumulated, failure, type Metered, passHeaders, type Recorder } f
 import { sendError, type Wire } from './replies.js';
 import { countTokens, estimatePromptTokens } from './tokenizer.js';
 import type { UpstreamResponse } from './upstream.js';
-import { errorAnswer, opensObject, readWhole, type Unusable, unusableError } from './upstream-answer.js';
+import {
+  errorAnswer,
+  opensObject,
+  readWhole,
+  type Unusable,
+  unusableError,
+  upstreamErrorType,
+} from './upstream-answer.js';
 
 type Obj = Record<string, unknown>;
 
@@ -85,7 +92,7 @@ export async function relay(
     const type = up.headers['content-type'];
     const error = errorAnswer(buf, up.statusCode, type, wire, provider.id, provider.api_key);
     const out = transform && error.json ? JSON.stringify(transform(error.json, up.statusCode)) : error.text;
-    const failed = failure(`upstream_${up.statusCode}`, a0);
+    const failed = failure(upstreamErrorType(up.statusCode, error.json), a0);
     failed.latencyMs = latencyMs;
     return answer(record, res, up, ctx, acc, failed, Buffer.from(out), 'application/json');
   }

@@ -104,3 +104,22 @@ export function errorAnswer(
     }),
   };
 }
+
+const ERROR_CODE = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/**
+ * A call's error type for an upstream's error answer: `upstream_<status>`, and after a colon the
+ * code its body gives, so that what failed can be told apart where the status cannot
+ * (`upstream_400:context_length_exceeded`, `upstream_429:insufficient_quota` against
+ * `upstream_429:rate_limit_exceeded`, `upstream_529:overloaded_error`): OpenAI's `error.code`, else
+ * the `error.type` both APIs give (Anthropic's `invalid_request_error`...). A code that is not a
+ * plain name is left out.
+ */
+export function upstreamErrorType(status: number, json: Record<string, unknown> | null): string {
+  const error = json?.['error'];
+  const e = typeof error === 'object' && error !== null ? (error as Record<string, unknown>) : null;
+  const code = typeof e?.['code'] === 'string' && ERROR_CODE.test(e['code']) ? e['code'] : e?.['type'];
+  return typeof code === 'string' && ERROR_CODE.test(code)
+    ? `upstream_${status}:${code}`
+    : `upstream_${status}`;
+}

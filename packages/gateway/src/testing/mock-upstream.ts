@@ -77,7 +77,12 @@ export class MockUpstream {
     if (model === 'fault-500' || model === 'fault-429') {
       const status = model === 'fault-500' ? 500 : 429;
       res.writeHead(status, { 'content-type': 'application/json', 'retry-after': '1' });
-      res.end(JSON.stringify({ error: { message: `mock ${status}`, type: 'server_error', code: null } }));
+      // OpenAI's shapes: a 500 gives no code, a 429 for speed gives rate_limit_exceeded.
+      const error =
+        status === 500
+          ? { message: 'mock 500', type: 'server_error', param: null, code: null }
+          : { message: 'mock 429', type: 'requests', param: null, code: 'rate_limit_exceeded' };
+      res.end(JSON.stringify({ error }));
       return;
     }
     if (path.endsWith('/messages')) {
@@ -127,7 +132,8 @@ export class MockUpstream {
       json(res, 404, { error: { message: `no recording for ${model}`, type: 'invalid_request_error' } });
       return;
     }
-    if (!stream) {
+    // An error OpenAI answered (to this exact request) comes back as it did, streamed or not.
+    if (!stream || rec.status !== 200) {
       json(res, rec.status, rec.body);
       return;
     }
@@ -403,12 +409,15 @@ export class MockUpstream {
   }
 }
 
-/** The recording of this exact request if there is one, else one of the same model and shape. */
+/** The recording of this exact request if there is one, else an answer to one of the same model
+ * and shape. */
 function pick(recs: Recording[], body: Obj, stream: boolean, includeUsage: boolean): Recording | undefined {
   const exact = JSON.stringify(body);
+  // This exact request's answer, an error OpenAI gave it included (an answer first, if both).
+  const same = recs.filter((r) => JSON.stringify(r.request) === exact);
+  const hit = same.find((r) => r.status === 200) ?? same[0];
+  if (hit) return hit;
   const ok = recs.filter((r) => r.status === 200);
-  const same = ok.find((r) => JSON.stringify(r.request) === exact);
-  if (same) return same;
   const shaped = (r: Recording) =>
     (r.request['stream'] === true) === stream &&
     ((r.request['stream_options'] as Obj | undefined)?.['include_usage'] === true) === includeUsage &&

@@ -1,4 +1,4 @@
-import { MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
+import { chatRecordings, MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -67,6 +67,33 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
 
   const lastCalls = (n = 1) => recordedCalls(t, n);
 
+  it("records an upstream's error answer with the code its body gives, on OpenAI's recorded errors", async () => {
+    // The recorded answers of OpenAI's API that refused a request (FauxpenAI), one for each code.
+    const codes = ['context_length_exceeded', 'unsupported_parameter', 'model_not_found', null];
+    for (const code of codes) {
+      const rec = chatRecordings().find(
+        (r) =>
+          r.status >= 400 &&
+          r.request['stream'] !== true &&
+          (r.body as { error?: { code?: unknown } }).error?.code === code,
+      )!;
+      const error = (rec.body as { error: { type: string } }).error;
+      // The recorded request as it was sent, byte for byte, so that its recorded answer comes back.
+      const res = await request(`${base}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify(rec.request),
+      });
+      expect(res.statusCode, String(code)).toBe(rec.status);
+      expect(((await res.body.json()) as { error: unknown }).error).toEqual(error);
+      expect((await lastCalls())[0], String(code)).toMatchObject({
+        status: 'error',
+        error_type: `upstream_${rec.status}:${code ?? error.type}`,
+        cost_usd: '0',
+      });
+    }
+  });
+
   it('passes an upstream 500 on and records the failed call at no cost', async () => {
     const res = await chat({ model: 'fault-500' });
     expect(res.statusCode).toBe(500);
@@ -74,7 +101,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     const call = (await lastCalls())[0]!;
     expect(call).toMatchObject({
       status: 'error',
-      error_type: 'upstream_500',
+      error_type: 'upstream_500:server_error',
       cost_usd: '0',
       pricing_status: 'priced',
     });
@@ -130,7 +157,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     });
     expect((await lastCalls())[0]).toMatchObject({
       status: 'error',
-      error_type: 'upstream_500',
+      error_type: 'upstream_500:server_error',
       api: 'openai-chat',
     });
   });
@@ -304,7 +331,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     const [ok, failed] = await lastCalls(2);
     expect(failed).toMatchObject({
       status: 'error',
-      error_type: 'upstream_500',
+      error_type: 'upstream_500:server_error',
       route: { tier: null, fallback_hops: 0 },
       model_requested: 'resilient',
     });
