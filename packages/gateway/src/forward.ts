@@ -18,6 +18,7 @@ import { estimatePromptTokens } from './tokenizer.js';
 import { AnthropicToOpenAiStream } from './translate/anthropic-stream.js';
 import { toAnthropicError, toAnthropicMessage, toChatRequest } from './translate/anthropic-to-openai.js';
 import {
+  answerTool,
   TranslationError,
   toAnthropicRequest,
   toOpenAiError,
@@ -222,7 +223,7 @@ export async function forwardAttempts(
           const t =
             endpoint === 'responses'
               ? new AnthropicToResponsesStream(body, created)
-              : new AnthropicToOpenAiStream(created, clientWantsUsage);
+              : new AnthropicToOpenAiStream(created, clientWantsUsage, answerTool(body)?.name ?? null);
           await relayStream(
             env.recorder,
             res,
@@ -263,7 +264,7 @@ export async function forwardAttempts(
                   ? toOpenAiError(json, status)
                   : endpoint === 'responses'
                     ? toResponsesResponse(json, body, created)
-                    : toOpenAiResponse(json, created)
+                    : toOpenAiResponse(json, created, answerTool(body)?.name ?? null)
             : undefined;
         // An answer that cannot be used (cut off, not JSON, a redirect) is an upstream failure:
         // the next attempt, if any, is tried.

@@ -52,31 +52,51 @@ export function anthropicToolUse(model: string, usage: AnthropicUsage): Record<s
   };
 }
 
+const ev = (name: string, data: unknown) => `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
+
+function messageStart(model: string, usage: AnthropicUsage): string {
+  return ev('message_start', {
+    type: 'message_start',
+    message: {
+      id: 'msg_01stream',
+      type: 'message',
+      role: 'assistant',
+      model,
+      content: [],
+      stop_reason: null,
+      stop_sequence: null,
+      usage: {
+        input_tokens: usage.input_tokens,
+        cache_creation_input_tokens: usage.cache_creation_input_tokens ?? 0,
+        cache_read_input_tokens: usage.cache_read_input_tokens ?? 0,
+        ...(usage.cache_creation ? { cache_creation: usage.cache_creation } : {}),
+        output_tokens: 1,
+        ...(usage.speed ? { speed: usage.speed } : {}),
+        ...(usage.inference_geo ? { inference_geo: usage.inference_geo } : {}),
+      },
+    },
+  });
+}
+
+function blockDelta(index: number, delta: Record<string, unknown>): string {
+  return ev('content_block_delta', { type: 'content_block_delta', index, delta });
+}
+
+function messageEnd(usage: AnthropicUsage, stopReason: string): string[] {
+  return [
+    ev('message_delta', {
+      type: 'message_delta',
+      delta: { stop_reason: stopReason, stop_sequence: null },
+      usage: { output_tokens: usage.output_tokens },
+    }),
+    ev('message_stop', { type: 'message_stop' }),
+  ];
+}
+
 /** The documented event sequence of a streamed message, as SSE text events. */
 export function anthropicStream(model: string, pieces: string[], usage: AnthropicUsage): string[] {
-  const ev = (name: string, data: unknown) => `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
   const out = [
-    ev('message_start', {
-      type: 'message_start',
-      message: {
-        id: 'msg_01stream',
-        type: 'message',
-        role: 'assistant',
-        model,
-        content: [],
-        stop_reason: null,
-        stop_sequence: null,
-        usage: {
-          input_tokens: usage.input_tokens,
-          cache_creation_input_tokens: usage.cache_creation_input_tokens ?? 0,
-          cache_read_input_tokens: usage.cache_read_input_tokens ?? 0,
-          ...(usage.cache_creation ? { cache_creation: usage.cache_creation } : {}),
-          output_tokens: 1,
-          ...(usage.speed ? { speed: usage.speed } : {}),
-          ...(usage.inference_geo ? { inference_geo: usage.inference_geo } : {}),
-        },
-      },
-    }),
+    messageStart(model, usage),
     ev('content_block_start', {
       type: 'content_block_start',
       index: 0,
@@ -84,23 +104,32 @@ export function anthropicStream(model: string, pieces: string[], usage: Anthropi
     }),
     ev('ping', { type: 'ping' }),
   ];
-  for (const p of pieces) {
-    out.push(
-      ev('content_block_delta', {
-        type: 'content_block_delta',
-        index: 0,
-        delta: { type: 'text_delta', text: p },
-      }),
-    );
-  }
+  for (const p of pieces) out.push(blockDelta(0, { type: 'text_delta', text: p }));
   out.push(ev('content_block_stop', { type: 'content_block_stop', index: 0 }));
-  out.push(
-    ev('message_delta', {
-      type: 'message_delta',
-      delta: { stop_reason: 'end_turn', stop_sequence: null },
-      usage: { output_tokens: usage.output_tokens },
+  out.push(...messageEnd(usage, 'end_turn'));
+  return out;
+}
+
+/** A streamed tool call: its tool_use block, whose input comes as input_json_delta in pieces (the
+ * first empty, as Anthropic sends it), and stop_reason tool_use. */
+export function anthropicToolStream(
+  model: string,
+  usage: AnthropicUsage,
+  tool: { id: string; name: string; input: Record<string, unknown> },
+): string[] {
+  const json = JSON.stringify(tool.input);
+  const half = Math.floor(json.length / 2);
+  const out = [
+    messageStart(model, usage),
+    ev('content_block_start', {
+      type: 'content_block_start',
+      index: 0,
+      content_block: { type: 'tool_use', id: tool.id, name: tool.name, input: {} },
     }),
-  );
-  out.push(ev('message_stop', { type: 'message_stop' }));
+  ];
+  for (const partial of ['', json.slice(0, half), json.slice(half)])
+    out.push(blockDelta(0, { type: 'input_json_delta', partial_json: partial }));
+  out.push(ev('content_block_stop', { type: 'content_block_stop', index: 0 }));
+  out.push(...messageEnd(usage, 'tool_use'));
   return out;
 }

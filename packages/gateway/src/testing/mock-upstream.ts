@@ -4,6 +4,7 @@ import {
   type AnthropicUsage,
   anthropicMessage,
   anthropicStream,
+  anthropicToolStream,
   anthropicToolUse,
 } from './anthropic-fixtures.js';
 import { wholeFault, writeUntilClosed } from './mock-faults.js';
@@ -395,6 +396,22 @@ export class MockUpstream {
           .join(''),
       );
       setTimeout(() => res.destroy(), 20);
+      return;
+    }
+    // A call made to use one tool (tool_choice "tool") gets that tool's call alone, as Anthropic
+    // answers it: no text before it.
+    const choice = body['tool_choice'] as Obj | undefined;
+    if (choice?.['type'] === 'tool') {
+      const tool = {
+        id: 'toolu_01forced',
+        name: String(choice['name']),
+        input: { location: 'Paris', celsius: 18 },
+      };
+      if (body['stream'] === true) sse(res, anthropicToolStream(model, usage, tool));
+      else {
+        const content = [{ type: 'tool_use', ...tool }];
+        json(res, 200, { ...anthropicMessage(model, '', usage), content, stop_reason: 'tool_use' });
+      }
       return;
     }
     if (body['stream'] === true) {

@@ -15,10 +15,14 @@ export class AnthropicToOpenAiStream {
   private usage: Obj = {};
   /** Anthropic content block index -> OpenAI tool call index. */
   private readonly tools = new Map<number, number>();
+  /** The content block of the structured answer's tool, whose input streams as the content. */
+  private answerBlock: number | null = null;
 
+  /** `answer`: the name of the structured answer's tool (answerTool), if the request asked for one. */
   constructor(
     private readonly created: number,
     private readonly includeUsage: boolean,
+    private readonly answer: string | null = null,
   ) {}
 
   private chunk(choice: Obj | null, extra: Obj = {}): string {
@@ -49,6 +53,10 @@ export class AnthropicToOpenAiStream {
       case 'content_block_start': {
         const block = (d['content_block'] ?? {}) as Obj;
         if (block['type'] !== 'tool_use') return '';
+        if (this.answer !== null && block['name'] === this.answer) {
+          this.answerBlock = Number(d['index']);
+          return '';
+        }
         const index = this.tools.size;
         this.tools.set(Number(d['index']), index);
         return this.chunk({
@@ -62,8 +70,13 @@ export class AnthropicToOpenAiStream {
       }
       case 'content_block_delta': {
         const delta = (d['delta'] ?? {}) as Obj;
+        // A structured answer's content is its JSON alone.
         if (delta['type'] === 'text_delta')
-          return this.chunk({ delta: { content: delta['text'] }, finish_reason: null });
+          return this.answer === null
+            ? this.chunk({ delta: { content: delta['text'] }, finish_reason: null })
+            : '';
+        if (delta['type'] === 'input_json_delta' && Number(d['index']) === this.answerBlock)
+          return this.chunk({ delta: { content: delta['partial_json'] }, finish_reason: null });
         if (delta['type'] === 'input_json_delta') {
           const index = this.tools.get(Number(d['index'])) ?? 0;
           return this.chunk({
@@ -76,8 +89,10 @@ export class AnthropicToOpenAiStream {
       case 'message_delta': {
         const usage = d['usage'] as Obj | undefined;
         if (usage) this.usage = { ...this.usage, ...usage };
-        const reason = (d['delta'] as Obj | undefined)?.['stop_reason'];
-        return this.chunk({ delta: {}, finish_reason: FINISH[String(reason)] ?? 'stop' });
+        const reason = String((d['delta'] as Obj | undefined)?.['stop_reason']);
+        const finish =
+          this.answerBlock !== null && reason === 'tool_use' ? 'stop' : (FINISH[reason] ?? 'stop');
+        return this.chunk({ delta: {}, finish_reason: finish });
       }
       case 'message_stop':
         return `${this.includeUsage ? this.chunk(null, { usage: openAiUsage(this.usage) }) : ''}data: [DONE]\n\n`;

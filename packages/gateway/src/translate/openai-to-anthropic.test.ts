@@ -77,8 +77,22 @@ describe('OpenAI chat -> Anthropic messages', () => {
     const user = [{ role: 'user', content: 'hi' }];
     const refused: [Record<string, unknown>, RegExp][] = [
       [{ n: 2 }, /n above 1/],
-      [{ response_format: { type: 'json_object' } }, /response_format "json_object"/],
-      [{ response_format: { type: 'json_schema', json_schema: { name: 'x' } } }, /json_schema/],
+      [
+        { response_format: { type: 'json_schema', json_schema: { name: 'x' } } },
+        /json_schema\.schema must be an object schema/,
+      ],
+      [
+        { response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'array' } } } },
+        /must be an object schema/,
+      ],
+      [
+        {
+          response_format: { type: 'json_object' },
+          tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object' } } }],
+        },
+        /together with tools/,
+      ],
+      [{ response_format: { type: 'grammar' } }, /response_format "grammar"/],
       [{ logprobs: true }, /logprobs/],
       [{ top_logprobs: 3 }, /logprobs/],
       [{ reasoning_effort: 'high' }, /reasoning_effort/],
@@ -200,3 +214,98 @@ describe('OpenAI chat -> Anthropic messages', () => {
     expect(t.translate(ev('message_stop', {}))).toBe('data: [DONE]\n\n');
   });
 });
+
+describe('a structured answer (response_format) from an Anthropic model', () => {
+  const schema = { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] };
+  const ask = (format: unknown) => ({
+    messages: [{ role: 'user', content: 'Where?' }],
+    response_format: format,
+  });
+
+  it('asks for it as a tool the model must call, named as the schema is', () => {
+    const named = toAnthropicRequest(
+      ask({ type: 'json_schema', json_schema: { name: 'place', schema, strict: true } }),
+      'claude-sonnet-4-5',
+      1024,
+    );
+    expect(named).toMatchObject({
+      tools: [{ name: 'place', description: "Give the answer as this tool's input.", input_schema: schema }],
+      tool_choice: { type: 'tool', name: 'place' },
+    });
+    // A name Anthropic would not take, and json_object (any object), go as json_answer.
+    const odd = toAnthropicRequest(
+      ask({ type: 'json_schema', json_schema: { name: 'a place!', schema } }),
+      'c',
+      1,
+    );
+    expect(odd['tool_choice']).toEqual({ type: 'tool', name: 'json_answer' });
+    const any = toAnthropicRequest(ask({ type: 'json_object' }), 'c', 1);
+    expect(any['tools']).toEqual([
+      {
+        name: 'json_answer',
+        description: 'Give the answer as a JSON object.',
+        input_schema: { type: 'object' },
+      },
+    ]);
+    expect(toAnthropicRequest(ask({ type: 'text' }), 'c', 1)).not.toHaveProperty('tools');
+  });
+
+  it("gives the tool's input as the message's content, finished as a text answer is", () => {
+    const msg = {
+      id: 'msg_1',
+      model: 'claude-sonnet-4-5',
+      stop_reason: 'tool_use',
+      content: [{ type: 'tool_use', id: 'toolu_1', name: 'place', input: { city: 'Paris' } }],
+      usage: { input_tokens: 10, output_tokens: 5 },
+    };
+    const out = toOpenAiResponse(msg, 1, 'place');
+    expect(out['choices']).toEqual([
+      {
+        index: 0,
+        message: { role: 'assistant', content: '{"city":"Paris"}' },
+        finish_reason: 'stop',
+        logprobs: null,
+      },
+    ]);
+    const cut = toOpenAiResponse({ ...msg, stop_reason: 'max_tokens' }, 1, 'place') as { choices: Obj[] };
+    expect(cut.choices[0]!['finish_reason']).toBe('length');
+    // A refusal (no call of the tool) comes back as text.
+    const refused = toOpenAiResponse(
+      { ...msg, stop_reason: 'refusal', content: [{ type: 'text', text: 'No.' }] },
+      1,
+      'place',
+    ) as { choices: Obj[] };
+    expect(refused.choices[0]).toMatchObject({
+      message: { content: 'No.' },
+      finish_reason: 'content_filter',
+    });
+  });
+
+  it("streams the tool's input as content deltas, with no tool call", () => {
+    const t = new AnthropicToOpenAiStream(1, false, 'place');
+    const ev = (name: string, data: unknown) => `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
+    const out = [
+      ev('message_start', { message: { id: 'msg_9', model: 'claude', usage: { input_tokens: 4 } } }),
+      ev('content_block_start', {
+        index: 0,
+        content_block: { type: 'tool_use', id: 'toolu_1', name: 'place' },
+      }),
+      ev('content_block_delta', { index: 0, delta: { type: 'input_json_delta', partial_json: '' } }),
+      ev('content_block_delta', { index: 0, delta: { type: 'input_json_delta', partial_json: '{"city":' } }),
+      ev('content_block_delta', { index: 0, delta: { type: 'input_json_delta', partial_json: '"Paris"}' } }),
+      ev('content_block_stop', { index: 0 }),
+      ev('message_delta', { delta: { stop_reason: 'tool_use' }, usage: { output_tokens: 7 } }),
+      ev('message_stop', {}),
+    ]
+      .map((e) => t.translate(e))
+      .join('')
+      .split('\n\n')
+      .filter((l) => l.startsWith('data: {'))
+      .map((l) => JSON.parse(l.slice(6)) as { choices: { delta: Obj; finish_reason: string | null }[] });
+    expect(out.some((c) => c.choices[0]?.delta['tool_calls'] !== undefined)).toBe(false);
+    expect(out.map((c) => c.choices[0]?.delta['content'] ?? '').join('')).toBe('{"city":"Paris"}');
+    expect(out.at(-1)!.choices[0]!.finish_reason).toBe('stop');
+  });
+});
+
+type Obj = Record<string, unknown>;

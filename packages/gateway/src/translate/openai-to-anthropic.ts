@@ -70,7 +70,7 @@ function refuseUnmapped(body: Obj): void {
   const n = body['n'];
   if (n != null && n !== 1) throw new TranslationError('n above 1 cannot be sent to an Anthropic model.');
   const format = (body['response_format'] as Obj | null | undefined)?.['type'];
-  if (format != null && format !== 'text')
+  if (format != null && format !== 'text' && format !== 'json_schema' && format !== 'json_object')
     throw new TranslationError(`response_format "${String(format)}" cannot be sent to an Anthropic model.`);
   if (body['logprobs'] === true || (body['top_logprobs'] != null && body['top_logprobs'] !== 0))
     throw new TranslationError('logprobs cannot be sent to an Anthropic model.');
@@ -82,6 +82,41 @@ function refuseUnmapped(body: Obj): void {
   const modalities = body['modalities'];
   if (Array.isArray(modalities) && modalities.some((m) => m !== 'text'))
     throw new TranslationError('modalities other than text cannot be sent to an Anthropic model.');
+}
+
+/** A structured answer's tool: the name it is given when the request's schema names none. */
+const ANSWER_TOOL = 'json_answer';
+const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
+
+/**
+ * The tool through which an Anthropic model gives a structured answer (`response_format`
+ * json_schema, or json_object for any object): the model is made to call it, and its input is the
+ * answer, which the client gets as the message's content. Null for a request that asks for text.
+ */
+export function answerTool(body: Obj): { name: string; description: string; input_schema: Obj } | null {
+  const format = body['response_format'] as Obj | null | undefined;
+  const type = format?.['type'];
+  if (type === 'json_object') {
+    return {
+      name: ANSWER_TOOL,
+      description: 'Give the answer as a JSON object.',
+      input_schema: { type: 'object' },
+    };
+  }
+  if (type !== 'json_schema') return null;
+  const spec = (format?.['json_schema'] ?? {}) as Obj;
+  const schema = spec['schema'];
+  if (typeof schema !== 'object' || schema === null || (schema as Obj)['type'] !== 'object')
+    throw new TranslationError(
+      'response_format.json_schema.schema must be an object schema ("type": "object") to be sent to an Anthropic model.',
+    );
+  const name = typeof spec['name'] === 'string' && TOOL_NAME.test(spec['name']) ? spec['name'] : ANSWER_TOOL;
+  const description = typeof spec['description'] === 'string' ? `${spec['description']} ` : '';
+  return {
+    name,
+    description: `${description}Give the answer as this tool's input.`,
+    input_schema: schema as Obj,
+  };
 }
 
 export function toAnthropicRequest(body: Obj, model: string, defaultMaxTokens: number): Obj {
@@ -152,6 +187,15 @@ export function toAnthropicRequest(body: Obj, model: string, defaultMaxTokens: n
   }
   const choice = toolChoice(body['tool_choice'], body['parallel_tool_calls']);
   if (choice && out['tools']) out['tool_choice'] = choice;
+  const answer = answerTool(body);
+  if (answer) {
+    if (out['tools'])
+      throw new TranslationError(
+        'response_format json_schema (or json_object) together with tools cannot be sent to an Anthropic model: the answer is a tool call there.',
+      );
+    out['tools'] = [answer];
+    out['tool_choice'] = { type: 'tool', name: answer.name };
+  }
   if (typeof body['user'] === 'string') out['metadata'] = { user_id: body['user'] };
   return out;
 }
@@ -176,8 +220,21 @@ export function openAiUsage(u: Obj | null | undefined): Obj {
   };
 }
 
-export function toOpenAiResponse(msg: Obj, created: number): Obj {
+/** `answer`: the name of the structured answer's tool (answerTool), whose input is then the
+ * message's content, and the answer is finished as a text answer is. */
+export function toOpenAiResponse(msg: Obj, created: number, answer: string | null = null): Obj {
   const blocks = (msg['content'] as Obj[] | undefined) ?? [];
+  const given =
+    answer === null ? undefined : blocks.find((b) => b['type'] === 'tool_use' && b['name'] === answer);
+  if (given) {
+    const reason = msg['stop_reason'] === 'max_tokens' ? 'length' : 'stop';
+    return chatCompletion(
+      msg,
+      created,
+      { role: 'assistant', content: JSON.stringify(given['input'] ?? {}) },
+      reason,
+    );
+  }
   const text = blocks
     .filter((b) => b['type'] === 'text')
     .map((b) => String(b['text']))
@@ -191,14 +248,16 @@ export function toOpenAiResponse(msg: Obj, created: number): Obj {
     }));
   const message: Obj = { role: 'assistant', content: text === '' && toolCalls.length > 0 ? null : text };
   if (toolCalls.length > 0) message['tool_calls'] = toolCalls;
+  return chatCompletion(msg, created, message, FINISH[String(msg['stop_reason'])] ?? 'stop');
+}
+
+function chatCompletion(msg: Obj, created: number, message: Obj, finish: string): Obj {
   return {
     id: `chatcmpl-${String(msg['id'] ?? '').replace(/^msg_/, '')}`,
     object: 'chat.completion',
     created,
     model: msg['model'],
-    choices: [
-      { index: 0, message, finish_reason: FINISH[String(msg['stop_reason'])] ?? 'stop', logprobs: null },
-    ],
+    choices: [{ index: 0, message, finish_reason: finish, logprobs: null }],
     usage: openAiUsage(msg['usage'] as Obj | undefined),
   };
 }

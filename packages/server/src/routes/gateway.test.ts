@@ -535,6 +535,67 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     expect(mock.received.length).toBe(sentBefore);
   });
 
+  it("OpenAI client to a Claude model: a structured answer (response_format json_schema) comes back as the message's JSON, plain and streamed", async () => {
+    const schema = {
+      type: 'object',
+      properties: { location: { type: 'string' }, celsius: { type: 'number' } },
+      required: ['location', 'celsius'],
+      additionalProperties: false,
+    };
+    const response_format = {
+      type: 'json_schema' as const,
+      json_schema: { name: 'weather', description: 'The weather now.', schema, strict: true },
+    };
+    const ask = {
+      model: 'claude-sonnet-4-5',
+      messages: [{ role: 'user' as const, content: 'Weather in Paris?' }],
+    };
+    const parsed = await openai.chat.completions.parse({ ...ask, response_format });
+    expect(parsed.choices[0]!.message).toMatchObject({
+      content: '{"location":"Paris","celsius":18}',
+      parsed: { location: 'Paris', celsius: 18 },
+    });
+    expect(parsed.choices[0]!.finish_reason).toBe('stop');
+    expect(parsed.choices[0]!.message.tool_calls ?? []).toEqual([]);
+    // Sent as a tool the model must call, whose input is the answer.
+    expect(mock.received.at(-1)!.body).toMatchObject({
+      tools: [
+        {
+          name: 'weather',
+          description: "The weather now. Give the answer as this tool's input.",
+          input_schema: schema,
+        },
+      ],
+      tool_choice: { type: 'tool', name: 'weather' },
+    });
+    const stream = await openai.chat.completions.create({ ...ask, response_format, stream: true });
+    let text = '';
+    let finish: string | null = null;
+    for await (const c of stream) {
+      expect(c.choices[0]?.delta.tool_calls).toBeUndefined();
+      text += c.choices[0]?.delta.content ?? '';
+      finish = c.choices[0]?.finish_reason ?? finish;
+    }
+    expect([JSON.parse(text), finish]).toEqual([{ location: 'Paris', celsius: 18 }, 'stop']);
+    const json = await openai.chat.completions.create({ ...ask, response_format: { type: 'json_object' } });
+    expect(JSON.parse(json.choices[0]!.message.content!)).toEqual({ location: 'Paris', celsius: 18 });
+    const [streamed, plain] = await lastCalls(3);
+    expect(plain).toMatchObject({ api: 'anthropic-messages', status: 'ok', pricing_status: 'priced' });
+    expect(streamed).toMatchObject({ status: 'ok', pricing_status: 'priced', cost_usd: plain!.cost_usd });
+    // With tools of its own, the request is refused before it goes: the answer would be a tool call.
+    const sent = mock.received.length;
+    const both = await openai.chat.completions
+      .create({
+        ...ask,
+        response_format,
+        tools: [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object' } } }],
+      })
+      .catch((e) => e);
+    expect(both.status).toBe(400);
+    expect(both.message).toMatch(/together with tools cannot be sent to an Anthropic model/);
+    expect(mock.received.length).toBe(sent);
+  });
+
   it('OpenAI client to a Claude model: request, response, stream and tools are translated', async () => {
     const out = await openai.chat.completions.create({
       model: 'claude-sonnet-4-5',
