@@ -89,3 +89,52 @@ export function readEvent(ev: string): { name: string; d: Obj } | null {
     return null;
   }
 }
+
+/** A structured answer's tool: the name it is given when the request's schema names none. */
+const ANSWER_TOOL = 'json_answer';
+const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
+
+export interface AnswerTool {
+  name: string;
+  description: string;
+  input_schema: Record<string, unknown>;
+}
+
+/**
+ * The tool through which an Anthropic model gives a structured answer: the model is made to call
+ * it, and its input is the answer, which the client gets as the text of the message. `format` is
+ * the request's (`{type: "json_schema", name, schema, description}`, or json_object for any
+ * object); null for one that asks for text. `at` names where the schema is, for the error of one
+ * that is not an object's.
+ */
+export function answerToolOf(
+  format: Record<string, unknown> | null | undefined,
+  at: string,
+): AnswerTool | null {
+  const type = format?.['type'];
+  if (type === 'json_object') {
+    return {
+      name: ANSWER_TOOL,
+      description: 'Give the answer as a JSON object.',
+      input_schema: { type: 'object' },
+    };
+  }
+  if (type !== 'json_schema') return null;
+  const schema = format?.['schema'];
+  if (
+    typeof schema !== 'object' ||
+    schema === null ||
+    (schema as Record<string, unknown>)['type'] !== 'object'
+  )
+    throw new TranslationError(
+      `${at}.schema must be an object schema ("type": "object") to be sent to an Anthropic model.`,
+    );
+  const named = format?.['name'];
+  const name = typeof named === 'string' && TOOL_NAME.test(named) ? named : ANSWER_TOOL;
+  const description = typeof format?.['description'] === 'string' ? `${format['description']} ` : '';
+  return {
+    name,
+    description: `${description}Give the answer as this tool's input.`,
+    input_schema: schema as Record<string, unknown>,
+  };
+}

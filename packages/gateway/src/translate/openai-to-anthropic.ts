@@ -3,6 +3,8 @@
  * metered from Anthropic's own usage object; the client sees OpenAI's shapes throughout.
  */
 import {
+  type AnswerTool,
+  answerToolOf,
   anthropicTokens,
   InvalidRequest,
   imageFromUrl,
@@ -84,39 +86,15 @@ function refuseUnmapped(body: Obj): void {
     throw new TranslationError('modalities other than text cannot be sent to an Anthropic model.');
 }
 
-/** A structured answer's tool: the name it is given when the request's schema names none. */
-const ANSWER_TOOL = 'json_answer';
-const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
-
-/**
- * The tool through which an Anthropic model gives a structured answer (`response_format`
- * json_schema, or json_object for any object): the model is made to call it, and its input is the
- * answer, which the client gets as the message's content. Null for a request that asks for text.
- */
-export function answerTool(body: Obj): { name: string; description: string; input_schema: Obj } | null {
+/** The tool through which an Anthropic model gives a chat call's structured answer
+ * (`response_format` json_schema, or json_object): answerToolOf. */
+export function answerTool(body: Obj): AnswerTool | null {
   const format = body['response_format'] as Obj | null | undefined;
-  const type = format?.['type'];
-  if (type === 'json_object') {
-    return {
-      name: ANSWER_TOOL,
-      description: 'Give the answer as a JSON object.',
-      input_schema: { type: 'object' },
-    };
-  }
-  if (type !== 'json_schema') return null;
-  const spec = (format?.['json_schema'] ?? {}) as Obj;
-  const schema = spec['schema'];
-  if (typeof schema !== 'object' || schema === null || (schema as Obj)['type'] !== 'object')
-    throw new TranslationError(
-      'response_format.json_schema.schema must be an object schema ("type": "object") to be sent to an Anthropic model.',
-    );
-  const name = typeof spec['name'] === 'string' && TOOL_NAME.test(spec['name']) ? spec['name'] : ANSWER_TOOL;
-  const description = typeof spec['description'] === 'string' ? `${spec['description']} ` : '';
-  return {
-    name,
-    description: `${description}Give the answer as this tool's input.`,
-    input_schema: schema as Obj,
-  };
+  if (!format) return null;
+  return answerToolOf(
+    { ...((format['json_schema'] as Obj | undefined) ?? {}), type: format['type'] },
+    'response_format.json_schema',
+  );
 }
 
 export function toAnthropicRequest(body: Obj, model: string, defaultMaxTokens: number): Obj {

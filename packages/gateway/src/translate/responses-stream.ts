@@ -1,5 +1,5 @@
 import { readEvent } from './anthropic-blocks.js';
-import { responseObject } from './responses-to-anthropic.js';
+import { responseObject, responsesAnswerTool } from './responses-to-anthropic.js';
 
 type Obj = Record<string, unknown>;
 
@@ -27,11 +27,15 @@ export class AnthropicToResponsesStream {
   private readonly output: Obj[] = [];
   /** Anthropic content block index -> the item it feeds. */
   private readonly blocks = new Map<number, Item>();
+  /** The structured answer's tool (responsesAnswerTool): its call streams as the answer's text. */
+  private readonly answer: string | null;
 
   constructor(
     private readonly request: Obj,
     private readonly created: number,
-  ) {}
+  ) {
+    this.answer = responsesAnswerTool(request)?.name ?? null;
+  }
 
   private ev(type: string, fields: Obj): string {
     return `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: this.seq++, ...fields })}\n\n`;
@@ -96,7 +100,10 @@ export class AnthropicToResponsesStream {
   private start(index: number, block: Obj): string {
     const outputIndex = this.output.length;
     let item: Obj;
-    if (block['type'] === 'text') {
+    // A structured answer's message holds its JSON alone: the answer tool's input, no other text.
+    const answer = this.answer !== null && block['type'] === 'tool_use' && block['name'] === this.answer;
+    if (this.answer !== null && block['type'] === 'text') return '';
+    if (block['type'] === 'text' || answer) {
       item = {
         id: `msg_${this.id.slice(5)}_${outputIndex}`,
         type: 'message',
@@ -133,8 +140,12 @@ export class AnthropicToResponsesStream {
   private delta(index: number, delta: Obj): string {
     const b = this.blocks.get(index);
     if (!b) return '';
-    if (delta['type'] === 'text_delta' && b.item['type'] === 'message') {
-      const text = String(delta['text'] ?? '');
+    const piece = delta['type'] === 'text_delta' ? delta['text'] : delta['partial_json'];
+    if (
+      b.item['type'] === 'message' &&
+      (delta['type'] === 'text_delta' || delta['type'] === 'input_json_delta')
+    ) {
+      const text = String(piece ?? '');
       b.acc += text;
       return this.ev('response.output_text.delta', {
         item_id: b.item['id'],

@@ -95,7 +95,19 @@ describe('OpenAI Responses -> Anthropic messages', () => {
     refuse({ input: 'Hi', tools: [{ type: 'web_search' }] }, /"web_search"/);
     refuse({ input: [{ type: 'input_file', file_id: 'f' }] }, /"input_file"/);
     refuse({ input: [{ role: 'user', content: [{ type: 'input_file' }] }] }, /"input_file"/);
-    refuse({ input: 'Hi', text: { format: { type: 'json_schema' } } }, /json_schema/);
+    refuse(
+      { input: 'Hi', text: { format: { type: 'json_schema' } } },
+      /text\.format\.schema must be an object schema/,
+    );
+    refuse({ input: 'Hi', text: { format: { type: 'grammar' } } }, /text\.format "grammar"/);
+    refuse(
+      {
+        input: 'Hi',
+        text: { format: { type: 'json_object' } },
+        tools: [{ type: 'function', name: 'f', parameters: { type: 'object' } }],
+      },
+      /together with tools/,
+    );
     refuse({ input: [{ type: 'function_call', arguments: '{' }] }, /must be JSON/);
   });
 

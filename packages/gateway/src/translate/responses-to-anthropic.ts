@@ -5,6 +5,8 @@
  * conversation state, so `previous_response_id` cannot be translated and is refused.
  */
 import {
+  type AnswerTool,
+  answerToolOf,
   anthropicTokens,
   imageFromUrl,
   joinText,
@@ -72,13 +74,19 @@ function tools(list: unknown): Obj[] | undefined {
   });
 }
 
+/** The tool through which an Anthropic model gives a Response's structured answer (`text.format`
+ * json_schema, or json_object): answerToolOf. Its input is the text of the answer's message. */
+export function responsesAnswerTool(request: Obj): AnswerTool | null {
+  return answerToolOf((request['text'] as Obj | undefined)?.['format'] as Obj | undefined, 'text.format');
+}
+
 export function responsesToAnthropicRequest(body: Obj, model: string, defaultMaxTokens: number): Obj {
   if (body['previous_response_id'] != null || body['conversation'] != null)
     throw new TranslationError(
       'previous_response_id and conversation need stored state: send the whole input to reach an Anthropic model.',
     );
   const format = (body['text'] as Obj | undefined)?.['format'] as Obj | undefined;
-  if (format && format['type'] !== 'text')
+  if (format && !['text', 'json_schema', 'json_object'].includes(String(format['type'])))
     throw new TranslationError(
       `text.format "${String(format['type'])}" cannot be sent to an Anthropic model.`,
     );
@@ -139,6 +147,15 @@ export function responsesToAnthropicRequest(body: Obj, model: string, defaultMax
   if (t) out['tools'] = t;
   const choice = toolChoice(body['tool_choice'], body['parallel_tool_calls']);
   if (choice && t) out['tool_choice'] = choice;
+  const answer = responsesAnswerTool(body);
+  if (answer) {
+    if (t)
+      throw new TranslationError(
+        'text.format json_schema (or json_object) together with tools cannot be sent to an Anthropic model: the answer is a tool call there.',
+      );
+    out['tools'] = [answer];
+    out['tool_choice'] = { type: 'tool', name: answer.name };
+  }
   const user = body['safety_identifier'] ?? body['user'];
   if (typeof user === 'string') out['metadata'] = { user_id: user };
   return out;
@@ -162,14 +179,19 @@ function responsesUsage(u: Obj): Obj {
   };
 }
 
-/** The output items of a whole Anthropic message. */
-function outputItems(msg: Obj, base: string): Obj[] {
+/** The output items of a whole Anthropic message. A call of the structured answer's tool
+ * (`answer`) is the answer's message, its input the text. */
+function outputItems(msg: Obj, base: string, answer: string | null): Obj[] {
   const out: Obj[] = [];
   const blocks = (msg['content'] as Obj[] | undefined) ?? [];
-  const text = blocks
-    .filter((b) => b['type'] === 'text')
-    .map((b) => String(b['text']))
-    .join('');
+  const given =
+    answer === null ? undefined : blocks.find((b) => b['type'] === 'tool_use' && b['name'] === answer);
+  const text = given
+    ? JSON.stringify(given['input'] ?? {})
+    : blocks
+        .filter((b) => b['type'] === 'text')
+        .map((b) => String(b['text']))
+        .join('');
   if (text !== '')
     out.push({
       id: `msg_${base}`,
@@ -179,7 +201,7 @@ function outputItems(msg: Obj, base: string): Obj[] {
       content: [{ type: 'output_text', text, annotations: [], logprobs: [] }],
     });
   for (const b of blocks) {
-    if (b['type'] !== 'tool_use') continue;
+    if (b['type'] !== 'tool_use' || given) continue;
     out.push({
       id: `fc_${String(b['id'] ?? '').replace(/^toolu_/, '')}`,
       type: 'function_call',
@@ -232,7 +254,7 @@ export function toResponsesResponse(msg: Obj, request: Obj, created: number): Ob
     id: `resp_${base}`,
     model: String(msg['model'] ?? ''),
     created,
-    output: outputItems(msg, base),
+    output: outputItems(msg, base, responsesAnswerTool(request)?.name ?? null),
     stopReason: msg['stop_reason'] ?? 'end_turn',
     usage: (msg['usage'] as Obj | undefined) ?? {},
   });

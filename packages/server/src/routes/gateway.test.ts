@@ -6,6 +6,14 @@ import { type TestApp, testApp } from '../testing/test-app.js';
 
 type Call = Record<string, unknown> & { cost_usd: string; tokens: Record<string, number> };
 
+/** The schema of the structured answers asked of Claude: what the mock's forced tool call gives. */
+const WEATHER_SCHEMA = {
+  type: 'object',
+  properties: { location: { type: 'string' }, celsius: { type: 'number' } },
+  required: ['location', 'celsius'],
+  additionalProperties: false,
+};
+
 describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', () => {
   const mock = new MockUpstream();
   let t: TestApp;
@@ -536,12 +544,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
   });
 
   it("OpenAI client to a Claude model: a structured answer (response_format json_schema) comes back as the message's JSON, plain and streamed", async () => {
-    const schema = {
-      type: 'object',
-      properties: { location: { type: 'string' }, celsius: { type: 'number' } },
-      required: ['location', 'celsius'],
-      additionalProperties: false,
-    };
+    const schema = WEATHER_SCHEMA;
     const response_format = {
       type: 'json_schema' as const,
       json_schema: { name: 'weather', description: 'The weather now.', schema, strict: true },
@@ -594,6 +597,28 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     expect(both.status).toBe(400);
     expect(both.message).toMatch(/together with tools cannot be sent to an Anthropic model/);
     expect(mock.received.length).toBe(sent);
+  });
+
+  it("Responses API to a Claude model: a structured answer (text.format json_schema) is the answer's text, plain and streamed", async () => {
+    const schema = WEATHER_SCHEMA;
+    const ask = {
+      model: 'claude-sonnet-4-5',
+      input: 'Weather in Paris?',
+      text: { format: { type: 'json_schema' as const, name: 'weather', schema, strict: true } },
+    };
+    const parsed = await openai.responses.parse(ask);
+    expect(parsed.output_text).toBe('{"location":"Paris","celsius":18}');
+    expect(parsed.output_parsed).toEqual({ location: 'Paris', celsius: 18 });
+    expect(parsed.output.map((o) => o.type)).toEqual(['message']);
+    expect(mock.received.at(-1)!.body).toMatchObject({
+      tools: [{ name: 'weather', input_schema: schema }],
+      tool_choice: { type: 'tool', name: 'weather' },
+    });
+    // The client parses a streamed answer only for its own (zod) formats: the text is the JSON.
+    const final = await openai.responses.stream(ask).finalResponse();
+    expect(JSON.parse(final.output_text)).toEqual({ location: 'Paris', celsius: 18 });
+    expect(final.status).toBe('completed');
+    expect(final.output.map((o) => o.type)).toEqual(['message']);
   });
 
   it('OpenAI client to a Claude model: request, response, stream and tools are translated', async () => {
