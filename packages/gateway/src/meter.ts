@@ -69,25 +69,33 @@ export function meterAttempt(deps: GatewayDeps, ctx: AttemptContext, out: Attemp
   let priced: PriceOutcome | null = null;
   let errorType = out.errorType;
   try {
-    if (out.usage) {
-      priced = deps.price({
-        provider: ctx.priceProvider,
-        api: ctx.upstreamApi,
-        model,
-        usage: out.usage,
-        time: ctx.time,
-        tenant: ctx.key.tenant,
-        service_tier: out.serviceTier ?? null,
-      });
-    } else if (out.estimated) {
-      priced = deps.price({
-        provider: ctx.priceProvider,
-        model,
-        tokens: out.estimated,
-        time: ctx.time,
-        tenant: ctx.key.tenant,
-        service_tier: out.serviceTier ?? null,
-      });
+    const price = (m: string) =>
+      out.usage
+        ? deps.price({
+            provider: ctx.priceProvider,
+            api: ctx.upstreamApi,
+            model: m,
+            usage: out.usage,
+            time: ctx.time,
+            tenant: ctx.key.tenant,
+            service_tier: out.serviceTier ?? null,
+          })
+        : deps.price({
+            provider: ctx.priceProvider,
+            model: m,
+            tokens: out.estimated!,
+            time: ctx.time,
+            tenant: ctx.key.tenant,
+            service_tier: out.serviceTier ?? null,
+          });
+    if (out.usage || out.estimated) {
+      priced = price(model);
+      // A name the answer gives that has no price (vLLM names its model by the path it loaded it
+      // from) is priced as the model the request named, whose price the reservation took.
+      if (priced.status === 'unpriced' && model !== ctx.modelSent) {
+        const sent = price(ctx.modelSent);
+        if (sent.status === 'priced') priced = sent;
+      }
     }
   } catch (err) {
     errorType ??= `usage_unreadable: ${(err as Error).message}`.slice(0, 128);

@@ -43,6 +43,11 @@ export function wholeFault(model: string, res: ServerResponse, headers: Incoming
     return true;
   }
   switch (model) {
+    case 'served-as-path':
+      // An answer naming its model as vLLM does, by the path it was loaded from.
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(ANSWER.replace('"gpt-4o-2024-08-06"', '"/models/served-as-path"'));
+      return true;
     case 'fault-html':
       res.writeHead(200, { 'content-type': 'text/html' });
       res.end('<html><body><h1>Welcome to nginx!</h1></body></html>');

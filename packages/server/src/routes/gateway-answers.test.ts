@@ -1,8 +1,8 @@
-import { SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
+import { MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
 import { request } from 'undici';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gatewaySuite } from '../testing/gateway-suite.js';
-import { postChat, postMessage, until } from '../testing/test-app.js';
+import { lastCalls, postChat, postMessage, type TestApp, testApp, until } from '../testing/test-app.js';
 
 type Json = Record<string, Record<string, unknown>>;
 
@@ -228,5 +228,43 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: upstream answers unfit to pas
 
   it('leaves no upstream response open', async () => {
     await until(() => mock.openResponses === 0);
+  });
+});
+
+describe.skipIf(SKIP_WITHOUT_RECORDINGS)('an answer that names its model otherwise than the request', () => {
+  const mock = new MockUpstream();
+  let t: TestApp;
+  let base: string;
+
+  beforeAll(async () => {
+    await mock.start();
+    t = await testApp({
+      gateway: { providers: [{ id: 'vllm', kind: 'openai-compatible', base_url: `${mock.url}/v1` }] },
+      pricing: {
+        overrides: [{ provider: 'vllm', model: 'served-as-path', input_mtok: '1', output_mtok: '2' }],
+      },
+    });
+    base = await t.listen();
+  });
+  afterAll(async () => {
+    await t?.shutdown();
+    await mock.stop();
+  });
+
+  it('is priced as the model the request named when the name it answers with has no price', async () => {
+    const { key } = await t.newKey({ project: 'p', budget_usd: 1 });
+    const res = await postChat(base, key, { model: 'vllm/served-as-path' });
+    expect(res.statusCode).toBe(200);
+    await res.body.dump();
+    // 9 prompt tokens at $1 and 2 completion tokens at $2 a million, the tenant's own prices.
+    const [call] = await lastCalls(t, 1);
+    expect(call).toMatchObject({
+      model_requested: 'vllm/served-as-path',
+      model_served: '/models/served-as-path',
+      pricing_status: 'priced',
+      cost_usd: '0.000013',
+    });
+    const budgets = (await t.app.inject({ url: '/v1/budgets', headers: t.auth })).json().data;
+    expect(budgets[0]).toMatchObject({ spent_usd: '0.000013', in_flight_usd: '0' });
   });
 });

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Catalog, type CatalogData, type Clock } from '@tally/core';
+import { Catalog, type CatalogData, type Clock, type PriceSet } from '@tally/core';
 import type { SharedState } from '@tally/gateway';
 import { createDuckDbStore, type Store } from '@tally/store';
 import { request } from 'undici';
@@ -15,9 +15,21 @@ export const GATEWAY_KEY = 'tk-gateway-test-0123456789abcdef';
 const catalogFile = fileURLToPath(new URL('../../../core/catalog/catalog.json', import.meta.url));
 let data: CatalogData | null = null;
 
-export function testCatalog(): Catalog {
+/** The catalog, with a config's price overrides (`pricing.overrides`) as the CLI applies them. */
+export function testCatalog(overrides: TallyConfig['pricing']['overrides'] = []): Catalog {
   data ??= JSON.parse(readFileSync(catalogFile, 'utf8')) as CatalogData;
-  return new Catalog(data);
+  return new Catalog(data, {
+    overrides: overrides.map(({ tenant, provider, model, discount_pct, ...given }) => {
+      const prices = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)) as PriceSet;
+      return {
+        tenant,
+        provider,
+        model,
+        ...(discount_pct === undefined ? {} : { discount_pct }),
+        ...(Object.keys(prices).length > 0 ? { prices } : {}),
+      };
+    }),
+  });
 }
 
 export interface TestApp extends TallyApp {
@@ -49,7 +61,7 @@ export async function testApp(
   });
   const store = given ?? (await createDuckDbStore({ path: ':memory:' }));
   if (!given) await store.migrate();
-  const catalog = testCatalog();
+  const catalog = testCatalog(config.pricing.overrides);
   const tally = await buildApp({
     config,
     store,
