@@ -475,7 +475,10 @@ export class Gateway {
         acc,
       );
     } finally {
-      if (hold) await settleBudgets(this.deps, key, hold, acc.spentNano, time);
+      if (hold) {
+        const spent = acc.unpriced && hold.reserved > acc.spentNano ? hold.reserved : acc.spentNano;
+        await settleBudgets(this.deps, key, hold, spent, time);
+      }
       if (key.tpm !== null) {
         await this.deps.state.adjustTokens(key.id, key.tpm, acc.tokens - (promptTokens + maxOut), time);
       }
@@ -586,6 +589,7 @@ export class Gateway {
     this.release(ctx);
     const rec = meterAttempt(this.deps, ctx, out);
     acc.spentNano += rec.cost_effective_nano ?? 0n;
+    if (rec.pricing_status === 'unpriced') acc.unpriced = true;
     acc.tokens += rec.tokens.input + rec.tokens.output;
     if (later) return { cost: rec.cost_effective_nano, write: () => this.deps.sink.write(rec) };
     this.deps.sink.write(rec);

@@ -28,6 +28,9 @@ export interface Metered {
 export interface Accumulated {
   spentNano: bigint;
   tokens: number;
+  /** An attempt went upstream and came back with usage no price covers (or none could read): the
+   * call's budgets are settled at what was reserved for it, not at nothing. */
+  unpriced?: boolean;
   /** Headers for the client's response (x-tally-downgraded). */
   headers: Record<string, string>;
 }

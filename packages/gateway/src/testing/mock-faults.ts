@@ -48,6 +48,11 @@ export function wholeFault(model: string, res: ServerResponse, headers: Incoming
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(ANSWER.replace('"gpt-4o-2024-08-06"', '"/models/served-as-path"'));
       return true;
+    case 'fault-bad-usage':
+      // A usage object with a count no provider would send: it cannot be priced.
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(ANSWER.replace('"completion_tokens":2', '"completion_tokens":-2'));
+      return true;
     case 'fault-html':
       res.writeHead(200, { 'content-type': 'text/html' });
       res.end('<html><body><h1>Welcome to nginx!</h1></body></html>');

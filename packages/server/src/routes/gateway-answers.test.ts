@@ -241,7 +241,10 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('an answer that names its model otherwi
     t = await testApp({
       gateway: { providers: [{ id: 'vllm', kind: 'openai-compatible', base_url: `${mock.url}/v1` }] },
       pricing: {
-        overrides: [{ provider: 'vllm', model: 'served-as-path', input_mtok: '1', output_mtok: '2' }],
+        overrides: [
+          { provider: 'vllm', model: 'served-as-path', input_mtok: '1', output_mtok: '2' },
+          { provider: 'vllm', model: 'fault-bad-usage', input_mtok: '1', output_mtok: '2' },
+        ],
       },
     });
     base = await t.listen();
@@ -252,7 +255,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('an answer that names its model otherwi
   });
 
   it('is priced as the model the request named when the name it answers with has no price', async () => {
-    const { key } = await t.newKey({ project: 'p', budget_usd: 1 });
+    const { id, key } = await t.newKey({ project: 'p', budget_usd: 1 });
     const res = await postChat(base, key, { model: 'vllm/served-as-path' });
     expect(res.statusCode).toBe(200);
     await res.body.dump();
@@ -265,6 +268,25 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('an answer that names its model otherwi
       cost_usd: '0.000013',
     });
     const budgets = (await t.app.inject({ url: '/v1/budgets', headers: t.auth })).json().data;
-    expect(budgets[0]).toMatchObject({ spent_usd: '0.000013', in_flight_usd: '0' });
+    expect(budgets.find((b: { id: string }) => b.id === `budget_${id}`)).toMatchObject({
+      spent_usd: '0.000013',
+      in_flight_usd: '0',
+    });
+  });
+
+  it('counts a call whose usage cannot be priced against its budget at what was reserved, not at nothing', async () => {
+    const { id, key } = await t.newKey({ project: 'p', budget_usd: 1 });
+    const res = await postChat(base, key, { model: 'vllm/fault-bad-usage', max_tokens: 100 });
+    expect(res.statusCode).toBe(200);
+    await res.body.dump();
+    const [call] = await lastCalls(t, 1);
+    expect(call).toMatchObject({ pricing_status: 'unpriced', cost_usd: null });
+    expect(String(call!['error_type'])).toMatch(/^usage_unreadable: /);
+    const budgets = (await t.app.inject({ url: '/v1/budgets', headers: t.auth })).json().data;
+    const b = budgets.find((x: { id: string }) => x.id === `budget_${id}`);
+    // The prompt's tokens at $1 and 100 output tokens at $2 a million: at least $0.0002.
+    expect(Number(b.spent_usd)).toBeGreaterThanOrEqual(0.0002);
+    expect(Number(b.spent_usd)).toBeLessThan(0.0003);
+    expect(b.in_flight_usd).toBe('0');
   });
 });
