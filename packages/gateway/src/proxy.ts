@@ -7,6 +7,7 @@ import { type Hold, reserveBudgets, settleBudgets, type Unpriceable } from './bu
 import { type ForwardEnv, forwardAttempts } from './forward.js';
 import { checkTopLevel, editTopLevel } from './json-edit.js';
 import { type AttemptContext, type AttemptOutcome, meterAttempt, type Underway } from './meter.js';
+import { modelAllowed } from './model-allow.js';
 import { choicesOf, maxOutputTokens, rateLimited, rateLimitHeaders } from './policy.js';
 import {
   type Endpoint,
@@ -295,7 +296,7 @@ export class Gateway {
       sendError(res, wire, badRequest(`model must be a model name: ${MODEL_NAME_RULE}.`, 'invalid_model'));
       return null;
     }
-    if (key.models.length > 0 && !key.models.includes(model)) {
+    if (!modelAllowed(key.models, model)) {
       sendError(res, wire, {
         status: 403,
         type: 'invalid_request_error',
@@ -631,7 +632,7 @@ export class Gateway {
     const lists = await Promise.all(this.router.providersFor(key.tenant).map((p) => this.modelsOf(p)));
     for (const l of lists) for (const id of l) ids.add(id);
     let list = [...ids];
-    if (key.models.length > 0) list = list.filter((m) => key.models.includes(m));
+    if (key.models.length > 0) list = list.filter((m) => modelAllowed(key.models, m));
     const body = JSON.stringify({
       object: 'list',
       data: list.map((id) => ({ id, object: 'model', created, owned_by: 'tally' })),

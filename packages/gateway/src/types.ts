@@ -67,7 +67,7 @@ export interface VirtualKey {
   project: string | null;
   team: string | null;
   user: string | null;
-  /** Models the key may use; empty means any. */
+  /** Models the key may use, by name or pattern (`gpt-4o*`: model-allow.ts); empty means any. */
   models: string[];
   rpm: number | null;
   tpm: number | null;

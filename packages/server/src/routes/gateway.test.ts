@@ -157,6 +157,27 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     expect(JSON.parse(mock.received.at(-1)!.raw)).toMatchObject({ user: 'u-body' });
   });
 
+  it('holds a key to the models its list names, patterns included, and lists only those', async () => {
+    const limited = (await t.newKey({ project: 'support', models: ['gpt-4o*', 'claude-*'] })).key;
+    const client = new OpenAI({ apiKey: limited, baseURL: `${base}/v1`, maxRetries: 0 });
+    const hello = [{ role: 'user' as const, content: 'Hello' }];
+    for (const model of ['gpt-4o', 'gpt-4o-2024-08-06', 'claude-sonnet-4-5']) {
+      const out = await client.chat.completions.create({ model, messages: hello, max_tokens: 64 });
+      expect(out.choices.length, model).toBe(1);
+    }
+    const sent = mock.received.length;
+    const refused = await client.chat.completions
+      .create({ model: 'gpt-4.1', messages: hello })
+      .catch((e) => e);
+    expect(refused.status).toBe(403);
+    expect(refused.error).toMatchObject({ code: 'model_not_allowed' });
+    expect(refused.message).toMatch(/may not use model gpt-4\.1\. Allowed: gpt-4o\*, claude-\*\./);
+    expect(mock.received.length).toBe(sent);
+    const listed = (await client.models.list()).data.map((m) => m.id);
+    expect(listed.length).toBeGreaterThan(0);
+    expect(listed.every((id) => id.startsWith('gpt-4o') || id.startsWith('claude-'))).toBe(true);
+  });
+
   it('answers each call with its id (and a whole answer with its cost), by which GET /v1/calls/:id finds it', async () => {
     const { data, response } = await openai.chat.completions
       .create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'Hello' }] })
