@@ -146,6 +146,11 @@ export interface KeyRecord {
   revoked_at: number | null;
 }
 
+/** What may change in a key once it is made: its owner and its policy. */
+export type KeyPatch = Partial<
+  Pick<KeyRecord, 'project' | 'team' | 'user' | 'models' | 'rpm' | 'tpm' | 'budget_id' | 'expires_at'>
+>;
+
 /** An upstream provider added through the API. The secret is stored only encrypted. */
 export interface ProviderRecord {
   tenant: string;
@@ -266,6 +271,9 @@ export interface Store {
   listKeys(tenant: string): Promise<KeyRecord[]>;
   /** True when this call revoked an active key; false for an unknown or already revoked one. */
   revokeKey(tenant: string, id: string, at: number): Promise<boolean>;
+  /** Changes the fields `patch` gives of an active key (null clears one); its secret, role and
+   * times of making stay. The key as it now is, or null for an unknown or revoked one. */
+  updateKey(tenant: string, id: string, patch: KeyPatch): Promise<KeyRecord | null>;
 
   putProvider(provider: ProviderRecord): Promise<void>;
   /** Every tenant's providers (the gateway serves them all). */

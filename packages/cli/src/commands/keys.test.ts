@@ -60,6 +60,39 @@ describe('tally keys', () => {
         models: ['gpt-4o', 'gpt-4o-mini'],
       });
       expect(listed.stdout).not.toContain(key);
+      const updated = await run(
+        process.execPath,
+        [
+          TALLY_BIN,
+          'keys',
+          'update',
+          id,
+          '--url',
+          url,
+          '--rpm',
+          '120',
+          '--models',
+          'gpt-4o*',
+          '--clear',
+          'tpm,team',
+        ],
+        { env },
+      );
+      expect(JSON.parse(updated.stdout)).toMatchObject({
+        id,
+        rpm: 120,
+        tpm: null,
+        team: null,
+        models: ['gpt-4o*'],
+      });
+      const badUpdate = await run(
+        process.execPath,
+        [TALLY_BIN, 'keys', 'update', 'key_none', '--url', url, '--rpm', '5'],
+        {
+          env,
+        },
+      ).catch((e) => e);
+      expect(badUpdate.stderr).toMatch(/error \[not_found\]: No active key key_none/);
       const revoked = await run(process.execPath, [TALLY_BIN, 'keys', 'revoke', id, '--url', url], { env });
       expect(JSON.parse(revoked.stdout)).toEqual({ id, revoked: true });
       const again = await run(process.execPath, [TALLY_BIN, 'keys', 'revoke', id, '--url', url], {

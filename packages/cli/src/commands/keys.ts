@@ -41,6 +41,31 @@ export function registerKeys(program: Command): void {
     process.stdout.write(`${JSON.stringify(out)}\n`);
   });
 
+  common(
+    keys
+      .command('update <id>')
+      .description("change a key's owner or policy in place: its holders keep the key they have")
+      .option('--project <p>')
+      .option('--team <t>')
+      .option('--user <u>')
+      .option('--budget-usd <n>', 'spend limit per period, in USD (makes the key a budget if it has none)')
+      .option('--period <p>', 'day, week or month (of its budget)')
+      .option('--rpm <n>', 'requests per minute', int('rpm'))
+      .option('--tpm <n>', 'tokens per minute', int('tpm'))
+      .option('--models <a,b>', 'models the key may use (names or patterns such as gpt-4o*)', list)
+      .option('--expires <time>', 'RFC 3339 expiry')
+      .option('--clear <fields>', 'fields to clear, e.g. rpm,tpm,models,budget_usd,expires_at,team', list),
+  ).action(async (id: string, o: Record<string, unknown>) => {
+    const body: Record<string, unknown> = {};
+    for (const f of ['project', 'team', 'user', 'period', 'rpm', 'tpm', 'models'] as const)
+      if (o[f] !== undefined) body[f] = o[f];
+    if (o['budgetUsd'] !== undefined) body['budget_usd'] = String(o['budgetUsd']);
+    if (o['expires'] !== undefined) body['expires_at'] = o['expires'];
+    for (const f of (o['clear'] as string[] | undefined) ?? []) body[f] = null;
+    const out = await call(target(program, o), 'PATCH', `/v1/keys/${encodeURIComponent(id)}`, body);
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+  });
+
   common(keys.command('list').description('list keys (never the secrets)')).action(
     async (o: Record<string, unknown>) => {
       const out = (await call(target(program, o), 'GET', '/v1/keys')) as { data: Record<string, unknown>[] };

@@ -1,3 +1,4 @@
+import { MockUpstream } from '@tally/gateway/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema } from '../config.js';
 import { buildReplica } from '../replica.js';
@@ -140,5 +141,125 @@ describe("keys of each role, and the replicas' control routes", () => {
       });
     }
     expect((await t.app.inject({ url: '/v1/keys', headers: t.auth })).json().data.length).toBe(before);
+  });
+});
+
+describe('changing a key in place', () => {
+  let t: TestApp;
+  let base: string;
+  const mock = new MockUpstream();
+
+  beforeAll(async () => {
+    await mock.start();
+    t = await testApp({
+      gateway: {
+        providers: [{ id: 'openai', kind: 'openai', base_url: `${mock.url}/v1`, api_key: 'sk-up' }],
+      },
+    });
+    base = await t.listen();
+  });
+  afterAll(async () => {
+    await t.shutdown();
+    await mock.stop();
+  });
+
+  const patch = (id: string, payload: Record<string, unknown>) =>
+    t.app.inject({ method: 'PATCH', url: `/v1/keys/${id}`, headers: t.auth, payload });
+  const chat = (key: string, model = 'gpt-4o') =>
+    fetch(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model, max_tokens: 50, messages: [{ role: 'user', content: 'Hello' }] }),
+    });
+
+  it('changes limits, models, owner and budget at once, and the same secret goes on working under them', async () => {
+    const { id, key } = (await t.newKey({ project: 'support', rpm: 1, models: ['gpt-4o-mini'] })) as {
+      id: string;
+      key: string;
+    };
+    expect((await chat(key)).status).toBe(403);
+    const res = await patch(id, {
+      rpm: 100,
+      models: ['gpt-4o*'],
+      team: 'cx',
+      budget_usd: '5',
+      period: 'day',
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toMatchObject({
+      id,
+      rpm: 100,
+      models: ['gpt-4o*'],
+      team: 'cx',
+      project: 'support',
+      budget_id: `budget_${id}`,
+    });
+    expect(JSON.stringify(res.json())).not.toContain(key);
+    for (let i = 0; i < 3; i++) expect((await chat(key)).status).toBe(200);
+    const budgets = (await t.app.inject({ url: '/v1/budgets', headers: t.auth })).json().data;
+    expect(budgets.find((b: { id: string }) => b.id === `budget_${id}`)).toMatchObject({
+      limit_usd: '5',
+      period: 'day',
+      scope: 'key',
+      subject: id,
+    });
+    // The budget's limit changes in place; then it goes, and the key holds to none.
+    expect((await patch(id, { budget_usd: 7 })).statusCode).toBe(200);
+    const again = (await t.app.inject({ url: '/v1/budgets', headers: t.auth })).json().data;
+    expect(again.find((b: { id: string }) => b.id === `budget_${id}`)).toMatchObject({
+      limit_usd: '7',
+      period: 'day',
+    });
+    expect((await patch(id, { budget_usd: null, models: null, rpm: null })).json()).toMatchObject({
+      budget_id: null,
+      models: [],
+      rpm: null,
+    });
+    const gone = (await t.app.inject({ url: '/v1/budgets', headers: t.auth })).json().data;
+    expect(gone.find((b: { id: string }) => b.id === `budget_${id}`)).toBeUndefined();
+    expect((await chat(key, 'gpt-4.1')).status).not.toBe(403);
+  });
+
+  it('refuses what a key of its role does not have, a role change, bad values, and a revoked key, changing nothing', async () => {
+    const { id } = await t.newKey({ project: 'support', rpm: 5 });
+    const finance = (
+      await t.app.inject({ method: 'POST', url: '/v1/keys', headers: t.auth, payload: { role: 'finance' } })
+    ).json().id;
+    const cases: [string, Record<string, unknown>, number, RegExp][] = [
+      [id, { role: 'admin' }, 400, /role cannot change/],
+      [id, { rpm: 0 }, 400, /rpm must be a positive integer/],
+      [id, { models: 'gpt-4o' }, 400, /models must be an array/],
+      [id, { expires_at: '2020-01-01T00:00:00Z' }, 400, /must be in the future/],
+      [id, { period: 'week' }, 400, /give budget_usd with it/],
+      [id, { budget_usd: 'lots' }, 400, /budget_usd must be a USD amount/],
+      [id, { colour: 'red' }, 400, /colour/],
+      [finance, { rpm: 5 }, 400, /A finance key has no rpm to change/],
+      ['key_none', { rpm: 5 }, 404, /No active key key_none/],
+    ];
+    for (const [which, payload, status, message] of cases) {
+      const res = await patch(which, payload);
+      expect(res.statusCode, JSON.stringify(payload)).toBe(status);
+      expect(res.json().error.message).toMatch(message);
+    }
+    const listed = (await t.app.inject({ url: '/v1/keys', headers: t.auth })).json().data;
+    expect(listed.find((k: { id: string }) => k.id === id)).toMatchObject({ rpm: 5, budget_id: null });
+    await t.app.inject({ method: 'DELETE', url: `/v1/keys/${id}`, headers: t.auth });
+    expect((await patch(id, { rpm: 9 })).statusCode).toBe(404);
+    // Only an admin changes keys.
+    const member = (
+      await t.app.inject({
+        method: 'POST',
+        url: '/v1/keys',
+        headers: t.auth,
+        payload: { role: 'member', project: 'support' },
+      })
+    ).json().key;
+    const res = await t.app.inject({
+      method: 'PATCH',
+      url: `/v1/keys/${finance}`,
+      headers: { authorization: `Bearer ${member}` },
+      payload: { expires_at: null },
+    });
+    expect(res.statusCode).toBe(403);
   });
 });

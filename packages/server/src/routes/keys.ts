@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { isObject, TallyError } from '@tally/core';
+import type { KeyPatch, KeyRecord } from '@tally/store';
 import type { FastifyPluginAsync } from 'fastify';
 import { generateKey, hashKey, type Role } from '../auth.js';
 import type { AppContext } from '../context.js';
@@ -86,6 +87,78 @@ function realDay(time: string): boolean {
   return day.getUTCMonth() === m - 1 && day.getUTCDate() === d;
 }
 
+function modelList(value: unknown): string[] {
+  if (!Array.isArray(value) || value.some((m) => typeof m !== 'string' || m === '')) {
+    throw new TallyError(
+      'invalid_request',
+      'models must be an array of model names (or patterns, such as gpt-4o*).',
+    );
+  }
+  return value as string[];
+}
+
+function periodOf(value: unknown): (typeof PERIODS)[number] {
+  if (!(PERIODS as readonly unknown[]).includes(value)) {
+    throw new TallyError('invalid_request', `period must be one of ${PERIODS.join(', ')}.`);
+  }
+  return value as (typeof PERIODS)[number];
+}
+
+/** An expiry in the future, as epoch ms. */
+function expiryOf(value: unknown, now: number): number {
+  const at =
+    typeof value === 'string' && RFC3339.test(value) && realDay(value) ? Date.parse(value) : Number.NaN;
+  if (Number.isNaN(at))
+    throw new TallyError(
+      'invalid_request',
+      'expires_at must be an RFC 3339 time, such as 2027-01-31T00:00:00Z.',
+    );
+  if (at <= now) throw new TallyError('invalid_request', 'expires_at must be in the future.');
+  return at;
+}
+
+/** A key as the API shows it: never its secret. */
+function keyView(k: KeyRecord): Record<string, unknown> {
+  return {
+    id: k.id,
+    prefix: k.prefix,
+    role: k.role,
+    project: k.project,
+    team: k.team,
+    user: k.user,
+    models: k.models,
+    rpm: k.rpm,
+    tpm: k.tpm,
+    budget_id: k.budget_id,
+    created_at: new Date(k.created_at).toISOString(),
+    expires_at: k.expires_at === null ? null : new Date(k.expires_at).toISOString(),
+    revoked_at: k.revoked_at === null ? null : new Date(k.revoked_at).toISOString(),
+  };
+}
+
+/** A key's own budget (scope key), made with it or later. */
+function keyBudget(
+  tenant: string,
+  keyId: string,
+  limitNano: bigint,
+  period: (typeof PERIODS)[number],
+  now: number,
+) {
+  return {
+    tenant,
+    id: `budget_${keyId}`,
+    scope: 'key' as const,
+    subject: keyId,
+    limit_nano: limitNano,
+    period,
+    time_zone: 'UTC',
+    thresholds: [0.5, 0.8, 1],
+    action: 'block' as const,
+    downgrade_model: null,
+    created_at: now,
+  };
+}
+
 /** Keys, virtual ones (the default) and keys of the API's roles: made by an admin, shown once,
  * stored as a SHA-256 hash. */
 export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
@@ -95,32 +168,14 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
     if (!isObject(body)) throw new TallyError('invalid_request', 'The body must be a JSON object.');
     refuseUnknownFields(body, FIELDS, 'a key');
     const role = roleOf(body);
-    const models = body['models'] ?? [];
-    if (!Array.isArray(models) || models.some((m) => typeof m !== 'string' || m === '')) {
-      throw new TallyError('invalid_request', 'models must be an array of model names.');
-    }
-    const period = body['period'] ?? 'month';
-    if (!(PERIODS as readonly unknown[]).includes(period)) {
-      throw new TallyError('invalid_request', `period must be one of ${PERIODS.join(', ')}.`);
-    }
+    const models = modelList(body['models'] ?? []);
+    const period = periodOf(body['period'] ?? 'month');
     const budget = body['budget_usd'];
     const budgetNano =
       budget === undefined || budget === null ? null : budgetLimit('budget_usd', budget, '10 or "12.50"');
     const now = ctx.clock.now();
-    let expiresAt: number | null = null;
     const expires = body['expires_at'];
-    if (expires !== undefined && expires !== null) {
-      expiresAt =
-        typeof expires === 'string' && RFC3339.test(expires) && realDay(expires)
-          ? Date.parse(expires)
-          : Number.NaN;
-      if (Number.isNaN(expiresAt))
-        throw new TallyError(
-          'invalid_request',
-          'expires_at must be an RFC 3339 time, such as 2027-01-31T00:00:00Z.',
-        );
-      if (expiresAt <= now) throw new TallyError('invalid_request', 'expires_at must be in the future.');
-    }
+    const expiresAt = expires === undefined || expires === null ? null : expiryOf(expires, now);
     // Every field is checked before anything is written: a refused key leaves no budget behind.
     const owner = {
       project: optString(body, 'project'),
@@ -132,20 +187,9 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
     const key = generateKey(role);
     let budgetId: string | null = null;
     if (budgetNano !== null) {
-      budgetId = `budget_${id}`;
-      await ctx.store.putBudget({
-        tenant: principal.tenant,
-        id: budgetId,
-        scope: 'key',
-        subject: id,
-        limit_nano: budgetNano,
-        period: period as (typeof PERIODS)[number],
-        time_zone: 'UTC',
-        thresholds: [0.5, 0.8, 1],
-        action: 'block',
-        downgrade_model: null,
-        created_at: now,
-      });
+      const b = keyBudget(principal.tenant, id, budgetNano, period, now);
+      budgetId = b.id;
+      await ctx.store.putBudget(b);
     }
     await ctx.store.createKey({
       tenant: principal.tenant,
@@ -155,7 +199,7 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
       prefix: key.slice(0, key.length - 27),
       role,
       ...owner,
-      models: models as string[],
+      models,
       ...limits,
       budget_id: budgetId,
       created_at: now,
@@ -169,23 +213,61 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
   app.get('/v1/keys', async (request) => {
     const principal = await ctx.auth.authenticate(request, ['admin']);
     const keys = await ctx.store.listKeys(principal.tenant);
-    return {
-      data: keys.map((k) => ({
-        id: k.id,
-        prefix: k.prefix,
-        role: k.role,
-        project: k.project,
-        team: k.team,
-        user: k.user,
-        models: k.models,
-        rpm: k.rpm,
-        tpm: k.tpm,
-        budget_id: k.budget_id,
-        created_at: new Date(k.created_at).toISOString(),
-        expires_at: k.expires_at === null ? null : new Date(k.expires_at).toISOString(),
-        revoked_at: k.revoked_at === null ? null : new Date(k.revoked_at).toISOString(),
-      })),
-    };
+    return { data: keys.map(keyView) };
+  });
+
+  // A key's owner and policy change in place: its holders keep the secret they have.
+  app.patch('/v1/keys/:id', async (request) => {
+    const principal = await ctx.auth.authenticate(request, ['admin']);
+    const { id } = request.params as { id: string };
+    const body = request.body;
+    if (!isObject(body)) throw new TallyError('invalid_request', 'The body must be a JSON object.');
+    refuseUnknownFields(body, FIELDS, 'a key');
+    if (body['role'] !== undefined)
+      throw new TallyError('invalid_request', "A key's role cannot change: make a new key.");
+    const key = (await ctx.store.listKeys(principal.tenant)).find(
+      (k) => k.id === id && k.revoked_at === null,
+    );
+    if (!key) throw new TallyError('not_found', `No active key ${id}.`);
+    const allowed = ROLE_FIELDS[key.role];
+    const given = FIELDS.filter((f) => body[f] !== undefined);
+    const other = given.find((f) => f !== 'expires_at' && !allowed.includes(f));
+    if (other) throw new TallyError('invalid_request', `A ${key.role} key has no ${other} to change.`);
+    if (key.role === 'member' && body['project'] === null)
+      throw new TallyError('invalid_request', 'A member key keeps a project: name another one.');
+    // Every field is checked before anything is written.
+    const now = ctx.clock.now();
+    const patch: KeyPatch = {};
+    for (const f of ['project', 'team', 'user'] as const)
+      if (body[f] !== undefined) patch[f] = body[f] === null ? null : optString(body, f);
+    if (body['models'] !== undefined) patch.models = body['models'] === null ? [] : modelList(body['models']);
+    for (const f of ['rpm', 'tpm'] as const) if (body[f] !== undefined) patch[f] = optPositiveInt(body, f);
+    if (body['expires_at'] !== undefined)
+      patch.expires_at = body['expires_at'] === null ? null : expiryOf(body['expires_at'], now);
+    const period = body['period'] === undefined ? undefined : periodOf(body['period']);
+    const budget = body['budget_usd'];
+    const limitNano =
+      budget === undefined || budget === null ? null : budgetLimit('budget_usd', budget, '10 or "12.50"');
+    const current = key.budget_id
+      ? ((await ctx.store.listBudgets(principal.tenant)).find((b) => b.id === key.budget_id) ?? null)
+      : null;
+    if (period !== undefined && limitNano === null && (budget === null || !current))
+      throw new TallyError('invalid_request', 'period is that of a budget: give budget_usd with it.');
+    if (budget === null) {
+      if (current) await ctx.store.deleteBudget(principal.tenant, current.id);
+      patch.budget_id = null;
+    } else if (limitNano !== null || period !== undefined) {
+      const next = current
+        ? { ...current, limit_nano: limitNano ?? current.limit_nano, period: period ?? current.period }
+        : keyBudget(principal.tenant, id, limitNano!, period ?? 'month', now);
+      await ctx.store.putBudget(next);
+      patch.budget_id = next.id;
+    }
+    const updated = await ctx.store.updateKey(principal.tenant, id, patch);
+    if (!updated) throw new TallyError('not_found', `No active key ${id}.`);
+    ctx.auth.forget();
+    if (budget !== undefined || period !== undefined) ctx.budgets.invalidate(principal.tenant);
+    return keyView(updated);
   });
 
   app.delete('/v1/keys/:id', async (request) => {

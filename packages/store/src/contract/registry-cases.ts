@@ -148,6 +148,35 @@ export function registryCases(ctx: ContractContext): void {
     expect(await ctx.store.findKeyByHash(virtual.hash)).toEqual({ ...virtual, revoked_at: T0 + DAY });
   });
 
+  it("updates an active key's owner and policy, clearing with null, and leaves a revoked one be", async () => {
+    const tenant = newTenant();
+    const key = makeKey(tenant, 'k-up', { team: 'cx', rpm: 60, tpm: 1000, models: ['gpt-4o'] });
+    await ctx.store.createKey(key);
+    const fields = {
+      rpm: 600,
+      tpm: null,
+      models: ['gpt-4o*', 'claude-*'],
+      user: 'u-9',
+      budget_id: 'budget_k-up',
+      expires_at: T0 + 10 * DAY,
+    };
+    const want = { ...key, ...fields };
+    expect(await ctx.store.updateKey(tenant, 'k-up', fields)).toEqual(want);
+    expect(await ctx.store.findKeyByHash(key.hash)).toEqual(want);
+    // Nothing to change: the key as it is.
+    expect(await ctx.store.updateKey(tenant, 'k-up', {})).toEqual(want);
+    expect(await ctx.store.updateKey(tenant, 'k-up', { expires_at: null, team: null })).toMatchObject({
+      expires_at: null,
+      team: null,
+    });
+    // Another tenant's key of that id, an unknown one and a revoked one are not changed.
+    expect(await ctx.store.updateKey(newTenant(), 'k-up', { rpm: 1 })).toBeNull();
+    expect(await ctx.store.updateKey(tenant, 'k-none', { rpm: 1 })).toBeNull();
+    await ctx.store.revokeKey(tenant, 'k-up', T0 + DAY);
+    expect(await ctx.store.updateKey(tenant, 'k-up', { rpm: 1 })).toBeNull();
+    expect((await ctx.store.findKeyByHash(key.hash))?.rpm).toBe(600);
+  });
+
   it('refuses a second key with the same hash', async () => {
     const tenant = newTenant();
     const key = makeKey(tenant, 'k1');

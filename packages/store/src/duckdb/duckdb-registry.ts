@@ -3,6 +3,7 @@ import type { BudgetAction, BudgetPeriod, BudgetScope, LedgerCategory, Stage } f
 import type {
   AlertRecord,
   BudgetRecord,
+  KeyPatch,
   KeyRecord,
   LedgerEntry,
   ProviderRecord,
@@ -242,6 +243,44 @@ export async function revokeKey(
     [tenant, id, ts(at)],
   );
   return changed > 0;
+}
+
+/** The columns a key patch may set, and how each value is stored. */
+const KEY_PATCH: Record<keyof KeyPatch, (v: unknown) => unknown> = {
+  project: (v) => v,
+  team: (v) => v,
+  user: (v) => v,
+  models: (v) => JSON.stringify(v),
+  rpm: (v) => v,
+  tpm: (v) => v,
+  budget_id: (v) => v,
+  expires_at: (v) => (v === null ? null : ts(v as number)),
+};
+
+/** The key as it now is, or null for an unknown or revoked one (nothing then changes). */
+export async function updateKey(
+  conn: DuckDBConnection,
+  tenant: string,
+  id: string,
+  patch: KeyPatch,
+): Promise<KeyRecord | null> {
+  const fields = (Object.keys(patch) as (keyof KeyPatch)[]).filter(
+    (f) => f in KEY_PATCH && patch[f] !== undefined,
+  );
+  if (fields.length > 0) {
+    const set = fields.map((f, i) => `${f === 'user' ? '"user"' : f} = $${i + 3}`).join(', ');
+    const changed = await execute(
+      conn,
+      `UPDATE api_keys SET ${set} WHERE tenant = $1 AND id = $2 AND revoked_at IS NULL`,
+      [tenant, id, ...fields.map((f) => KEY_PATCH[f](patch[f]))] as never,
+    );
+    if (changed === 0) return null;
+  }
+  const rows = await queryRows(conn, `${KEY_SELECT} WHERE tenant = $1 AND id = $2 AND revoked_at IS NULL`, [
+    tenant,
+    id,
+  ]);
+  return rows[0] ? keyFromRow(rows[0]) : null;
 }
 
 export async function putProvider(conn: DuckDBConnection, p: ProviderRecord): Promise<void> {

@@ -16,6 +16,7 @@ import type {
   CallBatch,
   CallQuery,
   IngestBatch,
+  KeyPatch,
   KeyRecord,
   LedgerEntry,
   Page,
@@ -273,6 +274,10 @@ class DuckDbStore implements Store {
 
   revokeKey(tenant: string, id: string, at: number): Promise<boolean> {
     return this.db.write((c) => registry.revokeKey(c, tenant, id, at));
+  }
+
+  updateKey(tenant: string, id: string, patch: KeyPatch): Promise<KeyRecord | null> {
+    return this.db.write((c) => registry.updateKey(c, tenant, id, patch));
   }
 }
 
