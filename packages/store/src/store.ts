@@ -274,6 +274,9 @@ export interface Store {
   /** Changes the fields `patch` gives of an active key (null clears one); its secret, role and
    * times of making stay. The key as it now is, or null for an unknown or revoked one. */
   updateKey(tenant: string, id: string, patch: KeyPatch): Promise<KeyRecord | null>;
+  /** Gives an active key a new secret (its hash and prefix): the old one stops working, the rest
+   * stays. The key as it now is, or null for an unknown or revoked one. */
+  rotateKey(tenant: string, id: string, secret: { hash: string; prefix: string }): Promise<KeyRecord | null>;
 
   putProvider(provider: ProviderRecord): Promise<void>;
   /** Every tenant's providers (the gateway serves them all). */

@@ -93,6 +93,10 @@ describe('tally keys', () => {
         },
       ).catch((e) => e);
       expect(badUpdate.stderr).toMatch(/error \[not_found\]: No active key key_none/);
+      const rotated = await run(process.execPath, [TALLY_BIN, 'keys', 'rotate', id, '--url', url], { env });
+      const fresh = JSON.parse(rotated.stdout) as { id: string; key: string };
+      expect(fresh).toMatchObject({ id, key: expect.stringMatching(/^tk-/) });
+      expect(fresh.key).not.toBe(key);
       const revoked = await run(process.execPath, [TALLY_BIN, 'keys', 'revoke', id, '--url', url], { env });
       expect(JSON.parse(revoked.stdout)).toEqual({ id, revoked: true });
       const again = await run(process.execPath, [TALLY_BIN, 'keys', 'revoke', id, '--url', url], {

@@ -73,6 +73,15 @@ export function registerKeys(program: Command): void {
     },
   );
 
+  common(
+    keys
+      .command('rotate <id>')
+      .description('give a key a new secret, printed once; the old one stops working'),
+  ).action(async (id: string, o: Record<string, unknown>) => {
+    const out = await call(target(program, o), 'POST', `/v1/keys/${encodeURIComponent(id)}/rotate`);
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+  });
+
   common(keys.command('revoke <id>').description('revoke a key')).action(
     async (id: string, o: Record<string, unknown>) => {
       const out = await call(target(program, o), 'DELETE', `/v1/keys/${encodeURIComponent(id)}`);

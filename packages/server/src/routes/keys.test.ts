@@ -220,6 +220,32 @@ describe('changing a key in place', () => {
     expect((await chat(key, 'gpt-4.1')).status).not.toBe(403);
   });
 
+  it('rotates a key: a new secret for the same key, and the old one stops working at once', async () => {
+    const { id, key } = await t.newKey({ project: 'support', rpm: 100 });
+    expect((await chat(key)).status).toBe(200);
+    const res = await t.app.inject({ method: 'POST', url: `/v1/keys/${id}/rotate`, headers: t.auth });
+    expect(res.statusCode).toBe(200);
+    const fresh = res.json() as { id: string; key: string };
+    expect(fresh.id).toBe(id);
+    expect(fresh.key).toMatch(/^tk-[A-Za-z0-9_-]{32}$/);
+    expect(fresh.key).not.toBe(key);
+    expect((await chat(key)).status).toBe(401);
+    expect((await chat(fresh.key)).status).toBe(200);
+    const listed = (await t.app.inject({ url: '/v1/keys', headers: t.auth })).json().data;
+    expect(listed.find((k: { id: string }) => k.id === id)).toMatchObject({
+      prefix: fresh.key.slice(0, 8),
+      rpm: 100,
+    });
+    // The calls of both secrets are the one key's.
+    await t.gateway.flush();
+    const calls = (await t.app.inject({ url: `/v1/calls?key_id=${id}`, headers: t.auth })).json().data;
+    expect(calls).toHaveLength(2);
+    await t.app.inject({ method: 'DELETE', url: `/v1/keys/${id}`, headers: t.auth });
+    expect(
+      (await t.app.inject({ method: 'POST', url: `/v1/keys/${id}/rotate`, headers: t.auth })).statusCode,
+    ).toBe(404);
+  });
+
   it('refuses what a key of its role does not have, a role change, bad values, and a revoked key, changing nothing', async () => {
     const { id } = await t.newKey({ project: 'support', rpm: 5 });
     const finance = (

@@ -117,6 +117,12 @@ function expiryOf(value: unknown, now: number): number {
   return at;
 }
 
+/** The part of a key shown to recognise it: the role's part and five random characters (the
+ * random part is the last 32). */
+function prefixOf(key: string): string {
+  return key.slice(0, key.length - 27);
+}
+
 /** A key as the API shows it: never its secret. */
 function keyView(k: KeyRecord): Record<string, unknown> {
   return {
@@ -195,8 +201,7 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
       tenant: principal.tenant,
       id,
       hash: hashKey(key),
-      // The role's part and five random characters (the random part is the last 32).
-      prefix: key.slice(0, key.length - 27),
+      prefix: prefixOf(key),
       role,
       ...owner,
       models,
@@ -268,6 +273,25 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
     ctx.auth.forget();
     if (budget !== undefined || period !== undefined) ctx.budgets.invalidate(principal.tenant);
     return keyView(updated);
+  });
+
+  // A new secret for a key, shown once: the old one stops working (on replicas, within their
+  // cache time); its id, owner, policy and budget stay.
+  app.post('/v1/keys/:id/rotate', async (request) => {
+    const principal = await ctx.auth.authenticate(request, ['admin']);
+    const { id } = request.params as { id: string };
+    const current = (await ctx.store.listKeys(principal.tenant)).find(
+      (k) => k.id === id && k.revoked_at === null,
+    );
+    if (!current) throw new TallyError('not_found', `No active key ${id}.`);
+    const key = generateKey(current.role);
+    const rotated = await ctx.store.rotateKey(principal.tenant, id, {
+      hash: hashKey(key),
+      prefix: prefixOf(key),
+    });
+    if (!rotated) throw new TallyError('not_found', `No active key ${id}.`);
+    ctx.auth.forget();
+    return { id, key };
   });
 
   app.delete('/v1/keys/:id', async (request) => {

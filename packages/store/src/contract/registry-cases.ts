@@ -177,6 +177,18 @@ export function registryCases(ctx: ContractContext): void {
     expect((await ctx.store.findKeyByHash(key.hash))?.rpm).toBe(600);
   });
 
+  it('gives an active key a new secret, and the old one finds nothing', async () => {
+    const tenant = newTenant();
+    const key = makeKey(tenant, 'k-rot', { rpm: 60 });
+    await ctx.store.createKey(key);
+    const secret = { hash: 'f'.repeat(64), prefix: 'tk-newer' };
+    expect(await ctx.store.rotateKey(tenant, 'k-rot', secret)).toEqual({ ...key, ...secret });
+    expect(await ctx.store.findKeyByHash(key.hash)).toBeNull();
+    expect(await ctx.store.findKeyByHash(secret.hash)).toEqual({ ...key, ...secret });
+    await ctx.store.revokeKey(tenant, 'k-rot', T0 + DAY);
+    expect(await ctx.store.rotateKey(tenant, 'k-rot', { hash: 'e'.repeat(64), prefix: 'tk-x' })).toBeNull();
+  });
+
   it('refuses a second key with the same hash', async () => {
     const tenant = newTenant();
     const key = makeKey(tenant, 'k1');

@@ -257,7 +257,7 @@ const KEY_PATCH: Record<keyof KeyPatch, (v: unknown) => unknown> = {
   expires_at: (v) => (v === null ? null : ts(v as number)),
 };
 
-/** The key as it now is, or null for an unknown or revoked one (nothing then changes). */
+/** The fields a patch gives of an active key (setKeyColumns). */
 export async function updateKey(
   conn: DuckDBConnection,
   tenant: string,
@@ -267,12 +267,41 @@ export async function updateKey(
   const fields = (Object.keys(patch) as (keyof KeyPatch)[]).filter(
     (f) => f in KEY_PATCH && patch[f] !== undefined,
   );
-  if (fields.length > 0) {
-    const set = fields.map((f, i) => `${f === 'user' ? '"user"' : f} = $${i + 3}`).join(', ');
+  return setKeyColumns(
+    conn,
+    tenant,
+    id,
+    fields.map((f) => [f === 'user' ? '"user"' : f, KEY_PATCH[f](patch[f])]),
+  );
+}
+
+/** A new secret for an active key: its hash and prefix. */
+export async function rotateKey(
+  conn: DuckDBConnection,
+  tenant: string,
+  id: string,
+  secret: { hash: string; prefix: string },
+): Promise<KeyRecord | null> {
+  return setKeyColumns(conn, tenant, id, [
+    ['hash', secret.hash],
+    ['prefix', secret.prefix],
+  ]);
+}
+
+/** Sets columns of an active key; the key as it now is, or null for an unknown or revoked one
+ * (nothing then changes). */
+async function setKeyColumns(
+  conn: DuckDBConnection,
+  tenant: string,
+  id: string,
+  columns: [string, unknown][],
+): Promise<KeyRecord | null> {
+  if (columns.length > 0) {
+    const set = columns.map(([c], i) => `${c} = $${i + 3}`).join(', ');
     const changed = await execute(
       conn,
       `UPDATE api_keys SET ${set} WHERE tenant = $1 AND id = $2 AND revoked_at IS NULL`,
-      [tenant, id, ...fields.map((f) => KEY_PATCH[f](patch[f]))] as never,
+      [tenant, id, ...columns.map(([, v]) => v)] as never,
     );
     if (changed === 0) return null;
   }

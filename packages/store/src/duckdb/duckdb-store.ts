@@ -279,6 +279,10 @@ class DuckDbStore implements Store {
   updateKey(tenant: string, id: string, patch: KeyPatch): Promise<KeyRecord | null> {
     return this.db.write((c) => registry.updateKey(c, tenant, id, patch));
   }
+
+  rotateKey(tenant: string, id: string, secret: { hash: string; prefix: string }): Promise<KeyRecord | null> {
+    return this.db.write((c) => registry.rotateKey(c, tenant, id, secret));
+  }
 }
 
 function migrationDriver(conn: DuckDBConnection): MigrationDriver {
