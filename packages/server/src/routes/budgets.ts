@@ -42,7 +42,12 @@ function pick<T extends string>(
   return v as T;
 }
 
-function budgetJson(b: BudgetRecord, usage?: { spentNano: bigint; reservedNano: bigint }, period?: string) {
+function budgetJson(
+  b: BudgetRecord,
+  usage?: { spentNano: bigint; reservedNano: bigint },
+  period?: string,
+  resetAt?: number,
+) {
   return {
     id: b.id,
     scope: b.scope,
@@ -58,9 +63,35 @@ function budgetJson(b: BudgetRecord, usage?: { spentNano: bigint; reservedNano: 
           current_period: period,
           spent_usd: nanoToUsd(usage.spentNano),
           in_flight_usd: nanoToUsd(usage.reservedNano),
+          ...(resetAt === undefined ? {} : { resets_at: new Date(resetAt).toISOString() }),
         }
       : {}),
   };
+}
+
+/** The tenant's budgets that `which` picks, each with where it stands in its current period:
+ * spent, held by calls in flight, and when it resets. */
+export async function budgetStatus(
+  ctx: AppContext,
+  tenant: string,
+  which: (b: BudgetRecord) => boolean,
+): Promise<ReturnType<typeof budgetJson>[]> {
+  const now = ctx.clock.now();
+  // Read through the gateway's cache first: a budget this process has not seen yet is then given
+  // its spend so far, as a call would give it.
+  await ctx.budgets.rules(tenant);
+  const data = [];
+  for (const b of (await ctx.store.listBudgets(tenant)).filter(which)) {
+    const p = periodWindow(b.period, b.time_zone, now);
+    const usage = await ctx.state.usage({
+      budgetId: b.id,
+      key: windowKey(tenant, b.id, p.label),
+      limitNano: b.limit_nano,
+      resetAt: p.end,
+    });
+    data.push(budgetJson(b, usage, p.label, p.end));
+  }
+  return data;
 }
 
 /** Budgets: tenant > project > team > user or key, each with a period, a time zone, thresholds and
@@ -131,23 +162,7 @@ export const budgetRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => 
 
   app.get('/v1/budgets', async (request) => {
     const principal = await ctx.auth.authenticate(request, ['admin', 'finance']);
-    const now = ctx.clock.now();
-    // Read through the gateway's cache first: a budget this process has not seen yet is then given
-    // its spend so far, as a call would give it.
-    await ctx.budgets.rules(principal.tenant);
-    const list = await ctx.store.listBudgets(principal.tenant);
-    const data = [];
-    for (const b of list) {
-      const p = periodWindow(b.period, b.time_zone, now);
-      const usage = await ctx.state.usage({
-        budgetId: b.id,
-        key: windowKey(principal.tenant, b.id, p.label),
-        limitNano: b.limit_nano,
-        resetAt: p.end,
-      });
-      data.push(budgetJson(b, usage, p.label));
-    }
-    return { data };
+    return { data: await budgetStatus(ctx, principal.tenant, () => true) };
   });
 
   app.delete('/v1/budgets/:id', async (request) => {

@@ -246,6 +246,39 @@ describe('changing a key in place', () => {
     ).toBe(404);
   });
 
+  it('shows a virtual key its own policy and where it stands on the budgets that hold it', async () => {
+    const { id, key } = await t.newKey({ project: 'self-view', rpm: 50, budget_usd: '2', period: 'day' });
+    const project = (
+      await t.app.inject({
+        method: 'POST',
+        url: '/v1/budgets',
+        headers: t.auth,
+        payload: { scope: 'project', subject: 'self-view', limit_usd: '10', period: 'month' },
+      })
+    ).json().id as string;
+    // Another project's budget does not hold this key.
+    await t.app.inject({
+      method: 'POST',
+      url: '/v1/budgets',
+      headers: t.auth,
+      payload: { scope: 'project', subject: 'elsewhere', limit_usd: '10' },
+    });
+    expect((await chat(key)).status).toBe(200);
+    await t.gateway.flush();
+    const res = await fetch(`${base}/v1/key`, { headers: { authorization: `Bearer ${key}` } });
+    expect(res.status).toBe(200);
+    const me = (await res.json()) as { budgets: { id: string; spent_usd: string; resets_at: string }[] };
+    expect(me).toMatchObject({ id, project: 'self-view', rpm: 50, role: 'virtual' });
+    expect(JSON.stringify(me)).not.toContain(key);
+    expect(me.budgets.map((b) => b.id).sort()).toEqual([`budget_${id}`, project].sort());
+    for (const b of me.budgets) {
+      expect(Number(b.spent_usd)).toBeGreaterThan(0);
+      expect(Date.parse(b.resets_at)).toBeGreaterThan(Date.now());
+    }
+    // An admin key is no virtual key: it reads /v1/keys instead.
+    expect((await t.app.inject({ url: '/v1/key', headers: t.auth })).statusCode).toBe(403);
+  });
+
   it('refuses what a key of its role does not have, a role change, bad values, and a revoked key, changing nothing', async () => {
     const { id } = await t.newKey({ project: 'support', rpm: 5 });
     const finance = (

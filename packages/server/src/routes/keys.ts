@@ -5,6 +5,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { generateKey, hashKey, type Role } from '../auth.js';
 import type { AppContext } from '../context.js';
 import { budgetLimit, refuseUnknownFields } from '../serialize.js';
+import { budgetStatus } from './budgets.js';
 
 const PERIODS = ['day', 'week', 'month'] as const;
 
@@ -213,6 +214,24 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
     });
     if (budgetId) ctx.budgets.invalidate(principal.tenant);
     return reply.status(201).send({ id, key });
+  });
+
+  // A virtual key's own view, for the application that holds it: its policy, and where it stands
+  // on each budget that holds it by what it pins (a budget of a project or a user its calls name
+  // by header holds those calls too).
+  app.get('/v1/key', async (request) => {
+    const principal = await ctx.auth.authenticate(request, ['virtual']);
+    const key = (await ctx.store.listKeys(principal.tenant)).find((k) => k.id === principal.keyId);
+    if (!key) throw new TallyError('unauthorized', 'The API key is not valid, revoked or expired.');
+    const pinned: Record<string, string | null> = {
+      tenant: key.tenant,
+      project: key.project,
+      team: key.team,
+      user: key.user,
+      key: key.id,
+    };
+    const budgets = await budgetStatus(ctx, principal.tenant, (b) => pinned[b.scope] === b.subject);
+    return { ...keyView(key), budgets };
   });
 
   app.get('/v1/keys', async (request) => {
