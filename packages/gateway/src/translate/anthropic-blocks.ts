@@ -138,3 +138,46 @@ export function answerToolOf(
     input_schema: schema as Record<string, unknown>,
   };
 }
+
+/** Anthropic's thinking budget for each of OpenAI's reasoning efforts. */
+const THINKING_BUDGET: Record<string, number> = { minimal: 1024, low: 1024, medium: 2048, high: 4096 };
+/** The least thinking budget Anthropic takes. */
+const MIN_THINKING = 1024;
+
+/**
+ * Extended thinking for an OpenAI reasoning effort (`reasoning_effort`, or `reasoning.effort`),
+ * set on `out`, the Anthropic request made so far: a budget by the effort, within its `max_tokens`
+ * (an OpenAI limit counts the reasoning too). What thinking cannot go with is refused: a
+ * temperature other than 1, a top_p under 0.95, a tool the model is made to call. A call that
+ * carries on from the model's tool calls goes without thinking: Anthropic wants the thinking
+ * blocks of that turn back, and an OpenAI client has none to send.
+ */
+export function applyReasoning(effort: unknown, out: Record<string, unknown>, field: string): void {
+  if (effort === undefined || effort === null || effort === 'none') return;
+  const budget = typeof effort === 'string' ? THINKING_BUDGET[effort] : undefined;
+  if (budget === undefined)
+    throw new InvalidRequest(`${field} must be one of none, ${Object.keys(THINKING_BUDGET).join(', ')}.`);
+  const messages = out['messages'] as { role: string; content: { type?: string }[] }[];
+  const last = messages[messages.length - 1];
+  if (last?.role === 'user' && last.content.some((b) => b.type === 'tool_result')) return;
+  const temperature = out['temperature'];
+  if (temperature !== undefined && temperature !== 1)
+    throw new TranslationError(
+      `temperature cannot be set with ${field} on an Anthropic model: leave it out, or 1.`,
+    );
+  const topP = out['top_p'];
+  if (typeof topP === 'number' && topP < 0.95)
+    throw new TranslationError(`top_p under 0.95 cannot be set with ${field} on an Anthropic model.`);
+  const choice = (out['tool_choice'] as { type?: string } | undefined)?.type;
+  if (choice === 'any' || choice === 'tool')
+    throw new TranslationError(
+      `${field} cannot go with a tool the model must call (tool_choice, or a structured answer) on an Anthropic model.`,
+    );
+  const max = Number(out['max_tokens']);
+  const thinking = Math.min(budget, max - 1);
+  if (!(thinking >= MIN_THINKING))
+    throw new TranslationError(
+      `${field} ${effort} needs an output limit above ${MIN_THINKING} tokens on an Anthropic model, which thinks within it; the request allows ${max}.`,
+    );
+  out['thinking'] = { type: 'enabled', budget_tokens: thinking };
+}

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { AnthropicToOpenAiStream } from './anthropic-stream.js';
 import { TranslationError, toAnthropicRequest, toOpenAiResponse } from './openai-to-anthropic.js';
+import { responsesToAnthropicRequest } from './responses-to-anthropic.js';
 
 describe('OpenAI chat -> Anthropic messages', () => {
   it('maps a tool round trip, images and system prompts, merging turns so roles alternate', () => {
@@ -95,7 +96,17 @@ describe('OpenAI chat -> Anthropic messages', () => {
       [{ response_format: { type: 'grammar' } }, /response_format "grammar"/],
       [{ logprobs: true }, /logprobs/],
       [{ top_logprobs: 3 }, /logprobs/],
-      [{ reasoning_effort: 'high' }, /reasoning_effort/],
+      [{ reasoning_effort: 'extreme' }, /reasoning_effort must be one of none, minimal, low, medium, high/],
+      [{ reasoning_effort: 'high', temperature: 0.2 }, /temperature cannot be set with reasoning_effort/],
+      [{ reasoning_effort: 'low', top_p: 0.5 }, /top_p under 0\.95/],
+      [
+        { reasoning_effort: 'low', max_completion_tokens: 1000 },
+        /needs an output limit above 1024 tokens .* allows 1000/,
+      ],
+      [
+        { reasoning_effort: 'low', response_format: { type: 'json_object' } },
+        /cannot go with a tool the model must call/,
+      ],
       [{ audio: { voice: 'alloy', format: 'wav' } }, /audio/],
       [{ modalities: ['text', 'audio'] }, /modalities/],
       [{ prediction: { type: 'content', content: 'x' } }, /prediction/],
@@ -305,6 +316,107 @@ describe('a structured answer (response_format) from an Anthropic model', () => 
     expect(out.some((c) => c.choices[0]?.delta['tool_calls'] !== undefined)).toBe(false);
     expect(out.map((c) => c.choices[0]?.delta['content'] ?? '').join('')).toBe('{"city":"Paris"}');
     expect(out.at(-1)!.choices[0]!.finish_reason).toBe('stop');
+  });
+});
+
+describe("OpenAI's reasoning effort as Anthropic's extended thinking", () => {
+  const turn = [{ role: 'user', content: 'Think.' }];
+  it('thinks within the output limit, by the effort, in both APIs', () => {
+    expect(
+      toAnthropicRequest({ messages: turn, reasoning_effort: 'high' }, 'claude-opus-4-6', 4096),
+    ).toMatchObject({
+      max_tokens: 4096,
+      thinking: { type: 'enabled', budget_tokens: 4095 },
+    });
+    expect(
+      toAnthropicRequest(
+        { messages: turn, reasoning_effort: 'medium', max_completion_tokens: 10_000 },
+        'c',
+        4096,
+      ),
+    ).toMatchObject({ max_tokens: 10_000, thinking: { type: 'enabled', budget_tokens: 2048 } });
+    expect(
+      toAnthropicRequest({ messages: turn, reasoning_effort: 'low', temperature: 1, top_p: 0.95 }, 'c', 4096)[
+        'thinking'
+      ],
+    ).toEqual({ type: 'enabled', budget_tokens: 1024 });
+    expect(toAnthropicRequest({ messages: turn, reasoning_effort: 'none' }, 'c', 4096)).not.toHaveProperty(
+      'thinking',
+    );
+    expect(
+      responsesToAnthropicRequest(
+        { input: 'Think.', reasoning: { effort: 'medium' }, max_output_tokens: 8000 },
+        'c',
+        4096,
+      ),
+    ).toMatchObject({ max_tokens: 8000, thinking: { type: 'enabled', budget_tokens: 2048 } });
+  });
+
+  it('goes without thinking where the call carries on from the tool calls of its turn', () => {
+    const loop = [
+      { role: 'user', content: 'Weather?' },
+      {
+        role: 'assistant',
+        content: null,
+        tool_calls: [{ id: 'c1', type: 'function', function: { name: 'w', arguments: '{}' } }],
+      },
+      { role: 'tool', tool_call_id: 'c1', content: '18C' },
+    ];
+    const out = toAnthropicRequest(
+      { messages: loop, reasoning_effort: 'high', tools: [{ type: 'function', function: { name: 'w' } }] },
+      'c',
+      4096,
+    );
+    expect(out).not.toHaveProperty('thinking');
+    // A new user turn after the tool's answer thinks again.
+    const next = toAnthropicRequest(
+      {
+        messages: [
+          ...loop,
+          { role: 'assistant', content: 'It is 18C.' },
+          { role: 'user', content: 'And tomorrow?' },
+        ],
+        reasoning_effort: 'high',
+      },
+      'c',
+      4096,
+    );
+    expect(next['thinking']).toEqual({ type: 'enabled', budget_tokens: 4095 });
+  });
+
+  it('leaves the thinking out of the answer, plain and streamed', () => {
+    const msg = {
+      id: 'msg_t',
+      model: 'claude-opus-4-6',
+      stop_reason: 'end_turn',
+      content: [
+        { type: 'thinking', thinking: 'Let me see.', signature: 'sig' },
+        { type: 'text', text: 'Yes.' },
+      ],
+      usage: { input_tokens: 5, output_tokens: 40 },
+    };
+    expect((toOpenAiResponse(msg, 1) as { choices: { message: Obj }[] }).choices[0]!.message).toEqual({
+      role: 'assistant',
+      content: 'Yes.',
+    });
+    const t = new AnthropicToOpenAiStream(1, false);
+    const ev = (name: string, data: unknown) => `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
+    const text = [
+      ev('message_start', { message: { id: 'msg_t', model: 'c', usage: { input_tokens: 5 } } }),
+      ev('content_block_start', { index: 0, content_block: { type: 'thinking', thinking: '' } }),
+      ev('content_block_delta', { index: 0, delta: { type: 'thinking_delta', thinking: 'Let me see.' } }),
+      ev('content_block_delta', { index: 0, delta: { type: 'signature_delta', signature: 'sig' } }),
+      ev('content_block_stop', { index: 0 }),
+      ev('content_block_start', { index: 1, content_block: { type: 'text', text: '' } }),
+      ev('content_block_delta', { index: 1, delta: { type: 'text_delta', text: 'Yes.' } }),
+      ev('content_block_stop', { index: 1 }),
+      ev('message_delta', { delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 40 } }),
+      ev('message_stop', {}),
+    ]
+      .map((e) => t.translate(e))
+      .join('');
+    expect(text).not.toContain('Let me see');
+    expect(text).toContain('"content":"Yes."');
   });
 });
 

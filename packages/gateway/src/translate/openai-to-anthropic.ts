@@ -6,6 +6,7 @@ import {
   type AnswerTool,
   answerToolOf,
   anthropicTokens,
+  applyReasoning,
   InvalidRequest,
   imageFromUrl,
   joinText,
@@ -76,9 +77,6 @@ function refuseUnmapped(body: Obj): void {
     throw new TranslationError(`response_format "${String(format)}" cannot be sent to an Anthropic model.`);
   if (body['logprobs'] === true || (body['top_logprobs'] != null && body['top_logprobs'] !== 0))
     throw new TranslationError('logprobs cannot be sent to an Anthropic model.');
-  const effort = body['reasoning_effort'];
-  if (effort != null && effort !== 'none')
-    throw new TranslationError('reasoning_effort cannot be sent to an Anthropic model.');
   for (const f of ['audio', 'prediction'] as const)
     if (body[f] != null) throw new TranslationError(`${f} cannot be sent to an Anthropic model.`);
   const modalities = body['modalities'];
@@ -175,6 +173,7 @@ export function toAnthropicRequest(body: Obj, model: string, defaultMaxTokens: n
     out['tool_choice'] = { type: 'tool', name: answer.name };
   }
   if (typeof body['user'] === 'string') out['metadata'] = { user_id: body['user'] };
+  applyReasoning(body['reasoning_effort'], out, 'reasoning_effort');
   return out;
 }
 

@@ -8,6 +8,7 @@ import {
   type AnswerTool,
   answerToolOf,
   anthropicTokens,
+  applyReasoning,
   imageFromUrl,
   joinText,
   objectItem,
@@ -158,6 +159,7 @@ export function responsesToAnthropicRequest(body: Obj, model: string, defaultMax
   }
   const user = body['safety_identifier'] ?? body['user'];
   if (typeof user === 'string') out['metadata'] = { user_id: user };
+  applyReasoning((body['reasoning'] as Obj | null | undefined)?.['effort'], out, 'reasoning.effort');
   return out;
 }
 

@@ -620,6 +620,32 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     expect(mock.received.length).toBe(sent);
   });
 
+  it("OpenAI's reasoning effort reaches a Claude model as extended thinking, within the output limit", async () => {
+    const hello = [{ role: 'user' as const, content: 'Hello' }];
+    const out = await openai.chat.completions.create({
+      model: 'claude-sonnet-4-5',
+      messages: hello,
+      reasoning_effort: 'medium',
+      max_completion_tokens: 8000,
+    });
+    expect(out.choices[0]!.message.content).toBe('Hello, world!');
+    expect(mock.received.at(-1)!.body).toMatchObject({
+      max_tokens: 8000,
+      thinking: { type: 'enabled', budget_tokens: 2048 },
+    });
+    await openai.responses.create({
+      model: 'claude-sonnet-4-5',
+      input: 'Hello',
+      reasoning: { effort: 'high' },
+    });
+    expect(mock.received.at(-1)!.body).toMatchObject({ thinking: { type: 'enabled', budget_tokens: 4095 } });
+    const refused = await openai.chat.completions
+      .create({ model: 'claude-sonnet-4-5', messages: hello, reasoning_effort: 'high', temperature: 0.3 })
+      .catch((e) => e);
+    expect(refused.status).toBe(400);
+    expect(refused.message).toMatch(/temperature cannot be set with reasoning_effort/);
+  });
+
   it("Responses API to a Claude model: a structured answer (text.format json_schema) is the answer's text, plain and streamed", async () => {
     const schema = WEATHER_SCHEMA;
     const ask = {
