@@ -62,6 +62,28 @@ export interface AttemptOutcome {
   ttftMs: number | null;
 }
 
+/** An attempt's price as `model`: from the upstream's usage, else from the tokens estimated. */
+function priceAs(deps: GatewayDeps, ctx: AttemptContext, out: AttemptOutcome, model: string): PriceOutcome {
+  return out.usage
+    ? deps.price({
+        provider: ctx.priceProvider,
+        api: ctx.upstreamApi,
+        model,
+        usage: out.usage,
+        time: ctx.time,
+        tenant: ctx.key.tenant,
+        service_tier: out.serviceTier ?? null,
+      })
+    : deps.price({
+        provider: ctx.priceProvider,
+        model,
+        tokens: out.estimated!,
+        time: ctx.time,
+        tenant: ctx.key.tenant,
+        service_tier: out.serviceTier ?? null,
+      });
+}
+
 /** Turns one upstream attempt into the call record the sink stores. Never throws: a usage object
  * the catalog cannot read is stored unpriced with the reason in error_type. */
 export function meterAttempt(deps: GatewayDeps, ctx: AttemptContext, out: AttemptOutcome): CallRecord {
@@ -69,31 +91,12 @@ export function meterAttempt(deps: GatewayDeps, ctx: AttemptContext, out: Attemp
   let priced: PriceOutcome | null = null;
   let errorType = out.errorType;
   try {
-    const price = (m: string) =>
-      out.usage
-        ? deps.price({
-            provider: ctx.priceProvider,
-            api: ctx.upstreamApi,
-            model: m,
-            usage: out.usage,
-            time: ctx.time,
-            tenant: ctx.key.tenant,
-            service_tier: out.serviceTier ?? null,
-          })
-        : deps.price({
-            provider: ctx.priceProvider,
-            model: m,
-            tokens: out.estimated!,
-            time: ctx.time,
-            tenant: ctx.key.tenant,
-            service_tier: out.serviceTier ?? null,
-          });
     if (out.usage || out.estimated) {
-      priced = price(model);
+      priced = priceAs(deps, ctx, out, model);
       // A name the answer gives that has no price (vLLM names its model by the path it loaded it
       // from) is priced as the model the request named, whose price the reservation took.
       if (priced.status === 'unpriced' && model !== ctx.modelSent) {
-        const sent = price(ctx.modelSent);
+        const sent = priceAs(deps, ctx, out, ctx.modelSent);
         if (sent.status === 'priced') priced = sent;
       }
     }
