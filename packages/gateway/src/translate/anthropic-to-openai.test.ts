@@ -182,6 +182,37 @@ describe('Anthropic messages to chat completions', () => {
     ).toThrow(/messages\[0\]\.content\[0\]\.content\[0\]: a "document" block/);
   });
 
+  it('sends extended thinking to an OpenAI reasoning model as its reasoning effort, by the budget, and refuses it elsewhere', () => {
+    const ask = (budget: number, model: string) =>
+      toChatRequest(
+        {
+          max_tokens: 20_000,
+          thinking: { type: 'enabled', budget_tokens: budget },
+          messages: [{ role: 'user', content: 'Hi' }],
+        },
+        model,
+        'openai',
+      );
+    expect(ask(1024, 'o3')['reasoning_effort']).toBe('low');
+    expect(ask(4000, 'gpt-5.1')['reasoning_effort']).toBe('medium');
+    expect(ask(16_000, 'openai/o4-mini')['reasoning_effort']).toBe('high');
+    expect(() => ask(4000, 'gpt-4o')).toThrow(/thinking cannot be sent to gpt-4o, which does not reason/);
+    expect(() =>
+      toChatRequest(
+        { thinking: { type: 'adaptive' }, messages: [{ role: 'user', content: 'Hi' }] },
+        'o3',
+        'openai',
+      ),
+    ).toThrow(/thinking of type "adaptive"/);
+    expect(
+      toChatRequest(
+        { thinking: { type: 'disabled' }, messages: [{ role: 'user', content: 'Hi' }] },
+        'gpt-4o',
+        'openai',
+      ),
+    ).not.toHaveProperty('reasoning_effort');
+  });
+
   it('gives another OpenAI-compatible server its output limit as max_tokens', () => {
     const body = { max_tokens: 64, messages: [{ role: 'user', content: 'Hi' }] };
     expect(toChatRequest(body, 'llama-3.1-8b', 'openai-compatible')).toEqual({

@@ -143,9 +143,6 @@ function toolChoice(choice: unknown): { choice?: unknown; parallel?: boolean } {
  * something, not dropped, so that a client never gets less than it asked for without knowing. */
 function refuseUnmapped(body: Obj): void {
   if (body['top_k'] != null) throw new TranslationError(`top_k cannot be sent to ${TO}.`);
-  const thinking = (body['thinking'] as Obj | null | undefined)?.['type'];
-  if (thinking != null && thinking !== 'disabled')
-    throw new TranslationError(`thinking cannot be sent to ${TO}: leave it out, or send to a Claude model.`);
   for (const f of ['container', 'mcp_servers'] as const)
     if (body[f] != null) throw new TranslationError(`${f} cannot be sent to ${TO}.`);
 }
@@ -211,7 +208,32 @@ export function toChatRequest(body: Obj, model: string, kind: string, apiVersion
   }
   const user = (body['metadata'] as Obj | undefined)?.['user_id'];
   if (typeof user === 'string') out['user'] = user;
+  const effort = reasoningEffort(body['thinking'], model);
+  if (effort) out['reasoning_effort'] = effort;
   return out;
+}
+
+/** OpenAI's reasoning models by name: the o-series and gpt-5 and after. */
+const REASONING_MODEL = /^(?:[\w.-]+\/)?(?:o\d|gpt-[5-9])/i;
+
+/**
+ * Extended thinking as OpenAI's reasoning effort, by its budget: under 2,048 tokens low, under
+ * 8,192 medium, else high. Only OpenAI's reasoning models take one: thinking asked of another
+ * model is refused, as is a kind of thinking other than `enabled`.
+ */
+function reasoningEffort(thinking: unknown, model: string): string | null {
+  const t = thinking as Obj | null | undefined;
+  const type = t?.['type'];
+  if (type == null || type === 'disabled') return null;
+  if (type !== 'enabled')
+    throw new TranslationError(`thinking of type "${String(type)}" cannot be sent to ${TO}.`);
+  if (!REASONING_MODEL.test(model))
+    throw new TranslationError(
+      `thinking cannot be sent to ${model}, which does not reason: send it to an OpenAI reasoning model (o3, gpt-5 ...) or a Claude model, or leave it out.`,
+    );
+  const budget = Number(t?.['budget_tokens']);
+  if (!Number.isFinite(budget)) throw new InvalidRequest('thinking.budget_tokens must be a number.');
+  return budget < 2048 ? 'low' : budget < 8192 ? 'medium' : 'high';
 }
 
 /** OpenAI finish reasons as Anthropic's stop reasons. */
