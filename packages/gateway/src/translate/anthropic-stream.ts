@@ -70,11 +70,10 @@ export class AnthropicToOpenAiStream {
       }
       case 'content_block_delta': {
         const delta = (d['delta'] ?? {}) as Obj;
-        // A structured answer's content is its JSON alone.
+        // Made to call the answer's tool, the model writes no text before it: text comes only
+        // when it does not answer (a refusal), and is passed on as such.
         if (delta['type'] === 'text_delta')
-          return this.answer === null
-            ? this.chunk({ delta: { content: delta['text'] }, finish_reason: null })
-            : '';
+          return this.chunk({ delta: { content: delta['text'] }, finish_reason: null });
         if (delta['type'] === 'input_json_delta' && Number(d['index']) === this.answerBlock)
           return this.chunk({ delta: { content: delta['partial_json'] }, finish_reason: null });
         if (delta['type'] === 'input_json_delta') {

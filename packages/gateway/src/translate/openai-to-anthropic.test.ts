@@ -316,6 +316,18 @@ describe('a structured answer (response_format) from an Anthropic model', () => 
     expect(out.some((c) => c.choices[0]?.delta['tool_calls'] !== undefined)).toBe(false);
     expect(out.map((c) => c.choices[0]?.delta['content'] ?? '').join('')).toBe('{"city":"Paris"}');
     expect(out.at(-1)!.choices[0]!.finish_reason).toBe('stop');
+    // A model that does not answer (a refusal) streams text, passed on as it is.
+    const r = new AnthropicToOpenAiStream(1, false, 'place');
+    const refused = [
+      ev('message_start', { message: { id: 'msg_r', model: 'claude', usage: { input_tokens: 4 } } }),
+      ev('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }),
+      ev('content_block_delta', { index: 0, delta: { type: 'text_delta', text: 'I cannot help.' } }),
+      ev('message_delta', { delta: { stop_reason: 'refusal' }, usage: { output_tokens: 3 } }),
+    ]
+      .map((e) => r.translate(e))
+      .join('');
+    expect(refused).toContain('"content":"I cannot help."');
+    expect(refused).toContain('"finish_reason":"content_filter"');
   });
 });
 

@@ -100,9 +100,9 @@ export class AnthropicToResponsesStream {
   private start(index: number, block: Obj): string {
     const outputIndex = this.output.length;
     let item: Obj;
-    // A structured answer's message holds its JSON alone: the answer tool's input, no other text.
+    // A structured answer's message is the answer tool's input. Made to call that tool, the model
+    // writes no text before it: text comes only when it does not answer, and is passed on.
     const answer = this.answer !== null && block['type'] === 'tool_use' && block['name'] === this.answer;
-    if (this.answer !== null && block['type'] === 'text') return '';
     if (block['type'] === 'text' || answer) {
       item = {
         id: `msg_${this.id.slice(5)}_${outputIndex}`,
