@@ -41,6 +41,8 @@ export interface CallQuery {
   status?: 'ok' | 'error';
   /** The attempts of one gateway request (its first attempt's id). */
   request_id?: string;
+  /** Calls whose error type starts so: `upstream_429` takes `upstream_429:insufficient_quota`. */
+  error_type?: string;
   /** Opaque, from a previous page's nextCursor. */
   cursor?: string;
   limit: number;

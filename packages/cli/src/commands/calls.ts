@@ -12,6 +12,7 @@ const FILTERS = [
   ['taskId', 'task_id'],
   ['keyId', 'key_id'],
   ['requestId', 'request_id'],
+  ['errorType', 'error_type'],
   ['status', 'status'],
   ['from', 'from'],
   ['to', 'to'],
@@ -35,6 +36,7 @@ export function registerCalls(program: Command): void {
       .option('--key-id <k>', "the virtual key's id")
       .option('--request-id <r>', 'the attempts of one gateway request (x-tally-request-id)')
       .option('--status <s>', 'ok or error')
+      .option('--error-type <e>', 'calls whose error type starts so, e.g. upstream_429')
       .option('--from <time>', 'RFC 3339 or epoch ms')
       .option('--to <time>', 'RFC 3339 or epoch ms, not included')
       .option('--limit <n>', 'the most calls to print, page after page', positiveInt('limit'), 100),

@@ -92,6 +92,14 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
         cost_usd: '0',
       });
     }
+    // The calls API finds them by the start of their error type.
+    const found = await t.app.inject({
+      url: '/v1/calls?error_type=upstream_400:context_length',
+      headers: t.auth,
+    });
+    expect(found.json().data.map((c: { error_type: string }) => c.error_type)).toEqual([
+      'upstream_400:context_length_exceeded',
+    ]);
   });
 
   it('passes an upstream 500 on and records the failed call at no cost', async () => {

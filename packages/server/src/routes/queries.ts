@@ -15,6 +15,7 @@ const CALL_FILTERS = [
   'task_id',
   'key_id',
   'request_id',
+  'error_type',
 ] as const;
 const INTERVALS: readonly SpendInterval[] = ['hour', 'day', 'week', 'month'];
 

@@ -18,6 +18,15 @@ function sampleCalls(tenant: string): CallRecord[] {
       task_id: `T-${i % 3}`,
       key_id: i < 12 ? 'key-a' : 'key-b',
       status: i % 7 === 0 ? 'error' : 'ok',
+      // Errors of two codes under one status, and one whose name holds LIKE's wildcards.
+      error_type:
+        i % 7 !== 0
+          ? null
+          : i % 14 === 0
+            ? 'upstream_429:rate_limit_exceeded'
+            : i === 7
+              ? 'upstream_4%9'
+              : 'upstream_429:insufficient_quota',
       // Pairs of attempts of one request, and calls that name none.
       request_id: i % 4 === 3 ? null : `req-${i >> 1}`,
     }),
@@ -66,6 +75,13 @@ export function callQueryCases(ctx: ContractContext): void {
       [{ status: 'error' }, (c) => c.status === 'error'],
       [{ request_id: 'req-4' }, (c) => c.request_id === 'req-4'],
       [{ request_id: 'req-5' }, (c) => c.request_id === 'req-5'],
+      [{ error_type: 'upstream_429' }, (c) => c.error_type?.startsWith('upstream_429') === true],
+      [
+        { error_type: 'upstream_429:insufficient_quota' },
+        (c) => c.error_type === 'upstream_429:insufficient_quota',
+      ],
+      // The filter is a prefix, not a pattern: % and _ stand for themselves.
+      [{ error_type: 'upstream_4%' }, (c) => c.error_type === 'upstream_4%9'],
       [{ from: T0 + 2 * MINUTE }, (c) => c.time >= T0 + 2 * MINUTE],
       [{ to: T0 + 2 * MINUTE }, (c) => c.time < T0 + 2 * MINUTE],
       [{ from: T0 + MINUTE, to: T0 + 3 * MINUTE }, (c) => c.time >= T0 + MINUTE && c.time < T0 + 3 * MINUTE],

@@ -52,6 +52,7 @@ export function listCallsSql(q: CallQuery): { sql: string; values: Params['value
     const v = q[f];
     if (v !== undefined) where.push(`${FILTER_COLUMNS[f]} = ${p.add(v)}`);
   }
+  if (q.error_type !== undefined) where.push(`starts_with(error_type, ${p.add(q.error_type)})`);
   if (q.cursor !== undefined) {
     const after = decodeCursor(q.cursor);
     const t = p.add(ts(after.time));
