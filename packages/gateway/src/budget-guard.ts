@@ -1,5 +1,6 @@
 import { nanoToUsd } from '@tally/core';
 import { backoffMs } from './backoff.js';
+import { modelAllowed } from './model-allow.js';
 import {
   type BudgetAlert,
   type BudgetRule,
@@ -73,15 +74,20 @@ export async function reserveBudgets(
       };
     }
     if (rule.action === 'downgrade' && downgradeTo === null) {
-      const cheaper = costOf(rule.downgradeModel!);
+      // A key held to some models is never sent to another by a budget: its list may be where its
+      // data may go.
+      const allowed = modelAllowed(key.models, rule.downgradeModel!);
+      const cheaper = allowed ? costOf(rule.downgradeModel!) : null;
       if (typeof cheaper !== 'bigint') {
         // Its cheaper model has no provider or no price now (checked when the budget was made;
-        // the providers or prices changed since): the call is held as a block budget would hold
-        // it, rather than sent on the dear model, or to one no budget could hold it to; and it
-        // alerts as a block budget would.
+        // the providers or prices changed since), or this key may not use it: the call is held as
+        // a block budget would hold it, rather than sent on the dear model, or to one no budget
+        // could hold it to; and it alerts as a block budget would.
         await alertExhausted(deps, key, w, r.spentNano, amount ?? 0n, time);
         const e = budgetExceeded(rule, r.spentNano, r.reservedNano, r.resetAt, time, amount ?? 0n);
-        e.message += ` It would go to ${rule.downgradeModel}, which has no provider or no price now.`;
+        e.message += allowed
+          ? ` It would go to ${rule.downgradeModel}, which has no provider or no price now.`
+          : ` It would go to ${rule.downgradeModel}, which this key may not use.`;
         return { ok: false, error: e };
       }
       downgradeTo = rule.downgradeModel!;

@@ -56,7 +56,7 @@ describe("a block budget's exhaustion alerts", () => {
       alerts: (a: BudgetAlert) => alerts.push(a),
       config: { allow_unpriced_under_budget: false },
     } as unknown as GatewayDeps;
-    const key = { tenant: 't', id: 'k1' } as VirtualKey;
+    const key = { tenant: 't', id: 'k1', models: [] as string[] } as VirtualKey;
     const [w] = windowsFor([rule], now);
     const reserve = (cost: bigint) => reserveBudgets(deps, [rule], key, 'gpt-4o', () => cost, now);
     const kinds = () => alerts.map((a) => `${a.reason} ${a.remainingUsd} ${a.callUsd}`);
@@ -107,7 +107,7 @@ describe('an exhausted downgrade budget', () => {
     await state.settle([w!.window], 0n, 10n * USD);
     const costs: Record<string, bigint> = { 'gpt-4o': USD, 'gpt-4o-mini': USD / 10n };
     const costOf = (m: string) => costs[m] ?? { unpriced: `model "${m}" is not in the price catalog` };
-    const key = { tenant: 't', id: 'k1' } as VirtualKey;
+    const key = { tenant: 't', id: 'k1', models: [] as string[] } as VirtualKey;
     const r = await reserveBudgets(deps, [downgrade], key, 'gpt-4o', costOf, now);
     expect(r.ok).toBe(false);
     if (r.ok) return;
@@ -129,6 +129,14 @@ describe('an exhausted downgrade budget', () => {
     const priced = { ...downgrade, downgradeModel: 'gpt-4o-mini' };
     const ok = await reserveBudgets(deps, [priced], key, 'gpt-4o', costOf, now);
     expect(ok).toMatchObject({ ok: true, downgradeTo: 'gpt-4o-mini' });
+    // Not for a key held to other models: its list is where its calls may go, budget or not.
+    const held = { ...key, models: ['gpt-4o'] };
+    const kept = await reserveBudgets(deps, [priced], held, 'gpt-4o', costOf, now);
+    expect(kept).toMatchObject({ ok: false, error: { status: 429, code: 'budget_exceeded' } });
+    if (!kept.ok)
+      expect(kept.error.message).toMatch(/It would go to gpt-4o-mini, which this key may not use\.$/);
+    const pattern = { ...key, models: ['gpt-4o*'] };
+    expect(await reserveBudgets(deps, [priced], pattern, 'gpt-4o', costOf, now)).toMatchObject({ ok: true });
   });
 });
 
