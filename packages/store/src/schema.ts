@@ -300,8 +300,15 @@ const requestId: Migration = {
   statements: () => [{ sql: 'ALTER TABLE calls ADD COLUMN request_id VARCHAR' }],
 };
 
+/** v6: a key's name, to tell keys apart in a list (`prod-support-bot`). Keys made before it have none. */
+const keyName: Migration = {
+  version: 6,
+  name: 'key name',
+  statements: () => [{ sql: 'ALTER TABLE api_keys ADD COLUMN name VARCHAR' }],
+};
+
 /** Append only: a released migration is never edited, a change is a new version. */
-export const MIGRATIONS: readonly Migration[] = [initial, providers, alerts, taskRollup, requestId];
+export const MIGRATIONS: readonly Migration[] = [initial, providers, alerts, taskRollup, requestId, keyName];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
 

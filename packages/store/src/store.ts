@@ -136,6 +136,8 @@ export interface KeyRecord {
    * events; `gateway` is a replica's key to the server's control routes, the only one that can read
    * the providers' secrets. */
   role: 'admin' | 'finance' | 'member' | 'virtual' | 'gateway';
+  /** A name to tell the key apart in a list; null for none. */
+  name: string | null;
   project: string | null;
   team: string | null;
   user: string | null;
@@ -150,7 +152,10 @@ export interface KeyRecord {
 
 /** What may change in a key once it is made: its owner and its policy. */
 export type KeyPatch = Partial<
-  Pick<KeyRecord, 'project' | 'team' | 'user' | 'models' | 'rpm' | 'tpm' | 'budget_id' | 'expires_at'>
+  Pick<
+    KeyRecord,
+    'name' | 'project' | 'team' | 'user' | 'models' | 'rpm' | 'tpm' | 'budget_id' | 'expires_at'
+  >
 >;
 
 /** An upstream provider added through the API. The secret is stored only encrypted. */

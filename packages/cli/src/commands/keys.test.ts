@@ -29,6 +29,8 @@ describe('tally keys', () => {
           'create',
           '--url',
           url,
+          '--name',
+          'support bot',
           '--project',
           'support',
           '--team',
@@ -53,6 +55,7 @@ describe('tally keys', () => {
         .map((l) => JSON.parse(l))
         .find((k) => k.id === id);
       expect(row).toMatchObject({
+        name: 'support bot',
         project: 'support',
         team: 'cx',
         rpm: 60,

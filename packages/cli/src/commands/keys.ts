@@ -20,6 +20,7 @@ export function registerKeys(program: Command): void {
         "virtual (calls models), admin, finance (spend and budgets), member (its --project), or gateway (a replica's key to the server)",
         'virtual',
       )
+      .option('--name <n>', 'a name to tell the key apart in a list')
       .option('--project <p>')
       .option('--team <t>')
       .option('--user <u>')
@@ -33,7 +34,7 @@ export function registerKeys(program: Command): void {
     // The period's default is a virtual key's; other roles take no budget.
     const body: Record<string, unknown> =
       o['role'] === 'virtual' ? { period: o['period'] } : { role: o['role'] };
-    for (const f of ['project', 'team', 'user', 'rpm', 'tpm', 'models'] as const)
+    for (const f of ['name', 'project', 'team', 'user', 'rpm', 'tpm', 'models'] as const)
       if (o[f] !== undefined) body[f] = o[f];
     if (o['budgetUsd'] !== undefined) body['budget_usd'] = String(o['budgetUsd']);
     if (o['expires'] !== undefined) body['expires_at'] = o['expires'];
@@ -45,6 +46,7 @@ export function registerKeys(program: Command): void {
     keys
       .command('update <id>')
       .description("change a key's owner or policy in place: its holders keep the key they have")
+      .option('--name <n>', 'a name to tell the key apart in a list')
       .option('--project <p>')
       .option('--team <t>')
       .option('--user <u>')
@@ -57,7 +59,7 @@ export function registerKeys(program: Command): void {
       .option('--clear <fields>', 'fields to clear, e.g. rpm,tpm,models,budget_usd,expires_at,team', list),
   ).action(async (id: string, o: Record<string, unknown>) => {
     const body: Record<string, unknown> = {};
-    for (const f of ['project', 'team', 'user', 'period', 'rpm', 'tpm', 'models'] as const)
+    for (const f of ['name', 'project', 'team', 'user', 'period', 'rpm', 'tpm', 'models'] as const)
       if (o[f] !== undefined) body[f] = o[f];
     if (o['budgetUsd'] !== undefined) body['budget_usd'] = String(o['budgetUsd']);
     if (o['expires'] !== undefined) body['expires_at'] = o['expires'];

@@ -46,6 +46,7 @@ async function ensureAdminKey(store: Store, config: TallyConfig): Promise<string
     hash: hashKey(key),
     prefix: key.slice(0, 12),
     role: 'admin',
+    name: 'first admin',
     project: null,
     team: null,
     user: null,

@@ -103,7 +103,16 @@ describe("keys of each role, and the replicas' control routes", () => {
   });
 
   it('makes finance and member keys that read what their role reads', async () => {
-    const finance = (await make({ role: 'finance' })).json().key as string;
+    const financeMade = (await make({ role: 'finance', name: 'finance team' })).json() as {
+      id: string;
+      key: string;
+    };
+    const finance = financeMade.key;
+    const named = (await t.app.inject({ url: '/v1/keys', headers: t.auth })).json().data;
+    expect(named.find((k: { id: string }) => k.id === financeMade.id)).toMatchObject({
+      name: 'finance team',
+      role: 'finance',
+    });
     expect(finance).toMatch(/^tk-finance-/);
     expect(await status(finance, 'GET', '/v1/spend?group_by=project')).toBe(200);
     expect(await status(finance, 'POST', '/v1/keys', {})).toBe(403);
@@ -123,13 +132,13 @@ describe("keys of each role, and the replicas' control routes", () => {
     const before = (await t.app.inject({ url: '/v1/keys', headers: t.auth })).json().data.length;
     const cases: [Record<string, unknown>, RegExp][] = [
       [{ role: 'root' }, /role must be one of virtual, admin, finance, member, gateway/],
-      [{ role: 'gateway', budget_usd: 5 }, /A gateway key takes expires_at only, not budget_usd/],
+      [{ role: 'gateway', budget_usd: 5 }, /A gateway key takes a name and expires_at only, not budget_usd/],
       [{ role: 'finance', project: 'support' }, /not project/],
       [{ role: 'admin', models: ['gpt-4o'] }, /not models/],
       [{ role: 'member' }, /needs the project/],
       [
         { role: 'member', project: 'support', rpm: 10 },
-        /A member key takes a project and expires_at only, not rpm/,
+        /A member key takes a project, a name and expires_at only, not rpm/,
       ],
     ];
     for (const [payload, message] of cases) {
@@ -184,10 +193,12 @@ describe('changing a key in place', () => {
       team: 'cx',
       budget_usd: '5',
       period: 'day',
+      name: 'support bot',
     });
     expect(res.statusCode).toBe(200);
     expect(res.json()).toMatchObject({
       id,
+      name: 'support bot',
       rpm: 100,
       models: ['gpt-4o*'],
       team: 'cx',

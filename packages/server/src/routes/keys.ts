@@ -29,6 +29,7 @@ function optPositiveInt(body: Record<string, unknown>, field: string): number | 
 
 const FIELDS = [
   'role',
+  'name',
   'project',
   'team',
   'user',
@@ -62,14 +63,19 @@ function roleOf(body: Record<string, unknown>): Role {
   const allowed = ROLE_FIELDS[r];
   const other = FIELDS.find(
     (f) =>
-      f !== 'role' && f !== 'expires_at' && body[f] !== undefined && body[f] !== null && !allowed.includes(f),
+      f !== 'role' &&
+      f !== 'expires_at' &&
+      f !== 'name' &&
+      body[f] !== undefined &&
+      body[f] !== null &&
+      !allowed.includes(f),
   );
   if (other) {
     throw new TallyError(
       'invalid_request',
       r === 'member'
-        ? `A member key takes a project and expires_at only, not ${other}.`
-        : `A ${r} key takes expires_at only, not ${other}: budgets, limits and models are for virtual keys.`,
+        ? `A member key takes a project, a name and expires_at only, not ${other}.`
+        : `A ${r} key takes a name and expires_at only, not ${other}: budgets, limits and models are for virtual keys.`,
     );
   }
   if (r === 'member' && (body['project'] === undefined || body['project'] === null)) {
@@ -129,6 +135,7 @@ function keyView(k: KeyRecord): Record<string, unknown> {
   return {
     id: k.id,
     prefix: k.prefix,
+    name: k.name,
     role: k.role,
     project: k.project,
     team: k.team,
@@ -185,6 +192,7 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
     const expiresAt = expires === undefined || expires === null ? null : expiryOf(expires, now);
     // Every field is checked before anything is written: a refused key leaves no budget behind.
     const owner = {
+      name: optString(body, 'name'),
       project: optString(body, 'project'),
       team: optString(body, 'team'),
       user: optString(body, 'user'),
@@ -255,14 +263,14 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
     if (!key) throw new TallyError('not_found', `No active key ${id}.`);
     const allowed = ROLE_FIELDS[key.role];
     const given = FIELDS.filter((f) => body[f] !== undefined);
-    const other = given.find((f) => f !== 'expires_at' && !allowed.includes(f));
+    const other = given.find((f) => f !== 'expires_at' && f !== 'name' && !allowed.includes(f));
     if (other) throw new TallyError('invalid_request', `A ${key.role} key has no ${other} to change.`);
     if (key.role === 'member' && body['project'] === null)
       throw new TallyError('invalid_request', 'A member key keeps a project: name another one.');
     // Every field is checked before anything is written.
     const now = ctx.clock.now();
     const patch: KeyPatch = {};
-    for (const f of ['project', 'team', 'user'] as const)
+    for (const f of ['name', 'project', 'team', 'user'] as const)
       if (body[f] !== undefined) patch[f] = body[f] === null ? null : optString(body, f);
     if (body['models'] !== undefined) patch.models = body['models'] === null ? [] : modelList(body['models']);
     for (const f of ['rpm', 'tpm'] as const) if (body[f] !== undefined) patch[f] = optPositiveInt(body, f);

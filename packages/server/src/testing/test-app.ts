@@ -101,6 +101,7 @@ export async function foreignKey(store: Store, tenant = 'other'): Promise<string
     id: `k-${tenant}`,
     hash: hashKey(key),
     prefix: key.slice(0, 12),
+    name: null,
     role: 'virtual',
     project: null,
     team: null,

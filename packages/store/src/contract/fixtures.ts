@@ -147,6 +147,7 @@ export function makeKey(tenant: string, id: string, over: Partial<KeyRecord> = {
     hash: randomUUID().replaceAll('-', '').repeat(2),
     prefix: 'tk-abc',
     role: 'virtual',
+    name: null,
     project: 'support',
     team: null,
     user: null,

@@ -150,9 +150,16 @@ export function registryCases(ctx: ContractContext): void {
 
   it("updates an active key's owner and policy, clearing with null, and leaves a revoked one be", async () => {
     const tenant = newTenant();
-    const key = makeKey(tenant, 'k-up', { team: 'cx', rpm: 60, tpm: 1000, models: ['gpt-4o'] });
+    const key = makeKey(tenant, 'k-up', {
+      name: 'support bot',
+      team: 'cx',
+      rpm: 60,
+      tpm: 1000,
+      models: ['gpt-4o'],
+    });
     await ctx.store.createKey(key);
     const fields = {
+      name: 'support bot (prod)',
       rpm: 600,
       tpm: null,
       models: ['gpt-4o*', 'claude-*'],

@@ -173,8 +173,8 @@ export async function createKey(conn: DuckDBConnection, k: KeyRecord): Promise<v
   await execute(
     conn,
     `INSERT INTO api_keys (tenant, id, hash, prefix, role, project, team, "user", models, rpm, tpm, budget_id,
-       created_at, expires_at, revoked_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+       created_at, expires_at, revoked_at, name)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
     [
       k.tenant,
       k.id,
@@ -191,11 +191,12 @@ export async function createKey(conn: DuckDBConnection, k: KeyRecord): Promise<v
       ts(k.created_at),
       tsOrNull(k.expires_at),
       tsOrNull(k.revoked_at),
+      k.name,
     ],
   );
 }
 
-const KEY_SELECT = `SELECT tenant, id, hash, prefix, role, project, team, "user", models, rpm, tpm, budget_id,
+const KEY_SELECT = `SELECT tenant, id, hash, prefix, role, name, project, team, "user", models, rpm, tpm, budget_id,
   epoch_ms(created_at) AS created_at, epoch_ms(expires_at) AS expires_at, epoch_ms(revoked_at) AS revoked_at
   FROM api_keys`;
 
@@ -206,6 +207,7 @@ function keyFromRow(r: Row): KeyRecord {
     hash: str(r, 'hash'),
     prefix: str(r, 'prefix'),
     role: str(r, 'role') as KeyRecord['role'],
+    name: strOrNull(r, 'name'),
     project: strOrNull(r, 'project'),
     team: strOrNull(r, 'team'),
     user: strOrNull(r, 'user'),
@@ -247,6 +249,7 @@ export async function revokeKey(
 
 /** The columns a key patch may set, and how each value is stored. */
 const KEY_PATCH: Record<keyof KeyPatch, (v: unknown) => unknown> = {
+  name: (v) => v,
   project: (v) => v,
   team: (v) => v,
   user: (v) => v,
