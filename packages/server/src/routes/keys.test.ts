@@ -267,6 +267,13 @@ describe('changing a key in place', () => {
         payload: { scope: 'project', subject: 'self-view', limit_usd: '10', period: 'month' },
       })
     ).json().id as string;
+    // The tenant's budget holds it, but its spend is the company's: not shown to a key.
+    await t.app.inject({
+      method: 'POST',
+      url: '/v1/budgets',
+      headers: t.auth,
+      payload: { scope: 'tenant', subject: 'default', limit_usd: '1000' },
+    });
     // Another project's budget does not hold this key.
     await t.app.inject({
       method: 'POST',

@@ -226,13 +226,13 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
 
   // A virtual key's own view, for the application that holds it: its policy, and where it stands
   // on each budget that holds it by what it pins (a budget of a project or a user its calls name
-  // by header holds those calls too).
+  // by header holds those calls too). The tenant's own budget is not shown: its spend is the whole
+  // company's, which is no key holder's to read.
   app.get('/v1/key', async (request) => {
     const principal = await ctx.auth.authenticate(request, ['virtual']);
     const key = (await ctx.store.listKeys(principal.tenant)).find((k) => k.id === principal.keyId);
     if (!key) throw new TallyError('unauthorized', 'The API key is not valid, revoked or expired.');
     const pinned: Record<string, string | null> = {
-      tenant: key.tenant,
       project: key.project,
       team: key.team,
       user: key.user,
