@@ -98,6 +98,12 @@ export class Authenticator {
     };
   }
 
+  /** The stored key a request presents (as lately looked up), or null for none or a config key. */
+  async record(request: FastifyRequest): Promise<KeyRecord | null> {
+    const key = bearer(request);
+    return key ? this.lookup(hashKey(key)) : null;
+  }
+
   forget(): void {
     this.cache.clear();
   }

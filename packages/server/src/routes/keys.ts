@@ -230,8 +230,9 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
   // company's, which is no key holder's to read.
   app.get('/v1/key', async (request) => {
     const principal = await ctx.auth.authenticate(request, ['virtual']);
-    const key = (await ctx.store.listKeys(principal.tenant)).find((k) => k.id === principal.keyId);
-    if (!key) throw new TallyError('unauthorized', 'The API key is not valid, revoked or expired.');
+    const key = await ctx.auth.record(request);
+    if (!key || key.id !== principal.keyId)
+      throw new TallyError('unauthorized', 'The API key is not valid, revoked or expired.');
     const pinned: Record<string, string | null> = {
       project: key.project,
       team: key.team,
