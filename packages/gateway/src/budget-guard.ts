@@ -49,9 +49,10 @@ export async function reserveBudgets(
   let downgradeTo: string | null = null;
   // Priced once for the model, and again only if a downgrade changes it.
   let cost = costOf(model);
-  let amount = typeof cost === 'bigint' ? cost : null;
   const opId = deps.newId();
   for (let attempt = 0; ; attempt++) {
+    // An unpriced call (let under alert budgets, or by allow_unpriced_under_budget) reserves nothing.
+    const amount = typeof cost === 'bigint' ? cost : 0n;
     if (typeof cost !== 'bigint' && !deps.config.allow_unpriced_under_budget) {
       const block = held.find((w) => w.rule.action === 'block');
       if (block)
@@ -59,18 +60,18 @@ export async function reserveBudgets(
     }
     const r = await deps.state.reserve(
       held.map((w) => w.window),
-      amount ?? 0n,
+      amount,
       `${opId}:r${attempt}`,
     );
-    if (r.ok) return { ok: true, hold: { held, unheld, reserved: amount ?? 0n, opId }, downgradeTo };
+    if (r.ok) return { ok: true, hold: { held, unheld, reserved: amount, opId }, downgradeTo };
     const i = held.findIndex((w) => w.rule.id === r.budgetId);
     const w = held[i]!;
     const rule = w.rule;
     if (rule.action === 'block' || (rule.action === 'downgrade' && !rule.downgradeModel)) {
-      await alertExhausted(deps, key, w, r.spentNano, amount ?? 0n, time);
+      await alertExhausted(deps, key, w, r.spentNano, amount, time);
       return {
         ok: false,
-        error: budgetExceeded(rule, r.spentNano, r.reservedNano, r.resetAt, time, amount ?? 0n),
+        error: budgetExceeded(rule, r.spentNano, r.reservedNano, r.resetAt, time, amount),
       };
     }
     if (rule.action === 'downgrade' && downgradeTo === null) {
@@ -83,8 +84,8 @@ export async function reserveBudgets(
         // the providers or prices changed since), or this key may not use it: the call is held as
         // a block budget would hold it, rather than sent on the dear model, or to one no budget
         // could hold it to; and it alerts as a block budget would.
-        await alertExhausted(deps, key, w, r.spentNano, amount ?? 0n, time);
-        const e = budgetExceeded(rule, r.spentNano, r.reservedNano, r.resetAt, time, amount ?? 0n);
+        await alertExhausted(deps, key, w, r.spentNano, amount, time);
+        const e = budgetExceeded(rule, r.spentNano, r.reservedNano, r.resetAt, time, amount);
         e.message += allowed
           ? ` It would go to ${rule.downgradeModel}, which has no provider or no price now.`
           : ` It would go to ${rule.downgradeModel}, which this key may not use.`;
@@ -92,7 +93,6 @@ export async function reserveBudgets(
       }
       downgradeTo = rule.downgradeModel!;
       cost = cheaper;
-      amount = cheaper;
     }
     unheld.push(...held.splice(i, 1));
   }

@@ -139,6 +139,31 @@ export function answerToolOf(
   };
 }
 
+/** Makes the model give its answer through `answer`'s tool (answerToolOf), set on `out`, the
+ * Anthropic request made so far; with tools of the request's own, the answer would be a tool call
+ * there, so that is refused. `field` names where the request asked for it. */
+export function applyAnswerTool(
+  answer: AnswerTool | null,
+  out: Record<string, unknown>,
+  field: string,
+): void {
+  if (!answer) return;
+  if (out['tools'])
+    throw new TranslationError(
+      `${field} json_schema (or json_object) together with tools cannot be sent to an Anthropic model: the answer is a tool call there.`,
+    );
+  out['tools'] = [answer];
+  out['tool_choice'] = { type: 'tool', name: answer.name };
+}
+
+/** The call of the structured answer's tool (named `answer`) among a message's blocks, if any. */
+export function answerCall(
+  blocks: Record<string, unknown>[],
+  answer: string | null,
+): Record<string, unknown> | undefined {
+  return answer === null ? undefined : blocks.find((b) => b['type'] === 'tool_use' && b['name'] === answer);
+}
+
 /** Anthropic's thinking budget for each of OpenAI's reasoning efforts. */
 const THINKING_BUDGET: Record<string, number> = { minimal: 1024, low: 1024, medium: 2048, high: 4096 };
 /** The least thinking budget Anthropic takes. */

@@ -4,8 +4,10 @@
  */
 import {
   type AnswerTool,
+  answerCall,
   answerToolOf,
   anthropicTokens,
+  applyAnswerTool,
   applyReasoning,
   InvalidRequest,
   imageFromUrl,
@@ -163,15 +165,7 @@ export function toAnthropicRequest(body: Obj, model: string, defaultMaxTokens: n
   }
   const choice = toolChoice(body['tool_choice'], body['parallel_tool_calls']);
   if (choice && out['tools']) out['tool_choice'] = choice;
-  const answer = answerTool(body);
-  if (answer) {
-    if (out['tools'])
-      throw new TranslationError(
-        'response_format json_schema (or json_object) together with tools cannot be sent to an Anthropic model: the answer is a tool call there.',
-      );
-    out['tools'] = [answer];
-    out['tool_choice'] = { type: 'tool', name: answer.name };
-  }
+  applyAnswerTool(answerTool(body), out, 'response_format');
   if (typeof body['user'] === 'string') out['metadata'] = { user_id: body['user'] };
   applyReasoning(body['reasoning_effort'], out, 'reasoning_effort');
   return out;
@@ -201,8 +195,7 @@ export function openAiUsage(u: Obj | null | undefined): Obj {
  * message's content, and the answer is finished as a text answer is. */
 export function toOpenAiResponse(msg: Obj, created: number, answer: string | null = null): Obj {
   const blocks = (msg['content'] as Obj[] | undefined) ?? [];
-  const given =
-    answer === null ? undefined : blocks.find((b) => b['type'] === 'tool_use' && b['name'] === answer);
+  const given = answerCall(blocks, answer);
   if (given) {
     const reason = msg['stop_reason'] === 'max_tokens' ? 'length' : 'stop';
     return chatCompletion(

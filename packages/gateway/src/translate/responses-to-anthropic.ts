@@ -6,8 +6,10 @@
  */
 import {
   type AnswerTool,
+  answerCall,
   answerToolOf,
   anthropicTokens,
+  applyAnswerTool,
   applyReasoning,
   imageFromUrl,
   joinText,
@@ -148,15 +150,7 @@ export function responsesToAnthropicRequest(body: Obj, model: string, defaultMax
   if (t) out['tools'] = t;
   const choice = toolChoice(body['tool_choice'], body['parallel_tool_calls']);
   if (choice && t) out['tool_choice'] = choice;
-  const answer = responsesAnswerTool(body);
-  if (answer) {
-    if (t)
-      throw new TranslationError(
-        'text.format json_schema (or json_object) together with tools cannot be sent to an Anthropic model: the answer is a tool call there.',
-      );
-    out['tools'] = [answer];
-    out['tool_choice'] = { type: 'tool', name: answer.name };
-  }
+  applyAnswerTool(responsesAnswerTool(body), out, 'text.format');
   const user = body['safety_identifier'] ?? body['user'];
   if (typeof user === 'string') out['metadata'] = { user_id: user };
   applyReasoning((body['reasoning'] as Obj | null | undefined)?.['effort'], out, 'reasoning.effort');
@@ -186,8 +180,7 @@ function responsesUsage(u: Obj): Obj {
 function outputItems(msg: Obj, base: string, answer: string | null): Obj[] {
   const out: Obj[] = [];
   const blocks = (msg['content'] as Obj[] | undefined) ?? [];
-  const given =
-    answer === null ? undefined : blocks.find((b) => b['type'] === 'tool_use' && b['name'] === answer);
+  const given = answerCall(blocks, answer);
   const text = given
     ? JSON.stringify(given['input'] ?? {})
     : blocks

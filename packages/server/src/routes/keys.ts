@@ -43,14 +43,17 @@ const FIELDS = [
 
 const ROLES = ['virtual', 'admin', 'finance', 'member', 'gateway'] as const satisfies readonly Role[];
 
-/** The fields a key of each role may carry besides `role` and `expires_at`: only a virtual key
- * calls models, so only it has a budget, limits and models; a member key is held to its project. */
+/** What any key may carry: a name and an expiry. */
+const EVERY_KEY = ['name', 'expires_at'];
+
+/** The fields a key of each role may carry besides its role: only a virtual key calls models, so
+ * only it has a budget, limits and models; a member key is held to its project. */
 const ROLE_FIELDS: Record<Role, readonly string[]> = {
-  virtual: ['project', 'team', 'user', 'budget_usd', 'period', 'rpm', 'tpm', 'models'],
-  member: ['project'],
-  admin: [],
-  finance: [],
-  gateway: [],
+  virtual: [...EVERY_KEY, 'project', 'team', 'user', 'budget_usd', 'period', 'rpm', 'tpm', 'models'],
+  member: [...EVERY_KEY, 'project'],
+  admin: EVERY_KEY,
+  finance: EVERY_KEY,
+  gateway: EVERY_KEY,
 };
 
 /** The role asked for (virtual by default), with the fields that role does not take refused. */
@@ -62,13 +65,7 @@ function roleOf(body: Record<string, unknown>): Role {
   const r = role as Role;
   const allowed = ROLE_FIELDS[r];
   const other = FIELDS.find(
-    (f) =>
-      f !== 'role' &&
-      f !== 'expires_at' &&
-      f !== 'name' &&
-      body[f] !== undefined &&
-      body[f] !== null &&
-      !allowed.includes(f),
+    (f) => f !== 'role' && body[f] !== undefined && body[f] !== null && !allowed.includes(f),
   );
   if (other) {
     throw new TallyError(
@@ -128,6 +125,13 @@ function expiryOf(value: unknown, now: number): number {
  * random part is the last 32). */
 function prefixOf(key: string): string {
   return key.slice(0, key.length - 27);
+}
+
+/** A tenant's key that is not revoked, or not_found. */
+async function activeKey(ctx: AppContext, tenant: string, id: string): Promise<KeyRecord> {
+  const key = (await ctx.store.listKeys(tenant)).find((k) => k.id === id && k.revoked_at === null);
+  if (!key) throw new TallyError('not_found', `No active key ${id}.`);
+  return key;
 }
 
 /** A key as the API shows it: never its secret. */
@@ -258,13 +262,10 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
     refuseUnknownFields(body, FIELDS, 'a key');
     if (body['role'] !== undefined)
       throw new TallyError('invalid_request', "A key's role cannot change: make a new key.");
-    const key = (await ctx.store.listKeys(principal.tenant)).find(
-      (k) => k.id === id && k.revoked_at === null,
-    );
-    if (!key) throw new TallyError('not_found', `No active key ${id}.`);
+    const key = await activeKey(ctx, principal.tenant, id);
     const allowed = ROLE_FIELDS[key.role];
     const given = FIELDS.filter((f) => body[f] !== undefined);
-    const other = given.find((f) => f !== 'expires_at' && f !== 'name' && !allowed.includes(f));
+    const other = given.find((f) => !allowed.includes(f));
     if (other) throw new TallyError('invalid_request', `A ${key.role} key has no ${other} to change.`);
     if (key.role === 'member' && body['project'] === null)
       throw new TallyError('invalid_request', 'A member key keeps a project: name another one.');
@@ -308,10 +309,7 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
   app.post('/v1/keys/:id/rotate', async (request) => {
     const principal = await ctx.auth.authenticate(request, ['admin']);
     const { id } = request.params as { id: string };
-    const current = (await ctx.store.listKeys(principal.tenant)).find(
-      (k) => k.id === id && k.revoked_at === null,
-    );
-    if (!current) throw new TallyError('not_found', `No active key ${id}.`);
+    const current = await activeKey(ctx, principal.tenant, id);
     const key = generateKey(current.role);
     const rotated = await ctx.store.rotateKey(principal.tenant, id, {
       hash: hashKey(key),
