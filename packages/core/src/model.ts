@@ -36,7 +36,12 @@ export const ZERO_TOKENS: Readonly<Tokens> = Object.freeze({
 });
 
 export type PricingStatus = 'priced' | 'estimated' | 'unpriced';
-export type CallStatus = 'ok' | 'error';
+/** What became of a call: answered (`ok`), failed upstream or cut off (`error`), or answered by the
+ * gateway itself without going upstream (`refused`: a budget, a rate limit, a model the key may not
+ * use, a request it could not route or translate). A refused call costs nothing; spend counts it
+ * apart (`refused_calls`), and the scorecard and the audit leave it out. */
+export const CALL_STATUSES = ['ok', 'error', 'refused'] as const;
+export type CallStatus = (typeof CALL_STATUSES)[number];
 export type CacheStatus = 'miss' | 'exact' | 'semantic';
 
 export const API_FLAVOURS = [

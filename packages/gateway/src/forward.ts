@@ -12,7 +12,7 @@ import {
 } from './providers.js';
 import { type Accumulated, failure, type Recorder, relayStream } from './relay.js';
 import { relay } from './relay-whole.js';
-import { badRequest, sendError, type Wire } from './replies.js';
+import { badRequest, type GatewayError, sendError, type Wire } from './replies.js';
 import type { Attempt } from './router.js';
 import { estimatePromptTokens } from './tokenizer.js';
 import { AnthropicToOpenAiStream } from './translate/anthropic-stream.js';
@@ -54,7 +54,8 @@ export interface ForwardEnv {
 /**
  * Tries the planned attempts in order: each is sent (translated for an Anthropic upstream), and a
  * retryable failure (429, 5xx, timeout, connection error) moves on to the next, every attempt
- * metered. The answer is relayed as JSON or event by event.
+ * metered. The answer is relayed as JSON or event by event. A request the first attempt cannot be
+ * translated for is not answered here: its refusal is returned, for the gateway to answer.
  */
 export async function forwardAttempts(
   env: ForwardEnv,
@@ -69,7 +70,7 @@ export async function forwardAttempts(
   attribution: Attribution,
   time: number,
   acc: Accumulated,
-): Promise<void> {
+): Promise<GatewayError | undefined> {
   const wire: Wire = endpoint === 'messages' ? 'anthropic' : 'openai';
   const stream = body['stream'] === true;
   const clientWantsUsage = stream && (body['stream_options'] as Obj | undefined)?.['include_usage'] === true;
@@ -117,7 +118,7 @@ export async function forwardAttempts(
         planned.push(attempt);
       } catch (err) {
         if (!(err instanceof TranslationError)) throw err;
-        if (attempt === attempts[0]) return sendError(res, wire, badRequest(err.message, err.code));
+        if (attempt === attempts[0]) return badRequest(err.message, err.code);
       }
     }
   }
@@ -191,13 +192,14 @@ export async function forwardAttempts(
         const errorType = timeout ? 'upstream_timeout' : 'upstream_connection_error';
         env.recorder(ctx, failure(errorType, a0), acc);
         if (!last) continue;
-        return sendError(res, wire, {
+        sendError(res, wire, {
           status: timeout ? 504 : 502,
           type: 'api_error',
           code: errorType,
           message: `The upstream ${attempt.provider.id} did not answer (${errorType}).`,
           headers: acc.headers,
         });
+        return;
       }
       if (RETRYABLE(up.statusCode)) env.breakers.failure(attempt.provider.id);
       else env.breakers.success(attempt.provider.id);

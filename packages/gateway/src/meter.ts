@@ -137,3 +137,54 @@ export function meterAttempt(deps: GatewayDeps, ctx: AttemptContext, out: Attemp
     request_id: ctx.requestId,
   };
 }
+
+/** A call the gateway answered itself, sending nothing upstream. */
+export interface Refusal {
+  id: string;
+  /** Epoch ms when the request arrived. */
+  time: number;
+  key: VirtualKey;
+  attribution: Attribution;
+  /** The catalog provider the call would have gone to first ('' when no route serves it). */
+  provider: string;
+  api: string;
+  model: string;
+  /** The refusal's error code: budget_exceeded, rate_limit_exceeded, model_not_allowed, ... */
+  code: string;
+}
+
+/** A refused call's record: status `refused`, its error code as error_type, no tokens, $0 and no
+ * latency (it went nowhere), under the key's attribution, so that what a budget, a limit or a
+ * key's model list turned away can be listed and counted by key, team, user and model. */
+export function refusalRecord(deps: GatewayDeps, r: Refusal): CallRecord {
+  return {
+    id: r.id,
+    time: r.time,
+    tenant: r.key.tenant,
+    project: r.attribution.project,
+    team: r.attribution.team,
+    user: r.attribution.user,
+    use_case: r.attribution.use_case,
+    task_id: r.attribution.task_id,
+    key_id: r.key.id,
+    tags: r.attribution.tags,
+    provider: r.provider,
+    api: r.api,
+    model_requested: r.model,
+    model_served: null,
+    tokens: { ...ZERO_TOKENS },
+    cost_list_nano: 0n,
+    cost_effective_nano: 0n,
+    pricing_status: 'priced',
+    price_version: deps.priceVersion,
+    latency_ms: null,
+    ttft_ms: null,
+    status: 'refused',
+    error_type: r.code,
+    cache: 'miss',
+    route_tier: null,
+    fallback_hops: 0,
+    saved_nano: 0n,
+    request_id: r.id,
+  };
+}

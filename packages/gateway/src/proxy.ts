@@ -6,10 +6,18 @@ import { Breakers } from './breaker.js';
 import { type Hold, reserveBudgets, settleBudgets, type Unpriceable } from './budget-guard.js';
 import { type ForwardEnv, forwardAttempts } from './forward.js';
 import { checkTopLevel, editTopLevel } from './json-edit.js';
-import { type AttemptContext, type AttemptOutcome, meterAttempt, type Underway } from './meter.js';
+import {
+  type AttemptContext,
+  type AttemptOutcome,
+  meterAttempt,
+  type Refusal,
+  refusalRecord,
+  type Underway,
+} from './meter.js';
 import { modelAllowed } from './model-allow.js';
 import { choicesOf, maxOutputTokens, rateLimited, rateLimitHeaders } from './policy.js';
 import {
+  ENDPOINT_API,
   type Endpoint,
   modelsPath,
   priceProviderOf,
@@ -47,6 +55,13 @@ const noRoute = (model: string, missing: string[]): GatewayError => ({
     missing.length > 0
       ? `The route for model ${model} names provider${missing.length > 1 ? 's' : ''} ${missing.join(', ')}, which ${missing.length > 1 ? 'are' : 'is'} not configured.`
       : `No provider is configured for model ${model} on this endpoint.`,
+});
+
+const notAllowed = (key: VirtualKey, model: string): GatewayError => ({
+  status: 403,
+  type: 'invalid_request_error',
+  code: 'model_not_allowed',
+  message: `This key may not use model ${model}. Allowed: ${key.models.join(', ')}.`,
 });
 
 /** What the gateway serves: a model call's endpoint, the model list, or Anthropic's token count. */
@@ -254,7 +269,7 @@ export class Gateway {
   }
 
   /** A model call's key, body and model; or null, the error answered: an unknown key (401), a body
-   * that is not a JSON object or names no model (400), a model the key may not use (403). */
+   * that is not a JSON object or names no model (400). */
   private async admit(
     req: IncomingMessage,
     res: ServerResponse,
@@ -296,15 +311,6 @@ export class Gateway {
       sendError(res, wire, badRequest(`model must be a model name: ${MODEL_NAME_RULE}.`, 'invalid_model'));
       return null;
     }
-    if (!modelAllowed(key.models, model)) {
-      sendError(res, wire, {
-        status: 403,
-        type: 'invalid_request_error',
-        code: 'model_not_allowed',
-        message: `This key may not use model ${model}. Allowed: ${key.models.join(', ')}.`,
-      });
-      return null;
-    }
     return { key, body, model };
   }
 
@@ -321,6 +327,7 @@ export class Gateway {
     const admitted = await this.admit(req, res, 'anthropic', raw, known);
     if (!admitted) return;
     const { key, model } = admitted;
+    if (!modelAllowed(key.models, model)) return sendError(res, 'anthropic', notAllowed(key, model));
     const attempt = this.plan(model, 'messages', key.tenant)[0];
     if (!attempt) return sendError(res, 'anthropic', noRoute(model, []));
     if (attempt.provider.kind !== 'anthropic') {
@@ -394,11 +401,22 @@ export class Gateway {
     const admitted = await this.admit(req, res, wire, raw, known);
     if (!admitted) return;
     const { key, body, model } = admitted;
-    let attempts = this.plan(model, endpoint, key.tenant);
-    if (attempts.length === 0) {
-      return sendError(res, wire, noRoute(model, this.router.missingProviders(model, key.tenant)));
-    }
     const attribution = attribute(key, req.headers, body);
+    let attempts = this.plan(model, endpoint, key.tenant);
+    // What a refusal records: the call as far as it got.
+    const refusal = {
+      time,
+      key,
+      attribution,
+      provider: attempts[0] ? priceProviderOf(attempts[0].provider) : '',
+      api: ENDPOINT_API[endpoint],
+      model,
+    };
+    if (!modelAllowed(key.models, model)) return this.refuse(res, wire, notAllowed(key, model), refusal);
+    if (attempts.length === 0) {
+      const missing = this.router.missingProviders(model, key.tenant);
+      return this.refuse(res, wire, noRoute(model, missing), refusal);
+    }
 
     // Policy: rate limits, then budgets. Both need the call's size: the prompt's tokens (by the
     // tokenizer) and the most output it allows.
@@ -418,9 +436,9 @@ export class Gateway {
           now: time,
         });
       } catch (err) {
-        return sendError(res, wire, stateUnavailable(err));
+        return this.refuse(res, wire, stateUnavailable(err), refusal);
       }
-      if (!rl.ok) return sendError(res, wire, rateLimited(rl, key));
+      if (!rl.ok) return this.refuse(res, wire, rateLimited(rl, key), refusal);
       // Like OpenAI, every answer says where the key stands; these replace the upstream's own.
       Object.assign(acc.headers, rateLimitHeaders(rl));
     }
@@ -445,13 +463,13 @@ export class Gateway {
           time,
         );
       } catch (err) {
-        return sendError(res, wire, stateUnavailable(err));
+        return this.refuse(res, wire, stateUnavailable(err), refusal);
       }
       if (!admission.ok) {
         // The tokens the rate limit took for a call that does not go are given back.
         if (key.tpm !== null)
           await this.deps.state.adjustTokens(key.id, key.tpm, -(promptTokens + maxOut), time);
-        return sendError(res, wire, admission.error);
+        return this.refuse(res, wire, admission.error, refusal);
       }
       hold = admission.hold;
       const cheaper = admission.downgradeTo ? this.plan(admission.downgradeTo, endpoint, key.tenant) : [];
@@ -461,7 +479,7 @@ export class Gateway {
       }
     }
     try {
-      await forwardAttempts(
+      const untranslatable = await forwardAttempts(
         this.env,
         req,
         res,
@@ -475,6 +493,7 @@ export class Gateway {
         time,
         acc,
       );
+      if (untranslatable) this.refuse(res, wire, untranslatable, refusal);
     } finally {
       if (hold) {
         const spent = acc.unpriced && hold.reserved > acc.spentNano ? hold.reserved : acc.spentNano;
@@ -484,6 +503,20 @@ export class Gateway {
         await this.deps.state.adjustTokens(key.id, key.tpm, acc.tokens - (promptTokens + maxOut), time);
       }
     }
+  }
+
+  /** Answers a call with a refusal, and records it as a refused call (see refusalRecord): the
+   * answer's `x-tally-call-id` (and `x-tally-request-id`) names the record. */
+  private refuse(
+    res: ServerResponse,
+    wire: Wire,
+    err: GatewayError,
+    call: Omit<Refusal, 'id' | 'code'>,
+  ): void {
+    const id = this.deps.newId();
+    const headers = { ...err.headers, 'x-tally-request-id': id, 'x-tally-call-id': id };
+    sendError(res, wire, { ...err, headers });
+    this.deps.sink.write(refusalRecord(this.deps, { ...call, id, code: err.code }));
   }
 
   /** What a call can cost at most: the prompt, and the output the request allows, on the

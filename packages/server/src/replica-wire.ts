@@ -1,4 +1,4 @@
-import type { CallRecord } from '@tally/core';
+import { CALL_STATUSES, type CallRecord } from '@tally/core';
 import type { BudgetAlert, BudgetRule } from '@tally/gateway';
 import { z } from 'zod';
 
@@ -71,7 +71,7 @@ const callSchema = z
     price_version: maybe,
     latency_ms: z.number().min(0).nullable(),
     ttft_ms: z.number().min(0).nullable(),
-    status: z.enum(['ok', 'error']),
+    status: z.enum(CALL_STATUSES),
     error_type: maybe,
     cache: z.enum(['miss', 'exact', 'semantic']),
     route_tier: maybe,
@@ -94,7 +94,7 @@ const fieldsOf = (type: unknown) =>
 const TEXT_KEYS = fieldsOf(text);
 const MAYBE_KEYS = fieldsOf(maybe);
 const PRICING = new Set(['priced', 'estimated', 'unpriced']);
-const STATUS = new Set(['ok', 'error']);
+const STATUS = new Set<string>(CALL_STATUSES);
 const CACHE = new Set(['miss', 'exact', 'semantic']);
 const NANO = /^-?\d{1,20}$/;
 

@@ -226,6 +226,17 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('a gateway replica in front of the serv
     expect(err.error.code).toBe('budget_exceeded');
     expect(err.error.message).toContain('b-billing');
     expect(res.headers['x-tally-budget']).toBe('b-billing');
+    // The refusal reaches the server as a call of its own, under the key's attribution.
+    const [refused] = await serverCalls(1);
+    expect(refused).toMatchObject({
+      id: res.headers['x-tally-call-id'],
+      status: 'refused',
+      error_type: 'budget_exceeded',
+      project: 'billing',
+      team: 'cx',
+      model_requested: 'gpt-4o',
+      cost_usd: '0',
+    });
 
     // An alert-only budget lets the call through; crossing it raises an alert the server stores.
     await t.app.inject({ method: 'DELETE', url: '/v1/budgets/b-billing', headers: t.auth });

@@ -43,6 +43,7 @@ export function spendRowToJson(r: SpendRow, groupBy: string | undefined): Record
   out['list_cost_usd'] = nanoToUsd(r.cost_list_nano);
   out['calls'] = r.calls;
   out['unpriced_calls'] = r.unpriced_calls;
+  out['refused_calls'] = r.refused_calls;
   out['estimated_calls'] = r.estimated_calls;
   out['input_tokens'] = r.input_tokens;
   out['output_tokens'] = r.output_tokens;

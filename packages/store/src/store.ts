@@ -4,6 +4,7 @@ import type {
   BudgetPeriod,
   BudgetScope,
   CallRecord,
+  CallStatus,
   LedgerCategory,
   OutcomeSums,
   Stage,
@@ -38,7 +39,7 @@ export interface CallQuery {
   use_case?: string;
   task_id?: string;
   key_id?: string;
-  status?: 'ok' | 'error';
+  status?: CallStatus;
   /** The attempts of one gateway request (its first attempt's id). */
   request_id?: string;
   /** Calls whose error type starts so: `upstream_429` takes `upstream_429:insufficient_quota`. */
@@ -78,6 +79,8 @@ export interface SpendRow {
   cost_list_nano: bigint;
   cost_effective_nano: bigint;
   unpriced_calls: number;
+  /** Calls the gateway refused (status `refused`), which `calls` does not count. */
+  refused_calls: number;
   estimated_calls: number;
   input_tokens: number;
   output_tokens: number;

@@ -35,7 +35,7 @@ export function registerCalls(program: Command): void {
       .option('--task-id <t>')
       .option('--key-id <k>', "the virtual key's id")
       .option('--request-id <r>', 'the attempts of one gateway request (x-tally-request-id)')
-      .option('--status <s>', 'ok or error')
+      .option('--status <s>', 'ok, error, or refused (answered by the gateway without going upstream)')
       .option('--error-type <e>', 'calls whose error type starts so, e.g. upstream_429')
       .option('--from <time>', 'RFC 3339 or epoch ms')
       .option('--to <time>', 'RFC 3339 or epoch ms, not included')

@@ -110,6 +110,38 @@ describe.each(states)('budgets and rate limits (%s state)', (_name, makeState) =
     const exhausted = mine.find((a: { kind: string }) => a.kind === 'budget.exhausted');
     expect(exhausted).toMatchObject({ reason: 'call_exceeds_remaining', callUsd: '0.015384' });
     expect(exhausted.remainingUsd).toBe((1 - passed * 0.01437).toFixed(5).replace(/0+$/, ''));
+
+    // Each refusal is a call of its own: refused, with its code, at $0 and no tokens, under the
+    // key and its attribution; the answer names it. Spend counts them apart from the calls made.
+    const refused = (
+      await t.app.inject({ url: `/v1/calls?key_id=${id}&status=refused&limit=1000`, headers: t.auth })
+    ).json().data;
+    expect(refused.length).toBe(blocked.length + 1);
+    for (const c of refused) {
+      expect(c).toMatchObject({
+        status: 'refused',
+        error_type: 'budget_exceeded',
+        project: 'p',
+        key_id: id,
+        provider: 'anthropic',
+        api: 'anthropic-messages',
+        model_requested: 'claude-sonnet-4-5',
+        model_served: null,
+        cost_usd: '0',
+        pricing_status: 'priced',
+        latency_ms: null,
+        request_id: c.id,
+      });
+      expect(Object.values(c.tokens).every((n) => n === 0)).toBe(true);
+    }
+    const named = blocked[0]!.headers['x-tally-call-id'];
+    expect(blocked[0]!.headers['x-tally-request-id']).toBe(named);
+    expect(refused.map((c: { id: string }) => c.id)).toContain(named);
+    expect(spend.refused_calls).toBe(refused.length);
+    const made = (
+      await t.app.inject({ url: `/v1/calls?key_id=${id}&status=ok&limit=1000`, headers: t.auth })
+    ).json().data;
+    expect(made.length).toBe(passed);
   });
 
   const budget = async (payload: Record<string, unknown>) => {
@@ -340,6 +372,16 @@ describe.each(states)('budgets and rate limits (%s state)', (_name, makeState) =
     expect(limited.headers['x-ratelimit-remaining-requests']).toBe('0');
     expect(await limited.body.json()).toMatchObject({
       error: { type: 'rate_limit_error', code: 'rate_limit_exceeded' },
+    });
+    // The call the limit turned away is listed, under the key's project.
+    await t.gateway.flush();
+    const id = limited.headers['x-tally-call-id'] as string;
+    const call = (await t.app.inject({ url: `/v1/calls/${id}`, headers: t.auth })).json();
+    expect(call).toMatchObject({
+      status: 'refused',
+      error_type: 'rate_limit_exceeded',
+      project: 'rl',
+      cost_usd: '0',
     });
   });
 });

@@ -173,6 +173,15 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     expect(refused.error).toMatchObject({ code: 'model_not_allowed' });
     expect(refused.message).toMatch(/may not use model gpt-4\.1\. Allowed: gpt-4o\*, claude-\*\./);
     expect(mock.received.length).toBe(sent);
+    const [call] = await lastCalls(1);
+    expect(call).toMatchObject({
+      id: refused.headers.get('x-tally-call-id'),
+      status: 'refused',
+      error_type: 'model_not_allowed',
+      project: 'support',
+      provider: 'openai',
+      model_requested: 'gpt-4.1',
+    });
     const listed = (await client.models.list()).data.map((m) => m.id);
     expect(listed.length).toBeGreaterThan(0);
     expect(listed.every((id) => id.startsWith('gpt-4o') || id.startsWith('claude-'))).toBe(true);
@@ -821,6 +830,17 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
       .catch((e: unknown) => e);
     expect(err).toMatchObject({ status: 400, code: 'untranslatable_request' });
     expect(mock.received.length).toBe(before);
+    // It is listed as a refused call, which the answer names.
+    const [refused] = await lastCalls(1);
+    expect(refused).toMatchObject({
+      id: (err as { headers: Headers }).headers.get('x-tally-call-id'),
+      status: 'refused',
+      error_type: 'untranslatable_request',
+      provider: 'anthropic',
+      api: 'openai-responses',
+      model_requested: 'claude-sonnet-4-5',
+      cost_usd: '0',
+    });
   });
 
   it('reaches Azure deployments and Gemini through the same client, priced under each provider', async () => {

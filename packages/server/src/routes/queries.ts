@@ -1,4 +1,4 @@
-import { TallyError } from '@tally/core';
+import { CALL_STATUSES, TallyError } from '@tally/core';
 import { type CallQuery, SPEND_GROUPS, type SpendInterval, type SpendQuery } from '@tally/store';
 import type { FastifyPluginAsync } from 'fastify';
 import type { AppContext } from '../context.js';
@@ -37,7 +37,7 @@ export const queryRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
     const to = parseTimeParam('to', q['to']);
     if (from !== undefined) query.from = from;
     if (to !== undefined) query.to = to;
-    const status = enumParam('status', q['status'], ['ok', 'error'] as const);
+    const status = enumParam('status', q['status'], CALL_STATUSES);
     if (status) query.status = status;
     const cursor = stringParam('cursor', q['cursor']);
     if (cursor) query.cursor = cursor;

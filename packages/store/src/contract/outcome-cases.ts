@@ -156,5 +156,26 @@ export function outcomeCases(ctx: ContractContext): void {
       eligible: 2,
       aiUsed: 1,
     });
+    // A call the gateway refused for task N went nowhere: N did not use AI, and the use case's
+    // calls, errors and latency leave it out, as the audit does.
+    const refused = makeCall(tenant, 'g3', {
+      task_id: 'N',
+      time: T0 + 3000,
+      status: 'refused',
+      error_type: 'budget_exceeded',
+      latency_ms: null,
+      cost_list_nano: 0n,
+      cost_effective_nano: 0n,
+    });
+    await s.appendCalls([refused]);
+    const o = await s.outcomeSums(tenant, 'triage', from, to);
+    expect(o.arms.ai).toMatchObject({ eligible: 2, aiUsed: 1 });
+    expect(o.calls).toMatchObject({ calls: 1, errors: 0, withTask: 1 });
+    const audit = await s.auditSums(tenant, from, to);
+    expect(audit.calls.find((c) => c.useCase === 'triage')).toMatchObject({ calls: 1 });
+    expect((await s.spend({ tenant, groupBy: 'use_case' })).find((r) => r.group === 'triage')).toMatchObject({
+      calls: 1,
+      refused_calls: 1,
+    });
   });
 }

@@ -26,6 +26,7 @@ function expectedSpend(calls: CallRecord[], group?: SpendGroup): SpendRow[] {
         cost_list_nano: 0n,
         cost_effective_nano: 0n,
         unpriced_calls: 0,
+        refused_calls: 0,
         estimated_calls: 0,
         input_tokens: 0,
         output_tokens: 0,
@@ -35,7 +36,8 @@ function expectedSpend(calls: CallRecord[], group?: SpendGroup): SpendRow[] {
       if (group) r.group = key;
       rows.set(key, r);
     }
-    r.calls++;
+    if (c.status === 'refused') r.refused_calls++;
+    else r.calls++;
     r.cost_list_nano += c.cost_list_nano ?? 0n;
     r.cost_effective_nano += c.cost_effective_nano ?? 0n;
     if (c.pricing_status === 'unpriced') r.unpriced_calls++;
@@ -57,7 +59,8 @@ function expectedSpend(calls: CallRecord[], group?: SpendGroup): SpendRow[] {
   });
 }
 
-/** Calls that vary in every group, with distinct costs, and some estimated or unpriced. */
+/** Calls that vary in every group, with distinct costs, and some estimated, unpriced or refused (a
+ * refused call, as the gateway writes it: no tokens, $0). */
 function sampleCalls(tenant: string): CallRecord[] {
   return Array.from({ length: 30 }, (_, i) =>
     makeCall(tenant, `c-${i}`, {
@@ -73,6 +76,18 @@ function sampleCalls(tenant: string): CallRecord[] {
       cost_effective_nano: i % 6 === 5 ? null : BigInt(1_000_000 * (i + 1) * (i + 1)),
       pricing_status: i % 6 === 5 ? 'unpriced' : i % 7 === 3 ? 'estimated' : 'priced',
       saved_nano: BigInt(i * 17),
+      ...(i % 10 === 8
+        ? {
+            status: 'refused' as const,
+            error_type: 'gateway_429:budget_exceeded',
+            tokens: { ...ZERO_TOKENS },
+            cost_list_nano: 0n,
+            cost_effective_nano: 0n,
+            pricing_status: 'priced' as const,
+            saved_nano: 0n,
+            latency_ms: null,
+          }
+        : {}),
     }),
   );
 }
@@ -88,6 +103,7 @@ export function spendCases(ctx: ContractContext): void {
     const rows = await ctx.store.spend({ tenant });
     expect(rows).toEqual(expectedSpend(calls));
     expect(rows[0]?.unpriced_calls).toBe(5);
+    expect(rows[0]).toMatchObject({ calls: 27, refused_calls: 3 });
     expect(rows[0]?.estimated_calls).toBeGreaterThan(0);
   });
 

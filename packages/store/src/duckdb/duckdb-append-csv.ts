@@ -1,7 +1,7 @@
 import { unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
-import { TallyError } from '@tally/core';
+import { CALL_STATUSES, TallyError } from '@tally/core';
 import { CALL_CSV_COLUMNS, CALL_CSV_TYPES, type CsvCallBatch } from '../call-csv.js';
 import type { WriteResult } from '../store.js';
 import { type DuckDbDatabase, isDuplicateKey } from './duckdb-database.js';
@@ -64,7 +64,7 @@ function validRow(tenant: string, withTasks: boolean): string {
     `(latency_ms IS NULL OR ${matches('latency_ms', MS)})`,
     `(ttft_ms IS NULL OR ${matches('ttft_ms', MS)})`,
     "pricing_status IN ('priced', 'estimated', 'unpriced')",
-    "status IN ('ok', 'error')",
+    `status IN (${CALL_STATUSES.map((x) => `'${x}'`).join(', ')})`,
     "cache IN ('miss', 'exact', 'semantic')",
     // Tags: a JSON object of strings; most calls have none.
     "CASE WHEN tags = '{}' THEN true ELSE json_valid(tags) AND json_type(tags::JSON) = 'OBJECT' AND " +

@@ -4,14 +4,15 @@ import { queryRows } from './duckdb-sql.js';
 import { ts } from './duckdb-values.js';
 
 /** The queries behind the audit's evidence, as they run ($1 tenant, $2 from, $3 to). They are
- * returned with the findings, so a reader can run them again. */
+ * returned with the findings, so a reader can run them again. Calls the gateway refused went
+ * nowhere, and would read as calls answered in no tokens: they are left out. */
 export const AUDIT_SQL = {
   calls_by_use_case: `SELECT use_case, count(*) AS calls,
   coalesce(sum(cost_effective_nano::HUGEINT), 0)::VARCHAR AS spend_nano,
   count(*) FILTER (WHERE output_tokens <= 3) AS tiny_outputs,
   count(DISTINCT input_tokens) AS distinct_input_sizes,
   coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(output_tokens), 0) AS output_tokens
-FROM calls WHERE tenant = $1 AND time >= $2 AND time < $3 AND use_case IS NOT NULL
+FROM calls WHERE tenant = $1 AND time >= $2 AND time < $3 AND use_case IS NOT NULL AND status <> 'refused'
 GROUP BY use_case ORDER BY use_case`,
   outcomes_by_use_case: `SELECT use_case,
   count(*) FILTER (WHERE type = 'task.completed') AS completed,
@@ -30,7 +31,7 @@ FROM (
 )
 GROUP BY task_id`,
   spend_by_project: `SELECT project, count(*) AS calls, coalesce(sum(cost_effective_nano::HUGEINT), 0)::VARCHAR AS spend_nano
-FROM calls WHERE tenant = $1 AND time >= $2 AND time < $3 AND project IS NOT NULL
+FROM calls WHERE tenant = $1 AND time >= $2 AND time < $3 AND project IS NOT NULL AND status <> 'refused'
 GROUP BY project ORDER BY project`,
 } as const;
 

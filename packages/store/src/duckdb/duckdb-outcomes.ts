@@ -14,6 +14,7 @@ const REFRESH = [
    called AS (
      SELECT DISTINCT c.tenant, c.use_case, c.task_id FROM calls c
      JOIN d ON c.tenant = d.tenant AND c.use_case = d.use_case AND c.task_id = d.task_id
+     WHERE c.status <> 'refused'
    ),
    agg AS (
    SELECT e.tenant, e.use_case, e.task_id,
@@ -122,7 +123,8 @@ SELECT coalesce(opt_reason, '(none given)') AS reason, count(*) AS n
 FROM tt WHERE opted_out GROUP BY 1 ORDER BY n DESC, reason`;
 
 /** The use case's calls in one scan: by week, in total (both sets null), and by latency bucket
- * (1 % wide on a log scale), from which the percentiles are read to within half a percent. */
+ * (1 % wide on a log scale), from which the percentiles are read to within half a percent. Calls
+ * the gateway refused went nowhere: they are left out, as they would count as calls made. */
 const latencyBucket = 'round(ln(greatest(latency_ms, 0.01)) * 100)::INTEGER';
 const CALLS_SQL = `
 SELECT ${week('time')} AS week, ${latencyBucket} AS bucket,
@@ -137,7 +139,7 @@ SELECT ${week('time')} AS week, ${latencyBucket} AS bucket,
   coalesce(sum(saved_nano), 0)::VARCHAR AS saved,
   avg(latency_ms) AS latency,
   GROUPING(${week('time')}) AS g_week, GROUPING(${latencyBucket}) AS g_bucket
-FROM calls WHERE tenant = $1 AND use_case = $2 AND time >= $3 AND time < $4
+FROM calls WHERE tenant = $1 AND use_case = $2 AND time >= $3 AND time < $4 AND status <> 'refused'
 GROUP BY GROUPING SETS ((${week('time')}), (${latencyBucket}), ())`;
 
 /** The q-quantile of a bucketed distribution (bucket b holds values near e^(b/100)). */

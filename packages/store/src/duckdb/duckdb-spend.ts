@@ -29,7 +29,9 @@ const UNITS: Readonly<Record<SpendInterval, string>> = {
 const SLOT_MS = 900_000;
 
 const MEASURES: ReadonlyArray<readonly [name: string, expr: string]> = [
-  ['calls', 'count(*)'],
+  // A refused call went nowhere and costs nothing: it is counted apart, not as a call.
+  ['calls', "count(*) FILTER (WHERE status <> 'refused')"],
+  ['refused_calls', "count(*) FILTER (WHERE status = 'refused')"],
   ['cost_list_nano', 'COALESCE(sum(cost_list_nano), 0)'],
   ['cost_effective_nano', 'COALESCE(sum(cost_effective_nano), 0)'],
   ['unpriced_calls', "count(*) FILTER (WHERE pricing_status = 'unpriced')"],
@@ -89,6 +91,7 @@ export function spendFromRow(r: Row, q: SpendQuery): SpendRow {
     cost_list_nano: big(r, 'cost_list_nano'),
     cost_effective_nano: big(r, 'cost_effective_nano'),
     unpriced_calls: num(r, 'unpriced_calls'),
+    refused_calls: num(r, 'refused_calls'),
     estimated_calls: num(r, 'estimated_calls'),
     input_tokens: num(r, 'input_tokens'),
     output_tokens: num(r, 'output_tokens'),
