@@ -1,3 +1,4 @@
+import { ZERO_TOKENS } from '@tally/core';
 import { expect, it } from 'vitest';
 import type { ContractContext } from '../contract.js';
 import { DAY, makeCall, makeTask, newTenant, T0 } from './fixtures.js';
@@ -171,10 +172,22 @@ export function outcomeCases(ctx: ContractContext): void {
     const o = await s.outcomeSums(tenant, 'triage', from, to);
     expect(o.arms.ai).toMatchObject({ eligible: 2, aiUsed: 1 });
     expect(o.calls).toMatchObject({ calls: 1, errors: 0, withTask: 1 });
+    // A call that failed upstream is a call made, but not an answer of 3 tokens or fewer.
+    await s.appendCalls([
+      makeCall(tenant, 'g4', {
+        task_id: 'M',
+        time: T0 + 4000,
+        status: 'error',
+        error_type: 'upstream_500',
+        tokens: { ...ZERO_TOKENS },
+        cost_list_nano: 0n,
+        cost_effective_nano: 0n,
+      }),
+    ]);
     const audit = await s.auditSums(tenant, from, to);
-    expect(audit.calls.find((c) => c.useCase === 'triage')).toMatchObject({ calls: 1 });
+    expect(audit.calls.find((c) => c.useCase === 'triage')).toMatchObject({ calls: 2, tinyOutputs: 0 });
     expect((await s.spend({ tenant, groupBy: 'use_case' })).find((r) => r.group === 'triage')).toMatchObject({
-      calls: 1,
+      calls: 2,
       refused_calls: 1,
     });
   });

@@ -5,11 +5,12 @@ import { ts } from './duckdb-values.js';
 
 /** The queries behind the audit's evidence, as they run ($1 tenant, $2 from, $3 to). They are
  * returned with the findings, so a reader can run them again. Calls the gateway refused went
- * nowhere, and would read as calls answered in no tokens: they are left out. */
+ * nowhere, and would read as calls answered in no tokens: they are left out. A failed call has no
+ * output either: only answered calls count as short answers. */
 export const AUDIT_SQL = {
   calls_by_use_case: `SELECT use_case, count(*) AS calls,
   coalesce(sum(cost_effective_nano::HUGEINT), 0)::VARCHAR AS spend_nano,
-  count(*) FILTER (WHERE output_tokens <= 3) AS tiny_outputs,
+  count(*) FILTER (WHERE status = 'ok' AND output_tokens <= 3) AS tiny_outputs,
   count(DISTINCT input_tokens) AS distinct_input_sizes,
   coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(output_tokens), 0) AS output_tokens
 FROM calls WHERE tenant = $1 AND time >= $2 AND time < $3 AND use_case IS NOT NULL AND status <> 'refused'
