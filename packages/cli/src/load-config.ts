@@ -99,6 +99,12 @@ const ENV: Record<string, (cfg: Record<string, unknown>, v: string) => void> = {
   TALLY_LOG_LEVEL: (c, v) => {
     c['log_level'] = v;
   },
+  TALLY_CORS_ORIGINS: (c, v) => {
+    c['cors_origins'] = v
+      .split(',')
+      .map((o) => o.trim())
+      .filter((o) => o !== '');
+  },
   TALLY_STORE_PATH: (c, v) => {
     c['store'] = { ...(c['store'] as object | undefined), path: v };
   },

@@ -19,6 +19,7 @@ import { Authenticator, hashKey } from './auth.js';
 import { AlertService, BudgetCache, seedSpend } from './budgets.js';
 import type { TallyConfig } from './config.js';
 import type { AppContext } from './context.js';
+import { corsFor } from './cors.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { meteringWriter } from './metering-write.js';
 import { ServerMetrics } from './metrics.js';
@@ -91,9 +92,11 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
   const clock = opts.clock ?? systemClock;
   // Gateway paths go straight to the gateway; everything else to Fastify's router.
   let gateway: Gateway | null = null;
+  const cors = corsFor(config.cors_origins);
   const app = Fastify({
     serverFactory: (handler) =>
       createServer((req, res) => {
+        if (cors?.(req, res)) return;
         const endpoint = gateway ? Gateway.route(req.method, req.url) : null;
         if (endpoint && gateway) {
           metrics.gateway.count(res, endpoint);

@@ -1,5 +1,6 @@
 import { memoryLimitProblem } from '@tally/store';
 import { z } from 'zod';
+import { originProblem } from './cors.js';
 
 const decimal = z.string().regex(/^\d+(\.\d+)?$/, 'must be a decimal string such as "2.5"');
 
@@ -153,6 +154,16 @@ export const configSchema = z
      * `tally keys create --role gateway` does the same and can be revoked. */
     gateway_key: z.string().min(16).optional(),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** The origins whose pages may call the gateway and the API from a browser (CORS): each as a
+     * browser sends it (`https://app.example.com`), or `*` for any. None by default. */
+    cors_origins: z
+      .array(
+        z.string().superRefine((v, ctx) => {
+          const problem = originProblem(v);
+          if (problem) ctx.addIssue({ code: 'custom', message: `${JSON.stringify(v)} ${problem}` });
+        }),
+      )
+      .default([]),
     store: z
       .object({
         kind: z.enum(['duckdb']).default('duckdb'),

@@ -28,12 +28,14 @@ async function startReplica(
   upstream: string,
   cacheMs: number,
   extra: Pick<Parameters<typeof buildReplica>[0], 'onError' | 'spoolDir'>,
+  corsOrigins: string[] = [],
 ): Promise<{ replica: GatewayReplica; gw: string }> {
   const catalog = testCatalog();
   const replica = await buildReplica({
     config: configSchema.parse({
       gateway_key: GATEWAY_KEY,
       log_level: 'silent',
+      cors_origins: corsOrigins,
       gateway: {
         server_url: base,
         replica_cache_ms: cacheMs,
@@ -70,9 +72,13 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('a gateway replica in front of the serv
     });
     key = made.json().key;
     keyId = made.json().id;
-    ({ replica, gw } = await startReplica(base, mock.url, 300, {
-      onError: (err, what) => errors.push(`${what}: ${(err as Error).message}`),
-    }));
+    ({ replica, gw } = await startReplica(
+      base,
+      mock.url,
+      300,
+      { onError: (err, what) => errors.push(`${what}: ${(err as Error).message}`) },
+      ['https://app.example.com'],
+    ));
   });
   afterAll(async () => {
     await replica?.close();
@@ -294,6 +300,33 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('a gateway replica in front of the serv
     });
     expect(out.choices.length).toBeGreaterThan(0);
     expect(mock.received.at(-1)!.headers.authorization).toBe('Bearer sk-vllm-9');
+  });
+
+  it('lets the pages of the origins its config lists call it (CORS), as the server does', async () => {
+    const origin = 'https://app.example.com';
+    const pre = await request(`${gw}/v1/chat/completions`, {
+      method: 'OPTIONS',
+      headers: {
+        origin,
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'authorization',
+      },
+    });
+    expect(pre.statusCode).toBe(204);
+    expect(pre.headers).toMatchObject({
+      'access-control-allow-origin': origin,
+      'access-control-allow-headers': 'authorization',
+    });
+    const fresh = (await t.newKey({ project: 'web' })).key;
+    const res = await request(`${gw}/v1/models`, { headers: { origin, authorization: `Bearer ${fresh}` } });
+    expect(res.statusCode).toBe(200);
+    await res.body.dump();
+    expect(res.headers['access-control-allow-origin']).toBe(origin);
+    const stranger = await request(`${gw}/v1/models`, {
+      headers: { origin: 'https://elsewhere.example.com', authorization: `Bearer ${fresh}` },
+    });
+    await stranger.body.dump();
+    expect(stranger.headers['access-control-allow-origin']).toBeUndefined();
   });
 
   it('answers its health check and a 404 for what is not a gateway route', async () => {

@@ -21,6 +21,7 @@ import { CALL_CSV_FORMAT, CsvCallBatch, csvLines } from '@tally/store';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { Pool } from 'undici';
 import type { TallyConfig } from './config.js';
+import { corsFor } from './cors.js';
 import { GatewayRequestMetrics, watchSink } from './metrics.js';
 import {
   CALLS_FORMAT_HEADER,
@@ -306,7 +307,9 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
   if (opts.processMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'tally_' });
   const requests = new GatewayRequestMetrics(registry);
   watchSink(registry, sink);
+  const cors = corsFor(config.cors_origins);
   const server = createServer((req, res) => {
+    if (cors?.(req, res)) return;
     const endpoint = Gateway.route(req.method, req.url);
     if (endpoint) {
       requests.count(res, endpoint);
