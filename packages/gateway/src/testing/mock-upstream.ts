@@ -399,12 +399,24 @@ export class MockUpstream {
       return;
     }
     // A call made to use one tool (tool_choice "tool") gets that tool's call alone, as Anthropic
-    // answers it: no text before it.
+    // answers it: no text before it. One made to use any of them ("any") once a tool's result has
+    // come back gets a call of the last: the model gives its answer through it (before, it is
+    // answered as any call with tools).
     const choice = body['tool_choice'] as Obj | undefined;
-    if (choice?.['type'] === 'tool') {
+    const tools = (Array.isArray(body['tools']) ? body['tools'] : []) as Obj[];
+    const messages = (Array.isArray(body['messages']) ? body['messages'] : []) as Obj[];
+    const last = messages.at(-1)?.['content'];
+    const afterResult = Array.isArray(last) && last.some((b) => (b as Obj)['type'] === 'tool_result');
+    const forced =
+      choice?.['type'] === 'tool'
+        ? String(choice['name'])
+        : choice?.['type'] === 'any' && afterResult && tools.length > 0
+          ? String(tools.at(-1)?.['name'])
+          : null;
+    if (forced !== null) {
       const tool = {
         id: 'toolu_01forced',
-        name: String(choice['name']),
+        name: forced,
         input: { location: 'Paris', celsius: 18 },
       };
       if (body['stream'] === true) sse(res, anthropicToolStream(model, usage, tool));
@@ -419,7 +431,11 @@ export class MockUpstream {
       return;
     }
     if (Array.isArray(body['tools'])) {
-      json(res, 200, anthropicToolUse(model, usage));
+      const answer = anthropicToolUse(model, usage);
+      // Made to call a tool, the model writes no text before it.
+      if (choice?.['type'] === 'any')
+        answer['content'] = (answer['content'] as Obj[]).filter((b) => b['type'] === 'tool_use');
+      json(res, 200, answer);
       return;
     }
     json(res, 200, anthropicMessage(model, 'Hello, world!', usage));

@@ -139,21 +139,35 @@ export function answerToolOf(
   };
 }
 
-/** Makes the model give its answer through `answer`'s tool (answerToolOf), set on `out`, the
- * Anthropic request made so far; with tools of the request's own, the answer would be a tool call
- * there, so that is refused. `field` names where the request asked for it. */
+/**
+ * Makes the model give its answer through `answer`'s tool (answerToolOf), set on `out`, the
+ * Anthropic request made so far. Alone, the model must call it. Beside tools of the request's own,
+ * the model must call one of them all (`any`): a call of the request's tools is a turn of the tool
+ * loop, a call of the answer's tool its answer. A tool choice the request made decides first:
+ * `none` leaves the answer alone to call; `required` or a named tool asks for a tool call this
+ * turn, so the answer's tool is not offered. `field` names where the request asked for it.
+ */
 export function applyAnswerTool(
   answer: AnswerTool | null,
   out: Record<string, unknown>,
   field: string,
 ): void {
   if (!answer) return;
-  if (out['tools'])
+  const tools = out['tools'] as { name?: unknown }[] | undefined;
+  if (!tools) {
+    out['tools'] = [answer];
+    out['tool_choice'] = { type: 'tool', name: answer.name };
+    return;
+  }
+  if (tools.some((t) => t.name === answer.name))
     throw new TranslationError(
-      `${field} json_schema (or json_object) together with tools cannot be sent to an Anthropic model: the answer is a tool call there.`,
+      `${field} is named ${answer.name}, as a tool of the request is: give the schema another name to send both to an Anthropic model.`,
     );
-  out['tools'] = [answer];
-  out['tool_choice'] = { type: 'tool', name: answer.name };
+  const choice = out['tool_choice'] as Record<string, unknown> | undefined;
+  const type = choice?.['type'];
+  if (type === 'any' || type === 'tool') return;
+  out['tools'] = [...tools, answer];
+  out['tool_choice'] = type === 'none' ? { type: 'tool', name: answer.name } : { ...choice, type: 'any' };
 }
 
 /** The call of the structured answer's tool (named `answer`) among a message's blocks, if any. */

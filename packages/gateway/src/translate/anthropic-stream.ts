@@ -89,8 +89,12 @@ export class AnthropicToOpenAiStream {
         const usage = d['usage'] as Obj | undefined;
         if (usage) this.usage = { ...this.usage, ...usage };
         const reason = String((d['delta'] as Obj | undefined)?.['stop_reason']);
+        // The answer's tool call is the answer; calls of the request's own tools beside it make
+        // the turn one of the tool loop.
         const finish =
-          this.answerBlock !== null && reason === 'tool_use' ? 'stop' : (FINISH[reason] ?? 'stop');
+          this.answerBlock !== null && this.tools.size === 0 && reason === 'tool_use'
+            ? 'stop'
+            : (FINISH[reason] ?? 'stop');
         return this.chunk({ delta: {}, finish_reason: finish });
       }
       case 'message_stop':

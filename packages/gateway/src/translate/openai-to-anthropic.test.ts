@@ -63,6 +63,51 @@ describe('OpenAI chat -> Anthropic messages', () => {
     });
   });
 
+  it("offers a structured answer's tool beside the request's own, as the tool choice allows", () => {
+    const messages = [{ role: 'user', content: 'hi' }];
+    const tools = [{ type: 'function', function: { name: 'f', parameters: { type: 'object' } } }];
+    const response_format = { type: 'json_object' };
+    const answer = { name: 'json_answer', input_schema: { type: 'object' } };
+    const of = (extra: Record<string, unknown>) =>
+      toAnthropicRequest({ messages, tools, response_format, ...extra }, 'm', 1);
+    expect(of({})).toMatchObject({ tools: [{ name: 'f' }, answer], tool_choice: { type: 'any' } });
+    expect(of({ parallel_tool_calls: false })).toMatchObject({
+      tools: [{ name: 'f' }, answer],
+      tool_choice: { type: 'any', disable_parallel_tool_use: true },
+    });
+    expect(of({ tool_choice: 'none' })).toMatchObject({ tool_choice: { type: 'tool', name: 'json_answer' } });
+    const required = of({ tool_choice: 'required' });
+    expect(required).toMatchObject({ tools: [{ name: 'f' }], tool_choice: { type: 'any' } });
+    expect(required['tools']).toHaveLength(1);
+    const named = of({ tool_choice: { type: 'function', function: { name: 'f' } } });
+    expect(named).toMatchObject({ tools: [{ name: 'f' }], tool_choice: { type: 'tool', name: 'f' } });
+
+    // Its answer: the answer's call is the content, beside the calls of the request's tools.
+    const usage = { input_tokens: 1, output_tokens: 1 };
+    const call = { type: 'tool_use', id: 'toolu_1', name: 'f', input: { q: 1 } };
+    const given = { type: 'tool_use', id: 'toolu_2', name: 'json_answer', input: { a: 1 } };
+    const alone = toOpenAiResponse(
+      { id: 'msg_1', content: [given], stop_reason: 'tool_use', usage },
+      1,
+      'json_answer',
+    );
+    expect(alone['choices']).toMatchObject([{ message: { content: '{"a":1}' }, finish_reason: 'stop' }]);
+    const both = toOpenAiResponse(
+      { id: 'msg_1', content: [call, given], stop_reason: 'tool_use', usage },
+      1,
+      'json_answer',
+    );
+    expect(both['choices']).toMatchObject([
+      {
+        message: {
+          content: '{"a":1}',
+          tool_calls: [{ id: 'toolu_1', function: { name: 'f', arguments: '{"q":1}' } }],
+        },
+        finish_reason: 'tool_calls',
+      },
+    ]);
+  });
+
   it('refuses what it cannot map, with a reason', () => {
     expect(() => toAnthropicRequest({ messages: 'hi' }, 'm', 1)).toThrow(TranslationError);
     expect(() =>
@@ -88,10 +133,10 @@ describe('OpenAI chat -> Anthropic messages', () => {
       ],
       [
         {
-          response_format: { type: 'json_object' },
+          response_format: { type: 'json_schema', json_schema: { name: 'f', schema: { type: 'object' } } },
           tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object' } } }],
         },
-        /together with tools/,
+        /response_format is named f, as a tool of the request is/,
       ],
       [{ response_format: { type: 'grammar' } }, /response_format "grammar"/],
       [{ logprobs: true }, /logprobs/],
@@ -328,6 +373,33 @@ describe('a structured answer (response_format) from an Anthropic model', () => 
       .join('');
     expect(refused).toContain('"content":"I cannot help."');
     expect(refused).toContain('"finish_reason":"content_filter"');
+    // Beside a call of the request's own tools, the answer streams as content and the call as a
+    // tool call, and the turn finishes as a tool loop's does.
+    const b = new AnthropicToOpenAiStream(1, false, 'place');
+    const both = [
+      ev('message_start', { message: { id: 'msg_b', model: 'claude', usage: { input_tokens: 4 } } }),
+      ev('content_block_start', {
+        index: 0,
+        content_block: { type: 'tool_use', id: 'toolu_1', name: 'look' },
+      }),
+      ev('content_block_delta', { index: 0, delta: { type: 'input_json_delta', partial_json: '{}' } }),
+      ev('content_block_start', {
+        index: 1,
+        content_block: { type: 'tool_use', id: 'toolu_2', name: 'place' },
+      }),
+      ev('content_block_delta', {
+        index: 1,
+        delta: { type: 'input_json_delta', partial_json: '{"city":"Rome"}' },
+      }),
+      ev('message_delta', { delta: { stop_reason: 'tool_use' }, usage: { output_tokens: 9 } }),
+    ]
+      .map((e) => b.translate(e))
+      .join('');
+    expect(both).toContain(
+      '"tool_calls":[{"index":0,"id":"toolu_1","type":"function","function":{"name":"look"',
+    );
+    expect(both).toContain('"content":"{\\"city\\":\\"Rome\\"}"');
+    expect(both).toContain('"finish_reason":"tool_calls"');
   });
 });
 

@@ -196,21 +196,15 @@ export function openAiUsage(u: Obj | null | undefined): Obj {
 export function toOpenAiResponse(msg: Obj, created: number, answer: string | null = null): Obj {
   const blocks = (msg['content'] as Obj[] | undefined) ?? [];
   const given = answerCall(blocks, answer);
-  if (given) {
-    const reason = msg['stop_reason'] === 'max_tokens' ? 'length' : 'stop';
-    return chatCompletion(
-      msg,
-      created,
-      { role: 'assistant', content: JSON.stringify(given['input'] ?? {}) },
-      reason,
-    );
-  }
-  const text = blocks
-    .filter((b) => b['type'] === 'text')
-    .map((b) => String(b['text']))
-    .join('');
+  const text = given
+    ? JSON.stringify(given['input'] ?? {})
+    : blocks
+        .filter((b) => b['type'] === 'text')
+        .map((b) => String(b['text']))
+        .join('');
+  // The calls of the request's own tools, beside the answer or without it.
   const toolCalls = blocks
-    .filter((b) => b['type'] === 'tool_use')
+    .filter((b) => b['type'] === 'tool_use' && b !== given)
     .map((b) => ({
       id: b['id'],
       type: 'function',
@@ -218,7 +212,11 @@ export function toOpenAiResponse(msg: Obj, created: number, answer: string | nul
     }));
   const message: Obj = { role: 'assistant', content: text === '' && toolCalls.length > 0 ? null : text };
   if (toolCalls.length > 0) message['tool_calls'] = toolCalls;
-  return chatCompletion(msg, created, message, FINISH[String(msg['stop_reason'])] ?? 'stop');
+  // The answer's tool call is the answer: the message is finished as a text answer is.
+  const reason = String(msg['stop_reason']);
+  const finish =
+    given && toolCalls.length === 0 && reason === 'tool_use' ? 'stop' : (FINISH[reason] ?? 'stop');
+  return chatCompletion(msg, created, message, finish);
 }
 
 function chatCompletion(msg: Obj, created: number, message: Obj, finish: string): Obj {

@@ -103,12 +103,43 @@ describe('OpenAI Responses -> Anthropic messages', () => {
     refuse(
       {
         input: 'Hi',
-        text: { format: { type: 'json_object' } },
+        text: { format: { type: 'json_schema', name: 'f', schema: { type: 'object' } } },
         tools: [{ type: 'function', name: 'f', parameters: { type: 'object' } }],
       },
-      /together with tools/,
+      /text\.format is named f, as a tool of the request is/,
     );
     refuse({ input: [{ type: 'function_call', arguments: '{' }] }, /must be JSON/);
+  });
+
+  it("offers a structured answer's tool beside the request's functions; its call is the answer's message", () => {
+    const body = {
+      input: 'Hi',
+      text: { format: { type: 'json_schema', name: 'place', schema: { type: 'object' } } },
+      tools: [{ type: 'function', name: 'look', parameters: { type: 'object' } }],
+    };
+    expect(responsesToAnthropicRequest(body, 'm', 100)).toMatchObject({
+      tools: [{ name: 'look' }, { name: 'place' }],
+      tool_choice: { type: 'any' },
+    });
+    const r = toResponsesResponse(
+      {
+        id: 'msg_01B',
+        model: 'claude',
+        content: [
+          { type: 'tool_use', id: 'toolu_8', name: 'look', input: { q: 1 } },
+          { type: 'tool_use', id: 'toolu_9', name: 'place', input: { city: 'Rome' } },
+        ],
+        stop_reason: 'tool_use',
+        usage: { input_tokens: 1, output_tokens: 1 },
+      },
+      body,
+      1,
+    );
+    expect(r['output']).toMatchObject([
+      { type: 'message', content: [{ type: 'output_text', text: '{"city":"Rome"}' }] },
+      { type: 'function_call', call_id: 'toolu_8', name: 'look', arguments: '{"q":1}' },
+    ]);
+    expect(r['output']).toHaveLength(2);
   });
 
   it('answers as a Response: text and function calls as output items, usage in its terms', () => {

@@ -196,7 +196,7 @@ function outputItems(msg: Obj, base: string, answer: string | null): Obj[] {
       content: [{ type: 'output_text', text, annotations: [], logprobs: [] }],
     });
   for (const b of blocks) {
-    if (b['type'] !== 'tool_use' || given) continue;
+    if (b['type'] !== 'tool_use' || b === given) continue;
     out.push({
       id: `fc_${String(b['id'] ?? '').replace(/^toolu_/, '')}`,
       type: 'function_call',

@@ -615,17 +615,80 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     const [streamed, plain] = await lastCalls(3);
     expect(plain).toMatchObject({ api: 'anthropic-messages', status: 'ok', pricing_status: 'priced' });
     expect(streamed).toMatchObject({ status: 'ok', pricing_status: 'priced', cost_usd: plain!.cost_usd });
-    // With tools of its own, the request is refused before it goes: the answer would be a tool call.
+    // With tools of its own, the model must call one of them or the answer's tool: a call of its
+    // tools is a turn of the loop, and once their results are back, the answer comes.
+    const tools = [
+      {
+        type: 'function' as const,
+        function: { name: 'get_weather', parameters: { type: 'object' }, strict: true },
+      },
+    ];
+    const first = await openai.chat.completions.parse({ ...ask, response_format, tools });
+    expect(first.choices[0]!.finish_reason).toBe('tool_calls');
+    const call = first.choices[0]!.message.tool_calls![0]!;
+    expect(call).toMatchObject({ type: 'function', function: { name: 'get_weather' } });
+    expect(first.choices[0]!.message.parsed).toBeNull();
+    expect(mock.received.at(-1)!.body).toMatchObject({
+      tools: [{ name: 'get_weather' }, { name: 'weather', input_schema: schema }],
+      tool_choice: { type: 'any' },
+    });
+    const loop = [
+      ...ask.messages,
+      {
+        role: 'assistant' as const,
+        content: null,
+        tool_calls: [
+          {
+            id: call.id,
+            type: 'function' as const,
+            function: {
+              name: 'get_weather',
+              arguments: (call as { function: { arguments: string } }).function.arguments,
+            },
+          },
+        ],
+      },
+      { role: 'tool' as const, tool_call_id: call.id, content: '18C and sunny' },
+    ];
+    const answered = await openai.chat.completions.parse({ ...ask, messages: loop, response_format, tools });
+    expect(answered.choices[0]!.message.parsed).toEqual({ location: 'Paris', celsius: 18 });
+    expect(answered.choices[0]!.finish_reason).toBe('stop');
+    expect(answered.choices[0]!.message.tool_calls ?? []).toEqual([]);
+    const streamedLoop = await openai.chat.completions.create({
+      ...ask,
+      messages: loop,
+      response_format,
+      tools,
+      stream: true,
+    });
+    let loopText = '';
+    let loopFinish: string | null = null;
+    for await (const c of streamedLoop) {
+      expect(c.choices[0]?.delta.tool_calls).toBeUndefined();
+      loopText += c.choices[0]?.delta.content ?? '';
+      loopFinish = c.choices[0]?.finish_reason ?? loopFinish;
+    }
+    expect([JSON.parse(loopText), loopFinish]).toEqual([{ location: 'Paris', celsius: 18 }, 'stop']);
+    // tool_choice "none": the answer alone may be called; "required" asks for a tool call, so the
+    // answer's tool is not offered.
+    await openai.chat.completions.create({ ...ask, response_format, tools, tool_choice: 'none' });
+    expect(mock.received.at(-1)!.body).toMatchObject({ tool_choice: { type: 'tool', name: 'weather' } });
+    await openai.chat.completions.create({ ...ask, response_format, tools, tool_choice: 'required' });
+    expect(mock.received.at(-1)!.body).toMatchObject({
+      tools: [{ name: 'get_weather' }],
+      tool_choice: { type: 'any' },
+    });
+    // A schema named as one of the request's tools is refused before anything goes.
     const sent = mock.received.length;
-    const both = await openai.chat.completions
+    const clash = await openai.chat.completions
       .create({
         ...ask,
-        response_format,
-        tools: [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object' } } }],
+        response_format: { type: 'json_schema', json_schema: { name: 'get_weather', schema } },
+        tools,
       })
       .catch((e) => e);
-    expect(both.status).toBe(400);
-    expect(both.message).toMatch(/together with tools cannot be sent to an Anthropic model/);
+    expect(clash.status).toBe(400);
+    expect(clash.message).toMatch(/is named get_weather, as a tool of the request is/);
     expect(mock.received.length).toBe(sent);
   });
 
@@ -798,10 +861,11 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
       ],
       tool_choice: 'required',
     });
+    // Made to call a tool (tool_choice "required") once a result is back, the model calls one.
     expect(tools.output.find((o) => o.type === 'function_call')).toMatchObject({
-      call_id: 'toolu_01A09q90qw90lq917835lq9',
+      call_id: 'toolu_01forced',
       name: 'get_weather',
-      arguments: '{"location":"Paris"}',
+      arguments: '{"location":"Paris","celsius":18}',
     });
     expect(mock.received.at(-1)!.body).toMatchObject({
       tools: [{ name: 'get_weather', input_schema: { type: 'object' } }],
