@@ -178,6 +178,15 @@ export function answerCall(
   return answer === null ? undefined : blocks.find((b) => b['type'] === 'tool_use' && b['name'] === answer);
 }
 
+/** A message's text: the structured answer's call's input (answerCall), when it was given, else
+ * the text blocks joined. */
+export function answerText(
+  blocks: Record<string, unknown>[],
+  given: Record<string, unknown> | undefined,
+): string {
+  return given ? JSON.stringify(given['input'] ?? {}) : joinText(blocks);
+}
+
 /** Anthropic's thinking budget for each of OpenAI's reasoning efforts. */
 const THINKING_BUDGET: Record<string, number> = { minimal: 1024, low: 1024, medium: 2048, high: 4096 };
 /** The least thinking budget Anthropic takes. */

@@ -5,6 +5,7 @@
 import {
   type AnswerTool,
   answerCall,
+  answerText,
   answerToolOf,
   anthropicTokens,
   applyAnswerTool,
@@ -196,12 +197,7 @@ export function openAiUsage(u: Obj | null | undefined): Obj {
 export function toOpenAiResponse(msg: Obj, created: number, answer: string | null = null): Obj {
   const blocks = (msg['content'] as Obj[] | undefined) ?? [];
   const given = answerCall(blocks, answer);
-  const text = given
-    ? JSON.stringify(given['input'] ?? {})
-    : blocks
-        .filter((b) => b['type'] === 'text')
-        .map((b) => String(b['text']))
-        .join('');
+  const text = answerText(blocks, given);
   // The calls of the request's own tools, beside the answer or without it.
   const toolCalls = blocks
     .filter((b) => b['type'] === 'tool_use' && b !== given)

@@ -7,6 +7,7 @@
 import {
   type AnswerTool,
   answerCall,
+  answerText,
   answerToolOf,
   anthropicTokens,
   applyAnswerTool,
@@ -181,12 +182,7 @@ function outputItems(msg: Obj, base: string, answer: string | null): Obj[] {
   const out: Obj[] = [];
   const blocks = (msg['content'] as Obj[] | undefined) ?? [];
   const given = answerCall(blocks, answer);
-  const text = given
-    ? JSON.stringify(given['input'] ?? {})
-    : blocks
-        .filter((b) => b['type'] === 'text')
-        .map((b) => String(b['text']))
-        .join('');
+  const text = answerText(blocks, given);
   if (text !== '')
     out.push({
       id: `msg_${base}`,
