@@ -61,7 +61,9 @@ export function registerPrices(program: Command): void {
     .option('--sources <dir>', 'folder holding genai-prices, litellm, portkey-models and langfuse')
     .option('--out <file>', 'where to write the catalog', catalogPath())
     .action((opts: { sources?: string; out: string }) => {
-      const { catalog, added, disagreements } = buildCatalog(readSources(opts.sources ?? defaultSources()));
+      const { catalog, added, disagreements, split } = buildCatalog(
+        readSources(opts.sources ?? defaultSources()),
+      );
       writeFileSync(opts.out, `${JSON.stringify(catalog)}\n`);
       const models = catalog.providers.reduce((n, p) => n + p.models.length, 0);
       process.stdout.write(
@@ -69,6 +71,10 @@ export function registerPrices(program: Command): void {
           `(added from litellm ${added.litellm}, portkey ${added.portkey}, langfuse ${added.langfuse}; ` +
           `${disagreements.length} price disagreements) -> ${opts.out}\n`,
       );
+      for (const x of split)
+        process.stdout.write(
+          `  ${x.provider}/${x.model}: priced apart from ${x.from}, as ${x.sources.join(', ')} agree\n`,
+        );
     });
 
   prices

@@ -54,6 +54,32 @@ describe('prices filled from LiteLLM', () => {
   });
 });
 
+/** Names genai-prices prices with another model's entry, where the other tables agree otherwise. */
+describe('names the other tables price apart', () => {
+  const chat = (provider: string, model: string) => ({
+    provider,
+    api: 'openai-chat',
+    model,
+    usage: { prompt_tokens: 1_000_000, completion_tokens: 1_000_000 },
+  });
+  it('gpt-4o-2024-05-13 at $5 / $15, as LiteLLM, Portkey, Langfuse and OpenAI give it; gpt-4o and its later snapshots at $2.50 / $10', () => {
+    expect(usd(chat('openai', 'gpt-4o-2024-05-13'))).toEqual({ input: '5', output: '15', total: '20' });
+    for (const model of ['gpt-4o', 'gpt-4o-2024-08-06', 'gpt-4o-2024-11-20'])
+      expect(usd(chat('openai', model)), model).toEqual({ input: '2.5', output: '10', total: '12.5' });
+    expect(pricedBy(cat, chat('openai', 'gpt-4o-2024-05-13')).source).toBe(
+      'litellm:openai/gpt-4o-2024-05-13',
+    );
+  });
+
+  it("Groq's gpt-oss-safeguard-20b at its own price, not gpt-oss-120b's; one table alone does not move genai-prices", () => {
+    expect(usd(chat('groq', 'openai/gpt-oss-safeguard-20b')).total).toBe('0.375');
+    expect(usd(chat('groq', 'openai/gpt-oss-120b')).total).toBe('0.75');
+    // Only LiteLLM prices codestral-latest otherwise (1 / 3): genai-prices' codestral (0.30 / 0.90)
+    // stands.
+    expect(usd(chat('mistral', 'codestral-latest')).total).toBe('1.2');
+  });
+});
+
 /** LiteLLM's 0 / 0 listings: placeholders more often than prices. */
 describe('listings at zero', () => {
   const chat = (provider: string, model: string): PriceInput => ({

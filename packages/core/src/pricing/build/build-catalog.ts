@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { CatalogData, CatalogModel, CatalogProvider, PriceSet } from '../catalog-types.js';
+import type { CatalogData, CatalogModel, CatalogProvider, Clause, PriceSet } from '../catalog-types.js';
 import { matches } from '../match.js';
 import { FREE_NAME, flatPrice } from './common.js';
 import { fillFromLiteLlm } from './fill.js';
@@ -32,6 +32,9 @@ export interface BuildResult {
   catalog: CatalogData;
   added: Record<SecondaryPrice['source'], number>;
   disagreements: Disagreement[];
+  /** The names genai-prices prices with another model's entry that the other tables, two or more
+   * of them agreeing, price otherwise: each is a model of its own, at their price (splitAliases). */
+  split: { provider: string; model: string; from: string; sources: SecondaryPrice['source'][] }[];
 }
 
 const COMPARED: (keyof PriceSet)[] = ['input_mtok', 'output_mtok', 'cache_read_mtok', 'cache_write_mtok'];
@@ -141,12 +144,87 @@ export function buildCatalog(src: CatalogSources): BuildResult {
     p.models.push(model);
     added[s.source]++;
   }
+  const split = splitAliases(providers, secondary);
   for (const [model, entries] of litellmOf) fillFromLiteLlm(model, entries);
   for (const p of providers) providerModes(p);
   const body = JSON.stringify(providers);
   const hash = createHash('sha256').update(body).digest('hex').slice(0, 8);
   const sources = Object.entries(src.snapshots ?? {}).map(([name, snapshot]) => ({ name, snapshot }));
-  return { catalog: { version: `${src.date}.${hash}`, sources, providers }, added, disagreements };
+  return { catalog: { version: `${src.date}.${hash}`, sources, providers }, added, disagreements, split };
+}
+
+/** The names a model's match takes in one by one (`equals`), its own id aside (in any case). */
+function aliasesOf(clause: Clause, id: string): string[] {
+  const c = clause as { equals?: unknown; or?: Clause[] };
+  const own = typeof c.equals === 'string' && c.equals.toLowerCase() !== id.toLowerCase() ? [c.equals] : [];
+  return [...own, ...(c.or ?? []).flatMap((x) => aliasesOf(x, id))];
+}
+
+/** `clause` without `equals: name` among its alternatives. */
+function withoutAlias(clause: Clause, name: string): Clause {
+  const c = clause as { or?: Clause[] };
+  if (!c.or) return clause;
+  return { ...clause, or: c.or.filter((x) => (x as { equals?: unknown }).equals !== name) } as Clause;
+}
+
+const inOut = (p: PriceSet) => `${flatPrice(p.input_mtok)} ${flatPrice(p.output_mtok)}`;
+/** Whether two listings price input and output alike: each price both give is the same (an
+ * embedding model's output, which one leaves out and another gives as 0, is no difference). */
+const sameInOut = (a: PriceSet, b: PriceSet) =>
+  (['input_mtok', 'output_mtok'] as const).every((f) => {
+    const x = flatPrice(a[f]);
+    const y = flatPrice(b[f]);
+    return x === undefined || y === undefined || Number(x) === Number(y);
+  });
+
+/**
+ * genai-prices prices some names with another model's entry: a dated snapshot with its family
+ * (`gpt-4o-2024-05-13` with gpt-4o, at $2.50 / $10), a variant with its base. Where two or more of
+ * the other tables name that exact model, and all of them agree on its input and output prices and
+ * differ from the entry's (LiteLLM, Portkey and Langfuse all give gpt-4o-2024-05-13 $5 / $15, as
+ * OpenAI's own page does), the name becomes a model of its own at their price (the first table's
+ * listing, LiteLLM's before Portkey's and Langfuse's), ahead of the entry that took it in. One table
+ * against genai-prices is not enough: it is recorded as a disagreement, and genai-prices stands.
+ */
+function splitAliases(providers: CatalogProvider[], secondary: SecondaryPrice[]): BuildResult['split'] {
+  const byName = new Map<string, SecondaryPrice[]>();
+  for (const s of secondary) {
+    if (s.zero) continue;
+    const key = `${s.provider}\u0000${s.model}`;
+    const list = byName.get(key);
+    if (list) list.push(s);
+    else byName.set(key, [s]);
+  }
+  const split: BuildResult['split'] = [];
+  for (const p of providers) {
+    for (let i = 0; i < p.models.length; i++) {
+      const m = p.models[i]!;
+      if (m.source !== 'genai-prices' || Array.isArray(m.prices)) continue;
+      for (const alias of aliasesOf(m.match, m.id)) {
+        const entries = byName.get(`${p.id}\u0000${alias.toLowerCase()}`) ?? [];
+        const sources = [...new Set(entries.map((e) => e.source))];
+        const prices = new Set(entries.map((e) => inOut(e.prices)));
+        const first = entries[0];
+        if (!first || sources.length < 2 || prices.size !== 1 || sameInOut(first.prices, m.prices)) continue;
+        const own: CatalogModel = {
+          id: alias,
+          match: { equals: alias },
+          prices: first.prices,
+          source: first.source,
+        };
+        if (first.batch) own.batch = first.batch;
+        const window = first.context_window ?? m.context_window;
+        if (window) own.context_window = window;
+        const maxOut = first.max_output_tokens ?? m.max_output_tokens;
+        if (maxOut) own.max_output_tokens = maxOut;
+        m.match = withoutAlias(m.match, alias);
+        p.models.splice(i, 0, own);
+        i++;
+        split.push({ provider: p.id, model: alias, from: m.id, sources });
+      }
+    }
+  }
+  return split;
 }
 
 /** US-only inference's factor is the provider's rule (Anthropic's 1.1 on every model that can run
