@@ -44,6 +44,8 @@ export interface CallQuery {
   request_id?: string;
   /** Calls whose error type starts so: `upstream_429` takes `upstream_429:insufficient_quota`. */
   error_type?: string;
+  /** Calls whose tags give this key this value (TagFilter). */
+  tag?: TagFilter;
   /** Opaque, from a previous page's nextCursor. */
   cursor?: string;
   limit: number;
@@ -60,9 +62,20 @@ export const SPEND_GROUPS = ['project', 'team', 'user', 'key', 'model', 'provide
 export type SpendGroup = (typeof SPEND_GROUPS)[number];
 export type SpendInterval = 'hour' | 'day' | 'week' | 'month';
 
+/** A tag of the calls (their `tags`), by its key and value. */
+export interface TagFilter {
+  key: string;
+  value: string;
+}
+
 export interface SpendQuery {
   tenant: string;
   groupBy?: SpendGroup;
+  /** Groups by the value of this tag key instead (calls without it in one group, null): cost
+   * allocation by the tags applications send (`x-tally-tags`). Not with groupBy. */
+  groupByTag?: string;
+  /** Only the calls with this tag. */
+  tag?: TagFilter;
   from?: number;
   to?: number;
   interval?: SpendInterval;

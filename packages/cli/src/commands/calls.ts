@@ -14,6 +14,7 @@ const FILTERS = [
   ['requestId', 'request_id'],
   ['errorType', 'error_type'],
   ['status', 'status'],
+  ['tag', 'tag'],
   ['from', 'from'],
   ['to', 'to'],
 ] as const;
@@ -37,6 +38,7 @@ export function registerCalls(program: Command): void {
       .option('--request-id <r>', 'the attempts of one gateway request (x-tally-request-id)')
       .option('--status <s>', 'ok, error, or refused (answered by the gateway without going upstream)')
       .option('--error-type <e>', 'calls whose error type starts so, e.g. upstream_429')
+      .option('--tag <key:value>', 'calls with this tag (x-tally-tags), e.g. feature:summarize')
       .option('--from <time>', 'RFC 3339 or epoch ms')
       .option('--to <time>', 'RFC 3339 or epoch ms, not included')
       .option('--limit <n>', 'the most calls to print, page after page', positiveInt('limit'), 100),

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { type TestApp, testApp } from '../testing/test-app.js';
 
 describe('GET /v1/calls and /v1/spend', () => {
@@ -129,5 +129,63 @@ describe('GET /v1/calls and /v1/spend', () => {
   it('serves /healthz without a key', async () => {
     const res = await t.app.inject({ url: '/healthz' });
     expect(res.json()).toMatchObject({ status: 'ok', store: 'duckdb' });
+  });
+});
+
+describe('spend and calls by tag', () => {
+  it('groups spend by a tag (group_by=tag:KEY) and filters calls and spend by one (tag=KEY:VALUE)', async () => {
+    const tagged = ['summarize', 'summarize', 'classify'].map((feature, i) => ({
+      id: `tagged-${i}`,
+      type: 'llm.call',
+      time: '2026-11-02T12:00:00Z',
+      provider: 'openai',
+      api: 'openai-chat',
+      model: 'gpt-4o',
+      usage: { prompt_tokens: 1000, completion_tokens: 100 },
+      tags: { feature, 'team:region': 'eu' },
+    }));
+    const t = await testApp();
+    onTestFinished(() => t.shutdown());
+    const ingested = await t.app.inject({
+      method: 'POST',
+      url: '/v1/events',
+      headers: t.auth,
+      payload: { events: tagged },
+    });
+    expect(ingested.json().accepted).toBe(3);
+    const spend = (await t.app.inject({ url: '/v1/spend?group_by=tag:feature', headers: t.auth })).json()
+      .rows;
+    expect(spend.map((r: Record<string, unknown>) => [r['tag:feature'], r['calls'], r['cost_usd']])).toEqual([
+      ['summarize', 2, '0.007'],
+      ['classify', 1, '0.0035'],
+    ]);
+    // Calls without the tag are one group, null.
+    const byRegion = (await t.app.inject({ url: '/v1/spend?group_by=tag:absent', headers: t.auth })).json()
+      .rows;
+    expect(byRegion).toMatchObject([{ 'tag:absent': null, calls: 3 }]);
+    // The first colon ends the key: this asks for key "team", which no call has.
+    const none = await t.app.inject({ url: '/v1/calls?tag=team:region:eu', headers: t.auth });
+    expect(none.json().data).toEqual([]);
+    const eu = await t.app.inject({ url: '/v1/calls?tag=feature:summarize', headers: t.auth });
+    expect(
+      eu
+        .json()
+        .data.map((c: { id: string }) => c.id)
+        .sort(),
+    ).toEqual(['tagged-0', 'tagged-1']);
+    const one = (await t.app.inject({ url: '/v1/spend?tag=feature:classify', headers: t.auth })).json().rows;
+    expect(one).toMatchObject([{ calls: 1, cost_usd: '0.0035' }]);
+    for (const [url, message] of [
+      ['/v1/spend?group_by=tag:', /tag key of 1 to 256 characters/],
+      ['/v1/calls?tag=feature', /tag must be KEY:VALUE/],
+      ['/v1/spend?group_by=colour', /group_by must be one of project, team/],
+    ] as const) {
+      const res = await t.app.inject({ url, headers: t.auth });
+      expect(res.statusCode, url).toBe(400);
+      expect(res.json().error).toMatchObject({
+        code: 'invalid_query',
+        message: expect.stringMatching(message),
+      });
+    }
   });
 });

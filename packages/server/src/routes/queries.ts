@@ -1,5 +1,11 @@
 import { CALL_STATUSES, TallyError } from '@tally/core';
-import { type CallQuery, SPEND_GROUPS, type SpendInterval, type SpendQuery } from '@tally/store';
+import {
+  type CallQuery,
+  SPEND_GROUPS,
+  type SpendInterval,
+  type SpendQuery,
+  type TagFilter,
+} from '@tally/store';
 import type { FastifyPluginAsync } from 'fastify';
 import type { AppContext } from '../context.js';
 import { callToJson, enumParam, parseTimeParam, spendRowToJson, stringParam } from '../serialize.js';
@@ -18,6 +24,28 @@ const CALL_FILTERS = [
   'error_type',
 ] as const;
 const INTERVALS: readonly SpendInterval[] = ['hour', 'day', 'week', 'month'];
+
+/** `group_by=tag:KEY` groups spend by a tag's value. */
+const TAG_GROUP = 'tag:';
+
+/** A tag key as a query names it: 1 to 256 characters. */
+function tagKey(key: string, name: string): string {
+  if (key.length === 0 || key.length > 256)
+    throw new TallyError(
+      'invalid_query',
+      `${name} must name a tag key of 1 to 256 characters, as in tag:env.`,
+    );
+  return key;
+}
+
+/** `tag=KEY:VALUE`: the calls whose tags give KEY that value (split at the first colon). */
+function tagParam(v: unknown): TagFilter | undefined {
+  const s = stringParam('tag', v);
+  if (s === undefined) return undefined;
+  const at = s.indexOf(':');
+  if (at < 0) throw new TallyError('invalid_query', 'tag must be KEY:VALUE, as in tag=env:prod.');
+  return { key: tagKey(s.slice(0, at), 'tag'), value: s.slice(at + 1) };
+}
 
 export const queryRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
   app.get('/v1/calls', async (request) => {
@@ -39,6 +67,8 @@ export const queryRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
     if (to !== undefined) query.to = to;
     const status = enumParam('status', q['status'], CALL_STATUSES);
     if (status) query.status = status;
+    const tag = tagParam(q['tag']);
+    if (tag) query.tag = tag;
     const cursor = stringParam('cursor', q['cursor']);
     if (cursor) query.cursor = cursor;
     if (principal.role === 'member') query.project = principal.project ?? '\u0000';
@@ -65,8 +95,12 @@ export const queryRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
     const principal = await ctx.auth.authenticate(request, ['admin', 'finance']);
     const q = request.query as Record<string, unknown>;
     const query: SpendQuery = { tenant: principal.tenant };
-    const groupBy = enumParam('group_by', q['group_by'], SPEND_GROUPS);
-    if (groupBy) query.groupBy = groupBy;
+    const group = stringParam('group_by', q['group_by']);
+    const groupBy = group?.startsWith(TAG_GROUP) ? group : enumParam('group_by', group, SPEND_GROUPS);
+    if (group?.startsWith(TAG_GROUP)) query.groupByTag = tagKey(group.slice(TAG_GROUP.length), 'group_by');
+    else if (groupBy) query.groupBy = groupBy as (typeof SPEND_GROUPS)[number];
+    const tag = tagParam(q['tag']);
+    if (tag) query.tag = tag;
     const interval = enumParam('interval', q['interval'], INTERVALS);
     if (interval) query.interval = interval;
     const from = parseTimeParam('from', q['from']);

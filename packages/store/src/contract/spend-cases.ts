@@ -107,6 +107,46 @@ export function spendCases(ctx: ContractContext): void {
     expect(rows[0]?.estimated_calls).toBeGreaterThan(0);
   });
 
+  it('groups by a tag, calls without it in a null group, and filters calls and spend by a tag', async () => {
+    const tenant = newTenant();
+    const calls = [
+      makeCall(tenant, 't-1', { tags: { env: 'prod', 'cost/center~x': 'ads' }, cost_effective_nano: 1_000n }),
+      makeCall(tenant, 't-2', { tags: { env: 'prod' }, cost_effective_nano: 2_000n }),
+      makeCall(tenant, 't-3', {
+        tags: { env: 'dev', 'cost/center~x': 'search' },
+        cost_effective_nano: 4_000n,
+      }),
+      makeCall(tenant, 't-4', { tags: {}, cost_effective_nano: 8_000n }),
+    ];
+    await ctx.store.ingest({ calls, tasks: [] });
+    const by = async (key: string) =>
+      (await ctx.store.spend({ tenant, groupByTag: key })).map((r) => [
+        r.group,
+        r.calls,
+        r.cost_effective_nano,
+      ]);
+    expect(await by('env')).toEqual([
+      [null, 1, 8_000n],
+      ['dev', 1, 4_000n],
+      ['prod', 2, 3_000n],
+    ]);
+    // A key with the characters a JSON pointer escapes reads as itself.
+    expect(await by('cost/center~x')).toEqual([
+      [null, 2, 10_000n],
+      ['search', 1, 4_000n],
+      ['ads', 1, 1_000n],
+    ]);
+    expect(await by('absent')).toEqual([[null, 4, 15_000n]]);
+    const prod = await ctx.store.spend({ tenant, tag: { key: 'env', value: 'prod' }, groupBy: 'project' });
+    expect(prod.map((r) => [r.group, r.calls])).toEqual([['support', 2]]);
+    const listed = await ctx.store.listCalls({
+      tenant,
+      tag: { key: 'cost/center~x', value: 'ads' },
+      limit: 10,
+    });
+    expect(listed.rows.map((c) => c.id)).toEqual(['t-1']);
+  });
+
   it('returns no rows for a tenant without calls', async () => {
     const tenant = newTenant();
     expect(await ctx.store.spend({ tenant })).toEqual([]);

@@ -1,7 +1,7 @@
 import type { CallRecord } from '@tally/core';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import { pageLimit } from '../query-checks.js';
-import type { CallQuery, Page } from '../store.js';
+import type { CallQuery, Page, TagFilter } from '../store.js';
 import { CALL_COLUMNS, TASK_COLUMNS } from './duckdb-rows.js';
 import { Params } from './duckdb-sql.js';
 import { ts } from './duckdb-values.js';
@@ -33,12 +33,22 @@ const FILTER_COLUMNS: Readonly<Record<FilterField, string>> = {
 };
 const FILTER_FIELDS = Object.keys(FILTER_COLUMNS) as FilterField[];
 
-/** The conditions shared by the queries on calls: the tenant, and time in [from, to). Time is
- * qualified because the select lists read it back as epoch ms under the same name. */
-export function callWhere(p: Params, q: { tenant: string; from?: number; to?: number }): string[] {
+/** A tag's value in a call's tags: the key as a JSON pointer (`~` and `/` escaped), so that any
+ * key reads as itself. */
+export function tagValue(p: Params, key: string): string {
+  return `json_extract_string(calls.tags, ${p.add(`/${key.replaceAll('~', '~0').replaceAll('/', '~1')}`)})`;
+}
+
+/** The conditions shared by the queries on calls: the tenant, time in [from, to), and a tag. Time
+ * is qualified because the select lists read it back as epoch ms under the same name. */
+export function callWhere(
+  p: Params,
+  q: { tenant: string; from?: number; to?: number; tag?: TagFilter },
+): string[] {
   const where = [`calls.tenant = ${p.add(q.tenant)}`];
   if (q.from !== undefined) where.push(`calls.time >= ${p.add(ts(q.from))}`);
   if (q.to !== undefined) where.push(`calls.time < ${p.add(ts(q.to))}`);
+  if (q.tag !== undefined) where.push(`${tagValue(p, q.tag.key)} = ${p.add(q.tag.value)}`);
   return where;
 }
 

@@ -1,6 +1,6 @@
 import { checkTimeZone } from '../query-checks.js';
 import type { SpendGroup, SpendInterval, SpendQuery, SpendRow } from '../store.js';
-import { callWhere } from './duckdb-calls.js';
+import { callWhere, tagValue } from './duckdb-calls.js';
 import { Params } from './duckdb-sql.js';
 import { big, num, type Row, strOrNull } from './duckdb-values.js';
 
@@ -47,7 +47,12 @@ const MEASURES: ReadonlyArray<readonly [name: string, expr: string]> = [
 export function spendSql(q: SpendQuery): { sql: string; values: Params['values'] } {
   const p = new Params();
   const where = callWhere(p, q).join(' AND ');
-  const group = q.groupBy === undefined ? null : GROUP_COLUMNS[q.groupBy];
+  const group =
+    q.groupByTag !== undefined
+      ? tagValue(p, q.groupByTag)
+      : q.groupBy === undefined
+        ? null
+        : GROUP_COLUMNS[q.groupBy];
   if (group === undefined) throw new Error(`unknown spend group ${String(q.groupBy)}`);
   const order = group === null ? 'cost_effective_nano DESC' : 'cost_effective_nano DESC, grp NULLS LAST';
 
@@ -98,7 +103,7 @@ export function spendFromRow(r: Row, q: SpendQuery): SpendRow {
     cache_read_tokens: num(r, 'cache_read_tokens'),
     saved_nano: big(r, 'saved_nano'),
   };
-  if (q.groupBy !== undefined) row.group = strOrNull(r, 'grp');
+  if (q.groupBy !== undefined || q.groupByTag !== undefined) row.group = strOrNull(r, 'grp');
   if (q.interval !== undefined) row.bucket = num(r, 'bucket');
   return row;
 }
