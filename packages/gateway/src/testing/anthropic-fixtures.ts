@@ -133,3 +133,41 @@ export function anthropicToolStream(
   out.push(...messageEnd(usage, 'tool_use'));
   return out;
 }
+
+/** The mock's thinking: what a model with extended thinking on writes before its answer, signed. */
+export const MOCK_THOUGHT = {
+  type: 'thinking',
+  thinking: 'The user asks; I answer.',
+  signature: 'sig-mock-thought',
+};
+
+/** A message with the mock's thinking block first, as Anthropic answers with thinking on. */
+export function withThinking(message: Record<string, unknown>): Record<string, unknown> {
+  return { ...message, content: [MOCK_THOUGHT, ...((message['content'] as unknown[]) ?? [])] };
+}
+
+/** A stream with the mock's thinking block first (its text in two deltas, then its signature), the
+ * other blocks one index on. */
+export function withThinkingStream(events: string[]): string[] {
+  const shifted = events.map((e) => {
+    const m = /^event: (\w+)\ndata: (.*)\n\n$/s.exec(e);
+    if (!m) return e;
+    const data = JSON.parse(m[2]!) as Record<string, unknown>;
+    if (typeof data['index'] !== 'number') return e;
+    return ev(m[1]!, { ...data, index: data['index'] + 1 });
+  });
+  const half = Math.floor(MOCK_THOUGHT.thinking.length / 2);
+  return [
+    shifted[0]!,
+    ev('content_block_start', {
+      type: 'content_block_start',
+      index: 0,
+      content_block: { type: 'thinking', thinking: '', signature: '' },
+    }),
+    blockDelta(0, { type: 'thinking_delta', thinking: MOCK_THOUGHT.thinking.slice(0, half) }),
+    blockDelta(0, { type: 'thinking_delta', thinking: MOCK_THOUGHT.thinking.slice(half) }),
+    blockDelta(0, { type: 'signature_delta', signature: MOCK_THOUGHT.signature }),
+    ev('content_block_stop', { type: 'content_block_stop', index: 0 }),
+    ...shifted.slice(1),
+  ];
+}

@@ -6,6 +6,8 @@ import {
   anthropicStream,
   anthropicToolStream,
   anthropicToolUse,
+  withThinking,
+  withThinkingStream,
 } from './anthropic-fixtures.js';
 import { wholeFault, writeUntilClosed } from './mock-faults.js';
 import { chatRecordings, embeddingRecordings, type Recording } from './recorded.js';
@@ -413,21 +415,26 @@ export class MockUpstream {
         : choice?.['type'] === 'any' && afterResult && tools.length > 0
           ? String(tools.at(-1)?.['name'])
           : null;
+    // With extended thinking on, the model thinks first: a signed thinking block leads the answer.
+    const thinks = (body['thinking'] as Obj | undefined)?.['type'] === 'enabled';
+    const stream = (events: string[]) => sse(res, thinks ? withThinkingStream(events) : events);
+    const whole = (message: Record<string, unknown>) =>
+      json(res, 200, thinks ? withThinking(message) : message);
     if (forced !== null) {
       const tool = {
         id: 'toolu_01forced',
         name: forced,
         input: { location: 'Paris', celsius: 18 },
       };
-      if (body['stream'] === true) sse(res, anthropicToolStream(model, usage, tool));
+      if (body['stream'] === true) stream(anthropicToolStream(model, usage, tool));
       else {
         const content = [{ type: 'tool_use', ...tool }];
-        json(res, 200, { ...anthropicMessage(model, '', usage), content, stop_reason: 'tool_use' });
+        whole({ ...anthropicMessage(model, '', usage), content, stop_reason: 'tool_use' });
       }
       return;
     }
     if (body['stream'] === true) {
-      sse(res, anthropicStream(model, ['Hello', ', ', 'world', '!'], usage));
+      stream(anthropicStream(model, ['Hello', ', ', 'world', '!'], usage));
       return;
     }
     if (Array.isArray(body['tools'])) {
@@ -435,10 +442,10 @@ export class MockUpstream {
       // Made to call a tool, the model writes no text before it.
       if (choice?.['type'] === 'any')
         answer['content'] = (answer['content'] as Obj[]).filter((b) => b['type'] === 'tool_use');
-      json(res, 200, answer);
+      whole(answer);
       return;
     }
-    json(res, 200, anthropicMessage(model, 'Hello, world!', usage));
+    whole(anthropicMessage(model, 'Hello, world!', usage));
   }
 }
 

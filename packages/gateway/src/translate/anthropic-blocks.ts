@@ -187,6 +187,68 @@ export function answerText(
   return given ? JSON.stringify(given['input'] ?? {}) : joinText(blocks);
 }
 
+/** A message's thinking blocks, as Anthropic gives them and wants them back: `thinking` with its
+ * text and signature, `redacted_thinking` with its data; other blocks are left out. */
+export function thinkingOf(blocks: Record<string, unknown>[]): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  for (const b of blocks) {
+    if (b['type'] === 'thinking')
+      out.push({ type: 'thinking', thinking: b['thinking'], signature: b['signature'] });
+    else if (b['type'] === 'redacted_thinking') out.push({ type: 'redacted_thinking', data: b['data'] });
+  }
+  return out;
+}
+
+/**
+ * The thinking blocks a client sends back on an assistant message (`thinking_blocks`, as the
+ * gateway gave them: thinkingOf), checked: Anthropic wants them as they were, signature and all.
+ */
+export function thinkingBlocksIn(v: unknown, at: string): Record<string, unknown>[] {
+  if (v === undefined || v === null) return [];
+  return objectList(v, at).map((b, i) => {
+    if (b['type'] === 'thinking' && typeof b['thinking'] === 'string' && typeof b['signature'] === 'string')
+      return { type: 'thinking', thinking: b['thinking'], signature: b['signature'] };
+    if (b['type'] === 'redacted_thinking' && typeof b['data'] === 'string')
+      return { type: 'redacted_thinking', data: b['data'] };
+    throw new TranslationError(
+      `${at}[${i}] must be a thinking block as the gateway gave it: {type: "thinking", thinking, signature} or {type: "redacted_thinking", data}.`,
+    );
+  });
+}
+
+/** How a Responses reasoning item carries a Claude thinking block's signature (or a redacted
+ * block's data) in its `encrypted_content`, so that the block can be rebuilt when it comes back. */
+const SIGNED = 'anthropic-thinking:';
+const REDACTED = 'anthropic-redacted:';
+
+/** A thinking block as a Responses reasoning item: its text as the summary, its signature (or a
+ * redacted block's data) as the encrypted content. */
+export function reasoningItem(block: Record<string, unknown>, id: string): Record<string, unknown> {
+  return block['type'] === 'redacted_thinking'
+    ? { id, type: 'reasoning', summary: [], encrypted_content: `${REDACTED}${String(block['data'] ?? '')}` }
+    : {
+        id,
+        type: 'reasoning',
+        summary: [{ type: 'summary_text', text: String(block['thinking'] ?? '') }],
+        encrypted_content: `${SIGNED}${String(block['signature'] ?? '')}`,
+      };
+}
+
+/** The thinking block a reasoning item the gateway gave (reasoningItem) stands for; null for any
+ * other (another model's reasoning, which Anthropic has no place for). */
+export function thinkingFromReasoning(item: Record<string, unknown>): Record<string, unknown> | null {
+  const sealed = item['encrypted_content'];
+  if (typeof sealed !== 'string') return null;
+  if (sealed.startsWith(REDACTED)) return { type: 'redacted_thinking', data: sealed.slice(REDACTED.length) };
+  if (!sealed.startsWith(SIGNED)) return null;
+  const summary = Array.isArray(item['summary']) ? (item['summary'] as Record<string, unknown>[]) : [];
+  const thinking = summary.map((s) => (typeof s?.['text'] === 'string' ? s['text'] : '')).join('');
+  return { type: 'thinking', thinking, signature: sealed.slice(SIGNED.length) };
+}
+
+const isThinking = (b: { type?: unknown } | undefined) =>
+  b?.type === 'thinking' || b?.type === 'redacted_thinking';
+
 /** Anthropic's thinking budget for each of OpenAI's reasoning efforts. */
 const THINKING_BUDGET: Record<string, number> = { minimal: 1024, low: 1024, medium: 2048, high: 4096 };
 /** The least thinking budget Anthropic takes. */
@@ -197,8 +259,9 @@ const MIN_THINKING = 1024;
  * set on `out`, the Anthropic request made so far: a budget by the effort, within its `max_tokens`
  * (an OpenAI limit counts the reasoning too). What thinking cannot go with is refused: a
  * temperature other than 1, a top_p under 0.95, a tool the model is made to call. A call that
- * carries on from the model's tool calls goes without thinking: Anthropic wants the thinking
- * blocks of that turn back, and an OpenAI client has none to send.
+ * carries on from the model's tool calls thinks only if that turn's thinking blocks came back
+ * (which Anthropic wants): an OpenAI client sends them only if it keeps the message's
+ * `thinking_blocks`.
  */
 export function applyReasoning(effort: unknown, out: Record<string, unknown>, field: string): void {
   if (effort === undefined || effort === null || effort === 'none') return;
@@ -207,7 +270,14 @@ export function applyReasoning(effort: unknown, out: Record<string, unknown>, fi
     throw new InvalidRequest(`${field} must be one of none, ${Object.keys(THINKING_BUDGET).join(', ')}.`);
   const messages = out['messages'] as { role: string; content: { type?: string }[] }[];
   const last = messages[messages.length - 1];
-  if (last?.role === 'user' && last.content.some((b) => b.type === 'tool_result')) return;
+  // A turn that carries on from the model's tool calls thinks only if that turn's thinking came
+  // back (thinking_blocks): Anthropic wants it, and without it the call goes without thinking.
+  if (
+    last?.role === 'user' &&
+    last.content.some((b) => b.type === 'tool_result') &&
+    !isThinking(messages[messages.length - 2]?.content[0])
+  )
+    return;
   const temperature = out['temperature'];
   if (temperature !== undefined && temperature !== 1)
     throw new TranslationError(
@@ -228,4 +298,11 @@ export function applyReasoning(effort: unknown, out: Record<string, unknown>, fi
       `${field} ${effort} needs an output limit above ${MIN_THINKING} tokens on an Anthropic model, which thinks within it; the request allows ${max}.`,
     );
   out['thinking'] = { type: 'enabled', budget_tokens: thinking };
+}
+
+/** Without thinking on this call, the thinking blocks sent back on earlier turns are left out. */
+export function dropThinkingUnlessThinking(out: Record<string, unknown>): void {
+  if (out['thinking']) return;
+  for (const m of out['messages'] as { content: { type?: unknown }[] }[])
+    if (m.content.some(isThinking)) m.content = m.content.filter((b) => !isThinking(b));
 }

@@ -17,6 +17,9 @@ export class AnthropicToOpenAiStream {
   private readonly tools = new Map<number, number>();
   /** The content block of the structured answer's tool, whose input streams as the content. */
   private answerBlock: number | null = null;
+  /** Thinking blocks under way, by content block index, and those done (thinkingOf's shape). */
+  private readonly thinking = new Map<number, Obj>();
+  private readonly thought: Obj[] = [];
 
   /** `answer`: the name of the structured answer's tool (answerTool), if the request asked for one. */
   constructor(
@@ -37,6 +40,13 @@ export class AnthropicToOpenAiStream {
     return `data: ${JSON.stringify(body)}\n\n`;
   }
 
+  /** A thinking block done: every one so far, as the message's `thinking_blocks` (a client that
+   * keeps the last value of a field it does not know has them all). */
+  private thoughtOne(block: Obj): string {
+    this.thought.push(block);
+    return this.chunk({ delta: { thinking_blocks: [...this.thought] }, finish_reason: null });
+  }
+
   /** The OpenAI events for one Anthropic event (often none). */
   translate(ev: string): string {
     const read = readEvent(ev);
@@ -52,6 +62,12 @@ export class AnthropicToOpenAiStream {
       }
       case 'content_block_start': {
         const block = (d['content_block'] ?? {}) as Obj;
+        if (block['type'] === 'thinking') {
+          this.thinking.set(Number(d['index']), { type: 'thinking', thinking: '', signature: '' });
+          return '';
+        }
+        if (block['type'] === 'redacted_thinking')
+          return this.thoughtOne({ type: 'redacted_thinking', data: block['data'] });
         if (block['type'] !== 'tool_use') return '';
         if (this.answer !== null && block['name'] === this.answer) {
           this.answerBlock = Number(d['index']);
@@ -74,6 +90,16 @@ export class AnthropicToOpenAiStream {
         // when it does not answer (a refusal), and is passed on as such.
         if (delta['type'] === 'text_delta')
           return this.chunk({ delta: { content: delta['text'] }, finish_reason: null });
+        // Thinking streams readable as reasoning_content; its block, once signed, as thinking_blocks.
+        const thinking = this.thinking.get(Number(d['index']));
+        if (thinking && delta['type'] === 'thinking_delta') {
+          thinking['thinking'] += String(delta['thinking'] ?? '');
+          return this.chunk({ delta: { reasoning_content: delta['thinking'] }, finish_reason: null });
+        }
+        if (thinking && delta['type'] === 'signature_delta') {
+          thinking['signature'] += String(delta['signature'] ?? '');
+          return '';
+        }
         if (delta['type'] === 'input_json_delta' && Number(d['index']) === this.answerBlock)
           return this.chunk({ delta: { content: delta['partial_json'] }, finish_reason: null });
         if (delta['type'] === 'input_json_delta') {
@@ -96,6 +122,12 @@ export class AnthropicToOpenAiStream {
             ? 'stop'
             : (FINISH[reason] ?? 'stop');
         return this.chunk({ delta: {}, finish_reason: finish });
+      }
+      case 'content_block_stop': {
+        const thinking = this.thinking.get(Number(d['index']));
+        if (!thinking) return '';
+        this.thinking.delete(Number(d['index']));
+        return this.thoughtOne(thinking);
       }
       case 'message_stop':
         return `${this.includeUsage ? this.chunk(null, { usage: openAiUsage(this.usage) }) : ''}data: [DONE]\n\n`;

@@ -468,39 +468,103 @@ describe("OpenAI's reasoning effort as Anthropic's extended thinking", () => {
     expect(next['thinking']).toEqual({ type: 'enabled', budget_tokens: 4095 });
   });
 
-  it('leaves the thinking out of the answer, plain and streamed', () => {
+  it('gives the thinking as reasoning_content and thinking_blocks, plain and streamed', () => {
     const msg = {
       id: 'msg_t',
       model: 'claude-opus-4-6',
       stop_reason: 'end_turn',
       content: [
         { type: 'thinking', thinking: 'Let me see.', signature: 'sig' },
+        { type: 'redacted_thinking', data: 'opaque' },
         { type: 'text', text: 'Yes.' },
       ],
       usage: { input_tokens: 5, output_tokens: 40 },
     };
+    const blocks = [
+      { type: 'thinking', thinking: 'Let me see.', signature: 'sig' },
+      { type: 'redacted_thinking', data: 'opaque' },
+    ];
     expect((toOpenAiResponse(msg, 1) as { choices: { message: Obj }[] }).choices[0]!.message).toEqual({
       role: 'assistant',
       content: 'Yes.',
+      reasoning_content: 'Let me see.',
+      thinking_blocks: blocks,
     });
     const t = new AnthropicToOpenAiStream(1, false);
     const ev = (name: string, data: unknown) => `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
-    const text = [
+    const chunks = [
       ev('message_start', { message: { id: 'msg_t', model: 'c', usage: { input_tokens: 5 } } }),
       ev('content_block_start', { index: 0, content_block: { type: 'thinking', thinking: '' } }),
-      ev('content_block_delta', { index: 0, delta: { type: 'thinking_delta', thinking: 'Let me see.' } }),
+      ev('content_block_delta', { index: 0, delta: { type: 'thinking_delta', thinking: 'Let me ' } }),
+      ev('content_block_delta', { index: 0, delta: { type: 'thinking_delta', thinking: 'see.' } }),
       ev('content_block_delta', { index: 0, delta: { type: 'signature_delta', signature: 'sig' } }),
       ev('content_block_stop', { index: 0 }),
-      ev('content_block_start', { index: 1, content_block: { type: 'text', text: '' } }),
-      ev('content_block_delta', { index: 1, delta: { type: 'text_delta', text: 'Yes.' } }),
+      ev('content_block_start', { index: 1, content_block: { type: 'redacted_thinking', data: 'opaque' } }),
       ev('content_block_stop', { index: 1 }),
+      ev('content_block_start', { index: 2, content_block: { type: 'text', text: '' } }),
+      ev('content_block_delta', { index: 2, delta: { type: 'text_delta', text: 'Yes.' } }),
+      ev('content_block_stop', { index: 2 }),
       ev('message_delta', { delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 40 } }),
       ev('message_stop', {}),
     ]
       .map((e) => t.translate(e))
-      .join('');
-    expect(text).not.toContain('Let me see');
-    expect(text).toContain('"content":"Yes."');
+      .join('')
+      .split('\n\n')
+      .filter((l) => l.startsWith('data: {'))
+      .map((l) => (JSON.parse(l.slice(6)) as { choices: { delta: Obj }[] }).choices[0]!.delta);
+    expect(chunks.map((d) => d['reasoning_content'] ?? '').join('')).toBe('Let me see.');
+    expect(chunks.map((d) => d['content'] ?? '').join('')).toBe('Yes.');
+    // Each block once done, with every one before it: the last value holds them all.
+    expect(chunks.filter((d) => d['thinking_blocks']).map((d) => d['thinking_blocks'])).toEqual([
+      blocks.slice(0, 1),
+      blocks,
+    ]);
+  });
+
+  it("thinks on through a tool loop when the turn's thinking_blocks come back, and leaves them out otherwise", () => {
+    const thought = { type: 'thinking', thinking: 'Need the weather.', signature: 'sig-1' };
+    const loop = [
+      { role: 'user', content: 'Weather in Paris?' },
+      {
+        role: 'assistant',
+        content: null,
+        reasoning_content: 'Need the weather.',
+        thinking_blocks: [thought],
+        tool_calls: [{ id: 'toolu_1', type: 'function', function: { name: 'look', arguments: '{}' } }],
+      },
+      { role: 'tool', tool_call_id: 'toolu_1', content: '18C' },
+    ];
+    const tools = [{ type: 'function', function: { name: 'look', parameters: { type: 'object' } } }];
+    const on = toAnthropicRequest(
+      { messages: loop, tools, reasoning_effort: 'low', max_tokens: 4096 },
+      'm',
+      1,
+    );
+    expect(on['thinking']).toEqual({ type: 'enabled', budget_tokens: 1024 });
+    expect((on['messages'] as { content: Obj[] }[])[1]!.content).toEqual([
+      thought,
+      { type: 'tool_use', id: 'toolu_1', name: 'look', input: {} },
+    ]);
+    // Without them, the turn goes without thinking, as before.
+    const without = loop.map((m) => (m.role === 'assistant' ? { ...m, thinking_blocks: undefined } : m));
+    expect(
+      toAnthropicRequest({ messages: without, tools, reasoning_effort: 'low', max_tokens: 4096 }, 'm', 1)[
+        'thinking'
+      ],
+    ).toBeUndefined();
+    // A call that does not think sends no thinking back.
+    const off = toAnthropicRequest({ messages: loop, tools, max_tokens: 4096 }, 'm', 1);
+    expect(off['thinking']).toBeUndefined();
+    expect((off['messages'] as { content: Obj[] }[])[1]!.content).toEqual([
+      { type: 'tool_use', id: 'toolu_1', name: 'look', input: {} },
+    ]);
+    expect(() =>
+      toAnthropicRequest(
+        { messages: [{ role: 'assistant', content: 'x', thinking_blocks: [{ type: 'thinking' }] }, loop[0]] },
+        'm',
+        1,
+      ),
+    ).toThrow(/messages\[0\]\.thinking_blocks\[0\] must be a thinking block as the gateway gave it/);
   });
 });
 

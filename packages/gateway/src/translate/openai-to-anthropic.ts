@@ -10,6 +10,7 @@ import {
   anthropicTokens,
   applyAnswerTool,
   applyReasoning,
+  dropThinkingUnlessThinking,
   InvalidRequest,
   imageFromUrl,
   joinText,
@@ -19,6 +20,8 @@ import {
   pushTurn as push,
   requireTurns,
   TranslationError,
+  thinkingBlocksIn,
+  thinkingOf,
 } from './anthropic-blocks.js';
 
 export { InvalidRequest, TranslationError };
@@ -119,7 +122,11 @@ export function toAnthropicRequest(body: Obj, model: string, defaultMaxTokens: n
         );
       push(messages, 'user', blocks);
     } else if (role === 'assistant') {
-      const blocks = contentBlocks(m['content'], at);
+      // The thinking the gateway gave with this turn, sent back: it goes first, as it came.
+      const blocks = [
+        ...thinkingBlocksIn(m['thinking_blocks'], `messages[${i}].thinking_blocks`),
+        ...contentBlocks(m['content'], at),
+      ];
       for (const tc of objectList(m['tool_calls'], `messages[${i}].tool_calls`)) {
         const fn = tc['function'] as Obj | undefined;
         blocks.push({
@@ -169,6 +176,7 @@ export function toAnthropicRequest(body: Obj, model: string, defaultMaxTokens: n
   applyAnswerTool(answerTool(body), out, 'response_format');
   if (typeof body['user'] === 'string') out['metadata'] = { user_id: body['user'] };
   applyReasoning(body['reasoning_effort'], out, 'reasoning_effort');
+  dropThinkingUnlessThinking(out);
   return out;
 }
 
@@ -208,6 +216,13 @@ export function toOpenAiResponse(msg: Obj, created: number, answer: string | nul
     }));
   const message: Obj = { role: 'assistant', content: text === '' && toolCalls.length > 0 ? null : text };
   if (toolCalls.length > 0) message['tool_calls'] = toolCalls;
+  // The thinking, readable (`reasoning_content`) and as the blocks Anthropic wants back in a tool
+  // loop (`thinking_blocks`): a client that sends the message back as it came keeps thinking.
+  const thinking = thinkingOf(blocks);
+  if (thinking.length > 0) {
+    message['reasoning_content'] = thinking.map((b) => b['thinking'] ?? '').join('');
+    message['thinking_blocks'] = thinking;
+  }
   // The answer's tool call is the answer: the message is finished as a text answer is.
   const reason = String(msg['stop_reason']);
   const finish =

@@ -1,4 +1,4 @@
-import { readEvent } from './anthropic-blocks.js';
+import { readEvent, reasoningItem } from './anthropic-blocks.js';
 import { responseObject, responsesAnswerTool } from './responses-to-anthropic.js';
 
 type Obj = Record<string, unknown>;
@@ -7,8 +7,10 @@ interface Item {
   /** The Response output item as it stands. */
   item: Obj;
   outputIndex: number;
-  /** Text so far (a message) or arguments so far (a function call). */
+  /** Text so far (a message, a reasoning item's summary) or arguments so far (a function call). */
   acc: string;
+  /** A thinking block's signature so far, or a redacted block's data. */
+  sealed?: { type: string; value: string };
 }
 
 /**
@@ -120,12 +122,29 @@ export class AnthropicToResponsesStream {
         name: block['name'],
         arguments: '',
       };
+    } else if (block['type'] === 'thinking' || block['type'] === 'redacted_thinking') {
+      // Claude's thinking, as a reasoning item whose summary streams (reasoningItem).
+      item = { id: `rs_${this.id.slice(5)}_${outputIndex}`, type: 'reasoning', summary: [] };
     } else {
-      return ''; // thinking and server-tool blocks have no Responses item here
+      return ''; // server-tool blocks have no Responses item here
     }
     this.output.push(item);
-    this.blocks.set(index, { item, outputIndex, acc: '' });
+    const sealed =
+      block['type'] === 'thinking'
+        ? { type: 'thinking', value: '' }
+        : block['type'] === 'redacted_thinking'
+          ? { type: 'redacted_thinking', value: String(block['data'] ?? '') }
+          : undefined;
+    this.blocks.set(index, { item, outputIndex, acc: '', ...(sealed ? { sealed } : {}) });
     let out = this.ev('response.output_item.added', { output_index: outputIndex, item: { ...item } });
+    if (sealed?.type === 'thinking') {
+      out += this.ev('response.reasoning_summary_part.added', {
+        item_id: item['id'],
+        output_index: outputIndex,
+        summary_index: 0,
+        part: { type: 'summary_text', text: '' },
+      });
+    }
     if (item['type'] === 'message') {
       out += this.ev('response.content_part.added', {
         item_id: item['id'],
@@ -140,6 +159,20 @@ export class AnthropicToResponsesStream {
   private delta(index: number, delta: Obj): string {
     const b = this.blocks.get(index);
     if (!b) return '';
+    if (b.sealed && delta['type'] === 'signature_delta') {
+      b.sealed.value += String(delta['signature'] ?? '');
+      return '';
+    }
+    if (b.sealed && delta['type'] === 'thinking_delta') {
+      const text = String(delta['thinking'] ?? '');
+      b.acc += text;
+      return this.ev('response.reasoning_summary_text.delta', {
+        item_id: b.item['id'],
+        output_index: b.outputIndex,
+        summary_index: 0,
+        delta: text,
+      });
+    }
     const piece = delta['type'] === 'text_delta' ? delta['text'] : delta['partial_json'];
     if (
       b.item['type'] === 'message' &&
@@ -174,6 +207,20 @@ export class AnthropicToResponsesStream {
     const { item, outputIndex } = b;
     item['status'] = 'completed';
     let out = '';
+    if (b.sealed) {
+      const block =
+        b.sealed.type === 'thinking'
+          ? { type: 'thinking', thinking: b.acc, signature: b.sealed.value }
+          : { type: 'redacted_thinking', data: b.sealed.value };
+      Object.assign(item, reasoningItem(block, String(item['id'])));
+      if (b.sealed.type === 'thinking') {
+        const at = { item_id: item['id'], output_index: outputIndex, summary_index: 0 };
+        const part = { type: 'summary_text', text: b.acc };
+        out += this.ev('response.reasoning_summary_text.done', { ...at, text: b.acc });
+        out += this.ev('response.reasoning_summary_part.done', { ...at, part });
+      }
+      return out + this.ev('response.output_item.done', { output_index: outputIndex, item });
+    }
     if (item['type'] === 'message') {
       const part = { type: 'output_text', text: b.acc, annotations: [], logprobs: [] };
       item['content'] = [part];

@@ -142,6 +142,52 @@ describe('OpenAI Responses -> Anthropic messages', () => {
     expect(r['output']).toHaveLength(2);
   });
 
+  it("gives Claude's thinking as reasoning items, and takes them back; another model's reasoning is left out", () => {
+    const thought = { type: 'thinking', thinking: 'Check the tool.', signature: 'sig-9' };
+    const redacted = { type: 'redacted_thinking', data: 'opaque' };
+    const r = toResponsesResponse(
+      {
+        id: 'msg_01C',
+        model: 'claude',
+        content: [thought, redacted, { type: 'tool_use', id: 'toolu_7', name: 'look', input: {} }],
+        stop_reason: 'tool_use',
+        usage: { input_tokens: 1, output_tokens: 1 },
+      },
+      {},
+      1,
+    );
+    const output = r['output'] as Record<string, unknown>[];
+    expect(output).toMatchObject([
+      {
+        type: 'reasoning',
+        summary: [{ type: 'summary_text', text: 'Check the tool.' }],
+        encrypted_content: 'anthropic-thinking:sig-9',
+      },
+      { type: 'reasoning', summary: [], encrypted_content: 'anthropic-redacted:opaque' },
+      { type: 'function_call', call_id: 'toolu_7' },
+    ]);
+    const next = responsesToAnthropicRequest(
+      {
+        input: [
+          { role: 'user', content: 'Hi' },
+          { type: 'reasoning', id: 'rs_other', summary: [{ type: 'summary_text', text: 'o3 thought' }] },
+          ...output,
+          { type: 'function_call_output', call_id: 'toolu_7', output: 'ok' },
+        ],
+        reasoning: { effort: 'low' },
+        max_output_tokens: 4096,
+      },
+      'm',
+      100,
+    );
+    expect(next['thinking']).toEqual({ type: 'enabled', budget_tokens: 1024 });
+    expect((next['messages'] as { content: unknown[] }[])[1]!.content).toEqual([
+      thought,
+      redacted,
+      { type: 'tool_use', id: 'toolu_7', name: 'look', input: {} },
+    ]);
+  });
+
   it('answers as a Response: text and function calls as output items, usage in its terms', () => {
     const r = toResponsesResponse(
       {

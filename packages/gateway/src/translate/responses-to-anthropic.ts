@@ -12,14 +12,18 @@ import {
   anthropicTokens,
   applyAnswerTool,
   applyReasoning,
+  dropThinkingUnlessThinking,
   imageFromUrl,
   joinText,
   objectItem,
   objectList,
   parseArgs,
   pushTurn as push,
+  reasoningItem,
   requireTurns,
   TranslationError,
+  thinkingFromReasoning,
+  thinkingOf,
 } from './anthropic-blocks.js';
 
 type Obj = Record<string, unknown>;
@@ -131,7 +135,10 @@ export function responsesToAnthropicRequest(body: Obj, model: string, defaultMax
           },
         ]);
       } else if (type === 'reasoning') {
-        // Another model's reasoning summary: Anthropic has no place for it.
+        // Claude's own thinking, as the gateway gave it, goes back first in its turn; another
+        // model's reasoning has no place at Anthropic.
+        const thought = thinkingFromReasoning(item);
+        if (thought) push(messages, 'assistant', [thought]);
       } else {
         throw new TranslationError(`input item "${String(type)}" cannot be sent to an Anthropic model.`);
       }
@@ -155,6 +162,7 @@ export function responsesToAnthropicRequest(body: Obj, model: string, defaultMax
   const user = body['safety_identifier'] ?? body['user'];
   if (typeof user === 'string') out['metadata'] = { user_id: user };
   applyReasoning((body['reasoning'] as Obj | null | undefined)?.['effort'], out, 'reasoning.effort');
+  dropThinkingUnlessThinking(out);
   return out;
 }
 
@@ -179,8 +187,9 @@ function responsesUsage(u: Obj): Obj {
 /** The output items of a whole Anthropic message. A call of the structured answer's tool
  * (`answer`) is the answer's message, its input the text. */
 function outputItems(msg: Obj, base: string, answer: string | null): Obj[] {
-  const out: Obj[] = [];
   const blocks = (msg['content'] as Obj[] | undefined) ?? [];
+  // The thinking first, as reasoning items a client sends back to keep Claude thinking.
+  const out: Obj[] = thinkingOf(blocks).map((b, i) => reasoningItem(b, `rs_${base}_${i}`));
   const given = answerCall(blocks, answer);
   const text = answerText(blocks, given);
   if (text !== '')

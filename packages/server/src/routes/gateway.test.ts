@@ -1,5 +1,5 @@
 import Anthropic from '@anthropic-ai/sdk';
-import { chatRecordings, MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
+import { chatRecordings, MOCK_THOUGHT, MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type TestApp, testApp } from '../testing/test-app.js';
@@ -716,6 +716,93 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
       .catch((e) => e);
     expect(refused.status).toBe(400);
     expect(refused.message).toMatch(/temperature cannot be set with reasoning_effort/);
+
+    // The thinking comes back on the message: readable, and as the blocks Claude wants in a tool
+    // loop. A client that sends the message back as it came keeps Claude thinking on the next turn.
+    type Thinking = { reasoning_content?: string; thinking_blocks?: unknown[] };
+    const ask = {
+      model: 'claude-sonnet-4-5',
+      reasoning_effort: 'low' as const,
+      max_completion_tokens: 4000,
+      tools: [
+        { type: 'function' as const, function: { name: 'get_weather', parameters: { type: 'object' } } },
+      ],
+    };
+    const question = { role: 'user' as const, content: 'Weather in Paris?' };
+    const first = await openai.chat.completions.create({ ...ask, messages: [question] });
+    const msg = first.choices[0]!.message as (typeof first.choices)[0]['message'] & Thinking;
+    expect(msg.reasoning_content).toBe(MOCK_THOUGHT.thinking);
+    expect(msg.thinking_blocks).toEqual([MOCK_THOUGHT]);
+    const call = msg.tool_calls![0]!;
+    await openai.chat.completions.create({
+      ...ask,
+      messages: [question, msg, { role: 'tool', tool_call_id: call.id, content: '18C' }],
+    });
+    expect(mock.received.at(-1)!.body).toMatchObject({
+      thinking: { type: 'enabled', budget_tokens: 1024 },
+      messages: [
+        { role: 'user' },
+        { role: 'assistant', content: [MOCK_THOUGHT, { type: 'text' }, { type: 'tool_use', id: call.id }] },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: call.id }] },
+      ],
+    });
+    // Streamed: reasoning_content deltas, then the signed block.
+    const { tools: _tools, ...withoutTools } = ask;
+    const stream = await openai.chat.completions.create({ ...withoutTools, messages: hello, stream: true });
+    let reasoning = '';
+    let blocks: unknown[] = [];
+    for await (const c of stream) {
+      const d = c.choices[0]?.delta as (typeof c.choices)[0]['delta'] & Thinking;
+      reasoning += d?.reasoning_content ?? '';
+      blocks = d?.thinking_blocks ?? blocks;
+    }
+    expect([reasoning, blocks]).toEqual([MOCK_THOUGHT.thinking, [MOCK_THOUGHT]]);
+
+    // The Responses API: the thinking is a reasoning item (its text the summary, its signature the
+    // encrypted content), which sent back with the output keeps Claude thinking through the loop.
+    const rask = {
+      model: 'claude-sonnet-4-5',
+      reasoning: { effort: 'low' as const },
+      max_output_tokens: 4000,
+      tools: [
+        { type: 'function' as const, name: 'get_weather', parameters: { type: 'object' }, strict: false },
+      ],
+    };
+    const r1 = await openai.responses.create({ ...rask, input: 'Weather in Paris?' });
+    expect(r1.output.map((o) => o.type)).toEqual(['reasoning', 'message', 'function_call']);
+    expect(r1.output[0]).toMatchObject({
+      type: 'reasoning',
+      summary: [{ type: 'summary_text', text: MOCK_THOUGHT.thinking }],
+      encrypted_content: `anthropic-thinking:${MOCK_THOUGHT.signature}`,
+    });
+    const fc = r1.output.find((o) => o.type === 'function_call')!;
+    await openai.responses.create({
+      ...rask,
+      input: [
+        { role: 'user', content: 'Weather in Paris?' },
+        ...(r1.output as OpenAI.Responses.ResponseInputItem[]),
+        { type: 'function_call_output', call_id: fc.call_id, output: '18C' },
+      ],
+    });
+    expect(mock.received.at(-1)!.body).toMatchObject({
+      thinking: { type: 'enabled', budget_tokens: 1024 },
+      messages: [
+        { role: 'user' },
+        {
+          role: 'assistant',
+          content: [MOCK_THOUGHT, { type: 'text' }, { type: 'tool_use', id: fc.call_id }],
+        },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: fc.call_id }] },
+      ],
+    });
+    const { tools: _rtools, ...rplain } = rask;
+    const streamed = await openai.responses.stream({ ...rplain, input: 'Hello' }).finalResponse();
+    expect(streamed.output.map((o) => o.type)).toEqual(['reasoning', 'message']);
+    expect(streamed.output[0]).toMatchObject({
+      summary: [{ type: 'summary_text', text: MOCK_THOUGHT.thinking }],
+      encrypted_content: `anthropic-thinking:${MOCK_THOUGHT.signature}`,
+    });
+    expect(streamed.output_text).toBe('Hello, world!');
   });
 
   it("Responses API to a Claude model: a structured answer (text.format json_schema) is the answer's text, plain and streamed", async () => {
