@@ -94,7 +94,8 @@ describe('Anthropic messages to chat completions', () => {
           ],
         },
         { role: 'tool', tool_call_id: 'toolu_1', content: 'A' },
-        { role: 'tool', tool_call_id: 'toolu_2', content: 'B' },
+        // is_error has no place on a tool message: the text says so.
+        { role: 'tool', tool_call_id: 'toolu_2', content: 'Error: B' },
       ],
       max_completion_tokens: 300,
       temperature: 0.2,

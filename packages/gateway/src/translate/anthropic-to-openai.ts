@@ -82,10 +82,13 @@ function userTurn(content: unknown, at: string, out: Obj[]): void {
     else if (type === 'image')
       parts.push({ type: 'image_url', image_url: { url: imageUrl(block, `${at}[${j}]`) } });
     else if (type === 'tool_result') {
+      const result = toolResult(block, `${at}[${j}].content`, fromTools);
       out.push({
         role: 'tool',
         tool_call_id: block['tool_use_id'],
-        content: toolResult(block, `${at}[${j}].content`, fromTools),
+        // A tool message has no error flag: a failed call says so in its text, as the model would
+        // have been told.
+        content: block['is_error'] === true ? `Error: ${result}` : result,
       });
     } else throw new TranslationError(`${at}[${j}]: a "${String(type)}" block cannot be sent to ${TO}.`);
   }
