@@ -6,6 +6,7 @@ import { registerGateway } from './commands/gateway.js';
 import { registerKeys } from './commands/keys.js';
 import { registerPrice } from './commands/price.js';
 import { registerPrices } from './commands/prices.js';
+import { registerSpend } from './commands/spend.js';
 import { registerStart } from './commands/start.js';
 import { registerUseCases } from './commands/use-cases.js';
 import { printError } from './errors.js';
@@ -23,6 +24,7 @@ export async function main(argv: string[]): Promise<number> {
   registerGateway(program);
   registerKeys(program);
   registerCalls(program);
+  registerSpend(program);
   registerPrice(program);
   registerPrices(program);
   registerUseCases(program);

@@ -36,6 +36,7 @@ describe('tally calls', () => {
             model: i % 2 ? 'gpt-4o' : 'gpt-4o-mini',
             tokens: { input: 100, output: 10 },
             project: 'support',
+            tags: { feature: i % 4 === 0 ? 'summarize' : 'classify' },
             ...(i === 7 || i === 8 ? { request_id: 'req-7' } : {}),
           };
         });
@@ -77,6 +78,37 @@ describe('tally calls', () => {
         env,
       }).catch((e) => e);
       expect(zero.stderr).toMatch(/error \[invalid_request\].*--limit must be a positive integer/);
+
+      // tally spend: the same figures as GET /v1/spend, as a table, CSV or JSON lines.
+      const spend = async (...args: string[]) =>
+        (await run(process.execPath, [TALLY_BIN, 'spend', '--url', url, ...args], { env })).stdout;
+      const api = (await (
+        await fetch(`${url}/v1/spend?group_by=tag:feature`, { headers: { authorization: `Bearer ${admin}` } })
+      ).json()) as { rows: Record<string, unknown>[] };
+      const csv = (await spend('--group-by', 'tag:feature', '--format', 'csv')).trim().split('\n');
+      expect(csv[0]).toBe(
+        'tag:feature,cost_usd,list_cost_usd,calls,refused_calls,unpriced_calls,estimated_calls,input_tokens,output_tokens,cache_read_tokens,saved_usd',
+      );
+      expect(csv.slice(1)).toEqual(
+        api.rows.map(
+          (r) =>
+            `${r['tag:feature']},${r['cost_usd']},${r['list_cost_usd']},${r['calls']},0,0,0,${r['input_tokens']},${r['output_tokens']},0,0`,
+        ),
+      );
+      expect(api.rows.map((r) => [r['tag:feature'], r['calls']])).toEqual([
+        ['classify', 900],
+        ['summarize', 300],
+      ]);
+      const table = (await spend('--group-by', 'model', '--interval', 'day')).trim().split('\n');
+      expect(table[0]).toMatch(/^model\s+bucket\s+cost_usd\s+list_cost_usd\s+calls/);
+      expect(table.length).toBe(1 + 2);
+      expect(table[1]).toMatch(/^gpt-4o\s+2026-12-01T00:00:00\.000Z\s+\d/);
+      const lines = (await spend('--format', 'json', '--tag', 'feature:summarize')).trim().split('\n');
+      expect(lines.map((l) => JSON.parse(l).calls)).toEqual([300]);
+      const badFormat = await run(process.execPath, [TALLY_BIN, 'spend', '--url', url, '--format', 'xml'], {
+        env,
+      }).catch((e) => e);
+      expect(badFormat.stderr).toMatch(/error \[invalid_request\].*--format must be table, csv or json/);
     } finally {
       await stopProcess(server.child);
       rmSync(dir, { recursive: true, force: true });
