@@ -28,6 +28,14 @@ function parseTags(raw: string | null): Record<string, string> {
   return out;
 }
 
+/** A call's tags: the header's, with the key's own over them (a key's pinned fields win). Most
+ * keys have none: the header's object is kept as it is. */
+function keyTags(key: VirtualKey, given: Record<string, string>): Record<string, string> {
+  const own = key.tags;
+  for (const _ in own) return { ...given, ...own };
+  return given;
+}
+
 /** The end user a request body names, as the provider's API has the client name it: OpenAI's
  * `user` (or `safety_identifier`, which replaces it), Anthropic's `metadata.user_id`. */
 function bodyUser(body: Record<string, unknown> | undefined): string | null {
@@ -55,6 +63,6 @@ export function attribute(
     user: key.user ?? header(h, 'x-tally-user') ?? bodyUser(body),
     use_case: header(h, 'x-tally-use-case'),
     task_id: header(h, 'x-tally-task-id'),
-    tags: parseTags(header(h, 'x-tally-tags')),
+    tags: keyTags(key, parseTags(header(h, 'x-tally-tags'))),
   };
 }

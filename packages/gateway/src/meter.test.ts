@@ -22,7 +22,7 @@ const ctx: AttemptContext = {
   id: 'call_1',
   requestId: 'call_1',
   time: Date.parse('2026-08-01T00:00:00Z'),
-  key: { id: 'key_1', tenant: 'acme', ...unnamed, models: [], rpm: null, tpm: null },
+  key: { id: 'key_1', tenant: 'acme', ...unnamed, models: [], tags: {}, rpm: null, tpm: null },
   attribution: { ...unnamed, use_case: null, task_id: null, tags: {} },
   priceProvider: 'openai',
   upstreamApi: 'openai-chat',

@@ -69,6 +69,8 @@ export interface VirtualKey {
   user: string | null;
   /** Models the key may use, by name or pattern (`gpt-4o*`: model-allow.ts); empty means any. */
   models: string[];
+  /** Tags every call the key makes carries, over the call's own of the same name. */
+  tags: Record<string, string>;
   rpm: number | null;
   tpm: number | null;
 }

@@ -78,6 +78,7 @@ export class Authenticator {
         team: null,
         user: null,
         models: [],
+        tags: {},
         rpm: null,
         tpm: null,
       };
@@ -93,6 +94,7 @@ export class Authenticator {
       team: rec.team,
       user: rec.user,
       models: rec.models,
+      tags: rec.tags,
       rpm: rec.rpm,
       tpm: rec.tpm,
     };

@@ -179,6 +179,41 @@ describe('the SDK against a real server', () => {
         task_id: 'T-1',
         tags: { channel: 'email, chat', région: 'eu=1' },
       });
+
+      // A key's own tags go on every call it makes, over the header's of the same name; spend
+      // groups by them.
+      const tagged = (
+        await t.app.inject({
+          method: 'POST',
+          url: '/v1/keys',
+          headers: t.auth,
+          payload: { project: 'support', tags: { app: 'checkout', channel: 'web' } },
+        })
+      ).json();
+      const checkout = new OpenAI({ ...openAIOptions({ gatewayUrl: url, key: tagged.key }), maxRetries: 0 });
+      await checkout.chat.completions.create(
+        { model: 'gpt-4o', messages: [{ role: 'user', content: 'Hello' }] },
+        { headers: gatewayHeaders({ tags: { channel: 'email', env: 'prod' } }) },
+      );
+      await t.gateway.flush();
+      const [d] = (await t.app.inject({ url: '/v1/calls?limit=1', headers: t.auth })).json().data;
+      expect(d.tags).toEqual({ app: 'checkout', channel: 'web', env: 'prod' });
+      const byApp = (await t.app.inject({ url: '/v1/spend?group_by=tag:app', headers: t.auth })).json().rows;
+      expect(byApp.find((r: Record<string, unknown>) => r['tag:app'] === 'checkout')).toMatchObject({
+        calls: 1,
+      });
+      const keys = (await t.app.inject({ url: '/v1/keys', headers: t.auth })).json().data;
+      expect(keys.find((k: { id: string }) => k.id === tagged.id)).toMatchObject({
+        tags: { app: 'checkout', channel: 'web' },
+      });
+      const bad = await t.app.inject({
+        method: 'POST',
+        url: '/v1/keys',
+        headers: t.auth,
+        payload: { tags: { app: 7 } },
+      });
+      expect(bad.statusCode).toBe(400);
+      expect(bad.json().error.message).toMatch(/tags must be an object of strings/);
     },
   );
 

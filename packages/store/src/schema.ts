@@ -307,8 +307,24 @@ const keyName: Migration = {
   statements: () => [{ sql: 'ALTER TABLE api_keys ADD COLUMN name VARCHAR' }],
 };
 
+/** v7: the tags a virtual key gives every call it makes (`{"app": "checkout"}`), beside those the
+ * call's `x-tally-tags` header gives; the key's win. Keys made before it have none (null). */
+const keyTags: Migration = {
+  version: 7,
+  name: 'key tags',
+  statements: (d) => [{ sql: `ALTER TABLE api_keys ADD COLUMN tags ${d.json}` }],
+};
+
 /** Append only: a released migration is never edited, a change is a new version. */
-export const MIGRATIONS: readonly Migration[] = [initial, providers, alerts, taskRollup, requestId, keyName];
+export const MIGRATIONS: readonly Migration[] = [
+  initial,
+  providers,
+  alerts,
+  taskRollup,
+  requestId,
+  keyName,
+  keyTags,
+];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
 

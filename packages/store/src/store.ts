@@ -158,6 +158,8 @@ export interface KeyRecord {
   team: string | null;
   user: string | null;
   models: string[];
+  /** Tags every call the key makes carries, over the call's own of the same name ({} for none). */
+  tags: Record<string, string>;
   rpm: number | null;
   tpm: number | null;
   budget_id: string | null;
@@ -170,7 +172,7 @@ export interface KeyRecord {
 export type KeyPatch = Partial<
   Pick<
     KeyRecord,
-    'name' | 'project' | 'team' | 'user' | 'models' | 'rpm' | 'tpm' | 'budget_id' | 'expires_at'
+    'name' | 'project' | 'team' | 'user' | 'models' | 'tags' | 'rpm' | 'tpm' | 'budget_id' | 'expires_at'
   >
 >;
 

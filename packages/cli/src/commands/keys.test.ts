@@ -43,6 +43,8 @@ describe('tally keys', () => {
           '100000',
           '--models',
           'gpt-4o,gpt-4o-mini',
+          '--tags',
+          'app=checkout,env=prod',
         ],
         { env },
       );
@@ -61,6 +63,7 @@ describe('tally keys', () => {
         rpm: 60,
         tpm: 100000,
         models: ['gpt-4o', 'gpt-4o-mini'],
+        tags: { app: 'checkout', env: 'prod' },
       });
       expect(listed.stdout).not.toContain(key);
       const updated = await run(
@@ -77,7 +80,7 @@ describe('tally keys', () => {
           '--models',
           'gpt-4o*',
           '--clear',
-          'tpm,team',
+          'tpm,team,tags',
         ],
         { env },
       );
@@ -87,7 +90,16 @@ describe('tally keys', () => {
         tpm: null,
         team: null,
         models: ['gpt-4o*'],
+        tags: {},
       });
+      const badTags = await run(
+        process.execPath,
+        [TALLY_BIN, 'keys', 'update', id, '--url', url, '--tags', 'app'],
+        {
+          env,
+        },
+      ).catch((e) => e);
+      expect(badTags.stderr).toMatch(/error \[invalid_request\]: --tags must be name=value pairs/);
       const badUpdate = await run(
         process.execPath,
         [TALLY_BIN, 'keys', 'update', 'key_none', '--url', url, '--rpm', '5'],

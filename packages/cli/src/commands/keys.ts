@@ -1,3 +1,4 @@
+import { TallyError } from '@tally/core';
 import type { Command } from 'commander';
 import {
   apiCall as call,
@@ -6,6 +7,21 @@ import {
   apiTarget as target,
   withApiOptions,
 } from '../api.js';
+
+/** `app=checkout,env=prod` as an object of tags (as the x-tally-tags header writes them). */
+function tagList(value: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pair of value.split(',')) {
+    const at = pair.indexOf('=');
+    if (at <= 0)
+      throw new TallyError(
+        'invalid_request',
+        `--tags must be name=value pairs, such as app=checkout,env=prod; got "${pair}".`,
+      );
+    out[pair.slice(0, at).trim()] = pair.slice(at + 1).trim();
+  }
+  return out;
+}
 
 export function registerKeys(program: Command): void {
   const keys = program.command('keys').description('virtual keys for the gateway, and keys for the API');
@@ -29,12 +45,13 @@ export function registerKeys(program: Command): void {
       .option('--rpm <n>', 'requests per minute', int('rpm'))
       .option('--tpm <n>', 'tokens per minute', int('tpm'))
       .option('--models <a,b>', 'models the key may use', list)
+      .option('--tags <k=v,...>', 'tags every call of the key carries, e.g. app=checkout,env=prod', tagList)
       .option('--expires <time>', 'RFC 3339 expiry'),
   ).action(async (o: Record<string, unknown>) => {
     // The period's default is a virtual key's; other roles take no budget.
     const body: Record<string, unknown> =
       o['role'] === 'virtual' ? { period: o['period'] } : { role: o['role'] };
-    for (const f of ['name', 'project', 'team', 'user', 'rpm', 'tpm', 'models'] as const)
+    for (const f of ['name', 'project', 'team', 'user', 'rpm', 'tpm', 'models', 'tags'] as const)
       if (o[f] !== undefined) body[f] = o[f];
     if (o['budgetUsd'] !== undefined) body['budget_usd'] = String(o['budgetUsd']);
     if (o['expires'] !== undefined) body['expires_at'] = o['expires'];
@@ -55,11 +72,16 @@ export function registerKeys(program: Command): void {
       .option('--rpm <n>', 'requests per minute', int('rpm'))
       .option('--tpm <n>', 'tokens per minute', int('tpm'))
       .option('--models <a,b>', 'models the key may use (names or patterns such as gpt-4o*)', list)
+      .option('--tags <k=v,...>', 'the tags every call of the key carries (replacing its tags)', tagList)
       .option('--expires <time>', 'RFC 3339 expiry')
-      .option('--clear <fields>', 'fields to clear, e.g. rpm,tpm,models,budget_usd,expires_at,team', list),
+      .option(
+        '--clear <fields>',
+        'fields to clear, e.g. rpm,tpm,models,tags,budget_usd,expires_at,team',
+        list,
+      ),
   ).action(async (id: string, o: Record<string, unknown>) => {
     const body: Record<string, unknown> = {};
-    for (const f of ['name', 'project', 'team', 'user', 'period', 'rpm', 'tpm', 'models'] as const)
+    for (const f of ['name', 'project', 'team', 'user', 'period', 'rpm', 'tpm', 'models', 'tags'] as const)
       if (o[f] !== undefined) body[f] = o[f];
     if (o['budgetUsd'] !== undefined) body['budget_usd'] = String(o['budgetUsd']);
     if (o['expires'] !== undefined) body['expires_at'] = o['expires'];

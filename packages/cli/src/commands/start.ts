@@ -47,6 +47,7 @@ async function ensureAdminKey(store: Store, config: TallyConfig): Promise<string
     prefix: key.slice(0, 12),
     role: 'admin',
     name: 'first admin',
+    tags: {},
     project: null,
     team: null,
     user: null,

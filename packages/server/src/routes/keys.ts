@@ -38,6 +38,7 @@ const FIELDS = [
   'rpm',
   'tpm',
   'models',
+  'tags',
   'expires_at',
 ];
 
@@ -49,7 +50,7 @@ const EVERY_KEY = ['name', 'expires_at'];
 /** The fields a key of each role may carry besides its role: only a virtual key calls models, so
  * only it has a budget, limits and models; a member key is held to its project. */
 const ROLE_FIELDS: Record<Role, readonly string[]> = {
-  virtual: [...EVERY_KEY, 'project', 'team', 'user', 'budget_usd', 'period', 'rpm', 'tpm', 'models'],
+  virtual: [...EVERY_KEY, 'project', 'team', 'user', 'budget_usd', 'period', 'rpm', 'tpm', 'models', 'tags'],
   member: [...EVERY_KEY, 'project'],
   admin: EVERY_KEY,
   finance: EVERY_KEY,
@@ -101,6 +102,28 @@ function modelList(value: unknown): string[] {
   return value as string[];
 }
 
+/** The most tags a key may give its calls. */
+const MAX_KEY_TAGS = 32;
+
+/** A key's tags: an object of strings, names of 1 to 256 characters, values of at most 1,024. */
+function tagsOf(value: unknown): Record<string, string> {
+  const problem = 'tags must be an object of strings, such as {"app": "checkout"}';
+  if (!isObject(value)) throw new TallyError('invalid_request', `${problem}.`);
+  const entries = Object.entries(value);
+  if (entries.length > MAX_KEY_TAGS)
+    throw new TallyError(
+      'invalid_request',
+      `A key takes at most ${MAX_KEY_TAGS} tags; got ${entries.length}.`,
+    );
+  for (const [k, v] of entries)
+    if (typeof v !== 'string' || k.length === 0 || k.length > 256 || v.length > 1024)
+      throw new TallyError(
+        'invalid_request',
+        `${problem}: names of 1 to 256 characters, values of at most 1,024 (not ${JSON.stringify(k.slice(0, 60))}).`,
+      );
+  return value as Record<string, string>;
+}
+
 function periodOf(value: unknown): (typeof PERIODS)[number] {
   if (!(PERIODS as readonly unknown[]).includes(value)) {
     throw new TallyError('invalid_request', `period must be one of ${PERIODS.join(', ')}.`);
@@ -145,6 +168,7 @@ function keyView(k: KeyRecord): Record<string, unknown> {
     team: k.team,
     user: k.user,
     models: k.models,
+    tags: k.tags,
     rpm: k.rpm,
     tpm: k.tpm,
     budget_id: k.budget_id,
@@ -187,6 +211,7 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
     refuseUnknownFields(body, FIELDS, 'a key');
     const role = roleOf(body);
     const models = modelList(body['models'] ?? []);
+    const tags = body['tags'] === undefined || body['tags'] === null ? {} : tagsOf(body['tags']);
     const period = periodOf(body['period'] ?? 'month');
     const budget = body['budget_usd'];
     const budgetNano =
@@ -218,6 +243,7 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
       role,
       ...owner,
       models,
+      tags,
       ...limits,
       budget_id: budgetId,
       created_at: now,
@@ -275,6 +301,7 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
     for (const f of ['name', 'project', 'team', 'user'] as const)
       if (body[f] !== undefined) patch[f] = body[f] === null ? null : optString(body, f);
     if (body['models'] !== undefined) patch.models = body['models'] === null ? [] : modelList(body['models']);
+    if (body['tags'] !== undefined) patch.tags = body['tags'] === null ? {} : tagsOf(body['tags']);
     for (const f of ['rpm', 'tpm'] as const) if (body[f] !== undefined) patch[f] = optPositiveInt(body, f);
     if (body['expires_at'] !== undefined)
       patch.expires_at = body['expires_at'] === null ? null : expiryOf(body['expires_at'], now);

@@ -102,6 +102,7 @@ export async function foreignKey(store: Store, tenant = 'other'): Promise<string
     hash: hashKey(key),
     prefix: key.slice(0, 12),
     name: null,
+    tags: {},
     role: 'virtual',
     project: null,
     team: null,

@@ -148,6 +148,7 @@ export function makeKey(tenant: string, id: string, over: Partial<KeyRecord> = {
     prefix: 'tk-abc',
     role: 'virtual',
     name: null,
+    tags: {},
     project: 'support',
     team: null,
     user: null,

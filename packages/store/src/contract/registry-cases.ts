@@ -130,6 +130,7 @@ export function registryCases(ctx: ContractContext): void {
     const virtual = makeKey(tenant, 'k-virtual', {
       team: 'cx',
       user: 'u-17',
+      tags: { app: 'checkout', 'cost/center': '42' },
       tpm: 100_000,
       budget_id: 'b1',
       created_at: T0 + 1,
@@ -163,6 +164,7 @@ export function registryCases(ctx: ContractContext): void {
       rpm: 600,
       tpm: null,
       models: ['gpt-4o*', 'claude-*'],
+      tags: { app: 'support' },
       user: 'u-9',
       budget_id: 'budget_k-up',
       expires_at: T0 + 10 * DAY,
@@ -172,9 +174,12 @@ export function registryCases(ctx: ContractContext): void {
     expect(await ctx.store.findKeyByHash(key.hash)).toEqual(want);
     // Nothing to change: the key as it is.
     expect(await ctx.store.updateKey(tenant, 'k-up', {})).toEqual(want);
-    expect(await ctx.store.updateKey(tenant, 'k-up', { expires_at: null, team: null })).toMatchObject({
+    expect(
+      await ctx.store.updateKey(tenant, 'k-up', { expires_at: null, team: null, tags: {} }),
+    ).toMatchObject({
       expires_at: null,
       team: null,
+      tags: {},
     });
     // Another tenant's key of that id, an unknown one and a revoked one are not changed.
     expect(await ctx.store.updateKey(newTenant(), 'k-up', { rpm: 1 })).toBeNull();

@@ -173,8 +173,8 @@ export async function createKey(conn: DuckDBConnection, k: KeyRecord): Promise<v
   await execute(
     conn,
     `INSERT INTO api_keys (tenant, id, hash, prefix, role, project, team, "user", models, rpm, tpm, budget_id,
-       created_at, expires_at, revoked_at, name)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+       created_at, expires_at, revoked_at, name, tags)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
     [
       k.tenant,
       k.id,
@@ -192,11 +192,12 @@ export async function createKey(conn: DuckDBConnection, k: KeyRecord): Promise<v
       tsOrNull(k.expires_at),
       tsOrNull(k.revoked_at),
       k.name,
+      JSON.stringify(k.tags),
     ],
   );
 }
 
-const KEY_SELECT = `SELECT tenant, id, hash, prefix, role, name, project, team, "user", models, rpm, tpm, budget_id,
+const KEY_SELECT = `SELECT tenant, id, hash, prefix, role, name, project, team, "user", models, tags, rpm, tpm, budget_id,
   epoch_ms(created_at) AS created_at, epoch_ms(expires_at) AS expires_at, epoch_ms(revoked_at) AS revoked_at
   FROM api_keys`;
 
@@ -212,6 +213,8 @@ function keyFromRow(r: Row): KeyRecord {
     team: strOrNull(r, 'team'),
     user: strOrNull(r, 'user'),
     models: json<string[]>(r, 'models'),
+    // Keys made before schema 7 have none.
+    tags: r['tags'] === null ? {} : json<Record<string, string>>(r, 'tags'),
     rpm: numOrNull(r, 'rpm'),
     tpm: numOrNull(r, 'tpm'),
     budget_id: strOrNull(r, 'budget_id'),
@@ -254,6 +257,7 @@ const KEY_PATCH: Record<keyof KeyPatch, (v: unknown) => unknown> = {
   team: (v) => v,
   user: (v) => v,
   models: (v) => JSON.stringify(v),
+  tags: (v) => JSON.stringify(v),
   rpm: (v) => v,
   tpm: (v) => v,
   budget_id: (v) => v,

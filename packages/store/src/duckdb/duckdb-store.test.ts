@@ -16,6 +16,18 @@ import { createDuckDbStore } from './duckdb-store.js';
 
 runStoreContract('duckdb', () => createDuckDbStore({ path: ':memory:' }));
 
+/** A database at `path` as schema `version` left it, open. */
+async function databaseAt(path: string, version: number) {
+  const instance = await DuckDBInstance.create(path);
+  const conn = await instance.connect();
+  await conn.run(MIGRATIONS_TABLE_SQL);
+  for (const m of MIGRATIONS.filter((m) => m.version <= version)) {
+    for (const sql of migrationSql(m, DUCKDB_DIALECT)) await conn.run(sql);
+    await conn.run(`INSERT INTO schema_migrations VALUES (${m.version}, '${m.name}', now())`);
+  }
+  return { instance, conn };
+}
+
 describe('DuckDB store on a file', () => {
   let dir: string;
   const open: Store[] = [];
@@ -321,18 +333,38 @@ describe('DuckDB calls of an earlier version', () => {
     }
   });
 
+  it('upgrades a database of schema 6: its keys read with no tags, and take tags after', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tally-duckdb-v6-'));
+    const path = join(dir, 'tally.duckdb');
+    try {
+      const { instance, conn } = await databaseAt(path, 6);
+      await conn.run(
+        `INSERT INTO api_keys (tenant, id, hash, prefix, role, models, created_at)
+         VALUES ('acme', 'k-old', '${'a'.repeat(64)}', 'tk-old', 'virtual', '[]', now())`,
+      );
+      conn.closeSync();
+      instance.closeSync();
+      const store = await createDuckDbStore({ path });
+      try {
+        await store.migrate();
+        expect(await store.findKeyByHash('a'.repeat(64))).toMatchObject({ id: 'k-old', tags: {} });
+        expect(await store.updateKey('acme', 'k-old', { tags: { app: 'checkout' } })).toMatchObject({
+          tags: { app: 'checkout' },
+        });
+      } finally {
+        await store.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('upgrades a database of schema 4: its calls read without a request id, new ones with it', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tally-duckdb-v4-'));
     const path = join(dir, 'tally.duckdb');
     try {
       // The database as version 4 left it, with one call in it.
-      const instance = await DuckDBInstance.create(path);
-      const conn = await instance.connect();
-      await conn.run(MIGRATIONS_TABLE_SQL);
-      for (const m of MIGRATIONS.filter((m) => m.version <= 4)) {
-        for (const sql of migrationSql(m, DUCKDB_DIALECT)) await conn.run(sql);
-        await conn.run(`INSERT INTO schema_migrations VALUES (${m.version}, '${m.name}', now())`);
-      }
+      const { instance, conn } = await databaseAt(path, 4);
       const tenant = newTenant();
       const before = makeCall(tenant, 'v4-call', { request_id: null });
       const old = join(dir, 'v4.csv');
