@@ -8,6 +8,7 @@ import {
   periodWindow,
 } from '@tally/core';
 import type { Attribution } from './meter.js';
+import { modelAllowed } from './model-allow.js';
 import { type GatewayError, headerValue } from './replies.js';
 import type { BudgetWindow, RateResult } from './state/shared-state.js';
 import type { VirtualKey } from './types.js';
@@ -26,6 +27,15 @@ export interface BudgetRule {
   thresholds: number[];
   action: BudgetAction;
   downgradeModel: string | null;
+  /** The models whose calls it counts and holds (names or patterns, model-allow.ts); none, or
+   * empty, for every model. A call counts by the model it asks for, as it is recorded
+   * (model_requested), a downgraded one too. */
+  models?: string[] | undefined;
+}
+
+/** Whether a budget counts calls to `model`: a budget without models counts every call. */
+export function countsModel(rule: BudgetRule, model: string): boolean {
+  return rule.models === undefined || rule.models.length === 0 || modelAllowed(rule.models, model);
 }
 
 /** The budgets that apply to a call: the tenant's, its project's, team's, user's and key's. */

@@ -15,7 +15,14 @@ import {
   type Underway,
 } from './meter.js';
 import { modelAllowed } from './model-allow.js';
-import { choicesOf, maxOutputTokens, rateLimited, rateLimitHeaders } from './policy.js';
+import {
+  type BudgetRule,
+  choicesOf,
+  countsModel,
+  maxOutputTokens,
+  rateLimited,
+  rateLimitHeaders,
+} from './policy.js';
 import {
   ENDPOINT_API,
   type Endpoint,
@@ -63,6 +70,13 @@ const notAllowed = (key: VirtualKey, model: string): GatewayError => ({
   code: 'model_not_allowed',
   message: `This key may not use model ${model}. Allowed: ${key.models.join(', ')}.`,
 });
+
+/** The budgets of a call's owner that count its model: most count every model, and the list is
+ * kept as it is. */
+function budgetsFor(rules: BudgetRule[], model: string): BudgetRule[] {
+  for (const r of rules) if (!countsModel(r, model)) return rules.filter((x) => countsModel(x, model));
+  return rules;
+}
 
 /** What the gateway serves: a model call's endpoint, the model list, or Anthropic's token count. */
 export type GatewayRoute = Endpoint | 'models' | 'count_tokens';
@@ -420,7 +434,7 @@ export class Gateway {
 
     // Policy: rate limits, then budgets. Both need the call's size: the prompt's tokens (by the
     // tokenizer) and the most output it allows.
-    const rules = await this.deps.budgets(key, attribution);
+    const rules = budgetsFor(await this.deps.budgets(key, attribution), model);
     const limited = key.rpm !== null || key.tpm !== null;
     const maxOut = maxOutputTokens(body, this.deps.config.default_max_output ?? 4096);
     const promptTokens = limited || rules.length > 0 ? await estimatePromptTokens(body) : 0;

@@ -91,6 +91,7 @@ export async function seedSpend(
       from: w.start,
       to: now + 1,
       ...(group ? { groupBy: group } : {}),
+      ...(w.rule.models?.length ? { models: w.rule.models } : {}),
     });
     const row = group ? rows.find((r) => r.group === w.rule.subject) : rows[0];
     if (row && row.cost_effective_nano > 0n) await state.atLeast(w.window, row.cost_effective_nano);
@@ -109,6 +110,7 @@ export function toRule(b: BudgetRecord): BudgetRule {
     thresholds: b.thresholds,
     action: b.action,
     downgradeModel: b.downgrade_model,
+    models: b.models,
   };
 }
 

@@ -110,6 +110,18 @@ export function refuseUnknownFields(
 const MAX_BUDGET_NANO = 10n ** 18n;
 
 /** A budget's limit, in nano-dollars, from a USD amount (a string or a number). */
+/** A list of models, as a key or a budget names them: names, or patterns where `*` is any run of
+ * characters (model-allow.ts). */
+export function modelList(value: unknown): string[] {
+  if (!Array.isArray(value) || value.some((m) => typeof m !== 'string' || m === '')) {
+    throw new TallyError(
+      'invalid_request',
+      'models must be an array of model names (or patterns, such as gpt-4o*).',
+    );
+  }
+  return value as string[];
+}
+
 export function budgetLimit(field: string, value: unknown, example: string): bigint {
   let nano: bigint;
   try {

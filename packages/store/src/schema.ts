@@ -315,6 +315,14 @@ const keyTags: Migration = {
   statements: (d) => [{ sql: `ALTER TABLE api_keys ADD COLUMN tags ${d.json}` }],
 };
 
+/** v8: the models a budget counts and holds (names or patterns, `claude-opus-*`); none for every
+ * model. Budgets made before it have none (null). */
+const budgetModels: Migration = {
+  version: 8,
+  name: 'budget models',
+  statements: (d) => [{ sql: `ALTER TABLE budgets ADD COLUMN models ${d.json}` }],
+};
+
 /** Append only: a released migration is never edited, a change is a new version. */
 export const MIGRATIONS: readonly Migration[] = [
   initial,
@@ -324,6 +332,7 @@ export const MIGRATIONS: readonly Migration[] = [
   requestId,
   keyName,
   keyTags,
+  budgetModels,
 ];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

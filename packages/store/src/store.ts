@@ -76,6 +76,9 @@ export interface SpendQuery {
   groupByTag?: string;
   /** Only the calls with this tag. */
   tag?: TagFilter;
+  /** Only the calls that ask for one of these models (names, or patterns where `*` is any run of
+   * characters): a model budget's spend. */
+  models?: string[];
   from?: number;
   to?: number;
   interval?: SpendInterval;
@@ -137,6 +140,9 @@ export interface BudgetRecord {
   thresholds: number[];
   action: BudgetAction;
   downgrade_model: string | null;
+  /** The models whose calls it counts and holds, by name or pattern (`claude-opus-*`); empty for
+   * every model. A call counts by the model it asks for. */
+  models: string[];
   created_at: number;
 }
 

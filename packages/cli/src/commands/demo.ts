@@ -51,6 +51,7 @@ export function registerDemo(program: Command): void {
             thresholds: [0.5, 0.8, 1],
             action: 'alert',
             downgrade_model: null,
+            models: [],
             created_at: now,
           });
           summary =

@@ -69,6 +69,21 @@ describe.each(states)('budgets across a restart (%s)', (_name, makeState) => {
         ]),
       );
       expect(spent).toEqual({ key: '0.02874', project: '0.02874', tenant: '0.02874' });
+      // Budgets that count some models read the store's spend on those models alone.
+      for (const [id, models] of [
+        ['sonnet-late', ['claude-sonnet-*']],
+        ['opus-late', ['claude-opus-*']],
+      ] as const)
+        await second.app.inject({
+          method: 'POST',
+          url: '/v1/budgets',
+          headers: second.auth,
+          payload: { id, scope: 'tenant', limit_usd: '10', action: 'alert', models },
+        });
+      const byId = Object.fromEntries(
+        (await budgets(second)).map((b: { id: string; spent_usd: string }) => [b.id, b.spent_usd]),
+      );
+      expect([byId['sonnet-late'], byId['opus-late']]).toEqual(['0.02874', '0']);
       expect(await message(await second.listen(), key)).toBe(429);
       // The first process said the key's budget was exhausted; the second does not say it again.
       await second.ctx.alerts.stored();

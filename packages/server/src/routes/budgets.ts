@@ -12,7 +12,7 @@ import { windowKey } from '@tally/gateway';
 import type { BudgetRecord } from '@tally/store';
 import type { FastifyPluginAsync } from 'fastify';
 import type { AppContext } from '../context.js';
-import { budgetLimit, refuseUnknownFields } from '../serialize.js';
+import { budgetLimit, modelList, refuseUnknownFields } from '../serialize.js';
 
 const SCOPES: readonly BudgetScope[] = ['tenant', 'project', 'team', 'user', 'key'];
 const PERIODS: readonly BudgetPeriod[] = ['day', 'week', 'month'];
@@ -27,6 +27,7 @@ const FIELDS = [
   'thresholds',
   'action',
   'downgrade_model',
+  'models',
 ];
 
 function pick<T extends string>(
@@ -58,6 +59,7 @@ function budgetJson(
     thresholds: b.thresholds,
     action: b.action,
     downgrade_model: b.downgrade_model,
+    models: b.models,
     ...(usage
       ? {
           current_period: period,
@@ -138,6 +140,7 @@ export const budgetRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => 
       if (problem !== null)
         throw new TallyError('invalid_request', `downgrade_model ${JSON.stringify(downgrade)} ${problem}.`);
     }
+    const models = body['models'] === undefined || body['models'] === null ? [] : modelList(body['models']);
     const id = body['id'];
     if (id !== undefined && (typeof id !== 'string' || id === '' || id.length > 128)) {
       throw new TallyError('invalid_request', 'id must be a non-empty string of at most 128 characters.');
@@ -153,6 +156,7 @@ export const budgetRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => 
       thresholds: (thresholds as number[]).slice().sort((a, b) => a - b),
       action,
       downgrade_model: action === 'downgrade' ? (downgrade as string) : null,
+      models,
       created_at: ctx.clock.now(),
     };
     await ctx.store.putBudget(rec);

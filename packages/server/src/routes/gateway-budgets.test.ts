@@ -187,6 +187,7 @@ describe.each(states)('budgets and rate limits (%s state)', (_name, makeState) =
       thresholds: [0.5, 0.8, 1],
       action: 'alert',
       downgrade_model: null,
+      models: [],
       created_at: Date.now(),
     });
     for (let i = 0; i < 3; i++) {
@@ -258,6 +259,49 @@ describe.each(states)('budgets and rate limits (%s state)', (_name, makeState) =
         ),
       },
     });
+  });
+
+  it('holds a budget to the models it names: its calls stop at the limit, calls to other models go on', async () => {
+    const { key } = await newKey({ project: 'opus-capped' });
+    await budget({
+      id: 'b-opus',
+      scope: 'project',
+      subject: 'opus-capped',
+      limit_usd: '0.2',
+      action: 'block',
+      models: ['claude-opus-*'],
+    });
+    // Each opus call costs $0.07185 (2,095 × $15 + 1,800 × $1.50 + 503 × $75 per million) and
+    // reserves more: the budget lets two through.
+    const opus = async () => message(key, { model: 'claude-opus-4-1' });
+    const first = await opus();
+    await first.body.dump();
+    expect(first.statusCode).toBe(200);
+    const second = await opus();
+    await second.body.dump();
+    expect(second.statusCode).toBe(200);
+    const third = await opus();
+    expect(third.statusCode).toBe(429);
+    expect(((await third.body.json()) as { error: { message: string } }).error.message).toMatch(/b-opus/);
+    // Sonnet is not a model it names: it neither counts nor stops those calls.
+    for (let i = 0; i < 3; i++) {
+      const sonnet = await message(key);
+      await sonnet.body.dump();
+      expect(sonnet.statusCode).toBe(200);
+    }
+    await t.gateway.flush();
+    const b = (await t.app.inject({ url: '/v1/budgets', headers: t.auth }))
+      .json()
+      .data.find((x: { id: string }) => x.id === 'b-opus');
+    expect(b).toMatchObject({ models: ['claude-opus-*'], spent_usd: '0.1437', in_flight_usd: '0' });
+    const bad = await t.app.inject({
+      method: 'POST',
+      url: '/v1/budgets',
+      headers: t.auth,
+      payload: { scope: 'project', subject: 'x', limit_usd: '1', models: 'claude-opus-*' },
+    });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().error.message).toMatch(/models must be an array of model names/);
   });
 
   it('downgrades to the cheaper model when a budget says so', async () => {

@@ -4,7 +4,7 @@ import type { KeyPatch, KeyRecord } from '@tally/store';
 import type { FastifyPluginAsync } from 'fastify';
 import { generateKey, hashKey, type Role } from '../auth.js';
 import type { AppContext } from '../context.js';
-import { budgetLimit, refuseUnknownFields } from '../serialize.js';
+import { budgetLimit, modelList, refuseUnknownFields } from '../serialize.js';
 import { budgetStatus } from './budgets.js';
 
 const PERIODS = ['day', 'week', 'month'] as const;
@@ -90,16 +90,6 @@ function realDay(time: string): boolean {
   const [y, m, d] = time.slice(0, 10).split('-').map(Number) as [number, number, number];
   const day = new Date(Date.UTC(y, m - 1, d));
   return day.getUTCMonth() === m - 1 && day.getUTCDate() === d;
-}
-
-function modelList(value: unknown): string[] {
-  if (!Array.isArray(value) || value.some((m) => typeof m !== 'string' || m === '')) {
-    throw new TallyError(
-      'invalid_request',
-      'models must be an array of model names (or patterns, such as gpt-4o*).',
-    );
-  }
-  return value as string[];
 }
 
 /** The most tags a key may give its calls. */
@@ -197,6 +187,7 @@ function keyBudget(
     thresholds: [0.5, 0.8, 1],
     action: 'block' as const,
     downgrade_model: null,
+    models: [],
     created_at: now,
   };
 }

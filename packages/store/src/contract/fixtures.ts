@@ -135,6 +135,7 @@ export function makeBudget(tenant: string, id: string, over: Partial<BudgetRecor
     thresholds: [0.5, 0.8, 1],
     action: 'alert',
     downgrade_model: null,
+    models: [],
     created_at: T0,
     ...over,
   };

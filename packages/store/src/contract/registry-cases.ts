@@ -109,13 +109,20 @@ export function registryCases(ctx: ContractContext): void {
       thresholds: [],
       action: 'downgrade',
       downgrade_model: 'gpt-4o-mini',
+      models: ['gpt-4o', 'o3*'],
       created_at: T0 + 1,
     });
     await ctx.store.putBudget(first);
     await ctx.store.putBudget(second);
     expect(await ctx.store.listBudgets(tenant)).toEqual([first, second]);
 
-    const replaced = { ...first, limit_nano: 7n, action: 'block' as const, thresholds: [0.9] };
+    const replaced = {
+      ...first,
+      limit_nano: 7n,
+      action: 'block' as const,
+      thresholds: [0.9],
+      models: ['claude-*'],
+    };
     await ctx.store.putBudget({ ...replaced, created_at: T0 + DAY }); // created_at stays
     expect(await ctx.store.listBudgets(tenant)).toEqual([replaced, second]);
 

@@ -147,6 +147,22 @@ export function spendCases(ctx: ContractContext): void {
     expect(listed.rows.map((c) => c.id)).toEqual(['t-1']);
   });
 
+  it("sums only the calls to the models a list names, patterns included, as a model budget's spend", async () => {
+    const tenant = newTenant();
+    const calls = ['claude-opus-4-6', 'claude-opus-4-8', 'claude-sonnet-4-6', 'gpt-4o', 'gpt_4o%x'].map(
+      (m, i) => makeCall(tenant, `m-${i}`, { model_requested: m, cost_effective_nano: BigInt(10 ** i) }),
+    );
+    await ctx.store.ingest({ calls, tasks: [] });
+    const total = async (models: string[]) =>
+      (await ctx.store.spend({ tenant, models }))[0]?.cost_effective_nano;
+    expect(await total(['claude-opus-*'])).toBe(11n);
+    expect(await total(['claude-opus-*', 'gpt-4o'])).toBe(1011n);
+    // % and _ stand for themselves: only * is a pattern.
+    expect(await total(['gpt_4o%x'])).toBe(10000n);
+    expect(await total(['gpt%'])).toBeUndefined();
+    expect(await total([])).toBe(11111n);
+  });
+
   it('returns no rows for a tenant without calls', async () => {
     const tenant = newTenant();
     expect(await ctx.store.spend({ tenant })).toEqual([]);

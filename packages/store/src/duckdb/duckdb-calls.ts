@@ -43,13 +43,23 @@ export function tagValue(p: Params, key: string): string {
  * is qualified because the select lists read it back as epoch ms under the same name. */
 export function callWhere(
   p: Params,
-  q: { tenant: string; from?: number; to?: number; tag?: TagFilter },
+  q: { tenant: string; from?: number; to?: number; tag?: TagFilter; models?: string[] },
 ): string[] {
   const where = [`calls.tenant = ${p.add(q.tenant)}`];
   if (q.from !== undefined) where.push(`calls.time >= ${p.add(ts(q.from))}`);
   if (q.to !== undefined) where.push(`calls.time < ${p.add(ts(q.to))}`);
   if (q.tag !== undefined) where.push(`${tagValue(p, q.tag.key)} = ${p.add(q.tag.value)}`);
+  if (q.models !== undefined && q.models.length > 0)
+    where.push(
+      `(${q.models.map((m) => `model_requested LIKE ${p.add(likePattern(m))} ESCAPE '\\'`).join(' OR ')})`,
+    );
   return where;
+}
+
+/** A model name or pattern (`*` any run of characters, as model-allow.ts reads it) as a LIKE
+ * pattern: `%`, `_` and the escape character stand for themselves. */
+function likePattern(model: string): string {
+  return model.replace(/[\\%_]/g, (c) => `\\${c}`).replaceAll('*', '%');
 }
 
 /** One page of calls, newest first; ties on time are broken by id, so that keyset pages never

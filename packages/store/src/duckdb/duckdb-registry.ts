@@ -121,11 +121,12 @@ export async function putBudget(conn: DuckDBConnection, b: BudgetRecord): Promis
   await execute(
     conn,
     `INSERT INTO budgets (tenant, id, scope, subject, limit_nano, period, time_zone, thresholds, action,
-       downgrade_model, created_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+       downgrade_model, created_at, models)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
      ON CONFLICT (tenant, id) DO UPDATE SET scope = excluded.scope, subject = excluded.subject,
        limit_nano = excluded.limit_nano, period = excluded.period, time_zone = excluded.time_zone,
-       thresholds = excluded.thresholds, action = excluded.action, downgrade_model = excluded.downgrade_model`,
+       thresholds = excluded.thresholds, action = excluded.action, downgrade_model = excluded.downgrade_model,
+       models = excluded.models`,
     [
       b.tenant,
       b.id,
@@ -138,6 +139,7 @@ export async function putBudget(conn: DuckDBConnection, b: BudgetRecord): Promis
       b.action,
       b.downgrade_model,
       ts(b.created_at),
+      JSON.stringify(b.models),
     ],
   );
 }
@@ -146,7 +148,7 @@ export async function listBudgets(conn: DuckDBConnection, tenant: string): Promi
   const rows = await queryRows(
     conn,
     `SELECT tenant, id, scope, subject, limit_nano, period, time_zone, thresholds, action, downgrade_model,
-       epoch_ms(created_at) AS created_at
+       models, epoch_ms(created_at) AS created_at
      FROM budgets WHERE tenant = $1 ORDER BY created_at, id`,
     [tenant],
   );
@@ -161,6 +163,8 @@ export async function listBudgets(conn: DuckDBConnection, tenant: string): Promi
     thresholds: json<number[]>(r, 'thresholds'),
     action: str(r, 'action') as BudgetAction,
     downgrade_model: strOrNull(r, 'downgrade_model'),
+    // Budgets made before schema 8 hold every model.
+    models: r['models'] === null ? [] : json<string[]>(r, 'models'),
     created_at: num(r, 'created_at'),
   }));
 }

@@ -333,7 +333,7 @@ describe('DuckDB calls of an earlier version', () => {
     }
   });
 
-  it('upgrades a database of schema 6: its keys read with no tags, and take tags after', async () => {
+  it('upgrades a database of schema 6: its keys read with no tags and its budgets count every model', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tally-duckdb-v6-'));
     const path = join(dir, 'tally.duckdb');
     try {
@@ -341,6 +341,10 @@ describe('DuckDB calls of an earlier version', () => {
       await conn.run(
         `INSERT INTO api_keys (tenant, id, hash, prefix, role, models, created_at)
          VALUES ('acme', 'k-old', '${'a'.repeat(64)}', 'tk-old', 'virtual', '[]', now())`,
+      );
+      await conn.run(
+        `INSERT INTO budgets (tenant, id, scope, subject, limit_nano, period, time_zone, thresholds, action, created_at)
+         VALUES ('acme', 'b-old', 'tenant', 'acme', 1000, 'month', 'UTC', '[1]', 'block', now())`,
       );
       conn.closeSync();
       instance.closeSync();
@@ -351,6 +355,8 @@ describe('DuckDB calls of an earlier version', () => {
         expect(await store.updateKey('acme', 'k-old', { tags: { app: 'checkout' } })).toMatchObject({
           tags: { app: 'checkout' },
         });
+        // And its budgets, made before schema 8, count every model.
+        expect(await store.listBudgets('acme')).toMatchObject([{ id: 'b-old', models: [] }]);
       } finally {
         await store.close();
       }
