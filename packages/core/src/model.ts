@@ -142,6 +142,15 @@ export const LEDGER_CATEGORIES = [
 ] as const;
 export type LedgerCategory = (typeof LEDGER_CATEGORIES)[number];
 
-export type BudgetScope = 'tenant' | 'project' | 'team' | 'user' | 'key';
+/** Who a budget holds: the tenant, a project, team, user or key, or the calls carrying a tag
+ * (subject `name=value`, from the key's tags or the call's `x-tally-tags`). */
+export type BudgetScope = 'tenant' | 'project' | 'team' | 'user' | 'key' | 'tag';
+
+/** A tag budget's subject, `name=value`, as its name and value (split at the first `=`); null when
+ * it is not of that form. */
+export function tagSubject(subject: string): { key: string; value: string } | null {
+  const at = subject.indexOf('=');
+  return at <= 0 ? null : { key: subject.slice(0, at), value: subject.slice(at + 1) };
+}
 export type BudgetPeriod = 'day' | 'week' | 'month';
 export type BudgetAction = 'alert' | 'downgrade' | 'block';

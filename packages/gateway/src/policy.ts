@@ -6,6 +6,7 @@ import {
   nanoToUsd,
   type PeriodWindow,
   periodWindow,
+  tagSubject,
 } from '@tally/core';
 import type { Attribution } from './meter.js';
 import { modelAllowed } from './model-allow.js';
@@ -81,6 +82,10 @@ export function applies(rule: BudgetRule, key: VirtualKey, a: Attribution): bool
       return rule.subject === a.user;
     case 'key':
       return rule.subject === key.id;
+    case 'tag': {
+      const tag = tagSubject(rule.subject);
+      return tag !== null && a.tags[tag.key] === tag.value;
+    }
   }
 }
 

@@ -1,4 +1,5 @@
 import { createHash, createHmac } from 'node:crypto';
+import { tagSubject } from '@tally/core';
 import {
   type BudgetAlert,
   type BudgetRule,
@@ -85,12 +86,16 @@ export async function seedSpend(
       if (exhausted.has(`${w.rule.id}\u0000${w.label}\u0000${reason}`))
         await state.once(exhaustedOnce(w, reason), w.window.resetAt);
     }
-    const group = w.rule.scope === 'tenant' ? undefined : w.rule.scope;
+    // A tag budget's spend is that of the calls with its tag; the others', their group's.
+    const tag = w.rule.scope === 'tag' ? tagSubject(w.rule.subject) : null;
+    const group = w.rule.scope === 'tenant' || w.rule.scope === 'tag' ? undefined : w.rule.scope;
+    if (w.rule.scope === 'tag' && tag === null) continue;
     const rows = await store.spend({
       tenant,
       from: w.start,
       to: now + 1,
       ...(group ? { groupBy: group } : {}),
+      ...(tag ? { tag } : {}),
       ...(w.rule.models?.length ? { models: w.rule.models } : {}),
     });
     const row = group ? rows.find((r) => r.group === w.rule.subject) : rows[0];

@@ -7,6 +7,7 @@ import {
   nanoToUsd,
   periodWindow,
   TallyError,
+  tagSubject,
 } from '@tally/core';
 import { windowKey } from '@tally/gateway';
 import type { BudgetRecord } from '@tally/store';
@@ -14,7 +15,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { AppContext } from '../context.js';
 import { budgetLimit, modelList, refuseUnknownFields } from '../serialize.js';
 
-const SCOPES: readonly BudgetScope[] = ['tenant', 'project', 'team', 'user', 'key'];
+const SCOPES: readonly BudgetScope[] = ['tenant', 'project', 'team', 'user', 'key', 'tag'];
 const PERIODS: readonly BudgetPeriod[] = ['day', 'week', 'month'];
 const ACTIONS: readonly BudgetAction[] = ['alert', 'downgrade', 'block'];
 const FIELDS = [
@@ -108,6 +109,11 @@ export const budgetRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => 
     const subject = scope === 'tenant' ? principal.tenant : body['subject'];
     if (typeof subject !== 'string' || subject === '')
       throw new TallyError('invalid_request', 'subject is required.');
+    if (scope === 'tag' && tagSubject(subject) === null)
+      throw new TallyError(
+        'invalid_request',
+        "A tag budget's subject is the tag as name=value, such as feature=summarize.",
+      );
     const limit = budgetLimit('limit_usd', body['limit_usd'], '"500"');
     const zone = body['time_zone'] ?? 'UTC';
     if (typeof zone !== 'string')

@@ -45,6 +45,21 @@ describe.each(states)('budgets and rate limits (%s state)', (_name, makeState) =
 
   const newKey = (payload: Record<string, unknown>) => t.newKey(payload);
   const message = (key: string, extra: Record<string, unknown> = {}) => postMessage(base, key, extra);
+  const postMessageWith = (key: string, headers: Record<string, string>) =>
+    request(`${base}/v1/messages`, {
+      method: 'POST',
+      headers: {
+        'x-api-key': key,
+        'content-type': 'application/json',
+        'anthropic-version': '2023-06-01',
+        ...headers,
+      },
+      body: JSON.stringify({
+        model: 'claude-sonnet-4-5',
+        max_tokens: 1024,
+        messages: [{ role: 'user', content: 'Hello' }],
+      }),
+    });
 
   it('holds a $1 budget under 200 concurrent calls: overspend stays within the in-flight reservations', async () => {
     const { id, key } = await newKey({ project: 'p', budget_usd: 1 });
@@ -302,6 +317,44 @@ describe.each(states)('budgets and rate limits (%s state)', (_name, makeState) =
     });
     expect(bad.statusCode).toBe(400);
     expect(bad.json().error.message).toMatch(/models must be an array of model names/);
+  });
+
+  it('holds a budget to the calls with its tag, from the header or the key, and reads its spend from the store', async () => {
+    const tag = `feature=tagged-${Math.random().toString(36).slice(2, 8)}`;
+    const [name, value] = tag.split('=') as [string, string];
+    await budget({ id: `b-${value}`, scope: 'tag', subject: tag, limit_usd: '0.03', action: 'block' });
+    const { key } = await newKey({ project: 'tags' });
+    const tagged = async (k: string) => {
+      const r = await postMessageWith(k, { 'x-tally-tags': tag });
+      await r.body.dump();
+      return r.statusCode;
+    };
+    // Each call costs $0.01437 and reserves $0.01539: two fit under $0.03, a third does not.
+    expect([await tagged(key), await tagged(key), await tagged(key)]).toEqual([200, 200, 429]);
+    // Calls without the tag go on.
+    const plain = await message(key);
+    await plain.body.dump();
+    expect(plain.statusCode).toBe(200);
+    // A key whose own tags carry it is held too.
+    const { key: pinned } = await newKey({ project: 'tags', tags: { [name]: value } });
+    const held = await message(pinned);
+    await held.body.dump();
+    expect(held.statusCode).toBe(429);
+    // A budget of the same tag made after the calls reads their spend from the store.
+    await t.gateway.flush();
+    await budget({ id: `b-${value}-late`, scope: 'tag', subject: tag, limit_usd: '10', action: 'alert' });
+    const list = (await t.app.inject({ url: '/v1/budgets', headers: t.auth })).json().data;
+    expect(list.find((b: { id: string }) => b.id === `b-${value}-late`)).toMatchObject({
+      spent_usd: '0.02874',
+    });
+    const bad = await t.app.inject({
+      method: 'POST',
+      url: '/v1/budgets',
+      headers: t.auth,
+      payload: { scope: 'tag', subject: 'feature', limit_usd: '1' },
+    });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().error.message).toMatch(/subject is the tag as name=value/);
   });
 
   it('downgrades to the cheaper model when a budget says so', async () => {

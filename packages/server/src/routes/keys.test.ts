@@ -258,7 +258,28 @@ describe('changing a key in place', () => {
   });
 
   it('shows a virtual key its own policy and where it stands on the budgets that hold it', async () => {
-    const { id, key } = await t.newKey({ project: 'self-view', rpm: 50, budget_usd: '2', period: 'day' });
+    const { id, key } = await t.newKey({
+      project: 'self-view',
+      rpm: 50,
+      budget_usd: '2',
+      period: 'day',
+      tags: { app: 'self-view-app' },
+    });
+    // A budget of a tag the key carries holds it; one of another value does not.
+    const tagged = (
+      await t.app.inject({
+        method: 'POST',
+        url: '/v1/budgets',
+        headers: t.auth,
+        payload: { scope: 'tag', subject: 'app=self-view-app', limit_usd: '10' },
+      })
+    ).json().id as string;
+    await t.app.inject({
+      method: 'POST',
+      url: '/v1/budgets',
+      headers: t.auth,
+      payload: { scope: 'tag', subject: 'app=other', limit_usd: '10' },
+    });
     const project = (
       await t.app.inject({
         method: 'POST',
@@ -288,7 +309,7 @@ describe('changing a key in place', () => {
     const me = (await res.json()) as { budgets: { id: string; spent_usd: string; resets_at: string }[] };
     expect(me).toMatchObject({ id, project: 'self-view', rpm: 50, role: 'virtual' });
     expect(JSON.stringify(me)).not.toContain(key);
-    expect(me.budgets.map((b) => b.id).sort()).toEqual([`budget_${id}`, project].sort());
+    expect(me.budgets.map((b) => b.id).sort()).toEqual([`budget_${id}`, project, tagged].sort());
     for (const b of me.budgets) {
       expect(Number(b.spent_usd)).toBeGreaterThan(0);
       expect(Date.parse(b.resets_at)).toBeGreaterThan(Date.now());

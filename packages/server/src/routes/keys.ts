@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { isObject, TallyError } from '@tally/core';
+import { isObject, TallyError, tagSubject } from '@tally/core';
 import type { KeyPatch, KeyRecord } from '@tally/store';
 import type { FastifyPluginAsync } from 'fastify';
 import { generateKey, hashKey, type Role } from '../auth.js';
@@ -260,7 +260,13 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
       user: key.user,
       key: key.id,
     };
-    const budgets = await budgetStatus(ctx, principal.tenant, (b) => pinned[b.scope] === b.subject);
+    const tagged = (subject: string) => {
+      const tag = tagSubject(subject);
+      return tag !== null && key.tags[tag.key] === tag.value;
+    };
+    const budgets = await budgetStatus(ctx, principal.tenant, (b) =>
+      b.scope === 'tag' ? tagged(b.subject) : pinned[b.scope] === b.subject,
+    );
     return { ...keyView(key), budgets };
   });
 
