@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { registerAnalytics } from './commands/analytics.js';
+import { registerBudgets } from './commands/budgets.js';
 import { registerCalls } from './commands/calls.js';
 import { registerDemo } from './commands/demo.js';
 import { registerGateway } from './commands/gateway.js';
@@ -25,6 +26,7 @@ export async function main(argv: string[]): Promise<number> {
   registerKeys(program);
   registerCalls(program);
   registerSpend(program);
+  registerBudgets(program);
   registerPrice(program);
   registerPrices(program);
   registerUseCases(program);

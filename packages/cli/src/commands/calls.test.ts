@@ -109,6 +109,47 @@ describe('tally calls', () => {
         env,
       }).catch((e) => e);
       expect(badFormat.stderr).toMatch(/error \[invalid_request\].*--format must be table, csv or json/);
+
+      // tally budgets: a project's budget on one model reads that model's spend this month.
+      const budgets = async (...args: string[]) =>
+        (await run(process.execPath, [TALLY_BIN, 'budgets', ...args, '--url', url], { env })).stdout.trim();
+      const made = JSON.parse(
+        await budgets(
+          'create',
+          '--id',
+          'support-4o',
+          '--scope',
+          'project',
+          '--subject',
+          'support',
+          '--limit-usd',
+          '50',
+          '--action',
+          'block',
+          '--thresholds',
+          '0.5,0.9',
+          '--models',
+          'gpt-4o',
+        ),
+      );
+      expect(made).toMatchObject({
+        id: 'support-4o',
+        models: ['gpt-4o'],
+        thresholds: [0.5, 0.9],
+        action: 'block',
+      });
+      const byModel = (await (
+        await fetch(`${url}/v1/spend?group_by=model`, { headers: { authorization: `Bearer ${admin}` } })
+      ).json()) as { rows: Record<string, unknown>[] };
+      const listedBudget = (await budgets('list')).split('\n').map((l) => JSON.parse(l));
+      expect(listedBudget.find((b) => b.id === 'support-4o')).toMatchObject({
+        spent_usd: byModel.rows.find((r) => r['model'] === 'gpt-4o')!['cost_usd'],
+      });
+      expect(JSON.parse(await budgets('delete', 'support-4o'))).toEqual({ id: 'support-4o', deleted: true });
+      const gone = await run(process.execPath, [TALLY_BIN, 'budgets', 'delete', 'support-4o', '--url', url], {
+        env,
+      }).catch((e) => e);
+      expect(gone.stderr).toMatch(/error \[not_found\]: No budget support-4o/);
     } finally {
       await stopProcess(server.child);
       rmSync(dir, { recursive: true, force: true });
