@@ -267,7 +267,10 @@ export class Gateway {
       }
       const limit = this.deps.config.body_limit_bytes ?? 32 * 1024 * 1024;
       const raw = await readBody(req, limit);
-      if (!Buffer.isBuffer(raw)) return sendError(res, wire, raw);
+      if (!Buffer.isBuffer(raw)) {
+        if (endpoint === 'count_tokens') return sendError(res, wire, raw);
+        return this.refuseUnread(req, res, endpoint, key, raw, this.deps.clock.now(), '');
+      }
       if (endpoint === 'count_tokens') await this.countTokens(req, res, raw, key);
       else await this.handle(req, res, endpoint, raw, key);
     } catch (err) {
@@ -283,19 +286,27 @@ export class Gateway {
   }
 
   /** A model call's key, body and model; or null, the error answered: an unknown key (401), a body
-   * that is not a JSON object or names no model (400). */
+   * that is not a JSON object or names no model (400). `refused` answers the body's refusals
+   * instead, with the model the body names if it names one that can be recorded (else ''). */
   private async admit(
     req: IncomingMessage,
     res: ServerResponse,
     wire: Wire,
     raw: Buffer,
     known?: VirtualKey,
+    refused?: (err: GatewayError, model: string) => void,
   ): Promise<{ key: VirtualKey; body: Obj; model: string } | null> {
     const key = known ?? (await this.authenticate(req));
     if (!key) {
       sendError(res, wire, invalidKey());
       return null;
     }
+    const refuse = (err: GatewayError, model: unknown = '') => {
+      const named = typeof model === 'string' && isModelName(model) ? model : '';
+      if (refused) refused(err, named);
+      else sendError(res, wire, err);
+      return null;
+    };
     let body: Obj;
     try {
       const parsed: unknown = JSON.parse(raw.toString('utf8'));
@@ -303,8 +314,7 @@ export class Gateway {
         throw new Error('not an object');
       body = parsed as Obj;
     } catch {
-      sendError(res, wire, badRequest('The request body is not a valid JSON object.', 'invalid_json'));
-      return null;
+      return refuse(badRequest('The request body is not a valid JSON object.', 'invalid_json'));
     }
     const problem = checkTopLevel(raw, MAX_NESTING);
     if (problem) {
@@ -313,18 +323,13 @@ export class Gateway {
         problem.code === 'duplicate_key'
           ? `The request body gives ${name} more than once: send each field once.`
           : `The request body nests objects and arrays more than ${MAX_NESTING} deep (in ${name}).`;
-      sendError(res, wire, badRequest(message, problem.code));
-      return null;
+      return refuse(badRequest(message, problem.code), body['model']);
     }
     const model = body['model'];
-    if (typeof model !== 'string' || model === '') {
-      sendError(res, wire, badRequest('model is required.', 'missing_model'));
-      return null;
-    }
-    if (!isModelName(model)) {
-      sendError(res, wire, badRequest(`model must be a model name: ${MODEL_NAME_RULE}.`, 'invalid_model'));
-      return null;
-    }
+    if (typeof model !== 'string' || model === '')
+      return refuse(badRequest('model is required.', 'missing_model'));
+    if (!isModelName(model))
+      return refuse(badRequest(`model must be a model name: ${MODEL_NAME_RULE}.`, 'invalid_model'));
     return { key, body, model };
   }
 
@@ -412,7 +417,12 @@ export class Gateway {
   ): Promise<void> {
     const wire: Wire = endpoint === 'messages' ? 'anthropic' : 'openai';
     const time = this.deps.clock.now();
-    const admitted = await this.admit(req, res, wire, raw, known);
+    // A body the gateway cannot take is a refused call of the key's too (with the model it names,
+    // when it names one).
+    const admitted = await this.admit(req, res, wire, raw, known, (err, model) => {
+      if (known) this.refuseUnread(req, res, endpoint, known, err, time, model);
+      else sendError(res, wire, err);
+    });
     if (!admitted) return;
     const { key, body, model } = admitted;
     const attribution = attribute(key, req.headers, body);
@@ -531,6 +541,29 @@ export class Gateway {
     const headers = { ...err.headers, 'x-tally-request-id': id, 'x-tally-call-id': id };
     sendError(res, wire, { ...err, headers });
     this.deps.sink.write(refusalRecord(this.deps, { ...call, id, code: err.code }));
+  }
+
+  /** Refuses a call whose body could not be taken (too large, not JSON, no model), and records it
+   * under what the key and the headers say of it. */
+  private refuseUnread(
+    req: IncomingMessage,
+    res: ServerResponse,
+    endpoint: Endpoint,
+    key: VirtualKey,
+    err: GatewayError,
+    time: number,
+    model: string,
+  ): void {
+    const wire: Wire = endpoint === 'messages' ? 'anthropic' : 'openai';
+    const call = {
+      time,
+      key,
+      attribution: attribute(key, req.headers),
+      provider: '',
+      api: ENDPOINT_API[endpoint],
+      model,
+    };
+    this.refuse(res, wire, err, call);
   }
 
   /** What a call can cost at most: the prompt, and the output the request allows, on the

@@ -139,6 +139,50 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: requests refused before anyth
     await res.body.dump();
   });
 
+  it('records a body it cannot take as a refused call of the key, with the model it names if any', async () => {
+    const { id, key } = await suite.t.newKey({ project: 'bodies' });
+    const send = (body: string | Buffer, path = '/v1/chat/completions') =>
+      request(`${suite.base}${path}`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${key}`,
+          'content-type': 'application/json',
+          'x-tally-team': 'web',
+        },
+        body,
+      });
+    const messages = '"messages":[{"role":"user","content":"Hi"}]';
+    const cases: [string | Buffer, number, string][] = [
+      ['{"model": "gpt-4o", ', 400, 'invalid_json'],
+      [`{${messages}}`, 400, 'missing_model'],
+      [`{"model":"gpt-4o","model":"gpt-4o-mini",${messages}}`, 400, 'duplicate_key'],
+      [Buffer.alloc(2 << 20, 32), 413, 'body_too_large'],
+    ];
+    const ids: string[] = [];
+    for (const [body, status, code] of cases) {
+      const res = await send(body);
+      expect(res.statusCode, code).toBe(status);
+      expect(((await res.body.json()) as Json).error).toMatchObject({ code });
+      ids.push(res.headers['x-tally-call-id'] as string);
+    }
+    // A token count is not a model call: its refusal is not recorded.
+    const count = await send('{', '/v1/messages/count_tokens');
+    expect(count.statusCode).toBe(400);
+    expect(count.headers['x-tally-call-id']).toBeUndefined();
+    await count.body.dump();
+    await suite.t.gateway.flush();
+    const rows = (
+      await suite.t.app.inject({ url: `/v1/calls?key_id=${id}&status=refused`, headers: suite.t.auth })
+    ).json().data as Record<string, unknown>[];
+    expect(rows.map((r) => [r['id'], r['error_type'], r['model_requested']]).reverse()).toEqual([
+      [ids[0], 'invalid_json', ''],
+      [ids[1], 'missing_model', ''],
+      [ids[2], 'duplicate_key', 'gpt-4o-mini'],
+      [ids[3], 'body_too_large', ''],
+    ]);
+    expect(rows[0]).toMatchObject({ project: 'bodies', team: 'web', api: 'openai-chat', cost_usd: '0' });
+  });
+
   it('reads a compressed body (gzip, deflate, br), held to the body limit once decoded', async () => {
     const body = JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'Hello' }] });
     const send = (coding: string, bytes: Buffer) =>
