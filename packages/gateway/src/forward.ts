@@ -12,7 +12,7 @@ import {
 } from './providers.js';
 import { type Accumulated, failure, type Recorder, relayStream } from './relay.js';
 import { relay } from './relay-whole.js';
-import { badRequest, type GatewayError, sendError, type Wire } from './replies.js';
+import { badRequest, type GatewayError, sendError, wireOf } from './replies.js';
 import type { Attempt } from './router.js';
 import { estimatePromptTokens } from './tokenizer.js';
 import { AnthropicToOpenAiStream } from './translate/anthropic-stream.js';
@@ -71,7 +71,7 @@ export async function forwardAttempts(
   time: number,
   acc: Accumulated,
 ): Promise<GatewayError | undefined> {
-  const wire: Wire = endpoint === 'messages' ? 'anthropic' : 'openai';
+  const wire = wireOf(endpoint);
   const stream = body['stream'] === true;
   const clientWantsUsage = stream && (body['stream_options'] as Obj | undefined)?.['include_usage'] === true;
 

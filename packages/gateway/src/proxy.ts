@@ -33,7 +33,15 @@ import {
   upstreamFor,
 } from './providers.js';
 import type { Accumulated, Metered, Recorder } from './relay.js';
-import { badRequest, type GatewayError, headerValue, invalidKey, sendError, type Wire } from './replies.js';
+import {
+  badRequest,
+  type GatewayError,
+  headerValue,
+  invalidKey,
+  sendError,
+  type Wire,
+  wireOf,
+} from './replies.js';
 import { readBody } from './request-body.js';
 import { type Attempt, Router } from './router.js';
 import { Slots } from './slots.js';
@@ -255,7 +263,7 @@ export class Gateway {
   }
 
   private async serveOne(req: IncomingMessage, res: ServerResponse, endpoint: GatewayRoute): Promise<void> {
-    const wire: Wire = endpoint === 'messages' || endpoint === 'count_tokens' ? 'anthropic' : 'openai';
+    const wire = wireOf(endpoint);
     try {
       if (endpoint === 'models') return await this.models(req, res);
       // The key first, from the headers: a caller without one is answered before its body is
@@ -285,22 +293,15 @@ export class Gateway {
     }
   }
 
-  /** A model call's key, body and model; or null, the error answered: an unknown key (401), a body
-   * that is not a JSON object or names no model (400). `refused` answers the body's refusals
-   * instead, with the model the body names if it names one that can be recorded (else ''). */
-  private async admit(
-    req: IncomingMessage,
+  /** A model call's body and model; or null, the refusal answered: a body that is not a JSON object
+   * or names no model (400). `refused` answers it instead, with the model the body names if it
+   * names one that can be recorded (else ''). */
+  private admit(
     res: ServerResponse,
     wire: Wire,
     raw: Buffer,
-    known?: VirtualKey,
     refused?: (err: GatewayError, model: string) => void,
-  ): Promise<{ key: VirtualKey; body: Obj; model: string } | null> {
-    const key = known ?? (await this.authenticate(req));
-    if (!key) {
-      sendError(res, wire, invalidKey());
-      return null;
-    }
+  ): { body: Obj; model: string } | null {
     const refuse = (err: GatewayError, model: unknown = '') => {
       const named = typeof model === 'string' && isModelName(model) ? model : '';
       if (refused) refused(err, named);
@@ -330,7 +331,7 @@ export class Gateway {
       return refuse(badRequest('model is required.', 'missing_model'));
     if (!isModelName(model))
       return refuse(badRequest(`model must be a model name: ${MODEL_NAME_RULE}.`, 'invalid_model'));
-    return { key, body, model };
+    return { body, model };
   }
 
   /** Anthropic's token count (`messages.countTokens`): passed to the Anthropic provider the model
@@ -341,11 +342,11 @@ export class Gateway {
     req: IncomingMessage,
     res: ServerResponse,
     raw: Buffer,
-    known?: VirtualKey,
+    key: VirtualKey,
   ): Promise<void> {
-    const admitted = await this.admit(req, res, 'anthropic', raw, known);
+    const admitted = this.admit(res, 'anthropic', raw);
     if (!admitted) return;
-    const { key, model } = admitted;
+    const { model } = admitted;
     if (!modelAllowed(key.models, model)) return sendError(res, 'anthropic', notAllowed(key, model));
     const attempt = this.plan(model, 'messages', key.tenant)[0];
     if (!attempt) return sendError(res, 'anthropic', noRoute(model, []));
@@ -413,18 +414,17 @@ export class Gateway {
     res: ServerResponse,
     endpoint: Endpoint,
     raw: Buffer,
-    known?: VirtualKey,
+    key: VirtualKey,
   ): Promise<void> {
-    const wire: Wire = endpoint === 'messages' ? 'anthropic' : 'openai';
+    const wire = wireOf(endpoint);
     const time = this.deps.clock.now();
     // A body the gateway cannot take is a refused call of the key's too (with the model it names,
     // when it names one).
-    const admitted = await this.admit(req, res, wire, raw, known, (err, model) => {
-      if (known) this.refuseUnread(req, res, endpoint, known, err, time, model);
-      else sendError(res, wire, err);
-    });
+    const admitted = this.admit(res, wire, raw, (err, model) =>
+      this.refuseUnread(req, res, endpoint, key, err, time, model),
+    );
     if (!admitted) return;
-    const { key, body, model } = admitted;
+    const { body, model } = admitted;
     const attribution = attribute(key, req.headers, body);
     let attempts = this.plan(model, endpoint, key.tenant);
     // What a refusal records: the call as far as it got.
@@ -554,7 +554,6 @@ export class Gateway {
     time: number,
     model: string,
   ): void {
-    const wire: Wire = endpoint === 'messages' ? 'anthropic' : 'openai';
     const call = {
       time,
       key,
@@ -563,7 +562,7 @@ export class Gateway {
       api: ENDPOINT_API[endpoint],
       model,
     };
-    this.refuse(res, wire, err, call);
+    this.refuse(res, wireOf(endpoint), err, call);
   }
 
   /** What a call can cost at most: the prompt, and the output the request allows, on the

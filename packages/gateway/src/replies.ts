@@ -3,6 +3,10 @@ import type { ServerResponse } from 'node:http';
 /** Clients read errors in their own API's shape: OpenAI's, or Anthropic's on /v1/messages. */
 export type Wire = 'openai' | 'anthropic';
 
+/** The shape of a gateway route's answers: Anthropic's for its messages and token count. */
+export const wireOf = (route: string): Wire =>
+  route === 'messages' || route === 'count_tokens' ? 'anthropic' : 'openai';
+
 export interface GatewayError {
   status: number;
   /** OpenAI error type (invalid_request_error, requests, tokens, insufficient_quota, ...). */

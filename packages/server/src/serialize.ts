@@ -109,7 +109,6 @@ export function refuseUnknownFields(
  * the store's 64-bit amounts. */
 const MAX_BUDGET_NANO = 10n ** 18n;
 
-/** A budget's limit, in nano-dollars, from a USD amount (a string or a number). */
 /** A list of models, as a key or a budget names them: names, or patterns where `*` is any run of
  * characters (model-allow.ts). */
 export function modelList(value: unknown): string[] {
@@ -122,6 +121,7 @@ export function modelList(value: unknown): string[] {
   return value as string[];
 }
 
+/** A budget's limit, in nano-dollars, from a USD amount (a string or a number). */
 export function budgetLimit(field: string, value: unknown, example: string): bigint {
   let nano: bigint;
   try {

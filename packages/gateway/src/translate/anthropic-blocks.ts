@@ -261,9 +261,17 @@ const MIN_THINKING = 1024;
  * temperature other than 1, a top_p under 0.95, a tool the model is made to call. A call that
  * carries on from the model's tool calls thinks only if that turn's thinking blocks came back
  * (which Anthropic wants): an OpenAI client sends them only if it keeps the message's
- * `thinking_blocks`.
+ * `thinking_blocks`. Without thinking on the call, the thinking blocks sent back on earlier turns
+ * are left out.
  */
 export function applyReasoning(effort: unknown, out: Record<string, unknown>, field: string): void {
+  enableThinking(effort, out, field);
+  if (out['thinking']) return;
+  for (const m of out['messages'] as { content: { type?: unknown }[] }[])
+    if (m.content.some(isThinking)) m.content = m.content.filter((b) => !isThinking(b));
+}
+
+function enableThinking(effort: unknown, out: Record<string, unknown>, field: string): void {
   if (effort === undefined || effort === null || effort === 'none') return;
   const budget = typeof effort === 'string' ? THINKING_BUDGET[effort] : undefined;
   if (budget === undefined)
@@ -298,11 +306,4 @@ export function applyReasoning(effort: unknown, out: Record<string, unknown>, fi
       `${field} ${effort} needs an output limit above ${MIN_THINKING} tokens on an Anthropic model, which thinks within it; the request allows ${max}.`,
     );
   out['thinking'] = { type: 'enabled', budget_tokens: thinking };
-}
-
-/** Without thinking on this call, the thinking blocks sent back on earlier turns are left out. */
-export function dropThinkingUnlessThinking(out: Record<string, unknown>): void {
-  if (out['thinking']) return;
-  for (const m of out['messages'] as { content: { type?: unknown }[] }[])
-    if (m.content.some(isThinking)) m.content = m.content.filter((b) => !isThinking(b));
 }

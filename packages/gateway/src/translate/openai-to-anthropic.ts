@@ -10,7 +10,6 @@ import {
   anthropicTokens,
   applyAnswerTool,
   applyReasoning,
-  dropThinkingUnlessThinking,
   InvalidRequest,
   imageFromUrl,
   joinText,
@@ -176,7 +175,6 @@ export function toAnthropicRequest(body: Obj, model: string, defaultMaxTokens: n
   applyAnswerTool(answerTool(body), out, 'response_format');
   if (typeof body['user'] === 'string') out['metadata'] = { user_id: body['user'] };
   applyReasoning(body['reasoning_effort'], out, 'reasoning_effort');
-  dropThinkingUnlessThinking(out);
   return out;
 }
 

@@ -7,10 +7,11 @@ interface Item {
   /** The Response output item as it stands. */
   item: Obj;
   outputIndex: number;
-  /** Text so far (a message, a reasoning item's summary) or arguments so far (a function call). */
+  /** Text so far (a message) or arguments so far (a function call). */
   acc: string;
-  /** A thinking block's signature so far, or a redacted block's data. */
-  sealed?: { type: string; value: string };
+  /** A reasoning item's thinking block as it stands (thinkingOf's shape): its text and signature so
+   * far, or a redacted block's data. */
+  thought?: Obj;
 }
 
 /**
@@ -129,15 +130,15 @@ export class AnthropicToResponsesStream {
       return ''; // server-tool blocks have no Responses item here
     }
     this.output.push(item);
-    const sealed =
+    const thought =
       block['type'] === 'thinking'
-        ? { type: 'thinking', value: '' }
+        ? { type: 'thinking', thinking: '', signature: '' }
         : block['type'] === 'redacted_thinking'
-          ? { type: 'redacted_thinking', value: String(block['data'] ?? '') }
+          ? { type: 'redacted_thinking', data: String(block['data'] ?? '') }
           : undefined;
-    this.blocks.set(index, { item, outputIndex, acc: '', ...(sealed ? { sealed } : {}) });
+    this.blocks.set(index, { item, outputIndex, acc: '', ...(thought ? { thought } : {}) });
     let out = this.ev('response.output_item.added', { output_index: outputIndex, item: { ...item } });
-    if (sealed?.type === 'thinking') {
+    if (thought?.type === 'thinking') {
       out += this.ev('response.reasoning_summary_part.added', {
         item_id: item['id'],
         output_index: outputIndex,
@@ -159,13 +160,13 @@ export class AnthropicToResponsesStream {
   private delta(index: number, delta: Obj): string {
     const b = this.blocks.get(index);
     if (!b) return '';
-    if (b.sealed && delta['type'] === 'signature_delta') {
-      b.sealed.value += String(delta['signature'] ?? '');
+    if (b.thought && delta['type'] === 'signature_delta') {
+      b.thought['signature'] += String(delta['signature'] ?? '');
       return '';
     }
-    if (b.sealed && delta['type'] === 'thinking_delta') {
+    if (b.thought && delta['type'] === 'thinking_delta') {
       const text = String(delta['thinking'] ?? '');
-      b.acc += text;
+      b.thought['thinking'] += text;
       return this.ev('response.reasoning_summary_text.delta', {
         item_id: b.item['id'],
         output_index: b.outputIndex,
@@ -207,16 +208,13 @@ export class AnthropicToResponsesStream {
     const { item, outputIndex } = b;
     item['status'] = 'completed';
     let out = '';
-    if (b.sealed) {
-      const block =
-        b.sealed.type === 'thinking'
-          ? { type: 'thinking', thinking: b.acc, signature: b.sealed.value }
-          : { type: 'redacted_thinking', data: b.sealed.value };
-      Object.assign(item, reasoningItem(block, String(item['id'])));
-      if (b.sealed.type === 'thinking') {
+    if (b.thought) {
+      Object.assign(item, reasoningItem(b.thought, String(item['id'])));
+      if (b.thought['type'] === 'thinking') {
+        const text = String(b.thought['thinking']);
         const at = { item_id: item['id'], output_index: outputIndex, summary_index: 0 };
-        const part = { type: 'summary_text', text: b.acc };
-        out += this.ev('response.reasoning_summary_text.done', { ...at, text: b.acc });
+        const part = { type: 'summary_text', text };
+        out += this.ev('response.reasoning_summary_text.done', { ...at, text });
         out += this.ev('response.reasoning_summary_part.done', { ...at, part });
       }
       return out + this.ev('response.output_item.done', { output_index: outputIndex, item });

@@ -12,7 +12,6 @@ import {
   anthropicTokens,
   applyAnswerTool,
   applyReasoning,
-  dropThinkingUnlessThinking,
   imageFromUrl,
   joinText,
   objectItem,
@@ -162,7 +161,6 @@ export function responsesToAnthropicRequest(body: Obj, model: string, defaultMax
   const user = body['safety_identifier'] ?? body['user'];
   if (typeof user === 'string') out['metadata'] = { user_id: user };
   applyReasoning((body['reasoning'] as Obj | null | undefined)?.['effort'], out, 'reasoning.effort');
-  dropThinkingUnlessThinking(out);
   return out;
 }
 

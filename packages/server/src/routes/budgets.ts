@@ -146,7 +146,7 @@ export const budgetRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => 
       if (problem !== null)
         throw new TallyError('invalid_request', `downgrade_model ${JSON.stringify(downgrade)} ${problem}.`);
     }
-    const models = body['models'] === undefined || body['models'] === null ? [] : modelList(body['models']);
+    const models = modelList(body['models'] ?? []);
     const id = body['id'];
     if (id !== undefined && (typeof id !== 'string' || id === '' || id.length > 128)) {
       throw new TallyError('invalid_request', 'id must be a non-empty string of at most 128 characters.');

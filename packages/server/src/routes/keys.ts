@@ -202,7 +202,7 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
     refuseUnknownFields(body, FIELDS, 'a key');
     const role = roleOf(body);
     const models = modelList(body['models'] ?? []);
-    const tags = body['tags'] === undefined || body['tags'] === null ? {} : tagsOf(body['tags']);
+    const tags = tagsOf(body['tags'] ?? {});
     const period = periodOf(body['period'] ?? 'month');
     const budget = body['budget_usd'];
     const budgetNano =
@@ -297,8 +297,8 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
     const patch: KeyPatch = {};
     for (const f of ['name', 'project', 'team', 'user'] as const)
       if (body[f] !== undefined) patch[f] = body[f] === null ? null : optString(body, f);
-    if (body['models'] !== undefined) patch.models = body['models'] === null ? [] : modelList(body['models']);
-    if (body['tags'] !== undefined) patch.tags = body['tags'] === null ? {} : tagsOf(body['tags']);
+    if (body['models'] !== undefined) patch.models = modelList(body['models'] ?? []);
+    if (body['tags'] !== undefined) patch.tags = tagsOf(body['tags'] ?? {});
     for (const f of ['rpm', 'tpm'] as const) if (body[f] !== undefined) patch[f] = optPositiveInt(body, f);
     if (body['expires_at'] !== undefined)
       patch.expires_at = body['expires_at'] === null ? null : expiryOf(body['expires_at'], now);

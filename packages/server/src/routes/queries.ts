@@ -95,10 +95,13 @@ export const queryRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
     const principal = await ctx.auth.authenticate(request, ['admin', 'finance']);
     const q = request.query as Record<string, unknown>;
     const query: SpendQuery = { tenant: principal.tenant };
-    const group = stringParam('group_by', q['group_by']);
-    const groupBy = group?.startsWith(TAG_GROUP) ? group : enumParam('group_by', group, SPEND_GROUPS);
-    if (group?.startsWith(TAG_GROUP)) query.groupByTag = tagKey(group.slice(TAG_GROUP.length), 'group_by');
-    else if (groupBy) query.groupBy = groupBy as (typeof SPEND_GROUPS)[number];
+    const groupBy = stringParam('group_by', q['group_by']);
+    if (groupBy?.startsWith(TAG_GROUP))
+      query.groupByTag = tagKey(groupBy.slice(TAG_GROUP.length), 'group_by');
+    else {
+      const group = enumParam('group_by', groupBy, SPEND_GROUPS);
+      if (group) query.groupBy = group;
+    }
     const tag = tagParam(q['tag']);
     if (tag) query.tag = tag;
     const interval = enumParam('interval', q['interval'], INTERVALS);

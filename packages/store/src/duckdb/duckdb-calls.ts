@@ -39,8 +39,9 @@ export function tagValue(p: Params, key: string): string {
   return `json_extract_string(calls.tags, ${p.add(`/${key.replaceAll('~', '~0').replaceAll('/', '~1')}`)})`;
 }
 
-/** The conditions shared by the queries on calls: the tenant, time in [from, to), and a tag. Time
- * is qualified because the select lists read it back as epoch ms under the same name. */
+/** The conditions shared by the queries on calls: the tenant, time in [from, to), a tag, and the
+ * models asked for. Time is qualified because the select lists read it back as epoch ms under the
+ * same name. */
 export function callWhere(
   p: Params,
   q: { tenant: string; from?: number; to?: number; tag?: TagFilter; models?: string[] },
