@@ -7,6 +7,7 @@ import { registerGateway } from './commands/gateway.js';
 import { registerKeys } from './commands/keys.js';
 import { registerPrice } from './commands/price.js';
 import { registerPrices } from './commands/prices.js';
+import { registerRateLimits } from './commands/rate-limits.js';
 import { registerSpend } from './commands/spend.js';
 import { registerStart } from './commands/start.js';
 import { registerUseCases } from './commands/use-cases.js';
@@ -27,6 +28,7 @@ export async function main(argv: string[]): Promise<number> {
   registerCalls(program);
   registerSpend(program);
   registerBudgets(program);
+  registerRateLimits(program);
   registerPrice(program);
   registerPrices(program);
   registerUseCases(program);

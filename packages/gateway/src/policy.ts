@@ -34,8 +34,35 @@ export interface BudgetRule {
   models?: string[] | undefined;
 }
 
-/** Whether a budget counts calls to `model`: a budget without models counts every call. */
-export function countsModel(rule: BudgetRule, model: string): boolean {
+/** Per-minute limits shared by the calls of a scope (a team's, a tag's...), whichever key makes
+ * them, on top of each key's own rpm and tpm. */
+export interface RateLimitRule {
+  tenant: string;
+  id: string;
+  scope: BudgetScope;
+  subject: string;
+  /** The models whose calls it holds (names or patterns); none, or empty, for every model. */
+  models?: string[] | undefined;
+  rpm: number | null;
+  tpm: number | null;
+}
+
+/** The rate limits that hold a call: those of the tenant, and of its project, team, user, key or
+ * tags. */
+export type RateLimitResolver = (
+  key: VirtualKey,
+  attribution: Attribution,
+) => RateLimitRule[] | Promise<RateLimitRule[]>;
+
+/** The shared state's name for a rate limit's buckets: apart from any key's (a key's buckets go by
+ * its id), and from another tenant's limit of the same id. */
+export function rateLimitBucket(rule: RateLimitRule): string {
+  return `rl:${rule.tenant.length}:${rule.tenant}:${rule.id}`;
+}
+
+/** Whether a budget (or a rate limit) counts calls to `model`: one without models counts every
+ * call. */
+export function countsModel(rule: { models?: string[] | undefined }, model: string): boolean {
   return rule.models === undefined || rule.models.length === 0 || modelAllowed(rule.models, model);
 }
 
@@ -70,7 +97,11 @@ export interface BudgetAlert {
 export type AlertSink = (alert: BudgetAlert) => void;
 
 /** Whether a rule applies to a call, by its scope. */
-export function applies(rule: BudgetRule, key: VirtualKey, a: Attribution): boolean {
+export function applies(
+  rule: { scope: BudgetScope; subject: string },
+  key: VirtualKey,
+  a: Attribution,
+): boolean {
   switch (rule.scope) {
     case 'tenant':
       return rule.subject === key.tenant;
@@ -160,16 +191,35 @@ export function rateLimitHeaders(r: RateResult): Record<string, string> {
   return h;
 }
 
-export function rateLimited(r: RateResult, key: VirtualKey): GatewayError {
+/** The 429 of a rate limit: the key's own (`rule` null) or one of its scope's, which it names. */
+export function rateLimited(r: RateResult, key: VirtualKey, rule: RateLimitRule | null = null): GatewayError {
   const what = r.limited === 'tokens' ? 'tokens' : 'requests';
   const limit = what === 'tokens' ? r.tokens?.limit : r.requests?.limit;
+  const whose = rule ? `rate limit ${rule.id} (${rule.scope} ${rule.subject})` : `key ${key.id}`;
+  const headers: Record<string, string> = {
+    ...rateLimitHeaders(r),
+    'retry-after': String(Math.max(1, Math.ceil(r.retryAfterMs / 1000))),
+  };
+  if (rule) headers['x-tally-rate-limit'] = headerValue(rule.id);
   return {
     status: 429,
     type: what,
     code: 'rate_limit_exceeded',
-    message: `Rate limit reached for key ${key.id} on ${what} per min: limit ${limit}. Please try again in ${duration(r.retryAfterMs)}.`,
-    headers: { ...rateLimitHeaders(r), 'retry-after': String(Math.max(1, Math.ceil(r.retryAfterMs / 1000))) },
+    message: `Rate limit reached for ${whose} on ${what} per min: limit ${limit}. Please try again in ${duration(r.retryAfterMs)}.`,
+    headers,
   };
+}
+
+/** What the answer's x-ratelimit-* headers say when several limits hold a call: for requests and
+ * for tokens apart, the limit with the fewest left, the one a client must pace itself to. */
+export function tightest(results: RateResult[]): RateResult {
+  let requests: RateResult['requests'] = null;
+  let tokens: RateResult['tokens'] = null;
+  for (const r of results) {
+    if (r.requests && (requests === null || r.requests.remaining < requests.remaining)) requests = r.requests;
+    if (r.tokens && (tokens === null || r.tokens.remaining < tokens.remaining)) tokens = r.tokens;
+  }
+  return { ok: true, limited: null, requests, tokens, retryAfterMs: 0 };
 }
 
 export function budgetExceeded(

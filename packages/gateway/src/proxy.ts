@@ -9,6 +9,7 @@ import { checkTopLevel, editTopLevel } from './json-edit.js';
 import {
   type AttemptContext,
   type AttemptOutcome,
+  type Attribution,
   meterAttempt,
   type Refusal,
   refusalRecord,
@@ -20,8 +21,11 @@ import {
   choicesOf,
   countsModel,
   maxOutputTokens,
+  type RateLimitRule,
+  rateLimitBucket,
   rateLimited,
   rateLimitHeaders,
+  tightest,
 } from './policy.js';
 import {
   ENDPOINT_API,
@@ -45,7 +49,7 @@ import {
 import { readBody } from './request-body.js';
 import { type Attempt, Router } from './router.js';
 import { Slots } from './slots.js';
-import type { RateResult } from './state/shared-state.js';
+import type { RateBucket, RateResult } from './state/shared-state.js';
 import { countTokens, estimatePromptTokens } from './tokenizer.js';
 import { TranslationError } from './translate/anthropic-blocks.js';
 import { toChatRequest } from './translate/anthropic-to-openai.js';
@@ -445,26 +449,33 @@ export class Gateway {
     // Policy: rate limits, then budgets. Both need the call's size: the prompt's tokens (by the
     // tokenizer) and the most output it allows.
     const rules = budgetsFor(await this.deps.budgets(key, attribution), model);
-    const limited = key.rpm !== null || key.tpm !== null;
+    const buckets = await this.rateBuckets(key, attribution, model);
+    const limited = buckets.length > 0;
     const maxOut = maxOutputTokens(body, this.deps.config.default_max_output ?? 4096);
     const promptTokens = limited || rules.length > 0 ? await estimatePromptTokens(body) : 0;
     const acc: Accumulated = { spentNano: 0n, tokens: 0, headers: {} };
     if (limited) {
-      let rl: RateResult;
+      let results: RateResult[];
       try {
-        rl = await this.deps.state.rateLimit({
-          key: key.id,
-          rpm: key.rpm,
-          tpm: key.tpm,
-          tokens: promptTokens + maxOut,
-          now: time,
-        });
+        results = await this.deps.state.rateLimitAll(
+          buckets.map((b) => b.bucket),
+          promptTokens + maxOut,
+          time,
+        );
       } catch (err) {
         return this.refuse(res, wire, stateUnavailable(err), refusal);
       }
-      if (!rl.ok) return this.refuse(res, wire, rateLimited(rl, key), refusal);
-      // Like OpenAI, every answer says where the key stands; these replace the upstream's own.
-      Object.assign(acc.headers, rateLimitHeaders(rl));
+      const at = results.findIndex((r) => !r.ok);
+      if (at >= 0) {
+        const refused = results[at] as RateResult;
+        return this.refuse(res, wire, rateLimited(refused, key, buckets[at]?.rule ?? null), refusal);
+      }
+      // Like OpenAI, every answer says where the key stands (the tightest of its limits, when its
+      // team's or its tags' hold it too); these replace the upstream's own.
+      Object.assign(
+        acc.headers,
+        rateLimitHeaders(results.length === 1 ? (results[0] as RateResult) : tightest(results)),
+      );
     }
     let hold: Hold | null = null;
     if (rules.length > 0) {
@@ -490,9 +501,8 @@ export class Gateway {
         return this.refuse(res, wire, stateUnavailable(err), refusal);
       }
       if (!admission.ok) {
-        // The tokens the rate limit took for a call that does not go are given back.
-        if (key.tpm !== null)
-          await this.deps.state.adjustTokens(key.id, key.tpm, -(promptTokens + maxOut), time);
+        // The tokens the rate limits took for a call that does not go are given back.
+        await this.adjustRate(buckets, -(promptTokens + maxOut), time);
         return this.refuse(res, wire, admission.error, refusal);
       }
       hold = admission.hold;
@@ -523,9 +533,34 @@ export class Gateway {
         const spent = acc.unpriced && hold.reserved > acc.spentNano ? hold.reserved : acc.spentNano;
         await settleBudgets(this.deps, key, hold, spent, time);
       }
-      if (key.tpm !== null) {
-        await this.deps.state.adjustTokens(key.id, key.tpm, acc.tokens - (promptTokens + maxOut), time);
+      await this.adjustRate(buckets, acc.tokens - (promptTokens + maxOut), time);
+    }
+  }
+
+  /** The token buckets that hold a call: its key's own, then its scopes' rate limits that count
+   * its model. */
+  private async rateBuckets(
+    key: VirtualKey,
+    attribution: Attribution,
+    model: string,
+  ): Promise<{ bucket: RateBucket; rule: RateLimitRule | null }[]> {
+    const out: { bucket: RateBucket; rule: RateLimitRule | null }[] = [];
+    if (key.rpm !== null || key.tpm !== null)
+      out.push({ bucket: { key: key.id, rpm: key.rpm, tpm: key.tpm }, rule: null });
+    if (this.deps.rateLimits) {
+      const found = this.deps.rateLimits(key, attribution);
+      for (const rule of found instanceof Promise ? await found : found) {
+        if (countsModel(rule, model))
+          out.push({ bucket: { key: rateLimitBucket(rule), rpm: rule.rpm, tpm: rule.tpm }, rule });
       }
+    }
+    return out;
+  }
+
+  /** Corrects the token buckets that hold a call by `delta` tokens (negative: given back). */
+  private async adjustRate(buckets: { bucket: RateBucket }[], delta: number, time: number): Promise<void> {
+    for (const { bucket } of buckets) {
+      if (bucket.tpm !== null) await this.deps.state.adjustTokens(bucket.key, bucket.tpm, delta, time);
     }
   }
 

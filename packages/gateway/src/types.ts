@@ -1,5 +1,5 @@
 import type { CallRecord, Clock, Pricer } from '@tally/core';
-import type { AlertSink, BudgetResolver } from './policy.js';
+import type { AlertSink, BudgetResolver, RateLimitResolver } from './policy.js';
 import type { SharedState } from './state/shared-state.js';
 
 export type ProviderKind = 'openai' | 'azure' | 'anthropic' | 'openai-compatible';
@@ -106,6 +106,8 @@ export interface GatewayDeps {
   /** Budget reservations and rate-limit buckets, in-process or in Redis. */
   state: SharedState;
   budgets: BudgetResolver;
+  /** The rate limits of the scopes a call belongs to; none without it. */
+  rateLimits?: RateLimitResolver;
   alerts: AlertSink;
   /** A failure off the request path (the shared state out of reach while settling, say). */
   onError?: (err: unknown, what: string) => void;

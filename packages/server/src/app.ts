@@ -9,6 +9,7 @@ import {
   Gateway,
   type MaxOutput,
   MemoryState,
+  type RateLimitRule,
   RedisState,
   type SharedState,
   uuidv7,
@@ -23,12 +24,14 @@ import { corsFor } from './cors.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { meteringWriter } from './metering-write.js';
 import { ServerMetrics } from './metrics.js';
+import { RateLimitCache } from './rate-limits.js';
 import { budgetRoutes } from './routes/budgets.js';
 import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 import { keyRoutes } from './routes/keys.js';
 import { providerRoutes, toProviderConfig } from './routes/providers.js';
 import { queryRoutes } from './routes/queries.js';
+import { rateLimitRoutes } from './routes/rate-limits.js';
 import { replicaControlRoutes } from './routes/replica-control.js';
 import { scorecardRoutes } from './routes/scorecard.js';
 import { useCaseRoutes } from './routes/use-cases.js';
@@ -137,6 +140,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
       2000,
       (tenant, rules) => seedSpend(store, state, tenant, rules, clock.now()),
     ),
+    rateLimits: new RateLimitCache(store, () => clock.now()),
     alerts: new AlertService(
       store,
       app.log,
@@ -161,6 +165,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
   await app.register(queryRoutes, ctx);
   await app.register(keyRoutes, ctx);
   await app.register(budgetRoutes, ctx);
+  await app.register(rateLimitRoutes, ctx);
   await app.register(replicaControlRoutes, ctx);
   await app.register(useCaseRoutes, ctx);
   await app.register(scorecardRoutes, ctx);
@@ -218,6 +223,13 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
     state,
     budgets: async (key, attribution) =>
       (await ctx.budgets.rules(key.tenant)).filter((r) => applies(r, key, attribution)),
+    // Read without a promise while the tenant's limits are fresh: most calls, and most tenants
+    // have none.
+    rateLimits: (key, attribution) => {
+      const matching = (rules: RateLimitRule[]) => rules.filter((r) => applies(r, key, attribution));
+      const fresh = ctx.rateLimits.fresh(key.tenant);
+      return fresh ? matching(fresh) : ctx.rateLimits.rules(key.tenant).then(matching);
+    },
     alerts: (alert) => ctx.alerts.emit(alert),
     onError: (err, what) => app.log.warn({ err }, `${what} failed; trying again`),
   });

@@ -6,6 +6,7 @@ import type { AlertService, BudgetCache } from './budgets.js';
 import type { TallyConfig } from './config.js';
 import type { RejectedCalls } from './metering-write.js';
 import type { ServerMetrics } from './metrics.js';
+import type { RateLimitCache } from './rate-limits.js';
 import type { SecretBox } from './secrets.js';
 
 /** What every route plugin is given. Built once by buildApp. */
@@ -19,6 +20,7 @@ export interface AppContext {
   metrics: ServerMetrics;
   state: SharedState;
   budgets: BudgetCache;
+  rateLimits: RateLimitCache;
   alerts: AlertService;
   secrets: SecretBox;
   /** What the analytics say about a use case, for its stage gates. */

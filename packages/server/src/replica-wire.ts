@@ -184,7 +184,7 @@ export const alertSchema = z
     kind: z.enum(['budget.threshold', 'budget.exhausted']).default('budget.threshold'),
     tenant: z.string(),
     budgetId: z.string(),
-    scope: z.enum(['tenant', 'project', 'team', 'user', 'key']),
+    scope: z.enum(['tenant', 'project', 'team', 'user', 'key', 'tag']),
     subject: z.string(),
     threshold: z.number(),
     spentUsd: z.string(),

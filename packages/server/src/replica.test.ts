@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -275,6 +276,65 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('a gateway replica in front of the serv
         ['b-alert', 1],
       ]),
     );
+  });
+
+  it("takes a replica's alert of a tag budget", async () => {
+    const alert = {
+      kind: 'budget.threshold',
+      tenant: 'default',
+      budgetId: 'b-tag-alert',
+      scope: 'tag',
+      subject: 'feature=summarize',
+      threshold: 0.5,
+      spentUsd: '0.6',
+      limitUsd: '1',
+      period: '2026-12',
+      resetsAt: '2027-01-01T00:00:00.000Z',
+      time: '2026-12-05T10:00:00.000Z',
+    };
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/v1/gateway/alerts',
+      headers: t.gatewayAuth,
+      payload: { alerts: [alert] },
+    });
+    expect(res.json()).toEqual({ accepted: 1 });
+    await t.ctx.alerts.stored();
+    const alerts = (await t.app.inject({ url: '/v1/alerts', headers: t.auth })).json().data;
+    expect(alerts).toEqual(
+      expect.arrayContaining([expect.objectContaining({ budgetId: 'b-tag-alert', scope: 'tag' })]),
+    );
+  });
+
+  it('rate limits of a scope set on the server hold on the replica', async () => {
+    const team = `rl-${randomUUID().slice(0, 6)}`;
+    const made = await t.app.inject({
+      method: 'POST',
+      url: '/v1/rate-limits',
+      headers: t.auth,
+      payload: { id: `rl-${team}`, scope: 'team', subject: team, rpm: 1 },
+    });
+    expect(made.statusCode).toBe(201);
+    const keyOf = async () =>
+      (await t.app.inject({ method: 'POST', url: '/v1/keys', headers: t.auth, payload: { team } })).json()
+        .key;
+    const [a, b] = [await keyOf(), await keyOf()];
+    await wait(400); // the replica's cache lifetime
+    const send = (k: string) =>
+      request(`${gw}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${k}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'Hello' }] }),
+      });
+    const first = await send(a);
+    expect(first.statusCode).toBe(200);
+    await first.body.dump();
+    const second = await send(b);
+    expect(second.statusCode).toBe(429);
+    expect(second.headers['x-tally-rate-limit']).toBe(`rl-${team}`);
+    const err = (await second.body.json()) as { error: { code: string; message: string } };
+    expect(err.error.code).toBe('rate_limit_exceeded');
+    expect(err.error.message).toContain(`(team ${team})`);
   });
 
   it('uses providers added through the server API, with their decrypted secret', async () => {

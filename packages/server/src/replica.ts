@@ -12,6 +12,7 @@ import {
   type MaxOutput,
   MemoryState,
   type ProviderConfig,
+  type RateLimitRule,
   RedisState,
   type SharedState,
   uuidv7,
@@ -96,6 +97,12 @@ export class ControlClient {
   async budgets(): Promise<BudgetRule[]> {
     const r = await this.call<{ data: RuleWire[] }>('GET', '/v1/gateway/budgets');
     return r.json.data.map(ruleFromWire);
+  }
+
+  /** A server of an earlier version has no rate limits of scopes to give (a 404): none. */
+  async rateLimits(): Promise<RateLimitRule[]> {
+    const r = await this.call<{ data?: RateLimitRule[] }>('GET', '/v1/gateway/rate-limits');
+    return r.status === 200 && Array.isArray(r.json.data) ? r.json.data : [];
   }
 
   async providers(): Promise<ProviderConfig[]> {
@@ -252,6 +259,11 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
     () => ttl,
     now,
   );
+  const rateLimits = new Cached<'rules', RateLimitRule[]>(
+    () => control.rateLimits(),
+    () => ttl,
+    now,
+  );
   const sink = new BatchingSink<CsvCallBatch>({
     newChunk: () => new CsvCallBatch(),
     ...(opts.spoolDir
@@ -287,6 +299,11 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
     state,
     budgets: async (key, attribution) =>
       (await rules.get('rules')).filter((r) => applies(r, key, attribution)),
+    rateLimits: (key, attribution) => {
+      const matching = (list: RateLimitRule[]) => list.filter((r) => applies(r, key, attribution));
+      const found = rateLimits.get('rules');
+      return found instanceof Promise ? found.then(matching) : matching(found);
+    },
     alerts: (alert) => alerts.push(alert),
     onError: (err, what) => onError(err, what),
   });

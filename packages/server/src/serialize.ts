@@ -134,3 +134,13 @@ export function budgetLimit(field: string, value: unknown, example: string): big
   if (nano > MAX_BUDGET_NANO) throw new TallyError('invalid_request', `${field} must be at most 1000000000.`);
   return nano;
 }
+
+/** A positive 32-bit integer field (rpm, tpm), or null when absent or null. */
+export function optPositiveInt(body: Record<string, unknown>, field: string): number | null {
+  const v = body[field];
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0 || v > 2_147_483_647) {
+    throw new TallyError('invalid_request', `${field} must be a positive integer below 2^31.`);
+  }
+  return v;
+}

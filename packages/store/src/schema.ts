@@ -323,6 +323,27 @@ const budgetModels: Migration = {
   statements: (d) => [{ sql: `ALTER TABLE budgets ADD COLUMN models ${d.json}` }],
 };
 
+/** v9: per-minute limits on the calls of a scope, shared by the keys whose calls it holds. */
+const rateLimits: Migration = {
+  version: 9,
+  name: 'rate limits',
+  statements: (d) => [
+    {
+      sql: `CREATE TABLE rate_limits (
+  tenant ${d.key} NOT NULL,
+  id ${d.key} NOT NULL,
+  scope VARCHAR NOT NULL,
+  subject VARCHAR NOT NULL,
+  models ${d.json} NOT NULL,
+  rpm INTEGER,
+  tpm INTEGER,
+  created_at TIMESTAMPTZ NOT NULL,
+  PRIMARY KEY (tenant, id)
+)`,
+    },
+  ],
+};
+
 /** Append only: a released migration is never edited, a change is a new version. */
 export const MIGRATIONS: readonly Migration[] = [
   initial,
@@ -333,6 +354,7 @@ export const MIGRATIONS: readonly Migration[] = [
   keyName,
   keyTags,
   budgetModels,
+  rateLimits,
 ];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

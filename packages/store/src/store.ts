@@ -146,6 +146,22 @@ export interface BudgetRecord {
   created_at: number;
 }
 
+/** Per-minute limits on the calls of a scope (a team's, a project's, a tag's...), shared by every
+ * key whose calls it holds, on top of each key's own rpm and tpm. */
+export interface RateLimitRecord {
+  tenant: string;
+  id: string;
+  scope: BudgetScope;
+  /** As a budget's: the project, team, user, key id or tag (name=value); the tenant for scope tenant. */
+  subject: string;
+  /** The models whose calls it holds, by name or pattern; empty for every model. */
+  models: string[];
+  /** Requests a minute, tokens a minute; at least one is set. */
+  rpm: number | null;
+  tpm: number | null;
+  created_at: number;
+}
+
 export interface KeyRecord {
   tenant: string;
   id: string;
@@ -294,6 +310,13 @@ export interface Store {
   listBudgets(tenant: string): Promise<BudgetRecord[]>;
   /** True when a budget was deleted. */
   deleteBudget(tenant: string, id: string): Promise<boolean>;
+
+  /** Inserts or replaces; an update keeps the stored created_at. */
+  putRateLimit(limit: RateLimitRecord): Promise<void>;
+  /** Ordered by created_at, then id. */
+  listRateLimits(tenant: string): Promise<RateLimitRecord[]>;
+  /** True when a rate limit was deleted. */
+  deleteRateLimit(tenant: string, id: string): Promise<boolean>;
 
   createKey(key: KeyRecord): Promise<void>;
   /** Across tenants, revoked and expired keys included (the caller decides). */

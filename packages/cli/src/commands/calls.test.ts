@@ -150,6 +150,46 @@ describe('tally calls', () => {
         env,
       }).catch((e) => e);
       expect(gone.stderr).toMatch(/error \[not_found\]: No budget support-4o/);
+
+      // tally rate-limits: a team's requests and tokens a minute, listed with what is left.
+      const limits = async (...args: string[]) =>
+        (
+          await run(process.execPath, [TALLY_BIN, 'rate-limits', ...args, '--url', url], { env })
+        ).stdout.trim();
+      const limit = JSON.parse(
+        await limits(
+          'create',
+          '--id',
+          'cx-rl',
+          '--scope',
+          'team',
+          '--subject',
+          'cx',
+          '--rpm',
+          '600',
+          '--models',
+          'gpt-4o*',
+        ),
+      );
+      expect(limit).toMatchObject({
+        id: 'cx-rl',
+        scope: 'team',
+        subject: 'cx',
+        rpm: 600,
+        tpm: null,
+        models: ['gpt-4o*'],
+      });
+      const listedLimits = (await limits('list')).split('\n').map((l) => JSON.parse(l));
+      expect(listedLimits).toEqual([
+        expect.objectContaining({ id: 'cx-rl', remaining_requests: 600, remaining_tokens: null }),
+      ]);
+      const noLimit = await run(
+        process.execPath,
+        [TALLY_BIN, 'rate-limits', 'create', '--scope', 'team', '--subject', 'cx', '--url', url],
+        { env },
+      ).catch((e) => e);
+      expect(noLimit.stderr).toMatch(/error \[invalid_request\]: A rate limit needs rpm, tpm or both/);
+      expect(JSON.parse(await limits('delete', 'cx-rl'))).toEqual({ id: 'cx-rl', deleted: true });
     } finally {
       await stopProcess(server.child);
       rmSync(dir, { recursive: true, force: true });

@@ -134,5 +134,83 @@ export function runSharedStateContract(name: string, make: () => SharedState) {
       expect(ok).toMatchObject({ ok: true, tokens: { limit: 1000, remaining: 0 } });
       await s.close();
     });
+
+    it('takes a request from several buckets at once, or from none when one is short', async () => {
+      const s = make();
+      const own = `k${++n}-${Date.now()}`;
+      const other = `k${++n}-${Date.now()}`;
+      const team = `team${++n}-${Date.now()}`;
+      const t0 = 9_000_000;
+      const both = (key: string) => [
+        { key, rpm: 10, tpm: null },
+        { key: team, rpm: 3, tpm: 1000 },
+      ];
+      // Two keys share the team's 3 requests a minute.
+      expect((await s.rateLimitAll(both(own), 100, t0)).map((r) => r.ok)).toEqual([true, true]);
+      expect((await s.rateLimitAll(both(other), 100, t0)).map((r) => r.ok)).toEqual([true, true]);
+      const third = await s.rateLimitAll(both(own), 100, t0);
+      expect(third[1]).toMatchObject({
+        ok: true,
+        requests: { limit: 3, remaining: 0 },
+        tokens: { limit: 1000, remaining: 700 },
+      });
+      expect(third[0]).toMatchObject({ ok: true, requests: { limit: 10, remaining: 8 } });
+      const refused = await s.rateLimitAll(both(other), 100, t0);
+      expect(refused.map((r) => r.ok)).toEqual([true, false]);
+      expect(refused[1]).toMatchObject({ limited: 'requests', retryAfterMs: 20_000 });
+      // Reading where a limit stands takes nothing from it.
+      for (let i = 0; i < 2; i++)
+        expect(await s.rateStanding({ key: team, rpm: 3, tpm: 1000 }, t0)).toMatchObject({
+          requests: { remaining: 0 },
+          tokens: { remaining: 700 },
+        });
+      expect(await s.rateStanding({ key: `fresh${++n}`, rpm: 3, tpm: 1000 }, t0)).toMatchObject({
+        ok: true,
+        requests: { limit: 3, remaining: 3 },
+        tokens: { limit: 1000, remaining: 1000 },
+      });
+      // The refusal took nothing from the key's own bucket, nor from the team's tokens.
+      expect(refused[0]).toMatchObject({ requests: { remaining: 9 } });
+      expect(refused[1]).toMatchObject({ tokens: { remaining: 700 } });
+      expect(
+        (await s.rateLimit({ key: other, rpm: 10, tpm: null, tokens: 0, now: t0 })).requests?.remaining,
+      ).toBe(8);
+      // The first bucket that is short refuses, and says which limit: here the key's tokens, though
+      // the team's requests are short too.
+      const lean = `k${++n}-${Date.now()}`;
+      expect((await s.rateLimitAll([{ key: lean, rpm: null, tpm: 50 }], 100, t0))[0]?.ok).toBe(true);
+      const first = await s.rateLimitAll(
+        [
+          { key: lean, rpm: null, tpm: 50 },
+          { key: team, rpm: 3, tpm: 1000 },
+        ],
+        100,
+        t0,
+      );
+      expect(first[0]).toMatchObject({ ok: false, limited: 'tokens', retryAfterMs: 120_000 });
+      expect(first[1]?.ok).toBe(true);
+      await s.close();
+    });
+
+    it('takes from all buckets atomically under concurrency', async () => {
+      const s = make();
+      const team = `team${++n}-${Date.now()}`;
+      const t0 = 11_000_000;
+      const results = await Promise.all(
+        Array.from({ length: 40 }, (_, i) =>
+          s.rateLimitAll(
+            [
+              { key: `k${n}-${i % 4}-${Date.now()}`, rpm: 5, tpm: null },
+              { key: team, rpm: 12, tpm: null },
+            ],
+            1,
+            t0,
+          ),
+        ),
+      );
+      // Four keys of 5 a minute each, under a team of 12: 12 go, whichever keys they came from.
+      expect(results.filter((r) => r.every((x) => x.ok))).toHaveLength(12);
+      await s.close();
+    });
   });
 }

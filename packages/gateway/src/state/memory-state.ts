@@ -1,5 +1,7 @@
+import { OK, type RateVerdict, rateResult, rateVerdict } from './rate.js';
 import type {
   BudgetWindow,
+  RateBucket,
   RateRequest,
   RateResult,
   ReserveResult,
@@ -85,41 +87,33 @@ export class MemoryState implements SharedState {
   }
 
   async rateLimit(req: RateRequest): Promise<RateResult> {
-    const out: RateResult = { ok: true, limited: null, requests: null, tokens: null, retryAfterMs: 0 };
-    const rb = req.rpm ? this.bucket(req.key, 'r', req.rpm, req.now) : null;
-    const tb = req.tpm ? this.bucket(req.key, 't', req.tpm, req.now) : null;
-    const rLevel = rb && req.rpm ? refill(rb, req.rpm, req.now) : 0;
-    const tLevel = tb && req.tpm ? refill(tb, req.tpm, req.now) : 0;
-    if (req.rpm && rLevel < 1) {
-      out.ok = false;
-      out.limited = 'requests';
-      out.retryAfterMs = Math.ceil(((1 - rLevel) * 60_000) / req.rpm);
-    } else if (req.tpm && tLevel < Math.min(req.tokens, req.tpm)) {
-      out.ok = false;
-      out.limited = 'tokens';
-      out.retryAfterMs = Math.ceil(((Math.min(req.tokens, req.tpm) - tLevel) * 60_000) / req.tpm);
-    }
-    const rNext = out.ok && req.rpm ? rLevel - 1 : rLevel;
-    const tNext = out.ok && req.tpm ? tLevel - req.tokens : tLevel;
-    if (rb && req.rpm) {
-      rb.level = rNext;
-      rb.at = req.now;
-      out.requests = {
-        limit: req.rpm,
-        remaining: Math.max(0, Math.floor(rNext)),
-        resetMs: Math.ceil(((req.rpm - rNext) * 60_000) / req.rpm),
-      };
-    }
-    if (tb && req.tpm) {
-      tb.level = tNext;
-      tb.at = req.now;
-      out.tokens = {
-        limit: req.tpm,
-        remaining: Math.max(0, Math.floor(tNext)),
-        resetMs: Math.ceil(((req.tpm - tNext) * 60_000) / req.tpm),
-      };
-    }
-    return out;
+    return (await this.rateLimitAll([req], req.tokens, req.now))[0] as RateResult;
+  }
+
+  async rateLimitAll(buckets: RateBucket[], tokens: number, now: number): Promise<RateResult[]> {
+    const levels = buckets.map((b) => ({
+      r: b.rpm ? refill(this.bucket(b.key, 'r', b.rpm, now), b.rpm, now) : 0,
+      t: b.tpm ? refill(this.bucket(b.key, 't', b.tpm, now), b.tpm, now) : 0,
+    }));
+    const verdicts = levels.map((l, i) => rateVerdict(buckets[i] as RateBucket, l.r, l.t, tokens));
+    const ok = verdicts.every((v) => v.ok);
+    const refused = verdicts.findIndex((v) => !v.ok);
+    return buckets.map((b, i) => {
+      const l = levels[i] as { r: number; t: number };
+      const rNext = ok && b.rpm ? l.r - 1 : l.r;
+      const tNext = ok && b.tpm ? l.t - tokens : l.t;
+      if (b.rpm) Object.assign(this.bucket(b.key, 'r', b.rpm, now), { level: rNext, at: now });
+      if (b.tpm) Object.assign(this.bucket(b.key, 't', b.tpm, now), { level: tNext, at: now });
+      const v = i === refused ? (verdicts[i] as RateVerdict) : OK;
+      return rateResult(b, v, rNext, tNext);
+    });
+  }
+
+  async rateStanding(b: RateBucket, now: number): Promise<RateResult> {
+    const pair = this.buckets.get(b.key);
+    const r = b.rpm ? (pair?.r ? refill(pair.r, b.rpm, now) : b.rpm) : 0;
+    const t = b.tpm ? (pair?.t ? refill(pair.t, b.tpm, now) : b.tpm) : 0;
+    return rateResult(b, OK, r, t);
   }
 
   async adjustTokens(key: string, tpm: number, delta: number, now: number): Promise<void> {

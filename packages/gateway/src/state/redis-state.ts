@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { Redis, RedisOptions } from 'ioredis';
+import { OK, type RateVerdict, rateResult } from './rate.js';
 import type {
   BudgetWindow,
+  RateBucket,
   RateRequest,
   RateResult,
   ReserveResult,
@@ -105,13 +107,15 @@ end
 return out
 `;
 
-/** Token buckets refilled continuously at limit per minute. KEYS: requests, tokens buckets.
- * ARGV: rpm (0 = none), tpm (0 = none), tokens, now. Returns ok, limited, r level, t level, retry. */
+/** Token buckets refilled continuously at limit per minute, several pairs at once: a request and
+ * its tokens are taken from every pair, or from none when one would go short (the first such
+ * refuses). KEYS: each pair's requests and tokens buckets. ARGV: tokens, now, then each pair's rpm
+ * and tpm (0 = none). Returns the refusing pair's number (0 = none), which limit, the retry in ms,
+ * then each pair's requests and tokens levels. */
 const RATE = `
-local rpm = tonumber(ARGV[1])
-local tpm = tonumber(ARGV[2])
-local want = tonumber(ARGV[3])
-local now = tonumber(ARGV[4])
+local want = tonumber(ARGV[1])
+local now = tonumber(ARGV[2])
+local n = #KEYS / 2
 local function level(key, limit)
   local v = redis.call('HMGET', key, 'level', 'at')
   if not v[1] then return limit end
@@ -119,31 +123,41 @@ local function level(key, limit)
   if l > limit then l = limit end
   return l
 end
-local rl = 0
-local tl = 0
-if rpm > 0 then rl = level(KEYS[1], rpm) end
-if tpm > 0 then tl = level(KEYS[2], tpm) end
-local ok = 1
-local limited = ''
-local retry = 0
-if rpm > 0 and rl < 1 then
-  ok = 0; limited = 'requests'; retry = math.ceil((1 - rl) * 60000 / rpm)
-elseif tpm > 0 and tl < math.min(want, tpm) then
-  ok = 0; limited = 'tokens'; retry = math.ceil((math.min(want, tpm) - tl) * 60000 / tpm)
+local rl, tl, rpm, tpm = {}, {}, {}, {}
+local refused, limited, retry = 0, '', 0
+for i = 1, n do
+  rpm[i] = tonumber(ARGV[1 + 2 * i])
+  tpm[i] = tonumber(ARGV[2 + 2 * i])
+  rl[i] = 0
+  tl[i] = 0
+  if rpm[i] > 0 then rl[i] = level(KEYS[2 * i - 1], rpm[i]) end
+  if tpm[i] > 0 then tl[i] = level(KEYS[2 * i], tpm[i]) end
+  if refused == 0 then
+    if rpm[i] > 0 and rl[i] < 1 then
+      refused = i; limited = 'requests'; retry = math.ceil((1 - rl[i]) * 60000 / rpm[i])
+    elseif tpm[i] > 0 and tl[i] < math.min(want, tpm[i]) then
+      refused = i; limited = 'tokens'; retry = math.ceil((math.min(want, tpm[i]) - tl[i]) * 60000 / tpm[i])
+    end
+  end
 end
-if ok == 1 then
-  if rpm > 0 then rl = rl - 1 end
-  if tpm > 0 then tl = tl - want end
+local out = {refused, limited, retry}
+for i = 1, n do
+  if refused == 0 then
+    if rpm[i] > 0 then rl[i] = rl[i] - 1 end
+    if tpm[i] > 0 then tl[i] = tl[i] - want end
+  end
+  if rpm[i] > 0 then
+    redis.call('HSET', KEYS[2 * i - 1], 'level', tostring(rl[i]), 'at', tostring(now))
+    redis.call('PEXPIRE', KEYS[2 * i - 1], 120000)
+  end
+  if tpm[i] > 0 then
+    redis.call('HSET', KEYS[2 * i], 'level', tostring(tl[i]), 'at', tostring(now))
+    redis.call('PEXPIRE', KEYS[2 * i], 120000)
+  end
+  table.insert(out, tostring(rl[i]))
+  table.insert(out, tostring(tl[i]))
 end
-if rpm > 0 then
-  redis.call('HSET', KEYS[1], 'level', tostring(rl), 'at', tostring(now))
-  redis.call('PEXPIRE', KEYS[1], 120000)
-end
-if tpm > 0 then
-  redis.call('HSET', KEYS[2], 'level', tostring(tl), 'at', tostring(now))
-  redis.call('PEXPIRE', KEYS[2], 120000)
-end
-return {ok, limited, tostring(rl), tostring(tl), retry}
+return out
 `;
 
 const ADJUST = `
@@ -177,7 +191,7 @@ type Scripted = Redis & {
   tallyAtLeast(n: number, ...args: (string | number)[]): Promise<number>;
   tallyReserve(n: number, ...args: (string | number)[]): Promise<(string | number)[]>;
   tallySettle(n: number, ...args: (string | number)[]): Promise<string[]>;
-  tallyRate(n: number, ...args: (string | number)[]): Promise<[number, string, string, string, number]>;
+  tallyRate(n: number, ...args: (string | number)[]): Promise<[number, string, number, ...string[]]>;
   tallyAdjust(n: number, ...args: (string | number)[]): Promise<number>;
 };
 
@@ -288,36 +302,43 @@ export class RedisState implements SharedState {
   }
 
   async rateLimit(req: RateRequest): Promise<RateResult> {
-    const [ok, limited, rl, tl, retry] = await this.redis.tallyRate(
-      2,
-      `${this.prefix}r:${req.key}`,
-      `${this.prefix}t:${req.key}`,
-      req.rpm ?? 0,
-      req.tpm ?? 0,
-      req.tokens,
-      req.now,
+    return (await this.rateLimitAll([req], req.tokens, req.now))[0] as RateResult;
+  }
+
+  async rateLimitAll(buckets: RateBucket[], tokens: number, now: number): Promise<RateResult[]> {
+    const keys = buckets.flatMap((b) => [`${this.prefix}r:${b.key}`, `${this.prefix}t:${b.key}`]);
+    const limits = buckets.flatMap((b) => [b.rpm ?? 0, b.tpm ?? 0]);
+    const [refused, limited, retry, ...levels] = await this.redis.tallyRate(
+      keys.length,
+      ...keys,
+      tokens,
+      now,
+      ...limits,
     );
-    const r = Number(rl);
-    const t = Number(tl);
-    return {
-      ok: Number(ok) === 1,
-      limited: limited === 'requests' || limited === 'tokens' ? limited : null,
-      requests: req.rpm
-        ? {
-            limit: req.rpm,
-            remaining: Math.max(0, Math.floor(r)),
-            resetMs: Math.ceil(((req.rpm - r) * 60_000) / req.rpm),
-          }
-        : null,
-      tokens: req.tpm
-        ? {
-            limit: req.tpm,
-            remaining: Math.max(0, Math.floor(t)),
-            resetMs: Math.ceil(((req.tpm - t) * 60_000) / req.tpm),
-          }
-        : null,
-      retryAfterMs: Number(retry),
+    const at = Number(refused) - 1;
+    return buckets.map((b, i) => {
+      const v: RateVerdict =
+        i === at
+          ? {
+              ok: false,
+              limited: limited === 'tokens' ? 'tokens' : 'requests',
+              retryAfterMs: Number(retry),
+            }
+          : OK;
+      return rateResult(b, v, Number(levels[2 * i]), Number(levels[2 * i + 1]));
+    });
+  }
+
+  async rateStanding(b: RateBucket, now: number): Promise<RateResult> {
+    const level = async (key: string, limit: number | null) => {
+      if (!limit) return 0;
+      const [l, at] = await this.redis.hmget(key, 'level', 'at');
+      if (l === null || at === null) return limit;
+      return Math.min(limit, Number(l) + (Math.max(0, now - Number(at)) * limit) / 60_000);
     };
+    const r = await level(`${this.prefix}r:${b.key}`, b.rpm);
+    const t = await level(`${this.prefix}t:${b.key}`, b.tpm);
+    return rateResult(b, OK, r, t);
   }
 
   async once(key: string, untilMs: number): Promise<boolean> {

@@ -29,11 +29,15 @@ export interface WindowUsage {
   reservedNano: bigint;
 }
 
-export interface RateRequest {
+/** A pair of token buckets, refilled continuously at their limit a minute: requests and tokens. */
+export interface RateBucket {
   /** The bucket owner, e.g. a key id. */
   key: string;
   rpm: number | null;
   tpm: number | null;
+}
+
+export interface RateRequest extends RateBucket {
   /** Tokens this request is expected to use. */
   tokens: number;
   now: number;
@@ -71,6 +75,12 @@ export interface SharedState {
   atLeast(window: BudgetWindow, spentNano: bigint): Promise<void>;
   /** Token buckets per key: requests per minute and tokens per minute. */
   rateLimit(req: RateRequest): Promise<RateResult>;
+  /** Several buckets at once (a key's own, its team's...): a request and `tokens` are taken from
+   * every one, or from none when any would go short. One result per bucket, in order; the first
+   * that refused is not ok, and a later one is not tried (it reports its level, untouched). */
+  rateLimitAll(buckets: RateBucket[], tokens: number, now: number): Promise<RateResult[]>;
+  /** Where a bucket pair stands, taking nothing from it (a full pair for one not met yet). */
+  rateStanding(bucket: RateBucket, now: number): Promise<RateResult>;
   /** True for the first caller of `key` (across replicas, for the shared one) until `untilMs`
    * has passed, false for every later one: a period's one-off events, such as a budget's
    * exhaustion alert. */

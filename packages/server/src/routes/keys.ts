@@ -4,8 +4,9 @@ import type { KeyPatch, KeyRecord } from '@tally/store';
 import type { FastifyPluginAsync } from 'fastify';
 import { generateKey, hashKey, type Role } from '../auth.js';
 import type { AppContext } from '../context.js';
-import { budgetLimit, modelList, refuseUnknownFields } from '../serialize.js';
+import { budgetLimit, modelList, optPositiveInt, refuseUnknownFields } from '../serialize.js';
 import { budgetStatus } from './budgets.js';
+import { rateLimitStanding } from './rate-limits.js';
 
 const PERIODS = ['day', 'week', 'month'] as const;
 
@@ -14,15 +15,6 @@ function optString(body: Record<string, unknown>, field: string): string | null 
   if (v === undefined || v === null) return null;
   if (typeof v !== 'string' || v === '' || v.length > 128) {
     throw new TallyError('invalid_request', `${field} must be a non-empty string.`);
-  }
-  return v;
-}
-
-function optPositiveInt(body: Record<string, unknown>, field: string): number | null {
-  const v = body[field];
-  if (v === undefined || v === null) return null;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0 || v > 2_147_483_647) {
-    throw new TallyError('invalid_request', `${field} must be a positive integer below 2^31.`);
   }
   return v;
 }
@@ -247,7 +239,8 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
 
   // A virtual key's own view, for the application that holds it: its policy, and where it stands
   // on each budget that holds it by what it pins (a budget of a project or a user its calls name
-  // by header holds those calls too). The tenant's own budget is not shown: its spend is the whole
+  // by header holds those calls too), and on each rate limit of its scopes. The tenant's own budget
+  // (or rate limit) is not shown: its spend is the whole
   // company's, which is no key holder's to read.
   app.get('/v1/key', async (request) => {
     const principal = await ctx.auth.authenticate(request, ['virtual']);
@@ -264,10 +257,13 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
       const tag = tagSubject(subject);
       return tag !== null && key.tags[tag.key] === tag.value;
     };
-    const budgets = await budgetStatus(ctx, principal.tenant, (b) =>
-      b.scope === 'tag' ? tagged(b.subject) : pinned[b.scope] === b.subject,
-    );
-    return { ...keyView(key), budgets };
+    const holds = (b: { scope: string; subject: string }) =>
+      b.scope === 'tag' ? tagged(b.subject) : pinned[b.scope] === b.subject;
+    const budgets = await budgetStatus(ctx, principal.tenant, holds);
+    const rateLimits = [];
+    for (const r of await ctx.store.listRateLimits(principal.tenant))
+      if (holds(r)) rateLimits.push(await rateLimitStanding(ctx, r));
+    return { ...keyView(key), budgets, rate_limits: rateLimits };
   });
 
   app.get('/v1/keys', async (request) => {

@@ -14,7 +14,7 @@ const REPLICA: readonly Role[] = ['gateway'];
 
 /**
  * What a gateway replica (`tally gateway`) needs from the server: key lookups, budget rules,
- * providers added through the API, and a place for its metering and alerts. Every route takes a
+ * rate limits, providers added through the API, and a place for its metering and alerts. Every route takes a
  * gateway key (`gateway_key` in config, or one made with `--role gateway`) and answers for that
  * key's tenant only.
  */
@@ -32,6 +32,11 @@ export const replicaControlRoutes: FastifyPluginAsync<AppContext> = async (app, 
   app.get('/v1/gateway/budgets', async (request) => {
     const principal = await ctx.auth.authenticate(request, REPLICA);
     return { data: (await ctx.budgets.rules(principal.tenant)).map(ruleToWire) };
+  });
+
+  app.get('/v1/gateway/rate-limits', async (request) => {
+    const principal = await ctx.auth.authenticate(request, REPLICA);
+    return { data: await ctx.rateLimits.rules(principal.tenant) };
   });
 
   app.get('/v1/gateway/providers', async (request) => {

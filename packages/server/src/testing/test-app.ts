@@ -120,10 +120,20 @@ export async function foreignKey(store: Store, tenant = 'other'): Promise<string
 
 /** An Anthropic messages call to a gateway at `base` (claude-sonnet-4-5, 1,024 tokens at most, one
  * user turn), with `extra` fields in its body. */
-export function postMessage(base: string, key: string, extra: Record<string, unknown> = {}) {
+export function postMessage(
+  base: string,
+  key: string,
+  extra: Record<string, unknown> = {},
+  headers: Record<string, string> = {},
+) {
   return request(`${base}/v1/messages`, {
     method: 'POST',
-    headers: { 'x-api-key': key, 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
+    headers: {
+      'x-api-key': key,
+      'content-type': 'application/json',
+      'anthropic-version': '2023-06-01',
+      ...headers,
+    },
     body: JSON.stringify({
       model: 'claude-sonnet-4-5',
       max_tokens: 1024,

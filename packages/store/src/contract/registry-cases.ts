@@ -131,6 +131,45 @@ export function registryCases(ctx: ContractContext): void {
     expect(await ctx.store.listBudgets(tenant)).toEqual([second]);
   });
 
+  it('puts, lists, replaces and deletes rate limits, each tenant its own', async () => {
+    const tenant = newTenant();
+    const other = newTenant();
+    const team = {
+      tenant,
+      id: 'rl-team',
+      scope: 'team' as const,
+      subject: 'cx',
+      models: [],
+      rpm: 600,
+      tpm: null,
+      created_at: T0,
+    };
+    const tag = {
+      tenant,
+      id: 'rl-tag',
+      scope: 'tag' as const,
+      subject: 'feature=summarize',
+      models: ['gpt-4o*'],
+      rpm: null,
+      tpm: 2_000_000_000,
+      created_at: T0 + 1,
+    };
+    await ctx.store.putRateLimit(tag);
+    await ctx.store.putRateLimit(team);
+    await ctx.store.putRateLimit({ ...team, tenant: other });
+    expect(await ctx.store.listRateLimits(tenant)).toEqual([team, tag]);
+
+    const replaced = { ...team, rpm: 60, tpm: 90_000, models: ['claude-*'] };
+    await ctx.store.putRateLimit({ ...replaced, created_at: T0 + DAY }); // created_at stays
+    expect(await ctx.store.listRateLimits(tenant)).toEqual([replaced, tag]);
+    expect(await ctx.store.listRateLimits(other)).toEqual([{ ...team, tenant: other }]);
+
+    expect(await ctx.store.deleteRateLimit(tenant, 'rl-team')).toBe(true);
+    expect(await ctx.store.deleteRateLimit(tenant, 'rl-team')).toBe(false);
+    expect(await ctx.store.listRateLimits(tenant)).toEqual([tag]);
+    expect(await ctx.store.listRateLimits(other)).toHaveLength(1);
+  });
+
   it('creates keys, finds them by hash, lists and revokes them', async () => {
     const tenant = newTenant();
     const admin = makeKey(tenant, 'k-admin', { role: 'admin', project: null, models: [], rpm: null });

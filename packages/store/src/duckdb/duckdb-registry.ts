@@ -7,6 +7,7 @@ import type {
   KeyRecord,
   LedgerEntry,
   ProviderRecord,
+  RateLimitRecord,
   UseCaseRecord,
   WriteResult,
 } from '../store.js';
@@ -167,6 +168,40 @@ export async function listBudgets(conn: DuckDBConnection, tenant: string): Promi
     models: r['models'] === null ? [] : json<string[]>(r, 'models'),
     created_at: num(r, 'created_at'),
   }));
+}
+
+export async function putRateLimit(conn: DuckDBConnection, l: RateLimitRecord): Promise<void> {
+  await execute(
+    conn,
+    `INSERT INTO rate_limits (tenant, id, scope, subject, models, rpm, tpm, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+     ON CONFLICT (tenant, id) DO UPDATE SET scope = excluded.scope, subject = excluded.subject,
+       models = excluded.models, rpm = excluded.rpm, tpm = excluded.tpm`,
+    [l.tenant, l.id, l.scope, l.subject, JSON.stringify(l.models), l.rpm, l.tpm, ts(l.created_at)],
+  );
+}
+
+export async function listRateLimits(conn: DuckDBConnection, tenant: string): Promise<RateLimitRecord[]> {
+  const rows = await queryRows(
+    conn,
+    `SELECT tenant, id, scope, subject, models, rpm, tpm, epoch_ms(created_at) AS created_at
+     FROM rate_limits WHERE tenant = $1 ORDER BY created_at, id`,
+    [tenant],
+  );
+  return rows.map((r) => ({
+    tenant: str(r, 'tenant'),
+    id: str(r, 'id'),
+    scope: str(r, 'scope') as BudgetScope,
+    subject: str(r, 'subject'),
+    models: json<string[]>(r, 'models'),
+    rpm: numOrNull(r, 'rpm'),
+    tpm: numOrNull(r, 'tpm'),
+    created_at: num(r, 'created_at'),
+  }));
+}
+
+export async function deleteRateLimit(conn: DuckDBConnection, tenant: string, id: string): Promise<boolean> {
+  return (await execute(conn, 'DELETE FROM rate_limits WHERE tenant = $1 AND id = $2', [tenant, id])) > 0;
 }
 
 export async function deleteBudget(conn: DuckDBConnection, tenant: string, id: string): Promise<boolean> {

@@ -21,6 +21,7 @@ import type {
   LedgerEntry,
   Page,
   ProviderRecord,
+  RateLimitRecord,
   SpendQuery,
   SpendRow,
   Store,
@@ -238,6 +239,18 @@ class DuckDbStore implements Store {
 
   deleteBudget(tenant: string, id: string): Promise<boolean> {
     return this.db.write((c) => registry.deleteBudget(c, tenant, id));
+  }
+
+  putRateLimit(limit: RateLimitRecord): Promise<void> {
+    return this.db.write((c) => registry.putRateLimit(c, limit));
+  }
+
+  listRateLimits(tenant: string): Promise<RateLimitRecord[]> {
+    return this.db.read((c) => registry.listRateLimits(c, tenant));
+  }
+
+  deleteRateLimit(tenant: string, id: string): Promise<boolean> {
+    return this.db.write((c) => registry.deleteRateLimit(c, tenant, id));
   }
 
   putProvider(provider: ProviderRecord): Promise<void> {

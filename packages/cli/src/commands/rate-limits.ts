@@ -1,0 +1,52 @@
+import type { Command } from 'commander';
+import {
+  apiCall as call,
+  positiveInt as int,
+  commaList as list,
+  apiTarget as target,
+  withApiOptions,
+} from '../api.js';
+
+export function registerRateLimits(program: Command): void {
+  const limits = program
+    .command('rate-limits')
+    .description("requests and tokens a minute for a scope's calls, shared by every key that makes them");
+
+  withApiOptions(
+    limits
+      .command('create')
+      .description('make (or replace, with the same --id) a rate limit, as POST /v1/rate-limits')
+      .option('--id <id>', 'its id (made up when absent; the same id replaces a rate limit)')
+      .requiredOption('--scope <s>', 'tenant, project, team, user, key, or tag')
+      .option('--subject <s>', 'the project, team, user or key id it holds; for a tag, name=value')
+      .option('--rpm <n>', 'requests a minute', int('rpm'))
+      .option('--tpm <n>', 'tokens a minute (prompt and output)', int('tpm'))
+      .option(
+        '--models <a,b>',
+        'only the calls to these models (names or patterns, such as claude-opus-*)',
+        list,
+      ),
+  ).action(async (o: Record<string, unknown>) => {
+    const body: Record<string, unknown> = { scope: o['scope'] };
+    for (const f of ['id', 'subject', 'rpm', 'tpm', 'models'] as const)
+      if (o[f] !== undefined) body[f] = o[f];
+    const out = await call(target(program, o), 'POST', '/v1/rate-limits', body);
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+  });
+
+  withApiOptions(
+    limits.command('list').description('every rate limit, with the requests and tokens left of its minute'),
+  ).action(async (o: Record<string, unknown>) => {
+    const out = (await call(target(program, o), 'GET', '/v1/rate-limits')) as {
+      data: Record<string, unknown>[];
+    };
+    for (const r of out.data) process.stdout.write(`${JSON.stringify(r)}\n`);
+  });
+
+  withApiOptions(limits.command('delete <id>').description('delete a rate limit')).action(
+    async (id: string, o: Record<string, unknown>) => {
+      const out = await call(target(program, o), 'DELETE', `/v1/rate-limits/${encodeURIComponent(id)}`);
+      process.stdout.write(`${JSON.stringify(out)}\n`);
+    },
+  );
+}
