@@ -9,7 +9,6 @@ import { checkTopLevel, editTopLevel } from './json-edit.js';
 import {
   type AttemptContext,
   type AttemptOutcome,
-  type Attribution,
   meterAttempt,
   type Refusal,
   refusalRecord,
@@ -88,6 +87,25 @@ const notAllowed = (key: VirtualKey, model: string): GatewayError => ({
 function budgetsFor(rules: BudgetRule[], model: string): BudgetRule[] {
   for (const r of rules) if (!countsModel(r, model)) return rules.filter((x) => countsModel(x, model));
   return rules;
+}
+
+const NO_LIMITS: RateLimitRule[] = [];
+
+/** The token buckets that hold a call: its key's own, then those of its scopes' rate limits that
+ * count its model. */
+function rateBuckets(
+  key: VirtualKey,
+  scoped: RateLimitRule[],
+  model: string,
+): { bucket: RateBucket; rule: RateLimitRule | null }[] {
+  const out: { bucket: RateBucket; rule: RateLimitRule | null }[] = [];
+  if (key.rpm !== null || key.tpm !== null)
+    out.push({ bucket: { key: key.id, rpm: key.rpm, tpm: key.tpm }, rule: null });
+  for (const rule of scoped) {
+    if (countsModel(rule, model))
+      out.push({ bucket: { key: rateLimitBucket(rule), rpm: rule.rpm, tpm: rule.tpm }, rule });
+  }
+  return out;
 }
 
 /** What the gateway serves: a model call's endpoint, the model list, or Anthropic's token count. */
@@ -449,7 +467,8 @@ export class Gateway {
     // Policy: rate limits, then budgets. Both need the call's size: the prompt's tokens (by the
     // tokenizer) and the most output it allows.
     const rules = budgetsFor(await this.deps.budgets(key, attribution), model);
-    const buckets = await this.rateBuckets(key, attribution, model);
+    const found = this.deps.rateLimits ? this.deps.rateLimits(key, attribution) : NO_LIMITS;
+    const buckets = rateBuckets(key, found instanceof Promise ? await found : found, model);
     const limited = buckets.length > 0;
     const maxOut = maxOutputTokens(body, this.deps.config.default_max_output ?? 4096);
     const promptTokens = limited || rules.length > 0 ? await estimatePromptTokens(body) : 0;
@@ -535,26 +554,6 @@ export class Gateway {
       }
       await this.adjustRate(buckets, acc.tokens - (promptTokens + maxOut), time);
     }
-  }
-
-  /** The token buckets that hold a call: its key's own, then its scopes' rate limits that count
-   * its model. */
-  private async rateBuckets(
-    key: VirtualKey,
-    attribution: Attribution,
-    model: string,
-  ): Promise<{ bucket: RateBucket; rule: RateLimitRule | null }[]> {
-    const out: { bucket: RateBucket; rule: RateLimitRule | null }[] = [];
-    if (key.rpm !== null || key.tpm !== null)
-      out.push({ bucket: { key: key.id, rpm: key.rpm, tpm: key.tpm }, rule: null });
-    if (this.deps.rateLimits) {
-      const found = this.deps.rateLimits(key, attribution);
-      for (const rule of found instanceof Promise ? await found : found) {
-        if (countsModel(rule, model))
-          out.push({ bucket: { key: rateLimitBucket(rule), rpm: rule.rpm, tpm: rule.tpm }, rule });
-      }
-    }
-    return out;
   }
 
   /** Corrects the token buckets that hold a call by `delta` tokens (negative: given back). */
