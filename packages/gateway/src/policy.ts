@@ -45,6 +45,8 @@ export interface RateLimitRule {
   models?: string[] | undefined;
   rpm: number | null;
   tpm: number | null;
+  /** The most calls of its scope in flight at once; none when null or absent. */
+  maxParallel?: number | null;
 }
 
 /** The rate limits that hold a call: those of the tenant, and of its project, team, user, key or
@@ -206,6 +208,25 @@ export function rateLimited(r: RateResult, key: VirtualKey, rule: RateLimitRule 
     type: what,
     code: 'rate_limit_exceeded',
     message: `Rate limit reached for ${whose} on ${what} per min: limit ${limit}. Please try again in ${duration(r.retryAfterMs)}.`,
+    headers,
+  };
+}
+
+/** The 429 of a cap on calls in flight: the key's own (`rule` null) or one of its scope's. */
+export function tooManyInFlight(
+  inFlight: number,
+  key: VirtualKey,
+  limit: number,
+  rule: RateLimitRule | null,
+): GatewayError {
+  const whose = rule ? `rate limit ${rule.id} (${rule.scope} ${rule.subject})` : `key ${key.id}`;
+  const headers: Record<string, string> = { 'retry-after': '1' };
+  if (rule) headers['x-tally-rate-limit'] = headerValue(rule.id);
+  return {
+    status: 429,
+    type: 'requests',
+    code: 'parallel_limit_exceeded',
+    message: `Too many calls in flight for ${whose}: ${inFlight} of ${limit} at once. Try again when one ends.`,
     headers,
   };
 }

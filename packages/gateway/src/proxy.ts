@@ -25,6 +25,7 @@ import {
   rateLimited,
   rateLimitHeaders,
   tightest,
+  tooManyInFlight,
 } from './policy.js';
 import {
   ENDPOINT_API,
@@ -48,7 +49,7 @@ import {
 import { readBody } from './request-body.js';
 import { type Attempt, Router } from './router.js';
 import { Slots } from './slots.js';
-import type { RateBucket, RateResult } from './state/shared-state.js';
+import type { AcquireResult, ParallelSlot, RateBucket, RateResult } from './state/shared-state.js';
 import { countTokens, estimatePromptTokens } from './tokenizer.js';
 import { TranslationError } from './translate/anthropic-blocks.js';
 import { toChatRequest } from './translate/anthropic-to-openai.js';
@@ -102,8 +103,24 @@ function rateBuckets(
   if (key.rpm !== null || key.tpm !== null)
     out.push({ bucket: { key: key.id, rpm: key.rpm, tpm: key.tpm }, rule: null });
   for (const rule of scoped) {
-    if (countsModel(rule, model))
+    if ((rule.rpm !== null || rule.tpm !== null) && countsModel(rule, model))
       out.push({ bucket: { key: rateLimitBucket(rule), rpm: rule.rpm, tpm: rule.tpm }, rule });
+  }
+  return out;
+}
+
+/** The caps on calls in flight that hold a call: its key's own, then those of its scopes' rate
+ * limits that count its model. */
+function parallelSlots(
+  key: VirtualKey,
+  scoped: RateLimitRule[],
+  model: string,
+): { slot: ParallelSlot; rule: RateLimitRule | null }[] {
+  const out: { slot: ParallelSlot; rule: RateLimitRule | null }[] = [];
+  if (key.maxParallel) out.push({ slot: { key: key.id, limit: key.maxParallel }, rule: null });
+  for (const rule of scoped) {
+    if (rule.maxParallel && countsModel(rule, model))
+      out.push({ slot: { key: rateLimitBucket(rule), limit: rule.maxParallel }, rule });
   }
   return out;
 }
@@ -468,7 +485,8 @@ export class Gateway {
     // tokenizer) and the most output it allows.
     const rules = budgetsFor(await this.deps.budgets(key, attribution), model);
     const found = this.deps.rateLimits ? this.deps.rateLimits(key, attribution) : NO_LIMITS;
-    const buckets = rateBuckets(key, found instanceof Promise ? await found : found, model);
+    const scoped = found instanceof Promise ? await found : found;
+    const buckets = rateBuckets(key, scoped, model);
     const limited = buckets.length > 0;
     const maxOut = maxOutputTokens(body, this.deps.config.default_max_output ?? 4096);
     const promptTokens = limited || rules.length > 0 ? await estimatePromptTokens(body) : 0;
@@ -531,7 +549,29 @@ export class Gateway {
         acc.headers['x-tally-downgraded'] = headerValue(`${model} -> ${admission.downgradeTo}`);
       }
     }
+    // Last, a place among the calls in flight its key and its scopes allow: a call refused before
+    // holds none. Given back once the call ends, the answer sent.
+    const slots = parallelSlots(key, scoped, model);
+    let held = false;
     try {
+      if (slots.length > 0) {
+        let got: AcquireResult;
+        try {
+          got = await this.deps.state.acquireSlots(slots.map((s) => s.slot));
+        } catch (err) {
+          return this.refuse(res, wire, stateUnavailable(err), refusal);
+        }
+        if (!got.ok) {
+          const full = slots[got.at];
+          return this.refuse(
+            res,
+            wire,
+            tooManyInFlight(got.inFlight, key, full?.slot.limit ?? 0, full?.rule ?? null),
+            refusal,
+          );
+        }
+        held = true;
+      }
       const untranslatable = await forwardAttempts(
         this.env,
         req,
@@ -553,6 +593,17 @@ export class Gateway {
         await settleBudgets(this.deps, key, hold, spent, time);
       }
       await this.adjustRate(buckets, acc.tokens - (promptTokens + maxOut), time);
+      if (held) await this.releaseSlots(slots);
+    }
+  }
+
+  /** Gives back the places a call held among the calls in flight. A failure is reported, not
+   * thrown: the answer is sent, and a process seen dead gives its places back anyway (Redis). */
+  private async releaseSlots(slots: { slot: ParallelSlot }[]): Promise<void> {
+    try {
+      await this.deps.state.releaseSlots(slots.map((s) => s.slot.key));
+    } catch (err) {
+      this.deps.onError?.(err, 'releasing calls in flight');
     }
   }
 

@@ -73,6 +73,8 @@ export interface VirtualKey {
   tags: Record<string, string>;
   rpm: number | null;
   tpm: number | null;
+  /** The most calls it may have in flight at once; none when null or absent. */
+  maxParallel?: number | null;
 }
 
 /** Looks a key up by its SHA-256 (hex); the gateway never sees the store. */

@@ -97,6 +97,7 @@ export class Authenticator {
       tags: rec.tags,
       rpm: rec.rpm,
       tpm: rec.tpm,
+      maxParallel: rec.max_parallel ?? null,
     };
   }
 

@@ -10,6 +10,7 @@ export function toRateRule(r: RateLimitRecord): RateLimitRule {
     models: r.models,
     rpm: r.rpm,
     tpm: r.tpm,
+    maxParallel: r.max_parallel,
   };
 }
 

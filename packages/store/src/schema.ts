@@ -323,7 +323,8 @@ const budgetModels: Migration = {
   statements: (d) => [{ sql: `ALTER TABLE budgets ADD COLUMN models ${d.json}` }],
 };
 
-/** v9: per-minute limits on the calls of a scope, shared by the keys whose calls it holds. */
+/** v9: limits on the calls of a scope (a minute's requests and tokens, calls in flight at once),
+ * shared by the keys whose calls it holds; and a key's own cap on calls in flight. */
 const rateLimits: Migration = {
   version: 9,
   name: 'rate limits',
@@ -337,10 +338,12 @@ const rateLimits: Migration = {
   models ${d.json} NOT NULL,
   rpm INTEGER,
   tpm INTEGER,
+  max_parallel INTEGER,
   created_at TIMESTAMPTZ NOT NULL,
   PRIMARY KEY (tenant, id)
 )`,
     },
+    { sql: 'ALTER TABLE api_keys ADD COLUMN max_parallel INTEGER' },
   ],
 };
 

@@ -156,9 +156,10 @@ export interface RateLimitRecord {
   subject: string;
   /** The models whose calls it holds, by name or pattern; empty for every model. */
   models: string[];
-  /** Requests a minute, tokens a minute; at least one is set. */
+  /** Requests a minute, tokens a minute, calls in flight at once; at least one is set. */
   rpm: number | null;
   tpm: number | null;
+  max_parallel: number | null;
   created_at: number;
 }
 
@@ -184,6 +185,8 @@ export interface KeyRecord {
   tags: Record<string, string>;
   rpm: number | null;
   tpm: number | null;
+  /** The most calls the key may have in flight at once; null (or absent) for no cap. */
+  max_parallel?: number | null;
   budget_id: string | null;
   created_at: number;
   expires_at: number | null;
@@ -194,7 +197,17 @@ export interface KeyRecord {
 export type KeyPatch = Partial<
   Pick<
     KeyRecord,
-    'name' | 'project' | 'team' | 'user' | 'models' | 'tags' | 'rpm' | 'tpm' | 'budget_id' | 'expires_at'
+    | 'name'
+    | 'project'
+    | 'team'
+    | 'user'
+    | 'models'
+    | 'tags'
+    | 'rpm'
+    | 'tpm'
+    | 'max_parallel'
+    | 'budget_id'
+    | 'expires_at'
   >
 >;
 

@@ -167,6 +167,8 @@ describe('tally calls', () => {
           'cx',
           '--rpm',
           '600',
+          '--max-parallel',
+          '8',
           '--models',
           'gpt-4o*',
         ),
@@ -177,18 +179,26 @@ describe('tally calls', () => {
         subject: 'cx',
         rpm: 600,
         tpm: null,
+        max_parallel: 8,
         models: ['gpt-4o*'],
       });
       const listedLimits = (await limits('list')).split('\n').map((l) => JSON.parse(l));
       expect(listedLimits).toEqual([
-        expect.objectContaining({ id: 'cx-rl', remaining_requests: 600, remaining_tokens: null }),
+        expect.objectContaining({
+          id: 'cx-rl',
+          remaining_requests: 600,
+          remaining_tokens: null,
+          in_flight: 0,
+        }),
       ]);
       const noLimit = await run(
         process.execPath,
         [TALLY_BIN, 'rate-limits', 'create', '--scope', 'team', '--subject', 'cx', '--url', url],
         { env },
       ).catch((e) => e);
-      expect(noLimit.stderr).toMatch(/error \[invalid_request\]: A rate limit needs rpm, tpm or both/);
+      expect(noLimit.stderr).toMatch(
+        /error \[invalid_request\]: A rate limit needs rpm, tpm, max_parallel or several/,
+      );
       expect(JSON.parse(await limits('delete', 'cx-rl'))).toEqual({ id: 'cx-rl', deleted: true });
     } finally {
       await stopProcess(server.child);

@@ -41,6 +41,8 @@ describe('tally keys', () => {
           '60',
           '--tpm',
           '100000',
+          '--max-parallel',
+          '4',
           '--models',
           'gpt-4o,gpt-4o-mini',
           '--tags',
@@ -62,6 +64,7 @@ describe('tally keys', () => {
         team: 'cx',
         rpm: 60,
         tpm: 100000,
+        max_parallel: 4,
         models: ['gpt-4o', 'gpt-4o-mini'],
         tags: { app: 'checkout', env: 'prod' },
       });
@@ -80,7 +83,7 @@ describe('tally keys', () => {
           '--models',
           'gpt-4o*',
           '--clear',
-          'tpm,team,tags',
+          'tpm,team,tags,max_parallel',
         ],
         { env },
       );
@@ -88,6 +91,7 @@ describe('tally keys', () => {
         id,
         rpm: 120,
         tpm: null,
+        max_parallel: null,
         team: null,
         models: ['gpt-4o*'],
         tags: {},

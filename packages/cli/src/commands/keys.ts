@@ -44,6 +44,7 @@ export function registerKeys(program: Command): void {
       .option('--period <p>', 'day, week or month', 'month')
       .option('--rpm <n>', 'requests per minute', int('rpm'))
       .option('--tpm <n>', 'tokens per minute', int('tpm'))
+      .option('--max-parallel <n>', 'calls in flight at once', int('max-parallel'))
       .option('--models <a,b>', 'models the key may use', list)
       .option('--tags <k=v,...>', 'tags every call of the key carries, e.g. app=checkout,env=prod', tagList)
       .option('--expires <time>', 'RFC 3339 expiry'),
@@ -54,6 +55,7 @@ export function registerKeys(program: Command): void {
     for (const f of ['name', 'project', 'team', 'user', 'rpm', 'tpm', 'models', 'tags'] as const)
       if (o[f] !== undefined) body[f] = o[f];
     if (o['budgetUsd'] !== undefined) body['budget_usd'] = String(o['budgetUsd']);
+    if (o['maxParallel'] !== undefined) body['max_parallel'] = o['maxParallel'];
     if (o['expires'] !== undefined) body['expires_at'] = o['expires'];
     const out = (await call(target(program, o), 'POST', '/v1/keys', body)) as { id: string; key: string };
     process.stdout.write(`${JSON.stringify(out)}\n`);
@@ -71,12 +73,13 @@ export function registerKeys(program: Command): void {
       .option('--period <p>', 'day, week or month (of its budget)')
       .option('--rpm <n>', 'requests per minute', int('rpm'))
       .option('--tpm <n>', 'tokens per minute', int('tpm'))
+      .option('--max-parallel <n>', 'calls in flight at once', int('max-parallel'))
       .option('--models <a,b>', 'models the key may use (names or patterns such as gpt-4o*)', list)
       .option('--tags <k=v,...>', 'the tags every call of the key carries (replacing its tags)', tagList)
       .option('--expires <time>', 'RFC 3339 expiry')
       .option(
         '--clear <fields>',
-        'fields to clear, e.g. rpm,tpm,models,tags,budget_usd,expires_at,team',
+        'fields to clear, e.g. rpm,tpm,max_parallel,models,tags,budget_usd,expires_at,team',
         list,
       ),
   ).action(async (id: string, o: Record<string, unknown>) => {
@@ -84,6 +87,7 @@ export function registerKeys(program: Command): void {
     for (const f of ['name', 'project', 'team', 'user', 'period', 'rpm', 'tpm', 'models', 'tags'] as const)
       if (o[f] !== undefined) body[f] = o[f];
     if (o['budgetUsd'] !== undefined) body['budget_usd'] = String(o['budgetUsd']);
+    if (o['maxParallel'] !== undefined) body['max_parallel'] = o['maxParallel'];
     if (o['expires'] !== undefined) body['expires_at'] = o['expires'];
     for (const f of (o['clear'] as string[] | undefined) ?? []) body[f] = null;
     const out = await call(target(program, o), 'PATCH', `/v1/keys/${encodeURIComponent(id)}`, body);

@@ -10,7 +10,9 @@ import {
 export function registerRateLimits(program: Command): void {
   const limits = program
     .command('rate-limits')
-    .description("requests and tokens a minute for a scope's calls, shared by every key that makes them");
+    .description(
+      "requests and tokens a minute, and calls in flight, for a scope's calls, shared by every key that makes them",
+    );
 
   withApiOptions(
     limits
@@ -21,6 +23,7 @@ export function registerRateLimits(program: Command): void {
       .option('--subject <s>', 'the project, team, user or key id it holds; for a tag, name=value')
       .option('--rpm <n>', 'requests a minute', int('rpm'))
       .option('--tpm <n>', 'tokens a minute (prompt and output)', int('tpm'))
+      .option('--max-parallel <n>', 'calls in flight at once', int('max-parallel'))
       .option(
         '--models <a,b>',
         'only the calls to these models (names or patterns, such as claude-opus-*)',
@@ -30,12 +33,17 @@ export function registerRateLimits(program: Command): void {
     const body: Record<string, unknown> = { scope: o['scope'] };
     for (const f of ['id', 'subject', 'rpm', 'tpm', 'models'] as const)
       if (o[f] !== undefined) body[f] = o[f];
+    if (o['maxParallel'] !== undefined) body['max_parallel'] = o['maxParallel'];
     const out = await call(target(program, o), 'POST', '/v1/rate-limits', body);
     process.stdout.write(`${JSON.stringify(out)}\n`);
   });
 
   withApiOptions(
-    limits.command('list').description('every rate limit, with the requests and tokens left of its minute'),
+    limits
+      .command('list')
+      .description(
+        'every rate limit, with the requests and tokens left of its minute and its calls in flight',
+      ),
   ).action(async (o: Record<string, unknown>) => {
     const out = (await call(target(program, o), 'GET', '/v1/rate-limits')) as {
       data: Record<string, unknown>[];

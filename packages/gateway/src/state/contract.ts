@@ -192,6 +192,37 @@ export function runSharedStateContract(name: string, make: () => SharedState) {
       await s.close();
     });
 
+    it('holds calls in flight to each slot, all slots at once or none', async () => {
+      const s = make();
+      const own = { key: `k${++n}-${Date.now()}`, limit: 5 };
+      const team = { key: `team${++n}-${Date.now()}`, limit: 2 };
+      expect(await s.acquireSlots([own, team])).toEqual({ ok: true });
+      expect(await s.acquireSlots([team])).toEqual({ ok: true });
+      // The team is full: the first slot full refuses, and the key's own place is not taken.
+      expect(await s.acquireSlots([own, team])).toEqual({ ok: false, at: 1, inFlight: 2 });
+      expect(await s.slotsInFlight(own.key)).toBe(1);
+      expect(await s.slotsInFlight(team.key)).toBe(2);
+      await s.releaseSlots([own.key, team.key]);
+      expect(await s.acquireSlots([own, team])).toEqual({ ok: true });
+      await s.releaseSlots([own.key, team.key]);
+      await s.releaseSlots([team.key]);
+      expect(await s.slotsInFlight(team.key)).toBe(0);
+      // Given back more often than taken, a slot holds none, not fewer.
+      await s.releaseSlots([team.key]);
+      expect(await s.slotsInFlight(team.key)).toBe(0);
+      expect(await s.slotsInFlight(`never${++n}`)).toBe(0);
+      await s.close();
+    });
+
+    it('lets no more calls in flight than a slot holds under concurrency', async () => {
+      const s = make();
+      const slot = { key: `team${++n}-${Date.now()}`, limit: 7 };
+      const results = await Promise.all(Array.from({ length: 30 }, () => s.acquireSlots([slot])));
+      expect(results.filter((r) => r.ok)).toHaveLength(7);
+      expect(await s.slotsInFlight(slot.key)).toBe(7);
+      await s.close();
+    });
+
     it('takes from all buckets atomically under concurrency', async () => {
       const s = make();
       const team = `team${++n}-${Date.now()}`;

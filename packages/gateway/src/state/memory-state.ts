@@ -1,6 +1,8 @@
 import { OK, type RateVerdict, rateResult, rateVerdict } from './rate.js';
 import type {
+  AcquireResult,
   BudgetWindow,
+  ParallelSlot,
   RateBucket,
   RateRequest,
   RateResult,
@@ -107,6 +109,30 @@ export class MemoryState implements SharedState {
       const v = i === refused ? (verdicts[i] as RateVerdict) : OK;
       return rateResult(b, v, rNext, tNext);
     });
+  }
+
+  private readonly inFlight = new Map<string, number>();
+
+  async acquireSlots(slots: ParallelSlot[]): Promise<AcquireResult> {
+    for (let i = 0; i < slots.length; i++) {
+      const s = slots[i] as ParallelSlot;
+      const n = this.inFlight.get(s.key) ?? 0;
+      if (n >= s.limit) return { ok: false, at: i, inFlight: n };
+    }
+    for (const s of slots) this.inFlight.set(s.key, (this.inFlight.get(s.key) ?? 0) + 1);
+    return { ok: true };
+  }
+
+  async releaseSlots(keys: string[]): Promise<void> {
+    for (const k of keys) {
+      const n = (this.inFlight.get(k) ?? 0) - 1;
+      if (n > 0) this.inFlight.set(k, n);
+      else this.inFlight.delete(k);
+    }
+  }
+
+  async slotsInFlight(key: string): Promise<number> {
+    return this.inFlight.get(key) ?? 0;
   }
 
   async rateStanding(b: RateBucket, now: number): Promise<RateResult> {

@@ -3,7 +3,9 @@ import { createRequire } from 'node:module';
 import type { Redis, RedisOptions } from 'ioredis';
 import { OK, type RateVerdict, rateResult } from './rate.js';
 import type {
+  AcquireResult,
   BudgetWindow,
+  ParallelSlot,
   RateBucket,
   RateRequest,
   RateResult,
@@ -160,6 +162,44 @@ end
 return out
 `;
 
+/** Calls in flight: a slot's hash holds the total (`n`) and each process's share of it (`p:<id>`);
+ * the shares of processes whose liveness key has lapsed are taken off the total, as reservations'
+ * are. KEYS: the slots. ARGV: the liveness prefix, this process's id, each slot's limit. Returns 1,
+ * or 0 with the first full slot's number and what it holds. */
+const ACQUIRE = `
+local livePrefix = ARGV[1]
+local me = ARGV[2]
+redis.call('SET', livePrefix .. me, '1', 'PX', ${LIVE_MS})
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  for _, f in ipairs(redis.call('HKEYS', key)) do
+    if string.sub(f, 1, 2) == 'p:' and string.sub(f, 3) ~= me and redis.call('EXISTS', livePrefix .. string.sub(f, 3)) == 0 then
+      redis.call('HINCRBY', key, 'n', -tonumber(redis.call('HGET', key, f)))
+      redis.call('HDEL', key, f)
+    end
+  end
+  local n = tonumber(redis.call('HGET', key, 'n') or '0')
+  if n < 0 then redis.call('HSET', key, 'n', '0'); n = 0 end
+  if n >= tonumber(ARGV[2 + i]) then return {0, i, n} end
+end
+for i = 1, #KEYS do
+  redis.call('HINCRBY', KEYS[i], 'n', 1)
+  redis.call('HINCRBY', KEYS[i], 'p:' .. me, 1)
+  redis.call('PEXPIRE', KEYS[i], 86400000)
+end
+return {1}
+`;
+
+/** KEYS: the slots. ARGV: this process's id. */
+const RELEASE = `
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  if redis.call('HINCRBY', key, 'p:' .. ARGV[1], -1) <= 0 then redis.call('HDEL', key, 'p:' .. ARGV[1]) end
+  if redis.call('HINCRBY', key, 'n', -1) < 0 then redis.call('HSET', key, 'n', '0') end
+end
+return 1
+`;
+
 const ADJUST = `
 local tpm = tonumber(ARGV[1])
 local delta = tonumber(ARGV[2])
@@ -193,6 +233,8 @@ type Scripted = Redis & {
   tallySettle(n: number, ...args: (string | number)[]): Promise<string[]>;
   tallyRate(n: number, ...args: (string | number)[]): Promise<[number, string, number, ...string[]]>;
   tallyAdjust(n: number, ...args: (string | number)[]): Promise<number>;
+  tallyAcquire(n: number, ...args: (string | number)[]): Promise<number[]>;
+  tallyRelease(n: number, ...args: (string | number)[]): Promise<number>;
 };
 
 /** The shared state in Redis, for several gateway replicas. Each operation is one Lua script. */
@@ -234,6 +276,8 @@ export class RedisState implements SharedState {
     redis.defineCommand('tallySettle', { lua: SETTLE });
     redis.defineCommand('tallyRate', { lua: RATE });
     redis.defineCommand('tallyAdjust', { lua: ADJUST });
+    redis.defineCommand('tallyAcquire', { lua: ACQUIRE });
+    redis.defineCommand('tallyRelease', { lua: RELEASE });
     redis.defineCommand('tallyAtLeast', { lua: AT_LEAST });
     this.redis = redis;
   }
@@ -327,6 +371,31 @@ export class RedisState implements SharedState {
           : OK;
       return rateResult(b, v, Number(levels[2 * i]), Number(levels[2 * i + 1]));
     });
+  }
+
+  private slot(key: string): string {
+    return `${this.prefix}c:${key}`;
+  }
+
+  async acquireSlots(slots: ParallelSlot[]): Promise<AcquireResult> {
+    if (slots.length === 0) return { ok: true };
+    const r = await this.redis.tallyAcquire(
+      slots.length,
+      ...slots.map((s) => this.slot(s.key)),
+      this.livePrefix,
+      this.instance,
+      ...slots.map((s) => s.limit),
+    );
+    return Number(r[0]) === 1 ? { ok: true } : { ok: false, at: Number(r[1]) - 1, inFlight: Number(r[2]) };
+  }
+
+  async releaseSlots(keys: string[]): Promise<void> {
+    if (keys.length === 0) return;
+    await this.redis.tallyRelease(keys.length, ...keys.map((k) => this.slot(k)), this.instance);
+  }
+
+  async slotsInFlight(key: string): Promise<number> {
+    return Math.max(0, Number((await this.redis.hget(this.slot(key), 'n')) ?? 0));
   }
 
   async rateStanding(b: RateBucket, now: number): Promise<RateResult> {

@@ -62,3 +62,23 @@ describe('Redis state, a process that dies with calls in flight', () => {
     await b.close();
   });
 });
+
+describe('Redis state, calls in flight of a process that dies', () => {
+  it('holds its places while it lives, and gives them up once its liveness lapses', async () => {
+    const prefix = `tally-test:${randomUUID()}:`;
+    const a = new RedisState('redis://127.0.0.1:6379', prefix);
+    const b = new RedisState('redis://127.0.0.1:6379', prefix);
+    const slot = { key: `team-${randomUUID()}`, limit: 3 };
+    expect(await a.acquireSlots([slot])).toEqual({ ok: true });
+    expect(await a.acquireSlots([slot])).toEqual({ ok: true });
+    expect(await b.acquireSlots([slot])).toEqual({ ok: true });
+    expect(await b.acquireSlots([slot])).toEqual({ ok: false, at: 0, inFlight: 3 });
+    // a goes without giving its places back (as after a kill -9, once its liveness key has lapsed).
+    await a.close();
+    expect(await b.acquireSlots([slot])).toEqual({ ok: true });
+    expect(await b.slotsInFlight(slot.key)).toBe(2);
+    await b.releaseSlots([slot.key, slot.key]);
+    expect(await b.slotsInFlight(slot.key)).toBe(0);
+    await b.close();
+  });
+});

@@ -53,6 +53,14 @@ export interface RateResult {
   retryAfterMs: number;
 }
 
+/** A cap on calls in flight at once: a key's, or a scope's shared by its keys. */
+export interface ParallelSlot {
+  key: string;
+  limit: number;
+}
+
+export type AcquireResult = { ok: true } | { ok: false; at: number; inFlight: number };
+
 export interface SharedState {
   /** Reserves `amountNano` on every window, atomically: all of them, or none when any would pass
    * its limit (spent + reserved + amount > limit). With `opId`, a reservation made under it is
@@ -79,6 +87,13 @@ export interface SharedState {
    * every one, or from none when any would go short. One result per bucket, in order; the first
    * that refused is not ok, and a later one is not tried (it reports its level, untouched). */
   rateLimitAll(buckets: RateBucket[], tokens: number, now: number): Promise<RateResult[]>;
+  /** Takes a place among the calls in flight of every slot at once, or of none when one is full
+   * (`at`: the first full one, and how many it holds). Each place taken is given back by
+   * releaseSlots; the places of a process that died are given back once it is seen dead. */
+  acquireSlots(slots: ParallelSlot[]): Promise<AcquireResult>;
+  releaseSlots(keys: string[]): Promise<void>;
+  /** How many calls are in flight under a slot. */
+  slotsInFlight(key: string): Promise<number>;
   /** Where a bucket pair stands, taking nothing from it (a full pair for one not met yet). */
   rateStanding(bucket: RateBucket, now: number): Promise<RateResult>;
   /** True for the first caller of `key` (across replicas, for the shared one) until `untilMs`

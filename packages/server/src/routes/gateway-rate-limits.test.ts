@@ -19,7 +19,14 @@ describe.each(states)('rate limits of a scope (%s state)', (_name, makeState) =>
     await mock.start();
     state = makeState();
     t = await testApp(
-      { gateway: { providers: [{ id: 'anthropic', kind: 'anthropic', base_url: mock.url }] } },
+      {
+        gateway: {
+          providers: [
+            { id: 'anthropic', kind: 'anthropic', base_url: mock.url },
+            { id: 'openai', kind: 'openai', base_url: `${mock.url}/v1` },
+          ],
+        },
+      },
       undefined,
       state,
     );
@@ -162,15 +169,72 @@ describe.each(states)('rate limits of a scope (%s state)', (_name, makeState) =>
     expect(both.map((r) => r.status).sort()).toEqual([200, 429]);
   });
 
+  it("holds calls in flight to a key's max_parallel and to its team's, and gives the places back", async () => {
+    const team = `par-${randomUUID().slice(0, 6)}`;
+    const made = await create({ id: `rl-${team}`, scope: 'team', subject: team, max_parallel: 3 });
+    expect(made.json()).toMatchObject({ rpm: null, tpm: null, max_parallel: 3 });
+    const a = await t.newKey({ project: 'p', team, max_parallel: 2 });
+    const b = await t.newKey({ project: 'p', team });
+    // A stream of about a second, open until read to its end.
+    const open = async (key: string) => {
+      const res = await postMessage(base, key, { model: 'openai/fault-slow', stream: true });
+      expect(res.statusCode).toBe(200);
+      return res;
+    };
+    const streams = [await open(a.key), await open(a.key)];
+    // The key's own cap: two at once.
+    const own = await call(a.key);
+    expect(own.status).toBe(429);
+    expect(own.headers['retry-after']).toBe('1');
+    expect(own.headers['x-tally-rate-limit']).toBeUndefined();
+    expect(own.body.error).toMatchObject({ type: 'rate_limit_error', code: 'parallel_limit_exceeded' });
+    expect(own.body.error?.message).toContain(`Too many calls in flight for key ${a.id}: 2 of 2 at once`);
+    // The team's: three at once, whichever key.
+    streams.push(await open(b.key));
+    const team4 = await call(b.key);
+    expect(team4.status).toBe(429);
+    expect(team4.headers['x-tally-rate-limit']).toBe(`rl-${team}`);
+    expect(team4.body.error?.message).toContain(`rate limit rl-${team} (team ${team}): 3 of 3 at once`);
+    const standing = async () =>
+      (await t.app.inject({ url: '/v1/rate-limits', headers: t.auth }))
+        .json()
+        .data.find((r: { id: string }) => r.id === `rl-${team}`);
+    expect(await standing()).toMatchObject({ max_parallel: 3, in_flight: 3, remaining_requests: null });
+    // Refused calls hold no place; once the streams end, theirs are given back.
+    for (const s of streams) await s.body.text();
+    await expect.poll(async () => (await standing()).in_flight).toBe(0);
+    expect((await call(b.key)).status).toBe(200);
+    expect((await call(a.key)).status).toBe(200);
+    await t.gateway.flush();
+    const id = team4.headers['x-tally-call-id'] as string;
+    const rec = (await t.app.inject({ url: `/v1/calls/${id}`, headers: t.auth })).json();
+    expect(rec).toMatchObject({ status: 'refused', error_type: 'parallel_limit_exceeded', team });
+    // A key's cap is shown and changed like its other limits.
+    const key = (
+      await t.app.inject({ url: '/v1/key', headers: { authorization: `Bearer ${a.key}` } })
+    ).json();
+    expect(key).toMatchObject({ max_parallel: 2 });
+    const patched = await t.app.inject({
+      method: 'PATCH',
+      url: `/v1/keys/${a.id}`,
+      headers: t.auth,
+      payload: { max_parallel: null },
+    });
+    expect(patched.json()).toMatchObject({ max_parallel: null });
+  });
+
   it('refuses a rate limit it cannot hold, with a code', async () => {
     const bad = async (payload: Record<string, unknown>) => {
       const r = await create(payload);
       expect(r.statusCode).toBe(400);
       return r.json().error.message as string;
     };
-    expect(await bad({ scope: 'team', subject: 'cx' })).toContain('needs rpm, tpm or both');
+    expect(await bad({ scope: 'team', subject: 'cx' })).toContain('needs rpm, tpm, max_parallel or several');
     expect(await bad({ scope: 'team', subject: 'cx', rpm: 0 })).toContain('rpm must be a positive integer');
     expect(await bad({ scope: 'team', subject: 'cx', tpm: 1.5 })).toContain('tpm must be a positive integer');
+    expect(await bad({ scope: 'team', subject: 'cx', max_parallel: -1 })).toContain(
+      'max_parallel must be a positive integer',
+    );
     expect(await bad({ scope: 'team', rpm: 5 })).toContain('subject is required');
     expect(await bad({ scope: 'tag', subject: 'summarize', rpm: 5 })).toContain('name=value');
     expect(await bad({ scope: 'org', subject: 'x', rpm: 5 })).toContain('scope must be one of');

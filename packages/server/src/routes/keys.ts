@@ -29,6 +29,7 @@ const FIELDS = [
   'period',
   'rpm',
   'tpm',
+  'max_parallel',
   'models',
   'tags',
   'expires_at',
@@ -42,7 +43,8 @@ const EVERY_KEY = ['name', 'expires_at'];
 /** The fields a key of each role may carry besides its role: only a virtual key calls models, so
  * only it has a budget, limits and models; a member key is held to its project. */
 const ROLE_FIELDS: Record<Role, readonly string[]> = {
-  virtual: [...EVERY_KEY, 'project', 'team', 'user', 'budget_usd', 'period', 'rpm', 'tpm', 'models', 'tags'],
+  // Every field but its role.
+  virtual: FIELDS.filter((f) => f !== 'role'),
   member: [...EVERY_KEY, 'project'],
   admin: EVERY_KEY,
   finance: EVERY_KEY,
@@ -153,6 +155,7 @@ function keyView(k: KeyRecord): Record<string, unknown> {
     tags: k.tags,
     rpm: k.rpm,
     tpm: k.tpm,
+    max_parallel: k.max_parallel ?? null,
     budget_id: k.budget_id,
     created_at: new Date(k.created_at).toISOString(),
     expires_at: k.expires_at === null ? null : new Date(k.expires_at).toISOString(),
@@ -209,7 +212,11 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
       team: optString(body, 'team'),
       user: optString(body, 'user'),
     };
-    const limits = { rpm: optPositiveInt(body, 'rpm'), tpm: optPositiveInt(body, 'tpm') };
+    const limits = {
+      rpm: optPositiveInt(body, 'rpm'),
+      tpm: optPositiveInt(body, 'tpm'),
+      max_parallel: optPositiveInt(body, 'max_parallel'),
+    };
     const id = `key_${randomUUID().replace(/-/g, '').slice(0, 20)}`;
     const key = generateKey(role);
     let budgetId: string | null = null;
@@ -295,7 +302,8 @@ export const keyRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
       if (body[f] !== undefined) patch[f] = body[f] === null ? null : optString(body, f);
     if (body['models'] !== undefined) patch.models = modelList(body['models'] ?? []);
     if (body['tags'] !== undefined) patch.tags = tagsOf(body['tags'] ?? {});
-    for (const f of ['rpm', 'tpm'] as const) if (body[f] !== undefined) patch[f] = optPositiveInt(body, f);
+    for (const f of ['rpm', 'tpm', 'max_parallel'] as const)
+      if (body[f] !== undefined) patch[f] = optPositiveInt(body, f);
     if (body['expires_at'] !== undefined)
       patch.expires_at = body['expires_at'] === null ? null : expiryOf(body['expires_at'], now);
     const period = body['period'] === undefined ? undefined : periodOf(body['period']);

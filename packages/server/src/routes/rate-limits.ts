@@ -8,7 +8,7 @@ import { toRateRule } from '../rate-limits.js';
 import { modelList, optPositiveInt, refuseUnknownFields } from '../serialize.js';
 
 const SCOPES: readonly BudgetScope[] = ['tenant', 'project', 'team', 'user', 'key', 'tag'];
-const FIELDS = ['id', 'scope', 'subject', 'models', 'rpm', 'tpm'];
+const FIELDS = ['id', 'scope', 'subject', 'models', 'rpm', 'tpm', 'max_parallel'];
 
 function rateLimitJson(r: RateLimitRecord) {
   return {
@@ -18,12 +18,14 @@ function rateLimitJson(r: RateLimitRecord) {
     models: r.models,
     rpm: r.rpm,
     tpm: r.tpm,
+    max_parallel: r.max_parallel,
     created_at: new Date(r.created_at).toISOString(),
   };
 }
 
 /** Where a rate limit stands now: requests and tokens left of its minute, as its buckets hold
- * them (in this process, or in Redis across replicas). A limit no call has met yet is full. */
+ * them, and its calls in flight (in this process, or in Redis across replicas). A limit no call
+ * has met yet is full. */
 export async function rateLimitStanding(ctx: AppContext, r: RateLimitRecord) {
   const now = await ctx.state.rateStanding(
     { key: rateLimitBucket(toRateRule(r)), rpm: r.rpm, tpm: r.tpm },
@@ -33,13 +35,15 @@ export async function rateLimitStanding(ctx: AppContext, r: RateLimitRecord) {
     ...rateLimitJson(r),
     remaining_requests: now.requests?.remaining ?? null,
     remaining_tokens: now.tokens?.remaining ?? null,
+    in_flight: r.max_parallel === null ? null : await ctx.state.slotsInFlight(rateLimitBucket(toRateRule(r))),
   };
 }
 
 /**
- * Rate limits of a scope: requests and tokens a minute shared by every call of a tenant, project,
- * team, user, key or tag (and of some models only, with `models`), whichever key makes them, on
- * top of each key's own rpm and tpm. Over one, a call gets OpenAI's 429 naming it.
+ * Rate limits of a scope: requests and tokens a minute, and calls in flight at once, shared by
+ * every call of a tenant, project, team, user, key or tag (and of some models only, with
+ * `models`), whichever key makes them, on top of each key's own limits. Over one, a call gets
+ * OpenAI's 429 naming it.
  */
 export const rateLimitRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) => {
   app.post('/v1/rate-limits', async (request, reply) => {
@@ -60,8 +64,9 @@ export const rateLimitRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) 
       );
     const rpm = optPositiveInt(body, 'rpm');
     const tpm = optPositiveInt(body, 'tpm');
-    if (rpm === null && tpm === null)
-      throw new TallyError('invalid_request', 'A rate limit needs rpm, tpm or both.');
+    const maxParallel = optPositiveInt(body, 'max_parallel');
+    if (rpm === null && tpm === null && maxParallel === null)
+      throw new TallyError('invalid_request', 'A rate limit needs rpm, tpm, max_parallel or several.');
     const id = body['id'];
     if (id !== undefined && (typeof id !== 'string' || id === '' || id.length > 128))
       throw new TallyError('invalid_request', 'id must be a non-empty string of at most 128 characters.');
@@ -73,6 +78,7 @@ export const rateLimitRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) 
       models: modelList(body['models'] ?? []),
       rpm,
       tpm,
+      max_parallel: maxParallel,
       created_at: ctx.clock.now(),
     };
     await ctx.store.putRateLimit(rec);

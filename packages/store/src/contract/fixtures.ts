@@ -156,6 +156,7 @@ export function makeKey(tenant: string, id: string, over: Partial<KeyRecord> = {
     models: ['gpt-4o', 'gpt-4o-mini'],
     rpm: 600,
     tpm: null,
+    max_parallel: null,
     budget_id: null,
     created_at: T0,
     expires_at: null,

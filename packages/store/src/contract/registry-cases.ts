@@ -142,6 +142,7 @@ export function registryCases(ctx: ContractContext): void {
       models: [],
       rpm: 600,
       tpm: null,
+      max_parallel: 20,
       created_at: T0,
     };
     const tag = {
@@ -152,6 +153,7 @@ export function registryCases(ctx: ContractContext): void {
       models: ['gpt-4o*'],
       rpm: null,
       tpm: 2_000_000_000,
+      max_parallel: null,
       created_at: T0 + 1,
     };
     await ctx.store.putRateLimit(tag);

@@ -173,18 +173,28 @@ export async function listBudgets(conn: DuckDBConnection, tenant: string): Promi
 export async function putRateLimit(conn: DuckDBConnection, l: RateLimitRecord): Promise<void> {
   await execute(
     conn,
-    `INSERT INTO rate_limits (tenant, id, scope, subject, models, rpm, tpm, created_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    `INSERT INTO rate_limits (tenant, id, scope, subject, models, rpm, tpm, max_parallel, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
      ON CONFLICT (tenant, id) DO UPDATE SET scope = excluded.scope, subject = excluded.subject,
-       models = excluded.models, rpm = excluded.rpm, tpm = excluded.tpm`,
-    [l.tenant, l.id, l.scope, l.subject, JSON.stringify(l.models), l.rpm, l.tpm, ts(l.created_at)],
+       models = excluded.models, rpm = excluded.rpm, tpm = excluded.tpm, max_parallel = excluded.max_parallel`,
+    [
+      l.tenant,
+      l.id,
+      l.scope,
+      l.subject,
+      JSON.stringify(l.models),
+      l.rpm,
+      l.tpm,
+      l.max_parallel,
+      ts(l.created_at),
+    ],
   );
 }
 
 export async function listRateLimits(conn: DuckDBConnection, tenant: string): Promise<RateLimitRecord[]> {
   const rows = await queryRows(
     conn,
-    `SELECT tenant, id, scope, subject, models, rpm, tpm, epoch_ms(created_at) AS created_at
+    `SELECT tenant, id, scope, subject, models, rpm, tpm, max_parallel, epoch_ms(created_at) AS created_at
      FROM rate_limits WHERE tenant = $1 ORDER BY created_at, id`,
     [tenant],
   );
@@ -196,6 +206,7 @@ export async function listRateLimits(conn: DuckDBConnection, tenant: string): Pr
     models: json<string[]>(r, 'models'),
     rpm: numOrNull(r, 'rpm'),
     tpm: numOrNull(r, 'tpm'),
+    max_parallel: numOrNull(r, 'max_parallel'),
     created_at: num(r, 'created_at'),
   }));
 }
@@ -212,8 +223,8 @@ export async function createKey(conn: DuckDBConnection, k: KeyRecord): Promise<v
   await execute(
     conn,
     `INSERT INTO api_keys (tenant, id, hash, prefix, role, project, team, "user", models, rpm, tpm, budget_id,
-       created_at, expires_at, revoked_at, name, tags)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+       created_at, expires_at, revoked_at, name, tags, max_parallel)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
     [
       k.tenant,
       k.id,
@@ -232,12 +243,13 @@ export async function createKey(conn: DuckDBConnection, k: KeyRecord): Promise<v
       tsOrNull(k.revoked_at),
       k.name,
       JSON.stringify(k.tags),
+      k.max_parallel ?? null,
     ],
   );
 }
 
-const KEY_SELECT = `SELECT tenant, id, hash, prefix, role, name, project, team, "user", models, tags, rpm, tpm, budget_id,
-  epoch_ms(created_at) AS created_at, epoch_ms(expires_at) AS expires_at, epoch_ms(revoked_at) AS revoked_at
+const KEY_SELECT = `SELECT tenant, id, hash, prefix, role, name, project, team, "user", models, tags, rpm, tpm, max_parallel,
+  budget_id, epoch_ms(created_at) AS created_at, epoch_ms(expires_at) AS expires_at, epoch_ms(revoked_at) AS revoked_at
   FROM api_keys`;
 
 function keyFromRow(r: Row): KeyRecord {
@@ -256,6 +268,7 @@ function keyFromRow(r: Row): KeyRecord {
     tags: r['tags'] === null ? {} : json<Record<string, string>>(r, 'tags'),
     rpm: numOrNull(r, 'rpm'),
     tpm: numOrNull(r, 'tpm'),
+    max_parallel: numOrNull(r, 'max_parallel'),
     budget_id: strOrNull(r, 'budget_id'),
     created_at: num(r, 'created_at'),
     expires_at: numOrNull(r, 'expires_at'),
@@ -299,6 +312,7 @@ const KEY_PATCH: Record<keyof KeyPatch, (v: unknown) => unknown> = {
   tags: (v) => JSON.stringify(v),
   rpm: (v) => v,
   tpm: (v) => v,
+  max_parallel: (v) => v,
   budget_id: (v) => v,
   expires_at: (v) => (v === null ? null : ts(v as number)),
 };
