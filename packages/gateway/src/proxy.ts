@@ -588,12 +588,13 @@ export class Gateway {
       );
       if (untranslatable) this.refuse(res, wire, untranslatable, refusal);
     } finally {
+      // The place first: it must go back even when the state fails the settlement below.
+      if (held) await this.releaseSlots(slots);
       if (hold) {
         const spent = acc.unpriced && hold.reserved > acc.spentNano ? hold.reserved : acc.spentNano;
         await settleBudgets(this.deps, key, hold, spent, time);
       }
       await this.adjustRate(buckets, acc.tokens - (promptTokens + maxOut), time);
-      if (held) await this.releaseSlots(slots);
     }
   }
 
