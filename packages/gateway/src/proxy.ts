@@ -494,11 +494,16 @@ export class Gateway {
     if (limited) {
       let results: RateResult[];
       try {
-        results = await this.deps.state.rateLimitAll(
-          buckets.map((b) => b.bucket),
-          promptTokens + maxOut,
-          time,
-        );
+        const tokens = promptTokens + maxOut;
+        // One pair of buckets, the common case (a key's own limits), goes the shorter way.
+        const only = buckets.length === 1 ? (buckets[0] as (typeof buckets)[0]).bucket : null;
+        results = only
+          ? [await this.deps.state.rateLimit({ ...only, tokens, now: time })]
+          : await this.deps.state.rateLimitAll(
+              buckets.map((b) => b.bucket),
+              tokens,
+              time,
+            );
       } catch (err) {
         return this.refuse(res, wire, stateUnavailable(err), refusal);
       }

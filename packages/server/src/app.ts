@@ -226,8 +226,9 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
     // Read without a promise while the tenant's limits are fresh: most calls, and most tenants
     // have none.
     rateLimits: (key, attribution) => {
-      const matching = (rules: RateLimitRule[]) => rules.filter((r) => applies(r, key, attribution));
       const fresh = ctx.rateLimits.fresh(key.tenant);
+      if (fresh?.length === 0) return fresh;
+      const matching = (rules: RateLimitRule[]) => rules.filter((r) => applies(r, key, attribution));
       return fresh ? matching(fresh) : ctx.rateLimits.rules(key.tenant).then(matching);
     },
     alerts: (alert) => ctx.alerts.emit(alert),

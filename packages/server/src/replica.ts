@@ -300,8 +300,9 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
     budgets: async (key, attribution) =>
       (await rules.get('rules')).filter((r) => applies(r, key, attribution)),
     rateLimits: (key, attribution) => {
-      const matching = (list: RateLimitRule[]) => list.filter((r) => applies(r, key, attribution));
       const found = rateLimits.get('rules');
+      if (!(found instanceof Promise) && found.length === 0) return found;
+      const matching = (list: RateLimitRule[]) => list.filter((r) => applies(r, key, attribution));
       return found instanceof Promise ? found.then(matching) : matching(found);
     },
     alerts: (alert) => alerts.push(alert),

@@ -89,7 +89,23 @@ export class MemoryState implements SharedState {
   }
 
   async rateLimit(req: RateRequest): Promise<RateResult> {
-    return (await this.rateLimitAll([req], req.tokens, req.now))[0] as RateResult;
+    // One pair, the common case (a key's own limits), without rateLimitAll's lists.
+    const rb = req.rpm ? this.bucket(req.key, 'r', req.rpm, req.now) : null;
+    const tb = req.tpm ? this.bucket(req.key, 't', req.tpm, req.now) : null;
+    const r = rb && req.rpm ? refill(rb, req.rpm, req.now) : 0;
+    const t = tb && req.tpm ? refill(tb, req.tpm, req.now) : 0;
+    const v = rateVerdict(req, r, t, req.tokens);
+    const rNext = v.ok && req.rpm ? r - 1 : r;
+    const tNext = v.ok && req.tpm ? t - req.tokens : t;
+    if (rb) {
+      rb.level = rNext;
+      rb.at = req.now;
+    }
+    if (tb) {
+      tb.level = tNext;
+      tb.at = req.now;
+    }
+    return rateResult(req, v, rNext, tNext);
   }
 
   async rateLimitAll(buckets: RateBucket[], tokens: number, now: number): Promise<RateResult[]> {
