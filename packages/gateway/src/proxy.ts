@@ -498,7 +498,15 @@ export class Gateway {
         // One pair of buckets, the common case (a key's own limits), goes the shorter way.
         const only = buckets.length === 1 ? (buckets[0] as (typeof buckets)[0]).bucket : null;
         results = only
-          ? [await this.deps.state.rateLimit({ ...only, tokens, now: time })]
+          ? [
+              await this.deps.state.rateLimit({
+                key: only.key,
+                rpm: only.rpm,
+                tpm: only.tpm,
+                tokens,
+                now: time,
+              }),
+            ]
           : await this.deps.state.rateLimitAll(
               buckets.map((b) => b.bucket),
               tokens,
