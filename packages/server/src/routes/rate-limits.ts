@@ -27,15 +27,13 @@ function rateLimitJson(r: RateLimitRecord) {
  * them, and its calls in flight (in this process, or in Redis across replicas). A limit no call
  * has met yet is full. */
 export async function rateLimitStanding(ctx: AppContext, r: RateLimitRecord) {
-  const now = await ctx.state.rateStanding(
-    { key: rateLimitBucket(toRateRule(r)), rpm: r.rpm, tpm: r.tpm },
-    ctx.clock.now(),
-  );
+  const key = rateLimitBucket(toRateRule(r));
+  const now = await ctx.state.rateStanding({ key, rpm: r.rpm, tpm: r.tpm }, ctx.clock.now());
   return {
     ...rateLimitJson(r),
     remaining_requests: now.requests?.remaining ?? null,
     remaining_tokens: now.tokens?.remaining ?? null,
-    in_flight: r.max_parallel === null ? null : await ctx.state.slotsInFlight(rateLimitBucket(toRateRule(r))),
+    in_flight: r.max_parallel === null ? null : await ctx.state.slotsInFlight(key),
   };
 }
 
