@@ -84,6 +84,28 @@ export function withApiOptions(c: Command): Command {
     .option('--admin-key <key>', 'admin key (default: TALLY_ADMIN_KEY)');
 }
 
+/** `list` and `delete <id>` of a collection of the API (`/v1/budgets`, `/v1/rate-limits`): a JSON
+ * line for each item listed, and the deletion's answer. */
+export function listAndDelete(
+  program: Command,
+  group: Command,
+  path: string,
+  describe: { list: string; delete: string },
+): void {
+  withApiOptions(group.command('list').description(describe.list)).action(
+    async (o: Record<string, unknown>) => {
+      const out = (await apiCall(apiTarget(program, o), 'GET', path)) as { data: Record<string, unknown>[] };
+      for (const item of out.data) process.stdout.write(`${JSON.stringify(item)}\n`);
+    },
+  );
+  withApiOptions(group.command('delete <id>').description(describe.delete)).action(
+    async (id: string, o: Record<string, unknown>) => {
+      const out = await apiCall(apiTarget(program, o), 'DELETE', `${path}/${encodeURIComponent(id)}`);
+      process.stdout.write(`${JSON.stringify(out)}\n`);
+    },
+  );
+}
+
 /** A GET whose answer is text (a report); errors as apiCall. */
 export async function apiText(t: ApiTarget, path: string): Promise<string> {
   let res: Awaited<ReturnType<typeof request>>;

@@ -122,6 +122,17 @@ export function applies(
   }
 }
 
+/** The rules of a list (at hand, or to come from a cache's read) that hold a call of `key`. */
+export function holding<T extends { scope: BudgetScope; subject: string }>(
+  found: T[] | Promise<T[]>,
+  key: VirtualKey,
+  a: Attribution,
+): T[] | Promise<T[]> {
+  if (found instanceof Promise) return found.then((list) => list.filter((r) => applies(r, key, a)));
+  // Most tenants have none: nothing to filter.
+  return found.length === 0 ? found : found.filter((r) => applies(r, key, a));
+}
+
 const periods = new Map<string, PeriodWindow>();
 
 /** The period holding `now`, worked out once per period and time zone (time-zone arithmetic is

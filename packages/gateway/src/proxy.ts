@@ -92,37 +92,28 @@ function budgetsFor(rules: BudgetRule[], model: string): BudgetRule[] {
 
 const NO_LIMITS: RateLimitRule[] = [];
 
-/** The token buckets that hold a call: its key's own, then those of its scopes' rate limits that
- * count its model. */
-function rateBuckets(
-  key: VirtualKey,
-  scoped: RateLimitRule[],
-  model: string,
-): { bucket: RateBucket; rule: RateLimitRule | null }[] {
-  const out: { bucket: RateBucket; rule: RateLimitRule | null }[] = [];
-  if (key.rpm !== null || key.tpm !== null)
-    out.push({ bucket: { key: key.id, rpm: key.rpm, tpm: key.tpm }, rule: null });
-  for (const rule of scoped) {
-    if ((rule.rpm !== null || rule.tpm !== null) && countsModel(rule, model))
-      out.push({ bucket: { key: rateLimitBucket(rule), rpm: rule.rpm, tpm: rule.tpm }, rule });
-  }
+type Held<T> = { rule: RateLimitRule | null } & T;
+type Limits = { buckets: Held<{ bucket: RateBucket }>[]; slots: Held<{ slot: ParallelSlot }>[] };
+
+/** What holds a call: the token buckets and the caps on calls in flight of its key's own limits,
+ * then of its scopes' rate limits that count its model. */
+function limitsOf(key: VirtualKey, scoped: RateLimitRule[], model: string): Limits {
+  const out: Limits = { buckets: [], slots: [] };
+  addLimits(out, key.id, key, null);
+  for (const rule of scoped) if (countsModel(rule, model)) addLimits(out, rateLimitBucket(rule), rule, rule);
   return out;
 }
 
-/** The caps on calls in flight that hold a call: its key's own, then those of its scopes' rate
- * limits that count its model. */
-function parallelSlots(
-  key: VirtualKey,
-  scoped: RateLimitRule[],
-  model: string,
-): { slot: ParallelSlot; rule: RateLimitRule | null }[] {
-  const out: { slot: ParallelSlot; rule: RateLimitRule | null }[] = [];
-  if (key.maxParallel) out.push({ slot: { key: key.id, limit: key.maxParallel }, rule: null });
-  for (const rule of scoped) {
-    if (rule.maxParallel && countsModel(rule, model))
-      out.push({ slot: { key: rateLimitBucket(rule), limit: rule.maxParallel }, rule });
-  }
-  return out;
+/** The limits one owner (a key, or a scope's rate limit) sets, kept in its state under `id`. */
+function addLimits(
+  out: Limits,
+  id: string,
+  owner: VirtualKey | RateLimitRule,
+  rule: RateLimitRule | null,
+): void {
+  if (owner.rpm !== null || owner.tpm !== null)
+    out.buckets.push({ bucket: { key: id, rpm: owner.rpm, tpm: owner.tpm }, rule });
+  if (owner.maxParallel) out.slots.push({ slot: { key: id, limit: owner.maxParallel }, rule });
 }
 
 /** What the gateway serves: a model call's endpoint, the model list, or Anthropic's token count. */
@@ -486,7 +477,7 @@ export class Gateway {
     const rules = budgetsFor(await this.deps.budgets(key, attribution), model);
     const found = this.deps.rateLimits ? this.deps.rateLimits(key, attribution) : NO_LIMITS;
     const scoped = found instanceof Promise ? await found : found;
-    const buckets = rateBuckets(key, scoped, model);
+    const { buckets, slots } = limitsOf(key, scoped, model);
     const limited = buckets.length > 0;
     const maxOut = maxOutputTokens(body, this.deps.config.default_max_output ?? 4096);
     const promptTokens = limited || rules.length > 0 ? await estimatePromptTokens(body) : 0;
@@ -564,7 +555,6 @@ export class Gateway {
     }
     // Last, a place among the calls in flight its key and its scopes allow: a call refused before
     // holds none. Given back once the call ends, the answer sent.
-    const slots = parallelSlots(key, scoped, model);
     let held = false;
     try {
       if (slots.length > 0) {

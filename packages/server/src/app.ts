@@ -7,9 +7,9 @@ import {
   BatchingSink,
   ChunkSpool,
   Gateway,
+  holding,
   type MaxOutput,
   MemoryState,
-  type RateLimitRule,
   RedisState,
   type SharedState,
   uuidv7,
@@ -18,13 +18,14 @@ import { type CallBatch, EARLIER_CALL_CSV, type Store } from '@tally/store';
 import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
 import { Authenticator, hashKey } from './auth.js';
 import { AlertService, BudgetCache, seedSpend } from './budgets.js';
+import { Cached } from './cached.js';
 import type { TallyConfig } from './config.js';
 import type { AppContext } from './context.js';
 import { corsFor } from './cors.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { meteringWriter } from './metering-write.js';
 import { ServerMetrics } from './metrics.js';
-import { RateLimitCache } from './rate-limits.js';
+import { toRateRule } from './rate-limits.js';
 import { budgetRoutes } from './routes/budgets.js';
 import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
@@ -140,7 +141,12 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
       2000,
       (tenant, rules) => seedSpend(store, state, tenant, rules, clock.now()),
     ),
-    rateLimits: new RateLimitCache(store, () => clock.now()),
+    rateLimits: new Cached(
+      (tenant: string) => store.listRateLimits(tenant).then((list) => list.map(toRateRule)),
+      () => 2000,
+      () => clock.now(),
+      { keepLastOnError: false },
+    ),
     alerts: new AlertService(
       store,
       app.log,
@@ -223,14 +229,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
     state,
     budgets: async (key, attribution) =>
       (await ctx.budgets.rules(key.tenant)).filter((r) => applies(r, key, attribution)),
-    // Read without a promise while the tenant's limits are fresh: most calls, and most tenants
-    // have none.
-    rateLimits: (key, attribution) => {
-      const fresh = ctx.rateLimits.fresh(key.tenant);
-      if (fresh?.length === 0) return fresh;
-      const matching = (rules: RateLimitRule[]) => rules.filter((r) => applies(r, key, attribution));
-      return fresh ? matching(fresh) : ctx.rateLimits.rules(key.tenant).then(matching);
-    },
+    // Read without a promise while the tenant's limits are at hand: most calls.
+    rateLimits: (key, attribution) => holding(ctx.rateLimits.get(key.tenant), key, attribution),
     alerts: (alert) => ctx.alerts.emit(alert),
     onError: (err, what) => app.log.warn({ err }, `${what} failed; trying again`),
   });

@@ -1,12 +1,12 @@
 import type { Clock, GateEvidence, Pricer } from '@tally/core';
-import type { SharedState } from '@tally/gateway';
+import type { RateLimitRule, SharedState } from '@tally/gateway';
 import type { Store, UseCaseRecord } from '@tally/store';
 import type { Authenticator } from './auth.js';
 import type { AlertService, BudgetCache } from './budgets.js';
+import type { Cached } from './cached.js';
 import type { TallyConfig } from './config.js';
 import type { RejectedCalls } from './metering-write.js';
 import type { ServerMetrics } from './metrics.js';
-import type { RateLimitCache } from './rate-limits.js';
 import type { SecretBox } from './secrets.js';
 
 /** What every route plugin is given. Built once by buildApp. */
@@ -20,7 +20,9 @@ export interface AppContext {
   metrics: ServerMetrics;
   state: SharedState;
   budgets: BudgetCache;
-  rateLimits: RateLimitCache;
+  /** Each tenant's rate limits of scopes, kept for a few seconds: the gateway asks on every call.
+   * Changes made through this server are seen at once (forget). */
+  rateLimits: Cached<string, RateLimitRule[]>;
   alerts: AlertService;
   secrets: SecretBox;
   /** What the analytics say about a use case, for its stage gates. */

@@ -1,7 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { type Clock, type Pricer, systemClock, TallyError } from '@tally/core';
 import {
-  applies,
   BatchingSink,
   type BudgetAlert,
   type BudgetRule,
@@ -9,6 +8,7 @@ import {
   ChunkPartlyWritten,
   ChunkSpool,
   Gateway,
+  holding,
   type MaxOutput,
   MemoryState,
   type ProviderConfig,
@@ -21,6 +21,7 @@ import {
 import { CALL_CSV_FORMAT, CsvCallBatch, csvLines } from '@tally/store';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { Pool } from 'undici';
+import { Cached } from './cached.js';
 import type { TallyConfig } from './config.js';
 import { corsFor } from './cors.js';
 import { GatewayRequestMetrics, watchSink } from './metrics.js';
@@ -160,43 +161,6 @@ export class ControlClient {
   }
 }
 
-/** A value read from the server, kept for `ttlMs`, with one read in flight at a time. */
-class Cached<K, V> {
-  private readonly map = new Map<K, { value: V; at: number }>();
-  private readonly loading = new Map<K, Promise<V>>();
-
-  constructor(
-    private readonly load: (k: K) => Promise<V>,
-    private readonly ttlMs: (v: V) => number,
-    private readonly now: () => number,
-    private readonly max = 10_000,
-  ) {}
-
-  get(k: K): V | Promise<V> {
-    const hit = this.map.get(k);
-    if (hit && this.now() - hit.at < this.ttlMs(hit.value)) return hit.value;
-    let p = this.loading.get(k);
-    if (!p) {
-      p = this.load(k).then(
-        (value) => {
-          if (this.map.size >= this.max) this.map.clear();
-          this.map.set(k, { value, at: this.now() });
-          this.loading.delete(k);
-          return value;
-        },
-        (err: unknown) => {
-          this.loading.delete(k);
-          // The server is unreachable: keep serving what was last read rather than fail every call.
-          if (hit) return hit.value;
-          throw err;
-        },
-      );
-      this.loading.set(k, p);
-    }
-    return p;
-  }
-}
-
 export interface ReplicaOptions {
   config: TallyConfig;
   /** The key the replica presents to the server's control routes: a gateway key. */
@@ -297,14 +261,8 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
     clock,
     newId: () => uuidv7(clock.now()),
     state,
-    budgets: async (key, attribution) =>
-      (await rules.get('rules')).filter((r) => applies(r, key, attribution)),
-    rateLimits: (key, attribution) => {
-      const found = rateLimits.get('rules');
-      if (!(found instanceof Promise) && found.length === 0) return found;
-      const matching = (list: RateLimitRule[]) => list.filter((r) => applies(r, key, attribution));
-      return found instanceof Promise ? found.then(matching) : matching(found);
-    },
+    budgets: (key, attribution) => holding(rules.get('rules'), key, attribution),
+    rateLimits: (key, attribution) => holding(rateLimits.get('rules'), key, attribution),
     alerts: (alert) => alerts.push(alert),
     onError: (err, what) => onError(err, what),
   });

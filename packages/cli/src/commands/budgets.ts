@@ -1,6 +1,12 @@
 import { TallyError } from '@tally/core';
 import type { Command } from 'commander';
-import { apiCall as call, commaList as list, apiTarget as target, withApiOptions } from '../api.js';
+import {
+  apiCall as call,
+  commaList as list,
+  listAndDelete,
+  apiTarget as target,
+  withApiOptions,
+} from '../api.js';
 
 /** `0.5,0.8,1` as the thresholds of a budget. */
 function fractions(value: string): number[] {
@@ -58,19 +64,8 @@ export function registerBudgets(program: Command): void {
     process.stdout.write(`${JSON.stringify(out)}\n`);
   });
 
-  withApiOptions(
-    budgets
-      .command('list')
-      .description('every budget, with what it has spent this period and when it resets'),
-  ).action(async (o: Record<string, unknown>) => {
-    const out = (await call(target(program, o), 'GET', '/v1/budgets')) as { data: Record<string, unknown>[] };
-    for (const b of out.data) process.stdout.write(`${JSON.stringify(b)}\n`);
+  listAndDelete(program, budgets, '/v1/budgets', {
+    list: 'every budget, with what it has spent this period and when it resets',
+    delete: 'delete a budget',
   });
-
-  withApiOptions(budgets.command('delete <id>').description('delete a budget')).action(
-    async (id: string, o: Record<string, unknown>) => {
-      const out = await call(target(program, o), 'DELETE', `/v1/budgets/${encodeURIComponent(id)}`);
-      process.stdout.write(`${JSON.stringify(out)}\n`);
-    },
-  );
 }

@@ -3,6 +3,7 @@ import {
   apiCall as call,
   positiveInt as int,
   commaList as list,
+  listAndDelete,
   apiTarget as target,
   withApiOptions,
 } from '../api.js';
@@ -38,23 +39,8 @@ export function registerRateLimits(program: Command): void {
     process.stdout.write(`${JSON.stringify(out)}\n`);
   });
 
-  withApiOptions(
-    limits
-      .command('list')
-      .description(
-        'every rate limit, with the requests and tokens left of its minute and its calls in flight',
-      ),
-  ).action(async (o: Record<string, unknown>) => {
-    const out = (await call(target(program, o), 'GET', '/v1/rate-limits')) as {
-      data: Record<string, unknown>[];
-    };
-    for (const r of out.data) process.stdout.write(`${JSON.stringify(r)}\n`);
+  listAndDelete(program, limits, '/v1/rate-limits', {
+    list: 'every rate limit, with the requests and tokens left of its minute and its calls in flight',
+    delete: 'delete a rate limit',
   });
-
-  withApiOptions(limits.command('delete <id>').description('delete a rate limit')).action(
-    async (id: string, o: Record<string, unknown>) => {
-      const out = await call(target(program, o), 'DELETE', `/v1/rate-limits/${encodeURIComponent(id)}`);
-      process.stdout.write(`${JSON.stringify(out)}\n`);
-    },
-  );
 }

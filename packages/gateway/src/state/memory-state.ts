@@ -1,4 +1,4 @@
-import { OK, type RateVerdict, rateResult, rateVerdict } from './rate.js';
+import { type Bucket, OK, type RateVerdict, rateResult, rateVerdict, refill } from './rate.js';
 import type {
   AcquireResult,
   BudgetWindow,
@@ -10,17 +10,6 @@ import type {
   SharedState,
   WindowUsage,
 } from './shared-state.js';
-
-interface Bucket {
-  level: number;
-  at: number;
-}
-
-/** Tokens refill continuously at limit per minute, up to the limit. */
-export function refill(b: Bucket, limit: number, now: number): number {
-  const elapsed = Math.max(0, now - b.at);
-  return Math.min(limit, b.level + (elapsed * limit) / 60_000);
-}
 
 /** The in-process shared state: exact, for one replica. JavaScript runs one thing at a time, so
  * each method is atomic by construction. */

@@ -1,5 +1,17 @@
 import type { RateBucket, RateResult } from './shared-state.js';
 
+/** A token bucket's level as last written, and when. */
+export interface Bucket {
+  level: number;
+  at: number;
+}
+
+/** Tokens refill continuously at limit per minute, up to the limit. */
+export function refill(b: Bucket, limit: number, now: number): number {
+  const elapsed = Math.max(0, now - b.at);
+  return Math.min(limit, b.level + (elapsed * limit) / 60_000);
+}
+
 /** Whether a bucket pair at these levels takes a request of `tokens`, and if not, which limit
  * refuses it and when it could go. The same rule as the Redis script's. */
 export interface RateVerdict {
@@ -26,19 +38,16 @@ export function rateResult(b: RateBucket, v: RateVerdict, rLevel: number, tLevel
     ok: v.ok,
     limited: v.limited,
     retryAfterMs: v.retryAfterMs,
-    requests: b.rpm
-      ? {
-          limit: b.rpm,
-          remaining: Math.max(0, Math.floor(rLevel)),
-          resetMs: Math.ceil(((b.rpm - rLevel) * 60_000) / b.rpm),
-        }
-      : null,
-    tokens: b.tpm
-      ? {
-          limit: b.tpm,
-          remaining: Math.max(0, Math.floor(tLevel)),
-          resetMs: Math.ceil(((b.tpm - tLevel) * 60_000) / b.tpm),
-        }
-      : null,
+    requests: b.rpm ? standing(b.rpm, rLevel) : null,
+    tokens: b.tpm ? standing(b.tpm, tLevel) : null,
+  };
+}
+
+/** One limit's standing at a level: what is left, and how long until the bucket is full. */
+function standing(limit: number, level: number): NonNullable<RateResult['requests']> {
+  return {
+    limit,
+    remaining: Math.max(0, Math.floor(level)),
+    resetMs: Math.ceil(((limit - level) * 60_000) / limit),
   };
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { Redis, RedisOptions } from 'ioredis';
-import { OK, type RateVerdict, rateResult } from './rate.js';
+import { OK, type RateVerdict, rateResult, refill } from './rate.js';
 import type {
   AcquireResult,
   BudgetWindow,
@@ -22,23 +22,24 @@ const OP_TTL_MS = 10 * 60_000;
  * in flight (kill -9) does not hold its budgets' room past it. */
 const LIVE_MS = 30_000;
 
-/** A window's reservations are its `reserved` total and each process's share of it (`r:<id>`).
- * The shares of processes whose liveness key has lapsed are taken off the total. ARGV here: the
- * liveness keys' prefix, then this process's id. */
+/** A hash holding a total that processes share (a window's `reserved`, a slot's calls in flight
+ * `n`) and each process's share of it (`<share><id>`, `share` two characters: `r:`, `p:`). The
+ * shares of processes whose liveness key has lapsed are taken off the total, which never goes
+ * below 0. */
 const PURGE = `
 local function negate(v)
   if string.sub(v, 1, 1) == '-' then return string.sub(v, 2) end
   return '-' .. v
 end
-local function purge(key, livePrefix, me)
+local function purge(key, livePrefix, me, share, total)
   local fields = redis.call('HKEYS', key)
   for _, f in ipairs(fields) do
-    if string.sub(f, 1, 2) == 'r:' and string.sub(f, 3) ~= me and redis.call('EXISTS', livePrefix .. string.sub(f, 3)) == 0 then
-      redis.call('HINCRBY', key, 'reserved', negate(redis.call('HGET', key, f)))
+    if string.sub(f, 1, 2) == share and string.sub(f, 3) ~= me and redis.call('EXISTS', livePrefix .. string.sub(f, 3)) == 0 then
+      redis.call('HINCRBY', key, total, negate(redis.call('HGET', key, f)))
       redis.call('HDEL', key, f)
     end
   end
-  if tonumber(redis.call('HGET', key, 'reserved') or '0') < 0 then redis.call('HSET', key, 'reserved', '0') end
+  if tonumber(redis.call('HGET', key, total) or '0') < 0 then redis.call('HSET', key, total, '0') end
 end
 `;
 
@@ -59,7 +60,7 @@ end
 redis.call('SET', livePrefix .. me, '1', 'PX', ${LIVE_MS})
 for i = 1, n do
   local key = KEYS[i]
-  purge(key, livePrefix, me)
+  purge(key, livePrefix, me, 'r:', 'reserved')
   local limit = tonumber(ARGV[2 * i])
   local spent = redis.call('HGET', key, 'spent') or '0'
   local reserved = redis.call('HGET', key, 'reserved') or '0'
@@ -162,24 +163,16 @@ end
 return out
 `;
 
-/** Calls in flight: a slot's hash holds the total (`n`) and each process's share of it (`p:<id>`);
- * the shares of processes whose liveness key has lapsed are taken off the total, as reservations'
- * are. KEYS: the slots. ARGV: the liveness prefix, this process's id, each slot's limit. Returns 1,
- * or 0 with the first full slot's number and what it holds. */
-const ACQUIRE = `
+/** Calls in flight: a slot's hash holds the total (`n`) and each process's share of it (`p:<id>`),
+ * purged as reservations are (PURGE). KEYS: the slots. ARGV: the liveness prefix, this process's
+ * id, each slot's limit. Returns 1, or 0 with the first full slot's number and what it holds. */
+const ACQUIRE = `${PURGE}
 local livePrefix = ARGV[1]
 local me = ARGV[2]
 redis.call('SET', livePrefix .. me, '1', 'PX', ${LIVE_MS})
 for i = 1, #KEYS do
-  local key = KEYS[i]
-  for _, f in ipairs(redis.call('HKEYS', key)) do
-    if string.sub(f, 1, 2) == 'p:' and string.sub(f, 3) ~= me and redis.call('EXISTS', livePrefix .. string.sub(f, 3)) == 0 then
-      redis.call('HINCRBY', key, 'n', -tonumber(redis.call('HGET', key, f)))
-      redis.call('HDEL', key, f)
-    end
-  end
-  local n = tonumber(redis.call('HGET', key, 'n') or '0')
-  if n < 0 then redis.call('HSET', key, 'n', '0'); n = 0 end
+  purge(KEYS[i], livePrefix, me, 'p:', 'n')
+  local n = tonumber(redis.call('HGET', KEYS[i], 'n') or '0')
   if n >= tonumber(ARGV[2 + i]) then return {0, i, n} end
 end
 for i = 1, #KEYS do
@@ -402,8 +395,7 @@ export class RedisState implements SharedState {
     const level = async (key: string, limit: number | null) => {
       if (!limit) return 0;
       const [l, at] = await this.redis.hmget(key, 'level', 'at');
-      if (l === null || at === null) return limit;
-      return Math.min(limit, Number(l) + (Math.max(0, now - Number(at)) * limit) / 60_000);
+      return l === null || at === null ? limit : refill({ level: Number(l), at: Number(at) }, limit, now);
     };
     const r = await level(`${this.prefix}r:${b.key}`, b.rpm);
     const t = await level(`${this.prefix}t:${b.key}`, b.tpm);

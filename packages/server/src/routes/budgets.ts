@@ -15,7 +15,8 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { AppContext } from '../context.js';
 import { budgetLimit, modelList, refuseUnknownFields } from '../serialize.js';
 
-const SCOPES: readonly BudgetScope[] = ['tenant', 'project', 'team', 'user', 'key', 'tag'];
+/** What a budget, or a rate limit, may hold the calls of. */
+export const SCOPES: readonly BudgetScope[] = ['tenant', 'project', 'team', 'user', 'key', 'tag'];
 const PERIODS: readonly BudgetPeriod[] = ['day', 'week', 'month'];
 const ACTIONS: readonly BudgetAction[] = ['alert', 'downgrade', 'block'];
 const FIELDS = [
@@ -31,7 +32,8 @@ const FIELDS = [
   'models',
 ];
 
-function pick<T extends string>(
+/** A field that must be one of `values` (or `fallback` when absent). */
+export function pick<T extends string>(
   body: Record<string, unknown>,
   field: string,
   values: readonly T[],

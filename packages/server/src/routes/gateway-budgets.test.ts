@@ -1,16 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { MemoryState, RedisState, type SharedState } from '@tally/gateway';
+import { RedisState, type SharedState } from '@tally/gateway';
 import { MockUpstream } from '@tally/gateway/testing';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { foreignKey, postMessage, type TestApp, testApp } from '../testing/test-app.js';
+import { foreignKey, postMessage, SHARED_STATES, type TestApp, testApp } from '../testing/test-app.js';
 
-const states: [string, () => SharedState][] = [
-  ['in-process', () => new MemoryState()],
-  ['redis', () => new RedisState('redis://127.0.0.1:6379', `tally-test:${randomUUID()}:`)],
-];
-
-describe.each(states)('budgets and rate limits (%s state)', (_name, makeState) => {
+describe.each(SHARED_STATES)('budgets and rate limits (%s state)', (_name, makeState) => {
   const mock = new MockUpstream();
   let t: TestApp;
   let base: string;
@@ -45,21 +40,6 @@ describe.each(states)('budgets and rate limits (%s state)', (_name, makeState) =
 
   const newKey = (payload: Record<string, unknown>) => t.newKey(payload);
   const message = (key: string, extra: Record<string, unknown> = {}) => postMessage(base, key, extra);
-  const postMessageWith = (key: string, headers: Record<string, string>) =>
-    request(`${base}/v1/messages`, {
-      method: 'POST',
-      headers: {
-        'x-api-key': key,
-        'content-type': 'application/json',
-        'anthropic-version': '2023-06-01',
-        ...headers,
-      },
-      body: JSON.stringify({
-        model: 'claude-sonnet-4-5',
-        max_tokens: 1024,
-        messages: [{ role: 'user', content: 'Hello' }],
-      }),
-    });
 
   it('holds a $1 budget under 200 concurrent calls: overspend stays within the in-flight reservations', async () => {
     const { id, key } = await newKey({ project: 'p', budget_usd: 1 });
@@ -325,7 +305,7 @@ describe.each(states)('budgets and rate limits (%s state)', (_name, makeState) =
     await budget({ id: `b-${value}`, scope: 'tag', subject: tag, limit_usd: '0.03', action: 'block' });
     const { key } = await newKey({ project: 'tags' });
     const tagged = async (k: string) => {
-      const r = await postMessageWith(k, { 'x-tally-tags': tag });
+      const r = await postMessage(base, k, {}, { 'x-tally-tags': tag });
       await r.body.dump();
       return r.statusCode;
     };

@@ -1,15 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { MemoryState, RedisState, type SharedState } from '@tally/gateway';
+import type { SharedState } from '@tally/gateway';
 import { MockUpstream } from '@tally/gateway/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { postMessage, type TestApp, testApp } from '../testing/test-app.js';
+import { postMessage, SHARED_STATES, type TestApp, testApp } from '../testing/test-app.js';
 
-const states: [string, () => SharedState][] = [
-  ['in-process', () => new MemoryState()],
-  ['redis', () => new RedisState('redis://127.0.0.1:6379', `tally-test:${randomUUID()}:`)],
-];
-
-describe.each(states)('rate limits of a scope (%s state)', (_name, makeState) => {
+describe.each(SHARED_STATES)('rate limits of a scope (%s state)', (_name, makeState) => {
   const mock = new MockUpstream();
   let t: TestApp;
   let base: string;

@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { type BudgetScope, isObject, TallyError, tagSubject } from '@tally/core';
+import { isObject, TallyError, tagSubject } from '@tally/core';
 import { rateLimitBucket } from '@tally/gateway';
 import type { RateLimitRecord } from '@tally/store';
 import type { FastifyPluginAsync } from 'fastify';
 import type { AppContext } from '../context.js';
 import { toRateRule } from '../rate-limits.js';
 import { modelList, optPositiveInt, refuseUnknownFields } from '../serialize.js';
+import { pick, SCOPES } from './budgets.js';
 
-const SCOPES: readonly BudgetScope[] = ['tenant', 'project', 'team', 'user', 'key', 'tag'];
 const FIELDS = ['id', 'scope', 'subject', 'models', 'rpm', 'tpm', 'max_parallel'];
 
 function rateLimitJson(r: RateLimitRecord) {
@@ -49,9 +49,7 @@ export const rateLimitRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) 
     const body = request.body;
     if (!isObject(body)) throw new TallyError('invalid_request', 'The body must be a JSON object.');
     refuseUnknownFields(body, FIELDS, 'a rate limit');
-    const scope = body['scope'];
-    if (typeof scope !== 'string' || !(SCOPES as readonly string[]).includes(scope))
-      throw new TallyError('invalid_request', `scope must be one of ${SCOPES.join(', ')}.`);
+    const scope = pick(body, 'scope', SCOPES);
     const subject = scope === 'tenant' ? principal.tenant : body['subject'];
     if (typeof subject !== 'string' || subject === '' || subject.length > 1024)
       throw new TallyError('invalid_request', 'subject is required, at most 1024 characters.');
@@ -71,7 +69,7 @@ export const rateLimitRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) 
     const rec: RateLimitRecord = {
       tenant: principal.tenant,
       id: id ?? `rl_${randomUUID().slice(0, 8)}`,
-      scope: scope as BudgetScope,
+      scope,
       subject,
       models: modelList(body['models'] ?? []),
       rpm,
@@ -80,7 +78,7 @@ export const rateLimitRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) 
       created_at: ctx.clock.now(),
     };
     await ctx.store.putRateLimit(rec);
-    ctx.rateLimits.invalidate(principal.tenant);
+    ctx.rateLimits.forget(principal.tenant);
     return reply.status(201).send(rateLimitJson(rec));
   });
 
@@ -97,7 +95,7 @@ export const rateLimitRoutes: FastifyPluginAsync<AppContext> = async (app, ctx) 
     const { id } = request.params as { id: string };
     if (!(await ctx.store.deleteRateLimit(principal.tenant, id)))
       throw new TallyError('not_found', `No rate limit ${id}.`);
-    ctx.rateLimits.invalidate(principal.tenant);
+    ctx.rateLimits.forget(principal.tenant);
     return { id, deleted: true };
   });
 };

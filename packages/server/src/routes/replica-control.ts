@@ -36,7 +36,7 @@ export const replicaControlRoutes: FastifyPluginAsync<AppContext> = async (app, 
 
   app.get('/v1/gateway/rate-limits', async (request) => {
     const principal = await ctx.auth.authenticate(request, REPLICA);
-    return { data: await ctx.rateLimits.rules(principal.tenant) };
+    return { data: await ctx.rateLimits.get(principal.tenant) };
   });
 
   app.get('/v1/gateway/providers', async (request) => {

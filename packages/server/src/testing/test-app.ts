@@ -1,8 +1,8 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Catalog, type CatalogData, type Clock, type PriceSet } from '@tally/core';
-import type { SharedState } from '@tally/gateway';
+import { MemoryState, RedisState, type SharedState } from '@tally/gateway';
 import { createDuckDbStore, type Store } from '@tally/store';
 import { request } from 'undici';
 import { buildApp, type TallyApp } from '../app.js';
@@ -120,6 +120,13 @@ export async function foreignKey(store: Store, tenant = 'other'): Promise<string
 
 /** An Anthropic messages call to a gateway at `base` (claude-sonnet-4-5, 1,024 tokens at most, one
  * user turn), with `extra` fields in its body. */
+/** The states a gateway's budgets and limits run on: in-process, and the machine's Redis under a
+ * prefix of its own. */
+export const SHARED_STATES: [string, () => SharedState][] = [
+  ['in-process', () => new MemoryState()],
+  ['redis', () => new RedisState('redis://127.0.0.1:6379', `tally-test:${randomUUID()}:`)],
+];
+
 export function postMessage(
   base: string,
   key: string,
