@@ -20,6 +20,8 @@ export interface Tokens {
   cache_audio_read: number;
   /** Web or grounding searches, priced per search. */
   web_searches: number;
+  /** Searches of the provider's file stores (OpenAI's file_search tool), priced per search. */
+  file_searches: number;
 }
 
 export const ZERO_TOKENS: Readonly<Tokens> = Object.freeze({
@@ -33,6 +35,7 @@ export const ZERO_TOKENS: Readonly<Tokens> = Object.freeze({
   output_audio: 0,
   cache_audio_read: 0,
   web_searches: 0,
+  file_searches: 0,
 });
 
 export type PricingStatus = 'priced' | 'estimated' | 'unpriced';

@@ -1,6 +1,6 @@
 import { Rng } from '@tally/core';
 import { describe, expect, it } from 'vitest';
-import { readAnswerMeta, WHOLE_PARSE_UP_TO } from './answer-meta.js';
+import { hostedToolCalls, readAnswerMeta, WHOLE_PARSE_UP_TO } from './answer-meta.js';
 import { chatRecordings, embeddingRecordings, SKIP_WITHOUT_RECORDINGS } from './testing/recorded.js';
 
 type Obj = Record<string, unknown>;
@@ -13,6 +13,7 @@ function reference(text: string) {
     usage: typeof u === 'object' && u !== null && !Array.isArray(u) ? u : null,
     model: typeof j['model'] === 'string' ? j['model'] : null,
     serviceTier: typeof j['service_tier'] === 'string' ? j['service_tier'] : null,
+    toolCalls: hostedToolCalls(j['output']),
   };
 }
 
@@ -73,6 +74,7 @@ describe('reading usage and model from a JSON answer', () => {
       usage: { prompt_tokens: 10, completion_tokens: 30_000, total_tokens: 30_010 },
       model: 'gpt-4o-2024-08-06',
       serviceTier: 'flex',
+      toolCalls: null,
     });
   });
 
@@ -139,5 +141,46 @@ describe('reading usage and model from a JSON answer', () => {
       const text = next() < 0.5 ? JSON.stringify(doc) : JSON.stringify(doc, null, 1);
       check(text);
     }
+  });
+});
+
+describe("counting a Responses answer's hosted tool calls", () => {
+  /** A Responses answer as OpenAI's reference shows one with web search, `searches` items first. */
+  const answer = (searches: Obj[], text = 'Done.') =>
+    JSON.stringify({
+      id: 'resp_1',
+      object: 'response',
+      model: 'gpt-5.4',
+      output: [
+        ...searches,
+        {
+          type: 'message',
+          id: 'msg_1',
+          status: 'completed',
+          role: 'assistant',
+          content: [{ type: 'output_text', text }],
+        },
+      ],
+      usage: { input_tokens: 10, output_tokens: 5, total_tokens: 15 },
+    });
+  const web = (status: string) => ({ type: 'web_search_call', id: 'ws', status, action: { type: 'search' } });
+  const file = { type: 'file_search_call', id: 'fs', status: 'completed', queries: ['q'], results: null };
+
+  it('counts web and file searches that did not fail, and nothing else', () => {
+    const text = answer([web('completed'), web('completed'), web('failed'), file, { type: 'function_call' }]);
+    expect(readAnswerMeta(Buffer.from(text)).toolCalls).toEqual({ web_searches: 2, file_searches: 1 });
+    check(text);
+    expect(readAnswerMeta(Buffer.from(answer([]))).toolCalls).toBeNull();
+    expect(hostedToolCalls('not a list')).toBeNull();
+    expect(hostedToolCalls([null, 3, { type: 'web_search_call' }])).toEqual({ web_searches: 1 });
+  });
+
+  it('reads a large answer that lists them whole, so that none is missed', () => {
+    // Text well past the size read from the ends.
+    const text = answer([web('completed'), file], 'x'.repeat(WHOLE_PARSE_UP_TO * 2));
+    expect(readAnswerMeta(Buffer.from(text)).toolCalls).toEqual({ web_searches: 1, file_searches: 1 });
+    // A tool call's name in the text alone costs only the whole parse: it is not counted.
+    const quoted = answer([], `a "web_search_call" ${'y'.repeat(WHOLE_PARSE_UP_TO * 2)}`);
+    expect(readAnswerMeta(Buffer.from(quoted)).toolCalls).toBeNull();
   });
 });

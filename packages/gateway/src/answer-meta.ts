@@ -1,4 +1,4 @@
-import { isObject } from '@tally/core';
+import { type HostedToolCalls, isObject } from '@tally/core';
 
 /**
  * What metering needs from a whole JSON answer: its top-level `usage` object, `model` and
@@ -22,6 +22,8 @@ export interface AnswerMeta {
   model: string | null;
   /** The top-level `service_tier` (priority and flex have prices of their own), or null. */
   serviceTier: string | null;
+  /** The hosted tool calls a Responses answer's `output` lists (hostedToolCalls), or null. */
+  toolCalls: HostedToolCalls | null;
 }
 
 /** Answers up to this size are parsed whole: below it the parse costs well under 0.1 ms. */
@@ -29,12 +31,15 @@ export const WHOLE_PARSE_UP_TO = 64 * 1024;
 
 const BACKSLASH = 0x5c;
 const USAGE_KEY = Buffer.from('"usage"');
+/** The end of the item types `web_search_call` and `file_search_call`. */
+const SEARCH_CALL = Buffer.from('_search_call"');
 const MODEL_TOKEN = Buffer.from('"model"');
 
 /** Reads usage and model from a JSON answer. Throws SyntaxError when the body is not JSON (as far
  * as a whole parse is needed to tell). */
 export function readAnswerMeta(buf: Buffer, wholeUpTo = WHOLE_PARSE_UP_TO): AnswerMeta {
-  if (buf.length > wholeUpTo) {
+  // An answer that lists hosted tool calls is read whole: they are counted from its output.
+  if (buf.length > wholeUpTo && !buf.includes(SEARCH_CALL)) {
     const fromEnds = fromTheEnds(buf);
     if (fromEnds) return fromEnds;
   }
@@ -43,12 +48,41 @@ export function readAnswerMeta(buf: Buffer, wholeUpTo = WHOLE_PARSE_UP_TO): Answ
 
 /** Usage and model of an answer already parsed. */
 export function metaOf(json: unknown): AnswerMeta {
-  if (!isObject(json)) return { usage: null, model: null, serviceTier: null };
+  if (!isObject(json)) return { usage: null, model: null, serviceTier: null, toolCalls: null };
   return {
     usage: isObject(json['usage']) ? json['usage'] : null,
     model: typeof json['model'] === 'string' ? json['model'] : null,
     serviceTier: tierOf(json),
+    toolCalls: hostedToolCalls(json['output']),
   };
+}
+
+/** The item types of OpenAI's hosted tools that are billed per call, and what each counts. */
+const BILLED_ITEMS: Readonly<Record<string, keyof HostedToolCalls>> = {
+  web_search_call: 'web_searches',
+  file_search_call: 'file_searches',
+};
+
+/** The hosted tool call an output item of a Responses answer is, if one billed per call: a web
+ * search or a file search that did not fail. */
+export function billedToolCall(item: unknown): keyof HostedToolCalls | null {
+  if (!isObject(item) || typeof item['type'] !== 'string') return null;
+  const kind = BILLED_ITEMS[item['type']];
+  return kind !== undefined && item['status'] !== 'failed' ? kind : null;
+}
+
+/** The hosted tool calls billed per call that a Responses answer's `output` lists, or null when
+ * it lists none (or is not a list). */
+export function hostedToolCalls(output: unknown): HostedToolCalls | null {
+  if (!Array.isArray(output)) return null;
+  let calls: HostedToolCalls | null = null;
+  for (const item of output) {
+    const kind = billedToolCall(item);
+    if (kind === null) continue;
+    calls ??= {};
+    calls[kind] = (calls[kind] ?? 0) + 1;
+  }
+  return calls;
 }
 
 const tierOf = (o: Obj): string | null => (typeof o['service_tier'] === 'string' ? o['service_tier'] : null);
@@ -59,8 +93,9 @@ function fromTheEnds(buf: Buffer): AnswerMeta | null {
   const tail = parseTail(buf, at);
   if (!tail || !isObject(tail['usage'])) return null;
   if (typeof tail['model'] === 'string')
-    return { usage: tail['usage'], model: tail['model'], serviceTier: tierOf(tail) };
-  if ('model' in tail) return { usage: tail['usage'], model: null, serviceTier: tierOf(tail) };
+    return { usage: tail['usage'], model: tail['model'], serviceTier: tierOf(tail), toolCalls: null };
+  if ('model' in tail)
+    return { usage: tail['usage'], model: null, serviceTier: tierOf(tail), toolCalls: null };
   // An embeddings answer: the model just before usage, after the data. A model near the start
   // (chat, responses) is left to the whole parse, which a tail that long would cost anyway.
   const half = buf.length >> 1;
@@ -70,7 +105,7 @@ function fromTheEnds(buf: Buffer): AnswerMeta | null {
   const wider = parseTail(buf, modelAt);
   if (!wider || !isObject(wider['usage'])) return null;
   const model = typeof wider['model'] === 'string' ? wider['model'] : null;
-  return { usage: wider['usage'], model, serviceTier: tierOf(wider) };
+  return { usage: wider['usage'], model, serviceTier: tierOf(wider), toolCalls: null };
 }
 
 /** The members from the key at `at` to the end, if they close the document's object. */

@@ -1,4 +1,4 @@
-import type { CallRecord, PriceOutcome, Tokens } from '@tally/core';
+import type { CallRecord, HostedToolCalls, PriceOutcome, Tokens } from '@tally/core';
 import { ZERO_TOKENS } from '@tally/core';
 import type { GatewayDeps, VirtualKey } from './types.js';
 
@@ -58,6 +58,8 @@ export interface AttemptOutcome {
   modelServed: string | null;
   /** The service tier the answer names (OpenAI's `service_tier`), which prices the call. */
   serviceTier?: string | null;
+  /** The hosted tool calls billed per call that the answer lists (Responses), which price the call. */
+  toolCalls?: HostedToolCalls | null;
   latencyMs: number;
   ttftMs: number | null;
 }
@@ -73,6 +75,7 @@ function priceAs(deps: GatewayDeps, ctx: AttemptContext, out: AttemptOutcome, mo
         time: ctx.time,
         tenant: ctx.key.tenant,
         service_tier: out.serviceTier ?? null,
+        tool_calls: out.toolCalls ?? null,
       })
     : deps.price({
         provider: ctx.priceProvider,
@@ -81,6 +84,7 @@ function priceAs(deps: GatewayDeps, ctx: AttemptContext, out: AttemptOutcome, mo
         time: ctx.time,
         tenant: ctx.key.tenant,
         service_tier: out.serviceTier ?? null,
+        tool_calls: out.toolCalls ?? null,
       });
 }
 

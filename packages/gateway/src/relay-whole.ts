@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { nanoToUsd, type Tokens } from '@tally/core';
+import { type HostedToolCalls, nanoToUsd, type Tokens } from '@tally/core';
 import { metaOf, readAnswerMeta } from './answer-meta.js';
 import type { AttemptContext, AttemptOutcome } from './meter.js';
 import { type Accumulated, failure, type Metered, passHeaders, type Recorder } from './relay.js';
@@ -99,15 +99,16 @@ export async function relay(
   let usage: Obj | null = null;
   let served: string | null = null;
   let serviceTier: string | null = null;
+  let toolCalls: HostedToolCalls | null = null;
   let json: Obj | null = null;
   try {
     if (!opensObject(buf)) throw new SyntaxError('not an object');
     if (transform) {
       json = JSON.parse(buf.toString('utf8')) as Obj;
-      ({ usage, model: served, serviceTier } = metaOf(json));
+      ({ usage, model: served, serviceTier, toolCalls } = metaOf(json));
     } else {
       // Only usage and model are needed: a large answer is not parsed whole (answer-meta.ts).
-      ({ usage, model: served, serviceTier } = readAnswerMeta(buf));
+      ({ usage, model: served, serviceTier, toolCalls } = readAnswerMeta(buf));
     }
   } catch {
     return unusable('upstream_invalid_response');
@@ -128,6 +129,7 @@ export async function relay(
     estimated,
     modelServed: served,
     serviceTier,
+    toolCalls,
     latencyMs,
     ttftMs: null,
   };

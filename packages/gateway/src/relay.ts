@@ -192,6 +192,7 @@ export async function relayStream(
       estimated,
       modelServed: meter.model(),
       serviceTier: meter.serviceTier(),
+      toolCalls: meter.toolCalls(),
       latencyMs: performance.now() - a0,
       ttftMs: ttft,
     },

@@ -77,3 +77,33 @@ describe('the service tier of a stream', () => {
     expect(responses.serviceTier()).toBe('flex');
   });
 });
+
+describe("a Responses stream's hosted tool calls", () => {
+  const item = (type: string, status = 'completed') =>
+    `event: response.output_item.done\ndata: ${JSON.stringify({ type: 'response.output_item.done', item: { type, id: 'x', status } })}`;
+
+  it('counts each search as its item ends, so that a stream cut off still bills those made', () => {
+    const m = streamMeter('responses', false);
+    m.onEvent('event: response.created\ndata: {"response":{"model":"gpt-4.1","output":[],"usage":null}}');
+    expect(m.toolCalls()).toBeNull();
+    m.onEvent(item('web_search_call'));
+    m.onEvent(item('web_search_call', 'failed'));
+    m.onEvent(item('file_search_call'));
+    m.onEvent(item('message'));
+    expect(m.toolCalls()).toEqual({ web_searches: 1, file_searches: 1 });
+    expect(m.done).toBe(false);
+  });
+
+  it("takes the final response's list over the items counted on the way", () => {
+    const m = streamMeter('responses', false);
+    m.onEvent(item('web_search_call'));
+    m.onEvent(item('web_search_call'));
+    const output = [{ type: 'web_search_call', status: 'completed' }, { type: 'message' }];
+    m.onEvent(
+      `event: response.completed\ndata: ${JSON.stringify({ response: { model: 'gpt-4.1', output, usage: { input_tokens: 1, output_tokens: 1 } } })}`,
+    );
+    expect(m.toolCalls()).toEqual({ web_searches: 1 });
+    expect(streamMeter('chat', false).toolCalls()).toBeNull();
+    expect(streamMeter('messages', false).toolCalls()).toBeNull();
+  });
+});

@@ -1,3 +1,5 @@
+import type { HostedToolCalls } from '@tally/core';
+import { billedToolCall, hostedToolCalls } from './answer-meta.js';
 import type { Endpoint } from './providers.js';
 import { eventData, eventName } from './sse.js';
 
@@ -15,6 +17,8 @@ export interface StreamMeter {
   model(): string | null;
   /** The service tier the stream names (OpenAI's `service_tier`), or null. */
   serviceTier(): string | null;
+  /** The hosted tool calls billed per call that the stream has made so far (Responses), or null. */
+  toolCalls(): HostedToolCalls | null;
   /** Output text seen so far. */
   text(): string;
   /** An error event the upstream sent mid-stream, if any. */
@@ -160,6 +164,8 @@ class ChatMeter implements StreamMeter {
   usage = () => this.u;
   error = () => this.err;
   serviceTier = () => this.tier;
+  /** A chat completion lists no hosted tool calls. */
+  toolCalls = () => null;
 
   /** The model that served the stream: every chunk names it, so it is read off the usage chunk
    * (parsed anyway) or, for a stream cut off before it, off the first chunk kept. */
@@ -182,6 +188,7 @@ class ResponsesMeter implements StreamMeter {
   private u: Obj | null = null;
   private m: string | null = null;
   private tier: string | null = null;
+  private tools: HostedToolCalls | null = null;
   private readonly deltas = new DeltaText(responsesDelta);
   private err: string | null = null;
   done = false;
@@ -190,6 +197,15 @@ class ResponsesMeter implements StreamMeter {
     const name = eventName(ev);
     if (name === 'response.output_text.delta' || name === 'response.function_call_arguments.delta') {
       this.deltas.push(eventData(ev) ?? '');
+      return true;
+    }
+    if (name === 'response.output_item.done') {
+      // Each hosted tool call as it ends, so that a stream cut off later still bills those made.
+      const kind = billedToolCall(parse(eventData(ev) ?? '')?.['item']);
+      if (kind !== null) {
+        this.tools ??= {};
+        this.tools[kind] = (this.tools[kind] ?? 0) + 1;
+      }
       return true;
     }
     if (
@@ -203,6 +219,9 @@ class ResponsesMeter implements StreamMeter {
       if (typeof r?.['model'] === 'string') this.m = r['model'];
       if (r?.['usage'] && typeof r['usage'] === 'object') this.u = r['usage'] as Obj;
       if (typeof r?.['service_tier'] === 'string') this.tier = r['service_tier'];
+      // The final response lists every item: its count stands for those seen one by one.
+      if (name !== 'response.created' && Array.isArray(r?.['output']))
+        this.tools = hostedToolCalls(r['output']);
       if (name === 'response.failed') this.err ??= 'upstream_stream_error';
       if (name !== 'response.created') this.done = true;
     } else if (name === 'error') {
@@ -213,6 +232,7 @@ class ResponsesMeter implements StreamMeter {
   usage = () => this.u;
   model = () => this.m;
   serviceTier = () => this.tier;
+  toolCalls = () => this.tools;
   text = () => this.deltas.text();
   error = () => this.err;
 }
@@ -250,6 +270,8 @@ class MessagesMeter implements StreamMeter {
   model = () => this.m;
   /** Anthropic names its tier in the usage object, where pricing reads it. */
   serviceTier = () => null;
+  /** Anthropic counts its server tools' calls in the usage object. */
+  toolCalls = () => null;
   text = () => this.deltas.text();
   error = () => this.err;
 }

@@ -128,7 +128,7 @@ describe('metered calls as CSV, from a replica to its server', () => {
       [3, 'invalid_event'],
     ]);
     expect(body.rejected[0]!.message).toContain('status');
-    expect(body.rejected[2]!.message).toContain('37 fields');
+    expect(body.rejected[2]!.message).toContain('38 fields');
     expect(await t.store.getCall('default', 'mixed-1')).not.toBeNull();
     expect(await t.store.getCall('default', 'mixed-6')).not.toBeNull();
     expect(await t.store.getCall('default', 'mixed-2')).toBeNull();
@@ -164,7 +164,7 @@ describe('metered calls as CSV, from a replica to its server', () => {
       const raw = callCsvLine(call('odd')).slice(0, -1);
       return { f, raw: splitRaw(raw)[i]! };
     });
-    expect(fields.length).toBe(37);
+    expect(fields.length).toBe(38);
     let stored = 0;
     let checked = 0;
     let n = 0;
@@ -200,14 +200,15 @@ describe('metered calls as CSV, from a replica to its server', () => {
     expect(stored).toBeGreaterThanOrEqual(checked * 0.7);
   });
 
-  it('sends as JSON to a server without CSV: the same calls, without request_id (which it refuses)', () => {
+  it('sends as JSON to a server without CSV: the same calls, without request_id (which it refuses) and file_searches', () => {
     const calls = [
       call('j-1', { request_id: 'j-1' }),
       call('j-2', { project: 'x "y"', cost_list_nano: null }),
     ];
     const body = JSON.parse(jsonBodyOfCsv(csv(...calls)).toString()) as { calls: unknown[] };
     const { request_id: _, ...earlier } = callToWire(calls[0]!);
-    expect(body.calls[0]).toEqual(JSON.parse(JSON.stringify(earlier)));
+    const { file_searches: __, ...earlierTokens } = earlier.tokens;
+    expect(body.calls[0]).toEqual(JSON.parse(JSON.stringify({ ...earlier, tokens: earlierTokens })));
     expect(body.calls.map((c) => callFromWire(c))).toEqual(calls.map((c) => ({ ...c, request_id: null })));
     // This version's server takes it with or without.
     expect(callFromWire(callToWire(calls[0]!))).toEqual(calls[0]);
@@ -215,11 +216,25 @@ describe('metered calls as CSV, from a replica to its server', () => {
     expect(callFromWire({ ...callToWire(calls[0]!), request_id: '' })).toMatch(/request_id/);
   });
 
-  // The layout before request_id, as a replica of that version sends and keeps it: this version's
-  // line without its last field.
+  // The layouts before request_id and before file_searches, as replicas of those versions send
+  // and keep them: this version's line without its last two fields, or its last one.
   const BEFORE_REQUEST_ID = 'duckdb-csv-5f447b59d085';
-  const earlierCsv = (...calls: CallRecord[]) =>
-    calls.map((c) => `${callCsvLine({ ...c, request_id: null }).slice(0, -2)}\n`).join('');
+  const BEFORE_FILE_SEARCHES = 'duckdb-csv-10ba32b3891f';
+  const withoutLast = (c: CallRecord, dropped: number) => {
+    const fields = splitRaw(callCsvLine(c).slice(0, -1));
+    return `${fields.slice(0, -dropped).join(',')}\n`;
+  };
+  const earlierCsv = (...calls: CallRecord[]) => calls.map((c) => withoutLast(c, 2)).join('');
+
+  it('stores the calls of a replica of the version before file_searches, with none counted', async () => {
+    const calls = [call('prev-fs-1', { request_id: 'r-1' }), call('prev-fs-2')];
+    const bytes = calls.map((c) => withoutLast(c, 1)).join('');
+    const r = await post(bytes, { [CALLS_FORMAT_HEADER]: BEFORE_FILE_SEARCHES });
+    expect(r.statusCode).toBe(200);
+    expect(r.json()).toEqual({ accepted: 2, duplicates: 0, rejected: [] });
+    expect(await t.store.getCall('default', 'prev-fs-1')).toEqual(calls[0]);
+    expect((await t.store.getCall('default', 'prev-fs-2'))?.tokens.file_searches).toBe(0);
+  });
 
   it('stores the calls of a replica of the version before, as they come', async () => {
     const calls = [call('prev-1'), call('prev-2', { project: 'two\nlines, "q"' })];

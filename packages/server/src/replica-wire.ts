@@ -64,6 +64,8 @@ const callSchema = z
       output_audio: count,
       cache_audio_read: count,
       web_searches: count,
+      // A replica of an earlier version does not send it: it counted none.
+      file_searches: count.default(0),
     }),
     cost_list_nano: nano.nullable(),
     cost_effective_nano: nano.nullable(),

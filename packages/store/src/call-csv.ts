@@ -47,6 +47,7 @@ export const CALL_CSV_COLUMNS: readonly (readonly [name: string, type: string])[
   ['fallback_hops', 'INTEGER'],
   ['saved_nano', 'BIGINT'],
   ['request_id', 'VARCHAR'],
+  ['file_searches', 'INTEGER'],
 ];
 
 /** A layout's fields and their types as a read_csv `columns` struct. */
@@ -67,13 +68,16 @@ export const CALL_CSV_FORMAT = formatOf(CALL_CSV_COLUMNS);
  * The layouts of earlier versions, by name, each with what makes its bytes this layout's: a spool
  * written before an upgrade, or a replica not yet upgraded, is read, not left aside. Each added
  * the columns after it at the end of the line, so a line of it is this layout's with those fields
- * empty (null).
+ * as that version knew them: a text empty (null), a count 0.
  */
 export const EARLIER_CALL_CSV: Readonly<Record<string, (bytes: Buffer) => Buffer>> = Object.freeze(
   Object.fromEntries(
-    // Before request_id (2026-12-05).
-    [CALL_CSV_COLUMNS.length - 1].map((kept) => {
-      const pad = ','.repeat(CALL_CSV_COLUMNS.length - kept);
+    // Before request_id (2026-12-05): no request id, and no file searches counted. Before
+    // file_searches (2026-12-05): none counted.
+    [CALL_CSV_COLUMNS.length - 2, CALL_CSV_COLUMNS.length - 1].map((kept) => {
+      const pad = CALL_CSV_COLUMNS.slice(kept)
+        .map(([, type]) => (type === 'INTEGER' ? ',0' : ','))
+        .join('');
       const convert = (bytes: Buffer): Buffer => {
         const lines = csvLines(bytes);
         return Buffer.from(lines.map((l) => `${l}${pad}\n`).join(''), 'utf8');
@@ -126,7 +130,7 @@ export function callCsvLine(c: CallRecord): string {
     `${int(t.output_audio)},${int(t.cache_audio_read)},${int(t.web_searches)},${big(c.cost_list_nano)},` +
     `${big(c.cost_effective_nano)},${s(c.pricing_status)},${s(c.price_version)},${n(c.latency_ms)},` +
     `${n(c.ttft_ms)},${s(c.status)},${s(c.error_type)},${s(c.cache)},${s(c.route_tier)},` +
-    `${c.fallback_hops},${c.saved_nano},${s(c.request_id)}\n`
+    `${c.fallback_hops},${c.saved_nano},${s(c.request_id)},${int(t.file_searches)}\n`
   );
 }
 

@@ -347,6 +347,14 @@ const rateLimits: Migration = {
   ],
 };
 
+/** v10: a call's searches of the provider's file stores (OpenAI's file_search tool), billed per
+ * search like web searches. Calls stored before it made none that were counted (0). */
+const fileSearches: Migration = {
+  version: 10,
+  name: 'call file searches',
+  statements: () => [{ sql: 'ALTER TABLE calls ADD COLUMN file_searches INTEGER DEFAULT 0' }],
+};
+
 /** Append only: a released migration is never edited, a change is a new version. */
 export const MIGRATIONS: readonly Migration[] = [
   initial,
@@ -358,6 +366,7 @@ export const MIGRATIONS: readonly Migration[] = [
   keyTags,
   budgetModels,
   rateLimits,
+  fileSearches,
 ];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

@@ -124,6 +124,26 @@ describe('the figures of tally price', () => {
   const line = (model: string, provider: string, api: string, usage: object) =>
     priceLine(catalog, JSON.stringify({ provider, api, model, usage }), Date.parse('2026-08-01T00:00:00Z'));
 
+  it("prices OpenAI's hosted tool calls given as tool_calls, and refuses any other shape", () => {
+    const at = Date.parse('2026-08-01T00:00:00Z');
+    const usage = { input_tokens: 328, output_tokens: 356 };
+    const req = (tool_calls: unknown) =>
+      priceLine(
+        catalog,
+        JSON.stringify({ provider: 'openai', api: 'openai-responses', model: 'gpt-4.1', usage, tool_calls }),
+        at,
+      );
+    // 328 × $2 + 356 × $8 per million, two web searches at $10 a thousand, one file search at $2.50.
+    expect(req({ web_searches: 2, file_searches: 1 })).toMatchObject({
+      total_usd: '0.026004',
+      tokens: { web_searches: 2, file_searches: 1 },
+    });
+    for (const bad of [[1], 'two', { code_interpreter: 1 }]) {
+      expect(req(bad)).toMatchObject({ status: 'error', error: { code: 'invalid_request' } });
+    }
+    expect(req({ web_searches: -1 })).toMatchObject({ status: 'error', error: { code: 'invalid_usage' } });
+  });
+
   it('prints the list figures with the source of the list price, and the effective cost with its own', () => {
     const usage = { input_tokens: 100, cache_read_input_tokens: 10_000, output_tokens: 200 };
     expect(line('claude-sonnet-4-6', 'anthropic', 'anthropic-messages', usage)).toMatchObject({

@@ -1,6 +1,6 @@
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
-import { type Catalog, exactToUsd, isTallyError, TallyError } from '@tally/core';
+import { type Catalog, exactToUsd, isTallyError, type PriceInput, TallyError } from '@tally/core';
 import type { Command } from 'commander';
 import { loadConfig } from '../load-config.js';
 import { loadCatalog } from '../pricer.js';
@@ -41,6 +41,19 @@ export function priceLine(catalog: Catalog, line: string, defaultTime: number | 
       if (Number.isNaN(t)) throw new TallyError('invalid_request', 'time must be an RFC 3339 time.');
       time = t;
     }
+    const toolCalls = r['tool_calls'];
+    if (
+      toolCalls !== undefined &&
+      (typeof toolCalls !== 'object' ||
+        toolCalls === null ||
+        Array.isArray(toolCalls) ||
+        Object.keys(toolCalls).some((k) => k !== 'web_searches' && k !== 'file_searches'))
+    ) {
+      throw new TallyError(
+        'invalid_request',
+        'tool_calls must be an object of counts: web_searches and/or file_searches.',
+      );
+    }
     const out = catalog.price({
       provider,
       api: typeof api === 'string' ? api : null,
@@ -51,6 +64,7 @@ export function priceLine(catalog: Catalog, line: string, defaultTime: number | 
       ...(typeof r['tenant'] === 'string' ? { tenant: r['tenant'] } : {}),
       batch: r['batch'] === true,
       service_tier: typeof r['service_tier'] === 'string' ? r['service_tier'] : null,
+      tool_calls: (toolCalls as PriceInput['tool_calls']) ?? null,
     });
     if (out.status === 'unpriced') return { status: 'unpriced', reason: out.reason, tokens: out.tokens };
     return {

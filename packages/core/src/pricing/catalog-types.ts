@@ -36,6 +36,7 @@ export const PRICE_FIELDS = [
   'output_citation_mtok',
   'requests_kcount',
   'web_searches_kcount',
+  'storage_searches_kcount',
 ] as const;
 export type PriceField = (typeof PRICE_FIELDS)[number];
 

@@ -13,8 +13,14 @@ import type {
 import { extractUsage, serviceTierOf, usageModesOf } from './extract.js';
 import { matches } from './match.js';
 import { modelVariants } from './model-ref.js';
-import { tokensToUnitUsage, unitUsageToTokens } from './tokens.js';
-import type { PriceInput, PriceOutcome } from './types.js';
+import {
+  badTokenCount,
+  checkUnitUsage,
+  isTokenCount,
+  tokensToUnitUsage,
+  unitUsageToTokens,
+} from './tokens.js';
+import type { HostedToolCalls, PriceInput, PriceOutcome } from './types.js';
 import { applyVariant, followVariant, multiplyFactors, scaleTokenPrices } from './variants.js';
 
 /** A tenant's negotiated price: a discount off list, or its own prices (which also add models). */
@@ -206,6 +212,7 @@ export class Catalog {
     } else {
       throw new TallyError('invalid_usage', 'Either usage or tokens is required.');
     }
+    if (input.tool_calls) usage = withToolCalls(usage, input.tool_calls);
     const tokens = unitUsageToTokens(usage);
     const { resolved, override } = this.resolution(input.tenant ?? 'default', input.provider, input.model);
     if (!resolved && !override?.prices) {
@@ -328,4 +335,17 @@ function constraintActive(c: NonNullable<ConditionalPrice['constraint']>, time: 
   const start = secondsOfDay(c.start_time);
   const end = secondsOfDay(c.end_time);
   return start <= end ? t >= start && t < end : t >= start || t < end;
+}
+
+/** Usage with the hosted tool calls its object does not count added (PriceInput.tool_calls). */
+function withToolCalls(counted: UnitUsage, calls: HostedToolCalls): UnitUsage {
+  const usage = { ...counted };
+  const add = (key: string, n: number | undefined, what: string) => {
+    if (n === undefined || n === 0) return;
+    if (!isTokenCount(n)) throw badTokenCount(n, what);
+    usage[key] = (usage[key] ?? 0) + n;
+  };
+  add('web_searches', calls.web_searches, 'tool_calls.web_searches');
+  add('storage_searches', calls.file_searches, 'tool_calls.file_searches');
+  return checkUnitUsage(usage);
 }

@@ -49,6 +49,7 @@ export function unitUsageToTokens(u: UnitUsage): Tokens {
     output_audio: u['output_audio_tokens'] ?? 0,
     cache_audio_read: u['cache_audio_read_tokens'] ?? 0,
     web_searches: u['web_searches'] ?? 0,
+    file_searches: u['storage_searches'] ?? 0,
   };
 }
 
@@ -71,5 +72,6 @@ export function tokensToUnitUsage(t: Partial<Tokens>): UnitUsage {
     output_audio_tokens: n('output_audio'),
     cache_audio_read_tokens: n('cache_audio_read'),
     web_searches: n('web_searches'),
+    storage_searches: n('file_searches'),
   };
 }

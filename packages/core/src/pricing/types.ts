@@ -24,6 +24,16 @@ export interface PriceInput {
    * made before any answer, such as a budget's reservation. Without it, the modes are read from
    * the raw usage object, which names those that served the call. */
   modes?: { speed?: unknown; inference_geo?: unknown };
+  /** Calls of the provider's hosted tools that its usage object does not count: OpenAI's
+   * Responses API lists each web search and file search as an item of the answer's `output`, and
+   * bills it per call. Added to what the usage (or `tokens`) counts. */
+  tool_calls?: HostedToolCalls | null;
+}
+
+/** Hosted tool calls billed per call (see PriceInput.tool_calls). */
+export interface HostedToolCalls {
+  web_searches?: number;
+  file_searches?: number;
 }
 
 export interface Priced {

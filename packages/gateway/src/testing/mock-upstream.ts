@@ -302,6 +302,38 @@ export class MockUpstream {
       output_tokens_details: { reasoning_tokens: 256 },
       total_tokens: 1500,
     };
+    // A request that offers the hosted search tools gets the items OpenAI's reference shows for
+    // them: two web searches and a file search, and a third web search that failed.
+    const offered = new Set(
+      (Array.isArray(body['tools']) ? body['tools'] : []).map((t) => String((t as Obj)['type'])),
+    );
+    const searches: Obj[] = [];
+    if (offered.has('web_search') || offered.has('web_search_preview')) {
+      searches.push(
+        {
+          type: 'web_search_call',
+          id: 'ws_1',
+          status: 'completed',
+          action: { type: 'search', query: 'news' },
+        },
+        {
+          type: 'web_search_call',
+          id: 'ws_2',
+          status: 'completed',
+          action: { type: 'search', query: 'more' },
+        },
+        { type: 'web_search_call', id: 'ws_3', status: 'failed', action: { type: 'search', query: 'lost' } },
+      );
+    }
+    if (offered.has('file_search')) {
+      searches.push({
+        type: 'file_search_call',
+        id: 'fs_1',
+        status: 'completed',
+        queries: ['refund policy'],
+        results: null,
+      });
+    }
     const response = (status: string, withUsage: boolean) => ({
       id: 'resp_67ccd2bed1ec8190',
       object: 'response',
@@ -311,6 +343,7 @@ export class MockUpstream {
       output:
         status === 'completed'
           ? [
+              ...searches,
               {
                 type: 'message',
                 id: 'msg_1',
@@ -330,6 +363,10 @@ export class MockUpstream {
       `event: ${name}\ndata: ${JSON.stringify({ type: name, ...data })}\n\n`;
     sse(res, [
       ev('response.created', { response: response('in_progress', false) }),
+      ...searches.flatMap((item, i) => [
+        ev('response.output_item.added', { output_index: i, item: { ...item, status: 'in_progress' } }),
+        ev('response.output_item.done', { output_index: i, item }),
+      ]),
       ev('response.output_text.delta', { item_id: 'msg_1', output_index: 0, content_index: 0, delta: 'Hi' }),
       ev('response.output_text.delta', {
         item_id: 'msg_1',

@@ -166,8 +166,14 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)(
       const before = await stored();
       const calls = [sampleCall('spooled-before-1'), sampleCall('spooled-before-2', { project: 'a,\n"b"' })];
       // As that version wrote a chunk: its layout's name, then its lines (this layout's, less the
-      // last field).
-      const lines = calls.map((c) => `${callCsvLine(c).slice(0, -2)}\n`).join('');
+      // last two fields: no request_id, and no file searches).
+      const lines = calls
+        .map((c) => {
+          const line = callCsvLine(c);
+          expect(line.endsWith(',,0\n')).toBe(true);
+          return `${line.slice(0, -4)}\n`;
+        })
+        .join('');
       mkdirSync(spoolDir(), { recursive: true });
       writeFileSync(
         join(spoolDir(), '1764633600000-1-000001.calls'),

@@ -304,6 +304,41 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     expect(streamed).toMatchObject({ cost_usd: '0.003264', api: 'openai-responses' });
   });
 
+  it("responses with OpenAI's hosted search tools: each web search and file search billed per call", async () => {
+    const tools = [
+      { type: 'web_search' as const },
+      { type: 'file_search' as const, vector_store_ids: ['vs_1'] },
+    ];
+    const r = await openai.responses.create({ model: 'gpt-4.1', input: 'News?', tools });
+    expect(r.output.map((o) => o.type)).toEqual([
+      'web_search_call',
+      'web_search_call',
+      'web_search_call',
+      'file_search_call',
+      'message',
+    ]);
+    const s = await openai.responses.create({ model: 'gpt-4.1', input: 'News?', tools, stream: true });
+    const done: string[] = [];
+    for await (const e of s) if (e.type === 'response.output_item.done') done.push(e.item.type);
+    expect(done).toHaveLength(4);
+    const [streamed, plain] = await lastCalls(2);
+    // The tokens as above ($0.003264), two web searches at $10 a thousand (the third failed) and
+    // one file search at $2.50 a thousand (Portkey's fees for gpt-4.1).
+    for (const call of [plain, streamed]) {
+      expect(call).toMatchObject({
+        cost_usd: '0.025764',
+        tokens: { web_searches: 2, file_searches: 1 },
+        pricing_status: 'priced',
+      });
+    }
+    // Without the tools, nothing is added.
+    await openai.responses.create({ model: 'gpt-4.1', input: 'Hi' });
+    expect((await lastCalls())[0]).toMatchObject({
+      cost_usd: '0.003264',
+      tokens: { web_searches: 0, file_searches: 0 },
+    });
+  });
+
   it('embeddings', async () => {
     const e = await openai.embeddings.create({ model: 'text-embedding-3-small', input: 'hello' });
     expect(e.data[0]!.embedding.length).toBeGreaterThan(100);

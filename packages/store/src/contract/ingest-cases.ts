@@ -22,6 +22,7 @@ export function ingestCases(ctx: ContractContext): void {
         output_audio: 9,
         cache_audio_read: 3,
         web_searches: 2,
+        file_searches: 4,
       },
       cost_list_nano: BIG,
       cost_effective_nano: BIG - 1n,

@@ -82,6 +82,7 @@ export const CALL_COLUMNS = tableColumns<CallRecord>(
     ['fallback_hops', (c) => c.fallback_hops],
     ['saved_nano', (c) => c.saved_nano],
     ['request_id', (c) => c.request_id],
+    ['file_searches', (c) => c.tokens.file_searches],
   ],
   ['time'],
 );
@@ -151,6 +152,7 @@ export function callFromRow(r: Row): CallRecord {
       output_audio: num(r, 'output_audio_tokens'),
       cache_audio_read: num(r, 'cache_audio_read_tokens'),
       web_searches: num(r, 'web_searches'),
+      file_searches: numOrNull(r, 'file_searches') ?? 0,
     },
     cost_list_nano: bigOrNull(r, 'cost_list_nano'),
     cost_effective_nano: bigOrNull(r, 'cost_effective_nano'),

@@ -303,31 +303,53 @@ describe('DuckDB metering append', () => {
 });
 
 describe('DuckDB calls of an earlier version', () => {
-  // The layout of metered calls before request_id: a spool or a replica of that version.
+  // The layouts of metered calls before request_id, and before file_searches (after request_id):
+  // a spool or a replica of those versions.
   const BEFORE_REQUEST_ID = 'duckdb-csv-5f447b59d085';
-  /** A call as that version wrote it: this version's line without its last field. */
-  const earlierLine = (c: CallRecord) => {
-    const line = callCsvLine({ ...c, request_id: null });
-    expect(line.endsWith(',\n')).toBe(true);
-    return `${line.slice(0, -2)}\n`;
+  const BEFORE_FILE_SEARCHES = 'duckdb-csv-10ba32b3891f';
+  /** A call as a version `dropped` fields ago wrote it: this version's line without them. */
+  const earlierLine = (c: CallRecord, dropped = 2) => {
+    const line = callCsvLine(c);
+    const fields = line.slice(0, -1).split(',');
+    return `${fields.slice(0, -dropped).join(',')}\n`;
   };
+  const earlier = (c: CallRecord, dropped: number): CallRecord => ({
+    ...c,
+    request_id: dropped === 2 ? null : c.request_id,
+    tokens: { ...c.tokens, file_searches: 0 },
+  });
 
-  it('reads a metering batch of the layout before request_id', async () => {
+  it('reads metering batches of the layouts before request_id and before file_searches', async () => {
     const store = await createDuckDbStore({ path: ':memory:' });
     await store.migrate();
     try {
-      const tenant = newTenant();
-      const calls = [
-        makeCall(tenant, 'old-1', { project: 'two\nlines, "quoted"' }),
-        makeBareCall(tenant, 'old-2'),
-      ];
-      const bytes = Buffer.from(calls.map(earlierLine).join(''), 'utf8');
-      expect(Object.keys(EARLIER_CALL_CSV)).toEqual([BEFORE_REQUEST_ID]);
-      const batch = store.restoreCallBatch(BEFORE_REQUEST_ID, bytes);
-      expect(batch.rows).toBe(2);
-      expect(await store.appendCallBatch(batch)).toEqual({ inserted: 2, duplicates: 0 });
-      expect(await store.getCall(tenant, 'old-1')).toEqual({ ...calls[0], request_id: null });
-      expect(await store.getCall(tenant, 'old-2')).toEqual({ ...calls[1], request_id: null });
+      expect(Object.keys(EARLIER_CALL_CSV)).toEqual([BEFORE_REQUEST_ID, BEFORE_FILE_SEARCHES]);
+      for (const [format, dropped, checked] of [
+        [BEFORE_REQUEST_ID, 2, false],
+        [BEFORE_FILE_SEARCHES, 1, false],
+        // A replica's batch, read as text and checked field by field.
+        [BEFORE_REQUEST_ID, 2, true],
+        [BEFORE_FILE_SEARCHES, 1, true],
+      ] as const) {
+        const tenant = newTenant();
+        const calls = [
+          makeCall(tenant, 'old-1', {
+            project: 'two\nlines, "quoted"',
+            request_id: 'req-9',
+            tokens: { ...makeCall(tenant, 'x').tokens, file_searches: 3 },
+          }),
+          makeBareCall(tenant, 'old-2'),
+        ];
+        const bytes = Buffer.from(calls.map((c) => earlierLine(c, dropped)).join(''), 'utf8');
+        const batch = store.restoreCallBatch(format, bytes);
+        expect(batch.rows).toBe(2);
+        expect(await store.appendCallBatch(batch, checked ? { tenant } : undefined)).toEqual({
+          inserted: 2,
+          duplicates: 0,
+        });
+        expect(await store.getCall(tenant, 'old-1')).toEqual(earlier(calls[0]!, dropped));
+        expect(await store.getCall(tenant, 'old-2')).toEqual(earlier(calls[1]!, dropped));
+      }
     } finally {
       await store.close();
     }
@@ -375,7 +397,7 @@ describe('DuckDB calls of an earlier version', () => {
       const before = makeCall(tenant, 'v4-call', { request_id: null });
       const old = join(dir, 'v4.csv');
       writeFileSync(old, earlierLine(before));
-      const columns = CALL_CSV_COLUMNS.slice(0, -1);
+      const columns = CALL_CSV_COLUMNS.slice(0, -2);
       const types = columns.map(([n, t]) => `"${n}": '${t}'`).join(', ');
       const select = columns
         .map(([n]) =>

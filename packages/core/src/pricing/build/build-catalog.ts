@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { CatalogData, CatalogModel, CatalogProvider, Clause, PriceSet } from '../catalog-types.js';
 import { matches } from '../match.js';
 import { FREE_NAME, flatPrice } from './common.js';
-import { fillFromLiteLlm } from './fill.js';
+import { fillFromLiteLlm, fillToolFees } from './fill.js';
 import { fromGenaiPrices } from './genai-prices.js';
 import { fromLangfuse, fromLiteLlm, fromPortkey, type SecondaryPrice } from './secondary.js';
 
@@ -82,6 +82,8 @@ export function buildCatalog(src: CatalogSources): BuildResult {
   const reported = new Set<string>();
   /** The LiteLLM entries each genai-prices model takes in, within its own provider. */
   const litellmOf = new Map<CatalogModel, SecondaryPrice[]>();
+  /** And Portkey's, for the hosted tools' fees. */
+  const portkeyOf = new Map<CatalogModel, SecondaryPrice[]>();
   for (const s of secondary) {
     const priced = !s.zero || s.free === true || FREE_NAME.test(s.model);
     let p = byId.get(s.provider);
@@ -121,10 +123,11 @@ export function buildCatalog(src: CatalogSources): BuildResult {
         if (s.max_output_tokens && !existing.max_output_tokens && existing.id.toLowerCase() === s.model) {
           existing.max_output_tokens = s.max_output_tokens;
         }
-        if (s.source === 'litellm' && p.models.includes(existing) && !s.zero) {
-          const list = litellmOf.get(existing);
+        if ((s.source === 'litellm' || s.source === 'portkey') && p.models.includes(existing) && !s.zero) {
+          const of = s.source === 'litellm' ? litellmOf : portkeyOf;
+          const list = of.get(existing);
           if (list) list.push(s);
-          else litellmOf.set(existing, [s]);
+          else of.set(existing, [s]);
         }
       }
       continue;
@@ -146,6 +149,7 @@ export function buildCatalog(src: CatalogSources): BuildResult {
   }
   const split = splitAliases(providers, secondary);
   for (const [model, entries] of litellmOf) fillFromLiteLlm(model, entries);
+  for (const [model, entries] of portkeyOf) fillToolFees(model, entries);
   for (const p of providers) providerModes(p);
   const body = JSON.stringify(providers);
   const hash = createHash('sha256').update(body).digest('hex').slice(0, 8);

@@ -107,6 +107,39 @@ export function fillFromLiteLlm(model: CatalogModel, entries: SecondaryPrice[]):
   if (Object.keys(tiers).length > 0) model.service_tiers = tiers;
 }
 
+/** The hosted tools' per-call fees that fillToolFees takes from Portkey. */
+const TOOL_FEES = ['web_searches_kcount', 'storage_searches_kcount'] as const;
+
+/**
+ * Fills the per-call fees of hosted tools (OpenAI's web search and file search) that a
+ * genai-prices model lacks from Portkey, which quotes them for each model. Only in a price set
+ * whose input and output prices Portkey's entries for the model agree with, so that the fee is
+ * that model's as it is priced: a model only named alike, or another period of a dated list,
+ * takes none. A fee genai-prices gives stands.
+ */
+export function fillToolFees(model: CatalogModel, entries: SecondaryPrice[]): void {
+  const input = agreed(model, entries, (s) => s.prices.input_mtok);
+  const output = agreed(model, entries, (s) => s.prices.output_mtok);
+  if (input === undefined || output === undefined) return;
+  const sets = Array.isArray(model.prices) ? model.prices.map((c) => c.prices) : [model.prices];
+  for (const set of sets) {
+    if (
+      !samePrice(baseOf(input), baseOf(set.input_mtok)) ||
+      !samePrice(baseOf(output), baseOf(set.output_mtok))
+    )
+      continue;
+    for (const k of TOOL_FEES) {
+      if (set[k] !== undefined) continue;
+      const fee = agreed(model, entries, (s) => s.prices[k]);
+      if (fee !== undefined && !isZeroPrice(fee)) set[k] = fee;
+    }
+  }
+}
+
+/** Two decimal prices that are the same number ('2.5' and '2.50'). */
+const samePrice = (a: string | undefined, b: string | undefined) =>
+  a !== undefined && b !== undefined && parseScaled(a, SCALE) === parseScaled(b, SCALE);
+
 /** Each flat token price takes the tiers of its side's main price (input_mtok or output_mtok). */
 function carryTiers(set: PriceSet): void {
   for (const [key, unit] of UNIT_BY_PRICE_KEY) {

@@ -120,6 +120,12 @@ function cents(pc: Obj, key: string): string | undefined {
   return isObj(v) ? perTokenToMtok(v['price'], true) : undefined;
 }
 
+/** Portkey's per-call fees (`additional_units`) that the catalog carries, by price key. */
+const PORTKEY_TOOL_FEES: readonly (readonly [string, keyof PriceSet])[] = [
+  ['web_search', 'web_searches_kcount'],
+  ['file_search', 'storage_searches_kcount'],
+];
+
 /** Portkey's pricing/<provider>.json files (US cents per token). */
 export function fromPortkey(files: Record<string, unknown>): SecondaryPrice[] {
   const out: SecondaryPrice[] = [];
@@ -144,6 +150,15 @@ export function fromPortkey(files: Record<string, unknown>): SecondaryPrice[] {
       add('output_audio_mtok', 'response_audio_token');
       add('cache_audio_read_mtok', 'cache_read_audio_input_token');
       add('output_reasoning_mtok', 'reasoning_token');
+      // Hosted tools billed per call (OpenAI's web search and file search), in cents a call: the
+      // catalog quotes them per thousand.
+      const units = payg['additional_units'];
+      if (isObj(units)) {
+        for (const [unit, key] of PORTKEY_TOOL_FEES) {
+          const fee = isObj(units[unit]) ? timesPow10(units[unit]['price'], 1) : undefined;
+          if (fee !== undefined && fee !== '0') prices[key] = fee;
+        }
+      }
       const entry: SecondaryPrice = { source: 'portkey', provider, model: model.toLowerCase(), prices };
       if (pricesNothing(payg, (k) => k === 'price')) entry.zero = true;
       const batch = e['pricing_config']['batch_config'];

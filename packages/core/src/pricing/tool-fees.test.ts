@@ -1,0 +1,133 @@
+import { describe, expect, it } from 'vitest';
+import { exactToUsd } from '../money.js';
+import { pricedBy, testCatalog } from '../testing/catalog-fixture.js';
+import { fillToolFees } from './build/fill.js';
+import { fromPortkey } from './build/secondary.js';
+import type { CatalogModel } from './catalog-types.js';
+import type { PriceInput } from './types.js';
+
+const cat = testCatalog();
+
+/** A Responses answer's usage (OpenAI's reference example). */
+const usage = {
+  input_tokens: 328,
+  input_tokens_details: { cached_tokens: 0 },
+  output_tokens: 356,
+  output_tokens_details: { reasoning_tokens: 0 },
+  total_tokens: 684,
+};
+const call = (model: string, tool_calls?: PriceInput['tool_calls']): PriceInput => ({
+  provider: 'openai',
+  api: 'openai-responses',
+  model,
+  usage,
+  tool_calls: tool_calls ?? null,
+});
+const total = (input: PriceInput) => exactToUsd(pricedBy(cat, input).total);
+
+describe("OpenAI's hosted tools, billed per call", () => {
+  it('adds $10 a thousand web searches and $2.50 a thousand file searches to the tokens', () => {
+    // gpt-4.1: 328 × $2 + 356 × $8 per million = $0.003504.
+    expect(total(call('gpt-4.1'))).toBe('0.003504');
+    const priced = pricedBy(cat, call('gpt-4.1', { web_searches: 3, file_searches: 2 }));
+    expect(exactToUsd(priced.total)).toBe('0.038504');
+    // The fees are in neither the input's cost nor the output's.
+    expect(exactToUsd(priced.input)).toBe('0.000656');
+    expect(exactToUsd(priced.output)).toBe('0.002848');
+    expect(priced.tokens).toMatchObject({ web_searches: 3, file_searches: 2, input: 328, output: 356 });
+    // A reasoning model and a small one carry the same fees.
+    expect(total(call('o4-mini', { web_searches: 1 }))).toBe(
+      (Number(total(call('o4-mini'))) + 0.01).toFixed(7).replace(/0+$/, ''),
+    );
+    expect(total(call('gpt-5-mini', { file_searches: 4 }))).toBe(
+      (Number(total(call('gpt-5-mini'))) + 0.01).toFixed(7).replace(/0+$/, ''),
+    );
+  });
+
+  it('adds them to the searches a usage object counts, and to normalised tokens', () => {
+    const tokens = { input: 1000, output: 100, web_searches: 1, file_searches: 1 };
+    const base = { provider: 'openai', model: 'gpt-4o' };
+    // gpt-4o: 1000 × $2.50 + 100 × $10 per million = $0.0035; one of each search.
+    expect(total({ ...base, tokens })).toBe('0.016');
+    expect(total({ ...base, tokens, tool_calls: { web_searches: 1 } })).toBe('0.026');
+  });
+
+  it('refuses a count that is not one, with the field it came in', () => {
+    for (const bad of [-1, 1.5, 2 ** 31, Number.NaN]) {
+      expect(() => cat.price(call('gpt-4.1', { web_searches: bad }))).toThrow(
+        expect.objectContaining({
+          code: 'invalid_usage',
+          message: expect.stringContaining('tool_calls.web_searches'),
+        }),
+      );
+    }
+  });
+});
+
+describe("the fees from Portkey's table", () => {
+  const portkey = {
+    'openai.json': {
+      'gpt-test': {
+        pricing_config: {
+          pay_as_you_go: {
+            request_token: { price: 0.0002 },
+            response_token: { price: 0.0008 },
+            additional_units: {
+              web_search: { price: 1 },
+              file_search: { price: 0.25 },
+              routing: { price: 3 },
+            },
+          },
+        },
+      },
+    },
+  };
+
+  it('reads web and file search fees in cents a call as dollars a thousand', () => {
+    const [entry] = fromPortkey(portkey);
+    expect(entry!.prices).toEqual({
+      input_mtok: '2',
+      output_mtok: '8',
+      web_searches_kcount: '10',
+      storage_searches_kcount: '2.5',
+    });
+  });
+
+  it('fills a model that lacks them only where its prices are the entry’s, never over its own', () => {
+    const entries = fromPortkey(portkey);
+    const model = (prices: CatalogModel['prices']): CatalogModel => ({
+      id: 'gpt-test',
+      match: { equals: 'gpt-test' },
+      prices,
+      source: 'genai-prices',
+    });
+    const same = model({ input_mtok: '2.00', output_mtok: '8', web_searches_kcount: '25' });
+    fillToolFees(same, entries);
+    expect(same.prices).toEqual({
+      input_mtok: '2.00',
+      output_mtok: '8',
+      web_searches_kcount: '25',
+      storage_searches_kcount: '2.5',
+    });
+    // A dated list: only the period at the entry's prices takes them.
+    const dated = model([
+      { prices: { input_mtok: '10', output_mtok: '40' } },
+      { prices: { input_mtok: '2', output_mtok: '8' } },
+    ]);
+    fillToolFees(dated, entries);
+    expect(dated.prices).toEqual([
+      { prices: { input_mtok: '10', output_mtok: '40' } },
+      {
+        prices: {
+          input_mtok: '2',
+          output_mtok: '8',
+          web_searches_kcount: '10',
+          storage_searches_kcount: '2.5',
+        },
+      },
+    ]);
+    const other = model({ input_mtok: '3', output_mtok: '8' });
+    fillToolFees(other, entries);
+    expect(other.prices).toEqual({ input_mtok: '3', output_mtok: '8' });
+  });
+});
