@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { reserveBudgets, settleBudgets } from './budget-guard.js';
-import { type BudgetAlert, type BudgetRule, budgetExceeded, windowsFor } from './policy.js';
+import {
+  type BudgetAlert,
+  type BudgetRule,
+  budgetExceeded,
+  hostedToolCallsAllowed,
+  windowsFor,
+} from './policy.js';
 import { MemoryState } from './state/memory-state.js';
 import type { GatewayDeps, VirtualKey } from './types.js';
 
@@ -170,5 +176,22 @@ describe('settling a call while the shared state is out of reach', () => {
     while ((await state.usage(w!.window)).spentNano === 0n && Date.now() < until)
       await new Promise((r) => setTimeout(r, 20));
     expect(await state.usage(w!.window)).toEqual({ spentNano: USD, reservedNano: 0n });
+  });
+});
+
+describe('the hosted searches a Responses request may make', () => {
+  it('are its max_tool_calls, else the default, of the dearer kind it offers', () => {
+    const web = { type: 'web_search_2025_08_26' };
+    const file = { type: 'file_search', vector_store_ids: ['vs_1'] };
+    expect(hostedToolCallsAllowed({ tools: [file, web], max_tool_calls: 4 }, 10)).toEqual({
+      web_searches: 4,
+    });
+    expect(hostedToolCallsAllowed({ tools: [{ type: 'web_search_preview' }] }, 10)).toEqual({
+      web_searches: 10,
+    });
+    expect(hostedToolCallsAllowed({ tools: [file], max_tool_calls: 0 }, 7)).toEqual({ file_searches: 7 });
+    expect(hostedToolCallsAllowed({ tools: [{ type: 'function', name: 'f' }, null, 'x'] }, 10)).toBeNull();
+    expect(hostedToolCallsAllowed({ tools: 'web_search' }, 10)).toBeNull();
+    expect(hostedToolCallsAllowed({}, 10)).toBeNull();
   });
 });

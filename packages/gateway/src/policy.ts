@@ -2,6 +2,8 @@ import {
   type BudgetAction,
   type BudgetPeriod,
   type BudgetScope,
+  type HostedToolCalls,
+  isObject,
   MAX_TOKEN_COUNT,
   nanoToUsd,
   type PeriodWindow,
@@ -308,6 +310,38 @@ export function maxOutputTokens(body: Record<string, unknown>, fallback: number)
       return Math.min(MAX_TOKEN_COUNT, Math.floor(v) * choicesOf(body));
   }
   return Math.min(MAX_TOKEN_COUNT, fallback * choicesOf(body));
+}
+
+/** The most hosted tool calls a call may take, where a request sets no `max_tool_calls`. */
+export const DEFAULT_MAX_TOOL_CALLS = 10;
+
+/**
+ * The hosted tool calls billed per call that a Responses request may make, for its budget
+ * reservation: its `max_tool_calls`, or `fallback` where it sets none, all of the dearer kind it
+ * offers (a web search before a file search). Null when it offers neither.
+ */
+export function hostedToolCallsAllowed(
+  body: Record<string, unknown>,
+  fallback: number,
+): HostedToolCalls | null {
+  const tools = body['tools'];
+  if (!Array.isArray(tools)) return null;
+  let web = false;
+  let file = false;
+  for (const t of tools) {
+    const type = isObject(t) ? t['type'] : undefined;
+    if (typeof type !== 'string') continue;
+    // web_search, web_search_preview and their dated names (web_search_2025_08_26).
+    if (type.startsWith('web_search')) web = true;
+    else if (type === 'file_search') file = true;
+  }
+  if (!web && !file) return null;
+  const asked = body['max_tool_calls'];
+  const n =
+    typeof asked === 'number' && Number.isInteger(asked) && asked > 0
+      ? Math.min(asked, MAX_TOKEN_COUNT)
+      : fallback;
+  return web ? { web_searches: n } : { file_searches: n };
 }
 
 /** How many answers a chat request asks for: `n`, each of which may write the whole output. */

@@ -19,6 +19,8 @@ import {
   type BudgetRule,
   choicesOf,
   countsModel,
+  DEFAULT_MAX_TOOL_CALLS,
+  hostedToolCallsAllowed,
   maxOutputTokens,
   type RateLimitRule,
   rateLimitBucket,
@@ -669,6 +671,11 @@ export class Gateway {
   ): bigint | Unpriceable {
     const fallback = this.deps.config.default_max_output ?? 4096;
     const asked = maxOutputTokens(body, 0);
+    // A Responses call's hosted searches are billed per call, on top of the tokens.
+    const tools =
+      endpoint === 'responses'
+        ? hostedToolCallsAllowed(body, this.deps.config.default_max_tool_calls ?? DEFAULT_MAX_TOOL_CALLS)
+        : null;
     // What the request asks for that costs more a token: OpenAI's priority tier, Anthropic's fast
     // mode and US-only inference (a flex or batch tier costs less, so the standard prices hold).
     const dearer = {
@@ -699,6 +706,7 @@ export class Gateway {
           tokens: { input: promptTokens, output },
           time,
           tenant,
+          tool_calls: tools,
           ...dearer,
         });
       } catch {

@@ -56,6 +56,9 @@ export interface GatewayConfig {
   /** The output a request may produce when it sets no max_tokens, for budget reservations (where
    * the catalog does not know the model's). */
   default_max_output?: number | undefined;
+  /** The hosted tool calls (web and file searches) a Responses call that sets no `max_tool_calls`
+   * is reserved for. */
+  default_max_tool_calls?: number | undefined;
   /** Lets calls to models with no price go under a block budget, reserving nothing. */
   allow_unpriced_under_budget?: boolean | undefined;
 }

@@ -87,6 +87,8 @@ export const gatewaySchema = z
       .strict()
       .default({ kind: 'memory', url: 'redis://127.0.0.1:6379' }),
     default_max_output: z.number().int().positive().default(4096),
+    /** The hosted searches a budget reserves for a Responses call that sets no max_tool_calls. */
+    default_max_tool_calls: z.number().int().positive().default(10),
     /** A call to a model with no price cannot be held to a block budget: refused unless this is
      * set (then it goes, reserving nothing, and its cost counts as nothing). */
     allow_unpriced_under_budget: z.boolean().default(false),

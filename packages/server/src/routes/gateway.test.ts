@@ -339,6 +339,26 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     });
   });
 
+  it('reserves a budget for the hosted searches a Responses call may make: its max_tool_calls, else 10', async () => {
+    const made = await t.app.inject({
+      method: 'POST',
+      url: '/v1/keys',
+      headers: t.auth,
+      payload: { project: 'search', budget_usd: 0.02, period: 'month' },
+    });
+    const small = new OpenAI({ apiKey: made.json().key, baseURL: `${base}/v1`, maxRetries: 0 });
+    const ask = (extra: Record<string, unknown>) =>
+      small.responses.create({ model: 'gpt-4.1', input: 'News?', max_output_tokens: 100, ...extra });
+    const web = [{ type: 'web_search' as const }];
+    // 3 searches ($0.03), or 10 where the request sets no limit, cannot fit in $0.02.
+    for (const extra of [{ tools: web, max_tool_calls: 3 }, { tools: web }]) {
+      const refused = await ask(extra).catch((e: { status: number; code: string }) => e);
+      expect(refused).toMatchObject({ status: 429, code: 'budget_exceeded' });
+    }
+    // One search ($0.01) and the tokens fit.
+    expect((await ask({ tools: web, max_tool_calls: 1 })).status).toBe('completed');
+  });
+
   it('embeddings', async () => {
     const e = await openai.embeddings.create({ model: 'text-embedding-3-small', input: 'hello' });
     expect(e.data[0]!.embedding.length).toBeGreaterThan(100);
