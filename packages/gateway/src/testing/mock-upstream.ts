@@ -457,6 +457,15 @@ export class MockUpstream {
     const stream = (events: string[]) => sse(res, thinks ? withThinkingStream(events) : events);
     const whole = (message: Record<string, unknown>) =>
       json(res, 200, thinks ? withThinking(message) : message);
+    // A schema given as it is (structured outputs): the answer is the message's text, in it. With
+    // the request's tools and no result of theirs back yet, the model calls one first.
+    const format = (body['output_config'] as Obj | undefined)?.['format'] as Obj | undefined;
+    if (format?.['type'] === 'json_schema' && (tools.length === 0 || afterResult)) {
+      const text = JSON.stringify({ location: 'Paris', celsius: 18 });
+      if (body['stream'] === true) stream(anthropicStream(model, [text.slice(0, 12), text.slice(12)], usage));
+      else whole(anthropicMessage(model, text, usage));
+      return;
+    }
     if (forced !== null) {
       const tool = {
         id: 'toolu_01forced',

@@ -170,6 +170,36 @@ export function applyAnswerTool(
   out['tool_choice'] = type === 'none' ? { type: 'tool', name: answer.name } : { ...choice, type: 'any' };
 }
 
+/** Claude models that take a structured answer's schema as it is (`output_config.format`,
+ * Anthropic's structured outputs): Opus 4.1, and every Claude of version 4.5 or later. */
+export function takesOutputFormat(model: string): boolean {
+  const m = /(?:^|[/.])claude-([a-z]+)-(\d+)(?:[-.](\d)(?!\d))?/.exec(model);
+  if (!m) return false;
+  const version = Number(m[2]) + (m[3] === undefined ? 0 : Number(m[3]) / 10);
+  return version >= 4.5 || (m[1] === 'opus' && version >= 4.1);
+}
+
+/**
+ * Sets a structured answer on `out`, the Anthropic request made so far: through the answer's tool
+ * (applyAnswerTool), except on a call that thinks (`effort`, OpenAI's reasoning effort), which
+ * cannot go with a tool the model is made to call. There, on a model that takes it, the schema goes
+ * as it is (`output_config.format`), the model may think and call the request's tools first, and
+ * its answer is the message's text. On an older model, that call is refused (applyReasoning).
+ */
+export function applyStructuredAnswer(
+  answer: AnswerTool | null,
+  out: Record<string, unknown>,
+  field: string,
+  effort: unknown,
+): void {
+  const thinks = effort !== undefined && effort !== null && effort !== 'none';
+  if (answer && thinks && takesOutputFormat(String(out['model']))) {
+    out['output_config'] = { format: { type: 'json_schema', schema: answer.input_schema } };
+    return;
+  }
+  applyAnswerTool(answer, out, field);
+}
+
 /** The call of the structured answer's tool (named `answer`) among a message's blocks, if any. */
 export function answerCall(
   blocks: Record<string, unknown>[],

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { takesOutputFormat } from './anthropic-blocks.js';
 import { AnthropicToOpenAiStream } from './anthropic-stream.js';
 import { TranslationError, toAnthropicRequest, toOpenAiResponse } from './openai-to-anthropic.js';
 import { responsesToAnthropicRequest } from './responses-to-anthropic.js';
@@ -117,6 +118,68 @@ describe('OpenAI chat -> Anthropic messages', () => {
         1,
       ),
     ).toThrow(/arguments must be JSON/);
+  });
+
+  it('sends a structured answer with thinking as its schema, on a Claude that takes one', () => {
+    const schema = { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] };
+    const tools = [{ type: 'function', function: { name: 'lookup', parameters: { type: 'object' } } }];
+    const ask = {
+      messages: [{ role: 'user', content: 'Where?' }],
+      reasoning_effort: 'low',
+      max_completion_tokens: 4000,
+      response_format: { type: 'json_schema', json_schema: { name: 'place', schema } },
+      tools,
+    };
+    const out = toAnthropicRequest(ask, 'claude-sonnet-4-5-20250929', 1);
+    expect(out).toMatchObject({
+      output_config: { format: { type: 'json_schema', schema } },
+      thinking: { type: 'enabled', budget_tokens: 1024 },
+      tools: [{ name: 'lookup' }],
+    });
+    expect(out).not.toHaveProperty('tool_choice');
+    // Without thinking, the answer's tool as before; on a Claude without structured outputs, refused.
+    const plain = toAnthropicRequest({ ...ask, reasoning_effort: 'none' }, 'claude-sonnet-4-5', 1);
+    expect(plain).not.toHaveProperty('output_config');
+    expect(plain['tool_choice']).toEqual({ type: 'any' });
+    expect(() => toAnthropicRequest(ask, 'claude-3-7-sonnet-20250219', 1)).toThrow(
+      /cannot go with a tool the model must call/,
+    );
+    // The Responses API's text.format alike.
+    const responses = responsesToAnthropicRequest(
+      {
+        input: 'Where?',
+        reasoning: { effort: 'medium' },
+        text: { format: { type: 'json_schema', name: 'place', schema } },
+      },
+      'claude-opus-4-1',
+      8000,
+    );
+    expect(responses).toMatchObject({ output_config: { format: { type: 'json_schema', schema } } });
+    expect(responses).not.toHaveProperty('tools');
+  });
+
+  it('knows which Claude models take a schema as it is', () => {
+    for (const m of [
+      'claude-sonnet-4-5',
+      'claude-sonnet-4-5-20250929',
+      'claude-haiku-4-5',
+      'claude-opus-4-1',
+      'claude-opus-4-6',
+      'claude-sonnet-5',
+      'claude-fable-5',
+      'anthropic/claude-opus-4.5',
+    ])
+      expect(takesOutputFormat(m), m).toBe(true);
+    for (const m of [
+      'claude-sonnet-4-20250514',
+      'claude-sonnet-4-0',
+      'claude-3-7-sonnet-latest',
+      'claude-3-5-haiku-20241022',
+      'claude-opus-4-20250514',
+      'gpt-4o',
+      'm',
+    ])
+      expect(takesOutputFormat(m), m).toBe(false);
   });
 
   it('refuses, rather than drops, what Claude would not do as asked', () => {

@@ -8,8 +8,8 @@ import {
   answerText,
   answerToolOf,
   anthropicTokens,
-  applyAnswerTool,
   applyReasoning,
+  applyStructuredAnswer,
   InvalidRequest,
   imageFromUrl,
   joinText,
@@ -172,7 +172,7 @@ export function toAnthropicRequest(body: Obj, model: string, defaultMaxTokens: n
   }
   const choice = toolChoice(body['tool_choice'], body['parallel_tool_calls']);
   if (choice && out['tools']) out['tool_choice'] = choice;
-  applyAnswerTool(answerTool(body), out, 'response_format');
+  applyStructuredAnswer(answerTool(body), out, 'response_format', body['reasoning_effort']);
   if (typeof body['user'] === 'string') out['metadata'] = { user_id: body['user'] };
   applyReasoning(body['reasoning_effort'], out, 'reasoning_effort');
   return out;

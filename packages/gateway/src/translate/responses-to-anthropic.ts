@@ -10,8 +10,8 @@ import {
   answerText,
   answerToolOf,
   anthropicTokens,
-  applyAnswerTool,
   applyReasoning,
+  applyStructuredAnswer,
   imageFromUrl,
   joinText,
   objectItem,
@@ -157,7 +157,12 @@ export function responsesToAnthropicRequest(body: Obj, model: string, defaultMax
   if (t) out['tools'] = t;
   const choice = toolChoice(body['tool_choice'], body['parallel_tool_calls']);
   if (choice && t) out['tool_choice'] = choice;
-  applyAnswerTool(responsesAnswerTool(body), out, 'text.format');
+  applyStructuredAnswer(
+    responsesAnswerTool(body),
+    out,
+    'text.format',
+    (body['reasoning'] as Obj | null | undefined)?.['effort'],
+  );
   const user = body['safety_identifier'] ?? body['user'];
   if (typeof user === 'string') out['metadata'] = { user_id: user };
   applyReasoning((body['reasoning'] as Obj | null | undefined)?.['effort'], out, 'reasoning.effort');

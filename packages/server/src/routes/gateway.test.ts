@@ -747,6 +747,54 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     expect(mock.received.length).toBe(sent);
   });
 
+  it('OpenAI client to a Claude model: thinking, tools and a structured answer together, the schema sent as it is', async () => {
+    type Thinking = { reasoning_content?: string; thinking_blocks?: unknown[] };
+    const response_format = {
+      type: 'json_schema' as const,
+      json_schema: { name: 'weather', schema: WEATHER_SCHEMA, strict: true },
+    };
+    const ask = {
+      model: 'claude-sonnet-4-5',
+      reasoning_effort: 'low' as const,
+      max_completion_tokens: 4000,
+      response_format,
+      tools: [
+        {
+          type: 'function' as const,
+          function: { name: 'get_weather', parameters: { type: 'object' }, strict: true },
+        },
+      ],
+    };
+    const question = { role: 'user' as const, content: 'Weather in Paris?' };
+    const first = await openai.chat.completions.create({ ...ask, messages: [question] });
+    expect(mock.received.at(-1)!.body).toMatchObject({
+      thinking: { type: 'enabled', budget_tokens: 1024 },
+      output_config: { format: { type: 'json_schema', schema: WEATHER_SCHEMA } },
+      tools: [{ name: 'get_weather' }],
+    });
+    expect(mock.received.at(-1)!.body).not.toHaveProperty('tool_choice');
+    const msg = first.choices[0]!.message as (typeof first.choices)[0]['message'] & Thinking;
+    expect(msg.thinking_blocks).toEqual([MOCK_THOUGHT]);
+    const call = msg.tool_calls![0]!;
+    expect(call).toMatchObject({ type: 'function', function: { name: 'get_weather' } });
+    // The tool's result back, with the thinking: the answer is the message's JSON, in the schema.
+    const messages = [question, msg, { role: 'tool' as const, tool_call_id: call.id, content: '18C' }];
+    const answer = await openai.chat.completions.parse({ ...ask, messages });
+    expect(answer.choices[0]!.message).toMatchObject({ parsed: { location: 'Paris', celsius: 18 } });
+    expect((answer.choices[0]!.message as Thinking).reasoning_content).toBe(MOCK_THOUGHT.thinking);
+    expect(answer.choices[0]!.finish_reason).toBe('stop');
+    const stream = await openai.chat.completions.create({ ...ask, messages, stream: true });
+    let text = '';
+    for await (const c of stream) text += c.choices[0]?.delta.content ?? '';
+    expect(JSON.parse(text)).toEqual({ location: 'Paris', celsius: 18 });
+    // A Claude without structured outputs cannot think with the answer's tool forced: refused.
+    const refused = await openai.chat.completions
+      .create({ ...ask, model: 'claude-3-7-sonnet-20250219', messages: [question] })
+      .catch((e) => e);
+    expect(refused.status).toBe(400);
+    expect(refused.message).toMatch(/cannot go with a tool the model must call/);
+  });
+
   it("OpenAI's reasoning effort reaches a Claude model as extended thinking, within the output limit", async () => {
     const hello = [{ role: 'user' as const, content: 'Hello' }];
     const out = await openai.chat.completions.create({
