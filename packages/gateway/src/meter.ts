@@ -1,5 +1,6 @@
 import type { CallRecord, HostedToolCalls, PriceOutcome, Tokens } from '@tally/core';
 import { ZERO_TOKENS } from '@tally/core';
+import { searchModelCalls } from './policy.js';
 import type { GatewayDeps, VirtualKey } from './types.js';
 
 export interface Attribution {
@@ -66,6 +67,7 @@ export interface AttemptOutcome {
 
 /** An attempt's price as `model`: from the upstream's usage, else from the tokens estimated. */
 function priceAs(deps: GatewayDeps, ctx: AttemptContext, out: AttemptOutcome, model: string): PriceOutcome {
+  const toolCalls = out.toolCalls ?? searchModelCalls(ctx.upstreamApi === 'openai-chat', model);
   return out.usage
     ? deps.price({
         provider: ctx.priceProvider,
@@ -75,7 +77,7 @@ function priceAs(deps: GatewayDeps, ctx: AttemptContext, out: AttemptOutcome, mo
         time: ctx.time,
         tenant: ctx.key.tenant,
         service_tier: out.serviceTier ?? null,
-        tool_calls: out.toolCalls ?? null,
+        tool_calls: toolCalls,
       })
     : deps.price({
         provider: ctx.priceProvider,
@@ -84,7 +86,7 @@ function priceAs(deps: GatewayDeps, ctx: AttemptContext, out: AttemptOutcome, mo
         time: ctx.time,
         tenant: ctx.key.tenant,
         service_tier: out.serviceTier ?? null,
-        tool_calls: out.toolCalls ?? null,
+        tool_calls: toolCalls,
       });
 }
 

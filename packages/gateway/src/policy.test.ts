@@ -5,6 +5,7 @@ import {
   type BudgetRule,
   budgetExceeded,
   hostedToolCallsAllowed,
+  searchModelCalls,
   windowsFor,
 } from './policy.js';
 import { MemoryState } from './state/memory-state.js';
@@ -193,5 +194,15 @@ describe('the hosted searches a Responses request may make', () => {
     expect(hostedToolCallsAllowed({ tools: [{ type: 'function', name: 'f' }, null, 'x'] }, 10)).toBeNull();
     expect(hostedToolCallsAllowed({ tools: 'web_search' }, 10)).toBeNull();
     expect(hostedToolCallsAllowed({}, 10)).toBeNull();
+  });
+});
+
+describe("OpenAI's search models", () => {
+  it('search the web once a chat completion, and no other model or API does', () => {
+    for (const m of ['gpt-4o-search-preview', 'gpt-4o-mini-search-preview-2025-03-11', 'gpt-5-search-api'])
+      expect(searchModelCalls(true, m), m).toEqual({ web_searches: 1 });
+    for (const m of ['gpt-4o', 'o4-mini-deep-research', 'my-search-previewer', 'gpt-4o-search'])
+      expect(searchModelCalls(true, m), m).toBeNull();
+    expect(searchModelCalls(false, 'gpt-4o-search-preview')).toBeNull();
   });
 });

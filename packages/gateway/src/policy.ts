@@ -344,6 +344,16 @@ export function hostedToolCallsAllowed(
   return web ? { web_searches: n } : { file_searches: n };
 }
 
+/** OpenAI's search models (gpt-4o-search-preview, gpt-5-search-api): each chat completion searches
+ * the web once before it answers, a search billed per call that the usage does not count. */
+const SEARCH_MODEL = /-search-(?:preview|api)(?:-|$)/;
+const ONE_SEARCH: Readonly<HostedToolCalls> = Object.freeze({ web_searches: 1 });
+
+/** The web search a chat completion of one of OpenAI's search models makes, or null. */
+export function searchModelCalls(chat: boolean, model: string): HostedToolCalls | null {
+  return chat && SEARCH_MODEL.test(model) ? ONE_SEARCH : null;
+}
+
 /** How many answers a chat request asks for: `n`, each of which may write the whole output. */
 export function choicesOf(body: Record<string, unknown>): number {
   const n = body['n'];

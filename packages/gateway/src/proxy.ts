@@ -26,6 +26,7 @@ import {
   rateLimitBucket,
   rateLimited,
   rateLimitHeaders,
+  searchModelCalls,
   tightest,
   tooManyInFlight,
 } from './policy.js';
@@ -706,7 +707,7 @@ export class Gateway {
           tokens: { input: promptTokens, output },
           time,
           tenant,
-          tool_calls: tools,
+          tool_calls: tools ?? searchModelCalls(endpoint === 'chat', a.model),
           ...dearer,
         });
       } catch {

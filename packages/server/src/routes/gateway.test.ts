@@ -339,6 +339,29 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     });
   });
 
+  it("chat with OpenAI's search models: each completion's web search billed, plain and streamed", async () => {
+    // The mock answers a call with tools in the name of the model asked (dated): as OpenAI names
+    // gpt-4o-search-preview-2025-03-11.
+    const tools = [
+      { type: 'function' as const, function: { name: 'get_weather', parameters: { type: 'object' } } },
+    ];
+    const ask = {
+      model: 'gpt-4o-search-preview',
+      messages: [{ role: 'user' as const, content: 'News?' }],
+      tools,
+    };
+    await openai.chat.completions.create(ask);
+    const s = await openai.chat.completions.create({ ...ask, stream: true });
+    for await (const _ of s);
+    const [streamed, plain] = await lastCalls(2);
+    // 82 × $2.50 + 17 × $10 per million, and one search at $25 a thousand.
+    for (const call of [plain, streamed])
+      expect(call).toMatchObject({ cost_usd: '0.025375', tokens: { web_searches: 1, file_searches: 0 } });
+    // Another model's completion makes none.
+    await openai.chat.completions.create({ ...ask, model: 'gpt-4o' });
+    expect((await lastCalls())[0]).toMatchObject({ cost_usd: '0.000375', tokens: { web_searches: 0 } });
+  });
+
   it('reserves a budget for the hosted searches a Responses call may make: its max_tool_calls, else 10', async () => {
     const made = await t.app.inject({
       method: 'POST',
