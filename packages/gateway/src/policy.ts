@@ -263,6 +263,8 @@ export function budgetExceeded(
   resetAt: number,
   now: number,
   callNano = 0n,
+  /** The hosted searches the call's most cost holds (hostedToolCallsAllowed). */
+  searches = 0,
 ): GatewayError {
   const resets = new Date(resetAt).toISOString();
   const left = rule.limitNano - spentNano;
@@ -277,9 +279,11 @@ export function budgetExceeded(
     message = `Budget ${name} is exhausted: $${nanoToUsd(spentNano)} spent of ${limit}. It resets at ${resets}.`;
   } else if (callNano > left) {
     message =
-      `This call may cost up to $${nanoToUsd(callNano)} (its prompt and its most output), more than the ` +
-      `$${nanoToUsd(left)} left of budget ${rule.id} (${rule.scope} ${rule.subject}, ${rule.period}, ${limit}): ` +
+      `This call may cost up to $${nanoToUsd(callNano)} (its prompt and its most output` +
+      (searches > 0 ? `, and ${searches} hosted searches at their fee` : '') +
+      `), more than the $${nanoToUsd(left)} left of budget ${rule.id} (${rule.scope} ${rule.subject}, ${rule.period}, ${limit}): ` +
       'send a lower output limit (max_tokens, max_output_tokens)' +
+      (searches > 0 ? ' or fewer searches (max_tool_calls)' : '') +
       (callNano > rule.limitNano ? '.' : `, or wait for ${resets}, when it resets.`);
   } else {
     retryMs = 1000;

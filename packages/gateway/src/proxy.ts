@@ -540,6 +540,7 @@ export class Gateway {
               time,
             ),
           time,
+          searchesHeld(body, endpoint, model, this.deps.config.default_max_tool_calls),
         );
       } catch (err) {
         return this.refuse(res, wire, stateUnavailable(err), refusal);
@@ -832,3 +833,13 @@ export class Gateway {
 }
 
 export type { GatewayError };
+
+/** The hosted searches a call's most cost holds, as largestCost prices them: a Responses call's
+ * max_tool_calls of the searches it offers, a search model's one a chat completion. */
+function searchesHeld(body: Obj, endpoint: Endpoint, model: string, fallback: number | undefined): number {
+  const held =
+    endpoint === 'responses'
+      ? hostedToolCallsAllowed(body, fallback ?? DEFAULT_MAX_TOOL_CALLS)
+      : searchModelCalls(endpoint === 'chat', model);
+  return (held?.web_searches ?? 0) + (held?.file_searches ?? 0);
+}

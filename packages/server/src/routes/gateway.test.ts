@@ -374,9 +374,15 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
       small.responses.create({ model: 'gpt-4.1', input: 'News?', max_output_tokens: 100, ...extra });
     const web = [{ type: 'web_search' as const }];
     // 3 searches ($0.03), or 10 where the request sets no limit, cannot fit in $0.02.
-    for (const extra of [{ tools: web, max_tool_calls: 3 }, { tools: web }]) {
-      const refused = await ask(extra).catch((e: { status: number; code: string }) => e);
+    for (const [extra, n] of [
+      [{ tools: web, max_tool_calls: 3 }, 3],
+      [{ tools: web }, 10],
+    ] as const) {
+      const refused = await ask(extra).catch((e: { status: number; code: string; message: string }) => e);
       expect(refused).toMatchObject({ status: 429, code: 'budget_exceeded' });
+      expect((refused as { message: string }).message).toMatch(
+        new RegExp(`and ${n} hosted searches at their fee\\).*or fewer searches \\(max_tool_calls\\)`),
+      );
     }
     // One search ($0.01) and the tokens fit.
     expect((await ask({ tools: web, max_tool_calls: 1 })).status).toBe('completed');
