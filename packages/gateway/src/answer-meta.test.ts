@@ -173,6 +173,10 @@ describe("counting a Responses answer's hosted tool calls", () => {
     expect(readAnswerMeta(Buffer.from(answer([]))).toolCalls).toBeNull();
     expect(hostedToolCalls('not a list')).toBeNull();
     expect(hostedToolCalls([null, 3, { type: 'web_search_call' }])).toEqual({ web_searches: 1 });
+    // An item type that names a property every object has is no tool call.
+    expect(
+      hostedToolCalls([{ type: 'constructor' }, { type: '__proto__' }, { type: 'toString' }]),
+    ).toBeNull();
   });
 
   it('reads a large answer that lists them whole, so that none is missed', () => {

@@ -66,9 +66,10 @@ const BILLED_ITEMS: Readonly<Record<string, keyof HostedToolCalls>> = {
 /** The hosted tool call an output item of a Responses answer is, if one billed per call: a web
  * search or a file search that did not fail. */
 export function billedToolCall(item: unknown): keyof HostedToolCalls | null {
-  if (!isObject(item) || typeof item['type'] !== 'string') return null;
-  const kind = BILLED_ITEMS[item['type']];
-  return kind !== undefined && item['status'] !== 'failed' ? kind : null;
+  if (!isObject(item)) return null;
+  const type = item['type'];
+  if (typeof type !== 'string' || !Object.hasOwn(BILLED_ITEMS, type)) return null;
+  return item['status'] !== 'failed' ? BILLED_ITEMS[type]! : null;
 }
 
 /** The hosted tool calls billed per call that a Responses answer's `output` lists, or null when

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type CallRecord, MAX_TOKEN_COUNT } from '@tally/core';
+import { type CallRecord, type HostedToolCalls, MAX_TOKEN_COUNT } from '@tally/core';
 import { attribute } from './attribution.js';
 import { Breakers } from './breaker.js';
 import { type Hold, reserveBudgets, settleBudgets, type Unpriceable } from './budget-guard.js';
@@ -673,11 +673,6 @@ export class Gateway {
   ): bigint | Unpriceable {
     const fallback = this.deps.config.default_max_output ?? 4096;
     const asked = maxOutputTokens(body, 0);
-    // A Responses call's hosted searches are billed per call, on top of the tokens.
-    const tools =
-      endpoint === 'responses'
-        ? hostedToolCallsAllowed(body, this.deps.config.default_max_tool_calls ?? DEFAULT_MAX_TOOL_CALLS)
-        : null;
     // What the request asks for that costs more a token: OpenAI's priority tier, Anthropic's fast
     // mode and US-only inference (a flex or batch tier costs less, so the standard prices hold).
     const dearer = {
@@ -708,7 +703,8 @@ export class Gateway {
           tokens: { input: promptTokens, output },
           time,
           tenant,
-          tool_calls: tools ?? searchModelCalls(endpoint === 'chat', a.model),
+          // Hosted searches are billed per call, on top of the tokens.
+          tool_calls: toolCallsHeld(body, endpoint, a.model, this.deps.config.default_max_tool_calls),
           ...dearer,
         });
       } catch {
@@ -834,12 +830,21 @@ export class Gateway {
 
 export type { GatewayError };
 
-/** The hosted searches a call's most cost holds, as largestCost prices them: a Responses call's
- * max_tool_calls of the searches it offers, a search model's one a chat completion. */
+/** The hosted searches a call's most cost holds on `model`: a Responses call's max_tool_calls of
+ * the searches it offers (`fallback` where it sets none), a search model's one a chat completion. */
+function toolCallsHeld(
+  body: Obj,
+  endpoint: Endpoint,
+  model: string,
+  fallback: number | undefined,
+): HostedToolCalls | null {
+  return endpoint === 'responses'
+    ? hostedToolCallsAllowed(body, fallback ?? DEFAULT_MAX_TOOL_CALLS)
+    : searchModelCalls(endpoint === 'chat', model);
+}
+
+/** How many hosted searches a call's most cost holds on `model` (toolCallsHeld), for a refusal. */
 function searchesHeld(body: Obj, endpoint: Endpoint, model: string, fallback: number | undefined): number {
-  const held =
-    endpoint === 'responses'
-      ? hostedToolCallsAllowed(body, fallback ?? DEFAULT_MAX_TOOL_CALLS)
-      : searchModelCalls(endpoint === 'chat', model);
+  const held = toolCallsHeld(body, endpoint, model, fallback);
   return (held?.web_searches ?? 0) + (held?.file_searches ?? 0);
 }

@@ -201,7 +201,9 @@ class ResponsesMeter implements StreamMeter {
     }
     if (name === 'response.output_item.done') {
       // Each hosted tool call as it ends, so that a stream cut off later still bills those made.
-      const kind = billedToolCall(parse(eventData(ev) ?? '')?.['item']);
+      // Every item ends so, a message with its whole text: only a search's is parsed.
+      const data = eventData(ev);
+      const kind = data?.includes('_search_call"') ? billedToolCall(parse(data)?.['item']) : null;
       if (kind !== null) {
         this.tools ??= {};
         this.tools[kind] = (this.tools[kind] ?? 0) + 1;
