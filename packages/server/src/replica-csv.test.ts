@@ -318,6 +318,83 @@ describe('metered calls as CSV, from a replica to its server', () => {
     }
   });
 
+  it('a replica sends a server of the version before its calls in that layout, request ids kept', async () => {
+    // The server of the version before: it reads its own layout (and the earlier ones, as this
+    // server does), and refuses any other with the 415 that version gave, its layout in the message.
+    const seen: string[] = [];
+    const before = createServer((req, res) => {
+      const parts: Buffer[] = [];
+      req.on('data', (c: Buffer) => parts.push(c));
+      req.on('end', () => {
+        const format = String(req.headers[CALLS_FORMAT_HEADER]);
+        seen.push(format);
+        if (format !== BEFORE_FILE_SEARCHES) {
+          res.writeHead(415, { 'content-type': 'application/json' });
+          res.end(
+            JSON.stringify({
+              error: {
+                code: 'unsupported_media_type',
+                message: `Metered calls as CSV must be of layout ${BEFORE_FILE_SEARCHES} (${CALLS_FORMAT_HEADER}), not ${format}: the replica and the server run different versions.`,
+              },
+            }),
+          );
+          return;
+        }
+        void t.app
+          .inject({
+            method: 'POST',
+            url: req.url!,
+            headers: { ...(req.headers as Record<string, string>), ...t.gatewayAuth },
+            payload: Buffer.concat(parts),
+          })
+          .then((r) => {
+            res.writeHead(r.statusCode, { 'content-type': 'application/json' });
+            res.end(r.rawPayload);
+          });
+      });
+    });
+    await new Promise<void>((r) => before.listen(0, '127.0.0.1', r));
+    let now = 5_000_000;
+    const client = new ControlClient(
+      `http://127.0.0.1:${(before.address() as AddressInfo).port}`,
+      'tk-x',
+      () => now,
+    );
+    try {
+      const searched = call('b-1', {
+        request_id: 'req-b',
+        project: 'a, "b"\nc',
+        tokens: { ...call('x').tokens, file_searches: 2 },
+      });
+      expect(await client.writeCalls(new CsvCallBatch(csv(searched, call('b-2'))))).toMatchObject({
+        accepted: 2,
+      });
+      // The request id is kept; the file searches, which that version cannot store, are not.
+      expect(await t.store.getCall('default', 'b-1')).toEqual({
+        ...searched,
+        tokens: { ...searched.tokens, file_searches: 0 },
+      });
+      await client.writeCalls(new CsvCallBatch(csv(call('b-3'))));
+      now += 600_001;
+      await client.writeCalls(new CsvCallBatch(csv(call('b-4'))));
+      expect(seen).toEqual([
+        CALL_CSV_FORMAT,
+        BEFORE_FILE_SEARCHES,
+        BEFORE_FILE_SEARCHES,
+        CALL_CSV_FORMAT,
+        BEFORE_FILE_SEARCHES,
+      ]);
+      expect(await t.store.getCall('default', 'b-4')).not.toBeNull();
+    } finally {
+      await client.close();
+      before.close();
+    }
+    // This version's 415 names its layout in its details, for the versions after it.
+    const refused = await post(csv(call('later-1')), { [CALLS_FORMAT_HEADER]: 'duckdb-csv-000000000000' });
+    expect(refused.statusCode).toBe(415);
+    expect(refused.json().error.details).toEqual({ layout: CALL_CSV_FORMAT });
+  });
+
   it('a replica keeps only the calls the server refused, on disk, and sends them again later', async () => {
     // The test app's routes, behind a real socket for the replica's client.
     const front = createServer((req, res) => {

@@ -18,7 +18,7 @@ import {
   uuidv7,
   type VirtualKey,
 } from '@tally/gateway';
-import { CALL_CSV_FORMAT, CsvCallBatch, csvLines } from '@tally/store';
+import { CALL_CSV_FORMAT, CsvCallBatch, csvLines, earlierCallCsv } from '@tally/store';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { Pool } from 'undici';
 import { Cached } from './cached.js';
@@ -112,6 +112,8 @@ export class ControlClient {
 
   /** Until when the server is taken not to read CSV (an earlier version's): JSON is sent. */
   private jsonUntil = 0;
+  /** The earlier layout a server of an earlier version reads, and until when it is taken to. */
+  private earlier: { layout: string; until: number } | null = null;
 
   async writeCalls(calls: CsvCallBatch): Promise<{ accepted: number; duplicates: number }> {
     type Written = {
@@ -120,18 +122,32 @@ export class ControlClient {
       rejected: { index: number; code: string; message: string }[];
     };
     const asJson = () => this.call<Written>('POST', '/v1/gateway/calls', jsonBodyOfCsv(calls.bytes));
-    let r: { status: number; json: Written };
-    if (this.now() < this.jsonUntil) r = await asJson();
-    else {
-      r = await this.call<Written>('POST', '/v1/gateway/calls', calls.bytes, {
+    const asCsv = (layout: string, bytes: Buffer) =>
+      this.call<Written>('POST', '/v1/gateway/calls', bytes, {
         'content-type': 'text/csv',
-        [CALLS_FORMAT_HEADER]: CALL_CSV_FORMAT,
+        [CALLS_FORMAT_HEADER]: layout,
         [CALLS_WITH_TASKS_HEADER]: calls.withTasks ? '1' : '0',
       });
+    const now = this.now();
+    const earlier = this.earlier !== null && now < this.earlier.until ? this.earlier.layout : null;
+    let r: { status: number; json: Written };
+    if (now < this.jsonUntil) r = await asJson();
+    else if (earlier !== null) r = await asCsv(earlier, earlierCallCsv(earlier, calls.bytes)!);
+    else {
+      r = await asCsv(CALL_CSV_FORMAT, calls.bytes);
       if (r.status === 415) {
-        // A server of an earlier version: JSON, and CSV asked again in ten minutes.
-        this.jsonUntil = this.now() + 600_000;
-        r = await asJson();
+        // A server of an earlier version. One whose layout this version knows takes the calls in
+        // it, each line without the fields that came after; any other, JSON. This layout is
+        // asked again in ten minutes.
+        const layout = serverLayout(r.json);
+        const bytes = layout === null ? null : earlierCallCsv(layout, calls.bytes);
+        if (layout !== null && bytes !== null) {
+          this.earlier = { layout, until: this.now() + 600_000 };
+          r = await asCsv(layout, bytes);
+        } else {
+          this.jsonUntil = this.now() + 600_000;
+          r = await asJson();
+        }
       }
     }
     if (r.status !== 200) {
@@ -411,4 +427,17 @@ export class AlertRelay {
     await this.sending;
     for (const w of this.waiting.splice(0)) await this.send(w.alert).catch(this.onError);
   }
+}
+
+/** The CSV layout a server's 415 names: in its details, or (a server of the version before these
+ * were given) in its message. */
+function serverLayout(answer: unknown): string | null {
+  const error = (answer as { error?: { message?: unknown; details?: { layout?: unknown } } } | null)?.error;
+  const given = error?.details?.layout;
+  if (typeof given === 'string') return given;
+  const m =
+    typeof error?.message === 'string'
+      ? /must be of layout (duckdb-csv-[0-9a-f]{12})/.exec(error.message)
+      : null;
+  return m ? m[1]! : null;
 }

@@ -70,11 +70,19 @@ export const CALL_CSV_FORMAT = formatOf(CALL_CSV_COLUMNS);
  * the columns after it at the end of the line, so a line of it is this layout's with those fields
  * as that version knew them: a text empty (null), a count 0.
  */
+/** How many leading fields of this layout each earlier layout has. Before request_id
+ * (2026-12-05): no request id, and no file searches counted. Before file_searches (2026-12-05):
+ * none counted. */
+const EARLIER_FIELDS: ReadonlyMap<string, number> = new Map(
+  [CALL_CSV_COLUMNS.length - 2, CALL_CSV_COLUMNS.length - 1].map((kept) => [
+    formatOf(CALL_CSV_COLUMNS.slice(0, kept)),
+    kept,
+  ]),
+);
+
 export const EARLIER_CALL_CSV: Readonly<Record<string, (bytes: Buffer) => Buffer>> = Object.freeze(
   Object.fromEntries(
-    // Before request_id (2026-12-05): no request id, and no file searches counted. Before
-    // file_searches (2026-12-05): none counted.
-    [CALL_CSV_COLUMNS.length - 2, CALL_CSV_COLUMNS.length - 1].map((kept) => {
+    [...EARLIER_FIELDS.values()].map((kept) => {
       const pad = CALL_CSV_COLUMNS.slice(kept)
         .map(([, type]) => (type === 'INTEGER' ? ',0' : ','))
         .join('');
@@ -86,6 +94,33 @@ export const EARLIER_CALL_CSV: Readonly<Record<string, (bytes: Buffer) => Buffer
     }),
   ),
 );
+
+/**
+ * This layout's bytes in an earlier one (EARLIER_CALL_CSV), for a server of that version: each
+ * line without the fields that came after it. Null for a layout it does not know.
+ */
+export function earlierCallCsv(format: string, bytes: Buffer): Buffer | null {
+  const kept = EARLIER_FIELDS.get(format);
+  if (kept === undefined) return null;
+  const out: string[] = [];
+  for (const line of csvLines(bytes)) {
+    // The comma that ends the last field kept: one outside quotes (a quoted field's own, and its
+    // doubled quotes, are inside them).
+    let commas = 0;
+    let quoted = false;
+    let end = line.length;
+    for (let i = 0; i < line.length; i++) {
+      const ch = line.charCodeAt(i);
+      if (ch === 34) quoted = !quoted;
+      else if (ch === 44 && !quoted && ++commas === kept) {
+        end = i;
+        break;
+      }
+    }
+    out.push(`${line.slice(0, end)}\n`);
+  }
+  return Buffer.from(out.join(''), 'utf8');
+}
 
 /** `bytes` in this layout, from this layout or an earlier one; null for a layout it does not know. */
 export function callCsvOf(format: string, bytes: Buffer): Buffer | null {

@@ -63,6 +63,8 @@ export const replicaControlRoutes: FastifyPluginAsync<AppContext> = async (app, 
           throw new TallyError(
             'unsupported_media_type',
             `Metered calls as CSV must be of layout ${CALL_CSV_FORMAT} (${CALLS_FORMAT_HEADER}), not ${String(format)}: the replica and the server run different versions.`,
+            // A replica of a later version sends its calls in this layout, if it knows it.
+            { layout: CALL_CSV_FORMAT },
           );
         }
         checkWhole(body);
