@@ -74,6 +74,40 @@ describe('parseEvent', () => {
     expect(r.record.cost_effective_nano).toBe(1_200_000n);
   });
 
+  it("prices the hosted tool calls a call's usage does not count", () => {
+    const call = (tool_calls: unknown) =>
+      parseEvent(
+        {
+          ...base,
+          type: 'llm.call',
+          provider: 'openai',
+          api: 'openai-responses',
+          model: 'gpt-4.1',
+          usage: { input_tokens: 328, output_tokens: 356 },
+          tool_calls,
+        },
+        ctx,
+      );
+    // 328 × $2 + 356 × $8 per million, two web searches at $10 a thousand, a file search at $2.50.
+    const r = call({ web_searches: 2, file_searches: 1 });
+    if (r.kind !== 'call') throw new Error('call expected');
+    expect(r.record).toMatchObject({
+      cost_list_nano: 26_004_000n,
+      tokens: { web_searches: 2, file_searches: 1 },
+    });
+    const none = call(undefined);
+    if (none.kind !== 'call') throw new Error('call expected');
+    expect(none.record.cost_list_nano).toBe(3_504_000n);
+    for (const [bad, field] of [
+      [[2], 'tool_calls'],
+      [{ code_interpreter: 1 }, 'tool_calls.code_interpreter'],
+      [{ web_searches: -1 }, 'tool_calls.web_searches'],
+      [{ file_searches: 1.5 }, 'tool_calls.file_searches'],
+    ] as const) {
+      expect(() => call(bad)).toThrow(expect.objectContaining({ field }));
+    }
+  });
+
   it('records an unknown model as unpriced with null cost, never $0', () => {
     const r = parseEvent(
       {

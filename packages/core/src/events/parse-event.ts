@@ -8,7 +8,7 @@ import {
   ZERO_TOKENS,
 } from '../model.js';
 import { usdToNano } from '../money.js';
-import type { Pricer } from '../pricing/types.js';
+import type { HostedToolCalls, Pricer } from '../pricing/types.js';
 import {
   FieldError,
   isObject,
@@ -61,6 +61,22 @@ function parseTokens(raw: unknown): Partial<Tokens> {
   return out;
 }
 
+/** The hosted tool calls billed per call that a call's usage does not count (PriceInput.tool_calls). */
+function parseToolCalls(raw: unknown): HostedToolCalls | null {
+  if (raw === undefined || raw === null) return null;
+  if (!isObject(raw)) throw new FieldError('tool_calls', 'must be an object of counts');
+  const out: HostedToolCalls = {};
+  for (const k in raw) {
+    if (k !== 'web_searches' && k !== 'file_searches')
+      throw new FieldError(`tool_calls.${k}`, 'is not a hosted tool call: web_searches or file_searches');
+    const v = raw[k];
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+      throw new FieldError(`tool_calls.${k}`, 'must be a non-negative integer');
+    out[k] = v;
+  }
+  return out;
+}
+
 function parseCall(raw: Json, id: string, time: number, ctx: ParseContext): CallRecord {
   const provider = reqString(raw, 'provider', 64);
   const model = reqString(raw, 'model', 256);
@@ -73,6 +89,7 @@ function parseCall(raw: Json, id: string, time: number, ctx: ParseContext): Call
   const tokens = tokensRaw === undefined || tokensRaw === null ? null : parseTokens(tokensRaw);
   if (!isObject(usage) && tokens === null)
     throw new FieldError('usage', 'either usage or tokens is required');
+  const toolCalls = parseToolCalls(raw['tool_calls']);
   const costRaw = raw['cost_usd'];
   let billedNano: bigint | null = null;
   if (costRaw !== undefined && costRaw !== null) {
@@ -104,6 +121,7 @@ function parseCall(raw: Json, id: string, time: number, ctx: ParseContext): Call
       tokens,
       time,
       tenant: ctx.tenant,
+      tool_calls: toolCalls,
     });
   } catch (err) {
     // Malformed usage is the sender's fault: name the field instead of failing the batch.
