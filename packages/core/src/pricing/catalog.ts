@@ -21,6 +21,7 @@ import {
   unitUsageToTokens,
 } from './tokens.js';
 import type { HostedToolCalls, PriceInput, PriceOutcome } from './types.js';
+import { UNITS } from './units.js';
 import { applyVariant, followVariant, multiplyFactors, scaleTokenPrices } from './variants.js';
 
 /** A tenant's negotiated price: a discount off list, or its own prices (which also add models). */
@@ -252,6 +253,13 @@ export class Catalog {
       source ||= label!;
       effectiveSource = label!;
     }
+    // A hosted tool's calls that no price covers leave the call unpriced, with why, rather than
+    // priced at their tokens alone, as an unknown model is never $0.
+    const fee = unpricedFee(usage, prices, override?.prices);
+    if (fee !== null) {
+      const model = resolved?.model.id ?? override!.model;
+      return { status: 'unpriced', tokens, reason: `model ${model} has no price for ${fee}`, version };
+    }
     const l = list!;
     let effectiveTotal = effective!.total;
     if (override?.discount_pct !== undefined && !override.prices) {
@@ -348,4 +356,17 @@ function withToolCalls(counted: UnitUsage, calls: HostedToolCalls): UnitUsage {
   add('web_searches', calls.web_searches, 'tool_calls.web_searches');
   add('storage_searches', calls.file_searches, 'tool_calls.file_searches');
   return checkUnitUsage(usage);
+}
+
+/** The units of hosted tools' calls, priced per call (web searches, file searches, ...). */
+const TOOL_CALL_UNITS = UNITS.filter((u) => u.dims['family'] === 'tool_calls');
+
+/** The hosted tool calls in `usage` that none of `sets` prices (`2 web_searches`), or null. */
+function unpricedFee(usage: UnitUsage, ...sets: (PriceSet | null | undefined)[]): string | null {
+  for (const u of TOOL_CALL_UNITS) {
+    const n = usage[u.usageKey] ?? 0;
+    if (n > 0 && !sets.some((s) => s?.[u.priceKey as keyof PriceSet] !== undefined))
+      return `${u.usageKey} (${n} made)`;
+  }
+  return null;
 }

@@ -52,6 +52,38 @@ describe("OpenAI's hosted tools, billed per call", () => {
     expect(total({ ...base, tokens, tool_calls: { web_searches: 1 } })).toBe('0.026');
   });
 
+  it('leaves a call unpriced, saying why, where no price covers its searches, rather than at its tokens', () => {
+    // No table gives gpt-5-nano a search fee.
+    expect(cat.price(call('gpt-5-nano', { web_searches: 2 }))).toMatchObject({
+      status: 'unpriced',
+      reason: 'model gpt-5-nano has no price for web_searches (2 made)',
+      tokens: { web_searches: 2, input: 328 },
+    });
+    expect(cat.price(call('gpt-5-nano')).status).toBe('priced');
+    // Claude 3 Haiku has no web search price: its usage's count of them is unpriced too.
+    const haiku = cat.price({
+      provider: 'anthropic',
+      api: 'anthropic-messages',
+      model: 'claude-3-haiku-20240307',
+      usage: { input_tokens: 10, output_tokens: 5, server_tool_use: { web_search_requests: 1 } },
+    });
+    expect(haiku).toMatchObject({
+      status: 'unpriced',
+      reason: expect.stringContaining('web_searches (1 made)'),
+    });
+    // A tenant's own price for them prices it.
+    const own = testCatalog({
+      overrides: [
+        { tenant: 'default', provider: 'openai', model: 'gpt-5-nano', prices: { web_searches_kcount: '10' } },
+      ],
+    });
+    const priced = own.price(call('gpt-5-nano', { web_searches: 2 }));
+    expect(priced.status).toBe('priced');
+    expect(priced.status === 'priced' && exactToUsd(priced.effective)).toBe(
+      (Number(total(call('gpt-5-nano'))) + 0.02).toFixed(8).replace(/0+$/, ''),
+    );
+  });
+
   it('refuses a count that is not one, with the field it came in', () => {
     for (const bad of [-1, 1.5, 2 ** 31, Number.NaN]) {
       expect(() => cat.price(call('gpt-4.1', { web_searches: bad }))).toThrow(

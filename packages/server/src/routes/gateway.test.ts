@@ -331,6 +331,13 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
         pricing_status: 'priced',
       });
     }
+    // A model with no search fee in the tables cannot be held to the key's budget with searches
+    // offered: refused before it goes, saying why, as a model with no price is.
+    const unpriced = await openai.responses
+      .create({ model: 'gpt-5-nano', input: 'News?', tools })
+      .catch((e: { status: number; code: string; message: string }) => e);
+    expect(unpriced).toMatchObject({ status: 400, code: 'unpriced_model' });
+    expect((unpriced as { message: string }).message).toMatch(/gpt-5-nano has no price for web_searches/);
     // Without the tools, nothing is added.
     await openai.responses.create({ model: 'gpt-4.1', input: 'Hi' });
     expect((await lastCalls())[0]).toMatchObject({
