@@ -100,6 +100,9 @@ export interface AnswerTool {
   input_schema: Record<string, unknown>;
 }
 
+/** The schema of a json_object answer: any object. */
+const ANY_OBJECT: Readonly<Record<string, unknown>> = Object.freeze({ type: 'object' });
+
 /**
  * The tool through which an Anthropic model gives a structured answer: the model is made to call
  * it, and its input is the answer, which the client gets as the text of the message. `format` is
@@ -116,7 +119,7 @@ export function answerToolOf(
     return {
       name: ANSWER_TOOL,
       description: 'Give the answer as a JSON object.',
-      input_schema: { type: 'object' },
+      input_schema: ANY_OBJECT,
     };
   }
   if (type !== 'json_schema') return null;
@@ -184,7 +187,8 @@ export function takesOutputFormat(model: string): boolean {
  * (applyAnswerTool), except on a call that thinks (`effort`, OpenAI's reasoning effort), which
  * cannot go with a tool the model is made to call. There, on a model that takes it, the schema goes
  * as it is (`output_config.format`), the model may think and call the request's tools first, and
- * its answer is the message's text. On an older model, that call is refused (applyReasoning).
+ * its answer is the message's text. On an older model, that call is refused (applyReasoning), and
+ * so is a json_object answer, which has no schema of its own to send.
  */
 export function applyStructuredAnswer(
   answer: AnswerTool | null,
@@ -193,7 +197,7 @@ export function applyStructuredAnswer(
   effort: unknown,
 ): void {
   const thinks = effort !== undefined && effort !== null && effort !== 'none';
-  if (answer && thinks && takesOutputFormat(String(out['model']))) {
+  if (answer && thinks && answer.input_schema !== ANY_OBJECT && takesOutputFormat(String(out['model']))) {
     out['output_config'] = { format: { type: 'json_schema', schema: answer.input_schema } };
     return;
   }

@@ -144,6 +144,10 @@ describe('OpenAI chat -> Anthropic messages', () => {
     expect(() => toAnthropicRequest(ask, 'claude-3-7-sonnet-20250219', 1)).toThrow(
       /cannot go with a tool the model must call/,
     );
+    // json_object has no schema of its own to send: refused with thinking, on any Claude.
+    expect(() =>
+      toAnthropicRequest({ ...ask, response_format: { type: 'json_object' } }, 'claude-sonnet-4-5', 1),
+    ).toThrow(/cannot go with a tool the model must call/);
     // The Responses API's text.format alike.
     const responses = responsesToAnthropicRequest(
       {
