@@ -361,7 +361,7 @@ function withToolCalls(counted: UnitUsage, calls: HostedToolCalls): UnitUsage {
 /** The units of hosted tools' calls, priced per call (web searches, file searches, ...). */
 const TOOL_CALL_UNITS = UNITS.filter((u) => u.dims['family'] === 'tool_calls');
 
-/** The hosted tool calls in `usage` that none of `sets` prices (`2 web_searches`), or null. */
+/** The hosted tool calls in `usage` that none of `sets` prices (`web_searches (2 made)`), or null. */
 function unpricedFee(usage: UnitUsage, ...sets: (PriceSet | null | undefined)[]): string | null {
   for (const u of TOOL_CALL_UNITS) {
     const n = usage[u.usageKey] ?? 0;
