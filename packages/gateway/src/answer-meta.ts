@@ -65,11 +65,20 @@ const BILLED_ITEMS: Readonly<Record<string, keyof HostedToolCalls>> = {
 
 /** The hosted tool call an output item of a Responses answer is, if one billed per call: a web
  * search or a file search that did not fail. */
-export function billedToolCall(item: unknown): keyof HostedToolCalls | null {
+function billedToolCall(item: unknown): keyof HostedToolCalls | null {
   if (!isObject(item)) return null;
   const type = item['type'];
   if (typeof type !== 'string' || !Object.hasOwn(BILLED_ITEMS, type)) return null;
   return item['status'] !== 'failed' ? BILLED_ITEMS[type]! : null;
+}
+
+/** `calls` with one more of the hosted tool call `item` is, if it is one billed per call. */
+export function countToolCall(calls: HostedToolCalls | null, item: unknown): HostedToolCalls | null {
+  const kind = billedToolCall(item);
+  if (kind === null) return calls;
+  const out = calls ?? {};
+  out[kind] = (out[kind] ?? 0) + 1;
+  return out;
 }
 
 /** The hosted tool calls billed per call that a Responses answer's `output` lists, or null when
@@ -77,12 +86,7 @@ export function billedToolCall(item: unknown): keyof HostedToolCalls | null {
 export function hostedToolCalls(output: unknown): HostedToolCalls | null {
   if (!Array.isArray(output)) return null;
   let calls: HostedToolCalls | null = null;
-  for (const item of output) {
-    const kind = billedToolCall(item);
-    if (kind === null) continue;
-    calls ??= {};
-    calls[kind] = (calls[kind] ?? 0) + 1;
-  }
+  for (const item of output) calls = countToolCall(calls, item);
   return calls;
 }
 

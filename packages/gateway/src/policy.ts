@@ -210,12 +210,10 @@ export function rateLimitHeaders(r: RateResult): Record<string, string> {
 export function rateLimited(r: RateResult, key: VirtualKey, rule: RateLimitRule | null = null): GatewayError {
   const what = r.limited === 'tokens' ? 'tokens' : 'requests';
   const limit = what === 'tokens' ? r.tokens?.limit : r.requests?.limit;
-  const whose = rule ? `rate limit ${rule.id} (${rule.scope} ${rule.subject})` : `key ${key.id}`;
-  const headers: Record<string, string> = {
+  const { whose, headers } = limitOwner(key, rule, {
     ...rateLimitHeaders(r),
     'retry-after': String(Math.max(1, Math.ceil(r.retryAfterMs / 1000))),
-  };
-  if (rule) headers['x-tally-rate-limit'] = headerValue(rule.id);
+  });
   return {
     status: 429,
     type: what,
@@ -225,6 +223,18 @@ export function rateLimited(r: RateResult, key: VirtualKey, rule: RateLimitRule 
   };
 }
 
+/** Whose limit refused a call, as a 429 names it: the key's own (`rule` null) or a scope's rate
+ * limit, which its `x-tally-rate-limit` header names too. */
+function limitOwner(
+  key: VirtualKey,
+  rule: RateLimitRule | null,
+  headers: Record<string, string>,
+): { whose: string; headers: Record<string, string> } {
+  if (!rule) return { whose: `key ${key.id}`, headers };
+  headers['x-tally-rate-limit'] = headerValue(rule.id);
+  return { whose: `rate limit ${rule.id} (${rule.scope} ${rule.subject})`, headers };
+}
+
 /** The 429 of a cap on calls in flight: the key's own (`rule` null) or one of its scope's. */
 export function tooManyInFlight(
   inFlight: number,
@@ -232,9 +242,7 @@ export function tooManyInFlight(
   limit: number,
   rule: RateLimitRule | null,
 ): GatewayError {
-  const whose = rule ? `rate limit ${rule.id} (${rule.scope} ${rule.subject})` : `key ${key.id}`;
-  const headers: Record<string, string> = { 'retry-after': '1' };
-  if (rule) headers['x-tally-rate-limit'] = headerValue(rule.id);
+  const { whose, headers } = limitOwner(key, rule, { 'retry-after': '1' });
   return {
     status: 429,
     type: 'requests',

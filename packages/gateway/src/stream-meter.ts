@@ -1,5 +1,5 @@
 import type { HostedToolCalls } from '@tally/core';
-import { billedToolCall, hostedToolCalls } from './answer-meta.js';
+import { countToolCall, hostedToolCalls } from './answer-meta.js';
 import type { Endpoint } from './providers.js';
 import { eventData, eventName } from './sse.js';
 
@@ -203,11 +203,7 @@ class ResponsesMeter implements StreamMeter {
       // Each hosted tool call as it ends, so that a stream cut off later still bills those made.
       // Every item ends so, a message with its whole text: only a search's is parsed.
       const data = eventData(ev);
-      const kind = data?.includes('_search_call"') ? billedToolCall(parse(data)?.['item']) : null;
-      if (kind !== null) {
-        this.tools ??= {};
-        this.tools[kind] = (this.tools[kind] ?? 0) + 1;
-      }
+      if (data?.includes('_search_call"')) this.tools = countToolCall(this.tools, parse(data)?.['item']);
       return true;
     }
     if (

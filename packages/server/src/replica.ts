@@ -110,10 +110,9 @@ export class ControlClient {
     return (await this.call<{ data: ProviderConfig[] }>('GET', '/v1/gateway/providers')).json.data;
   }
 
-  /** Until when the server is taken not to read CSV (an earlier version's): JSON is sent. */
-  private jsonUntil = 0;
-  /** The earlier layout a server of an earlier version reads, and until when it is taken to. */
-  private earlier: { layout: string; until: number } | null = null;
+  /** The layout a server of an earlier version names (null: none, a server without CSV), and
+   * until when it is taken to read no other. */
+  private older: { layout: string | null; until: number } | null = null;
 
   async writeCalls(calls: CsvCallBatch): Promise<{ accepted: number; duplicates: number }> {
     type Written = {
@@ -128,26 +127,22 @@ export class ControlClient {
         [CALLS_FORMAT_HEADER]: layout,
         [CALLS_WITH_TASKS_HEADER]: calls.withTasks ? '1' : '0',
       });
-    const now = this.now();
-    const earlier = this.earlier !== null && now < this.earlier.until ? this.earlier.layout : null;
+    /** In the layout a server of an earlier version takes: a CSV layout this version knows (each
+     * line without the fields that came after), else JSON. */
+    const asOlder = (layout: string | null) => {
+      const bytes = layout === null ? null : earlierCallCsv(layout, calls.bytes);
+      return bytes === null ? asJson() : asCsv(layout!, bytes);
+    };
+    const older = this.older !== null && this.now() < this.older.until ? this.older : null;
     let r: { status: number; json: Written };
-    if (now < this.jsonUntil) r = await asJson();
-    else if (earlier !== null) r = await asCsv(earlier, earlierCallCsv(earlier, calls.bytes)!);
+    if (older) r = await asOlder(older.layout);
     else {
       r = await asCsv(CALL_CSV_FORMAT, calls.bytes);
       if (r.status === 415) {
-        // A server of an earlier version. One whose layout this version knows takes the calls in
-        // it, each line without the fields that came after; any other, JSON. This layout is
-        // asked again in ten minutes.
-        const layout = serverLayout(r.json);
-        const bytes = layout === null ? null : earlierCallCsv(layout, calls.bytes);
-        if (layout !== null && bytes !== null) {
-          this.earlier = { layout, until: this.now() + 600_000 };
-          r = await asCsv(layout, bytes);
-        } else {
-          this.jsonUntil = this.now() + 600_000;
-          r = await asJson();
-        }
+        // A server of an earlier version, which names its layout: this one is asked again in
+        // ten minutes.
+        this.older = { layout: serverLayout(r.json), until: this.now() + 600_000 };
+        r = await asOlder(this.older.layout);
       }
     }
     if (r.status !== 200) {

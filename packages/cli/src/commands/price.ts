@@ -1,6 +1,13 @@
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
-import { type Catalog, exactToUsd, isTallyError, type PriceInput, TallyError } from '@tally/core';
+import {
+  type Catalog,
+  exactToUsd,
+  isHostedToolCall,
+  isTallyError,
+  type PriceInput,
+  TallyError,
+} from '@tally/core';
 import type { Command } from 'commander';
 import { loadConfig } from '../load-config.js';
 import { loadCatalog } from '../pricer.js';
@@ -47,7 +54,7 @@ export function priceLine(catalog: Catalog, line: string, defaultTime: number | 
       (typeof toolCalls !== 'object' ||
         toolCalls === null ||
         Array.isArray(toolCalls) ||
-        Object.keys(toolCalls).some((k) => k !== 'web_searches' && k !== 'file_searches'))
+        !Object.keys(toolCalls).every(isHostedToolCall))
     ) {
       throw new TallyError(
         'invalid_request',

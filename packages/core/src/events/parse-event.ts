@@ -8,7 +8,7 @@ import {
   ZERO_TOKENS,
 } from '../model.js';
 import { usdToNano } from '../money.js';
-import type { HostedToolCalls, Pricer } from '../pricing/types.js';
+import { type HostedToolCalls, isHostedToolCall, type Pricer } from '../pricing/types.js';
 import {
   FieldError,
   isObject,
@@ -67,7 +67,7 @@ function parseToolCalls(raw: unknown): HostedToolCalls | null {
   if (!isObject(raw)) throw new FieldError('tool_calls', 'must be an object of counts');
   const out: HostedToolCalls = {};
   for (const k in raw) {
-    if (k !== 'web_searches' && k !== 'file_searches')
+    if (!isHostedToolCall(k))
       throw new FieldError(`tool_calls.${k}`, 'is not a hosted tool call: web_searches or file_searches');
     const v = raw[k];
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)

@@ -31,10 +31,15 @@ export interface PriceInput {
 }
 
 /** Hosted tool calls billed per call (see PriceInput.tool_calls). */
-export interface HostedToolCalls {
-  web_searches?: number;
-  file_searches?: number;
-}
+export type HostedToolCalls = Partial<Record<HostedToolCall, number>>;
+
+/** The hosted tool calls a call may count apart from its usage (HostedToolCalls' fields). */
+export const HOSTED_TOOL_CALLS = ['web_searches', 'file_searches'] as const;
+export type HostedToolCall = (typeof HOSTED_TOOL_CALLS)[number];
+
+/** Whether `k` names a hosted tool call (HOSTED_TOOL_CALLS). */
+export const isHostedToolCall = (k: string): k is HostedToolCall =>
+  (HOSTED_TOOL_CALLS as readonly string[]).includes(k);
 
 export interface Priced {
   status: 'priced';

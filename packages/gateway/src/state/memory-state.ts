@@ -1,4 +1,4 @@
-import { type Bucket, OK, type RateVerdict, rateResult, rateVerdict, refill } from './rate.js';
+import { type Bucket, OK, rateResult, rateVerdict, refill } from './rate.js';
 import type {
   AcquireResult,
   BudgetWindow,
@@ -98,21 +98,26 @@ export class MemoryState implements SharedState {
   }
 
   async rateLimitAll(buckets: RateBucket[], tokens: number, now: number): Promise<RateResult[]> {
-    const levels = buckets.map((b) => ({
-      r: b.rpm ? refill(this.bucket(b.key, 'r', b.rpm, now), b.rpm, now) : 0,
-      t: b.tpm ? refill(this.bucket(b.key, 't', b.tpm, now), b.tpm, now) : 0,
-    }));
-    const verdicts = levels.map((l, i) => rateVerdict(buckets[i] as RateBucket, l.r, l.t, tokens));
-    const ok = verdicts.every((v) => v.ok);
+    const pairs = buckets.map((b) => {
+      const rb = b.rpm ? this.bucket(b.key, 'r', b.rpm, now) : null;
+      const tb = b.tpm ? this.bucket(b.key, 't', b.tpm, now) : null;
+      return { rb, tb, r: rb ? refill(rb, b.rpm!, now) : 0, t: tb ? refill(tb, b.tpm!, now) : 0 };
+    });
+    const verdicts = pairs.map((p, i) => rateVerdict(buckets[i] as RateBucket, p.r, p.t, tokens));
     const refused = verdicts.findIndex((v) => !v.ok);
     return buckets.map((b, i) => {
-      const l = levels[i] as { r: number; t: number };
-      const rNext = ok && b.rpm ? l.r - 1 : l.r;
-      const tNext = ok && b.tpm ? l.t - tokens : l.t;
-      if (b.rpm) Object.assign(this.bucket(b.key, 'r', b.rpm, now), { level: rNext, at: now });
-      if (b.tpm) Object.assign(this.bucket(b.key, 't', b.tpm, now), { level: tNext, at: now });
-      const v = i === refused ? (verdicts[i] as RateVerdict) : OK;
-      return rateResult(b, v, rNext, tNext);
+      const { rb, tb, r, t } = pairs[i]!;
+      const rNext = refused < 0 && rb ? r - 1 : r;
+      const tNext = refused < 0 && tb ? t - tokens : t;
+      if (rb) {
+        rb.level = rNext;
+        rb.at = now;
+      }
+      if (tb) {
+        tb.level = tNext;
+        tb.at = now;
+      }
+      return rateResult(b, i === refused ? verdicts[i]! : OK, rNext, tNext);
     });
   }
 
