@@ -22,6 +22,9 @@ export interface Tokens {
   web_searches: number;
   /** Searches of the provider's file stores (OpenAI's file_search tool), priced per search. */
   file_searches: number;
+  /** Sessions of the provider's code containers (OpenAI's code interpreter), priced per session:
+   * each container the gateway first sees, of any memory size (the price is that size's). */
+  code_containers: number;
 }
 
 export const ZERO_TOKENS: Readonly<Tokens> = Object.freeze({
@@ -36,6 +39,7 @@ export const ZERO_TOKENS: Readonly<Tokens> = Object.freeze({
   cache_audio_read: 0,
   web_searches: 0,
   file_searches: 0,
+  code_containers: 0,
 });
 
 export type PricingStatus = 'priced' | 'estimated' | 'unpriced';

@@ -1,6 +1,7 @@
 import { Rng } from '@tally/core';
 import { describe, expect, it } from 'vitest';
 import { hostedToolCalls, readAnswerMeta, WHOLE_PARSE_UP_TO } from './answer-meta.js';
+import { containersOf } from './containers.js';
 import { chatRecordings, embeddingRecordings, SKIP_WITHOUT_RECORDINGS } from './testing/recorded.js';
 
 type Obj = Record<string, unknown>;
@@ -14,6 +15,7 @@ function reference(text: string) {
     model: typeof j['model'] === 'string' ? j['model'] : null,
     serviceTier: typeof j['service_tier'] === 'string' ? j['service_tier'] : null,
     toolCalls: hostedToolCalls(j['output']),
+    containers: containersOf(j['output']),
   };
 }
 
@@ -75,6 +77,7 @@ describe('reading usage and model from a JSON answer', () => {
       model: 'gpt-4o-2024-08-06',
       serviceTier: 'flex',
       toolCalls: null,
+      containers: null,
     });
   });
 
@@ -177,6 +180,22 @@ describe("counting a Responses answer's hosted tool calls", () => {
     expect(
       hostedToolCalls([{ type: 'constructor' }, { type: '__proto__' }, { type: 'toString' }]),
     ).toBeNull();
+  });
+
+  it('lists the containers code interpreter calls used, each once, in a small answer or a large one', () => {
+    const code = (container: unknown) => ({
+      type: 'code_interpreter_call',
+      id: 'ci',
+      status: 'completed',
+      container_id: container,
+      code: '1',
+      outputs: null,
+    });
+    const items = [code('cntr_1'), code('cntr_1'), code('cntr_2'), code(null), code(''), web('completed')];
+    expect(readAnswerMeta(Buffer.from(answer(items))).containers).toEqual(['cntr_1', 'cntr_2']);
+    const large = answer([code('cntr_3')], 'x'.repeat(WHOLE_PARSE_UP_TO * 2));
+    expect(readAnswerMeta(Buffer.from(large)).containers).toEqual(['cntr_3']);
+    expect(readAnswerMeta(Buffer.from(answer([]))).containers).toBeNull();
   });
 
   it('reads a large answer that lists them whole, so that none is missed', () => {

@@ -1,4 +1,4 @@
-import { nanoToUsd } from '@tally/core';
+import { type HostedToolCalls, nanoToUsd } from '@tally/core';
 import { backoffMs } from './backoff.js';
 import { modelAllowed } from './model-allow.js';
 import {
@@ -43,8 +43,8 @@ export async function reserveBudgets(
   model: string,
   costOf: (model: string) => bigint | Unpriceable,
   time: number,
-  /** The hosted searches that cost holds (hostedToolCallsAllowed), named in a refusal. */
-  searches = 0,
+  /** The hosted tool calls that cost holds (toolCallsHeld), named in a refusal. */
+  toolCalls: HostedToolCalls | null = null,
 ): Promise<Admission> {
   const held = windowsFor(rules, time).slice();
   const unheld: RuleWindow[] = [];
@@ -73,7 +73,7 @@ export async function reserveBudgets(
       await alertExhausted(deps, key, w, r.spentNano, amount, time);
       return {
         ok: false,
-        error: budgetExceeded(rule, r.spentNano, r.reservedNano, r.resetAt, time, amount, searches),
+        error: budgetExceeded(rule, r.spentNano, r.reservedNano, r.resetAt, time, amount, toolCalls),
       };
     }
     if (rule.action === 'downgrade' && downgradeTo === null) {
@@ -87,7 +87,7 @@ export async function reserveBudgets(
         // a block budget would hold it, rather than sent on the dear model, or to one no budget
         // could hold it to; and it alerts as a block budget would.
         await alertExhausted(deps, key, w, r.spentNano, amount, time);
-        const e = budgetExceeded(rule, r.spentNano, r.reservedNano, r.resetAt, time, amount, searches);
+        const e = budgetExceeded(rule, r.spentNano, r.reservedNano, r.resetAt, time, amount, toolCalls);
         e.message += allowed
           ? ` It would go to ${rule.downgradeModel}, which has no provider or no price now.`
           : ` It would go to ${rule.downgradeModel}, which this key may not use.`;

@@ -10,7 +10,7 @@ import {
   translatedToMessages,
   upstreamFor,
 } from './providers.js';
-import { type Accumulated, failure, type Recorder, relayStream } from './relay.js';
+import { type Accumulated, type ContainerSessions, failure, type Recorder, relayStream } from './relay.js';
 import { relay } from './relay-whole.js';
 import { badRequest, type GatewayError, sendError, wireOf } from './replies.js';
 import type { Attempt } from './router.js';
@@ -45,6 +45,7 @@ export interface ForwardEnv {
   upstreams: Upstreams;
   breakers: Breakers;
   recorder: Recorder;
+  sessions: ContainerSessions;
   /** An attempt is about to go upstream (it is under way until it is recorded)... */
   started(ctx: AttemptContext, body: Obj): void;
   /** ...and is over. */
@@ -253,6 +254,8 @@ export async function forwardAttempts(
             abort,
             acc,
             limit,
+            undefined,
+            env.sessions,
           );
         }
       } else {
@@ -276,6 +279,7 @@ export async function forwardAttempts(
           retryable: !last,
           provider: attempt.provider,
           limit,
+          sessions: env.sessions,
         });
         if (relayed !== 'answered') env.breakers.failure(attempt.provider.id);
         if (relayed === 'retry') continue;

@@ -271,9 +271,15 @@ export function budgetExceeded(
   resetAt: number,
   now: number,
   callNano = 0n,
-  /** The hosted searches the call's most cost holds (hostedToolCallsAllowed). */
-  searches = 0,
+  /** The hosted tool calls the call's most cost holds: searches, a code container's session. */
+  held: HostedToolCalls | null = null,
 ): GatewayError {
+  const searches = (held?.web_searches ?? 0) + (held?.file_searches ?? 0);
+  const containers =
+    (held?.code_containers ?? 0) +
+    (held?.code_containers_4g ?? 0) +
+    (held?.code_containers_16g ?? 0) +
+    (held?.code_containers_64g ?? 0);
   const resets = new Date(resetAt).toISOString();
   const left = rule.limitNano - spentNano;
   const name = `${rule.id} (${rule.scope} ${rule.subject}, ${rule.period})`;
@@ -289,9 +295,11 @@ export function budgetExceeded(
     message =
       `This call may cost up to $${nanoToUsd(callNano)} (its prompt and its most output` +
       (searches > 0 ? `, and ${searches} hosted searches at their fee` : '') +
+      (containers > 0 ? ', and a code interpreter container session at its fee' : '') +
       `), more than the $${nanoToUsd(left)} left of budget ${rule.id} (${rule.scope} ${rule.subject}, ${rule.period}, ${limit}): ` +
       'send a lower output limit (max_tokens, max_output_tokens)' +
       (searches > 0 ? ' or fewer searches (max_tool_calls)' : '') +
+      (containers > 0 ? " or a container of your own (the code_interpreter tool's container id)" : '') +
       (callNano > rule.limitNano ? '.' : `, or wait for ${resets}, when it resets.`);
   } else {
     retryMs = 1000;

@@ -4,6 +4,7 @@ import { type CallRecord, type HostedToolCalls, MAX_TOKEN_COUNT } from '@tally/c
 import { attribute } from './attribution.js';
 import { Breakers } from './breaker.js';
 import { type Hold, reserveBudgets, settleBudgets, type Unpriceable } from './budget-guard.js';
+import { containerHeld, withContainerSessions } from './containers.js';
 import { type ForwardEnv, forwardAttempts } from './forward.js';
 import { checkTopLevel, editTopLevel } from './json-edit.js';
 import {
@@ -185,6 +186,8 @@ export class Gateway {
       breakers: this.breakers,
       recorder: ((ctx: AttemptContext, out: AttemptOutcome, acc: Accumulated, later?: true) =>
         this.record(ctx, out, acc, later)) as Recorder,
+      sessions: (ctx, body, ids, calls) =>
+        withContainerSessions(deps.state, ctx.key.tenant, body, ids, calls, deps.clock.now()),
       started: (ctx, body) => {
         const u: Underway = {
           ctx,
@@ -540,7 +543,7 @@ export class Gateway {
               time,
             ),
           time,
-          searchesHeld(body, endpoint, model, this.deps.config.default_max_tool_calls),
+          toolCallsHeld(body, endpoint, model, this.deps.config.default_max_tool_calls),
         );
       } catch (err) {
         return this.refuse(res, wire, stateUnavailable(err), refusal);
@@ -830,21 +833,17 @@ export class Gateway {
 
 export type { GatewayError };
 
-/** The hosted searches a call's most cost holds on `model`: a Responses call's max_tool_calls of
- * the searches it offers (`fallback` where it sets none), a search model's one a chat completion. */
+/** The hosted tool calls a call's most cost holds on `model`: a Responses call's max_tool_calls
+ * of the searches it offers (`fallback` where it sets none) and the session of a code container
+ * made for it; a search model's one search a chat completion. */
 function toolCallsHeld(
   body: Obj,
   endpoint: Endpoint,
   model: string,
   fallback: number | undefined,
 ): HostedToolCalls | null {
-  return endpoint === 'responses'
-    ? hostedToolCallsAllowed(body, fallback ?? DEFAULT_MAX_TOOL_CALLS)
-    : searchModelCalls(endpoint === 'chat', model);
-}
-
-/** How many hosted searches a call's most cost holds on `model` (toolCallsHeld), for a refusal. */
-function searchesHeld(body: Obj, endpoint: Endpoint, model: string, fallback: number | undefined): number {
-  const held = toolCallsHeld(body, endpoint, model, fallback);
-  return (held?.web_searches ?? 0) + (held?.file_searches ?? 0);
+  if (endpoint !== 'responses') return searchModelCalls(endpoint === 'chat', model);
+  const searches = hostedToolCallsAllowed(body, fallback ?? DEFAULT_MAX_TOOL_CALLS);
+  const container = containerHeld(body);
+  return container ? { ...searches, ...container } : searches;
 }

@@ -2,7 +2,14 @@ import type { ServerResponse } from 'node:http';
 import { type HostedToolCalls, nanoToUsd, type Tokens } from '@tally/core';
 import { metaOf, readAnswerMeta } from './answer-meta.js';
 import type { AttemptContext, AttemptOutcome } from './meter.js';
-import { type Accumulated, failure, type Metered, passHeaders, type Recorder } from './relay.js';
+import {
+  type Accumulated,
+  type ContainerSessions,
+  failure,
+  type Metered,
+  passHeaders,
+  type Recorder,
+} from './relay.js';
 import { sendError, type Wire } from './replies.js';
 import { countTokens, estimatePromptTokens } from './tokenizer.js';
 import type { UpstreamResponse } from './upstream.js';
@@ -53,6 +60,8 @@ export interface RelayOptions {
   provider: { id: string; api_key?: string | undefined };
   /** The most the answer may hold (decompressed). */
   limit: number;
+  /** Bills the container sessions of the answer's code interpreter calls. */
+  sessions?: ContainerSessions | undefined;
 }
 
 /** What became of a relayed answer: passed on, unusable and answered with a 502, or unusable with
@@ -100,15 +109,16 @@ export async function relay(
   let served: string | null = null;
   let serviceTier: string | null = null;
   let toolCalls: HostedToolCalls | null = null;
+  let containers: string[] | null = null;
   let json: Obj | null = null;
   try {
     if (!opensObject(buf)) throw new SyntaxError('not an object');
     if (transform) {
       json = JSON.parse(buf.toString('utf8')) as Obj;
-      ({ usage, model: served, serviceTier, toolCalls } = metaOf(json));
+      ({ usage, model: served, serviceTier, toolCalls, containers } = metaOf(json));
     } else {
       // Only usage and model are needed: a large answer is not parsed whole (answer-meta.ts).
-      ({ usage, model: served, serviceTier, toolCalls } = readAnswerMeta(buf));
+      ({ usage, model: served, serviceTier, toolCalls, containers } = readAnswerMeta(buf));
     }
   } catch {
     return unusable('upstream_invalid_response');
@@ -120,6 +130,7 @@ export async function relay(
     const whole = json ?? (JSON.parse(buf.toString('utf8')) as Obj);
     estimated = { input: await estimatePromptTokens(body), output: await countTokens(answerText(whole)) };
   }
+  if (containers && opts.sessions) toolCalls = await opts.sessions(ctx, body, containers, toolCalls);
   // A translated call answers in the client's API: the upstream's body becomes OpenAI's shape.
   const out = transform && json ? Buffer.from(JSON.stringify(transform(json, up.statusCode))) : buf;
   const outcome: AttemptOutcome = {

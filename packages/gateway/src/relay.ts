@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { StringDecoder } from 'node:string_decoder';
-import type { Tokens } from '@tally/core';
+import type { HostedToolCalls, Tokens } from '@tally/core';
 import type { AttemptContext, AttemptOutcome } from './meter.js';
 import type { Endpoint } from './providers.js';
 import { SseSplitter } from './sse.js';
@@ -17,6 +17,15 @@ export type Recorder = {
   (ctx: AttemptContext, out: AttemptOutcome, acc: Accumulated): bigint | null;
   (ctx: AttemptContext, out: AttemptOutcome, acc: Accumulated, later: true): Metered;
 };
+
+/** `calls` with the container sessions billed for the containers an answer's code interpreter
+ * calls used (containers.ts). */
+export type ContainerSessions = (
+  ctx: AttemptContext,
+  body: Obj,
+  ids: readonly string[],
+  calls: HostedToolCalls | null,
+) => Promise<HostedToolCalls | null>;
 
 /** An attempt priced and not yet handed to the sink. */
 export interface Metered {
@@ -103,6 +112,7 @@ export async function relayStream(
    * off, as an upstream that broke off would be, and metered from what came. */
   limit: number,
   translate?: (ev: string) => string,
+  sessions?: ContainerSessions,
 ): Promise<void> {
   res.writeHead(200, {
     ...passHeaders(up.headers),
@@ -183,6 +193,8 @@ export async function relayStream(
   // output count.
   const complete = failed === null && usage !== null && (endpoint !== 'messages' || meter.done);
   const estimated = complete ? null : await estimateStream(endpoint, usage, body, meter.text());
+  const used = meter.containers();
+  const toolCalls = used && sessions ? await sessions(ctx, body, used, meter.toolCalls()) : meter.toolCalls();
   record(
     ctx,
     {
@@ -192,7 +204,7 @@ export async function relayStream(
       estimated,
       modelServed: meter.model(),
       serviceTier: meter.serviceTier(),
-      toolCalls: meter.toolCalls(),
+      toolCalls,
       latencyMs: performance.now() - a0,
       ttftMs: ttft,
     },

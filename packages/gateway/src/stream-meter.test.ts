@@ -107,3 +107,38 @@ describe("a Responses stream's hosted tool calls", () => {
     expect(streamMeter('messages', false).toolCalls()).toBeNull();
   });
 });
+
+describe("a Responses stream's code interpreter containers", () => {
+  const code = (container: string) =>
+    `event: response.output_item.done\ndata: ${JSON.stringify({
+      type: 'response.output_item.done',
+      item: {
+        type: 'code_interpreter_call',
+        id: 'ci',
+        status: 'completed',
+        container_id: container,
+        code: 'x',
+      },
+    })}`;
+
+  it('notes each container as a code call ends, once, and the final list adds to them', () => {
+    const m = streamMeter('responses', false);
+    expect(m.containers()).toBeNull();
+    m.onEvent(code('cntr_a'));
+    m.onEvent(code('cntr_a'));
+    expect(m.containers()).toEqual(['cntr_a']);
+    // A stream cut off here still has the container it used.
+    const output = [
+      { type: 'code_interpreter_call', status: 'completed', container_id: 'cntr_a' },
+      { type: 'code_interpreter_call', status: 'failed', container_id: 'cntr_b' },
+      { type: 'message' },
+    ];
+    m.onEvent(
+      `event: response.completed\ndata: ${JSON.stringify({ response: { model: 'gpt-4.1', output, usage: { input_tokens: 1, output_tokens: 1 } } })}`,
+    );
+    expect(m.containers()).toEqual(['cntr_a', 'cntr_b']);
+    expect(m.toolCalls()).toBeNull();
+    expect(streamMeter('chat', false).containers()).toBeNull();
+    expect(streamMeter('messages', false).containers()).toBeNull();
+  });
+});

@@ -1,5 +1,6 @@
 import type { HostedToolCalls } from '@tally/core';
 import { countToolCall, hostedToolCalls } from './answer-meta.js';
+import { addContainer } from './containers.js';
 import type { Endpoint } from './providers.js';
 import { eventData, eventName } from './sse.js';
 
@@ -19,6 +20,8 @@ export interface StreamMeter {
   serviceTier(): string | null;
   /** The hosted tool calls billed per call that the stream has made so far (Responses), or null. */
   toolCalls(): HostedToolCalls | null;
+  /** The containers the stream's code interpreter calls have used so far (Responses), or null. */
+  containers(): string[] | null;
   /** Output text seen so far. */
   text(): string;
   /** An error event the upstream sent mid-stream, if any. */
@@ -166,6 +169,7 @@ class ChatMeter implements StreamMeter {
   serviceTier = () => this.tier;
   /** A chat completion lists no hosted tool calls. */
   toolCalls = () => null;
+  containers = () => null;
 
   /** The model that served the stream: every chunk names it, so it is read off the usage chunk
    * (parsed anyway) or, for a stream cut off before it, off the first chunk kept. */
@@ -189,6 +193,7 @@ class ResponsesMeter implements StreamMeter {
   private m: string | null = null;
   private tier: string | null = null;
   private tools: HostedToolCalls | null = null;
+  private used: string[] | null = null;
   private readonly deltas = new DeltaText(responsesDelta);
   private err: string | null = null;
   done = false;
@@ -201,9 +206,11 @@ class ResponsesMeter implements StreamMeter {
     }
     if (name === 'response.output_item.done') {
       // Each hosted tool call as it ends, so that a stream cut off later still bills those made.
-      // Every item ends so, a message with its whole text: only a search's is parsed.
+      // Every item ends so, a message with its whole text: only a search's or code's is parsed.
       const data = eventData(ev);
       if (data?.includes('_search_call"')) this.tools = countToolCall(this.tools, parse(data)?.['item']);
+      else if (data?.includes('code_interpreter_call"'))
+        this.used = addContainer(this.used, parse(data)?.['item']);
       return true;
     }
     if (
@@ -218,8 +225,10 @@ class ResponsesMeter implements StreamMeter {
       if (r?.['usage'] && typeof r['usage'] === 'object') this.u = r['usage'] as Obj;
       if (typeof r?.['service_tier'] === 'string') this.tier = r['service_tier'];
       // The final response lists every item: its count stands for those seen one by one.
-      if (name !== 'response.created' && Array.isArray(r?.['output']))
+      if (name !== 'response.created' && Array.isArray(r?.['output'])) {
         this.tools = hostedToolCalls(r['output']);
+        for (const item of r['output']) this.used = addContainer(this.used, item);
+      }
       if (name === 'response.failed') this.err ??= 'upstream_stream_error';
       if (name !== 'response.created') this.done = true;
     } else if (name === 'error') {
@@ -231,6 +240,7 @@ class ResponsesMeter implements StreamMeter {
   model = () => this.m;
   serviceTier = () => this.tier;
   toolCalls = () => this.tools;
+  containers = () => this.used;
   text = () => this.deltas.text();
   error = () => this.err;
 }
@@ -270,6 +280,7 @@ class MessagesMeter implements StreamMeter {
   serviceTier = () => null;
   /** Anthropic counts its server tools' calls in the usage object. */
   toolCalls = () => null;
+  containers = () => null;
   text = () => this.deltas.text();
   error = () => this.err;
 }

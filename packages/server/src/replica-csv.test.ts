@@ -128,7 +128,7 @@ describe('metered calls as CSV, from a replica to its server', () => {
       [3, 'invalid_event'],
     ]);
     expect(body.rejected[0]!.message).toContain('status');
-    expect(body.rejected[2]!.message).toContain('38 fields');
+    expect(body.rejected[2]!.message).toContain('39 fields');
     expect(await t.store.getCall('default', 'mixed-1')).not.toBeNull();
     expect(await t.store.getCall('default', 'mixed-6')).not.toBeNull();
     expect(await t.store.getCall('default', 'mixed-2')).toBeNull();
@@ -164,7 +164,7 @@ describe('metered calls as CSV, from a replica to its server', () => {
       const raw = callCsvLine(call('odd')).slice(0, -1);
       return { f, raw: splitRaw(raw)[i]! };
     });
-    expect(fields.length).toBe(38);
+    expect(fields.length).toBe(39);
     let stored = 0;
     let checked = 0;
     let n = 0;
@@ -200,14 +200,14 @@ describe('metered calls as CSV, from a replica to its server', () => {
     expect(stored).toBeGreaterThanOrEqual(checked * 0.7);
   });
 
-  it('sends as JSON to a server without CSV: the same calls, without request_id (which it refuses) and file_searches', () => {
+  it('sends as JSON to a server without CSV: the same calls, without request_id (which it refuses), file_searches and code_containers', () => {
     const calls = [
       call('j-1', { request_id: 'j-1' }),
       call('j-2', { project: 'x "y"', cost_list_nano: null }),
     ];
     const body = JSON.parse(jsonBodyOfCsv(csv(...calls)).toString()) as { calls: unknown[] };
     const { request_id: _, ...earlier } = callToWire(calls[0]!);
-    const { file_searches: __, ...earlierTokens } = earlier.tokens;
+    const { file_searches: __, code_containers: ___, ...earlierTokens } = earlier.tokens;
     expect(body.calls[0]).toEqual(JSON.parse(JSON.stringify({ ...earlier, tokens: earlierTokens })));
     expect(body.calls.map((c) => callFromWire(c))).toEqual(calls.map((c) => ({ ...c, request_id: null })));
     // This version's server takes it with or without.
@@ -216,24 +216,38 @@ describe('metered calls as CSV, from a replica to its server', () => {
     expect(callFromWire({ ...callToWire(calls[0]!), request_id: '' })).toMatch(/request_id/);
   });
 
-  // The layouts before request_id and before file_searches, as replicas of those versions send
-  // and keep them: this version's line without its last two fields, or its last one.
+  // The layouts before request_id, before file_searches and before code_containers, as replicas of
+  // those versions send and keep them: this version's line without its last three fields, two, or
+  // its last one.
   const BEFORE_REQUEST_ID = 'duckdb-csv-5f447b59d085';
   const BEFORE_FILE_SEARCHES = 'duckdb-csv-10ba32b3891f';
+  const BEFORE_CODE_CONTAINERS = 'duckdb-csv-9a8f998f71ec';
   const withoutLast = (c: CallRecord, dropped: number) => {
     const fields = splitRaw(callCsvLine(c).slice(0, -1));
     return `${fields.slice(0, -dropped).join(',')}\n`;
   };
-  const earlierCsv = (...calls: CallRecord[]) => calls.map((c) => withoutLast(c, 2)).join('');
+  const earlierCsv = (...calls: CallRecord[]) => calls.map((c) => withoutLast(c, 3)).join('');
 
   it('stores the calls of a replica of the version before file_searches, with none counted', async () => {
     const calls = [call('prev-fs-1', { request_id: 'r-1' }), call('prev-fs-2')];
-    const bytes = calls.map((c) => withoutLast(c, 1)).join('');
+    const bytes = calls.map((c) => withoutLast(c, 2)).join('');
     const r = await post(bytes, { [CALLS_FORMAT_HEADER]: BEFORE_FILE_SEARCHES });
     expect(r.statusCode).toBe(200);
     expect(r.json()).toEqual({ accepted: 2, duplicates: 0, rejected: [] });
     expect(await t.store.getCall('default', 'prev-fs-1')).toEqual(calls[0]);
     expect((await t.store.getCall('default', 'prev-fs-2'))?.tokens.file_searches).toBe(0);
+  });
+
+  it('stores the calls of a replica of the version before code_containers, with none counted', async () => {
+    const calls = [
+      call('prev-cc-1', { request_id: 'r-1', tokens: { ...call('x').tokens, file_searches: 2 } }),
+      call('prev-cc-2'),
+    ];
+    const bytes = calls.map((c) => withoutLast(c, 1)).join('');
+    const r = await post(bytes, { [CALLS_FORMAT_HEADER]: BEFORE_CODE_CONTAINERS });
+    expect(r.json()).toEqual({ accepted: 2, duplicates: 0, rejected: [] });
+    expect(await t.store.getCall('default', 'prev-cc-1')).toEqual(calls[0]);
+    expect((await t.store.getCall('default', 'prev-cc-1'))?.tokens.code_containers).toBe(0);
   });
 
   it('stores the calls of a replica of the version before, as they come', async () => {
@@ -318,82 +332,90 @@ describe('metered calls as CSV, from a replica to its server', () => {
     }
   });
 
-  it('a replica sends a server of the version before its calls in that layout, request ids kept', async () => {
-    // The server of the version before: it reads its own layout (and the earlier ones, as this
-    // server does), and refuses any other with the 415 that version gave, its layout in the message.
-    const seen: string[] = [];
-    const before = createServer((req, res) => {
-      const parts: Buffer[] = [];
-      req.on('data', (c: Buffer) => parts.push(c));
-      req.on('end', () => {
-        const format = String(req.headers[CALLS_FORMAT_HEADER]);
-        seen.push(format);
-        if (format !== BEFORE_FILE_SEARCHES) {
-          res.writeHead(415, { 'content-type': 'application/json' });
-          res.end(
-            JSON.stringify({
-              error: {
-                code: 'unsupported_media_type',
-                message: `Metered calls as CSV must be of layout ${BEFORE_FILE_SEARCHES} (${CALLS_FORMAT_HEADER}), not ${format}: the replica and the server run different versions.`,
-              },
-            }),
-          );
-          return;
-        }
-        void t.app
-          .inject({
-            method: 'POST',
-            url: req.url!,
-            headers: { ...(req.headers as Record<string, string>), ...t.gatewayAuth },
-            payload: Buffer.concat(parts),
-          })
-          .then((r) => {
-            res.writeHead(r.statusCode, { 'content-type': 'application/json' });
-            res.end(r.rawPayload);
-          });
+  it.each([
+    // Two versions back: its 415 names its layout in the message only.
+    { layout: BEFORE_FILE_SEARCHES, inDetails: false },
+    // The version before: in its details too.
+    { layout: BEFORE_CODE_CONTAINERS, inDetails: true },
+  ])(
+    'a replica sends a server of an earlier version ($layout) its calls in that layout, request ids kept',
+    async ({ layout, inDetails }) => {
+      // The server of that version: it reads its own layout (and the earlier ones, as this server
+      // does), and refuses any other with the 415 that version gave.
+      const seen: string[] = [];
+      const id = inDetails ? 'c' : 'b';
+      const before = createServer((req, res) => {
+        const parts: Buffer[] = [];
+        req.on('data', (c: Buffer) => parts.push(c));
+        req.on('end', () => {
+          const format = String(req.headers[CALLS_FORMAT_HEADER]);
+          seen.push(format);
+          if (format !== layout) {
+            res.writeHead(415, { 'content-type': 'application/json' });
+            res.end(
+              JSON.stringify({
+                error: {
+                  code: 'unsupported_media_type',
+                  message: `Metered calls as CSV must be of layout ${layout} (${CALLS_FORMAT_HEADER}), not ${format}: the replica and the server run different versions.`,
+                  ...(inDetails ? { details: { layout } } : {}),
+                },
+              }),
+            );
+            return;
+          }
+          void t.app
+            .inject({
+              method: 'POST',
+              url: req.url!,
+              headers: { ...(req.headers as Record<string, string>), ...t.gatewayAuth },
+              payload: Buffer.concat(parts),
+            })
+            .then((r) => {
+              res.writeHead(r.statusCode, { 'content-type': 'application/json' });
+              res.end(r.rawPayload);
+            });
+        });
       });
-    });
-    await new Promise<void>((r) => before.listen(0, '127.0.0.1', r));
-    let now = 5_000_000;
-    const client = new ControlClient(
-      `http://127.0.0.1:${(before.address() as AddressInfo).port}`,
-      'tk-x',
-      () => now,
-    );
-    try {
-      const searched = call('b-1', {
-        request_id: 'req-b',
-        project: 'a, "b"\nc',
-        tokens: { ...call('x').tokens, file_searches: 2 },
-      });
-      expect(await client.writeCalls(new CsvCallBatch(csv(searched, call('b-2'))))).toMatchObject({
-        accepted: 2,
-      });
-      // The request id is kept; the file searches, which that version cannot store, are not.
-      expect(await t.store.getCall('default', 'b-1')).toEqual({
-        ...searched,
-        tokens: { ...searched.tokens, file_searches: 0 },
-      });
-      await client.writeCalls(new CsvCallBatch(csv(call('b-3'))));
-      now += 600_001;
-      await client.writeCalls(new CsvCallBatch(csv(call('b-4'))));
-      expect(seen).toEqual([
-        CALL_CSV_FORMAT,
-        BEFORE_FILE_SEARCHES,
-        BEFORE_FILE_SEARCHES,
-        CALL_CSV_FORMAT,
-        BEFORE_FILE_SEARCHES,
-      ]);
-      expect(await t.store.getCall('default', 'b-4')).not.toBeNull();
-    } finally {
-      await client.close();
-      before.close();
-    }
-    // This version's 415 names its layout in its details, for the versions after it.
-    const refused = await post(csv(call('later-1')), { [CALLS_FORMAT_HEADER]: 'duckdb-csv-000000000000' });
-    expect(refused.statusCode).toBe(415);
-    expect(refused.json().error.details).toEqual({ layout: CALL_CSV_FORMAT });
-  });
+      await new Promise<void>((r) => before.listen(0, '127.0.0.1', r));
+      let now = 5_000_000;
+      const client = new ControlClient(
+        `http://127.0.0.1:${(before.address() as AddressInfo).port}`,
+        'tk-x',
+        () => now,
+      );
+      try {
+        const searched = call(`${id}-1`, {
+          request_id: 'req-b',
+          project: 'a, "b"\nc',
+          tokens: { ...call('x').tokens, file_searches: 2, code_containers: 1 },
+        });
+        expect(await client.writeCalls(new CsvCallBatch(csv(searched, call(`${id}-2`))))).toMatchObject({
+          accepted: 2,
+        });
+        // The request id is kept; the counts that version cannot store are not.
+        expect(await t.store.getCall('default', `${id}-1`)).toEqual({
+          ...searched,
+          tokens: {
+            ...searched.tokens,
+            file_searches: layout === BEFORE_FILE_SEARCHES ? 0 : 2,
+            code_containers: 0,
+          },
+        });
+        await client.writeCalls(new CsvCallBatch(csv(call(`${id}-3`))));
+        now += 600_001;
+        await client.writeCalls(new CsvCallBatch(csv(call(`${id}-4`))));
+        expect(seen).toEqual([CALL_CSV_FORMAT, layout, layout, CALL_CSV_FORMAT, layout]);
+        expect(await t.store.getCall('default', `${id}-4`)).not.toBeNull();
+      } finally {
+        await client.close();
+        before.close();
+      }
+      // This version's 415 names its layout in its details, for the versions after it.
+      const refused = await post(csv(call('later-1')), { [CALLS_FORMAT_HEADER]: 'duckdb-csv-000000000000' });
+      expect(refused.statusCode).toBe(415);
+      expect(refused.json().error.details).toEqual({ layout: CALL_CSV_FORMAT });
+    },
+  );
 
   it('a replica keeps only the calls the server refused, on disk, and sends them again later', async () => {
     // The test app's routes, behind a real socket for the replica's client.

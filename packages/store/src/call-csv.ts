@@ -48,6 +48,7 @@ export const CALL_CSV_COLUMNS: readonly (readonly [name: string, type: string])[
   ['saved_nano', 'BIGINT'],
   ['request_id', 'VARCHAR'],
   ['file_searches', 'INTEGER'],
+  ['code_containers', 'INTEGER'],
 ];
 
 /** A layout's fields and their types as a read_csv `columns` struct. */
@@ -71,10 +72,10 @@ export const CALL_CSV_FORMAT = formatOf(CALL_CSV_COLUMNS);
  * as that version knew them: a text empty (null), a count 0.
  */
 /** How many leading fields of this layout each earlier layout has. Before request_id
- * (2026-12-05): no request id, and no file searches counted. Before file_searches (2026-12-05):
- * none counted. */
+ * (2026-12-05): no request id, and no file searches or code containers counted. Before
+ * file_searches (2026-12-05): neither counted. Before code_containers (2026-12-06): none counted. */
 const EARLIER_FIELDS: ReadonlyMap<string, number> = new Map(
-  [CALL_CSV_COLUMNS.length - 2, CALL_CSV_COLUMNS.length - 1].map((kept) => [
+  [CALL_CSV_COLUMNS.length - 3, CALL_CSV_COLUMNS.length - 2, CALL_CSV_COLUMNS.length - 1].map((kept) => [
     formatOf(CALL_CSV_COLUMNS.slice(0, kept)),
     kept,
   ]),
@@ -165,7 +166,8 @@ export function callCsvLine(c: CallRecord): string {
     `${int(t.output_audio)},${int(t.cache_audio_read)},${int(t.web_searches)},${big(c.cost_list_nano)},` +
     `${big(c.cost_effective_nano)},${s(c.pricing_status)},${s(c.price_version)},${n(c.latency_ms)},` +
     `${n(c.ttft_ms)},${s(c.status)},${s(c.error_type)},${s(c.cache)},${s(c.route_tier)},` +
-    `${c.fallback_hops},${c.saved_nano},${s(c.request_id)},${int(t.file_searches)}\n`
+    `${c.fallback_hops},${c.saved_nano},${s(c.request_id)},${int(t.file_searches)},` +
+    `${int(t.code_containers)}\n`
   );
 }
 

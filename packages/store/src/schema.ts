@@ -355,6 +355,14 @@ const fileSearches: Migration = {
   statements: () => [{ sql: 'ALTER TABLE calls ADD COLUMN file_searches INTEGER DEFAULT 0' }],
 };
 
+/** v11: a call's sessions of the provider's code containers (OpenAI's code interpreter), billed per
+ * session. Calls stored before it had none counted (0). */
+const codeContainers: Migration = {
+  version: 11,
+  name: 'call code containers',
+  statements: () => [{ sql: 'ALTER TABLE calls ADD COLUMN code_containers INTEGER DEFAULT 0' }],
+};
+
 /** Append only: a released migration is never edited, a change is a new version. */
 export const MIGRATIONS: readonly Migration[] = [
   initial,
@@ -367,6 +375,7 @@ export const MIGRATIONS: readonly Migration[] = [
   budgetModels,
   rateLimits,
   fileSearches,
+  codeContainers,
 ];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

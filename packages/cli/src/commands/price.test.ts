@@ -138,6 +138,12 @@ describe('the figures of tally price', () => {
       total_usd: '0.026004',
       tokens: { web_searches: 2, file_searches: 1 },
     });
+    // And a code interpreter container session at $0.03; a 4 GB one has no fee in the tables.
+    expect(req({ web_searches: 2, file_searches: 1, code_containers: 1 })).toMatchObject({
+      total_usd: '0.056004',
+      tokens: { code_containers: 1 },
+    });
+    expect(req({ code_containers_4g: 1 })).toMatchObject({ status: 'unpriced' });
     for (const bad of [[1], 'two', { code_interpreter: 1 }]) {
       expect(req(bad)).toMatchObject({ status: 'error', error: { code: 'invalid_request' } });
     }

@@ -3,6 +3,7 @@ import type { Readable, Writable } from 'node:stream';
 import {
   type Catalog,
   exactToUsd,
+  HOSTED_TOOL_CALLS,
   isHostedToolCall,
   isTallyError,
   type PriceInput,
@@ -58,7 +59,7 @@ export function priceLine(catalog: Catalog, line: string, defaultTime: number | 
     ) {
       throw new TallyError(
         'invalid_request',
-        'tool_calls must be an object of counts: web_searches and/or file_searches.',
+        `tool_calls must be an object of counts: ${HOSTED_TOOL_CALLS.join(', ')}.`,
       );
     }
     const out = catalog.price({

@@ -95,6 +95,10 @@ describe('parseEvent', () => {
       cost_list_nano: 26_004_000n,
       tokens: { web_searches: 2, file_searches: 1 },
     });
+    // A code interpreter container session adds $0.03.
+    const code = call({ code_containers: 1 });
+    if (code.kind !== 'call') throw new Error('call expected');
+    expect(code.record).toMatchObject({ cost_list_nano: 33_504_000n, tokens: { code_containers: 1 } });
     const none = call(undefined);
     if (none.kind !== 'call') throw new Error('call expected');
     expect(none.record.cost_list_nano).toBe(3_504_000n);

@@ -8,7 +8,7 @@ import {
   ZERO_TOKENS,
 } from '../model.js';
 import { usdToNano } from '../money.js';
-import { type HostedToolCalls, isHostedToolCall, type Pricer } from '../pricing/types.js';
+import { HOSTED_TOOL_CALLS, type HostedToolCalls, isHostedToolCall, type Pricer } from '../pricing/types.js';
 import {
   FieldError,
   isObject,
@@ -68,7 +68,7 @@ function parseToolCalls(raw: unknown): HostedToolCalls | null {
   const out: HostedToolCalls = {};
   for (const k in raw) {
     if (!isHostedToolCall(k))
-      throw new FieldError(`tool_calls.${k}`, 'is not a hosted tool call: web_searches or file_searches');
+      throw new FieldError(`tool_calls.${k}`, `is not a hosted tool call: ${HOSTED_TOOL_CALLS.join(', ')}`);
     const v = raw[k];
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
       throw new FieldError(`tool_calls.${k}`, 'must be a non-negative integer');

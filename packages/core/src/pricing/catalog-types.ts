@@ -37,6 +37,10 @@ export const PRICE_FIELDS = [
   'requests_kcount',
   'web_searches_kcount',
   'storage_searches_kcount',
+  'code_containers_kcount',
+  'code_containers_4g_kcount',
+  'code_containers_16g_kcount',
+  'code_containers_64g_kcount',
 ] as const;
 export type PriceField = (typeof PRICE_FIELDS)[number];
 

@@ -345,6 +345,13 @@ function constraintActive(c: NonNullable<ConditionalPrice['constraint']>, time: 
   return start <= end ? t >= start && t < end : t >= start || t < end;
 }
 
+const CONTAINER_CALLS = [
+  'code_containers',
+  'code_containers_4g',
+  'code_containers_16g',
+  'code_containers_64g',
+] as const;
+
 /** Usage with the hosted tool calls its object does not count added (PriceInput.tool_calls). */
 function withToolCalls(counted: UnitUsage, calls: HostedToolCalls): UnitUsage {
   const usage = { ...counted };
@@ -355,6 +362,7 @@ function withToolCalls(counted: UnitUsage, calls: HostedToolCalls): UnitUsage {
   };
   add('web_searches', calls.web_searches, 'tool_calls.web_searches');
   add('storage_searches', calls.file_searches, 'tool_calls.file_searches');
+  for (const k of CONTAINER_CALLS) add(k, calls[k], `tool_calls.${k}`);
   return checkUnitUsage(usage);
 }
 

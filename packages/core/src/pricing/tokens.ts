@@ -50,6 +50,11 @@ export function unitUsageToTokens(u: UnitUsage): Tokens {
     cache_audio_read: u['cache_audio_read_tokens'] ?? 0,
     web_searches: u['web_searches'] ?? 0,
     file_searches: u['storage_searches'] ?? 0,
+    code_containers:
+      (u['code_containers'] ?? 0) +
+      (u['code_containers_4g'] ?? 0) +
+      (u['code_containers_16g'] ?? 0) +
+      (u['code_containers_64g'] ?? 0),
   };
 }
 
@@ -73,5 +78,7 @@ export function tokensToUnitUsage(t: Partial<Tokens>): UnitUsage {
     cache_audio_read_tokens: n('cache_audio_read'),
     web_searches: n('web_searches'),
     storage_searches: n('file_searches'),
+    // Stored counts do not keep a container's size: they are the default's.
+    code_containers: n('code_containers'),
   };
 }

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { exactToUsd } from '../money.js';
 import { pricedBy, testCatalog } from '../testing/catalog-fixture.js';
-import { fillToolFees } from './build/fill.js';
-import { fromPortkey } from './build/secondary.js';
-import type { CatalogModel } from './catalog-types.js';
+import { fillContainerFee, fillToolFees } from './build/fill.js';
+import { fromPortkey, litellmContainerFees } from './build/secondary.js';
+import type { CatalogModel, CatalogProvider } from './catalog-types.js';
 import type { PriceInput } from './types.js';
 
 const cat = testCatalog();
@@ -161,5 +161,90 @@ describe("the fees from Portkey's table", () => {
     const other = model({ input_mtok: '3', output_mtok: '8' });
     fillToolFees(other, entries);
     expect(other.prices).toEqual({ input_mtok: '3', output_mtok: '8' });
+  });
+});
+
+describe("OpenAI's code interpreter containers, billed per session", () => {
+  it('adds $0.03 a session of a 1 GB container to the tokens, on any OpenAI or Azure model', () => {
+    const priced = pricedBy(cat, call('gpt-4.1', { code_containers: 2 }));
+    expect(exactToUsd(priced.total)).toBe('0.063504');
+    expect(exactToUsd(priced.input)).toBe('0.000656');
+    expect(priced.tokens).toMatchObject({ code_containers: 2, web_searches: 0, input: 328 });
+    // The session is billed whichever model runs it: a small one, with searches too.
+    expect(total(call('gpt-5-nano', { code_containers: 1 }))).toBe(
+      (Number(total(call('gpt-5-nano'))) + 0.03).toFixed(8).replace(/0+$/, ''),
+    );
+    expect(total(call('o4-mini', { code_containers: 1, web_searches: 1 }))).toBe(
+      (Number(total(call('o4-mini'))) + 0.04).toFixed(8).replace(/0+$/, ''),
+    );
+    const azure = pricedBy(cat, { ...call('gpt-4.1', { code_containers: 1 }), provider: 'azure' });
+    expect(exactToUsd(azure.total)).toBe('0.033504');
+    // As normalised tokens (an llm.call event's), a count of sessions at the default size.
+    expect(total({ provider: 'openai', model: 'gpt-4o', tokens: { input: 1000, code_containers: 1 } })).toBe(
+      '0.0325',
+    );
+  });
+
+  it('leaves a call with a larger container unpriced, saying why, unless the tenant prices it', () => {
+    // The tables price the default container only: a 4 GB one is not priced at its fee.
+    expect(cat.price(call('gpt-4.1', { code_containers_4g: 1 }))).toMatchObject({
+      status: 'unpriced',
+      reason: 'model gpt-4.1 has no price for code_containers_4g (1 made)',
+      tokens: { code_containers: 1 },
+    });
+    const own = testCatalog({
+      overrides: [
+        {
+          tenant: 'default',
+          provider: 'openai',
+          model: 'gpt-4.1',
+          prices: { input_mtok: '2', output_mtok: '8', code_containers_4g_kcount: '120' },
+        },
+      ],
+    });
+    const priced = own.price(call('gpt-4.1', { code_containers_4g: 1, code_containers: 1 }));
+    expect(priced.status === 'priced' && exactToUsd(priced.effective)).toBe('0.153504');
+  });
+
+  it("reads LiteLLM's per-provider session fee, and fills it into each of the provider's models", () => {
+    const fees = litellmContainerFees({
+      'openai/container': {
+        code_interpreter_cost_per_session: 0.03,
+        litellm_provider: 'openai',
+        mode: 'chat',
+      },
+      'azure/container': { code_interpreter_cost_per_session: 0.03, litellm_provider: 'azure', mode: 'chat' },
+      'free/container': { code_interpreter_cost_per_session: 0.0, litellm_provider: 'free' },
+      'gpt-4o': { input_cost_per_token: 2.5e-6, litellm_provider: 'openai' },
+    });
+    expect([...fees]).toEqual([
+      ['openai', '30'],
+      ['azure', '30'],
+    ]);
+    const provider: CatalogProvider = {
+      id: 'openai',
+      name: 'OpenAI',
+      aliases: [],
+      extractors: [],
+      models: [
+        { id: 'a', match: { equals: 'a' }, prices: { input_mtok: '1' }, source: 'genai-prices' },
+        {
+          id: 'b',
+          match: { equals: 'b' },
+          prices: [
+            { prices: { input_mtok: '1', code_containers_kcount: '40' } },
+            { constraint: { start_date: '2026-01-01' }, prices: { input_mtok: '2' } },
+          ],
+          source: 'genai-prices',
+        },
+      ],
+    };
+    fillContainerFee(provider, '30');
+    expect(provider.models[0]!.prices).toEqual({ input_mtok: '1', code_containers_kcount: '30' });
+    // A fee a model has stands.
+    expect(provider.models[1]!.prices).toEqual([
+      { prices: { input_mtok: '1', code_containers_kcount: '40' } },
+      { constraint: { start_date: '2026-01-01' }, prices: { input_mtok: '2', code_containers_kcount: '30' } },
+    ]);
   });
 });

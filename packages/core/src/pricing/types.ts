@@ -34,7 +34,15 @@ export interface PriceInput {
 export type HostedToolCalls = Partial<Record<HostedToolCall, number>>;
 
 /** The hosted tool calls a call may count apart from its usage (HostedToolCalls' fields). */
-export const HOSTED_TOOL_CALLS = ['web_searches', 'file_searches'] as const;
+export const HOSTED_TOOL_CALLS = [
+  'web_searches',
+  'file_searches',
+  // Code interpreter container sessions: the default 1 GB, and the larger memory sizes.
+  'code_containers',
+  'code_containers_4g',
+  'code_containers_16g',
+  'code_containers_64g',
+] as const;
 export type HostedToolCall = (typeof HOSTED_TOOL_CALLS)[number];
 
 /** Whether `k` names a hosted tool call (HOSTED_TOOL_CALLS). */

@@ -106,6 +106,12 @@ add('storage_searches', 'storage_searches_kcount', 1000, {
   family: 'tool_calls',
   tool_type: 'storage_search',
 });
+// OpenAI's code interpreter: a session of a container, by its memory (1g is the default). None is
+// the others' ancestor: a larger container is not priced at the default's fee.
+for (const memory of ['1g', '4g', '16g', '64g']) {
+  const name = memory === '1g' ? 'code_containers' : `code_containers_${memory}`;
+  add(name, `${name}_kcount`, 1000, { family: 'tool_calls', tool_type: 'code_container', memory });
+}
 add('code_executions', 'code_executions_kcount', 1000, { family: 'tool_calls', tool_type: 'code_execution' });
 /** Never read from usage: every call is one request. */
 add('requests', 'requests_kcount', 1000, { family: 'requests' });

@@ -34,6 +34,9 @@ export class MockUpstream {
   readonly received: Received[] = [];
   private server: Server | null = null;
   private readonly open = new Set<ServerResponse>();
+  /** The code interpreter container each response used, for the next of its conversation. */
+  private readonly containerOf = new Map<string, string>();
+  private responsesMade = 0;
   url = '';
 
   async start(port = 0): Promise<this> {
@@ -307,9 +310,9 @@ export class MockUpstream {
     const offered = new Set(
       (Array.isArray(body['tools']) ? body['tools'] : []).map((t) => String((t as Obj)['type'])),
     );
-    const searches: Obj[] = [];
+    const hosted: Obj[] = [];
     if (offered.has('web_search') || offered.has('web_search_preview')) {
-      searches.push(
+      hosted.push(
         {
           type: 'web_search_call',
           id: 'ws_1',
@@ -326,7 +329,7 @@ export class MockUpstream {
       );
     }
     if (offered.has('file_search')) {
-      searches.push({
+      hosted.push({
         type: 'file_search_call',
         id: 'fs_1',
         status: 'completed',
@@ -334,8 +337,30 @@ export class MockUpstream {
         results: null,
       });
     }
+    // The code interpreter runs twice in one container: the one the request names, else (auto) the
+    // one the previous response of the conversation used, else a new one.
+    let id = 'resp_67ccd2bed1ec8190';
+    const ci = (Array.isArray(body['tools']) ? (body['tools'] as Obj[]) : []).find(
+      (t) => t['type'] === 'code_interpreter',
+    );
+    if (ci) {
+      id = `resp_ci_${++this.responsesMade}`;
+      const prev = this.containerOf.get(String(body['previous_response_id']));
+      const container =
+        typeof ci['container'] === 'string' ? ci['container'] : (prev ?? `cntr_auto_${this.responsesMade}`);
+      this.containerOf.set(id, container);
+      for (const n of [1, 2])
+        hosted.push({
+          type: 'code_interpreter_call',
+          id: `ci_${n}`,
+          status: 'completed',
+          container_id: container,
+          code: `print(${n} + 1)`,
+          outputs: [{ type: 'logs', logs: String(n + 1) }],
+        });
+    }
     const response = (status: string, withUsage: boolean) => ({
-      id: 'resp_67ccd2bed1ec8190',
+      id,
       object: 'response',
       created_at: 1_741_476_542,
       status,
@@ -343,7 +368,7 @@ export class MockUpstream {
       output:
         status === 'completed'
           ? [
-              ...searches,
+              ...hosted,
               {
                 type: 'message',
                 id: 'msg_1',
@@ -363,7 +388,7 @@ export class MockUpstream {
       `event: ${name}\ndata: ${JSON.stringify({ type: name, ...data })}\n\n`;
     sse(res, [
       ev('response.created', { response: response('in_progress', false) }),
-      ...searches.flatMap((item, i) => [
+      ...hosted.flatMap((item, i) => [
         ev('response.output_item.added', { output_index: i, item: { ...item, status: 'in_progress' } }),
         ev('response.output_item.done', { output_index: i, item }),
       ]),

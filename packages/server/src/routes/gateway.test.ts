@@ -369,14 +369,19 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     expect((await lastCalls())[0]).toMatchObject({ cost_usd: '0.000375', tokens: { web_searches: 0 } });
   });
 
-  it('reserves a budget for the hosted searches a Responses call may make: its max_tool_calls, else 10', async () => {
+  /** An `openai` client with a key of its own, under a monthly budget of `usd` on `project`. */
+  const clientWithBudget = async (project: string, usd: number) => {
     const made = await t.app.inject({
       method: 'POST',
       url: '/v1/keys',
       headers: t.auth,
-      payload: { project: 'search', budget_usd: 0.02, period: 'month' },
+      payload: { project, budget_usd: usd, period: 'month' },
     });
-    const small = new OpenAI({ apiKey: made.json().key, baseURL: `${base}/v1`, maxRetries: 0 });
+    return new OpenAI({ apiKey: made.json().key, baseURL: `${base}/v1`, maxRetries: 0 });
+  };
+
+  it('reserves a budget for the hosted searches a Responses call may make: its max_tool_calls, else 10', async () => {
+    const small = await clientWithBudget('search', 0.02);
     const ask = (extra: Record<string, unknown>) =>
       small.responses.create({ model: 'gpt-4.1', input: 'News?', max_output_tokens: 100, ...extra });
     const web = [{ type: 'web_search' as const }];
@@ -393,6 +398,72 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     }
     // One search ($0.01) and the tokens fit.
     expect((await ask({ tools: web, max_tool_calls: 1 })).status).toBe('completed');
+  });
+
+  it("responses with OpenAI's code interpreter: each container session billed once, plain and streamed", async () => {
+    const auto = [{ type: 'code_interpreter' as const, container: { type: 'auto' as const } }];
+    const r = await openai.responses.create({ model: 'gpt-4.1', input: 'Add.', tools: auto });
+    const calls = r.output.filter((o) => o.type === 'code_interpreter_call');
+    expect(calls).toHaveLength(2);
+    const container = calls[0]!.container_id;
+    // The conversation goes on in the same container: it is not billed again.
+    await openai.responses.create({
+      model: 'gpt-4.1',
+      input: 'More.',
+      tools: auto,
+      previous_response_id: r.id,
+    });
+    // A stream makes a new one.
+    const s = await openai.responses.create({ model: 'gpt-4.1', input: 'Add.', tools: auto, stream: true });
+    const used = new Set<string>();
+    for await (const e of s)
+      if (e.type === 'response.output_item.done' && e.item.type === 'code_interpreter_call')
+        used.add(e.item.container_id);
+    expect([...used]).toHaveLength(1);
+    expect(used.has(container)).toBe(false);
+    // A container of the client's own, made (and billed) through the containers API.
+    await openai.responses.create({
+      model: 'gpt-4.1',
+      input: 'Add.',
+      tools: [{ type: 'code_interpreter', container: 'cntr_own_1' }],
+    });
+    const [own, streamed, again, first] = await lastCalls(4);
+    // The tokens ($0.003264) and a 1 GB container session at $0.03 (LiteLLM's fee).
+    for (const call of [first, streamed])
+      expect(call).toMatchObject({ cost_usd: '0.033264', tokens: { code_containers: 1, web_searches: 0 } });
+    for (const call of [again, own])
+      expect(call).toMatchObject({ cost_usd: '0.003264', tokens: { code_containers: 0 } });
+    // A larger container has no fee in the tables: the call cannot be held to the key's budget.
+    const big = await openai.responses
+      .create({
+        model: 'gpt-4.1',
+        input: 'Add.',
+        tools: [{ type: 'code_interpreter', container: { type: 'auto', memory_limit: '4g' } }],
+      })
+      .catch((e: { status: number; code: string; message: string }) => e);
+    expect(big).toMatchObject({ status: 400, code: 'unpriced_model' });
+    expect((big as { message: string }).message).toMatch(/no price for code_containers_4g/);
+  });
+
+  it('reserves a budget for the container session a Responses call may start', async () => {
+    const small = await clientWithBudget('code', 0.02);
+    const ask = (container: unknown) =>
+      small.responses.create({
+        model: 'gpt-4.1',
+        input: 'Add.',
+        max_output_tokens: 100,
+        tools: [{ type: 'code_interpreter', container } as OpenAI.Responses.Tool],
+      });
+    // A session ($0.03) cannot fit in $0.02.
+    const refused = await ask({ type: 'auto' }).catch(
+      (e: { status: number; code: string; message: string }) => e,
+    );
+    expect(refused).toMatchObject({ status: 429, code: 'budget_exceeded' });
+    expect((refused as { message: string }).message).toMatch(
+      /and a code interpreter container session at its fee\).*or a container of your own/,
+    );
+    // In a container of its own, the call holds only its tokens.
+    expect((await ask('cntr_own_2')).status).toBe('completed');
   });
 
   it('embeddings', async () => {

@@ -23,6 +23,7 @@ export function ingestCases(ctx: ContractContext): void {
         cache_audio_read: 3,
         web_searches: 2,
         file_searches: 4,
+        code_containers: 3,
       },
       cost_list_nano: BIG,
       cost_effective_nano: BIG - 1n,

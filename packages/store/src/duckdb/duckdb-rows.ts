@@ -83,6 +83,7 @@ export const CALL_COLUMNS = tableColumns<CallRecord>(
     ['saved_nano', (c) => c.saved_nano],
     ['request_id', (c) => c.request_id],
     ['file_searches', (c) => c.tokens.file_searches],
+    ['code_containers', (c) => c.tokens.code_containers],
   ],
   ['time'],
 );
@@ -153,6 +154,7 @@ export function callFromRow(r: Row): CallRecord {
       cache_audio_read: num(r, 'cache_audio_read_tokens'),
       web_searches: num(r, 'web_searches'),
       file_searches: numOrNull(r, 'file_searches') ?? 0,
+      code_containers: numOrNull(r, 'code_containers') ?? 0,
     },
     cost_list_nano: bigOrNull(r, 'cost_list_nano'),
     cost_effective_nano: bigOrNull(r, 'cost_effective_nano'),

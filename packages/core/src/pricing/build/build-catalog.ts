@@ -2,9 +2,15 @@ import { createHash } from 'node:crypto';
 import type { CatalogData, CatalogModel, CatalogProvider, Clause, PriceSet } from '../catalog-types.js';
 import { matches } from '../match.js';
 import { FREE_NAME, flatPrice } from './common.js';
-import { fillFromLiteLlm, fillToolFees } from './fill.js';
+import { fillContainerFee, fillFromLiteLlm, fillToolFees } from './fill.js';
 import { fromGenaiPrices } from './genai-prices.js';
-import { fromLangfuse, fromLiteLlm, fromPortkey, type SecondaryPrice } from './secondary.js';
+import {
+  fromLangfuse,
+  fromLiteLlm,
+  fromPortkey,
+  litellmContainerFees,
+  type SecondaryPrice,
+} from './secondary.js';
 
 export interface CatalogSources {
   genai: unknown;
@@ -150,6 +156,10 @@ export function buildCatalog(src: CatalogSources): BuildResult {
   const split = splitAliases(providers, secondary);
   for (const [model, entries] of litellmOf) fillFromLiteLlm(model, entries);
   for (const [model, entries] of portkeyOf) fillToolFees(model, entries);
+  for (const [id, kcount] of litellmContainerFees(src.litellm)) {
+    const p = byId.get(id);
+    if (p) fillContainerFee(p, kcount);
+  }
   for (const p of providers) providerModes(p);
   const body = JSON.stringify(providers);
   const hash = createHash('sha256').update(body).digest('hex').slice(0, 8);

@@ -1,6 +1,7 @@
 import { formatScaled, parseScaled } from '../../money.js';
 import {
   type CatalogModel,
+  type CatalogProvider,
   type Price,
   type PriceSet,
   SERVICE_TIERS,
@@ -133,6 +134,15 @@ export function fillToolFees(model: CatalogModel, entries: SecondaryPrice[]): vo
       const fee = agreed(model, entries, (s) => s.prices[k]);
       if (fee !== undefined && !isZeroPrice(fee)) set[k] = fee;
     }
+  }
+}
+
+/** A provider's fee for a code container session (litellmContainerFees) in each of its models'
+ * price sets that has none: the session is billed whichever model runs it. */
+export function fillContainerFee(provider: CatalogProvider, kcount: string): void {
+  for (const model of provider.models) {
+    const sets = Array.isArray(model.prices) ? model.prices.map((c) => c.prices) : [model.prices];
+    for (const set of sets) set.code_containers_kcount ??= kcount;
   }
 }
 

@@ -115,6 +115,23 @@ export function fromLiteLlm(data: unknown): SecondaryPrice[] {
   return out;
 }
 
+/**
+ * The fee for a session of a code container (OpenAI's code interpreter) that LiteLLM quotes for a
+ * provider as a whole (`openai/container`: `code_interpreter_cost_per_session`), per thousand
+ * sessions, by provider. The sessions are of the default container, 1 GB: the table has no other.
+ */
+export function litellmContainerFees(data: unknown): Map<string, string> {
+  const out = new Map<string, string>();
+  if (!isObj(data)) return out;
+  for (const [key, e] of Object.entries(data)) {
+    if (!isObj(e) || typeof e['litellm_provider'] !== 'string' || !key.endsWith('/container')) continue;
+    const fee = e['code_interpreter_cost_per_session'];
+    const kcount = typeof fee === 'number' && fee > 0 ? timesPow10(fee, 3) : undefined;
+    if (kcount !== undefined) out.set(canonicalProvider(e['litellm_provider']), kcount);
+  }
+  return out;
+}
+
 function cents(pc: Obj, key: string): string | undefined {
   const v = pc[key];
   return isObj(v) ? perTokenToMtok(v['price'], true) : undefined;
