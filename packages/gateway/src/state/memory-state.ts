@@ -18,6 +18,8 @@ export class MemoryState implements SharedState {
   private readonly buckets = new Map<string, { r: Bucket | null; t: Bucket | null }>();
   /** once(): each key and when it may fire again. */
   private readonly onces = new Map<string, number>();
+  /** The number of marks at which once() next drops those past their time. */
+  private purgeOncesAt = 10_000;
 
   private window(w: BudgetWindow): WindowUsage & { resetAt: number } {
     let u = this.windows.get(w.key);
@@ -59,9 +61,12 @@ export class MemoryState implements SharedState {
 
   async once(key: string, untilMs: number): Promise<boolean> {
     if (this.onces.has(key)) return false;
-    if (this.onces.size >= 10_000) {
+    if (this.onces.size >= this.purgeOncesAt) {
       const now = Date.now();
       for (const [k, t] of this.onces) if (t < now) this.onces.delete(k);
+      // Marks still in force (a busy day's code containers) are not scanned again on every call:
+      // the next look is when as many again have been added.
+      this.purgeOncesAt = Math.max(10_000, 2 * this.onces.size);
     }
     this.onces.set(key, untilMs);
     return true;

@@ -82,3 +82,17 @@ describe('Redis state, calls in flight of a process that dies', () => {
     await b.close();
   });
 });
+
+describe('the in-process once() marks', () => {
+  it('keeps those in force past 10,000 (a day of code containers), and drops those past their time', async () => {
+    const s = new MemoryState();
+    const now = Date.now();
+    for (let i = 0; i < 5_000; i++) expect(await s.once(`old-${i}`, now - 1)).toBe(true);
+    for (let i = 0; i < 20_000; i++) expect(await s.once(`new-${i}`, now + 60_000)).toBe(true);
+    // Each in force still answers false; the spent ones were dropped, so they may fire again.
+    expect(await s.once('new-0', now + 60_000)).toBe(false);
+    expect(await s.once('new-19999', now + 60_000)).toBe(false);
+    expect(await s.once('old-0', now + 60_000)).toBe(true);
+    expect(await s.once('old-4999', now + 60_000)).toBe(true);
+  });
+});
