@@ -25,6 +25,9 @@ export interface Tokens {
   /** Sessions of the provider's code containers (OpenAI's code interpreter), priced per session:
    * each container the gateway first sees, of any memory size (the price is that size's). */
   code_containers: number;
+  /** Images made by the provider's image generation tool (OpenAI's, in the Responses API), which
+   * its usage does not count: priced per image only where an override gives a price. */
+  image_generations: number;
 }
 
 export const ZERO_TOKENS: Readonly<Tokens> = Object.freeze({
@@ -40,6 +43,7 @@ export const ZERO_TOKENS: Readonly<Tokens> = Object.freeze({
   web_searches: 0,
   file_searches: 0,
   code_containers: 0,
+  image_generations: 0,
 });
 
 export type PricingStatus = 'priced' | 'estimated' | 'unpriced';

@@ -182,6 +182,18 @@ describe("counting a Responses answer's hosted tool calls", () => {
     ).toBeNull();
   });
 
+  it('counts the images the image generation tool made, not those that failed, in a large answer too', () => {
+    const image = (status: string, result: string | null) => ({
+      type: 'image_generation_call',
+      id: 'ig',
+      status,
+      result,
+    });
+    const png = 'A'.repeat(WHOLE_PARSE_UP_TO * 3);
+    const text = answer([image('completed', png), image('failed', null), web('completed')]);
+    expect(readAnswerMeta(Buffer.from(text)).toolCalls).toEqual({ image_generations: 1, web_searches: 1 });
+  });
+
   it('lists the containers code interpreter calls used, each once, in a small answer or a large one', () => {
     const code = (container: unknown) => ({
       type: 'code_interpreter_call',

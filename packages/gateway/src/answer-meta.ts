@@ -39,13 +39,20 @@ const SEARCH_CALL = Buffer.from('_search_call"');
 /** The end of `code_interpreter_call`: from its underscore, a byte rare enough in an embeddings
  * batch that the scan takes 0.04 ms for 3 MB, where the whole name takes ten times that. */
 const CODE_CALL = Buffer.from('_interpreter_call"');
+/** The end of `image_generation_call`, from its underscore likewise. */
+const IMAGE_CALL = Buffer.from('_generation_call"');
 const MODEL_TOKEN = Buffer.from('"model"');
 
 /** Reads usage and model from a JSON answer. Throws SyntaxError when the body is not JSON (as far
  * as a whole parse is needed to tell). */
 export function readAnswerMeta(buf: Buffer, wholeUpTo = WHOLE_PARSE_UP_TO): AnswerMeta {
   // An answer that lists hosted tool calls is read whole: they are counted from its output.
-  if (buf.length > wholeUpTo && !buf.includes(SEARCH_CALL) && !buf.includes(CODE_CALL)) {
+  if (
+    buf.length > wholeUpTo &&
+    !buf.includes(SEARCH_CALL) &&
+    !buf.includes(CODE_CALL) &&
+    !buf.includes(IMAGE_CALL)
+  ) {
     const fromEnds = fromTheEnds(buf);
     if (fromEnds) return fromEnds;
   }
@@ -69,10 +76,11 @@ export function metaOf(json: unknown): AnswerMeta {
 const BILLED_ITEMS: Readonly<Record<string, keyof HostedToolCalls>> = {
   web_search_call: 'web_searches',
   file_search_call: 'file_searches',
+  image_generation_call: 'image_generations',
 };
 
 /** The hosted tool call an output item of a Responses answer is, if one billed per call: a web
- * search or a file search that did not fail. */
+ * search, a file search or an image generation that did not fail. */
 function billedToolCall(item: unknown): keyof HostedToolCalls | null {
   if (!isObject(item)) return null;
   const type = item['type'];

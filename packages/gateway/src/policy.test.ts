@@ -192,6 +192,13 @@ describe('the hosted searches a Responses request may make', () => {
     });
     expect(hostedToolCallsAllowed({ tools: [file], max_tool_calls: 0 }, 7)).toEqual({ file_searches: 7 });
     expect(hostedToolCallsAllowed({ tools: [{ type: 'function', name: 'f' }, null, 'x'] }, 10)).toBeNull();
+    // Images, where it offers image generation, as many again: their fee is another.
+    const image = { type: 'image_generation', quality: 'low' };
+    expect(hostedToolCallsAllowed({ tools: [image, web], max_tool_calls: 3 }, 10)).toEqual({
+      web_searches: 3,
+      image_generations: 3,
+    });
+    expect(hostedToolCallsAllowed({ tools: [image] }, 10)).toEqual({ image_generations: 10 });
     expect(hostedToolCallsAllowed({ tools: 'web_search' }, 10)).toBeNull();
     expect(hostedToolCallsAllowed({}, 10)).toBeNull();
   });

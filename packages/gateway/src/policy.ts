@@ -271,10 +271,11 @@ export function budgetExceeded(
   resetAt: number,
   now: number,
   callNano = 0n,
-  /** The hosted tool calls the call's most cost holds: searches, a code container's session. */
+  /** The hosted tool calls the call's most cost holds: searches, images, a code container's session. */
   held: HostedToolCalls | null = null,
 ): GatewayError {
   const searches = (held?.web_searches ?? 0) + (held?.file_searches ?? 0);
+  const images = held?.image_generations ?? 0;
   const containers =
     (held?.code_containers ?? 0) +
     (held?.code_containers_4g ?? 0) +
@@ -295,10 +296,11 @@ export function budgetExceeded(
     message =
       `This call may cost up to $${nanoToUsd(callNano)} (its prompt and its most output` +
       (searches > 0 ? `, and ${searches} hosted searches at their fee` : '') +
+      (images > 0 ? `, and ${images} generated images at their fee` : '') +
       (containers > 0 ? ', and a code interpreter container session at its fee' : '') +
       `), more than the $${nanoToUsd(left)} left of budget ${rule.id} (${rule.scope} ${rule.subject}, ${rule.period}, ${limit}): ` +
       'send a lower output limit (max_tokens, max_output_tokens)' +
-      (searches > 0 ? ' or fewer searches (max_tool_calls)' : '') +
+      (searches > 0 || images > 0 ? ' or fewer tool calls (max_tool_calls)' : '') +
       (containers > 0 ? " or a container of your own (the code_interpreter tool's container id)" : '') +
       (callNano > rule.limitNano ? '.' : `, or wait for ${resets}, when it resets.`);
   } else {
@@ -337,8 +339,10 @@ export const DEFAULT_MAX_TOOL_CALLS = 10;
 
 /**
  * The hosted tool calls billed per call that a Responses request may make, for its budget
- * reservation: its `max_tool_calls`, or `fallback` where it sets none, all of the dearer kind it
- * offers (a web search before a file search). Null when it offers neither.
+ * reservation: its `max_tool_calls`, or `fallback` where it sets none, of the dearer kind of
+ * search it offers (a web search before a file search), and as many images where it offers image
+ * generation (whose fee, where an override gives one, the searches' may not cover). Null when it
+ * offers none of these.
  */
 export function hostedToolCallsAllowed(
   body: Record<string, unknown>,
@@ -348,20 +352,24 @@ export function hostedToolCallsAllowed(
   if (!Array.isArray(tools)) return null;
   let web = false;
   let file = false;
+  let image = false;
   for (const t of tools) {
     const type = isObject(t) ? t['type'] : undefined;
     if (typeof type !== 'string') continue;
     // web_search, web_search_preview and their dated names (web_search_2025_08_26).
     if (type.startsWith('web_search')) web = true;
     else if (type === 'file_search') file = true;
+    else if (type === 'image_generation') image = true;
   }
-  if (!web && !file) return null;
+  if (!web && !file && !image) return null;
   const asked = body['max_tool_calls'];
   const n =
     typeof asked === 'number' && Number.isInteger(asked) && asked > 0
       ? Math.min(asked, MAX_TOKEN_COUNT)
       : fallback;
-  return web ? { web_searches: n } : { file_searches: n };
+  const out: HostedToolCalls = web ? { web_searches: n } : file ? { file_searches: n } : {};
+  if (image) out.image_generations = n;
+  return out;
 }
 
 /** OpenAI's search models (gpt-4o-search-preview, gpt-5-search-api): each chat completion searches

@@ -89,8 +89,10 @@ describe("a Responses stream's hosted tool calls", () => {
     m.onEvent(item('web_search_call'));
     m.onEvent(item('web_search_call', 'failed'));
     m.onEvent(item('file_search_call'));
+    m.onEvent(item('image_generation_call'));
+    m.onEvent(item('image_generation_call', 'failed'));
     m.onEvent(item('message'));
-    expect(m.toolCalls()).toEqual({ web_searches: 1, file_searches: 1 });
+    expect(m.toolCalls()).toEqual({ web_searches: 1, file_searches: 1, image_generations: 1 });
     expect(m.done).toBe(false);
   });
 

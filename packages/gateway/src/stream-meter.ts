@@ -206,9 +206,11 @@ class ResponsesMeter implements StreamMeter {
     }
     if (name === 'response.output_item.done') {
       // Each hosted tool call as it ends, so that a stream cut off later still bills those made.
-      // Every item ends so, a message with its whole text: only a search's or code's is parsed.
+      // Every item ends so, a message with its whole text: only a search's, an image's or code's is
+      // parsed.
       const data = eventData(ev);
-      if (data?.includes('_search_call"')) this.tools = countToolCall(this.tools, parse(data)?.['item']);
+      if (data?.includes('_search_call"') || data?.includes('image_generation_call"'))
+        this.tools = countToolCall(this.tools, parse(data)?.['item']);
       else if (data?.includes('code_interpreter_call"'))
         this.used = addContainer(this.used, parse(data)?.['item']);
       return true;

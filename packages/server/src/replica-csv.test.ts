@@ -128,7 +128,7 @@ describe('metered calls as CSV, from a replica to its server', () => {
       [3, 'invalid_event'],
     ]);
     expect(body.rejected[0]!.message).toContain('status');
-    expect(body.rejected[2]!.message).toContain('39 fields');
+    expect(body.rejected[2]!.message).toContain('40 fields');
     expect(await t.store.getCall('default', 'mixed-1')).not.toBeNull();
     expect(await t.store.getCall('default', 'mixed-6')).not.toBeNull();
     expect(await t.store.getCall('default', 'mixed-2')).toBeNull();
@@ -164,7 +164,7 @@ describe('metered calls as CSV, from a replica to its server', () => {
       const raw = callCsvLine(call('odd')).slice(0, -1);
       return { f, raw: splitRaw(raw)[i]! };
     });
-    expect(fields.length).toBe(39);
+    expect(fields.length).toBe(40);
     let stored = 0;
     let checked = 0;
     let n = 0;
@@ -200,14 +200,19 @@ describe('metered calls as CSV, from a replica to its server', () => {
     expect(stored).toBeGreaterThanOrEqual(checked * 0.7);
   });
 
-  it('sends as JSON to a server without CSV: the same calls, without request_id (which it refuses), file_searches and code_containers', () => {
+  it('sends as JSON to a server without CSV: the same calls, without request_id (which it refuses) and the counts after it', () => {
     const calls = [
       call('j-1', { request_id: 'j-1' }),
       call('j-2', { project: 'x "y"', cost_list_nano: null }),
     ];
     const body = JSON.parse(jsonBodyOfCsv(csv(...calls)).toString()) as { calls: unknown[] };
     const { request_id: _, ...earlier } = callToWire(calls[0]!);
-    const { file_searches: __, code_containers: ___, ...earlierTokens } = earlier.tokens;
+    const {
+      file_searches: __,
+      code_containers: ___,
+      image_generations: ____,
+      ...earlierTokens
+    } = earlier.tokens;
     expect(body.calls[0]).toEqual(JSON.parse(JSON.stringify({ ...earlier, tokens: earlierTokens })));
     expect(body.calls.map((c) => callFromWire(c))).toEqual(calls.map((c) => ({ ...c, request_id: null })));
     // This version's server takes it with or without.
@@ -216,21 +221,22 @@ describe('metered calls as CSV, from a replica to its server', () => {
     expect(callFromWire({ ...callToWire(calls[0]!), request_id: '' })).toMatch(/request_id/);
   });
 
-  // The layouts before request_id, before file_searches and before code_containers, as replicas of
-  // those versions send and keep them: this version's line without its last three fields, two, or
-  // its last one.
+  // The layouts before request_id, before file_searches, before code_containers and before
+  // image_generations, as replicas of those versions send and keep them: this version's line
+  // without its last four fields, three, two, or its last one.
   const BEFORE_REQUEST_ID = 'duckdb-csv-5f447b59d085';
   const BEFORE_FILE_SEARCHES = 'duckdb-csv-10ba32b3891f';
   const BEFORE_CODE_CONTAINERS = 'duckdb-csv-9a8f998f71ec';
+  const BEFORE_IMAGE_GENERATIONS = 'duckdb-csv-a55725ae5367';
   const withoutLast = (c: CallRecord, dropped: number) => {
     const fields = splitRaw(callCsvLine(c).slice(0, -1));
     return `${fields.slice(0, -dropped).join(',')}\n`;
   };
-  const earlierCsv = (...calls: CallRecord[]) => calls.map((c) => withoutLast(c, 3)).join('');
+  const earlierCsv = (...calls: CallRecord[]) => calls.map((c) => withoutLast(c, 4)).join('');
 
   it('stores the calls of a replica of the version before file_searches, with none counted', async () => {
     const calls = [call('prev-fs-1', { request_id: 'r-1' }), call('prev-fs-2')];
-    const bytes = calls.map((c) => withoutLast(c, 2)).join('');
+    const bytes = calls.map((c) => withoutLast(c, 3)).join('');
     const r = await post(bytes, { [CALLS_FORMAT_HEADER]: BEFORE_FILE_SEARCHES });
     expect(r.statusCode).toBe(200);
     expect(r.json()).toEqual({ accepted: 2, duplicates: 0, rejected: [] });
@@ -243,7 +249,7 @@ describe('metered calls as CSV, from a replica to its server', () => {
       call('prev-cc-1', { request_id: 'r-1', tokens: { ...call('x').tokens, file_searches: 2 } }),
       call('prev-cc-2'),
     ];
-    const bytes = calls.map((c) => withoutLast(c, 1)).join('');
+    const bytes = calls.map((c) => withoutLast(c, 2)).join('');
     const r = await post(bytes, { [CALLS_FORMAT_HEADER]: BEFORE_CODE_CONTAINERS });
     expect(r.json()).toEqual({ accepted: 2, duplicates: 0, rejected: [] });
     expect(await t.store.getCall('default', 'prev-cc-1')).toEqual(calls[0]);
@@ -335,15 +341,16 @@ describe('metered calls as CSV, from a replica to its server', () => {
   it.each([
     // Two versions back: its 415 names its layout in the message only.
     { layout: BEFORE_FILE_SEARCHES, inDetails: false },
-    // The version before: in its details too.
+    // Later versions: in its details too.
     { layout: BEFORE_CODE_CONTAINERS, inDetails: true },
+    { layout: BEFORE_IMAGE_GENERATIONS, inDetails: true },
   ])(
     'a replica sends a server of an earlier version ($layout) its calls in that layout, request ids kept',
     async ({ layout, inDetails }) => {
       // The server of that version: it reads its own layout (and the earlier ones, as this server
       // does), and refuses any other with the 415 that version gave.
       const seen: string[] = [];
-      const id = inDetails ? 'c' : 'b';
+      const id = `v${layout.slice(-4)}`;
       const before = createServer((req, res) => {
         const parts: Buffer[] = [];
         req.on('data', (c: Buffer) => parts.push(c));
@@ -387,7 +394,7 @@ describe('metered calls as CSV, from a replica to its server', () => {
         const searched = call(`${id}-1`, {
           request_id: 'req-b',
           project: 'a, "b"\nc',
-          tokens: { ...call('x').tokens, file_searches: 2, code_containers: 1 },
+          tokens: { ...call('x').tokens, file_searches: 2, code_containers: 1, image_generations: 3 },
         });
         expect(await client.writeCalls(new CsvCallBatch(csv(searched, call(`${id}-2`))))).toMatchObject({
           accepted: 2,
@@ -398,7 +405,8 @@ describe('metered calls as CSV, from a replica to its server', () => {
           tokens: {
             ...searched.tokens,
             file_searches: layout === BEFORE_FILE_SEARCHES ? 0 : 2,
-            code_containers: 0,
+            code_containers: layout === BEFORE_IMAGE_GENERATIONS ? 1 : 0,
+            image_generations: 0,
           },
         });
         await client.writeCalls(new CsvCallBatch(csv(call(`${id}-3`))));

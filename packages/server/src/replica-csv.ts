@@ -77,11 +77,12 @@ export function jsonBodyOfCsv(bytes: Buffer): Buffer {
     .map(wireOfCsvLine)
     .filter((w): w is Record<string, unknown> => typeof w !== 'string');
   // A server that takes no CSV predates these fields: it refuses request_id, and its counts of file
-  // searches and code containers are none.
+  // searches, code containers and images are none.
   for (const c of calls) {
     delete c['request_id'];
     delete (c['tokens'] as Record<string, unknown>)['file_searches'];
     delete (c['tokens'] as Record<string, unknown>)['code_containers'];
+    delete (c['tokens'] as Record<string, unknown>)['image_generations'];
   }
   return Buffer.from(JSON.stringify({ calls }));
 }

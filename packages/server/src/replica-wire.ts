@@ -67,6 +67,7 @@ const callSchema = z
       // A replica of an earlier version does not send it: it counted none.
       file_searches: count.default(0),
       code_containers: count.default(0),
+      image_generations: count.default(0),
     }),
     cost_list_nano: nano.nullable(),
     cost_effective_nano: nano.nullable(),

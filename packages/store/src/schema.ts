@@ -363,6 +363,14 @@ const codeContainers: Migration = {
   statements: () => [{ sql: 'ALTER TABLE calls ADD COLUMN code_containers INTEGER DEFAULT 0' }],
 };
 
+/** v12: the images a call's image generation tool made (OpenAI's, in the Responses API). Calls
+ * stored before it had none counted (0). */
+const imageGenerations: Migration = {
+  version: 12,
+  name: 'call image generations',
+  statements: () => [{ sql: 'ALTER TABLE calls ADD COLUMN image_generations INTEGER DEFAULT 0' }],
+};
+
 /** Append only: a released migration is never edited, a change is a new version. */
 export const MIGRATIONS: readonly Migration[] = [
   initial,
@@ -376,6 +384,7 @@ export const MIGRATIONS: readonly Migration[] = [
   rateLimits,
   fileSearches,
   codeContainers,
+  imageGenerations,
 ];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

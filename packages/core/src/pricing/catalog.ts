@@ -363,6 +363,7 @@ function withToolCalls(counted: UnitUsage, calls: HostedToolCalls): UnitUsage {
   add('web_searches', calls.web_searches, 'tool_calls.web_searches');
   add('storage_searches', calls.file_searches, 'tool_calls.file_searches');
   for (const k of CONTAINER_CALLS) add(k, calls[k], `tool_calls.${k}`);
+  add('image_generations', calls.image_generations, 'tool_calls.image_generations');
   return checkUnitUsage(usage);
 }
 

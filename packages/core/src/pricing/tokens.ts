@@ -55,6 +55,7 @@ export function unitUsageToTokens(u: UnitUsage): Tokens {
       (u['code_containers_4g'] ?? 0) +
       (u['code_containers_16g'] ?? 0) +
       (u['code_containers_64g'] ?? 0),
+    image_generations: u['image_generations'] ?? 0,
   };
 }
 
@@ -80,5 +81,6 @@ export function tokensToUnitUsage(t: Partial<Tokens>): UnitUsage {
     storage_searches: n('file_searches'),
     // Stored counts do not keep a container's size: they are the default's.
     code_containers: n('code_containers'),
+    image_generations: n('image_generations'),
   };
 }

@@ -164,6 +164,19 @@ describe("the fees from Portkey's table", () => {
   });
 });
 
+/** The catalog with a tenant's own prices for gpt-4.1: its list token prices, and `fees`. */
+const gpt41With = (fees: Record<string, string>) =>
+  testCatalog({
+    overrides: [
+      {
+        tenant: 'default',
+        provider: 'openai',
+        model: 'gpt-4.1',
+        prices: { input_mtok: '2', output_mtok: '8', ...fees },
+      },
+    ],
+  });
+
 describe("OpenAI's code interpreter containers, billed per session", () => {
   it('adds $0.03 a session of a 1 GB container to the tokens, on any OpenAI or Azure model', () => {
     const priced = pricedBy(cat, call('gpt-4.1', { code_containers: 2 }));
@@ -192,16 +205,7 @@ describe("OpenAI's code interpreter containers, billed per session", () => {
       reason: 'model gpt-4.1 has no price for code_containers_4g (1 made)',
       tokens: { code_containers: 1 },
     });
-    const own = testCatalog({
-      overrides: [
-        {
-          tenant: 'default',
-          provider: 'openai',
-          model: 'gpt-4.1',
-          prices: { input_mtok: '2', output_mtok: '8', code_containers_4g_kcount: '120' },
-        },
-      ],
-    });
+    const own = gpt41With({ code_containers_4g_kcount: '120' });
     const priced = own.price(call('gpt-4.1', { code_containers_4g: 1, code_containers: 1 }));
     expect(priced.status === 'priced' && exactToUsd(priced.effective)).toBe('0.153504');
   });
@@ -246,5 +250,20 @@ describe("OpenAI's code interpreter containers, billed per session", () => {
       { prices: { input_mtok: '1', code_containers_kcount: '40' } },
       { constraint: { start_date: '2026-01-01' }, prices: { input_mtok: '2', code_containers_kcount: '30' } },
     ]);
+  });
+});
+
+describe("OpenAI's image generation tool", () => {
+  it('leaves a call with images unpriced, saying why, unless the tenant prices them', () => {
+    // Its images are billed at the image model's rates, by a quality and size the answer does not
+    // give: the tables have no price for one.
+    expect(cat.price(call('gpt-4.1', { image_generations: 2 }))).toMatchObject({
+      status: 'unpriced',
+      reason: 'model gpt-4.1 has no price for image_generations (2 made)',
+      tokens: { image_generations: 2, input: 328 },
+    });
+    const own = gpt41With({ image_generations_kcount: '42' });
+    const priced = own.price(call('gpt-4.1', { image_generations: 2 }));
+    expect(priced.status === 'priced' && exactToUsd(priced.effective)).toBe('0.087504');
   });
 });

@@ -42,6 +42,8 @@ export const HOSTED_TOOL_CALLS = [
   'code_containers_4g',
   'code_containers_16g',
   'code_containers_64g',
+  // Images of OpenAI's image generation tool.
+  'image_generations',
 ] as const;
 export type HostedToolCall = (typeof HOSTED_TOOL_CALLS)[number];
 

@@ -112,6 +112,10 @@ for (const memory of ['1g', '4g', '16g', '64g']) {
   const name = memory === '1g' ? 'code_containers' : `code_containers_${memory}`;
   add(name, `${name}_kcount`, 1000, { family: 'tool_calls', tool_type: 'code_container', memory });
 }
+add('image_generations', 'image_generations_kcount', 1000, {
+  family: 'tool_calls',
+  tool_type: 'image_generation',
+});
 add('code_executions', 'code_executions_kcount', 1000, { family: 'tool_calls', tool_type: 'code_execution' });
 /** Never read from usage: every call is one request. */
 add('requests', 'requests_kcount', 1000, { family: 'requests' });

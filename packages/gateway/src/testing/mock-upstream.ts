@@ -337,6 +337,15 @@ export class MockUpstream {
         results: null,
       });
     }
+    // The image generation tool makes one image (a PNG of one pixel), and one fails.
+    if (offered.has('image_generation')) {
+      const png =
+        'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==';
+      hosted.push(
+        { type: 'image_generation_call', id: 'ig_1', status: 'completed', result: png },
+        { type: 'image_generation_call', id: 'ig_2', status: 'failed', result: null },
+      );
+    }
     // The code interpreter runs twice in one container: the one the request names, else (auto) the
     // one the previous response of the conversation used, else a new one.
     let id = 'resp_67ccd2bed1ec8190';

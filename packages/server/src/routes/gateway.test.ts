@@ -393,7 +393,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
       const refused = await ask(extra).catch((e: { status: number; code: string; message: string }) => e);
       expect(refused).toMatchObject({ status: 429, code: 'budget_exceeded' });
       expect((refused as { message: string }).message).toMatch(
-        new RegExp(`and ${n} hosted searches at their fee\\).*or fewer searches \\(max_tool_calls\\)`),
+        new RegExp(`and ${n} hosted searches at their fee\\).*or fewer tool calls \\(max_tool_calls\\)`),
       );
     }
     // One search ($0.01) and the tokens fit.
@@ -443,6 +443,34 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
       .catch((e: { status: number; code: string; message: string }) => e);
     expect(big).toMatchObject({ status: 400, code: 'unpriced_model' });
     expect((big as { message: string }).message).toMatch(/no price for code_containers_4g/);
+  });
+
+  it("responses with OpenAI's image generation tool: its images counted, the call unpriced for want of a price", async () => {
+    const tools = [{ type: 'image_generation' as const }];
+    // Under the key's budget, a call that may make images with no price cannot be held to it.
+    const refused = await openai.responses
+      .create({ model: 'gpt-4.1', input: 'Draw.', tools })
+      .catch((e: { status: number; code: string; message: string }) => e);
+    expect(refused).toMatchObject({ status: 400, code: 'unpriced_model' });
+    expect((refused as { message: string }).message).toMatch(/no price for image_generations/);
+    // A key without one: the images are counted, and the call is not priced at its tokens alone.
+    const made = await t.app.inject({ method: 'POST', url: '/v1/keys', headers: t.auth, payload: {} });
+    const free = new OpenAI({ apiKey: made.json().key, baseURL: `${base}/v1`, maxRetries: 0 });
+    const r = await free.responses.create({ model: 'gpt-4.1', input: 'Draw.', tools });
+    expect(r.output.map((o) => o.type)).toEqual([
+      'image_generation_call',
+      'image_generation_call',
+      'message',
+    ]);
+    const s = await free.responses.create({ model: 'gpt-4.1', input: 'Draw.', tools, stream: true });
+    for await (const _ of s);
+    for (const call of await lastCalls(2))
+      expect(call).toMatchObject({
+        status: 'ok',
+        pricing_status: 'unpriced',
+        cost_usd: null,
+        tokens: { image_generations: 1, input: 1200 },
+      });
   });
 
   it('reserves a budget for the container session a Responses call may start', async () => {

@@ -24,6 +24,7 @@ export function ingestCases(ctx: ContractContext): void {
         web_searches: 2,
         file_searches: 4,
         code_containers: 3,
+        image_generations: 5,
       },
       cost_list_nano: BIG,
       cost_effective_nano: BIG - 1n,

@@ -84,6 +84,7 @@ export const CALL_COLUMNS = tableColumns<CallRecord>(
     ['request_id', (c) => c.request_id],
     ['file_searches', (c) => c.tokens.file_searches],
     ['code_containers', (c) => c.tokens.code_containers],
+    ['image_generations', (c) => c.tokens.image_generations],
   ],
   ['time'],
 );
@@ -155,6 +156,7 @@ export function callFromRow(r: Row): CallRecord {
       web_searches: num(r, 'web_searches'),
       file_searches: numOrNull(r, 'file_searches') ?? 0,
       code_containers: numOrNull(r, 'code_containers') ?? 0,
+      image_generations: numOrNull(r, 'image_generations') ?? 0,
     },
     cost_list_nano: bigOrNull(r, 'cost_list_nano'),
     cost_effective_nano: bigOrNull(r, 'cost_effective_nano'),

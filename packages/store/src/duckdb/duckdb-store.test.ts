@@ -303,28 +303,30 @@ describe('DuckDB metering append', () => {
 });
 
 describe('DuckDB calls of an earlier version', () => {
-  // The layouts of metered calls before request_id, before file_searches (after request_id) and
-  // before code_containers: a spool or a replica of those versions.
+  // The layouts of metered calls before request_id, before file_searches (after request_id),
+  // before code_containers and before image_generations: a spool or a replica of those versions.
   const BEFORE_REQUEST_ID = 'duckdb-csv-5f447b59d085';
   const BEFORE_FILE_SEARCHES = 'duckdb-csv-10ba32b3891f';
   const BEFORE_CODE_CONTAINERS = 'duckdb-csv-9a8f998f71ec';
+  const BEFORE_IMAGE_GENERATIONS = 'duckdb-csv-a55725ae5367';
   /** A call as a version `dropped` fields ago wrote it: this version's line without them. */
-  const earlierLine = (c: CallRecord, dropped = 3) => {
+  const earlierLine = (c: CallRecord, dropped = 4) => {
     const line = callCsvLine(c);
     const fields = line.slice(0, -1).split(',');
     return `${fields.slice(0, -dropped).join(',')}\n`;
   };
   const earlier = (c: CallRecord, dropped: number): CallRecord => ({
     ...c,
-    request_id: dropped === 3 ? null : c.request_id,
+    request_id: dropped === 4 ? null : c.request_id,
     tokens: {
       ...c.tokens,
-      file_searches: dropped >= 2 ? 0 : c.tokens.file_searches,
-      code_containers: 0,
+      file_searches: dropped >= 3 ? 0 : c.tokens.file_searches,
+      code_containers: dropped >= 2 ? 0 : c.tokens.code_containers,
+      image_generations: 0,
     },
   });
 
-  it('reads metering batches of the layouts before request_id, file_searches and code_containers', async () => {
+  it('reads metering batches of the layouts before request_id, file_searches, code_containers and image_generations', async () => {
     const store = await createDuckDbStore({ path: ':memory:' });
     await store.migrate();
     try {
@@ -332,22 +334,30 @@ describe('DuckDB calls of an earlier version', () => {
         BEFORE_REQUEST_ID,
         BEFORE_FILE_SEARCHES,
         BEFORE_CODE_CONTAINERS,
+        BEFORE_IMAGE_GENERATIONS,
       ]);
       for (const [format, dropped, checked] of [
-        [BEFORE_REQUEST_ID, 3, false],
-        [BEFORE_FILE_SEARCHES, 2, false],
-        [BEFORE_CODE_CONTAINERS, 1, false],
+        [BEFORE_REQUEST_ID, 4, false],
+        [BEFORE_FILE_SEARCHES, 3, false],
+        [BEFORE_CODE_CONTAINERS, 2, false],
+        [BEFORE_IMAGE_GENERATIONS, 1, false],
         // A replica's batch, read as text and checked field by field.
-        [BEFORE_REQUEST_ID, 3, true],
-        [BEFORE_FILE_SEARCHES, 2, true],
-        [BEFORE_CODE_CONTAINERS, 1, true],
+        [BEFORE_REQUEST_ID, 4, true],
+        [BEFORE_FILE_SEARCHES, 3, true],
+        [BEFORE_CODE_CONTAINERS, 2, true],
+        [BEFORE_IMAGE_GENERATIONS, 1, true],
       ] as const) {
         const tenant = newTenant();
         const calls = [
           makeCall(tenant, 'old-1', {
             project: 'two\nlines, "quoted"',
             request_id: 'req-9',
-            tokens: { ...makeCall(tenant, 'x').tokens, file_searches: 3, code_containers: 2 },
+            tokens: {
+              ...makeCall(tenant, 'x').tokens,
+              file_searches: 3,
+              code_containers: 2,
+              image_generations: 1,
+            },
           }),
           makeBareCall(tenant, 'old-2'),
         ];
@@ -408,7 +418,7 @@ describe('DuckDB calls of an earlier version', () => {
       const before = makeCall(tenant, 'v4-call', { request_id: null });
       const old = join(dir, 'v4.csv');
       writeFileSync(old, earlierLine(before));
-      const columns = CALL_CSV_COLUMNS.slice(0, -3);
+      const columns = CALL_CSV_COLUMNS.slice(0, -4);
       const types = columns.map(([n, t]) => `"${n}": '${t}'`).join(', ');
       const select = columns
         .map(([n]) =>
