@@ -2,7 +2,9 @@ import {
   type BudgetAction,
   type BudgetPeriod,
   type BudgetScope,
+  CODE_CONTAINER_CALLS,
   type HostedToolCalls,
+  hostedCount,
   isObject,
   MAX_TOKEN_COUNT,
   nanoToUsd,
@@ -264,6 +266,8 @@ export function tightest(results: RateResult[]): RateResult {
   return { ok: true, limited: null, requests, tokens, retryAfterMs: 0 };
 }
 
+const SEARCH_CALLS = ['web_searches', 'file_searches'] as const;
+
 export function budgetExceeded(
   rule: BudgetRule,
   spentNano: bigint,
@@ -274,13 +278,9 @@ export function budgetExceeded(
   /** The hosted tool calls the call's most cost holds: searches, images, a code container's session. */
   held: HostedToolCalls | null = null,
 ): GatewayError {
-  const searches = (held?.web_searches ?? 0) + (held?.file_searches ?? 0);
+  const searches = hostedCount(held, SEARCH_CALLS);
   const images = held?.image_generations ?? 0;
-  const containers =
-    (held?.code_containers ?? 0) +
-    (held?.code_containers_4g ?? 0) +
-    (held?.code_containers_16g ?? 0) +
-    (held?.code_containers_64g ?? 0);
+  const containers = hostedCount(held, CODE_CONTAINER_CALLS);
   const resets = new Date(resetAt).toISOString();
   const left = rule.limitNano - spentNano;
   const name = `${rule.id} (${rule.scope} ${rule.subject}, ${rule.period})`;

@@ -20,7 +20,7 @@ import {
   tokensToUnitUsage,
   unitUsageToTokens,
 } from './tokens.js';
-import type { HostedToolCalls, PriceInput, PriceOutcome } from './types.js';
+import { HOSTED_TOOL_CALLS, type HostedToolCalls, type PriceInput, type PriceOutcome } from './types.js';
 import { UNITS } from './units.js';
 import { applyVariant, followVariant, multiplyFactors, scaleTokenPrices } from './variants.js';
 
@@ -345,13 +345,6 @@ function constraintActive(c: NonNullable<ConditionalPrice['constraint']>, time: 
   return start <= end ? t >= start && t < end : t >= start || t < end;
 }
 
-const CONTAINER_CALLS = [
-  'code_containers',
-  'code_containers_4g',
-  'code_containers_16g',
-  'code_containers_64g',
-] as const;
-
 /** Usage with the hosted tool calls its object does not count added (PriceInput.tool_calls). */
 function withToolCalls(counted: UnitUsage, calls: HostedToolCalls): UnitUsage {
   const usage = { ...counted };
@@ -360,10 +353,9 @@ function withToolCalls(counted: UnitUsage, calls: HostedToolCalls): UnitUsage {
     if (!isTokenCount(n)) throw badTokenCount(n, what);
     usage[key] = (usage[key] ?? 0) + n;
   };
-  add('web_searches', calls.web_searches, 'tool_calls.web_searches');
-  add('storage_searches', calls.file_searches, 'tool_calls.file_searches');
-  for (const k of CONTAINER_CALLS) add(k, calls[k], `tool_calls.${k}`);
-  add('image_generations', calls.image_generations, 'tool_calls.image_generations');
+  // Each is its unit's usage key, but a file search, which genai-prices names a storage search.
+  for (const k of HOSTED_TOOL_CALLS)
+    add(k === 'file_searches' ? 'storage_searches' : k, calls[k], `tool_calls.${k}`);
   return checkUnitUsage(usage);
 }
 

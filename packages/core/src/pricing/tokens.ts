@@ -1,6 +1,7 @@
 import { TallyError } from '../errors.js';
 import type { Tokens } from '../model.js';
 import type { UnitUsage } from './calc.js';
+import { CODE_CONTAINER_CALLS, hostedCount } from './types.js';
 
 /** The most tokens one count may hold: the store keeps counts as 32-bit integers. */
 export const MAX_TOKEN_COUNT = 2_147_483_647;
@@ -50,11 +51,7 @@ export function unitUsageToTokens(u: UnitUsage): Tokens {
     cache_audio_read: u['cache_audio_read_tokens'] ?? 0,
     web_searches: u['web_searches'] ?? 0,
     file_searches: u['storage_searches'] ?? 0,
-    code_containers:
-      (u['code_containers'] ?? 0) +
-      (u['code_containers_4g'] ?? 0) +
-      (u['code_containers_16g'] ?? 0) +
-      (u['code_containers_64g'] ?? 0),
+    code_containers: hostedCount(u, CODE_CONTAINER_CALLS),
     image_generations: u['image_generations'] ?? 0,
   };
 }

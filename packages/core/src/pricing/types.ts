@@ -34,18 +34,32 @@ export interface PriceInput {
 export type HostedToolCalls = Partial<Record<HostedToolCall, number>>;
 
 /** The hosted tool calls a call may count apart from its usage (HostedToolCalls' fields). */
-export const HOSTED_TOOL_CALLS = [
-  'web_searches',
-  'file_searches',
-  // Code interpreter container sessions: the default 1 GB, and the larger memory sizes.
+/** Code interpreter container sessions, by memory: the default 1 GB, and the larger sizes. */
+export const CODE_CONTAINER_CALLS = [
   'code_containers',
   'code_containers_4g',
   'code_containers_16g',
   'code_containers_64g',
+] as const;
+
+export const HOSTED_TOOL_CALLS = [
+  'web_searches',
+  'file_searches',
+  ...CODE_CONTAINER_CALLS,
   // Images of OpenAI's image generation tool.
   'image_generations',
 ] as const;
 export type HostedToolCall = (typeof HOSTED_TOOL_CALLS)[number];
+
+/** How many of the hosted tool calls `names` `calls` holds, together. */
+export function hostedCount(
+  calls: Readonly<Partial<Record<string, number>>> | null | undefined,
+  names: readonly string[],
+): number {
+  let n = 0;
+  for (const k of names) n += calls?.[k] ?? 0;
+  return n;
+}
 
 /** Whether `k` names a hosted tool call (HOSTED_TOOL_CALLS). */
 export const isHostedToolCall = (k: string): k is HostedToolCall =>
