@@ -109,6 +109,9 @@ export function meterAttempt(deps: GatewayDeps, ctx: AttemptContext, out: Attemp
   } catch (err) {
     errorType ??= `usage_unreadable: ${(err as Error).message}`.slice(0, 128);
   }
+  // Why a call is unpriced is kept with it, as an unreadable usage's is: `error_type` starting
+  // `unpriced:` (a call listed by GET /v1/calls?error_type=unpriced).
+  if (priced?.status === 'unpriced') errorType ??= `unpriced: ${priced.reason}`.slice(0, 128);
   const isPriced = priced?.status === 'priced' ? priced : null;
   // A failed call with no usage costs nothing; an unreadable or unknown one stays unpriced.
   const free = priced === null && out.usage === null && out.estimated === null;

@@ -470,7 +470,15 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
         pricing_status: 'unpriced',
         cost_usd: null,
         tokens: { image_generations: 1, input: 1200 },
+        error_type: 'unpriced: model gpt-4.1 has no price for image_generations (1 made)',
       });
+    // Listed by why.
+    const listed = await t.app.inject({
+      method: 'GET',
+      url: '/v1/calls?error_type=unpriced',
+      headers: t.auth,
+    });
+    expect(listed.json().data.length).toBeGreaterThanOrEqual(2);
   });
 
   it('reserves a budget for the container session a Responses call may start', async () => {
