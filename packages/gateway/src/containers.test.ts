@@ -28,6 +28,10 @@ describe('the code interpreter a request offers', () => {
   it('lists the containers an answer used once each', () => {
     expect(containersOf([...used('a', 'b', 'a'), { type: 'message' }])).toEqual(['a', 'b']);
     expect(containersOf([{ type: 'message' }])).toBeNull();
+    // No id past 256 characters, and no more than sixteen: each is a look in the shared state.
+    expect(containersOf(used('x'.repeat(257), 'ok'))).toEqual(['ok']);
+    const many = Array.from({ length: 40 }, (_, i) => `c${i}`);
+    expect(containersOf(used(...many))).toEqual(many.slice(0, 16));
     expect(containersOf('x')).toBeNull();
   });
 });

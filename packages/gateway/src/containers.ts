@@ -53,11 +53,19 @@ export function containerHeld(body: Record<string, unknown>): HostedToolCalls | 
   return ci && ci.named === null ? { [ci.kind]: 1 } : null;
 }
 
-/** The container ids of an answer's code interpreter calls, each once, added to `ids`. */
+/** The most containers one answer is read for: one is the rule (a call's code interpreter calls
+ * share a container), and each costs a look in the shared state. */
+const MOST_CONTAINERS = 16;
+/** The longest container id taken (OpenAI's are `cntr_` and 48 characters or so). */
+const MOST_ID_CHARS = 256;
+
+/** The container ids of an answer's code interpreter calls, each once, added to `ids`. An id that
+ * is no id (empty, or longer than any), and any past the sixteenth, are left out. */
 export function addContainer(ids: string[] | null, item: unknown): string[] | null {
   if (!isObject(item) || item['type'] !== 'code_interpreter_call') return ids;
   const id = item['container_id'];
-  if (typeof id !== 'string' || id === '' || ids?.includes(id)) return ids;
+  if (typeof id !== 'string' || id === '' || id.length > MOST_ID_CHARS || ids?.includes(id)) return ids;
+  if ((ids?.length ?? 0) >= MOST_CONTAINERS) return ids;
   const out = ids ?? [];
   out.push(id);
   return out;
@@ -86,12 +94,11 @@ export async function withContainerSessions(
 ): Promise<HostedToolCalls | null> {
   const ci = codeInterpreterOf(body);
   const kind = ci?.kind ?? 'code_containers';
-  let out = calls;
-  for (const id of ids) {
-    if (id === ci?.named) continue;
-    if (!(await state.once(`container\u0000${tenant}\u0000${id}`, now + SEEN_FOR_MS))) continue;
-    out = out === calls ? { ...calls } : out;
-    out![kind] = (out![kind] ?? 0) + 1;
-  }
-  return out;
+  const firsts = await Promise.all(
+    ids.map((id) =>
+      id === ci?.named ? false : state.once(`container\u0000${tenant}\u0000${id}`, now + SEEN_FOR_MS),
+    ),
+  );
+  const made = firsts.filter(Boolean).length;
+  return made === 0 ? calls : { ...calls, [kind]: (calls?.[kind] ?? 0) + made };
 }
