@@ -473,6 +473,11 @@ export class Gateway {
       model,
     };
     if (!modelAllowed(key.models, model)) return this.refuse(res, wire, notAllowed(key, model), refusal);
+    // A background response answers at once, queued and without usage, which comes only to the
+    // client's later GET /v1/responses/{id}: the gateway does not pass those on, so the call could
+    // be neither metered nor held to its budget. Refused before it goes, rather than run unmetered.
+    if (endpoint === 'responses' && body['background'] === true)
+      return this.refuse(res, wire, backgroundRefused(), refusal);
     if (attempts.length === 0) {
       const missing = this.router.missingProviders(model, key.tenant);
       return this.refuse(res, wire, noRoute(model, missing), refusal);
@@ -832,6 +837,14 @@ export class Gateway {
 }
 
 export type { GatewayError };
+
+const backgroundRefused = (): GatewayError =>
+  badRequest(
+    'background responses are not supported through the gateway: their usage comes only when ' +
+      'polled (GET /v1/responses/{id}), which it does not pass on, so the call could not be metered ' +
+      'or held to its budget. Send the call without background (stream it, for a long one).',
+    'unsupported_background',
+  );
 
 /** The hosted tool calls a call's most cost holds on `model`: a Responses call's max_tool_calls
  * of the searches it offers (`fallback` where it sets none) and the session of a code container
