@@ -62,6 +62,21 @@ describe('the container sessions a call is billed', () => {
     expect(searches).toEqual({ web_searches: 1 });
   });
 
+  it('bills a container the shared state cannot answer for, and says so, rather than lose the call', async () => {
+    const down = new MemoryState();
+    down.once = () => Promise.reject(new Error('redis down'));
+    const failures: unknown[] = [];
+    const body = tool({ type: 'auto' });
+    expect(
+      await withContainerSessions(down, 't', body, ['cntr_1'], null, 0, (e) => failures.push(e)),
+    ).toEqual({
+      code_containers: 1,
+    });
+    expect(failures).toHaveLength(1);
+    // The container the request names needs no look.
+    expect(await withContainerSessions(down, 't', tool('cntr_own'), ['cntr_own'], null, 0)).toBeNull();
+  });
+
   it('bills none for the container the request names, made and billed apart', async () => {
     const state = new MemoryState();
     expect(await withContainerSessions(state, 't', tool('cntr_own'), ['cntr_own'], null, 0)).toBeNull();

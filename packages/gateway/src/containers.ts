@@ -82,7 +82,9 @@ export function containersOf(output: unknown): string[] | null {
 /**
  * The container sessions a call is billed (see above) for the containers its answer used, added
  * to `calls`: each the tenant's gateway has not seen before (across replicas, with the shared
- * state) and the request did not name.
+ * state) and the request did not name. A container the shared state cannot answer for (Redis out
+ * of reach) is billed, as one seen first, and `failed` told: the call is recorded either way, at
+ * what it may have cost rather than less.
  */
 export async function withContainerSessions(
   state: SharedState,
@@ -91,12 +93,18 @@ export async function withContainerSessions(
   ids: readonly string[],
   calls: HostedToolCalls | null,
   now: number,
+  failed?: (err: unknown) => void,
 ): Promise<HostedToolCalls | null> {
   const ci = codeInterpreterOf(body);
   const kind = ci?.kind ?? 'code_containers';
   const firsts = await Promise.all(
     ids.map((id) =>
-      id === ci?.named ? false : state.once(`container\u0000${tenant}\u0000${id}`, now + SEEN_FOR_MS),
+      id === ci?.named
+        ? false
+        : state.once(`container\u0000${tenant}\u0000${id}`, now + SEEN_FOR_MS).catch((err: unknown) => {
+            failed?.(err);
+            return true;
+          }),
     ),
   );
   const made = firsts.filter(Boolean).length;

@@ -187,7 +187,9 @@ export class Gateway {
       recorder: ((ctx: AttemptContext, out: AttemptOutcome, acc: Accumulated, later?: true) =>
         this.record(ctx, out, acc, later)) as Recorder,
       sessions: (ctx, body, ids, calls) =>
-        withContainerSessions(deps.state, ctx.key.tenant, body, ids, calls, deps.clock.now()),
+        withContainerSessions(deps.state, ctx.key.tenant, body, ids, calls, deps.clock.now(), (err) =>
+          deps.onError?.(err, 'code container sessions'),
+        ),
       started: (ctx, body) => {
         const u: Underway = {
           ctx,
