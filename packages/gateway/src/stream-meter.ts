@@ -187,6 +187,10 @@ class ChatMeter implements StreamMeter {
   }
 }
 
+/** The item types (quoted at their end) of a Responses stream's ended items that metering reads:
+ * hosted tool calls billed per call, and code interpreter calls for their containers. */
+const HOSTED_ITEMS = ['_search_call"', 'image_generation_call"', 'code_interpreter_call"'];
+
 /** OpenAI Responses: the terminal event carries the whole response, usage included. */
 class ResponsesMeter implements StreamMeter {
   private u: Obj | null = null;
@@ -206,13 +210,9 @@ class ResponsesMeter implements StreamMeter {
     }
     if (name === 'response.output_item.done') {
       // Each hosted tool call as it ends, so that a stream cut off later still bills those made.
-      // Every item ends so, a message with its whole text: only a search's, an image's or code's is
-      // parsed.
+      // Every item ends so, a message with its whole text: only a hosted tool's is parsed.
       const data = eventData(ev);
-      if (data?.includes('_search_call"') || data?.includes('image_generation_call"'))
-        this.tools = countToolCall(this.tools, parse(data)?.['item']);
-      else if (data?.includes('code_interpreter_call"'))
-        this.used = addContainer(this.used, parse(data)?.['item']);
+      if (data !== null && HOSTED_ITEMS.some((t) => data.includes(t))) this.onItem(parse(data)?.['item']);
       return true;
     }
     if (
@@ -241,6 +241,12 @@ class ResponsesMeter implements StreamMeter {
   usage = () => this.u;
   model = () => this.m;
   serviceTier = () => this.tier;
+  /** An ended output item: a hosted tool call billed per call, or a code interpreter call's
+   * container. */
+  private onItem(item: unknown): void {
+    this.tools = countToolCall(this.tools, item);
+    this.used = addContainer(this.used, item);
+  }
   toolCalls = () => this.tools;
   containers = () => this.used;
   text = () => this.deltas.text();

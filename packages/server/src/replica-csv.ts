@@ -76,16 +76,20 @@ export function jsonBodyOfCsv(bytes: Buffer): Buffer {
   const calls = csvLines(bytes)
     .map(wireOfCsvLine)
     .filter((w): w is Record<string, unknown> => typeof w !== 'string');
-  // A server that takes no CSV predates these fields: it refuses request_id, and its counts of file
-  // searches, code containers and images are none.
+  // A server that takes no CSV predates request_id and the fields after it: it refuses
+  // request_id, and its counts of the others are none.
   for (const c of calls) {
     delete c['request_id'];
-    delete (c['tokens'] as Record<string, unknown>)['file_searches'];
-    delete (c['tokens'] as Record<string, unknown>)['code_containers'];
-    delete (c['tokens'] as Record<string, unknown>)['image_generations'];
+    const tokens = c['tokens'] as Record<string, unknown>;
+    for (const k of COUNTS_AFTER_REQUEST_ID) delete tokens[k];
   }
   return Buffer.from(JSON.stringify({ calls }));
 }
+
+/** The counts the layout gained after request_id (file searches, code containers, images). */
+const COUNTS_AFTER_REQUEST_ID = CALL_CSV_COLUMNS.slice(
+  CALL_CSV_COLUMNS.findIndex(([name]) => name === 'request_id') + 1,
+).map(([name]) => name);
 
 /** The calls of a chunk kept by a replica before it sent CSV ({"calls":[ one JSON call a line):
  * its whole lines. */

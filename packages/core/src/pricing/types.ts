@@ -25,15 +25,15 @@ export interface PriceInput {
    * the raw usage object, which names those that served the call. */
   modes?: { speed?: unknown; inference_geo?: unknown };
   /** Calls of the provider's hosted tools that its usage object does not count: OpenAI's
-   * Responses API lists each web search and file search as an item of the answer's `output`, and
-   * bills it per call. Added to what the usage (or `tokens`) counts. */
+   * Responses API lists each web search, file search, image and code interpreter call as an item
+   * of the answer's `output`, and bills searches and images per call, containers per session.
+   * Added to what the usage (or `tokens`) counts. */
   tool_calls?: HostedToolCalls | null;
 }
 
 /** Hosted tool calls billed per call (see PriceInput.tool_calls). */
 export type HostedToolCalls = Partial<Record<HostedToolCall, number>>;
 
-/** The hosted tool calls a call may count apart from its usage (HostedToolCalls' fields). */
 /** Code interpreter container sessions, by memory: the default 1 GB, and the larger sizes. */
 export const CODE_CONTAINER_CALLS = [
   'code_containers',
@@ -42,6 +42,7 @@ export const CODE_CONTAINER_CALLS = [
   'code_containers_64g',
 ] as const;
 
+/** The hosted tool calls a call may count apart from its usage (HostedToolCalls' fields). */
 export const HOSTED_TOOL_CALLS = [
   'web_searches',
   'file_searches',

@@ -71,7 +71,7 @@ export function fillFromLiteLlm(model: CatalogModel, entries: SecondaryPrice[]):
     const modes = agreed(model, entries, (s) => s.modes);
     if (modes) model.modes = modes;
   }
-  const sets = Array.isArray(model.prices) ? model.prices.map((c) => c.prices) : [model.prices];
+  const sets = priceSetsOf(model);
   const dated = Array.isArray(model.prices);
   const main = {
     input: agreed(model, entries, (s) => s.prices.input_mtok),
@@ -122,8 +122,7 @@ export function fillToolFees(model: CatalogModel, entries: SecondaryPrice[]): vo
   const input = agreed(model, entries, (s) => s.prices.input_mtok);
   const output = agreed(model, entries, (s) => s.prices.output_mtok);
   if (input === undefined || output === undefined) return;
-  const sets = Array.isArray(model.prices) ? model.prices.map((c) => c.prices) : [model.prices];
-  for (const set of sets) {
+  for (const set of priceSetsOf(model)) {
     if (
       !samePrice(baseOf(input), baseOf(set.input_mtok)) ||
       !samePrice(baseOf(output), baseOf(set.output_mtok))
@@ -141,10 +140,13 @@ export function fillToolFees(model: CatalogModel, entries: SecondaryPrice[]): vo
  * price sets that has none: the session is billed whichever model runs it. */
 export function fillContainerFee(provider: CatalogProvider, kcount: string): void {
   for (const model of provider.models) {
-    const sets = Array.isArray(model.prices) ? model.prices.map((c) => c.prices) : [model.prices];
-    for (const set of sets) set.code_containers_kcount ??= kcount;
+    for (const set of priceSetsOf(model)) set.code_containers_kcount ??= kcount;
   }
 }
+
+/** Each price set of a model: its one, or each period's of a dated list. */
+const priceSetsOf = (model: CatalogModel): PriceSet[] =>
+  Array.isArray(model.prices) ? model.prices.map((c) => c.prices) : [model.prices];
 
 /** Two decimal prices that are the same number ('2.5' and '2.50'). */
 const samePrice = (a: string | undefined, b: string | undefined) =>
