@@ -16,6 +16,7 @@ function reference(text: string) {
     serviceTier: typeof j['service_tier'] === 'string' ? j['service_tier'] : null,
     toolCalls: hostedToolCalls(j['output']),
     containers: containersOf(j['output']),
+    id: typeof j['id'] === 'string' ? j['id'] : null,
   };
 }
 
@@ -78,7 +79,24 @@ describe('reading usage and model from a JSON answer', () => {
       serviceTier: 'flex',
       toolCalls: null,
       containers: null,
+      id: 'chatcmpl-1',
     });
+  });
+
+  it("reads a large answer's id off its head when its end is all that is parsed", () => {
+    // Model after usage: the answer is read from its end, and its id is the one that opens it.
+    const answer = (id: string) =>
+      JSON.stringify({
+        id,
+        object: 'response',
+        output: [{ type: 'message', content: [{ type: 'output_text', text: 'x'.repeat(100_000) }] }],
+        usage: { input_tokens: 10, output_tokens: 30_000, total_tokens: 30_010 },
+        model: 'gpt-4.1-2025-04-14',
+      });
+    const text = answer('resp_67ccd2bed1ec8190');
+    expect(readAnswerMeta(Buffer.from(text))).toEqual(reference(text));
+    // An id with characters OpenAI's never have is not read off the head.
+    expect(readAnswerMeta(Buffer.from(answer('resp_1", "x'))).id).toBeNull();
   });
 
   it('is not fooled by usage or model that are not top-level members', () => {

@@ -27,6 +27,8 @@ export interface AnswerMeta {
   toolCalls: HostedToolCalls | null;
   /** The containers a Responses answer's code interpreter calls used (containersOf), or null. */
   containers: string[] | null;
+  /** The top-level `id` (a Responses answer's, for its follow-ups), or null. */
+  id: string | null;
 }
 
 /** Answers up to this size are parsed whole: below it the parse costs well under 0.1 ms. */
@@ -55,13 +57,14 @@ export function readAnswerMeta(buf: Buffer, wholeUpTo = WHOLE_PARSE_UP_TO): Answ
 /** Usage and model of an answer already parsed. */
 export function metaOf(json: unknown): AnswerMeta {
   if (!isObject(json))
-    return { usage: null, model: null, serviceTier: null, toolCalls: null, containers: null };
+    return { usage: null, model: null, serviceTier: null, toolCalls: null, containers: null, id: null };
   return {
     usage: isObject(json['usage']) ? json['usage'] : null,
     model: typeof json['model'] === 'string' ? json['model'] : null,
     serviceTier: tierOf(json),
     toolCalls: hostedToolCalls(json['output']),
     containers: containersOf(json['output']),
+    id: typeof json['id'] === 'string' ? json['id'] : null,
   };
 }
 
@@ -106,8 +109,8 @@ function fromTheEnds(buf: Buffer): AnswerMeta | null {
   if (at < 0 || escaped(buf, at)) return null;
   const tail = parseTail(buf, at);
   if (!tail || !isObject(tail['usage'])) return null;
-  if (typeof tail['model'] === 'string') return tailMeta(tail, tail['model']);
-  if ('model' in tail) return tailMeta(tail, null);
+  if (typeof tail['model'] === 'string') return tailMeta(buf, tail, tail['model']);
+  if ('model' in tail) return tailMeta(buf, tail, null);
   // An embeddings answer: the model just before usage, after the data. A model near the start
   // (chat, responses) is left to the whole parse, which a tail that long would cost anyway.
   const half = buf.length >> 1;
@@ -116,18 +119,26 @@ function fromTheEnds(buf: Buffer): AnswerMeta | null {
   if (found < 0 || escaped(buf, modelAt)) return null;
   const wider = parseTail(buf, modelAt);
   if (!wider || !isObject(wider['usage'])) return null;
-  return tailMeta(wider, typeof wider['model'] === 'string' ? wider['model'] : null);
+  return tailMeta(buf, wider, typeof wider['model'] === 'string' ? wider['model'] : null);
 }
 
 /** The meta of an answer read from its end (`tail`, holding its usage): an answer that lists
  * hosted tool calls is never read so. */
-const tailMeta = (tail: Obj, model: string | null): AnswerMeta => ({
+const tailMeta = (buf: Buffer, tail: Obj, model: string | null): AnswerMeta => ({
   usage: tail['usage'] as Obj,
   model,
   serviceTier: tierOf(tail),
   toolCalls: null,
   containers: null,
+  id: typeof tail['id'] === 'string' ? tail['id'] : headId(buf),
 });
+
+/** An `id` that opens the answer (a Responses answer's does): `{"id": "resp_…"`. */
+const HEAD_ID = /^\s*\{\s*"id"\s*:\s*"([A-Za-z0-9_-]{1,256})"/;
+
+function headId(buf: Buffer): string | null {
+  return HEAD_ID.exec(buf.toString('latin1', 0, 320))?.[1] ?? null;
+}
 
 /** The members from the key at `at` to the end, if they close the document's object. */
 function parseTail(buf: Buffer, at: number): Obj | null {
@@ -139,7 +150,6 @@ function parseTail(buf: Buffer, at: number): Obj | null {
   }
 }
 
-/** Whether the quote at `at` is escaped (an odd run of backslashes before it). */
 /** Whether the byte at `at` is escaped: an odd run of backslashes before it. */
 export function escaped(buf: Buffer, at: number): boolean {
   let n = 0;

@@ -164,6 +164,9 @@ export async function forwardAttempts(
     } else {
       payload = bodyFor(raw, body, endpoint, stream && !clientWantsUsage, target.bodyModel);
     }
+    // A Responses answer the provider stores (unless store: false) can be followed up.
+    if (endpoint === 'responses' && !toClaude && body['store'] !== false)
+      ctx.storedWith = attempt.provider.id;
     env.started(ctx, body);
     env.breakers.claim(attempt.provider.id);
     try {

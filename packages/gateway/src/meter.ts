@@ -33,6 +33,9 @@ export interface AttemptContext {
   progress?: { text(): string } | undefined;
   /** While the attempt is under way: the gateway's note of it. */
   underway?: Underway | undefined;
+  /** For a Responses call whose answer the provider stores: the provider's id, kept with the
+   * response's id so that its follow-ups (retrieve, delete...) reach it (stored-responses.ts). */
+  storedWith?: string | undefined;
 }
 
 /** An attempt sent upstream and not yet recorded, as the gateway keeps it (to meter it if the
@@ -61,6 +64,8 @@ export interface AttemptOutcome {
   serviceTier?: string | null;
   /** The hosted tool calls billed per call that the answer lists (Responses), which price the call. */
   toolCalls?: HostedToolCalls | null;
+  /** The id of the response the answer is (Responses), or null. */
+  responseId?: string | null;
   latencyMs: number;
   ttftMs: number | null;
 }

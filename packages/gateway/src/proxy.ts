@@ -47,6 +47,7 @@ import {
   headerValue,
   invalidKey,
   sendError,
+  stateUnavailable,
   type Wire,
   wireOf,
 } from './replies.js';
@@ -54,6 +55,15 @@ import { readBody } from './request-body.js';
 import { type Attempt, Router } from './router.js';
 import { Slots } from './slots.js';
 import type { AcquireResult, ParallelSlot, RateBucket, RateResult } from './state/shared-state.js';
+import {
+  encodeOwner,
+  type FollowUpEnv,
+  followUpOf,
+  isResponseId,
+  ownerKey,
+  RESPONSE_KEPT_MS,
+  serveFollowUp,
+} from './stored-responses.js';
 import { countTokens, estimatePromptTokens } from './tokenizer.js';
 import { TranslationError } from './translate/anthropic-blocks.js';
 import { toChatRequest } from './translate/anthropic-to-openai.js';
@@ -120,8 +130,9 @@ function addLimits(
   if (owner.maxParallel) out.slots.push({ slot: { key: id, limit: owner.maxParallel }, rule });
 }
 
-/** What the gateway serves: a model call's endpoint, the model list, or Anthropic's token count. */
-export type GatewayRoute = Endpoint | 'models' | 'count_tokens';
+/** What the gateway serves: a model call's endpoint, the model list, Anthropic's token count, or a
+ * follow-up on a stored response (retrieve, delete, cancel, input items). */
+export type GatewayRoute = Endpoint | 'models' | 'count_tokens' | 'response';
 
 const ROUTES = new Map<string, Endpoint>([
   ['/v1/chat/completions', 'chat'],
@@ -130,17 +141,6 @@ const ROUTES = new Map<string, Endpoint>([
   ['/v1/messages', 'messages'],
 ]);
 
-/** Budgets and limits cannot be held without their state (Redis out of reach): the call is not
- * sent unchecked. */
-function stateUnavailable(err: unknown): GatewayError {
-  return {
-    status: 503,
-    type: 'api_error',
-    code: 'budget_state_unavailable',
-    message: `The budget and rate-limit state cannot be reached (${(err as Error).message}); the call was not sent. Try again shortly.`,
-    headers: { 'retry-after': '1' },
-  };
-}
 /** The deepest a request body may nest objects and arrays: far more than any API's schema needs,
  * and far from where walking it again would overflow the stack (about 4,000). */
 const MAX_NESTING = 512;
@@ -204,6 +204,11 @@ export class Gateway {
         ctx.underway = u;
       },
       ended: (ctx) => this.release(ctx),
+    };
+    this.followUps = {
+      deps,
+      upstreams: this.upstreams,
+      provider: (id, tenant) => this.routerRef.provider(id, tenant),
     };
     deps.sink.trackInflight?.(() => this.underwayRecords());
   }
@@ -279,6 +284,7 @@ export class Gateway {
     if (!url) return null;
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
+    if (path.startsWith('/v1/responses/')) return followUpOf(method, path) ? 'response' : null;
     if (method === 'GET') return path === '/v1/models' ? 'models' : null;
     if (method !== 'POST') return null;
     return ROUTES.get(path) ?? (path === '/v1/messages/count_tokens' ? 'count_tokens' : null);
@@ -310,6 +316,10 @@ export class Gateway {
       if (!key) {
         req.resume();
         return sendError(res, wire, invalidKey());
+      }
+      if (endpoint === 'response') {
+        const ask = followUpOf(req.method, req.url);
+        return ask ? await serveFollowUp(this.followUps, req, res, key, ask) : undefined;
       }
       const limit = this.deps.config.body_limit_bytes ?? 32 * 1024 * 1024;
       const raw = await readBody(req, limit);
@@ -475,9 +485,9 @@ export class Gateway {
       model,
     };
     if (!modelAllowed(key.models, model)) return this.refuse(res, wire, notAllowed(key, model), refusal);
-    // A background response answers at once, queued and without usage, which comes only to the
-    // client's later GET /v1/responses/{id}: the gateway does not pass those on, so the call could
-    // be neither metered nor held to its budget. Refused before it goes, rather than run unmetered.
+    // A background response answers at once, queued and without usage, which comes only when it is
+    // retrieved later (GET /v1/responses/{id}), maybe never: the call could be neither metered nor
+    // held to its budget. Refused before it goes, rather than run unmetered.
     if (endpoint === 'responses' && body['background'] === true)
       return this.refuse(res, wire, backgroundRefused(), refusal);
     if (attempts.length === 0) {
@@ -772,6 +782,8 @@ export class Gateway {
     later?: true,
   ): bigint | null | Metered {
     this.release(ctx);
+    if (ctx.storedWith !== undefined && out.responseId && isResponseId(out.responseId))
+      this.rememberResponse(ctx, out.responseId);
     const rec = meterAttempt(this.deps, ctx, out);
     acc.spentNano += rec.cost_effective_nano ?? 0n;
     if (rec.pricing_status === 'unpriced') acc.unpriced = true;
@@ -779,6 +791,19 @@ export class Gateway {
     if (later) return { cost: rec.cost_effective_nano, write: () => this.deps.sink.write(rec) };
     this.deps.sink.write(rec);
     return rec.cost_effective_nano;
+  }
+
+  private readonly followUps: FollowUpEnv;
+
+  /** Keeps which provider holds a stored response, and whose it is, for its follow-ups. Not
+   * awaited: the state takes it before any later request of the client's can ask (Redis answers
+   * one connection's commands in order, and this goes as the answer leaves); a failure is
+   * reported, and costs the response its follow-ups, not the call its answer. */
+  private rememberResponse(ctx: AttemptContext, id: string): void {
+    const owner = encodeOwner({ provider: ctx.storedWith!, project: ctx.attribution.project });
+    this.deps.state
+      .remember(ownerKey(ctx.key.tenant, id), owner, this.deps.clock.now() + RESPONSE_KEPT_MS)
+      .catch((err: unknown) => this.deps.onError?.(err, 'remembering a stored response'));
   }
 
   /** GET /v1/models: the configured routes and, for each provider, what it lists. */
@@ -843,7 +868,7 @@ export type { GatewayError };
 const backgroundRefused = (): GatewayError =>
   badRequest(
     'background responses are not supported through the gateway: their usage comes only when ' +
-      'polled (GET /v1/responses/{id}), which it does not pass on, so the call could not be metered ' +
+      'retrieved later (GET /v1/responses/{id}), maybe never, so the call could not be metered ' +
       'or held to its budget. Send the call without background (stream it, for a long one).',
     'unsupported_background',
   );

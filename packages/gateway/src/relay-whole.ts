@@ -110,6 +110,7 @@ export async function relay(
   let serviceTier: string | null = null;
   let toolCalls: HostedToolCalls | null = null;
   let containers: string[] | null = null;
+  let responseId: string | null = null;
   let json: Obj | null = null;
   try {
     if (!opensObject(buf)) throw new SyntaxError('not an object');
@@ -118,7 +119,7 @@ export async function relay(
       ({ usage, model: served, serviceTier, toolCalls, containers } = metaOf(json));
     } else {
       // Only usage and model are needed: a large answer is not parsed whole (answer-meta.ts).
-      ({ usage, model: served, serviceTier, toolCalls, containers } = readAnswerMeta(buf));
+      ({ usage, model: served, serviceTier, toolCalls, containers, id: responseId } = readAnswerMeta(buf));
     }
   } catch {
     return unusable('upstream_invalid_response');
@@ -141,6 +142,7 @@ export async function relay(
     modelServed: served,
     serviceTier,
     toolCalls,
+    responseId,
     latencyMs,
     ttftMs: null,
   };

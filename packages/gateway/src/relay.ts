@@ -6,7 +6,7 @@ import type { Endpoint } from './providers.js';
 import { SseSplitter } from './sse.js';
 import { streamMeter } from './stream-meter.js';
 import { countTokens, estimatePromptTokens } from './tokenizer.js';
-import { type Cancel, ResponseTooLarge, type UpstreamResponse } from './upstream.js';
+import { type Cancel, ResponseTooLarge, type UpstreamCall, type UpstreamResponse } from './upstream.js';
 
 type Obj = Record<string, unknown>;
 
@@ -96,6 +96,19 @@ async function estimateStream(
   };
 }
 
+/** Holds an upstream's body back until the client's socket drains (or closes): for a reader that
+ * wrote more than the socket took. Returns false, which holds the body back. */
+export function holdBack(res: ServerResponse, body: UpstreamCall): false {
+  const go = () => {
+    res.off('drain', go);
+    res.off('close', go);
+    body.resume();
+  };
+  res.once('drain', go);
+  res.once('close', go);
+  return false;
+}
+
 /** Relays a stream event by event (translated if asked), metering it as it passes. */
 export async function relayStream(
   record: Recorder,
@@ -158,17 +171,7 @@ export async function relayStream(
           if (!res.writableEnded) res.uncork();
         });
       }
-      if (payload.length > 0 && !res.write(payload)) {
-        const go = () => {
-          res.off('drain', go);
-          res.off('close', go);
-          up.body.resume();
-        };
-        res.once('drain', go);
-        res.once('close', go);
-        return false;
-      }
-      return true;
+      return payload.length === 0 || res.write(payload) || holdBack(res, up.body);
     }, limit);
     const rest = splitter.rest() + decoder.end();
     if (rest.trim()) {
@@ -205,6 +208,7 @@ export async function relayStream(
       modelServed: meter.model(),
       serviceTier: meter.serviceTier(),
       toolCalls,
+      responseId: meter.responseId(),
       latencyMs: performance.now() - a0,
       ttftMs: ttft,
     },

@@ -81,3 +81,15 @@ export const badRequest = (message: string, code = 'invalid_request'): GatewayEr
   code,
   message,
 });
+
+/** Budgets and limits cannot be held without their state (Redis out of reach): the call is not
+ * sent unchecked. */
+export function stateUnavailable(err: unknown): GatewayError {
+  return {
+    status: 503,
+    type: 'api_error',
+    code: 'budget_state_unavailable',
+    message: `The budget and rate-limit state cannot be reached (${(err as Error).message}); the call was not sent. Try again shortly.`,
+    headers: { 'retry-after': '1' },
+  };
+}

@@ -22,6 +22,9 @@ export interface StreamMeter {
   toolCalls(): HostedToolCalls | null;
   /** The containers the stream's code interpreter calls have used so far (Responses), or null. */
   containers(): string[] | null;
+  /** The id a Responses stream's response has (for its follow-ups), once its first event has
+   * named it; null for the other APIs. */
+  responseId(): string | null;
   /** Output text seen so far. */
   text(): string;
   /** An error event the upstream sent mid-stream, if any. */
@@ -170,6 +173,7 @@ class ChatMeter implements StreamMeter {
   /** A chat completion lists no hosted tool calls. */
   toolCalls = () => null;
   containers = () => null;
+  responseId = () => null;
 
   /** The model that served the stream: every chunk names it, so it is read off the usage chunk
    * (parsed anyway) or, for a stream cut off before it, off the first chunk kept. */
@@ -195,6 +199,7 @@ const HOSTED_ITEMS = ['_search_call"', 'image_generation_call"', 'code_interpret
 class ResponsesMeter implements StreamMeter {
   private u: Obj | null = null;
   private m: string | null = null;
+  private id: string | null = null;
   private tier: string | null = null;
   private tools: HostedToolCalls | null = null;
   private used: string[] | null = null;
@@ -224,6 +229,7 @@ class ResponsesMeter implements StreamMeter {
       const d = parse(eventData(ev) ?? '');
       const r = d?.['response'] as Obj | undefined;
       if (typeof r?.['model'] === 'string') this.m = r['model'];
+      if (typeof r?.['id'] === 'string') this.id ??= r['id'];
       if (r?.['usage'] && typeof r['usage'] === 'object') this.u = r['usage'] as Obj;
       if (typeof r?.['service_tier'] === 'string') this.tier = r['service_tier'];
       // The final response lists every item: its count stands for those seen one by one.
@@ -241,6 +247,7 @@ class ResponsesMeter implements StreamMeter {
   usage = () => this.u;
   model = () => this.m;
   serviceTier = () => this.tier;
+  responseId = () => this.id;
   /** An ended output item: a hosted tool call billed per call, or a code interpreter call's
    * container. */
   private onItem(item: unknown): void {
@@ -289,6 +296,7 @@ class MessagesMeter implements StreamMeter {
   /** Anthropic counts its server tools' calls in the usage object. */
   toolCalls = () => null;
   containers = () => null;
+  responseId = () => null;
   text = () => this.deltas.text();
   error = () => this.err;
 }

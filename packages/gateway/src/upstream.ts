@@ -278,7 +278,7 @@ export class Upstreams {
     origin: string,
     opts: {
       path: string;
-      method: 'GET' | 'POST';
+      method: 'GET' | 'POST' | 'DELETE';
       headers: Record<string, string>;
       body?: Buffer | string;
       cancel?: Cancel;

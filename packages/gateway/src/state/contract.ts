@@ -106,6 +106,25 @@ export function runSharedStateContract(name: string, make: () => SharedState) {
       await s.close();
     });
 
+    it('remembers a value until its time, answers it to any caller, and forgets it when told', async () => {
+      const s = make();
+      const key = `kept-${++n}-${Date.now()}`;
+      expect(await s.recall(key)).toBeNull();
+      await s.remember(key, '{"p":"openai"}', Date.now() + 60_000);
+      expect(await s.recall(key)).toBe('{"p":"openai"}');
+      await s.remember(key, '{"p":"azure"}', Date.now() + 60_000);
+      expect(await s.recall(key)).toBe('{"p":"azure"}');
+      await s.forget(key);
+      expect(await s.recall(key)).toBeNull();
+      await s.forget(key);
+      // Past its time, a value is gone.
+      await s.remember(`${key}-brief`, 'x', Date.now() + 40);
+      expect(await s.recall(`${key}-brief`)).toBe('x');
+      await new Promise((r) => setTimeout(r, 80));
+      expect(await s.recall(`${key}-brief`)).toBeNull();
+      await s.close();
+    });
+
     it('limits requests per minute, with a retry time, and refills over time', async () => {
       const s = make();
       const key = `k${++n}-${Date.now()}`;

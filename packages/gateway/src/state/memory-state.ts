@@ -1,14 +1,15 @@
 import { type Bucket, OK, rateResult, rateVerdict, refill } from './rate.js';
-import type {
-  AcquireResult,
-  BudgetWindow,
-  ParallelSlot,
-  RateBucket,
-  RateRequest,
-  RateResult,
-  ReserveResult,
-  SharedState,
-  WindowUsage,
+import {
+  type AcquireResult,
+  type BudgetWindow,
+  type ParallelSlot,
+  type RateBucket,
+  type RateRequest,
+  type RateResult,
+  REMEMBERED_IN_PROCESS,
+  type ReserveResult,
+  type SharedState,
+  type WindowUsage,
 } from './shared-state.js';
 
 /** The in-process shared state: exact, for one replica. JavaScript runs one thing at a time, so
@@ -20,6 +21,8 @@ export class MemoryState implements SharedState {
   private readonly onces = new Map<string, number>();
   /** The number of marks at which once() next drops those past their time. */
   private purgeOncesAt = 10_000;
+  /** remember(): each value and until when it is kept, oldest first. */
+  private readonly kept = new Map<string, { value: string; until: number }>();
 
   private window(w: BudgetWindow): WindowUsage & { resetAt: number } {
     let u = this.windows.get(w.key);
@@ -70,6 +73,32 @@ export class MemoryState implements SharedState {
     }
     this.onces.set(key, untilMs);
     return true;
+  }
+
+  async remember(key: string, value: string, untilMs: number): Promise<void> {
+    // Kept again, it moves to the back: the oldest is the first in the map's order.
+    this.kept.delete(key);
+    this.kept.set(key, { value, until: untilMs });
+    if (this.kept.size > REMEMBERED_IN_PROCESS) {
+      for (const k of this.kept.keys()) {
+        this.kept.delete(k);
+        if (this.kept.size <= REMEMBERED_IN_PROCESS) break;
+      }
+    }
+  }
+
+  async recall(key: string): Promise<string | null> {
+    const hit = this.kept.get(key);
+    if (!hit) return null;
+    if (hit.until <= Date.now()) {
+      this.kept.delete(key);
+      return null;
+    }
+    return hit.value;
+  }
+
+  async forget(key: string): Promise<void> {
+    this.kept.delete(key);
   }
 
   async atLeast(w: BudgetWindow, spentNano: bigint): Promise<void> {

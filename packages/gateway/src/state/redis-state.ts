@@ -414,6 +414,18 @@ export class RedisState implements SharedState {
     return r === 'OK';
   }
 
+  async remember(key: string, value: string, untilMs: number): Promise<void> {
+    await this.redis.set(`${this.prefix}r:${key}`, value, 'PXAT', Math.ceil(untilMs));
+  }
+
+  async recall(key: string): Promise<string | null> {
+    return this.redis.get(`${this.prefix}r:${key}`);
+  }
+
+  async forget(key: string): Promise<void> {
+    await this.redis.del(`${this.prefix}r:${key}`);
+  }
+
   async adjustTokens(key: string, tpm: number, delta: number, now: number): Promise<void> {
     await this.redis.tallyAdjust(1, `${this.prefix}t:${key}`, tpm, delta, now);
   }

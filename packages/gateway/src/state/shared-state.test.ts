@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { runSharedStateContract } from './contract.js';
 import { MemoryState } from './memory-state.js';
 import { RedisState } from './redis-state.js';
+import { REMEMBERED_IN_PROCESS } from './shared-state.js';
 
 runSharedStateContract('in-process', () => new MemoryState());
 // The machine's real Redis; a fresh prefix keeps runs apart.
@@ -94,5 +95,21 @@ describe('the in-process once() marks', () => {
     expect(await s.once('new-19999', now + 60_000)).toBe(false);
     expect(await s.once('old-0', now + 60_000)).toBe(true);
     expect(await s.once('old-4999', now + 60_000)).toBe(true);
+  });
+});
+
+describe('in-process state, remembered values', () => {
+  it('keeps the latest REMEMBERED_IN_PROCESS, dropping the oldest first', async () => {
+    const s = new MemoryState();
+    const until = Date.now() + 60_000;
+    for (let i = 0; i < REMEMBERED_IN_PROCESS + 5; i++) await s.remember(`r${i}`, String(i), until);
+    for (let i = 0; i < 5; i++) expect(await s.recall(`r${i}`)).toBeNull();
+    expect(await s.recall('r5')).toBe('5');
+    expect(await s.recall(`r${REMEMBERED_IN_PROCESS + 4}`)).toBe(String(REMEMBERED_IN_PROCESS + 4));
+    // One kept again is the newest: the next to go is the one after it.
+    await s.remember('r5', 'again', until);
+    await s.remember('one-more', 'x', until);
+    expect(await s.recall('r5')).toBe('again');
+    expect(await s.recall('r6')).toBeNull();
   });
 });

@@ -100,7 +100,17 @@ export interface SharedState {
    * has passed, false for every later one: a period's one-off events, such as a budget's
    * exhaustion alert. */
   once(key: string, untilMs: number): Promise<boolean>;
+  /** Keeps `value` under `key` until `untilMs` (across replicas, for the shared one): which
+   * provider holds a stored response, and whose it is. The in-process state keeps the latest
+   * REMEMBERED_IN_PROCESS of them. */
+  remember(key: string, value: string, untilMs: number): Promise<void>;
+  /** What remember() kept under `key`, or null: never kept, forgotten, or past its time. */
+  recall(key: string): Promise<string | null>;
+  forget(key: string): Promise<void>;
   /** Corrects the token bucket once the real token count is known (positive: more were used). */
   adjustTokens(key: string, tpm: number, delta: number, now: number): Promise<void>;
   close(): Promise<void>;
 }
+
+/** How many remembered values the in-process state keeps: past it, the oldest go first. */
+export const REMEMBERED_IN_PROCESS = 100_000;

@@ -37,6 +37,10 @@ export class MockUpstream {
   /** The code interpreter container each response used, for the next of its conversation. */
   private readonly containerOf = new Map<string, string>();
   private responsesMade = 0;
+  /** The responses it stored (all but those asked with store: false), as OpenAI keeps them. */
+  readonly stored = new Map<string, { response: Obj; input: Obj[]; readyAt?: number; cancelled?: boolean }>();
+  /** How long a background response takes to complete (queued, then in progress until then). */
+  backgroundMs = 60;
   url = '';
 
   async start(port = 0): Promise<this> {
@@ -56,7 +60,8 @@ export class MockUpstream {
         this.received.push({ path: req.url ?? '', headers: req.headers, body, raw });
         this.open.add(res);
         res.on('close', () => this.open.delete(res));
-        this.route(req.url ?? '', body, res, req.headers);
+        if (req.url?.includes('/responses/')) this.followUp(req.method ?? '', req.url, res);
+        else this.route(req.url ?? '', body, res, req.headers);
       });
     });
     this.server.keepAliveTimeout = 60_000;
@@ -74,6 +79,65 @@ export class MockUpstream {
     for (const r of this.open) r.destroy();
     this.server?.closeAllConnections();
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+  }
+
+  /** A stored response's follow-ups, as OpenAI answers them: retrieve (also as a stream), delete,
+   * cancel (refused: only a background response can be) and its input items. */
+  private followUp(method: string, url: string, res: ServerResponse): void {
+    const [path = '', query = ''] = url.split('?');
+    const [id = '', tail] = path.slice(path.indexOf('/responses/') + 11).split('/');
+    const kept = this.stored.get(id);
+    if (!kept) {
+      json(res, 404, {
+        error: {
+          message: `Response with id '${id}' not found.`,
+          type: 'invalid_request_error',
+          param: null,
+          code: null,
+        },
+      });
+      return;
+    }
+    // A background response is in progress until it is ready (or cancelled, with no usage).
+    const running = kept.readyAt !== undefined && Date.now() < kept.readyAt && !kept.cancelled;
+    const now = (): Obj =>
+      kept.cancelled
+        ? { ...kept.response, status: 'cancelled', output: [], usage: null }
+        : running
+          ? { ...kept.response, status: 'in_progress', output: [], usage: null }
+          : kept.response;
+    if (method === 'DELETE') {
+      this.stored.delete(id);
+      json(res, 200, { id, object: 'response', deleted: true });
+    } else if (tail === 'cancel' && kept.readyAt !== undefined) {
+      if (running) kept.cancelled = true;
+      json(res, 200, now());
+    } else if (tail === 'cancel') {
+      json(res, 400, {
+        error: {
+          message: 'Only responses created with background=true can be cancelled.',
+          type: 'invalid_request_error',
+          param: null,
+          code: null,
+        },
+      });
+    } else if (tail === 'input_items') {
+      const data = kept.input;
+      json(res, 200, {
+        object: 'list',
+        data,
+        first_id: data[0]?.['id'] ?? null,
+        last_id: data.at(-1)?.['id'] ?? null,
+        has_more: false,
+      });
+    } else if (new URLSearchParams(query).get('stream') === 'true') {
+      const ev = (name: string, n: number, response: Obj) =>
+        `event: ${name}\ndata: ${JSON.stringify({ type: name, sequence_number: n, response })}\n\n`;
+      sse(res, [
+        ev('response.created', 0, { ...kept.response, status: 'in_progress', output: [], usage: null }),
+        ev('response.completed', 1, kept.response),
+      ]);
+    } else json(res, 200, now());
   }
 
   private route(path: string, body: Obj, res: ServerResponse, headers: IncomingMessage['headers']): void {
@@ -348,12 +412,13 @@ export class MockUpstream {
     }
     // The code interpreter runs twice in one container: the one the request names, else (auto) the
     // one the previous response of the conversation used, else a new one.
-    let id = 'resp_67ccd2bed1ec8190';
+    // Each response an id of its own, as OpenAI's.
+    let id = `resp_67ccd2bed1ec${String(++this.responsesMade).padStart(4, '0')}`;
     const ci = (Array.isArray(body['tools']) ? (body['tools'] as Obj[]) : []).find(
       (t) => t['type'] === 'code_interpreter',
     );
     if (ci) {
-      id = `resp_ci_${++this.responsesMade}`;
+      id = `resp_ci_${this.responsesMade}`;
       const prev = this.containerOf.get(String(body['previous_response_id']));
       const container =
         typeof ci['container'] === 'string' ? ci['container'] : (prev ?? `cntr_auto_${this.responsesMade}`);
@@ -389,6 +454,20 @@ export class MockUpstream {
           : [],
       usage: withUsage ? usage : null,
     });
+    if (body['background'] === true) {
+      // Stored whatever store says (as OpenAI requires of a background response), and answered
+      // queued, without usage; model fault-background-lost is forgotten at once.
+      if (body['model'] !== 'fault-background-lost')
+        this.stored.set(id, {
+          response: response('completed', true),
+          input: inputItems(body),
+          readyAt: Date.now() + this.backgroundMs,
+        });
+      json(res, 200, response('queued', false));
+      return;
+    }
+    if (body['store'] !== false)
+      this.stored.set(id, { response: response('completed', true), input: inputItems(body) });
     if (body['stream'] !== true) {
       json(res, 200, response('completed', true));
       return;
@@ -543,6 +622,18 @@ function pick(recs: Recording[], body: Obj, stream: boolean, includeUsage: boole
     ((r.request['stream_options'] as Obj | undefined)?.['include_usage'] === true) === includeUsage &&
     String(body['model']).startsWith(String(r.request['model']));
   return ok.find((r) => shaped(r) && r.request['model'] === body['model']) ?? ok.find(shaped);
+}
+
+/** A Responses request's input as its stored input items: a string is one user message. */
+function inputItems(body: Obj): Obj[] {
+  const input = body['input'];
+  const items: Obj[] =
+    typeof input === 'string'
+      ? [{ type: 'message', role: 'user', content: [{ type: 'input_text', text: input }] }]
+      : Array.isArray(input)
+        ? (input as Obj[])
+        : [];
+  return items.map((item, i) => ({ id: `msg_in_${i + 1}`, ...item }));
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {
