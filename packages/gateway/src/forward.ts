@@ -50,6 +50,8 @@ export interface ForwardEnv {
   started(ctx: AttemptContext, body: Obj): void;
   /** ...and is over. */
   ended(ctx: AttemptContext): void;
+  /** A stored response's id is known: its follow-ups can reach it (stored-responses.ts). */
+  stored(ctx: AttemptContext, id: string): void;
 }
 
 /**
@@ -276,6 +278,14 @@ export async function forwardAttempts(
             : undefined;
         // An answer that cannot be used (cut off, not JSON, a redirect) is an upstream failure:
         // the next attempt, if any, is tried.
+        // A background response answered queued is watched until it ends: metered then.
+        const background =
+          !transform && endpoint === 'responses' && body['background'] === true
+            ? (id: string) => {
+                env.stored(ctx, id);
+                acc.background = { ctx, body, provider: attempt.provider, id, a0 };
+              }
+            : undefined;
         const relayed = await relay(env.recorder, res, up, ctx, a0, acc, body, {
           wire,
           transform,
@@ -283,14 +293,16 @@ export async function forwardAttempts(
           provider: attempt.provider,
           limit,
           sessions: env.sessions,
+          background,
         });
         if (relayed !== 'answered') env.breakers.failure(attempt.provider.id);
         if (relayed === 'retry') continue;
       }
       return;
     } finally {
-      // Recorded by now, unless something threw: either way no longer under way.
-      env.ended(ctx);
+      // Recorded by now, unless something threw: either way no longer under way. A background
+      // call stays under way while it is watched.
+      if (acc.background?.ctx !== ctx) env.ended(ctx);
     }
   }
 }

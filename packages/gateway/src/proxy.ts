@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type CallRecord, type HostedToolCalls, MAX_TOKEN_COUNT } from '@tally/core';
 import { attribute } from './attribution.js';
+import { BackgroundCalls } from './background.js';
 import { Breakers } from './breaker.js';
 import { type Hold, reserveBudgets, settleBudgets, type Unpriceable } from './budget-guard.js';
 import { containerHeld, withContainerSessions } from './containers.js';
@@ -204,11 +205,21 @@ export class Gateway {
         ctx.underway = u;
       },
       ended: (ctx) => this.release(ctx),
+      stored: (ctx, id) => this.rememberResponse(ctx, id),
     };
+    this.background = new BackgroundCalls({
+      deps,
+      upstreams: this.upstreams,
+      record: (ctx, out, acc) => this.record(ctx, out, acc) as bigint | null,
+      sessions: this.env.sessions,
+      settle: (key, hold, spent, time) => settleBudgets(deps, key, hold, spent, time),
+    });
     this.followUps = {
       deps,
       upstreams: this.upstreams,
       provider: (id, tenant) => this.routerRef.provider(id, tenant),
+      observed: (tenant, id, response) => this.background.observe(tenant, id, response),
+      watching: (tenant, id) => this.background.has(tenant, id),
     };
     deps.sink.trackInflight?.(() => this.underwayRecords());
   }
@@ -485,11 +496,10 @@ export class Gateway {
       model,
     };
     if (!modelAllowed(key.models, model)) return this.refuse(res, wire, notAllowed(key, model), refusal);
-    // A background response answers at once, queued and without usage, which comes only when it is
-    // retrieved later (GET /v1/responses/{id}), maybe never: the call could be neither metered nor
-    // held to its budget. Refused before it goes, rather than run unmetered.
-    if (endpoint === 'responses' && body['background'] === true)
-      return this.refuse(res, wire, backgroundRefused(), refusal);
+    // A background response streamed: its stream may end (the client gone) long before the
+    // response does, which is then watched by no one. Refused before it goes.
+    if (endpoint === 'responses' && body['background'] === true && body['stream'] === true)
+      return this.refuse(res, wire, backgroundStreamRefused(), refusal);
     if (attempts.length === 0) {
       const missing = this.router.missingProviders(model, key.tenant);
       return this.refuse(res, wire, noRoute(model, missing), refusal);
@@ -617,11 +627,16 @@ export class Gateway {
     } finally {
       // The place first: it must go back even when the state fails the settlement below.
       if (held) await this.releaseSlots(slots);
-      if (hold) {
+      if (acc.background) {
+        // Answered queued: metered, and its budgets settled, once its response has ended.
+        this.background.watch({ ...acc.background, key, time, hold });
+      } else if (hold) {
         const spent = acc.unpriced && hold.reserved > acc.spentNano ? hold.reserved : acc.spentNano;
         await settleBudgets(this.deps, key, hold, spent, time);
       }
-      await this.adjustRate(buckets, acc.tokens - (promptTokens + maxOut), time);
+      // A background call's tokens come when its response ends, minutes later: the bucket keeps
+      // what it took for the call, as a call's tokens count in the minute it was made.
+      if (!acc.background) await this.adjustRate(buckets, acc.tokens - (promptTokens + maxOut), time);
     }
   }
 
@@ -794,6 +809,8 @@ export class Gateway {
   }
 
   private readonly followUps: FollowUpEnv;
+  /** Background Responses calls answered queued, watched until their responses end. */
+  readonly background: BackgroundCalls;
 
   /** Keeps which provider holds a stored response, and whose it is, for its follow-ups. Not
    * awaited: the state takes it before any later request of the client's can ask (Redis answers
@@ -858,6 +875,7 @@ export class Gateway {
 
   async close(): Promise<void> {
     await Promise.allSettled(this.inflight.values());
+    await this.background.close();
     await this.upstreams.close();
     await this.deps.sink.close();
   }
@@ -865,12 +883,12 @@ export class Gateway {
 
 export type { GatewayError };
 
-const backgroundRefused = (): GatewayError =>
+const backgroundStreamRefused = (): GatewayError =>
   badRequest(
-    'background responses are not supported through the gateway: their usage comes only when ' +
-      'retrieved later (GET /v1/responses/{id}), maybe never, so the call could not be metered ' +
-      'or held to its budget. Send the call without background (stream it, for a long one).',
-    'unsupported_background',
+    'A background response cannot be streamed through the gateway: its stream may end long before ' +
+      'the response does. Send it with background and poll it (GET /v1/responses/{id}, which may ' +
+      'stream), or stream it without background.',
+    'unsupported_background_stream',
   );
 
 /** The hosted tool calls a call's most cost holds on `model`: a Responses call's max_tool_calls

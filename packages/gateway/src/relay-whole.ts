@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { type HostedToolCalls, nanoToUsd, type Tokens } from '@tally/core';
 import { metaOf, readAnswerMeta } from './answer-meta.js';
+import { hasEnded } from './background.js';
 import type { AttemptContext, AttemptOutcome } from './meter.js';
 import {
   type Accumulated,
@@ -11,11 +12,13 @@ import {
   type Recorder,
 } from './relay.js';
 import { sendError, type Wire } from './replies.js';
+import { isResponseId } from './stored-responses.js';
 import { countTokens, estimatePromptTokens } from './tokenizer.js';
 import type { UpstreamResponse } from './upstream.js';
 import {
   errorAnswer,
   opensObject,
+  parseObject,
   readWhole,
   type Unusable,
   unusableError,
@@ -62,11 +65,14 @@ export interface RelayOptions {
   limit: number;
   /** Bills the container sessions of the answer's code interpreter calls. */
   sessions?: ContainerSessions | undefined;
+  /** For a background Responses call: takes the id of a response answered queued or in progress,
+   * before the answer leaves. Such an answer is passed on and not metered ('background'). */
+  background?: ((id: string) => void) | undefined;
 }
 
 /** What became of a relayed answer: passed on, unusable and answered with a 502, or unusable with
  * another attempt to go (nothing answered). */
-export type Relayed = 'answered' | 'unusable' | 'retry';
+export type Relayed = 'answered' | 'unusable' | 'retry' | 'background';
 
 /** Relays a whole (non-streamed) answer, then meters it from its usage object (or, when a 2xx
  * answer has none, from the tokenizer, marked estimated). An answer that cannot be used (cut off,
@@ -123,6 +129,23 @@ export async function relay(
     }
   } catch {
     return unusable('upstream_invalid_response');
+  }
+  if (opts.background) {
+    // A background response that has not ended: its usage comes later, to the watch.
+    const response = json ?? parseObject(buf.toString('utf8'));
+    const id = response?.['id'];
+    if (!hasEnded(response) && typeof id === 'string' && isResponseId(id)) {
+      opts.background(id);
+      res.writeHead(up.statusCode, {
+        ...passHeaders(up.headers),
+        ...acc.headers,
+        'x-tally-call-id': ctx.id,
+        'content-type': String(up.headers['content-type'] ?? 'application/json'),
+        'content-length': buf.length,
+      });
+      res.end(buf);
+      return 'background';
+    }
   }
   // A 2xx answer without usage (some OpenAI-compatible servers) is not free: its tokens are
   // counted, the prompt's and the answer's, and the call marked estimated.

@@ -5,7 +5,13 @@ import { holdBack, passHeaders } from './relay.js';
 import { type GatewayError, sendError, stateUnavailable } from './replies.js';
 import type { GatewayDeps, ProviderConfig, VirtualKey } from './types.js';
 import { Cancel, type Upstreams } from './upstream.js';
-import { DEFAULT_MAX_RESPONSE_BYTES, errorAnswer, readWhole, unusableError } from './upstream-answer.js';
+import {
+  DEFAULT_MAX_RESPONSE_BYTES,
+  errorAnswer,
+  parseObject,
+  readWhole,
+  unusableError,
+} from './upstream-answer.js';
 
 /**
  * The Responses API's follow-ups on a stored response: retrieve it (`GET /v1/responses/{id}`, also
@@ -87,6 +93,10 @@ export interface FollowUpEnv {
   upstreams: Upstreams;
   /** A provider by id, as the tenant's calls reach it. */
   provider(id: string, tenant: string): ProviderConfig | undefined;
+  /** Whether a tenant's background response is watched, and a response a follow-up answered
+   * (retrieved or cancelled), for the watch to meter if it has ended. */
+  watching(tenant: string, id: string): boolean;
+  observed(tenant: string, id: string, response: Record<string, unknown> | null): void;
 }
 
 /**
@@ -191,6 +201,8 @@ export async function serveFollowUp(
   let out = read.buf;
   if (up.statusCode >= 400)
     out = Buffer.from(errorAnswer(out, up.statusCode, type, 'openai', provider.id, provider.api_key).text);
+  else if ((ask.kind === 'retrieve' || ask.kind === 'cancel') && env.watching(key.tenant, ask.id))
+    env.observed(key.tenant, ask.id, parseObject(out.toString('utf8')));
   else if (ask.kind === 'delete') {
     // Deleted upstream, so gone here too.
     try {

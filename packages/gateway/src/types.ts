@@ -61,6 +61,11 @@ export interface GatewayConfig {
   default_max_tool_calls?: number | undefined;
   /** Lets calls to models with no price go under a block budget, reserving nothing. */
   allow_unpriced_under_budget?: boolean | undefined;
+  /** A background Responses call's response is first asked for after this (ms), then half as
+   * long again each time, up to a minute, until it has ended (background.ts). */
+  background_poll_ms?: number | undefined;
+  /** A background response not ended after this many hours is metered as estimated. */
+  background_max_hours?: number | undefined;
 }
 
 /** What a virtual key carries: its owner and policy. */

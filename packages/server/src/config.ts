@@ -92,6 +92,12 @@ export const gatewaySchema = z
     /** A call to a model with no price cannot be held to a block budget: refused unless this is
      * set (then it goes, reserving nothing, and its cost counts as nothing). */
     allow_unpriced_under_budget: z.boolean().default(false),
+    /** A background Responses call is watched until its response has ended: it is first asked
+     * for after this (ms), then half as long again each time, up to a minute. */
+    background_poll_ms: z.number().int().min(10).default(1000),
+    /** A background response not ended after this many hours is metered as estimated
+     * (background_unfinished) and no longer watched. */
+    background_max_hours: z.number().positive().default(24),
     /** The most the metering spool (calls waiting on disk while the store or the server cannot take
      * them) may hold, in MB. Past it, calls wait in memory, and past the memory bound are dropped
      * and counted. */

@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { RedisState } from '@tally/gateway';
 import { MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
-import { createDuckDbStore } from '@tally/store';
+import { createDuckDbStore, type Store } from '@tally/store';
 import OpenAI from 'openai';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { foreignKey, lastCalls, type TestApp, testApp } from '../testing/test-app.js';
+import { foreignKey, lastCalls, type TestApp, testApp, until } from '../testing/test-app.js';
 
 type Failure = { status: number; code: string | null; message: string };
 const failure = (e: unknown): Failure => e as Failure;
@@ -191,6 +191,182 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway replicas on Redis: a stored re
       await Promise.all(states.map((s) => s.close()));
       await store.close();
       await mock.stop();
+    }
+  });
+});
+
+/** Polls a background response the way OpenAI's guide does, until it has ended. */
+async function pollUntilEnded(client: OpenAI, id: string) {
+  for (let i = 0; i < 200; i++) {
+    const r = await client.responses.retrieve(id);
+    if (r.status !== 'queued' && r.status !== 'in_progress') return r;
+    await new Promise((res) => setTimeout(res, 10));
+  }
+  throw new Error(`response ${id} did not end`);
+}
+
+describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: background responses', () => {
+  const mock = new MockUpstream();
+  /** An app whose gateway reaches the mock and watches background calls every `pollMs` at first,
+   * and an OpenAI client with a key of its. */
+  const backgroundApp = async (pollMs: number, store?: Store) => {
+    const app = await testApp(
+      {
+        gateway: {
+          background_poll_ms: pollMs,
+          providers: [{ id: 'openai', kind: 'openai', base_url: `${mock.url}/v1`, api_key: 'sk-upstream' }],
+        },
+      },
+      undefined,
+      undefined,
+      store,
+    );
+    const url = await app.listen();
+    return {
+      app,
+      base: url,
+      openai: new OpenAI({ apiKey: (await app.newKey({})).key, baseURL: `${url}/v1`, maxRetries: 0 }),
+    };
+  };
+  let t: TestApp;
+  let base: string;
+  let tenant: string;
+  const client = (key: string) => new OpenAI({ apiKey: key, baseURL: `${base}/v1`, maxRetries: 0 });
+  /** A call's record, once it is in the store. */
+  const callOf = async (id: string, ms = 3000) => {
+    let found: Awaited<ReturnType<typeof t.store.getCall>> = null;
+    const end = Date.now() + ms;
+    while (!found && Date.now() < end) {
+      await t.gateway.flush();
+      found = await t.store.getCall(tenant, id);
+      if (!found) await new Promise((r) => setTimeout(r, 10));
+    }
+    return found;
+  };
+
+  beforeAll(async () => {
+    await mock.start();
+    ({ app: t, base } = await backgroundApp(20));
+    tenant = t.ctx.config.tenant;
+  });
+  afterAll(async () => {
+    await t?.shutdown();
+    await mock.stop();
+  });
+
+  it('answers queued, and meters the call at its cost once the response has ended, watched by the gateway', async () => {
+    const openai = client((await t.newKey({ project: 'support' })).key);
+    mock.backgroundMs = 60;
+    const { data: queued, response } = await openai.responses
+      .create({ model: 'gpt-4.1', input: 'Research.', background: true })
+      .withResponse();
+    expect(queued.status).toBe('queued');
+    const callId = response.headers.get('x-tally-call-id')!;
+    // Not metered while it runs: its usage has not come.
+    await t.gateway.flush();
+    expect(await t.store.getCall(tenant, callId)).toBeNull();
+    expect(t.gateway.background.size).toBe(1);
+    // Nobody polls it: the gateway's own watch meters it.
+    const call = await callOf(callId);
+    expect(call).toMatchObject({
+      status: 'ok',
+      error_type: null,
+      pricing_status: 'priced',
+      api: 'openai-responses',
+      model_served: 'gpt-4.1-2025-04-16',
+      project: 'support',
+    });
+    // gpt-4.1: 176 × $2 + 1024 × $0.50 cached, 300 × $8 (reasoning included), per million.
+    expect(call!.cost_effective_nano).toBe(3_264_000n);
+    expect(call!.latency_ms).toBeGreaterThanOrEqual(50);
+    expect(t.gateway.background.size).toBe(0);
+    // The client's polling finds it ended, and meters nothing more.
+    expect((await pollUntilEnded(openai, queued.id)).output_text).toBe('Hi there.');
+    await t.gateway.flush();
+    const listed = (await t.app.inject({ url: `/v1/calls?request_id=${callId}`, headers: t.auth })).json();
+    expect(listed.data).toHaveLength(1);
+  });
+
+  it("holds the call's reservation on its budgets until it ends, then settles at its cost", async () => {
+    mock.backgroundMs = 150;
+    // One call reserves its prompt and 1,000 tokens out at $8 a million: about $0.0080. Two do
+    // not fit under $0.012 together; one, and the first's actual $0.003264, do.
+    const openai = client((await t.newKey({ project: 'support', budget_usd: 0.012, period: 'month' })).key);
+    const ask = { model: 'gpt-4.1', input: 'Research.', background: true, max_output_tokens: 1000 } as const;
+    const first = await openai.responses.create(ask);
+    expect(first.status).toBe('queued');
+    const refused = await openai.responses.create(ask).catch(failure);
+    expect(refused).toMatchObject({ status: 429, code: 'budget_exceeded' });
+    await pollUntilEnded(openai, first.id);
+    await until(() => t.gateway.background.size === 0);
+    const second = await openai.responses.create(ask);
+    expect(second.status).toBe('queued');
+    await pollUntilEnded(openai, second.id);
+  });
+
+  it('meters the call as soon as a follow-up of the client’s sees it ended', async () => {
+    // A watch that would not look for a minute: the client's retrieve is what ends it.
+    const { app: slow, openai } = await backgroundApp(60_000);
+    try {
+      mock.backgroundMs = 30;
+      const { data: queued, response } = await openai.responses
+        .create({ model: 'gpt-4.1', input: 'Research.', background: true })
+        .withResponse();
+      expect(slow.gateway.background.size).toBe(1);
+      expect((await pollUntilEnded(openai, queued.id)).status).toBe('completed');
+      expect(slow.gateway.background.size).toBe(0);
+      await slow.gateway.flush();
+      const call = await slow.store.getCall(slow.ctx.config.tenant, response.headers.get('x-tally-call-id')!);
+      expect(call).toMatchObject({ status: 'ok', cost_effective_nano: 3_264_000n });
+    } finally {
+      await slow.shutdown();
+    }
+  });
+
+  it('meters a cancelled response from its prompt, estimated, and one the provider lost the same way', async () => {
+    const openai = client((await t.newKey({})).key);
+    mock.backgroundMs = 10_000;
+    const { data: queued, response } = await openai.responses
+      .create({ model: 'gpt-4.1', input: 'Research.', background: true })
+      .withResponse();
+    expect((await openai.responses.cancel(queued.id)).status).toBe('cancelled');
+    const cancelled = await callOf(response.headers.get('x-tally-call-id')!);
+    expect(cancelled).toMatchObject({
+      status: 'error',
+      error_type: 'background_cancelled',
+      pricing_status: 'estimated',
+    });
+    expect(cancelled!.tokens.output).toBe(0);
+    expect(cancelled!.tokens.input).toBeGreaterThan(0);
+
+    const lost = await openai.responses
+      .create({ model: 'fault-background-lost', input: 'Research.', background: true })
+      .withResponse();
+    expect(lost.data.status).toBe('queued');
+    expect(await callOf(lost.response.headers.get('x-tally-call-id')!)).toMatchObject({
+      status: 'error',
+      error_type: 'background_lost',
+    });
+  });
+
+  it('meters a response still running when the gateway closes as cut off, its prompt estimated', async () => {
+    const store = await createDuckDbStore({ path: ':memory:' });
+    await store.migrate();
+    const { app: closing, openai } = await backgroundApp(20, store);
+    try {
+      mock.backgroundMs = 10_000;
+      const { response } = await openai.responses
+        .create({ model: 'gpt-4.1', input: 'Research.', background: true })
+        .withResponse();
+      await closing.shutdown();
+      const call = await store.getCall(closing.ctx.config.tenant, response.headers.get('x-tally-call-id')!);
+      expect(call).toMatchObject({
+        status: 'error',
+        error_type: 'gateway_interrupted',
+        pricing_status: 'estimated',
+      });
+    } finally {
+      await store.close();
     }
   });
 });
