@@ -218,6 +218,14 @@ export async function forwardAttempts(
         continue;
       }
       const limit = env.deps.config.max_response_bytes ?? DEFAULT_MAX_RESPONSE_BYTES;
+      // A background response answered before it has ended is watched until it does: metered then.
+      const background =
+        !toClaude && endpoint === 'responses' && body['background'] === true
+          ? (id: string) => {
+              env.stored(ctx, id);
+              acc.background = { ctx, body, provider: attempt.provider, id, a0 };
+            }
+          : undefined;
       const isStream =
         stream && up.statusCode === 200 && String(up.headers['content-type'] ?? '').includes('event-stream');
       if (isStream && abort) {
@@ -261,6 +269,7 @@ export async function forwardAttempts(
             limit,
             undefined,
             env.sessions,
+            background,
           );
         }
       } else {
@@ -278,14 +287,6 @@ export async function forwardAttempts(
             : undefined;
         // An answer that cannot be used (cut off, not JSON, a redirect) is an upstream failure:
         // the next attempt, if any, is tried.
-        // A background response answered queued is watched until it ends: metered then.
-        const background =
-          !transform && endpoint === 'responses' && body['background'] === true
-            ? (id: string) => {
-                env.stored(ctx, id);
-                acc.background = { ctx, body, provider: attempt.provider, id, a0 };
-              }
-            : undefined;
         const relayed = await relay(env.recorder, res, up, ctx, a0, acc, body, {
           wire,
           transform,
@@ -293,7 +294,7 @@ export async function forwardAttempts(
           provider: attempt.provider,
           limit,
           sessions: env.sessions,
-          background,
+          background: transform ? undefined : background,
         });
         if (relayed !== 'answered') env.breakers.failure(attempt.provider.id);
         if (relayed === 'retry') continue;

@@ -496,10 +496,6 @@ export class Gateway {
       model,
     };
     if (!modelAllowed(key.models, model)) return this.refuse(res, wire, notAllowed(key, model), refusal);
-    // A background response streamed: its stream may end (the client gone) long before the
-    // response does, which is then watched by no one. Refused before it goes.
-    if (endpoint === 'responses' && body['background'] === true && body['stream'] === true)
-      return this.refuse(res, wire, backgroundStreamRefused(), refusal);
     if (attempts.length === 0) {
       const missing = this.router.missingProviders(model, key.tenant);
       return this.refuse(res, wire, noRoute(model, missing), refusal);
@@ -882,14 +878,6 @@ export class Gateway {
 }
 
 export type { GatewayError };
-
-const backgroundStreamRefused = (): GatewayError =>
-  badRequest(
-    'A background response cannot be streamed through the gateway: its stream may end long before ' +
-      'the response does. Send it with background and poll it (GET /v1/responses/{id}, which may ' +
-      'stream), or stream it without background.',
-    'unsupported_background_stream',
-  );
 
 /** The hosted tool calls a call's most cost holds on `model`: a Responses call's max_tool_calls
  * of the searches it offers (`fallback` where it sets none) and the session of a code container

@@ -45,7 +45,9 @@ export interface Accumulated {
   headers: Record<string, string>;
   /** A background Responses call answered queued: the attempt, still under way, that the
    * gateway watches until its response ends (background.ts), and whose budgets settle then. */
-  background?: { ctx: AttemptContext; body: Obj; provider: ProviderConfig; id: string; a0: number };
+  background?:
+    | { ctx: AttemptContext; body: Obj; provider: ProviderConfig; id: string; a0: number }
+    | undefined;
 }
 
 /** Upstream response headers worth passing on: ids, and when to try again. Not those that name
@@ -130,6 +132,10 @@ export async function relayStream(
   limit: number,
   translate?: (ev: string) => string,
   sessions?: ContainerSessions,
+  /** For a background Responses call: takes the response's id as soon as the stream names it. A
+   * stream that stops before the response has ended (the client gone) is then not metered: the
+   * response runs on upstream, and the gateway watches it (background.ts). */
+  background?: (id: string) => void,
 ): Promise<void> {
   res.writeHead(200, {
     ...passHeaders(up.headers),
@@ -153,6 +159,7 @@ export async function relayStream(
     // the upstream back until its socket drains.
     // The meter keeps what it may need for an estimate: without the limit, an upstream that never
     // ends would hold all it sent.
+    let named = background === undefined;
     await up.body.read((chunk) => {
       ttft ??= performance.now() - a0;
       const wasEmpty = splitter.pending === 0;
@@ -161,6 +168,10 @@ export async function relayStream(
       for (const ev of splitter.push(decoder.write(chunk))) {
         if (meter.onEvent(ev)) out += translate ? translate(ev) : ev;
         else kept = false;
+      }
+      if (!named && meter.responseId() !== null) {
+        named = true;
+        background!(meter.responseId()!);
       }
       // A chunk of whole events, all passed on unchanged, goes out as the bytes that came in.
       const whole = !translate && kept && wasEmpty && splitter.pending === 0;
@@ -199,6 +210,14 @@ export async function relayStream(
   // Anthropic's message_start carries usage too: only a stream that reached its end has the final
   // output count.
   const complete = failed === null && usage !== null && (endpoint !== 'messages' || meter.done);
+  if (acc.background?.ctx === ctx) {
+    // A background response whose stream stopped before it ended is left to the watch.
+    if (!(complete && meter.done)) {
+      ctx.progress = undefined;
+      return;
+    }
+    acc.background = undefined;
+  }
   const estimated = complete ? null : await estimateStream(endpoint, usage, body, meter.text());
   const used = meter.containers();
   const toolCalls = used && sessions ? await sessions(ctx, body, used, meter.toolCalls()) : meter.toolCalls();

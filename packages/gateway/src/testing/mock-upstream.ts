@@ -463,7 +463,23 @@ export class MockUpstream {
           input: inputItems(body),
           readyAt: Date.now() + this.backgroundMs,
         });
-      json(res, 200, response('queued', false));
+      if (body['stream'] !== true) {
+        json(res, 200, response('queued', false));
+        return;
+      }
+      // Streamed: its first events at once, the rest once it is ready.
+      const ev = (name: string, data: Obj) =>
+        `event: ${name}\ndata: ${JSON.stringify({ type: name, ...data })}\n\n`;
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+      res.write(ev('response.created', { response: response('queued', false) }));
+      res.write(ev('response.in_progress', { response: response('in_progress', false) }));
+      setTimeout(() => {
+        if (res.destroyed) return;
+        res.write(
+          ev('response.output_text.delta', { item_id: 'msg_1', output_index: 0, delta: 'Hi there.' }),
+        );
+        res.end(ev('response.completed', { response: response('completed', true) }));
+      }, this.backgroundMs);
       return;
     }
     if (body['store'] !== false)

@@ -287,6 +287,53 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: background responses', () => 
     expect(listed.data).toHaveLength(1);
   });
 
+  it('streams a background response to its end, metered from its stream', async () => {
+    const openai = client((await t.newKey({})).key);
+    mock.backgroundMs = 30;
+    const { data: stream, response } = await openai.responses
+      .create({ model: 'gpt-4.1', input: 'Research.', background: true, stream: true })
+      .withResponse();
+    const seen: string[] = [];
+    for await (const e of stream) seen.push(e.type);
+    expect(seen).toEqual([
+      'response.created',
+      'response.in_progress',
+      'response.output_text.delta',
+      'response.completed',
+    ]);
+    expect(t.gateway.background.size).toBe(0);
+    expect(await callOf(response.headers.get('x-tally-call-id')!)).toMatchObject({
+      status: 'ok',
+      pricing_status: 'priced',
+      cost_effective_nano: 3_264_000n,
+    });
+  });
+
+  it('leaves a background stream the client left to the watch, which meters the call at its cost', async () => {
+    const openai = client((await t.newKey({})).key);
+    mock.backgroundMs = 200;
+    const { data: stream, response } = await openai.responses
+      .create({ model: 'gpt-4.1', input: 'Research.', background: true, stream: true })
+      .withResponse();
+    let id = '';
+    for await (const e of stream) {
+      if (e.type === 'response.created') {
+        id = e.response.id;
+        break;
+      }
+    }
+    // Known as soon as the stream named it: the client can pick it up again at once.
+    expect((await openai.responses.retrieve(id)).status).toBe('in_progress');
+    const callId = response.headers.get('x-tally-call-id')!;
+    await until(() => t.gateway.background.has(tenant, id));
+    expect(await t.store.getCall(tenant, callId)).toBeNull();
+    expect(await callOf(callId)).toMatchObject({
+      status: 'ok',
+      pricing_status: 'priced',
+      cost_effective_nano: 3_264_000n,
+    });
+  });
+
   it("holds the call's reservation on its budgets until it ends, then settles at its cost", async () => {
     mock.backgroundMs = 150;
     // One call reserves its prompt and 1,000 tokens out at $8 a million: about $0.0080. Two do

@@ -304,22 +304,6 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     expect(streamed).toMatchObject({ cost_usd: '0.003264', api: 'openai-responses' });
   });
 
-  it('refuses a background response streamed, whose stream may end long before the response', async () => {
-    const sent = mock.received.length;
-    const refused = await openai.responses
-      .create({ model: 'gpt-4.1', input: 'Research.', background: true, stream: true })
-      .catch((e: { status: number; code: string; message: string }) => e);
-    expect(refused).toMatchObject({ status: 400, code: 'unsupported_background_stream' });
-    expect((refused as { message: string }).message).toMatch(/poll it/);
-    // Recorded as the key's refused call; nothing went upstream.
-    expect((await lastCalls())[0]).toMatchObject({
-      status: 'refused',
-      error_type: 'unsupported_background_stream',
-      cost_usd: '0',
-    });
-    expect(mock.received.length).toBe(sent);
-  });
-
   it("responses with OpenAI's hosted search tools: each web search and file search billed per call", async () => {
     const tools = [
       { type: 'web_search' as const },
