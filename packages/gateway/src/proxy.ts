@@ -62,7 +62,10 @@ import {
   followUpOf,
   isResponseId,
   ownerKey,
+  ownerOf,
   RESPONSE_KEPT_MS,
+  type ResponseOwner,
+  reaches,
   serveFollowUp,
 } from './stored-responses.js';
 import { countTokens, estimatePromptTokens } from './tokenizer.js';
@@ -500,6 +503,20 @@ export class Gateway {
       const missing = this.router.missingProviders(model, key.tenant);
       return this.refuse(res, wire, noRoute(model, missing), refusal);
     }
+    // A conversation goes on from its previous response: one of another tenant's (or project's) is
+    // not reached through the gateway, and the provider that holds it is tried first (one
+    // deployment of a balanced route cannot continue another's).
+    const previous = endpoint === 'responses' ? body['previous_response_id'] : undefined;
+    if (typeof previous === 'string') {
+      let owner: ResponseOwner | null;
+      try {
+        owner = await ownerOf(this.deps, previous);
+      } catch (err) {
+        return this.refuse(res, wire, stateUnavailable(err), refusal);
+      }
+      if (owner && !reaches(key, owner)) return this.refuse(res, wire, previousNotFound(previous), refusal);
+      if (owner) attempts = holderFirst(attempts, owner.provider);
+    }
 
     // Policy: rate limits, then budgets. Both need the call's size: the prompt's tokens (by the
     // tokenizer) and the most output it allows.
@@ -813,9 +830,13 @@ export class Gateway {
    * one connection's commands in order, and this goes as the answer leaves); a failure is
    * reported, and costs the response its follow-ups, not the call its answer. */
   private rememberResponse(ctx: AttemptContext, id: string): void {
-    const owner = encodeOwner({ provider: ctx.storedWith!, project: ctx.attribution.project });
+    const owner = encodeOwner({
+      provider: ctx.storedWith!,
+      tenant: ctx.key.tenant,
+      project: ctx.attribution.project,
+    });
     this.deps.state
-      .remember(ownerKey(ctx.key.tenant, id), owner, this.deps.clock.now() + RESPONSE_KEPT_MS)
+      .remember(ownerKey(id), owner, this.deps.clock.now() + RESPONSE_KEPT_MS)
       .catch((err: unknown) => this.deps.onError?.(err, 'remembering a stored response'));
   }
 
@@ -878,6 +899,20 @@ export class Gateway {
 }
 
 export type { GatewayError };
+
+const previousNotFound = (id: string): GatewayError => ({
+  status: 400,
+  type: 'invalid_request_error',
+  code: 'previous_response_not_found',
+  message: `Previous response with id '${id.slice(0, 256)}' not found.`,
+});
+
+/** The attempts with those of `provider` first, in their order, then the rest in theirs. */
+function holderFirst(attempts: Attempt[], provider: string): Attempt[] {
+  const held = attempts.filter((a) => a.provider.id === provider);
+  if (held.length === 0 || attempts[0]!.provider.id === provider) return attempts;
+  return [...held, ...attempts.filter((a) => a.provider.id !== provider)];
+}
 
 /** The hosted tool calls a call's most cost holds on `model`: a Responses call's max_tool_calls
  * of the searches it offers (`fallback` where it sets none) and the session of a code container

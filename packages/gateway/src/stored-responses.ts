@@ -38,7 +38,8 @@ export interface FollowUp {
 export interface ResponseOwner {
   /** The provider (its id in the config or the API) that holds the response. */
   provider: string;
-  /** The project of the call that made it, when its key is pinned to one. */
+  tenant: string;
+  /** The project of the call that made it. */
   project: string | null;
 }
 
@@ -64,21 +65,34 @@ export function followUpOf(method: string | undefined, url: string | undefined):
   return kind ? { id, kind, query: q < 0 ? '' : url.slice(q) } : null;
 }
 
-/** Where a tenant's response's owner is kept in the shared state. */
-export const ownerKey = (tenant: string, id: string): string => `resp:${tenant}:${id}`;
+/** Where a response's owner is kept in the shared state: under its id alone, so that one of
+ * another tenant's is told apart from one never seen. */
+export const ownerKey = (id: string): string => `resp:${id}`;
 
-export const encodeOwner = (o: ResponseOwner): string => JSON.stringify({ p: o.provider, j: o.project });
+export const encodeOwner = (o: ResponseOwner): string =>
+  JSON.stringify({ p: o.provider, t: o.tenant, j: o.project });
 
 function decodeOwner(text: string | null): ResponseOwner | null {
   if (text === null) return null;
   try {
-    const o = JSON.parse(text) as { p?: unknown; j?: unknown };
-    if (typeof o.p !== 'string') return null;
-    return { provider: o.p, project: typeof o.j === 'string' ? o.j : null };
+    const o = JSON.parse(text) as { p?: unknown; t?: unknown; j?: unknown };
+    if (typeof o.p !== 'string' || typeof o.t !== 'string') return null;
+    return { provider: o.p, tenant: o.t, project: typeof o.j === 'string' ? o.j : null };
   } catch {
     return null;
   }
 }
+
+/** The owner of a response the gateway passed on, or null when it knows of none (made elsewhere,
+ * deleted, past its 30 days). */
+export async function ownerOf(deps: GatewayDeps, id: string): Promise<ResponseOwner | null> {
+  return isResponseId(id) ? decodeOwner(await deps.state.recall(ownerKey(id))) : null;
+}
+
+/** Whether a key may reach a response of `owner`'s: one of its tenant, and of its project when the
+ * key is pinned to one. */
+export const reaches = (key: VirtualKey, owner: ResponseOwner): boolean =>
+  owner.tenant === key.tenant && (key.project === null || owner.project === key.project);
 
 const notFound = (id: string): GatewayError => ({
   status: 404,
@@ -133,13 +147,12 @@ export async function serveFollowUp(
   if (!isResponseId(ask.id)) return sendError(res, 'openai', notFound(ask.id));
   let owner: ResponseOwner | null;
   try {
-    owner = decodeOwner(await env.deps.state.recall(ownerKey(key.tenant, ask.id)));
+    owner = await ownerOf(env.deps, ask.id);
   } catch (err) {
     return sendError(res, 'openai', stateUnavailable(err));
   }
-  // A key pinned to a project reaches its project's responses only.
-  if (!owner || (key.project !== null && owner.project !== key.project))
-    return sendError(res, 'openai', notFound(ask.id));
+  // Another tenant's, or another project's for a key pinned to one, is not found either.
+  if (!owner || !reaches(key, owner)) return sendError(res, 'openai', notFound(ask.id));
   const provider = env.provider(owner.provider, key.tenant);
   if (!provider) {
     return sendError(res, 'openai', {
@@ -206,7 +219,7 @@ export async function serveFollowUp(
   else if (ask.kind === 'delete') {
     // Deleted upstream, so gone here too.
     try {
-      await env.deps.state.forget(ownerKey(key.tenant, ask.id));
+      await env.deps.state.forget(ownerKey(ask.id));
     } catch (err) {
       env.deps.onError?.(err, 'forgetting a deleted response');
     }

@@ -31,6 +31,15 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)("gateway: a stored response's follow-up
             deployments: { 'gpt-4.1': 'prod-41' },
           },
         ],
+        routes: [
+          {
+            model: 'gpt-4.1-balanced',
+            targets: [
+              { provider: 'openai', model: 'gpt-4.1' },
+              { provider: 'azure-v1', model: 'gpt-4.1' },
+            ],
+          },
+        ],
       },
     });
     base = await t.listen();
@@ -132,6 +141,48 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)("gateway: a stored response's follow-up
     const anyProject = client((await t.newKey({})).key);
     expect((await anyProject.responses.retrieve(made.id)).id).toBe(made.id);
     expect(mock.stored.has(made.id)).toBe(true);
+  });
+
+  it('goes on with a conversation at the provider that holds its previous response', async () => {
+    const paths = new Set<string>();
+    for (let i = 0; i < 20; i++) {
+      const first = await openai.responses.create({ model: 'gpt-4.1-balanced', input: 'Hi' });
+      const firstPath = mock.received.at(-1)!.path;
+      paths.add(firstPath);
+      for (let turn = 0; turn < 3; turn++) {
+        await openai.responses.create({
+          model: 'gpt-4.1-balanced',
+          input: 'And?',
+          previous_response_id: first.id,
+        });
+        expect(mock.received.at(-1)!.path).toBe(firstPath);
+      }
+    }
+    // The route balances new conversations over both (one run in 500,000 sees one only: 2 × 2^-20).
+    expect(paths.size).toBe(2);
+  });
+
+  it("refuses to go on from another tenant's or another project's response, and sends nothing", async () => {
+    const made = await openai.responses.create({ model: 'gpt-4.1', input: 'Hi' });
+    const from = mock.received.length;
+    for (const other of [
+      client(await foreignKey(t.store, 'another')),
+      client((await t.newKey({ project: 'billing' })).key),
+    ]) {
+      const e = await other.responses
+        .create({ model: 'gpt-4.1', input: 'And?', previous_response_id: made.id })
+        .catch(failure);
+      expect(e).toMatchObject({ status: 400, code: 'previous_response_not_found' });
+    }
+    expect(mock.received.length).toBe(from);
+    // The same project goes on; an id it never saw goes to the provider, which says.
+    await openai.responses.create({ model: 'gpt-4.1', input: 'And?', previous_response_id: made.id });
+    await openai.responses.create({
+      model: 'gpt-4.1',
+      input: 'And?',
+      previous_response_id: 'resp_elsewhere',
+    });
+    expect(mock.received.length).toBe(from + 2);
   });
 
   it('answers a follow-up without a valid key with a 401, and holds it to the key’s requests a minute', async () => {
