@@ -1,11 +1,14 @@
 import type { ProviderConfig } from './types.js';
 
-export type Endpoint = 'chat' | 'responses' | 'embeddings' | 'messages';
+/** The model calls the gateway meters: `compact` is the Responses API's compaction of a
+ * conversation (POST /v1/responses/compact), a model call billed as a response is. */
+export type Endpoint = 'chat' | 'responses' | 'compact' | 'embeddings' | 'messages';
 
 /** The API flavour of each endpoint's usage object, for pricing. */
 export const ENDPOINT_API: Record<Endpoint, string> = {
   chat: 'openai-chat',
   responses: 'openai-responses',
+  compact: 'openai-responses',
   embeddings: 'openai-embeddings',
   messages: 'anthropic-messages',
 };
@@ -13,6 +16,7 @@ export const ENDPOINT_API: Record<Endpoint, string> = {
 const OPENAI_PATHS: Record<Exclude<Endpoint, 'messages'>, string> = {
   chat: '/chat/completions',
   responses: '/responses',
+  compact: '/responses/compact',
   embeddings: '/embeddings',
 };
 
@@ -106,7 +110,7 @@ export function upstreamFor(
     // The v1 API takes the deployment in the body, and so does the Responses API under any version
     // (Azure serves it at /openai/v1/responses, not under a deployment); the dated versions name
     // the deployment in the path for the other endpoints.
-    if (!p.api_version || p.api_version === 'v1' || endpoint === 'responses') {
+    if (!p.api_version || p.api_version === 'v1' || endpoint === 'responses' || endpoint === 'compact') {
       return { origin, path: `${basePath}/openai/v1${suffix}`, headers, bodyModel: deployment };
     }
     return {

@@ -71,6 +71,8 @@ import {
 import { countTokens, estimatePromptTokens } from './tokenizer.js';
 import { TranslationError } from './translate/anthropic-blocks.js';
 import { toChatRequest } from './translate/anthropic-to-openai.js';
+import { toOpenAiError } from './translate/openai-to-anthropic.js';
+import { responsesToAnthropicRequest } from './translate/responses-to-anthropic.js';
 import type { GatewayDeps, ProviderConfig, VirtualKey } from './types.js';
 import { Upstreams } from './upstream.js';
 import {
@@ -136,13 +138,20 @@ function addLimits(
 
 /** What the gateway serves: a model call's endpoint, the model list, Anthropic's token count, or a
  * follow-up on a stored response (retrieve, delete, cancel, input items). */
-export type GatewayRoute = Endpoint | 'models' | 'count_tokens' | 'response';
+export type GatewayRoute = Endpoint | 'models' | 'count_tokens' | 'input_tokens' | 'response';
 
 const ROUTES = new Map<string, Endpoint>([
   ['/v1/chat/completions', 'chat'],
   ['/v1/responses', 'responses'],
+  ['/v1/responses/compact', 'compact'],
   ['/v1/embeddings', 'embeddings'],
   ['/v1/messages', 'messages'],
+]);
+
+/** The token counts, which cost nothing and are not metered. */
+const FREE_ROUTES = new Map<string, GatewayRoute>([
+  ['/v1/messages/count_tokens', 'count_tokens'],
+  ['/v1/responses/input_tokens', 'input_tokens'],
 ]);
 
 /** The deepest a request body may nest objects and arrays: far more than any API's schema needs,
@@ -298,10 +307,10 @@ export class Gateway {
     if (!url) return null;
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
-    if (path.startsWith('/v1/responses/')) return followUpOf(method, path) ? 'response' : null;
+    if (path.startsWith('/v1/responses/') && followUpOf(method, path)) return 'response';
     if (method === 'GET') return path === '/v1/models' ? 'models' : null;
     if (method !== 'POST') return null;
-    return ROUTES.get(path) ?? (path === '/v1/messages/count_tokens' ? 'count_tokens' : null);
+    return ROUTES.get(path) ?? FREE_ROUTES.get(path) ?? null;
   }
 
   /**
@@ -338,10 +347,11 @@ export class Gateway {
       const limit = this.deps.config.body_limit_bytes ?? 32 * 1024 * 1024;
       const raw = await readBody(req, limit);
       if (!Buffer.isBuffer(raw)) {
-        if (endpoint === 'count_tokens') return sendError(res, wire, raw);
+        if (endpoint === 'count_tokens' || endpoint === 'input_tokens') return sendError(res, wire, raw);
         return this.refuseUnread(req, res, endpoint, key, raw, this.deps.clock.now(), '');
       }
       if (endpoint === 'count_tokens') await this.countTokens(req, res, raw, key);
+      else if (endpoint === 'input_tokens') await this.inputTokens(req, res, raw, key);
       else await this.handle(req, res, endpoint, raw, key);
     } catch (err) {
       if (!res.headersSent && !res.destroyed) {
@@ -435,38 +445,159 @@ export class Gateway {
       attempt.model === model
         ? raw
         : (editTopLevel(raw, new Map([['model', JSON.stringify(attempt.model)]])) ?? raw);
+    await this.passFree(res, 'anthropic', target, `${target.path}/count_tokens`, body, attempt.provider);
+  }
+
+  /** OpenAI's count of a Responses request's input tokens (`responses.inputTokens.count`): passed to
+   * the provider the model routes to (the one that holds its previous response first), and its
+   * answer back as it came; for a model an Anthropic provider serves, the request is translated and
+   * counted by Anthropic's token count. It costs nothing, so nothing is metered. */
+  private async inputTokens(
+    req: IncomingMessage,
+    res: ServerResponse,
+    raw: Buffer,
+    key: VirtualKey,
+  ): Promise<void> {
+    let body: Obj;
+    try {
+      const parsed: unknown = JSON.parse(raw.toString('utf8'));
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error();
+      body = parsed as Obj;
+    } catch {
+      return sendError(
+        res,
+        'openai',
+        badRequest('The request body is not a valid JSON object.', 'invalid_json'),
+      );
+    }
+    // The model is optional here: without one, the call goes where an OpenAI model's would.
+    const model = body['model'] ?? '';
+    if (typeof model !== 'string' || (model !== '' && !isModelName(model)))
+      return sendError(
+        res,
+        'openai',
+        badRequest(`model must be a model name: ${MODEL_NAME_RULE}.`, 'invalid_model'),
+      );
+    if (model !== '' && !modelAllowed(key.models, model))
+      return sendError(res, 'openai', notAllowed(key, model));
+    const toPrevious = await this.towardPrevious(body, key, this.plan(model, 'responses', key.tenant));
+    if (!Array.isArray(toPrevious)) return sendError(res, 'openai', toPrevious);
+    const attempt = toPrevious[0];
+    if (!attempt) return sendError(res, 'openai', noRoute(model, []));
+    const { provider } = attempt;
+    if (provider.kind === 'anthropic') {
+      let request: Obj;
+      try {
+        request = responsesToAnthropicRequest(
+          body,
+          attempt.model,
+          this.deps.config.default_max_output ?? 4096,
+        );
+      } catch (err) {
+        if (!(err instanceof TranslationError)) throw err;
+        return sendError(res, 'openai', badRequest(err.message, err.code));
+      }
+      // What Anthropic's token count takes of a messages request.
+      const count: Obj = {};
+      for (const k of ['model', 'system', 'messages', 'tools', 'tool_choice', 'thinking'])
+        if (request[k] !== undefined) count[k] = request[k];
+      const target = upstreamFor(provider, 'messages', attempt.model, req.headers);
+      await this.passFree(
+        res,
+        'openai',
+        target,
+        `${target.path}/count_tokens`,
+        JSON.stringify(count),
+        provider,
+        (json, status) =>
+          status >= 300
+            ? toOpenAiError(json, status)
+            : { object: 'response.input_tokens', input_tokens: json['input_tokens'] },
+      );
+      return;
+    }
+    const target = upstreamFor(provider, 'responses', attempt.model, req.headers);
+    const sent =
+      target.bodyModel === model
+        ? raw
+        : (editTopLevel(raw, new Map([['model', JSON.stringify(target.bodyModel)]])) ?? raw);
+    await this.passFree(res, 'openai', target, `${target.path}/input_tokens`, sent, provider);
+  }
+
+  /** The attempts of a call that goes on from a previous response (previous_response_id), the
+   * provider that holds it first; or the refusal of one that is another tenant's or project's (or
+   * of a state out of reach). A call without one, or with one the gateway does not know, keeps
+   * its attempts. */
+  private async towardPrevious(
+    body: Obj,
+    key: VirtualKey,
+    attempts: Attempt[],
+  ): Promise<Attempt[] | GatewayError> {
+    const previous = body['previous_response_id'];
+    if (typeof previous !== 'string') return attempts;
+    let owner: ResponseOwner | null;
+    try {
+      owner = await ownerOf(this.deps, previous);
+    } catch (err) {
+      return stateUnavailable(err);
+    }
+    if (!owner) return attempts;
+    return reaches(key, owner) ? holderFirst(attempts, owner.provider) : previousNotFound(previous);
+  }
+
+  /** Sends a call that costs nothing (a token count) to `provider`, and passes its answer on
+   * (through `transform`, for a client of another API): an error without the provider's key, an
+   * answer that is not JSON as a 502. Nothing is metered. */
+  private async passFree(
+    res: ServerResponse,
+    wire: Wire,
+    target: { origin: string; headers: Record<string, string> },
+    path: string,
+    body: Buffer | string,
+    provider: ProviderConfig,
+    transform?: (json: Obj, status: number) => Obj,
+  ): Promise<void> {
     let up: Awaited<ReturnType<Upstreams['request']>>;
     try {
       up = await this.upstreams.request(target.origin, {
-        path: `${target.path}/count_tokens`,
+        path,
         method: 'POST',
         headers: target.headers,
         body,
-        timeoutMs: attempt.provider.timeout_ms ?? this.deps.config.timeout_ms,
+        timeoutMs: provider.timeout_ms ?? this.deps.config.timeout_ms,
       });
     } catch {
-      return sendError(res, 'anthropic', {
+      return sendError(res, wire, {
         status: 502,
         type: 'api_error',
         code: 'upstream_connection_error',
-        message: `The upstream ${attempt.provider.id} did not answer.`,
+        message: `The upstream ${provider.id} did not answer.`,
       });
     }
-    const { provider } = attempt;
     const limit = this.deps.config.max_response_bytes ?? DEFAULT_MAX_RESPONSE_BYTES;
     const read = await readWhole(up, limit);
-    if (read.buf === null)
-      return sendError(res, 'anthropic', unusableError(read.unusable, provider.id, limit));
+    if (read.buf === null) return sendError(res, wire, unusableError(read.unusable, provider.id, limit));
     let answer = read.buf;
+    let json: Obj | null = null;
     let why: Unusable | null = null;
     if (up.statusCode >= 400) {
-      const type = up.headers['content-type'];
-      answer = Buffer.from(
-        errorAnswer(answer, up.statusCode, type, 'anthropic', provider.id, provider.api_key).text,
+      const error = errorAnswer(
+        answer,
+        up.statusCode,
+        up.headers['content-type'],
+        wire,
+        provider.id,
+        provider.api_key,
       );
+      answer = Buffer.from(error.text);
+      json = error.json;
     } else if (up.statusCode >= 300) why = 'upstream_redirect';
-    else if (!parseObject(answer.toString('utf8'))) why = 'upstream_invalid_response';
-    if (why) return sendError(res, 'anthropic', unusableError(why, provider.id, limit));
+    else {
+      json = parseObject(answer.toString('utf8'));
+      if (!json) why = 'upstream_invalid_response';
+    }
+    if (why) return sendError(res, wire, unusableError(why, provider.id, limit));
+    if (transform && json) answer = Buffer.from(JSON.stringify(transform(json, up.statusCode)));
     res.writeHead(up.statusCode, { 'content-type': 'application/json', 'content-length': answer.length });
     res.end(answer);
   }
@@ -506,16 +637,10 @@ export class Gateway {
     // A conversation goes on from its previous response: one of another tenant's (or project's) is
     // not reached through the gateway, and the provider that holds it is tried first (one
     // deployment of a balanced route cannot continue another's).
-    const previous = endpoint === 'responses' ? body['previous_response_id'] : undefined;
-    if (typeof previous === 'string') {
-      let owner: ResponseOwner | null;
-      try {
-        owner = await ownerOf(this.deps, previous);
-      } catch (err) {
-        return this.refuse(res, wire, stateUnavailable(err), refusal);
-      }
-      if (owner && !reaches(key, owner)) return this.refuse(res, wire, previousNotFound(previous), refusal);
-      if (owner) attempts = holderFirst(attempts, owner.provider);
+    if (endpoint === 'responses' || endpoint === 'compact') {
+      const toPrevious = await this.towardPrevious(body, key, attempts);
+      if (!Array.isArray(toPrevious)) return this.refuse(res, wire, toPrevious, refusal);
+      attempts = toPrevious;
     }
 
     // Policy: rate limits, then budgets. Both need the call's size: the prompt's tokens (by the

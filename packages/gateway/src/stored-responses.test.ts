@@ -20,8 +20,11 @@ describe("a stored response's follow-ups", () => {
   });
 
   it('are not the Responses API calls that take a body, nor other methods', () => {
+    expect(followUpOf('POST', '/v1/responses/input_tokens')).toBeNull();
+    expect(Gateway.route('POST', '/v1/responses/input_tokens')).toBe('input_tokens');
+    expect(followUpOf('POST', '/v1/responses/compact')).toBeNull();
+    expect(Gateway.route('POST', '/v1/responses/compact')).toBe('compact');
     for (const [method, url] of [
-      ['POST', '/v1/responses/input_tokens'],
       ['POST', '/v1/responses/resp_1'],
       ['PUT', '/v1/responses/resp_1'],
       ['GET', '/v1/responses/resp_1/cancel'],

@@ -60,7 +60,8 @@ export class MockUpstream {
         this.received.push({ path: req.url ?? '', headers: req.headers, body, raw });
         this.open.add(res);
         res.on('close', () => this.open.delete(res));
-        if (req.url?.includes('/responses/')) this.followUp(req.method ?? '', req.url, res);
+        if (req.url?.includes('/responses/') && !/\/responses\/(compact|input_tokens)(\?|$)/.test(req.url))
+          this.followUp(req.method ?? '', req.url, res);
         else this.route(req.url ?? '', body, res, req.headers);
       });
     });
@@ -165,6 +166,30 @@ export class MockUpstream {
     }
     if (path.includes('/chat/completions')) {
       this.chat(body, res);
+      return;
+    }
+    if (path.endsWith('/responses/compact')) {
+      // The conversation's input items kept, and one compaction item for the rest.
+      json(res, 200, {
+        id: `resp_cmp_${++this.responsesMade}`,
+        object: 'response.compaction',
+        created_at: 1_764_000_000,
+        output: [...inputItems(body), { type: 'compaction', id: 'cmp_1', encrypted_content: 'gAAAAABmock' }],
+        usage: {
+          input_tokens: 900,
+          input_tokens_details: { cached_tokens: 0 },
+          output_tokens: 120,
+          output_tokens_details: { reasoning_tokens: 64 },
+          total_tokens: 1020,
+        },
+      });
+      return;
+    }
+    if (path.endsWith('/responses/input_tokens')) {
+      json(res, 200, {
+        object: 'response.input_tokens',
+        input_tokens: JSON.stringify(body['input'] ?? '').length,
+      });
       return;
     }
     if (path.endsWith('/responses')) {

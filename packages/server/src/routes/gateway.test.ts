@@ -547,6 +547,54 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway with the official clients', ()
     });
   });
 
+  it("OpenAI's client counts a Responses request's input tokens through the gateway, unmetered, for Claude too", async () => {
+    const before = (await lastCalls())[0]?.['id'];
+    const counted = await openai.responses.inputTokens.count({ model: 'gpt-4.1', input: 'Hello there' });
+    expect(counted).toEqual({ object: 'response.input_tokens', input_tokens: '"Hello there"'.length });
+    expect(mock.received.at(-1)).toMatchObject({
+      path: '/v1/responses/input_tokens',
+      headers: { authorization: 'Bearer sk-upstream' },
+    });
+    // A model an Anthropic provider serves: the request translated, counted by Anthropic.
+    const claude = await openai.responses.inputTokens.count({
+      model: 'claude-sonnet-4-6',
+      instructions: 'Be brief.',
+      input: 'Hello there',
+    });
+    const sent = mock.received.at(-1)!;
+    expect(sent).toMatchObject({
+      path: '/v1/messages/count_tokens',
+      headers: { 'x-api-key': 'sk-ant-upstream' },
+    });
+    expect(Object.keys(sent.body).sort()).toEqual(['messages', 'model', 'system']);
+    expect(claude).toEqual({
+      object: 'response.input_tokens',
+      input_tokens: JSON.stringify(sent.body['messages']).length,
+    });
+    expect((await lastCalls())[0]?.['id']).toBe(before);
+    const refused = await openai.responses.inputTokens
+      .count({ model: 'claude-sonnet-4-6', input: 'Hi', previous_response_id: 'resp_1' })
+      .catch((e: { status: number; code: string }) => e);
+    expect(refused).toMatchObject({ status: 400, code: 'untranslatable_request' });
+  });
+
+  it("compacts a conversation with OpenAI's client, metered as the response it is", async () => {
+    const compacted = await openai.responses.compact({
+      model: 'gpt-4.1',
+      input: [{ role: 'user', content: 'Summarise our launch checklist.' }],
+    });
+    expect(compacted.object).toBe('response.compaction');
+    expect(compacted.output.at(-1)).toMatchObject({ type: 'compaction' });
+    expect(mock.received.at(-1)!.path).toBe('/v1/responses/compact');
+    // gpt-4.1: 900 × $2 + 120 × $8 (64 of them reasoning) per million.
+    expect((await lastCalls())[0]).toMatchObject({
+      api: 'openai-responses',
+      model_requested: 'gpt-4.1',
+      status: 'ok',
+      cost_usd: '0.00276',
+    });
+  });
+
   it("Anthropic's fast mode and US-only inference are priced at their factors, plain and streamed", async () => {
     const anthropic = new Anthropic({ apiKey: key, baseURL: base, maxRetries: 0 });
     const ask = {
