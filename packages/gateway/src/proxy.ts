@@ -57,6 +57,7 @@ import { type Attempt, Router } from './router.js';
 import { Slots } from './slots.js';
 import type { AcquireResult, ParallelSlot, RateBucket, RateResult } from './state/shared-state.js';
 import {
+  createConversation,
   encodeOwner,
   type FollowUpEnv,
   followUpOf,
@@ -136,9 +137,15 @@ function addLimits(
   if (owner.maxParallel) out.slots.push({ slot: { key: id, limit: owner.maxParallel }, rule });
 }
 
-/** What the gateway serves: a model call's endpoint, the model list, Anthropic's token count, or a
- * follow-up on a stored response (retrieve, delete, cancel, input items). */
-export type GatewayRoute = Endpoint | 'models' | 'count_tokens' | 'input_tokens' | 'response';
+/** What the gateway serves: a model call's endpoint, the model list, the token counts, a follow-up
+ * on a stored response or a conversation (stored-responses.ts), or a new conversation. */
+export type GatewayRoute =
+  | Endpoint
+  | 'models'
+  | 'count_tokens'
+  | 'input_tokens'
+  | 'follow_up'
+  | 'conversations';
 
 const ROUTES = new Map<string, Endpoint>([
   ['/v1/chat/completions', 'chat'],
@@ -230,6 +237,7 @@ export class Gateway {
       deps,
       upstreams: this.upstreams,
       provider: (id, tenant) => this.routerRef.provider(id, tenant),
+      defaultProvider: (tenant) => this.routes('', 'responses', tenant)[0]?.provider,
       observed: (tenant, id, response) => this.background.observe(tenant, id, response),
       watching: (tenant, id) => this.background.has(tenant, id),
     };
@@ -307,7 +315,12 @@ export class Gateway {
     if (!url) return null;
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
-    if (path.startsWith('/v1/responses/') && followUpOf(method, path)) return 'response';
+    if (
+      (path.startsWith('/v1/responses/') || path.startsWith('/v1/conversations/')) &&
+      followUpOf(method, path)
+    )
+      return 'follow_up';
+    if (path === '/v1/conversations') return method === 'POST' ? 'conversations' : null;
     if (method === 'GET') return path === '/v1/models' ? 'models' : null;
     if (method !== 'POST') return null;
     return ROUTES.get(path) ?? FREE_ROUTES.get(path) ?? null;
@@ -340,10 +353,11 @@ export class Gateway {
         req.resume();
         return sendError(res, wire, invalidKey());
       }
-      if (endpoint === 'response') {
+      if (endpoint === 'follow_up') {
         const ask = followUpOf(req.method, req.url);
         return ask ? await serveFollowUp(this.followUps, req, res, key, ask) : undefined;
       }
+      if (endpoint === 'conversations') return await createConversation(this.followUps, req, res, key);
       const limit = this.deps.config.body_limit_bytes ?? 32 * 1024 * 1024;
       const raw = await readBody(req, limit);
       if (!Buffer.isBuffer(raw)) {
@@ -534,15 +548,31 @@ export class Gateway {
     attempts: Attempt[],
   ): Promise<Attempt[] | GatewayError> {
     const previous = body['previous_response_id'];
-    if (typeof previous !== 'string') return attempts;
-    let owner: ResponseOwner | null;
-    try {
-      owner = await ownerOf(this.deps, previous);
-    } catch (err) {
-      return stateUnavailable(err);
+    const conversation = body['conversation'];
+    // A conversation is named by its id, or by an object that holds it.
+    const conv =
+      typeof conversation === 'string'
+        ? conversation
+        : typeof (conversation as Obj | null)?.['id'] === 'string'
+          ? ((conversation as Obj)['id'] as string)
+          : null;
+    let planned = attempts;
+    for (const [on, id] of [
+      ['conversation', conv],
+      ['response', typeof previous === 'string' ? previous : null],
+    ] as const) {
+      if (id === null) continue;
+      let owner: ResponseOwner | null;
+      try {
+        owner = await ownerOf(this.deps, on, id);
+      } catch (err) {
+        return stateUnavailable(err);
+      }
+      if (!owner) continue;
+      if (!reaches(key, owner)) return on === 'response' ? previousNotFound(id) : conversationNotFound(id);
+      planned = holderFirst(planned, owner.provider);
     }
-    if (!owner) return attempts;
-    return reaches(key, owner) ? holderFirst(attempts, owner.provider) : previousNotFound(previous);
+    return planned;
   }
 
   /** Sends a call that costs nothing (a token count) to `provider`, and passes its answer on
@@ -961,7 +991,7 @@ export class Gateway {
       project: ctx.attribution.project,
     });
     this.deps.state
-      .remember(ownerKey(id), owner, this.deps.clock.now() + RESPONSE_KEPT_MS)
+      .remember(ownerKey('response', id), owner, this.deps.clock.now() + RESPONSE_KEPT_MS)
       .catch((err: unknown) => this.deps.onError?.(err, 'remembering a stored response'));
   }
 
@@ -1024,6 +1054,13 @@ export class Gateway {
 }
 
 export type { GatewayError };
+
+const conversationNotFound = (id: string): GatewayError => ({
+  status: 404,
+  type: 'invalid_request_error',
+  code: 'conversation_not_found',
+  message: `Conversation with id '${id.slice(0, 256)}' not found.`,
+});
 
 const previousNotFound = (id: string): GatewayError => ({
   status: 400,

@@ -1,8 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { attribute } from './attribution.js';
 import { rateLimited, rateLimitHeaders } from './policy.js';
 import { upstreamFor } from './providers.js';
 import { holdBack, passHeaders } from './relay.js';
 import { type GatewayError, sendError, stateUnavailable } from './replies.js';
+import { readBody } from './request-body.js';
 import type { GatewayDeps, ProviderConfig, VirtualKey } from './types.js';
 import { Cancel, type Upstreams } from './upstream.js';
 import {
@@ -14,60 +16,96 @@ import {
 } from './upstream-answer.js';
 
 /**
- * The Responses API's follow-ups on a stored response: retrieve it (`GET /v1/responses/{id}`, also
- * as a stream), delete it, cancel it, and list its input items. A response id names no provider,
- * and every response the gateway's provider accounts hold could be read with any key, so the
- * gateway keeps, for each response it passed on, which provider holds it and whose it is (the
- * tenant, and the key's project). A follow-up goes to that provider only, for a key of that
- * tenant (and project, for a key pinned to one); any other id is not found.
+ * What the provider keeps between calls, and the calls that reach it again: a stored response's
+ * follow-ups (retrieve it, also as a stream; delete it; cancel it; list its input items) and a
+ * conversation's (retrieve, update or delete it; list, add, retrieve or delete its items). An id
+ * names no provider, and every response or conversation the gateway's provider accounts hold could
+ * be read with any key, so the gateway keeps, for each one made through it, which provider holds it
+ * and whose it is (the tenant, and the project). A follow-up goes to that provider only, for a key
+ * of that tenant (and project, for a key pinned to one); any other id is not found.
  */
 
-/** How long the gateway keeps a stored response's owner: OpenAI keeps stored responses 30 days. */
+/** How long the gateway keeps a stored object's owner: OpenAI keeps stored responses 30 days. A
+ * conversation has no expiry there: the gateway keeps its owner a year from its last creation or
+ * update. */
 export const RESPONSE_KEPT_MS = 30 * 86_400_000;
+export const CONVERSATION_KEPT_MS = 365 * 86_400_000;
 
-export type FollowUpKind = 'retrieve' | 'delete' | 'cancel' | 'input_items';
+/** What a provider keeps: a response, or a conversation. */
+export type StoredKind = 'response' | 'conversation';
 
 export interface FollowUp {
+  on: StoredKind;
   id: string;
-  kind: FollowUpKind;
+  method: 'GET' | 'POST' | 'DELETE';
+  /** The path after the id, as the provider takes it: '', '/cancel', '/input_items', '/items',
+   * '/items/{item_id}'. */
+  rest: string;
   /** The query string, with its `?`, passed on as it came (`include[]`, `stream`, paging). */
   query: string;
 }
 
-/** Who a stored response belongs to, as the gateway keeps it. */
+/** Who a stored response or conversation belongs to, as the gateway keeps it. */
 export interface ResponseOwner {
-  /** The provider (its id in the config or the API) that holds the response. */
+  /** The provider (its id in the config or the API) that holds it. */
   provider: string;
   tenant: string;
   /** The project of the call that made it. */
   project: string | null;
 }
 
-const PREFIX = '/v1/responses/';
-/** What OpenAI's ids look like (resp_ and hex): anything else is not an id it gave. */
+/** What OpenAI's ids look like (resp_, conv_, msg_ and hex): anything else is not an id it gave. */
 const RESPONSE_ID = /^[A-Za-z0-9_-]{1,256}$/;
 
 export const isResponseId = (id: string): boolean => RESPONSE_ID.test(id);
 
+/** The follow-ups each stored kind takes: its path after the id, and the methods for it. */
+const FOLLOW_UPS: Record<StoredKind, { prefix: string; paths: [RegExp, readonly string[]][] }> = {
+  response: {
+    prefix: '/v1/responses/',
+    paths: [
+      [/^$/, ['GET', 'DELETE']],
+      [/^\/cancel$/, ['POST']],
+      [/^\/input_items$/, ['GET']],
+    ],
+  },
+  conversation: {
+    prefix: '/v1/conversations/',
+    paths: [
+      [/^$/, ['GET', 'POST', 'DELETE']],
+      [/^\/items$/, ['GET', 'POST']],
+      [/^\/items\/[A-Za-z0-9_-]{1,256}$/, ['GET', 'DELETE']],
+    ],
+  },
+};
+
 /** The follow-up a request is, or null when it is none. */
 export function followUpOf(method: string | undefined, url: string | undefined): FollowUp | null {
-  if (!url?.startsWith(PREFIX)) return null;
+  if (!url) return null;
+  const on: StoredKind | null = url.startsWith(FOLLOW_UPS.response.prefix)
+    ? 'response'
+    : url.startsWith(FOLLOW_UPS.conversation.prefix)
+      ? 'conversation'
+      : null;
+  if (on === null) return null;
   const q = url.indexOf('?');
-  const rest = url.slice(PREFIX.length, q < 0 ? undefined : q);
-  const slash = rest.indexOf('/');
-  const id = slash < 0 ? rest : rest.slice(0, slash);
-  const tail = slash < 0 ? null : rest.slice(slash + 1);
+  const path = url.slice(FOLLOW_UPS[on].prefix.length, q < 0 ? undefined : q);
+  const slash = path.indexOf('/');
+  const id = slash < 0 ? path : path.slice(0, slash);
+  const rest = slash < 0 ? '' : path.slice(slash);
   if (id === '') return null;
-  let kind: FollowUpKind | null = null;
-  if (tail === null) kind = method === 'GET' ? 'retrieve' : method === 'DELETE' ? 'delete' : null;
-  else if (tail === 'cancel' && method === 'POST') kind = 'cancel';
-  else if (tail === 'input_items' && method === 'GET') kind = 'input_items';
-  return kind ? { id, kind, query: q < 0 ? '' : url.slice(q) } : null;
+  for (const [pattern, methods] of FOLLOW_UPS[on].paths) {
+    if (pattern.test(rest) && methods.includes(method ?? '')) {
+      return { on, id, method: method as FollowUp['method'], rest, query: q < 0 ? '' : url.slice(q) };
+    }
+  }
+  return null;
 }
 
-/** Where a response's owner is kept in the shared state: under its id alone, so that one of
- * another tenant's is told apart from one never seen. */
-export const ownerKey = (id: string): string => `resp:${id}`;
+/** Where an owner is kept in the shared state: under the id alone, so that another tenant's is
+ * told apart from one never seen. */
+export const ownerKey = (on: StoredKind, id: string): string =>
+  `${on === 'response' ? 'resp' : 'conv'}:${id}`;
 
 export const encodeOwner = (o: ResponseOwner): string =>
   JSON.stringify({ p: o.provider, t: o.tenant, j: o.project });
@@ -83,22 +121,25 @@ function decodeOwner(text: string | null): ResponseOwner | null {
   }
 }
 
-/** The owner of a response the gateway passed on, or null when it knows of none (made elsewhere,
- * deleted, past its 30 days). */
-export async function ownerOf(deps: GatewayDeps, id: string): Promise<ResponseOwner | null> {
-  return isResponseId(id) ? decodeOwner(await deps.state.recall(ownerKey(id))) : null;
+/** The owner of a response or conversation made through the gateway, or null when it knows of
+ * none (made elsewhere, deleted, past its time). */
+export async function ownerOf(deps: GatewayDeps, on: StoredKind, id: string): Promise<ResponseOwner | null> {
+  return isResponseId(id) ? decodeOwner(await deps.state.recall(ownerKey(on, id))) : null;
 }
 
-/** Whether a key may reach a response of `owner`'s: one of its tenant, and of its project when the
- * key is pinned to one. */
+/** Whether a key may reach what `owner` made: its tenant's, and its project's when the key is
+ * pinned to one. */
 export const reaches = (key: VirtualKey, owner: ResponseOwner): boolean =>
   owner.tenant === key.tenant && (key.project === null || owner.project === key.project);
 
-const notFound = (id: string): GatewayError => ({
+const notFound = (on: StoredKind, id: string): GatewayError => ({
   status: 404,
   type: 'invalid_request_error',
-  code: 'response_not_found',
-  message: `No response with id '${id.slice(0, 256)}' was made through this gateway for this key (a response made elsewhere, deleted, or stored with store: false, or made more than 30 days ago, is not found).`,
+  code: `${on}_not_found`,
+  message:
+    on === 'response'
+      ? `No response with id '${id.slice(0, 256)}' was made through this gateway for this key (a response made elsewhere, deleted, or stored with store: false, or made more than 30 days ago, is not found).`
+      : `No conversation with id '${id.slice(0, 256)}' was made through this gateway for this key (one made elsewhere, or deleted, is not found).`,
 });
 
 /** What serving a follow-up needs from the gateway. */
@@ -107,16 +148,62 @@ export interface FollowUpEnv {
   upstreams: Upstreams;
   /** A provider by id, as the tenant's calls reach it. */
   provider(id: string, tenant: string): ProviderConfig | undefined;
+  /** Where a conversation is made when the request names no provider: where a Responses call to a
+   * model that names none goes. */
+  defaultProvider(tenant: string): ProviderConfig | undefined;
   /** Whether a tenant's background response is watched, and a response a follow-up answered
    * (retrieved or cancelled), for the watch to meter if it has ended. */
   watching(tenant: string, id: string): boolean;
   observed(tenant: string, id: string, response: Record<string, unknown> | null): void;
 }
 
+/** Holds a call that costs nothing to the key's requests a minute (it takes no tokens): the headers
+ * that say where the key stands, or the refusal. */
+async function heldToRpm(env: FollowUpEnv, key: VirtualKey): Promise<Record<string, string> | GatewayError> {
+  if (key.rpm === null) return {};
+  let limit: Awaited<ReturnType<GatewayDeps['state']['rateLimit']>>;
+  try {
+    limit = await env.deps.state.rateLimit({
+      key: key.id,
+      rpm: key.rpm,
+      tpm: key.tpm,
+      tokens: 0,
+      now: env.deps.clock.now(),
+    });
+  } catch (err) {
+    return stateUnavailable(err);
+  }
+  return limit.ok ? rateLimitHeaders(limit) : rateLimited(limit, key);
+}
+
+const isError = (v: Record<string, string> | GatewayError): v is GatewayError =>
+  typeof (v as GatewayError).status === 'number';
+
+/** The body of a follow-up that takes one (a conversation's update, its new items), or an empty
+ * one; a body too large or undecodable is the refusal. */
+async function bodyOf(
+  env: FollowUpEnv,
+  req: IncomingMessage,
+  method: string,
+): Promise<Buffer | GatewayError> {
+  if (method !== 'POST') {
+    req.resume();
+    return Buffer.alloc(0);
+  }
+  return readBody(req, env.deps.config.body_limit_bytes ?? 32 * 1024 * 1024);
+}
+
+/** Where a provider keeps its stored kind: its Responses path, or the conversations beside it. */
+function storeOf(provider: ProviderConfig, on: StoredKind, req: IncomingMessage) {
+  const target = upstreamFor(provider, 'responses', '', req.headers);
+  const path = on === 'response' ? target.path : target.path.replace(/\/responses$/, '/conversations');
+  return { origin: target.origin, path, headers: target.headers };
+}
+
 /**
- * Serves a follow-up for `key`: held to the key's requests a minute (it takes no tokens), then
- * passed to the provider that holds the response, and its answer back as it came (an error
- * without the provider's key). It costs nothing upstream, so nothing is metered.
+ * Serves a follow-up for `key`: held to the key's requests a minute, then passed to the provider
+ * that holds the response or conversation, and its answer back as it came (an error without the
+ * provider's key). It costs nothing upstream, so nothing is metered.
  */
 export async function serveFollowUp(
   env: FollowUpEnv,
@@ -125,67 +212,139 @@ export async function serveFollowUp(
   key: VirtualKey,
   ask: FollowUp,
 ): Promise<void> {
-  // None of these has a body worth reading (a cancel's is empty).
-  req.resume();
-  const headers: Record<string, string> = {};
-  if (key.rpm !== null) {
-    let limit: Awaited<ReturnType<GatewayDeps['state']['rateLimit']>>;
-    try {
-      limit = await env.deps.state.rateLimit({
-        key: key.id,
-        rpm: key.rpm,
-        tpm: key.tpm,
-        tokens: 0,
-        now: env.deps.clock.now(),
-      });
-    } catch (err) {
-      return sendError(res, 'openai', stateUnavailable(err));
-    }
-    if (!limit.ok) return sendError(res, 'openai', rateLimited(limit, key));
-    Object.assign(headers, rateLimitHeaders(limit));
-  }
-  if (!isResponseId(ask.id)) return sendError(res, 'openai', notFound(ask.id));
+  const body = await bodyOf(env, req, ask.method);
+  if (!Buffer.isBuffer(body)) return sendError(res, 'openai', body);
+  const headers = await heldToRpm(env, key);
+  if (isError(headers)) return sendError(res, 'openai', headers);
+  if (!isResponseId(ask.id)) return sendError(res, 'openai', notFound(ask.on, ask.id));
   let owner: ResponseOwner | null;
   try {
-    owner = await ownerOf(env.deps, ask.id);
+    owner = await ownerOf(env.deps, ask.on, ask.id);
   } catch (err) {
     return sendError(res, 'openai', stateUnavailable(err));
   }
   // Another tenant's, or another project's for a key pinned to one, is not found either.
-  if (!owner || !reaches(key, owner)) return sendError(res, 'openai', notFound(ask.id));
+  if (!owner || !reaches(key, owner)) return sendError(res, 'openai', notFound(ask.on, ask.id));
   const provider = env.provider(owner.provider, key.tenant);
   if (!provider) {
     return sendError(res, 'openai', {
-      ...notFound(ask.id),
-      message: `Response '${ask.id}' is held by provider ${owner.provider}, which is no longer configured.`,
+      ...notFound(ask.on, ask.id),
+      message: `The ${ask.on} '${ask.id}' is held by provider ${owner.provider}, which is no longer configured.`,
     });
   }
-  const target = upstreamFor(provider, 'responses', '', req.headers);
-  const suffix = ask.kind === 'cancel' ? '/cancel' : ask.kind === 'input_items' ? '/input_items' : '';
-  const { 'content-type': _bodyless, ...upHeaders } = target.headers;
+  const store = storeOf(provider, ask.on, req);
+  const answer = await pass(env, res, provider, headers, {
+    origin: store.origin,
+    path: `${store.path}/${ask.id}${ask.rest}${ask.query}`,
+    method: ask.method,
+    headers: store.headers,
+    body,
+  });
+  if (!answer) return;
+  if (ask.on === 'response' && ask.method !== 'DELETE' && env.watching(key.tenant, ask.id))
+    env.observed(key.tenant, ask.id, parseObject(answer.toString('utf8')));
+  if (ask.method === 'DELETE' && ask.rest === '') {
+    // Deleted upstream, so gone here too.
+    try {
+      await env.deps.state.forget(ownerKey(ask.on, ask.id));
+    } catch (err) {
+      env.deps.onError?.(err, `forgetting a deleted ${ask.on}`);
+    }
+  }
+}
+
+/**
+ * Makes a conversation (`POST /v1/conversations`) at the provider the request names
+ * (`x-tally-provider`), else where a Responses call to a model that names none would go, and keeps
+ * whose it is, for its follow-ups and the Responses calls that carry it on. Free upstream: held
+ * to the key's requests a minute, not metered.
+ */
+export async function createConversation(
+  env: FollowUpEnv,
+  req: IncomingMessage,
+  res: ServerResponse,
+  key: VirtualKey,
+): Promise<void> {
+  const body = await bodyOf(env, req, 'POST');
+  if (!Buffer.isBuffer(body)) return sendError(res, 'openai', body);
+  const headers = await heldToRpm(env, key);
+  if (isError(headers)) return sendError(res, 'openai', headers);
+  const named = req.headers['x-tally-provider'];
+  const provider =
+    typeof named === 'string' ? env.provider(named, key.tenant) : env.defaultProvider(key.tenant);
+  if (!provider || provider.kind === 'anthropic') {
+    return sendError(res, 'openai', {
+      status: 404,
+      type: 'invalid_request_error',
+      code: 'provider_not_found',
+      message:
+        typeof named === 'string'
+          ? `No OpenAI-style provider ${named.slice(0, 64)} is configured to hold conversations.`
+          : 'No OpenAI-style provider is configured to hold conversations.',
+    });
+  }
+  const store = storeOf(provider, 'conversation', req);
+  const answer = await pass(env, res, provider, headers, { ...store, method: 'POST', body });
+  const made = answer ? parseObject(answer.toString('utf8')) : null;
+  const id = made?.['id'];
+  if (typeof id !== 'string' || !isResponseId(id) || res.statusCode >= 300) return;
+  const owner = encodeOwner({
+    provider: provider.id,
+    tenant: key.tenant,
+    project: attribute(key, req.headers).project,
+  });
+  try {
+    await env.deps.state.remember(
+      ownerKey('conversation', id),
+      owner,
+      env.deps.clock.now() + CONVERSATION_KEPT_MS,
+    );
+  } catch (err) {
+    env.deps.onError?.(err, 'remembering a conversation');
+  }
+}
+
+/** Sends a call that costs nothing and passes its answer on as it came: a stream as it comes, an
+ * error without the provider's key. Returns a whole 2xx answer's body, once it has been sent. */
+async function pass(
+  env: FollowUpEnv,
+  res: ServerResponse,
+  provider: ProviderConfig,
+  headers: Record<string, string>,
+  call: {
+    origin: string;
+    path: string;
+    method: FollowUp['method'];
+    headers: Record<string, string>;
+    body: Buffer;
+  },
+): Promise<Buffer | null> {
+  const { 'content-type': type0, ...bodyless } = call.headers;
   const cancel = new Cancel();
   res.once('close', () => {
     if (!res.writableFinished) cancel.abort();
   });
   let up: Awaited<ReturnType<Upstreams['request']>>;
   try {
-    up = await env.upstreams.request(target.origin, {
-      path: `${target.path}/${ask.id}${suffix}${ask.query}`,
-      method: ask.kind === 'delete' ? 'DELETE' : ask.kind === 'cancel' ? 'POST' : 'GET',
-      headers: upHeaders,
+    up = await env.upstreams.request(call.origin, {
+      path: call.path,
+      method: call.method,
+      headers: call.body.length > 0 ? { ...bodyless, 'content-type': type0 ?? 'application/json' } : bodyless,
+      ...(call.body.length > 0 ? { body: call.body } : {}),
       cancel,
       timeoutMs: provider.timeout_ms ?? env.deps.config.timeout_ms,
     });
   } catch (err) {
-    if (cancel.aborted) return;
+    if (cancel.aborted) return null;
     const timeout = (err as { code?: string }).code?.includes('TIMEOUT') ?? false;
-    return sendError(res, 'openai', {
+    sendError(res, 'openai', {
       status: timeout ? 504 : 502,
       type: 'api_error',
       code: timeout ? 'upstream_timeout' : 'upstream_connection_error',
       message: `The upstream ${provider.id} did not answer.`,
       headers,
     });
+    return null;
   }
   const type = up.headers['content-type'] ?? 'application/json';
   if (up.statusCode === 200 && type.includes('event-stream')) {
@@ -204,31 +363,28 @@ export async function serveFollowUp(
       // The upstream broke off (or the client left): the client's connection is cut as it was.
       res.destroy();
     }
-    return;
+    return null;
   }
   const limit = env.deps.config.max_response_bytes ?? DEFAULT_MAX_RESPONSE_BYTES;
   const read = await readWhole(up, limit);
-  if (read.buf === null) return sendError(res, 'openai', unusableError(read.unusable, provider.id, limit));
-  if (up.statusCode >= 300 && up.statusCode < 400)
-    return sendError(res, 'openai', unusableError('upstream_redirect', provider.id, limit));
-  let out = read.buf;
-  if (up.statusCode >= 400)
-    out = Buffer.from(errorAnswer(out, up.statusCode, type, 'openai', provider.id, provider.api_key).text);
-  else if ((ask.kind === 'retrieve' || ask.kind === 'cancel') && env.watching(key.tenant, ask.id))
-    env.observed(key.tenant, ask.id, parseObject(out.toString('utf8')));
-  else if (ask.kind === 'delete') {
-    // Deleted upstream, so gone here too.
-    try {
-      await env.deps.state.forget(ownerKey(ask.id));
-    } catch (err) {
-      env.deps.onError?.(err, 'forgetting a deleted response');
-    }
+  if (read.buf === null) {
+    sendError(res, 'openai', unusableError(read.unusable, provider.id, limit));
+    return null;
   }
+  if (up.statusCode >= 300 && up.statusCode < 400) {
+    sendError(res, 'openai', unusableError('upstream_redirect', provider.id, limit));
+    return null;
+  }
+  const failed = up.statusCode >= 400;
+  const out = failed
+    ? Buffer.from(errorAnswer(read.buf, up.statusCode, type, 'openai', provider.id, provider.api_key).text)
+    : read.buf;
   res.writeHead(up.statusCode, {
     ...passHeaders(up.headers),
     ...headers,
-    'content-type': up.statusCode >= 400 ? 'application/json' : type,
+    'content-type': failed ? 'application/json' : type,
     'content-length': out.length,
   });
   res.end(out);
+  return failed ? null : out;
 }

@@ -39,6 +39,8 @@ export class MockUpstream {
   private responsesMade = 0;
   /** The responses it stored (all but those asked with store: false), as OpenAI keeps them. */
   readonly stored = new Map<string, { response: Obj; input: Obj[]; readyAt?: number; cancelled?: boolean }>();
+  /** The conversations it holds, and their items, as OpenAI's Conversations API keeps them. */
+  readonly conversations = new Map<string, { conversation: Obj; items: Obj[] }>();
   /** How long a background response takes to complete (queued, then in progress until then). */
   backgroundMs = 60;
   url = '';
@@ -62,6 +64,7 @@ export class MockUpstream {
         res.on('close', () => this.open.delete(res));
         if (req.url?.includes('/responses/') && !/\/responses\/(compact|input_tokens)(\?|$)/.test(req.url))
           this.followUp(req.method ?? '', req.url, res);
+        else if (req.url?.includes('/conversations')) this.conversation(req.method ?? '', req.url, body, res);
         else this.route(req.url ?? '', body, res, req.headers);
       });
     });
@@ -80,6 +83,76 @@ export class MockUpstream {
     for (const r of this.open) r.destroy();
     this.server?.closeAllConnections();
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+  }
+
+  /** The Conversations API: make one, retrieve, update or delete it, list, add, retrieve or delete
+   * its items. */
+  private conversation(method: string, url: string, body: Obj, res: ServerResponse): void {
+    const path = url.split('?')[0] ?? '';
+    const [id = '', part, itemId] = path
+      .slice(path.indexOf('/conversations') + 14)
+      .replace(/^\//, '')
+      .split('/');
+    if (id === '' && method === 'POST') {
+      const made = `conv_${String(++this.responsesMade).padStart(4, '0')}`;
+      const conversation = {
+        id: made,
+        object: 'conversation',
+        metadata: body['metadata'] ?? {},
+        created_at: 1_764_000_000,
+      };
+      const items = Array.isArray(body['items']) ? inputItems({ input: body['items'] }) : [];
+      this.conversations.set(made, { conversation, items });
+      json(res, 200, conversation);
+      return;
+    }
+    const kept = this.conversations.get(id);
+    if (!kept) {
+      json(res, 404, {
+        error: {
+          message: `Conversation with id '${id}' not found.`,
+          type: 'invalid_request_error',
+          param: null,
+          code: null,
+        },
+      });
+      return;
+    }
+    const list = (data: Obj[]) => ({
+      object: 'list',
+      data,
+      first_id: data[0]?.['id'] ?? null,
+      last_id: data.at(-1)?.['id'] ?? null,
+      has_more: false,
+    });
+    if (part === undefined) {
+      if (method === 'DELETE') {
+        this.conversations.delete(id);
+        json(res, 200, { id, object: 'conversation.deleted', deleted: true });
+        return;
+      }
+      if (method === 'POST') kept.conversation['metadata'] = body['metadata'] ?? {};
+      json(res, 200, kept.conversation);
+    } else if (itemId === undefined) {
+      if (method === 'POST') {
+        const added = inputItems({ input: body['items'] }).map((item, i) => ({
+          ...item,
+          id: `msg_${kept.items.length + i + 1}`,
+        }));
+        kept.items.push(...added);
+        json(res, 200, list(added));
+      } else json(res, 200, list(kept.items));
+    } else {
+      const item = kept.items.find((i) => i['id'] === itemId);
+      if (!item) {
+        json(res, 404, { error: { message: `Item ${itemId} not found.`, type: 'invalid_request_error' } });
+        return;
+      }
+      if (method === 'DELETE') {
+        kept.items.splice(kept.items.indexOf(item), 1);
+        json(res, 200, kept.conversation);
+      } else json(res, 200, item);
+    }
   }
 
   /** A stored response's follow-ups, as OpenAI answers them: retrieve (also as a stream), delete,
@@ -479,6 +552,21 @@ export class MockUpstream {
           : [],
       usage: withUsage ? usage : null,
     });
+    // A response in a conversation adds its input and its answer to the conversation's items.
+    const conv = this.conversations.get(
+      typeof body['conversation'] === 'string'
+        ? body['conversation']
+        : String((body['conversation'] as Obj | undefined)?.['id']),
+    );
+    if (conv) {
+      const n = conv.items.length;
+      conv.items.push(...inputItems(body).map((item, i) => ({ ...item, id: `msg_${n + i + 1}` })), {
+        id: `msg_${n + inputItems(body).length + 1}`,
+        type: 'message',
+        role: 'assistant',
+        content: [{ type: 'output_text', text: 'Hi there.' }],
+      });
+    }
     if (body['background'] === true) {
       // Stored whatever store says (as OpenAI requires of a background response), and answered
       // queued, without usage; model fault-background-lost is forgotten at once.

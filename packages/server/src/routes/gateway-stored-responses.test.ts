@@ -185,6 +185,93 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)("gateway: a stored response's follow-up
     expect(mock.received.length).toBe(from + 2);
   });
 
+  it('makes a conversation, follows it up, and carries it on in Responses calls, at the provider that holds it', async () => {
+    const conv = await openai.conversations.create({
+      metadata: { topic: 'launch' },
+      items: [{ type: 'message', role: 'user', content: 'We launch on Monday.' }],
+    });
+    expect(conv).toMatchObject({ object: 'conversation', metadata: { topic: 'launch' } });
+    expect(mock.received.at(-1)).toMatchObject({
+      path: '/v1/conversations',
+      headers: { authorization: 'Bearer sk-upstream' },
+    });
+    expect((await openai.conversations.retrieve(conv.id)).id).toBe(conv.id);
+    expect((await openai.conversations.update(conv.id, { metadata: { topic: 'go-live' } })).metadata).toEqual(
+      {
+        topic: 'go-live',
+      },
+    );
+    await openai.conversations.items.create(conv.id, {
+      items: [{ type: 'message', role: 'user', content: 'And the press release?' }],
+    });
+    // A Responses call in the conversation goes where it is held, and adds to it.
+    const r = await openai.responses.create({
+      model: 'gpt-4.1-balanced',
+      input: 'Summarise.',
+      conversation: conv.id,
+    });
+    expect(r.output_text).toBe('Hi there.');
+    expect(mock.received.at(-1)!.path).toBe('/v1/responses');
+    const items = await openai.conversations.items.list(conv.id);
+    expect(items.data.map((i) => (i as { role?: string }).role)).toEqual([
+      'user',
+      'user',
+      'user',
+      'assistant',
+    ]);
+    const first = items.data[0]!;
+    expect((await openai.conversations.items.retrieve(first.id!, { conversation_id: conv.id })).id).toBe(
+      first.id,
+    );
+    await openai.conversations.items.delete(first.id!, { conversation_id: conv.id });
+    expect((await openai.conversations.items.list(conv.id)).data).toHaveLength(3);
+
+    // Not another tenant's, nor another project's; and not once deleted.
+    const from = mock.received.length;
+    for (const other of [
+      client(await foreignKey(t.store, 'third')),
+      client((await t.newKey({ project: 'billing' })).key),
+    ]) {
+      expect(await other.conversations.retrieve(conv.id).catch(failure)).toMatchObject({
+        status: 404,
+        code: 'conversation_not_found',
+      });
+      expect(
+        await other.responses.create({ model: 'gpt-4.1', input: 'Hi', conversation: conv.id }).catch(failure),
+      ).toMatchObject({ status: 404, code: 'conversation_not_found' });
+    }
+    expect(mock.received.length).toBe(from);
+    await openai.conversations.delete(conv.id);
+    expect(mock.conversations.has(conv.id)).toBe(false);
+    expect(await openai.conversations.retrieve(conv.id).catch(failure)).toMatchObject({
+      status: 404,
+      code: 'conversation_not_found',
+    });
+  });
+
+  it('makes a conversation at the provider the request names', async () => {
+    const conv = await openai.conversations.create({}, { headers: { 'x-tally-provider': 'azure-v1' } });
+    expect(mock.received.at(-1)).toMatchObject({
+      path: '/openai/v1/conversations',
+      headers: { 'api-key': 'azure-secret' },
+    });
+    expect((await openai.conversations.retrieve(conv.id)).id).toBe(conv.id);
+    expect(mock.received.at(-1)!.path).toBe(`/openai/v1/conversations/${conv.id}`);
+    // A Responses call in it goes to Azure, whichever deployment the route would have picked.
+    for (let i = 0; i < 6; i++) {
+      await openai.responses.create({
+        model: 'gpt-4.1-balanced',
+        input: 'Hi',
+        conversation: { id: conv.id },
+      });
+      expect(mock.received.at(-1)!.path).toBe('/openai/v1/responses');
+    }
+    const unknown = await openai.conversations
+      .create({}, { headers: { 'x-tally-provider': 'nope' } })
+      .catch(failure);
+    expect(unknown).toMatchObject({ status: 404, code: 'provider_not_found' });
+  });
+
   it('answers a follow-up without a valid key with a 401, and holds it to the key’s requests a minute', async () => {
     const made = await openai.responses.create({ model: 'gpt-4.1', input: 'Hi' });
     const anon = await request(`${base}/v1/responses/${made.id}`);
