@@ -108,14 +108,7 @@ export class MockUpstream {
     }
     const kept = this.conversations.get(id);
     if (!kept) {
-      json(res, 404, {
-        error: {
-          message: `Conversation with id '${id}' not found.`,
-          type: 'invalid_request_error',
-          param: null,
-          code: null,
-        },
-      });
+      invalidRequest(res, 404, `Conversation with id '${id}' not found.`);
       return;
     }
     const list = (data: Obj[]) => ({
@@ -162,14 +155,7 @@ export class MockUpstream {
     const [id = '', tail] = path.slice(path.indexOf('/responses/') + 11).split('/');
     const kept = this.stored.get(id);
     if (!kept) {
-      json(res, 404, {
-        error: {
-          message: `Response with id '${id}' not found.`,
-          type: 'invalid_request_error',
-          param: null,
-          code: null,
-        },
-      });
+      invalidRequest(res, 404, `Response with id '${id}' not found.`);
       return;
     }
     // A background response is in progress until it is ready (or cancelled, with no usage).
@@ -187,14 +173,7 @@ export class MockUpstream {
       if (running) kept.cancelled = true;
       json(res, 200, now());
     } else if (tail === 'cancel') {
-      json(res, 400, {
-        error: {
-          message: 'Only responses created with background=true can be cancelled.',
-          type: 'invalid_request_error',
-          param: null,
-          code: null,
-        },
-      });
+      invalidRequest(res, 400, 'Only responses created with background=true can be cancelled.');
     } else if (tail === 'input_items') {
       const data = kept.input;
       json(res, 200, {
@@ -763,6 +742,11 @@ function inputItems(body: Obj): Obj[] {
         ? (input as Obj[])
         : [];
   return items.map((item, i) => ({ id: `msg_in_${i + 1}`, ...item }));
+}
+
+/** An OpenAI error answer of type invalid_request_error, with no param or code. */
+function invalidRequest(res: ServerResponse, status: number, message: string): void {
+  json(res, status, { error: { message, type: 'invalid_request_error', param: null, code: null } });
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {
