@@ -1,3 +1,6 @@
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BackgroundCalls, type BackgroundEnv } from './background.js';
@@ -29,7 +32,7 @@ describe('background calls, watched', () => {
   });
 
   /** A watch on the mock, with a clock the test moves, that keeps what it meters and settles. */
-  function watchOf() {
+  function watchOf(dir?: string) {
     const clock = { t: Date.now(), now: () => clock.t };
     const recorded: AttemptOutcome[] = [];
     const settled: bigint[] = [];
@@ -45,8 +48,12 @@ describe('background calls, watched', () => {
         clock,
       } as unknown as GatewayDeps,
       upstreams,
-      record: (_ctx, out, acc) => {
-        recorded.push(out);
+      provider: (id) =>
+        id === 'openai'
+          ? { id: 'openai', kind: 'openai', base_url: `${mock.url}/v1`, api_key: 'sk' }
+          : undefined,
+      record: (ctx, out, acc) => {
+        recorded.push({ ...out, ctxId: ctx.id } as AttemptOutcome);
         acc.spentNano += 5n;
         return 5n;
       },
@@ -55,7 +62,7 @@ describe('background calls, watched', () => {
         settled.push(spent);
       },
     };
-    return { clock, recorded, settled, watch: new BackgroundCalls(env) };
+    return { clock, recorded, settled, watch: new BackgroundCalls(env, dir) };
   }
 
   async function queued(): Promise<string> {
@@ -71,11 +78,10 @@ describe('background calls, watched', () => {
   const call = (id: string, time: number) => ({
     ctx: { id: 'c1' } as AttemptContext,
     body: { model: 'gpt-4.1', input: 'Research.' },
-    provider: { id: 'openai', kind: 'openai' as const, base_url: `${mock.url}/v1`, api_key: 'sk' },
+    provider: 'openai',
     id,
     key,
     time,
-    a0: performance.now(),
     hold: { held: [], unheld: [], reserved: 100n, opId: 'op' } as Hold,
   });
 
@@ -130,4 +136,65 @@ describe('background calls, watched', () => {
     });
     expect(settled).toEqual([5n]);
   });
+
+  it('keeps the calls it watches on disk, and a watch that starts after it stopped takes them over', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tally-background-'));
+    try {
+      const first = watchOf(dir);
+      const id = await queued();
+      first.watch.watch(call(id, first.clock.t));
+      await until(() => readdirSync(dir).some((f) => f.startsWith('pending.')));
+      await first.watch.close();
+      // Stopped with the response still running: kept, not metered.
+      expect(first.recorded).toEqual([]);
+      const [file] = readdirSync(dir);
+      const kept = JSON.parse(readFileSync(join(dir, file!), 'utf8'));
+      expect(kept).toMatchObject([
+        { id, provider: 'openai', key: { id: 'k1' }, hold: { reserved: { $n: '100' } } },
+      ]);
+      expect(kept[0].promptTokens).toBeGreaterThan(0);
+
+      // The next start takes the file over and watches the call to its end.
+      mock.stored.get(id)!.readyAt = Date.now();
+      const next = watchOf(dir);
+      await next.watch.ready;
+      expect(next.watch.has('t1', id)).toBe(true);
+      expect(readdirSync(dir).filter((f) => f.startsWith('adopting.'))).toEqual([]);
+      await until(() => next.recorded.length === 1);
+      expect(next.recorded[0]).toMatchObject({ status: 'ok', usage: { output_tokens: 300 }, ctxId: 'c1' });
+      // Its reservation went with the process that made it: the cost is added, nothing released.
+      await until(() => next.settled.length === 1);
+      expect(next.settled).toEqual([5n]);
+      await until(() => readdirSync(dir).length === 0);
+      await next.watch.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("leaves a running watch's file alone", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tally-background-'));
+    try {
+      const first = watchOf(dir);
+      const id = await queued();
+      first.watch.watch(call(id, first.clock.t));
+      await until(() => readdirSync(dir).some((f) => f.startsWith('pending.')));
+      const other = watchOf(dir);
+      await other.watch.ready;
+      expect(other.watch.size).toBe(0);
+      expect(first.watch.has('t1', id)).toBe(true);
+      await other.watch.close();
+      await first.watch.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
+
+async function until(check: () => boolean, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

@@ -1,3 +1,6 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { hostedToolCalls } from './answer-meta.js';
 import type { Hold } from './budget-guard.js';
 import { containersOf } from './containers.js';
@@ -18,10 +21,15 @@ type Obj = Record<string, unknown>;
  * (the first time after `background_poll_ms`, then half as long again each time, up to a minute)
  * until it has ended (completed, failed, cancelled or incomplete), meters the call from it, and
  * settles the budgets its reservation held meanwhile. A follow-up of the client's that sees it
- * ended meters it at once. Until then the call is under way: a process that dies meters it as
- * cut off (`gateway_interrupted`, its prompt estimated), as it does any call under way, and so does
- * one that closes. One the provider no longer knows is metered as estimated too
- * (`background_lost`), and one that runs past `background_max_hours` (`background_unfinished`).
+ * ended meters it at once. One the provider no longer knows is metered from its prompt, estimated
+ * (`background_lost`), and so is one that runs past `background_max_hours`
+ * (`background_unfinished`).
+ *
+ * With a directory to keep them in, the calls being watched outlive the process: each process keeps
+ * its own in a file there (rewritten as they change), and a process that starts takes over the
+ * files of those that have stopped or died, and watches their calls to their end. Without one, a
+ * call still running when the process stops is metered as cut off (`gateway_interrupted`, its
+ * prompt estimated), as one under way is when its process dies.
  */
 
 /** The statuses a response ends in. */
@@ -36,13 +44,13 @@ const LONGEST_WAIT_MS = 60_000;
 export interface BackgroundCall {
   ctx: AttemptContext;
   body: Obj;
-  provider: ProviderConfig;
+  /** The provider that holds the response (its id). */
+  provider: string;
   /** The response's id, as the provider gave it. */
   id: string;
   key: VirtualKey;
-  /** When the request came (ms), and when its attempt went (performance.now()), for its latency. */
+  /** When the request came (ms). */
   time: number;
-  a0: number;
   /** The budgets' reservation, settled once the call is metered. */
   hold: Hold | null;
 }
@@ -51,6 +59,8 @@ export interface BackgroundCall {
 export interface BackgroundEnv {
   deps: GatewayDeps;
   upstreams: Upstreams;
+  /** A provider by id, as the tenant's calls reach it. */
+  provider(id: string, tenant: string): ProviderConfig | undefined;
   /** Meters an attempt (the call is no longer under way): its cost, or null unpriced. */
   record(ctx: AttemptContext, out: AttemptOutcome, acc: Accumulated): bigint | null;
   sessions: ContainerSessions;
@@ -63,13 +73,70 @@ interface Watched extends BackgroundCall {
   timer: NodeJS.Timeout | null;
   /** Metered (or being metered): nothing more is done for it. */
   done: boolean;
+  /** The prompt's tokens, for a call metered without usage: counted before it is kept on disk. */
+  promptTokens: number | null;
+  /** Kept on disk: a process that dies leaves it to the next, not to its calls under way. */
+  kept: boolean;
+}
+
+/** The instances (`<pid>.<id>`) of the watches running in this process. */
+const LIVE = new Set<string>();
+
+/** Whether the watch whose file this is still runs: in a live process, or in this one. */
+function running(pid: number, instance: string): boolean {
+  if (pid === process.pid) return LIVE.has(`${pid}.${instance}`);
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+const FILE = /^pending\.(\d+)\.([0-9a-f]+)\.json$/;
+
+/** JSON with bigints (a hold's amounts) kept exact. */
+const toJson = (v: unknown): string =>
+  JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? { $n: x.toString() } : x));
+const fromJson = (text: string): unknown =>
+  JSON.parse(text, (_k, x) =>
+    x !== null && typeof x === 'object' && typeof (x as { $n?: unknown }).$n === 'string'
+      ? BigInt((x as { $n: string }).$n)
+      : x,
+  );
+
+/** A watched call as it is kept on disk: its attempt without what lives in the process, and of
+ * its body only the tools (which say what a code interpreter container was made for). */
+interface KeptCall {
+  ctx: AttemptContext;
+  tools: unknown;
+  promptTokens: number;
+  provider: string;
+  id: string;
+  key: VirtualKey;
+  time: number;
+  hold: Hold | null;
 }
 
 export class BackgroundCalls {
   private readonly watched = new Map<string, Watched>();
   private readonly busy = new Set<Promise<void>>();
+  private readonly instance = randomBytes(6).toString('hex');
+  private readonly file: string | null;
+  private saving: Promise<void> | null = null;
+  private dirty = false;
+  private closed = false;
+  /** Resolves once the calls of the stopped processes' files are being watched here. */
+  readonly ready: Promise<void>;
 
-  constructor(private readonly env: BackgroundEnv) {}
+  constructor(
+    private readonly env: BackgroundEnv,
+    private readonly dir?: string,
+  ) {
+    LIVE.add(`${process.pid}.${this.instance}`);
+    this.file = dir ? join(dir, `pending.${process.pid}.${this.instance}.json`) : null;
+    this.ready = dir ? this.adopt(dir) : Promise.resolve();
+  }
 
   private static idOf(tenant: string, id: string): string {
     return `${tenant}\n${id}`;
@@ -82,6 +149,10 @@ export class BackgroundCalls {
 
   /** Starts watching a call whose answer came queued or in progress. */
   watch(call: BackgroundCall): void {
+    this.start({ ...call, promptTokens: null, kept: false });
+  }
+
+  private start(call: Omit<Watched, 'wait' | 'timer' | 'done'>): void {
     const w: Watched = {
       ...call,
       wait: this.env.deps.config.background_poll_ms ?? 1000,
@@ -90,6 +161,101 @@ export class BackgroundCalls {
     };
     this.watched.set(BackgroundCalls.idOf(call.key.tenant, call.id), w);
     this.schedule(w);
+    if (this.file) this.track(this.keep(w));
+  }
+
+  /** Counts the prompt, then keeps the call on disk. */
+  private async keep(w: Watched): Promise<void> {
+    w.promptTokens ??= await estimatePromptTokens(w.body);
+    await this.save();
+    if (this.watched.has(BackgroundCalls.idOf(w.key.tenant, w.id))) {
+      w.kept = true;
+      w.ctx.kept = true;
+    }
+  }
+
+  /** Rewrites this process's file with the calls it watches (or removes it, with none). One write
+   * at a time; changes meanwhile make one more. */
+  private save(): Promise<void> {
+    if (!this.file) return Promise.resolve();
+    this.dirty = true;
+    this.saving ??= (async () => {
+      while (this.dirty) {
+        this.dirty = false;
+        const calls: KeptCall[] = [];
+        for (const w of this.watched.values()) {
+          if (w.done || w.promptTokens === null) continue;
+          const { underway: _u, progress: _p, ...ctx } = w.ctx;
+          calls.push({
+            ctx,
+            tools: w.body['tools'] ?? null,
+            promptTokens: w.promptTokens,
+            provider: w.provider,
+            id: w.id,
+            key: w.key,
+            time: w.time,
+            hold: w.hold,
+          });
+        }
+        try {
+          mkdirSync(this.dir!, { recursive: true });
+          if (calls.length === 0) rmSync(this.file!, { force: true });
+          else {
+            writeFileSync(`${this.file}.tmp`, toJson(calls));
+            renameSync(`${this.file}.tmp`, this.file!);
+          }
+        } catch (err) {
+          this.env.deps.onError?.(err, 'keeping background calls on disk');
+        }
+      }
+    })().finally(() => {
+      this.saving = null;
+    });
+    return this.saving;
+  }
+
+  /** Takes over the files of watches that have stopped (their process ended, or died): their calls
+   * are watched here from now on. A file two processes reach for goes to the one whose rename
+   * comes first. */
+  private async adopt(dir: string): Promise<void> {
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const m = FILE.exec(name);
+      if (!m || running(Number(m[1]), m[2]!)) continue;
+      const taken = join(dir, `adopting.${process.pid}.${this.instance}.${name}`);
+      try {
+        renameSync(join(dir, name), taken);
+      } catch {
+        continue;
+      }
+      try {
+        for (const c of fromJson(readFileSync(taken, 'utf8')) as KeptCall[]) {
+          if (this.has(c.key.tenant, c.id)) continue;
+          // The reservation went with the process that made it: the cost is added, nothing released.
+          const hold = c.hold ? { ...c.hold, reserved: 0n } : null;
+          this.start({
+            ctx: { ...c.ctx, kept: true },
+            body: { tools: c.tools },
+            provider: c.provider,
+            id: c.id,
+            key: c.key,
+            time: c.time,
+            hold,
+            promptTokens: c.promptTokens,
+            kept: true,
+          });
+        }
+        await this.save();
+        rmSync(taken, { force: true });
+      } catch (err) {
+        this.env.deps.onError?.(err, 'taking over background calls');
+      }
+    }
   }
 
   /** Whether a tenant's response is being watched. */
@@ -109,6 +275,7 @@ export class BackgroundCalls {
   }
 
   private schedule(w: Watched): void {
+    if (this.closed) return;
     w.timer = setTimeout(() => this.track(this.look(w)), w.wait);
     // A process with only this left to do may exit: what is under way is metered then.
     w.timer.unref();
@@ -118,27 +285,36 @@ export class BackgroundCalls {
   /** Asks the provider for the response: metered if it has ended (or is lost), else asked again. */
   private async look(w: Watched): Promise<void> {
     w.timer = null;
-    if (w.done) return;
+    if (w.done || this.closed) return;
     const maxMs = (this.env.deps.config.background_max_hours ?? 24) * 3_600_000;
     if (this.env.deps.clock.now() - w.time > maxMs) return this.finish(w, null, 'background_unfinished');
-    const target = upstreamFor(w.provider, 'responses', '', {});
-    const { 'content-type': _bodyless, ...headers } = target.headers;
-    try {
-      const up = await this.env.upstreams.request(target.origin, {
-        path: `${target.path}/${w.id}`,
-        method: 'GET',
-        headers,
-        timeoutMs: Math.min(w.provider.timeout_ms ?? this.env.deps.config.timeout_ms, 60_000),
-      });
-      const read = await readWhole(up, this.env.deps.config.max_response_bytes ?? 64 * 1024 * 1024);
-      if (w.done) return;
-      const response = read.buf && up.statusCode === 200 ? parseObject(read.buf.toString('utf8')) : null;
-      if (hasEnded(response)) return this.finish(w, response, null);
-      // Deleted before it ended, or forgotten: its usage will never come.
-      if (up.statusCode === 404) return this.finish(w, null, 'background_lost');
-    } catch (err) {
-      // The provider out of reach: asked again later, as for an answer still in progress.
-      this.env.deps.onError?.(err, 'watching a background response');
+    const provider = this.env.provider(w.provider, w.key.tenant);
+    if (provider) {
+      const target = upstreamFor(provider, 'responses', '', {});
+      const { 'content-type': _bodyless, ...headers } = target.headers;
+      try {
+        const up = await this.env.upstreams.request(target.origin, {
+          path: `${target.path}/${w.id}`,
+          method: 'GET',
+          headers,
+          timeoutMs: Math.min(provider.timeout_ms ?? this.env.deps.config.timeout_ms, 60_000),
+        });
+        const read = await readWhole(up, this.env.deps.config.max_response_bytes ?? 64 * 1024 * 1024);
+        if (w.done) return;
+        const response = read.buf && up.statusCode === 200 ? parseObject(read.buf.toString('utf8')) : null;
+        if (hasEnded(response)) return this.finish(w, response, null);
+        // Deleted before it ended, or forgotten: its usage will never come.
+        if (up.statusCode === 404) return this.finish(w, null, 'background_lost');
+      } catch (err) {
+        // The provider out of reach: asked again later, as for an answer still in progress.
+        this.env.deps.onError?.(err, 'watching a background response');
+      }
+    } else {
+      // Its provider gone from the config (or not read yet, just after a start): asked again later.
+      this.env.deps.onError?.(
+        new Error(`provider ${w.provider} is not configured`),
+        'watching a background response',
+      );
     }
     if (!w.done) this.schedule(w);
   }
@@ -161,11 +337,11 @@ export class BackgroundCalls {
       errorType: lost ?? (status === 'completed' ? null : `background_${status}`),
       usage,
       // No usage (lost, unfinished, or cancelled before it ran): the prompt, which went upstream.
-      estimated: usage ? null : { input: await estimatePromptTokens(w.body), output: 0 },
+      estimated: usage ? null : { input: w.promptTokens ?? (await estimatePromptTokens(w.body)), output: 0 },
       modelServed: typeof response?.['model'] === 'string' ? response['model'] : null,
       serviceTier: typeof response?.['service_tier'] === 'string' ? response['service_tier'] : null,
       toolCalls,
-      latencyMs: performance.now() - w.a0,
+      latencyMs: Math.max(0, this.env.deps.clock.now() - w.time),
       ttftMs: null,
     };
     const acc: Accumulated = { spentNano: 0n, tokens: 0, headers: {} };
@@ -176,14 +352,26 @@ export class BackgroundCalls {
         const spent = acc.unpriced && w.hold.reserved > acc.spentNano ? w.hold.reserved : acc.spentNano;
         await this.env.settle(w.key, w.hold, spent, w.time);
       }
+      if (w.kept) await this.save();
     }
   }
 
-  /** Stops watching: the calls still running upstream are metered as cut off now
-   * (`gateway_interrupted`, their prompt estimated), as a call under way is when its process dies,
-   * and the looks under way are waited for. */
+  /** Stops watching. With a directory, the calls still running upstream stay in this process's file,
+   * for the next process to take over; without one, they are metered as cut off now
+   * (`gateway_interrupted`, their prompt estimated), as a call under way is when its process dies.
+   * The looks under way are waited for. */
   async close(): Promise<void> {
-    for (const w of [...this.watched.values()]) this.track(this.finish(w, null, 'gateway_interrupted'));
-    while (this.busy.size > 0) await Promise.allSettled([...this.busy]);
+    if (this.file) {
+      this.closed = true;
+      for (const w of this.watched.values()) if (w.timer) clearTimeout(w.timer);
+      while (this.busy.size > 0) await Promise.allSettled([...this.busy]);
+      // What started being kept on disk is kept whole.
+      for (const w of this.watched.values()) w.promptTokens ??= await estimatePromptTokens(w.body);
+      await this.save();
+    } else {
+      for (const w of [...this.watched.values()]) this.track(this.finish(w, null, 'gateway_interrupted'));
+      while (this.busy.size > 0) await Promise.allSettled([...this.busy]);
+    }
+    LIVE.delete(`${process.pid}.${this.instance}`);
   }
 }

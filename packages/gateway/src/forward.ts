@@ -223,7 +223,7 @@ export async function forwardAttempts(
         !toClaude && endpoint === 'responses' && body['background'] === true
           ? (id: string) => {
               env.stored(ctx, id);
-              acc.background = { ctx, body, provider: attempt.provider, id, a0 };
+              acc.background = { ctx, body, provider: attempt.provider.id, id };
             }
           : undefined;
       const isStream =

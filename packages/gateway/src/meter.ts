@@ -36,6 +36,9 @@ export interface AttemptContext {
   /** For a Responses call whose answer the provider stores: the provider's id, kept with the
    * response's id so that its follow-ups (retrieve, delete...) reach it (stored-responses.ts). */
   storedWith?: string | undefined;
+  /** A background call kept on disk by its watch (background.ts): a process that dies leaves it
+   * to the next, which watches it to its end, rather than metering it as cut off. */
+  kept?: boolean | undefined;
 }
 
 /** An attempt sent upstream and not yet recorded, as the gateway keeps it (to meter it if the

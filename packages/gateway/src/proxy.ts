@@ -226,13 +226,17 @@ export class Gateway {
       ended: (ctx) => this.release(ctx),
       stored: (ctx, id) => this.rememberResponse(ctx, id),
     };
-    this.background = new BackgroundCalls({
-      deps,
-      upstreams: this.upstreams,
-      record: (ctx, out, acc) => this.record(ctx, out, acc) as bigint | null,
-      sessions: this.env.sessions,
-      settle: (key, hold, spent, time) => settleBudgets(deps, key, hold, spent, time),
-    });
+    this.background = new BackgroundCalls(
+      {
+        deps,
+        upstreams: this.upstreams,
+        provider: (id, tenant) => this.routerRef.provider(id, tenant),
+        record: (ctx, out, acc) => this.record(ctx, out, acc) as bigint | null,
+        sessions: this.env.sessions,
+        settle: (key, hold, spent, time) => settleBudgets(deps, key, hold, spent, time),
+      },
+      deps.backgroundDir,
+    );
     this.followUps = {
       deps,
       upstreams: this.upstreams,
@@ -264,7 +268,8 @@ export class Gateway {
     const out: CallRecord[] = [];
     const now = performance.now();
     for (const u of this.underway.values()) {
-      if (now - u.since < 100) continue;
+      // A background call kept on disk is the next process's to watch, not to meter as cut off.
+      if (now - u.since < 100 || u.ctx.kept) continue;
       u.tokens ??= await estimatePromptTokens(u.body);
       if (u.ctx.progress && now - u.countedAt >= 1000) {
         u.countedAt = now;

@@ -6,7 +6,6 @@ import type { Endpoint } from './providers.js';
 import { SseSplitter } from './sse.js';
 import { streamMeter } from './stream-meter.js';
 import { countTokens, estimatePromptTokens } from './tokenizer.js';
-import type { ProviderConfig } from './types.js';
 import { type Cancel, ResponseTooLarge, type UpstreamCall, type UpstreamResponse } from './upstream.js';
 
 type Obj = Record<string, unknown>;
@@ -45,9 +44,7 @@ export interface Accumulated {
   headers: Record<string, string>;
   /** A background Responses call answered queued: the attempt, still under way, that the
    * gateway watches until its response ends (background.ts), and whose budgets settle then. */
-  background?:
-    | { ctx: AttemptContext; body: Obj; provider: ProviderConfig; id: string; a0: number }
-    | undefined;
+  background?: { ctx: AttemptContext; body: Obj; provider: string; id: string } | undefined;
 }
 
 /** Upstream response headers worth passing on: ids, and when to try again. Not those that name

@@ -121,4 +121,7 @@ export interface GatewayDeps {
   alerts: AlertSink;
   /** A failure off the request path (the shared state out of reach while settling, say). */
   onError?: (err: unknown, what: string) => void;
+  /** Where the background calls being watched are kept, so that they outlive the process
+   * (background.ts); without it, one still running when the process stops is metered as cut off. */
+  backgroundDir?: string | undefined;
 }

@@ -233,6 +233,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
     rateLimits: (key, attribution) => holding(ctx.rateLimits.get(key.tenant), key, attribution),
     alerts: (alert) => ctx.alerts.emit(alert),
     onError: (err, what) => app.log.warn({ err }, `${what} failed; trying again`),
+    // Background calls being watched are kept beside the spool, to outlive the process.
+    ...(opts.spoolDir ? { backgroundDir: join(dirname(opts.spoolDir), 'background') } : {}),
   });
   const gw = gateway;
   ctx.downgradeProblem = (model, tenant) => gw.downgradeProblem(model, tenant);

@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:http';
+import { dirname, join } from 'node:path';
 import { type Clock, type Pricer, systemClock, TallyError } from '@tally/core';
 import {
   BatchingSink,
@@ -276,6 +277,7 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
     rateLimits: (key, attribution) => holding(rateLimits.get('rules'), key, attribution),
     alerts: (alert) => alerts.push(alert),
     onError: (err, what) => onError(err, what),
+    ...(opts.spoolDir ? { backgroundDir: join(dirname(opts.spoolDir), 'background') } : {}),
   });
   const refreshProviders = async () => {
     gateway.setProviders([...config.gateway.providers, ...(await control.providers())]);
