@@ -137,13 +137,20 @@ describe('background calls, watched', () => {
     expect(settled).toEqual([5n]);
   });
 
-  it('keeps the calls it watches on disk, and a watch that starts after it stopped takes them over', async () => {
+  /** A watch kept in a directory of its own, watching one response queued upstream, once the call
+   * is on disk. */
+  async function keptWatch() {
     const dir = mkdtempSync(join(tmpdir(), 'tally-background-'));
+    const first = watchOf(dir);
+    const id = await queued();
+    first.watch.watch(call(id, first.clock.t));
+    await until(() => readdirSync(dir).some((f) => f.startsWith('pending.')));
+    return { dir, first, id };
+  }
+
+  it('keeps the calls it watches on disk, and a watch that starts after it stopped takes them over', async () => {
+    const { dir, first, id } = await keptWatch();
     try {
-      const first = watchOf(dir);
-      const id = await queued();
-      first.watch.watch(call(id, first.clock.t));
-      await until(() => readdirSync(dir).some((f) => f.startsWith('pending.')));
       await first.watch.close();
       // Stopped with the response still running: kept, not metered.
       expect(first.recorded).toEqual([]);
@@ -173,12 +180,8 @@ describe('background calls, watched', () => {
   });
 
   it("leaves a running watch's file alone", async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tally-background-'));
+    const { dir, first, id } = await keptWatch();
     try {
-      const first = watchOf(dir);
-      const id = await queued();
-      first.watch.watch(call(id, first.clock.t));
-      await until(() => readdirSync(dir).some((f) => f.startsWith('pending.')));
       const other = watchOf(dir);
       await other.watch.ready;
       expect(other.watch.size).toBe(0);
