@@ -166,8 +166,14 @@ export async function forwardAttempts(
     } else {
       payload = bodyFor(raw, body, endpoint, stream && !clientWantsUsage, target.bodyModel);
     }
-    // A Responses answer the provider stores (unless store: false) can be followed up.
-    if (endpoint === 'responses' && !toClaude && body['store'] !== false)
+    // An answer the provider stores can be followed up: a Responses answer unless store: false, a
+    // chat completion when store: true.
+    if (
+      !toClaude &&
+      !fromClaude &&
+      ((endpoint === 'responses' && body['store'] !== false) ||
+        (endpoint === 'chat' && body['store'] === true))
+    )
       ctx.storedWith = attempt.provider.id;
     env.started(ctx, body);
     env.breakers.claim(attempt.provider.id);

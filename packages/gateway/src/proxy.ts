@@ -321,7 +321,9 @@ export class Gateway {
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     if (
-      (path.startsWith('/v1/responses/') || path.startsWith('/v1/conversations/')) &&
+      (path.startsWith('/v1/responses/') ||
+        path.startsWith('/v1/conversations/') ||
+        path.startsWith('/v1/chat/completions/')) &&
       followUpOf(method, path)
     )
       return 'follow_up';
@@ -985,7 +987,8 @@ export class Gateway {
   /** Background Responses calls answered queued, watched until their responses end. */
   readonly background: BackgroundCalls;
 
-  /** Keeps which provider holds a stored response, and whose it is, for its follow-ups. Not
+  /** Keeps which provider holds a stored response (or chat completion), and whose it is, for its
+   * follow-ups. Not
    * awaited: the state takes it before any later request of the client's can ask (Redis answers
    * one connection's commands in order, and this goes as the answer leaves); a failure is
    * reported, and costs the response its follow-ups, not the call its answer. */
@@ -995,9 +998,10 @@ export class Gateway {
       tenant: ctx.key.tenant,
       project: ctx.attribution.project,
     });
+    const on = ctx.upstreamApi === ENDPOINT_API.chat ? 'chat_completion' : 'response';
     this.deps.state
-      .remember(ownerKey('response', id), owner, this.deps.clock.now() + RESPONSE_KEPT_MS)
-      .catch((err: unknown) => this.deps.onError?.(err, 'remembering a stored response'));
+      .remember(ownerKey(on, id), owner, this.deps.clock.now() + RESPONSE_KEPT_MS)
+      .catch((err: unknown) => this.deps.onError?.(err, `remembering a stored ${on}`));
   }
 
   /** GET /v1/models: the configured routes and, for each provider, what it lists. */

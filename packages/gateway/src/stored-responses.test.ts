@@ -33,6 +33,21 @@ describe('follow-ups on a stored response or a conversation', () => {
       expect(Gateway.route(method, url)).toBe('follow_up');
     }
     expect(Gateway.route('POST', '/v1/conversations')).toBe('conversations');
+    for (const [method, url, rest] of [
+      ['GET', '/v1/chat/completions/chatcmpl-1', ''],
+      ['POST', '/v1/chat/completions/chatcmpl-1', ''],
+      ['DELETE', '/v1/chat/completions/chatcmpl-1', ''],
+      ['GET', '/v1/chat/completions/chatcmpl-1/messages?limit=5', '/messages'],
+    ] as const) {
+      expect(followUpOf(method, url)).toMatchObject({
+        on: 'chat_completion',
+        id: 'chatcmpl-1',
+        method,
+        rest,
+      });
+      expect(Gateway.route(method, url)).toBe('follow_up');
+    }
+    expect(Gateway.route('POST', '/v1/chat/completions')).toBe('chat');
   });
 
   it('are not the calls that take a body of their own, nor other methods', () => {
@@ -51,6 +66,8 @@ describe('follow-ups on a stored response or a conversation', () => {
       ['POST', '/v1/conversations/conv_1/items/msg_9'],
       ['GET', '/v1/conversations/conv_1/items/msg 9'],
       ['GET', '/v1/conversations'],
+      ['GET', '/v1/chat/completions'],
+      ['DELETE', '/v1/chat/completions/chatcmpl-1/messages'],
     ] as const) {
       expect(followUpOf(method, url)).toBeNull();
       expect(Gateway.route(method, url)).toBeNull();

@@ -31,8 +31,8 @@ import {
 export const RESPONSE_KEPT_MS = 30 * 86_400_000;
 export const CONVERSATION_KEPT_MS = 365 * 86_400_000;
 
-/** What a provider keeps: a response, or a conversation. */
-export type StoredKind = 'response' | 'conversation';
+/** What a provider keeps: a response, a conversation, or a chat completion asked with store: true. */
+export type StoredKind = 'response' | 'conversation' | 'chat_completion';
 
 export interface FollowUp {
   on: StoredKind;
@@ -69,6 +69,13 @@ const FOLLOW_UPS: Record<StoredKind, { prefix: string; paths: [RegExp, readonly 
       [/^\/input_items$/, ['GET']],
     ],
   },
+  chat_completion: {
+    prefix: '/v1/chat/completions/',
+    paths: [
+      [/^$/, ['GET', 'POST', 'DELETE']],
+      [/^\/messages$/, ['GET']],
+    ],
+  },
   conversation: {
     prefix: '/v1/conversations/',
     paths: [
@@ -82,12 +89,8 @@ const FOLLOW_UPS: Record<StoredKind, { prefix: string; paths: [RegExp, readonly 
 /** The follow-up a request is, or null when it is none. */
 export function followUpOf(method: string | undefined, url: string | undefined): FollowUp | null {
   if (!url) return null;
-  const on: StoredKind | null = url.startsWith(FOLLOW_UPS.response.prefix)
-    ? 'response'
-    : url.startsWith(FOLLOW_UPS.conversation.prefix)
-      ? 'conversation'
-      : null;
-  if (on === null) return null;
+  const on = (Object.keys(FOLLOW_UPS) as StoredKind[]).find((k) => url.startsWith(FOLLOW_UPS[k].prefix));
+  if (on === undefined) return null;
   const q = url.indexOf('?');
   const path = url.slice(FOLLOW_UPS[on].prefix.length, q < 0 ? undefined : q);
   const slash = path.indexOf('/');
@@ -105,7 +108,7 @@ export function followUpOf(method: string | undefined, url: string | undefined):
 /** Where an owner is kept in the shared state: under the id alone, so that another tenant's is
  * told apart from one never seen. */
 export const ownerKey = (on: StoredKind, id: string): string =>
-  `${on === 'response' ? 'resp' : 'conv'}:${id}`;
+  `${on === 'response' ? 'resp' : on === 'conversation' ? 'conv' : 'chat'}:${id}`;
 
 export const encodeOwner = (o: ResponseOwner): string =>
   JSON.stringify({ p: o.provider, t: o.tenant, j: o.project });
@@ -139,7 +142,9 @@ const notFound = (on: StoredKind, id: string): GatewayError => ({
   message:
     on === 'response'
       ? `No response with id '${id.slice(0, 256)}' was made through this gateway for this key (a response made elsewhere, deleted, or stored with store: false, or made more than 30 days ago, is not found).`
-      : `No conversation with id '${id.slice(0, 256)}' was made through this gateway for this key (one made elsewhere, or deleted, is not found).`,
+      : on === 'conversation'
+        ? `No conversation with id '${id.slice(0, 256)}' was made through this gateway for this key (one made elsewhere, or deleted, is not found).`
+        : `No stored chat completion with id '${id.slice(0, 256)}' was made through this gateway for this key (one made elsewhere, without store: true, deleted, or more than 30 days ago, is not found).`,
 });
 
 /** What serving a follow-up needs from the gateway. */
@@ -196,7 +201,10 @@ async function bodyOf(
 /** Where a provider keeps its stored kind: its Responses path, or the conversations beside it. */
 function storeOf(provider: ProviderConfig, on: StoredKind, req: IncomingMessage) {
   const target = upstreamFor(provider, 'responses', '', req.headers);
-  const path = on === 'response' ? target.path : target.path.replace(/\/responses$/, '/conversations');
+  const path =
+    on === 'response'
+      ? target.path
+      : target.path.replace(/\/responses$/, on === 'conversation' ? '/conversations' : '/chat/completions');
   return { origin: target.origin, path, headers: target.headers };
 }
 

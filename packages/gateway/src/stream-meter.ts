@@ -22,8 +22,9 @@ export interface StreamMeter {
   toolCalls(): HostedToolCalls | null;
   /** The containers the stream's code interpreter calls have used so far (Responses), or null. */
   containers(): string[] | null;
-  /** The id a Responses stream's response has (for its follow-ups), once its first event has
-   * named it; null for the other APIs. */
+  /** The id of what the stream answers, for its follow-ups when the provider stores it: a Responses
+   * stream's response once its first event has named it, a chat completion's from its usage chunk;
+   * null for Anthropic's. */
   responseId(): string | null;
   /** Output text seen so far. */
   text(): string;
@@ -126,6 +127,7 @@ export function carriesUsage(data: string): boolean {
 class ChatMeter implements StreamMeter {
   private u: Obj | null = null;
   private m: string | null = null;
+  private id: string | null = null;
   private tier: string | null = null;
   private readonly chunks = new DeltaText(chatDelta);
   private err: string | null = null;
@@ -152,6 +154,8 @@ class ChatMeter implements StreamMeter {
         return true;
       }
       if (typeof chunk['model'] === 'string') this.m = chunk['model'];
+      // Every chunk names the completion; the usage chunk is the one parsed anyway.
+      if (typeof chunk['id'] === 'string') this.id = chunk['id'];
       if (chunk['error'] !== undefined) this.err ??= 'upstream_stream_error';
       const usage = chunk['usage'];
       if (usage && typeof usage === 'object') {
@@ -173,7 +177,8 @@ class ChatMeter implements StreamMeter {
   /** A chat completion lists no hosted tool calls. */
   toolCalls = () => null;
   containers = () => null;
-  responseId = () => null;
+  /** The completion's id (for a stored one's follow-ups), from the usage chunk. */
+  responseId = () => this.id;
 
   /** The model that served the stream: every chunk names it, so it is read off the usage chunk
    * (parsed anyway) or, for a stream cut off before it, off the first chunk kept. */

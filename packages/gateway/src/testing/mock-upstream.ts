@@ -41,6 +41,8 @@ export class MockUpstream {
   readonly stored = new Map<string, { response: Obj; input: Obj[]; readyAt?: number; cancelled?: boolean }>();
   /** The conversations it holds, and their items, as OpenAI's Conversations API keeps them. */
   readonly conversations = new Map<string, { conversation: Obj; items: Obj[] }>();
+  /** The chat completions asked with store: true, and their messages. */
+  readonly storedChats = new Map<string, { completion: Obj; messages: Obj[] }>();
   /** How long a background response takes to complete (queued, then in progress until then). */
   backgroundMs = 60;
   url = '';
@@ -65,6 +67,8 @@ export class MockUpstream {
         if (req.url?.includes('/responses/') && !/\/responses\/(compact|input_tokens)(\?|$)/.test(req.url))
           this.followUp(req.method ?? '', req.url, res);
         else if (req.url?.includes('/conversations')) this.conversation(req.method ?? '', req.url, body, res);
+        else if (/\/chat\/completions\/[^/?]/.test(req.url ?? ''))
+          this.storedChat(req.method ?? '', req.url!, body, res);
         else this.route(req.url ?? '', body, res, req.headers);
       });
     });
@@ -83,6 +87,24 @@ export class MockUpstream {
     for (const r of this.open) r.destroy();
     this.server?.closeAllConnections();
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+  }
+
+  /** A stored chat completion's follow-ups: retrieve it, update its metadata, delete it, list its
+   * messages. */
+  private storedChat(method: string, url: string, body: Obj, res: ServerResponse): void {
+    const path = url.split('?')[0] ?? '';
+    const [id = '', part] = path.slice(path.indexOf('/chat/completions/') + 18).split('/');
+    const kept = this.storedChats.get(id);
+    if (!kept) invalidRequest(res, 404, `Chat completion with id '${id}' not found.`);
+    else if (part === 'messages') {
+      json(res, 200, { object: 'list', data: kept.messages, has_more: false });
+    } else if (method === 'DELETE') {
+      this.storedChats.delete(id);
+      json(res, 200, { id, object: 'chat.completion.deleted', deleted: true });
+    } else {
+      if (method === 'POST') kept.completion['metadata'] = body['metadata'] ?? {};
+      json(res, 200, kept.completion);
+    }
   }
 
   /** The Conversations API: make one, retrieve, update or delete it, list, add, retrieve or delete
@@ -280,11 +302,23 @@ export class MockUpstream {
       return;
     }
     // An error OpenAI answered (to this exact request) comes back as it did, streamed or not.
+    // The recordings' ids are masked: a stored completion gets an id of its own, as OpenAI's look.
+    let answer: unknown = rec.body;
+    if (body['store'] === true && rec.status === 200) {
+      const id = `chatcmpl-stored${String(++this.responsesMade).padStart(4, '0')}`;
+      answer = stream ? (rec.body as Obj[]).map((c) => ({ ...c, id })) : { ...(rec.body as Obj), id };
+      // Kept as OpenAI keeps a stored completion: the whole answer (a stream's first chunk for it).
+      const whole = stream ? { ...(answer as Obj[])[0], object: 'chat.completion' } : (answer as Obj);
+      this.storedChats.set(id, {
+        completion: { ...whole, metadata: body['metadata'] ?? {} },
+        messages: ((body['messages'] as Obj[] | undefined) ?? []).map((m, i) => ({ id: `${id}-${i}`, ...m })),
+      });
+    }
     if (!stream || rec.status !== 200) {
-      json(res, rec.status, rec.body);
+      json(res, rec.status, answer);
       return;
     }
-    sse(res, (rec.body as Obj[]).map((c) => `data: ${JSON.stringify(c)}\n\n`).concat('data: [DONE]\n\n'));
+    sse(res, (answer as Obj[]).map((c) => `data: ${JSON.stringify(c)}\n\n`).concat('data: [DONE]\n\n'));
   }
 
   private toolCall(model: string, stream: boolean, includeUsage: boolean, res: ServerResponse): void {

@@ -272,6 +272,48 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)("gateway: a stored response's follow-up
     expect(unknown).toMatchObject({ status: 404, code: 'provider_not_found' });
   });
 
+  it('follows a chat completion stored with store: true up, made whole or streamed', async () => {
+    const messages = [{ role: 'user' as const, content: 'Hello' }];
+    const made = await openai.chat.completions.create({
+      model: 'gpt-4o',
+      messages,
+      store: true,
+      metadata: { app: 'faq' },
+    });
+    const got = await openai.chat.completions.retrieve(made.id);
+    expect(got).toMatchObject({ id: made.id, metadata: { app: 'faq' } });
+    expect(mock.received.at(-1)).toMatchObject({
+      path: `/v1/chat/completions/${made.id}`,
+      headers: { authorization: 'Bearer sk-upstream' },
+    });
+    const updated = await openai.chat.completions.update(made.id, { metadata: { app: 'support' } });
+    expect(updated).toMatchObject({ metadata: { app: 'support' } });
+    const listed = await openai.chat.completions.messages.list(made.id);
+    expect(listed.data[0]).toMatchObject({ role: 'user', content: 'Hello' });
+
+    const stream = await openai.chat.completions.create({
+      model: 'gpt-4o',
+      messages,
+      store: true,
+      stream: true,
+    });
+    let id = '';
+    for await (const c of stream) id = c.id;
+    expect((await openai.chat.completions.retrieve(id)).id).toBe(id);
+
+    // Not another project's; and not once deleted.
+    const other = client((await t.newKey({ project: 'billing' })).key);
+    expect(await other.chat.completions.retrieve(made.id).catch(failure)).toMatchObject({
+      status: 404,
+      code: 'chat_completion_not_found',
+    });
+    await openai.chat.completions.delete(made.id);
+    expect(await openai.chat.completions.retrieve(made.id).catch(failure)).toMatchObject({
+      status: 404,
+      code: 'chat_completion_not_found',
+    });
+  });
+
   it('answers a follow-up without a valid key with a 401, and holds it to the key’s requests a minute', async () => {
     const made = await openai.responses.create({ model: 'gpt-4.1', input: 'Hi' });
     const anon = await request(`${base}/v1/responses/${made.id}`);
