@@ -50,7 +50,7 @@ export interface ForwardEnv {
   started(ctx: AttemptContext, body: Obj): void;
   /** ...and is over. */
   ended(ctx: AttemptContext): void;
-  /** A stored response's id is known: its follow-ups can reach it (stored-responses.ts). */
+  /** A stored response's id is known: its follow-ups can reach it (stored.ts). */
   stored(ctx: AttemptContext, id: string): void;
 }
 

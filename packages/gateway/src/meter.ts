@@ -34,7 +34,7 @@ export interface AttemptContext {
   /** While the attempt is under way: the gateway's note of it. */
   underway?: Underway | undefined;
   /** For a Responses call whose answer the provider stores: the provider's id, kept with the
-   * response's id so that its follow-ups (retrieve, delete...) reach it (stored-responses.ts). */
+   * response's id so that its follow-ups (retrieve, delete...) reach it (stored.ts). */
   storedWith?: string | undefined;
   /** A background call kept on disk by its watch (background.ts): a process that dies leaves it
    * to the next, which watches it to its end, rather than metering it as cut off. */

@@ -61,14 +61,14 @@ import {
   encodeOwner,
   type FollowUpEnv,
   followUpOf,
-  isResponseId,
+  isStoredId,
   ownerKey,
   ownerOf,
   RESPONSE_KEPT_MS,
-  type ResponseOwner,
   reaches,
+  type StoredOwner,
   serveFollowUp,
-} from './stored-responses.js';
+} from './stored.js';
 import { countTokens, estimatePromptTokens } from './tokenizer.js';
 import { TranslationError } from './translate/anthropic-blocks.js';
 import { toChatRequest } from './translate/anthropic-to-openai.js';
@@ -138,7 +138,7 @@ function addLimits(
 }
 
 /** What the gateway serves: a model call's endpoint, the model list, the token counts, a follow-up
- * on a stored response or a conversation (stored-responses.ts), or a new conversation. */
+ * on a stored response or a conversation (stored.ts), or a new conversation. */
 export type GatewayRoute =
   | Endpoint
   | 'models'
@@ -569,7 +569,7 @@ export class Gateway {
       ['response', typeof previous === 'string' ? previous : null],
     ] as const) {
       if (id === null) continue;
-      let owner: ResponseOwner | null;
+      let owner: StoredOwner | null;
       try {
         owner = await ownerOf(this.deps, on, id);
       } catch (err) {
@@ -972,7 +972,7 @@ export class Gateway {
     later?: true,
   ): bigint | null | Metered {
     this.release(ctx);
-    if (ctx.storedWith !== undefined && out.responseId && isResponseId(out.responseId))
+    if (ctx.storedWith !== undefined && out.responseId && isStoredId(out.responseId))
       this.rememberResponse(ctx, out.responseId);
     const rec = meterAttempt(this.deps, ctx, out);
     acc.spentNano += rec.cost_effective_nano ?? 0n;

@@ -12,7 +12,7 @@ import {
   type Recorder,
 } from './relay.js';
 import { sendError, type Wire } from './replies.js';
-import { isResponseId } from './stored-responses.js';
+import { isStoredId } from './stored.js';
 import { countTokens, estimatePromptTokens } from './tokenizer.js';
 import type { UpstreamResponse } from './upstream.js';
 import {
@@ -134,7 +134,7 @@ export async function relay(
     // A background response that has not ended: its usage comes later, to the watch.
     const response = json ?? parseObject(buf.toString('utf8'));
     const id = response?.['id'];
-    if (!hasEnded(response) && typeof id === 'string' && isResponseId(id)) {
+    if (!hasEnded(response) && typeof id === 'string' && isStoredId(id)) {
       opts.background(id);
       res.writeHead(up.statusCode, {
         ...passHeaders(up.headers),

@@ -46,7 +46,7 @@ export interface FollowUp {
 }
 
 /** Who a stored response or conversation belongs to, as the gateway keeps it. */
-export interface ResponseOwner {
+export interface StoredOwner {
   /** The provider (its id in the config or the API) that holds it. */
   provider: string;
   tenant: string;
@@ -55,9 +55,9 @@ export interface ResponseOwner {
 }
 
 /** What OpenAI's ids look like (resp_, conv_, msg_ and hex): anything else is not an id it gave. */
-const RESPONSE_ID = /^[A-Za-z0-9_-]{1,256}$/;
+const STORED_ID = /^[A-Za-z0-9_-]{1,256}$/;
 
-export const isResponseId = (id: string): boolean => RESPONSE_ID.test(id);
+export const isStoredId = (id: string): boolean => STORED_ID.test(id);
 
 /** The follow-ups each stored kind takes: its path after the id, and the methods for it. */
 const FOLLOW_UPS: Record<StoredKind, { prefix: string; paths: [RegExp, readonly string[]][] }> = {
@@ -110,10 +110,10 @@ export function followUpOf(method: string | undefined, url: string | undefined):
 export const ownerKey = (on: StoredKind, id: string): string =>
   `${on === 'response' ? 'resp' : on === 'conversation' ? 'conv' : 'chat'}:${id}`;
 
-export const encodeOwner = (o: ResponseOwner): string =>
+export const encodeOwner = (o: StoredOwner): string =>
   JSON.stringify({ p: o.provider, t: o.tenant, j: o.project });
 
-function decodeOwner(text: string | null): ResponseOwner | null {
+function decodeOwner(text: string | null): StoredOwner | null {
   if (text === null) return null;
   try {
     const o = JSON.parse(text) as { p?: unknown; t?: unknown; j?: unknown };
@@ -126,13 +126,13 @@ function decodeOwner(text: string | null): ResponseOwner | null {
 
 /** The owner of a response or conversation made through the gateway, or null when it knows of
  * none (made elsewhere, deleted, past its time). */
-export async function ownerOf(deps: GatewayDeps, on: StoredKind, id: string): Promise<ResponseOwner | null> {
-  return isResponseId(id) ? decodeOwner(await deps.state.recall(ownerKey(on, id))) : null;
+export async function ownerOf(deps: GatewayDeps, on: StoredKind, id: string): Promise<StoredOwner | null> {
+  return isStoredId(id) ? decodeOwner(await deps.state.recall(ownerKey(on, id))) : null;
 }
 
 /** Whether a key may reach what `owner` made: its tenant's, and its project's when the key is
  * pinned to one. */
-export const reaches = (key: VirtualKey, owner: ResponseOwner): boolean =>
+export const reaches = (key: VirtualKey, owner: StoredOwner): boolean =>
   owner.tenant === key.tenant && (key.project === null || owner.project === key.project);
 
 const notFound = (on: StoredKind, id: string): GatewayError => ({
@@ -224,8 +224,8 @@ export async function serveFollowUp(
   if (!Buffer.isBuffer(body)) return sendError(res, 'openai', body);
   const headers = await heldToRpm(env, key);
   if (isError(headers)) return sendError(res, 'openai', headers);
-  if (!isResponseId(ask.id)) return sendError(res, 'openai', notFound(ask.on, ask.id));
-  let owner: ResponseOwner | null;
+  if (!isStoredId(ask.id)) return sendError(res, 'openai', notFound(ask.on, ask.id));
+  let owner: StoredOwner | null;
   try {
     owner = await ownerOf(env.deps, ask.on, ask.id);
   } catch (err) {
@@ -295,7 +295,7 @@ export async function createConversation(
   const answer = await pass(env, res, provider, headers, { ...store, method: 'POST', body });
   const made = answer ? parseObject(answer.toString('utf8')) : null;
   const id = made?.['id'];
-  if (typeof id !== 'string' || !isResponseId(id) || res.statusCode >= 300) return;
+  if (typeof id !== 'string' || !isStoredId(id) || res.statusCode >= 300) return;
   const owner = encodeOwner({
     provider: provider.id,
     tenant: key.tenant,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Gateway } from './proxy.js';
-import { followUpOf } from './stored-responses.js';
+import { followUpOf } from './stored.js';
 
 describe('follow-ups on a stored response or a conversation', () => {
   it('are told from the path and the method, with the query passed on', () => {
