@@ -597,3 +597,59 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: background responses', () => 
     }
   });
 });
+
+describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: follow-ups on bad input and a state out of reach', () => {
+  it('answers a body too large or undecodable with its code, and a state out of reach with a 503', async () => {
+    const mock = await new MockUpstream().start();
+    const down = new RedisState('redis://127.0.0.1:1', `tally-test:${randomUUID()}:`);
+    const config = {
+      gateway: {
+        body_limit_bytes: 2048,
+        providers: [{ id: 'openai', kind: 'openai', base_url: `${mock.url}/v1`, api_key: 'sk-up' }],
+      },
+    };
+    const t = await testApp(config);
+    const unreachable = await testApp(config, undefined, down);
+    try {
+      const base = await t.listen();
+      const key = (await t.newKey({})).key;
+      const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+      const conv = await new OpenAI({
+        apiKey: key,
+        baseURL: `${base}/v1`,
+        maxRetries: 0,
+      }).conversations.create({});
+      const from = mock.received.length;
+      const big = await request(`${base}/v1/conversations/${conv.id}/items`, {
+        method: 'POST',
+        headers: auth,
+        body: JSON.stringify({ items: [{ type: 'message', role: 'user', content: 'x'.repeat(4096) }] }),
+      });
+      expect(big.statusCode).toBe(413);
+      expect(((await big.body.json()) as { error: { code: string } }).error.code).toBe('body_too_large');
+      const garbled = await request(`${base}/v1/conversations/${conv.id}`, {
+        method: 'POST',
+        headers: { ...auth, 'content-encoding': 'gzip' },
+        body: 'not gzip at all',
+      });
+      expect(garbled.statusCode).toBe(400);
+      await garbled.body.dump();
+      expect(mock.received.length).toBe(from);
+
+      const other = await unreachable.listen();
+      const otherKey = (await unreachable.newKey({})).key;
+      const res = await request(`${other}/v1/responses/resp_1`, {
+        headers: { authorization: `Bearer ${otherKey}` },
+      });
+      expect(res.statusCode).toBe(503);
+      expect(((await res.body.json()) as { error: { code: string } }).error.code).toBe(
+        'budget_state_unavailable',
+      );
+    } finally {
+      await t.shutdown();
+      await unreachable.shutdown();
+      await down.close();
+      await mock.stop();
+    }
+  });
+});
