@@ -251,24 +251,43 @@ export async function settleBudgets(
   actual: bigint,
   time: number,
 ): Promise<void> {
+  // Most calls hold every budget they count against: one settlement, no list of two.
+  if (hold.unheld.length === 0) {
+    tellCrossings(
+      deps,
+      key,
+      hold.held,
+      await settleSurely(deps, hold.held, hold.reserved, actual, `${hold.opId}:s`),
+      time,
+    );
+    return;
+  }
   const [held, unheld] = await Promise.all([
     settleSurely(deps, hold.held, hold.reserved, actual, `${hold.opId}:s`),
-    hold.unheld.length > 0 ? settleSurely(deps, hold.unheld, 0n, actual, `${hold.opId}:u`) : [],
+    settleSurely(deps, hold.unheld, 0n, actual, `${hold.opId}:u`),
   ]);
-  // A settlement that failed answers nothing: its crossings are not told.
-  for (const [windows, settled] of [
-    [hold.held, held],
-    [hold.unheld, unheld],
-  ] as const) {
-    settled.forEach(({ before, after }, i) => {
-      const w = windows[i]!;
-      const ms = marksOf(w.rule);
-      for (let k = 0; k < w.rule.thresholds.length; k++) {
-        const mark = ms[k]!;
-        if (before.spentNano < mark && after.spentNano >= mark) {
-          deps.alerts(alertOf(key, w, w.rule.thresholds[k]!, after.spentNano, time, 'budget.threshold'));
-        }
+  tellCrossings(deps, key, hold.held, held, time);
+  tellCrossings(deps, key, hold.unheld, unheld, time);
+}
+
+/** Raises an alert for each threshold a settlement took a window's spend across. A settlement that
+ * failed answers nothing: its crossings are not told. */
+function tellCrossings(
+  deps: GatewayDeps,
+  key: VirtualKey,
+  windows: RuleWindow[],
+  settled: { before: { spentNano: bigint }; after: { spentNano: bigint } }[],
+  time: number,
+): void {
+  for (let i = 0; i < settled.length; i++) {
+    const { before, after } = settled[i]!;
+    const w = windows[i]!;
+    const ms = marksOf(w.rule);
+    for (let k = 0; k < w.rule.thresholds.length; k++) {
+      const mark = ms[k]!;
+      if (before.spentNano < mark && after.spentNano >= mark) {
+        deps.alerts(alertOf(key, w, w.rule.thresholds[k]!, after.spentNano, time, 'budget.threshold'));
       }
-    });
+    }
   }
 }

@@ -87,6 +87,18 @@ export class Authenticator {
     if (!rec || rec.revoked_at !== null || (rec.expires_at !== null && rec.expires_at <= this.clock.now()))
       return null;
     if (rec.role !== 'virtual' && rec.role !== 'admin') return null;
+    // One view a record, for as long as the record is the one looked up: made once, not a call.
+    let view = this.views.get(rec);
+    if (!view) {
+      view = this.viewOf(rec);
+      this.views.set(rec, view);
+    }
+    return view;
+  }
+
+  private readonly views = new WeakMap<KeyRecord, VirtualKey>();
+
+  private viewOf(rec: KeyRecord): VirtualKey {
     return {
       id: rec.id,
       tenant: rec.tenant,
