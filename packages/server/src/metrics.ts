@@ -72,6 +72,22 @@ export class ServerMetrics {
   watchSink(sink: WatchedSink): void {
     watchSink(this.registry, sink);
   }
+
+  /** The gateway's background calls being watched. */
+  watchBackground(background: { size: number }): void {
+    watchBackground(this.registry, background);
+  }
+}
+
+/** The gateway's background Responses calls answered queued and watched until their responses
+ * end (to meter them then), read at each scrape. */
+export function watchBackground(registry: Registry, background: { size: number }): void {
+  readAtScrape(
+    registry,
+    'tally_gateway_background_calls',
+    'Background Responses calls answered queued and watched until their responses end, when they are metered.',
+    () => background.size,
+  );
 }
 
 /** What the metrics read of a metering sink. */

@@ -25,7 +25,7 @@ import { Pool } from 'undici';
 import { Cached } from './cached.js';
 import type { TallyConfig } from './config.js';
 import { corsFor } from './cors.js';
-import { GatewayRequestMetrics, watchSink } from './metrics.js';
+import { GatewayRequestMetrics, watchBackground, watchSink } from './metrics.js';
 import {
   CALLS_FORMAT_HEADER,
   CALLS_WITH_TASKS_HEADER,
@@ -296,6 +296,7 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
   if (opts.processMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'tally_' });
   const requests = new GatewayRequestMetrics(registry);
   watchSink(registry, sink);
+  watchBackground(registry, gateway.background);
   const cors = corsFor(config.cors_origins);
   const server = createServer((req, res) => {
     if (cors?.(req, res)) return;

@@ -446,6 +446,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: background responses', () => 
     await t.gateway.flush();
     expect(await t.store.getCall(tenant, callId)).toBeNull();
     expect(t.gateway.background.size).toBe(1);
+    expect((await t.app.inject({ url: '/metrics' })).body).toMatch(/^tally_gateway_background_calls 1$/m);
     // Nobody polls it: the gateway's own watch meters it.
     const call = await callOf(callId);
     expect(call).toMatchObject({
@@ -460,6 +461,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: background responses', () => 
     expect(call!.cost_effective_nano).toBe(3_264_000n);
     expect(call!.latency_ms).toBeGreaterThanOrEqual(50);
     expect(t.gateway.background.size).toBe(0);
+    expect((await t.app.inject({ url: '/metrics' })).body).toMatch(/^tally_gateway_background_calls 0$/m);
     // The client's polling finds it ended, and meters nothing more.
     expect((await pollUntilEnded(openai, queued.id)).output_text).toBe('Hi there.');
     await t.gateway.flush();
