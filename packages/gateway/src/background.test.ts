@@ -137,6 +137,21 @@ describe('background calls, watched', () => {
     expect(settled).toEqual([5n]);
   });
 
+  it('meters an incomplete response as answered, and a failed one as an error, each from its usage', async () => {
+    const { clock, recorded, watch } = watchOf();
+    const usage = { input_tokens: 5, output_tokens: 7 };
+    for (const status of ['incomplete', 'failed']) {
+      const id = await queued();
+      watch.watch(call(id, clock.t));
+      watch.observe('t1', id, { id, status, usage });
+    }
+    await watch.close();
+    expect(recorded).toMatchObject([
+      { status: 'ok', errorType: null, usage },
+      { status: 'error', errorType: 'background_failed', usage },
+    ]);
+  });
+
   /** A watch kept in a directory of its own, watching one response queued upstream, once the call
    * is on disk. */
   async function keptWatch() {

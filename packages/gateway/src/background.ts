@@ -332,9 +332,12 @@ export class BackgroundCalls {
     let toolCalls = response ? hostedToolCalls(response['output']) : null;
     const containers = response ? containersOf(response['output']) : null;
     if (containers) toolCalls = await this.env.sessions(w.ctx, w.body, containers, toolCalls);
+    // An incomplete response (its output cut at max_output_tokens, say) answered, as it does when
+    // it is not in the background; a failed or cancelled one did not.
+    const answered = lost === null && (status === 'completed' || status === 'incomplete');
     const out: AttemptOutcome = {
-      status: status === 'completed' ? 'ok' : 'error',
-      errorType: lost ?? (status === 'completed' ? null : `background_${status}`),
+      status: answered ? 'ok' : 'error',
+      errorType: answered ? null : (lost ?? `background_${status}`),
       usage,
       // No usage (lost, unfinished, or cancelled before it ran): the prompt, which went upstream.
       estimated: usage ? null : { input: w.promptTokens ?? (await estimatePromptTokens(w.body)), output: 0 },
