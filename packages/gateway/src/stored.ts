@@ -17,17 +17,18 @@ import {
 
 /**
  * What the provider keeps between calls, and the calls that reach it again: a stored response's
- * follow-ups (retrieve it, also as a stream; delete it; cancel it; list its input items) and a
- * conversation's (retrieve, update or delete it; list, add, retrieve or delete its items). An id
- * names no provider, and every response or conversation the gateway's provider accounts hold could
- * be read with any key, so the gateway keeps, for each one made through it, which provider holds it
- * and whose it is (the tenant, and the project). A follow-up goes to that provider only, for a key
- * of that tenant (and project, for a key pinned to one); any other id is not found.
+ * follow-ups (retrieve it, also as a stream; delete it; cancel it; list its input items), a
+ * conversation's (retrieve, update or delete it; list, add, retrieve or delete its items), and a
+ * stored chat completion's (retrieve, update or delete it; list its messages). An id names no
+ * provider, and everything the gateway's provider accounts hold could be read with any key, so the
+ * gateway keeps, for each one made through it, which provider holds it and whose it is (the
+ * tenant, and the project). A follow-up goes to that provider only, for a key of that tenant (and
+ * project, for a key pinned to one); any other id is not found.
  */
 
-/** How long the gateway keeps a stored object's owner: OpenAI keeps stored responses 30 days. A
- * conversation has no expiry there: the gateway keeps its owner a year from its last creation or
- * update. */
+/** How long the gateway keeps a stored object's owner: OpenAI keeps stored responses (and chat
+ * completions) 30 days. A conversation has no expiry there: the gateway keeps its owner a year from
+ * its making. */
 export const RESPONSE_KEPT_MS = 30 * 86_400_000;
 export const CONVERSATION_KEPT_MS = 365 * 86_400_000;
 
@@ -45,7 +46,7 @@ export interface FollowUp {
   query: string;
 }
 
-/** Who a stored response or conversation belongs to, as the gateway keeps it. */
+/** Whose a stored response, conversation or chat completion is, as the gateway keeps it. */
 export interface StoredOwner {
   /** The provider (its id in the config or the API) that holds it. */
   provider: string;
