@@ -75,8 +75,6 @@ interface Watched extends BackgroundCall {
   done: boolean;
   /** The prompt's tokens, for a call metered without usage: counted before it is kept on disk. */
   promptTokens: number | null;
-  /** Kept on disk: a process that dies leaves it to the next, not to its calls under way. */
-  kept: boolean;
 }
 
 /** The instances (`<pid>.<id>`) of the watches running in this process. */
@@ -149,7 +147,7 @@ export class BackgroundCalls {
 
   /** Starts watching a call whose answer came queued or in progress. */
   watch(call: BackgroundCall): void {
-    this.start({ ...call, promptTokens: null, kept: false });
+    this.start({ ...call, promptTokens: null });
   }
 
   private start(call: Omit<Watched, 'wait' | 'timer' | 'done'>): void {
@@ -169,7 +167,6 @@ export class BackgroundCalls {
     w.promptTokens ??= await estimatePromptTokens(w.body);
     await this.save();
     if (this.watched.has(BackgroundCalls.idOf(w.key.tenant, w.id))) {
-      w.kept = true;
       w.ctx.kept = true;
     }
   }
@@ -247,7 +244,6 @@ export class BackgroundCalls {
             time: c.time,
             hold,
             promptTokens: c.promptTokens,
-            kept: true,
           });
         }
         await this.save();
@@ -355,7 +351,7 @@ export class BackgroundCalls {
         const spent = acc.unpriced && w.hold.reserved > acc.spentNano ? w.hold.reserved : acc.spentNano;
         await this.env.settle(w.key, w.hold, spent, w.time);
       }
-      if (w.kept) await this.save();
+      if (w.ctx.kept) await this.save();
     }
   }
 

@@ -242,8 +242,11 @@ export class Gateway {
       upstreams: this.upstreams,
       provider: (id, tenant) => this.routerRef.provider(id, tenant),
       defaultProvider: (tenant) => this.routes('', 'responses', tenant)[0]?.provider,
-      observed: (tenant, id, response) => this.background.observe(tenant, id, response),
-      watching: (tenant, id) => this.background.has(tenant, id),
+      // Read only for a response being watched: most follow-ups are not of one.
+      observed: (tenant, id, answer) => {
+        if (this.background.has(tenant, id))
+          this.background.observe(tenant, id, parseObject(answer.toString('utf8')));
+      },
     };
     deps.sink.trackInflight?.(() => this.underwayRecords());
   }
@@ -990,10 +993,9 @@ export class Gateway {
   readonly background: BackgroundCalls;
 
   /** Keeps which provider holds a stored response (or chat completion), and whose it is, for its
-   * follow-ups. Not
-   * awaited: the state takes it before any later request of the client's can ask (Redis answers
-   * one connection's commands in order, and this goes as the answer leaves); a failure is
-   * reported, and costs the response its follow-ups, not the call its answer. */
+   * follow-ups. Not awaited: the state takes it before any later request of the client's can ask
+   * (Redis answers one connection's commands in order, and this goes as the answer leaves); a
+   * failure is reported, and costs the response its follow-ups, not the call its answer. */
   private rememberResponse(ctx: AttemptContext, id: string): void {
     const owner = encodeOwner({
       provider: ctx.storedWith!,

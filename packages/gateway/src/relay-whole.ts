@@ -18,7 +18,6 @@ import type { UpstreamResponse } from './upstream.js';
 import {
   errorAnswer,
   opensObject,
-  parseObject,
   readWhole,
   type Unusable,
   unusableError,
@@ -120,9 +119,13 @@ export async function relay(
   let json: Obj | null = null;
   try {
     if (!opensObject(buf)) throw new SyntaxError('not an object');
-    if (transform) {
+    if (transform || opts.background) {
+      // Parsed whole: a translated answer is rewritten, a background one read for its status.
       json = JSON.parse(buf.toString('utf8')) as Obj;
-      ({ usage, model: served, serviceTier, toolCalls, containers } = metaOf(json));
+      const meta = metaOf(json);
+      ({ usage, model: served, serviceTier, toolCalls, containers } = meta);
+      // A translated answer's id is the gateway's own: nothing upstream holds it.
+      if (!transform) responseId = meta.id;
     } else {
       // Only usage and model are needed: a large answer is not parsed whole (answer-meta.ts).
       ({ usage, model: served, serviceTier, toolCalls, containers, id: responseId } = readAnswerMeta(buf));
@@ -130,22 +133,11 @@ export async function relay(
   } catch {
     return unusable('upstream_invalid_response');
   }
-  if (opts.background) {
-    // A background response that has not ended: its usage comes later, to the watch.
-    const response = json ?? parseObject(buf.toString('utf8'));
-    const id = response?.['id'];
-    if (!hasEnded(response) && typeof id === 'string' && isStoredId(id)) {
-      opts.background(id);
-      res.writeHead(up.statusCode, {
-        ...passHeaders(up.headers),
-        ...acc.headers,
-        'x-tally-call-id': ctx.id,
-        'content-type': String(up.headers['content-type'] ?? 'application/json'),
-        'content-length': buf.length,
-      });
-      res.end(buf);
-      return 'background';
-    }
+  // A background response that has not ended: its usage comes later, to the watch.
+  if (opts.background && responseId !== null && isStoredId(responseId) && !hasEnded(json)) {
+    opts.background(responseId);
+    send(res, up, ctx, acc, buf, String(up.headers['content-type'] ?? 'application/json'), null);
+    return 'background';
   }
   // A 2xx answer without usage (some OpenAI-compatible servers) is not free: its tokens are
   // counted, the prompt's and the answer's, and the call marked estimated.
@@ -194,22 +186,34 @@ function answer(
   } catch (err) {
     meterError = err;
   }
-  const cost = metered ? metered.cost : null;
   try {
-    res.writeHead(up.statusCode, {
-      ...passHeaders(up.headers),
-      ...acc.headers,
-      'x-tally-call-id': ctx.id,
-      // The whole request's cost (earlier failed attempts cost nothing), when it could be priced.
-      ...(cost !== null ? { 'x-tally-cost-usd': nanoToUsd(acc.spentNano) } : {}),
-      'content-type': contentType,
-      'content-length': out.length,
-    });
-    res.end(out);
+    send(res, up, ctx, acc, out, contentType, metered ? metered.cost : null);
   } finally {
     // The upstream answered, so the call is recorded even if its answer could not be passed on.
     metered?.write();
   }
   if (meterError) throw meterError;
   return 'answered';
+}
+
+/** Writes a whole answer: the upstream's passed headers, the call's id and, when it could be
+ * priced, the whole request's cost (earlier failed attempts cost nothing). */
+function send(
+  res: ServerResponse,
+  up: UpstreamResponse,
+  ctx: AttemptContext,
+  acc: Accumulated,
+  out: Buffer,
+  contentType: string,
+  cost: bigint | null,
+): void {
+  res.writeHead(up.statusCode, {
+    ...passHeaders(up.headers),
+    ...acc.headers,
+    'x-tally-call-id': ctx.id,
+    ...(cost !== null ? { 'x-tally-cost-usd': nanoToUsd(acc.spentNano) } : {}),
+    'content-type': contentType,
+    'content-length': out.length,
+  });
+  res.end(out);
 }

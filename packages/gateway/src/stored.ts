@@ -157,10 +157,9 @@ export interface FollowUpEnv {
   /** Where a conversation is made when the request names no provider: where a Responses call to a
    * model that names none goes. */
   defaultProvider(tenant: string): ProviderConfig | undefined;
-  /** Whether a tenant's background response is watched, and a response a follow-up answered
-   * (retrieved or cancelled), for the watch to meter if it has ended. */
-  watching(tenant: string, id: string): boolean;
-  observed(tenant: string, id: string, response: Record<string, unknown> | null): void;
+  /** A tenant's response as a follow-up answered it (retrieved or cancelled): a background one
+   * being watched is metered now if it has ended. */
+  observed(tenant: string, id: string, answer: Buffer): void;
 }
 
 /** Holds a call that costs nothing to the key's requests a minute (it takes no tokens): the headers
@@ -250,8 +249,7 @@ export async function serveFollowUp(
     body,
   });
   if (!answer) return;
-  if (ask.on === 'response' && ask.method !== 'DELETE' && env.watching(key.tenant, ask.id))
-    env.observed(key.tenant, ask.id, parseObject(answer.toString('utf8')));
+  if (ask.on === 'response' && ask.method !== 'DELETE') env.observed(key.tenant, ask.id, answer);
   if (ask.method === 'DELETE' && ask.rest === '') {
     // Deleted upstream, so gone here too.
     try {
