@@ -404,15 +404,8 @@ export class Gateway {
       else sendError(res, wire, err);
       return null;
     };
-    let body: Obj;
-    try {
-      const parsed: unknown = JSON.parse(raw.toString('utf8'));
-      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
-        throw new Error('not an object');
-      body = parsed as Obj;
-    } catch {
-      return refuse(badRequest('The request body is not a valid JSON object.', 'invalid_json'));
-    }
+    const body = parseObject(raw.toString('utf8'));
+    if (!body) return refuse(notJsonObject());
     const problem = checkTopLevel(raw, MAX_NESTING);
     if (problem) {
       const name = JSON.stringify(problem.key.slice(0, 100));
@@ -482,18 +475,8 @@ export class Gateway {
     raw: Buffer,
     key: VirtualKey,
   ): Promise<void> {
-    let body: Obj;
-    try {
-      const parsed: unknown = JSON.parse(raw.toString('utf8'));
-      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error();
-      body = parsed as Obj;
-    } catch {
-      return sendError(
-        res,
-        'openai',
-        badRequest('The request body is not a valid JSON object.', 'invalid_json'),
-      );
-    }
+    const body = parseObject(raw.toString('utf8'));
+    if (!body) return sendError(res, 'openai', notJsonObject());
     // The model is optional here: without one, the call goes where an OpenAI model's would.
     const model = body['model'] ?? '';
     if (typeof model !== 'string' || (model !== '' && !isModelName(model)))
@@ -1067,6 +1050,9 @@ export class Gateway {
 }
 
 export type { GatewayError };
+
+const notJsonObject = (): GatewayError =>
+  badRequest('The request body is not a valid JSON object.', 'invalid_json');
 
 const conversationNotFound = (id: string): GatewayError => ({
   status: 404,
