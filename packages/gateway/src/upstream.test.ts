@@ -185,4 +185,14 @@ describe('Upstreams', () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(open).toBeLessThan(before + 1);
   });
+
+  it('refuses a whole answer past its limit that came before the read, rather than cutting it short', async () => {
+    // The error answer (28 bytes) has come, and the body ended, before anything reads it.
+    const up = await get('/error');
+    await new Promise((r) => setTimeout(r, 50));
+    await expect(up.body.bytes(10)).rejects.toBeInstanceOf(ResponseTooLarge);
+    const again = await get('/error');
+    await new Promise((r) => setTimeout(r, 50));
+    expect((await again.body.bytes(28)).toString()).toBe('{"error":{"message":"boom"}}');
+  });
 });

@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate, createInflateRaw } from 'node:zlib';
 import type { Dispatcher } from 'undici';
 import { Pool } from 'undici';
@@ -116,20 +117,24 @@ export class UpstreamCall implements Dispatcher.DispatchHandler {
    * bytes (decompressed), the call is aborted and this rejects with ResponseTooLarge.
    */
   read(onChunk: (chunk: Buffer) => boolean | undefined, limit = Number.POSITIVE_INFINITY): Promise<void> {
+    // Past the limit in what had come before the read (a body that has ended, too), as after it.
+    let over: ResponseTooLarge | null = null;
     if (limit !== Number.POSITIVE_INFINITY) {
       const deliver = onChunk;
       let size = 0;
       onChunk = (c) => {
         size += c.length;
         if (size <= limit) return deliver(c);
-        this.fail(new ResponseTooLarge(`The upstream's answer is larger than ${limit} bytes.`));
+        over ??= new ResponseTooLarge(`The upstream's answer is larger than ${limit} bytes.`);
+        this.fail(over);
         return false;
       };
     }
     return new Promise<void>((resolve, reject) => {
       const early = this.early;
       this.early = [];
-      for (const c of early) if (!this.failed) onChunk(c);
+      for (const c of early) if (!this.failed && !over) onChunk(c);
+      if (over) return reject(over);
       if (this.failed) return reject(this.failed);
       if (this.ended) return resolve();
       this.reader = onChunk;
@@ -280,7 +285,8 @@ export class Upstreams {
       path: string;
       method: 'GET' | 'POST' | 'DELETE';
       headers: Record<string, string>;
-      body?: Buffer | string;
+      /** A stream (a file upload) goes as it is read, not retried. */
+      body?: Buffer | string | Readable;
       cancel?: Cancel;
       timeoutMs: number;
     },
