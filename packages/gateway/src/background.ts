@@ -1,9 +1,7 @@
-import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { hostedToolCalls } from './answer-meta.js';
 import type { Hold } from './budget-guard.js';
 import { containersOf } from './containers.js';
+import { KeptWatch, type Watching } from './kept.js';
 import type { AttemptContext, AttemptOutcome } from './meter.js';
 import { upstreamFor } from './providers.js';
 import type { Accumulated, ContainerSessions } from './relay.js';
@@ -68,40 +66,10 @@ export interface BackgroundEnv {
   settle(key: VirtualKey, hold: Hold, spentNano: bigint, time: number): Promise<void>;
 }
 
-interface Watched extends BackgroundCall {
-  wait: number;
-  timer: NodeJS.Timeout | null;
-  /** Metered (or being metered): nothing more is done for it. */
-  done: boolean;
+interface Watched extends BackgroundCall, Watching {
   /** The prompt's tokens, for a call metered without usage: counted before it is kept on disk. */
   promptTokens: number | null;
 }
-
-/** The instances (`<pid>.<id>`) of the watches running in this process. */
-const LIVE = new Set<string>();
-
-/** Whether the watch whose file this is still runs: in a live process, or in this one. */
-function running(pid: number, instance: string): boolean {
-  if (pid === process.pid) return LIVE.has(`${pid}.${instance}`);
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-const FILE = /^pending\.(\d+)\.([0-9a-f]+)\.json$/;
-
-/** JSON with bigints (a hold's amounts) kept exact. */
-const toJson = (v: unknown): string =>
-  JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? { $n: x.toString() } : x));
-const fromJson = (text: string): unknown =>
-  JSON.parse(text, (_k, x) =>
-    x !== null && typeof x === 'object' && typeof (x as { $n?: unknown }).$n === 'string'
-      ? BigInt((x as { $n: string }).$n)
-      : x,
-  );
 
 /** A watched call as it is kept on disk: its attempt without what lives in the process, and of
  * its body only the tools (which say what a code interpreter container was made for). */
@@ -116,33 +84,18 @@ interface KeptCall {
   hold: Hold | null;
 }
 
-export class BackgroundCalls {
-  private readonly watched = new Map<string, Watched>();
-  private readonly busy = new Set<Promise<void>>();
-  private readonly instance = randomBytes(6).toString('hex');
-  private readonly file: string | null;
-  private saving: Promise<void> | null = null;
-  private dirty = false;
-  private closed = false;
-  /** Resolves once the calls of the stopped processes' files are being watched here. */
-  readonly ready: Promise<void>;
-
+export class BackgroundCalls extends KeptWatch<Watched, KeptCall> {
   constructor(
     private readonly env: BackgroundEnv,
-    private readonly dir?: string,
+    dir?: string,
   ) {
-    LIVE.add(`${process.pid}.${this.instance}`);
-    this.file = dir ? join(dir, `pending.${process.pid}.${this.instance}.json`) : null;
-    this.ready = dir ? this.adopt(dir) : Promise.resolve();
-  }
-
-  private static idOf(tenant: string, id: string): string {
-    return `${tenant}\n${id}`;
-  }
-
-  /** How many calls are being watched. */
-  get size(): number {
-    return this.watched.size;
+    super(
+      dir,
+      'pending',
+      'background calls',
+      (err, doing) => env.deps.onError?.(err, doing),
+      LONGEST_WAIT_MS,
+    );
   }
 
   /** Starts watching a call whose answer came queued or in progress. */
@@ -157,129 +110,71 @@ export class BackgroundCalls {
       timer: null,
       done: false,
     };
-    this.watched.set(BackgroundCalls.idOf(call.key.tenant, call.id), w);
-    this.schedule(w);
-    if (this.file) this.track(this.keep(w));
+    this.add(w);
+    if (this.kept.file) this.track(this.keep(w));
   }
 
   /** Counts the prompt, then keeps the call on disk. */
   private async keep(w: Watched): Promise<void> {
     w.promptTokens ??= await estimatePromptTokens(w.body);
     await this.save();
-    if (this.watched.has(BackgroundCalls.idOf(w.key.tenant, w.id))) {
+    if (this.has(w.key.tenant, w.id)) {
       w.ctx.kept = true;
     }
   }
 
-  /** Rewrites this process's file with the calls it watches (or removes it, with none). One write
-   * at a time; changes meanwhile make one more. */
+  /** The calls to keep on disk: those whose prompt has been counted, not yet metered. */
+  protected keptItems(): KeptCall[] {
+    const calls: KeptCall[] = [];
+    for (const w of this.watched.values()) {
+      if (w.done || w.promptTokens === null) continue;
+      const { underway: _u, progress: _p, ...ctx } = w.ctx;
+      calls.push({
+        ctx,
+        tools: w.body['tools'] ?? null,
+        promptTokens: w.promptTokens,
+        provider: w.provider,
+        id: w.id,
+        key: w.key,
+        time: w.time,
+        hold: w.hold,
+      });
+    }
+    return calls;
+  }
+
   private save(): Promise<void> {
-    if (!this.file) return Promise.resolve();
-    this.dirty = true;
-    this.saving ??= (async () => {
-      while (this.dirty) {
-        this.dirty = false;
-        const calls: KeptCall[] = [];
-        for (const w of this.watched.values()) {
-          if (w.done || w.promptTokens === null) continue;
-          const { underway: _u, progress: _p, ...ctx } = w.ctx;
-          calls.push({
-            ctx,
-            tools: w.body['tools'] ?? null,
-            promptTokens: w.promptTokens,
-            provider: w.provider,
-            id: w.id,
-            key: w.key,
-            time: w.time,
-            hold: w.hold,
-          });
-        }
-        try {
-          mkdirSync(this.dir!, { recursive: true });
-          if (calls.length === 0) rmSync(this.file!, { force: true });
-          else {
-            writeFileSync(`${this.file}.tmp`, toJson(calls));
-            renameSync(`${this.file}.tmp`, this.file!);
-          }
-        } catch (err) {
-          this.env.deps.onError?.(err, 'keeping background calls on disk');
-        }
-      }
-    })().finally(() => {
-      this.saving = null;
-    });
-    return this.saving;
+    return this.kept.save();
   }
 
-  /** Takes over the files of watches that have stopped (their process ended, or died): their calls
-   * are watched here from now on. A file two processes reach for goes to the one whose rename
-   * comes first. */
-  private async adopt(dir: string): Promise<void> {
-    let names: string[];
-    try {
-      names = readdirSync(dir);
-    } catch {
-      return;
+  /** Watches here the calls a stopped process kept. */
+  protected async adopt(calls: KeptCall[]): Promise<void> {
+    for (const c of calls) {
+      if (this.has(c.key.tenant, c.id)) continue;
+      // The reservation went with the process that made it: the cost is added, nothing released.
+      const hold = c.hold ? { ...c.hold, reserved: 0n } : null;
+      this.start({
+        ctx: { ...c.ctx, kept: true },
+        body: { tools: c.tools },
+        provider: c.provider,
+        id: c.id,
+        key: c.key,
+        time: c.time,
+        hold,
+        promptTokens: c.promptTokens,
+      });
     }
-    for (const name of names) {
-      const m = FILE.exec(name);
-      if (!m || running(Number(m[1]), m[2]!)) continue;
-      const taken = join(dir, `adopting.${process.pid}.${this.instance}.${name}`);
-      try {
-        renameSync(join(dir, name), taken);
-      } catch {
-        continue;
-      }
-      try {
-        for (const c of fromJson(readFileSync(taken, 'utf8')) as KeptCall[]) {
-          if (this.has(c.key.tenant, c.id)) continue;
-          // The reservation went with the process that made it: the cost is added, nothing released.
-          const hold = c.hold ? { ...c.hold, reserved: 0n } : null;
-          this.start({
-            ctx: { ...c.ctx, kept: true },
-            body: { tools: c.tools },
-            provider: c.provider,
-            id: c.id,
-            key: c.key,
-            time: c.time,
-            hold,
-            promptTokens: c.promptTokens,
-          });
-        }
-        await this.save();
-        rmSync(taken, { force: true });
-      } catch (err) {
-        this.env.deps.onError?.(err, 'taking over background calls');
-      }
-    }
-  }
-
-  /** Whether a tenant's response is being watched. */
-  has(tenant: string, id: string): boolean {
-    return this.watched.has(BackgroundCalls.idOf(tenant, id));
+    await this.save();
   }
 
   /** A follow-up's answer for a response: if it has ended, its call is metered from it now. */
   observe(tenant: string, id: string, response: Obj | null): void {
-    const w = this.watched.get(BackgroundCalls.idOf(tenant, id));
+    const w = this.get(tenant, id);
     if (w && hasEnded(response)) this.track(this.finish(w, response, null));
   }
 
-  private track(p: Promise<void>): void {
-    this.busy.add(p);
-    void p.finally(() => this.busy.delete(p));
-  }
-
-  private schedule(w: Watched): void {
-    if (this.closed) return;
-    w.timer = setTimeout(() => this.track(this.look(w)), w.wait);
-    // A process with only this left to do may exit: what is under way is metered then.
-    w.timer.unref();
-    w.wait = Math.min(LONGEST_WAIT_MS, Math.round(w.wait * 1.5));
-  }
-
   /** Asks the provider for the response: metered if it has ended (or is lost), else asked again. */
-  private async look(w: Watched): Promise<void> {
+  protected async look(w: Watched): Promise<void> {
     w.timer = null;
     if (w.done || this.closed) return;
     const maxMs = (this.env.deps.config.background_max_hours ?? 24) * 3_600_000;
@@ -321,7 +216,7 @@ export class BackgroundCalls {
     if (w.done) return;
     w.done = true;
     if (w.timer) clearTimeout(w.timer);
-    this.watched.delete(BackgroundCalls.idOf(w.key.tenant, w.id));
+    this.remove(w);
     const usage =
       response && typeof response['usage'] === 'object' ? (response['usage'] as Obj | null) : null;
     const status = typeof response?.['status'] === 'string' ? response['status'] : null;
@@ -360,10 +255,8 @@ export class BackgroundCalls {
    * (`gateway_interrupted`, their prompt estimated), as a call under way is when its process dies.
    * The looks under way are waited for. */
   async close(): Promise<void> {
-    if (this.file) {
-      this.closed = true;
-      for (const w of this.watched.values()) if (w.timer) clearTimeout(w.timer);
-      while (this.busy.size > 0) await Promise.allSettled([...this.busy]);
+    if (this.kept.file) {
+      await this.stop();
       // What started being kept on disk is kept whole.
       for (const w of this.watched.values()) w.promptTokens ??= await estimatePromptTokens(w.body);
       await this.save();
@@ -371,6 +264,6 @@ export class BackgroundCalls {
       for (const w of [...this.watched.values()]) this.track(this.finish(w, null, 'gateway_interrupted'));
       while (this.busy.size > 0) await Promise.allSettled([...this.busy]);
     }
-    LIVE.delete(`${process.pid}.${this.instance}`);
+    this.kept.close();
   }
 }

@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type CallRecord, type HostedToolCalls, MAX_TOKEN_COUNT } from '@tally/core';
 import { attribute } from './attribution.js';
 import { BackgroundCalls } from './background.js';
+import { Batches } from './batches.js';
 import { Breakers } from './breaker.js';
 import { type Hold, reserveBudgets, settleBudgets, type Unpriceable } from './budget-guard.js';
 import { containerHeld, withContainerSessions } from './containers.js';
@@ -145,7 +146,11 @@ export type GatewayRoute =
   | 'count_tokens'
   | 'input_tokens'
   | 'follow_up'
-  | 'conversations';
+  | 'conversations'
+  | 'files'
+  | 'file_list'
+  | 'batches'
+  | 'batch_list';
 
 const ROUTES = new Map<string, Endpoint>([
   ['/v1/chat/completions', 'chat'],
@@ -243,11 +248,40 @@ export class Gateway {
       provider: (id, tenant) => this.routerRef.provider(id, tenant),
       defaultProvider: (tenant) => this.routes('', 'responses', tenant)[0]?.provider,
       // Read only for a response being watched: most follow-ups are not of one.
-      observed: (tenant, id, answer) => {
-        if (this.background.has(tenant, id))
+      observed: (on, tenant, id, answer) => {
+        if (on === 'batch') this.batches.observe(tenant, id, parseObject(answer.toString('utf8')));
+        else if (this.background.has(tenant, id))
           this.background.observe(tenant, id, parseObject(answer.toString('utf8')));
       },
     };
+    this.batches = new Batches(
+      {
+        ...this.followUps,
+        estimate: async (provider, endpoint, body, tenant, time) =>
+          this.largestCost(
+            [{ provider, model: String(body['model']), tier: 'primary' }],
+            body,
+            endpoint,
+            await estimatePromptTokens(body),
+            tenant,
+            time,
+            true,
+          ),
+        reserve: async (key, attribution, model, cost, time) => {
+          const rules = budgetsFor(await this.deps.budgets(key, attribution), model);
+          if (rules.length === 0) return null;
+          try {
+            const admission = await reserveBudgets(this.deps, rules, key, model, () => cost, time);
+            return admission.ok ? admission.hold : admission.error;
+          } catch (err) {
+            return stateUnavailable(err);
+          }
+        },
+        record: (ctx, out, acc) => this.record(ctx, out, acc) as bigint | null,
+        settle: (key, hold, spent, time) => settleBudgets(deps, key, hold, spent, time),
+      },
+      deps.backgroundDir,
+    );
     deps.sink.trackInflight?.(() => this.underwayRecords());
   }
 
@@ -326,11 +360,15 @@ export class Gateway {
     if (
       (path.startsWith('/v1/responses/') ||
         path.startsWith('/v1/conversations/') ||
-        path.startsWith('/v1/chat/completions/')) &&
+        path.startsWith('/v1/chat/completions/') ||
+        path.startsWith('/v1/files/') ||
+        path.startsWith('/v1/batches/')) &&
       followUpOf(method, path)
     )
       return 'follow_up';
     if (path === '/v1/conversations') return method === 'POST' ? 'conversations' : null;
+    if (path === '/v1/files') return method === 'POST' ? 'files' : method === 'GET' ? 'file_list' : null;
+    if (path === '/v1/batches') return method === 'POST' ? 'batches' : method === 'GET' ? 'batch_list' : null;
     if (method === 'GET') return path === '/v1/models' ? 'models' : null;
     if (method !== 'POST') return null;
     return ROUTES.get(path) ?? FREE_ROUTES.get(path) ?? null;
@@ -368,6 +406,10 @@ export class Gateway {
         return ask ? await serveFollowUp(this.followUps, req, res, key, ask) : undefined;
       }
       if (endpoint === 'conversations') return await createConversation(this.followUps, req, res, key);
+      if (endpoint === 'files') return await this.batches.upload(req, res, key);
+      if (endpoint === 'batches') return await this.batches.create(req, res, key);
+      if (endpoint === 'file_list' || endpoint === 'batch_list')
+        return await this.batches.list(req, res, key, endpoint === 'file_list' ? 'file' : 'batch');
       const limit = this.deps.config.body_limit_bytes ?? 32 * 1024 * 1024;
       const raw = await readBody(req, limit);
       if (!Buffer.isBuffer(raw)) {
@@ -866,6 +908,8 @@ export class Gateway {
     promptTokens: number,
     tenant: string,
     time: number,
+    /** Priced at the provider's batch rates (a Batch API request). */
+    batch = false,
   ): bigint | Unpriceable {
     const fallback = this.deps.config.default_max_output ?? 4096;
     const asked = maxOutputTokens(body, 0);
@@ -901,7 +945,7 @@ export class Gateway {
           tenant,
           // Hosted searches are billed per call, on top of the tokens.
           tool_calls: toolCallsHeld(body, endpoint, a.model, this.deps.config.default_max_tool_calls),
-          ...dearer,
+          ...(batch ? { batch: true } : dearer),
         });
       } catch {
         // Counts past what any usage may hold (a prompt and an output of billions of tokens): a
@@ -974,6 +1018,8 @@ export class Gateway {
   private readonly followUps: FollowUpEnv;
   /** Background Responses calls answered queued, watched until their responses end. */
   readonly background: BackgroundCalls;
+  /** Batches sent through the gateway, watched until they end, to meter their requests. */
+  readonly batches: Batches;
 
   /** Keeps which provider holds a stored response (or chat completion), and whose it is, for its
    * follow-ups. Not awaited: the state takes it before any later request of the client's can ask
@@ -1044,6 +1090,7 @@ export class Gateway {
   async close(): Promise<void> {
     await Promise.allSettled(this.inflight.values());
     await this.background.close();
+    await this.batches.close();
     await this.upstreams.close();
     await this.deps.sink.close();
   }

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import { attribute } from './attribution.js';
 import { rateLimited, rateLimitHeaders } from './policy.js';
 import { upstreamFor } from './providers.js';
@@ -32,8 +33,9 @@ import {
 export const RESPONSE_KEPT_MS = 30 * 86_400_000;
 export const CONVERSATION_KEPT_MS = 365 * 86_400_000;
 
-/** What a provider keeps: a response, a conversation, or a chat completion asked with store: true. */
-export type StoredKind = 'response' | 'conversation' | 'chat_completion';
+/** What a provider keeps: a response, a conversation, a chat completion asked with store: true, a
+ * file (a batch's input, or its output), or a batch. */
+export type StoredKind = 'response' | 'conversation' | 'chat_completion' | 'file' | 'batch';
 
 export interface FollowUp {
   on: StoredKind;
@@ -85,6 +87,20 @@ const FOLLOW_UPS: Record<StoredKind, { prefix: string; paths: [RegExp, readonly 
       [/^\/items\/[A-Za-z0-9_-]{1,256}$/, ['GET', 'DELETE']],
     ],
   },
+  file: {
+    prefix: '/v1/files/',
+    paths: [
+      [/^$/, ['GET', 'DELETE']],
+      [/^\/content$/, ['GET']],
+    ],
+  },
+  batch: {
+    prefix: '/v1/batches/',
+    paths: [
+      [/^$/, ['GET']],
+      [/^\/cancel$/, ['POST']],
+    ],
+  },
 };
 
 /** The follow-up a request is, or null when it is none. */
@@ -108,8 +124,15 @@ export function followUpOf(method: string | undefined, url: string | undefined):
 
 /** Where an owner is kept in the shared state: under the id alone, so that another tenant's is
  * told apart from one never seen. */
-export const ownerKey = (on: StoredKind, id: string): string =>
-  `${on === 'response' ? 'resp' : on === 'conversation' ? 'conv' : 'chat'}:${id}`;
+const OWNER_PREFIX: Record<StoredKind, string> = {
+  response: 'resp',
+  conversation: 'conv',
+  chat_completion: 'chat',
+  file: 'file',
+  batch: 'batch',
+};
+
+export const ownerKey = (on: StoredKind, id: string): string => `${OWNER_PREFIX[on]}:${id}`;
 
 export const encodeOwner = (o: StoredOwner): string =>
   JSON.stringify({ p: o.provider, t: o.tenant, j: o.project });
@@ -136,16 +159,23 @@ export async function ownerOf(deps: GatewayDeps, on: StoredKind, id: string): Pr
 export const reaches = (key: VirtualKey, owner: StoredOwner): boolean =>
   owner.tenant === key.tenant && (key.project === null || owner.project === key.project);
 
-const notFound = (on: StoredKind, id: string): GatewayError => ({
+const NOT_FOUND: Record<StoredKind, string> = {
+  response:
+    'No response with id {id} was made through this gateway for this key (a response made elsewhere, deleted, or stored with store: false, or made more than 30 days ago, is not found).',
+  conversation:
+    'No conversation with id {id} was made through this gateway for this key (one made elsewhere, or deleted, is not found).',
+  chat_completion:
+    'No stored chat completion with id {id} was made through this gateway for this key (one made elsewhere, without store: true, deleted, or more than 30 days ago, is not found).',
+  file: 'No file with id {id} was uploaded through this gateway, or made by a batch sent through it, for this key (one uploaded elsewhere, or deleted, is not found).',
+  batch:
+    'No batch with id {id} was sent through this gateway for this key (one sent elsewhere is not found).',
+};
+
+export const notFound = (on: StoredKind, id: string): GatewayError => ({
   status: 404,
   type: 'invalid_request_error',
   code: `${on}_not_found`,
-  message:
-    on === 'response'
-      ? `No response with id '${id.slice(0, 256)}' was made through this gateway for this key (a response made elsewhere, deleted, or stored with store: false, or made more than 30 days ago, is not found).`
-      : on === 'conversation'
-        ? `No conversation with id '${id.slice(0, 256)}' was made through this gateway for this key (one made elsewhere, or deleted, is not found).`
-        : `No stored chat completion with id '${id.slice(0, 256)}' was made through this gateway for this key (one made elsewhere, without store: true, deleted, or more than 30 days ago, is not found).`,
+  message: NOT_FOUND[on].replace('{id}', `'${id.slice(0, 256)}'`),
 });
 
 /** What serving a follow-up needs from the gateway. */
@@ -157,14 +187,17 @@ export interface FollowUpEnv {
   /** Where a conversation is made when the request names no provider: where a Responses call to a
    * model that names none goes. */
   defaultProvider(tenant: string): ProviderConfig | undefined;
-  /** A tenant's response as a follow-up answered it (retrieved or cancelled): a background one
-   * being watched is metered now if it has ended. */
-  observed(tenant: string, id: string, answer: Buffer): void;
+  /** A tenant's response or batch as a follow-up answered it (retrieved or cancelled): a
+   * background response or a batch being watched is metered now if it has ended. */
+  observed(on: 'response' | 'batch', tenant: string, id: string, answer: Buffer): void;
 }
 
 /** Holds a call that costs nothing to the key's requests a minute (it takes no tokens): the headers
  * that say where the key stands, or the refusal. */
-async function heldToRpm(env: FollowUpEnv, key: VirtualKey): Promise<Record<string, string> | GatewayError> {
+export async function heldToRpm(
+  env: Pick<FollowUpEnv, 'deps'>,
+  key: VirtualKey,
+): Promise<Record<string, string> | GatewayError> {
   if (key.rpm === null) return {};
   let limit: Awaited<ReturnType<GatewayDeps['state']['rateLimit']>>;
   try {
@@ -181,13 +214,13 @@ async function heldToRpm(env: FollowUpEnv, key: VirtualKey): Promise<Record<stri
   return limit.ok ? rateLimitHeaders(limit) : rateLimited(limit, key);
 }
 
-const isError = (v: Record<string, string> | GatewayError): v is GatewayError =>
+export const isError = (v: Record<string, string> | GatewayError): v is GatewayError =>
   typeof (v as GatewayError).status === 'number';
 
 /** The body of a follow-up that takes one (a conversation's update, its new items), or an empty
  * one; a body too large or undecodable is the refusal. */
-async function bodyOf(
-  env: FollowUpEnv,
+export async function bodyOf(
+  env: Pick<FollowUpEnv, 'deps'>,
   req: IncomingMessage,
   method: string,
 ): Promise<Buffer | GatewayError> {
@@ -198,13 +231,18 @@ async function bodyOf(
   return readBody(req, env.deps.config.body_limit_bytes ?? 32 * 1024 * 1024);
 }
 
-/** Where a provider keeps its stored kind: its Responses path, or the conversations beside it. */
-function storeOf(provider: ProviderConfig, on: StoredKind, req: IncomingMessage) {
-  const target = upstreamFor(provider, 'responses', '', req.headers);
-  const path =
-    on === 'response'
-      ? target.path
-      : target.path.replace(/\/responses$/, on === 'conversation' ? '/conversations' : '/chat/completions');
+const STORE_PATH: Record<StoredKind, string> = {
+  response: '/responses',
+  conversation: '/conversations',
+  chat_completion: '/chat/completions',
+  file: '/files',
+  batch: '/batches',
+};
+
+/** Where a provider keeps its stored kind: its Responses path, or the one beside it. */
+export function storeOf(provider: ProviderConfig, on: StoredKind, headers: IncomingMessage['headers']) {
+  const target = upstreamFor(provider, 'responses', '', headers);
+  const path = target.path.replace(/\/responses$/, STORE_PATH[on]);
   return { origin: target.origin, path, headers: target.headers };
 }
 
@@ -240,16 +278,19 @@ export async function serveFollowUp(
       message: `The ${ask.on} '${ask.id}' is held by provider ${owner.provider}, which is no longer configured.`,
     });
   }
-  const store = storeOf(provider, ask.on, req);
+  const store = storeOf(provider, ask.on, req.headers);
   const answer = await pass(env, res, provider, headers, {
     origin: store.origin,
     path: `${store.path}/${ask.id}${ask.rest}${ask.query}`,
     method: ask.method,
     headers: store.headers,
     body,
+    // A file's content (a batch's output, say) may be far larger than an answer: passed on as it comes.
+    streamed: ask.rest === '/content',
   });
   if (!answer) return;
-  if (ask.on === 'response' && ask.method !== 'DELETE') env.observed(key.tenant, ask.id, answer);
+  if ((ask.on === 'response' || ask.on === 'batch') && ask.method !== 'DELETE')
+    env.observed(ask.on, key.tenant, ask.id, answer);
   if (ask.method === 'DELETE' && ask.rest === '') {
     // Deleted upstream, so gone here too.
     try {
@@ -290,7 +331,7 @@ export async function createConversation(
           : 'No OpenAI-style provider is configured to hold conversations.',
     });
   }
-  const store = storeOf(provider, 'conversation', req);
+  const store = storeOf(provider, 'conversation', req.headers);
   const answer = await pass(env, res, provider, headers, { ...store, method: 'POST', body });
   const made = answer ? parseObject(answer.toString('utf8')) : null;
   const id = made?.['id'];
@@ -311,10 +352,11 @@ export async function createConversation(
   }
 }
 
-/** Sends a call that costs nothing and passes its answer on as it came: a stream as it comes, an
- * error without the provider's key. Returns a whole 2xx answer's body, once it has been sent. */
-async function pass(
-  env: FollowUpEnv,
+/** Sends a call that costs nothing and passes its answer on as it came: a stream (or, `streamed`,
+ * any answer) as it comes, an error without the provider's key. Returns a whole 2xx answer's body,
+ * once it has been sent. */
+export async function pass(
+  env: Pick<FollowUpEnv, 'deps' | 'upstreams'>,
   res: ServerResponse,
   provider: ProviderConfig,
   headers: Record<string, string>,
@@ -323,7 +365,11 @@ async function pass(
     path: string;
     method: FollowUp['method'];
     headers: Record<string, string>;
-    body: Buffer;
+    body: Buffer | Readable;
+    streamed?: boolean;
+    /** What a whole 2xx answer becomes before it is written (a list cut to the key's own); a
+     * failure to make it is answered as the shared state's. */
+    transform?: (answer: Buffer) => Promise<Buffer>;
   },
 ): Promise<Buffer | null> {
   const { 'content-type': type0, ...bodyless } = call.headers;
@@ -331,13 +377,14 @@ async function pass(
   res.once('close', () => {
     if (!res.writableFinished) cancel.abort();
   });
+  const hasBody = !Buffer.isBuffer(call.body) || call.body.length > 0;
   let up: Awaited<ReturnType<Upstreams['request']>>;
   try {
     up = await env.upstreams.request(call.origin, {
       path: call.path,
       method: call.method,
-      headers: call.body.length > 0 ? { ...bodyless, 'content-type': type0 ?? 'application/json' } : bodyless,
-      ...(call.body.length > 0 ? { body: call.body } : {}),
+      headers: hasBody ? { ...bodyless, 'content-type': type0 ?? 'application/json' } : bodyless,
+      ...(hasBody ? { body: call.body } : {}),
       cancel,
       timeoutMs: provider.timeout_ms ?? env.deps.config.timeout_ms,
     });
@@ -354,8 +401,8 @@ async function pass(
     return null;
   }
   const type = up.headers['content-type'] ?? 'application/json';
-  if (up.statusCode === 200 && type.includes('event-stream')) {
-    // A retrieve with stream=true: the response's events, passed on as they come.
+  if (up.statusCode === 200 && (call.streamed || type.includes('event-stream'))) {
+    // A retrieve with stream=true (the response's events), or a file's content: passed on as it comes.
     res.writeHead(200, {
       ...passHeaders(up.headers),
       ...headers,
@@ -383,9 +430,17 @@ async function pass(
     return null;
   }
   const failed = up.statusCode >= 400;
-  const out = failed
+  let out = failed
     ? Buffer.from(errorAnswer(read.buf, up.statusCode, type, 'openai', provider.id, provider.api_key).text)
     : read.buf;
+  if (!failed && call.transform) {
+    try {
+      out = await call.transform(out);
+    } catch (err) {
+      sendError(res, 'openai', stateUnavailable(err));
+      return null;
+    }
+  }
   res.writeHead(up.statusCode, {
     ...passHeaders(up.headers),
     ...headers,

@@ -66,6 +66,13 @@ export interface GatewayConfig {
   background_poll_ms?: number | undefined;
   /** A background response not ended after this many hours is metered as estimated. */
   background_max_hours?: number | undefined;
+  /** A batch is first asked for after this (ms), then half as long again each time, up to ten
+   * minutes, until it has ended (batches.ts). */
+  batch_poll_ms?: number | undefined;
+  /** A batch not ended after this many hours is no longer watched (its reservation goes back). */
+  batch_max_hours?: number | undefined;
+  /** The largest batch input file the gateway reads, to check and reserve a batch. */
+  batch_input_max_bytes?: number | undefined;
 }
 
 /** What a virtual key carries: its owner and policy. */

@@ -236,7 +236,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
     // Background calls being watched are kept beside the spool, to outlive the process.
     ...(opts.spoolDir ? { backgroundDir: join(dirname(opts.spoolDir), 'background') } : {}),
   });
-  metrics.watchBackground(gateway.background);
+  metrics.watchBackground(gateway);
   const gw = gateway;
   ctx.downgradeProblem = (model, tenant) => gw.downgradeProblem(model, tenant);
   // Providers added through the API join the configured ones.

@@ -98,6 +98,17 @@ export const gatewaySchema = z
     /** A background response not ended after this many hours is metered as estimated
      * (background_unfinished) and no longer watched. */
     background_max_hours: z.number().positive().default(24),
+    /** A batch (OpenAI's Batch API) is watched until it has ended, to meter its requests: it is
+     * first asked for after this (ms), then half as long again each time, up to ten minutes. */
+    batch_poll_ms: z.number().int().min(10).default(60_000),
+    /** A batch not ended after this many hours is no longer watched, and its reservation goes back. */
+    batch_max_hours: z.number().positive().default(72),
+    /** The largest batch input file the gateway reads (to check its models and reserve its cost). */
+    batch_input_max_bytes: z
+      .number()
+      .int()
+      .positive()
+      .default(200 * 1024 * 1024),
     /** The most the metering spool (calls waiting on disk while the store or the server cannot take
      * them) may hold, in MB. Past it, calls wait in memory, and past the memory bound are dropped
      * and counted. */

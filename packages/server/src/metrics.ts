@@ -73,20 +73,32 @@ export class ServerMetrics {
     watchSink(this.registry, sink);
   }
 
-  /** The gateway's background calls being watched. */
-  watchBackground(background: { size: number }): void {
-    watchBackground(this.registry, background);
+  /** The gateway's background calls and batches being watched. */
+  watchBackground(gateway: Watches): void {
+    watchBackground(this.registry, gateway);
   }
 }
 
+/** What the gateway watches until it can meter it. */
+interface Watches {
+  background: { size: number };
+  batches: { size: number };
+}
+
 /** The gateway's background Responses calls answered queued and watched until their responses
- * end (to meter them then), read at each scrape. */
-export function watchBackground(registry: Registry, background: { size: number }): void {
+ * end, and its batches watched until they end (to meter them then), read at each scrape. */
+export function watchBackground(registry: Registry, gateway: Watches): void {
   readAtScrape(
     registry,
     'tally_gateway_background_calls',
     'Background Responses calls answered queued and watched until their responses end, when they are metered.',
-    () => background.size,
+    () => gateway.background.size,
+  );
+  readAtScrape(
+    registry,
+    'tally_gateway_batches',
+    'Batches sent through the gateway and watched until they end, when their requests are metered.',
+    () => gateway.batches.size,
   );
 }
 

@@ -296,7 +296,7 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
   if (opts.processMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'tally_' });
   const requests = new GatewayRequestMetrics(registry);
   watchSink(registry, sink);
-  watchBackground(registry, gateway.background);
+  watchBackground(registry, gateway);
   const cors = corsFor(config.cors_origins);
   const server = createServer((req, res) => {
     if (cors?.(req, res)) return;

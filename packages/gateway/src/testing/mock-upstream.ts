@@ -9,6 +9,7 @@ import {
   withThinking,
   withThinkingStream,
 } from './anthropic-fixtures.js';
+import { list, MockBatches } from './mock-batches.js';
 import { wholeFault, writeUntilClosed } from './mock-faults.js';
 import { chatRecordings, embeddingRecordings, type Recording } from './recorded.js';
 
@@ -45,6 +46,8 @@ export class MockUpstream {
   readonly storedChats = new Map<string, { completion: Obj; messages: Obj[] }>();
   /** How long a background response takes to complete (queued, then in progress until then). */
   backgroundMs = 60;
+  /** OpenAI's Files and Batch APIs (mock-batches.ts). */
+  readonly batchApi = new MockBatches();
   url = '';
 
   async start(port = 0): Promise<this> {
@@ -52,6 +55,23 @@ export class MockUpstream {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
+        if (/^\/v1\/(files|batches)(\/|\?|$)/.test(req.url ?? '')) {
+          const bytes = Buffer.concat(chunks);
+          this.received.push({
+            path: req.url ?? '',
+            headers: req.headers,
+            body: {},
+            raw: bytes.toString('utf8'),
+          });
+          this.batchApi.handle(
+            req.method ?? '',
+            req.url ?? '',
+            req.headers['content-type'] ?? '',
+            bytes,
+            res,
+          );
+          return;
+        }
         const raw = Buffer.concat(chunks).toString('utf8');
         let body: Obj = {};
         try {
@@ -84,6 +104,7 @@ export class MockUpstream {
   }
 
   async stop(): Promise<void> {
+    this.batchApi.stop();
     for (const r of this.open) r.destroy();
     this.server?.closeAllConnections();
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
@@ -133,13 +154,6 @@ export class MockUpstream {
       invalidRequest(res, 404, `Conversation with id '${id}' not found.`);
       return;
     }
-    const list = (data: Obj[]) => ({
-      object: 'list',
-      data,
-      first_id: data[0]?.['id'] ?? null,
-      last_id: data.at(-1)?.['id'] ?? null,
-      has_more: false,
-    });
     if (part === undefined) {
       if (method === 'DELETE') {
         this.conversations.delete(id);

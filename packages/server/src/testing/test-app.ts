@@ -52,6 +52,9 @@ export async function testApp(
   state?: SharedState,
   /** A store to run on (a restart's); by default a new in-memory one, closed with the app. */
   given?: Store,
+  /** Where the gateway keeps metering it could not write, and what it watches (background calls,
+   * batches) beside it; none by default. */
+  spoolDir?: string,
 ): Promise<TestApp> {
   const config: TallyConfig = configSchema.parse({
     admin_key: ADMIN_KEY,
@@ -71,6 +74,7 @@ export async function testApp(
     processMetrics: false,
     ...(clock ? { clock } : {}),
     ...(state ? { state } : {}),
+    ...(spoolDir ? { spoolDir } : {}),
     secretKey: randomBytes(32),
   });
   const auth = { authorization: `Bearer ${ADMIN_KEY}` };

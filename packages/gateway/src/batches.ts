@@ -1,0 +1,640 @@
+import { createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { attribute } from './attribution.js';
+import type { Hold, Unpriceable } from './budget-guard.js';
+import { KeptWatch, type Watching } from './kept.js';
+import type { AttemptContext, AttemptOutcome, Attribution } from './meter.js';
+import { modelAllowed } from './model-allow.js';
+import { ENDPOINT_API, type Endpoint, priceProviderOf } from './providers.js';
+import type { Accumulated } from './relay.js';
+import { badRequest, type GatewayError, sendError, stateUnavailable } from './replies.js';
+import {
+  bodyOf,
+  encodeOwner,
+  type FollowUpEnv,
+  heldToRpm,
+  isError,
+  isStoredId,
+  notFound,
+  ownerKey,
+  ownerOf,
+  pass,
+  reaches,
+  type StoredOwner,
+  storeOf,
+} from './stored.js';
+import type { ProviderConfig, VirtualKey } from './types.js';
+import { ResponseTooLarge, type UpstreamCall } from './upstream.js';
+import { parseObject } from './upstream-answer.js';
+
+type Obj = Record<string, unknown>;
+
+/**
+ * OpenAI's Batch API through the gateway: a batch's input file is uploaded (`POST /v1/files`), a
+ * batch made from it (`POST /v1/batches`), and its output file read once it has ended. Its requests
+ * run at the provider, hours later, at the provider's batch prices.
+ *
+ * - Files and batches are the provider account's, which every key of the gateway shares, so the
+ *   gateway keeps whose each one is (the tenant and the project, as for stored responses): a key
+ *   reaches only its own, and a batch is made only from a file of its own.
+ * - Before a batch goes, the gateway reads its input file: every request must name a model the key
+ *   may use, and the batch's largest cost (each request's prompt by the tokenizer, plus the most
+ *   output it allows, at batch prices) is reserved on the key's budgets, as a call's is.
+ * - Then it watches the batch (asking the provider after `batch_poll_ms`, then half as long again
+ *   each time, up to ten minutes) until it has ended, or sees it ended in the client's own
+ *   retrieve. It then reads the output file and meters every request in it as a call, at batch
+ *   prices and the batch's time, with the attribution of the request that made the batch; a request
+ *   in the error file is metered as a failed call, which costs nothing. Each call's id comes from
+ *   the batch's and the request's `custom_id`, so a batch metered twice is stored once. The budgets
+ *   are then settled with what the batch cost.
+ * - The batches being watched are kept on disk, as background calls are (kept.ts), so they are
+ *   metered even when the process that sent them has stopped.
+ */
+
+/** The statuses a batch ends in. */
+const ENDED = new Set(['completed', 'failed', 'expired', 'cancelled']);
+
+const hasEnded = (batch: Obj | null): boolean =>
+  typeof batch?.['status'] === 'string' && ENDED.has(batch['status']);
+
+/** The longest wait between two looks at a batch. */
+const LONGEST_WAIT_MS = 600_000;
+
+/** How long the gateway keeps whose a file or batch is. */
+export const BATCH_KEPT_MS = 365 * 86_400_000;
+
+/** The endpoints a batch may run, and which the gateway meters them as (a completion's usage reads
+ * as a chat completion's). */
+const BATCH_ENDPOINTS = new Map<string, Endpoint>([
+  ['/v1/chat/completions', 'chat'],
+  ['/v1/embeddings', 'embeddings'],
+  ['/v1/responses', 'responses'],
+  ['/v1/completions', 'chat'],
+]);
+
+/** The largest input file a batch is made from, as OpenAI takes it. */
+const DEFAULT_MAX_INPUT_BYTES = 200 * 1024 * 1024;
+
+export interface BatchEnv extends FollowUpEnv {
+  /** The most a batch request could cost on `provider` at batch prices, or why it has no price. */
+  estimate(
+    provider: ProviderConfig,
+    endpoint: Endpoint,
+    body: Obj,
+    tenant: string,
+    time: number,
+  ): Promise<bigint | Unpriceable>;
+  /** Reserves `cost` on the budgets of the key (and attribution) that count `model`: the hold,
+   * null with no budget, or the refusal. */
+  reserve(
+    key: VirtualKey,
+    attribution: Attribution,
+    model: string,
+    cost: bigint | Unpriceable,
+    time: number,
+  ): Promise<Hold | null | GatewayError>;
+  /** Meters a call: its cost, or null unpriced. */
+  record(ctx: AttemptContext, out: AttemptOutcome, acc: Accumulated): bigint | null;
+  /** Settles the budgets a batch held. */
+  settle(key: VirtualKey, hold: Hold, spentNano: bigint, time: number): Promise<void>;
+}
+
+/** A batch being watched, as it is kept on disk too. */
+interface KeptBatch {
+  id: string;
+  /** The provider that runs it (its id). */
+  provider: string;
+  key: VirtualKey;
+  attribution: Attribution;
+  /** When it was made (ms). */
+  time: number;
+  hold: Hold | null;
+}
+
+interface Watched extends KeptBatch, Watching {}
+
+const isGatewayError = (v: unknown): v is GatewayError =>
+  typeof (v as GatewayError | null)?.status === 'number' && typeof (v as GatewayError).code === 'string';
+
+/** A request's call id: the batch's id and its custom_id, so that it is the same each time. */
+export function batchCallId(batchId: string, customId: string): string {
+  return /^[A-Za-z0-9_-]{1,64}$/.test(customId)
+    ? `${batchId}.${customId}`
+    : `${batchId}.${createHash('sha256').update(customId).digest('hex').slice(0, 32)}`;
+}
+
+/** Reads a body's lines, a chunk at a time, and hands each whole one (as text) to `line`, one at a
+ * time: while many wait for an async `line`, the upstream is held back, so that a large file is
+ * never all in memory. Past `limit` bytes it rejects with ResponseTooLarge; it rejects too with
+ * the first error `line` throws. */
+async function eachLine(
+  body: UpstreamCall,
+  line: (text: string) => void | Promise<void>,
+  limit = Number.POSITIVE_INFINITY,
+): Promise<void> {
+  let rest: Buffer = Buffer.alloc(0);
+  let chain: Promise<void> = Promise.resolve();
+  let failed: unknown = null;
+  let waiting = 0;
+  let held = false;
+  const take = (text: string) => {
+    waiting++;
+    chain = chain
+      .then(() => (failed === null ? line(text) : undefined))
+      .catch((err: unknown) => {
+        failed ??= err;
+      })
+      .finally(() => {
+        waiting--;
+        if (held && waiting < 64) {
+          held = false;
+          body.resume();
+        }
+      });
+  };
+  await body.read((chunk) => {
+    let buf = rest.length > 0 ? Buffer.concat([rest, chunk]) : chunk;
+    let nl = buf.indexOf(10);
+    while (nl >= 0) {
+      take(buf.subarray(0, nl).toString('utf8'));
+      buf = buf.subarray(nl + 1);
+      nl = buf.indexOf(10);
+    }
+    rest = Buffer.from(buf);
+    if (waiting >= 256) held = true;
+    return !held;
+  }, limit);
+  if (rest.length > 0) take(rest.toString('utf8'));
+  await chain;
+  if (failed !== null) throw failed;
+}
+
+export class Batches extends KeptWatch<Watched, KeptBatch> {
+  constructor(
+    private readonly env: BatchEnv,
+    dir?: string,
+  ) {
+    super(dir, 'batches', 'batches', (err, doing) => env.deps.onError?.(err, doing), LONGEST_WAIT_MS);
+  }
+
+  protected keptItems(): KeptBatch[] {
+    const out: KeptBatch[] = [];
+    for (const w of this.watched.values()) {
+      if (w.done) continue;
+      out.push({
+        id: w.id,
+        provider: w.provider,
+        key: w.key,
+        attribution: w.attribution,
+        time: w.time,
+        hold: w.hold,
+      });
+    }
+    return out;
+  }
+
+  protected async adopt(batches: KeptBatch[]): Promise<void> {
+    for (const b of batches) {
+      // The reservation went with the process that made it: the cost is added, nothing released.
+      if (!this.has(b.key.tenant, b.id))
+        this.start({ ...b, hold: b.hold ? { ...b.hold, reserved: 0n } : null });
+    }
+    await this.kept.save();
+  }
+
+  private start(b: KeptBatch): void {
+    this.add({ ...b, wait: this.env.deps.config.batch_poll_ms ?? 60_000, timer: null, done: false });
+    this.track(this.kept.save());
+  }
+
+  /** `POST /v1/files`: the upload goes, as it is read, to the provider the request names
+   * (`x-tally-provider`), else to the default OpenAI-style one; the file is then kept as the key's. */
+  async upload(req: IncomingMessage, res: ServerResponse, key: VirtualKey): Promise<void> {
+    const headers = await heldToRpm(this.env, key);
+    if (isError(headers)) {
+      req.resume();
+      return sendError(res, 'openai', headers);
+    }
+    const provider = this.providerFor(req, key);
+    if (isGatewayError(provider)) {
+      req.resume();
+      return sendError(res, 'openai', provider);
+    }
+    const type = req.headers['content-type'];
+    if (typeof type !== 'string' || !type.toLowerCase().startsWith('multipart/form-data')) {
+      req.resume();
+      return sendError(
+        res,
+        'openai',
+        badRequest(
+          'A file is uploaded as multipart/form-data, with its purpose and the file.',
+          'invalid_upload',
+        ),
+      );
+    }
+    const store = storeOf(provider, 'file', req.headers);
+    // The upload goes as it came: its form, its length and its coding.
+    const kept: Record<string, string> = { 'content-type': type };
+    for (const h of ['content-length', 'content-encoding']) {
+      const v = req.headers[h];
+      if (typeof v === 'string') kept[h] = v;
+    }
+    const answer = await pass(this.env, res, provider, headers, {
+      origin: store.origin,
+      path: store.path,
+      method: 'POST',
+      headers: { ...store.headers, ...kept },
+      body: req,
+    });
+    const made = answer ? parseObject(answer.toString('utf8')) : null;
+    if (typeof made?.['id'] === 'string' && res.statusCode < 300)
+      await this.remember('file', made['id'], provider.id, key, attribute(key, req.headers).project);
+  }
+
+  /** `POST /v1/batches`: from a file of the key's, checked and reserved on its budgets (see above),
+   * then made at the provider that holds the file, and watched until it ends. */
+  async create(req: IncomingMessage, res: ServerResponse, key: VirtualKey): Promise<void> {
+    const raw = await bodyOf(this.env, req, 'POST');
+    if (!Buffer.isBuffer(raw)) return sendError(res, 'openai', raw);
+    const headers = await heldToRpm(this.env, key);
+    if (isError(headers)) return sendError(res, 'openai', headers);
+    const body = parseObject(raw.toString('utf8'));
+    if (!body)
+      return sendError(
+        res,
+        'openai',
+        badRequest('The request body is not a valid JSON object.', 'invalid_json'),
+      );
+    const fileId = body['input_file_id'];
+    if (typeof fileId !== 'string' || fileId === '')
+      return sendError(res, 'openai', badRequest('input_file_id is required.', 'missing_input_file_id'));
+    const endpoint = BATCH_ENDPOINTS.get(String(body['endpoint']));
+    if (!endpoint) {
+      return sendError(
+        res,
+        'openai',
+        badRequest(
+          `endpoint must be one of ${[...BATCH_ENDPOINTS.keys()].join(', ')}: the batches the gateway meters.`,
+          'batch_endpoint_unsupported',
+        ),
+      );
+    }
+    let owner: StoredOwner | null;
+    try {
+      owner = await ownerOf(this.env.deps, 'file', fileId);
+    } catch (err) {
+      return sendError(res, 'openai', stateUnavailable(err));
+    }
+    if (!owner || !reaches(key, owner)) return sendError(res, 'openai', notFound('file', fileId));
+    const provider = this.env.provider(owner.provider, key.tenant);
+    if (!provider) return sendError(res, 'openai', notFound('file', fileId));
+    const time = this.env.deps.clock.now();
+    const attribution = attribute(key, req.headers);
+    const input = await this.readInput(provider, fileId, key, endpoint, time);
+    if (isGatewayError(input)) return sendError(res, 'openai', input);
+    const held = await this.env.reserve(key, attribution, input.model, input.cost, time);
+    if (isGatewayError(held)) return sendError(res, 'openai', held);
+    const store = storeOf(provider, 'batch', req.headers);
+    let answer: Buffer | null = null;
+    try {
+      answer = await pass(this.env, res, provider, headers, {
+        origin: store.origin,
+        path: store.path,
+        method: 'POST',
+        headers: store.headers,
+        body: raw,
+      });
+    } finally {
+      const made = answer ? parseObject(answer.toString('utf8')) : null;
+      const id = made?.['id'];
+      if (typeof id === 'string' && isStoredId(id) && res.statusCode < 300) {
+        await this.remember('batch', id, provider.id, key, attribution.project);
+        this.start({ id, provider: provider.id, key, attribution, time, hold: held });
+        if (hasEnded(made)) this.observe(key.tenant, id, made);
+      } else if (held) {
+        // Not made: nothing will run, and the reservation goes back.
+        await this.env.settle(key, held, 0n, time);
+      }
+    }
+  }
+
+  /** Reads a batch's input file: the model of its first request, and the batch's largest cost;
+   * or the refusal (a request for a model the key may not use, a file that is not a batch's). */
+  private async readInput(
+    provider: ProviderConfig,
+    fileId: string,
+    key: VirtualKey,
+    endpoint: Endpoint,
+    time: number,
+  ): Promise<{ model: string; cost: bigint | Unpriceable } | GatewayError> {
+    const store = storeOf(provider, 'file', {});
+    const { 'content-type': _bodyless, ...headers } = store.headers;
+    const limit = this.env.deps.config.batch_input_max_bytes ?? DEFAULT_MAX_INPUT_BYTES;
+    let first: string | null = null;
+    let cost: bigint | Unpriceable = 0n;
+    let problem: GatewayError | null = null;
+    let lineNo = 0;
+    try {
+      const up = await this.env.upstreams.request(store.origin, {
+        path: `${store.path}/${fileId}/content`,
+        method: 'GET',
+        headers,
+        timeoutMs: provider.timeout_ms ?? this.env.deps.config.timeout_ms,
+      });
+      if (up.statusCode !== 200) {
+        await up.body.dump().catch(() => undefined);
+        return {
+          ...notFound('file', fileId),
+          message: `The provider could not give the file '${fileId}' (${up.statusCode}).`,
+        };
+      }
+      await eachLine(
+        up.body,
+        async (text) => {
+          lineNo++;
+          if (problem || text.trim() === '') return;
+          const line = parseObject(text);
+          const body = line?.['body'];
+          const model = (body as Obj | undefined)?.['model'];
+          if (!line || typeof body !== 'object' || body === null || typeof model !== 'string') {
+            problem = badRequest(
+              `Line ${lineNo} of the input file is not a batch request with a body that names a model.`,
+              'invalid_batch_input',
+            );
+          } else if (!modelAllowed(key.models, model)) {
+            problem = {
+              status: 403,
+              type: 'invalid_request_error',
+              code: 'model_not_allowed',
+              message: `Line ${lineNo} of the input file asks for model ${model}, which this key may not use. Allowed: ${key.models.join(', ')}.`,
+            };
+          } else {
+            first ??= model;
+            // Once one request has no price, the batch has none.
+            if (typeof cost !== 'bigint') return;
+            const one = await this.env.estimate(provider, endpoint, body as Obj, key.tenant, time);
+            cost = typeof one === 'bigint' ? cost + one : one;
+          }
+        },
+        limit,
+      );
+    } catch (err) {
+      if (err instanceof ResponseTooLarge)
+        return badRequest(`The input file is larger than ${limit} bytes.`, 'batch_input_too_large');
+      return {
+        status: 502,
+        type: 'api_error',
+        code: 'upstream_connection_error',
+        message: `The upstream ${provider.id} did not give the input file.`,
+      };
+    }
+    if (problem) return problem;
+    if (first === null) return badRequest('The input file holds no requests.', 'invalid_batch_input');
+    return { model: first, cost };
+  }
+
+  /** Keeps whose a file or batch is. */
+  private async remember(
+    on: 'file' | 'batch',
+    id: string,
+    provider: string,
+    key: VirtualKey,
+    project: string | null,
+  ): Promise<void> {
+    if (!isStoredId(id)) return;
+    try {
+      await this.env.deps.state.remember(
+        ownerKey(on, id),
+        encodeOwner({ provider, tenant: key.tenant, project }),
+        this.env.deps.clock.now() + BATCH_KEPT_MS,
+      );
+    } catch (err) {
+      this.env.deps.onError?.(err, `remembering a ${on}`);
+    }
+  }
+
+  /** The provider a request names (`x-tally-provider`), else the default OpenAI-style one. */
+  private providerFor(req: IncomingMessage, key: VirtualKey): ProviderConfig | GatewayError {
+    const named = req.headers['x-tally-provider'];
+    const provider =
+      typeof named === 'string' ? this.env.provider(named, key.tenant) : this.env.defaultProvider(key.tenant);
+    if (provider && provider.kind !== 'anthropic') return provider;
+    return {
+      status: 404,
+      type: 'invalid_request_error',
+      code: 'provider_not_found',
+      message:
+        typeof named === 'string'
+          ? `No OpenAI-style provider ${named.slice(0, 64)} is configured to hold files and batches.`
+          : 'No OpenAI-style provider is configured to hold files and batches.',
+    };
+  }
+
+  /** `GET /v1/files` and `GET /v1/batches`: the provider's list (of the provider the request
+   * names, else the default one), with only the key's own in it. */
+  async list(
+    req: IncomingMessage,
+    res: ServerResponse,
+    key: VirtualKey,
+    on: 'file' | 'batch',
+  ): Promise<void> {
+    req.resume();
+    const headers = await heldToRpm(this.env, key);
+    if (isError(headers)) return sendError(res, 'openai', headers);
+    const provider = this.providerFor(req, key);
+    if (isGatewayError(provider)) return sendError(res, 'openai', provider);
+    const store = storeOf(provider, on, req.headers);
+    const q = req.url?.indexOf('?') ?? -1;
+    const query = q < 0 ? '' : req.url!.slice(q);
+    await pass(this.env, res, provider, headers, {
+      origin: store.origin,
+      path: `${store.path}${query}`,
+      method: 'GET',
+      headers: store.headers,
+      body: Buffer.alloc(0),
+      // The list, cut to the key's own before it is written.
+      transform: async (answer) => {
+        const list = parseObject(answer.toString('utf8'));
+        if (!list || !Array.isArray(list['data'])) return answer;
+        const data: Obj[] = [];
+        for (const item of list['data'] as Obj[]) {
+          const id = item?.['id'];
+          if (typeof id !== 'string') continue;
+          const owner = await ownerOf(this.env.deps, on, id);
+          if (owner && owner.provider === provider.id && reaches(key, owner)) data.push(item);
+        }
+        return Buffer.from(JSON.stringify({ ...list, data }));
+      },
+    });
+  }
+
+  /** A batch as a follow-up answered it: if it has ended and is being watched, metered now. */
+  observe(tenant: string, id: string, batch: Obj | null): void {
+    const w = this.get(tenant, id);
+    if (!w || !batch) return;
+    this.learnFiles(w, batch);
+    if (hasEnded(batch)) this.track(this.finish(w, batch));
+  }
+
+  /** A batch's output and error files are its maker's too. */
+  private learnFiles(w: Watched, batch: Obj): void {
+    for (const f of ['output_file_id', 'error_file_id']) {
+      const id = batch[f];
+      if (typeof id === 'string' && id !== '')
+        this.track(this.remember('file', id, w.provider, w.key, w.attribution.project));
+    }
+  }
+
+  /** Asks the provider for the batch: metered once it has ended, else asked again later. */
+  protected async look(w: Watched): Promise<void> {
+    w.timer = null;
+    if (w.done || this.closed) return;
+    const maxMs = (this.env.deps.config.batch_max_hours ?? 72) * 3_600_000;
+    if (this.env.deps.clock.now() - w.time > maxMs) {
+      // It never ended: nothing more will be known of it, and its reservation goes back.
+      this.env.deps.onError?.(
+        new Error(`batch ${w.id} did not end in ${maxMs / 3_600_000} hours`),
+        'watching a batch',
+      );
+      return this.finish(w, null);
+    }
+    const provider = this.env.provider(w.provider, w.key.tenant);
+    if (provider) {
+      const store = storeOf(provider, 'batch', {});
+      const { 'content-type': _bodyless, ...headers } = store.headers;
+      try {
+        const up = await this.env.upstreams.request(store.origin, {
+          path: `${store.path}/${w.id}`,
+          method: 'GET',
+          headers,
+          timeoutMs: Math.min(provider.timeout_ms ?? this.env.deps.config.timeout_ms, 60_000),
+        });
+        const buf = await up.body.bytes();
+        if (w.done) return;
+        const batch = up.statusCode === 200 ? parseObject(buf.toString('utf8')) : null;
+        if (batch) this.learnFiles(w, batch);
+        if (hasEnded(batch)) return this.finish(w, batch);
+        if (up.statusCode === 404) return this.finish(w, null);
+      } catch (err) {
+        this.env.deps.onError?.(err, 'watching a batch');
+      }
+    } else {
+      this.env.deps.onError?.(new Error(`provider ${w.provider} is not configured`), 'watching a batch');
+    }
+    if (!w.done) this.schedule(w);
+  }
+
+  /** Meters every request of an ended batch (none for a batch lost or never ended), and settles
+   * its budgets. Once. */
+  private async finish(w: Watched, batch: Obj | null): Promise<void> {
+    if (w.done) return;
+    w.done = true;
+    if (w.timer) clearTimeout(w.timer);
+    const acc: Accumulated = { spentNano: 0n, tokens: 0, headers: {} };
+    let failed = false;
+    try {
+      const provider = this.env.provider(w.provider, w.key.tenant);
+      const endpoint = BATCH_ENDPOINTS.get(String(batch?.['endpoint'])) ?? 'chat';
+      if (batch && provider) {
+        for (const f of ['output_file_id', 'error_file_id']) {
+          const fileId = batch[f];
+          if (typeof fileId === 'string' && fileId !== '')
+            await this.meterFile(w, provider, endpoint, fileId, batch, acc);
+        }
+      }
+    } catch (err) {
+      // Its output could not be read: it is watched again, from the next process if need be.
+      failed = true;
+      this.env.deps.onError?.(err, `metering batch ${w.id}`);
+    }
+    if (failed && !this.closed) {
+      w.done = false;
+      this.schedule(w);
+      return;
+    }
+    this.remove(w);
+    try {
+      if (w.hold) await this.env.settle(w.key, w.hold, acc.spentNano, w.time);
+    } finally {
+      await this.kept.save();
+    }
+  }
+
+  /** Meters each request of one of a batch's files (its output, or its errors). */
+  private async meterFile(
+    w: Watched,
+    provider: ProviderConfig,
+    endpoint: Endpoint,
+    fileId: string,
+    batch: Obj,
+    acc: Accumulated,
+  ): Promise<void> {
+    const store = storeOf(provider, 'file', {});
+    const { 'content-type': _bodyless, ...headers } = store.headers;
+    const up = await this.env.upstreams.request(store.origin, {
+      path: `${store.path}/${fileId}/content`,
+      method: 'GET',
+      headers,
+      timeoutMs: Math.min(provider.timeout_ms ?? this.env.deps.config.timeout_ms, 300_000),
+    });
+    if (up.statusCode !== 200) {
+      await up.body.dump().catch(() => undefined);
+      throw new Error(`the provider answered ${up.statusCode} for file ${fileId}`);
+    }
+    const endedAt = ['completed_at', 'failed_at', 'expired_at', 'cancelled_at']
+      .map((f) => batch[f])
+      .find((v) => typeof v === 'number') as number | undefined;
+    const latencyMs = endedAt
+      ? Math.max(0, endedAt * 1000 - w.time)
+      : Math.max(0, this.env.deps.clock.now() - w.time);
+    await eachLine(up.body, (text) => {
+      if (text.trim() === '') return;
+      const line = parseObject(text);
+      if (!line) return;
+      const customId = typeof line['custom_id'] === 'string' ? line['custom_id'] : String(line['id'] ?? '');
+      const response = (line['response'] ?? null) as Obj | null;
+      const status = typeof response?.['status_code'] === 'number' ? response['status_code'] : 0;
+      const body = (response?.['body'] ?? null) as Obj | null;
+      const error = (line['error'] ?? (body?.['error'] as Obj | undefined) ?? null) as Obj | null;
+      const usage = body && typeof body['usage'] === 'object' ? (body['usage'] as Obj | null) : null;
+      const ok = status >= 200 && status < 300 && !line['error'];
+      const model = typeof body?.['model'] === 'string' ? body['model'] : '';
+      const ctx: AttemptContext = {
+        id: batchCallId(w.id, customId),
+        time: w.time,
+        key: w.key,
+        attribution: w.attribution,
+        priceProvider: priceProviderOf(provider),
+        upstreamApi: ENDPOINT_API[endpoint],
+        modelRequested: model,
+        modelSent: model,
+        fallbackHops: 0,
+        // Each request of a batch is a request of its own.
+        requestId: batchCallId(w.id, customId),
+        routeTier: null,
+      };
+      const code = typeof error?.['code'] === 'string' ? error['code'] : null;
+      const out: AttemptOutcome = {
+        status: ok ? 'ok' : 'error',
+        errorType: ok
+          ? null
+          : `batch_${code ?? (status > 0 ? `upstream_${status}` : 'failed')}`.slice(0, 128),
+        usage: ok ? usage : null,
+        estimated: null,
+        modelServed: model || null,
+        serviceTier: 'batch',
+        latencyMs,
+        ttftMs: null,
+      };
+      this.env.record(ctx, out, acc);
+    });
+  }
+
+  /** Stops watching. The batches still running stay in this process's file, for the next process to
+   * take over (without a directory, they are no longer watched). The looks under way are waited for. */
+  async close(): Promise<void> {
+    await this.stop();
+    await this.kept.save();
+    this.kept.close();
+  }
+}

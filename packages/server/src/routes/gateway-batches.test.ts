@@ -1,0 +1,393 @@
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { MemoryState } from '@tally/gateway';
+import { MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
+import { createDuckDbStore } from '@tally/store';
+import OpenAI, { toFile } from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { foreignKey, type TestApp, testApp, until } from '../testing/test-app.js';
+
+type Failure = { status: number; code: string | null; message: string };
+const failure = (e: unknown): Failure => e as Failure;
+
+/** A batch input file: one chat request a line. */
+const jsonl = (lines: { id: string; model: string; max?: number }[]) =>
+  `${lines
+    .map((l) =>
+      JSON.stringify({
+        custom_id: l.id,
+        method: 'POST',
+        url: '/v1/chat/completions',
+        body: {
+          model: l.model,
+          messages: [{ role: 'user', content: `Classify ticket ${l.id}.` }],
+          ...(l.max ? { max_tokens: l.max } : {}),
+        },
+      }),
+    )
+    .join('\n')}\n`;
+
+describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: the Batch API', () => {
+  const mock = new MockUpstream();
+  let t: TestApp;
+  let base: string;
+  let tenant: string;
+  const client = (key: string) => new OpenAI({ apiKey: key, baseURL: `${base}/v1`, maxRetries: 0 });
+
+  beforeAll(async () => {
+    await mock.start();
+    t = await testApp({
+      gateway: {
+        providers: [{ id: 'openai', kind: 'openai', base_url: `${mock.url}/v1`, api_key: 'sk-upstream' }],
+        batch_poll_ms: 40,
+      },
+    });
+    base = await t.listen();
+    tenant = t.ctx.config.tenant;
+  });
+  afterAll(async () => {
+    await t?.shutdown();
+    await mock.stop();
+  });
+
+  const upload = async (openai: OpenAI, text: string) =>
+    openai.files.create({ file: await toFile(Buffer.from(text), 'input.jsonl'), purpose: 'batch' });
+
+  /** The calls metered for a batch, once there are `n`. */
+  const callsOf = async (batchId: string, n: number) => {
+    let found: { id: string; [k: string]: unknown }[] = [];
+    const end = Date.now() + 5000;
+    while (found.length < n && Date.now() < end) {
+      await t.gateway.flush();
+      found = (await t.store.listCalls({ tenant, limit: 1000 })).rows.filter((c) =>
+        c.id.startsWith(`${batchId}.`),
+      ) as unknown as typeof found;
+      if (found.length < n) await new Promise((r) => setTimeout(r, 20));
+    }
+    return found.sort((a, b) => a.id.localeCompare(b.id));
+  };
+
+  it('runs a batch with the openai client, and meters each of its requests at batch prices', async () => {
+    const openai = client((await t.newKey({ project: 'analytics' })).key);
+    const file = await openai.files.create({
+      file: await toFile(
+        Buffer.from(
+          jsonl([
+            { id: 'ticket-1', model: 'gpt-4o' },
+            { id: 'ticket-2', model: 'gpt-4o' },
+            { id: 'ticket-3', model: 'fault-batch-error' },
+          ]),
+        ),
+        'tickets.jsonl',
+      ),
+      purpose: 'batch',
+    });
+    expect(file).toMatchObject({ object: 'file', purpose: 'batch', filename: 'tickets.jsonl' });
+    // With the provider's key, not the client's.
+    expect(mock.received.at(-1)!.headers['authorization']).toBe('Bearer sk-upstream');
+    expect((await openai.files.retrieve(file.id)).id).toBe(file.id);
+
+    const batch = await openai.batches.create({
+      input_file_id: file.id,
+      endpoint: '/v1/chat/completions',
+      completion_window: '24h',
+    });
+    expect(batch.status).toBe('in_progress');
+    expect(t.gateway.batches.size).toBe(1);
+    expect((await t.app.inject({ url: '/metrics' })).body).toMatch(/^tally_gateway_batches 1$/m);
+
+    let done = batch;
+    while (done.status !== 'completed') {
+      await new Promise((r) => setTimeout(r, 20));
+      done = await openai.batches.retrieve(batch.id);
+    }
+    expect(done.request_counts).toMatchObject({ total: 3, completed: 2, failed: 1 });
+    const output = await (await openai.files.content(done.output_file_id!)).text();
+    expect(
+      output
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).custom_id),
+    ).toEqual(['ticket-1', 'ticket-2']);
+    const errors = await (await openai.files.content(done.error_file_id!)).text();
+    expect(JSON.parse(errors.trim())).toMatchObject({
+      custom_id: 'ticket-3',
+      error: { code: 'model_not_found' },
+    });
+
+    const calls = await callsOf(batch.id, 3);
+    expect(calls.map((c) => c.id)).toEqual([
+      `${batch.id}.ticket-1`,
+      `${batch.id}.ticket-2`,
+      `${batch.id}.ticket-3`,
+    ]);
+    for (const c of calls.slice(0, 2)) {
+      expect(c).toMatchObject({
+        status: 'ok',
+        pricing_status: 'priced',
+        api: 'openai-chat',
+        model_served: 'gpt-4o-2024-08-06',
+        project: 'analytics',
+      });
+      // gpt-4o at batch prices, half the standard: 18 × $1.25 + 10 × $5 a million.
+      expect(c['cost_effective_nano']).toBe(72_500n);
+    }
+    expect(calls[2]).toMatchObject({
+      status: 'error',
+      error_type: 'batch_model_not_found',
+      cost_effective_nano: 0n,
+    });
+    await until(() => t.gateway.batches.size === 0);
+    expect((await t.app.inject({ url: '/metrics' })).body).toMatch(/^tally_gateway_batches 0$/m);
+
+    // Metered once, however often the client looks at it afterwards.
+    await openai.batches.retrieve(batch.id);
+    await t.gateway.flush();
+    expect(await callsOf(batch.id, 3)).toHaveLength(3);
+  });
+
+  it("keeps files and batches to their owner: another tenant's key reaches none of them", async () => {
+    const openai = client((await t.newKey({ project: 'analytics' })).key);
+    const other = client(await foreignKey(t.store));
+    const file = await upload(openai, jsonl([{ id: 'a', model: 'gpt-4o' }]));
+    const batch = await openai.batches.create({
+      input_file_id: file.id,
+      endpoint: '/v1/chat/completions',
+      completion_window: '24h',
+    });
+    const from = mock.received.length;
+    expect(await other.files.retrieve(file.id).catch(failure)).toMatchObject({
+      status: 404,
+      code: 'file_not_found',
+    });
+    expect(await other.files.content(file.id).catch(failure)).toMatchObject({
+      status: 404,
+      code: 'file_not_found',
+    });
+    expect(await other.files.delete(file.id).catch(failure)).toMatchObject({
+      status: 404,
+      code: 'file_not_found',
+    });
+    expect(await other.batches.retrieve(batch.id).catch(failure)).toMatchObject({
+      status: 404,
+      code: 'batch_not_found',
+    });
+    expect(await other.batches.cancel(batch.id).catch(failure)).toMatchObject({
+      status: 404,
+      code: 'batch_not_found',
+    });
+    // Nor can it run a batch on the other's file (and so read it through its output).
+    expect(
+      await other.batches
+        .create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' })
+        .catch(failure),
+    ).toMatchObject({ status: 404, code: 'file_not_found' });
+    expect(mock.received.length).toBe(from);
+
+    // The provider's lists hold every tenant's: each key sees its own.
+    const mine = await openai.files.list();
+    expect(mine.data.map((f) => f.id)).toContain(file.id);
+    expect((await other.files.list()).data).toEqual([]);
+    expect((await openai.batches.list()).data.map((b) => b.id)).toContain(batch.id);
+    expect((await other.batches.list()).data).toEqual([]);
+    await callsOf(batch.id, 1);
+  });
+
+  it('refuses, before it goes, a batch for a model the key may not use, or one its budget cannot hold', async () => {
+    const pinned = client((await t.newKey({ models: ['gpt-4o'] })).key);
+    const file = await upload(
+      pinned,
+      jsonl([
+        { id: 'a', model: 'gpt-4o' },
+        { id: 'b', model: 'gpt-4' },
+      ]),
+    );
+    const from = mock.received.length;
+    const refused = (await pinned.batches
+      .create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' })
+      .catch(failure)) as Failure;
+    expect(refused).toMatchObject({ status: 403, code: 'model_not_allowed' });
+    expect(refused.message).toMatch(/Line 2 .* gpt-4\b/);
+    // The file was read to check it; no batch went.
+    expect(mock.received.slice(from).map((r) => r.path)).toEqual([`/v1/files/${file.id}/content`]);
+
+    // Each request reserves its prompt and 4,000 tokens out at gpt-4o's batch $5 a million: about
+    // $0.02 each. Three do not fit under $0.05; two do, and settle at their cost.
+    const budgeted = client((await t.newKey({ project: 'p', budget_usd: 0.05, period: 'month' })).key);
+    const three = await upload(
+      budgeted,
+      jsonl([
+        { id: 'a', model: 'gpt-4o', max: 4000 },
+        { id: 'b', model: 'gpt-4o', max: 4000 },
+        { id: 'c', model: 'gpt-4o', max: 4000 },
+      ]),
+    );
+    const over = await budgeted.batches
+      .create({ input_file_id: three.id, endpoint: '/v1/chat/completions', completion_window: '24h' })
+      .catch(failure);
+    expect(over).toMatchObject({ status: 429, code: 'budget_exceeded' });
+    const two = await upload(
+      budgeted,
+      jsonl([
+        { id: 'a', model: 'gpt-4o', max: 4000 },
+        { id: 'b', model: 'gpt-4o', max: 4000 },
+      ]),
+    );
+    const batch = await budgeted.batches.create({
+      input_file_id: two.id,
+      endpoint: '/v1/chat/completions',
+      completion_window: '24h',
+    });
+    // While it runs, its reservation holds: a second one does not fit.
+    const second = await budgeted.batches
+      .create({ input_file_id: two.id, endpoint: '/v1/chat/completions', completion_window: '24h' })
+      .catch(failure);
+    expect(second).toMatchObject({ status: 429, code: 'budget_exceeded' });
+    await callsOf(batch.id, 2);
+    await until(() => t.gateway.batches.size === 0);
+    // Settled at its cost ($0.000145), the budget holds another.
+    const again = await budgeted.batches.create({
+      input_file_id: two.id,
+      endpoint: '/v1/chat/completions',
+      completion_window: '24h',
+    });
+    expect(again.status).toBe('in_progress');
+    await callsOf(again.id, 2);
+  });
+
+  it('refuses a batch of an endpoint it does not meter, and a file it does not know', async () => {
+    const openai = client((await t.newKey({})).key);
+    const file = await upload(openai, jsonl([{ id: 'a', model: 'gpt-4o' }]));
+    expect(
+      await openai.batches
+        .create({ input_file_id: file.id, endpoint: '/v1/moderations', completion_window: '24h' })
+        .catch(failure),
+    ).toMatchObject({ status: 400, code: 'batch_endpoint_unsupported' });
+    expect(
+      await openai.batches
+        .create({
+          input_file_id: 'file-elsewhere',
+          endpoint: '/v1/chat/completions',
+          completion_window: '24h',
+        })
+        .catch(failure),
+    ).toMatchObject({ status: 404, code: 'file_not_found' });
+    // A file is uploaded as a form: anything else goes nowhere.
+    const from = mock.received.length;
+    const res = await fetch(`${base}/v1/files`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${openai.apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ purpose: 'batch' }),
+    });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: unknown }).error).toMatchObject({ code: 'invalid_upload' });
+    expect(mock.received.length).toBe(from);
+  });
+
+  it('refuses a batch whose input file is past the size it reads', async () => {
+    const small = await testApp({
+      gateway: {
+        providers: [{ id: 'openai', kind: 'openai', base_url: `${mock.url}/v1`, api_key: 'sk-upstream' }],
+        batch_input_max_bytes: 1000,
+      },
+    });
+    try {
+      const openai = new OpenAI({
+        apiKey: (await small.newKey({})).key,
+        baseURL: `${await small.listen()}/v1`,
+        maxRetries: 0,
+      });
+      const lines = Array.from({ length: 40 }, (_, i) => ({ id: `r${i}`, model: 'gpt-4o' }));
+      const file = await upload(openai, jsonl(lines));
+      const from = mock.received.length;
+      expect(
+        await openai.batches
+          .create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' })
+          .catch(failure),
+      ).toMatchObject({ status: 400, code: 'batch_input_too_large' });
+      expect(mock.received.slice(from).map((r) => r.path)).toEqual([`/v1/files/${file.id}/content`]);
+    } finally {
+      await small.shutdown();
+    }
+  });
+
+  it('meters a batch still running when the gateway stops, from the next process, once', async () => {
+    const dir = mkdtempSync(join(os.tmpdir(), 'tally-batches-'));
+    const store = await createDuckDbStore({ path: join(dir, 'tally.duckdb') });
+    await store.migrate();
+    // One state for both, as Redis would be across a restart.
+    const state = new MemoryState();
+    const config = {
+      gateway: {
+        providers: [{ id: 'openai', kind: 'openai', base_url: `${mock.url}/v1`, api_key: 'sk-upstream' }],
+        batch_poll_ms: 40,
+      },
+    };
+    const spool = join(dir, 'spool', 'calls');
+    mock.batchApi.batchMs = 60_000;
+    const first = await testApp(config, undefined, state, store, spool);
+    try {
+      const openai = new OpenAI({
+        apiKey: (await first.newKey({ project: 'nightly', budget_usd: 1, period: 'month' })).key,
+        baseURL: `${await first.listen()}/v1`,
+        maxRetries: 0,
+      });
+      const file = await upload(
+        openai,
+        jsonl([
+          { id: 'n1', model: 'gpt-4o' },
+          { id: 'n2', model: 'gpt-4o' },
+        ]),
+      );
+      const batch = await openai.batches.create({
+        input_file_id: file.id,
+        endpoint: '/v1/chat/completions',
+        completion_window: '24h',
+      });
+      await first.shutdown();
+      // Kept on disk, with what metering it needs: whose it is, and its reservation.
+      const keptDir = join(dir, 'spool', 'background');
+      const [kept] = readdirSync(keptDir).filter((f) => f.startsWith('batches.'));
+      expect(JSON.parse(readFileSync(join(keptDir, kept!), 'utf8'))).toMatchObject([
+        { id: batch.id, provider: 'openai', attribution: { project: 'nightly' } },
+      ]);
+      expect(await store.counts(tenant)).toMatchObject({ calls: 0 });
+
+      // It ends while no gateway runs; the next one takes the watch over and meters it.
+      mock.batchApi.batchMs = 0;
+      mock.batchApi.finishNow(batch.id);
+      const next = await testApp(config, undefined, state, store, spool);
+      try {
+        await next.gateway.batches.ready;
+        await until(() => next.gateway.batches.size === 0, 5000);
+        await next.gateway.flush();
+        const calls = (await store.listCalls({ tenant, limit: 100 })).rows
+          .filter((c) => c.id.startsWith(batch.id))
+          .sort((a, b) => a.id.localeCompare(b.id));
+        expect(calls.map((c) => [c.id, c.status, c.cost_effective_nano, c.project])).toEqual([
+          [`${batch.id}.n1`, 'ok', 72_500n, 'nightly'],
+          [`${batch.id}.n2`, 'ok', 72_500n, 'nightly'],
+        ]);
+        expect(readdirSync(keptDir).filter((f) => f.startsWith('batches.'))).toEqual([]);
+        // The owners were kept in the shared state: the client reads its output through the new one.
+        const again = new OpenAI({
+          apiKey: openai.apiKey,
+          baseURL: `${await next.listen()}/v1`,
+          maxRetries: 0,
+        });
+        const done = await again.batches.retrieve(batch.id);
+        expect(done.status).toBe('completed');
+        expect(
+          (await (await again.files.content(done.output_file_id!)).text()).trim().split('\n'),
+        ).toHaveLength(2);
+      } finally {
+        await next.shutdown();
+      }
+    } finally {
+      mock.batchApi.batchMs = 80;
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
