@@ -327,29 +327,15 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     endpoint: Endpoint,
     time: number,
   ): Promise<{ model: string; cost: bigint | Unpriceable } | GatewayError> {
-    const store = storeOf(provider, 'file', {});
-    const { 'content-type': _bodyless, ...headers } = store.headers;
     const limit = this.env.deps.config.batch_input_max_bytes ?? DEFAULT_MAX_INPUT_BYTES;
     let first: string | null = null;
     let cost: bigint | Unpriceable = 0n;
     let problem: GatewayError | null = null;
     let lineNo = 0;
     try {
-      const up = await this.env.upstreams.request(store.origin, {
-        path: `${store.path}/${fileId}/content`,
-        method: 'GET',
-        headers,
-        timeoutMs: provider.timeout_ms ?? this.env.deps.config.timeout_ms,
-      });
-      if (up.statusCode !== 200) {
-        await up.body.dump().catch(() => undefined);
-        return {
-          ...notFound('file', fileId),
-          message: `The provider could not give the file '${fileId}' (${up.statusCode}).`,
-        };
-      }
-      await eachLine(
-        up.body,
+      const given = await this.readFile(
+        provider,
+        fileId,
         async (text) => {
           lineNo++;
           if (problem || text.trim() === '') return;
@@ -378,6 +364,8 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
         },
         limit,
       );
+      if (!given)
+        return { ...notFound('file', fileId), message: `The provider could not give the file '${fileId}'.` };
     } catch (err) {
       if (err instanceof ResponseTooLarge)
         return badRequest(`The input file is larger than ${limit} bytes.`, 'batch_input_too_large');
@@ -536,10 +524,11 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
       const provider = this.env.provider(w.provider, w.key.tenant);
       const endpoint = BATCH_ENDPOINTS.get(String(batch?.['endpoint'])) ?? 'chat';
       if (batch && provider) {
+        const asked = await this.askedModels(provider, batch);
         for (const f of ['output_file_id', 'error_file_id']) {
           const fileId = batch[f];
           if (typeof fileId === 'string' && fileId !== '')
-            await this.meterFile(w, provider, endpoint, fileId, batch, acc);
+            await this.meterFile(w, provider, endpoint, fileId, batch, asked, acc);
         }
       }
     } catch (err) {
@@ -567,27 +556,16 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     endpoint: Endpoint,
     fileId: string,
     batch: Obj,
+    asked: Map<string, string> | null,
     acc: Accumulated,
   ): Promise<void> {
-    const store = storeOf(provider, 'file', {});
-    const { 'content-type': _bodyless, ...headers } = store.headers;
-    const up = await this.env.upstreams.request(store.origin, {
-      path: `${store.path}/${fileId}/content`,
-      method: 'GET',
-      headers,
-      timeoutMs: Math.min(provider.timeout_ms ?? this.env.deps.config.timeout_ms, 300_000),
-    });
-    if (up.statusCode !== 200) {
-      await up.body.dump().catch(() => undefined);
-      throw new Error(`the provider answered ${up.statusCode} for file ${fileId}`);
-    }
     const endedAt = ['completed_at', 'failed_at', 'expired_at', 'cancelled_at']
       .map((f) => batch[f])
       .find((v) => typeof v === 'number') as number | undefined;
     const latencyMs = endedAt
       ? Math.max(0, endedAt * 1000 - w.time)
       : Math.max(0, this.env.deps.clock.now() - w.time);
-    await eachLine(up.body, (text) => {
+    const given = await this.readFile(provider, fileId, (text) => {
       if (text.trim() === '') return;
       const line = parseObject(text);
       if (!line) return;
@@ -606,8 +584,8 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
         attribution: w.attribution,
         priceProvider: priceProviderOf(provider),
         upstreamApi: ENDPOINT_API[endpoint],
-        modelRequested: model,
-        modelSent: model,
+        modelRequested: asked?.get(customId) ?? model,
+        modelSent: asked?.get(customId) ?? model,
         fallbackHops: 0,
         // Each request of a batch is a request of its own.
         requestId: batchCallId(w.id, customId),
@@ -628,6 +606,50 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
       };
       this.env.record(ctx, out, acc);
     });
+    if (!given) throw new Error(`the provider did not give file ${fileId}`);
+  }
+
+  /** Reads one of the provider's files a line at a time (see eachLine); false when the provider
+   * does not give it. */
+  private async readFile(
+    provider: ProviderConfig,
+    fileId: string,
+    line: (text: string) => void | Promise<void>,
+    limit?: number,
+  ): Promise<boolean> {
+    const store = storeOf(provider, 'file', {});
+    const { 'content-type': _bodyless, ...headers } = store.headers;
+    const up = await this.env.upstreams.request(store.origin, {
+      path: `${store.path}/${fileId}/content`,
+      method: 'GET',
+      headers,
+      timeoutMs: provider.timeout_ms ?? this.env.deps.config.timeout_ms,
+    });
+    if (up.statusCode !== 200) {
+      await up.body.dump().catch(() => undefined);
+      return false;
+    }
+    await eachLine(up.body, line, limit);
+    return true;
+  }
+
+  /** The model each request of a batch's input file asked for, by its custom_id (the answers name
+   * the model that served it, a dated snapshot); null when the file is no longer there. */
+  private async askedModels(provider: ProviderConfig, batch: Obj): Promise<Map<string, string> | null> {
+    const input = batch['input_file_id'];
+    if (typeof input !== 'string') return null;
+    const asked = new Map<string, string>();
+    try {
+      const given = await this.readFile(provider, input, (text) => {
+        const line = parseObject(text);
+        const model = (line?.['body'] as Obj | undefined)?.['model'];
+        if (typeof line?.['custom_id'] === 'string' && typeof model === 'string')
+          asked.set(line['custom_id'], model);
+      });
+      return given ? asked : null;
+    } catch {
+      return null;
+    }
   }
 
   /** Stops watching. The batches still running stay in this process's file, for the next process to

@@ -127,6 +127,8 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: the Batch API', () => {
         status: 'ok',
         pricing_status: 'priced',
         api: 'openai-chat',
+        // The model the request asked for, as a call's; the answer names the snapshot that served it.
+        model_requested: 'gpt-4o',
         model_served: 'gpt-4o-2024-08-06',
         project: 'analytics',
       });
@@ -254,6 +256,35 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: the Batch API', () => {
     });
     expect(again.status).toBe('in_progress');
     await callsOf(again.id, 2);
+  });
+
+  it('gives back the reservation of a batch cancelled before it ran, metering nothing', async () => {
+    mock.batchApi.batchMs = 60_000;
+    try {
+      const openai = client((await t.newKey({ project: 'p', budget_usd: 0.05, period: 'month' })).key);
+      const file = await upload(
+        openai,
+        jsonl([
+          { id: 'a', model: 'gpt-4o', max: 4000 },
+          { id: 'b', model: 'gpt-4o', max: 4000 },
+        ]),
+      );
+      const ask = { input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' } as const;
+      const batch = await openai.batches.create(ask);
+      expect(await openai.batches.create(ask).catch(failure)).toMatchObject({ status: 429, code: 'budget_exceeded' });
+      const cancelled = await openai.batches.cancel(batch.id);
+      expect(cancelled.status).toBe('cancelled');
+      // Seen ended in the cancel's answer: nothing to meter, and the budget holds the next.
+      await until(() => !t.gateway.batches.has(tenant, batch.id));
+      await t.gateway.flush();
+      const stored = (await t.store.listCalls({ tenant, limit: 1000 })).rows;
+      expect(stored.filter((c) => c.id.startsWith(`${batch.id}.`))).toEqual([]);
+      const next = await openai.batches.create(ask);
+      expect(next.status).toBe('in_progress');
+      await openai.batches.cancel(next.id);
+    } finally {
+      mock.batchApi.batchMs = 80;
+    }
   });
 
   it('refuses a batch of an endpoint it does not meter, and a file it does not know', async () => {
