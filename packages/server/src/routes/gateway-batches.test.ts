@@ -269,9 +269,16 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: the Batch API', () => {
           { id: 'b', model: 'gpt-4o', max: 4000 },
         ]),
       );
-      const ask = { input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' } as const;
+      const ask = {
+        input_file_id: file.id,
+        endpoint: '/v1/chat/completions',
+        completion_window: '24h',
+      } as const;
       const batch = await openai.batches.create(ask);
-      expect(await openai.batches.create(ask).catch(failure)).toMatchObject({ status: 429, code: 'budget_exceeded' });
+      expect(await openai.batches.create(ask).catch(failure)).toMatchObject({
+        status: 429,
+        code: 'budget_exceeded',
+      });
       const cancelled = await openai.batches.cancel(batch.id);
       expect(cancelled.status).toBe('cancelled');
       // Seen ended in the cancel's answer: nothing to meter, and the budget holds the next.
