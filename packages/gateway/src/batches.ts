@@ -22,6 +22,8 @@ import {
   reaches,
   type StoredOwner,
   storeOf,
+  wireOfStored,
+  withGatewayResultsUrl,
 } from './stored.js';
 import type { ProviderConfig, VirtualKey } from './types.js';
 import { ResponseTooLarge, type UpstreamCall } from './upstream.js';
@@ -51,11 +53,16 @@ type Obj = Record<string, unknown>;
  *   metered even when the process that sent them has stopped.
  */
 
-/** The statuses a batch ends in. */
+/** The statuses an OpenAI batch ends in. */
 const ENDED = new Set(['completed', 'failed', 'expired', 'cancelled']);
 
+/** Whether a batch has ended: an OpenAI batch by its status, an Anthropic one by its processing's. */
 const hasEnded = (batch: Obj | null): boolean =>
-  typeof batch?.['status'] === 'string' && ENDED.has(batch['status']);
+  (typeof batch?.['status'] === 'string' && ENDED.has(batch['status'])) ||
+  batch?.['processing_status'] === 'ended';
+
+/** The most requests an Anthropic message batch takes. */
+const MAX_MESSAGE_BATCH_REQUESTS = 100_000;
 
 /** The longest wait between two looks at a batch. */
 const LONGEST_WAIT_MS = 600_000;
@@ -84,6 +91,8 @@ export interface BatchEnv extends FollowUpEnv {
     tenant: string,
     time: number,
   ): Promise<bigint | Unpriceable>;
+  /** The Anthropic provider a model's messages go to, if one does. */
+  anthropicProvider(model: string, tenant: string): ProviderConfig | undefined;
   /** Reserves `cost` on the budgets of the key (and attribution) that count `model`: the hold,
    * null with no budget, or the refusal. */
   reserve(
@@ -102,6 +111,9 @@ export interface BatchEnv extends FollowUpEnv {
 /** A batch being watched, as it is kept on disk too. */
 interface KeptBatch {
   id: string;
+  /** OpenAI's Batch API (its files), or Anthropic's message batches; OpenAI's when not kept (a
+   * file of an earlier version). */
+  api?: 'openai' | 'anthropic';
   /** The provider that runs it (its id). */
   provider: string;
   key: VirtualKey;
@@ -183,6 +195,7 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
       if (w.done) continue;
       out.push({
         id: w.id,
+        api: w.api ?? 'openai',
         provider: w.provider,
         key: w.key,
         attribution: w.attribution,
@@ -294,7 +307,103 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     if (isGatewayError(input)) return sendError(res, 'openai', input);
     const held = await this.env.reserve(key, attribution, input.model, input.cost, time);
     if (isGatewayError(held)) return sendError(res, 'openai', held);
-    const store = storeOf(provider, 'batch', req.headers);
+    await this.send(res, key, provider, headers, held, attribution, time, 'openai', raw, req);
+  }
+
+  /** `POST /v1/messages/batches` (Anthropic's message batches): its requests, in the body, are
+   * checked and their largest cost reserved as a batch file's are; the batch goes to the Anthropic
+   * provider the request names (`x-tally-provider`), else to the one its first model's messages go
+   * to, and is watched until it ends. */
+  async createMessageBatch(req: IncomingMessage, res: ServerResponse, key: VirtualKey): Promise<void> {
+    const raw = await bodyOf(this.env, req, 'POST');
+    if (!Buffer.isBuffer(raw)) return sendError(res, 'anthropic', raw);
+    const headers = await heldToRpm(this.env, key);
+    if (isError(headers)) return sendError(res, 'anthropic', headers);
+    const body = parseObject(raw.toString('utf8'));
+    const requests = body?.['requests'];
+    if (!Array.isArray(requests) || requests.length === 0 || requests.length > MAX_MESSAGE_BATCH_REQUESTS) {
+      return sendError(
+        res,
+        'anthropic',
+        badRequest(
+          `requests must be a list of 1 to ${MAX_MESSAGE_BATCH_REQUESTS} requests, each with its custom_id and params.`,
+          'invalid_batch_input',
+        ),
+      );
+    }
+    const time = this.env.deps.clock.now();
+    const models: string[] = [];
+    for (let i = 0; i < requests.length; i++) {
+      const r = requests[i] as Obj | null;
+      const params = r?.['params'] as Obj | undefined;
+      const model = params?.['model'];
+      if (typeof r?.['custom_id'] !== 'string' || typeof params !== 'object' || typeof model !== 'string') {
+        return sendError(
+          res,
+          'anthropic',
+          badRequest(
+            `requests[${i}] is not a request with a custom_id and params that name a model.`,
+            'invalid_batch_input',
+          ),
+        );
+      }
+      if (!modelAllowed(key.models, model)) {
+        return sendError(res, 'anthropic', {
+          status: 403,
+          type: 'permission_error',
+          code: 'model_not_allowed',
+          message: `requests[${i}] asks for model ${model}, which this key may not use. Allowed: ${key.models.join(', ')}.`,
+        });
+      }
+      models.push(model);
+    }
+    const named = req.headers['x-tally-provider'];
+    const provider =
+      typeof named === 'string'
+        ? this.env.provider(named, key.tenant)
+        : this.env.anthropicProvider(models[0]!, key.tenant);
+    if (provider?.kind !== 'anthropic') {
+      return sendError(res, 'anthropic', {
+        status: 404,
+        type: 'not_found_error',
+        code: 'provider_not_found',
+        message:
+          typeof named === 'string'
+            ? `No Anthropic provider ${named.slice(0, 64)} is configured to run message batches.`
+            : `No Anthropic provider is configured for model ${models[0]!.slice(0, 256)}, to run its message batch.`,
+      });
+    }
+    let cost: bigint | Unpriceable = 0n;
+    for (const r of requests as Obj[]) {
+      const one = await this.env.estimate(provider, 'messages', r['params'] as Obj, key.tenant, time);
+      if (typeof one !== 'bigint') {
+        cost = one;
+        break;
+      }
+      cost += one;
+    }
+    const attribution = attribute(key, req.headers);
+    const held = await this.env.reserve(key, attribution, models[0]!, cost, time);
+    if (isGatewayError(held)) return sendError(res, 'anthropic', held);
+    await this.send(res, key, provider, headers, held, attribution, time, 'anthropic', raw, req);
+  }
+
+  /** Makes the batch at `provider` and passes its answer on; a batch made is kept as the key's and
+   * watched, and the reservation of one not made goes back. */
+  private async send(
+    res: ServerResponse,
+    key: VirtualKey,
+    provider: ProviderConfig,
+    headers: Record<string, string>,
+    held: Hold | null,
+    attribution: Attribution,
+    time: number,
+    api: 'openai' | 'anthropic',
+    raw: Buffer,
+    req: IncomingMessage,
+  ): Promise<void> {
+    const on = api === 'anthropic' ? 'message_batch' : 'batch';
+    const store = storeOf(provider, on, req.headers);
     let answer: Buffer | null = null;
     try {
       answer = await pass(this.env, res, provider, headers, {
@@ -303,13 +412,15 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
         method: 'POST',
         headers: store.headers,
         body: raw,
+        wire: api,
+        ...(api === 'anthropic' ? { transform: withGatewayResultsUrl } : {}),
       });
     } finally {
       const made = answer ? parseObject(answer.toString('utf8')) : null;
       const id = made?.['id'];
       if (typeof id === 'string' && isStoredId(id) && res.statusCode < 300) {
-        await this.remember('batch', id, provider.id, key, attribution.project);
-        this.start({ id, provider: provider.id, key, attribution, time, hold: held });
+        await this.remember(on, id, provider.id, key, attribution.project);
+        this.start({ id, api, provider: provider.id, key, attribution, time, hold: held });
         if (hasEnded(made)) this.observe(key.tenant, id, made);
       } else if (held) {
         // Not made: nothing will run, and the reservation goes back.
@@ -383,7 +494,7 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
 
   /** Keeps whose a file or batch is. */
   private async remember(
-    on: 'file' | 'batch',
+    on: 'file' | 'batch' | 'message_batch',
     id: string,
     provider: string,
     key: VirtualKey,
@@ -401,20 +512,30 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     }
   }
 
-  /** The provider a request names (`x-tally-provider`), else the default OpenAI-style one. */
-  private providerFor(req: IncomingMessage, key: VirtualKey): ProviderConfig | GatewayError {
+  /** The provider a request names (`x-tally-provider`), else the default OpenAI-style one (for an
+   * Anthropic list, the first Anthropic provider the tenant reaches). */
+  private providerFor(
+    req: IncomingMessage,
+    key: VirtualKey,
+    api: 'openai' | 'anthropic' = 'openai',
+  ): ProviderConfig | GatewayError {
     const named = req.headers['x-tally-provider'];
     const provider =
-      typeof named === 'string' ? this.env.provider(named, key.tenant) : this.env.defaultProvider(key.tenant);
-    if (provider && provider.kind !== 'anthropic') return provider;
+      typeof named === 'string'
+        ? this.env.provider(named, key.tenant)
+        : api === 'anthropic'
+          ? this.env.anthropicProvider('claude', key.tenant)
+          : this.env.defaultProvider(key.tenant);
+    if (provider && (provider.kind === 'anthropic') === (api === 'anthropic')) return provider;
+    const style = api === 'anthropic' ? 'Anthropic' : 'OpenAI-style';
     return {
       status: 404,
-      type: 'invalid_request_error',
+      type: api === 'anthropic' ? 'not_found_error' : 'invalid_request_error',
       code: 'provider_not_found',
       message:
         typeof named === 'string'
-          ? `No OpenAI-style provider ${named.slice(0, 64)} is configured to hold files and batches.`
-          : 'No OpenAI-style provider is configured to hold files and batches.',
+          ? `No ${style} provider ${named.slice(0, 64)} is configured to hold batches.`
+          : `No ${style} provider is configured to hold batches.`,
     };
   }
 
@@ -424,13 +545,14 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     req: IncomingMessage,
     res: ServerResponse,
     key: VirtualKey,
-    on: 'file' | 'batch',
+    on: 'file' | 'batch' | 'message_batch',
   ): Promise<void> {
     req.resume();
+    const wire = wireOfStored(on);
     const headers = await heldToRpm(this.env, key);
-    if (isError(headers)) return sendError(res, 'openai', headers);
-    const provider = this.providerFor(req, key);
-    if (isGatewayError(provider)) return sendError(res, 'openai', provider);
+    if (isError(headers)) return sendError(res, wire, headers);
+    const provider = this.providerFor(req, key, wire);
+    if (isGatewayError(provider)) return sendError(res, wire, provider);
     const store = storeOf(provider, on, req.headers);
     const q = req.url?.indexOf('?') ?? -1;
     const query = q < 0 ? '' : req.url!.slice(q);
@@ -440,6 +562,7 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
       method: 'GET',
       headers: store.headers,
       body: Buffer.alloc(0),
+      wire,
       // The list, cut to the key's own before it is written.
       transform: async (answer) => {
         const list = parseObject(answer.toString('utf8'));
@@ -451,7 +574,8 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
           const owner = await ownerOf(this.env.deps, on, id);
           if (owner && owner.provider === provider.id && reaches(key, owner)) data.push(item);
         }
-        return Buffer.from(JSON.stringify({ ...list, data }));
+        const cut = Buffer.from(JSON.stringify({ ...list, data }));
+        return on === 'message_batch' ? withGatewayResultsUrl(cut) : cut;
       },
     });
   }
@@ -488,7 +612,7 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     }
     const provider = this.env.provider(w.provider, w.key.tenant);
     if (provider) {
-      const store = storeOf(provider, 'batch', {});
+      const store = storeOf(provider, w.api === 'anthropic' ? 'message_batch' : 'batch', {});
       const { 'content-type': _bodyless, ...headers } = store.headers;
       try {
         const up = await this.env.upstreams.request(store.origin, {
@@ -523,7 +647,8 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     try {
       const provider = this.env.provider(w.provider, w.key.tenant);
       const endpoint = BATCH_ENDPOINTS.get(String(batch?.['endpoint'])) ?? 'chat';
-      if (batch && provider) {
+      if (batch && provider && w.api === 'anthropic') await this.meterResults(w, provider, batch, acc);
+      else if (batch && provider) {
         const asked = await this.askedModels(provider, batch);
         for (const f of ['output_file_id', 'error_file_id']) {
           const fileId = batch[f];
@@ -574,39 +699,105 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
       const status = typeof response?.['status_code'] === 'number' ? response['status_code'] : 0;
       const body = (response?.['body'] ?? null) as Obj | null;
       const error = (line['error'] ?? (body?.['error'] as Obj | undefined) ?? null) as Obj | null;
-      const usage = body && typeof body['usage'] === 'object' ? (body['usage'] as Obj | null) : null;
       const ok = status >= 200 && status < 300 && !line['error'];
-      const model = typeof body?.['model'] === 'string' ? body['model'] : '';
-      const ctx: AttemptContext = {
-        id: batchCallId(w.id, customId),
-        time: w.time,
-        key: w.key,
-        attribution: w.attribution,
-        priceProvider: priceProviderOf(provider),
-        upstreamApi: ENDPOINT_API[endpoint],
-        modelRequested: asked?.get(customId) ?? model,
-        modelSent: asked?.get(customId) ?? model,
-        fallbackHops: 0,
-        // Each request of a batch is a request of its own.
-        requestId: batchCallId(w.id, customId),
-        routeTier: null,
-      };
       const code = typeof error?.['code'] === 'string' ? error['code'] : null;
-      const out: AttemptOutcome = {
-        status: ok ? 'ok' : 'error',
-        errorType: ok
-          ? null
-          : `batch_${code ?? (status > 0 ? `upstream_${status}` : 'failed')}`.slice(0, 128),
-        usage: ok ? usage : null,
-        estimated: null,
-        modelServed: model || null,
-        serviceTier: 'batch',
+      const failure = code ?? (status > 0 ? `upstream_${status}` : 'failed');
+      this.meterRequest(
+        w,
+        provider,
+        endpoint,
+        customId,
+        ok ? body : null,
+        failure,
+        asked?.get(customId),
         latencyMs,
-        ttftMs: null,
-      };
-      this.env.record(ctx, out, acc);
+        acc,
+      );
     });
     if (!given) throw new Error(`the provider did not give file ${fileId}`);
+  }
+
+  /** Meters each request of an ended Anthropic message batch, from its results. */
+  private async meterResults(
+    w: Watched,
+    provider: ProviderConfig,
+    batch: Obj,
+    acc: Accumulated,
+  ): Promise<void> {
+    const endedAt = typeof batch['ended_at'] === 'string' ? Date.parse(batch['ended_at']) : Number.NaN;
+    const latencyMs = Math.max(0, (Number.isFinite(endedAt) ? endedAt : this.env.deps.clock.now()) - w.time);
+    const given = await this.readFile(
+      provider,
+      '',
+      (text) => {
+        const line = parseObject(text);
+        if (!line) return;
+        const customId = typeof line['custom_id'] === 'string' ? line['custom_id'] : '';
+        const result = (line['result'] ?? null) as Obj | null;
+        const type = typeof result?.['type'] === 'string' ? result['type'] : 'unknown';
+        const message = (result?.['message'] ?? null) as Obj | null;
+        const inner = ((result?.['error'] as Obj | undefined)?.['error'] ?? result?.['error']) as
+          | Obj
+          | undefined;
+        const why = typeof inner?.['type'] === 'string' ? `${type}:${inner['type']}` : type;
+        this.meterRequest(
+          w,
+          provider,
+          'messages',
+          customId,
+          type === 'succeeded' ? message : null,
+          why,
+          null,
+          latencyMs,
+          acc,
+        );
+      },
+      undefined,
+      w.id,
+    );
+    if (!given) throw new Error(`the provider did not give the results of ${w.id}`);
+  }
+
+  /** Meters one request of a batch: an answer from its body (with usage), else a failed call. */
+  private meterRequest(
+    w: Watched,
+    provider: ProviderConfig,
+    endpoint: Endpoint,
+    customId: string,
+    answer: Obj | null,
+    failure: string,
+    asked: string | undefined | null,
+    latencyMs: number,
+    acc: Accumulated,
+  ): void {
+    const usage = answer && typeof answer['usage'] === 'object' ? (answer['usage'] as Obj | null) : null;
+    const model = typeof answer?.['model'] === 'string' ? answer['model'] : '';
+    const id = batchCallId(w.id, customId);
+    const ctx: AttemptContext = {
+      id,
+      time: w.time,
+      key: w.key,
+      attribution: w.attribution,
+      priceProvider: priceProviderOf(provider),
+      upstreamApi: ENDPOINT_API[endpoint],
+      modelRequested: asked ?? model,
+      modelSent: asked ?? model,
+      fallbackHops: 0,
+      // Each request of a batch is a request of its own.
+      requestId: id,
+      routeTier: null,
+    };
+    const out: AttemptOutcome = {
+      status: answer ? 'ok' : 'error',
+      errorType: answer ? null : `batch_${failure}`.slice(0, 128),
+      usage: answer ? usage : null,
+      estimated: null,
+      modelServed: model || null,
+      serviceTier: 'batch',
+      latencyMs,
+      ttftMs: null,
+    };
+    this.env.record(ctx, out, acc);
   }
 
   /** Reads one of the provider's files a line at a time (see eachLine); false when the provider
@@ -616,11 +807,13 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     fileId: string,
     line: (text: string) => void | Promise<void>,
     limit?: number,
+    /** What to read, if not a file: an Anthropic batch's results. */
+    results?: string,
   ): Promise<boolean> {
-    const store = storeOf(provider, 'file', {});
+    const store = storeOf(provider, results ? 'message_batch' : 'file', {});
     const { 'content-type': _bodyless, ...headers } = store.headers;
     const up = await this.env.upstreams.request(store.origin, {
-      path: `${store.path}/${fileId}/content`,
+      path: results ? `${store.path}/${results}/results` : `${store.path}/${fileId}/content`,
       method: 'GET',
       headers,
       timeoutMs: provider.timeout_ms ?? this.env.deps.config.timeout_ms,

@@ -150,7 +150,9 @@ export type GatewayRoute =
   | 'files'
   | 'file_list'
   | 'batches'
-  | 'batch_list';
+  | 'batch_list'
+  | 'message_batches'
+  | 'message_batch_list';
 
 const ROUTES = new Map<string, Endpoint>([
   ['/v1/chat/completions', 'chat'],
@@ -249,7 +251,7 @@ export class Gateway {
       defaultProvider: (tenant) => this.routes('', 'responses', tenant)[0]?.provider,
       // Read only for a response being watched: most follow-ups are not of one.
       observed: (on, tenant, id, answer) => {
-        if (on === 'batch') this.batches.observe(tenant, id, parseObject(answer.toString('utf8')));
+        if (on !== 'response') this.batches.observe(tenant, id, parseObject(answer.toString('utf8')));
         else if (this.background.has(tenant, id))
           this.background.observe(tenant, id, parseObject(answer.toString('utf8')));
       },
@@ -257,6 +259,8 @@ export class Gateway {
     this.batches = new Batches(
       {
         ...this.followUps,
+        anthropicProvider: (model, tenant) =>
+          this.routes(model, 'messages', tenant).find((a) => a.provider.kind === 'anthropic')?.provider,
         estimate: async (provider, endpoint, body, tenant, time) =>
           this.largestCost(
             [{ provider, model: String(body['model']), tier: 'primary' }],
@@ -362,13 +366,16 @@ export class Gateway {
         path.startsWith('/v1/conversations/') ||
         path.startsWith('/v1/chat/completions/') ||
         path.startsWith('/v1/files/') ||
-        path.startsWith('/v1/batches/')) &&
+        path.startsWith('/v1/batches/') ||
+        path.startsWith('/v1/messages/batches/')) &&
       followUpOf(method, path)
     )
       return 'follow_up';
     if (path === '/v1/conversations') return method === 'POST' ? 'conversations' : null;
     if (path === '/v1/files') return method === 'POST' ? 'files' : method === 'GET' ? 'file_list' : null;
     if (path === '/v1/batches') return method === 'POST' ? 'batches' : method === 'GET' ? 'batch_list' : null;
+    if (path === '/v1/messages/batches')
+      return method === 'POST' ? 'message_batches' : method === 'GET' ? 'message_batch_list' : null;
     if (method === 'GET') return path === '/v1/models' ? 'models' : null;
     if (method !== 'POST') return null;
     return ROUTES.get(path) ?? FREE_ROUTES.get(path) ?? null;
@@ -391,7 +398,9 @@ export class Gateway {
   }
 
   private async serveOne(req: IncomingMessage, res: ServerResponse, endpoint: GatewayRoute): Promise<void> {
-    const wire = wireOf(endpoint);
+    // A message batch's follow-ups are Anthropic's.
+    const wire =
+      endpoint === 'follow_up' && req.url?.startsWith('/v1/messages/') ? 'anthropic' : wireOf(endpoint);
     try {
       if (endpoint === 'models') return await this.models(req, res);
       // The key first, from the headers: a caller without one is answered before its body is
@@ -408,8 +417,11 @@ export class Gateway {
       if (endpoint === 'conversations') return await createConversation(this.followUps, req, res, key);
       if (endpoint === 'files') return await this.batches.upload(req, res, key);
       if (endpoint === 'batches') return await this.batches.create(req, res, key);
-      if (endpoint === 'file_list' || endpoint === 'batch_list')
-        return await this.batches.list(req, res, key, endpoint === 'file_list' ? 'file' : 'batch');
+      if (endpoint === 'message_batches') return await this.batches.createMessageBatch(req, res, key);
+      if (endpoint === 'file_list' || endpoint === 'batch_list' || endpoint === 'message_batch_list') {
+        const on = endpoint === 'file_list' ? 'file' : endpoint === 'batch_list' ? 'batch' : 'message_batch';
+        return await this.batches.list(req, res, key, on);
+      }
       const limit = this.deps.config.body_limit_bytes ?? 32 * 1024 * 1024;
       const raw = await readBody(req, limit);
       if (!Buffer.isBuffer(raw)) {

@@ -5,7 +5,12 @@ export type Wire = 'openai' | 'anthropic';
 
 /** The shape of a gateway route's answers: Anthropic's for its messages and token count. */
 export const wireOf = (route: string): Wire =>
-  route === 'messages' || route === 'count_tokens' ? 'anthropic' : 'openai';
+  route === 'messages' ||
+  route === 'count_tokens' ||
+  route === 'message_batches' ||
+  route === 'message_batch_list'
+    ? 'anthropic'
+    : 'openai';
 
 export interface GatewayError {
   status: number;

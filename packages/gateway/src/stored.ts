@@ -4,7 +4,7 @@ import { attribute } from './attribution.js';
 import { rateLimited, rateLimitHeaders } from './policy.js';
 import { upstreamFor } from './providers.js';
 import { holdBack, passHeaders } from './relay.js';
-import { type GatewayError, sendError, stateUnavailable } from './replies.js';
+import { type GatewayError, sendError, stateUnavailable, type Wire } from './replies.js';
 import { readBody } from './request-body.js';
 import type { GatewayDeps, ProviderConfig, VirtualKey } from './types.js';
 import { Cancel, type Upstreams } from './upstream.js';
@@ -34,8 +34,8 @@ export const RESPONSE_KEPT_MS = 30 * 86_400_000;
 export const CONVERSATION_KEPT_MS = 365 * 86_400_000;
 
 /** What a provider keeps: a response, a conversation, a chat completion asked with store: true, a
- * file (a batch's input, or its output), or a batch. */
-export type StoredKind = 'response' | 'conversation' | 'chat_completion' | 'file' | 'batch';
+ * file (a batch's input, or its output), a batch, or an Anthropic message batch. */
+export type StoredKind = 'response' | 'conversation' | 'chat_completion' | 'file' | 'batch' | 'message_batch';
 
 export interface FollowUp {
   on: StoredKind;
@@ -101,6 +101,14 @@ const FOLLOW_UPS: Record<StoredKind, { prefix: string; paths: [RegExp, readonly 
       [/^\/cancel$/, ['POST']],
     ],
   },
+  message_batch: {
+    prefix: '/v1/messages/batches/',
+    paths: [
+      [/^$/, ['GET', 'DELETE']],
+      [/^\/cancel$/, ['POST']],
+      [/^\/results$/, ['GET']],
+    ],
+  },
 };
 
 /** The follow-up a request is, or null when it is none. */
@@ -130,6 +138,7 @@ const OWNER_PREFIX: Record<StoredKind, string> = {
   chat_completion: 'chat',
   file: 'file',
   batch: 'batch',
+  message_batch: 'msgbatch',
 };
 
 export const ownerKey = (on: StoredKind, id: string): string => `${OWNER_PREFIX[on]}:${id}`;
@@ -169,6 +178,8 @@ const NOT_FOUND: Record<StoredKind, string> = {
   file: 'No file with id {id} was uploaded through this gateway, or made by a batch sent through it, for this key (one uploaded elsewhere, or deleted, is not found).',
   batch:
     'No batch with id {id} was sent through this gateway for this key (one sent elsewhere is not found).',
+  message_batch:
+    'No message batch with id {id} was sent through this gateway for this key (one sent elsewhere, or deleted, is not found).',
 };
 
 export const notFound = (on: StoredKind, id: string): GatewayError => ({
@@ -189,7 +200,7 @@ export interface FollowUpEnv {
   defaultProvider(tenant: string): ProviderConfig | undefined;
   /** A tenant's response or batch as a follow-up answered it (retrieved or cancelled): a
    * background response or a batch being watched is metered now if it has ended. */
-  observed(on: 'response' | 'batch', tenant: string, id: string, answer: Buffer): void;
+  observed(on: 'response' | 'batch' | 'message_batch', tenant: string, id: string, answer: Buffer): void;
 }
 
 /** Holds a call that costs nothing to the key's requests a minute (it takes no tokens): the headers
@@ -231,7 +242,7 @@ export async function bodyOf(
   return readBody(req, env.deps.config.body_limit_bytes ?? 32 * 1024 * 1024);
 }
 
-const STORE_PATH: Record<StoredKind, string> = {
+const STORE_PATH: Record<Exclude<StoredKind, 'message_batch'>, string> = {
   response: '/responses',
   conversation: '/conversations',
   chat_completion: '/chat/completions',
@@ -239,11 +250,37 @@ const STORE_PATH: Record<StoredKind, string> = {
   batch: '/batches',
 };
 
-/** Where a provider keeps its stored kind: its Responses path, or the one beside it. */
+/** Where a provider keeps its stored kind: its Responses path, or the one beside it (an Anthropic
+ * message batch: beside its messages). */
 export function storeOf(provider: ProviderConfig, on: StoredKind, headers: IncomingMessage['headers']) {
+  if (on === 'message_batch') {
+    const target = upstreamFor(provider, 'messages', '', headers);
+    return { origin: target.origin, path: `${target.path}/batches`, headers: target.headers };
+  }
   const target = upstreamFor(provider, 'responses', '', headers);
   const path = target.path.replace(/\/responses$/, STORE_PATH[on]);
   return { origin: target.origin, path, headers: target.headers };
+}
+
+/** The API a stored kind's follow-ups answer in. */
+export const wireOfStored = (on: StoredKind): Wire => (on === 'message_batch' ? 'anthropic' : 'openai');
+
+/**
+ * An Anthropic message batch as the gateway passes it on (or a list of them): its `results_url`
+ * (the provider's own, which the client's SDK would fetch, with the gateway's key) is the gateway's
+ * path to its results.
+ */
+export async function withGatewayResultsUrl(answer: Buffer): Promise<Buffer> {
+  const rewrite = (b: Record<string, unknown>) =>
+    typeof b['results_url'] === 'string' && typeof b['id'] === 'string'
+      ? { ...b, results_url: `/v1/messages/batches/${b['id']}/results` }
+      : b;
+  const json = parseObject(answer.toString('utf8'));
+  if (!json) return answer;
+  const out = Array.isArray(json['data'])
+    ? { ...json, data: (json['data'] as Record<string, unknown>[]).map(rewrite) }
+    : rewrite(json);
+  return Buffer.from(JSON.stringify(out));
 }
 
 /**
@@ -258,22 +295,23 @@ export async function serveFollowUp(
   key: VirtualKey,
   ask: FollowUp,
 ): Promise<void> {
+  const wire = wireOfStored(ask.on);
   const body = await bodyOf(env, req, ask.method);
-  if (!Buffer.isBuffer(body)) return sendError(res, 'openai', body);
+  if (!Buffer.isBuffer(body)) return sendError(res, wire, body);
   const headers = await heldToRpm(env, key);
-  if (isError(headers)) return sendError(res, 'openai', headers);
-  if (!isStoredId(ask.id)) return sendError(res, 'openai', notFound(ask.on, ask.id));
+  if (isError(headers)) return sendError(res, wire, headers);
+  if (!isStoredId(ask.id)) return sendError(res, wire, notFound(ask.on, ask.id));
   let owner: StoredOwner | null;
   try {
     owner = await ownerOf(env.deps, ask.on, ask.id);
   } catch (err) {
-    return sendError(res, 'openai', stateUnavailable(err));
+    return sendError(res, wire, stateUnavailable(err));
   }
   // Another tenant's, or another project's for a key pinned to one, is not found either.
-  if (!owner || !reaches(key, owner)) return sendError(res, 'openai', notFound(ask.on, ask.id));
+  if (!owner || !reaches(key, owner)) return sendError(res, wire, notFound(ask.on, ask.id));
   const provider = env.provider(owner.provider, key.tenant);
   if (!provider) {
-    return sendError(res, 'openai', {
+    return sendError(res, wire, {
       ...notFound(ask.on, ask.id),
       message: `The ${ask.on} '${ask.id}' is held by provider ${owner.provider}, which is no longer configured.`,
     });
@@ -285,11 +323,14 @@ export async function serveFollowUp(
     method: ask.method,
     headers: store.headers,
     body,
-    // A file's content (a batch's output, say) may be far larger than an answer: passed on as it comes.
-    streamed: ask.rest === '/content',
+    // A file's content (a batch's output, say), or a message batch's results, may be far larger
+    // than an answer: passed on as it comes.
+    streamed: ask.rest === '/content' || ask.rest === '/results',
+    wire,
+    ...(ask.on === 'message_batch' ? { transform: withGatewayResultsUrl } : {}),
   });
   if (!answer) return;
-  if ((ask.on === 'response' || ask.on === 'batch') && ask.method !== 'DELETE')
+  if ((ask.on === 'response' || ask.on === 'batch' || ask.on === 'message_batch') && ask.method !== 'DELETE')
     env.observed(ask.on, key.tenant, ask.id, answer);
   if (ask.method === 'DELETE' && ask.rest === '') {
     // Deleted upstream, so gone here too.
@@ -370,8 +411,11 @@ export async function pass(
     /** What a whole 2xx answer becomes before it is written (a list cut to the key's own); a
      * failure to make it is answered as the shared state's. */
     transform?: (answer: Buffer) => Promise<Buffer>;
+    /** The API the client speaks, for the errors (OpenAI's by default). */
+    wire?: Wire;
   },
 ): Promise<Buffer | null> {
+  const wire = call.wire ?? 'openai';
   const { 'content-type': type0, ...bodyless } = call.headers;
   const cancel = new Cancel();
   res.once('close', () => {
@@ -391,7 +435,7 @@ export async function pass(
   } catch (err) {
     if (cancel.aborted) return null;
     const timeout = (err as { code?: string }).code?.includes('TIMEOUT') ?? false;
-    sendError(res, 'openai', {
+    sendError(res, wire, {
       status: timeout ? 504 : 502,
       type: 'api_error',
       code: timeout ? 'upstream_timeout' : 'upstream_connection_error',
@@ -422,22 +466,22 @@ export async function pass(
   const limit = env.deps.config.max_response_bytes ?? DEFAULT_MAX_RESPONSE_BYTES;
   const read = await readWhole(up, limit);
   if (read.buf === null) {
-    sendError(res, 'openai', unusableError(read.unusable, provider.id, limit));
+    sendError(res, wire, unusableError(read.unusable, provider.id, limit));
     return null;
   }
   if (up.statusCode >= 300 && up.statusCode < 400) {
-    sendError(res, 'openai', unusableError('upstream_redirect', provider.id, limit));
+    sendError(res, wire, unusableError('upstream_redirect', provider.id, limit));
     return null;
   }
   const failed = up.statusCode >= 400;
   let out = failed
-    ? Buffer.from(errorAnswer(read.buf, up.statusCode, type, 'openai', provider.id, provider.api_key).text)
+    ? Buffer.from(errorAnswer(read.buf, up.statusCode, type, wire, provider.id, provider.api_key).text)
     : read.buf;
   if (!failed && call.transform) {
     try {
       out = await call.transform(out);
     } catch (err) {
-      sendError(res, 'openai', stateUnavailable(err));
+      sendError(res, wire, stateUnavailable(err));
       return null;
     }
   }

@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import { type AnthropicUsage, anthropicMessage } from './anthropic-fixtures.js';
 import { chatRecordings, embeddingRecordings } from './recorded.js';
 
 type Obj = Record<string, unknown>;
@@ -12,14 +13,19 @@ type Obj = Record<string, unknown>;
 export class MockBatches {
   readonly files = new Map<string, { meta: Obj; content: Buffer }>();
   readonly batches = new Map<string, Obj>();
+  readonly messageBatches = new Map<string, { batch: Obj; requests: Obj[]; results: string[] }>();
   private made = 0;
   /** How long a batch runs before it has completed. */
   batchMs = 80;
   private readonly timers = new Set<NodeJS.Timeout>();
 
-  /** Answers a request under /v1/files or /v1/batches. */
+  /** Answers a request under /v1/files, /v1/batches or /v1/messages/batches. */
   handle(method: string, url: string, contentType: string, raw: Buffer, res: ServerResponse): void {
     const [path = '', query = ''] = url.split('?');
+    if (path.startsWith('/v1/messages/batches')) {
+      this.messageBatch(method, path, raw, res);
+      return;
+    }
     const parts = path.replace(/^\/v1\//, '').split('/');
     const [kind, id, action] = parts;
     if (kind === 'files') {
@@ -235,6 +241,110 @@ export class MockBatches {
     batch['status'] = 'completed';
     batch['completed_at'] = Math.floor(Date.now() / 1000);
     batch['request_counts'] = { total: lines.length, completed: out.length, failed: errors.length };
+  }
+
+  /** Anthropic's message batches: make one (its requests inline), retrieve, list, cancel or delete
+   * it, and read its results once it has ended. */
+  private messageBatch(method: string, path: string, raw: Buffer, res: ServerResponse): void {
+    const [id, action] = path.slice('/v1/messages/batches'.length).replace(/^\//, '').split('/');
+    const notFound = () =>
+      json(res, 404, {
+        type: 'error',
+        error: { type: 'not_found_error', message: `No message batch ${id}.` },
+      });
+    if (!id) {
+      if (method === 'GET') {
+        json(res, 200, { ...list([...this.messageBatches.values()].map((b) => b.batch)) });
+        return;
+      }
+      const requests = (JSON.parse(raw.toString('utf8')) as Obj)['requests'] as Obj[];
+      const made = `msgbatch_mock${String(++this.made).padStart(4, '0')}`;
+      const batch: Obj = {
+        id: made,
+        type: 'message_batch',
+        processing_status: 'in_progress',
+        request_counts: { processing: requests.length, succeeded: 0, errored: 0, canceled: 0, expired: 0 },
+        ended_at: null,
+        created_at: new Date().toISOString(),
+        expires_at: new Date(Date.now() + 86_400_000).toISOString(),
+        archived_at: null,
+        cancel_initiated_at: null,
+        results_url: null,
+      };
+      const kept = { batch, requests, results: [] as string[] };
+      this.messageBatches.set(made, kept);
+      const timer = setTimeout(() => {
+        this.timers.delete(timer);
+        if (batch['processing_status'] === 'in_progress') this.endMessageBatch(kept, false);
+      }, this.batchMs);
+      this.timers.add(timer);
+      json(res, 200, batch);
+      return;
+    }
+    const kept = this.messageBatches.get(id);
+    if (!kept) {
+      notFound();
+      return;
+    }
+    if (action === 'results') {
+      if (kept.batch['processing_status'] !== 'ended') {
+        notFound();
+        return;
+      }
+      const body = Buffer.from(`${kept.results.join('\n')}\n`);
+      res.writeHead(200, { 'content-type': 'application/binary', 'content-length': body.length });
+      res.end(body);
+      return;
+    }
+    if (action === 'cancel' && kept.batch['processing_status'] === 'in_progress')
+      this.endMessageBatch(kept, true);
+    if (method === 'DELETE') {
+      this.messageBatches.delete(id);
+      json(res, 200, { id, type: 'message_batch_deleted' });
+      return;
+    }
+    json(res, 200, kept.batch);
+  }
+
+  /** Runs a message batch's requests now (or cancels them), and ends it. */
+  finishMessageBatchNow(id: string): void {
+    const kept = this.messageBatches.get(id);
+    if (kept?.batch['processing_status'] === 'in_progress') this.endMessageBatch(kept, false);
+  }
+
+  private endMessageBatch(
+    kept: { batch: Obj; requests: Obj[]; results: string[] },
+    cancelled: boolean,
+  ): void {
+    const counts = { processing: 0, succeeded: 0, errored: 0, canceled: 0, expired: 0 };
+    kept.results = kept.requests.map((r) => {
+      const params = (r['params'] ?? {}) as Obj;
+      let result: Obj;
+      if (cancelled) {
+        result = { type: 'canceled' };
+        counts.canceled++;
+      } else if (params['model'] === 'fault-batch-error') {
+        result = {
+          type: 'errored',
+          error: { type: 'error', error: { type: 'invalid_request_error', message: 'model: not found' } },
+        };
+        counts.errored++;
+      } else {
+        const usage = { input_tokens: 25, output_tokens: 12, service_tier: 'batch' } as AnthropicUsage;
+        result = { type: 'succeeded', message: anthropicMessage(String(params['model']), 'Hello!', usage) };
+        counts.succeeded++;
+      }
+      return JSON.stringify({ custom_id: r['custom_id'], result });
+    });
+    const id = String(kept.batch['id']);
+    Object.assign(kept.batch, {
+      processing_status: 'ended',
+      request_counts: counts,
+      ended_at: new Date().toISOString(),
+      ...(cancelled ? { cancel_initiated_at: new Date().toISOString() } : {}),
+      // As Anthropic gives it: its own address, which a client of a gateway must not be sent to.
+      results_url: `https://api.anthropic.com/v1/messages/batches/${id}/results`,
+    });
   }
 
   stop(): void {

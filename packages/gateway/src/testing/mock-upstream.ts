@@ -55,7 +55,7 @@ export class MockUpstream {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        if (/^\/v1\/(files|batches)(\/|\?|$)/.test(req.url ?? '')) {
+        if (/^\/v1\/(files|batches|messages\/batches)(\/|\?|$)/.test(req.url ?? '')) {
           const bytes = Buffer.concat(chunks);
           this.received.push({
             path: req.url ?? '',

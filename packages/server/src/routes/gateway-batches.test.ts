@@ -1,6 +1,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
+import Anthropic from '@anthropic-ai/sdk';
 import { MemoryState } from '@tally/gateway';
 import { MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
 import { createDuckDbStore } from '@tally/store';
@@ -39,7 +40,10 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: the Batch API', () => {
     await mock.start();
     t = await testApp({
       gateway: {
-        providers: [{ id: 'openai', kind: 'openai', base_url: `${mock.url}/v1`, api_key: 'sk-upstream' }],
+        providers: [
+          { id: 'openai', kind: 'openai', base_url: `${mock.url}/v1`, api_key: 'sk-upstream' },
+          { id: 'anthropic', kind: 'anthropic', base_url: mock.url, api_key: 'sk-ant-upstream' },
+        ],
         batch_poll_ms: 40,
       },
     });
@@ -66,6 +70,19 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: the Batch API', () => {
       if (found.length < n) await new Promise((r) => setTimeout(r, 20));
     }
     return found.sort((a, b) => a.id.localeCompare(b.id));
+  };
+
+  /** A batch's calls: all but the last answered, each `as` and priced at `nano`; the last failed
+   * (`why`), at no cost. */
+  const expectMetered = (
+    calls: Record<string, unknown>[],
+    as: Record<string, unknown>,
+    nano: bigint,
+    why: string,
+  ) => {
+    for (const c of calls.slice(0, -1))
+      expect(c).toMatchObject({ status: 'ok', pricing_status: 'priced', cost_effective_nano: nano, ...as });
+    expect(calls.at(-1)).toMatchObject({ status: 'error', error_type: why, cost_effective_nano: 0n });
   };
 
   it('runs a batch with the openai client, and meters each of its requests at batch prices', async () => {
@@ -122,24 +139,19 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: the Batch API', () => {
       `${batch.id}.ticket-2`,
       `${batch.id}.ticket-3`,
     ]);
-    for (const c of calls.slice(0, 2)) {
-      expect(c).toMatchObject({
-        status: 'ok',
-        pricing_status: 'priced',
+    // gpt-4o at batch prices, half the standard: 18 × $1.25 + 10 × $5 a million.
+    expectMetered(
+      calls,
+      {
         api: 'openai-chat',
         // The model the request asked for, as a call's; the answer names the snapshot that served it.
         model_requested: 'gpt-4o',
         model_served: 'gpt-4o-2024-08-06',
         project: 'analytics',
-      });
-      // gpt-4o at batch prices, half the standard: 18 × $1.25 + 10 × $5 a million.
-      expect(c['cost_effective_nano']).toBe(72_500n);
-    }
-    expect(calls[2]).toMatchObject({
-      status: 'error',
-      error_type: 'batch_model_not_found',
-      cost_effective_nano: 0n,
-    });
+      },
+      72_500n,
+      'batch_model_not_found',
+    );
     await until(() => t.gateway.batches.size === 0);
     expect((await t.app.inject({ url: '/metrics' })).body).toMatch(/^tally_gateway_batches 0$/m);
 
@@ -427,5 +439,96 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: the Batch API', () => {
       await store.close();
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  describe("Anthropic's message batches", () => {
+    const anthropicOf = (key: string) => new Anthropic({ apiKey: key, baseURL: base, maxRetries: 0 });
+    const request = (id: string, model = 'claude-sonnet-4-5') => ({
+      custom_id: id,
+      params: { model, max_tokens: 1024, messages: [{ role: 'user' as const, content: `Summarise ${id}.` }] },
+    });
+
+    it('runs a message batch with the Anthropic client, and meters each request at batch prices', async () => {
+      const anthropic = anthropicOf((await t.newKey({ project: 'research' })).key);
+      const made = await anthropic.messages.batches.create({
+        requests: [request('doc-1'), request('doc-2'), request('doc-3', 'fault-batch-error')],
+      });
+      expect(made).toMatchObject({ type: 'message_batch', processing_status: 'in_progress' });
+      expect(mock.received.at(-1)!.headers['x-api-key']).toBe('sk-ant-upstream');
+      let done = made;
+      while (done.processing_status !== 'ended') {
+        await new Promise((r) => setTimeout(r, 20));
+        done = await anthropic.messages.batches.retrieve(made.id);
+      }
+      expect(done.request_counts).toMatchObject({ succeeded: 2, errored: 1 });
+      // Its results are read through the gateway, not at the provider's own address.
+      expect(done.results_url).toBe(`/v1/messages/batches/${made.id}/results`);
+      const results: string[] = [];
+      for await (const r of await anthropic.messages.batches.results(made.id))
+        results.push(`${r.custom_id} ${r.result.type}`);
+      expect(results).toEqual(['doc-1 succeeded', 'doc-2 succeeded', 'doc-3 errored']);
+
+      const calls = await callsOf(made.id, 3);
+      // claude-sonnet-4-5 at batch prices, half the standard: 25 × $1.50 + 12 × $7.50 a million.
+      expectMetered(
+        calls,
+        {
+          api: 'anthropic-messages',
+          provider: 'anthropic',
+          model_requested: 'claude-sonnet-4-5',
+          project: 'research',
+        },
+        127_500n,
+        'batch_errored:invalid_request_error',
+      );
+      await until(() => !t.gateway.batches.has(tenant, made.id));
+    });
+
+    it("keeps message batches to their owner, and answers in Anthropic's format", async () => {
+      const anthropic = anthropicOf((await t.newKey({ project: 'research' })).key);
+      const other = anthropicOf(await foreignKey(t.store, 'third'));
+      const made = await anthropic.messages.batches.create({ requests: [request('x')] });
+      const from = mock.received.length;
+      for (const attempt of [
+        () => other.messages.batches.retrieve(made.id),
+        () => other.messages.batches.cancel(made.id),
+        () => other.messages.batches.delete(made.id),
+      ]) {
+        const err = (await attempt().catch((e: unknown) => e)) as { status: number; error: unknown };
+        expect(err.status).toBe(404);
+        expect(err.error).toMatchObject({
+          type: 'error',
+          error: { type: 'not_found_error', code: 'message_batch_not_found' },
+        });
+      }
+      expect(mock.received.length).toBe(from);
+      const mine: string[] = [];
+      for await (const b of anthropic.messages.batches.list()) mine.push(b.id);
+      expect(mine).toContain(made.id);
+      const theirs: string[] = [];
+      for await (const b of other.messages.batches.list()) theirs.push(b.id);
+      expect(theirs).toEqual([]);
+      await callsOf(made.id, 1);
+    });
+
+    it('refuses a message batch for a model the key may not use, or one its budget cannot hold', async () => {
+      const pinned = anthropicOf((await t.newKey({ models: ['claude-sonnet-4-5'] })).key);
+      const from = mock.received.length;
+      const refused = (await pinned.messages.batches
+        .create({ requests: [request('a'), request('b', 'claude-opus-4-1')] })
+        .catch((e: unknown) => e)) as { status: number; message: string };
+      expect(refused.status).toBe(403);
+      expect(refused.message).toMatch(/requests\[1\] asks for model claude-opus-4-1/);
+      // 1,024 tokens out at $7.50 a million each, about $0.0077: three do not fit under $0.02.
+      const budgeted = anthropicOf((await t.newKey({ budget_usd: 0.02, period: 'month' })).key);
+      const over = (await budgeted.messages.batches
+        .create({ requests: [request('a'), request('b'), request('c')] })
+        .catch((e: unknown) => e)) as { status: number; error: unknown };
+      expect(over.status).toBe(429);
+      expect(over.error).toMatchObject({ error: { code: 'budget_exceeded' } });
+      expect(mock.received.length).toBe(from);
+      const fits = await budgeted.messages.batches.create({ requests: [request('a'), request('b')] });
+      await callsOf(fits.id, 2);
+    });
   });
 });
