@@ -777,7 +777,8 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
       id,
       time: w.time,
       key: w.key,
-      attribution: w.attribution,
+      // Tagged with its batch, so that spend groups by batch (group_by=tag:batch_id).
+      attribution: { ...w.attribution, tags: { ...w.attribution.tags, batch_id: w.id } },
       priceProvider: priceProviderOf(provider),
       upstreamApi: ENDPOINT_API[endpoint],
       modelRequested: asked ?? model,

@@ -154,6 +154,14 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: the Batch API', () => {
     );
     await until(() => t.gateway.batches.size === 0);
     expect((await t.app.inject({ url: '/metrics' })).body).toMatch(/^tally_gateway_batches 0$/m);
+    // What the batch cost, from spend grouped by the tag each of its calls carries.
+    const spend = await t.app.inject({
+      url: `/v1/spend?group_by=tag:batch_id&tag=batch_id:${batch.id}`,
+      headers: t.auth,
+    });
+    expect(spend.json().rows).toEqual([
+      expect.objectContaining({ 'tag:batch_id': batch.id, cost_usd: '0.000145', calls: 3 }),
+    ]);
 
     // Metered once, however often the client looks at it afterwards.
     await openai.batches.retrieve(batch.id);
