@@ -59,6 +59,7 @@ export const API_FLAVOURS = [
   'openai-chat',
   'openai-responses',
   'openai-embeddings',
+  'openai-images',
   'anthropic-messages',
   'gemini',
   'bedrock-converse',

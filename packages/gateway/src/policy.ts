@@ -334,6 +334,27 @@ export function maxOutputTokens(body: Record<string, unknown>, fallback: number)
   return Math.min(MAX_TOKEN_COUNT, fallback * choicesOf(body));
 }
 
+/** The image tokens OpenAI bills for one generated image, by quality and size (gpt-image-1's
+ * table, which its successors keep). */
+const IMAGE_TOKENS: Record<string, Record<string, number>> = {
+  low: { '1024x1024': 272, '1024x1536': 408, '1536x1024': 400 },
+  medium: { '1024x1024': 1056, '1024x1536': 1584, '1536x1024': 1568 },
+  high: { '1024x1024': 4160, '1024x1536': 6240, '1536x1024': 6208 },
+};
+
+/**
+ * The most output an image generation request may be billed, for its reservation: its images'
+ * tokens at the quality and size it asks for (the largest, where it leaves either to the model:
+ * `auto`, or none), `n` of them, and 100 more for each partial image a streamed one sends.
+ */
+export function imageOutputTokens(body: Record<string, unknown>): number {
+  const quality = IMAGE_TOKENS[String(body['quality'])] ?? IMAGE_TOKENS['high']!;
+  const image = quality[String(body['size'])] ?? Math.max(...Object.values(quality));
+  const partial = body['partial_images'];
+  const partials = typeof partial === 'number' && partial > 0 ? Math.min(3, Math.floor(partial)) : 0;
+  return Math.min(MAX_TOKEN_COUNT, (image + 100 * partials) * choicesOf(body));
+}
+
 /** The most hosted tool calls a call may take, where a request sets no `max_tool_calls`. */
 export const DEFAULT_MAX_TOOL_CALLS = 10;
 

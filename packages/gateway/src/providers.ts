@@ -1,8 +1,9 @@
 import type { ProviderConfig } from './types.js';
 
 /** The model calls the gateway meters: `compact` is the Responses API's compaction of a
- * conversation (POST /v1/responses/compact), a model call billed as a response is. */
-export type Endpoint = 'chat' | 'responses' | 'compact' | 'embeddings' | 'messages';
+ * conversation (POST /v1/responses/compact), a model call billed as a response is; `images` is
+ * OpenAI's image generation (POST /v1/images/generations). */
+export type Endpoint = 'chat' | 'responses' | 'compact' | 'embeddings' | 'images' | 'messages';
 
 /** The API flavour of each endpoint's usage object, for pricing. */
 export const ENDPOINT_API: Record<Endpoint, string> = {
@@ -10,6 +11,7 @@ export const ENDPOINT_API: Record<Endpoint, string> = {
   responses: 'openai-responses',
   compact: 'openai-responses',
   embeddings: 'openai-embeddings',
+  images: 'openai-images',
   messages: 'anthropic-messages',
 };
 
@@ -18,6 +20,7 @@ const OPENAI_PATHS: Record<Exclude<Endpoint, 'messages'>, string> = {
   responses: '/responses',
   compact: '/responses/compact',
   embeddings: '/embeddings',
+  images: '/images/generations',
 };
 
 export interface UpstreamTarget {

@@ -24,6 +24,7 @@ import {
   countsModel,
   DEFAULT_MAX_TOOL_CALLS,
   hostedToolCallsAllowed,
+  imageOutputTokens,
   maxOutputTokens,
   type RateLimitRule,
   rateLimitBucket,
@@ -159,6 +160,7 @@ const ROUTES = new Map<string, Endpoint>([
   ['/v1/responses', 'responses'],
   ['/v1/responses/compact', 'compact'],
   ['/v1/embeddings', 'embeddings'],
+  ['/v1/images/generations', 'images'],
   ['/v1/messages', 'messages'],
 ]);
 
@@ -727,7 +729,10 @@ export class Gateway {
     const scoped = found instanceof Promise ? await found : found;
     const { buckets, slots } = limitsOf(key, scoped, model);
     const limited = buckets.length > 0;
-    const maxOut = maxOutputTokens(body, this.deps.config.default_max_output ?? 4096);
+    const maxOut =
+      endpoint === 'images'
+        ? imageOutputTokens(body)
+        : maxOutputTokens(body, this.deps.config.default_max_output ?? 4096);
     const promptTokens = limited || rules.length > 0 ? await estimatePromptTokens(body) : 0;
     const acc: Accumulated = { spentNano: 0n, tokens: 0, headers: {} };
     if (limited) {
@@ -924,7 +929,7 @@ export class Gateway {
     batch = false,
   ): bigint | Unpriceable {
     const fallback = this.deps.config.default_max_output ?? 4096;
-    const asked = maxOutputTokens(body, 0);
+    const asked = endpoint === 'images' ? imageOutputTokens(body) : maxOutputTokens(body, 0);
     // What the request asks for that costs more a token: OpenAI's priority tier, Anthropic's fast
     // mode and US-only inference (a flex or batch tier costs less, so the standard prices hold).
     const dearer = {

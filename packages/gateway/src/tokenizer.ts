@@ -150,6 +150,8 @@ function promptParts(body: Obj): { standing: string[]; turn: string[] } {
     });
   }
   textOf(body['input'], turn);
+  // An image's prompt (and a legacy completion's).
+  textOf(body['prompt'], turn);
   if (body['tools'] !== undefined) standing.push(JSON.stringify(body['tools']));
   return { standing, turn };
 }

@@ -39,6 +39,20 @@ const GENERIC: Record<string, Extractor> = {
     root: 'usage',
     mappings: [m('prompt_tokens', 'input_tokens', true)],
   },
+  // OpenAI's image generation (gpt-image-1 and later): tokens of the prompt's text and images in,
+  // of the image out.
+  images: {
+    api_flavor: 'images',
+    root: 'usage',
+    mappings: [
+      m('input_tokens', 'input_tokens', true),
+      m(['input_tokens_details', 'text_tokens'], 'input_text_tokens'),
+      m(['input_tokens_details', 'image_tokens'], 'input_image_tokens'),
+      m('output_tokens', 'output_tokens', true),
+      m(['output_tokens_details', 'text_tokens'], 'output_text_tokens'),
+      m(['output_tokens_details', 'image_tokens'], 'output_image_tokens'),
+    ],
+  },
   anthropic: {
     api_flavor: 'anthropic',
     root: 'usage',
@@ -88,6 +102,7 @@ const FLAVOURS: Record<string, { names: string[]; generic: string }> = {
   'openai-chat': { names: ['chat', 'default'], generic: 'chat' },
   'openai-responses': { names: ['responses'], generic: 'responses' },
   'openai-embeddings': { names: ['embeddings'], generic: 'embeddings' },
+  'openai-images': { names: ['images'], generic: 'images' },
   'anthropic-messages': { names: ['anthropic', 'default'], generic: 'anthropic' },
   gemini: { names: ['default'], generic: 'gemini' },
   'bedrock-converse': { names: ['default'], generic: 'converse' },
@@ -106,6 +121,7 @@ const API_ALIASES: Record<string, string> = {
   responses: 'openai-responses',
   embeddings: 'openai-embeddings',
   embedding: 'openai-embeddings',
+  images: 'openai-images',
   anthropic: 'anthropic-messages',
   messages: 'anthropic-messages',
   'anthropic-message': 'anthropic-messages',

@@ -9,6 +9,7 @@ import {
   withThinking,
   withThinkingStream,
 } from './anthropic-fixtures.js';
+import { imageAnswer } from './image-fixtures.js';
 import { list, MockBatches } from './mock-batches.js';
 import { wholeFault, writeUntilClosed } from './mock-faults.js';
 import { chatRecordings, embeddingRecordings, type Recording } from './recorded.js';
@@ -286,6 +287,10 @@ export class MockUpstream {
     }
     if (path.includes('/embeddings')) {
       this.embeddings(body, res);
+      return;
+    }
+    if (path.includes('/images/generations')) {
+      imageAnswer(body, res);
       return;
     }
     if (path.endsWith('/models')) {

@@ -1,0 +1,111 @@
+import { MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lastCalls, type TestApp, testApp } from '../testing/test-app.js';
+
+type Failure = { status: number; code: string | null; message: string };
+
+describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: image generation', () => {
+  const mock = new MockUpstream();
+  let t: TestApp;
+  let base: string;
+  const client = (key: string) => new OpenAI({ apiKey: key, baseURL: `${base}/v1`, maxRetries: 0 });
+
+  beforeAll(async () => {
+    await mock.start();
+    t = await testApp({
+      gateway: {
+        providers: [{ id: 'openai', kind: 'openai', base_url: `${mock.url}/v1`, api_key: 'sk-upstream' }],
+      },
+    });
+    base = await t.listen();
+  });
+  afterAll(async () => {
+    await t?.shutdown();
+    await mock.stop();
+  });
+
+  it('generates an image with the openai client, metered from its usage to the nano-dollar', async () => {
+    const openai = client((await t.newKey({ project: 'studio' })).key);
+    const image = await openai.images.generate({
+      model: 'gpt-image-1',
+      prompt: 'A lighthouse at dawn, in watercolour.',
+      quality: 'medium',
+      size: '1024x1024',
+    });
+    // The whole image came back as it went (1.5 MB of base64).
+    expect(image.data?.[0]?.b64_json?.length).toBeGreaterThan(1_400_000);
+    expect(mock.received.at(-1)).toMatchObject({
+      path: '/v1/images/generations',
+      headers: { authorization: 'Bearer sk-upstream' },
+    });
+    const [call] = await lastCalls(t, 1);
+    expect(call).toMatchObject({
+      api: 'openai-images',
+      model_requested: 'gpt-image-1',
+      status: 'ok',
+      pricing_status: 'priced',
+      project: 'studio',
+      tokens: { input: 50, output: 1056 },
+      // 50 prompt tokens at $5 and 1,056 image tokens at $40 a million.
+      cost_usd: '0.04249',
+    });
+  });
+
+  it('streams partial images and the image as they come, metered from the last event', async () => {
+    const openai = client((await t.newKey({})).key);
+    const stream = await openai.images.generate({
+      model: 'gpt-image-1',
+      prompt: 'A lighthouse at dawn.',
+      quality: 'medium',
+      size: '1024x1024',
+      stream: true,
+      partial_images: 2,
+    });
+    const events: string[] = [];
+    for await (const e of stream) events.push(e.type);
+    expect(events).toEqual([
+      'image_generation.partial_image',
+      'image_generation.partial_image',
+      'image_generation.completed',
+    ]);
+    const [call] = await lastCalls(t, 1);
+    // Each partial image adds 100 image tokens: 1,256 at $40, and 50 at $5, a million.
+    expect(call).toMatchObject({ api: 'openai-images', status: 'ok', cost_usd: '0.05049' });
+  });
+
+  it("reserves the image's tokens at the quality and size asked on the key's budget", async () => {
+    // $0.05 holds a low-quality image (272 tokens, about $0.011), not a high-quality 1536x1024
+    // one (6,208 tokens: $0.25).
+    const openai = client((await t.newKey({ budget_usd: 0.05, period: 'month' })).key);
+    const from = mock.received.length;
+    const refused = (await openai.images
+      .generate({ model: 'gpt-image-1', prompt: 'A poster.', quality: 'high', size: '1536x1024' })
+      .catch((e: unknown) => e)) as Failure;
+    expect(refused).toMatchObject({ status: 429, code: 'budget_exceeded' });
+    expect(mock.received.length).toBe(from);
+    const low = await openai.images.generate({
+      model: 'gpt-image-1',
+      prompt: 'A poster.',
+      quality: 'low',
+      size: '1024x1024',
+    });
+    expect(low.data).toHaveLength(1);
+    const [call] = await lastCalls(t, 1);
+    expect(call).toMatchObject({ status: 'ok', cost_usd: '0.01113' });
+  });
+
+  it('keeps an image of a model that bills per image, with no usage, unpriced, with why', async () => {
+    const openai = client((await t.newKey({})).key);
+    const image = await openai.images.generate({ model: 'dall-e-3', prompt: 'A cat.' });
+    expect(image.data?.[0]?.url).toBe('https://images.example/0.png');
+    const [call] = await lastCalls(t, 1);
+    expect(call).toMatchObject({
+      api: 'openai-images',
+      status: 'ok',
+      pricing_status: 'unpriced',
+      error_type: 'upstream_no_usage',
+      cost_usd: null,
+    });
+  });
+});
