@@ -76,7 +76,7 @@ const BATCH_ENDPOINTS = new Map<string, Endpoint>([
   ['/v1/chat/completions', 'chat'],
   ['/v1/embeddings', 'embeddings'],
   ['/v1/responses', 'responses'],
-  ['/v1/completions', 'chat'],
+  ['/v1/completions', 'completions'],
 ]);
 
 /** The largest input file a batch is made from, as OpenAI takes it. */

@@ -319,7 +319,7 @@ const NO_TRANSLATIONS: ReadonlyMap<Attempt, string> = new Map();
 const INCLUDE_USAGE = Buffer.from(',"stream_options":{"include_usage":true}}');
 
 /** The body to send: the client's bytes, with only the documented edits made in them (the model
- * a route or deployment sends, and `include_usage` on a streamed chat). */
+ * a route or deployment sends, and `include_usage` on a streamed chat or completion). */
 function bodyFor(
   raw: Buffer,
   body: Obj,
@@ -328,7 +328,7 @@ function bodyFor(
   bodyModel: string,
 ): Buffer | string {
   const rename = bodyModel !== body['model'];
-  const usage = addUsage && endpoint === 'chat';
+  const usage = addUsage && (endpoint === 'chat' || endpoint === 'completions');
   if (!rename && !usage) return raw;
   if (!rename && body['stream_options'] === undefined) {
     // The one edit a streamed chat needs, spliced in before the closing brace: the hot path's

@@ -2,12 +2,22 @@ import type { ProviderConfig } from './types.js';
 
 /** The model calls the gateway meters: `compact` is the Responses API's compaction of a
  * conversation (POST /v1/responses/compact), a model call billed as a response is; `images` is
- * OpenAI's image generation (POST /v1/images/generations). */
-export type Endpoint = 'chat' | 'responses' | 'compact' | 'embeddings' | 'images' | 'messages';
+ * OpenAI's image generation (POST /v1/images/generations); `completions`, the legacy text
+ * completions (POST /v1/completions), which base models served by vLLM and the like still take. */
+export type Endpoint =
+  | 'chat'
+  | 'completions'
+  | 'responses'
+  | 'compact'
+  | 'embeddings'
+  | 'images'
+  | 'messages';
 
 /** The API flavour of each endpoint's usage object, for pricing. */
 export const ENDPOINT_API: Record<Endpoint, string> = {
   chat: 'openai-chat',
+  // Its usage is a chat completion's.
+  completions: 'openai-chat',
   responses: 'openai-responses',
   compact: 'openai-responses',
   embeddings: 'openai-embeddings',
@@ -17,6 +27,7 @@ export const ENDPOINT_API: Record<Endpoint, string> = {
 
 const OPENAI_PATHS: Record<Exclude<Endpoint, 'messages'>, string> = {
   chat: '/chat/completions',
+  completions: '/completions',
   responses: '/responses',
   compact: '/responses/compact',
   embeddings: '/embeddings',

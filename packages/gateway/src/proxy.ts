@@ -63,6 +63,8 @@ import {
   encodeOwner,
   type FollowUpEnv,
   followUpOf,
+  heldToRpm,
+  isError,
   isStoredId,
   ownerKey,
   ownerOf,
@@ -146,6 +148,7 @@ export type GatewayRoute =
   | 'models'
   | 'count_tokens'
   | 'input_tokens'
+  | 'moderations'
   | 'follow_up'
   | 'conversations'
   | 'files'
@@ -157,6 +160,7 @@ export type GatewayRoute =
 
 const ROUTES = new Map<string, Endpoint>([
   ['/v1/chat/completions', 'chat'],
+  ['/v1/completions', 'completions'],
   ['/v1/responses', 'responses'],
   ['/v1/responses/compact', 'compact'],
   ['/v1/embeddings', 'embeddings'],
@@ -168,6 +172,7 @@ const ROUTES = new Map<string, Endpoint>([
 const FREE_ROUTES = new Map<string, GatewayRoute>([
   ['/v1/messages/count_tokens', 'count_tokens'],
   ['/v1/responses/input_tokens', 'input_tokens'],
+  ['/v1/moderations', 'moderations'],
 ]);
 
 /** The deepest a request body may nest objects and arrays: far more than any API's schema needs,
@@ -427,11 +432,13 @@ export class Gateway {
       const limit = this.deps.config.body_limit_bytes ?? 32 * 1024 * 1024;
       const raw = await readBody(req, limit);
       if (!Buffer.isBuffer(raw)) {
-        if (endpoint === 'count_tokens' || endpoint === 'input_tokens') return sendError(res, wire, raw);
+        if (endpoint === 'count_tokens' || endpoint === 'input_tokens' || endpoint === 'moderations')
+          return sendError(res, wire, raw);
         return this.refuseUnread(req, res, endpoint, key, raw, this.deps.clock.now(), '');
       }
       if (endpoint === 'count_tokens') await this.countTokens(req, res, raw, key);
       else if (endpoint === 'input_tokens') await this.inputTokens(req, res, raw, key);
+      else if (endpoint === 'moderations') await this.moderations(req, res, raw, key);
       else await this.handle(req, res, endpoint, raw, key);
     } catch (err) {
       if (!res.headersSent && !res.destroyed) {
@@ -585,6 +592,39 @@ export class Gateway {
         ? raw
         : (editTopLevel(raw, new Map([['model', JSON.stringify(target.bodyModel)]])) ?? raw);
     await this.passFree(res, 'openai', target, `${target.path}/input_tokens`, sent, provider);
+  }
+
+  /** OpenAI's moderation (`moderations.create`), which costs nothing: held to the key's requests a
+   * minute and its models, and passed to the provider the model routes to (an OpenAI-style one), or
+   * to the default one; its answer back as it came. Not metered. */
+  private async moderations(
+    req: IncomingMessage,
+    res: ServerResponse,
+    raw: Buffer,
+    key: VirtualKey,
+  ): Promise<void> {
+    const body = parseObject(raw.toString('utf8'));
+    if (!body) return sendError(res, 'openai', notJsonObject());
+    const model = body['model'] ?? 'omni-moderation-latest';
+    if (typeof model !== 'string' || !isModelName(model))
+      return sendError(
+        res,
+        'openai',
+        badRequest(`model must be a model name: ${MODEL_NAME_RULE}.`, 'invalid_model'),
+      );
+    if (!modelAllowed(key.models, model)) return sendError(res, 'openai', notAllowed(key, model));
+    const held = await heldToRpm(this.followUps, key);
+    if (isError(held)) return sendError(res, 'openai', held);
+    const routed = this.plan(model, 'chat', key.tenant).find((a) => a.provider.kind !== 'anthropic');
+    const provider = routed?.provider ?? this.followUps.defaultProvider(key.tenant);
+    if (!provider || provider.kind === 'anthropic') return sendError(res, 'openai', noRoute(model, []));
+    const target = upstreamFor(provider, 'chat', routed?.model ?? model, req.headers);
+    const sent =
+      target.bodyModel === body['model'] || body['model'] === undefined
+        ? raw
+        : (editTopLevel(raw, new Map([['model', JSON.stringify(target.bodyModel)]])) ?? raw);
+    const path = target.path.replace(/\/chat\/completions(\?|$)/, '/moderations$1');
+    await this.passFree(res, 'openai', target, path, sent, provider);
   }
 
   /** The attempts of a call that goes on from a previous response (previous_response_id), the

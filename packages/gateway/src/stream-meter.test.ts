@@ -144,3 +144,15 @@ describe("a Responses stream's code interpreter containers", () => {
     expect(streamMeter('messages', false).containers()).toBeNull();
   });
 });
+
+describe('the stream meter on a legacy completion', () => {
+  it('reads its text, for the estimate of a stream cut before its usage came', () => {
+    const meter = streamMeter('completions', true);
+    for (const w of ['\n\nThe', ' quick', ' brown'])
+      meter.onEvent(
+        `data: ${JSON.stringify({ id: 'cmpl-1', object: 'text_completion', model: 'gpt-3.5-turbo-instruct', choices: [{ text: w, index: 0, logprobs: null, finish_reason: null }] })}\n\n`,
+      );
+    expect(meter.text()).toBe('\n\nThe quick brown');
+    expect(meter.usage()).toBeNull();
+  });
+});

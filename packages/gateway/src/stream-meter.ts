@@ -74,6 +74,8 @@ function chatDelta(data: string, out: string[]): void {
   const choices = parse(data)?.['choices'];
   if (!Array.isArray(choices)) return;
   for (const c of choices as Obj[]) {
+    // A legacy completion's text.
+    if (typeof c?.['text'] === 'string') out.push(c['text']);
     const delta = c?.['delta'] as Obj | undefined;
     if (typeof delta?.['content'] === 'string') out.push(delta['content']);
     const calls = delta?.['tool_calls'];

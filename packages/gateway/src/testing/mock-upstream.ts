@@ -9,6 +9,7 @@ import {
   withThinking,
   withThinkingStream,
 } from './anthropic-fixtures.js';
+import { completionAnswer } from './completion-fixtures.js';
 import { imageAnswer } from './image-fixtures.js';
 import { list, MockBatches } from './mock-batches.js';
 import { wholeFault, writeUntilClosed } from './mock-faults.js';
@@ -291,6 +292,24 @@ export class MockUpstream {
     }
     if (path.includes('/images/generations')) {
       imageAnswer(body, res);
+      return;
+    }
+    if (path.endsWith('/completions')) {
+      completionAnswer(body, res);
+      return;
+    }
+    if (path.endsWith('/moderations')) {
+      // As OpenAI answers a moderation: one result for each input.
+      const inputs = Array.isArray(body['input']) ? body['input'] : [body['input']];
+      json(res, 200, {
+        id: 'modr-0d9740456c391e43c445bf0f010940c7',
+        model: 'omni-moderation-latest',
+        results: inputs.map((text) => ({
+          flagged: String(text).includes('hurt'),
+          categories: { violence: String(text).includes('hurt'), harassment: false },
+          category_scores: { violence: String(text).includes('hurt') ? 0.91 : 0.0004, harassment: 0.0001 },
+        })),
+      });
       return;
     }
     if (path.endsWith('/models')) {
