@@ -32,9 +32,11 @@ import { parseObject } from './upstream-answer.js';
 type Obj = Record<string, unknown>;
 
 /**
- * OpenAI's Batch API through the gateway: a batch's input file is uploaded (`POST /v1/files`), a
- * batch made from it (`POST /v1/batches`), and its output file read once it has ended. Its requests
- * run at the provider, hours later, at the provider's batch prices.
+ * Batches through the gateway: OpenAI's Batch API (a batch's input file is uploaded,
+ * `POST /v1/files`, a batch made from it, `POST /v1/batches`, and its output file read once it has
+ * ended), and Anthropic's message batches (`POST /v1/messages/batches`, the requests in the body,
+ * the results read once it has ended). Their requests run at the provider, hours later, at the
+ * provider's batch prices.
  *
  * - Files and batches are the provider account's, which every key of the gateway shares, so the
  *   gateway keeps whose each one is (the tenant and the project, as for stored responses): a key
@@ -45,8 +47,9 @@ type Obj = Record<string, unknown>;
  * - Then it watches the batch (asking the provider after `batch_poll_ms`, then half as long again
  *   each time, up to ten minutes) until it has ended, or sees it ended in the client's own
  *   retrieve. It then reads the output file and meters every request in it as a call, at batch
- *   prices and the batch's time, with the attribution of the request that made the batch; a request
- *   in the error file is metered as a failed call, which costs nothing. Each call's id comes from
+ *   prices and the batch's time, with the attribution of the request that made the batch (and the
+ *   tag `batch_id`); a request in the error file (an errored, canceled or expired result) is
+ *   metered as a failed call, which costs nothing. Each call's id comes from
  *   the batch's and the request's `custom_id`, so a batch metered twice is stored once. The budgets
  *   are then settled with what the batch cost.
  * - The batches being watched are kept on disk, as background calls are (kept.ts), so they are
@@ -111,9 +114,8 @@ export interface BatchEnv extends FollowUpEnv {
 /** A batch being watched, as it is kept on disk too. */
 interface KeptBatch {
   id: string;
-  /** OpenAI's Batch API (its files), or Anthropic's message batches; OpenAI's when not kept (a
-   * file of an earlier version). */
-  api?: 'openai' | 'anthropic';
+  /** OpenAI's Batch API (its files), or Anthropic's message batches. */
+  api: 'openai' | 'anthropic';
   /** The provider that runs it (its id). */
   provider: string;
   key: VirtualKey;
@@ -195,7 +197,7 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
       if (w.done) continue;
       out.push({
         id: w.id,
-        api: w.api ?? 'openai',
+        api: w.api,
         provider: w.provider,
         key: w.key,
         attribution: w.attribution,
