@@ -96,12 +96,12 @@ export interface BatchEnv extends FollowUpEnv {
   ): Promise<bigint | Unpriceable>;
   /** The Anthropic provider a model's messages go to, if one does. */
   anthropicProvider(model: string, tenant: string): ProviderConfig | undefined;
-  /** Reserves `cost` on the budgets of the key (and attribution) that count `model`: the hold,
-   * null with no budget, or the refusal. */
+  /** Reserves `cost` on the budgets of the key (and attribution) that count every one of `models`:
+   * the hold, null with no budget, or the refusal. */
   reserve(
     key: VirtualKey,
     attribution: Attribution,
-    model: string,
+    models: string[],
     cost: bigint | Unpriceable,
     time: number,
   ): Promise<Hold | null | GatewayError>;
@@ -307,7 +307,7 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     const attribution = attribute(key, req.headers);
     const input = await this.readInput(provider, fileId, key, endpoint, time);
     if (isGatewayError(input)) return sendError(res, 'openai', input);
-    const held = await this.env.reserve(key, attribution, input.model, input.cost, time);
+    const held = await this.env.reserve(key, attribution, input.models, input.cost, time);
     if (isGatewayError(held)) return sendError(res, 'openai', held);
     await this.send(res, key, provider, headers, held, attribution, time, 'openai', raw, req);
   }
@@ -385,7 +385,7 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
       cost += one;
     }
     const attribution = attribute(key, req.headers);
-    const held = await this.env.reserve(key, attribution, models[0]!, cost, time);
+    const held = await this.env.reserve(key, attribution, [...new Set(models)], cost, time);
     if (isGatewayError(held)) return sendError(res, 'anthropic', held);
     await this.send(res, key, provider, headers, held, attribution, time, 'anthropic', raw, req);
   }
@@ -431,7 +431,7 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     }
   }
 
-  /** Reads a batch's input file: the model of its first request, and the batch's largest cost;
+  /** Reads a batch's input file: the models its requests ask for, and the batch's largest cost;
    * or the refusal (a request for a model the key may not use, a file that is not a batch's). */
   private async readInput(
     provider: ProviderConfig,
@@ -439,9 +439,9 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     key: VirtualKey,
     endpoint: Endpoint,
     time: number,
-  ): Promise<{ model: string; cost: bigint | Unpriceable } | GatewayError> {
+  ): Promise<{ models: string[]; cost: bigint | Unpriceable } | GatewayError> {
     const limit = this.env.deps.config.batch_input_max_bytes ?? DEFAULT_MAX_INPUT_BYTES;
-    let first: string | null = null;
+    const models = new Set<string>();
     let cost: bigint | Unpriceable = 0n;
     let problem: GatewayError | null = null;
     let lineNo = 0;
@@ -468,7 +468,7 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
               message: `Line ${lineNo} of the input file asks for model ${model}, which this key may not use. Allowed: ${key.models.join(', ')}.`,
             };
           } else {
-            first ??= model;
+            models.add(model);
             // Once one request has no price, the batch has none.
             if (typeof cost !== 'bigint') return;
             const one = await this.env.estimate(provider, endpoint, body as Obj, key.tenant, time);
@@ -490,8 +490,8 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
       };
     }
     if (problem) return problem;
-    if (first === null) return badRequest('The input file holds no requests.', 'invalid_batch_input');
-    return { model: first, cost };
+    if (models.size === 0) return badRequest('The input file holds no requests.', 'invalid_batch_input');
+    return { models: [...models], cost };
   }
 
   /** Keeps whose a file or batch is. */

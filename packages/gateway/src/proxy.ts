@@ -278,11 +278,14 @@ export class Gateway {
             time,
             true,
           ),
-        reserve: async (key, attribution, model, cost, time) => {
-          const rules = budgetsFor(await this.deps.budgets(key, attribution), model);
+        reserve: async (key, attribution, models, cost, time) => {
+          // The budgets that count every model of the batch (most count every model): one that
+          // counts only some of a batch that mixes models would be charged for the others.
+          const all = await this.deps.budgets(key, attribution);
+          const rules = all.filter((r) => models.every((m) => budgetsFor([r], m).length > 0));
           if (rules.length === 0) return null;
           try {
-            const admission = await reserveBudgets(this.deps, rules, key, model, () => cost, time);
+            const admission = await reserveBudgets(this.deps, rules, key, models[0]!, () => cost, time);
             return admission.ok ? admission.hold : admission.error;
           } catch (err) {
             return stateUnavailable(err);

@@ -343,6 +343,51 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: the Batch API', () => {
     expect(mock.received.length).toBe(from);
   });
 
+  it('holds a batch to the budgets that count its model', async () => {
+    const other = await testApp({
+      gateway: {
+        providers: [{ id: 'openai', kind: 'openai', base_url: `${mock.url}/v1`, api_key: 'sk-upstream' }],
+      },
+    });
+    try {
+      const made = await other.app.inject({
+        method: 'POST',
+        url: '/v1/budgets',
+        headers: other.auth,
+        payload: {
+          id: 'b-gpt4',
+          scope: 'project',
+          subject: 'legacy',
+          limit_usd: '0.05',
+          action: 'block',
+          models: ['gpt-4'],
+        },
+      });
+      expect(made.statusCode).toBe(201);
+      const openai = new OpenAI({
+        apiKey: (await other.newKey({ project: 'legacy' })).key,
+        baseURL: `${await other.listen()}/v1`,
+        maxRetries: 0,
+      });
+      const ask = (file: { id: string }) =>
+        openai.batches.create({
+          input_file_id: file.id,
+          endpoint: '/v1/chat/completions',
+          completion_window: '24h',
+        });
+      // 4,000 tokens out of gpt-4 is past the project's $0.05 for gpt-4...
+      const gpt4 = await upload(openai, jsonl([{ id: 'a', model: 'gpt-4', max: 4000 }]));
+      const refused = (await ask(gpt4).catch(failure)) as Failure;
+      expect(refused).toMatchObject({ status: 429, code: 'budget_exceeded' });
+      expect(refused.message).toContain('b-gpt4');
+      // ...which does not count gpt-4o.
+      const gpt4o = await upload(openai, jsonl([{ id: 'a', model: 'gpt-4o', max: 4000 }]));
+      expect((await ask(gpt4o)).status).toBe('in_progress');
+    } finally {
+      await other.shutdown();
+    }
+  });
+
   it('refuses a batch whose input file is past the size it reads', async () => {
     const small = await testApp({
       gateway: {
