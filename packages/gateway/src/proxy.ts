@@ -524,10 +524,7 @@ export class Gateway {
       return;
     }
     const target = upstreamFor(attempt.provider, 'messages', attempt.model, req.headers);
-    const body =
-      attempt.model === model
-        ? raw
-        : (editTopLevel(raw, new Map([['model', JSON.stringify(attempt.model)]])) ?? raw);
+    const body = naming(raw, model, attempt.model);
     await this.passFree(res, 'anthropic', target, `${target.path}/count_tokens`, body, attempt.provider);
   }
 
@@ -544,15 +541,8 @@ export class Gateway {
     const body = parseObject(raw.toString('utf8'));
     if (!body) return sendError(res, 'openai', notJsonObject());
     // The model is optional here: without one, the call goes where an OpenAI model's would.
-    const model = body['model'] ?? '';
-    if (typeof model !== 'string' || (model !== '' && !isModelName(model)))
-      return sendError(
-        res,
-        'openai',
-        badRequest(`model must be a model name: ${MODEL_NAME_RULE}.`, 'invalid_model'),
-      );
-    if (model !== '' && !modelAllowed(key.models, model))
-      return sendError(res, 'openai', notAllowed(key, model));
+    const model = freeModelOf(body, key, '');
+    if (typeof model !== 'string') return sendError(res, 'openai', model);
     const toPrevious = await this.towardPrevious(body, key, this.plan(model, 'responses', key.tenant));
     if (!Array.isArray(toPrevious)) return sendError(res, 'openai', toPrevious);
     const attempt = toPrevious[0];
@@ -590,10 +580,7 @@ export class Gateway {
       return;
     }
     const target = upstreamFor(provider, 'responses', attempt.model, req.headers);
-    const sent =
-      target.bodyModel === model
-        ? raw
-        : (editTopLevel(raw, new Map([['model', JSON.stringify(target.bodyModel)]])) ?? raw);
+    const sent = naming(raw, model, target.bodyModel);
     await this.passFree(res, 'openai', target, `${target.path}/input_tokens`, sent, provider);
   }
 
@@ -608,24 +595,15 @@ export class Gateway {
   ): Promise<void> {
     const body = parseObject(raw.toString('utf8'));
     if (!body) return sendError(res, 'openai', notJsonObject());
-    const model = body['model'] ?? 'omni-moderation-latest';
-    if (typeof model !== 'string' || !isModelName(model))
-      return sendError(
-        res,
-        'openai',
-        badRequest(`model must be a model name: ${MODEL_NAME_RULE}.`, 'invalid_model'),
-      );
-    if (!modelAllowed(key.models, model)) return sendError(res, 'openai', notAllowed(key, model));
+    const model = freeModelOf(body, key, 'omni-moderation-latest');
+    if (typeof model !== 'string') return sendError(res, 'openai', model);
     const held = await heldToRpm(this.followUps, key);
     if (isError(held)) return sendError(res, 'openai', held);
     const routed = this.plan(model, 'chat', key.tenant).find((a) => a.provider.kind !== 'anthropic');
     const provider = routed?.provider ?? this.followUps.defaultProvider(key.tenant);
     if (!provider || provider.kind === 'anthropic') return sendError(res, 'openai', noRoute(model, []));
     const target = upstreamFor(provider, 'chat', routed?.model ?? model, req.headers);
-    const sent =
-      target.bodyModel === body['model'] || body['model'] === undefined
-        ? raw
-        : (editTopLevel(raw, new Map([['model', JSON.stringify(target.bodyModel)]])) ?? raw);
+    const sent = body['model'] === undefined ? raw : naming(raw, model, target.bodyModel);
     const path = target.path.replace(/\/chat\/completions(\?|$)/, '/moderations$1');
     await this.passFree(res, 'openai', target, path, sent, provider);
   }
@@ -1174,6 +1152,21 @@ const previousNotFound = (id: string): GatewayError => ({
   code: 'previous_response_not_found',
   message: `Previous response with id '${id.slice(0, 256)}' not found.`,
 });
+
+/** The model a free call (a token count, a moderation) names, or `fallback` where it names none
+ * (none: ''); or its refusal, a name no model may have or one the key may not use. */
+function freeModelOf(body: Obj, key: VirtualKey, fallback: string): string | GatewayError {
+  const model = body['model'] ?? fallback;
+  if (typeof model !== 'string' || (model !== '' && !isModelName(model)))
+    return badRequest(`model must be a model name: ${MODEL_NAME_RULE}.`, 'invalid_model');
+  if (model !== '' && !modelAllowed(key.models, model)) return notAllowed(key, model);
+  return model;
+}
+
+/** A body that names `model` as naming `to` instead (a route's or deployment's name for it). */
+function naming(raw: Buffer, model: string, to: string): Buffer {
+  return to === model ? raw : (editTopLevel(raw, new Map([['model', JSON.stringify(to)]])) ?? raw);
+}
 
 /** The attempts with those of `provider` first, in their order, then the rest in theirs. */
 function holderFirst(attempts: Attempt[], provider: string): Attempt[] {
