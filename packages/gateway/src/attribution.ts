@@ -38,7 +38,7 @@ function keyTags(key: VirtualKey, given: Record<string, string>): Record<string,
 
 /** The end user a request body names, as the provider's API has the client name it: OpenAI's
  * `user` (or `safety_identifier`, which replaces it), Anthropic's `metadata.user_id`. */
-function bodyUser(body: Record<string, unknown> | undefined): string | null {
+export function bodyUser(body: Record<string, unknown> | undefined): string | null {
   if (!body) return null;
   const metadata = body['metadata'];
   const named =

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { attribute } from './attribution.js';
+import { attribute, bodyUser } from './attribution.js';
 import type { Hold, Unpriceable } from './budget-guard.js';
 import { KeptWatch, type Watching } from './kept.js';
 import type { AttemptContext, AttemptOutcome, Attribution } from './meter.js';
@@ -111,11 +111,20 @@ export interface BatchEnv extends FollowUpEnv {
   settle(key: VirtualKey, hold: Hold, spentNano: bigint, time: number): Promise<void>;
 }
 
+/** What one request of a batch asked for: its model (where known) and the end user it names. */
+interface Asked {
+  model?: string;
+  user: string | null;
+}
+
 /** A batch being watched, as it is kept on disk too. */
 interface KeptBatch {
   id: string;
   /** OpenAI's Batch API (its files), or Anthropic's message batches. */
   api: 'openai' | 'anthropic';
+  /** For a message batch, the end user each request names (`metadata.user_id`), by custom_id: its
+   * results do not give the requests back. */
+  users?: Record<string, string>;
   /** The provider that runs it (its id). */
   provider: string;
   key: VirtualKey;
@@ -198,6 +207,7 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
       out.push({
         id: w.id,
         api: w.api,
+        ...(w.users ? { users: w.users } : {}),
         provider: w.provider,
         key: w.key,
         attribution: w.attribution,
@@ -387,7 +397,12 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     const attribution = attribute(key, req.headers);
     const held = await this.env.reserve(key, attribution, [...new Set(models)], cost, time);
     if (isGatewayError(held)) return sendError(res, 'anthropic', held);
-    await this.send(res, key, provider, headers, held, attribution, time, 'anthropic', raw, req);
+    const users: Record<string, string> = {};
+    for (const r of requests as Obj[]) {
+      const user = bodyUser(r['params'] as Obj);
+      if (user !== null) users[r['custom_id'] as string] = user;
+    }
+    await this.send(res, key, provider, headers, held, attribution, time, 'anthropic', raw, req, users);
   }
 
   /** Makes the batch at `provider` and passes its answer on; a batch made is kept as the key's and
@@ -403,6 +418,7 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     api: 'openai' | 'anthropic',
     raw: Buffer,
     req: IncomingMessage,
+    users?: Record<string, string>,
   ): Promise<void> {
     const on = api === 'anthropic' ? 'message_batch' : 'batch';
     const store = storeOf(provider, on, req.headers);
@@ -422,7 +438,8 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
       const id = made?.['id'];
       if (typeof id === 'string' && isStoredId(id) && res.statusCode < 300) {
         await this.remember(on, id, provider.id, key, attribution.project);
-        this.start({ id, api, provider: provider.id, key, attribution, time, hold: held });
+        const named = users && Object.keys(users).length > 0 ? { users } : {};
+        this.start({ id, api, ...named, provider: provider.id, key, attribution, time, hold: held });
         if (hasEnded(made)) this.observe(key.tenant, id, made);
       } else if (held) {
         // Not made: nothing will run, and the reservation goes back.
@@ -651,7 +668,7 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
       const endpoint = BATCH_ENDPOINTS.get(String(batch?.['endpoint'])) ?? 'chat';
       if (batch && provider && w.api === 'anthropic') await this.meterResults(w, provider, batch, acc);
       else if (batch && provider) {
-        const asked = await this.askedModels(provider, batch);
+        const asked = await this.askedRequests(provider, batch);
         for (const f of ['output_file_id', 'error_file_id']) {
           const fileId = batch[f];
           if (typeof fileId === 'string' && fileId !== '')
@@ -683,7 +700,7 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     endpoint: Endpoint,
     fileId: string,
     batch: Obj,
-    asked: Map<string, string> | null,
+    asked: Map<string, Asked> | null,
     acc: Accumulated,
   ): Promise<void> {
     const endedAt = ['completed_at', 'failed_at', 'expired_at', 'cancelled_at']
@@ -749,7 +766,7 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
           customId,
           type === 'succeeded' ? message : null,
           why,
-          null,
+          { user: w.users?.[customId] ?? null },
           latencyMs,
           acc,
         );
@@ -768,7 +785,7 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     customId: string,
     answer: Obj | null,
     failure: string,
-    asked: string | undefined | null,
+    asked: Asked | undefined | null,
     latencyMs: number,
     acc: Accumulated,
   ): void {
@@ -779,12 +796,17 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
       id,
       time: w.time,
       key: w.key,
-      // Tagged with its batch, so that spend groups by batch (group_by=tag:batch_id).
-      attribution: { ...w.attribution, tags: { ...w.attribution.tags, batch_id: w.id } },
+      // Tagged with its batch, so that spend groups by batch (group_by=tag:batch_id); its user,
+      // where neither the key nor the batch's request named one, the end user its body names.
+      attribution: {
+        ...w.attribution,
+        user: w.attribution.user ?? asked?.user ?? null,
+        tags: { ...w.attribution.tags, batch_id: w.id },
+      },
       priceProvider: priceProviderOf(provider),
       upstreamApi: ENDPOINT_API[endpoint],
-      modelRequested: asked ?? model,
-      modelSent: asked ?? model,
+      modelRequested: asked?.model ?? model,
+      modelSent: asked?.model ?? model,
       fallbackHops: 0,
       // Each request of a batch is a request of its own.
       requestId: id,
@@ -829,18 +851,20 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     return true;
   }
 
-  /** The model each request of a batch's input file asked for, by its custom_id (the answers name
-   * the model that served it, a dated snapshot); null when the file is no longer there. */
-  private async askedModels(provider: ProviderConfig, batch: Obj): Promise<Map<string, string> | null> {
+  /** What each request of a batch's input file asked for, by its custom_id: its model (the
+   * answers name the model that served it, a dated snapshot) and the end user its body names; null
+   * when the file is no longer there. */
+  private async askedRequests(provider: ProviderConfig, batch: Obj): Promise<Map<string, Asked> | null> {
     const input = batch['input_file_id'];
     if (typeof input !== 'string') return null;
-    const asked = new Map<string, string>();
+    const asked = new Map<string, Asked>();
     try {
       const given = await this.readFile(provider, input, (text) => {
         const line = parseObject(text);
-        const model = (line?.['body'] as Obj | undefined)?.['model'];
+        const body = line?.['body'] as Obj | undefined;
+        const model = body?.['model'];
         if (typeof line?.['custom_id'] === 'string' && typeof model === 'string')
-          asked.set(line['custom_id'], model);
+          asked.set(line['custom_id'], { model, user: bodyUser(body) });
       });
       return given ? asked : null;
     } catch {

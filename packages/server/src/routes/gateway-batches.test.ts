@@ -13,7 +13,7 @@ type Failure = { status: number; code: string | null; message: string };
 const failure = (e: unknown): Failure => e as Failure;
 
 /** A batch input file: one chat request a line. */
-const jsonl = (lines: { id: string; model: string; max?: number }[]) =>
+const jsonl = (lines: { id: string; model: string; max?: number; user?: string }[]) =>
   `${lines
     .map((l) =>
       JSON.stringify({
@@ -24,6 +24,7 @@ const jsonl = (lines: { id: string; model: string; max?: number }[]) =>
           model: l.model,
           messages: [{ role: 'user', content: `Classify ticket ${l.id}.` }],
           ...(l.max ? { max_tokens: l.max } : {}),
+          ...(l.user ? { user: l.user } : {}),
         },
       }),
     )
@@ -91,7 +92,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: the Batch API', () => {
       file: await toFile(
         Buffer.from(
           jsonl([
-            { id: 'ticket-1', model: 'gpt-4o' },
+            { id: 'ticket-1', model: 'gpt-4o', user: 'u-17' },
             { id: 'ticket-2', model: 'gpt-4o' },
             { id: 'ticket-3', model: 'fault-batch-error' },
           ]),
@@ -152,6 +153,8 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: the Batch API', () => {
       72_500n,
       'batch_model_not_found',
     );
+    // Each call's end user is the one its request names, as a call's is.
+    expect(calls.map((c) => c['user'])).toEqual(['u-17', null, null]);
     await until(() => t.gateway.batches.size === 0);
     expect((await t.app.inject({ url: '/metrics' })).body).toMatch(/^tally_gateway_batches 0$/m);
     // What the batch cost, from spend grouped by the tag each of its calls carries.
@@ -496,15 +499,24 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: the Batch API', () => {
 
   describe("Anthropic's message batches", () => {
     const anthropicOf = (key: string) => new Anthropic({ apiKey: key, baseURL: base, maxRetries: 0 });
-    const request = (id: string, model = 'claude-sonnet-4-5') => ({
+    const request = (id: string, model = 'claude-sonnet-4-5', user?: string) => ({
       custom_id: id,
-      params: { model, max_tokens: 1024, messages: [{ role: 'user' as const, content: `Summarise ${id}.` }] },
+      params: {
+        model,
+        max_tokens: 1024,
+        messages: [{ role: 'user' as const, content: `Summarise ${id}.` }],
+        ...(user ? { metadata: { user_id: user } } : {}),
+      },
     });
 
     it('runs a message batch with the Anthropic client, and meters each request at batch prices', async () => {
       const anthropic = anthropicOf((await t.newKey({ project: 'research' })).key);
       const made = await anthropic.messages.batches.create({
-        requests: [request('doc-1'), request('doc-2'), request('doc-3', 'fault-batch-error')],
+        requests: [
+          request('doc-1', undefined, 'u-42'),
+          request('doc-2'),
+          request('doc-3', 'fault-batch-error'),
+        ],
       });
       expect(made).toMatchObject({ type: 'message_batch', processing_status: 'in_progress' });
       expect(mock.received.at(-1)!.headers['x-api-key']).toBe('sk-ant-upstream');
@@ -534,6 +546,8 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: the Batch API', () => {
         127_500n,
         'batch_errored:invalid_request_error',
       );
+      // The end user a request names (metadata.user_id), as a call's.
+      expect(calls.map((c) => c['user'])).toEqual(['u-42', null, null]);
       await until(() => !t.gateway.batches.has(tenant, made.id));
     });
 
