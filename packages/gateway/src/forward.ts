@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Breakers } from './breaker.js';
+import { withField } from './form.js';
 import { editTopLevel } from './json-edit.js';
 import type { AttemptContext, Attribution } from './meter.js';
 import {
@@ -160,9 +161,16 @@ export async function forwardAttempts(
       req.headers,
     );
     let payload: Buffer | string;
+    let headers = target.headers;
     if (toClaude || fromClaude) {
       ctx.upstreamApi = toClaude ? 'anthropic-messages' : ENDPOINT_API.chat;
       payload = translations.get(attempt)!;
+    } else if (endpoint === 'transcriptions') {
+      // A multipart form, sent as it came but for the model a route or deployment names.
+      const type = String(req.headers['content-type']);
+      headers = { ...target.headers, 'content-type': type };
+      payload =
+        target.bodyModel === body['model'] ? raw : (withField(raw, type, 'model', target.bodyModel) ?? raw);
     } else {
       payload = bodyFor(raw, body, endpoint, stream && !clientWantsUsage, target.bodyModel);
     }
@@ -184,7 +192,7 @@ export async function forwardAttempts(
         up = await env.upstreams.request(target.origin, {
           path: target.path,
           method: 'POST',
-          headers: target.headers,
+          headers,
           body: payload,
           ...(abort ? { cancel: abort } : {}),
           timeoutMs: attempt.provider.timeout_ms ?? env.deps.config.timeout_ms,
@@ -301,6 +309,8 @@ export async function forwardAttempts(
           limit,
           sessions: env.sessions,
           background: transform ? undefined : background,
+          // A transcription asked as text (or subtitles) is answered as such, with no usage.
+          text: endpoint === 'transcriptions',
         });
         if (relayed !== 'answered') env.breakers.failure(attempt.provider.id);
         if (relayed === 'retry') continue;

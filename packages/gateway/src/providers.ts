@@ -11,6 +11,7 @@ export type Endpoint =
   | 'compact'
   | 'embeddings'
   | 'images'
+  | 'transcriptions'
   | 'messages';
 
 /** The API flavour of each endpoint's usage object, for pricing. */
@@ -22,6 +23,7 @@ export const ENDPOINT_API: Record<Endpoint, string> = {
   compact: 'openai-responses',
   embeddings: 'openai-embeddings',
   images: 'openai-images',
+  transcriptions: 'openai-transcriptions',
   messages: 'anthropic-messages',
 };
 
@@ -32,6 +34,7 @@ const OPENAI_PATHS: Record<Exclude<Endpoint, 'messages'>, string> = {
   compact: '/responses/compact',
   embeddings: '/embeddings',
   images: '/images/generations',
+  transcriptions: '/audio/transcriptions',
 };
 
 export interface UpstreamTarget {

@@ -7,6 +7,7 @@ import { Batches } from './batches.js';
 import { Breakers } from './breaker.js';
 import { type Hold, reserveBudgets, settleBudgets, type Unpriceable } from './budget-guard.js';
 import { containerHeld, withContainerSessions } from './containers.js';
+import { audioTokensHeld, FILE_BYTES, readForm } from './form.js';
 import { type ForwardEnv, forwardAttempts } from './forward.js';
 import { checkTopLevel, editTopLevel } from './json-edit.js';
 import {
@@ -165,6 +166,7 @@ const ROUTES = new Map<string, Endpoint>([
   ['/v1/responses/compact', 'compact'],
   ['/v1/embeddings', 'embeddings'],
   ['/v1/images/generations', 'images'],
+  ['/v1/audio/transcriptions', 'transcriptions'],
   ['/v1/messages', 'messages'],
 ]);
 
@@ -463,6 +465,8 @@ export class Gateway {
     wire: Wire,
     raw: Buffer,
     refused?: (err: GatewayError, model: string) => void,
+    /** A transcription's content-type: its body is a multipart form, not JSON. */
+    form?: string,
   ): { body: Obj; model: string } | null {
     const refuse = (err: GatewayError, model: unknown = '') => {
       const named = typeof model === 'string' && isModelName(model) ? model : '';
@@ -470,6 +474,23 @@ export class Gateway {
       else sendError(res, wire, err);
       return null;
     };
+    if (form !== undefined) {
+      const read = readForm(raw, form);
+      if (!read)
+        return refuse(
+          badRequest(
+            'A transcription is sent as multipart/form-data, with its model and its file.',
+            'invalid_form',
+          ),
+        );
+      const model = read.fields['model'];
+      if (typeof model !== 'string' || model === '')
+        return refuse(badRequest('model is required.', 'missing_model'));
+      if (!isModelName(model))
+        return refuse(badRequest(`model must be a model name: ${MODEL_NAME_RULE}.`, 'invalid_model'));
+      FILE_BYTES.set(read.fields, read.fileBytes);
+      return { body: read.fields, model };
+    }
     const body = parseObject(raw.toString('utf8'));
     if (!body) return refuse(notJsonObject());
     const problem = checkTopLevel(raw, MAX_NESTING);
@@ -713,8 +734,12 @@ export class Gateway {
     const time = this.deps.clock.now();
     // A body the gateway cannot take is a refused call of the key's too (with the model it names,
     // when it names one).
-    const admitted = this.admit(res, wire, raw, (err, model) =>
-      this.refuseUnread(req, res, endpoint, key, err, time, model),
+    const admitted = this.admit(
+      res,
+      wire,
+      raw,
+      (err, model) => this.refuseUnread(req, res, endpoint, key, err, time, model),
+      endpoint === 'transcriptions' ? String(req.headers['content-type'] ?? '') : undefined,
     );
     if (!admitted) return;
     const { body, model } = admitted;
@@ -754,7 +779,9 @@ export class Gateway {
       endpoint === 'images'
         ? imageOutputTokens(body)
         : maxOutputTokens(body, this.deps.config.default_max_output ?? 4096);
-    const promptTokens = limited || rules.length > 0 ? await estimatePromptTokens(body) : 0;
+    // A transcription's audio, by its file's size (audioTokensHeld), on top of its prompt.
+    const audio = endpoint === 'transcriptions' ? audioTokensHeld(FILE_BYTES.get(body) ?? 0) : 0;
+    const promptTokens = limited || rules.length > 0 ? (await estimatePromptTokens(body)) + audio : 0;
     const acc: Accumulated = { spentNano: 0n, tokens: 0, headers: {} };
     if (limited) {
       let results: RateResult[];
@@ -978,7 +1005,14 @@ export class Gateway {
         est = this.deps.price({
           provider,
           model: a.model,
-          tokens: { input: promptTokens, output },
+          // A transcription's audio is priced as audio (audioTokensHeld).
+          tokens: {
+            input: promptTokens,
+            output,
+            ...(endpoint === 'transcriptions'
+              ? { input_audio: audioTokensHeld(FILE_BYTES.get(body) ?? 0) }
+              : {}),
+          },
           time,
           tenant,
           // Hosted searches are billed per call, on top of the tokens.

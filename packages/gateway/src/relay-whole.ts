@@ -67,6 +67,9 @@ export interface RelayOptions {
   /** For a background Responses call: takes the id of a response answered queued or in progress,
    * before the answer leaves. Such an answer is passed on and not metered ('background'). */
   background?: ((id: string) => void) | undefined;
+  /** A 2xx answer may be text, not JSON (a transcription as text or subtitles): passed on as it
+   * came, and metered estimated, from the prompt and its text. */
+  text?: boolean | undefined;
 }
 
 /** What became of a relayed answer: passed on, unusable and answered with a 502, or unusable with
@@ -117,6 +120,31 @@ export async function relay(
   let containers: string[] | null = null;
   let responseId: string | null = null;
   let json: Obj | null = null;
+  if (opts.text && !opensObject(buf)) {
+    const estimated = {
+      input: await estimatePromptTokens(body),
+      output: await countTokens(buf.toString('utf8')),
+    };
+    const outcome: AttemptOutcome = {
+      status: 'ok',
+      errorType: 'upstream_no_usage',
+      usage: null,
+      estimated,
+      modelServed: null,
+      latencyMs,
+      ttftMs: null,
+    };
+    return answer(
+      record,
+      res,
+      up,
+      ctx,
+      acc,
+      outcome,
+      buf,
+      String(up.headers['content-type'] ?? 'text/plain'),
+    );
+  }
   try {
     if (!opensObject(buf)) throw new SyntaxError('not an object');
     if (transform || opts.background) {

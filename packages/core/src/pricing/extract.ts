@@ -39,6 +39,18 @@ const GENERIC: Record<string, Extractor> = {
     root: 'usage',
     mappings: [m('prompt_tokens', 'input_tokens', true)],
   },
+  // OpenAI's transcriptions (gpt-4o-transcribe and later): tokens of the audio and the prompt in,
+  // of the text out. whisper-1 gives seconds of audio instead, which no token price fits.
+  transcriptions: {
+    api_flavor: 'transcriptions',
+    root: 'usage',
+    mappings: [
+      m('input_tokens', 'input_tokens', true),
+      m(['input_token_details', 'text_tokens'], 'input_text_tokens'),
+      m(['input_token_details', 'audio_tokens'], 'input_audio_tokens'),
+      m('output_tokens', 'output_tokens', true),
+    ],
+  },
   // OpenAI's image generation (gpt-image-1 and later): tokens of the prompt's text and images in,
   // of the image out.
   images: {
@@ -103,6 +115,7 @@ const FLAVOURS: Record<string, { names: string[]; generic: string }> = {
   'openai-responses': { names: ['responses'], generic: 'responses' },
   'openai-embeddings': { names: ['embeddings'], generic: 'embeddings' },
   'openai-images': { names: ['images'], generic: 'images' },
+  'openai-transcriptions': { names: ['transcriptions'], generic: 'transcriptions' },
   'anthropic-messages': { names: ['anthropic', 'default'], generic: 'anthropic' },
   gemini: { names: ['default'], generic: 'gemini' },
   'bedrock-converse': { names: ['default'], generic: 'converse' },
@@ -122,6 +135,7 @@ const API_ALIASES: Record<string, string> = {
   embeddings: 'openai-embeddings',
   embedding: 'openai-embeddings',
   images: 'openai-images',
+  transcriptions: 'openai-transcriptions',
   anthropic: 'anthropic-messages',
   messages: 'anthropic-messages',
   'anthropic-message': 'anthropic-messages',

@@ -108,33 +108,16 @@ export class MockBatches {
 
   /** A multipart upload: its `purpose` field and its `file`. */
   private upload(contentType: string, raw: Buffer, res: ServerResponse): void {
-    const boundary = /boundary=(?:"([^"]+)"|([^;]+))/i.exec(contentType);
-    if (!boundary) {
+    const form = mockForm(contentType, raw);
+    if (!form) {
       json(res, 400, {
         error: { message: 'expected multipart/form-data', type: 'invalid_request_error' },
       });
       return;
     }
-    const sep = Buffer.from(`--${boundary[1] ?? boundary[2]}`);
-    let purpose = '';
-    let file: Buffer | null = null;
-    let filename = 'upload.jsonl';
-    let at = raw.indexOf(sep);
-    while (at >= 0) {
-      const next = raw.indexOf(sep, at + sep.length);
-      if (next < 0) break;
-      const part = raw.subarray(at + sep.length + 2, next - 2);
-      const split = part.indexOf('\r\n\r\n');
-      const head = part.subarray(0, split).toString('utf8');
-      const body = part.subarray(split + 4);
-      const name = /name="([^"]+)"/.exec(head)?.[1];
-      if (name === 'purpose') purpose = body.toString('utf8');
-      if (name === 'file') {
-        file = Buffer.from(body);
-        filename = /filename="([^"]*)"/.exec(head)?.[1] ?? filename;
-      }
-      at = next;
-    }
+    const purpose = form.fields['purpose'] ?? '';
+    const file = form.file?.bytes ?? null;
+    const filename = form.file?.name || 'upload.jsonl';
     if (!file || !purpose) {
       json(res, 400, {
         error: { message: 'purpose and file are required', type: 'invalid_request_error' },
@@ -379,4 +362,31 @@ function json(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
+}
+
+/** A multipart form as an upstream reads it: its text fields and its file. */
+export function mockForm(
+  contentType: string,
+  raw: Buffer,
+): { fields: Record<string, string>; file: { name: string; bytes: Buffer } | null } | null {
+  const boundary = /boundary=(?:"([^"]+)"|([^;]+))/i.exec(contentType);
+  if (!boundary) return null;
+  const sep = Buffer.from(`--${boundary[1] ?? boundary[2]}`);
+  const fields: Record<string, string> = {};
+  let file: { name: string; bytes: Buffer } | null = null;
+  let at = raw.indexOf(sep);
+  while (at >= 0) {
+    const next = raw.indexOf(sep, at + sep.length);
+    if (next < 0) break;
+    const part = raw.subarray(at + sep.length + 2, next - 2);
+    const split = part.indexOf('\r\n\r\n');
+    const head = part.subarray(0, split).toString('utf8');
+    const body = part.subarray(split + 4);
+    const name = /name="([^"]+)"/.exec(head)?.[1];
+    const filename = /filename="([^"]*)"/.exec(head)?.[1];
+    if (filename !== undefined) file = { name: filename, bytes: Buffer.from(body) };
+    else if (name !== undefined) fields[name] = body.toString('utf8');
+    at = next;
+  }
+  return { fields, file };
 }

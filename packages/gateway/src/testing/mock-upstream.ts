@@ -9,6 +9,7 @@ import {
   withThinking,
   withThinkingStream,
 } from './anthropic-fixtures.js';
+import { transcriptionAnswer } from './audio-fixtures.js';
 import { completionAnswer } from './completion-fixtures.js';
 import { imageAnswer } from './image-fixtures.js';
 import { list, MockBatches } from './mock-batches.js';
@@ -57,6 +58,17 @@ export class MockUpstream {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
+        if ((req.url ?? '').endsWith('/audio/transcriptions')) {
+          const bytes = Buffer.concat(chunks);
+          this.received.push({
+            path: req.url ?? '',
+            headers: req.headers,
+            body: {},
+            raw: bytes.toString('latin1'),
+          });
+          transcriptionAnswer(req.headers['content-type'] ?? '', bytes, res);
+          return;
+        }
         if (/^\/v1\/(files|batches|messages\/batches)(\/|\?|$)/.test(req.url ?? '')) {
           const bytes = Buffer.concat(chunks);
           this.received.push({

@@ -1,7 +1,7 @@
 import { MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lastCalls, type TestApp, testApp } from '../testing/test-app.js';
+import { lastCalls, mockedGateway, type TestApp } from '../testing/test-app.js';
 
 describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: legacy completions', () => {
   const mock = new MockUpstream();
@@ -10,12 +10,8 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: legacy completions', () => {
 
   beforeAll(async () => {
     await mock.start();
-    t = await testApp({
-      gateway: {
-        providers: [{ id: 'openai', kind: 'openai', base_url: `${mock.url}/v1`, api_key: 'sk-upstream' }],
-      },
-    });
-    const base = await t.listen();
+    let base: string;
+    ({ t, base } = await mockedGateway(mock.url));
     openai = new OpenAI({
       apiKey: (await t.newKey({ project: 'legacy' })).key,
       baseURL: `${base}/v1`,

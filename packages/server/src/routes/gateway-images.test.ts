@@ -1,7 +1,7 @@
 import { MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lastCalls, type TestApp, testApp } from '../testing/test-app.js';
+import { lastCalls, mockedGateway, type TestApp } from '../testing/test-app.js';
 
 type Failure = { status: number; code: string | null; message: string };
 
@@ -13,12 +13,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: image generation', () => {
 
   beforeAll(async () => {
     await mock.start();
-    t = await testApp({
-      gateway: {
-        providers: [{ id: 'openai', kind: 'openai', base_url: `${mock.url}/v1`, api_key: 'sk-upstream' }],
-      },
-    });
-    base = await t.listen();
+    ({ t, base } = await mockedGateway(mock.url));
   });
   afterAll(async () => {
     await t?.shutdown();

@@ -185,3 +185,18 @@ export async function lastCalls(t: TestApp, n = 1): Promise<ListedCall[]> {
   await t.gateway.flush();
   return (await t.app.inject({ url: `/v1/calls?limit=${n}`, headers: t.auth })).json().data;
 }
+
+/** An app whose gateway reaches one OpenAI provider, the mock upstream at `url` (with the key
+ * sk-upstream), listening on a free port; `gateway` adds to its gateway config. */
+export async function mockedGateway(
+  url: string,
+  gateway: Record<string, unknown> = {},
+): Promise<{ t: TestApp; base: string }> {
+  const t = await testApp({
+    gateway: {
+      providers: [{ id: 'openai', kind: 'openai', base_url: `${url}/v1`, api_key: 'sk-upstream' }],
+      ...gateway,
+    },
+  });
+  return { t, base: await t.listen() };
+}

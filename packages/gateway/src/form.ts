@@ -1,0 +1,94 @@
+/**
+ * A multipart form (`multipart/form-data`), as a transcription's request is sent: its text fields,
+ * read for routing, policy and metering, and the size of its file. The body goes upstream as it
+ * came, but for its `model` where a route names another (withField).
+ */
+
+export interface Form {
+  /** The text fields (the file's part excluded), as strings; `stream` as a boolean. */
+  fields: Record<string, unknown>;
+  /** The bytes of the file parts. */
+  fileBytes: number;
+}
+
+/** The boundary a content-type names, or null for one that is not a multipart form. */
+function boundaryOf(contentType: string | undefined): string | null {
+  if (!contentType || !/^multipart\/form-data\s*;/i.test(contentType)) return null;
+  const m = /;\s*boundary=(?:"([^"]{1,70})"|([^\s;]{1,70}))/i.exec(contentType);
+  return m ? (m[1] ?? m[2] ?? null) : null;
+}
+
+interface Part {
+  name: string;
+  file: boolean;
+  /** Where its head starts, and its body starts and ends, in the body's bytes. */
+  start: number;
+  bodyStart: number;
+  end: number;
+}
+
+function partsOf(raw: Buffer, boundary: string): Part[] | null {
+  const sep = Buffer.from(`--${boundary}`);
+  const parts: Part[] = [];
+  let at = raw.indexOf(sep);
+  if (at < 0) return null;
+  for (;;) {
+    const after = at + sep.length;
+    // `--` after a boundary closes the form.
+    if (raw[after] === 0x2d && raw[after + 1] === 0x2d) return parts;
+    const start = after + 2;
+    const headEnd = raw.indexOf('\r\n\r\n', start);
+    const next = raw.indexOf(sep, start);
+    if (headEnd < 0 || next < 0 || headEnd > next) return null;
+    const head = raw.subarray(start, headEnd).toString('utf8');
+    const name = /\bname="([^"]*)"/i.exec(head)?.[1];
+    if (name === undefined) return null;
+    parts.push({ name, file: /\bfilename="/i.test(head), start, bodyStart: headEnd + 4, end: next - 2 });
+    at = next;
+  }
+}
+
+/** A multipart form's fields, or null for a body that is not one. */
+export function readForm(raw: Buffer, contentType: string | undefined): Form | null {
+  const boundary = boundaryOf(contentType);
+  if (!boundary) return null;
+  const parts = partsOf(raw, boundary);
+  if (!parts) return null;
+  const fields: Record<string, unknown> = {};
+  let fileBytes = 0;
+  for (const p of parts) {
+    if (p.file) fileBytes += Math.max(0, p.end - p.bodyStart);
+    else {
+      const v = raw.subarray(p.bodyStart, Math.max(p.bodyStart, p.end)).toString('utf8');
+      fields[p.name] = p.name === 'stream' ? v === 'true' : v;
+    }
+  }
+  return { fields, fileBytes };
+}
+
+/** The form with its text field `name` set to `value` (the rest as it came); null when it has no
+ * such field. */
+export function withField(
+  raw: Buffer,
+  contentType: string | undefined,
+  name: string,
+  value: string,
+): Buffer | null {
+  const boundary = boundaryOf(contentType);
+  const part = boundary ? partsOf(raw, boundary)?.find((p) => p.name === name && !p.file) : undefined;
+  if (!part) return null;
+  return Buffer.concat([raw.subarray(0, part.bodyStart), Buffer.from(value), raw.subarray(part.end)]);
+}
+
+/** The bytes of the file a form's fields came with (readForm), kept beside the fields. */
+export const FILE_BYTES = new WeakMap<object, number>();
+
+/**
+ * The most audio tokens a transcription's file may be billed, for its reservation, from its size
+ * alone (the gateway does not decode audio): as if it were speech at 32 kbps (4,000 bytes a
+ * second), at 20 tokens a second, more than gpt-4o-transcribe bills for a second of speech. An
+ * MP3 at 128 kbps is reserved about four times what it costs; the settlement corrects it.
+ */
+export function audioTokensHeld(fileBytes: number): number {
+  return Math.ceil(fileBytes / 200);
+}
