@@ -16,7 +16,9 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: transcriptions', () => {
 
   beforeAll(async () => {
     await mock.start();
-    ({ t, base } = await mockedGateway(mock.url));
+    ({ t, base } = await mockedGateway(mock.url, {
+      routes: [{ model: 'transcriber', targets: [{ provider: 'openai', model: 'gpt-4o-transcribe' }] }],
+    }));
   });
   afterAll(async () => {
     await t?.shutdown();
@@ -106,5 +108,24 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: transcriptions', () => {
       model: 'gpt-4o-transcribe',
     });
     expect(fits.text).toMatch(/^Thank you/);
+  });
+
+  it('sends the model a route names in the form, the rest of it as it came', async () => {
+    const openai = await client({});
+    await openai.audio.transcriptions.create({
+      file: await audio(16_000),
+      model: 'transcriber',
+      language: 'en',
+    });
+    const sent = mock.received.at(-1)!.raw;
+    expect(sent).toContain('name="model"\r\n\r\ngpt-4o-transcribe\r\n');
+    expect(sent).toContain('name="language"\r\n\r\nen\r\n');
+    expect(sent).not.toContain('transcriber');
+    const [call] = await lastCalls(t, 1);
+    expect(call).toMatchObject({
+      model_requested: 'transcriber',
+      pricing_status: 'priced',
+      cost_usd: '0.00018',
+    });
   });
 });
