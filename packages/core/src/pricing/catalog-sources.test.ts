@@ -113,3 +113,27 @@ describe('listings at zero', () => {
     expect(usd(chat('cohere', 'rerank-v3.5')).total).toBe('0');
   });
 });
+
+/** Models billed in another unit than tokens, which another table quotes as if per token. */
+describe('models billed by the second, the character or the image', () => {
+  it('are not priced per token from a table that quotes their unit price as a token price', () => {
+    // Portkey quotes whisper-1's $0.006 a minute as 0.6 cents a token, and tts-1's $15 a million
+    // characters as a token price; LiteLLM bills them by the second and by the character.
+    for (const [provider, model] of [
+      ['openai', 'whisper-1'],
+      ['openai', 'tts-1'],
+      ['openai', 'tts-1-hd'],
+      ['deepgram', 'nova-3'],
+    ] as const) {
+      const r = cat.price({ provider, model, tokens: { input: 1000, output: 0 } });
+      expect(r.status, `${provider}/${model}`).toBe('unpriced');
+    }
+  });
+
+  it('keeps a model those tables price per token too', () => {
+    // gpt-4o-mini-tts: text in at $0.60 a million (LiteLLM also bills its audio out by the token).
+    expect(
+      usd({ provider: 'openai', model: 'gpt-4o-mini-tts', tokens: { input: 1_000_000, output: 0 } }).total,
+    ).toBe('0.6');
+  });
+});

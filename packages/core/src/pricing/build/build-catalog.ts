@@ -9,6 +9,7 @@ import {
   fromLiteLlm,
   fromPortkey,
   litellmContainerFees,
+  litellmOtherUnits,
   type SecondaryPrice,
 } from './secondary.js';
 
@@ -83,7 +84,11 @@ export function buildCatalog(src: CatalogSources): BuildResult {
   // more often a placeholder than a price: it comes after every other listing, so it never wins
   // over a price, and it adds a model only where the source says the model is free. Else the model
   // stays unpriced, never $0.
-  const secondary = [...all.filter((s) => !s.zero), ...all.filter((s) => s.zero)];
+  // A model LiteLLM bills by the second, character or image takes no other table's token price.
+  const otherUnits = litellmOtherUnits(src.litellm);
+  const secondary = [...all.filter((s) => !s.zero), ...all.filter((s) => s.zero)].filter(
+    (s) => !otherUnits.has(`${s.provider}/${s.model}`),
+  );
   const genaiIds = new Set(providers.map((p) => p.id));
   const reported = new Set<string>();
   /** The LiteLLM entries each genai-prices model takes in, within its own provider. */

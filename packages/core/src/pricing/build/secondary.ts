@@ -74,6 +74,39 @@ function litellmModes(entry: unknown): PriceModes | undefined {
   return Object.keys(modes).length > 0 ? modes : undefined;
 }
 
+/** LiteLLM's prices in units that are not tokens: audio by the second, text by the character,
+ * images by the image or the pixel. */
+const OTHER_UNITS = [
+  'input_cost_per_second',
+  'output_cost_per_second',
+  'input_cost_per_character',
+  'input_cost_per_image',
+  'output_cost_per_image',
+  'input_cost_per_pixel',
+  'output_cost_per_pixel',
+];
+
+/**
+ * The models (`provider/model`) LiteLLM bills in a unit other than tokens, with no token price:
+ * whisper-1 by the second of audio, tts-1 by the character, dall-e by the image. Portkey's table
+ * gives such a model a "token" price that is its price in that unit (whisper-1's $0.006 a minute as
+ * $0.006 a token), so another table's token price for one of them is not taken.
+ */
+export function litellmOtherUnits(data: unknown): Set<string> {
+  const out = new Set<string>();
+  if (!isObj(data)) return out;
+  for (const [key, e] of Object.entries(data)) {
+    if (!isObj(e) || typeof e['litellm_provider'] !== 'string') continue;
+    if (typeof e['input_cost_per_token'] === 'number') continue;
+    if (!OTHER_UNITS.some((k) => typeof e[k] === 'number')) continue;
+    const slash = key.indexOf('/');
+    out.add(
+      `${canonicalProvider(e['litellm_provider'])}/${(slash > 0 ? key.slice(slash + 1) : key).toLowerCase()}`,
+    );
+  }
+  return out;
+}
+
 /** LiteLLM's model_prices_and_context_window.json (USD per token). */
 export function fromLiteLlm(data: unknown): SecondaryPrice[] {
   if (!isObj(data)) throw new Error('LiteLLM prices must be an object');
