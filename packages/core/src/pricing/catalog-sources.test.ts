@@ -128,6 +128,19 @@ describe('models billed by the second, the character or the image', () => {
       const r = cat.price({ provider, model, tokens: { input: 1000, output: 0 } });
       expect(r.status, `${provider}/${model}`).toBe('unpriced');
     }
+    expect(
+      cat.price({ provider: 'openai', model: 'whisper-1', tokens: { input: 1000, output: 0 } }),
+    ).toMatchObject({
+      reason: 'model whisper-1 has no price for tokens (1000)',
+    });
+  });
+
+  it("prices a transcription billed by the second from its usage's seconds", () => {
+    // whisper-1: $0.006 a minute; Deepgram's nova-3: $0.0043 a minute (LiteLLM's per-second rates).
+    const seconds = (provider: string, model: string, s: number) =>
+      usd({ provider, api: 'openai-transcriptions', model, usage: { type: 'duration', seconds: s } }).total;
+    expect(seconds('openai', 'whisper-1', 90)).toBe('0.009');
+    expect(seconds('deepgram', 'nova-3', 60)).toBe('0.0043002');
   });
 
   it('keeps a model those tables price per token too', () => {

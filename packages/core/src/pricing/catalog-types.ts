@@ -42,6 +42,7 @@ export const PRICE_FIELDS = [
   'code_containers_16g_kcount',
   'code_containers_64g_kcount',
   'image_generations_kcount',
+  'input_audio_seconds_kcount',
 ] as const;
 export type PriceField = (typeof PRICE_FIELDS)[number];
 

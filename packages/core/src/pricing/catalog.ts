@@ -361,13 +361,32 @@ function withToolCalls(counted: UnitUsage, calls: HostedToolCalls): UnitUsage {
 
 /** The units of hosted tools' calls, priced per call (web searches, file searches, ...). */
 const TOOL_CALL_UNITS = UNITS.filter((u) => u.dims['family'] === 'tool_calls');
+/** The units of audio billed by its length. */
+const SECONDS_UNITS = UNITS.filter((u) => u.dims['family'] === 'seconds');
 
-/** The hosted tool calls in `usage` that none of `sets` prices (`web_searches (2 made)`), or null. */
+/**
+ * What `usage` holds that none of `sets` prices, or null: a hosted tool's calls
+ * (`web_searches (2 made)`), seconds of audio for a model priced by the token, or tokens for a
+ * model priced only by the second (whisper-1), which would otherwise cost nothing.
+ */
 function unpricedFee(usage: UnitUsage, ...sets: (PriceSet | null | undefined)[]): string | null {
   for (const u of TOOL_CALL_UNITS) {
     const n = usage[u.usageKey] ?? 0;
     if (n > 0 && !sets.some((s) => s?.[u.priceKey as keyof PriceSet] !== undefined))
       return `${u.usageKey} (${n} made)`;
   }
+  for (const u of SECONDS_UNITS) {
+    const n = usage[u.usageKey] ?? 0;
+    if (n > 0 && !sets.some((s) => s?.[u.priceKey as keyof PriceSet] !== undefined))
+      return `${u.usageKey} (${n})`;
+  }
+  const tokens = (usage['input_tokens'] ?? 0) + (usage['output_tokens'] ?? 0);
+  const bySecond = sets.some((s) => s?.input_audio_seconds_kcount !== undefined);
+  if (
+    tokens > 0 &&
+    bySecond &&
+    !sets.some((s) => s?.input_mtok !== undefined || s?.output_mtok !== undefined)
+  )
+    return `tokens (${tokens})`;
   return null;
 }

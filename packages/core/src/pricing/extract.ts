@@ -39,16 +39,17 @@ const GENERIC: Record<string, Extractor> = {
     root: 'usage',
     mappings: [m('prompt_tokens', 'input_tokens', true)],
   },
-  // OpenAI's transcriptions (gpt-4o-transcribe and later): tokens of the audio and the prompt in,
-  // of the text out. whisper-1 gives seconds of audio instead, which no token price fits.
+  // OpenAI's transcriptions: gpt-4o-transcribe and later give tokens of the audio and the prompt in,
+  // of the text out; whisper-1 gives the seconds of audio it bills.
   transcriptions: {
     api_flavor: 'transcriptions',
     root: 'usage',
     mappings: [
-      m('input_tokens', 'input_tokens', true),
+      m('input_tokens', 'input_tokens'),
       m(['input_token_details', 'text_tokens'], 'input_text_tokens'),
       m(['input_token_details', 'audio_tokens'], 'input_audio_tokens'),
-      m('output_tokens', 'output_tokens', true),
+      m('output_tokens', 'output_tokens'),
+      m('seconds', 'input_audio_seconds'),
     ],
   },
   // OpenAI's image generation (gpt-image-1 and later): tokens of the prompt's text and images in,

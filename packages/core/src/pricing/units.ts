@@ -94,6 +94,12 @@ for (const m of ['text', 'audio', 'image', 'video']) {
   );
 }
 add('input_characters', 'input_mchars', M, { family: 'characters', direction: 'input' });
+// Audio billed by its length (whisper-1, Deepgram): seconds, priced per thousand.
+add('input_audio_seconds', 'input_audio_seconds_kcount', 1000, {
+  family: 'seconds',
+  direction: 'input',
+  modality: 'audio',
+});
 add('input_text_messages', 'input_text_messages_kcount', 1000, {
   family: 'messages',
   direction: 'input',

@@ -82,12 +82,20 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: transcriptions', () => {
     expect(call!.tokens.output).toBeGreaterThan(0);
   });
 
-  it("keeps whisper-1's transcripts, billed by the second, unpriced, with why", async () => {
+  it("prices whisper-1's transcripts by the second its usage gives", async () => {
     const openai = await client({});
     await openai.audio.transcriptions.create({ file: await audio(32_000), model: 'whisper-1' });
     const [call] = await lastCalls(t, 1);
-    expect(call).toMatchObject({ status: 'ok', pricing_status: 'unpriced', cost_usd: null });
-    expect(String(call!['error_type'])).toMatch(/input_tokens/);
+    // 2 seconds at $0.006 a minute.
+    expect(call).toMatchObject({ status: 'ok', pricing_status: 'priced', cost_usd: '0.0002' });
+    // Asked as text, with no usage, its estimated tokens have no price: unpriced, not $0.
+    await openai.audio.transcriptions.create({
+      file: await audio(32_000),
+      model: 'whisper-1',
+      response_format: 'text',
+    });
+    const [text] = await lastCalls(t, 1);
+    expect(text).toMatchObject({ status: 'ok', pricing_status: 'unpriced', cost_usd: null });
   });
 
   it("reserves the file's audio on the key's budget, and holds it to the key's models", async () => {

@@ -87,7 +87,7 @@ export function buildCatalog(src: CatalogSources): BuildResult {
   // A model LiteLLM bills by the second, character or image takes no other table's token price.
   const otherUnits = litellmOtherUnits(src.litellm);
   const secondary = [...all.filter((s) => !s.zero), ...all.filter((s) => s.zero)].filter(
-    (s) => !otherUnits.has(`${s.provider}/${s.model}`),
+    (s) => s.source === 'litellm' || !otherUnits.has(`${s.provider}/${s.model}`),
   );
   const genaiIds = new Set(providers.map((p) => p.id));
   const reported = new Set<string>();

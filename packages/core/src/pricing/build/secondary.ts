@@ -113,8 +113,13 @@ export function fromLiteLlm(data: unknown): SecondaryPrice[] {
   const out: SecondaryPrice[] = [];
   for (const [key, e] of Object.entries(data)) {
     if (key === 'sample_spec' || !isObj(e) || typeof e['litellm_provider'] !== 'string') continue;
-    const prices = litellmTokenPrices(e, '', true);
-    if (prices.input_mtok === undefined) continue;
+    let prices = litellmTokenPrices(e, '', true);
+    if (prices.input_mtok === undefined) {
+      // A transcription model billed by the second of audio (whisper-1, Deepgram's): that price.
+      const perSecond = timesPow10(e['input_cost_per_second'], 3);
+      if (e['mode'] !== 'audio_transcription' || perSecond === undefined) continue;
+      prices = { input_audio_seconds_kcount: perSecond };
+    }
     const provider = canonicalProvider(e['litellm_provider']);
     const slash = key.indexOf('/');
     const model = (slash > 0 ? key.slice(slash + 1) : key).toLowerCase();
