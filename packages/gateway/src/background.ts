@@ -1,14 +1,13 @@
 import { hostedToolCalls } from './answer-meta.js';
 import type { Hold } from './budget-guard.js';
 import { containersOf } from './containers.js';
-import { KeptWatch, type Watching } from './kept.js';
+import { KeptWatch, lookUp, type Watching } from './kept.js';
 import type { AttemptContext, AttemptOutcome } from './meter.js';
 import { upstreamFor } from './providers.js';
 import type { Accumulated, ContainerSessions } from './relay.js';
 import { estimatePromptTokens } from './tokenizer.js';
 import type { GatewayDeps, ProviderConfig, VirtualKey } from './types.js';
 import type { Upstreams } from './upstream.js';
-import { parseObject, readWhole } from './upstream-answer.js';
 
 type Obj = Record<string, unknown>;
 
@@ -179,33 +178,20 @@ export class BackgroundCalls extends KeptWatch<Watched, KeptCall> {
     if (w.done || this.closed) return;
     const maxMs = (this.env.deps.config.background_max_hours ?? 24) * 3_600_000;
     if (this.env.deps.clock.now() - w.time > maxMs) return this.finish(w, null, 'background_unfinished');
-    const provider = this.env.provider(w.provider, w.key.tenant);
-    if (provider) {
-      const target = upstreamFor(provider, 'responses', '', {});
-      const { 'content-type': _bodyless, ...headers } = target.headers;
-      try {
-        const up = await this.env.upstreams.request(target.origin, {
-          path: `${target.path}/${w.id}`,
-          method: 'GET',
-          headers,
-          timeoutMs: Math.min(provider.timeout_ms ?? this.env.deps.config.timeout_ms, 60_000),
-        });
-        const read = await readWhole(up, this.env.deps.config.max_response_bytes ?? 64 * 1024 * 1024);
-        if (w.done) return;
-        const response = read.buf && up.statusCode === 200 ? parseObject(read.buf.toString('utf8')) : null;
-        if (hasEnded(response)) return this.finish(w, response, null);
-        // Deleted before it ended, or forgotten: its usage will never come.
-        if (up.statusCode === 404) return this.finish(w, null, 'background_lost');
-      } catch (err) {
-        // The provider out of reach: asked again later, as for an answer still in progress.
-        this.env.deps.onError?.(err, 'watching a background response');
-      }
-    } else {
-      // Its provider gone from the config (or not read yet, just after a start): asked again later.
-      this.env.deps.onError?.(
-        new Error(`provider ${w.provider} is not configured`),
-        'watching a background response',
-      );
+    const got = await lookUp(
+      this.env,
+      this.env.provider(w.provider, w.key.tenant),
+      w.provider,
+      (p) => upstreamFor(p, 'responses', '', {}),
+      w.id,
+      'watching a background response',
+    );
+    if (w.done) return;
+    if (got) {
+      const response = got.status === 200 ? got.json : null;
+      if (hasEnded(response)) return this.finish(w, response, null);
+      // Deleted before it ended, or forgotten: its usage will never come.
+      if (got.status === 404) return this.finish(w, null, 'background_lost');
     }
     if (!w.done) this.schedule(w);
   }

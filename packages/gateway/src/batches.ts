@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { attribute, bodyUser } from './attribution.js';
 import type { Hold, Unpriceable } from './budget-guard.js';
-import { KeptWatch, type Watching } from './kept.js';
+import { KeptWatch, lookUp, type Watching } from './kept.js';
 import type { AttemptContext, AttemptOutcome, Attribution } from './meter.js';
 import { modelAllowed } from './model-allow.js';
 import { ENDPOINT_API, type Endpoint, priceProviderOf } from './providers.js';
@@ -136,9 +136,6 @@ interface KeptBatch {
 
 interface Watched extends KeptBatch, Watching {}
 
-const isGatewayError = (v: unknown): v is GatewayError =>
-  typeof (v as GatewayError | null)?.status === 'number' && typeof (v as GatewayError).code === 'string';
-
 /** A request's call id: the batch's id and its custom_id, so that it is the same each time. */
 export function batchCallId(batchId: string, customId: string): string {
   return /^[A-Za-z0-9_-]{1,64}$/.test(customId)
@@ -241,7 +238,7 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
       return sendError(res, 'openai', headers);
     }
     const provider = this.providerFor(req, key);
-    if (isGatewayError(provider)) {
+    if (isError(provider)) {
       req.resume();
       return sendError(res, 'openai', provider);
     }
@@ -316,10 +313,17 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     const time = this.env.deps.clock.now();
     const attribution = attribute(key, req.headers);
     const input = await this.readInput(provider, fileId, key, endpoint, time);
-    if (isGatewayError(input)) return sendError(res, 'openai', input);
+    if (isError(input)) return sendError(res, 'openai', input);
     const held = await this.env.reserve(key, attribution, input.models, input.cost, time);
-    if (isGatewayError(held)) return sendError(res, 'openai', held);
-    await this.send(res, key, provider, headers, held, attribution, time, 'openai', raw, req);
+    if (isError(held)) return sendError(res, 'openai', held);
+    await this.send(res, req, raw, provider, headers, {
+      api: 'openai',
+      provider: provider.id,
+      key,
+      attribution,
+      time,
+      hold: held,
+    });
   }
 
   /** `POST /v1/messages/batches` (Anthropic's message batches): its requests, in the body, are
@@ -396,30 +400,34 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     }
     const attribution = attribute(key, req.headers);
     const held = await this.env.reserve(key, attribution, [...new Set(models)], cost, time);
-    if (isGatewayError(held)) return sendError(res, 'anthropic', held);
+    if (isError(held)) return sendError(res, 'anthropic', held);
     const users: Record<string, string> = {};
     for (const r of requests as Obj[]) {
       const user = bodyUser(r['params'] as Obj);
       if (user !== null) users[r['custom_id'] as string] = user;
     }
-    await this.send(res, key, provider, headers, held, attribution, time, 'anthropic', raw, req, users);
+    await this.send(res, req, raw, provider, headers, {
+      api: 'anthropic',
+      ...(Object.keys(users).length > 0 ? { users } : {}),
+      provider: provider.id,
+      key,
+      attribution,
+      time,
+      hold: held,
+    });
   }
 
   /** Makes the batch at `provider` and passes its answer on; a batch made is kept as the key's and
    * watched, and the reservation of one not made goes back. */
   private async send(
     res: ServerResponse,
-    key: VirtualKey,
+    req: IncomingMessage,
+    raw: Buffer,
     provider: ProviderConfig,
     headers: Record<string, string>,
-    held: Hold | null,
-    attribution: Attribution,
-    time: number,
-    api: 'openai' | 'anthropic',
-    raw: Buffer,
-    req: IncomingMessage,
-    users?: Record<string, string>,
+    batch: Omit<KeptBatch, 'id'>,
   ): Promise<void> {
+    const { api, key, attribution, time, hold } = batch;
     const on = api === 'anthropic' ? 'message_batch' : 'batch';
     const store = storeOf(provider, on, req.headers);
     let answer: Buffer | null = null;
@@ -438,12 +446,11 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
       const id = made?.['id'];
       if (typeof id === 'string' && isStoredId(id) && res.statusCode < 300) {
         await this.remember(on, id, provider.id, key, attribution.project);
-        const named = users && Object.keys(users).length > 0 ? { users } : {};
-        this.start({ id, api, ...named, provider: provider.id, key, attribution, time, hold: held });
+        this.start({ id, ...batch });
         if (hasEnded(made)) this.observe(key.tenant, id, made);
-      } else if (held) {
+      } else if (hold) {
         // Not made: nothing will run, and the reservation goes back.
-        await this.env.settle(key, held, 0n, time);
+        await this.env.settle(key, hold, 0n, time);
       }
     }
   }
@@ -571,7 +578,7 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     const headers = await heldToRpm(this.env, key);
     if (isError(headers)) return sendError(res, wire, headers);
     const provider = this.providerFor(req, key, wire);
-    if (isGatewayError(provider)) return sendError(res, wire, provider);
+    if (isError(provider)) return sendError(res, wire, provider);
     const store = storeOf(provider, on, req.headers);
     const q = req.url?.indexOf('?') ?? -1;
     const query = q < 0 ? '' : req.url!.slice(q);
@@ -629,28 +636,20 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
       );
       return this.finish(w, null);
     }
-    const provider = this.env.provider(w.provider, w.key.tenant);
-    if (provider) {
-      const store = storeOf(provider, w.api === 'anthropic' ? 'message_batch' : 'batch', {});
-      const { 'content-type': _bodyless, ...headers } = store.headers;
-      try {
-        const up = await this.env.upstreams.request(store.origin, {
-          path: `${store.path}/${w.id}`,
-          method: 'GET',
-          headers,
-          timeoutMs: Math.min(provider.timeout_ms ?? this.env.deps.config.timeout_ms, 60_000),
-        });
-        const buf = await up.body.bytes();
-        if (w.done) return;
-        const batch = up.statusCode === 200 ? parseObject(buf.toString('utf8')) : null;
-        if (batch) this.learnFiles(w, batch);
-        if (hasEnded(batch)) return this.finish(w, batch);
-        if (up.statusCode === 404) return this.finish(w, null);
-      } catch (err) {
-        this.env.deps.onError?.(err, 'watching a batch');
-      }
-    } else {
-      this.env.deps.onError?.(new Error(`provider ${w.provider} is not configured`), 'watching a batch');
+    const got = await lookUp(
+      this.env,
+      this.env.provider(w.provider, w.key.tenant),
+      w.provider,
+      (p) => storeOf(p, w.api === 'anthropic' ? 'message_batch' : 'batch', {}),
+      w.id,
+      'watching a batch',
+    );
+    if (w.done) return;
+    if (got) {
+      const batch = got.status === 200 ? got.json : null;
+      if (batch) this.learnFiles(w, batch);
+      if (hasEnded(batch)) return this.finish(w, batch);
+      if (got.status === 404) return this.finish(w, null);
     }
     if (!w.done) this.schedule(w);
   }

@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { VirtualKey } from './types.js';
+import type { GatewayDeps, ProviderConfig, VirtualKey } from './types.js';
+import type { Upstreams } from './upstream.js';
+import { DEFAULT_MAX_RESPONSE_BYTES, parseObject, readWhole } from './upstream-answer.js';
 
 /**
  * What a watch keeps on disk, so that what it watches outlives the process: each watch (a process's
@@ -204,5 +206,40 @@ export abstract class KeptWatch<W extends Watching, K> {
     this.closed = true;
     for (const w of this.watched.values()) if (w.timer) clearTimeout(w.timer);
     while (this.busy.size > 0) await Promise.allSettled([...this.busy]);
+  }
+}
+
+/**
+ * Asks a provider for one thing it keeps (`GET <path>/<id>`, a response or a batch): its status and
+ * its body as a JSON object (null for none); or null, reported as `doing`, when the provider is not
+ * configured (any more, or not yet read after a start) or could not be reached: then it is asked
+ * again later.
+ */
+export async function lookUp(
+  env: { deps: GatewayDeps; upstreams: Upstreams },
+  provider: ProviderConfig | undefined,
+  providerId: string,
+  store: (p: ProviderConfig) => { origin: string; path: string; headers: Record<string, string> },
+  id: string,
+  doing: string,
+): Promise<{ status: number; json: Record<string, unknown> | null } | null> {
+  if (!provider) {
+    env.deps.onError?.(new Error(`provider ${providerId} is not configured`), doing);
+    return null;
+  }
+  const target = store(provider);
+  const { 'content-type': _bodyless, ...headers } = target.headers;
+  try {
+    const up = await env.upstreams.request(target.origin, {
+      path: `${target.path}/${id}`,
+      method: 'GET',
+      headers,
+      timeoutMs: Math.min(provider.timeout_ms ?? env.deps.config.timeout_ms, 60_000),
+    });
+    const read = await readWhole(up, env.deps.config.max_response_bytes ?? DEFAULT_MAX_RESPONSE_BYTES);
+    return { status: up.statusCode, json: read.buf ? parseObject(read.buf.toString('utf8')) : null };
+  } catch (err) {
+    env.deps.onError?.(err, doing);
+    return null;
   }
 }

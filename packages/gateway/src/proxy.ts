@@ -559,11 +559,10 @@ export class Gateway {
     raw: Buffer,
     key: VirtualKey,
   ): Promise<void> {
-    const body = parseObject(raw.toString('utf8'));
-    if (!body) return sendError(res, 'openai', notJsonObject());
     // The model is optional here: without one, the call goes where an OpenAI model's would.
-    const model = freeModelOf(body, key, '');
-    if (typeof model !== 'string') return sendError(res, 'openai', model);
+    const asked = freeRequest(raw, key, '');
+    if (isError(asked)) return sendError(res, 'openai', asked);
+    const { body, model } = asked;
     const toPrevious = await this.towardPrevious(body, key, this.plan(model, 'responses', key.tenant));
     if (!Array.isArray(toPrevious)) return sendError(res, 'openai', toPrevious);
     const attempt = toPrevious[0];
@@ -614,10 +613,9 @@ export class Gateway {
     raw: Buffer,
     key: VirtualKey,
   ): Promise<void> {
-    const body = parseObject(raw.toString('utf8'));
-    if (!body) return sendError(res, 'openai', notJsonObject());
-    const model = freeModelOf(body, key, 'omni-moderation-latest');
-    if (typeof model !== 'string') return sendError(res, 'openai', model);
+    const asked = freeRequest(raw, key, 'omni-moderation-latest');
+    if (isError(asked)) return sendError(res, 'openai', asked);
+    const { body, model } = asked;
     const held = await heldToRpm(this.followUps, key);
     if (isError(held)) return sendError(res, 'openai', held);
     const routed = this.plan(model, 'chat', key.tenant).find((a) => a.provider.kind !== 'anthropic');
@@ -1187,14 +1185,21 @@ const previousNotFound = (id: string): GatewayError => ({
   message: `Previous response with id '${id.slice(0, 256)}' not found.`,
 });
 
-/** The model a free call (a token count, a moderation) names, or `fallback` where it names none
- * (none: ''); or its refusal, a name no model may have or one the key may not use. */
-function freeModelOf(body: Obj, key: VirtualKey, fallback: string): string | GatewayError {
+/** A free call's body (a token count's, a moderation's) and the model it names, or `fallback` where
+ * it names none (none: ''); or its refusal: a body that is not a JSON object, a name no model may
+ * have, or one the key may not use. */
+function freeRequest(
+  raw: Buffer,
+  key: VirtualKey,
+  fallback: string,
+): { body: Obj; model: string } | GatewayError {
+  const body = parseObject(raw.toString('utf8'));
+  if (!body) return notJsonObject();
   const model = body['model'] ?? fallback;
   if (typeof model !== 'string' || (model !== '' && !isModelName(model)))
     return badRequest(`model must be a model name: ${MODEL_NAME_RULE}.`, 'invalid_model');
   if (model !== '' && !modelAllowed(key.models, model)) return notAllowed(key, model);
-  return model;
+  return { body, model };
 }
 
 /** A body that names `model` as naming `to` instead (a route's or deployment's name for it). */

@@ -225,8 +225,9 @@ export async function heldToRpm(
   return limit.ok ? rateLimitHeaders(limit) : rateLimited(limit, key);
 }
 
-export const isError = (v: Record<string, string> | GatewayError): v is GatewayError =>
-  typeof (v as GatewayError).status === 'number';
+/** Whether a result is the refusal to answer with (a GatewayError), not what was asked for. */
+export const isError = (v: unknown): v is GatewayError =>
+  typeof (v as GatewayError | null)?.status === 'number' && typeof (v as GatewayError).code === 'string';
 
 /** The body of a follow-up that takes one (a conversation's update, its new items), or an empty
  * one; a body too large or undecodable is the refusal. */

@@ -7,7 +7,7 @@ import { MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
 import { createDuckDbStore } from '@tally/store';
 import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { foreignKey, type TestApp, testApp, until } from '../testing/test-app.js';
+import { foreignKey, mockedGateway, type TestApp, testApp, until } from '../testing/test-app.js';
 
 type Failure = { status: number; code: string | null; message: string };
 const failure = (e: unknown): Failure => e as Failure;
@@ -347,11 +347,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: the Batch API', () => {
   });
 
   it('holds a batch to the budgets that count its model', async () => {
-    const other = await testApp({
-      gateway: {
-        providers: [{ id: 'openai', kind: 'openai', base_url: `${mock.url}/v1`, api_key: 'sk-upstream' }],
-      },
-    });
+    const { t: other, base: otherBase } = await mockedGateway(mock.url);
     try {
       const made = await other.app.inject({
         method: 'POST',
@@ -369,7 +365,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: the Batch API', () => {
       expect(made.statusCode).toBe(201);
       const openai = new OpenAI({
         apiKey: (await other.newKey({ project: 'legacy' })).key,
-        baseURL: `${await other.listen()}/v1`,
+        baseURL: `${otherBase}/v1`,
         maxRetries: 0,
       });
       const ask = (file: { id: string }) =>
@@ -392,16 +388,11 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: the Batch API', () => {
   });
 
   it('refuses a batch whose input file is past the size it reads', async () => {
-    const small = await testApp({
-      gateway: {
-        providers: [{ id: 'openai', kind: 'openai', base_url: `${mock.url}/v1`, api_key: 'sk-upstream' }],
-        batch_input_max_bytes: 1000,
-      },
-    });
+    const { t: small, base: smallBase } = await mockedGateway(mock.url, { batch_input_max_bytes: 1000 });
     try {
       const openai = new OpenAI({
         apiKey: (await small.newKey({})).key,
-        baseURL: `${await small.listen()}/v1`,
+        baseURL: `${smallBase}/v1`,
         maxRetries: 0,
       });
       const lines = Array.from({ length: 40 }, (_, i) => ({ id: `r${i}`, model: 'gpt-4o' }));
