@@ -61,6 +61,7 @@ describe('background calls, watched', () => {
       settle: async (_key, _hold, spent) => {
         settled.push(spent);
       },
+      holdAgain: async (hold) => hold,
     };
     return { clock, recorded, settled, watch: new BackgroundCalls(env, dir) };
   }

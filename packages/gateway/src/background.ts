@@ -63,6 +63,8 @@ export interface BackgroundEnv {
   sessions: ContainerSessions;
   /** Settles the budgets a call held. */
   settle(key: VirtualKey, hold: Hold, spentNano: bigint, time: number): Promise<void>;
+  /** A stopped process's hold, held again here (see holdAgain in budget-guard). */
+  holdAgain(hold: Hold): Promise<Hold>;
 }
 
 interface Watched extends BackgroundCall, Watching {
@@ -150,8 +152,9 @@ export class BackgroundCalls extends KeptWatch<Watched, KeptCall> {
   protected async adopt(calls: KeptCall[]): Promise<void> {
     for (const c of calls) {
       if (this.has(c.key.tenant, c.id)) continue;
-      // The reservation went with the process that made it: the cost is added, nothing released.
-      const hold = c.hold ? { ...c.hold, reserved: 0n } : null;
+      // The reservation went with the process that made it, and is held again here.
+      const hold = c.hold ? await this.env.holdAgain(c.hold) : null;
+      if (this.has(c.key.tenant, c.id)) continue;
       this.start({
         ctx: { ...c.ctx, kept: true },
         body: { tools: c.tools },

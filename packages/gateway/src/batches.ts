@@ -96,19 +96,34 @@ export interface BatchEnv extends FollowUpEnv {
   ): Promise<bigint | Unpriceable>;
   /** The Anthropic provider a model's messages go to, if one does. */
   anthropicProvider(model: string, tenant: string): ProviderConfig | undefined;
-  /** Reserves `cost` on the budgets of the key (and attribution) that count every one of `models`:
-   * the hold, null with no budget, or the refusal. */
+  /** Reserves a batch's largest cost (`costs`, by model) on the budgets of the key (and
+   * attribution): on each budget, the cost of the models it counts. The holds (none with no
+   * budget), or the refusal. */
   reserve(
     key: VirtualKey,
     attribution: Attribution,
-    models: string[],
-    cost: bigint | Unpriceable,
+    costs: Map<string, bigint | Unpriceable>,
     time: number,
-  ): Promise<Hold | null | GatewayError>;
+  ): Promise<BatchHold[] | GatewayError>;
   /** Meters a call: its cost, or null unpriced. */
   record(ctx: AttemptContext, out: AttemptOutcome, acc: Accumulated): bigint | null;
   /** Settles the budgets a batch held. */
   settle(key: VirtualKey, hold: Hold, spentNano: bigint, time: number): Promise<void>;
+  /** A stopped process's hold, held again here (see holdAgain in budget-guard). */
+  holdAgain(hold: Hold): Promise<Hold>;
+}
+
+/** What a batch holds on its budgets: a hold for each set of its models that some of the key's
+ * budgets count, with the cost of those models' requests (`models` null: every model of the
+ * batch, as most budgets count). */
+export interface BatchHold {
+  models: string[] | null;
+  hold: Hold;
+}
+
+/** What a batch's requests cost as they are metered: in all, and by the model each asked for. */
+interface Spent extends Accumulated {
+  byModel: Map<string, bigint>;
 }
 
 /** What one request of a batch asked for: its model (where known) and the end user it names. */
@@ -129,9 +144,15 @@ interface KeptBatch {
   provider: string;
   key: VirtualKey;
   attribution: Attribution;
+  /** For a message batch, the model its requests ask for (`model`, when they all ask for one) or
+   * each request's (`models`, by custom_id): its results name the snapshot that served them. */
+  model?: string;
+  models?: Record<string, string>;
   /** When it was made (ms). */
   time: number;
-  hold: Hold | null;
+  holds: BatchHold[];
+  /** One hold on the budgets that counted every model, as a batch was kept before `holds`. */
+  hold?: Hold | null;
 }
 
 interface Watched extends KeptBatch, Watching {}
@@ -205,21 +226,26 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
         id: w.id,
         api: w.api,
         ...(w.users ? { users: w.users } : {}),
+        ...(w.model ? { model: w.model } : {}),
+        ...(w.models ? { models: w.models } : {}),
         provider: w.provider,
         key: w.key,
         attribution: w.attribution,
         time: w.time,
-        hold: w.hold,
+        holds: w.holds,
       });
     }
     return out;
   }
 
   protected async adopt(batches: KeptBatch[]): Promise<void> {
-    for (const b of batches) {
-      // The reservation went with the process that made it: the cost is added, nothing released.
-      if (!this.has(b.key.tenant, b.id))
-        this.start({ ...b, hold: b.hold ? { ...b.hold, reserved: 0n } : null });
+    for (const { hold, ...b } of batches) {
+      if (this.has(b.key.tenant, b.id)) continue;
+      // The reservations went with the process that made them, and are held again here.
+      const holds: BatchHold[] = [];
+      for (const h of b.holds ?? (hold ? [{ models: null, hold }] : []))
+        holds.push({ models: h.models, hold: await this.env.holdAgain(h.hold) });
+      if (!this.has(b.key.tenant, b.id)) this.start({ ...b, holds });
     }
     await this.kept.save();
   }
@@ -314,7 +340,7 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     const attribution = attribute(key, req.headers);
     const input = await this.readInput(provider, fileId, key, endpoint, time);
     if (isError(input)) return sendError(res, 'openai', input);
-    const held = await this.env.reserve(key, attribution, input.models, input.cost, time);
+    const held = await this.env.reserve(key, attribution, input, time);
     if (isError(held)) return sendError(res, 'openai', held);
     await this.send(res, req, raw, provider, headers, {
       api: 'openai',
@@ -322,7 +348,7 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
       key,
       attribution,
       time,
-      hold: held,
+      holds: held,
     });
   }
 
@@ -349,6 +375,7 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     }
     const time = this.env.deps.clock.now();
     const models: string[] = [];
+    const asked: Record<string, string> = {};
     for (let i = 0; i < requests.length; i++) {
       const r = requests[i] as Obj | null;
       const params = r?.['params'] as Obj | undefined;
@@ -372,6 +399,7 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
         });
       }
       models.push(model);
+      asked[r['custom_id']] = model;
     }
     const named = req.headers['x-tally-provider'];
     const provider =
@@ -389,17 +417,18 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
             : `No Anthropic provider is configured for model ${models[0]!.slice(0, 256)}, to run its message batch.`,
       });
     }
-    let cost: bigint | Unpriceable = 0n;
+    const costs = new Map<string, bigint | Unpriceable>();
     for (const r of requests as Obj[]) {
-      const one = await this.env.estimate(provider, 'messages', r['params'] as Obj, key.tenant, time);
-      if (typeof one !== 'bigint') {
-        cost = one;
-        break;
-      }
-      cost += one;
+      const params = r['params'] as Obj;
+      const model = params['model'] as string;
+      const sum = costs.get(model) ?? 0n;
+      // Once one of a model's requests has no price, that model's part of the batch has none.
+      if (typeof sum !== 'bigint') continue;
+      const one = await this.env.estimate(provider, 'messages', params, key.tenant, time);
+      costs.set(model, typeof one === 'bigint' ? sum + one : one);
     }
     const attribution = attribute(key, req.headers);
-    const held = await this.env.reserve(key, attribution, [...new Set(models)], cost, time);
+    const held = await this.env.reserve(key, attribution, costs, time);
     if (isError(held)) return sendError(res, 'anthropic', held);
     const users: Record<string, string> = {};
     for (const r of requests as Obj[]) {
@@ -409,11 +438,12 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     await this.send(res, req, raw, provider, headers, {
       api: 'anthropic',
       ...(Object.keys(users).length > 0 ? { users } : {}),
+      ...(costs.size === 1 ? { model: models[0]! } : { models: asked }),
       provider: provider.id,
       key,
       attribution,
       time,
-      hold: held,
+      holds: held,
     });
   }
 
@@ -427,7 +457,7 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     headers: Record<string, string>,
     batch: Omit<KeptBatch, 'id'>,
   ): Promise<void> {
-    const { api, key, attribution, time, hold } = batch;
+    const { api, key, attribution, time, holds } = batch;
     const on = api === 'anthropic' ? 'message_batch' : 'batch';
     const store = storeOf(provider, on, req.headers);
     let answer: Buffer | null = null;
@@ -448,9 +478,9 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
         await this.remember(on, id, provider.id, key, attribution.project);
         this.start({ id, ...batch });
         if (hasEnded(made)) this.observe(key.tenant, id, made);
-      } else if (hold) {
-        // Not made: nothing will run, and the reservation goes back.
-        await this.env.settle(key, hold, 0n, time);
+      } else {
+        // Not made: nothing will run, and the reservations go back.
+        for (const h of holds) await this.env.settle(key, h.hold, 0n, time);
       }
     }
   }
@@ -463,10 +493,9 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     key: VirtualKey,
     endpoint: Endpoint,
     time: number,
-  ): Promise<{ models: string[]; cost: bigint | Unpriceable } | GatewayError> {
+  ): Promise<Map<string, bigint | Unpriceable> | GatewayError> {
     const limit = this.env.deps.config.batch_input_max_bytes ?? DEFAULT_MAX_INPUT_BYTES;
-    const models = new Set<string>();
-    let cost: bigint | Unpriceable = 0n;
+    const costs = new Map<string, bigint | Unpriceable>();
     let problem: GatewayError | null = null;
     let lineNo = 0;
     try {
@@ -492,11 +521,11 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
               message: `Line ${lineNo} of the input file asks for model ${model}, which this key may not use. Allowed: ${key.models.join(', ')}.`,
             };
           } else {
-            models.add(model);
-            // Once one request has no price, the batch has none.
-            if (typeof cost !== 'bigint') return;
+            const sum = costs.get(model) ?? 0n;
+            // Once one of a model's requests has no price, that model's part of the batch has none.
+            if (typeof sum !== 'bigint') return;
             const one = await this.env.estimate(provider, endpoint, body as Obj, key.tenant, time);
-            cost = typeof one === 'bigint' ? cost + one : one;
+            costs.set(model, typeof one === 'bigint' ? sum + one : one);
           }
         },
         limit,
@@ -514,8 +543,8 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
       };
     }
     if (problem) return problem;
-    if (models.size === 0) return badRequest('The input file holds no requests.', 'invalid_batch_input');
-    return { models: [...models], cost };
+    if (costs.size === 0) return badRequest('The input file holds no requests.', 'invalid_batch_input');
+    return costs;
   }
 
   /** Keeps whose a file or batch is. */
@@ -660,7 +689,7 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     if (w.done) return;
     w.done = true;
     if (w.timer) clearTimeout(w.timer);
-    const acc: Accumulated = { spentNano: 0n, tokens: 0, headers: {} };
+    const acc: Spent = { spentNano: 0n, tokens: 0, headers: {}, byModel: new Map() };
     let failed = false;
     try {
       const provider = this.env.provider(w.provider, w.key.tenant);
@@ -686,7 +715,11 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     }
     this.remove(w);
     try {
-      if (w.hold) await this.env.settle(w.key, w.hold, acc.spentNano, w.time);
+      for (const h of w.holds) {
+        let spent = h.models ? 0n : acc.spentNano;
+        for (const m of h.models ?? []) spent += acc.byModel.get(m) ?? 0n;
+        await this.env.settle(w.key, h.hold, spent, w.time);
+      }
     } finally {
       await this.kept.save();
     }
@@ -700,7 +733,7 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     fileId: string,
     batch: Obj,
     asked: Map<string, Asked> | null,
-    acc: Accumulated,
+    acc: Spent,
   ): Promise<void> {
     const endedAt = ['completed_at', 'failed_at', 'expired_at', 'cancelled_at']
       .map((f) => batch[f])
@@ -736,12 +769,7 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
   }
 
   /** Meters each request of an ended Anthropic message batch, from its results. */
-  private async meterResults(
-    w: Watched,
-    provider: ProviderConfig,
-    batch: Obj,
-    acc: Accumulated,
-  ): Promise<void> {
+  private async meterResults(w: Watched, provider: ProviderConfig, batch: Obj, acc: Spent): Promise<void> {
     const endedAt = typeof batch['ended_at'] === 'string' ? Date.parse(batch['ended_at']) : Number.NaN;
     const latencyMs = Math.max(0, (Number.isFinite(endedAt) ? endedAt : this.env.deps.clock.now()) - w.time);
     const given = await this.readFile(
@@ -765,7 +793,10 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
           customId,
           type === 'succeeded' ? message : null,
           why,
-          { user: w.users?.[customId] ?? null },
+          {
+            ...(w.model || w.models?.[customId] ? { model: (w.model ?? w.models?.[customId])! } : {}),
+            user: w.users?.[customId] ?? null,
+          },
           latencyMs,
           acc,
         );
@@ -786,7 +817,7 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     failure: string,
     asked: Asked | undefined | null,
     latencyMs: number,
-    acc: Accumulated,
+    acc: Spent,
   ): void {
     const usage = answer && typeof answer['usage'] === 'object' ? (answer['usage'] as Obj | null) : null;
     const model = typeof answer?.['model'] === 'string' ? answer['model'] : '';
@@ -821,7 +852,9 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
       latencyMs,
       ttftMs: null,
     };
-    this.env.record(ctx, out, acc);
+    const cost = this.env.record(ctx, out, acc);
+    // By the model it asked for, which the budgets are scoped by.
+    if (cost) acc.byModel.set(ctx.modelRequested, (acc.byModel.get(ctx.modelRequested) ?? 0n) + cost);
   }
 
   /** Reads one of the provider's files a line at a time (see eachLine); false when the provider

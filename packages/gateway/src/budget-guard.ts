@@ -140,6 +140,7 @@ async function settleSurely(
   reserved: bigint,
   actual: bigint,
   opId: string,
+  keepIdMs: number | undefined,
 ): Promise<{ before: { spentNano: bigint }; after: { spentNano: bigint } }[]> {
   const run = () =>
     deps.state.settle(
@@ -147,6 +148,7 @@ async function settleSurely(
       reserved,
       actual,
       opId,
+      keepIdMs,
     );
   try {
     return await run();
@@ -242,14 +244,21 @@ function marksOf(rule: BudgetRule): bigint[] {
   return m;
 }
 
+/** How long the settlement of what outlives its process (a batch, a background call) is known as
+ * applied: longer than the longest such thing is watched, so that a process that takes over its
+ * watching after the one that settled it stopped does not count its spend twice. */
+export const KEPT_SETTLEMENT_MS = 30 * 24 * 3_600_000;
+
 /** Releases the reservation, records the actual cost, and raises an alert for each threshold the
- * spend crossed. */
+ * spend crossed. With `keepIdMs`, the settlement is known as applied that long (see
+ * KEPT_SETTLEMENT_MS). */
 export async function settleBudgets(
   deps: GatewayDeps,
   key: VirtualKey,
   hold: Hold,
   actual: bigint,
   time: number,
+  keepIdMs?: number,
 ): Promise<void> {
   // Most calls hold every budget they count against: one settlement, no list of two.
   if (hold.unheld.length === 0) {
@@ -257,17 +266,39 @@ export async function settleBudgets(
       deps,
       key,
       hold.held,
-      await settleSurely(deps, hold.held, hold.reserved, actual, `${hold.opId}:s`),
+      await settleSurely(deps, hold.held, hold.reserved, actual, `${hold.opId}:s`, keepIdMs),
       time,
     );
     return;
   }
   const [held, unheld] = await Promise.all([
-    settleSurely(deps, hold.held, hold.reserved, actual, `${hold.opId}:s`),
-    settleSurely(deps, hold.unheld, 0n, actual, `${hold.opId}:u`),
+    settleSurely(deps, hold.held, hold.reserved, actual, `${hold.opId}:s`, keepIdMs),
+    settleSurely(deps, hold.unheld, 0n, actual, `${hold.opId}:u`, keepIdMs),
   ]);
   tellCrossings(deps, key, hold.held, held, time);
   tellCrossings(deps, key, hold.unheld, unheld, time);
+}
+
+/**
+ * A hold that a stopped process kept on disk (for a batch, a background call), held again here:
+ * the stopped process's reservation lapses with it, and the thing it was made for may run for
+ * hours yet. The hold answered reserves what this process now holds: all of it, or nothing when
+ * the stopped process had already settled it (or the state cannot be reached: then the budgets
+ * go unheld for it meanwhile, and are still settled at its end).
+ */
+export async function holdAgain(deps: GatewayDeps, hold: Hold): Promise<Hold> {
+  try {
+    const held = await deps.state.holdAgain(
+      hold.held.map((w) => w.window),
+      hold.reserved,
+      `${hold.opId}:s`,
+      `${hold.opId}:h${deps.newId()}`,
+    );
+    return { ...hold, reserved: held ? hold.reserved : 0n };
+  } catch (err) {
+    deps.onError?.(err, 'holding a reservation again');
+    return { ...hold, reserved: 0n };
+  }
 }
 
 /** Raises an alert for each threshold a settlement took a window's spend across. A settlement that

@@ -3,9 +3,16 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type CallRecord, type HostedToolCalls, MAX_TOKEN_COUNT } from '@tally/core';
 import { attribute } from './attribution.js';
 import { BackgroundCalls } from './background.js';
-import { Batches } from './batches.js';
+import { Batches, type BatchHold } from './batches.js';
 import { Breakers } from './breaker.js';
-import { type Hold, reserveBudgets, settleBudgets, type Unpriceable } from './budget-guard.js';
+import {
+  type Hold,
+  holdAgain,
+  KEPT_SETTLEMENT_MS,
+  reserveBudgets,
+  settleBudgets,
+  type Unpriceable,
+} from './budget-guard.js';
 import { containerHeld, withContainerSessions } from './containers.js';
 import { audioTokensHeld, FILE_BYTES, readForm } from './form.js';
 import { type ForwardEnv, forwardAttempts } from './forward.js';
@@ -13,6 +20,7 @@ import { checkTopLevel, editTopLevel } from './json-edit.js';
 import {
   type AttemptContext,
   type AttemptOutcome,
+  type Attribution,
   meterAttempt,
   type Refusal,
   refusalRecord,
@@ -249,7 +257,8 @@ export class Gateway {
         provider: (id, tenant) => this.routerRef.provider(id, tenant),
         record: (ctx, out, acc) => this.record(ctx, out, acc) as bigint | null,
         sessions: this.env.sessions,
-        settle: (key, hold, spent, time) => settleBudgets(deps, key, hold, spent, time),
+        settle: (key, hold, spent, time) => settleBudgets(deps, key, hold, spent, time, KEPT_SETTLEMENT_MS),
+        holdAgain: (hold) => holdAgain(deps, hold),
       },
       deps.backgroundDir,
     );
@@ -280,25 +289,61 @@ export class Gateway {
             time,
             true,
           ),
-        reserve: async (key, attribution, models, cost, time) => {
-          // The budgets that count every model of the batch (most count every model): one that
-          // counts only some of a batch that mixes models would be charged for the others.
-          const all = await this.deps.budgets(key, attribution);
-          const rules = all.filter((r) => models.every((m) => budgetsFor([r], m).length > 0));
-          if (rules.length === 0) return null;
-          try {
-            const admission = await reserveBudgets(this.deps, rules, key, models[0]!, () => cost, time);
-            return admission.ok ? admission.hold : admission.error;
-          } catch (err) {
-            return stateUnavailable(err);
-          }
-        },
+        reserve: (key, attribution, costs, time) => this.reserveBatch(key, attribution, costs, time),
         record: (ctx, out, acc) => this.record(ctx, out, acc) as bigint | null,
-        settle: (key, hold, spent, time) => settleBudgets(deps, key, hold, spent, time),
+        settle: (key, hold, spent, time) => settleBudgets(deps, key, hold, spent, time, KEPT_SETTLEMENT_MS),
+        holdAgain: (hold) => holdAgain(deps, hold),
       },
       deps.backgroundDir,
     );
     deps.sink.trackInflight?.(() => this.underwayRecords());
+  }
+
+  /**
+   * Reserves a batch's largest cost on the key's budgets: on each, the cost of the batch's requests
+   * for the models it counts (most count every model: one reservation). The budgets are taken a
+   * set of models at a time; when one refuses, what was reserved before it goes back.
+   */
+  private async reserveBatch(
+    key: VirtualKey,
+    attribution: Attribution,
+    costs: Map<string, bigint | Unpriceable>,
+    time: number,
+  ): Promise<BatchHold[] | GatewayError> {
+    const models = [...costs.keys()];
+    const groups = new Map<string, { models: string[]; rules: BudgetRule[] }>();
+    for (const rule of await this.deps.budgets(key, attribution)) {
+      const counted = models.filter((m) => budgetsFor([rule], m).length > 0);
+      if (counted.length === 0) continue;
+      const name = counted.join('\n');
+      const g = groups.get(name);
+      if (g) g.rules.push(rule);
+      else groups.set(name, { models: counted, rules: [rule] });
+    }
+    const holds: BatchHold[] = [];
+    try {
+      for (const g of groups.values()) {
+        let cost: bigint | Unpriceable = 0n;
+        for (const m of g.models) {
+          const one = costs.get(m)!;
+          if (typeof one !== 'bigint') {
+            cost = one;
+            break;
+          }
+          cost += one;
+        }
+        const admission = await reserveBudgets(this.deps, g.rules, key, g.models[0]!, () => cost, time);
+        if (!admission.ok) {
+          for (const h of holds) await settleBudgets(this.deps, key, h.hold, 0n, time, KEPT_SETTLEMENT_MS);
+          return admission.error;
+        }
+        holds.push({ models: g.models.length === models.length ? null : g.models, hold: admission.hold });
+      }
+    } catch (err) {
+      for (const h of holds) await settleBudgets(this.deps, key, h.hold, 0n, time, KEPT_SETTLEMENT_MS);
+      return stateUnavailable(err);
+    }
+    return holds;
   }
 
   /** Attempts sent upstream and not yet recorded (slots, not a Map: see Slots). */

@@ -60,6 +60,21 @@ export function runSharedStateContract(name: string, make: () => SharedState) {
       await s.close();
     });
 
+    it('holds again what a stopped process held, with no limit weighed, and settles it', async () => {
+      const s = make();
+      const w = win(5n);
+      await s.reserve([w], 4n * USD);
+      // Taken over from a process that stopped: held whatever the window has left.
+      expect(await s.holdAgain([w], 3n * USD, 'kept1:s', 'kept1:h1')).toBe(true);
+      expect(await s.usage(w)).toEqual({ spentNano: 0n, reservedNano: 7n * USD });
+      await s.settle([w], 3n * USD, 2n * USD, 'kept1:s', 86_400_000);
+      expect(await s.usage(w)).toEqual({ spentNano: 2n * USD, reservedNano: 4n * USD });
+      // Nothing to hold, nothing held.
+      expect(await s.holdAgain([w], 0n, 'kept2:s', 'kept2:h1')).toBe(false);
+      expect(await s.usage(w)).toEqual({ spentNano: 2n * USD, reservedNano: 4n * USD });
+      await s.close();
+    });
+
     it('raises spend to what the store holds, and never lowers it', async () => {
       const s = make();
       const w = win(10n);

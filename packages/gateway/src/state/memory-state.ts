@@ -62,6 +62,13 @@ export class MemoryState implements SharedState {
     });
   }
 
+  async holdAgain(windows: BudgetWindow[], amountNano: bigint): Promise<boolean> {
+    // In-process state starts empty with its process: nothing a stopped one did is known here.
+    if (windows.length === 0 || amountNano === 0n) return false;
+    for (const w of windows) this.window(w).reservedNano += amountNano;
+    return true;
+  }
+
   async once(key: string, untilMs: number): Promise<boolean> {
     if (this.onces.has(key)) return false;
     if (this.onces.size >= this.purgeOncesAt) {

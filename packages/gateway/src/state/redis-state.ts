@@ -79,7 +79,9 @@ return {1}
 `;
 
 /** ARGV: the reservation to release, the actual cost, the operation's id ('' for none), this
- * process's id. */
+ * process's id, how long the id is kept (ms). A process releases no more than its own share of a
+ * window's reservations: once its share has been purged (its liveness lapsed while it lived on, or
+ * it took over what a dead one held), what it would release is other processes' to hold. */
 const SETTLE = `
 local out = {}
 local n = #KEYS
@@ -87,19 +89,22 @@ local again = false
 local me = ARGV[4]
 if ARGV[3] ~= '' then
   n = n - 1
-  again = redis.call('SET', KEYS[n + 1], '1', 'NX', 'PX', ${OP_TTL_MS}) == false
+  again = redis.call('SET', KEYS[n + 1], '1', 'NX', 'PX', tonumber(ARGV[5])) == false
 end
 for i = 1, n do
   local key = KEYS[i]
   local spent = redis.call('HGET', key, 'spent') or '0'
   local reserved = redis.call('HGET', key, 'reserved') or '0'
   if not again then
-    local r = tonumber(reserved)
-    if ARGV[1] ~= '0' then
-      r = redis.call('HINCRBY', key, 'reserved', '-' .. ARGV[1])
-      if redis.call('HINCRBY', key, 'r:' .. me, '-' .. ARGV[1]) <= 0 then redis.call('HDEL', key, 'r:' .. me) end
+    local share = redis.call('HGET', key, 'r:' .. me)
+    if ARGV[1] ~= '0' and share then
+      -- Compared as numbers, written as the exact strings (see RESERVE).
+      local give = ARGV[1]
+      if tonumber(share) < tonumber(give) then give = share end
+      local r = redis.call('HINCRBY', key, 'reserved', '-' .. give)
+      if redis.call('HINCRBY', key, 'r:' .. me, '-' .. give) <= 0 then redis.call('HDEL', key, 'r:' .. me) end
+      if r < 0 then redis.call('HSET', key, 'reserved', '0') end
     end
-    if r < 0 then redis.call('HSET', key, 'reserved', '0'); r = 0 end
     redis.call('HINCRBY', key, 'spent', ARGV[2])
   end
   table.insert(out, spent)
@@ -108,6 +113,29 @@ for i = 1, n do
   table.insert(out, redis.call('HGET', key, 'reserved') or '0')
 end
 return out
+`;
+
+/** A reservation held again by this process, with no limit weighed: what a process that stopped
+ * held for a batch or a background call it watched, taken over with the watching. Not when the
+ * settlement is already applied (the process stopped after it: nothing is left to hold), and once
+ * under its own id. KEYS: the windows, the settlement's id, the hold's id. ARGV: the amount, each
+ * window's reset, the liveness prefix, this process's id. Returns 1 when held. */
+const HOLD = `${PURGE}
+local n = #KEYS - 2
+if redis.call('EXISTS', KEYS[n + 1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[n + 2]) == 1 then return 1 end
+local me = ARGV[#ARGV]
+local livePrefix = ARGV[#ARGV - 1]
+redis.call('SET', livePrefix .. me, '1', 'PX', ${LIVE_MS})
+for i = 1, n do
+  -- The stopped process's share goes now, if it has not yet: it is this one's to hold from here.
+  purge(KEYS[i], livePrefix, me, 'r:', 'reserved')
+  redis.call('HINCRBY', KEYS[i], 'reserved', ARGV[1])
+  redis.call('HINCRBY', KEYS[i], 'r:' .. me, ARGV[1])
+  redis.call('PEXPIREAT', KEYS[i], tonumber(ARGV[i + 1]) + 86400000)
+end
+redis.call('SET', KEYS[n + 2], '1', 'PX', ${OP_TTL_MS})
+return 1
 `;
 
 /** Token buckets refilled continuously at limit per minute, several pairs at once: a request and
@@ -224,6 +252,7 @@ type Scripted = Redis & {
   tallyAtLeast(n: number, ...args: (string | number)[]): Promise<number>;
   tallyReserve(n: number, ...args: (string | number)[]): Promise<(string | number)[]>;
   tallySettle(n: number, ...args: (string | number)[]): Promise<string[]>;
+  tallyHold(n: number, ...args: (string | number)[]): Promise<number>;
   tallyRate(n: number, ...args: (string | number)[]): Promise<[number, string, number, ...string[]]>;
   tallyAdjust(n: number, ...args: (string | number)[]): Promise<number>;
   tallyAcquire(n: number, ...args: (string | number)[]): Promise<number[]>;
@@ -267,6 +296,7 @@ export class RedisState implements SharedState {
     this.heartbeat.unref();
     redis.defineCommand('tallyReserve', { lua: RESERVE });
     redis.defineCommand('tallySettle', { lua: SETTLE });
+    redis.defineCommand('tallyHold', { lua: HOLD });
     redis.defineCommand('tallyRate', { lua: RATE });
     redis.defineCommand('tallyAdjust', { lua: ADJUST });
     redis.defineCommand('tallyAcquire', { lua: ACQUIRE });
@@ -312,7 +342,13 @@ export class RedisState implements SharedState {
     };
   }
 
-  async settle(windows: BudgetWindow[], reservedNano: bigint, actualNano: bigint, opId?: string) {
+  async settle(
+    windows: BudgetWindow[],
+    reservedNano: bigint,
+    actualNano: bigint,
+    opId?: string,
+    keepIdMs = OP_TTL_MS,
+  ) {
     if (windows.length === 0) return [];
     const keys = this.keysOf(windows, opId);
     const r = await this.redis.tallySettle(
@@ -322,11 +358,27 @@ export class RedisState implements SharedState {
       actualNano.toString(),
       opId ?? '',
       this.instance,
+      keepIdMs,
     );
     return windows.map((_, i) => ({
       before: { spentNano: BigInt(r[4 * i]!), reservedNano: BigInt(r[4 * i + 1]!) },
       after: { spentNano: BigInt(r[4 * i + 2]!), reservedNano: BigInt(r[4 * i + 3]!) },
     }));
+  }
+
+  async holdAgain(
+    windows: BudgetWindow[],
+    amountNano: bigint,
+    settleOpId: string,
+    opId: string,
+  ): Promise<boolean> {
+    if (windows.length === 0 || amountNano === 0n) return false;
+    const keys = windows.map((w) => this.k(w.key));
+    keys.push(`${this.prefix}op:${settleOpId}`, `${this.prefix}op:${opId}`);
+    const argv: (string | number)[] = [amountNano.toString()];
+    for (const w of windows) argv.push(w.resetAt);
+    argv.push(this.livePrefix, this.instance);
+    return (await this.redis.tallyHold(keys.length, ...keys, ...argv)) === 1;
   }
 
   async usage(w: BudgetWindow): Promise<WindowUsage> {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { runSharedStateContract } from './contract.js';
 import { MemoryState } from './memory-state.js';
@@ -60,6 +61,55 @@ describe('Redis state, a process that dies with calls in flight', () => {
     await b.settle([w], 2n * USD, USD);
     await b.settle([w], 6n * USD, USD);
     expect(await b.usage(w)).toEqual({ spentNano: 2n * USD, reservedNano: 0n });
+    await b.close();
+  });
+});
+
+describe('Redis state, what outlives the process that held it', () => {
+  it('holds again what a stopped process held for a batch, and never settles it twice', async () => {
+    const prefix = `tally-test:${randomUUID()}:`;
+    const a = new RedisState('redis://127.0.0.1:6379', prefix);
+    const b = new RedisState('redis://127.0.0.1:6379', prefix);
+    const w = tenDollars();
+    // a holds $3 for a batch, and stops with the batch still running.
+    expect(await a.reserve([w], 3n * USD, 'batch1:r0')).toEqual({ ok: true });
+    await a.close();
+    // b takes the watching over: its hold replaces a's, which lapsed with it.
+    expect(await b.holdAgain([w], 3n * USD, 'batch1:s', 'batch1:h1')).toBe(true);
+    expect(await b.usage(w)).toEqual({ spentNano: 0n, reservedNano: 3n * USD });
+    // The same hold sent again (a resend after a lost reply) holds once.
+    expect(await b.holdAgain([w], 3n * USD, 'batch1:s', 'batch1:h1')).toBe(true);
+    expect(await b.usage(w)).toEqual({ spentNano: 0n, reservedNano: 3n * USD });
+    // The batch ends; b settles it, keeping the settlement's id past the usual ten minutes.
+    await b.settle([w], 3n * USD, 2n * USD, 'batch1:s', 30 * 86_400_000);
+    expect(await b.usage(w)).toEqual({ spentNano: 2n * USD, reservedNano: 0n });
+    const probe = new Redis('redis://127.0.0.1:6379');
+    expect(await probe.pttl(`${prefix}op:batch1:s`)).toBeGreaterThan(29 * 86_400_000);
+    await probe.quit();
+    // b stops before it could say so on disk; c takes the batch over again, and finds it settled:
+    // nothing is held, and the settlement sent again changes nothing.
+    await b.close();
+    const c = new RedisState('redis://127.0.0.1:6379', prefix);
+    expect(await c.holdAgain([w], 3n * USD, 'batch1:s', 'batch1:h2')).toBe(false);
+    await c.settle([w], 0n, 2n * USD, 'batch1:s', 30 * 86_400_000);
+    expect(await c.usage(w)).toEqual({ spentNano: 2n * USD, reservedNano: 0n });
+    await c.close();
+  });
+
+  it("releases no more than a process's own reservations", async () => {
+    const prefix = `tally-test:${randomUUID()}:`;
+    const a = new RedisState('redis://127.0.0.1:6379', prefix);
+    const b = new RedisState('redis://127.0.0.1:6379', prefix);
+    const w = tenDollars();
+    await a.reserve([w], 3n * USD);
+    await b.reserve([w], 2n * USD);
+    // b settles a hold it does not have (one a stopped process made, whose share went with it):
+    // a's $3 stay held.
+    await b.settle([w], 4n * USD, USD);
+    expect(await b.usage(w)).toEqual({ spentNano: USD, reservedNano: 3n * USD });
+    await a.settle([w], 3n * USD, USD);
+    expect(await a.usage(w)).toEqual({ spentNano: 2n * USD, reservedNano: 0n });
+    await a.close();
     await b.close();
   });
 });

@@ -69,13 +69,22 @@ export interface SharedState {
   reserve(windows: BudgetWindow[], amountNano: bigint, opId?: string): Promise<ReserveResult>;
   /** Releases a reservation and records what the call actually cost; returns each window's usage
    * before and after, so threshold crossings can be told. With `opId`, applied once (a repeat
-   * answers the usage as it stands, before and after alike). */
+   * answers the usage as it stands, before and after alike) for as long as the id is kept:
+   * `keepIdMs`, ten minutes unless told (a batch's settlement may be sent again by a process that
+   * takes over its watching days later). A process releases at most what it holds itself. */
   settle(
     windows: BudgetWindow[],
     reservedNano: bigint,
     actualNano: bigint,
     opId?: string,
+    keepIdMs?: number,
   ): Promise<{ before: WindowUsage; after: WindowUsage }[]>;
+  /** Holds again, in this process, a reservation a stopped process made (for a batch or a
+   * background call whose watching it takes over): `amountNano` on every window, with no limit
+   * weighed, since the call was let through when it was made. Not when the settlement
+   * `settleOpId` has already been applied (the stopped process got that far); false then. Once
+   * under `opId`. */
+  holdAgain(windows: BudgetWindow[], amountNano: bigint, settleOpId: string, opId: string): Promise<boolean>;
   usage(window: BudgetWindow): Promise<WindowUsage>;
   /** Raises the window's spend to `spentNano` if it is lower (what the store holds for the period,
    * when the state may have lost or never seen it: a restart, a flushed Redis, a budget made

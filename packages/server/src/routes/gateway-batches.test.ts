@@ -1,8 +1,9 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import Anthropic from '@anthropic-ai/sdk';
-import { MemoryState } from '@tally/gateway';
+import { RedisState } from '@tally/gateway';
 import { MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
 import { createDuckDbStore } from '@tally/store';
 import OpenAI, { toFile } from 'openai';
@@ -58,6 +59,22 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: the Batch API', () => {
 
   const upload = async (openai: OpenAI, text: string) =>
     openai.files.create({ file: await toFile(Buffer.from(text), 'input.jsonl'), purpose: 'batch' });
+
+  /** A client of `app` on a new key of `project`, and how it makes a chat batch from a file. */
+  const batcher = async (app: TestApp, appBase: string, project: string) => {
+    const openai = new OpenAI({
+      apiKey: (await app.newKey({ project })).key,
+      baseURL: `${appBase}/v1`,
+      maxRetries: 0,
+    });
+    const ask = (file: { id: string }) =>
+      openai.batches.create({
+        input_file_id: file.id,
+        endpoint: '/v1/chat/completions',
+        completion_window: '24h',
+      });
+    return { openai, ask };
+  };
 
   /** The calls metered for a batch, once there are `n`. */
   const callsOf = async (batchId: string, n: number) => {
@@ -363,17 +380,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: the Batch API', () => {
         },
       });
       expect(made.statusCode).toBe(201);
-      const openai = new OpenAI({
-        apiKey: (await other.newKey({ project: 'legacy' })).key,
-        baseURL: `${otherBase}/v1`,
-        maxRetries: 0,
-      });
-      const ask = (file: { id: string }) =>
-        openai.batches.create({
-          input_file_id: file.id,
-          endpoint: '/v1/chat/completions',
-          completion_window: '24h',
-        });
+      const { openai, ask } = await batcher(other, otherBase, 'legacy');
       // 4,000 tokens out of gpt-4 is past the project's $0.05 for gpt-4...
       const gpt4 = await upload(openai, jsonl([{ id: 'a', model: 'gpt-4', max: 4000 }]));
       const refused = (await ask(gpt4).catch(failure)) as Failure;
@@ -383,6 +390,83 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: the Batch API', () => {
       const gpt4o = await upload(openai, jsonl([{ id: 'a', model: 'gpt-4o', max: 4000 }]));
       expect((await ask(gpt4o)).status).toBe('in_progress');
     } finally {
+      await other.shutdown();
+    }
+  });
+
+  it('holds a batch that mixes models to each budget for the models it counts, and settles each so', async () => {
+    const { t: other, base: otherBase } = await mockedGateway(mock.url, { batch_poll_ms: 40 });
+    try {
+      const budget = (id: string, limit: string, models?: string[]) =>
+        other.app.inject({
+          method: 'POST',
+          url: '/v1/budgets',
+          headers: other.auth,
+          payload: {
+            id,
+            scope: 'project',
+            subject: 'mixed',
+            limit_usd: limit,
+            action: 'block',
+            ...(models ? { models } : {}),
+          },
+        });
+      expect((await budget('b-gpt4', '0.05', ['gpt-4'])).statusCode).toBe(201);
+      expect((await budget('b-all', '5')).statusCode).toBe(201);
+      const standing = async () => {
+        const res = await other.app.inject({ method: 'GET', url: '/v1/budgets', headers: other.auth });
+        const all = (res.json() as { data: { id: string; spent_usd: string; in_flight_usd: string }[] }).data;
+        return Object.fromEntries(all.map((b) => [b.id, [b.spent_usd, b.in_flight_usd]]));
+      };
+      const { openai, ask } = await batcher(other, otherBase, 'mixed');
+      // The gpt-4 request alone is past b-gpt4's $0.05: the batch is refused, though most of it is
+      // gpt-4o, which b-gpt4 does not count.
+      const dear = await upload(
+        openai,
+        jsonl([
+          { id: 'a', model: 'gpt-4o', max: 10 },
+          { id: 'b', model: 'gpt-4', max: 4000 },
+        ]),
+      );
+      const refused = (await ask(dear).catch(failure)) as Failure;
+      expect(refused).toMatchObject({ status: 429, code: 'budget_exceeded' });
+      expect(refused.message).toContain('b-gpt4');
+      // Nothing stays held for the refused batch.
+      expect(await standing()).toEqual({ 'b-gpt4': ['0', '0'], 'b-all': ['0', '0'] });
+      mock.batchApi.batchMs = 60_000;
+      const fits = await upload(
+        openai,
+        jsonl([
+          { id: 'a', model: 'gpt-4o', max: 4000 },
+          { id: 'b', model: 'gpt-4', max: 100 },
+        ]),
+      );
+      const batch = await ask(fits);
+      expect(batch.status).toBe('in_progress');
+      // While it runs, b-gpt4 holds the gpt-4 request's largest cost; b-all holds both requests'.
+      const held = await standing();
+      const gpt4Held = Number(held['b-gpt4']![1]);
+      const allHeld = Number(held['b-all']![1]);
+      expect(gpt4Held).toBeGreaterThan(0);
+      expect(allHeld).toBeGreaterThan(gpt4Held + 0.01);
+      mock.batchApi.batchMs = 0;
+      mock.batchApi.finishNow(batch.id);
+      await until(() => !other.gateway.batches.has(other.ctx.config.tenant, batch.id), 5000);
+      await other.gateway.flush();
+      const calls = (await other.store.listCalls({ tenant: other.ctx.config.tenant, limit: 100 })).rows
+        .filter((c) => c.id.startsWith(`${batch.id}.`))
+        .sort((x, y) => x.id.localeCompare(y.id));
+      expect(calls.map((c) => c.model_requested)).toEqual(['gpt-4o', 'gpt-4']);
+      const [gpt4o, gpt4] = calls.map((c) => c.cost_effective_nano as bigint);
+      expect(gpt4o! > 0n && gpt4! > 0n).toBe(true);
+      // Each budget has spent what its models cost, and holds nothing more.
+      const usd = (n: bigint) => (Number(n) / 1e9).toString();
+      expect(await standing()).toEqual({
+        'b-gpt4': [usd(gpt4!), '0'],
+        'b-all': [usd(gpt4o! + gpt4!), '0'],
+      });
+    } finally {
+      mock.batchApi.batchMs = 80;
       await other.shutdown();
     }
   });
@@ -413,8 +497,21 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: the Batch API', () => {
     const dir = mkdtempSync(join(os.tmpdir(), 'tally-batches-'));
     const store = await createDuckDbStore({ path: join(dir, 'tally.duckdb') });
     await store.migrate();
-    // One state for both, as Redis would be across a restart.
-    const state = new MemoryState();
+    // Each process its own client of the machine's Redis, as replicas and restarts have it.
+    const prefix = `tally-test:${randomUUID()}:`;
+    const states: RedisState[] = [];
+    const stateOf = () => {
+      states.push(new RedisState('redis://127.0.0.1:6379', prefix));
+      return states.at(-1)!;
+    };
+    /** The key's budget: spent, and held by what is in flight. */
+    const standing = async (t: TestApp) => {
+      const res = await t.app.inject({ method: 'GET', url: '/v1/budgets', headers: t.auth });
+      const all = (res.json() as { data: { scope: string; spent_usd: string; in_flight_usd: string }[] })
+        .data;
+      const b = all.find((x) => x.scope === 'key')!;
+      return [b.spent_usd, b.in_flight_usd];
+    };
     const config = {
       gateway: {
         providers: [{ id: 'openai', kind: 'openai', base_url: `${mock.url}/v1`, api_key: 'sk-upstream' }],
@@ -423,7 +520,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: the Batch API', () => {
     };
     const spool = join(dir, 'spool', 'calls');
     mock.batchApi.batchMs = 60_000;
-    const first = await testApp(config, undefined, state, store, spool);
+    const first = await testApp(config, undefined, stateOf(), store, spool);
     try {
       const openai = new OpenAI({
         apiKey: (await first.newKey({ project: 'nightly', budget_usd: 1, period: 'month' })).key,
@@ -442,21 +539,29 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: the Batch API', () => {
         endpoint: '/v1/chat/completions',
         completion_window: '24h',
       });
+      const [, heldFirst] = await standing(first);
+      expect(Number(heldFirst)).toBeGreaterThan(0);
       await first.shutdown();
+      await states[0]!.close();
       // Kept on disk, with what metering it needs: whose it is, and its reservation.
       const keptDir = join(dir, 'spool', 'background');
       const [kept] = readdirSync(keptDir).filter((f) => f.startsWith('batches.'));
-      expect(JSON.parse(readFileSync(join(keptDir, kept!), 'utf8'))).toMatchObject([
+      const keptText = readFileSync(join(keptDir, kept!), 'utf8');
+      expect(JSON.parse(keptText)).toMatchObject([
         { id: batch.id, provider: 'openai', attribution: { project: 'nightly' } },
       ]);
       expect(await store.counts(tenant)).toMatchObject({ calls: 0 });
 
-      // It ends while no gateway runs; the next one takes the watch over and meters it.
-      mock.batchApi.batchMs = 0;
-      mock.batchApi.finishNow(batch.id);
-      const next = await testApp(config, undefined, state, store, spool);
+      // The next process takes the watch over while the batch still runs: the reservation, which
+      // went with the first process, is held again by the next.
+      const next = await testApp(config, undefined, stateOf(), store, spool);
       try {
         await next.gateway.batches.ready;
+        expect(next.gateway.batches.has(tenant, batch.id)).toBe(true);
+        expect(await standing(next)).toEqual(['0', heldFirst]);
+        // It ends; the next process meters it and settles the budget.
+        mock.batchApi.batchMs = 0;
+        mock.batchApi.finishNow(batch.id);
         await until(() => next.gateway.batches.size === 0, 5000);
         await next.gateway.flush();
         const calls = (await store.listCalls({ tenant, limit: 100 })).rows
@@ -478,11 +583,29 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: the Batch API', () => {
         expect(
           (await (await again.files.content(done.output_file_id!)).text()).trim().split('\n'),
         ).toHaveLength(2);
+        expect(await standing(next)).toEqual(['0.000145', '0']);
       } finally {
         await next.shutdown();
       }
+      // A process that stops after it settled a batch and before it could say so on disk leaves
+      // the batch kept: the one after meters it again (stored once) and does not count it twice.
+      writeFileSync(join(keptDir, 'batches.999999999.0123456789ab.json'), keptText);
+      const third = await testApp(config, undefined, stateOf(), store, spool);
+      try {
+        await third.gateway.batches.ready;
+        await until(() => third.gateway.batches.size === 0, 5000);
+        await third.gateway.flush();
+        const calls = (await store.listCalls({ tenant, limit: 100 })).rows.filter((c) =>
+          c.id.startsWith(batch.id),
+        );
+        expect(calls).toHaveLength(2);
+        expect(await standing(third)).toEqual(['0.000145', '0']);
+      } finally {
+        await third.shutdown();
+      }
     } finally {
       mock.batchApi.batchMs = 80;
+      for (const s of states) await s.close();
       await store.close();
       rmSync(dir, { recursive: true, force: true });
     }
