@@ -60,6 +60,7 @@ export const API_FLAVOURS = [
   'openai-responses',
   'openai-embeddings',
   'openai-images',
+  'openai-speech',
   'openai-transcriptions',
   'anthropic-messages',
   'gemini',

@@ -12,6 +12,7 @@ import {
   upstreamFor,
 } from './providers.js';
 import { type Accumulated, type ContainerSessions, failure, type Recorder, relayStream } from './relay.js';
+import { relaySpeech } from './relay-speech.js';
 import { relay } from './relay-whole.js';
 import { badRequest, type GatewayError, sendError, wireOf } from './replies.js';
 import type { Attempt } from './router.js';
@@ -79,9 +80,10 @@ export async function forwardAttempts(
   const stream = body['stream'] === true;
   const clientWantsUsage = stream && (body['stream_options'] as Obj | undefined)?.['include_usage'] === true;
 
-  // A client that goes away mid-stream aborts the upstream call. A plain call runs to its end:
-  // the provider bills it either way, so it is metered in full.
-  const abort = stream ? new Cancel() : null;
+  // A client that goes away mid-stream (or mid-speech: its audio comes as it is made) aborts the
+  // upstream call. A plain call runs to its end: the provider bills it either way, so it is
+  // metered in full.
+  const abort = stream || endpoint === 'speech' ? new Cancel() : null;
   if (abort) {
     res.once('close', () => {
       if (!res.writableFinished) abort.abort();
@@ -242,7 +244,9 @@ export async function forwardAttempts(
           : undefined;
       const isStream =
         stream && up.statusCode === 200 && String(up.headers['content-type'] ?? '').includes('event-stream');
-      if (isStream && abort) {
+      if (endpoint === 'speech' && up.statusCode === 200 && abort) {
+        await relaySpeech(env.recorder, res, up, ctx, body, a0, abort, acc, limit);
+      } else if (isStream && abort) {
         if (fromClaude) {
           const t = new OpenAiToAnthropicStream(await estimatePromptTokens(body));
           await relayStream(env.recorder, res, up, ctx, 'chat', body, a0, false, abort, acc, limit, (ev) =>

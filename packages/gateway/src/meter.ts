@@ -60,7 +60,9 @@ export interface AttemptOutcome {
   errorType: string | null;
   /** The provider's usage object, when it sent one. */
   usage: Record<string, unknown> | null;
-  /** Token counts estimated by the tokenizer, when the provider's usage never came. */
+  /** Token counts estimated by the tokenizer, when the provider's usage never came; or, beside a
+   * usage the gateway made itself (a speech's characters), what prices the call when that usage has
+   * no price on its model (a speech of gpt-4o-mini-tts, billed by the token, that gave none). */
   estimated: Partial<Tokens> | null;
   modelServed: string | null;
   /** The service tier the answer names (OpenAI's `service_tier`), which prices the call. */
@@ -74,9 +76,15 @@ export interface AttemptOutcome {
 }
 
 /** An attempt's price as `model`: from the upstream's usage, else from the tokens estimated. */
-function priceAs(deps: GatewayDeps, ctx: AttemptContext, out: AttemptOutcome, model: string): PriceOutcome {
+function priceAs(
+  deps: GatewayDeps,
+  ctx: AttemptContext,
+  out: AttemptOutcome,
+  model: string,
+  fromEstimate = false,
+): PriceOutcome {
   const toolCalls = out.toolCalls ?? searchModelCalls(ctx.upstreamApi === 'openai-chat', model);
-  return out.usage
+  return out.usage && !fromEstimate
     ? deps.price({
         provider: ctx.priceProvider,
         api: ctx.upstreamApi,
@@ -104,9 +112,17 @@ export function meterAttempt(deps: GatewayDeps, ctx: AttemptContext, out: Attemp
   const model = out.modelServed ?? ctx.modelSent;
   let priced: PriceOutcome | null = null;
   let errorType = out.errorType;
+  let fromEstimate = !out.usage && !!out.estimated;
   try {
     if (out.usage || out.estimated) {
       priced = priceAs(deps, ctx, out, model);
+      if (priced.status === 'unpriced' && out.usage && out.estimated) {
+        const est = priceAs(deps, ctx, out, model, true);
+        if (est.status === 'priced') {
+          priced = est;
+          fromEstimate = true;
+        }
+      }
       // A name the answer gives that has no price (vLLM names its model by the path it loaded it
       // from) is priced as the model the request named, whose price the reservation took.
       if (priced.status === 'unpriced' && model !== ctx.modelSent) {
@@ -141,7 +157,7 @@ export function meterAttempt(deps: GatewayDeps, ctx: AttemptContext, out: Attemp
     tokens: priced?.tokens ?? { ...ZERO_TOKENS },
     cost_list_nano: isPriced ? isPriced.listNano : free ? 0n : null,
     cost_effective_nano: isPriced ? isPriced.effectiveNano : free ? 0n : null,
-    pricing_status: out.estimated && isPriced ? 'estimated' : isPriced || free ? 'priced' : 'unpriced',
+    pricing_status: fromEstimate && isPriced ? 'estimated' : isPriced || free ? 'priced' : 'unpriced',
     price_version: deps.priceVersion,
     latency_ms: Math.round(out.latencyMs * 1000) / 1000,
     ttft_ms: out.ttftMs === null ? null : Math.round(out.ttftMs * 1000) / 1000,

@@ -3,7 +3,8 @@ import type { ProviderConfig } from './types.js';
 /** The model calls the gateway meters: `compact` is the Responses API's compaction of a
  * conversation (POST /v1/responses/compact), a model call billed as a response is; `images` is
  * OpenAI's image generation (POST /v1/images/generations); `completions`, the legacy text
- * completions (POST /v1/completions), which base models served by vLLM and the like still take. */
+ * completions (POST /v1/completions), which base models served by vLLM and the like still take;
+ * `speech`, OpenAI's text to speech (POST /v1/audio/speech), whose answer is the audio itself. */
 export type Endpoint =
   | 'chat'
   | 'completions'
@@ -12,6 +13,7 @@ export type Endpoint =
   | 'embeddings'
   | 'images'
   | 'transcriptions'
+  | 'speech'
   | 'messages';
 
 /** The API flavour of each endpoint's usage object, for pricing. */
@@ -24,6 +26,7 @@ export const ENDPOINT_API: Record<Endpoint, string> = {
   embeddings: 'openai-embeddings',
   images: 'openai-images',
   transcriptions: 'openai-transcriptions',
+  speech: 'openai-speech',
   messages: 'anthropic-messages',
 };
 
@@ -35,6 +38,7 @@ const OPENAI_PATHS: Record<Exclude<Endpoint, 'messages'>, string> = {
   embeddings: '/embeddings',
   images: '/images/generations',
   transcriptions: '/audio/transcriptions',
+  speech: '/audio/speech',
 };
 
 export interface UpstreamTarget {

@@ -53,6 +53,7 @@ import {
   upstreamFor,
 } from './providers.js';
 import type { Accumulated, Metered, Recorder } from './relay.js';
+import { speechCharacters, speechTokensHeld } from './relay-speech.js';
 import {
   badRequest,
   type GatewayError,
@@ -175,6 +176,7 @@ const ROUTES = new Map<string, Endpoint>([
   ['/v1/embeddings', 'embeddings'],
   ['/v1/images/generations', 'images'],
   ['/v1/audio/transcriptions', 'transcriptions'],
+  ['/v1/audio/speech', 'speech'],
   ['/v1/messages', 'messages'],
 ]);
 
@@ -821,7 +823,9 @@ export class Gateway {
     const maxOut =
       endpoint === 'images'
         ? imageOutputTokens(body)
-        : maxOutputTokens(body, this.deps.config.default_max_output ?? 4096);
+        : endpoint === 'speech'
+          ? speechTokensHeld(body)
+          : maxOutputTokens(body, this.deps.config.default_max_output ?? 4096);
     // A transcription's audio, by its file's size (audioTokensHeld), on top of its prompt.
     const audio = endpoint === 'transcriptions' ? audioTokensHeld(FILE_BYTES.get(body) ?? 0) : 0;
     const promptTokens = limited || rules.length > 0 ? (await estimatePromptTokens(body)) + audio : 0;
@@ -1020,7 +1024,12 @@ export class Gateway {
     batch = false,
   ): bigint | Unpriceable {
     const fallback = this.deps.config.default_max_output ?? 4096;
-    const asked = endpoint === 'images' ? imageOutputTokens(body) : maxOutputTokens(body, 0);
+    const asked =
+      endpoint === 'images'
+        ? imageOutputTokens(body)
+        : endpoint === 'speech'
+          ? speechTokensHeld(body)
+          : maxOutputTokens(body, 0);
     // What the request asks for that costs more a token: OpenAI's priority tier, Anthropic's fast
     // mode and US-only inference (a flex or batch tier costs less, so the standard prices hold).
     const dearer = {
@@ -1045,23 +1054,38 @@ export class Gateway {
               );
       let est: ReturnType<GatewayDeps['price']>;
       try {
-        est = this.deps.price({
-          provider,
-          model: a.model,
-          // A transcription's audio is priced as audio (audioTokensHeld).
-          tokens: {
-            input: promptTokens,
-            output,
-            ...(endpoint === 'transcriptions'
-              ? { input_audio: audioTokensHeld(FILE_BYTES.get(body) ?? 0) }
-              : {}),
-          },
-          time,
-          tenant,
-          // Hosted searches are billed per call, on top of the tokens.
-          tool_calls: toolCallsHeld(body, endpoint, a.model, this.deps.config.default_max_tool_calls),
-          ...(batch ? { batch: true } : dearer),
-        });
+        // A speech priced by the character (tts-1) costs its input's characters, known now.
+        const byCharacters =
+          endpoint === 'speech'
+            ? this.deps.price({
+                provider,
+                api: ENDPOINT_API.speech,
+                model: a.model,
+                usage: { characters: speechCharacters(body) },
+                time,
+                tenant,
+              })
+            : null;
+        est =
+          byCharacters?.status === 'priced'
+            ? byCharacters
+            : this.deps.price({
+                provider,
+                model: a.model,
+                // A transcription's audio is priced as audio (audioTokensHeld).
+                tokens: {
+                  input: promptTokens,
+                  output,
+                  ...(endpoint === 'transcriptions'
+                    ? { input_audio: audioTokensHeld(FILE_BYTES.get(body) ?? 0) }
+                    : {}),
+                },
+                time,
+                tenant,
+                // Hosted searches are billed per call, on top of the tokens.
+                tool_calls: toolCallsHeld(body, endpoint, a.model, this.deps.config.default_max_tool_calls),
+                ...(batch ? { batch: true } : dearer),
+              });
       } catch {
         // Counts past what any usage may hold (a prompt and an output of billions of tokens): a
         // cost no budget can hold.

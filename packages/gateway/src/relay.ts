@@ -112,6 +112,18 @@ export function holdBack(res: ServerResponse, body: UpstreamCall): false {
   return false;
 }
 
+/** Why a body relayed as it came stopped short: the client went, the upstream sent too much, took
+ * too long, or broke off. */
+export function streamFailure(err: unknown, signal: Cancel): string {
+  return signal.aborted
+    ? 'client_disconnected'
+    : err instanceof ResponseTooLarge
+      ? 'upstream_response_too_large'
+      : (err as { code?: string }).code?.includes('TIMEOUT')
+        ? 'upstream_timeout'
+        : 'upstream_stream_error';
+}
+
 /** Relays a stream event by event (translated if asked), metering it as it passes. */
 export async function relayStream(
   record: Recorder,
@@ -190,13 +202,7 @@ export async function relayStream(
       if (meter.onEvent(rest)) res.write(translate ? translate(rest) : rest);
     }
   } catch (err) {
-    failed = signal.aborted
-      ? 'client_disconnected'
-      : err instanceof ResponseTooLarge
-        ? 'upstream_response_too_large'
-        : (err as { code?: string }).code?.includes('TIMEOUT')
-          ? 'upstream_timeout'
-          : 'upstream_stream_error';
+    failed = streamFailure(err, signal);
   }
   if (signal.aborted) failed = 'client_disconnected';
   // An upstream that broke off before its last event is not passed on as a finished answer: the

@@ -143,6 +143,33 @@ describe('models billed by the second, the character or the image', () => {
     expect(seconds('deepgram', 'nova-3', 60)).toBe('0.0043002');
   });
 
+  it("prices a speech billed by the character from its input's characters", () => {
+    // tts-1: $15 a million characters, tts-1-hd $30, ElevenLabs' eleven_v3 $180 (LiteLLM's rates).
+    const speech = (provider: string, model: string, usage: Record<string, number>) =>
+      cat.price({ provider, api: 'openai-speech', model, usage });
+    expect(speech('openai', 'tts-1', { characters: 1000 })).toMatchObject({
+      status: 'priced',
+      listNano: 15_000_000n,
+    });
+    expect(speech('openai', 'tts-1-hd', { characters: 1000 })).toMatchObject({ listNano: 30_000_000n });
+    expect(speech('elevenlabs', 'eleven_v3', { characters: 1000 })).toMatchObject({ listNano: 180_000_000n });
+    // gpt-4o-mini-tts bills tokens: a streamed speech's usage prices it, its characters beside them
+    // changing nothing; its characters alone are no price, never $0.
+    expect(
+      speech('openai', 'gpt-4o-mini-tts', { characters: 60, input_tokens: 14, output_tokens: 101 }),
+    ).toMatchObject({ status: 'priced', listNano: 1_220_400n });
+    expect(speech('openai', 'gpt-4o-mini-tts', { characters: 60 })).toMatchObject({
+      status: 'unpriced',
+      reason: 'model gpt-4o-mini-tts has no price for characters (60)',
+    });
+    expect(speech('openai', 'tts-1', { characters: 60, input_tokens: 14, output_tokens: 101 })).toMatchObject(
+      {
+        status: 'unpriced',
+        reason: 'model tts-1 has no price for tokens (115)',
+      },
+    );
+  });
+
   it('keeps a model those tables price per token too', () => {
     // gpt-4o-mini-tts: text in at $0.60 a million (LiteLLM also bills its audio out by the token).
     expect(

@@ -43,6 +43,7 @@ export const PRICE_FIELDS = [
   'code_containers_64g_kcount',
   'image_generations_kcount',
   'input_audio_seconds_kcount',
+  'input_mchars',
 ] as const;
 export type PriceField = (typeof PRICE_FIELDS)[number];
 

@@ -366,8 +366,10 @@ const SECONDS_UNITS = UNITS.filter((u) => u.dims['family'] === 'seconds');
 
 /**
  * What `usage` holds that none of `sets` prices, or null: a hosted tool's calls
- * (`web_searches (2 made)`), seconds of audio for a model priced by the token, or tokens for a
- * model priced only by the second (whisper-1), which would otherwise cost nothing.
+ * (`web_searches (2 made)`), seconds of audio for a model priced by the token, a speech's
+ * characters alone for a model priced by the token (gpt-4o-mini-tts, whose answer gave no usage),
+ * or tokens for a model priced only by the second or the character (whisper-1, tts-1), which would
+ * otherwise cost nothing.
  */
 function unpricedFee(usage: UnitUsage, ...sets: (PriceSet | null | undefined)[]): string | null {
   for (const u of TOOL_CALL_UNITS) {
@@ -381,7 +383,14 @@ function unpricedFee(usage: UnitUsage, ...sets: (PriceSet | null | undefined)[])
       return `${u.usageKey} (${n})`;
   }
   const tokens = (usage['input_tokens'] ?? 0) + (usage['output_tokens'] ?? 0);
-  const bySecond = sets.some((s) => s?.input_audio_seconds_kcount !== undefined);
+  // A speech's characters are counted for every model: a model priced by the token prices its
+  // tokens instead, when it has them.
+  const characters = usage['input_characters'] ?? 0;
+  if (characters > 0 && tokens === 0 && !sets.some((s) => s?.input_mchars !== undefined))
+    return `characters (${characters})`;
+  const bySecond = sets.some(
+    (s) => s?.input_audio_seconds_kcount !== undefined || s?.input_mchars !== undefined,
+  );
   if (
     tokens > 0 &&
     bySecond &&

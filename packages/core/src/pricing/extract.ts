@@ -52,6 +52,17 @@ const GENERIC: Record<string, Extractor> = {
       m('seconds', 'input_audio_seconds'),
     ],
   },
+  // OpenAI's speech (POST /v1/audio/speech): the characters of its input, which the gateway counts
+  // (tts-1 is billed by them), and the tokens a streamed speech's usage gives (gpt-4o-mini-tts).
+  speech: {
+    api_flavor: 'speech',
+    root: 'usage',
+    mappings: [
+      m('characters', 'input_characters'),
+      m('input_tokens', 'input_tokens'),
+      m('output_tokens', 'output_tokens'),
+    ],
+  },
   // OpenAI's image generation (gpt-image-1 and later): tokens of the prompt's text and images in,
   // of the image out.
   images: {
@@ -116,6 +127,7 @@ const FLAVOURS: Record<string, { names: string[]; generic: string }> = {
   'openai-responses': { names: ['responses'], generic: 'responses' },
   'openai-embeddings': { names: ['embeddings'], generic: 'embeddings' },
   'openai-images': { names: ['images'], generic: 'images' },
+  'openai-speech': { names: ['speech'], generic: 'speech' },
   'openai-transcriptions': { names: ['transcriptions'], generic: 'transcriptions' },
   'anthropic-messages': { names: ['anthropic', 'default'], generic: 'anthropic' },
   gemini: { names: ['default'], generic: 'gemini' },
@@ -136,6 +148,7 @@ const API_ALIASES: Record<string, string> = {
   embeddings: 'openai-embeddings',
   embedding: 'openai-embeddings',
   images: 'openai-images',
+  speech: 'openai-speech',
   transcriptions: 'openai-transcriptions',
   anthropic: 'anthropic-messages',
   messages: 'anthropic-messages',

@@ -47,3 +47,79 @@ export function transcriptionAnswer(contentType: string, raw: Buffer, res: Serve
   res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
   res.end(body);
 }
+
+/** The content type OpenAI answers each speech format with. */
+const SPEECH_TYPES: Record<string, string> = {
+  mp3: 'audio/mpeg',
+  opus: 'audio/opus',
+  aac: 'audio/aac',
+  flac: 'audio/flac',
+  wav: 'audio/wav',
+  pcm: 'audio/pcm',
+};
+
+/** The audio the mock speaks for an input: at 15 characters a second, as 24 kHz 16-bit samples for
+ * pcm (a 44-byte header before them for wav), and 16,000 bytes a second for the compressed
+ * formats. Its bytes follow a pattern, so that what reaches the client can be checked whole. */
+export function mockSpeech(input: string, format: string): Buffer {
+  const seconds = [...input].length / 15;
+  const pcm = format === 'pcm' || format === 'wav';
+  const n = Math.round(seconds * (pcm ? 24_000 : 8_000)) * 2 + (format === 'wav' ? 44 : 0);
+  const out = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) out[i] = (i * 31 + 7) & 0xff;
+  return out;
+}
+
+/**
+ * Speech (POST /v1/audio/speech), in OpenAI's documented format: the audio, in the format asked
+ * (mp3 by default), sent in 4 KB pieces as it is "made"; or, with `stream_format: "sse"` (not for
+ * tts-1 and tts-1-hd), `speech.audio.delta` events of base64 audio and a `speech.audio.done` with
+ * the usage in tokens: the input's (one for each 4 characters here) and the audio's (20 a second).
+ */
+export function speechAnswer(body: Record<string, unknown>, res: ServerResponse): void {
+  const model = String(body['model'] ?? '');
+  const input = body['input'];
+  const error = (message: string) => {
+    res.writeHead(400, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: { message, type: 'invalid_request_error', code: null } }));
+  };
+  if (typeof input !== 'string' || !body['voice'] || !model)
+    return error('model, input and voice are required');
+  const format = String(body['response_format'] ?? 'mp3');
+  const type = SPEECH_TYPES[format];
+  if (!type) return error(`response_format ${format} is not supported`);
+  const sse = body['stream_format'] === 'sse';
+  if (sse && model.startsWith('tts-1')) return error(`stream_format sse is not supported for ${model}`);
+  const audio = mockSpeech(input, format);
+  const pieces: Buffer[] = [];
+  for (let i = 0; i < audio.length; i += 4096) pieces.push(audio.subarray(i, i + 4096));
+  res.writeHead(200, sse ? { 'content-type': 'text/event-stream' } : { 'content-type': type });
+  const send = (i: number) => {
+    if (res.destroyed) return;
+    if (i < pieces.length) {
+      const piece = pieces[i]!;
+      const ok = sse
+        ? res.write(
+            `data: ${JSON.stringify({ type: 'speech.audio.delta', audio: piece.toString('base64') })}\n\n`,
+          )
+        : res.write(piece);
+      if (ok) setImmediate(() => send(i + 1));
+      else res.once('drain', () => send(i + 1));
+      return;
+    }
+    if (!sse) return void res.end();
+    const inputTokens = Math.ceil([...input].length / 4);
+    const outputTokens = Math.ceil(([...input].length / 15) * 20);
+    res.end(
+      `data: ${JSON.stringify({
+        type: 'speech.audio.done',
+        usage: {
+          input_tokens: inputTokens,
+          output_tokens: outputTokens,
+          total_tokens: inputTokens + outputTokens,
+        },
+      })}\n\n`,
+    );
+  };
+  send(0);
+}

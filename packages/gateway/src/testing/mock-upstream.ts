@@ -9,7 +9,7 @@ import {
   withThinking,
   withThinkingStream,
 } from './anthropic-fixtures.js';
-import { transcriptionAnswer } from './audio-fixtures.js';
+import { speechAnswer, transcriptionAnswer } from './audio-fixtures.js';
 import { completionAnswer } from './completion-fixtures.js';
 import { imageAnswer } from './image-fixtures.js';
 import { list, MockBatches } from './mock-batches.js';
@@ -304,6 +304,10 @@ export class MockUpstream {
     }
     if (path.includes('/images/generations')) {
       imageAnswer(body, res);
+      return;
+    }
+    if (path.endsWith('/audio/speech')) {
+      speechAnswer(body, res);
       return;
     }
     if (path.endsWith('/completions')) {

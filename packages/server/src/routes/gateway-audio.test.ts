@@ -1,11 +1,11 @@
-import { MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
+import { MockUpstream, mockSpeech, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
 import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lastCalls, mockedGateway, type TestApp } from '../testing/test-app.js';
 
 type Failure = { status: number; code: string | null; message: string };
 
-describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: transcriptions', () => {
+describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: transcriptions and speech', () => {
   const mock = new MockUpstream();
   let t: TestApp;
   let base: string;
@@ -135,5 +135,119 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: transcriptions', () => {
       pricing_status: 'priced',
       cost_usd: '0.00018',
     });
+  });
+
+  /** 60 characters. */
+  const input = 'Your order has shipped. It will arrive on Thursday, by noon.';
+
+  it("speaks with the openai client, the audio passed on whole, and tts-1 billed by the input's characters", async () => {
+    const openai = await client({ project: 'notify' });
+    const speech = await openai.audio.speech.create({ model: 'tts-1', voice: 'alloy', input });
+    expect(speech.headers.get('content-type')).toBe('audio/mpeg');
+    expect(speech.headers.get('x-tally-call-id')).toBeTruthy();
+    const audio = Buffer.from(await speech.arrayBuffer());
+    expect(audio.equals(mockSpeech(input, 'mp3'))).toBe(true);
+    expect(mock.received.at(-1)).toMatchObject({
+      path: '/v1/audio/speech',
+      headers: { authorization: 'Bearer sk-upstream' },
+      body: { model: 'tts-1', voice: 'alloy', input },
+    });
+    const [call] = await lastCalls(t, 1);
+    expect(call).toMatchObject({
+      api: 'openai-speech',
+      model_requested: 'tts-1',
+      status: 'ok',
+      pricing_status: 'priced',
+      project: 'notify',
+      // 60 characters at $15 a million.
+      cost_usd: '0.0009',
+    });
+    // tts-1-hd at $30 a million; a character is a code point (the emoji is one, not two).
+    await (
+      await openai.audio.speech.create({ model: 'tts-1-hd', voice: 'alloy', input: `${input} 🎉` })
+    ).arrayBuffer();
+    expect((await lastCalls(t, 1))[0]).toMatchObject({ model_requested: 'tts-1-hd', cost_usd: '0.00186' });
+  });
+
+  it("meters gpt-4o-mini-tts from a streamed speech's usage, and estimates a plain one from its audio", async () => {
+    const openai = await client({});
+    const streamed = await openai.audio.speech.create({
+      model: 'gpt-4o-mini-tts',
+      voice: 'coral',
+      input,
+      stream_format: 'sse',
+    });
+    const events = (await streamed.text()).trim().split('\n\n');
+    expect(events.at(-1)).toContain('"speech.audio.done"');
+    expect(events.length).toBeGreaterThan(2);
+    expect((await lastCalls(t, 1))[0]).toMatchObject({
+      model_requested: 'gpt-4o-mini-tts',
+      pricing_status: 'priced',
+      tokens: { input: 15, output: 80 },
+      // 15 tokens in at $0.60 and 80 out at $12 a million.
+      cost_usd: '0.000969',
+    });
+    // As raw 24 kHz samples, 192,000 bytes: 4 seconds, 84 audio tokens at 21 a second, estimated.
+    const pcm = await openai.audio.speech.create({
+      model: 'gpt-4o-mini-tts',
+      voice: 'coral',
+      input,
+      response_format: 'pcm',
+    });
+    expect((await pcm.arrayBuffer()).byteLength).toBe(192_000);
+    const [plain] = await lastCalls(t, 1);
+    expect(plain).toMatchObject({ pricing_status: 'estimated', tokens: { output: 84 } });
+    const inputTokens = (plain as { tokens: { input: number } }).tokens.input;
+    expect(inputTokens).toBeGreaterThan(10);
+    expect(plain!.cost_usd).toBe(((inputTokens * 0.6 + 84 * 12) / 1e6).toString());
+  });
+
+  it('meters a speech the client stops listening to part-way, at its characters', async () => {
+    const openai = await client({ project: 'cut' });
+    const long = input.repeat(40);
+    const abort = new AbortController();
+    const speech = await openai.audio.speech.create(
+      { model: 'tts-1', voice: 'alloy', input: long, response_format: 'pcm' },
+      { signal: abort.signal },
+    );
+    const reader = speech.body!.getReader();
+    const first = await reader.read();
+    expect(first.value!.byteLength).toBeGreaterThan(0);
+    abort.abort();
+    await reader.cancel().catch(() => undefined);
+    // Metered once the gateway sees the client gone.
+    let cut = (await lastCalls(t, 1))[0];
+    for (let i = 0; i < 100 && cut?.project !== 'cut'; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      cut = (await lastCalls(t, 1))[0];
+    }
+    expect(cut).toMatchObject({
+      status: 'error',
+      error_type: 'client_disconnected',
+      // 2,400 characters at $15 a million: the whole input, which the provider bills.
+      cost_usd: '0.036',
+    });
+  });
+
+  it("holds a speech to the key's budget at its characters' cost, and passes the upstream's refusal on", async () => {
+    const openai = await client({ budget_usd: 0.001, period: 'month' });
+    const refused = (await openai.audio.speech
+      .create({ model: 'tts-1-hd', voice: 'alloy', input })
+      .catch((e: unknown) => e)) as Failure;
+    // $0.0018 of characters: past the budget, and nothing sent.
+    expect(refused).toMatchObject({ status: 429, code: 'budget_exceeded' });
+    await (await openai.audio.speech.create({ model: 'tts-1', voice: 'alloy', input })).arrayBuffer();
+    expect((await lastCalls(t, 1))[0]).toMatchObject({ status: 'ok', cost_usd: '0.0009' });
+    // The budget has $0.0001 left: the next is refused before it goes.
+    expect(
+      await openai.audio.speech.create({ model: 'tts-1', voice: 'alloy', input }).catch((e: unknown) => e),
+    ).toMatchObject({ status: 429, code: 'budget_exceeded' });
+    const other = await client({});
+    const bad = (await other.audio.speech
+      .create({ model: 'tts-1', voice: 'alloy', input, stream_format: 'sse' })
+      .catch((e: unknown) => e)) as Failure;
+    expect(bad.status).toBe(400);
+    expect(bad.message).toContain('not supported for tts-1');
+    expect((await lastCalls(t, 1))[0]).toMatchObject({ status: 'error', cost_usd: '0' });
   });
 });

@@ -115,10 +115,14 @@ export function fromLiteLlm(data: unknown): SecondaryPrice[] {
     if (key === 'sample_spec' || !isObj(e) || typeof e['litellm_provider'] !== 'string') continue;
     let prices = litellmTokenPrices(e, '', true);
     if (prices.input_mtok === undefined) {
-      // A transcription model billed by the second of audio (whisper-1, Deepgram's): that price.
+      // A transcription model billed by the second of audio (whisper-1, Deepgram's), or a speech
+      // model by the character of its input (tts-1, ElevenLabs', Polly's): that price.
       const perSecond = timesPow10(e['input_cost_per_second'], 3);
-      if (e['mode'] !== 'audio_transcription' || perSecond === undefined) continue;
-      prices = { input_audio_seconds_kcount: perSecond };
+      const perChar = timesPow10(e['input_cost_per_character'], 6);
+      if (e['mode'] === 'audio_transcription' && perSecond !== undefined)
+        prices = { input_audio_seconds_kcount: perSecond };
+      else if (e['mode'] === 'audio_speech' && perChar !== undefined) prices = { input_mchars: perChar };
+      else continue;
     }
     const provider = canonicalProvider(e['litellm_provider']);
     const slash = key.indexOf('/');
