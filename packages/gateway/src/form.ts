@@ -1,7 +1,8 @@
 /**
- * A multipart form (`multipart/form-data`), as a transcription's request is sent: its text fields,
- * read for routing, policy and metering, and the size of its file. The body goes upstream as it
- * came, but for its `model` where a route names another (withField).
+ * A multipart form (`multipart/form-data`), as a transcription's or an image edit's request is
+ * sent: its text fields, read for routing, policy and metering, and the size and number of its
+ * files. The body goes upstream as it came, but for its `model` where a route names another
+ * (withField).
  */
 
 export interface Form {
@@ -9,7 +10,12 @@ export interface Form {
   fields: Record<string, unknown>;
   /** The bytes of the file parts. */
   fileBytes: number;
+  /** How many file parts it has (an edit's images, and its mask). */
+  files: number;
 }
+
+/** The fields a form gives as numbers, read as numbers, as a JSON body would give them. */
+const NUMBERS = new Set(['n', 'partial_images']);
 
 /** The boundary a content-type names, or null for one that is not a multipart form. */
 function boundaryOf(contentType: string | undefined): string | null {
@@ -56,14 +62,18 @@ export function readForm(raw: Buffer, contentType: string | undefined): Form | n
   if (!parts) return null;
   const fields: Record<string, unknown> = {};
   let fileBytes = 0;
+  let files = 0;
   for (const p of parts) {
-    if (p.file) fileBytes += Math.max(0, p.end - p.bodyStart);
-    else {
+    if (p.file) {
+      fileBytes += Math.max(0, p.end - p.bodyStart);
+      files++;
+    } else {
       const v = raw.subarray(p.bodyStart, Math.max(p.bodyStart, p.end)).toString('utf8');
-      fields[p.name] = p.name === 'stream' ? v === 'true' : v;
+      fields[p.name] =
+        p.name === 'stream' ? v === 'true' : NUMBERS.has(p.name) && /^\d{1,9}$/.test(v) ? Number(v) : v;
     }
   }
-  return { fields, fileBytes };
+  return { fields, fileBytes, files };
 }
 
 /** The form with its text field `name` set to `value` (the rest as it came); null when it has no
@@ -82,6 +92,19 @@ export function withField(
 
 /** The bytes of the file a form's fields came with (readForm), kept beside the fields. */
 export const FILE_BYTES = new WeakMap<object, number>();
+/** How many files a form's fields came with. */
+export const FILE_COUNT = new WeakMap<object, number>();
+
+/**
+ * The most image tokens an image edit's input images may be billed, for its reservation: for each
+ * file (each image, and the mask), what GPT-4o's vision bills the largest image at high detail
+ * (1,445: 85 and 170 for each of eight 512-pixel tiles), and with `input_fidelity: high` the 6,240
+ * more OpenAI bills gpt-image-1 for a portrait or landscape image at that fidelity.
+ */
+export function editImageTokensHeld(body: Record<string, unknown>): number {
+  const each = 1_445 + (body['input_fidelity'] === 'high' ? 6_240 : 0);
+  return each * (FILE_COUNT.get(body) ?? 0);
+}
 
 /**
  * The most audio tokens a transcription's file may be billed, for its reservation, from its size

@@ -6,6 +6,7 @@ import type { AttemptContext, Attribution } from './meter.js';
 import {
   ENDPOINT_API,
   type Endpoint,
+  isForm,
   priceProviderOf,
   translatedFromMessages,
   translatedToMessages,
@@ -167,7 +168,7 @@ export async function forwardAttempts(
     if (toClaude || fromClaude) {
       ctx.upstreamApi = toClaude ? 'anthropic-messages' : ENDPOINT_API.chat;
       payload = translations.get(attempt)!;
-    } else if (endpoint === 'transcriptions') {
+    } else if (isForm(endpoint)) {
       // A multipart form, sent as it came but for the model a route or deployment names.
       const type = String(req.headers['content-type']);
       headers = { ...target.headers, 'content-type': type };

@@ -4,6 +4,7 @@ import type { ProviderConfig } from './types.js';
  * conversation (POST /v1/responses/compact), a model call billed as a response is; `images` is
  * OpenAI's image generation (POST /v1/images/generations); `completions`, the legacy text
  * completions (POST /v1/completions), which base models served by vLLM and the like still take;
+ * `image_edits`, its image edits (POST /v1/images/edits, a multipart form like a transcription's);
  * `speech`, OpenAI's text to speech (POST /v1/audio/speech), whose answer is the audio itself. */
 export type Endpoint =
   | 'chat'
@@ -12,6 +13,7 @@ export type Endpoint =
   | 'compact'
   | 'embeddings'
   | 'images'
+  | 'image_edits'
   | 'transcriptions'
   | 'speech'
   | 'messages';
@@ -25,6 +27,7 @@ export const ENDPOINT_API: Record<Endpoint, string> = {
   compact: 'openai-responses',
   embeddings: 'openai-embeddings',
   images: 'openai-images',
+  image_edits: 'openai-images',
   transcriptions: 'openai-transcriptions',
   speech: 'openai-speech',
   messages: 'anthropic-messages',
@@ -37,9 +40,15 @@ const OPENAI_PATHS: Record<Exclude<Endpoint, 'messages'>, string> = {
   compact: '/responses/compact',
   embeddings: '/embeddings',
   images: '/images/generations',
+  image_edits: '/images/edits',
   transcriptions: '/audio/transcriptions',
   speech: '/audio/speech',
 };
+
+/** The endpoints whose requests are multipart forms (a file and text fields), not JSON. */
+export function isForm(endpoint: Endpoint): boolean {
+  return endpoint === 'transcriptions' || endpoint === 'image_edits';
+}
 
 export interface UpstreamTarget {
   origin: string;

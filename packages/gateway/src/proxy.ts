@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type CallRecord, type HostedToolCalls, MAX_TOKEN_COUNT } from '@tally/core';
+import { type CallRecord, type HostedToolCalls, MAX_TOKEN_COUNT, type Tokens } from '@tally/core';
 import { attribute } from './attribution.js';
 import { BackgroundCalls } from './background.js';
 import { Batches, type BatchHold } from './batches.js';
@@ -14,7 +14,7 @@ import {
   type Unpriceable,
 } from './budget-guard.js';
 import { containerHeld, withContainerSessions } from './containers.js';
-import { audioTokensHeld, FILE_BYTES, readForm } from './form.js';
+import { audioTokensHeld, editImageTokensHeld, FILE_BYTES, FILE_COUNT, readForm } from './form.js';
 import { type ForwardEnv, forwardAttempts } from './forward.js';
 import { checkTopLevel, editTopLevel } from './json-edit.js';
 import {
@@ -46,6 +46,7 @@ import {
 import {
   ENDPOINT_API,
   type Endpoint,
+  isForm,
   modelsPath,
   priceProviderOf,
   serves,
@@ -175,6 +176,7 @@ const ROUTES = new Map<string, Endpoint>([
   ['/v1/responses/compact', 'compact'],
   ['/v1/embeddings', 'embeddings'],
   ['/v1/images/generations', 'images'],
+  ['/v1/images/edits', 'image_edits'],
   ['/v1/audio/transcriptions', 'transcriptions'],
   ['/v1/audio/speech', 'speech'],
   ['/v1/messages', 'messages'],
@@ -512,7 +514,8 @@ export class Gateway {
     wire: Wire,
     raw: Buffer,
     refused?: (err: GatewayError, model: string) => void,
-    /** A transcription's content-type: its body is a multipart form, not JSON. */
+    /** A form's content-type (a transcription's, an image edit's): its body is a multipart form,
+     * not JSON. */
     form?: string,
   ): { body: Obj; model: string } | null {
     const refuse = (err: GatewayError, model: unknown = '') => {
@@ -525,10 +528,7 @@ export class Gateway {
       const read = readForm(raw, form);
       if (!read)
         return refuse(
-          badRequest(
-            'A transcription is sent as multipart/form-data, with its model and its file.',
-            'invalid_form',
-          ),
+          badRequest('This endpoint takes multipart/form-data, with its model and its file.', 'invalid_form'),
         );
       const model = read.fields['model'];
       if (typeof model !== 'string' || model === '')
@@ -536,6 +536,7 @@ export class Gateway {
       if (!isModelName(model))
         return refuse(badRequest(`model must be a model name: ${MODEL_NAME_RULE}.`, 'invalid_model'));
       FILE_BYTES.set(read.fields, read.fileBytes);
+      FILE_COUNT.set(read.fields, read.files);
       return { body: read.fields, model };
     }
     const body = parseObject(raw.toString('utf8'));
@@ -784,7 +785,7 @@ export class Gateway {
       wire,
       raw,
       (err, model) => this.refuseUnread(req, res, endpoint, key, err, time, model),
-      endpoint === 'transcriptions' ? String(req.headers['content-type'] ?? '') : undefined,
+      isForm(endpoint) ? String(req.headers['content-type'] ?? '') : undefined,
     );
     if (!admitted) return;
     const { body, model } = admitted;
@@ -821,7 +822,7 @@ export class Gateway {
     const { buckets, slots } = limitsOf(key, scoped, model);
     const limited = buckets.length > 0;
     const maxOut =
-      endpoint === 'images'
+      endpoint === 'images' || endpoint === 'image_edits'
         ? imageOutputTokens(body)
         : endpoint === 'speech'
           ? speechTokensHeld(body)
@@ -1025,7 +1026,7 @@ export class Gateway {
   ): bigint | Unpriceable {
     const fallback = this.deps.config.default_max_output ?? 4096;
     const asked =
-      endpoint === 'images'
+      endpoint === 'images' || endpoint === 'image_edits'
         ? imageOutputTokens(body)
         : endpoint === 'speech'
           ? speechTokensHeld(body)
@@ -1054,38 +1055,25 @@ export class Gateway {
               );
       let est: ReturnType<GatewayDeps['price']>;
       try {
-        // A speech priced by the character (tts-1) costs its input's characters, known now.
-        const byCharacters =
-          endpoint === 'speech'
-            ? this.deps.price({
-                provider,
-                api: ENDPOINT_API.speech,
-                model: a.model,
-                usage: { characters: speechCharacters(body) },
-                time,
-                tenant,
-              })
-            : null;
-        est =
-          byCharacters?.status === 'priced'
-            ? byCharacters
-            : this.deps.price({
-                provider,
-                model: a.model,
-                // A transcription's audio is priced as audio (audioTokensHeld).
-                tokens: {
-                  input: promptTokens,
-                  output,
-                  ...(endpoint === 'transcriptions'
-                    ? { input_audio: audioTokensHeld(FILE_BYTES.get(body) ?? 0) }
-                    : {}),
-                },
-                time,
-                tenant,
-                // Hosted searches are billed per call, on top of the tokens.
-                tool_calls: toolCallsHeld(body, endpoint, a.model, this.deps.config.default_max_tool_calls),
-                ...(batch ? { batch: true } : dearer),
-              });
+        est = this.deps.price({
+          provider,
+          model: a.model,
+          ...this.heldUsage(body, endpoint, promptTokens, output),
+          time,
+          tenant,
+          // Hosted searches are billed per call, on top of the tokens.
+          tool_calls: toolCallsHeld(body, endpoint, a.model, this.deps.config.default_max_tool_calls),
+          ...(batch ? { batch: true } : dearer),
+        });
+        // A speech priced by the token (gpt-4o-mini-tts) has no price for its characters alone.
+        if (est.status !== 'priced' && endpoint === 'speech')
+          est = this.deps.price({
+            provider,
+            model: a.model,
+            tokens: { input: promptTokens, output },
+            time,
+            tenant,
+          });
       } catch {
         // Counts past what any usage may hold (a prompt and an output of billions of tokens): a
         // cost no budget can hold.
@@ -1098,6 +1086,42 @@ export class Gateway {
       if (most === null || est.effectiveNano > most) most = est.effectiveNano;
     }
     return most ?? { unpriced: 'no upstream to price it on' };
+  }
+
+  /**
+   * What a call's largest cost is priced from: its prompt and the most output it allows, as tokens;
+   * for an image, as the usage an image's answer gives (the prompt's text and an edit's images in,
+   * the image's tokens out, each at its own price); for a speech, its input's characters (tts-1's
+   * price; the tokens are priced instead for a model without one).
+   */
+  private heldUsage(
+    body: Obj,
+    endpoint: Endpoint,
+    promptTokens: number,
+    output: number,
+  ): { api: string; usage: Obj } | { tokens: Partial<Tokens> } {
+    if (endpoint === 'images' || endpoint === 'image_edits') {
+      const images = endpoint === 'image_edits' ? editImageTokensHeld(body) : 0;
+      return {
+        api: ENDPOINT_API.images,
+        usage: {
+          input_tokens: promptTokens + images,
+          input_tokens_details: { text_tokens: promptTokens, image_tokens: images },
+          output_tokens: output,
+          output_tokens_details: { image_tokens: output },
+        },
+      };
+    }
+    if (endpoint === 'speech')
+      return { api: ENDPOINT_API.speech, usage: { characters: speechCharacters(body) } };
+    // A transcription's audio is priced as audio (audioTokensHeld).
+    return {
+      tokens: {
+        input: promptTokens,
+        output,
+        ...(endpoint === 'transcriptions' ? { input_audio: audioTokensHeld(FILE_BYTES.get(body) ?? 0) } : {}),
+      },
+    };
   }
 
   /**

@@ -76,12 +76,13 @@ export function mockSpeech(input: string, format: string): Buffer {
  * tts-1 and tts-1-hd), `speech.audio.delta` events of base64 audio and a `speech.audio.done` with
  * the usage in tokens: the input's (one for each 4 characters here) and the audio's (20 a second).
  */
-export function speechAnswer(body: Record<string, unknown>, res: ServerResponse): void {
+export function speechAnswer(body: Record<string, unknown>, res: ServerResponse): undefined {
   const model = String(body['model'] ?? '');
   const input = body['input'];
-  const error = (message: string) => {
+  const error = (message: string): undefined => {
     res.writeHead(400, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ error: { message, type: 'invalid_request_error', code: null } }));
+    return undefined;
   };
   if (typeof input !== 'string' || !body['voice'] || !model)
     return error('model, input and voice are required');
@@ -122,4 +123,5 @@ export function speechAnswer(body: Record<string, unknown>, res: ServerResponse)
     );
   };
   send(0);
+  return undefined;
 }

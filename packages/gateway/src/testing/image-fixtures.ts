@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import { mockForm } from './mock-batches.js';
 
 type Obj = Record<string, unknown>;
 
@@ -18,7 +19,37 @@ const IMAGE_TOKENS: Record<string, Record<string, number>> = {
 /** An image's bytes, as large as a 1024x1024 PNG is (about 1.5 MB of base64). */
 const IMAGE_B64 = Buffer.alloc(1_100_000, 0x89).toString('base64');
 
-export function imageAnswer(body: Obj, res: ServerResponse): void {
+/** The image tokens the mock bills each input image of an edit: a 1024x1024 image at high detail
+ * (85 and 170 for each of four tiles), and 4,160 more at high input fidelity. */
+export const EDIT_IMAGE_TOKENS = 765;
+const HIGH_FIDELITY_TOKENS = 4_160;
+
+/**
+ * An image edit (POST /v1/images/edits, a multipart form: the image or images, an optional mask,
+ * the prompt and the options), answered as a generation is, with the input images' tokens in its
+ * usage and its stream's events named `image_edit.*`.
+ */
+export function imageEditAnswer(contentType: string, raw: Buffer, res: ServerResponse): void {
+  const form = mockForm(contentType, raw);
+  if (!form?.file || !form.fields['prompt']) {
+    res.writeHead(400, { 'content-type': 'application/json' });
+    res.end(
+      JSON.stringify({ error: { message: 'image and prompt are required', type: 'invalid_request_error' } }),
+    );
+    return;
+  }
+  const { fields } = form;
+  const body: Obj = { ...fields, stream: fields['stream'] === 'true' };
+  for (const k of ['n', 'partial_images']) if (fields[k]) body[k] = Number(fields[k]);
+  const each = EDIT_IMAGE_TOKENS + (fields['input_fidelity'] === 'high' ? HIGH_FIDELITY_TOKENS : 0);
+  imageAnswer(body, res, { imageTokens: each * form.files, events: 'image_edit' });
+}
+
+export function imageAnswer(
+  body: Obj,
+  res: ServerResponse,
+  edit: { imageTokens: number; events: string } = { imageTokens: 0, events: 'image_generation' },
+): void {
   const model = String(body['model'] ?? 'dall-e-2');
   const n = typeof body['n'] === 'number' ? body['n'] : 1;
   if (model.startsWith('dall-e')) {
@@ -41,32 +72,32 @@ export function imageAnswer(body: Obj, res: ServerResponse): void {
   const textTokens = 50;
   const out = (IMAGE_TOKENS[quality]![size]! + 100 * partials) * n;
   const usage = {
-    input_tokens: textTokens,
-    input_tokens_details: { image_tokens: 0, text_tokens: textTokens },
+    input_tokens: textTokens + edit.imageTokens,
+    input_tokens_details: { image_tokens: edit.imageTokens, text_tokens: textTokens },
     output_tokens: out,
-    total_tokens: textTokens + out,
+    total_tokens: textTokens + edit.imageTokens + out,
   };
   const meta = { background: 'opaque', output_format: 'png', quality, size };
   if (body['stream'] === true) {
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
     for (let i = 0; i < partials; i++) {
       const partial = {
-        type: 'image_generation.partial_image',
+        type: `${edit.events}.partial_image`,
         b64_json: IMAGE_B64.slice(0, 20_000),
         created_at: 1_764_000_000,
         ...meta,
         partial_image_index: i,
       };
-      res.write(`event: image_generation.partial_image\ndata: ${JSON.stringify(partial)}\n\n`);
+      res.write(`event: ${edit.events}.partial_image\ndata: ${JSON.stringify(partial)}\n\n`);
     }
     const done = {
-      type: 'image_generation.completed',
+      type: `${edit.events}.completed`,
       b64_json: IMAGE_B64,
       created_at: 1_764_000_000,
       ...meta,
       usage,
     };
-    res.end(`event: image_generation.completed\ndata: ${JSON.stringify(done)}\n\n`);
+    res.end(`event: ${edit.events}.completed\ndata: ${JSON.stringify(done)}\n\n`);
     return;
   }
   const text = JSON.stringify({

@@ -368,12 +368,13 @@ function json(res: ServerResponse, status: number, body: unknown): void {
 export function mockForm(
   contentType: string,
   raw: Buffer,
-): { fields: Record<string, string>; file: { name: string; bytes: Buffer } | null } | null {
+): { fields: Record<string, string>; file: { name: string; bytes: Buffer } | null; files: number } | null {
   const boundary = /boundary=(?:"([^"]+)"|([^;]+))/i.exec(contentType);
   if (!boundary) return null;
   const sep = Buffer.from(`--${boundary[1] ?? boundary[2]}`);
   const fields: Record<string, string> = {};
   let file: { name: string; bytes: Buffer } | null = null;
+  let files = 0;
   let at = raw.indexOf(sep);
   while (at >= 0) {
     const next = raw.indexOf(sep, at + sep.length);
@@ -384,9 +385,11 @@ export function mockForm(
     const body = part.subarray(split + 4);
     const name = /name="([^"]+)"/.exec(head)?.[1];
     const filename = /filename="([^"]*)"/.exec(head)?.[1];
-    if (filename !== undefined) file = { name: filename, bytes: Buffer.from(body) };
-    else if (name !== undefined) fields[name] = body.toString('utf8');
+    if (filename !== undefined) {
+      file = { name: filename, bytes: Buffer.from(body) };
+      files++;
+    } else if (name !== undefined) fields[name] = body.toString('utf8');
     at = next;
   }
-  return { fields, file };
+  return { fields, file, files };
 }

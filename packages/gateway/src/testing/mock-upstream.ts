@@ -11,7 +11,7 @@ import {
 } from './anthropic-fixtures.js';
 import { speechAnswer, transcriptionAnswer } from './audio-fixtures.js';
 import { completionAnswer } from './completion-fixtures.js';
-import { imageAnswer } from './image-fixtures.js';
+import { imageAnswer, imageEditAnswer } from './image-fixtures.js';
 import { list, MockBatches } from './mock-batches.js';
 import { wholeFault, writeUntilClosed } from './mock-faults.js';
 import { chatRecordings, embeddingRecordings, type Recording } from './recorded.js';
@@ -58,7 +58,7 @@ export class MockUpstream {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        if ((req.url ?? '').endsWith('/audio/transcriptions')) {
+        if (/\/(audio\/transcriptions|images\/edits)$/.test(req.url ?? '')) {
           const bytes = Buffer.concat(chunks);
           this.received.push({
             path: req.url ?? '',
@@ -66,7 +66,9 @@ export class MockUpstream {
             body: {},
             raw: bytes.toString('latin1'),
           });
-          transcriptionAnswer(req.headers['content-type'] ?? '', bytes, res);
+          const type = req.headers['content-type'] ?? '';
+          if ((req.url ?? '').endsWith('/images/edits')) imageEditAnswer(type, bytes, res);
+          else transcriptionAnswer(type, bytes, res);
           return;
         }
         if (/^\/v1\/(files|batches|messages\/batches)(\/|\?|$)/.test(req.url ?? '')) {

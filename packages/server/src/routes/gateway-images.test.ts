@@ -1,5 +1,5 @@
 import { MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
-import OpenAI from 'openai';
+import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lastCalls, mockedGateway, type TestApp } from '../testing/test-app.js';
 
@@ -102,5 +102,79 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: image generation', () => {
       error_type: 'upstream_no_usage',
       cost_usd: null,
     });
+  });
+
+  /** A PNG-sized file to edit. */
+  const png = (name: string) => toFile(Buffer.alloc(300_000, 0x89), name, { type: 'image/png' });
+
+  it('edits images with the openai client, the form sent as it came, metered with its images in', async () => {
+    const openai = client((await t.newKey({ project: 'studio' })).key);
+    const edited = await openai.images.edit({
+      model: 'gpt-image-1',
+      image: [await png('room.png'), await png('lamp.png')],
+      prompt: 'Put the lamp in the room.',
+      quality: 'medium',
+      size: '1024x1024',
+    });
+    expect(edited.data?.[0]?.b64_json?.length).toBeGreaterThan(1_400_000);
+    const sent = mock.received.at(-1)!;
+    expect(sent).toMatchObject({
+      path: '/v1/images/edits',
+      headers: { authorization: 'Bearer sk-upstream' },
+    });
+    expect(String(sent.headers['content-type'])).toMatch(/^multipart\/form-data; boundary=/);
+    expect(sent.raw.length).toBeGreaterThan(600_000);
+    const [call] = await lastCalls(t, 1);
+    expect(call).toMatchObject({
+      api: 'openai-images',
+      model_requested: 'gpt-image-1',
+      status: 'ok',
+      pricing_status: 'priced',
+      project: 'studio',
+      tokens: { input: 1580, output: 1056 },
+      // 50 prompt tokens at $5, two images of 765 tokens at $10 and 1,056 out at $40 a million.
+      cost_usd: '0.05779',
+    });
+  });
+
+  it('streams an edit, metered from its last event', async () => {
+    const openai = client((await t.newKey({})).key);
+    const stream = await openai.images.edit({
+      model: 'gpt-image-1',
+      image: await png('room.png'),
+      prompt: 'Brighter.',
+      quality: 'medium',
+      size: '1024x1024',
+      stream: true,
+      partial_images: 2,
+    });
+    const events: string[] = [];
+    for await (const e of stream) events.push(e.type);
+    expect(events).toEqual(['image_edit.partial_image', 'image_edit.partial_image', 'image_edit.completed']);
+    // 1,256 image tokens out (each partial adds 100) at $40, 765 in at $10 and 50 at $5, a million.
+    expect((await lastCalls(t, 1))[0]).toMatchObject({ status: 'ok', cost_usd: '0.05814' });
+  });
+
+  it("reserves an edit's images in and its image out on the key's budget", async () => {
+    // Two images at high input fidelity (7,685 tokens each at most, $0.154) and a high-quality
+    // image out ($0.166): past $0.25. At the default fidelity and medium quality, it fits.
+    const openai = client((await t.newKey({ budget_usd: 0.25, period: 'month' })).key);
+    const from = mock.received.length;
+    const ask = async (quality: 'high' | 'medium', fidelity: 'high' | 'low') =>
+      openai.images.edit({
+        model: 'gpt-image-1',
+        image: [await png('a.png'), await png('b.png')],
+        prompt: 'Merge them.',
+        quality,
+        size: '1024x1024',
+        input_fidelity: fidelity,
+      });
+    expect(await ask('high', 'high').catch((e: unknown) => e)).toMatchObject({
+      status: 429,
+      code: 'budget_exceeded',
+    });
+    expect(mock.received.length).toBe(from);
+    expect((await ask('medium', 'low')).data).toHaveLength(1);
+    expect((await lastCalls(t, 1))[0]).toMatchObject({ status: 'ok', cost_usd: '0.05779' });
   });
 });
