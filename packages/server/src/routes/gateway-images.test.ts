@@ -88,6 +88,14 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: image generation', () => {
     expect(low.data).toHaveLength(1);
     const [call] = await lastCalls(t, 1);
     expect(call).toMatchObject({ status: 'ok', cost_usd: '0.01113' });
+    // gpt-image-1.5's image tokens out are $32 a million (its text out is $10): 6,208 of them are
+    // held at $0.199, past $0.10.
+    const dear = client((await t.newKey({ budget_usd: 0.1, period: 'month' })).key);
+    expect(
+      await dear.images
+        .generate({ model: 'gpt-image-1.5', prompt: 'A poster.', quality: 'high', size: '1536x1024' })
+        .catch((e: unknown) => e),
+    ).toMatchObject({ status: 429, code: 'budget_exceeded' });
   });
 
   it('keeps an image of a model that bills per image, with no usage, unpriced, with why', async () => {
