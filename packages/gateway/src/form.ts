@@ -90,6 +90,34 @@ export function withField(
   return Buffer.concat([raw.subarray(0, part.bodyStart), Buffer.from(value), raw.subarray(part.end)]);
 }
 
+/** The form with a text field `name` of `value` added before its files (a field it already has is
+ * set instead). */
+export function withAddedField(
+  raw: Buffer,
+  contentType: string | undefined,
+  name: string,
+  value: string,
+): Buffer {
+  const set = withField(raw, contentType, name, value);
+  if (set) return set;
+  const boundary = boundaryOf(contentType)!;
+  const part = Buffer.from(
+    `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`,
+  );
+  const at = raw.indexOf(`--${boundary}`);
+  return Buffer.concat([raw.subarray(0, at), part, raw.subarray(at)]);
+}
+
+/** The usage a verbose transcript or translation (whisper-1's `verbose_json`) bills: the seconds of
+ * audio its `duration` gives, to the nearest second (as OpenAI bills whisper-1, and as its
+ * transcription usage gives them); null without one. */
+export function durationUsage(json: Record<string, unknown>): Record<string, unknown> | null {
+  const d = json['duration'];
+  return typeof d === 'number' && Number.isFinite(d) && d >= 0 && d < 2 ** 31
+    ? { type: 'duration', seconds: Math.round(d) }
+    : null;
+}
+
 /** The bytes of the file a form's fields came with (readForm), kept beside the fields. */
 export const FILE_BYTES = new WeakMap<object, number>();
 /** How many files a form's fields came with. */

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Breakers } from './breaker.js';
-import { withField } from './form.js';
+import { durationUsage, withAddedField, withField } from './form.js';
 import { editTopLevel } from './json-edit.js';
 import type { AttemptContext, Attribution } from './meter.js';
 import {
@@ -165,6 +165,11 @@ export async function forwardAttempts(
     );
     let payload: Buffer | string;
     let headers = target.headers;
+    // A translation's JSON gives no usage: whisper-1 is asked for its verbose JSON, whose duration is
+    // what it bills, and the client is answered the JSON it asked for, the text.
+    const verbose =
+      endpoint === 'translations' &&
+      (body['response_format'] === undefined || body['response_format'] === 'json');
     if (toClaude || fromClaude) {
       ctx.upstreamApi = toClaude ? 'anthropic-messages' : ENDPOINT_API.chat;
       payload = translations.get(attempt)!;
@@ -174,6 +179,7 @@ export async function forwardAttempts(
       headers = { ...target.headers, 'content-type': type };
       payload =
         target.bodyModel === body['model'] ? raw : (withField(raw, type, 'model', target.bodyModel) ?? raw);
+      if (verbose) payload = withAddedField(payload, type, 'response_format', 'verbose_json');
     } else {
       payload = bodyFor(raw, body, endpoint, stream && !clientWantsUsage, target.bodyModel);
     }
@@ -303,7 +309,9 @@ export async function forwardAttempts(
                   : endpoint === 'responses'
                     ? toResponsesResponse(json, body, created)
                     : toOpenAiResponse(json, created, answerTool(body)?.name ?? null)
-            : undefined;
+            : verbose
+              ? (json: Obj, status: number) => (status >= 300 ? json : { text: json['text'] })
+              : undefined;
         // An answer that cannot be used (cut off, not JSON, a redirect) is an upstream failure:
         // the next attempt, if any, is tried.
         const relayed = await relay(env.recorder, res, up, ctx, a0, acc, body, {
@@ -315,7 +323,9 @@ export async function forwardAttempts(
           sessions: env.sessions,
           background: transform ? undefined : background,
           // A transcription asked as text (or subtitles) is answered as such, with no usage.
-          text: endpoint === 'transcriptions',
+          text: endpoint === 'transcriptions' || endpoint === 'translations',
+          // A verbose transcript's usage is its duration.
+          usageOf: endpoint === 'translations' ? durationUsage : undefined,
         });
         if (relayed !== 'answered') env.breakers.failure(attempt.provider.id);
         if (relayed === 'retry') continue;

@@ -5,6 +5,7 @@ import type { ProviderConfig } from './types.js';
  * OpenAI's image generation (POST /v1/images/generations); `completions`, the legacy text
  * completions (POST /v1/completions), which base models served by vLLM and the like still take;
  * `image_edits`, its image edits (POST /v1/images/edits, a multipart form like a transcription's);
+ * `translations`, whisper-1's translation of speech into English (POST /v1/audio/translations);
  * `speech`, OpenAI's text to speech (POST /v1/audio/speech), whose answer is the audio itself. */
 export type Endpoint =
   | 'chat'
@@ -15,6 +16,7 @@ export type Endpoint =
   | 'images'
   | 'image_edits'
   | 'transcriptions'
+  | 'translations'
   | 'speech'
   | 'messages';
 
@@ -29,6 +31,8 @@ export const ENDPOINT_API: Record<Endpoint, string> = {
   images: 'openai-images',
   image_edits: 'openai-images',
   transcriptions: 'openai-transcriptions',
+  // whisper-1's, billed by the second as its transcriptions are.
+  translations: 'openai-transcriptions',
   speech: 'openai-speech',
   messages: 'anthropic-messages',
 };
@@ -42,12 +46,13 @@ const OPENAI_PATHS: Record<Exclude<Endpoint, 'messages'>, string> = {
   images: '/images/generations',
   image_edits: '/images/edits',
   transcriptions: '/audio/transcriptions',
+  translations: '/audio/translations',
   speech: '/audio/speech',
 };
 
 /** The endpoints whose requests are multipart forms (a file and text fields), not JSON. */
 export function isForm(endpoint: Endpoint): boolean {
-  return endpoint === 'transcriptions' || endpoint === 'image_edits';
+  return endpoint === 'transcriptions' || endpoint === 'translations' || endpoint === 'image_edits';
 }
 
 export interface UpstreamTarget {

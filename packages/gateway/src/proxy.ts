@@ -178,9 +178,13 @@ const ROUTES = new Map<string, Endpoint>([
   ['/v1/images/generations', 'images'],
   ['/v1/images/edits', 'image_edits'],
   ['/v1/audio/transcriptions', 'transcriptions'],
+  ['/v1/audio/translations', 'translations'],
   ['/v1/audio/speech', 'speech'],
   ['/v1/messages', 'messages'],
 ]);
+
+/** What a call's largest cost is priced from (heldUsage). */
+type PricedAs = { api: string; usage: Obj } | { tokens: Partial<Tokens> };
 
 /** The token counts, which cost nothing and are not metered. */
 const FREE_ROUTES = new Map<string, GatewayRoute>([
@@ -828,7 +832,10 @@ export class Gateway {
           ? speechTokensHeld(body)
           : maxOutputTokens(body, this.deps.config.default_max_output ?? 4096);
     // A transcription's audio, by its file's size (audioTokensHeld), on top of its prompt.
-    const audio = endpoint === 'transcriptions' ? audioTokensHeld(FILE_BYTES.get(body) ?? 0) : 0;
+    const audio =
+      endpoint === 'transcriptions' || endpoint === 'translations'
+        ? audioTokensHeld(FILE_BYTES.get(body) ?? 0)
+        : 0;
     const promptTokens = limited || rules.length > 0 ? (await estimatePromptTokens(body)) + audio : 0;
     const acc: Accumulated = { spentNano: 0n, tokens: 0, headers: {} };
     if (limited) {
@@ -1055,25 +1062,19 @@ export class Gateway {
               );
       let est: ReturnType<GatewayDeps['price']>;
       try {
+        const [held, otherwise] = this.heldUsage(body, endpoint, promptTokens, output);
         est = this.deps.price({
           provider,
           model: a.model,
-          ...this.heldUsage(body, endpoint, promptTokens, output),
+          ...held,
           time,
           tenant,
           // Hosted searches are billed per call, on top of the tokens.
           tool_calls: toolCallsHeld(body, endpoint, a.model, this.deps.config.default_max_tool_calls),
           ...(batch ? { batch: true } : dearer),
         });
-        // A speech priced by the token (gpt-4o-mini-tts) has no price for its characters alone.
-        if (est.status !== 'priced' && endpoint === 'speech')
-          est = this.deps.price({
-            provider,
-            model: a.model,
-            tokens: { input: promptTokens, output },
-            time,
-            tenant,
-          });
+        if (est.status !== 'priced' && otherwise)
+          est = this.deps.price({ provider, model: a.model, ...otherwise, time, tenant });
       } catch {
         // Counts past what any usage may hold (a prompt and an output of billions of tokens): a
         // cost no budget can hold.
@@ -1089,39 +1090,40 @@ export class Gateway {
   }
 
   /**
-   * What a call's largest cost is priced from: its prompt and the most output it allows, as tokens;
-   * for an image, as the usage an image's answer gives (the prompt's text and an edit's images in,
-   * the image's tokens out, each at its own price); for a speech, its input's characters (tts-1's
-   * price; the tokens are priced instead for a model without one).
+   * What a call's largest cost is priced from, and what instead when the model has no price for
+   * that: its prompt and the most output it allows, as tokens; for an image, as the usage an
+   * image's answer gives (the prompt's text and an edit's images in, the image's tokens out, each at
+   * its own price); for a speech, its input's characters (tts-1's price), else its tokens
+   * (gpt-4o-mini-tts); for a transcription, its tokens with the file's audio (audioTokensHeld), else
+   * the file's seconds at the same rate, 20 tokens a second (whisper-1's price).
    */
   private heldUsage(
     body: Obj,
     endpoint: Endpoint,
     promptTokens: number,
     output: number,
-  ): { api: string; usage: Obj } | { tokens: Partial<Tokens> } {
+  ): [PricedAs, PricedAs | null] {
     if (endpoint === 'images' || endpoint === 'image_edits') {
       const images = endpoint === 'image_edits' ? editImageTokensHeld(body) : 0;
-      return {
-        api: ENDPOINT_API.images,
-        usage: {
-          input_tokens: promptTokens + images,
-          input_tokens_details: { text_tokens: promptTokens, image_tokens: images },
-          output_tokens: output,
-          output_tokens_details: { image_tokens: output },
-        },
+      const usage = {
+        input_tokens: promptTokens + images,
+        input_tokens_details: { text_tokens: promptTokens, image_tokens: images },
+        output_tokens: output,
+        output_tokens_details: { image_tokens: output },
       };
+      return [{ api: ENDPOINT_API.images, usage }, null];
     }
+    const tokens = { tokens: { input: promptTokens, output } };
     if (endpoint === 'speech')
-      return { api: ENDPOINT_API.speech, usage: { characters: speechCharacters(body) } };
-    // A transcription's audio is priced as audio (audioTokensHeld).
-    return {
-      tokens: {
-        input: promptTokens,
-        output,
-        ...(endpoint === 'transcriptions' ? { input_audio: audioTokensHeld(FILE_BYTES.get(body) ?? 0) } : {}),
-      },
-    };
+      return [{ api: ENDPOINT_API.speech, usage: { characters: speechCharacters(body) } }, tokens];
+    if (endpoint === 'transcriptions' || endpoint === 'translations') {
+      const audio = audioTokensHeld(FILE_BYTES.get(body) ?? 0);
+      return [
+        { tokens: { ...tokens.tokens, input_audio: audio } },
+        { api: ENDPOINT_API.transcriptions, usage: { type: 'duration', seconds: audio / 20 } },
+      ];
+    }
+    return [tokens, null];
   }
 
   /**

@@ -70,6 +70,8 @@ export interface RelayOptions {
   /** A 2xx answer may be text, not JSON (a transcription as text or subtitles): passed on as it
    * came, and metered estimated, from the prompt and its text. */
   text?: boolean | undefined;
+  /** The usage of an answer that gives none in `usage` (a verbose transcript's: its duration). */
+  usageOf?: ((json: Obj) => Obj | null) | undefined;
 }
 
 /** What became of a relayed answer: passed on, unusable and answered with a 502, or unusable with
@@ -157,6 +159,10 @@ export async function relay(
     } else {
       // Only usage and model are needed: a large answer is not parsed whole (answer-meta.ts).
       ({ usage, model: served, serviceTier, toolCalls, containers, id: responseId } = readAnswerMeta(buf));
+    }
+    if (usage === null && opts.usageOf) {
+      json ??= JSON.parse(buf.toString('utf8')) as Obj;
+      usage = opts.usageOf(json);
     }
   } catch {
     return unusable('upstream_invalid_response');

@@ -125,3 +125,46 @@ export function speechAnswer(body: Record<string, unknown>, res: ServerResponse)
   send(0);
   return undefined;
 }
+
+/**
+ * A translation into English (POST /v1/audio/translations), in OpenAI's documented format: only
+ * whisper-1 translates; its JSON is the text alone, its `verbose_json` the text with the audio's
+ * duration (one second for each 16,000 bytes of the file here) and its segments, and `text` the
+ * text.
+ */
+export function translationAnswer(contentType: string, raw: Buffer, res: ServerResponse): void {
+  const form = mockForm(contentType, raw);
+  const fail = (message: string) => {
+    res.writeHead(400, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: { message, type: 'invalid_request_error', code: null } }));
+  };
+  if (!form?.file || !form.fields['model']) {
+    fail('model and file are required');
+    return;
+  }
+  if (form.fields['model'] !== 'whisper-1') {
+    fail(`model ${form.fields['model']} cannot translate`);
+    return;
+  }
+  const text = 'Good morning. Your parcel arrives today.';
+  const duration = form.file.bytes.length / 16_000;
+  const format = form.fields['response_format'] ?? 'json';
+  if (format === 'text') {
+    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+    res.end(`${text}\n`);
+    return;
+  }
+  const body =
+    format === 'verbose_json'
+      ? {
+          task: 'translate',
+          language: 'english',
+          duration,
+          text,
+          segments: [{ id: 0, seek: 0, start: 0, end: duration, text: ` ${text}` }],
+        }
+      : { text };
+  const json = JSON.stringify(body);
+  res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) });
+  res.end(json);
+}

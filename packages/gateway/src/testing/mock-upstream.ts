@@ -9,7 +9,7 @@ import {
   withThinking,
   withThinkingStream,
 } from './anthropic-fixtures.js';
-import { speechAnswer, transcriptionAnswer } from './audio-fixtures.js';
+import { speechAnswer, transcriptionAnswer, translationAnswer } from './audio-fixtures.js';
 import { completionAnswer } from './completion-fixtures.js';
 import { imageAnswer, imageEditAnswer } from './image-fixtures.js';
 import { list, MockBatches } from './mock-batches.js';
@@ -58,7 +58,7 @@ export class MockUpstream {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        if (/\/(audio\/transcriptions|images\/edits)$/.test(req.url ?? '')) {
+        if (/\/(audio\/transcriptions|audio\/translations|images\/edits)$/.test(req.url ?? '')) {
           const bytes = Buffer.concat(chunks);
           this.received.push({
             path: req.url ?? '',
@@ -68,6 +68,7 @@ export class MockUpstream {
           });
           const type = req.headers['content-type'] ?? '';
           if ((req.url ?? '').endsWith('/images/edits')) imageEditAnswer(type, bytes, res);
+          else if ((req.url ?? '').endsWith('/translations')) translationAnswer(type, bytes, res);
           else transcriptionAnswer(type, bytes, res);
           return;
         }

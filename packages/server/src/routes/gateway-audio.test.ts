@@ -118,6 +118,61 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: transcriptions and speech', (
     expect(fits.text).toMatch(/^Thank you/);
   });
 
+  it("holds whisper-1's transcripts to a budget by the file's seconds", async () => {
+    // 2 MB reserves 10,000 audio tokens, 500 seconds at 20 a second: $0.05 at $0.006 a minute, past
+    // $0.02. 168 KB reserves 42 seconds ($0.0042): it goes, and costs the 11 seconds its usage gives.
+    const openai = await client({ budget_usd: 0.02, period: 'month' });
+    expect(
+      await openai.audio.transcriptions
+        .create({ file: await audio(2_000_000), model: 'whisper-1' })
+        .catch((e: unknown) => e),
+    ).toMatchObject({ status: 429, code: 'budget_exceeded' });
+    await openai.audio.transcriptions.create({ file: await audio(168_000), model: 'whisper-1' });
+    expect((await lastCalls(t, 1))[0]).toMatchObject({ status: 'ok', cost_usd: '0.0011' });
+  });
+
+  it("translates with the openai client, billed by whisper-1's seconds, the answer as asked", async () => {
+    const openai = await client({ project: 'intl', budget_usd: 0.02, period: 'month' });
+    const done = await openai.audio.translations.create({ file: await audio(168_000), model: 'whisper-1' });
+    // The JSON the client asked for: its text, nothing more.
+    expect(done).toEqual({ text: 'Good morning. Your parcel arrives today.' });
+    // Asked of whisper-1 as its verbose JSON, which gives the duration it bills.
+    const sent = mock.received.at(-1)!;
+    expect(sent.path).toBe('/v1/audio/translations');
+    expect(sent.raw).toContain('name="response_format"\r\n\r\nverbose_json\r\n');
+    expect((await lastCalls(t, 1))[0]).toMatchObject({
+      api: 'openai-transcriptions',
+      model_requested: 'whisper-1',
+      status: 'ok',
+      pricing_status: 'priced',
+      project: 'intl',
+      // 10.5 seconds, billed as 11 (to the nearest second), at $0.006 a minute.
+      cost_usd: '0.0011',
+    });
+    // Asked verbose itself, it is answered verbose, and costs the same.
+    const verbose = await openai.audio.translations.create({
+      file: await audio(168_000),
+      model: 'whisper-1',
+      response_format: 'verbose_json',
+    });
+    expect(verbose).toMatchObject({ duration: 10.5, text: 'Good morning. Your parcel arrives today.' });
+    expect((await lastCalls(t, 1))[0]).toMatchObject({ cost_usd: '0.0011' });
+    // As text it gives no duration: unpriced, with why, never $0.
+    const text = await openai.audio.translations.create({
+      file: await audio(168_000),
+      model: 'whisper-1',
+      response_format: 'text',
+    });
+    expect(String(text).trim()).toBe('Good morning. Your parcel arrives today.');
+    expect((await lastCalls(t, 1))[0]).toMatchObject({ pricing_status: 'unpriced', cost_usd: null });
+    // The budget holds a translation by its file's seconds, as a transcription's.
+    expect(
+      await openai.audio.translations
+        .create({ file: await audio(2_000_000), model: 'whisper-1' })
+        .catch((e: unknown) => e),
+    ).toMatchObject({ status: 429, code: 'budget_exceeded' });
+  });
+
   it('sends the model a route names in the form, the rest of it as it came', async () => {
     const openai = await client({});
     await openai.audio.transcriptions.create({
