@@ -28,6 +28,10 @@ export interface Tokens {
   /** Images made by the provider's image generation tool (OpenAI's, in the Responses API), which
    * its usage does not count: priced per image only where an override gives a price. */
   image_generations: number;
+  /** The characters of a speech's input, where its model bills them (tts-1). */
+  characters: number;
+  /** The seconds of audio a call billed by its length gave (whisper-1's). */
+  audio_seconds: number;
 }
 
 export const ZERO_TOKENS: Readonly<Tokens> = Object.freeze({
@@ -44,6 +48,8 @@ export const ZERO_TOKENS: Readonly<Tokens> = Object.freeze({
   file_searches: 0,
   code_containers: 0,
   image_generations: 0,
+  characters: 0,
+  audio_seconds: 0,
 });
 
 export type PricingStatus = 'priced' | 'estimated' | 'unpriced';

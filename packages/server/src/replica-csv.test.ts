@@ -128,7 +128,7 @@ describe('metered calls as CSV, from a replica to its server', () => {
       [3, 'invalid_event'],
     ]);
     expect(body.rejected[0]!.message).toContain('status');
-    expect(body.rejected[2]!.message).toContain('40 fields');
+    expect(body.rejected[2]!.message).toContain('42 fields');
     expect(await t.store.getCall('default', 'mixed-1')).not.toBeNull();
     expect(await t.store.getCall('default', 'mixed-6')).not.toBeNull();
     expect(await t.store.getCall('default', 'mixed-2')).toBeNull();
@@ -164,7 +164,7 @@ describe('metered calls as CSV, from a replica to its server', () => {
       const raw = callCsvLine(call('odd')).slice(0, -1);
       return { f, raw: splitRaw(raw)[i]! };
     });
-    expect(fields.length).toBe(40);
+    expect(fields.length).toBe(42);
     let stored = 0;
     let checked = 0;
     let n = 0;
@@ -211,6 +211,8 @@ describe('metered calls as CSV, from a replica to its server', () => {
       file_searches: __,
       code_containers: ___,
       image_generations: ____,
+      characters: _____,
+      audio_seconds: ______,
       ...earlierTokens
     } = earlier.tokens;
     expect(body.calls[0]).toEqual(JSON.parse(JSON.stringify({ ...earlier, tokens: earlierTokens })));
@@ -221,22 +223,23 @@ describe('metered calls as CSV, from a replica to its server', () => {
     expect(callFromWire({ ...callToWire(calls[0]!), request_id: '' })).toMatch(/request_id/);
   });
 
-  // The layouts before request_id, before file_searches, before code_containers and before
-  // image_generations, as replicas of those versions send and keep them: this version's line
-  // without its last four fields, three, two, or its last one.
+  // The layouts before request_id, before file_searches, before code_containers, before
+  // image_generations and before characters and audio_seconds, as replicas of those versions send
+  // and keep them: this version's line without its last six fields, five, four, three, or two.
   const BEFORE_REQUEST_ID = 'duckdb-csv-5f447b59d085';
   const BEFORE_FILE_SEARCHES = 'duckdb-csv-10ba32b3891f';
   const BEFORE_CODE_CONTAINERS = 'duckdb-csv-9a8f998f71ec';
   const BEFORE_IMAGE_GENERATIONS = 'duckdb-csv-a55725ae5367';
+  const BEFORE_CHARACTERS = 'duckdb-csv-0bb5241572a5';
   const withoutLast = (c: CallRecord, dropped: number) => {
     const fields = splitRaw(callCsvLine(c).slice(0, -1));
     return `${fields.slice(0, -dropped).join(',')}\n`;
   };
-  const earlierCsv = (...calls: CallRecord[]) => calls.map((c) => withoutLast(c, 4)).join('');
+  const earlierCsv = (...calls: CallRecord[]) => calls.map((c) => withoutLast(c, 6)).join('');
 
   it('stores the calls of a replica of the version before file_searches, with none counted', async () => {
     const calls = [call('prev-fs-1', { request_id: 'r-1' }), call('prev-fs-2')];
-    const bytes = calls.map((c) => withoutLast(c, 3)).join('');
+    const bytes = calls.map((c) => withoutLast(c, 5)).join('');
     const r = await post(bytes, { [CALLS_FORMAT_HEADER]: BEFORE_FILE_SEARCHES });
     expect(r.statusCode).toBe(200);
     expect(r.json()).toEqual({ accepted: 2, duplicates: 0, rejected: [] });
@@ -249,11 +252,24 @@ describe('metered calls as CSV, from a replica to its server', () => {
       call('prev-cc-1', { request_id: 'r-1', tokens: { ...call('x').tokens, file_searches: 2 } }),
       call('prev-cc-2'),
     ];
-    const bytes = calls.map((c) => withoutLast(c, 2)).join('');
+    const bytes = calls.map((c) => withoutLast(c, 4)).join('');
     const r = await post(bytes, { [CALLS_FORMAT_HEADER]: BEFORE_CODE_CONTAINERS });
     expect(r.json()).toEqual({ accepted: 2, duplicates: 0, rejected: [] });
     expect(await t.store.getCall('default', 'prev-cc-1')).toEqual(calls[0]);
     expect((await t.store.getCall('default', 'prev-cc-1'))?.tokens.code_containers).toBe(0);
+  });
+
+  it('stores the calls of a replica of the version before characters and audio_seconds, with none counted', async () => {
+    const calls = [
+      call('prev-ch-1', { request_id: 'r-1', tokens: { ...call('x').tokens, image_generations: 2 } }),
+      call('prev-ch-2'),
+    ];
+    const bytes = calls.map((c) => withoutLast(c, 2)).join('');
+    const r = await post(bytes, { [CALLS_FORMAT_HEADER]: BEFORE_CHARACTERS });
+    expect(r.json()).toEqual({ accepted: 2, duplicates: 0, rejected: [] });
+    const back = await t.store.getCall('default', 'prev-ch-1');
+    expect(back).toEqual(calls[0]);
+    expect(back?.tokens).toMatchObject({ image_generations: 2, characters: 0, audio_seconds: 0 });
   });
 
   it('stores the calls of a replica of the version before, as they come', async () => {
@@ -344,6 +360,7 @@ describe('metered calls as CSV, from a replica to its server', () => {
     // Later versions: in its details too.
     { layout: BEFORE_CODE_CONTAINERS, inDetails: true },
     { layout: BEFORE_IMAGE_GENERATIONS, inDetails: true },
+    { layout: BEFORE_CHARACTERS, inDetails: true },
   ])(
     'a replica sends a server of an earlier version ($layout) its calls in that layout, request ids kept',
     async ({ layout, inDetails }) => {
@@ -394,7 +411,14 @@ describe('metered calls as CSV, from a replica to its server', () => {
         const searched = call(`${id}-1`, {
           request_id: 'req-b',
           project: 'a, "b"\nc',
-          tokens: { ...call('x').tokens, file_searches: 2, code_containers: 1, image_generations: 3 },
+          tokens: {
+            ...call('x').tokens,
+            file_searches: 2,
+            code_containers: 1,
+            image_generations: 3,
+            characters: 5,
+            audio_seconds: 7,
+          },
         });
         expect(await client.writeCalls(new CsvCallBatch(csv(searched, call(`${id}-2`))))).toMatchObject({
           accepted: 2,
@@ -405,8 +429,10 @@ describe('metered calls as CSV, from a replica to its server', () => {
           tokens: {
             ...searched.tokens,
             file_searches: layout === BEFORE_FILE_SEARCHES ? 0 : 2,
-            code_containers: layout === BEFORE_IMAGE_GENERATIONS ? 1 : 0,
-            image_generations: 0,
+            code_containers: layout === BEFORE_IMAGE_GENERATIONS || layout === BEFORE_CHARACTERS ? 1 : 0,
+            image_generations: layout === BEFORE_CHARACTERS ? 3 : 0,
+            characters: 0,
+            audio_seconds: 0,
           },
         });
         await client.writeCalls(new CsvCallBatch(csv(call(`${id}-3`))));

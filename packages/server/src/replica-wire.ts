@@ -68,6 +68,8 @@ const callSchema = z
       file_searches: count.default(0),
       code_containers: count.default(0),
       image_generations: count.default(0),
+      characters: count.default(0),
+      audio_seconds: count.default(0),
     }),
     cost_list_nano: nano.nullable(),
     cost_effective_nano: nano.nullable(),

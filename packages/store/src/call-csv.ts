@@ -50,6 +50,8 @@ export const CALL_CSV_COLUMNS: readonly (readonly [name: string, type: string])[
   ['file_searches', 'INTEGER'],
   ['code_containers', 'INTEGER'],
   ['image_generations', 'INTEGER'],
+  ['characters', 'INTEGER'],
+  ['audio_seconds', 'INTEGER'],
 ];
 
 /** A layout's fields and their types as a read_csv `columns` struct. */
@@ -72,12 +74,12 @@ export const CALL_CSV_FORMAT = formatOf(CALL_CSV_COLUMNS);
  * the columns after it at the end of the line, so a line of it is this layout's with those fields
  * as that version knew them: a text empty (null), a count 0.
  */
-/** How many leading fields of this layout each earlier layout has: each later one added a field at
+/** How many leading fields of this layout each earlier layout has: each later one added fields at
  * the end. Before request_id (2026-12-05): no request id, and none of the counts after it. Before
  * file_searches, code_containers and image_generations (2026-12-05): none of those
- * counts from it on. */
+ * counts from it on. Before characters and audio_seconds (2026-12-05): neither counted. */
 const EARLIER_FIELDS: ReadonlyMap<string, number> = new Map(
-  [4, 3, 2, 1]
+  [6, 5, 4, 3, 2]
     .map((dropped) => CALL_CSV_COLUMNS.length - dropped)
     .map((kept) => [formatOf(CALL_CSV_COLUMNS.slice(0, kept)), kept]),
 );
@@ -168,7 +170,7 @@ export function callCsvLine(c: CallRecord): string {
     `${big(c.cost_effective_nano)},${s(c.pricing_status)},${s(c.price_version)},${n(c.latency_ms)},` +
     `${n(c.ttft_ms)},${s(c.status)},${s(c.error_type)},${s(c.cache)},${s(c.route_tier)},` +
     `${c.fallback_hops},${c.saved_nano},${s(c.request_id)},${int(t.file_searches)},` +
-    `${int(t.code_containers)},${int(t.image_generations)}\n`
+    `${int(t.code_containers)},${int(t.image_generations)},${int(t.characters)},${int(t.audio_seconds)}\n`
   );
 }
 

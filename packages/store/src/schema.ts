@@ -371,6 +371,17 @@ const imageGenerations: Migration = {
   statements: () => [{ sql: 'ALTER TABLE calls ADD COLUMN image_generations INTEGER DEFAULT 0' }],
 };
 
+/** v13: the characters of a speech's input (tts-1 bills them) and the seconds of audio a call
+ * billed by its length gave (whisper-1). Calls stored before it had none counted (0). */
+const charactersAndSeconds: Migration = {
+  version: 13,
+  name: 'call characters and audio seconds',
+  statements: () => [
+    { sql: 'ALTER TABLE calls ADD COLUMN characters INTEGER DEFAULT 0' },
+    { sql: 'ALTER TABLE calls ADD COLUMN audio_seconds INTEGER DEFAULT 0' },
+  ],
+};
+
 /** Append only: a released migration is never edited, a change is a new version. */
 export const MIGRATIONS: readonly Migration[] = [
   initial,
@@ -385,6 +396,7 @@ export const MIGRATIONS: readonly Migration[] = [
   fileSearches,
   codeContainers,
   imageGenerations,
+  charactersAndSeconds,
 ];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

@@ -53,6 +53,8 @@ export function unitUsageToTokens(u: UnitUsage): Tokens {
     file_searches: u['storage_searches'] ?? 0,
     code_containers: hostedCount(u, CODE_CONTAINER_CALLS),
     image_generations: u['image_generations'] ?? 0,
+    characters: u['input_characters'] ?? 0,
+    audio_seconds: u['input_audio_seconds'] ?? 0,
   };
 }
 
@@ -79,5 +81,7 @@ export function tokensToUnitUsage(t: Partial<Tokens>): UnitUsage {
     // Stored counts do not keep a container's size: they are the default's.
     code_containers: n('code_containers'),
     image_generations: n('image_generations'),
+    input_characters: n('characters'),
+    input_audio_seconds: n('audio_seconds'),
   };
 }

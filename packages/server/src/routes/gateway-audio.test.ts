@@ -87,7 +87,12 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: transcriptions and speech', (
     await openai.audio.transcriptions.create({ file: await audio(32_000), model: 'whisper-1' });
     const [call] = await lastCalls(t, 1);
     // 2 seconds at $0.006 a minute.
-    expect(call).toMatchObject({ status: 'ok', pricing_status: 'priced', cost_usd: '0.0002' });
+    expect(call).toMatchObject({
+      status: 'ok',
+      pricing_status: 'priced',
+      tokens: { input: 0, output: 0, audio_seconds: 2 },
+      cost_usd: '0.0002',
+    });
     // Asked as text, with no usage, its estimated tokens have no price: unpriced, not $0.
     await openai.audio.transcriptions.create({
       file: await audio(32_000),
@@ -146,6 +151,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: transcriptions and speech', (
       status: 'ok',
       pricing_status: 'priced',
       project: 'intl',
+      tokens: { audio_seconds: 11 },
       // 10.5 seconds, billed as 11 (to the nearest second), at $0.006 a minute.
       cost_usd: '0.0011',
     });
@@ -214,6 +220,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: transcriptions and speech', (
       status: 'ok',
       pricing_status: 'priced',
       project: 'notify',
+      tokens: { input: 0, output: 0, characters: 60 },
       // 60 characters at $15 a million.
       cost_usd: '0.0009',
     });
@@ -221,7 +228,11 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: transcriptions and speech', (
     await (
       await openai.audio.speech.create({ model: 'tts-1-hd', voice: 'alloy', input: `${input} 🎉` })
     ).arrayBuffer();
-    expect((await lastCalls(t, 1))[0]).toMatchObject({ model_requested: 'tts-1-hd', cost_usd: '0.00186' });
+    expect((await lastCalls(t, 1))[0]).toMatchObject({
+      model_requested: 'tts-1-hd',
+      tokens: { characters: 62 },
+      cost_usd: '0.00186',
+    });
   });
 
   it("meters gpt-4o-mini-tts from a streamed speech's usage, and estimates a plain one from its audio", async () => {
@@ -238,7 +249,8 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: transcriptions and speech', (
     expect((await lastCalls(t, 1))[0]).toMatchObject({
       model_requested: 'gpt-4o-mini-tts',
       pricing_status: 'priced',
-      tokens: { input: 15, output: 80 },
+      // Its characters are counted too, though its price is by the token.
+      tokens: { input: 15, output: 80, characters: 60 },
       // 15 tokens in at $0.60 and 80 out at $12 a million.
       cost_usd: '0.000969',
     });

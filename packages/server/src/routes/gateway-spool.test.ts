@@ -166,12 +166,12 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)(
       const before = await stored();
       const calls = [sampleCall('spooled-before-1'), sampleCall('spooled-before-2', { project: 'a,\n"b"' })];
       // As that version wrote a chunk: its layout's name, then its lines (this layout's, less the
-      // last four fields: no request_id, and none of the counts after it).
+      // last six fields: no request_id, and none of the counts after it).
       const lines = calls
         .map((c) => {
           const line = callCsvLine(c);
-          expect(line.endsWith(',,0,0,0\n')).toBe(true);
-          return `${line.slice(0, -8)}\n`;
+          expect(line.endsWith(',,0,0,0,0,0\n')).toBe(true);
+          return `${line.slice(0, -12)}\n`;
         })
         .join('');
       mkdirSync(spoolDir(), { recursive: true });

@@ -25,6 +25,8 @@ export function ingestCases(ctx: ContractContext): void {
         file_searches: 4,
         code_containers: 3,
         image_generations: 5,
+        characters: 2400,
+        audio_seconds: 11,
       },
       cost_list_nano: BIG,
       cost_effective_nano: BIG - 1n,

@@ -85,6 +85,8 @@ export const CALL_COLUMNS = tableColumns<CallRecord>(
     ['file_searches', (c) => c.tokens.file_searches],
     ['code_containers', (c) => c.tokens.code_containers],
     ['image_generations', (c) => c.tokens.image_generations],
+    ['characters', (c) => c.tokens.characters],
+    ['audio_seconds', (c) => c.tokens.audio_seconds],
   ],
   ['time'],
 );
@@ -157,6 +159,8 @@ export function callFromRow(r: Row): CallRecord {
       file_searches: numOrNull(r, 'file_searches') ?? 0,
       code_containers: numOrNull(r, 'code_containers') ?? 0,
       image_generations: numOrNull(r, 'image_generations') ?? 0,
+      characters: numOrNull(r, 'characters') ?? 0,
+      audio_seconds: numOrNull(r, 'audio_seconds') ?? 0,
     },
     cost_list_nano: bigOrNull(r, 'cost_list_nano'),
     cost_effective_nano: bigOrNull(r, 'cost_effective_nano'),

@@ -304,29 +304,33 @@ describe('DuckDB metering append', () => {
 
 describe('DuckDB calls of an earlier version', () => {
   // The layouts of metered calls before request_id, before file_searches (after request_id),
-  // before code_containers and before image_generations: a spool or a replica of those versions.
+  // before code_containers, before image_generations and before characters and audio_seconds: a
+  // spool or a replica of those versions.
   const BEFORE_REQUEST_ID = 'duckdb-csv-5f447b59d085';
   const BEFORE_FILE_SEARCHES = 'duckdb-csv-10ba32b3891f';
   const BEFORE_CODE_CONTAINERS = 'duckdb-csv-9a8f998f71ec';
   const BEFORE_IMAGE_GENERATIONS = 'duckdb-csv-a55725ae5367';
+  const BEFORE_CHARACTERS = 'duckdb-csv-0bb5241572a5';
   /** A call as a version `dropped` fields ago wrote it: this version's line without them. */
-  const earlierLine = (c: CallRecord, dropped = 4) => {
+  const earlierLine = (c: CallRecord, dropped = 6) => {
     const line = callCsvLine(c);
     const fields = line.slice(0, -1).split(',');
     return `${fields.slice(0, -dropped).join(',')}\n`;
   };
   const earlier = (c: CallRecord, dropped: number): CallRecord => ({
     ...c,
-    request_id: dropped === 4 ? null : c.request_id,
+    request_id: dropped === 6 ? null : c.request_id,
     tokens: {
       ...c.tokens,
-      file_searches: dropped >= 3 ? 0 : c.tokens.file_searches,
-      code_containers: dropped >= 2 ? 0 : c.tokens.code_containers,
-      image_generations: 0,
+      file_searches: dropped >= 5 ? 0 : c.tokens.file_searches,
+      code_containers: dropped >= 4 ? 0 : c.tokens.code_containers,
+      image_generations: dropped >= 3 ? 0 : c.tokens.image_generations,
+      characters: 0,
+      audio_seconds: 0,
     },
   });
 
-  it('reads metering batches of the layouts before request_id, file_searches, code_containers and image_generations', async () => {
+  it('reads metering batches of the layouts before request_id, file_searches, code_containers, image_generations and characters', async () => {
     const store = await createDuckDbStore({ path: ':memory:' });
     await store.migrate();
     try {
@@ -335,17 +339,20 @@ describe('DuckDB calls of an earlier version', () => {
         BEFORE_FILE_SEARCHES,
         BEFORE_CODE_CONTAINERS,
         BEFORE_IMAGE_GENERATIONS,
+        BEFORE_CHARACTERS,
       ]);
       for (const [format, dropped, checked] of [
-        [BEFORE_REQUEST_ID, 4, false],
-        [BEFORE_FILE_SEARCHES, 3, false],
-        [BEFORE_CODE_CONTAINERS, 2, false],
-        [BEFORE_IMAGE_GENERATIONS, 1, false],
+        [BEFORE_REQUEST_ID, 6, false],
+        [BEFORE_FILE_SEARCHES, 5, false],
+        [BEFORE_CODE_CONTAINERS, 4, false],
+        [BEFORE_IMAGE_GENERATIONS, 3, false],
+        [BEFORE_CHARACTERS, 2, false],
         // A replica's batch, read as text and checked field by field.
-        [BEFORE_REQUEST_ID, 4, true],
-        [BEFORE_FILE_SEARCHES, 3, true],
-        [BEFORE_CODE_CONTAINERS, 2, true],
-        [BEFORE_IMAGE_GENERATIONS, 1, true],
+        [BEFORE_REQUEST_ID, 6, true],
+        [BEFORE_FILE_SEARCHES, 5, true],
+        [BEFORE_CODE_CONTAINERS, 4, true],
+        [BEFORE_IMAGE_GENERATIONS, 3, true],
+        [BEFORE_CHARACTERS, 2, true],
       ] as const) {
         const tenant = newTenant();
         const calls = [
@@ -357,6 +364,8 @@ describe('DuckDB calls of an earlier version', () => {
               file_searches: 3,
               code_containers: 2,
               image_generations: 1,
+              characters: 40,
+              audio_seconds: 9,
             },
           }),
           makeBareCall(tenant, 'old-2'),
@@ -418,7 +427,7 @@ describe('DuckDB calls of an earlier version', () => {
       const before = makeCall(tenant, 'v4-call', { request_id: null });
       const old = join(dir, 'v4.csv');
       writeFileSync(old, earlierLine(before));
-      const columns = CALL_CSV_COLUMNS.slice(0, -4);
+      const columns = CALL_CSV_COLUMNS.slice(0, -6);
       const types = columns.map(([n, t]) => `"${n}": '${t}'`).join(', ');
       const select = columns
         .map(([n]) =>
