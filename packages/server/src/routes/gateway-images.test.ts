@@ -20,6 +20,36 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: image generation', () => {
     await mock.stop();
   });
 
+  /** A streamed medium image, with two partial images before it. */
+  const STREAMED = {
+    model: 'gpt-image-1',
+    quality: 'medium',
+    size: '1024x1024',
+    stream: true,
+    partial_images: 2,
+  } as const;
+
+  /** An image of the studio project's key: it came back whole (1.5 MB of base64), the request went
+   * to `path` with the provider's key, and the call is metered at `cost`. */
+  const expectStudioImage = async (
+    answer: { data?: { b64_json?: string }[] },
+    path: string,
+    tokens: { input: number; output: number },
+    cost: string,
+  ) => {
+    expect(answer.data?.[0]?.b64_json?.length).toBeGreaterThan(1_400_000);
+    expect(mock.received.at(-1)).toMatchObject({ path, headers: { authorization: 'Bearer sk-upstream' } });
+    expect((await lastCalls(t, 1))[0]).toMatchObject({
+      api: 'openai-images',
+      model_requested: 'gpt-image-1',
+      status: 'ok',
+      pricing_status: 'priced',
+      project: 'studio',
+      tokens,
+      cost_usd: cost,
+    });
+  };
+
   it('generates an image with the openai client, metered from its usage to the nano-dollar', async () => {
     const openai = client((await t.newKey({ project: 'studio' })).key);
     const image = await openai.images.generate({
@@ -28,35 +58,13 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: image generation', () => {
       quality: 'medium',
       size: '1024x1024',
     });
-    // The whole image came back as it went (1.5 MB of base64).
-    expect(image.data?.[0]?.b64_json?.length).toBeGreaterThan(1_400_000);
-    expect(mock.received.at(-1)).toMatchObject({
-      path: '/v1/images/generations',
-      headers: { authorization: 'Bearer sk-upstream' },
-    });
-    const [call] = await lastCalls(t, 1);
-    expect(call).toMatchObject({
-      api: 'openai-images',
-      model_requested: 'gpt-image-1',
-      status: 'ok',
-      pricing_status: 'priced',
-      project: 'studio',
-      tokens: { input: 50, output: 1056 },
-      // 50 prompt tokens at $5 and 1,056 image tokens at $40 a million.
-      cost_usd: '0.04249',
-    });
+    // 50 prompt tokens at $5 and 1,056 image tokens at $40 a million.
+    await expectStudioImage(image, '/v1/images/generations', { input: 50, output: 1056 }, '0.04249');
   });
 
   it('streams partial images and the image as they come, metered from the last event', async () => {
     const openai = client((await t.newKey({})).key);
-    const stream = await openai.images.generate({
-      model: 'gpt-image-1',
-      prompt: 'A lighthouse at dawn.',
-      quality: 'medium',
-      size: '1024x1024',
-      stream: true,
-      partial_images: 2,
-    });
+    const stream = await openai.images.generate({ ...STREAMED, prompt: 'A lighthouse at dawn.' });
     const events: string[] = [];
     for await (const e of stream) events.push(e.type);
     expect(events).toEqual([
@@ -124,37 +132,19 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: image generation', () => {
       quality: 'medium',
       size: '1024x1024',
     });
-    expect(edited.data?.[0]?.b64_json?.length).toBeGreaterThan(1_400_000);
+    // 50 prompt tokens at $5, two images of 765 tokens at $10 and 1,056 out at $40 a million.
+    await expectStudioImage(edited, '/v1/images/edits', { input: 1580, output: 1056 }, '0.05779');
     const sent = mock.received.at(-1)!;
-    expect(sent).toMatchObject({
-      path: '/v1/images/edits',
-      headers: { authorization: 'Bearer sk-upstream' },
-    });
     expect(String(sent.headers['content-type'])).toMatch(/^multipart\/form-data; boundary=/);
     expect(sent.raw.length).toBeGreaterThan(600_000);
-    const [call] = await lastCalls(t, 1);
-    expect(call).toMatchObject({
-      api: 'openai-images',
-      model_requested: 'gpt-image-1',
-      status: 'ok',
-      pricing_status: 'priced',
-      project: 'studio',
-      tokens: { input: 1580, output: 1056 },
-      // 50 prompt tokens at $5, two images of 765 tokens at $10 and 1,056 out at $40 a million.
-      cost_usd: '0.05779',
-    });
   });
 
   it('streams an edit, metered from its last event', async () => {
     const openai = client((await t.newKey({})).key);
     const stream = await openai.images.edit({
-      model: 'gpt-image-1',
+      ...STREAMED,
       image: await png('room.png'),
       prompt: 'Brighter.',
-      quality: 'medium',
-      size: '1024x1024',
-      stream: true,
-      partial_images: 2,
     });
     const events: string[] = [];
     for await (const e of stream) events.push(e.type);
