@@ -5,6 +5,7 @@ import type { Hold, Unpriceable } from './budget-guard.js';
 import { KeptWatch, lookUp, type Watching } from './kept.js';
 import type { AttemptContext, AttemptOutcome, Attribution } from './meter.js';
 import { modelAllowed } from './model-allow.js';
+import { countsModel } from './policy.js';
 import { ENDPOINT_API, type Endpoint, priceProviderOf } from './providers.js';
 import type { Accumulated } from './relay.js';
 import { badRequest, type GatewayError, sendError, stateUnavailable } from './replies.js';
@@ -124,6 +125,18 @@ export interface BatchHold {
 /** What a batch's requests cost as they are metered: in all, and by the model each asked for. */
 interface Spent extends Accumulated {
   byModel: Map<string, bigint>;
+}
+
+/** What a batch's requests cost on one of its holds: all of them, or those of the models its
+ * budgets count (a request metered under the snapshot that served it, its input file gone, counts
+ * where the budgets' own lists take that name). */
+function spentOn(h: BatchHold, acc: Spent): bigint {
+  if (h.models === null) return acc.spentNano;
+  const rule = (h.hold.held[0] ?? h.hold.unheld[0])?.rule;
+  let spent = 0n;
+  for (const [model, cost] of acc.byModel)
+    if (h.models.includes(model) || (rule?.models?.length && countsModel(rule, model))) spent += cost;
+  return spent;
 }
 
 /** What one request of a batch asked for: its model (where known) and the end user it names. */
@@ -715,11 +728,7 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     }
     this.remove(w);
     try {
-      for (const h of w.holds) {
-        let spent = h.models ? 0n : acc.spentNano;
-        for (const m of h.models ?? []) spent += acc.byModel.get(m) ?? 0n;
-        await this.env.settle(w.key, h.hold, spent, w.time);
-      }
+      for (const h of w.holds) await this.env.settle(w.key, h.hold, spentOn(h, acc), w.time);
     } finally {
       await this.kept.save();
     }
