@@ -92,7 +92,7 @@ export const ERRORS = {
   unknown_api: {
     status: 400,
     message: 'The API flavour is not known.',
-    hint: 'Use one of openai-chat, openai-responses, openai-embeddings, openai-images, openai-transcriptions, openai-speech, anthropic-messages, gemini, bedrock-converse.',
+    hint: 'Use one of openai-chat, openai-responses, openai-embeddings, openai-images, openai-transcriptions, openai-speech, openai-realtime, anthropic-messages, gemini, bedrock-converse.',
   },
   invalid_usage: {
     status: 400,

@@ -67,6 +67,7 @@ export const API_FLAVOURS = [
   'openai-embeddings',
   'openai-images',
   'openai-speech',
+  'openai-realtime',
   'openai-transcriptions',
   'anthropic-messages',
   'gemini',

@@ -4,6 +4,7 @@ export { uuidv7 } from './ids.js';
 export * from './policy.js';
 export { ENDPOINT_API, type Endpoint, priceProviderOf } from './providers.js';
 export { Gateway } from './proxy.js';
+export { RealtimeSessions } from './realtime.js';
 export { errorBody, errorCodeOf, type GatewayError, sendError, type Wire } from './replies.js';
 export { type Attempt, Router } from './router.js';
 export {

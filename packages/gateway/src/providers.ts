@@ -6,7 +6,8 @@ import type { ProviderConfig } from './types.js';
  * completions (POST /v1/completions), which base models served by vLLM and the like still take;
  * `image_edits`, its image edits (POST /v1/images/edits, a multipart form like a transcription's);
  * `translations`, whisper-1's translation of speech into English (POST /v1/audio/translations);
- * `speech`, OpenAI's text to speech (POST /v1/audio/speech), whose answer is the audio itself. */
+ * `speech`, OpenAI's text to speech (POST /v1/audio/speech), whose answer is the audio itself;
+ * `realtime`, its Realtime API's sessions (a WebSocket at /v1/realtime, realtime.ts). */
 export type Endpoint =
   | 'chat'
   | 'completions'
@@ -18,6 +19,7 @@ export type Endpoint =
   | 'transcriptions'
   | 'translations'
   | 'speech'
+  | 'realtime'
   | 'messages';
 
 /** The API flavour of each endpoint's usage object, for pricing. */
@@ -34,6 +36,7 @@ export const ENDPOINT_API: Record<Endpoint, string> = {
   // whisper-1's, billed by the second as its transcriptions are.
   translations: 'openai-transcriptions',
   speech: 'openai-speech',
+  realtime: 'openai-realtime',
   messages: 'anthropic-messages',
 };
 
@@ -48,6 +51,7 @@ const OPENAI_PATHS: Record<Exclude<Endpoint, 'messages'>, string> = {
   transcriptions: '/audio/transcriptions',
   translations: '/audio/translations',
   speech: '/audio/speech',
+  realtime: '/realtime',
 };
 
 /** The endpoints whose requests are multipart forms (a file and text fields), not JSON. */

@@ -53,6 +53,7 @@ import {
   translatedToMessages,
   upstreamFor,
 } from './providers.js';
+import { RealtimeSessions } from './realtime.js';
 import type { Accumulated, Metered, Recorder } from './relay.js';
 import { speechCharacters, speechTokensHeld } from './relay-speech.js';
 import {
@@ -304,6 +305,12 @@ export class Gateway {
       },
       deps.backgroundDir,
     );
+    this.realtime = new RealtimeSessions({
+      deps,
+      authenticate: (req) => this.authenticate(req),
+      plan: (model, tenant) => this.plan(model, 'realtime', tenant),
+      record: (ctx, out, acc) => this.record(ctx, out, acc) as bigint | null,
+    });
     deps.sink.trackInflight?.(() => this.underwayRecords());
   }
 
@@ -1185,6 +1192,8 @@ export class Gateway {
   readonly background: BackgroundCalls;
   /** Batches sent through the gateway, watched until they end, to meter their requests. */
   readonly batches: Batches;
+  /** Realtime sessions (WebSockets at /v1/realtime), metered response by response. */
+  readonly realtime: RealtimeSessions;
 
   /** Keeps which provider holds a stored response (or chat completion), and whose it is, for its
    * follow-ups. Not awaited: the state takes it before any later request of the client's can ask
@@ -1254,6 +1263,7 @@ export class Gateway {
 
   async close(): Promise<void> {
     await Promise.allSettled(this.inflight.values());
+    await this.realtime.close();
     await this.background.close();
     await this.batches.close();
     await this.upstreams.close();

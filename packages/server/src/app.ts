@@ -10,6 +10,7 @@ import {
   holding,
   type MaxOutput,
   MemoryState,
+  RealtimeSessions,
   RedisState,
   type SharedState,
   uuidv7,
@@ -106,6 +107,10 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
           metrics.gateway.count(res, endpoint);
           void gateway.serve(req, res, endpoint);
         } else handler(req, res);
+      }).on('upgrade', (req, socket, head) => {
+        // A realtime session's WebSocket; no other upgrade is taken.
+        if (gateway && RealtimeSessions.wants(req.url)) void gateway.realtime.upgrade(req, socket, head);
+        else socket.destroy();
       }),
     logger: opts.logger ?? (config.log_level === 'silent' ? false : { level: config.log_level }),
     bodyLimit: config.ingest.body_limit_bytes,

@@ -14,6 +14,7 @@ import {
   MemoryState,
   type ProviderConfig,
   type RateLimitRule,
+  RealtimeSessions,
   RedisState,
   type SharedState,
   uuidv7,
@@ -343,6 +344,10 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
     const text = JSON.stringify(body);
     res.writeHead('status' in body ? 200 : 404, { 'content-type': 'application/json' });
     res.end(text);
+  }).on('upgrade', (req, socket, head) => {
+    // A realtime session's WebSocket; no other upgrade is taken.
+    if (RealtimeSessions.wants(req.url)) void gateway.realtime.upgrade(req, socket, head);
+    else socket.destroy();
   });
   return {
     server,

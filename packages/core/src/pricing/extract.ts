@@ -52,6 +52,25 @@ const GENERIC: Record<string, Extractor> = {
       m('seconds', 'input_audio_seconds'),
     ],
   },
+  // OpenAI's Realtime API: a `response.done` event's usage (text, audio and image tokens in, cached
+  // ones among them, text and audio tokens out).
+  realtime: {
+    api_flavor: 'realtime',
+    root: ['response', 'usage'],
+    mappings: [
+      m('input_tokens', 'input_tokens'),
+      m(['input_token_details', 'text_tokens'], 'input_text_tokens'),
+      m(['input_token_details', 'audio_tokens'], 'input_audio_tokens'),
+      m(['input_token_details', 'image_tokens'], 'input_image_tokens'),
+      m(['input_token_details', 'cached_tokens'], 'cache_read_tokens'),
+      m(['input_token_details', 'cached_tokens_details', 'text_tokens'], 'cache_text_read_tokens'),
+      m(['input_token_details', 'cached_tokens_details', 'audio_tokens'], 'cache_audio_read_tokens'),
+      m(['input_token_details', 'cached_tokens_details', 'image_tokens'], 'cache_image_read_tokens'),
+      m(['output_token_details', 'text_tokens'], 'output_text_tokens'),
+      m(['output_token_details', 'audio_tokens'], 'output_audio_tokens'),
+      m('output_tokens', 'output_tokens'),
+    ],
+  },
   // OpenAI's speech (POST /v1/audio/speech): the characters of its input, which the gateway counts
   // (tts-1 is billed by them), and the tokens a streamed speech's usage gives (gpt-4o-mini-tts).
   speech: {
@@ -128,6 +147,7 @@ const FLAVOURS: Record<string, { names: string[]; generic: string }> = {
   'openai-embeddings': { names: ['embeddings'], generic: 'embeddings' },
   'openai-images': { names: ['images'], generic: 'images' },
   'openai-speech': { names: ['speech'], generic: 'speech' },
+  'openai-realtime': { names: ['realtime'], generic: 'realtime' },
   'openai-transcriptions': { names: ['transcriptions'], generic: 'transcriptions' },
   'anthropic-messages': { names: ['anthropic', 'default'], generic: 'anthropic' },
   gemini: { names: ['default'], generic: 'gemini' },
@@ -149,6 +169,7 @@ const API_ALIASES: Record<string, string> = {
   embedding: 'openai-embeddings',
   images: 'openai-images',
   speech: 'openai-speech',
+  realtime: 'openai-realtime',
   transcriptions: 'openai-transcriptions',
   anthropic: 'anthropic-messages',
   messages: 'anthropic-messages',

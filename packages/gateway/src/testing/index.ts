@@ -3,4 +3,5 @@ export * from './anthropic-fixtures.js';
 export { mockSpeech } from './audio-fixtures.js';
 export * from './mock-upstream.js';
 export * from './ports.js';
+export { REALTIME_USAGE } from './realtime-fixtures.js';
 export * from './recorded.js';

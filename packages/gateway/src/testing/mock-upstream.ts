@@ -14,6 +14,7 @@ import { completionAnswer } from './completion-fixtures.js';
 import { imageAnswer, imageEditAnswer } from './image-fixtures.js';
 import { list, MockBatches } from './mock-batches.js';
 import { wholeFault, writeUntilClosed } from './mock-faults.js';
+import { MockRealtime } from './realtime-fixtures.js';
 import { chatRecordings, embeddingRecordings, type Recording } from './recorded.js';
 
 type Obj = Record<string, unknown>;
@@ -36,6 +37,8 @@ export interface Received {
  */
 export class MockUpstream {
   readonly received: Received[] = [];
+  /** OpenAI's Realtime API (realtime-fixtures.ts). */
+  readonly realtime = new MockRealtime();
   private server: Server | null = null;
   private readonly open = new Set<ServerResponse>();
   /** The code interpreter container each response used, for the next of its conversation. */
@@ -110,6 +113,7 @@ export class MockUpstream {
       });
     });
     this.server.keepAliveTimeout = 60_000;
+    this.realtime.attach(this.server);
     await new Promise<void>((r) => this.server!.listen(port, '127.0.0.1', r));
     this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
     return this;
@@ -122,6 +126,7 @@ export class MockUpstream {
 
   async stop(): Promise<void> {
     this.batchApi.stop();
+    this.realtime.close();
     for (const r of this.open) r.destroy();
     this.server?.closeAllConnections();
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));

@@ -1,0 +1,364 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { type RawData, WebSocket, WebSocketServer } from 'ws';
+import { attribute } from './attribution.js';
+import { type Hold, reserveBudgets, settleBudgets } from './budget-guard.js';
+import type { AttemptContext, AttemptOutcome } from './meter.js';
+import { modelAllowed } from './model-allow.js';
+import { countsModel, windowsFor } from './policy.js';
+import { ENDPOINT_API, priceProviderOf, upstreamFor } from './providers.js';
+import type { Accumulated } from './relay.js';
+import { errorBody, type GatewayError, invalidKey, stateUnavailable } from './replies.js';
+import type { Attempt } from './router.js';
+import { heldToRpm, isError } from './stored.js';
+import type { GatewayDeps, ProviderConfig, VirtualKey } from './types.js';
+
+type Obj = Record<string, unknown>;
+
+/**
+ * OpenAI's Realtime API through the gateway: a WebSocket at `/v1/realtime?model=...`, opened with
+ * a virtual key (the `Authorization` header, or a browser's `openai-insecure-api-key.<key>`
+ * subprotocol), relayed frame by frame to the provider the model routes to, with the provider's
+ * key. A session counts as one request against the key's RPM; it opens only for a model the key
+ * may use and while its budgets have room.
+ *
+ * Each `response.done` the provider sends is metered as a call, from the usage it carries (text,
+ * audio and image tokens in, cached ones among them, text and audio tokens out), attributed as the
+ * session's key and headers say, its request id the session's. The key's budgets are settled with
+ * what it cost as it ends; a block budget that a response exhausts closes the session (code 1008)
+ * after an `error` event that says which budget, as a call past it would be refused.
+ */
+
+/** The longest the provider may take to accept the connection. */
+const CONNECT_TIMEOUT_MS = 10_000;
+/** The largest frame either side may send (a minute of 24 kHz PCM as base64 is 3.8 MB). */
+const MAX_FRAME_BYTES = 16 * 1024 * 1024;
+/** A browser's key, in a subprotocol (WebSocket gives no way to set headers there). */
+const KEY_PROTOCOL = 'openai-insecure-api-key.';
+
+export interface RealtimeEnv {
+  deps: GatewayDeps;
+  authenticate(req: IncomingMessage): Promise<VirtualKey | null>;
+  /** Where a model's realtime sessions may go, in order. */
+  plan(model: string, tenant: string): Attempt[];
+  /** Meters a call: its cost, or null unpriced. */
+  record(ctx: AttemptContext, out: AttemptOutcome, acc: Accumulated): bigint | null;
+}
+
+/** The subprotocols a client offered, as the header lists them. */
+function protocolsOf(req: IncomingMessage): string[] {
+  const h = req.headers['sec-websocket-protocol'];
+  return typeof h === 'string'
+    ? h
+        .split(',')
+        .map((p) => p.trim())
+        .filter(Boolean)
+    : [];
+}
+
+/** A refusal written on the socket as an HTTP answer, before any upgrade. */
+function refuse(socket: Duplex, e: GatewayError): void {
+  const body = errorBody('openai', e);
+  const reason = e.status === 401 ? 'Unauthorized' : e.status === 403 ? 'Forbidden' : 'Error';
+  const headers = Object.entries(e.headers ?? {})
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('');
+  socket.end(
+    `HTTP/1.1 ${e.status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n${headers}\r\n${body}`,
+  );
+}
+
+/** Where a provider takes a model's realtime session, and with which headers. */
+function upstreamUrl(
+  p: ProviderConfig,
+  model: string,
+  req: IncomingMessage,
+): { url: string; headers: Record<string, string> } {
+  const target = upstreamFor(p, 'realtime', model, req.headers);
+  const { 'content-type': _json, 'accept-encoding': _coding, ...headers } = target.headers;
+  const beta = req.headers['openai-beta'];
+  if (typeof beta === 'string') headers['openai-beta'] = beta;
+  const ws = target.origin.replace(/^http/, 'ws');
+  // Azure's dated versions take the deployment in the query (its v1 API as OpenAI does, as model).
+  if (p.kind === 'azure' && p.api_version && p.api_version !== 'v1') {
+    const base = new URL(p.base_url).pathname.replace(/\/+$/, '');
+    const q = `api-version=${encodeURIComponent(p.api_version)}&deployment=${encodeURIComponent(target.bodyModel)}`;
+    return { url: `${ws}${base}/openai/realtime?${q}`, headers };
+  }
+  return { url: `${ws}${target.path}?model=${encodeURIComponent(target.bodyModel)}`, headers };
+}
+
+export class RealtimeSessions {
+  private readonly wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: MAX_FRAME_BYTES,
+    perMessageDeflate: false,
+    // The client is answered the protocol it offered that is not its key ('realtime').
+    handleProtocols: (offered) => [...offered].find((p) => !p.startsWith(KEY_PROTOCOL)) ?? false,
+  });
+  private readonly open = new Set<WebSocket>();
+
+  constructor(private readonly env: RealtimeEnv) {}
+
+  /** Whether an upgrade request is for a realtime session. */
+  static wants(url: string | undefined): boolean {
+    if (!url) return false;
+    const q = url.indexOf('?');
+    return (q < 0 ? url : url.slice(0, q)) === '/v1/realtime';
+  }
+
+  /** How many sessions are open. */
+  get size(): number {
+    return this.open.size / 2;
+  }
+
+  /** Takes an upgrade request for `/v1/realtime`: checks it, opens the provider's session, and
+   * relays the two. A request refused is answered over HTTP, as OpenAI answers it. */
+  async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => undefined);
+    try {
+      const checked = await this.check(req);
+      if (isError(checked)) return refuse(socket, checked);
+      const { key, model, attempt, rules } = checked;
+      const { url, headers } = upstreamUrl(attempt.provider, attempt.model, req);
+      const offered = protocolsOf(req).filter((p) => !p.startsWith(KEY_PROTOCOL));
+      const upstream = new WebSocket(url, offered, {
+        headers,
+        perMessageDeflate: false,
+        maxPayload: MAX_FRAME_BYTES,
+        handshakeTimeout: Math.min(attempt.provider.timeout_ms ?? CONNECT_TIMEOUT_MS, CONNECT_TIMEOUT_MS),
+      });
+      upstream.on('unexpected-response', (_r, res) => {
+        // The provider's refusal (a bad key, a model it does not serve), passed on as it came.
+        const parts: Buffer[] = [];
+        res.on('data', (c: Buffer) => parts.push(c));
+        res.on('end', () => {
+          const body = Buffer.concat(parts)
+            .toString('utf8')
+            .slice(0, 64 * 1024);
+          refuse(socket, {
+            status: res.statusCode ?? 502,
+            type: 'api_error',
+            code: 'upstream_refused',
+            message: `The upstream ${attempt.provider.id} refused the session (${res.statusCode}): ${body}`,
+          });
+          upstream.terminate();
+        });
+      });
+      upstream.on('error', (err) => {
+        if (upstream.readyState === WebSocket.CLOSED && !socket.destroyed && !socket.writableEnded)
+          refuse(socket, {
+            status: 502,
+            type: 'api_error',
+            code: 'upstream_connection_error',
+            message: `The upstream ${attempt.provider.id} could not be reached: ${err.message}`,
+          });
+      });
+      upstream.on('open', () => {
+        if (socket.destroyed) {
+          upstream.close();
+          return;
+        }
+        this.wss.handleUpgrade(req, socket, head, (client) =>
+          this.relay(client, upstream, { req, key, model, attempt, rules }),
+        );
+      });
+    } catch (err) {
+      refuse(socket, {
+        status: 500,
+        type: 'api_error',
+        code: 'internal',
+        message: (err as Error).message,
+      });
+    }
+  }
+
+  /** The key, the model and where it goes, or why the session is refused. */
+  private async check(req: IncomingMessage) {
+    const deps = this.env.deps;
+    const inProtocol = protocolsOf(req).find((p) => p.startsWith(KEY_PROTOCOL));
+    if (inProtocol && !req.headers.authorization)
+      req.headers.authorization = `Bearer ${inProtocol.slice(KEY_PROTOCOL.length)}`;
+    const key = await this.env.authenticate(req);
+    if (!key) return invalidKey();
+    const params = new URL(req.url ?? '/', 'http://gateway').searchParams;
+    const model = params.get('model');
+    if (!model)
+      return {
+        status: 400,
+        type: 'invalid_request_error',
+        code: 'missing_model',
+        message: 'A realtime session names its model: /v1/realtime?model=...',
+      } satisfies GatewayError;
+    if (!modelAllowed(key.models, model))
+      return {
+        status: 403,
+        type: 'invalid_request_error',
+        code: 'model_not_allowed',
+        message: `This key may not use model ${model}. Allowed: ${key.models.join(', ')}.`,
+      } satisfies GatewayError;
+    const attempt = this.env.plan(model, key.tenant)[0];
+    if (!attempt)
+      return {
+        status: 404,
+        type: 'invalid_request_error',
+        code: 'model_not_found',
+        message: `No provider is configured for model ${model} on this endpoint.`,
+      } satisfies GatewayError;
+    const rpm = await heldToRpm({ deps }, key);
+    if (isError(rpm)) return rpm;
+    const rules = (await deps.budgets(key, attribute(key, req.headers))).filter((r) => countsModel(r, model));
+    const room = await this.room(key, model, rules);
+    if (room) return room;
+    return { key, model, attempt, rules };
+  }
+
+  /** Null when the session's budgets have room for more, else the refusal a call would get. */
+  private async room(
+    key: VirtualKey,
+    model: string,
+    rules: Awaited<ReturnType<GatewayDeps['budgets']>>,
+  ): Promise<GatewayError | null> {
+    if (rules.length === 0) return null;
+    try {
+      const admission = await reserveBudgets(
+        this.env.deps,
+        rules,
+        key,
+        model,
+        () => 0n,
+        this.env.deps.clock.now(),
+      );
+      return admission.ok ? null : admission.error;
+    } catch (err) {
+      return stateUnavailable(err);
+    }
+  }
+
+  private relay(
+    client: WebSocket,
+    upstream: WebSocket,
+    session: {
+      req: IncomingMessage;
+      key: VirtualKey;
+      model: string;
+      attempt: Attempt;
+      rules: Awaited<ReturnType<GatewayDeps['budgets']>>;
+    },
+  ): void {
+    const deps = this.env.deps;
+    const sessionId = deps.newId();
+    const attribution = attribute(session.key, session.req.headers);
+    const since = performance.now();
+    this.open.add(client);
+    this.open.add(upstream);
+    // What each side sends goes to the other as it came: text as text, binary as binary.
+    client.on('message', (data: RawData, binary: boolean) => {
+      if (upstream.readyState === WebSocket.OPEN) upstream.send(data, { binary });
+    });
+    let metering: Promise<void> = Promise.resolve();
+    upstream.on('message', (data: RawData, binary: boolean) => {
+      if (client.readyState === WebSocket.OPEN) client.send(data, { binary });
+      if (binary) return;
+      const text = data.toString();
+      if (!text.includes('"response.done"')) return;
+      // In order, one at a time: a session's budgets are settled response by response.
+      metering = metering.then(() => this.meter(text, session, sessionId, attribution, since, client));
+    });
+    const closeCode = (code: number) => (code === 1005 || code === 1006 || code < 1000 ? 1000 : code);
+    client.on('close', (code, reason) => {
+      this.open.delete(client);
+      if (upstream.readyState === WebSocket.OPEN) upstream.close(closeCode(code), reason);
+    });
+    upstream.on('close', (code, reason) => {
+      this.open.delete(upstream);
+      if (client.readyState === WebSocket.OPEN) client.close(closeCode(code), reason);
+    });
+    client.on('error', () => upstream.terminate());
+    upstream.on('error', () => client.terminate());
+  }
+
+  /** Meters one `response.done`, settles the budgets with it, and closes the session when a block
+   * budget has no room left. */
+  private async meter(
+    text: string,
+    session: {
+      key: VirtualKey;
+      model: string;
+      attempt: Attempt;
+      rules: Awaited<ReturnType<GatewayDeps['budgets']>>;
+    },
+    sessionId: string,
+    attribution: ReturnType<typeof attribute>,
+    since: number,
+    client: WebSocket,
+  ): Promise<void> {
+    const deps = this.env.deps;
+    let event: Obj;
+    try {
+      event = JSON.parse(text) as Obj;
+    } catch {
+      return;
+    }
+    const response = event['response'] as Obj | undefined;
+    if (event['type'] !== 'response.done' || typeof response !== 'object' || response === null) return;
+    const usage = typeof response['usage'] === 'object' && response['usage'] !== null ? event : null;
+    const time = deps.clock.now();
+    const { key, model, attempt, rules } = session;
+    const status = response['status'];
+    const ctx: AttemptContext = {
+      id: deps.newId(),
+      time,
+      key,
+      attribution,
+      priceProvider: priceProviderOf(attempt.provider),
+      upstreamApi: ENDPOINT_API.realtime,
+      modelRequested: model,
+      modelSent: attempt.model,
+      fallbackHops: 0,
+      requestId: sessionId,
+      routeTier: attempt.tier === 'primary' ? null : attempt.tier,
+    };
+    const out: AttemptOutcome = {
+      status: status === 'failed' ? 'error' : 'ok',
+      errorType:
+        status === 'failed' || status === 'cancelled' || status === 'incomplete'
+          ? `realtime_${status}`
+          : usage
+            ? null
+            : 'upstream_no_usage',
+      usage,
+      estimated: null,
+      modelServed: null,
+      latencyMs: performance.now() - since,
+      ttftMs: null,
+    };
+    const acc: Accumulated = { spentNano: 0n, tokens: 0, headers: {} };
+    const cost = this.env.record(ctx, out, acc) ?? 0n;
+    if (rules.length === 0) return;
+    const hold: Hold = { held: windowsFor(rules, time), unheld: [], reserved: 0n, opId: deps.newId() };
+    try {
+      await settleBudgets(deps, key, hold, cost, time);
+    } catch (err) {
+      deps.onError?.(err, 'realtime budget settlement');
+    }
+    const refused = await this.room(key, model, rules);
+    if (refused && refused.code !== 'budget_state_unavailable' && client.readyState === WebSocket.OPEN) {
+      client.send(
+        JSON.stringify({
+          type: 'error',
+          event_id: `event_${deps.newId()}`,
+          error: { type: refused.type, code: refused.code, message: refused.message, param: null },
+        }),
+      );
+      client.close(1008, 'budget_exceeded');
+    }
+  }
+
+  /** Closes every session (the gateway stops). */
+  async close(): Promise<void> {
+    for (const s of this.open) s.close(1001, 'going away');
+    this.open.clear();
+    await new Promise<void>((r) => this.wss.close(() => r()));
+  }
+}

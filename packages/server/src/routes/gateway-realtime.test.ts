@@ -1,0 +1,164 @@
+import { once } from 'node:events';
+import { MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { lastCalls, mockedGateway, type TestApp } from '../testing/test-app.js';
+
+type Event = Record<string, unknown> & { type: string };
+
+describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: realtime sessions', () => {
+  const mock = new MockUpstream();
+  let t: TestApp;
+  let base: string;
+
+  beforeAll(async () => {
+    await mock.start();
+    ({ t, base } = await mockedGateway(mock.url));
+  });
+  afterAll(async () => {
+    await t?.shutdown();
+    await mock.stop();
+  });
+
+  /** A session as the openai client opens one (its URL, its headers), with its events as they come. */
+  const open = async (key: string, model = 'gpt-realtime', protocols?: string[]) => {
+    const ws = new WebSocket(
+      `${base.replace('http', 'ws')}/v1/realtime?model=${model}`,
+      protocols,
+      protocols ? {} : { headers: { authorization: `Bearer ${key}` } },
+    );
+    const events: Event[] = [];
+    ws.on('message', (d) => events.push(JSON.parse(d.toString()) as Event));
+    const closed = once(ws, 'close') as Promise<[number, Buffer]>;
+    await once(ws, 'open');
+    const next = async (type: string): Promise<Event> => {
+      for (let i = 0; i < 200; i++) {
+        const at = events.findIndex((e) => e.type === type);
+        if (at >= 0) return events.splice(at, 1)[0]!;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      throw new Error(`no ${type} came`);
+    };
+    return { ws, next, closed, send: (e: object) => ws.send(JSON.stringify(e)) };
+  };
+  /** Why an upgrade was refused: its HTTP status and error code. */
+  const refusal = async (url: string, headers: Record<string, string>) => {
+    const ws = new WebSocket(url, { headers });
+    ws.on('error', () => undefined);
+    const [, res] = (await once(ws, 'unexpected-response')) as [unknown, import('node:http').IncomingMessage];
+    let body = '';
+    for await (const c of res) body += c;
+    ws.terminate();
+    return { status: res.statusCode, code: (JSON.parse(body) as { error: { code: string } }).error.code };
+  };
+
+  it("relays a session both ways with the provider's key, and meters each response from its usage", async () => {
+    const { key } = await t.newKey({ project: 'voice' });
+    const s = await open(key);
+    expect((await s.next('session.created'))['session']).toMatchObject({ model: 'gpt-realtime' });
+    const upstream = mock.realtime.sessions.at(-1)!;
+    expect(upstream.url).toBe('/v1/realtime?model=gpt-realtime');
+    expect(upstream.headers.authorization).toBe('Bearer sk-upstream');
+    s.send({ type: 'session.update', session: { type: 'realtime', instructions: 'Be brief.' } });
+    await s.next('session.updated');
+    // Audio goes as it came, binary frames too.
+    s.ws.send(Buffer.alloc(3200, 1));
+    s.send({ type: 'response.create' });
+    const done = await s.next('response.done');
+    expect(done['response']).toMatchObject({ status: 'completed' });
+    s.send({ type: 'response.create' });
+    await s.next('response.done');
+    s.ws.close();
+    expect(upstream.events.map((e) => e['type'])).toEqual([
+      'session.update',
+      'response.create',
+      'response.create',
+    ]);
+    expect(upstream.binary).toBe(1);
+    const calls = await lastCalls(t, 2);
+    for (const c of calls)
+      expect(c).toMatchObject({
+        api: 'openai-realtime',
+        model_requested: 'gpt-realtime',
+        status: 'ok',
+        pricing_status: 'priced',
+        project: 'voice',
+        tokens: { input: 120, output: 60, input_audio: 100, output_audio: 50 },
+        // 20 text tokens in at $4, 100 audio at $32; 10 text out at $16, 50 audio at $64 a million.
+        cost_usd: '0.00664',
+      });
+    // One session: its responses share its request id.
+    expect(calls[0]!.request_id).toBe(calls[1]!.request_id);
+    expect(calls[0]!.id).not.toBe(calls[1]!.id);
+    // Closed by the client: the provider's side is closed too, and nothing stays open.
+    for (let i = 0; i < 100 && t.gateway.realtime.size > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(t.gateway.realtime.size).toBe(0);
+  });
+
+  it('meters a response that failed at what its usage says it cost', async () => {
+    const { key } = await t.newKey({});
+    const s = await open(key);
+    await s.next('session.created');
+    s.send({ type: 'response.create', response: { instructions: 'fail' } });
+    expect((await s.next('response.done'))['response']).toMatchObject({ status: 'failed' });
+    s.ws.close();
+    expect((await lastCalls(t, 1))[0]).toMatchObject({
+      status: 'error',
+      error_type: 'realtime_failed',
+      cost_usd: '0.00664',
+    });
+  });
+
+  it("takes a browser's key from its subprotocol, and sends the provider none of it", async () => {
+    const { key } = await t.newKey({});
+    const s = await open(key, 'gpt-realtime', ['realtime', `openai-insecure-api-key.${key}`]);
+    expect(s.ws.protocol).toBe('realtime');
+    await s.next('session.created');
+    const upstream = mock.realtime.sessions.at(-1)!;
+    expect(upstream.headers.authorization).toBe('Bearer sk-upstream');
+    expect(String(upstream.headers['sec-websocket-protocol'])).toBe('realtime');
+    s.ws.close();
+  });
+
+  it('refuses a session without a valid key, for a model the key may not use, or without a model', async () => {
+    const url = `${base.replace('http', 'ws')}/v1/realtime`;
+    const from = mock.realtime.sessions.length;
+    expect(await refusal(`${url}?model=gpt-realtime`, { authorization: 'Bearer tk-nope' })).toEqual({
+      status: 401,
+      code: 'invalid_api_key',
+    });
+    const { key } = await t.newKey({ models: ['gpt-realtime-mini'] });
+    expect(await refusal(`${url}?model=gpt-realtime`, { authorization: `Bearer ${key}` })).toEqual({
+      status: 403,
+      code: 'model_not_allowed',
+    });
+    expect(await refusal(url, { authorization: `Bearer ${key}` })).toEqual({
+      status: 400,
+      code: 'missing_model',
+    });
+    expect(mock.realtime.sessions.length).toBe(from);
+  });
+
+  it('settles the budget response by response, and closes the session once a block budget is spent', async () => {
+    // $0.01 takes one response ($0.00664); the second passes it, and the session is closed.
+    const { key } = await t.newKey({ budget_usd: 0.01, period: 'month' });
+    const s = await open(key);
+    await s.next('session.created');
+    s.send({ type: 'response.create' });
+    await s.next('response.done');
+    s.send({ type: 'response.create' });
+    await s.next('response.done');
+    const error = await s.next('error');
+    expect(error['error']).toMatchObject({ code: 'budget_exceeded' });
+    const [code, reason] = await s.closed;
+    expect([code, reason.toString()]).toEqual([1008, 'budget_exceeded']);
+    // Both responses are counted, and the next session is refused before it opens.
+    const [second, first] = await lastCalls(t, 2);
+    expect([first!.cost_usd, second!.cost_usd]).toEqual(['0.00664', '0.00664']);
+    expect(
+      await refusal(`${base.replace('http', 'ws')}/v1/realtime?model=gpt-realtime`, {
+        authorization: `Bearer ${key}`,
+      }),
+    ).toEqual({ status: 429, code: 'budget_exceeded' });
+  });
+});
