@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -8,6 +9,7 @@ import { CsvCallBatch } from '@tally/store';
 import OpenAI from 'openai';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import WebSocket from 'ws';
 import { configSchema } from './config.js';
 import { buildReplica, type GatewayReplica } from './replica.js';
 import { callsOfCsv } from './replica-csv.js';
@@ -432,6 +434,34 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('a gateway replica in front of the serv
     // None of the server's own (its HTTP routes, its ingest, its store).
     expect(after).not.toContain('tally_http_requests_total');
     expect(after).not.toContain('tally_store_memory_bytes');
+  });
+
+  it('relays a realtime session and meters its responses into the server', async () => {
+    const made = await t.app.inject({
+      method: 'POST',
+      url: '/v1/keys',
+      headers: t.auth,
+      payload: { project: 'voice' },
+    });
+    const ws = new WebSocket(`${gw.replace('http', 'ws')}/v1/realtime?model=gpt-realtime`, {
+      headers: { authorization: `Bearer ${made.json().key}` },
+    });
+    const done = new Promise<void>((resolve) =>
+      ws.on('message', (d) => {
+        if (d.toString().includes('"response.done"')) resolve();
+      }),
+    );
+    await once(ws, 'open');
+    ws.send(JSON.stringify({ type: 'response.create' }));
+    await done;
+    ws.close();
+    const [call] = await serverCalls(1);
+    expect(call).toMatchObject({
+      api: 'openai-realtime',
+      project: 'voice',
+      key_id: made.json().id,
+      cost_usd: '0.00664',
+    });
   });
 });
 
