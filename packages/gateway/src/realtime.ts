@@ -26,7 +26,9 @@ type Obj = Record<string, unknown>;
  * audio and image tokens in, cached ones among them, text and audio tokens out), attributed as the
  * session's key and headers say, its request id the session's. The key's budgets are settled with
  * what it cost as it ends; a block budget that a response exhausts closes the session (code 1008)
- * after an `error` event that says which budget, as a call past it would be refused.
+ * after an `error` event that says which budget, as a call past it would be refused. The session's
+ * input audio transcriptions (`conversation.item.input_audio_transcription.completed`, billed
+ * apart, by the transcription model the session set up) are metered as calls of that model too.
  */
 
 /** The longest the provider may take to accept the connection. */
@@ -43,6 +45,20 @@ export interface RealtimeEnv {
   plan(model: string, tenant: string): Attempt[];
   /** Meters a call: its cost, or null unpriced. */
   record(ctx: AttemptContext, out: AttemptOutcome, acc: Accumulated): bigint | null;
+}
+
+/** The model a `session.created` or `session.updated` event says transcribes the input audio (the
+ * GA API's `session.audio.input.transcription`, the beta's `session.input_audio_transcription`),
+ * or null when it names none. */
+function transcriberOf(text: string): string | null {
+  try {
+    const session = (JSON.parse(text) as Obj)['session'] as Obj | undefined;
+    const audio = (session?.['audio'] as Obj | undefined)?.['input'] as Obj | undefined;
+    const setting = (audio?.['transcription'] ?? session?.['input_audio_transcription']) as Obj | undefined;
+    return typeof setting?.['model'] === 'string' ? setting['model'] : null;
+  } catch {
+    return null;
+  }
 }
 
 /** The subprotocols a client offered, as the header lists them. */
@@ -257,13 +273,19 @@ export class RealtimeSessions {
       if (upstream.readyState === WebSocket.OPEN) upstream.send(data, { binary });
     });
     let metering: Promise<void> = Promise.resolve();
+    // The model that transcribes the session's input audio, as the session says it is set up.
+    const transcriber: { model: string | null } = { model: null };
     upstream.on('message', (data: RawData, binary: boolean) => {
       if (client.readyState === WebSocket.OPEN) client.send(data, { binary });
       if (binary) return;
       const text = data.toString();
-      if (!text.includes('"response.done"')) return;
+      if (text.includes('"session.created"') || text.includes('"session.updated"'))
+        transcriber.model = transcriberOf(text) ?? transcriber.model;
+      const done = text.includes('"response.done"');
+      if (!done && !text.includes('"conversation.item.input_audio_transcription.completed"')) return;
+      const as = done ? null : transcriber.model;
       // In order, one at a time: a session's budgets are settled response by response.
-      metering = metering.then(() => this.meter(text, session, sessionId, attribution, since, client));
+      metering = metering.then(() => this.meter(text, session, sessionId, attribution, since, client, as));
     });
     const closeCode = (code: number) => (code === 1005 || code === 1006 || code < 1000 ? 1000 : code);
     client.on('close', (code, reason) => {
@@ -292,6 +314,8 @@ export class RealtimeSessions {
     attribution: ReturnType<typeof attribute>,
     since: number,
     client: WebSocket,
+    /** For an input audio transcription's usage, the model that made it (null: not known). */
+    transcriber: string | null,
   ): Promise<void> {
     const deps = this.env.deps;
     let event: Obj;
@@ -300,21 +324,28 @@ export class RealtimeSessions {
     } catch {
       return;
     }
-    const response = event['response'] as Obj | undefined;
-    if (event['type'] !== 'response.done' || typeof response !== 'object' || response === null) return;
-    const usage = typeof response['usage'] === 'object' && response['usage'] !== null ? event : null;
+    const transcript = event['type'] === 'conversation.item.input_audio_transcription.completed';
+    const response = (transcript ? event : event['response']) as Obj | undefined;
+    if (!transcript && event['type'] !== 'response.done') return;
+    if (typeof response !== 'object' || response === null) return;
+    // A response's usage is read from the event (the realtime extractor's root is response.usage);
+    // a transcription's is a transcription's usage object.
+    const given = typeof response['usage'] === 'object' && response['usage'] !== null;
+    if (transcript && !given) return;
+    const usage = given ? (transcript ? (response['usage'] as Obj) : event) : null;
     const time = deps.clock.now();
     const { key, model, attempt, rules } = session;
-    const status = response['status'];
+    const status = transcript ? 'completed' : response['status'];
     const ctx: AttemptContext = {
       id: deps.newId(),
       time,
       key,
       attribution,
       priceProvider: priceProviderOf(attempt.provider),
-      upstreamApi: ENDPOINT_API.realtime,
-      modelRequested: model,
-      modelSent: attempt.model,
+      upstreamApi: transcript ? ENDPOINT_API.transcriptions : ENDPOINT_API.realtime,
+      // A transcription is its transcriber's call, a model the session asked for.
+      modelRequested: transcript ? (transcriber ?? '') : model,
+      modelSent: transcript ? (transcriber ?? '') : attempt.model,
       fallbackHops: 0,
       requestId: sessionId,
       routeTier: attempt.tier === 'primary' ? null : attempt.tier,

@@ -20,9 +20,22 @@ export const REALTIME_USAGE = {
   output_token_details: { text_tokens: 10, audio_tokens: 50 },
 };
 
+/** The usage of each input audio transcription of the mock's sessions (with one set up): 40 audio
+ * tokens in, 12 text tokens out. */
+export const TRANSCRIPTION_USAGE = {
+  type: 'tokens',
+  total_tokens: 52,
+  input_tokens: 40,
+  input_token_details: { text_tokens: 0, audio_tokens: 40 },
+  output_tokens: 12,
+};
+
 /**
  * OpenAI's Realtime API (a WebSocket at /v1/realtime?model=...), in its documented event format:
- * `session.created` once open; `session.updated` for a `session.update`; for a `response.create`,
+ * `session.created` once open; `session.updated` for a `session.update` (its settings kept); for an
+ * `input_audio_buffer.commit`, `input_audio_buffer.committed` and, where the session transcribes
+ * its input, a `conversation.item.input_audio_transcription.completed` with the usage below; for a
+ * `response.create`,
  * `response.created`, an audio delta and a transcript delta, then `response.done` with the usage
  * above (a response whose instructions say `fail` ends `failed`). A session without the
  * provider's key is refused with a 401, as OpenAI refuses it. Each session's upgrade request and
@@ -59,7 +72,7 @@ export class MockRealtime {
     this.sessions.push(kept);
     let n = 0;
     const send = (e: Obj) => ws.send(JSON.stringify({ event_id: `event_${++n}`, ...e }));
-    const session = {
+    let session: Obj = {
       id: `sess_${this.sessions.length}`,
       object: 'realtime.session',
       type: 'realtime',
@@ -82,7 +95,23 @@ export class MockRealtime {
         return;
       }
       kept.events.push(e);
-      if (e['type'] === 'session.update') send({ type: 'session.updated', session });
+      if (e['type'] === 'session.update') {
+        session = { ...session, ...(e['session'] as Obj) };
+        send({ type: 'session.updated', session });
+      }
+      if (e['type'] === 'input_audio_buffer.commit') {
+        const item = `item_${n}`;
+        send({ type: 'input_audio_buffer.committed', item_id: item });
+        const input = (session['audio'] as Obj | undefined)?.['input'] as Obj | undefined;
+        if (input?.['transcription'])
+          send({
+            type: 'conversation.item.input_audio_transcription.completed',
+            item_id: item,
+            content_index: 0,
+            transcript: 'Hello.',
+            usage: TRANSCRIPTION_USAGE,
+          });
+      }
       if (e['type'] !== 'response.create') return;
       const id = `resp_${n}`;
       const failed = JSON.stringify(e).includes('fail');

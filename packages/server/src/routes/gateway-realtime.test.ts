@@ -95,6 +95,35 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: realtime sessions', () => {
     expect(t.gateway.realtime.size).toBe(0);
   });
 
+  it("meters the session's input audio transcriptions as calls of the model that made them", async () => {
+    const { key } = await t.newKey({ project: 'voice' });
+    const s = await open(key);
+    await s.next('session.created');
+    s.send({
+      type: 'session.update',
+      session: { type: 'realtime', audio: { input: { transcription: { model: 'gpt-4o-transcribe' } } } },
+    });
+    await s.next('session.updated');
+    s.send({ type: 'input_audio_buffer.append', audio: Buffer.alloc(9600).toString('base64') });
+    s.send({ type: 'input_audio_buffer.commit' });
+    await s.next('conversation.item.input_audio_transcription.completed');
+    s.send({ type: 'response.create' });
+    await s.next('response.done');
+    s.ws.close();
+    const [response, transcript] = await lastCalls(t, 2);
+    expect(transcript).toMatchObject({
+      api: 'openai-transcriptions',
+      model_requested: 'gpt-4o-transcribe',
+      status: 'ok',
+      pricing_status: 'priced',
+      project: 'voice',
+      tokens: { input: 40, input_audio: 40, output: 12 },
+      // 40 audio tokens at $6 and 12 text tokens out at $10 a million.
+      cost_usd: '0.00036',
+    });
+    expect(response).toMatchObject({ api: 'openai-realtime', request_id: transcript!.request_id });
+  });
+
   it('meters a response that failed at what its usage says it cost', async () => {
     const { key } = await t.newKey({});
     const s = await open(key);
