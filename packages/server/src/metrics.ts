@@ -83,6 +83,7 @@ export class ServerMetrics {
 interface Watches {
   background: { size: number };
   batches: { size: number };
+  realtime: { size: number };
 }
 
 /** The gateway's background Responses calls answered queued and watched until their responses
@@ -99,6 +100,12 @@ export function watchBackground(registry: Registry, gateway: Watches): void {
     'tally_gateway_batches',
     'Batches sent through the gateway and watched until they end, when their requests are metered.',
     () => gateway.batches.size,
+  );
+  readAtScrape(
+    registry,
+    'tally_gateway_realtime_sessions',
+    'Realtime sessions open through the gateway, metered response by response.',
+    () => gateway.realtime.size,
   );
 }
 

@@ -58,6 +58,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: realtime sessions', () => {
     expect((await s.next('session.created'))['session']).toMatchObject({ model: 'gpt-realtime' });
     const upstream = mock.realtime.sessions.at(-1)!;
     expect(upstream.url).toBe('/v1/realtime?model=gpt-realtime');
+    expect((await t.app.inject({ url: '/metrics' })).body).toMatch(/^tally_gateway_realtime_sessions 1$/m);
     expect(upstream.headers.authorization).toBe('Bearer sk-upstream');
     s.send({ type: 'session.update', session: { type: 'realtime', instructions: 'Be brief.' } });
     await s.next('session.updated');
@@ -93,6 +94,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: realtime sessions', () => {
     // Closed by the client: the provider's side is closed too, and nothing stays open.
     for (let i = 0; i < 100 && t.gateway.realtime.size > 0; i++) await new Promise((r) => setTimeout(r, 10));
     expect(t.gateway.realtime.size).toBe(0);
+    expect((await t.app.inject({ url: '/metrics' })).body).toMatch(/^tally_gateway_realtime_sessions 0$/m);
   });
 
   it("meters the session's input audio transcriptions as calls of the model that made them", async () => {
