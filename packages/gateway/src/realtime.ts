@@ -85,7 +85,7 @@ function refuse(socket: Duplex, e: GatewayError): void {
 }
 
 /** Where a provider takes a model's realtime session, and with which headers. */
-function upstreamUrl(
+export function upstreamUrl(
   p: ProviderConfig,
   model: string,
   req: IncomingMessage,
@@ -98,7 +98,8 @@ function upstreamUrl(
   // Azure's dated versions take the deployment in the query (its v1 API as OpenAI does, as model).
   if (p.kind === 'azure' && p.api_version && p.api_version !== 'v1') {
     const base = new URL(p.base_url).pathname.replace(/\/+$/, '');
-    const q = `api-version=${encodeURIComponent(p.api_version)}&deployment=${encodeURIComponent(target.bodyModel)}`;
+    const deployment = p.deployments?.[model] ?? model;
+    const q = `api-version=${encodeURIComponent(p.api_version)}&deployment=${encodeURIComponent(deployment)}`;
     return { url: `${ws}${base}/openai/realtime?${q}`, headers };
   }
   return { url: `${ws}${target.path}?model=${encodeURIComponent(target.bodyModel)}`, headers };
