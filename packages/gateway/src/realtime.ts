@@ -113,7 +113,8 @@ export class RealtimeSessions {
     // The client is answered the protocol it offered that is not its key ('realtime').
     handleProtocols: (offered) => [...offered].find((p) => !p.startsWith(KEY_PROTOCOL)) ?? false,
   });
-  private readonly open = new Set<WebSocket>();
+  /** The sessions open: each client's socket, and the provider's it is relayed to. */
+  private readonly open = new Map<WebSocket, WebSocket>();
 
   constructor(private readonly env: RealtimeEnv) {}
 
@@ -126,7 +127,7 @@ export class RealtimeSessions {
 
   /** How many sessions are open. */
   get size(): number {
-    return this.open.size / 2;
+    return this.open.size;
   }
 
   /** Takes an upgrade request for `/v1/realtime`: checks it, opens the provider's session, and
@@ -267,8 +268,7 @@ export class RealtimeSessions {
     const sessionId = deps.newId();
     const attribution = attribute(session.key, session.req.headers);
     const since = performance.now();
-    this.open.add(client);
-    this.open.add(upstream);
+    this.open.set(client, upstream);
     // What each side sends goes to the other as it came: text as text, binary as binary.
     client.on('message', (data: RawData, binary: boolean) => {
       if (upstream.readyState === WebSocket.OPEN) upstream.send(data, { binary });
@@ -288,13 +288,18 @@ export class RealtimeSessions {
       // In order, one at a time: a session's budgets are settled response by response.
       metering = metering.then(() => this.meter(text, session, sessionId, attribution, since, client, as));
     });
-    const closeCode = (code: number) => (code === 1005 || code === 1006 || code < 1000 ? 1000 : code);
+    // A close code one side may send on (1005, 1006 and 1015 only say how a connection went).
+    const closeCode = (code: number) =>
+      (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) ||
+      (code >= 3000 && code <= 4999)
+        ? code
+        : 1000;
     client.on('close', (code, reason) => {
       this.open.delete(client);
       if (upstream.readyState === WebSocket.OPEN) upstream.close(closeCode(code), reason);
     });
     upstream.on('close', (code, reason) => {
-      this.open.delete(upstream);
+      this.open.delete(client);
       if (client.readyState === WebSocket.OPEN) client.close(closeCode(code), reason);
     });
     client.on('error', () => upstream.terminate());
@@ -389,7 +394,10 @@ export class RealtimeSessions {
 
   /** Closes every session (the gateway stops). */
   async close(): Promise<void> {
-    for (const s of this.open) s.close(1001, 'going away');
+    for (const [client, upstream] of this.open) {
+      client.close(1001, 'going away');
+      upstream.close(1001, 'going away');
+    }
     this.open.clear();
     await new Promise<void>((r) => this.wss.close(() => r()));
   }

@@ -138,6 +138,11 @@ export class MockRealtime {
     });
   }
 
+  /** How many of its sessions are open. */
+  get open(): number {
+    return this.wss.clients.size;
+  }
+
   close(): void {
     for (const c of this.wss.clients) c.terminate();
     this.wss.close();

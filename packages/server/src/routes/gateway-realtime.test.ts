@@ -92,7 +92,8 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: realtime sessions', () => {
     expect(calls[0]!.request_id).toBe(calls[1]!.request_id);
     expect(calls[0]!.id).not.toBe(calls[1]!.id);
     // Closed by the client: the provider's side is closed too, and nothing stays open.
-    for (let i = 0; i < 100 && t.gateway.realtime.size > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 100 && mock.realtime.open > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(mock.realtime.open).toBe(0);
     expect(t.gateway.realtime.size).toBe(0);
     expect((await t.app.inject({ url: '/metrics' })).body).toMatch(/^tally_gateway_realtime_sessions 0$/m);
   });
