@@ -276,17 +276,25 @@ export class RealtimeSessions {
     let metering: Promise<void> = Promise.resolve();
     // The model that transcribes the session's input audio, as the session says it is set up.
     const transcriber: { model: string | null } = { model: null };
+    // Each response's reservation, from its response.created to its response.done.
+    const holds = new Map<string, Hold>();
     upstream.on('message', (data: RawData, binary: boolean) => {
       if (client.readyState === WebSocket.OPEN) client.send(data, { binary });
       if (binary) return;
       const text = data.toString();
       if (text.includes('"session.created"') || text.includes('"session.updated"'))
         transcriber.model = transcriberOf(text) ?? transcriber.model;
+      if (text.includes('"response.created"')) {
+        metering = metering.then(() => this.reserve(text, session, holds, client, upstream));
+        return;
+      }
       const done = text.includes('"response.done"');
       if (!done && !text.includes('"conversation.item.input_audio_transcription.completed"')) return;
       const as = done ? null : transcriber.model;
       // In order, one at a time: a session's budgets are settled response by response.
-      metering = metering.then(() => this.meter(text, session, sessionId, attribution, since, client, as));
+      metering = metering.then(() =>
+        this.meter(text, session, sessionId, attribution, since, client, as, holds),
+      );
     });
     // A close code one side may send on (1005, 1006 and 1015 only say how a connection went).
     const closeCode = (code: number) =>
@@ -322,6 +330,7 @@ export class RealtimeSessions {
     client: WebSocket,
     /** For an input audio transcription's usage, the model that made it (null: not known). */
     transcriber: string | null,
+    holds: Map<string, Hold>,
   ): Promise<void> {
     const deps = this.env.deps;
     let event: Obj;
@@ -373,23 +382,101 @@ export class RealtimeSessions {
     const acc: Accumulated = { spentNano: 0n, tokens: 0, headers: {} };
     const cost = this.env.record(ctx, out, acc) ?? 0n;
     if (rules.length === 0) return;
-    const hold: Hold = { held: windowsFor(rules, time), unheld: [], reserved: 0n, opId: deps.newId() };
+    // The response's reservation, released as its cost is added (a transcription held none).
+    const id = transcript ? null : response['id'];
+    const held = typeof id === 'string' ? holds.get(id) : undefined;
+    if (typeof id === 'string') holds.delete(id);
+    const hold: Hold = held ?? {
+      held: windowsFor(rules, time),
+      unheld: [],
+      reserved: 0n,
+      opId: deps.newId(),
+    };
     try {
       await settleBudgets(deps, key, hold, cost, time);
     } catch (err) {
       deps.onError?.(err, 'realtime budget settlement');
     }
     const refused = await this.room(key, model, rules);
-    if (refused && refused.code !== 'budget_state_unavailable' && client.readyState === WebSocket.OPEN) {
-      client.send(
-        JSON.stringify({
-          type: 'error',
-          event_id: `event_${deps.newId()}`,
-          error: { type: refused.type, code: refused.code, message: refused.message, param: null },
-        }),
-      );
-      client.close(1008, 'budget_exceeded');
+    if (refused && refused.code !== 'budget_state_unavailable') this.stop(client, refused);
+  }
+
+  /** Tells the client, in an `error` event, what a budget refused. */
+  private tell(client: WebSocket, refused: GatewayError): void {
+    if (client.readyState !== WebSocket.OPEN) return;
+    client.send(
+      JSON.stringify({
+        type: 'error',
+        event_id: `event_${this.env.deps.newId()}`,
+        error: { type: refused.type, code: refused.code, message: refused.message, param: null },
+      }),
+    );
+  }
+
+  /** Tells the client why its session ends, and ends it (1008). */
+  private stop(client: WebSocket, refused: GatewayError): void {
+    this.tell(client, refused);
+    if (client.readyState === WebSocket.OPEN) client.close(1008, refused.code.slice(0, 100));
+  }
+
+  /**
+   * Reserves a response's largest cost as it starts (`response.created`): its most output, all of
+   * it audio, the dearer kind (`max_output_tokens`, else gateway.default_max_output). A response
+   * its budgets cannot hold is cancelled at the provider, and the client told why in an `error`
+   * event, as a call past a block budget is refused; what it made before the cancel is metered at
+   * its `response.done`, and the session goes on (a response that fits, a smaller one, may follow).
+   */
+  private async reserve(
+    text: string,
+    session: {
+      key: VirtualKey;
+      model: string;
+      attempt: Attempt;
+      rules: Awaited<ReturnType<GatewayDeps['budgets']>>;
+    },
+    holds: Map<string, Hold>,
+    client: WebSocket,
+    upstream: WebSocket,
+  ): Promise<void> {
+    const { key, model, attempt, rules } = session;
+    if (rules.length === 0) return;
+    let response: Obj | undefined;
+    try {
+      response = (JSON.parse(text) as Obj)['response'] as Obj | undefined;
+    } catch {
+      return;
     }
+    const id = response?.['id'];
+    if (typeof id !== 'string') return;
+    const deps = this.env.deps;
+    const max = response?.['max_output_tokens'];
+    const output =
+      typeof max === 'number' && Number.isInteger(max) && max > 0
+        ? max
+        : (deps.config.default_max_output ?? 4096);
+    const time = deps.clock.now();
+    const costOf = (m: string) => {
+      const priced = deps.price({
+        provider: priceProviderOf(attempt.provider),
+        model: m === model ? attempt.model : m,
+        tokens: { output, output_audio: output },
+        time,
+        tenant: key.tenant,
+      });
+      return priced.status === 'priced' ? priced.effectiveNano : { unpriced: priced.reason };
+    };
+    let refused: GatewayError | null = null;
+    try {
+      const admission = await reserveBudgets(deps, rules, key, model, costOf, time);
+      if (admission.ok) holds.set(id, admission.hold);
+      else refused = admission.error;
+    } catch (err) {
+      refused = stateUnavailable(err);
+    }
+    if (!refused) return;
+    if (upstream.readyState === WebSocket.OPEN)
+      upstream.send(JSON.stringify({ type: 'response.cancel', response_id: id }));
+    this.tell(client, refused);
   }
 
   /** Closes every session (the gateway stops). */

@@ -39,7 +39,8 @@ export const TRANSCRIPTION_USAGE = {
  * `response.created`, an audio delta and a transcript delta, then `response.done` with the usage
  * above (a response whose instructions say `fail` ends `failed`). A session without the
  * provider's key is refused with a 401, as OpenAI refuses it. Each session's upgrade request and
- * the events its client sent are kept.
+ * the events its client sent are kept. A response says the `max_output_tokens` it was asked
+ * with, or the session's (`inf` by default).
  */
 export class MockRealtime {
   private readonly wss = new WebSocketServer({ noServer: true });
@@ -114,10 +115,12 @@ export class MockRealtime {
       }
       if (e['type'] !== 'response.create') return;
       const id = `resp_${n}`;
+      const asked = (e['response'] as Obj | undefined)?.['max_output_tokens'];
+      const max = asked ?? session['max_output_tokens'] ?? 'inf';
       const failed = JSON.stringify(e).includes('fail');
       send({
         type: 'response.created',
-        response: { id, object: 'realtime.response', status: 'in_progress' },
+        response: { id, object: 'realtime.response', status: 'in_progress', max_output_tokens: max },
       });
       send({
         type: 'response.output_audio.delta',

@@ -127,6 +127,38 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: realtime sessions', () => {
     expect(response).toMatchObject({ api: 'openai-realtime', request_id: transcript!.request_id });
   });
 
+  it("reserves each response's largest cost as it starts, and cancels one its budget cannot hold", async () => {
+    // A response with no output limit holds 4,096 audio tokens at $64 a million ($0.262): past
+    // $0.05, so it is cancelled at the provider, and the client told why; the session goes on.
+    const { key } = await t.newKey({ budget_usd: 0.05, period: 'month' });
+    const s = await open(key);
+    await s.next('session.created');
+    s.send({ type: 'response.create' });
+    expect((await s.next('error'))['error']).toMatchObject({ code: 'budget_exceeded' });
+    // What it made before the cancel is metered.
+    await s.next('response.done');
+    const upstream = mock.realtime.sessions.at(-1)!;
+    for (let i = 0; i < 100 && upstream.events.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(upstream.events.at(-1)).toMatchObject({
+      type: 'response.cancel',
+      response_id: expect.any(String),
+    });
+    // A response that fits goes as any.
+    s.send({ type: 'response.create', response: { max_output_tokens: 200 } });
+    expect((await s.next('response.done'))['response']).toMatchObject({ status: 'completed' });
+    s.ws.close();
+    const [second, first] = await lastCalls(t, 2);
+    expect([first!.cost_usd, second!.cost_usd]).toEqual(['0.00664', '0.00664']);
+    const budgets = (await t.app.inject({ method: 'GET', url: '/v1/budgets', headers: t.auth })).json() as {
+      data: { subject: string; spent_usd: string; in_flight_usd: string }[];
+    };
+    // Nothing stays held once the responses are done.
+    expect(budgets.data.find((b) => b.subject === first!.key_id)).toMatchObject({
+      spent_usd: '0.01328',
+      in_flight_usd: '0',
+    });
+  });
+
   it('meters a response that failed at what its usage says it cost', async () => {
     const { key } = await t.newKey({});
     const s = await open(key);
@@ -172,13 +204,15 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: realtime sessions', () => {
   });
 
   it('settles the budget response by response, and closes the session once a block budget is spent', async () => {
-    // $0.01 takes one response ($0.00664); the second passes it, and the session is closed.
+    // $0.01 takes one response ($0.00664) with room for the next one's reservation (50 tokens of
+    // audio out at most, $0.0032); the second passes it, and the session is closed.
     const { key } = await t.newKey({ budget_usd: 0.01, period: 'month' });
     const s = await open(key);
     await s.next('session.created');
-    s.send({ type: 'response.create' });
+    const small = { type: 'response.create', response: { max_output_tokens: 50 } };
+    s.send(small);
     await s.next('response.done');
-    s.send({ type: 'response.create' });
+    s.send(small);
     await s.next('response.done');
     const error = await s.next('error');
     expect(error['error']).toMatchObject({ code: 'budget_exceeded' });
