@@ -105,6 +105,15 @@ export function upstreamUrl(
   return { url: `${ws}${target.path}?model=${encodeURIComponent(target.bodyModel)}`, headers };
 }
 
+/** What a session was opened for: whose key, which model, where it goes, and the budgets that
+ * count it. */
+interface Session {
+  key: VirtualKey;
+  model: string;
+  attempt: Attempt;
+  rules: Awaited<ReturnType<GatewayDeps['budgets']>>;
+}
+
 export class RealtimeSessions {
   private readonly wss = new WebSocketServer({
     noServer: true,
@@ -253,17 +262,7 @@ export class RealtimeSessions {
     }
   }
 
-  private relay(
-    client: WebSocket,
-    upstream: WebSocket,
-    session: {
-      req: IncomingMessage;
-      key: VirtualKey;
-      model: string;
-      attempt: Attempt;
-      rules: Awaited<ReturnType<GatewayDeps['budgets']>>;
-    },
-  ): void {
+  private relay(client: WebSocket, upstream: WebSocket, session: Session & { req: IncomingMessage }): void {
     const deps = this.env.deps;
     const sessionId = deps.newId();
     const attribution = attribute(session.key, session.req.headers);
@@ -318,12 +317,7 @@ export class RealtimeSessions {
    * budget has no room left. */
   private async meter(
     text: string,
-    session: {
-      key: VirtualKey;
-      model: string;
-      attempt: Attempt;
-      rules: Awaited<ReturnType<GatewayDeps['budgets']>>;
-    },
+    session: Session,
     sessionId: string,
     attribution: ReturnType<typeof attribute>,
     since: number,
@@ -428,12 +422,7 @@ export class RealtimeSessions {
    */
   private async reserve(
     text: string,
-    session: {
-      key: VirtualKey;
-      model: string;
-      attempt: Attempt;
-      rules: Awaited<ReturnType<GatewayDeps['budgets']>>;
-    },
+    session: Session,
     holds: Map<string, Hold>,
     client: WebSocket,
     upstream: WebSocket,
