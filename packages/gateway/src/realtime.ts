@@ -105,6 +105,12 @@ export function upstreamUrl(
   return { url: `${ws}${target.path}?model=${encodeURIComponent(target.bodyModel)}`, headers };
 }
 
+/** The input tokens a session's last response was billed: its text (and images) and its audio. */
+interface LastInput {
+  text: number;
+  audio: number;
+}
+
 /** What a session was opened for: whose key, which model, where it goes, and the budgets that
  * count it. */
 interface Session {
@@ -275,8 +281,10 @@ export class RealtimeSessions {
     let metering: Promise<void> = Promise.resolve();
     // The model that transcribes the session's input audio, as the session says it is set up.
     const transcriber: { model: string | null } = { model: null };
-    // Each response's reservation, from its response.created to its response.done.
+    // Each response's reservation, from its response.created to its response.done; and the input
+    // the last response was billed, the conversation so far, which the next one's input is at least.
     const holds = new Map<string, Hold>();
+    const last: LastInput = { text: 0, audio: 0 };
     upstream.on('message', (data: RawData, binary: boolean) => {
       if (client.readyState === WebSocket.OPEN) client.send(data, { binary });
       if (binary) return;
@@ -284,7 +292,7 @@ export class RealtimeSessions {
       if (text.includes('"session.created"') || text.includes('"session.updated"'))
         transcriber.model = transcriberOf(text) ?? transcriber.model;
       if (text.includes('"response.created"')) {
-        metering = metering.then(() => this.reserve(text, session, holds, client, upstream));
+        metering = metering.then(() => this.reserve(text, session, holds, last, client, upstream));
         return;
       }
       const done = text.includes('"response.done"');
@@ -292,7 +300,7 @@ export class RealtimeSessions {
       const as = done ? null : transcriber.model;
       // In order, one at a time: a session's budgets are settled response by response.
       metering = metering.then(() =>
-        this.meter(text, session, sessionId, attribution, since, client, as, holds),
+        this.meter(text, session, sessionId, attribution, since, client, as, holds, last),
       );
     });
     // A close code one side may send on (1005, 1006 and 1015 only say how a connection went).
@@ -325,6 +333,7 @@ export class RealtimeSessions {
     /** For an input audio transcription's usage, the model that made it (null: not known). */
     transcriber: string | null,
     holds: Map<string, Hold>,
+    last: LastInput,
   ): Promise<void> {
     const deps = this.env.deps;
     let event: Obj;
@@ -375,6 +384,14 @@ export class RealtimeSessions {
     };
     const acc: Accumulated = { spentNano: 0n, tokens: 0, headers: {} };
     const cost = this.env.record(ctx, out, acc) ?? 0n;
+    if (!transcript && usage) {
+      const u = response['usage'] as Obj;
+      const details = (u['input_token_details'] ?? {}) as Obj;
+      const audio = typeof details['audio_tokens'] === 'number' ? details['audio_tokens'] : 0;
+      const input = typeof u['input_tokens'] === 'number' ? u['input_tokens'] : 0;
+      last.audio = audio;
+      last.text = Math.max(0, input - audio);
+    }
     if (rules.length === 0) return;
     // The response's reservation, released as its cost is added (a transcription held none).
     const id = transcript ? null : response['id'];
@@ -414,8 +431,10 @@ export class RealtimeSessions {
   }
 
   /**
-   * Reserves a response's largest cost as it starts (`response.created`): its most output, all of
-   * it audio, the dearer kind (`max_output_tokens`, else gateway.default_max_output). A response
+   * Reserves a response's largest cost as it starts (`response.created`): its input, at least the
+   * last response's (the conversation only grows, unless the client truncates it), and its most
+   * output, all of it audio, the dearer kind (`max_output_tokens`, else gateway.default_max_output).
+   * A response
    * its budgets cannot hold is cancelled at the provider, and the client told why in an `error`
    * event, as a call past a block budget is refused; what it made before the cancel is metered at
    * its `response.done`, and the session goes on (a response that fits, a smaller one, may follow).
@@ -424,6 +443,7 @@ export class RealtimeSessions {
     text: string,
     session: Session,
     holds: Map<string, Hold>,
+    last: LastInput,
     client: WebSocket,
     upstream: WebSocket,
   ): Promise<void> {
@@ -448,7 +468,7 @@ export class RealtimeSessions {
       const priced = deps.price({
         provider: priceProviderOf(attempt.provider),
         model: m === model ? attempt.model : m,
-        tokens: { output, output_audio: output },
+        tokens: { input: last.text + last.audio, input_audio: last.audio, output, output_audio: output },
         time,
         tenant: key.tenant,
       });

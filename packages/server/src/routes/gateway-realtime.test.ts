@@ -204,8 +204,10 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: realtime sessions', () => {
   });
 
   it('settles the budget response by response, and closes the session once a block budget is spent', async () => {
-    // $0.01 takes one response ($0.00664) with room for the next one's reservation (50 tokens of
-    // audio out at most, $0.0032); the second passes it, and the session is closed.
+    // $0.01 holds the first response's reservation (50 tokens of audio out at most, $0.0032), and
+    // it costs $0.00664. The second's reservation adds the input the first was billed (20 text and
+    // 100 audio tokens, $0.00328), $0.00648 in all: past what is left, so it is cancelled. What it
+    // made before the cancel is metered, passes the budget, and the session is closed.
     const { key } = await t.newKey({ budget_usd: 0.01, period: 'month' });
     const s = await open(key);
     await s.next('session.created');
@@ -213,7 +215,15 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: realtime sessions', () => {
     s.send(small);
     await s.next('response.done');
     s.send(small);
+    expect((await s.next('error'))['error']).toMatchObject({ code: 'budget_exceeded' });
     await s.next('response.done');
+    const upstream = mock.realtime.sessions.at(-1)!;
+    for (let i = 0; i < 100 && upstream.events.length < 3; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(upstream.events.map((e) => e['type'])).toEqual([
+      'response.create',
+      'response.create',
+      'response.cancel',
+    ]);
     const error = await s.next('error');
     expect(error['error']).toMatchObject({ code: 'budget_exceeded' });
     const [code, reason] = await s.closed;
