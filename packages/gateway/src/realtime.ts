@@ -309,13 +309,20 @@ export class RealtimeSessions {
       (code >= 3000 && code <= 4999)
         ? code
         : 1000;
+    // Once either side has closed, what is still held for responses that never ended (cut off
+    // with the session) goes back: they gave no usage, and are not metered.
+    const release = () => {
+      metering = metering.then(() => this.release(holds, session.key));
+    };
     client.on('close', (code, reason) => {
       this.open.delete(client);
       if (upstream.readyState === WebSocket.OPEN) upstream.close(closeCode(code), reason);
+      release();
     });
     upstream.on('close', (code, reason) => {
       this.open.delete(client);
       if (client.readyState === WebSocket.OPEN) client.close(closeCode(code), reason);
+      release();
     });
     client.on('error', () => upstream.terminate());
     upstream.on('error', () => client.terminate());
@@ -410,6 +417,19 @@ export class RealtimeSessions {
     }
     const refused = await this.room(key, model, rules);
     if (refused && refused.code !== 'budget_state_unavailable') this.stop(client, refused);
+  }
+
+  /** Gives back the reservations of responses that did not end. */
+  private async release(holds: Map<string, Hold>, key: VirtualKey): Promise<void> {
+    const deps = this.env.deps;
+    for (const [id, hold] of holds) {
+      holds.delete(id);
+      try {
+        await settleBudgets(deps, key, hold, 0n, deps.clock.now());
+      } catch (err) {
+        deps.onError?.(err, 'realtime budget release');
+      }
+    }
   }
 
   /** Tells the client, in an `error` event, what a budget refused. */

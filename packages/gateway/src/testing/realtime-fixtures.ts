@@ -37,7 +37,8 @@ export const TRANSCRIPTION_USAGE = {
  * its input, a `conversation.item.input_audio_transcription.completed` with the usage below; for a
  * `response.create`,
  * `response.created`, an audio delta and a transcript delta, then `response.done` with the usage
- * above (a response whose instructions say `fail` ends `failed`). A session without the
+ * above (a response whose instructions say `fail` ends `failed`, and one that says `slow` does not
+ * end while the test runs). A session without the
  * provider's key is refused with a 401, as OpenAI refuses it. Each session's upgrade request and
  * the events its client sent are kept. A response says the `max_output_tokens` it was asked
  * with, or the session's (`inf` by default).
@@ -128,6 +129,8 @@ export class MockRealtime {
         delta: Buffer.alloc(4800, 7).toString('base64'),
       });
       send({ type: 'response.output_audio_transcript.delta', response_id: id, delta: 'Hello there.' });
+      // A response whose instructions say `slow` takes a minute to end: long enough to be cut off.
+      if (JSON.stringify(e).includes('slow')) return;
       send({
         type: 'response.done',
         response: {

@@ -159,6 +159,26 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: realtime sessions', () => {
     });
   });
 
+  it('gives back the reservation of a response cut off with its session', async () => {
+    const { key, id } = await t.newKey({ budget_usd: 1, period: 'month' });
+    const inFlight = async () => {
+      const res = await t.app.inject({ method: 'GET', url: '/v1/budgets', headers: t.auth });
+      const all = (res.json() as { data: { subject: string; in_flight_usd: string }[] }).data;
+      return all.find((b) => b.subject === id)!.in_flight_usd;
+    };
+    const s = await open(key);
+    await s.next('session.created');
+    s.send({ type: 'response.create', response: { instructions: 'slow', max_output_tokens: 1000 } });
+    await s.next('response.created');
+    // 1,000 audio tokens out at $64 a million, held while the response runs.
+    for (let i = 0; i < 100 && (await inFlight()) === '0'; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(await inFlight()).toBe('0.064');
+    s.ws.close();
+    await s.closed;
+    for (let i = 0; i < 100 && (await inFlight()) !== '0'; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(await inFlight()).toBe('0');
+  });
+
   it('meters a response that failed at what its usage says it cost', async () => {
     const { key } = await t.newKey({});
     const s = await open(key);
