@@ -1127,7 +1127,7 @@ export class Gateway {
       const audio = audioTokensHeld(FILE_BYTES.get(body) ?? 0);
       return [
         { tokens: { ...tokens.tokens, input_audio: audio } },
-        { api: ENDPOINT_API.transcriptions, usage: { type: 'duration', seconds: audio / 20 } },
+        { api: ENDPOINT_API.transcriptions, usage: { type: 'duration', seconds: Math.ceil(audio / 20) } },
       ];
     }
     return [tokens, null];

@@ -134,6 +134,9 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: transcriptions and speech', (
     ).toMatchObject({ status: 429, code: 'budget_exceeded' });
     await openai.audio.transcriptions.create({ file: await audio(168_000), model: 'whisper-1' });
     expect((await lastCalls(t, 1))[0]).toMatchObject({ status: 'ok', cost_usd: '0.0011' });
+    // A file whose reservation is not a whole number of seconds (42.05) is held to the next one.
+    await openai.audio.transcriptions.create({ file: await audio(168_001), model: 'whisper-1' });
+    expect((await lastCalls(t, 1))[0]).toMatchObject({ status: 'ok', cost_usd: '0.0011' });
   });
 
   it("translates with the openai client, billed by whisper-1's seconds, the answer as asked", async () => {
