@@ -127,6 +127,19 @@ interface Spent extends Accumulated {
   byModel: Map<string, bigint>;
 }
 
+/** Adds one request's largest cost to its model's part of a batch's. Once one of a model's requests
+ * has no price, that model's part has none (and the rest of its requests are not priced). */
+async function addCost(
+  costs: Map<string, bigint | Unpriceable>,
+  model: string,
+  estimate: () => Promise<bigint | Unpriceable>,
+): Promise<void> {
+  const sum = costs.get(model) ?? 0n;
+  if (typeof sum !== 'bigint') return;
+  const one = await estimate();
+  costs.set(model, typeof one === 'bigint' ? sum + one : one);
+}
+
 /** What a batch's requests cost on one of its holds: all of them, or those of the models its
  * budgets count (a request metered under the snapshot that served it, its input file gone, counts
  * where the budgets' own lists take that name). */
@@ -433,12 +446,9 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
     const costs = new Map<string, bigint | Unpriceable>();
     for (const r of requests as Obj[]) {
       const params = r['params'] as Obj;
-      const model = params['model'] as string;
-      const sum = costs.get(model) ?? 0n;
-      // Once one of a model's requests has no price, that model's part of the batch has none.
-      if (typeof sum !== 'bigint') continue;
-      const one = await this.env.estimate(provider, 'messages', params, key.tenant, time);
-      costs.set(model, typeof one === 'bigint' ? sum + one : one);
+      await addCost(costs, params['model'] as string, () =>
+        this.env.estimate(provider, 'messages', params, key.tenant, time),
+      );
     }
     const attribution = attribute(key, req.headers);
     const held = await this.env.reserve(key, attribution, costs, time);
@@ -534,11 +544,9 @@ export class Batches extends KeptWatch<Watched, KeptBatch> {
               message: `Line ${lineNo} of the input file asks for model ${model}, which this key may not use. Allowed: ${key.models.join(', ')}.`,
             };
           } else {
-            const sum = costs.get(model) ?? 0n;
-            // Once one of a model's requests has no price, that model's part of the batch has none.
-            if (typeof sum !== 'bigint') return;
-            const one = await this.env.estimate(provider, endpoint, body as Obj, key.tenant, time);
-            costs.set(model, typeof one === 'bigint' ? sum + one : one);
+            await addCost(costs, model, () =>
+              this.env.estimate(provider, endpoint, body as Obj, key.tenant, time),
+            );
           }
         },
         limit,

@@ -61,6 +61,8 @@ import {
   type GatewayError,
   headerValue,
   invalidKey,
+  noRoute,
+  notAllowed,
   sendError,
   stateUnavailable,
   type Wire,
@@ -102,23 +104,6 @@ import {
 } from './upstream-answer.js';
 
 type Obj = Record<string, unknown>;
-
-const noRoute = (model: string, missing: string[]): GatewayError => ({
-  status: 404,
-  type: 'invalid_request_error',
-  code: 'model_not_found',
-  message:
-    missing.length > 0
-      ? `The route for model ${model} names provider${missing.length > 1 ? 's' : ''} ${missing.join(', ')}, which ${missing.length > 1 ? 'are' : 'is'} not configured.`
-      : `No provider is configured for model ${model} on this endpoint.`,
-});
-
-const notAllowed = (key: VirtualKey, model: string): GatewayError => ({
-  status: 403,
-  type: 'invalid_request_error',
-  code: 'model_not_allowed',
-  message: `This key may not use model ${model}. Allowed: ${key.models.join(', ')}.`,
-});
 
 /** The budgets of a call's owner that count its model: most count every model, and the list is
  * kept as it is. */
@@ -832,12 +817,7 @@ export class Gateway {
     const scoped = found instanceof Promise ? await found : found;
     const { buckets, slots } = limitsOf(key, scoped, model);
     const limited = buckets.length > 0;
-    const maxOut =
-      endpoint === 'images' || endpoint === 'image_edits'
-        ? imageOutputTokens(body)
-        : endpoint === 'speech'
-          ? speechTokensHeld(body)
-          : maxOutputTokens(body, this.deps.config.default_max_output ?? 4096);
+    const maxOut = outputHeld(body, endpoint, this.deps.config.default_max_output ?? 4096);
     // A transcription's audio, by its file's size (audioTokensHeld), on top of its prompt.
     const audio =
       endpoint === 'transcriptions' || endpoint === 'translations'
@@ -1039,12 +1019,7 @@ export class Gateway {
     batch = false,
   ): bigint | Unpriceable {
     const fallback = this.deps.config.default_max_output ?? 4096;
-    const asked =
-      endpoint === 'images' || endpoint === 'image_edits'
-        ? imageOutputTokens(body)
-        : endpoint === 'speech'
-          ? speechTokensHeld(body)
-          : maxOutputTokens(body, 0);
+    const asked = outputHeld(body, endpoint, 0);
     // What the request asks for that costs more a token: OpenAI's priority tier, Anthropic's fast
     // mode and US-only inference (a flex or batch tier costs less, so the standard prices hold).
     const dearer = {
@@ -1305,6 +1280,15 @@ function freeRequest(
     return badRequest(`model must be a model name: ${MODEL_NAME_RULE}.`, 'invalid_model');
   if (model !== '' && !modelAllowed(key.models, model)) return notAllowed(key, model);
   return { body, model };
+}
+
+/** The most output a request may be billed, for its reservation and its tokens a minute: an
+ * image's tokens (imageOutputTokens), a speech's audio (speechTokensHeld), else what the body
+ * allows (maxOutputTokens), `fallback` where it sets no limit. */
+function outputHeld(body: Obj, endpoint: Endpoint, fallback: number): number {
+  if (endpoint === 'images' || endpoint === 'image_edits') return imageOutputTokens(body);
+  if (endpoint === 'speech') return speechTokensHeld(body);
+  return maxOutputTokens(body, fallback);
 }
 
 /** A body that names `model` as naming `to` instead (a route's or deployment's name for it). */

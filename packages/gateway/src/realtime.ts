@@ -5,10 +5,17 @@ import { attribute } from './attribution.js';
 import { type Hold, reserveBudgets, settleBudgets } from './budget-guard.js';
 import type { AttemptContext, AttemptOutcome } from './meter.js';
 import { modelAllowed } from './model-allow.js';
-import { countsModel, windowsFor } from './policy.js';
+import { type BudgetRule, countsModel, windowsFor } from './policy.js';
 import { ENDPOINT_API, priceProviderOf, upstreamFor } from './providers.js';
 import type { Accumulated } from './relay.js';
-import { errorBody, type GatewayError, invalidKey, stateUnavailable } from './replies.js';
+import {
+  errorBody,
+  type GatewayError,
+  invalidKey,
+  noRoute,
+  notAllowed,
+  stateUnavailable,
+} from './replies.js';
 import type { Attempt } from './router.js';
 import { heldToRpm, isError } from './stored.js';
 import type { GatewayDeps, ProviderConfig, VirtualKey } from './types.js';
@@ -117,7 +124,7 @@ interface Session {
   key: VirtualKey;
   model: string;
   attempt: Attempt;
-  rules: Awaited<ReturnType<GatewayDeps['budgets']>>;
+  rules: BudgetRule[];
 }
 
 export class RealtimeSessions {
@@ -223,21 +230,9 @@ export class RealtimeSessions {
         code: 'missing_model',
         message: 'A realtime session names its model: /v1/realtime?model=...',
       } satisfies GatewayError;
-    if (!modelAllowed(key.models, model))
-      return {
-        status: 403,
-        type: 'invalid_request_error',
-        code: 'model_not_allowed',
-        message: `This key may not use model ${model}. Allowed: ${key.models.join(', ')}.`,
-      } satisfies GatewayError;
+    if (!modelAllowed(key.models, model)) return notAllowed(key, model);
     const attempt = this.env.plan(model, key.tenant)[0];
-    if (!attempt)
-      return {
-        status: 404,
-        type: 'invalid_request_error',
-        code: 'model_not_found',
-        message: `No provider is configured for model ${model} on this endpoint.`,
-      } satisfies GatewayError;
+    if (!attempt) return noRoute(model, []);
     const rpm = await heldToRpm({ deps }, key);
     if (isError(rpm)) return rpm;
     const rules = (await deps.budgets(key, attribute(key, req.headers))).filter((r) => countsModel(r, model));
@@ -247,11 +242,7 @@ export class RealtimeSessions {
   }
 
   /** Null when the session's budgets have room for more, else the refusal a call would get. */
-  private async room(
-    key: VirtualKey,
-    model: string,
-    rules: Awaited<ReturnType<GatewayDeps['budgets']>>,
-  ): Promise<GatewayError | null> {
+  private async room(key: VirtualKey, model: string, rules: BudgetRule[]): Promise<GatewayError | null> {
     if (rules.length === 0) return null;
     try {
       const admission = await reserveBudgets(
@@ -454,10 +445,9 @@ export class RealtimeSessions {
    * Reserves a response's largest cost as it starts (`response.created`): its input, at least the
    * last response's (the conversation only grows, unless the client truncates it), and its most
    * output, all of it audio, the dearer kind (`max_output_tokens`, else gateway.default_max_output).
-   * A response
-   * its budgets cannot hold is cancelled at the provider, and the client told why in an `error`
-   * event, as a call past a block budget is refused; what it made before the cancel is metered at
-   * its `response.done`, and the session goes on (a response that fits, a smaller one, may follow).
+   * A response its budgets cannot hold is cancelled at the provider, and the client told why in an
+   * `error` event, as a call past a block budget is refused; what it made before the cancel is
+   * metered at its `response.done`, and the session goes on (a smaller response may follow).
    */
   private async reserve(
     text: string,

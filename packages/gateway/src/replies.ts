@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import type { VirtualKey } from './types.js';
 
 /** Clients read errors in their own API's shape: OpenAI's, or Anthropic's on /v1/messages. */
 export type Wire = 'openai' | 'anthropic';
@@ -78,6 +79,25 @@ export const invalidKey = (): GatewayError => ({
   type: 'invalid_request_error',
   code: 'invalid_api_key',
   message: 'Incorrect API key provided. Use a Tally virtual key (tk-...).',
+});
+
+/** No upstream serves the model (a route names providers that are not configured). */
+export const noRoute = (model: string, missing: string[]): GatewayError => ({
+  status: 404,
+  type: 'invalid_request_error',
+  code: 'model_not_found',
+  message:
+    missing.length > 0
+      ? `The route for model ${model} names provider${missing.length > 1 ? 's' : ''} ${missing.join(', ')}, which ${missing.length > 1 ? 'are' : 'is'} not configured.`
+      : `No provider is configured for model ${model} on this endpoint.`,
+});
+
+/** The key's model list does not take the model. */
+export const notAllowed = (key: VirtualKey, model: string): GatewayError => ({
+  status: 403,
+  type: 'invalid_request_error',
+  code: 'model_not_allowed',
+  message: `This key may not use model ${model}. Allowed: ${key.models.join(', ')}.`,
 });
 
 export const badRequest = (message: string, code = 'invalid_request'): GatewayError => ({
