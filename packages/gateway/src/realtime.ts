@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
+import { createRequire } from 'node:module';
 import type { Duplex } from 'node:stream';
-import { type RawData, WebSocket, WebSocketServer } from 'ws';
+import type { RawData, WebSocket, WebSocketServer } from 'ws';
 import { attribute } from './attribution.js';
 import { type Hold, reserveBudgets, settleBudgets } from './budget-guard.js';
 import type { AttemptContext, AttemptOutcome } from './meter.js';
@@ -127,14 +128,29 @@ interface Session {
   rules: BudgetRule[];
 }
 
+/** A socket's states, open and closed, as the WebSocket standard numbers them (ws's
+ * `WebSocket.OPEN` and `CLOSED`, known here without loading ws). */
+const OPEN = 1;
+const CLOSED = 3;
+
+/** The WebSocket library, loaded at the first session, not at start: a gateway that serves none
+ * never pays for it (about 30 ms and 2 MB of heap). */
+let wsModule: typeof import('ws') | null = null;
+const ws = (): typeof import('ws') =>
+  (wsModule ??= createRequire(import.meta.url)('ws') as typeof import('ws'));
+
 export class RealtimeSessions {
-  private readonly wss = new WebSocketServer({
-    noServer: true,
-    maxPayload: MAX_FRAME_BYTES,
-    perMessageDeflate: false,
-    // The client is answered the protocol it offered that is not its key ('realtime').
-    handleProtocols: (offered) => [...offered].find((p) => !p.startsWith(KEY_PROTOCOL)) ?? false,
-  });
+  private serverRef: WebSocketServer | null = null;
+  private get wss(): WebSocketServer {
+    this.serverRef ??= new (ws().WebSocketServer)({
+      noServer: true,
+      maxPayload: MAX_FRAME_BYTES,
+      perMessageDeflate: false,
+      // The client is answered the protocol it offered that is not its key ('realtime').
+      handleProtocols: (offered) => [...offered].find((p) => !p.startsWith(KEY_PROTOCOL)) ?? false,
+    });
+    return this.serverRef;
+  }
   /** The sessions open: each client's socket, and the provider's it is relayed to. */
   private readonly open = new Map<WebSocket, WebSocket>();
 
@@ -162,7 +178,7 @@ export class RealtimeSessions {
       const { key, model, attempt, rules } = checked;
       const { url, headers } = upstreamUrl(attempt.provider, attempt.model, req);
       const offered = protocolsOf(req).filter((p) => !p.startsWith(KEY_PROTOCOL));
-      const upstream = new WebSocket(url, offered, {
+      const upstream = new (ws().WebSocket)(url, offered, {
         headers,
         perMessageDeflate: false,
         maxPayload: MAX_FRAME_BYTES,
@@ -186,7 +202,7 @@ export class RealtimeSessions {
         });
       });
       upstream.on('error', (err) => {
-        if (upstream.readyState === WebSocket.CLOSED && !socket.destroyed && !socket.writableEnded)
+        if (upstream.readyState === CLOSED && !socket.destroyed && !socket.writableEnded)
           refuse(socket, {
             status: 502,
             type: 'api_error',
@@ -267,7 +283,7 @@ export class RealtimeSessions {
     this.open.set(client, upstream);
     // What each side sends goes to the other as it came: text as text, binary as binary.
     client.on('message', (data: RawData, binary: boolean) => {
-      if (upstream.readyState === WebSocket.OPEN) upstream.send(data, { binary });
+      if (upstream.readyState === OPEN) upstream.send(data, { binary });
     });
     let metering: Promise<void> = Promise.resolve();
     // The model that transcribes the session's input audio, as the session says it is set up.
@@ -277,7 +293,7 @@ export class RealtimeSessions {
     const holds = new Map<string, Hold>();
     const last: LastInput = { text: 0, audio: 0 };
     upstream.on('message', (data: RawData, binary: boolean) => {
-      if (client.readyState === WebSocket.OPEN) client.send(data, { binary });
+      if (client.readyState === OPEN) client.send(data, { binary });
       if (binary) return;
       const text = data.toString();
       if (text.includes('"session.created"') || text.includes('"session.updated"'))
@@ -307,12 +323,12 @@ export class RealtimeSessions {
     };
     client.on('close', (code, reason) => {
       this.open.delete(client);
-      if (upstream.readyState === WebSocket.OPEN) upstream.close(closeCode(code), reason);
+      if (upstream.readyState === OPEN) upstream.close(closeCode(code), reason);
       release();
     });
     upstream.on('close', (code, reason) => {
       this.open.delete(client);
-      if (client.readyState === WebSocket.OPEN) client.close(closeCode(code), reason);
+      if (client.readyState === OPEN) client.close(closeCode(code), reason);
       release();
     });
     client.on('error', () => upstream.terminate());
@@ -425,7 +441,7 @@ export class RealtimeSessions {
 
   /** Tells the client, in an `error` event, what a budget refused. */
   private tell(client: WebSocket, refused: GatewayError): void {
-    if (client.readyState !== WebSocket.OPEN) return;
+    if (client.readyState !== OPEN) return;
     client.send(
       JSON.stringify({
         type: 'error',
@@ -438,7 +454,7 @@ export class RealtimeSessions {
   /** Tells the client why its session ends, and ends it (1008). */
   private stop(client: WebSocket, refused: GatewayError): void {
     this.tell(client, refused);
-    if (client.readyState === WebSocket.OPEN) client.close(1008, refused.code.slice(0, 100));
+    if (client.readyState === OPEN) client.close(1008, refused.code.slice(0, 100));
   }
 
   /**
@@ -493,7 +509,7 @@ export class RealtimeSessions {
       refused = stateUnavailable(err);
     }
     if (!refused) return;
-    if (upstream.readyState === WebSocket.OPEN)
+    if (upstream.readyState === OPEN)
       upstream.send(JSON.stringify({ type: 'response.cancel', response_id: id }));
     this.tell(client, refused);
   }
@@ -505,6 +521,7 @@ export class RealtimeSessions {
       upstream.close(1001, 'going away');
     }
     this.open.clear();
-    await new Promise<void>((r) => this.wss.close(() => r()));
+    const server = this.serverRef;
+    if (server) await new Promise<void>((r) => server.close(() => r()));
   }
 }
