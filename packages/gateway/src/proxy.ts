@@ -1044,19 +1044,20 @@ export class Gateway {
               );
       let est: ReturnType<GatewayDeps['price']>;
       try {
-        const [held, otherwise] = this.heldUsage(body, endpoint, promptTokens, output);
+        // A model call's prompt and output as tokens (on the hot path: nothing more is made for it).
+        const special = this.heldUsage(body, endpoint, promptTokens, output);
         est = this.deps.price({
           provider,
           model: a.model,
-          ...held,
+          ...(special ? special[0] : { tokens: { input: promptTokens, output } }),
           time,
           tenant,
           // Hosted searches are billed per call, on top of the tokens.
           tool_calls: toolCallsHeld(body, endpoint, a.model, this.deps.config.default_max_tool_calls),
           ...(batch ? { batch: true } : dearer),
         });
-        if (est.status !== 'priced' && otherwise)
-          est = this.deps.price({ provider, model: a.model, ...otherwise, time, tenant });
+        if (est.status !== 'priced' && special?.[1])
+          est = this.deps.price({ provider, model: a.model, ...special[1], time, tenant });
       } catch {
         // Counts past what any usage may hold (a prompt and an output of billions of tokens): a
         // cost no budget can hold.
@@ -1073,18 +1074,19 @@ export class Gateway {
 
   /**
    * What a call's largest cost is priced from, and what instead when the model has no price for
-   * that: its prompt and the most output it allows, as tokens; for an image, as the usage an
-   * image's answer gives (the prompt's text and an edit's images in, the image's tokens out, each at
-   * its own price); for a speech, its input's characters (tts-1's price), else its tokens
-   * (gpt-4o-mini-tts); for a transcription, its tokens with the file's audio (audioTokensHeld), else
-   * the file's seconds at the same rate, 20 tokens a second (whisper-1's price).
+   * that; null for a model call priced from its prompt and the most output it allows, as tokens.
+   * For an image, the usage an image's answer gives (the prompt's text and an edit's images in,
+   * the image's tokens out, each at its own price); for a speech, its input's characters (tts-1's
+   * price), else its tokens (gpt-4o-mini-tts); for a transcription, its tokens with the file's
+   * audio (audioTokensHeld), else the file's seconds at the same rate, 20 tokens a second
+   * (whisper-1's price).
    */
   private heldUsage(
     body: Obj,
     endpoint: Endpoint,
     promptTokens: number,
     output: number,
-  ): [PricedAs, PricedAs | null] {
+  ): [PricedAs, PricedAs | null] | null {
     if (endpoint === 'images' || endpoint === 'image_edits') {
       const images = endpoint === 'image_edits' ? editImageTokensHeld(body) : 0;
       const usage = {
@@ -1095,17 +1097,19 @@ export class Gateway {
       };
       return [{ api: ENDPOINT_API.images, usage }, null];
     }
-    const tokens = { tokens: { input: promptTokens, output } };
     if (endpoint === 'speech')
-      return [{ api: ENDPOINT_API.speech, usage: { characters: speechCharacters(body) } }, tokens];
+      return [
+        { api: ENDPOINT_API.speech, usage: { characters: speechCharacters(body) } },
+        { tokens: { input: promptTokens, output } },
+      ];
     if (endpoint === 'transcriptions' || endpoint === 'translations') {
       const audio = audioTokensHeld(FILE_BYTES.get(body) ?? 0);
       return [
-        { tokens: { ...tokens.tokens, input_audio: audio } },
+        { tokens: { input: promptTokens, output, input_audio: audio } },
         { api: ENDPOINT_API.transcriptions, usage: { type: 'duration', seconds: Math.ceil(audio / 20) } },
       ];
     }
-    return [tokens, null];
+    return null;
   }
 
   /**
