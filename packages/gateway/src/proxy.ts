@@ -115,11 +115,11 @@ function budgetsFor(rules: BudgetRule[], model: string): BudgetRule[] {
 const NO_LIMITS: RateLimitRule[] = [];
 
 type Held<T> = { rule: RateLimitRule | null } & T;
-type Limits = { buckets: Held<{ bucket: RateBucket }>[]; slots: Held<{ slot: ParallelSlot }>[] };
+export type Limits = { buckets: Held<{ bucket: RateBucket }>[]; slots: Held<{ slot: ParallelSlot }>[] };
 
 /** What holds a call: the token buckets and the caps on calls in flight of its key's own limits,
  * then of its scopes' rate limits that count its model. */
-function limitsOf(key: VirtualKey, scoped: RateLimitRule[], model: string): Limits {
+export function limitsOf(key: VirtualKey, scoped: RateLimitRule[], model: string): Limits {
   const out: Limits = { buckets: [], slots: [] };
   addLimits(out, key.id, key, null);
   for (const rule of scoped) if (countsModel(rule, model)) addLimits(out, rateLimitBucket(rule), rule, rule);
@@ -295,6 +295,10 @@ export class Gateway {
       authenticate: (req) => this.authenticate(req),
       plan: (model, tenant) => this.plan(model, 'realtime', tenant),
       record: (ctx, out, acc) => this.record(ctx, out, acc) as bigint | null,
+      rateBuckets: async (key, attribution, model) => {
+        const found = deps.rateLimits ? deps.rateLimits(key, attribution) : NO_LIMITS;
+        return limitsOf(key, found instanceof Promise ? await found : found, model).buckets;
+      },
     });
     deps.sink.trackInflight?.(() => this.underwayRecords());
   }

@@ -6,7 +6,7 @@ import { attribute } from './attribution.js';
 import { type Hold, reserveBudgets, settleBudgets } from './budget-guard.js';
 import type { AttemptContext, AttemptOutcome } from './meter.js';
 import { modelAllowed } from './model-allow.js';
-import { type BudgetRule, countsModel, windowsFor } from './policy.js';
+import { type BudgetRule, countsModel, type RateLimitRule, rateLimited, windowsFor } from './policy.js';
 import { ENDPOINT_API, priceProviderOf, upstreamFor } from './providers.js';
 import type { Accumulated } from './relay.js';
 import {
@@ -18,7 +18,9 @@ import {
   stateUnavailable,
 } from './replies.js';
 import type { Attempt } from './router.js';
-import { heldToRpm, isError } from './stored.js';
+import type { RateBucket } from './state/shared-state.js';
+import { isError } from './stored.js';
+import { countTokens } from './tokenizer.js';
 import type { GatewayDeps, ProviderConfig, VirtualKey } from './types.js';
 
 type Obj = Record<string, unknown>;
@@ -53,19 +55,75 @@ export interface RealtimeEnv {
   plan(model: string, tenant: string): Attempt[];
   /** Meters a call: its cost, or null unpriced. */
   record(ctx: AttemptContext, out: AttemptOutcome, acc: Accumulated): bigint | null;
+  /** The rate limits that hold a key's calls of a model: its own, then its scopes'. */
+  rateBuckets(
+    key: VirtualKey,
+    attribution: ReturnType<typeof attribute>,
+    model: string,
+  ): Promise<{ bucket: RateBucket; rule: RateLimitRule | null }[]>;
 }
 
-/** The model a `session.created` or `session.updated` event says transcribes the input audio (the
- * GA API's `session.audio.input.transcription`, the beta's `session.input_audio_transcription`),
- * or null when it names none. */
-function transcriberOf(text: string): string | null {
+/** Audio tokens a second of speech, as OpenAI's realtime models bill it: 10 a second of the
+ * input's audio, 20 of the output's. They estimate the input appended since a session's last
+ * response, for the next one's reservation, and the audio of a response cut off before its usage
+ * came. */
+export const AUDIO_IN_TOKENS_PER_SECOND = 10;
+export const AUDIO_OUT_TOKENS_PER_SECOND = 20;
+/** 24 kHz 16-bit PCM, the default format both ways: bytes a second. */
+const PCM_BYTES_PER_SECOND = 48_000;
+
+/** The bytes a second of audio takes in a session's format: the GA API's `{type, rate}`, or the
+ * beta's name (`pcm16`, `g711_ulaw`, `g711_alaw`); null when it names none. */
+function bytesPerSecond(format: unknown): number | null {
+  if (typeof format === 'string')
+    return format === 'pcm16' ? PCM_BYTES_PER_SECOND : format.startsWith('g711') ? 8_000 : null;
+  if (typeof format !== 'object' || format === null) return null;
+  const { type, rate } = format as Obj;
+  if (type === 'audio/pcm') return typeof rate === 'number' && rate > 0 ? 2 * rate : PCM_BYTES_PER_SECOND;
+  return type === 'audio/pcmu' || type === 'audio/pcma' ? 8_000 : null;
+}
+
+/** The bytes a base64 string decodes to. */
+export function base64Bytes(b64: string): number {
+  let pad = 0;
+  if (b64.endsWith('==')) pad = 2;
+  else if (b64.endsWith('=')) pad = 1;
+  return Math.max(0, Math.floor((b64.length * 3) / 4) - pad);
+}
+
+/** The events whose `delta` is output text (or a tool call's arguments), GA and beta names. */
+const TEXT_DELTAS = new Set([
+  'response.output_text.delta',
+  'response.text.delta',
+  'response.output_audio_transcript.delta',
+  'response.audio_transcript.delta',
+  'response.function_call_arguments.delta',
+]);
+/** The events whose `delta` is output audio, base64. */
+const AUDIO_DELTAS = new Set(['response.output_audio.delta', 'response.audio.delta']);
+
+/** What a `session.created` or `session.updated` event says the session is set up with: the model
+ * that transcribes its input audio (the GA API's `session.audio.input.transcription`, the beta's
+ * `session.input_audio_transcription`), and its audio formats' bytes a second, each null where it
+ * names none. */
+function settingsOf(text: string): {
+  transcriber: string | null;
+  inRate: number | null;
+  outRate: number | null;
+} {
   try {
     const session = (JSON.parse(text) as Obj)['session'] as Obj | undefined;
-    const audio = (session?.['audio'] as Obj | undefined)?.['input'] as Obj | undefined;
-    const setting = (audio?.['transcription'] ?? session?.['input_audio_transcription']) as Obj | undefined;
-    return typeof setting?.['model'] === 'string' ? setting['model'] : null;
+    const audio = session?.['audio'] as Obj | undefined;
+    const input = audio?.['input'] as Obj | undefined;
+    const output = audio?.['output'] as Obj | undefined;
+    const setting = (input?.['transcription'] ?? session?.['input_audio_transcription']) as Obj | undefined;
+    return {
+      transcriber: typeof setting?.['model'] === 'string' ? setting['model'] : null,
+      inRate: bytesPerSecond(input?.['format'] ?? session?.['input_audio_format']),
+      outRate: bytesPerSecond(output?.['format'] ?? session?.['output_audio_format']),
+    };
   } catch {
-    return null;
+    return { transcriber: null, inRate: null, outRate: null };
   }
 }
 
@@ -113,10 +171,45 @@ export function upstreamUrl(
   return { url: `${ws}${target.path}?model=${encodeURIComponent(target.bodyModel)}`, headers };
 }
 
-/** The input tokens a session's last response was billed: its text (and images) and its audio. */
-interface LastInput {
+/** Input tokens: text (and images), and audio. */
+interface Input {
   text: number;
   audio: number;
+}
+
+/** A response from its `response.created` to its `response.done`: its input (as reserved), what
+ * it holds of the budgets and the rate limits, and the output relayed so far, which prices it if
+ * the session ends before its usage comes. */
+interface Underway {
+  input: Input;
+  /** Text the client added since the last response, counted as the reservation is made. */
+  newText: string[];
+  /** The most output it may make: `max_output_tokens`, else gateway.default_max_output. */
+  output: number;
+  hold: Hold | null;
+  /** The tokens taken from the rate limits' buckets for it, and those buckets. */
+  rated: number;
+  buckets: RateBucket[];
+  text: string[];
+  audioBytes: number;
+  since: number;
+}
+
+/** What a session has said of itself, for its metering: its transcriber and audio formats, the
+ * input its last response was billed (the conversation so far), what the client added since, and
+ * its responses under way. */
+interface Tally {
+  transcriber: string | null;
+  inRate: number;
+  outRate: number;
+  last: Input;
+  /** Audio appended and not yet committed, committed since the last response, and text items. */
+  uncommittedBytes: number;
+  newAudioBytes: number;
+  newText: string[];
+  responses: Map<string, Underway>;
+  /** Why responses still under way at the end were cut off: which side closed first. */
+  cut: string | null;
 }
 
 /** What a session was opened for: whose key, which model, where it goes, and the budgets that
@@ -126,6 +219,96 @@ interface Session {
   model: string;
   attempt: Attempt;
   rules: BudgetRule[];
+  /** The rate limits with a TPM that hold the session's responses (their RPM counted the session). */
+  buckets: { bucket: RateBucket; rule: RateLimitRule | null }[];
+}
+
+/** A session open: what it was opened for, its sockets, and its tally. */
+interface Meta {
+  session: Session;
+  sessionId: string;
+  attribution: ReturnType<typeof attribute>;
+  since: number;
+  client: WebSocket;
+  upstream: WebSocket;
+  tally: Tally;
+}
+
+/** Reads what the client sends for the input it adds: audio appended to the buffer (counted once
+ * committed), and items (their text, and their audio). */
+function fromClient(tally: Tally, text: string): void {
+  const append = text.includes('"input_audio_buffer.append"');
+  if (!append && !text.includes('"conversation.item.create"')) return;
+  let event: Obj;
+  try {
+    event = JSON.parse(text) as Obj;
+  } catch {
+    return;
+  }
+  if (event['type'] === 'input_audio_buffer.append') {
+    if (typeof event['audio'] === 'string') tally.uncommittedBytes += base64Bytes(event['audio']);
+    return;
+  }
+  if (event['type'] !== 'conversation.item.create') return;
+  const item = event['item'] as Obj | undefined;
+  if (typeof item !== 'object' || item === null) return;
+  // A tool's output, or the parts of a message.
+  for (const field of ['output', 'arguments'] as const)
+    if (typeof item[field] === 'string') tally.newText.push(item[field]);
+  const content = Array.isArray(item['content']) ? (item['content'] as Obj[]) : [];
+  for (const part of content) {
+    if (typeof part !== 'object' || part === null) continue;
+    if (typeof part['text'] === 'string') tally.newText.push(part['text']);
+    if (typeof part['transcript'] === 'string') tally.newText.push(part['transcript']);
+    if (typeof part['audio'] === 'string') tally.newAudioBytes += base64Bytes(part['audio']);
+  }
+}
+
+/** Adds an output delta the provider sent to its response's tally. */
+function relayed(tally: Tally, text: string): void {
+  let event: Obj;
+  try {
+    event = JSON.parse(text) as Obj;
+  } catch {
+    return;
+  }
+  const type = event['type'];
+  const delta = event['delta'];
+  const id = event['response_id'];
+  if (typeof type !== 'string' || typeof delta !== 'string' || typeof id !== 'string') return;
+  const u = tally.responses.get(id);
+  if (!u) return;
+  if (AUDIO_DELTAS.has(type)) u.audioBytes += base64Bytes(delta);
+  else if (TEXT_DELTAS.has(type)) u.text.push(delta);
+}
+
+/** Starts a response's tally at its `response.created`: its input is the last response's and what
+ * the client added since (which is now its); its id, or null. */
+function started(tally: Tally, text: string, defaultOutput: number): string | null {
+  let response: Obj | undefined;
+  try {
+    response = (JSON.parse(text) as Obj)['response'] as Obj | undefined;
+  } catch {
+    return null;
+  }
+  const id = response?.['id'];
+  if (typeof id !== 'string') return null;
+  const max = response?.['max_output_tokens'];
+  const audio = Math.ceil((tally.newAudioBytes / tally.inRate) * AUDIO_IN_TOKENS_PER_SECOND);
+  tally.responses.set(id, {
+    input: { text: tally.last.text, audio: tally.last.audio + audio },
+    newText: tally.newText,
+    output: typeof max === 'number' && Number.isInteger(max) && max > 0 ? max : defaultOutput,
+    hold: null,
+    rated: 0,
+    buckets: [],
+    text: [],
+    audioBytes: 0,
+    since: performance.now(),
+  });
+  tally.newText = [];
+  tally.newAudioBytes = 0;
+  return id;
 }
 
 /** A socket's states, open and closed, as the WebSocket standard numbers them (ws's
@@ -151,8 +334,11 @@ export class RealtimeSessions {
     });
     return this.serverRef;
   }
-  /** The sessions open: each client's socket, and the provider's it is relayed to. */
-  private readonly open = new Map<WebSocket, WebSocket>();
+  /** The sessions open: each client's socket, the provider's it is relayed to, and how to end
+   * its metering (the responses it cut off). */
+  private readonly open = new Map<WebSocket, { upstream: WebSocket; end(why: string): Promise<void> }>();
+  /** Set as the gateway stops: the sessions it closes are cut off by it. */
+  private closing = false;
 
   constructor(private readonly env: RealtimeEnv) {}
 
@@ -172,10 +358,17 @@ export class RealtimeSessions {
    * relays the two. A request refused is answered over HTTP, as OpenAI answers it. */
   async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on('error', () => undefined);
+    if (this.closing)
+      return refuse(socket, {
+        status: 503,
+        type: 'api_error',
+        code: 'gateway_stopping',
+        message: 'The gateway is stopping; open the session again.',
+      });
     try {
       const checked = await this.check(req);
       if (isError(checked)) return refuse(socket, checked);
-      const { key, model, attempt, rules } = checked;
+      const { attempt } = checked;
       const { url, headers } = upstreamUrl(attempt.provider, attempt.model, req);
       const offered = protocolsOf(req).filter((p) => !p.startsWith(KEY_PROTOCOL));
       const upstream = new (ws().WebSocket)(url, offered, {
@@ -216,7 +409,7 @@ export class RealtimeSessions {
           return;
         }
         this.wss.handleUpgrade(req, socket, head, (client) =>
-          this.relay(client, upstream, { req, key, model, attempt, rules }),
+          this.relay(client, upstream, { ...checked, req }),
         );
       });
     } catch (err) {
@@ -249,12 +442,31 @@ export class RealtimeSessions {
     if (!modelAllowed(key.models, model)) return notAllowed(key, model);
     const attempt = this.env.plan(model, key.tenant)[0];
     if (!attempt) return noRoute(model, []);
-    const rpm = await heldToRpm({ deps }, key);
-    if (isError(rpm)) return rpm;
-    const rules = (await deps.budgets(key, attribute(key, req.headers))).filter((r) => countsModel(r, model));
+    const attribution = attribute(key, req.headers);
+    // The session is one request against the key's limits and its scopes' that count the model;
+    // its responses take their tokens as each starts.
+    const limits = await this.env.rateBuckets(key, attribution, model);
+    if (limits.length > 0) {
+      let results: Awaited<ReturnType<GatewayDeps['state']['rateLimitAll']>>;
+      try {
+        results = await deps.state.rateLimitAll(
+          limits.map((l) => l.bucket),
+          0,
+          deps.clock.now(),
+        );
+      } catch (err) {
+        return stateUnavailable(err);
+      }
+      const at = results.findIndex((r) => !r.ok);
+      if (at >= 0) return rateLimited(results[at]!, key, limits[at]!.rule);
+    }
+    const rules = (await deps.budgets(key, attribution)).filter((r) => countsModel(r, model));
     const room = await this.room(key, model, rules);
     if (room) return room;
-    return { key, model, attempt, rules };
+    const buckets = limits
+      .filter((l) => l.bucket.tpm !== null)
+      .map((l) => ({ ...l, bucket: { ...l.bucket, rpm: null } }));
+    return { key, model, attempt, rules, buckets };
   }
 
   /** Null when the session's budgets have room for more, else the refusal a call would get. */
@@ -280,35 +492,63 @@ export class RealtimeSessions {
     const sessionId = deps.newId();
     const attribution = attribute(session.key, session.req.headers);
     const since = performance.now();
-    this.open.set(client, upstream);
+    const tally: Tally = {
+      transcriber: null,
+      inRate: PCM_BYTES_PER_SECOND,
+      outRate: PCM_BYTES_PER_SECOND,
+      last: { text: 0, audio: 0 },
+      uncommittedBytes: 0,
+      newAudioBytes: 0,
+      newText: [],
+      responses: new Map(),
+      cut: null,
+    };
+    const meta: Meta = { session, sessionId, attribution, since, client, upstream, tally };
+    // In order, one at a time: a session's budgets are reserved and settled response by response.
+    let metering: Promise<void> = Promise.resolve();
+    // Once either side has closed, the responses that never ended (cut off with the session) are
+    // metered from what they relayed, and what they held goes back.
+    const end = (why: string) => {
+      tally.cut ??= why;
+      metering = metering.then(() => this.cutOff(meta));
+      return metering;
+    };
+    this.open.set(client, { upstream, end });
     // What each side sends goes to the other as it came: text as text, binary as binary.
     client.on('message', (data: RawData, binary: boolean) => {
       if (upstream.readyState === OPEN) upstream.send(data, { binary });
+      if (!binary) fromClient(tally, data.toString());
     });
-    let metering: Promise<void> = Promise.resolve();
-    // The model that transcribes the session's input audio, as the session says it is set up.
-    const transcriber: { model: string | null } = { model: null };
-    // Each response's reservation, from its response.created to its response.done; and the input
-    // the last response was billed, the conversation so far, which the next one's input is at least.
-    const holds = new Map<string, Hold>();
-    const last: LastInput = { text: 0, audio: 0 };
     upstream.on('message', (data: RawData, binary: boolean) => {
       if (client.readyState === OPEN) client.send(data, { binary });
       if (binary) return;
       const text = data.toString();
-      if (text.includes('"session.created"') || text.includes('"session.updated"'))
-        transcriber.model = transcriberOf(text) ?? transcriber.model;
+      if (text.includes('"session.created"') || text.includes('"session.updated"')) {
+        const set = settingsOf(text);
+        tally.transcriber = set.transcriber ?? tally.transcriber;
+        tally.inRate = set.inRate ?? tally.inRate;
+        tally.outRate = set.outRate ?? tally.outRate;
+        return;
+      }
+      if (text.includes('.delta"')) return relayed(tally, text);
+      if (text.includes('"input_audio_buffer.committed"')) {
+        tally.newAudioBytes += tally.uncommittedBytes;
+        tally.uncommittedBytes = 0;
+        return;
+      }
+      if (text.includes('"input_audio_buffer.cleared"')) {
+        tally.uncommittedBytes = 0;
+        return;
+      }
       if (text.includes('"response.created"')) {
-        metering = metering.then(() => this.reserve(text, session, holds, last, client, upstream));
+        const id = started(tally, text, deps.config.default_max_output ?? 4096);
+        if (id !== null) metering = metering.then(() => this.reserve(meta, id));
         return;
       }
       const done = text.includes('"response.done"');
       if (!done && !text.includes('"conversation.item.input_audio_transcription.completed"')) return;
-      const as = done ? null : transcriber.model;
-      // In order, one at a time: a session's budgets are settled response by response.
-      metering = metering.then(() =>
-        this.meter(text, session, sessionId, attribution, since, client, as, holds, last),
-      );
+      const as = done ? null : tally.transcriber;
+      metering = metering.then(() => this.meter(text, meta, as));
     });
     // A close code one side may send on (1005, 1006 and 1015 only say how a connection went).
     const closeCode = (code: number) =>
@@ -316,40 +556,48 @@ export class RealtimeSessions {
       (code >= 3000 && code <= 4999)
         ? code
         : 1000;
-    // Once either side has closed, what is still held for responses that never ended (cut off
-    // with the session) goes back: they gave no usage, and are not metered.
-    const release = () => {
-      metering = metering.then(() => this.release(holds, session.key));
-    };
     client.on('close', (code, reason) => {
       this.open.delete(client);
       if (upstream.readyState === OPEN) upstream.close(closeCode(code), reason);
-      release();
+      void end(this.closing ? 'gateway_interrupted' : 'client_disconnected');
     });
     upstream.on('close', (code, reason) => {
       this.open.delete(client);
       if (client.readyState === OPEN) client.close(closeCode(code), reason);
-      release();
+      void end(this.closing ? 'gateway_interrupted' : 'upstream_stream_error');
     });
     client.on('error', () => upstream.terminate());
     upstream.on('error', () => client.terminate());
   }
 
-  /** Meters one `response.done`, settles the budgets with it, and closes the session when a block
-   * budget has no room left. */
+  /** The call of a response (or of an input audio transcription, `transcriber` its model). */
+  private context(meta: Meta, transcriber: string | null, transcript: boolean): AttemptContext {
+    const deps = this.env.deps;
+    const { key, model, attempt } = meta.session;
+    return {
+      id: deps.newId(),
+      time: deps.clock.now(),
+      key,
+      attribution: meta.attribution,
+      priceProvider: priceProviderOf(attempt.provider),
+      upstreamApi: transcript ? ENDPOINT_API.transcriptions : ENDPOINT_API.realtime,
+      // A transcription is its transcriber's call, a model the session asked for.
+      modelRequested: transcript ? (transcriber ?? '') : model,
+      modelSent: transcript ? (transcriber ?? '') : attempt.model,
+      fallbackHops: 0,
+      requestId: meta.sessionId,
+      routeTier: attempt.tier === 'primary' ? null : attempt.tier,
+    };
+  }
+
+  /** Meters one `response.done` (or input audio transcription), settles the budgets and the rate
+   * limits with it, and closes the session when a block budget has no room left. */
   private async meter(
     text: string,
-    session: Session,
-    sessionId: string,
-    attribution: ReturnType<typeof attribute>,
-    since: number,
-    client: WebSocket,
+    meta: Meta,
     /** For an input audio transcription's usage, the model that made it (null: not known). */
     transcriber: string | null,
-    holds: Map<string, Hold>,
-    last: LastInput,
   ): Promise<void> {
-    const deps = this.env.deps;
     let event: Obj;
     try {
       event = JSON.parse(text) as Obj;
@@ -365,23 +613,10 @@ export class RealtimeSessions {
     const given = typeof response['usage'] === 'object' && response['usage'] !== null;
     if (transcript && !given) return;
     const usage = given ? (transcript ? (response['usage'] as Obj) : event) : null;
-    const time = deps.clock.now();
-    const { key, model, attempt, rules } = session;
     const status = transcript ? 'completed' : response['status'];
-    const ctx: AttemptContext = {
-      id: deps.newId(),
-      time,
-      key,
-      attribution,
-      priceProvider: priceProviderOf(attempt.provider),
-      upstreamApi: transcript ? ENDPOINT_API.transcriptions : ENDPOINT_API.realtime,
-      // A transcription is its transcriber's call, a model the session asked for.
-      modelRequested: transcript ? (transcriber ?? '') : model,
-      modelSent: transcript ? (transcriber ?? '') : attempt.model,
-      fallbackHops: 0,
-      requestId: sessionId,
-      routeTier: attempt.tier === 'primary' ? null : attempt.tier,
-    };
+    const id = transcript ? null : response['id'];
+    const underway = typeof id === 'string' ? meta.tally.responses.get(id) : undefined;
+    if (typeof id === 'string') meta.tally.responses.delete(id);
     const out: AttemptOutcome = {
       status: status === 'failed' ? 'error' : 'ok',
       errorType:
@@ -393,49 +628,91 @@ export class RealtimeSessions {
       usage,
       estimated: null,
       modelServed: null,
-      latencyMs: performance.now() - since,
+      latencyMs: performance.now() - (underway?.since ?? meta.since),
       ttftMs: null,
     };
+    const ctx = this.context(meta, transcriber, transcript);
     const acc: Accumulated = { spentNano: 0n, tokens: 0, headers: {} };
-    const cost = this.env.record(ctx, out, acc) ?? 0n;
+    const cost = this.env.record(ctx, out, acc);
     if (!transcript && usage) {
       const u = response['usage'] as Obj;
       const details = (u['input_token_details'] ?? {}) as Obj;
       const audio = typeof details['audio_tokens'] === 'number' ? details['audio_tokens'] : 0;
       const input = typeof u['input_tokens'] === 'number' ? u['input_tokens'] : 0;
-      last.audio = audio;
-      last.text = Math.max(0, input - audio);
+      meta.tally.last = { audio, text: Math.max(0, input - audio) };
     }
+    await this.settle(meta, ctx.time, underway, cost, acc.tokens);
+    const { key, model, rules } = meta.session;
     if (rules.length === 0) return;
-    // The response's reservation, released as its cost is added (a transcription held none).
-    const id = transcript ? null : response['id'];
-    const held = typeof id === 'string' ? holds.get(id) : undefined;
-    if (typeof id === 'string') holds.delete(id);
-    const hold: Hold = held ?? {
-      held: windowsFor(rules, time),
-      unheld: [],
-      reserved: 0n,
-      opId: deps.newId(),
-    };
-    try {
-      await settleBudgets(deps, key, hold, cost, time);
-    } catch (err) {
-      deps.onError?.(err, 'realtime budget settlement');
-    }
     const refused = await this.room(key, model, rules);
-    if (refused && refused.code !== 'budget_state_unavailable') this.stop(client, refused);
+    if (refused && refused.code !== 'budget_state_unavailable') this.stop(meta.client, refused);
   }
 
-  /** Gives back the reservations of responses that did not end. */
-  private async release(holds: Map<string, Hold>, key: VirtualKey): Promise<void> {
+  /** Settles what a response held with what it cost (a transcription held nothing, and adds its
+   * cost): the budgets, at least its reservation when it could not be priced, and the buckets of
+   * the rate limits, with the tokens it came to. */
+  private async settle(
+    meta: Meta,
+    time: number,
+    underway: Underway | undefined,
+    cost: bigint | null,
+    tokens: number,
+  ): Promise<void> {
     const deps = this.env.deps;
-    for (const [id, hold] of holds) {
-      holds.delete(id);
+    const { key, rules } = meta.session;
+    if (rules.length > 0) {
+      const hold: Hold = underway?.hold ?? {
+        held: windowsFor(rules, time),
+        unheld: [],
+        reserved: 0n,
+        opId: deps.newId(),
+      };
+      const spent = cost === null ? hold.reserved : cost;
       try {
-        await settleBudgets(deps, key, hold, 0n, deps.clock.now());
+        await settleBudgets(deps, key, hold, spent, time);
       } catch (err) {
-        deps.onError?.(err, 'realtime budget release');
+        deps.onError?.(err, 'realtime budget settlement');
       }
+    }
+    const buckets = underway ? underway.buckets : meta.session.buckets.map((b) => b.bucket);
+    const delta = tokens - (underway?.rated ?? 0);
+    if (delta === 0) return;
+    for (const b of buckets) {
+      try {
+        await deps.state.adjustTokens(b.key, b.tpm!, delta, time);
+      } catch (err) {
+        deps.onError?.(err, 'realtime rate limit settlement');
+      }
+    }
+  }
+
+  /** Meters the responses a session's end cut off before their usage came, from what they
+   * relayed: their input as reserved, and their output's text by the tokenizer and audio by its
+   * length; marked estimated, and failed as `tally.cut` says. What they held is settled so. */
+  private async cutOff(meta: Meta): Promise<void> {
+    const { tally } = meta;
+    for (const [id, u] of tally.responses) {
+      tally.responses.delete(id);
+      const audio = Math.ceil((u.audioBytes / tally.outRate) * AUDIO_OUT_TOKENS_PER_SECOND);
+      const text = u.text.length > 0 ? await countTokens(u.text.join('')) : 0;
+      const out: AttemptOutcome = {
+        status: 'error',
+        errorType: tally.cut ?? 'client_disconnected',
+        usage: null,
+        estimated: {
+          input: u.input.text + u.input.audio,
+          input_audio: u.input.audio,
+          output: text + audio,
+          output_audio: audio,
+        },
+        modelServed: null,
+        latencyMs: performance.now() - u.since,
+        ttftMs: null,
+      };
+      const ctx = this.context(meta, null, false);
+      const acc: Accumulated = { spentNano: 0n, tokens: 0, headers: {} };
+      const cost = this.env.record(ctx, out, acc);
+      await this.settle(meta, ctx.time, u, cost, acc.tokens);
     }
   }
 
@@ -458,70 +735,88 @@ export class RealtimeSessions {
   }
 
   /**
-   * Reserves a response's largest cost as it starts (`response.created`): its input, at least the
-   * last response's (the conversation only grows, unless the client truncates it), and its most
+   * Reserves a response's largest cost as it starts (`response.created`): its input, the last
+   * response's (the conversation only grows, unless the client truncates it) and what the client
+   * added since (its audio at AUDIO_IN_TOKENS_PER_SECOND, its text by the tokenizer), and its most
    * output, all of it audio, the dearer kind (`max_output_tokens`, else gateway.default_max_output).
-   * A response its budgets cannot hold is cancelled at the provider, and the client told why in an
-   * `error` event, as a call past a block budget is refused; what it made before the cancel is
-   * metered at its `response.done`, and the session goes on (a smaller response may follow).
+   * The same tokens are taken from the rate limits' buckets (TPM). A response its budgets or its
+   * rate limits cannot hold is cancelled at the provider, and the client told why in an `error`
+   * event, as such a call is refused; what it made before the cancel is metered at its
+   * `response.done`, and the session goes on (a smaller response may follow).
    */
-  private async reserve(
-    text: string,
-    session: Session,
-    holds: Map<string, Hold>,
-    last: LastInput,
-    client: WebSocket,
-    upstream: WebSocket,
-  ): Promise<void> {
-    const { key, model, attempt, rules } = session;
-    if (rules.length === 0) return;
-    let response: Obj | undefined;
-    try {
-      response = (JSON.parse(text) as Obj)['response'] as Obj | undefined;
-    } catch {
-      return;
-    }
-    const id = response?.['id'];
-    if (typeof id !== 'string') return;
+  private async reserve(meta: Meta, id: string): Promise<void> {
+    const u = meta.tally.responses.get(id);
+    if (!u) return;
+    if (u.newText.length > 0) u.input.text += await countTokens(u.newText.join('\n'));
+    u.newText = [];
+    const { key, model, attempt, rules, buckets } = meta.session;
+    if (rules.length === 0 && buckets.length === 0) return;
     const deps = this.env.deps;
-    const max = response?.['max_output_tokens'];
-    const output =
-      typeof max === 'number' && Number.isInteger(max) && max > 0
-        ? max
-        : (deps.config.default_max_output ?? 4096);
+    const output = u.output;
     const time = deps.clock.now();
-    const costOf = (m: string) => {
-      const priced = deps.price({
-        provider: priceProviderOf(attempt.provider),
-        model: m === model ? attempt.model : m,
-        tokens: { input: last.text + last.audio, input_audio: last.audio, output, output_audio: output },
-        time,
-        tenant: key.tenant,
-      });
-      return priced.status === 'priced' ? priced.effectiveNano : { unpriced: priced.reason };
-    };
     let refused: GatewayError | null = null;
-    try {
-      const admission = await reserveBudgets(deps, rules, key, model, costOf, time);
-      if (admission.ok) holds.set(id, admission.hold);
-      else refused = admission.error;
-    } catch (err) {
-      refused = stateUnavailable(err);
+    if (buckets.length > 0) {
+      const tokens = u.input.text + u.input.audio + output;
+      // What it comes to is added to them at its end, whether or not they had room for it now.
+      u.buckets = buckets.map((b) => b.bucket);
+      try {
+        const results = await deps.state.rateLimitAll(
+          buckets.map((b) => b.bucket),
+          tokens,
+          time,
+        );
+        const at = results.findIndex((r) => !r.ok);
+        if (at >= 0) refused = rateLimited(results[at]!, key, buckets[at]!.rule);
+        else u.rated = tokens;
+      } catch (err) {
+        refused = stateUnavailable(err);
+      }
+    }
+    if (!refused && rules.length > 0) {
+      const costOf = (m: string) => {
+        const priced = deps.price({
+          provider: priceProviderOf(attempt.provider),
+          model: m === model ? attempt.model : m,
+          tokens: {
+            input: u.input.text + u.input.audio,
+            input_audio: u.input.audio,
+            output,
+            output_audio: output,
+          },
+          time,
+          tenant: key.tenant,
+        });
+        return priced.status === 'priced' ? priced.effectiveNano : { unpriced: priced.reason };
+      };
+      try {
+        const admission = await reserveBudgets(deps, rules, key, model, costOf, time);
+        if (admission.ok) u.hold = admission.hold;
+        else refused = admission.error;
+      } catch (err) {
+        refused = stateUnavailable(err);
+      }
     }
     if (!refused) return;
-    if (upstream.readyState === OPEN)
-      upstream.send(JSON.stringify({ type: 'response.cancel', response_id: id }));
-    this.tell(client, refused);
+    if (meta.upstream.readyState === OPEN)
+      meta.upstream.send(JSON.stringify({ type: 'response.cancel', response_id: id }));
+    this.tell(meta.client, refused);
   }
 
-  /** Closes every session (the gateway stops). */
+  /** Closes every session and takes no more (the gateway stops). Its HTTP server's close waits for
+   * every connection to end, a session's too: this goes first. */
   async close(): Promise<void> {
-    for (const [client, upstream] of this.open) {
+    this.closing = true;
+    const ending: Promise<void>[] = [];
+    for (const [client, { upstream, end }] of this.open) {
       client.close(1001, 'going away');
       upstream.close(1001, 'going away');
+      // The responses under way are metered as cut off by the stop, before the sink closes.
+      ending.push(end('gateway_interrupted'));
     }
     this.open.clear();
+    await Promise.all(ending);
     const server = this.serverRef;
+    this.serverRef = null;
     if (server) await new Promise<void>((r) => server.close(() => r()));
   }
 }

@@ -271,6 +271,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
     gateway: gw,
     async close() {
       clearInterval(rollups);
+      // The HTTP server's close waits for every connection, a realtime session's too.
+      await gw.realtime.close();
       await app.close();
       await gw.close();
       // The alerts are stored; a webhook still retrying has two seconds more.

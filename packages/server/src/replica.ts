@@ -356,6 +356,8 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
     refreshProviders,
     async close() {
       clearInterval(refresher);
+      // The HTTP server's close waits for every connection, a realtime session's too.
+      await gateway.realtime.close();
       await new Promise<void>((r) => {
         server.close(() => r());
         server.closeIdleConnections();

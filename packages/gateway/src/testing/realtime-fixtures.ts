@@ -32,7 +32,8 @@ export const TRANSCRIPTION_USAGE = {
 
 /**
  * OpenAI's Realtime API (a WebSocket at /v1/realtime?model=...), in its documented event format:
- * `session.created` once open; `session.updated` for a `session.update` (its settings kept); for an
+ * `session.created` once open; `session.updated` for a `session.update` (its settings kept);
+ * `input_audio_buffer.cleared` for a clear; for an
  * `input_audio_buffer.commit`, `input_audio_buffer.committed` and, where the session transcribes
  * its input, a `conversation.item.input_audio_transcription.completed` with the usage below; for a
  * `response.create`,
@@ -101,6 +102,7 @@ export class MockRealtime {
         session = { ...session, ...(e['session'] as Obj) };
         send({ type: 'session.updated', session });
       }
+      if (e['type'] === 'input_audio_buffer.clear') send({ type: 'input_audio_buffer.cleared' });
       if (e['type'] === 'input_audio_buffer.commit') {
         const item = `item_${n}`;
         send({ type: 'input_audio_buffer.committed', item_id: item });

@@ -41,6 +41,14 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: realtime sessions', () => {
     };
     return { ws, next, closed, send: (e: object) => ws.send(JSON.stringify(e)) };
   };
+  /** Sets a session's input audio to G.711 (8,000 bytes a second). */
+  const g711 = async (s: Awaited<ReturnType<typeof open>>) => {
+    s.send({
+      type: 'session.update',
+      session: { type: 'realtime', audio: { input: { format: { type: 'audio/pcmu' } } } },
+    });
+    await s.next('session.updated');
+  };
   /** Why an upgrade was refused: its HTTP status and error code. */
   const refusal = async (url: string, headers: Record<string, string>) => {
     const ws = new WebSocket(url, { headers });
@@ -159,24 +167,129 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: realtime sessions', () => {
     });
   });
 
-  it('gives back the reservation of a response cut off with its session', async () => {
+  it('reserves the input added since the last response, and meters a response cut off with its session from what it relayed', async () => {
     const { key, id } = await t.newKey({ budget_usd: 1, period: 'month' });
-    const inFlight = async () => {
+    const budget = async () => {
       const res = await t.app.inject({ method: 'GET', url: '/v1/budgets', headers: t.auth });
-      const all = (res.json() as { data: { subject: string; in_flight_usd: string }[] }).data;
-      return all.find((b) => b.subject === id)!.in_flight_usd;
+      const all = (res.json() as { data: { subject: string; spent_usd: string; in_flight_usd: string }[] })
+        .data;
+      return all.find((b) => b.subject === id)!;
     };
     const s = await open(key);
     await s.next('session.created');
-    s.send({ type: 'response.create', response: { instructions: 'slow', max_output_tokens: 1000 } });
+    await g711(s);
+    // A second of audio, committed, and a text item of 3 tokens; audio appended and cleared counts
+    // for nothing.
+    const second = Buffer.alloc(8000, 1).toString('base64');
+    s.send({ type: 'input_audio_buffer.append', audio: second });
+    s.send({ type: 'input_audio_buffer.clear' });
+    await s.next('input_audio_buffer.cleared');
+    s.send({ type: 'input_audio_buffer.append', audio: second });
+    s.send({ type: 'input_audio_buffer.commit' });
+    await s.next('input_audio_buffer.committed');
+    s.send({
+      type: 'conversation.item.create',
+      item: { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'Hello there.' }] },
+    });
+    s.send({ type: 'response.create', response: { instructions: 'slow', max_output_tokens: 100 } });
     await s.next('response.created');
-    // 1,000 audio tokens out at $64 a million, held while the response runs.
-    for (let i = 0; i < 100 && (await inFlight()) === '0'; i++) await new Promise((r) => setTimeout(r, 10));
-    expect(await inFlight()).toBe('0.064');
+    // Held while it runs: 10 audio tokens in at $32 a million and 3 text at $4, and 100 audio
+    // tokens out at $64: $0.00032 + $0.000012 + $0.0064.
+    for (let i = 0; i < 100 && (await budget()).in_flight_usd === '0'; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    expect((await budget()).in_flight_usd).toBe('0.006732');
+    await s.next('response.output_audio_transcript.delta');
     s.ws.close();
     await s.closed;
-    for (let i = 0; i < 100 && (await inFlight()) !== '0'; i++) await new Promise((r) => setTimeout(r, 10));
-    expect(await inFlight()).toBe('0');
+    // Cut off before its usage came: metered from its input as reserved, and what it relayed, a
+    // tenth of a second of 24 kHz audio (2 tokens at 20 a second) and "Hello there." (3 tokens).
+    for (let i = 0; i < 100 && (await budget()).in_flight_usd !== '0'; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    const [cut] = await lastCalls(t, 1);
+    expect(cut).toMatchObject({
+      api: 'openai-realtime',
+      status: 'error',
+      error_type: 'client_disconnected',
+      pricing_status: 'estimated',
+      tokens: { input: 13, input_audio: 10, output: 5, output_audio: 2 },
+      // $0.00032 + $0.000012 in; 3 text tokens out at $16 and 2 audio at $64 a million.
+      cost_usd: '0.000508',
+    });
+    expect(await budget()).toMatchObject({ spent_usd: '0.000508', in_flight_usd: '0' });
+  });
+
+  it('refuses a response whose input added since the last one takes it past its budget', async () => {
+    // A minute of G.711 audio is 600 tokens in at $32 a million ($0.0192), past $0.01 with the
+    // response's 50 tokens out ($0.0032), which alone would fit.
+    const { key } = await t.newKey({ budget_usd: 0.01, period: 'month' });
+    const s = await open(key);
+    await s.next('session.created');
+    await g711(s);
+    s.send({ type: 'input_audio_buffer.append', audio: Buffer.alloc(480_000, 1).toString('base64') });
+    s.send({ type: 'input_audio_buffer.commit' });
+    s.send({ type: 'response.create', response: { max_output_tokens: 50 } });
+    expect((await s.next('error'))['error']).toMatchObject({ code: 'budget_exceeded' });
+    const upstream = mock.realtime.sessions.at(-1)!;
+    for (let i = 0; i < 100 && upstream.events.at(-1)?.['type'] !== 'response.cancel'; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    expect(upstream.events.at(-1)).toMatchObject({ type: 'response.cancel' });
+    s.ws.close();
+  });
+
+  it("holds each response to the key's tokens a minute, and counts what it came to", async () => {
+    const { key, id } = await t.newKey({ tpm: 1000 });
+    const remaining = async () =>
+      (await t.ctx.state.rateLimit({ key: id, rpm: null, tpm: 1000, tokens: 0, now: Date.now() })).tokens!
+        .remaining;
+    const s = await open(key);
+    await s.next('session.created');
+    // 200 at most: held as it runs, and counted at the 180 it came to.
+    s.send({ type: 'response.create', response: { max_output_tokens: 200 } });
+    expect((await s.next('response.done'))['response']).toMatchObject({ status: 'completed' });
+    for (let i = 0; i < 100 && (await remaining()) < 800; i++) await new Promise((r) => setTimeout(r, 10));
+    // The bucket refills at 1,000 a minute as the test runs.
+    expect(await remaining()).toBeGreaterThanOrEqual(820);
+    expect(await remaining()).toBeLessThan(830);
+    // 900 at most: more than is left, so it is cancelled, and the client told.
+    s.send({ type: 'response.create', response: { max_output_tokens: 900 } });
+    expect((await s.next('error'))['error']).toMatchObject({ code: 'rate_limit_exceeded', type: 'tokens' });
+    // What it made before the cancel (180 tokens) counts.
+    await s.next('response.done');
+    for (let i = 0; i < 100 && (await remaining()) > 700; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(await remaining()).toBeGreaterThanOrEqual(640);
+    expect(await remaining()).toBeLessThan(650);
+    s.ws.close();
+  });
+
+  it('meters the responses under way when the gateway stops as cut off by it', async () => {
+    const other = await mockedGateway(mock.url);
+    const { key } = await other.t.newKey({ project: 'stopping' });
+    const s = await (async () => {
+      const ws = new WebSocket(`${other.base.replace('http', 'ws')}/v1/realtime?model=gpt-realtime`, {
+        headers: { authorization: `Bearer ${key}` },
+      });
+      const events: Event[] = [];
+      ws.on('message', (d) => events.push(JSON.parse(d.toString()) as Event));
+      await once(ws, 'open');
+      return { ws, events };
+    })();
+    s.ws.send(JSON.stringify({ type: 'response.create', response: { instructions: 'slow' } }));
+    for (
+      let i = 0;
+      i < 200 && !s.events.some((e) => e.type === 'response.output_audio_transcript.delta');
+      i++
+    )
+      await new Promise((r) => setTimeout(r, 10));
+    await other.t.close();
+    const page = await other.t.store.listCalls({ tenant: 'default', limit: 10 });
+    await other.t.store.close();
+    expect(page.rows).toHaveLength(1);
+    expect(page.rows[0]).toMatchObject({
+      project: 'stopping',
+      status: 'error',
+      error_type: 'gateway_interrupted',
+      pricing_status: 'estimated',
+    });
   });
 
   it('meters a response that failed at what its usage says it cost', async () => {
