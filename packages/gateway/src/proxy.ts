@@ -153,7 +153,8 @@ export type GatewayRoute =
   | 'batches'
   | 'batch_list'
   | 'message_batches'
-  | 'message_batch_list';
+  | 'message_batch_list'
+  | 'realtime_calls';
 
 const ROUTES = new Map<string, Endpoint>([
   ['/v1/chat/completions', 'chat'],
@@ -439,6 +440,8 @@ export class Gateway {
       return method === 'POST' ? 'message_batches' : method === 'GET' ? 'message_batch_list' : null;
     if (method === 'GET') return path === '/v1/models' ? 'models' : null;
     if (method !== 'POST') return null;
+    if (path.startsWith('/v1/realtime/calls'))
+      return RealtimeSessions.callRoute(method, path) ? 'realtime_calls' : null;
     return ROUTES.get(path) ?? FREE_ROUTES.get(path) ?? null;
   }
 
@@ -476,6 +479,7 @@ export class Gateway {
         return ask ? await serveFollowUp(this.followUps, req, res, key, ask) : undefined;
       }
       if (endpoint === 'conversations') return await createConversation(this.followUps, req, res, key);
+      if (endpoint === 'realtime_calls') return await this.realtime.call(req, res, key);
       if (endpoint === 'files') return await this.batches.upload(req, res, key);
       if (endpoint === 'batches') return await this.batches.create(req, res, key);
       if (endpoint === 'message_batches') return await this.batches.createMessageBatch(req, res, key);

@@ -1,22 +1,27 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import type { Duplex } from 'node:stream';
+import { request } from 'undici';
 import type { RawData, WebSocket, WebSocketServer } from 'ws';
 import { attribute } from './attribution.js';
 import { type Hold, reserveBudgets, settleBudgets } from './budget-guard.js';
+import { readForm } from './form.js';
 import type { AttemptContext, AttemptOutcome } from './meter.js';
 import { modelAllowed } from './model-allow.js';
 import { type BudgetRule, countsModel, type RateLimitRule, rateLimited, windowsFor } from './policy.js';
 import { ENDPOINT_API, priceProviderOf, upstreamFor } from './providers.js';
 import type { Accumulated } from './relay.js';
 import {
+  badRequest,
   errorBody,
   type GatewayError,
   invalidKey,
   noRoute,
   notAllowed,
+  sendError,
   stateUnavailable,
 } from './replies.js';
+import { readBody } from './request-body.js';
 import type { Attempt } from './router.js';
 import type { RateBucket } from './state/shared-state.js';
 import { isError } from './stored.js';
@@ -138,6 +143,14 @@ function protocolsOf(req: IncomingMessage): string[] {
     : [];
 }
 
+/** The answer to a session asked for as the gateway stops. */
+const stopping = (): GatewayError => ({
+  status: 503,
+  type: 'api_error',
+  code: 'gateway_stopping',
+  message: 'The gateway is stopping; open the session again.',
+});
+
 /** A refusal written on the socket as an HTTP answer, before any upgrade. */
 function refuse(socket: Duplex, e: GatewayError): void {
   const body = errorBody('openai', e);
@@ -229,14 +242,19 @@ interface Meta {
   sessionId: string;
   attribution: ReturnType<typeof attribute>;
   since: number;
-  client: WebSocket;
+  /** The client's socket; null for a WebRTC call, whose client talks to the provider itself and
+   * whose events the gateway reads on the call's sideband connection (`upstream`). */
+  client: WebSocket | null;
   upstream: WebSocket;
   tally: Tally;
+  /** A WebRTC call's hang-up, which ends it where closing the sideband would not. */
+  hangup: (() => Promise<void>) | null;
 }
 
 /** Reads what the client sends for the input it adds: audio appended to the buffer (counted once
  * committed), and items (their text, and their audio). */
-function fromClient(tally: Tally, text: string): void {
+function fromClient(tally: Tally | null, text: string): void {
+  if (!tally) return;
   const append = text.includes('"input_audio_buffer.append"');
   if (!append && !text.includes('"conversation.item.create"')) return;
   let event: Obj;
@@ -282,8 +300,8 @@ function relayed(tally: Tally, text: string): void {
   else if (TEXT_DELTAS.has(type)) u.text.push(delta);
 }
 
-/** Starts a response's tally at its `response.created`: its input is the last response's and what
- * the client added since (which is now its); its id, or null. */
+/** Starts a response's tally at its `response.created`, with the input the client added since the
+ * last response (now its); its id, or null. */
 function started(tally: Tally, text: string, defaultOutput: number): string | null {
   let response: Obj | undefined;
   try {
@@ -296,7 +314,9 @@ function started(tally: Tally, text: string, defaultOutput: number): string | nu
   const max = response?.['max_output_tokens'];
   const audio = Math.ceil((tally.newAudioBytes / tally.inRate) * AUDIO_IN_TOKENS_PER_SECOND);
   tally.responses.set(id, {
-    input: { text: tally.last.text, audio: tally.last.audio + audio },
+    // What the client added; the last response's input is added as its reservation is made, after
+    // that response's usage (metered in order) has come.
+    input: { text: 0, audio },
     newText: tally.newText,
     output: typeof max === 'number' && Number.isInteger(max) && max > 0 ? max : defaultOutput,
     hold: null,
@@ -334,9 +354,12 @@ export class RealtimeSessions {
     });
     return this.serverRef;
   }
-  /** The sessions open: each client's socket, the provider's it is relayed to, and how to end
-   * its metering (the responses it cut off). */
-  private readonly open = new Map<WebSocket, { upstream: WebSocket; end(why: string): Promise<void> }>();
+  /** The sessions open: the provider's socket of each, the client's it is relayed to (none for a
+   * WebRTC call's sideband), and how to end its metering (the responses it cut off). */
+  private readonly open = new Map<
+    WebSocket,
+    { client: WebSocket | null; tally: Tally; end(why: string): Promise<void> }
+  >();
   /** Set as the gateway stops: the sessions it closes are cut off by it. */
   private closing = false;
 
@@ -354,17 +377,208 @@ export class RealtimeSessions {
     return this.open.size;
   }
 
+  /** WebRTC calls made through the gateway and not yet ended: whose each is, and its hang-up. */
+  private readonly calls = new Map<string, { tenant: string; keyId: string; hangup(): Promise<void> }>();
+
+  /** Whether a request is one of a WebRTC call's: its making (`POST /v1/realtime/calls`), or its
+   * hang-up (`POST /v1/realtime/calls/{id}/hangup`). */
+  static callRoute(method: string | undefined, path: string): boolean {
+    return (
+      method === 'POST' &&
+      (path === '/v1/realtime/calls' || /^\/v1\/realtime\/calls\/[^/]+\/hangup$/.test(path))
+    );
+  }
+
+  /**
+   * A WebRTC call, made as OpenAI's unified interface makes one: the client's SDP offer (a multipart
+   * form of `sdp` and `session`, the session's settings with its `model`; or an `application/sdp`
+   * body, with `?model=`) goes to the provider with its key, once the key may make the session.
+   * The media then flows between the client and the provider. Before the SDP answer goes back, the
+   * gateway opens the call's sideband connection (`/realtime?call_id=`), on which it reads the
+   * call's events and meters it as any session, response by response; a call whose sideband cannot
+   * be opened is hung up, not run unmetered. A block budget the call spends hangs it up.
+   */
+  async call(req: IncomingMessage, res: ServerResponse, key: VirtualKey): Promise<void> {
+    const path = (req.url ?? '').split('?')[0] ?? '';
+    if (path !== '/v1/realtime/calls') return this.hangUp(req, res, key, path.split('/')[4] ?? '');
+    const deps = this.env.deps;
+    const raw = await readBody(req, deps.config.body_limit_bytes ?? 32 * 1024 * 1024);
+    if (!Buffer.isBuffer(raw)) return sendError(res, 'openai', raw);
+    if (this.closing) return sendError(res, 'openai', stopping());
+    const type = req.headers['content-type'];
+    const form = readForm(raw, type);
+    let sdp: string | null = null;
+    let settings: Obj = {};
+    if (form) {
+      const given = form.fields['sdp'];
+      sdp = typeof given === 'string' ? given : null;
+      const session = form.fields['session'];
+      if (typeof session === 'string') {
+        try {
+          const parsed = JSON.parse(session) as unknown;
+          if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error();
+          settings = parsed as Obj;
+        } catch {
+          return sendError(
+            res,
+            'openai',
+            badRequest('The `session` field is not a JSON object.', 'invalid_json'),
+          );
+        }
+      }
+    } else if (/^application\/sdp\b/i.test(type ?? '')) sdp = raw.toString('utf8');
+    if (!sdp?.startsWith('v=0'))
+      return sendError(
+        res,
+        'openai',
+        badRequest(
+          'A call is made with its SDP offer: the `sdp` field of a multipart form, or an application/sdp body.',
+          'invalid_offer',
+        ),
+      );
+    const asked = settings['model'];
+    const model =
+      typeof asked === 'string' ? asked : new URL(req.url ?? '/', 'http://gateway').searchParams.get('model');
+    const checked = await this.authorize(key, model, req.headers);
+    if (isError(checked)) return sendError(res, 'openai', checked);
+    const { attempt } = checked;
+    const p = attempt.provider;
+    if (p.kind === 'azure' && p.api_version && p.api_version !== 'v1')
+      return sendError(
+        res,
+        'openai',
+        badRequest(`The provider ${p.id} takes WebRTC calls on Azure's v1 API only.`, 'unsupported_provider'),
+      );
+    const target = upstreamFor(p, 'realtime', attempt.model, req.headers);
+    const { 'content-type': _json, 'accept-encoding': _coding, ...headers } = target.headers;
+    const boundary = `tally-${deps.newId()}`;
+    const parts = [
+      ['sdp', sdp],
+      ['session', JSON.stringify({ type: 'realtime', ...settings, model: target.bodyModel })],
+    ]
+      .map(
+        ([name, value]) =>
+          `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`,
+      )
+      .join('');
+    const timeout = p.timeout_ms ?? CONNECT_TIMEOUT_MS;
+    let made: Awaited<ReturnType<typeof request>>;
+    try {
+      made = await request(`${target.origin}${target.path}/calls`, {
+        method: 'POST',
+        headers: { ...headers, 'content-type': `multipart/form-data; boundary=${boundary}` },
+        body: `${parts}--${boundary}--\r\n`,
+        headersTimeout: timeout,
+        bodyTimeout: timeout,
+      });
+    } catch (err) {
+      return sendError(res, 'openai', {
+        status: 502,
+        type: 'api_error',
+        code: 'upstream_connection_error',
+        message: `The upstream ${p.id} could not be reached: ${(err as Error).message}`,
+      });
+    }
+    const answer = Buffer.from(await made.body.arrayBuffer());
+    if (made.statusCode >= 300) {
+      // The provider's refusal (a bad offer, a model it does not serve), passed on as it came.
+      res.writeHead(made.statusCode, {
+        'content-type': String(made.headers['content-type'] ?? 'application/json'),
+      });
+      res.end(answer);
+      return;
+    }
+    const id = String(made.headers['location'] ?? '')
+      .split('?')[0]!
+      .split('/')
+      .filter(Boolean)
+      .at(-1);
+    const callUrl = (tail: string) =>
+      `${target.origin}${target.path}/calls/${encodeURIComponent(id ?? '')}${tail}`;
+    const hangup = async () => {
+      const r = await request(callUrl('/hangup'), { method: 'POST', headers, headersTimeout: timeout });
+      await r.body.dump();
+    };
+    const failed = (why: string) => {
+      sendError(res, 'openai', {
+        status: 502,
+        type: 'api_error',
+        code: 'upstream_sideband_unavailable',
+        message: `The call could not be metered, so it was ended: ${why}`,
+      });
+    };
+    if (!id) return failed(`the upstream ${p.id} named no call id`);
+    const sideband = new (ws().WebSocket)(
+      `${target.origin.replace(/^http/, 'ws')}${target.path}?call_id=${encodeURIComponent(id)}`,
+      {
+        headers,
+        perMessageDeflate: false,
+        maxPayload: MAX_FRAME_BYTES,
+        handshakeTimeout: Math.min(timeout, CONNECT_TIMEOUT_MS),
+      },
+    );
+    this.calls.set(id, { tenant: key.tenant, keyId: key.id, hangup });
+    sideband.on('close', () => this.calls.delete(id));
+    const { meta } = this.watch(sideband, checked, checked.attribution, null, hangup);
+    const opened = await new Promise<string | null>((resolve) => {
+      sideband.once('open', () => resolve(null));
+      sideband.once('error', (err) => resolve(err.message));
+      sideband.once('unexpected-response', (_r, up) => {
+        up.resume();
+        resolve(`the upstream ${p.id} refused the sideband (${up.statusCode})`);
+      });
+    });
+    sideband.on('error', (err) => deps.onError?.(err, 'a realtime call sideband'));
+    if (opened !== null) {
+      this.calls.delete(id);
+      this.open.delete(sideband);
+      sideband.terminate();
+      hangup().catch((err: unknown) => deps.onError?.(err, 'hanging up a realtime call'));
+      return failed(opened);
+    }
+    res.writeHead(made.statusCode, {
+      'content-type': String(made.headers['content-type'] ?? 'application/sdp'),
+      location: `/v1/realtime/calls/${id}`,
+      'x-tally-request-id': meta.sessionId,
+    });
+    res.end(answer);
+  }
+
+  /** A call's hang-up, through the gateway: only its own tenant's key may. */
+  private async hangUp(
+    req: IncomingMessage,
+    res: ServerResponse,
+    key: VirtualKey,
+    id: string,
+  ): Promise<void> {
+    req.resume();
+    const call = this.calls.get(decodeURIComponent(id));
+    if (!call || call.tenant !== key.tenant)
+      return sendError(res, 'openai', {
+        status: 404,
+        type: 'invalid_request_error',
+        code: 'call_not_found',
+        message: `No call ${id} is under way through this gateway.`,
+      });
+    try {
+      await call.hangup();
+    } catch (err) {
+      return sendError(res, 'openai', {
+        status: 502,
+        type: 'api_error',
+        code: 'upstream_connection_error',
+        message: (err as Error).message,
+      });
+    }
+    res.writeHead(200);
+    res.end();
+  }
+
   /** Takes an upgrade request for `/v1/realtime`: checks it, opens the provider's session, and
    * relays the two. A request refused is answered over HTTP, as OpenAI answers it. */
   async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on('error', () => undefined);
-    if (this.closing)
-      return refuse(socket, {
-        status: 503,
-        type: 'api_error',
-        code: 'gateway_stopping',
-        message: 'The gateway is stopping; open the session again.',
-      });
+    if (this.closing) return refuse(socket, stopping());
     try {
       const checked = await this.check(req);
       if (isError(checked)) return refuse(socket, checked);
@@ -424,14 +638,19 @@ export class RealtimeSessions {
 
   /** The key, the model and where it goes, or why the session is refused. */
   private async check(req: IncomingMessage) {
-    const deps = this.env.deps;
     const inProtocol = protocolsOf(req).find((p) => p.startsWith(KEY_PROTOCOL));
     if (inProtocol && !req.headers.authorization)
       req.headers.authorization = `Bearer ${inProtocol.slice(KEY_PROTOCOL.length)}`;
     const key = await this.env.authenticate(req);
     if (!key) return invalidKey();
     const params = new URL(req.url ?? '/', 'http://gateway').searchParams;
-    const model = params.get('model');
+    return this.authorize(key, params.get('model'), req.headers);
+  }
+
+  /** Where a key's session of `model` goes, and what holds it; or why it is refused: no model, one
+   * the key may not use or no provider serves, a rate limit or a budget with no room. */
+  private async authorize(key: VirtualKey, model: string | null, headers: IncomingMessage['headers']) {
+    const deps = this.env.deps;
     if (!model)
       return {
         status: 400,
@@ -442,7 +661,7 @@ export class RealtimeSessions {
     if (!modelAllowed(key.models, model)) return notAllowed(key, model);
     const attempt = this.env.plan(model, key.tenant)[0];
     if (!attempt) return noRoute(model, []);
-    const attribution = attribute(key, req.headers);
+    const attribution = attribute(key, headers);
     // The session is one request against the key's limits and its scopes' that count the model;
     // its responses take their tokens as each starts.
     const limits = await this.env.rateBuckets(key, attribution, model);
@@ -466,7 +685,7 @@ export class RealtimeSessions {
     const buckets = limits
       .filter((l) => l.bucket.tpm !== null)
       .map((l) => ({ ...l, bucket: { ...l.bucket, rpm: null } }));
-    return { key, model, attempt, rules, buckets };
+    return { key, model, attempt, rules, buckets, attribution };
   }
 
   /** Null when the session's budgets have room for more, else the refusal a call would get. */
@@ -488,10 +707,44 @@ export class RealtimeSessions {
   }
 
   private relay(client: WebSocket, upstream: WebSocket, session: Session & { req: IncomingMessage }): void {
+    const { end } = this.watch(upstream, session, attribute(session.key, session.req.headers), client, null);
+    // What each side sends goes to the other as it came: text as text, binary as binary.
+    client.on('message', (data: RawData, binary: boolean) => {
+      if (upstream.readyState === OPEN) upstream.send(data, { binary });
+      if (!binary) fromClient(this.open.get(upstream)?.tally ?? null, data.toString());
+    });
+    // A close code one side may send on (1005, 1006 and 1015 only say how a connection went).
+    const closeCode = (code: number) =>
+      (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) ||
+      (code >= 3000 && code <= 4999)
+        ? code
+        : 1000;
+    client.on('close', (code, reason) => {
+      this.open.delete(upstream);
+      if (upstream.readyState === OPEN) upstream.close(closeCode(code), reason);
+      void end(this.closing ? 'gateway_interrupted' : 'client_disconnected');
+    });
+    upstream.on('close', (code, reason) => {
+      if (client.readyState === OPEN) client.close(closeCode(code), reason);
+    });
+    client.on('error', () => upstream.terminate());
+    upstream.on('error', () => client.terminate());
+  }
+
+  /**
+   * Meters a session from what the provider sends on `upstream` (passed on to `client`, when there
+   * is one): its settings, its responses (reserved as each starts, settled as each is done, and
+   * estimated when the session ends first), and its input audio transcriptions. Returns how to end
+   * it: the responses still under way are metered as cut off, `why`.
+   */
+  private watch(
+    upstream: WebSocket,
+    session: Session,
+    attribution: ReturnType<typeof attribute>,
+    client: WebSocket | null,
+    hangup: (() => Promise<void>) | null,
+  ): { meta: Meta; end(why: string): Promise<void> } {
     const deps = this.env.deps;
-    const sessionId = deps.newId();
-    const attribution = attribute(session.key, session.req.headers);
-    const since = performance.now();
     const tally: Tally = {
       transcriber: null,
       inRate: PCM_BYTES_PER_SECOND,
@@ -503,24 +756,28 @@ export class RealtimeSessions {
       responses: new Map(),
       cut: null,
     };
-    const meta: Meta = { session, sessionId, attribution, since, client, upstream, tally };
+    const meta: Meta = {
+      session,
+      sessionId: deps.newId(),
+      attribution,
+      since: performance.now(),
+      client,
+      upstream,
+      tally,
+      hangup,
+    };
     // In order, one at a time: a session's budgets are reserved and settled response by response.
     let metering: Promise<void> = Promise.resolve();
-    // Once either side has closed, the responses that never ended (cut off with the session) are
-    // metered from what they relayed, and what they held goes back.
+    // Once the session has ended, the responses that never ended (cut off with it) are metered
+    // from what they relayed, and what they held goes back.
     const end = (why: string) => {
       tally.cut ??= why;
       metering = metering.then(() => this.cutOff(meta));
       return metering;
     };
-    this.open.set(client, { upstream, end });
-    // What each side sends goes to the other as it came: text as text, binary as binary.
-    client.on('message', (data: RawData, binary: boolean) => {
-      if (upstream.readyState === OPEN) upstream.send(data, { binary });
-      if (!binary) fromClient(tally, data.toString());
-    });
+    this.open.set(upstream, { client, tally, end });
     upstream.on('message', (data: RawData, binary: boolean) => {
-      if (client.readyState === OPEN) client.send(data, { binary });
+      if (client?.readyState === OPEN) client.send(data, { binary });
       if (binary) return;
       const text = data.toString();
       if (text.includes('"session.created"') || text.includes('"session.updated"')) {
@@ -550,24 +807,11 @@ export class RealtimeSessions {
       const as = done ? null : tally.transcriber;
       metering = metering.then(() => this.meter(text, meta, as));
     });
-    // A close code one side may send on (1005, 1006 and 1015 only say how a connection went).
-    const closeCode = (code: number) =>
-      (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) ||
-      (code >= 3000 && code <= 4999)
-        ? code
-        : 1000;
-    client.on('close', (code, reason) => {
-      this.open.delete(client);
-      if (upstream.readyState === OPEN) upstream.close(closeCode(code), reason);
-      void end(this.closing ? 'gateway_interrupted' : 'client_disconnected');
+    upstream.on('close', () => {
+      this.open.delete(upstream);
+      void end(this.closing ? 'gateway_interrupted' : client ? 'upstream_stream_error' : 'call_ended');
     });
-    upstream.on('close', (code, reason) => {
-      this.open.delete(client);
-      if (client.readyState === OPEN) client.close(closeCode(code), reason);
-      void end(this.closing ? 'gateway_interrupted' : 'upstream_stream_error');
-    });
-    client.on('error', () => upstream.terminate());
-    upstream.on('error', () => client.terminate());
+    return { meta, end };
   }
 
   /** The call of a response (or of an input audio transcription, `transcriber` its model). */
@@ -645,7 +889,7 @@ export class RealtimeSessions {
     const { key, model, rules } = meta.session;
     if (rules.length === 0) return;
     const refused = await this.room(key, model, rules);
-    if (refused && refused.code !== 'budget_state_unavailable') this.stop(meta.client, refused);
+    if (refused && refused.code !== 'budget_state_unavailable') this.stop(meta, refused);
   }
 
   /** Settles what a response held with what it cost (a transcription held nothing, and adds its
@@ -716,9 +960,10 @@ export class RealtimeSessions {
     }
   }
 
-  /** Tells the client, in an `error` event, what a budget refused. */
-  private tell(client: WebSocket, refused: GatewayError): void {
-    if (client.readyState !== OPEN) return;
+  /** Tells the client, in an `error` event, what a budget refused (a WebRTC call's client hears
+   * of it from the provider: the response ends cancelled). */
+  private tell(client: WebSocket | null, refused: GatewayError): void {
+    if (client?.readyState !== OPEN) return;
     client.send(
       JSON.stringify({
         type: 'error',
@@ -728,10 +973,12 @@ export class RealtimeSessions {
     );
   }
 
-  /** Tells the client why its session ends, and ends it (1008). */
-  private stop(client: WebSocket, refused: GatewayError): void {
+  /** Tells the client why its session ends, and ends it (1008); a WebRTC call is hung up. */
+  private stop(meta: Meta, refused: GatewayError): void {
+    const { client, hangup } = meta;
     this.tell(client, refused);
-    if (client.readyState === OPEN) client.close(1008, refused.code.slice(0, 100));
+    if (client?.readyState === OPEN) client.close(1008, refused.code.slice(0, 100));
+    if (hangup) hangup().catch((err: unknown) => this.env.deps.onError?.(err, 'hanging up a realtime call'));
   }
 
   /**
@@ -747,7 +994,9 @@ export class RealtimeSessions {
   private async reserve(meta: Meta, id: string): Promise<void> {
     const u = meta.tally.responses.get(id);
     if (!u) return;
-    if (u.newText.length > 0) u.input.text += await countTokens(u.newText.join('\n'));
+    const { last } = meta.tally;
+    u.input.text += last.text + (u.newText.length > 0 ? await countTokens(u.newText.join('\n')) : 0);
+    u.input.audio += last.audio;
     u.newText = [];
     const { key, model, attempt, rules, buckets } = meta.session;
     if (rules.length === 0 && buckets.length === 0) return;
@@ -807,13 +1056,19 @@ export class RealtimeSessions {
   async close(): Promise<void> {
     this.closing = true;
     const ending: Promise<void>[] = [];
-    for (const [client, { upstream, end }] of this.open) {
-      client.close(1001, 'going away');
+    for (const [upstream, { client, end }] of this.open) {
+      client?.close(1001, 'going away');
       upstream.close(1001, 'going away');
       // The responses under way are metered as cut off by the stop, before the sink closes.
       ending.push(end('gateway_interrupted'));
     }
     this.open.clear();
+    // A WebRTC call is hung up: with its sideband closed, it would run on unmetered.
+    for (const call of this.calls.values())
+      ending.push(
+        call.hangup().catch((err: unknown) => this.env.deps.onError?.(err, 'hanging up a realtime call')),
+      );
+    this.calls.clear();
     await Promise.all(ending);
     const server = this.serverRef;
     this.serverRef = null;

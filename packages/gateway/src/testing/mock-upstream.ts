@@ -61,28 +61,31 @@ export class MockUpstream {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        if (/\/(audio\/transcriptions|audio\/translations|images\/edits)$/.test(req.url ?? '')) {
+        // A request that is not JSON is kept as it came (latin1 for a form's binary files).
+        const keep = (encoding: BufferEncoding): Buffer => {
           const bytes = Buffer.concat(chunks);
           this.received.push({
             path: req.url ?? '',
             headers: req.headers,
             body: {},
-            raw: bytes.toString('latin1'),
+            raw: bytes.toString(encoding),
           });
+          return bytes;
+        };
+        if (/\/(audio\/transcriptions|audio\/translations|images\/edits)$/.test(req.url ?? '')) {
+          const bytes = keep('latin1');
           const type = req.headers['content-type'] ?? '';
           if ((req.url ?? '').endsWith('/images/edits')) imageEditAnswer(type, bytes, res);
           else if ((req.url ?? '').endsWith('/translations')) translationAnswer(type, bytes, res);
           else transcriptionAnswer(type, bytes, res);
           return;
         }
+        if (/^\/v1\/realtime\/calls(\/|\?|$)/.test(req.url ?? '')) {
+          this.realtime.callRequest(req, keep('utf8'), res);
+          return;
+        }
         if (/^\/v1\/(files|batches|messages\/batches)(\/|\?|$)/.test(req.url ?? '')) {
-          const bytes = Buffer.concat(chunks);
-          this.received.push({
-            path: req.url ?? '',
-            headers: req.headers,
-            body: {},
-            raw: bytes.toString('utf8'),
-          });
+          const bytes = keep('utf8');
           this.batchApi.handle(
             req.method ?? '',
             req.url ?? '',

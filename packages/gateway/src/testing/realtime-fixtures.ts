@@ -1,4 +1,4 @@
-import type { IncomingMessage, Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
 
@@ -49,6 +49,87 @@ export class MockRealtime {
   readonly sessions: { url: string; headers: IncomingMessage['headers']; events: Obj[]; binary: number }[] =
     [];
 
+  /** The WebRTC calls made (`POST /v1/realtime/calls`): the SDP offer and session each was made
+   * with, whether it was hung up, and its sideband connection, once one is open. */
+  readonly calls = new Map<
+    string,
+    { sdp: string; session: Obj; hungUp: boolean; sideband: WebSocket | null }
+  >();
+
+  /** `POST /v1/realtime/calls` (a multipart form of `sdp` and `session`, with the provider's key):
+   * 201 with an SDP answer and the call's `Location`; and `POST /v1/realtime/calls/{id}/hangup`,
+   * which ends the call and closes its sideband. */
+  callRequest(req: IncomingMessage, body: Buffer, res: ServerResponse): void {
+    const path = (req.url ?? '').split('?')[0] ?? '';
+    if (!String(req.headers.authorization ?? '').startsWith('Bearer sk-')) {
+      res.writeHead(401, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          error: {
+            message: 'Incorrect API key provided.',
+            type: 'invalid_request_error',
+            code: 'invalid_api_key',
+          },
+        }),
+      );
+      return;
+    }
+    const hangup = /^\/v1\/realtime\/calls\/([^/]+)\/hangup$/.exec(path);
+    if (hangup) {
+      const call = this.calls.get(hangup[1]!);
+      if (!call) {
+        res.writeHead(404, { 'content-type': 'application/json' });
+        res.end(
+          JSON.stringify({
+            error: { message: 'Call not found.', type: 'invalid_request_error', code: 'not_found' },
+          }),
+        );
+        return;
+      }
+      call.hungUp = true;
+      call.sideband?.close(1000, 'call ended');
+      res.writeHead(200);
+      res.end();
+      return;
+    }
+    const boundary = /boundary=([^;\s]+)/.exec(String(req.headers['content-type'] ?? ''))?.[1];
+    const fields: Record<string, string> = {};
+    for (const part of boundary ? body.toString('utf8').split(`--${boundary}`) : []) {
+      const m = /name="([^"]+)"\r\n(?:[^\r\n]+\r\n)*\r\n([\s\S]*)\r\n$/.exec(part);
+      if (m) fields[m[1]!] = m[2]!;
+    }
+    if (!fields['sdp'] || !fields['sdp'].startsWith('v=0')) {
+      res.writeHead(400, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          error: { message: 'Invalid SDP offer.', type: 'invalid_request_error', code: 'invalid_offer' },
+        }),
+      );
+      return;
+    }
+    const id = `rtc_${this.calls.size + 1}`;
+    this.calls.set(id, {
+      sdp: fields['sdp'],
+      session: JSON.parse(fields['session'] ?? '{}') as Obj,
+      hungUp: false,
+      sideband: null,
+    });
+    res.writeHead(201, { 'content-type': 'application/sdp', location: `/v1/realtime/calls/${id}` });
+    res.end(`v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=answer for ${id}\r\n`);
+  }
+
+  /** What the model of a call answers its caller (who talks to the provider, not to the gateway): a
+   * response's events, sent on the call's sideband as on any session; `slow` leaves it unfinished. */
+  speak(callId: string, opts: { slow?: boolean; max_output_tokens?: number } = {}): void {
+    const ws = this.calls.get(callId)?.sideband;
+    if (!ws) throw new Error(`no sideband for ${callId}`);
+    this.respond(
+      ws,
+      { max_output_tokens: opts.max_output_tokens, instructions: opts.slow ? 'slow' : '' },
+      'inf',
+    );
+  }
+
   attach(server: Server): void {
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       if (!(req.url ?? '').startsWith('/v1/realtime')) return void socket.destroy();
@@ -65,12 +146,21 @@ export class MockRealtime {
         );
         return;
       }
+      // A call made with the instructions `refuse sideband` has its sideband refused.
+      const callId = new URL(req.url ?? '/', 'http://mock').searchParams.get('call_id');
+      if (callId !== null && this.calls.get(callId)?.session['instructions'] === 'refuse sideband') {
+        socket.end('HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n');
+        return;
+      }
       this.wss.handleUpgrade(req, socket, head, (ws) => this.session(req, ws));
     });
   }
 
   private session(req: IncomingMessage, ws: WebSocket): void {
-    const model = new URL(req.url ?? '/', 'http://mock').searchParams.get('model') ?? '';
+    const params = new URL(req.url ?? '/', 'http://mock').searchParams;
+    const call = this.calls.get(params.get('call_id') ?? '');
+    if (call) call.sideband = ws;
+    const model = params.get('model') ?? String(call?.session['model'] ?? '');
     const kept = { url: req.url ?? '', headers: req.headers, events: [] as Obj[], binary: 0 };
     this.sessions.push(kept);
     let n = 0;
@@ -117,32 +207,46 @@ export class MockRealtime {
           });
       }
       if (e['type'] !== 'response.create') return;
-      const id = `resp_${n}`;
-      const asked = (e['response'] as Obj | undefined)?.['max_output_tokens'];
-      const max = asked ?? session['max_output_tokens'] ?? 'inf';
-      const failed = JSON.stringify(e).includes('fail');
-      send({
-        type: 'response.created',
-        response: { id, object: 'realtime.response', status: 'in_progress', max_output_tokens: max },
-      });
-      send({
-        type: 'response.output_audio.delta',
-        response_id: id,
-        delta: Buffer.alloc(4800, 7).toString('base64'),
-      });
-      send({ type: 'response.output_audio_transcript.delta', response_id: id, delta: 'Hello there.' });
-      // A response whose instructions say `slow` takes a minute to end: long enough to be cut off.
-      if (JSON.stringify(e).includes('slow')) return;
-      send({
-        type: 'response.done',
-        response: {
-          id,
-          object: 'realtime.response',
-          status: failed ? 'failed' : 'completed',
-          output: [],
-          usage: REALTIME_USAGE,
-        },
-      });
+      const r = (e['response'] as Obj | undefined) ?? {};
+      this.respond(ws, { ...r, instructions: JSON.stringify(e) }, session['max_output_tokens'] ?? 'inf');
+    });
+  }
+
+  private responses = 0;
+
+  /** A response's events: `response.created`, an audio delta and a transcript delta, then
+   * `response.done` with REALTIME_USAGE (`failed` where its instructions say `fail`; none where they
+   * say `slow`). It says the `max_output_tokens` it was asked with, else `sessionMax`. */
+  private respond(ws: WebSocket, r: Obj, sessionMax: unknown): void {
+    const send = (e: Obj) => ws.send(JSON.stringify({ event_id: `event_r${++this.responses}`, ...e }));
+    const id = `resp_${this.responses}`;
+    const instructions = String(r['instructions'] ?? '');
+    send({
+      type: 'response.created',
+      response: {
+        id,
+        object: 'realtime.response',
+        status: 'in_progress',
+        max_output_tokens: r['max_output_tokens'] ?? sessionMax,
+      },
+    });
+    send({
+      type: 'response.output_audio.delta',
+      response_id: id,
+      delta: Buffer.alloc(4800, 7).toString('base64'),
+    });
+    send({ type: 'response.output_audio_transcript.delta', response_id: id, delta: 'Hello there.' });
+    // A response whose instructions say `slow` takes a minute to end: long enough to be cut off.
+    if (instructions.includes('slow')) return;
+    send({
+      type: 'response.done',
+      response: {
+        id,
+        object: 'realtime.response',
+        status: instructions.includes('fail') ? 'failed' : 'completed',
+        output: [],
+        usage: REALTIME_USAGE,
+      },
     });
   }
 

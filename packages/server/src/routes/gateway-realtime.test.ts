@@ -370,4 +370,135 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: realtime sessions', () => {
       }),
     ).toEqual({ status: 429, code: 'budget_exceeded' });
   });
+
+  describe('WebRTC calls', () => {
+    const OFFER = 'v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n';
+    /** A call made as a server makes one with OpenAI's unified interface: the SDP offer and the
+     * session's settings, as a multipart form. */
+    const makeCall = async (key: string, session: object | null, sdp = OFFER) => {
+      const form = new FormData();
+      form.set('sdp', sdp);
+      if (session) form.set('session', JSON.stringify(session));
+      const res = await fetch(`${base}/v1/realtime/calls`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}` },
+        body: form,
+      });
+      return { status: res.status, headers: res.headers, body: await res.text() };
+    };
+    const idOf = (location: string | null) => location!.split('/').at(-1)!;
+    const hangUp = (key: string, id: string) =>
+      fetch(`${base}/v1/realtime/calls/${id}/hangup`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}` },
+      });
+
+    it("makes a call with the provider's key, meters it on its sideband, and hangs it up", async () => {
+      const { key } = await t.newKey({ project: 'phone' });
+      const made = await makeCall(key, {
+        type: 'realtime',
+        model: 'gpt-realtime',
+        instructions: 'Be brief.',
+      });
+      expect(made.status).toBe(201);
+      expect(made.headers.get('content-type')).toBe('application/sdp');
+      expect(made.body).toMatch(/^v=0\r\n/);
+      const id = idOf(made.headers.get('location'));
+      expect(made.headers.get('location')).toBe(`/v1/realtime/calls/${id}`);
+      const call = mock.realtime.calls.get(id)!;
+      // The offer as it came, the session with its model, the provider's key.
+      expect(call.sdp).toBe(OFFER);
+      expect(call.session).toEqual({ type: 'realtime', model: 'gpt-realtime', instructions: 'Be brief.' });
+      expect(mock.received.at(-1)!.headers.authorization).toBe('Bearer sk-upstream');
+      // Its sideband was open before the answer went back.
+      expect(call.sideband).not.toBeNull();
+      expect((await t.app.inject({ url: '/metrics' })).body).toMatch(/^tally_gateway_realtime_sessions 1$/m);
+      // The caller talks to the model; the gateway reads the call's events on the sideband.
+      mock.realtime.speak(id);
+      for (let i = 0; i < 100 && (await lastCalls(t, 1))[0]?.['project'] !== 'phone'; i++)
+        await new Promise((r) => setTimeout(r, 10));
+      expect((await lastCalls(t, 1))[0]).toMatchObject({
+        api: 'openai-realtime',
+        model_requested: 'gpt-realtime',
+        project: 'phone',
+        status: 'ok',
+        cost_usd: '0.00664',
+        request_id: made.headers.get('x-tally-request-id'),
+      });
+      expect((await hangUp(key, id)).status).toBe(200);
+      expect(call.hungUp).toBe(true);
+      for (let i = 0; i < 100 && t.gateway.realtime.size > 0; i++)
+        await new Promise((r) => setTimeout(r, 10));
+      expect(t.gateway.realtime.size).toBe(0);
+      // Once ended, it is not the gateway's to hang up.
+      expect((await hangUp(key, id)).status).toBe(404);
+    });
+
+    it('takes an application/sdp offer with the model in the query, and refuses what it cannot make', async () => {
+      const { key } = await t.newKey({ models: ['gpt-realtime-mini'] });
+      const raw = await fetch(`${base}/v1/realtime/calls?model=gpt-realtime-mini`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/sdp' },
+        body: OFFER,
+      });
+      expect(raw.status).toBe(201);
+      const id = idOf(raw.headers.get('location'));
+      expect(mock.realtime.calls.get(id)!.session).toEqual({ type: 'realtime', model: 'gpt-realtime-mini' });
+      expect((await hangUp(key, id)).status).toBe(200);
+      const code = async (r: { status: number; body: string }) => [
+        r.status,
+        (JSON.parse(r.body) as { error: { code: string } }).error.code,
+      ];
+      expect(await code(await makeCall(key, { type: 'realtime', model: 'gpt-realtime' }))).toEqual([
+        403,
+        'model_not_allowed',
+      ]);
+      expect(await code(await makeCall(key, { type: 'realtime' }))).toEqual([400, 'missing_model']);
+      expect(await code(await makeCall(key, { model: 'gpt-realtime-mini' }, 'not an offer'))).toEqual([
+        400,
+        'invalid_offer',
+      ]);
+      expect(await code(await makeCall('tk-nope', { model: 'gpt-realtime-mini' }))).toEqual([
+        401,
+        'invalid_api_key',
+      ]);
+      const other = await t.newKey({});
+      expect((await hangUp(other.key, 'rtc_nope')).status).toBe(404);
+    });
+
+    it('hangs up a call whose sideband cannot be opened, rather than run it unmetered', async () => {
+      const { key } = await t.newKey({});
+      const made = await makeCall(key, {
+        type: 'realtime',
+        model: 'gpt-realtime',
+        instructions: 'refuse sideband',
+      });
+      expect(made.status).toBe(502);
+      expect(JSON.parse(made.body)).toMatchObject({ error: { code: 'upstream_sideband_unavailable' } });
+      const call = [...mock.realtime.calls.values()].at(-1)!;
+      for (let i = 0; i < 100 && !call.hungUp; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(call.hungUp).toBe(true);
+    });
+
+    it('cancels a response its budget cannot hold, and hangs up a call that spends it', async () => {
+      // As for a session: $0.01 holds the first response (50 audio tokens out at most) and not the
+      // second (with the first's input), which is cancelled; what it made spends the budget.
+      const { key } = await t.newKey({ budget_usd: 0.01, period: 'month' });
+      const made = await makeCall(key, { type: 'realtime', model: 'gpt-realtime' });
+      const id = idOf(made.headers.get('location'));
+      const call = mock.realtime.calls.get(id)!;
+      mock.realtime.speak(id, { max_output_tokens: 50 });
+      mock.realtime.speak(id, { max_output_tokens: 50 });
+      for (let i = 0; i < 200 && !call.hungUp; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(call.hungUp).toBe(true);
+      const upstream = mock.realtime.sessions.at(-1)!;
+      expect(upstream.url).toBe(`/v1/realtime?call_id=${id}`);
+      // The cancel went on the sideband before the hang-up, on another connection.
+      for (let i = 0; i < 100 && upstream.events.length === 0; i++)
+        await new Promise((r) => setTimeout(r, 10));
+      expect(upstream.events.map((e) => e['type'])).toEqual(['response.cancel']);
+      const [second, first] = await lastCalls(t, 2);
+      expect([first!.cost_usd, second!.cost_usd]).toEqual(['0.00664', '0.00664']);
+    });
+  });
 });
