@@ -135,6 +135,22 @@ describe('models billed by the second, the character or the image', () => {
     });
   });
 
+  it('are never $0 a token where a table bills them by the image or the pixel, and quotes 0 a token', () => {
+    // LiteLLM lists Azure's dall-e-3 at 0 a token out with its price per pixel, and Gemini's
+    // lyria-3-clip-preview at 0 a token with its price per image; Portkey lists deepbricks' dall-e-3
+    // and Google's Imagen 4 at 0 a token with their prices per image.
+    for (const [provider, model] of [
+      ['azure', 'hd/1024-x-1024/dall-e-3'],
+      ['azure', 'standard/1792-x-1024/dall-e-3'],
+      ['google', 'lyria-3-clip-preview'],
+      ['google', 'imagen-4.0-generate-001-lte-128k'],
+      ['deepbricks', 'dall-e-3'],
+    ] as const) {
+      const r = cat.price({ provider, model, tokens: { input: 1000, output: 1000 } });
+      expect(r.status, `${provider}/${model}`).toBe('unpriced');
+    }
+  });
+
   it("prices a transcription billed by the second from its usage's seconds", () => {
     // whisper-1: $0.006 a minute; Deepgram's nova-3: $0.0043 a minute (LiteLLM's per-second rates).
     const seconds = (provider: string, model: string, s: number) =>

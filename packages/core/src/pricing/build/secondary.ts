@@ -86,6 +86,15 @@ const OTHER_UNITS = [
   'output_cost_per_pixel',
 ];
 
+/** Whether a LiteLLM entry is billed in a unit other than tokens (OTHER_UNITS, above 0), at no
+ * token price above 0. */
+function pricedOtherwise(e: Obj): boolean {
+  const positive = (k: string) => typeof e[k] === 'number' && (e[k] as number) > 0;
+  return (
+    OTHER_UNITS.some(positive) && !positive('input_cost_per_token') && !positive('output_cost_per_token')
+  );
+}
+
 /**
  * The models (`provider/model`) LiteLLM bills in a unit other than tokens, with no token price:
  * whisper-1 by the second of audio, tts-1 by the character, dall-e by the image. Portkey's table
@@ -114,6 +123,10 @@ export function fromLiteLlm(data: unknown): SecondaryPrice[] {
   for (const [key, e] of Object.entries(data)) {
     if (key === 'sample_spec' || !isObj(e) || typeof e['litellm_provider'] !== 'string') continue;
     let prices = litellmTokenPrices(e, '', true);
+    // An entry billed by the image, the pixel, the second or the character whose token prices are
+    // 0 (Azure's dall-e-3: 0 a token out, and its price per pixel) is not free by the token: its
+    // tokens are not what it is billed for.
+    if (pricedOtherwise(e)) prices = {};
     if (prices.input_mtok === undefined) {
       // A transcription model billed by the second of audio (whisper-1, Deepgram's), or a speech
       // model by the character of its input (tts-1, ElevenLabs', Polly's): that price.
@@ -198,6 +211,15 @@ export function fromPortkey(files: Record<string, unknown>): SecondaryPrice[] {
       const input = cents(payg, 'request_token');
       const output = cents(payg, 'response_token');
       if (input === undefined && output === undefined) continue;
+      // A model billed by the image (deepbricks' dall-e-3: 0 a token, and its images' prices) is
+      // not free by the token.
+      if (
+        isObj(payg['image']) &&
+        !pricesNothing(payg['image'], (k) => k === 'price') &&
+        !Number(input) &&
+        !Number(output)
+      )
+        continue;
       const prices: PriceSet = { input_mtok: input ?? '0', output_mtok: output ?? '0' };
       const add = (k: keyof PriceSet, src: string) => {
         const v = cents(payg, src);
