@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ImageCount } from '@tally/core';
 import type { Breakers } from './breaker.js';
 import { durationUsage, withAddedField, withField } from './form.js';
 import { editTopLevel } from './json-edit.js';
@@ -63,6 +64,15 @@ export interface ForwardEnv {
  * metered. The answer is relayed as JSON or event by event. A request the first attempt cannot be
  * translated for is not answered here: its refusal is returned, for the gateway to answer.
  */
+/** The images an answer lists (`data`), at the quality and size the request asked; null for an
+ * answer that lists none. */
+export function imagesMade(json: Obj, body: Obj): ImageCount | null {
+  const data = json['data'];
+  if (!Array.isArray(data) || data.length === 0) return null;
+  const text = (v: unknown) => (typeof v === 'string' ? v : null);
+  return { count: data.length, quality: text(body['quality']), size: text(body['size']) };
+}
+
 export async function forwardAttempts(
   env: ForwardEnv,
   req: IncomingMessage,
@@ -326,6 +336,8 @@ export async function forwardAttempts(
           text: endpoint === 'transcriptions' || endpoint === 'translations',
           // A verbose transcript's usage is its duration.
           usageOf: endpoint === 'translations' ? durationUsage : undefined,
+          // dall-e's answer gives no usage: it is billed by the image.
+          imagesOf: endpoint === 'images' ? (json: Obj) => imagesMade(json, body) : undefined,
         });
         if (relayed !== 'answered') env.breakers.failure(attempt.provider.id);
         if (relayed === 'retry') continue;

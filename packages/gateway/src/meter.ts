@@ -1,4 +1,4 @@
-import type { CallRecord, HostedToolCalls, PriceOutcome, Tokens } from '@tally/core';
+import type { CallRecord, HostedToolCalls, ImageCount, PriceOutcome, Tokens } from '@tally/core';
 import { ZERO_TOKENS } from '@tally/core';
 import { searchModelCalls } from './policy.js';
 import type { GatewayDeps, VirtualKey } from './types.js';
@@ -71,6 +71,8 @@ export interface AttemptOutcome {
   toolCalls?: HostedToolCalls | null;
   /** The id of the response the answer is (Responses), or null. */
   responseId?: string | null;
+  /** The images a model billed by the image made (dall-e), whose answer gave no usage. */
+  images?: ImageCount | null;
   latencyMs: number;
   ttftMs: number | null;
 }
@@ -98,7 +100,8 @@ function priceAs(
     : deps.price({
         provider: ctx.priceProvider,
         model,
-        tokens: out.estimated!,
+        tokens: out.estimated ?? {},
+        images: out.images ?? null,
         time: ctx.time,
         tenant: ctx.key.tenant,
         service_tier: out.serviceTier ?? null,
@@ -114,7 +117,7 @@ export function meterAttempt(deps: GatewayDeps, ctx: AttemptContext, out: Attemp
   let errorType = out.errorType;
   let fromEstimate = !out.usage && !!out.estimated;
   try {
-    if (out.usage || out.estimated) {
+    if (out.usage || out.estimated || out.images) {
       priced = priceAs(deps, ctx, out, model);
       if (priced.status === 'unpriced' && out.usage && out.estimated) {
         const est = priceAs(deps, ctx, out, model, true);
@@ -138,7 +141,7 @@ export function meterAttempt(deps: GatewayDeps, ctx: AttemptContext, out: Attemp
   if (priced?.status === 'unpriced') errorType ??= `unpriced: ${priced.reason}`.slice(0, 128);
   const isPriced = priced?.status === 'priced' ? priced : null;
   // A failed call with no usage costs nothing; an unreadable or unknown one stays unpriced.
-  const free = priced === null && out.usage === null && out.estimated === null;
+  const free = priced === null && out.usage === null && out.estimated === null && !out.images;
   return {
     id: ctx.id,
     time: ctx.time,

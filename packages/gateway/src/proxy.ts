@@ -1,6 +1,12 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type CallRecord, type HostedToolCalls, MAX_TOKEN_COUNT, type Tokens } from '@tally/core';
+import {
+  type CallRecord,
+  type HostedToolCalls,
+  type ImageCount,
+  MAX_TOKEN_COUNT,
+  type Tokens,
+} from '@tally/core';
 import { attribute } from './attribution.js';
 import { BackgroundCalls } from './background.js';
 import { Batches, type BatchHold } from './batches.js';
@@ -171,7 +177,7 @@ const ROUTES = new Map<string, Endpoint>([
 ]);
 
 /** What a call's largest cost is priced from (heldUsage). */
-type PricedAs = { api: string; usage: Obj } | { tokens: Partial<Tokens> };
+type PricedAs = { api: string; usage: Obj } | { tokens: Partial<Tokens>; images?: ImageCount };
 
 /** The token counts, which cost nothing and are not metered. */
 const FREE_ROUTES = new Map<string, GatewayRoute>([
@@ -1103,7 +1109,14 @@ export class Gateway {
         output_tokens: output,
         output_tokens_details: { image_tokens: output },
       };
-      return [{ api: ENDPOINT_API.images, usage }, null];
+      // A model billed by the image (dall-e): the images asked for, at the quality and size asked.
+      const n = body['n'];
+      const count = typeof n === 'number' && Number.isInteger(n) && n > 0 ? n : 1;
+      const text = (v: unknown) => (typeof v === 'string' ? v : null);
+      return [
+        { api: ENDPOINT_API.images, usage },
+        { tokens: {}, images: { count, quality: text(body['quality']), size: text(body['size']) } },
+      ];
     }
     if (endpoint === 'speech')
       return [

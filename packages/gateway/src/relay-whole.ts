@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { type HostedToolCalls, nanoToUsd, type Tokens } from '@tally/core';
+import { type HostedToolCalls, type ImageCount, nanoToUsd, type Tokens } from '@tally/core';
 import { metaOf, readAnswerMeta } from './answer-meta.js';
 import { hasEnded } from './background.js';
 import type { AttemptContext, AttemptOutcome } from './meter.js';
@@ -72,6 +72,8 @@ export interface RelayOptions {
   text?: boolean | undefined;
   /** The usage of an answer that gives none in `usage` (a verbose transcript's: its duration). */
   usageOf?: ((json: Obj) => Obj | null) | undefined;
+  /** The images an answer that gives no usage made, billed by the image (dall-e's: its `data`). */
+  imagesOf?: ((json: Obj) => ImageCount | null) | undefined;
 }
 
 /** What became of a relayed answer: passed on, unusable and answered with a 502, or unusable with
@@ -173,10 +175,16 @@ export async function relay(
     send(res, up, ctx, acc, buf, String(up.headers['content-type'] ?? 'application/json'), null);
     return 'background';
   }
+  // An image model billed by the image (dall-e) gives no usage: its images are counted.
+  let images: ImageCount | null = null;
+  if (usage === null && opts.imagesOf) {
+    json ??= JSON.parse(buf.toString('utf8')) as Obj;
+    images = opts.imagesOf(json);
+  }
   // A 2xx answer without usage (some OpenAI-compatible servers) is not free: its tokens are
   // counted, the prompt's and the answer's, and the call marked estimated.
   let estimated: Partial<Tokens> | null = null;
-  if (usage === null) {
+  if (usage === null && images === null) {
     const whole = json ?? (JSON.parse(buf.toString('utf8')) as Obj);
     estimated = { input: await estimatePromptTokens(body), output: await countTokens(answerText(whole)) };
   }
@@ -185,9 +193,10 @@ export async function relay(
   const out = transform && json ? Buffer.from(JSON.stringify(transform(json, up.statusCode))) : buf;
   const outcome: AttemptOutcome = {
     status: 'ok',
-    errorType: usage === null ? 'upstream_no_usage' : null,
+    errorType: usage === null && images === null ? 'upstream_no_usage' : null,
     usage,
     estimated,
+    images,
     modelServed: served,
     serviceTier,
     toolCalls,

@@ -151,6 +151,33 @@ describe('models billed by the second, the character or the image', () => {
     }
   });
 
+  it("prices dall-e by the image, at its quality and size (Portkey's prices an image)", () => {
+    const images = (provider: string, model: string, count: number, quality?: string, size?: string) =>
+      cat.price({
+        provider,
+        api: 'openai-images',
+        model,
+        tokens: {},
+        images: { count, quality: quality ?? null, size: size ?? null },
+      });
+    // dall-e-3: $0.04 a standard square image, $0.12 an HD portrait; dall-e-2: $0.016 at 256x256.
+    expect(images('openai', 'dall-e-3', 1)).toMatchObject({ status: 'priced', listNano: 40_000_000n });
+    expect(images('openai', 'dall-e-3', 1, 'hd', '1024x1792')).toMatchObject({ listNano: 120_000_000n });
+    expect(images('openai', 'dall-e-3', 1, 'hd')).toMatchObject({ listNano: 80_000_000n });
+    expect(images('openai', 'dall-e-2', 2, undefined, '256x256')).toMatchObject({
+      listNano: 32_000_000n,
+      tokens: { image_generations: 2 },
+    });
+    expect(images('azure', 'dall-e-3', 3, 'standard', '1792x1024')).toMatchObject({ listNano: 240_000_000n });
+    // A size the tables give no price for is no price, never $0.
+    expect(images('openai', 'dall-e-2', 1, undefined, '2048x2048')).toMatchObject({
+      status: 'unpriced',
+      reason: 'model dall-e-2 has no price for an image (2048x2048)',
+    });
+    // Nor is a model priced by the token, asked for images it has no price an image for.
+    expect(images('openai', 'gpt-4o', 1)).toMatchObject({ status: 'unpriced' });
+  });
+
   it("prices a transcription billed by the second from its usage's seconds", () => {
     // whisper-1: $0.006 a minute; Deepgram's nova-3: $0.0043 a minute (LiteLLM's per-second rates).
     const seconds = (provider: string, model: string, s: number) =>

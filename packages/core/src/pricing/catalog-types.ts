@@ -88,7 +88,14 @@ export interface CatalogModel {
    * call that sets no limit of its own. */
   max_output_tokens?: number;
   deprecated?: boolean;
+  /** USD an image, by quality then size (`default` for either where the request names none), for
+   * a model billed by the image whose answer gives no usage (dall-e-2 and dall-e-3): Portkey's
+   * tables. */
+  images?: ImagePrices;
 }
+
+/** USD an image, by quality (`standard`, `hd`, `default`...) then size (`1024x1792`, `default`...). */
+export type ImagePrices = Record<string, Record<string, string>>;
 
 export type ExtractorPathStep = string | { type: 'array-match'; field: string; match: Clause };
 

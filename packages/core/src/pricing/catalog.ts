@@ -1,13 +1,14 @@
 import type { Clock } from '../clock.js';
 import { systemClock } from '../clock.js';
 import { TallyError } from '../errors.js';
-import { exactToNano } from '../money.js';
+import { exactToNano, rateFrom } from '../money.js';
 import { calcCost, compilePrices, type UnitUsage } from './calc.js';
 import type {
   CatalogData,
   CatalogModel,
   CatalogProvider,
   ConditionalPrice,
+  ImagePrices,
   PriceSet,
 } from './catalog-types.js';
 import { extractUsage, serviceTierOf, usageModesOf } from './extract.js';
@@ -20,7 +21,13 @@ import {
   tokensToUnitUsage,
   unitUsageToTokens,
 } from './tokens.js';
-import { HOSTED_TOOL_CALLS, type HostedToolCalls, type PriceInput, type PriceOutcome } from './types.js';
+import {
+  HOSTED_TOOL_CALLS,
+  type HostedToolCalls,
+  type ImageCount,
+  type PriceInput,
+  type PriceOutcome,
+} from './types.js';
 import { UNITS } from './units.js';
 import { applyVariant, followVariant, multiplyFactors, scaleTokenPrices } from './variants.js';
 
@@ -260,6 +267,45 @@ export class Catalog {
       const model = resolved?.model.id ?? override!.model;
       return { status: 'unpriced', tokens, reason: `model ${model} has no price for ${fee}`, version };
     }
+    // A model billed by the image alone (dall-e) has no price for tokens: they are no price, not $0.
+    const tokenCount = (usage['input_tokens'] ?? 0) + (usage['output_tokens'] ?? 0);
+    if (
+      tokenCount > 0 &&
+      resolved?.model.images &&
+      prices?.input_mtok === undefined &&
+      prices?.output_mtok === undefined &&
+      !override?.prices
+    ) {
+      return {
+        status: 'unpriced',
+        tokens,
+        reason: `model ${resolved.model.id} has no price for tokens (${tokenCount})`,
+        version,
+      };
+    }
+    // Images billed by the image: at the model's price for their quality and size, on the list
+    // price and the effective one alike (a tenant's overrides price tokens).
+    if (input.images && input.images.count > 0) {
+      const each = imagePrice(resolved?.model.images, input.images);
+      if (each === null) {
+        const { quality, size } = input.images;
+        const model = resolved?.model.id ?? override!.model;
+        const what = [quality, size].filter(Boolean).join(', ');
+        return {
+          status: 'unpriced',
+          tokens,
+          reason: `model ${model} has no price for an image${what ? ` (${what})` : ''}`,
+          version,
+        };
+      }
+      const cost = each * BigInt(Math.round(input.images.count));
+      tokens.image_generations += Math.round(input.images.count);
+      list = { ...list!, output: list!.output + cost, total: list!.total + cost };
+      effective =
+        effective === list
+          ? list
+          : { ...effective!, output: effective!.output + cost, total: effective!.total + cost };
+    }
     const l = list!;
     let effectiveTotal = effective!.total;
     if (override?.discount_pct !== undefined && !override.prices) {
@@ -284,6 +330,19 @@ export class Catalog {
       version,
     };
   }
+}
+
+/** The price of one image of this quality and size (ExactUsd), from a model's prices an image:
+ * the quality asked, else the default's; the size asked, else the default's; null where the table
+ * has none (or the model has no table). */
+function imagePrice(table: ImagePrices | undefined, asked: ImageCount): bigint | null {
+  if (!table) return null;
+  const quality = asked.quality?.toLowerCase() ?? 'default';
+  const sizes =
+    table[quality] ?? (asked.quality == null || quality === 'auto' ? table['default'] : undefined);
+  const size = asked.size?.toLowerCase() ?? 'default';
+  const usd = sizes?.[size] ?? (asked.size == null || size === 'auto' ? sizes?.['default'] : undefined);
+  return usd === undefined ? null : rateFrom(usd);
 }
 
 /** The batch or service-tier prices a call is at, if any: `batch`, else the tier the response names

@@ -29,6 +29,17 @@ export interface PriceInput {
    * of the answer's `output`, and bills searches and images per call, containers per session.
    * Added to what the usage (or `tokens`) counts. */
   tool_calls?: HostedToolCalls | null;
+  /** Images a model billed by the image made (dall-e-2, dall-e-3: their answers give no usage), at
+   * the quality and size the request asked (null: the model's default). Priced from the model's
+   * price an image (CatalogModel.images), added to what its tokens cost. */
+  images?: ImageCount | null;
+}
+
+/** A number of images of one quality and size (PriceInput.images). */
+export interface ImageCount {
+  count: number;
+  quality?: string | null;
+  size?: string | null;
 }
 
 /** Hosted tool calls billed per call (see PriceInput.tool_calls). */

@@ -98,7 +98,7 @@ export class MockRealtime {
       const m = /name="([^"]+)"\r\n(?:[^\r\n]+\r\n)*\r\n([\s\S]*)\r\n$/.exec(part);
       if (m) fields[m[1]!] = m[2]!;
     }
-    if (!fields['sdp'] || !fields['sdp'].startsWith('v=0')) {
+    if (!fields['sdp']?.startsWith('v=0')) {
       res.writeHead(400, { 'content-type': 'application/json' });
       res.end(
         JSON.stringify({

@@ -106,18 +106,41 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: image generation', () => {
     ).toMatchObject({ status: 429, code: 'budget_exceeded' });
   });
 
-  it('keeps an image of a model that bills per image, with no usage, unpriced, with why', async () => {
+  it('prices the images of a model billed by the image, whose answer gives no usage, at their quality and size', async () => {
     const openai = client((await t.newKey({})).key);
     const image = await openai.images.generate({ model: 'dall-e-3', prompt: 'A cat.' });
     expect(image.data?.[0]?.url).toBe('https://images.example/0.png');
-    const [call] = await lastCalls(t, 1);
-    expect(call).toMatchObject({
+    // dall-e-3: $0.04 a standard square image.
+    expect((await lastCalls(t, 1))[0]).toMatchObject({
       api: 'openai-images',
       status: 'ok',
-      pricing_status: 'unpriced',
-      error_type: 'upstream_no_usage',
-      cost_usd: null,
+      pricing_status: 'priced',
+      error_type: null,
+      cost_usd: '0.04',
+      tokens: { input: 0, output: 0, image_generations: 1 },
     });
+    // Two HD portraits at $0.12; dall-e-2's three small squares at $0.016.
+    await openai.images.generate({
+      model: 'dall-e-3',
+      prompt: 'A cat.',
+      n: 2,
+      quality: 'hd',
+      size: '1024x1792',
+    });
+    expect((await lastCalls(t, 1))[0]).toMatchObject({ cost_usd: '0.24', tokens: { image_generations: 2 } });
+    await openai.images.generate({ model: 'dall-e-2', prompt: 'A cat.', n: 3, size: '256x256' });
+    expect((await lastCalls(t, 1))[0]).toMatchObject({ cost_usd: '0.048' });
+  });
+
+  it('holds a budget to the images asked for, at their price an image', async () => {
+    // Two HD portraits of dall-e-3 come to $0.24: past $0.20, refused; one goes.
+    const openai = client((await t.newKey({ budget_usd: 0.2, period: 'month' })).key);
+    const refused = await openai.images
+      .generate({ model: 'dall-e-3', prompt: 'A cat.', n: 2, quality: 'hd', size: '1024x1792' })
+      .catch((e: unknown) => e as { status: number; code: string });
+    expect(refused).toMatchObject({ status: 429, code: 'budget_exceeded' });
+    await openai.images.generate({ model: 'dall-e-3', prompt: 'A cat.', quality: 'hd', size: '1024x1792' });
+    expect((await lastCalls(t, 1))[0]).toMatchObject({ cost_usd: '0.12' });
   });
 
   /** A PNG-sized file to edit. */

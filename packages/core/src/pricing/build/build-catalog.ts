@@ -10,6 +10,7 @@ import {
   fromPortkey,
   litellmContainerFees,
   litellmOtherUnits,
+  portkeyImages,
   type SecondaryPrice,
 } from './secondary.js';
 
@@ -166,6 +167,15 @@ export function buildCatalog(src: CatalogSources): BuildResult {
     if (p) fillContainerFee(p, kcount);
   }
   for (const p of providers) providerModes(p);
+  // The prices an image of dall-e-2 and dall-e-3, billed by the image with answers that give no
+  // usage, from Portkey's tables (US cents an image by quality and size; the only table that has
+  // them so: LiteLLM's per-pixel prices are rounded). Other models Portkey lists by the image are
+  // left out: its tables quote some in dollars, some per token.
+  for (const { provider, model, images } of src.portkey ? portkeyImages(src.portkey).values() : []) {
+    const p = byId.get(provider);
+    if (!p || !/^dall-e-[23]$/.test(model) || findModel(byId, p, model)) continue;
+    p.models.push({ id: model, match: { equals: model }, prices: {}, source: 'portkey', images });
+  }
   const body = JSON.stringify(providers);
   const hash = createHash('sha256').update(body).digest('hex').slice(0, 8);
   const sources = Object.entries(src.snapshots ?? {}).map(([name, snapshot]) => ({ name, snapshot }));

@@ -1,5 +1,6 @@
 import {
   type CatalogModel,
+  type ImagePrices,
   type Price,
   type PriceModes,
   type PriceSet,
@@ -197,6 +198,43 @@ const PORTKEY_TOOL_FEES: readonly (readonly [string, keyof PriceSet])[] = [
   ['web_search', 'web_searches_kcount'],
   ['file_search', 'storage_searches_kcount'],
 ];
+
+/** The prices an image of Portkey's `image` tables (US cents, by quality then size), in USD; null
+ * for a model without one, or one that prices no image. */
+function portkeyImagePrices(table: unknown): ImagePrices | null {
+  if (!isObj(table)) return null;
+  const out: ImagePrices = {};
+  for (const [quality, sizes] of Object.entries(table)) {
+    if (!isObj(sizes)) continue;
+    for (const [size, v] of Object.entries(sizes)) {
+      const usd = isObj(v) ? timesPow10(v['price'], -2) : undefined;
+      if (usd === undefined || Number(usd) === 0) continue;
+      const q = quality.toLowerCase();
+      out[q] = { ...out[q], [size.toLowerCase()]: usd };
+    }
+  }
+  return Object.keys(out).length > 0 ? out : null;
+}
+
+/** The models Portkey prices by the image (its `image` tables), with those prices in USD:
+ * `provider/model` (the catalog's provider ids) to the prices. */
+export function portkeyImages(
+  files: Record<string, unknown>,
+): Map<string, { provider: string; model: string; images: ImagePrices }> {
+  const out = new Map<string, { provider: string; model: string; images: ImagePrices }>();
+  for (const [file, data] of Object.entries(files)) {
+    if (!isObj(data)) continue;
+    const provider = canonicalProvider(file.replace(/\.json$/, ''));
+    for (const [model, e] of Object.entries(data)) {
+      if (!isObj(e) || !isObj(e['pricing_config'])) continue;
+      const payg = e['pricing_config']['pay_as_you_go'];
+      const images = isObj(payg) ? portkeyImagePrices(payg['image']) : null;
+      if (images)
+        out.set(`${provider}/${model.toLowerCase()}`, { provider, model: model.toLowerCase(), images });
+    }
+  }
+  return out;
+}
 
 /** Portkey's pricing/<provider>.json files (US cents per token). */
 export function fromPortkey(files: Record<string, unknown>): SecondaryPrice[] {
