@@ -337,7 +337,10 @@ export async function forwardAttempts(
           // A verbose transcript's usage is its duration.
           usageOf: endpoint === 'translations' ? durationUsage : undefined,
           // dall-e's answer gives no usage: it is billed by the image.
-          imagesOf: endpoint === 'images' ? (json: Obj) => imagesMade(json, body) : undefined,
+          imagesOf:
+            endpoint === 'images' || endpoint === 'image_edits'
+              ? (json: Obj) => imagesMade(json, body)
+              : undefined,
         });
         if (relayed !== 'answered') env.breakers.failure(attempt.provider.id);
         if (relayed === 'retry') continue;

@@ -130,6 +130,15 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: image generation', () => {
     expect((await lastCalls(t, 1))[0]).toMatchObject({ cost_usd: '0.24', tokens: { image_generations: 2 } });
     await openai.images.generate({ model: 'dall-e-2', prompt: 'A cat.', n: 3, size: '256x256' });
     expect((await lastCalls(t, 1))[0]).toMatchObject({ cost_usd: '0.048' });
+    // dall-e-2's edits are billed as its images are: two at 512x512, $0.018 each.
+    await openai.images.edit({
+      model: 'dall-e-2',
+      image: await toFile(Buffer.alloc(1000, 0x89), 'room.png', { type: 'image/png' }),
+      prompt: 'A lamp.',
+      n: 2,
+      size: '512x512',
+    });
+    expect((await lastCalls(t, 1))[0]).toMatchObject({ cost_usd: '0.036', tokens: { image_generations: 2 } });
   });
 
   it('holds a budget to the images asked for, at their price an image', async () => {
