@@ -118,6 +118,46 @@ export function durationUsage(json: Record<string, unknown>): Record<string, unk
     : null;
 }
 
+/** The formats a whisper-1 transcript or translation may be asked in that give no duration: the
+ * text, and subtitles. */
+export const PLAIN_TRANSCRIPTS = new Set(['text', 'srt', 'vtt']);
+
+/** A time in a subtitle cue: `HH:MM:SS,mmm` (SRT) or `HH:MM:SS.mmm` (WebVTT). */
+function cueTime(seconds: number, mark: ',' | '.'): string {
+  const ms = Math.max(0, Math.round(seconds * 1000));
+  const pad = (n: number, w = 2) => String(n).padStart(w, '0');
+  const h = Math.floor(ms / 3_600_000);
+  const m = Math.floor(ms / 60_000) % 60;
+  const s = Math.floor(ms / 1000) % 60;
+  return `${pad(h)}:${pad(m)}:${pad(s)}${mark}${pad(ms % 1000, 3)}`;
+}
+
+/**
+ * A verbose transcript (whisper-1's `verbose_json`) in the format the client asked: `text`, the text
+ * and a newline; `srt` and `vtt`, a cue for each of its segments (one for the whole, from 0 to its
+ * duration, where it has none), as whisper-1 writes them.
+ */
+export function plainTranscript(json: Record<string, unknown>, format: string): string {
+  const text = typeof json['text'] === 'string' ? json['text'] : '';
+  if (format === 'text') return `${text}\n`;
+  const given = Array.isArray(json['segments']) ? (json['segments'] as Record<string, unknown>[]) : [];
+  const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
+  const segments =
+    given.length > 0
+      ? given.map((g) => ({
+          start: num(g['start']),
+          end: num(g['end']),
+          text: String(g['text'] ?? '').trim(),
+        }))
+      : [{ start: 0, end: num(json['duration']), text: text.trim() }];
+  const mark = format === 'srt' ? ',' : '.';
+  const cues = segments.map(
+    (g, i) =>
+      `${format === 'srt' ? `${i + 1}\n` : ''}${cueTime(g.start, mark)} --> ${cueTime(g.end, mark)}\n${g.text}\n`,
+  );
+  return `${format === 'vtt' ? 'WEBVTT\n\n' : ''}${cues.join('\n')}\n`;
+}
+
 /** The bytes of the file a form's fields came with (readForm), kept beside the fields. */
 export const FILE_BYTES = new WeakMap<object, number>();
 /** How many files a form's fields came with. */

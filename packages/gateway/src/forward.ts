@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ImageCount } from '@tally/core';
 import type { Breakers } from './breaker.js';
-import { durationUsage, withAddedField, withField } from './form.js';
+import { durationUsage, PLAIN_TRANSCRIPTS, plainTranscript, withAddedField, withField } from './form.js';
 import { editTopLevel } from './json-edit.js';
 import type { AttemptContext, Attribution } from './meter.js';
 import {
@@ -64,6 +64,19 @@ export interface ForwardEnv {
  * metered. The answer is relayed as JSON or event by event. A request the first attempt cannot be
  * translated for is not answered here: its refusal is returned, for the gateway to answer.
  */
+/** Whether the model an attempt sends to is billed by the second of audio (whisper-1), as the
+ * catalog prices it: one whose plain transcripts give no usage, and whose verbose JSON does. */
+function billedBySecond(deps: GatewayDeps, attempt: Attempt, tenant: string): boolean {
+  const priced = deps.price({
+    provider: priceProviderOf(attempt.provider),
+    api: ENDPOINT_API.transcriptions,
+    model: attempt.model,
+    usage: { type: 'duration', seconds: 1 },
+    tenant,
+  });
+  return priced.status === 'priced';
+}
+
 /** The images an answer lists (`data`), at the quality and size the request asked; null for an
  * answer that lists none. */
 export function imagesMade(json: Obj, body: Obj): ImageCount | null {
@@ -175,11 +188,17 @@ export async function forwardAttempts(
     );
     let payload: Buffer | string;
     let headers = target.headers;
-    // A translation's JSON gives no usage: whisper-1 is asked for its verbose JSON, whose duration is
-    // what it bills, and the client is answered the JSON it asked for, the text.
-    const verbose =
-      endpoint === 'translations' &&
-      (body['response_format'] === undefined || body['response_format'] === 'json');
+    // A translation's JSON gives no usage, nor does the text or the subtitles of a transcript or a
+    // translation: a model billed by the second (whisper-1) is asked for its verbose JSON, whose
+    // duration is what it bills, and the client is answered in the format it asked: the JSON's
+    // text, or the text and the subtitles made from the verbose JSON's segments.
+    const format = body['response_format'] ?? 'json';
+    const plain =
+      (endpoint === 'translations' || endpoint === 'transcriptions') &&
+      typeof format === 'string' &&
+      PLAIN_TRANSCRIPTS.has(format) &&
+      billedBySecond(env.deps, attempt, key.tenant);
+    const verbose = plain || (endpoint === 'translations' && format === 'json');
     if (toClaude || fromClaude) {
       ctx.upstreamApi = toClaude ? 'anthropic-messages' : ENDPOINT_API.chat;
       payload = translations.get(attempt)!;
@@ -319,7 +338,7 @@ export async function forwardAttempts(
                   : endpoint === 'responses'
                     ? toResponsesResponse(json, body, created)
                     : toOpenAiResponse(json, created, answerTool(body)?.name ?? null)
-            : verbose
+            : verbose && !plain
               ? (json: Obj, status: number) => (status >= 300 ? json : { text: json['text'] })
               : undefined;
         // An answer that cannot be used (cut off, not JSON, a redirect) is an upstream failure:
@@ -335,7 +354,8 @@ export async function forwardAttempts(
           // A transcription asked as text (or subtitles) is answered as such, with no usage.
           text: endpoint === 'transcriptions' || endpoint === 'translations',
           // A verbose transcript's usage is its duration.
-          usageOf: endpoint === 'translations' ? durationUsage : undefined,
+          usageOf: endpoint === 'translations' || plain ? durationUsage : undefined,
+          render: plain ? (json: Obj) => plainTranscript(json, format as string) : undefined,
           // dall-e's answer gives no usage: it is billed by the image.
           imagesOf:
             endpoint === 'images' || endpoint === 'image_edits'

@@ -72,6 +72,9 @@ export interface RelayOptions {
   text?: boolean | undefined;
   /** The usage of an answer that gives none in `usage` (a verbose transcript's: its duration). */
   usageOf?: ((json: Obj) => Obj | null) | undefined;
+  /** The text answered in place of the JSON the upstream gave (a transcript's subtitles, made
+   * from its verbose JSON). */
+  render?: ((json: Obj) => string) | undefined;
   /** The images an answer that gives no usage made, billed by the image (dall-e's: its `data`). */
   imagesOf?: ((json: Obj) => ImageCount | null) | undefined;
 }
@@ -151,7 +154,7 @@ export async function relay(
   }
   try {
     if (!opensObject(buf)) throw new SyntaxError('not an object');
-    if (transform || opts.background) {
+    if (transform || opts.background || opts.render) {
       // Parsed whole: a translated answer is rewritten, a background one read for its status.
       json = JSON.parse(buf.toString('utf8')) as Obj;
       const meta = metaOf(json);
@@ -190,7 +193,12 @@ export async function relay(
   }
   if (containers && opts.sessions) toolCalls = await opts.sessions(ctx, body, containers, toolCalls);
   // A translated call answers in the client's API: the upstream's body becomes OpenAI's shape.
-  const out = transform && json ? Buffer.from(JSON.stringify(transform(json, up.statusCode))) : buf;
+  const out =
+    transform && json
+      ? Buffer.from(JSON.stringify(transform(json, up.statusCode)))
+      : opts.render && json
+        ? Buffer.from(opts.render(json))
+        : buf;
   const outcome: AttemptOutcome = {
     status: 'ok',
     errorType: usage === null && images === null ? 'upstream_no_usage' : null,
@@ -204,7 +212,11 @@ export async function relay(
     latencyMs,
     ttftMs: null,
   };
-  const type = transform ? 'application/json' : String(up.headers['content-type'] ?? 'application/json');
+  const type = transform
+    ? 'application/json'
+    : opts.render
+      ? 'text/plain; charset=utf-8'
+      : String(up.headers['content-type'] ?? 'application/json');
   return answer(record, res, up, ctx, acc, outcome, out, type);
 }
 

@@ -5,8 +5,9 @@ import { mockForm } from './mock-batches.js';
  * A transcription (POST /v1/audio/transcriptions), in OpenAI's documented format. gpt-4o-transcribe
  * answers with the text and its usage in tokens (the audio's: one for each 1,600 bytes of the file
  * here, and the prompt's text), streamed as `transcript.text.delta` events and a
- * `transcript.text.done` with the usage; whisper-1 gives its usage as the audio's seconds. A
- * `response_format` of text answers with the text alone.
+ * `transcript.text.done` with the usage; whisper-1 gives its usage as the audio's seconds, and its
+ * `verbose_json` the duration and segments too. A `response_format` of text answers with the text
+ * alone.
  */
 export function transcriptionAnswer(contentType: string, raw: Buffer, res: ServerResponse): void {
   const form = mockForm(contentType, raw);
@@ -23,6 +24,25 @@ export function transcriptionAnswer(contentType: string, raw: Buffer, res: Serve
   if (fields['response_format'] === 'text') {
     res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
     res.end(`${text}\n`);
+    return;
+  }
+  // whisper-1's verbose JSON: the duration (a second for each 16,000 bytes), its two sentences as
+  // segments, and the usage in seconds.
+  if (fields['response_format'] === 'verbose_json' && fields['model']!.startsWith('whisper')) {
+    const duration = file.bytes.length / 16_000;
+    const body = JSON.stringify({
+      task: 'transcribe',
+      language: 'english',
+      duration,
+      text,
+      segments: [
+        { id: 0, seek: 0, start: 0, end: duration / 2, text: ' Thank you for calling.' },
+        { id: 1, seek: 0, start: duration / 2, end: duration, text: ' How can I help you today?' },
+      ],
+      usage: { type: 'duration', seconds: Math.ceil(duration) },
+    });
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
     return;
   }
   const audio = Math.ceil(file.bytes.length / 1600);

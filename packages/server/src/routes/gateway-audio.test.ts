@@ -93,14 +93,32 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: transcriptions and speech', (
       tokens: { input: 0, output: 0, audio_seconds: 2 },
       cost_usd: '0.0002',
     });
-    // Asked as text, with no usage, its estimated tokens have no price: unpriced, not $0.
-    await openai.audio.transcriptions.create({
-      file: await audio(32_000),
-      model: 'whisper-1',
-      response_format: 'text',
-    });
-    const [text] = await lastCalls(t, 1);
-    expect(text).toMatchObject({ status: 'ok', pricing_status: 'unpriced', cost_usd: null });
+    // Asked as text or subtitles, which give no duration, it is asked for its verbose JSON, billed
+    // by that, and answered in the format asked, made from the JSON's segments: 2.5 seconds, billed
+    // as 3 (to the nearest second, as whisper-1's usage gives them).
+    const plain = async (format: 'text' | 'srt' | 'vtt') => {
+      const answer = await openai.audio.transcriptions.create({
+        file: await audio(40_000),
+        model: 'whisper-1',
+        response_format: format,
+      });
+      expect(mock.received.at(-1)!.raw).toContain('name="response_format"\r\n\r\nverbose_json\r\n');
+      expect((await lastCalls(t, 1))[0]).toMatchObject({
+        pricing_status: 'priced',
+        tokens: { audio_seconds: 3 },
+        cost_usd: '0.0003',
+      });
+      return String(answer);
+    };
+    expect(await plain('text')).toBe('Thank you for calling. How can I help you today?\n');
+    expect(await plain('srt')).toBe(
+      '1\n00:00:00,000 --> 00:00:01,250\nThank you for calling.\n\n' +
+        '2\n00:00:01,250 --> 00:00:02,500\nHow can I help you today?\n\n',
+    );
+    expect(await plain('vtt')).toBe(
+      'WEBVTT\n\n00:00:00.000 --> 00:00:01.250\nThank you for calling.\n\n' +
+        '00:00:01.250 --> 00:00:02.500\nHow can I help you today?\n\n',
+    );
   });
 
   it("reserves the file's audio on the key's budget, and holds it to the key's models", async () => {
@@ -166,14 +184,14 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: transcriptions and speech', (
     });
     expect(verbose).toMatchObject({ duration: 10.5, text: 'Good morning. Your parcel arrives today.' });
     expect((await lastCalls(t, 1))[0]).toMatchObject({ cost_usd: '0.0011' });
-    // As text it gives no duration: unpriced, with why, never $0.
+    // As text, which gives no duration, it is asked verbose too, and answered the text.
     const text = await openai.audio.translations.create({
       file: await audio(168_000),
       model: 'whisper-1',
       response_format: 'text',
     });
-    expect(String(text).trim()).toBe('Good morning. Your parcel arrives today.');
-    expect((await lastCalls(t, 1))[0]).toMatchObject({ pricing_status: 'unpriced', cost_usd: null });
+    expect(String(text)).toBe('Good morning. Your parcel arrives today.\n');
+    expect((await lastCalls(t, 1))[0]).toMatchObject({ pricing_status: 'priced', cost_usd: '0.0011' });
     // The budget holds a translation by its file's seconds, as a transcription's.
     expect(
       await openai.audio.translations
