@@ -446,9 +446,12 @@ export class Gateway {
       return method === 'POST' ? 'message_batches' : method === 'GET' ? 'message_batch_list' : null;
     if (method === 'GET') return path === '/v1/models' ? 'models' : null;
     if (method !== 'POST') return null;
-    if (path.startsWith('/v1/realtime/calls'))
-      return RealtimeSessions.callRoute(method, path) ? 'realtime_calls' : null;
-    return ROUTES.get(path) ?? FREE_ROUTES.get(path) ?? null;
+    // A WebRTC call's paths are looked at last: a model call's are found first.
+    return (
+      ROUTES.get(path) ??
+      FREE_ROUTES.get(path) ??
+      (RealtimeSessions.callRoute(method, path) ? 'realtime_calls' : null)
+    );
   }
 
   /**
