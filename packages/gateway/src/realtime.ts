@@ -34,16 +34,21 @@ type Obj = Record<string, unknown>;
  * OpenAI's Realtime API through the gateway: a WebSocket at `/v1/realtime?model=...`, opened with
  * a virtual key (the `Authorization` header, or a browser's `openai-insecure-api-key.<key>`
  * subprotocol), relayed frame by frame to the provider the model routes to, with the provider's
- * key. A session counts as one request against the key's RPM; it opens only for a model the key
- * may use and while its budgets have room.
+ * key. A session counts as one request against the key's RPM (and its scopes'); it opens only for
+ * a model the key may use and while its budgets have room.
  *
  * Each `response.done` the provider sends is metered as a call, from the usage it carries (text,
  * audio and image tokens in, cached ones among them, text and audio tokens out), attributed as the
- * session's key and headers say, its request id the session's. The key's budgets are settled with
- * what it cost as it ends; a block budget that a response exhausts closes the session (code 1008)
- * after an `error` event that says which budget, as a call past it would be refused. The session's
- * input audio transcriptions (`conversation.item.input_audio_transcription.completed`, billed
- * apart, by the transcription model the session set up) are metered as calls of that model too.
+ * session's key and headers say, its request id the session's. Each response is reserved on the
+ * budgets and the TPM limits as it starts, and settled with what it cost as it ends; a block budget
+ * that a response exhausts closes the session (code 1008) after an `error` event that says which
+ * budget, as a call past it would be refused. A response the session's end cuts off is metered from
+ * what it relayed, estimated. The session's input audio transcriptions
+ * (`conversation.item.input_audio_transcription.completed`, billed apart, by the transcription
+ * model the session set up) are metered as calls of that model too.
+ *
+ * A WebRTC call (`POST /v1/realtime/calls`) is metered the same way, from the events on its
+ * sideband connection, which the gateway opens itself (see `call`).
  */
 
 /** The longest the provider may take to accept the connection. */
