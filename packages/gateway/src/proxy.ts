@@ -302,6 +302,7 @@ export class Gateway {
       authenticate: (req) => this.authenticate(req),
       plan: (model, tenant) => this.plan(model, 'realtime', tenant),
       record: (ctx, out, acc) => this.record(ctx, out, acc) as bigint | null,
+      provider: (id, tenant) => this.routerRef.provider(id, tenant),
       rateBuckets: async (key, attribution, model) => {
         const found = deps.rateLimits ? deps.rateLimits(key, attribution) : NO_LIMITS;
         return limitsOf(key, found instanceof Promise ? await found : found, model).buckets;

@@ -65,6 +65,8 @@ export interface RealtimeEnv {
   plan(model: string, tenant: string): Attempt[];
   /** Meters a call: its cost, or null unpriced. */
   record(ctx: AttemptContext, out: AttemptOutcome, acc: Accumulated): bigint | null;
+  /** A provider by its id, as a tenant's calls reach it. */
+  provider(id: string, tenant: string): ProviderConfig | undefined;
   /** The rate limits that hold a key's calls of a model: its own, then its scopes'. */
   rateBuckets(
     key: VirtualKey,
@@ -147,6 +149,28 @@ function protocolsOf(req: IncomingMessage): string[] {
         .filter(Boolean)
     : [];
 }
+
+/** How long a WebRTC call's owner is kept in the shared state, for a hang-up through any replica:
+ * longer than OpenAI lets a session run (an hour). */
+const CALL_KEPT_MS = 2 * 60 * 60 * 1000;
+const callKey = (id: string) => `rtcall:${id}`;
+
+/** Hangs up a provider's WebRTC call. */
+async function hangUpAt(p: ProviderConfig, model: string, id: string): Promise<void> {
+  const target = upstreamFor(p, 'realtime', model, {});
+  const { 'content-type': _json, 'accept-encoding': _coding, ...headers } = target.headers;
+  const r = await request(`${target.origin}${target.path}/calls/${encodeURIComponent(id)}/hangup`, {
+    method: 'POST',
+    headers,
+    headersTimeout: p.timeout_ms ?? CONNECT_TIMEOUT_MS,
+  });
+  await r.body.dump();
+  if (r.statusCode === 404) throw new CallGone();
+  if (r.statusCode >= 300) throw new Error(`the upstream ${p.id} answered the hang-up ${r.statusCode}`);
+}
+
+/** A call the provider no longer knows (it has ended). */
+class CallGone extends Error {}
 
 /** The answer to a session asked for as the gateway stops. */
 const stopping = (): GatewayError => ({
@@ -498,12 +522,7 @@ export class RealtimeSessions {
       .split('/')
       .filter(Boolean)
       .at(-1);
-    const callUrl = (tail: string) =>
-      `${target.origin}${target.path}/calls/${encodeURIComponent(id ?? '')}${tail}`;
-    const hangup = async () => {
-      const r = await request(callUrl('/hangup'), { method: 'POST', headers, headersTimeout: timeout });
-      await r.body.dump();
-    };
+    const hangup = () => hangUpAt(p, attempt.model, id ?? '');
     const failed = (why: string) => {
       sendError(res, 'openai', {
         status: 502,
@@ -523,7 +542,12 @@ export class RealtimeSessions {
       },
     );
     this.calls.set(id, { tenant: key.tenant, keyId: key.id, hangup });
-    sideband.on('close', () => this.calls.delete(id));
+    sideband.on('close', () => {
+      this.calls.delete(id);
+      deps.state
+        .forget(callKey(id))
+        .catch((err: unknown) => deps.onError?.(err, 'forgetting a realtime call'));
+    });
     const { meta } = this.watch(sideband, checked, checked.attribution, null, hangup);
     const opened = await new Promise<string | null>((resolve) => {
       sideband.once('open', () => resolve(null));
@@ -541,6 +565,11 @@ export class RealtimeSessions {
       hangup().catch((err: unknown) => deps.onError?.(err, 'hanging up a realtime call'));
       return failed(opened);
     }
+    // Whose it is, for a hang-up through another replica (the sideband stays with this one).
+    const owner = JSON.stringify({ tenant: key.tenant, provider: p.id, model: attempt.model });
+    await deps.state
+      .remember(callKey(id), owner, deps.clock.now() + CALL_KEPT_MS)
+      .catch((err: unknown) => deps.onError?.(err, 'remembering a realtime call'));
     res.writeHead(made.statusCode, {
       'content-type': String(made.headers['content-type'] ?? 'application/sdp'),
       location: `/v1/realtime/calls/${id}`,
@@ -549,7 +578,8 @@ export class RealtimeSessions {
     res.end(answer);
   }
 
-  /** A call's hang-up, through the gateway: only its own tenant's key may. */
+  /** A call's hang-up, through the gateway: only its own tenant's key may. A call made through
+   * another replica is found in the shared state, and hung up at its provider from here. */
   private async hangUp(
     req: IncomingMessage,
     res: ServerResponse,
@@ -557,17 +587,20 @@ export class RealtimeSessions {
     id: string,
   ): Promise<void> {
     req.resume();
-    const call = this.calls.get(decodeURIComponent(id));
-    if (!call || call.tenant !== key.tenant)
-      return sendError(res, 'openai', {
+    const callId = decodeURIComponent(id);
+    const call = this.calls.get(callId) ?? (await this.elsewhere(callId, key.tenant));
+    const notFound = () =>
+      sendError(res, 'openai', {
         status: 404,
         type: 'invalid_request_error',
         code: 'call_not_found',
         message: `No call ${id} is under way through this gateway.`,
       });
+    if (!call || call.tenant !== key.tenant) return notFound();
     try {
       await call.hangup();
     } catch (err) {
+      if (err instanceof CallGone) return notFound();
       return sendError(res, 'openai', {
         status: 502,
         type: 'api_error',
@@ -577,6 +610,23 @@ export class RealtimeSessions {
     }
     res.writeHead(200);
     res.end();
+  }
+
+  /** A call another replica made, as the shared state keeps it, with its hang-up; null for none. */
+  private async elsewhere(
+    id: string,
+    tenant: string,
+  ): Promise<{ tenant: string; hangup(): Promise<void> } | null> {
+    let kept: string | null;
+    try {
+      kept = await this.env.deps.state.recall(callKey(id));
+    } catch {
+      return null;
+    }
+    if (kept === null) return null;
+    const o = JSON.parse(kept) as { tenant: string; provider: string; model: string };
+    const p = o.tenant === tenant ? this.env.provider(o.provider, tenant) : undefined;
+    return p ? { tenant: o.tenant, hangup: () => hangUpAt(p, o.model, id) } : null;
   }
 
   /** Takes an upgrade request for `/v1/realtime`: checks it, opens the provider's session, and

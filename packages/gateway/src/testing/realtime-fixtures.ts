@@ -77,7 +77,7 @@ export class MockRealtime {
     const hangup = /^\/v1\/realtime\/calls\/([^/]+)\/hangup$/.exec(path);
     if (hangup) {
       const call = this.calls.get(hangup[1]!);
-      if (!call) {
+      if (!call || call.hungUp) {
         res.writeHead(404, { 'content-type': 'application/json' });
         res.end(
           JSON.stringify({

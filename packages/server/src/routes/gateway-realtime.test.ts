@@ -1,8 +1,9 @@
 import { once } from 'node:events';
+import { MemoryState } from '@tally/gateway';
 import { MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { lastCalls, mockedGateway, type TestApp } from '../testing/test-app.js';
+import { foreignKey, lastCalls, mockedGateway, type TestApp, testApp } from '../testing/test-app.js';
 
 type Event = Record<string, unknown> & { type: string };
 
@@ -464,6 +465,50 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: realtime sessions', () => {
       ]);
       const other = await t.newKey({});
       expect((await hangUp(other.key, 'rtc_nope')).status).toBe(404);
+    });
+
+    it('hangs up, through any replica, a call another made', async () => {
+      // Two gateways on one shared state, as replicas are on Redis: a call made through one is
+      // metered there, on its sideband, and hung up through the other.
+      const state = new MemoryState();
+      const gateway = {
+        providers: [{ id: 'openai', kind: 'openai', base_url: `${mock.url}/v1`, api_key: 'sk-upstream' }],
+      };
+      const [a, b] = [
+        await testApp({ gateway }, undefined, state),
+        await testApp({ gateway }, undefined, state),
+      ];
+      try {
+        const [aBase, bBase] = [await a.listen(), await b.listen()];
+        const { key } = await a.newKey({});
+        const form = new FormData();
+        form.set('sdp', OFFER);
+        form.set('session', JSON.stringify({ type: 'realtime', model: 'gpt-realtime' }));
+        const made = await fetch(`${aBase}/v1/realtime/calls`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}` },
+          body: form,
+        });
+        const id = idOf(made.headers.get('location'));
+        const hangup = (base: string, k: string) =>
+          fetch(`${base}/v1/realtime/calls/${id}/hangup`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${k}` },
+          });
+        // Another tenant's key finds no such call; the call's own tenant's hangs it up, through either.
+        expect((await hangup(bBase, await foreignKey(b.store))).status).toBe(404);
+        expect(mock.realtime.calls.get(id)!.hungUp).toBe(false);
+        const other = await b.newKey({});
+        expect((await hangup(bBase, other.key)).status).toBe(200);
+        expect(mock.realtime.calls.get(id)!.hungUp).toBe(true);
+        for (let i = 0; i < 100 && a.gateway.realtime.size > 0; i++)
+          await new Promise((r) => setTimeout(r, 10));
+        expect(a.gateway.realtime.size).toBe(0);
+        expect((await hangup(bBase, other.key)).status).toBe(404);
+      } finally {
+        await a.shutdown();
+        await b.shutdown();
+      }
     });
 
     it('hangs up a call whose sideband cannot be opened, rather than run it unmetered', async () => {
