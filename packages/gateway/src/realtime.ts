@@ -248,6 +248,8 @@ interface Tally {
   /** Audio appended and not yet committed, committed since the last response, and text items. */
   uncommittedBytes: number;
   newAudioBytes: number;
+  /** Where the speech a WebRTC call's provider detected started (its `audio_start_ms`). */
+  speechStartMs: number | null;
   newText: string[];
   responses: Map<string, Underway>;
   /** Why responses still under way at the end were cut off: which side closed first. */
@@ -308,6 +310,26 @@ function fromClient(tally: Tally | null, text: string): void {
     if (typeof part['text'] === 'string') tally.newText.push(part['text']);
     if (typeof part['transcript'] === 'string') tally.newText.push(part['transcript']);
     if (typeof part['audio'] === 'string') tally.newAudioBytes += base64Bytes(part['audio']);
+  }
+}
+
+/** Adds the speech a `speech_stopped` event ends (since its `speech_started`) to the input the
+ * client added, as bytes of the session's input format. */
+function spoke(tally: Tally, text: string): void {
+  let event: Obj;
+  try {
+    event = JSON.parse(text) as Obj;
+  } catch {
+    return;
+  }
+  const start = event['audio_start_ms'];
+  const end = event['audio_end_ms'];
+  if (event['type'] === 'input_audio_buffer.speech_started' && typeof start === 'number')
+    tally.speechStartMs = start;
+  else if (event['type'] === 'input_audio_buffer.speech_stopped' && typeof end === 'number') {
+    const from = tally.speechStartMs ?? end;
+    tally.newAudioBytes += (Math.max(0, end - from) / 1000) * tally.inRate;
+    tally.speechStartMs = null;
   }
 }
 
@@ -807,6 +829,7 @@ export class RealtimeSessions {
       last: { text: 0, audio: 0 },
       uncommittedBytes: 0,
       newAudioBytes: 0,
+      speechStartMs: null,
       newText: [],
       responses: new Map(),
       cut: null,
@@ -852,6 +875,9 @@ export class RealtimeSessions {
         tally.uncommittedBytes = 0;
         return;
       }
+      // A WebRTC call's caller speaks to the provider, not through the gateway: the speech the
+      // provider's voice detection marks is the input audio the next response takes.
+      if (!client && text.includes('"input_audio_buffer.speech_')) return spoke(tally, text);
       if (text.includes('"response.created"')) {
         const id = started(tally, text, deps.config.default_max_output ?? 4096);
         if (id !== null) metering = metering.then(() => this.reserve(meta, id));

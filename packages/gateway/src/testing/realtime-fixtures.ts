@@ -119,10 +119,28 @@ export class MockRealtime {
   }
 
   /** What the model of a call answers its caller (who talks to the provider, not to the gateway): a
-   * response's events, sent on the call's sideband as on any session; `slow` leaves it unfinished. */
-  speak(callId: string, opts: { slow?: boolean; max_output_tokens?: number } = {}): void {
+   * response's events, sent on the call's sideband as on any session; `slow` leaves it unfinished,
+   * and `spokeMs` has the caller speak that long first (`speech_started` and `speech_stopped`). */
+  speak(callId: string, opts: { slow?: boolean; max_output_tokens?: number; spokeMs?: number } = {}): void {
     const ws = this.calls.get(callId)?.sideband;
     if (!ws) throw new Error(`no sideband for ${callId}`);
+    // The caller's speech, as the provider's voice detection marks it, before the response.
+    if (opts.spokeMs) {
+      ws.send(
+        JSON.stringify({
+          type: 'input_audio_buffer.speech_started',
+          audio_start_ms: 1000,
+          item_id: 'item_s',
+        }),
+      );
+      ws.send(
+        JSON.stringify({
+          type: 'input_audio_buffer.speech_stopped',
+          audio_end_ms: 1000 + opts.spokeMs,
+          item_id: 'item_s',
+        }),
+      );
+    }
     this.respond(
       ws,
       { max_output_tokens: opts.max_output_tokens, instructions: opts.slow ? 'slow' : '' },

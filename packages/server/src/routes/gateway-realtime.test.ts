@@ -467,6 +467,36 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: realtime sessions', () => {
       expect((await hangUp(other.key, 'rtc_nope')).status).toBe(404);
     });
 
+    it("reserves the caller's speech the provider detected, and meters a response the call's end cuts off", async () => {
+      const { key, id: keyId } = await t.newKey({ budget_usd: 1, period: 'month' });
+      const made = await makeCall(key, { type: 'realtime', model: 'gpt-realtime' });
+      const id = idOf(made.headers.get('location'));
+      // Two seconds of speech (20 audio tokens in at $32 a million, $0.00064), then a response of
+      // 100 audio tokens out at most ($0.0064), held while it runs.
+      mock.realtime.speak(id, { spokeMs: 2000, slow: true, max_output_tokens: 100 });
+      const budget = async () => {
+        const res = await t.app.inject({ method: 'GET', url: '/v1/budgets', headers: t.auth });
+        const all = (res.json() as { data: { subject: string; spent_usd: string; in_flight_usd: string }[] })
+          .data;
+        return all.find((b) => b.subject === keyId)!;
+      };
+      for (let i = 0; i < 100 && (await budget()).in_flight_usd === '0'; i++)
+        await new Promise((r) => setTimeout(r, 10));
+      expect((await budget()).in_flight_usd).toBe('0.00704');
+      // The call ends before the response does: it is metered from what it relayed.
+      expect((await hangUp(key, id)).status).toBe(200);
+      for (let i = 0; i < 100 && (await budget()).in_flight_usd !== '0'; i++)
+        await new Promise((r) => setTimeout(r, 10));
+      expect((await lastCalls(t, 1))[0]).toMatchObject({
+        status: 'error',
+        error_type: 'call_ended',
+        pricing_status: 'estimated',
+        tokens: { input: 20, input_audio: 20, output: 5, output_audio: 2 },
+        // $0.00064 in; 3 text tokens out at $16 and 2 audio at $64 a million.
+        cost_usd: '0.000816',
+      });
+    });
+
     it('hangs up, through any replica, a call another made', async () => {
       // Two gateways on one shared state, as replicas are on Redis: a call made through one is
       // metered there, on its sideband, and hung up through the other.
