@@ -99,6 +99,12 @@ const ENV: Record<string, (cfg: Record<string, unknown>, v: string) => void> = {
   TALLY_LOG_LEVEL: (c, v) => {
     c['log_level'] = v;
   },
+  TALLY_TLS_CERT: (c, v) => {
+    c['tls'] = { ...(c['tls'] as object | undefined), cert_file: v };
+  },
+  TALLY_TLS_KEY: (c, v) => {
+    c['tls'] = { ...(c['tls'] as object | undefined), key_file: v };
+  },
   TALLY_CORS_ORIGINS: (c, v) => {
     c['cors_origins'] = v
       .split(',')

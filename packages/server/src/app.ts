@@ -1,4 +1,3 @@
-import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { type Clock, type Pricer, systemClock } from '@tally/core';
@@ -24,6 +23,7 @@ import type { TallyConfig } from './config.js';
 import type { AppContext } from './context.js';
 import { corsFor } from './cors.js';
 import { errorHandler, notFoundHandler } from './errors.js';
+import { createListener } from './listener.js';
 import { meteringWriter } from './metering-write.js';
 import { ServerMetrics } from './metrics.js';
 import { toRateRule } from './rate-limits.js';
@@ -100,7 +100,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<TallyApp> {
   const cors = corsFor(config.cors_origins);
   const app = Fastify({
     serverFactory: (handler) =>
-      createServer((req, res) => {
+      createListener(config.tls, (req, res) => {
         if (cors?.(req, res)) return;
         const endpoint = gateway ? Gateway.route(req.method, req.url) : null;
         if (endpoint && gateway) {

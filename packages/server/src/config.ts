@@ -173,6 +173,12 @@ export const configSchema = z
      * `tally keys create --role gateway` does the same and can be revoked. */
     gateway_key: z.string().min(16).optional(),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** Serve HTTPS (and WSS, for realtime sessions) with this certificate and key, PEM files; a
+     * path is from the working directory. Unset, plain HTTP. */
+    tls: z
+      .object({ cert_file: z.string().min(1), key_file: z.string().min(1) })
+      .strict()
+      .optional(),
     /** The origins whose pages may call the gateway and the API from a browser (CORS): each as a
      * browser sends it (`https://app.example.com`), or `*` for any. None by default. */
     cors_origins: z

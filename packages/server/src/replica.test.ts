@@ -1,13 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { chatRecordings, MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
 import { CsvCallBatch } from '@tally/store';
 import OpenAI from 'openai';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
 import { configSchema } from './config.js';
@@ -32,6 +33,7 @@ async function startReplica(
   cacheMs: number,
   extra: Pick<Parameters<typeof buildReplica>[0], 'onError' | 'spoolDir'>,
   corsOrigins: string[] = [],
+  tls?: { cert_file: string; key_file: string },
 ): Promise<{ replica: GatewayReplica; gw: string }> {
   const catalog = testCatalog();
   const replica = await buildReplica({
@@ -39,6 +41,7 @@ async function startReplica(
       gateway_key: GATEWAY_KEY,
       log_level: 'silent',
       cors_origins: corsOrigins,
+      ...(tls ? { tls } : {}),
       gateway: {
         server_url: base,
         replica_cache_ms: cacheMs,
@@ -51,7 +54,8 @@ async function startReplica(
     ...extra,
   });
   await new Promise<void>((r) => replica.server.listen(0, '127.0.0.1', r));
-  return { replica, gw: `http://127.0.0.1:${(replica.server.address() as AddressInfo).port}` };
+  const port = (replica.server.address() as AddressInfo).port;
+  return { replica, gw: `${tls ? 'https' : 'http'}://127.0.0.1:${port}` };
 }
 
 describe.skipIf(SKIP_WITHOUT_RECORDINGS)('a gateway replica in front of the server', () => {
@@ -462,6 +466,35 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('a gateway replica in front of the serv
       key_id: made.json().id,
       cost_usd: '0.00664',
     });
+  });
+});
+
+describe.skipIf(SKIP_WITHOUT_RECORDINGS)('a gateway replica serving HTTPS', () => {
+  it('serves the openai client over TLS with its certificate, and meters into the server', async () => {
+    const mock = await new MockUpstream().start();
+    const t = await testApp();
+    const file = (name: string) => fileURLToPath(new URL(`./testing/tls/${name}`, import.meta.url));
+    const { replica, gw } = await startReplica(await t.listen(), mock.url, 300, {}, [], {
+      cert_file: file('cert.pem'),
+      key_file: file('key.pem'),
+    });
+    const dispatcher = new Agent({ connect: { ca: readFileSync(file('cert.pem')) } });
+    try {
+      const { key } = await t.newKey({ project: 'tls' });
+      const openai = new OpenAI({ apiKey: key, baseURL: `${gw}/v1`, fetchOptions: { dispatcher } as never });
+      await openai.chat.completions.create({
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: 'Hi' }],
+      });
+      await replica.gateway.flush();
+      const calls = (await t.app.inject({ url: '/v1/calls?limit=1', headers: t.auth })).json().data;
+      expect(calls[0]).toMatchObject({ project: 'tls', status: 'ok', pricing_status: 'priced' });
+    } finally {
+      await dispatcher.close();
+      await replica.close();
+      await t.shutdown();
+      await mock.stop();
+    }
   });
 });
 

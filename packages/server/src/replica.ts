@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { dirname, join } from 'node:path';
 import { type Clock, type Pricer, systemClock, TallyError } from '@tally/core';
 import {
@@ -26,6 +26,7 @@ import { Pool } from 'undici';
 import { Cached } from './cached.js';
 import type { TallyConfig } from './config.js';
 import { corsFor } from './cors.js';
+import { createListener } from './listener.js';
 import { GatewayRequestMetrics, watchBackground, watchSink } from './metrics.js';
 import {
   CALLS_FORMAT_HEADER,
@@ -299,7 +300,7 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
   watchSink(registry, sink);
   watchBackground(registry, gateway);
   const cors = corsFor(config.cors_origins);
-  const server = createServer((req, res) => {
+  const server = createListener(config.tls, (req, res) => {
     if (cors?.(req, res)) return;
     const endpoint = Gateway.route(req.method, req.url);
     if (endpoint) {

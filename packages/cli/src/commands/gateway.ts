@@ -19,6 +19,8 @@ export function registerGateway(program: Command): void {
     .option('-s, --server <url>', 'the Tally server (or set TALLY_SERVER_URL)')
     .option('-p, --port <port>', 'port to listen on (default 4000)')
     .option('--host <host>', 'address to bind (default 127.0.0.1)')
+    .option('--tls-cert <file>', 'serve HTTPS with this certificate, PEM (or set TALLY_TLS_CERT)')
+    .option('--tls-key <file>', "the certificate's private key, PEM (or set TALLY_TLS_KEY)")
     .action(async (opts: GatewayFlags) => {
       const config = configFromFlags(program, opts, opts.server ? { server_url: opts.server } : {});
       if (!config.gateway_key) {
@@ -46,7 +48,7 @@ export function registerGateway(program: Command): void {
       const addr = replica.server.address();
       const port = typeof addr === 'object' && addr ? addr.port : config.port;
       process.stdout.write(
-        `Tally gateway is listening on http://${config.host}:${port}, reporting to ${config.gateway.server_url}\n`,
+        `Tally gateway is listening on ${config.tls ? 'https' : 'http'}://${config.host}:${port}, reporting to ${config.gateway.server_url}\n`,
       );
       await untilSignal({ url: '', adminKey: null, close: () => replica.close() });
     });

@@ -106,7 +106,9 @@ export async function startServer(
       ? {}
       : { spoolDir: resolve(cwd, config.data_dir, 'spool', 'server') }),
   });
-  const address = await tally.app.listen({ port: config.port, host: config.host });
+  const listened = await tally.app.listen({ port: config.port, host: config.host });
+  // Fastify names the address http:// whatever its server; with a certificate it is https://.
+  const address = config.tls ? listened.replace(/^http:/, 'https:') : listened;
   // The first budgeted call would otherwise wait for the token counter to load.
   void import('@tally/gateway').then((g) => g.warmTokenizer());
   return {
@@ -125,6 +127,8 @@ export function registerStart(program: Command): void {
     .description('run the Tally server (gateway, ingest and API) on the embedded store')
     .option('-p, --port <port>', 'port to listen on (default 4000)')
     .option('--host <host>', 'address to bind (default 127.0.0.1)')
+    .option('--tls-cert <file>', 'serve HTTPS with this certificate, PEM (or set TALLY_TLS_CERT)')
+    .option('--tls-key <file>', "the certificate's private key, PEM (or set TALLY_TLS_KEY)")
     .action(async (opts: ListenFlags) => {
       const config = configFromFlags(program, opts);
       const server = await startServer(config, process.cwd());
@@ -141,6 +145,8 @@ export function registerStart(program: Command): void {
 export interface ListenFlags {
   port?: string;
   host?: string;
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 export function configFromFlags(
@@ -152,6 +158,11 @@ export function configFromFlags(
   const overrides: Record<string, unknown> = {};
   if (opts.port !== undefined) overrides['port'] = opts.port;
   if (opts.host !== undefined) overrides['host'] = opts.host;
+  if (opts.tlsCert !== undefined || opts.tlsKey !== undefined)
+    overrides['tls'] = {
+      ...(opts.tlsCert !== undefined ? { cert_file: opts.tlsCert } : {}),
+      ...(opts.tlsKey !== undefined ? { key_file: opts.tlsKey } : {}),
+    };
   if (Object.keys(gateway).length > 0) overrides['gateway'] = gateway;
   return loadConfig({
     cwd: process.cwd(),

@@ -1,6 +1,11 @@
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { MemoryState } from '@tally/gateway';
 import { MockUpstream, SKIP_WITHOUT_RECORDINGS } from '@tally/gateway/testing';
+import OpenAI from 'openai';
+import { OpenAIRealtimeWS } from 'openai/realtime/ws';
+import { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { foreignKey, lastCalls, mockedGateway, type TestApp, testApp } from '../testing/test-app.js';
@@ -575,5 +580,61 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: realtime sessions', () => {
       const [second, first] = await lastCalls(t, 2);
       expect([first!.cost_usd, second!.cost_usd]).toEqual(['0.00664', '0.00664']);
     });
+  });
+});
+
+describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: over TLS', () => {
+  const mock = new MockUpstream();
+  const file = (name: string) => fileURLToPath(new URL(`../testing/tls/${name}`, import.meta.url));
+  const ca = readFileSync(file('cert.pem'));
+  let t: TestApp;
+  let base: string;
+
+  beforeAll(async () => {
+    await mock.start();
+    t = await testApp({
+      tls: { cert_file: file('cert.pem'), key_file: file('key.pem') },
+      gateway: {
+        providers: [{ id: 'openai', kind: 'openai', base_url: `${mock.url}/v1`, api_key: 'sk-upstream' }],
+      },
+    });
+    base = (await t.listen()).replace(/^http:/, 'https:');
+  });
+  afterAll(async () => {
+    await t?.shutdown();
+    await mock.stop();
+  });
+
+  it("serves HTTPS, and the openai client's OpenAIRealtimeWS over WSS, with no terminator in front", async () => {
+    const { key } = await t.newKey({ project: 'secure' });
+    const dispatcher = new Agent({ connect: { ca } });
+    const openai = new OpenAI({ apiKey: key, baseURL: `${base}/v1`, fetchOptions: { dispatcher } as never });
+    const chat = await openai.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'Hello' }],
+    });
+    expect(chat.choices[0]?.message).toBeDefined();
+    expect((await lastCalls(t, 1))[0]).toMatchObject({ api: 'openai-chat', project: 'secure', status: 'ok' });
+    // The openai client's own realtime WebSocket, which dials wss:// only.
+    const rt = new OpenAIRealtimeWS({ model: 'gpt-realtime', options: { ca } }, openai);
+    expect(rt.url.toString()).toBe(`${base.replace('https', 'wss')}/v1/realtime?model=gpt-realtime`);
+    await new Promise<void>((resolve, reject) => {
+      rt.on('session.created', () => rt.send({ type: 'response.create' }));
+      rt.on('response.done', () => resolve());
+      rt.on('error', (err) => reject(err));
+    });
+    rt.close();
+    expect((await lastCalls(t, 1))[0]).toMatchObject({
+      api: 'openai-realtime',
+      project: 'secure',
+      cost_usd: '0.00664',
+    });
+    await dispatcher.close();
+  });
+
+  it('refuses to start with a certificate it cannot read, and says which', async () => {
+    await expect(
+      testApp({ tls: { cert_file: '/nonexistent/cert.pem', key_file: file('key.pem') } }),
+    ).rejects.toThrow('tls.cert_file /nonexistent/cert.pem cannot be read');
   });
 });
