@@ -342,6 +342,27 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: realtime sessions', () => {
     expect(mock.realtime.sessions.length).toBe(from);
   });
 
+  it("counts each session against its team's requests a minute, as a call", async () => {
+    const team = `voice-${Date.now()}`;
+    const made = await t.app.inject({
+      method: 'POST',
+      url: '/v1/rate-limits',
+      headers: t.auth,
+      payload: { id: `rl-${team}`, scope: 'team', subject: team, rpm: 1 },
+    });
+    expect(made.statusCode).toBe(201);
+    const { key } = await t.newKey({ team });
+    const s = await open(key);
+    await s.next('session.created');
+    s.ws.close();
+    // The key has no limit of its own: its team's refuses the second session, before it opens.
+    expect(
+      await refusal(`${base.replace('http', 'ws')}/v1/realtime?model=gpt-realtime`, {
+        authorization: `Bearer ${key}`,
+      }),
+    ).toEqual({ status: 429, code: 'rate_limit_exceeded' });
+  });
+
   it('settles the budget response by response, and closes the session once a block budget is spent', async () => {
     // $0.01 holds the first response's reservation (50 tokens of audio out at most, $0.0032), and
     // it costs $0.00664. The second's reservation adds the input the first was billed (20 text and
