@@ -314,13 +314,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('a gateway replica in front of the serv
 
   it('rate limits of a scope set on the server hold on the replica', async () => {
     const team = `rl-${randomUUID().slice(0, 6)}`;
-    const made = await t.app.inject({
-      method: 'POST',
-      url: '/v1/rate-limits',
-      headers: t.auth,
-      payload: { id: `rl-${team}`, scope: 'team', subject: team, rpm: 1 },
-    });
-    expect(made.statusCode).toBe(201);
+    expect(await t.newRateLimit({ id: `rl-${team}`, scope: 'team', subject: team, rpm: 1 })).toBe(201);
     const keyOf = async () =>
       (await t.app.inject({ method: 'POST', url: '/v1/keys', headers: t.auth, payload: { team } })).json()
         .key;

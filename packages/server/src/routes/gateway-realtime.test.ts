@@ -344,13 +344,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: realtime sessions', () => {
 
   it("counts each session against its team's requests a minute, as a call", async () => {
     const team = `voice-${Date.now()}`;
-    const made = await t.app.inject({
-      method: 'POST',
-      url: '/v1/rate-limits',
-      headers: t.auth,
-      payload: { id: `rl-${team}`, scope: 'team', subject: team, rpm: 1 },
-    });
-    expect(made.statusCode).toBe(201);
+    expect(await t.newRateLimit({ id: `rl-${team}`, scope: 'team', subject: team, rpm: 1 })).toBe(201);
     const { key } = await t.newKey({ team });
     const s = await open(key);
     await s.next('session.created');

@@ -41,6 +41,8 @@ export interface TestApp extends TallyApp {
   listen(): Promise<string>;
   /** Makes a virtual key through POST /v1/keys. */
   newKey(payload: Record<string, unknown>): Promise<{ id: string; key: string }>;
+  /** Makes a scope's rate limit through POST /v1/rate-limits; its status code. */
+  newRateLimit(payload: Record<string, unknown>): Promise<number>;
   /** Closes the app and the store. */
   shutdown(): Promise<void>;
 }
@@ -89,6 +91,10 @@ export async function testApp(
     async newKey(payload) {
       const res = await tally.app.inject({ method: 'POST', url: '/v1/keys', headers: auth, payload });
       return res.json() as { id: string; key: string };
+    },
+    async newRateLimit(payload) {
+      return (await tally.app.inject({ method: 'POST', url: '/v1/rate-limits', headers: auth, payload }))
+        .statusCode;
     },
     async shutdown() {
       await tally.close();
