@@ -72,6 +72,10 @@ function times(rate: Rate, count: number): bigint {
   return (rate * parseScaled(count, 9)) / 1_000_000_000n;
 }
 
+/** calcCost's counts by unit, reused from call to call (it runs to the end before another starts):
+ * a unit's descendants come before it, so each count read was written in the same call. */
+let scratch = new Float64Array(64);
+
 /**
  * Prices usage: each priced unit is charged for its exclusive count (its usage minus what its priced
  * descendants already took), so an unpriced sub-category is charged at its nearest priced
@@ -79,7 +83,8 @@ function times(rate: Rate, count: number): bigint {
  */
 export function calcCost(cp: CompiledPrices, usage: UnitUsage): CostBreakdown {
   const n = cp.units.length;
-  const leaf = new Array<number>(n);
+  if (scratch.length < n) scratch = new Float64Array(n * 2);
+  const leaf = scratch;
   const tierBy = cp.tiered ? (usage['input_tokens'] ?? 0) : 0;
   let input = 0n;
   let output = 0n;

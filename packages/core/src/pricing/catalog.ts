@@ -424,37 +424,35 @@ const TOOL_CALL_UNITS = UNITS.filter((u) => u.dims['family'] === 'tool_calls');
 const SECONDS_UNITS = UNITS.filter((u) => u.dims['family'] === 'seconds');
 
 /**
- * What `usage` holds that none of `sets` prices, or null: a hosted tool's calls
+ * What `usage` holds that neither the prices nor a tenant's own prices price, or null: a hosted tool's calls
  * (`web_searches (2 made)`), seconds of audio for a model priced by the token, a speech's
  * characters alone for a model priced by the token (gpt-4o-mini-tts, whose answer gave no usage),
  * or tokens for a model priced only by the second or the character (whisper-1, tts-1), which would
  * otherwise cost nothing.
  */
-function unpricedFee(usage: UnitUsage, ...sets: (PriceSet | null | undefined)[]): string | null {
+function unpricedFee(
+  usage: UnitUsage,
+  prices: PriceSet | null | undefined,
+  own: PriceSet | null | undefined,
+): string | null {
+  // Two sets, not a rest array and closures: this runs for every priced call.
+  const has = (key: string) =>
+    (prices != null && prices[key as keyof PriceSet] !== undefined) ||
+    (own != null && own[key as keyof PriceSet] !== undefined);
   for (const u of TOOL_CALL_UNITS) {
     const n = usage[u.usageKey] ?? 0;
-    if (n > 0 && !sets.some((s) => s?.[u.priceKey as keyof PriceSet] !== undefined))
-      return `${u.usageKey} (${n} made)`;
+    if (n > 0 && !has(u.priceKey)) return `${u.usageKey} (${n} made)`;
   }
   for (const u of SECONDS_UNITS) {
     const n = usage[u.usageKey] ?? 0;
-    if (n > 0 && !sets.some((s) => s?.[u.priceKey as keyof PriceSet] !== undefined))
-      return `${u.usageKey} (${n})`;
+    if (n > 0 && !has(u.priceKey)) return `${u.usageKey} (${n})`;
   }
   const tokens = (usage['input_tokens'] ?? 0) + (usage['output_tokens'] ?? 0);
   // A speech's characters are counted for every model: a model priced by the token prices its
   // tokens instead, when it has them.
   const characters = usage['input_characters'] ?? 0;
-  if (characters > 0 && tokens === 0 && !sets.some((s) => s?.input_mchars !== undefined))
-    return `characters (${characters})`;
-  const bySecond = sets.some(
-    (s) => s?.input_audio_seconds_kcount !== undefined || s?.input_mchars !== undefined,
-  );
-  if (
-    tokens > 0 &&
-    bySecond &&
-    !sets.some((s) => s?.input_mtok !== undefined || s?.output_mtok !== undefined)
-  )
-    return `tokens (${tokens})`;
+  if (characters > 0 && tokens === 0 && !has('input_mchars')) return `characters (${characters})`;
+  const bySecond = has('input_audio_seconds_kcount') || has('input_mchars');
+  if (tokens > 0 && bySecond && !has('input_mtok') && !has('output_mtok')) return `tokens (${tokens})`;
   return null;
 }
