@@ -24,6 +24,10 @@ describe('where a realtime session goes', () => {
       base_url: 'http://10.0.0.5:8000/v1',
     };
     expect(upstreamUrl(local, 'my model', req()).url).toBe('ws://10.0.0.5:8000/v1/realtime?model=my%20model');
+    // A transcription session names no model.
+    expect(upstreamUrl(openai, 'gpt-4o-transcribe', req(), true).url).toBe(
+      'wss://api.openai.com/v1/realtime?intent=transcription',
+    );
   });
 
   it("dials Azure's v1 API with the deployment as the model, and its dated versions as Azure names them", () => {

@@ -150,6 +150,10 @@ function protocolsOf(req: IncomingMessage): string[] {
     : [];
 }
 
+/** The model a transcription session (`intent=transcription`, no model named) is routed and held
+ * to budgets as, until its settings name the one it transcribes with. */
+const TRANSCRIPTION_MODEL = 'gpt-4o-transcribe';
+
 /** How long a WebRTC call's owner is kept in the shared state, for a hang-up through any replica:
  * longer than OpenAI lets a session run (an hour). */
 const CALL_KEPT_MS = 2 * 60 * 60 * 1000;
@@ -197,6 +201,7 @@ export function upstreamUrl(
   p: ProviderConfig,
   model: string,
   req: IncomingMessage,
+  transcription = false,
 ): { url: string; headers: Record<string, string> } {
   const target = upstreamFor(p, 'realtime', model, req.headers);
   const { 'content-type': _json, 'accept-encoding': _coding, ...headers } = target.headers;
@@ -207,10 +212,14 @@ export function upstreamUrl(
   if (p.kind === 'azure' && p.api_version && p.api_version !== 'v1') {
     const base = new URL(p.base_url).pathname.replace(/\/+$/, '');
     const deployment = p.deployments?.[model] ?? model;
-    const q = `api-version=${encodeURIComponent(p.api_version)}&deployment=${encodeURIComponent(deployment)}`;
+    const q = transcription
+      ? `api-version=${encodeURIComponent(p.api_version)}&intent=transcription`
+      : `api-version=${encodeURIComponent(p.api_version)}&deployment=${encodeURIComponent(deployment)}`;
     return { url: `${ws}${base}/openai/realtime?${q}`, headers };
   }
-  return { url: `${ws}${target.path}?model=${encodeURIComponent(target.bodyModel)}`, headers };
+  // A transcription session names no model: the one it transcribes with comes in its settings.
+  const q = transcription ? 'intent=transcription' : `model=${encodeURIComponent(target.bodyModel)}`;
+  return { url: `${ws}${target.path}?${q}`, headers };
 }
 
 /** Input tokens: text (and images), and audio. */
@@ -265,6 +274,9 @@ interface Session {
   rules: BudgetRule[];
   /** The rate limits with a TPM that hold the session's responses (their RPM counted the session). */
   buckets: { bucket: RateBucket; rule: RateLimitRule | null }[];
+  /** A transcription session (`intent=transcription`): it names no model as it opens, and the key
+   * must be allowed the transcription model its settings name. */
+  transcription: boolean;
 }
 
 /** A session open: what it was opened for, its sockets, and its tally. */
@@ -660,7 +672,7 @@ export class RealtimeSessions {
       const checked = await this.check(req);
       if (isError(checked)) return refuse(socket, checked);
       const { attempt } = checked;
-      const { url, headers } = upstreamUrl(attempt.provider, attempt.model, req);
+      const { url, headers } = upstreamUrl(attempt.provider, attempt.model, req, checked.transcription);
       const offered = protocolsOf(req).filter((p) => !p.startsWith(KEY_PROTOCOL));
       const upstream = new (ws().WebSocket)(url, offered, {
         headers,
@@ -721,12 +733,21 @@ export class RealtimeSessions {
     const key = await this.env.authenticate(req);
     if (!key) return invalidKey();
     const params = new URL(req.url ?? '/', 'http://gateway').searchParams;
-    return this.authorize(key, params.get('model'), req.headers);
+    const model = params.get('model');
+    // A transcription session names no model; it is routed and held as one of TRANSCRIPTION_MODEL.
+    if (!model && params.get('intent') === 'transcription')
+      return this.authorize(key, TRANSCRIPTION_MODEL, req.headers, true);
+    return this.authorize(key, model, req.headers);
   }
 
   /** Where a key's session of `model` goes, and what holds it; or why it is refused: no model, one
    * the key may not use or no provider serves, a rate limit or a budget with no room. */
-  private async authorize(key: VirtualKey, model: string | null, headers: IncomingMessage['headers']) {
+  private async authorize(
+    key: VirtualKey,
+    model: string | null,
+    headers: IncomingMessage['headers'],
+    transcription = false,
+  ) {
     const deps = this.env.deps;
     if (!model)
       return {
@@ -735,7 +756,7 @@ export class RealtimeSessions {
         code: 'missing_model',
         message: 'A realtime session names its model: /v1/realtime?model=...',
       } satisfies GatewayError;
-    if (!modelAllowed(key.models, model)) return notAllowed(key, model);
+    if (!transcription && !modelAllowed(key.models, model)) return notAllowed(key, model);
     const attempt = this.env.plan(model, key.tenant)[0];
     if (!attempt) return noRoute(model, []);
     const attribution = attribute(key, headers);
@@ -762,7 +783,7 @@ export class RealtimeSessions {
     const buckets = limits
       .filter((l) => l.bucket.tpm !== null)
       .map((l) => ({ ...l, bucket: { ...l.bucket, rpm: null } }));
-    return { key, model, attempt, rules, buckets, attribution };
+    return { key, model, attempt, rules, buckets, attribution, transcription };
   }
 
   /** Null when the session's budgets have room for more, else the refusal a call would get. */
@@ -863,6 +884,10 @@ export class RealtimeSessions {
         tally.transcriber = set.transcriber ?? tally.transcriber;
         tally.inRate = set.inRate ?? tally.inRate;
         tally.outRate = set.outRate ?? tally.outRate;
+        // A transcription session is the key's only with a model it may use.
+        const { key } = session;
+        if (session.transcription && tally.transcriber && !modelAllowed(key.models, tally.transcriber))
+          this.stop(meta, notAllowed(key, tally.transcriber));
         return;
       }
       if (text.includes('.delta"')) return relayed(tally, text);

@@ -141,6 +141,54 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: realtime sessions', () => {
     expect(response).toMatchObject({ api: 'openai-realtime', request_id: transcript!.request_id });
   });
 
+  it('opens a transcription session, which names no model, and meters its transcriptions', async () => {
+    const { key } = await t.newKey({ project: 'captions', budget_usd: 1, period: 'month' });
+    const ws = new WebSocket(`${base.replace('http', 'ws')}/v1/realtime?intent=transcription`, {
+      headers: { authorization: `Bearer ${key}` },
+    });
+    const events: Event[] = [];
+    ws.on('message', (d) => events.push(JSON.parse(d.toString()) as Event));
+    await once(ws, 'open');
+    const upstream = mock.realtime.sessions.at(-1)!;
+    expect(upstream.url).toBe('/v1/realtime?intent=transcription');
+    const send = (e: object) => ws.send(JSON.stringify(e));
+    send({
+      type: 'session.update',
+      session: { type: 'transcription', audio: { input: { transcription: { model: 'gpt-4o-transcribe' } } } },
+    });
+    send({ type: 'input_audio_buffer.append', audio: Buffer.alloc(9600).toString('base64') });
+    send({ type: 'input_audio_buffer.commit' });
+    for (let i = 0; i < 100 && !events.some((e) => e.type.endsWith('transcription.completed')); i++)
+      await new Promise((r) => setTimeout(r, 10));
+    ws.close();
+    expect((await lastCalls(t, 1))[0]).toMatchObject({
+      api: 'openai-transcriptions',
+      model_requested: 'gpt-4o-transcribe',
+      project: 'captions',
+      cost_usd: '0.00036',
+    });
+  });
+
+  it('closes a transcription session whose settings name a model the key may not use', async () => {
+    const { key } = await t.newKey({ models: ['gpt-4o-mini-transcribe'] });
+    const ws = new WebSocket(`${base.replace('http', 'ws')}/v1/realtime?intent=transcription`, {
+      headers: { authorization: `Bearer ${key}` },
+    });
+    const closed = once(ws, 'close') as Promise<[number, Buffer]>;
+    await once(ws, 'open');
+    ws.send(
+      JSON.stringify({
+        type: 'session.update',
+        session: {
+          type: 'transcription',
+          audio: { input: { transcription: { model: 'gpt-4o-transcribe' } } },
+        },
+      }),
+    );
+    const [code, reason] = await closed;
+    expect([code, reason.toString()]).toEqual([1008, 'model_not_allowed']);
+  });
+
   it("reserves each response's largest cost as it starts, and cancels one its budget cannot hold", async () => {
     // A response with no output limit holds 4,096 audio tokens at $64 a million ($0.262): past
     // $0.05, so it is cancelled at the provider, and the client told why; the session goes on.
