@@ -44,6 +44,12 @@ describe("OpenAI's hosted tools, billed per call", () => {
     );
   });
 
+  it("gives a model LiteLLM added the fees Portkey gives it, where they agree on its tokens (gpt-5-search-api's searches)", () => {
+    // gpt-5-search-api: 328 × $1.25 + 356 × $10 per million, and a search at $10 a thousand.
+    expect(total(call('gpt-5-search-api'))).toBe('0.00397');
+    expect(total(call('gpt-5-search-api', { web_searches: 1 }))).toBe('0.01397');
+  });
+
   it('adds them to the searches a usage object counts, and to normalised tokens', () => {
     const tokens = { input: 1000, output: 100, web_searches: 1, file_searches: 1 };
     const base = { provider: 'openai', model: 'gpt-4o' };

@@ -141,6 +141,17 @@ export function buildCatalog(src: CatalogSources): BuildResult {
           if (list) list.push(s);
           else of.set(existing, [s]);
         }
+      } else if (
+        existing.source === 'litellm' &&
+        s.source === 'portkey' &&
+        p.models.includes(existing) &&
+        !s.zero
+      ) {
+        // A model LiteLLM added takes Portkey's hosted tools' fees as genai-prices' models do
+        // (gpt-5-search-api's searches): where the two agree on its token prices.
+        const list = portkeyOf.get(existing);
+        if (list) list.push(s);
+        else portkeyOf.set(existing, [s]);
       }
       continue;
     }
