@@ -184,6 +184,13 @@ const stopping = (): GatewayError => ({
   message: 'The gateway is stopping; open the session again.',
 });
 
+/** A browser's key, offered as a subprotocol, taken as its Authorization (where it sent none). */
+function keyFromProtocol(req: IncomingMessage): void {
+  const inProtocol = protocolsOf(req).find((p) => p.startsWith(KEY_PROTOCOL));
+  if (inProtocol && !req.headers.authorization)
+    req.headers.authorization = `Bearer ${inProtocol.slice(KEY_PROTOCOL.length)}`;
+}
+
 /** A refusal written on the socket as an HTTP answer, before any upgrade. */
 function refuse(socket: Duplex, e: GatewayError): void {
   const body = errorBody('openai', e);
@@ -441,7 +448,10 @@ export class RealtimeSessions {
   }
 
   /** WebRTC calls made through the gateway and not yet ended: whose each is, and its hang-up. */
-  private readonly calls = new Map<string, { tenant: string; keyId: string; hangup(): Promise<void> }>();
+  private readonly calls = new Map<
+    string,
+    { tenant: string; keyId: string; hangup(): Promise<void>; sideband: WebSocket; clients: Set<WebSocket> }
+  >();
 
   /** Whether a request is one of a WebRTC call's: its making (`POST /v1/realtime/calls`), or its
    * hang-up (`POST /v1/realtime/calls/{id}/hangup`). */
@@ -575,8 +585,14 @@ export class RealtimeSessions {
         handshakeTimeout: Math.min(timeout, CONNECT_TIMEOUT_MS),
       },
     );
-    this.calls.set(id, { tenant: key.tenant, keyId: key.id, hangup });
+    const clients = new Set<WebSocket>();
+    this.calls.set(id, { tenant: key.tenant, keyId: key.id, hangup, sideband, clients });
+    // The call's events go to the sideband connections the client's servers attach (attach).
+    sideband.on('message', (data: RawData, binary: boolean) => {
+      for (const c of clients) if (c.readyState === OPEN) c.send(data, { binary });
+    });
     sideband.on('close', () => {
+      for (const c of clients) c.close(1000, 'call ended');
       this.calls.delete(id);
       deps.state
         .forget(callKey(id))
@@ -646,6 +662,36 @@ export class RealtimeSessions {
     res.end();
   }
 
+  /**
+   * A sideband connection to a WebRTC call made through this gateway (`/v1/realtime?call_id=`), as
+   * an application's server opens one to watch the call and steer it (answer its tool calls, update
+   * its session): with a key of the call's tenant, it is joined to the gateway's own sideband. It
+   * gets the call's events, and what it sends goes to the call. The call is metered once, on the
+   * gateway's sideband. A call made through another replica is not joined here (404
+   * `call_not_found`): its sideband is that replica's.
+   */
+  private async attach(req: IncomingMessage, socket: Duplex, head: Buffer, callId: string): Promise<void> {
+    keyFromProtocol(req);
+    const key = await this.env.authenticate(req).catch(() => null);
+    if (!key) return refuse(socket, invalidKey());
+    const call = this.calls.get(callId);
+    if (!call || call.tenant !== key.tenant)
+      return refuse(socket, {
+        status: 404,
+        type: 'invalid_request_error',
+        code: 'call_not_found',
+        message: `No call ${callId} is under way through this gateway process; join it through the one that made it.`,
+      });
+    this.wss.handleUpgrade(req, socket, head, (client) => {
+      call.clients.add(client);
+      client.on('message', (data: RawData, binary: boolean) => {
+        if (call.sideband.readyState === OPEN) call.sideband.send(data, { binary });
+      });
+      client.on('close', () => call.clients.delete(client));
+      client.on('error', () => client.terminate());
+    });
+  }
+
   /** A call another replica made, as the shared state keeps it, with its hang-up; null for none. */
   private async elsewhere(
     id: string,
@@ -668,6 +714,8 @@ export class RealtimeSessions {
   async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on('error', () => undefined);
     if (this.closing) return refuse(socket, stopping());
+    const callId = new URL(req.url ?? '/', 'http://gateway').searchParams.get('call_id');
+    if (callId !== null) return this.attach(req, socket, head, callId);
     try {
       const checked = await this.check(req);
       if (isError(checked)) return refuse(socket, checked);
@@ -727,9 +775,7 @@ export class RealtimeSessions {
 
   /** The key, the model and where it goes, or why the session is refused. */
   private async check(req: IncomingMessage) {
-    const inProtocol = protocolsOf(req).find((p) => p.startsWith(KEY_PROTOCOL));
-    if (inProtocol && !req.headers.authorization)
-      req.headers.authorization = `Bearer ${inProtocol.slice(KEY_PROTOCOL.length)}`;
+    keyFromProtocol(req);
     const key = await this.env.authenticate(req);
     if (!key) return invalidKey();
     const params = new URL(req.url ?? '/', 'http://gateway').searchParams;

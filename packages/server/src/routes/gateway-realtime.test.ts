@@ -565,6 +565,52 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: realtime sessions', () => {
       });
     });
 
+    it("joins an application's own sideband to a call made through it: the call's events out, its steering in, metered once", async () => {
+      const { key } = await t.newKey({ project: 'steer' });
+      const made = await makeCall(key, { type: 'realtime', model: 'gpt-realtime' });
+      const id = idOf(made.headers.get('location'));
+      const url = `${base.replace('http', 'ws')}/v1/realtime?call_id=${id}`;
+      const app = new WebSocket(url, { headers: { authorization: `Bearer ${key}` } });
+      const events: Event[] = [];
+      app.on('message', (d) => events.push(JSON.parse(d.toString()) as Event));
+      await once(app, 'open');
+      const until = async (type: string) => {
+        for (let i = 0; i < 200 && !events.some((e) => e.type === type); i++)
+          await new Promise((r) => setTimeout(r, 10));
+        return events.find((e) => e.type === type);
+      };
+      // What the application sends steers the call, through the gateway's sideband.
+      app.send(
+        JSON.stringify({ type: 'session.update', session: { type: 'realtime', instructions: 'Be kind.' } }),
+      );
+      expect(await until('session.updated')).toBeDefined();
+      const sideband = mock.realtime.sessions.find((x) => x.url === `/v1/realtime?call_id=${id}`)!;
+      expect(sideband.events.map((e) => e['type'])).toEqual(['session.update']);
+      // The call's events reach it; the response is metered once.
+      const before = (await lastCalls(t, 1))[0]?.['id'];
+      mock.realtime.speak(id);
+      expect(await until('response.done')).toBeDefined();
+      const [last, previous] = await lastCalls(t, 2);
+      expect(last).toMatchObject({ project: 'steer', cost_usd: '0.00664' });
+      expect(previous!['id']).toBe(before);
+      // Only the call's own tenant, and only a call under way.
+      const refused = async (k: string, callId: string) => {
+        const ws = new WebSocket(`${base.replace('http', 'ws')}/v1/realtime?call_id=${callId}`, {
+          headers: { authorization: `Bearer ${k}` },
+        });
+        ws.on('error', () => undefined);
+        const [, res] = (await once(ws, 'unexpected-response')) as [unknown, { statusCode: number }];
+        ws.terminate();
+        return res.statusCode;
+      };
+      expect(await refused(await foreignKey(t.store), id)).toBe(404);
+      expect(await refused(key, 'rtc_nope')).toBe(404);
+      // When the call ends, so does the application's sideband.
+      const closed = once(app, 'close');
+      expect((await hangUp(key, id)).status).toBe(200);
+      await closed;
+    });
+
     it('hangs up, through any replica, a call another made', async () => {
       // Two gateways on one shared state, as replicas are on Redis: a call made through one is
       // metered there, on its sideband, and hung up through the other.
