@@ -58,12 +58,6 @@ export interface ForwardEnv {
   stored(ctx: AttemptContext, id: string): void;
 }
 
-/**
- * Tries the planned attempts in order: each is sent (translated for an Anthropic upstream), and a
- * retryable failure (429, 5xx, timeout, connection error) moves on to the next, every attempt
- * metered. The answer is relayed as JSON or event by event. A request the first attempt cannot be
- * translated for is not answered here: its refusal is returned, for the gateway to answer.
- */
 /** Whether the model an attempt sends to is billed by the second of audio (whisper-1), as the
  * catalog prices it: one whose plain transcripts give no usage, and whose verbose JSON does. */
 function billedBySecond(deps: GatewayDeps, attempt: Attempt, tenant: string): boolean {
@@ -77,15 +71,25 @@ function billedBySecond(deps: GatewayDeps, attempt: Attempt, tenant: string): bo
   return priced.status === 'priced';
 }
 
-/** The images an answer lists (`data`), at the quality and size the request asked; null for an
- * answer that lists none. */
-export function imagesMade(json: Obj, body: Obj): ImageCount | null {
-  const data = json['data'];
-  if (!Array.isArray(data) || data.length === 0) return null;
+/** `count` images at the quality and size a request asks (null: the model's default). */
+export function imagesAsked(body: Obj, count: number): ImageCount {
   const text = (v: unknown) => (typeof v === 'string' ? v : null);
-  return { count: data.length, quality: text(body['quality']), size: text(body['size']) };
+  return { count, quality: text(body['quality']), size: text(body['size']) };
 }
 
+/** The images an answer lists (`data`), at the quality and size the request asked; null for an
+ * answer that lists none. */
+function imagesMade(json: Obj, body: Obj): ImageCount | null {
+  const data = json['data'];
+  return Array.isArray(data) && data.length > 0 ? imagesAsked(body, data.length) : null;
+}
+
+/**
+ * Tries the planned attempts in order: each is sent (translated for an Anthropic upstream), and a
+ * retryable failure (429, 5xx, timeout, connection error) moves on to the next, every attempt
+ * metered. The answer is relayed as JSON or event by event. A request the first attempt cannot be
+ * translated for is not answered here: its refusal is returned, for the gateway to answer.
+ */
 export async function forwardAttempts(
   env: ForwardEnv,
   req: IncomingMessage,

@@ -21,7 +21,7 @@ import {
 } from './budget-guard.js';
 import { containerHeld, withContainerSessions } from './containers.js';
 import { audioTokensHeld, editImageTokensHeld, FILE_BYTES, FILE_COUNT, readForm } from './form.js';
-import { type ForwardEnv, forwardAttempts } from './forward.js';
+import { type ForwardEnv, forwardAttempts, imagesAsked } from './forward.js';
 import { checkTopLevel, editTopLevel } from './json-edit.js';
 import {
   type AttemptContext,
@@ -1113,13 +1113,10 @@ export class Gateway {
         output_tokens: output,
         output_tokens_details: { image_tokens: output },
       };
-      // A model billed by the image (dall-e): the images asked for, at the quality and size asked.
-      const n = body['n'];
-      const count = typeof n === 'number' && Number.isInteger(n) && n > 0 ? n : 1;
-      const text = (v: unknown) => (typeof v === 'string' ? v : null);
+      // A model billed by the image (dall-e): the `n` images asked for, at the quality and size asked.
       return [
         { api: ENDPOINT_API.images, usage },
-        { tokens: {}, images: { count, quality: text(body['quality']), size: text(body['size']) } },
+        { tokens: {}, images: imagesAsked(body, choicesOf(body)) },
       ];
     }
     if (endpoint === 'speech')

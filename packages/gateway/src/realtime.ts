@@ -27,6 +27,7 @@ import type { RateBucket } from './state/shared-state.js';
 import { isError } from './stored.js';
 import { countTokens } from './tokenizer.js';
 import type { GatewayDeps, ProviderConfig, VirtualKey } from './types.js';
+import { parseObject } from './upstream-answer.js';
 
 type Obj = Record<string, unknown>;
 
@@ -79,8 +80,8 @@ export interface RealtimeEnv {
  * input's audio, 20 of the output's. They estimate the input appended since a session's last
  * response, for the next one's reservation, and the audio of a response cut off before its usage
  * came. */
-export const AUDIO_IN_TOKENS_PER_SECOND = 10;
-export const AUDIO_OUT_TOKENS_PER_SECOND = 20;
+const AUDIO_IN_TOKENS_PER_SECOND = 10;
+const AUDIO_OUT_TOKENS_PER_SECOND = 20;
 /** 24 kHz 16-bit PCM, the default format both ways: bytes a second. */
 const PCM_BYTES_PER_SECOND = 48_000;
 
@@ -96,7 +97,7 @@ function bytesPerSecond(format: unknown): number | null {
 }
 
 /** The bytes a base64 string decodes to. */
-export function base64Bytes(b64: string): number {
+function base64Bytes(b64: string): number {
   let pad = 0;
   if (b64.endsWith('==')) pad = 2;
   else if (b64.endsWith('=')) pad = 1;
@@ -123,20 +124,16 @@ function settingsOf(text: string): {
   inRate: number | null;
   outRate: number | null;
 } {
-  try {
-    const session = (JSON.parse(text) as Obj)['session'] as Obj | undefined;
-    const audio = session?.['audio'] as Obj | undefined;
-    const input = audio?.['input'] as Obj | undefined;
-    const output = audio?.['output'] as Obj | undefined;
-    const setting = (input?.['transcription'] ?? session?.['input_audio_transcription']) as Obj | undefined;
-    return {
-      transcriber: typeof setting?.['model'] === 'string' ? setting['model'] : null,
-      inRate: bytesPerSecond(input?.['format'] ?? session?.['input_audio_format']),
-      outRate: bytesPerSecond(output?.['format'] ?? session?.['output_audio_format']),
-    };
-  } catch {
-    return { transcriber: null, inRate: null, outRate: null };
-  }
+  const session = parseObject(text)?.['session'] as Obj | undefined;
+  const audio = session?.['audio'] as Obj | undefined;
+  const input = audio?.['input'] as Obj | undefined;
+  const output = audio?.['output'] as Obj | undefined;
+  const setting = (input?.['transcription'] ?? session?.['input_audio_transcription']) as Obj | undefined;
+  return {
+    transcriber: typeof setting?.['model'] === 'string' ? setting['model'] : null,
+    inRate: bytesPerSecond(input?.['format'] ?? session?.['input_audio_format']),
+    outRate: bytesPerSecond(output?.['format'] ?? session?.['output_audio_format']),
+  };
 }
 
 /** The subprotocols a client offered, as the header lists them. */
@@ -159,10 +156,17 @@ const TRANSCRIPTION_MODEL = 'gpt-4o-transcribe';
 const CALL_KEPT_MS = 2 * 60 * 60 * 1000;
 const callKey = (id: string) => `rtcall:${id}`;
 
+/** Where a provider takes a model's realtime requests, with its headers but for the JSON body's
+ * (a WebSocket, a hang-up and a call's form have none). */
+function realtimeTarget(p: ProviderConfig, model: string, clientHeaders: IncomingMessage['headers']) {
+  const target = upstreamFor(p, 'realtime', model, clientHeaders);
+  const { 'content-type': _json, 'accept-encoding': _coding, ...headers } = target.headers;
+  return { target, headers };
+}
+
 /** Hangs up a provider's WebRTC call. */
 async function hangUpAt(p: ProviderConfig, model: string, id: string): Promise<void> {
-  const target = upstreamFor(p, 'realtime', model, {});
-  const { 'content-type': _json, 'accept-encoding': _coding, ...headers } = target.headers;
+  const { target, headers } = realtimeTarget(p, model, {});
   const r = await request(`${target.origin}${target.path}/calls/${encodeURIComponent(id)}/hangup`, {
     method: 'POST',
     headers,
@@ -175,6 +179,14 @@ async function hangUpAt(p: ProviderConfig, model: string, id: string): Promise<v
 
 /** A call the provider no longer knows (it has ended). */
 class CallGone extends Error {}
+
+/** The answer for a WebRTC call this gateway process does not have under way (`where` says why). */
+const callNotFound = (id: string, where: string): GatewayError => ({
+  status: 404,
+  type: 'invalid_request_error',
+  code: 'call_not_found',
+  message: `No call ${id} is under way through this gateway${where}`,
+});
 
 /** The answer to a session asked for as the gateway stops. */
 const stopping = (): GatewayError => ({
@@ -210,8 +222,7 @@ export function upstreamUrl(
   req: IncomingMessage,
   transcription = false,
 ): { url: string; headers: Record<string, string> } {
-  const target = upstreamFor(p, 'realtime', model, req.headers);
-  const { 'content-type': _json, 'accept-encoding': _coding, ...headers } = target.headers;
+  const { target, headers } = realtimeTarget(p, model, req.headers);
   const beta = req.headers['openai-beta'];
   if (typeof beta === 'string') headers['openai-beta'] = beta;
   const ws = target.origin.replace(/^http/, 'ws');
@@ -284,13 +295,14 @@ interface Session {
   /** A transcription session (`intent=transcription`): it names no model as it opens, and the key
    * must be allowed the transcription model its settings name. */
   transcription: boolean;
+  /** Whose its calls are: the key's and its headers' attribution as it opened. */
+  attribution: ReturnType<typeof attribute>;
 }
 
 /** A session open: what it was opened for, its sockets, and its tally. */
 interface Meta {
   session: Session;
   sessionId: string;
-  attribution: ReturnType<typeof attribute>;
   since: number;
   /** The client's socket; null for a WebRTC call, whose client talks to the provider itself and
    * whose events the gateway reads on the call's sideband connection (`upstream`). */
@@ -303,16 +315,11 @@ interface Meta {
 
 /** Reads what the client sends for the input it adds: audio appended to the buffer (counted once
  * committed), and items (their text, and their audio). */
-function fromClient(tally: Tally | null, text: string): void {
-  if (!tally) return;
+function fromClient(tally: Tally, text: string): void {
   const append = text.includes('"input_audio_buffer.append"');
   if (!append && !text.includes('"conversation.item.create"')) return;
-  let event: Obj;
-  try {
-    event = JSON.parse(text) as Obj;
-  } catch {
-    return;
-  }
+  const event = parseObject(text);
+  if (!event) return;
   if (event['type'] === 'input_audio_buffer.append') {
     if (typeof event['audio'] === 'string') tally.uncommittedBytes += base64Bytes(event['audio']);
     return;
@@ -335,12 +342,8 @@ function fromClient(tally: Tally | null, text: string): void {
 /** Adds the speech a `speech_stopped` event ends (since its `speech_started`) to the input the
  * client added, as bytes of the session's input format. */
 function spoke(tally: Tally, text: string): void {
-  let event: Obj;
-  try {
-    event = JSON.parse(text) as Obj;
-  } catch {
-    return;
-  }
+  const event = parseObject(text);
+  if (!event) return;
   const start = event['audio_start_ms'];
   const end = event['audio_end_ms'];
   if (event['type'] === 'input_audio_buffer.speech_started' && typeof start === 'number')
@@ -354,12 +357,8 @@ function spoke(tally: Tally, text: string): void {
 
 /** Adds an output delta the provider sent to its response's tally. */
 function relayed(tally: Tally, text: string): void {
-  let event: Obj;
-  try {
-    event = JSON.parse(text) as Obj;
-  } catch {
-    return;
-  }
+  const event = parseObject(text);
+  if (!event) return;
   const type = event['type'];
   const delta = event['delta'];
   const id = event['response_id'];
@@ -373,12 +372,7 @@ function relayed(tally: Tally, text: string): void {
 /** Starts a response's tally at its `response.created`, with the input the client added since the
  * last response (now its); its id, or null. */
 function started(tally: Tally, text: string, defaultOutput: number): string | null {
-  let response: Obj | undefined;
-  try {
-    response = (JSON.parse(text) as Obj)['response'] as Obj | undefined;
-  } catch {
-    return null;
-  }
+  const response = parseObject(text)?.['response'] as Obj | undefined;
   const id = response?.['id'];
   if (typeof id !== 'string') return null;
   const max = response?.['max_output_tokens'];
@@ -426,10 +420,7 @@ export class RealtimeSessions {
   }
   /** The sessions open: the provider's socket of each, the client's it is relayed to (none for a
    * WebRTC call's sideband), and how to end its metering (the responses it cut off). */
-  private readonly open = new Map<
-    WebSocket,
-    { client: WebSocket | null; tally: Tally; end(why: string): Promise<void> }
-  >();
+  private readonly open = new Map<WebSocket, { client: WebSocket | null; end(why: string): Promise<void> }>();
   /** Set as the gateway stops: the sessions it closes are cut off by it. */
   private closing = false;
 
@@ -450,7 +441,7 @@ export class RealtimeSessions {
   /** WebRTC calls made through the gateway and not yet ended: whose each is, and its hang-up. */
   private readonly calls = new Map<
     string,
-    { tenant: string; keyId: string; hangup(): Promise<void>; sideband: WebSocket; clients: Set<WebSocket> }
+    { tenant: string; hangup(): Promise<void>; sideband: WebSocket; clients: Set<WebSocket> }
   >();
 
   /** Whether a request is one of a WebRTC call's: its making (`POST /v1/realtime/calls`), or its
@@ -487,17 +478,14 @@ export class RealtimeSessions {
       sdp = typeof given === 'string' ? given : null;
       const session = form.fields['session'];
       if (typeof session === 'string') {
-        try {
-          const parsed = JSON.parse(session) as unknown;
-          if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error();
-          settings = parsed as Obj;
-        } catch {
+        const parsed = parseObject(session);
+        if (!parsed)
           return sendError(
             res,
             'openai',
             badRequest('The `session` field is not a JSON object.', 'invalid_json'),
           );
-        }
+        settings = parsed;
       }
     } else if (/^application\/sdp\b/i.test(type ?? '')) sdp = raw.toString('utf8');
     if (!sdp?.startsWith('v=0'))
@@ -522,8 +510,7 @@ export class RealtimeSessions {
         'openai',
         badRequest(`The provider ${p.id} takes WebRTC calls on Azure's v1 API only.`, 'unsupported_provider'),
       );
-    const target = upstreamFor(p, 'realtime', attempt.model, req.headers);
-    const { 'content-type': _json, 'accept-encoding': _coding, ...headers } = target.headers;
+    const { target, headers } = realtimeTarget(p, attempt.model, req.headers);
     const boundary = `tally-${deps.newId()}`;
     const parts = [
       ['sdp', sdp],
@@ -586,7 +573,7 @@ export class RealtimeSessions {
       },
     );
     const clients = new Set<WebSocket>();
-    this.calls.set(id, { tenant: key.tenant, keyId: key.id, hangup, sideband, clients });
+    this.calls.set(id, { tenant: key.tenant, hangup, sideband, clients });
     // The call's events go to the sideband connections the client's servers attach (attach).
     sideband.on('message', (data: RawData, binary: boolean) => {
       for (const c of clients) if (c.readyState === OPEN) c.send(data, { binary });
@@ -598,7 +585,7 @@ export class RealtimeSessions {
         .forget(callKey(id))
         .catch((err: unknown) => deps.onError?.(err, 'forgetting a realtime call'));
     });
-    const { meta } = this.watch(sideband, checked, checked.attribution, null, hangup);
+    const { meta } = this.watch(sideband, checked, null, hangup);
     const opened = await new Promise<string | null>((resolve) => {
       sideband.once('open', () => resolve(null));
       sideband.once('error', (err) => resolve(err.message));
@@ -612,7 +599,7 @@ export class RealtimeSessions {
       this.calls.delete(id);
       this.open.delete(sideband);
       sideband.terminate();
-      hangup().catch((err: unknown) => deps.onError?.(err, 'hanging up a realtime call'));
+      void this.hangUpQuietly(hangup);
       return failed(opened);
     }
     // Whose it is, for a hang-up through another replica (the sideband stays with this one).
@@ -639,13 +626,7 @@ export class RealtimeSessions {
     req.resume();
     const callId = decodeURIComponent(id);
     const call = this.calls.get(callId) ?? (await this.elsewhere(callId, key.tenant));
-    const notFound = () =>
-      sendError(res, 'openai', {
-        status: 404,
-        type: 'invalid_request_error',
-        code: 'call_not_found',
-        message: `No call ${id} is under way through this gateway.`,
-      });
+    const notFound = () => sendError(res, 'openai', callNotFound(id, '.'));
     if (!call || call.tenant !== key.tenant) return notFound();
     try {
       await call.hangup();
@@ -676,12 +657,7 @@ export class RealtimeSessions {
     if (!key) return refuse(socket, invalidKey());
     const call = this.calls.get(callId);
     if (!call || call.tenant !== key.tenant)
-      return refuse(socket, {
-        status: 404,
-        type: 'invalid_request_error',
-        code: 'call_not_found',
-        message: `No call ${callId} is under way through this gateway process; join it through the one that made it.`,
-      });
+      return refuse(socket, callNotFound(callId, ' process; join it through the one that made it.'));
     this.wss.handleUpgrade(req, socket, head, (client) => {
       call.clients.add(client);
       client.on('message', (data: RawData, binary: boolean) => {
@@ -759,9 +735,7 @@ export class RealtimeSessions {
           upstream.close();
           return;
         }
-        this.wss.handleUpgrade(req, socket, head, (client) =>
-          this.relay(client, upstream, { ...checked, req }),
-        );
+        this.wss.handleUpgrade(req, socket, head, (client) => this.relay(client, upstream, checked));
       });
     } catch (err) {
       refuse(socket, {
@@ -850,12 +824,12 @@ export class RealtimeSessions {
     }
   }
 
-  private relay(client: WebSocket, upstream: WebSocket, session: Session & { req: IncomingMessage }): void {
-    const { end } = this.watch(upstream, session, attribute(session.key, session.req.headers), client, null);
+  private relay(client: WebSocket, upstream: WebSocket, session: Session): void {
+    const { meta, end } = this.watch(upstream, session, client, null);
     // What each side sends goes to the other as it came: text as text, binary as binary.
     client.on('message', (data: RawData, binary: boolean) => {
       if (upstream.readyState === OPEN) upstream.send(data, { binary });
-      if (!binary) fromClient(this.open.get(upstream)?.tally ?? null, data.toString());
+      if (!binary) fromClient(meta.tally, data.toString());
     });
     // A close code one side may send on (1005, 1006 and 1015 only say how a connection went).
     const closeCode = (code: number) =>
@@ -884,7 +858,6 @@ export class RealtimeSessions {
   private watch(
     upstream: WebSocket,
     session: Session,
-    attribution: ReturnType<typeof attribute>,
     client: WebSocket | null,
     hangup: (() => Promise<void>) | null,
   ): { meta: Meta; end(why: string): Promise<void> } {
@@ -904,7 +877,6 @@ export class RealtimeSessions {
     const meta: Meta = {
       session,
       sessionId: deps.newId(),
-      attribution,
       since: performance.now(),
       client,
       upstream,
@@ -920,7 +892,7 @@ export class RealtimeSessions {
       metering = metering.then(() => this.cutOff(meta));
       return metering;
     };
-    this.open.set(upstream, { client, tally, end });
+    this.open.set(upstream, { client, end });
     upstream.on('message', (data: RawData, binary: boolean) => {
       if (client?.readyState === OPEN) client.send(data, { binary });
       if (binary) return;
@@ -974,7 +946,7 @@ export class RealtimeSessions {
       id: deps.newId(),
       time: deps.clock.now(),
       key,
-      attribution: meta.attribution,
+      attribution: meta.session.attribution,
       priceProvider: priceProviderOf(attempt.provider),
       upstreamApi: transcript ? ENDPOINT_API.transcriptions : ENDPOINT_API.realtime,
       // A transcription is its transcriber's call, a model the session asked for.
@@ -994,12 +966,8 @@ export class RealtimeSessions {
     /** For an input audio transcription's usage, the model that made it (null: not known). */
     transcriber: string | null,
   ): Promise<void> {
-    let event: Obj;
-    try {
-      event = JSON.parse(text) as Obj;
-    } catch {
-      return;
-    }
+    const event = parseObject(text);
+    if (!event) return;
     const transcript = event['type'] === 'conversation.item.input_audio_transcription.completed';
     const response = (transcript ? event : event['response']) as Obj | undefined;
     if (!transcript && event['type'] !== 'response.done') return;
@@ -1125,12 +1093,17 @@ export class RealtimeSessions {
     );
   }
 
+  /** Hangs up a WebRTC call where no one waits for the answer: a failure is reported, not thrown. */
+  private hangUpQuietly(hangup: () => Promise<void>): Promise<void> {
+    return hangup().catch((err: unknown) => this.env.deps.onError?.(err, 'hanging up a realtime call'));
+  }
+
   /** Tells the client why its session ends, and ends it (1008); a WebRTC call is hung up. */
   private stop(meta: Meta, refused: GatewayError): void {
     const { client, hangup } = meta;
     this.tell(client, refused);
     if (client?.readyState === OPEN) client.close(1008, refused.code.slice(0, 100));
-    if (hangup) hangup().catch((err: unknown) => this.env.deps.onError?.(err, 'hanging up a realtime call'));
+    if (hangup) void this.hangUpQuietly(hangup);
   }
 
   /**
@@ -1161,11 +1134,7 @@ export class RealtimeSessions {
       // What it comes to is added to them at its end, whether or not they had room for it now.
       u.buckets = buckets.map((b) => b.bucket);
       try {
-        const results = await deps.state.rateLimitAll(
-          buckets.map((b) => b.bucket),
-          tokens,
-          time,
-        );
+        const results = await deps.state.rateLimitAll(u.buckets, tokens, time);
         const at = results.findIndex((r) => !r.ok);
         if (at >= 0) refused = rateLimited(results[at]!, key, buckets[at]!.rule);
         else u.rated = tokens;
@@ -1216,10 +1185,7 @@ export class RealtimeSessions {
     }
     this.open.clear();
     // A WebRTC call is hung up: with its sideband closed, it would run on unmetered.
-    for (const call of this.calls.values())
-      ending.push(
-        call.hangup().catch((err: unknown) => this.env.deps.onError?.(err, 'hanging up a realtime call')),
-      );
+    for (const call of this.calls.values()) ending.push(this.hangUpQuietly(call.hangup));
     this.calls.clear();
     await Promise.all(ending);
     const server = this.serverRef;

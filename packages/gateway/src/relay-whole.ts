@@ -155,7 +155,8 @@ export async function relay(
   try {
     if (!opensObject(buf)) throw new SyntaxError('not an object');
     if (transform || opts.background || opts.render) {
-      // Parsed whole: a translated answer is rewritten, a background one read for its status.
+      // Parsed whole: a translated answer is rewritten, a background one read for its status, a
+      // verbose transcript rendered in the format asked.
       json = JSON.parse(buf.toString('utf8')) as Obj;
       const meta = metaOf(json);
       ({ usage, model: served, serviceTier, toolCalls, containers } = meta);

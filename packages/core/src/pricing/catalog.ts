@@ -2,7 +2,7 @@ import type { Clock } from '../clock.js';
 import { systemClock } from '../clock.js';
 import { TallyError } from '../errors.js';
 import { exactToNano, rateFrom } from '../money.js';
-import { calcCost, compilePrices, type UnitUsage } from './calc.js';
+import { type CostBreakdown, calcCost, compilePrices, type UnitUsage } from './calc.js';
 import type {
   CatalogData,
   CatalogModel,
@@ -262,26 +262,10 @@ export class Catalog {
     }
     // A hosted tool's calls that no price covers leave the call unpriced, with why, rather than
     // priced at their tokens alone, as an unknown model is never $0.
-    const fee = unpricedFee(usage, prices, override?.prices);
+    const fee = unpricedFee(usage, prices, override?.prices, resolved?.model.images !== undefined);
     if (fee !== null) {
       const model = resolved?.model.id ?? override!.model;
       return { status: 'unpriced', tokens, reason: `model ${model} has no price for ${fee}`, version };
-    }
-    // A model billed by the image alone (dall-e) has no price for tokens: they are no price, not $0.
-    const tokenCount = (usage['input_tokens'] ?? 0) + (usage['output_tokens'] ?? 0);
-    if (
-      tokenCount > 0 &&
-      resolved?.model.images &&
-      prices?.input_mtok === undefined &&
-      prices?.output_mtok === undefined &&
-      !override?.prices
-    ) {
-      return {
-        status: 'unpriced',
-        tokens,
-        reason: `model ${resolved.model.id} has no price for tokens (${tokenCount})`,
-        version,
-      };
     }
     // Images billed by the image: at the model's price for their quality and size, on the list
     // price and the effective one alike (a tenant's overrides price tokens).
@@ -300,11 +284,9 @@ export class Catalog {
       }
       const cost = each * BigInt(Math.round(input.images.count));
       tokens.image_generations += Math.round(input.images.count);
-      list = { ...list!, output: list!.output + cost, total: list!.total + cost };
-      effective =
-        effective === list
-          ? list
-          : { ...effective!, output: effective!.output + cost, total: effective!.total + cost };
+      const withImages = (c: CostBreakdown) => ({ ...c, output: c.output + cost, total: c.total + cost });
+      list = withImages(list!);
+      effective = withImages(effective!);
     }
     const l = list!;
     let effectiveTotal = effective!.total;
@@ -427,13 +409,15 @@ const SECONDS_UNITS = UNITS.filter((u) => u.dims['family'] === 'seconds');
  * What `usage` holds that neither the prices nor a tenant's own prices price, or null: a hosted tool's calls
  * (`web_searches (2 made)`), seconds of audio for a model priced by the token, a speech's
  * characters alone for a model priced by the token (gpt-4o-mini-tts, whose answer gave no usage),
- * or tokens for a model priced only by the second or the character (whisper-1, tts-1), which would
- * otherwise cost nothing.
+ * or tokens for a model priced only by the second, the character or the image (whisper-1, tts-1,
+ * dall-e), which would otherwise cost nothing.
  */
 function unpricedFee(
   usage: UnitUsage,
   prices: PriceSet | null | undefined,
   own: PriceSet | null | undefined,
+  /** The model is billed by the image (dall-e: CatalogModel.images). */
+  byImage: boolean,
 ): string | null {
   // Two sets, not a rest array and closures: this runs for every priced call.
   const has = (key: string) =>
@@ -452,7 +436,7 @@ function unpricedFee(
   // tokens instead, when it has them.
   const characters = usage['input_characters'] ?? 0;
   if (characters > 0 && tokens === 0 && !has('input_mchars')) return `characters (${characters})`;
-  const bySecond = has('input_audio_seconds_kcount') || has('input_mchars');
-  if (tokens > 0 && bySecond && !has('input_mtok') && !has('output_mtok')) return `tokens (${tokens})`;
+  const otherwise = byImage || has('input_audio_seconds_kcount') || has('input_mchars');
+  if (tokens > 0 && otherwise && !has('input_mtok') && !has('output_mtok')) return `tokens (${tokens})`;
   return null;
 }

@@ -182,7 +182,7 @@ export function buildCatalog(src: CatalogSources): BuildResult {
   // usage, from Portkey's tables (US cents an image by quality and size; the only table that has
   // them so: LiteLLM's per-pixel prices are rounded). Other models Portkey lists by the image are
   // left out: its tables quote some in dollars, some per token.
-  for (const { provider, model, images } of src.portkey ? portkeyImages(src.portkey).values() : []) {
+  for (const { provider, model, images } of src.portkey ? portkeyImages(src.portkey) : []) {
     const p = byId.get(provider);
     if (!p || !/^dall-e-[23]$/.test(model) || findModel(byId, p, model)) continue;
     p.models.push({ id: model, match: { equals: model }, prices: {}, source: 'portkey', images });

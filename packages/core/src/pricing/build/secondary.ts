@@ -216,12 +216,12 @@ function portkeyImagePrices(table: unknown): ImagePrices | null {
   return Object.keys(out).length > 0 ? out : null;
 }
 
-/** The models Portkey prices by the image (its `image` tables), with those prices in USD:
- * `provider/model` (the catalog's provider ids) to the prices. */
+/** The models Portkey prices by the image (its `image` tables), each with its provider (the
+ * catalog's id) and those prices in USD. */
 export function portkeyImages(
   files: Record<string, unknown>,
-): Map<string, { provider: string; model: string; images: ImagePrices }> {
-  const out = new Map<string, { provider: string; model: string; images: ImagePrices }>();
+): { provider: string; model: string; images: ImagePrices }[] {
+  const out: { provider: string; model: string; images: ImagePrices }[] = [];
   for (const [file, data] of Object.entries(files)) {
     if (!isObj(data)) continue;
     const provider = canonicalProvider(file.replace(/\.json$/, ''));
@@ -229,8 +229,7 @@ export function portkeyImages(
       if (!isObj(e) || !isObj(e['pricing_config'])) continue;
       const payg = e['pricing_config']['pay_as_you_go'];
       const images = isObj(payg) ? portkeyImagePrices(payg['image']) : null;
-      if (images)
-        out.set(`${provider}/${model.toLowerCase()}`, { provider, model: model.toLowerCase(), images });
+      if (images) out.push({ provider, model: model.toLowerCase(), images });
     }
   }
   return out;
