@@ -109,8 +109,8 @@ describe('listings at zero', () => {
 
   it('a listing priced per query is no zero listing', () => {
     // LiteLLM prices rerank-v3.5 per query (tokens at 0); Portkey's per-search price must not
-    // become $2,000 per million tokens.
-    expect(usd(chat('cohere', 'rerank-v3.5')).total).toBe('0');
+    // become $2,000 per million tokens, nor its tokens be free: it is unpriced.
+    expect(cat.price(chat('cohere', 'rerank-v3.5'))).toMatchObject({ status: 'unpriced' });
   });
 });
 
@@ -176,6 +176,30 @@ describe('models billed by the second, the character or the image', () => {
     });
     // Nor is a model priced by the token, asked for images it has no price an image for.
     expect(images('openai', 'gpt-4o', 1)).toMatchObject({ status: 'unpriced' });
+  });
+
+  it('are never $0 a token where a table bills them by the video second, the query, the page or the image', () => {
+    // Portkey lists sora-2 and Veo at 0 a token with their prices a second of video, and seedream at
+    // 0 a token with its price an image; LiteLLM lists Cohere's rerank models at 0 a token with their
+    // price a query (which Portkey gives as a price a token), and Mistral's OCR by the page.
+    for (const [provider, model] of [
+      ['openai', 'sora-2'],
+      ['openai', 'sora-2-pro'],
+      ['azure', 'sora-2'],
+      ['google', 'veo-3.1-generate-preview-lte-128k'],
+      ['together', 'minimax/hailuo-02'],
+      ['byteplus', 'seedream-4-5'],
+      ['cohere', 'rerank-v3.5'],
+      ['aws', 'cohere.rerank-v3-5:0'],
+      ['azure-ai', 'cohere-rerank-v3.5'],
+      ['mistral', 'mistral-ocr-latest'],
+    ] as const) {
+      const r = cat.price({ provider, model, tokens: { input: 1000, output: 1000 } });
+      expect(r.status, `${provider}/${model}`).toBe('unpriced');
+    }
+    // A model that really is free stays free.
+    const free = cat.price({ provider: 'openrouter', model: 'qwen/qwen3-4b:free', tokens: { input: 1000 } });
+    expect(free.status).toBe('priced');
   });
 
   it("prices a transcription billed by the second from its usage's seconds", () => {

@@ -76,15 +76,26 @@ function litellmModes(entry: unknown): PriceModes | undefined {
 }
 
 /** LiteLLM's prices in units that are not tokens: audio by the second, text by the character,
- * images by the image or the pixel. */
+ * images by the image or the pixel, video by the second, a rerank by the query, a request, a page
+ * read by OCR. */
 const OTHER_UNITS = [
   'input_cost_per_second',
   'output_cost_per_second',
+  'output_cost_per_second_1080p',
+  'input_cost_per_audio_per_second',
   'input_cost_per_character',
+  'output_cost_per_character',
   'input_cost_per_image',
   'output_cost_per_image',
   'input_cost_per_pixel',
   'output_cost_per_pixel',
+  'input_cost_per_video_per_second',
+  'output_cost_per_video_per_second',
+  'input_cost_per_query',
+  'input_cost_per_request',
+  'ocr_cost_per_page',
+  'annotation_cost_per_page',
+  'ocr_cost_per_credit',
 ];
 
 /** Whether a LiteLLM entry is billed in a unit other than tokens (OTHER_UNITS, above 0), at no
@@ -97,8 +108,9 @@ function pricedOtherwise(e: Obj): boolean {
 }
 
 /**
- * The models (`provider/model`) LiteLLM bills in a unit other than tokens, with no token price:
- * whisper-1 by the second of audio, tts-1 by the character, dall-e by the image. Portkey's table
+ * The models (`provider/model`) LiteLLM bills in a unit other than tokens, with no token price
+ * (or 0): whisper-1 by the second of audio, tts-1 by the character, dall-e by the image, Cohere's
+ * rerank models by the query. Portkey's table
  * gives such a model a "token" price that is its price in that unit (whisper-1's $0.006 a minute as
  * $0.006 a token), so another table's token price for one of them is not taken.
  */
@@ -107,8 +119,8 @@ export function litellmOtherUnits(data: unknown): Set<string> {
   if (!isObj(data)) return out;
   for (const [key, e] of Object.entries(data)) {
     if (!isObj(e) || typeof e['litellm_provider'] !== 'string') continue;
-    if (typeof e['input_cost_per_token'] === 'number') continue;
-    if (!OTHER_UNITS.some((k) => typeof e[k] === 'number')) continue;
+    const tokens = typeof e['input_cost_per_token'] === 'number';
+    if (tokens ? !pricedOtherwise(e) : !OTHER_UNITS.some((k) => typeof e[k] === 'number')) continue;
     const slash = key.indexOf('/');
     out.add(
       `${canonicalProvider(e['litellm_provider'])}/${(slash > 0 ? key.slice(slash + 1) : key).toLowerCase()}`,
@@ -124,9 +136,9 @@ export function fromLiteLlm(data: unknown): SecondaryPrice[] {
   for (const [key, e] of Object.entries(data)) {
     if (key === 'sample_spec' || !isObj(e) || typeof e['litellm_provider'] !== 'string') continue;
     let prices = litellmTokenPrices(e, '', true);
-    // An entry billed by the image, the pixel, the second or the character whose token prices are
-    // 0 (Azure's dall-e-3: 0 a token out, and its price per pixel) is not free by the token: its
-    // tokens are not what it is billed for.
+    // An entry billed in another unit whose token prices are 0 (Azure's dall-e-3: 0 a token out,
+    // and its price per pixel; Cohere's rerank models: 0 a token, and their price per query) is not
+    // free by the token: its tokens are not what it is billed for.
     if (pricedOtherwise(e)) prices = {};
     if (prices.input_mtok === undefined) {
       // A transcription model billed by the second of audio (whisper-1, Deepgram's), or a speech
@@ -248,15 +260,10 @@ export function fromPortkey(files: Record<string, unknown>): SecondaryPrice[] {
       const input = cents(payg, 'request_token');
       const output = cents(payg, 'response_token');
       if (input === undefined && output === undefined) continue;
-      // A model billed by the image (deepbricks' dall-e-3: 0 a token, and its images' prices) is
-      // not free by the token.
-      if (
-        isObj(payg['image']) &&
-        !pricesNothing(payg['image'], (k) => k === 'price') &&
-        !Number(input) &&
-        !Number(output)
-      )
-        continue;
+      // A model at 0 a token that the table prices in another unit is not free by the token:
+      // deepbricks' dall-e-3 by the image, sora and veo by the second of video, seedream by the
+      // image generated, gpt-image-1 by its text and image tokens.
+      if (!Number(input) && !Number(output) && !pricesNothing(payg, (k) => k === 'price')) continue;
       const prices: PriceSet = { input_mtok: input ?? '0', output_mtok: output ?? '0' };
       const add = (k: keyof PriceSet, src: string) => {
         const v = cents(payg, src);
