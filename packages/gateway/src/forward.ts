@@ -366,7 +366,8 @@ export async function forwardAttempts(
               ? (json: Obj) => imagesMade(json, body)
               : undefined,
         });
-        if (relayed !== 'answered') env.breakers.failure(attempt.provider.id);
+        // A background response answered queued is an answer: only an unusable one is a failure.
+        if (relayed === 'unusable' || relayed === 'retry') env.breakers.failure(attempt.provider.id);
         if (relayed === 'retry') continue;
       }
       return;

@@ -5,7 +5,7 @@ import { createDuckDbStore, type Store } from '@tally/store';
 import OpenAI from 'openai';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { foreignKey, lastCalls, type TestApp, testApp, until } from '../testing/test-app.js';
+import { foreignKey, lastCalls, postChat, type TestApp, testApp, until } from '../testing/test-app.js';
 
 type Failure = { status: number; code: string | null; message: string };
 const failure = (e: unknown): Failure => e as Failure;
@@ -514,6 +514,47 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: background responses', () => 
       pricing_status: 'priced',
       cost_effective_nano: 3_264_000n,
     });
+  });
+
+  it("counts a queued answer as its upstream's success, not a failure toward opening its circuit", async () => {
+    // 'steady' goes to openai, and to spare when openai's circuit is open (5 failures in a row).
+    const app = await testApp({
+      gateway: {
+        background_poll_ms: 20,
+        providers: [
+          { id: 'openai', kind: 'openai', base_url: `${mock.url}/v1`, api_key: 'sk-upstream' },
+          { id: 'spare', kind: 'openai', base_url: `${mock.url}/v1`, api_key: 'sk-spare' },
+        ],
+        routes: [
+          {
+            model: 'steady',
+            targets: [{ provider: 'openai', model: 'gpt-4.1' }],
+            fallbacks: [{ provider: 'spare', model: 'gpt-4.1' }],
+          },
+        ],
+      },
+    });
+    try {
+      const url = await app.listen();
+      const key = (await app.newKey({})).key;
+      const openai = new OpenAI({ apiKey: key, baseURL: `${url}/v1`, maxRetries: 0 });
+      const queued = await openai.responses.create({ model: 'steady', input: 'Research.', background: true });
+      expect(queued.status).toBe('queued');
+      // Four failures in a row: one short of opening openai's circuit.
+      for (let i = 0; i < 4; i++)
+        expect((await postChat(url, key, { model: 'openai/fault-500' })).statusCode).toBe(500);
+      const before = mock.received.length;
+      await openai.responses.create({ model: 'steady', input: 'Hi' });
+      // (The gateway's watch polls the queued response meanwhile: its polls are left out.)
+      const sentWith = mock.received
+        .slice(before)
+        .filter((r) => r.body['input'] === 'Hi')
+        .map((r) => r.headers['authorization']);
+      expect(sentWith).toEqual(['Bearer sk-upstream']);
+      await pollUntilEnded(openai, queued.id);
+    } finally {
+      await app.shutdown();
+    }
   });
 
   it("holds the call's reservation on its budgets until it ends, then settles at its cost", async () => {
