@@ -87,7 +87,8 @@ function imagesMade(json: Obj, body: Obj): ImageCount | null {
 /**
  * Tries the planned attempts in order: each is sent (translated for an Anthropic upstream), and a
  * retryable failure (429, 5xx, timeout, connection error) moves on to the next, every attempt
- * metered. The answer is relayed as JSON or event by event. A request the first attempt cannot be
+ * metered; an answer that the prompt is too long for the model moves on to the route's models for
+ * longer prompts (its `context_fallback` attempts), in place of the attempts left. The answer is relayed as JSON or event by event. A request the first attempt cannot be
  * translated for is not answered here: its refusal is returned, for the gateway to answer.
  */
 export async function forwardAttempts(
@@ -157,11 +158,15 @@ export async function forwardAttempts(
     }
   }
 
+  // The models a route keeps for longer prompts wait apart: they take the place of the attempts
+  // left only once an upstream says the prompt is too long for its model.
+  let longer = planned.filter((a) => a.tier === 'context_fallback');
+  let queue = longer.length > 0 ? planned.filter((a) => a.tier !== 'context_fallback') : planned;
   // The request's id is its first attempt's: every attempt carries it, and so does the answer.
   let requestId: string | null = null;
-  for (let i = 0; i < planned.length; i++) {
-    const attempt = planned[i]!;
-    const last = i === planned.length - 1;
+  for (let i = 0; i < queue.length; i++) {
+    const attempt = queue[i]!;
+    const last = i === queue.length - 1;
     const id = env.deps.newId();
     if (requestId === null) {
       requestId = id;
@@ -365,7 +370,14 @@ export async function forwardAttempts(
             endpoint === 'images' || endpoint === 'image_edits'
               ? (json: Obj) => imagesMade(json, body)
               : undefined,
+          longerContext: longer.length > 0 || (attempt.tier === 'context_fallback' && !last),
         });
+        if (relayed === 'too_long') {
+          // The prompt does not fit this model: the next model for longer prompts is tried.
+          if (longer.length > 0) queue = [...queue.slice(0, i + 1), ...longer];
+          longer = [];
+          continue;
+        }
         // A background response answered queued is an answer: only an unusable one is a failure.
         if (relayed === 'unusable' || relayed === 'retry') env.breakers.failure(attempt.provider.id);
         if (relayed === 'retry') continue;

@@ -1160,14 +1160,15 @@ export class Gateway {
     return this.router.plan(model, endpoint, tenant).filter((a) => serves(a.provider, endpoint));
   }
 
-  /** Where the call may go, in order, without upstreams whose breaker is open (unless every one
-   * is: then they are all tried, rather than failing without trying). */
+  /** Where the call may go, in order, without upstreams whose breaker is open (unless every one of
+   * the route's own is: then they are all tried, rather than failing without trying). */
   private plan(model: string, endpoint: Endpoint, tenant: string): Attempt[] {
     const all = this.routes(model, endpoint, tenant);
     // Most often every breaker is closed: the plan as it is, with no copy.
     if (all.every((a) => this.breakers.allows(a.provider.id))) return all;
     const open = all.filter((a) => this.breakers.allows(a.provider.id));
-    return open.length > 0 ? open : all;
+    // A model for longer prompts is no stand-in for the route's own.
+    return open.some((a) => a.tier !== 'context_fallback') ? open : all;
   }
 
   private record(
@@ -1322,11 +1323,12 @@ function naming(raw: Buffer, model: string, to: string): Buffer {
   return to === model ? raw : (editTopLevel(raw, new Map([['model', JSON.stringify(to)]])) ?? raw);
 }
 
-/** The attempts with those of `provider` first, in their order, then the rest in theirs. */
+/** The attempts with those of `provider` first, in their order, then the rest in theirs (a
+ * route's models for longer prompts stay last). */
 function holderFirst(attempts: Attempt[], provider: string): Attempt[] {
-  const held = attempts.filter((a) => a.provider.id === provider);
+  const held = attempts.filter((a) => a.provider.id === provider && a.tier !== 'context_fallback');
   if (held.length === 0 || attempts[0]!.provider.id === provider) return attempts;
-  return [...held, ...attempts.filter((a) => a.provider.id !== provider)];
+  return [...held, ...attempts.filter((a) => !held.includes(a))];
 }
 
 /** The hosted tool calls a call's most cost holds on `model`: a Responses call's max_tool_calls

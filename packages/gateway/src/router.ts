@@ -6,8 +6,9 @@ export interface Attempt {
   /** The model to ask this provider for. */
   model: string;
   /** 'primary' for the weighted targets, 'fallback' after them; 'downgrade' for the targets of the
-   * cheaper model an exhausted budget sent the call to. */
-  tier: 'primary' | 'fallback' | 'downgrade';
+   * cheaper model an exhausted budget sent the call to; 'context_fallback' for the models a route
+   * sends a prompt too long for its model to (last in a plan, and tried only then). */
+  tier: 'primary' | 'fallback' | 'downgrade' | 'context_fallback';
 }
 
 /**
@@ -63,7 +64,7 @@ export class Router {
         : [this.routes.get(model)].filter((r) => r !== undefined);
     const missing = new Set<string>();
     for (const r of routes) {
-      for (const t of [...r.targets, ...(r.fallbacks ?? [])]) {
+      for (const t of [...r.targets, ...(r.fallbacks ?? []), ...(r.context_fallbacks ?? [])]) {
         if (this.provider(t.provider, tenant) === undefined) missing.add(t.provider);
       }
     }
@@ -93,6 +94,9 @@ export class Router {
     };
     for (const t of ordered) push(t, 'primary');
     for (const t of route.fallbacks ?? []) push(t, 'fallback');
+    // A model for longer prompts stands in for none of the route's own: with none of them, no plan.
+    if (out.length === 0) return out;
+    for (const t of route.context_fallbacks ?? []) push(t, 'context_fallback');
     return out;
   }
 

@@ -42,6 +42,9 @@ export interface RouteConfig {
   targets: Target[];
   /** ...then these, in order, on a 429, a 5xx, a timeout or a connection error. */
   fallbacks?: Target[] | undefined;
+  /** Models with a larger context window, tried in order (in place of the attempts left) when an
+   * upstream answers that the prompt is too long for its model. */
+  context_fallbacks?: Target[] | undefined;
 }
 
 export interface GatewayConfig {

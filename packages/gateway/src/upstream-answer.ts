@@ -107,6 +107,25 @@ export function errorAnswer(
 
 const ERROR_CODE = /^[A-Za-z0-9_.-]{1,64}$/;
 
+/** What OpenAI-compatible servers and Anthropic say of a prompt too long for the model: vLLM's
+ * "maximum context length is", Anthropic's "prompt is too long" and "exceed context limit",
+ * Gemini's "input token count ... exceeds the maximum". */
+const TOO_LONG =
+  /context[ _-]?(length|window|limit)|prompt is too long|input token count\b.*\bexceeds|too many input tokens/i;
+
+/**
+ * Whether an upstream's error answer says the prompt (with the output it asks for) is more than
+ * the model's context window: a 400 with OpenAI's and Azure's `context_length_exceeded`, or a 400
+ * whose message says so in another provider's words.
+ */
+export function promptTooLong(status: number, json: Record<string, unknown> | null): boolean {
+  if (status !== 400) return false;
+  const error = json?.['error'];
+  if (typeof error !== 'object' || error === null) return false;
+  const { code, message } = error as Record<string, unknown>;
+  return code === 'context_length_exceeded' || (typeof message === 'string' && TOO_LONG.test(message));
+}
+
 /**
  * A call's error type for an upstream's error answer: `upstream_<status>`, and after a colon the
  * code its body gives, so that what failed can be told apart where the status cannot

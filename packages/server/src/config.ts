@@ -73,6 +73,7 @@ export const gatewaySchema = z
             model: z.string(),
             targets: z.array(targetSchema).min(1),
             fallbacks: z.array(targetSchema).optional(),
+            context_fallbacks: z.array(targetSchema).optional(),
           })
           .strict(),
       )

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync } from 'node:zlib';
+import { chatRecordings } from './recorded.js';
 
 /** A whole chat answer, as an upstream would send it. */
 const ANSWER = JSON.stringify({
@@ -28,7 +29,9 @@ const CODINGS: Record<string, [string, (b: Buffer) => Buffer]> = {
  * the gateway asked for identity), fault-bad-gzip (labelled gzip, not compressed), fault-zstd (a
  * coding the gateway does not read), fault-redirect (a 307), fault-html-502 (a proxy's HTML error
  * page), fault-key-echo (a 401 that quotes the key it was sent, whole and cut short), fault-huge
- * (a 200 whose body goes on, 64 kB at a time, until the connection is closed or 200 MB are sent).
+ * (a 200 whose body goes on, 64 kB at a time, until the connection is closed or 200 MB are sent),
+ * fault-context and fault-too-long (a prompt too long for the model, in OpenAI's and Anthropic's
+ * words).
  */
 export function wholeFault(model: string, res: ServerResponse, headers: IncomingMessage['headers']): boolean {
   const coded = CODINGS[model];
@@ -92,6 +95,28 @@ export function wholeFault(model: string, res: ServerResponse, headers: Incoming
       res.end(text);
       return true;
     }
+    case 'fault-context': {
+      // OpenAI's answer to a prompt too long for the model, as recorded (FauxpenAI).
+      const rec = chatRecordings().find(
+        (r) => (r.body as { error?: { code?: unknown } }).error?.code === 'context_length_exceeded',
+      );
+      res.writeHead(400, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(rec?.body));
+      return true;
+    }
+    case 'fault-too-long':
+      // Anthropic's (its documented error shape, and the message its API gives).
+      res.writeHead(400, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          type: 'error',
+          error: {
+            type: 'invalid_request_error',
+            message: 'prompt is too long: 208310 tokens > 200000 maximum',
+          },
+        }),
+      );
+      return true;
     case 'fault-huge': {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.write('{"id":"huge","pad":"');

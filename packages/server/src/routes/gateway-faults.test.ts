@@ -36,6 +36,11 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
           },
           { model: 'ghost', targets: [{ provider: 'nosuch' }] },
           {
+            model: 'ghost-long',
+            targets: [{ provider: 'nosuch' }],
+            context_fallbacks: [{ provider: 'openai', model: 'gpt-4o' }],
+          },
+          {
             model: 'to-claude',
             targets: [{ provider: 'cutter', model: 'fault-500' }],
             fallbacks: [{ provider: 'anthropic', model: 'claude-sonnet-4-5' }],
@@ -49,6 +54,31 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
             model: 'unreachable',
             targets: [{ provider: 'down', model: 'gpt-4o' }],
             fallbacks: [{ provider: 'openai', model: 'gpt-4o' }],
+          },
+          // A prompt too long for the model goes to a model with a larger context window.
+          {
+            model: 'long-chat',
+            targets: [{ provider: 'openai', model: 'fault-context' }],
+            fallbacks: [{ provider: 'flaky', model: 'fault-context' }],
+            context_fallbacks: [{ provider: 'openai', model: 'gpt-4o' }],
+          },
+          {
+            model: 'long-chat-500',
+            targets: [{ provider: 'cutter', model: 'fault-500' }],
+            context_fallbacks: [{ provider: 'openai', model: 'gpt-4o' }],
+          },
+          {
+            model: 'long-claude',
+            targets: [{ provider: 'anthropic', model: 'fault-too-long' }],
+            context_fallbacks: [{ provider: 'anthropic', model: 'claude-sonnet-4-5' }],
+          },
+          {
+            model: 'gpt-4-long',
+            targets: [{ provider: 'openai', model: 'gpt-4' }],
+            context_fallbacks: [
+              { provider: 'openai', model: 'gpt-4o' },
+              { provider: 'openai', model: 'fault-context' },
+            ],
           },
         ],
       },
@@ -99,6 +129,90 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     });
     expect(found.json().data.map((c: { error_type: string }) => c.error_type)).toEqual([
       'upstream_400:context_length_exceeded',
+    ]);
+  });
+
+  it("sends a prompt too long for the model to the route's model for longer prompts, every attempt metered", async () => {
+    const res = await chat({ model: 'long-chat' });
+    expect(res.statusCode).toBe(200);
+    expect(((await res.body.json()) as { model: string }).model).toMatch(/^gpt-4o/);
+    const [ok, tooLong] = await lastCalls(2);
+    // The attempt that was refused costs nothing; the ordinary fallback after it (another model
+    // with the same window) is not tried: the model for longer prompts takes its place.
+    expect(tooLong).toMatchObject({
+      status: 'error',
+      error_type: 'upstream_400:context_length_exceeded',
+      model_requested: 'long-chat',
+      cost_usd: '0',
+      route: { tier: null, fallback_hops: 0 },
+    });
+    expect(ok).toMatchObject({
+      status: 'ok',
+      pricing_status: 'priced',
+      model_requested: 'long-chat',
+      request_id: tooLong!['id'],
+      route: { tier: 'context_fallback', fallback_hops: 1 },
+    });
+    expect(Number(ok!['cost_usd'])).toBeGreaterThan(0);
+    expect(res.headers['x-tally-request-id']).toBe(tooLong!['id']);
+  });
+
+  it('takes the model for longer prompts on a context error alone, not on a 5xx', async () => {
+    const before = mock.received.length;
+    const res = await chat({ model: 'long-chat-500' });
+    expect(res.statusCode).toBe(500);
+    await res.body.dump();
+    expect(mock.received.slice(before).map((r) => r.body['model'])).toEqual(['fault-500']);
+  });
+
+  it("takes Anthropic's prompt-too-long error for one, for the Anthropic and the OpenAI client alike", async () => {
+    const res = await postMessage(base, key, { model: 'long-claude' });
+    expect(res.statusCode).toBe(200);
+    expect(((await res.body.json()) as { type: string }).type).toBe('message');
+    const [ok, tooLong] = await lastCalls(2);
+    expect(tooLong).toMatchObject({ status: 'error', error_type: 'upstream_400:invalid_request_error' });
+    expect(ok).toMatchObject({
+      status: 'ok',
+      model_served: expect.stringMatching(/^claude-sonnet-4-5/),
+      route: { tier: 'context_fallback', fallback_hops: 1 },
+    });
+    // Asked in OpenAI's format, translated for Claude: the same.
+    const translated = await chat({ model: 'long-claude' });
+    expect(translated.statusCode).toBe(200);
+    expect(((await translated.body.json()) as { object: string }).object).toBe('chat.completion');
+    expect((await lastCalls())[0]).toMatchObject({ status: 'ok', route: { tier: 'context_fallback' } });
+  });
+
+  it('answers the last error when no model for longer prompts takes the prompt, on the recorded request', async () => {
+    // OpenAI's recorded refusal of a prompt (with 1,000,000,000 tokens of output asked) too long for
+    // gpt-4, sent through a route whose models for longer prompts cannot take it either.
+    const rec = chatRecordings().find(
+      (r) =>
+        r.request['model'] === 'gpt-4' &&
+        (r.body as { error?: { code?: unknown } }).error?.code === 'context_length_exceeded',
+    )!;
+    const before = mock.received.length;
+    const res = await request(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ ...rec.request, model: 'gpt-4-long' }),
+    });
+    expect(res.statusCode).toBe(400);
+    expect(((await res.body.json()) as { error: { code: string } }).error.code).toBe(
+      'context_length_exceeded',
+    );
+    expect(mock.received.slice(before).map((r) => r.body['model'])).toEqual([
+      'gpt-4',
+      'gpt-4o',
+      'fault-context',
+    ]);
+    const calls = await lastCalls(3);
+    expect(
+      calls.map((c) => [c['status'], c['error_type'], (c['route'] as { tier: unknown }).tier, c['cost_usd']]),
+    ).toEqual([
+      ['error', 'upstream_400:context_length_exceeded', 'context_fallback', '0'],
+      ['error', 'upstream_400:context_length_exceeded', 'context_fallback', '0'],
+      ['error', 'upstream_400:context_length_exceeded', null, '0'],
     ]);
   });
 
@@ -438,6 +552,10 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     expect(await res.body.json()).toMatchObject({
       error: { code: 'model_not_found', message: expect.stringContaining('names provider nosuch') },
     });
+    // A model for longer prompts stands in for none of the route's own.
+    const long = await chat({ model: 'ghost-long' });
+    expect(long.statusCode).toBe(404);
+    expect(await long.body.json()).toMatchObject({ error: { code: 'model_not_found' } });
   });
 
   it('leaves no upstream response open', async () => {
