@@ -160,8 +160,10 @@ export async function forwardAttempts(
 
   // The models a route keeps for longer prompts wait apart: they take the place of the attempts
   // left only once an upstream says the prompt is too long for its model.
-  let longer = planned.filter((a) => a.tier === 'context_fallback');
-  let queue = longer.length > 0 ? planned.filter((a) => a.tier !== 'context_fallback') : planned;
+  // (They are last in a plan: one without them, the common case, is taken as it is.)
+  const withLonger = planned.at(-1)?.tier === 'context_fallback';
+  let longer = withLonger ? planned.filter((a) => a.tier === 'context_fallback') : NO_ATTEMPTS;
+  let queue = withLonger ? planned.filter((a) => a.tier !== 'context_fallback') : planned;
   // The request's id is its first attempt's: every attempt carries it, and so does the answer.
   let requestId: string | null = null;
   for (let i = 0; i < queue.length; i++) {
@@ -375,7 +377,7 @@ export async function forwardAttempts(
         if (relayed === 'too_long') {
           // The prompt does not fit this model: the next model for longer prompts is tried.
           if (longer.length > 0) queue = [...queue.slice(0, i + 1), ...longer];
-          longer = [];
+          longer = NO_ATTEMPTS;
           continue;
         }
         // A background response answered queued is an answer: only an unusable one is a failure.
@@ -392,6 +394,7 @@ export async function forwardAttempts(
 }
 
 const NO_TRANSLATIONS: ReadonlyMap<Attempt, string> = new Map();
+const NO_ATTEMPTS: Attempt[] = [];
 
 const INCLUDE_USAGE = Buffer.from(',"stream_options":{"include_usage":true}}');
 
