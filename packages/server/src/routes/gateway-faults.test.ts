@@ -155,6 +155,21 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     });
     expect(Number(ok!['cost_usd'])).toBeGreaterThan(0);
     expect(res.headers['x-tally-request-id']).toBe(tooLong!['id']);
+    // Streamed: the refusal comes as JSON before any event, and the stream comes from the model for
+    // longer prompts, metered from its usage.
+    const streamed = await chat({ model: 'long-chat', stream: true });
+    expect(streamed.statusCode).toBe(200);
+    expect(await streamed.body.text()).toContain('data: [DONE]');
+    const [okStream, tooLongStream] = await lastCalls(2);
+    expect(tooLongStream).toMatchObject({
+      status: 'error',
+      error_type: 'upstream_400:context_length_exceeded',
+    });
+    expect(okStream).toMatchObject({
+      status: 'ok',
+      pricing_status: 'priced',
+      route: { tier: 'context_fallback', fallback_hops: 1 },
+    });
   });
 
   it('takes the model for longer prompts on a context error alone, not on a 5xx', async () => {
