@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { type CallRecord, type Pricer, ZERO_TOKENS } from '@tally/core';
 
 export interface TraceRow {
@@ -9,10 +10,12 @@ export interface TraceRow {
   output: number;
 }
 
-/** The Azure LLM inference trace 2023 (CC-BY-4.0; Patel et al., "Splitwise", ISCA 2024), when the
- * public data sits beside the checkout. */
+/** The Azure LLM inference trace 2023 (CC-BY-4.0; Patel et al., "Splitwise", ISCA 2024): the copy
+ * this package carries (data/azure-llm-2023, with its licence and datasheet), or the public data
+ * beside the checkout. */
 export function readAzureTrace(cwd: string): { code: TraceRow[]; conv: TraceRow[] } | null {
   const dirs = [
+    fileURLToPath(new URL('../data/azure-llm-2023', import.meta.url)),
     resolve(cwd, '../shared/data/traces/azure-llm-2023'),
     resolve(cwd, 'shared/data/traces/azure-llm-2023'),
   ];
