@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ImageCount } from '@tally/core';
 import type { Breakers } from './breaker.js';
 import { durationUsage, PLAIN_TRANSCRIPTS, plainTranscript, withAddedField, withField } from './form.js';
@@ -31,7 +32,7 @@ import {
 import { OpenAiToAnthropicStream } from './translate/openai-to-anthropic-stream.js';
 import { AnthropicToResponsesStream } from './translate/responses-stream.js';
 import { responsesToAnthropicRequest, toResponsesResponse } from './translate/responses-to-anthropic.js';
-import type { GatewayDeps, VirtualKey } from './types.js';
+import type { GatewayConfig, GatewayDeps, VirtualKey } from './types.js';
 import { Cancel, type UpstreamResponse, type Upstreams } from './upstream.js';
 import { DEFAULT_MAX_RESPONSE_BYTES, parseObject, readWhole, upstreamErrorType } from './upstream-answer.js';
 
@@ -166,9 +167,20 @@ export async function forwardAttempts(
   let queue = withLonger ? planned.filter((a) => a.tier !== 'context_fallback') : planned;
   // The request's id is its first attempt's: every attempt carries it, and so does the answer.
   let requestId: string | null = null;
+  // An attempt tried again (its route's `retries`) comes again right after itself, after a wait.
+  let retried: Map<Attempt, number> | null = null;
+  let wait = 0;
   for (let i = 0; i < queue.length; i++) {
+    if (wait > 0) {
+      await sleep(wait);
+      wait = 0;
+      // A client that left meanwhile is not answered: nothing more is tried.
+      if (abort?.aborted || res.destroyed) return;
+    }
     const attempt = queue[i]!;
-    const last = i === queue.length - 1;
+    const tries = retried?.get(attempt) ?? 0;
+    const again = tries < (attempt.retries ?? env.deps.config.retries ?? 0);
+    const last = i === queue.length - 1 && !again;
     const id = env.deps.newId();
     if (requestId === null) {
       requestId = id;
@@ -260,6 +272,11 @@ export async function forwardAttempts(
         const timeout = (err as { code?: string }).code?.includes('TIMEOUT') ?? false;
         const errorType = timeout ? 'upstream_timeout' : 'upstream_connection_error';
         env.recorder(ctx, failure(errorType, a0), acc);
+        if (again) {
+          retried ??= new Map();
+          retried.set(attempt, tries + 1);
+          ({ queue, wait } = tryAgain(queue, i, tries, env.deps.config));
+        }
         if (!last) continue;
         sendError(res, wire, {
           status: timeout ? 504 : 502,
@@ -278,6 +295,11 @@ export async function forwardAttempts(
         const read = await readWhole(up, ERROR_BODY_LIMIT);
         const json = read.buf === null ? null : parseObject(read.buf.toString('utf8'));
         env.recorder(ctx, failure(upstreamErrorType(up.statusCode, json), a0), acc);
+        if (again) {
+          retried ??= new Map();
+          retried.set(attempt, tries + 1);
+          ({ queue, wait } = tryAgain(queue, i, tries, env.deps.config, up.headers));
+        }
         continue;
       }
       const limit = env.deps.config.max_response_bytes ?? DEFAULT_MAX_RESPONSE_BYTES;
@@ -382,7 +404,14 @@ export async function forwardAttempts(
         }
         // A background response answered queued is an answer: only an unusable one is a failure.
         if (relayed === 'unusable' || relayed === 'retry') env.breakers.failure(attempt.provider.id);
-        if (relayed === 'retry') continue;
+        if (relayed === 'retry') {
+          if (again) {
+            retried ??= new Map();
+            retried.set(attempt, tries + 1);
+            ({ queue, wait } = tryAgain(queue, i, tries, env.deps.config));
+          }
+          continue;
+        }
       }
       return;
     } finally {
@@ -394,6 +423,40 @@ export async function forwardAttempts(
 }
 
 const NO_TRANSLATIONS: ReadonlyMap<Attempt, string> = new Map();
+
+/** The plan with the attempt at `i` (tried `tries` times again so far) coming again right after
+ * itself, and how long to wait before it: the backoff (`retry_backoff_ms`, doubled each time, from
+ * half of it to the whole, at random), or longer if the upstream's `retry-after` (or Azure's
+ * `retry-after-ms`) asks it, never past `retry_max_wait_ms`. */
+export function tryAgain(
+  queue: Attempt[],
+  i: number,
+  tries: number,
+  config: GatewayConfig,
+  headers?: Record<string, string>,
+  random: () => number = Math.random,
+): { queue: Attempt[]; wait: number } {
+  const base = (config.retry_backoff_ms ?? 500) * 2 ** tries;
+  const backoff = base / 2 + (random() * base) / 2;
+  const asked = headers ? retryAfterMs(headers) : null;
+  return {
+    queue: [...queue.slice(0, i + 1), queue[i]!, ...queue.slice(i + 1)],
+    wait: Math.min(config.retry_max_wait_ms ?? 10_000, Math.max(backoff, asked ?? 0)),
+  };
+}
+
+/** The wait an upstream's answer asks for, in ms: `retry-after-ms`, else `retry-after` (seconds, or
+ * an HTTP date); null when it asks none. */
+function retryAfterMs(headers: Record<string, string>): number | null {
+  const ms = Number.parseFloat(headers['retry-after-ms'] ?? '');
+  if (Number.isFinite(ms) && ms >= 0) return ms;
+  const after = headers['retry-after'];
+  if (after === undefined) return null;
+  const seconds = Number.parseFloat(after);
+  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
+  const at = Date.parse(after);
+  return Number.isFinite(at) ? Math.max(0, at - Date.now()) : null;
+}
 const NO_ATTEMPTS: Attempt[] = [];
 
 const INCLUDE_USAGE = Buffer.from(',"stream_options":{"include_usage":true}}');

@@ -9,6 +9,8 @@ export interface Attempt {
    * cheaper model an exhausted budget sent the call to; 'context_fallback' for the models a route
    * sends a prompt too long for its model to (last in a plan, and tried only then). */
   tier: 'primary' | 'fallback' | 'downgrade' | 'context_fallback';
+  /** Its route's `retries`, where it sets them. */
+  retries?: number;
 }
 
 /**
@@ -90,7 +92,10 @@ export class Router {
     const ordered = first ? [first, ...targets.filter((t) => t !== first)] : [];
     const push = (t: Target, tier: Attempt['tier']) => {
       const p = this.provider(t.provider, tenant);
-      if (p) out.push({ provider: p, model: t.model ?? model, tier });
+      if (!p) return;
+      const a: Attempt = { provider: p, model: t.model ?? model, tier };
+      if (route.retries !== undefined) a.retries = route.retries;
+      out.push(a);
     };
     for (const t of ordered) push(t, 'primary');
     for (const t of route.fallbacks ?? []) push(t, 'fallback');

@@ -45,6 +45,9 @@ export interface RouteConfig {
   /** Models with a larger context window, tried in order (in place of the attempts left) when an
    * upstream answers that the prompt is too long for its model. */
   context_fallbacks?: Target[] | undefined;
+  /** How many times each of its upstreams is tried again, on a 429, a 5xx, a timeout, a connection
+   * error or an answer that cannot be used, before the next (else the gateway's `retries`). */
+  retries?: number | undefined;
 }
 
 export interface GatewayConfig {
@@ -52,6 +55,12 @@ export interface GatewayConfig {
   routes: RouteConfig[];
   /** Default per-attempt timeout, ms. */
   timeout_ms: number;
+  /** How many times an upstream is tried again before the next (a route's `retries` wins). */
+  retries?: number | undefined;
+  /** The wait before the first try again (ms), doubled for each one after, with jitter... */
+  retry_backoff_ms?: number | undefined;
+  /** ...and never longer than this, nor than the upstream's `retry-after` asks up to this. */
+  retry_max_wait_ms?: number | undefined;
   /** Largest request body accepted. */
   body_limit_bytes?: number | undefined;
   /** Largest upstream answer taken: past it a whole answer is cut off (502), a stream cut short. */

@@ -74,11 +74,19 @@ export const gatewaySchema = z
             targets: z.array(targetSchema).min(1),
             fallbacks: z.array(targetSchema).optional(),
             context_fallbacks: z.array(targetSchema).optional(),
+            retries: z.number().int().min(0).max(10).optional(),
           })
           .strict(),
       )
       .default([]),
     timeout_ms: z.number().int().positive().default(600_000),
+    /** How many times an upstream is tried again (429, 5xx, timeout, connection error, an answer
+     * that cannot be used) before the route's next one; a route's own `retries` wins. */
+    retries: z.number().int().min(0).max(10).default(0),
+    /** The wait before the first try again, doubled for each one after (with jitter)... */
+    retry_backoff_ms: z.number().int().min(0).default(500),
+    /** ...never longer than this; an upstream's retry-after is waited, up to this. */
+    retry_max_wait_ms: z.number().int().min(0).default(10_000),
     /** Where budgets and rate limits are kept: this process, or Redis for several replicas. */
     state: z
       .object({

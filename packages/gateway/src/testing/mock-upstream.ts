@@ -29,7 +29,7 @@ export interface Received {
 /**
  * An upstream that answers like OpenAI (replaying recorded responses, as JSON or SSE) and like
  * Anthropic (documented fixtures). Special model names make it misbehave, for fault tests:
- * fault-500, fault-429, fault-timeout, fault-malformed (bad SSE), fault-slow (a slow stream),
+ * fault-500, fault-429 (and fault-500xN, fault-429xN: the first N calls fail so), fault-timeout, fault-malformed (bad SSE), fault-slow (a slow stream),
  * fault-endless-stream (a stream of 64 kB events that goes on until the connection is closed or
  * 200 MB are sent), fault-cut (the connection drops mid-stream; for Anthropic, after message_start and two text deltas), fault-late-end (the body's end held back after [DONE]),
  * fault-split-utf8 (a stream with multi-byte text, written 7 bytes at a time), fault-no-usage (a whole
@@ -52,6 +52,8 @@ export class MockUpstream {
   readonly storedChats = new Map<string, { completion: Obj; messages: Obj[] }>();
   /** How long a background response takes to complete (queued, then in progress until then). */
   backgroundMs = 60;
+  /** The calls each fault-500xN or fault-429xN model has had. */
+  private readonly flakyCalls = new Map<string, number>();
   /** OpenAI's Files and Batch APIs (mock-batches.ts). */
   readonly batchApi = new MockBatches();
   url = '';
@@ -255,9 +257,19 @@ export class MockUpstream {
   }
 
   private route(path: string, body: Obj, res: ServerResponse, headers: IncomingMessage['headers']): void {
-    const model = String(body['model'] ?? '');
+    let model = String(body['model'] ?? '');
     if (model === 'fault-timeout') return; // never answers
     if (wholeFault(model, res, headers)) return;
+    // fault-500xN, fault-429xN: the first N calls naming it fail so, the next are gpt-4o's.
+    const flaky = /^fault-(500|429)x(\d+)$/.exec(model);
+    if (flaky) {
+      const seen = (this.flakyCalls.get(model) ?? 0) + 1;
+      this.flakyCalls.set(model, seen);
+      if (seen > Number(flaky[2])) {
+        model = 'gpt-4o';
+        body['model'] = model;
+      } else model = `fault-${flaky[1]}`;
+    }
     if (model === 'fault-500' || model === 'fault-429') {
       const status = model === 'fault-500' ? 500 : 429;
       res.writeHead(status, { 'content-type': 'application/json', 'retry-after': '1' });

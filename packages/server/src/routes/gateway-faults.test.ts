@@ -21,6 +21,8 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     await mock.start();
     t = await testApp({
       gateway: {
+        retry_backoff_ms: 5,
+        retry_max_wait_ms: 300,
         providers: [
           { id: 'openai', kind: 'openai', base_url: `${mock.url}/v1`, timeout_ms: 400 },
           { id: 'flaky', kind: 'openai', base_url: `${mock.url}/v1` },
@@ -72,6 +74,15 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
             targets: [{ provider: 'anthropic', model: 'fault-too-long' }],
             context_fallbacks: [{ provider: 'anthropic', model: 'claude-sonnet-4-5' }],
           },
+          // An upstream tried again before the next.
+          { model: 'retry-ok', targets: [{ provider: 'flaky', model: 'fault-500x2' }], retries: 2 },
+          {
+            model: 'retry-out',
+            targets: [{ provider: 'flaky', model: 'fault-500x5' }],
+            fallbacks: [{ provider: 'openai', model: 'gpt-4o' }],
+            retries: 1,
+          },
+          { model: 'retry-after', targets: [{ provider: 'flaky', model: 'fault-429x1' }], retries: 1 },
           {
             model: 'gpt-4-long',
             targets: [{ provider: 'openai', model: 'gpt-4' }],
@@ -229,6 +240,50 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
       ['error', 'upstream_400:context_length_exceeded', 'context_fallback', '0'],
       ['error', 'upstream_400:context_length_exceeded', null, '0'],
     ]);
+  });
+
+  it("tries an upstream again, as its route's retries say, every try metered", async () => {
+    const res = await chat({ model: 'retry-ok' });
+    expect(res.statusCode).toBe(200);
+    await res.body.json();
+    const calls = await lastCalls(3);
+    expect(calls.map((c) => [c['status'], c['error_type'], c['route']])).toEqual([
+      ['ok', null, { tier: null, fallback_hops: 2 }],
+      ['error', 'upstream_500:server_error', { tier: null, fallback_hops: 1 }],
+      ['error', 'upstream_500:server_error', { tier: null, fallback_hops: 0 }],
+    ]);
+    expect(new Set(calls.map((c) => c['request_id']))).toEqual(new Set([calls[2]!['id']]));
+    expect(Number(calls[0]!['cost_usd'])).toBeGreaterThan(0);
+  });
+
+  it('goes on to the fallback once the tries of an upstream are spent', async () => {
+    const before = mock.received.length;
+    const res = await chat({ model: 'retry-out' });
+    expect(res.statusCode).toBe(200);
+    await res.body.json();
+    expect(mock.received.slice(before).map((r) => r.body['model'])).toEqual([
+      'fault-500x5',
+      'fault-500x5',
+      'gpt-4o',
+    ]);
+    expect((await lastCalls())[0]).toMatchObject({
+      status: 'ok',
+      route: { tier: 'fallback', fallback_hops: 2 },
+    });
+  });
+
+  it("waits what an upstream's retry-after asks before it tries again, up to retry_max_wait_ms", async () => {
+    // The 429 asks for a second; the gateway waits 300 ms at most.
+    const t0 = performance.now();
+    const res = await chat({ model: 'retry-after' });
+    expect(res.statusCode).toBe(200);
+    await res.body.json();
+    const took = performance.now() - t0;
+    expect(took).toBeGreaterThanOrEqual(300);
+    expect(took).toBeLessThan(1000);
+    const [ok, limited] = await lastCalls(2);
+    expect(limited).toMatchObject({ status: 'error', error_type: 'upstream_429:rate_limit_exceeded' });
+    expect(ok).toMatchObject({ status: 'ok', route: { fallback_hops: 1 } });
   });
 
   it('passes an upstream 500 on and records the failed call at no cost', async () => {
