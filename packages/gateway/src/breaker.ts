@@ -50,6 +50,12 @@ export class Breakers {
     this.state.set(id, s);
   }
 
+  /** Each upstream that has failed since its last success: its failures in a row, and whether its
+   * circuit is open now (calls skip it). */
+  *failing(): IterableIterator<{ id: string; failures: number; open: boolean }> {
+    for (const [id, s] of this.state) yield { id, failures: s.failures, open: this.isOpen(id) };
+  }
+
   isOpen(id: string): boolean {
     const s = this.state.get(id);
     return !!s && s.failures >= this.threshold && this.now() < s.openUntil;

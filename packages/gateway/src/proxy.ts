@@ -1155,6 +1155,17 @@ export class Gateway {
     return null;
   }
 
+  /** Each upstream's health, for the metrics: the providers of the config, and any other (a
+   * tenant's) that has failed since its last success; failures in a row, and whether its circuit
+   * is open (calls skip it). */
+  upstreamHealth(): { provider: string; failures: number; open: boolean }[] {
+    const out = new Map<string, { provider: string; failures: number; open: boolean }>();
+    for (const p of this.router.providerList) out.set(p.id, { provider: p.id, failures: 0, open: false });
+    for (const f of this.breakers.failing())
+      out.set(f.id, { provider: f.id, failures: f.failures, open: f.open });
+    return [...out.values()];
+  }
+
   /** The router's plan for a model, without the upstreams that cannot serve the endpoint. */
   private routes(model: string, endpoint: Endpoint, tenant: string): Attempt[] {
     return this.router.plan(model, endpoint, tenant).filter((a) => serves(a.provider, endpoint));

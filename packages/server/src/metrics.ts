@@ -79,11 +79,12 @@ export class ServerMetrics {
   }
 }
 
-/** What the gateway watches until it can meter it. */
+/** What the gateway watches until it can meter it, and its upstreams' health. */
 interface Watches {
   background: { size: number };
   batches: { size: number };
   realtime: { size: number };
+  upstreamHealth(): { provider: string; failures: number; open: boolean }[];
 }
 
 /** The gateway's background Responses calls answered queued and watched until their responses
@@ -107,6 +108,26 @@ export function watchBackground(registry: Registry, gateway: Watches): void {
     'Realtime sessions open through the gateway, metered response by response.',
     () => gateway.realtime.size,
   );
+  new Gauge({
+    name: 'tally_gateway_upstream_circuit_open',
+    help: '1 for an upstream whose circuit is open (after failures in a row calls skip it, until a probe call succeeds), else 0.',
+    labelNames: ['provider'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const h of gateway.upstreamHealth()) this.set({ provider: h.provider }, h.open ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'tally_gateway_upstream_failures',
+    help: 'Failures in a row of each upstream (429s, 5xx, timeouts, connection errors, unusable answers), since its last success.',
+    labelNames: ['provider'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const h of gateway.upstreamHealth()) this.set({ provider: h.provider }, h.failures);
+    },
+  });
 }
 
 /** What the metrics read of a metering sink. */

@@ -553,6 +553,12 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     await res.body.dump();
     const sent = mock.received.slice(before);
     expect(sent.map((r) => r.body['model'])).toEqual(['gpt-4o']);
+    // The metrics say so, upstream by upstream.
+    const metrics = (await t.app.inject({ url: '/metrics' })).body;
+    expect(metrics).toMatch(/^tally_gateway_upstream_circuit_open\{provider="flaky"\} 1$/m);
+    expect(metrics).toMatch(/^tally_gateway_upstream_circuit_open\{provider="openai"\} 0$/m);
+    expect(metrics).toMatch(/^tally_gateway_upstream_failures\{provider="flaky"\} ([5-9]|\d\d)$/m);
+    expect(metrics).toMatch(/^tally_gateway_upstream_failures\{provider="openai"\} 0$/m);
   });
 
   it('estimates a whole answer that comes without usage from its text, rather than pricing it at nothing', async () => {
