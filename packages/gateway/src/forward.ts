@@ -19,6 +19,7 @@ import { relaySpeech } from './relay-speech.js';
 import { relay } from './relay-whole.js';
 import { badRequest, type GatewayError, sendError, wireOf } from './replies.js';
 import type { Attempt } from './router.js';
+import type { RateResult } from './state/shared-state.js';
 import { estimatePromptTokens } from './tokenizer.js';
 import { AnthropicToOpenAiStream } from './translate/anthropic-stream.js';
 import { toAnthropicError, toAnthropicMessage, toChatRequest } from './translate/anthropic-to-openai.js';
@@ -181,6 +182,20 @@ export async function forwardAttempts(
     const tries = retried?.get(attempt) ?? 0;
     const again = tries < (attempt.retries ?? env.deps.config.retries ?? 0);
     const last = i === queue.length - 1 && !again;
+    // An upstream at its quota is passed over; when the last one is, the call is answered 429 (a
+    // refusal, recorded as such, if nothing went upstream before it).
+    let held = 0;
+    if (attempt.quota) {
+      held = acc.heldTokens ?? (await estimatePromptTokens(body));
+      const full = await takeQuota(env, attempt, held);
+      if (full) {
+        if (i < queue.length - 1) continue;
+        const err = upstreamQuotaExceeded(full, attempt);
+        if (requestId === null) return err;
+        sendError(res, wire, { ...err, headers: { ...acc.headers, ...err.headers } });
+        return;
+      }
+    }
     const id = env.deps.newId();
     if (requestId === null) {
       requestId = id;
@@ -246,6 +261,7 @@ export async function forwardAttempts(
       ctx.storedWith = attempt.provider.id;
     env.started(ctx, body);
     env.breakers.claim(attempt.provider.id);
+    const tokensBefore = acc.tokens;
     try {
       const a0 = performance.now();
       let up: UpstreamResponse;
@@ -417,9 +433,59 @@ export async function forwardAttempts(
     } finally {
       // Recorded by now, unless something threw: either way no longer under way. A background
       // call stays under way while it is watched.
-      if (acc.background?.ctx !== ctx) env.ended(ctx);
+      if (acc.background?.ctx !== ctx) {
+        env.ended(ctx);
+        // The quota's tokens are corrected to what the attempt was billed (none, for a failure).
+        if (attempt.quota?.tpm) await settleQuota(env, attempt, acc.tokens - tokensBefore - held);
+      }
     }
   }
+}
+
+/** The shared-state bucket of an upstream's quota: its provider (a tenant's own, apart) and model. */
+const quotaKey = (a: Attempt) => `upstream:${a.provider.tenant ?? ''}:${a.provider.id}:${a.model}`;
+
+/** Takes a call from an upstream's quota; its standing when the quota refuses it, else null. A
+ * state out of reach refuses nothing: the upstream's own limits still hold. */
+async function takeQuota(env: ForwardEnv, attempt: Attempt, tokens: number): Promise<RateResult | null> {
+  const { rpm, tpm } = attempt.quota!;
+  try {
+    const r = await env.deps.state.rateLimit({
+      key: quotaKey(attempt),
+      rpm,
+      tpm,
+      tokens,
+      now: env.deps.clock.now(),
+    });
+    return r.ok ? null : r;
+  } catch (err) {
+    env.deps.onError?.(err, 'taking from an upstream quota');
+    return null;
+  }
+}
+
+/** Corrects an upstream's quota by `delta` tokens (negative: given back). */
+async function settleQuota(env: ForwardEnv, attempt: Attempt, delta: number): Promise<void> {
+  if (delta === 0) return;
+  try {
+    await env.deps.state.adjustTokens(quotaKey(attempt), attempt.quota!.tpm!, delta, env.deps.clock.now());
+  } catch (err) {
+    env.deps.onError?.(err, 'settling an upstream quota');
+  }
+}
+
+/** The 429 of a call whose upstreams are all at their quota, with when to try again. */
+function upstreamQuotaExceeded(r: RateResult, a: Attempt): GatewayError {
+  const what = r.limited === 'tokens' ? 'tokens' : 'requests';
+  const limit = what === 'tokens' ? a.quota?.tpm : a.quota?.rpm;
+  const seconds = Math.max(1, Math.ceil(r.retryAfterMs / 1000));
+  return {
+    status: 429,
+    type: what,
+    code: 'upstream_quota_exceeded',
+    message: `Every upstream of this call is at its quota: ${a.provider.id} (${a.model}) takes ${limit} ${what} a minute through the gateway. Please try again in ${seconds}s.`,
+    headers: { 'retry-after': String(seconds) },
+  };
 }
 
 const NO_TRANSLATIONS: ReadonlyMap<Attempt, string> = new Map();

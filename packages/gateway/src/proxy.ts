@@ -841,8 +841,12 @@ export class Gateway {
       endpoint === 'transcriptions' || endpoint === 'translations'
         ? audioTokensHeld(FILE_BYTES.get(body) ?? 0)
         : 0;
-    const promptTokens = limited || rules.length > 0 ? (await estimatePromptTokens(body)) + audio : 0;
+    // An upstream's quota takes the call's tokens too.
+    const quoted = attempts.some((a) => a.quota !== undefined);
+    const promptTokens =
+      limited || rules.length > 0 || quoted ? (await estimatePromptTokens(body)) + audio : 0;
     const acc: Accumulated = { spentNano: 0n, tokens: 0, headers: {} };
+    if (quoted) acc.heldTokens = promptTokens + maxOut;
     if (limited) {
       let results: RateResult[];
       try {

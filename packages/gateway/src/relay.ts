@@ -42,6 +42,9 @@ export interface Accumulated {
   unpriced?: boolean;
   /** Headers for the client's response (x-tally-downgraded). */
   headers: Record<string, string>;
+  /** The tokens a call's rate limits took for it (its prompt by the tokenizer, and the most output
+   * it allows): what an upstream's quota takes too. */
+  heldTokens?: number;
   /** A background Responses call answered queued: the attempt, still under way, that the
    * gateway watches until its response ends (background.ts), and whose budgets settle then. */
   background?: { ctx: AttemptContext; body: Obj; provider: string; id: string } | undefined;

@@ -11,6 +11,8 @@ export interface Attempt {
   tier: 'primary' | 'fallback' | 'downgrade' | 'context_fallback';
   /** Its route's `retries`, where it sets them. */
   retries?: number;
+  /** Its target's quota (requests and tokens a minute), where it sets one. */
+  quota?: { rpm: number | null; tpm: number | null };
 }
 
 /**
@@ -95,6 +97,7 @@ export class Router {
       if (!p) return;
       const a: Attempt = { provider: p, model: t.model ?? model, tier };
       if (route.retries !== undefined) a.retries = route.retries;
+      if (t.rpm !== undefined || t.tpm !== undefined) a.quota = { rpm: t.rpm ?? null, tpm: t.tpm ?? null };
       out.push(a);
     };
     for (const t of ordered) push(t, 'primary');

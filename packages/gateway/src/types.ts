@@ -33,6 +33,11 @@ export interface Target {
   provider: string;
   model?: string | undefined;
   weight?: number | undefined;
+  /** This upstream deployment's own quota through the gateway (every replica's calls, with a
+   * shared state): requests and tokens a minute. A target at its quota is passed over for the
+   * plan's next. */
+  rpm?: number | undefined;
+  tpm?: number | undefined;
 }
 
 export interface RouteConfig {

@@ -24,7 +24,14 @@ export const priceOverrideSchema = z
   .strict();
 
 const targetSchema = z
-  .object({ provider: z.string(), model: z.string().optional(), weight: z.number().positive().optional() })
+  .object({
+    provider: z.string(),
+    model: z.string().optional(),
+    weight: z.number().positive().optional(),
+    /** The deployment's own quota, requests and tokens a minute: past it, the route's next target. */
+    rpm: z.number().int().positive().optional(),
+    tpm: z.number().int().positive().optional(),
+  })
   .strict();
 
 export const providerSchema = z
