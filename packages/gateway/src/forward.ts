@@ -483,7 +483,7 @@ function upstreamQuotaExceeded(r: RateResult, a: Attempt): GatewayError {
     status: 429,
     type: what,
     code: 'upstream_quota_exceeded',
-    message: `Every upstream of this call is at its quota: ${a.provider.id} (${a.model}) takes ${limit} ${what} a minute through the gateway. Please try again in ${seconds}s.`,
+    message: `Every upstream of this call is at its quota: ${a.provider.id} (${a.model}) on ${what} per min, limit ${limit}. Please try again in ${seconds}s.`,
     headers: { 'retry-after': String(seconds) },
   };
 }
