@@ -17,13 +17,13 @@ const config = {
 describe('trying an upstream again', () => {
   it('puts the attempt again right after itself, before the rest of the plan', () => {
     const plan = [a, b];
-    expect(tryAgain(plan, 0, 0, config).queue).toEqual([a, a, b]);
+    expect(tryAgain(plan, 0, null, config).queue).toEqual([a, a, b]);
     expect(plan).toEqual([a, b]);
   });
 
   it('waits half the backoff to the whole, doubled for each try before', () => {
     const waits = (tries: number) =>
-      [0, 1].map((r) => tryAgain([a], 0, tries, config, undefined, () => r).wait);
+      [0, 1].map((r) => tryAgain([a], 0, new Map([[a, tries]]), config, undefined, () => r).wait);
     expect(waits(0)).toEqual([50, 100]);
     expect(waits(2)).toEqual([200, 400]);
     // Never past retry_max_wait_ms.
@@ -31,7 +31,7 @@ describe('trying an upstream again', () => {
   });
 
   it("waits what the upstream's retry-after asks, if longer, up to retry_max_wait_ms", () => {
-    const wait = (headers: Record<string, string>) => tryAgain([a], 0, 0, config, headers, () => 0).wait;
+    const wait = (headers: Record<string, string>) => tryAgain([a], 0, null, config, headers, () => 0).wait;
     expect(wait({ 'retry-after': '2' })).toBe(2000);
     expect(wait({ 'retry-after-ms': '750.5', 'retry-after': '2' })).toBe(750.5);
     expect(wait({ 'retry-after': '60' })).toBe(5000);

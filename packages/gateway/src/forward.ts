@@ -88,10 +88,12 @@ function imagesMade(json: Obj, body: Obj): ImageCount | null {
 
 /**
  * Tries the planned attempts in order: each is sent (translated for an Anthropic upstream), and a
- * retryable failure (429, 5xx, timeout, connection error) moves on to the next, every attempt
- * metered; an answer that the prompt is too long for the model moves on to the route's models for
- * longer prompts (its `context_fallback` attempts), in place of the attempts left. The answer is relayed as JSON or event by event. A request the first attempt cannot be
- * translated for is not answered here: its refusal is returned, for the gateway to answer.
+ * retryable failure (429, 5xx, timeout, connection error) tries it again (its route's `retries`)
+ * or moves on to the next, every attempt metered; an answer that the prompt is too long for the
+ * model moves on to the route's models for longer prompts (its `context_fallback` attempts), in
+ * place of the attempts left; an upstream at its quota is passed over. The answer is relayed as
+ * JSON or event by event. A request the first attempt cannot be translated for, or whose upstreams
+ * are all at their quota, is not answered here: its refusal is returned, for the gateway to answer.
  */
 export async function forwardAttempts(
   env: ForwardEnv,
@@ -288,11 +290,7 @@ export async function forwardAttempts(
         const timeout = (err as { code?: string }).code?.includes('TIMEOUT') ?? false;
         const errorType = timeout ? 'upstream_timeout' : 'upstream_connection_error';
         env.recorder(ctx, failure(errorType, a0), acc);
-        if (again) {
-          retried ??= new Map();
-          retried.set(attempt, tries + 1);
-          ({ queue, wait } = tryAgain(queue, i, tries, env.deps.config));
-        }
+        if (again) ({ queue, wait, retried } = tryAgain(queue, i, retried, env.deps.config));
         if (!last) continue;
         sendError(res, wire, {
           status: timeout ? 504 : 502,
@@ -311,11 +309,7 @@ export async function forwardAttempts(
         const read = await readWhole(up, ERROR_BODY_LIMIT);
         const json = read.buf === null ? null : parseObject(read.buf.toString('utf8'));
         env.recorder(ctx, failure(upstreamErrorType(up.statusCode, json), a0), acc);
-        if (again) {
-          retried ??= new Map();
-          retried.set(attempt, tries + 1);
-          ({ queue, wait } = tryAgain(queue, i, tries, env.deps.config, up.headers));
-        }
+        if (again) ({ queue, wait, retried } = tryAgain(queue, i, retried, env.deps.config, up.headers));
         continue;
       }
       const limit = env.deps.config.max_response_bytes ?? DEFAULT_MAX_RESPONSE_BYTES;
@@ -421,11 +415,7 @@ export async function forwardAttempts(
         // A background response answered queued is an answer: only an unusable one is a failure.
         if (relayed === 'unusable' || relayed === 'retry') env.breakers.failure(attempt.provider.id);
         if (relayed === 'retry') {
-          if (again) {
-            retried ??= new Map();
-            retried.set(attempt, tries + 1);
-            ({ queue, wait } = tryAgain(queue, i, tries, env.deps.config));
-          }
+          if (again) ({ queue, wait, retried } = tryAgain(queue, i, retried, env.deps.config));
           continue;
         }
       }
@@ -489,25 +479,32 @@ function upstreamQuotaExceeded(r: RateResult, a: Attempt): GatewayError {
 }
 
 const NO_TRANSLATIONS: ReadonlyMap<Attempt, string> = new Map();
+const NO_ATTEMPTS: Attempt[] = [];
 
-/** The plan with the attempt at `i` (tried `tries` times again so far) coming again right after
- * itself, and how long to wait before it: the backoff (`retry_backoff_ms`, doubled each time, from
- * half of it to the whole, at random), or longer if the upstream's `retry-after` (or Azure's
- * `retry-after-ms`) asks it, never past `retry_max_wait_ms`. */
+/** The plan with the attempt at `i` coming again right after itself, the tries made again of each
+ * attempt (`retried`, counting this one), and how long to wait before it: the backoff
+ * (`retry_backoff_ms`, doubled for each try before, from half of it to the whole, at random), or
+ * longer if the upstream's `retry-after` (or Azure's `retry-after-ms`) asks it, never past
+ * `retry_max_wait_ms`. */
 export function tryAgain(
   queue: Attempt[],
   i: number,
-  tries: number,
+  retried: Map<Attempt, number> | null,
   config: GatewayConfig,
   headers?: Record<string, string>,
   random: () => number = Math.random,
-): { queue: Attempt[]; wait: number } {
+): { queue: Attempt[]; wait: number; retried: Map<Attempt, number> } {
+  const attempt = queue[i]!;
+  const tries = retried?.get(attempt) ?? 0;
+  const counts = retried ?? new Map<Attempt, number>();
+  counts.set(attempt, tries + 1);
   const base = (config.retry_backoff_ms ?? 500) * 2 ** tries;
   const backoff = base / 2 + (random() * base) / 2;
   const asked = headers ? retryAfterMs(headers) : null;
   return {
-    queue: [...queue.slice(0, i + 1), queue[i]!, ...queue.slice(i + 1)],
+    queue: [...queue.slice(0, i + 1), attempt, ...queue.slice(i + 1)],
     wait: Math.min(config.retry_max_wait_ms ?? 10_000, Math.max(backoff, asked ?? 0)),
+    retried: counts,
   };
 }
 
@@ -523,7 +520,6 @@ function retryAfterMs(headers: Record<string, string>): number | null {
   const at = Date.parse(after);
   return Number.isFinite(at) ? Math.max(0, at - Date.now()) : null;
 }
-const NO_ATTEMPTS: Attempt[] = [];
 
 const INCLUDE_USAGE = Buffer.from(',"stream_options":{"include_usage":true}}');
 

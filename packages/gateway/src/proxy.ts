@@ -842,7 +842,7 @@ export class Gateway {
         ? audioTokensHeld(FILE_BYTES.get(body) ?? 0)
         : 0;
     // An upstream's quota takes the call's tokens too.
-    const quoted = attempts.some((a) => a.quota !== undefined);
+    const quoted = attempts.some(hasQuota);
     const promptTokens =
       limited || rules.length > 0 || quoted ? (await estimatePromptTokens(body)) + audio : 0;
     const acc: Accumulated = { spentNano: 0n, tokens: 0, headers: {} };
@@ -1337,6 +1337,9 @@ function outputHeld(body: Obj, endpoint: Endpoint, fallback: number): number {
 function naming(raw: Buffer, model: string, to: string): Buffer {
   return to === model ? raw : (editTopLevel(raw, new Map([['model', JSON.stringify(to)]])) ?? raw);
 }
+
+/** Whether an attempt's target has a quota of its own. */
+const hasQuota = (a: Attempt): boolean => a.quota !== undefined;
 
 /** The attempts with those of `provider` first, in their order, then the rest in theirs (a
  * route's models for longer prompts stay last). */

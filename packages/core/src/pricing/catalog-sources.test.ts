@@ -135,22 +135,6 @@ describe('models billed by the second, the character or the image', () => {
     });
   });
 
-  it('are never $0 a token where a table bills them by the image or the pixel, and quotes 0 a token', () => {
-    // LiteLLM lists Azure's dall-e-3 at 0 a token out with its price per pixel, and Gemini's
-    // lyria-3-clip-preview at 0 a token with its price per image; Portkey lists deepbricks' dall-e-3
-    // and Google's Imagen 4 at 0 a token with their prices per image.
-    for (const [provider, model] of [
-      ['azure', 'hd/1024-x-1024/dall-e-3'],
-      ['azure', 'standard/1792-x-1024/dall-e-3'],
-      ['google', 'lyria-3-clip-preview'],
-      ['google', 'imagen-4.0-generate-001-lte-128k'],
-      ['deepbricks', 'dall-e-3'],
-    ] as const) {
-      const r = cat.price({ provider, model, tokens: { input: 1000, output: 1000 } });
-      expect(r.status, `${provider}/${model}`).toBe('unpriced');
-    }
-  });
-
   it("prices dall-e by the image, at its quality and size (Portkey's prices an image)", () => {
     const images = (provider: string, model: string, count: number, quality?: string, size?: string) =>
       cat.price({
@@ -178,11 +162,19 @@ describe('models billed by the second, the character or the image', () => {
     expect(images('openai', 'gpt-4o', 1)).toMatchObject({ status: 'unpriced' });
   });
 
-  it('are never $0 a token where a table bills them by the video second, the query, the page or the image', () => {
-    // Portkey lists sora-2 and Veo at 0 a token with their prices a second of video, and seedream at
-    // 0 a token with its price an image; LiteLLM lists Cohere's rerank models at 0 a token with their
-    // price a query (which Portkey gives as a price a token), and Mistral's OCR by the page.
+  it('are never $0 a token where a table bills them in another unit, and quotes 0 a token', () => {
+    // LiteLLM lists Azure's dall-e-3 at 0 a token out with its price per pixel, Gemini's
+    // lyria-3-clip-preview at 0 a token with its price per image, Cohere's rerank models at 0 a
+    // token with their price a query (which Portkey gives as a price a token), and Mistral's OCR by
+    // the page; Portkey lists deepbricks' dall-e-3 and Google's Imagen 4 at 0 a token with their
+    // prices per image, sora-2 and Veo with their prices a second of video, and seedream with its
+    // price an image.
     for (const [provider, model] of [
+      ['azure', 'hd/1024-x-1024/dall-e-3'],
+      ['azure', 'standard/1792-x-1024/dall-e-3'],
+      ['google', 'lyria-3-clip-preview'],
+      ['google', 'imagen-4.0-generate-001-lte-128k'],
+      ['deepbricks', 'dall-e-3'],
       ['openai', 'sora-2'],
       ['openai', 'sora-2-pro'],
       ['azure', 'sora-2'],
