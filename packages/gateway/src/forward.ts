@@ -18,7 +18,7 @@ import { type Accumulated, type ContainerSessions, failure, type Recorder, relay
 import { relaySpeech } from './relay-speech.js';
 import { relay } from './relay-whole.js';
 import { badRequest, type GatewayError, sendError, wireOf } from './replies.js';
-import type { Attempt } from './router.js';
+import { type Attempt, isStandIn } from './router.js';
 import type { RateResult } from './state/shared-state.js';
 import { estimatePromptTokens } from './tokenizer.js';
 import { AnthropicToOpenAiStream } from './translate/anthropic-stream.js';
@@ -35,7 +35,13 @@ import { AnthropicToResponsesStream } from './translate/responses-stream.js';
 import { responsesToAnthropicRequest, toResponsesResponse } from './translate/responses-to-anthropic.js';
 import type { GatewayConfig, GatewayDeps, VirtualKey } from './types.js';
 import { Cancel, type UpstreamResponse, type Upstreams } from './upstream.js';
-import { DEFAULT_MAX_RESPONSE_BYTES, parseObject, readWhole, upstreamErrorType } from './upstream-answer.js';
+import {
+  DEFAULT_MAX_RESPONSE_BYTES,
+  parseObject,
+  readWhole,
+  type StandIn,
+  upstreamErrorType,
+} from './upstream-answer.js';
 
 type Obj = Record<string, unknown>;
 
@@ -162,12 +168,20 @@ export async function forwardAttempts(
     }
   }
 
-  // The models a route keeps for longer prompts wait apart: they take the place of the attempts
-  // left only once an upstream says the prompt is too long for its model.
-  // (They are last in a plan: one without them, the common case, is taken as it is.)
-  const withLonger = planned.at(-1)?.tier === 'context_fallback';
-  let longer = withLonger ? planned.filter((a) => a.tier === 'context_fallback') : NO_ATTEMPTS;
-  let queue = withLonger ? planned.filter((a) => a.tier !== 'context_fallback') : planned;
+  // A route's stand-ins wait apart: those of a kind take the place of the attempts left only once
+  // an upstream's answer calls for them (the prompt too long for its model, a content filter's
+  // refusal). They are last in a plan: one without them, the common case, is taken as it is.
+  const lastPlanned = planned.at(-1);
+  const standIns = lastPlanned && isStandIn(lastPlanned) ? new Map<StandIn, Attempt[]>() : null;
+  let queue = planned;
+  if (standIns) {
+    queue = planned.filter((a) => !isStandIn(a));
+    for (const a of planned) {
+      if (!isStandIn(a)) continue;
+      const kind = a.tier as StandIn;
+      standIns.set(kind, [...(standIns.get(kind) ?? []), a]);
+    }
+  }
   // The request's id is its first attempt's: every attempt carries it, and so does the answer.
   let requestId: string | null = null;
   // An attempt tried again (its route's `retries`) comes again right after itself, after a wait.
@@ -181,6 +195,8 @@ export async function forwardAttempts(
       if (abort?.aborted || res.destroyed) return;
     }
     const attempt = queue[i]!;
+    /** The kind of stand-in this attempt's answer called for, if it called for one. */
+    let calledFor = null as StandIn | null;
     const tries = retried?.get(attempt) ?? 0;
     const again = tries < (attempt.retries ?? env.deps.config.retries ?? 0);
     const last = i === queue.length - 1 && !again;
@@ -404,12 +420,24 @@ export async function forwardAttempts(
             endpoint === 'images' || endpoint === 'image_edits'
               ? (json: Obj) => imagesMade(json, body)
               : undefined,
-          longerContext: longer.length > 0 || (attempt.tier === 'context_fallback' && !last),
+          // A stand-in of the kind the answer calls for is left: those not yet tried, or the next
+          // of the same kind as this one.
+          standIn: standIns
+            ? (kind: StandIn) => {
+                const left = standIns.has(kind) || (attempt.tier === kind && queue[i + 1]?.tier === kind);
+                if (left) calledFor = kind;
+                return left;
+              }
+            : undefined,
         });
-        if (relayed === 'too_long') {
-          // The prompt does not fit this model: the next model for longer prompts is tried.
-          if (longer.length > 0) queue = [...queue.slice(0, i + 1), ...longer];
-          longer = NO_ATTEMPTS;
+        if (relayed === 'stand_in') {
+          // The stand-ins the answer called for take the place of the attempts left (or, already
+          // under way, the next of them is tried).
+          const more = calledFor ? standIns?.get(calledFor) : undefined;
+          if (more) {
+            queue = [...queue.slice(0, i + 1), ...more];
+            standIns?.delete(calledFor!);
+          }
           continue;
         }
         // A background response answered queued is an answer: only an unusable one is a failure.
@@ -479,7 +507,6 @@ function upstreamQuotaExceeded(r: RateResult, a: Attempt): GatewayError {
 }
 
 const NO_TRANSLATIONS: ReadonlyMap<Attempt, string> = new Map();
-const NO_ATTEMPTS: Attempt[] = [];
 
 /** The plan with the attempt at `i` coming again right after itself, the tries made again of each
  * attempt (`retried`, counting this one), and how long to wait before it: the backoff

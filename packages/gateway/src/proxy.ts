@@ -75,7 +75,7 @@ import {
   wireOf,
 } from './replies.js';
 import { readBody } from './request-body.js';
-import { type Attempt, Router } from './router.js';
+import { type Attempt, isStandIn, Router } from './router.js';
 import { Slots } from './slots.js';
 import type { AcquireResult, ParallelSlot, RateBucket, RateResult } from './state/shared-state.js';
 import {
@@ -1182,8 +1182,8 @@ export class Gateway {
     // Most often every breaker is closed: the plan as it is, with no copy.
     if (all.every((a) => this.breakers.allows(a.provider.id))) return all;
     const open = all.filter((a) => this.breakers.allows(a.provider.id));
-    // A model for longer prompts is no stand-in for the route's own.
-    return open.some((a) => a.tier !== 'context_fallback') ? open : all;
+    // A stand-in (for a prompt too long, a filtered request) is no stand-in for the route's own.
+    return open.some((a) => !isStandIn(a)) ? open : all;
   }
 
   private record(
@@ -1342,9 +1342,9 @@ function naming(raw: Buffer, model: string, to: string): Buffer {
 const hasQuota = (a: Attempt): boolean => a.quota !== undefined;
 
 /** The attempts with those of `provider` first, in their order, then the rest in theirs (a
- * route's models for longer prompts stay last). */
+ * route's stand-ins stay last). */
 function holderFirst(attempts: Attempt[], provider: string): Attempt[] {
-  const held = attempts.filter((a) => a.provider.id === provider && a.tier !== 'context_fallback');
+  const held = attempts.filter((a) => a.provider.id === provider && !isStandIn(a));
   if (held.length === 0 || attempts[0]!.provider.id === provider) return attempts;
   return [...held, ...attempts.filter((a) => !held.includes(a))];
 }

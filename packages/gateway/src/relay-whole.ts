@@ -18,8 +18,9 @@ import type { UpstreamResponse } from './upstream.js';
 import {
   errorAnswer,
   opensObject,
-  promptTooLong,
   readWhole,
+  type StandIn,
+  standInFor,
   type Unusable,
   unusableError,
   upstreamErrorType,
@@ -78,15 +79,15 @@ export interface RelayOptions {
   render?: ((json: Obj) => string) | undefined;
   /** The images an answer that gives no usage made, billed by the image (dall-e's: its `data`). */
   imagesOf?: ((json: Obj) => ImageCount | null) | undefined;
-  /** A model with a larger context window is left to try: an answer that the prompt is too long
-   * is recorded and not passed on ('too_long'). */
-  longerContext?: boolean | undefined;
+  /** Whether a route's stand-in model of a kind is left to try for an error answer that calls for
+   * one (standInFor): then the answer is recorded and not passed on ('stand_in'). */
+  standIn?: ((kind: StandIn) => boolean) | undefined;
 }
 
 /** What became of a relayed answer: passed on, unusable and answered with a 502, or unusable with
- * another attempt to go (nothing answered); or an error that the prompt is too long for the
- * model, with a model for longer prompts to go (nothing answered). */
-export type Relayed = 'answered' | 'unusable' | 'retry' | 'background' | 'too_long';
+ * another attempt to go (nothing answered); or an error that calls for a stand-in model (the
+ * prompt too long for the model, a content filter's refusal), with one to go (nothing answered). */
+export type Relayed = 'answered' | 'unusable' | 'retry' | 'background' | 'stand_in';
 
 /** Relays a whole (non-streamed) answer, then meters it from its usage object (or, when a 2xx
  * answer has none, from the tokenizer, marked estimated). An answer that cannot be used (cut off,
@@ -123,9 +124,10 @@ export async function relay(
     const out = transform && error.json ? JSON.stringify(transform(error.json, up.statusCode)) : error.text;
     const failed = failure(upstreamErrorType(up.statusCode, error.json), a0);
     failed.latencyMs = latencyMs;
-    if (opts.longerContext && !res.destroyed && promptTooLong(up.statusCode, error.json)) {
+    const kind = opts.standIn && !res.destroyed ? standInFor(up.statusCode, error.json) : null;
+    if (kind && opts.standIn?.(kind)) {
       record(ctx, failed, acc);
-      return 'too_long';
+      return 'stand_in';
     }
     return answer(record, res, up, ctx, acc, failed, Buffer.from(out), 'application/json');
   }

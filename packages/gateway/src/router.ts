@@ -1,5 +1,6 @@
 import type { Endpoint } from './providers.js';
 import type { GatewayConfig, ProviderConfig, RouteConfig, Target } from './types.js';
+import type { StandIn } from './upstream-answer.js';
 
 export interface Attempt {
   provider: ProviderConfig;
@@ -7,8 +8,9 @@ export interface Attempt {
   model: string;
   /** 'primary' for the weighted targets, 'fallback' after them; 'downgrade' for the targets of the
    * cheaper model an exhausted budget sent the call to; 'context_fallback' for the models a route
-   * sends a prompt too long for its model to (last in a plan, and tried only then). */
-  tier: 'primary' | 'fallback' | 'downgrade' | 'context_fallback';
+   * sends a prompt too long for its model to, 'policy_fallback' for those it sends a request a
+   * content filter refused to (stand-ins: last in a plan, and tried only then). */
+  tier: 'primary' | 'fallback' | 'downgrade' | StandIn;
   /** Its route's `retries`, where it sets them. */
   retries?: number;
   /** Its target's quota (requests and tokens a minute), where it sets one. */
@@ -68,7 +70,12 @@ export class Router {
         : [this.routes.get(model)].filter((r) => r !== undefined);
     const missing = new Set<string>();
     for (const r of routes) {
-      for (const t of [...r.targets, ...(r.fallbacks ?? []), ...(r.context_fallbacks ?? [])]) {
+      for (const t of [
+        ...r.targets,
+        ...(r.fallbacks ?? []),
+        ...(r.context_fallbacks ?? []),
+        ...(r.content_policy_fallbacks ?? []),
+      ]) {
         if (this.provider(t.provider, tenant) === undefined) missing.add(t.provider);
       }
     }
@@ -102,9 +109,10 @@ export class Router {
     };
     for (const t of ordered) push(t, 'primary');
     for (const t of route.fallbacks ?? []) push(t, 'fallback');
-    // A model for longer prompts stands in for none of the route's own: with none of them, no plan.
+    // A stand-in stands in for none of the route's own: with none of them, no plan.
     if (out.length === 0) return out;
     for (const t of route.context_fallbacks ?? []) push(t, 'context_fallback');
+    for (const t of route.content_policy_fallbacks ?? []) push(t, 'policy_fallback');
     return out;
   }
 
@@ -149,3 +157,8 @@ export class Router {
 
 /** Names of OpenAI's models: GPT, the o-series reasoning models, and ChatGPT's. */
 const OPENAI_MODEL = /^(gpt-|o\d|chatgpt-|codex-)/i;
+
+/** Whether an attempt is one of a route's stand-ins (for a prompt too long for its model, or a
+ * request a content filter refused), tried only then. */
+export const isStandIn = (a: Attempt): boolean =>
+  a.tier === 'context_fallback' || a.tier === 'policy_fallback';

@@ -50,6 +50,9 @@ export interface RouteConfig {
   /** Models with a larger context window, tried in order (in place of the attempts left) when an
    * upstream answers that the prompt is too long for its model. */
   context_fallbacks?: Target[] | undefined;
+  /** Models another content filter judges, tried in order (in place of the attempts left) when an
+   * upstream's content filter refuses the request (Azure's `content_filter`). */
+  content_policy_fallbacks?: Target[] | undefined;
   /** How many times each of its upstreams is tried again, on a 429, a 5xx, a timeout, a connection
    * error or an answer that cannot be used, before the next (else the gateway's `retries`). */
   retries?: number | undefined;

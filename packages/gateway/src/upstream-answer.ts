@@ -113,17 +113,33 @@ const ERROR_CODE = /^[A-Za-z0-9_.-]{1,64}$/;
 const TOO_LONG =
   /context[ _-]?(length|window|limit)|prompt is too long|input token count\b.*\bexceeds|too many input tokens/i;
 
+/** The codes of a request a content filter refused: Azure's `content_filter` (its inner error
+ * `ResponsibleAIPolicyViolation`), OpenAI's `content_policy_violation` (images) and
+ * `invalid_prompt` (a prompt flagged for its usage policy). */
+const FILTERED = new Set(['content_filter', 'content_policy_violation', 'invalid_prompt']);
+
+/** The models a route keeps for a request its first ones refuse: those with a larger context
+ * window, and those another content filter judges. */
+export type StandIn = 'context_fallback' | 'policy_fallback';
+
 /**
- * Whether an upstream's error answer says the prompt (with the output it asks for) is more than
- * the model's context window: a 400 with OpenAI's and Azure's `context_length_exceeded`, or a 400
- * whose message says so in another provider's words.
+ * Which of a route's stand-in models an upstream's error answer calls for: 'context_fallback' for a
+ * 400 that says the prompt (with the output it asks for) is more than the model's context window
+ * (OpenAI's and Azure's `context_length_exceeded`, or the same in another provider's words),
+ * 'policy_fallback' for a 400 of a content filter; else null.
  */
-export function promptTooLong(status: number, json: Record<string, unknown> | null): boolean {
-  if (status !== 400) return false;
+export function standInFor(status: number, json: Record<string, unknown> | null): StandIn | null {
+  if (status !== 400) return null;
   const error = json?.['error'];
-  if (typeof error !== 'object' || error === null) return false;
-  const { code, message } = error as Record<string, unknown>;
-  return code === 'context_length_exceeded' || (typeof message === 'string' && TOO_LONG.test(message));
+  if (typeof error !== 'object' || error === null) return null;
+  const { code, message, innererror } = error as Record<string, unknown>;
+  if (code === 'context_length_exceeded' || (typeof message === 'string' && TOO_LONG.test(message)))
+    return 'context_fallback';
+  const inner =
+    typeof innererror === 'object' && innererror !== null ? (innererror as Record<string, unknown>) : null;
+  if ((typeof code === 'string' && FILTERED.has(code)) || inner?.['code'] === 'ResponsibleAIPolicyViolation')
+    return 'policy_fallback';
+  return null;
 }
 
 /**

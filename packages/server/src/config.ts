@@ -81,6 +81,7 @@ export const gatewaySchema = z
             targets: z.array(targetSchema).min(1),
             fallbacks: z.array(targetSchema).optional(),
             context_fallbacks: z.array(targetSchema).optional(),
+            content_policy_fallbacks: z.array(targetSchema).optional(),
             retries: z.number().int().min(0).max(10).optional(),
           })
           .strict(),

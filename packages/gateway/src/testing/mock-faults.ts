@@ -31,7 +31,7 @@ const CODINGS: Record<string, [string, (b: Buffer) => Buffer]> = {
  * page), fault-key-echo (a 401 that quotes the key it was sent, whole and cut short), fault-huge
  * (a 200 whose body goes on, 64 kB at a time, until the connection is closed or 200 MB are sent),
  * fault-context and fault-too-long (a prompt too long for the model, in OpenAI's and Anthropic's
- * words).
+ * words), fault-filtered (Azure's content filter refusing the prompt).
  */
 export function wholeFault(model: string, res: ServerResponse, headers: IncomingMessage['headers']): boolean {
   const coded = CODINGS[model];
@@ -113,6 +113,31 @@ export function wholeFault(model: string, res: ServerResponse, headers: Incoming
           error: {
             type: 'invalid_request_error',
             message: 'prompt is too long: 208310 tokens > 200000 maximum',
+          },
+        }),
+      );
+      return true;
+    case 'fault-filtered':
+      // Azure OpenAI's content filter refusing a prompt (its documented error).
+      res.writeHead(400, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          error: {
+            message:
+              "The response was filtered due to the prompt triggering Azure OpenAI's content management policy. Please modify your prompt and retry.",
+            type: null,
+            param: 'prompt',
+            code: 'content_filter',
+            status: 400,
+            innererror: {
+              code: 'ResponsibleAIPolicyViolation',
+              content_filter_result: {
+                hate: { filtered: false, severity: 'safe' },
+                self_harm: { filtered: false, severity: 'safe' },
+                sexual: { filtered: false, severity: 'safe' },
+                violence: { filtered: true, severity: 'medium' },
+              },
+            },
           },
         }),
       );

@@ -83,6 +83,18 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
             retries: 1,
           },
           { model: 'retry-after', targets: [{ provider: 'flaky', model: 'fault-429x1' }], retries: 1 },
+          // A request a content filter refuses goes to a model another filter judges.
+          {
+            model: 'filtered',
+            targets: [{ provider: 'openai', model: 'fault-filtered' }],
+            context_fallbacks: [{ provider: 'openai', model: 'fault-context' }],
+            content_policy_fallbacks: [{ provider: 'openai', model: 'gpt-4o' }],
+          },
+          {
+            model: 'filtered-only',
+            targets: [{ provider: 'openai', model: 'fault-context' }],
+            content_policy_fallbacks: [{ provider: 'openai', model: 'gpt-4o' }],
+          },
           {
             model: 'gpt-4-long',
             targets: [{ provider: 'openai', model: 'gpt-4' }],
@@ -181,6 +193,26 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
       pricing_status: 'priced',
       route: { tier: 'context_fallback', fallback_hops: 1 },
     });
+  });
+
+  it("sends a request a content filter refused to the route's content_policy_fallbacks, and only such a one", async () => {
+    const before = mock.received.length;
+    const res = await chat({ model: 'filtered' });
+    expect(res.statusCode).toBe(200);
+    await res.body.json();
+    // The model for longer prompts is not what a filtered request calls for.
+    expect(mock.received.slice(before).map((r) => r.body['model'])).toEqual(['fault-filtered', 'gpt-4o']);
+    const [ok, filtered] = await lastCalls(2);
+    expect(filtered).toMatchObject({
+      status: 'error',
+      error_type: 'upstream_400:content_filter',
+      cost_usd: '0',
+    });
+    expect(ok).toMatchObject({ status: 'ok', route: { tier: 'policy_fallback', fallback_hops: 1 } });
+    // A prompt too long is not what a content-policy fallback is for: its 400 reaches the client.
+    const long = await chat({ model: 'filtered-only' });
+    expect(long.statusCode).toBe(400);
+    expect(await long.body.json()).toMatchObject({ error: { code: 'context_length_exceeded' } });
   });
 
   it('takes the model for longer prompts on a context error alone, not on a 5xx', async () => {
