@@ -461,7 +461,7 @@ export async function forwardAttempts(
 }
 
 /** The shared-state bucket of an upstream's quota: its provider (a tenant's own, apart) and model. */
-const quotaKey = (a: Attempt) => `upstream:${a.provider.tenant ?? ''}:${a.provider.id}:${a.model}`;
+export const quotaKey = (a: Attempt) => `upstream:${a.provider.tenant ?? ''}:${a.provider.id}:${a.model}`;
 
 /** Takes a call from an upstream's quota; its standing when the quota refuses it, else null. A
  * state out of reach refuses nothing: the upstream's own limits still hold. */
@@ -493,7 +493,7 @@ async function settleQuota(env: ForwardEnv, attempt: Attempt, delta: number): Pr
 }
 
 /** The 429 of a call whose upstreams are all at their quota, with when to try again. */
-function upstreamQuotaExceeded(r: RateResult, a: Attempt): GatewayError {
+export function upstreamQuotaExceeded(r: RateResult, a: Attempt): GatewayError {
   const what = r.limited === 'tokens' ? 'tokens' : 'requests';
   const limit = what === 'tokens' ? a.quota?.tpm : a.quota?.rpm;
   const seconds = Math.max(1, Math.ceil(r.retryAfterMs / 1000));

@@ -6,6 +6,7 @@ import type { RawData, WebSocket, WebSocketServer } from 'ws';
 import { attribute } from './attribution.js';
 import { type Hold, reserveBudgets, settleBudgets } from './budget-guard.js';
 import { readForm } from './form.js';
+import { quotaKey, upstreamQuotaExceeded } from './forward.js';
 import type { AttemptContext, AttemptOutcome } from './meter.js';
 import { modelAllowed } from './model-allow.js';
 import { type BudgetRule, countsModel, type RateLimitRule, rateLimited, windowsFor } from './policy.js';
@@ -23,7 +24,7 @@ import {
 } from './replies.js';
 import { readBody } from './request-body.js';
 import type { Attempt } from './router.js';
-import type { RateBucket } from './state/shared-state.js';
+import type { RateBucket, RateResult } from './state/shared-state.js';
 import { isError } from './stored.js';
 import { countTokens } from './tokenizer.js';
 import type { GatewayDeps, ProviderConfig, VirtualKey } from './types.js';
@@ -75,6 +76,18 @@ export interface RealtimeEnv {
     model: string,
   ): Promise<{ bucket: RateBucket; rule: RateLimitRule | null }[]>;
 }
+
+/** A limit that holds a session: a key's or a scope's rate limit (`rule` null for the key's own),
+ * or its upstream deployment's quota (`upstream`). */
+interface SessionLimit {
+  bucket: RateBucket;
+  rule: RateLimitRule | null;
+  upstream?: Attempt;
+}
+
+/** The 429 of a limit that refused a session or a response. */
+const limitRefusal = (r: RateResult, key: VirtualKey, limit: SessionLimit): GatewayError =>
+  limit.upstream ? upstreamQuotaExceeded(r, limit.upstream) : rateLimited(r, key, limit.rule);
 
 /** Audio tokens a second of speech, as OpenAI's realtime models bill it: 10 a second of the
  * input's audio, 20 of the output's. They estimate the input appended since a session's last
@@ -291,7 +304,7 @@ interface Session {
   attempt: Attempt;
   rules: BudgetRule[];
   /** The rate limits with a TPM that hold the session's responses (their RPM counted the session). */
-  buckets: { bucket: RateBucket; rule: RateLimitRule | null }[];
+  buckets: SessionLimit[];
   /** A transcription session (`intent=transcription`): it names no model as it opens, and the key
    * must be allowed the transcription model its settings name. */
   transcription: boolean;
@@ -780,9 +793,13 @@ export class RealtimeSessions {
     const attempt = this.env.plan(model, key.tenant)[0];
     if (!attempt) return noRoute(model, []);
     const attribution = attribute(key, headers);
-    // The session is one request against the key's limits and its scopes' that count the model;
-    // its responses take their tokens as each starts.
-    const limits = await this.env.rateBuckets(key, attribution, model);
+    // The session is one request against the key's limits and its scopes' that count the model,
+    // and its upstream deployment's quota; its responses take their tokens as each starts.
+    const limits: SessionLimit[] = await this.env.rateBuckets(key, attribution, model);
+    if (attempt.quota) {
+      const { rpm, tpm } = attempt.quota;
+      limits.push({ bucket: { key: quotaKey(attempt), rpm, tpm }, rule: null, upstream: attempt });
+    }
     if (limits.length > 0) {
       let results: Awaited<ReturnType<GatewayDeps['state']['rateLimitAll']>>;
       try {
@@ -795,7 +812,7 @@ export class RealtimeSessions {
         return stateUnavailable(err);
       }
       const at = results.findIndex((r) => !r.ok);
-      if (at >= 0) return rateLimited(results[at]!, key, limits[at]!.rule);
+      if (at >= 0) return limitRefusal(results[at]!, key, limits[at]!);
     }
     const rules = (await deps.budgets(key, attribution)).filter((r) => countsModel(r, model));
     const room = await this.room(key, model, rules);
@@ -1136,7 +1153,7 @@ export class RealtimeSessions {
       try {
         const results = await deps.state.rateLimitAll(u.buckets, tokens, time);
         const at = results.findIndex((r) => !r.ok);
-        if (at >= 0) refused = rateLimited(results[at]!, key, buckets[at]!.rule);
+        if (at >= 0) refused = limitRefusal(results[at]!, key, buckets[at]!);
         else u.rated = tokens;
       } catch (err) {
         refused = stateUnavailable(err);

@@ -26,10 +26,11 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: realtime sessions', () => {
     await mock.stop();
   });
 
-  /** A session as the openai client opens one (its URL, its headers), with its events as they come. */
-  const open = async (key: string, model = 'gpt-realtime', protocols?: string[]) => {
+  /** A session as the openai client opens one (its URL, its headers), with its events as they come;
+   * through this test's gateway, or the one at `at`. */
+  const open = async (key: string, model = 'gpt-realtime', protocols?: string[], at = base) => {
     const ws = new WebSocket(
-      `${base.replace('http', 'ws')}/v1/realtime?model=${model}`,
+      `${at.replace('http', 'ws')}/v1/realtime?model=${model}`,
       protocols,
       protocols ? {} : { headers: { authorization: `Bearer ${key}` } },
     );
@@ -288,6 +289,35 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway: realtime sessions', () => {
       await new Promise((r) => setTimeout(r, 10));
     expect(upstream.events.at(-1)).toMatchObject({ type: 'response.cancel' });
     s.ws.close();
+  });
+
+  it("holds a session to its upstream deployment's quota: the session a request, each response its tokens", async () => {
+    const quota = { provider: 'openai', model: 'gpt-realtime', rpm: 1, tpm: 1000 };
+    const other = await mockedGateway(mock.url, { routes: [{ model: 'voice', targets: [quota] }] });
+    try {
+      const { key } = await other.t.newKey({});
+      const { ws, next, send } = await open(key, 'voice', undefined, other.base);
+      // The deployment takes one session a minute: a second is refused as it opens.
+      const url = `${other.base.replace('http', 'ws')}/v1/realtime?model=voice`;
+      expect(await refusal(url, { authorization: `Bearer ${key}` })).toEqual({
+        status: 429,
+        code: 'upstream_quota_exceeded',
+      });
+      // 900 tokens at most fits the 1,000 a minute; it came to 180, so 700 more fit as well...
+      send({ type: 'response.create', response: { max_output_tokens: 900 } });
+      expect((await next('response.done'))['response']).toMatchObject({ status: 'completed' });
+      send({ type: 'response.create', response: { max_output_tokens: 700 } });
+      expect((await next('response.done'))['response']).toMatchObject({ status: 'completed' });
+      // ...but not a third, with 360 of them taken.
+      send({ type: 'response.create', response: { max_output_tokens: 900 } });
+      expect((await next('error'))['error']).toMatchObject({
+        code: 'upstream_quota_exceeded',
+        type: 'tokens',
+      });
+      ws.close();
+    } finally {
+      await other.t.shutdown();
+    }
   });
 
   it("holds each response to the key's tokens a minute, and counts what it came to", async () => {
