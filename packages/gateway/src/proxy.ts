@@ -21,7 +21,7 @@ import {
 } from './budget-guard.js';
 import { containerHeld, withContainerSessions } from './containers.js';
 import { audioTokensHeld, editImageTokensHeld, FILE_BYTES, FILE_COUNT, readForm } from './form.js';
-import { type ForwardEnv, forwardAttempts, imagesAsked } from './forward.js';
+import { type ForwardEnv, forwardAttempts, imagesAsked, quotaKey } from './forward.js';
 import { checkTopLevel, editTopLevel } from './json-edit.js';
 import {
   type AttemptContext,
@@ -1168,6 +1168,26 @@ export class Gateway {
     for (const f of this.breakers.failing())
       out.set(f.id, { provider: f.id, failures: f.failures, open: f.open });
     return [...out.values()];
+  }
+
+  /** Where each upstream deployment with a quota stands (its routes' targets on the config's
+   * providers), for the metrics: the requests and tokens left of its minute. */
+  async quotaStanding(): Promise<
+    { provider: string; model: string; requests: number | null; tokens: number | null }[]
+  > {
+    const now = this.deps.clock.now();
+    return Promise.all(
+      this.router.quotaTargets.map(async (a) => {
+        const { rpm, tpm } = a.quota!;
+        const r = await this.deps.state.rateStanding({ key: quotaKey(a), rpm, tpm }, now);
+        return {
+          provider: a.provider.id,
+          model: a.model,
+          requests: r.requests?.remaining ?? null,
+          tokens: r.tokens?.remaining ?? null,
+        };
+      }),
+    );
   }
 
   /** The router's plan for a model, without the upstreams that cannot serve the endpoint. */

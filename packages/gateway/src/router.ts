@@ -61,6 +61,26 @@ export class Router {
     return [...this.routes.keys()];
   }
 
+  /** The targets of the routes that set a quota, as attempts on the config's providers (one for
+   * each provider and model, the first that sets one). */
+  get quotaTargets(): Attempt[] {
+    const out = new Map<string, Attempt>();
+    for (const r of this.routes.values()) {
+      for (const t of targetsOf(r)) {
+        const p = this.providers.get(t.provider);
+        const model = t.model ?? r.model;
+        if (!p || (t.rpm === undefined && t.tpm === undefined) || out.has(`${p.id}/${model}`)) continue;
+        out.set(`${p.id}/${model}`, {
+          provider: p,
+          model,
+          tier: 'primary',
+          quota: { rpm: t.rpm ?? null, tpm: t.tpm ?? null },
+        });
+      }
+    }
+    return [...out.values()];
+  }
+
   /** The providers a route names that neither the config nor (with a tenant) the tenant's own
    * providers hold: each route's, or one model's. */
   missingProviders(model?: string, tenant?: string): string[] {
@@ -70,12 +90,7 @@ export class Router {
         : [this.routes.get(model)].filter((r) => r !== undefined);
     const missing = new Set<string>();
     for (const r of routes) {
-      for (const t of [
-        ...r.targets,
-        ...(r.fallbacks ?? []),
-        ...(r.context_fallbacks ?? []),
-        ...(r.content_policy_fallbacks ?? []),
-      ]) {
+      for (const t of targetsOf(r)) {
         if (this.provider(t.provider, tenant) === undefined) missing.add(t.provider);
       }
     }
@@ -162,3 +177,11 @@ const OPENAI_MODEL = /^(gpt-|o\d|chatgpt-|codex-)/i;
  * request a content filter refused), tried only then. */
 export const isStandIn = (a: Attempt): boolean =>
   a.tier === 'context_fallback' || a.tier === 'policy_fallback';
+
+/** Every target a route names: its own, its fallbacks and its stand-ins. */
+const targetsOf = (r: RouteConfig): Target[] => [
+  ...r.targets,
+  ...(r.fallbacks ?? []),
+  ...(r.context_fallbacks ?? []),
+  ...(r.content_policy_fallbacks ?? []),
+];

@@ -85,6 +85,9 @@ interface Watches {
   batches: { size: number };
   realtime: { size: number };
   upstreamHealth(): { provider: string; failures: number; open: boolean }[];
+  quotaStanding(): Promise<
+    { provider: string; model: string; requests: number | null; tokens: number | null }[]
+  >;
 }
 
 /** The gateway's background Responses calls answered queued and watched until their responses
@@ -116,6 +119,24 @@ export function watchBackground(registry: Registry, gateway: Watches): void {
     collect() {
       this.reset();
       for (const h of gateway.upstreamHealth()) this.set({ provider: h.provider }, h.open ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'tally_gateway_upstream_quota_remaining',
+    help: "What is left of each upstream deployment's quota (a route target's rpm and tpm) this minute, in the shared state: requests and tokens.",
+    labelNames: ['provider', 'model', 'limit'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      try {
+        for (const q of await gateway.quotaStanding()) {
+          const at = { provider: q.provider, model: q.model };
+          if (q.requests !== null) this.set({ ...at, limit: 'requests' }, q.requests);
+          if (q.tokens !== null) this.set({ ...at, limit: 'tokens' }, q.tokens);
+        }
+      } catch {
+        // A state out of reach reports nothing rather than failing the scrape.
+      }
     },
   });
   new Gauge({

@@ -53,6 +53,14 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)("gateway: an upstream deployment's quot
       await res.body.json();
     }
     expect(sentTo(mock, from)).toEqual(['east', 'east', 'west']);
+    // The metrics show what is left of each quota.
+    const metrics = (await t.app.inject({ url: '/metrics' })).body;
+    expect(metrics).toMatch(
+      /^tally_gateway_upstream_quota_remaining\{provider="east",model="gpt-4o",limit="requests"\} 0$/m,
+    );
+    expect(metrics).toMatch(
+      /^tally_gateway_upstream_quota_remaining\{provider="west",model="gpt-4o",limit="tokens"\} 3000$/m,
+    );
     // The deployment passed over is no attempt: the call went to the fallback as its first.
     expect((await lastCalls(t))[0]).toMatchObject({
       status: 'ok',
