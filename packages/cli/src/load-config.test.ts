@@ -83,6 +83,15 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ cwd: write({ providers: [p('a', 'ftp://host/x')] }), env: {} })).toThrow(
       /http or https/,
     );
+    // One deployment, one quota: the same limits wherever a route names it.
+    const quoted = (model: string, rpm: number) => ({ model, targets: [{ provider: 'a', model: 'x', rpm }] });
+    expect(() =>
+      loadConfig({ cwd: write({ providers: [p('a')], routes: [quoted('m', 5), quoted('n', 6)] }), env: {} }),
+    ).toThrow(/a\/x is given two quotas \(rpm 5, tpm none; rpm 6, tpm none\)/);
+    expect(
+      loadConfig({ cwd: write({ providers: [p('a')], routes: [quoted('m', 5), quoted('n', 5)] }), env: {} })
+        .gateway.routes,
+    ).toHaveLength(2);
   });
 
   it('says where a file fails to parse, and what, but never quotes it (a secret may stand there)', () => {

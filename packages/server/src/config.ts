@@ -176,6 +176,26 @@ export const gatewaySchema = z
       'model',
       'route',
     );
+    // A deployment's quota is one bucket, whichever route names it: two that give it different
+    // limits would each refill it at its own rate.
+    const quotas = new Map<string, string>();
+    g.routes.forEach((r, i) => {
+      for (const list of ['targets', 'fallbacks', 'context_fallbacks', 'content_policy_fallbacks'] as const) {
+        (r[list] ?? []).forEach((t, j) => {
+          if (t.rpm === undefined && t.tpm === undefined) return;
+          const at = `${t.provider}/${t.model ?? r.model}`;
+          const limits = `rpm ${t.rpm ?? 'none'}, tpm ${t.tpm ?? 'none'}`;
+          const before = quotas.get(at);
+          if (before !== undefined && before !== limits)
+            ctx.addIssue({
+              code: 'custom',
+              path: ['routes', i, list, j],
+              message: `${at} is given two quotas (${before}; ${limits}): give it one`,
+            });
+          quotas.set(at, before ?? limits);
+        });
+      }
+    });
   });
 
 export const configSchema = z
