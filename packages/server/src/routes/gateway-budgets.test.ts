@@ -24,6 +24,11 @@ describe.each(SHARED_STATES)('budgets and rate limits (%s state)', (_name, makeS
               targets: [{ provider: 'anthropic', model: 'claude-3-5-haiku-20241022' }],
               fallbacks: [{ provider: 'anthropic', model: 'claude-opus-4-1' }],
             },
+            {
+              model: 'cheap-then-long',
+              targets: [{ provider: 'anthropic', model: 'claude-3-5-haiku-20241022' }],
+              context_fallbacks: [{ provider: 'anthropic', model: 'claude-opus-4-1' }],
+            },
           ],
         },
       },
@@ -223,6 +228,12 @@ describe.each(SHARED_STATES)('budgets and rate limits (%s state)', (_name, makeS
     const dear = await chat(routed.key, { model: 'cheap-then-dear', max_tokens: 100 });
     expect(dear.statusCode).toBe(429);
     expect(((await dear.body.json()) as { error: { message: string } }).error.message).toMatch(
+      /may cost up to \$0\.007\d+ .* more than the \$0\.005 left/,
+    );
+    // So may its model for longer prompts, which is reserved the same way.
+    const long = await chat(routed.key, { model: 'cheap-then-long', max_tokens: 100 });
+    expect(long.statusCode).toBe(429);
+    expect(((await long.body.json()) as { error: { message: string } }).error.message).toMatch(
       /may cost up to \$0\.007\d+ .* more than the \$0\.005 left/,
     );
     const unpriced = await chat(key, { model: 'claude-in-house-1', max_tokens: 100 });
