@@ -178,8 +178,9 @@ export async function forwardAttempts(
     queue = planned.filter((a) => !isStandIn(a));
     for (const a of planned) {
       if (!isStandIn(a)) continue;
-      const kind = a.tier as StandIn;
-      standIns.set(kind, [...(standIns.get(kind) ?? []), a]);
+      const of = standIns.get(a.tier);
+      if (of) of.push(a);
+      else standIns.set(a.tier, [a]);
     }
   }
   // The request's id is its first attempt's: every attempt carries it, and so does the answer.
@@ -195,8 +196,6 @@ export async function forwardAttempts(
       if (abort?.aborted || res.destroyed) return;
     }
     const attempt = queue[i]!;
-    /** The kind of stand-in this attempt's answer called for, if it called for one. */
-    let calledFor = null as StandIn | null;
     const tries = retried?.get(attempt) ?? 0;
     const again = tries < (attempt.retries ?? env.deps.config.retries ?? 0);
     const last = i === queue.length - 1 && !again;
@@ -423,20 +422,16 @@ export async function forwardAttempts(
           // A stand-in of the kind the answer calls for is left: those not yet tried, or the next
           // of the same kind as this one.
           standIn: standIns
-            ? (kind: StandIn) => {
-                const left = standIns.has(kind) || (attempt.tier === kind && queue[i + 1]?.tier === kind);
-                if (left) calledFor = kind;
-                return left;
-              }
+            ? (kind: StandIn) => standIns.has(kind) || (attempt.tier === kind && queue[i + 1]?.tier === kind)
             : undefined,
         });
-        if (relayed === 'stand_in') {
+        if (relayed === 'context_fallback' || relayed === 'policy_fallback') {
           // The stand-ins the answer called for take the place of the attempts left (or, already
           // under way, the next of them is tried).
-          const more = calledFor ? standIns?.get(calledFor) : undefined;
+          const more = standIns?.get(relayed);
           if (more) {
             queue = [...queue.slice(0, i + 1), ...more];
-            standIns?.delete(calledFor!);
+            standIns?.delete(relayed);
           }
           continue;
         }

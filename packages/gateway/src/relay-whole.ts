@@ -80,14 +80,14 @@ export interface RelayOptions {
   /** The images an answer that gives no usage made, billed by the image (dall-e's: its `data`). */
   imagesOf?: ((json: Obj) => ImageCount | null) | undefined;
   /** Whether a route's stand-in model of a kind is left to try for an error answer that calls for
-   * one (standInFor): then the answer is recorded and not passed on ('stand_in'). */
+   * one (standInFor): then the answer is recorded and not passed on (the kind is returned). */
   standIn?: ((kind: StandIn) => boolean) | undefined;
 }
 
 /** What became of a relayed answer: passed on, unusable and answered with a 502, or unusable with
  * another attempt to go (nothing answered); or an error that calls for a stand-in model (the
  * prompt too long for the model, a content filter's refusal), with one to go (nothing answered). */
-export type Relayed = 'answered' | 'unusable' | 'retry' | 'background' | 'stand_in';
+export type Relayed = 'answered' | 'unusable' | 'retry' | 'background' | StandIn;
 
 /** Relays a whole (non-streamed) answer, then meters it from its usage object (or, when a 2xx
  * answer has none, from the tokenizer, marked estimated). An answer that cannot be used (cut off,
@@ -127,7 +127,7 @@ export async function relay(
     const kind = opts.standIn && !res.destroyed ? standInFor(up.statusCode, error.json) : null;
     if (kind && opts.standIn?.(kind)) {
       record(ctx, failed, acc);
-      return 'stand_in';
+      return kind;
     }
     return answer(record, res, up, ctx, acc, failed, Buffer.from(out), 'application/json');
   }

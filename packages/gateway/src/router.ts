@@ -175,7 +175,7 @@ const OPENAI_MODEL = /^(gpt-|o\d|chatgpt-|codex-)/i;
 
 /** Whether an attempt is one of a route's stand-ins (for a prompt too long for its model, or a
  * request a content filter refused), tried only then. */
-export const isStandIn = (a: Attempt): boolean =>
+export const isStandIn = (a: Attempt): a is Attempt & { tier: StandIn } =>
   a.tier === 'context_fallback' || a.tier === 'policy_fallback';
 
 /** Every target a route names: its own, its fallbacks and its stand-ins. */
