@@ -289,7 +289,7 @@ export async function forwardAttempts(
           headers,
           body: payload,
           ...(abort ? { cancel: abort } : {}),
-          timeoutMs: attempt.provider.timeout_ms ?? env.deps.config.timeout_ms,
+          timeoutMs: attempt.timeoutMs ?? attempt.provider.timeout_ms ?? env.deps.config.timeout_ms,
         });
       } catch (err) {
         if (abort?.aborted) {

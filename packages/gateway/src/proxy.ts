@@ -75,6 +75,7 @@ import {
   wireOf,
 } from './replies.js';
 import { readBody } from './request-body.js';
+import { requestOptions, withFallbacks, withTries } from './request-options.js';
 import { type Attempt, isStandIn, Router } from './router.js';
 import { Slots } from './slots.js';
 import type { AcquireResult, ParallelSlot, RateBucket, RateResult } from './state/shared-state.js';
@@ -819,6 +820,23 @@ export class Gateway {
       const missing = this.router.missingProviders(model, key.tenant);
       return this.refuse(res, wire, noRoute(model, missing), refusal);
     }
+    // The request's own routing (x-tally-retries, -timeout-ms, -fallbacks), over its route's. Its
+    // fallbacks are held to the key's models, and reserved on its budgets as the route's are.
+    const options = requestOptions(req.headers, isModelName);
+    if (options !== null) {
+      if (isError(options)) return this.refuse(res, wire, options, refusal);
+      if (options.fallbacks) {
+        const plans: Attempt[][] = [];
+        for (const m of options.fallbacks) {
+          if (!modelAllowed(key.models, m)) return this.refuse(res, wire, notAllowed(key, m), refusal);
+          const plan = this.plan(m, endpoint, key.tenant);
+          if (plan.length === 0)
+            return this.refuse(res, wire, noRoute(m, this.router.missingProviders(m, key.tenant)), refusal);
+          plans.push(plan);
+        }
+        attempts = withFallbacks(attempts, plans);
+      }
+    }
     // A conversation goes on from its previous response: one of another tenant's (or project's) is
     // not reached through the gateway, and the provider that holds it is tried first (one
     // deployment of a balanced route cannot continue another's).
@@ -941,6 +959,7 @@ export class Gateway {
         }
         held = true;
       }
+      if (options !== null) attempts = withTries(attempts, options);
       const untranslatable = await forwardAttempts(
         this.env,
         req,

@@ -11,8 +11,10 @@ export interface Attempt {
    * sends a prompt too long for its model to, 'policy_fallback' for those it sends a request a
    * content filter refused to (stand-ins: last in a plan, and tried only then). */
   tier: 'primary' | 'fallback' | 'downgrade' | StandIn;
-  /** Its route's `retries`, where it sets them. */
+  /** Its route's `retries`, where it sets them (or the request's own). */
   retries?: number;
+  /** The request's own per-attempt timeout, ms, where it asks one (else its provider's). */
+  timeoutMs?: number;
   /** Its target's quota (requests and tokens a minute), where it sets one. */
   quota?: { rpm: number | null; tpm: number | null };
 }

@@ -148,10 +148,10 @@ describe.each(SHARED_STATES)('budgets and rate limits (%s state)', (_name, makeS
     const res = await t.app.inject({ method: 'POST', url: '/v1/budgets', headers: t.auth, payload });
     expect(res.statusCode).toBe(201);
   };
-  const chat = (key: string, body: Record<string, unknown>) =>
+  const chat = (key: string, body: Record<string, unknown>, headers: Record<string, string> = {}) =>
     request(`${base}/v1/chat/completions`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers },
       body: JSON.stringify({ messages: [{ role: 'user', content: 'Hello' }], ...body }),
     });
 
@@ -236,6 +236,19 @@ describe.each(SHARED_STATES)('budgets and rate limits (%s state)', (_name, makeS
     expect(((await long.body.json()) as { error: { message: string } }).error.message).toMatch(
       /may cost up to \$0\.007\d+ .* more than the \$0\.005 left/,
     );
+    // And so may a fallback the request names itself: haiku alone fits, haiku then Opus does not.
+    const named = await chat(
+      routed.key,
+      { model: 'claude-3-5-haiku-20241022', max_tokens: 100 },
+      { 'x-tally-fallbacks': 'claude-opus-4-1' },
+    );
+    expect(named.statusCode).toBe(429);
+    expect(((await named.body.json()) as { error: { message: string } }).error.message).toMatch(
+      /may cost up to \$0\.007\d+ .* more than the \$0\.005 left/,
+    );
+    const alone = await chat(routed.key, { model: 'claude-3-5-haiku-20241022', max_tokens: 100 });
+    expect(alone.statusCode).toBe(200);
+    await alone.body.dump();
     const unpriced = await chat(key, { model: 'claude-in-house-1', max_tokens: 100 });
     expect(unpriced.statusCode).toBe(400);
     expect(await unpriced.body.json()).toMatchObject({ error: { code: 'unpriced_model' } });

@@ -29,6 +29,9 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
           { id: 'cutter', kind: 'openai', base_url: `${mock.url}/v1` },
           { id: 'down', kind: 'openai', base_url: 'http://127.0.0.1:9/v1' },
           { id: 'anthropic', kind: 'anthropic', base_url: mock.url },
+          // For the requests' own routing: failures of their own, apart from the others' circuits.
+          { id: 'asked', kind: 'openai', base_url: `${mock.url}/v1` },
+          { id: 'asked2', kind: 'openai', base_url: `${mock.url}/v1` },
         ],
         routes: [
           {
@@ -83,6 +86,12 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
             retries: 1,
           },
           { model: 'retry-after', targets: [{ provider: 'flaky', model: 'fault-429x1' }], retries: 1 },
+          {
+            model: 'asked-route',
+            targets: [{ provider: 'asked', model: 'fault-500' }],
+            fallbacks: [{ provider: 'openai', model: 'gpt-4o' }],
+            retries: 1,
+          },
           // A request a content filter refuses goes to a model another filter judges.
           {
             model: 'filtered',
@@ -116,7 +125,8 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     await mock.stop();
   });
 
-  const chat = (body: Record<string, unknown>) => postChat(base, key, body);
+  const chat = (body: Record<string, unknown>, headers: Record<string, string> = {}) =>
+    postChat(base, key, body, headers);
 
   const lastCalls = (n = 1) => recordedCalls(t, n);
 
@@ -316,6 +326,127 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     const [ok, limited] = await lastCalls(2);
     expect(limited).toMatchObject({ status: 'error', error_type: 'upstream_429:rate_limit_exceeded' });
     expect(ok).toMatchObject({ status: 'ok', route: { fallback_hops: 1 } });
+  });
+
+  it("takes a request's own retries over its route's (x-tally-retries)", async () => {
+    // No route sets retries here: the header asks for three.
+    const more = await chat({ model: 'asked/fault-500x3' }, { 'x-tally-retries': '3' });
+    expect(more.statusCode).toBe(200);
+    await more.body.json();
+    const calls = await lastCalls(4);
+    expect(calls.map((c) => [c['status'], (c['route'] as { fallback_hops: number }).fallback_hops])).toEqual([
+      ['ok', 3],
+      ['error', 2],
+      ['error', 1],
+      ['error', 0],
+    ]);
+    // The route's one retry is asked away: its upstream once, then the fallback.
+    const before = mock.received.length;
+    const none = await chat({ model: 'asked-route' }, { 'x-tally-retries': '0' });
+    expect(none.statusCode).toBe(200);
+    await none.body.json();
+    expect(mock.received.slice(before).map((r) => r.body['model'])).toEqual(['fault-500', 'gpt-4o']);
+  });
+
+  it("times out an attempt at the request's own timeout (x-tally-timeout-ms), then tries its fallback", async () => {
+    // The provider sets no timeout (the gateway's is 10 minutes).
+    const t0 = performance.now();
+    const res = await chat({ model: 'asked2/fault-timeout' }, { 'x-tally-timeout-ms': '150' });
+    expect(res.statusCode).toBe(504);
+    expect(await res.body.json()).toMatchObject({ error: { code: 'upstream_timeout' } });
+    // The upstream client's timers fire up to a second late (undici's coarse timers), not ten minutes.
+    expect(performance.now() - t0).toBeLessThan(2000);
+    const saved = await chat(
+      { model: 'asked2/fault-timeout' },
+      { 'x-tally-timeout-ms': '150', 'x-tally-fallbacks': 'gpt-4o' },
+    );
+    expect(saved.statusCode).toBe(200);
+    await saved.body.json();
+    const [ok, timedOut] = await lastCalls(2);
+    expect(timedOut).toMatchObject({
+      status: 'error',
+      error_type: 'upstream_timeout',
+      model_requested: 'asked2/fault-timeout',
+    });
+    expect(ok).toMatchObject({
+      status: 'ok',
+      model_served: expect.stringMatching(/^gpt-4o/),
+      route: { tier: 'fallback', fallback_hops: 1 },
+    });
+    await until(() => mock.openResponses === 0);
+  });
+
+  it("tries the fallbacks a request names (x-tally-fallbacks) after its route's own, each once", async () => {
+    const before = mock.received.length;
+    const res = await chat(
+      { model: 'asked-route' },
+      // gpt-4o is the route's own fallback already: it is not tried twice.
+      { 'x-tally-fallbacks': 'gpt-4o, cutter/gpt-4o-mini', 'x-tally-retries': '0' },
+    );
+    expect(res.statusCode).toBe(200);
+    await res.body.json();
+    expect(mock.received.slice(before).map((r) => r.body['model'])).toEqual(['fault-500', 'gpt-4o']);
+    // When the route's own cannot answer, the request's fallbacks come next, in order.
+    const after = mock.received.length;
+    const next = await chat(
+      { model: 'asked/fault-500' },
+      { 'x-tally-fallbacks': 'asked2/fault-500,cutter/gpt-4o-mini' },
+    );
+    expect(next.statusCode).toBe(200);
+    await next.body.json();
+    expect(mock.received.slice(after).map((r) => r.body['model'])).toEqual([
+      'fault-500',
+      'fault-500',
+      'gpt-4o-mini',
+    ]);
+    expect((await lastCalls(3)).map((c) => [c['model_requested'], c['route']])).toEqual([
+      ['asked/fault-500', { tier: 'fallback', fallback_hops: 2 }],
+      ['asked/fault-500', { tier: 'fallback', fallback_hops: 1 }],
+      ['asked/fault-500', { tier: null, fallback_hops: 0 }],
+    ]);
+  });
+
+  it('refuses a routing header that is not well formed, or a fallback the key may not use, sending nothing', async () => {
+    const before = mock.received.length;
+    for (const [header, value] of [
+      ['x-tally-retries', '11'],
+      ['x-tally-retries', 'two'],
+      ['x-tally-timeout-ms', '0'],
+      ['x-tally-timeout-ms', '1.5'],
+      ['x-tally-fallbacks', ' , '],
+      ['x-tally-fallbacks', 'a,b,c,d,e,f'],
+    ] as const) {
+      const res = await chat({ model: 'gpt-4o' }, { [header]: value });
+      expect(res.statusCode, `${header}: ${value}`).toBe(400);
+      const body = (await res.body.json()) as { error: { code: string; message: string } };
+      expect(body.error.code).toBe('invalid_header');
+      expect(body.error.message).toContain(header);
+    }
+    const refused = await lastCalls();
+    expect(refused[0]).toMatchObject({
+      status: 'refused',
+      error_type: 'invalid_header',
+      model_requested: 'gpt-4o',
+    });
+    // A key held to some models may not reach another through a fallback.
+    const held = (
+      await t.app.inject({
+        method: 'POST',
+        url: '/v1/keys',
+        headers: t.auth,
+        payload: { project: 'p', models: ['gpt-4o'] },
+      })
+    ).json().key;
+    const res = await postChat(base, held, { model: 'gpt-4o' }, { 'x-tally-fallbacks': 'claude-sonnet-4-5' });
+    expect(res.statusCode).toBe(403);
+    expect(await res.body.json()).toMatchObject({ error: { code: 'model_not_allowed' } });
+    // A fallback no provider serves is named.
+    const none = await chat({ model: 'gpt-4o' }, { 'x-tally-fallbacks': 'ghost' });
+    expect(none.statusCode).toBe(404);
+    expect(await none.body.json()).toMatchObject({
+      error: { code: 'model_not_found', message: expect.stringContaining('nosuch') },
+    });
+    expect(mock.received.length).toBe(before);
   });
 
   it('passes an upstream 500 on and records the failed call at no cost', async () => {
