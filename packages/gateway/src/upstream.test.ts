@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createGzip } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CallAborted, Cancel, ResponseTooLarge, Upstreams } from './upstream.js';
+import { CallAborted, Cancel, HeadersTimedOut, ResponseTooLarge, Upstreams } from './upstream.js';
 
 let server: Server;
 let origin: string;
@@ -150,11 +150,45 @@ describe('Upstreams', () => {
     ).rejects.toBeInstanceOf(CallAborted);
   });
 
-  it('a head that does not come in time fails with undici’s timeout code', async () => {
+  it('a head that does not come in time fails at its timeout, to the millisecond rather than the second', async () => {
+    const t0 = performance.now();
     const err = await upstreams
       .request(origin, { path: '/slow-head', method: 'GET', headers: {}, timeoutMs: 100 })
       .catch((e: unknown) => e);
-    expect((err as { code?: string }).code).toBe('UND_ERR_HEADERS_TIMEOUT');
+    const took = performance.now() - t0;
+    expect(err).toBeInstanceOf(HeadersTimedOut);
+    expect((err as { code?: string }).code).toContain('TIMEOUT');
+    // undici's own timer, checked about once a second, fired 0.5 to 1 s late.
+    expect(took).toBeGreaterThanOrEqual(99);
+    expect(took).toBeLessThan(400);
+  });
+
+  it('times a call that waits for a connection too, and leaves an answered one alone', async () => {
+    // Every connection of the pool (4) is held by an answer that does not end.
+    const holders = Array.from({ length: 4 }, () => new Cancel());
+    const held = await Promise.all(
+      holders.map((cancel) =>
+        upstreams.request(origin, { path: '/hang', method: 'GET', headers: {}, cancel, timeoutMs: 5000 }),
+      ),
+    );
+    const reads = held.map((up) => up.body.dump().catch(() => undefined));
+    const t0 = performance.now();
+    const queued = await upstreams
+      .request(origin, { path: '/chunks', method: 'GET', headers: {}, timeoutMs: 100 })
+      .catch((e: unknown) => e);
+    expect(queued).toBeInstanceOf(HeadersTimedOut);
+    expect(performance.now() - t0).toBeLessThan(400);
+    for (const c of holders) c.abort();
+    await Promise.all(reads);
+    // An answer whose head came in time is read to its end, past its timeout.
+    const up = await upstreams.request(origin, {
+      path: '/chunks',
+      method: 'GET',
+      headers: {},
+      timeoutMs: 200,
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await up.body.bytes()).toString()).toBe('part0\npart1\npart2\npart3\npart4\n');
   });
 
   it('reads a compressed answer decompressed, chunk by chunk, a reader that holds back included', async () => {

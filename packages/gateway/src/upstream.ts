@@ -9,6 +9,16 @@ export class CallAborted extends Error {
   readonly code = 'TALLY_CALL_ABORTED';
 }
 
+/** Why a call was cut off: no answer came within its timeout (timed by the gateway's own timer). */
+export class HeadersTimedOut extends Error {
+  readonly code = 'TALLY_HEADERS_TIMEOUT';
+}
+
+/** Timeouts up to this long are kept to the millisecond for the wait for an answer's head: undici
+ * checks its own about once a second, up to a second late, which a short timeout (a request's own
+ * x-tally-timeout-ms, say) cannot take. Longer ones are left to undici alone. */
+export const PRECISE_TIMEOUT_UP_TO = 30_000;
+
 /** Why a whole answer was not read: it grew past the gateway's limit, and the call was aborted. */
 export class ResponseTooLarge extends Error {
   readonly code = 'TALLY_RESPONSE_TOO_LARGE';
@@ -79,6 +89,8 @@ export class UpstreamCall implements Dispatcher.DispatchHandler {
   private decoder: Decoder | null = null;
   /** undici has handed over the whole body (a decoder may still be at work on it). */
   private received = false;
+  /** The gateway's own timer on the wait for the answer's head, where it keeps one. */
+  private deadline: NodeJS.Timeout | null = null;
 
   constructor(
     head: { resolve(r: UpstreamResponse): void; reject(err: Error): void },
@@ -86,6 +98,28 @@ export class UpstreamCall implements Dispatcher.DispatchHandler {
   ) {
     this.head = head;
     if (cancel) cancel.current = this;
+  }
+
+  /** Fails the call if its answer's head has not come within `ms`. */
+  timeHead(ms: number): void {
+    this.deadline = setTimeout(() => {
+      this.deadline = null;
+      const head = this.head;
+      if (!head) return;
+      const err = new HeadersTimedOut(`The upstream did not answer within ${ms} ms.`);
+      this.abort(err);
+      // Not connected yet (every connection busy), the call is refused when it would be: its
+      // caller hears of it now.
+      this.head = null;
+      head.reject(err);
+    }, ms);
+    this.deadline.unref();
+  }
+
+  private stopDeadline(): void {
+    if (this.deadline === null) return;
+    clearTimeout(this.deadline);
+    this.deadline = null;
   }
 
   /** Aborts the call, if it has not ended. */
@@ -171,6 +205,7 @@ export class UpstreamCall implements Dispatcher.DispatchHandler {
 
   onHeaders(statusCode: number, raw: Buffer[], resume: () => void): boolean {
     if (statusCode < 200) return true;
+    this.stopDeadline();
     this.resumeFn = resume;
     const h: Record<string, string> = {};
     for (let i = 0; i + 1 < raw.length; i += 2) {
@@ -245,6 +280,7 @@ export class UpstreamCall implements Dispatcher.DispatchHandler {
   }
 
   onError(err: Error): void {
+    this.stopDeadline();
     this.received = true;
     if (this.failed === null) this.failed = err;
     this.decoder?.destroy();
@@ -293,6 +329,7 @@ export class Upstreams {
   ): Promise<UpstreamResponse> {
     return new Promise<UpstreamResponse>((resolve, reject) => {
       const call = new UpstreamCall({ resolve, reject }, opts.cancel ?? null);
+      if (opts.timeoutMs <= PRECISE_TIMEOUT_UP_TO) call.timeHead(opts.timeoutMs);
       this.pool(origin).dispatch(
         {
           path: opts.path,
