@@ -192,9 +192,10 @@ export async function forwardAttempts(
     if (wait > 0) {
       await sleep(wait);
       wait = 0;
-      // A client that left meanwhile is not answered: nothing more is tried.
-      if (abort?.aborted || res.destroyed) return;
     }
+    // A client that has gone (during the wait, or the attempt before) is not answered: nothing more
+    // is sent upstream, where it would be billed for nobody.
+    if (i > 0 && (abort?.aborted || res.destroyed)) return;
     const attempt = queue[i]!;
     const tries = retried?.get(attempt) ?? 0;
     const again = tries < (attempt.retries ?? env.deps.config.retries ?? 0);

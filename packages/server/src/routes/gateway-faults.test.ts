@@ -775,6 +775,42 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     expect(call!.tokens.output).toBe(0);
   });
 
+  it('sends no fallback for a client that has gone, plain or streamed', async () => {
+    for (const stream of [false, true]) {
+      const before = mock.received.length;
+      const ac = new AbortController();
+      const pending = request(`${base}/v1/chat/completions`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${key}`,
+          'content-type': 'application/json',
+          'x-tally-timeout-ms': '300',
+          'x-tally-fallbacks': 'cutter/gpt-4o-mini',
+        },
+        body: JSON.stringify({
+          model: 'asked2/fault-timeout',
+          stream,
+          messages: [{ role: 'user', content: 'Say a few words.' }],
+        }),
+        signal: ac.signal,
+      }).catch(() => null);
+      await new Promise((r) => setTimeout(r, 100));
+      ac.abort();
+      await pending;
+      // Past the first attempt's timeout: the fallback would have gone by now.
+      await new Promise((r) => setTimeout(r, 600));
+      expect(
+        mock.received.slice(before).map((r) => r.body['model']),
+        stream ? 'streamed' : 'plain',
+      ).toEqual(['fault-timeout']);
+      const [last] = await lastCalls();
+      expect(last).toMatchObject({
+        model_requested: 'asked2/fault-timeout',
+        error_type: stream ? 'client_disconnected' : 'upstream_timeout',
+      });
+    }
+  });
+
   it('leaves out a Claude fallback that cannot take the request, rather than hiding the error before it', async () => {
     const plain = await chat({ model: 'to-claude' });
     expect(plain.statusCode).toBe(200);
