@@ -130,6 +130,20 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
 
   const lastCalls = (n = 1) => recordedCalls(t, n);
 
+  /** Sends a chat call and leaves 100 ms later, as a client that gives up does. */
+  const leftAfter100ms = async (body: Record<string, unknown>, headers: Record<string, string> = {}) => {
+    const ac = new AbortController();
+    const pending = request(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers },
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'Say a few words.' }], ...body }),
+      signal: ac.signal,
+    }).catch(() => null);
+    await new Promise((r) => setTimeout(r, 100));
+    ac.abort();
+    await pending;
+  };
+
   it("records an upstream's error answer with the code its body gives, on OpenAI's recorded errors", async () => {
     // The recorded answers of OpenAI's API that refused a request (FauxpenAI), one for each code.
     const codes = ['context_length_exceeded', 'unsupported_parameter', 'model_not_found', null];
@@ -751,20 +765,7 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
   });
 
   it('counts the prompt of a stream its client leaves before the upstream answers', async () => {
-    const ac = new AbortController();
-    const pending = request(`${base}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-      body: JSON.stringify({
-        model: 'fault-timeout',
-        stream: true,
-        messages: [{ role: 'user', content: 'Say a few words.' }],
-      }),
-      signal: ac.signal,
-    }).catch(() => null);
-    await new Promise((r) => setTimeout(r, 100));
-    ac.abort();
-    await pending;
+    await leftAfter100ms({ model: 'fault-timeout', stream: true });
     let call: ListedCall | undefined;
     for (let i = 0; i < 100 && call?.['error_type'] !== 'client_disconnected'; i++) {
       await new Promise((r) => setTimeout(r, 20));
@@ -778,25 +779,10 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
   it('sends no fallback for a client that has gone, plain or streamed', async () => {
     for (const stream of [false, true]) {
       const before = mock.received.length;
-      const ac = new AbortController();
-      const pending = request(`${base}/v1/chat/completions`, {
-        method: 'POST',
-        headers: {
-          authorization: `Bearer ${key}`,
-          'content-type': 'application/json',
-          'x-tally-timeout-ms': '300',
-          'x-tally-fallbacks': 'cutter/gpt-4o-mini',
-        },
-        body: JSON.stringify({
-          model: 'asked2/fault-timeout',
-          stream,
-          messages: [{ role: 'user', content: 'Say a few words.' }],
-        }),
-        signal: ac.signal,
-      }).catch(() => null);
-      await new Promise((r) => setTimeout(r, 100));
-      ac.abort();
-      await pending;
+      await leftAfter100ms(
+        { model: 'asked2/fault-timeout', stream },
+        { 'x-tally-timeout-ms': '300', 'x-tally-fallbacks': 'cutter/gpt-4o-mini' },
+      );
       // Past the first attempt's timeout: the fallback would have gone by now.
       await new Promise((r) => setTimeout(r, 600));
       expect(
