@@ -342,23 +342,23 @@ export async function forwardAttempts(
       if (endpoint === 'speech' && up.statusCode === 200 && abort) {
         await relaySpeech(env.recorder, res, up, ctx, body, a0, abort, acc, limit);
       } else if (isStream && abort) {
-        if (fromClaude) {
-          const t = new OpenAiToAnthropicStream(await estimatePromptTokens(body));
-          await relayStream(env.recorder, res, up, ctx, 'chat', body, a0, false, abort, acc, limit, (ev) =>
-            t.translate(ev),
-          );
-        } else if (toClaude) {
+        // A stream that opens with a transient error (an overloaded Anthropic) is given up, before
+        // anything of it reaches the client, when the plan has more to try.
+        let gaveUp: string | undefined;
+        if (fromClaude || toClaude) {
+          // Translated: the upstream's stream is read as its own API's, and told as the client's.
           const created = Math.floor(time / 1000);
-          const t =
-            endpoint === 'responses'
+          const t = fromClaude
+            ? new OpenAiToAnthropicStream(await estimatePromptTokens(body))
+            : endpoint === 'responses'
               ? new AnthropicToResponsesStream(body, created)
               : new AnthropicToOpenAiStream(created, clientWantsUsage, answerTool(body)?.name ?? null);
-          await relayStream(
+          gaveUp = await relayStream(
             env.recorder,
             res,
             up,
             ctx,
-            'messages',
+            fromClaude ? 'chat' : 'messages',
             body,
             a0,
             false,
@@ -366,9 +366,12 @@ export async function forwardAttempts(
             acc,
             limit,
             (ev) => t.translate(ev),
+            undefined,
+            undefined,
+            !last,
           );
         } else {
-          await relayStream(
+          gaveUp = await relayStream(
             env.recorder,
             res,
             up,
@@ -383,7 +386,14 @@ export async function forwardAttempts(
             undefined,
             env.sessions,
             background,
+            !last,
           );
+        }
+        if (gaveUp !== undefined) {
+          env.breakers.failure(attempt.provider.id);
+          env.recorder(ctx, failure(`upstream_stream_error:${gaveUp}`, a0), acc);
+          if (again) ({ queue, wait, retried } = tryAgain(queue, i, retried, env.deps.config));
+          continue;
         }
       } else {
         const created = Math.floor(time / 1000);

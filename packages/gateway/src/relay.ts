@@ -3,7 +3,7 @@ import { StringDecoder } from 'node:string_decoder';
 import type { HostedToolCalls, Tokens } from '@tally/core';
 import type { AttemptContext, AttemptOutcome } from './meter.js';
 import type { Endpoint } from './providers.js';
-import { SseSplitter } from './sse.js';
+import { eventData, SseSplitter } from './sse.js';
 import { streamMeter } from './stream-meter.js';
 import { countTokens, estimatePromptTokens } from './tokenizer.js';
 import { type Cancel, ResponseTooLarge, type UpstreamCall, type UpstreamResponse } from './upstream.js';
@@ -127,7 +127,40 @@ export function streamFailure(err: unknown, signal: Cancel): string {
         : 'upstream_stream_error';
 }
 
-/** Relays a stream event by event (translated if asked), metering it as it passes. */
+/** Why a stream was given up before anything of it reached the client: it opened with an error. */
+class OpenedWithError extends Error {
+  readonly code = 'TALLY_STREAM_OPENED_WITH_ERROR';
+}
+
+/** Errors another upstream, or the same one a moment later, may not meet: overloaded, rate-limited,
+ * a server error. */
+const TRANSIENT = /overloaded|rate_limit|server_error|api_error|unavailable|timeout/;
+
+/**
+ * The kind of an error event that opens a stream, when it is transient (TRANSIENT): Anthropic's
+ * `error` event when it is overloaded (`overloaded_error`, which a whole answer gives as a 529), or
+ * an OpenAI chat chunk that carries an error (`server_error`); null for any other event or error.
+ */
+export function transientStreamError(ev: string): string | null {
+  const data = eventData(ev);
+  if (data === null || !data.includes('"error"')) return null;
+  let d: Record<string, unknown>;
+  try {
+    d = JSON.parse(data) as Record<string, unknown>;
+  } catch {
+    return null;
+  }
+  const error = d['error'];
+  if (typeof error !== 'object' || error === null) return null;
+  const e = error as Record<string, unknown>;
+  const kind = [e['code'], e['type']].find((k): k is string => typeof k === 'string' && TRANSIENT.test(k));
+  return kind ?? null;
+}
+
+/** Relays a stream event by event (translated if asked), metering it as it passes. A stream that
+ * opens with a transient error (transientStreamError), before anything of it has been passed on,
+ * is given up when `retryable` (the plan has more to try): its kind is returned, for the caller to
+ * record the attempt and try the next, the client none the wiser. */
 export async function relayStream(
   record: Recorder,
   res: ServerResponse,
@@ -148,16 +181,23 @@ export async function relayStream(
    * stream that stops before the response has ended (the client gone) is then not metered: the
    * response runs on upstream, and the gateway watches it (background.ts). */
   background?: (id: string) => void,
-): Promise<void> {
-  res.writeHead(200, {
-    ...passHeaders(up.headers),
-    ...acc.headers,
-    'x-tally-call-id': ctx.id,
-    'content-type': 'text/event-stream; charset=utf-8',
-    'cache-control': 'no-cache',
-    'x-accel-buffering': 'no',
-  });
-  // No flushHeaders(): the headers leave with the first event, in one write.
+  retryable = false,
+): Promise<string | undefined> {
+  // The head is written with the first event, in one write (no flushHeaders()): until then, a
+  // stream that opens with an error can be given up for the next attempt.
+  let opened = false;
+  const open = () => {
+    opened = true;
+    res.writeHead(200, {
+      ...passHeaders(up.headers),
+      ...acc.headers,
+      'x-tally-call-id': ctx.id,
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      'x-accel-buffering': 'no',
+    });
+  };
+  let gaveUp: string | null = null;
   const splitter = new SseSplitter();
   const meter = streamMeter(endpoint, hideUsage);
   ctx.progress = meter;
@@ -173,12 +213,22 @@ export async function relayStream(
     // ends would hold all it sent.
     let named = background === undefined;
     await up.body.read((chunk) => {
+      if (gaveUp !== null) return false;
       ttft ??= performance.now() - a0;
       const wasEmpty = splitter.pending === 0;
       let out = '';
       let kept = true;
       for (const ev of splitter.push(decoder.write(chunk))) {
-        if (meter.onEvent(ev)) out += translate ? translate(ev) : ev;
+        const passed = meter.onEvent(ev);
+        // Nothing passed on yet: an error that opens the stream gives it up, when the plan has more.
+        if (!opened && retryable && out === '' && meter.error() !== null) {
+          gaveUp = transientStreamError(ev);
+          if (gaveUp !== null) {
+            up.body.abort(new OpenedWithError(gaveUp));
+            return false;
+          }
+        }
+        if (passed) out += translate ? translate(ev) : ev;
         else kept = false;
       }
       if (!named && meter.responseId() !== null) {
@@ -188,6 +238,8 @@ export async function relayStream(
       // A chunk of whole events, all passed on unchanged, goes out as the bytes that came in.
       const whole = !translate && kept && wasEmpty && splitter.pending === 0;
       const payload: Buffer | string = whole ? chunk : out;
+      if (payload.length === 0) return true;
+      if (!opened) open();
       // The last event and the end of the response leave in one write: corked here, the socket
       // is uncorked by res.end(), which follows in this turn of the loop (or by the next, if the
       // upstream holds its end back).
@@ -198,20 +250,31 @@ export async function relayStream(
           if (!res.writableEnded) res.uncork();
         });
       }
-      return payload.length === 0 || res.write(payload) || holdBack(res, up.body);
+      return res.write(payload) || holdBack(res, up.body);
     }, limit);
     const rest = splitter.rest() + decoder.end();
     if (rest.trim()) {
-      if (meter.onEvent(rest)) res.write(translate ? translate(rest) : rest);
+      if (meter.onEvent(rest)) {
+        if (!opened) open();
+        res.write(translate ? translate(rest) : rest);
+      }
     }
   } catch (err) {
     failed = streamFailure(err, signal);
+  }
+  // Given up (the read ends with the abort, or at once, the stream having come whole before it).
+  if (gaveUp !== null) {
+    ctx.progress = undefined;
+    return gaveUp;
   }
   if (signal.aborted) failed = 'client_disconnected';
   // An upstream that broke off before its last event is not passed on as a finished answer: the
   // client's connection is cut as the upstream's was, so that it sees an error, not a short reply.
   if (failed !== null && failed !== 'client_disconnected' && !meter.done) res.destroy();
-  else if (!res.destroyed) res.end();
+  else if (!res.destroyed) {
+    if (!opened) open();
+    res.end();
+  }
   const usage = meter.usage();
   // Anthropic's message_start carries usage too: only a stream that reached its end has the final
   // output count.

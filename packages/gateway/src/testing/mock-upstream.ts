@@ -29,7 +29,8 @@ export interface Received {
 /**
  * An upstream that answers like OpenAI (replaying recorded responses, as JSON or SSE) and like
  * Anthropic (documented fixtures). Special model names make it misbehave, for fault tests:
- * fault-500, fault-429 (and fault-500xN, fault-429xN: the first N calls fail so), fault-timeout, fault-malformed (bad SSE), fault-slow (a slow stream),
+ * fault-500, fault-429 (and fault-500xN, fault-429xN: the first N calls fail so), fault-stream-error
+ * (a stream whose first event is an error; fault-stream-errorxN: the first N calls), fault-timeout, fault-malformed (bad SSE), fault-slow (a slow stream),
  * fault-endless-stream (a stream of 64 kB events that goes on until the connection is closed or
  * 200 MB are sent), fault-cut (the connection drops mid-stream; for Anthropic, after message_start and two text deltas), fault-late-end (the body's end held back after [DONE]),
  * fault-split-utf8 (a stream with multi-byte text, written 7 bytes at a time), fault-no-usage (a whole
@@ -260,15 +261,27 @@ export class MockUpstream {
     let model = String(body['model'] ?? '');
     if (model === 'fault-timeout') return; // never answers
     if (wholeFault(model, res, headers)) return;
-    // fault-500xN, fault-429xN: the first N calls naming it fail so, the next are gpt-4o's.
-    const flaky = /^fault-(500|429)x(\d+)$/.exec(model);
+    // fault-500xN, fault-429xN, fault-stream-errorxN: the first N calls naming it fail so, the next
+    // are gpt-4o's (claude-sonnet-4-5's, as Anthropic).
+    const flaky = /^fault-(500|429|stream-error)x(\d+)$/.exec(model);
     if (flaky) {
       const seen = (this.flakyCalls.get(model) ?? 0) + 1;
       this.flakyCalls.set(model, seen);
       if (seen > Number(flaky[2])) {
-        model = 'gpt-4o';
+        model = path.endsWith('/messages') ? 'claude-sonnet-4-5' : 'gpt-4o';
         body['model'] = model;
       } else model = `fault-${flaky[1]}`;
+    }
+    if (model === 'fault-stream-error' && body['stream'] === true) {
+      // A stream accepted (200) whose first event is an error, as Anthropic's is when overloaded
+      // (its streaming docs' error event), and as OpenAI's chat chunk of a server error.
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end(
+        path.endsWith('/messages')
+          ? `event: error\ndata: ${JSON.stringify({ type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } })}\n\n`
+          : `data: ${JSON.stringify({ error: { message: 'The server had an error while processing your request.', type: 'server_error', param: null, code: null } })}\n\n`,
+      );
+      return;
     }
     if (model === 'fault-500' || model === 'fault-429') {
       const status = model === 'fault-500' ? 500 : 429;

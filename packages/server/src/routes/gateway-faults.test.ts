@@ -86,6 +86,12 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
             retries: 1,
           },
           { model: 'retry-after', targets: [{ provider: 'flaky', model: 'fault-429x1' }], retries: 1 },
+          // A stream that opens with an error (an overloaded Anthropic) goes to the next.
+          {
+            model: 'overloaded-claude',
+            targets: [{ provider: 'anthropic', model: 'fault-stream-error' }],
+            fallbacks: [{ provider: 'anthropic', model: 'claude-sonnet-4-5' }],
+          },
           {
             model: 'asked-route',
             targets: [{ provider: 'asked', model: 'fault-500' }],
@@ -461,6 +467,46 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
       error: { code: 'model_not_found', message: expect.stringContaining('nosuch') },
     });
     expect(mock.received.length).toBe(before);
+  });
+
+  it("gives up a stream that opens with an overloaded error for the plan's next, the client none the wiser", async () => {
+    // Anthropic's client, then OpenAI's translated for Claude.
+    const messages = await postMessage(base, key, { model: 'overloaded-claude', stream: true });
+    expect(messages.statusCode).toBe(200);
+    const told = await messages.body.text();
+    expect(told).toContain('event: message_stop');
+    expect(told).not.toContain('overloaded');
+    const chat2 = await chat({ model: 'overloaded-claude', stream: true });
+    expect(chat2.statusCode).toBe(200);
+    const chatTold = await chat2.body.text();
+    expect(chatTold).toContain('data: [DONE]');
+    expect(chatTold).not.toContain('error');
+    // Each client's call: the overloaded attempt at $0, then the fallback's answer.
+    const calls = await lastCalls(4);
+    expect(calls.map((c) => [c['status'], c['error_type'], c['route'], c['cost_usd'] === '0'])).toEqual([
+      ['ok', null, { tier: 'fallback', fallback_hops: 1 }, false],
+      ['error', 'upstream_stream_error:overloaded_error', { tier: null, fallback_hops: 0 }, true],
+      ['ok', null, { tier: 'fallback', fallback_hops: 1 }, false],
+      ['error', 'upstream_stream_error:overloaded_error', { tier: null, fallback_hops: 0 }, true],
+    ]);
+  });
+
+  it("tries an upstream again whose stream opened with a server error chunk, as its request's retries say", async () => {
+    const res = await chat({ model: 'asked/fault-stream-errorx1', stream: true }, { 'x-tally-retries': '1' });
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.text()).toContain('data: [DONE]');
+    const [ok, failed] = await lastCalls(2);
+    expect(failed).toMatchObject({
+      status: 'error',
+      error_type: 'upstream_stream_error:server_error',
+      route: { fallback_hops: 0 },
+    });
+    expect(ok).toMatchObject({ status: 'ok', route: { fallback_hops: 1 } });
+    // With nothing left to try, the error is passed on as it came.
+    const last = await chat({ model: 'asked/fault-stream-error', stream: true });
+    expect(last.statusCode).toBe(200);
+    expect(await last.body.text()).toContain('"server_error"');
+    expect((await lastCalls())[0]).toMatchObject({ status: 'error', error_type: 'upstream_stream_error' });
   });
 
   it('passes an upstream 500 on and records the failed call at no cost', async () => {
