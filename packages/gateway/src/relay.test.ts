@@ -25,6 +25,37 @@ describe('an error that opens a stream', () => {
     ).toBe('rate_limit_error');
   });
 
+  it("is transient when a Responses stream's error event or response.failed says it is", () => {
+    const error = { code: 'rate_limit_exceeded', message: 'Rate limit reached' };
+    expect(
+      transientStreamError(
+        event({ type: 'error', sequence_number: 2, error: { type: 'tokens', ...error } }, 'error'),
+      ),
+    ).toBe('rate_limit_exceeded');
+    expect(
+      transientStreamError(event({ type: 'error', sequence_number: 2, ...error, param: null }, 'error')),
+    ).toBe('rate_limit_exceeded');
+    expect(
+      transientStreamError(
+        event(
+          { type: 'response.failed', response: { id: 'resp_1', status: 'failed', error } },
+          'response.failed',
+        ),
+      ),
+    ).toBe('rate_limit_exceeded');
+    expect(
+      transientStreamError(
+        event(
+          {
+            type: 'response.failed',
+            response: { status: 'failed', error: { code: 'invalid_prompt', message: 'no' } },
+          },
+          'response.failed',
+        ),
+      ),
+    ).toBeNull();
+  });
+
   it('is not when the request is at fault, or when the event is no error', () => {
     expect(
       transientStreamError(event({ type: 'error', error: { type: 'invalid_request_error', message: 'no' } })),

@@ -134,12 +134,14 @@ class OpenedWithError extends Error {
 
 /** Errors another upstream, or the same one a moment later, may not meet: overloaded, rate-limited,
  * a server error. */
-const TRANSIENT = /overloaded|rate_limit|server_error|api_error|unavailable|timeout/;
+const TRANSIENT = /overloaded|rate_limit|server_error|api_error|unavailable|timeout|insufficient_quota/;
 
 /**
  * The kind of an error event that opens a stream, when it is transient (TRANSIENT): Anthropic's
- * `error` event when it is overloaded (`overloaded_error`, which a whole answer gives as a 529), or
- * an OpenAI chat chunk that carries an error (`server_error`); null for any other event or error.
+ * `error` event when it is overloaded (`overloaded_error`, which a whole answer gives as a 529), an
+ * OpenAI chat chunk that carries an error (`server_error`), a Responses stream's `error` event or
+ * `response.failed` (`rate_limit_exceeded`, as Azure's deployment at its TPM sends); null for any
+ * other event or error.
  */
 export function transientStreamError(ev: string): string | null {
   const data = eventData(ev);
@@ -150,12 +152,18 @@ export function transientStreamError(ev: string): string | null {
   } catch {
     return null;
   }
-  const error = d['error'];
-  if (typeof error !== 'object' || error === null) return null;
-  const e = error as Record<string, unknown>;
-  const kind = [e['code'], e['type']].find((k): k is string => typeof k === 'string' && TRANSIENT.test(k));
+  const failed = d['type'] === 'response.failed' ? (d['response'] as Record<string, unknown> | null) : null;
+  const error = failed ? failed['error'] : d['error'];
+  const e = typeof error === 'object' && error !== null ? (error as Record<string, unknown>) : {};
+  const kind = [e['code'], e['type'], d['type'] === 'error' ? d['code'] : undefined].find(
+    (k): k is string => typeof k === 'string' && TRANSIENT.test(k),
+  );
   return kind ?? null;
 }
+
+/** The events a Responses stream opens with, before any output: held back (they say only that the
+ * response was made) while an error may still follow them, as a rate limit's does. */
+const PREAMBLE = /^event: ?response\.(created|in_progress)\b/;
 
 /** Relays a stream event by event (translated if asked), metering it as it passes. A stream that
  * opens with a transient error (transientStreamError), before anything of it has been passed on,
@@ -198,6 +206,10 @@ export async function relayStream(
     });
   };
   let gaveUp: string | null = null;
+  // A Responses stream's preamble, held back until its first event past it (not a background
+  // call's, whose client wants the response's id at once).
+  const holding = retryable && endpoint === 'responses' && !translate && background === undefined;
+  let held = '';
   const splitter = new SseSplitter();
   const meter = streamMeter(endpoint, hideUsage);
   ctx.progress = meter;
@@ -221,11 +233,17 @@ export async function relayStream(
       for (const ev of splitter.push(decoder.write(chunk))) {
         const passed = meter.onEvent(ev);
         // Nothing passed on yet: an error that opens the stream gives it up, when the plan has more.
-        if (!opened && retryable && out === '' && meter.error() !== null) {
-          gaveUp = transientStreamError(ev);
-          if (gaveUp !== null) {
-            up.body.abort(new OpenedWithError(gaveUp));
-            return false;
+        if (!opened && retryable && out === '') {
+          if (meter.error() !== null) {
+            gaveUp = transientStreamError(ev);
+            if (gaveUp !== null) {
+              up.body.abort(new OpenedWithError(gaveUp));
+              return false;
+            }
+          } else if (holding && PREAMBLE.test(ev)) {
+            held += ev;
+            kept = false;
+            continue;
           }
         }
         if (passed) out += translate ? translate(ev) : ev;
@@ -236,6 +254,10 @@ export async function relayStream(
         background!(meter.responseId()!);
       }
       // A chunk of whole events, all passed on unchanged, goes out as the bytes that came in.
+      if (held !== '' && out !== '') {
+        out = held + out;
+        held = '';
+      }
       const whole = !translate && kept && wasEmpty && splitter.pending === 0;
       const payload: Buffer | string = whole ? chunk : out;
       if (payload.length === 0) return true;
@@ -253,11 +275,10 @@ export async function relayStream(
       return res.write(payload) || holdBack(res, up.body);
     }, limit);
     const rest = splitter.rest() + decoder.end();
-    if (rest.trim()) {
-      if (meter.onEvent(rest)) {
-        if (!opened) open();
-        res.write(translate ? translate(rest) : rest);
-      }
+    if (rest.trim() && meter.onEvent(rest)) held += translate ? translate(rest) : rest;
+    if (held !== '' && gaveUp === null) {
+      if (!opened) open();
+      res.write(held);
     }
   } catch (err) {
     failed = streamFailure(err, signal);

@@ -275,11 +275,40 @@ export class MockUpstream {
     if (model === 'fault-stream-error' && body['stream'] === true) {
       // A stream accepted (200) whose first event is an error, as Anthropic's is when overloaded
       // (its streaming docs' error event), and as OpenAI's chat chunk of a server error.
+      // A Responses stream says first that the response was made, then fails (a deployment at its
+      // tokens a minute, as OpenAI's and Azure's do).
       res.writeHead(200, { 'content-type': 'text/event-stream' });
+      const ev = (name: string, data: Obj) =>
+        `event: ${name}\ndata: ${JSON.stringify({ type: name, ...data })}\n\n`;
+      const error = {
+        code: 'rate_limit_exceeded',
+        message: 'Rate limit reached for gpt-4o on tokens per min (TPM).',
+      };
+      const response = {
+        id: 'resp_mock_failed',
+        object: 'response',
+        model: 'gpt-4o',
+        output: [],
+        usage: null,
+      };
       res.end(
         path.endsWith('/messages')
-          ? `event: error\ndata: ${JSON.stringify({ type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } })}\n\n`
-          : `data: ${JSON.stringify({ error: { message: 'The server had an error while processing your request.', type: 'server_error', param: null, code: null } })}\n\n`,
+          ? ev('error', { error: { type: 'overloaded_error', message: 'Overloaded' } })
+          : path.endsWith('/responses')
+            ? ev('response.created', {
+                sequence_number: 0,
+                response: { ...response, status: 'in_progress' },
+              }) +
+              ev('response.in_progress', {
+                sequence_number: 1,
+                response: { ...response, status: 'in_progress' },
+              }) +
+              ev('error', { sequence_number: 2, error: { type: 'tokens', ...error, param: null } }) +
+              ev('response.failed', {
+                sequence_number: 3,
+                response: { ...response, status: 'failed', error },
+              })
+            : `data: ${JSON.stringify({ error: { message: 'The server had an error while processing your request.', type: 'server_error', param: null, code: null } })}\n\n`,
       );
       return;
     }

@@ -509,6 +509,39 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     expect((await lastCalls())[0]).toMatchObject({ status: 'error', error_type: 'upstream_stream_error' });
   });
 
+  it('gives up a Responses stream that fails past its opening events (a rate limit), keeping those back until then', async () => {
+    const responses = (model: string, headers: Record<string, string> = {}) =>
+      request(`${base}/v1/responses`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers },
+        body: JSON.stringify({ model, input: 'Say a few words.', stream: true }),
+      });
+    const saved = await responses('asked/fault-stream-error', { 'x-tally-fallbacks': 'gpt-4o' });
+    expect(saved.statusCode).toBe(200);
+    const told = await saved.body.text();
+    expect(told).not.toContain('rate_limit_exceeded');
+    expect(told).not.toContain('resp_mock_failed');
+    // The fallback's stream, whole and in order: its opening events first.
+    const order = ['response.created', 'response.output_text.delta', 'response.completed'].map((e) =>
+      told.indexOf(`event: ${e}`),
+    );
+    expect(order[0]).toBeGreaterThanOrEqual(0);
+    expect(order).toEqual([...order].sort((a, b) => a - b));
+    const [ok, failed] = await lastCalls(2);
+    expect(failed).toMatchObject({
+      status: 'error',
+      error_type: 'upstream_stream_error:rate_limit_exceeded',
+      cost_usd: '0',
+      route: { fallback_hops: 0 },
+    });
+    expect(ok).toMatchObject({ status: 'ok', route: { tier: 'fallback', fallback_hops: 1 } });
+    // With nothing left to try, the stream is passed on as it came, its opening events at once.
+    const alone = await responses('asked/fault-stream-error');
+    const aloneTold = await alone.body.text();
+    expect(aloneTold.indexOf('event: response.created')).toBe(0);
+    expect(aloneTold).toContain('rate_limit_exceeded');
+  });
+
   it('passes an upstream 500 on and records the failed call at no cost', async () => {
     const res = await chat({ model: 'fault-500' });
     expect(res.statusCode).toBe(500);
