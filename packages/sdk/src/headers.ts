@@ -8,8 +8,18 @@ export interface Attribution {
   tags?: Record<string, string>;
 }
 
+/** How the gateway is to route a call, over its route's settings; sent as x-tally-* headers too. */
+export interface Routing {
+  /** How many times each upstream is tried again on a 429, a 5xx or a timeout (0 to 10). */
+  retries?: number;
+  /** Each attempt's timeout, in ms. */
+  timeoutMs?: number;
+  /** Models to try in order after the route's own targets and fallbacks (up to 5). */
+  fallbacks?: string[];
+}
+
 /** The x-tally-* headers for one call, e.g. `openai.chat.completions.create(body, { headers })`. */
-export function gatewayHeaders(a: Attribution): Record<string, string> {
+export function gatewayHeaders(a: Attribution & Routing): Record<string, string> {
   const h: Record<string, string> = {};
   if (a.project) h['x-tally-project'] = a.project;
   if (a.team) h['x-tally-team'] = a.team;
@@ -23,15 +33,19 @@ export function gatewayHeaders(a: Attribution): Record<string, string> {
       (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
     );
   }
+  if (a.retries !== undefined) h['x-tally-retries'] = String(a.retries);
+  if (a.timeoutMs !== undefined) h['x-tally-timeout-ms'] = String(a.timeoutMs);
+  if (a.fallbacks && a.fallbacks.length > 0) h['x-tally-fallbacks'] = a.fallbacks.join(',');
   return h;
 }
 
 /**
  * Options for the `openai` client that send it through the gateway with a virtual key, the
  * attribution as default headers: `new OpenAI(openAIOptions({ gatewayUrl, key, useCase }))`.
- * Per-task headers (taskId) are better passed per request, with gatewayHeaders.
+ * Per-task headers (taskId) are better passed per request, with gatewayHeaders. With the gateway's
+ * retries (`retries`), the client's own (`maxRetries`, 2 by default) multiply them: set it to 0.
  */
-export function openAIOptions(o: { gatewayUrl: string; key: string } & Attribution): {
+export function openAIOptions(o: { gatewayUrl: string; key: string } & Attribution & Routing): {
   baseURL: string;
   apiKey: string;
   defaultHeaders: Record<string, string>;

@@ -217,6 +217,44 @@ describe('the SDK against a real server', () => {
     },
   );
 
+  it.skipIf(SKIP_WITHOUT_RECORDINGS)(
+    "the openai client asks for the gateway's retries and fallbacks through the SDK's options",
+    async () => {
+      const key = (
+        await t.app.inject({
+          method: 'POST',
+          url: '/v1/keys',
+          headers: t.auth,
+          payload: { project: 'support' },
+        })
+      ).json().key;
+      const openai = new OpenAI({
+        ...openAIOptions({ gatewayUrl: url, key, retries: 1, timeoutMs: 20_000 }),
+        maxRetries: 0,
+      });
+      // Fails once, then answers: the gateway's one retry, not the client's, gets it.
+      const retried = await openai.chat.completions.create({
+        model: 'fault-500x1',
+        messages: [{ role: 'user', content: 'Hello' }],
+      });
+      expect(retried.choices[0]?.message.content).toBeTruthy();
+      // Fails every time: the request's fallback answers.
+      const fellBack = await openai.chat.completions.create(
+        { model: 'fault-500', messages: [{ role: 'user', content: 'Hello' }] },
+        { headers: gatewayHeaders({ retries: 0, fallbacks: ['gpt-4o-mini'] }) },
+      );
+      expect(fellBack.choices[0]?.message.content).toBeTruthy();
+      await t.gateway.flush();
+      const calls = (await t.app.inject({ url: '/v1/calls?limit=4', headers: t.auth })).json().data;
+      expect(calls.map((c: { status: string; route: unknown }) => [c.status, c.route])).toEqual([
+        ['ok', { tier: 'fallback', fallback_hops: 1 }],
+        ['error', { tier: null, fallback_hops: 0 }],
+        ['ok', { tier: null, fallback_hops: 1 }],
+        ['error', { tier: null, fallback_hops: 0 }],
+      ]);
+    },
+  );
+
   it('flushes what is queued when a Node process ends without close()', async () => {
     const sdk = fileURLToPath(new URL('../../sdk/dist/index.js', import.meta.url));
     const script = `
