@@ -154,14 +154,7 @@ describe('the SDK against a real server', () => {
   it.skipIf(SKIP_WITHOUT_RECORDINGS)(
     'the openai client sends the attribution headers through the gateway',
     async () => {
-      const key = (
-        await t.app.inject({
-          method: 'POST',
-          url: '/v1/keys',
-          headers: t.auth,
-          payload: { project: 'support' },
-        })
-      ).json().key;
+      const { key } = await t.newKey({ project: 'support' });
       const openai = new OpenAI({
         ...openAIOptions({ gatewayUrl: url, key, useCase: 'triage', team: 'cx' }),
         maxRetries: 0,
@@ -220,14 +213,7 @@ describe('the SDK against a real server', () => {
   it.skipIf(SKIP_WITHOUT_RECORDINGS)(
     "the openai client asks for the gateway's retries and fallbacks through the SDK's options",
     async () => {
-      const key = (
-        await t.app.inject({
-          method: 'POST',
-          url: '/v1/keys',
-          headers: t.auth,
-          payload: { project: 'support' },
-        })
-      ).json().key;
+      const { key } = await t.newKey({ project: 'support' });
       const openai = new OpenAI({
         ...openAIOptions({ gatewayUrl: url, key, retries: 1, timeoutMs: 20_000 }),
         maxRetries: 0,
