@@ -342,8 +342,8 @@ export async function forwardAttempts(
       if (endpoint === 'speech' && up.statusCode === 200 && abort) {
         await relaySpeech(env.recorder, res, up, ctx, body, a0, abort, acc, limit);
       } else if (isStream && abort) {
-        // A stream that opens with a transient error (an overloaded Anthropic) is given up, before
-        // anything of it reaches the client, when the plan has more to try.
+        // A stream that opens with a transient error (an overloaded Anthropic), or stalls past its
+        // timeout, is given up before anything of it reaches the client, when the plan has more.
         let gaveUp: string | undefined;
         if (fromClaude || toClaude) {
           // Translated: the upstream's stream is read as its own API's, and told as the client's.
@@ -391,7 +391,7 @@ export async function forwardAttempts(
         }
         if (gaveUp !== undefined) {
           env.breakers.failure(attempt.provider.id);
-          env.recorder(ctx, failure(`upstream_stream_error:${gaveUp}`, a0), acc);
+          env.recorder(ctx, failure(gaveUp, a0), acc);
           if (again) ({ queue, wait, retried } = tryAgain(queue, i, retried, env.deps.config));
           continue;
         }

@@ -166,9 +166,10 @@ export function transientStreamError(ev: string): string | null {
 const PREAMBLE = /^event: ?response\.(created|in_progress)\b/;
 
 /** Relays a stream event by event (translated if asked), metering it as it passes. A stream that
- * opens with a transient error (transientStreamError), before anything of it has been passed on,
- * is given up when `retryable` (the plan has more to try): its kind is returned, for the caller to
- * record the attempt and try the next, the client none the wiser. */
+ * opens with a transient error (transientStreamError), or times out, before anything of it has been
+ * passed on, is given up when `retryable` (the plan has more to try): its error type is returned
+ * (`upstream_stream_error:<kind>`, `upstream_timeout`), for the caller to record the attempt and try
+ * the next, the client none the wiser. */
 export async function relayStream(
   record: Recorder,
   res: ServerResponse,
@@ -235,9 +236,10 @@ export async function relayStream(
         // Nothing passed on yet: an error that opens the stream gives it up, when the plan has more.
         if (!opened && retryable && out === '') {
           if (meter.error() !== null) {
-            gaveUp = transientStreamError(ev);
-            if (gaveUp !== null) {
-              up.body.abort(new OpenedWithError(gaveUp));
+            const kind = transientStreamError(ev);
+            if (kind !== null) {
+              gaveUp = `upstream_stream_error:${kind}`;
+              up.body.abort(new OpenedWithError(kind));
               return false;
             }
           } else if (holding && PREAMBLE.test(ev)) {
@@ -282,6 +284,8 @@ export async function relayStream(
     }
   } catch (err) {
     failed = streamFailure(err, signal);
+    // A stream that sent nothing within its timeout (a stalled upstream) is given up too.
+    if (failed === 'upstream_timeout' && !opened && retryable) gaveUp = failed;
   }
   // Given up (the read ends with the abort, or at once, the stream having come whole before it).
   if (gaveUp !== null) {

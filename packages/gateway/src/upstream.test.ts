@@ -2,7 +2,14 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createGzip } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CallAborted, Cancel, HeadersTimedOut, ResponseTooLarge, Upstreams } from './upstream.js';
+import {
+  CallAborted,
+  Cancel,
+  FirstChunkTimedOut,
+  HeadersTimedOut,
+  ResponseTooLarge,
+  Upstreams,
+} from './upstream.js';
 
 let server: Server;
 let origin: string;
@@ -29,6 +36,11 @@ beforeAll(async () => {
       return; // never ends: the client must cut it off
     }
     if (req.url === '/slow-head') return; // no answer at all
+    if (req.url === '/silent') {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.flushHeaders();
+      return; // a head, then nothing
+    }
     if (req.url === '/gzip') {
       // A compressed stream, flushed event by event, as a proxy that compresses SSE sends it.
       res.writeHead(200, { 'content-type': 'text/event-stream', 'content-encoding': 'gzip' });
@@ -161,6 +173,21 @@ describe('Upstreams', () => {
     // undici's own timer, checked about once a second, fired 0.5 to 1 s late.
     expect(took).toBeGreaterThanOrEqual(99);
     expect(took).toBeLessThan(400);
+  });
+
+  it('fails a body whose first part does not come within the timeout after its head', async () => {
+    const up = await upstreams.request(origin, {
+      path: '/silent',
+      method: 'GET',
+      headers: {},
+      timeoutMs: 100,
+    });
+    expect(up.statusCode).toBe(200);
+    const t0 = performance.now();
+    const err = await up.body.bytes().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FirstChunkTimedOut);
+    expect((err as { code?: string }).code).toContain('TIMEOUT');
+    expect(performance.now() - t0).toBeLessThan(400);
   });
 
   it('times a call that waits for a connection too, and leaves an answered one alone', async () => {

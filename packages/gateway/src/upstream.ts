@@ -14,9 +14,15 @@ export class HeadersTimedOut extends Error {
   readonly code = 'TALLY_HEADERS_TIMEOUT';
 }
 
-/** Timeouts up to this long are kept to the millisecond for the wait for an answer's head: undici
- * checks its own about once a second, up to a second late, which a short timeout (a request's own
- * x-tally-timeout-ms, say) cannot take. Longer ones are left to undici alone. */
+/** Why a call was cut off: its answer's head came, and then nothing of its body within its timeout. */
+export class FirstChunkTimedOut extends Error {
+  readonly code = 'TALLY_BODY_TIMEOUT';
+}
+
+/** Timeouts up to this long are kept to the millisecond for the wait for an answer's head and for
+ * the first part of its body: undici checks its own about once a second, up to a second late, which
+ * a short timeout (a request's own x-tally-timeout-ms, say) cannot take. Longer ones, and the gaps
+ * after the first part, are left to undici. */
 export const PRECISE_TIMEOUT_UP_TO = 30_000;
 
 /** Why a whole answer was not read: it grew past the gateway's limit, and the call was aborted. */
@@ -100,12 +106,17 @@ export class UpstreamCall implements Dispatcher.DispatchHandler {
     if (cancel) cancel.current = this;
   }
 
-  /** Fails the call if its answer's head has not come within `ms`. */
+  /** Fails the call if its answer's head has not come within `ms`, or the first part of its body
+   * within `ms` after the head (a stream that stalls before its first event). */
   timeHead(ms: number): void {
     this.deadline = setTimeout(() => {
       this.deadline = null;
       const head = this.head;
-      if (!head) return;
+      if (!head) {
+        if (!this.received)
+          this.fail(new FirstChunkTimedOut(`The upstream sent nothing within ${ms} ms of its head.`));
+        return;
+      }
       const err = new HeadersTimedOut(`The upstream did not answer within ${ms} ms.`);
       this.abort(err);
       // Not connected yet (every connection busy), the call is refused when it would be: its
@@ -205,7 +216,8 @@ export class UpstreamCall implements Dispatcher.DispatchHandler {
 
   onHeaders(statusCode: number, raw: Buffer[], resume: () => void): boolean {
     if (statusCode < 200) return true;
-    this.stopDeadline();
+    // The wait for the body's first part starts now.
+    this.deadline?.refresh();
     this.resumeFn = resume;
     const h: Record<string, string> = {};
     for (let i = 0; i + 1 < raw.length; i += 2) {
@@ -228,6 +240,7 @@ export class UpstreamCall implements Dispatcher.DispatchHandler {
   }
 
   onData(chunk: Buffer): boolean {
+    if (this.deadline !== null) this.stopDeadline();
     if (this.coding !== null) return this.decode(chunk);
     return this.deliver(chunk);
   }
@@ -274,6 +287,7 @@ export class UpstreamCall implements Dispatcher.DispatchHandler {
   }
 
   onComplete(): void {
+    this.stopDeadline();
     this.received = true;
     if (this.decoder) this.decoder.end();
     else this.finish();

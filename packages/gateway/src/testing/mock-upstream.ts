@@ -30,7 +30,8 @@ export interface Received {
  * An upstream that answers like OpenAI (replaying recorded responses, as JSON or SSE) and like
  * Anthropic (documented fixtures). Special model names make it misbehave, for fault tests:
  * fault-500, fault-429 (and fault-500xN, fault-429xN: the first N calls fail so), fault-stream-error
- * (a stream whose first event is an error; fault-stream-errorxN: the first N calls), fault-timeout, fault-malformed (bad SSE), fault-slow (a slow stream),
+ * (a stream whose first event is an error; fault-stream-errorxN: the first N calls),
+ * fault-silent-stream (a stream's head, then nothing), fault-timeout, fault-malformed (bad SSE), fault-slow (a slow stream),
  * fault-endless-stream (a stream of 64 kB events that goes on until the connection is closed or
  * 200 MB are sent), fault-cut (the connection drops mid-stream; for Anthropic, after message_start and two text deltas), fault-late-end (the body's end held back after [DONE]),
  * fault-split-utf8 (a stream with multi-byte text, written 7 bytes at a time), fault-no-usage (a whole
@@ -260,6 +261,12 @@ export class MockUpstream {
   private route(path: string, body: Obj, res: ServerResponse, headers: IncomingMessage['headers']): void {
     let model = String(body['model'] ?? '');
     if (model === 'fault-timeout') return; // never answers
+    if (model === 'fault-silent-stream') {
+      // A stream's head, then nothing: an upstream that stalls before its first event.
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.flushHeaders();
+      return;
+    }
     if (wholeFault(model, res, headers)) return;
     // fault-500xN, fault-429xN, fault-stream-errorxN: the first N calls naming it fail so, the next
     // are gpt-4o's (claude-sonnet-4-5's, as Anthropic).

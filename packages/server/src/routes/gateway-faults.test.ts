@@ -509,6 +509,25 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     expect((await lastCalls())[0]).toMatchObject({ status: 'error', error_type: 'upstream_stream_error' });
   });
 
+  it("gives up a stream that sends nothing within the attempt's timeout after its head, for the plan's next", async () => {
+    const t0 = performance.now();
+    const res = await chat(
+      { model: 'asked2/fault-silent-stream', stream: true },
+      { 'x-tally-timeout-ms': '200', 'x-tally-fallbacks': 'gpt-4o' },
+    );
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.text()).toContain('data: [DONE]');
+    expect(performance.now() - t0).toBeLessThan(1000);
+    const [ok, stalled] = await lastCalls(2);
+    expect(stalled).toMatchObject({
+      status: 'error',
+      error_type: 'upstream_timeout',
+      route: { fallback_hops: 0 },
+    });
+    expect(ok).toMatchObject({ status: 'ok', route: { tier: 'fallback', fallback_hops: 1 } });
+    await until(() => mock.openResponses === 0);
+  });
+
   it('gives up a Responses stream that fails past its opening events (a rate limit), keeping those back until then', async () => {
     const responses = (model: string, headers: Record<string, string> = {}) =>
       request(`${base}/v1/responses`, {
