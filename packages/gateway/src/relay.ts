@@ -161,9 +161,10 @@ export function transientStreamError(ev: string): string | null {
   return kind ?? null;
 }
 
-/** The events a Responses stream opens with, before any output: held back (they say only that the
- * response was made) while an error may still follow them, as a rate limit's does. */
-const PREAMBLE = /^event: ?response\.(created|in_progress)\b/;
+/** The events a stream opens with, before any output: held back (they say only that the response
+ * was made) while an error may still follow them, as a Responses stream's rate limit does, and as
+ * Anthropic's overloaded error may after its message_start. */
+const PREAMBLE = /^event: ?(response\.(created|in_progress)|message_start|content_block_start|ping)\b/;
 
 /** Relays a stream event by event (translated if asked), metering it as it passes. A stream that
  * opens with a transient error (transientStreamError), or times out, before anything of it has been
@@ -207,9 +208,10 @@ export async function relayStream(
     });
   };
   let gaveUp: string | null = null;
-  // A Responses stream's preamble, held back until its first event past it (not a background
-  // call's, whose client wants the response's id at once).
-  const holding = retryable && endpoint === 'responses' && !translate && background === undefined;
+  // A Responses or Anthropic stream's preamble, held back until its first event past it (not a
+  // background call's, whose client wants the response's id at once).
+  const holding =
+    retryable && background === undefined && (endpoint === 'responses' || endpoint === 'messages');
   let held = '';
   const splitter = new SseSplitter();
   const meter = streamMeter(endpoint, hideUsage);
@@ -242,8 +244,8 @@ export async function relayStream(
               up.body.abort(new OpenedWithError(kind));
               return false;
             }
-          } else if (holding && PREAMBLE.test(ev)) {
-            held += ev;
+          } else if (holding && passed && PREAMBLE.test(ev)) {
+            held += translate ? translate(ev) : ev;
             kept = false;
             continue;
           }

@@ -31,7 +31,8 @@ export interface Received {
  * Anthropic (documented fixtures). Special model names make it misbehave, for fault tests:
  * fault-500, fault-429 (and fault-500xN, fault-429xN: the first N calls fail so), fault-stream-error
  * (a stream whose first event is an error; fault-stream-errorxN: the first N calls),
- * fault-silent-stream (a stream's head, then nothing), fault-timeout, fault-malformed (bad SSE), fault-slow (a slow stream),
+ * fault-silent-stream (a stream's head, then nothing), fault-stream-error-late (Anthropic's
+ * message_start, then an overloaded error), fault-timeout, fault-malformed (bad SSE), fault-slow (a slow stream),
  * fault-endless-stream (a stream of 64 kB events that goes on until the connection is closed or
  * 200 MB are sent), fault-cut (the connection drops mid-stream; for Anthropic, after message_start and two text deltas), fault-late-end (the body's end held back after [DONE]),
  * fault-split-utf8 (a stream with multi-byte text, written 7 bytes at a time), fault-no-usage (a whole
@@ -278,6 +279,28 @@ export class MockUpstream {
         model = path.endsWith('/messages') ? 'claude-sonnet-4-5' : 'gpt-4o';
         body['model'] = model;
       } else model = `fault-${flaky[1]}`;
+    }
+    if (model === 'fault-stream-error-late' && body['stream'] === true && path.endsWith('/messages')) {
+      // Anthropic's message_start, then its overloaded error.
+      const ev = (name: string, data: Obj) =>
+        `event: ${name}\ndata: ${JSON.stringify({ type: name, ...data })}\n\n`;
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end(
+        ev('message_start', {
+          message: {
+            id: 'msg_overloaded',
+            type: 'message',
+            role: 'assistant',
+            model,
+            content: [],
+            stop_reason: null,
+            usage: { input_tokens: 12, output_tokens: 1 },
+          },
+        }) +
+          ev('ping', {}) +
+          ev('error', { error: { type: 'overloaded_error', message: 'Overloaded' } }),
+      );
+      return;
     }
     if (model === 'fault-stream-error' && body['stream'] === true) {
       // A stream accepted (200) whose first event is an error, as Anthropic's is when overloaded

@@ -93,6 +93,11 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
             fallbacks: [{ provider: 'anthropic', model: 'claude-sonnet-4-5' }],
           },
           {
+            model: 'overloaded-late',
+            targets: [{ provider: 'anthropic', model: 'fault-stream-error-late' }],
+            fallbacks: [{ provider: 'anthropic', model: 'claude-sonnet-4-5' }],
+          },
+          {
             model: 'asked-route',
             targets: [{ provider: 'asked', model: 'fault-500' }],
             fallbacks: [{ provider: 'openai', model: 'gpt-4o' }],
@@ -507,6 +512,26 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     expect(last.statusCode).toBe(200);
     expect(await last.body.text()).toContain('"server_error"');
     expect((await lastCalls())[0]).toMatchObject({ status: 'error', error_type: 'upstream_stream_error' });
+  });
+
+  it('gives up an Anthropic stream overloaded past its message_start, which is held back until then', async () => {
+    const messages = await postMessage(base, key, { model: 'overloaded-late', stream: true });
+    const told = await messages.body.text();
+    expect(told).toContain('event: message_stop');
+    expect(told).not.toContain('overloaded');
+    expect(told).not.toContain('msg_overloaded');
+    expect(told.split('event: message_start').length - 1).toBe(1);
+    const translated = await chat({ model: 'overloaded-late', stream: true });
+    const chatTold = await translated.body.text();
+    expect(chatTold).toContain('data: [DONE]');
+    expect(chatTold).not.toContain('error');
+    const calls = await lastCalls(4);
+    expect(calls.map((c) => [c['status'], c['error_type'], c['route']])).toEqual([
+      ['ok', null, { tier: 'fallback', fallback_hops: 1 }],
+      ['error', 'upstream_stream_error:overloaded_error', { tier: null, fallback_hops: 0 }],
+      ['ok', null, { tier: 'fallback', fallback_hops: 1 }],
+      ['error', 'upstream_stream_error:overloaded_error', { tier: null, fallback_hops: 0 }],
+    ]);
   });
 
   it("gives up a stream that sends nothing within the attempt's timeout after its head, for the plan's next", async () => {
