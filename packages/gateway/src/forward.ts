@@ -231,6 +231,7 @@ export async function forwardAttempts(
       modelSent: attempt.model,
       fallbackHops: i,
       routeTier: attempt.tier === 'primary' ? null : attempt.tier,
+      upstream: attempt.provider.id,
     };
     // An OpenAI chat or Responses call to an Anthropic provider is translated both ways, and so is
     // an Anthropic messages call to any other provider (as a chat completion).

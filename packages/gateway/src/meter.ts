@@ -27,6 +27,8 @@ export interface AttemptContext {
   /** The request's id, which all its attempts share: the first attempt's. */
   requestId: string;
   routeTier: string | null;
+  /** The configured upstream (provider id) the attempt went to, where it is one of a plan's. */
+  upstream?: string | undefined;
   /** For a stream under way: what reads the output text relayed so far. It is the stream's
    * meter itself, not a closure: a closure would hold the whole relay's scope (the request, the
    * response, the upstream's body) for as long as the context lives. */

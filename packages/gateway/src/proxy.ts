@@ -1178,6 +1178,30 @@ export class Gateway {
     return null;
   }
 
+  /** Attempts by upstream, plan tier and outcome, so far. */
+  private readonly attempts = new Map<
+    string,
+    { provider: string; tier: string; outcome: string; n: number }
+  >();
+
+  /** Counts an attempt of a model call: its upstream, its tier in the plan, and `ok` or its error
+   * type up to the code (`upstream_500`, `upstream_timeout`, `upstream_stream_error`...). */
+  private countAttempt(ctx: AttemptContext, errorType: string): void {
+    if (ctx.upstream === undefined) return;
+    const colon = errorType.indexOf(':');
+    const outcome = colon < 0 ? errorType : errorType.slice(0, colon);
+    const tier = ctx.routeTier ?? 'primary';
+    const at = `${ctx.upstream}\n${tier}\n${outcome}`;
+    const seen = this.attempts.get(at);
+    if (seen) seen.n++;
+    else this.attempts.set(at, { provider: ctx.upstream, tier, outcome, n: 1 });
+  }
+
+  /** The attempts of model calls so far, for the metrics: by upstream, tier and outcome. */
+  upstreamAttempts(): { provider: string; tier: string; outcome: string; n: number }[] {
+    return [...this.attempts.values()];
+  }
+
   /** Each upstream's health, for the metrics: the providers of the config, and any other (a
    * tenant's) that has failed since its last success; failures in a row, and whether its circuit
    * is open (calls skip it). */
@@ -1235,6 +1259,7 @@ export class Gateway {
     if (ctx.storedWith !== undefined && out.responseId && isStoredId(out.responseId))
       this.rememberResponse(ctx, out.responseId);
     const rec = meterAttempt(this.deps, ctx, out);
+    this.countAttempt(ctx, rec.status === 'ok' ? 'ok' : (rec.error_type ?? 'error'));
     acc.spentNano += rec.cost_effective_nano ?? 0n;
     if (rec.pricing_status === 'unpriced') acc.unpriced = true;
     acc.tokens += rec.tokens.input + rec.tokens.output;

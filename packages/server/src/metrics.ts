@@ -85,6 +85,7 @@ interface Watches {
   batches: { size: number };
   realtime: { size: number };
   upstreamHealth(): { provider: string; failures: number; open: boolean }[];
+  upstreamAttempts(): { provider: string; tier: string; outcome: string; n: number }[];
   quotaStanding(): Promise<
     { provider: string; model: string; requests: number | null; tokens: number | null }[]
   >;
@@ -137,6 +138,17 @@ export function watchBackground(registry: Registry, gateway: Watches): void {
       } catch {
         // A state out of reach reports nothing rather than failing the scrape.
       }
+    },
+  });
+  new Counter({
+    name: 'tally_gateway_upstream_attempts_total',
+    help: "Attempts of model calls by upstream, their tier in the plan (primary, fallback, downgrade, context_fallback, policy_fallback) and outcome: ok, or the error type up to its code (upstream_500, upstream_timeout, upstream_stream_error, client_disconnected...). Retries and fallbacks show here as attempts past a request's first.",
+    labelNames: ['provider', 'tier', 'outcome'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const a of gateway.upstreamAttempts())
+        this.inc({ provider: a.provider, tier: a.tier, outcome: a.outcome }, a.n);
     },
   });
   new Gauge({

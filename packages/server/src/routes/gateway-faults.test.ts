@@ -859,6 +859,16 @@ describe.skipIf(SKIP_WITHOUT_RECORDINGS)('gateway faults: metered correctly, not
     expect(metrics).toMatch(/^tally_gateway_upstream_circuit_open\{provider="openai"\} 0$/m);
     expect(metrics).toMatch(/^tally_gateway_upstream_failures\{provider="flaky"\} ([5-9]|\d\d)$/m);
     expect(metrics).toMatch(/^tally_gateway_upstream_failures\{provider="openai"\} 0$/m);
+    // And every attempt, by upstream, tier and outcome: flaky's 500s, then the fallback's answers.
+    const attempts = (labels: string) =>
+      Number(
+        new RegExp(`^tally_gateway_upstream_attempts_total\\{${labels}\\} (\\d+)$`, 'm').exec(metrics)?.[1],
+      );
+    expect(attempts('provider="flaky",tier="primary",outcome="upstream_500"')).toBeGreaterThanOrEqual(5);
+    expect(attempts('provider="openai",tier="fallback",outcome="ok"')).toBeGreaterThanOrEqual(6);
+    expect(
+      attempts('provider="asked",tier="primary",outcome="upstream_stream_error"'),
+    ).toBeGreaterThanOrEqual(1);
   });
 
   it('estimates a whole answer that comes without usage from its text, rather than pricing it at nothing', async () => {
