@@ -19,7 +19,7 @@ import { relaySpeech } from './relay-speech.js';
 import { relay } from './relay-whole.js';
 import { badRequest, type GatewayError, sendError, wireOf } from './replies.js';
 import { type Attempt, isStandIn } from './router.js';
-import type { RateResult } from './state/shared-state.js';
+import type { RateBucket, RateResult } from './state/shared-state.js';
 import { estimatePromptTokens } from './tokenizer.js';
 import { AnthropicToOpenAiStream } from './translate/anthropic-stream.js';
 import { toAnthropicError, toAnthropicMessage, toChatRequest } from './translate/anthropic-to-openai.js';
@@ -467,21 +467,19 @@ export async function forwardAttempts(
   }
 }
 
-/** The shared-state bucket of an upstream's quota: its provider (a tenant's own, apart) and model. */
-export const quotaKey = (a: Attempt) => `upstream:${a.provider.tenant ?? ''}:${a.provider.id}:${a.model}`;
+/** The shared-state bucket of an upstream's quota (an attempt with one): its provider (a tenant's
+ * own, apart) and model, and its limits. */
+export const quotaBucket = (a: Attempt): RateBucket => ({
+  key: `upstream:${a.provider.tenant ?? ''}:${a.provider.id}:${a.model}`,
+  rpm: a.quota!.rpm,
+  tpm: a.quota!.tpm,
+});
 
 /** Takes a call from an upstream's quota; its standing when the quota refuses it, else null. A
  * state out of reach refuses nothing: the upstream's own limits still hold. */
 async function takeQuota(env: ForwardEnv, attempt: Attempt, tokens: number): Promise<RateResult | null> {
-  const { rpm, tpm } = attempt.quota!;
   try {
-    const r = await env.deps.state.rateLimit({
-      key: quotaKey(attempt),
-      rpm,
-      tpm,
-      tokens,
-      now: env.deps.clock.now(),
-    });
+    const r = await env.deps.state.rateLimit({ ...quotaBucket(attempt), tokens, now: env.deps.clock.now() });
     return r.ok ? null : r;
   } catch (err) {
     env.deps.onError?.(err, 'taking from an upstream quota');
@@ -493,7 +491,8 @@ async function takeQuota(env: ForwardEnv, attempt: Attempt, tokens: number): Pro
 async function settleQuota(env: ForwardEnv, attempt: Attempt, delta: number): Promise<void> {
   if (delta === 0) return;
   try {
-    await env.deps.state.adjustTokens(quotaKey(attempt), attempt.quota!.tpm!, delta, env.deps.clock.now());
+    const { key, tpm } = quotaBucket(attempt);
+    await env.deps.state.adjustTokens(key, tpm!, delta, env.deps.clock.now());
   } catch (err) {
     env.deps.onError?.(err, 'settling an upstream quota');
   }

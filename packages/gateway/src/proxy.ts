@@ -21,7 +21,7 @@ import {
 } from './budget-guard.js';
 import { containerHeld, withContainerSessions } from './containers.js';
 import { audioTokensHeld, editImageTokensHeld, FILE_BYTES, FILE_COUNT, readForm } from './form.js';
-import { type ForwardEnv, forwardAttempts, imagesAsked, quotaKey } from './forward.js';
+import { type ForwardEnv, forwardAttempts, imagesAsked, quotaBucket } from './forward.js';
 import { checkTopLevel, editTopLevel } from './json-edit.js';
 import {
   type AttemptContext,
@@ -1221,8 +1221,7 @@ export class Gateway {
     const now = this.deps.clock.now();
     return Promise.all(
       this.router.quotaTargets.map(async (a) => {
-        const { rpm, tpm } = a.quota!;
-        const r = await this.deps.state.rateStanding({ key: quotaKey(a), rpm, tpm }, now);
+        const r = await this.deps.state.rateStanding(quotaBucket(a), now);
         return {
           provider: a.provider.id,
           model: a.model,

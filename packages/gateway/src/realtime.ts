@@ -6,7 +6,7 @@ import type { RawData, WebSocket, WebSocketServer } from 'ws';
 import { attribute } from './attribution.js';
 import { type Hold, reserveBudgets, settleBudgets } from './budget-guard.js';
 import { readForm } from './form.js';
-import { quotaKey, upstreamQuotaExceeded } from './forward.js';
+import { quotaBucket, upstreamQuotaExceeded } from './forward.js';
 import type { AttemptContext, AttemptOutcome } from './meter.js';
 import { modelAllowed } from './model-allow.js';
 import { type BudgetRule, countsModel, type RateLimitRule, rateLimited, windowsFor } from './policy.js';
@@ -796,10 +796,7 @@ export class RealtimeSessions {
     // The session is one request against the key's limits and its scopes' that count the model,
     // and its upstream deployment's quota; its responses take their tokens as each starts.
     const limits: SessionLimit[] = await this.env.rateBuckets(key, attribution, model);
-    if (attempt.quota) {
-      const { rpm, tpm } = attempt.quota;
-      limits.push({ bucket: { key: quotaKey(attempt), rpm, tpm }, rule: null, upstream: attempt });
-    }
+    if (attempt.quota) limits.push({ bucket: quotaBucket(attempt), rule: null, upstream: attempt });
     if (limits.length > 0) {
       let results: Awaited<ReturnType<GatewayDeps['state']['rateLimitAll']>>;
       try {

@@ -257,11 +257,12 @@ export async function relayStream(
         named = true;
         background!(meter.responseId()!);
       }
-      // A chunk of whole events, all passed on unchanged, goes out as the bytes that came in.
+      // The opening events held back go out before the first event past them.
       if (held !== '' && out !== '') {
         out = held + out;
         held = '';
       }
+      // A chunk of whole events, all passed on unchanged, goes out as the bytes that came in.
       const whole = !translate && kept && wasEmpty && splitter.pending === 0;
       const payload: Buffer | string = whole ? chunk : out;
       if (payload.length === 0) return true;

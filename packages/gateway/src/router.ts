@@ -71,13 +71,9 @@ export class Router {
       for (const t of targetsOf(r)) {
         const p = this.providers.get(t.provider);
         const model = t.model ?? r.model;
-        if (!p || (t.rpm === undefined && t.tpm === undefined) || out.has(`${p.id}/${model}`)) continue;
-        out.set(`${p.id}/${model}`, {
-          provider: p,
-          model,
-          tier: 'primary',
-          quota: { rpm: t.rpm ?? null, tpm: t.tpm ?? null },
-        });
+        const quota = quotaOf(t);
+        if (!p || !quota || out.has(`${p.id}/${model}`)) continue;
+        out.set(`${p.id}/${model}`, { provider: p, model, tier: 'primary', quota });
       }
     }
     return [...out.values()];
@@ -121,7 +117,8 @@ export class Router {
       if (!p) return;
       const a: Attempt = { provider: p, model: t.model ?? model, tier };
       if (route.retries !== undefined) a.retries = route.retries;
-      if (t.rpm !== undefined || t.tpm !== undefined) a.quota = { rpm: t.rpm ?? null, tpm: t.tpm ?? null };
+      const quota = quotaOf(t);
+      if (quota) a.quota = quota;
       out.push(a);
     };
     for (const t of ordered) push(t, 'primary');
@@ -179,6 +176,10 @@ const OPENAI_MODEL = /^(gpt-|o\d|chatgpt-|codex-)/i;
  * request a content filter refused), tried only then. */
 export const isStandIn = (a: Attempt): a is Attempt & { tier: StandIn } =>
   a.tier === 'context_fallback' || a.tier === 'policy_fallback';
+
+/** A target's quota, where it sets one. */
+const quotaOf = (t: Target): Attempt['quota'] =>
+  t.rpm === undefined && t.tpm === undefined ? undefined : { rpm: t.rpm ?? null, tpm: t.tpm ?? null };
 
 /** Every target a route names: its own, its fallbacks and its stand-ins. */
 const targetsOf = (r: RouteConfig): Target[] => [

@@ -95,7 +95,8 @@ export class UpstreamCall implements Dispatcher.DispatchHandler {
   private decoder: Decoder | null = null;
   /** undici has handed over the whole body (a decoder may still be at work on it). */
   private received = false;
-  /** The gateway's own timer on the wait for the answer's head, where it keeps one. */
+  /** The gateway's own timer on the wait for the answer's head and its body's first part, where it
+   * keeps one (timeOpening). */
   private deadline: NodeJS.Timeout | null = null;
 
   constructor(
@@ -108,7 +109,7 @@ export class UpstreamCall implements Dispatcher.DispatchHandler {
 
   /** Fails the call if its answer's head has not come within `ms`, or the first part of its body
    * within `ms` after the head (a stream that stalls before its first event). */
-  timeHead(ms: number): void {
+  timeOpening(ms: number): void {
     this.deadline = setTimeout(() => {
       this.deadline = null;
       const head = this.head;
@@ -343,7 +344,7 @@ export class Upstreams {
   ): Promise<UpstreamResponse> {
     return new Promise<UpstreamResponse>((resolve, reject) => {
       const call = new UpstreamCall({ resolve, reject }, opts.cancel ?? null);
-      if (opts.timeoutMs <= PRECISE_TIMEOUT_UP_TO) call.timeHead(opts.timeoutMs);
+      if (opts.timeoutMs <= PRECISE_TIMEOUT_UP_TO) call.timeOpening(opts.timeoutMs);
       this.pool(origin).dispatch(
         {
           path: opts.path,
