@@ -9,6 +9,7 @@ import { ingestBench } from './ingest.mjs';
 import { largeAnswerBench } from './large-answer.mjs';
 import { largePromptBench } from './large-prompt.mjs';
 import { machine, median, table } from './lib.mjs';
+import { meteringFloor } from './metering-floor.mjs';
 import { micro } from './micro.mjs';
 import { scorecardBench } from './scorecard.mjs';
 import { soak } from './soak.mjs';
@@ -279,6 +280,33 @@ if (want('alloc')) {
 ` +
       "Bytes V8's sampling heap profiler counts (every 1 KB on average, garbage included: what the collector clears) over 10,200 chat calls at concurrency 16 through the harness's mock upstream, for its bare proxy and for `tally start` with a key with a budget and limits, one after the other in the same run.\n\n" +
       t,
+  );
+}
+
+if (want('metering-floor')) {
+  const rows = await meteringFloor();
+  const label = {
+    bare: 'bare proxy (baseline)',
+    floor: 'metering floor (metering-floor-proxy.mjs)',
+    tally: '`tally start`, a key with a budget and limits',
+  };
+  const t = table(
+    ['system', 'calls/s', 'rate / bare', 'CPU a call', 'CPU / bare'],
+    rows.map((r) => [
+      label[r.system],
+      Math.round(r.rps),
+      r.rateVsBare.toFixed(2),
+      `${r.cpuUs.toFixed(0)} µs`,
+      `${r.cpuVsBare.toFixed(2)}×`,
+    ]),
+  );
+  sections.push(
+    `### The gateway against the floor of a metering proxy, ${date}
+
+` +
+      `JSON chat calls at concurrency 16 on the harness's mock upstream, ${rows[0].rounds} rounds of 8,000 (after one to warm up), each system taking the same load in turn in every round, the order rotating. The floor does what any gateway that meters each call into an embedded store must: the key's SHA-256 looked up, the request's and the answer's JSON parsed, the call priced, and a row appended to DuckDB. Medians of the rounds' ratios to the bare proxy; CPU is the whole process's, threads included.
+
+${t}`,
   );
 }
 
