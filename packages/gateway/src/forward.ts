@@ -362,33 +362,18 @@ export async function forwardAttempts(
             fromClaude ? 'chat' : 'messages',
             body,
             a0,
-            false,
             abort,
             acc,
-            limit,
-            (ev) => t.translate(ev),
-            undefined,
-            undefined,
-            !last,
+            { hideUsage: false, limit, translate: (ev) => t.translate(ev), retryable: !last },
           );
         } else {
-          gaveUp = await relayStream(
-            env.recorder,
-            res,
-            up,
-            ctx,
-            endpoint,
-            body,
-            a0,
-            !clientWantsUsage,
-            abort,
-            acc,
+          gaveUp = await relayStream(env.recorder, res, up, ctx, endpoint, body, a0, abort, acc, {
+            hideUsage: !clientWantsUsage,
             limit,
-            undefined,
-            env.sessions,
+            sessions: env.sessions,
             background,
-            !last,
-          );
+            retryable: !last,
+          });
         }
         if (gaveUp !== undefined) {
           env.breakers.failure(attempt.provider.id);

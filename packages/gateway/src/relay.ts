@@ -166,6 +166,26 @@ export function transientStreamError(ev: string): string | null {
  * Anthropic's overloaded error may after its message_start. */
 const PREAMBLE = /^event: ?(response\.(created|in_progress)|message_start|content_block_start|ping)\b/;
 
+/** How a stream is relayed, beyond the call it belongs to. */
+export interface StreamOptions {
+  /** Hide the usage chunk the gateway asked for (stream_options.include_usage) from a client that
+   * did not ask for it. */
+  hideUsage: boolean;
+  /** The most bytes the upstream may send (gateway.max_response_bytes): past it the stream is cut
+   * off, as an upstream that broke off would be, and metered from what came. */
+  limit: number;
+  /** Tells each event in the client's API (a translated call). */
+  translate?: ((ev: string) => string) | undefined;
+  sessions?: ContainerSessions | undefined;
+  /** For a background Responses call: takes the response's id as soon as the stream names it. A
+   * stream that stops before the response has ended (the client gone) is then not metered: the
+   * response runs on upstream, and the gateway watches it (background.ts). */
+  background?: ((id: string) => void) | undefined;
+  /** The plan has more to try: a stream that fails before anything of it has been passed on is
+   * given up. */
+  retryable?: boolean;
+}
+
 /** Relays a stream event by event (translated if asked), metering it as it passes. A stream that
  * opens with a transient error (transientStreamError), or times out, before anything of it has been
  * passed on, is given up when `retryable` (the plan has more to try): its error type is returned
@@ -179,20 +199,11 @@ export async function relayStream(
   endpoint: Endpoint,
   body: Obj,
   a0: number,
-  hideUsage: boolean,
   signal: Cancel,
   acc: Accumulated,
-  /** The most bytes the upstream may send (gateway.max_response_bytes): past it the stream is cut
-   * off, as an upstream that broke off would be, and metered from what came. */
-  limit: number,
-  translate?: (ev: string) => string,
-  sessions?: ContainerSessions,
-  /** For a background Responses call: takes the response's id as soon as the stream names it. A
-   * stream that stops before the response has ended (the client gone) is then not metered: the
-   * response runs on upstream, and the gateway watches it (background.ts). */
-  background?: (id: string) => void,
-  retryable = false,
+  opts: StreamOptions,
 ): Promise<string | undefined> {
+  const { hideUsage, limit, translate, sessions, background, retryable = false } = opts;
   // The head is written with the first event, in one write (no flushHeaders()): until then, a
   // stream that opens with an error can be given up for the next attempt.
   let opened = false;
