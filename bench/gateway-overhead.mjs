@@ -7,6 +7,7 @@ import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
+  bareProxy,
   cpuMs,
   freePort,
   median,
@@ -94,10 +95,7 @@ function runHarness(dir, env) {
 async function cpuPerCall(dir, up, gw, stream, { rounds = 7, count = 2000 } = {}) {
   const upstream = mockUpstream(dir, up);
   const barePort = await freePort();
-  const bare = spawn(process.execPath, [join(dir, 'bare-proxy.mjs')], {
-    env: { ...process.env, PORT: String(barePort), UPSTREAM: `http://127.0.0.1:${up}` },
-    stdio: 'ignore',
-  });
+  const bare = bareProxy(dir, barePort, up);
   await new Promise((r) => setTimeout(r, 700));
   const env = stream ? { STREAM: '1' } : {};
   const load = (port, headers) =>

@@ -4,13 +4,11 @@
 // proxy, and through `tally start` with a virtual key (budget and limits on), in the same run;
 // with each process's CPU a call. The gateway reads usage and model from the answer's ends
 // instead of parsing it whole.
-import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { embeddingRecordings } from '../packages/gateway/dist/testing/recorded.js';
 import { prepareHarness } from './gateway-overhead.mjs';
-import { cpuMs, freePort, serialP50, startGatewayUnderTest, startProcess, stop } from './lib.mjs';
+import { bareProxy, cpuMs, freePort, serialP50, startGatewayUnderTest, startProcess, stop } from './lib.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
 const ADMIN = 'tk-admin-large-answer-0123456789';
@@ -67,10 +65,7 @@ export async function largeAnswerBench({ calls = 200 } = {}) {
   const up = await startProcess([SELF, 'upstream'], { env: { PORT: String(upPort) } });
   const barePort = await freePort();
   // The bare proxy prints nothing when it listens.
-  const bare = spawn(process.execPath, [join(dir, 'bare-proxy.mjs')], {
-    env: { ...process.env, PORT: String(barePort), UPSTREAM: `http://127.0.0.1:${upPort}` },
-    stdio: 'ignore',
-  });
+  const bare = bareProxy(dir, barePort, upPort);
   await new Promise((r) => setTimeout(r, 500));
   const gw = await startGatewayUnderTest(upPort, ADMIN, 'large-answer');
   const direct = `http://127.0.0.1:${upPort}`;

@@ -80,6 +80,15 @@ export function mockUpstream(dir, port) {
   });
 }
 
+/** The overhead harness's bare proxy (`bare-proxy.mjs` in `dir`) on `port`, in front of the
+ * upstream on `upPort`. It prints nothing: give it a moment to listen. */
+export function bareProxy(dir, port, upPort) {
+  return spawn(process.execPath, [`${dir}/bare-proxy.mjs`], {
+    env: { ...process.env, PORT: String(port), UPSTREAM: `http://127.0.0.1:${upPort}` },
+    stdio: 'ignore',
+  });
+}
+
 export function stop(child, signal = 'SIGTERM') {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) return resolve();

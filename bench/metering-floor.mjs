@@ -4,12 +4,12 @@
 // Per round: each one's rate against the bare proxy's, and its CPU a call (the whole process,
 // threads included) against the bare proxy's. Medians over the rounds; the first round warms up.
 // Usage: node bench/run.mjs metering-floor
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { prepareHarness } from './gateway-overhead.mjs';
 import {
+  bareProxy,
   cpuMs,
   freePort,
   median,
@@ -32,10 +32,7 @@ export async function meteringFloor({ rounds = 9, count = 8000 } = {}) {
   try {
     await new Promise((r) => setTimeout(r, 500));
     const barePort = await freePort();
-    const bare = spawn(process.execPath, [join(dir, 'bare-proxy.mjs')], {
-      env: { ...process.env, PORT: String(barePort), UPSTREAM: `http://127.0.0.1:${up}` },
-      stdio: 'ignore',
-    });
+    const bare = bareProxy(dir, barePort, up);
     children.push(bare);
     const floorPort = await freePort();
     const floor = await startProcess([FLOOR], {

@@ -83,17 +83,12 @@ afterAll(async () => {
   await new Promise((r) => server.close(r));
 });
 
-const get = (path: string) =>
-  upstreams.request(origin, { path, method: 'GET', headers: {}, timeoutMs: 2000 });
+const get = (path: string, timeoutMs = 2000) =>
+  upstreams.request(origin, { path, method: 'GET', headers: {}, timeoutMs });
 
 describe('Upstreams', () => {
   it('keeps the chunks that come before the reader, and hands over the rest as they come', async () => {
-    const up = await upstreams.request(origin, {
-      path: '/chunks',
-      method: 'GET',
-      headers: {},
-      timeoutMs: 2000,
-    });
+    const up = await get('/chunks');
     expect(up.statusCode).toBe(200);
     expect(up.headers['x-request-id']).toBe('r1');
     expect(up.headers['content-type']).toBe('text/plain');
@@ -176,12 +171,7 @@ describe('Upstreams', () => {
   });
 
   it('fails a body whose first part does not come within the timeout after its head', async () => {
-    const up = await upstreams.request(origin, {
-      path: '/silent',
-      method: 'GET',
-      headers: {},
-      timeoutMs: 100,
-    });
+    const up = await get('/silent', 100);
     expect(up.statusCode).toBe(200);
     const t0 = performance.now();
     const err = await up.body.bytes().catch((e: unknown) => e);
@@ -208,12 +198,7 @@ describe('Upstreams', () => {
     for (const c of holders) c.abort();
     await Promise.all(reads);
     // An answer whose head came in time is read to its end, past its timeout.
-    const up = await upstreams.request(origin, {
-      path: '/chunks',
-      method: 'GET',
-      headers: {},
-      timeoutMs: 200,
-    });
+    const up = await get('/chunks', 200);
     await new Promise((r) => setTimeout(r, 300));
     expect((await up.body.bytes()).toString()).toBe('part0\npart1\npart2\npart3\npart4\n');
   });

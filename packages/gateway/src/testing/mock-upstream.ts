@@ -250,11 +250,12 @@ export class MockUpstream {
         has_more: false,
       });
     } else if (new URLSearchParams(query).get('stream') === 'true') {
-      const ev = (name: string, n: number, response: Obj) =>
-        `event: ${name}\ndata: ${JSON.stringify({ type: name, sequence_number: n, response })}\n\n`;
       sse(res, [
-        ev('response.created', 0, { ...kept.response, status: 'in_progress', output: [], usage: null }),
-        ev('response.completed', 1, kept.response),
+        ev('response.created', {
+          sequence_number: 0,
+          response: { ...kept.response, status: 'in_progress', output: [], usage: null },
+        }),
+        ev('response.completed', { sequence_number: 1, response: kept.response }),
       ]);
     } else json(res, 200, now());
   }
@@ -282,8 +283,6 @@ export class MockUpstream {
     }
     if (model === 'fault-stream-error-late' && body['stream'] === true && path.endsWith('/messages')) {
       // Anthropic's message_start, then its overloaded error.
-      const ev = (name: string, data: Obj) =>
-        `event: ${name}\ndata: ${JSON.stringify({ type: name, ...data })}\n\n`;
       res.writeHead(200, { 'content-type': 'text/event-stream' });
       res.end(
         ev('message_start', {
@@ -308,8 +307,6 @@ export class MockUpstream {
       // A Responses stream says first that the response was made, then fails (a deployment at its
       // tokens a minute, as OpenAI's and Azure's do).
       res.writeHead(200, { 'content-type': 'text/event-stream' });
-      const ev = (name: string, data: Obj) =>
-        `event: ${name}\ndata: ${JSON.stringify({ type: name, ...data })}\n\n`;
       const error = {
         code: 'rate_limit_exceeded',
         message: 'Rate limit reached for gpt-4o on tokens per min (TPM).',
@@ -743,8 +740,6 @@ export class MockUpstream {
         return;
       }
       // Streamed: its first events at once, the rest once it is ready.
-      const ev = (name: string, data: Obj) =>
-        `event: ${name}\ndata: ${JSON.stringify({ type: name, ...data })}\n\n`;
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
       res.write(ev('response.created', { response: response('queued', false) }));
       res.write(ev('response.in_progress', { response: response('in_progress', false) }));
@@ -763,8 +758,6 @@ export class MockUpstream {
       json(res, 200, response('completed', true));
       return;
     }
-    const ev = (name: string, data: Obj) =>
-      `event: ${name}\ndata: ${JSON.stringify({ type: name, ...data })}\n\n`;
     sse(res, [
       ev('response.created', { response: response('in_progress', false) }),
       ...hosted.flatMap((item, i) => [
@@ -948,6 +941,11 @@ function json(res: ServerResponse, status: number, body: unknown): void {
     'anthropic-ratelimit-tokens-limit': '400000',
   });
   res.end(text);
+}
+
+/** A named SSE event whose data is `{type: name, ...data}` (Anthropic's and the Responses API's). */
+function ev(name: string, data: Obj): string {
+  return `event: ${name}\ndata: ${JSON.stringify({ type: name, ...data })}\n\n`;
 }
 
 /** Writes SSE events a few milliseconds apart, as a real stream arrives. */
