@@ -81,10 +81,11 @@ export function mockUpstream(dir, port) {
 }
 
 /** The overhead harness's bare proxy (`bare-proxy.mjs` in `dir`) on `port`, in front of the
- * upstream on `upPort`. It prints nothing: give it a moment to listen. */
-export function bareProxy(dir, port, upPort) {
-  return spawn(process.execPath, [`${dir}/bare-proxy.mjs`], {
-    env: { ...process.env, PORT: String(port), UPSTREAM: `http://127.0.0.1:${upPort}` },
+ * upstream on `upPort`, with node's `nodeArgs` (a preloaded hook, say) and `env` added. It prints
+ * nothing: give it a moment to listen. */
+export function bareProxy(dir, port, upPort, nodeArgs = [], env = {}) {
+  return spawn(process.execPath, [...nodeArgs, `${dir}/bare-proxy.mjs`], {
+    env: { ...process.env, ...env, PORT: String(port), UPSTREAM: `http://127.0.0.1:${upPort}` },
     stdio: 'ignore',
   });
 }
@@ -191,10 +192,12 @@ export function rssPartsMb(pid) {
 
 const CLOCK_TICKS = 100;
 
-/** CPU time a process has used so far (user + system), ms (Linux; 0 once it is gone). */
-export function cpuMs(pid) {
+/** CPU time a process has used so far (user + system), ms (Linux; 0 once it is gone); with
+ * `thread`, that thread's alone (the process's main thread: its pid). */
+export function cpuMs(pid, thread = null) {
   try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    const stat = thread === null ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`;
+    const f = readFileSync(stat, 'utf8').split(') ')[1].split(' ');
     return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS;
   } catch {
     return 0;

@@ -25,26 +25,9 @@ const FLOOR = new URL('./metering-floor-proxy.mjs', import.meta.url).pathname;
 export async function meteringFloor({ rounds = 9, count = 8000 } = {}) {
   const dir = prepareHarness();
   const tmp = mkdtempSync(join(os.tmpdir(), 'tally-floor-'));
-  const up = await freePort();
-  const mock = mockUpstream(dir, up);
-  const children = [mock];
-  let gw = null;
+  const three = await startThree(dir, tmp, 'floor');
   try {
-    await new Promise((r) => setTimeout(r, 500));
-    const barePort = await freePort();
-    const bare = bareProxy(dir, barePort, up);
-    children.push(bare);
-    const floorPort = await freePort();
-    const floor = await startProcess([FLOOR], {
-      env: { PORT: String(floorPort), UPSTREAM: `http://127.0.0.1:${up}`, DB: join(tmp, 'floor.duckdb') },
-    });
-    children.push(floor.child);
-    gw = await startGatewayUnderTest(up, ADMIN, 'floor');
-    const systems = {
-      bare: { pid: bare.pid, port: barePort, headers: [] },
-      floor: { pid: floor.child.pid, port: floorPort, headers: ['authorization:Bearer tk-floor'] },
-      tally: { pid: gw.pid, port: gw.port, headers: [`authorization:Bearer ${gw.key}`] },
-    };
+    const { systems } = three;
     const names = Object.keys(systems);
     const per = Object.fromEntries(names.map((n) => [n, []]));
     for (let r = 0; r < rounds; r++) {
@@ -77,8 +60,54 @@ export async function meteringFloor({ rounds = 9, count = 8000 } = {}) {
       rounds: per[n].length,
     }));
   } finally {
+    await three.stop();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The harness's mock upstream, and in front of it the three systems these benches compare: its
+ * bare proxy, the metering floor and `tally start` (a key with a budget and limits), each with
+ * node's `nodeArgs` added and `envOf(system)` in its environment. The floor's DuckDB file is in
+ * `tmp`. `systems` gives each one's pid, port, and the headers its calls need.
+ */
+export async function startThree(dir, tmp, project, { nodeArgs = [], envOf = () => ({}) } = {}) {
+  const up = await freePort();
+  const mock = mockUpstream(dir, up);
+  const children = [mock];
+  let gw = null;
+  const stop = async () => {
     if (gw) await gw.stop();
     for (const c of children) c.kill();
-    rmSync(tmp, { recursive: true, force: true });
+  };
+  try {
+    await new Promise((r) => setTimeout(r, 500));
+    const barePort = await freePort();
+    const bare = bareProxy(dir, barePort, up, nodeArgs, envOf('bare'));
+    children.push(bare);
+    const floorPort = await freePort();
+    const floor = await startProcess([...nodeArgs, FLOOR], {
+      env: {
+        ...envOf('floor'),
+        PORT: String(floorPort),
+        UPSTREAM: `http://127.0.0.1:${up}`,
+        DB: join(tmp, 'floor.duckdb'),
+      },
+    });
+    children.push(floor.child);
+    gw = await startGatewayUnderTest(up, ADMIN, project, { nodeArgs, env: envOf('tally') });
+    return {
+      up,
+      mock,
+      stop,
+      systems: {
+        bare: { pid: bare.pid, port: barePort, headers: [] },
+        floor: { pid: floor.child.pid, port: floorPort, headers: ['authorization:Bearer tk-floor'] },
+        tally: { pid: gw.pid, port: gw.port, headers: [`authorization:Bearer ${gw.key}`] },
+      },
+    };
+  } catch (err) {
+    await stop();
+    throw err;
   }
 }

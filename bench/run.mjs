@@ -4,6 +4,7 @@ import { appendFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { allocBench } from './alloc.mjs';
 import { bodyCheckBench } from './body-check.mjs';
+import { criticalPath } from './critical-path.mjs';
 import { gatewayOverhead } from './gateway-overhead.mjs';
 import { ingestBench } from './ingest.mjs';
 import { largeAnswerBench } from './large-answer.mjs';
@@ -16,6 +17,13 @@ import { soak } from './soak.mjs';
 import { storeMemory } from './store-memory.mjs';
 import { storeRetention } from './store-retention.mjs';
 import { streamMeterBench } from './stream-meter.mjs';
+
+/** The names of the three systems metering-floor and critical-path set side by side. */
+const THREE = {
+  bare: 'bare proxy (baseline)',
+  floor: 'metering floor (metering-floor-proxy.mjs)',
+  tally: '`tally start`, a key with a budget and limits',
+};
 
 const only = process.argv.slice(2);
 const want = (name) => only.length === 0 || only.includes(name);
@@ -285,15 +293,10 @@ if (want('alloc')) {
 
 if (want('metering-floor')) {
   const rows = await meteringFloor();
-  const label = {
-    bare: 'bare proxy (baseline)',
-    floor: 'metering floor (metering-floor-proxy.mjs)',
-    tally: '`tally start`, a key with a budget and limits',
-  };
   const t = table(
     ['system', 'calls/s', 'rate / bare', 'CPU a call', 'CPU / bare'],
     rows.map((r) => [
-      label[r.system],
+      THREE[r.system],
       Math.round(r.rps),
       r.rateVsBare.toFixed(2),
       `${r.cpuUs.toFixed(0)} µs`,
@@ -307,6 +310,53 @@ if (want('metering-floor')) {
       `JSON chat calls at concurrency 16 on the harness's mock upstream, ${rows[0].rounds} rounds of 8,000 (after one to warm up), each system taking the same load in turn in every round, the order rotating. The floor does what any gateway that meters each call into an embedded store must: the key's SHA-256 looked up, the request's and the answer's JSON parsed, the call priced, and a row appended to DuckDB. Medians of the rounds' ratios to the bare proxy; CPU is the whole process's, threads included.
 
 ${t}`,
+  );
+}
+
+if (want('critical-path')) {
+  const rows = await criticalPath();
+  const us = (ms) => `${Math.round(ms * 1000)} µs`;
+  const one = table(
+    ['system', 'added p50 over direct', 'pre', 'upstream', 'body', 'post', 'pre + post', '/ bare'],
+    rows.map((r) => [
+      THREE[r.system],
+      `+${r.added.toFixed(3)} ms`,
+      us(r.pre),
+      us(r.upstream),
+      us(r.body),
+      us(r.post),
+      us(r.inProxy),
+      `${r.inProxyVsBare.toFixed(2)}×`,
+    ]),
+  );
+  const pct = (x) => `${Math.round(x)} %`;
+  const many = table(
+    ['system', 'calls/s', 'rate / bare', 'main thread busy', 'whole proxy', 'mock upstream', 'cores idle'],
+    rows.map((r) => [
+      THREE[r.system],
+      Math.round(r.rps),
+      r.rateVsBare.toFixed(2),
+      pct(r.main),
+      pct(r.proc),
+      pct(r.mock),
+      pct(r.idle),
+    ]),
+  );
+  sections.push(
+    `### Where a call's time goes, ${date}
+
+` +
+      `The harness's bare proxy, the metering floor and \`tally start\`, on the harness's mock upstream, each taking the same load in turn in every round, the order rotating: ${rows[0].rounds} rounds after one to warm up; medians of the rounds.
+
+` +
+      `At concurrency 1 (3,000 JSON chat calls each, and as many direct to the mock in the same round): the added p50 over direct calls, and the proxy's own phases, timed inside it from node's and undici's diagnostics channels (bench/critical-path-hook.mjs). *pre*: the request's headers parsed until the upstream request is written; *upstream*: until the answer's headers are read; *body*: until its last byte; *post*: until the client's answer is written (\`res.end()\` returned).
+
+${one}
+
+` +
+      `At concurrency 16 (8,000 calls each): the rate, and how busy the machine was meanwhile, as a share of one core (the cores idle: of both).
+
+${many}`,
   );
 }
 
