@@ -11,8 +11,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { prepareHarness } from './gateway-overhead.mjs';
-import { cpuMs, median, runNode } from './lib.mjs';
-import { startThree } from './metering-floor.mjs';
+import { cpuMs, harnessLoad, median, rotated, startThree } from './lib.mjs';
 
 const HOOK = new URL('./critical-path-hook.mjs', import.meta.url).pathname;
 const mainCpu = (pid) => cpuMs(pid, pid);
@@ -33,14 +32,7 @@ export async function criticalPath({ rounds = 5, serial = 3000, count = 8000 } =
   try {
     const { systems, up, mock } = three;
     const load = async (port, n, conc, headers) => {
-      const text = await runNode([
-        join(dir, 'load.mjs'),
-        `http://127.0.0.1:${port}/v1/chat/completions`,
-        String(n),
-        String(conc),
-        ...headers,
-      ]);
-      const r = JSON.parse(text.trim().split('\n').at(-1));
+      const r = await harnessLoad(dir, port, n, conc, headers);
       if (r.errors > 0) throw new Error(`${r.errors} errors on port ${port}`);
       return r;
     };
@@ -48,8 +40,7 @@ export async function criticalPath({ rounds = 5, serial = 3000, count = 8000 } =
     const per = Object.fromEntries(names.map((n) => [n, []]));
     for (let r = 0; r < rounds; r++) {
       const direct = await load(up, serial, 1, []);
-      const order = [...names.slice(r % names.length), ...names.slice(0, r % names.length)];
-      for (const n of order) {
+      for (const n of rotated(names, r)) {
         const s = systems[n];
         // Concurrency 1: the added p50, and the proxy's phases.
         const one = await load(s.port, serial, 1, s.headers);
@@ -81,7 +72,6 @@ export async function criticalPath({ rounds = 5, serial = 3000, count = 8000 } =
       }
     }
     const med = (n, f) => median(per[n].map((x) => x[f]));
-    const bareOf = (f) => med('bare', f);
     return names.map((n) => ({
       system: n,
       rounds: per[n].length,
@@ -91,7 +81,7 @@ export async function criticalPath({ rounds = 5, serial = 3000, count = 8000 } =
       body: med(n, 'body'),
       post: med(n, 'post'),
       inProxy: med(n, 'pre') + med(n, 'post'),
-      inProxyVsBare: (med(n, 'pre') + med(n, 'post')) / (bareOf('pre') + bareOf('post')),
+      inProxyVsBare: (med(n, 'pre') + med(n, 'post')) / (med('bare', 'pre') + med('bare', 'post')),
       rps: med(n, 'rps'),
       rateVsBare: median(per[n].map((x, i) => x.rps / per.bare[i].rps)),
       main: med(n, 'main'),

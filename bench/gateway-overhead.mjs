@@ -10,12 +10,12 @@ import {
   bareProxy,
   cpuMs,
   freePort,
+  harnessLoad,
   median,
   mockUpstream,
   pidOf,
   rssMb,
   rssPartsMb,
-  runNode,
   SHARED,
   startGatewayUnderTest,
 } from './lib.mjs';
@@ -98,17 +98,7 @@ async function cpuPerCall(dir, up, gw, stream, { rounds = 7, count = 2000 } = {}
   const bare = bareProxy(dir, barePort, up);
   await new Promise((r) => setTimeout(r, 700));
   const env = stream ? { STREAM: '1' } : {};
-  const load = (port, headers) =>
-    runNode(
-      [
-        join(dir, 'load.mjs'),
-        `http://127.0.0.1:${port}/v1/chat/completions`,
-        String(count),
-        '16',
-        ...headers,
-      ],
-      env,
-    );
+  const load = (port, headers) => harnessLoad(dir, port, count, 16, headers, env);
   const tallyMs = () => cpuMs(gw.pid) + (gw.serverPid !== gw.pid ? cpuMs(gw.serverPid) : 0);
   const per = [];
   try {

@@ -1,8 +1,9 @@
 // Shared helpers for the benchmarks: free ports, child servers, trace-based events, tables.
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 
@@ -244,8 +245,6 @@ export async function startGatewayUnderTest(
   project,
   { replica = false, nodeArgs = [], env: extraEnv = {}, bin = TALLY_BIN } = {},
 ) {
-  const { mkdtempSync, rmSync } = await import('node:fs');
-  const { join } = await import('node:path');
   const port = await freePort();
   const data = mkdtempSync(join(os.tmpdir(), 'tally-gw-'));
   const env = {
@@ -308,4 +307,74 @@ export async function serialP50(origin, path, headers, n, bodyOf) {
   await pool.close();
   lat.sort((a, b) => a - b);
   return { p50: lat[lat.length >> 1], bytes };
+}
+
+const THREE_ADMIN = 'tk-admin-floor-0123456789';
+const FLOOR = new URL('./metering-floor-proxy.mjs', import.meta.url).pathname;
+
+/**
+ * The harness's mock upstream, and in front of it the three systems these benches compare: its
+ * bare proxy, the metering floor and `tally start` (a key with a budget and limits), each with
+ * node's `nodeArgs` added and `envOf(system)` in its environment. The floor's DuckDB file is in
+ * `tmp`. `systems` gives each one's pid, port, and the headers its calls need.
+ */
+export async function startThree(dir, tmp, project, { nodeArgs = [], envOf = () => ({}) } = {}) {
+  const up = await freePort();
+  const mock = mockUpstream(dir, up);
+  const children = [mock];
+  let gw = null;
+  const stop = async () => {
+    if (gw) await gw.stop();
+    for (const c of children) c.kill();
+  };
+  try {
+    await new Promise((r) => setTimeout(r, 500));
+    const barePort = await freePort();
+    const bare = bareProxy(dir, barePort, up, nodeArgs, envOf('bare'));
+    children.push(bare);
+    const floorPort = await freePort();
+    const floor = await startProcess([...nodeArgs, FLOOR], {
+      env: {
+        ...envOf('floor'),
+        PORT: String(floorPort),
+        UPSTREAM: `http://127.0.0.1:${up}`,
+        DB: join(tmp, 'floor.duckdb'),
+      },
+    });
+    children.push(floor.child);
+    gw = await startGatewayUnderTest(up, THREE_ADMIN, project, { nodeArgs, env: envOf('tally') });
+    return {
+      up,
+      mock,
+      stop,
+      systems: {
+        bare: { pid: bare.pid, port: barePort, headers: [] },
+        floor: { pid: floor.child.pid, port: floorPort, headers: ['authorization:Bearer tk-floor'] },
+        tally: { pid: gw.pid, port: gw.port, headers: [`authorization:Bearer ${gw.key}`] },
+      },
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** The order the systems `names` take their load in round `r`: rotated by one each round. */
+export const rotated = (names, r) => [...names.slice(r % names.length), ...names.slice(0, r % names.length)];
+
+/** Runs the harness's load generator (`load.mjs` in `dir`): `count` chat calls to the proxy on
+ * `port` at `concurrency`, with `headers` (`name:value`) and `env` (`STREAM: '1'` for SSE); resolves
+ * with what it reports (rps, p50, p90, p99, errors). */
+export async function harnessLoad(dir, port, count, concurrency, headers = [], env = {}) {
+  const out = await runNode(
+    [
+      `${dir}/load.mjs`,
+      `http://127.0.0.1:${port}/v1/chat/completions`,
+      String(count),
+      String(concurrency),
+      ...headers,
+    ],
+    env,
+  );
+  return JSON.parse(out.trim().split('\n').at(-1));
 }
