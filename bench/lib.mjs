@@ -378,3 +378,32 @@ export async function harnessLoad(dir, port, count, concurrency, headers = [], e
   );
   return JSON.parse(out.trim().split('\n').at(-1));
 }
+
+/**
+ * A fresh embedded store for a store benchmark, migrated, in a directory of its own (named from
+ * `prefix`); `opts` go to createDuckDbStore. `call(n)` is the n-th gateway call to append: a
+ * UUIDv7-shaped id, no task, the store's contract fixture's attribution and usage, n ms into
+ * December 2026. `close()` resolves with how many calls the store holds, once it is closed and its
+ * directory removed.
+ */
+export async function openBenchStore(prefix, opts = {}) {
+  const { createDuckDbStore } = await import('../packages/store/dist/index.js');
+  const { makeCall } = await import('../packages/store/dist/contract/fixtures.js');
+  const dir = mkdtempSync(join(os.tmpdir(), prefix));
+  const store = await createDuckDbStore({ path: join(dir, 'tally.duckdb'), ...opts });
+  await store.migrate();
+  const start = Date.UTC(2026, 11, 1);
+  return {
+    store,
+    call(n) {
+      const id = `0193${n.toString(16).padStart(4, '0').slice(-4)}-${(n >>> 16).toString(16).padStart(4, '0')}-7abc-8def-${n.toString(16).padStart(12, '0')}`;
+      return makeCall('default', id, { time: start + n, use_case: null, task_id: null });
+    },
+    async close() {
+      const stored = (await store.counts('default')).calls;
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+      return stored;
+    },
+  };
+}

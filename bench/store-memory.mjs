@@ -3,11 +3,9 @@
 // anonymous RSS along the way, its CPU a call, and the calls stored. Baseline: DuckDB's own
 // default (no memory limit) with the checkpoint threshold the store had before 2026-12-02 (256 MB
 // of log), in the same run.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { runNode } from './lib.mjs';
+import { openBenchStore, runNode } from './lib.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
 const BATCH = 5000;
@@ -40,30 +38,19 @@ function anonMb() {
 }
 
 async function child() {
-  const { createDuckDbStore } = await import('../packages/store/dist/index.js');
-  const { makeCall } = await import('../packages/store/dist/contract/fixtures.js');
   const calls = Number(process.env.CALLS);
   const every = Number(process.env.EVERY);
-  const dir = mkdtempSync(join(os.tmpdir(), 'tally-store-memory-'));
-  const store = await createDuckDbStore({
-    path: join(dir, 'tally.duckdb'),
+  const { store, call, close } = await openBenchStore('tally-store-memory-', {
     memoryLimit: process.env.LIMIT,
     checkpointThreshold: process.env.CHECKPOINT,
   });
-  await store.migrate();
   const t0 = process.cpuUsage();
   const samples = [];
   let peak = 0;
   let inserted = 0;
-  const start = Date.UTC(2026, 11, 1);
   for (let b = 0; b * BATCH < calls; b++) {
     const batch = store.newCallBatch();
-    for (let i = 0; i < BATCH; i++) {
-      const n = b * BATCH + i;
-      // Gateway calls: a UUIDv7-shaped id, no task, the fixture's attribution and usage.
-      const id = `0193${n.toString(16).padStart(4, '0').slice(-4)}-${(n >>> 16).toString(16).padStart(4, '0')}-7abc-8def-${n.toString(16).padStart(12, '0')}`;
-      batch.add(makeCall('default', id, { time: start + n, use_case: null, task_id: null }));
-    }
+    for (let i = 0; i < BATCH; i++) batch.add(call(b * BATCH + i));
     inserted += (await store.appendCallBatch(batch)).inserted;
     globalThis.gc?.();
     const rss = anonMb();
@@ -71,9 +58,7 @@ async function child() {
     if (((b + 1) * BATCH) % every === 0) samples.push({ calls: (b + 1) * BATCH, anonMb: rss });
   }
   const cpu = process.cpuUsage(t0);
-  const stored = (await store.counts('default')).calls;
-  await store.close();
-  rmSync(dir, { recursive: true, force: true });
+  const stored = await close();
   console.log(
     JSON.stringify({
       inserted,
