@@ -248,6 +248,7 @@ export class Gateway {
         };
         u.slot = this.underway.add(u);
         ctx.underway = u;
+        deps.sink.inflightStarted?.();
       },
       ended: (ctx) => this.release(ctx),
       stored: (ctx, id) => this.rememberResponse(ctx, id),
@@ -309,7 +310,10 @@ export class Gateway {
         return limitsOf(key, found instanceof Promise ? await found : found, model).buckets;
       },
     });
-    deps.sink.trackInflight?.(() => this.underwayRecords());
+    deps.sink.trackInflight?.(
+      () => this.underwayRecords(),
+      () => this.underway.size > 0,
+    );
   }
 
   /**

@@ -311,4 +311,43 @@ describe('BatchingSink with a spool', () => {
     expect(readdirSync(dir).filter((f) => f.endsWith('.calls'))).toHaveLength(1);
     await sink.close();
   });
+  it('keeps the calls under way on disk while there are any, and looks no more while there are none', async () => {
+    const spool = new ChunkSpool(dir, idLines);
+    const sink = new BatchingSink({
+      newChunk: () => new RecordChunk(),
+      spool,
+      journalMs: 5,
+      write: async () => undefined,
+    });
+    let underway: CallRecord[] = [];
+    let looks = 0;
+    sink.trackInflight(
+      async () => {
+        looks++;
+        return underway;
+      },
+      () => underway.length > 0,
+    );
+    const inflightFile = () => readdirSync(dir).filter((f) => f.startsWith('~inflight-'));
+    // A call goes under way: its record is kept in the file while it lasts.
+    const underwayRec = (i: number) => ({ ...rec(i), tokens: { output: 0 } }) as CallRecord;
+    underway = [underwayRec(1)];
+    sink.inflightStarted();
+    await until(() => inflightFile().length === 1);
+    // It ends: the file goes, and then the tracker stops looking.
+    underway = [];
+    await until(() => inflightFile().length === 0);
+    await new Promise((r) => setTimeout(r, 30));
+    const idle = looks;
+    await new Promise((r) => setTimeout(r, 100));
+    expect(looks).toBe(idle);
+    // The next call wakes it.
+    underway = [underwayRec(2)];
+    sink.inflightStarted();
+    await until(() => inflightFile().length === 1);
+    expect(looks).toBeGreaterThan(idle);
+    await sink.close();
+    // At close nothing is under way, and the file goes.
+    expect(inflightFile()).toEqual([]);
+  });
 });

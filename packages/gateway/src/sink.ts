@@ -94,6 +94,13 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
   /** Records the store refused (ChunkPartlyWritten), counted at each refusal: they are kept and
    * tried again, so one record refused twice counts twice. */
   refused = 0;
+  /** What trackInflight keeps on disk: the calls under way, and whether any are. */
+  private inflightTracking: {
+    calls: () => Promise<CallRecord[]>;
+    busy: () => boolean;
+    every: number;
+  } | null = null;
+  /** The tracker's timer, while it looks (null while it sleeps). */
   private inflightTimer: NodeJS.Timeout | null = null;
   private inflightIds = '';
   private inflightWrite: Promise<void> | null = null;
@@ -163,14 +170,29 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
    * process writes them after the journals of the same process, so a call that did end, and was
    * journaled, keeps its real record.
    */
-  trackInflight(calls: () => Promise<CallRecord[]>): void {
+  trackInflight(calls: () => Promise<CallRecord[]>, busy?: () => boolean): void {
     const spool = this.opts.spool;
     const every = this.opts.journalMs ?? 20;
-    if (!spool || every <= 0 || this.inflightTimer) return;
+    if (!spool || every <= 0 || this.inflightTracking) return;
+    this.inflightTracking = { calls, busy: busy ?? (() => true), every };
+    this.inflightStarted();
+  }
+
+  /** A call went under way: the tracker, asleep while none was, looks again. */
+  inflightStarted(): void {
+    const t = this.inflightTracking;
+    if (!t || this.inflightTimer !== null || this.closed) return;
+    const spool = this.opts.spool!;
     this.inflightTimer = setInterval(() => {
       if (this.inflightWrite || this.closed) return;
+      // Nothing under way and none on file: it sleeps until the next call (no wake-ups while idle).
+      if (!t.busy() && this.inflightIds === '') {
+        if (this.inflightTimer) clearInterval(this.inflightTimer);
+        this.inflightTimer = null;
+        return;
+      }
       this.inflightWrite = (async () => {
-        const records = await calls();
+        const records = await t.calls();
         // Rewritten when the calls, or a stream's count of output so far, change.
         const ids = records.map((r) => `${r.id}:${r.tokens.output}`).join(',');
         if (ids === this.inflightIds) return;
@@ -183,7 +205,7 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
         .finally(() => {
           this.inflightWrite = null;
         });
-    }, every);
+    }, t.every);
     this.inflightTimer.unref();
   }
 
@@ -357,6 +379,7 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
     if (this.timer) clearTimeout(this.timer);
     if (this.journalTimer) clearTimeout(this.journalTimer);
     if (this.inflightTimer) clearInterval(this.inflightTimer);
+    this.inflightTimer = null;
     this.timer = null;
     const tries = 5 + this.chunks.length;
     for (let i = 0; this.rows > 0 && i < tries; i++) await this.flush();
@@ -368,7 +391,7 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
     }
     while (this.background.size > 0) await Promise.all([...this.background]);
     // The gateway has drained: nothing is under way.
-    if (this.inflightTimer) {
+    if (this.inflightTracking) {
       while (this.inflightWrite) await this.inflightWrite;
       await this.opts.spool?.keepInflight(null).catch(() => undefined);
     }

@@ -121,8 +121,11 @@ export interface Sink {
   flush(): Promise<void>;
   close(): Promise<void>;
   /** Keeps what `calls` lists (the calls under way, metered as if cut off now) on disk too, so
-   * that a crash still meters them; a sink without a spool ignores it. */
-  trackInflight?(calls: () => Promise<CallRecord[]>): void;
+   * that a crash still meters them; a sink without a spool ignores it. With `busy` (whether any
+   * call is under way), it stops looking while none is, until inflightStarted. */
+  trackInflight?(calls: () => Promise<CallRecord[]>, busy?: () => boolean): void;
+  /** A call went under way (for trackInflight's `busy`). */
+  inflightStarted?(): void;
 }
 
 /** The most output tokens one call to a model may ask for (the catalog's), or null if unknown. */
