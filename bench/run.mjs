@@ -6,6 +6,7 @@ import { allocBench } from './alloc.mjs';
 import { bodyCheckBench } from './body-check.mjs';
 import { criticalPath } from './critical-path.mjs';
 import { gatewayOverhead } from './gateway-overhead.mjs';
+import { idleBench } from './idle.mjs';
 import { ingestBench } from './ingest.mjs';
 import { largeAnswerBench } from './large-answer.mjs';
 import { largePromptBench } from './large-prompt.mjs';
@@ -389,6 +390,28 @@ ${one}
       `At concurrency 16 (8,000 calls each): the rate, and how busy the machine was meanwhile, as a share of one core (the cores idle: of both).
 
 ${many}`,
+  );
+}
+
+if (want('idle')) {
+  const rows = await idleBench();
+  const bare = rows.find((r) => r.name === 'bare');
+  const t = table(
+    ['system', 'threads', 'CPU ms a minute', '− bare', 'main thread wake-ups a second', '/ bare'],
+    rows.map((r) => [
+      THREE[r.name],
+      r.threads,
+      r.cpuMsPerMin.toFixed(0),
+      (r.cpuMsPerMin - bare.cpuMsPerMin).toFixed(0),
+      r.wakeUpsPerS.toFixed(1),
+      bare.wakeUpsPerS > 0 ? (r.wakeUpsPerS / bare.wakeUpsPerS).toFixed(1) : 'n/a',
+    ]),
+  );
+  sections.push(
+    `### What an idle server costs, ${date}\n\n` +
+      "The harness's bare proxy, the metering floor and `tally start`, on the harness's mock upstream, each after a burst of 3,000 calls and 5 s to finish its writes, then left alone for a minute: " +
+      "the CPU each process used (all its threads; the clock ticks at 10 ms), and how often its main thread woke (voluntary context switches). Baseline: the bare proxy, in the same run; CPU is given as a difference, since the bare proxy's is near zero.\n\n" +
+      t,
   );
 }
 
