@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { GatewayRequestMetrics } from './metrics.js';
+import { collectProcessMetrics, GatewayRequestMetrics } from './metrics.js';
 
 /** A response as the gateway's count reads it: its status, whether it was sent, and its close. */
 function response(status: number, sent = true): ServerResponse {
@@ -85,5 +85,17 @@ describe("the gateway's request metrics", () => {
       ]);
       expect(text).toMatch(/_sum\{endpoint="chat"\} 61\.7045$/m);
     });
+  });
+});
+
+describe("the process's own metrics", () => {
+  it("exports the process's and its event loop's, prefixed tally_", async () => {
+    const registry = new Registry();
+    collectProcessMetrics(registry);
+    // The event loop's delay is sampled every 100 ms: a few samples.
+    await new Promise((r) => setTimeout(r, 350));
+    const text = await registry.metrics();
+    expect(text).toMatch(/^tally_process_resident_memory_bytes \d+$/m);
+    expect(text).toMatch(/^tally_nodejs_eventloop_lag_p99_seconds \d/m);
   });
 });

@@ -21,13 +21,13 @@ import {
   type VirtualKey,
 } from '@tally/gateway';
 import { CALL_CSV_FORMAT, CsvCallBatch, csvLines, earlierCallCsv } from '@tally/store';
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import { Registry } from 'prom-client';
 import { Pool } from 'undici';
 import { Cached } from './cached.js';
 import type { TallyConfig } from './config.js';
 import { corsFor } from './cors.js';
 import { createListener } from './listener.js';
-import { GatewayRequestMetrics, watchBackground, watchSink } from './metrics.js';
+import { collectProcessMetrics, GatewayRequestMetrics, watchBackground, watchSink } from './metrics.js';
 import {
   CALLS_FORMAT_HEADER,
   CALLS_WITH_TASKS_HEADER,
@@ -295,7 +295,7 @@ export async function buildReplica(opts: ReplicaOptions): Promise<GatewayReplica
 
   // The replica's own metrics: its gateway requests, its metering sink, and the process.
   const registry = new Registry();
-  if (opts.processMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'tally_' });
+  if (opts.processMetrics ?? true) collectProcessMetrics(registry);
   const requests = new GatewayRequestMetrics(registry);
   watchSink(registry, sink);
   watchBackground(registry, gateway);
