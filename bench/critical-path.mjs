@@ -7,8 +7,7 @@
 // - at concurrency 16: the rate, and how busy the machine is meanwhile: the proxy's main thread,
 //   the whole proxy (its threads included), the mock upstream, and the cores left idle.
 // Usage: node bench/run.mjs critical-path
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { prepareHarness } from './gateway-overhead.mjs';
 import { cpuMs, harnessLoad, median, rotated, startThree } from './lib.mjs';
@@ -23,11 +22,10 @@ function machineTicks() {
 
 export async function criticalPath({ rounds = 5, serial = 3000, count = 8000 } = {}) {
   const dir = prepareHarness();
-  const tmp = mkdtempSync(join(os.tmpdir(), 'tally-path-'));
-  const out = (name) => join(tmp, `${name}.json`);
-  const three = await startThree(dir, tmp, 'path', {
+  const out = (tmp, name) => join(tmp, `${name}.json`);
+  const three = await startThree(dir, 'path', {
     nodeArgs: ['--import', HOOK],
-    envOf: (name) => ({ CRITICAL_PATH_OUT: out(name) }),
+    envOf: (name, tmp) => ({ CRITICAL_PATH_OUT: out(tmp, name) }),
   });
   try {
     const { systems, up, mock } = three;
@@ -46,7 +44,7 @@ export async function criticalPath({ rounds = 5, serial = 3000, count = 8000 } =
         const one = await load(s.port, serial, 1, s.headers);
         process.kill(s.pid, 'SIGUSR2');
         await new Promise((res) => setTimeout(res, 300));
-        const phases = JSON.parse(readFileSync(out(n), 'utf8'));
+        const phases = JSON.parse(readFileSync(out(three.tmp, n), 'utf8'));
         // Concurrency 16: the rate, and how busy each part of the machine is meanwhile.
         const m0 = mainCpu(s.pid);
         const p0 = cpuMs(s.pid);
@@ -91,6 +89,5 @@ export async function criticalPath({ rounds = 5, serial = 3000, count = 8000 } =
     }));
   } finally {
     await three.stop();
-    rmSync(tmp, { recursive: true, force: true });
   }
 }

@@ -4,9 +4,7 @@
 // and how often its main thread woke (its voluntary context switches: each return from waiting on
 // its event loop is one). Baseline: the bare proxy, in the same run.
 // Usage: node bench/run.mjs idle
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import { join } from 'node:path';
+import { readdirSync, readFileSync } from 'node:fs';
 import { prepareHarness } from './gateway-overhead.mjs';
 import { cpuMs, harnessLoad, startThree } from './lib.mjs';
 
@@ -18,8 +16,7 @@ function wakeUps(pid, tid = pid) {
 
 export async function idleBench({ seconds = 60, burst = 3000 } = {}) {
   const dir = prepareHarness();
-  const tmp = mkdtempSync(join(os.tmpdir(), 'tally-idle-'));
-  const three = await startThree(dir, tmp, 'idle');
+  const three = await startThree(dir, 'idle');
   try {
     const { systems } = three;
     for (const s of Object.values(systems)) await harnessLoad(dir, s.port, burst, 16, s.headers);
@@ -37,6 +34,5 @@ export async function idleBench({ seconds = 60, burst = 3000 } = {}) {
     }));
   } finally {
     await three.stop();
-    rmSync(tmp, { recursive: true, force: true });
   }
 }

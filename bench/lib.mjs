@@ -315,10 +315,12 @@ const FLOOR = new URL('./metering-floor-proxy.mjs', import.meta.url).pathname;
 /**
  * The harness's mock upstream, and in front of it the three systems these benches compare: its
  * bare proxy, the metering floor and `tally start` (a key with a budget and limits), each with
- * node's `nodeArgs` added and `envOf(system)` in its environment. The floor's DuckDB file is in
- * `tmp`. `systems` gives each one's pid, port, and the headers its calls need.
+ * node's `nodeArgs` added and `envOf(system, tmp)` in its environment. `tmp` is a scratch directory
+ * of the run's (the floor's DuckDB file is in it), removed by `stop()`. `systems` gives each one's
+ * pid, port, and the headers its calls need.
  */
-export async function startThree(dir, tmp, project, { nodeArgs = [], envOf = () => ({}) } = {}) {
+export async function startThree(dir, project, { nodeArgs = [], envOf = () => ({}) } = {}) {
+  const tmp = mkdtempSync(join(os.tmpdir(), `tally-${project}-`));
   const up = await freePort();
   const mock = mockUpstream(dir, up);
   const children = [mock];
@@ -326,26 +328,28 @@ export async function startThree(dir, tmp, project, { nodeArgs = [], envOf = () 
   const stop = async () => {
     if (gw) await gw.stop();
     for (const c of children) c.kill();
+    rmSync(tmp, { recursive: true, force: true });
   };
   try {
     await new Promise((r) => setTimeout(r, 500));
     const barePort = await freePort();
-    const bare = bareProxy(dir, barePort, up, nodeArgs, envOf('bare'));
+    const bare = bareProxy(dir, barePort, up, nodeArgs, envOf('bare', tmp));
     children.push(bare);
     const floorPort = await freePort();
     const floor = await startProcess([...nodeArgs, FLOOR], {
       env: {
-        ...envOf('floor'),
+        ...envOf('floor', tmp),
         PORT: String(floorPort),
         UPSTREAM: `http://127.0.0.1:${up}`,
         DB: join(tmp, 'floor.duckdb'),
       },
     });
     children.push(floor.child);
-    gw = await startGatewayUnderTest(up, THREE_ADMIN, project, { nodeArgs, env: envOf('tally') });
+    gw = await startGatewayUnderTest(up, THREE_ADMIN, project, { nodeArgs, env: envOf('tally', tmp) });
     return {
       up,
       mock,
+      tmp,
       stop,
       systems: {
         bare: { pid: bare.pid, port: barePort, headers: [] },

@@ -1,19 +1,9 @@
-// How far Tally's gateway is from the floor of a metering proxy (metering-floor-proxy.mjs): the
-// harness's bare proxy, that floor and `tally start`, on the harness's mock upstream, each taking
-// the same load in turn in every round (the order rotating), JSON chat calls at concurrency 16.
-// Per round: each one's rate against the bare proxy's, and its CPU a call (the whole process,
-// threads included) against the bare proxy's. Medians over the rounds; the first round warms up.
-// Usage: node bench/run.mjs metering-floor
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import { join } from 'node:path';
 import { prepareHarness } from './gateway-overhead.mjs';
 import { cpuMs, harnessLoad, median, rotated, startThree } from './lib.mjs';
 
 export async function meteringFloor({ rounds = 9, count = 8000 } = {}) {
   const dir = prepareHarness();
-  const tmp = mkdtempSync(join(os.tmpdir(), 'tally-floor-'));
-  const three = await startThree(dir, tmp, 'floor');
+  const three = await startThree(dir, 'floor');
   try {
     const { systems } = three;
     const names = Object.keys(systems);
@@ -41,6 +31,5 @@ export async function meteringFloor({ rounds = 9, count = 8000 } = {}) {
     }));
   } finally {
     await three.stop();
-    rmSync(tmp, { recursive: true, force: true });
   }
 }

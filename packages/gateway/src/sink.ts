@@ -95,11 +95,7 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
    * tried again, so one record refused twice counts twice. */
   refused = 0;
   /** What trackInflight keeps on disk: the calls under way, and whether any are. */
-  private inflightTracking: {
-    calls: () => Promise<CallRecord[]>;
-    busy: () => boolean;
-    every: number;
-  } | null = null;
+  private inflightTracking: { calls: () => Promise<CallRecord[]>; busy: () => boolean } | null = null;
   /** The tracker's timer, while it looks (null while it sleeps). */
   private inflightTimer: NodeJS.Timeout | null = null;
   private inflightIds = '';
@@ -174,7 +170,7 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
     const spool = this.opts.spool;
     const every = this.opts.journalMs ?? 20;
     if (!spool || every <= 0 || this.inflightTracking) return;
-    this.inflightTracking = { calls, busy: busy ?? (() => true), every };
+    this.inflightTracking = { calls, busy: busy ?? (() => true) };
     this.inflightStarted();
   }
 
@@ -187,7 +183,7 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
       if (this.inflightWrite || this.closed) return;
       // Nothing under way and none on file: it sleeps until the next call (no wake-ups while idle).
       if (!t.busy() && this.inflightIds === '') {
-        if (this.inflightTimer) clearInterval(this.inflightTimer);
+        clearInterval(this.inflightTimer!);
         this.inflightTimer = null;
         return;
       }
@@ -205,7 +201,7 @@ export class BatchingSink<C extends SinkChunk = RecordChunk> implements Sink {
         .finally(() => {
           this.inflightWrite = null;
         });
-    }, t.every);
+    }, this.opts.journalMs ?? 20);
     this.inflightTimer.unref();
   }
 
